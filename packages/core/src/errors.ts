@@ -1,0 +1,241 @@
+/**
+ * The typed error hierarchy. Every error BeamClaw throws or rejects with is a
+ * {@link BeamClawError} carrying a stable string `code`, so callers can branch on
+ * `err.code` without `instanceof`, and `XError.isInstance(err)` works even when two copies
+ * of `@beamclaw/core` are loaded (a marker on `Symbol.for`, not a class identity check).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await actor.call({ type: "get" }, { timeoutMs: 100 });
+ * } catch (err) {
+ *   if (TimeoutError.isInstance(err)) retryLater();
+ *   else if (isBeamClawError(err, "NO_PROCESS")) reconnect();
+ *   else throw err;
+ * }
+ * ```
+ */
+
+const MARKER = Symbol.for("beamclaw.error");
+
+/** Every stable error code defined by `@beamclaw/core`. Adapters may add their own. */
+export type BeamClawErrorCode =
+  | "TIMEOUT"
+  | "OVERLOADED"
+  | "NO_PROCESS"
+  | "ABORTED"
+  | "ALREADY_STARTED"
+  | "ALREADY_REGISTERED"
+  | "INVALID_ARGUMENT"
+  | "CHILD_NOT_FOUND"
+  | "CHILD_START_FAILED"
+  | "MAX_CHILDREN"
+  | "MAX_RESTART_INTENSITY"
+  | "TASK_CRASHED";
+
+/** Options every BeamClaw error accepts. */
+export interface BeamClawErrorOptions {
+  /** The underlying error, kept as the standard `Error.cause`. */
+  cause?: unknown;
+}
+
+/**
+ * Base class of every BeamClaw error. `code` is stable across releases; `message` is for
+ * people and may change.
+ */
+export class BeamClawError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: string;
+  declare readonly [MARKER]: true;
+
+  constructor(code: string, message: string, options?: BeamClawErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+    Object.defineProperty(this, MARKER, { value: true, enumerable: false });
+  }
+
+  /**
+   * True when `value` is a BeamClaw error from any copy of the library. Subclasses narrow by
+   * their own code: `TimeoutError.isInstance(e)` is true only for `code === "TIMEOUT"`.
+   */
+  static isInstance(value: unknown): value is BeamClawError {
+    return isMarked(value);
+  }
+
+  /** A plain-object form for logs and wire protocols. */
+  toJSON(): { name: string; code: string; message: string } {
+    return { name: this.name, code: this.code, message: this.message };
+  }
+}
+
+function isMarked(value: unknown): value is BeamClawError {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as { [MARKER]?: unknown })[MARKER] === true &&
+    typeof (value as { code?: unknown }).code === "string"
+  );
+}
+
+/**
+ * True when `value` is a BeamClaw error (from any copy of the library), optionally with the
+ * given `code`.
+ */
+export function isBeamClawError(value: unknown, code?: string): value is BeamClawError {
+  return isMarked(value) && (code === undefined || value.code === code);
+}
+
+function guard<T extends BeamClawError>(code: string) {
+  return (value: unknown): value is T => isMarked(value) && value.code === code;
+}
+
+/** A `call`, task or other bounded wait did not finish within its time limit. */
+export class TimeoutError extends BeamClawError {
+  /** The limit that was exceeded, in milliseconds. */
+  readonly timeoutMs: number;
+  constructor(message: string, timeoutMs: number, options?: BeamClawErrorOptions) {
+    super("TIMEOUT", message, options);
+    this.timeoutMs = timeoutMs;
+  }
+  static override isInstance = guard<TimeoutError>("TIMEOUT");
+}
+
+/**
+ * A bounded queue (an actor's mailbox, a task supervisor's capacity) is full. Retryable:
+ * the same request may succeed once the backlog drains.
+ */
+export class OverloadedError extends BeamClawError {
+  /** The bound that was hit. */
+  readonly limit: number;
+  /** Always true: an overload is transient. */
+  readonly isRetryable = true;
+  constructor(message: string, limit: number, options?: BeamClawErrorOptions) {
+    super("OVERLOADED", message, options);
+    this.limit = limit;
+  }
+  static override isInstance = guard<OverloadedError>("OVERLOADED");
+}
+
+/**
+ * The target process is not alive: it was never started, has stopped, or stopped while the
+ * request was pending. `exitReason` says why it stopped, when known.
+ */
+export class NoProcessError extends BeamClawError {
+  /** The exit reason of the process, when it has exited. */
+  readonly exitReason: unknown;
+  constructor(message: string, exitReason?: unknown, options?: BeamClawErrorOptions) {
+    super("NO_PROCESS", message, options);
+    this.exitReason = exitReason;
+  }
+  static override isInstance = guard<NoProcessError>("NO_PROCESS");
+}
+
+/** Work was cancelled through an `AbortSignal` or because its owner stopped. */
+export class AbortedError extends BeamClawError {
+  constructor(message: string, options?: BeamClawErrorOptions) {
+    super("ABORTED", message, options);
+  }
+  static override isInstance = guard<AbortedError>("ABORTED");
+}
+
+/** `start()` was called on something that is already running or has already run. */
+export class AlreadyStartedError extends BeamClawError {
+  constructor(message: string, options?: BeamClawErrorOptions) {
+    super("ALREADY_STARTED", message, options);
+  }
+  static override isInstance = guard<AlreadyStartedError>("ALREADY_STARTED");
+}
+
+/** A unique name is already held by a live process. */
+export class AlreadyRegisteredError extends BeamClawError {
+  /** The name that is taken. */
+  readonly key: unknown;
+  constructor(message: string, key: unknown, options?: BeamClawErrorOptions) {
+    super("ALREADY_REGISTERED", message, options);
+    this.key = key;
+  }
+  static override isInstance = guard<AlreadyRegisteredError>("ALREADY_REGISTERED");
+}
+
+/** An argument or option is invalid; `message` says which and why. */
+export class InvalidArgumentError extends BeamClawError {
+  constructor(message: string, options?: BeamClawErrorOptions) {
+    super("INVALID_ARGUMENT", message, options);
+  }
+  static override isInstance = guard<InvalidArgumentError>("INVALID_ARGUMENT");
+}
+
+/** A supervisor has no child with the given id. */
+export class ChildNotFoundError extends BeamClawError {
+  readonly childId: string;
+  constructor(childId: string, options?: BeamClawErrorOptions) {
+    super("CHILD_NOT_FOUND", `no child with id "${childId}"`, options);
+    this.childId = childId;
+  }
+  static override isInstance = guard<ChildNotFoundError>("CHILD_NOT_FOUND");
+}
+
+/** A child's `start` function threw or returned something that is not a live process. */
+export class ChildStartError extends BeamClawError {
+  readonly childId: string;
+  constructor(childId: string, cause: unknown) {
+    super("CHILD_START_FAILED", `child "${childId}" failed to start: ${describe(cause)}`, {
+      cause,
+    });
+    this.childId = childId;
+  }
+  static override isInstance = guard<ChildStartError>("CHILD_START_FAILED");
+}
+
+/** A dynamic supervisor already runs `maxChildren` children. */
+export class MaxChildrenError extends BeamClawError {
+  readonly limit: number;
+  readonly isRetryable = true;
+  constructor(limit: number) {
+    super("MAX_CHILDREN", `the supervisor already runs its maximum of ${limit} children`);
+    this.limit = limit;
+  }
+  static override isInstance = guard<MaxChildrenError>("MAX_CHILDREN");
+}
+
+/**
+ * A supervisor restarted children more than `maxRestarts` times within `periodMs` and gave
+ * up. It stops with this error as its exit reason, which its own supervisor sees as a crash.
+ */
+export class MaxRestartIntensityError extends BeamClawError {
+  readonly maxRestarts: number;
+  readonly periodMs: number;
+  constructor(maxRestarts: number, periodMs: number, lastReason: unknown) {
+    super(
+      "MAX_RESTART_INTENSITY",
+      `reached max restart intensity (${maxRestarts} restarts in ${periodMs} ms); last exit: ${describe(lastReason)}`,
+      { cause: lastReason },
+    );
+    this.maxRestarts = maxRestarts;
+    this.periodMs = periodMs;
+  }
+  static override isInstance = guard<MaxRestartIntensityError>("MAX_RESTART_INTENSITY");
+}
+
+/** A supervised task threw something that is not an `Error`; the thrown value is `cause`. */
+export class TaskCrashedError extends BeamClawError {
+  constructor(message: string, options?: BeamClawErrorOptions) {
+    super("TASK_CRASHED", message, options);
+  }
+  static override isInstance = guard<TaskCrashedError>("TASK_CRASHED");
+}
+
+/** A short human description of any thrown value or exit reason. */
+export function describe(reason: unknown): string {
+  if (reason instanceof Error) {
+    const code = (reason as { code?: unknown }).code;
+    return typeof code === "string" ? `${code}: ${reason.message}` : reason.message;
+  }
+  if (typeof reason === "string") return reason;
+  try {
+    return JSON.stringify(reason) ?? String(reason);
+  } catch {
+    return String(reason);
+  }
+}

@@ -1,0 +1,111 @@
+import { EventEmitter } from "eventemitter3";
+import { InvalidArgumentError } from "../errors.js";
+import { emitTelemetry } from "../telemetry.js";
+
+/** Receives one published message. */
+export type PubSubHandler<T = unknown> = (message: T, topic: string) => void;
+
+/** Options of {@link PubSub.subscribe}. */
+export interface SubscribeOptions {
+  /** Unsubscribes when this signal aborts (pass an actor's `signal` to tie it to its life). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Topic-based publish/subscribe (Phoenix.PubSub). The in-process {@link LocalPubSub} is the
+ * default; a cluster adapter (Redis) implements the same interface so that a message
+ * published on one node reaches subscribers on every node.
+ *
+ * Subscribing is local and synchronous; publishing may cross the network, hence the promise.
+ * Delivery to a subscriber never throws into the publisher: a throwing handler is reported on
+ * the `beamclaw:pubsub.handler-error` telemetry channel and the others still receive the
+ * message.
+ */
+export interface PubSub {
+  /** Subscribes `handler` to `topic`; returns the unsubscribe function. */
+  subscribe<T = unknown>(
+    topic: string,
+    handler: PubSubHandler<T>,
+    options?: SubscribeOptions,
+  ): () => void;
+  /** Delivers `message` to every subscriber of `topic` (cluster-wide for cluster adapters). */
+  publish(topic: string, message: unknown): Promise<void>;
+  /** Number of local subscribers of `topic`. */
+  subscriberCount(topic: string): number;
+  /** Releases connections and drops every subscription. */
+  close(): Promise<void>;
+}
+
+/**
+ * In-process {@link PubSub} on eventemitter3: messages are delivered synchronously, in
+ * subscription order, before `publish` resolves.
+ *
+ * @example
+ * ```ts
+ * const pubsub = new LocalPubSub();
+ * const off = pubsub.subscribe<{ text: string }>("session:agent:main:main", (m) => console.log(m.text));
+ * await pubsub.publish("session:agent:main:main", { text: "hi" });
+ * off();
+ * ```
+ */
+export class LocalPubSub implements PubSub {
+  readonly #emitter = new EventEmitter();
+
+  subscribe<T = unknown>(
+    topic: string,
+    handler: PubSubHandler<T>,
+    options: SubscribeOptions = {},
+  ): () => void {
+    if (typeof topic !== "string" || topic.length === 0) {
+      throw new InvalidArgumentError("a topic must be a non-empty string");
+    }
+    if (typeof handler !== "function") throw new InvalidArgumentError("handler must be a function");
+    const { signal } = options;
+    if (signal?.aborted) return () => {};
+    const listener = (message: unknown) => {
+      try {
+        handler(message as T, topic);
+      } catch (error) {
+        emitTelemetry("beamclaw:pubsub.handler-error", () => ({ topic, error }));
+      }
+    };
+    this.#emitter.on(topic, listener);
+    let onAbort: (() => void) | undefined;
+    const unsubscribe = () => {
+      this.#emitter.off(topic, listener);
+      if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
+      onAbort = undefined;
+    };
+    if (signal !== undefined) {
+      onAbort = unsubscribe;
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
+    return unsubscribe;
+  }
+
+  /** Delivers synchronously; the returned promise is already settled when it is returned. */
+  publish(topic: string, message: unknown): Promise<void> {
+    this.publishSync(topic, message);
+    return Promise.resolve();
+  }
+
+  /** Delivers to local subscribers now. Returns the number of subscribers reached. */
+  publishSync(topic: string, message: unknown): number {
+    const count = this.#emitter.listenerCount(topic);
+    if (count > 0) this.#emitter.emit(topic, message);
+    return count;
+  }
+
+  subscriberCount(topic: string): number {
+    return this.#emitter.listenerCount(topic);
+  }
+
+  /** Topics with at least one subscriber. */
+  topics(): string[] {
+    return this.#emitter.eventNames().map(String);
+  }
+
+  async close(): Promise<void> {
+    this.#emitter.removeAllListeners();
+  }
+}

@@ -1,0 +1,178 @@
+import {
+  AbortedError,
+  InvalidArgumentError,
+  NoProcessError,
+  OverloadedError,
+  TaskCrashedError,
+  TimeoutError,
+} from "../errors.js";
+import { Actor, type ActorOptions } from "./actor.js";
+import type { ExitReason } from "./exit.js";
+
+/** Options of a {@link TaskSupervisor}. */
+export interface TaskSupervisorOptions extends Pick<ActorOptions, "name"> {
+  /** Refuse `run` with `OverloadedError` beyond this many concurrent tasks. Default unlimited. */
+  maxTasks?: number;
+  /** Timeout for tasks that do not set one, in ms. Default `Infinity`. */
+  defaultTimeoutMs?: number;
+}
+
+/** Options of one task. */
+export interface TaskOptions {
+  /** Reject with `TimeoutError` (and abort the task's signal) after this many ms. */
+  timeoutMs?: number;
+  /** Aborting this signal aborts the task and rejects it with `AbortedError`. */
+  signal?: AbortSignal;
+  /** A label for error messages. */
+  name?: string;
+}
+
+/** What a running task gets: its abort signal. */
+export interface TaskContext {
+  /** Aborts on timeout, on the caller's signal, or when the supervisor stops. */
+  signal: AbortSignal;
+}
+
+interface RunningTask {
+  controller: AbortController;
+  settled: Promise<unknown>;
+}
+
+/**
+ * Runs one-shot async work (tool calls, fetches) with a timeout and abort, isolated from the
+ * caller, in the manner of OTP's `Task.Supervisor`. Tasks are never restarted: a task
+ * settles with its result or a typed error, and the caller decides whether to retry.
+ *
+ * - A task that throws an `Error` rejects with that same error (its type drives retries);
+ *   one that throws anything else rejects with `TaskCrashedError`.
+ * - A task that overruns `timeoutMs` rejects with `TimeoutError` at once, and its signal
+ *   aborts so that it can clean up.
+ * - Stopping the supervisor aborts every running task (they reject with `AbortedError`) and
+ *   waits for them to settle, within the stop timeout.
+ *
+ * @example
+ * ```ts
+ * const tasks = await new TaskSupervisor({ maxTasks: 64 }).start();
+ * const page = await tasks.run(({ signal }) => fetch(url, { signal }).then((r) => r.text()), {
+ *   timeoutMs: 10_000,
+ * });
+ * await tasks.stop();
+ * ```
+ */
+export class TaskSupervisor extends Actor<never, never, never, never> {
+  readonly maxTasks: number;
+  readonly defaultTimeoutMs: number;
+  readonly #running = new Set<RunningTask>();
+
+  constructor(options: TaskSupervisorOptions = {}) {
+    super(options.name === undefined ? {} : { name: options.name });
+    this.maxTasks = options.maxTasks ?? Infinity;
+    this.defaultTimeoutMs = options.defaultTimeoutMs ?? Infinity;
+    if (!(this.maxTasks === Infinity || (Number.isInteger(this.maxTasks) && this.maxTasks > 0))) {
+      throw new InvalidArgumentError(`maxTasks must be a positive integer, got ${this.maxTasks}`);
+    }
+    validTimeout(this.defaultTimeoutMs, "defaultTimeoutMs");
+  }
+
+  /** Tasks currently running. */
+  get activeCount(): number {
+    return this.#running.size;
+  }
+
+  /**
+   * Runs `fn` as a supervised task and settles with its result.
+   *
+   * @throws NoProcessError if the supervisor is not running.
+   * @throws OverloadedError if `maxTasks` tasks are already running.
+   * @throws TimeoutError, AbortedError, TaskCrashedError, or the task's own error.
+   */
+  run<T>(fn: (context: TaskContext) => T | Promise<T>, options: TaskOptions = {}): Promise<T> {
+    if (this.status !== "running") {
+      return Promise.reject(
+        new NoProcessError(`${this.name} is ${this.status}; it runs no tasks`, this.exitReason),
+      );
+    }
+    if (this.#running.size >= this.maxTasks) {
+      return Promise.reject(
+        new OverloadedError(`${this.name} already runs ${this.maxTasks} tasks`, this.maxTasks),
+      );
+    }
+    const timeoutMs = validTimeout(options.timeoutMs ?? this.defaultTimeoutMs, "timeoutMs");
+    const label = options.name ?? "task";
+    const controller = new AbortController();
+    const outer = options.signal;
+    if (outer?.aborted) {
+      return Promise.reject(
+        new AbortedError(`${label} was aborted before it started`, { cause: outer.reason }),
+      );
+    }
+
+    let timer: NodeJS.Timeout | undefined;
+    let onOuterAbort: (() => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      if (timeoutMs !== Infinity) {
+        timer = setTimeout(() => {
+          const error = new TimeoutError(`${label} timed out after ${timeoutMs} ms`, timeoutMs);
+          controller.abort(error);
+          reject(error);
+        }, timeoutMs);
+      }
+      if (outer !== undefined) {
+        onOuterAbort = () => {
+          const error = new AbortedError(`${label} was aborted`, { cause: outer.reason });
+          controller.abort(error);
+          reject(error);
+        };
+        outer.addEventListener("abort", onOuterAbort, { once: true });
+      }
+      controller.signal.addEventListener(
+        "abort",
+        () => {
+          const reason: unknown = controller.signal.reason;
+          reject(
+            reason instanceof TimeoutError || reason instanceof AbortedError
+              ? reason
+              : new AbortedError(`${label} was aborted`, { cause: reason }),
+          );
+        },
+        { once: true },
+      );
+    });
+
+    const work = (async () => fn({ signal: controller.signal }))().catch((thrown: unknown) => {
+      throw thrown instanceof Error
+        ? thrown
+        : new TaskCrashedError(`${label} threw a non-error value`, { cause: thrown });
+    });
+    const task: RunningTask = { controller, settled: work.catch(() => undefined) };
+    this.#running.add(task);
+    void task.settled.then(() => {
+      this.#running.delete(task);
+      clearTimeout(timer);
+      if (onOuterAbort !== undefined) outer?.removeEventListener("abort", onOuterAbort);
+    });
+    return Promise.race([work, stopped]).finally(() => {
+      clearTimeout(timer);
+    });
+  }
+
+  /** Aborts every task and waits for them to settle. */
+  protected override async terminate(reason: ExitReason): Promise<void> {
+    const tasks = Array.from(this.#running);
+    for (const task of tasks) {
+      task.controller.abort(
+        new AbortedError(
+          `${this.name} is stopping (${typeof reason === "string" ? reason : reason.message})`,
+        ),
+      );
+    }
+    await Promise.all(tasks.map((t) => t.settled));
+  }
+}
+
+function validTimeout(timeoutMs: number, what: string): number {
+  if (timeoutMs === Infinity || (Number.isFinite(timeoutMs) && timeoutMs > 0)) return timeoutMs;
+  throw new InvalidArgumentError(
+    `${what} must be a positive number of ms or Infinity, got ${timeoutMs}`,
+  );
+}
