@@ -13,5 +13,8 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 20_000,
     teardownTimeout: 5_000,
+    // The JSON report lets .ci/run print one "N passed, N failed" line across packages.
+    reporters: ["default", "json"],
+    outputFile: { json: ".vitest-results.json" },
   },
 });
