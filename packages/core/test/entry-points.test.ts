@@ -12,21 +12,28 @@ const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url),
 describe("package entry points", () => {
   const entries = Object.keys(pkg.exports).filter((e) => !e.endsWith(".json"));
 
-  it.each(entries)("importing %s starts nothing: no timer, socket or handle is left open", async (entry) => {
-    const specifier = entry === "." ? pkg.name : `${pkg.name}/${entry.slice(2)}`;
-    // A fresh process imports the built package the way a user's app would.
-    const script = `
+  it.each(entries)(
+    "importing %s starts nothing: no timer, socket or handle is left open",
+    async (entry) => {
+      const specifier = entry === "." ? pkg.name : `${pkg.name}/${entry.slice(2)}`;
+      // A fresh process imports the built package the way a user's app would.
+      const script = `
       const before = process.getActiveResourcesInfo().length;
       const mod = await import(${JSON.stringify(specifier)});
       await new Promise((r) => setImmediate(r));
       const after = process.getActiveResourcesInfo();
       console.log(JSON.stringify({ exports: Object.keys(mod).length, extra: after.length - before, after }));
     `;
-    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
-      cwd: new URL("..", import.meta.url),
-    });
-    const result = JSON.parse(stdout.trim()) as { exports: number; extra: number; after: string[] };
-    expect(result.exports).toBeGreaterThan(0);
-    expect(result.extra, `open after import: ${result.after.join(", ")}`).toBe(0);
-  });
+      const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
+        cwd: new URL("..", import.meta.url),
+      });
+      const result = JSON.parse(stdout.trim()) as {
+        exports: number;
+        extra: number;
+        after: string[];
+      };
+      expect(result.exports).toBeGreaterThan(0);
+      expect(result.extra, `open after import: ${result.after.join(", ")}`).toBe(0);
+    },
+  );
 });

@@ -671,6 +671,9 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
   async #runStop(reason: ExitReason, timeoutMs: number): Promise<void> {
     let finalReason: ExitReason = reason;
     const work = (async () => {
+      // stop() may be called from inside a synchronous handler: let it return first, so
+      // that terminate never runs beside it.
+      await null;
       if (this.#inFlight) {
         await new Promise<void>((resolve) => {
           this.#onIdle = resolve;
