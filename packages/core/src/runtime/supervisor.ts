@@ -29,8 +29,9 @@ export type RestartType = "permanent" | "transient" | "temporary";
  * Which children are restarted when one exits and must be restarted:
  * - `one_for_one`: only that child.
  * - `one_for_all`: all children: the others are stopped (in reverse start order), then all
- *   are started again in order.
- * - `rest_for_one`: that child and the children started after it.
+ *   are started again in order, including non-temporary siblings that were not running.
+ *   Temporary siblings are stopped and forgotten.
+ * - `rest_for_one`: the same, for that child and the children after it in start order.
  */
 export type RestartStrategy = "one_for_one" | "one_for_all" | "rest_for_one";
 
@@ -182,6 +183,8 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
   protected readonly maxRestarts: number;
   protected readonly periodMs: number;
   protected readonly children = new Map<string, ChildState>();
+  /** Which child a process is, for O(1) lookups by process (restarts included). */
+  protected readonly childOf = new WeakMap<Process, ChildState>();
   #restarts: number[] = [];
 
   constructor(options: SupervisorOptions & { strategy: RestartStrategy }) {
@@ -290,11 +293,10 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
       return;
     }
     if (!this.#allowRestart(reason)) return;
-    // Siblings that were running (or waiting to restart) are stopped in reverse order and
-    // started again in order; ones that were stopped on purpose stay stopped.
-    const affected = this.#affectedBy(child).filter(
-      (c) => c === child || c.process !== null || c.pendingRestart,
-    );
+    // As OTP's restart_multiple_children: every child of the group is stopped in reverse
+    // order (temporary ones are forgotten) and every remaining one is started again in
+    // order, including siblings that were not running.
+    const affected = this.#affectedBy(child);
     for (const other of affected.slice().reverse()) {
       if (other === child || other.process === null) continue;
       await this.stopChild(other);
@@ -333,14 +335,13 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
     }
     const proc = started;
     if (proc.status !== "running") {
-      proc.kill();
-      throw new ChildStartError(
-        child.id,
+      const cause =
         proc.exitReason ??
-          new InvalidArgumentError(
-            `start() resolved to a process that is ${proc.status}, not running`,
-          ),
-      );
+        new InvalidArgumentError(
+          `start() resolved to a process that is ${proc.status}, not running (missing .start()?)`,
+        );
+      proc.kill();
+      throw new ChildStartError(child.id, cause);
     }
     if (child.spec.via !== undefined) {
       try {
@@ -352,6 +353,7 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
     }
     child.process = proc;
     child.pendingRestart = false;
+    this.childOf.set(proc, child);
     child.unmonitor = proc.monitor((reason) => {
       this.send({ type: "EXIT", child, process: proc, reason });
     });
@@ -608,8 +610,6 @@ export type DynamicChildSpec<P extends Process = Process> = Omit<ChildSpec<P>, "
 export class DynamicSupervisor extends SupervisorBase {
   readonly maxChildren: number;
   #nextId = 1;
-  /** Child ids by process, so `terminateChild(process)` is O(1) with many children. */
-  readonly #ids = new WeakMap<Process, string>();
 
   constructor(options: DynamicSupervisorOptions = {}) {
     super({ ...options, strategy: "one_for_one" });
@@ -633,7 +633,8 @@ export class DynamicSupervisor extends SupervisorBase {
    * @throws ChildStartError when the child's `start` fails.
    */
   async startChild<P extends Process>(spec: DynamicChildSpec<P>): Promise<P> {
-    const full: ChildSpec<P> = { ...spec, id: spec.id ?? `child-${this.#nextId++}` };
+    // An empty id asks the supervisor to generate a free one when it handles the request.
+    const full: ChildSpec<P> = { ...spec, id: spec.id ?? "" };
     return (await this.call({ op: "start-child", spec: full }, { timeoutMs: Infinity })) as P;
   }
 
@@ -651,11 +652,16 @@ export class DynamicSupervisor extends SupervisorBase {
     switch (message.op) {
       case "start-child": {
         if (this.children.size >= this.maxChildren) throw new MaxChildrenError(this.maxChildren);
-        const child = this.addChild(message.spec);
+        let spec = message.spec;
+        if (spec.id === "") {
+          let id: string;
+          do id = `child-${this.#nextId++}`;
+          while (this.children.has(id));
+          spec = { ...spec, id };
+        }
+        const child = this.addChild(spec);
         try {
-          const proc = await this.startChildProcess(child);
-          this.#ids.set(proc, child.id);
-          return proc;
+          return await this.startChildProcess(child);
         } catch (error) {
           this.children.delete(child.id);
           throw error;
@@ -675,8 +681,10 @@ export class DynamicSupervisor extends SupervisorBase {
   }
 
   #idOf(process: Process): string {
-    const id = this.#ids.get(process);
-    if (id === undefined) throw new ChildNotFoundError(`pid ${process.pid}`);
-    return id;
+    const child = this.childOf.get(process);
+    if (child === undefined || child.process !== process || this.children.get(child.id) !== child) {
+      throw new ChildNotFoundError(`pid ${process.pid}`);
+    }
+    return child.id;
   }
 }
