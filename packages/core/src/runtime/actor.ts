@@ -9,6 +9,7 @@ import {
 import { emitTelemetry } from "../telemetry.js";
 import { armDeadline, cancelDeadline, type DeadlineEntry } from "./deadlines.js";
 import { type ExitReason, formatExitReason, isNormalExit, toExitError } from "./exit.js";
+import { type LongTimer, startTimer } from "./timers.js";
 
 /** Default time a `call` waits for its reply. */
 export const DEFAULT_CALL_TIMEOUT_MS = 5_000;
@@ -127,6 +128,8 @@ class CallEnvelope implements DeadlineEntry, ReplyTo<unknown> {
   readonly kind = K_CALL;
   next: Queued | null = null;
   settled = false;
+  /** The actor's set of calls awaiting a deferred reply, while this one is in it. */
+  deferredIn: Set<CallEnvelope> | null = null;
   dlBucket: DeadlineEntry["dlBucket"] = null;
   dlPrev: DeadlineEntry | null = null;
   dlNext: DeadlineEntry | null = null;
@@ -144,6 +147,7 @@ class CallEnvelope implements DeadlineEntry, ReplyTo<unknown> {
     if (this.settled) return;
     this.settled = true;
     if (this.dlBucket !== null) cancelDeadline(this);
+    if (this.deferredIn !== null) this.#undefer();
     this.resolveFn(value);
   }
 
@@ -151,12 +155,19 @@ class CallEnvelope implements DeadlineEntry, ReplyTo<unknown> {
     if (this.settled) return;
     this.settled = true;
     if (this.dlBucket !== null) cancelDeadline(this);
+    if (this.deferredIn !== null) this.#undefer();
     this.rejectFn(error);
+  }
+
+  #undefer(): void {
+    this.deferredIn?.delete(this);
+    this.deferredIn = null;
   }
 
   expire(): void {
     if (this.settled) return;
     this.settled = true;
+    if (this.deferredIn !== null) this.#undefer();
     this.rejectFn(
       new TimeoutError(
         `call to ${this.actorName} timed out after ${this.timeoutMs} ms`,
@@ -230,10 +241,12 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
   #onIdle: (() => void) | null = null;
   #controller: AbortController | null = null;
   #monitors: Set<(reason: ExitReason, process: Process) => void> | null = null;
-  #timers: Set<NodeJS.Timeout> | null = null;
+  #timers: Set<LongTimer> | null = null;
+  /** Calls whose handler returned `noReply` and that are still waiting for their reply. */
+  #deferred: Set<CallEnvelope> | null = null;
   #stopped: Promise<void> | null = null;
   #resolveStopped: (() => void) | null = null;
-  #stopTimer: NodeJS.Timeout | null = null;
+  #stopTimer: LongTimer | null = null;
   readonly #pump = () => this.#run();
 
   constructor(options: ActorOptions = {}) {
@@ -378,10 +391,14 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     if (this.#queued >= this.#mailboxLimit) {
       return Promise.reject(this.#overloaded("call"));
     }
-    const timeoutMs =
-      options?.timeoutMs === undefined
-        ? this.#callTimeoutMs
-        : checkTimeout(options.timeoutMs, "timeoutMs");
+    let timeoutMs = this.#callTimeoutMs;
+    if (options?.timeoutMs !== undefined) {
+      try {
+        timeoutMs = checkTimeout(options.timeoutMs, "timeoutMs");
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     return new Promise<TReply>((resolve, reject) => {
       const envelope = new CallEnvelope(
         message,
@@ -452,7 +469,12 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
    */
   stop(reason: ExitReason = "normal", options?: StopOptions): Promise<void> {
     if (this.#stopped !== null) return this.#stopped;
-    const timeoutMs = checkTimeout(options?.timeoutMs ?? DEFAULT_SHUTDOWN_MS, "timeoutMs");
+    let timeoutMs: number;
+    try {
+      timeoutMs = checkTimeout(options?.timeoutMs ?? DEFAULT_SHUTDOWN_MS, "timeoutMs");
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (this.#state === S_NEW) {
       this.#beginStop(reason);
       this.#finish(reason);
@@ -481,7 +503,7 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     if (this.#state >= S_STOPPING) return () => {};
     if (this.#timers === null) this.#timers = new Set();
     const timers = this.#timers;
-    const timer = setTimeout(() => {
+    const timer = startTimer(() => {
       timers.delete(timer);
       if (this.alive) {
         try {
@@ -494,7 +516,7 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     }, delayMs);
     timers.add(timer);
     return () => {
-      clearTimeout(timer);
+      timer.cancel();
       timers.delete(timer);
     };
   }
@@ -591,6 +613,7 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
       if (envelope.kind === K_CALL) {
         this.#current = null;
         if (result !== noReply) envelope.reply(result);
+        else if (!envelope.settled) this.#defer(envelope);
       }
     }
     this.#busy = false;
@@ -600,7 +623,12 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     this.#inFlight = false;
     if (envelope.kind === K_CALL) {
       this.#current = null;
-      if (value !== noReply && this.#state !== S_STOPPED) envelope.reply(value);
+      if (value !== noReply) {
+        if (this.#state !== S_STOPPED) envelope.reply(value);
+      } else if (!envelope.settled) {
+        if (this.#state === S_STOPPED) envelope.fail(this.#noProcess());
+        else this.#defer(envelope);
+      }
     }
     if (this.#state === S_RUNNING) {
       this.#run();
@@ -639,6 +667,12 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     void this.stop(error);
   }
 
+  #defer(envelope: CallEnvelope): void {
+    if (this.#deferred === null) this.#deferred = new Set();
+    envelope.deferredIn = this.#deferred;
+    this.#deferred.add(envelope);
+  }
+
   #idle(): void {
     const waiter = this.#onIdle;
     if (waiter !== null) {
@@ -656,7 +690,7 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     });
     this.#controller?.abort(this.#abortReason());
     if (this.#timers !== null) {
-      for (const timer of this.#timers) clearTimeout(timer);
+      for (const timer of this.#timers) timer.cancel();
       this.#timers = null;
     }
     let envelope = this.#head;
@@ -693,7 +727,7 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
       }
     })();
     if (timeoutMs !== Infinity) {
-      this.#stopTimer = setTimeout(() => {
+      this.#stopTimer = startTimer(() => {
         this.#stopTimer = null;
         this.#finish("killed");
       }, timeoutMs);
@@ -708,7 +742,7 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     this.#state = S_STOPPED;
     this.#exitReason = reason;
     if (this.#stopTimer !== null) {
-      clearTimeout(this.#stopTimer);
+      this.#stopTimer.cancel();
       this.#stopTimer = null;
     }
     // Release a stop sequence still waiting for a handler that will now never matter.
@@ -717,6 +751,11 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     if (current !== null) {
       this.#current = null;
       current.fail(this.#noProcess(typeof reason === "string" ? undefined : reason));
+    }
+    const deferred = this.#deferred;
+    if (deferred !== null) {
+      this.#deferred = null;
+      for (const envelope of Array.from(deferred)) envelope.fail(this.#noProcess());
     }
     emitTelemetry("beamclaw:actor.stop", () => ({ ...this.#identity(), reason }));
     const monitors = this.#monitors;

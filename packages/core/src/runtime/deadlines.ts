@@ -14,6 +14,8 @@
  * full timeout length, so an idle runtime holds no timers at all.
  */
 
+import { MAX_TIMER_DELAY_MS } from "./timers.js";
+
 /** Ticks per timeout length; the worst-case lateness is `timeoutMs / TICKS_PER_TIMEOUT`. */
 const TICKS_PER_TIMEOUT = 8;
 
@@ -36,12 +38,19 @@ class Bucket {
   emptyTicks = 0;
   readonly timer: NodeJS.Timeout;
   referenced = true;
+  /** Ticks from insertion to expiry: 8, or more when the period is capped at the timer limit. */
+  readonly ticks: number;
 
   constructor(
     readonly timeoutMs: number,
     private readonly owner: Map<number, Bucket>,
   ) {
-    const period = Math.max(1, Math.ceil(timeoutMs / TICKS_PER_TIMEOUT));
+    const period = Math.min(
+      MAX_TIMER_DELAY_MS,
+      Math.max(1, Math.ceil(timeoutMs / TICKS_PER_TIMEOUT)),
+    );
+    // ticks * period >= timeoutMs, so an entry never expires early.
+    this.ticks = Math.ceil(timeoutMs / period);
     this.timer = setInterval(() => this.tick(), period);
   }
 
@@ -77,14 +86,14 @@ class Bucket {
   private tick(): void {
     this.generation++;
     if (this.size === 0) {
-      if (++this.emptyTicks > TICKS_PER_TIMEOUT) {
+      if (++this.emptyTicks > this.ticks) {
         clearInterval(this.timer);
         this.owner.delete(this.timeoutMs);
       }
       return;
     }
     this.emptyTicks = 0;
-    const cutoff = this.generation - TICKS_PER_TIMEOUT - 1;
+    const cutoff = this.generation - this.ticks - 1;
     let entry = this.head;
     while (entry !== null && entry.dlGeneration <= cutoff) {
       const next = entry.dlNext;

@@ -50,6 +50,8 @@ export interface PubSub {
  */
 export class LocalPubSub implements PubSub {
   readonly #emitter = new EventEmitter();
+  /** Live subscriptions' unsubscribe functions, so close() also detaches their signals. */
+  readonly #subscriptions = new Set<() => void>();
 
   subscribe<T = unknown>(
     topic: string,
@@ -72,6 +74,7 @@ export class LocalPubSub implements PubSub {
     this.#emitter.on(topic, listener);
     let onAbort: (() => void) | undefined;
     const unsubscribe = () => {
+      this.#subscriptions.delete(unsubscribe);
       this.#emitter.off(topic, listener);
       if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
       onAbort = undefined;
@@ -80,6 +83,7 @@ export class LocalPubSub implements PubSub {
       onAbort = unsubscribe;
       signal.addEventListener("abort", onAbort, { once: true });
     }
+    this.#subscriptions.add(unsubscribe);
     return unsubscribe;
   }
 
@@ -106,6 +110,7 @@ export class LocalPubSub implements PubSub {
   }
 
   async close(): Promise<void> {
+    for (const unsubscribe of Array.from(this.#subscriptions)) unsubscribe();
     this.#emitter.removeAllListeners();
   }
 }

@@ -137,7 +137,9 @@ export class Registry<V = undefined> {
     const list = this.#entries.get(key);
     if (list === undefined) return 0;
     let errors: unknown[] | undefined;
-    for (const { process, value } of list.slice()) {
+    // A snapshot: fn may make members exit, which removes them from the live list.
+    const members = list.slice();
+    for (const { process, value } of members) {
       try {
         fn({ process, value });
       } catch (error) {
@@ -150,7 +152,7 @@ export class Registry<V = undefined> {
         errors,
         `dispatch to "${key}" failed for ${errors.length} member(s)`,
       );
-    return list.length;
+    return members.length;
   }
 
   /** The keys `process` is registered under. O(keys); meant for diagnostics. */

@@ -15,6 +15,7 @@ import {
 } from "./actor.js";
 import { type ExitReason, isNormalExit } from "./exit.js";
 import type { Registry } from "./registry.js";
+import { type LongTimer, startTimer } from "./timers.js";
 
 /**
  * When a child is restarted after it exits:
@@ -372,7 +373,8 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
       proc.kill();
       return;
     }
-    let guard: NodeJS.Timeout | undefined;
+    let guard: LongTimer | undefined;
+    // Actors honour the stop timeout themselves; the guard catches a Process that does not.
     const stopped = proc.stop("shutdown", { timeoutMs: shutdownMs }).then(() => true);
     const inTime =
       shutdownMs === Infinity
@@ -380,10 +382,10 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
         : await Promise.race([
             stopped,
             new Promise<boolean>((resolve) => {
-              guard = setTimeout(() => resolve(false), shutdownMs + 50);
+              guard = startTimer(() => resolve(false), shutdownMs + 50);
             }),
           ]);
-    clearTimeout(guard);
+    guard?.cancel();
     if (!inTime) proc.kill();
     if (proc.exitReason === "killed") {
       emitTelemetry("beamclaw:supervisor.child-killed", () => ({

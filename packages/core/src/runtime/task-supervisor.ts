@@ -8,6 +8,7 @@ import {
 } from "../errors.js";
 import { Actor, type ActorOptions } from "./actor.js";
 import type { ExitReason } from "./exit.js";
+import { type LongTimer, startTimer } from "./timers.js";
 
 /** Options of a {@link TaskSupervisor}. */
 export interface TaskSupervisorOptions extends Pick<ActorOptions, "name"> {
@@ -97,7 +98,12 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
         new OverloadedError(`${this.name} already runs ${this.maxTasks} tasks`, this.maxTasks),
       );
     }
-    const timeoutMs = validTimeout(options.timeoutMs ?? this.defaultTimeoutMs, "timeoutMs");
+    let timeoutMs: number;
+    try {
+      timeoutMs = validTimeout(options.timeoutMs ?? this.defaultTimeoutMs, "timeoutMs");
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const label = options.name ?? "task";
     const controller = new AbortController();
     const outer = options.signal;
@@ -107,11 +113,11 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
       );
     }
 
-    let timer: NodeJS.Timeout | undefined;
+    let timer: LongTimer | undefined;
     let onOuterAbort: (() => void) | undefined;
     const stopped = new Promise<never>((_, reject) => {
       if (timeoutMs !== Infinity) {
-        timer = setTimeout(() => {
+        timer = startTimer(() => {
           const error = new TimeoutError(`${label} timed out after ${timeoutMs} ms`, timeoutMs);
           controller.abort(error);
           reject(error);
@@ -148,11 +154,11 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
     this.#running.add(task);
     void task.settled.then(() => {
       this.#running.delete(task);
-      clearTimeout(timer);
+      timer?.cancel();
       if (onOuterAbort !== undefined) outer?.removeEventListener("abort", onOuterAbort);
     });
     return Promise.race([work, stopped]).finally(() => {
-      clearTimeout(timer);
+      timer?.cancel();
     });
   }
 
