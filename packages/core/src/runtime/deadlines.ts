@@ -89,6 +89,7 @@ class Bucket {
       if (++this.emptyTicks > this.ticks) {
         clearInterval(this.timer);
         this.owner.delete(this.timeoutMs);
+        if (lastBucket === this) lastBucket = null;
       }
       return;
     }
@@ -105,16 +106,22 @@ class Bucket {
 }
 
 const buckets = new Map<number, Bucket>();
+/** Most calls use one timeout (the default), so the last bucket used is checked first. */
+let lastBucket: Bucket | null = null;
 
 /**
  * Arms `entry` to expire after roughly `timeoutMs` (never earlier, at most 1/8 later).
  * `timeoutMs` must be a positive finite number.
  */
 export function armDeadline(entry: DeadlineEntry, timeoutMs: number): void {
-  let bucket = buckets.get(timeoutMs);
-  if (bucket === undefined) {
-    bucket = new Bucket(timeoutMs, buckets);
-    buckets.set(timeoutMs, bucket);
+  let bucket = lastBucket;
+  if (bucket === null || bucket.timeoutMs !== timeoutMs) {
+    bucket = buckets.get(timeoutMs) ?? null;
+    if (bucket === null) {
+      bucket = new Bucket(timeoutMs, buckets);
+      buckets.set(timeoutMs, bucket);
+    }
+    lastBucket = bucket;
   }
   bucket.add(entry);
 }

@@ -186,7 +186,9 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
   protected readonly children = new Map<string, ChildState>();
   /** Which child a process is, for O(1) lookups by process (restarts included). */
   protected readonly childOf = new WeakMap<Process, ChildState>();
+  /** Restart times within the current period: a queue, `#restartsHead` is its front. */
   #restarts: number[] = [];
+  #restartsHead = 0;
 
   constructor(options: SupervisorOptions & { strategy: RestartStrategy }) {
     // A supervisor must never drop a child's exit, so its mailbox is unbounded.
@@ -430,8 +432,16 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
     const now = performance.now();
     const restarts = this.#restarts;
     restarts.push(now);
-    while (restarts.length > 0 && now - restarts[0]! > this.periodMs) restarts.shift();
-    if (restarts.length <= this.maxRestarts) return true;
+    // Drop restarts older than the period from the front; shift() would be O(n) per restart
+    // with a large maxRestarts.
+    let head = this.#restartsHead;
+    while (head < restarts.length && now - restarts[head]! > this.periodMs) head++;
+    if (head > 1024 && head * 2 > restarts.length) {
+      restarts.splice(0, head);
+      head = 0;
+    }
+    this.#restartsHead = head;
+    if (restarts.length - head <= this.maxRestarts) return true;
     const { maxRestarts, periodMs } = this;
     emitTelemetry("beamclaw:supervisor.max-intensity", () => ({
       supervisor: this.name,
