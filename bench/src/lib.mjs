@@ -68,6 +68,7 @@ export function formatNsPerOp(perSecond) {
 
 /** A byte count. */
 export function formatBytes(bytes) {
+  if (Math.abs(bytes) >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
   if (Math.abs(bytes) >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
   if (Math.abs(bytes) >= 10 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
   return `${bytes.toFixed(0)} B`;
@@ -107,6 +108,8 @@ export function runBenchmark(main) {
     (error) => {
       process.stderr.write(`benchmark crashed: ${error?.stack ?? error}\n`);
       process.exitCode = 1;
+      // The crash is what gets reported; do not also hang on whatever it left running.
+      setTimeout(() => process.exit(1), 1_000).unref();
     },
   );
 }
