@@ -17,43 +17,9 @@ import {
   type ReplyTo,
   TimeoutError,
 } from "../src/index.js";
+import { activeTimeouts, deferred, failureOf, tick } from "./support.js";
 
 // ---------------------------------------------------------------- helpers
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-/** Lets pending microtasks and one turn of the event loop run. */
-function tick(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-/** The error `fn` throws or rejects with; fails the test if it does neither. */
-async function failureOf(fn: () => unknown): Promise<unknown> {
-  try {
-    await fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a failure, but it succeeded");
-}
-
-function activeTimeouts(): number {
-  return process.getActiveResourcesInfo().filter((type) => type === "Timeout").length;
-}
 
 interface Hooks {
   init?: (self: Probe) => void | Promise<void>;

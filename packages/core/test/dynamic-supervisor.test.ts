@@ -16,6 +16,7 @@ import {
   type Process,
   type RestartType,
 } from "../src/index.js";
+import { killTracked, track, waitFor } from "./support.js";
 
 type WorkerCommand = "crash" | "exit-normal";
 
@@ -58,32 +59,9 @@ function worker(
   return spec;
 }
 
-const tracked: Process[] = [];
-
-function track<P extends Process>(process: P): P {
-  tracked.push(process);
-  return process;
-}
-
 afterEach(() => {
-  for (const process of tracked.splice(0).reverse()) process.kill();
+  killTracked();
 });
-
-/** Polls `probe` until it returns a value other than `undefined`, for at most `timeoutMs`. */
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | Promise<T | undefined>,
-  timeoutMs = 2_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise<void>((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 async function ids(sup: DynamicSupervisor): Promise<string[]> {
   return (await sup.whichChildren()).map((c) => c.id);

@@ -21,6 +21,7 @@ import {
   type TelemetryChannel,
   type TelemetryEvents,
 } from "../src/index.js";
+import { killTracked, track, waitFor } from "./support.js";
 
 // ------------------------------------------------------------------ test doubles and helpers
 
@@ -88,34 +89,10 @@ function worker(id: string, options: WorkerSpecOptions = {}): ChildSpec<Worker> 
   return spec;
 }
 
-const tracked: Process[] = [];
-
-/** Registers a process to be killed after the test if the test did not stop it. */
-function track<P extends Process>(process: P): P {
-  tracked.push(process);
-  return process;
-}
-
 afterEach(() => {
-  for (const process of tracked.splice(0).reverse()) process.kill();
+  killTracked();
   vi.useRealTimers();
 });
-
-/** Polls `probe` until it returns a value other than `undefined`/`false`, for at most `timeoutMs`. */
-async function waitFor<T>(
-  what: string,
-  probe: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 2_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise<void>((resolve) => setTimeout(resolve, 2));
-  }
-}
 
 async function childOf<P extends Process = Worker>(sup: Supervisor, id: string): Promise<P> {
   const info = (await sup.whichChildren()).find((c) => c.id === id);

@@ -11,19 +11,7 @@ import {
   type TaskSupervisorOptions,
   TimeoutError,
 } from "../src/index.js";
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-}
-
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((res) => {
-    resolve = res;
-  });
-  return { promise, resolve };
-}
+import { activeTimeouts, deferred, failureOf } from "./support.js";
 
 /** Resolves with the signal's reason once it aborts. */
 function aborted(signal: AbortSignal): Promise<unknown> {
@@ -31,20 +19,6 @@ function aborted(signal: AbortSignal): Promise<unknown> {
     if (signal.aborted) resolve(signal.reason);
     else signal.addEventListener("abort", () => resolve(signal.reason), { once: true });
   });
-}
-
-/** The error `fn` throws or rejects with; fails the test if it does neither. */
-async function failureOf(fn: () => unknown): Promise<unknown> {
-  try {
-    await fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a failure, but it succeeded");
-}
-
-function activeTimeouts(): number {
-  return process.getActiveResourcesInfo().filter((type) => type === "Timeout").length;
 }
 
 const live = new Set<TaskSupervisor>();

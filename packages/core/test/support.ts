@@ -1,0 +1,71 @@
+/**
+ * Helpers shared by the test files. Not a test file itself: vitest only collects `*.test.ts`.
+ */
+import type { Process } from "../src/index.js";
+
+/** A promise together with the functions that settle it. */
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+/** Creates a promise that the test settles from outside through `resolve`/`reject`. */
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** Lets pending microtasks and one turn of the event loop run. */
+export function tick(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The error `fn` throws or rejects with; fails the test if it does neither. */
+export async function failureOf(fn: () => unknown): Promise<unknown> {
+  try {
+    await fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a failure, but it succeeded");
+}
+
+/** How many `Timeout` handles keep the event loop alive right now. */
+export function activeTimeouts(): number {
+  return process.getActiveResourcesInfo().filter((type) => type === "Timeout").length;
+}
+
+const tracked: Process[] = [];
+
+/** Registers a process to be killed by `killTracked()` if the test did not stop it. */
+export function track<P extends Process>(process: P): P {
+  tracked.push(process);
+  return process;
+}
+
+/** Kills every process given to `track()` since the last call, newest first; call it from `afterEach`. */
+export function killTracked(): void {
+  for (const process of tracked.splice(0).reverse()) process.kill();
+}
+
+/** Polls `probe` until it returns a value other than `undefined`/`false`, for at most `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 2_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise<void>((resolve) => setTimeout(resolve, 2));
+  }
+}
