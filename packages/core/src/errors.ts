@@ -31,7 +31,16 @@ export type BeamClawErrorCode =
   | "CHILD_START_FAILED"
   | "MAX_CHILDREN"
   | "MAX_RESTART_INTENSITY"
-  | "TASK_CRASHED";
+  | "TASK_CRASHED"
+  | "PROVIDER_ERROR"
+  | "ALL_PROVIDERS_FAILED"
+  | "CIRCUIT_OPEN"
+  | "STORE_UNAVAILABLE"
+  | "STORE_LOCKED"
+  | "STORE_CORRUPT"
+  | "STORE_CLOSED"
+  | "FENCED"
+  | "INVALID_SESSION_KEY";
 
 /** Options every BeamClaw error accepts. */
 export interface BeamClawErrorOptions {
@@ -224,6 +233,154 @@ export class TaskCrashedError extends BeamClawError {
     super("TASK_CRASHED", message, options);
   }
   static override isInstance = guard<TaskCrashedError>("TASK_CRASHED");
+}
+
+/**
+ * What went wrong with a provider call:
+ * - `rate_limit` (HTTP 429), `overloaded` (529/503, Anthropic `overloaded_error`), `server`
+ *   (other 5xx), `network` (connection refused/reset, cut mid-stream), `timeout`: retryable.
+ * - `auth` (401/403), `invalid_request` (400/404/413/422), `malformed_stream` (an event that
+ *   cannot be parsed), `unknown`: not retryable.
+ */
+export type ProviderErrorKind =
+  | "rate_limit"
+  | "overloaded"
+  | "server"
+  | "network"
+  | "timeout"
+  | "auth"
+  | "invalid_request"
+  | "malformed_stream"
+  | "unknown";
+
+/** Details of a {@link ProviderError}. */
+export interface ProviderErrorDetails extends BeamClawErrorOptions {
+  kind: ProviderErrorKind;
+  /** Provider id, e.g. `anthropic`. */
+  provider: string;
+  model?: string;
+  statusCode?: number;
+  /** Whether retrying the same request may succeed. Defaults from `kind`. */
+  isRetryable?: boolean;
+  /** How long the provider asked us to wait (`retry-after`, `retry-after-ms`), in ms. */
+  retryAfterMs?: number;
+  responseHeaders?: Record<string, string>;
+  /** The (possibly truncated) response body, for diagnostics. */
+  responseBody?: string;
+}
+
+const RETRYABLE_KINDS: ReadonlySet<ProviderErrorKind> = new Set([
+  "rate_limit",
+  "overloaded",
+  "server",
+  "network",
+  "timeout",
+]);
+
+/** A model provider call failed. */
+export class ProviderError extends BeamClawError {
+  readonly kind: ProviderErrorKind;
+  readonly provider: string;
+  readonly model: string | undefined;
+  readonly statusCode: number | undefined;
+  readonly isRetryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly responseHeaders: Record<string, string> | undefined;
+  readonly responseBody: string | undefined;
+  constructor(message: string, details: ProviderErrorDetails) {
+    super("PROVIDER_ERROR", message, details);
+    this.kind = details.kind;
+    this.provider = details.provider;
+    this.model = details.model;
+    this.statusCode = details.statusCode;
+    this.isRetryable = details.isRetryable ?? RETRYABLE_KINDS.has(details.kind);
+    this.retryAfterMs = details.retryAfterMs;
+    this.responseHeaders = details.responseHeaders;
+    this.responseBody = details.responseBody;
+  }
+  static override isInstance = guard<ProviderError>("PROVIDER_ERROR");
+}
+
+/** One failed attempt of a provider chain. */
+export interface ProviderAttempt {
+  /** `provider/model`. */
+  ref: string;
+  /** 1-based attempt number for this ref. */
+  attempt: number;
+  error: unknown;
+}
+
+/** Every provider of a chain failed (after retries); `attempts` names each one. */
+export class AllProvidersFailedError extends BeamClawError {
+  readonly attempts: readonly ProviderAttempt[];
+  constructor(attempts: readonly ProviderAttempt[]) {
+    super(
+      "ALL_PROVIDERS_FAILED",
+      `all providers failed: ${attempts.map((a) => `${a.ref}#${a.attempt}: ${describe(a.error)}`).join("; ")}`,
+      { cause: attempts.at(-1)?.error },
+    );
+    this.attempts = attempts;
+  }
+  static override isInstance = guard<AllProvidersFailedError>("ALL_PROVIDERS_FAILED");
+}
+
+/** A provider/model's circuit breaker is open: calls fail fast until it half-opens. */
+export class CircuitOpenError extends BeamClawError {
+  readonly ref: string;
+  readonly retryAfterMs: number;
+  readonly isRetryable = true;
+  constructor(ref: string, retryAfterMs: number) {
+    super("CIRCUIT_OPEN", `circuit for ${ref} is open; retry in ${retryAfterMs} ms`);
+    this.ref = ref;
+    this.retryAfterMs = retryAfterMs;
+  }
+  static override isInstance = guard<CircuitOpenError>("CIRCUIT_OPEN");
+}
+
+/**
+ * A store failed. `code` says how:
+ * - `STORE_UNAVAILABLE`: the backend cannot be reached (Redis down); retryable, nothing was
+ *   written.
+ * - `STORE_LOCKED`: another process holds the store (store-fs single-writer lock).
+ * - `STORE_CORRUPT`: data on disk cannot be read back; the message names the file.
+ * - `STORE_CLOSED`: the store was closed.
+ */
+export class StoreError extends BeamClawError {
+  readonly isRetryable: boolean;
+  constructor(
+    code: "STORE_UNAVAILABLE" | "STORE_LOCKED" | "STORE_CORRUPT" | "STORE_CLOSED",
+    message: string,
+    options?: BeamClawErrorOptions,
+  ) {
+    super(code, message, options);
+    this.isRetryable = code === "STORE_UNAVAILABLE";
+  }
+  static override isInstance = (value: unknown): value is StoreError =>
+    isMarked(value) && value.code.startsWith("STORE_");
+}
+
+/** A write carried a fencing token older than the lock's current one: a stale lock holder. */
+export class FencedError extends BeamClawError {
+  readonly lock: string;
+  readonly token: number;
+  readonly currentToken: number;
+  constructor(lock: string, token: number, currentToken: number) {
+    super("FENCED", `stale fencing token ${token} for lock "${lock}" (current ${currentToken})`);
+    this.lock = lock;
+    this.token = token;
+    this.currentToken = currentToken;
+  }
+  static override isInstance = guard<FencedError>("FENCED");
+}
+
+/** A session key or agent id is malformed; no such key reaches a store. */
+export class InvalidSessionKeyError extends BeamClawError {
+  readonly key: string;
+  constructor(key: string, reason: string) {
+    super("INVALID_SESSION_KEY", `invalid session key ${JSON.stringify(key)}: ${reason}`);
+    this.key = key;
+  }
+  static override isInstance = guard<InvalidSessionKeyError>("INVALID_SESSION_KEY");
 }
 
 /** A short human description of any thrown value or exit reason. */

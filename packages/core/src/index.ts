@@ -4,5 +4,7 @@
  * @packageDocumentation
  */
 export * from "./errors.js";
+export * from "./providers/index.js";
 export * from "./runtime/index.js";
+export * from "./store/index.js";
 export * from "./telemetry.js";

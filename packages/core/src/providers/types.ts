@@ -1,0 +1,187 @@
+/**
+ * The provider contract: how BeamClaw talks to a language model. Specification only (types),
+ * versioned by `specificationVersion` so that a `v2` can live beside `v1` later.
+ *
+ * Adapters (`@beamclaw/providers`: Anthropic, OpenAI, OpenAI-compatible) implement
+ * {@link ModelProvider}; the agent loop consumes it through a `ProviderChain`.
+ */
+
+/** JSON-compatible value. */
+export type JsonValue =
+  | string
+  | number
+  | boolean
+  | null
+  | JsonValue[]
+  | { [key: string]: JsonValue };
+/** JSON object. */
+export type JsonObject = { [key: string]: JsonValue };
+
+/** Plain text. */
+export interface TextPart {
+  type: "text";
+  text: string;
+}
+
+/** An image, inline (base64) or by URL. */
+export interface ImagePart {
+  type: "image";
+  /** e.g. `image/png`. */
+  mediaType: string;
+  /** Base64 data (without a `data:` prefix) ... */
+  data?: string;
+  /** ... or a URL the provider can fetch. */
+  url?: string;
+}
+
+/** Model reasoning ("thinking"), kept so that it can be sent back on the next turn. */
+export interface ThinkingPart {
+  type: "thinking";
+  text: string;
+  /** Opaque provider signature that must accompany the thinking when sent back (Anthropic). */
+  signature?: string;
+  /** Reasoning the provider returned only in encrypted / redacted form. */
+  redacted?: string;
+}
+
+/** A tool call made by the assistant. */
+export interface ToolCallPart {
+  type: "tool-call";
+  /** Provider-assigned id that the result refers to. */
+  toolCallId: string;
+  toolName: string;
+  /** Parsed JSON arguments. */
+  input: JsonValue;
+}
+
+/** The result of a tool call, sent back to the model. */
+export interface ToolResultPart {
+  type: "tool-result";
+  toolCallId: string;
+  toolName: string;
+  /** What the tool returned (text or JSON). */
+  output: JsonValue;
+  /** True when `output` describes a failure (validation error, timeout, denial). */
+  isError?: boolean;
+}
+
+/** A message of the normalized conversation model. */
+export type ModelMessage =
+  | { role: "user"; content: Array<TextPart | ImagePart> }
+  | { role: "assistant"; content: Array<TextPart | ThinkingPart | ToolCallPart> }
+  | { role: "tool"; content: ToolResultPart[] };
+
+/** A tool the model may call. */
+export interface ModelToolDefinition {
+  name: string;
+  description: string;
+  /** JSON Schema (draft 2020-12 / the subset vendors accept) of the tool's input object. */
+  inputSchema: JsonObject;
+}
+
+/** How much the model should think before answering. `off` disables thinking. */
+export type ThinkingLevel = "off" | "minimal" | "low" | "medium" | "high";
+
+/** One request to a model. */
+export interface ModelRequest {
+  /** The provider's model id, e.g. `claude-sonnet-4-5` or `gpt-4.1-mini`. */
+  model: string;
+  system?: string;
+  messages: ModelMessage[];
+  tools?: ModelToolDefinition[];
+  /** Default `auto` when tools are given. */
+  toolChoice?: "auto" | "none" | "required" | { toolName: string };
+  maxOutputTokens?: number;
+  temperature?: number;
+  thinking?: ThinkingLevel;
+  /** Provider-specific options, passed through untouched, keyed by provider id. */
+  providerOptions?: Record<string, JsonObject>;
+}
+
+/** Token usage of one model call. Counts a provider does not report are omitted. */
+export interface ModelUsage {
+  inputTokens: number;
+  outputTokens: number;
+  /** Input tokens read from the provider's prompt cache. */
+  cacheReadTokens?: number;
+  /** Input tokens written to the provider's prompt cache. */
+  cacheWriteTokens?: number;
+  /** Output tokens spent on reasoning, when reported separately. */
+  reasoningTokens?: number;
+}
+
+/** Why the model stopped. */
+export type FinishReason =
+  | "stop"
+  | "tool-calls"
+  | "length"
+  | "content-filter"
+  | "refusal"
+  | "error"
+  | "other";
+
+/**
+ * The events of one streamed model call, in order: `response-start`, then any of the
+ * content events, then `usage` (zero or more, the last one wins) and exactly one `finish`.
+ * A failure is thrown from the iterator as a `ProviderError`, never yielded.
+ */
+export type ModelStreamEvent =
+  | { type: "response-start"; id?: string; model: string }
+  | { type: "text-delta"; text: string }
+  | { type: "thinking-delta"; text: string }
+  /** A thinking block is complete; carries its signature when the provider gives one. */
+  | { type: "thinking-end"; signature?: string; redacted?: string }
+  /** A tool call has begun streaming; its arguments follow as `tool-call-delta`s. */
+  | { type: "tool-call-start"; toolCallId: string; toolName: string }
+  | { type: "tool-call-delta"; toolCallId: string; inputTextDelta: string }
+  /** A tool call is complete with its parsed arguments. */
+  | { type: "tool-call"; toolCallId: string; toolName: string; input: JsonValue }
+  | { type: "usage"; usage: ModelUsage }
+  | { type: "finish"; reason: FinishReason; rawReason?: string };
+
+/** Per-call options. */
+export interface ModelCallOptions {
+  /** Aborting cancels the HTTP request and ends the stream with an `AbortedError`. */
+  signal?: AbortSignal;
+  /** Extra HTTP headers for this call. */
+  headers?: Record<string, string>;
+}
+
+/** Price of a model in US dollars per million tokens, for cost accounting. */
+export interface ModelPricing {
+  inputPerMTok: number;
+  outputPerMTok: number;
+  cacheReadPerMTok?: number;
+  cacheWritePerMTok?: number;
+}
+
+/** What a provider says about one of its models. */
+export interface ModelInfo {
+  id: string;
+  /** Context window in tokens, when known. */
+  contextWindow?: number;
+  pricing?: ModelPricing;
+}
+
+/**
+ * A language-model provider, version 1.
+ *
+ * @example
+ * ```ts
+ * for await (const event of provider.stream({ model: "m", messages }, { signal })) {
+ *   if (event.type === "text-delta") process.stdout.write(event.text);
+ * }
+ * ```
+ */
+export interface ModelProvider {
+  readonly specificationVersion: "v1";
+  /** Stable id used in `provider/model` references, e.g. `anthropic`, `openai`, `ollama`. */
+  readonly id: string;
+  /**
+   * Streams one model call. Errors (HTTP, network, malformed stream, abort) are thrown from
+   * the iterator as `ProviderError` / `AbortedError`.
+   */
+  stream(request: ModelRequest, options?: ModelCallOptions): AsyncIterable<ModelStreamEvent>;
+  /** Models this provider knows, with pricing when known. */
+  listModels?(): Promise<ModelInfo[]>;
+}

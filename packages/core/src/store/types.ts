@@ -1,0 +1,335 @@
+/**
+ * The storage contract: everything BeamClaw persists, behind one small, versioned interface
+ * that adapters implement (`MemoryStore` in core, `@beamclaw/store-fs`,
+ * `@beamclaw/store-redis`). Every adapter passes the same conformance suite
+ * (`storeConformanceSuite` in `@beamclaw/core/testing`) against its real backend.
+ *
+ * Rules every adapter keeps:
+ * - A promise that resolves means the write is durable to the adapter's declared level
+ *   (`capabilities.durable`); a promise that rejects means nothing was written (no
+ *   half-written state). Errors are `StoreError`s (`STORE_UNAVAILABLE`, `STORE_LOCKED`,
+ *   `STORE_CORRUPT`, `STORE_CLOSED`), `InvalidArgumentError` or `FencedError`.
+ * - Values are JSON: what is written is what is read back (deep-equal), unicode included.
+ * - Keys are opaque strings; an adapter must never let a key escape its namespace (no path
+ *   traversal, no collision between `a:b` + `c` and `a` + `b:c`).
+ * - Reads return copies: mutating a returned object never changes stored data.
+ */
+import type { JsonObject, JsonValue } from "../providers/types.js";
+
+/** Version of this contract. */
+export type StoreSpecificationVersion = "v1";
+
+/** What an adapter can do; the conformance suite skips exactly what is declared unsupported. */
+export interface StoreCapabilities {
+  /**
+   * `process`: survives the process crashing (fsync'd files, Redis with persistence);
+   * `memory`: lost when the process exits.
+   */
+  durable: "memory" | "process";
+  /** Several processes may open the same store at once (Redis: yes; files: single writer). */
+  multiProcess: boolean;
+  /** TTLs expire on their own (without a read touching the key). */
+  ttl: boolean;
+  /** Leased locks with fencing tokens are safe across processes. */
+  distributedLocks: boolean;
+}
+
+/** One page of a listing. Pass `cursor` back to get the next page; absent on the last. */
+export interface Page<T> {
+  items: T[];
+  cursor?: string;
+}
+
+/** Paging options. */
+export interface PageOptions {
+  /** Maximum items per page. Default 100, at most 1000. */
+  limit?: number;
+  /** The `cursor` of the previous page. */
+  cursor?: string;
+}
+
+// ------------------------------------------------------------------ sessions
+
+/**
+ * A session's metadata. `key` and `agentId` are fixed; everything else is the session
+ * layer's business and stored as given.
+ */
+export interface SessionRecord extends JsonObject {
+  /** The normalized session key, e.g. `agent:main:main`. */
+  key: string;
+  agentId: string;
+  /** Epoch ms. */
+  createdAt: number;
+  /** Epoch ms; `list` orders by this, newest first. */
+  updatedAt: number;
+}
+
+/** Filters for listing sessions. */
+export interface SessionListOptions extends PageOptions {
+  agentId?: string;
+  /** Only sessions updated at or after this epoch ms. */
+  updatedSince?: number;
+}
+
+/** Session metadata, per agent. */
+export interface SessionStore {
+  get(key: string): Promise<SessionRecord | undefined>;
+  /** Creates or replaces the record for `record.key`. */
+  put(record: SessionRecord): Promise<void>;
+  /** Deletes the record (not its transcript). Returns whether it existed. */
+  delete(key: string): Promise<boolean>;
+  /** Newest `updatedAt` first (ties by key). Must not read every record for one page. */
+  list(options?: SessionListOptions): Promise<Page<SessionRecord>>;
+  /** Number of sessions, optionally of one agent. */
+  count(agentId?: string): Promise<number>;
+}
+
+// ------------------------------------------------------------------ transcripts
+
+/** One transcript entry as stored: a sequence number assigned on append, and the entry. */
+export interface TranscriptRecord<T extends JsonValue = JsonObject> {
+  /** 1, 2, 3, ... per session, in append order, never reused. */
+  seq: number;
+  entry: T;
+}
+
+/** Options for reading a transcript. */
+export interface TranscriptReadOptions {
+  /** Only entries with `seq` greater than this. Default 0. */
+  afterSeq?: number;
+  /** Only entries with `seq` less than this (for paging backwards). */
+  beforeSeq?: number;
+  /** Maximum entries. Default 100, at most 1000. */
+  limit?: number;
+  /** `asc` (default) from the oldest, `desc` from the newest. */
+  order?: "asc" | "desc";
+}
+
+/** Append-only conversation history per session. */
+export interface TranscriptStore {
+  /**
+   * Appends entries atomically (all or none) and returns the `seq` of the last one. An empty
+   * array appends nothing and returns the current last seq.
+   */
+  append(sessionKey: string, entries: JsonObject[]): Promise<number>;
+  read(sessionKey: string, options?: TranscriptReadOptions): Promise<TranscriptRecord[]>;
+  /** The seq of the last entry, 0 when empty. */
+  lastSeq(sessionKey: string): Promise<number>;
+  /** Deletes the whole transcript. Returns whether there was one. */
+  delete(sessionKey: string): Promise<boolean>;
+}
+
+// ------------------------------------------------------------------ cron
+
+/** A cron job as stored; its shape is the cron layer's business. */
+export interface CronJobRecord extends JsonObject {
+  id: string;
+  agentId: string;
+}
+
+/** One run of a cron job (start, end, status, error, output summary, ...). */
+export interface CronRunRecord extends JsonObject {
+  jobId: string;
+  /** Epoch ms the run started; runs are listed newest first by this. */
+  startedAt: number;
+}
+
+/** Cron jobs and their run logs. */
+export interface CronStore {
+  getJob(id: string): Promise<CronJobRecord | undefined>;
+  putJob(job: CronJobRecord): Promise<void>;
+  /** Deletes the job and its run log. */
+  deleteJob(id: string): Promise<boolean>;
+  /** All jobs, or one agent's. */
+  listJobs(agentId?: string): Promise<CronJobRecord[]>;
+  /** Appends to the job's run log; keeps at most `keep` newest runs (default 200). */
+  appendRun(run: CronRunRecord, options?: { keep?: number }): Promise<void>;
+  /** Newest first. */
+  listRuns(jobId: string, options?: { limit?: number }): Promise<CronRunRecord[]>;
+}
+
+// ------------------------------------------------------------------ devices and tokens
+
+/** A paired device (gateway client or node). */
+export interface DeviceRecord extends JsonObject {
+  deviceId: string;
+}
+
+/** A device token, stored by the hash of its secret (never the secret itself). */
+export interface DeviceTokenRecord extends JsonObject {
+  /** e.g. SHA-256 hex of the token. */
+  tokenHash: string;
+  deviceId: string;
+  /** Epoch ms; absent for tokens that do not expire. */
+  expiresAt?: number;
+}
+
+/** Paired devices and their tokens. */
+export interface DeviceStore {
+  get(deviceId: string): Promise<DeviceRecord | undefined>;
+  put(device: DeviceRecord): Promise<void>;
+  /** Deletes the device and every token of it. */
+  delete(deviceId: string): Promise<boolean>;
+  list(): Promise<DeviceRecord[]>;
+  putToken(token: DeviceTokenRecord): Promise<void>;
+  /** Expired tokens are not returned. */
+  getToken(tokenHash: string): Promise<DeviceTokenRecord | undefined>;
+  deleteToken(tokenHash: string): Promise<boolean>;
+  listTokens(deviceId: string): Promise<DeviceTokenRecord[]>;
+}
+
+// ------------------------------------------------------------------ approvals
+
+/** A remembered approval decision for a session (`allow-always` / `deny` patterns). */
+export interface ApprovalRecord extends JsonObject {
+  /** What was approved: a tool name, or a command pattern for exec. */
+  pattern: string;
+  decision: "allow" | "deny";
+  /** Epoch ms. */
+  decidedAt: number;
+}
+
+/** Approvals remembered per session. */
+export interface ApprovalStore {
+  list(sessionKey: string): Promise<ApprovalRecord[]>;
+  /** Adds or replaces the record for `record.pattern`. */
+  put(sessionKey: string, record: ApprovalRecord): Promise<void>;
+  /** Removes one pattern, or all of the session's when `pattern` is omitted. */
+  clear(sessionKey: string, pattern?: string): Promise<number>;
+}
+
+// ------------------------------------------------------------------ durable inbound queue
+
+/** A message accepted from a channel or the gateway, waiting for its turn to finish. */
+export interface QueuedMessage {
+  /** Assigned by the store on enqueue; unique and increasing in enqueue order. */
+  id: string;
+  /** The caller's idempotency key: a second enqueue with the same key is a duplicate. */
+  idempotencyKey: string;
+  sessionKey: string;
+  payload: JsonObject;
+  /** Epoch ms. */
+  enqueuedAt: number;
+  /** How many times it has been handed out by `replay` (0 before the first). */
+  deliveries: number;
+}
+
+/** The result of an enqueue. */
+export interface EnqueueResult {
+  message: QueuedMessage;
+  /**
+   * True when the idempotency key was seen before (pending, or acknowledged within the
+   * dedupe window): nothing new was stored and `message` is the original.
+   */
+  duplicate: boolean;
+}
+
+/**
+ * The durable inbound queue. A message is written here before it is acknowledged to the
+ * sender and removed (`ack`) only when its turn is done; after a crash, `replay` hands back
+ * everything not acknowledged, in enqueue order, so nothing is dropped and nothing is run
+ * twice for one idempotency key.
+ */
+export interface InboundQueue {
+  /**
+   * Stores the message durably before resolving. A repeated idempotency key, pending or
+   * acknowledged less than `dedupeWindowMs` ago, returns the original with `duplicate: true`.
+   */
+  enqueue(message: {
+    idempotencyKey: string;
+    sessionKey: string;
+    payload: JsonObject;
+  }): Promise<EnqueueResult>;
+  /** Removes a message whose turn is done. Remembers its key for the dedupe window. Idempotent. */
+  ack(id: string): Promise<void>;
+  /** Pending (unacknowledged) messages, optionally of one session, in enqueue order. */
+  pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]>;
+  /**
+   * Like `pending`, and counts a delivery on each message returned (for poison-message
+   * detection by the caller).
+   */
+  replay(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]>;
+  /** How long acknowledged idempotency keys are remembered. */
+  readonly dedupeWindowMs: number;
+}
+
+// ------------------------------------------------------------------ key/value, locks
+
+/** Options of `kv.set`. */
+export interface KvSetOptions {
+  /** Expire after this many ms. */
+  ttlMs?: number;
+  /** Only set when the key is absent (or expired): set-if-not-exists. */
+  ifAbsent?: boolean;
+  /** Reject with `FencedError` unless `token` is the lock's current fencing token. */
+  fence?: { lock: string; token: number };
+}
+
+/** Key/value with TTL and set-if-absent: the primitive the cluster builds on. */
+export interface KeyValueStore {
+  get<T extends JsonValue = JsonValue>(key: string): Promise<T | undefined>;
+  /** Returns false only when `ifAbsent` was set and the key exists. */
+  set(key: string, value: JsonValue, options?: KvSetOptions): Promise<boolean>;
+  delete(key: string): Promise<boolean>;
+  /** Keys starting with `prefix` (unexpired), sorted. */
+  keys(prefix: string): Promise<string[]>;
+}
+
+/** A held lock. */
+export interface Lease {
+  name: string;
+  /** Who holds it (node id, process id): for diagnostics and `renew`/`release` checks. */
+  owner: string;
+  /**
+   * Fencing token: strictly increasing across every acquisition of this lock name, so a
+   * resource can refuse a write from a holder whose lease has since passed to another.
+   */
+  token: number;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
+/** Leased locks with fencing tokens. */
+export interface LockStore {
+  /** Takes the lock if it is free or expired; `undefined` if someone else holds it. */
+  acquire(name: string, options: { owner: string; ttlMs: number }): Promise<Lease | undefined>;
+  /** Extends a lease still held (same name, owner and token); `undefined` if it was lost. */
+  renew(lease: Lease, ttlMs: number): Promise<Lease | undefined>;
+  /** Releases a lease still held. Returns false if it had already expired or passed on. */
+  release(lease: Lease): Promise<boolean>;
+  /** The current holder, if any (unexpired). */
+  holder(name: string): Promise<Lease | undefined>;
+}
+
+// ------------------------------------------------------------------ the store
+
+/**
+ * Everything BeamClaw persists.
+ *
+ * @example
+ * ```ts
+ * const store = new MemoryStore();
+ * await store.open();
+ * await store.sessions.put({ key: "agent:main:main", agentId: "main", createdAt: 1, updatedAt: 1 });
+ * await store.transcripts.append("agent:main:main", [{ role: "user", text: "hi" }]);
+ * await store.close();
+ * ```
+ */
+export interface Store {
+  readonly specificationVersion: StoreSpecificationVersion;
+  /** Adapter name for diagnostics, e.g. `memory`, `fs`, `redis`. */
+  readonly kind: string;
+  readonly capabilities: StoreCapabilities;
+  /** Opens connections / files / locks. Operations before `open` reject with `STORE_CLOSED`. */
+  open(): Promise<void>;
+  /** Flushes and releases everything; afterwards operations reject with `STORE_CLOSED`. Idempotent. */
+  close(): Promise<void>;
+  readonly sessions: SessionStore;
+  readonly transcripts: TranscriptStore;
+  readonly cron: CronStore;
+  readonly devices: DeviceStore;
+  readonly approvals: ApprovalStore;
+  readonly queue: InboundQueue;
+  readonly kv: KeyValueStore;
+  readonly locks: LockStore;
+}

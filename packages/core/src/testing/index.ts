@@ -1,0 +1,9 @@
+/**
+ * `@beamclaw/core/testing`: what adapter authors and users need to test against BeamClaw:
+ * the conformance suites every adapter runs unchanged against its real backend, and
+ * in-memory stand-ins for external services.
+ *
+ * These modules import `vitest`; load them only from test files.
+ *
+ * @packageDocumentation
+ */
