@@ -14,8 +14,11 @@ export type JsonValue =
   | null
   | JsonValue[]
   | { [key: string]: JsonValue };
-/** JSON object. */
-export type JsonObject = { [key: string]: JsonValue };
+/**
+ * JSON object. Properties may be `undefined` (optional fields); they are dropped when
+ * serialized, as `JSON.stringify` does.
+ */
+export type JsonObject = { [key: string]: JsonValue | undefined };
 
 /** Plain text. */
 export interface TextPart {
