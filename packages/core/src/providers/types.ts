@@ -13,7 +13,7 @@ export type JsonValue =
   | boolean
   | null
   | JsonValue[]
-  | { [key: string]: JsonValue };
+  | JsonObject;
 /**
  * JSON object. Properties may be `undefined` (optional fields); they are dropped when
  * serialized, as `JSON.stringify` does.
