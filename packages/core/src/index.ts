@@ -8,3 +8,4 @@ export * from "./providers/index.js";
 export * from "./runtime/index.js";
 export * from "./store/index.js";
 export * from "./telemetry.js";
+export * from "./sessions/index.js";

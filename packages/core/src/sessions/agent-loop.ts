@@ -1,0 +1,321 @@
+import { AbortedError, isBeamClawError } from "../errors.js";
+import type {
+  ModelCallOptions,
+  ModelMessage,
+  ModelRequest,
+  ModelUsage,
+  TextPart,
+  ThinkingLevel,
+  ThinkingPart,
+  ToolCallPart,
+  ToolResultPart,
+} from "../providers/types.js";
+import {
+  type AgentDefinition,
+  errorInfo,
+  type RunEvent,
+  type RunResult,
+  type RunStatus,
+  type ToolRunner,
+  type UserMessageInput,
+} from "./types.js";
+
+/**
+ * Where the loop gets model output: a `ProviderChain`, or anything that streams
+ * `ModelStreamEvent`s for a list of `provider/model` references. Chain events it does not
+ * know are ignored, except `attempt-start` (which model is answering) and `attempt-failed`
+ * with `discardOutput` (drop the partial output of this step).
+ */
+export interface ModelSource {
+  stream(
+    request: Omit<ModelRequest, "model">,
+    options: ModelCallOptions & { models: string[] },
+  ): AsyncIterable<{ type: string; [key: string]: unknown }>;
+}
+
+/** Prices a model call; returns US dollars. */
+export type CostFunction = (ref: string, usage: ModelUsage) => number;
+
+/** Everything one run needs. */
+export interface AgentLoopInput {
+  runId: string;
+  sessionKey: string;
+  agent: AgentDefinition;
+  /** Models to try, in order (`provider/model`). */
+  models: string[];
+  thinking?: ThinkingLevel;
+  /** The conversation so far, not including `inputs`. */
+  history: readonly ModelMessage[];
+  /** The user messages of this run. */
+  inputs: UserMessageInput[];
+  source: ModelSource;
+  tools: ToolRunner;
+  signal: AbortSignal;
+  emit: (event: RunEvent) => void;
+  /** Persists a message the run adds (user, assistant, tool) before the run goes on. */
+  persist: (message: ModelMessage) => Promise<void>;
+  /** Messages steered into the run since the last call; drained at each step. */
+  takeSteered: () => UserMessageInput[];
+  cost?: CostFunction;
+}
+
+/** Turns a user input into the normalized message. */
+export function userMessage(input: UserMessageInput): ModelMessage {
+  const content: Array<
+    TextPart | { type: "image"; mediaType: string; data?: string; url?: string }
+  > = [];
+  if (input.text.length > 0) content.push({ type: "text", text: input.text });
+  for (const image of input.images ?? []) content.push({ type: "image", ...image });
+  return { role: "user", content };
+}
+
+function addUsage(total: ModelUsage, usage: ModelUsage): void {
+  total.inputTokens += usage.inputTokens;
+  total.outputTokens += usage.outputTokens;
+  if (usage.cacheReadTokens !== undefined) {
+    total.cacheReadTokens = (total.cacheReadTokens ?? 0) + usage.cacheReadTokens;
+  }
+  if (usage.cacheWriteTokens !== undefined) {
+    total.cacheWriteTokens = (total.cacheWriteTokens ?? 0) + usage.cacheWriteTokens;
+  }
+  if (usage.reasoningTokens !== undefined) {
+    total.reasoningTokens = (total.reasoningTokens ?? 0) + usage.reasoningTokens;
+  }
+}
+
+function systemPrompt(agent: AgentDefinition): string | undefined {
+  const parts = [agent.systemPrompt, ...(agent.skills ?? [])].filter(
+    (p): p is string => typeof p === "string" && p.length > 0,
+  );
+  return parts.length > 0 ? parts.join("\n\n") : undefined;
+}
+
+/**
+ * Runs one turn of the agent loop: stream from the model, run the tool calls it makes (in
+ * parallel: calls made in one step are independent), feed the results back, and repeat until
+ * the model answers without tools or `maxSteps` is reached. Every message the run adds is
+ * persisted before the loop continues, so a crash never loses an acknowledged step.
+ *
+ * Never throws: failures end the run with status `failed` (and an `error` event), an abort
+ * with status `aborted`.
+ */
+export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
+  const { runId, sessionKey, agent, signal, emit } = input;
+  const messages: ModelMessage[] = [...input.history];
+  const added: ModelMessage[] = [];
+  const usage: ModelUsage = { inputTokens: 0, outputTokens: 0 };
+  let costUsd = 0;
+  let steps = 0;
+  let finalText = "";
+  let status: RunStatus = "completed";
+  let failure: { code: string; message: string } | undefined;
+  const maxSteps = agent.maxSteps ?? 16;
+  const base = { runId, sessionKey };
+
+  const append = async (message: ModelMessage) => {
+    messages.push(message);
+    added.push(message);
+    await input.persist(message);
+  };
+
+  try {
+    for (const userInput of input.inputs) await append(userMessage(userInput));
+    const toolDefinitions = input.tools.definitions(agent, sessionKey);
+    const allowed = new Set(toolDefinitions.map((t) => t.name));
+    while (true) {
+      if (signal.aborted) throw signal.reason ?? new AbortedError("run aborted");
+      for (const steered of input.takeSteered()) {
+        emit({ ...base, type: "steer", input: steered });
+        await append(userMessage(steered));
+      }
+      if (steps >= maxSteps) {
+        status = "max-steps";
+        break;
+      }
+      steps++;
+      const step = await streamStep(input, messages, toolDefinitions, usage, base);
+      costUsd += step.costUsd;
+      const content: Array<TextPart | ThinkingPart | ToolCallPart> = [
+        ...step.thinking,
+        ...(step.text.length > 0 ? [{ type: "text" as const, text: step.text }] : []),
+        ...step.toolCalls,
+      ];
+      if (content.length > 0) await append({ role: "assistant", content });
+      finalText = step.text;
+      if (step.toolCalls.length === 0) {
+        // A steered message that arrived during the last step still deserves an answer.
+        const late = input.takeSteered();
+        if (late.length === 0) break;
+        for (const steered of late) {
+          emit({ ...base, type: "steer", input: steered });
+          await append(userMessage(steered));
+        }
+        continue;
+      }
+      const results = await Promise.all(
+        step.toolCalls.map(async (call): Promise<ToolResultPart> => {
+          // The model may only call what it was offered: the agent's allowlist.
+          const { output, isError } = allowed.has(call.toolName)
+            ? await input.tools.execute(call, {
+                signal,
+                sessionKey,
+                agentId: agent.id,
+                runId,
+                toolCallId: call.toolCallId,
+                emit,
+              })
+            : { output: `tool "${call.toolName}" is not available to this agent`, isError: true };
+          emit({
+            ...base,
+            type: "tool-result",
+            toolCallId: call.toolCallId,
+            toolName: call.toolName,
+            output,
+            isError,
+          });
+          return {
+            type: "tool-result",
+            toolCallId: call.toolCallId,
+            toolName: call.toolName,
+            output,
+            ...(isError ? { isError: true } : {}),
+          };
+        }),
+      );
+      await append({ role: "tool", content: results });
+    }
+  } catch (error) {
+    if (signal.aborted || isBeamClawError(error, "ABORTED")) {
+      status = "aborted";
+    } else {
+      status = "failed";
+      failure = errorInfo(error);
+      emit({ ...base, type: "error", error: failure });
+    }
+  }
+  const result: RunResult = {
+    runId,
+    sessionKey,
+    status,
+    text: finalText,
+    messages: added,
+    steps,
+    usage,
+    costUsd,
+    ...(failure === undefined ? {} : { error: failure }),
+  };
+  return result;
+}
+
+interface StepOutput {
+  text: string;
+  thinking: ThinkingPart[];
+  toolCalls: ToolCallPart[];
+  costUsd: number;
+}
+
+async function streamStep(
+  input: AgentLoopInput,
+  messages: ModelMessage[],
+  tools: ReturnType<ToolRunner["definitions"]>,
+  total: ModelUsage,
+  base: { runId: string; sessionKey: string },
+): Promise<StepOutput> {
+  const { agent, emit } = input;
+  let text = "";
+  let thinkingText = "";
+  let thinking: ThinkingPart[] = [];
+  let toolCalls: ToolCallPart[] = [];
+  let stepUsage: ModelUsage | undefined;
+  let ref = input.models[0] ?? agent.model;
+  const request: Omit<ModelRequest, "model"> = { messages: [...messages] };
+  const system = systemPrompt(agent);
+  if (system !== undefined) request.system = system;
+  if (tools.length > 0) request.tools = tools;
+  const thinkingLevel = input.thinking ?? agent.thinking;
+  if (thinkingLevel !== undefined) request.thinking = thinkingLevel;
+  if (agent.maxOutputTokens !== undefined) request.maxOutputTokens = agent.maxOutputTokens;
+  if (agent.temperature !== undefined) request.temperature = agent.temperature;
+
+  for await (const event of input.source.stream(request, {
+    signal: input.signal,
+    models: input.models,
+  })) {
+    switch (event.type) {
+      case "attempt-start":
+        if (typeof event.ref === "string") ref = event.ref;
+        break;
+      case "attempt-failed":
+        if (event.discardOutput === true) {
+          text = "";
+          thinkingText = "";
+          thinking = [];
+          toolCalls = [];
+          emit({
+            ...base,
+            type: "text-reset",
+            reason: String((event.error as Error)?.message ?? "provider failover"),
+          });
+        }
+        break;
+      case "text-delta": {
+        const delta = String(event.text);
+        text += delta;
+        emit({ ...base, type: "text-delta", text: delta });
+        break;
+      }
+      case "thinking-delta": {
+        const delta = String(event.text);
+        thinkingText += delta;
+        emit({ ...base, type: "thinking-delta", text: delta });
+        break;
+      }
+      case "thinking-end": {
+        const part: ThinkingPart = { type: "thinking", text: thinkingText };
+        if (typeof event.signature === "string") part.signature = event.signature;
+        if (typeof event.redacted === "string") part.redacted = event.redacted;
+        thinking.push(part);
+        thinkingText = "";
+        break;
+      }
+      case "tool-call": {
+        const call: ToolCallPart = {
+          type: "tool-call",
+          toolCallId: String(event.toolCallId),
+          toolName: String(event.toolName),
+          input: (event.input ?? {}) as ToolCallPart["input"],
+        };
+        toolCalls.push(call);
+        emit({
+          ...base,
+          type: "tool-call",
+          toolCallId: call.toolCallId,
+          toolName: call.toolName,
+          input: call.input,
+        });
+        break;
+      }
+      case "usage":
+        stepUsage = event.usage as ModelUsage;
+        break;
+      default:
+        break;
+    }
+  }
+  if (thinkingText.length > 0) thinking.push({ type: "thinking", text: thinkingText });
+  let costUsd = 0;
+  if (stepUsage !== undefined) {
+    addUsage(total, stepUsage);
+    costUsd = input.cost?.(ref, stepUsage) ?? 0;
+    const slash = ref.indexOf("/");
+    emit({
+      ...base,
+      type: "usage",
+      provider: slash === -1 ? ref : ref.slice(0, slash),
+      model: slash === -1 ? ref : ref.slice(slash + 1),
+      usage: stepUsage,
+      costUsd,
+    });
+  }
+  return { text, thinking, toolCalls, costUsd };
+}

@@ -1,0 +1,28 @@
+export {
+  type AgentLoopInput,
+  type CostFunction,
+  type ModelSource,
+  runAgentLoop,
+  userMessage,
+} from "./agent-loop.js";
+export { RunHandle, type SendDisposition } from "./run-handle.js";
+export { AgentRuntime, type AgentRuntimeOptions, type SessionHandle } from "./runtime.js";
+export type { SessionInfoSnapshot, SessionPatch } from "./session-actor.js";
+export {
+  AGENT_ID_PATTERN,
+  normalizeAgentId,
+  normalizeSessionKey,
+  type ParsedSessionKey,
+  parseSessionKey,
+  sessionKey,
+  subagentKey,
+} from "./session-key.js";
+export { type AgentTool, BasicToolRunner, type BasicToolRunnerOptions } from "./tools.js";
+export * from "./types.js";
+export {
+  type UsageEntry,
+  type UsageFilter,
+  UsageMeter,
+  type UsageTotals,
+  usageDay,
+} from "./usage.js";

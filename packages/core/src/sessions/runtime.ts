@@ -1,0 +1,519 @@
+import { randomUUID } from "node:crypto";
+import {
+  AlreadyStartedError,
+  BeamClawError,
+  InvalidArgumentError,
+  NoProcessError,
+  OverloadedError,
+} from "../errors.js";
+import type { JsonObject, JsonValue } from "../providers/types.js";
+import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
+import { Registry } from "../runtime/registry.js";
+import { DynamicSupervisor, Supervisor } from "../runtime/supervisor.js";
+import { TaskSupervisor } from "../runtime/task-supervisor.js";
+import type { Store, TranscriptReadOptions, TranscriptRecord } from "../store/types.js";
+import type { CostFunction, ModelSource } from "./agent-loop.js";
+import { RunEventLog, RunHandle } from "./run-handle.js";
+import {
+  SessionActor,
+  type SessionActor as SessionActorType,
+  type SessionCall,
+  type SessionContext,
+  type SessionInfoSnapshot,
+  type SessionPatch,
+} from "./session-actor.js";
+import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
+import { type AgentTool, BasicToolRunner } from "./tools.js";
+import type {
+  AgentDefinition,
+  QueueMode,
+  SendOptions,
+  SessionMetadata,
+  SubagentLimits,
+  ToolContext,
+  ToolRunner,
+  UserMessageInput,
+} from "./types.js";
+import { UsageMeter } from "./usage.js";
+
+/** Options of {@link AgentRuntime}. */
+export interface AgentRuntimeOptions {
+  /** Where sessions, transcripts and the inbound queue live. */
+  store: Store;
+  /** Where model output comes from: a `ProviderChain` (or any {@link ModelSource}). */
+  models: ModelSource;
+  agents: AgentDefinition[];
+  /** The agent of `cron:<jobId>` sessions and of keys naming no agent. Default: the first agent. */
+  defaultAgentId?: string;
+  /** A tool runner, or tools for the built-in {@link BasicToolRunner}. */
+  tools?: ToolRunner | AgentTool[];
+  /** Default: a `LocalPubSub`. */
+  pubsub?: PubSub;
+  /** Idle time after which a session is saved and dropped from memory. Default 300 000 ms. */
+  hibernateAfterMs?: number;
+  /** Messages of history kept in memory and sent to the model. Default 200. */
+  historyLimit?: number;
+  /** Messages a session holds waiting for its active run; one more is `OverloadedError`. Default 100. */
+  maxQueuedMessages?: number;
+  /** Mailbox bound of each session actor. Default 1000. */
+  mailboxLimit?: number;
+  /** Default `followup`. */
+  defaultQueueMode?: QueueMode;
+  /** Sessions alive in memory at once; more is `MaxChildrenError`. Default unlimited. */
+  maxActiveSessions?: number;
+  /** Prices model usage for cost accounting. */
+  cost?: CostFunction;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** A session, addressed by key; it is revived from the store when needed. */
+export interface SessionHandle {
+  readonly key: string;
+  readonly agentId: string;
+  /**
+   * Sends a user message. Resolves once the message is accepted (written to the durable
+   * queue and taken by the session) with the handle of its run.
+   *
+   * @throws OverloadedError when the session's mailbox or queue is full (nothing is kept).
+   */
+  send(message: string | UserMessageInput, options?: SendOptions): Promise<RunHandle>;
+  /** Aborts a run (active or queued). Resolves false if the session has no such run. */
+  abort(runId: string): Promise<boolean>;
+  /** Metadata and state. */
+  info(): Promise<SessionInfoSnapshot>;
+  /** Transcript entries, paged. */
+  history(options?: TranscriptReadOptions): Promise<TranscriptRecord[]>;
+  /** Changes display name, channel, thinking/verbose level or model override. */
+  patch(patch: SessionPatch): Promise<SessionMetadata>;
+  /** Aborts everything, clears the transcript and counters. */
+  reset(): Promise<void>;
+  /** Stops the session and deletes its metadata and transcript. */
+  delete(): Promise<void>;
+}
+
+const SUBAGENT_TOOL = "spawn_subagent";
+
+/**
+ * The agent runtime: sessions as supervised actors over a store, a model source and tools.
+ *
+ * Its supervision tree: a `one_for_one` root with the tool `TaskSupervisor` and the session
+ * `DynamicSupervisor` (sessions are `transient`: a crashed one is restarted and replays its
+ * unfinished messages; a hibernated one is forgotten until its next message). Session actors
+ * are found through a `Registry` under `session:<key>`.
+ *
+ * @example
+ * ```ts
+ * const runtime = new AgentRuntime({
+ *   store: new MemoryStore(),
+ *   models: createProviderChain({ providers: [anthropic], models: [] }),
+ *   agents: [{ id: "main", model: "anthropic/claude-sonnet-4-5" }],
+ * });
+ * await runtime.start();
+ * const run = await runtime.session("agent:main:main").send("hello");
+ * console.log((await run.result).text);
+ * await runtime.stop();
+ * ```
+ */
+export class AgentRuntime {
+  readonly store: Store;
+  readonly pubsub: PubSub;
+  readonly registry = new Registry();
+  readonly usage: UsageMeter;
+  readonly #options: AgentRuntimeOptions;
+  readonly #agents = new Map<string, AgentDefinition>();
+  readonly #tools: ToolRunner;
+  readonly #basicTools: BasicToolRunner | undefined;
+  readonly #logs = new Map<string, RunEventLog>();
+  readonly #starting = new Map<string, Promise<SessionActorType>>();
+  readonly #subagents = new Map<string, { total: number; running: number }>();
+  readonly #now: () => number;
+  #root: Supervisor | null = null;
+  #sessions: DynamicSupervisor | null = null;
+  #tasks: TaskSupervisor | null = null;
+  #ctx: SessionContext | null = null;
+  #state: "new" | "running" | "stopped" = "new";
+
+  constructor(options: AgentRuntimeOptions) {
+    if (options.agents.length === 0)
+      throw new InvalidArgumentError("a runtime needs at least one agent");
+    this.#options = options;
+    this.store = options.store;
+    this.pubsub = options.pubsub ?? new LocalPubSub();
+    this.#now = options.now ?? Date.now;
+    this.usage = new UsageMeter(this.store);
+    for (const agent of options.agents) {
+      const id = normalizeAgentId(agent.id);
+      if (this.#agents.has(id)) throw new InvalidArgumentError(`duplicate agent id "${id}"`);
+      if (typeof agent.model !== "string" || !agent.model.includes("/")) {
+        throw new InvalidArgumentError(
+          `agent "${id}": model must be "provider/model", got "${agent.model}"`,
+        );
+      }
+      this.#agents.set(id, { ...agent, id });
+    }
+    if (Array.isArray(options.tools) || options.tools === undefined) {
+      this.#basicTools = new BasicToolRunner({ tools: options.tools ?? [] });
+      this.#tools = this.#basicTools;
+    } else {
+      this.#basicTools = undefined;
+      this.#tools = options.tools;
+    }
+  }
+
+  /** The agents this runtime serves. */
+  get agents(): AgentDefinition[] {
+    return [...this.#agents.values()];
+  }
+
+  /** Starts the supervision tree and replays messages left unfinished by the last run. */
+  async start(): Promise<void> {
+    if (this.#state !== "new") throw new AlreadyStartedError("the runtime was already started");
+    this.#state = "running";
+    const tasks = new TaskSupervisor({ name: "tools" });
+    const sessions = new DynamicSupervisor({
+      name: "sessions",
+      maxRestarts: 10,
+      periodMs: 10_000,
+      ...(this.#options.maxActiveSessions === undefined
+        ? {}
+        : { maxChildren: this.#options.maxActiveSessions }),
+    });
+    this.#root = await new Supervisor({
+      name: "runtime",
+      strategy: "one_for_one",
+      children: [
+        { id: "tools", start: () => tasks.start() },
+        { id: "sessions", type: "supervisor", start: () => sessions.start() },
+      ],
+    }).start();
+    this.#tasks = tasks;
+    this.#sessions = sessions;
+    const tools = this.#withSubagentTool(this.#tools);
+    this.#ctx = {
+      store: this.store,
+      source: this.#options.models,
+      tools,
+      pubsub: this.pubsub,
+      ...(this.#options.cost === undefined ? {} : { cost: this.#options.cost }),
+      resolveAgent: (id) => this.#agent(id),
+      hibernateAfterMs: this.#options.hibernateAfterMs ?? 300_000,
+      historyLimit: this.#options.historyLimit ?? 200,
+      maxQueuedMessages: this.#options.maxQueuedMessages ?? 100,
+      mailboxLimit: this.#options.mailboxLimit ?? 1000,
+      defaultQueueMode: this.#options.defaultQueueMode ?? "followup",
+      logs: this.#logs,
+      onUsage: (entry) => this.usage.record(entry),
+      now: this.#now,
+    };
+    // Messages accepted before a crash or restart and never finished run again, once each.
+    const pending = await this.store.queue.pending({ limit: 1000 });
+    const keys = new Set(pending.map((m) => m.sessionKey));
+    for (const key of keys) {
+      const actor = await this.#ensure(key, true);
+      void actor;
+    }
+  }
+
+  /** Stops every session (saving it), then the tree. Unfinished messages stay queued. */
+  async stop(): Promise<void> {
+    if (this.#state !== "running") {
+      this.#state = "stopped";
+      return;
+    }
+    this.#state = "stopped";
+    await this.#root?.stop("shutdown");
+    await this.usage.flush();
+    for (const log of this.#logs.values()) {
+      log.fail(
+        new NoProcessError(
+          "the runtime stopped; the message stays queued for the next start",
+          "shutdown",
+        ),
+      );
+    }
+    this.#logs.clear();
+  }
+
+  /** Sessions alive in memory right now. */
+  activeSessions(): string[] {
+    return [...this.registry.registeredKeys()].map((k) => k.slice("session:".length));
+  }
+
+  /**
+   * The session with this key (normalized; see `parseSessionKey`). Nothing starts until the
+   * handle is used.
+   *
+   * @throws InvalidSessionKeyError for a malformed key; InvalidArgumentError for an unknown agent.
+   */
+  session(rawKey: string): SessionHandle {
+    const parsed = parseSessionKey(rawKey);
+    const agentId = parsed.agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id;
+    this.#agent(agentId);
+    const key = parsed.key;
+    return {
+      key,
+      agentId,
+      send: (message, options) => this.#send(key, message, options),
+      abort: async (runId) => (await this.#call(key, { type: "abort", runId })) as boolean,
+      info: async () => (await this.#call(key, { type: "info" })) as SessionInfoSnapshot,
+      history: (options) => this.store.transcripts.read(key, options),
+      patch: async (patch) => (await this.#call(key, { type: "patch", patch })) as SessionMetadata,
+      reset: async () => {
+        await this.#call(key, { type: "reset" });
+      },
+      delete: async () => {
+        const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
+        if (actor !== undefined) await this.#sessions?.terminateChild(actor).catch(() => undefined);
+        await this.store.transcripts.delete(key);
+        await this.store.sessions.delete(key);
+      },
+    };
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #agent(id: string): AgentDefinition {
+    const agent = this.#agents.get(id);
+    if (agent === undefined) throw new InvalidArgumentError(`unknown agent "${id}"`);
+    return agent;
+  }
+
+  #requireRunning(): void {
+    if (this.#state !== "running") {
+      throw new NoProcessError(
+        `the runtime is ${this.#state === "new" ? "not started" : "stopped"}`,
+      );
+    }
+  }
+
+  async #send(
+    key: string,
+    message: string | UserMessageInput,
+    options: SendOptions = {},
+  ): Promise<RunHandle> {
+    this.#requireRunning();
+    const input: UserMessageInput = typeof message === "string" ? { text: message } : message;
+    if (typeof input?.text !== "string")
+      throw new InvalidArgumentError("a message needs a text string");
+    const { signal, ...rest } = options;
+    const runId = randomUUID();
+    const stored: JsonObject = {
+      input: input as unknown as JsonObject,
+      options: rest as JsonObject,
+      runId,
+    };
+    const { message: queued, duplicate } = await this.store.queue.enqueue({
+      idempotencyKey: options.idempotencyKey ?? `auto:${runId}`,
+      sessionKey: key,
+      payload: stored,
+    });
+    if (duplicate) {
+      const log = this.#logs.get(queued.id);
+      const originalRunId = String((queued.payload as { runId?: JsonValue }).runId ?? queued.id);
+      if (log !== undefined) {
+        return new RunHandle(originalRunId, key, "duplicate", log, () =>
+          this.session(key).abort(originalRunId),
+        );
+      }
+      const done = new RunEventLog();
+      done.fail(
+        new BeamClawError(
+          "DUPLICATE",
+          `a message with idempotency key "${options.idempotencyKey}" was already handled`,
+        ),
+      );
+      return new RunHandle(originalRunId, key, "duplicate", done, async () => false);
+    }
+    const log = new RunEventLog();
+    this.#logs.set(queued.id, log);
+    let accepted: { disposition: RunHandle["disposition"]; runId: string };
+    try {
+      accepted = (await this.#call(key, {
+        type: "send",
+        delivery: { input, options: rest, runId, queueId: queued.id, log },
+      })) as typeof accepted;
+    } catch (error) {
+      if (NoProcessError.isInstance(error) && typeof error.exitReason === "object") {
+        // The session crashed with the message in its mailbox: it is in the durable queue,
+        // and the restarted session replays it into this same log.
+        accepted = { disposition: "queued", runId };
+      } else {
+        // Not accepted (overload, bad request): it must not run later either.
+        this.#logs.delete(queued.id);
+        await this.store.queue.ack(queued.id).catch(() => undefined);
+        throw error;
+      }
+    }
+    const handle = new RunHandle(accepted.runId, key, accepted.disposition, log, () =>
+      this.session(key).abort(accepted.runId),
+    );
+    if (signal !== undefined) {
+      const onAbort = () => void handle.abort().catch(() => undefined);
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        void log.result
+          .finally(() => signal.removeEventListener("abort", onAbort))
+          .catch(() => undefined);
+      }
+    }
+    return handle;
+  }
+
+  /** Calls the session, reviving it first; retries once if it hibernated meanwhile. */
+  async #call(key: string, message: SessionCall): Promise<unknown> {
+    this.#requireRunning();
+    for (let attempt = 0; ; attempt++) {
+      const actor = await this.#ensure(key, false);
+      try {
+        return await actor.call(message, { timeoutMs: 30_000 });
+      } catch (error) {
+        const hibernated = NoProcessError.isInstance(error) && error.exitReason === "normal";
+        if (!hibernated || attempt >= 2) throw error;
+      }
+    }
+  }
+
+  /** The live session actor for `key`, starting (reviving) it if needed. */
+  async #ensure(key: string, recovering: boolean): Promise<SessionActorType> {
+    const name = `session:${key}`;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const existing = this.registry.whereis<SessionActorType>(name);
+      if (existing !== undefined) {
+        if (existing.status === "running" || existing.status === "starting") return existing;
+        await existing.whenStopped();
+        continue;
+      }
+      const starting = this.#starting.get(key);
+      if (starting !== undefined) return starting;
+      const parsed = parseSessionKey(key);
+      const agentId = parsed.agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id;
+      const ctx = this.#ctx!;
+      let starts = 0;
+      const promise = this.#sessions!.startChild<SessionActorType>({
+        restart: "transient",
+        // The first start is a revival; a restart after a crash replays unfinished messages.
+        start: () => new SessionActor(key, agentId, ctx, recovering || starts++ > 0).start(),
+        via: this.registry.via(name),
+      });
+      this.#starting.set(key, promise);
+      try {
+        return await promise;
+      } catch (error) {
+        if (!isAlreadyRegistered(error)) throw error;
+      } finally {
+        this.#starting.delete(key);
+      }
+    }
+    throw new OverloadedError(`session ${key} could not be started (it keeps stopping)`, 5);
+  }
+
+  /** Adds the sub-agent tool for agents that allow sub-agents. */
+  #withSubagentTool(inner: ToolRunner): ToolRunner {
+    const runtime = this;
+    return {
+      definitions(agent, sessionKey) {
+        const defs = inner.definitions(agent, sessionKey);
+        const limits = agent.subagents;
+        if (limits === undefined) return defs;
+        const depth = parseSessionKey(sessionKey).depth;
+        if (depth >= (limits.maxDepth ?? 1)) return defs;
+        return [
+          ...defs,
+          {
+            name: SUBAGENT_TOOL,
+            description:
+              "Delegate a self-contained task to a sub-agent. It works in its own session and returns its final answer.",
+            inputSchema: {
+              type: "object",
+              properties: {
+                task: { type: "string", description: "What the sub-agent should do." },
+              },
+              required: ["task"],
+              additionalProperties: false,
+            },
+          },
+        ];
+      },
+      async execute(call, context) {
+        if (call.toolName !== SUBAGENT_TOOL) return inner.execute(call, context);
+        return runtime.#runSubagent(call.input, context);
+      },
+    };
+  }
+
+  async #runSubagent(
+    input: JsonValue,
+    context: ToolContext,
+  ): Promise<{ output: JsonValue; isError: boolean }> {
+    const parent = this.#agent(context.agentId);
+    const limits: SubagentLimits = parent.subagents ?? {};
+    const task = (input as { task?: unknown } | null)?.task;
+    if (typeof task !== "string" || task.length === 0) {
+      return { output: "spawn_subagent needs a non-empty task string", isError: true };
+    }
+    const depth = parseSessionKey(context.sessionKey).depth;
+    if (depth >= (limits.maxDepth ?? 1)) {
+      return { output: "sub-agents may not spawn further sub-agents", isError: true };
+    }
+    const counts = this.#subagents.get(context.sessionKey) ?? { total: 0, running: 0 };
+    if (counts.total >= (limits.maxChildren ?? 8)) {
+      return {
+        output: `this session already spawned ${counts.total} sub-agents (the limit)`,
+        isError: true,
+      };
+    }
+    if (counts.running >= (limits.maxConcurrent ?? 4)) {
+      return {
+        output: `${counts.running} sub-agents are already running (the limit)`,
+        isError: true,
+      };
+    }
+    counts.total++;
+    counts.running++;
+    this.#subagents.set(context.sessionKey, counts);
+    const agentId = limits.agentId ?? context.agentId;
+    const childKey =
+      depth === 0
+        ? subagentKey(agentId, randomUUID())
+        : `${context.sessionKey}:subagent:${randomUUID()}`;
+    const timeoutMs = limits.timeoutMs ?? 300_000;
+    const controller = new AbortController();
+    const signal = AbortSignal.any([context.signal, controller.signal]);
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    try {
+      await this.store.sessions.put({
+        key: childKey,
+        agentId,
+        createdAt: this.#now(),
+        updatedAt: this.#now(),
+        parentKey: context.sessionKey,
+      });
+      const child = this.session(childKey);
+      const run = await child.send({ text: task }, { signal });
+      const result = await run.result;
+      if (result.status === "completed") return { output: result.text, isError: false };
+      return {
+        output: `sub-agent ${childKey} ended with status ${result.status}${result.error ? `: ${result.error.message}` : ""}`,
+        isError: true,
+      };
+    } catch (error) {
+      if (context.signal.aborted) throw error;
+      return { output: `sub-agent ${childKey} failed: ${(error as Error).message}`, isError: true };
+    } finally {
+      clearTimeout(timer);
+      counts.running--;
+    }
+  }
+}
+
+/** Two revivals raced and the other one won the name: look it up again. */
+function isAlreadyRegistered(error: unknown): boolean {
+  return (
+    error instanceof BeamClawError &&
+    (error.code === "ALREADY_REGISTERED" ||
+      (error.code === "CHILD_START_FAILED" &&
+        (error.cause as { code?: string } | undefined)?.code === "ALREADY_REGISTERED"))
+  );
+}

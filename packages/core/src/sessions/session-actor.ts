@@ -1,0 +1,553 @@
+import { randomUUID } from "node:crypto";
+import { AbortedError, InvalidArgumentError, NoProcessError, OverloadedError } from "../errors.js";
+import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
+import { Actor } from "../runtime/actor.js";
+import type { ExitReason } from "../runtime/exit.js";
+import type { PubSub } from "../runtime/pubsub.js";
+import type { SessionRecord, Store } from "../store/types.js";
+import { type CostFunction, type ModelSource, runAgentLoop } from "./agent-loop.js";
+import { RunEventLog, type SendDisposition } from "./run-handle.js";
+import type {
+  AgentDefinition,
+  QueueMode,
+  RunEvent,
+  RunResult,
+  SendOptions,
+  SessionMetadata,
+  ToolRunner,
+  UserMessageInput,
+} from "./types.js";
+import type { UsageEntry } from "./usage.js";
+
+/** What every session actor of a runtime shares. @internal */
+export interface SessionContext {
+  store: Store;
+  source: ModelSource;
+  tools: ToolRunner;
+  pubsub: PubSub;
+  cost?: CostFunction;
+  resolveAgent(agentId: string): AgentDefinition;
+  hibernateAfterMs: number;
+  historyLimit: number;
+  maxQueuedMessages: number;
+  mailboxLimit: number;
+  defaultQueueMode: QueueMode;
+  /** Logs of messages accepted but not yet finished, by durable-queue id (survive a crash). */
+  logs: Map<string, RunEventLog>;
+  onUsage(entry: UsageEntry): void;
+  now(): number;
+}
+
+/** A message accepted by a session. @internal */
+export interface SessionDelivery {
+  input: UserMessageInput;
+  options: Omit<SendOptions, "signal">;
+  runId: string;
+  queueId: string;
+  log: RunEventLog;
+}
+
+interface Batch {
+  runId: string;
+  inputs: UserMessageInput[];
+  logs: RunEventLog[];
+  queueIds: string[];
+  mode: QueueMode;
+  model?: string;
+  thinking?: ThinkingLevel;
+}
+
+interface ActiveRun extends Batch {
+  controller: AbortController;
+  steered: UserMessageInput[];
+}
+
+/** Requests a session actor answers. @internal */
+export type SessionCall =
+  | { type: "send"; delivery: SessionDelivery }
+  | { type: "abort"; runId: string }
+  | { type: "info" }
+  | { type: "patch"; patch: SessionPatch }
+  | { type: "reset" };
+
+type SessionInfo =
+  | { type: "run-done"; runId: string; result: RunResult }
+  | { type: "idle-check" }
+  | { type: "replay" };
+
+/** Fields of a session's metadata a client may change. */
+export interface SessionPatch {
+  displayName?: string | null;
+  channel?: string | null;
+  thinkingLevel?: ThinkingLevel | null;
+  verboseLevel?: "off" | "on" | "full" | null;
+  modelOverride?: string | null;
+}
+
+/** A snapshot of a session. */
+export interface SessionInfoSnapshot {
+  metadata: SessionMetadata;
+  activeRunId: string | undefined;
+  queued: number;
+  historyLength: number;
+}
+
+const PATCHABLE = [
+  "displayName",
+  "channel",
+  "thinkingLevel",
+  "verboseLevel",
+  "modelOverride",
+] as const;
+
+function newMetadata(key: string, agentId: string, now: number): SessionMetadata {
+  return {
+    key,
+    agentId,
+    createdAt: now,
+    updatedAt: now,
+    inputTokens: 0,
+    outputTokens: 0,
+    cacheReadTokens: 0,
+    cacheWriteTokens: 0,
+    costUsd: 0,
+    runs: 0,
+  };
+}
+
+/**
+ * One conversation as an actor: its metadata and history in memory while it is active, its
+ * runs, and its queue of waiting messages. Runs execute beside the mailbox (a run is long;
+ * the mailbox stays free for steer, abort and info), and report back as messages.
+ *
+ * Everything a session acknowledges is in the store before the acknowledgement: its messages
+ * in the durable inbound queue until their run is done, every transcript entry before the
+ * run goes on. A crashed session is restarted by its supervisor (transient) and comes back
+ * from the store, replaying unfinished messages; an idle one hibernates (saves and stops)
+ * and is revived by the next message.
+ * @internal
+ */
+export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo> {
+  readonly key: string;
+  readonly #agentId: string;
+  readonly #ctx: SessionContext;
+  readonly #recovering: boolean;
+  #metadata!: SessionMetadata;
+  #history: ModelMessage[] = [];
+  #active: ActiveRun | null = null;
+  #pending: Batch[] = [];
+  #pendingCount = 0;
+  #lastActivity = 0;
+  #idleArmed = false;
+
+  constructor(key: string, agentId: string, ctx: SessionContext, recovering: boolean) {
+    super({ name: `session ${key}`, mailboxLimit: ctx.mailboxLimit });
+    this.key = key;
+    this.#agentId = agentId;
+    this.#ctx = ctx;
+    this.#recovering = recovering;
+  }
+
+  get metadata(): SessionMetadata {
+    return this.#metadata;
+  }
+
+  protected override async init(): Promise<void> {
+    const { store } = this.#ctx;
+    const record = await store.sessions.get(this.key);
+    this.#metadata =
+      record === undefined
+        ? newMetadata(this.key, this.#agentId, this.#ctx.now())
+        : ({
+            ...newMetadata(this.key, this.#agentId, record.createdAt),
+            ...record,
+          } as SessionMetadata);
+    const tail = await store.transcripts.read(this.key, {
+      order: "desc",
+      limit: this.#ctx.historyLimit,
+    });
+    this.#history = trimToTurn(
+      tail.reverse().map((r) => r.entry.message as unknown as ModelMessage),
+    );
+    this.#touch();
+    // After a crash, messages that were accepted but not finished run again.
+    if (this.#recovering) this.send({ type: "replay" });
+  }
+
+  protected override async handleCall(message: SessionCall): Promise<unknown> {
+    switch (message.type) {
+      case "send":
+        return this.#accept(message.delivery);
+      case "abort":
+        return this.#abort(message.runId);
+      case "info":
+        return {
+          metadata: { ...this.#metadata },
+          activeRunId: this.#active?.runId,
+          queued: this.#pendingCount,
+          historyLength: this.#history.length,
+        } satisfies SessionInfoSnapshot;
+      case "patch":
+        return this.#patch(message.patch);
+      case "reset":
+        return this.#reset();
+      default:
+        throw new InvalidArgumentError(`unknown session request ${JSON.stringify(message)}`);
+    }
+  }
+
+  protected override async handleInfo(message: SessionInfo | { type: string }): Promise<void> {
+    if (message.type === "run-done") {
+      const { runId, result } = message as Extract<SessionInfo, { type: "run-done" }>;
+      await this.#finishRun(runId, result);
+    } else if (message.type === "idle-check") {
+      this.#idleArmed = false;
+      this.#checkIdle();
+    } else if (message.type === "replay") {
+      await this.#replay();
+    }
+  }
+
+  protected override async terminate(reason: ExitReason): Promise<void> {
+    const crashed = typeof reason !== "string" || reason === "killed";
+    const active = this.#active;
+    if (active !== null) active.controller.abort(new AbortedError(`session ${this.key} stopped`));
+    const unfinished = [...(active === null ? [] : [active]), ...this.#pending];
+    for (const batch of unfinished) {
+      for (const log of batch.logs) {
+        if (crashed) {
+          // The message stays in the durable queue; the restarted session runs it again
+          // and continues this same log.
+          log.push({
+            runId: batch.runId,
+            sessionKey: this.key,
+            type: "error",
+            error: {
+              code: "SESSION_CRASHED",
+              message: "the session crashed; the message will run again",
+            },
+          });
+        } else {
+          log.fail(
+            new NoProcessError(
+              `session ${this.key} stopped (${String(reason)}); the message stays queued and runs after restart`,
+              reason,
+            ),
+          );
+        }
+      }
+    }
+    this.#active = null;
+    this.#pending = [];
+    if (this.#metadata !== undefined) {
+      await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
+    }
+  }
+
+  // ------------------------------------------------------------------ messages
+
+  #accept(delivery: SessionDelivery): { disposition: SendDisposition; runId: string } {
+    this.#touch();
+    const mode = delivery.options.queueMode ?? this.#ctx.defaultQueueMode;
+    const active = this.#active;
+    if (active === null) {
+      this.#start(this.#batch(delivery, mode));
+      return { disposition: "started", runId: delivery.runId };
+    }
+    if (mode === "steer") {
+      active.steered.push(delivery.input);
+      active.logs.push(delivery.log);
+      active.queueIds.push(delivery.queueId);
+      this.#emitTo([delivery.log], this.#runStartEvent(active));
+      return { disposition: "steered", runId: active.runId };
+    }
+    if (this.#pendingCount >= this.#ctx.maxQueuedMessages) {
+      throw new OverloadedError(
+        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} queued messages`,
+        this.#ctx.maxQueuedMessages,
+      );
+    }
+    this.#pendingCount++;
+    if (mode === "interrupt") {
+      this.#pending.unshift(this.#batch(delivery, mode));
+      active.controller.abort(new AbortedError("interrupted by a new message"));
+      return { disposition: "interrupted", runId: delivery.runId };
+    }
+    const last = this.#pending.at(-1);
+    if (mode === "collect" && last !== undefined && last.mode === "collect") {
+      last.inputs.push(delivery.input);
+      last.logs.push(delivery.log);
+      last.queueIds.push(delivery.queueId);
+      return { disposition: "queued", runId: last.runId };
+    }
+    this.#pending.push(this.#batch(delivery, mode));
+    return { disposition: "queued", runId: delivery.runId };
+  }
+
+  #batch(delivery: SessionDelivery, mode: QueueMode): Batch {
+    const batch: Batch = {
+      runId: delivery.runId,
+      inputs: [delivery.input],
+      logs: [delivery.log],
+      queueIds: [delivery.queueId],
+      mode,
+    };
+    if (delivery.options.model !== undefined) batch.model = delivery.options.model;
+    if (delivery.options.thinking !== undefined) batch.thinking = delivery.options.thinking;
+    return batch;
+  }
+
+  #abort(runId: string): boolean {
+    if (this.#active?.runId === runId) {
+      this.#active.controller.abort(new AbortedError(`run ${runId} aborted`));
+      return true;
+    }
+    const index = this.#pending.findIndex((b) => b.runId === runId);
+    if (index === -1) return false;
+    const [batch] = this.#pending.splice(index, 1);
+    this.#pendingCount -= batch!.inputs.length;
+    const result = this.#emptyResult(batch!.runId, "aborted");
+    this.#emitTo(batch!.logs, this.#runStartEvent(batch!));
+    this.#emitTo(batch!.logs, { runId, sessionKey: this.key, type: "run-end", result });
+    for (const id of batch!.queueIds) {
+      this.#ctx.logs.delete(id);
+      void this.#ctx.store.queue.ack(id).catch(() => undefined);
+    }
+    return true;
+  }
+
+  async #patch(patch: SessionPatch): Promise<SessionMetadata> {
+    if (typeof patch !== "object" || patch === null)
+      throw new InvalidArgumentError("patch must be an object");
+    for (const field of Object.keys(patch)) {
+      if (!(PATCHABLE as readonly string[]).includes(field)) {
+        throw new InvalidArgumentError(`session field "${field}" cannot be patched`);
+      }
+    }
+    const next: SessionMetadata = { ...this.#metadata };
+    for (const field of PATCHABLE) {
+      if (!(field in patch)) continue;
+      const value = patch[field];
+      if (value === null || value === undefined) delete next[field];
+      else (next as JsonObject)[field] = value;
+    }
+    next.updatedAt = this.#ctx.now();
+    await this.#ctx.store.sessions.put(next as SessionRecord);
+    this.#metadata = next;
+    return { ...next };
+  }
+
+  async #reset(): Promise<void> {
+    this.#active?.controller.abort(new AbortedError("session reset"));
+    for (const batch of this.#pending) {
+      const result = this.#emptyResult(batch.runId, "aborted");
+      this.#emitTo(batch.logs, this.#runStartEvent(batch));
+      this.#emitTo(batch.logs, {
+        runId: batch.runId,
+        sessionKey: this.key,
+        type: "run-end",
+        result,
+      });
+      for (const id of batch.queueIds) {
+        this.#ctx.logs.delete(id);
+        await this.#ctx.store.queue.ack(id);
+      }
+    }
+    this.#pending = [];
+    this.#pendingCount = 0;
+    await this.#ctx.store.transcripts.delete(this.key);
+    this.#history = [];
+    const now = this.#ctx.now();
+    this.#metadata = {
+      ...newMetadata(this.key, this.#agentId, this.#metadata.createdAt),
+      updatedAt: now,
+    };
+    for (const field of PATCHABLE) {
+      const value = (this.#metadata as JsonObject)[field];
+      if (value !== undefined) (this.#metadata as JsonObject)[field] = value;
+    }
+    await this.#ctx.store.sessions.put(this.#metadata as SessionRecord);
+  }
+
+  async #replay(): Promise<void> {
+    const pending = await this.#ctx.store.queue.replay({ sessionKey: this.key });
+    for (const message of pending) {
+      const payload = message.payload as {
+        input?: UserMessageInput;
+        options?: Omit<SendOptions, "signal">;
+        runId?: string;
+      };
+      if (payload.input === undefined || typeof payload.input.text !== "string") continue;
+      const log = this.#ctx.logs.get(message.id) ?? new RunEventLog();
+      this.#ctx.logs.set(message.id, log);
+      this.#accept({
+        input: payload.input,
+        options: { ...(payload.options ?? {}), queueMode: "followup" },
+        runId: payload.runId ?? randomUUID(),
+        queueId: message.id,
+        log,
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ runs
+
+  #start(batch: Batch): void {
+    const controller = new AbortController();
+    const active: ActiveRun = { ...batch, controller, steered: [] };
+    this.#active = active;
+    const agent = this.#ctx.resolveAgent(this.#agentId);
+    const models = [
+      batch.model ?? this.#metadata.modelOverride ?? agent.model,
+      ...(agent.fallbacks ?? []),
+    ];
+    const start = this.#runStartEvent(active);
+    this.#emit(active, start);
+    const emit = (event: RunEvent) => {
+      if (this.#active === active) this.#emit(active, event);
+    };
+    const thinking = batch.thinking ?? this.#metadata.thinkingLevel;
+    const loop = runAgentLoop({
+      runId: batch.runId,
+      sessionKey: this.key,
+      agent,
+      models,
+      ...(thinking === undefined ? {} : { thinking }),
+      history: this.#history,
+      inputs: batch.inputs,
+      source: this.#ctx.source,
+      tools: this.#ctx.tools,
+      signal: controller.signal,
+      emit,
+      persist: (message) => this.#persist(batch.runId, message),
+      takeSteered: () => active.steered.splice(0),
+      ...(this.#ctx.cost === undefined ? {} : { cost: this.#ctx.cost }),
+    });
+    void loop.then((result) => {
+      if (!this.send({ type: "run-done", runId: batch.runId, result })) {
+        // The session stopped meanwhile; terminate already told the logs.
+      }
+    });
+  }
+
+  async #persist(runId: string, message: ModelMessage): Promise<void> {
+    const at = this.#ctx.now();
+    await this.#ctx.store.transcripts.append(this.key, [
+      { runId, at, message: message as unknown as JsonObject },
+    ]);
+    this.#history.push(message);
+    if (this.#history.length > this.#ctx.historyLimit) {
+      this.#history = trimToTurn(this.#history.slice(-this.#ctx.historyLimit));
+    }
+  }
+
+  async #finishRun(runId: string, result: RunResult): Promise<void> {
+    const active = this.#active;
+    if (active === null || active.runId !== runId) return;
+    const m = this.#metadata;
+    const now = this.#ctx.now();
+    const next: SessionMetadata = {
+      ...m,
+      updatedAt: now,
+      lastRunAt: now,
+      runs: m.runs + 1,
+      inputTokens: m.inputTokens + result.usage.inputTokens,
+      outputTokens: m.outputTokens + result.usage.outputTokens,
+      cacheReadTokens: m.cacheReadTokens + (result.usage.cacheReadTokens ?? 0),
+      cacheWriteTokens: m.cacheWriteTokens + (result.usage.cacheWriteTokens ?? 0),
+      costUsd: m.costUsd + result.costUsd,
+    };
+    await this.#ctx.store.sessions.put(next as SessionRecord);
+    this.#metadata = next;
+    // The turn is done and saved: now the messages may leave the durable queue.
+    for (const id of active.queueIds) {
+      await this.#ctx.store.queue.ack(id);
+      this.#ctx.logs.delete(id);
+    }
+    this.#active = null;
+    this.#emit(active, { runId, sessionKey: this.key, type: "run-end", result });
+    this.#touch();
+    const next_ = this.#pending.shift();
+    if (next_ !== undefined) {
+      this.#pendingCount -= next_.inputs.length;
+      this.#start(next_);
+    }
+  }
+
+  #runStartEvent(batch: Batch): RunEvent {
+    return {
+      runId: batch.runId,
+      sessionKey: this.key,
+      type: "run-start",
+      agentId: this.#agentId,
+      at: this.#ctx.now(),
+      input: batch.inputs,
+    };
+  }
+
+  #emptyResult(runId: string, status: RunResult["status"]): RunResult {
+    return {
+      runId,
+      sessionKey: this.key,
+      status,
+      text: "",
+      messages: [],
+      steps: 0,
+      usage: { inputTokens: 0, outputTokens: 0 },
+      costUsd: 0,
+    };
+  }
+
+  #emit(batch: Batch, event: RunEvent): void {
+    this.#emitTo(batch.logs, event);
+    if (event.type === "usage") {
+      this.#ctx.onUsage({
+        sessionKey: this.key,
+        agentId: this.#agentId,
+        provider: event.provider,
+        model: event.model,
+        usage: event.usage,
+        costUsd: event.costUsd,
+        at: this.#ctx.now(),
+      });
+    }
+    const { pubsub } = this.#ctx;
+    pubsub.publish(`session:${this.key}`, event).catch(() => undefined);
+    pubsub.publish("events:global", event).catch(() => undefined);
+  }
+
+  #emitTo(logs: RunEventLog[], event: RunEvent): void {
+    for (const log of logs) log.push(event);
+  }
+
+  // ------------------------------------------------------------------ hibernation
+
+  #touch(): void {
+    this.#lastActivity = this.#ctx.now();
+    if (!this.#idleArmed && this.#ctx.hibernateAfterMs !== Infinity) {
+      this.#idleArmed = true;
+      this.sendAfter({ type: "idle-check" }, this.#ctx.hibernateAfterMs);
+    }
+  }
+
+  #checkIdle(): void {
+    if (this.#active !== null || this.#pending.length > 0) {
+      this.#touch();
+      return;
+    }
+    const idleFor = this.#ctx.now() - this.#lastActivity;
+    if (idleFor >= this.#ctx.hibernateAfterMs) {
+      // Hibernate: terminate saves the metadata; the supervisor forgets a normal exit.
+      void this.stop("normal");
+      return;
+    }
+    this.#idleArmed = true;
+    this.sendAfter({ type: "idle-check" }, this.#ctx.hibernateAfterMs - idleFor);
+  }
+}
+
+/** Drops leading messages until the history starts at a user message (never mid tool call). */
+function trimToTurn(history: ModelMessage[]): ModelMessage[] {
+  const first = history.findIndex((m) => m.role === "user");
+  return first <= 0 ? history : history.slice(first);
+}

@@ -1,0 +1,201 @@
+import type { BeamClawError } from "../errors.js";
+import type {
+  JsonObject,
+  JsonValue,
+  ModelMessage,
+  ModelToolDefinition,
+  ModelUsage,
+  ThinkingLevel,
+  ToolCallPart,
+} from "../providers/types.js";
+
+/** How an agent behaves: its model, prompt, tools and limits. */
+export interface AgentDefinition {
+  /** Matches `^[a-z0-9][a-z0-9_-]{0,63}$`. */
+  id: string;
+  /** Primary model as `provider/model`, e.g. `anthropic/claude-sonnet-4-5`. */
+  model: string;
+  /** Tried in order when the primary fails. */
+  fallbacks?: string[];
+  systemPrompt?: string;
+  /** Skill texts appended to the system prompt (the skills loader fills these). */
+  skills?: string[];
+  /** Names of the tools this agent may call; `["*"]` for all registered tools. Default none. */
+  tools?: string[];
+  /** Model calls per run before it stops with status `max-steps`. Default 16. */
+  maxSteps?: number;
+  thinking?: ThinkingLevel;
+  maxOutputTokens?: number;
+  temperature?: number;
+  /** Sub-agent limits; sub-agents are off unless this is set. */
+  subagents?: SubagentLimits;
+}
+
+/** Limits on the sub-agents one session may spawn. */
+export interface SubagentLimits {
+  /** How deep sub-agents may nest. Default 1: a sub-agent cannot spawn. */
+  maxDepth?: number;
+  /** Sub-agents a parent session may have in total. Default 8. */
+  maxChildren?: number;
+  /** Sub-agents running at once per parent. Default 4. */
+  maxConcurrent?: number;
+  /** A sub-agent that has not reported within this time is stopped. Default 300 000. */
+  timeoutMs?: number;
+  /** The agent sub-agents run as. Default: the parent's agent. */
+  agentId?: string;
+}
+
+/** What happens to a message sent while a run is active. */
+export type QueueMode =
+  /** Inject it into the active run at the next model call. */
+  | "steer"
+  /** Run it on its own after the active run (and any earlier follow-ups). */
+  | "followup"
+  /** Run every message collected during the active run together, as one turn, after it. */
+  | "collect"
+  /** Abort the active run and run this message now. */
+  | "interrupt";
+
+/** A user message for a session. */
+export interface UserMessageInput {
+  text: string;
+  images?: Array<{ mediaType: string; data?: string; url?: string }>;
+  /** Who sent it (channel peer, device), stored with the transcript entry. */
+  sender?: string;
+}
+
+/** Options of `SessionHandle.send`. */
+export interface SendOptions {
+  /** What to do if a run is active. Default `followup`. */
+  queueMode?: QueueMode;
+  /**
+   * Deduplicates retries: a message with an idempotency key seen before (pending or
+   * recently done) is not run again. With a durable store the message is written to the
+   * inbound queue before `send` resolves and removed only when its run is done.
+   */
+  idempotencyKey?: string;
+  /** Aborts this message's run. */
+  signal?: AbortSignal;
+  /** Overrides the agent's model for this run (`provider/model`). */
+  model?: string;
+  thinking?: ThinkingLevel;
+}
+
+/** How a run ended. */
+export type RunStatus = "completed" | "aborted" | "failed" | "max-steps";
+
+/** The final assistant message of a run. */
+export interface RunResult {
+  runId: string;
+  sessionKey: string;
+  status: RunStatus;
+  /** The text of the final answer (all text parts joined). */
+  text: string;
+  /** Every message the run added to the history (assistant turns and tool results). */
+  messages: ModelMessage[];
+  steps: number;
+  usage: ModelUsage;
+  costUsd: number;
+  /** Set when status is `failed`. */
+  error?: { code: string; message: string };
+}
+
+interface RunEventBase {
+  runId: string;
+  sessionKey: string;
+}
+
+/** The events of a run, in order: `run-start` first, `run-end` last. */
+export type RunEvent =
+  | (RunEventBase & { type: "run-start"; agentId: string; at: number; input: UserMessageInput[] })
+  | (RunEventBase & { type: "text-delta"; text: string })
+  | (RunEventBase & { type: "thinking-delta"; text: string })
+  /**
+   * A provider attempt failed after streaming output and the chain fell back: discard the
+   * text of the current step received so far; the next attempt streams it anew.
+   */
+  | (RunEventBase & { type: "text-reset"; reason: string })
+  | (RunEventBase & { type: "tool-call"; toolCallId: string; toolName: string; input: JsonValue })
+  | (RunEventBase & {
+      type: "tool-approval-request";
+      requestId: string;
+      toolCallId: string;
+      toolName: string;
+      input: JsonValue;
+      /** Epoch ms after which the default decision applies. */
+      expiresAt: number;
+    })
+  | (RunEventBase & {
+      type: "tool-result";
+      toolCallId: string;
+      toolName: string;
+      output: JsonValue;
+      isError: boolean;
+    })
+  | (RunEventBase & { type: "steer"; input: UserMessageInput })
+  | (RunEventBase & {
+      type: "usage";
+      provider: string;
+      model: string;
+      usage: ModelUsage;
+      costUsd: number;
+    })
+  | (RunEventBase & { type: "error"; error: { code: string; message: string } })
+  | (RunEventBase & { type: "run-end"; result: RunResult });
+
+/** Context passed to a tool while it runs. */
+export interface ToolContext {
+  signal: AbortSignal;
+  sessionKey: string;
+  agentId: string;
+  runId: string;
+  toolCallId: string;
+  /** Publishes an event of the run (approval requests, progress). */
+  emit(event: RunEvent): void;
+}
+
+/** What the agent loop needs from the tool layer. */
+export interface ToolRunner {
+  /** The tools the given agent may call in this session, as sent to the model. */
+  definitions(agent: AgentDefinition, sessionKey: string): ModelToolDefinition[];
+  /**
+   * Runs one tool call. Never throws for a tool's own failure: returns `isError: true` with a
+   * message the model can read. Throws only when the run is aborted.
+   */
+  execute(
+    call: ToolCallPart,
+    context: ToolContext,
+  ): Promise<{ output: JsonValue; isError: boolean }>;
+}
+
+/** A session's metadata as the session layer keeps it (stored as a `SessionRecord`). */
+export interface SessionMetadata extends JsonObject {
+  key: string;
+  agentId: string;
+  createdAt: number;
+  updatedAt: number;
+  displayName?: string;
+  channel?: string;
+  thinkingLevel?: ThinkingLevel;
+  verboseLevel?: "off" | "on" | "full";
+  /** `provider/model` that replaces the agent's model for this session. */
+  modelOverride?: string;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  costUsd: number;
+  runs: number;
+  lastRunAt?: number;
+  /** The parent of a sub-agent session. */
+  parentKey?: string;
+}
+
+/** A typed error as it travels in events. */
+export function errorInfo(error: unknown): { code: string; message: string } {
+  const e = error as Partial<BeamClawError> | undefined;
+  return {
+    code: typeof e?.code === "string" ? e.code : "INTERNAL",
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
