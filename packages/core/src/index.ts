@@ -9,3 +9,4 @@ export * from "./runtime/index.js";
 export * from "./store/index.js";
 export * from "./telemetry.js";
 export * from "./sessions/index.js";
+export * from "./tools/index.js";

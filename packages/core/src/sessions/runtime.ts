@@ -12,6 +12,8 @@ import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor, Supervisor } from "../runtime/supervisor.js";
 import { TaskSupervisor } from "../runtime/task-supervisor.js";
 import type { Store, TranscriptReadOptions, TranscriptRecord } from "../store/types.js";
+import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
+import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
 import { RunEventLog, RunHandle } from "./run-handle.js";
 import {
@@ -23,7 +25,6 @@ import {
   type SessionPatch,
 } from "./session-actor.js";
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
-import { type AgentTool, BasicToolRunner } from "./tools.js";
 import type {
   AgentDefinition,
   QueueMode,
@@ -45,8 +46,15 @@ export interface AgentRuntimeOptions {
   agents: AgentDefinition[];
   /** The agent of `cron:<jobId>` sessions and of keys naming no agent. Default: the first agent. */
   defaultAgentId?: string;
-  /** A tool runner, or tools for the built-in {@link BasicToolRunner}. */
-  tools?: ToolRunner | AgentTool[];
+  /**
+   * Tools (made with `defineTool`, or plain `AgentTool`s) for the built-in supervised runner,
+   * or a whole `ToolRunner` of your own.
+   */
+  tools?: ToolRunner | RegisteredTool[];
+  /** Tool-call approval; without it nothing is asked. */
+  approvals?: Omit<ApprovalGateOptions, "store">;
+  /** Per-call tool timeout. Default 120 000 ms. */
+  toolTimeoutMs?: number;
   /** Default: a `LocalPubSub`. */
   pubsub?: PubSub;
   /** Idle time after which a session is saved and dropped from memory. Default 300 000 ms. */
@@ -123,7 +131,10 @@ export class AgentRuntime {
   readonly #options: AgentRuntimeOptions;
   readonly #agents = new Map<string, AgentDefinition>();
   readonly #tools: ToolRunner;
-  readonly #basicTools: BasicToolRunner | undefined;
+  /** The tools of the built-in runner (absent when a custom `ToolRunner` was given). */
+  readonly tools: ToolRegistry | undefined;
+  /** Answers tool-approval requests (absent when approvals are not configured). */
+  readonly approvals: ApprovalGate | undefined;
   readonly #logs = new Map<string, RunEventLog>();
   readonly #starting = new Map<string, Promise<SessionActorType>>();
   readonly #subagents = new Map<string, { total: number; running: number }>();
@@ -152,11 +163,21 @@ export class AgentRuntime {
       }
       this.#agents.set(id, { ...agent, id });
     }
+    this.approvals =
+      options.approvals === undefined
+        ? undefined
+        : new ApprovalGate({ ...options.approvals, store: this.store.approvals });
     if (Array.isArray(options.tools) || options.tools === undefined) {
-      this.#basicTools = new BasicToolRunner({ tools: options.tools ?? [] });
-      this.#tools = this.#basicTools;
+      this.tools = new ToolRegistry(options.tools ?? []);
+      this.#tools = new SupervisedToolRunner({
+        registry: this.tools,
+        tasks: () => this.#tasks ?? undefined,
+        ...(this.approvals === undefined ? {} : { approvals: this.approvals }),
+        ...(options.toolTimeoutMs === undefined ? {} : { defaultTimeoutMs: options.toolTimeoutMs }),
+        resolveAgent: (id) => this.#agent(id),
+      });
     } else {
-      this.#basicTools = undefined;
+      this.tools = undefined;
       this.#tools = options.tools;
     }
   }
@@ -222,6 +243,7 @@ export class AgentRuntime {
       return;
     }
     this.#state = "stopped";
+    this.approvals?.close();
     await this.#root?.stop("shutdown");
     await this.usage.flush();
     for (const log of this.#logs.values()) {

@@ -1,0 +1,243 @@
+import { randomUUID } from "node:crypto";
+import { BeamClawError, InvalidArgumentError } from "../errors.js";
+import type { JsonValue } from "../providers/types.js";
+import type { RunEvent } from "../sessions/types.js";
+import type { ApprovalStore } from "../store/types.js";
+
+/**
+ * - `off`: nothing is asked.
+ * - `on-miss`: ask the first time; an `allow-always` answer is remembered for the session.
+ * - `always`: ask every time, whatever was remembered.
+ */
+export type ApprovalMode = "off" | "on-miss" | "always";
+
+/** An answer to an approval request. */
+export type ApprovalDecision = "allow-once" | "allow-always" | "deny";
+
+/** The scope a client needs to answer approval requests. */
+export const APPROVALS_SCOPE = "operator.approvals";
+
+/** Options of {@link ApprovalGate}. */
+export interface ApprovalGateOptions {
+  /** Default `on-miss`. */
+  mode?: ApprovalMode;
+  /** How long a request waits for an answer. Default 120 000 ms. */
+  timeoutMs?: number;
+  /** What a request that times out becomes. Default `deny`. */
+  defaultDecision?: ApprovalDecision;
+  /** Where `allow-always` decisions are remembered per session. */
+  store: ApprovalStore;
+  now?: () => number;
+}
+
+/** What is being approved. */
+export interface ApprovalSubject {
+  sessionKey: string;
+  runId: string;
+  toolCallId: string;
+  toolName: string;
+  input: JsonValue;
+  /** What the decision binds to: the tool name, or an exec command's canonical form. */
+  key: string;
+  /** A human-readable form of `key` for the person deciding. */
+  display: string;
+  /** Ask even when the gate's mode is `off` or `on-miss` remembered an allow. */
+  force?: boolean;
+}
+
+/** A request waiting for an answer. */
+export interface PendingApproval extends ApprovalSubject {
+  requestId: string;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
+/** Who is answering, as the gateway or host authenticated them. */
+export interface ApprovalAnswerer {
+  /** Client scopes; answering needs `operator.approvals`. */
+  scopes: readonly string[];
+  /** For the audit trail. */
+  id?: string;
+}
+
+/** An approval was denied (or timed out into a deny). */
+export class ApprovalDeniedError extends BeamClawError {
+  readonly toolName: string;
+  readonly reason: "denied" | "timeout";
+  constructor(toolName: string, reason: "denied" | "timeout") {
+    super(
+      "APPROVAL_DENIED",
+      reason === "timeout"
+        ? `approval for ${toolName} timed out and defaulted to deny`
+        : `approval for ${toolName} was denied`,
+    );
+    this.toolName = toolName;
+    this.reason = reason;
+  }
+  static override isInstance = (value: unknown): value is ApprovalDeniedError =>
+    BeamClawError.isInstance(value) && value.code === "APPROVAL_DENIED";
+}
+
+/** A client without the `operator.approvals` scope tried to answer. */
+export class ApprovalScopeError extends BeamClawError {
+  constructor() {
+    super("FORBIDDEN", `answering approvals needs the "${APPROVALS_SCOPE}" scope`);
+  }
+}
+
+interface Waiter extends PendingApproval {
+  resolve(decision: ApprovalDecision): void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Decides whether a tool call may run. Requests are published as `tool-approval-request`
+ * run events (through `emit`), so any client — gateway, channel, host code — can answer with
+ * {@link ApprovalGate.answer}; answers from a client without the `operator.approvals` scope
+ * are refused. An unanswered request becomes the default decision (deny) after the timeout.
+ *
+ * @example
+ * ```ts
+ * const gate = new ApprovalGate({ store: store.approvals, mode: "on-miss" });
+ * runtime.pubsub.subscribe("events:global", (event) => {
+ *   if (event.type === "tool-approval-request") {
+ *     gate.answer(event.requestId, "allow-once", { scopes: ["operator.approvals"] });
+ *   }
+ * });
+ * ```
+ */
+export class ApprovalGate {
+  readonly mode: ApprovalMode;
+  readonly timeoutMs: number;
+  readonly defaultDecision: ApprovalDecision;
+  readonly #store: ApprovalStore;
+  readonly #now: () => number;
+  readonly #waiting = new Map<string, Waiter>();
+
+  constructor(options: ApprovalGateOptions) {
+    this.mode = options.mode ?? "on-miss";
+    if (!["off", "on-miss", "always"].includes(this.mode)) {
+      throw new InvalidArgumentError(
+        `approval mode must be off, on-miss or always, got "${this.mode}"`,
+      );
+    }
+    this.timeoutMs = options.timeoutMs ?? 120_000;
+    this.defaultDecision = options.defaultDecision ?? "deny";
+    this.#store = options.store;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Resolves when `subject` may run (`allow-once` / `allow-always`); rejects with
+   * `ApprovalDeniedError` when denied or timed out into a deny, or with the signal's reason
+   * when aborted.
+   */
+  async check(
+    subject: ApprovalSubject,
+    emit: (event: RunEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<ApprovalDecision> {
+    const mode = subject.force ? "always" : this.mode;
+    if (mode === "off") return "allow-once";
+    if (mode === "on-miss") {
+      const remembered = await this.#store.list(subject.sessionKey);
+      const hit = remembered.find((r) => r.pattern === subject.key);
+      if (hit?.decision === "allow") return "allow-always";
+    }
+    const decision = await this.#ask(subject, emit, signal);
+    if (decision === "allow-always") {
+      await this.#store.put(subject.sessionKey, {
+        pattern: subject.key,
+        decision: "allow",
+        decidedAt: this.#now(),
+      });
+    }
+    return decision;
+  }
+
+  /**
+   * Answers a pending request. Returns false if it is unknown or already answered.
+   *
+   * @throws ApprovalScopeError if `by` lacks the `operator.approvals` scope.
+   */
+  answer(requestId: string, decision: ApprovalDecision, by: ApprovalAnswerer): boolean {
+    if (!by.scopes.includes(APPROVALS_SCOPE) && !by.scopes.includes("operator.admin")) {
+      throw new ApprovalScopeError();
+    }
+    if (decision !== "allow-once" && decision !== "allow-always" && decision !== "deny") {
+      throw new InvalidArgumentError(`unknown approval decision "${String(decision)}"`);
+    }
+    const waiter = this.#waiting.get(requestId);
+    if (waiter === undefined) return false;
+    waiter.resolve(decision);
+    return true;
+  }
+
+  /** Requests waiting for an answer. */
+  pending(sessionKey?: string): PendingApproval[] {
+    const out: PendingApproval[] = [];
+    for (const { resolve: _r, timer: _t, ...request } of this.#waiting.values()) {
+      if (sessionKey === undefined || request.sessionKey === sessionKey) out.push(request);
+    }
+    return out;
+  }
+
+  /** Forgets remembered `allow-always` decisions of a session. */
+  async forget(sessionKey: string, key?: string): Promise<number> {
+    return this.#store.clear(sessionKey, key);
+  }
+
+  /** Denies every pending request (used when the runtime stops). */
+  close(): void {
+    for (const waiter of [...this.#waiting.values()]) waiter.resolve("deny");
+  }
+
+  #ask(
+    subject: ApprovalSubject,
+    emit: (event: RunEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<ApprovalDecision> {
+    const requestId = randomUUID();
+    const expiresAt = this.#now() + this.timeoutMs;
+    return new Promise<ApprovalDecision>((resolve, reject) => {
+      const finish = (decision: ApprovalDecision | Error) => {
+        if (!this.#waiting.delete(requestId)) return;
+        clearTimeout(waiter.timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (decision instanceof Error) reject(decision);
+        else if (decision === "deny")
+          reject(new ApprovalDeniedError(subject.toolName, timedOut ? "timeout" : "denied"));
+        else resolve(decision);
+      };
+      let timedOut = false;
+      const onAbort = () =>
+        finish(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+      const waiter: Waiter = {
+        ...subject,
+        requestId,
+        expiresAt,
+        resolve: finish,
+        timer: setTimeout(() => {
+          timedOut = true;
+          finish(this.defaultDecision);
+        }, this.timeoutMs),
+      };
+      this.#waiting.set(requestId, waiter);
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      emit({
+        type: "tool-approval-request",
+        runId: subject.runId,
+        sessionKey: subject.sessionKey,
+        requestId,
+        toolCallId: subject.toolCallId,
+        toolName: subject.toolName,
+        input: subject.input,
+        expiresAt,
+      });
+    });
+  }
+}

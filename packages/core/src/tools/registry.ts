@@ -1,0 +1,245 @@
+import { AbortedError, describe, InvalidArgumentError } from "../errors.js";
+import type { JsonValue, ModelToolDefinition, ToolCallPart } from "../providers/types.js";
+import type { TaskSupervisor } from "../runtime/task-supervisor.js";
+import type { AgentTool } from "../sessions/tools.js";
+import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
+import { ApprovalDeniedError, type ApprovalGate } from "./approval.js";
+import { isTransientError, type ToolDefinition } from "./define-tool.js";
+
+/** A tool the registry accepts: one made with `defineTool`, or a plain `AgentTool`. */
+export type RegisteredTool = ToolDefinition | AgentTool;
+
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/**
+ * Which tools exist, and which a given session may see. Tools registered globally are
+ * offered to a session only if its agent's allowlist names them (`["*"]` for all); tools
+ * registered for one session (e.g. by a channel) exist only in that session and never leak
+ * into another.
+ *
+ * @example
+ * ```ts
+ * const tools = new ToolRegistry([weather, webFetch]);
+ * tools.registerForSession("agent:ops:main", deployTool);
+ * tools.forSession({ id: "ops", model: "x/y", tools: ["weather"] }, "agent:ops:main");
+ * // -> weather and deploy
+ * ```
+ */
+export class ToolRegistry {
+  readonly #global = new Map<string, RegisteredTool>();
+  readonly #sessions = new Map<string, Map<string, RegisteredTool>>();
+
+  constructor(tools: RegisteredTool[] = []) {
+    for (const tool of tools) this.register(tool);
+  }
+
+  /** Adds a global tool. @throws InvalidArgumentError on a bad or duplicate name. */
+  register(tool: RegisteredTool): void {
+    check(tool);
+    if (this.#global.has(tool.name))
+      throw new InvalidArgumentError(`tool "${tool.name}" is already registered`);
+    this.#global.set(tool.name, tool);
+  }
+
+  /** Removes a global tool. */
+  unregister(name: string): boolean {
+    return this.#global.delete(name);
+  }
+
+  /** Adds a tool that only `sessionKey` can see. */
+  registerForSession(sessionKey: string, tool: RegisteredTool): void {
+    check(tool);
+    let tools = this.#sessions.get(sessionKey);
+    if (tools === undefined) {
+      tools = new Map();
+      this.#sessions.set(sessionKey, tools);
+    }
+    if (tools.has(tool.name)) {
+      throw new InvalidArgumentError(`session ${sessionKey} already has a tool "${tool.name}"`);
+    }
+    tools.set(tool.name, tool);
+  }
+
+  /** Drops every tool registered for `sessionKey`. */
+  clearSession(sessionKey: string): void {
+    this.#sessions.delete(sessionKey);
+  }
+
+  /** Names of the global tools. */
+  names(): string[] {
+    return [...this.#global.keys()];
+  }
+
+  /** The tools `sessionKey` (of `agent`) may call: allowed global tools and its own. */
+  forSession(agent: AgentDefinition, sessionKey: string): Map<string, RegisteredTool> {
+    const allow = agent.tools ?? [];
+    const all = allow.includes("*");
+    const out = new Map<string, RegisteredTool>();
+    for (const [name, tool] of this.#global) if (all || allow.includes(name)) out.set(name, tool);
+    for (const [name, tool] of this.#sessions.get(sessionKey) ?? []) out.set(name, tool);
+    return out;
+  }
+}
+
+function check(tool: RegisteredTool): void {
+  if (typeof tool?.name !== "string" || !TOOL_NAME.test(tool.name)) {
+    throw new InvalidArgumentError(
+      `tool name must match ${TOOL_NAME.source}, got "${String(tool?.name)}"`,
+    );
+  }
+  if (typeof tool.execute !== "function")
+    throw new InvalidArgumentError(`tool "${tool.name}" needs execute()`);
+}
+
+/** Options of {@link SupervisedToolRunner}. */
+export interface SupervisedToolRunnerOptions {
+  registry: ToolRegistry;
+  /** Runs each call isolated with timeout and abort. */
+  tasks?: () => TaskSupervisor | undefined;
+  /** Asks before calls that need approval. Without a gate nothing is asked. */
+  approvals?: ApprovalGate;
+  /** Default 120 000 ms. */
+  defaultTimeoutMs?: number;
+  /** Retries of transient failures. Default 3. */
+  maxRetries?: number;
+  /** First retry delay; doubles each time, with jitter. Default 200 ms. */
+  retryBaseDelayMs?: number;
+  /** Resolves the agent of a session (for the allowlist). */
+  resolveAgent: (agentId: string) => AgentDefinition;
+}
+
+/**
+ * The tool layer the agent loop uses by default: per-session visibility from a
+ * {@link ToolRegistry}, argument validation (a bad argument is answered to the model as an
+ * error result), approval through an `ApprovalGate`, isolation under the `TaskSupervisor`
+ * (timeout, abort with the run, crash containment) and up to 3 retries of transient failures
+ * with exponential backoff. A tool's failure never throws into the loop; only an abort does.
+ */
+export class SupervisedToolRunner implements ToolRunner {
+  readonly #options: SupervisedToolRunnerOptions;
+
+  constructor(options: SupervisedToolRunnerOptions) {
+    this.#options = options;
+  }
+
+  definitions(agent: AgentDefinition, sessionKey: string): ModelToolDefinition[] {
+    return [...this.#options.registry.forSession(agent, sessionKey).values()].map((tool) => ({
+      name: tool.name,
+      description: tool.description,
+      inputSchema: tool.inputSchema,
+    }));
+  }
+
+  async execute(
+    call: ToolCallPart,
+    context: ToolContext,
+  ): Promise<{ output: JsonValue; isError: boolean }> {
+    const agent = this.#options.resolveAgent(context.agentId);
+    const tool = this.#options.registry.forSession(agent, context.sessionKey).get(call.toolName);
+    if (tool === undefined)
+      return { output: `tool "${call.toolName}" is not available`, isError: true };
+    let args: unknown = call.input;
+    if ("parse" in tool && typeof tool.parse === "function") {
+      const parsed = tool.parse(call.input);
+      if (!parsed.ok) return { output: parsed.message, isError: true };
+      args = parsed.args;
+    }
+    const gate = this.#options.approvals;
+    const policy = "approval" in tool ? (tool.approval ?? "inherit") : "inherit";
+    if (gate !== undefined && policy !== "never") {
+      const bound =
+        "approvalKey" in tool && typeof tool.approvalKey === "function"
+          ? tool.approvalKey(args as never)
+          : { key: `tool:${tool.name}`, display: tool.name };
+      try {
+        await gate.check(
+          {
+            sessionKey: context.sessionKey,
+            runId: context.runId,
+            toolCallId: call.toolCallId,
+            toolName: tool.name,
+            input: call.input,
+            key: bound.key,
+            display: bound.display,
+            force: policy === "always",
+          },
+          context.emit,
+          context.signal,
+        );
+      } catch (error) {
+        if (context.signal.aborted) throw context.signal.reason ?? error;
+        if (ApprovalDeniedError.isInstance(error)) return { output: error.message, isError: true };
+        throw error;
+      }
+    }
+    const maxRetries =
+      ("maxRetries" in tool ? tool.maxRetries : undefined) ?? this.#options.maxRetries ?? 3;
+    const timeoutMs = tool.timeoutMs ?? this.#options.defaultTimeoutMs ?? 120_000;
+    const base = this.#options.retryBaseDelayMs ?? 200;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const output = await this.#run(tool, args, context, timeoutMs);
+        return { output: toJson(output), isError: false };
+      } catch (error) {
+        if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
+        if (attempt < maxRetries && isTransientError(error)) {
+          const delay = Math.min(30_000, base * 2 ** attempt) * (0.5 + Math.random() / 2);
+          await sleep(delay, context.signal);
+          continue;
+        }
+        const tries = attempt > 0 ? ` after ${attempt + 1} attempts` : "";
+        return { output: `tool "${tool.name}" failed${tries}: ${describe(error)}`, isError: true };
+      }
+    }
+  }
+
+  async #run(
+    tool: RegisteredTool,
+    args: unknown,
+    context: ToolContext,
+    timeoutMs: number,
+  ): Promise<unknown> {
+    const tasks = this.#options.tasks?.();
+    const execute = (signal: AbortSignal) =>
+      (tool.execute as (a: unknown, c: ToolContext) => unknown)(args, { ...context, signal });
+    if (tasks !== undefined && tasks.status === "running") {
+      return tasks.run(({ signal }) => execute(signal), {
+        timeoutMs,
+        signal: context.signal,
+        name: `tool ${tool.name}`,
+      });
+    }
+    const signal = AbortSignal.any([
+      context.signal,
+      AbortSignal.timeout(Math.min(timeoutMs, 2 ** 31 - 1)),
+    ]);
+    return await execute(signal);
+  }
+}
+
+function toJson(value: unknown): JsonValue {
+  if (value === undefined) return null;
+  try {
+    return JSON.parse(JSON.stringify(value)) as JsonValue;
+  } catch {
+    return String(value);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
