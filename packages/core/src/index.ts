@@ -10,3 +10,4 @@ export * from "./store/index.js";
 export * from "./telemetry.js";
 export * from "./sessions/index.js";
 export * from "./tools/index.js";
+export * from "./config/index.js";

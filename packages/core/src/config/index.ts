@@ -1,0 +1,24 @@
+export {
+  type ConfigDiff,
+  ConfigError,
+  type ConfigIssue,
+  diffConfig,
+  loadConfigFile,
+  type ParseConfigOptions,
+  parseConfig,
+  parseConfigYaml,
+  substituteEnv,
+} from "./load.js";
+export {
+  type AgentConfig,
+  AgentConfigSchema,
+  type BeamClawConfig,
+  type ConfigInput,
+  ConfigSchema,
+  type CronJobConfig,
+  CronJobConfigSchema,
+  configJsonSchema,
+  ProviderConfigSchema,
+  RESTART_ONLY_PATHS,
+} from "./schema.js";
+export { type ConfigEvents, ConfigService, type ConfigServiceOptions } from "./service.js";

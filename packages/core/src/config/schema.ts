@@ -1,0 +1,231 @@
+import { z } from "zod";
+import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
+
+const positiveMs = z.number().int().positive();
+const modelRef = z.string().regex(/^[^/\s]+\/\S+$/, 'a model reference "provider/model"');
+
+/** One agent. */
+export const AgentConfigSchema = z
+  .object({
+    id: z.string().regex(AGENT_ID_PATTERN, `an agent id matching ${AGENT_ID_PATTERN.source}`),
+    model: modelRef,
+    fallbacks: z.array(modelRef).default([]),
+    systemPrompt: z.string().optional(),
+    /** Skill names to enable (from the skill directories); `["*"]` for all eligible. */
+    skills: z.array(z.string()).optional(),
+    /** Tool allowlist; `["*"]` for all. */
+    tools: z.array(z.string()).default([]),
+    maxSteps: z.number().int().min(1).max(1000).default(16),
+    thinking: z.enum(["off", "minimal", "low", "medium", "high"]).optional(),
+    maxOutputTokens: z.number().int().positive().optional(),
+    temperature: z.number().min(0).max(2).optional(),
+    subagents: z
+      .object({
+        maxDepth: z.number().int().min(1).max(5).default(1),
+        maxChildren: z.number().int().min(1).default(8),
+        maxConcurrent: z.number().int().min(1).default(4),
+        timeoutMs: positiveMs.default(300_000),
+        agentId: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+/** A provider endpoint. */
+export const ProviderConfigSchema = z
+  .object({
+    kind: z.enum(["anthropic", "openai", "openai-responses", "openai-compatible"]),
+    apiKey: z.string().optional(),
+    baseUrl: z.string().url().optional(),
+    headers: z.record(z.string(), z.string()).default({}),
+    timeoutMs: positiveMs.optional(),
+  })
+  .strict();
+
+/** A scheduled job (see the cron service for the semantics). */
+export const CronJobConfigSchema = z
+  .object({
+    id: z.string().min(1),
+    agentId: z.string().regex(AGENT_ID_PATTERN),
+    schedule: z.union([
+      z.object({ at: z.string().min(1) }).strict(),
+      z.object({ every: positiveMs, anchor: z.string().optional() }).strict(),
+      z.object({ cron: z.string().min(1), timezone: z.string().optional() }).strict(),
+    ]),
+    session: z.enum(["main", "isolated"]).default("isolated"),
+    prompt: z.string().min(1),
+    enabled: z.boolean().default(true),
+    catchUp: z.enum(["skip", "run-once", "run-all"]).default("run-once"),
+    delivery: z
+      .union([
+        z.object({ kind: z.literal("none") }).strict(),
+        z.object({ kind: z.literal("announce"), channel: z.string(), target: z.string() }).strict(),
+        z.object({ kind: z.literal("webhook"), url: z.string().url() }).strict(),
+      ])
+      .default({ kind: "none" }),
+  })
+  .strict();
+
+/**
+ * The whole configuration: the shape of `beamclaw.yaml`, and of the object a host app
+ * passes when it embeds BeamClaw without a file.
+ */
+export const ConfigSchema = z
+  .object({
+    gateway: z
+      .object({
+        bind: z.string().default("127.0.0.1"),
+        port: z.number().int().min(0).max(65_535).default(18_789),
+        auth: z
+          .object({
+            mode: z.enum(["none", "token", "password"]).default("token"),
+            token: z.string().optional(),
+            password: z.string().optional(),
+            /** Pairing requests from loopback are approved automatically. */
+            autoApproveLoopback: z.boolean().default(true),
+          })
+          .strict()
+          .default({ mode: "token", autoApproveLoopback: true }),
+        tls: z.object({ cert: z.string(), key: z.string() }).strict().optional(),
+        /** Limits announced to clients. */
+        maxPayloadBytes: z.number().int().positive().default(1_048_576),
+        tickIntervalMs: positiveMs.default(30_000),
+      })
+      .strict()
+      .default({
+        bind: "127.0.0.1",
+        port: 18_789,
+        auth: { mode: "token", autoApproveLoopback: true },
+        maxPayloadBytes: 1_048_576,
+        tickIntervalMs: 30_000,
+      }),
+    store: z
+      .union([
+        z.object({ kind: z.literal("fs"), dir: z.string().min(1) }).strict(),
+        z.object({ kind: z.literal("memory") }).strict(),
+        z
+          .object({
+            kind: z.literal("redis"),
+            url: z.string().min(1),
+            prefix: z.string().optional(),
+          })
+          .strict(),
+      ])
+      .default({ kind: "fs", dir: "./.beamclaw" }),
+    providers: z
+      .record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/), ProviderConfigSchema)
+      .default({}),
+    /** Prices per million tokens by `provider/model`, for cost accounting. */
+    pricing: z
+      .record(
+        z.string(),
+        z
+          .object({
+            inputPerMTok: z.number().min(0),
+            outputPerMTok: z.number().min(0),
+            cacheReadPerMTok: z.number().min(0).optional(),
+            cacheWritePerMTok: z.number().min(0).optional(),
+          })
+          .strict(),
+      )
+      .default({}),
+    agents: z.array(AgentConfigSchema).min(1, "at least one agent"),
+    sessions: z
+      .object({
+        hibernateAfterMs: positiveMs.default(300_000),
+        historyLimit: z.number().int().min(1).default(200),
+        maxQueuedMessages: z.number().int().min(1).default(100),
+        defaultQueueMode: z.enum(["steer", "followup", "collect", "interrupt"]).default("followup"),
+      })
+      .strict()
+      .default({
+        hibernateAfterMs: 300_000,
+        historyLimit: 200,
+        maxQueuedMessages: 100,
+        defaultQueueMode: "followup",
+      }),
+    tools: z
+      .object({
+        timeoutMs: positiveMs.default(120_000),
+        approvals: z
+          .object({
+            mode: z.enum(["off", "on-miss", "always"]).default("on-miss"),
+            timeoutMs: positiveMs.default(120_000),
+            defaultDecision: z.enum(["allow-once", "allow-always", "deny"]).default("deny"),
+          })
+          .strict()
+          .default({ mode: "on-miss", timeoutMs: 120_000, defaultDecision: "deny" }),
+      })
+      .strict()
+      .default({
+        timeoutMs: 120_000,
+        approvals: { mode: "on-miss", timeoutMs: 120_000, defaultDecision: "deny" },
+      }),
+    skills: z
+      .object({ dirs: z.array(z.string()).default([]) })
+      .strict()
+      .default({ dirs: [] }),
+    cron: z
+      .object({ jobs: z.array(CronJobConfigSchema).default([]) })
+      .strict()
+      .default({ jobs: [] }),
+    heartbeat: z
+      .object({
+        enabled: z.boolean().default(false),
+        everyMs: positiveMs.default(1_800_000),
+        activeHours: z
+          .object({
+            start: z.string().regex(/^\d\d:\d\d$/),
+            end: z.string().regex(/^\d\d:\d\d$/),
+            timezone: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+        presenceIntervalMs: positiveMs.default(30_000),
+        missedBeatsOffline: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .default({
+        enabled: false,
+        everyMs: 1_800_000,
+        presenceIntervalMs: 30_000,
+        missedBeatsOffline: 3,
+      }),
+    /** Channel settings by channel id; each channel validates its own section. */
+    channels: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    /** Feature flags. */
+    features: z.record(z.string(), z.boolean()).default({}),
+  })
+  .strict();
+
+/** The configuration as written (defaults optional). */
+export type ConfigInput = z.input<typeof ConfigSchema>;
+/** The configuration after validation, with defaults filled in. */
+export type BeamClawConfig = z.output<typeof ConfigSchema>;
+/** One agent's configuration. */
+export type AgentConfig = z.output<typeof AgentConfigSchema>;
+/** One cron job's configuration. */
+export type CronJobConfig = z.output<typeof CronJobConfigSchema>;
+
+/**
+ * Dotted paths whose change needs a restart: secrets, endpoints, listening sockets, auth.
+ * Everything else (timeouts, feature flags, cron jobs, channel settings, agents, skills,
+ * sessions, tools, pricing, heartbeat) is applied live.
+ */
+export const RESTART_ONLY_PATHS: readonly string[] = [
+  "gateway.bind",
+  "gateway.port",
+  "gateway.tls",
+  "gateway.auth",
+  "store",
+  "providers",
+];
+
+/** The JSON Schema of `beamclaw.yaml`, for editors (`# yaml-language-server: $schema=...`). */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(ConfigSchema, { target: "draft-2020-12", io: "input" }) as Record<
+    string,
+    unknown
+  >;
+}

@@ -1,0 +1,163 @@
+import { type FSWatcher, watch } from "node:fs";
+import { basename, dirname, resolve } from "node:path";
+import { EventEmitter } from "eventemitter3";
+import { InvalidArgumentError } from "../errors.js";
+import { Actor } from "../runtime/actor.js";
+import type { PubSub } from "../runtime/pubsub.js";
+import { type ConfigDiff, ConfigError, diffConfig, loadConfigFile, parseConfig } from "./load.js";
+import { type BeamClawConfig, type ConfigInput, RESTART_ONLY_PATHS } from "./schema.js";
+
+/** Events of a {@link ConfigService}. */
+export interface ConfigEvents {
+  /** A valid change was applied. `diff.restartRequired` lists what only a restart applies. */
+  "config.changed": (event: { config: BeamClawConfig; diff: ConfigDiff }) => void;
+  /** The file changed but is invalid; the running configuration stays. */
+  "config.invalid": (event: { error: ConfigError }) => void;
+}
+
+/** Options of {@link ConfigService}. */
+export interface ConfigServiceOptions {
+  /** A `beamclaw.yaml` to load and watch ... */
+  path?: string;
+  /** ... or a configuration object (no file, no watching). */
+  config?: ConfigInput;
+  /** For `${VAR}` substitution. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** Watch the file and hot-reload. Default true when `path` is given. */
+  watch?: boolean;
+  /** Quiet time after the last file event before reloading. Default 100 ms. */
+  debounceMs?: number;
+  /** Also publish `config.changed` / `config.invalid` on `events:global`. */
+  pubsub?: PubSub;
+}
+
+type ConfigMessage = { type: "file-event" } | { type: "reload" };
+
+function pick(config: BeamClawConfig, path: string): unknown {
+  let value: unknown = config;
+  for (const part of path.split("."))
+    value = (value as Record<string, unknown> | undefined)?.[part];
+  return value;
+}
+
+function put(config: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split(".");
+  let target = config;
+  for (const part of parts.slice(0, -1)) {
+    target[part] = { ...(target[part] as Record<string, unknown>) };
+    target = target[part] as Record<string, unknown>;
+  }
+  const last = parts.at(-1)!;
+  if (value === undefined) delete target[last];
+  else target[last] = value;
+}
+
+/**
+ * The configuration as a supervised service: loads and validates `beamclaw.yaml` (or takes
+ * the same shape as an object), watches the file, and on every change validates, diffs and
+ * applies the safe fields live, announcing `config.changed`. Restart-only fields (API keys,
+ * provider URLs, bind address, TLS, auth, store) keep their running values and are listed in
+ * `diff.restartRequired`. An invalid file is rejected with `config.invalid` and the running
+ * configuration stays.
+ *
+ * @example
+ * ```ts
+ * const config = await new ConfigService({ path: "beamclaw.yaml" }).start();
+ * config.on("config.changed", ({ diff }) => console.log("changed", diff.applied));
+ * console.log(config.current.agents[0].model);
+ * await config.stop();
+ * ```
+ */
+export class ConfigService extends Actor<never, never, never, ConfigMessage> {
+  readonly #options: ConfigServiceOptions;
+  readonly #events = new EventEmitter<ConfigEvents>();
+  #current!: BeamClawConfig;
+  #watcher: FSWatcher | null = null;
+  #debounce: (() => void) | null = null;
+  #path: string | undefined;
+
+  constructor(options: ConfigServiceOptions) {
+    super({ name: "config" });
+    if ((options.path === undefined) === (options.config === undefined)) {
+      throw new InvalidArgumentError("give the ConfigService either a path or a config object");
+    }
+    this.#options = options;
+    this.#path = options.path === undefined ? undefined : resolve(options.path);
+  }
+
+  /** The running configuration. */
+  get current(): BeamClawConfig {
+    return this.#current;
+  }
+
+  /** Listens to `config.changed` / `config.invalid`. Returns the unsubscribe function. */
+  on<E extends keyof ConfigEvents>(event: E, listener: ConfigEvents[E]): () => void {
+    this.#events.on(event, listener as never);
+    return () => {
+      this.#events.off(event, listener as never);
+    };
+  }
+
+  /** Re-reads the file now (what the watcher does after a change). */
+  async reload(): Promise<ConfigDiff | ConfigError> {
+    const env = this.#options.env === undefined ? {} : { env: this.#options.env };
+    try {
+      const next = await loadConfigFile(this.#path!, env);
+      return this.#apply(next);
+    } catch (error) {
+      if (!ConfigError.isInstance(error)) throw error;
+      this.#events.emit("config.invalid", { error });
+      void this.#options.pubsub?.publish("events:global", {
+        type: "config.invalid",
+        error: error.toJSON(),
+        issues: error.issues,
+      });
+      return error;
+    }
+  }
+
+  protected override async init(): Promise<void> {
+    const env = this.#options.env === undefined ? {} : { env: this.#options.env };
+    this.#current =
+      this.#path === undefined
+        ? parseConfig(this.#options.config, env)
+        : await loadConfigFile(this.#path, env);
+    if (this.#path !== undefined && this.#options.watch !== false) {
+      // Watch the directory: editors save by writing a temp file and renaming it over.
+      const file = basename(this.#path);
+      this.#watcher = watch(dirname(this.#path), { persistent: true }, (_event, name) => {
+        if (name === null || name === file) this.send({ type: "file-event" });
+      });
+      this.#watcher.on("error", () => undefined);
+    }
+  }
+
+  protected override async handleInfo(message: ConfigMessage | { type: "DOWN" }): Promise<void> {
+    if (message.type === "file-event") {
+      this.#debounce?.();
+      this.#debounce = this.sendAfter({ type: "reload" }, this.#options.debounceMs ?? 100);
+    } else if (message.type === "reload") {
+      this.#debounce = null;
+      await this.reload();
+    }
+  }
+
+  protected override terminate(): void {
+    this.#watcher?.close();
+    this.#watcher = null;
+    this.#events.removeAllListeners();
+  }
+
+  #apply(next: BeamClawConfig): ConfigDiff {
+    const diff = diffConfig(this.#current, next);
+    if (diff.changed.length === 0) return diff;
+    // Restart-only fields keep their running values; everything else takes effect now.
+    const merged = structuredClone(next) as Record<string, unknown>;
+    for (const path of RESTART_ONLY_PATHS)
+      put(merged, path, structuredClone(pick(this.#current, path)));
+    this.#current = merged as BeamClawConfig;
+    this.#events.emit("config.changed", { config: this.#current, diff });
+    void this.#options.pubsub?.publish("events:global", { type: "config.changed", diff });
+    return diff;
+  }
+}

@@ -1,0 +1,261 @@
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  type ConfigDiff,
+  ConfigError,
+  ConfigService,
+  configJsonSchema,
+  diffConfig,
+  LocalPubSub,
+  parseConfig,
+  parseConfigYaml,
+} from "../src/index.js";
+
+const minimal = `
+agents:
+  - id: main
+    model: anthropic/claude-sonnet-4-5
+`;
+
+function issuesOf(fn: () => unknown): ConfigError["issues"] {
+  try {
+    fn();
+  } catch (error) {
+    if (ConfigError.isInstance(error)) return error.issues;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+const dirs: string[] = [];
+const services: ConfigService[] = [];
+afterEach(async () => {
+  for (const s of services.splice(0)) await s.stop();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+async function configFile(text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "beamclaw-config-"));
+  dirs.push(dir);
+  const path = join(dir, "beamclaw.yaml");
+  await writeFile(path, text);
+  return path;
+}
+
+function nextEvent<T>(subscribe: (fn: (e: T) => void) => () => void): Promise<T> {
+  return new Promise((resolve) => {
+    const off = subscribe((e) => {
+      off();
+      resolve(e);
+    });
+  });
+}
+
+describe("parsing and validation", () => {
+  it("fills every default from a minimal file", () => {
+    const config = parseConfigYaml(minimal);
+    expect(config.agents[0]).toMatchObject({ id: "main", maxSteps: 16, tools: [], fallbacks: [] });
+    expect(config.gateway).toMatchObject({
+      bind: "127.0.0.1",
+      port: 18_789,
+      auth: { mode: "token" },
+    });
+    expect(config.tools.approvals).toEqual({
+      mode: "on-miss",
+      timeoutMs: 120_000,
+      defaultDecision: "deny",
+    });
+    expect(config.sessions.hibernateAfterMs).toBe(300_000);
+    expect(config.store).toEqual({ kind: "fs", dir: "./.beamclaw" });
+  });
+
+  it("names the path and the expected value of every problem", () => {
+    const issues = issuesOf(() =>
+      parseConfigYaml(`
+agents:
+  - id: Main!
+    model: 42
+    maxSteps: "many"
+gateway:
+  port: 99999
+  colour: blue
+`),
+    );
+    const byPath = Object.fromEntries(issues.map((i) => [i.path, i.message]));
+    expect(Object.keys(byPath).sort()).toEqual(
+      ["agents[0].id", "agents[0].maxSteps", "agents[0].model", "gateway", "gateway.port"].sort(),
+    );
+    expect(byPath["agents[0].model"]).toMatch(/expected string, got 42/);
+    expect(byPath["agents[0].maxSteps"]).toMatch(/expected number, got "many"/);
+    expect(byPath.gateway).toMatch(/unknown field\(s\) "colour"/);
+  });
+
+  it("reports YAML syntax errors with their line and column", () => {
+    const issues = issuesOf(() => parseConfigYaml("agents:\n  - id: main\n   model: x/y\n"));
+    expect(issues[0]?.path).toMatch(/^line \d+, column \d+$/);
+  });
+
+  it("refuses duplicate agent ids and cron jobs naming an unknown agent", () => {
+    const issues = issuesOf(() =>
+      parseConfig({
+        agents: [
+          { id: "a", model: "p/m" },
+          { id: "a", model: "p/m" },
+        ],
+        cron: { jobs: [{ id: "j", agentId: "ghost", schedule: { every: 1000 }, prompt: "hi" }] },
+      }),
+    );
+    expect(issues.map((i) => i.path)).toEqual(["agents[1].id", "cron.jobs[0].agentId"]);
+  });
+
+  it("accepts the programmatic form: the same schema without a file", () => {
+    const config = parseConfig({
+      agents: [{ id: "main", model: "openai/gpt-4.1" }],
+      features: { beta: true },
+    });
+    expect(config.features).toEqual({ beta: true });
+  });
+});
+
+describe("${ENV} substitution", () => {
+  it("replaces ${VAR}, uses ${VAR:-default}, and keeps $${ literal", () => {
+    const config = parseConfigYaml(
+      `${minimal}
+providers:
+  anthropic:
+    kind: anthropic
+    apiKey: \${ANTHROPIC_KEY}
+    baseUrl: \${BASE:-https://api.anthropic.com}
+agents:
+  - id: main
+    model: anthropic/claude
+    systemPrompt: "cost is $\${PRICE}"
+`.replace(minimal, ""),
+      { env: { ANTHROPIC_KEY: "sk-test" } },
+    );
+    expect(config.providers.anthropic).toMatchObject({
+      apiKey: "sk-test",
+      baseUrl: "https://api.anthropic.com",
+    });
+    expect(config.agents[0]?.systemPrompt).toBe("cost is ${PRICE}");
+  });
+
+  it("names the path of a reference to an unset variable", () => {
+    const issues = issuesOf(() =>
+      parseConfig(
+        {
+          agents: [{ id: "main", model: "p/m" }],
+          gateway: { auth: { mode: "token", token: "${MISSING_TOKEN}" } },
+        },
+        { env: {} },
+      ),
+    );
+    expect(issues).toEqual([
+      { path: "gateway.auth.token", message: "environment variable MISSING_TOKEN is not set" },
+    ]);
+  });
+});
+
+describe("JSON Schema for editors", () => {
+  it("describes the file, with defaults optional and agents required", () => {
+    const schema = configJsonSchema() as {
+      type: string;
+      required?: string[];
+      properties: Record<string, unknown>;
+    };
+    expect(schema.type).toBe("object");
+    expect(schema.required).toEqual(["agents"]);
+    expect(Object.keys(schema.properties)).toEqual(
+      expect.arrayContaining([
+        "gateway",
+        "store",
+        "providers",
+        "agents",
+        "cron",
+        "heartbeat",
+        "tools",
+      ]),
+    );
+  });
+});
+
+describe("diffs", () => {
+  it("classifies API keys, provider URLs, bind address, TLS and auth as restart-only, the rest as live", () => {
+    const before = parseConfig({
+      agents: [{ id: "main", model: "p/m" }],
+      providers: { p: { kind: "openai", apiKey: "a" } },
+    });
+    const after = parseConfig({
+      agents: [{ id: "main", model: "p/m2" }],
+      providers: { p: { kind: "openai", apiKey: "b" } },
+      gateway: { bind: "0.0.0.0" },
+      tools: { timeoutMs: 5000 },
+    });
+    const diff = diffConfig(before, after);
+    expect(diff.restartRequired.sort()).toEqual(["gateway.bind", "providers.p.apiKey"]);
+    expect(diff.applied.sort()).toEqual(["agents", "tools.timeoutMs"]);
+  });
+});
+
+describe("ConfigService hot reload", () => {
+  it("applies a live change and announces config.changed on its listeners and on events:global", async () => {
+    const path = await configFile(minimal);
+    const pubsub = new LocalPubSub();
+    const published: unknown[] = [];
+    pubsub.subscribe("events:global", (e) => published.push(e));
+    const service = await new ConfigService({ path, debounceMs: 20, pubsub }).start();
+    services.push(service);
+    const changed = nextEvent<{ diff: ConfigDiff }>((fn) => service.on("config.changed", fn));
+    await writeFile(path, `${minimal}    maxSteps: 4\n`);
+    const { diff } = await changed;
+    expect(diff.applied).toEqual(["agents"]);
+    expect(service.current.agents[0]?.maxSteps).toBe(4);
+    expect(published).toContainEqual(expect.objectContaining({ type: "config.changed" }));
+  });
+
+  it("keeps restart-only fields at their running values and reports them", async () => {
+    const path = await configFile(`${minimal}gateway:\n  port: 1000\n`);
+    const service = await new ConfigService({ path, debounceMs: 20 }).start();
+    services.push(service);
+    const changed = nextEvent<{ diff: ConfigDiff }>((fn) => service.on("config.changed", fn));
+    await writeFile(path, `${minimal}gateway:\n  port: 2000\nfeatures:\n  beta: true\n`);
+    const { diff } = await changed;
+    expect(diff.restartRequired).toEqual(["gateway.port"]);
+    expect(service.current.gateway.port).toBe(1000);
+    expect(service.current.features).toEqual({ beta: true });
+  });
+
+  it("rejects an invalid file with config.invalid and keeps the running configuration", async () => {
+    const path = await configFile(minimal);
+    const service = await new ConfigService({ path, debounceMs: 20 }).start();
+    services.push(service);
+    const invalid = nextEvent<{ error: ConfigError }>((fn) => service.on("config.invalid", fn));
+    await writeFile(path, "agents: []\n");
+    const { error } = await invalid;
+    expect(error.issues[0]?.path).toBe("agents");
+    expect(service.current.agents[0]?.id).toBe("main");
+  });
+
+  it("follows an editor that saves by renaming a temporary file over the original", async () => {
+    const path = await configFile(minimal);
+    const service = await new ConfigService({ path, debounceMs: 20 }).start();
+    services.push(service);
+    const changed = nextEvent<{ diff: ConfigDiff }>((fn) => service.on("config.changed", fn));
+    const temp = `${path}.tmp`;
+    await writeFile(temp, `${minimal}features:\n  x: true\n`);
+    await rename(temp, path);
+    await changed;
+    expect(service.current.features).toEqual({ x: true });
+  });
+
+  it("refuses to start on an invalid file, and stops watching on stop()", async () => {
+    const bad = await configFile("agents: nope\n");
+    await expect(new ConfigService({ path: bad }).start()).rejects.toBeInstanceOf(ConfigError);
+    const path = await configFile(minimal);
+    const service = await new ConfigService({ path }).start();
+    await service.stop();
+    expect(service.status).toBe("stopped");
+  });
+});
