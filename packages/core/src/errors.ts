@@ -40,7 +40,15 @@ export type BeamClawErrorCode =
   | "STORE_CORRUPT"
   | "STORE_CLOSED"
   | "FENCED"
-  | "INVALID_SESSION_KEY";
+  | "INVALID_SESSION_KEY"
+  | "SSRF_BLOCKED"
+  | "WEB_FETCH_FAILED"
+  | "INVALID_SKILL"
+  | "EXEC_REFUSED"
+  | "EXEC_ENV_BLOCKED"
+  | "SANDBOX_UNAVAILABLE"
+  | "NOT_SUPPORTED"
+  | "PROCESS_NOT_FOUND";
 
 /** Options every BeamClaw error accepts. */
 export interface BeamClawErrorOptions {
@@ -381,6 +389,175 @@ export class InvalidSessionKeyError extends BeamClawError {
     this.key = key;
   }
   static override isInstance = guard<InvalidSessionKeyError>("INVALID_SESSION_KEY");
+}
+
+/**
+ * Why {@link SsrfBlockedError} refused a URL: a scheme other than http/https, or a host or
+ * resolved address in a range a server-side fetch must not reach.
+ */
+export type SsrfBlockReason =
+  | "scheme"
+  | "loopback"
+  | "private"
+  | "link-local"
+  | "metadata"
+  | "cgnat"
+  | "unspecified"
+  | "multicast"
+  | "broadcast"
+  | "reserved";
+
+/**
+ * `safeFetch` / `web_fetch` refused a URL (the one asked for, or a redirect it led to)
+ * before connecting: its scheme is not http/https, or its host is, or resolves to, a
+ * loopback, private, link-local, CGNAT, multicast, reserved or cloud-metadata address that
+ * is not on the allowlist. `address` is the offending address when there is one.
+ */
+export class SsrfBlockedError extends BeamClawError {
+  readonly url: string;
+  readonly reason: SsrfBlockReason;
+  readonly address: string | undefined;
+  constructor(url: string, reason: SsrfBlockReason, address?: string) {
+    super(
+      "SSRF_BLOCKED",
+      `refused to fetch ${url}: ${reason === "scheme" ? "only http and https are allowed" : `${address ?? "its host"} is a ${reason} address`}`,
+    );
+    this.url = url;
+    this.reason = reason;
+    this.address = address;
+  }
+  static override isInstance = guard<SsrfBlockedError>("SSRF_BLOCKED");
+}
+
+/** What went wrong with a web fetch that the SSRF guard allowed. */
+export type WebFetchErrorKind =
+  | "dns"
+  | "network"
+  | "http"
+  | "too-many-redirects"
+  | "invalid-redirect"
+  | "unsupported-content-type";
+
+/** A web fetch failed: the host did not resolve, the connection failed, or the response was unusable. */
+export class WebFetchError extends BeamClawError {
+  readonly kind: WebFetchErrorKind;
+  readonly url: string;
+  readonly statusCode: number | undefined;
+  constructor(
+    kind: WebFetchErrorKind,
+    url: string,
+    message: string,
+    options?: BeamClawErrorOptions & { statusCode?: number },
+  ) {
+    super("WEB_FETCH_FAILED", message, options);
+    this.kind = kind;
+    this.url = url;
+    this.statusCode = options?.statusCode;
+  }
+  static override isInstance = guard<WebFetchError>("WEB_FETCH_FAILED");
+}
+
+/** A `SKILL.md` cannot be used: `file` names it and `field` the frontmatter field at fault. */
+export class InvalidSkillError extends BeamClawError {
+  readonly file: string;
+  readonly field: string | undefined;
+  constructor(
+    file: string,
+    field: string | undefined,
+    problem: string,
+    options?: BeamClawErrorOptions,
+  ) {
+    super(
+      "INVALID_SKILL",
+      `${file}: ${field === undefined ? "" : `${field}: `}${problem}`,
+      options,
+    );
+    this.file = file;
+    this.field = field;
+  }
+  static override isInstance = guard<InvalidSkillError>("INVALID_SKILL");
+}
+
+/**
+ * Why {@link ExecRefusedError} refused a command: `syntax` (it cannot be parsed),
+ * `forbidden-character` (control, invisible or look-alike characters), `unsupported-syntax`
+ * (a construct that shells read differently, such as `&>`), `too-complex` (length or nesting
+ * limits), `empty`, `cwd` (the working directory is outside the allowed roots), `denied` or
+ * `approval-timeout` (the approver said no, or did not answer in time).
+ */
+export type ExecRefusalReason =
+  | "syntax"
+  | "forbidden-character"
+  | "unsupported-syntax"
+  | "too-complex"
+  | "empty"
+  | "cwd"
+  | "denied"
+  | "approval-timeout";
+
+/** An exec command was refused before anything ran; `reason` says why. */
+export class ExecRefusedError extends BeamClawError {
+  readonly reason: ExecRefusalReason;
+  /** The command as it was asked for. */
+  readonly command: string;
+  constructor(
+    reason: ExecRefusalReason,
+    message: string,
+    command: string,
+    options?: BeamClawErrorOptions,
+  ) {
+    super("EXEC_REFUSED", message, options);
+    this.reason = reason;
+    this.command = command;
+  }
+  static override isInstance = guard<ExecRefusedError>("EXEC_REFUSED");
+}
+
+/**
+ * Environment variables on the exec blocklist (`LD_PRELOAD`, `NODE_OPTIONS`, `PATH`, ...)
+ * were supplied, as an option or inside the command (`LD_PRELOAD=x cmd`, `env X=1 cmd`,
+ * `export X=1`). They are refused, never silently dropped; nothing ran.
+ */
+export class BlockedEnvError extends BeamClawError {
+  readonly names: readonly string[];
+  constructor(names: readonly string[], where: string) {
+    super(
+      "EXEC_ENV_BLOCKED",
+      `environment variable${names.length === 1 ? "" : "s"} ${names.join(", ")} ${names.length === 1 ? "is" : "are"} blocked (${where})`,
+    );
+    this.names = names;
+  }
+  static override isInstance = guard<BlockedEnvError>("EXEC_ENV_BLOCKED");
+}
+
+/** A sandbox driver (`bubblewrap`, `docker`) is not installed or does not work here. */
+export class SandboxUnavailableError extends BeamClawError {
+  readonly driver: string;
+  constructor(driver: string, message: string, options?: BeamClawErrorOptions) {
+    super("SANDBOX_UNAVAILABLE", message, options);
+    this.driver = driver;
+  }
+  static override isInstance = guard<SandboxUnavailableError>("SANDBOX_UNAVAILABLE");
+}
+
+/** A feature exists as an interface but is not available in this build or configuration. */
+export class NotSupportedError extends BeamClawError {
+  readonly feature: string;
+  constructor(feature: string, message: string) {
+    super("NOT_SUPPORTED", message);
+    this.feature = feature;
+  }
+  static override isInstance = guard<NotSupportedError>("NOT_SUPPORTED");
+}
+
+/** No background process has this slug: it never existed, expired, or was removed. */
+export class ProcessNotFoundError extends BeamClawError {
+  readonly slug: string;
+  constructor(slug: string) {
+    super("PROCESS_NOT_FOUND", `no background process "${slug}"`);
+    this.slug = slug;
+  }
+  static override isInstance = guard<ProcessNotFoundError>("PROCESS_NOT_FOUND");
 }
 
 /** A short human description of any thrown value or exit reason. */

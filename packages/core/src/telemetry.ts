@@ -15,6 +15,8 @@
  * ```
  */
 import diagnosticsChannel from "node:diagnostics_channel";
+import type { CircuitState } from "./providers/circuit-breaker.js";
+import type { ModelUsage } from "./providers/types.js";
 
 /** An actor's identity as it appears in telemetry events. */
 export interface ActorTelemetryIdentity {
@@ -57,6 +59,26 @@ export interface TelemetryEvents {
   "beamclaw:supervisor.child-killed": { supervisor: string; childId: string; shutdownMs: number };
   /** A pub/sub subscriber threw; the other subscribers still received the message. */
   "beamclaw:pubsub.handler-error": { topic: string; error: unknown };
+  /**
+   * A `ProviderChain` finished one call to a `provider/model` ref (not sent for refs skipped
+   * by an open circuit). `outcome` is `aborted` when the signal fired or the caller stopped
+   * reading; `usage` is the last one the provider reported.
+   */
+  "beamclaw:provider.call": {
+    ref: string;
+    provider: string;
+    model: string;
+    attempt: number;
+    durationMs: number;
+    outcome: "success" | "error" | "aborted";
+    usage?: ModelUsage;
+    error?: unknown;
+    tenant?: string;
+    agent?: string;
+    session?: string;
+  };
+  /** A `provider/model` ref's circuit breaker changed state. */
+  "beamclaw:provider.circuit": { ref: string; from: CircuitState; to: CircuitState };
 }
 
 /** A telemetry channel name. */

@@ -1,1 +1,15 @@
+export type { RetryOptions, SleepFunction } from "./backoff.js";
+export {
+  type AttemptFailedEvent,
+  type AttemptStartEvent,
+  type ChainCallOptions,
+  type ChainStreamEvent,
+  type ChainTelemetryContext,
+  createProviderChain,
+  ProviderChain,
+  type ProviderChainOptions,
+} from "./chain.js";
+export type { CircuitBreakerOptions, CircuitState } from "./circuit-breaker.js";
+export { computeCost } from "./cost.js";
+export { estimateRequestTokens, type RateLimits } from "./rate-limiter.js";
 export type * from "./types.js";

@@ -7,13 +7,7 @@
  */
 
 /** JSON-compatible value. */
-export type JsonValue =
-  | string
-  | number
-  | boolean
-  | null
-  | JsonValue[]
-  | JsonObject;
+export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
 /**
  * JSON object. Properties may be `undefined` (optional fields); they are dropped when
  * serialized, as `JSON.stringify` does.

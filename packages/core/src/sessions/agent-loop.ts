@@ -152,6 +152,8 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         }
         continue;
       }
+      // An abort that landed while the step streamed must stop its tool calls from running.
+      if (signal.aborted) throw signal.reason ?? new AbortedError("run aborted");
       const results = await Promise.all(
         step.toolCalls.map(async (call): Promise<ToolResultPart> => {
           // The model may only call what it was offered: the agent's allowlist.

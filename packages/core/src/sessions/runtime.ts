@@ -23,6 +23,7 @@ import {
   type SessionContext,
   type SessionInfoSnapshot,
   type SessionPatch,
+  SessionRequestFailure,
 } from "./session-actor.js";
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
 import type {
@@ -137,6 +138,8 @@ export class AgentRuntime {
   readonly approvals: ApprovalGate | undefined;
   readonly #logs = new Map<string, RunEventLog>();
   readonly #starting = new Map<string, Promise<SessionActorType>>();
+  /** The run each unfinished message joined (collected and steered messages share one). */
+  readonly #runOf = new Map<string, string>();
   readonly #subagents = new Map<string, { total: number; running: number }>();
   readonly #now: () => number;
   #root: Supervisor | null = null;
@@ -191,25 +194,34 @@ export class AgentRuntime {
   async start(): Promise<void> {
     if (this.#state !== "new") throw new AlreadyStartedError("the runtime was already started");
     this.#state = "running";
-    const tasks = new TaskSupervisor({ name: "tools" });
-    const sessions = new DynamicSupervisor({
-      name: "sessions",
-      maxRestarts: 10,
-      periodMs: 10_000,
-      ...(this.#options.maxActiveSessions === undefined
-        ? {}
-        : { maxChildren: this.#options.maxActiveSessions }),
-    });
+    const { maxActiveSessions } = this.#options;
+    // Each (re)start makes fresh processes: a stopped actor never starts again.
     this.#root = await new Supervisor({
       name: "runtime",
       strategy: "one_for_one",
       children: [
-        { id: "tools", start: () => tasks.start() },
-        { id: "sessions", type: "supervisor", start: () => sessions.start() },
+        {
+          id: "tools",
+          start: () => {
+            this.#tasks = new TaskSupervisor({ name: "tools" });
+            return this.#tasks.start();
+          },
+        },
+        {
+          id: "sessions",
+          type: "supervisor",
+          start: () => {
+            this.#sessions = new DynamicSupervisor({
+              name: "sessions",
+              maxRestarts: 100,
+              periodMs: 10_000,
+              ...(maxActiveSessions === undefined ? {} : { maxChildren: maxActiveSessions }),
+            });
+            return this.#sessions.start();
+          },
+        },
       ],
     }).start();
-    this.#tasks = tasks;
-    this.#sessions = sessions;
     const tools = this.#withSubagentTool(this.#tools);
     this.#ctx = {
       store: this.store,
@@ -287,6 +299,14 @@ export class AgentRuntime {
       delete: async () => {
         const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
         if (actor !== undefined) await this.#sessions?.terminateChild(actor).catch(() => undefined);
+        // Nothing of a deleted session may come back: its unfinished messages go too.
+        for (const message of await this.store.queue.pending({ sessionKey: key })) {
+          this.#logs
+            .get(message.id)
+            ?.fail(new NoProcessError(`session ${key} was deleted`, "shutdown"));
+          this.#logs.delete(message.id);
+          await this.store.queue.ack(message.id);
+        }
         await this.store.transcripts.delete(key);
         await this.store.sessions.delete(key);
       },
@@ -332,7 +352,9 @@ export class AgentRuntime {
     });
     if (duplicate) {
       const log = this.#logs.get(queued.id);
-      const originalRunId = String((queued.payload as { runId?: JsonValue }).runId ?? queued.id);
+      const originalRunId =
+        this.#runOf.get(queued.id) ??
+        String((queued.payload as { runId?: JsonValue }).runId ?? queued.id);
       if (log !== undefined) {
         return new RunHandle(originalRunId, key, "duplicate", log, () =>
           this.session(key).abort(originalRunId),
@@ -367,6 +389,8 @@ export class AgentRuntime {
         throw error;
       }
     }
+    this.#runOf.set(queued.id, accepted.runId);
+    void log.result.finally(() => this.#runOf.delete(queued.id)).catch(() => undefined);
     const handle = new RunHandle(accepted.runId, key, accepted.disposition, log, () =>
       this.session(key).abort(accepted.runId),
     );
@@ -388,12 +412,16 @@ export class AgentRuntime {
     this.#requireRunning();
     for (let attempt = 0; ; attempt++) {
       const actor = await this.#ensure(key, false);
+      let reply: unknown;
       try {
-        return await actor.call(message, { timeoutMs: 30_000 });
+        reply = await actor.call(message, { timeoutMs: 30_000 });
       } catch (error) {
         const hibernated = NoProcessError.isInstance(error) && error.exitReason === "normal";
         if (!hibernated || attempt >= 2) throw error;
+        continue;
       }
+      if (reply instanceof SessionRequestFailure) throw reply.error;
+      return reply;
     }
   }
 

@@ -146,6 +146,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#agentId = agentId;
     this.#ctx = ctx;
     this.#recovering = recovering;
+    this.monitor((reason) => {
+      if (reason === "killed") this.#release(reason);
+    });
   }
 
   get metadata(): SessionMetadata {
@@ -162,19 +165,54 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
             ...newMetadata(this.key, this.#agentId, record.createdAt),
             ...record,
           } as SessionMetadata);
-    const tail = await store.transcripts.read(this.key, {
-      order: "desc",
-      limit: this.#ctx.historyLimit,
-    });
-    this.#history = trimToTurn(
-      tail.reverse().map((r) => r.entry.message as unknown as ModelMessage),
+    const tail = (
+      await store.transcripts.read(this.key, { order: "desc", limit: this.#ctx.historyLimit })
+    ).reverse();
+    // Entries of runs that never finished (they will run again, or were cut short) must not
+    // reach the model: a replay would repeat the user message and leave tool calls unanswered.
+    const discarded = new Set<string>();
+    for (const record of tail)
+      if (record.entry.discarded === true) discarded.add(String(record.entry.runId));
+    if (this.#recovering) {
+      const unfinished = await store.queue.pending({ sessionKey: this.key });
+      const replayed = new Set(
+        unfinished.map((m) => String((m.payload as { runId?: unknown }).runId)),
+      );
+      const marks = [...new Set(tail.map((r) => String(r.entry.runId)))].filter(
+        (runId) => replayed.has(runId) && !discarded.has(runId),
+      );
+      if (marks.length > 0) {
+        const at = this.#ctx.now();
+        await store.transcripts.append(
+          this.key,
+          marks.map((runId) => ({ runId, at, discarded: true })),
+        );
+        for (const runId of marks) discarded.add(runId);
+      }
+    }
+    this.#history = repairHistory(
+      tail
+        .filter((r) => r.entry.message !== undefined && !discarded.has(String(r.entry.runId)))
+        .map((r) => r.entry.message as unknown as ModelMessage),
     );
     this.#touch();
     // After a crash, messages that were accepted but not finished run again.
     if (this.#recovering) this.send({ type: "replay" });
   }
 
+  /**
+   * A bad request (overload, a field that cannot be patched) is answered with its error;
+   * it must not crash the session and its active run.
+   */
   protected override async handleCall(message: SessionCall): Promise<unknown> {
+    try {
+      return await this.#answer(message);
+    } catch (error) {
+      return new SessionRequestFailure(error);
+    }
+  }
+
+  async #answer(message: SessionCall): Promise<unknown> {
     switch (message.type) {
       case "send":
         return this.#accept(message.delivery);
@@ -209,15 +247,28 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   protected override async terminate(reason: ExitReason): Promise<void> {
+    this.#release(reason);
+    if (this.#metadata !== undefined) {
+      await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Tells the handles of unfinished messages what happened. After a crash (or kill) they stay
+   * open: the messages are still in the durable queue, and the restarted session runs them
+   * again into the same logs. After a normal stop they fail: the messages run on next start.
+   */
+  #release(reason: ExitReason): void {
     const crashed = typeof reason !== "string" || reason === "killed";
     const active = this.#active;
     if (active !== null) active.controller.abort(new AbortedError(`session ${this.key} stopped`));
     const unfinished = [...(active === null ? [] : [active]), ...this.#pending];
+    this.#active = null;
+    this.#pending = [];
+    this.#pendingCount = 0;
     for (const batch of unfinished) {
       for (const log of batch.logs) {
         if (crashed) {
-          // The message stays in the durable queue; the restarted session runs it again
-          // and continues this same log.
           log.push({
             runId: batch.runId,
             sessionKey: this.key,
@@ -237,11 +288,6 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         }
       }
     }
-    this.#active = null;
-    this.#pending = [];
-    if (this.#metadata !== undefined) {
-      await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
-    }
   }
 
   // ------------------------------------------------------------------ messages
@@ -254,18 +300,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#start(this.#batch(delivery, mode));
       return { disposition: "started", runId: delivery.runId };
     }
+    if (this.#pendingCount + active.steered.length >= this.#ctx.maxQueuedMessages) {
+      throw new OverloadedError(
+        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} messages waiting`,
+        this.#ctx.maxQueuedMessages,
+      );
+    }
     if (mode === "steer") {
       active.steered.push(delivery.input);
       active.logs.push(delivery.log);
       active.queueIds.push(delivery.queueId);
       this.#emitTo([delivery.log], this.#runStartEvent(active));
       return { disposition: "steered", runId: active.runId };
-    }
-    if (this.#pendingCount >= this.#ctx.maxQueuedMessages) {
-      throw new OverloadedError(
-        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} queued messages`,
-        this.#ctx.maxQueuedMessages,
-      );
     }
     this.#pendingCount++;
     if (mode === "interrupt") {
@@ -306,14 +352,19 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (index === -1) return false;
     const [batch] = this.#pending.splice(index, 1);
     this.#pendingCount -= batch!.inputs.length;
-    const result = this.#emptyResult(batch!.runId, "aborted");
-    this.#emitTo(batch!.logs, this.#runStartEvent(batch!));
-    this.#emitTo(batch!.logs, { runId, sessionKey: this.key, type: "run-end", result });
-    for (const id of batch!.queueIds) {
+    this.#endUnstarted(batch!);
+    return true;
+  }
+
+  /** Ends a queued batch that never ran: aborted, published, and out of the durable queue. */
+  #endUnstarted(batch: Batch): void {
+    const result = this.#emptyResult(batch.runId, "aborted");
+    this.#emit(batch, this.#runStartEvent(batch));
+    this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
+    for (const id of batch.queueIds) {
       this.#ctx.logs.delete(id);
       void this.#ctx.store.queue.ack(id).catch(() => undefined);
     }
-    return true;
   }
 
   async #patch(patch: SessionPatch): Promise<SessionMetadata> {
@@ -338,35 +389,39 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   async #reset(): Promise<void> {
-    this.#active?.controller.abort(new AbortedError("session reset"));
-    for (const batch of this.#pending) {
-      const result = this.#emptyResult(batch.runId, "aborted");
-      this.#emitTo(batch.logs, this.#runStartEvent(batch));
-      this.#emitTo(batch.logs, {
-        runId: batch.runId,
+    const active = this.#active;
+    if (active !== null) {
+      // The run ends now: it writes nothing more and its late result is ignored.
+      this.#active = null;
+      active.controller.abort(new AbortedError("session reset"));
+      this.#emit(active, {
+        runId: active.runId,
         sessionKey: this.key,
         type: "run-end",
-        result,
+        result: this.#emptyResult(active.runId, "aborted"),
       });
-      for (const id of batch.queueIds) {
+      for (const id of active.queueIds) {
         this.#ctx.logs.delete(id);
         await this.#ctx.store.queue.ack(id);
       }
     }
+    for (const batch of this.#pending) this.#endUnstarted(batch);
     this.#pending = [];
     this.#pendingCount = 0;
     await this.#ctx.store.transcripts.delete(this.key);
     this.#history = [];
-    const now = this.#ctx.now();
-    this.#metadata = {
-      ...newMetadata(this.key, this.#agentId, this.#metadata.createdAt),
-      updatedAt: now,
+    const previous = this.#metadata;
+    const next: SessionMetadata = {
+      ...newMetadata(this.key, this.#agentId, previous.createdAt),
+      updatedAt: this.#ctx.now(),
     };
+    // A reset clears the conversation and its counters, not the session's settings.
     for (const field of PATCHABLE) {
-      const value = (this.#metadata as JsonObject)[field];
-      if (value !== undefined) (this.#metadata as JsonObject)[field] = value;
+      const value = previous[field];
+      if (value !== undefined) (next as JsonObject)[field] = value;
     }
-    await this.#ctx.store.sessions.put(this.#metadata as SessionRecord);
+    await this.#ctx.store.sessions.put(next as SessionRecord);
+    this.#metadata = next;
   }
 
   async #replay(): Promise<void> {
@@ -395,6 +450,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #start(batch: Batch): void {
     const controller = new AbortController();
     const active: ActiveRun = { ...batch, controller, steered: [] };
+    // A killed or stopped session cancels its run, even when terminate never runs.
+    const signal = AbortSignal.any([controller.signal, this.signal]);
     this.#active = active;
     const agent = this.#ctx.resolveAgent(this.#agentId);
     const models = [
@@ -417,9 +474,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       inputs: batch.inputs,
       source: this.#ctx.source,
       tools: this.#ctx.tools,
-      signal: controller.signal,
+      signal,
       emit,
-      persist: (message) => this.#persist(batch.runId, message),
+      persist: (message) => this.#persist(active, message),
       takeSteered: () => active.steered.splice(0),
       ...(this.#ctx.cost === undefined ? {} : { cost: this.#ctx.cost }),
     });
@@ -430,10 +487,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     });
   }
 
-  async #persist(runId: string, message: ModelMessage): Promise<void> {
+  async #persist(run: ActiveRun, message: ModelMessage): Promise<void> {
+    // A run that was reset or superseded writes nothing more.
+    if (this.#active !== run || this.status !== "running") {
+      throw new AbortedError(`run ${run.runId} no longer owns session ${this.key}`);
+    }
     const at = this.#ctx.now();
     await this.#ctx.store.transcripts.append(this.key, [
-      { runId, at, message: message as unknown as JsonObject },
+      { runId: run.runId, at, message: message as unknown as JsonObject },
     ]);
     this.#history.push(message);
     if (this.#history.length > this.#ctx.historyLimit) {
@@ -544,6 +605,29 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#idleArmed = true;
     this.sendAfter({ type: "idle-check" }, this.#ctx.hibernateAfterMs - idleFor);
   }
+}
+
+/** A request the session refused; the runtime rethrows `error` to the caller. @internal */
+export class SessionRequestFailure {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * Makes a restored history safe to send: it starts at a user message, and every assistant
+ * tool call has its result (a turn cut short by a crash is dropped from its unanswered call).
+ */
+function repairHistory(history: ModelMessage[]): ModelMessage[] {
+  const out = trimToTurn(history);
+  for (let i = 0; i < out.length; i++) {
+    const message = out[i]!;
+    if (message.role !== "assistant") continue;
+    const calls = message.content.filter((p) => p.type === "tool-call").map((p) => p.toolCallId);
+    if (calls.length === 0) continue;
+    const next = out[i + 1];
+    const answered = new Set(next?.role === "tool" ? next.content.map((r) => r.toolCallId) : []);
+    if (calls.some((id) => !answered.has(id))) return out.slice(0, i);
+  }
+  return out;
 }
 
 /** Drops leading messages until the history starts at a user message (never mid tool call). */

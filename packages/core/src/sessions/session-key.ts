@@ -12,8 +12,8 @@
  *
  * Keys are case-insensitive: they are normalized to lower case, trimmed, with empty
  * segments refused. Agent ids match `^[a-z0-9][a-z0-9_-]{0,63}$`. Other segments may use
- * letters, digits and `. _ - + = @ # ~ !`; nothing that could act as a path (`/`, `\`, `..`
- * alone, control characters, whitespace) is accepted, so no key can ever name a place
+ * letters, digits and `. _ - + = @ # ~ !`; nothing that could act as a path (`/`, `\`, `..`,
+ * control characters, whitespace) is accepted, so no key can ever name a place
  * outside a store.
  */
 import { InvalidSessionKeyError } from "../errors.js";
@@ -79,7 +79,7 @@ export function parseSessionKey(raw: string): ParsedSessionKey {
   const segments = key.split(":");
   for (const segment of segments) {
     if (segment.length === 0) throw new InvalidSessionKeyError(raw, "empty segment");
-    if (!SEGMENT_PATTERN.test(segment) || /^\.+$/.test(segment)) {
+    if (!SEGMENT_PATTERN.test(segment) || segment.includes("..") || /^\.+$/.test(segment)) {
       throw new InvalidSessionKeyError(
         raw,
         `segment ${JSON.stringify(segment)} has characters that are not allowed`,
@@ -148,6 +148,12 @@ export function normalizeSessionKey(raw: string): string {
 
 /** Builds `agent:<agentId>:<...rest>`, validating every part. */
 export function sessionKey(agentId: string, ...rest: string[]): string {
+  // Each part is one segment: a part holding ":" would smuggle in extra segments.
+  for (const part of [agentId, ...rest]) {
+    if (typeof part !== "string" || part.includes(":")) {
+      throw new InvalidSessionKeyError(String(part), 'a key part may not contain ":"');
+    }
+  }
   return parseSessionKey(["agent", agentId, ...rest].join(":")).key;
 }
 

@@ -1,1 +1,2 @@
+export * from "./memory-store.js";
 export type * from "./types.js";

@@ -11,7 +11,10 @@
  *   `STORE_CORRUPT`, `STORE_CLOSED`), `InvalidArgumentError` or `FencedError`.
  * - Values are JSON: what is written is what is read back (deep-equal), unicode included.
  * - Keys are opaque strings; an adapter must never let a key escape its namespace (no path
- *   traversal, no collision between `a:b` + `c` and `a` + `b:c`).
+ *   traversal, no collision between `a:b` + `c` and `a` + `b:c`). Keys, ids and names must be
+ *   non-empty strings (`InvalidArgumentError` otherwise).
+ * - "Sorted" and "ties by key" mean Unicode code point order (the order of the UTF-8 bytes, as
+ *   Redis and most databases compare), not JavaScript's default UTF-16 `sort()`.
  * - Reads return copies: mutating a returned object never changes stored data.
  */
 import type { JsonObject, JsonValue } from "../providers/types.js";
@@ -78,7 +81,11 @@ export interface SessionStore {
   put(record: SessionRecord): Promise<void>;
   /** Deletes the record (not its transcript). Returns whether it existed. */
   delete(key: string): Promise<boolean>;
-  /** Newest `updatedAt` first (ties by key). Must not read every record for one page. */
+  /**
+   * Newest `updatedAt` first (ties by key). Must not read every record for one page. A cursor
+   * marks a position in that order, not an offset: a record left unchanged while paging is
+   * returned exactly once; one put or deleted between pages may or may not be seen.
+   */
   list(options?: SessionListOptions): Promise<Page<SessionRecord>>;
   /** Number of sessions, optionally of one agent. */
   count(agentId?: string): Promise<number>;
@@ -115,7 +122,10 @@ export interface TranscriptStore {
   read(sessionKey: string, options?: TranscriptReadOptions): Promise<TranscriptRecord[]>;
   /** The seq of the last entry, 0 when empty. */
   lastSeq(sessionKey: string): Promise<number>;
-  /** Deletes the whole transcript. Returns whether there was one. */
+  /**
+   * Deletes the whole transcript; a later append starts again at seq 1. Returns whether there
+   * was one.
+   */
   delete(sessionKey: string): Promise<boolean>;
 }
 
@@ -144,7 +154,7 @@ export interface CronStore {
   listJobs(agentId?: string): Promise<CronJobRecord[]>;
   /** Appends to the job's run log; keeps at most `keep` newest runs (default 200). */
   appendRun(run: CronRunRecord, options?: { keep?: number }): Promise<void>;
-  /** Newest first. */
+  /** Newest first. `limit`: default 100, at most 1000. */
   listRuns(jobId: string, options?: { limit?: number }): Promise<CronRunRecord[]>;
 }
 
@@ -175,6 +185,7 @@ export interface DeviceStore {
   /** Expired tokens are not returned. */
   getToken(tokenHash: string): Promise<DeviceTokenRecord | undefined>;
   deleteToken(tokenHash: string): Promise<boolean>;
+  /** The device's unexpired tokens. */
   listTokens(deviceId: string): Promise<DeviceTokenRecord[]>;
 }
 
@@ -242,7 +253,10 @@ export interface InboundQueue {
   }): Promise<EnqueueResult>;
   /** Removes a message whose turn is done. Remembers its key for the dedupe window. Idempotent. */
   ack(id: string): Promise<void>;
-  /** Pending (unacknowledged) messages, optionally of one session, in enqueue order. */
+  /**
+   * Pending (unacknowledged) messages, optionally of one session, in enqueue order. `limit`:
+   * default 100, at most 1000.
+   */
   pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]>;
   /**
    * Like `pending`, and counts a delivery on each message returned (for poison-message
@@ -257,7 +271,7 @@ export interface InboundQueue {
 
 /** Options of `kv.set`. */
 export interface KvSetOptions {
-  /** Expire after this many ms. */
+  /** Expire after this many ms (an integer >= 1). */
   ttlMs?: number;
   /** Only set when the key is absent (or expired): set-if-not-exists. */
   ifAbsent?: boolean;

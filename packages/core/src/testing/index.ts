@@ -7,3 +7,5 @@
  *
  * @packageDocumentation
  */
+export * from "./scripted-provider.js";
+export * from "./store-conformance.js";

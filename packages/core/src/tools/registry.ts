@@ -199,6 +199,7 @@ export class SupervisedToolRunner implements ToolRunner {
     context: ToolContext,
     timeoutMs: number,
   ): Promise<unknown> {
+    if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
     const tasks = this.#options.tasks?.();
     const execute = (signal: AbortSignal) =>
       (tool.execute as (a: unknown, c: ToolContext) => unknown)(args, { ...context, signal });
@@ -209,11 +210,20 @@ export class SupervisedToolRunner implements ToolRunner {
         name: `tool ${tool.name}`,
       });
     }
+    if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
     const signal = AbortSignal.any([
       context.signal,
       AbortSignal.timeout(Math.min(timeoutMs, 2 ** 31 - 1)),
     ]);
-    return await execute(signal);
+    // The tool may ignore its signal: the call still ends at the timeout or abort.
+    return await new Promise<unknown>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason ?? new AbortedError(`tool ${tool.name} aborted`));
+      signal.addEventListener("abort", onAbort, { once: true });
+      Promise.resolve()
+        .then(() => execute(signal))
+        .then(resolve, reject)
+        .finally(() => signal.removeEventListener("abort", onAbort));
+    });
   }
 }
 

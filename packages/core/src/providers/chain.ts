@@ -1,0 +1,639 @@
+/**
+ * `ProviderChain`: one streamed model call over an ordered list of `provider/model` refs,
+ * with retries, circuit breakers, client-side rate limits and failover that stays honest
+ * about output already streamed.
+ */
+import {
+  AbortedError,
+  AllProvidersFailedError,
+  CircuitOpenError,
+  InvalidArgumentError,
+  type ProviderAttempt,
+  ProviderError,
+} from "../errors.js";
+import { emitTelemetry } from "../telemetry.js";
+import {
+  abortedBy,
+  sleep as defaultSleep,
+  type ResolvedRetryOptions,
+  type RetryOptions,
+  raceAbort,
+  retryDelay,
+  type SleepFunction,
+} from "./backoff.js";
+import {
+  CircuitBreaker,
+  type CircuitBreakerOptions,
+  type CircuitPermit,
+  type CircuitState,
+} from "./circuit-breaker.js";
+import {
+  acquireLimits,
+  estimateRequestTokens,
+  Limiter,
+  type LimiterLease,
+  type RateLimits,
+} from "./rate-limiter.js";
+import type {
+  ModelCallOptions,
+  ModelProvider,
+  ModelRequest,
+  ModelStreamEvent,
+  ModelUsage,
+} from "./types.js";
+
+/** Options of {@link createProviderChain}. */
+export interface ProviderChainOptions {
+  /**
+   * The providers refs may name: an array (each known by its `id`) or a record (each known by
+   * its key, so that two instances of one adapter can live side by side).
+   */
+  providers: readonly ModelProvider[] | Readonly<Record<string, ModelProvider>>;
+  /**
+   * `provider/model` refs in order of preference, e.g.
+   * `["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"]`. The provider is the part before the
+   * first `/`; the rest is the model id (`openrouter/meta-llama/llama-3-70b` works).
+   * May be left out (or empty) when every call passes its own `models`.
+   */
+  models?: readonly string[];
+  /** Retries per ref. Defaults: 3 attempts, 500 ms base, 30 s cap, full jitter. */
+  retry?: RetryOptions;
+  /** One circuit per ref. Defaults: 5 failures in 60 s open it for 30 s. `false` disables. */
+  circuitBreaker?: CircuitBreakerOptions | false;
+  /**
+   * Client-side limits keyed by ref (`anthropic/claude-sonnet-4-5`) or by provider
+   * (`anthropic`, shared by all its models). A call waits (abortably) until every limit that
+   * applies to it has room.
+   */
+  limits?: Readonly<Record<string, RateLimits>>;
+  /** Token estimate of a request for `tpm` limits. Default: about 4 characters per token. */
+  estimateTokens?: (request: Omit<ModelRequest, "model">) => number;
+  /** Clock in ms for windows, circuit pauses and durations. Default `performance.now()`. */
+  now?: () => number;
+  /** Waits between retries and for rate limits; injectable for tests. Default a timer. */
+  sleep?: SleepFunction;
+  /** Source of jitter in `[0, 1)`. Default `Math.random`. */
+  random?: () => number;
+}
+
+/** Who a call is made for; attached to its telemetry events. */
+export interface ChainTelemetryContext {
+  tenant?: string;
+  agent?: string;
+  session?: string;
+}
+
+/** Options of one {@link ProviderChain.stream} call. */
+export interface ChainCallOptions extends ModelCallOptions {
+  /** Refs to use for this call instead of the chain's `models`. */
+  models?: readonly string[];
+  /** Attached to this call's `beamclaw:provider.call` events. */
+  telemetry?: ChainTelemetryContext;
+}
+
+/**
+ * The chain is about to call `ref`; the events that follow, up to the next chain event, are
+ * its output.
+ */
+export type AttemptStartEvent = {
+  type: "attempt-start";
+  ref: string;
+  provider: string;
+  model: string;
+  /** 1-based attempt number for this ref. */
+  attempt: number;
+};
+
+/** An attempt failed; `willRetry` says whether another attempt follows. */
+export type AttemptFailedEvent = {
+  type: "attempt-failed";
+  ref: string;
+  attempt: number;
+  error: unknown;
+  /** True when another attempt follows (on this ref after `delayMs`, or on the next ref). */
+  willRetry: boolean;
+  /** Wait before the next attempt; 0 when moving on to the next ref or when none follows. */
+  delayMs: number;
+  /**
+   * True when this attempt had already streamed content (text, thinking or tool-call events):
+   * drop everything it streamed since its `attempt-start`. The next attempt starts over
+   * from the beginning of the answer.
+   */
+  discardOutput: boolean;
+};
+
+// The chain events are type aliases, not interfaces, so that they fit consumers typed as
+// `{ type: string; [key: string]: unknown }`.
+
+/** What {@link ProviderChain.stream} yields: the model's events plus the chain's own. */
+export type ChainStreamEvent = ModelStreamEvent | AttemptStartEvent | AttemptFailedEvent;
+
+interface Target {
+  ref: string;
+  providerKey: string;
+  model: string;
+  provider: ModelProvider;
+  limiters: Limiter[];
+}
+
+type AttemptResult = { ok: true } | { ok: false; error: unknown; discardOutput: boolean };
+
+const CONTENT_EVENTS: ReadonlySet<ChainStreamEvent["type"]> = new Set([
+  "text-delta",
+  "thinking-delta",
+  "thinking-end",
+  "tool-call-start",
+  "tool-call-delta",
+  "tool-call",
+]);
+
+const DEFAULT_RETRY: ResolvedRetryOptions = {
+  maxAttempts: 3,
+  baseDelayMs: 500,
+  maxDelayMs: 30_000,
+  jitter: "full",
+};
+
+const DEFAULT_CIRCUIT: Required<CircuitBreakerOptions> = {
+  failureThreshold: 5,
+  windowMs: 60_000,
+  openMs: 30_000,
+};
+
+/**
+ * Streams one model call over an ordered list of `provider/model` refs.
+ *
+ * - **Order.** Refs are tried in order. Each gets up to `retry.maxAttempts` attempts.
+ * - **Retries.** Only errors with `isRetryable: true` (`ProviderError` of kind `rate_limit`,
+ *   `overloaded`, `server`, `network`, `timeout`) are retried on the same ref, after
+ *   exponential backoff with full jitter that is never shorter than the provider's
+ *   `retry-after`. A `retry-after` longer than `retry.maxDelayMs` is not waited for: the
+ *   chain moves on to the next ref at once.
+ * - **Non-retryable errors** (`auth`, `invalid_request`, `malformed_stream`, anything that is
+ *   not a `ProviderError`) move on to the next ref without retrying. `invalid_request` does
+ *   not stop the chain: the next ref is another vendor or model, with its own context size,
+ *   tool-schema rules and model names, so one vendor's 400 does not prove the next will
+ *   refuse.
+ * - **Circuit breakers**, one per ref: `failureThreshold` failures within `windowMs` open it;
+ *   an open circuit is skipped without a call (the attempt fails with `CircuitOpenError` and
+ *   the chain moves on to the next ref, since waiting out the pause is what the breaker is
+ *   there to avoid); after `openMs` it is half-open and lets one trial call through, whose
+ *   success closes it and whose failure opens it again. `invalid_request` errors and aborts
+ *   do not count as failures.
+ * - **Limits** (`rpm`, `tpm`, `concurrency`) per ref or per provider: a call waits for room.
+ * - **Failover after partial output.** When an attempt fails after it streamed content, the
+ *   chain still fails over, and says so: its `attempt-failed` event has
+ *   `discardOutput: true`, and the consumer must drop what that attempt streamed. Text is
+ *   never silently streamed twice. A consumer that cannot take output back (it already
+ *   forwarded it) stops reading at that event, which ends the call.
+ * - **Abort.** `signal` cancels waits, limit queues and the provider's stream at once; the
+ *   iterator throws `AbortedError`.
+ * - When every attempt has failed, the iterator throws `AllProvidersFailedError`, whose
+ *   `attempts` list every ref, attempt number and error in order.
+ *
+ * Nothing runs between calls: circuits and windows are updated when a call asks, so an idle
+ * chain holds no timer.
+ *
+ * @example
+ * ```ts
+ * const chain = createProviderChain({
+ *   providers: [anthropic, openai],
+ *   models: ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"],
+ *   limits: { anthropic: { rpm: 50, concurrency: 4 } },
+ * });
+ * let text = "";
+ * for await (const event of chain.stream({ messages }, { signal })) {
+ *   if (event.type === "attempt-failed" && event.discardOutput) text = "";
+ *   if (event.type === "text-delta") text += event.text;
+ * }
+ * ```
+ */
+export class ProviderChain {
+  readonly #providers = new Map<string, ModelProvider>();
+  readonly #refs: readonly Target[];
+  readonly #targets = new Map<string, Target>();
+  readonly #limiters = new Map<string, Limiter>();
+  readonly #retry: ResolvedRetryOptions;
+  readonly #breaker: CircuitBreaker | undefined;
+  readonly #estimate: (request: Omit<ModelRequest, "model">) => number;
+  readonly #now: () => number;
+  readonly #sleep: SleepFunction;
+  readonly #random: () => number;
+
+  constructor(options: ProviderChainOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("createProviderChain needs an options object");
+    }
+    this.#registerProviders(options.providers);
+    this.#retry = resolveRetry(options.retry);
+    this.#now = options.now ?? (() => performance.now());
+    this.#sleep = options.sleep ?? defaultSleep;
+    this.#random = options.random ?? Math.random;
+    this.#estimate = options.estimateTokens ?? estimateRequestTokens;
+    for (const [key, limits] of Object.entries(options.limits ?? {})) {
+      this.#limiters.set(key, new Limiter(key, validateLimits(key, limits, this.#providers)));
+    }
+    this.#breaker =
+      options.circuitBreaker === false
+        ? undefined
+        : new CircuitBreaker(resolveCircuit(options.circuitBreaker), this.#now, (ref, from, to) =>
+            emitTelemetry("beamclaw:provider.circuit", () => ({ ref, from, to })),
+          );
+    this.#refs =
+      options.models === undefined || (Array.isArray(options.models) && options.models.length === 0)
+        ? []
+        : this.#resolveRefs(options.models, "models");
+  }
+
+  /** The chain's refs, in order. */
+  get models(): readonly string[] {
+    return this.#refs.map((target) => target.ref);
+  }
+
+  /** The current state of `ref`'s circuit (`closed` when circuit breaking is disabled). */
+  circuitState(ref: string): CircuitState {
+    return this.#breaker?.state(ref) ?? "closed";
+  }
+
+  /**
+   * Streams `request` from the first ref that answers. The model id of each ref is filled
+   * in. A call with no refs, or bad refs in `options.models`, throws `InvalidArgumentError`
+   * here, synchronously; call failures are thrown from the iterator
+   * (`AllProvidersFailedError`, `AbortedError`).
+   *
+   * @example
+   * ```ts
+   * for await (const event of chain.stream({ messages }, { models: ["openai/gpt-4.1"] })) {
+   *   if (event.type === "text-delta") process.stdout.write(event.text);
+   * }
+   * ```
+   */
+  stream(
+    request: Omit<ModelRequest, "model">,
+    options: ChainCallOptions = {},
+  ): AsyncIterable<ChainStreamEvent> {
+    if (typeof request !== "object" || request === null || !Array.isArray(request.messages)) {
+      throw new InvalidArgumentError("stream() needs a request with a messages array");
+    }
+    const targets =
+      options.models === undefined
+        ? this.#refs
+        : this.#resolveRefs(options.models, "options.models");
+    if (targets.length === 0) {
+      throw new InvalidArgumentError(
+        'no models to call: give "provider/model" refs to createProviderChain or to stream()',
+      );
+    }
+    return this.#run(targets, request, options);
+  }
+
+  async *#run(
+    targets: readonly Target[],
+    request: Omit<ModelRequest, "model">,
+    options: ChainCallOptions,
+  ): AsyncGenerator<ChainStreamEvent, void, undefined> {
+    const outer = options.signal;
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(outer?.reason);
+    if (outer?.aborted) controller.abort(outer.reason);
+    else outer?.addEventListener("abort", onAbort, { once: true });
+    const signal = controller.signal;
+    const attempts: ProviderAttempt[] = [];
+    try {
+      const tokens = targets.some((target) => target.limiters.length > 0)
+        ? this.#estimate(request)
+        : 0;
+      for (const [index, target] of targets.entries()) {
+        const isLastRef = index === targets.length - 1;
+        for (let attempt = 1; ; attempt++) {
+          if (signal.aborted) throw abortedBy(signal);
+          const result = yield* this.#attempt(
+            target,
+            attempt,
+            request,
+            tokens,
+            options,
+            controller,
+          );
+          if (result.ok) return;
+          const { error } = result;
+          attempts.push({ ref: target.ref, attempt, error });
+          const delayMs =
+            attempt < this.#retry.maxAttempts &&
+            isRetryable(error) &&
+            !CircuitOpenError.isInstance(error)
+              ? retryDelay(attempt, retryAfterOf(error), this.#retry, this.#random)
+              : undefined;
+          yield {
+            type: "attempt-failed",
+            ref: target.ref,
+            attempt,
+            error,
+            willRetry: delayMs !== undefined || !isLastRef,
+            delayMs: delayMs ?? 0,
+            discardOutput: result.discardOutput,
+          };
+          if (delayMs === undefined) break;
+          if (delayMs > 0) await raceAbort(this.#sleep(delayMs, signal), signal);
+        }
+      }
+      throw new AllProvidersFailedError(attempts);
+    } finally {
+      outer?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** One attempt on one ref: circuit, limits, the call itself, and the bookkeeping after. */
+  async *#attempt(
+    target: Target,
+    attempt: number,
+    request: Omit<ModelRequest, "model">,
+    tokens: number,
+    options: ChainCallOptions,
+    controller: AbortController,
+  ): AsyncGenerator<ChainStreamEvent, AttemptResult, undefined> {
+    const signal = controller.signal;
+    const breaker = this.#breaker;
+    let permit: CircuitPermit = { trial: false };
+    if (breaker !== undefined) {
+      const acquired = breaker.acquire(target.ref);
+      if (CircuitOpenError.isInstance(acquired)) {
+        return { ok: false, error: acquired, discardOutput: false };
+      }
+      permit = acquired;
+    }
+    let circuitSettled = breaker === undefined;
+    let lease: LimiterLease | undefined;
+    let iterator: AsyncIterator<ModelStreamEvent> | undefined;
+    let streamEnded = false;
+    let startedAt: number | undefined;
+    let usage: ModelUsage | undefined;
+    let outcome: "success" | "error" | "aborted" = "aborted";
+    let failure: unknown;
+    try {
+      if (target.limiters.length > 0) {
+        lease = await acquireLimits(target.limiters, tokens, signal, this.#now, this.#sleep);
+      }
+      yield {
+        type: "attempt-start",
+        ref: target.ref,
+        provider: target.providerKey,
+        model: target.model,
+        attempt,
+      };
+      startedAt = this.#now();
+      let streamedContent = false;
+      try {
+        const { models: _models, telemetry: _telemetry, ...callOptions } = options;
+        iterator = target.provider
+          .stream({ ...request, model: target.model }, { ...callOptions, signal })
+          [Symbol.asyncIterator]();
+        for (;;) {
+          const next = await raceAbort(iterator.next(), signal);
+          if (next.done === true) break;
+          const event = next.value;
+          if (event.type === "usage") usage = event.usage;
+          else if (CONTENT_EVENTS.has(event.type)) streamedContent = true;
+          yield event;
+        }
+        streamEnded = true;
+      } catch (error) {
+        if (signal.aborted) throw abortedBy(signal);
+        streamEnded = true;
+        outcome = "error";
+        failure = error;
+        if (breaker !== undefined) {
+          if (countsAgainstCircuit(error)) breaker.failed(target.ref, permit);
+          else breaker.released(target.ref, permit);
+          circuitSettled = true;
+        }
+        return { ok: false, error, discardOutput: streamedContent };
+      }
+      outcome = "success";
+      if (breaker !== undefined) {
+        breaker.succeeded(target.ref, permit);
+        circuitSettled = true;
+      }
+      return { ok: true };
+    } finally {
+      if (!streamEnded && iterator !== undefined) {
+        // Aborted, or the caller stopped reading: cancel the provider's request and close its
+        // stream without waiting for it (a stream stuck in a read must not hold the caller).
+        if (!signal.aborted) controller.abort(new AbortedError("the caller stopped reading"));
+        closeQuietly(iterator);
+      }
+      if (!circuitSettled) breaker?.released(target.ref, permit);
+      lease?.release(usage === undefined ? undefined : usage.inputTokens + usage.outputTokens);
+      if (startedAt !== undefined) {
+        const durationMs = this.#now() - startedAt;
+        emitTelemetry("beamclaw:provider.call", () => ({
+          ref: target.ref,
+          provider: target.providerKey,
+          model: target.model,
+          attempt,
+          durationMs,
+          outcome,
+          ...(usage === undefined ? {} : { usage }),
+          ...(outcome === "error" ? { error: failure } : {}),
+          ...telemetryContext(options.telemetry),
+        }));
+      }
+    }
+  }
+
+  #registerProviders(providers: ProviderChainOptions["providers"]): void {
+    if (typeof providers !== "object" || providers === null) {
+      throw new InvalidArgumentError("providers must be an array or a record of providers");
+    }
+    const entries: Array<[string, unknown]> = Array.isArray(providers)
+      ? providers.map((provider: ModelProvider) => [provider?.id, provider])
+      : Object.entries(providers);
+    for (const [key, provider] of entries) {
+      if (!isProvider(provider)) {
+        throw new InvalidArgumentError(
+          `provider ${JSON.stringify(key)} is not a ModelProvider (it needs specificationVersion "v1", an id and stream())`,
+        );
+      }
+      if (typeof key !== "string" || key === "" || key.includes("/")) {
+        throw new InvalidArgumentError(
+          `provider key ${JSON.stringify(key)} must be a non-empty string without "/"`,
+        );
+      }
+      if (this.#providers.has(key)) {
+        throw new InvalidArgumentError(`two providers are known as ${JSON.stringify(key)}`);
+      }
+      this.#providers.set(key, provider);
+    }
+  }
+
+  #resolveRefs(refs: readonly string[] | undefined, what: string): Target[] {
+    if (!Array.isArray(refs) || refs.length === 0) {
+      throw new InvalidArgumentError(`${what} must list at least one "provider/model" ref`);
+    }
+    return refs.map((ref: unknown) => this.#target(ref, what));
+  }
+
+  #target(ref: unknown, what: string): Target {
+    if (typeof ref === "string") {
+      const cached = this.#targets.get(ref);
+      if (cached !== undefined) return cached;
+    }
+    const slash = typeof ref === "string" ? ref.indexOf("/") : -1;
+    if (typeof ref !== "string" || slash <= 0 || slash === ref.length - 1) {
+      throw new InvalidArgumentError(
+        `${what}: ${JSON.stringify(ref)} is not a "provider/model" ref`,
+      );
+    }
+    const providerKey = ref.slice(0, slash);
+    const provider = this.#providers.get(providerKey);
+    if (provider === undefined) {
+      throw new InvalidArgumentError(
+        `${what}: ${JSON.stringify(ref)} names provider "${providerKey}", which is not one of ${knownList(this.#providers)}`,
+      );
+    }
+    const limiters = [this.#limiters.get(providerKey), this.#limiters.get(ref)].filter(
+      (limiter): limiter is Limiter => limiter !== undefined,
+    );
+    const target = { ref, providerKey, model: ref.slice(slash + 1), provider, limiters };
+    this.#targets.set(ref, target);
+    return target;
+  }
+}
+
+/**
+ * Creates a {@link ProviderChain}.
+ *
+ * @example
+ * ```ts
+ * const chain = createProviderChain({
+ *   providers: [createAnthropicProvider(), createOpenAIProvider()],
+ *   models: ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1"],
+ *   retry: { maxAttempts: 2 },
+ * });
+ * ```
+ */
+export function createProviderChain(options: ProviderChainOptions): ProviderChain {
+  return new ProviderChain(options);
+}
+
+function telemetryContext(context: ChainTelemetryContext | undefined): ChainTelemetryContext {
+  if (context === undefined) return {};
+  const { tenant, agent, session } = context;
+  return {
+    ...(tenant === undefined ? {} : { tenant }),
+    ...(agent === undefined ? {} : { agent }),
+    ...(session === undefined ? {} : { session }),
+  };
+}
+
+function isProvider(value: unknown): value is ModelProvider {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as ModelProvider).specificationVersion === "v1" &&
+    typeof (value as ModelProvider).id === "string" &&
+    typeof (value as ModelProvider).stream === "function"
+  );
+}
+
+function knownList(providers: Map<string, ModelProvider>): string {
+  const keys = [...providers.keys()].map((key) => `"${key}"`);
+  return keys.length === 0 ? "(no providers given)" : keys.join(", ");
+}
+
+function isRetryable(error: unknown): boolean {
+  return (
+    typeof error === "object" &&
+    error !== null &&
+    (error as { isRetryable?: unknown }).isRetryable === true
+  );
+}
+
+function retryAfterOf(error: unknown): number | undefined {
+  const value =
+    typeof error === "object" && error !== null
+      ? (error as { retryAfterMs?: unknown }).retryAfterMs
+      : undefined;
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : undefined;
+}
+
+/** A bad request says nothing about the health of the ref that refused it. */
+function countsAgainstCircuit(error: unknown): boolean {
+  return !(ProviderError.isInstance(error) && error.kind === "invalid_request");
+}
+
+function closeQuietly(iterator: AsyncIterator<unknown>): void {
+  try {
+    const closing = iterator.return?.();
+    if (closing !== undefined) Promise.resolve(closing).catch(() => {});
+  } catch {
+    // A stream that cannot be closed is abandoned; its signal has been aborted.
+  }
+}
+
+function resolveRetry(retry: RetryOptions | undefined): ResolvedRetryOptions {
+  const resolved = { ...DEFAULT_RETRY, ...definedOnly(retry) };
+  if (!Number.isInteger(resolved.maxAttempts) || resolved.maxAttempts < 1) {
+    throw new InvalidArgumentError(
+      `retry.maxAttempts must be an integer >= 1, got ${resolved.maxAttempts}`,
+    );
+  }
+  for (const key of ["baseDelayMs", "maxDelayMs"] as const) {
+    if (!(resolved[key] >= 0) || Number.isNaN(resolved[key])) {
+      throw new InvalidArgumentError(`retry.${key} must be a number >= 0, got ${resolved[key]}`);
+    }
+  }
+  if (resolved.jitter !== "full" && resolved.jitter !== "none") {
+    throw new InvalidArgumentError(`retry.jitter must be "full" or "none", got ${resolved.jitter}`);
+  }
+  return resolved;
+}
+
+function resolveCircuit(
+  options: CircuitBreakerOptions | undefined,
+): Required<CircuitBreakerOptions> {
+  const resolved = { ...DEFAULT_CIRCUIT, ...definedOnly(options) };
+  if (!Number.isInteger(resolved.failureThreshold) || resolved.failureThreshold < 1) {
+    throw new InvalidArgumentError(
+      `circuitBreaker.failureThreshold must be an integer >= 1, got ${resolved.failureThreshold}`,
+    );
+  }
+  for (const key of ["windowMs", "openMs"] as const) {
+    if (!(resolved[key] >= 0)) {
+      throw new InvalidArgumentError(
+        `circuitBreaker.${key} must be a number >= 0, got ${resolved[key]}`,
+      );
+    }
+  }
+  return resolved;
+}
+
+function validateLimits(
+  key: string,
+  limits: RateLimits,
+  providers: Map<string, ModelProvider>,
+): RateLimits {
+  const providerKey = key.split("/", 1)[0] ?? "";
+  if (!providers.has(providerKey)) {
+    throw new InvalidArgumentError(
+      `limits: ${JSON.stringify(key)} names provider "${providerKey}", which is not one of ${knownList(providers)}`,
+    );
+  }
+  if (typeof limits !== "object" || limits === null) {
+    throw new InvalidArgumentError(`limits[${JSON.stringify(key)}] must be an object`);
+  }
+  for (const name of ["rpm", "tpm", "concurrency"] as const) {
+    const value = limits[name];
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1)) {
+      throw new InvalidArgumentError(
+        `limits[${JSON.stringify(key)}].${name} must be an integer >= 1, got ${String(value)}`,
+      );
+    }
+  }
+  return { ...limits };
+}
+
+function definedOnly<T extends object>(value: T | undefined): Partial<T> {
+  if (value === undefined) return {};
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

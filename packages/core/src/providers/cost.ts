@@ -1,0 +1,39 @@
+import { InvalidArgumentError } from "../errors.js";
+import type { ModelPricing, ModelUsage } from "./types.js";
+
+/**
+ * The cost in US dollars of one call, from its usage and the model's price per million
+ * tokens.
+ *
+ * `inputTokens` is taken as all the input the model read, cached or not, and
+ * `cacheReadTokens` / `cacheWriteTokens` as the parts of it served from or written to the
+ * prompt cache: those are priced at `cacheReadPerMTok` / `cacheWritePerMTok` (the input
+ * price when not given), the rest at `inputPerMTok`. `reasoningTokens` are part of
+ * `outputTokens` and priced with them.
+ *
+ * @example
+ * ```ts
+ * const usd = computeCost(
+ *   { inputTokens: 12_000, outputTokens: 800, cacheReadTokens: 10_000 },
+ *   { inputPerMTok: 3, outputPerMTok: 15, cacheReadPerMTok: 0.3 },
+ * ); // 0.006 + 0.003 + 0.012 = 0.021
+ * ```
+ */
+export function computeCost(usage: ModelUsage, pricing: ModelPricing): number {
+  for (const [name, value] of Object.entries(pricing)) {
+    if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
+      throw new InvalidArgumentError(
+        `pricing.${name} must be a finite number >= 0, got ${String(value)}`,
+      );
+    }
+  }
+  const cacheRead = usage.cacheReadTokens ?? 0;
+  const cacheWrite = usage.cacheWriteTokens ?? 0;
+  const uncached = Math.max(0, usage.inputTokens - cacheRead - cacheWrite);
+  const micro =
+    uncached * pricing.inputPerMTok +
+    cacheRead * (pricing.cacheReadPerMTok ?? pricing.inputPerMTok) +
+    cacheWrite * (pricing.cacheWritePerMTok ?? pricing.inputPerMTok) +
+    usage.outputTokens * pricing.outputPerMTok;
+  return micro / 1_000_000;
+}

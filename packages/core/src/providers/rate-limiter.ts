@@ -1,0 +1,199 @@
+/**
+ * Client-side limits of a provider chain: requests and tokens per minute over a sliding
+ * window, and concurrent calls. Waiting is done with the chain's (injectable) clock and sleep,
+ * and every wait gives up as soon as the call's signal aborts. Nothing runs while nobody waits.
+ */
+import { abortedBy, raceAbort, type SleepFunction } from "./backoff.js";
+import type { ModelRequest } from "./types.js";
+
+/** Limits for one `provider/model` ref or one whole provider. */
+export interface RateLimits {
+  /** Requests per minute (sliding 60 s window). */
+  rpm?: number;
+  /**
+   * Tokens per minute (sliding 60 s window). A call counts its estimate up front (see
+   * `estimateTokens`), corrected to the usage the provider reports (input + output tokens).
+   * A single request larger than `tpm` waits for an empty window instead of forever.
+   */
+  tpm?: number;
+  /** Calls streaming at the same time. Waiters are served first come, first served. */
+  concurrency?: number;
+}
+
+const WINDOW_MS = 60_000;
+
+interface WindowEntry {
+  at: number;
+  tokens: number;
+}
+
+/** The limits of one key (a ref or a provider id) and their current use. */
+export class Limiter {
+  readonly key: string;
+  readonly #limits: RateLimits;
+  readonly #window: WindowEntry[] = [];
+  #active = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(key: string, limits: RateLimits) {
+    this.key = key;
+    this.#limits = limits;
+  }
+
+  /** Milliseconds until a request of `tokens` fits the per-minute limits; 0 when it fits now. */
+  waitMs(tokens: number, now: number): number {
+    const window = this.#window;
+    while (window.length > 0 && (window[0] as WindowEntry).at <= now - WINDOW_MS) window.shift();
+    let wait = 0;
+    const { rpm, tpm } = this.#limits;
+    if (rpm !== undefined && window.length >= rpm) {
+      wait = (window[window.length - rpm] as WindowEntry).at + WINDOW_MS - now;
+    }
+    if (tpm !== undefined && window.length > 0) {
+      let used = 0;
+      for (const entry of window) used += entry.tokens;
+      // Entries leave oldest first; find the one whose leaving makes room.
+      let index = 0;
+      while (index < window.length && used + tokens > tpm) {
+        used -= (window[index] as WindowEntry).tokens;
+        index++;
+      }
+      if (index > 0) {
+        wait = Math.max(wait, (window[index - 1] as WindowEntry).at + WINDOW_MS - now);
+      }
+    }
+    return wait;
+  }
+
+  /** Counts one request of `tokens` at `now`; the entry's tokens may be corrected later. */
+  record(tokens: number, now: number): WindowEntry {
+    const entry = { at: now, tokens };
+    this.#window.push(entry);
+    return entry;
+  }
+
+  /** Takes a concurrency slot, waiting in line for one; rejects with `AbortedError` on abort. */
+  takeSlot(signal: AbortSignal): Promise<void> | undefined {
+    const limit = this.#limits.concurrency;
+    if (limit === undefined) return undefined;
+    if (this.#active < limit && this.#waiting.length === 0) {
+      this.#active++;
+      return undefined;
+    }
+    if (signal.aborted) return Promise.reject(abortedBy(signal));
+    return new Promise<void>((resolve, reject) => {
+      const grant = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const index = this.#waiting.indexOf(grant);
+        if (index >= 0) this.#waiting.splice(index, 1);
+        reject(abortedBy(signal));
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(grant);
+    });
+  }
+
+  /** Gives a concurrency slot back, to the next in line if any. */
+  releaseSlot(): void {
+    if (this.#limits.concurrency === undefined) return;
+    const next = this.#waiting.shift();
+    if (next === undefined) this.#active--;
+    else next(); // the slot passes on; the count stays
+  }
+}
+
+/** What a call holds while it runs: released once, with the usage it reported if any. */
+export interface LimiterLease {
+  release(actualTokens: number | undefined): void;
+}
+
+/**
+ * Waits until every limiter has a concurrency slot and room in its per-minute window, then
+ * counts the call in all of them at once.
+ */
+export async function acquireLimits(
+  limiters: readonly Limiter[],
+  tokens: number,
+  signal: AbortSignal,
+  now: () => number,
+  sleep: SleepFunction,
+): Promise<LimiterLease> {
+  const slots: Limiter[] = [];
+  const releaseSlots = () => {
+    for (const limiter of slots.splice(0)) limiter.releaseSlot();
+  };
+  try {
+    // Always in the same order (provider before ref), so two calls cannot deadlock.
+    for (const limiter of limiters) {
+      // Not raced against the signal: takeSlot rejects on abort itself, and a slot granted in
+      // the same turn as an abort must still be counted here so that it is released.
+      const waiting = limiter.takeSlot(signal);
+      if (waiting !== undefined) await waiting;
+      slots.push(limiter);
+    }
+    for (;;) {
+      if (signal.aborted) throw abortedBy(signal);
+      const at = now();
+      let wait = 0;
+      for (const limiter of limiters) wait = Math.max(wait, limiter.waitMs(tokens, at));
+      if (wait <= 0) {
+        const entries = limiters.map((limiter) => limiter.record(tokens, at));
+        let released = false;
+        return {
+          release(actualTokens) {
+            if (released) return;
+            released = true;
+            if (actualTokens !== undefined)
+              for (const entry of entries) entry.tokens = actualTokens;
+            releaseSlots();
+          },
+        };
+      }
+      await raceAbort(sleep(wait, signal), signal);
+    }
+  } catch (error) {
+    releaseSlots();
+    throw error;
+  }
+}
+
+/** Rough characters per token of English text and code, for estimates only. */
+const CHARS_PER_TOKEN = 4;
+/** What an image is assumed to cost before the provider reports usage. */
+const IMAGE_TOKENS = 1_000;
+
+/**
+ * A quick estimate of the tokens a request will use: about one token per 4 characters of
+ * system prompt, messages and tool definitions, a flat 1000 per image, plus
+ * `maxOutputTokens` when set. Used by TPM limits before the provider reports real usage.
+ */
+export function estimateRequestTokens(request: Omit<ModelRequest, "model">): number {
+  let chars = request.system?.length ?? 0;
+  let images = 0;
+  for (const message of request.messages) {
+    for (const part of message.content) {
+      switch (part.type) {
+        case "text":
+        case "thinking":
+          chars += part.text.length;
+          break;
+        case "image":
+          images++;
+          break;
+        case "tool-call":
+          chars += part.toolName.length + JSON.stringify(part.input ?? null).length;
+          break;
+        case "tool-result":
+          chars += JSON.stringify(part.output ?? null).length;
+          break;
+      }
+    }
+  }
+  if (request.tools !== undefined) chars += JSON.stringify(request.tools).length;
+  return (
+    Math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS + (request.maxOutputTokens ?? 0)
+  );
+}
