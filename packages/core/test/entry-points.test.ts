@@ -17,7 +17,10 @@ describe("package entry points", () => {
     async (entry) => {
       const specifier = entry === "." ? pkg.name : `${pkg.name}/${entry.slice(2)}`;
       // A fresh process imports the built package the way a user's app would.
-      const script = `
+      // stdout/stderr are opened first: Node's own module loader may touch them (a pipe here),
+    // and they belong to the process, not to the package.
+    const script = `
+      process.stdout; process.stderr;
       const before = process.getActiveResourcesInfo().length;
       const mod = await import(${JSON.stringify(specifier)});
       await new Promise((r) => setImmediate(r));

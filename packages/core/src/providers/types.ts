@@ -35,9 +35,12 @@ export interface ImagePart {
 export interface ThinkingPart {
   type: "thinking";
   text: string;
-  /** Opaque provider signature that must accompany the thinking when sent back (Anthropic). */
+  /**
+   * Opaque provider token that must accompany the thinking when sent back: Anthropic's
+   * signature, or the OpenAI Responses reasoning item id.
+   */
   signature?: string;
-  /** Reasoning the provider returned only in encrypted / redacted form. */
+  /** Reasoning the provider returned only in encrypted / redacted form (Anthropic redacted thinking, OpenAI encrypted_content). */
   redacted?: string;
 }
 
@@ -97,6 +100,7 @@ export interface ModelRequest {
 
 /** Token usage of one model call. Counts a provider does not report are omitted. */
 export interface ModelUsage {
+  /** Every input token, including those read from and written to the prompt cache. */
   inputTokens: number;
   outputTokens: number;
   /** Input tokens read from the provider's prompt cache. */

@@ -1,0 +1,562 @@
+/**
+ * Anthropic Messages API adapter (`POST /v1/messages` with `stream: true`).
+ *
+ * Stream: `message_start`, then per content block `content_block_start` /
+ * `content_block_delta` (`text_delta`, `thinking_delta`, `signature_delta`,
+ * `input_json_delta`) / `content_block_stop`, then `message_delta` (stop reason, usage) and
+ * the terminal `message_stop`; `ping` at any time; `error` events (e.g. `overloaded_error`)
+ * after a 200.
+ */
+import {
+  type FinishReason,
+  InvalidArgumentError,
+  type JsonObject,
+  type JsonValue,
+  type ModelCallOptions,
+  type ModelInfo,
+  type ModelMessage,
+  type ModelProvider,
+  type ModelRequest,
+  type ModelStreamEvent,
+  type ModelUsage,
+  type ProviderErrorKind,
+  type ThinkingLevel,
+} from "@beamclaw/core";
+import { abortable } from "./abortable.js";
+import {
+  type CallContext,
+  errorFromStreamEvent,
+  providerError,
+  type VendorErrorInfo,
+} from "./errors.js";
+import {
+  checkBaseUrl,
+  checkPositiveInteger,
+  checkTimeout,
+  createHttpClient,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_MS,
+  type ProviderHttpOptions,
+  resolveApiKey,
+} from "./http.js";
+import {
+  field,
+  inputObject,
+  isWire,
+  numberField,
+  parseToolInput,
+  stringField,
+  toolOutputText,
+  withProviderOptions,
+} from "./json.js";
+import { ANTHROPIC_MODELS, mergeModels } from "./models.js";
+import { checkRequest, modelOf } from "./request.js";
+import { parseSseJson, readSse, streamCutError } from "./sse.js";
+
+/** The `anthropic-version` header this adapter speaks. */
+export const ANTHROPIC_VERSION = "2023-06-01";
+
+/** Thinking budget in tokens for each thinking level. */
+export type ThinkingBudgets = Record<Exclude<ThinkingLevel, "off">, number>;
+
+/** Default {@link AnthropicProviderOptions.thinkingBudgets}. */
+export const DEFAULT_ANTHROPIC_THINKING_BUDGETS: Readonly<ThinkingBudgets> = {
+  minimal: 1024,
+  low: 2048,
+  medium: 8192,
+  high: 16_384,
+};
+
+/** Options of {@link createAnthropicProvider}. */
+export interface AnthropicProviderOptions extends ProviderHttpOptions {
+  /** Default `process.env.ANTHROPIC_API_KEY`; sent as `x-api-key`. */
+  apiKey?: string;
+  /** Default `https://api.anthropic.com/v1`. */
+  baseUrl?: string;
+  /**
+   * `max_tokens` when a request sets no `maxOutputTokens` (Anthropic requires one).
+   * Default 4096, plus the thinking budget when thinking is on.
+   */
+  defaultMaxOutputTokens?: number;
+  /** Token budget per thinking level. Default {@link DEFAULT_ANTHROPIC_THINKING_BUDGETS}. */
+  thinkingBudgets?: Partial<ThinkingBudgets>;
+  /** Corrections and additions to the built-in model and price list. */
+  models?: ModelInfo[];
+}
+
+const ANTHROPIC_ERROR_KINDS: Record<string, ProviderErrorKind> = {
+  invalid_request_error: "invalid_request",
+  not_found_error: "invalid_request",
+  request_too_large: "invalid_request",
+  authentication_error: "auth",
+  permission_error: "auth",
+  billing_error: "auth",
+  rate_limit_error: "rate_limit",
+  api_error: "server",
+  overloaded_error: "overloaded",
+  timeout_error: "timeout",
+};
+
+/**
+ * Reads `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`. The
+ * HTTP status decides the kind of an HTTP error (Anthropic's types follow it one to one),
+ * except that `overloaded_error` and `rate_limit_error` mean what they say whatever the
+ * status; inside a stream, where there is no status, the type decides.
+ */
+export function parseAnthropicError(body: unknown): VendorErrorInfo {
+  const error = field(body, "error");
+  const type = stringField(error, "type");
+  const message = stringField(error, "message");
+  const streamKind = type === undefined ? undefined : ANTHROPIC_ERROR_KINDS[type];
+  const strong = type === "overloaded_error" || type === "rate_limit_error";
+  return {
+    ...(type === undefined ? {} : { type }),
+    ...(message === undefined ? {} : { message }),
+    ...(streamKind === undefined ? {} : { streamKind }),
+    ...(strong && streamKind !== undefined ? { kind: streamKind } : {}),
+  };
+}
+
+const STOP_REASONS: Record<string, FinishReason> = {
+  end_turn: "stop",
+  stop_sequence: "stop",
+  max_tokens: "length",
+  model_context_window_exceeded: "length",
+  tool_use: "tool-calls",
+  refusal: "refusal",
+  pause_turn: "other",
+};
+
+/** Maps Anthropic's `stop_reason` to the normalized finish reason. */
+export function mapAnthropicStopReason(reason: string | undefined): FinishReason {
+  if (reason === undefined) return "other";
+  return STOP_REASONS[reason] ?? "other";
+}
+
+type AnthropicBlock = JsonObject;
+
+function userBlocks(message: Extract<ModelMessage, { role: "user" }>, context: CallContext) {
+  const blocks: AnthropicBlock[] = [];
+  for (const part of message.content) {
+    if (part.type === "text") {
+      if (part.text !== "") blocks.push({ type: "text", text: part.text });
+    } else if (part.data !== undefined) {
+      blocks.push({
+        type: "image",
+        source: { type: "base64", media_type: part.mediaType, data: part.data },
+      });
+    } else if (part.url !== undefined) {
+      blocks.push({ type: "image", source: { type: "url", url: part.url } });
+    } else {
+      throw providerError("invalid_request", "an image part needs `data` or `url`", context);
+    }
+  }
+  return blocks;
+}
+
+function assistantBlocks(message: Extract<ModelMessage, { role: "assistant" }>) {
+  const blocks: AnthropicBlock[] = [];
+  for (const part of message.content) {
+    if (part.type === "text") {
+      if (part.text !== "") blocks.push({ type: "text", text: part.text });
+    } else if (part.type === "thinking") {
+      // Anthropic verifies thinking it is sent back: without its signature (e.g. thinking
+      // from another provider) it would be rejected, so it is left out.
+      if (part.redacted !== undefined) {
+        blocks.push({ type: "redacted_thinking", data: part.redacted });
+      } else if (part.signature !== undefined) {
+        blocks.push({ type: "thinking", thinking: part.text, signature: part.signature });
+      }
+    } else {
+      blocks.push({
+        type: "tool_use",
+        id: part.toolCallId,
+        name: part.toolName,
+        // The API requires an object; arguments that were not valid JSON cannot be replayed.
+        input: inputObject(part.input),
+      });
+    }
+  }
+  return blocks;
+}
+
+/** Maps the normalized conversation to Anthropic `messages` (tool results become user turns). */
+export function toAnthropicMessages(messages: ModelMessage[], context: CallContext): JsonObject[] {
+  const out: Array<{ role: "user" | "assistant"; content: AnthropicBlock[] }> = [];
+  for (const message of messages) {
+    let role: "user" | "assistant";
+    let blocks: AnthropicBlock[];
+    if (message.role === "user") {
+      role = "user";
+      blocks = userBlocks(message, context);
+    } else if (message.role === "assistant") {
+      role = "assistant";
+      blocks = assistantBlocks(message);
+    } else {
+      role = "user";
+      blocks = message.content.map((result) => ({
+        type: "tool_result",
+        tool_use_id: result.toolCallId,
+        content: toolOutputText(result.output),
+        ...(result.isError ? { is_error: true } : {}),
+      }));
+    }
+    if (blocks.length === 0) continue;
+    const last = out.at(-1);
+    // Consecutive turns of one role are merged: the API expects alternating roles, and tool
+    // results must open the user turn that follows the tool calls.
+    if (last !== undefined && last.role === role) last.content.push(...blocks);
+    else out.push({ role, content: blocks });
+  }
+  for (const turn of out) {
+    if (turn.role === "user") {
+      const results = turn.content.filter((b) => b.type === "tool_result");
+      if (results.length > 0) {
+        turn.content = [...results, ...turn.content.filter((b) => b.type !== "tool_result")];
+      }
+    }
+  }
+  return out.map((turn) => ({ role: turn.role, content: turn.content }));
+}
+
+function toolChoice(choice: ModelRequest["toolChoice"]): JsonObject | undefined {
+  if (choice === undefined) return undefined;
+  if (choice === "auto") return { type: "auto" };
+  if (choice === "none") return { type: "none" };
+  if (choice === "required") return { type: "any" };
+  return { type: "tool", name: choice.toolName };
+}
+
+/** Settings of the Anthropic request mapping. */
+export interface AnthropicRequestSettings {
+  defaultMaxOutputTokens: number;
+  thinkingBudgets: ThinkingBudgets;
+}
+
+/**
+ * Maps a request to the Messages API body. `maxOutputTokens` caps thinking and answer
+ * together, as `max_tokens` does; when it leaves less than the level's budget plus 1024
+ * tokens for the answer, the budget shrinks (to at least Anthropic's minimum of 1024).
+ */
+export function toAnthropicRequest(
+  request: ModelRequest,
+  settings: AnthropicRequestSettings,
+  context: CallContext,
+): JsonObject {
+  const thinking = request.thinking !== undefined && request.thinking !== "off";
+  let maxTokens = request.maxOutputTokens ?? settings.defaultMaxOutputTokens;
+  let budget: number | undefined;
+  if (thinking) {
+    const level = request.thinking as Exclude<ThinkingLevel, "off">;
+    budget = settings.thinkingBudgets[level];
+    if (request.maxOutputTokens === undefined) maxTokens += budget;
+    else budget = Math.min(budget, maxTokens - 1024);
+    if (budget < 1024) {
+      throw providerError(
+        "invalid_request",
+        `thinking needs maxOutputTokens of at least 2048 (1024 thinking + 1024 answer), got ${maxTokens}`,
+        context,
+      );
+    }
+    if (request.temperature !== undefined && request.temperature !== 1) {
+      throw providerError(
+        "invalid_request",
+        "Anthropic does not accept a temperature other than 1 together with thinking",
+        context,
+      );
+    }
+  }
+  const body: JsonObject = {
+    model: request.model,
+    max_tokens: maxTokens,
+    stream: true,
+    messages: toAnthropicMessages(request.messages, context),
+  };
+  if (request.system !== undefined && request.system !== "") body.system = request.system;
+  if (request.tools !== undefined && request.tools.length > 0) {
+    body.tools = request.tools.map((tool) => ({
+      name: tool.name,
+      description: tool.description,
+      input_schema: tool.inputSchema,
+    }));
+    const choice = toolChoice(request.toolChoice);
+    if (choice !== undefined) body.tool_choice = choice;
+  }
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (budget !== undefined) body.thinking = { type: "enabled", budget_tokens: budget };
+  return body;
+}
+
+interface BlockState {
+  type: string;
+  toolCallId?: string;
+  toolName?: string;
+  json?: string;
+  startInput?: JsonValue;
+  signature?: string;
+  redacted?: string;
+}
+
+interface UsageState {
+  input?: number;
+  output?: number;
+  cacheRead?: number;
+  cacheWrite?: number;
+}
+
+function readUsage(usage: unknown, into: UsageState): void {
+  // `message_delta` counts are cumulative; fields it leaves out keep the `message_start` value.
+  const input = numberField(usage, "input_tokens");
+  const output = numberField(usage, "output_tokens");
+  const cacheRead = numberField(usage, "cache_read_input_tokens");
+  const cacheWrite = numberField(usage, "cache_creation_input_tokens");
+  if (input !== undefined) into.input = input;
+  if (output !== undefined) into.output = output;
+  if (cacheRead !== undefined) into.cacheRead = cacheRead;
+  if (cacheWrite !== undefined) into.cacheWrite = cacheWrite;
+}
+
+/**
+ * Anthropic reports uncached input, cache reads and cache writes separately;
+ * `inputTokens` is their sum (every input token of the call), as the other adapters report.
+ */
+function toUsage(state: UsageState): ModelUsage {
+  const cacheRead = state.cacheRead ?? 0;
+  const cacheWrite = state.cacheWrite ?? 0;
+  return {
+    inputTokens: (state.input ?? 0) + cacheRead + cacheWrite,
+    outputTokens: state.output ?? 0,
+    ...(state.cacheRead === undefined ? {} : { cacheReadTokens: cacheRead }),
+    ...(state.cacheWrite === undefined ? {} : { cacheWriteTokens: cacheWrite }),
+  };
+}
+
+async function* streamAnthropic(
+  request: ModelRequest,
+  options: ModelCallOptions,
+  setup: {
+    id: string;
+    http: ReturnType<typeof createHttpClient>;
+    apiKey: string | undefined;
+    idleTimeoutMs: number;
+    settings: AnthropicRequestSettings;
+  },
+): AsyncGenerator<ModelStreamEvent, void, undefined> {
+  const context: CallContext = { provider: setup.id, model: modelOf(request) };
+  checkRequest(request, context);
+  if (setup.apiKey === undefined) {
+    throw providerError("auth", "no API key: pass `apiKey` or set ANTHROPIC_API_KEY", context);
+  }
+  const body = withProviderOptions(
+    toAnthropicRequest(request, setup.settings, context),
+    request.providerOptions,
+    setup.id,
+  );
+  const { body: stream } = await setup.http.postEventStream("messages", body, context, options);
+
+  const blocks = new Map<number, BlockState>();
+  const usage: UsageState = {};
+  let stopReason: string | undefined;
+  const malformed = (message: string, raw: string) =>
+    providerError("malformed_stream", message, context, { responseBody: raw });
+
+  for await (const event of readSse(stream, {
+    context,
+    signal: options.signal,
+    idleTimeoutMs: setup.idleTimeoutMs,
+  })) {
+    const data = parseSseJson(event, context);
+    const type = stringField(data, "type");
+    switch (type) {
+      case "message_start": {
+        const message = field(data, "message");
+        readUsage(field(message, "usage"), usage);
+        const id = stringField(message, "id");
+        yield {
+          type: "response-start",
+          ...(id === undefined ? {} : { id }),
+          model: stringField(message, "model") ?? request.model,
+        };
+        break;
+      }
+      case "content_block_start": {
+        const index = numberField(data, "index");
+        const block = field(data, "content_block");
+        const blockType = stringField(block, "type");
+        if (index === undefined || blockType === undefined) {
+          throw malformed("content_block_start without index or content_block.type", event.data);
+        }
+        const state: BlockState = { type: blockType };
+        blocks.set(index, state);
+        if (blockType === "text") {
+          const text = stringField(block, "text");
+          if (text) yield { type: "text-delta", text };
+        } else if (blockType === "thinking") {
+          const text = stringField(block, "thinking");
+          if (text) yield { type: "thinking-delta", text };
+          const signature = stringField(block, "signature");
+          if (signature) state.signature = signature;
+        } else if (blockType === "redacted_thinking") {
+          state.redacted = stringField(block, "data") ?? "";
+        } else if (blockType === "tool_use") {
+          const toolCallId = stringField(block, "id");
+          const toolName = stringField(block, "name");
+          if (toolCallId === undefined || toolName === undefined) {
+            throw malformed("tool_use block without id or name", event.data);
+          }
+          state.toolCallId = toolCallId;
+          state.toolName = toolName;
+          state.json = "";
+          state.startInput = (field(block, "input") as JsonValue | undefined) ?? {};
+          yield { type: "tool-call-start", toolCallId, toolName };
+        }
+        // Server tool blocks (web search and the like) are the vendor's business: skipped.
+        break;
+      }
+      case "content_block_delta": {
+        const index = numberField(data, "index");
+        const state = index === undefined ? undefined : blocks.get(index);
+        if (state === undefined) {
+          throw malformed("content_block_delta for a block that never started", event.data);
+        }
+        const delta = field(data, "delta");
+        const deltaType = stringField(delta, "type");
+        if (deltaType === "text_delta") {
+          const text = stringField(delta, "text") ?? "";
+          if (text !== "") yield { type: "text-delta", text };
+        } else if (deltaType === "thinking_delta") {
+          const text = stringField(delta, "thinking") ?? "";
+          if (text !== "") yield { type: "thinking-delta", text };
+        } else if (deltaType === "signature_delta") {
+          state.signature = (state.signature ?? "") + (stringField(delta, "signature") ?? "");
+        } else if (deltaType === "input_json_delta" && state.toolCallId !== undefined) {
+          const fragment = stringField(delta, "partial_json") ?? "";
+          state.json = (state.json ?? "") + fragment;
+          if (fragment !== "") {
+            yield {
+              type: "tool-call-delta",
+              toolCallId: state.toolCallId,
+              inputTextDelta: fragment,
+            };
+          }
+        }
+        break;
+      }
+      case "content_block_stop": {
+        const index = numberField(data, "index");
+        const state = index === undefined ? undefined : blocks.get(index);
+        if (state === undefined) {
+          throw malformed("content_block_stop for a block that never started", event.data);
+        }
+        if (state.type === "thinking") {
+          yield {
+            type: "thinking-end",
+            ...(state.signature === undefined ? {} : { signature: state.signature }),
+          };
+        } else if (state.type === "redacted_thinking") {
+          yield { type: "thinking-end", redacted: state.redacted ?? "" };
+        } else if (state.toolCallId !== undefined && state.toolName !== undefined) {
+          const json = state.json ?? "";
+          yield {
+            type: "tool-call",
+            toolCallId: state.toolCallId,
+            toolName: state.toolName,
+            input: json === "" ? (state.startInput ?? {}) : parseToolInput(json),
+          };
+        }
+        break;
+      }
+      case "message_delta": {
+        const reason = stringField(field(data, "delta"), "stop_reason");
+        if (reason !== undefined) stopReason = reason;
+        readUsage(field(data, "usage"), usage);
+        yield { type: "usage", usage: toUsage(usage) };
+        break;
+      }
+      case "message_stop": {
+        yield {
+          type: "finish",
+          reason: mapAnthropicStopReason(stopReason),
+          ...(stopReason === undefined ? {} : { rawReason: stopReason }),
+        };
+        return;
+      }
+      case "error":
+        throw errorFromStreamEvent(data, event.data, context, parseAnthropicError);
+      case "ping":
+        break;
+      default:
+        if (!isWire(data)) throw malformed("an event that is not a JSON object", event.data);
+      // Event types added later are ignored, as Anthropic's versioning policy asks.
+    }
+  }
+  throw streamCutError(context, "message_stop");
+}
+
+/**
+ * Creates the Anthropic Messages API provider.
+ *
+ * @example
+ * ```ts
+ * const anthropic = createAnthropicProvider(); // reads ANTHROPIC_API_KEY
+ * for await (const event of anthropic.stream({
+ *   model: "claude-sonnet-4-5",
+ *   messages: [{ role: "user", content: [{ type: "text", text: "Hello" }] }],
+ * })) {
+ *   if (event.type === "text-delta") process.stdout.write(event.text);
+ * }
+ * ```
+ */
+export function createAnthropicProvider(options: AnthropicProviderOptions = {}): ModelProvider {
+  const id = options.id ?? "anthropic";
+  const apiKey = resolveApiKey(options.apiKey, "ANTHROPIC_API_KEY");
+  const timeoutMs = checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
+  const idleTimeoutMs = checkTimeout(
+    "idleTimeoutMs",
+    options.idleTimeoutMs,
+    DEFAULT_IDLE_TIMEOUT_MS,
+  );
+  const defaultMaxOutputTokens = checkPositiveInteger(
+    "defaultMaxOutputTokens",
+    options.defaultMaxOutputTokens,
+    4096,
+  );
+  const thinkingBudgets = { ...DEFAULT_ANTHROPIC_THINKING_BUDGETS, ...options.thinkingBudgets };
+  for (const [level, budget] of Object.entries(thinkingBudgets)) {
+    if (!Number.isInteger(budget) || budget < 1024) {
+      throw new InvalidArgumentError(
+        `thinkingBudgets.${level} must be an integer of at least 1024 (Anthropic's minimum), got ${String(budget)}`,
+      );
+    }
+  }
+  const settings: AnthropicRequestSettings = {
+    defaultMaxOutputTokens,
+    thinkingBudgets,
+  };
+  const http = createHttpClient({
+    baseUrl: checkBaseUrl(options.baseUrl, "https://api.anthropic.com/v1"),
+    headers: {
+      ...(apiKey === undefined ? {} : { "x-api-key": apiKey }),
+      "anthropic-version": ANTHROPIC_VERSION,
+      ...options.headers,
+    },
+    timeoutMs,
+    fetch: options.fetch,
+    parseVendorError: parseAnthropicError,
+  });
+  const models = options.models;
+  return {
+    specificationVersion: "v1",
+    id,
+    stream(request: ModelRequest, callOptions: ModelCallOptions = {}) {
+      return abortable(
+        streamAnthropic(request, callOptions, { id, http, apiKey, idleTimeoutMs, settings }),
+        callOptions.signal,
+        { provider: id, model: modelOf(request) },
+      );
+    },
+    async listModels() {
+      return mergeModels(ANTHROPIC_MODELS, models);
+    },
+  };
+}

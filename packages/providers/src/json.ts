@@ -1,0 +1,65 @@
+/**
+ * Reading the untyped JSON of vendor events without `any`, and the two conversions every
+ * adapter needs for tools: streamed argument text to a value, a tool's output to text.
+ */
+import type { JsonObject, JsonValue } from "@beamclaw/core";
+
+/** A JSON object as parsed from the wire. */
+export type Wire = Record<string, unknown>;
+
+/** True for a plain (non-array) object. */
+export function isWire(value: unknown): value is Wire {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** `value[key]` when `value` is an object, else undefined. */
+export function field(value: unknown, key: string): unknown {
+  return isWire(value) ? value[key] : undefined;
+}
+
+/** `value[key]` as a string, else undefined. */
+export function stringField(value: unknown, key: string): string | undefined {
+  const v = field(value, key);
+  return typeof v === "string" ? v : undefined;
+}
+
+/** `value[key]` as a finite number, else undefined. */
+export function numberField(value: unknown, key: string): number | undefined {
+  const v = field(value, key);
+  return typeof v === "number" && Number.isFinite(v) ? v : undefined;
+}
+
+/**
+ * The arguments of a tool call, from the JSON text the model streamed. Empty text is `{}`
+ * (a call without arguments). Text that is not valid JSON is returned as the raw string, so
+ * nothing is lost: the tool's input validation then tells the model what was wrong, instead
+ * of the whole turn failing.
+ */
+export function parseToolInput(text: string): JsonValue {
+  if (text.trim() === "") return {};
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch {
+    return text;
+  }
+}
+
+/** A tool's output as the text vendors expect in a tool result. */
+export function toolOutputText(output: JsonValue): string {
+  return typeof output === "string" ? output : JSON.stringify(output);
+}
+
+/** The tool-call input as a JSON object; vendors that require an object get `{}` otherwise. */
+export function inputObject(input: JsonValue): JsonObject {
+  return typeof input === "object" && input !== null && !Array.isArray(input) ? input : {};
+}
+
+/** Shallow-merges the caller's provider-specific options over the mapped request body. */
+export function withProviderOptions(
+  body: JsonObject,
+  providerOptions: Record<string, JsonObject> | undefined,
+  providerId: string,
+): JsonObject {
+  const extra = providerOptions?.[providerId];
+  return extra === undefined ? body : { ...body, ...extra };
+}

@@ -1,0 +1,87 @@
+/**
+ * Built-in model lists with list prices, for cost accounting. Prices are US dollars per
+ * million tokens as published by each vendor when this table was written; vendors change
+ * them, so they may be outdated. Pass `models` to a provider to correct or extend them.
+ */
+import type { ModelInfo } from "@beamclaw/core";
+
+function anthropic(
+  id: string,
+  input: number,
+  output: number,
+  cacheWrite: number,
+  cacheRead: number,
+): ModelInfo {
+  return {
+    id,
+    contextWindow: 200_000,
+    pricing: {
+      inputPerMTok: input,
+      outputPerMTok: output,
+      cacheWritePerMTok: cacheWrite,
+      cacheReadPerMTok: cacheRead,
+    },
+  };
+}
+
+/** Anthropic list prices; cache writes are the 5-minute cache's. */
+export const ANTHROPIC_MODELS: readonly ModelInfo[] = [
+  anthropic("claude-opus-4-6", 5, 25, 6.25, 0.5),
+  anthropic("claude-sonnet-4-6", 3, 15, 3.75, 0.3),
+  anthropic("claude-opus-4-5", 5, 25, 6.25, 0.5),
+  anthropic("claude-sonnet-4-5", 3, 15, 3.75, 0.3),
+  anthropic("claude-haiku-4-5", 1, 5, 1.25, 0.1),
+  anthropic("claude-opus-4-1", 15, 75, 18.75, 1.5),
+  anthropic("claude-opus-4-0", 15, 75, 18.75, 1.5),
+  anthropic("claude-sonnet-4-0", 3, 15, 3.75, 0.3),
+  anthropic("claude-3-5-haiku-latest", 0.8, 4, 1, 0.08),
+];
+
+function openai(
+  id: string,
+  contextWindow: number,
+  input: number,
+  output: number,
+  cacheRead: number,
+): ModelInfo {
+  return {
+    id,
+    contextWindow,
+    pricing: { inputPerMTok: input, outputPerMTok: output, cacheReadPerMTok: cacheRead },
+  };
+}
+
+/** OpenAI list prices (standard tier); OpenAI does not charge for cache writes. */
+export const OPENAI_MODELS: readonly ModelInfo[] = [
+  openai("gpt-5", 400_000, 1.25, 10, 0.125),
+  openai("gpt-5-mini", 400_000, 0.25, 2, 0.025),
+  openai("gpt-5-nano", 400_000, 0.05, 0.4, 0.005),
+  openai("gpt-4.1", 1_047_576, 2, 8, 0.5),
+  openai("gpt-4.1-mini", 1_047_576, 0.4, 1.6, 0.1),
+  openai("gpt-4.1-nano", 1_047_576, 0.1, 0.4, 0.025),
+  openai("gpt-4o", 128_000, 2.5, 10, 1.25),
+  openai("gpt-4o-mini", 128_000, 0.15, 0.6, 0.075),
+  openai("o3", 200_000, 2, 8, 0.5),
+  openai("o4-mini", 200_000, 1.1, 4.4, 0.275),
+];
+
+/**
+ * The built-in list with the caller's entries applied: an entry with a known id replaces
+ * the fields it sets, a new id is added. Returns copies, so callers cannot edit the table.
+ */
+export function mergeModels(
+  builtIn: readonly ModelInfo[],
+  overrides: readonly ModelInfo[] | undefined,
+): ModelInfo[] {
+  const byId = new Map<string, ModelInfo>();
+  for (const model of builtIn) byId.set(model.id, copy(model));
+  for (const model of overrides ?? []) {
+    const known = byId.get(model.id);
+    byId.set(model.id, known === undefined ? copy(model) : { ...known, ...copy(model) });
+  }
+  return [...byId.values()];
+}
+
+function copy(model: ModelInfo): ModelInfo {
+  return model.pricing === undefined ? { ...model } : { ...model, pricing: { ...model.pricing } };
+}

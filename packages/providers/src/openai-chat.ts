@@ -1,0 +1,414 @@
+/**
+ * OpenAI Chat Completions (`POST /chat/completions` with `stream: true`), shared by the
+ * OpenAI provider and every OpenAI-compatible server.
+ *
+ * Stream: `data:` chunks of `chat.completion.chunk` whose `choices[0].delta` carries
+ * `content`, `refusal`, or `tool_calls[]` fragments (`index`, then `id` and `function.name`
+ * once, then `function.arguments` pieces); a chunk with `finish_reason`; with
+ * `stream_options.include_usage` a last chunk with empty `choices` and `usage`; then
+ * `data: [DONE]`. A failure after the 200 arrives as a chunk `{"error": {...}}`.
+ */
+import type {
+  FinishReason,
+  JsonObject,
+  ModelCallOptions,
+  ModelMessage,
+  ModelRequest,
+  ModelStreamEvent,
+  ModelUsage,
+  ProviderErrorKind,
+} from "@beamclaw/core";
+import {
+  type CallContext,
+  errorFromStreamEvent,
+  providerError,
+  type VendorErrorInfo,
+} from "./errors.js";
+import type { HttpClient } from "./http.js";
+import {
+  field,
+  isWire,
+  numberField,
+  parseToolInput,
+  stringField,
+  toolOutputText,
+  withProviderOptions,
+} from "./json.js";
+import { checkRequest, modelOf } from "./request.js";
+import { parseSseJson, readSse, streamCutError } from "./sse.js";
+
+/** Error codes whose meaning does not depend on the status they came with. */
+const OPENAI_CODE_KINDS: Record<string, ProviderErrorKind> = {
+  rate_limit_exceeded: "rate_limit",
+  insufficient_quota: "rate_limit",
+  invalid_api_key: "auth",
+  context_length_exceeded: "invalid_request",
+  model_not_found: "invalid_request",
+};
+
+const OPENAI_TYPE_KINDS: Record<string, ProviderErrorKind> = {
+  server_error: "server",
+  invalid_request_error: "invalid_request",
+  authentication_error: "auth",
+  permission_error: "auth",
+  rate_limit_error: "rate_limit",
+  requests: "rate_limit",
+  tokens: "rate_limit",
+  insufficient_quota: "rate_limit",
+};
+
+/**
+ * Reads OpenAI's `{"error": {"message", "type", "param", "code"}}`; the Responses API's
+ * stream `error` event and `response.error` put `code` and `message` at the top level, which
+ * this reads too. `insufficient_quota` (no credit left) is a 429 that retrying cannot fix.
+ */
+export function parseOpenAIError(body: unknown): VendorErrorInfo {
+  const error = isWire(field(body, "error")) ? field(body, "error") : body;
+  const type = stringField(error, "type");
+  const code = stringField(error, "code");
+  const message = stringField(error, "message");
+  const name = code ?? type;
+  const kind = code === undefined ? undefined : OPENAI_CODE_KINDS[code];
+  const streamKind =
+    (type === undefined ? undefined : OPENAI_TYPE_KINDS[type]) ??
+    (code === undefined ? undefined : OPENAI_TYPE_KINDS[code]);
+  const quota = code === "insufficient_quota" || type === "insufficient_quota";
+  return {
+    ...(name === undefined ? {} : { type: name }),
+    ...(message === undefined ? {} : { message }),
+    ...(kind === undefined ? {} : { kind }),
+    ...(streamKind === undefined ? {} : { streamKind }),
+    ...(quota ? { kind: "rate_limit" as const, isRetryable: false } : {}),
+  };
+}
+
+const FINISH_REASONS: Record<string, FinishReason> = {
+  stop: "stop",
+  length: "length",
+  tool_calls: "tool-calls",
+  function_call: "tool-calls",
+  content_filter: "content-filter",
+};
+
+/** Maps a Chat Completions `finish_reason` to the normalized finish reason. */
+export function mapChatFinishReason(reason: string | undefined): FinishReason {
+  if (reason === undefined) return "other";
+  return FINISH_REASONS[reason] ?? "other";
+}
+
+/** How one server's Chat Completions dialect differs. */
+export interface ChatDialect {
+  /** `max_completion_tokens` (OpenAI) or `max_tokens` (most compatible servers). */
+  maxTokensField: "max_completion_tokens" | "max_tokens";
+  /** Ask for a final usage chunk with `stream_options.include_usage`. */
+  includeUsage: boolean;
+  /**
+   * True when the stream must end with `data: [DONE]`. Some compatible servers close the
+   * stream after the `finish_reason` chunk instead; with `false` that counts as complete.
+   */
+  requireDone: boolean;
+  /** Env variable named in the "no API key" error, or undefined when a key is optional. */
+  apiKeyEnv: string | undefined;
+}
+
+/** An image part as the URL OpenAI expects: a `data:` URL for inline data. */
+export function imageUrl(
+  part: { mediaType: string; data?: string; url?: string },
+  context: CallContext,
+): string {
+  if (part.data !== undefined) return `data:${part.mediaType};base64,${part.data}`;
+  if (part.url !== undefined) return part.url;
+  throw providerError("invalid_request", "an image part needs `data` or `url`", context);
+}
+
+/** Maps the normalized conversation to Chat Completions `messages`. */
+export function toChatMessages(request: ModelRequest, context: CallContext): JsonObject[] {
+  const out: JsonObject[] = [];
+  if (request.system !== undefined && request.system !== "") {
+    out.push({ role: "system", content: request.system });
+  }
+  for (const message of request.messages) out.push(...chatMessage(message, context));
+  return out;
+}
+
+function chatMessage(message: ModelMessage, context: CallContext): JsonObject[] {
+  if (message.role === "user") {
+    // Plain text as a string: every compatible server accepts that, not all accept parts.
+    if (message.content.every((part) => part.type === "text")) {
+      return [{ role: "user", content: message.content.map((part) => part.text).join("\n") }];
+    }
+    return [
+      {
+        role: "user",
+        content: message.content.map((part) =>
+          part.type === "text"
+            ? { type: "text", text: part.text }
+            : { type: "image_url", image_url: { url: imageUrl(part, context) } },
+        ),
+      },
+    ];
+  }
+  if (message.role === "assistant") {
+    // Chat Completions has no way to send reasoning back: thinking parts are left out.
+    const text = message.content
+      .filter((part) => part.type === "text")
+      .map((part) => part.text)
+      .join("");
+    const toolCalls = message.content
+      .filter((part) => part.type === "tool-call")
+      .map((part) => ({
+        id: part.toolCallId,
+        type: "function",
+        function: {
+          name: part.toolName,
+          arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input),
+        },
+      }));
+    return [
+      {
+        role: "assistant",
+        content: text === "" && toolCalls.length > 0 ? null : text,
+        ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
+      },
+    ];
+  }
+  return message.content.map((result) => ({
+    role: "tool",
+    tool_call_id: result.toolCallId,
+    content: toolOutputText(result.output),
+  }));
+}
+
+function toolChoice(choice: ModelRequest["toolChoice"]): JsonObject | string | undefined {
+  if (choice === undefined || typeof choice === "string") return choice;
+  return { type: "function", function: { name: choice.toolName } };
+}
+
+/** Maps a request to the Chat Completions body. */
+export function toChatRequest(
+  request: ModelRequest,
+  dialect: ChatDialect,
+  context: CallContext,
+): JsonObject {
+  const body: JsonObject = {
+    model: request.model,
+    messages: toChatMessages(request, context),
+    stream: true,
+  };
+  if (dialect.includeUsage) body.stream_options = { include_usage: true };
+  if (request.tools !== undefined && request.tools.length > 0) {
+    body.tools = request.tools.map((tool) => ({
+      type: "function",
+      function: { name: tool.name, description: tool.description, parameters: tool.inputSchema },
+    }));
+    const choice = toolChoice(request.toolChoice);
+    if (choice !== undefined) body.tool_choice = choice;
+  }
+  if (request.maxOutputTokens !== undefined) {
+    body[dialect.maxTokensField] = request.maxOutputTokens;
+  }
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  // `off` sends nothing: reasoning models cannot all turn reasoning off, and a value they do
+  // not know is a 400.
+  if (request.thinking !== undefined && request.thinking !== "off") {
+    body.reasoning_effort = request.thinking;
+  }
+  return body;
+}
+
+/** Reads Chat Completions / Responses usage: input includes cached tokens, output reasoning. */
+export function chatUsage(usage: unknown): ModelUsage | undefined {
+  if (!isWire(usage)) return undefined;
+  const input = numberField(usage, "prompt_tokens") ?? numberField(usage, "input_tokens");
+  const output = numberField(usage, "completion_tokens") ?? numberField(usage, "output_tokens");
+  const cached =
+    numberField(field(usage, "prompt_tokens_details"), "cached_tokens") ??
+    numberField(field(usage, "input_tokens_details"), "cached_tokens");
+  const reasoning =
+    numberField(field(usage, "completion_tokens_details"), "reasoning_tokens") ??
+    numberField(field(usage, "output_tokens_details"), "reasoning_tokens");
+  return {
+    inputTokens: input ?? 0,
+    outputTokens: output ?? 0,
+    ...(cached === undefined ? {} : { cacheReadTokens: cached }),
+    ...(reasoning === undefined ? {} : { reasoningTokens: reasoning }),
+  };
+}
+
+interface ToolCallState {
+  toolCallId: string;
+  toolName: string;
+  json: string;
+}
+
+/** What a Chat Completions stream needs from its provider. */
+export interface ChatStreamSetup {
+  id: string;
+  http: HttpClient;
+  apiKey: string | undefined;
+  idleTimeoutMs: number;
+  dialect: ChatDialect;
+}
+
+/** Streams one Chat Completions call as normalized events. */
+export async function* streamChatCompletions(
+  request: ModelRequest,
+  options: ModelCallOptions,
+  setup: ChatStreamSetup,
+): AsyncGenerator<ModelStreamEvent, void, undefined> {
+  const context: CallContext = { provider: setup.id, model: modelOf(request) };
+  checkRequest(request, context);
+  if (setup.apiKey === undefined && setup.dialect.apiKeyEnv !== undefined) {
+    throw providerError(
+      "auth",
+      `no API key: pass \`apiKey\` or set ${setup.dialect.apiKeyEnv}`,
+      context,
+    );
+  }
+  const body = withProviderOptions(
+    toChatRequest(request, setup.dialect, context),
+    request.providerOptions,
+    setup.id,
+  );
+  const { body: stream } = await setup.http.postEventStream(
+    "chat/completions",
+    body,
+    context,
+    options,
+  );
+
+  const toolCalls = new Map<number, ToolCallState>();
+  let started = false;
+  let thinking = false;
+  let refused = false;
+  let finishReason: string | undefined;
+  let flushed = false;
+
+  function* closeThinking(): Generator<ModelStreamEvent> {
+    if (thinking) {
+      thinking = false;
+      yield { type: "thinking-end" };
+    }
+  }
+
+  function* flushToolCalls(): Generator<ModelStreamEvent> {
+    if (flushed) return;
+    flushed = true;
+    yield* closeThinking();
+    for (const index of [...toolCalls.keys()].sort((a, b) => a - b)) {
+      const call = toolCalls.get(index)!;
+      yield {
+        type: "tool-call",
+        toolCallId: call.toolCallId,
+        toolName: call.toolName,
+        input: parseToolInput(call.json),
+      };
+    }
+  }
+
+  function finish(): ModelStreamEvent {
+    let reason = mapChatFinishReason(finishReason);
+    // Some compatible servers say `stop` after tool calls; the calls are what matters.
+    if (reason === "stop" && toolCalls.size > 0) reason = "tool-calls";
+    if (reason === "stop" && refused) reason = "refusal";
+    return {
+      type: "finish",
+      reason,
+      ...(finishReason === undefined ? {} : { rawReason: finishReason }),
+    };
+  }
+
+  for await (const event of readSse(stream, {
+    context,
+    signal: options.signal,
+    idleTimeoutMs: setup.idleTimeoutMs,
+  })) {
+    if (event.data.trim() === "[DONE]") {
+      yield* flushToolCalls();
+      yield finish();
+      return;
+    }
+    const chunk = parseSseJson(event, context);
+    if (!isWire(chunk)) {
+      throw providerError("malformed_stream", "a chunk that is not a JSON object", context, {
+        responseBody: event.data,
+      });
+    }
+    if (chunk.error !== undefined && chunk.error !== null) {
+      throw errorFromStreamEvent(chunk, event.data, context, parseOpenAIError);
+    }
+    if (!started) {
+      started = true;
+      const id = stringField(chunk, "id");
+      yield {
+        type: "response-start",
+        ...(id === undefined ? {} : { id }),
+        model: stringField(chunk, "model") ?? request.model,
+      };
+    }
+    const choices = field(chunk, "choices");
+    const choice = Array.isArray(choices) ? (choices[0] as unknown) : undefined;
+    const delta = field(choice, "delta");
+    const reasoning = stringField(delta, "reasoning_content") ?? stringField(delta, "reasoning");
+    if (reasoning) {
+      thinking = true;
+      yield { type: "thinking-delta", text: reasoning };
+    }
+    const content = stringField(delta, "content");
+    if (content) {
+      yield* closeThinking();
+      yield { type: "text-delta", text: content };
+    }
+    const refusal = stringField(delta, "refusal");
+    if (refusal) {
+      refused = true;
+      yield* closeThinking();
+      yield { type: "text-delta", text: refusal };
+    }
+    const deltas = field(delta, "tool_calls");
+    if (Array.isArray(deltas)) {
+      yield* closeThinking();
+      for (const [position, toolDelta] of deltas.entries()) {
+        const index = numberField(toolDelta, "index") ?? position;
+        const fn = field(toolDelta, "function");
+        const fragment = stringField(fn, "arguments") ?? "";
+        let call = toolCalls.get(index);
+        if (call === undefined) {
+          const toolName = stringField(fn, "name");
+          if (toolName === undefined) {
+            throw providerError(
+              "malformed_stream",
+              `tool call ${index} starts without function.name`,
+              context,
+              { responseBody: event.data },
+            );
+          }
+          call = {
+            toolCallId: stringField(toolDelta, "id") ?? `call_${index}`,
+            toolName,
+            json: "",
+          };
+          toolCalls.set(index, call);
+          yield { type: "tool-call-start", toolCallId: call.toolCallId, toolName };
+        }
+        if (fragment !== "") {
+          call.json += fragment;
+          yield { type: "tool-call-delta", toolCallId: call.toolCallId, inputTextDelta: fragment };
+        }
+      }
+    }
+    const reason = stringField(choice, "finish_reason");
+    if (reason !== undefined) {
+      finishReason = reason;
+      yield* flushToolCalls();
+    }
+    const usage = chatUsage(field(chunk, "usage"));
+    if (usage !== undefined) yield { type: "usage", usage };
+  }
+  if (!setup.dialect.requireDone && finishReason !== undefined) {
+    yield* flushToolCalls();
+    yield finish();
+    return;
+  }
+  throw streamCutError(context, "data: [DONE]");
+}

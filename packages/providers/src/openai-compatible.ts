@@ -1,0 +1,117 @@
+/**
+ * Any server that speaks OpenAI Chat Completions: Ollama, vLLM, llama.cpp, LM Studio,
+ * OpenRouter, Together, Groq, DeepSeek, ...
+ */
+import { InvalidArgumentError, type ModelInfo, type ModelProvider } from "@beamclaw/core";
+import { abortable } from "./abortable.js";
+import {
+  checkBaseUrl,
+  checkTimeout,
+  createHttpClient,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_MS,
+  type ProviderHttpOptions,
+} from "./http.js";
+import { field, stringField } from "./json.js";
+import { mergeModels } from "./models.js";
+import { parseOpenAIError, streamChatCompletions } from "./openai-chat.js";
+import { modelOf } from "./request.js";
+
+/** Options of {@link createOpenAICompatibleProvider}. */
+export interface OpenAICompatibleProviderOptions extends ProviderHttpOptions {
+  /** The API root that `chat/completions` is under, e.g. `http://127.0.0.1:11434/v1`. */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer` when given; local servers usually need none. */
+  apiKey?: string;
+  /** Default `openai-compatible`; name it after the server (`ollama`, `openrouter`). */
+  id?: string;
+  /**
+   * The field that caps output tokens. Default `max_tokens`, which every compatible server
+   * reads; OpenAI itself wants `max_completion_tokens`.
+   */
+  maxTokensField?: "max_tokens" | "max_completion_tokens";
+  /** Ask for a final usage chunk (`stream_options.include_usage`). Default true. */
+  includeUsage?: boolean;
+  /** Context windows and prices of the server's models, merged into `listModels()`. */
+  models?: ModelInfo[];
+}
+
+/**
+ * Creates a provider for an OpenAI-compatible Chat Completions endpoint. Reasoning streamed
+ * as `delta.reasoning_content` or `delta.reasoning` (DeepSeek, vLLM, Ollama, OpenRouter)
+ * becomes `thinking-delta` events.
+ *
+ * @example
+ * ```ts
+ * const ollama = createOpenAICompatibleProvider({ id: "ollama", baseUrl: "http://127.0.0.1:11434/v1" });
+ * for await (const event of ollama.stream({
+ *   model: "llama3.2",
+ *   messages: [{ role: "user", content: [{ type: "text", text: "Hello" }] }],
+ * })) {
+ *   if (event.type === "text-delta") process.stdout.write(event.text);
+ * }
+ * ```
+ */
+export function createOpenAICompatibleProvider(
+  options: OpenAICompatibleProviderOptions,
+): ModelProvider {
+  if (options === undefined || typeof options.baseUrl !== "string") {
+    throw new InvalidArgumentError(
+      "createOpenAICompatibleProvider needs a baseUrl, e.g. http://127.0.0.1:11434/v1",
+    );
+  }
+  const id = options.id ?? "openai-compatible";
+  const maxTokensField = options.maxTokensField ?? "max_tokens";
+  if (maxTokensField !== "max_tokens" && maxTokensField !== "max_completion_tokens") {
+    throw new InvalidArgumentError(
+      `maxTokensField must be "max_tokens" or "max_completion_tokens", got ${JSON.stringify(maxTokensField)}`,
+    );
+  }
+  const idleTimeoutMs = checkTimeout(
+    "idleTimeoutMs",
+    options.idleTimeoutMs,
+    DEFAULT_IDLE_TIMEOUT_MS,
+  );
+  const apiKey = options.apiKey === "" ? undefined : options.apiKey;
+  const http = createHttpClient({
+    baseUrl: checkBaseUrl(options.baseUrl, options.baseUrl),
+    headers: {
+      ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
+      ...options.headers,
+    },
+    timeoutMs: checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS),
+    fetch: options.fetch,
+    parseVendorError: parseOpenAIError,
+  });
+  const dialect = {
+    maxTokensField,
+    includeUsage: options.includeUsage ?? true,
+    requireDone: false,
+    apiKeyEnv: undefined,
+  } as const;
+  const models = options.models;
+  return {
+    specificationVersion: "v1",
+    id,
+    stream(request, callOptions = {}) {
+      return abortable(
+        streamChatCompletions(request, callOptions, { id, http, apiKey, idleTimeoutMs, dialect }),
+        callOptions.signal,
+        { provider: id, model: modelOf(request) },
+      );
+    },
+    /** The server's `GET /models`, with the context windows and prices given in `models`. */
+    async listModels() {
+      const list = await http.getJson("models", { provider: id });
+      const data = field(list, "data");
+      const served: ModelInfo[] = [];
+      if (Array.isArray(data)) {
+        for (const entry of data) {
+          const modelId = stringField(entry, "id");
+          if (modelId !== undefined) served.push({ id: modelId });
+        }
+      }
+      return mergeModels(served, models);
+    },
+  };
+}

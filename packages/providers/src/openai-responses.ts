@@ -1,0 +1,301 @@
+/**
+ * OpenAI Responses API (`POST /responses` with `stream: true`).
+ *
+ * Stream: typed events: `response.created`, `response.output_item.added` (a `message`,
+ * `function_call` or `reasoning` item), `response.output_text.delta`,
+ * `response.function_call_arguments.delta` / `.done`,
+ * `response.reasoning_summary_text.delta`, `response.output_item.done`, and one terminal
+ * event: `response.completed` (with usage), `response.incomplete`, `response.failed`, or
+ * `error`. There is no `[DONE]` sentinel.
+ */
+import type {
+  FinishReason,
+  JsonObject,
+  ModelCallOptions,
+  ModelRequest,
+  ModelStreamEvent,
+} from "@beamclaw/core";
+import { type CallContext, errorFromStreamEvent, providerError } from "./errors.js";
+import type { HttpClient } from "./http.js";
+import {
+  field,
+  isWire,
+  numberField,
+  parseToolInput,
+  stringField,
+  toolOutputText,
+  withProviderOptions,
+} from "./json.js";
+import { chatUsage, imageUrl, parseOpenAIError } from "./openai-chat.js";
+import { checkRequest, modelOf } from "./request.js";
+import { parseSseJson, readSse, streamCutError } from "./sse.js";
+
+/**
+ * Maps the normalized conversation to Responses `input` items. Thinking is sent back as a
+ * `reasoning` item only when it came from the Responses API (its `signature` is the
+ * reasoning item id `rs_...`, its `redacted` the `encrypted_content`).
+ */
+export function toResponsesInput(request: ModelRequest, context: CallContext): JsonObject[] {
+  const items: JsonObject[] = [];
+  for (const message of request.messages) {
+    if (message.role === "user") {
+      items.push({
+        role: "user",
+        content: message.content.map((part) =>
+          part.type === "text"
+            ? { type: "input_text", text: part.text }
+            : { type: "input_image", image_url: imageUrl(part, context) },
+        ),
+      });
+    } else if (message.role === "assistant") {
+      let text = "";
+      const flushText = () => {
+        if (text !== "") items.push({ role: "assistant", content: text });
+        text = "";
+      };
+      for (const part of message.content) {
+        if (part.type === "text") {
+          text += part.text;
+        } else if (part.type === "thinking") {
+          if (part.signature?.startsWith("rs_")) {
+            flushText();
+            items.push({
+              type: "reasoning",
+              id: part.signature,
+              summary: part.text === "" ? [] : [{ type: "summary_text", text: part.text }],
+              ...(part.redacted === undefined ? {} : { encrypted_content: part.redacted }),
+            });
+          }
+        } else {
+          flushText();
+          items.push({
+            type: "function_call",
+            call_id: part.toolCallId,
+            name: part.toolName,
+            arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input),
+          });
+        }
+      }
+      flushText();
+    } else {
+      for (const result of message.content) {
+        items.push({
+          type: "function_call_output",
+          call_id: result.toolCallId,
+          output: toolOutputText(result.output),
+        });
+      }
+    }
+  }
+  return items;
+}
+
+/** Maps a request to the Responses API body. */
+export function toResponsesRequest(request: ModelRequest, context: CallContext): JsonObject {
+  const body: JsonObject = {
+    model: request.model,
+    input: toResponsesInput(request, context),
+    stream: true,
+  };
+  if (request.system !== undefined && request.system !== "") body.instructions = request.system;
+  if (request.tools !== undefined && request.tools.length > 0) {
+    body.tools = request.tools.map((tool) => ({
+      type: "function",
+      name: tool.name,
+      description: tool.description,
+      parameters: tool.inputSchema,
+      // Responses defaults to strict schemas, which reject ordinary JSON Schema (optional
+      // properties, no `additionalProperties: false`); strict mode is opt-in here.
+      strict: false,
+    }));
+    const choice = request.toolChoice;
+    if (choice !== undefined) {
+      body.tool_choice =
+        typeof choice === "string" ? choice : { type: "function", name: choice.toolName };
+    }
+  }
+  if (request.maxOutputTokens !== undefined) body.max_output_tokens = request.maxOutputTokens;
+  if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (request.thinking !== undefined && request.thinking !== "off") {
+    body.reasoning = { effort: request.thinking, summary: "auto" };
+  }
+  return body;
+}
+
+const INCOMPLETE_REASONS: Record<string, FinishReason> = {
+  max_output_tokens: "length",
+  content_filter: "content-filter",
+};
+
+interface CallState {
+  toolCallId: string;
+  toolName: string;
+  json: string;
+  done: boolean;
+}
+
+/** What a Responses stream needs from its provider. */
+export interface ResponsesStreamSetup {
+  id: string;
+  http: HttpClient;
+  apiKey: string | undefined;
+  idleTimeoutMs: number;
+}
+
+/** Streams one Responses API call as normalized events. */
+export async function* streamResponses(
+  request: ModelRequest,
+  options: ModelCallOptions,
+  setup: ResponsesStreamSetup,
+): AsyncGenerator<ModelStreamEvent, void, undefined> {
+  const context: CallContext = { provider: setup.id, model: modelOf(request) };
+  checkRequest(request, context);
+  if (setup.apiKey === undefined) {
+    throw providerError("auth", "no API key: pass `apiKey` or set OPENAI_API_KEY", context);
+  }
+  const body = withProviderOptions(
+    toResponsesRequest(request, context),
+    request.providerOptions,
+    setup.id,
+  );
+  const { body: stream } = await setup.http.postEventStream("responses", body, context, options);
+
+  const calls = new Map<string, CallState>();
+  let refused = false;
+
+  function* endCall(call: CallState, args: string | undefined): Generator<ModelStreamEvent> {
+    if (call.done) return;
+    call.done = true;
+    yield {
+      type: "tool-call",
+      toolCallId: call.toolCallId,
+      toolName: call.toolName,
+      input: parseToolInput(args ?? call.json),
+    };
+  }
+
+  for await (const event of readSse(stream, {
+    context,
+    signal: options.signal,
+    idleTimeoutMs: setup.idleTimeoutMs,
+  })) {
+    const data = parseSseJson(event, context);
+    if (!isWire(data)) {
+      throw providerError("malformed_stream", "an event that is not a JSON object", context, {
+        responseBody: event.data,
+      });
+    }
+    switch (stringField(data, "type")) {
+      case "response.created": {
+        const response = field(data, "response");
+        const id = stringField(response, "id");
+        yield {
+          type: "response-start",
+          ...(id === undefined ? {} : { id }),
+          model: stringField(response, "model") ?? request.model,
+        };
+        break;
+      }
+      case "response.output_item.added": {
+        const item = field(data, "item");
+        if (stringField(item, "type") !== "function_call") break;
+        const itemId = stringField(item, "id");
+        const toolCallId = stringField(item, "call_id");
+        const toolName = stringField(item, "name");
+        if (itemId === undefined || toolCallId === undefined || toolName === undefined) {
+          throw providerError(
+            "malformed_stream",
+            "function_call item without id, call_id or name",
+            context,
+            { responseBody: event.data },
+          );
+        }
+        calls.set(itemId, { toolCallId, toolName, json: "", done: false });
+        yield { type: "tool-call-start", toolCallId, toolName };
+        break;
+      }
+      case "response.output_text.delta": {
+        const text = stringField(data, "delta");
+        if (text) yield { type: "text-delta", text };
+        break;
+      }
+      case "response.refusal.delta": {
+        const text = stringField(data, "delta");
+        refused = true;
+        if (text) yield { type: "text-delta", text };
+        break;
+      }
+      case "response.reasoning_summary_part.added": {
+        // Separate summary parts read as paragraphs.
+        if ((numberField(data, "summary_index") ?? 0) > 0) {
+          yield { type: "thinking-delta", text: "\n\n" };
+        }
+        break;
+      }
+      case "response.reasoning_summary_text.delta":
+      case "response.reasoning_text.delta": {
+        const text = stringField(data, "delta");
+        if (text) yield { type: "thinking-delta", text };
+        break;
+      }
+      case "response.function_call_arguments.delta": {
+        const call = calls.get(stringField(data, "item_id") ?? "");
+        const fragment = stringField(data, "delta") ?? "";
+        if (call !== undefined && fragment !== "") {
+          call.json += fragment;
+          yield { type: "tool-call-delta", toolCallId: call.toolCallId, inputTextDelta: fragment };
+        }
+        break;
+      }
+      case "response.function_call_arguments.done": {
+        const call = calls.get(stringField(data, "item_id") ?? "");
+        if (call !== undefined) yield* endCall(call, stringField(data, "arguments"));
+        break;
+      }
+      case "response.output_item.done": {
+        const item = field(data, "item");
+        const itemType = stringField(item, "type");
+        if (itemType === "function_call") {
+          const call = calls.get(stringField(item, "id") ?? "");
+          if (call !== undefined) yield* endCall(call, stringField(item, "arguments"));
+        } else if (itemType === "reasoning") {
+          const id = stringField(item, "id");
+          const encrypted = stringField(item, "encrypted_content");
+          yield {
+            type: "thinking-end",
+            ...(id === undefined ? {} : { signature: id }),
+            ...(encrypted === undefined ? {} : { redacted: encrypted }),
+          };
+        }
+        break;
+      }
+      case "response.completed":
+      case "response.incomplete": {
+        const response = field(data, "response");
+        for (const call of calls.values()) yield* endCall(call, undefined);
+        const usage = chatUsage(field(response, "usage"));
+        if (usage !== undefined) yield { type: "usage", usage };
+        const status = stringField(response, "status") ?? "completed";
+        if (data.type === "response.incomplete") {
+          const why = stringField(field(response, "incomplete_details"), "reason");
+          yield {
+            type: "finish",
+            reason: (why === undefined ? undefined : INCOMPLETE_REASONS[why]) ?? "other",
+            rawReason: why ?? status,
+          };
+        } else {
+          const reason: FinishReason = calls.size > 0 ? "tool-calls" : refused ? "refusal" : "stop";
+          yield { type: "finish", reason, rawReason: status };
+        }
+        return;
+      }
+      case "response.failed":
+        throw errorFromStreamEvent(field(data, "response"), event.data, context, parseOpenAIError);
+      case "error":
+        throw errorFromStreamEvent(data, event.data, context, parseOpenAIError);
+      default:
+      // Lifecycle and content-part events carry nothing the normalized stream needs.
+    }
+  }
+  throw streamCutError(context, "response.completed");
+}

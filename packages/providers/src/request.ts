@@ -1,0 +1,67 @@
+/**
+ * Checks a `ModelRequest` before any adapter maps it, so a malformed request fails with a
+ * clear, typed error (kind `invalid_request`, not retryable) instead of a `TypeError` from
+ * deep inside the mapping, and nothing is sent.
+ */
+import type { ModelRequest } from "@beamclaw/core";
+import { type CallContext, providerError } from "./errors.js";
+import { isWire } from "./json.js";
+
+const ROLES = new Set(["user", "assistant", "tool"]);
+const THINKING = new Set(["off", "minimal", "low", "medium", "high"]);
+
+/** The model id of a request that may be malformed, for error messages. */
+export function modelOf(request: unknown): string | undefined {
+  const model = isWire(request) ? request.model : undefined;
+  return typeof model === "string" ? model : undefined;
+}
+
+/** Throws `ProviderError` kind `invalid_request` naming the first problem found. */
+export function checkRequest(request: ModelRequest, context: CallContext): void {
+  const fail = (problem: string): never => {
+    throw providerError("invalid_request", `invalid request: ${problem}`, context);
+  };
+  if (!isWire(request)) fail("expected an object");
+  if (typeof request.model !== "string" || request.model === "") {
+    fail("`model` must be a non-empty string");
+  }
+  if (!Array.isArray(request.messages)) fail("`messages` must be an array");
+  request.messages.forEach((message: unknown, i) => {
+    if (!isWire(message) || typeof message.role !== "string" || !ROLES.has(message.role)) {
+      fail(`messages[${i}].role must be "user", "assistant" or "tool"`);
+    }
+    if (!Array.isArray((message as { content?: unknown }).content)) {
+      fail(`messages[${i}].content must be an array of parts`);
+    }
+  });
+  if (request.system !== undefined && typeof request.system !== "string") {
+    fail("`system` must be a string");
+  }
+  const { maxOutputTokens, temperature, thinking, tools } = request;
+  if (
+    maxOutputTokens !== undefined &&
+    !(Number.isInteger(maxOutputTokens) && maxOutputTokens > 0)
+  ) {
+    fail(`\`maxOutputTokens\` must be a positive integer, got ${String(maxOutputTokens)}`);
+  }
+  if (
+    temperature !== undefined &&
+    !(typeof temperature === "number" && Number.isFinite(temperature))
+  ) {
+    fail(`\`temperature\` must be a finite number, got ${String(temperature)}`);
+  }
+  if (thinking !== undefined && !THINKING.has(thinking)) {
+    fail(`\`thinking\` must be one of off, minimal, low, medium, high; got ${String(thinking)}`);
+  }
+  if (tools !== undefined) {
+    if (!Array.isArray(tools)) fail("`tools` must be an array");
+    tools.forEach((tool: unknown, i) => {
+      if (!isWire(tool) || typeof tool.name !== "string" || tool.name === "") {
+        fail(`tools[${i}].name must be a non-empty string`);
+      }
+      if (!isWire((tool as { inputSchema?: unknown }).inputSchema)) {
+        fail(`tools[${i}].inputSchema must be a JSON Schema object`);
+      }
+    });
+  }
+}

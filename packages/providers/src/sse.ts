@@ -1,0 +1,193 @@
+/**
+ * Server-sent events over a fetch response body, as the WHATWG HTML standard parses them:
+ * `data:` lines of one event joined with `\n`, `:` comment lines ignored, `\n`, `\r\n` and `\r`
+ * line ends, UTF-8 split anywhere across chunks, and an event cut off by the end of the
+ * stream discarded (so a connection cut mid-event is a cut, not a malformed event).
+ */
+import type { ProviderError } from "@beamclaw/core";
+import { abortedError, type CallContext, errorFromThrown, providerError } from "./errors.js";
+
+/** One dispatched server-sent event. */
+export interface SseEvent {
+  /** The `event:` field, when the server named the event. */
+  event: string | undefined;
+  /** The `data:` lines of the event joined with `\n`. */
+  data: string;
+  /** The `id:` field, when given. */
+  id: string | undefined;
+}
+
+/**
+ * Incremental SSE parser: feed it decoded text in chunks of any size, get the events that
+ * each chunk completes.
+ */
+export class SseParser {
+  #buffer = "";
+  #data: string[] = [];
+  #event: string | undefined;
+  #id: string | undefined;
+
+  /** Parses `text` (which may end anywhere) and returns the events it completed. */
+  push(text: string): SseEvent[] {
+    this.#buffer += text;
+    const events: SseEvent[] = [];
+    let start = 0;
+    for (let i = 0; i < this.#buffer.length; i++) {
+      const char = this.#buffer[i];
+      if (char !== "\n" && char !== "\r") continue;
+      // A `\r` at the very end may be the first half of `\r\n`: wait for the next chunk.
+      if (char === "\r" && i === this.#buffer.length - 1) break;
+      this.#line(this.#buffer.slice(start, i), events);
+      if (char === "\r" && this.#buffer[i + 1] === "\n") i++;
+      start = i + 1;
+    }
+    this.#buffer = this.#buffer.slice(start);
+    return events;
+  }
+
+  /**
+   * The stream ended. A trailing `\r` still ends its line, but an event that was never
+   * followed by a blank line is dropped, as the standard says.
+   */
+  end(): SseEvent[] {
+    const events: SseEvent[] = [];
+    if (this.#buffer.endsWith("\r")) this.#line(this.#buffer.slice(0, -1), events);
+    this.#buffer = "";
+    this.#data = [];
+    this.#event = undefined;
+    return events;
+  }
+
+  #line(line: string, events: SseEvent[]): void {
+    if (line === "") {
+      if (this.#data.length > 0) {
+        events.push({ event: this.#event, data: this.#data.join("\n"), id: this.#id });
+      }
+      this.#data = [];
+      this.#event = undefined;
+      return;
+    }
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") this.#data.push(value);
+    else if (field === "event") this.#event = value;
+    else if (field === "id" && !value.includes("\0")) this.#id = value;
+    // `retry` and unknown fields are ignored: reconnection is the provider chain's job.
+  }
+}
+
+/** Options of {@link readSse}. */
+export interface ReadSseOptions {
+  context: CallContext;
+  /** Cancels the body read; the generator then throws `AbortedError`. */
+  signal?: AbortSignal | undefined;
+  /** Longest wait for the next chunk before failing with kind `timeout`. */
+  idleTimeoutMs?: number | undefined;
+}
+
+class IdleTimeout extends Error {}
+
+type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
+
+async function readChunk(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  idleTimeoutMs: number | undefined,
+): Promise<ReadResult> {
+  if (idleTimeoutMs === undefined || !Number.isFinite(idleTimeoutMs)) return reader.read();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new IdleTimeout()), idleTimeoutMs);
+  });
+  try {
+    return await Promise.race([reader.read(), idle]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Yields the events of an SSE response body. Ending early (a `break`, or an error thrown by
+ * the consumer's loop) cancels the body, which closes the connection.
+ *
+ * Throws `AbortedError` when `signal` aborts, `ProviderError` kind `timeout` when no chunk
+ * arrives within `idleTimeoutMs`, and kind `network` when reading fails (connection reset).
+ * A stream that simply ends is not an error here: whether it ended too early depends on the
+ * vendor's terminal event, which the adapter checks (see {@link streamCutError}).
+ */
+export async function* readSse(
+  body: ReadableStream<Uint8Array>,
+  options: ReadSseOptions,
+): AsyncGenerator<SseEvent, void, undefined> {
+  const { context, signal, idleTimeoutMs } = options;
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const parser = new SseParser();
+  let finished = false;
+  // A mocked or proxied body may ignore the request's signal once headers are in; cancelling
+  // the reader ourselves makes abort work whatever produced the body.
+  const onAbort = () => {
+    reader.cancel(signal?.reason).catch(() => {});
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    while (true) {
+      if (signal?.aborted) throw abortedError(context, signal);
+      let chunk: ReadResult;
+      try {
+        chunk = await readChunk(reader, idleTimeoutMs);
+      } catch (error) {
+        if (error instanceof IdleTimeout) {
+          throw providerError(
+            "timeout",
+            `no data received for ${idleTimeoutMs} ms (stream stalled)`,
+            context,
+          );
+        }
+        throw errorFromThrown(error, context, signal);
+      }
+      if (signal?.aborted) throw abortedError(context, signal);
+      if (chunk.done) {
+        finished = true;
+        yield* parser.push(decoder.decode());
+        yield* parser.end();
+        return;
+      }
+      yield* parser.push(decoder.decode(chunk.value, { stream: true }));
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    if (!finished) reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * Parses an event's data as JSON, or throws `ProviderError` kind `malformed_stream` (not
+ * retryable: the same request is likely to produce the same bytes).
+ */
+export function parseSseJson(event: SseEvent, context: CallContext): unknown {
+  try {
+    return JSON.parse(event.data);
+  } catch (error) {
+    const name = event.event === undefined ? "" : ` "${event.event}"`;
+    const snippet = event.data.length > 200 ? `${event.data.slice(0, 200)}…` : event.data;
+    throw providerError("malformed_stream", `event${name} is not valid JSON: ${snippet}`, context, {
+      cause: error,
+      responseBody: event.data,
+    });
+  }
+}
+
+/**
+ * The error for a stream that ended before the vendor's terminal event: the connection was
+ * cut mid-stream, which is a retryable `network` failure.
+ */
+export function streamCutError(context: CallContext, terminal: string): ProviderError {
+  return providerError(
+    "network",
+    `the stream ended before ${terminal} (connection cut mid-stream)`,
+    context,
+  );
+}

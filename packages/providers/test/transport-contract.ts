@@ -1,0 +1,308 @@
+/**
+ * The failures every adapter must report the same way, run unchanged against each one:
+ * HTTP errors with the vendor's documented bodies, `retry-after`, a stream cut mid-way, a
+ * malformed event, timeouts, and abort. Each adapter supplies its endpoint, a fixture of a
+ * good stream, and its vendor's error bodies.
+ */
+import {
+  AbortedError,
+  type ModelProvider,
+  type ModelRequest,
+  ProviderError,
+  type ProviderErrorKind,
+} from "@beamclaw/core";
+import { HttpResponse, http } from "msw";
+import type { setupServer } from "msw/node";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import type { ProviderHttpOptions } from "../src/index.js";
+import { collect, collectFailure, errorResponse, sseResponse, untilAborted } from "./support.js";
+
+/** One documented HTTP error of a vendor and what it must become. */
+export interface HttpErrorCase {
+  status: number;
+  /** The vendor's error body (an object is sent as JSON, a string as text). */
+  body: unknown;
+  kind: ProviderErrorKind;
+  retryable: boolean;
+  /** What the case is, for the test name. */
+  what: string;
+}
+
+export interface TransportContractConfig {
+  name: string;
+  server: ReturnType<typeof setupServer>;
+  /** The endpoint the adapter POSTs to. */
+  url: string;
+  provider: (options?: ProviderHttpOptions) => ModelProvider;
+  request: ModelRequest;
+  /** A complete, good stream for this endpoint. */
+  goodStream: string;
+  httpErrors: HttpErrorCase[];
+  /** A 429 body of the vendor, used for the retry-after cases. */
+  rateLimitBody: unknown;
+}
+
+function jsonOrText(status: number, body: unknown, headers: Record<string, string> = {}) {
+  if (typeof body === "string") {
+    return new HttpResponse(body as never, {
+      status,
+      headers: { "content-type": "text/plain", ...headers },
+    });
+  }
+  return errorResponse(status, body, headers);
+}
+
+function firstEvent(text: string): string {
+  const end = text.indexOf("\n\n");
+  return text.slice(0, end + 2);
+}
+
+/** A body that sends `prefix` and then stays open without sending anything. */
+function stalled(prefix: string): HttpResponse<never> {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(prefix));
+    },
+  });
+  return new HttpResponse(body as never, { headers: { "content-type": "text/event-stream" } });
+}
+
+export function describeTransportContract(config: TransportContractConfig): void {
+  const { server, url, request } = config;
+
+  describe(`${config.name}: transport failures`, () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it.each(config.httpErrors)(
+      "HTTP $status ($what) becomes ProviderError kind $kind, retryable $retryable, with status, headers and body",
+      async ({ status, body, kind, retryable }) => {
+        server.use(
+          http.post(url, () => jsonOrText(status, body, { "request-id": "req_test_123" })),
+        );
+        const error = await collect(config.provider().stream(request)).catch((e: unknown) => e);
+        expect(ProviderError.isInstance(error)).toBe(true);
+        const failure = error as ProviderError;
+        expect(failure.kind).toBe(kind);
+        expect(failure.isRetryable).toBe(retryable);
+        expect(failure.statusCode).toBe(status);
+        expect(failure.provider).toBe(config.provider().id);
+        expect(failure.model).toBe(request.model);
+        expect(failure.responseHeaders?.["request-id"]).toBe("req_test_123");
+        expect(failure.responseBody).toBe(typeof body === "string" ? body : JSON.stringify(body));
+        expect(failure.retryAfterMs).toBeUndefined();
+      },
+    );
+
+    it("HTTP 429 with retry-after in seconds gives retryAfterMs", async () => {
+      server.use(
+        http.post(url, () => errorResponse(429, config.rateLimitBody, { "retry-after": "7" })),
+      );
+      const { error } = await collectFailure(config.provider().stream(request));
+      expect(error.kind).toBe("rate_limit");
+      expect(error.isRetryable).toBe(true);
+      expect(error.retryAfterMs).toBe(7000);
+    });
+
+    it("HTTP 429 with retry-after as an HTTP date gives the time until that date", async () => {
+      vi.useFakeTimers({ toFake: ["Date"] });
+      vi.setSystemTime(new Date("2025-06-01T12:00:00.000Z"));
+      const at = new Date("2025-06-01T12:00:30.000Z").toUTCString();
+      server.use(
+        http.post(url, () => errorResponse(429, config.rateLimitBody, { "retry-after": at })),
+      );
+      const { error } = await collectFailure(config.provider().stream(request));
+      expect(error.retryAfterMs).toBe(30_000);
+    });
+
+    it("retry-after-ms takes precedence over retry-after", async () => {
+      server.use(
+        http.post(url, () =>
+          errorResponse(429, config.rateLimitBody, {
+            "retry-after": "2",
+            "retry-after-ms": "1250",
+          }),
+        ),
+      );
+      const { error } = await collectFailure(config.provider().stream(request));
+      expect(error.retryAfterMs).toBe(1250);
+    });
+
+    it("x-should-retry from the vendor decides whether the error is retryable", async () => {
+      server.use(
+        http.post(url, () => jsonOrText(500, "internal error", { "x-should-retry": "false" })),
+      );
+      const { error: noRetry } = await collectFailure(config.provider().stream(request));
+      expect(noRetry.kind).toBe("server");
+      expect(noRetry.isRetryable).toBe(false);
+      server.use(http.post(url, () => jsonOrText(409, "conflict", { "x-should-retry": "true" })));
+      const { error: retry } = await collectFailure(config.provider().stream(request));
+      expect(retry.isRetryable).toBe(true);
+    });
+
+    it.each([
+      ["no messages", { model: "m" }, /messages/],
+      ["an empty model", { model: "", messages: [] }, /model/],
+      ["an unknown role", { model: "m", messages: [{ role: "system", content: [] }] }, /role/],
+      [
+        "a fractional maxOutputTokens",
+        { model: "m", messages: [], maxOutputTokens: 2.5 },
+        /maxOutputTokens/,
+      ],
+      ["a NaN temperature", { model: "m", messages: [], temperature: Number.NaN }, /temperature/],
+      ["an unknown thinking level", { model: "m", messages: [], thinking: "max" }, /thinking/],
+      [
+        "a tool without a schema",
+        { model: "m", messages: [], tools: [{ name: "t", description: "" }] },
+        /inputSchema/,
+      ],
+    ])(
+      "a request with %s is rejected as invalid_request before anything is sent",
+      async (_what, bad, message) => {
+        let requests = 0;
+        server.use(
+          http.post(url, () => {
+            requests++;
+            return sseResponse(config.goodStream);
+          }),
+        );
+        const { error } = await collectFailure(
+          config.provider().stream(bad as unknown as ModelRequest),
+        );
+        expect(ProviderError.isInstance(error)).toBe(true);
+        expect(error.kind).toBe("invalid_request");
+        expect(error.isRetryable).toBe(false);
+        expect(error.message).toMatch(message);
+        expect(requests).toBe(0);
+      },
+    );
+
+    it("a connection reset mid-stream is a retryable network error after the events already received", async () => {
+      const cutAt = Math.floor(config.goodStream.length * 0.6);
+      server.use(
+        http.post(url, () =>
+          sseResponse(config.goodStream, { cutAfterBytes: cutAt, cut: "error" }),
+        ),
+      );
+      const { events, error } = await collectFailure(config.provider().stream(request));
+      expect(events[0]?.type).toBe("response-start");
+      expect(events.some((e) => e.type === "finish")).toBe(false);
+      expect(error.kind).toBe("network");
+      expect(error.isRetryable).toBe(true);
+    });
+
+    it("a stream that closes before the terminal event is a retryable network error", async () => {
+      const cutAt = Math.floor(config.goodStream.length * 0.6);
+      server.use(
+        http.post(url, () =>
+          sseResponse(config.goodStream, { cutAfterBytes: cutAt, cut: "close" }),
+        ),
+      );
+      const { events, error } = await collectFailure(config.provider().stream(request));
+      expect(events.length).toBeGreaterThan(0);
+      expect(error.kind).toBe("network");
+      expect(error.message).toMatch(/ended before/);
+      expect(error.isRetryable).toBe(true);
+    });
+
+    it("an event whose data is not valid JSON is malformed_stream, not retryable, with the data kept", async () => {
+      const text = `${firstEvent(config.goodStream)}data: {"type": oops\n\n`;
+      server.use(http.post(url, () => sseResponse(text)));
+      const { events, error } = await collectFailure(config.provider().stream(request));
+      expect(events[0]?.type).toBe("response-start");
+      expect(events.some((e) => e.type === "finish")).toBe(false);
+      expect(error.kind).toBe("malformed_stream");
+      expect(error.isRetryable).toBe(false);
+      expect(error.responseBody).toContain("oops");
+    });
+
+    it("no response headers within timeoutMs is a retryable timeout, and the request is cancelled", async () => {
+      let cancelled: Promise<void> | undefined;
+      server.use(
+        http.post(url, async ({ request: req }) => {
+          cancelled = untilAborted(req.signal);
+          await cancelled;
+          return HttpResponse.error();
+        }),
+      );
+      const { error } = await collectFailure(config.provider({ timeoutMs: 50 }).stream(request));
+      expect(error.kind).toBe("timeout");
+      expect(error.isRetryable).toBe(true);
+      await expect(cancelled).resolves.toBeUndefined();
+    });
+
+    it("a stream silent for idleTimeoutMs is a retryable timeout", async () => {
+      server.use(http.post(url, () => stalled(firstEvent(config.goodStream))));
+      const { events, error } = await collectFailure(
+        config.provider({ idleTimeoutMs: 50 }).stream(request),
+      );
+      expect(events[0]?.type).toBe("response-start");
+      expect(events.some((e) => e.type === "finish")).toBe(false);
+      expect(error.kind).toBe("timeout");
+      expect(error.isRetryable).toBe(true);
+    });
+
+    it("aborting mid-stream throws AbortedError and cancels the HTTP request", async () => {
+      let requestAborted: Promise<void> | undefined;
+      server.use(
+        http.post(url, ({ request: req }) => {
+          requestAborted = untilAborted(req.signal);
+          return stalled(firstEvent(config.goodStream));
+        }),
+      );
+      const controller = new AbortController();
+      const seen: string[] = [];
+      const failure = await (async () => {
+        for await (const event of config
+          .provider()
+          .stream(request, { signal: controller.signal })) {
+          seen.push(event.type);
+          controller.abort(new Error("user pressed stop"));
+        }
+      })().catch((e: unknown) => e);
+      expect(seen).toEqual(["response-start"]);
+      expect(AbortedError.isInstance(failure)).toBe(true);
+      expect((failure as AbortedError).cause).toEqual(new Error("user pressed stop"));
+      await expect(requestAborted).resolves.toBeUndefined();
+    });
+
+    it("an already aborted signal throws AbortedError without sending a request", async () => {
+      let requests = 0;
+      server.use(
+        http.post(url, () => {
+          requests++;
+          return sseResponse(config.goodStream);
+        }),
+      );
+      const failure = await collect(
+        config.provider().stream(request, { signal: AbortSignal.abort() }),
+      ).catch((e: unknown) => e);
+      expect(AbortedError.isInstance(failure)).toBe(true);
+      expect(requests).toBe(0);
+    });
+
+    it("breaking out of the loop early cancels the response body", async () => {
+      // msw does not pass a consumer's cancel back to the handler's stream, so this case
+      // injects a fetch whose body it owns.
+      let cancelled = false;
+      const stalledFetch = async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode(firstEvent(config.goodStream)));
+            },
+            cancel() {
+              cancelled = true;
+            },
+          }),
+          { headers: { "content-type": "text/event-stream" } },
+        );
+      for await (const event of config.provider({ fetch: stalledFetch }).stream(request)) {
+        expect(event.type).toBe("response-start");
+        break;
+      }
+      expect(cancelled).toBe(true);
+    });
+  });
+}
