@@ -3,11 +3,14 @@
  *
  * @packageDocumentation
  */
+
+export * from "./config/index.js";
 export * from "./errors.js";
 export * from "./providers/index.js";
 export * from "./runtime/index.js";
+export * from "./sessions/index.js";
+export * from "./skills/index.js";
 export * from "./store/index.js";
 export * from "./telemetry.js";
-export * from "./sessions/index.js";
 export * from "./tools/index.js";
-export * from "./config/index.js";
+export * from "./tools/web-fetch/index.js";

@@ -1,0 +1,276 @@
+import { constants, type Dirent } from "node:fs";
+import { access, readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { InvalidArgumentError, InvalidSkillError } from "../errors.js";
+import { parseSkillDocument, type SkillDocument } from "./frontmatter.js";
+
+/** A skill found on disk. */
+export interface Skill extends SkillDocument {
+  /** The skill's directory (where its scripts and references live). */
+  dir: string;
+  /** The path of its `SKILL.md`. */
+  file: string;
+  /** The search directory it was found in (one of `LoadSkillsOptions.dirs`). */
+  root: string;
+}
+
+/** A skill that loaded but whose requirements are not met here. */
+export interface GatedSkill {
+  name: string;
+  /** The skill's directory. */
+  dir: string;
+  /** Every unmet requirement, joined with `; `, e.g. `missing binary jq; env FOO not set`. */
+  reason: string;
+  reasons: string[];
+  skill: Skill;
+}
+
+/** A skill hidden by a skill of the same name in an earlier directory. */
+export interface ShadowedSkill {
+  name: string;
+  dir: string;
+  /** The directory of the skill that won. */
+  by: string;
+}
+
+/** Options of {@link loadSkills}. */
+export interface LoadSkillsOptions {
+  /**
+   * Directories to search, highest precedence first: each holds one sub-directory per skill
+   * with a `SKILL.md`. A directory that does not exist is skipped.
+   */
+  dirs: string[];
+  /** For `requires.env` and `PATH`. Default `process.env`. */
+  env?: Record<string, string | undefined>;
+  /** For `requires.os`. Default `process.platform`. */
+  platform?: string;
+  /** Whether a binary is available. Default: an executable file of that name on `env.PATH`. */
+  which?: (binary: string) => boolean | Promise<boolean>;
+  /** For `requires.config`: dotted paths looked up here must be truthy. Default `{}`. */
+  config?: Record<string, unknown>;
+  /**
+   * True (default): a malformed `SKILL.md` rejects the whole load with `InvalidSkillError`.
+   * False: it is left out and reported in `invalid`.
+   */
+  strict?: boolean;
+  /** A larger `SKILL.md` is invalid. Default 256 KiB. */
+  maxFileBytes?: number;
+}
+
+/** What {@link loadSkills} found. */
+export interface LoadSkillsResult {
+  /** Eligible skills, sorted by name. */
+  skills: Skill[];
+  /** Skills whose requirements are not met, with the reason. */
+  gated: GatedSkill[];
+  /** Lower-precedence copies of a name, not used. */
+  shadowed: ShadowedSkill[];
+  /** Malformed skills (only when `strict: false`). */
+  invalid: InvalidSkillError[];
+}
+
+const SKILL_FILES = ["SKILL.md", "skill.md"];
+
+/**
+ * Loads skills from ordered directories. A skill is a directory with a `SKILL.md`: YAML
+ * frontmatter (`name`, `description`, `user-invocable`, `disable-model-invocation`,
+ * `requires: { bins, anyBins, env, os, config }`, or OpenClaw's
+ * `metadata: { openclaw: { requires, os, always } }`) and Markdown instructions. On a name
+ * clash the earlier directory wins. A skill whose requirements are not met is gated off with
+ * the reason. Reads files only when called; keeps nothing.
+ *
+ * @example
+ * ```ts
+ * const { skills, gated } = await loadSkills({
+ *   dirs: ["./skills", `${os.homedir()}/.beamclaw/skills`, bundledSkillsDir],
+ * });
+ * for (const g of gated) console.warn(`skill ${g.name} is off: ${g.reason}`);
+ * const agent = withSkills({ id: "ops", model: "anthropic/claude-sonnet-4-5" }, skills);
+ * ```
+ * @throws InvalidSkillError (code `INVALID_SKILL`) naming the file and field of a malformed skill.
+ */
+export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkillsResult> {
+  if (!Array.isArray(options.dirs))
+    throw new InvalidArgumentError("dirs: expected an array of directories");
+  const env = options.env ?? process.env;
+  const platform = options.platform ?? process.platform;
+  const strict = options.strict ?? true;
+  const maxFileBytes = options.maxFileBytes ?? 256 * 1024;
+  const whichCache = new Map<string, Promise<boolean>>();
+  const which = (binary: string) => {
+    let found = whichCache.get(binary);
+    if (found === undefined) {
+      found = Promise.resolve(
+        options.which ? options.which(binary) : onPath(binary, env, platform),
+      );
+      whichCache.set(binary, found);
+    }
+    return found;
+  };
+
+  const winners = new Map<string, Skill>();
+  const shadowed: ShadowedSkill[] = [];
+  const invalid: InvalidSkillError[] = [];
+  for (const root of options.dirs) {
+    for (const found of await skillFiles(root)) {
+      let skill: Skill;
+      try {
+        skill = await readSkill(found.file, found.dir, found.dirName, root, maxFileBytes);
+      } catch (error) {
+        if (strict || !InvalidSkillError.isInstance(error)) throw error;
+        invalid.push(error);
+        continue;
+      }
+      const winner = winners.get(skill.name);
+      if (winner === undefined) winners.set(skill.name, skill);
+      else shadowed.push({ name: skill.name, dir: skill.dir, by: winner.dir });
+    }
+  }
+
+  const skills: Skill[] = [];
+  const gated: GatedSkill[] = [];
+  for (const skill of [...winners.values()].sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+  )) {
+    const reasons = skill.always
+      ? []
+      : await unmet(skill, { env, platform, which, config: options.config ?? {} });
+    if (reasons.length === 0) skills.push(skill);
+    else
+      gated.push({ name: skill.name, dir: skill.dir, reason: reasons.join("; "), reasons, skill });
+  }
+  return { skills, gated, shadowed, invalid };
+}
+
+async function skillFiles(
+  root: string,
+): Promise<Array<{ dir: string; dirName: string; file: string }>> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return [];
+    throw error;
+  }
+  const out: Array<{ dir: string; dirName: string; file: string }> = [];
+  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (entry.name.startsWith(".")) continue;
+    const dir = join(root, entry.name);
+    if (!entry.isDirectory() && !(entry.isSymbolicLink() && (await isDirectory(dir)))) continue;
+    for (const name of SKILL_FILES) {
+      const file = join(dir, name);
+      if (await isFile(file)) {
+        out.push({ dir, dirName: entry.name, file });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+async function readSkill(
+  file: string,
+  dir: string,
+  dirName: string,
+  root: string,
+  maxFileBytes: number,
+): Promise<Skill> {
+  const size = (await stat(file)).size;
+  if (size > maxFileBytes) {
+    throw new InvalidSkillError(
+      file,
+      undefined,
+      `is ${size} bytes, over the ${maxFileBytes}-byte limit`,
+    );
+  }
+  const text = await readFile(file, "utf8");
+  return { ...parseSkillDocument(text, file, dirName), dir, file, root };
+}
+
+interface GateContext {
+  env: Record<string, string | undefined>;
+  platform: string;
+  which: (binary: string) => Promise<boolean>;
+  config: Record<string, unknown>;
+}
+
+async function unmet(skill: Skill, ctx: GateContext): Promise<string[]> {
+  const reasons: string[] = [];
+  const { requires } = skill;
+  if (requires.os.length > 0 && !requires.os.includes(ctx.platform)) {
+    reasons.push(`os ${requires.os.join(" or ")} required`);
+  }
+  for (const bin of requires.bins) {
+    if (!(await ctx.which(bin))) reasons.push(`missing binary ${bin}`);
+  }
+  if (requires.anyBins.length > 0) {
+    const found = await Promise.all(requires.anyBins.map((bin) => ctx.which(bin)));
+    if (!found.includes(true)) reasons.push(`missing binary ${requires.anyBins.join(" or ")}`);
+  }
+  for (const name of requires.env) {
+    const value = ctx.env[name];
+    if (value === undefined || value === "") reasons.push(`env ${name} not set`);
+  }
+  for (const path of requires.config) {
+    if (!configValue(ctx.config, path)) reasons.push(`config ${path} not set`);
+  }
+  return reasons;
+}
+
+function configValue(config: Record<string, unknown>, path: string): boolean {
+  let value: unknown = config;
+  for (const key of path.split(".")) {
+    if (value === null || typeof value !== "object" || !Object.hasOwn(value, key)) return false;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return Boolean(value);
+}
+
+/** Whether `binary` is an executable file on `PATH` (with `PATHEXT` on Windows). */
+async function onPath(
+  binary: string,
+  env: Record<string, string | undefined>,
+  platform: string,
+): Promise<boolean> {
+  const windows = platform === "win32";
+  const extensions = windows ? ["", ...(env.PATHEXT ?? ".COM;.EXE;.BAT;.CMD").split(";")] : [""];
+  if (binary.includes("/") || (windows && binary.includes("\\"))) {
+    return (
+      await Promise.all(extensions.map((ext) => isExecutable(binary + ext, windows)))
+    ).includes(true);
+  }
+  const path = env.PATH ?? env.Path ?? "";
+  for (const dir of path.split(windows ? ";" : ":")) {
+    if (dir === "") continue;
+    for (const ext of extensions) {
+      if (await isExecutable(join(dir, binary + ext), windows)) return true;
+    }
+  }
+  return false;
+}
+
+async function isExecutable(file: string, windows: boolean): Promise<boolean> {
+  try {
+    await access(file, windows ? constants.F_OK : constants.X_OK);
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function isDirectory(dir: string): Promise<boolean> {
+  try {
+    return (await stat(dir)).isDirectory();
+  } catch {
+    return false;
+  }
+}

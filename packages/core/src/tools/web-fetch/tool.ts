@@ -1,0 +1,194 @@
+import { z } from "zod";
+import { InvalidArgumentError, WebFetchError } from "../../errors.js";
+import type { JsonObject, JsonValue } from "../../providers/types.js";
+import type { AgentTool } from "../../sessions/tools.js";
+import { createSsrfGuard } from "./guard.js";
+import { htmlToMarkdown, htmlToText } from "./html.js";
+import { type SafeFetchOptions, type SafeFetchResult, safeFetch } from "./safe-fetch.js";
+
+/** How `web_fetch` returns a page. */
+export type WebFetchFormat = "markdown" | "text" | "html";
+
+/** Options of {@link createWebFetchTool}. */
+export interface WebFetchToolOptions
+  extends Pick<
+    SafeFetchOptions,
+    "allow" | "resolveHost" | "maxRedirects" | "timeoutMs" | "userAgent" | "headers"
+  > {
+  /** Default `web_fetch`. */
+  name?: string;
+  /** The most body bytes a call may download; a call's `maxBytes` can only lower it. Default 2 MiB. */
+  maxBytes?: number;
+  /** The most characters of content returned to the model. Default 50 000. */
+  maxChars?: number;
+  /** Format when the call does not name one. Default `markdown`. */
+  defaultFormat?: WebFetchFormat;
+}
+
+/** The input of the `web_fetch` tool. */
+export interface WebFetchInput {
+  url: string;
+  format?: WebFetchFormat;
+  maxBytes?: number;
+}
+
+const inputSchema = z
+  .object({
+    url: z.string().min(1),
+    format: z.enum(["markdown", "text", "html"]).optional(),
+    maxBytes: z.number().int().positive().optional(),
+  })
+  .strict();
+
+const HTML_TYPES = new Set(["text/html", "application/xhtml+xml"]);
+
+/** Text-like media types: the tool reads these and refuses images, PDFs, archives and the like. */
+function isTextual(mediaType: string): boolean {
+  return (
+    mediaType === "" ||
+    mediaType.startsWith("text/") ||
+    HTML_TYPES.has(mediaType) ||
+    mediaType === "application/json" ||
+    mediaType.endsWith("+json") ||
+    mediaType === "application/xml" ||
+    mediaType.endsWith("+xml") ||
+    mediaType === "application/javascript" ||
+    mediaType === "application/ecmascript" ||
+    mediaType === "application/x-ndjson" ||
+    mediaType === "application/yaml" ||
+    mediaType === "application/x-yaml" ||
+    mediaType === "application/toml"
+  );
+}
+
+/**
+ * Creates the `web_fetch` tool: fetches an http(s) URL through {@link safeFetch} (SSRF guard
+ * on every hop, pinned connections, redirect and size caps, timeout) and returns the page as
+ * Markdown (default), plain text or raw HTML. JSON is pretty-printed; Markdown and other text
+ * pass through. Asks servers for `text/markdown` first. An HTTP error status, a blocked URL
+ * or a binary content type fails the call with a typed error the model can read.
+ *
+ * Output: `{ url, finalUrl, status, contentType, format, title?, content, truncated, bytes }`.
+ *
+ * @example
+ * ```ts
+ * const tools = new BasicToolRunner({
+ *   tools: [createWebFetchTool({ maxBytes: 1_000_000, allow: ["wiki.corp.example"] })],
+ * });
+ * ```
+ */
+export function createWebFetchTool(options: WebFetchToolOptions = {}): AgentTool {
+  const maxBytes = options.maxBytes ?? 2 * 1024 * 1024;
+  const maxChars = options.maxChars ?? 50_000;
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  if (!Number.isInteger(maxChars) || maxChars < 1) {
+    throw new InvalidArgumentError(`maxChars: expected a positive integer, got ${maxChars}`);
+  }
+  // Built once, so a bad allowlist fails here rather than on the first call.
+  const guard = createSsrfGuard(options);
+  const defaultFormat = options.defaultFormat ?? "markdown";
+  return {
+    name: options.name ?? "web_fetch",
+    description:
+      "Fetch a public web page or file over http(s) and return its readable content. " +
+      "HTML is converted to Markdown (or plain text / raw HTML with `format`); JSON and text are returned as is. " +
+      "Internal, private and cloud-metadata addresses are refused.",
+    inputSchema: {
+      type: "object",
+      properties: {
+        url: { type: "string", description: "Absolute http or https URL." },
+        format: {
+          type: "string",
+          enum: ["markdown", "text", "html"],
+          description: `How to return HTML pages. Default ${defaultFormat}.`,
+        },
+        maxBytes: {
+          type: "integer",
+          minimum: 1,
+          maximum: maxBytes,
+          description: `Download at most this many bytes. Default and maximum ${maxBytes}.`,
+        },
+      },
+      required: ["url"],
+      additionalProperties: false,
+    },
+    // A little over the fetch's own limit, so its clearer TimeoutError wins the race.
+    timeoutMs: timeoutMs + 1_000,
+    async execute(input, context) {
+      const parsed = inputSchema.safeParse(input);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const field = issue?.path.join(".") || "input";
+        throw new InvalidArgumentError(`web_fetch ${field}: ${issue?.message ?? "invalid input"}`);
+      }
+      const { url, format = defaultFormat } = parsed.data;
+      const result = await safeFetch(url, {
+        guard,
+        maxRedirects: options.maxRedirects,
+        timeoutMs,
+        userAgent: options.userAgent,
+        headers: {
+          accept:
+            format === "html"
+              ? "text/html, application/xhtml+xml, text/plain;q=0.8, application/json;q=0.8, */*;q=0.5"
+              : "text/markdown, text/html;q=0.9, application/xhtml+xml;q=0.9, text/plain;q=0.8, application/json;q=0.8, */*;q=0.5",
+          ...options.headers,
+        },
+        maxBytes: Math.min(parsed.data.maxBytes ?? maxBytes, maxBytes),
+        signal: context.signal,
+        acceptContentType: isTextual,
+      });
+      if (result.status >= 400) {
+        const excerpt = render(result, "text").content.slice(0, 300);
+        throw new WebFetchError(
+          "http",
+          result.finalUrl,
+          `HTTP ${result.status}${result.statusText ? ` ${result.statusText}` : ""} from ${result.finalUrl}${excerpt ? `: ${excerpt}` : ""}`,
+          { statusCode: result.status },
+        );
+      }
+      const rendered = render(result, format);
+      const cut = rendered.content.length > maxChars;
+      const output: JsonObject = {
+        url: result.url,
+        finalUrl: result.finalUrl,
+        status: result.status,
+        contentType: result.mediaType,
+        format: rendered.format,
+        content: cut ? rendered.content.slice(0, maxChars) : rendered.content,
+        truncated: result.truncated || cut,
+        bytes: result.body.byteLength,
+      };
+      if (rendered.title !== undefined) output.title = rendered.title;
+      return output as JsonValue;
+    },
+  };
+}
+
+function looksLikeHtml(text: string): boolean {
+  return /^\s*(?:<!doctype html|<html[\s>]|<head[\s>]|<body[\s>])/i.test(text.slice(0, 1024));
+}
+
+function render(
+  result: SafeFetchResult,
+  format: WebFetchFormat,
+): { format: WebFetchFormat | "json"; title?: string; content: string } {
+  const text = result.text();
+  const type = result.mediaType;
+  if (HTML_TYPES.has(type) || (type === "" && looksLikeHtml(text))) {
+    if (format === "html") return { format, content: text };
+    const extraction = (format === "text" ? htmlToText : htmlToMarkdown)(text, {
+      baseUrl: result.finalUrl,
+    });
+    return { format, title: extraction.title, content: extraction.content };
+  }
+  if (type === "application/json" || type.endsWith("+json")) {
+    try {
+      return { format: "json", content: JSON.stringify(JSON.parse(text), null, 2) };
+    } catch {
+      // Cut by maxBytes, or not JSON after all: hand it over as it came.
+      return { format: "json", content: text };
+    }
+  }
+  return { format: type === "text/markdown" ? "markdown" : "text", content: text };
+}
