@@ -58,7 +58,7 @@ describe("parsing and validation", () => {
     const config = parseConfigYaml(minimal);
     expect(config.agents[0]).toMatchObject({ id: "main", maxSteps: 16, tools: [], fallbacks: [] });
     expect(config.gateway).toMatchObject({
-      bind: "127.0.0.1",
+      host: "127.0.0.1",
       port: 18_789,
       auth: { mode: "token" },
     });
@@ -190,11 +190,11 @@ describe("diffs", () => {
     const after = parseConfig({
       agents: [{ id: "main", model: "p/m2" }],
       providers: { p: { kind: "openai", apiKey: "b" } },
-      gateway: { bind: "0.0.0.0" },
+      gateway: { host: "0.0.0.0" },
       tools: { timeoutMs: 5000 },
     });
     const diff = diffConfig(before, after);
-    expect(diff.restartRequired.sort()).toEqual(["gateway.bind", "providers.p.apiKey"]);
+    expect(diff.restartRequired.sort()).toEqual(["gateway.host", "providers.p.apiKey"]);
     expect(diff.applied.sort()).toEqual(["agents", "tools.timeoutMs"]);
   });
 });
@@ -257,5 +257,39 @@ describe("ConfigService hot reload", () => {
     const service = await new ConfigService({ path }).start();
     await service.stop();
     expect(service.status).toBe("stopped");
+  });
+});
+
+describe("the gateway example's shape", () => {
+  it("accepts agents as a map keyed by id, gateway.host and gateway.http", () => {
+    const config = parseConfigYaml(
+      `
+gateway:
+  host: 127.0.0.1
+  port: 18789
+  auth: { mode: token, token: \${BEAMCLAW_GATEWAY_TOKEN} }
+  http: { chatCompletions: true }
+store: { kind: fs, dir: ./.beamclaw }
+providers:
+  local: { kind: openai-compatible, baseUrl: http://127.0.0.1:11434/v1, apiKey: none }
+agents:
+  main: { model: local/llama3 }
+`,
+      { env: { BEAMCLAW_GATEWAY_TOKEN: "t0ken" } },
+    );
+    expect(config.agents).toEqual([expect.objectContaining({ id: "main", model: "local/llama3" })]);
+    expect(config.gateway).toMatchObject({
+      host: "127.0.0.1",
+      port: 18789,
+      http: { chatCompletions: true },
+    });
+    expect(config.gateway.auth.token).toBe("t0ken");
+  });
+
+  it("names the agent's path when a map-form agent is invalid", () => {
+    const issues = issuesOf(() => parseConfig({ agents: { main: { model: "nope" } } }));
+    expect(issues).toEqual([
+      { path: "agents[0].model", message: expect.stringMatching(/provider\/model/) },
+    ]);
   });
 });

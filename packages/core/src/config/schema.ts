@@ -4,33 +4,54 @@ import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
 const positiveMs = z.number().int().positive();
 const modelRef = z.string().regex(/^[^/\s]+\/\S+$/, 'a model reference "provider/model"');
 
-/** One agent. */
-export const AgentConfigSchema = z
-  .object({
-    id: z.string().regex(AGENT_ID_PATTERN, `an agent id matching ${AGENT_ID_PATTERN.source}`),
-    model: modelRef,
-    fallbacks: z.array(modelRef).default([]),
-    systemPrompt: z.string().optional(),
-    /** Skill names to enable (from the skill directories); `["*"]` for all eligible. */
-    skills: z.array(z.string()).optional(),
-    /** Tool allowlist; `["*"]` for all. */
-    tools: z.array(z.string()).default([]),
-    maxSteps: z.number().int().min(1).max(1000).default(16),
-    thinking: z.enum(["off", "minimal", "low", "medium", "high"]).optional(),
-    maxOutputTokens: z.number().int().positive().optional(),
-    temperature: z.number().min(0).max(2).optional(),
-    subagents: z
-      .object({
-        maxDepth: z.number().int().min(1).max(5).default(1),
-        maxChildren: z.number().int().min(1).default(8),
-        maxConcurrent: z.number().int().min(1).default(4),
-        timeoutMs: positiveMs.default(300_000),
-        agentId: z.string().optional(),
-      })
-      .strict()
-      .optional(),
-  })
-  .strict();
+const agentFields = {
+  model: modelRef,
+  fallbacks: z.array(modelRef).default([]),
+  systemPrompt: z.string().optional(),
+  /** Skill names to enable (from the skill directories); `["*"]` for all eligible. */
+  skills: z.array(z.string()).optional(),
+  /** Tool allowlist; `["*"]` for all. */
+  tools: z.array(z.string()).default([]),
+  maxSteps: z.number().int().min(1).max(1000).default(16),
+  thinking: z.enum(["off", "minimal", "low", "medium", "high"]).optional(),
+  maxOutputTokens: z.number().int().positive().optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  subagents: z
+    .object({
+      maxDepth: z.number().int().min(1).max(5).default(1),
+      maxChildren: z.number().int().min(1).default(8),
+      maxConcurrent: z.number().int().min(1).default(4),
+      timeoutMs: positiveMs.default(300_000),
+      agentId: z.string().optional(),
+    })
+    .strict()
+    .optional(),
+};
+
+const agentId = z
+  .string()
+  .regex(AGENT_ID_PATTERN, `an agent id matching ${AGENT_ID_PATTERN.source}`);
+
+/** One agent (in the list form, with its `id`). */
+export const AgentConfigSchema = z.object({ id: agentId, ...agentFields }).strict();
+
+/**
+ * Agents, as a list (`- id: main`) or as a map keyed by id (`main: { model: ... }`); both
+ * validate to the list form.
+ */
+const AgentsSchema = z.preprocess(
+  (value) =>
+    typeof value === "object" && value !== null && !Array.isArray(value)
+      ? Object.entries(value).map(([id, agent]) => ({ id, ...(agent as object) }))
+      : value,
+  z.array(AgentConfigSchema).min(1, "at least one agent"),
+);
+
+/** The input forms of `agents`, for the editor schema (validation goes through the list form). */
+const AgentsInputSchema = z.union([
+  z.array(AgentConfigSchema).min(1),
+  z.record(agentId, z.object(agentFields).strict()),
+]);
 
 /** A provider endpoint. */
 export const ProviderConfigSchema = z
@@ -75,7 +96,8 @@ export const ConfigSchema = z
   .object({
     gateway: z
       .object({
-        bind: z.string().default("127.0.0.1"),
+        /** Address to listen on. */
+        host: z.string().default("127.0.0.1"),
         port: z.number().int().min(0).max(65_535).default(18_789),
         auth: z
           .object({
@@ -91,10 +113,16 @@ export const ConfigSchema = z
         /** Limits announced to clients. */
         maxPayloadBytes: z.number().int().positive().default(1_048_576),
         tickIntervalMs: positiveMs.default(30_000),
+        /** HTTP endpoints on the gateway's port besides health probes. */
+        http: z
+          .object({ chatCompletions: z.boolean().default(true), models: z.boolean().default(true) })
+          .strict()
+          .default({ chatCompletions: true, models: true }),
       })
       .strict()
       .default({
-        bind: "127.0.0.1",
+        host: "127.0.0.1",
+        http: { chatCompletions: true, models: true },
         port: 18_789,
         auth: { mode: "token", autoApproveLoopback: true },
         maxPayloadBytes: 1_048_576,
@@ -130,7 +158,7 @@ export const ConfigSchema = z
           .strict(),
       )
       .default({}),
-    agents: z.array(AgentConfigSchema).min(1, "at least one agent"),
+    agents: AgentsSchema,
     sessions: z
       .object({
         hibernateAfterMs: positiveMs.default(300_000),
@@ -214,7 +242,7 @@ export type CronJobConfig = z.output<typeof CronJobConfigSchema>;
  * sessions, tools, pricing, heartbeat) is applied live.
  */
 export const RESTART_ONLY_PATHS: readonly string[] = [
-  "gateway.bind",
+  "gateway.host",
   "gateway.port",
   "gateway.tls",
   "gateway.auth",
@@ -224,7 +252,8 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
 
 /** The JSON Schema of `beamclaw.yaml`, for editors (`# yaml-language-server: $schema=...`). */
 export function configJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(ConfigSchema, { target: "draft-2020-12", io: "input" }) as Record<
+  const documented = ConfigSchema.extend({ agents: AgentsInputSchema });
+  return z.toJSONSchema(documented, { target: "draft-2020-12", io: "input" }) as Record<
     string,
     unknown
   >;
