@@ -147,7 +147,15 @@ export function parseConfig(
  */
 export function parseConfigYaml(text: string, options: ParseConfigOptions = {}): BeamClawConfig {
   const source = options.source ?? "beamclaw.yaml";
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  // `${VAR}` is not valid YAML inside a flow map (`{ token: ${TOKEN} }`), so references are
+  // swapped for inert placeholders before parsing and restored in the parsed strings, where
+  // parseConfig substitutes them. Values are never spliced into the YAML text itself.
+  const refs: string[] = [];
+  const prepared = text.replace(/\$\$\{|\$\{[^}\n]*\}/g, (ref) => {
+    refs.push(ref);
+    return `__BEAMCLAW_REF_${refs.length - 1}__`;
+  });
+  const doc = parseDocument(prepared, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       source,
@@ -157,7 +165,24 @@ export function parseConfigYaml(text: string, options: ParseConfigOptions = {}):
       })),
     );
   }
-  return parseConfig(doc.toJS() ?? {}, { ...options, source });
+  return parseConfig(restoreRefs(doc.toJS() ?? {}, refs), { ...options, source });
+}
+
+function restoreRefs(value: unknown, refs: string[]): unknown {
+  if (typeof value === "string") {
+    return value.replace(
+      /__BEAMCLAW_REF_(\d+)__/g,
+      (placeholder, i: string) => refs[Number(i)] ?? placeholder,
+    );
+  }
+  if (Array.isArray(value)) return value.map((v) => restoreRefs(v, refs));
+  if (typeof value === "object" && value !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value))
+      out[restoreRefs(k, refs) as string] = restoreRefs(v, refs);
+    return out;
+  }
+  return value;
 }
 
 /** Reads and validates a `beamclaw.yaml` file. */
