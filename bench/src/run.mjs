@@ -25,6 +25,14 @@ const BENCHMARKS = [
   { file: "call.mjs", title: "1. `call` round trips vs a bare `await`" },
   { file: "restart.mjs", title: "2. Crash-to-restarted latency (Supervisor, one_for_one)" },
   { file: "memory.mjs", title: "3. Memory per idle actor" },
+  {
+    file: "store-redis.mjs",
+    title: "4. `@beamclaw/store-redis` throughput vs the raw ioredis client",
+  },
+  {
+    file: "store-fs.mjs",
+    title: "5. `@beamclaw/store-fs`: durable writes vs raw append + fsync, `sessions.list`",
+  },
 ];
 
 /** Runs one benchmark process; resolves with its result or a failure description. */

@@ -48,7 +48,16 @@ export type BeamClawErrorCode =
   | "EXEC_ENV_BLOCKED"
   | "SANDBOX_UNAVAILABLE"
   | "NOT_SUPPORTED"
-  | "PROCESS_NOT_FOUND";
+  | "CHANNEL_SEND_FAILED"
+  | "CHANNEL_NOT_FOUND"
+  | "INVALID_INBOUND"
+  | "PAIRING_CODE_INVALID"
+  | "PROCESS_NOT_FOUND"
+  | "CRON_JOB_NOT_FOUND"
+  | "CRON_JOB_EXISTS"
+  | "CRON_JOB_RUNNING"
+  | "CRON_JOB_COMPLETED"
+  | "INVALID_CRON_SCHEDULE";
 
 /** Options every BeamClaw error accepts. */
 export interface BeamClawErrorOptions {
@@ -347,8 +356,8 @@ export class CircuitOpenError extends BeamClawError {
 
 /**
  * A store failed. `code` says how:
- * - `STORE_UNAVAILABLE`: the backend cannot be reached (Redis down); retryable, nothing was
- *   written.
+ * - `STORE_UNAVAILABLE`: the backend cannot be reached (Redis down); retryable. The operation
+ *   was not acknowledged: it applied entirely or not at all, which a retry must tolerate.
  * - `STORE_LOCKED`: another process holds the store (store-fs single-writer lock).
  * - `STORE_CORRUPT`: data on disk cannot be read back; the message names the file.
  * - `STORE_CLOSED`: the store was closed.
@@ -558,6 +567,106 @@ export class ProcessNotFoundError extends BeamClawError {
     this.slug = slug;
   }
   static override isInstance = guard<ProcessNotFoundError>("PROCESS_NOT_FOUND");
+}
+
+/**
+ * A cron request failed. `code` says how:
+ * - `CRON_JOB_NOT_FOUND`: no job with that id (for this agent).
+ * - `CRON_JOB_EXISTS`: `add` with an id already in use.
+ * - `CRON_JOB_RUNNING`: `runNow` while the job is running (a job never overlaps itself).
+ * - `CRON_JOB_COMPLETED`: `enable` or `runNow` of a one-shot `at` job that already ran.
+ * - `INVALID_CRON_SCHEDULE`: a malformed expression, time zone, date or interval.
+ */
+export class CronError extends BeamClawError {
+  /** The job the request was about, when there is one. */
+  readonly jobId: string | undefined;
+  constructor(
+    code:
+      | "CRON_JOB_NOT_FOUND"
+      | "CRON_JOB_EXISTS"
+      | "CRON_JOB_RUNNING"
+      | "CRON_JOB_COMPLETED"
+      | "INVALID_CRON_SCHEDULE",
+    message: string,
+    jobId?: string,
+    options?: BeamClawErrorOptions,
+  ) {
+    super(code, message, options);
+    this.jobId = jobId;
+  }
+  static override isInstance = (value: unknown): value is CronError =>
+    isMarked(value) && (value.code.startsWith("CRON_") || value.code === "INVALID_CRON_SCHEDULE");
+}
+
+/**
+ * A channel could not deliver an outbound message (send, media, edit, typing). Plugins throw
+ * it so the durable outbox knows what to do: `isRetryable` messages are tried again with
+ * backoff (after `retryAfterMs` when the platform said so); the others are set aside at once.
+ */
+export class ChannelSendError extends BeamClawError {
+  /** The channel id, e.g. `discord`. */
+  readonly channel: string;
+  readonly isRetryable: boolean;
+  /** How long the platform asked us to wait, in ms. */
+  readonly retryAfterMs: number | undefined;
+  /** The platform's HTTP status, when there is one. */
+  readonly statusCode: number | undefined;
+  constructor(
+    channel: string,
+    message: string,
+    details: BeamClawErrorOptions & {
+      isRetryable: boolean;
+      retryAfterMs?: number;
+      statusCode?: number;
+    },
+  ) {
+    super("CHANNEL_SEND_FAILED", message, details);
+    this.channel = channel;
+    this.isRetryable = details.isRetryable;
+    this.retryAfterMs = details.retryAfterMs;
+    this.statusCode = details.statusCode;
+  }
+  static override isInstance = guard<ChannelSendError>("CHANNEL_SEND_FAILED");
+}
+
+/** No channel with this id is registered with the channel manager. */
+export class ChannelNotFoundError extends BeamClawError {
+  readonly channel: string;
+  constructor(channel: string) {
+    super("CHANNEL_NOT_FOUND", `no channel "${channel}" is registered`);
+    this.channel = channel;
+  }
+  static override isInstance = guard<ChannelNotFoundError>("CHANNEL_NOT_FOUND");
+}
+
+/**
+ * A channel plugin handed `ctx.receive` a message that is not a well-formed inbound message;
+ * `field` names the offending field. Nothing was recorded: a corrected redelivery goes through.
+ */
+export class InvalidInboundError extends BeamClawError {
+  readonly channel: string;
+  readonly field: string;
+  constructor(channel: string, field: string, problem: string) {
+    super("INVALID_INBOUND", `channel "${channel}": inbound ${field} ${problem}`);
+    this.channel = channel;
+    this.field = field;
+  }
+  static override isInstance = guard<InvalidInboundError>("INVALID_INBOUND");
+}
+
+/** A pairing code is unknown, expired, or already used. */
+export class PairingCodeError extends BeamClawError {
+  readonly channel: string;
+  readonly pairingCode: string;
+  constructor(channel: string, pairingCode: string) {
+    super(
+      "PAIRING_CODE_INVALID",
+      `no pending pairing request with code "${pairingCode}" on channel "${channel}" (unknown, expired or already answered)`,
+    );
+    this.channel = channel;
+    this.pairingCode = pairingCode;
+  }
+  static override isInstance = guard<PairingCodeError>("PAIRING_CODE_INVALID");
 }
 
 /** A short human description of any thrown value or exit reason. */

@@ -6,8 +6,11 @@
  *
  * Rules every adapter keeps:
  * - A promise that resolves means the write is durable to the adapter's declared level
- *   (`capabilities.durable`); a promise that rejects means nothing was written (no
- *   half-written state). Errors are `StoreError`s (`STORE_UNAVAILABLE`, `STORE_LOCKED`,
+ *   (`capabilities.durable`). Every operation applies entirely or not at all (no half-written
+ *   state). A rejection means the write was not acknowledged: for a local store nothing was
+ *   written; for a network store whose connection dropped after sending, the operation may
+ *   have been applied in full, so retries must be idempotent (puts, sets and keyed enqueues
+ *   are). Errors are `StoreError`s (`STORE_UNAVAILABLE`, `STORE_LOCKED`,
  *   `STORE_CORRUPT`, `STORE_CLOSED`), `InvalidArgumentError` or `FencedError`.
  * - Values are JSON: what is written is what is read back (deep-equal), unicode included.
  * - Keys are opaque strings; an adapter must never let a key escape its namespace (no path

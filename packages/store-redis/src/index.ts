@@ -1,0 +1,18 @@
+/**
+ * `@beamclaw/store-redis`: BeamClaw's Redis store.
+ *
+ * @packageDocumentation
+ */
+export { DEFAULT_RUNS_KEPT } from "./cron.js";
+export { DEFAULT_DEDUPE_WINDOW_MS } from "./queue.js";
+export {
+  createRedisStore,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_PREFIX,
+  RedisStore,
+  type RedisStoreBaseOptions,
+  type RedisStoreClientOptions,
+  type RedisStoreOptions,
+  type RedisStoreUrlOptions,
+} from "./redis-store.js";

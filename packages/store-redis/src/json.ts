@@ -1,0 +1,77 @@
+/**
+ * JSON in and out of Redis, with the contract's guarantees: what is written is what is read
+ * back, so a value JSON cannot represent faithfully (a function, `NaN`, a `Date`, a `Map`, a
+ * cycle, a hole in an array) is refused with an `InvalidArgumentError` before anything is
+ * written, and a stored value that does not parse is a `STORE_CORRUPT` error naming its key.
+ */
+import { InvalidArgumentError, StoreError } from "@beamclaw/core";
+
+/** Serializes `value`, or throws `InvalidArgumentError` naming `what` and the bad path. */
+export function encodeJson(value: unknown, what: string): string {
+  const problem = findProblem(value, "", new Set());
+  if (problem !== undefined) {
+    throw new InvalidArgumentError(`${what} is not JSON: ${problem}`);
+  }
+  return JSON.stringify(value);
+}
+
+/** Like {@link encodeJson}, and requires a plain object. */
+export function encodeJsonObject(value: unknown, what: string): string {
+  if (!isPlainObject(value)) {
+    throw new InvalidArgumentError(`${what} must be a plain object`);
+  }
+  return encodeJson(value, what);
+}
+
+/** Parses stored JSON; a parse failure is `STORE_CORRUPT` with the Redis key in the message. */
+export function decodeJson<T>(text: string, redisKey: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (error) {
+    throw new StoreError("STORE_CORRUPT", `value at Redis key "${redisKey}" is not JSON`, {
+      cause: error,
+    });
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function findProblem(value: unknown, path: string, seen: Set<object>): string | undefined {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return undefined;
+    case "number":
+      return Number.isFinite(value) ? undefined : `${value} at ${path || "(root)"}`;
+    case "object": {
+      if (value === null) return undefined;
+      if (seen.has(value)) return `a cycle at ${path || "(root)"}`;
+      seen.add(value);
+      let problem: string | undefined;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length && problem === undefined; i++) {
+          if (!(i in value) || value[i] === undefined) problem = `a hole at ${path}[${i}]`;
+          else problem = findProblem(value[i], `${path}[${i}]`, seen);
+        }
+      } else if (isPlainObject(value)) {
+        for (const key of Object.keys(value)) {
+          const child = value[key];
+          // An absent optional field: JSON drops it, and reading back gives the same object.
+          if (child === undefined) continue;
+          problem = findProblem(child, path === "" ? key : `${path}.${key}`, seen);
+          if (problem !== undefined) break;
+        }
+      } else {
+        problem = `a ${value.constructor?.name ?? "non-plain"} object at ${path || "(root)"}`;
+      }
+      seen.delete(value);
+      return problem;
+    }
+    default:
+      return `a ${typeof value} at ${path || "(root)"}`;
+  }
+}

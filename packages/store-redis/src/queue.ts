@@ -1,0 +1,126 @@
+/**
+ * The durable inbound queue. A message is one hash (`{ i: idempotencyKey, s: sessionKey,
+ * p: payload JSON, t: enqueuedAt, d: deliveries }`) under an id from a counter; pending ids
+ * sit in a sorted set scored by that counter (enqueue order), globally and per session; the
+ * idempotency key points to the id. Enqueue, ack and replay are each one script, so a crash
+ * between two steps cannot leave a message half-queued or half-acknowledged.
+ *
+ * On `ack` the message leaves the pending sets, and the message hash and its idempotency
+ * key are kept for `dedupeWindowMs` (Redis expires them), so a late duplicate still gets the
+ * original back with `duplicate: true`.
+ */
+import type { EnqueueResult, InboundQueue, JsonObject, QueuedMessage } from "@beamclaw/core";
+import { InvalidArgumentError } from "@beamclaw/core";
+import type { RedisConnection } from "./connection.js";
+import { decodeJson, encodeJsonObject } from "./json.js";
+import type { KeySpace } from "./keys.js";
+import { QUEUE_ACK, QUEUE_ENQUEUE, QUEUE_PENDING } from "./scripts.js";
+import { optionsObject, pageLimit, requireId } from "./validate.js";
+
+/** Acknowledged idempotency keys are remembered this long unless configured: 24 hours. */
+export const DEFAULT_DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+export class RedisInboundQueue implements InboundQueue {
+  readonly dedupeWindowMs: number;
+  readonly #conn: RedisConnection;
+  readonly #keys: KeySpace;
+
+  constructor(conn: RedisConnection, keys: KeySpace, dedupeWindowMs: number) {
+    this.#conn = conn;
+    this.#keys = keys;
+    this.dedupeWindowMs = dedupeWindowMs;
+  }
+
+  async enqueue(message: {
+    idempotencyKey: string;
+    sessionKey: string;
+    payload: JsonObject;
+  }): Promise<EnqueueResult> {
+    if (typeof message !== "object" || message === null) {
+      throw new InvalidArgumentError("queued message must be an object");
+    }
+    const idempotencyKey = requireId(message.idempotencyKey, "idempotencyKey");
+    const sessionKey = requireId(message.sessionKey, "message sessionKey");
+    const payload = encodeJsonObject(message.payload, "message payload");
+    const enqueuedAt = Date.now();
+    const keys = this.#keys;
+    const reply = await this.#conn.script<string[]>(
+      QUEUE_ENQUEUE,
+      [keys.queueIdempotency(idempotencyKey), keys.queueSeq, keys.queuePending],
+      [
+        keys.queueMessage(""),
+        keys.queueOfSession(""),
+        idempotencyKey,
+        sessionKey,
+        payload,
+        String(enqueuedAt),
+      ],
+    );
+    const [flag, id] = reply;
+    if (Number(flag) === 1) {
+      return { message: this.#decode(reply, 1), duplicate: true };
+    }
+    return {
+      message: {
+        id: id as string,
+        idempotencyKey,
+        sessionKey,
+        payload: decodeJson<JsonObject>(payload, keys.queueMessage(id as string)),
+        enqueuedAt,
+        deliveries: 0,
+      },
+      duplicate: false,
+    };
+  }
+
+  async ack(id: string): Promise<void> {
+    const messageId = requireId(id, "message id");
+    const keys = this.#keys;
+    await this.#conn.script(
+      QUEUE_ACK,
+      [keys.queuePending, keys.queueMessage(messageId)],
+      [messageId, keys.queueOfSession(""), keys.queueIdempotency(""), String(this.dedupeWindowMs)],
+    );
+  }
+
+  pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
+    return this.#list(options, false);
+  }
+
+  replay(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
+    return this.#list(options, true);
+  }
+
+  async #list(
+    options: { sessionKey?: string; limit?: number } | undefined,
+    countDelivery: boolean,
+  ): Promise<QueuedMessage[]> {
+    const { sessionKey, limit } = optionsObject(options, "queue options");
+    const set =
+      sessionKey === undefined
+        ? this.#keys.queuePending
+        : this.#keys.queueOfSession(requireId(sessionKey, "sessionKey"));
+    const count = pageLimit(limit, "queue limit");
+    const reply = await this.#conn.script<string[]>(
+      QUEUE_PENDING,
+      [set],
+      [this.#keys.queueMessage(""), String(count - 1), countDelivery ? "1" : "0"],
+    );
+    const messages: QueuedMessage[] = [];
+    for (let i = 0; i < reply.length; i += 6) messages.push(this.#decode(reply, i));
+    return messages;
+  }
+
+  /** Reads `id, i, s, p, t, d` starting at `at`. */
+  #decode(reply: readonly unknown[], at: number): QueuedMessage {
+    const id = String(reply[at]);
+    return {
+      id,
+      idempotencyKey: String(reply[at + 1]),
+      sessionKey: String(reply[at + 2]),
+      payload: decodeJson<JsonObject>(String(reply[at + 3]), this.#keys.queueMessage(id)),
+      enqueuedAt: Number(reply[at + 4]),
+      deliveries: Number(reply[at + 5]),
+    };
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The Redis the tests run against (127.0.0.1:6379 unless `BEAMCLAW_REDIS_URL` says
+ * otherwise), unique key prefixes per test, and removing a prefix's keys afterwards.
+ * Not a test file: vitest only collects `*.test.ts`.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+
+/** The shared Redis server; `.ci/run` makes sure one answers here. */
+export const REDIS_URL = process.env.BEAMCLAW_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** A key prefix no other test (or test run) uses. */
+export function uniquePrefix(tag = "t"): string {
+  return `beamclaw-test:${tag}-${randomUUID().slice(0, 12)}:`;
+}
+
+/** The key prefix the conformance suite's namespace maps to. */
+export function prefixOf(namespace: string): string {
+  return `beamclaw-test:${namespace}:`;
+}
+
+/** A plain ioredis client to look at Redis directly; call `quit()` when done. */
+export function rawClient(url = REDIS_URL): Redis {
+  return new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1 });
+}
+
+/** Every key under `prefix`, sorted (SCAN, so it never blocks the server). */
+export async function keysUnder(client: Redis, prefix: string): Promise<string[]> {
+  const pattern = `${prefix.replace(/[\\*?[\]]/g, "\\$&")}*`;
+  const found: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, batch] = await client.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+    cursor = next;
+    found.push(...batch);
+  } while (cursor !== "0");
+  return [...new Set(found)].sort();
+}
+
+/** Deletes every key under each prefix (SCAN + DEL). */
+export async function deletePrefixes(prefixes: readonly string[], url = REDIS_URL): Promise<void> {
+  if (prefixes.length === 0) return;
+  const client = rawClient(url);
+  try {
+    for (const prefix of prefixes) {
+      const keys = await keysUnder(client, prefix);
+      for (let i = 0; i < keys.length; i += 500) await client.del(...keys.slice(i, i + 500));
+    }
+  } finally {
+    await client.quit();
+  }
+}
