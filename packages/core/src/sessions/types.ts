@@ -122,6 +122,10 @@ export type RunEvent =
       toolCallId: string;
       toolName: string;
       input: JsonValue;
+      /** What the decision binds to (the tool, or an exec command's canonical form). */
+      key: string;
+      /** A human-readable form of `key`, e.g. the exact command that will run. */
+      display: string;
       /** Epoch ms after which the default decision applies. */
       expiresAt: number;
     })

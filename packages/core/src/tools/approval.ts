@@ -236,6 +236,8 @@ export class ApprovalGate {
         toolCallId: subject.toolCallId,
         toolName: subject.toolName,
         input: subject.input,
+        key: subject.key,
+        display: subject.display,
         expiresAt,
       });
     });

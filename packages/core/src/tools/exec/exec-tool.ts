@@ -1,0 +1,368 @@
+import { AbortedError, ExecRefusedError, InvalidArgumentError } from "../../errors.js";
+import type { JsonObject, JsonValue } from "../../providers/types.js";
+import type { AgentTool } from "../../sessions/tools.js";
+import type { ToolContext } from "../../sessions/types.js";
+import type { ExecAllowlist } from "./allowlist.js";
+import type { BackgroundProcessRegistry, ProcessSnapshot } from "./background.js";
+import { DEFAULT_EXEC_TIMEOUT_MS } from "./background.js";
+import { bindCommand } from "./binding.js";
+import type { ExecBinding } from "./binding-types.js";
+import type { ExecHost, ExecHostKind } from "./host.js";
+
+/** What an approver answers. `allow-always` remembers this exact binding (its `key`). */
+export type ExecApprovalDecision = "allow-once" | "allow-always" | "deny";
+
+/**
+ * Asks whether a binding may run. Called for every command the allowlist does not cover and
+ * that was not approved with `allow-always` before. The approval gate implements it.
+ */
+export type ExecApprover = (
+  binding: ExecBinding,
+  context: ToolContext,
+) => ExecApprovalDecision | Promise<ExecApprovalDecision>;
+
+/** Where `allow-always` decisions are kept. */
+export interface ExecApprovalMemory {
+  has(binding: ExecBinding, context: ToolContext): boolean | Promise<boolean>;
+  remember(binding: ExecBinding, context: ToolContext): void | Promise<void>;
+}
+
+/**
+ * Remembers `allow-always` per agent and exact binding key, in memory.
+ *
+ * @example
+ * ```ts
+ * const approvals = new InMemoryExecApprovals();
+ * createExecTool({ registry, hosts, approve, approvals });
+ * ```
+ */
+export class InMemoryExecApprovals implements ExecApprovalMemory {
+  readonly #keys = new Set<string>();
+
+  has(binding: ExecBinding, context: ToolContext): boolean {
+    return this.#keys.has(`${context.agentId}\u0000${binding.key}`);
+  }
+
+  remember(binding: ExecBinding, context: ToolContext): void {
+    this.#keys.add(`${context.agentId}\u0000${binding.key}`);
+  }
+
+  /** Forgets every decision. */
+  clear(): void {
+    this.#keys.clear();
+  }
+}
+
+/** Options of {@link createExecTool}. */
+export interface ExecToolOptions {
+  /** Owns every process the tool starts. */
+  registry: BackgroundProcessRegistry;
+  /** The hosts the model may choose from. */
+  hosts: Partial<Record<ExecHostKind, ExecHost>>;
+  /** The host used when the model names none. Default `sandbox` if configured, else `gateway`. */
+  defaultHost?: ExecHostKind;
+  /** Asks a person (or policy). Without one, only allowlisted or remembered commands run. */
+  approve?: ExecApprover;
+  /** Commands that run without asking. */
+  allowlist?: ExecAllowlist;
+  /** Where `allow-always` is remembered. Default an {@link InMemoryExecApprovals}. */
+  approvals?: ExecApprovalMemory;
+  /** How long to wait for `approve`; then the command is refused. Default 120 000. */
+  approvalTimeoutMs?: number;
+  /** Handed to the background after this long. Default: the registry's `yieldAfterMs` (10 s). */
+  yieldAfterMs?: number;
+  /** Overall time limit of a command. Default 30 min. */
+  timeoutMs?: number;
+  /** The most a call may ask for with `timeoutMs`. Default 2 h. */
+  maxTimeoutMs?: number;
+  /** Characters of stdout and of stderr in a result (the end is kept). Default 50 000. */
+  maxOutputChars?: number;
+  /** Longest accepted command. Default 65 536. */
+  maxCommandLength?: number;
+  /** Tool name. Default `exec`. */
+  name?: string;
+}
+
+/** The input the model sends. */
+export interface ExecToolInput {
+  command: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  host?: ExecHostKind;
+  timeoutMs?: number;
+  background?: boolean;
+  stdin?: string;
+}
+
+const INPUT_KEYS = new Set(["command", "cwd", "env", "host", "timeoutMs", "background", "stdin"]);
+const HOST_KINDS: readonly ExecHostKind[] = ["gateway", "sandbox", "node"];
+
+/**
+ * The `exec` tool: runs a shell command after binding it ({@link bindCommand}) and getting
+ * it approved — by the allowlist, by an earlier `allow-always` of the exact same binding, or
+ * by `approve`. A denial, an approval timeout, a refused construct or a blocked environment
+ * variable is an error result; nothing runs.
+ *
+ * Returns `{ status: "exited", exitCode, signal, stdout, stderr, truncated, durationMs,
+ * timedOut }`, or, for a command still running after `yieldAfterMs` (or asked to run in the
+ * `background`), `{ status: "running", backgrounded: true, slug, ... }` — the model then
+ * uses the `process` tool with that slug.
+ *
+ * @example
+ * ```ts
+ * const registry = await new BackgroundProcessRegistry().start();
+ * const exec = createExecTool({
+ *   registry,
+ *   hosts: { gateway: new GatewayHost({ roots: ["/srv/work"] }) },
+ *   allowlist: new ExecAllowlist([{ executable: "git", argv: ["status", "**"] }]),
+ *   approve: (binding) => askHuman(describeBinding(binding)),
+ * });
+ * const runner = new BasicToolRunner({ tools: [exec, createProcessTool(registry)] });
+ * ```
+ */
+export function createExecTool(options: ExecToolOptions): AgentTool {
+  const registry = options.registry;
+  const approvals = options.approvals ?? new InMemoryExecApprovals();
+  const approvalTimeoutMs = options.approvalTimeoutMs ?? 120_000;
+  const yieldAfterMs = options.yieldAfterMs ?? registry.yieldAfterMs;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
+  const maxTimeoutMs = options.maxTimeoutMs ?? 2 * 60 * 60_000;
+  const maxOutputChars = options.maxOutputChars ?? 50_000;
+  const available = HOST_KINDS.filter((k) => options.hosts[k] !== undefined);
+  if (available.length === 0)
+    throw new InvalidArgumentError("createExecTool needs at least one host");
+  const defaultHost =
+    options.defaultHost ?? (options.hosts.sandbox !== undefined ? "sandbox" : available[0]!);
+  if (options.hosts[defaultHost] === undefined) {
+    throw new InvalidArgumentError(`the default host "${defaultHost}" is not configured`);
+  }
+
+  const inputSchema: JsonObject = {
+    type: "object",
+    properties: {
+      command: { type: "string", description: "A POSIX sh command line." },
+      cwd: { type: "string", description: "Working directory, relative to the host's root." },
+      env: {
+        type: "object",
+        additionalProperties: { type: "string" },
+        description:
+          "Extra environment variables (PATH, LD_*, NODE_OPTIONS and similar are refused).",
+      },
+      host: { type: "string", enum: [...available] },
+      timeoutMs: { type: "number", description: `Overall time limit; default ${timeoutMs}.` },
+      background: { type: "boolean", description: "Return at once with a process slug." },
+      stdin: { type: "string", description: "Written to standard input, which is then closed." },
+    },
+    required: ["command"],
+    additionalProperties: false,
+  };
+
+  const decide = async (binding: ExecBinding, context: ToolContext): Promise<void> => {
+    if (options.allowlist?.allows(binding)) return;
+    if (await approvals.has(binding, context)) return;
+    if (options.approve === undefined) {
+      throw new ExecRefusedError(
+        "denied",
+        "this command needs approval and no approver is configured",
+        binding.command,
+      );
+    }
+    const decision = await withDeadline(
+      Promise.resolve().then(() => options.approve!(binding, context)),
+      approvalTimeoutMs,
+      context.signal,
+      () =>
+        new ExecRefusedError(
+          "approval-timeout",
+          `no approval within ${approvalTimeoutMs} ms`,
+          binding.command,
+        ),
+    );
+    if (decision === "allow-always") {
+      await approvals.remember(binding, context);
+      return;
+    }
+    if (decision === "allow-once") return;
+    throw new ExecRefusedError("denied", "the command was not approved", binding.command);
+  };
+
+  return {
+    name: options.name ?? "exec",
+    description:
+      "Run a shell command (POSIX sh). Every command needs approval unless allowlisted; the " +
+      "approval covers exactly this command. Commands still running after " +
+      `${Math.round(yieldAfterMs / 1000)} s continue in the background and return a slug for ` +
+      "the process tool (poll, log, write, kill, list, remove).",
+    inputSchema,
+    timeoutMs: approvalTimeoutMs + yieldAfterMs + 30_000,
+    async execute(rawInput: JsonValue, context: ToolContext): Promise<JsonValue> {
+      const input = parseInput(rawInput, maxTimeoutMs);
+      const kind = input.host ?? defaultHost;
+      const host = options.hosts[kind];
+      if (host === undefined) {
+        throw new InvalidArgumentError(
+          `host "${kind}" is not available here (${available.join(", ")})`,
+        );
+      }
+      const cwd = host.resolveCwd(input.cwd);
+      const env = host.environment(input.env);
+      const binding = bindCommand(input.command, {
+        cwd,
+        host: host.id,
+        env: input.env ?? {},
+        path: host.path,
+        shell: host.shell,
+        resolveExecutable: host.resolveExecutable,
+        maxLength: options.maxCommandLength,
+      });
+      await decide(binding, context);
+      if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("aborted");
+
+      const started = await registry.spawn(host, {
+        command: input.command,
+        script: binding.script,
+        cwd,
+        env,
+        owner: context.sessionKey,
+        timeoutMs: input.timeoutMs ?? timeoutMs,
+      });
+      const slug = started.slug;
+      if (input.stdin !== undefined) {
+        // A command that exits or closes stdin before reading it makes this fail (EPIPE):
+        // that is the command's business, and its result says what it did.
+        await registry.write(slug, input.stdin, { eof: true }).catch(() => {});
+      }
+      if (input.background) return backgrounded(registry.background(slug));
+
+      let state: ProcessSnapshot;
+      try {
+        state = await registry.wait(slug, { timeoutMs: yieldAfterMs, signal: context.signal });
+      } catch (error) {
+        // The run was aborted while the command ran in the foreground: it goes too.
+        await registry.remove(slug);
+        throw error;
+      }
+      if (state.status === "running") return backgrounded(registry.background(slug));
+      const result = finished(state);
+      await registry.remove(slug);
+      return result;
+    },
+  };
+
+  function backgrounded(state: ProcessSnapshot): JsonObject {
+    const output = cap(registry.output(state.slug));
+    return {
+      status: "running",
+      backgrounded: true,
+      slug: state.slug,
+      pid: state.pid,
+      ...output,
+      durationMs: state.durationMs,
+    };
+  }
+
+  function finished(state: ProcessSnapshot): JsonObject {
+    return {
+      status: "exited",
+      exitCode: state.exitCode,
+      signal: state.signal,
+      ...cap(registry.output(state.slug)),
+      durationMs: state.durationMs,
+      timedOut: state.timedOut,
+    };
+  }
+
+  function cap(output: { stdout: string; stderr: string; truncated: boolean }) {
+    const cut = (text: string) =>
+      text.length > maxOutputChars ? text.slice(-maxOutputChars) : text;
+    return {
+      stdout: cut(output.stdout),
+      stderr: cut(output.stderr),
+      truncated:
+        output.truncated ||
+        output.stdout.length > maxOutputChars ||
+        output.stderr.length > maxOutputChars,
+    };
+  }
+}
+
+function parseInput(raw: JsonValue, maxTimeoutMs: number): ExecToolInput {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new InvalidArgumentError("exec input must be an object with a command");
+  }
+  for (const key of Object.keys(raw)) {
+    if (!INPUT_KEYS.has(key)) throw new InvalidArgumentError(`exec does not take "${key}"`);
+  }
+  const input = raw as Record<string, JsonValue>;
+  if (typeof input.command !== "string") throw new InvalidArgumentError("command must be a string");
+  const out: ExecToolInput = { command: input.command };
+  if (input.cwd !== undefined) {
+    if (typeof input.cwd !== "string") throw new InvalidArgumentError("cwd must be a string");
+    out.cwd = input.cwd;
+  }
+  if (input.env !== undefined) {
+    if (typeof input.env !== "object" || input.env === null || Array.isArray(input.env)) {
+      throw new InvalidArgumentError("env must be an object of strings");
+    }
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(input.env)) {
+      if (typeof v !== "string") throw new InvalidArgumentError(`env.${k} must be a string`);
+      env[k] = v;
+    }
+    out.env = env;
+  }
+  if (input.host !== undefined) {
+    if (typeof input.host !== "string" || !HOST_KINDS.includes(input.host as ExecHostKind)) {
+      throw new InvalidArgumentError(`host must be one of ${HOST_KINDS.join(", ")}`);
+    }
+    out.host = input.host as ExecHostKind;
+  }
+  if (input.timeoutMs !== undefined) {
+    const t = input.timeoutMs;
+    if (typeof t !== "number" || !Number.isFinite(t) || t <= 0 || t > maxTimeoutMs) {
+      throw new InvalidArgumentError(`timeoutMs must be a number between 1 and ${maxTimeoutMs}`);
+    }
+    out.timeoutMs = t;
+  }
+  if (input.background !== undefined) {
+    if (typeof input.background !== "boolean") {
+      throw new InvalidArgumentError("background must be a boolean");
+    }
+    out.background = input.background;
+  }
+  if (input.stdin !== undefined) {
+    if (typeof input.stdin !== "string") throw new InvalidArgumentError("stdin must be a string");
+    out.stdin = input.stdin;
+  }
+  return out;
+}
+
+/** Settles with `promise`, or rejects with `onTimeout()` after `ms`, or with the abort reason. */
+function withDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  signal: AbortSignal,
+  onTimeout: () => Error,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason ?? new AbortedError("aborted"));
+      return;
+    }
+    const onAbort = () => done(() => reject(signal.reason ?? new AbortedError("aborted")));
+    const timer = setTimeout(() => done(() => reject(onTimeout())), ms);
+    let settled = false;
+    function done(settle: () => void) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      settle();
+    }
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => done(() => resolve(value)),
+      (error: unknown) => done(() => reject(error)),
+    );
+  });
+}

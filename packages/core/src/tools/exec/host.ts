@@ -1,0 +1,114 @@
+/**
+ * Where an exec command runs. Every host offers the same small interface: resolve and check
+ * the working directory, build the environment, resolve programs for the binding, spawn.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { InvalidArgumentError } from "../../errors.js";
+import { ProcessTree } from "./process-tree.js";
+import type { ExecutableResolver } from "./resolve.js";
+
+/** `gateway`: this machine. `sandbox`: an isolated environment. `node`: a paired remote node. */
+export type ExecHostKind = "gateway" | "sandbox" | "node";
+
+/** What a host is asked to run. */
+export interface ExecSpawnRequest {
+  /** The shell script (a binding's `script`). */
+  script: string;
+  /** The directory returned by the host's `resolveCwd`. */
+  cwd: string;
+  /** The environment returned by the host's `environment`. */
+  env: Record<string, string>;
+}
+
+/** A running command, as a host hands it over. */
+export interface ExecChild {
+  /** The spawned process; stdin, stdout and stderr are pipes. */
+  readonly process: ChildProcess;
+  /** Its pid (leader of its own process group). */
+  readonly pid: number;
+  /** Sends `signal` to every process the command started. */
+  signal(signal: NodeJS.Signals): void;
+  /** True while any process the command started is alive. */
+  alive(): boolean;
+  /** Releases what the host holds for this command after it ended (containers). */
+  close?(): Promise<void>;
+}
+
+/**
+ * An execution host.
+ *
+ * @example
+ * ```ts
+ * const host: ExecHost = new GatewayHost({ roots: ["/srv/work"] });
+ * const cwd = host.resolveCwd("repo");
+ * const env = host.environment({ CI: "1" });
+ * const binding = bindCommand("make test", { cwd, host: host.id, path: host.path });
+ * const child = await host.spawn({ script: binding.script, cwd, env });
+ * ```
+ */
+export interface ExecHost {
+  readonly kind: ExecHostKind;
+  /** Stable id, part of every binding key: `gateway`, `sandbox:bubblewrap`, `sandbox:docker:<image>`, `node:<id>`. */
+  readonly id: string;
+  /** The fixed search path commands resolve against. */
+  readonly path: string;
+  /** The shell that runs scripts. */
+  readonly shell: string;
+  /**
+   * The directory a command asking for `cwd` starts in.
+   *
+   * @throws ExecRefusedError (reason `cwd`) when it is not allowed.
+   */
+  resolveCwd(cwd?: string): string;
+  /**
+   * The environment for a command with the caller's variables added.
+   *
+   * @throws BlockedEnvError when a caller variable is blocked.
+   */
+  environment(env?: Readonly<Record<string, unknown>>): Record<string, string>;
+  /** Resolves programs for the binding; `undefined` when this host cannot look locally. */
+  resolveExecutable: ExecutableResolver;
+  /** Starts the script. Rejects with a typed error when the host cannot run anything. */
+  spawn(request: ExecSpawnRequest): Promise<ExecChild>;
+}
+
+/**
+ * Spawns `file args` detached (its own session and process group) with piped stdio, and
+ * resolves once the OS has started it.
+ */
+export function spawnDetached(
+  file: string,
+  args: readonly string[],
+  options: { cwd: string; env: Record<string, string> },
+): Promise<ExecChild> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      cwd: options.cwd,
+      env: options.env,
+      detached: true,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    const onError = (error: Error) => {
+      child.stdin?.destroy();
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      reject(error);
+    };
+    child.once("error", onError);
+    child.once("spawn", () => {
+      child.off("error", onError);
+      const pid = child.pid;
+      if (pid === undefined || pid <= 1) {
+        reject(new InvalidArgumentError(`spawned ${file} without a usable pid`));
+        return;
+      }
+      const tree = new ProcessTree(pid);
+      resolve({
+        process: child,
+        pid,
+        signal: (signal) => tree.signal(signal),
+        alive: () => tree.alive(),
+      });
+    });
+  });
+}

@@ -1,0 +1,153 @@
+/**
+ * Everything one exec'd command started, so that killing it leaves nothing behind.
+ *
+ * A command is spawned `detached`, which makes its shell the leader of a new session and
+ * process group; its children inherit both. On Linux the tree is read from `/proc`: every
+ * live process in that group or session, every descendant of those, and every process seen
+ * in the tree at an earlier scan that is still alive with the same start time (so that a
+ * grandchild which called `setsid()` and lost its parent is still found, and a recycled pid
+ * is not mistaken for it). Zombies count as gone: this machine's init may never reap them.
+ * Elsewhere the process group is all there is: `kill(-pgid)`.
+ */
+import { readdirSync, readFileSync } from "node:fs";
+
+interface ProcEntry {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  sid: number;
+  state: string;
+  start: string;
+}
+
+function readProcTable(): ProcEntry[] | undefined {
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return undefined;
+  }
+  const out: ProcEntry[] = [];
+  for (const name of names) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, "utf8");
+    } catch {
+      continue; // exited while we looked
+    }
+    // "pid (comm) state ppid pgrp session ..."; comm may itself contain ") ".
+    const close = stat.lastIndexOf(")");
+    const fields = stat.slice(close + 2).split(" ");
+    out.push({
+      pid: Number(name),
+      state: fields[0] ?? "?",
+      ppid: Number(fields[1]),
+      pgrp: Number(fields[2]),
+      sid: Number(fields[3]),
+      start: fields[19] ?? "",
+    });
+  }
+  return out;
+}
+
+const hasProc = (() => {
+  let cached: boolean | undefined;
+  return () => {
+    cached ??= readProcTable() !== undefined;
+    return cached;
+  };
+})();
+
+/** The processes of one exec'd command. */
+export class ProcessTree {
+  /** pid → start time of every process seen in the tree. */
+  readonly #known = new Map<number, string>();
+  /**
+   * Set once the tree has been seen empty. It never comes back, and from then on its pids
+   * (the leader's above all, which the group and session ids equal) may belong to someone
+   * else: nothing is scanned for or signalled again.
+   */
+  #gone = false;
+
+  /** @param leader pid of the spawned process (leader of its own group and session). */
+  constructor(readonly leader: number) {}
+
+  /** Live pids of the tree right now (and remembers them). Empty when none, or without /proc. */
+  members(): number[] {
+    if (this.#gone) return [];
+    const table = readProcTable();
+    if (table === undefined) return [];
+    const byPid = new Map<number, ProcEntry>();
+    const children = new Map<number, number[]>();
+    for (const p of table) {
+      byPid.set(p.pid, p);
+      const list = children.get(p.ppid);
+      if (list === undefined) children.set(p.ppid, [p.pid]);
+      else list.push(p.pid);
+    }
+    const live = (p: ProcEntry | undefined): p is ProcEntry =>
+      p !== undefined && p.state !== "Z" && p.state !== "X";
+    const queue: number[] = [];
+    for (const p of table) {
+      if (live(p) && (p.pid === this.leader || p.pgrp === this.leader || p.sid === this.leader)) {
+        queue.push(p.pid);
+      }
+    }
+    for (const [pid, start] of this.#known) {
+      const p = byPid.get(pid);
+      if (live(p) && p.start === start) queue.push(pid);
+      else this.#known.delete(pid);
+    }
+    const found = new Set<number>();
+    while (queue.length > 0) {
+      const pid = queue.pop()!;
+      if (found.has(pid)) continue;
+      const p = byPid.get(pid);
+      if (!live(p)) continue;
+      found.add(pid);
+      this.#known.set(pid, p.start);
+      for (const child of children.get(pid) ?? []) queue.push(child);
+    }
+    if (found.size === 0) {
+      this.#gone = true;
+      this.#known.clear();
+    }
+    return [...found];
+  }
+
+  /** True while any process of the tree is alive. */
+  alive(): boolean {
+    if (this.#gone) return false;
+    if (hasProc()) return this.members().length > 0;
+    try {
+      process.kill(-this.leader, 0);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "EPERM") return true;
+      this.#gone = true;
+      return false;
+    }
+  }
+
+  /** Sends `signal` to the process group and to every member of the tree. */
+  signal(signal: NodeJS.Signals): void {
+    if (this.#gone) return;
+    // Look first: once the group's shell dies, a child that left the group is re-parented
+    // to init and can no longer be found as its descendant.
+    const members = this.members();
+    if (this.#gone) return;
+    try {
+      process.kill(-this.leader, signal);
+    } catch {
+      // the group is gone; members that left it are signalled below
+    }
+    for (const pid of members) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+}
