@@ -14,3 +14,4 @@ export * from "./store/index.js";
 export * from "./telemetry.js";
 export * from "./tools/index.js";
 export * from "./tools/web-fetch/index.js";
+export * from "./tools/exec/index.js";
