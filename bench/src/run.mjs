@@ -33,11 +33,19 @@ const BENCHMARKS = [
     file: "store-fs.mjs",
     title: "5. `@beamclaw/store-fs`: durable writes vs raw append + fsync, `sessions.list`",
   },
+  { file: "turns.mjs", title: "6. Agent turns per second vs a bare loop" },
+  {
+    file: "sessions-memory.mjs",
+    title: "7. Session memory (hibernated, active) and revive latency",
+    // 1,000,000 sessions each run a turn and hibernate: about 5 min on a quiet 2-core machine.
+    fullTimeoutMs: 1_800_000,
+  },
+  { file: "cron.mjs", title: "8. 100,000 cron jobs: CronService vs croner alone" },
 ];
 
 /** Runs one benchmark process; resolves with its result or a failure description. */
-function runOne(file, quick) {
-  const timeoutMs = quick ? 60_000 : 600_000;
+function runOne(file, quick, fullTimeoutMs = 600_000) {
+  const timeoutMs = quick ? 60_000 : fullTimeoutMs;
   const exitGraceMs = 10_000;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ["--expose-gc", path.join(srcDir, file)], {
@@ -186,7 +194,7 @@ async function main() {
   const outcomes = [];
   for (const bench of BENCHMARKS) {
     process.stderr.write(`${bench.title}\n`);
-    const outcome = await runOne(bench.file, quick);
+    const outcome = await runOne(bench.file, quick, bench.fullTimeoutMs);
     if (outcome.failure !== undefined) {
       process.stderr.write(`  FAILED: ${outcome.failure}\n`);
     }

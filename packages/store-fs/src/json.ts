@@ -1,0 +1,165 @@
+/**
+ * JSON in and out. Everything stored goes through {@link toJsonText} first, so a value that
+ * would not read back deep-equal (a `Date`, `NaN`, a `Map`, a cycle, a `BigInt`) is refused
+ * with a typed error before anything is written, instead of being silently changed by
+ * `JSON.stringify`.
+ */
+import { InvalidArgumentError } from "@beamclaw/core";
+
+const MAX_DEPTH = 512;
+
+/**
+ * Serializes `value` as compact JSON after checking it is plain JSON: `null`, booleans,
+ * finite numbers, strings, arrays and plain objects (properties that are `undefined` are
+ * dropped, as `JSON.stringify` does). `what` names the value in the error message.
+ *
+ * @throws InvalidArgumentError for anything else.
+ */
+export function toJsonText(value: unknown, what: string): string {
+  checkJson(value, what, 0, []);
+  return JSON.stringify(value);
+}
+
+/** Like {@link toJsonText}, and the value must be a plain object. */
+export function toJsonObjectText(value: unknown, what: string): string {
+  if (!isPlainObject(value)) {
+    throw new InvalidArgumentError(`${what} must be a plain JSON object, got ${typeName(value)}`);
+  }
+  return toJsonText(value, what);
+}
+
+/** A plain object: `{}`, `Object.create(null)` or a parsed JSON object, not an array or class. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+function checkJson(value: unknown, path: string, depth: number, ancestors: object[]): void {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return;
+    case "number":
+      if (!Number.isFinite(value)) {
+        throw new InvalidArgumentError(`${path} is ${value}, which JSON cannot hold`);
+      }
+      return;
+    case "object":
+      break;
+    default:
+      throw new InvalidArgumentError(`${path} is a ${typeof value}, which JSON cannot hold`);
+  }
+  if (value === null) return;
+  if (depth >= MAX_DEPTH) {
+    throw new InvalidArgumentError(`${path} is nested deeper than ${MAX_DEPTH} levels`);
+  }
+  if (ancestors.includes(value)) {
+    throw new InvalidArgumentError(`${path} refers to itself (a cycle), which JSON cannot hold`);
+  }
+  ancestors.push(value);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (item === undefined) {
+        throw new InvalidArgumentError(`${path}[${i}] is undefined, which JSON cannot hold`);
+      }
+      checkJson(item, `${path}[${i}]`, depth + 1, ancestors);
+    }
+  } else if (isPlainObject(value)) {
+    for (const key of Object.keys(value)) {
+      const item = value[key];
+      if (item !== undefined) checkJson(item, `${path}.${key}`, depth + 1, ancestors);
+    }
+  } else {
+    throw new InvalidArgumentError(
+      `${path} is ${typeName(value)}; only plain objects, arrays and primitives are JSON`,
+    );
+  }
+  ancestors.pop();
+}
+
+/** A short description of a value's type for error messages. */
+export function typeName(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") {
+    const name = (Object.getPrototypeOf(value) as { constructor?: { name?: string } } | null)
+      ?.constructor?.name;
+    return name !== undefined && name !== "Object" ? `a ${name}` : "an object";
+  }
+  return `a ${typeof value}`;
+}
+
+/** Checks that `value` is a non-empty string; `what` names it in the error. */
+export function requireKey(value: unknown, what: string): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new InvalidArgumentError(
+      `${what} must be a non-empty string, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+/** Checks that `value` is a finite number; `what` names it in the error. */
+export function requireFiniteNumber(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new InvalidArgumentError(`${what} must be a finite number, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** A value as it appears in an error message (short). */
+export function describeValue(value: unknown): string {
+  if (typeof value === "string") {
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  }
+  if (typeof value === "number" || typeof value === "boolean" || value === undefined) {
+    return String(value);
+  }
+  return typeName(value);
+}
+
+/**
+ * A page size: `undefined` gives `fallback`; otherwise an integer from 1 to `max`.
+ *
+ * @throws InvalidArgumentError for anything else.
+ */
+export function pageLimit(value: unknown, what: string, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new InvalidArgumentError(
+      `${what} must be an integer from 1 to ${max}, got ${describeValue(value)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Compares two strings by Unicode code point (the order of their UTF-8 bytes), which is what
+ * the Store contract means by "sorted"; JavaScript's `<` compares UTF-16 code units and puts
+ * U+FF5A after U+1F600.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i < length; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (U+D800..U+DFFF) encode code points above U+FFFF: move them above U+FFFF's
+    // BMP neighbours (U+E000..U+FFFF) before comparing.
+    if (x >= 0xd800) x += x < 0xe000 ? 0x2000 : -0x800;
+    if (y >= 0xd800) y += y < 0xe000 ? 0x2000 : -0x800;
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
+/** Checks that `value` is `undefined` or a plain object (an options bag). */
+export function optionsBag<T extends object>(value: T | undefined, what: string): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(`${what} must be an object, got ${describeValue(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,185 @@
+/**
+ * Key/value with TTL and set-if-absent, in one append-only log, `kv.jsonl`:
+ *
+ * ```jsonl
+ * {"op":"set","key":"presence:alice","value":{"online":true},"expiresAt":1700000060000}
+ * {"op":"delete","key":"presence:alice"}
+ * ```
+ *
+ * Everything is held in memory (values as JSON text). An entry whose `expiresAt` has passed
+ * is invisible at once to every read, `keys` and `ifAbsent` (no timer needed), and is
+ * dropped from the file by the next compaction or open.
+ */
+import type { JsonValue, KeyValueStore, KvSetOptions } from "@beamclaw/core";
+import { FencedError, InvalidArgumentError } from "@beamclaw/core";
+import { type AppendLog, shouldCompact } from "./append-log.js";
+import type { StoreContext } from "./context.js";
+import {
+  compareCodePoints,
+  describeValue,
+  isPlainObject,
+  optionsBag,
+  requireKey,
+  toJsonText,
+} from "./json.js";
+import { badLine } from "./jsonl.js";
+import type { Locks } from "./locks.js";
+import { loadLog } from "./log-table.js";
+
+/** File name of the key/value log. */
+export const KV_FILE = "kv.jsonl";
+
+interface Item {
+  json: string;
+  expiresAt: number | undefined;
+}
+
+/** The key/value store of one open store. */
+export class KeyValue implements KeyValueStore {
+  readonly #context: StoreContext;
+  readonly #locks: Locks;
+  readonly #items = new Map<string, Item>();
+  #log!: AppendLog;
+
+  private constructor(context: StoreContext, locks: Locks) {
+    this.#context = context;
+    this.#locks = locks;
+  }
+
+  /** Replays the log, forgetting expired entries. */
+  static async load(context: StoreContext, locks: Locks): Promise<KeyValue> {
+    const kv = new KeyValue(context, locks);
+    kv.#log = await loadLog(context, KV_FILE, (line, name) => {
+      const op = line.value as Record<string, unknown> | null;
+      if (op?.op === "set" && typeof op.key === "string" && "value" in op) {
+        const expiresAt = typeof op.expiresAt === "number" ? op.expiresAt : undefined;
+        kv.#items.set(op.key, { json: JSON.stringify(op.value), expiresAt });
+      } else if (op?.op === "delete" && typeof op.key === "string") {
+        kv.#items.delete(op.key);
+      } else {
+        throw badLine(name, line, '{"op":"set","key":..,"value":..} or {"op":"delete","key":..}');
+      }
+    });
+    const now = context.now();
+    for (const [key, item] of kv.#items) {
+      if (item.expiresAt !== undefined && item.expiresAt <= now) kv.#items.delete(key);
+    }
+    return kv;
+  }
+
+  async get<T extends JsonValue = JsonValue>(key: string): Promise<T | undefined> {
+    requireKey(key, "key");
+    await this.#log.barrier();
+    const item = this.#live(key);
+    return item === undefined ? undefined : (JSON.parse(item.json) as T);
+  }
+
+  async set(key: string, value: JsonValue, options?: KvSetOptions): Promise<boolean> {
+    requireKey(key, "key");
+    if (value === undefined) {
+      throw new InvalidArgumentError("value must be a JSON value, got undefined (use delete)");
+    }
+    const json = toJsonText(value, "value");
+    const opts = optionsBag(options, "kv.set options");
+    let expiresAt: number | undefined;
+    if (opts.ttlMs !== undefined) {
+      if (typeof opts.ttlMs !== "number" || !Number.isSafeInteger(opts.ttlMs) || opts.ttlMs < 1) {
+        throw new InvalidArgumentError(
+          `ttlMs must be an integer >= 1, got ${describeValue(opts.ttlMs)}`,
+        );
+      }
+      expiresAt = this.#context.now() + opts.ttlMs;
+    }
+    if (opts.ifAbsent !== undefined && typeof opts.ifAbsent !== "boolean") {
+      throw new InvalidArgumentError(
+        `ifAbsent must be a boolean, got ${describeValue(opts.ifAbsent)}`,
+      );
+    }
+    if (opts.fence !== undefined) {
+      const fence = opts.fence as unknown;
+      if (
+        !isPlainObject(fence) ||
+        typeof fence.lock !== "string" ||
+        fence.lock.length === 0 ||
+        typeof fence.token !== "number" ||
+        !Number.isFinite(fence.token)
+      ) {
+        throw new InvalidArgumentError(
+          `fence must be { lock: string, token: number }, got ${describeValue(fence)}`,
+        );
+      }
+      // Decided against every lock change submitted so far (applied in call order, like this).
+      const current = this.#locks.currentToken(fence.lock);
+      if (fence.token !== current) throw new FencedError(fence.lock, fence.token, current);
+    }
+    if (opts.ifAbsent === true && this.#live(key) !== undefined) {
+      await this.#log.barrier();
+      return false;
+    }
+    this.#items.set(key, { json, expiresAt });
+    const line =
+      expiresAt === undefined
+        ? `{"op":"set","key":${JSON.stringify(key)},"value":${json}}\n`
+        : `{"op":"set","key":${JSON.stringify(key)},"value":${json},"expiresAt":${expiresAt}}\n`;
+    await this.#append(line);
+    return true;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    requireKey(key, "key");
+    const existed = this.#live(key) !== undefined;
+    if (!this.#items.has(key)) {
+      await this.#log.barrier();
+      return false;
+    }
+    this.#items.delete(key);
+    await this.#append(`{"op":"delete","key":${JSON.stringify(key)}}\n`);
+    return existed;
+  }
+
+  async keys(prefix: string): Promise<string[]> {
+    if (typeof prefix !== "string") {
+      throw new InvalidArgumentError(`prefix must be a string, got ${describeValue(prefix)}`);
+    }
+    await this.#log.barrier();
+    const out: string[] = [];
+    for (const key of this.#items.keys()) {
+      if (key.startsWith(prefix) && this.#live(key) !== undefined) out.push(key);
+    }
+    return out.sort(compareCodePoints);
+  }
+
+  /** Closes the log (after pending writes). */
+  async close(): Promise<void> {
+    await this.#log.close();
+  }
+
+  #live(key: string): Item | undefined {
+    const item = this.#items.get(key);
+    if (item === undefined) return undefined;
+    if (item.expiresAt !== undefined && item.expiresAt <= this.#context.now()) return undefined;
+    return item;
+  }
+
+  async #append(line: string): Promise<void> {
+    const written = this.#log.append(line);
+    if (shouldCompact(this.#log.lineCount, this.#items.size)) {
+      const now = this.#context.now();
+      let snapshot = "";
+      let count = 0;
+      for (const [key, item] of this.#items) {
+        if (item.expiresAt !== undefined && item.expiresAt <= now) {
+          this.#items.delete(key);
+          continue;
+        }
+        snapshot +=
+          item.expiresAt === undefined
+            ? `{"op":"set","key":${JSON.stringify(key)},"value":${item.json}}\n`
+            : `{"op":"set","key":${JSON.stringify(key)},"value":${item.json},"expiresAt":${item.expiresAt}}\n`;
+        count++;
+      }
+      this.#log.rewrite(snapshot, count).catch(() => {});
+    }
+    await written;
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The single-writer lock: `store.lock` in the store directory, holding the owner's pid, host
+ * name, start time and a random nonce, created with `link(2)` (atomic, fails if the file
+ * exists) from a fully written temp file, so no reader ever sees it half-written.
+ *
+ * A second opener reads it and refuses with `STORE_LOCKED`, naming the pid and directory,
+ * unless the owner is gone: same host and `process.kill(pid, 0)` says no such process. A
+ * stale lock is moved aside with `rename(2)` and checked to be the very file that was judged
+ * stale (by its nonce) before a new one is created, so two processes breaking the same stale
+ * lock at once cannot both win.
+ */
+import { randomUUID } from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { StoreError } from "@beamclaw/core";
+import { errnoCode, type FileSystem } from "./files.js";
+
+/** File name of the lock, inside the store directory. */
+export const LOCK_FILE = "store.lock";
+
+/** What the lock file holds. */
+export interface LockOwner {
+  pid: number;
+  hostname: string;
+  /** ISO time the lock was taken. */
+  since: string;
+  nonce: string;
+}
+
+/** A lock this process holds. */
+export interface HeldLock {
+  file: string;
+  owner: LockOwner;
+  /** The stale lock that was broken to take this one, if any. */
+  broke?: LockOwner | { unreadable: string };
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return errnoCode(error) !== "ESRCH";
+  }
+}
+
+function parseOwner(text: string): LockOwner | undefined {
+  try {
+    const value = JSON.parse(text) as Partial<LockOwner>;
+    if (
+      typeof value.pid === "number" &&
+      Number.isInteger(value.pid) &&
+      value.pid > 0 &&
+      typeof value.hostname === "string" &&
+      typeof value.nonce === "string"
+    ) {
+      return {
+        pid: value.pid,
+        hostname: value.hostname,
+        since: typeof value.since === "string" ? value.since : "an unknown time",
+        nonce: value.nonce,
+      };
+    }
+  } catch {
+    // fall through
+  }
+  return undefined;
+}
+
+function lockedError(dir: string, file: string, owner: LockOwner, reason: string): StoreError {
+  const who =
+    owner.pid === process.pid && owner.hostname === os.hostname()
+      ? `this process (pid ${owner.pid}; another FsStore instance opened it since ${owner.since})`
+      : `process ${owner.pid} on host ${owner.hostname} (since ${owner.since})`;
+  return new StoreError(
+    "STORE_LOCKED",
+    `store directory ${dir} is locked by ${who}: only one process may write a store-fs directory. ${reason} If you are sure that process is gone, delete ${file}.`,
+  );
+}
+
+/**
+ * Takes the lock of `dir` or rejects with `STORE_LOCKED`.
+ *
+ * @param fileSystem the store's file settings (its temp directory must exist)
+ */
+export async function acquireLock(dir: string, fileSystem: FileSystem): Promise<HeldLock> {
+  const file = path.join(dir, LOCK_FILE);
+  const owner: LockOwner = {
+    pid: process.pid,
+    hostname: os.hostname(),
+    since: new Date().toISOString(),
+    nonce: randomUUID(),
+  };
+  let broke: HeldLock["broke"];
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const temp = fileSystem.tempPath("lock");
+    await fs.writeFile(temp, `${JSON.stringify(owner)}\n`, { flag: "wx", mode: 0o644 });
+    try {
+      if (fileSystem.fsync) {
+        const handle = await fs.open(temp, "r");
+        await handle.sync().finally(() => handle.close());
+      }
+      await fs.link(temp, file);
+      await fileSystem.syncDir(dir);
+      return broke === undefined ? { file, owner } : { file, owner, broke };
+    } catch (error) {
+      // ENOENT: the lock holder emptied the temp directory under us (it does so on open).
+      if (errnoCode(error) === "ENOENT") continue;
+      if (errnoCode(error) !== "EEXIST") throw error;
+    } finally {
+      await fs.rm(temp, { force: true });
+    }
+    broke = (await breakIfStale(dir, file, fileSystem)) ?? broke;
+  }
+  throw new StoreError(
+    "STORE_LOCKED",
+    `store directory ${dir}: could not take ${file} after 5 attempts (other processes keep taking it)`,
+  );
+}
+
+/** Moves a stale lock aside, or throws `STORE_LOCKED` if its owner is alive. */
+async function breakIfStale(
+  dir: string,
+  file: string,
+  fileSystem: FileSystem,
+): Promise<HeldLock["broke"]> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return undefined; // released meanwhile: try again
+    throw error;
+  }
+  const current = parseOwner(text);
+  if (current !== undefined) {
+    if (current.hostname !== os.hostname()) {
+      throw lockedError(
+        dir,
+        file,
+        current,
+        "It was taken on another host, so this process cannot tell whether its owner is alive.",
+      );
+    }
+    if (isAlive(current.pid)) throw lockedError(dir, file, current, "That process is running.");
+  }
+  // Stale (owner dead), or unreadable (this store never writes a partial lock: it is not ours
+  // to trust). Move it aside, then make sure what was moved is what was judged.
+  const aside = fileSystem.tempPath("stale-lock");
+  try {
+    await fs.rename(file, aside);
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return undefined;
+    throw error;
+  }
+  const moved = await fs.readFile(aside, "utf8").catch(() => "");
+  if (moved !== text) {
+    // Another process replaced the stale lock between the read and the rename: put its live
+    // lock back (link fails if yet another one appeared) and give up.
+    await fs.link(aside, file).catch(() => {});
+    await fs.rm(aside, { force: true });
+    const owner = parseOwner(moved);
+    if (owner !== undefined) throw lockedError(dir, file, owner, "It took the lock just now.");
+    throw new StoreError(
+      "STORE_LOCKED",
+      `store directory ${dir} is being locked by another process`,
+    );
+  }
+  await fs.rm(aside, { force: true });
+  await fileSystem.syncDir(dir);
+  return current ?? { unreadable: text.slice(0, 200) };
+}
+
+/** Removes the lock if it is still this process's (same nonce). */
+export async function releaseLock(lock: HeldLock, fileSystem: FileSystem): Promise<void> {
+  let text: string;
+  try {
+    text = await fs.readFile(lock.file, "utf8");
+  } catch (error) {
+    if (errnoCode(error) === "ENOENT") return;
+    throw error;
+  }
+  if (parseOwner(text)?.nonce !== lock.owner.nonce) return;
+  await fs.rm(lock.file, { force: true });
+  await fileSystem.syncDir(path.dirname(lock.file));
+}
