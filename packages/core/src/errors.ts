@@ -57,7 +57,11 @@ export type BeamClawErrorCode =
   | "CRON_JOB_EXISTS"
   | "CRON_JOB_RUNNING"
   | "CRON_JOB_COMPLETED"
-  | "INVALID_CRON_SCHEDULE";
+  | "INVALID_CRON_SCHEDULE"
+  | "CLUSTER_NOT_OWNER"
+  | "CLUSTER_DRAINING"
+  | "CLUSTER_UNREACHABLE"
+  | "CLUSTER_NOT_RUNNING";
 
 /** Options every BeamClaw error accepts. */
 export interface BeamClawErrorOptions {
@@ -667,6 +671,31 @@ export class PairingCodeError extends BeamClawError {
     this.pairingCode = pairingCode;
   }
   static override isInstance = guard<PairingCodeError>("PAIRING_CODE_INVALID");
+}
+
+/**
+ * A cluster request could not be served here. `code` says why:
+ * - `CLUSTER_NOT_OWNER`: another node holds the session's lease (`owner`, when known);
+ *   requests are routed there, so callers see this only in a rare race: retry.
+ * - `CLUSTER_DRAINING`: this node is draining and takes no new sessions.
+ * - `CLUSTER_UNREACHABLE`: no node could take the request in time (`owner`: the one tried).
+ * - `CLUSTER_NOT_RUNNING`: the cluster node is not started, or was stopped.
+ * Every one is retryable; a message already accepted (queued) is never lost by them.
+ */
+export class ClusterError extends BeamClawError {
+  /** The node that owns the session, when known. */
+  readonly owner: string | undefined;
+  constructor(
+    code: "CLUSTER_NOT_OWNER" | "CLUSTER_DRAINING" | "CLUSTER_UNREACHABLE" | "CLUSTER_NOT_RUNNING",
+    message: string,
+    owner?: string,
+    options?: BeamClawErrorOptions,
+  ) {
+    super(code, message, options);
+    this.owner = owner;
+  }
+  static override isInstance = (value: unknown): value is ClusterError =>
+    isMarked(value) && value.code.startsWith("CLUSTER_");
 }
 
 /** A short human description of any thrown value or exit reason. */

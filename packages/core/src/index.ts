@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 
+export * from "./channels/index.js";
 export * from "./config/index.js";
 export * from "./errors.js";
 export * from "./providers/index.js";
@@ -12,6 +13,6 @@ export * from "./sessions/index.js";
 export * from "./skills/index.js";
 export * from "./store/index.js";
 export * from "./telemetry.js";
+export * from "./tools/exec/index.js";
 export * from "./tools/index.js";
 export * from "./tools/web-fetch/index.js";
-export * from "./tools/exec/index.js";

@@ -79,6 +79,64 @@ export interface TelemetryEvents {
   };
   /** A `provider/model` ref's circuit breaker changed state. */
   "beamclaw:provider.circuit": { ref: string; from: CircuitState; to: CircuitState };
+  /** A channel plugin started (connected), the first time or after a reconnect. */
+  "beamclaw:channel.connect": { channel: string; attempt: number };
+  /** A channel lost its connection or failed to start; it reconnects after `retryInMs`. */
+  "beamclaw:channel.disconnect": { channel: string; error: unknown; retryInMs: number | undefined };
+  /** A channel handed in a message; `status` is what became of it (`accepted`, `duplicate`, ...). */
+  "beamclaw:channel.inbound": {
+    channel: string;
+    accountId: string;
+    chatType: "direct" | "group";
+    status: string;
+    sessionKey?: string;
+  };
+  /**
+   * The outbox tried to deliver one part of an outbound message: `sent`, `retry` (it will try
+   * again after `retryInMs`) or `dropped` (set aside after a permanent failure or too many tries).
+   */
+  "beamclaw:channel.outbound": {
+    channel: string;
+    outboxId: string;
+    outcome: "sent" | "retry" | "dropped";
+    attempts: number;
+    retryInMs?: number;
+    error?: unknown;
+  };
+  /**
+   * A cron job's run ended (`ok`, `error`, `interrupted`), or a missed occurrence was recorded
+   * (`missed`). `latenessMs` is how long after `scheduledAt` the run started.
+   */
+  "beamclaw:cron.run": {
+    agentId: string;
+    jobId: string;
+    runId: string;
+    trigger: "schedule" | "manual" | "catch-up";
+    status: "ok" | "error" | "missed" | "interrupted";
+    scheduledAt: number;
+    startedAt: number;
+    durationMs: number;
+    latenessMs: number;
+    error?: string;
+  };
+  /** This node saw another node join, change (`update`), leave or go `down`. */
+  "beamclaw:cluster.membership": {
+    nodeId: string;
+    type: "join" | "update" | "leave" | "down";
+    member: string;
+  };
+  /**
+   * This node took (`acquired`), gave back (`released`) or lost (`lost`: it could not renew
+   * in time, so it stopped the session) a session's lease. `token` is the fencing token.
+   */
+  "beamclaw:cluster.lease": {
+    nodeId: string;
+    sessionKey: string;
+    event: "acquired" | "released" | "lost";
+    token: number;
+  };
+  /** This node revived a session whose owner died or left, replaying its queued messages. */
+  "beamclaw:cluster.failover": { nodeId: string; sessionKey: string; pending: number };
 }
 
 /** A telemetry channel name. */

@@ -201,6 +201,7 @@ export class FsStore implements Store {
     this.queue = {
       enqueue: (message) => run((p) => p.queue.enqueue(message)),
       ack: (id) => run((p) => p.queue.ack(id)),
+      discard: (id) => run((p) => p.queue.discard(id)),
       pending: (options) => run((p) => p.queue.pending(options)),
       replay: (options) => run((p) => p.queue.replay(options)),
       dedupeWindowMs: window,

@@ -5,6 +5,7 @@
  * {"op":"enqueue","message":{"id":"0000000000000001","idempotencyKey":"tg:42","sessionKey":"agent:main:main","payload":{...},"enqueuedAt":1,"deliveries":0}}
  * {"op":"deliver","ids":["0000000000000001"]}
  * {"op":"ack","id":"0000000000000001","at":2}
+ * {"op":"discard","id":"0000000000000002"}
  * ```
  *
  * `enqueue` resolves only once its line is fsync'd, so a message acknowledged to its sender
@@ -105,6 +106,10 @@ export class Queue implements InboundQueue {
         }
         this.#applyAck(op.id, op.at);
         break;
+      case "discard":
+        if (typeof op.id !== "string") throw badLine(name, line, '{"op":"discard","id":"..."}');
+        this.#applyDiscard(op.id);
+        break;
       case "acked":
         if (!isMessage(op.message) || typeof op.at !== "number") {
           throw badLine(name, line, '{"op":"acked","message":{...},"at":<ms>}');
@@ -173,6 +178,18 @@ export class Queue implements InboundQueue {
     await written;
   }
 
+  async discard(id: string): Promise<void> {
+    requireKey(id, "message id");
+    if (!this.#pending.has(id)) {
+      await this.#log.barrier();
+      return;
+    }
+    this.#applyDiscard(id);
+    const written = this.#log.append(`{"op":"discard","id":${JSON.stringify(id)}}\n`);
+    this.#maybeCompact();
+    await written;
+  }
+
   async pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
     const selected = this.#select(options, "queue.pending options");
     await this.#log.barrier();
@@ -235,6 +252,16 @@ export class Queue implements InboundQueue {
     }
     this.#acked.delete(message.idempotencyKey);
     this.#acked.set(message.idempotencyKey, { message, ackedAt: at });
+  }
+
+  /** A refused message leaves without a trace: its idempotency key is not remembered. */
+  #applyDiscard(id: string): void {
+    const message = this.#pending.get(id);
+    if (message === undefined) return;
+    this.#pending.delete(id);
+    if (this.#pendingByKey.get(message.idempotencyKey) === id) {
+      this.#pendingByKey.delete(message.idempotencyKey);
+    }
   }
 
   #expireAcked(): void {

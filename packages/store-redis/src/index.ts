@@ -1,8 +1,9 @@
 /**
- * `@beamclaw/store-redis`: BeamClaw's Redis store.
+ * `@beamclaw/store-redis`: BeamClaw's Redis store, and the cluster backplane.
  *
  * @packageDocumentation
  */
+export * from "./cluster/index.js";
 export { DEFAULT_RUNS_KEPT } from "./cron.js";
 export { DEFAULT_DEDUPE_WINDOW_MS } from "./queue.js";
 export {

@@ -83,6 +83,17 @@ export class RedisInboundQueue implements InboundQueue {
     );
   }
 
+  async discard(id: string): Promise<void> {
+    const messageId = requireId(id, "message id");
+    const keys = this.#keys;
+    // An ack with a zero dedupe window deletes the message and its idempotency key at once.
+    await this.#conn.script(
+      QUEUE_ACK,
+      [keys.queuePending, keys.queueMessage(messageId)],
+      [messageId, keys.queueOfSession(""), keys.queueIdempotency(""), "0"],
+    );
+  }
+
   pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
     return this.#list(options, false);
   }

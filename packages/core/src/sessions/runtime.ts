@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
+import type { RoutedSessionRequest, SessionOwnership } from "../cluster/ownership.js";
 import {
   AlreadyStartedError,
   BeamClawError,
   InvalidArgumentError,
+  isBeamClawError,
   NoProcessError,
   OverloadedError,
 } from "../errors.js";
@@ -11,7 +13,12 @@ import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor, Supervisor } from "../runtime/supervisor.js";
 import { TaskSupervisor } from "../runtime/task-supervisor.js";
-import type { Store, TranscriptReadOptions, TranscriptRecord } from "../store/types.js";
+import type {
+  QueuedMessage,
+  Store,
+  TranscriptReadOptions,
+  TranscriptRecord,
+} from "../store/types.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
@@ -74,6 +81,12 @@ export interface AgentRuntimeOptions {
   cost?: CostFunction;
   /** Clock, for tests. */
   now?: () => number;
+  /**
+   * Session ownership in a cluster (a `ClusterNode` passes itself): consulted before a
+   * session starts here, when one stops, and to route messages and requests for sessions
+   * another node owns. Default: none, every session runs in this process.
+   */
+  ownership?: SessionOwnership;
 }
 
 /** A session, addressed by key; it is revived from the store when needed. */
@@ -243,8 +256,12 @@ export class AgentRuntime {
     const pending = await this.store.queue.pending({ limit: 1000 });
     const keys = new Set(pending.map((m) => m.sessionKey));
     for (const key of keys) {
-      const actor = await this.#ensure(key, true);
-      void actor;
+      try {
+        await this.#ensure(key, true);
+      } catch (error) {
+        // In a cluster another node may own the session; the cluster revives its orphans.
+        if (this.#options.ownership === undefined || !isClusterRefusal(error)) throw error;
+      }
     }
   }
 
@@ -289,14 +306,18 @@ export class AgentRuntime {
       key,
       agentId,
       send: (message, options) => this.#send(key, message, options),
-      abort: async (runId) => (await this.#call(key, { type: "abort", runId })) as boolean,
-      info: async () => (await this.#call(key, { type: "info" })) as SessionInfoSnapshot,
+      abort: async (runId) => (await this.#request(key, { type: "abort", runId })) as boolean,
+      info: async () => (await this.#request(key, { type: "info" })) as SessionInfoSnapshot,
       history: (options) => this.store.transcripts.read(key, options),
-      patch: async (patch) => (await this.#call(key, { type: "patch", patch })) as SessionMetadata,
+      patch: async (patch) =>
+        (await this.#request(key, { type: "patch", patch })) as SessionMetadata,
       reset: async () => {
-        await this.#call(key, { type: "reset" });
+        await this.#request(key, { type: "reset" });
       },
       delete: async () => {
+        this.#requireRunning();
+        const routed = await this.#options.ownership?.routeRequest(key, { type: "delete" });
+        if (routed !== undefined) return;
         const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
         if (actor !== undefined) await this.#sessions?.terminateChild(actor).catch(() => undefined);
         // Nothing of a deleted session may come back: its unfinished messages go too.
@@ -360,6 +381,12 @@ export class AgentRuntime {
           this.session(key).abort(originalRunId),
         );
       }
+      // In a cluster the original may be running on another node: follow it there.
+      const routed = await this.#options.ownership?.routeSend(
+        queued,
+        signal === undefined ? {} : { signal },
+      );
+      if (routed !== undefined) return routed;
       const done = new RunEventLog();
       done.fail(
         new BeamClawError(
@@ -369,6 +396,73 @@ export class AgentRuntime {
       );
       return new RunHandle(originalRunId, key, "duplicate", done, async () => false);
     }
+    const ownership = this.#options.ownership;
+    if (ownership !== undefined) {
+      const routed = await ownership.routeSend(queued, signal === undefined ? {} : { signal });
+      if (routed !== undefined) return routed;
+    }
+    return this.#deliverQueued(key, queued.id, input, rest, runId, signal);
+  }
+
+  /**
+   * Hands a message that is already in the durable queue to its session on this node and
+   * returns its run's handle: how a cluster node takes a message another node accepted (and
+   * queued) for a session this node owns. A message this runtime already holds gets a handle
+   * on its run (`duplicate`); neither runs twice.
+   *
+   * @throws BeamClawError `DUPLICATE` when the message is no longer pending (its run is done).
+   * @throws ClusterError when this node may not run the session (another node owns it); the
+   *   message stays queued.
+   * @example
+   * ```ts
+   * const { message } = await store.queue.enqueue({ idempotencyKey, sessionKey, payload });
+   * const run = await ownerRuntime.deliver(message); // as ClusterNode does on the owner
+   * ```
+   */
+  async deliver(message: QueuedMessage): Promise<RunHandle> {
+    this.#requireRunning();
+    const key = message.sessionKey;
+    const payload = message.payload as {
+      input?: UserMessageInput;
+      options?: Omit<SendOptions, "signal">;
+      runId?: string;
+    };
+    if (typeof payload?.input?.text !== "string") {
+      throw new InvalidArgumentError(`queued message ${message.id} holds no user message`);
+    }
+    const runId = typeof payload.runId === "string" ? payload.runId : randomUUID();
+    const known = this.#followKnown(key, message.id, runId);
+    if (known !== undefined) return known;
+    const pending = await this.store.queue.pending({ sessionKey: key, limit: 1000 });
+    // Checked again after the read: a replay may have taken it meanwhile.
+    const again = this.#followKnown(key, message.id, runId);
+    if (again !== undefined) return again;
+    if (!pending.some((m) => m.id === message.id)) {
+      throw new BeamClawError("DUPLICATE", `message ${message.id} was already handled`);
+    }
+    return this.#deliverQueued(key, message.id, payload.input, payload.options ?? {}, runId);
+  }
+
+  /** A handle on the run of a message this runtime already holds, if it does. */
+  #followKnown(key: string, queueId: string, runId: string): RunHandle | undefined {
+    const log = this.#logs.get(queueId);
+    if (log === undefined) return undefined;
+    const followed = this.#runOf.get(queueId) ?? runId;
+    return new RunHandle(followed, key, "duplicate", log, () =>
+      this.session(key).abort(followed),
+    );
+  }
+
+  /** Gives a queued message to its (local) session; the part of `send` after the queue. */
+  async #deliverQueued(
+    key: string,
+    queueId: string,
+    input: UserMessageInput,
+    rest: Omit<SendOptions, "signal">,
+    runId: string,
+    signal?: AbortSignal,
+  ): Promise<RunHandle> {
+    const queued = { id: queueId };
     const log = new RunEventLog();
     this.#logs.set(queued.id, log);
     let accepted: { disposition: RunHandle["disposition"]; runId: string };
@@ -382,10 +476,15 @@ export class AgentRuntime {
         // The session crashed with the message in its mailbox: it is in the durable queue,
         // and the restarted session replays it into this same log.
         accepted = { disposition: "queued", runId };
+      } else if (this.#options.ownership !== undefined && isClusterRefusal(error)) {
+        // Another node owns the session: the message stays queued and runs there.
+        if (this.#logs.get(queued.id) === log) this.#logs.delete(queued.id);
+        throw error;
       } else {
-        // Not accepted (overload, bad request): it must not run later either.
+        // Not accepted (overload, bad request): it must not run later either, and a retry
+        // with the same idempotency key must count as new.
         this.#logs.delete(queued.id);
-        await this.store.queue.ack(queued.id).catch(() => undefined);
+        await this.store.queue.discard(queued.id).catch(() => undefined);
         throw error;
       }
     }
@@ -405,6 +504,14 @@ export class AgentRuntime {
       }
     }
     return handle;
+  }
+
+  /** A request for a session: answered by its owner in a cluster, else locally. */
+  async #request(key: string, request: RoutedSessionRequest): Promise<unknown> {
+    this.#requireRunning();
+    const routed = await this.#options.ownership?.routeRequest(key, request);
+    if (routed !== undefined) return routed.reply;
+    return this.#call(key, request as SessionCall);
   }
 
   /** Calls the session, reviving it first; retries once if it hibernated meanwhile. */
@@ -440,13 +547,24 @@ export class AgentRuntime {
       const parsed = parseSessionKey(key);
       const agentId = parsed.agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id;
       const ctx = this.#ctx!;
+      const ownership = this.#options.ownership;
       let starts = 0;
-      const promise = this.#sessions!.startChild<SessionActorType>({
-        restart: "transient",
-        // The first start is a revival; a restart after a crash replays unfinished messages.
-        start: () => new SessionActor(key, agentId, ctx, recovering || starts++ > 0).start(),
-        via: this.registry.via(name),
-      });
+      const promise = (async () => {
+        // In a cluster, the session runs here only once this node holds its lease; a node
+        // that just took it over replays what the previous owner left unfinished.
+        const takeover = ownership === undefined ? false : (await ownership.claim(key)).takeover;
+        const first = recovering || takeover;
+        return this.#sessions!.startChild<SessionActorType>({
+          restart: "transient",
+          // The first start is a revival; a restart after a crash replays unfinished messages.
+          start: async () => {
+            const actor = await new SessionActor(key, agentId, ctx, first || starts++ > 0).start();
+            if (ownership !== undefined) actor.monitor((reason) => ownership.released(key, reason));
+            return actor;
+          },
+          via: this.registry.via(name),
+        });
+      })();
       this.#starting.set(key, promise);
       try {
         return await promise;
@@ -566,4 +684,9 @@ function isAlreadyRegistered(error: unknown): boolean {
       (error.code === "CHILD_START_FAILED" &&
         (error.cause as { code?: string } | undefined)?.code === "ALREADY_REGISTERED"))
   );
+}
+
+/** A cluster refused to run a session here (another node owns it, or this one drains). */
+function isClusterRefusal(error: unknown): boolean {
+  return isBeamClawError(error) && error.code.startsWith("CLUSTER_");
 }

@@ -847,6 +847,15 @@ class MemoryQueue implements InboundQueue {
     this.#core.wrote();
   }
 
+  async discard(id: string): Promise<void> {
+    this.#core.ensureOpen("queue.discard");
+    const message = this.#pending.get(requireKey(id, "queue.discard: id"));
+    if (!message) return;
+    this.#pending.delete(id);
+    this.#pendingByKey.delete(message.idempotencyKey);
+    this.#core.wrote();
+  }
+
   async pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
     this.#core.ensureOpen("queue.pending");
     return this.#select(options, "queue.pending").map(clone);

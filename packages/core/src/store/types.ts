@@ -257,6 +257,12 @@ export interface InboundQueue {
   /** Removes a message whose turn is done. Remembers its key for the dedupe window. Idempotent. */
   ack(id: string): Promise<void>;
   /**
+   * Removes a message that was refused (overload, bad request) and so never accepted: unlike
+   * `ack`, its idempotency key is forgotten, so the sender's retry is a new message.
+   * Idempotent.
+   */
+  discard(id: string): Promise<void>;
+  /**
    * Pending (unacknowledged) messages, optionally of one session, in enqueue order. `limit`:
    * default 100, at most 1000.
    */

@@ -7,5 +7,7 @@
  *
  * @packageDocumentation
  */
+export * from "./channel-conformance.js";
+export * from "./memory-channel.js";
 export * from "./scripted-provider.js";
 export * from "./store-conformance.js";

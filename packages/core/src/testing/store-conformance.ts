@@ -920,6 +920,20 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.queue.pending()).toEqual([]);
       });
 
+      it("discard removes a refused message and forgets its idempotency key, so a retry is new", async () => {
+        const store = await open();
+        const refused = await store.queue.enqueue(inbound("k", "s", { text: "refused" }));
+        const other = await store.queue.enqueue(inbound("k2", "s", { text: "kept" }));
+        await store.queue.discard(refused.message.id);
+        await store.queue.discard(refused.message.id);
+        expect(await store.queue.pending()).toEqual([other.message]);
+        const retry = await store.queue.enqueue(inbound("k", "s", { text: "retry" }));
+        expect(retry.duplicate).toBe(false);
+        expect(retry.message.id).not.toBe(refused.message.id);
+        expect(retry.message.payload).toEqual({ text: "retry" });
+        await expectInvalid(() => store.queue.discard(""));
+      });
+
       it("pending lists unacknowledged messages in enqueue order, optionally of one session, up to limit", async () => {
         const store = await open();
         const ids: string[] = [];
@@ -1758,6 +1772,20 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
 
           const third = await open(namespace);
           expect((await third.queue.pending()).map((m) => m.id)).toEqual([m4.id]);
+        },
+      );
+
+      it.skipIf(!persistent)(
+        "does not bring back a discarded message, nor remember its key",
+        async () => {
+          const namespace = newNamespace();
+          const first = await open(namespace);
+          const refused = (await first.queue.enqueue(inbound("k", "s", { n: 1 }))).message;
+          await first.queue.discard(refused.id);
+          await first.close();
+          const second = await open(namespace);
+          expect(await second.queue.pending()).toEqual([]);
+          expect((await second.queue.enqueue(inbound("k", "s", { n: 2 }))).duplicate).toBe(false);
         },
       );
 

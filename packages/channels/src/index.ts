@@ -1,0 +1,7 @@
+/**
+ * `@beamclaw/channels`: chat channel adapters for BeamClaw, each a `ChannelPlugin` (v1) of
+ * `@beamclaw/core`, run by its `ChannelManager` and proven by its channel conformance suite.
+ *
+ * @packageDocumentation
+ */
+export * from "./webhook/index.js";

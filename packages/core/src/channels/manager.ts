@@ -1,0 +1,1282 @@
+/**
+ * The channel host: wires channel plugins to an `AgentRuntime` and does, once for every
+ * channel, what a channel author should not have to write.
+ */
+import {
+  AlreadyStartedError,
+  ChannelNotFoundError,
+  ChannelSendError,
+  InvalidArgumentError,
+  isBeamClawError,
+  NoProcessError,
+  PairingCodeError,
+} from "../errors.js";
+import type { JsonValue } from "../providers/types.js";
+import type { ExitReason } from "../runtime/exit.js";
+import type { RunHandle } from "../sessions/run-handle.js";
+import type { AgentRuntime } from "../sessions/runtime.js";
+import { normalizeAgentId } from "../sessions/session-key.js";
+import type { QueueMode, RunEvent, UserMessageInput } from "../sessions/types.js";
+import { emitTelemetry } from "../telemetry.js";
+import { APPROVALS_SCOPE } from "../tools/approval.js";
+import {
+  ChannelActor,
+  type ChannelHooks,
+  type ChannelLink,
+  type ChannelState,
+  ChannelSupervisor,
+  type ReconnectOptions,
+} from "./channel-supervisor.js";
+import { chunkText } from "./chunk.js";
+import { Debouncer } from "./debounce.js";
+import {
+  ChannelOutbox,
+  type OutboxEntry,
+  type OutboxPart,
+  type OutboxRetryOptions,
+} from "./outbox.js";
+import { type ApprovedPeer, type PairingRequest, PairingStore } from "./pairing.js";
+import { type AccessPolicy, decideAccess, isOperator, validateAccessPolicy } from "./policy.js";
+import { DM_SCOPES, type DmScope, encodeKeySegment, resolveSessionKey } from "./session-routing.js";
+import {
+  type ChannelCommand,
+  type ChannelTexts,
+  defaultChannelTexts,
+  parseChannelCommand,
+} from "./texts.js";
+import type {
+  ChannelContext,
+  ChannelGatewayMethod,
+  ChannelLogger,
+  ChannelPlugin,
+  ChannelTarget,
+  InboundMessage,
+  InboundMessageInput,
+  OutboundMedia,
+  ReceiveResult,
+} from "./types.js";
+import { assertChannelPlugin, normalizeInbound } from "./validate.js";
+
+/** How one channel routes and guards its messages. Every field has a default. */
+export interface ChannelSettings extends AccessPolicy {
+  /** The agent that answers on this channel. Default: the runtime's first agent. */
+  agentId?: string;
+  /** How DMs map to sessions. Default `main`. */
+  dmScope?: DmScope;
+  /**
+   * Merge a sender's messages that arrive within this many ms of each other into one (a
+   * burst waits at most 4× this). Default 0: off.
+   */
+  debounceMs?: number;
+  /** How long a platform message id is remembered for duplicate suppression. Default 24 h. */
+  dedupeTtlMs?: number;
+  /** How often the typing indicator is repeated while a run streams. Default 4000. */
+  typingIntervalMs?: number;
+  /** Queue mode of messages that arrive while the session's run is active. Default: the runtime's. */
+  queueMode?: QueueMode;
+}
+
+/** A channel to run: the plugin, its settings section, and how it routes. */
+export interface ChannelEntry<TConfig = unknown> extends ChannelSettings {
+  plugin: ChannelPlugin<TConfig>;
+  /** Passed to the plugin as `ctx.config`. Default `{}`. */
+  config?: TConfig;
+}
+
+/** Options of {@link ChannelManager}. */
+export interface ChannelManagerOptions {
+  /** The runtime whose sessions answer. It must be started before the manager. */
+  runtime: AgentRuntime;
+  channels: ReadonlyArray<ChannelEntry<never> | ChannelEntry>;
+  /** Default: silent. `console` works. */
+  logger?: ChannelLogger;
+  /** Replacements for the host's own chat texts. */
+  texts?: Partial<ChannelTexts>;
+  reconnect?: ReconnectOptions;
+  /** Retries of outbound messages. */
+  outbox?: OutboxRetryOptions;
+  /** Pairing codes: validity (default one hour) and pending requests per channel (default 3). */
+  pairing?: { ttlMs?: number; maxPending?: number };
+  /** How long `start()` waits for each channel's first connection attempt. Default 30 000. */
+  startTimeoutMs?: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** A channel's state, for dashboards and health checks. */
+export interface ChannelStatus {
+  channel: string;
+  label: string;
+  state: ChannelState;
+  /** Consecutive failed attempts. */
+  attempts: number;
+  /** Epoch ms of the current connection. */
+  connectedAt?: number;
+  lastError?: { code: string; message: string };
+}
+
+/** Something to send through a channel's outbox. */
+export interface OutboundMessage {
+  text?: string;
+  media?: OutboundMedia;
+  replyToMessageId?: string;
+}
+
+/** A message's fate: decided now, or after its debounce window. */
+type Admission = { result: ReceiveResult } | { later: Promise<ReceiveResult> };
+
+interface ResolvedSettings extends AccessPolicy {
+  agentId: string;
+  dmScope: DmScope;
+  debounceMs: number;
+  dedupeTtlMs: number;
+  typingIntervalMs: number;
+  queueMode: QueueMode | undefined;
+}
+
+interface Channel {
+  readonly link: ChannelLink;
+  readonly settings: ResolvedSettings;
+  readonly outbox: ChannelOutbox;
+  /** Bursts waiting for their debounce window (when `debounceMs` > 0). */
+  readonly debouncer: Debouncer<InboundMessage, ReceiveResult> | null;
+  /** Resolved after the first connection attempt of a start. */
+  firstAttempt: { promise: Promise<void>; resolve: () => void };
+}
+
+interface Follower {
+  readonly channel: Channel;
+  readonly runId: string;
+  readonly entryId: string;
+  readonly target: ChannelTarget;
+  readonly controller: AbortController;
+  typing: NodeJS.Timeout | undefined;
+}
+
+interface Prompt {
+  channel: string;
+  runId: string;
+  target: ChannelTarget;
+  text: string;
+  messageId: string | undefined;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const QUEUE_MODES: readonly QueueMode[] = ["steer", "followup", "collect", "interrupt"];
+
+const silentLogger: ChannelLogger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
+
+function errorInfo(error: unknown): { code: string; message: string } {
+  return {
+    code: isBeamClawError(error) ? error.code : "INTERNAL",
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** An async iterable fed by `push`, ended by `close`. */
+class EventQueue<T> implements AsyncIterable<T> {
+  #items: T[] = [];
+  #wake: (() => void) | null = null;
+  #closed = false;
+  push(item: T): void {
+    if (this.#closed) return;
+    this.#items.push(item);
+    this.#wake?.();
+  }
+  close(): void {
+    this.#closed = true;
+    this.#wake?.();
+  }
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    for (;;) {
+      const item = this.#items.shift();
+      if (item !== undefined) {
+        yield item;
+        continue;
+      }
+      if (this.#closed) return;
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+      this.#wake = null;
+    }
+  }
+}
+
+/** Iterates `source` until it ends or `signal` aborts (then it stops waiting at once). */
+async function* untilAborted<T>(
+  source: AsyncIterable<T>,
+  signal: AbortSignal,
+): AsyncGenerator<T, void, undefined> {
+  const iterator = source[Symbol.asyncIterator]();
+  const aborted = new Promise<{ done: true; value: undefined }>((resolve) => {
+    if (signal.aborted) resolve({ done: true, value: undefined });
+    else
+      signal.addEventListener("abort", () => resolve({ done: true, value: undefined }), {
+        once: true,
+      });
+  });
+  for (;;) {
+    const next = await Promise.race([iterator.next(), aborted]);
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+/** The final answer of a finished run, read from the transcript. */
+async function finalTextOf(
+  runtime: AgentRuntime,
+  sessionKey: string,
+  runId: string,
+): Promise<string | undefined> {
+  let beforeSeq: number | undefined;
+  for (let page = 0; page < 5; page++) {
+    const records = await runtime.store.transcripts.read(sessionKey, {
+      order: "desc",
+      limit: 200,
+      ...(beforeSeq === undefined ? {} : { beforeSeq }),
+    });
+    for (const { entry } of records) {
+      const message = entry.message as { role?: string; content?: unknown } | undefined;
+      if (
+        entry.runId !== runId ||
+        message?.role !== "assistant" ||
+        !Array.isArray(message.content)
+      ) {
+        continue;
+      }
+      return message.content
+        .filter((p: { type?: string }) => p.type === "text")
+        .map((p: { text?: string }) => p.text ?? "")
+        .join("");
+    }
+    if (records.length < 200) return undefined;
+    beforeSeq = records.at(-1)!.seq;
+  }
+  return undefined;
+}
+
+/**
+ * Runs channel plugins against an {@link AgentRuntime}: one supervised, reconnecting actor per
+ * channel, and — the same for every channel — session-key resolution (`dmScope`, groups,
+ * threads), DM policy with pairing codes, group policy with mention gating, duplicate
+ * suppression by platform message id, debounce of bursts, typing indicators while a run
+ * streams, approval prompts answered with `/approve` and `/deny`, chunking at the platform's
+ * limit, and replies through a durable outbox.
+ *
+ * Every accepted message goes through the session's durable inbound queue (idempotency key
+ * `<channel>:<account>:<message id>`), and its reply through the outbox: stop the process in
+ * the middle of a run or of a long reply, start it again, and the reply arrives, once.
+ *
+ * @example
+ * ```ts
+ * const runtime = new AgentRuntime({ store, models, agents: [{ id: "main", model: "anthropic/claude-sonnet-4-5" }] });
+ * await runtime.start();
+ * const channels = new ChannelManager({
+ *   runtime,
+ *   channels: [{ plugin: createWebhookChannel({ secret, callbackUrl }), dmPolicy: "open" }],
+ * });
+ * await channels.start();
+ * // ...
+ * await channels.stop();
+ * await runtime.stop();
+ * ```
+ */
+export class ChannelManager {
+  readonly runtime: AgentRuntime;
+  /** Pending pairing requests and approved senders. */
+  readonly pairing: PairingStore;
+  readonly #channels = new Map<string, Channel>();
+  readonly #logger: ChannelLogger;
+  readonly #texts: ChannelTexts;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  readonly #reconnect: ReconnectOptions;
+  readonly #startTimeoutMs: number;
+  #state: "new" | "running" | "stopping" | "stopped" = "new";
+  #supervisor: ChannelSupervisor | null = null;
+  readonly #chains = new Map<string, Promise<unknown>>();
+  readonly #followers = new Set<Follower>();
+  /** Runs a follower of this manager already delivers the reply of, by run id. */
+  readonly #followedRuns = new Set<string>();
+  readonly #prompts = new Map<string, Prompt>();
+  readonly #background = new Set<Promise<unknown>>();
+
+  constructor(options: ChannelManagerOptions) {
+    if (typeof options?.runtime?.session !== "function") {
+      throw new InvalidArgumentError("ChannelManager needs a runtime (an AgentRuntime)");
+    }
+    if (!Array.isArray(options.channels)) {
+      throw new InvalidArgumentError("ChannelManager: channels must be an array");
+    }
+    this.runtime = options.runtime;
+    this.#logger = options.logger ?? silentLogger;
+    this.#texts = { ...defaultChannelTexts, ...options.texts };
+    this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? Math.random;
+    this.#reconnect = options.reconnect ?? {};
+    this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    const agentIds = new Set(this.runtime.agents.map((a) => a.id));
+    for (const entry of options.channels as ChannelEntry[]) {
+      assertChannelPlugin(entry?.plugin);
+      const id = entry.plugin.id;
+      if (this.#channels.has(id)) throw new InvalidArgumentError(`two channels with id "${id}"`);
+      const settings = this.#resolve(entry, agentIds);
+      const link: ChannelLink = {
+        plugin: entry.plugin,
+        config: entry.config ?? {},
+        state: "stopped",
+        attempts: 0,
+        generation: 0,
+        pluginStarted: false,
+        lastError: undefined,
+        connectedAt: undefined,
+        connection: undefined,
+        actor: undefined,
+      };
+      const channel: Channel = {
+        link,
+        settings,
+        outbox: new ChannelOutbox({
+          kv: this.runtime.store.kv,
+          channel: id,
+          ...options.outbox,
+          logger: this.#logger,
+          now: this.#now,
+          random: this.#random,
+          send: (entry, part, index, signal) => this.#sendPart(channel, entry, part, index, signal),
+          onDelivered: (entry) => this.#delivered(entry),
+        }),
+        debouncer:
+          settings.debounceMs > 0
+            ? new Debouncer<InboundMessage, ReceiveResult>(
+                settings.debounceMs,
+                (key, messages) => {
+                  const sessionKey = key.slice(0, key.indexOf("\u0000"));
+                  return this.#serial(sessionKey, () =>
+                    this.#accept(channel, sessionKey, messages),
+                  );
+                },
+                { now: this.#now },
+              )
+            : null,
+        firstAttempt: deferred(),
+      };
+      this.#channels.set(id, channel);
+    }
+    this.pairing = new PairingStore({
+      kv: this.runtime.store.kv,
+      ...options.pairing,
+      now: this.#now,
+    });
+  }
+
+  /** The channel ids, in the order given. */
+  get channelIds(): string[] {
+    return [...this.#channels.keys()];
+  }
+
+  /** The supervisor of the channel actors while running (for introspection). */
+  get supervisor(): ChannelSupervisor | undefined {
+    return this.#supervisor ?? undefined;
+  }
+
+  /**
+   * Starts every channel under the `ChannelSupervisor` and waits (up to `startTimeoutMs`)
+   * for each one's first connection attempt; a channel that could not connect keeps trying
+   * in the background. Then picks up replies left unfinished by the last stop.
+   *
+   * @throws AlreadyStartedError when called twice.
+   */
+  async start(): Promise<void> {
+    if (this.#state !== "new")
+      throw new AlreadyStartedError("the channel manager was already started");
+    this.#state = "running";
+    const supervisor = new ChannelSupervisor();
+    this.#supervisor = supervisor;
+    await supervisor.start();
+    supervisor.monitor((reason) => this.#supervisorExited(reason));
+    const hooks = this.#hooks();
+    for (const channel of this.#channels.values()) {
+      channel.firstAttempt = deferred();
+      await supervisor.startChild({
+        id: channel.link.plugin.id,
+        restart: "transient",
+        shutdownMs: (this.#reconnect.stopTimeoutMs ?? 10_000) + 5_000,
+        start: () => new ChannelActor(channel.link, hooks).start(),
+      });
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all([...this.#channels.values()].map((c) => c.firstAttempt.promise)),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#startTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const channel of this.#channels.values()) {
+      for (const entry of await channel.outbox.list()) {
+        if (entry.state === "pending-run" && entry.run !== undefined) {
+          this.#track(this.#resume(channel, entry));
+        }
+      }
+    }
+  }
+
+  /**
+   * Stops every channel: bursts waiting in the debounce are sent on, typing stops, each
+   * plugin is stopped (in reverse order), the outboxes stop. What is not yet delivered stays
+   * in the store and goes out after the next `start()`. Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (this.#state === "new") {
+      this.#state = "stopped";
+      return;
+    }
+    if (this.#state !== "running") return;
+    this.#state = "stopping";
+    await Promise.allSettled([...this.#channels.values()].map((c) => c.debouncer?.flushAll()));
+    await Promise.allSettled([...this.#chains.values()]);
+    for (const follower of this.#followers) {
+      follower.controller.abort();
+      this.#stopTyping(follower);
+    }
+    await this.#supervisor?.stop("shutdown");
+    for (const channel of [...this.#channels.values()].reverse()) await channel.outbox.stop();
+    await Promise.allSettled([...this.#background]);
+    this.#prompts.clear();
+    this.#state = "stopped";
+  }
+
+  /** The state of every channel, or of one. */
+  status(): ChannelStatus[];
+  status(channelId: string): ChannelStatus;
+  status(channelId?: string): ChannelStatus | ChannelStatus[] {
+    const one = (channel: Channel): ChannelStatus => {
+      const { link } = channel;
+      const status: ChannelStatus = {
+        channel: link.plugin.id,
+        label: link.plugin.meta.label,
+        state: link.state,
+        attempts: link.attempts,
+      };
+      if (link.connectedAt !== undefined && link.state === "connected") {
+        status.connectedAt = link.connectedAt;
+      }
+      if (link.lastError !== undefined) status.lastError = errorInfo(link.lastError);
+      return status;
+    };
+    if (channelId === undefined) return [...this.#channels.values()].map(one);
+    return one(this.#channel(channelId));
+  }
+
+  /** The outbox of a channel (pending and set-aside messages). */
+  outbox(channelId: string): ChannelOutbox {
+    return this.#channel(channelId).outbox;
+  }
+
+  /**
+   * Sends a message through a channel's durable outbox (chunked at its limit): from cron
+   * announcements, host code, an operator. Resolves once it is stored, with the entry id;
+   * it is sent when the channel is connected.
+   *
+   * @throws ChannelNotFoundError, InvalidArgumentError for an empty message or a capability
+   *   the channel lacks.
+   */
+  async deliver(
+    channelId: string,
+    target: ChannelTarget,
+    message: OutboundMessage,
+  ): Promise<string> {
+    const channel = this.#channel(channelId);
+    const { capabilities } = channel.link.plugin;
+    if (typeof target?.chatId !== "string" || target.chatId.length === 0) {
+      throw new InvalidArgumentError("deliver: target.chatId must be a non-empty string");
+    }
+    if (target.chatType !== "direct" && target.chatType !== "group") {
+      throw new InvalidArgumentError('deliver: target.chatType must be "direct" or "group"');
+    }
+    const parts: OutboxPart[] = [];
+    if (message.media !== undefined) {
+      if (!capabilities.media) {
+        throw new InvalidArgumentError(`channel "${channelId}" cannot send media`);
+      }
+      parts.push({ kind: "media", media: message.media });
+    }
+    for (const text of chunkText(message.text ?? "", capabilities.maxMessageLength)) {
+      parts.push({ kind: "text", text });
+    }
+    if (parts.length === 0) throw new InvalidArgumentError("deliver: nothing to send");
+    const entry = await channel.outbox.add({
+      target: { ...target, accountId: target.accountId ?? "default" },
+      parts,
+      ...(message.replyToMessageId === undefined
+        ? {}
+        : { replyToMessageId: message.replyToMessageId }),
+    });
+    return entry.id;
+  }
+
+  /**
+   * Approves a pairing code: the sender may talk to the agent from now on, and is told so.
+   *
+   * @throws PairingCodeError for an unknown, expired or answered code.
+   */
+  async approvePairing(
+    channelId: string,
+    code: string,
+    approvedBy?: string,
+  ): Promise<ApprovedPeer> {
+    const channel = this.#channel(channelId);
+    const approved = await this.pairing.approve(channelId, code, approvedBy);
+    await this.#say(
+      channel,
+      { accountId: approved.accountId, chatType: "direct", chatId: approved.chatId },
+      this.#texts.pairingApproved(),
+    );
+    return approved;
+  }
+
+  /**
+   * Rejects a pairing code.
+   *
+   * @throws PairingCodeError for an unknown, expired or answered code.
+   */
+  async rejectPairing(channelId: string, code: string): Promise<PairingRequest> {
+    this.#channel(channelId);
+    return this.pairing.reject(channelId, code);
+  }
+
+  /** Stops and starts a channel's plugin now (and forgets its backoff). */
+  restart(channelId: string): void {
+    const channel = this.#channel(channelId);
+    try {
+      channel.link.actor?.cast({ type: "restart" });
+    } catch {
+      // A full mailbox: a restart is already on its way.
+    }
+  }
+
+  /**
+   * The gateway methods of the channels: `channels.status`, `channels.pairing.list`,
+   * `channels.pairing.approve`, `channels.pairing.reject`, and every plugin's own as
+   * `<channel id>.<name>`. Each names the scope a caller needs; the gateway checks it.
+   */
+  gatewayMethods(): Record<string, ChannelGatewayMethod> {
+    const params = (value: JsonValue | undefined) =>
+      (typeof value === "object" && value !== null && !Array.isArray(value) ? value : {}) as Record<
+        string,
+        JsonValue
+      >;
+    const text = (value: JsonValue | undefined, name: string): string => {
+      if (typeof value !== "string" || value.length === 0) {
+        throw new InvalidArgumentError(`${name} must be a non-empty string`);
+      }
+      return value;
+    };
+    const methods: Record<string, ChannelGatewayMethod> = {
+      "channels.status": {
+        description: "The state of every channel.",
+        scope: "operator.read",
+        handler: () => this.status() as unknown as JsonValue,
+      },
+      "channels.pairing.list": {
+        description: "Pending pairing requests: { channel? }.",
+        scope: "operator.pairing",
+        handler: async (p) => {
+          const channel = params(p).channel;
+          return (await this.pairing.pending(
+            typeof channel === "string" ? channel : undefined,
+          )) as JsonValue;
+        },
+      },
+      "channels.pairing.approve": {
+        description: "Approves a pairing code: { channel, code }.",
+        scope: "operator.pairing",
+        handler: async (p, caller) =>
+          (await this.approvePairing(
+            text(params(p).channel, "channel"),
+            text(params(p).code, "code"),
+            caller.clientId,
+          )) as JsonValue,
+      },
+      "channels.pairing.reject": {
+        description: "Rejects a pairing code: { channel, code }.",
+        scope: "operator.pairing",
+        handler: async (p) =>
+          (await this.rejectPairing(
+            text(params(p).channel, "channel"),
+            text(params(p).code, "code"),
+          )) as JsonValue,
+      },
+    };
+    for (const [id, channel] of this.#channels) {
+      for (const [name, method] of Object.entries(channel.link.plugin.gatewayMethods ?? {})) {
+        methods[`${id}.${name}`] = method;
+      }
+    }
+    return methods;
+  }
+
+  // ------------------------------------------------------------------ inbound
+
+  async #receive(channel: Channel, input: InboundMessageInput): Promise<ReceiveResult> {
+    const { plugin } = channel.link;
+    if (this.#state !== "running") {
+      throw new NoProcessError(
+        `the channel manager is not running; channel "${plugin.id}" cannot receive`,
+      );
+    }
+    const message = normalizeInbound(plugin.id, input, this.#now);
+    const enc = encodeKeySegment;
+    const seenKey = `channels:seen:${plugin.id}:${enc(message.accountId)}:${enc(message.messageId)}`;
+    // One conversation's messages are admitted one at a time, in the order they came, so that
+    // they reach their session in that order.
+    const conversation = `${plugin.id}\u0000${enc(message.accountId)}\u0000${enc(message.chatId)}\u0000${message.threadId === undefined ? "" : enc(message.threadId)}`;
+    const kv = this.runtime.store.kv;
+    let claimed = false;
+    let result: ReceiveResult;
+    try {
+      const admitted = await this.#serial(conversation, async (): Promise<Admission> => {
+        const ttlMs = channel.settings.dedupeTtlMs;
+        if (!(await kv.set(seenKey, this.#now(), { ttlMs, ifAbsent: true }))) {
+          return {
+            result: { status: "duplicate", reason: "this platform message was received before" },
+          };
+        }
+        claimed = true;
+        return this.#route(channel, message);
+      });
+      result = "result" in admitted ? admitted.result : await admitted.later;
+    } catch (error) {
+      // Nothing was accepted: a redelivery of this message must not look like a duplicate.
+      if (claimed) await kv.delete(seenKey).catch(() => undefined);
+      throw error;
+    }
+    emitTelemetry("beamclaw:channel.inbound", () => ({
+      channel: plugin.id,
+      accountId: message.accountId,
+      chatType: message.chatType,
+      status: result.status,
+      ...(result.sessionKey === undefined ? {} : { sessionKey: result.sessionKey }),
+    }));
+    return result;
+  }
+
+  /** Decides what becomes of a message: an answer now, or one after its debounce window. */
+  async #route(channel: Channel, message: InboundMessage): Promise<Admission> {
+    const { settings } = channel;
+    const { plugin } = channel.link;
+    const target = targetOf(message);
+    if (isOperator(settings, message.peer.id)) {
+      const command = parseChannelCommand(message.text);
+      if (
+        command !== undefined &&
+        (command.kind !== "approve" || this.runtime.approvals !== undefined)
+      ) {
+        await this.#command(channel, message, command);
+        return { result: { status: "command", reason: command.kind } };
+      }
+    }
+    let paired = false;
+    const dmPolicy = settings.dmPolicy ?? "pairing";
+    if (
+      message.chatType === "direct" &&
+      (dmPolicy === "pairing" || dmPolicy === "allowlist") &&
+      !(settings.allowFrom?.includes(message.peer.id) || settings.allowFrom?.includes("*"))
+    ) {
+      paired = await this.pairing.isApproved(plugin.id, message.accountId, message.peer.id);
+    }
+    const decision = decideAccess(message, settings, paired);
+    if (!decision.allow) {
+      if (decision.outcome === "pairing") {
+        const { request, created, capped } = await this.pairing.request(
+          plugin.id,
+          message.accountId,
+          message.peer,
+          message.chatId,
+        );
+        if (created && request !== undefined) {
+          const minutes = Math.max(1, Math.round(this.pairing.ttlMs / 60_000));
+          await this.#say(channel, target, this.#texts.pairingRequest(request.code, minutes));
+          this.#logger.info("pairing requested", {
+            channel: plugin.id,
+            peer: message.peer.id,
+            code: request.code,
+          });
+        }
+        return {
+          result: {
+            status: "pairing",
+            reason: capped ? "too many pairing requests are pending" : decision.reason,
+          },
+        };
+      }
+      return { result: { status: decision.outcome, reason: decision.reason } };
+    }
+    if (message.text.trim().length === 0 && message.attachments.length === 0) {
+      return { result: { status: "ignored", reason: "the message is empty" } };
+    }
+    const sessionKey = resolveSessionKey(message, {
+      agentId: settings.agentId,
+      dmScope: settings.dmScope,
+      caseInsensitiveIds: plugin.meta.caseInsensitiveIds ?? false,
+    });
+    if (channel.debouncer !== null) {
+      // One burst per conversation and sender.
+      return { later: channel.debouncer.push(`${sessionKey}\u0000${message.peer.id}`, message) };
+    }
+    return {
+      result: await this.#serial(sessionKey, () => this.#accept(channel, sessionKey, [message])),
+    };
+  }
+
+  /** Runs `task` after the previous task of `key`: one conversation's messages stay in order. */
+  #serial<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#chains.get(key) ?? Promise.resolve();
+    const run = previous.then(task, task);
+    const tail = run.catch(() => undefined);
+    this.#chains.set(key, tail);
+    void tail.then(() => {
+      if (this.#chains.get(key) === tail) this.#chains.delete(key);
+    });
+    return run;
+  }
+
+  /** Hands (merged) messages to their session, and follows the run for the reply. */
+  async #accept(
+    channel: Channel,
+    sessionKey: string,
+    messages: InboundMessage[],
+  ): Promise<ReceiveResult> {
+    const last = messages.at(-1)!;
+    const input = this.#input(channel, messages);
+    const idempotencyKey = `${last.channel}:${last.accountId}:${last.messageId}`;
+    const target = targetOf(last);
+    const queueMode = channel.settings.queueMode;
+    const entry = await channel.outbox.add({
+      target,
+      state: "pending-run",
+      ...(last.chatType === "group" ? { replyToMessageId: last.messageId } : {}),
+      run: { sessionKey, idempotencyKey, input, ...(queueMode === undefined ? {} : { queueMode }) },
+    });
+    let handle: RunHandle;
+    try {
+      handle = await this.runtime
+        .session(sessionKey)
+        .send(input, { idempotencyKey, ...(queueMode === undefined ? {} : { queueMode }) });
+    } catch (error) {
+      await channel.outbox.remove(entry.id).catch(() => undefined);
+      throw error;
+    }
+    if (handle.disposition === "duplicate") {
+      await channel.outbox.remove(entry.id);
+      return {
+        status: "duplicate",
+        sessionKey,
+        runId: handle.runId,
+        reason: "the session had it already",
+      };
+    }
+    if (handle.disposition === "steered" || this.#followedRuns.has(handle.runId)) {
+      // It joined a run whose reply another entry already waits for.
+      await channel.outbox.remove(entry.id);
+    } else {
+      this.#follow(channel, entry, handle.runId, handle);
+    }
+    return { status: "accepted", sessionKey, runId: handle.runId };
+  }
+
+  /** The session input of one message (or a debounced burst). */
+  #input(channel: Channel, messages: InboundMessage[]): UserMessageInput {
+    const first = messages[0]!;
+    const last = messages.at(-1)!;
+    const lines: string[] = [];
+    if (first.replyTo?.text !== undefined) {
+      const quoted =
+        first.replyTo.text.length > 300
+          ? `${first.replyTo.text.slice(0, 297)}...`
+          : first.replyTo.text;
+      lines.push(...quoted.split("\n").map((l) => `> ${l}`));
+    }
+    const images: NonNullable<UserMessageInput["images"]> = [];
+    for (const message of messages) {
+      if (message.text.length > 0) lines.push(message.text);
+      for (const a of message.attachments) {
+        if (
+          a.kind === "image" &&
+          a.mediaType !== undefined &&
+          (a.url !== undefined || a.data !== undefined)
+        ) {
+          images.push({
+            mediaType: a.mediaType,
+            ...(a.url === undefined ? {} : { url: a.url }),
+            ...(a.data === undefined ? {} : { data: a.data }),
+          });
+        } else {
+          const what = [a.name, a.mediaType].filter(Boolean).join(", ");
+          lines.push(`[${a.kind}${what ? `: ${what}` : ""}${a.url ? ` ${a.url}` : ""}]`);
+        }
+      }
+    }
+    let text = lines.join("\n");
+    // In a group the agent must know who speaks.
+    if (last.chatType === "group") text = `${last.peer.name ?? last.peer.id}: ${text}`;
+    const input: UserMessageInput = { text, sender: `${channel.link.plugin.id}:${last.peer.id}` };
+    if (images.length > 0) input.images = images;
+    return input;
+  }
+
+  // ------------------------------------------------------------------ runs and replies
+
+  /** Follows a run's events: typing while it streams, approval prompts, the reply at its end. */
+  #follow(
+    channel: Channel,
+    entry: OutboxEntry,
+    runId: string,
+    events: AsyncIterable<RunEvent>,
+    cleanup?: () => void,
+  ): void {
+    const follower: Follower = {
+      channel,
+      runId,
+      entryId: entry.id,
+      target: entry.target,
+      controller: new AbortController(),
+      typing: undefined,
+    };
+    this.#followers.add(follower);
+    this.#followedRuns.add(runId);
+    this.#track(
+      (async () => {
+        try {
+          for await (const event of untilAborted(events, follower.controller.signal)) {
+            if (event.runId !== runId) continue;
+            await this.#onRunEvent(follower, event);
+            if (event.type === "run-end") break;
+          }
+        } catch (error) {
+          // The runtime stopped (the message stays queued) or the store failed: the entry stays
+          // pending and the next start picks the run up again.
+          this.#logger.debug("stopped following a run", { runId, error });
+        } finally {
+          cleanup?.();
+          this.#stopTyping(follower);
+          this.#followers.delete(follower);
+          this.#followedRuns.delete(runId);
+          for (const [requestId, prompt] of this.#prompts) {
+            if (prompt.runId === runId) this.#prompts.delete(requestId);
+          }
+        }
+      })(),
+    );
+  }
+
+  async #onRunEvent(follower: Follower, event: RunEvent): Promise<void> {
+    const { channel } = follower;
+    switch (event.type) {
+      case "run-start":
+      case "text-delta":
+      case "tool-call":
+        this.#startTyping(follower);
+        return;
+      case "tool-approval-request": {
+        if (this.runtime.approvals === undefined) return;
+        const text = this.#texts.approvalRequest({
+          shortId: event.requestId.slice(0, 8),
+          toolName: event.toolName,
+          input: event.input,
+          expiresAt: event.expiresAt,
+          now: this.#now(),
+        });
+        this.#prompts.set(event.requestId, {
+          channel: channel.link.plugin.id,
+          runId: event.runId,
+          target: follower.target,
+          text,
+          messageId: undefined,
+        });
+        const parts = chunkText(text, channel.link.plugin.capabilities.maxMessageLength);
+        await channel.outbox.add({
+          target: follower.target,
+          parts: parts.map((t) => ({ kind: "text" as const, text: t })),
+          tag: `approval:${event.requestId}`,
+        });
+        return;
+      }
+      case "run-end": {
+        this.#stopTyping(follower);
+        const { result } = event;
+        let text = result.status === "aborted" ? "" : result.text;
+        if (result.status === "failed" && text.trim().length === 0) {
+          text = this.#texts.runFailed(
+            result.error ?? { code: "INTERNAL", message: "the run failed" },
+          );
+        }
+        await this.#ready(channel, follower.entryId, text);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  async #ready(channel: Channel, entryId: string, text: string): Promise<void> {
+    const parts = chunkText(text, channel.link.plugin.capabilities.maxMessageLength).map(
+      (t): OutboxPart => ({ kind: "text", text: t }),
+    );
+    await channel.outbox.ready(entryId, parts);
+  }
+
+  /**
+   * Picks up the reply of a message accepted before the last stop: the message is sent to its
+   * session again under the same idempotency key, which either runs it (it never reached the
+   * queue), joins it (it is still queued or running: its events are followed) or says it is
+   * done (its answer is read from the transcript).
+   */
+  async #resume(channel: Channel, entry: OutboxEntry): Promise<void> {
+    const run = entry.run!;
+    const queue = this.runtime.store.queue;
+    if (this.#now() - entry.createdAt > queue.dedupeWindowMs) {
+      // Past the queue's dedupe window a resend could run the message twice.
+      await channel.outbox.remove(entry.id);
+      this.#logger.warn("dropped a reply older than the inbound dedupe window", {
+        channel: channel.link.plugin.id,
+        outboxId: entry.id,
+      });
+      return;
+    }
+    // Subscribed before anything else, so that no event between the checks is missed.
+    const events = new EventQueue<RunEvent>();
+    const unsubscribe = this.runtime.pubsub.subscribe<RunEvent>(
+      `session:${run.sessionKey}`,
+      (event) => events.push(event),
+    );
+    let following = false;
+    try {
+      const handle = await this.runtime.session(run.sessionKey).send(run.input, {
+        idempotencyKey: run.idempotencyKey,
+        ...(run.queueMode === undefined ? {} : { queueMode: run.queueMode as QueueMode }),
+      });
+      if (handle.disposition !== "duplicate") {
+        if (this.#followedRuns.has(handle.runId)) await channel.outbox.remove(entry.id);
+        else this.#follow(channel, entry, handle.runId, handle);
+        return;
+      }
+      if (this.#followedRuns.has(handle.runId)) {
+        await channel.outbox.remove(entry.id);
+        return;
+      }
+      const pending = (await queue.pending({ sessionKey: run.sessionKey, limit: 1000 })).some(
+        (m) => m.idempotencyKey === run.idempotencyKey,
+      );
+      if (pending) {
+        following = true;
+        this.#follow(channel, entry, handle.runId, events, () => {
+          unsubscribe();
+          events.close();
+        });
+        return;
+      }
+      const text = await finalTextOf(this.runtime, run.sessionKey, handle.runId);
+      await this.#ready(channel, entry.id, text ?? "");
+    } catch (error) {
+      this.#logger.warn("could not pick up an unfinished reply; will try at the next start", {
+        channel: channel.link.plugin.id,
+        outboxId: entry.id,
+        error,
+      });
+    } finally {
+      if (!following) {
+        unsubscribe();
+        events.close();
+      }
+    }
+  }
+
+  #startTyping(follower: Follower): void {
+    const { link, settings } = follower.channel;
+    const { plugin } = link;
+    if (follower.typing !== undefined || !plugin.capabilities.typing || plugin.typing === undefined)
+      return;
+    const tick = () => {
+      if (link.state !== "connected" || follower.controller.signal.aborted) return;
+      Promise.resolve()
+        .then(() => plugin.typing!(follower.target, { signal: link.connection!.signal }))
+        .catch((error: unknown) =>
+          this.#logger.debug("typing failed", { channel: plugin.id, error }),
+        );
+    };
+    tick();
+    follower.typing = setInterval(tick, settings.typingIntervalMs);
+  }
+
+  #stopTyping(follower: Follower): void {
+    if (follower.typing !== undefined) clearInterval(follower.typing);
+    follower.typing = undefined;
+  }
+
+  async #sendPart(
+    channel: Channel,
+    entry: OutboxEntry,
+    part: OutboxPart,
+    index: number,
+    signal: AbortSignal,
+  ) {
+    const { plugin, connection } = channel.link;
+    const options = {
+      idempotencyKey: `${entry.id}:${index}`,
+      signal: connection === undefined ? signal : AbortSignal.any([signal, connection.signal]),
+      ...(index === 0 && entry.replyToMessageId !== undefined
+        ? { replyToMessageId: entry.replyToMessageId }
+        : {}),
+    };
+    if (part.kind === "text") return plugin.sendText(entry.target, part.text, options);
+    if (plugin.sendMedia === undefined) {
+      throw new ChannelSendError(plugin.id, `channel "${plugin.id}" cannot send media`, {
+        isRetryable: false,
+      });
+    }
+    return plugin.sendMedia(entry.target, part.media, options);
+  }
+
+  #delivered(entry: OutboxEntry): void {
+    if (entry.tag?.startsWith("approval:") !== true) return;
+    const prompt = this.#prompts.get(entry.tag.slice("approval:".length));
+    if (prompt !== undefined) prompt.messageId = entry.messageIds[0];
+  }
+
+  /** Sends host text (pairing codes, command answers) through the outbox. */
+  async #say(channel: Channel, target: ChannelTarget, text: string): Promise<void> {
+    const parts = chunkText(text, channel.link.plugin.capabilities.maxMessageLength);
+    if (parts.length === 0) return;
+    await channel.outbox.add({
+      target,
+      parts: parts.map((t) => ({ kind: "text" as const, text: t })),
+    });
+  }
+
+  // ------------------------------------------------------------------ operator commands
+
+  async #command(
+    channel: Channel,
+    message: InboundMessage,
+    command: ChannelCommand,
+  ): Promise<void> {
+    const target = targetOf(message);
+    const by = message.peer.name ?? message.peer.id;
+    const channelId = channel.link.plugin.id;
+    if (command.kind === "pair-list") {
+      const pending = await this.pairing.pending(channelId);
+      await this.#say(
+        channel,
+        target,
+        pending.length === 0
+          ? "No pairing requests are pending."
+          : pending.map((p) => `${p.code}  ${p.peerName ?? p.peerId}`).join("\n"),
+      );
+      return;
+    }
+    if (command.kind === "pair") {
+      try {
+        if (command.action === "approve") {
+          const approved = await this.approvePairing(
+            channelId,
+            command.code,
+            `${channelId}:${message.peer.id}`,
+          );
+          await this.#say(channel, target, `Approved ${approved.peerName ?? approved.peerId}.`);
+        } else {
+          const rejected = await this.rejectPairing(channelId, command.code);
+          await this.#say(channel, target, `Rejected ${rejected.peerName ?? rejected.peerId}.`);
+        }
+      } catch (error) {
+        if (!PairingCodeError.isInstance(error)) throw error;
+        await this.#say(channel, target, error.message);
+      }
+      return;
+    }
+    const gate = this.runtime.approvals!;
+    const id = command.id.toLowerCase();
+    const matches =
+      id.length < 4 ? [] : gate.pending().filter((p) => p.requestId.toLowerCase().startsWith(id));
+    if (matches.length !== 1) {
+      await this.#say(channel, target, this.#texts.approvalUnknown(command.id));
+      return;
+    }
+    const { requestId } = matches[0]!;
+    const answered = gate.answer(requestId, command.decision, {
+      scopes: [APPROVALS_SCOPE],
+      id: `${channelId}:${message.peer.id}`,
+    });
+    if (!answered) {
+      await this.#say(channel, target, this.#texts.approvalUnknown(command.id));
+      return;
+    }
+    const note = this.#texts.approvalAnswered(command.decision, by);
+    const prompt = this.#prompts.get(requestId);
+    this.#prompts.delete(requestId);
+    let edited = false;
+    if (prompt?.messageId !== undefined) {
+      const owner = this.#channels.get(prompt.channel);
+      const plugin = owner?.link.plugin;
+      if (
+        plugin?.capabilities.edits &&
+        plugin.edit !== undefined &&
+        owner?.link.state === "connected"
+      ) {
+        try {
+          const text = `${prompt.text}\n${note}`;
+          if (text.length <= plugin.capabilities.maxMessageLength) {
+            await plugin.edit(prompt.target, prompt.messageId, text);
+            edited = prompt.channel === channelId && prompt.target.chatId === target.chatId;
+          }
+        } catch (error) {
+          this.#logger.debug("could not edit the approval prompt", { error });
+        }
+      }
+    }
+    if (!edited) await this.#say(channel, target, note);
+  }
+
+  // ------------------------------------------------------------------ plumbing
+
+  #channel(channelId: string): Channel {
+    const channel = this.#channels.get(channelId);
+    if (channel === undefined) throw new ChannelNotFoundError(channelId);
+    return channel;
+  }
+
+  #track(promise: Promise<unknown>): void {
+    const tracked = promise.catch((error: unknown) => {
+      this.#logger.error("channel task failed", { error });
+    });
+    this.#background.add(tracked);
+    void tracked.then(() => this.#background.delete(tracked));
+  }
+
+  #hooks(): ChannelHooks {
+    return {
+      logger: this.#logger,
+      reconnect: this.#reconnect,
+      random: this.#random,
+      now: this.#now,
+      context: (link, generation, signal) => this.#context(link, generation, signal),
+      changed: (link) => {
+        const channel = this.#channels.get(link.plugin.id);
+        if (channel === undefined) return;
+        if (link.state === "connected") channel.outbox.resume();
+        else channel.outbox.pause();
+        if (link.state !== "connecting") channel.firstAttempt.resolve();
+      },
+    };
+  }
+
+  #context(link: ChannelLink, generation: number, signal: AbortSignal): ChannelContext<unknown> {
+    const channel = this.#channels.get(link.plugin.id)!;
+    const id = link.plugin.id;
+    const logger = this.#logger;
+    const withChannel = (fields?: Record<string, unknown>) => ({ channel: id, ...fields });
+    return {
+      channel: id,
+      config: link.config,
+      signal,
+      logger: {
+        debug: (m, f) => logger.debug(m, withChannel(f)),
+        info: (m, f) => logger.info(m, withChannel(f)),
+        warn: (m, f) => logger.warn(m, withChannel(f)),
+        error: (m, f) => logger.error(m, withChannel(f)),
+      },
+      receive: (input) => {
+        if (signal.aborted || generation !== link.generation) {
+          return Promise.reject(
+            new NoProcessError(
+              `channel "${id}": this context is stale (the channel stopped or restarted)`,
+            ),
+          );
+        }
+        return this.#receive(channel, input);
+      },
+      disconnected: (error) => {
+        if (signal.aborted || generation !== link.generation) return;
+        try {
+          (link.actor as ChannelActor | undefined)?.cast({
+            type: "disconnected",
+            generation,
+            error,
+          });
+        } catch {
+          // A full mailbox: the actor is busy reconnecting already.
+        }
+      },
+    };
+  }
+
+  #supervisorExited(reason: ExitReason): void {
+    if (reason === "normal" || reason === "shutdown") return;
+    this.#logger.error("the channel supervisor gave up; channels are down", { reason });
+    for (const channel of this.#channels.values()) {
+      channel.link.state = "failed";
+      channel.link.lastError = reason;
+      channel.outbox.pause();
+      channel.firstAttempt.resolve();
+    }
+  }
+
+  #resolve(entry: ChannelEntry, agentIds: Set<string>): ResolvedSettings {
+    const where = `channel "${entry.plugin.id}"`;
+    validateAccessPolicy(entry, where);
+    const agentId = normalizeAgentId(entry.agentId ?? this.runtime.agents[0]!.id);
+    if (!agentIds.has(agentId))
+      throw new InvalidArgumentError(`${where}: unknown agent "${agentId}"`);
+    const dmScope = entry.dmScope ?? "main";
+    if (!DM_SCOPES.includes(dmScope)) {
+      throw new InvalidArgumentError(`${where}: dmScope must be one of ${DM_SCOPES.join(", ")}`);
+    }
+    const number = (value: number | undefined, name: string, fallback: number, min: number) => {
+      const n = value ?? fallback;
+      if (!Number.isInteger(n) || n < min) {
+        throw new InvalidArgumentError(`${where}: ${name} must be an integer >= ${min}, got ${n}`);
+      }
+      return n;
+    };
+    if (entry.queueMode !== undefined && !QUEUE_MODES.includes(entry.queueMode)) {
+      throw new InvalidArgumentError(
+        `${where}: queueMode must be one of ${QUEUE_MODES.join(", ")}`,
+      );
+    }
+    return {
+      ...entry,
+      agentId,
+      dmScope,
+      debounceMs: number(entry.debounceMs, "debounceMs", 0, 0),
+      dedupeTtlMs: number(entry.dedupeTtlMs, "dedupeTtlMs", DAY_MS, 1),
+      typingIntervalMs: number(entry.typingIntervalMs, "typingIntervalMs", 4_000, 100),
+      queueMode: entry.queueMode,
+    };
+  }
+}
+
+/** Where replies to a message go. */
+function targetOf(message: InboundMessage): ChannelTarget {
+  const target: ChannelTarget = {
+    accountId: message.accountId,
+    chatType: message.chatType,
+    chatId: message.chatId,
+  };
+  if (message.threadId !== undefined) target.threadId = message.threadId;
+  return target;
+}

@@ -1,0 +1,407 @@
+/**
+ * The durable outbox: every outbound message of a channel is written to the store before it
+ * is sent, sent in order, and removed only once the platform confirmed it. A restart resumes
+ * where it stopped: nothing is lost, and a part the platform confirmed is not sent again.
+ */
+import { randomBytes } from "node:crypto";
+import { ChannelSendError, isBeamClawError } from "../errors.js";
+import { sleep } from "../providers/backoff.js";
+import type { JsonObject } from "../providers/types.js";
+import type { UserMessageInput } from "../sessions/types.js";
+import type { KeyValueStore } from "../store/types.js";
+import { emitTelemetry } from "../telemetry.js";
+import type { ChannelLogger, ChannelTarget, OutboundMedia, SentMessage } from "./types.js";
+
+/** One message of an outbox entry. */
+export type OutboxPart = { kind: "text"; text: string } | { kind: "media"; media: OutboundMedia };
+
+/** The message a reply entry answers, kept so that a restart can pick its run up again. */
+export interface OutboxRun {
+  sessionKey: string;
+  /** The inbound message's idempotency key in the session's durable queue. */
+  idempotencyKey: string;
+  /** The message as sent to the session (resent with the same key after a restart). */
+  input: UserMessageInput;
+  queueMode?: string;
+}
+
+/** An outbox entry as stored under `outbox:<channel>:<id>`. */
+export interface OutboxEntry {
+  /** Ordered: ids sort in the order entries were added. */
+  id: string;
+  channel: string;
+  target: ChannelTarget;
+  /** `pending-run`: a reply whose run has not ended (no parts yet). `ready`: to be sent. */
+  state: "pending-run" | "ready";
+  parts: OutboxPart[];
+  /** How many parts the platform confirmed. */
+  sent: number;
+  /** The platform ids of the confirmed parts. */
+  messageIds: string[];
+  /** The first part quotes this platform message. */
+  replyToMessageId?: string;
+  /** Failed attempts at the current part. */
+  attempts: number;
+  /** Epoch ms. */
+  createdAt: number;
+  run?: OutboxRun;
+  /** What the host added it for, e.g. `approval:<requestId>`. */
+  tag?: string;
+}
+
+/** A set-aside entry under `outbox-dead:<channel>:<id>`. */
+export interface DeadLetter extends OutboxEntry {
+  error: { code: string; message: string };
+  droppedAt: number;
+}
+
+/** How the outbox retries a part the platform did not take. */
+export interface OutboxRetryOptions {
+  /** Tries of one part before it is set aside. Default 8. */
+  maxAttempts?: number;
+  /** First retry waits up to this; it doubles per try. Default 1000. */
+  baseDelayMs?: number;
+  /** Longest wait between tries. Default 60 000. */
+  maxDelayMs?: number;
+}
+
+/** Sends one part; provided by the host. */
+export type OutboxSender = (
+  entry: OutboxEntry,
+  part: OutboxPart,
+  index: number,
+  signal: AbortSignal,
+) => Promise<SentMessage>;
+
+/** Options of {@link ChannelOutbox}. */
+export interface ChannelOutboxOptions extends OutboxRetryOptions {
+  kv: KeyValueStore;
+  channel: string;
+  send: OutboxSender;
+  /** Called after an entry's last part was confirmed. */
+  onDelivered?: (entry: OutboxEntry) => void;
+  logger?: ChannelLogger;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** How long set-aside entries are kept for inspection. */
+const DEAD_LETTER_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+let sequence = 0;
+
+function asJson(entry: OutboxEntry): JsonObject {
+  return entry as unknown as JsonObject;
+}
+
+/**
+ * One channel's durable outbox over `store.kv`. `add` writes an entry; the drain loop —
+ * running between `resume()` (the channel connected) and `pause()` — sends ready entries in
+ * id order, one part at a time, recording each confirmed part before the next. A retryable
+ * failure is retried with exponential backoff and jitter; a permanent one (or too many tries)
+ * moves the entry to `outbox-dead:<channel>:` with the error, and the next entry goes on.
+ *
+ * Delivery is at least once: a crash between the platform's confirmation and the store write
+ * resends that one part, with the same `idempotencyKey` (`<entry id>:<part>`), which a
+ * platform that deduplicates uses to drop it.
+ *
+ * @example
+ * ```ts
+ * const outbox = new ChannelOutbox({ kv: store.kv, channel: "discord",
+ *   send: (entry, part, i, signal) => plugin.sendText(entry.target, part.text, { signal }) });
+ * await outbox.add({ target, parts: [{ kind: "text", text: "hi" }] });
+ * outbox.resume();
+ * await outbox.idle();
+ * await outbox.stop();
+ * ```
+ */
+export class ChannelOutbox {
+  readonly channel: string;
+  readonly #kv: KeyValueStore;
+  readonly #send: OutboxSender;
+  readonly #onDelivered: ((entry: OutboxEntry) => void) | undefined;
+  readonly #logger: ChannelLogger | undefined;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  readonly #maxAttempts: number;
+  readonly #baseDelayMs: number;
+  readonly #maxDelayMs: number;
+  readonly #prefix: string;
+  #active = false;
+  #stopped = false;
+  #loop: Promise<void> | null = null;
+  #pause: AbortController | null = null;
+  #wake: (() => void) | null = null;
+  #dirty = false;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(options: ChannelOutboxOptions) {
+    this.channel = options.channel;
+    this.#kv = options.kv;
+    this.#send = options.send;
+    this.#onDelivered = options.onDelivered;
+    this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? Math.random;
+    this.#maxAttempts = options.maxAttempts ?? 8;
+    this.#baseDelayMs = options.baseDelayMs ?? 1_000;
+    this.#maxDelayMs = options.maxDelayMs ?? 60_000;
+    this.#prefix = `outbox:${this.channel}:`;
+  }
+
+  /** Adds an entry (ready unless `state` says otherwise) and wakes the drain loop. */
+  async add(
+    fields: Pick<OutboxEntry, "target"> &
+      Partial<Pick<OutboxEntry, "state" | "parts" | "replyToMessageId" | "run" | "tag">>,
+  ): Promise<OutboxEntry> {
+    const now = this.#now();
+    const entry: OutboxEntry = {
+      id: `${String(now).padStart(15, "0")}-${String(++sequence % 1e9).padStart(9, "0")}-${randomBytes(3).toString("hex")}`,
+      channel: this.channel,
+      target: fields.target,
+      state: fields.state ?? "ready",
+      parts: fields.parts ?? [],
+      sent: 0,
+      messageIds: [],
+      attempts: 0,
+      createdAt: now,
+    };
+    if (fields.replyToMessageId !== undefined) entry.replyToMessageId = fields.replyToMessageId;
+    if (fields.run !== undefined) entry.run = fields.run;
+    if (fields.tag !== undefined) entry.tag = fields.tag;
+    await this.#kv.set(this.#prefix + entry.id, asJson(entry));
+    if (entry.state === "ready") this.kick();
+    return entry;
+  }
+
+  /** Turns a `pending-run` entry into a ready one with these parts (none: removes it). */
+  async ready(id: string, parts: OutboxPart[]): Promise<void> {
+    const entry = await this.get(id);
+    if (entry === undefined || entry.state !== "pending-run") return;
+    if (parts.length === 0) {
+      await this.remove(id);
+      return;
+    }
+    await this.#kv.set(this.#prefix + id, asJson({ ...entry, state: "ready", parts }));
+    this.kick();
+  }
+
+  async get(id: string): Promise<OutboxEntry | undefined> {
+    return (await this.#kv.get(this.#prefix + id)) as OutboxEntry | undefined;
+  }
+
+  async remove(id: string): Promise<boolean> {
+    return this.#kv.delete(this.#prefix + id);
+  }
+
+  /** Every entry, in order. */
+  async list(): Promise<OutboxEntry[]> {
+    const out: OutboxEntry[] = [];
+    for (const key of await this.#kv.keys(this.#prefix)) {
+      const entry = (await this.#kv.get(key)) as OutboxEntry | undefined;
+      if (entry !== undefined) out.push(entry);
+    }
+    return out;
+  }
+
+  /** Entries set aside after a permanent failure or too many tries (kept 7 days). */
+  async deadLetters(): Promise<DeadLetter[]> {
+    const out: DeadLetter[] = [];
+    for (const key of await this.#kv.keys(`outbox-dead:${this.channel}:`)) {
+      const entry = (await this.#kv.get(key)) as DeadLetter | undefined;
+      if (entry !== undefined) out.push(entry);
+    }
+    return out;
+  }
+
+  /** Starts (or continues) draining: the channel is connected. */
+  resume(): void {
+    if (this.#stopped || this.#active) return;
+    this.#active = true;
+    this.#pause = new AbortController();
+    this.#loop ??= this.#run();
+    this.kick();
+  }
+
+  /** Stops draining after the part in flight (whose send is aborted): the channel is down. */
+  pause(): void {
+    if (!this.#active) return;
+    this.#active = false;
+    this.#pause?.abort();
+    this.#wake?.();
+  }
+
+  /** Tells the loop there may be work. */
+  kick(): void {
+    this.#dirty = true;
+    this.#wake?.();
+  }
+
+  /** Resolves once no ready entry is left to send (or the outbox is paused or stopped). */
+  idle(): Promise<void> {
+    // Not draining, or waiting for work with none announced: idle now.
+    if (this.#loop === null || (this.#wake !== null && !this.#dirty)) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Stops the loop for good and waits for it. Entries stay stored for the next start. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.pause();
+    await this.#loop;
+    this.#loop = null;
+    this.#releaseIdle();
+  }
+
+  async #run(): Promise<void> {
+    while (this.#active && !this.#stopped) {
+      const signal = this.#pause!.signal;
+      try {
+        this.#dirty = false;
+        const entry = await this.#nextReady();
+        if (entry !== undefined) {
+          await this.#deliver(entry, signal);
+          continue;
+        }
+        if (this.#dirty) continue;
+        this.#releaseIdle();
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          if (signal.aborted || this.#dirty) resolve();
+        });
+        this.#wake = null;
+      } catch (error) {
+        // The store failed: nothing was lost (entries are only removed after a write); try
+        // again after a pause.
+        this.#logger?.error("outbox store access failed; retrying", {
+          channel: this.channel,
+          error,
+        });
+        await sleep(this.#baseDelayMs, signal).catch(() => undefined);
+      }
+    }
+    this.#loop = null;
+    this.#releaseIdle();
+  }
+
+  #releaseIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  async #nextReady(): Promise<OutboxEntry | undefined> {
+    for (const key of await this.#kv.keys(this.#prefix)) {
+      const entry = (await this.#kv.get(key)) as OutboxEntry | undefined;
+      if (entry?.state === "ready") return entry;
+    }
+    return undefined;
+  }
+
+  /** Sends the entry's remaining parts; returns after it is done, set aside, or must wait. */
+  async #deliver(entry: OutboxEntry, signal: AbortSignal): Promise<void> {
+    const key = this.#prefix + entry.id;
+    while (entry.sent < entry.parts.length) {
+      if (signal.aborted) return;
+      const index = entry.sent;
+      let sent: SentMessage;
+      try {
+        sent = await this.#send(entry, entry.parts[index]!, index, signal);
+        if (typeof sent?.messageId !== "string") {
+          throw new ChannelSendError(
+            this.channel,
+            "the plugin's send resolved without a messageId",
+            {
+              isRetryable: false,
+            },
+          );
+        }
+      } catch (error) {
+        if (signal.aborted) return; // paused or stopped mid-send: the part goes again later
+        if (isBeamClawError(error, "ABORTED")) {
+          // The connection went away under the send: not the message's fault, so no attempt
+          // is counted; the pause that follows a lost connection ends the wait.
+          await sleep(this.#baseDelayMs, signal).catch(() => undefined);
+          return;
+        }
+        const attempts = entry.attempts + 1;
+        const flag = (error as { isRetryable?: unknown } | undefined)?.isRetryable;
+        // Bad input does not get better by trying again.
+        const retryable =
+          flag === undefined
+            ? !isBeamClawError(error, "INVALID_ARGUMENT") &&
+              !isBeamClawError(error, "NOT_SUPPORTED")
+            : flag !== false;
+        if (!retryable || attempts >= this.#maxAttempts) {
+          await this.#setAside(entry, error);
+          emitTelemetry("beamclaw:channel.outbound", () => ({
+            channel: this.channel,
+            outboxId: entry.id,
+            outcome: "dropped",
+            attempts,
+            error,
+          }));
+          return;
+        }
+        const retryAfterMs = (error as { retryAfterMs?: unknown }).retryAfterMs;
+        const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (attempts - 1));
+        const delay = Math.max(
+          Math.floor(ceiling / 2 + this.#random() * (ceiling / 2)),
+          typeof retryAfterMs === "number" ? retryAfterMs : 0,
+        );
+        entry.attempts = attempts;
+        await this.#kv.set(key, asJson(entry));
+        emitTelemetry("beamclaw:channel.outbound", () => ({
+          channel: this.channel,
+          outboxId: entry.id,
+          outcome: "retry",
+          attempts,
+          retryInMs: delay,
+          error,
+        }));
+        this.#logger?.warn("outbound message failed; retrying", {
+          channel: this.channel,
+          outboxId: entry.id,
+          attempts,
+          retryInMs: delay,
+          error,
+        });
+        await sleep(delay, signal).catch(() => undefined);
+        return;
+      }
+      const attempts = entry.attempts + 1;
+      entry.sent = index + 1;
+      entry.messageIds = [...entry.messageIds, sent.messageId];
+      entry.attempts = 0;
+      if (entry.sent < entry.parts.length) await this.#kv.set(key, asJson(entry));
+      else await this.#kv.delete(key);
+      emitTelemetry("beamclaw:channel.outbound", () => ({
+        channel: this.channel,
+        outboxId: entry.id,
+        outcome: "sent",
+        attempts,
+      }));
+    }
+    try {
+      this.#onDelivered?.(entry);
+    } catch (error) {
+      this.#logger?.warn("onDelivered threw", { channel: this.channel, error });
+    }
+  }
+
+  async #setAside(entry: OutboxEntry, error: unknown): Promise<void> {
+    const info = {
+      code: isBeamClawError(error) ? error.code : "INTERNAL",
+      message: error instanceof Error ? error.message : String(error),
+    };
+    this.#logger?.error("outbound message set aside", {
+      channel: this.channel,
+      outboxId: entry.id,
+      error,
+    });
+    const dead: DeadLetter = { ...entry, error: info, droppedAt: this.#now() };
+    await this.#kv.set(`outbox-dead:${this.channel}:${entry.id}`, dead as unknown as JsonObject, {
+      ttlMs: DEAD_LETTER_TTL_MS,
+    });
+    await this.#kv.delete(this.#prefix + entry.id);
+  }
+}

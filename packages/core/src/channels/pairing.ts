@@ -1,0 +1,251 @@
+/**
+ * DM pairing: an unknown sender gets a short code; an operator approves it; from then on the
+ * sender is on the channel's allowlist. Kept in `store.kv`, so it survives restarts and is
+ * shared by every node of a cluster.
+ */
+import { randomBytes } from "node:crypto";
+import { InvalidArgumentError, PairingCodeError } from "../errors.js";
+import type { JsonObject } from "../providers/types.js";
+import type { KeyValueStore } from "../store/types.js";
+import { encodeKeySegment } from "./session-routing.js";
+import type { InboundPeer } from "./types.js";
+
+/** Upper case without the look-alikes 0, O, 1 and I: 32 symbols, read aloud without doubt. */
+export const PAIRING_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/** Characters in a pairing code. */
+export const PAIRING_CODE_LENGTH = 8;
+
+/** A pending pairing request. */
+export interface PairingRequest extends JsonObject {
+  code: string;
+  channel: string;
+  accountId: string;
+  peerId: string;
+  peerName?: string;
+  /** The DM conversation, where the sender is told once approved. */
+  chatId: string;
+  /** Epoch ms. */
+  createdAt: number;
+  /** Epoch ms; after this the code is gone. */
+  expiresAt: number;
+}
+
+/** A sender approved through pairing. */
+export interface ApprovedPeer extends JsonObject {
+  channel: string;
+  accountId: string;
+  peerId: string;
+  peerName?: string;
+  /** The DM conversation. */
+  chatId: string;
+  approvedAt: number;
+  /** Who approved it, for the audit trail. */
+  approvedBy?: string;
+}
+
+/** What {@link PairingStore.request} did. */
+export interface PairingRequestResult {
+  /** The sender's pending request, new or existing; absent when `capped`. */
+  request: PairingRequest | undefined;
+  /** True when this call created it (the code should be sent to the sender now). */
+  created: boolean;
+  /** True when the channel already has `maxPending` requests waiting. */
+  capped: boolean;
+}
+
+/** Options of {@link PairingStore}. */
+export interface PairingStoreOptions {
+  kv: KeyValueStore;
+  /** How long a code stays valid. Default 3 600 000 (one hour). */
+  ttlMs?: number;
+  /** Pending requests per channel; more are ignored until one expires or is answered. Default 3. */
+  maxPending?: number;
+  now?: () => number;
+}
+
+/** Generates a pairing code: 8 characters from {@link PAIRING_CODE_ALPHABET}, uniformly. */
+export function generatePairingCode(): string {
+  // 256 is a multiple of 32, so `byte & 31` is uniform.
+  return Array.from(randomBytes(PAIRING_CODE_LENGTH), (b) => PAIRING_CODE_ALPHABET[b & 31]).join(
+    "",
+  );
+}
+
+/**
+ * Pending pairing requests and the senders approved through them, in a key/value store.
+ *
+ * @example
+ * ```ts
+ * const pairing = new PairingStore({ kv: store.kv });
+ * const { request, created } = await pairing.request("telegram", "default", { id: "4711" });
+ * if (created) await reply(`Your pairing code: ${request!.code}`);
+ * // later, the operator:
+ * await pairing.approve("telegram", "K7M2Q9XD", "owner");
+ * await pairing.isApproved("telegram", "default", "4711"); // true
+ * ```
+ */
+export class PairingStore {
+  readonly ttlMs: number;
+  readonly maxPending: number;
+  readonly #kv: KeyValueStore;
+  readonly #now: () => number;
+
+  constructor(options: PairingStoreOptions) {
+    this.#kv = options.kv;
+    this.ttlMs = options.ttlMs ?? 3_600_000;
+    this.maxPending = options.maxPending ?? 3;
+    this.#now = options.now ?? Date.now;
+    if (!Number.isInteger(this.ttlMs) || this.ttlMs < 1) {
+      throw new InvalidArgumentError(`pairing ttlMs must be a positive integer, got ${this.ttlMs}`);
+    }
+    if (!Number.isInteger(this.maxPending) || this.maxPending < 1) {
+      throw new InvalidArgumentError(
+        `pairing maxPending must be a positive integer, got ${this.maxPending}`,
+      );
+    }
+  }
+
+  /**
+   * The sender's pending request: the existing one, or a new one with a fresh code unless
+   * the channel already has `maxPending` waiting.
+   */
+  async request(
+    channel: string,
+    accountId: string,
+    peer: InboundPeer,
+    chatId: string = peer.id,
+  ): Promise<PairingRequestResult> {
+    const peerKey = this.#peerKey(channel, accountId, peer.id);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const existingCode = await this.#kv.get<string>(peerKey);
+      if (existingCode !== undefined) {
+        const existing = await this.#kv.get<PairingRequest>(this.#codeKey(channel, existingCode));
+        if (existing !== undefined) return { request: existing, created: false, capped: false };
+        // The code was answered or expired while the peer's pointer lived on: start over.
+        await this.#kv.delete(peerKey);
+        continue;
+      }
+      if ((await this.pending(channel)).length >= this.maxPending) {
+        return { request: undefined, created: false, capped: true };
+      }
+      const now = this.#now();
+      const request: PairingRequest = {
+        code: generatePairingCode(),
+        channel,
+        accountId,
+        peerId: peer.id,
+        chatId,
+        createdAt: now,
+        expiresAt: now + this.ttlMs,
+      };
+      if (peer.name !== undefined) request.peerName = peer.name;
+      const created = await this.#kv.set(peerKey, request.code, {
+        ttlMs: this.ttlMs,
+        ifAbsent: true,
+      });
+      if (!created) continue; // another receive for the same peer won the race
+      const fresh = await this.#kv.set(this.#codeKey(channel, request.code), request, {
+        ttlMs: this.ttlMs,
+        ifAbsent: true,
+      });
+      if (!fresh) {
+        // A code collision (one in 2^40): drop the pointer and draw again.
+        await this.#kv.delete(peerKey);
+        continue;
+      }
+      return { request, created: true, capped: false };
+    }
+    return { request: undefined, created: false, capped: true };
+  }
+
+  /** Pending requests, of one channel or all, oldest first. */
+  async pending(channel?: string): Promise<PairingRequest[]> {
+    const prefix =
+      channel === undefined ? "channels:pairing:" : `channels:pairing:${channel}:code:`;
+    // channels:pairing:<channel>:code:<CODE> (the peer pointers share the prefix).
+    const keys = (await this.#kv.keys(prefix)).filter((k) => k.split(":")[3] === "code");
+    const out: PairingRequest[] = [];
+    for (const key of keys) {
+      const request = await this.#kv.get<PairingRequest>(key);
+      if (request !== undefined) out.push(request);
+    }
+    return out.sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /**
+   * Approves a pending code: its sender joins the channel's approved peers.
+   *
+   * @throws PairingCodeError for an unknown, expired or already answered code.
+   */
+  async approve(channel: string, code: string, approvedBy?: string): Promise<ApprovedPeer> {
+    const request = await this.#take(channel, code);
+    const approved: ApprovedPeer = {
+      channel,
+      accountId: request.accountId,
+      peerId: request.peerId,
+      chatId: request.chatId,
+      approvedAt: this.#now(),
+    };
+    if (request.peerName !== undefined) approved.peerName = request.peerName;
+    if (approvedBy !== undefined) approved.approvedBy = approvedBy;
+    await this.#kv.set(this.#approvedKey(channel, request.accountId, request.peerId), approved);
+    return approved;
+  }
+
+  /**
+   * Rejects a pending code; its sender may ask again (and get a new code) later.
+   *
+   * @throws PairingCodeError for an unknown, expired or already answered code.
+   */
+  async reject(channel: string, code: string): Promise<PairingRequest> {
+    return this.#take(channel, code);
+  }
+
+  /** Whether the sender was approved through pairing. */
+  async isApproved(channel: string, accountId: string, peerId: string): Promise<boolean> {
+    return (await this.#kv.get(this.#approvedKey(channel, accountId, peerId))) !== undefined;
+  }
+
+  /** Senders approved through pairing, of one channel or all. */
+  async approved(channel?: string): Promise<ApprovedPeer[]> {
+    const prefix = channel === undefined ? "channels:approved:" : `channels:approved:${channel}:`;
+    const out: ApprovedPeer[] = [];
+    for (const key of await this.#kv.keys(prefix)) {
+      const peer = await this.#kv.get<ApprovedPeer>(key);
+      if (peer !== undefined) out.push(peer);
+    }
+    return out;
+  }
+
+  /** Removes an approval. Returns whether there was one. */
+  async revoke(channel: string, accountId: string, peerId: string): Promise<boolean> {
+    return this.#kv.delete(this.#approvedKey(channel, accountId, peerId));
+  }
+
+  async #take(channel: string, rawCode: string): Promise<PairingRequest> {
+    const code = typeof rawCode === "string" ? rawCode.trim().toUpperCase() : "";
+    const valid =
+      code.length === PAIRING_CODE_LENGTH &&
+      [...code].every((c) => PAIRING_CODE_ALPHABET.includes(c));
+    const key = this.#codeKey(channel, code);
+    const request = valid ? await this.#kv.get<PairingRequest>(key) : undefined;
+    // Deleting decides who answered: of two concurrent answers, only one deletes the key.
+    if (request === undefined || !(await this.#kv.delete(key))) {
+      throw new PairingCodeError(channel, String(rawCode));
+    }
+    await this.#kv.delete(this.#peerKey(channel, request.accountId, request.peerId));
+    return request;
+  }
+
+  #codeKey(channel: string, code: string): string {
+    return `channels:pairing:${channel}:code:${code}`;
+  }
+
+  #peerKey(channel: string, accountId: string, peerId: string): string {
+    return `channels:pairing:${channel}:peer:${encodeKeySegment(accountId)}:${encodeKeySegment(peerId)}`;
+  }
+
+  #approvedKey(channel: string, accountId: string, peerId: string): string {
+    return `channels:approved:${channel}:${encodeKeySegment(accountId)}:${encodeKeySegment(peerId)}`;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * What the host itself says in a chat (pairing codes, approval prompts, command answers).
+ * Every text can be replaced, e.g. to translate it.
+ */
+import type { JsonValue } from "../providers/types.js";
+import type { ApprovalDecision } from "../tools/approval.js";
+
+/** An approval request as shown in a chat. */
+export interface ApprovalPrompt {
+  /** What to type after `/approve` or `/deny`: the first 8 characters of the request id. */
+  shortId: string;
+  toolName: string;
+  input: JsonValue;
+  /** Epoch ms. */
+  expiresAt: number;
+  /** Epoch ms, now. */
+  now: number;
+}
+
+/** The host's texts. */
+export interface ChannelTexts {
+  /** To an unknown sender under DM policy `pairing`, when a new code was made. */
+  pairingRequest(code: string, expiresInMinutes: number): string;
+  /** To a sender whose pairing an operator approved. */
+  pairingApproved(): string;
+  /** Posted to the chat of a run that waits for a tool approval. */
+  approvalRequest(prompt: ApprovalPrompt): string;
+  /** Appended to the prompt (edited, where the channel can edit) once answered. */
+  approvalAnswered(decision: ApprovalDecision, by: string): string;
+  /** To an operator whose `/approve` or `/deny` matched no pending request. */
+  approvalUnknown(shortId: string): string;
+  /** The reply when a run failed without an answer. */
+  runFailed(error: { code: string; message: string }): string;
+}
+
+function preview(input: JsonValue): string {
+  const text = typeof input === "string" ? input : JSON.stringify(input);
+  return text.length > 300 ? `${text.slice(0, 297)}...` : text;
+}
+
+/** The default (English) texts. */
+export const defaultChannelTexts: ChannelTexts = {
+  pairingRequest: (code, minutes) =>
+    `This assistant only talks with people its owner approved. Your pairing code is ${code} (valid for ${minutes} minutes): send it to the owner to be let in.`,
+  pairingApproved: () => "You are approved: the assistant will answer your messages from now on.",
+  approvalRequest: ({ shortId, toolName, input, expiresAt, now }) =>
+    [
+      `Approval needed: the agent wants to run ${toolName} with ${preview(input)}`,
+      "Reply with one of:",
+      `/approve ${shortId}`,
+      `/approve ${shortId} always`,
+      `/deny ${shortId}`,
+      `(denied by default in ${Math.max(1, Math.round((expiresAt - now) / 1000))} s)`,
+    ].join("\n"),
+  approvalAnswered: (decision, by) =>
+    decision === "deny"
+      ? `Denied by ${by}.`
+      : `Allowed${decision === "allow-always" ? " always" : " once"} by ${by}.`,
+  approvalUnknown: (shortId) => `No pending approval matches "${shortId}" (answered or expired).`,
+  runFailed: (error) => `Sorry, that failed (${error.code}): ${error.message}`,
+};
+
+/** A command an operator typed in a chat. */
+export type ChannelCommand =
+  | { kind: "approve"; id: string; decision: ApprovalDecision }
+  | { kind: "pair"; action: "approve" | "reject"; code: string }
+  | { kind: "pair-list" };
+
+/**
+ * Reads an operator command: `/approve <id> [once|always]`, `/deny <id>`,
+ * `/pair approve <code>`, `/pair reject <code>`, `/pair list`. Anything else is `undefined`
+ * (and goes to the agent as text).
+ *
+ * @example
+ * ```ts
+ * parseChannelCommand("/approve 1a2b3c4d always"); // { kind: "approve", id: "1a2b3c4d", decision: "allow-always" }
+ * ```
+ */
+export function parseChannelCommand(text: string): ChannelCommand | undefined {
+  const words = text.trim().split(/\s+/);
+  const [head, first, second] = words;
+  if (head === undefined) return undefined;
+  const name = head.toLowerCase().replace(/@\S*$/, ""); // "/approve@MyBot" in Telegram groups
+  if (name === "/approve" && first !== undefined && words.length <= 3) {
+    const mode = second?.toLowerCase();
+    if (mode !== undefined && mode !== "once" && mode !== "always") return undefined;
+    return {
+      kind: "approve",
+      id: first,
+      decision: mode === "always" ? "allow-always" : "allow-once",
+    };
+  }
+  if (name === "/deny" && first !== undefined && words.length === 2) {
+    return { kind: "approve", id: first, decision: "deny" };
+  }
+  if (name === "/pair") {
+    const action = first?.toLowerCase();
+    if (action === "list" && words.length === 2) return { kind: "pair-list" };
+    if (
+      (action === "approve" || action === "reject") &&
+      second !== undefined &&
+      words.length === 3
+    ) {
+      return { kind: "pair", action, code: second };
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,359 @@
+/**
+ * The channel contract, version 1: what a chat platform adapter (Discord, Telegram, Slack, a
+ * webhook, your own) implements so that BeamClaw can talk through it. Types only.
+ *
+ * A plugin does four things: it connects (`start`) and disconnects (`stop`); it turns every
+ * platform event it receives into one {@link InboundMessage} shape and hands it to
+ * `ctx.receive`; and it performs outbound calls (`sendText`, and `sendMedia`, `edit`,
+ * `typing`, `react` when it declares them). Everything else — session routing, DM and group
+ * policy, pairing, duplicate suppression, debounce, chunking, typing while a run streams,
+ * approvals, durable replies, reconnecting with backoff — is done by the host
+ * (`ChannelManager`), the same way for every channel.
+ */
+import type { JsonValue } from "../providers/types.js";
+
+/** Version of this contract. A v2 can live beside it later. */
+export type ChannelSpecificationVersion = "v1";
+
+/**
+ * What a channel can do. The host only calls what is declared, and the conformance suite
+ * tests exactly what is declared.
+ */
+export interface ChannelCapabilities {
+  /** One-to-one conversations. */
+  directMessages: boolean;
+  /** Group chats (rooms, guild channels, supergroups). */
+  groups: boolean;
+  /** Threads inside a chat (`threadId` on inbound messages and targets). */
+  threads: boolean;
+  /** Attachments in and `sendMedia` out. */
+  media: boolean;
+  /** `edit` of a message the channel sent. */
+  edits: boolean;
+  /** `react` to a message. */
+  reactions: boolean;
+  /** `typing` indicators. */
+  typing: boolean;
+  /**
+   * The longest text one platform message may carry, in UTF-16 code units (JavaScript string
+   * length, which never undercounts a platform that counts code points): 2000 on Discord,
+   * 4096 on Telegram. The host splits longer replies with `chunkText` before `sendText`.
+   */
+  maxMessageLength: number;
+}
+
+/** Who the plugin is, for people. */
+export interface ChannelMeta {
+  /** Display name, e.g. `Discord`. */
+  label: string;
+  /** One sentence about the channel. */
+  description?: string;
+  /** Where the channel's setup is documented. */
+  docsUrl?: string;
+  /**
+   * True when the platform's ids ignore case (Slack's `U024BE7LH`), so that session keys may
+   * use them lower-cased as they are. Default false: upper-case letters are encoded so that
+   * `Alice` and `alice` never share a session.
+   */
+  caseInsensitiveIds?: boolean;
+}
+
+/** A direct (one-to-one) conversation or a group chat. */
+export type ChatType = "direct" | "group";
+
+/** The person (or bot) who sent an inbound message. */
+export interface InboundPeer {
+  /** The platform's stable user id. */
+  id: string;
+  /** Display name, when the platform gives one. */
+  name?: string;
+}
+
+/** A file that came with an inbound message. */
+export interface InboundAttachment {
+  kind: "image" | "audio" | "video" | "file";
+  /** MIME type, e.g. `image/png`. */
+  mediaType?: string;
+  /** Where to fetch it. */
+  url?: string;
+  /** The content, base64, for small files the platform delivers inline. */
+  data?: string;
+  /** File name. */
+  name?: string;
+  /** Size in bytes. */
+  size?: number;
+}
+
+/** Who an inbound message mentions. */
+export interface InboundMentions {
+  /**
+   * True when the message addresses the bot: an @-mention of it, or a reply to one of its
+   * messages. Group policy's mention gating reads this.
+   */
+  bot: boolean;
+  /** Platform ids of the other peers it mentions. */
+  peers: string[];
+}
+
+/** The message an inbound message replies to. */
+export interface InboundReplyTo {
+  /** Platform id of the message replied to. */
+  messageId: string;
+  /** Its text, when the platform includes it. */
+  text?: string;
+  /** Its author. */
+  peerId?: string;
+}
+
+/**
+ * One inbound message, normalized: every channel hands the host this same shape.
+ *
+ * @example
+ * ```ts
+ * const message: InboundMessage = {
+ *   channel: "discord", accountId: "default",
+ *   peer: { id: "81234", name: "alice" },
+ *   chatType: "group", chatId: "1100", threadId: "1201",
+ *   text: "@bot what's the build status?",
+ *   attachments: [], mentions: { bot: true, peers: [] },
+ *   messageId: "1300", timestamp: 1735689600000,
+ * };
+ * ```
+ */
+export interface InboundMessage {
+  /** The channel id (the plugin's `id`). */
+  channel: string;
+  /** Which of the channel's accounts (bot identities) received it. `default` for one. */
+  accountId: string;
+  /** The sender. */
+  peer: InboundPeer;
+  chatType: ChatType;
+  /**
+   * Where the conversation happens and where replies go: the group's id, or the DM
+   * conversation's id (the peer's id on platforms without separate DM channels).
+   */
+  chatId: string;
+  /** The thread inside the chat, when there is one. */
+  threadId?: string;
+  /** The text, as the user wrote it (may be empty when only attachments came). */
+  text: string;
+  attachments: InboundAttachment[];
+  mentions: InboundMentions;
+  replyTo?: InboundReplyTo;
+  /** The platform's id of this message: the key of duplicate suppression. */
+  messageId: string;
+  /** When it was sent, epoch ms. */
+  timestamp: number;
+  /** The platform's own event, for plugins' hooks and debugging; never stored. */
+  raw?: unknown;
+}
+
+/**
+ * What a plugin passes to `ctx.receive`: an {@link InboundMessage} where the host fills in
+ * the defaults — `channel` (the plugin id), `accountId` (`default`), `chatId` of a direct
+ * message (the peer's id), `attachments` (none), `mentions` (none), `timestamp` (now).
+ */
+export type InboundMessageInput = Omit<
+  InboundMessage,
+  "channel" | "accountId" | "chatId" | "attachments" | "mentions" | "timestamp"
+> & {
+  channel?: string;
+  accountId?: string;
+  chatId?: string;
+  attachments?: InboundAttachment[];
+  mentions?: Partial<InboundMentions>;
+  timestamp?: number;
+};
+
+/** What became of a received message. */
+export type ReceiveStatus =
+  /** Written to the session's durable inbound queue; a reply will follow. */
+  | "accepted"
+  /** The same platform message was received before; nothing was done. */
+  | "duplicate"
+  /** Not for the bot: a group message without a mention where one is required, or empty. */
+  | "ignored"
+  /** Refused by DM or group policy. */
+  | "blocked"
+  /** An unknown sender under DM policy `pairing`: a pairing code was (or had been) sent. */
+  | "pairing"
+  /** A channel command (`/approve`, `/deny`, `/pair`) the host answered itself. */
+  | "command";
+
+/** The answer of `ctx.receive`. */
+export interface ReceiveResult {
+  status: ReceiveStatus;
+  /** The session the message went to (`accepted`, `duplicate` of an accepted one). */
+  sessionKey?: string;
+  /** The run that answers it (`accepted`). */
+  runId?: string;
+  /** Why it was not accepted, for logs. */
+  reason?: string;
+}
+
+/** Where an outbound message goes. */
+export interface ChannelTarget {
+  accountId: string;
+  chatType: ChatType;
+  /** The chat: a group's id, or the DM conversation's id. */
+  chatId: string;
+  threadId?: string;
+}
+
+/** Options of the outbound calls. */
+export interface ChannelSendOptions {
+  /** Reply to (quote) this platform message, where the platform supports it. */
+  replyToMessageId?: string;
+  /**
+   * The same for every retry of one delivery (the outbox entry and part). Pass it to the
+   * platform when it can deduplicate (Discord's `nonce`, a webhook's delivery id).
+   */
+  idempotencyKey?: string;
+  /** Aborts the call (the channel is stopping). */
+  signal?: AbortSignal;
+}
+
+/** A file to send. */
+export interface OutboundMedia {
+  kind: "image" | "audio" | "video" | "file";
+  /** Where the platform can fetch it, or... */
+  url?: string;
+  /** ...its content, base64. */
+  data?: string;
+  mediaType?: string;
+  name?: string;
+  /** Text shown with it. */
+  caption?: string;
+}
+
+/** A message the platform confirmed. */
+export interface SentMessage {
+  /** The platform's id of the sent message (for `edit`, `react`, reply references). */
+  messageId: string;
+}
+
+/** A structured logger; `console` fits. */
+export interface ChannelLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/**
+ * What the host gives a plugin in `start`. A new context is made for every (re)start; a
+ * stale one's `receive` rejects.
+ */
+export interface ChannelContext<TConfig = unknown> {
+  /** The channel id. */
+  readonly channel: string;
+  /** The channel's settings section (e.g. `channels.<id>` of `beamclaw.yaml`), as given. */
+  readonly config: TConfig;
+  readonly logger: ChannelLogger;
+  /**
+   * Aborts when this connection ends: the channel stops, restarts, or was reported
+   * disconnected. Pass it to sockets, `fetch` and timers.
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Hands the host one inbound message. Resolves once the host is done with it: written to
+   * the durable inbound queue (`accepted`; acknowledge the platform event only now), or
+   * turned away with the reason. Concurrent calls are fine; messages of one conversation
+   * reach their session in the order `receive` was called.
+   *
+   * @throws InvalidInboundError for a malformed message (nothing is recorded).
+   * @throws NoProcessError once this context is stale (the channel stopped or restarted).
+   */
+  receive(message: InboundMessageInput): Promise<ReceiveResult>;
+  /**
+   * Reports that the connection was lost and the plugin will not recover it by itself. The
+   * host calls `stop()`, waits (exponential backoff with jitter) and calls `start()` again
+   * with a new context. Calls on a stale context are ignored.
+   */
+  disconnected(error?: unknown): void;
+}
+
+/** Who calls a gateway method, as the gateway authenticated them. */
+export interface ChannelMethodCaller {
+  /** The client's scopes, e.g. `operator.admin`. */
+  scopes: readonly string[];
+  /** For logs. */
+  clientId?: string;
+}
+
+/** An extra RPC method a channel registers on the gateway. */
+export interface ChannelGatewayMethod {
+  description?: string;
+  /** The scope a client needs to call it. Default `operator.admin`. */
+  scope?: string;
+  handler(
+    params: JsonValue | undefined,
+    caller: ChannelMethodCaller,
+  ): JsonValue | Promise<JsonValue>;
+}
+
+/**
+ * A channel plugin (v1). Implement it to bring a chat platform to BeamClaw; run the channel
+ * conformance suite (`channelConformanceSuite` in `@beamclaw/core/testing`) to prove it.
+ *
+ * Rules:
+ * - Nothing happens on construction or import. `start` connects and resolves once inbound
+ *   messages can flow; `stop` releases every socket and timer and is safe to call twice. The
+ *   host may call `start` again after `stop` (reconnects).
+ * - Outbound methods throw `ChannelSendError` (`isRetryable`, `retryAfterMs`) when the
+ *   platform refuses or cannot be reached; anything else thrown counts as retryable.
+ * - `sendText` gets at most `capabilities.maxMessageLength` characters; the host chunks.
+ * - A redelivered platform event must normalize to the same `messageId`.
+ *
+ * @example
+ * ```ts
+ * const echoRoom: ChannelPlugin = {
+ *   specificationVersion: "v1",
+ *   id: "room",
+ *   meta: { label: "Room" },
+ *   capabilities: { directMessages: true, groups: false, threads: false, media: false,
+ *     edits: false, reactions: false, typing: false, maxMessageLength: 500 },
+ *   async start(ctx) { room.on("line", (l) => ctx.receive({ peer: { id: l.user },
+ *     chatType: "direct", text: l.text, messageId: l.id })); },
+ *   async stop() { room.removeAllListeners("line"); },
+ *   async sendText(target, text) { return { messageId: room.say(target.chatId, text) }; },
+ * };
+ * ```
+ */
+export interface ChannelPlugin<TConfig = unknown> {
+  readonly specificationVersion: ChannelSpecificationVersion;
+  /** Unique channel id, `^[a-z][a-z0-9_-]{0,31}$`: it appears in session keys. */
+  readonly id: string;
+  readonly meta: ChannelMeta;
+  readonly capabilities: ChannelCapabilities;
+  /** Connects. Resolves once inbound messages can flow; rejects if that failed. */
+  start(ctx: ChannelContext<TConfig>): Promise<void>;
+  /** Disconnects and releases everything. Idempotent. */
+  stop(): Promise<void>;
+  /** Sends text of at most `maxMessageLength` characters. */
+  sendText(target: ChannelTarget, text: string, options?: ChannelSendOptions): Promise<SentMessage>;
+  /** Sends a file (`capabilities.media`). */
+  sendMedia?(
+    target: ChannelTarget,
+    media: OutboundMedia,
+    options?: ChannelSendOptions,
+  ): Promise<SentMessage>;
+  /** Replaces the text of a message this channel sent (`capabilities.edits`). */
+  edit?(
+    target: ChannelTarget,
+    messageId: string,
+    text: string,
+    options?: ChannelSendOptions,
+  ): Promise<void>;
+  /** Shows a typing indicator for a few seconds (`capabilities.typing`); the host repeats it. */
+  typing?(target: ChannelTarget, options?: ChannelSendOptions): Promise<void>;
+  /** Adds a reaction (`capabilities.reactions`). */
+  react?(
+    target: ChannelTarget,
+    messageId: string,
+    emoji: string,
+    options?: ChannelSendOptions,
+  ): Promise<void>;
+  /** Extra gateway RPC methods, registered as `<channel id>.<name>`. */
+  readonly gatewayMethods?: Readonly<Record<string, ChannelGatewayMethod>>;
+}

@@ -1,0 +1,739 @@
+/**
+ * `ChannelManager` end to end: the in-memory platform of `@beamclaw/core/testing`, a real
+ * `AgentRuntime` over a `MemoryStore`, and scripted or echo models. Each specification is
+ * one rule a channel author gets for free: routing, DM and group policy, pairing, duplicate
+ * suppression, debounce, typing, approvals, chunking, the durable outbox across restarts,
+ * reconnects under the `ChannelSupervisor`.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import {
+  AbortedError,
+  AgentRuntime,
+  type AgentRuntimeOptions,
+  type ChannelCapabilities,
+  type ChannelContext,
+  ChannelManager,
+  type ChannelManagerOptions,
+  ChannelNotFoundError,
+  type ChannelPlugin,
+  ChannelSendError,
+  type ChannelSettings,
+  createProviderChain,
+  defineTool,
+  InvalidArgumentError,
+  InvalidInboundError,
+  MemoryStore,
+  type ModelProvider,
+  NoProcessError,
+  PAIRING_CODE_ALPHABET,
+  subscribeTelemetry,
+  type TelemetryEvents,
+} from "../src/index.js";
+import {
+  createEchoProvider,
+  createMemoryPlatform,
+  createScriptedProvider,
+  type MemoryPlatform,
+  type PlatformInbound,
+  type PlatformOutbound,
+} from "../src/testing/index.js";
+import { waitFor } from "./support.js";
+
+interface Harness {
+  platform: MemoryPlatform;
+  plugin: ChannelPlugin;
+  manager: ChannelManager;
+  runtime: AgentRuntime;
+  store: MemoryStore;
+  /** Stops the manager and the runtime, keeping the store (a process restart). */
+  crash(): Promise<void>;
+}
+
+interface HarnessOptions {
+  settings?: ChannelSettings;
+  capabilities?: Partial<ChannelCapabilities>;
+  provider?: ModelProvider;
+  store?: MemoryStore;
+  runtime?: Partial<AgentRuntimeOptions>;
+  manager?: Partial<ChannelManagerOptions>;
+  /** Wraps the plugin before the manager gets it. */
+  wrap?: (plugin: ChannelPlugin) => ChannelPlugin;
+  /** Does not start the manager. */
+  idle?: boolean;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function harness(options: HarnessOptions = {}): Promise<Harness> {
+  const store = options.store ?? new MemoryStore();
+  await store.open();
+  const platform = createMemoryPlatform({ capabilities: options.capabilities ?? {} });
+  const plugin = (options.wrap ?? ((p) => p))(platform.createChannel());
+  const runtime = new AgentRuntime({
+    store,
+    models: createProviderChain({
+      providers: [options.provider ?? createEchoProvider()],
+      models: [],
+      retry: { maxAttempts: 1 },
+    }),
+    agents: [{ id: "main", model: `${(options.provider ?? { id: "echo" }).id}/m`, tools: ["*"] }],
+    ...options.runtime,
+  });
+  await runtime.start();
+  const manager = new ChannelManager({
+    runtime,
+    channels: [{ plugin, dmPolicy: "open", groupPolicy: "open", ...options.settings }],
+    reconnect: { baseDelayMs: 10, maxDelayMs: 50 },
+    outbox: { baseDelayMs: 10, maxDelayMs: 40 },
+    ...options.manager,
+  });
+  if (!options.idle) await manager.start();
+  let down = false;
+  const crash = async () => {
+    if (down) return;
+    down = true;
+    await manager.stop();
+    await runtime.stop();
+    await platform.close();
+  };
+  cleanups.push(async () => {
+    await crash();
+    await store.close();
+  });
+  return { platform, plugin, manager, runtime, store, crash };
+}
+
+let counter = 0;
+const nextId = () => `m${++counter}`;
+
+function dm(text: string, peer = "alice", extra: Partial<PlatformInbound> = {}): PlatformInbound {
+  return {
+    chatType: "direct",
+    chatId: `dm-${peer}`,
+    peer: { id: peer, name: peer[0]!.toUpperCase() + peer.slice(1) },
+    text,
+    messageId: nextId(),
+    ...extra,
+  };
+}
+
+function inGroup(text: string, extra: Partial<PlatformInbound> = {}): PlatformInbound {
+  return {
+    chatType: "group",
+    chatId: "room-1",
+    peer: { id: "bob", name: "Bob" },
+    text,
+    messageId: nextId(),
+    ...extra,
+  };
+}
+
+function texts(platform: MemoryPlatform, chatId?: string): string[] {
+  return platform
+    .outbound()
+    .flatMap((o) =>
+      o.kind === "text" && (chatId === undefined || o.target.chatId === chatId) ? [o.text] : [],
+    );
+}
+
+function replyTo(
+  platform: MemoryPlatform,
+  needle: string,
+): Promise<Extract<PlatformOutbound, { kind: "text" }>> {
+  return waitFor(`a reply containing "${needle}"`, () =>
+    platform
+      .outbound()
+      .find(
+        (o): o is Extract<PlatformOutbound, { kind: "text" }> =>
+          o.kind === "text" && o.text.includes(needle),
+      ),
+  );
+}
+
+function recordTelemetry<C extends keyof TelemetryEvents>(name: C): TelemetryEvents[C][] {
+  const events: TelemetryEvents[C][] = [];
+  const off = subscribeTelemetry(name, (e) => {
+    events.push(e);
+  });
+  cleanups.push(async () => off());
+  return events;
+}
+
+// ------------------------------------------------------------------ routing
+
+describe("routing", () => {
+  it("sends a direct message to the session its dmScope names, and the reply to the chat it came from", async () => {
+    const { platform, runtime } = await harness({ settings: { dmScope: "per-channel-peer" } });
+    const result = await platform.inject(dm("hello there"));
+    expect(result).toMatchObject({
+      status: "accepted",
+      sessionKey: "agent:main:memory:direct:alice",
+    });
+    const reply = await replyTo(platform, "hello there");
+    expect(reply.target).toMatchObject({ chatType: "direct", chatId: "dm-alice" });
+    const history = await runtime.session("agent:main:memory:direct:alice").history();
+    expect(history.length).toBeGreaterThan(0);
+  });
+
+  it("hands one conversation's messages to its session in the order they came, however fast", async () => {
+    // A store whose writes come back in the reverse order (as a busy network store may).
+    const store = new MemoryStore();
+    const set = store.kv.set.bind(store.kv);
+    let writes = 0;
+    store.kv.set = async (key, value, options) => {
+      if (key.startsWith("channels:seen:")) {
+        const delay = Math.max(0, 24 - 2 * writes++);
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+      return set(key, value, options);
+    };
+    const { platform } = await harness({ store });
+    const sent = Array.from({ length: 12 }, (_, i) => `message ${i}`);
+    await Promise.all(sent.map((text) => platform.inject(dm(text))));
+    await replyTo(platform, "message 11");
+    await waitFor("every reply", () => texts(platform).length === sent.length);
+    expect(texts(platform)).toEqual(sent);
+  });
+
+  it("gives a thread its own session, and answers in the thread", async () => {
+    const { platform } = await harness({ settings: { requireMention: false } });
+    const result = await platform.inject(inGroup("in the thread", { threadId: "t-1" }));
+    expect(result.sessionKey).toBe("agent:main:memory:group:room-1:thread:t-1");
+    const reply = await replyTo(platform, "in the thread");
+    expect(reply.target.threadId).toBe("t-1");
+  });
+
+  it("tells the agent who speaks in a group, and quotes the message it answers", async () => {
+    const { platform } = await harness({ settings: { requireMention: false } });
+    const message = inGroup("status please");
+    await platform.inject(message);
+    const reply = await replyTo(platform, "status please");
+    expect(reply.text).toBe("Bob: status please");
+    expect(reply.replyToMessageId).toBe(message.messageId);
+  });
+});
+
+// ------------------------------------------------------------------ DM policy and pairing
+
+describe("DM policy", () => {
+  it("pairing: an unknown sender gets one 8-character code and no answer until an operator approves it", async () => {
+    const provider = createEchoProvider();
+    const { platform, manager } = await harness({ provider, settings: { dmPolicy: "pairing" } });
+    expect(await platform.inject(dm("hi", "bob"))).toMatchObject({ status: "pairing" });
+    expect(await platform.inject(dm("hello?", "bob"))).toMatchObject({ status: "pairing" });
+    const notice = await replyTo(platform, "pairing code");
+    const code = /pairing code is ([A-Z0-9]{8})/.exec(notice.text)![1]!;
+    expect([...code].every((c) => PAIRING_CODE_ALPHABET.includes(c))).toBe(true);
+    expect(texts(platform, "dm-bob").filter((t) => t.includes("pairing code"))).toHaveLength(1);
+    expect(provider.requests).toHaveLength(0);
+    expect((await manager.pairing.pending("memory")).map((p) => p.code)).toEqual([code]);
+
+    const approved = await manager.approvePairing("memory", code.toLowerCase(), "owner");
+    expect(approved).toMatchObject({ peerId: "bob", approvedBy: "owner" });
+    await replyTo(platform, "You are approved");
+    expect(await platform.inject(dm("now?", "bob"))).toMatchObject({ status: "accepted" });
+    await replyTo(platform, "now?");
+    await expect(manager.approvePairing("memory", code)).rejects.toMatchObject({
+      code: "PAIRING_CODE_INVALID",
+    });
+  });
+
+  it("an operator approves a pairing code from the chat with /pair approve", async () => {
+    const { platform } = await harness({ settings: { dmPolicy: "pairing", operators: ["alice"] } });
+    await platform.inject(dm("let me in", "carol"));
+    const code = /pairing code is ([A-Z0-9]{8})/.exec(
+      (await replyTo(platform, "pairing code")).text,
+    )![1]!;
+    expect(await platform.inject(dm(`/pair approve ${code}`, "alice"))).toMatchObject({
+      status: "command",
+    });
+    await replyTo(platform, "Approved Carol");
+    expect(await platform.inject(dm("thanks", "carol"))).toMatchObject({ status: "accepted" });
+  });
+
+  it("allowlist answers listed senders only; disabled answers nobody", async () => {
+    const allow = await harness({ settings: { dmPolicy: "allowlist", allowFrom: ["alice"] } });
+    expect(await allow.platform.inject(dm("hi", "alice"))).toMatchObject({ status: "accepted" });
+    expect(await allow.platform.inject(dm("hi", "mallory"))).toMatchObject({ status: "blocked" });
+    expect(texts(allow.platform, "dm-mallory")).toEqual([]);
+    const off = await harness({ settings: { dmPolicy: "disabled", operators: ["alice"] } });
+    expect(await off.platform.inject(dm("hi", "alice"))).toMatchObject({ status: "blocked" });
+  });
+});
+
+// ------------------------------------------------------------------ group policy
+
+describe("group policy", () => {
+  it("answers only allowlisted groups, and in them only messages that mention the bot", async () => {
+    const { platform } = await harness({
+      settings: { groupPolicy: "allowlist", groups: ["room-1"] },
+    });
+    expect(
+      await platform.inject(inGroup("hi", { chatId: "room-2", mentionsBot: true })),
+    ).toMatchObject({
+      status: "blocked",
+    });
+    expect(await platform.inject(inGroup("just talking"))).toMatchObject({ status: "ignored" });
+    expect(await platform.inject(inGroup("@bot help", { mentionsBot: true }))).toMatchObject({
+      status: "accepted",
+    });
+    await replyTo(platform, "@bot help");
+    expect(texts(platform).some((t) => t.includes("just talking"))).toBe(false);
+  });
+
+  it("hears only groupAllowFrom senders in groups, and operators always", async () => {
+    const { platform } = await harness({
+      settings: { groupAllowFrom: ["bob"], operators: ["olga"], requireMention: false },
+    });
+    expect(await platform.inject(inGroup("from bob"))).toMatchObject({ status: "accepted" });
+    expect(await platform.inject(inGroup("from eve", { peer: { id: "eve" } }))).toMatchObject({
+      status: "blocked",
+    });
+    expect(await platform.inject(inGroup("from olga", { peer: { id: "olga" } }))).toMatchObject({
+      status: "accepted",
+    });
+  });
+});
+
+// ------------------------------------------------------------------ duplicates and bad input
+
+describe("duplicate suppression and bad input", () => {
+  it("answers a platform message delivered twice once, even when the second comes after a restart", async () => {
+    const inbound = recordTelemetry("beamclaw:channel.inbound");
+    const store = new MemoryStore();
+    const first = await harness({ store });
+    const message = dm("exactly once");
+    expect(await first.platform.inject(message)).toMatchObject({ status: "accepted" });
+    expect(await first.platform.inject(message)).toMatchObject({ status: "duplicate" });
+    expect(inbound.map((e) => e.status)).toEqual(["accepted", "duplicate"]);
+    expect(inbound[0]).toMatchObject({
+      channel: "memory",
+      chatType: "direct",
+      sessionKey: "agent:main:main",
+    });
+    await replyTo(first.platform, "exactly once");
+    await first.manager.outbox("memory").idle();
+    await first.crash();
+    const second = await harness({ store });
+    expect(await second.platform.inject(message)).toMatchObject({ status: "duplicate" });
+    expect(texts(first.platform)).toEqual(["exactly once"]);
+    expect(texts(second.platform)).toEqual([]);
+  });
+
+  it("suppresses a redelivery that arrives while the first delivery waits in the debounce window", async () => {
+    const { platform } = await harness({ settings: { debounceMs: 30 } });
+    const message = dm("only once");
+    const results = await Promise.all([platform.inject(message), platform.inject(message)]);
+    expect(results.map((r) => r.status).sort()).toEqual(["accepted", "duplicate"]);
+    await replyTo(platform, "only once");
+    expect(texts(platform)).toEqual(["only once"]);
+  });
+
+  it("forgets a message it could not accept, so that the platform's redelivery goes through", async () => {
+    const store = new MemoryStore();
+    const first = await harness({ store });
+    await first.runtime.stop();
+    const message = dm("try again");
+    await expect(first.platform.inject(message)).rejects.toBeInstanceOf(NoProcessError);
+    await first.crash();
+    const second = await harness({ store });
+    expect(await second.platform.inject(message)).toMatchObject({ status: "accepted" });
+    await replyTo(second.platform, "try again");
+  });
+
+  it("refuses a malformed inbound message with InvalidInboundError naming the field, and records nothing", async () => {
+    let ctx: ChannelContext | undefined;
+    const platform = createMemoryPlatform();
+    const { manager } = await harness({
+      wrap: () => ({
+        ...platform.createChannel(),
+        id: "raw",
+        start: async (c) => {
+          ctx = c;
+        },
+        stop: async () => undefined,
+      }),
+    });
+    const error = await ctx!
+      .receive({ peer: { id: "" }, chatType: "direct", text: "x", messageId: "bad-1" })
+      .catch((e: unknown) => e);
+    expect(InvalidInboundError.isInstance(error)).toBe(true);
+    expect((error as InvalidInboundError).field).toBe("peer.id");
+    await expect(
+      ctx!.receive({ peer: { id: "ann" }, chatType: "group", text: "x", messageId: "bad-2" }),
+    ).rejects.toMatchObject({ code: "INVALID_INBOUND", field: "chatId" });
+    // Corrected, the same platform message goes through.
+    await expect(
+      ctx!.receive({ peer: { id: "ann" }, chatType: "direct", text: "x", messageId: "bad-1" }),
+    ).resolves.toMatchObject({ status: "accepted" });
+    expect(manager.status("raw").state).toBe("connected");
+  });
+});
+
+// ------------------------------------------------------------------ debounce
+
+describe("debounce", () => {
+  it("merges a burst of one sender's messages into one turn, and keeps other senders apart", async () => {
+    const provider = createEchoProvider();
+    const { platform } = await harness({ provider, settings: { debounceMs: 40 } });
+    const results = await Promise.all([
+      platform.inject(dm("first", "alice")),
+      platform.inject(dm("second", "alice")),
+      platform.inject(dm("third", "alice")),
+      platform.inject(dm("other", "dave")),
+    ]);
+    expect(new Set(results.slice(0, 3).map((r) => r.runId)).size).toBe(1);
+    expect(results[3]!.runId).not.toBe(results[0]!.runId);
+    await replyTo(platform, "first\nsecond\nthird");
+    await replyTo(platform, "other");
+    const asked = provider.requests.map((r) => r.messages.at(-1));
+    expect(asked).toHaveLength(2);
+  });
+});
+
+// ------------------------------------------------------------------ typing
+
+describe("typing", () => {
+  it("repeats typing while the run streams, and stops at its end", async () => {
+    const provider = createScriptedProvider([
+      { text: ["one ", "two ", "three ", "four"], chunkDelayMs: 80 },
+    ]);
+    const { platform } = await harness({ provider, settings: { typingIntervalMs: 100 } });
+    await platform.inject(dm("go"));
+    await replyTo(platform, "one two three four");
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    const log = platform.outbound();
+    const replyAt = log.findIndex((o) => o.kind === "text");
+    expect(log.slice(0, replyAt).filter((o) => o.kind === "typing").length).toBeGreaterThanOrEqual(
+      2,
+    );
+    expect(log.slice(replyAt).filter((o) => o.kind === "typing")).toEqual([]);
+  });
+});
+
+// ------------------------------------------------------------------ approvals
+
+describe("approvals", () => {
+  const deployed: string[] = [];
+  const deploy = defineTool({
+    name: "deploy",
+    description: "Deploys",
+    parameters: z.object({ env: z.string() }),
+    approval: "always",
+    execute: ({ env }) => {
+      deployed.push(env);
+      return `deployed to ${env}`;
+    },
+  });
+
+  async function approvalsHarness(second: string) {
+    deployed.length = 0;
+    const provider = createScriptedProvider([
+      { toolCalls: [{ toolName: "deploy", input: { env: "prod" } }] },
+      { text: second },
+    ]);
+    const h = await harness({
+      provider,
+      settings: { operators: ["alice"] },
+      runtime: { tools: [deploy], approvals: { mode: "always", timeoutMs: 10_000 } },
+    });
+    await h.platform.inject(dm("deploy please"));
+    const prompt = await replyTo(h.platform, "Approval needed");
+    const shortId = /\/deny (\S+)/.exec(prompt.text)![1]!;
+    return { ...h, prompt, shortId };
+  }
+
+  it("posts the approval request to the chat and runs the tool once an operator answers /approve", async () => {
+    const { platform, prompt, shortId } = await approvalsHarness("all deployed");
+    expect(prompt.text).toContain("deploy");
+    expect(shortId).toMatch(/^[0-9a-f]{8}$/);
+    expect(await platform.inject(dm(`/approve ${shortId}`))).toMatchObject({ status: "command" });
+    await replyTo(platform, "all deployed");
+    expect(deployed).toEqual(["prod"]);
+    const edit = await waitFor("the prompt edited", () =>
+      platform.outbound().find((o) => o.kind === "edit"),
+    );
+    expect(edit).toMatchObject({ messageId: prompt.messageId });
+    expect(edit.kind === "edit" && edit.text).toContain("Allowed once by Alice");
+  });
+
+  it("/deny refuses the tool call, and a non-operator's /approve is only text for the agent", async () => {
+    const { platform, shortId } = await approvalsHarness("not deploying then");
+    expect(await platform.inject(dm(`/approve ${shortId}`, "mallory"))).toMatchObject({
+      status: "accepted",
+    });
+    expect(await platform.inject(dm(`/deny ${shortId}`))).toMatchObject({ status: "command" });
+    await replyTo(platform, "not deploying then");
+    expect(deployed).toEqual([]);
+  });
+});
+
+// ------------------------------------------------------------------ chunking
+
+describe("chunking", () => {
+  it("delivers a long reply in order, every message within the limit, a long code block closed and reopened", async () => {
+    const code = Array.from({ length: 30 }, (_, i) => `print(${i})`).join("\n");
+    const answer = `Here you go:\n\n\`\`\`python\n${code}\n\`\`\`\n\nDone.`;
+    const provider = createScriptedProvider([answer]);
+    const { platform } = await harness({ provider, capabilities: { maxMessageLength: 120 } });
+    await platform.inject(dm("code please"));
+    await replyTo(platform, "Done.");
+    const chunks = texts(platform);
+    expect(chunks.length).toBeGreaterThan(2);
+    for (const chunk of chunks) {
+      expect(chunk.length).toBeLessThanOrEqual(120);
+      expect(chunk.split("\n").filter((l) => l.startsWith("```")).length % 2).toBe(0);
+    }
+    const printed = chunks.flatMap((c) => c.split("\n")).filter((l) => l.startsWith("print("));
+    expect(printed).toEqual(code.split("\n"));
+  });
+});
+
+// ------------------------------------------------------------------ the durable outbox
+
+describe("the durable outbox", () => {
+  it("retries a send the platform refused for now, with backoff, and delivers in order", async () => {
+    const retries = recordTelemetry("beamclaw:channel.outbound");
+    const { platform, manager } = await harness();
+    platform.failSends(2);
+    await platform.inject(dm("first"));
+    await platform.inject(dm("second"));
+    await replyTo(platform, "second");
+    expect(texts(platform)).toEqual(["first", "second"]);
+    expect(retries.filter((e) => e.outcome === "retry")).toHaveLength(2);
+    await manager.outbox("memory").idle();
+    expect(await manager.outbox("memory").list()).toEqual([]);
+  });
+
+  it("sets a message aside after a permanent failure and goes on with the next", async () => {
+    const { platform, manager } = await harness();
+    platform.failSends(1, new ChannelSendError("memory", "chat not found", { isRetryable: false }));
+    await platform.inject(dm("lost"));
+    await platform.inject(dm("kept"));
+    await replyTo(platform, "kept");
+    expect(texts(platform)).toEqual(["kept"]);
+    const dead = await manager.outbox("memory").deadLetters();
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({
+      error: { code: "CHANNEL_SEND_FAILED" },
+      parts: [{ text: "lost" }],
+    });
+  });
+
+  it("a restart in the middle of a long reply sends the rest, and nothing the platform confirmed again", async () => {
+    const store = new MemoryStore();
+    const words = Array.from({ length: 60 }, (_, i) => `word${i}`).join(" ");
+    let calls = 0;
+    const first = await harness({
+      store,
+      provider: createScriptedProvider([words]),
+      capabilities: { maxMessageLength: 100 },
+      wrap: (plugin) => ({
+        ...plugin,
+        // The second part hangs until the channel stops: the process "dies" mid-reply.
+        sendText: async (target, text, options) => {
+          if (++calls === 2) {
+            await new Promise((_, reject) =>
+              options?.signal?.addEventListener("abort", () => reject(new AbortedError("stopped"))),
+            );
+          }
+          return plugin.sendText(target, text, options);
+        },
+      }),
+    });
+    await first.platform.inject(dm("talk a lot"));
+    await waitFor("the second part to be in flight", () => calls === 2);
+    await first.crash();
+    expect(texts(first.platform)).toHaveLength(1);
+    const second = await harness({ store, capabilities: { maxMessageLength: 100 } });
+    await replyTo(second.platform, "word59");
+    const all = [...texts(first.platform), ...texts(second.platform)];
+    expect(all.join(" ")).toBe(words);
+    expect(all.length).toBe(new Set(all).size);
+  });
+
+  it("a restart in the middle of a run answers the message once, after the restart", async () => {
+    const store = new MemoryStore();
+    const stuck = createScriptedProvider([{ events: [{ type: "delay", ms: Infinity }] }]);
+    const first = await harness({ store, provider: stuck });
+    await first.platform.inject(dm("long question"));
+    await waitFor("the run to start", () => stuck.requests.length === 1);
+    await first.crash();
+    expect(texts(first.platform)).toEqual([]);
+    const answering = createScriptedProvider({
+      id: "scripted",
+      responses: ["the answer, after all"],
+    });
+    const second = await harness({ store, provider: answering });
+    await replyTo(second.platform, "the answer, after all");
+    await second.manager.outbox("memory").idle();
+    expect(texts(second.platform)).toEqual(["the answer, after all"]);
+    expect(answering.requests).toHaveLength(1);
+  });
+
+  it("deliver() sends host messages through the outbox, chunked at the limit", async () => {
+    const { platform, manager } = await harness({ capabilities: { maxMessageLength: 40 } });
+    const text = "A cron announcement that is longer than forty characters, surely.";
+    const id = await manager.deliver(
+      "memory",
+      { accountId: "default", chatType: "group", chatId: "ops" },
+      { text },
+    );
+    expect(typeof id).toBe("string");
+    await waitFor("the announcement", () => texts(platform, "ops").length === 2);
+    expect(texts(platform, "ops").join(" ")).toBe(text);
+    await expect(
+      manager.deliver("nope", { accountId: "default", chatType: "group", chatId: "ops" }, { text }),
+    ).rejects.toBeInstanceOf(ChannelNotFoundError);
+    await expect(
+      manager.deliver(
+        "memory",
+        { accountId: "default", chatType: "group", chatId: "ops" },
+        { text: "" },
+      ),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+});
+
+// ------------------------------------------------------------------ connection
+
+describe("connection under the ChannelSupervisor", () => {
+  it("reconnects with growing, jittered backoff while the platform refuses connections", async () => {
+    const disconnects = recordTelemetry("beamclaw:channel.disconnect");
+    const connects = recordTelemetry("beamclaw:channel.connect");
+    const { platform, manager } = await harness({
+      idle: true,
+      manager: { reconnect: { baseDelayMs: 10, maxDelayMs: 1_000 }, random: () => 1 },
+    });
+    platform.refuseConnections(3);
+    await manager.start();
+    await waitFor("the connection", () => manager.status("memory").state === "connected");
+    expect(disconnects.map((e) => e.retryInMs)).toEqual([10, 20, 40]);
+    expect(connects.at(-1)).toMatchObject({ channel: "memory", attempt: 4 });
+    expect(manager.status("memory").attempts).toBe(0);
+  });
+
+  it("reconnects after the platform drops the connection, and messages flow again", async () => {
+    const { platform, manager } = await harness();
+    await platform.disconnect();
+    await waitFor(
+      "the reconnect",
+      () => platform.connections === 2 && manager.status("memory").state === "connected",
+    );
+    await platform.inject(dm("still there?"));
+    await replyTo(platform, "still there?");
+  });
+
+  it("gives up on a start error marked not retryable, until restart()", async () => {
+    const { platform, manager } = await harness({ idle: true });
+    platform.refuseConnections(1, Object.assign(new Error("bad token"), { isRetryable: false }));
+    await manager.start();
+    expect(manager.status("memory")).toMatchObject({
+      state: "failed",
+      lastError: { message: "bad token" },
+    });
+    manager.restart("memory");
+    await waitFor("the restart", () => manager.status("memory").state === "connected");
+  });
+
+  it("restarts a killed channel process and reconnects it", async () => {
+    const { platform, manager } = await harness();
+    const [child] = await manager.supervisor!.whichChildren();
+    child!.process!.kill();
+    await waitFor(
+      "a new connection",
+      () => platform.connections === 2 && manager.status("memory").state === "connected",
+    );
+    const [again] = await manager.supervisor!.whichChildren();
+    expect(again!.process).not.toBe(child!.process);
+    await platform.inject(dm("after the crash"));
+    await replyTo(platform, "after the crash");
+  });
+
+  it("a context left from an earlier connection cannot deliver", async () => {
+    const contexts: ChannelContext[] = [];
+    const { manager } = await harness({
+      wrap: (plugin) => ({
+        ...plugin,
+        start: async (c) => {
+          contexts.push(c);
+          await plugin.start(c);
+        },
+      }),
+    });
+    manager.restart("memory");
+    await waitFor(
+      "the second connection",
+      () => contexts.length === 2 && manager.status("memory").state === "connected",
+    );
+    expect(contexts[0]!.signal.aborted).toBe(true);
+    await expect(
+      contexts[0]!.receive({
+        peer: { id: "x" },
+        chatType: "direct",
+        text: "late",
+        messageId: "late-1",
+      }),
+    ).rejects.toBeInstanceOf(NoProcessError);
+  });
+
+  it("stops every plugin on stop(), and receives nothing afterwards", async () => {
+    const { platform, manager } = await harness();
+    await manager.stop();
+    expect(platform.connected).toBe(false);
+    expect(manager.status("memory").state).toBe("stopped");
+    await manager.stop();
+  });
+});
+
+// ------------------------------------------------------------------ gateway and configuration
+
+describe("gateway methods and configuration", () => {
+  it("registers a plugin's methods as <channel>.<name>, beside channels.status and channels.pairing.*", async () => {
+    const { manager } = await harness({
+      settings: { dmPolicy: "pairing" },
+      wrap: (plugin) => ({
+        ...plugin,
+        gatewayMethods: { ping: { handler: () => "pong" } },
+      }),
+    });
+    const methods = manager.gatewayMethods();
+    expect(Object.keys(methods).sort()).toEqual([
+      "channels.pairing.approve",
+      "channels.pairing.list",
+      "channels.pairing.reject",
+      "channels.status",
+      "memory.ping",
+    ]);
+    expect(await methods["memory.ping"]!.handler(undefined, { scopes: [] })).toBe("pong");
+    expect(await methods["channels.status"]!.handler(undefined, { scopes: [] })).toMatchObject([
+      { channel: "memory", state: "connected" },
+    ]);
+    await expect(
+      methods["channels.pairing.approve"]!.handler(
+        { channel: "memory", code: "AAAAAAAA" },
+        { scopes: [] },
+      ),
+    ).rejects.toMatchObject({ code: "PAIRING_CODE_INVALID" });
+  });
+
+  it("refuses duplicate channel ids, unknown agents, bad settings and malformed plugins with InvalidArgumentError", async () => {
+    const { runtime } = await harness({ idle: true });
+    const plugin = createMemoryPlatform().createChannel();
+    const make = (channels: ChannelManagerOptions["channels"]) => () =>
+      new ChannelManager({ runtime, channels });
+    expect(make([{ plugin }, { plugin }])).toThrow(/two channels/);
+    expect(make([{ plugin, agentId: "ghost" }])).toThrow(/unknown agent/);
+    expect(make([{ plugin, dmScope: "all" as never }])).toThrow(InvalidArgumentError);
+    expect(make([{ plugin, dmPolicy: "maybe" as never }])).toThrow(InvalidArgumentError);
+    expect(make([{ plugin, debounceMs: -1 }])).toThrow(InvalidArgumentError);
+    expect(make([{ plugin: { ...plugin, id: "Bad Id" } }])).toThrow(InvalidArgumentError);
+    expect(make([{ plugin: { ...plugin, id: "main" } }])).toThrow(/reserve/);
+    const { edit: _edit, ...noEdit } = plugin;
+    expect(make([{ plugin: noEdit as ChannelPlugin }])).toThrow(/edits but has no edit/);
+  });
+});

@@ -1,0 +1,571 @@
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import {
+  type ClusterBackplane,
+  type ClusterMember,
+  InvalidArgumentError,
+  isBeamClawError,
+  type JoinOptions,
+  type JsonObject,
+  type MembershipEvent,
+  type NodeMessage,
+  type NodeMessageHandler,
+  StoreError,
+} from "@beamclaw/core";
+import type { Redis, RedisOptions } from "ioredis";
+import { RedisConnection } from "../connection.js";
+import {
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_PREFIX,
+} from "../redis-store.js";
+import { show } from "../validate.js";
+import { ClusterKeys } from "./keys.js";
+import { RedisClusterPubSub } from "./pubsub.js";
+import { CLUSTER_HEARTBEAT, CLUSTER_LEAVE } from "./scripts.js";
+import { Subscriber } from "./subscriber.js";
+
+/** Default heartbeat period: 1 s. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000;
+/** Default time without a heartbeat after which a node is declared down: 3 s. */
+export const DEFAULT_DOWN_AFTER_MS = 3_000;
+
+/** Options shared by both ways of reaching Redis. */
+export interface RedisBackplaneBaseOptions {
+  /**
+   * Every key and channel starts with this; use the prefix of the cluster's `RedisStore`.
+   * Default `beamclaw:`.
+   */
+  prefix?: string;
+  /** This node's id; unique per process. Default `<hostname>-<pid>-<random>`. */
+  nodeId?: string;
+  /** Heartbeat period. Default 1000 ms. */
+  heartbeatIntervalMs?: number;
+  /**
+   * A node whose last heartbeat is older than this is declared `down` (at least twice the
+   * heartbeat period). Default 3000 ms.
+   */
+  downAfterMs?: number;
+  /** Bound on `join()`'s connection. Default 2000 ms. */
+  connectTimeoutMs?: number;
+  /** How long a command waits for Redis' reply. Default 5000 ms. */
+  commandTimeoutMs?: number;
+}
+
+/** Connect by URL: the backplane creates (and closes) its two connections. */
+export interface RedisBackplaneUrlOptions extends RedisBackplaneBaseOptions {
+  /** Default `redis://127.0.0.1:6379`. */
+  url?: string;
+  client?: undefined;
+  /** Extra ioredis options for both connections (TLS, Sentinel, ...). */
+  redisOptions?: RedisOptions;
+}
+
+/**
+ * Use your own ioredis client for commands (never closed by the backplane); the subscriber
+ * connection is `client.duplicate()`, owned and closed by the backplane.
+ */
+export interface RedisBackplaneClientOptions extends RedisBackplaneBaseOptions {
+  client: Redis;
+  url?: undefined;
+  redisOptions?: undefined;
+}
+
+/** Options of {@link RedisBackplane}. */
+export type RedisBackplaneOptions = RedisBackplaneUrlOptions | RedisBackplaneClientOptions;
+
+type State = "new" | "joining" | "joined" | "left";
+
+interface Notice {
+  type?: unknown;
+  nodeId?: unknown;
+}
+
+/**
+ * The cluster backplane on Redis: membership (a hash of members and a sorted set of
+ * heartbeats; one Lua script per beat records this node, reaps the dead and reads the
+ * rest), node-to-node messages (a channel per node, `PUBLISH` reporting whether the node
+ * listens) and the cluster-wide {@link RedisClusterPubSub} (a channel per topic). One
+ * command connection and one subscriber connection per node.
+ *
+ * Delivery is at most once: Redis pub/sub keeps nothing for a node that is not connected.
+ * `ClusterNode` relies on that only for speed, never for safety: every message is in the
+ * durable queue before it is routed.
+ *
+ * @example
+ * ```ts
+ * import { ClusterNode } from "@beamclaw/core";
+ * import { createRedisBackplane, createRedisStore } from "@beamclaw/store-redis";
+ *
+ * const url = "redis://127.0.0.1:6379";
+ * const store = createRedisStore({ url, prefix: "myapp:" });
+ * await store.open();
+ * const node = new ClusterNode({
+ *   backplane: createRedisBackplane({ url, prefix: "myapp:" }),
+ *   runtime: { store, models, agents },
+ * });
+ * await node.start();
+ * ```
+ */
+export class RedisBackplane implements ClusterBackplane {
+  readonly nodeId: string;
+  readonly prefix: string;
+  readonly heartbeatIntervalMs: number;
+  readonly downAfterMs: number;
+  readonly pubsub: RedisClusterPubSub;
+  readonly #keys: ClusterKeys;
+  readonly #conn: RedisConnection;
+  readonly #url: string | undefined;
+  readonly #client: Redis | undefined;
+  readonly #redisOptions: RedisOptions | undefined;
+  readonly #connectTimeoutMs: number;
+  #subscriber: Subscriber | undefined;
+  #state: State = "new";
+  #status: JoinOptions["status"] = () => ({ sessions: 0, draining: false });
+  #meta: JsonObject = {};
+  readonly #members = new Map<string, ClusterMember>();
+  readonly #left = new Map<string, number>();
+  readonly #membershipHandlers = new Set<(event: MembershipEvent) => void>();
+  readonly #messageHandlers = new Set<NodeMessageHandler>();
+  #timer: NodeJS.Timeout | undefined;
+  #beating: Promise<void> | undefined;
+  #beatAgain = false;
+
+  /** Creates the backplane; nothing connects until {@link RedisBackplane.join}. */
+  constructor(options: RedisBackplaneOptions = {}) {
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("RedisBackplane options must be an object");
+    }
+    const { url, client, redisOptions } = options;
+    if (url !== undefined && client !== undefined) {
+      throw new InvalidArgumentError("give RedisBackplane either `url` or `client`, not both");
+    }
+    if (url !== undefined && (typeof url !== "string" || url === "")) {
+      throw new InvalidArgumentError(
+        `RedisBackplane url must be a non-empty string, got ${show(url)}`,
+      );
+    }
+    if (
+      client !== undefined &&
+      (typeof client !== "object" || client === null || typeof client.duplicate !== "function")
+    ) {
+      throw new InvalidArgumentError("RedisBackplane client must be an ioredis Redis instance");
+    }
+    if (
+      client !== undefined &&
+      typeof client.options?.keyPrefix === "string" &&
+      client.options.keyPrefix !== ""
+    ) {
+      throw new InvalidArgumentError("the injected client has a keyPrefix; use `prefix` instead");
+    }
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    if (typeof prefix !== "string" || prefix === "") {
+      throw new InvalidArgumentError(
+        `RedisBackplane prefix must be a non-empty string, got ${show(prefix)}`,
+      );
+    }
+    const nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+    if (typeof nodeId !== "string" || nodeId === "" || /\s/.test(nodeId)) {
+      throw new InvalidArgumentError(
+        `nodeId must be a non-empty string without spaces, got ${show(nodeId)}`,
+      );
+    }
+    this.heartbeatIntervalMs = ms(
+      options.heartbeatIntervalMs,
+      DEFAULT_HEARTBEAT_INTERVAL_MS,
+      "heartbeatIntervalMs",
+    );
+    this.downAfterMs = ms(options.downAfterMs, DEFAULT_DOWN_AFTER_MS, "downAfterMs");
+    if (this.downAfterMs < 2 * this.heartbeatIntervalMs) {
+      throw new InvalidArgumentError(
+        `downAfterMs (${this.downAfterMs}) must be at least twice heartbeatIntervalMs (${this.heartbeatIntervalMs})`,
+      );
+    }
+    this.#connectTimeoutMs = ms(
+      options.connectTimeoutMs,
+      DEFAULT_CONNECT_TIMEOUT_MS,
+      "connectTimeoutMs",
+    );
+    this.nodeId = nodeId;
+    this.prefix = prefix;
+    this.#keys = new ClusterKeys(prefix);
+    this.#url = url;
+    this.#client = client;
+    this.#redisOptions = redisOptions;
+    this.#conn = new RedisConnection({
+      url,
+      client,
+      redisOptions,
+      connectTimeoutMs: this.#connectTimeoutMs,
+      commandTimeoutMs: ms(
+        options.commandTimeoutMs,
+        DEFAULT_COMMAND_TIMEOUT_MS,
+        "commandTimeoutMs",
+      ),
+    });
+    const keys = this.#keys;
+    const isJoined = () => this.#state === "joined";
+    this.pubsub = new RedisClusterPubSub({
+      nodeId,
+      get joined() {
+        return isJoined();
+      },
+      listen: (topic, deliver) => this.#subscriber?.add(keys.topicChannel(topic), deliver),
+      unlisten: (topic) => this.#subscriber?.remove(keys.topicChannel(topic)),
+      whenListening: (topic) =>
+        this.#subscriber?.whenSubscribed(keys.topicChannel(topic)) ?? Promise.resolve(),
+      publish: (topic, payload) => this.#conn.send("publish", [keys.topicChannel(topic), payload]),
+    });
+  }
+
+  get joined(): boolean {
+    return this.#state === "joined";
+  }
+
+  /**
+   * Connects (two connections), subscribes to this node's channel and to membership
+   * notices, records this node and starts heartbeating. Rejects with `STORE_UNAVAILABLE`
+   * (leaving nothing open) when Redis cannot be reached within `connectTimeoutMs`.
+   */
+  async join(options: JoinOptions): Promise<void> {
+    if (this.#state !== "new") {
+      throw new InvalidArgumentError(`the backplane cannot join: it is ${this.#state}`);
+    }
+    if (typeof options !== "object" || options === null || typeof options.status !== "function") {
+      throw new InvalidArgumentError("join needs { status: () => MemberStatus }");
+    }
+    this.#state = "joining";
+    this.#status = options.status;
+    this.#meta = options.meta ?? {};
+    try {
+      await this.#conn.open();
+      const subscriber = new Subscriber(await this.#subscriberClient());
+      this.#subscriber = subscriber;
+      subscriber.add(this.#keys.nodeChannel(this.nodeId), (payload) =>
+        this.#onNodeMessage(payload),
+      );
+      subscriber.add(this.#keys.membershipChannel, (payload) => this.#onNotice(payload));
+      await withDeadline(subscriber.client.connect(), this.#connectTimeoutMs, "connecting");
+      await withDeadline(
+        Promise.all([
+          subscriber.whenSubscribed(this.#keys.nodeChannel(this.nodeId)),
+          subscriber.whenSubscribed(this.#keys.membershipChannel),
+        ]),
+        this.#connectTimeoutMs,
+        "subscribing",
+      );
+      await this.#beat(true);
+    } catch (error) {
+      await this.#close();
+      this.#state = "new";
+      throw isBeamClawError(error)
+        ? error
+        : new StoreError(
+            "STORE_UNAVAILABLE",
+            `the backplane could not join: ${(error as Error).message}`,
+            {
+              cause: error,
+            },
+          );
+    }
+    this.#state = "joined";
+    this.pubsub.relisten();
+    this.#schedule();
+  }
+
+  async heartbeat(): Promise<void> {
+    if (this.#state !== "joined") return;
+    await this.#beat(false);
+  }
+
+  async leave(): Promise<void> {
+    if (this.#state === "left" || this.#state === "new") {
+      this.#state = "left";
+      return;
+    }
+    this.#state = "left";
+    clearTimeout(this.#timer);
+    await this.#beating?.catch(() => undefined);
+    try {
+      await this.#conn.script(
+        CLUSTER_LEAVE,
+        [this.#keys.members, this.#keys.heartbeats],
+        [this.nodeId, this.#keys.membershipChannel],
+      );
+    } catch {
+      // Redis unreachable: the others declare this node down after downAfterMs instead.
+    }
+    await this.#close();
+    this.#members.clear();
+  }
+
+  members(): ClusterMember[] {
+    return [...this.#members.values()].sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1));
+  }
+
+  onMembership(handler: (event: MembershipEvent) => void): () => void {
+    this.#membershipHandlers.add(handler);
+    return () => this.#membershipHandlers.delete(handler);
+  }
+
+  async send(nodeId: string, message: NodeMessage): Promise<boolean> {
+    if (typeof nodeId !== "string" || nodeId === "") {
+      throw new InvalidArgumentError("send needs a node id");
+    }
+    if (this.#state !== "joined") return false;
+    const payload = JSON.stringify({ f: this.nodeId, m: message });
+    const receivers = await this.#conn.send<number>("publish", [
+      this.#keys.nodeChannel(nodeId),
+      payload,
+    ]);
+    return Number(receivers) > 0;
+  }
+
+  onMessage(handler: NodeMessageHandler): () => void {
+    this.#messageHandlers.add(handler);
+    return () => this.#messageHandlers.delete(handler);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  async #subscriberClient(): Promise<Redis> {
+    const shared = {
+      lazyConnect: true,
+      autoResubscribe: false,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: this.#connectTimeoutMs,
+      retryStrategy: (attempt: number) => Math.min(50 * 2 ** (attempt - 1), 1_000),
+    } satisfies RedisOptions;
+    if (this.#client !== undefined) return this.#client.duplicate(shared);
+    const { Redis } = await import("ioredis");
+    return new Redis(this.#url ?? "redis://127.0.0.1:6379", {
+      ...shared,
+      ...this.#redisOptions,
+      lazyConnect: true,
+      autoResubscribe: false,
+    });
+  }
+
+  async #close(): Promise<void> {
+    const subscriber = this.#subscriber;
+    this.#subscriber = undefined;
+    if (subscriber !== undefined) {
+      subscriber.close();
+      await shutDown(subscriber.client);
+      subscriber.detach();
+    }
+    await this.#conn.close();
+  }
+
+  #schedule(): void {
+    if (this.#state !== "joined") return;
+    this.#timer = setTimeout(() => {
+      void this.#beat(false).finally(() => this.#schedule());
+    }, this.heartbeatIntervalMs);
+  }
+
+  /** One heartbeat (shared by concurrent callers; a call during a beat runs another after it). */
+  #beat(join: boolean): Promise<void> {
+    if (this.#beating !== undefined) {
+      this.#beatAgain = true;
+      return this.#beating;
+    }
+    const beat = this.#beatOnce(join)
+      .catch((error: unknown) => {
+        if (join) throw error;
+      })
+      .finally(() => {
+        this.#beating = undefined;
+        if (this.#beatAgain && this.#state === "joined") {
+          this.#beatAgain = false;
+          void this.#beat(false);
+        }
+      });
+    this.#beating = beat;
+    return beat;
+  }
+
+  async #beatOnce(join: boolean): Promise<void> {
+    const status = this.#status();
+    const record = JSON.stringify({
+      meta: this.#meta,
+      sessions: status.sessions,
+      draining: status.draining,
+    });
+    const reply = await this.#conn.script<unknown[]>(
+      CLUSTER_HEARTBEAT,
+      [this.#keys.members, this.#keys.heartbeats],
+      [
+        this.nodeId,
+        record,
+        String(this.downAfterMs),
+        this.#keys.membershipChannel,
+        join ? "1" : "",
+      ],
+    );
+    const reapedCount = Number(reply[2]);
+    let i = 3;
+    const reaped: string[] = [];
+    for (let n = 0; n < reapedCount; n++, i += 2) reaped.push(String(reply[i]));
+    const live = new Map<string, ClusterMember>();
+    for (; i + 2 < reply.length; i += 3) {
+      const member = parseMember(String(reply[i]), String(reply[i + 1]), Number(reply[i + 2]));
+      if (member !== undefined) live.set(member.nodeId, member);
+    }
+    if (join && this.#state === "joining") this.#publishNotice("join");
+    this.#apply(live);
+  }
+
+  /** Replaces the local view with `live` and tells the handlers what changed. */
+  #apply(live: Map<string, ClusterMember>): void {
+    if (this.#state === "left") return;
+    const events: MembershipEvent[] = [];
+    for (const [id, member] of live) {
+      const before = this.#members.get(id);
+      if (id === this.nodeId) continue;
+      if (before === undefined) events.push({ type: "join", member });
+      else if (
+        before.draining !== member.draining ||
+        JSON.stringify(before.meta) !== JSON.stringify(member.meta)
+      ) {
+        events.push({ type: "update", member });
+      }
+    }
+    for (const [id, member] of this.#members) {
+      if (live.has(id) || id === this.nodeId) continue;
+      events.push({ type: this.#left.has(id) ? "leave" : "down", member });
+    }
+    this.#members.clear();
+    for (const [id, member] of live) this.#members.set(id, member);
+    const now = Date.now();
+    for (const [id, at] of this.#left) if (now - at > 60_000) this.#left.delete(id);
+    for (const event of events) {
+      for (const handler of [...this.#membershipHandlers]) {
+        try {
+          handler(event);
+        } catch {
+          // A throwing handler does not stop the others.
+        }
+      }
+    }
+  }
+
+  #publishNotice(type: "join" | "update"): void {
+    const payload = JSON.stringify({ type, nodeId: this.nodeId });
+    this.#conn.send("publish", [this.#keys.membershipChannel, payload]).catch(() => undefined);
+  }
+
+  #onNotice(payload: string): void {
+    let notice: Notice;
+    try {
+      notice = JSON.parse(payload) as Notice;
+    } catch {
+      return;
+    }
+    if (typeof notice.nodeId !== "string" || notice.nodeId === this.nodeId) return;
+    if (notice.type === "leave") this.#left.set(notice.nodeId, Date.now());
+    if (this.#state === "joined") void this.#beat(false);
+  }
+
+  #onNodeMessage(payload: string): void {
+    let envelope: { f?: unknown; m?: unknown };
+    try {
+      envelope = JSON.parse(payload) as { f?: unknown; m?: unknown };
+    } catch {
+      return;
+    }
+    const from = envelope.f;
+    const message = envelope.m;
+    if (typeof from !== "string" || typeof message !== "object" || message === null) return;
+    for (const handler of [...this.#messageHandlers]) {
+      try {
+        handler(message as NodeMessage, from);
+      } catch {
+        // A throwing handler does not stop the others.
+      }
+    }
+  }
+}
+
+/**
+ * Creates a {@link RedisBackplane} (not yet joined).
+ *
+ * @example
+ * ```ts
+ * const backplane = createRedisBackplane({ url: "redis://127.0.0.1:6379", prefix: "myapp:" });
+ * await backplane.join({ status: () => ({ sessions: 0, draining: false }) });
+ * console.log(backplane.members().map((m) => m.nodeId));
+ * await backplane.leave();
+ * ```
+ */
+export function createRedisBackplane(options?: RedisBackplaneOptions): RedisBackplane {
+  return new RedisBackplane(options);
+}
+
+function parseMember(
+  nodeId: string,
+  value: string,
+  heartbeatAt: number,
+): ClusterMember | undefined {
+  const match = /^(\d+):([\s\S]*)$/.exec(value);
+  if (match === null) return undefined;
+  try {
+    const record = JSON.parse(match[2] as string) as {
+      meta?: JsonObject;
+      sessions?: number;
+      draining?: boolean;
+    };
+    return {
+      nodeId,
+      meta: record.meta ?? {},
+      sessions: typeof record.sessions === "number" ? record.sessions : 0,
+      draining: record.draining === true,
+      joinedAt: Number(match[1]),
+      heartbeatAt,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function ms(value: unknown, fallback: number, what: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`${what} must be a whole number of ms >= 1, got ${show(value)}`);
+  }
+  return value;
+}
+
+function withDeadline<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`timed out after ${timeoutMs} ms ${what}`)),
+      timeoutMs,
+    );
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Closes an owned subscriber client: QUIT if connected, then disconnect, waiting for `end`. */
+async function shutDown(client: Redis): Promise<void> {
+  if (client.status === "ready") {
+    await withDeadline(client.quit(), 1_000, "quitting").catch(() => undefined);
+  }
+  if (client.status === "end" || client.status === "wait") {
+    if (client.status === "wait") client.disconnect();
+    return;
+  }
+  if (client.status === "reconnecting" || client.status === "close") {
+    // Between attempts the socket is gone; ioredis would wait 2 s for its "close" event.
+    const connector = (client as unknown as { connector?: { stream?: { destroyed?: boolean } } })
+      .connector;
+    if (connector?.stream?.destroyed === true) connector.stream = undefined;
+    client.disconnect();
+    return;
+  }
+  const ended = new Promise<void>((resolve) => client.once("end", () => resolve()));
+  client.disconnect();
+  await withDeadline(ended, 1_000, "disconnecting").catch(() => undefined);
+}

@@ -1,0 +1,11 @@
+export {
+  createRedisBackplane,
+  DEFAULT_DOWN_AFTER_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  RedisBackplane,
+  type RedisBackplaneBaseOptions,
+  type RedisBackplaneClientOptions,
+  type RedisBackplaneOptions,
+  type RedisBackplaneUrlOptions,
+} from "./backplane.js";
+export { RedisClusterPubSub } from "./pubsub.js";
