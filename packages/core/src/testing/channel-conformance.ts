@@ -39,9 +39,8 @@ import { createEchoProvider } from "./scripted-provider.js";
  * vitest refuses to be imported outside a vitest worker, so it is loaded here rather than by a
  * static import: importing `@beamclaw/core/testing` anywhere stays harmless.
  */
-const vitest: typeof Vitest | Error = await import("vitest").catch((error: unknown) =>
-  error instanceof Error ? error : new Error(String(error)),
-);
+import { vitest } from "./vitest.js";
+
 const expect = (vitest instanceof Error ? undefined : vitest.expect) as Vitest.ExpectStatic;
 
 /**

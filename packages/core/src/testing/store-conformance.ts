@@ -43,9 +43,8 @@ import type {
  * static import: importing `@beamclaw/core/testing` anywhere stays harmless, and only calling
  * the suite outside vitest fails, with a message that says so.
  */
-const vitest: typeof Vitest | Error = await import("vitest").catch((error: unknown) =>
-  error instanceof Error ? error : new Error(String(error)),
-);
+import { vitest } from "./vitest.js";
+
 /** Used only while the suite runs, which `storeConformanceSuite` allows only when vitest loaded. */
 const expect = (vitest instanceof Error ? undefined : vitest.expect) as Vitest.ExpectStatic;
 
