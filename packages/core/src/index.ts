@@ -6,7 +6,9 @@
 
 export * from "./channels/index.js";
 export * from "./config/index.js";
+export * from "./cron/index.js";
 export * from "./errors.js";
+export * from "./heartbeat/index.js";
 export * from "./providers/index.js";
 export * from "./runtime/index.js";
 export * from "./sessions/index.js";

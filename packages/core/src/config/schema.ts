@@ -64,20 +64,26 @@ export const ProviderConfigSchema = z
   })
   .strict();
 
+/** An instant: an ISO 8601 date-time with an offset (`2026-01-01T09:00:00Z`) or epoch ms. */
+const instant = z.union([z.string().min(1), z.number().int().nonnegative()]);
+
 /** A scheduled job (see the cron service for the semantics). */
 export const CronJobConfigSchema = z
   .object({
-    id: z.string().min(1),
+    /** Same rules as an agent id: it becomes part of isolated session keys. */
+    id: z.string().regex(AGENT_ID_PATTERN, `a job id matching ${AGENT_ID_PATTERN.source}`),
     agentId: z.string().regex(AGENT_ID_PATTERN),
     schedule: z.union([
-      z.object({ at: z.string().min(1) }).strict(),
-      z.object({ every: positiveMs, anchor: z.string().optional() }).strict(),
+      z.object({ at: instant }).strict(),
+      z.object({ every: positiveMs, anchor: instant.optional() }).strict(),
       z.object({ cron: z.string().min(1), timezone: z.string().optional() }).strict(),
     ]),
     session: z.enum(["main", "isolated"]).default("isolated"),
     prompt: z.string().min(1),
     enabled: z.boolean().default(true),
     catchUp: z.enum(["skip", "run-once", "run-all"]).default("run-once"),
+    /** With `catchUp: run-all`, at most this many missed runs are run after downtime. */
+    catchUpLimit: z.number().int().min(1).max(1000).default(10),
     delivery: z
       .union([
         z.object({ kind: z.literal("none") }).strict(),
@@ -210,6 +216,9 @@ export const ConfigSchema = z
           })
           .strict()
           .optional(),
+        /** The heartbeat prompt (default: OpenClaw's) and the `HEARTBEAT.md` appended to it. */
+        prompt: z.string().min(1).optional(),
+        heartbeatFile: z.string().min(1).optional(),
         presenceIntervalMs: positiveMs.default(30_000),
         missedBeatsOffline: z.number().int().min(1).default(3),
       })

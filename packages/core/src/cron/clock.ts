@@ -1,0 +1,161 @@
+/**
+ * The clock the cron and heartbeat services read and arm their timers on. It is injected so
+ * that tests drive schedules, DST changes and time zones with a {@link ManualClock} instead
+ * of waiting for real time.
+ */
+import { InvalidArgumentError } from "../errors.js";
+import { type LongTimer, startTimer } from "../runtime/timers.js";
+
+/** An opaque timer handle, as returned by {@link Clock.setTimer}. */
+export type TimerHandle = unknown;
+
+/**
+ * Wall-clock time and one-shot timers.
+ *
+ * @example
+ * ```ts
+ * const clock: Clock = systemClock;
+ * const handle = clock.setTimer(() => console.log("later"), 1_000);
+ * clock.clearTimer(handle);
+ * ```
+ */
+export interface Clock {
+  /** Epoch milliseconds. */
+  now(): number;
+  /** Calls `fn` once after `ms` (any finite delay). */
+  setTimer(fn: () => void, ms: number): TimerHandle;
+  /** Cancels a timer; a handle that already fired or was cleared is ignored. */
+  clearTimer(handle: TimerHandle): void;
+}
+
+/**
+ * The real clock: `Date.now()` and `setTimeout`, chained past Node's 24.8-day timer limit
+ * so that a job due in a year is not fired at once.
+ */
+export const systemClock: Clock = Object.freeze({
+  now: () => Date.now(),
+  setTimer: (fn: () => void, ms: number): TimerHandle => startTimer(fn, Math.max(0, ms)),
+  clearTimer: (handle: TimerHandle): void => {
+    (handle as LongTimer | undefined)?.cancel();
+  },
+});
+
+interface ManualTimer {
+  readonly id: number;
+  readonly dueAt: number;
+  readonly fn: () => void;
+}
+
+/**
+ * A clock that only moves when told to, for tests. `advance` fires due timers in time order,
+ * letting promises settle after each one (the services react to a timer asynchronously).
+ *
+ * @example
+ * ```ts
+ * const clock = createManualClock(Date.parse("2026-03-08T06:00:00Z"));
+ * const cron = await new CronService({ agentId: "ops", store, clock, runJob }).start();
+ * await cron.add({ id: "daily", schedule: { cron: "0 2 * * *", timezone: "America/New_York" }, prompt: "report" });
+ * await clock.advance(60 * 60_000); // fires whatever became due, in order
+ * ```
+ */
+export class ManualClock implements Clock {
+  #now: number;
+  #nextId = 1;
+  readonly #timers = new Map<number, ManualTimer>();
+
+  constructor(startMs = 0) {
+    if (!Number.isFinite(startMs)) {
+      throw new InvalidArgumentError(`ManualClock start must be a finite epoch ms, got ${startMs}`);
+    }
+    this.#now = startMs;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimer(fn: () => void, ms: number): TimerHandle {
+    const id = this.#nextId++;
+    this.#timers.set(id, { id, dueAt: this.#now + Math.max(0, ms), fn });
+    return id;
+  }
+
+  clearTimer(handle: TimerHandle): void {
+    this.#timers.delete(handle as number);
+  }
+
+  /** Timers armed and not yet fired or cleared. */
+  get activeTimers(): number {
+    return this.#timers.size;
+  }
+
+  /** When the earliest armed timer is due, or `undefined` when none is armed. */
+  get nextTimerAt(): number | undefined {
+    return this.#earliest()?.dueAt;
+  }
+
+  /**
+   * Moves time forward by `ms`, firing every timer that comes due on the way, earliest
+   * first (timers armed by a firing timer fire too if they fall inside the window). Pending
+   * promises settle after each timer and at the end.
+   */
+  async advance(ms: number): Promise<void> {
+    if (!(ms >= 0) || !Number.isFinite(ms)) {
+      throw new InvalidArgumentError(`advance needs a finite ms >= 0, got ${ms}`);
+    }
+    await this.advanceTo(this.#now + ms);
+  }
+
+  /** Moves time forward to `epochMs` (see {@link advance}); a time in the past is refused. */
+  async advanceTo(epochMs: number): Promise<void> {
+    if (!(epochMs >= this.#now)) {
+      throw new InvalidArgumentError(
+        `advanceTo cannot go back in time (now ${this.#now}, asked ${epochMs})`,
+      );
+    }
+    await settle();
+    for (;;) {
+      const next = this.#earliest();
+      if (next === undefined || next.dueAt > epochMs) break;
+      this.#timers.delete(next.id);
+      this.#now = Math.max(this.#now, next.dueAt);
+      next.fn();
+      await settle();
+    }
+    this.#now = epochMs;
+    await settle();
+  }
+
+  /**
+   * Sets the time without firing anything in between, as a process that was not running
+   * would experience it (for restart tests). Timers that are now overdue fire on the next
+   * `advance`.
+   */
+  jumpTo(epochMs: number): void {
+    if (!Number.isFinite(epochMs)) {
+      throw new InvalidArgumentError(`jumpTo needs a finite epoch ms, got ${epochMs}`);
+    }
+    this.#now = epochMs;
+  }
+
+  #earliest(): ManualTimer | undefined {
+    let best: ManualTimer | undefined;
+    for (const timer of this.#timers.values()) {
+      if (best === undefined || timer.dueAt < best.dueAt) best = timer;
+    }
+    return best;
+  }
+}
+
+/** Creates a {@link ManualClock} starting at `startMs` (epoch ms, default 0). */
+export function createManualClock(startMs?: number): ManualClock {
+  return new ManualClock(startMs);
+}
+
+/**
+ * Lets promise chains run to completion: several turns of the event loop, because the
+ * services hop through actor mailboxes and store calls after a timer fires.
+ */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}

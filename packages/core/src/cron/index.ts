@@ -1,0 +1,42 @@
+export {
+  type Clock,
+  createManualClock,
+  ManualClock,
+  systemClock,
+  type TimerHandle,
+} from "./clock.js";
+export type { CronWebhookPayload } from "./delivery.js";
+export { type AgentRuntimeJobRunner, agentRuntimeJobRunner } from "./runtime-runner.js";
+export {
+  type CompiledSchedule,
+  type CronSchedule,
+  compileSchedule,
+  isValidTimeZone,
+  parseInstant,
+} from "./schedule.js";
+export {
+  CronService,
+  type CronServiceOptions,
+  type CronServiceStatus,
+  DEFAULT_CRON_BACKOFF_MS,
+  DEFAULT_ISOLATED_SESSION_TTL_MS,
+  DEFAULT_MAX_CONSECUTIVE_ERRORS,
+  DEFAULT_STUCK_RUN_MS,
+} from "./service.js";
+export { CronSupervisor, type CronSupervisorOptions } from "./supervisor.js";
+export type {
+  CronCatchUpPolicy,
+  CronDeliver,
+  CronDelivery,
+  CronDeliveryResult,
+  CronJob,
+  CronJobInput,
+  CronJobPatch,
+  CronJobRunner,
+  CronJobState,
+  CronRun,
+  CronRunContext,
+  CronRunOutcome,
+  CronRunTrigger,
+  CronSessionTarget,
+} from "./types.js";

@@ -1,0 +1,228 @@
+/**
+ * Schedules: when a job's next occurrence is. croner computes the next time of a cron
+ * expression in a time zone; it never owns a timer here (the service arms one timer per
+ * agent for the earliest due job).
+ */
+import { Cron } from "croner";
+import { CronError } from "../errors.js";
+
+/**
+ * When a job runs:
+ * - `{ at }`: once, at an instant (ISO 8601 date-time with an offset, or epoch ms).
+ * - `{ every, anchor? }`: every `every` ms at `anchor + k * every` (k >= 0). The anchor
+ *   fixes the phase: it defaults to the job's creation time, so the first run is one
+ *   interval after it; an anchor in the future is the first run.
+ * - `{ cron, timezone? }`: a 5-field (or 6-field, with seconds) cron expression evaluated in
+ *   an IANA time zone (default: UTC). A fixed time that falls in a spring-forward gap runs
+ *   at the first valid time after it; a fixed time that occurs twice on a fall-back day runs
+ *   once. Interval patterns (`*\/30 * * * *`) run on both occurrences of a repeated hour.
+ *
+ * @example
+ * ```ts
+ * const daily: CronSchedule = { cron: "0 9 * * 1-5", timezone: "Europe/Berlin" };
+ * const hourly: CronSchedule = { every: 3_600_000, anchor: "2026-01-01T00:30:00Z" };
+ * const once: CronSchedule = { at: "2026-12-24T18:00:00+01:00" };
+ * ```
+ */
+export type CronSchedule =
+  | { at: string | number }
+  | { every: number; anchor?: string | number }
+  | { cron: string; timezone?: string };
+
+/** A schedule checked and ready to answer "when next?". */
+export interface CompiledSchedule {
+  readonly kind: "at" | "every" | "cron";
+  /** The first occurrence strictly after `afterMs`, or `undefined` when there is none. */
+  nextAfter(afterMs: number): number | undefined;
+  /**
+   * How many occurrences fall in `(fromMs, toMs]`, counting at most `limit`: an exact count
+   * for `at` and `every`, enumerated for `cron`.
+   */
+  countBetween(fromMs: number, toMs: number, limit: number): number;
+  /** The `count` most recent occurrences in `(fromMs, toMs]`, oldest first. */
+  recentBetween(fromMs: number, toMs: number, count: number): number[];
+}
+
+const ISO_INSTANT =
+  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})$/i;
+
+function invalid(message: string, jobId?: string): CronError {
+  return new CronError("INVALID_CRON_SCHEDULE", message, jobId);
+}
+
+/**
+ * Reads an instant: epoch ms, or an ISO 8601 date-time that names its offset (`Z`,
+ * `+01:00`). A date-time without an offset is refused, since it would mean a different
+ * instant on every server.
+ */
+export function parseInstant(value: unknown, what: string, jobId?: string): number {
+  if (typeof value === "number") {
+    if (Number.isSafeInteger(value) && value >= 0) return value;
+    throw invalid(`${what} must be epoch ms (an integer >= 0), got ${value}`, jobId);
+  }
+  if (typeof value === "string" && ISO_INSTANT.test(value.trim())) {
+    const ms = Date.parse(value.trim());
+    if (Number.isFinite(ms)) return ms;
+  }
+  throw invalid(
+    `${what} must be an ISO 8601 date-time with an offset (e.g. "2026-01-01T09:00:00Z") or epoch ms, got ${JSON.stringify(value)}`,
+    jobId,
+  );
+}
+
+const zoneCache = new Map<string, boolean>();
+
+/** True when `timezone` is an IANA zone this runtime knows. */
+export function isValidTimeZone(timezone: string): boolean {
+  let known = zoneCache.get(timezone);
+  if (known === undefined) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: timezone });
+      known = true;
+    } catch {
+      known = false;
+    }
+    if (zoneCache.size < 1000) zoneCache.set(timezone, known);
+  }
+  return known;
+}
+
+/**
+ * Checks a schedule and returns its compiled form.
+ *
+ * @param createdAt - the job's creation time, the default anchor of `every` schedules.
+ * @throws CronError `INVALID_CRON_SCHEDULE` naming what is wrong.
+ */
+export function compileSchedule(
+  schedule: CronSchedule,
+  createdAt: number,
+  jobId?: string,
+): CompiledSchedule {
+  if (typeof schedule !== "object" || schedule === null || Array.isArray(schedule)) {
+    throw invalid("schedule must be { at }, { every, anchor? } or { cron, timezone? }", jobId);
+  }
+  const kinds = ["at", "every", "cron"].filter((k) => k in schedule);
+  if (kinds.length !== 1) {
+    throw invalid(
+      `schedule must have exactly one of at, every, cron (got ${kinds.length === 0 ? "none" : kinds.join(", ")})`,
+      jobId,
+    );
+  }
+  if ("at" in schedule) return compileAt(parseInstant(schedule.at, "schedule.at", jobId));
+  if ("every" in schedule) {
+    const every = schedule.every;
+    if (typeof every !== "number" || !Number.isSafeInteger(every) || every < 1) {
+      throw invalid(`schedule.every must be a whole number of ms >= 1, got ${every}`, jobId);
+    }
+    const anchor =
+      schedule.anchor === undefined
+        ? createdAt
+        : parseInstant(schedule.anchor, "schedule.anchor", jobId);
+    return compileEvery(every, anchor);
+  }
+  return compileCron(schedule.cron, schedule.timezone, jobId);
+}
+
+function compileAt(atMs: number): CompiledSchedule {
+  return {
+    kind: "at",
+    nextAfter: (afterMs) => (atMs > afterMs ? atMs : undefined),
+    countBetween: (fromMs, toMs, limit) => (atMs > fromMs && atMs <= toMs && limit > 0 ? 1 : 0),
+    recentBetween: (fromMs, toMs, count) =>
+      atMs > fromMs && atMs <= toMs && count > 0 ? [atMs] : [],
+  };
+}
+
+function compileEvery(every: number, anchor: number): CompiledSchedule {
+  const nextAfter = (afterMs: number): number => {
+    if (afterMs < anchor) return anchor;
+    return anchor + (Math.floor((afterMs - anchor) / every) + 1) * every;
+  };
+  return {
+    kind: "every",
+    nextAfter,
+    countBetween(fromMs, toMs, limit) {
+      const first = nextAfter(fromMs);
+      if (first > toMs) return 0;
+      return Math.min(limit, Math.floor((toMs - first) / every) + 1);
+    },
+    recentBetween(fromMs, toMs, count) {
+      const first = nextAfter(fromMs);
+      if (first > toMs || count <= 0) return [];
+      const last = first + Math.floor((toMs - first) / every) * every;
+      const out: number[] = [];
+      for (let at = last; at >= first && out.length < count; at -= every) out.push(at);
+      return out.reverse();
+    },
+  };
+}
+
+/**
+ * A croner `Cron` holds about 40 KB (its year table alone has 10,000 entries), so jobs with
+ * the same expression and zone share one. Without a callback and paused it never arms a
+ * timer and `nextRun(from)` depends only on `from`, so sharing is safe.
+ */
+const cronCache = new Map<string, Cron>();
+const CRON_CACHE_LIMIT = 1000;
+
+function cronFor(expression: string, timezone: string): Cron {
+  const key = `${timezone}\u0000${expression}`;
+  let cron = cronCache.get(key);
+  if (cron === undefined) {
+    cron = new Cron(expression, { timezone, paused: true, mode: "5-or-6-parts" });
+    if (cronCache.size >= CRON_CACHE_LIMIT) cronCache.delete(cronCache.keys().next().value!);
+    cronCache.set(key, cron);
+  }
+  return cron;
+}
+
+function compileCron(expression: unknown, timezone: unknown, jobId?: string): CompiledSchedule {
+  if (typeof expression !== "string" || expression.trim() === "") {
+    throw invalid("schedule.cron must be a non-empty cron expression", jobId);
+  }
+  if (timezone !== undefined && (typeof timezone !== "string" || !isValidTimeZone(timezone))) {
+    throw invalid(
+      `schedule.timezone must be an IANA time zone such as "Europe/Berlin", got ${JSON.stringify(timezone)}`,
+      jobId,
+    );
+  }
+  let cron: Cron;
+  try {
+    cron = cronFor(expression.trim(), (timezone as string | undefined) ?? "UTC");
+  } catch (error) {
+    throw invalid(
+      `schedule.cron ${JSON.stringify(expression)} is not a valid cron expression: ${(error as Error).message}`,
+      jobId,
+    );
+  }
+  const nextAfter = (afterMs: number): number | undefined =>
+    cron.nextRun(new Date(afterMs))?.getTime();
+  // A 5- or 6-field expression that matches nothing after 1970 never matches (`0 0 31 2 *`).
+  if (nextAfter(0) === undefined) {
+    throw invalid(`schedule.cron ${JSON.stringify(expression)} never matches a time`, jobId);
+  }
+  return {
+    kind: "cron",
+    nextAfter,
+    countBetween(fromMs, toMs, limit) {
+      let count = 0;
+      let at = fromMs;
+      while (count < limit) {
+        const next = nextAfter(at);
+        if (next === undefined || next > toMs) break;
+        count++;
+        at = next;
+      }
+      return count;
+    },
+    recentBetween(fromMs, toMs, count) {
+      if (count <= 0) return [];
+      // croner walks backwards from the end, so a long gap costs `count` steps, not its length.
+      return cron
+        .previousRuns(count, new Date(toMs + 1))
+        .map((date) => date.getTime())
+        .filter((ms) => ms > fromMs && ms <= toMs)
+        .reverse();
+    },
+  };
+}

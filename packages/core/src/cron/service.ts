@@ -1,0 +1,1308 @@
+import { randomUUID } from "node:crypto";
+import type { CronJobConfig } from "../config/schema.js";
+import { CronError, describe, InvalidArgumentError } from "../errors.js";
+import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
+import type { ExitReason } from "../runtime/exit.js";
+import { normalizeAgentId } from "../sessions/session-key.js";
+import type { Store } from "../store/types.js";
+import { emitTelemetry } from "../telemetry.js";
+import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import { type CronWebhookPayload, deliverRun } from "./delivery.js";
+import { type HeapEntry, MinHeap } from "./heap.js";
+import { parseJobInput, parseJobPatch } from "./job.js";
+import { type CompiledSchedule, compileSchedule } from "./schedule.js";
+import type {
+  CronCatchUpPolicy,
+  CronDeliver,
+  CronDeliveryResult,
+  CronJob,
+  CronJobInput,
+  CronJobPatch,
+  CronJobRunner,
+  CronRun,
+  CronRunOutcome,
+  CronRunTrigger,
+} from "./types.js";
+
+/** Backoff after consecutive errors: 30 s, 1 min, 5 min, 15 min, then 60 min. */
+export const DEFAULT_CRON_BACKOFF_MS: readonly number[] = Object.freeze([
+  30_000, 60_000, 300_000, 900_000, 3_600_000,
+]);
+/** A run without a result after this long is cleared. */
+export const DEFAULT_STUCK_RUN_MS = 2 * 60 * 60 * 1000;
+/** A job is disabled after this many errors in a row. */
+export const DEFAULT_MAX_CONSECUTIVE_ERRORS = 3;
+/** Isolated sessions are deleted this long after their run started. */
+export const DEFAULT_ISOLATED_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** Missed occurrences recorded one by one before the rest are summed up in one entry. */
+const MISSED_RECORDED_EACH = 100;
+/** Occurrences of a cron expression counted at most when looking for missed runs. */
+const MISSED_COUNT_LIMIT = 100_000;
+/** How often isolated sessions are swept (checked on activity, never with a timer of its own). */
+const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+/** The retry of an internal message refused by a full mailbox. */
+const WAKE_RETRY_MS = 10;
+
+/** Options of {@link CronService}. */
+export interface CronServiceOptions {
+  /** The agent whose jobs this service runs. */
+  agentId: string;
+  /** Where jobs, run logs and the isolated-session index live (`store.cron`, `store.kv`). */
+  store: Pick<Store, "cron" | "kv">;
+  /** Runs one job; see {@link agentRuntimeJobRunner}. */
+  runJob: CronJobRunner;
+  /** Delivers `announce` output to a channel target (channels are wired by the host). */
+  deliver?: CronDeliver;
+  /**
+   * Deletes an isolated session once it is older than `isolatedSessionTtlMs`. Default: the
+   * runner's own `deleteSession` when it has one (as `agentRuntimeJobRunner` does); without
+   * either, isolated sessions are left alone.
+   */
+  deleteSession?: (sessionKey: string) => Promise<void>;
+  /** `fetch` for webhook deliveries. Default the global `fetch`. */
+  fetch?: typeof fetch;
+  /** Default {@link systemClock}. */
+  clock?: Clock;
+  /** Default 2 h. */
+  stuckRunMs?: number;
+  /** Delays after the 1st, 2nd, ... consecutive error; the last repeats. Default 30 s, 1, 5, 15, 60 min. */
+  backoffMs?: readonly number[];
+  /** Disable a job after this many errors in a row (`Infinity`: never). Default 3. */
+  maxConsecutiveErrors?: number;
+  /** Default 24 h. */
+  isolatedSessionTtlMs?: number;
+  /** Run-log entries kept per job. Default 200. */
+  runLogKeep?: number;
+  /** Characters of output kept in the run log. Default 500. */
+  outputSummaryChars?: number;
+  /** Default 10 000. */
+  webhookTimeoutMs?: number;
+  /** Actor name. Default `cron:<agentId>`. */
+  name?: string;
+  /** Mailbox bound. Default 10 000. */
+  mailboxLimit?: number;
+}
+
+/** What `status()` reports. */
+export interface CronServiceStatus {
+  agentId: string;
+  jobs: number;
+  enabled: number;
+  running: number;
+  /** The earliest scheduled run of any job, and whose. */
+  nextRunAt?: number;
+  nextJobId?: string;
+  /** True while the service's single timer is armed. */
+  timerArmed: boolean;
+}
+
+type CronCall =
+  | { op: "add"; input: CronJobInput }
+  | { op: "update"; id: string; patch: CronJobPatch }
+  | { op: "remove"; id: string }
+  | { op: "get"; id: string }
+  | { op: "list" }
+  | { op: "enable"; id: string }
+  | { op: "disable"; id: string }
+  | { op: "run-now"; id: string }
+  | { op: "status" }
+  | { op: "sync-config"; jobs: readonly CronJobConfig[] };
+
+/**
+ * `tick`: the timer fired, start what is due. `drain`: runs finished, record them. Due jobs
+ * start only on a tick, which comes from a timer: under a constant stream of completions
+ * the service still yields to the event loop between batches.
+ */
+type CronInfo = { type: "tick" } | { type: "drain" };
+
+/** A failed request, carried as a reply so that the service survives bad input. */
+class CallFailure {
+  constructor(readonly error: unknown) {}
+}
+
+interface ActiveRun {
+  readonly runId: string;
+  readonly trigger: CronRunTrigger;
+  readonly scheduledAt: number;
+  readonly startedAt: number;
+  readonly sessionKey: string;
+  readonly controller: AbortController;
+  readonly waiters: ReplyTo<unknown>[];
+  readonly policy: CronCatchUpPolicy | undefined;
+}
+
+interface Entry extends HeapEntry {
+  job: CronJob;
+  compiled: CompiledSchedule;
+  run: ActiveRun | null;
+  removed: boolean;
+}
+
+interface Completion {
+  readonly entry: Entry;
+  readonly runId: string;
+  readonly outcome: CronRunOutcome;
+  readonly finishedAt: number;
+  readonly delivery: CronDeliveryResult | undefined;
+  readonly stuck?: boolean;
+}
+
+/** Kept in `store.kv` while a run is in progress (see `#begin`). */
+type RunMarker = {
+  runId: string;
+  startedAt: number;
+  scheduledAt: number;
+  trigger: CronRunTrigger;
+  sessionKey: string;
+};
+
+/** Writes of one handler, issued together. */
+type Writes = Promise<unknown>[];
+
+function copy<T>(value: T): T {
+  return structuredClone(value);
+}
+
+function freshState(): CronJob["state"] {
+  return { consecutiveErrors: 0, runCount: 0, missedCount: 0 };
+}
+
+function positiveMs(value: number | undefined, fallback: number, what: string): number {
+  const ms = value ?? fallback;
+  if (!(ms > 0)) throw new InvalidArgumentError(`${what} must be > 0 ms, got ${ms}`);
+  return ms;
+}
+
+/**
+ * The cron worker of one agent: its jobs, their schedules and runs, as an actor (one per
+ * agent under a {@link CronSupervisor}).
+ *
+ * Jobs sit in a min-heap by due time and one timer is armed for the earliest, however many
+ * jobs there are. When it fires, every due job starts; a run goes through the injected
+ * `runJob` outside the mailbox, so a long run never blocks the service. A job never
+ * overlaps itself.
+ *
+ * Reliability rules: a run without a result after `stuckRunMs` (2 h) is aborted and recorded
+ * as an error; errors back off 30 s, 1 min, 5 min, 15 min, 60 min (the next run is not
+ * before that); 3 errors in a row disable the job with the reason kept; every run and every
+ * missed occurrence is logged in the store. After downtime, missed runs are detected on
+ * start and handled by the job's `catchUp` policy. A one-shot `at` job that ran (or whose
+ * run was interrupted) never runs again.
+ *
+ * @example
+ * ```ts
+ * const cron = await new CronService({
+ *   agentId: "ops",
+ *   store,
+ *   runJob: agentRuntimeJobRunner(runtime),
+ * }).start();
+ * await cron.add({ id: "standup", schedule: { cron: "0 9 * * 1-5", timezone: "Europe/Berlin" }, prompt: "Post the stand-up summary." });
+ * const run = await cron.runNow("standup"); // { status: "ok", output: "...", ... }
+ * await cron.stop();
+ * ```
+ */
+export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
+  /** The agent whose jobs this service runs. */
+  readonly agentId: string;
+  readonly #store: Pick<Store, "cron" | "kv">;
+  readonly #runJob: CronJobRunner;
+  readonly #deliver: CronDeliver | undefined;
+  readonly #deleteSession: ((sessionKey: string) => Promise<void>) | undefined;
+  readonly #fetch: typeof fetch;
+  readonly #clock: Clock;
+  readonly #stuckRunMs: number;
+  readonly #backoffMs: readonly number[];
+  readonly #maxConsecutiveErrors: number;
+  readonly #isolatedSessionTtlMs: number;
+  readonly #runLogKeep: number;
+  readonly #outputSummaryChars: number;
+  readonly #webhookTimeoutMs: number;
+  readonly #entries = new Map<string, Entry>();
+  readonly #heap = new MinHeap<Entry>();
+  #completions: Completion[] = [];
+  #timer: TimerHandle | undefined;
+  #armedFor: number | undefined;
+  #retryTimer: TimerHandle | undefined;
+  readonly #queued = { tick: false, drain: false };
+  #lastSweepAt = Number.NEGATIVE_INFINITY;
+  #sweeping = false;
+
+  constructor(options: CronServiceOptions) {
+    const agentId = normalizeAgentId(options?.agentId);
+    super({
+      name: options.name ?? `cron:${agentId}`,
+      mailboxLimit: options.mailboxLimit ?? 10_000,
+    });
+    if (typeof options.runJob !== "function") {
+      throw new InvalidArgumentError("CronService needs a runJob function");
+    }
+    if (options.store?.cron === undefined || options.store.kv === undefined) {
+      throw new InvalidArgumentError("CronService needs a store with cron and kv");
+    }
+    this.agentId = agentId;
+    this.#store = options.store;
+    this.#runJob = options.runJob;
+    this.#deliver = options.deliver;
+    const runnerCleanup = (options.runJob as { deleteSession?: (key: string) => Promise<void> })
+      .deleteSession;
+    this.#deleteSession = options.deleteSession ?? runnerCleanup;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#clock = options.clock ?? systemClock;
+    this.#stuckRunMs = positiveMs(options.stuckRunMs, DEFAULT_STUCK_RUN_MS, "stuckRunMs");
+    this.#backoffMs = options.backoffMs ?? DEFAULT_CRON_BACKOFF_MS;
+    if (this.#backoffMs.length === 0 || this.#backoffMs.some((ms) => !(ms >= 0))) {
+      throw new InvalidArgumentError("backoffMs must be a non-empty list of delays >= 0");
+    }
+    this.#maxConsecutiveErrors = options.maxConsecutiveErrors ?? DEFAULT_MAX_CONSECUTIVE_ERRORS;
+    if (!(this.#maxConsecutiveErrors >= 1)) {
+      throw new InvalidArgumentError("maxConsecutiveErrors must be >= 1 (or Infinity)");
+    }
+    this.#isolatedSessionTtlMs = positiveMs(
+      options.isolatedSessionTtlMs,
+      DEFAULT_ISOLATED_SESSION_TTL_MS,
+      "isolatedSessionTtlMs",
+    );
+    this.#runLogKeep = options.runLogKeep ?? 200;
+    this.#outputSummaryChars = options.outputSummaryChars ?? 500;
+    for (const [what, value] of [
+      ["runLogKeep", this.#runLogKeep],
+      ["outputSummaryChars", this.#outputSummaryChars],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value < (what === "runLogKeep" ? 1 : 0)) {
+        throw new InvalidArgumentError(`${what} must be a whole number, got ${value}`);
+      }
+    }
+    this.#webhookTimeoutMs = positiveMs(options.webhookTimeoutMs, 10_000, "webhookTimeoutMs");
+    // Whatever the way out (a kill included), no timer and no run outlives the service.
+    this.monitor(() => {
+      this.#disarm();
+      for (const entry of this.#entries.values()) entry.run?.controller.abort();
+    });
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  /**
+   * Adds a job and schedules it.
+   *
+   * @throws InvalidArgumentError for malformed input; CronError `INVALID_CRON_SCHEDULE` for a
+   *   bad expression, zone or date; `CRON_JOB_EXISTS` when the id is taken.
+   */
+  async add(input: CronJobInput): Promise<CronJob> {
+    return (await this.#request({ op: "add", input })) as CronJob;
+  }
+
+  /**
+   * Changes a job. A new schedule is computed from now (an `at` job with a new time may run
+   * again); `enabled` behaves as `enable()` / `disable()`.
+   */
+  async update(id: string, patch: CronJobPatch): Promise<CronJob> {
+    return (await this.#request({ op: "update", id, patch })) as CronJob;
+  }
+
+  /** Deletes a job and its run log; a run in progress is aborted. Resolves false if unknown. */
+  async remove(id: string): Promise<boolean> {
+    return (await this.#request({ op: "remove", id })) as boolean;
+  }
+
+  /** @throws CronError `CRON_JOB_NOT_FOUND`. */
+  async get(id: string): Promise<CronJob> {
+    return (await this.#request({ op: "get", id })) as CronJob;
+  }
+
+  /** Every job of this agent, by id. */
+  async list(): Promise<CronJob[]> {
+    return (await this.#request({ op: "list" })) as CronJob[];
+  }
+
+  /**
+   * Enables a job: its error count and disable reason are cleared and it is scheduled from
+   * now (runs missed while it was disabled are not caught up).
+   *
+   * @throws CronError `CRON_JOB_COMPLETED` for an `at` job that already ran.
+   */
+  async enable(id: string): Promise<CronJob> {
+    return (await this.#request({ op: "enable", id })) as CronJob;
+  }
+
+  /** Disables a job; a run in progress finishes. */
+  async disable(id: string): Promise<CronJob> {
+    return (await this.#request({ op: "disable", id })) as CronJob;
+  }
+
+  /**
+   * Runs a job now, enabled or not, and resolves with its run-log entry once it has
+   * finished. Its schedule is unchanged.
+   *
+   * @throws CronError `CRON_JOB_RUNNING` if it is running, `CRON_JOB_COMPLETED` for an `at`
+   *   job that already ran.
+   */
+  async runNow(id: string): Promise<CronRun> {
+    return (await this.#request({ op: "run-now", id }, Infinity)) as CronRun;
+  }
+
+  /** The job's run log, newest first (default 100 entries, at most 1000). */
+  async runs(id: string, options?: { limit?: number }): Promise<CronRun[]> {
+    await this.get(id);
+    return (await this.#store.cron.listRuns(id, options)) as CronRun[];
+  }
+
+  /**
+   * Counts, the next due run, and whether the timer is armed. (`status` is the actor's
+   * lifecycle status, as on every process.)
+   */
+  async cronStatus(): Promise<CronServiceStatus> {
+    return (await this.#request({ op: "status" })) as CronServiceStatus;
+  }
+
+  /**
+   * Makes the jobs marked `source: "config"` match `jobs` (this agent's `cron.jobs` from the
+   * configuration): new ones are added, changed ones updated (state kept), and config jobs
+   * no longer listed are removed. Jobs added through the API are left alone. The file is the
+   * truth for config jobs, `enabled` included: a config job disabled at runtime (by request
+   * or after errors) is enabled again when the file says `enabled: true`.
+   */
+  async syncConfig(jobs: readonly CronJobConfig[]): Promise<CronJob[]> {
+    return (await this.#request({ op: "sync-config", jobs })) as CronJob[];
+  }
+
+  async #request(message: CronCall, timeoutMs?: number): Promise<unknown> {
+    const reply = await this.call(message, timeoutMs === undefined ? undefined : { timeoutMs });
+    if (reply instanceof CallFailure) throw reply.error;
+    return reply;
+  }
+
+  // ------------------------------------------------------------------ actor callbacks
+
+  protected override async init(): Promise<void> {
+    const records = (await this.#store.cron.listJobs(this.agentId)) as CronJob[];
+    const markers = new Map<string, RunMarker>();
+    const markerKeys = await this.#store.kv.keys(this.#markerPrefix());
+    for (const key of markerKeys) {
+      const marker = await this.#store.kv.get<RunMarker>(key);
+      if (marker !== undefined) markers.set(key.slice(this.#markerPrefix().length), marker);
+    }
+    const now = this.#clock.now();
+    const writes: Writes = [];
+    for (const record of records) {
+      const job = this.#revive(record, now);
+      let compiled: CompiledSchedule;
+      try {
+        compiled = compileSchedule(job.schedule, job.createdAt, job.id);
+      } catch (error) {
+        // A stored job that no longer validates is kept, disabled, with the reason: nothing lost.
+        if (job.enabled) {
+          job.enabled = false;
+          job.state.disabledReason = `invalid schedule: ${describe(error)}`;
+          job.state.disabledAt = now;
+          writes.push(this.#putJob(job));
+        }
+        continue;
+      }
+      const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
+      this.#entries.set(job.id, entry);
+      // Only jobs whose state changes here are written back: a restart with many jobs and
+      // nothing missed costs no writes.
+      let changed = false;
+      const marker = markers.get(job.id);
+      if (marker !== undefined) this.#resumeMarker(entry, marker);
+      if (job.state.runningAt !== undefined) {
+        this.#recordInterrupted(entry, now, writes, marker?.trigger, marker?.sessionKey);
+        changed = true;
+      }
+      if (this.#schedulable(entry)) {
+        if (job.state.nextRunAt === undefined) {
+          job.state.nextRunAt = this.#firstRun(entry, now);
+          changed = true;
+        }
+        if (job.state.nextRunAt !== undefined && job.state.nextRunAt <= now) {
+          this.#handleMissed(entry, now, writes);
+          changed = true;
+        }
+        this.#reschedule(entry);
+      }
+      if (changed) writes.push(this.#putJob(job));
+    }
+    // Markers of this agent's runs are accounted for (or belonged to jobs since removed).
+    for (const key of markerKeys) writes.push(this.#store.kv.delete(key));
+    await Promise.all(writes);
+    this.#arm();
+    this.#maybeSweep(now);
+  }
+
+  /**
+   * A run was in progress when the previous process stopped: its marker says which
+   * occurrence it served, which therefore counts as attempted (not missed).
+   */
+  #resumeMarker(entry: Entry, marker: RunMarker): void {
+    const state = entry.job.state;
+    state.runningAt = marker.startedAt;
+    state.runningRunId = marker.runId;
+    state.runningScheduledAt = marker.scheduledAt;
+    if (marker.trigger === "catch-up" && state.catchUpQueue !== undefined) {
+      state.catchUpQueue = state.catchUpQueue.filter((at) => at !== marker.scheduledAt);
+      if (state.catchUpQueue.length === 0) delete state.catchUpQueue;
+    } else if (
+      marker.trigger === "schedule" &&
+      state.nextRunAt !== undefined &&
+      state.nextRunAt <= marker.scheduledAt
+    ) {
+      const following =
+        entry.compiled.kind === "at" ? undefined : entry.compiled.nextAfter(marker.scheduledAt);
+      if (following === undefined) delete state.nextRunAt;
+      else state.nextRunAt = following;
+    }
+  }
+
+  protected override async handleCall(
+    message: CronCall,
+    from: ReplyTo<unknown>,
+  ): Promise<unknown | NoReply> {
+    try {
+      return await this.#answer(message, from);
+    } catch (error) {
+      return new CallFailure(error);
+    }
+  }
+
+  protected override async handleInfo(message: CronInfo): Promise<void> {
+    this.#queued[message.type] = false;
+    const now = this.#clock.now();
+    const writes: Writes = [];
+    const replies: Array<() => void> = [];
+    const completions = this.#completions;
+    this.#completions = [];
+    for (const completion of completions) this.#finish(completion, writes, replies);
+    const starts: Entry[] = [];
+    if (message.type === "tick") {
+      for (;;) {
+        const top = this.#heap.peek();
+        if (top === undefined || top.dueAt > now) break;
+        this.#heap.pop();
+        if (top.run !== null) {
+          this.#clearStuck(top, now, writes, replies);
+          continue;
+        }
+        if (this.#prepareScheduledRun(top, now, writes)) starts.push(top);
+      }
+    }
+    await Promise.all(writes);
+    for (const reply of replies) reply();
+    for (const entry of starts) this.#launch(entry);
+    this.#arm();
+    this.#maybeSweep(now);
+  }
+
+  protected override async terminate(reason: ExitReason): Promise<void> {
+    void reason;
+    this.#disarm();
+    const now = this.#clock.now();
+    const writes: Writes = [];
+    const replies: Array<() => void> = [];
+    // Runs that finished but were not recorded yet are recorded as they ended.
+    for (const completion of this.#completions.splice(0)) {
+      this.#finish(completion, writes, replies);
+    }
+    for (const entry of this.#entries.values()) {
+      if (entry.run === null) continue;
+      entry.run.controller.abort();
+      this.#recordInterrupted(entry, now, writes);
+      writes.push(this.#putJob(entry.job), this.#store.kv.delete(this.#markerKey(entry.job.id)));
+    }
+    // A store that fails now must not turn a clean stop into a crash; the running markers
+    // it could not clear are reported as interrupted on the next start instead.
+    await Promise.allSettled(writes);
+    for (const reply of replies) reply();
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  async #answer(message: CronCall, from: ReplyTo<unknown>): Promise<unknown | NoReply> {
+    const now = this.#clock.now();
+    switch (message.op) {
+      case "add":
+        return this.#add(message.input, now, "api");
+      case "update":
+        return this.#update(this.#entry(message.id), message.patch, now);
+      case "remove":
+        return this.#remove(message.id);
+      case "get":
+        return copy(this.#entry(message.id).job);
+      case "list":
+        return [...this.#entries.values()]
+          .map((e) => copy(e.job))
+          .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      case "enable":
+        return this.#setEnabled(this.#entry(message.id), true, now);
+      case "disable":
+        return this.#setEnabled(this.#entry(message.id), false, now);
+      case "run-now":
+        return this.#runNow(this.#entry(message.id), now, from);
+      case "status":
+        return this.#status();
+      case "sync-config":
+        return this.#syncConfig(message.jobs, now);
+      default:
+        throw new InvalidArgumentError(`unknown cron request ${JSON.stringify(message)}`);
+    }
+  }
+
+  #entry(id: unknown): Entry {
+    if (typeof id !== "string" || id === "") {
+      throw new InvalidArgumentError(`a cron job id must be a non-empty string, got ${String(id)}`);
+    }
+    const entry = this.#entries.get(id);
+    if (entry === undefined) {
+      throw new CronError(
+        "CRON_JOB_NOT_FOUND",
+        `agent "${this.agentId}" has no cron job "${id}"`,
+        id,
+      );
+    }
+    return entry;
+  }
+
+  async #add(input: CronJobInput, now: number, source: CronJob["source"]): Promise<CronJob> {
+    const { job, compiled } = parseJobInput(input, this.agentId, now, source);
+    if (this.#entries.has(job.id)) {
+      throw new CronError("CRON_JOB_EXISTS", `cron job "${job.id}" already exists`, job.id);
+    }
+    const stored = await this.#store.cron.getJob(job.id);
+    if (stored !== undefined) {
+      throw new CronError(
+        "CRON_JOB_EXISTS",
+        `cron job "${job.id}" already exists (agent "${stored.agentId}")`,
+        job.id,
+      );
+    }
+    const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
+    if (job.enabled) job.state.nextRunAt = this.#firstRun(entry, now);
+    // Stored first: if the write fails, nothing was added.
+    await this.#putJob(job);
+    this.#entries.set(job.id, entry);
+    this.#reschedule(entry);
+    this.#arm();
+    return copy(job);
+  }
+
+  async #update(entry: Entry, rawPatch: CronJobPatch, now: number): Promise<CronJob> {
+    const patch = parseJobPatch(rawPatch, entry.job.id);
+    const next: CronJob = copy(entry.job);
+    let compiled = entry.compiled;
+    if (patch.schedule !== undefined) {
+      compiled = compileSchedule(patch.schedule, next.createdAt, next.id);
+      next.schedule = patch.schedule;
+    }
+    if (patch.session !== undefined) next.session = patch.session;
+    if (patch.prompt !== undefined) next.prompt = patch.prompt;
+    if (patch.catchUp !== undefined) next.catchUp = patch.catchUp;
+    if (patch.catchUpLimit !== undefined) next.catchUpLimit = patch.catchUpLimit;
+    if (patch.delivery !== undefined) next.delivery = patch.delivery;
+    next.updatedAt = now;
+    const state = next.state;
+    if (patch.schedule !== undefined) {
+      // A new schedule starts afresh: a completed `at` job given a new time may run again.
+      delete state.completedAt;
+      delete state.catchUpQueue;
+    }
+    if (patch.enabled !== undefined && patch.enabled !== next.enabled) {
+      if (patch.enabled && state.completedAt !== undefined) throw this.#completed(next.id);
+      next.enabled = patch.enabled;
+      this.#applyEnabled(next, now);
+    }
+    const probe: Entry = { ...entry, job: next, compiled };
+    if (patch.schedule !== undefined || patch.enabled !== undefined) {
+      state.nextRunAt = this.#schedulable(probe) ? this.#firstRun(probe, now) : undefined;
+    }
+    await this.#putJob(next);
+    entry.job = next;
+    entry.compiled = compiled;
+    this.#reschedule(entry);
+    this.#arm();
+    return copy(next);
+  }
+
+  async #remove(id: string): Promise<boolean> {
+    const entry = this.#entries.get(id);
+    if (entry === undefined) return false;
+    await this.#store.cron.deleteJob(id);
+    if (entry.run !== null) await this.#store.kv.delete(this.#markerKey(id));
+    entry.removed = true;
+    entry.run?.controller.abort();
+    this.#heap.delete(entry);
+    this.#entries.delete(id);
+    this.#arm();
+    return true;
+  }
+
+  async #setEnabled(entry: Entry, enabled: boolean, now: number): Promise<CronJob> {
+    const next = copy(entry.job);
+    if (enabled && next.state.completedAt !== undefined) throw this.#completed(next.id);
+    next.enabled = enabled;
+    next.updatedAt = now;
+    this.#applyEnabled(next, now);
+    const probe: Entry = { ...entry, job: next };
+    next.state.nextRunAt = this.#schedulable(probe) ? this.#firstRun(probe, now) : undefined;
+    await this.#putJob(next);
+    entry.job = next;
+    this.#reschedule(entry);
+    this.#arm();
+    return copy(next);
+  }
+
+  #applyEnabled(job: CronJob, now: number): void {
+    const state = job.state;
+    if (job.enabled) {
+      state.consecutiveErrors = 0;
+      delete state.disabledReason;
+      delete state.disabledAt;
+      delete state.retryAt;
+    } else {
+      state.disabledReason = "disabled by request";
+      state.disabledAt = now;
+      delete state.catchUpQueue;
+    }
+  }
+
+  #completed(id: string): CronError {
+    return new CronError(
+      "CRON_JOB_COMPLETED",
+      `cron job "${id}" is a one-shot job that already ran; give it a new schedule to run it again`,
+      id,
+    );
+  }
+
+  async #runNow(entry: Entry, now: number, from: ReplyTo<unknown>): Promise<NoReply> {
+    const id = entry.job.id;
+    if (entry.job.state.completedAt !== undefined) throw this.#completed(id);
+    if (entry.run !== null) {
+      throw new CronError("CRON_JOB_RUNNING", `cron job "${id}" is running`, id);
+    }
+    const writes: Writes = [];
+    const before = copy(entry.job.state);
+    this.#begin(entry, now, now, "manual", undefined, writes);
+    entry.run!.waiters.push(from);
+    try {
+      await Promise.all(writes);
+    } catch (error) {
+      // The start could not be recorded: it does not happen.
+      entry.run = null;
+      entry.job.state = before;
+      this.#reschedule(entry);
+      throw error;
+    }
+    this.#launch(entry);
+    this.#arm();
+    return noReply;
+  }
+
+  #status(): CronServiceStatus {
+    let enabled = 0;
+    let running = 0;
+    let next: Entry | undefined;
+    for (const entry of this.#entries.values()) {
+      if (entry.job.enabled) enabled++;
+      if (entry.run !== null) running++;
+      else if (this.#heap.has(entry) && (next === undefined || entry.dueAt < next.dueAt)) {
+        next = entry;
+      }
+    }
+    return {
+      agentId: this.agentId,
+      jobs: this.#entries.size,
+      enabled,
+      running,
+      ...(next === undefined ? {} : { nextRunAt: next.dueAt, nextJobId: next.job.id }),
+      timerArmed: this.#timer !== undefined,
+    };
+  }
+
+  async #syncConfig(jobs: readonly CronJobConfig[], now: number): Promise<CronJob[]> {
+    if (!Array.isArray(jobs)) throw new InvalidArgumentError("syncConfig needs an array of jobs");
+    const mine = jobs.filter((job) => job.agentId === this.agentId);
+    const wanted = new Set(mine.map((job) => job.id));
+    for (const entry of [...this.#entries.values()]) {
+      if (entry.job.source === "config" && !wanted.has(entry.job.id)) {
+        await this.#remove(entry.job.id);
+      }
+    }
+    for (const config of mine) {
+      const existing = this.#entries.get(config.id);
+      const { id, agentId, ...fields } = config;
+      void agentId;
+      if (existing === undefined) await this.#add({ ...fields, id }, now, "config");
+      else if (existing.job.source === "config" && changed(existing.job, fields)) {
+        await this.#update(existing, fields, now);
+      }
+    }
+    return [...this.#entries.values()]
+      .filter((e) => e.job.source === "config")
+      .map((e) => copy(e.job));
+  }
+
+  // ------------------------------------------------------------------ scheduling
+
+  /** Enabled, not completed: the job has runs ahead of it. */
+  #schedulable(entry: Entry): boolean {
+    return entry.job.enabled && entry.job.state.completedAt === undefined;
+  }
+
+  /** The first run from `now`: an `at` job that has not run is due at its time even if past. */
+  #firstRun(entry: Entry, now: number): number | undefined {
+    if (entry.compiled.kind === "at") return parseAtOf(entry);
+    return entry.compiled.nextAfter(now);
+  }
+
+  /** Puts the entry in the heap at its due time, or takes it out when nothing is due. */
+  #reschedule(entry: Entry): void {
+    if (entry.run !== null) {
+      this.#heap.set(entry, entry.run.startedAt + this.#stuckRunMs);
+      return;
+    }
+    const due = this.#dueOf(entry);
+    if (due === undefined) this.#heap.delete(entry);
+    else this.#heap.set(entry, due);
+  }
+
+  #dueOf(entry: Entry): number | undefined {
+    if (!this.#schedulable(entry)) return undefined;
+    const state = entry.job.state;
+    if (state.catchUpQueue !== undefined && state.catchUpQueue.length > 0) {
+      return state.retryAt ?? 0;
+    }
+    return state.nextRunAt;
+  }
+
+  /** Arms the one timer for the earliest entry (or clears it when nothing is due). */
+  #arm(): void {
+    if (!this.alive) return;
+    const top = this.#heap.peek();
+    if (top === undefined) {
+      this.#disarm();
+      return;
+    }
+    // A timer armed for an earlier time stays: it fires, finds nothing due and re-arms.
+    if (this.#armedFor !== undefined && this.#armedFor <= top.dueAt) return;
+    if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
+    const at = top.dueAt;
+    this.#armedFor = at;
+    this.#timer = this.#clock.setTimer(
+      () => {
+        this.#timer = undefined;
+        this.#armedFor = undefined;
+        this.#notify("tick");
+      },
+      Math.max(0, at - this.#clock.now()),
+    );
+  }
+
+  #disarm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
+    if (this.#retryTimer !== undefined) this.#clock.clearTimer(this.#retryTimer);
+    this.#timer = this.#retryTimer = this.#armedFor = undefined;
+  }
+
+  /** Sends the actor a tick or a drain; one of each is queued at most. */
+  #notify(type: CronInfo["type"]): void {
+    if (this.#queued[type] || !this.alive) return;
+    // Set first: an idle actor handles the message on this very stack, inside `send`.
+    this.#queued[type] = true;
+    try {
+      if (!this.send({ type })) this.#queued[type] = false;
+    } catch {
+      this.#queued[type] = false;
+      // The mailbox is full of requests: try again shortly rather than lose the message.
+      if (this.#retryTimer === undefined) {
+        this.#retryTimer = this.#clock.setTimer(() => {
+          this.#retryTimer = undefined;
+          this.#notify("drain");
+          this.#notify("tick");
+        }, WAKE_RETRY_MS);
+      }
+    }
+  }
+
+  /**
+   * A job came due: decides which occurrence it runs for, handling occurrences it missed
+   * (the timer fired late, or it was queued for catch-up). Returns whether it starts.
+   */
+  #prepareScheduledRun(entry: Entry, now: number, writes: Writes): boolean {
+    const state = entry.job.state;
+    if (!this.#schedulable(entry)) return false;
+    let trigger: CronRunTrigger = "schedule";
+    let scheduledAt: number;
+    let policy: CronCatchUpPolicy | undefined;
+    const queue = state.catchUpQueue;
+    if (queue === undefined || queue.length === 0) {
+      const due = state.nextRunAt;
+      if (due === undefined) return false;
+      const following = entry.compiled.nextAfter(due);
+      if (following !== undefined && following <= now) {
+        // More than one occurrence passed (the process stalled or slept): they were missed.
+        this.#handleMissed(entry, now, writes);
+        this.#reschedule(entry);
+        if (state.catchUpQueue === undefined || state.catchUpQueue.length === 0) {
+          writes.push(this.#putJob(entry.job));
+          return false;
+        }
+        return this.#prepareScheduledRun(entry, now, writes);
+      }
+      scheduledAt = due;
+      state.nextRunAt = entry.compiled.kind === "at" ? undefined : following;
+    } else {
+      scheduledAt = queue.shift()!;
+      if (queue.length === 0) delete state.catchUpQueue;
+      trigger = "catch-up";
+      policy = entry.job.catchUp;
+    }
+    this.#begin(entry, scheduledAt, now, trigger, policy, writes);
+    return true;
+  }
+
+  /** Marks a run as started (in memory and in the store) before it is launched. */
+  #begin(
+    entry: Entry,
+    scheduledAt: number,
+    now: number,
+    trigger: CronRunTrigger,
+    policy: CronCatchUpPolicy | undefined,
+    writes: Writes,
+  ): void {
+    const job = entry.job;
+    const runId = randomUUID();
+    const sessionKey =
+      job.session === "main" ? `agent:${this.agentId}:main` : `cron:${job.id}.${now}`;
+    entry.run = {
+      runId,
+      trigger,
+      scheduledAt,
+      startedAt: now,
+      sessionKey,
+      controller: new AbortController(),
+      waiters: [],
+      policy,
+    };
+    const state = job.state;
+    state.runningAt = now;
+    state.runningRunId = runId;
+    state.runningScheduledAt = scheduledAt;
+    this.#reschedule(entry);
+    // Recorded before the run starts: a crash mid-run is then reported as interrupted and a
+    // one-shot job is never run twice. A small marker rather than the whole job, which is
+    // written once, when the run ends.
+    const marker: RunMarker = { runId, startedAt: now, scheduledAt, trigger, sessionKey };
+    writes.push(this.#store.kv.set(this.#markerKey(job.id), marker));
+    if (job.session === "isolated" && this.#deleteSession !== undefined) {
+      writes.push(this.#indexIsolated(sessionKey, job.id, now));
+    }
+  }
+
+  /** Starts the run outside the mailbox; its completion comes back as a drain. */
+  #launch(entry: Entry): void {
+    const run = entry.run;
+    if (run === null) return;
+    // The runner's own view: changing it changes nothing here. Shallow, as this is per run.
+    const job: CronJob = { ...entry.job, state: { ...entry.job.state } };
+    void this.#execute(job, run).then((result) => {
+      this.#completions.push({ entry, runId: run.runId, ...result });
+      this.#notify("drain");
+    });
+  }
+
+  async #execute(
+    job: CronJob,
+    run: ActiveRun,
+  ): Promise<Omit<Completion, "entry" | "runId" | "stuck">> {
+    let outcome: CronRunOutcome;
+    try {
+      outcome = checkOutcome(
+        await this.#runJob(job, {
+          agentId: this.agentId,
+          runId: run.runId,
+          trigger: run.trigger,
+          scheduledAt: run.scheduledAt,
+          sessionKey: run.sessionKey,
+          signal: run.controller.signal,
+        }),
+      );
+    } catch (error) {
+      outcome = { status: "error", error: describe(error) };
+    }
+    const finishedAt = this.#clock.now();
+    let delivery: CronDeliveryResult | undefined;
+    if (job.delivery.kind !== "none" && !run.controller.signal.aborted) {
+      const payload: CronWebhookPayload = {
+        type: "cron.run",
+        agentId: this.agentId,
+        jobId: job.id,
+        runId: run.runId,
+        trigger: run.trigger,
+        status: outcome.status,
+        scheduledAt: run.scheduledAt,
+        startedAt: run.startedAt,
+        finishedAt,
+        ...(outcome.output === undefined ? {} : { output: outcome.output }),
+        ...(outcome.error === undefined ? {} : { error: outcome.error }),
+      };
+      delivery = await deliverRun(job, payload, run.controller.signal, {
+        deliver: this.#deliver,
+        fetch: this.#fetch,
+        webhookTimeoutMs: this.#webhookTimeoutMs,
+      });
+    }
+    return { outcome, finishedAt, delivery };
+  }
+
+  /** Records a finished run and schedules what comes next. */
+  #finish(completion: Completion, writes: Writes, replies: Array<() => void>): void {
+    const { entry, runId, outcome, finishedAt, delivery } = completion;
+    const run = entry.run;
+    // A run cleared as stuck, or of a removed job, has already been accounted for.
+    if (run === null || run.runId !== runId) return;
+    entry.run = null;
+    const job = entry.job;
+    const state = job.state;
+    delete state.runningAt;
+    delete state.runningRunId;
+    delete state.runningScheduledAt;
+    const ok = outcome.status === "ok";
+    state.runCount++;
+    state.lastRunAt = run.startedAt;
+    state.lastFinishedAt = finishedAt;
+    state.lastStatus = outcome.status;
+    state.lastDurationMs = Math.max(0, finishedAt - run.startedAt);
+    if (ok) {
+      state.consecutiveErrors = 0;
+      delete state.lastError;
+      delete state.retryAt;
+    } else {
+      state.consecutiveErrors++;
+      state.lastError = outcome.error ?? "the run failed";
+    }
+    const record: CronRun = {
+      jobId: job.id,
+      agentId: this.agentId,
+      runId,
+      trigger: run.trigger,
+      status: outcome.status,
+      scheduledAt: run.scheduledAt,
+      startedAt: run.startedAt,
+      finishedAt,
+      durationMs: state.lastDurationMs,
+      latenessMs: run.startedAt - run.scheduledAt,
+      sessionKey: outcome.sessionKey ?? run.sessionKey,
+      ...(outcome.output === undefined ? {} : { output: this.#summary(outcome.output) }),
+      ...(ok ? {} : { error: state.lastError, consecutiveErrors: state.consecutiveErrors }),
+      ...(completion.stuck === true ? { stuck: true } : {}),
+      ...(run.policy === undefined ? {} : { policy: run.policy }),
+      ...(delivery === undefined ? {} : { delivery }),
+    };
+    if (entry.compiled.kind === "at") {
+      state.completedAt = finishedAt;
+      delete state.nextRunAt;
+    } else if (!ok && state.consecutiveErrors >= this.#maxConsecutiveErrors) {
+      job.enabled = false;
+      state.disabledReason = `disabled after ${state.consecutiveErrors} consecutive errors; last error: ${state.lastError}`;
+      state.disabledAt = finishedAt;
+      delete state.nextRunAt;
+      delete state.catchUpQueue;
+      delete state.retryAt;
+    } else if (job.enabled) {
+      if (state.nextRunAt !== undefined && state.nextRunAt <= finishedAt) {
+        // Occurrences that came due during the run are skipped: a job never overlaps itself.
+        const skipped =
+          1 + entry.compiled.countBetween(state.nextRunAt, finishedAt, MISSED_COUNT_LIMIT);
+        record.skippedWhileRunning = skipped;
+        state.nextRunAt = entry.compiled.nextAfter(finishedAt);
+      }
+      if (!ok) {
+        const retryAt = finishedAt + this.#backoff(state.consecutiveErrors);
+        state.retryAt = retryAt;
+        if (state.nextRunAt !== undefined) state.nextRunAt = Math.max(state.nextRunAt, retryAt);
+      }
+    }
+    this.#reschedule(entry);
+    if (!entry.removed) {
+      writes.push(
+        this.#putJob(job),
+        this.#appendRun(record),
+        this.#store.kv.delete(this.#markerKey(job.id)),
+      );
+      if (outcome.sessionKey !== undefined && outcome.sessionKey !== run.sessionKey) {
+        if (job.session === "isolated" && this.#deleteSession !== undefined) {
+          writes.push(this.#indexIsolated(outcome.sessionKey, job.id, run.startedAt));
+        }
+      }
+    }
+    this.#emit(record);
+    for (const waiter of run.waiters) replies.push(() => waiter.reply(copy(record)));
+  }
+
+  /** A run without a result after `stuckRunMs`: aborted and recorded as an error. */
+  #clearStuck(entry: Entry, now: number, writes: Writes, replies: Array<() => void>): void {
+    const run = entry.run!;
+    run.controller.abort();
+    this.#finish(
+      {
+        entry,
+        runId: run.runId,
+        outcome: {
+          status: "error",
+          error: `no result after ${formatMs(this.#stuckRunMs)}; the run was cleared as stuck`,
+        },
+        finishedAt: now,
+        delivery: undefined,
+        stuck: true,
+      },
+      writes,
+      replies,
+    );
+  }
+
+  #backoff(consecutiveErrors: number): number {
+    const steps = this.#backoffMs;
+    return steps[Math.min(consecutiveErrors, steps.length) - 1]!;
+  }
+
+  /**
+   * Occurrences from `state.nextRunAt` up to `now` were missed. The job's policy decides
+   * which of them run now (queued, oldest first); every other one is recorded as `missed`.
+   */
+  #handleMissed(entry: Entry, now: number, writes: Writes): void {
+    const job = entry.job;
+    const state = job.state;
+    const first = state.nextRunAt!;
+    const { compiled } = entry;
+    const total = 1 + compiled.countBetween(first, now, MISSED_COUNT_LIMIT);
+    const policy = job.catchUp;
+    const toRun =
+      policy === "skip" ? 0 : policy === "run-once" ? 1 : Math.min(total, job.catchUpLimit);
+    const recentCount = Math.min(total, toRun + MISSED_RECORDED_EACH);
+    const recent = recentOccurrences(compiled, first, now, recentCount);
+    const runs = recent.slice(recent.length - toRun);
+    const missedEach = recent.slice(0, recent.length - toRun);
+    const older = total - recent.length;
+    if (older > 0) {
+      this.#recordMissed(entry, first, now, older, writes);
+    }
+    for (const scheduledAt of missedEach) this.#recordMissed(entry, scheduledAt, now, 1, writes);
+    state.missedCount += total - toRun;
+    if (runs.length > 0) state.catchUpQueue = [...(state.catchUpQueue ?? []), ...runs];
+    if (compiled.kind === "at") {
+      delete state.nextRunAt;
+      if (runs.length === 0) state.completedAt = now;
+    } else {
+      state.nextRunAt = compiled.nextAfter(now);
+    }
+  }
+
+  #recordMissed(entry: Entry, scheduledAt: number, now: number, count: number, writes: Writes) {
+    const job = entry.job;
+    const record: CronRun = {
+      jobId: job.id,
+      agentId: this.agentId,
+      runId: randomUUID(),
+      trigger: "schedule",
+      status: "missed",
+      scheduledAt,
+      startedAt: scheduledAt,
+      latenessMs: now - scheduledAt,
+      policy: job.catchUp,
+      ...(count > 1 ? { missedCount: count } : {}),
+    };
+    writes.push(this.#appendRun(record));
+    this.#emit(record);
+  }
+
+  /** A run in progress when the previous process (or this service) stopped. */
+  #recordInterrupted(
+    entry: Entry,
+    now: number,
+    writes: Writes,
+    trigger?: CronRunTrigger,
+    sessionKey?: string,
+  ): void {
+    const job = entry.job;
+    const state = job.state;
+    const startedAt = state.runningAt ?? now;
+    const scheduledAt = state.runningScheduledAt ?? startedAt;
+    const record: CronRun = {
+      jobId: job.id,
+      agentId: this.agentId,
+      runId: state.runningRunId ?? randomUUID(),
+      trigger: entry.run?.trigger ?? trigger ?? "schedule",
+      status: "interrupted",
+      scheduledAt,
+      startedAt,
+      finishedAt: now,
+      durationMs: Math.max(0, now - startedAt),
+      latenessMs: startedAt - scheduledAt,
+      error: "the cron service stopped while the job was running",
+      ...((entry.run?.sessionKey ?? sessionKey) === undefined
+        ? {}
+        : { sessionKey: entry.run?.sessionKey ?? sessionKey }),
+    };
+    entry.run = null;
+    delete state.runningAt;
+    delete state.runningRunId;
+    delete state.runningScheduledAt;
+    state.lastStatus = "interrupted";
+    state.lastRunAt = startedAt;
+    state.runCount++;
+    if (entry.compiled.kind === "at") {
+      // At most once: a one-shot job that started counts as run.
+      state.completedAt = now;
+      delete state.nextRunAt;
+    }
+    writes.push(this.#appendRun(record));
+    this.#emit(record);
+  }
+
+  #revive(record: CronJob, now: number): CronJob {
+    const job = copy(record);
+    job.state = { ...freshState(), ...(job.state ?? {}) };
+    job.source ??= "api";
+    job.createdAt ??= now;
+    return job;
+  }
+
+  // ------------------------------------------------------------------ isolated sessions
+
+  /** Where the marker of a job's run in progress is kept. */
+  #markerKey(jobId: string): string {
+    return this.#markerPrefix() + jobId;
+  }
+
+  #markerPrefix(): string {
+    return `cron:running:${this.agentId}:`;
+  }
+
+  #indexIsolated(sessionKey: string, jobId: string, createdAt: number): Promise<unknown> {
+    return this.#store.kv.set(this.#indexPrefix() + sessionKey, { jobId, createdAt });
+  }
+
+  #indexPrefix(): string {
+    return `cron:isolated:${this.agentId}:`;
+  }
+
+  /** Deletes isolated sessions older than the TTL, at most once an hour, in the background. */
+  #maybeSweep(now: number): void {
+    if (this.#deleteSession === undefined || this.#sweeping) return;
+    if (now - this.#lastSweepAt < SWEEP_INTERVAL_MS) return;
+    this.#lastSweepAt = now;
+    this.#sweeping = true;
+    void this.#sweep(now)
+      .catch(() => undefined) // the next sweep retries
+      .finally(() => {
+        this.#sweeping = false;
+      });
+  }
+
+  async #sweep(now: number): Promise<void> {
+    const prefix = this.#indexPrefix();
+    const cutoff = now - this.#isolatedSessionTtlMs;
+    for (const key of await this.#store.kv.keys(prefix)) {
+      if (!this.alive) return;
+      const entry = await this.#store.kv.get<{ createdAt?: number }>(key);
+      if (entry === undefined || typeof entry.createdAt !== "number" || entry.createdAt > cutoff) {
+        continue;
+      }
+      await this.#deleteSession!(key.slice(prefix.length));
+      await this.#store.kv.delete(key);
+    }
+  }
+
+  // ------------------------------------------------------------------ store and telemetry
+
+  /**
+   * Stores the job. A run in progress is not part of it: that is the marker's business, so
+   * an update during a run never makes a stale "running" state durable.
+   */
+  #putJob(job: CronJob): Promise<void> {
+    const { runningAt, runningRunId, runningScheduledAt, ...state } = job.state;
+    if (runningAt === undefined && runningRunId === undefined && runningScheduledAt === undefined) {
+      return this.#store.cron.putJob(job);
+    }
+    return this.#store.cron.putJob({ ...job, state });
+  }
+
+  #appendRun(record: CronRun): Promise<void> {
+    return this.#store.cron.appendRun(record, { keep: this.#runLogKeep });
+  }
+
+  #summary(output: string): string {
+    const max = this.#outputSummaryChars;
+    return output.length <= max ? output : `${output.slice(0, max)}…`;
+  }
+
+  #emit(record: CronRun): void {
+    emitTelemetry("beamclaw:cron.run", () => ({
+      agentId: record.agentId,
+      jobId: record.jobId,
+      runId: record.runId,
+      trigger: record.trigger,
+      status: record.status,
+      scheduledAt: record.scheduledAt,
+      startedAt: record.startedAt,
+      durationMs: record.durationMs ?? 0,
+      latenessMs: record.latenessMs,
+      ...(record.error === undefined ? {} : { error: record.error }),
+    }));
+  }
+}
+
+/** The instant of an `at` schedule (already validated). */
+function parseAtOf(entry: Entry): number | undefined {
+  return entry.compiled.nextAfter(Number.NEGATIVE_INFINITY);
+}
+
+/**
+ * The `count` most recent of: `first` (a due time, possibly moved by backoff), then the
+ * schedule's occurrences after it up to `now`; oldest first.
+ */
+function recentOccurrences(
+  compiled: CompiledSchedule,
+  first: number,
+  now: number,
+  count: number,
+): number[] {
+  if (count <= 0) return [];
+  const after = compiled.recentBetween(first, now, count);
+  return after.length >= count ? after : [first, ...after];
+}
+
+function checkOutcome(value: unknown): CronRunOutcome {
+  const outcome = value as CronRunOutcome | undefined;
+  if (
+    typeof outcome !== "object" ||
+    outcome === null ||
+    (outcome.status !== "ok" && outcome.status !== "error")
+  ) {
+    return {
+      status: "error",
+      error: `runJob must resolve to { status: "ok" | "error" }, got ${describe(value)}`,
+    };
+  }
+  return {
+    status: outcome.status,
+    ...(typeof outcome.output === "string" ? { output: outcome.output } : {}),
+    ...(typeof outcome.error === "string" ? { error: outcome.error } : {}),
+    ...(typeof outcome.sessionKey === "string" ? { sessionKey: outcome.sessionKey } : {}),
+  };
+}
+
+function changed(job: CronJob, fields: Omit<CronJobConfig, "id" | "agentId">): boolean {
+  for (const [key, value] of Object.entries(fields)) {
+    if (JSON.stringify((job as Record<string, unknown>)[key]) !== JSON.stringify(value)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+function formatMs(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${ms} ms`;
+}

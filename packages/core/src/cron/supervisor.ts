@@ -1,0 +1,128 @@
+import type { CronJobConfig } from "../config/schema.js";
+import { BeamClawError, InvalidArgumentError, OverloadedError } from "../errors.js";
+import { Registry } from "../runtime/registry.js";
+import { DynamicSupervisor } from "../runtime/supervisor.js";
+import { normalizeAgentId } from "../sessions/session-key.js";
+import { CronService, type CronServiceOptions } from "./service.js";
+
+/** Options of {@link CronSupervisor}: what every agent's {@link CronService} is given. */
+export interface CronSupervisorOptions extends Omit<CronServiceOptions, "agentId" | "name"> {
+  /** Agents whose services start with the supervisor (those with stored jobs always do). */
+  agents?: readonly string[];
+  /** Where services are registered as `cron:<agentId>`. Default: a registry of its own. */
+  registry?: Registry;
+  /** Restart intensity. Default 10 restarts in 60 s. */
+  maxRestarts?: number;
+  periodMs?: number;
+  /** How long a service gets to stop. Default 5000 ms. */
+  shutdownMs?: number;
+}
+
+/**
+ * The `DynamicSupervisor` of the per-agent {@link CronService}s (`transient`: a crashed
+ * service is restarted, reloads its jobs from the store and catches up what it missed).
+ *
+ * `start()` also starts the service of every agent that has jobs in the store, so that
+ * schedules resume (and missed runs are caught up) after a restart without anyone asking.
+ *
+ * @example
+ * ```ts
+ * const crons = await new CronSupervisor({ store, runJob: agentRuntimeJobRunner(runtime) }).start();
+ * const ops = await crons.forAgent("ops");
+ * await ops.add({ id: "digest", schedule: { every: 3_600_000 }, prompt: "Summarize new issues." });
+ * await crons.stop();
+ * ```
+ */
+export class CronSupervisor extends DynamicSupervisor {
+  /** Services are registered here as `cron:<agentId>`. */
+  readonly registry: Registry;
+  readonly #options: CronSupervisorOptions;
+  readonly #starting = new Map<string, Promise<CronService>>();
+
+  constructor(options: CronSupervisorOptions) {
+    super({
+      name: "cron",
+      maxRestarts: options?.maxRestarts ?? 10,
+      periodMs: options?.periodMs ?? 60_000,
+    });
+    if (options?.store === undefined || typeof options.runJob !== "function") {
+      throw new InvalidArgumentError("CronSupervisor needs a store and a runJob function");
+    }
+    this.#options = options;
+    this.registry = options.registry ?? new Registry();
+  }
+
+  /** Starts the supervisor, then the services of configured agents and of stored jobs. */
+  override async start(): Promise<this> {
+    await super.start();
+    try {
+      const agents = new Set((this.#options.agents ?? []).map((id) => normalizeAgentId(id)));
+      for (const job of await this.#options.store.cron.listJobs()) agents.add(job.agentId);
+      for (const agentId of agents) await this.forAgent(agentId);
+    } catch (error) {
+      await this.stop("shutdown");
+      throw error;
+    }
+    return this;
+  }
+
+  /**
+   * The running cron service of `agentId`, started on first use. After a crash the
+   * supervisor starts a new one: ask again rather than keeping the old reference.
+   */
+  async forAgent(agentId: string): Promise<CronService> {
+    const id = normalizeAgentId(agentId);
+    const name = `cron:${id}`;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const existing = this.registry.whereis<CronService>(name);
+      if (existing !== undefined) {
+        if (existing.status === "running") return existing;
+        await existing.whenStopped();
+        continue;
+      }
+      const pending = this.#starting.get(id);
+      if (pending !== undefined) return pending;
+      const { agents, registry, maxRestarts, periodMs, shutdownMs, ...serviceOptions } =
+        this.#options;
+      void agents;
+      void registry;
+      void maxRestarts;
+      void periodMs;
+      const starting = this.startChild<CronService>({
+        id: name,
+        restart: "transient",
+        shutdownMs: shutdownMs ?? 5_000,
+        start: () => new CronService({ ...serviceOptions, agentId: id }).start(),
+        via: this.registry.via(name),
+      });
+      this.#starting.set(id, starting);
+      try {
+        return await starting;
+      } catch (error) {
+        // A restart of the same service got there first: look it up again.
+        if (!(error instanceof BeamClawError && error.code === "INVALID_ARGUMENT")) throw error;
+      } finally {
+        this.#starting.delete(id);
+      }
+    }
+    throw new OverloadedError(`the cron service of "${id}" keeps stopping`, 5);
+  }
+
+  /** Agents whose services are running. */
+  runningAgents(): string[] {
+    return [...this.registry.registeredKeys()]
+      .filter((key) => key.startsWith("cron:"))
+      .map((key) => key.slice("cron:".length));
+  }
+
+  /**
+   * Applies `cron.jobs` from the configuration (on start and on every reload): each agent's
+   * config-managed jobs are made to match (see {@link CronService.syncConfig}); jobs added
+   * through the API are untouched.
+   */
+  async applyConfig(jobs: readonly CronJobConfig[]): Promise<void> {
+    const agents = new Set(jobs.map((job) => normalizeAgentId(job.agentId)));
+    for (const agentId of this.runningAgents()) agents.add(agentId);
+    for (const agentId of agents) await (await this.forAgent(agentId)).syncConfig(jobs);
+  }
+}

@@ -1,0 +1,33 @@
+export { type ActiveHours, compileActiveHours, isWithinActiveHours } from "./active-hours.js";
+export {
+  createHeartbeatClient,
+  type HeartbeatBackoff,
+  type HeartbeatClient,
+  type HeartbeatClientEvents,
+  type HeartbeatClientOptions,
+  type HeartbeatClientStats,
+  type HeartbeatSendContext,
+} from "./client.js";
+export {
+  DEFAULT_MISSED_BEATS_OFFLINE,
+  DEFAULT_PRESENCE_INTERVAL_MS,
+  type NodePresence,
+  type PresenceChange,
+  type PresenceEvents,
+  type PresenceStats,
+  PresenceTracker,
+  type PresenceTrackerOptions,
+} from "./presence.js";
+export {
+  DEFAULT_HEARTBEAT_EVERY_MS,
+  DEFAULT_HEARTBEAT_PROMPT,
+  HEARTBEAT_OK,
+  type HeartbeatOutcome,
+  HeartbeatRunner,
+  type HeartbeatRunnerEvents,
+  type HeartbeatRunnerOptions,
+  type HeartbeatRunnerStats,
+  type HeartbeatTurn,
+  type HeartbeatTurnResult,
+  isHeartbeatAck,
+} from "./runner.js";

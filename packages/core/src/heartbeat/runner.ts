@@ -1,0 +1,358 @@
+import { randomUUID } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { EventEmitter } from "eventemitter3";
+import { type Clock, systemClock, type TimerHandle } from "../cron/clock.js";
+import { describe, InvalidArgumentError } from "../errors.js";
+import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
+import type { AgentRuntime } from "../sessions/runtime.js";
+import { sessionKey as agentSessionKey, normalizeAgentId } from "../sessions/session-key.js";
+import { type ActiveHours, compileActiveHours } from "./active-hours.js";
+
+/** The reply that means "nothing needs attention"; it is never delivered. */
+export const HEARTBEAT_OK = "HEARTBEAT_OK";
+
+/** The default heartbeat prompt (OpenClaw's). */
+export const DEFAULT_HEARTBEAT_PROMPT =
+  "Read HEARTBEAT.md if it exists (workspace context). Follow it strictly. Do not infer or repeat old tasks from prior chats. If nothing needs attention, reply HEARTBEAT_OK.";
+
+/** Default interval between heartbeat turns: 30 minutes. */
+export const DEFAULT_HEARTBEAT_EVERY_MS = 30 * 60 * 1000;
+
+/**
+ * True when a heartbeat reply is the acknowledgement and must be suppressed: exactly
+ * `HEARTBEAT_OK`, ignoring whitespace around it (spaces, tabs, newlines). Anything else,
+ * even `HEARTBEAT_OK.` or `HEARTBEAT_OK, all quiet`, is a real reply and is delivered.
+ *
+ * @example
+ * ```ts
+ * isHeartbeatAck("  HEARTBEAT_OK\n"); // true
+ * isHeartbeatAck("HEARTBEAT_OK: disk is 91% full"); // false
+ * ```
+ */
+export function isHeartbeatAck(text: string): boolean {
+  return typeof text === "string" && text.trim() === HEARTBEAT_OK;
+}
+
+/** What a heartbeat turn reports. `skipped` means it did not run (e.g. the session was busy). */
+export interface HeartbeatTurnResult {
+  status: "ok" | "error" | "skipped";
+  text?: string;
+  error?: string;
+}
+
+/** Runs one heartbeat turn in the agent's main session. */
+export type HeartbeatTurn = (input: {
+  agentId: string;
+  sessionKey: string;
+  prompt: string;
+  signal: AbortSignal;
+}) => Promise<HeartbeatTurnResult>;
+
+/** What happened at one heartbeat. */
+export type HeartbeatOutcome =
+  | {
+      type: "skipped";
+      at: number;
+      reason: "outside-active-hours" | "busy" | "empty-heartbeat-file";
+    }
+  | { type: "suppressed"; at: number; durationMs: number }
+  | { type: "delivered"; at: number; durationMs: number; text: string }
+  | { type: "error"; at: number; durationMs: number; error: string };
+
+/** Events of a {@link HeartbeatRunner}. */
+export interface HeartbeatRunnerEvents {
+  heartbeat: (outcome: HeartbeatOutcome) => void;
+}
+
+/** Counters of a {@link HeartbeatRunner}. */
+export interface HeartbeatRunnerStats {
+  ticks: number;
+  runs: number;
+  suppressed: number;
+  delivered: number;
+  skipped: number;
+  errors: number;
+  running: boolean;
+  lastRunAt?: number;
+  nextTickAt?: number;
+}
+
+/** Options of {@link HeartbeatRunner}. */
+export interface HeartbeatRunnerOptions {
+  agentId: string;
+  /** Runs the turn; default: through `runtime`. One of the two is required. */
+  runTurn?: HeartbeatTurn;
+  /** An `AgentRuntime`; the turn is a message from `heartbeat` to the main session. */
+  runtime?: Pick<AgentRuntime, "session">;
+  /** Default 30 min. */
+  everyMs?: number;
+  /** Only run inside this daily window; ticks outside it are skipped. */
+  activeHours?: ActiveHours;
+  /** Default {@link DEFAULT_HEARTBEAT_PROMPT}. */
+  prompt?: string;
+  /**
+   * Path of a `HEARTBEAT.md` checklist, read at every tick: its text is appended to the
+   * prompt. A missing file leaves the prompt alone; a file with nothing but blank lines and
+   * headings skips the tick (no model call for an empty checklist).
+   */
+  heartbeatFile?: string;
+  /** Receives every reply that is not {@link HEARTBEAT_OK} (to a channel, a log, ...). */
+  deliver?: (text: string, info: { agentId: string; sessionKey: string }) => void | Promise<void>;
+  /** Default `agent:<agentId>:main`. */
+  sessionKey?: string;
+  /** Default the system clock. */
+  clock?: Clock;
+  name?: string;
+}
+
+type HeartbeatCall = { op: "run-now" };
+type HeartbeatInfo = { type: "tick" } | { type: "done"; outcome: HeartbeatOutcome };
+
+/**
+ * The periodic heartbeat turn of one agent: every `everyMs` (30 min by default) inside
+ * `activeHours`, the agent gets the heartbeat prompt (plus `HEARTBEAT.md`) in its main
+ * session. A reply of exactly `HEARTBEAT_OK` (whitespace around it ignored) is suppressed;
+ * any other reply is handed to `deliver`. Ticks that come while the previous turn still runs
+ * are skipped. One timer, cleared on stop.
+ *
+ * @example
+ * ```ts
+ * const heartbeat = await new HeartbeatRunner({
+ *   agentId: "main",
+ *   runtime,
+ *   activeHours: { start: "08:00", end: "22:00", timezone: "Europe/Berlin" },
+ *   heartbeatFile: "./HEARTBEAT.md",
+ *   deliver: (text) => discord.send(ownerChannel, text),
+ * }).start();
+ * heartbeat.events.on("heartbeat", (outcome) => console.log(outcome.type));
+ * await heartbeat.stop();
+ * ```
+ */
+export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, never, HeartbeatInfo> {
+  readonly agentId: string;
+  readonly sessionKey: string;
+  /** `heartbeat` is emitted after every tick and every `runNow`. */
+  readonly events = new EventEmitter<HeartbeatRunnerEvents>();
+  readonly #runTurn: HeartbeatTurn;
+  readonly #everyMs: number;
+  readonly #inWindow: ((epochMs: number) => boolean) | undefined;
+  readonly #prompt: string;
+  readonly #heartbeatFile: string | undefined;
+  readonly #deliver: HeartbeatRunnerOptions["deliver"];
+  readonly #clock: Clock;
+  #timer: TimerHandle | undefined;
+  #nextTickAt: number | undefined;
+  #controller: AbortController | null = null;
+  /** The `runNow` callers waiting for the turn in progress. */
+  #waiters: Array<(outcome: HeartbeatOutcome) => void> = [];
+  readonly #stats = { ticks: 0, runs: 0, suppressed: 0, delivered: 0, skipped: 0, errors: 0 };
+  #lastRunAt: number | undefined;
+
+  constructor(options: HeartbeatRunnerOptions) {
+    const agentId = normalizeAgentId(options?.agentId);
+    super({ name: options.name ?? `heartbeat:${agentId}` });
+    this.agentId = agentId;
+    this.sessionKey = options.sessionKey ?? agentSessionKey(agentId, "main");
+    if (options.runTurn !== undefined) this.#runTurn = options.runTurn;
+    else if (options.runtime !== undefined) this.#runTurn = runtimeTurn(options.runtime);
+    else throw new InvalidArgumentError("HeartbeatRunner needs runTurn or runtime");
+    this.#everyMs = options.everyMs ?? DEFAULT_HEARTBEAT_EVERY_MS;
+    if (!(this.#everyMs >= 1) || !Number.isFinite(this.#everyMs)) {
+      throw new InvalidArgumentError(
+        `everyMs must be a finite number >= 1, got ${options.everyMs}`,
+      );
+    }
+    this.#inWindow =
+      options.activeHours === undefined ? undefined : compileActiveHours(options.activeHours);
+    this.#prompt = options.prompt ?? DEFAULT_HEARTBEAT_PROMPT;
+    if (typeof this.#prompt !== "string" || this.#prompt.trim() === "") {
+      throw new InvalidArgumentError("the heartbeat prompt must be a non-empty string");
+    }
+    this.#heartbeatFile = options.heartbeatFile;
+    this.#deliver = options.deliver;
+    this.#clock = options.clock ?? systemClock;
+    this.monitor(() => {
+      this.#clearTimer();
+      this.#controller?.abort();
+    });
+  }
+
+  /** Counters and the next tick. */
+  stats(): HeartbeatRunnerStats {
+    return {
+      ...this.#stats,
+      running: this.#controller !== null,
+      ...(this.#lastRunAt === undefined ? {} : { lastRunAt: this.#lastRunAt }),
+      ...(this.#nextTickAt === undefined ? {} : { nextTickAt: this.#nextTickAt }),
+    };
+  }
+
+  /**
+   * Runs a heartbeat now, inside active hours or not, and resolves with what happened
+   * (`skipped` with reason `busy` if one is already running). The regular ticks go on.
+   */
+  runNow(): Promise<HeartbeatOutcome> {
+    return this.call({ op: "run-now" }, { timeoutMs: Infinity });
+  }
+
+  protected override init(): void {
+    this.#schedule(this.#clock.now() + this.#everyMs);
+  }
+
+  protected override handleCall(_message: HeartbeatCall, from: ReplyTo<HeartbeatOutcome>): NoReply {
+    // Replied to when the turn ends: the mailbox stays free for the turn's own completion.
+    this.#begin(this.#clock.now(), (outcome) => from.reply(outcome));
+    return noReply;
+  }
+
+  protected override handleInfo(message: HeartbeatInfo): void {
+    if (message.type === "tick") {
+      const now = this.#clock.now();
+      this.#stats.ticks++;
+      // The next tick keeps the phase of the first; ticks missed while the loop was busy go.
+      let next = (this.#nextTickAt ?? now) + this.#everyMs;
+      if (next <= now) next = now + this.#everyMs - ((now - next) % this.#everyMs);
+      this.#schedule(next);
+      this.#begin(now, undefined);
+      return;
+    }
+    this.#controller = null;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    this.#record(message.outcome);
+    for (const resolve of waiters) resolve(message.outcome);
+  }
+
+  protected override terminate(): void {
+    this.#clearTimer();
+    this.#controller?.abort();
+  }
+
+  /** Starts a turn; `requested` is the `runNow` caller (which ignores active hours). */
+  #begin(now: number, requested: ((outcome: HeartbeatOutcome) => void) | undefined): void {
+    let skip: HeartbeatOutcome | undefined;
+    if (this.#controller !== null) skip = { type: "skipped", at: now, reason: "busy" };
+    else if (requested === undefined && this.#inWindow !== undefined && !this.#inWindow(now)) {
+      skip = { type: "skipped", at: now, reason: "outside-active-hours" };
+    }
+    if (skip !== undefined) {
+      this.#record(skip);
+      requested?.(skip);
+      return;
+    }
+    if (requested !== undefined) this.#waiters.push(requested);
+    const controller = new AbortController();
+    this.#controller = controller;
+    void this.#turn(now, controller.signal).then((outcome) => {
+      if (this.alive) this.send({ type: "done", outcome });
+    });
+  }
+
+  /** One heartbeat turn, outside the mailbox; never rejects. */
+  async #turn(startedAt: number, signal: AbortSignal): Promise<HeartbeatOutcome> {
+    const took = () => Math.max(0, this.#clock.now() - startedAt);
+    try {
+      const prompt = await this.#composePrompt();
+      if (prompt === undefined) {
+        return { type: "skipped", at: startedAt, reason: "empty-heartbeat-file" };
+      }
+      this.#stats.runs++;
+      this.#lastRunAt = startedAt;
+      const result = await this.#runTurn({
+        agentId: this.agentId,
+        sessionKey: this.sessionKey,
+        prompt,
+        signal,
+      });
+      if (result.status === "skipped") return { type: "skipped", at: startedAt, reason: "busy" };
+      if (result.status === "error") {
+        return {
+          type: "error",
+          at: startedAt,
+          durationMs: took(),
+          error: result.error ?? "the heartbeat turn failed",
+        };
+      }
+      const text = result.text ?? "";
+      if (isHeartbeatAck(text) || text.trim() === "") {
+        return { type: "suppressed", at: startedAt, durationMs: took() };
+      }
+      await this.#deliver?.(text, { agentId: this.agentId, sessionKey: this.sessionKey });
+      return { type: "delivered", at: startedAt, durationMs: took(), text };
+    } catch (error) {
+      return { type: "error", at: startedAt, durationMs: took(), error: describe(error) };
+    }
+  }
+
+  /** The prompt with HEARTBEAT.md appended; `undefined` when the file is effectively empty. */
+  async #composePrompt(): Promise<string | undefined> {
+    if (this.#heartbeatFile === undefined) return this.#prompt;
+    let text: string;
+    try {
+      text = await readFile(this.#heartbeatFile, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return this.#prompt;
+      throw error;
+    }
+    const meaningful = text.split(/\r?\n/).some((line) => {
+      const trimmed = line.trim();
+      return trimmed !== "" && !/^#+(\s|$)/.test(trimmed);
+    });
+    if (!meaningful) return undefined;
+    return `${this.#prompt}\n\nHEARTBEAT.md:\n${text.trim()}`;
+  }
+
+  #record(outcome: HeartbeatOutcome): void {
+    if (outcome.type === "skipped") this.#stats.skipped++;
+    else if (outcome.type === "suppressed") this.#stats.suppressed++;
+    else if (outcome.type === "delivered") this.#stats.delivered++;
+    else this.#stats.errors++;
+    try {
+      this.events.emit("heartbeat", outcome);
+    } catch (error) {
+      // A listener's bug must not stop the heartbeat.
+      process.emitWarning(`a heartbeat listener threw: ${describe(error)}`, "BeamClawWarning");
+    }
+  }
+
+  #schedule(at: number): void {
+    this.#clearTimer();
+    this.#nextTickAt = at;
+    this.#timer = this.#clock.setTimer(
+      () => {
+        this.#timer = undefined;
+        try {
+          this.send({ type: "tick" });
+        } catch {
+          // A full mailbox drops this tick; re-arm so the heartbeat is not lost for good.
+          this.#schedule(this.#clock.now() + this.#everyMs);
+        }
+      },
+      Math.max(0, at - this.#clock.now()),
+    );
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/** A heartbeat turn through an `AgentRuntime`: skipped while the session has a run going. */
+function runtimeTurn(runtime: Pick<AgentRuntime, "session">): HeartbeatTurn {
+  return async ({ sessionKey, prompt, signal }) => {
+    const session = runtime.session(sessionKey);
+    const info = await session.info();
+    if (info.activeRunId !== undefined) return { status: "skipped" };
+    const handle = await session.send(
+      { text: prompt, sender: "heartbeat" },
+      { signal, idempotencyKey: `heartbeat:${randomUUID()}` },
+    );
+    const result = await handle.result;
+    if (result.status === "completed") return { status: "ok", text: result.text };
+    return {
+      status: "error",
+      error: result.error?.message ?? `the heartbeat run ended with status ${result.status}`,
+    };
+  };
+}
