@@ -15,6 +15,7 @@ export * from "./sessions/index.js";
 export * from "./skills/index.js";
 export * from "./store/index.js";
 export * from "./telemetry.js";
+export * from "./tenants/index.js";
 export * from "./tools/exec/index.js";
 export * from "./tools/index.js";
 export * from "./tools/web-fetch/index.js";

@@ -29,7 +29,11 @@ import {
 export interface ModelSource {
   stream(
     request: Omit<ModelRequest, "model">,
-    options: ModelCallOptions & { models: string[] },
+    options: ModelCallOptions & {
+      models: string[];
+      /** Who is calling: attached to telemetry, used by per-tenant and per-agent limits. */
+      telemetry?: { tenant?: string; agent?: string; session?: string };
+    },
   ): AsyncIterable<{ type: string; [key: string]: unknown }>;
 }
 
@@ -242,6 +246,7 @@ async function streamStep(
   for await (const event of input.source.stream(request, {
     signal: input.signal,
     models: input.models,
+    telemetry: { agent: agent.id, session: input.sessionKey },
   })) {
     switch (event.type) {
       case "attempt-start":

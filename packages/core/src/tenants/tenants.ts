@@ -1,0 +1,151 @@
+import { AlreadyRegisteredError, InvalidArgumentError, NoProcessError } from "../errors.js";
+import { estimateRequestTokens } from "../providers/rate-limiter.js";
+import type { ModelUsage } from "../providers/types.js";
+import type { ModelSource } from "../sessions/agent-loop.js";
+import { AgentRuntime, type AgentRuntimeOptions } from "../sessions/runtime.js";
+import { ResourceLimiter, type TenantLimits } from "./limiter.js";
+
+/**
+ * Wraps a model source so that every call goes through a tenant's limiter first: budgets and
+ * the request rate are checked, a concurrency slot (overall and in the calling agent's lane) is
+ * taken for the whole stream, and reported usage is counted against the budgets. The tenant is
+ * added to each call's telemetry context.
+ */
+export function limitModelSource(source: ModelSource, limiter: ResourceLimiter): ModelSource {
+  return {
+    async *stream(request, options) {
+      const agent = options.telemetry?.agent ?? "default";
+      const slot = await limiter.acquire(agent, {
+        estimatedTokens: estimateRequestTokens(request),
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+      });
+      let usage: ModelUsage | undefined;
+      try {
+        for await (const event of source.stream(request, {
+          ...options,
+          telemetry: { ...options.telemetry, tenant: limiter.tenant },
+        })) {
+          if (event.type === "usage") usage = event.usage as ModelUsage;
+          // A fallback attempt reports its own usage: count each attempt's last one.
+          if (event.type === "attempt-failed" && usage !== undefined) {
+            limiter.recordUsage(usage);
+            usage = undefined;
+          }
+          yield event;
+        }
+      } finally {
+        if (usage !== undefined) limiter.recordUsage(usage);
+        slot.release();
+      }
+    },
+  };
+}
+
+/** How to create one tenant. */
+export interface TenantOptions {
+  /** `^[a-z0-9][a-z0-9_-]{0,63}$`. */
+  id: string;
+  limits?: TenantLimits;
+  /** The tenant's runtime: its own store (or store namespace), agents and tools. */
+  runtime: AgentRuntimeOptions;
+}
+
+/** A running tenant. */
+export interface Tenant {
+  readonly id: string;
+  readonly runtime: AgentRuntime;
+  readonly limiter: ResourceLimiter;
+}
+
+const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/**
+ * Several tenants in one process. Each tenant is its own `AgentRuntime` — its own supervision
+ * subtree of sessions (and the channels and cron a host attaches to it), over its own store —
+ * behind a `ResourceLimiter` enforced before every provider call. A tenant that crashes or
+ * floods is limited to its own subtree, slots and budget.
+ *
+ * @example
+ * ```ts
+ * const tenants = new TenantManager();
+ * const acme = await tenants.add({
+ *   id: "acme",
+ *   limits: { tokensPerDay: 2_000_000, requestsPerMinute: 120, maxConcurrentRunsPerAgent: 4 },
+ *   runtime: { store: acmeStore, models: chain, agents: [{ id: "support", model: "openai/gpt-4.1" }] },
+ * });
+ * await acme.runtime.session("agent:support:main").send("hi");
+ * await tenants.stop();
+ * ```
+ */
+export class TenantManager {
+  readonly #tenants = new Map<string, Tenant>();
+  #stopped = false;
+
+  /**
+   * Creates and starts a tenant.
+   *
+   * @throws InvalidArgumentError for a bad id or more agents than `limits.maxAgents`.
+   * @throws AlreadyRegisteredError when the id is taken.
+   */
+  async add(options: TenantOptions): Promise<Tenant> {
+    if (this.#stopped) throw new NoProcessError("the tenant manager is stopped");
+    if (!TENANT_ID.test(options.id)) {
+      throw new InvalidArgumentError(
+        `tenant id must match ${TENANT_ID.source}, got "${options.id}"`,
+      );
+    }
+    if (this.#tenants.has(options.id)) {
+      throw new AlreadyRegisteredError(`tenant "${options.id}" already exists`, options.id);
+    }
+    const limits = options.limits ?? {};
+    if (limits.maxAgents !== undefined && options.runtime.agents.length > limits.maxAgents) {
+      throw new InvalidArgumentError(
+        `tenant "${options.id}" defines ${options.runtime.agents.length} agents; its limit is ${limits.maxAgents}`,
+      );
+    }
+    const limiter = new ResourceLimiter(options.id, limits);
+    const runtime = new AgentRuntime({
+      ...options.runtime,
+      models: limitModelSource(options.runtime.models, limiter),
+      ...(limits.maxConcurrentSessions === undefined
+        ? {}
+        : { maxActiveSessions: limits.maxConcurrentSessions }),
+    });
+    const tenant: Tenant = { id: options.id, runtime, limiter };
+    this.#tenants.set(options.id, tenant);
+    try {
+      await runtime.start();
+    } catch (error) {
+      this.#tenants.delete(options.id);
+      throw error;
+    }
+    return tenant;
+  }
+
+  /** The tenant with this id. @throws InvalidArgumentError if there is none. */
+  get(id: string): Tenant {
+    const tenant = this.#tenants.get(id);
+    if (tenant === undefined) throw new InvalidArgumentError(`no tenant "${id}"`);
+    return tenant;
+  }
+
+  /** Every tenant id. */
+  ids(): string[] {
+    return [...this.#tenants.keys()];
+  }
+
+  /** Stops one tenant's runtime and forgets it. */
+  async remove(id: string): Promise<void> {
+    const tenant = this.get(id);
+    this.#tenants.delete(id);
+    await tenant.runtime.stop();
+  }
+
+  /** Stops every tenant. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    const all = [...this.#tenants.values()];
+    this.#tenants.clear();
+    await Promise.all(all.map((t) => t.runtime.stop()));
+  }
+}

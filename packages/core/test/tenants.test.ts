@@ -1,0 +1,293 @@
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  AbortedError,
+  AlreadyRegisteredError,
+  BudgetExceededError,
+  InvalidArgumentError,
+  limitModelSource,
+  type ModelSource,
+  RateLimitedError,
+  ResourceLimiter,
+  TenantManager,
+} from "../src/index.js";
+import { MemoryStore } from "../src/store/memory-store.js";
+
+function clock(start = Date.UTC(2026, 10, 21, 12)) {
+  let now = start;
+  return {
+    now: () => now,
+    advance(ms: number) {
+      now += ms;
+    },
+  };
+}
+
+describe("ResourceLimiter", () => {
+  it("refuses a call that would exceed the day budget with BudgetExceededError, and resets the next UTC day", async () => {
+    const c = clock();
+    const limiter = new ResourceLimiter("acme", { tokensPerDay: 1000 }, { now: c.now });
+    (await limiter.acquire("a", { estimatedTokens: 100 })).release();
+    limiter.recordUsage({ inputTokens: 800, outputTokens: 150 });
+    const error = await limiter.acquire("a", { estimatedTokens: 100 }).catch((e: unknown) => e);
+    expect(BudgetExceededError.isInstance(error)).toBe(true);
+    expect(error).toMatchObject({
+      code: "BUDGET_EXCEEDED",
+      period: "day",
+      used: 950,
+      limit: 1000,
+      isRetryable: false,
+    });
+    expect((error as BudgetExceededError).resetsAt).toBe(Date.UTC(2026, 10, 22));
+    c.advance(12 * 3600_000);
+    (await limiter.acquire("a", { estimatedTokens: 100 })).release();
+    expect(limiter.usage.dayTokens).toBe(0);
+  });
+
+  it("enforces the month budget across days and resets on the first of the month", async () => {
+    const c = clock(Date.UTC(2026, 10, 29));
+    const limiter = new ResourceLimiter("acme", { tokensPerMonth: 500 }, { now: c.now });
+    limiter.recordUsage({ inputTokens: 400, outputTokens: 0 });
+    c.advance(86_400_000);
+    limiter.recordUsage({ inputTokens: 100, outputTokens: 0 });
+    await expect(limiter.acquire("a", { estimatedTokens: 1 })).rejects.toMatchObject({
+      period: "month",
+    });
+    c.advance(86_400_000);
+    (await limiter.acquire("a", { estimatedTokens: 1 })).release();
+  });
+
+  it("refuses more than requestsPerMinute with a retryable RateLimitedError carrying retryAfterMs", async () => {
+    const c = clock();
+    const limiter = new ResourceLimiter("acme", { requestsPerMinute: 2 }, { now: c.now });
+    (await limiter.acquire("a")).release();
+    c.advance(10_000);
+    (await limiter.acquire("a")).release();
+    const error = await limiter.acquire("a").catch((e: unknown) => e);
+    expect(RateLimitedError.isInstance(error)).toBe(true);
+    expect(error).toMatchObject({ code: "RATE_LIMITED", isRetryable: true, retryAfterMs: 50_000 });
+    c.advance(50_000);
+    (await limiter.acquire("a")).release();
+  });
+
+  it("gives each agent its own lane: a busy agent cannot take the slots another agent needs", async () => {
+    const limiter = new ResourceLimiter("acme", {
+      maxConcurrentRuns: 3,
+      maxConcurrentRunsPerAgent: 2,
+    });
+    const busy1 = await limiter.acquire("busy");
+    const busy2 = await limiter.acquire("busy");
+    let third = false;
+    const busy3 = limiter.acquire("busy").then((slot) => {
+      third = true;
+      return slot;
+    });
+    const quiet = await limiter.acquire("quiet");
+    await new Promise((r) => setImmediate(r));
+    expect(third).toBe(false);
+    expect(limiter.usage.running).toBe(3);
+    busy1.release();
+    (await busy3).release();
+    expect(third).toBe(true);
+    busy2.release();
+    quiet.release();
+    expect(limiter.usage.running).toBe(0);
+  });
+
+  it("stops waiting for a slot when the caller's signal aborts", async () => {
+    const limiter = new ResourceLimiter("acme", { maxConcurrentRuns: 1 });
+    const held = await limiter.acquire("a");
+    const controller = new AbortController();
+    const waiting = limiter.acquire("a", { signal: controller.signal });
+    controller.abort(new AbortedError("gave up"));
+    await expect(waiting).rejects.toThrow("gave up");
+    held.release();
+    (await limiter.acquire("a")).release();
+  });
+
+  it("refuses limits that are not non-negative integers", () => {
+    expect(() => new ResourceLimiter("t", { tokensPerDay: -1 })).toThrow(InvalidArgumentError);
+    expect(() => new ResourceLimiter("t", { requestsPerMinute: 1.5 })).toThrow(
+      InvalidArgumentError,
+    );
+  });
+});
+
+describe("limitModelSource", () => {
+  const echo: ModelSource = {
+    async *stream() {
+      yield { type: "text-delta", text: "hi" };
+      yield { type: "usage", usage: { inputTokens: 30, outputTokens: 5 } };
+      yield { type: "finish", reason: "stop" };
+    },
+  };
+
+  it("checks the limiter before the provider is called and counts reported usage", async () => {
+    const limiter = new ResourceLimiter("acme", { tokensPerDay: 50 });
+    const limited = limitModelSource(echo, limiter);
+    const events = [];
+    for await (const e of limited.stream(
+      { messages: [] },
+      { models: ["p/m"], telemetry: { agent: "a" } },
+    ))
+      events.push(e.type);
+    expect(events).toEqual(["text-delta", "usage", "finish"]);
+    expect(limiter.usage.dayTokens).toBe(35);
+    expect(limiter.usage.running).toBe(0);
+    let called = false;
+    const spy: ModelSource = {
+      // biome-ignore lint/correctness/useYield: the provider must never be reached
+      async *stream() {
+        called = true;
+      },
+    };
+    const blocked = limitModelSource(spy, limiter);
+    const drain = async () => {
+      for await (const _ of blocked.stream(
+        { messages: [{ role: "user", content: [{ type: "text", text: "x".repeat(400) }] }] },
+        { models: ["p/m"] },
+      )) {
+        // drain
+      }
+    };
+    await expect(drain()).rejects.toBeInstanceOf(BudgetExceededError);
+    expect(called).toBe(false);
+  });
+});
+
+describe("TenantManager", () => {
+  const managers: TenantManager[] = [];
+  afterEach(async () => {
+    for (const m of managers.splice(0)) await m.stop();
+  });
+
+  async function store() {
+    const s = new MemoryStore();
+    await s.open();
+    return s;
+  }
+
+  const source = (text: string): ModelSource => ({
+    async *stream() {
+      yield { type: "text-delta", text };
+      yield { type: "usage", usage: { inputTokens: 10, outputTokens: 2 } };
+      yield { type: "finish", reason: "stop" };
+    },
+  });
+
+  it("runs each tenant in its own runtime over its own store: the same session key never meets", async () => {
+    const tenants = new TenantManager();
+    managers.push(tenants);
+    const acme = await tenants.add({
+      id: "acme",
+      runtime: {
+        store: await store(),
+        models: source("acme"),
+        agents: [{ id: "main", model: "p/m" }],
+      },
+    });
+    const globex = await tenants.add({
+      id: "globex",
+      runtime: {
+        store: await store(),
+        models: source("globex"),
+        agents: [{ id: "main", model: "p/m" }],
+      },
+    });
+    expect((await (await acme.runtime.session("agent:main:main").send("hi")).result).text).toBe(
+      "acme",
+    );
+    expect((await (await globex.runtime.session("agent:main:main").send("hi")).result).text).toBe(
+      "globex",
+    );
+    expect(await acme.runtime.session("agent:main:main").history()).toHaveLength(2);
+    expect(await globex.runtime.session("agent:main:main").history()).toHaveLength(2);
+    expect(acme.limiter.usage.dayTokens).toBe(12);
+    expect(tenants.ids()).toEqual(["acme", "globex"]);
+  });
+
+  it("answers a run of a tenant over budget with a failed run naming BUDGET_EXCEEDED, and leaves other tenants alone", async () => {
+    const tenants = new TenantManager();
+    managers.push(tenants);
+    const poor = await tenants.add({
+      id: "poor",
+      limits: { tokensPerDay: 0 },
+      runtime: {
+        store: await store(),
+        models: source("x"),
+        agents: [{ id: "main", model: "p/m" }],
+      },
+    });
+    const rich = await tenants.add({
+      id: "rich",
+      runtime: {
+        store: await store(),
+        models: source("ok"),
+        agents: [{ id: "main", model: "p/m" }],
+      },
+    });
+    const result = await (await poor.runtime.session("agent:main:main").send("hi")).result;
+    expect(result.status).toBe("failed");
+    expect(result.error?.code).toBe("BUDGET_EXCEEDED");
+    expect((await (await rich.runtime.session("agent:main:main").send("hi")).result).text).toBe(
+      "ok",
+    );
+  });
+
+  it("refuses a duplicate id, a bad id, and more agents than maxAgents", async () => {
+    const tenants = new TenantManager();
+    managers.push(tenants);
+    const runtime = {
+      store: await store(),
+      models: source("x"),
+      agents: [
+        { id: "a", model: "p/m" },
+        { id: "b", model: "p/m" },
+      ],
+    };
+    await expect(tenants.add({ id: "Bad Id", runtime })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    await expect(tenants.add({ id: "t", limits: { maxAgents: 1 }, runtime })).rejects.toThrow(
+      /its limit is 1/,
+    );
+    await tenants.add({ id: "t", runtime });
+    await expect(tenants.add({ id: "t", runtime })).rejects.toBeInstanceOf(AlreadyRegisteredError);
+  });
+
+  it("keeps a flooding tenant's calls in its own slots: another tenant's call does not wait behind them", async () => {
+    const tenants = new TenantManager();
+    managers.push(tenants);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow: ModelSource = {
+      async *stream() {
+        await gate;
+        yield { type: "text-delta", text: "late" };
+        yield { type: "finish", reason: "stop" };
+      },
+    };
+    const flood = await tenants.add({
+      id: "flood",
+      limits: { maxConcurrentRuns: 2 },
+      runtime: { store: await store(), models: slow, agents: [{ id: "main", model: "p/m" }] },
+    });
+    const calm = await tenants.add({
+      id: "calm",
+      runtime: {
+        store: await store(),
+        models: source("fast"),
+        agents: [{ id: "main", model: "p/m" }],
+      },
+    });
+    const flooding = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => flood.runtime.session(`agent:main:s${i}`).send("go")),
+    );
+    expect(flood.limiter.usage.running).toBe(2);
+    const answer = await (await calm.runtime.session("agent:main:main").send("hi")).result;
+    expect(answer.text).toBe("fast");
+    release();
+    for (const run of flooding) expect((await run.result).text).toBe("late");
+  });
+});
