@@ -79,6 +79,54 @@ export interface TelemetryEvents {
   };
   /** A `provider/model` ref's circuit breaker changed state. */
   "beamclaw:provider.circuit": { ref: string; from: CircuitState; to: CircuitState };
+  /** A tool call finished (after retries), successfully or not. */
+  "beamclaw:tool.run": {
+    tool: string;
+    session: string;
+    agent: string;
+    runId: string;
+    durationMs: number;
+    outcome: "success" | "error" | "aborted" | "denied";
+    attempts: number;
+    tenant?: string;
+  };
+  /** A user message was accepted by a session (written to the durable queue). */
+  "beamclaw:session.message": {
+    session: string;
+    agent: string;
+    runId: string;
+    disposition: string;
+    tenant?: string;
+  };
+  /** A run ended. */
+  "beamclaw:session.run": {
+    session: string;
+    agent: string;
+    runId: string;
+    status: string;
+    steps: number;
+    durationMs: number;
+    inputTokens: number;
+    outputTokens: number;
+    costUsd: number;
+  };
+  /** An approval was requested, and later decided (by a person, a remembered rule or the timeout). */
+  "beamclaw:approval.request": {
+    session: string;
+    runId: string;
+    tool: string;
+    key: string;
+    requestId: string;
+  };
+  "beamclaw:approval.decision": {
+    session: string;
+    runId: string;
+    tool: string;
+    key: string;
+    decision: "allow-once" | "allow-always" | "deny";
+    source: "answer" | "remembered" | "timeout" | "off";
+    waitedMs: number;
+  };
   /** A channel plugin started (connected), the first time or after a reconnect. */
   "beamclaw:channel.connect": { channel: string; attempt: number };
   /** A channel lost its connection or failed to start; it reconnects after `retryInMs`. */

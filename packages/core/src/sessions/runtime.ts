@@ -19,6 +19,7 @@ import type {
   TranscriptReadOptions,
   TranscriptRecord,
 } from "../store/types.js";
+import { emitTelemetry } from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
@@ -448,9 +449,7 @@ export class AgentRuntime {
     const log = this.#logs.get(queueId);
     if (log === undefined) return undefined;
     const followed = this.#runOf.get(queueId) ?? runId;
-    return new RunHandle(followed, key, "duplicate", log, () =>
-      this.session(key).abort(followed),
-    );
+    return new RunHandle(followed, key, "duplicate", log, () => this.session(key).abort(followed));
   }
 
   /** Gives a queued message to its (local) session; the part of `send` after the queue. */
@@ -462,6 +461,9 @@ export class AgentRuntime {
     runId: string,
     signal?: AbortSignal,
   ): Promise<RunHandle> {
+    // Already taken (by a replay after a cluster takeover): follow that run.
+    const known = this.#followKnown(key, queueId, runId);
+    if (known !== undefined) return known;
     const queued = { id: queueId };
     const log = new RunEventLog();
     this.#logs.set(queued.id, log);
@@ -489,6 +491,12 @@ export class AgentRuntime {
       }
     }
     this.#runOf.set(queued.id, accepted.runId);
+    emitTelemetry("beamclaw:session.message", () => ({
+      session: key,
+      agent: parseSessionKey(key).agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id,
+      runId: accepted.runId,
+      disposition: accepted.disposition,
+    }));
     void log.result.finally(() => this.#runOf.delete(queued.id)).catch(() => undefined);
     const handle = new RunHandle(accepted.runId, key, accepted.disposition, log, () =>
       this.session(key).abort(accepted.runId),

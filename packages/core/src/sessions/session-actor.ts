@@ -4,7 +4,8 @@ import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types
 import { Actor } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import type { PubSub } from "../runtime/pubsub.js";
-import type { SessionRecord, Store } from "../store/types.js";
+import type { SessionRecord, Store, TranscriptRecord } from "../store/types.js";
+import { emitTelemetry } from "../telemetry.js";
 import { type CostFunction, type ModelSource, runAgentLoop } from "./agent-loop.js";
 import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import type {
@@ -59,6 +60,8 @@ interface Batch {
 
 interface ActiveRun extends Batch {
   controller: AbortController;
+  /** performance.now() when the run started. */
+  startedAt: number;
   steered: UserMessageInput[];
 }
 
@@ -170,16 +173,16 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     ).reverse();
     // Entries of runs that never finished (they will run again, or were cut short) must not
     // reach the model: a replay would repeat the user message and leave tool calls unanswered.
-    const discarded = new Set<string>();
-    for (const record of tail)
-      if (record.entry.discarded === true) discarded.add(String(record.entry.runId));
+    // A discard marker cancels the entries of its run written before it; a replay of the run
+    // (same run id) writes after it and counts.
+    let live = liveEntries(tail);
     if (this.#recovering) {
       const unfinished = await store.queue.pending({ sessionKey: this.key });
       const replayed = new Set(
         unfinished.map((m) => String((m.payload as { runId?: unknown }).runId)),
       );
-      const marks = [...new Set(tail.map((r) => String(r.entry.runId)))].filter(
-        (runId) => replayed.has(runId) && !discarded.has(runId),
+      const marks = [...new Set(live.map((r) => String(r.entry.runId)))].filter((runId) =>
+        replayed.has(runId),
       );
       if (marks.length > 0) {
         const at = this.#ctx.now();
@@ -187,12 +190,13 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
           this.key,
           marks.map((runId) => ({ runId, at, discarded: true })),
         );
-        for (const runId of marks) discarded.add(runId);
+        const marked = new Set(marks);
+        live = live.filter((r) => !marked.has(String(r.entry.runId)));
       }
     }
     this.#history = repairHistory(
-      tail
-        .filter((r) => r.entry.message !== undefined && !discarded.has(String(r.entry.runId)))
+      live
+        .filter((r) => r.entry.message !== undefined)
         .map((r) => r.entry.message as unknown as ModelMessage),
     );
     this.#touch();
@@ -294,6 +298,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   #accept(delivery: SessionDelivery): { disposition: SendDisposition; runId: string } {
     this.#touch();
+    // A message already taken (a replay after a cluster takeover raced its delivery) is
+    // answered with its run, never run twice.
+    const taken = this.#holding(delivery.queueId);
+    if (taken !== undefined) return taken;
     const mode = delivery.options.queueMode ?? this.#ctx.defaultQueueMode;
     const active = this.#active;
     if (active === null) {
@@ -328,6 +336,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     this.#pending.push(this.#batch(delivery, mode));
     return { disposition: "queued", runId: delivery.runId };
+  }
+
+  /** The run that already holds durable-queue message `queueId`, if any. */
+  #holding(queueId: string): { disposition: SendDisposition; runId: string } | undefined {
+    const active = this.#active;
+    if (active !== null && active.queueIds.includes(queueId)) {
+      return { disposition: "started", runId: active.runId };
+    }
+    for (const batch of this.#pending) {
+      if (batch.queueIds.includes(queueId)) return { disposition: "queued", runId: batch.runId };
+    }
+    return undefined;
   }
 
   #batch(delivery: SessionDelivery, mode: QueueMode): Batch {
@@ -449,7 +469,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   #start(batch: Batch): void {
     const controller = new AbortController();
-    const active: ActiveRun = { ...batch, controller, steered: [] };
+    const active: ActiveRun = { ...batch, controller, steered: [], startedAt: performance.now() };
     // A killed or stopped session cancels its run, even when terminate never runs.
     const signal = AbortSignal.any([controller.signal, this.signal]);
     this.#active = active;
@@ -527,6 +547,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     this.#active = null;
     this.#emit(active, { runId, sessionKey: this.key, type: "run-end", result });
+    emitTelemetry("beamclaw:session.run", () => ({
+      session: this.key,
+      agent: this.#agentId,
+      runId,
+      status: result.status,
+      steps: result.steps,
+      durationMs: performance.now() - active.startedAt,
+      inputTokens: result.usage.inputTokens,
+      outputTokens: result.usage.outputTokens,
+      costUsd: result.costUsd,
+    }));
     this.#touch();
     const next_ = this.#pending.shift();
     if (next_ !== undefined) {
@@ -628,6 +659,23 @@ function repairHistory(history: ModelMessage[]): ModelMessage[] {
     if (calls.some((id) => !answered.has(id))) return out.slice(0, i);
   }
   return out;
+}
+
+/**
+ * The entries that count, in order: markers removed, and every entry of a run that has a
+ * discard marker after it dropped (that attempt never finished; a later replay of the same
+ * run writes after the marker).
+ */
+function liveEntries(records: readonly TranscriptRecord[]): TranscriptRecord[] {
+  const cancelled = new Set<string>();
+  const out: TranscriptRecord[] = [];
+  for (let i = records.length - 1; i >= 0; i--) {
+    const record = records[i]!;
+    const runId = String(record.entry.runId);
+    if (record.entry.discarded === true) cancelled.add(runId);
+    else if (!cancelled.has(runId)) out.push(record);
+  }
+  return out.reverse();
 }
 
 /** Drops leading messages until the history starts at a user message (never mid tool call). */

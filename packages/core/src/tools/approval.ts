@@ -3,6 +3,7 @@ import { BeamClawError, InvalidArgumentError } from "../errors.js";
 import type { JsonValue } from "../providers/types.js";
 import type { RunEvent } from "../sessions/types.js";
 import type { ApprovalStore } from "../store/types.js";
+import { emitTelemetry } from "../telemetry.js";
 
 /**
  * - `off`: nothing is asked.
@@ -138,13 +139,41 @@ export class ApprovalGate {
     signal?: AbortSignal,
   ): Promise<ApprovalDecision> {
     const mode = subject.force ? "always" : this.mode;
-    if (mode === "off") return "allow-once";
+    const started = this.#now();
+    const report = (
+      decision: ApprovalDecision,
+      source: "answer" | "remembered" | "timeout" | "off",
+    ) =>
+      emitTelemetry("beamclaw:approval.decision", () => ({
+        session: subject.sessionKey,
+        runId: subject.runId,
+        tool: subject.toolName,
+        key: subject.key,
+        decision,
+        source,
+        waitedMs: this.#now() - started,
+      }));
+    if (mode === "off") {
+      report("allow-once", "off");
+      return "allow-once";
+    }
     if (mode === "on-miss") {
       const remembered = await this.#store.list(subject.sessionKey);
       const hit = remembered.find((r) => r.pattern === subject.key);
-      if (hit?.decision === "allow") return "allow-always";
+      if (hit?.decision === "allow") {
+        report("allow-always", "remembered");
+        return "allow-always";
+      }
     }
-    const decision = await this.#ask(subject, emit, signal);
+    let decision: ApprovalDecision;
+    try {
+      decision = await this.#ask(subject, emit, signal);
+    } catch (error) {
+      if (ApprovalDeniedError.isInstance(error))
+        report("deny", error.reason === "timeout" ? "timeout" : "answer");
+      throw error;
+    }
+    report(decision, "answer");
     if (decision === "allow-always") {
       await this.#store.put(subject.sessionKey, {
         pattern: subject.key,
@@ -223,6 +252,13 @@ export class ApprovalGate {
         }, this.timeoutMs),
       };
       this.#waiting.set(requestId, waiter);
+      emitTelemetry("beamclaw:approval.request", () => ({
+        session: subject.sessionKey,
+        runId: subject.runId,
+        tool: subject.toolName,
+        key: subject.key,
+        requestId,
+      }));
       if (signal?.aborted) {
         onAbort();
         return;

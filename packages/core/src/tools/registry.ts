@@ -3,6 +3,7 @@ import type { JsonValue, ModelToolDefinition, ToolCallPart } from "../providers/
 import type { TaskSupervisor } from "../runtime/task-supervisor.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
+import { emitTelemetry } from "../telemetry.js";
 import { ApprovalDeniedError, type ApprovalGate } from "./approval.js";
 import { isTransientError, type ToolDefinition } from "./define-tool.js";
 
@@ -134,6 +135,31 @@ export class SupervisedToolRunner implements ToolRunner {
     call: ToolCallPart,
     context: ToolContext,
   ): Promise<{ output: JsonValue; isError: boolean }> {
+    const started = performance.now();
+    const record: CallRecord = { attempts: 0, denied: false };
+    let outcome: "success" | "error" | "aborted" | "denied" = "aborted";
+    try {
+      const result = await this.#execute(call, context, record);
+      outcome = record.denied ? "denied" : result.isError ? "error" : "success";
+      return result;
+    } finally {
+      emitTelemetry("beamclaw:tool.run", () => ({
+        tool: call.toolName,
+        session: context.sessionKey,
+        agent: context.agentId,
+        runId: context.runId,
+        durationMs: performance.now() - started,
+        outcome,
+        attempts: record.attempts,
+      }));
+    }
+  }
+
+  async #execute(
+    call: ToolCallPart,
+    context: ToolContext,
+    record: CallRecord,
+  ): Promise<{ output: JsonValue; isError: boolean }> {
     const agent = this.#options.resolveAgent(context.agentId);
     const tool = this.#options.registry.forSession(agent, context.sessionKey).get(call.toolName);
     if (tool === undefined)
@@ -168,7 +194,10 @@ export class SupervisedToolRunner implements ToolRunner {
         );
       } catch (error) {
         if (context.signal.aborted) throw context.signal.reason ?? error;
-        if (ApprovalDeniedError.isInstance(error)) return { output: error.message, isError: true };
+        if (ApprovalDeniedError.isInstance(error)) {
+          record.denied = true;
+          return { output: error.message, isError: true };
+        }
         throw error;
       }
     }
@@ -177,6 +206,7 @@ export class SupervisedToolRunner implements ToolRunner {
     const timeoutMs = tool.timeoutMs ?? this.#options.defaultTimeoutMs ?? 120_000;
     const base = this.#options.retryBaseDelayMs ?? 200;
     for (let attempt = 0; ; attempt++) {
+      record.attempts = attempt + 1;
       try {
         const output = await this.#run(tool, args, context, timeoutMs);
         return { output: toJson(output), isError: false };
@@ -225,6 +255,11 @@ export class SupervisedToolRunner implements ToolRunner {
         .finally(() => signal.removeEventListener("abort", onAbort));
     });
   }
+}
+
+interface CallRecord {
+  attempts: number;
+  denied: boolean;
 }
 
 function toJson(value: unknown): JsonValue {
