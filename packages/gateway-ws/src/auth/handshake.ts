@@ -1,0 +1,291 @@
+/**
+ * Who a connecting client is and what it may do: the shared secret (token or password, both
+ * compared in constant time), device identity (an ed25519 signature over the connection's
+ * challenge nonce), device tokens, and pairing.
+ */
+
+import type { ConnectParams } from "../protocol/connect.js";
+import { CloseCodes, ErrorCodes, type GatewayRole, Scopes } from "../protocol/constants.js";
+import { type ErrorShape, GatewayError } from "../protocol/errors.js";
+import {
+  buildDeviceAuthPayloadV2,
+  buildDeviceAuthPayloadV3,
+  deriveDeviceId,
+  normalizePublicKey,
+  verifyDeviceSignature,
+} from "./device-identity.js";
+import {
+  type DevicePairing,
+  type PairedDevice,
+  type PairingRequest,
+  pairingFields,
+  scopesWithin,
+} from "./pairing.js";
+import { secretsEqual } from "./shared-secret.js";
+
+/** How clients authenticate. */
+export interface GatewayAuthSettings {
+  /** `none`: anyone who can reach the port; `token` / `password`: a shared secret. */
+  mode: "none" | "token" | "password";
+  token?: string | undefined;
+  password?: string | undefined;
+  /** Pairing requests from loopback addresses are approved without an operator. */
+  autoApproveLoopback: boolean;
+}
+
+/** A refused handshake: the error to answer and how to close. */
+export class HandshakeRefusal extends Error {
+  readonly shape: ErrorShape;
+  readonly closeCode: number;
+  readonly closeReason: string;
+  constructor(shape: ErrorShape, closeCode: number, closeReason: string) {
+    super(shape.message);
+    this.shape = shape;
+    this.closeCode = closeCode;
+    this.closeReason = closeReason;
+  }
+}
+
+/** Who the client turned out to be. */
+export interface HandshakeOutcome {
+  role: GatewayRole;
+  scopes: string[];
+  authMethod: "none" | "token" | "password" | "device-token";
+  deviceId?: string;
+  device?: PairedDevice;
+  /** A device token issued on this connect (returned once in `hello-ok.auth`). */
+  issuedToken?: { token: string; issuedAtMs: number };
+}
+
+function refuse(
+  code: string,
+  message: string,
+  details: Record<string, unknown>,
+  closeCode: number = CloseCodes.POLICY_VIOLATION,
+): HandshakeRefusal {
+  return new HandshakeRefusal(
+    new GatewayError(code as "INVALID_REQUEST", message, { details }).toShape(),
+    closeCode,
+    message.length > 120 ? message.slice(0, 120) : message,
+  );
+}
+
+/** Checks a client's `connect`; resolves with its role and scopes or rejects with a refusal. */
+export async function authenticateConnect(input: {
+  params: ConnectParams;
+  nonce: string;
+  isLoopback: boolean;
+  remoteAddress: string | undefined;
+  settings: GatewayAuthSettings;
+  pairing: DevicePairing;
+  now: number;
+  signatureSkewMs: number;
+  onPairingRequested(request: PairingRequest, created: boolean): void;
+  onPairingResolved(request: PairingRequest, decision: "approved" | "rejected"): void;
+}): Promise<HandshakeOutcome> {
+  const { params, settings, pairing } = input;
+  const roleRaw = params.role ?? "operator";
+  if (roleRaw !== "operator" && roleRaw !== "node") {
+    throw refuse(ErrorCodes.INVALID_REQUEST, `invalid role: ${roleRaw}`, {
+      code: "INVALID_ROLE",
+      role: roleRaw,
+    });
+  }
+  const role: GatewayRole = roleRaw;
+  let scopes = role === "node" ? [] : [...new Set(params.scopes ?? [])];
+
+  // Device identity first: a bad signature is refused whatever else the client presents.
+  const device = params.device;
+  let publicKey: string | undefined;
+  if (device !== undefined) {
+    const derived = deriveDeviceId(device.publicKey);
+    publicKey = normalizePublicKey(device.publicKey);
+    if (derived === undefined || publicKey === undefined) {
+      throw refuse(ErrorCodes.INVALID_REQUEST, "device public key invalid", {
+        code: "DEVICE_AUTH_PUBLIC_KEY_INVALID",
+        reason: "device-public-key",
+      });
+    }
+    if (derived !== device.id) {
+      throw refuse(ErrorCodes.INVALID_REQUEST, "device identity mismatch", {
+        code: "DEVICE_AUTH_DEVICE_ID_MISMATCH",
+        reason: "device-id-mismatch",
+      });
+    }
+    if (Math.abs(input.now - device.signedAt) > input.signatureSkewMs) {
+      throw refuse(ErrorCodes.INVALID_REQUEST, "device signature expired", {
+        code: "DEVICE_AUTH_SIGNATURE_EXPIRED",
+        reason: "device-signature-stale",
+      });
+    }
+    if (device.nonce.trim().length === 0) {
+      throw refuse(ErrorCodes.INVALID_REQUEST, "device nonce required", {
+        code: "DEVICE_AUTH_NONCE_REQUIRED",
+        reason: "device-nonce-missing",
+      });
+    }
+    if (device.nonce !== input.nonce) {
+      throw refuse(ErrorCodes.INVALID_REQUEST, "device nonce mismatch", {
+        code: "DEVICE_AUTH_NONCE_MISMATCH",
+        reason: "device-nonce-mismatch",
+      });
+    }
+    const tokens = [...new Set([params.auth?.token ?? "", params.auth?.deviceToken ?? ""])];
+    const verified = tokens.some((token) => {
+      const fields = {
+        deviceId: device.id,
+        clientId: params.client.id,
+        clientMode: params.client.mode,
+        role,
+        scopes: params.scopes ?? [],
+        signedAtMs: device.signedAt,
+        token,
+        nonce: device.nonce,
+        platform: params.client.platform,
+        deviceFamily: params.client.deviceFamily ?? null,
+      };
+      return (
+        verifyDeviceSignature(
+          device.publicKey,
+          buildDeviceAuthPayloadV3(fields),
+          device.signature,
+        ) ||
+        verifyDeviceSignature(device.publicKey, buildDeviceAuthPayloadV2(fields), device.signature)
+      );
+    });
+    if (!verified) {
+      throw refuse(ErrorCodes.INVALID_REQUEST, "device signature invalid", {
+        code: "DEVICE_AUTH_SIGNATURE_INVALID",
+        reason: "device-signature",
+      });
+    }
+  }
+
+  // The shared secret.
+  let authMethod: HandshakeOutcome["authMethod"] | undefined;
+  const auth = params.auth ?? {};
+  let failure: { code: string; message: string } | undefined;
+  if (settings.mode === "none") {
+    authMethod = "none";
+  } else if (settings.mode === "token") {
+    if (auth.token !== undefined && auth.token.length > 0) {
+      if (secretsEqual(auth.token, settings.token ?? "")) authMethod = "token";
+      else
+        failure = { code: "AUTH_TOKEN_MISMATCH", message: "unauthorized: gateway token mismatch" };
+    } else {
+      failure = { code: "AUTH_TOKEN_MISSING", message: "unauthorized: gateway token missing" };
+    }
+  } else if (auth.password !== undefined && auth.password.length > 0) {
+    if (secretsEqual(auth.password, settings.password ?? "")) authMethod = "password";
+    else
+      failure = {
+        code: "AUTH_PASSWORD_MISMATCH",
+        message: "unauthorized: gateway password mismatch",
+      };
+  } else {
+    failure = { code: "AUTH_PASSWORD_MISSING", message: "unauthorized: gateway password missing" };
+  }
+
+  // A device token stands in for the shared secret, for the device and role it was issued to.
+  let tokenScopes: string[] | undefined;
+  const candidate = auth.deviceToken ?? (authMethod === undefined ? auth.token : undefined);
+  if (authMethod === undefined && device !== undefined && candidate !== undefined) {
+    const stored = await pairing.lookupToken(candidate);
+    if (
+      stored !== undefined &&
+      stored.deviceId === device.id &&
+      stored.role === role &&
+      scopesWithin(scopes, stored.scopes)
+    ) {
+      authMethod = "device-token";
+      tokenScopes = stored.scopes;
+    } else {
+      failure = {
+        code: "AUTH_DEVICE_TOKEN_MISMATCH",
+        message: "unauthorized: device token mismatch (rotated or revoked?)",
+      };
+    }
+  }
+  if (authMethod === undefined) {
+    const f = failure ?? { code: "AUTH_UNAUTHORIZED", message: "unauthorized" };
+    throw refuse(ErrorCodes.INVALID_REQUEST, f.message, {
+      code: f.code,
+      authMode: settings.mode,
+      recommendedNextStep: f.code.endsWith("_MISSING")
+        ? "update_auth_configuration"
+        : "update_auth_credentials",
+    });
+  }
+  if (authMethod === "device-token" && scopes.length === 0) scopes = [...(tokenScopes ?? [])];
+
+  if (device === undefined) {
+    if (role === "node") {
+      throw refuse(ErrorCodes.NOT_PAIRED, "device identity required", {
+        code: "DEVICE_IDENTITY_REQUIRED",
+      });
+    }
+    return { role, scopes, authMethod };
+  }
+
+  // Pairing: the device must be paired for this role and these scopes.
+  let paired = await pairing.device(device.id);
+  const samesKey = paired !== undefined && paired.publicKey === publicKey;
+  const covered =
+    samesKey &&
+    paired!.roles.includes(role) &&
+    (role === "node" || scopesWithin(scopes, paired!.scopes));
+  if (!covered) {
+    const { request, created } = await pairing.requestPairing(
+      pairingFields({
+        deviceId: device.id,
+        publicKey: publicKey!,
+        role,
+        scopes,
+        client: params.client,
+        ...(params.commands === undefined ? {} : { commands: params.commands }),
+        ...(input.remoteAddress === undefined ? {} : { remoteIp: input.remoteAddress }),
+        ...(samesKey ? { existing: paired! } : {}),
+      }),
+    );
+    if (input.isLoopback && settings.autoApproveLoopback) {
+      request.silent = true;
+      paired = (await pairing.approve(request.requestId)).device;
+      input.onPairingResolved(request, "approved");
+    } else {
+      input.onPairingRequested(request, created);
+      throw refuse(ErrorCodes.NOT_PAIRED, "pairing required", {
+        code: "PAIRING_REQUIRED",
+        requestId: request.requestId,
+        reason: request.reason,
+        deviceId: device.id,
+        requestedRole: role,
+        requestedScopes: scopes,
+        recommendedNextStep: "wait_then_retry",
+      });
+    }
+  }
+  const current = paired!;
+  current.lastSeenAtMs = input.now;
+  if (params.client.displayName !== undefined) current.displayName = params.client.displayName;
+  current.platform = params.client.platform;
+  if (role === "node" && params.commands !== undefined) {
+    // A node may declare fewer commands than were approved, never more.
+    const approved = new Set(current.commands ?? []);
+    params.commands = params.commands.filter((c) => approved.has(c));
+  }
+  await pairing.update(current);
+  const outcome: HandshakeOutcome = {
+    role,
+    scopes: role === "node" ? [] : scopes,
+    authMethod,
+    deviceId: device.id,
+    device: current,
+  };
+  if (authMethod !== "device-token") {
+    outcome.issuedToken = await pairing.issueToken(device.id, role, outcome.scopes);
+  }
+  return outcome;
+}
+
+/** Scopes a method may require, for `hello-ok.features` and documentation. */
+export const ALL_OPERATOR_SCOPES: readonly string[] = Object.values(Scopes);

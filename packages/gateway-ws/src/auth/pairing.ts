@@ -1,0 +1,296 @@
+/**
+ * Device pairing and device tokens, kept in the store: paired devices in `store.devices`,
+ * pending pairing requests in `store.kv` (they expire), device tokens in
+ * `store.devices` by their SHA-256 hash only.
+ */
+import { randomUUID } from "node:crypto";
+import type { DeviceRecord, JsonObject, Store } from "@beamclaw/core";
+import { ErrorCodes, type GatewayRole, Scopes } from "../protocol/constants.js";
+import { GatewayError } from "../protocol/errors.js";
+import { hashToken, newToken } from "./shared-secret.js";
+
+const REQUEST_PREFIX = "gateway:pairing:";
+const REQUEST_TTL_MS = 10 * 60_000;
+
+/** A pairing request waiting for an operator (the `device.pair.requested` payload). */
+export interface PairingRequest {
+  requestId: string;
+  deviceId: string;
+  publicKey: string;
+  displayName?: string;
+  platform?: string;
+  deviceFamily?: string;
+  clientId?: string;
+  clientMode?: string;
+  role: string;
+  roles: string[];
+  scopes: string[];
+  /** Node commands the device declared (node role). */
+  commands?: string[];
+  remoteIp?: string;
+  /** Approved automatically (loopback) rather than by an operator. */
+  silent?: boolean;
+  /** The device is paired already and asks for more (role or scopes). */
+  isRepair?: boolean;
+  reason: "not-paired" | "role-upgrade" | "scope-upgrade";
+  ts: number;
+}
+
+/** A paired device as stored. */
+export interface PairedDevice extends DeviceRecord {
+  deviceId: string;
+  publicKey: string;
+  roles: string[];
+  scopes: string[];
+  displayName?: string;
+  label?: string;
+  platform?: string;
+  deviceFamily?: string;
+  clientId?: string;
+  clientMode?: string;
+  commands?: string[];
+  createdAtMs: number;
+  approvedAtMs: number;
+  lastSeenAtMs?: number;
+}
+
+/** A device token as stored (by hash). */
+export interface StoredDeviceToken extends JsonObject {
+  tokenHash: string;
+  deviceId: string;
+  role: string;
+  scopes: string[];
+  createdAtMs: number;
+}
+
+/** What the scopes `granted` allow: admin allows all, write allows read. */
+export function scopeAllows(granted: Iterable<string>, needed: string): boolean {
+  const set = granted instanceof Set ? (granted as Set<string>) : new Set(granted);
+  if (set.has(needed) || set.has(Scopes.ADMIN)) return true;
+  return needed === Scopes.READ && set.has(Scopes.WRITE);
+}
+
+/** Whether every scope in `requested` is allowed by `granted`. */
+export function scopesWithin(requested: readonly string[], granted: readonly string[]): boolean {
+  return requested.every((s) => scopeAllows(granted, s));
+}
+
+/** Pairing requests, paired devices and device tokens over a `Store`. */
+export class DevicePairing {
+  readonly #store: Store;
+  readonly #now: () => number;
+
+  constructor(store: Store, now: () => number = Date.now) {
+    this.#store = store;
+    this.#now = now;
+  }
+
+  async device(deviceId: string): Promise<PairedDevice | undefined> {
+    return (await this.#store.devices.get(deviceId)) as PairedDevice | undefined;
+  }
+
+  async pendingRequests(): Promise<PairingRequest[]> {
+    const keys = await this.#store.kv.keys(REQUEST_PREFIX);
+    const out: PairingRequest[] = [];
+    for (const key of keys) {
+      const request = await this.#store.kv.get(key);
+      if (request !== undefined) out.push(request as unknown as PairingRequest);
+    }
+    return out.sort((a, b) => a.ts - b.ts);
+  }
+
+  async request(requestId: string): Promise<PairingRequest | undefined> {
+    const request = await this.#store.kv.get(`${REQUEST_PREFIX}${requestId}`);
+    return request as unknown as PairingRequest | undefined;
+  }
+
+  async pairedDevices(): Promise<PairedDevice[]> {
+    return (await this.#store.devices.list()) as PairedDevice[];
+  }
+
+  /**
+   * Records a pairing request (or returns the pending one of the same device and role).
+   * `created` says whether it is new (and so worth announcing).
+   */
+  async requestPairing(
+    fields: Omit<PairingRequest, "requestId" | "ts">,
+  ): Promise<{ request: PairingRequest; created: boolean }> {
+    for (const pending of await this.pendingRequests()) {
+      if (pending.deviceId === fields.deviceId && pending.role === fields.role) {
+        const merged: PairingRequest = {
+          ...pending,
+          ...fields,
+          requestId: pending.requestId,
+          ts: pending.ts,
+        };
+        await this.#store.kv.set(`${REQUEST_PREFIX}${pending.requestId}`, json(merged), {
+          ttlMs: REQUEST_TTL_MS,
+        });
+        return { request: merged, created: false };
+      }
+    }
+    const request: PairingRequest = { ...fields, requestId: randomUUID(), ts: this.#now() };
+    await this.#store.kv.set(`${REQUEST_PREFIX}${request.requestId}`, json(request), {
+      ttlMs: REQUEST_TTL_MS,
+    });
+    return { request, created: true };
+  }
+
+  /** Approves a pending request: the device is paired with the union of old and new grants. */
+  async approve(requestId: string): Promise<{ request: PairingRequest; device: PairedDevice }> {
+    const request = await this.request(requestId);
+    if (request === undefined) {
+      throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown pairing request ${requestId}`, {
+        details: { code: "PAIRING_REQUEST_NOT_FOUND", requestId },
+      });
+    }
+    const now = this.#now();
+    const existing = await this.device(request.deviceId);
+    const keepOld = existing !== undefined && existing.publicKey === request.publicKey;
+    const device: PairedDevice = {
+      ...(keepOld ? existing : {}),
+      deviceId: request.deviceId,
+      publicKey: request.publicKey,
+      roles: [...new Set([...(keepOld ? existing.roles : []), ...request.roles])],
+      scopes: [...new Set([...(keepOld ? existing.scopes : []), ...request.scopes])],
+      createdAtMs: keepOld ? existing.createdAtMs : now,
+      approvedAtMs: now,
+      ...optional({
+        displayName: request.displayName,
+        platform: request.platform,
+        deviceFamily: request.deviceFamily,
+        clientId: request.clientId,
+        clientMode: request.clientMode,
+        commands:
+          request.commands === undefined
+            ? undefined
+            : [
+                ...new Set([
+                  ...((keepOld ? existing.commands : undefined) ?? []),
+                  ...request.commands,
+                ]),
+              ],
+      }),
+    };
+    await this.#store.devices.put(device);
+    await this.#store.kv.delete(`${REQUEST_PREFIX}${requestId}`);
+    return { request, device };
+  }
+
+  /** Rejects (drops) a pending request. */
+  async reject(requestId: string): Promise<PairingRequest> {
+    const request = await this.request(requestId);
+    if (request === undefined) {
+      throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown pairing request ${requestId}`, {
+        details: { code: "PAIRING_REQUEST_NOT_FOUND", requestId },
+      });
+    }
+    await this.#store.kv.delete(`${REQUEST_PREFIX}${requestId}`);
+    return request;
+  }
+
+  /** Unpairs a device (its tokens go with it). */
+  async remove(deviceId: string): Promise<boolean> {
+    return this.#store.devices.delete(deviceId);
+  }
+
+  async update(device: PairedDevice): Promise<void> {
+    await this.#store.devices.put(device);
+  }
+
+  /**
+   * Issues a new token for a device and role, revoking the role's earlier tokens: a device
+   * holds at most one live token per role.
+   */
+  async issueToken(
+    deviceId: string,
+    role: string,
+    scopes: readonly string[],
+  ): Promise<{ token: string; issuedAtMs: number }> {
+    await this.revokeTokens(deviceId, role);
+    const token = newToken();
+    const issuedAtMs = this.#now();
+    const record: StoredDeviceToken = {
+      tokenHash: hashToken(token),
+      deviceId,
+      role,
+      scopes: [...scopes],
+      createdAtMs: issuedAtMs,
+    };
+    await this.#store.devices.putToken(record);
+    return { token, issuedAtMs };
+  }
+
+  /** The stored token a bearer token stands for, if it is live. */
+  async lookupToken(token: string): Promise<StoredDeviceToken | undefined> {
+    if (token.length === 0 || token.length > 512) return undefined;
+    return (await this.#store.devices.getToken(hashToken(token))) as StoredDeviceToken | undefined;
+  }
+
+  /** Revokes every token of a device for one role. Returns how many. */
+  async revokeTokens(deviceId: string, role: string): Promise<number> {
+    let count = 0;
+    for (const token of (await this.#store.devices.listTokens(deviceId)) as StoredDeviceToken[]) {
+      if (token.role !== role) continue;
+      if (await this.#store.devices.deleteToken(token.tokenHash)) count++;
+    }
+    return count;
+  }
+}
+
+/** Builds a pairing request's fields for a connecting device. */
+export function pairingFields(input: {
+  deviceId: string;
+  publicKey: string;
+  role: GatewayRole;
+  scopes: string[];
+  client: {
+    displayName?: string;
+    platform?: string;
+    deviceFamily?: string;
+    id: string;
+    mode: string;
+  };
+  commands?: string[];
+  remoteIp?: string;
+  existing?: PairedDevice;
+}): Omit<PairingRequest, "requestId" | "ts"> {
+  const { existing } = input;
+  const reason: PairingRequest["reason"] =
+    existing === undefined
+      ? "not-paired"
+      : existing.roles.includes(input.role)
+        ? "scope-upgrade"
+        : "role-upgrade";
+  return {
+    deviceId: input.deviceId,
+    publicKey: input.publicKey,
+    role: input.role,
+    roles: [input.role],
+    scopes: input.scopes,
+    reason,
+    ...(existing === undefined ? {} : { isRepair: true }),
+    ...optional({
+      displayName: input.client.displayName,
+      platform: input.client.platform,
+      deviceFamily: input.client.deviceFamily,
+      clientId: input.client.id,
+      clientMode: input.client.mode,
+      commands: input.commands,
+      remoteIp: input.remoteIp,
+    }),
+  };
+}
+
+/** Drops `undefined` fields: what is stored is exactly what is read back. */
+function json(value: object): JsonObject {
+  return JSON.parse(JSON.stringify(value)) as JsonObject;
+}
+
+function optional<T extends Record<string, unknown>>(fields: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,288 @@
+/**
+ * Builds a running gateway from a `beamclaw.yaml`: the store, the providers and their chain,
+ * the agents (with skills), the runtime and the gateway. The adapter packages are optional
+ * peers, loaded with `import()` only when the configuration needs them.
+ */
+import { dirname, isAbsolute, resolve } from "node:path";
+import {
+  type AgentDefinition,
+  AgentRuntime,
+  agentRuntimeJobRunner,
+  type BeamClawConfig,
+  BeamClawError,
+  ConfigService,
+  type CostFunction,
+  CronSupervisor,
+  computeCost,
+  createProviderChain,
+  loadSkills,
+  MemoryStore,
+  type ModelProvider,
+  type Store,
+  withSkills,
+} from "@beamclaw/core";
+import type { GatewayLogSink } from "../logs.js";
+import { createGateway, type GatewayServer } from "../server.js";
+
+/** A problem the CLI reports in one clear line and exits 1 for. */
+export class CliError extends BeamClawError {
+  constructor(message: string) {
+    super("CLI_ERROR", message);
+  }
+}
+
+type ProvidersModule = typeof import("@beamclaw/providers");
+type StoreFsModule = typeof import("@beamclaw/store-fs");
+type StoreRedisModule = typeof import("@beamclaw/store-redis");
+
+function missing(error: unknown, pkg: string): boolean {
+  const e = error as { code?: unknown; message?: unknown };
+  return (
+    (e?.code === "ERR_MODULE_NOT_FOUND" || e?.code === "MODULE_NOT_FOUND") &&
+    typeof e.message === "string" &&
+    e.message.includes(pkg)
+  );
+}
+
+function notInstalled(pkg: string, why: string): CliError {
+  return new CliError(
+    `${why} needs ${pkg}, which is not installed. Install it: npm install ${pkg}`,
+  );
+}
+
+/** Loads `@beamclaw/providers`, or explains how to install it. */
+export async function loadProviders(why: string): Promise<ProvidersModule> {
+  try {
+    return await import("@beamclaw/providers");
+  } catch (error) {
+    if (missing(error, "@beamclaw/providers")) throw notInstalled("@beamclaw/providers", why);
+    throw error;
+  }
+}
+
+async function loadStoreFs(why: string): Promise<StoreFsModule> {
+  try {
+    return await import("@beamclaw/store-fs");
+  } catch (error) {
+    if (missing(error, "@beamclaw/store-fs")) throw notInstalled("@beamclaw/store-fs", why);
+    throw error;
+  }
+}
+
+async function loadStoreRedis(why: string): Promise<StoreRedisModule> {
+  try {
+    return await import("@beamclaw/store-redis");
+  } catch (error) {
+    if (missing(error, "@beamclaw/store-redis")) throw notInstalled("@beamclaw/store-redis", why);
+    throw error;
+  }
+}
+
+/** The store a configuration names (not opened). Relative fs dirs are relative to the config file. */
+export async function createStore(config: BeamClawConfig, configDir: string): Promise<Store> {
+  const store = config.store;
+  if (store.kind === "memory") return new MemoryStore();
+  if (store.kind === "fs") {
+    const { createFsStore } = await loadStoreFs('store kind "fs"');
+    const dir = isAbsolute(store.dir) ? store.dir : resolve(configDir, store.dir);
+    return createFsStore({ dir });
+  }
+  const { createRedisStore } = await loadStoreRedis('store kind "redis"');
+  return createRedisStore({
+    url: store.url,
+    ...(store.prefix === undefined ? {} : { prefix: store.prefix }),
+  });
+}
+
+/** The providers a configuration names, keyed by their name in `provider/model` refs. */
+export async function createProviders(
+  config: BeamClawConfig,
+): Promise<Record<string, ModelProvider>> {
+  const entries = Object.entries(config.providers);
+  if (entries.length === 0) return {};
+  const p = await loadProviders("the providers section");
+  const out: Record<string, ModelProvider> = {};
+  for (const [name, settings] of entries) {
+    const common = {
+      id: name,
+      ...(settings.apiKey === undefined ? {} : { apiKey: settings.apiKey }),
+      ...(settings.baseUrl === undefined ? {} : { baseUrl: settings.baseUrl }),
+      ...(Object.keys(settings.headers).length === 0 ? {} : { headers: settings.headers }),
+      ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
+    };
+    switch (settings.kind) {
+      case "anthropic":
+        out[name] = p.createAnthropicProvider(common);
+        break;
+      case "openai":
+        out[name] = p.createOpenAIProvider({ ...common, api: "chat" });
+        break;
+      case "openai-responses":
+        out[name] = p.createOpenAIProvider({ ...common, api: "responses" });
+        break;
+      case "openai-compatible":
+        if (settings.baseUrl === undefined) {
+          throw new CliError(`providers.${name}: an openai-compatible provider needs a baseUrl`);
+        }
+        out[name] = p.createOpenAICompatibleProvider({ ...common, baseUrl: settings.baseUrl });
+        break;
+    }
+  }
+  return out;
+}
+
+/** Prices model calls from `pricing` (per million tokens, by `provider/model`). */
+export function costFunction(config: BeamClawConfig): CostFunction | undefined {
+  if (Object.keys(config.pricing).length === 0) return undefined;
+  return (ref, usage) => {
+    const price = config.pricing[ref];
+    return price === undefined ? 0 : computeCost(usage, price);
+  };
+}
+
+/** The agents of a configuration, with their enabled skills folded into their prompts. */
+export async function agentDefinitions(
+  config: BeamClawConfig,
+  configDir: string,
+): Promise<AgentDefinition[]> {
+  const dirs = config.skills.dirs.map((d) => (isAbsolute(d) ? d : resolve(configDir, d)));
+  const loaded = dirs.length === 0 ? undefined : await loadSkills({ dirs, strict: false });
+  return config.agents.map((a) => {
+    const agent: AgentDefinition = {
+      id: a.id,
+      model: a.model,
+      fallbacks: a.fallbacks,
+      tools: a.tools,
+      maxSteps: a.maxSteps,
+      ...(a.systemPrompt === undefined ? {} : { systemPrompt: a.systemPrompt }),
+      ...(a.thinking === undefined ? {} : { thinking: a.thinking }),
+      ...(a.maxOutputTokens === undefined ? {} : { maxOutputTokens: a.maxOutputTokens }),
+      ...(a.temperature === undefined ? {} : { temperature: a.temperature }),
+      ...(a.subagents === undefined ? {} : { subagents: a.subagents }),
+    };
+    if (loaded === undefined || a.skills === undefined || a.skills.length === 0) return agent;
+    const skills = a.skills.includes("*")
+      ? loaded.skills
+      : loaded.skills.filter((s) => a.skills!.includes(s.name));
+    return withSkills(agent, skills);
+  });
+}
+
+/** What {@link startFromConfig} started; `stop()` stops it all in reverse order. */
+export interface StartedGateway {
+  gateway: GatewayServer;
+  runtime: AgentRuntime;
+  store: Store;
+  configService: ConfigService;
+  address: { host: string; port: number };
+  stop(options?: { drainTimeoutMs?: number; reason?: string }): Promise<void>;
+}
+
+/** Loads the configuration, builds everything from it, and starts the gateway. */
+export async function startFromConfig(options: {
+  configPath: string;
+  env?: Record<string, string | undefined>;
+  host?: string;
+  port?: number;
+  logSink?: GatewayLogSink;
+}): Promise<StartedGateway> {
+  const configPath = resolve(options.configPath);
+  const configDir = dirname(configPath);
+  const configService = new ConfigService({
+    path: configPath,
+    ...(options.env === undefined ? {} : { env: options.env }),
+  });
+  await configService.start();
+  const cleanups: Array<() => Promise<unknown>> = [() => configService.stop()];
+  const unwind = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  };
+  try {
+    const config = configService.current;
+    const providers = await createProviders(config);
+    const store = await createStore(config, configDir);
+    await store.open();
+    cleanups.push(() => store.close());
+    const models = createProviderChain({ providers });
+    const cost = costFunction(config);
+    const approvals = config.tools.approvals;
+    const runtime = new AgentRuntime({
+      store,
+      models,
+      agents: await agentDefinitions(config, configDir),
+      ...(approvals.mode === "off"
+        ? {}
+        : {
+            approvals: {
+              mode: approvals.mode,
+              timeoutMs: approvals.timeoutMs,
+              defaultDecision: approvals.defaultDecision,
+            },
+          }),
+      toolTimeoutMs: config.tools.timeoutMs,
+      hibernateAfterMs: config.sessions.hibernateAfterMs,
+      historyLimit: config.sessions.historyLimit,
+      maxQueuedMessages: config.sessions.maxQueuedMessages,
+      defaultQueueMode: config.sessions.defaultQueueMode,
+      ...(cost === undefined ? {} : { cost }),
+    });
+    await runtime.start();
+    cleanups.push(() => runtime.stop());
+    const cron = await new CronSupervisor({
+      store,
+      runJob: agentRuntimeJobRunner(runtime),
+      agents: runtime.agents.map((a) => a.id),
+    }).start();
+    cleanups.push(() => cron.stop());
+    await cron.applyConfig(config.cron.jobs);
+    // Cron jobs of the configuration follow the file as it changes.
+    const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
+      if (diff.changed.some((p) => p === "cron" || p.startsWith("cron."))) {
+        cron
+          .applyConfig(next.cron.jobs)
+          .catch((error: Error) => options.logSink?.(`cron config not applied: ${error.message}`));
+      }
+    });
+    cleanups.push(async () => offConfig());
+    const gateway = createGateway({
+      runtime,
+      config,
+      configService,
+      cron,
+      models,
+      ...(options.host === undefined ? {} : { host: options.host }),
+      ...(options.port === undefined ? {} : { port: options.port }),
+      ...(options.logSink === undefined ? {} : { logSink: options.logSink }),
+      ...(config.gateway.tls === undefined
+        ? {}
+        : { tls: await readTls(config.gateway.tls, configDir) }),
+    });
+    const address = await gateway.start();
+    return {
+      gateway,
+      runtime,
+      store,
+      configService,
+      address,
+      async stop(stopOptions = {}) {
+        await gateway.stop(stopOptions);
+        await unwind();
+      },
+    };
+  } catch (error) {
+    await unwind();
+    throw error;
+  }
+}
+
+async function readTls(tls: { cert: string; key: string }, configDir: string) {
+  const { readFile } = await import("node:fs/promises");
+  const path = (p: string) => (isAbsolute(p) ? p : resolve(configDir, p));
+  try {
+    return { cert: await readFile(path(tls.cert)), key: await readFile(path(tls.key)) };
+  } catch (error) {
+    throw new CliError(
+      `gateway.tls: cannot read the certificate or key: ${(error as Error).message}`,
+    );
+  }
+}

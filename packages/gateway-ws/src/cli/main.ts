@@ -1,0 +1,171 @@
+/** The `beamclaw` command: `gateway` and `doctor`. */
+import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { ConfigError } from "@beamclaw/core";
+import { GATEWAY_VERSION } from "../server.js";
+import { CliError, startFromConfig } from "./bootstrap.js";
+import { doctor } from "./doctor.js";
+
+/** Where the command writes and how it waits for a signal (injectable for tests). */
+export interface CliIo {
+  out(line: string): void;
+  err(line: string): void;
+  env: Record<string, string | undefined>;
+  /** Resolves with the signal that asks the gateway to stop. */
+  waitForStop(): Promise<string>;
+  /** Called on a second signal while stopping. */
+  onForce(listener: () => void): void;
+}
+
+const HELP = `beamclaw ${GATEWAY_VERSION}
+
+Usage:
+  beamclaw gateway [--config <file>] [--host <addr>] [--port <n>] [--drain-timeout-ms <ms>] [--generate-token]
+  beamclaw doctor  [--config <file>] [--probe]
+  beamclaw --help | --version
+
+The configuration is read from --config, else $BEAMCLAW_CONFIG, else ./beamclaw.yaml.
+
+  gateway   Starts the gateway: OpenClaw's WebSocket protocol, the OpenAI-compatible API,
+            health probes and the dashboard on one port. SIGINT/SIGTERM stop it gracefully:
+            no new connections, runs in progress get --drain-timeout-ms (default 10000) to
+            finish, the store is flushed, exit code 0.
+            --generate-token  when BEAMCLAW_GATEWAY_TOKEN is not set, make a random one for
+                              this run and print it.
+  doctor    Checks a configuration (syntax, environment, store, providers, agents) and
+            exits 1 if anything would stop the gateway. --probe also checks that provider
+            base URLs answer.
+`;
+
+function configPath(value: string | undefined, env: CliIo["env"]): string {
+  return resolve(value ?? env.BEAMCLAW_CONFIG ?? "beamclaw.yaml");
+}
+
+function explain(error: unknown, env: CliIo["env"]): string {
+  if (ConfigError.isInstance(error)) {
+    const lines = [error.message];
+    if (
+      error.issues.some((i) => i.message.includes("BEAMCLAW_GATEWAY_TOKEN")) &&
+      !env.BEAMCLAW_GATEWAY_TOKEN
+    ) {
+      lines.push(
+        "Set the gateway token first, e.g.  export BEAMCLAW_GATEWAY_TOKEN=$(openssl rand -hex 24)",
+        "or run with --generate-token to make a one-off token for this run.",
+      );
+    }
+    return lines.join("\n");
+  }
+  if (error instanceof CliError) return error.message;
+  const e = error as { code?: unknown; message?: unknown };
+  if (e?.code === "EADDRINUSE") return `the port is already in use: ${String(e.message)}`;
+  return error instanceof Error ? (error.stack ?? error.message) : String(error);
+}
+
+async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string", short: "c" },
+      host: { type: "string" },
+      port: { type: "string" },
+      "drain-timeout-ms": { type: "string" },
+      "generate-token": { type: "boolean" },
+    },
+    allowPositionals: false,
+  });
+  const drainTimeoutMs = Number(values["drain-timeout-ms"] ?? "10000");
+  if (!Number.isInteger(drainTimeoutMs) || drainTimeoutMs < 0) {
+    io.err("--drain-timeout-ms must be a whole number of milliseconds");
+    return 2;
+  }
+  const port = values.port === undefined ? undefined : Number(values.port);
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) {
+    io.err("--port must be a port number");
+    return 2;
+  }
+  const env = io.env;
+  if (values["generate-token"] === true && !env.BEAMCLAW_GATEWAY_TOKEN) {
+    env.BEAMCLAW_GATEWAY_TOKEN = randomBytes(24).toString("base64url");
+    io.out("BEAMCLAW_GATEWAY_TOKEN was not set: generated a token for this run:");
+    io.out(`  ${env.BEAMCLAW_GATEWAY_TOKEN}`);
+    io.out("Set BEAMCLAW_GATEWAY_TOKEN yourself to keep the same token across restarts.");
+  }
+  const path = configPath(values.config, env);
+  let started: Awaited<ReturnType<typeof startFromConfig>>;
+  try {
+    started = await startFromConfig({
+      configPath: path,
+      env,
+      ...(values.host === undefined ? {} : { host: values.host }),
+      ...(port === undefined ? {} : { port }),
+      logSink: (line) => io.err(line),
+    });
+  } catch (error) {
+    io.err(`beamclaw gateway: ${explain(error, env)}`);
+    return 1;
+  }
+  const { host, port: bound } = started.address;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  io.out(`beamclaw gateway listening on http://${shownHost}:${bound} (config ${path})`);
+  io.out(`  WebSocket  ws://${shownHost}:${bound}/   dashboard  http://${shownHost}:${bound}/`);
+  io.out(
+    `  store ${started.store.kind}, agents ${started.runtime.agents.map((a) => a.id).join(", ")}`,
+  );
+  const signal = await io.waitForStop();
+  io.out(`${signal}: shutting down (runs in progress get up to ${drainTimeoutMs} ms)`);
+  let forced = false;
+  io.onForce(() => {
+    forced = true;
+  });
+  try {
+    await started.stop({ drainTimeoutMs, reason: `gateway stopping (${signal})` });
+  } catch (error) {
+    io.err(`beamclaw gateway: stopping failed: ${explain(error, env)}`);
+    return 1;
+  }
+  io.out("stopped");
+  return forced ? 1 : 0;
+}
+
+async function doctorCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: { config: { type: "string", short: "c" }, probe: { type: "boolean" } },
+    allowPositionals: false,
+  });
+  const path = configPath(values.config, io.env);
+  const findings = await doctor(path, { env: io.env, probe: values.probe === true });
+  const marks = { ok: "ok   ", warn: "warn ", error: "ERROR" };
+  for (const finding of findings) io.out(`${marks[finding.level]} ${finding.message}`);
+  const errors = findings.filter((f) => f.level === "error").length;
+  const warnings = findings.filter((f) => f.level === "warn").length;
+  io.out(
+    errors === 0
+      ? `${path}: ready (${warnings} warning${warnings === 1 ? "" : "s"})`
+      : `${path}: ${errors} problem${errors === 1 ? "" : "s"} to fix`,
+  );
+  return errors === 0 ? 0 : 1;
+}
+
+/** Runs the command; resolves with the exit code. */
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+      io.out(HELP);
+      return command === undefined ? 2 : 0;
+    }
+    if (command === "--version" || command === "-v") {
+      io.out(GATEWAY_VERSION);
+      return 0;
+    }
+    if (command === "gateway") return await gatewayCommand(rest, io);
+    if (command === "doctor") return await doctorCommand(rest, io);
+    io.err(`unknown command "${command}"\n\n${HELP}`);
+    return 2;
+  } catch (error) {
+    io.err(`beamclaw ${command}: ${explain(error, io.env)}`);
+    return 2;
+  }
+}

@@ -1,0 +1,512 @@
+/**
+ * One client's WebSocket: the `connect.challenge`, the handshake and its timeout, frame
+ * checks, the per-connection request rate limit, event sequence numbers, and the outbound
+ * buffer limit that disconnects a slow consumer instead of growing memory.
+ */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { RawData, WebSocket } from "ws";
+import { authenticateConnect, HandshakeRefusal } from "./auth/handshake.js";
+import type { PairedDevice } from "./auth/pairing.js";
+import { GATEWAY_EVENTS, type GatewayHub, type PresenceEntry } from "./hub.js";
+import type { CallerInfo } from "./methods/types.js";
+import { type ClientInfo, type ConnectParams, parseConnectParams } from "./protocol/connect.js";
+import {
+  CloseCodes,
+  ErrorCodes,
+  type GatewayRole,
+  MIN_PROTOCOL_VERSION,
+  PRE_HANDSHAKE_MAX_BYTES,
+  PROTOCOL_VERSION,
+} from "./protocol/constants.js";
+import { type ErrorShape, GatewayError, toErrorShape } from "./protocol/errors.js";
+
+/** What happened to a connection, for `onConnectionClose`. */
+export interface ConnectionCloseInfo {
+  connId: string;
+  code: number;
+  reason: string;
+  /** The largest outbound buffer the connection ever had, in bytes. */
+  peakBufferedBytes: number;
+  /** Events dropped because the client read too slowly (tick, presence, health). */
+  droppedEvents: number;
+  role: GatewayRole;
+  deviceId: string | undefined;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+const REQUEST_KEYS = new Set(["type", "id", "method", "params", "traceparent"]);
+const CLOSE_GRACE_MS = 2_000;
+
+function rawLength(data: RawData): number {
+  if (Array.isArray(data)) return data.reduce((n, b) => n + b.length, 0);
+  return data instanceof ArrayBuffer ? data.byteLength : data.length;
+}
+
+function rawText(data: RawData): string {
+  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
+  return data instanceof ArrayBuffer ? Buffer.from(data).toString("utf8") : data.toString("utf8");
+}
+
+/** See the module comment. */
+export class GatewayConnection {
+  readonly connId = randomUUID();
+  /** The challenge this connection's device signature must carry. */
+  readonly nonce = randomUUID();
+  readonly remoteAddress: string | undefined;
+  readonly isLoopback: boolean;
+  role: GatewayRole = "operator";
+  scopes: ReadonlySet<string> = new Set();
+  client: ClientInfo | undefined;
+  deviceId: string | undefined;
+  authMethod = "none";
+  protocol = PROTOCOL_VERSION;
+  sessionsSubscribed = false;
+  readonly #socket: WebSocket;
+  readonly #hub: GatewayHub;
+  readonly #abort = new AbortController();
+  #state: "handshake" | "authenticating" | "open" | "closing" | "closed" = "handshake";
+  #seq = 0;
+  #peakBuffered = 0;
+  #dropped = 0;
+  #tokens: number;
+  #refilledAt: number;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #graceTimer: NodeJS.Timeout | undefined;
+  #presenceKey: string | undefined;
+  readonly #onClose: (info: ConnectionCloseInfo) => void;
+
+  constructor(options: {
+    socket: WebSocket;
+    request: IncomingMessage;
+    hub: GatewayHub;
+    onClose: (info: ConnectionCloseInfo) => void;
+  }) {
+    this.#socket = options.socket;
+    this.#hub = options.hub;
+    this.#onClose = options.onClose;
+    this.remoteAddress = options.request.socket.remoteAddress;
+    // A request that came through a proxy is not local, whatever address the proxy has.
+    const proxied =
+      options.request.headers["x-forwarded-for"] !== undefined ||
+      options.request.headers["x-real-ip"] !== undefined;
+    this.isLoopback = !proxied && LOOPBACK.test(this.remoteAddress ?? "");
+    this.#tokens = options.hub.limits.requestBurst;
+    this.#refilledAt = options.hub.now();
+    const socket = this.#socket;
+    socket.on("message", (data, isBinary) => this.#onMessage(data, isBinary));
+    socket.on("close", (code, reason) => this.#closed(code, reason.toString("utf8")));
+    socket.on("error", (error) => {
+      this.#hub.log.warn(`connection ${this.connId} error: ${error.message}`);
+      this.close(CloseCodes.INTERNAL_ERROR, "socket error");
+    });
+    this.#handshakeTimer = setTimeout(() => {
+      if (this.#state === "handshake" || this.#state === "authenticating") {
+        this.#hub.log.warn(`handshake timeout conn=${this.connId} remote=${this.remoteAddress}`);
+        this.close(CloseCodes.POLICY_VIOLATION, "handshake timeout");
+      }
+    }, options.hub.limits.handshakeTimeoutMs);
+    this.#sendFrame({
+      type: "event",
+      event: "connect.challenge",
+      payload: { nonce: this.nonce, ts: options.hub.now() },
+      seq: this.#seq,
+    });
+  }
+
+  /** True after a successful `connect`, until the connection starts closing. */
+  get isOpen(): boolean {
+    return this.#state === "open";
+  }
+
+  /** Aborts when the connection closes (for long waits on its behalf). */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  caller(): CallerInfo {
+    const client = this.client ?? {
+      id: "unknown",
+      version: "0",
+      platform: "unknown",
+      mode: "unknown",
+    };
+    return {
+      connId: this.connId,
+      role: this.role,
+      scopes: this.scopes,
+      client: {
+        id: client.id,
+        version: client.version,
+        platform: client.platform,
+        mode: client.mode,
+        ...(client.displayName === undefined ? {} : { displayName: client.displayName }),
+        ...(client.instanceId === undefined ? {} : { instanceId: client.instanceId }),
+      },
+      deviceId: this.deviceId,
+      authMethod: this.authMethod,
+      isLoopback: this.isLoopback,
+    };
+  }
+
+  /**
+   * Sends an event with the next sequence number. A frame that would push the outbound buffer
+   * past `maxBufferedBytes` disconnects the client (code 1008, "slow consumer"), or is
+   * dropped when `dropIfSlow`; a dropped event still uses its sequence number, so the client
+   * sees the gap.
+   */
+  sendEvent(
+    event: string,
+    payload: unknown,
+    options: { dropIfSlow?: boolean; stateVersion?: { presence: number; health: number } } = {},
+  ): boolean {
+    if (this.#state !== "open") return false;
+    return this.#sendFrame(
+      {
+        type: "event",
+        event,
+        ...(payload === undefined ? {} : { payload }),
+        seq: ++this.#seq,
+        ...(options.stateVersion === undefined ? {} : { stateVersion: options.stateVersion }),
+      },
+      options.dropIfSlow === true,
+    );
+  }
+
+  /** Answers a request. */
+  respond(id: string, ok: boolean, payload?: unknown, error?: ErrorShape): void {
+    if (this.#state === "closing" || this.#state === "closed") return;
+    this.#sendFrame({
+      type: "res",
+      id,
+      ok,
+      ...(ok
+        ? payload === undefined
+          ? {}
+          : { payload }
+        : { error: error ?? toErrorShape(error) }),
+    });
+  }
+
+  /** Closes the connection (a close frame, then the socket is cut after a grace period). */
+  close(code: number, reason: string): void {
+    if (this.#state === "closing" || this.#state === "closed") return;
+    this.#state = "closing";
+    clearTimeout(this.#handshakeTimer);
+    this.#abort.abort();
+    try {
+      this.#socket.close(code, reason);
+    } catch {
+      this.#socket.terminate();
+    }
+    // A client that does not read never answers the close frame: cut it.
+    this.#graceTimer = setTimeout(() => this.#socket.terminate(), CLOSE_GRACE_MS);
+  }
+
+  /** Cuts the socket now (stop with no grace left). */
+  terminate(): void {
+    this.#socket.terminate();
+  }
+
+  #sendFrame(frame: Record<string, unknown>, dropIfSlow = false): boolean {
+    if (this.#state === "closing" || this.#state === "closed") return false;
+    let text: string;
+    try {
+      text = JSON.stringify(frame);
+    } catch (error) {
+      this.#hub.log.error(`unserializable frame: ${(error as Error).message}`);
+      return false;
+    }
+    const bytes = Buffer.byteLength(text, "utf8");
+    if (this.#socket.bufferedAmount + bytes > this.#hub.limits.maxBufferedBytes) {
+      if (dropIfSlow) {
+        this.#dropped++;
+        return false;
+      }
+      this.#hub.log.warn(
+        `slow consumer conn=${this.connId}: outbound buffer over ${this.#hub.limits.maxBufferedBytes} bytes`,
+      );
+      this.close(CloseCodes.POLICY_VIOLATION, "slow consumer");
+      return false;
+    }
+    this.#socket.send(text);
+    this.#peakBuffered = Math.max(this.#peakBuffered, this.#socket.bufferedAmount);
+    return true;
+  }
+
+  #onMessage(data: RawData, _isBinary: boolean): void {
+    if (this.#state === "closing" || this.#state === "closed") return;
+    const size = rawLength(data);
+    if (this.#state !== "open" && size > PRE_HANDSHAKE_MAX_BYTES) {
+      this.close(CloseCodes.MESSAGE_TOO_BIG, "frame over the 64 KiB pre-handshake limit");
+      return;
+    }
+    let frame: unknown;
+    try {
+      frame = JSON.parse(rawText(data));
+    } catch {
+      this.#reject(undefined, "invalid request frame: not JSON");
+      return;
+    }
+    const f = frame as Record<string, unknown> | null;
+    const id = typeof f?.id === "string" && f.id.length > 0 ? f.id : undefined;
+    const problem =
+      typeof f !== "object" || f === null || Array.isArray(f)
+        ? "a frame must be a JSON object"
+        : f.type !== "req"
+          ? 'only "req" frames may be sent to the gateway'
+          : id === undefined
+            ? "id must be a non-empty string"
+            : typeof f.method !== "string" || f.method.length === 0
+              ? "method must be a non-empty string"
+              : Object.keys(f).find((k) => !REQUEST_KEYS.has(k)) !== undefined
+                ? `unknown frame field "${Object.keys(f).find((k) => !REQUEST_KEYS.has(k))}"`
+                : undefined;
+    if (problem !== undefined) {
+      this.#reject(id, `invalid request frame: ${problem}`);
+      return;
+    }
+    const request = f as { id: string; method: string; params?: unknown };
+    if (this.#state === "handshake") {
+      if (request.method !== "connect") {
+        this.#reject(id, "invalid handshake: the first request must be connect");
+        return;
+      }
+      this.#state = "authenticating";
+      void this.#handshake(request).catch((error) => {
+        this.#hub.log.error(`handshake failed conn=${this.connId}: ${(error as Error).message}`);
+        this.respond(request.id, false, undefined, toErrorShape(error));
+        this.close(CloseCodes.INTERNAL_ERROR, "handshake failed");
+      });
+      return;
+    }
+    if (this.#state === "authenticating") {
+      this.respond(request.id, false, undefined, {
+        code: ErrorCodes.INVALID_REQUEST,
+        message: "the handshake is still in progress",
+      });
+      return;
+    }
+    if (!this.#take()) {
+      const retryAfterMs = Math.ceil(
+        ((1 - this.#tokens) * 1000) / this.#hub.limits.requestsPerSecond,
+      );
+      this.respond(request.id, false, undefined, {
+        code: ErrorCodes.UNAVAILABLE,
+        message: `rate limit: at most ${this.#hub.limits.requestsPerSecond} requests per second`,
+        details: { code: "RATE_LIMITED", limit: this.#hub.limits.requestsPerSecond },
+        retryable: true,
+        retryAfterMs: Math.max(1, retryAfterMs),
+      });
+      return;
+    }
+    if (request.method === "connect") {
+      this.respond(request.id, false, undefined, {
+        code: ErrorCodes.INVALID_REQUEST,
+        message: "already connected",
+      });
+      return;
+    }
+    void this.#hub.dispatch(this, request);
+  }
+
+  /** Refuses a bad frame: before the handshake it also closes the connection. */
+  #reject(id: string | undefined, message: string): void {
+    const shape = { code: ErrorCodes.INVALID_REQUEST, message };
+    if (this.#state === "open" || this.#state === "authenticating") {
+      this.respond(id ?? "invalid", false, undefined, shape);
+      return;
+    }
+    if (id !== undefined) this.respond(id, false, undefined, shape);
+    this.close(CloseCodes.POLICY_VIOLATION, message.slice(0, 120));
+  }
+
+  #take(): boolean {
+    const now = this.#hub.now();
+    const { requestsPerSecond, requestBurst } = this.#hub.limits;
+    this.#tokens = Math.min(
+      requestBurst,
+      this.#tokens + ((now - this.#refilledAt) * requestsPerSecond) / 1000,
+    );
+    this.#refilledAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  async #handshake(request: { id: string; params?: unknown }): Promise<void> {
+    const hub = this.#hub;
+    let params: ConnectParams;
+    try {
+      params = parseConnectParams(request.params);
+    } catch (error) {
+      this.respond(request.id, false, undefined, toErrorShape(error));
+      this.close(CloseCodes.POLICY_VIOLATION, "invalid connect params");
+      return;
+    }
+    if (params.maxProtocol < MIN_PROTOCOL_VERSION || params.minProtocol > PROTOCOL_VERSION) {
+      this.respond(
+        request.id,
+        false,
+        undefined,
+        new GatewayError(ErrorCodes.INVALID_REQUEST, "protocol mismatch", {
+          details: {
+            code: "PROTOCOL_MISMATCH",
+            expectedProtocol: PROTOCOL_VERSION,
+            minProtocol: MIN_PROTOCOL_VERSION,
+            maxProtocol: PROTOCOL_VERSION,
+          },
+        }).toShape(),
+      );
+      this.close(CloseCodes.PROTOCOL_MISMATCH, "protocol mismatch");
+      return;
+    }
+    let outcome: Awaited<ReturnType<typeof authenticateConnect>>;
+    try {
+      outcome = await authenticateConnect({
+        params,
+        nonce: this.nonce,
+        isLoopback: this.isLoopback,
+        remoteAddress: this.remoteAddress,
+        settings: hub.auth,
+        pairing: hub.pairing,
+        now: hub.now(),
+        signatureSkewMs: hub.limits.deviceSignatureSkewMs,
+        onPairingRequested: (r, created) => hub.pairingRequested(r, created),
+        onPairingResolved: (r, decision) => hub.pairingResolved(r, decision),
+      });
+    } catch (error) {
+      if (!(error instanceof HandshakeRefusal)) throw error;
+      hub.log.warn(
+        `connect refused conn=${this.connId} remote=${this.remoteAddress} client=${params.client.id}: ${error.shape.message}`,
+      );
+      this.respond(request.id, false, undefined, error.shape);
+      this.close(error.closeCode, error.closeReason);
+      return;
+    }
+    if ((this.#state as string) !== "authenticating") return;
+    clearTimeout(this.#handshakeTimer);
+    this.protocol = Math.min(params.maxProtocol, PROTOCOL_VERSION);
+    this.role = outcome.role;
+    this.scopes = new Set(outcome.scopes);
+    this.client = params.client;
+    this.deviceId = outcome.deviceId;
+    this.authMethod = outcome.authMethod;
+    this.#state = "open";
+    hub.connections.add(this);
+    if (outcome.role === "node") this.#registerNode(params, outcome.device);
+    const presence = this.#presenceEntry(params, outcome.scopes);
+    const snapshot = {
+      presence: [...hub.presenceList(), ...(presence === undefined ? [] : [presence])],
+      health: await hub.health(),
+      stateVersion: { ...hub.stateVersion },
+      uptimeMs: Math.max(0, hub.now() - hub.startedAt),
+      authMode: hub.auth.mode,
+      sessionDefaults: {
+        defaultAgentId: hub.defaultAgentId,
+        mainKey: "main",
+        mainSessionKey: `agent:${hub.defaultAgentId}:main`,
+        scope: "per-sender",
+      },
+    };
+    if ((this.#state as string) !== "open") return;
+    this.respond(request.id, true, {
+      type: "hello-ok",
+      protocol: this.protocol,
+      server: { version: hub.version, connId: this.connId },
+      features: { methods: hub.methodNames(), events: [...GATEWAY_EVENTS] },
+      snapshot,
+      auth: {
+        role: outcome.role,
+        scopes: outcome.scopes,
+        ...(outcome.issuedToken === undefined
+          ? {}
+          : { deviceToken: outcome.issuedToken.token, issuedAtMs: outcome.issuedToken.issuedAtMs }),
+      },
+      policy: {
+        maxPayload: hub.limits.maxPayloadBytes,
+        maxBufferedBytes: hub.limits.maxBufferedBytes,
+        tickIntervalMs: hub.limits.tickIntervalMs,
+      },
+    });
+    hub.log.info(
+      `connected conn=${this.connId} client=${params.client.id} role=${outcome.role} auth=${outcome.authMethod}${outcome.deviceId === undefined ? "" : ` device=${outcome.deviceId.slice(0, 12)}`}`,
+    );
+    if (presence !== undefined) hub.updatePresence(this.#presenceKey!, presence);
+  }
+
+  #presenceEntry(params: ConnectParams, scopes: string[]): PresenceEntry | undefined {
+    if (params.client.mode === "probe") return undefined;
+    this.#presenceKey = this.deviceId ?? params.client.instanceId ?? this.connId;
+    const now = this.#hub.now();
+    const entry: PresenceEntry = {
+      host: params.client.displayName ?? params.client.id,
+      version: params.client.version,
+      platform: params.client.platform,
+      mode: params.client.mode,
+      reason: "connect",
+      ts: now,
+      onlineSince: now,
+      roles: [this.role],
+      scopes,
+      instanceId: this.deviceId ?? params.client.instanceId ?? this.connId,
+    };
+    if (!this.isLoopback && this.remoteAddress !== undefined) entry.ip = this.remoteAddress;
+    if (params.client.deviceFamily !== undefined) entry.deviceFamily = params.client.deviceFamily;
+    if (params.client.modelIdentifier !== undefined)
+      entry.modelIdentifier = params.client.modelIdentifier;
+    if (params.client.timeZone !== undefined) entry.timeZone = params.client.timeZone;
+    if (this.deviceId !== undefined) entry.deviceId = this.deviceId;
+    return entry;
+  }
+
+  #registerNode(params: ConnectParams, device: PairedDevice | undefined): void {
+    this.#hub.nodes.register(
+      {
+        nodeId: this.deviceId!,
+        connId: this.connId,
+        displayName: params.client.displayName ?? device?.label ?? params.client.id,
+        platform: params.client.platform,
+        version: params.client.version,
+        ...(params.client.deviceFamily === undefined
+          ? {}
+          : { deviceFamily: params.client.deviceFamily }),
+        ...(params.client.modelIdentifier === undefined
+          ? {}
+          : { modelIdentifier: params.client.modelIdentifier }),
+        caps: params.caps ?? [],
+        commands: params.commands ?? [],
+        ...(params.permissions === undefined ? {} : { permissions: params.permissions }),
+        connectedAtMs: this.#hub.now(),
+        ...(this.remoteAddress === undefined ? {} : { remoteIp: this.remoteAddress }),
+      },
+      this,
+    );
+  }
+
+  #closed(code: number, reason: string): void {
+    if (this.#state === "closed") return;
+    const wasOpen = this.#state === "open" || this.#state === "closing";
+    this.#state = "closed";
+    clearTimeout(this.#handshakeTimer);
+    clearTimeout(this.#graceTimer);
+    this.#abort.abort();
+    const hub = this.#hub;
+    hub.connections.delete(this);
+    if (this.role === "node" && wasOpen) hub.nodes.unregister(this.connId);
+    if (this.#presenceKey !== undefined && wasOpen) {
+      // Another connection of the same device keeps the entry.
+      const stillThere = [...hub.connections].some((c) => c.#presenceKey === this.#presenceKey);
+      if (!stillThere) hub.updatePresence(this.#presenceKey, undefined);
+    }
+    this.#onClose({
+      connId: this.connId,
+      code,
+      reason,
+      peakBufferedBytes: this.#peakBuffered,
+      droppedEvents: this.#dropped,
+      role: this.role,
+      deviceId: this.deviceId,
+    });
+  }
+}

@@ -1,0 +1,467 @@
+/**
+ * `cron.*` on core's `CronSupervisor`: OpenClaw's job shape (`name`, `schedule.kind`,
+ * `sessionTarget`, `payload`, `delivery.mode`) translated to and from BeamClaw's
+ * `CronJobInput` / `CronJob`, run events from the `beamclaw:cron.run` telemetry channel.
+ * What BeamClaw's jobs do not hold (the name, the description, `wakeMode`) is kept beside
+ * them in the store's key/value space.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  type CronDelivery,
+  CronError,
+  type CronJob,
+  type CronJobInput,
+  type CronJobPatch,
+  type CronRun,
+  type CronSchedule,
+  type CronService,
+  type CronSupervisor,
+  type JsonObject,
+  type KeyValueStore,
+  subscribeTelemetry,
+} from "@beamclaw/core";
+import type { GatewayCronBackend } from "./cron.js";
+import { ErrorCodes } from "./protocol/constants.js";
+import { GatewayError, invalidRequest } from "./protocol/errors.js";
+
+const META_PREFIX = "gateway:cron-meta:";
+
+interface JobMeta extends JsonObject {
+  name: string;
+  description?: string;
+  wakeMode: "now" | "next-heartbeat";
+  payloadKind: "agentTurn" | "systemEvent";
+}
+
+function record(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalidRequest(`${what} must be an object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** OpenClaw's schedule → BeamClaw's. */
+function toSchedule(raw: unknown): CronSchedule {
+  const s = record(raw, "schedule");
+  switch (s.kind) {
+    case "at":
+      if (typeof s.at !== "string" || s.at.length === 0)
+        throw invalidRequest("schedule.at must be a date string");
+      return { at: s.at };
+    case "every":
+      if (typeof s.everyMs !== "number" || !(s.everyMs > 0))
+        throw invalidRequest("schedule.everyMs must be > 0");
+      return typeof s.anchorMs === "number"
+        ? { every: s.everyMs, anchor: s.anchorMs }
+        : { every: s.everyMs };
+    case "cron":
+      if (typeof s.expr !== "string" || s.expr.length === 0)
+        throw invalidRequest("schedule.expr must be a cron expression");
+      return typeof s.tz === "string" && s.tz.length > 0
+        ? { cron: s.expr, timezone: s.tz }
+        : { cron: s.expr };
+    default:
+      throw invalidRequest(
+        `schedule.kind ${JSON.stringify(s.kind)} is not supported here (at, every and cron are)`,
+        { code: "UNSUPPORTED_SCHEDULE", kind: s.kind },
+      );
+  }
+}
+
+/** BeamClaw's schedule → OpenClaw's. */
+function fromSchedule(schedule: CronSchedule): Record<string, unknown> {
+  if ("at" in schedule) {
+    return {
+      kind: "at",
+      at: typeof schedule.at === "number" ? new Date(schedule.at).toISOString() : schedule.at,
+    };
+  }
+  if ("every" in schedule) {
+    const anchor =
+      schedule.anchor === undefined
+        ? undefined
+        : typeof schedule.anchor === "number"
+          ? schedule.anchor
+          : Date.parse(schedule.anchor);
+    return {
+      kind: "every",
+      everyMs: schedule.every,
+      ...(anchor === undefined || Number.isNaN(anchor) ? {} : { anchorMs: anchor }),
+    };
+  }
+  return {
+    kind: "cron",
+    expr: schedule.cron,
+    ...(schedule.timezone === undefined ? {} : { tz: schedule.timezone }),
+  };
+}
+
+function toPrompt(raw: unknown): { prompt: string; kind: JobMeta["payloadKind"] } {
+  const p = record(raw, "payload");
+  if (p.kind === "agentTurn" && typeof p.message === "string" && p.message.length > 0)
+    return { prompt: p.message, kind: "agentTurn" };
+  if (p.kind === "systemEvent" && typeof p.text === "string" && p.text.length > 0)
+    return { prompt: p.text, kind: "systemEvent" };
+  throw invalidRequest(
+    `payload.kind ${JSON.stringify(p.kind)} is not supported here (agentTurn with a message, systemEvent with a text are)`,
+    { code: "UNSUPPORTED_PAYLOAD", kind: p.kind },
+  );
+}
+
+function toSession(raw: unknown): "main" | "isolated" {
+  if (raw === "main" || raw === "isolated") return raw;
+  throw invalidRequest(
+    `sessionTarget ${JSON.stringify(raw)} is not supported here (main and isolated are)`,
+    {
+      code: "UNSUPPORTED_SESSION_TARGET",
+    },
+  );
+}
+
+function toDelivery(raw: unknown): CronDelivery {
+  if (raw === undefined) return { kind: "none" };
+  const d = record(raw, "delivery");
+  if (d.mode === "none") return { kind: "none" };
+  if (d.mode === "announce" && typeof d.channel === "string" && typeof d.to === "string") {
+    return { kind: "announce", channel: d.channel, target: d.to };
+  }
+  if (d.mode === "webhook" && typeof d.to === "string") return { kind: "webhook", url: d.to };
+  throw invalidRequest(
+    "delivery must be { mode: none }, { mode: announce, channel, to } or { mode: webhook, to }",
+    {
+      code: "UNSUPPORTED_DELIVERY",
+    },
+  );
+}
+
+function fromDelivery(delivery: CronDelivery): Record<string, unknown> {
+  if (delivery.kind === "announce")
+    return { mode: "announce", channel: delivery.channel, to: delivery.target };
+  if (delivery.kind === "webhook") return { mode: "webhook", to: delivery.url };
+  return { mode: "none" };
+}
+
+/** A BeamClaw job in OpenClaw's `CronJob` shape. */
+export function toProtocolJob(job: CronJob, meta: JobMeta | undefined): Record<string, unknown> {
+  const s = job.state;
+  const lastStatus =
+    s.lastStatus === "ok"
+      ? "ok"
+      : s.lastStatus === undefined
+        ? undefined
+        : s.lastStatus === "error"
+          ? "error"
+          : "skipped";
+  const state = {
+    ...(s.nextRunAt === undefined ? {} : { nextRunAtMs: s.nextRunAt }),
+    ...(s.runningAt === undefined ? {} : { runningAtMs: s.runningAt }),
+    ...(s.lastRunAt === undefined ? {} : { lastRunAtMs: s.lastRunAt }),
+    ...(lastStatus === undefined ? {} : { lastRunStatus: lastStatus, lastStatus }),
+    ...(s.lastError === undefined ? {} : { lastError: s.lastError }),
+    ...(s.lastDurationMs === undefined ? {} : { lastDurationMs: s.lastDurationMs }),
+    consecutiveErrors: s.consecutiveErrors,
+    ...(s.disabledReason !== undefined && s.disabledAt !== undefined && s.consecutiveErrors > 0
+      ? {
+          autoDisabled: {
+            reason: "consecutive-failures",
+            atMs: s.disabledAt,
+            consecutiveErrors: s.consecutiveErrors,
+          },
+        }
+      : {}),
+  };
+  return {
+    id: job.id,
+    agentId: job.agentId,
+    name: meta?.name ?? job.id,
+    ...(meta?.description === undefined ? {} : { description: meta.description }),
+    enabled: job.enabled,
+    createdAtMs: job.createdAt,
+    updatedAtMs: job.updatedAt,
+    schedule: fromSchedule(job.schedule),
+    sessionTarget: job.session,
+    wakeMode: meta?.wakeMode ?? "now",
+    payload:
+      meta?.payloadKind === "systemEvent"
+        ? { kind: "systemEvent", text: job.prompt }
+        : { kind: "agentTurn", message: job.prompt },
+    delivery: fromDelivery(job.delivery),
+    state,
+    ...(state.nextRunAtMs === undefined ? {} : { nextRunAtMs: state.nextRunAtMs }),
+    ...(state.lastRunAtMs === undefined ? {} : { lastRunAtMs: state.lastRunAtMs }),
+    ...(lastStatus === undefined ? {} : { lastRunStatus: lastStatus }),
+  };
+}
+
+/** A BeamClaw run-log entry in OpenClaw's `CronRunLogEntry` shape. */
+export function toRunLogEntry(run: CronRun): Record<string, unknown> {
+  return {
+    ts: run.finishedAt ?? run.startedAt,
+    jobId: run.jobId,
+    action: "finished",
+    status: run.status === "ok" ? "ok" : run.status === "error" ? "error" : "skipped",
+    ...(run.error === undefined ? {} : { error: run.error }),
+    ...(run.output === undefined ? {} : { summary: run.output }),
+    runId: run.runId,
+    runAtMs: run.startedAt,
+    ...(run.durationMs === undefined ? {} : { durationMs: run.durationMs }),
+    ...(run.sessionKey === undefined ? {} : { sessionKey: run.sessionKey }),
+  };
+}
+
+function rethrow(error: unknown): never {
+  if (CronError.isInstance(error)) {
+    const notFound = error.code === "CRON_JOB_NOT_FOUND";
+    throw new GatewayError(ErrorCodes.INVALID_REQUEST, error.message, {
+      details: notFound
+        ? { code: "CRON_JOB_NOT_FOUND", jobId: error.jobId ?? "" }
+        : { code: error.code },
+    });
+  }
+  throw error;
+}
+
+function page<T>(items: T[], params: Record<string, unknown>) {
+  const limit =
+    typeof params.limit === "number" && params.limit > 0
+      ? Math.min(200, Math.floor(params.limit))
+      : 50;
+  const offset =
+    typeof params.offset === "number" && params.offset > 0 ? Math.floor(params.offset) : 0;
+  const slice = items.slice(offset, offset + limit);
+  const hasMore = offset + slice.length < items.length;
+  return {
+    slice,
+    total: items.length,
+    offset,
+    limit,
+    hasMore,
+    ...(hasMore ? { nextOffset: offset + slice.length } : {}),
+  };
+}
+
+/**
+ * Turns core's `CronSupervisor` (one `CronService` per agent) into the gateway's cron backend.
+ *
+ * @example
+ * ```ts
+ * const crons = await new CronSupervisor({ store, runJob: agentRuntimeJobRunner(runtime) }).start();
+ * const gateway = createGateway({ runtime, cron: cronBackend(crons, { store, agents: ["main"] }) });
+ * ```
+ */
+export function cronBackend(
+  supervisor: CronSupervisor,
+  options: { kv: KeyValueStore; agents: readonly string[]; defaultAgentId?: string },
+): GatewayCronBackend {
+  const defaultAgent = options.defaultAgentId ?? options.agents[0];
+  const meta = async (id: string) =>
+    (await options.kv.get(`${META_PREFIX}${id}`)) as JobMeta | undefined;
+  const services = async (agentId?: unknown): Promise<CronService[]> => {
+    const ids =
+      typeof agentId === "string" && agentId.length > 0
+        ? [agentId]
+        : [...new Set([...options.agents, ...supervisor.runningAgents()])];
+    return Promise.all(ids.map((id) => supervisor.forAgent(id)));
+  };
+  const allJobs = async (agentId?: unknown) =>
+    (await Promise.all((await services(agentId)).map((s) => s.list()))).flat();
+  const owner = async (id: string): Promise<CronService> => {
+    for (const service of await services()) {
+      if ((await service.list()).some((j) => j.id === id)) return service;
+    }
+    throw new GatewayError(ErrorCodes.INVALID_REQUEST, `no cron job "${id}"`, {
+      details: { code: "CRON_JOB_NOT_FOUND", jobId: id },
+    });
+  };
+  const view = async (job: CronJob) => toProtocolJob(job, await meta(job.id));
+
+  return {
+    async list(params) {
+      let jobs = await allJobs(params.agentId);
+      const enabled = params.enabled ?? (params.includeDisabled === true ? "all" : "enabled");
+      if (enabled === "enabled") jobs = jobs.filter((j) => j.enabled);
+      if (enabled === "disabled") jobs = jobs.filter((j) => !j.enabled);
+      const views = await Promise.all(jobs.map(view));
+      const query = typeof params.query === "string" ? params.query.toLowerCase() : "";
+      const filtered =
+        query === ""
+          ? views
+          : views.filter((j) => `${j.id} ${j.name}`.toLowerCase().includes(query));
+      filtered.sort(
+        (a, b) =>
+          ((a.state as { nextRunAtMs?: number }).nextRunAtMs ?? Infinity) -
+          ((b.state as { nextRunAtMs?: number }).nextRunAtMs ?? Infinity),
+      );
+      const { slice, ...paging } = page(filtered, params);
+      return { jobs: slice, ...paging };
+    },
+
+    async status() {
+      const statuses = await Promise.all((await services()).map((s) => s.cronStatus()));
+      const next = statuses
+        .filter((s) => s.nextRunAt !== undefined)
+        .sort((a, b) => a.nextRunAt! - b.nextRunAt!)[0];
+      return {
+        enabled: true,
+        jobs: statuses.reduce((n, s) => n + s.jobs, 0),
+        enabledJobs: statuses.reduce((n, s) => n + s.enabled, 0),
+        running: statuses.reduce((n, s) => n + s.running, 0),
+        ...(next === undefined ? {} : { nextWakeAtMs: next.nextRunAt, nextJobId: next.nextJobId }),
+        agents: statuses,
+      };
+    },
+
+    async add(params) {
+      const agentId =
+        typeof params.agentId === "string" && params.agentId.length > 0
+          ? params.agentId
+          : defaultAgent;
+      if (agentId === undefined) throw invalidRequest("cron.add needs an agentId");
+      const { prompt, kind } = toPrompt(params.payload);
+      const input: CronJobInput = {
+        id: randomUUID(),
+        agentId,
+        schedule: toSchedule(params.schedule),
+        session: toSession(params.sessionTarget ?? "isolated"),
+        prompt,
+        enabled: params.enabled !== false,
+        delivery: toDelivery(params.delivery),
+      };
+      const service = await supervisor.forAgent(agentId).catch(rethrow);
+      const job = await service.add(input).catch(rethrow);
+      const jobMeta: JobMeta = {
+        name: typeof params.name === "string" ? params.name : job.id,
+        ...(typeof params.description === "string" ? { description: params.description } : {}),
+        wakeMode: params.wakeMode === "next-heartbeat" ? "next-heartbeat" : "now",
+        payloadKind: kind,
+      };
+      await options.kv.set(`${META_PREFIX}${job.id}`, jobMeta);
+      return toProtocolJob(job, jobMeta);
+    },
+
+    async update(id, patch) {
+      const service = await owner(id);
+      const change: CronJobPatch = {};
+      if (patch.schedule !== undefined) change.schedule = toSchedule(patch.schedule);
+      if (patch.sessionTarget !== undefined) change.session = toSession(patch.sessionTarget);
+      if (patch.enabled !== undefined) {
+        if (typeof patch.enabled !== "boolean")
+          throw invalidRequest("patch.enabled must be a boolean");
+        change.enabled = patch.enabled;
+      }
+      if (patch.delivery !== undefined) change.delivery = toDelivery(patch.delivery);
+      let kind: JobMeta["payloadKind"] | undefined;
+      if (patch.payload !== undefined) {
+        const payload = toPrompt(patch.payload);
+        change.prompt = payload.prompt;
+        kind = payload.kind;
+      }
+      const job =
+        Object.keys(change).length === 0
+          ? await service.get(id).catch(rethrow)
+          : await service.update(id, change).catch(rethrow);
+      const old = await meta(id);
+      const next: JobMeta = {
+        name: typeof patch.name === "string" ? patch.name : (old?.name ?? id),
+        ...(typeof patch.description === "string"
+          ? { description: patch.description }
+          : old?.description === undefined
+            ? {}
+            : { description: old.description }),
+        wakeMode:
+          patch.wakeMode === "now" || patch.wakeMode === "next-heartbeat"
+            ? patch.wakeMode
+            : (old?.wakeMode ?? "now"),
+        payloadKind: kind ?? old?.payloadKind ?? "agentTurn",
+      };
+      await options.kv.set(`${META_PREFIX}${id}`, next);
+      return toProtocolJob(job, next);
+    },
+
+    async remove(id) {
+      let service: CronService;
+      try {
+        service = await owner(id);
+      } catch {
+        return { removed: false };
+      }
+      const removed = await service.remove(id).catch(rethrow);
+      await options.kv.delete(`${META_PREFIX}${id}`);
+      return { removed };
+    },
+
+    async run(id, mode) {
+      const service = await owner(id);
+      const job = await service.get(id).catch(rethrow);
+      if (mode === "if-enabled" && !job.enabled)
+        return { ok: true, ran: false, reason: "disabled" };
+      if (
+        mode === "due" &&
+        (job.state.nextRunAt === undefined || job.state.nextRunAt > Date.now())
+      ) {
+        return { ok: true, ran: false, reason: "not-due" };
+      }
+      if (job.state.runningAt !== undefined) {
+        throw new GatewayError(ErrorCodes.INVALID_REQUEST, `cron job "${id}" is running`, {
+          details: { code: "CRON_JOB_RUNNING", jobId: id },
+        });
+      }
+      // The run goes on in the background; its end is announced as a `cron` event.
+      void service.runNow(id).catch(() => undefined);
+      return { ok: true, ran: true, jobId: id };
+    },
+
+    async runs(params) {
+      const id =
+        typeof params.id === "string"
+          ? params.id
+          : typeof params.jobId === "string"
+            ? params.jobId
+            : undefined;
+      let entries: CronRun[];
+      if (id !== undefined && params.scope !== "all") {
+        entries = await (await owner(id)).runs(id, { limit: 1000 }).catch(rethrow);
+      } else {
+        const jobs = await allJobs(params.agentId);
+        entries = (
+          await Promise.all(
+            jobs.map(async (j) =>
+              (await supervisor.forAgent(j.agentId)).runs(j.id, { limit: 200 }),
+            ),
+          )
+        ).flat();
+      }
+      const statuses = Array.isArray(params.statuses)
+        ? params.statuses
+        : typeof params.status === "string" && params.status !== "all"
+          ? [params.status]
+          : undefined;
+      let shown = entries.map(toRunLogEntry);
+      if (statuses !== undefined) shown = shown.filter((e) => statuses.includes(e.status));
+      shown.sort((a, b) =>
+        params.sortDir === "asc"
+          ? (a.ts as number) - (b.ts as number)
+          : (b.ts as number) - (a.ts as number),
+      );
+      const { slice, ...paging } = page(shown, params);
+      return { entries: slice, ...paging };
+    },
+
+    subscribe(listener) {
+      return subscribeTelemetry("beamclaw:cron.run", (event) => {
+        listener({
+          action: "finished",
+          jobId: event.jobId,
+          agentId: event.agentId,
+          runId: event.runId,
+          status: event.status,
+          trigger: event.trigger,
+          runAtMs: event.startedAt,
+          durationMs: event.durationMs,
+          ...(event.error === undefined ? {} : { error: event.error }),
+          ts: Date.now(),
+        });
+      });
+    },
+  };
+}

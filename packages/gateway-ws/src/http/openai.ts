@@ -1,0 +1,688 @@
+/**
+ * OpenAI-compatible HTTP: `POST /v1/chat/completions` (streaming SSE ending in `[DONE]`, or
+ * one JSON answer) and `GET /v1/models`. The `model` names an agent (`beamclaw`,
+ * `beamclaw/<agentId>`); the `x-beamclaw-session-key` header or the `user` field picks the
+ * session. A request with function `tools` of its own is answered by one model call with
+ * those tools, and the model's calls come back as `tool_calls` for the client to run.
+ */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type {
+  AgentDefinition,
+  JsonObject,
+  JsonValue,
+  ModelMessage,
+  ModelRequest,
+  ModelToolDefinition,
+  ModelUsage,
+  RunResult,
+  UserMessageInput,
+} from "@beamclaw/core";
+import type { GatewayHub } from "../hub.js";
+import { BodyError, header, openAiError, readBody, sendJson } from "./util.js";
+
+type OpenAiContentPart = { type?: string; text?: string; image_url?: { url?: string } | string };
+interface OpenAiMessage {
+  role?: string;
+  content?: string | OpenAiContentPart[] | null;
+  name?: string;
+  tool_calls?: Array<{
+    id?: string;
+    type?: string;
+    function?: { name?: string; arguments?: string };
+  }>;
+  tool_call_id?: string;
+}
+interface OpenAiTool {
+  type?: string;
+  function?: { name?: string; description?: string; parameters?: JsonObject };
+}
+interface CompletionRequest {
+  model?: unknown;
+  messages?: unknown;
+  stream?: unknown;
+  user?: unknown;
+  tools?: unknown;
+  tool_choice?: unknown;
+  max_tokens?: unknown;
+  max_completion_tokens?: unknown;
+  temperature?: unknown;
+}
+
+class RequestError extends Error {
+  readonly status: number;
+  readonly type: string;
+  readonly code: string | null;
+  constructor(
+    status: number,
+    message: string,
+    type = "invalid_request_error",
+    code: string | null = null,
+  ) {
+    super(message);
+    this.status = status;
+    this.type = type;
+    this.code = code;
+  }
+}
+
+const MODEL_PREFIXES = ["beamclaw/", "beamclaw:", "openclaw/", "openclaw:", "agent:"];
+
+/** The agent a `model` names. */
+export function agentForModel(hub: GatewayHub, model: unknown): AgentDefinition {
+  if (typeof model !== "string" || model.length === 0) {
+    throw new RequestError(
+      400,
+      "model is required (beamclaw or beamclaw/<agentId>)",
+      "invalid_request_error",
+      "missing_model",
+    );
+  }
+  const name = model.trim().toLowerCase();
+  let agentId: string | undefined;
+  if (name === "beamclaw" || name === "openclaw") agentId = hub.defaultAgentId;
+  else {
+    const prefix = MODEL_PREFIXES.find((p) => name.startsWith(p));
+    agentId = prefix === undefined ? name : name.slice(prefix.length);
+  }
+  const agent = hub.runtime.agents.find((a) => a.id === agentId);
+  if (agent === undefined) {
+    throw new RequestError(
+      404,
+      `model "${model}" does not exist; use one of ${modelIds(hub).join(", ")}`,
+      "invalid_request_error",
+      "model_not_found",
+    );
+  }
+  return agent;
+}
+
+function modelIds(hub: GatewayHub): string[] {
+  return ["beamclaw", ...hub.runtime.agents.map((a) => `beamclaw/${a.id}`)];
+}
+
+function textOf(content: OpenAiMessage["content"]): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content
+    .filter((p) => p?.type === "text" && typeof p.text === "string")
+    .map((p) => p.text)
+    .join("\n");
+}
+
+function imagesOf(content: OpenAiMessage["content"]): UserMessageInput["images"] {
+  if (!Array.isArray(content)) return [];
+  const images: NonNullable<UserMessageInput["images"]> = [];
+  for (const part of content) {
+    if (part?.type !== "image_url") continue;
+    const url = typeof part.image_url === "string" ? part.image_url : part.image_url?.url;
+    if (typeof url !== "string") continue;
+    const data = /^data:([^;,]+);base64,(.*)$/s.exec(url);
+    if (data !== null) images.push({ mediaType: data[1]!, data: data[2]! });
+    else images.push({ mediaType: "image/*", url });
+  }
+  return images;
+}
+
+function parseMessages(raw: unknown): OpenAiMessage[] {
+  if (!Array.isArray(raw) || raw.length === 0) {
+    throw new RequestError(
+      400,
+      "messages must be a non-empty array",
+      "invalid_request_error",
+      "invalid_messages",
+    );
+  }
+  for (const [i, m] of raw.entries()) {
+    const role = (m as OpenAiMessage | null)?.role;
+    if (
+      typeof m !== "object" ||
+      m === null ||
+      !["system", "developer", "user", "assistant", "tool"].includes(String(role))
+    ) {
+      throw new RequestError(
+        400,
+        `messages[${i}].role must be system, user, assistant or tool`,
+        "invalid_request_error",
+        "invalid_messages",
+      );
+    }
+  }
+  return raw as OpenAiMessage[];
+}
+
+/** The whole conversation as one prompt, for a session that starts empty. */
+function flatten(messages: OpenAiMessage[]): string {
+  const nonSystem = messages.filter((m) => m.role !== "system" && m.role !== "developer");
+  if (messages.length === 1 && messages[0]!.role === "user") return textOf(messages[0]!.content);
+  const lines: string[] = [];
+  for (const m of messages) {
+    const text = textOf(m.content);
+    if (text.length === 0) continue;
+    const who =
+      m.role === "system" || m.role === "developer"
+        ? "System"
+        : m.role === "assistant"
+          ? "Assistant"
+          : m.role === "tool"
+            ? "Tool"
+            : "User";
+    lines.push(`${who}: ${text}`);
+  }
+  return nonSystem.length === 0 ? lines.join("\n\n") : lines.join("\n\n");
+}
+
+function lastUser(messages: OpenAiMessage[]): OpenAiMessage {
+  for (let i = messages.length - 1; i >= 0; i--)
+    if (messages[i]!.role === "user") return messages[i]!;
+  throw new RequestError(
+    400,
+    "messages must contain a user message",
+    "invalid_request_error",
+    "invalid_messages",
+  );
+}
+
+function sessionUser(user: unknown): string | undefined {
+  if (typeof user !== "string") return undefined;
+  const cleaned = user
+    .trim()
+    .toLowerCase()
+    .replace(/[^a-z0-9._+=@#~!-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 128);
+  return cleaned.length === 0 ? undefined : cleaned;
+}
+
+function finishReason(result: RunResult): string {
+  return result.status === "max-steps" ? "length" : "stop";
+}
+
+function usageOf(usage: ModelUsage | undefined) {
+  const input = usage?.inputTokens ?? 0;
+  const output = usage?.outputTokens ?? 0;
+  return { prompt_tokens: input, completion_tokens: output, total_tokens: input + output };
+}
+
+/** Writes one SSE data line. */
+function sse(res: ServerResponse, data: unknown): void {
+  // The client may have gone; a write to a closed response must not throw or emit.
+  if (res.destroyed || res.writableEnded) return;
+  res.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+}
+
+function startSse(res: ServerResponse): void {
+  res.on("error", () => undefined);
+  res.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+    "x-accel-buffering": "no",
+  });
+}
+
+/** Handles `POST /v1/chat/completions`. */
+export async function handleChatCompletions(
+  hub: GatewayHub,
+  req: IncomingMessage,
+  res: ServerResponse,
+  maxBodyBytes: number,
+): Promise<void> {
+  let body: CompletionRequest;
+  try {
+    const raw = await readBody(req, maxBodyBytes);
+    const parsed: unknown = JSON.parse(raw.toString("utf8"));
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      throw new RequestError(400, "the body must be a JSON object");
+    }
+    body = parsed as CompletionRequest;
+  } catch (error) {
+    if (error instanceof BodyError)
+      return openAiError(res, error.status, error.message, "invalid_request_error");
+    if (error instanceof RequestError)
+      return openAiError(res, error.status, error.message, error.type, error.code);
+    return openAiError(
+      res,
+      400,
+      "the body is not valid JSON",
+      "invalid_request_error",
+      "invalid_json",
+    );
+  }
+  try {
+    if (hub.draining)
+      throw new RequestError(503, "the gateway is shutting down", "server_error", "shutting_down");
+    const agent = agentForModel(hub, body.model);
+    const messages = parseMessages(body.messages);
+    const stream = body.stream === true;
+    const tools = Array.isArray(body.tools) ? (body.tools as OpenAiTool[]) : [];
+    if (tools.length > 0) {
+      await clientToolsCompletion(hub, res, { agent, messages, stream, tools, body });
+      return;
+    }
+    await sessionCompletion(hub, req, res, { agent, messages, stream, body });
+  } catch (error) {
+    if (error instanceof RequestError)
+      return openAiError(res, error.status, error.message, error.type, error.code);
+    const e = error as { code?: unknown; message?: string };
+    const code = typeof e?.code === "string" ? e.code : null;
+    const status =
+      code === "INVALID_ARGUMENT" || code === "INVALID_SESSION_KEY"
+        ? 400
+        : code === "OVERLOADED"
+          ? 429
+          : 500;
+    return openAiError(
+      res,
+      status,
+      e?.message ?? String(error),
+      status === 400 ? "invalid_request_error" : "server_error",
+      code,
+    );
+  }
+}
+
+/** A turn in a BeamClaw session: the agent's own tools, history kept server-side. */
+async function sessionCompletion(
+  hub: GatewayHub,
+  req: IncomingMessage,
+  res: ServerResponse,
+  input: {
+    agent: AgentDefinition;
+    messages: OpenAiMessage[];
+    stream: boolean;
+    body: CompletionRequest;
+  },
+): Promise<void> {
+  const { agent, messages, stream } = input;
+  const explicitKey =
+    header(req, "x-beamclaw-session-key") ?? header(req, "x-openclaw-session-key");
+  const user = sessionUser(input.body.user);
+  const ephemeral = explicitKey === undefined && user === undefined;
+  const key =
+    explicitKey ??
+    (user !== undefined
+      ? `agent:${agent.id}:openai-user:${user}`
+      : `agent:${agent.id}:openai:${randomUUID()}`);
+  const session = hub.session(key, explicitKey === undefined ? agent.id : undefined);
+  const last = lastUser(messages);
+  // A fresh session gets the whole conversation; a kept one already has its history.
+  const text = ephemeral ? flatten(messages) : textOf(last.content);
+  const images = imagesOf(last.content);
+  if (text.trim().length === 0 && (images?.length ?? 0) === 0) {
+    throw new RequestError(
+      400,
+      "the last user message is empty",
+      "invalid_request_error",
+      "invalid_messages",
+    );
+  }
+  const handle = await session.send(
+    {
+      text,
+      ...(images === undefined || images.length === 0 ? {} : { images }),
+      sender: "http:openai",
+    },
+    { idempotencyKey: `http:${randomUUID()}` },
+  );
+  const id = `chatcmpl-${handle.runId}`;
+  const created = Math.floor(hub.now() / 1000);
+  const model = typeof input.body.model === "string" ? input.body.model : "beamclaw";
+  let finished = false;
+  res.on("close", () => {
+    if (!finished) void handle.abort().catch(() => undefined);
+  });
+  try {
+    if (!stream) {
+      const result = await handle.result;
+      finished = true;
+      if (result.status === "failed") {
+        return openAiError(
+          res,
+          502,
+          result.error?.message ?? "the run failed",
+          "server_error",
+          result.error?.code ?? null,
+        );
+      }
+      return sendJson(res, 200, {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [
+          {
+            index: 0,
+            message: { role: "assistant", content: result.text },
+            finish_reason: finishReason(result),
+          },
+        ],
+        usage: usageOf(result.usage),
+      });
+    }
+    startSse(res);
+    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model,
+      choices: [{ index: 0, delta, finish_reason: finish }],
+    });
+    sse(res, chunk({ role: "assistant", content: "" }, null));
+    try {
+      for await (const event of handle) {
+        if (event.type === "text-delta") sse(res, chunk({ content: event.text }, null));
+        if (event.type === "run-end") {
+          if (event.result.status === "failed") {
+            sse(res, {
+              error: {
+                message: event.result.error?.message ?? "the run failed",
+                type: "server_error",
+                code: event.result.error?.code ?? null,
+              },
+            });
+          } else {
+            sse(res, {
+              ...chunk({}, finishReason(event.result)),
+              usage: usageOf(event.result.usage),
+            });
+          }
+        }
+      }
+    } catch (error) {
+      sse(res, { error: { message: (error as Error).message, type: "server_error", code: null } });
+    }
+    finished = true;
+    sse(res, "[DONE]");
+    res.end();
+  } finally {
+    finished = true;
+    if (ephemeral) await session.delete().catch(() => undefined);
+  }
+}
+
+function toModelMessages(messages: OpenAiMessage[]): {
+  system: string[];
+  messages: ModelMessage[];
+} {
+  const system: string[] = [];
+  const out: ModelMessage[] = [];
+  const toolNames = new Map<string, string>();
+  for (const m of messages) {
+    if (m.role === "system" || m.role === "developer") {
+      const text = textOf(m.content);
+      if (text.length > 0) system.push(text);
+    } else if (m.role === "user") {
+      const text = textOf(m.content);
+      out.push({
+        role: "user",
+        content: [
+          ...(text.length > 0 ? [{ type: "text" as const, text }] : []),
+          ...(imagesOf(m.content) ?? []).map((i) => ({ type: "image" as const, ...i })),
+        ],
+      });
+    } else if (m.role === "assistant") {
+      const text = textOf(m.content);
+      const calls = (m.tool_calls ?? []).map((c, i) => {
+        const id = c.id ?? `call_${i}`;
+        const name = c.function?.name ?? "unknown";
+        toolNames.set(id, name);
+        let args: JsonValue = {};
+        try {
+          args = JSON.parse(c.function?.arguments ?? "{}") as JsonValue;
+        } catch {
+          args = c.function?.arguments ?? "";
+        }
+        return { type: "tool-call" as const, toolCallId: id, toolName: name, input: args };
+      });
+      out.push({
+        role: "assistant",
+        content: [...(text.length > 0 ? [{ type: "text" as const, text }] : []), ...calls],
+      });
+    } else if (m.role === "tool") {
+      const id = m.tool_call_id ?? "";
+      const part = {
+        type: "tool-result" as const,
+        toolCallId: id,
+        toolName: toolNames.get(id) ?? m.name ?? "tool",
+        output: textOf(m.content),
+      };
+      const prev = out.at(-1);
+      if (prev?.role === "tool") prev.content.push(part);
+      else out.push({ role: "tool", content: [part] });
+    }
+  }
+  return { system, messages: out };
+}
+
+function toolChoiceOf(choice: unknown): ModelRequest["toolChoice"] {
+  if (choice === "auto" || choice === "none" || choice === "required") return choice;
+  const name = (choice as { function?: { name?: unknown } } | null)?.function?.name;
+  return typeof name === "string" ? { toolName: name } : undefined;
+}
+
+function positive(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isFinite(value) && value > 0
+    ? Math.floor(value)
+    : undefined;
+}
+
+/** One model call with the client's own function tools; tool calls go back to the client. */
+async function clientToolsCompletion(
+  hub: GatewayHub,
+  res: ServerResponse,
+  input: {
+    agent: AgentDefinition;
+    messages: OpenAiMessage[];
+    stream: boolean;
+    tools: OpenAiTool[];
+    body: CompletionRequest;
+  },
+): Promise<void> {
+  const source = hub.models;
+  if (source === undefined) {
+    throw new RequestError(
+      501,
+      "client-supplied tools need the gateway's model source (createGateway({ models }))",
+      "invalid_request_error",
+      "tools_unavailable",
+    );
+  }
+  const { agent, stream } = input;
+  const definitions: ModelToolDefinition[] = input.tools.map((t, i) => {
+    const name = t.function?.name;
+    if (t.type !== "function" || typeof name !== "string" || name.length === 0) {
+      throw new RequestError(
+        400,
+        `tools[${i}] must be { type: "function", function: { name, parameters } }`,
+        "invalid_request_error",
+        "invalid_tools",
+      );
+    }
+    return {
+      name,
+      description: t.function?.description ?? "",
+      inputSchema: t.function?.parameters ?? { type: "object", properties: {} },
+    };
+  });
+  const converted = toModelMessages(input.messages);
+  const system = [agent.systemPrompt, ...converted.system].filter(
+    (s): s is string => typeof s === "string" && s.length > 0,
+  );
+  const toolChoice = toolChoiceOf(input.body.tool_choice);
+  const maxOutputTokens =
+    positive(input.body.max_completion_tokens) ??
+    positive(input.body.max_tokens) ??
+    agent.maxOutputTokens;
+  const temperature =
+    typeof input.body.temperature === "number" ? input.body.temperature : agent.temperature;
+  const controller = new AbortController();
+  let finished = false;
+  res.on("close", () => {
+    if (!finished) controller.abort();
+  });
+  const id = `chatcmpl-${randomUUID()}`;
+  const created = Math.floor(hub.now() / 1000);
+  const model = typeof input.body.model === "string" ? input.body.model : "beamclaw";
+  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+    id,
+    object: "chat.completion.chunk",
+    created,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
+  let text = "";
+  let calls: Array<{ id: string; name: string; input: JsonValue }> = [];
+  let usage: ModelUsage | undefined;
+  let reason = "stop";
+  let attempt: { provider: string; model: string } | undefined;
+  if (stream) {
+    startSse(res);
+    sse(res, chunk({ role: "assistant", content: "" }, null));
+  }
+  const sessionKey = `agent:${agent.id}:openai-tools`;
+  try {
+    const events = source.stream(
+      {
+        ...(system.length === 0 ? {} : { system: system.join("\n\n") }),
+        messages: converted.messages,
+        tools: definitions,
+        ...(toolChoice === undefined ? {} : { toolChoice }),
+        ...(maxOutputTokens === undefined ? {} : { maxOutputTokens }),
+        ...(temperature === undefined ? {} : { temperature }),
+      },
+      { models: [agent.model, ...(agent.fallbacks ?? [])], signal: controller.signal },
+    );
+    for await (const event of events) {
+      switch (event.type) {
+        case "attempt-start":
+          attempt = { provider: String(event.provider), model: String(event.model) };
+          break;
+        case "attempt-failed":
+          if (event.discardOutput === true && !stream) {
+            text = "";
+            calls = [];
+          }
+          break;
+        case "text-delta":
+          text += String(event.text);
+          if (stream) sse(res, chunk({ content: String(event.text) }, null));
+          break;
+        case "tool-call": {
+          const call = {
+            id: String(event.toolCallId),
+            name: String(event.toolName),
+            input: event.input as JsonValue,
+          };
+          if (stream) {
+            sse(
+              res,
+              chunk(
+                {
+                  tool_calls: [
+                    {
+                      index: calls.length,
+                      id: call.id,
+                      type: "function",
+                      function: { name: call.name, arguments: JSON.stringify(call.input ?? {}) },
+                    },
+                  ],
+                },
+                null,
+              ),
+            );
+          }
+          calls.push(call);
+          break;
+        }
+        case "usage":
+          usage = event.usage as ModelUsage;
+          break;
+        case "finish":
+          reason =
+            event.reason === "length"
+              ? "length"
+              : event.reason === "content-filter"
+                ? "content_filter"
+                : "stop";
+          break;
+      }
+    }
+  } catch (error) {
+    finished = true;
+    const e = error as { message?: string; code?: unknown };
+    if (stream) {
+      sse(res, {
+        error: {
+          message: e.message ?? String(error),
+          type: "server_error",
+          code: typeof e.code === "string" ? e.code : null,
+        },
+      });
+      sse(res, "[DONE]");
+      res.end();
+      return;
+    }
+    return openAiError(
+      res,
+      502,
+      e.message ?? String(error),
+      "server_error",
+      typeof e.code === "string" ? e.code : null,
+    );
+  }
+  finished = true;
+  if (usage !== undefined && attempt !== undefined) {
+    hub.runtime.usage.record({
+      sessionKey,
+      agentId: agent.id,
+      provider: attempt.provider,
+      model: attempt.model,
+      usage,
+      costUsd: 0,
+      at: hub.now(),
+    });
+  }
+  const finish = calls.length > 0 ? "tool_calls" : reason;
+  if (stream) {
+    sse(res, { ...chunk({}, finish), usage: usageOf(usage) });
+    sse(res, "[DONE]");
+    res.end();
+    return;
+  }
+  sendJson(res, 200, {
+    id,
+    object: "chat.completion",
+    created,
+    model,
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: "assistant",
+          content: text.length > 0 ? text : null,
+          ...(calls.length === 0
+            ? {}
+            : {
+                tool_calls: calls.map((c) => ({
+                  id: c.id,
+                  type: "function",
+                  function: { name: c.name, arguments: JSON.stringify(c.input ?? {}) },
+                })),
+              }),
+        },
+        finish_reason: finish,
+      },
+    ],
+    usage: usageOf(usage),
+  });
+}
+
+/** Handles `GET /v1/models`. */
+export function handleModels(hub: GatewayHub, res: ServerResponse): void {
+  const created = Math.floor(hub.startedAt / 1000);
+  sendJson(res, 200, {
+    object: "list",
+    data: modelIds(hub).map((id) => ({ id, object: "model", created, owned_by: "beamclaw" })),
+  });
+}

@@ -1,0 +1,153 @@
+/**
+ * HTTP on the gateway's port: health probes (no auth), the OpenAI-compatible API (bearer auth),
+ * and the dashboard's static files at `/`.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { scopeAllows } from "../auth/pairing.js";
+import { secretsEqual } from "../auth/shared-secret.js";
+import type { GatewayHub } from "../hub.js";
+import { Scopes } from "../protocol/constants.js";
+import { handleChatCompletions, handleModels } from "./openai.js";
+import { serveStatic } from "./static.js";
+import { bearerToken, openAiError, sendJson } from "./util.js";
+
+/** What the router needs besides the hub. */
+export interface HttpRouterOptions {
+  hub: GatewayHub;
+  /** The gateway's lifecycle, for the probes. */
+  phase(): "starting" | "running" | "draining" | "stopped";
+  chatCompletions: boolean;
+  models: boolean;
+  dashboardDir: string | undefined;
+  maxBodyBytes: number;
+  /** Whether a browser request's `Origin` may use the API. */
+  originAllowed(req: IncomingMessage): boolean;
+}
+
+/** Whether a request's bearer token lets it use the API. */
+export async function authorizeHttp(hub: GatewayHub, req: IncomingMessage): Promise<boolean> {
+  if (hub.auth.mode === "none") return true;
+  const token = bearerToken(req);
+  if (token === undefined) return false;
+  const secret = hub.auth.mode === "token" ? hub.auth.token : hub.auth.password;
+  if (secretsEqual(token, secret ?? "")) return true;
+  // A device token with write access works too.
+  const stored = await hub.pairing.lookupToken(token);
+  return (
+    stored !== undefined && stored.role === "operator" && scopeAllows(stored.scopes, Scopes.WRITE)
+  );
+}
+
+/** Returns the request handler of the gateway's HTTP server. */
+export function createHttpHandler(options: HttpRouterOptions) {
+  const { hub } = options;
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? "/", "http://gateway.invalid");
+    const path = url.pathname;
+    const method = req.method ?? "GET";
+    try {
+      switch (path) {
+        case "/health":
+        case "/healthz": {
+          const phase = options.phase();
+          return sendJson(res, phase === "stopped" ? 503 : 200, {
+            ok: phase !== "stopped",
+            status: phase === "stopped" ? "stopped" : "live",
+          });
+        }
+        case "/readyz": {
+          const phase = options.phase();
+          return sendJson(res, phase === "running" ? 200 : 503, {
+            ready: phase === "running",
+            status: phase,
+          });
+        }
+        case "/startupz": {
+          const phase = options.phase();
+          const started = phase !== "starting";
+          return sendJson(res, started ? 200 : 503, { started, status: phase });
+        }
+      }
+      if (path === "/v1/chat/completions" || path === "/v1/models") {
+        const enabled = path === "/v1/models" ? options.models : options.chatCompletions;
+        if (!enabled)
+          return openAiError(
+            res,
+            404,
+            `${path} is turned off in gateway.http`,
+            "invalid_request_error",
+            "not_found",
+          );
+        const expected = path === "/v1/models" ? "GET" : "POST";
+        if (method !== expected) {
+          return openAiError(
+            res,
+            405,
+            `use ${expected} ${path}`,
+            "invalid_request_error",
+            "method_not_allowed",
+            { allow: expected },
+          );
+        }
+        if (!options.originAllowed(req)) {
+          return openAiError(
+            res,
+            403,
+            "requests from this origin are not allowed",
+            "invalid_request_error",
+            "origin_not_allowed",
+          );
+        }
+        if (
+          expected === "POST" &&
+          !/^application\/json\b/i.test(req.headers["content-type"] ?? "")
+        ) {
+          // A browser cannot send this cross-site without a preflight, which is never granted.
+          return openAiError(
+            res,
+            415,
+            "send the body as application/json",
+            "invalid_request_error",
+            "unsupported_media_type",
+          );
+        }
+        if (!(await authorizeHttp(hub, req))) {
+          return openAiError(
+            res,
+            401,
+            "a valid bearer token is required",
+            "invalid_request_error",
+            "invalid_api_key",
+            {
+              "www-authenticate": "Bearer",
+            },
+          );
+        }
+        if (path === "/v1/models") return handleModels(hub, res);
+        return await handleChatCompletions(hub, req, res, options.maxBodyBytes);
+      }
+      if ((method === "GET" || method === "HEAD") && options.dashboardDir !== undefined) {
+        if (await serveStatic(req, res, options.dashboardDir, path)) return;
+      }
+      if (
+        (method === "GET" || method === "HEAD") &&
+        path === "/" &&
+        options.dashboardDir === undefined
+      ) {
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        res.end(
+          "BeamClaw gateway. The dashboard is not installed; connect a WebSocket client to this port.\n",
+        );
+        return;
+      }
+      return sendJson(res, 404, {
+        error: { message: `no route for ${method} ${path}`, code: "not_found" },
+      });
+    } catch (error) {
+      hub.log.error(`http ${method} ${path} failed: ${(error as Error).message}`);
+      if (!res.headersSent)
+        return sendJson(res, 500, { error: { message: "internal error", code: "internal" } });
+      res.end();
+    }
+  };
+}

@@ -1,0 +1,77 @@
+/** The dashboard: static files served at `/`. */
+import { existsSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { extname, join, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json; charset=utf-8",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".ico": "image/x-icon",
+  ".webmanifest": "application/manifest+json",
+  ".txt": "text/plain; charset=utf-8",
+};
+
+const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+  "content-security-policy":
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+};
+
+/**
+ * The dashboard directory shipped with the package (`dashboard/` beside `dist/`), or
+ * `undefined` when it is not there.
+ */
+export function defaultDashboardDir(): string | undefined {
+  for (const relative of ["../dashboard/", "../../dashboard/"]) {
+    const dir = fileURLToPath(new URL(relative, import.meta.url));
+    if (existsSync(join(dir, "index.html"))) return dir;
+  }
+  return undefined;
+}
+
+/**
+ * Serves a file of `root` for a GET/HEAD request. Returns false when there is no such file
+ * (the caller answers 404). Paths that try to leave `root` are never served.
+ */
+export async function serveStatic(
+  req: IncomingMessage,
+  res: ServerResponse,
+  root: string,
+  pathname: string,
+): Promise<boolean> {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(pathname);
+  } catch {
+    return false;
+  }
+  if (decoded.includes("\0")) return false;
+  const base = resolve(root);
+  const relative = decoded === "/" || decoded === "" ? "index.html" : decoded.replace(/^\/+/, "");
+  const file = resolve(base, relative);
+  if (file !== base && !file.startsWith(base + sep)) return false;
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) return false;
+  } catch {
+    return false;
+  }
+  const body = await readFile(file);
+  res.writeHead(200, {
+    "content-type": TYPES[extname(file).toLowerCase()] ?? "application/octet-stream",
+    "content-length": String(body.length),
+    "cache-control": "no-cache",
+    ...SECURITY_HEADERS,
+  });
+  res.end(req.method === "HEAD" ? undefined : body);
+  return true;
+}

@@ -1,0 +1,49 @@
+/**
+ * `@beamclaw/gateway-ws`: BeamClaw's standalone gateway. OpenClaw's gateway WebSocket
+ * protocol (v4, v3 accepted), OpenAI-compatible HTTP, health probes and the dashboard on one
+ * port, in front of an `AgentRuntime`.
+ *
+ * @packageDocumentation
+ */
+
+export {
+  buildDeviceAuthPayloadV2,
+  buildDeviceAuthPayloadV3,
+  createDeviceIdentity,
+  type DeviceAuthPayloadFields,
+  type DeviceIdentity,
+  deriveDeviceId,
+  signDeviceChallenge,
+  verifyDeviceSignature,
+} from "./auth/device-identity.js";
+export type { GatewayAuthSettings } from "./auth/handshake.js";
+export type { ConnectionCloseInfo } from "./connection.js";
+export type { GatewayCronBackend } from "./cron.js";
+export { cronBackend } from "./cron-adapter.js";
+export type { HeartbeatEvent, HeartbeatSettings } from "./heartbeat.js";
+export type { GatewayLogSink, LogsTail } from "./logs.js";
+export type {
+  CallerInfo,
+  GatewayMethodDefinition,
+  GatewayMethodHandler,
+} from "./methods/types.js";
+export type { ConnectedNode, NodeInvokeResult } from "./nodes.js";
+export {
+  CloseCodes,
+  type ErrorCode,
+  ErrorCodes,
+  type GatewayRole,
+  MIN_PROTOCOL_VERSION,
+  PRE_HANDSHAKE_MAX_BYTES,
+  PROTOCOL_VERSION,
+  Scopes,
+} from "./protocol/constants.js";
+export { type ErrorShape, GatewayError, type GatewayErrorOptions } from "./protocol/errors.js";
+export {
+  type ConnectionSummary,
+  createGateway,
+  GATEWAY_VERSION,
+  GatewayServer,
+  type GatewayServerOptions,
+  type GatewayStopOptions,
+} from "./server.js";

@@ -1,0 +1,324 @@
+/**
+ * What the gateway offers: `models.list`, `tools.catalog`, `agents.list`, `config.get`,
+ * `skills.status`, `usage.status`, `usage.cost`.
+ */
+import { createHash } from "node:crypto";
+import { type AgentDefinition, loadSkills, usageDay } from "@beamclaw/core";
+import type { GatewayHub, HubMethod } from "../hub.js";
+import { ErrorCodes, Scopes } from "../protocol/constants.js";
+import { GatewayError } from "../protocol/errors.js";
+import { optionalInt, optionalString, type ParamsObject } from "../protocol/params.js";
+
+const SECRET_KEYS = /^(apiKey|token|password|secret|key|authorization)$/i;
+/** What a secret in `config.get` is replaced with. */
+export const REDACTED = "__REDACTED__";
+
+/** A copy of `value` with every secret-looking field (and any header value) replaced. */
+export function redactSecrets(value: unknown, path: string[] = []): unknown {
+  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, path));
+  if (typeof value !== "object" || value === null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const inHeaders = path.at(-1) === "headers";
+    out[k] =
+      (SECRET_KEYS.test(k) || inHeaders) && typeof v === "string" && v.length > 0
+        ? REDACTED
+        : redactSecrets(v, [...path, k]);
+  }
+  return out;
+}
+
+function agentOf(hub: GatewayHub, method: string, p: ParamsObject): AgentDefinition {
+  const agentId = optionalString(method, p, "agentId", { nonEmpty: true }) ?? hub.defaultAgentId;
+  const agent = hub.runtime.agents.find((a) => a.id === agentId);
+  if (agent === undefined) {
+    throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown agent "${agentId}"`, {
+      details: { code: "UNKNOWN_AGENT_ID", agentId },
+    });
+  }
+  return agent;
+}
+
+function splitRef(ref: string): { provider: string; model: string } {
+  const slash = ref.indexOf("/");
+  return { provider: ref.slice(0, slash), model: ref.slice(slash + 1) };
+}
+
+function isoDay(offsetDays: number, now: number): string {
+  return usageDay(now - offsetDays * 86_400_000);
+}
+
+export const catalogMethods: Record<string, HubMethod> = {
+  "models.list": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      const agentId = optionalString(call.method, call.params, "agentId", { nonEmpty: true });
+      const agents =
+        agentId === undefined ? hub.runtime.agents : [agentOf(hub, call.method, call.params)];
+      const providers = hub.config?.providers ?? {};
+      const seen = new Set<string>();
+      const models: Array<Record<string, unknown>> = [];
+      const refs = [
+        ...agents.flatMap((a) => [a.model, ...(a.fallbacks ?? [])]),
+        ...(agentId === undefined ? Object.keys(hub.config?.pricing ?? {}) : []),
+      ];
+      for (const ref of refs) {
+        if (seen.has(ref) || !ref.includes("/")) continue;
+        seen.add(ref);
+        const { provider, model } = splitRef(ref);
+        const tags = agents.filter((a) => a.model === ref).map((a) => `primary:${a.id}`);
+        models.push({
+          id: model,
+          name: model,
+          provider,
+          ...(tags.length > 0 ? { tags } : {}),
+          ...(hub.config === undefined ? {} : { available: provider in providers }),
+        });
+      }
+      return { models };
+    },
+  },
+
+  "tools.catalog": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      const agent = agentOf(hub, call.method, call.params);
+      const tools = hub.runtime.tools?.forSession(agent, `agent:${agent.id}:main`) ?? new Map();
+      const entries = [...tools.values()].map((tool) => ({
+        id: tool.name,
+        label: tool.name,
+        description: tool.description,
+        source: "core" as const,
+        defaultProfiles: ["full" as const],
+      }));
+      if (agent.subagents !== undefined) {
+        entries.push({
+          id: "spawn_subagent",
+          label: "spawn_subagent",
+          description: "Delegate a self-contained task to a sub-agent.",
+          source: "core",
+          defaultProfiles: ["full"],
+        });
+      }
+      return {
+        agentId: agent.id,
+        profiles: [{ id: "full", label: "Full" }],
+        groups:
+          entries.length === 0
+            ? []
+            : [{ id: "tools", label: "Tools", source: "core", tools: entries }],
+      };
+    },
+  },
+
+  "agents.list": {
+    scope: Scopes.READ,
+    handler(_call, hub) {
+      return {
+        defaultId: hub.defaultAgentId,
+        mainKey: "main",
+        scope: "per-sender",
+        agents: hub.runtime.agents.map((a) => ({
+          id: a.id,
+          kind: "agent",
+          name: a.id,
+          model: { primary: a.model, fallbacks: a.fallbacks ?? [] },
+          ...(a.thinking === undefined ? {} : { thinkingDefault: a.thinking }),
+        })),
+      };
+    },
+  },
+
+  "config.get": {
+    scope: Scopes.READ,
+    handler(_call, hub) {
+      const config = hub.config;
+      const shown =
+        config === undefined
+          ? { agents: hub.runtime.agents.map((a) => ({ id: a.id, model: a.model })) }
+          : redactSecrets(config);
+      const text = JSON.stringify(shown);
+      return {
+        exists: config !== undefined,
+        valid: true,
+        hash: createHash("sha256").update(text).digest("hex"),
+        config: shown,
+        issues: [],
+        hotReload: hub.configService !== undefined,
+      };
+    },
+  },
+
+  "skills.status": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const agent = agentOf(hub, call.method, call.params);
+      const dirs = hub.config?.skills.dirs ?? [];
+      if (dirs.length === 0) return { agentId: agent.id, dirs, skills: [] };
+      const loaded = await loadSkills({ dirs, strict: false });
+      const wanted = hub.config?.agents.find((a) => a.id === agent.id)?.skills;
+      const enabled = (name: string) =>
+        wanted === undefined || wanted.includes("*") || wanted.includes(name);
+      return {
+        agentId: agent.id,
+        dirs,
+        skills: [
+          ...loaded.skills.map((s) => ({
+            name: s.name,
+            description: s.description,
+            dir: s.dir,
+            eligible: true,
+            enabled: enabled(s.name),
+            missing: [],
+          })),
+          ...loaded.gated.map((g) => ({
+            name: g.name,
+            description: g.skill.description,
+            dir: g.dir,
+            eligible: false,
+            enabled: false,
+            missing: g.reasons,
+          })),
+        ],
+        invalid: loaded.invalid.map((e) => ({ file: e.file, message: e.message })),
+      };
+    },
+  },
+
+  "usage.status": {
+    scope: Scopes.READ,
+    async handler(_call, hub) {
+      const now = hub.now();
+      const day = usageDay(now);
+      await hub.runtime.usage.flush();
+      const rows = await hub.runtime.usage.persisted(day);
+      const providers = new Set<string>(Object.keys(hub.config?.providers ?? {}));
+      for (const row of rows) providers.add(row.key.split(":")[3] ?? "unknown");
+      return {
+        updatedAt: now,
+        day,
+        providers: [...providers].sort().map((provider) => {
+          const today = rows
+            .filter((r) => r.key.split(":")[3] === provider)
+            .reduce(
+              (t, r) => ({
+                calls: t.calls + r.totals.calls,
+                inputTokens: t.inputTokens + r.totals.inputTokens,
+                outputTokens: t.outputTokens + r.totals.outputTokens,
+                costUsd: t.costUsd + r.totals.costUsd,
+              }),
+              { calls: 0, inputTokens: 0, outputTokens: 0, costUsd: 0 },
+            );
+          const kind = hub.config?.providers[provider]?.kind;
+          return {
+            provider,
+            displayName: provider,
+            ...(kind === undefined ? {} : { kind }),
+            windows: [],
+            today,
+          };
+        }),
+      };
+    },
+  },
+
+  "usage.cost": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const days = optionalInt(method, p, "days", { min: 1, max: 366 });
+      const startDate = optionalString(method, p, "startDate", { nonEmpty: true });
+      const endDate = optionalString(method, p, "endDate", { nonEmpty: true });
+      for (const [field, value] of [
+        ["startDate", startDate],
+        ["endDate", endDate],
+      ] as const) {
+        if (value !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(value)) {
+          throw new GatewayError(
+            ErrorCodes.INVALID_REQUEST,
+            `invalid ${method} params: ${field} must be YYYY-MM-DD`,
+            {
+              details: { code: "INVALID_PARAMS", field },
+            },
+          );
+        }
+      }
+      const now = hub.now();
+      const end = endDate ?? isoDay(0, now);
+      const list: string[] = [];
+      if (startDate !== undefined) {
+        for (
+          let t = Date.parse(`${startDate}T00:00:00Z`);
+          usageDay(t) <= end && list.length < 366;
+          t += 86_400_000
+        ) {
+          list.push(usageDay(t));
+        }
+      } else {
+        const count = days ?? 30;
+        const endMs = Date.parse(`${end}T00:00:00Z`);
+        for (let i = count - 1; i >= 0; i--) list.push(usageDay(endMs - i * 86_400_000));
+      }
+      await hub.runtime.usage.flush();
+      const totals = {
+        input: 0,
+        output: 0,
+        cacheRead: 0,
+        cacheWrite: 0,
+        totalTokens: 0,
+        totalCost: 0,
+        calls: 0,
+      };
+      const daily = [];
+      for (const day of list) {
+        const rows = await hub.runtime.usage.persisted(day);
+        if (rows.length === 0) continue;
+        const entry = {
+          date: day,
+          input: 0,
+          output: 0,
+          cacheRead: 0,
+          cacheWrite: 0,
+          totalTokens: 0,
+          totalCost: 0,
+          calls: 0,
+          providers: {} as Record<string, Record<string, number>>,
+        };
+        for (const { key, totals: t } of rows) {
+          const provider = key.split(":")[3] ?? "unknown";
+          entry.input += t.inputTokens;
+          entry.output += t.outputTokens;
+          entry.cacheRead += t.cacheReadTokens;
+          entry.cacheWrite += t.cacheWriteTokens;
+          entry.totalCost += t.costUsd;
+          entry.calls += t.calls;
+          const p0 = entry.providers[provider] ?? {
+            calls: 0,
+            inputTokens: 0,
+            outputTokens: 0,
+            costUsd: 0,
+          };
+          p0.calls! += t.calls;
+          p0.inputTokens! += t.inputTokens;
+          p0.outputTokens! += t.outputTokens;
+          p0.costUsd! += t.costUsd;
+          entry.providers[provider] = p0;
+        }
+        entry.totalTokens = entry.input + entry.output;
+        for (const k of [
+          "input",
+          "output",
+          "cacheRead",
+          "cacheWrite",
+          "totalTokens",
+          "totalCost",
+          "calls",
+        ] as const) {
+          totals[k] += entry[k];
+        }
+        daily.push(entry);
+      }
+      return { updatedAt: now, startDate: list[0], endDate: end, days: list.length, daily, totals };
+    },
+  },
+};

@@ -1,0 +1,248 @@
+/**
+ * Pairing and device tokens: `device.pair.*`, `device.token.rotate`, `device.token.revoke`,
+ * and `node.pair.*` (the same pairing, for devices asking for the node role).
+ */
+import type { PairedDevice, PairingRequest } from "../auth/pairing.js";
+import { scopeAllows, scopesWithin } from "../auth/pairing.js";
+import type { GatewayHub, HubMethod } from "../hub.js";
+import { EXEC_NODE_COMMANDS } from "../nodes.js";
+import { CloseCodes, ErrorCodes, Scopes } from "../protocol/constants.js";
+import { GatewayError, invalidRequest, missingScope } from "../protocol/errors.js";
+import { optionalStringArray, requireString } from "../protocol/params.js";
+import type { MethodCall } from "./types.js";
+
+function deviceView(device: PairedDevice): Record<string, unknown> {
+  return {
+    deviceId: device.deviceId,
+    publicKey: device.publicKey,
+    roles: device.roles,
+    scopes: device.scopes,
+    createdAtMs: device.createdAtMs,
+    approvedAtMs: device.approvedAtMs,
+    ...(device.label === undefined ? {} : { label: device.label }),
+    ...(device.displayName === undefined ? {} : { displayName: device.displayName }),
+    ...(device.platform === undefined ? {} : { platform: device.platform }),
+    ...(device.clientId === undefined ? {} : { clientId: device.clientId }),
+    ...(device.clientMode === undefined ? {} : { clientMode: device.clientMode }),
+    ...(device.commands === undefined ? {} : { commands: device.commands }),
+    ...(device.lastSeenAtMs === undefined ? {} : { lastSeenAtMs: device.lastSeenAtMs }),
+  };
+}
+
+async function pendingFor(hub: GatewayHub, role: "node" | "operator" | "any", requestId: string) {
+  const request = await hub.pairing.request(requestId);
+  if (
+    request === undefined ||
+    (role !== "any" && (request.role === "node") !== (role === "node"))
+  ) {
+    throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown pairing request ${requestId}`, {
+      details: { code: "PAIRING_REQUEST_NOT_FOUND", requestId },
+    });
+  }
+  return request;
+}
+
+/** Approving a node that may run programs needs admin; one with other commands, write. */
+function checkNodeApproval(call: MethodCall, request: PairingRequest): void {
+  const commands = request.commands ?? [];
+  if (
+    commands.some((c) => EXEC_NODE_COMMANDS.has(c)) &&
+    !scopeAllows(call.caller.scopes, Scopes.ADMIN)
+  ) {
+    throw missingScope(Scopes.ADMIN, [Scopes.PAIRING, Scopes.ADMIN]);
+  }
+  if (commands.length > 0 && !scopeAllows(call.caller.scopes, Scopes.WRITE)) {
+    throw missingScope(Scopes.WRITE, [Scopes.PAIRING, Scopes.WRITE]);
+  }
+}
+
+async function approve(call: MethodCall, hub: GatewayHub, role: "node" | "operator" | "any") {
+  const request = await pendingFor(
+    hub,
+    role,
+    requireString(call.method, call.params, "requestId", 256),
+  );
+  if (request.role === "node") checkNodeApproval(call, request);
+  const { device } = await hub.pairing.approve(request.requestId);
+  hub.pairingResolved(request, "approved");
+  return { ok: true, requestId: request.requestId, device: deviceView(device) };
+}
+
+async function reject(call: MethodCall, hub: GatewayHub, role: "node" | "operator" | "any") {
+  const request = await pendingFor(
+    hub,
+    role,
+    requireString(call.method, call.params, "requestId", 256),
+  );
+  await hub.pairing.reject(request.requestId);
+  hub.pairingResolved(request, "rejected");
+  return { ok: true, requestId: request.requestId, deviceId: request.deviceId };
+}
+
+/** Closes the live connections of a device (and role) after its grants changed. */
+function disconnect(hub: GatewayHub, deviceId: string, reason: string, role?: string): number {
+  let count = 0;
+  for (const connection of [...hub.connections]) {
+    if (connection.deviceId !== deviceId || (role !== undefined && connection.role !== role))
+      continue;
+    connection.close(CloseCodes.POLICY_VIOLATION, reason);
+    count++;
+  }
+  return count;
+}
+
+/** Non-admins manage only their own device, and never beyond their own scopes. */
+function checkTokenTarget(call: MethodCall, deviceId: string, scopes: readonly string[]): void {
+  if (scopeAllows(call.caller.scopes, Scopes.ADMIN)) return;
+  if (call.caller.deviceId !== deviceId) {
+    throw new GatewayError(
+      ErrorCodes.FORBIDDEN,
+      "only an admin may manage another device's tokens",
+      {
+        details: { code: "DEVICE_NOT_OWNED", deviceId },
+      },
+    );
+  }
+  if (!scopesWithin(scopes, [...call.caller.scopes])) {
+    throw new GatewayError(ErrorCodes.FORBIDDEN, "a token may not carry scopes its caller lacks", {
+      details: { code: "SCOPE_ESCALATION" },
+    });
+  }
+}
+
+async function pairedOrFail(hub: GatewayHub, deviceId: string): Promise<PairedDevice> {
+  const device = await hub.pairing.device(deviceId);
+  if (device === undefined) {
+    throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown device ${deviceId}`, {
+      details: { code: "DEVICE_NOT_FOUND", deviceId },
+    });
+  }
+  return device;
+}
+
+export const deviceMethods: Record<string, HubMethod> = {
+  "device.pair.list": {
+    scope: Scopes.PAIRING,
+    async handler(_call, hub) {
+      return {
+        pending: await hub.pairing.pendingRequests(),
+        paired: (await hub.pairing.pairedDevices()).map(deviceView),
+      };
+    },
+  },
+  "device.pair.approve": {
+    scope: Scopes.PAIRING,
+    handler: (call, hub) => approve(call, hub, "any"),
+  },
+  "device.pair.reject": {
+    scope: Scopes.PAIRING,
+    handler: (call, hub) => reject(call, hub, "any"),
+  },
+  "device.pair.remove": {
+    scope: Scopes.PAIRING,
+    async handler(call, hub) {
+      const deviceId = requireString(call.method, call.params, "deviceId", 256);
+      checkTokenTarget(call, deviceId, []);
+      const removed = await hub.pairing.remove(deviceId);
+      if (removed) disconnect(hub, deviceId, "device unpaired");
+      return { ok: true, deviceId, removed };
+    },
+  },
+  "device.pair.rename": {
+    scope: Scopes.PAIRING,
+    async handler(call, hub) {
+      const deviceId = requireString(call.method, call.params, "deviceId", 256);
+      const label = requireString(call.method, call.params, "label", 64);
+      const device = await pairedOrFail(hub, deviceId);
+      device.label = label;
+      await hub.pairing.update(device);
+      return { ok: true, device: deviceView(device) };
+    },
+  },
+  "device.token.rotate": {
+    scope: Scopes.PAIRING,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const deviceId = requireString(method, p, "deviceId", 256);
+      const role = requireString(method, p, "role", 64);
+      const device = await pairedOrFail(hub, deviceId);
+      if (!device.roles.includes(role)) {
+        throw invalidRequest(`device ${deviceId} was not approved for role ${role}`, {
+          code: "ROLE_NOT_APPROVED",
+        });
+      }
+      const scopes =
+        optionalStringArray(method, p, "scopes") ?? (role === "node" ? [] : device.scopes);
+      if (!scopesWithin(scopes, device.scopes)) {
+        throw invalidRequest("scopes must stay within the device's approved scopes", {
+          code: "SCOPE_NOT_APPROVED",
+        });
+      }
+      checkTokenTarget(call, deviceId, scopes);
+      const issued = await hub.pairing.issueToken(deviceId, role, scopes);
+      // The token travels back only to the device itself, authenticated by its token.
+      const inBand = call.caller.deviceId === deviceId && call.caller.authMethod === "device-token";
+      return {
+        deviceId,
+        role,
+        scopes,
+        rotatedAtMs: issued.issuedAtMs,
+        ...(inBand
+          ? { token: issued.token, tokenDelivery: "in-band" }
+          : { tokenDelivery: "withheld-cross-device" }),
+      };
+    },
+  },
+  "device.token.revoke": {
+    scope: Scopes.PAIRING,
+    async handler(call, hub) {
+      const deviceId = requireString(call.method, call.params, "deviceId", 256);
+      const role = requireString(call.method, call.params, "role", 64);
+      await pairedOrFail(hub, deviceId);
+      checkTokenTarget(call, deviceId, []);
+      const revoked = await hub.pairing.revokeTokens(deviceId, role);
+      const closed = [...hub.connections].filter(
+        (c) => c.deviceId === deviceId && c.role === role && c.authMethod === "device-token",
+      );
+      for (const connection of closed)
+        connection.close(CloseCodes.POLICY_VIOLATION, "device token revoked");
+      return { ok: true, deviceId, role, revoked, disconnected: closed.length };
+    },
+  },
+
+  "node.pair.list": {
+    scope: Scopes.PAIRING,
+    async handler(_call, hub) {
+      return {
+        pending: (await hub.pairing.pendingRequests()).filter((r) => r.role === "node"),
+        paired: (await hub.pairing.pairedDevices())
+          .filter((d) => d.roles.includes("node"))
+          .map(deviceView),
+      };
+    },
+  },
+  "node.pair.approve": {
+    scope: Scopes.PAIRING,
+    handler: (call, hub) => approve(call, hub, "node"),
+  },
+  "node.pair.reject": {
+    scope: Scopes.PAIRING,
+    handler: (call, hub) => reject(call, hub, "node"),
+  },
+  "node.pair.remove": {
+    scope: Scopes.PAIRING,
+    async handler(call, hub) {
+      const nodeId = requireString(call.method, call.params, "nodeId", 256);
+      const device = await pairedOrFail(hub, nodeId);
+      if (!device.roles.includes("node")) {
+        throw invalidRequest(`device ${nodeId} is not a paired node`, { code: "NODE_NOT_FOUND" });
+      }
+      await hub.pairing.revokeTokens(nodeId, "node");
+      device.roles = device.roles.filter((r) => r !== "node");
+      if (device.roles.length === 0) await hub.pairing.remove(nodeId);
+      else await hub.pairing.update(device);
+      disconnect(hub, nodeId, "node unpaired", "node");
+      return { ok: true, nodeId, removed: true };
+    },
+  },
+};

@@ -1,0 +1,375 @@
+/** `sessions.*`: list, get, create, send, abort, patch, reset, delete, subscribe. */
+import { randomUUID } from "node:crypto";
+import {
+  parseSessionKey,
+  type SessionMetadata,
+  type SessionPatch,
+  type SessionRecord,
+  type ThinkingLevel,
+} from "@beamclaw/core";
+import type { GatewayHub, HubMethod } from "../hub.js";
+import { ErrorCodes, Scopes } from "../protocol/constants.js";
+import { GatewayError, invalidRequest } from "../protocol/errors.js";
+import {
+  optionalBool,
+  optionalEnum,
+  optionalInt,
+  optionalString,
+  type ParamsObject,
+  requireString,
+} from "../protocol/params.js";
+import {
+  attachmentImages,
+  chatHistory,
+  noSuchSession,
+  QUEUE_MODES,
+  sanitizeMessage,
+  sendToSession,
+  sessionRow,
+  THINKING_LEVELS,
+} from "./session-helpers.js";
+
+const MAX_SCAN = 10_000;
+
+/** Fields of `sessions.patch` BeamClaw keeps; others are reported back as `ignored`. */
+const PATCH_FIELDS = new Set(["key", "agentId", "label", "thinkingLevel", "verboseLevel", "model"]);
+
+function sessionKeyParam(method: string, p: ParamsObject): string {
+  const raw = p.key ?? p.sessionKey;
+  if (typeof raw !== "string" || raw.length === 0 || raw.length > 512) {
+    throw invalidRequest(`invalid ${method} params: key must be a non-empty string`, {
+      code: "INVALID_PARAMS",
+      field: "key",
+    });
+  }
+  return raw;
+}
+
+function modelRef(method: string, value: unknown, field: string): string {
+  if (typeof value !== "string" || !/^[^/\s]+\/\S+$/.test(value)) {
+    throw invalidRequest(`invalid ${method} params: ${field} must be "provider/model"`, {
+      code: "INVALID_PARAMS",
+      field,
+    });
+  }
+  return value;
+}
+
+async function rowOf(hub: GatewayHub, key: string): Promise<Record<string, unknown> | null> {
+  const record = await hub.runtime.store.sessions.get(key);
+  return record === undefined ? null : sessionRow(hub, record);
+}
+
+function patchFrom(method: string, p: ParamsObject): { patch: SessionPatch; ignored: string[] } {
+  const patch: SessionPatch = {};
+  if (p.label !== undefined) {
+    if (p.label !== null && (typeof p.label !== "string" || p.label.length > 512)) {
+      throw invalidRequest(`invalid ${method} params: label must be a string or null`);
+    }
+    patch.displayName = p.label as string | null;
+  }
+  if (p.thinkingLevel !== undefined) {
+    if (p.thinkingLevel !== null && !THINKING_LEVELS.includes(p.thinkingLevel as ThinkingLevel)) {
+      throw invalidRequest(
+        `invalid ${method} params: thinkingLevel must be one of ${THINKING_LEVELS.join(", ")} or null`,
+      );
+    }
+    patch.thinkingLevel = p.thinkingLevel as ThinkingLevel | null;
+  }
+  if (p.verboseLevel !== undefined) {
+    if (p.verboseLevel !== null && !["off", "on", "full"].includes(p.verboseLevel as string)) {
+      throw invalidRequest(`invalid ${method} params: verboseLevel must be off, on, full or null`);
+    }
+    patch.verboseLevel = p.verboseLevel as "off" | "on" | "full" | null;
+  }
+  if (p.model !== undefined) {
+    patch.modelOverride = p.model === null ? null : modelRef(method, p.model, "model");
+  }
+  const ignored = Object.keys(p).filter((k) => !PATCH_FIELDS.has(k));
+  return { patch, ignored };
+}
+
+export const sessionMethods: Record<string, HubMethod> = {
+  "sessions.list": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const limit = optionalInt(method, p, "limit", { min: 1, max: 1000 }) ?? 100;
+      const offset = optionalInt(method, p, "offset", { min: 0 }) ?? 0;
+      const agentId = optionalString(method, p, "agentId", { nonEmpty: true });
+      const activeMinutes = optionalInt(method, p, "activeMinutes", { min: 1 });
+      const search = optionalString(method, p, "search")?.toLowerCase();
+      const label = optionalString(method, p, "label", { nonEmpty: true });
+      const includeLastMessage = optionalBool(method, p, "includeLastMessage") === true;
+      const now = hub.now();
+      const matches = (r: SessionRecord) => {
+        const name = typeof r.displayName === "string" ? r.displayName : "";
+        if (label !== undefined && name !== label) return false;
+        if (search && !r.key.includes(search) && !name.toLowerCase().includes(search)) return false;
+        return true;
+      };
+      const picked: SessionRecord[] = [];
+      let skipped = 0;
+      let scanned = 0;
+      let cursor: string | undefined;
+      let more = false;
+      do {
+        const page = await hub.runtime.store.sessions.list({
+          limit: 500,
+          ...(cursor === undefined ? {} : { cursor }),
+          ...(agentId === undefined ? {} : { agentId }),
+          ...(activeMinutes === undefined ? {} : { updatedSince: now - activeMinutes * 60_000 }),
+        });
+        for (const record of page.items) {
+          scanned++;
+          if (!matches(record)) continue;
+          if (skipped < offset) {
+            skipped++;
+            continue;
+          }
+          if (picked.length < limit) picked.push(record);
+          else more = true;
+        }
+        cursor = page.cursor;
+      } while (cursor !== undefined && !more && scanned < MAX_SCAN);
+      const sessions = [];
+      for (const record of picked) {
+        const row = sessionRow(hub, record);
+        if (includeLastMessage) {
+          const [last] = await chatHistory(hub, record.key, 1);
+          const content =
+            (last?.content as Array<{ type?: string; text?: string }> | undefined) ?? [];
+          const text = content.find((c) => c.type === "text")?.text;
+          if (text !== undefined) row.lastMessagePreview = text.slice(0, 200);
+        }
+        sessions.push(row);
+      }
+      const agent = hub.runtime.agents.find((a) => a.id === (agentId ?? hub.defaultAgentId));
+      const slash = agent?.model.indexOf("/") ?? -1;
+      return {
+        ts: now,
+        path: `${hub.runtime.store.kind}:sessions`,
+        count: sessions.length,
+        offset,
+        limit,
+        hasMore: more,
+        ...(more ? { nextOffset: offset + sessions.length } : {}),
+        defaults: {
+          ...(agent === undefined || slash < 0
+            ? {}
+            : { modelProvider: agent.model.slice(0, slash), model: agent.model.slice(slash + 1) }),
+        },
+        sessions,
+      };
+    },
+  },
+
+  "sessions.get": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const key = hub.session(sessionKeyParam(method, p)).key;
+      const limit = optionalInt(method, p, "limit", { min: 1, max: 1000 }) ?? 200;
+      const row = await rowOf(hub, key);
+      return {
+        key,
+        session: row,
+        messages: row === null ? [] : await chatHistory(hub, key, limit),
+      };
+    },
+  },
+
+  "sessions.describe": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const key = hub.session(sessionKeyParam(call.method, call.params)).key;
+      return { session: await rowOf(hub, key) };
+    },
+  },
+
+  "sessions.create": {
+    scope: Scopes.WRITE,
+    startsWork: true,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const agentId = optionalString(method, p, "agentId", { nonEmpty: true });
+      const requested = optionalString(method, p, "key", { nonEmpty: true });
+      const session = hub.session(
+        requested ?? `agent:${agentId ?? hub.defaultAgentId}:s-${randomUUID()}`,
+        agentId,
+      );
+      const existing = await hub.runtime.store.sessions.get(session.key);
+      const label =
+        optionalString(method, p, "displayName", { nonEmpty: true }) ??
+        optionalString(method, p, "label", { nonEmpty: true });
+      const thinking = optionalEnum(method, p, "thinkingLevel", THINKING_LEVELS);
+      const model = p.model === undefined ? undefined : modelRef(method, p.model, "model");
+      const message = optionalString(method, p, "message") ?? optionalString(method, p, "task");
+      if (existing === undefined) {
+        const now = hub.now();
+        const record: SessionMetadata = {
+          key: session.key,
+          agentId: session.agentId,
+          createdAt: now,
+          updatedAt: now,
+          inputTokens: 0,
+          outputTokens: 0,
+          cacheReadTokens: 0,
+          cacheWriteTokens: 0,
+          costUsd: 0,
+          runs: 0,
+          ...(label === undefined ? {} : { displayName: label }),
+          ...(thinking === undefined ? {} : { thinkingLevel: thinking }),
+          ...(model === undefined ? {} : { modelOverride: model }),
+        };
+        await hub.runtime.store.sessions.put(record);
+        hub.sessionsChanged(session.key, "created");
+      }
+      let run: Awaited<ReturnType<typeof sendToSession>> | undefined;
+      if (message !== undefined && message.trim().length > 0) {
+        run = await sendToSession(hub, {
+          sessionKey: session.key,
+          message: sanitizeMessage(message),
+          images: attachmentImages(p.attachments),
+          displayRunId: optionalString(method, p, "idempotencyKey", { nonEmpty: true }),
+          sender: `gateway:${call.caller.connId}`,
+        });
+      }
+      return {
+        ok: true,
+        key: session.key,
+        sessionId: session.key,
+        created: existing === undefined,
+        entry: await rowOf(hub, session.key),
+        runStarted: run !== undefined,
+        ...(run === undefined ? {} : { runId: run.runId }),
+      };
+    },
+  },
+
+  "sessions.send": {
+    scope: Scopes.WRITE,
+    startsWork: true,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const key = sessionKeyParam(method, p);
+      const message = sanitizeMessage(requireString(method, p, "message", 1_000_000));
+      const outcome = await sendToSession(hub, {
+        sessionKey: key,
+        agentId: optionalString(method, p, "agentId", { nonEmpty: true }),
+        message,
+        images: attachmentImages(p.attachments),
+        displayRunId: optionalString(method, p, "idempotencyKey", { nonEmpty: true }),
+        thinking: optionalEnum(method, p, "thinking", THINKING_LEVELS),
+        queueMode: optionalEnum(method, p, "queueMode", QUEUE_MODES),
+        sender: `gateway:${call.caller.connId}`,
+      });
+      return { ok: true, key: outcome.sessionKey, runId: outcome.runId, status: outcome.status };
+    },
+  },
+
+  "sessions.abort": {
+    scope: Scopes.WRITE,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const runId = optionalString(method, p, "runId", { nonEmpty: true });
+      const rawKey = optionalString(method, p, "key", { nonEmpty: true });
+      if (runId === undefined && rawKey === undefined) {
+        throw invalidRequest(`invalid ${method} params: give key, runId or both`);
+      }
+      const key = rawKey === undefined ? undefined : hub.session(rawKey).key;
+      const runs =
+        runId !== undefined
+          ? [hub.runs.find(runId)].filter((r) => r !== undefined && !r.done)
+          : hub.runs.active(key);
+      if (key !== undefined && runs.some((r) => r!.sessionKey !== key)) {
+        throw invalidRequest("runId does not match key", { code: "RUN_SESSION_MISMATCH" });
+      }
+      const aborted: string[] = [];
+      for (const run of runs) {
+        if (await hub.session(run!.sessionKey).abort(run!.coreRunId)) aborted.push(run!.runId);
+      }
+      return { ok: true, aborted: aborted.length > 0, runIds: aborted };
+    },
+  },
+
+  "sessions.patch": {
+    scope: Scopes.WRITE,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const session = hub.session(
+        sessionKeyParam(method, p),
+        optionalString(method, p, "agentId", { nonEmpty: true }),
+      );
+      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
+        throw noSuchSession(session.key);
+      }
+      const { patch, ignored } = patchFrom(method, p);
+      await session.patch(patch);
+      hub.sessionsChanged(session.key, "patched");
+      return {
+        ok: true,
+        key: session.key,
+        entry: await rowOf(hub, session.key),
+        ...(ignored.length === 0 ? {} : { ignored }),
+      };
+    },
+  },
+
+  "sessions.reset": {
+    scope: Scopes.ADMIN,
+    async handler(call, hub) {
+      const session = hub.session(sessionKeyParam(call.method, call.params));
+      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
+        throw noSuchSession(session.key);
+      }
+      await session.reset();
+      hub.sessionsChanged(session.key, "reset");
+      return { ok: true, key: session.key, entry: await rowOf(hub, session.key) };
+    },
+  },
+
+  "sessions.delete": {
+    // Deleting an agent's main session needs admin; any other session, write.
+    scope: (params) => {
+      const raw = params.key ?? params.sessionKey;
+      try {
+        return typeof raw === "string" && parseSessionKey(raw).kind === "main"
+          ? [Scopes.ADMIN]
+          : [Scopes.WRITE];
+      } catch {
+        return [Scopes.WRITE];
+      }
+    },
+    async handler(call, hub) {
+      const session = hub.session(sessionKeyParam(call.method, call.params));
+      const existed = (await hub.runtime.store.sessions.get(session.key)) !== undefined;
+      if (existed) {
+        await session.delete();
+        hub.sessionsChanged(session.key, "deleted");
+      }
+      return { ok: true, key: session.key, deleted: existed, archived: [] };
+    },
+  },
+
+  "sessions.subscribe": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      const connection = [...hub.connections].find((c) => c.connId === call.caller.connId);
+      if (connection === undefined) {
+        throw new GatewayError(ErrorCodes.UNAVAILABLE, "the connection is closing");
+      }
+      connection.sessionsSubscribed = true;
+      return { ok: true, subscribed: true };
+    },
+  },
+
+  "sessions.unsubscribe": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      const connection = [...hub.connections].find((c) => c.connId === call.caller.connId);
+      if (connection !== undefined) connection.sessionsSubscribed = false;
+      return { ok: true, subscribed: false };
+    },
+  },
+};

@@ -1,0 +1,511 @@
+/**
+ * The gateway server: one `node:http` (or `https`) server, with the WebSocket protocol on
+ * upgrade and the HTTP endpoints on the same port.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { Socket } from "node:net";
+import {
+  type AgentRuntime,
+  type BeamClawConfig,
+  type ConfigService,
+  type CronSupervisor,
+  InvalidArgumentError,
+  type ModelSource,
+} from "@beamclaw/core";
+import { WebSocketServer } from "ws";
+import type { GatewayAuthSettings } from "./auth/handshake.js";
+import { type ConnectionCloseInfo, GatewayConnection } from "./connection.js";
+import type { GatewayCronBackend } from "./cron.js";
+import { cronBackend } from "./cron-adapter.js";
+import type { HeartbeatSettings } from "./heartbeat.js";
+import { createHttpHandler } from "./http/router.js";
+import { defaultDashboardDir } from "./http/static.js";
+import { GatewayHub } from "./hub.js";
+import { GatewayLog, type GatewayLogSink } from "./logs.js";
+import { coreMethods } from "./methods/index.js";
+import type { GatewayMethodDefinition } from "./methods/types.js";
+import type { NodeInvokeResult } from "./nodes.js";
+import { CloseCodes, DEFAULT_LIMITS, Scopes } from "./protocol/constants.js";
+
+/** The version this package reports in `hello-ok.server.version`. */
+export const GATEWAY_VERSION = "0.0.0";
+
+/** Options of {@link GatewayServer}. Explicit options win over `config.gateway`. */
+export interface GatewayServerOptions {
+  /** The agent runtime the gateway fronts (started and stopped by its owner). */
+  runtime: AgentRuntime;
+  /** The validated configuration (`parseConfig` / `loadConfigFile`); gives defaults below. */
+  config?: BeamClawConfig;
+  /** Live configuration: `config.get` reads it and `config.changed` is announced. */
+  configService?: ConfigService;
+  /**
+   * What answers `cron.*`: core's `CronSupervisor` (translated to OpenClaw's job shape) or any
+   * {@link GatewayCronBackend}. Without one those methods answer `UNAVAILABLE`.
+   */
+  cron?: CronSupervisor | GatewayCronBackend;
+  /** Where model output comes from (the runtime's `ProviderChain`), for client-tool completions. */
+  models?: ModelSource;
+  /** Address to listen on. Default `config.gateway.host`, else `127.0.0.1`. */
+  host?: string;
+  /** Port (0 picks a free one). Default `config.gateway.port`, else 18789. */
+  port?: number;
+  /** How clients authenticate. Default `config.gateway.auth`. */
+  auth?: Partial<GatewayAuthSettings>;
+  /** PEM certificate and key: serve HTTPS and WSS. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Largest frame after the handshake. Default `config.gateway.maxPayloadBytes` (1 MiB). */
+  maxPayloadBytes?: number;
+  /** Outbound buffer per connection before a slow consumer is disconnected. Default 8 MiB. */
+  maxBufferedBytes?: number;
+  /** `tick` interval. Default `config.gateway.tickIntervalMs` (30 s). */
+  tickIntervalMs?: number;
+  /** Time a client has to complete `connect`. Default 15 s. */
+  handshakeTimeoutMs?: number;
+  /** Requests per second per connection (token bucket). Default 50, bursts of 100. */
+  requestsPerSecond?: number;
+  requestBurst?: number;
+  /** OpenAI-compatible endpoints. Default `config.gateway.http` (both on). */
+  http?: { chatCompletions?: boolean; models?: boolean };
+  /**
+   * Browser origins (e.g. `https://ops.example.com`) allowed to open WebSockets and call the
+   * HTTP API besides the gateway's own. A browser request from any other origin is refused
+   * (403), so a web page cannot drive a gateway it happens to reach. Default none.
+   */
+  allowedOrigins?: string[];
+  /** Directory served at `/`; `false` for none. Default the package's `dashboard/`. */
+  dashboardDir?: string | false;
+  /** Heartbeat settings. Default `config.heartbeat` (off). */
+  heartbeat?: Partial<HeartbeatSettings>;
+  /** Version reported to clients. */
+  version?: string;
+  /** Receives every log line (the ring behind `logs.tail` keeps them too). */
+  logSink?: GatewayLogSink;
+  /** Called when a connection has closed (code, reason, peak outbound buffer). */
+  onConnectionClose?: (info: ConnectionCloseInfo) => void;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** Options of {@link GatewayServer.stop}. */
+export interface GatewayStopOptions {
+  /** Sent to clients in the `shutdown` event. Default `gateway stopping`. */
+  reason?: string;
+  /** How long runs in progress may finish before they are aborted. Default 0. */
+  drainTimeoutMs?: number;
+  /** Told to clients: when to reconnect. */
+  restartExpectedMs?: number;
+}
+
+/** A connected client, as {@link GatewayServer.connections} lists it. */
+export interface ConnectionSummary {
+  connId: string;
+  role: "operator" | "node";
+  scopes: string[];
+  clientId: string | undefined;
+  deviceId: string | undefined;
+  remoteAddress: string | undefined;
+}
+
+/**
+ * BeamClaw's gateway: OpenClaw's gateway WebSocket protocol (v4, v3 accepted),
+ * OpenAI-compatible HTTP, health probes and the dashboard, on one port. Nothing listens until
+ * `start()`; `stop()` closes every socket and timer it opened.
+ *
+ * @example
+ * ```ts
+ * const runtime = new AgentRuntime({ store, models: chain, agents: [{ id: "main", model: "local/llama3" }] });
+ * await runtime.start();
+ * const gateway = createGateway({ runtime, port: 18789, auth: { mode: "token", token: process.env.TOKEN } });
+ * const { port } = await gateway.start();
+ * console.log(`ws://127.0.0.1:${port}`);
+ * // ...
+ * await gateway.stop({ drainTimeoutMs: 10_000 });
+ * await runtime.stop();
+ * ```
+ */
+export class GatewayServer {
+  readonly log: GatewayLog;
+  readonly #hub: GatewayHub;
+  readonly #options: GatewayServerOptions;
+  readonly #host: string;
+  readonly #port: number;
+  #phase: "starting" | "running" | "draining" | "stopped" = "starting";
+  #server: Server | null = null;
+  #wss: WebSocketServer | null = null;
+  #tick: NodeJS.Timeout | null = null;
+  #address: { host: string; port: number } | undefined;
+  #started = false;
+  readonly #sockets = new Set<Socket>();
+
+  constructor(options: GatewayServerOptions) {
+    if (options?.runtime === undefined) {
+      throw new InvalidArgumentError("createGateway needs a runtime (an AgentRuntime)");
+    }
+    this.#options = options;
+    const config = options.config;
+    const gw = config?.gateway;
+    this.#host = options.host ?? gw?.host ?? "127.0.0.1";
+    this.#port = options.port ?? gw?.port ?? 18_789;
+    const auth: GatewayAuthSettings = {
+      mode: options.auth?.mode ?? gw?.auth.mode ?? "token",
+      token: options.auth?.token ?? gw?.auth.token,
+      password: options.auth?.password ?? gw?.auth.password,
+      autoApproveLoopback:
+        options.auth?.autoApproveLoopback ?? gw?.auth.autoApproveLoopback ?? true,
+    };
+    if (auth.mode === "token" && !auth.token) {
+      throw new InvalidArgumentError(
+        "gateway auth mode is token but no token is set (gateway.auth.token, e.g. ${BEAMCLAW_GATEWAY_TOKEN})",
+      );
+    }
+    if (auth.mode === "password" && !auth.password) {
+      throw new InvalidArgumentError(
+        "gateway auth mode is password but no password is set (gateway.auth.password)",
+      );
+    }
+    const positive = (name: string, value: number | undefined, fallback: number) => {
+      const v = value ?? fallback;
+      if (!Number.isInteger(v) || v <= 0) {
+        throw new InvalidArgumentError(`${name} must be a positive integer, got ${String(value)}`);
+      }
+      return v;
+    };
+    const maxPayloadBytes = positive(
+      "maxPayloadBytes",
+      options.maxPayloadBytes,
+      gw?.maxPayloadBytes ?? DEFAULT_LIMITS.maxPayloadBytes,
+    );
+    const limits = {
+      maxPayloadBytes,
+      maxBufferedBytes: positive(
+        "maxBufferedBytes",
+        options.maxBufferedBytes,
+        Math.max(DEFAULT_LIMITS.maxBufferedBytes, 2 * maxPayloadBytes),
+      ),
+      tickIntervalMs: positive(
+        "tickIntervalMs",
+        options.tickIntervalMs,
+        gw?.tickIntervalMs ?? DEFAULT_LIMITS.tickIntervalMs,
+      ),
+      handshakeTimeoutMs: positive(
+        "handshakeTimeoutMs",
+        options.handshakeTimeoutMs,
+        DEFAULT_LIMITS.handshakeTimeoutMs,
+      ),
+      requestsPerSecond: positive(
+        "requestsPerSecond",
+        options.requestsPerSecond,
+        DEFAULT_LIMITS.requestsPerSecond,
+      ),
+      requestBurst: positive("requestBurst", options.requestBurst, DEFAULT_LIMITS.requestBurst),
+      deviceSignatureSkewMs: DEFAULT_LIMITS.deviceSignatureSkewMs,
+    };
+    const hb = config?.heartbeat;
+    this.log = new GatewayLog(options.logSink === undefined ? {} : { sink: options.logSink });
+    this.#hub = new GatewayHub({
+      runtime: options.runtime,
+      config,
+      configService: options.configService,
+      cron: cronOf(options),
+      models: options.models,
+      auth,
+      heartbeat: {
+        enabled: options.heartbeat?.enabled ?? hb?.enabled ?? false,
+        everyMs: options.heartbeat?.everyMs ?? hb?.everyMs ?? 1_800_000,
+        ...(options.heartbeat?.activeHours !== undefined || hb?.activeHours !== undefined
+          ? { activeHours: options.heartbeat?.activeHours ?? hb?.activeHours }
+          : {}),
+        ...(options.heartbeat?.prompt === undefined ? {} : { prompt: options.heartbeat.prompt }),
+      },
+      log: this.log,
+      version: options.version ?? GATEWAY_VERSION,
+      now: options.now ?? Date.now,
+      limits,
+      methods: coreMethods(),
+    });
+  }
+
+  /** Where the server listens (after `start()`). */
+  get address(): { host: string; port: number } | undefined {
+    return this.#address;
+  }
+
+  /** `running` between `start()` and `stop()`; `draining` while stopping. */
+  get phase(): "starting" | "running" | "draining" | "stopped" {
+    return this.#phase;
+  }
+
+  /**
+   * Listens and starts the tick. Resolves with the bound address.
+   *
+   * @throws the listen error (e.g. `EADDRINUSE`), after releasing everything.
+   */
+  async start(): Promise<{ host: string; port: number }> {
+    if (this.#started) throw new InvalidArgumentError("the gateway was already started");
+    this.#started = true;
+    const options = this.#options;
+    const hub = this.#hub;
+    const gw = options.config?.gateway;
+    const dashboardDir =
+      options.dashboardDir === false ? undefined : (options.dashboardDir ?? defaultDashboardDir());
+    const handler = createHttpHandler({
+      hub,
+      phase: () => this.#phase,
+      chatCompletions: options.http?.chatCompletions ?? gw?.http.chatCompletions ?? true,
+      models: options.http?.models ?? gw?.http.models ?? true,
+      dashboardDir,
+      maxBodyBytes: hub.limits.maxPayloadBytes,
+      originAllowed: (req) => originAllowed(req, options.allowedOrigins),
+    });
+    const listener = (req: Parameters<typeof handler>[0], res: Parameters<typeof handler>[1]) =>
+      void handler(req, res);
+    const server =
+      options.tls === undefined
+        ? createHttpServer(listener)
+        : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
+    const wss = new WebSocketServer({ noServer: true, maxPayload: hub.limits.maxPayloadBytes });
+    this.#server = server;
+    this.#wss = wss;
+    server.on("connection", (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once("close", () => this.#sockets.delete(socket));
+    });
+    server.on("clientError", (_error, socket) => {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+      else socket.destroy();
+    });
+    server.on("upgrade", (req, socket, head) => {
+      if (this.#phase !== "running") {
+        socket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      if (!originAllowed(req, options.allowedOrigins)) {
+        hub.log.warn(`refused a WebSocket from origin ${String(req.headers.origin)}`);
+        socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+        return;
+      }
+      wss.handleUpgrade(req, socket as Socket, head, (ws) => {
+        if (this.#phase !== "running") {
+          ws.close(CloseCodes.GOING_AWAY, "gateway shutting down");
+          return;
+        }
+        new GatewayConnection({
+          socket: ws,
+          request: req,
+          hub,
+          onClose: (info) => {
+            hub.log.info(`closed conn=${info.connId} code=${info.code} ${info.reason}`);
+            options.onConnectionClose?.(info);
+          },
+        });
+      });
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (error: Error) => reject(error);
+        server.once("error", onError);
+        server.listen(this.#port, this.#host, () => {
+          server.off("error", onError);
+          resolve();
+        });
+      });
+    } catch (error) {
+      wss.close();
+      this.#server = null;
+      this.#wss = null;
+      this.#phase = "stopped";
+      throw error;
+    }
+    server.on("error", (error) => hub.log.error(`server error: ${error.message}`));
+    const bound = server.address();
+    this.#address = {
+      host: this.#host,
+      port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
+    };
+    await hub.start();
+    this.#tick = setInterval(() => {
+      hub.broadcast("tick", { ts: hub.now() }, { dropIfSlow: true });
+      hub
+        .broadcastHealth()
+        .catch((error: Error) => hub.log.warn(`health refresh failed: ${error.message}`));
+    }, hub.limits.tickIntervalMs);
+    this.#phase = "running";
+    hub.log.info(
+      `listening on ${options.tls === undefined ? "http" : "https"}://${this.#address.host}:${this.#address.port} (auth ${hub.auth.mode})`,
+    );
+    return this.#address;
+  }
+
+  /**
+   * Stops: no new connections or work, a `shutdown` event, runs in progress get up to
+   * `drainTimeoutMs` to finish (then are aborted), every socket is closed (1001), and every
+   * timer is cleared. Does not stop the runtime.
+   */
+  async stop(options: GatewayStopOptions = {}): Promise<void> {
+    if (this.#phase === "stopped" || this.#phase === "draining") return;
+    const hub = this.#hub;
+    if (this.#server === null) {
+      this.#phase = "stopped";
+      return;
+    }
+    this.#phase = "draining";
+    hub.draining = true;
+    const server = this.#server;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    hub.broadcast("shutdown", {
+      reason: options.reason ?? "gateway stopping",
+      ...(options.restartExpectedMs === undefined
+        ? {}
+        : { restartExpectedMs: options.restartExpectedMs }),
+    });
+    const deadline = hub.now() + Math.max(0, options.drainTimeoutMs ?? 0);
+    while (hub.runs.active().length > 0 && hub.now() < deadline) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 25));
+    }
+    for (const run of hub.runs.active()) {
+      await hub.runtime
+        .session(run.sessionKey)
+        .abort(run.coreRunId)
+        .catch(() => false);
+    }
+    if (this.#tick !== null) clearInterval(this.#tick);
+    this.#tick = null;
+    await hub.stop();
+    for (const connection of [...hub.connections]) {
+      connection.close(CloseCodes.GOING_AWAY, "gateway shutting down");
+    }
+    const wss = this.#wss!;
+    for (const client of wss.clients) client.close(CloseCodes.GOING_AWAY, "gateway shutting down");
+    // Give close handshakes a moment, then cut whatever is left.
+    const until = Date.now() + 1000;
+    while (wss.clients.size > 0 && Date.now() < until) {
+      await new Promise<void>((resolve) => setTimeout(resolve, 10));
+    }
+    for (const client of wss.clients) client.terminate();
+    await new Promise<void>((resolve) => wss.close(() => resolve()));
+    server.closeAllConnections?.();
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+    this.#server = null;
+    this.#wss = null;
+    this.#phase = "stopped";
+    hub.log.info("stopped");
+  }
+
+  /**
+   * Adds a method (a channel plugin's), answered for callers with `scope`. Returns a function
+   * that removes it.
+   *
+   * @example
+   * ```ts
+   * gateway.registerMethod("discord.status", {
+   *   scope: "operator.read",
+   *   handler: async () => ({ connected: discord.connected }),
+   * });
+   * ```
+   */
+  registerMethod(name: string, definition: GatewayMethodDefinition): () => void {
+    return this.#hub.registerMethod(name, definition);
+  }
+
+  /**
+   * Sends an event to every connected operator with `scope` (default `operator.read`).
+   * `dropIfSlow` events are skipped for a client that is not reading fast enough, instead of
+   * disconnecting it. Returns how many clients got it.
+   */
+  broadcast(
+    event: string,
+    payload: unknown,
+    options: { scope?: string; dropIfSlow?: boolean } = {},
+  ): number {
+    return this.#hub.broadcast(event, payload, {
+      scope: options.scope ?? Scopes.READ,
+      ...(options.dropIfSlow === undefined ? {} : { dropIfSlow: options.dropIfSlow }),
+    });
+  }
+
+  /**
+   * Runs a command on a connected node (what `node.invoke` does for operators): the node gets
+   * a `node.invoke.request` event and answers with `node.invoke.result`.
+   *
+   * @example
+   * ```ts
+   * const result = await gateway.invokeNode({ nodeId, command: "system.run", params: { argv: ["uname", "-a"] } });
+   * ```
+   * @throws GatewayError `UNAVAILABLE` when the node is not connected or does not answer in
+   * time; `INVALID_REQUEST` when it did not declare the command.
+   */
+  invokeNode(request: {
+    nodeId: string;
+    command: string;
+    params?: unknown;
+    timeoutMs?: number;
+    idempotencyKey?: string;
+  }): Promise<NodeInvokeResult> {
+    return this.#hub.nodes.invoke({
+      nodeId: request.nodeId,
+      command: request.command,
+      ...(request.params === undefined ? {} : { params: request.params }),
+      timeoutMs: request.timeoutMs ?? 30_000,
+      idempotencyKey: request.idempotencyKey ?? randomUUID(),
+    });
+  }
+
+  /** The connected clients. */
+  connections(): ConnectionSummary[] {
+    return [...this.#hub.connections]
+      .filter((c) => c.isOpen)
+      .map((c) => ({
+        connId: c.connId,
+        role: c.role,
+        scopes: [...c.scopes],
+        clientId: c.client?.id,
+        deviceId: c.deviceId,
+        remoteAddress: c.remoteAddress,
+      }));
+  }
+}
+
+/**
+ * Whether a request may come from its `Origin`: requests without one (non-browser clients)
+ * and same-origin ones may, and those from `allowed` origins.
+ */
+function originAllowed(req: IncomingMessage, allowed: readonly string[] | undefined): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined || origin === "") return true;
+  let parsed: URL;
+  try {
+    parsed = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (parsed.host === req.headers.host) return true;
+  return (allowed ?? []).some((a) => a === origin || a === parsed.origin);
+}
+
+function cronOf(options: GatewayServerOptions): GatewayCronBackend | undefined {
+  const cron = options.cron;
+  if (cron === undefined) return undefined;
+  if (typeof (cron as CronSupervisor).forAgent === "function") {
+    return cronBackend(cron as CronSupervisor, {
+      kv: options.runtime.store.kv,
+      agents: options.runtime.agents.map((a) => a.id),
+    });
+  }
+  return cron as GatewayCronBackend;
+}
+
+/**
+ * Creates a {@link GatewayServer} (not started).
+ *
+ * @example
+ * ```ts
+ * const gateway = createGateway({ runtime, config, configService });
+ * await gateway.start();
+ * ```
+ */
+export function createGateway(options: GatewayServerOptions): GatewayServer {
+  return new GatewayServer(options);
+}

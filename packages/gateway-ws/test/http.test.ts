@@ -1,0 +1,472 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ProviderError } from "@beamclaw/core";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import {
+  closeClients,
+  startStack,
+  stopStacks,
+  TestClient,
+  TOKEN,
+  useSchemaCheck,
+  type Wire,
+  waitFor,
+} from "./support.js";
+
+useSchemaCheck();
+const dirs: string[] = [];
+afterEach(async () => {
+  await closeClients();
+  await stopStacks();
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json: Wire;
+}
+
+/** One HTTP request without keep-alive (so nothing stays open). */
+function call(
+  port: number,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const body =
+      options.body === undefined
+        ? undefined
+        : typeof options.body === "string"
+          ? options.body
+          : JSON.stringify(options.body);
+    const req = httpRequest(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: options.method ?? "GET",
+        agent: false,
+        headers: { "content-type": "application/json", ...options.headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const AUTH = { authorization: `Bearer ${TOKEN}` };
+
+function sseData(text: string): Wire[] {
+  return text
+    .split("\n\n")
+    .filter((block) => block.startsWith("data: "))
+    .map((block) => block.slice(6))
+    .map((data) => (data === "[DONE]" ? "[DONE]" : JSON.parse(data)));
+}
+
+describe("health probes", () => {
+  it("answer without auth: /health, /healthz, /readyz and /startupz", async () => {
+    const { port } = await startStack();
+    for (const path of ["/health", "/healthz"]) {
+      expect(await call(port, path)).toMatchObject({
+        status: 200,
+        json: { ok: true, status: "live" },
+      });
+    }
+    expect(await call(port, "/readyz")).toMatchObject({ status: 200, json: { ready: true } });
+    expect(await call(port, "/startupz")).toMatchObject({ status: 200, json: { started: true } });
+    expect((await call(port, "/no-such-thing")).status).toBe(404);
+  });
+});
+
+describe("OpenAI-compatible API", () => {
+  it("GET /v1/models lists the agents as models, behind bearer auth", async () => {
+    const { port } = await startStack({
+      agents: [
+        { id: "main", model: "scripted/m1" },
+        { id: "ops", model: "scripted/m1" },
+      ],
+    });
+    const refused = await call(port, "/v1/models");
+    expect(refused.status).toBe(401);
+    expect(refused.headers["www-authenticate"]).toBe("Bearer");
+    expect(
+      (await call(port, "/v1/models", { headers: { authorization: "Bearer wrong" } })).status,
+    ).toBe(401);
+    const models = await call(port, "/v1/models", { headers: AUTH });
+    expect(models.json.data.map((m: { id: string }) => m.id)).toEqual([
+      "beamclaw",
+      "beamclaw/main",
+      "beamclaw/ops",
+    ]);
+  });
+
+  it("answers a non-streaming completion with the agent's reply and usage", async () => {
+    const stack = await startStack({
+      responses: [{ text: "Hi there", usage: { inputTokens: 9, outputTokens: 2 } }],
+    });
+    const reply = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: { model: "beamclaw", messages: [{ role: "user", content: "hello" }] },
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.json).toMatchObject({
+      object: "chat.completion",
+      model: "beamclaw",
+      choices: [
+        { index: 0, message: { role: "assistant", content: "Hi there" }, finish_reason: "stop" },
+      ],
+      usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 },
+    });
+    // Without `user` or a session header each request is stateless.
+    expect(await stack.store.sessions.count()).toBe(0);
+  });
+
+  it("streams a completion as SSE chunks ending in [DONE]", async () => {
+    const stack = await startStack({ responses: [{ text: ["Hel", "lo"] }] });
+    const reply = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: {
+        model: "beamclaw/main",
+        stream: true,
+        messages: [{ role: "user", content: "hello" }],
+      },
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.headers["content-type"]).toMatch(/^text\/event-stream/);
+    const events = sseData(reply.text);
+    expect(events.at(-1)).toBe("[DONE]");
+    const chunks = events.slice(0, -1);
+    expect(chunks.every((c) => c.object === "chat.completion.chunk")).toBe(true);
+    expect(chunks.map((c) => c.choices[0].delta.content ?? "").join("")).toBe("Hello");
+    expect(chunks.at(-1).choices[0].finish_reason).toBe("stop");
+  });
+
+  it("keeps a conversation per `user`, and the x-beamclaw-session-key header names the session", async () => {
+    const stack = await startStack({
+      responses: [{ text: "one" }, { text: "two" }, { text: "three" }],
+    });
+    const ask = (
+      content: string,
+      extra: Record<string, unknown> = {},
+      headers: Record<string, string> = {},
+    ) =>
+      call(stack.port, "/v1/chat/completions", {
+        method: "POST",
+        headers: { ...AUTH, ...headers },
+        body: { model: "beamclaw", messages: [{ role: "user", content }], ...extra },
+      });
+    await ask("first", { user: "Alice" });
+    await ask("second", { user: "Alice" });
+    const texts = stack.provider.requests[1]!.messages.map(
+      (m) => (m.content[0] as { text?: string }).text,
+    );
+    expect(texts).toEqual(["first", "one", "second"]);
+    await ask("third", {}, { "x-beamclaw-session-key": "agent:main:from-http" });
+    expect(await stack.store.sessions.get("agent:main:from-http")).toBeDefined();
+    expect(await stack.store.sessions.get("agent:main:openai-user:alice")).toBeDefined();
+  });
+
+  it("aborts the run of a streaming client that goes away", async () => {
+    const stack = await startStack({
+      responses: [
+        {
+          events: [
+            { type: "response-start", model: "m1" },
+            { type: "text-delta", text: "thinking" },
+            { type: "delay", ms: Infinity },
+          ],
+        },
+      ],
+    });
+    const ends: Array<{ status: string }> = [];
+    stack.runtime.pubsub.subscribe(
+      "events:global",
+      (e: { type?: string; result?: { status: string } }) => {
+        if (e.type === "run-end" && e.result !== undefined) ends.push(e.result);
+      },
+    );
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: "127.0.0.1",
+          port: stack.port,
+          path: "/v1/chat/completions",
+          method: "POST",
+          agent: false,
+          headers: { ...AUTH, "content-type": "application/json" },
+        },
+        (res) => {
+          res.once("data", () => {
+            req.destroy();
+            resolve();
+          });
+        },
+      );
+      req.on("error", () => undefined);
+      req.once("error", reject);
+      req.end(
+        JSON.stringify({
+          model: "beamclaw",
+          stream: true,
+          user: "leaver",
+          messages: [{ role: "user", content: "go" }],
+        }),
+      );
+    });
+    const end = await waitFor("the run to end", () => ends[0]);
+    expect(end.status).toBe("aborted");
+  });
+
+  it("gives a stateless request the whole conversation it sent", async () => {
+    const stack = await startStack({ responses: [{ text: "ok" }] });
+    await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: {
+        model: "beamclaw",
+        messages: [
+          { role: "system", content: "Be brief." },
+          { role: "user", content: "What is 2+2?" },
+          { role: "assistant", content: "4" },
+          { role: "user", content: "And 3+3?" },
+        ],
+      },
+    });
+    const sent = (stack.provider.requests[0]!.messages[0]!.content[0] as { text: string }).text;
+    expect(sent).toBe("System: Be brief.\n\nUser: What is 2+2?\n\nAssistant: 4\n\nUser: And 3+3?");
+  });
+
+  it("returns calls of client-supplied function tools as tool_calls", async () => {
+    const stack = await startStack({
+      responses: [
+        { toolCalls: [{ toolCallId: "call_1", toolName: "get_weather", input: { city: "Oslo" } }] },
+      ],
+    });
+    const reply = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: {
+        model: "beamclaw",
+        messages: [{ role: "user", content: "Weather in Oslo?" }],
+        tools: [
+          {
+            type: "function",
+            function: {
+              name: "get_weather",
+              description: "Weather",
+              parameters: { type: "object", properties: { city: { type: "string" } } },
+            },
+          },
+        ],
+      },
+    });
+    expect(reply.status).toBe(200);
+    expect(reply.json.choices[0]).toEqual({
+      index: 0,
+      message: {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          {
+            id: "call_1",
+            type: "function",
+            function: { name: "get_weather", arguments: '{"city":"Oslo"}' },
+          },
+        ],
+      },
+      finish_reason: "tool_calls",
+    });
+    expect(stack.provider.requests[0]!.tools).toEqual([
+      {
+        name: "get_weather",
+        description: "Weather",
+        inputSchema: { type: "object", properties: { city: { type: "string" } } },
+      },
+    ]);
+  });
+
+  it("streams tool calls and sends the client's tool results back to the model", async () => {
+    const stack = await startStack({
+      responses: [
+        { toolCalls: [{ toolCallId: "call_9", toolName: "lookup", input: { q: "x" } }] },
+        { text: "found it" },
+      ],
+    });
+    const tools = [
+      { type: "function", function: { name: "lookup", parameters: { type: "object" } } },
+    ];
+    const first = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: {
+        model: "beamclaw",
+        stream: true,
+        tools,
+        messages: [{ role: "user", content: "find x" }],
+      },
+    });
+    const chunks = sseData(first.text).slice(0, -1);
+    const call9 = chunks.find((c) => c.choices[0].delta.tool_calls)!.choices[0].delta.tool_calls[0];
+    expect(call9).toEqual({
+      index: 0,
+      id: "call_9",
+      type: "function",
+      function: { name: "lookup", arguments: '{"q":"x"}' },
+    });
+    expect(chunks.at(-1).choices[0].finish_reason).toBe("tool_calls");
+    const second = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: {
+        model: "beamclaw",
+        tools,
+        messages: [
+          { role: "user", content: "find x" },
+          {
+            role: "assistant",
+            content: null,
+            tool_calls: [
+              {
+                id: "call_9",
+                type: "function",
+                function: { name: "lookup", arguments: '{"q":"x"}' },
+              },
+            ],
+          },
+          { role: "tool", tool_call_id: "call_9", content: "x is here" },
+        ],
+      },
+    });
+    expect(second.json.choices[0].message.content).toBe("found it");
+    expect(stack.provider.requests[1]!.messages.at(-1)).toEqual({
+      role: "tool",
+      content: [
+        { type: "tool-result", toolCallId: "call_9", toolName: "lookup", output: "x is here" },
+      ],
+    });
+  });
+
+  it("answers errors in OpenAI's shape: unknown model, bad JSON, wrong method, provider failure", async () => {
+    const stack = await startStack({
+      responses: [
+        {
+          error: new ProviderError("connect ECONNREFUSED", {
+            kind: "network",
+            provider: "scripted",
+          }),
+        },
+      ],
+    });
+    const post = (body: unknown) =>
+      call(stack.port, "/v1/chat/completions", { method: "POST", headers: AUTH, body });
+    const unknown = await post({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] });
+    expect(unknown).toMatchObject({ status: 404, json: { error: { code: "model_not_found" } } });
+    expect((await post("{not json")).status).toBe(400);
+    expect((await post({ model: "beamclaw", messages: [] })).status).toBe(400);
+    expect((await call(stack.port, "/v1/chat/completions", { headers: AUTH })).status).toBe(405);
+    const failed = await post({ model: "beamclaw", messages: [{ role: "user", content: "x" }] });
+    expect(failed.status).toBe(502);
+    expect(failed.json.error.message).toContain("scripted/m1");
+    expect(failed.json.error.message).toContain("ECONNREFUSED");
+  });
+
+  it("turns the endpoints off when gateway.http says so", async () => {
+    const stack = await startStack({
+      gateway: { http: { chatCompletions: false, models: false } },
+    });
+    expect((await call(stack.port, "/v1/models", { headers: AUTH })).status).toBe(404);
+    expect(
+      (await call(stack.port, "/v1/chat/completions", { method: "POST", headers: AUTH, body: {} }))
+        .status,
+    ).toBe(404);
+  });
+});
+
+describe("dashboard", () => {
+  it("serves the dashboard's files at / and nothing outside its directory", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "bc-dash-"));
+    dirs.push(dir);
+    await writeFile(join(dir, "index.html"), "<!doctype html><title>dash</title>");
+    await writeFile(join(dir, "app.js"), "console.log(1)");
+    const { port } = await startStack({ gateway: { dashboardDir: dir } });
+    const index = await call(port, "/");
+    expect(index.status).toBe(200);
+    expect(index.headers["content-type"]).toMatch(/^text\/html/);
+    expect(index.headers["content-security-policy"]).toContain("default-src 'self'");
+    expect(index.text).toContain("<title>dash</title>");
+    expect((await call(port, "/app.js")).headers["content-type"]).toMatch(/^text\/javascript/);
+    expect((await call(port, "/../package.json")).status).toBe(404);
+    expect((await call(port, "/%2e%2e/%2e%2e/etc/passwd")).status).toBe(404);
+  });
+
+  it("serves the package's own dashboard by default", async () => {
+    const { port } = await startStack();
+    const index = await call(port, "/");
+    expect(index.status).toBe(200);
+    expect(index.text).toContain("BeamClaw");
+  });
+});
+
+describe("browser origins", () => {
+  function upgradeStatus(url: string, origin: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { origin });
+      ws.once("unexpected-response", (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        ws.terminate();
+      });
+      ws.once("open", () => {
+        resolve(101);
+        ws.terminate();
+      });
+      ws.once("error", (error) => {
+        if (!String(error.message).includes("Unexpected server response")) reject(error);
+      });
+    });
+  }
+
+  it("refuses a WebSocket opened by a page of another origin, and accepts its own and allowed ones", async () => {
+    const stack = await startStack({ gateway: { allowedOrigins: ["https://ops.example.com"] } });
+    expect(await upgradeStatus(stack.url, "https://evil.example")).toBe(403);
+    expect(await upgradeStatus(stack.url, `http://127.0.0.1:${stack.port}`)).toBe(101);
+    expect(await upgradeStatus(stack.url, "https://ops.example.com")).toBe(101);
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    expect((await client.request("health")).ok).toBe(true);
+  });
+
+  it("refuses API calls from another origin and bodies that are not JSON", async () => {
+    const { port } = await startStack();
+    const foreign = await call(port, "/v1/models", {
+      headers: { ...AUTH, origin: "https://evil.example" },
+    });
+    expect(foreign).toMatchObject({ status: 403, json: { error: { code: "origin_not_allowed" } } });
+    const text = await call(port, "/v1/chat/completions", {
+      method: "POST",
+      headers: { ...AUTH, "content-type": "text/plain" },
+      body: { model: "beamclaw", messages: [{ role: "user", content: "x" }] },
+    });
+    expect(text.status).toBe(415);
+  });
+});

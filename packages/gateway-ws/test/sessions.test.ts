@@ -1,0 +1,216 @@
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  closeClients,
+  deferred,
+  rpcError,
+  startStack,
+  stopStacks,
+  TestClient,
+  TOKEN,
+  useSchemaCheck,
+} from "./support.js";
+
+useSchemaCheck();
+afterEach(async () => {
+  await closeClients();
+  await stopStacks();
+});
+
+describe("sessions", () => {
+  it("sessions.create makes a session (announced to subscribers), and starts a run when given a message", async () => {
+    const stack = await startStack({ responses: [{ text: "hello back" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    expect(await client.request("sessions.subscribe", {})).toEqual({ ok: true, subscribed: true });
+    const created = await client.request("sessions.create", {
+      key: "agent:main:work",
+      label: "Work",
+      message: "hello",
+      idempotencyKey: "c1",
+    });
+    expect(created).toMatchObject({
+      ok: true,
+      key: "agent:main:work",
+      created: true,
+      runStarted: true,
+      runId: "c1",
+    });
+    expect(created.entry).toMatchObject({
+      key: "agent:main:work",
+      displayName: "Work",
+      agentId: "main",
+    });
+    await client.waitEvent(
+      "sessions.changed",
+      (p) => p.sessionKey === "agent:main:work" && p.reason === "created",
+    );
+    await client.waitEvent("chat", (p) => p.runId === "c1" && p.state === "final");
+    const again = await client.request("sessions.create", { key: "agent:main:work" });
+    expect(again).toMatchObject({ created: false, runStarted: false });
+  });
+
+  it("sessions.create names a new key when none is given and refuses a bad model", async () => {
+    const stack = await startStack();
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const created = await client.request("sessions.create", {});
+    expect(created.key).toMatch(/^agent:main:s-/);
+    const error = await rpcError(client.request("sessions.create", { model: "no-slash" }));
+    expect(error.details).toMatchObject({ field: "model" });
+  });
+
+  it("sessions.list pages through sessions newest first, and filters by agent and text", async () => {
+    // A clock that moves a second per reading, so no two sessions share an updatedAt.
+    let clock = Date.now();
+    const stack = await startStack({
+      agents: [
+        { id: "main", model: "scripted/m1" },
+        { id: "ops", model: "scripted/m1" },
+      ],
+      gateway: { now: () => (clock += 1000) },
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    for (const name of ["a", "b", "c", "d", "e"]) {
+      await client.request("sessions.create", { key: `agent:main:${name}` });
+    }
+    await client.request("sessions.create", { key: "agent:ops:x", label: "Ops room" });
+    const page1 = await client.request("sessions.list", { limit: 2, agentId: "main" });
+    expect(page1.sessions.map((s: { key: string }) => s.key)).toEqual([
+      "agent:main:e",
+      "agent:main:d",
+    ]);
+    expect(page1).toMatchObject({ hasMore: true, nextOffset: 2 });
+    const page3 = await client.request("sessions.list", { limit: 2, offset: 4, agentId: "main" });
+    expect(page3.sessions.map((s: { key: string }) => s.key)).toEqual(["agent:main:a"]);
+    expect(page3.hasMore).toBe(false);
+    const found = await client.request("sessions.list", { search: "ops room" });
+    expect(found.sessions.map((s: { key: string }) => s.key)).toEqual(["agent:ops:x"]);
+    expect((await rpcError(client.requestUnchecked("sessions.list", { limit: -1 }))).code).toBe(
+      "INVALID_REQUEST",
+    );
+  });
+
+  it("sessions.send sends into a session and sessions.get returns its row and messages", async () => {
+    const stack = await startStack({ responses: [{ text: "got it" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const sent = await client.request("sessions.send", {
+      key: "agent:main:box",
+      message: "note this",
+      idempotencyKey: "s1",
+    });
+    expect(sent).toEqual({ ok: true, key: "agent:main:box", runId: "s1", status: "started" });
+    await client.waitEvent("chat", (p) => p.runId === "s1" && p.state === "final");
+    const got = await client.request("sessions.get", { key: "agent:main:box" });
+    expect(got.session).toMatchObject({ key: "agent:main:box", totalTokens: 0 });
+    expect(got.messages.map((m: { role: string }) => m.role)).toEqual(["user", "assistant"]);
+    expect(
+      (await rpcError(client.requestUnchecked("sessions.send", { key: "agent:main:box" }))).details,
+    ).toMatchObject({ field: "message" });
+  });
+
+  it("sessions.abort aborts a session's active runs; without key or runId it is INVALID_REQUEST", async () => {
+    const hold = deferred();
+    const stack = await startStack({
+      responses: [
+        {
+          events: [
+            { type: "response-start", model: "m1" },
+            { type: "wait", until: hold.promise },
+          ],
+        },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("sessions.send", {
+      key: "agent:main:busy",
+      message: "go",
+      idempotencyKey: "busy-1",
+    });
+    await client.waitEvent("agent", (p) => p.runId === "busy-1" && p.stream === "lifecycle");
+    expect(await client.request("sessions.abort", { key: "agent:main:busy" })).toEqual({
+      ok: true,
+      aborted: true,
+      runIds: ["busy-1"],
+    });
+    await client.waitEvent("chat", (p) => p.runId === "busy-1" && p.state === "aborted");
+    expect(await client.request("sessions.abort", { key: "agent:main:busy" })).toEqual({
+      ok: true,
+      aborted: false,
+      runIds: [],
+    });
+    expect((await rpcError(client.request("sessions.abort", {}))).code).toBe("INVALID_REQUEST");
+    hold.resolve();
+  });
+
+  it("sessions.patch changes label, thinking level and model, and reports fields it does not keep", async () => {
+    const stack = await startStack();
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("sessions.create", { key: "agent:main:p" });
+    const patched = await client.request("sessions.patch", {
+      key: "agent:main:p",
+      label: "Renamed",
+      thinkingLevel: "high",
+      model: "scripted/m9",
+      pinned: true,
+    });
+    expect(patched.entry).toMatchObject({
+      displayName: "Renamed",
+      thinkingLevel: "high",
+      model: "m9",
+      modelProvider: "scripted",
+    });
+    expect(patched.ignored).toEqual(["pinned"]);
+    const cleared = await client.request("sessions.patch", {
+      key: "agent:main:p",
+      label: null,
+      model: null,
+    });
+    expect(cleared.entry.displayName).toBeUndefined();
+    expect(cleared.entry.model).toBe("m1");
+    expect(
+      (await rpcError(client.request("sessions.patch", { key: "agent:main:nope", label: "x" })))
+        .details,
+    ).toMatchObject({ code: "SESSION_NOT_FOUND" });
+    expect(
+      (
+        await rpcError(
+          client.requestUnchecked("sessions.patch", { key: "agent:main:p", thinkingLevel: "max" }),
+        )
+      ).code,
+    ).toBe("INVALID_REQUEST");
+  });
+
+  it("sessions.reset clears the transcript; sessions.delete removes the session", async () => {
+    const stack = await startStack({ responses: [{ text: "one" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("chat.send", {
+      sessionKey: "agent:main:r",
+      message: "hi",
+      idempotencyKey: "r1",
+    });
+    await client.waitEvent("chat", (p) => p.runId === "r1" && p.state === "final");
+    expect((await client.request("sessions.reset", { key: "agent:main:r" })).ok).toBe(true);
+    expect((await client.request("chat.history", { sessionKey: "agent:main:r" })).messages).toEqual(
+      [],
+    );
+    expect(await client.request("sessions.delete", { key: "agent:main:r" })).toEqual({
+      ok: true,
+      key: "agent:main:r",
+      deleted: true,
+      archived: [],
+    });
+    expect((await client.request("sessions.delete", { key: "agent:main:r" })).deleted).toBe(false);
+    expect(await stack.store.sessions.get("agent:main:r")).toBeUndefined();
+    expect(
+      (await rpcError(client.request("sessions.reset", { key: "agent:main:r" }))).details,
+    ).toMatchObject({ code: "SESSION_NOT_FOUND" });
+  });
+
+  it("refuses a malformed session key without touching the store", async () => {
+    const stack = await startStack();
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const error = await rpcError(
+      client.request("sessions.create", { key: "agent:main:../../etc" }),
+    );
+    expect(error.code).toBe("INVALID_REQUEST");
+    expect(await stack.store.sessions.count()).toBe(0);
+  });
+});

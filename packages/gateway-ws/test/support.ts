@@ -1,0 +1,559 @@
+/**
+ * Test harness: a real AgentRuntime over a MemoryStore with a scripted provider, a real gateway
+ * on 127.0.0.1 port 0, and a `ws` client that checks every frame it receives against
+ * OpenClaw's `protocol.schema.json` (and every request it sends against the method's params
+ * schema). Not a test file itself.
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import {
+  type AgentDefinition,
+  AgentRuntime,
+  type AgentRuntimeOptions,
+  agentRuntimeJobRunner,
+  CronSupervisor,
+  createProviderChain,
+  MemoryStore,
+} from "@beamclaw/core";
+import {
+  createScriptedProvider,
+  type ScriptEntry,
+  type ScriptedProvider,
+} from "@beamclaw/core/testing";
+import { Ajv, type ValidateFunction } from "ajv";
+import { afterEach, expect } from "vitest";
+import WebSocket from "ws";
+import { type DeviceIdentity, signDeviceChallenge } from "../src/auth/device-identity.js";
+import { createGateway, type GatewayServer, type GatewayServerOptions } from "../src/index.js";
+
+// ------------------------------------------------------------------ schema
+
+// `protocol.schema.json` is shipped in the package but not exported: read it as a file.
+const schemaPath = fileURLToPath(
+  new URL("../node_modules/@openclaw/gateway-protocol/protocol.schema.json", import.meta.url),
+);
+const schema = JSON.parse(readFileSync(schemaPath, "utf8")) as {
+  $id: string;
+  methods: Record<string, { scope?: string }>;
+};
+const ajv = new Ajv({ strict: false, allErrors: true, validateFormats: false });
+ajv.addSchema(schema);
+const compiled = new Map<string, ValidateFunction>();
+
+/** The validator of a definition (or a JSON pointer under `#/`). */
+export function validatorOf(pointer: string): ValidateFunction {
+  let v = compiled.get(pointer);
+  if (v === undefined) {
+    const ref = pointer.startsWith("/")
+      ? `${schema.$id}#${pointer}`
+      : `${schema.$id}#/definitions/${pointer}`;
+    v = ajv.getSchema(ref);
+    if (v === undefined) throw new Error(`no schema ${pointer}`);
+    compiled.set(pointer, v);
+  }
+  return v;
+}
+
+/** The scope the protocol's method table gives a method. */
+export function protocolScope(method: string): string | undefined {
+  return schema.methods[method]?.scope;
+}
+
+const HEALTH = "/definitions/HelloOk/properties/snapshot/properties/health";
+
+/** Event payload schemas. */
+const EVENT_SCHEMAS: Record<string, (payload: unknown) => Array<[string, unknown]>> = {
+  tick: (p) => [["TickEvent", p]],
+  shutdown: (p) => [["ShutdownEvent", p]],
+  chat: (p) => [["ChatEvent", p]],
+  agent: (p) => [["AgentEvent", p]],
+  health: (p) => [[HEALTH, p]],
+  presence: (p) =>
+    ((p as { presence?: unknown[] }).presence ?? [null]).map((e) => ["PresenceEntry", e]),
+  "device.pair.requested": (p) => [["DevicePairRequestedEvent", p]],
+  "device.pair.resolved": (p) => [["DevicePairResolvedEvent", p]],
+  "node.pair.requested": (p) => [["DevicePairRequestedEvent", p]],
+  "node.pair.resolved": (p) => [["DevicePairResolvedEvent", p]],
+  "node.invoke.request": (p) => [["NodeInvokeRequestEvent", p]],
+};
+
+/** Result payload schemas of methods that have one. */
+const RESULT_SCHEMAS: Record<string, (payload: unknown) => Array<[string, unknown]>> = {
+  connect: (p) => [["HelloOk", p]],
+  health: (p) => [[HEALTH, p]],
+  "logs.tail": (p) => [["LogsTailResult", p]],
+  "models.list": (p) => [["ModelsListResult", p]],
+  "tools.catalog": (p) => [["ToolsCatalogResult", p]],
+  "agents.list": (p) => [["AgentsListResult", p]],
+  "sessions.create": (p) => [["SessionsCreateResult", p]],
+  "sessions.delete": (p) => [["SessionsDeleteResult", p]],
+  "device.token.rotate": (p) => [["DeviceTokenRotateResult", p]],
+  "system-presence": (p) => (p as unknown[]).map((e) => ["PresenceEntry", e]),
+  "sessions.list": (p) => (p as { sessions: unknown[] }).sessions.map((r) => ["SessionRow", r]),
+  "cron.add": (p) => [["CronAddResult", p]],
+  "cron.update": (p) => [["CronJob", p]],
+  "cron.list": (p) => (p as { jobs: unknown[] }).jobs.map((j) => ["CronJob", j]),
+  "cron.runs": (p) => (p as { entries: unknown[] }).entries.map((e) => ["CronRunLogEntry", e]),
+};
+
+/** Params schemas of the methods tests call. */
+const PARAM_SCHEMAS: Record<string, string> = {
+  connect: "ConnectParams",
+  "chat.send": "ChatSendParams",
+  "chat.history": "ChatHistoryParams",
+  "chat.abort": "ChatAbortParams",
+  "sessions.list": "SessionsListParams",
+  "sessions.create": "SessionsCreateParams",
+  "sessions.send": "SessionsSendParams",
+  "sessions.abort": "SessionsAbortParams",
+  "sessions.patch": "SessionsPatchParams",
+  "sessions.reset": "SessionsResetParams",
+  "sessions.delete": "SessionsDeleteParams",
+  agent: "AgentParams",
+  "agent.wait": "AgentWaitParams",
+  wake: "WakeParams",
+  "logs.tail": "LogsTailParams",
+  "models.list": "ModelsListParams",
+  "tools.catalog": "ToolsCatalogParams",
+  "agents.list": "AgentsListParams",
+  "config.get": "ConfigGetParams",
+  "skills.status": "SkillsStatusParams",
+  "cron.list": "CronListParams",
+  "cron.status": "CronStatusParams",
+  "cron.add": "CronAddParams",
+  "cron.update": "CronUpdateParams",
+  "cron.remove": "CronRemoveParams",
+  "cron.run": "CronRunParams",
+  "cron.runs": "CronRunsParams",
+  "exec.approval.request": "ExecApprovalRequestParams",
+  "exec.approval.resolve": "ExecApprovalResolveParams",
+  "exec.approval.waitDecision": "ExecApprovalGetParams",
+  "node.list": "NodeListParams",
+  "node.describe": "NodeDescribeParams",
+  "node.invoke": "NodeInvokeParams",
+  "node.invoke.result": "NodeInvokeResultParams",
+  "node.pair.list": "NodePairListParams",
+  "node.pair.approve": "NodePairApproveParams",
+  "node.pair.reject": "NodePairRejectParams",
+  "node.pair.remove": "NodePairRemoveParams",
+  "device.pair.list": "DevicePairListParams",
+  "device.pair.approve": "DevicePairApproveParams",
+  "device.pair.reject": "DevicePairRejectParams",
+  "device.pair.remove": "DevicePairRemoveParams",
+  "device.pair.rename": "DevicePairRenameParams",
+  "device.token.rotate": "DeviceTokenRotateParams",
+  "device.token.revoke": "DeviceTokenRevokeParams",
+};
+
+const violations: string[] = [];
+
+function check(what: string, pointer: string, value: unknown): void {
+  const validate = validatorOf(pointer);
+  if (!validate(value)) {
+    violations.push(
+      `${what} does not match ${pointer}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value).slice(0, 600)}`,
+    );
+  }
+}
+
+/** Checks one frame the client received (and its payload, where the schema has one). */
+export function checkFrame(frame: unknown, methodOf: (id: string) => string | undefined): void {
+  const f = frame as {
+    type?: string;
+    id?: string;
+    ok?: boolean;
+    event?: string;
+    payload?: unknown;
+  };
+  check("frame", "/", frame);
+  if (f.type === "event" && f.event === "connect.challenge") {
+    const p = f.payload as { nonce?: unknown; ts?: unknown };
+    if (typeof p?.nonce !== "string" || typeof p?.ts !== "number") {
+      violations.push(`connect.challenge payload is not { nonce, ts }: ${JSON.stringify(p)}`);
+    }
+  } else if (f.type === "event" && f.event !== undefined && EVENT_SCHEMAS[f.event] !== undefined) {
+    for (const [pointer, value] of EVENT_SCHEMAS[f.event]!(f.payload))
+      check(`event ${f.event}`, pointer, value);
+  } else if (f.type === "res" && f.ok === true && f.id !== undefined) {
+    const method = methodOf(f.id);
+    const pick = method === undefined ? undefined : RESULT_SCHEMAS[method];
+    if (pick !== undefined)
+      for (const [pointer, value] of pick(f.payload)) check(`result of ${method}`, pointer, value);
+  }
+}
+
+/** Fails the test if any frame seen since the last call broke the protocol schema. */
+export function useSchemaCheck(): void {
+  afterEach(() => {
+    const found = violations.splice(0);
+    expect(found, found.join("\n\n")).toEqual([]);
+  });
+}
+
+// ------------------------------------------------------------------ helpers
+
+/**
+ * A payload as it came off the wire. Tests read fields of it freely; every frame it came in
+ * was checked against the protocol schema first.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: wire payloads, schema-checked on receipt
+export type Wire = any;
+
+/** Polls until `probe` returns something truthy. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | null | Promise<T | undefined | false | null>,
+  timeoutMs = 5_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false && value !== null) return value;
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise<void>((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** A promise with its settle functions. */
+export function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+// ------------------------------------------------------------------ the stack
+
+export const TOKEN = "test-gateway-token";
+export const MAIN: AgentDefinition = { id: "main", model: "scripted/m1" };
+
+/** A started runtime + gateway; `stop()` stops both and closes the store. */
+export interface Stack {
+  runtime: AgentRuntime;
+  gateway: GatewayServer;
+  provider: ScriptedProvider;
+  store: MemoryStore;
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const stacks: Stack[] = [];
+
+/** Stops every stack started by the test (call from `afterEach`). */
+export async function stopStacks(): Promise<void> {
+  for (const stack of stacks.splice(0).reverse()) await stack.stop();
+}
+
+/** Starts a runtime and a gateway (token auth with {@link TOKEN} unless told otherwise). */
+export async function startStack(
+  options: {
+    responses?: ScriptEntry[];
+    agents?: AgentDefinition[];
+    runtime?: Partial<AgentRuntimeOptions>;
+    gateway?: Partial<GatewayServerOptions>;
+    /** Give the gateway core's CronSupervisor (running jobs through the runtime). */
+    cron?: boolean;
+  } = {},
+): Promise<Stack> {
+  const store = new MemoryStore();
+  await store.open();
+  const provider = createScriptedProvider({ id: "scripted", responses: options.responses ?? [] });
+  const models = createProviderChain({
+    providers: [provider],
+    retry: { maxAttempts: 1 },
+    circuitBreaker: false,
+  });
+  const runtime = new AgentRuntime({
+    store,
+    models,
+    agents: options.agents ?? [MAIN],
+    ...options.runtime,
+  });
+  await runtime.start();
+  const cron =
+    options.cron === true
+      ? await new CronSupervisor({
+          store,
+          runJob: agentRuntimeJobRunner(runtime),
+          agents: runtime.agents.map((a) => a.id),
+        }).start()
+      : undefined;
+  const gateway = createGateway({
+    runtime,
+    models,
+    ...(cron === undefined ? {} : { cron }),
+    host: "127.0.0.1",
+    port: 0,
+    auth: { mode: "token", token: TOKEN },
+    tickIntervalMs: 60_000,
+    ...options.gateway,
+  });
+  const { port } = await gateway.start();
+  const stack: Stack = {
+    runtime,
+    gateway,
+    provider,
+    store,
+    url: `ws://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      await gateway.stop();
+      await cron?.stop();
+      await runtime.stop();
+      await store.close();
+    },
+  };
+  stacks.push(stack);
+  return stack;
+}
+
+// ------------------------------------------------------------------ the client
+
+/** A failed request, with the protocol's error shape. */
+export class RpcError extends Error {
+  readonly code: string;
+  readonly details: unknown;
+  readonly retryable: boolean | undefined;
+  readonly retryAfterMs: number | undefined;
+  constructor(error: {
+    code: string;
+    message: string;
+    details?: unknown;
+    retryable?: boolean;
+    retryAfterMs?: number;
+  }) {
+    super(error.message);
+    this.code = error.code;
+    this.details = error.details;
+    this.retryable = error.retryable;
+    this.retryAfterMs = error.retryAfterMs;
+  }
+}
+
+/** Options of {@link TestClient.connect}. */
+export interface ConnectOptions {
+  token?: string;
+  password?: string;
+  deviceToken?: string;
+  role?: string;
+  scopes?: string[];
+  minProtocol?: number;
+  maxProtocol?: number;
+  clientId?: string;
+  mode?: string;
+  device?: DeviceIdentity;
+  /** Sign with this nonce instead of the challenge's (to test replays). */
+  signNonce?: string;
+  caps?: string[];
+  commands?: string[];
+}
+
+export type Frame = Record<string, unknown> & { type: string };
+export type EventFrame = { type: "event"; event: string; payload?: Wire; seq?: number };
+
+let nextId = 0;
+const sockets = new Set<WebSocket>();
+
+/** Closes every client socket still open (call from `afterEach`). */
+export async function closeClients(): Promise<void> {
+  await Promise.all(
+    [...sockets].map(
+      (ws) =>
+        new Promise<void>((resolve) => {
+          if (ws.readyState === WebSocket.CLOSED) return resolve();
+          ws.once("close", () => resolve());
+          ws.terminate();
+        }),
+    ),
+  );
+  sockets.clear();
+}
+
+/** A protocol client over a real socket. */
+export class TestClient {
+  readonly ws: WebSocket;
+  readonly frames: Frame[] = [];
+  readonly events: EventFrame[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+  challenge: { nonce: string; ts: number } | undefined;
+  hello: Wire;
+  readonly #pending = new Map<
+    string,
+    { method: string; resolve(v: Wire): void; reject(e: unknown): void }
+  >();
+  readonly #methods = new Map<string, string>();
+  readonly #listeners = new Set<() => void>();
+  readonly #challenge = deferred<{ nonce: string; ts: number }>();
+
+  private constructor(url: string) {
+    this.ws = new WebSocket(url);
+    sockets.add(this.ws);
+    this.closed = new Promise((resolve) => {
+      this.ws.on("close", (code, reason) => {
+        sockets.delete(this.ws);
+        for (const p of this.#pending.values())
+          p.reject(new RpcError({ code: "CLOSED", message: `closed ${code}` }));
+        this.#pending.clear();
+        resolve({ code, reason: reason.toString("utf8") });
+        this.#wake();
+      });
+    });
+    this.ws.on("error", () => undefined);
+    this.ws.on("message", (data) => this.#onFrame(data.toString("utf8")));
+  }
+
+  /** Opens a socket and waits for the challenge (no connect yet). */
+  static async open(url: string): Promise<TestClient> {
+    const client = new TestClient(url);
+    await new Promise<void>((resolve, reject) => {
+      client.ws.once("open", () => resolve());
+      client.ws.once("error", reject);
+    });
+    await client.#challenge.promise;
+    return client;
+  }
+
+  /** Opens a socket and completes `connect`; rejects with an RpcError when refused. */
+  static async connect(url: string, options: ConnectOptions = {}): Promise<TestClient> {
+    const client = await TestClient.open(url);
+    client.hello = await client.sendConnect(options);
+    return client;
+  }
+
+  /** The `connect` params these options make (signed over the challenge when a device is given). */
+  connectParams(options: ConnectOptions = {}): Record<string, unknown> {
+    const role = options.role ?? "operator";
+    const scopes = options.scopes ?? [
+      "operator.read",
+      "operator.write",
+      "operator.admin",
+      "operator.approvals",
+      "operator.pairing",
+    ];
+    const clientId = options.clientId ?? "test";
+    const mode = options.mode ?? "test";
+    const auth: Record<string, string> = {};
+    if (options.token !== undefined) auth.token = options.token;
+    if (options.password !== undefined) auth.password = options.password;
+    if (options.deviceToken !== undefined) auth.deviceToken = options.deviceToken;
+    const params: Record<string, unknown> = {
+      minProtocol: options.minProtocol ?? 4,
+      maxProtocol: options.maxProtocol ?? 4,
+      client: { id: clientId, version: "1.0.0", platform: "linux", mode },
+      role,
+      scopes,
+      caps: options.caps ?? [],
+      ...(options.commands === undefined ? {} : { commands: options.commands }),
+      auth,
+    };
+    if (options.device !== undefined) {
+      params.device = signDeviceChallenge(options.device, {
+        nonce: options.signNonce ?? this.challenge!.nonce,
+        clientId,
+        clientMode: mode,
+        role,
+        scopes,
+        token: options.token ?? options.deviceToken ?? "",
+        platform: "linux",
+      });
+    }
+    return params;
+  }
+
+  sendConnect(options: ConnectOptions = {}): Promise<Wire> {
+    return this.request("connect", this.connectParams(options));
+  }
+
+  /** Sends a request whose params must match the method's params schema; resolves with the payload. */
+  request(method: string, params: unknown = {}): Promise<Wire> {
+    const def = PARAM_SCHEMAS[method];
+    if (def !== undefined) check(`params of ${method}`, def, params);
+    return this.requestUnchecked(method, params);
+  }
+
+  /** Sends a request without checking its params (for bad-input tests). */
+  requestUnchecked(method: string, params: unknown = {}): Promise<Wire> {
+    const id = `r${++nextId}`;
+    this.#methods.set(id, method);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { method, resolve, reject });
+      this.ws.send(JSON.stringify({ type: "req", id, method, params }));
+    });
+  }
+
+  /** Sends raw text. */
+  sendRaw(text: string | Buffer): void {
+    this.ws.send(text);
+  }
+
+  /** Waits for an event (already received or coming) matching `predicate`. */
+  async waitEvent(
+    event: string,
+    predicate: (payload: Wire) => boolean = () => true,
+    timeoutMs = 5_000,
+  ): Promise<EventFrame> {
+    return waitFor(
+      `event ${event}`,
+      () => this.events.find((e) => e.event === event && predicate(e.payload)),
+      timeoutMs,
+    );
+  }
+
+  /** Every response frame with this id (the `agent` method answers twice). */
+  responses(id: string): Frame[] {
+    return this.frames.filter((f) => f.type === "res" && f.id === id);
+  }
+
+  close(): Promise<{ code: number; reason: string }> {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    return this.closed;
+  }
+
+  #wake(): void {
+    for (const l of this.#listeners) l();
+  }
+
+  #onFrame(text: string): void {
+    let frame: Frame;
+    try {
+      frame = JSON.parse(text) as Frame;
+    } catch {
+      violations.push(`non-JSON frame: ${text.slice(0, 200)}`);
+      return;
+    }
+    checkFrame(frame, (id) => this.#methods.get(id));
+    this.frames.push(frame);
+    if (frame.type === "event") {
+      const event = frame as unknown as EventFrame;
+      this.events.push(event);
+      if (event.event === "connect.challenge") {
+        this.challenge = event.payload;
+        this.#challenge.resolve(event.payload);
+      }
+    } else if (frame.type === "res") {
+      const pending = this.#pending.get(frame.id as string);
+      if (pending !== undefined) {
+        this.#pending.delete(frame.id as string);
+        if (frame.ok === true) pending.resolve(frame.payload);
+        else pending.reject(new RpcError(frame.error as never));
+      }
+    }
+    this.#wake();
+  }
+}
+
+/** The RpcError a request fails with; fails the test if it succeeds. */
+export async function rpcError(promise: Promise<unknown>): Promise<RpcError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof RpcError) return error;
+    throw error;
+  }
+  throw new Error("expected the request to fail, but it succeeded");
+}
