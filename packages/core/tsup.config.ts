@@ -1,8 +1,8 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: { index: "src/index.ts", "testing/index": "src/testing/index.ts" },
-  external: ["vitest"],
+  entry: { index: "src/index.ts", "testing/index": "src/testing/index.ts", "otel/index": "src/otel/index.ts" },
+  external: ["vitest", "@opentelemetry/api"],
   format: ["esm"],
   target: "node20",
   platform: "node",
