@@ -3,7 +3,7 @@ import { AbortedError, InvalidArgumentError, NoProcessError, OverloadedError } f
 import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { Actor } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
-import type { PubSub } from "../runtime/pubsub.js";
+import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import type { SessionRecord, Store, TranscriptRecord } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
 import { type CostFunction, type ModelSource, runAgentLoop } from "./agent-loop.js";
@@ -76,6 +76,7 @@ export type SessionCall =
 type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
   | { type: "idle-check" }
+  | { type: "hibernate-if-idle" }
   | { type: "replay" };
 
 /** Fields of a session's metadata a client may change. */
@@ -247,6 +248,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#checkIdle();
     } else if (message.type === "replay") {
       await this.#replay();
+    } else if (message.type === "hibernate-if-idle") {
+      // Memory pressure: an idle session hibernates now rather than after hibernateAfterMs.
+      if (this.#active === null && this.#pending.length === 0) void this.stop("normal");
     }
   }
 
@@ -341,7 +345,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   /** The run that already holds durable-queue message `queueId`, if any. */
   #holding(queueId: string): { disposition: SendDisposition; runId: string } | undefined {
     const active = this.#active;
-    if (active !== null && active.queueIds.includes(queueId)) {
+    if (active?.queueIds.includes(queueId)) {
       return { disposition: "started", runId: active.runId };
     }
     for (const batch of this.#pending) {
@@ -470,8 +474,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #start(batch: Batch): void {
     const controller = new AbortController();
     const active: ActiveRun = { ...batch, controller, steered: [], startedAt: performance.now() };
-    // A killed or stopped session cancels its run, even when terminate never runs.
-    const signal = AbortSignal.any([controller.signal, this.signal]);
+    // A killed or stopped session cancels its run, even when terminate never runs. One
+    // listener, removed when the run ends (AbortSignal.any would leave an entry on the
+    // session's signal per run on Node 20).
+    const signal = controller.signal;
+    const sessionSignal = this.signal;
+    const onSessionStop = () => controller.abort(sessionSignal.reason);
+    if (sessionSignal.aborted) onSessionStop();
+    else sessionSignal.addEventListener("abort", onSessionStop, { once: true });
     this.#active = active;
     const agent = this.#ctx.resolveAgent(this.#agentId);
     const models = [
@@ -501,6 +511,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       ...(this.#ctx.cost === undefined ? {} : { cost: this.#ctx.cost }),
     });
     void loop.then((result) => {
+      sessionSignal.removeEventListener("abort", onSessionStop);
       if (!this.send({ type: "run-done", runId: batch.runId, result })) {
         // The session stopped meanwhile; terminate already told the logs.
       }
@@ -604,8 +615,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       });
     }
     const { pubsub } = this.#ctx;
-    pubsub.publish(`session:${this.key}`, event).catch(() => undefined);
-    pubsub.publish("events:global", event).catch(() => undefined);
+    if (pubsub instanceof LocalPubSub) {
+      // In-process fan-out needs no promise per event (a run streams many).
+      pubsub.publishSync(`session:${this.key}`, event);
+      pubsub.publishSync("events:global", event);
+    } else {
+      pubsub.publish(`session:${this.key}`, event).catch(() => undefined);
+      pubsub.publish("events:global", event).catch(() => undefined);
+    }
   }
 
   #emitTo(logs: RunEventLog[], event: RunEvent): void {

@@ -33,6 +33,9 @@ export interface UsageFilter {
   sessionKey?: string;
 }
 
+/** How many sessions' in-process totals the meter keeps. */
+const MAX_TRACKED_SESSIONS = 10_000;
+
 function zero(): UsageTotals {
   return {
     calls: 0,
@@ -96,11 +99,18 @@ export class UsageMeter {
       this.#byKey.set(key, slot);
     }
     add(slot.totals, entry);
+    // Recently active sessions only: a bounded map, least recently used first out (a
+    // session's lifetime totals live in its metadata).
     let session = this.#bySession.get(entry.sessionKey);
     if (session === undefined) {
       session = zero();
-      this.#bySession.set(entry.sessionKey, session);
+      if (this.#bySession.size >= MAX_TRACKED_SESSIONS) {
+        this.#bySession.delete(this.#bySession.keys().next().value!);
+      }
+    } else {
+      this.#bySession.delete(entry.sessionKey);
     }
+    this.#bySession.set(entry.sessionKey, session);
     add(session, entry);
     // Persist the delta: read-modify-write, serialized so concurrent records never race.
     this.#writes = this.#writes
@@ -112,7 +122,11 @@ export class UsageMeter {
       .catch(() => undefined);
   }
 
-  /** Sums everything recorded in this process that matches `filter`. */
+  /**
+   * Sums everything recorded in this process that matches `filter`. Per-session totals are
+   * kept for the 10,000 most recently active sessions; a session's lifetime totals are in its
+   * metadata.
+   */
   totals(filter: UsageFilter = {}): UsageTotals {
     if (filter.sessionKey !== undefined) {
       const session = this.#bySession.get(filter.sessionKey);

@@ -1,0 +1,253 @@
+/**
+ * Benchmark: agent turns per second through the whole session layer (`AgentRuntime` over a
+ * `MemoryStore`, a `ProviderChain`, the supervised tool runner), against a bare hand-written
+ * loop doing the same work over the same provider: the limit.
+ *
+ * A turn: a user message is sent to a session; the model answers with one tool call; the tool
+ * runs; the model streams 20 text chunks; the caller consumes the run's events and awaits its
+ * result. Two providers: a zero-latency in-process `ModelProvider`, and a local
+ * OpenAI-compatible HTTP server (SSE, in a worker thread) used through
+ * `createOpenAICompatibleProvider` from `@beamclaw/providers`. Concurrency 1 (sequential
+ * turns on one session) and 1,000 (1,000 sessions, one turn each in flight at once, repeated).
+ *
+ * Each variant runs with a fresh runtime and store (or fresh histories, for the bare loop)
+ * per round, primed with one untimed turn per session; the variants of one provider and
+ * concurrency are interleaved within each round (rotating order, full GC before each), and
+ * the median over the measured rounds is reported.
+ */
+import os from "node:os";
+import { performance } from "node:perf_hooks";
+import {
+  bareTurn,
+  chainOf,
+  createHttpProvider,
+  createInProcessProvider,
+  directSource,
+  runtimeTurn,
+  sessionKey,
+  startOpenAIServer,
+  startRuntime,
+} from "./agent-fixtures.mjs";
+import { formatDuration, formatRate, fullGc, log, median, runBenchmark } from "./lib.mjs";
+
+/** A bare-loop variant: `sessions` histories, `reps` turns each (all sessions at once). */
+function bareVariant(provider) {
+  return {
+    id: "bare",
+    async prepare(sessions) {
+      const histories = Array.from({ length: sessions }, () => []);
+      await Promise.all(histories.map((history) => bareTurn(provider, history)));
+      return {
+        async run(reps) {
+          if (histories.length === 1) {
+            const [history] = histories;
+            for (let i = 0; i < reps; i++) await bareTurn(provider, history);
+            return;
+          }
+          for (let i = 0; i < reps; i++) {
+            await Promise.all(histories.map((history) => bareTurn(provider, history)));
+          }
+        },
+        async close() {},
+      };
+    },
+  };
+}
+
+/** A runtime variant: a fresh runtime and store, `sessions` sessions with distinct keys. */
+function runtimeVariant(id, makeModels) {
+  return {
+    id,
+    async prepare(sessions) {
+      const { runtime, store } = await startRuntime({ models: makeModels() });
+      const handles = Array.from({ length: sessions }, (_, i) =>
+        runtime.session(sessionKey("turns", i)),
+      );
+      await Promise.all(handles.map((session) => runtimeTurn(session)));
+      return {
+        async run(reps) {
+          if (handles.length === 1) {
+            const [session] = handles;
+            for (let i = 0; i < reps; i++) await runtimeTurn(session);
+            return;
+          }
+          for (let i = 0; i < reps; i++) {
+            await Promise.all(handles.map((session) => runtimeTurn(session)));
+          }
+        },
+        async close() {
+          await runtime.stop();
+          await store.close();
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Runs one series (one provider, one concurrency): every variant once per round, in rotating
+ * order; returns the turns/s samples of the measured rounds by variant id.
+ */
+async function series({ label, variants, sessions, reps, warmupRounds, rounds }) {
+  const samples = new Map(variants.map((v) => [v.id, []]));
+  for (let round = -warmupRounds; round < rounds; round++) {
+    const offset = ((round % variants.length) + variants.length) % variants.length;
+    for (let k = 0; k < variants.length; k++) {
+      const variant = variants[(k + offset) % variants.length];
+      const prepared = await variant.prepare(sessions);
+      try {
+        fullGc();
+        const start = performance.now();
+        await prepared.run(reps);
+        const elapsedMs = performance.now() - start;
+        if (round >= 0) samples.get(variant.id).push(((sessions * reps) / elapsedMs) * 1000);
+      } finally {
+        await prepared.close();
+      }
+    }
+    log(
+      round < 0
+        ? `turns: ${label}: warm-up round done`
+        : `turns: ${label}: round ${round + 1}/${rounds} done`,
+    );
+  }
+  return samples;
+}
+
+function perTurn(rate) {
+  return formatDuration(1000 / rate);
+}
+
+async function main({ quick }) {
+  const loadBefore = os.loadavg()[0];
+  const inProcess = createInProcessProvider();
+  const server = await startOpenAIServer();
+  try {
+    const http = createHttpProvider(server.baseUrl);
+    // Quick mode leaves out the informational no-chain variant (it only has to not rot).
+    const inProcessVariants = [
+      bareVariant(inProcess),
+      runtimeVariant("chain", () => chainOf(inProcess)),
+      ...(quick ? [] : [runtimeVariant("direct", () => directSource(inProcess))]),
+    ];
+    const plans = [
+      {
+        key: "local-1",
+        provider: "in-process provider",
+        label: "in-process, concurrency 1",
+        sessions: 1,
+        reps: quick ? 300 : 5_000,
+        warmupRounds: 1,
+        rounds: quick ? 1 : 5,
+        target: 50,
+        variants: inProcessVariants,
+      },
+      {
+        key: "local-1000",
+        provider: "in-process provider",
+        label: "in-process, concurrency 1,000",
+        sessions: 1000,
+        reps: quick ? 1 : 3,
+        warmupRounds: quick ? 0 : 1,
+        rounds: quick ? 1 : 5,
+        target: 50,
+        variants: inProcessVariants,
+      },
+      {
+        key: "http-1",
+        provider: "local OpenAI-compatible HTTP server",
+        label: "HTTP, concurrency 1",
+        sessions: 1,
+        reps: quick ? 10 : 500,
+        warmupRounds: quick ? 0 : 1,
+        rounds: quick ? 1 : 4,
+        target: 80,
+        variants: [bareVariant(http), runtimeVariant("chain", () => chainOf(http))],
+      },
+      {
+        key: "http-1000",
+        provider: "local OpenAI-compatible HTTP server",
+        label: `HTTP, concurrency ${quick ? 50 : "1,000"}`,
+        sessions: quick ? 50 : 1000,
+        reps: 1,
+        warmupRounds: quick ? 0 : 1,
+        rounds: quick ? 1 : 3,
+        target: 80,
+        variants: [bareVariant(http), runtimeVariant("chain", () => chainOf(http))],
+      },
+    ];
+
+    const rows = [];
+    const notes = [];
+    const spreads = [];
+    for (const plan of plans) {
+      const samples = await series(plan);
+      const bare = median(samples.get("bare"));
+      const baseline = `${formatRate(bare, "turn")} (${perTurn(bare)}/turn)`;
+      const concurrency = plan.sessions.toLocaleString("en-US");
+      for (const [id, what, withTarget] of [
+        ["chain", "runtime with a `ProviderChain`", true],
+        ["direct", "runtime, provider as the `ModelSource` (no chain)", false],
+      ]) {
+        if (!samples.has(id)) continue;
+        const rate = median(samples.get(id));
+        const percent = (rate / bare) * 100;
+        rows.push({
+          measurement: `${plan.provider}, concurrency ${concurrency}: ${what}`,
+          figure: `${formatRate(rate, "turn")} (${perTurn(rate)}/turn)`,
+          baseline,
+          ratio: `${percent.toFixed(1)}% of the limit`,
+          target: withTarget ? `≥ ${plan.target}%` : "—",
+          met: withTarget ? percent >= plan.target : null,
+        });
+        if (withTarget) {
+          const addedMs = 1000 / rate - 1000 / bare;
+          notes.push(
+            `${plan.label}: the session layer adds ${addedMs > 0 ? formatDuration(addedMs) : "nothing measurable (noise)"} per turn over the bare loop.`,
+          );
+        }
+      }
+      const spread = [...samples]
+        .map(
+          ([id, s]) =>
+            `${id} ${formatRate(Math.min(...s), "turn")} – ${formatRate(Math.max(...s), "turn")}`,
+        )
+        .join(", ");
+      spreads.push(`${plan.label}: ${spread}`);
+    }
+
+    const params = plans
+      .map(
+        (p) =>
+          `${p.label}: ${p.sessions.toLocaleString("en-US")} session(s) × ${p.reps.toLocaleString("en-US")} turns per round, ${p.warmupRounds} warm-up + ${p.rounds} measured round(s)`,
+      )
+      .join("; ");
+    return {
+      id: "turns",
+      title: "6. Agent turns per second vs a bare loop",
+      description:
+        "A turn: `session.send(message)` to an `AgentRuntime` over a `MemoryStore`; the model " +
+        "answers with one tool call (a `defineTool` tool, zod-validated, run by the supervised " +
+        "tool runner), then streams 20 text chunks; every event of the run is consumed and " +
+        "its result awaited. The baseline (the limit) is a bare hand-written loop over the same " +
+        "provider: stream, run the same tool function, stream again, keeping the same history " +
+        "(no actors, store, events or chain). Providers: a zero-latency in-process " +
+        "`ModelProvider`, and a local OpenAI-compatible HTTP server (node:http on 127.0.0.1, SSE " +
+        "`chat.completion.chunk`s, in a worker thread) through `createOpenAICompatibleProvider`. " +
+        "Concurrency 1 is sequential turns on one session; concurrency N is N sessions (distinct " +
+        "keys) with one turn each in flight at once, repeated. Ratio = figure ÷ baseline, as a " +
+        "percentage of the limit.",
+      params: `${params}; variants interleaved, fresh runtime and store per round, one untimed priming turn per session, median reported`,
+      rows,
+      notes: [
+        ...notes,
+        `Spread over rounds: ${spreads.join("; ")}.`,
+        `Load average (1 min) at start / end of this benchmark: ${loadBefore.toFixed(2)} / ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores (the HTTP server's worker thread needs a core too).`,
+      ],
+    };
+  } finally {
+    await server.close();
+  }
+}
+
+runBenchmark(main);
