@@ -1,7 +1,13 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: { index: "src/index.ts", "webhook/index": "src/webhook/index.ts" },
+  entry: {
+    index: "src/index.ts",
+    "discord/index": "src/discord/index.ts",
+    "slack/index": "src/slack/index.ts",
+    "telegram/index": "src/telegram/index.ts",
+    "webhook/index": "src/webhook/index.ts",
+  },
   external: ["@beamclaw/core"],
   format: ["esm"],
   target: "node20",

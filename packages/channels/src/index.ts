@@ -4,4 +4,7 @@
  *
  * @packageDocumentation
  */
+export * from "./discord/index.js";
+export * from "./slack/index.js";
+export * from "./telegram/index.js";
 export * from "./webhook/index.js";

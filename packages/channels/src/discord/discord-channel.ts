@@ -1,0 +1,724 @@
+/**
+ * The Discord channel: a bot account on the Discord gateway (`@discordjs/ws`) and REST API
+ * (`@discordjs/rest`, called through `@discordjs/core`'s `API`).
+ */
+import {
+  AlreadyStartedError,
+  type ChannelCapabilities,
+  type ChannelContext,
+  type ChannelGatewayMethod,
+  type ChannelLogger,
+  type ChannelPlugin,
+  ChannelSendError,
+  type ChannelSendOptions,
+  type ChannelTarget,
+  InvalidArgumentError,
+  InvalidInboundError,
+  NoProcessError,
+  type OutboundMedia,
+  type SentMessage,
+} from "@beamclaw/core";
+import type { API, APIAllowedMentions } from "@discordjs/core/http-only";
+import type { RateLimitData, REST, RESTOptions } from "@discordjs/rest";
+import { DiscordDirectory, type KnownChannel, toKnownChannel } from "./directory.js";
+import type { DiscordGatewayError } from "./errors.js";
+import {
+  type DiscordGatewaySettings,
+  GatewayConnection,
+  type GatewayDispatch,
+  IdentifyThrottle,
+} from "./gateway.js";
+import { toInbound } from "./inbound.js";
+import { type DiscordLibraries, loadDiscordLibraries } from "./libraries.js";
+import { nonceFor, reactionEmoji, toSendError } from "./outbound.js";
+import { GatewaySessions } from "./sessions.js";
+
+/**
+ * Gateway intents (bit flags), for `intents`.
+ * https://discord.com/developers/docs/events/gateway#gateway-intents
+ *
+ * @example
+ * ```ts
+ * // Without the privileged Message Content intent: DMs and mentions only.
+ * createDiscordChannel({
+ *   token,
+ *   intents: DiscordIntents.Guilds | DiscordIntents.GuildMessages | DiscordIntents.DirectMessages,
+ * });
+ * ```
+ */
+export const DiscordIntents = {
+  Guilds: 1 << 0,
+  GuildMessages: 1 << 9,
+  GuildMessageReactions: 1 << 10,
+  DirectMessages: 1 << 12,
+  DirectMessageReactions: 1 << 13,
+  /** Privileged: enable it in the Developer Portal (Bot → Privileged Gateway Intents). */
+  MessageContent: 1 << 15,
+} as const;
+
+/** GUILDS | GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT: what the channel needs. */
+export const DEFAULT_DISCORD_INTENTS =
+  DiscordIntents.Guilds |
+  DiscordIntents.GuildMessages |
+  DiscordIntents.DirectMessages |
+  DiscordIntents.MessageContent;
+
+/** Discord's limit of a message's `content`. */
+export const DISCORD_MAX_MESSAGE_LENGTH = 2000;
+
+/** Which mentions in the bot's messages may ping (Discord's `allowed_mentions`). */
+export interface DiscordAllowedMentions {
+  /** Mention kinds parsed from the text. Default `["users"]`: never `@everyone` or roles. */
+  parse?: Array<"users" | "roles" | "everyone">;
+  /** Whether a reply pings the author of the message replied to. Default true. */
+  repliedUser?: boolean;
+}
+
+/** Options of {@link createDiscordChannel}. */
+export interface DiscordChannelOptions {
+  /** The bot token (Developer Portal → your application → Bot → Reset Token). */
+  token: string;
+  /** The channel id (and session-key segment). Default `discord`. */
+  id?: string;
+  /** The account id inbound messages carry (several bots side by side). Default `default`. */
+  accountId?: string;
+  /**
+   * Gateway intents. Default {@link DEFAULT_DISCORD_INTENTS}. Without `MessageContent` the
+   * bot sees the text of DMs and of messages that mention it only.
+   */
+  intents?: number;
+  /** Take messages of other bots and webhooks too (beware of two bots answering each other). Default false. */
+  allowBots?: boolean;
+  /** Which mentions in the bot's messages may ping. Default users only. */
+  allowedMentions?: DiscordAllowedMentions;
+  /**
+   * The longest rate-limit wait `@discordjs/rest` may sit out inside one send. A longer one
+   * (a global limit, a long route limit) fails the send with a retryable `ChannelSendError`
+   * carrying `retryAfterMs`, and the host's outbox retries after it. Default 5000.
+   */
+  maxRateLimitWaitMs?: number;
+  /** How long `start` waits for READY (or RESUMED). Default 30 000. */
+  connectTimeoutMs?: number;
+  /**
+   * The least time between two IDENTIFYs of one rate-limit bucket (Discord allows
+   * `max_concurrency` per 5 s). Default 5000.
+   */
+  identifyIntervalMs?: number;
+  /**
+   * `@discordjs/rest` options: `api` (base URL, default `https://discord.com/api`),
+   * `timeout`, `retries`, `offset`, `makeRequest` (default: the global `fetch`), ...
+   */
+  rest?: Partial<
+    Omit<
+      RESTOptions,
+      "rejectOnRateLimit" | "authPrefix" | "hashSweepInterval" | "handlerSweepInterval"
+    >
+  >;
+  /** `@discordjs/ws` options: sharding, compression, presence. */
+  gateway?: DiscordGatewaySettings;
+}
+
+/** What is in flight for one `start` (one gateway connection and its inbound work). */
+interface Run {
+  readonly ctx: ChannelContext;
+  readonly connection: GatewayConnection;
+  /** Aborted by `stop`: lookups end, no further message is handed to the host. */
+  readonly controller: AbortController;
+  /** MESSAGE_CREATEs are normalized one after another, in arrival order. */
+  chain: Promise<void>;
+  /** `ctx.receive` calls not yet settled. */
+  readonly receiving: Set<Promise<void>>;
+  /** `ctx.disconnected` was called: the next start resumes. */
+  reported: boolean;
+  /** A loss to report once `start` resolved (the host ignores reports before). */
+  pendingReport: { error: unknown } | undefined;
+  /**
+   * The host failed to take a message: no further message is handed over on this
+   * connection (they are replayed, in order, after the reconnect).
+   */
+  refused: boolean;
+  started: boolean;
+}
+
+/** Receives in flight above which normalizing waits (backpressure on a slow host). */
+const MAX_RECEIVING = 256;
+/** How long `stop` waits for messages being handed to the host. */
+const STOP_DRAIN_MS = 5_000;
+
+const silentLogger: ChannelLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+function positiveInteger(value: number | undefined, name: string, fallback: number, min = 0) {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < min) {
+    throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${String(value)}`);
+  }
+  return n;
+}
+
+async function settleWithin(promises: Iterable<Promise<unknown>>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.allSettled(promises),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+/**
+ * The Discord channel (v1 channel plugin): a bot in guild channels, threads and DMs.
+ *
+ * Inbound, from the gateway (intents GUILDS, GUILD_MESSAGES, DIRECT_MESSAGES,
+ * MESSAGE_CONTENT): a message in a guild channel is a `group` message of that channel; in a
+ * thread (forum posts included), of the thread's parent with `threadId`; a DM is `direct`
+ * with `chatId` = the author's user id (replies open or reuse the DM channel). `mentions.bot`
+ * is an @-mention of the bot (or of its role) or a reply to one of its messages; `<@id>`
+ * mentions read as `@name`. The bot's own messages, other bots', webhooks' and system
+ * messages are ignored.
+ *
+ * Delivery: the gateway session is resumed after a lost connection, and the sequence it
+ * resumes from is the last event the host *took* (`ctx.receive` resolved): nothing received
+ * but not yet taken is lost, nothing taken is handed over twice.
+ *
+ * Outbound, over REST: `POST /channels/{id}/messages` with `nonce` + `enforce_nonce` from
+ * the host's idempotency key (a retried send cannot post twice) and `message_reference`
+ * for replies; `PATCH` for edits; `POST .../typing`; reactions; files as attachments.
+ * Rate limits are `@discordjs/rest`'s: short waits are sat out, long ones surface as a
+ * retryable `ChannelSendError` with `retryAfterMs`.
+ *
+ * @example
+ * ```ts
+ * const discord = createDiscordChannel({ token: process.env.DISCORD_TOKEN! });
+ * const channels = new ChannelManager({
+ *   runtime,
+ *   channels: [{ plugin: discord, dmPolicy: "pairing", groupPolicy: "open", requireMention: true }],
+ * });
+ * await channels.start(); // connected: the bot answers DMs and @-mentions
+ * ```
+ */
+export class DiscordChannel implements ChannelPlugin {
+  readonly specificationVersion = "v1" as const;
+  readonly id: string;
+  readonly meta = {
+    label: "Discord",
+    description: "A Discord bot: guild channels, threads and direct messages.",
+    docsUrl: "https://github.com/beamclaw/beamclaw/tree/main/packages/channels#discord",
+  };
+  readonly capabilities: ChannelCapabilities = {
+    directMessages: true,
+    groups: true,
+    threads: true,
+    media: true,
+    edits: true,
+    reactions: true,
+    typing: true,
+    maxMessageLength: DISCORD_MAX_MESSAGE_LENGTH,
+  };
+  readonly gatewayMethods: Readonly<Record<string, ChannelGatewayMethod>>;
+
+  readonly #options: DiscordChannelOptions;
+  readonly #token: string;
+  readonly #accountId: string;
+  readonly #intents: number;
+  readonly #maxRateLimitWaitMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #allowedMentions: APIAllowedMentions;
+  readonly #directory = new DiscordDirectory();
+  readonly #sessions = new GatewaySessions();
+  readonly #identify: IdentifyThrottle;
+  readonly #dmOpening = new Map<string, Promise<string>>();
+  #libraries: DiscordLibraries | undefined;
+  #client: { rest: REST; api: API } | undefined;
+  #run: Run | null = null;
+
+  constructor(options: DiscordChannelOptions) {
+    if (typeof options?.token !== "string" || options.token.trim().length === 0) {
+      throw new InvalidArgumentError("a Discord channel needs the bot token (options.token)");
+    }
+    // A token pasted with its HTTP prefix still works.
+    this.#token = options.token.trim().replace(/^Bot\s+/i, "");
+    this.id = options.id ?? "discord";
+    this.#accountId = options.accountId ?? "default";
+    this.#intents = positiveInteger(options.intents, "intents", DEFAULT_DISCORD_INTENTS);
+    this.#maxRateLimitWaitMs = positiveInteger(
+      options.maxRateLimitWaitMs,
+      "maxRateLimitWaitMs",
+      5_000,
+    );
+    this.#connectTimeoutMs = positiveInteger(
+      options.connectTimeoutMs,
+      "connectTimeoutMs",
+      30_000,
+      1,
+    );
+    this.#identify = new IdentifyThrottle(
+      positiveInteger(options.identifyIntervalMs, "identifyIntervalMs", 5_000),
+    );
+    const parse = options.allowedMentions?.parse ?? ["users"];
+    for (const kind of parse) {
+      if (kind !== "users" && kind !== "roles" && kind !== "everyone") {
+        throw new InvalidArgumentError(
+          `allowedMentions.parse: unknown kind ${JSON.stringify(kind)}`,
+        );
+      }
+    }
+    this.#allowedMentions = {
+      // The API's enum values are these strings.
+      parse: [...parse] as unknown as NonNullable<APIAllowedMentions["parse"]>,
+      replied_user: options.allowedMentions?.repliedUser ?? true,
+    };
+    this.#options = options;
+    this.gatewayMethods = {
+      info: {
+        description: "The bot user and the state of its gateway connection.",
+        scope: "operator.read",
+        handler: () => {
+          const run = this.#run;
+          const bot = this.#directory.bot;
+          return {
+            connected: run?.connection.open ?? false,
+            user: bot === undefined ? null : { id: bot.id, username: bot.username },
+            resumable: this.#sessions.resumable,
+            resumed: run?.connection.resumed ?? false,
+            latencyMs: run?.connection.latencyMs ?? null,
+          };
+        },
+      },
+    };
+  }
+
+  /** The bot's user once READY was received: `{ id, username }`. */
+  get user(): { id: string; username: string } | undefined {
+    const bot = this.#directory.bot;
+    return bot === undefined ? undefined : { id: bot.id, username: bot.username };
+  }
+
+  async start(ctx: ChannelContext): Promise<void> {
+    if (this.#run !== null) {
+      throw new AlreadyStartedError(`discord channel "${this.id}" is already started`);
+    }
+    const libraries = await this.#load();
+    const { rest } = this.#restClient(libraries);
+    this.#sessions.newConnection();
+    const controller = new AbortController();
+    const run: Run = {
+      ctx,
+      controller,
+      chain: Promise.resolve(),
+      receiving: new Set(),
+      reported: false,
+      pendingReport: undefined,
+      refused: false,
+      started: false,
+      connection: new GatewayConnection({
+        libraries,
+        rest,
+        token: this.#token,
+        intents: this.#intents,
+        sessions: this.#sessions,
+        identify: this.#identify,
+        settings: this.#options.gateway ?? {},
+        logger: ctx.logger,
+        onDispatch: (payload, shardId) => this.#dispatch(run, payload, shardId),
+        onLost: (error) => this.#lost(run, error),
+      }),
+    };
+    this.#run = run;
+    try {
+      await run.connection.connect(
+        AbortSignal.any([ctx.signal, controller.signal]),
+        this.#connectTimeoutMs,
+      );
+    } catch (error) {
+      if (this.#run === run) this.#run = null;
+      controller.abort();
+      await run.connection.close(true);
+      throw error;
+    }
+    run.started = true;
+    if (run.pendingReport !== undefined) this.#report(run, run.pendingReport.error);
+    ctx.logger.info("discord connected", {
+      user: this.#directory.bot?.username,
+      resumed: run.connection.resumed,
+    });
+  }
+
+  async stop(): Promise<void> {
+    const run = this.#run;
+    if (run === null) return;
+    this.#run = null;
+    run.controller.abort();
+    // Messages already handed to the host finish first, so that their sequence is
+    // acknowledged before the session is closed (and resumed after them next time).
+    await settleWithin([run.chain, ...run.receiving], STOP_DRAIN_MS);
+    await run.connection.close(run.reported || run.connection.lost);
+  }
+
+  sendText(
+    target: ChannelTarget,
+    text: string,
+    options?: ChannelSendOptions,
+  ): Promise<SentMessage> {
+    return this.#call("send a message", options, async (api, signal) => {
+      this.#checkLength(text, "text");
+      if (text.length === 0) {
+        throw new ChannelSendError(this.id, "Discord cannot send an empty message", {
+          isRetryable: false,
+        });
+      }
+      const channelId = await this.#channelOf(target, signal);
+      const message = await api.channels.createMessage(
+        channelId,
+        { content: text, ...this.#common(options) },
+        { signal },
+      );
+      return { messageId: message.id };
+    });
+  }
+
+  sendMedia(
+    target: ChannelTarget,
+    media: OutboundMedia,
+    options?: ChannelSendOptions,
+  ): Promise<SentMessage> {
+    return this.#call("send a file", options, async (api, signal) => {
+      const caption = media.caption ?? "";
+      let body: Parameters<API["channels"]["createMessage"]>[1];
+      if (media.data !== undefined) {
+        const data = Buffer.from(media.data, "base64");
+        const name = media.name ?? `${media.kind}${extensionOf(media.mediaType)}`;
+        body = {
+          ...(caption.length > 0 ? { content: caption } : {}),
+          files: [
+            {
+              name,
+              data,
+              ...(media.mediaType === undefined ? {} : { contentType: media.mediaType }),
+            },
+          ],
+        };
+      } else if (media.url !== undefined) {
+        // Discord takes files as uploads only; a URL is shown as an embedded image, or as a
+        // link Discord unfurls.
+        body =
+          media.kind === "image"
+            ? {
+                ...(caption.length > 0 ? { content: caption } : {}),
+                embeds: [{ image: { url: media.url } }],
+              }
+            : { content: caption.length > 0 ? `${caption}\n${media.url}` : media.url };
+      } else {
+        throw new ChannelSendError(this.id, "media needs a url or data", { isRetryable: false });
+      }
+      this.#checkLength(body.content ?? "", "caption");
+      const channelId = await this.#channelOf(target, signal);
+      const message = await api.channels.createMessage(
+        channelId,
+        { ...body, ...this.#common(options) },
+        { signal },
+      );
+      return { messageId: message.id };
+    });
+  }
+
+  async edit(
+    target: ChannelTarget,
+    messageId: string,
+    text: string,
+    options?: ChannelSendOptions,
+  ): Promise<void> {
+    await this.#call("edit a message", options, async (api, signal) => {
+      this.#checkLength(text, "text");
+      const channelId = await this.#channelOf(target, signal);
+      await api.channels.editMessage(
+        channelId,
+        messageId,
+        { content: text, allowed_mentions: this.#allowedMentions },
+        { signal },
+      );
+    });
+  }
+
+  async typing(target: ChannelTarget, options?: ChannelSendOptions): Promise<void> {
+    await this.#call("show typing", options, async (api, signal) => {
+      await api.channels.showTyping(await this.#channelOf(target, signal), { signal });
+    });
+  }
+
+  async react(
+    target: ChannelTarget,
+    messageId: string,
+    emoji: string,
+    options?: ChannelSendOptions,
+  ): Promise<void> {
+    await this.#call("add a reaction", options, async (api, signal) => {
+      const channelId = await this.#channelOf(target, signal);
+      await api.channels.addMessageReaction(channelId, messageId, reactionEmoji(emoji), {
+        signal,
+      });
+    });
+  }
+
+  // ------------------------------------------------------------------ inbound
+
+  #dispatch(run: Run, payload: GatewayDispatch, shardId: number): void {
+    this.#directory.apply(payload.t, payload.d);
+    const ticket = this.#sessions.begin(shardId, payload.s);
+    if (ticket === "replayed") {
+      run.ctx.logger.debug("discord event replayed after a resume; already taken", {
+        type: payload.t,
+        sequence: payload.s,
+      });
+      return;
+    }
+    if (payload.t !== "MESSAGE_CREATE") {
+      ticket.complete();
+      return;
+    }
+    run.chain = run.chain.then(() =>
+      this.#handleMessage(run, payload, ticket).catch((error: unknown) => {
+        // toInbound does not throw on odd payloads; this is a bug. Skip the one message
+        // rather than replay it into the same failure after every reconnect.
+        run.ctx.logger.error("discord message could not be handled; skipped", {
+          sequence: payload.s,
+          error,
+        });
+        ticket.complete();
+      }),
+    );
+  }
+
+  async #handleMessage(
+    run: Run,
+    payload: GatewayDispatch,
+    ticket: { complete(): void },
+  ): Promise<void> {
+    const { ctx, controller } = run;
+    // Not taken now: left unacknowledged, the resumed session replays it.
+    if (controller.signal.aborted || ctx.signal.aborted || run.refused) return;
+    const decision = await toInbound(payload.d, {
+      directory: this.#directory,
+      allowBots: this.#options.allowBots ?? false,
+      lookupChannel: (id) => this.#lookupChannel(id, controller.signal, ctx.logger),
+    });
+    if (decision.kind === "skip") {
+      if (decision.reason.startsWith("malformed")) {
+        ctx.logger.warn("discord message skipped", {
+          reason: decision.reason,
+          sequence: payload.s,
+        });
+      }
+      ticket.complete();
+      return;
+    }
+    while (run.receiving.size >= MAX_RECEIVING) await Promise.race(run.receiving);
+    if (controller.signal.aborted || ctx.signal.aborted || run.refused) return;
+    const input = { ...decision.input, accountId: this.#accountId };
+    let receiving: Promise<void>;
+    try {
+      receiving = ctx.receive(input).then(
+        (result) => {
+          ticket.complete();
+          ctx.logger.debug("discord message taken", {
+            messageId: input.messageId,
+            status: result.status,
+          });
+        },
+        (error: unknown) => this.#refused(run, error, input.messageId, () => ticket.complete()),
+      );
+    } catch (error) {
+      receiving = Promise.resolve(
+        this.#refused(run, error, input.messageId, () => ticket.complete()),
+      );
+    }
+    run.receiving.add(receiving);
+    void receiving.finally(() => run.receiving.delete(receiving));
+  }
+
+  /** What a failed `ctx.receive` means for the message. */
+  #refused(run: Run, error: unknown, messageId: string, acknowledge: () => void): void {
+    if (InvalidInboundError.isInstance(error)) {
+      // It will never be taken: acknowledge it rather than have it replayed for ever.
+      run.ctx.logger.warn("discord message refused as malformed", { messageId, error });
+      acknowledge();
+      return;
+    }
+    if (NoProcessError.isInstance(error)) return; // a stale context: the next connection replays it
+    // The host could not take it (its store failed, say): reconnect, and the resumed session
+    // replays it from the last acknowledged event.
+    run.refused = true;
+    run.ctx.logger.error("discord message could not be handed to the host; reconnecting", {
+      messageId,
+      error,
+    });
+    this.#report(run, error);
+  }
+
+  #lost(run: Run, error: DiscordGatewayError): void {
+    run.ctx.logger.warn("discord gateway connection lost", {
+      closeCode: error.closeCode,
+      error,
+    });
+    this.#report(run, error);
+  }
+
+  #report(run: Run, error: unknown): void {
+    if (run.reported || this.#run !== run) return;
+    if (!run.started) {
+      run.pendingReport ??= { error };
+      return;
+    }
+    run.reported = true;
+    run.ctx.disconnected(error);
+  }
+
+  async #lookupChannel(
+    channelId: string,
+    signal: AbortSignal,
+    logger: ChannelLogger,
+  ): Promise<KnownChannel | undefined> {
+    try {
+      const { api } = this.#restClient(await this.#load());
+      const channel = toKnownChannel(await api.channels.get(channelId, { signal }));
+      if (channel !== undefined) this.#directory.rememberChannel(channel);
+      return channel;
+    } catch (error) {
+      // The message still goes to the host, under its own channel: better than losing it.
+      logger.warn("discord channel look-up failed; the message is taken as the channel's own", {
+        channelId,
+        error,
+      });
+      return undefined;
+    }
+  }
+
+  // ------------------------------------------------------------------ outbound
+
+  async #load(): Promise<DiscordLibraries> {
+    this.#libraries ??= await loadDiscordLibraries();
+    return this.#libraries;
+  }
+
+  /** The REST client, made once: its rate-limit buckets outlive reconnects. No timers. */
+  #restClient(libraries: DiscordLibraries): { rest: REST; api: API } {
+    if (this.#client === undefined) {
+      const rest = new libraries.rest.REST({
+        // The global fetch: REST traffic goes through the process's own HTTP stack (its
+        // dispatcher and proxy settings).
+        makeRequest: ((url: string, init: RequestInit) =>
+          fetch(url, init)) as unknown as RESTOptions["makeRequest"],
+        ...this.#options.rest,
+        // Sweeping runs on intervals; buckets are few for one bot, and stop leaves no timer.
+        hashSweepInterval: 0,
+        handlerSweepInterval: 0,
+        rejectOnRateLimit: (limit: RateLimitData) => this.#rejectRateLimit(limit),
+      });
+      rest.on("rateLimited", (limit) => {
+        const logger = this.#run?.ctx.logger ?? silentLogger;
+        // A route's bucket running dry is routine; a global limit is worth a look.
+        (limit.global ? logger.warn : logger.debug).call(logger, "discord rate limit", {
+          route: limit.route,
+          global: limit.global,
+          retryAfterMs: limit.retryAfter,
+        });
+      });
+      this.#client = { rest, api: new libraries.core.API(rest) };
+    }
+    // Set again on each use: @discordjs/rest forgets the token after a 401.
+    this.#client.rest.setToken(this.#token);
+    return this.#client;
+  }
+
+  #rejectRateLimit(limit: RateLimitData): boolean {
+    return limit.retryAfter > this.#maxRateLimitWaitMs;
+  }
+
+  async #call<T>(
+    what: string,
+    options: ChannelSendOptions | undefined,
+    body: (api: API, signal: AbortSignal | undefined) => Promise<T>,
+  ): Promise<T> {
+    const signal = options?.signal;
+    try {
+      if (signal?.aborted) throw signal.reason ?? new Error("aborted");
+      const { api } = this.#restClient(await this.#load());
+      return await body(api, signal);
+    } catch (error) {
+      throw toSendError(this.id, what, error, this.#libraries, signal);
+    }
+  }
+
+  #checkLength(text: string, what: string): void {
+    if (text.length > DISCORD_MAX_MESSAGE_LENGTH) {
+      throw new ChannelSendError(
+        this.id,
+        `the ${what} is ${text.length} characters; Discord takes at most ${DISCORD_MAX_MESSAGE_LENGTH}`,
+        { isRetryable: false },
+      );
+    }
+  }
+
+  /** `nonce`, `allowed_mentions` and `message_reference` of a new message. */
+  #common(options: ChannelSendOptions | undefined) {
+    return {
+      allowed_mentions: this.#allowedMentions,
+      ...(options?.idempotencyKey === undefined
+        ? {}
+        : { nonce: nonceFor(options.idempotencyKey), enforce_nonce: true }),
+      ...(options?.replyToMessageId === undefined
+        ? {}
+        : {
+            // A reply to a deleted message is still sent, as a plain message.
+            message_reference: { message_id: options.replyToMessageId, fail_if_not_exists: false },
+          }),
+    };
+  }
+
+  /** The Discord channel a target means: its thread, its DM channel, or the channel itself. */
+  async #channelOf(target: ChannelTarget, signal: AbortSignal | undefined): Promise<string> {
+    if (typeof target?.chatId !== "string" || target.chatId.length === 0) {
+      throw new ChannelSendError(this.id, "target.chatId must be a non-empty string", {
+        isRetryable: false,
+      });
+    }
+    if (target.threadId !== undefined && target.threadId.length > 0) return target.threadId;
+    if (target.chatType !== "direct") return target.chatId;
+    return this.#dmChannel(target.chatId, signal);
+  }
+
+  /** The DM channel with a user: known from their messages, else opened (`POST /users/@me/channels`). */
+  async #dmChannel(userId: string, signal: AbortSignal | undefined): Promise<string> {
+    const known = this.#directory.dmChannelOf(userId);
+    if (known !== undefined) return known;
+    let opening = this.#dmOpening.get(userId);
+    if (opening === undefined) {
+      opening = (async () => {
+        const { api } = this.#restClient(await this.#load());
+        const channel = await api.users.createDM(userId, signal === undefined ? {} : { signal });
+        this.#directory.rememberDmChannel(userId, channel.id);
+        return channel.id;
+      })().finally(() => this.#dmOpening.delete(userId));
+      this.#dmOpening.set(userId, opening);
+    }
+    return opening;
+  }
+}
+
+function extensionOf(mediaType: string | undefined): string {
+  const subtype = mediaType?.split("/")[1]?.split(/[;+]/)[0];
+  return subtype === undefined || subtype.length === 0 ? "" : `.${subtype}`;
+}
+
+/**
+ * Creates a {@link DiscordChannel}.
+ *
+ * @throws InvalidArgumentError for a missing token or an invalid option.
+ * @example
+ * ```ts
+ * const discord = createDiscordChannel({ token: process.env.DISCORD_TOKEN! });
+ * ```
+ */
+export function createDiscordChannel(options: DiscordChannelOptions): DiscordChannel {
+  return new DiscordChannel(options);
+}

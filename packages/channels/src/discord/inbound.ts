@@ -1,0 +1,195 @@
+/**
+ * MESSAGE_CREATE -> the host's inbound message: who wrote it, where replies go (guild
+ * channel, thread under its parent, or the DM with its author), whom it mentions, what it
+ * replies to, its files.
+ */
+import type { InboundAttachment, InboundMessageInput } from "@beamclaw/core";
+import { type DiscordDirectory, isThreadType, type KnownChannel } from "./directory.js";
+
+/** Message types that carry something a person wrote (DEFAULT, REPLY). */
+const USER_MESSAGE_TYPES: ReadonlySet<number> = new Set([0, 19]);
+const REPLY = 19;
+
+/** What {@link toInbound} needs besides the event. */
+export interface InboundOptions {
+  directory: DiscordDirectory;
+  /** Messages of other bots and of webhooks are ignored unless this is true. */
+  allowBots: boolean;
+  /** Looks a channel up (REST) when the directory does not know it; `undefined` when that failed. */
+  lookupChannel(channelId: string): Promise<KnownChannel | undefined>;
+}
+
+/** A message for the host, or why there is none. */
+export type InboundDecision =
+  | { kind: "message"; input: InboundMessageInput }
+  | { kind: "skip"; reason: string };
+
+type Json = Record<string, unknown>;
+
+function record(value: unknown): Json | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as Json)
+    : undefined;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === "string" && value.length > 0 ? value : undefined;
+}
+
+/** A guild member's nickname, else the user's display name, else the username. */
+function displayName(user: Json | undefined, member: Json | undefined): string | undefined {
+  return text(member?.nick) ?? text(user?.global_name) ?? text(user?.username);
+}
+
+function attachmentKind(mediaType: string | undefined): InboundAttachment["kind"] {
+  if (mediaType?.startsWith("image/")) return "image";
+  if (mediaType?.startsWith("audio/")) return "audio";
+  if (mediaType?.startsWith("video/")) return "video";
+  return "file";
+}
+
+function attachmentsOf(raw: unknown): InboundAttachment[] {
+  if (!Array.isArray(raw)) return [];
+  const out: InboundAttachment[] = [];
+  for (const item of raw) {
+    const attachment = record(item);
+    const url = text(attachment?.url);
+    if (attachment === undefined || url === undefined) continue;
+    const mediaType = text(attachment.content_type);
+    const file: InboundAttachment = { kind: attachmentKind(mediaType), url };
+    if (mediaType !== undefined) file.mediaType = mediaType;
+    const name = text(attachment.filename);
+    if (name !== undefined) file.name = name;
+    if (typeof attachment.size === "number") file.size = attachment.size;
+    out.push(file);
+  }
+  return out;
+}
+
+/**
+ * Turns `<@id>` mentions of users the message names into `@name`, and `<#id>` mentions of
+ * known channels into `#name`, so the agent reads what the user saw.
+ */
+function renderMentions(
+  content: string,
+  names: ReadonlyMap<string, string>,
+  directory: DiscordDirectory,
+): string {
+  return content
+    .replace(/<@!?([^>\s]+)>/g, (token, id: string) => {
+      const name = names.get(id);
+      return name === undefined ? token : `@${name}`;
+    })
+    .replace(/<#([^>\s]+)>/g, (token, id: string) => {
+      const name = directory.channel(id)?.name;
+      return name === undefined ? token : `#${name}`;
+    });
+}
+
+/**
+ * Normalizes one MESSAGE_CREATE payload. A guild message goes to its channel (`group`), a
+ * message in a thread to the thread's parent with `threadId`, a DM to its author (`direct`,
+ * `chatId` = the user's id: replies find the DM channel from it). The bot's own messages,
+ * other bots' and webhooks' (unless `allowBots`) and system messages (joins, pins, ...)
+ * are skipped.
+ */
+export async function toInbound(data: unknown, options: InboundOptions): Promise<InboundDecision> {
+  const { directory } = options;
+  const message = record(data);
+  const id = text(message?.id);
+  const channelId = text(message?.channel_id);
+  const author = record(message?.author);
+  const authorId = text(author?.id);
+  if (message === undefined || id === undefined || channelId === undefined) {
+    return { kind: "skip", reason: "malformed: no id or channel_id" };
+  }
+  if (author === undefined || authorId === undefined) {
+    return { kind: "skip", reason: "malformed: no author" };
+  }
+  if (authorId === directory.bot?.id) return { kind: "skip", reason: "the bot's own message" };
+  if (!options.allowBots && (author.bot === true || text(message.webhook_id) !== undefined)) {
+    return { kind: "skip", reason: "a bot's or webhook's message" };
+  }
+  const type = typeof message.type === "number" ? message.type : 0;
+  if (!USER_MESSAGE_TYPES.has(type)) return { kind: "skip", reason: `system message type ${type}` };
+
+  const guildId = text(message.guild_id);
+  const member = record(message.member);
+  const peerName = displayName(author, member);
+  const input: InboundMessageInput = {
+    peer: peerName === undefined ? { id: authorId } : { id: authorId, name: peerName },
+    chatType: guildId === undefined ? "direct" : "group",
+    text: "",
+    messageId: id,
+    raw: message,
+  };
+
+  // Where the conversation is: a DM is keyed by its author; a thread sits under its parent.
+  let channel = directory.channel(channelId);
+  const declaredType = typeof message.channel_type === "number" ? message.channel_type : undefined;
+  const thread = isThreadType(declaredType ?? channel?.type);
+  if (guildId === undefined) {
+    input.chatId = authorId;
+    if (!thread) directory.rememberDmChannel(authorId, channelId);
+    else input.threadId = channelId;
+  } else {
+    if (channel === undefined || (thread && channel.parentId === undefined)) {
+      // Unknown to the gateway so far (or a thread without its parent): ask REST, unless the
+      // event says it is a plain channel.
+      if (declaredType === undefined || thread) {
+        channel = (await options.lookupChannel(channelId)) ?? channel;
+      }
+    }
+    if (isThreadType(declaredType ?? channel?.type) && channel?.parentId !== undefined) {
+      input.chatId = channel.parentId;
+      input.threadId = channelId;
+    } else {
+      input.chatId = channelId;
+    }
+  }
+
+  // Mentions: the bot when @-mentioned (as a user or through its managed role) or replied to.
+  const botId = directory.bot?.id;
+  const names = new Map<string, string>();
+  const peers: string[] = [];
+  let mentionsBot = false;
+  if (Array.isArray(message.mentions)) {
+    for (const raw of message.mentions) {
+      const user = record(raw);
+      const userId = text(user?.id);
+      if (userId === undefined) continue;
+      const name = displayName(user, record(user?.member));
+      if (name !== undefined) names.set(userId, name);
+      if (userId === botId) mentionsBot = true;
+      else if (!peers.includes(userId)) peers.push(userId);
+    }
+  }
+  if (botId !== undefined && !names.has(botId) && directory.bot !== undefined) {
+    names.set(botId, directory.bot.globalName ?? directory.bot.username);
+  }
+  const roles = Array.isArray(message.mention_roles)
+    ? message.mention_roles.filter((r): r is string => typeof r === "string")
+    : [];
+  if (directory.isBotRole(guildId, roles)) mentionsBot = true;
+
+  const reference = record(message.message_reference);
+  const referenced = record(message.referenced_message);
+  const replyToId = text(reference?.message_id);
+  if (type === REPLY && replyToId !== undefined) {
+    const replyAuthor = text(record(referenced?.author)?.id);
+    input.replyTo = { messageId: replyToId };
+    const quoted = typeof referenced?.content === "string" ? referenced.content : undefined;
+    if (quoted !== undefined && quoted.length > 0) input.replyTo.text = quoted;
+    if (replyAuthor !== undefined) input.replyTo.peerId = replyAuthor;
+    if (replyAuthor !== undefined && replyAuthor === botId) mentionsBot = true;
+  }
+
+  const content = typeof message.content === "string" ? message.content : "";
+  input.text = renderMentions(content, names, directory);
+  input.mentions = { bot: mentionsBot, peers };
+  const attachments = attachmentsOf(message.attachments);
+  if (attachments.length > 0) input.attachments = attachments;
+  const timestamp = typeof message.timestamp === "string" ? Date.parse(message.timestamp) : NaN;
+  if (Number.isFinite(timestamp)) input.timestamp = timestamp;
+  return { kind: "message", input };
+}

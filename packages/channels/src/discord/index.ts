@@ -1,0 +1,12 @@
+export {
+  createDiscordChannel,
+  DEFAULT_DISCORD_INTENTS,
+  DISCORD_MAX_MESSAGE_LENGTH,
+  type DiscordAllowedMentions,
+  DiscordChannel,
+  type DiscordChannelOptions,
+  DiscordIntents,
+} from "./discord-channel.js";
+export { DISCORD_GATEWAY_ERROR, DiscordGatewayError } from "./errors.js";
+export type { DiscordGatewaySettings } from "./gateway.js";
+export { nonceFor as discordNonceFor } from "./outbound.js";

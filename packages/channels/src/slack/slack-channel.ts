@@ -1,0 +1,724 @@
+/**
+ * The Slack channel: Socket Mode or the Events API over HTTP in, the Web API out, on Slack's
+ * official `@slack/web-api` and `@slack/socket-mode`.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  AbortedError,
+  AlreadyStartedError,
+  BeamClawError,
+  type ChannelCapabilities,
+  type ChannelContext,
+  type ChannelGatewayMethod,
+  type ChannelPlugin,
+  ChannelSendError,
+  type ChannelSendOptions,
+  type ChannelTarget,
+  type InboundMessageInput,
+  InvalidArgumentError,
+  InvalidInboundError,
+  type JsonValue,
+  NoProcessError,
+  type ReceiveResult,
+  type SentMessage,
+} from "@beamclaw/core";
+import { eventsApiListener, type SlackDelivery } from "./events-api.js";
+import { readSlackMessage, type SlackBotIdentity, type SlackMessage } from "./inbound.js";
+import { RecentMap } from "./recent.js";
+import { SLACK_DEFAULT_TOLERANCE_MS } from "./signature.js";
+import { SocketModeConnection, type SocketModeEnvelope } from "./socket-mode.js";
+import { escapeSlackText } from "./text.js";
+import {
+  SlackApiError,
+  SlackWebApi,
+  slackErrorDetails,
+  toChannelSendError,
+  toSlackApiError,
+  toSlackLogger,
+} from "./web-api.js";
+
+/** How the channel receives events. */
+export type SlackMode = "socket" | "http";
+
+/** Options of {@link createSlackChannel}. */
+export interface SlackChannelOptions {
+  /** The channel id (and session-key segment). Default `slack`. */
+  id?: string;
+  /** The bot token (`xoxb-...`): every Web API call, `chat:write` to reply. */
+  botToken: string;
+  /**
+   * `socket`: Socket Mode, a WebSocket the app opens (no public URL). `http`: the Events API,
+   * Slack POSTs to this channel's HTTP endpoint. Default `socket` when `appToken` is given,
+   * else `http`.
+   */
+  mode?: SlackMode;
+  /** The app-level token (`xapp-...`, scope `connections:write`) for Socket Mode. */
+  appToken?: string;
+  /** The app's signing secret, to verify Events API requests (HTTP mode). */
+  signingSecret?: string;
+  /** HTTP mode: interface to listen on. Default `127.0.0.1` (put a reverse proxy in front). */
+  host?: string;
+  /** HTTP mode: port; 0 picks a free one (see `url` after `start`). Default 3000. */
+  port?: number;
+  /** HTTP mode: the Request URL's path. Default `/slack/events`. */
+  path?: string;
+  /** HTTP mode: the replay window of request signatures. Default 300 000 (five minutes). */
+  toleranceMs?: number;
+  /** HTTP mode: the largest request body. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /**
+   * The bot user's id (`U...`). Given, `start` skips its `auth.test` call; else it learns the
+   * id (to recognise mentions of the bot and its own messages) from `auth.test`.
+   */
+  botUserId?: string;
+  /** Where the Web API is. Default `https://slack.com/api/`. */
+  slackApiUrl?: string;
+  /** Time limit of one Web API request, ms. Default 10 000. */
+  timeoutMs?: number;
+  /**
+   * The text limit declared to the host, which chunks longer replies (1..8000). Default 4000,
+   * Slack's recommendation; Slack truncates `text` at 40 000 and escaping can grow a text up
+   * to five times, hence the ceiling.
+   */
+  maxMessageLength?: number;
+  /**
+   * Look senders' names up with `users.info` (scope `users:read`; cached for an hour). Slack's
+   * events carry only user ids. Default true.
+   */
+  resolveUserNames?: boolean;
+  /**
+   * Answer a group message that was not in a thread by starting a thread under it (the host
+   * passes the message it answers as `replyToMessageId`). Default false: the answer goes to
+   * the channel. Answers to messages in a thread always stay in the thread.
+   */
+  replyInThread?: boolean;
+  /** Socket Mode heartbeat settings of `@slack/socket-mode` (defaults 5 000 and 30 000). */
+  socketMode?: { clientPingTimeoutMs?: number; serverPingTimeoutMs?: number };
+  /** Socket Mode: how long `start` waits for Slack's `hello`. Default 10 000. */
+  connectTimeoutMs?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** Slack asks for a new connection with these `disconnect` reasons; the channel reconnects itself. */
+const REFRESH_REASONS = new Set(["refresh_requested", "warning"]);
+
+/** Slack errors that no retry will fix: the channel is `failed` until an operator acts. */
+const CREDENTIAL_ERRORS = new Set([
+  "invalid_auth",
+  "not_authed",
+  "account_inactive",
+  "token_revoked",
+  "token_expired",
+  "missing_scope",
+  "not_allowed_token_type",
+  "invalid_token",
+]);
+
+/**
+ * A Socket Mode connection was lost (dropped, or closed by Slack for a reason other than a
+ * routine refresh). The channel reports it with `ctx.disconnected`; the host reconnects.
+ */
+export class SlackConnectionError extends BeamClawError {
+  /** The `reason` of Slack's `disconnect` message, when Slack sent one. */
+  readonly reason: string | undefined;
+  constructor(message: string, reason?: string) {
+    super("SLACK_CONNECTION_LOST", message);
+    this.reason = reason;
+  }
+  static override isInstance = (value: unknown): value is SlackConnectionError =>
+    BeamClawError.isInstance(value) && value.code === "SLACK_CONNECTION_LOST";
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+function nonEmptyString(value: unknown): value is string {
+  return typeof value === "string" && value.length > 0;
+}
+
+/** Splits a message id of the form `<channel>:<ts>`; a bare ts belongs to `fallbackChannel`. */
+function locate(messageId: string, fallbackChannel: string): { channel: string; ts: string } {
+  const colon = messageId.lastIndexOf(":");
+  return colon <= 0
+    ? { channel: fallbackChannel, ts: messageId }
+    : { channel: messageId.slice(0, colon), ts: messageId.slice(colon + 1) };
+}
+
+/**
+ * The Slack channel (v1 channel plugin).
+ *
+ * Inbound: `message` events (channels, private channels, group DMs, DMs: `message.channels`,
+ * `message.groups`, `message.mpim`, `message.im`) and `app_mention`, by Socket Mode (`mode:
+ * "socket"`) or the Events API over HTTP (`mode: "http"`, signatures verified, 401 otherwise,
+ * `url_verification` answered). Each event is acknowledged only after `ctx.receive`
+ * resolved, so an event the host did not take is redelivered by Slack. A message's id is its
+ * `client_msg_id` (the same on every redelivery) or `<channel>:<ts>`; a message in a thread
+ * has `threadId` = the thread's `ts`. Bots' messages (this one's included), edits, deletions
+ * and joins are acknowledged and ignored. `im` chats are `direct`; channels, private channels
+ * and group DMs are `group`.
+ *
+ * Outbound: `chat.postMessage` (into the target's thread when it has one) and `chat.update`;
+ * sent message ids are `<channel>:<ts>`. Slack has no typing indicator for bots and no
+ * idempotency key for posts. A rate limit (HTTP 429) becomes a retryable `ChannelSendError`
+ * with Slack's `Retry-After` as `retryAfterMs`: the web client does not retry by itself, the
+ * host's durable outbox does, in order.
+ *
+ * @example
+ * ```ts
+ * const slack = createSlackChannel({
+ *   botToken: process.env.SLACK_BOT_TOKEN!, // xoxb-...
+ *   appToken: process.env.SLACK_APP_TOKEN!, // xapp-..., Socket Mode
+ * });
+ * const channels = new ChannelManager({
+ *   runtime,
+ *   channels: [{ plugin: slack, dmPolicy: "pairing", groupPolicy: "open" }],
+ * });
+ * await channels.start();
+ * ```
+ */
+export class SlackChannel implements ChannelPlugin {
+  readonly specificationVersion = "v1" as const;
+  readonly id: string;
+  readonly meta = {
+    label: "Slack",
+    description: "Slack workspaces through a Slack app: Socket Mode or the Events API.",
+    docsUrl: "https://github.com/beamclaw/beamclaw/tree/main/packages/channels#slack",
+    caseInsensitiveIds: true,
+  };
+  readonly capabilities: ChannelCapabilities;
+  readonly gatewayMethods: Readonly<Record<string, ChannelGatewayMethod>>;
+  /** How events come in. */
+  readonly mode: SlackMode;
+  readonly #options: SlackChannelOptions;
+  readonly #now: () => number;
+  readonly #web: SlackWebApi;
+  #ctx: ChannelContext | null = null;
+  /** Bumped by every start and stop: work of an older connection recognises itself as stale. */
+  #generation = 0;
+  #identity: SlackBotIdentity | null = null;
+  #server: http.Server | null = null;
+  #url: string | undefined;
+  #socket: SocketModeConnection | null = null;
+  /** A reconnect Slack asked for, in progress. */
+  #reconnecting: Promise<void> | null = null;
+  /** Aborts this start's requests and connection attempts on `stop`. */
+  #lifetime: AbortController | null = null;
+  /** Events are read one after another, so that `ctx.receive` is called in arrival order. */
+  #chain: Promise<void> = Promise.resolve();
+  /** `<channel>:<ts>` → the message id given to it: the same message as `message` and `app_mention`. */
+  readonly #ids: RecentMap<string, string>;
+  /** Message id → where it is, for `replyInThread` answers to messages known by `client_msg_id`. */
+  readonly #locations: RecentMap<string, { channel: string; ts: string }>;
+  readonly #names: RecentMap<string, Promise<string | undefined>>;
+  #namesUnavailable = false;
+
+  constructor(options: SlackChannelOptions) {
+    if (!nonEmptyString(options?.botToken)) {
+      throw new InvalidArgumentError("a Slack channel needs a botToken (xoxb-...)");
+    }
+    const mode = options.mode ?? (options.appToken === undefined ? "http" : "socket");
+    if (mode !== "socket" && mode !== "http") {
+      throw new InvalidArgumentError('mode must be "socket" or "http"');
+    }
+    if (mode === "socket" && !nonEmptyString(options.appToken)) {
+      throw new InvalidArgumentError("Socket Mode needs an appToken (xapp-...)");
+    }
+    if (mode === "http" && !nonEmptyString(options.signingSecret)) {
+      throw new InvalidArgumentError("the Events API over HTTP needs the app's signingSecret");
+    }
+    const path = options.path ?? "/slack/events";
+    if (!path.startsWith("/")) throw new InvalidArgumentError('path must start with "/"');
+    const maxMessageLength = options.maxMessageLength ?? 4000;
+    if (!Number.isInteger(maxMessageLength) || maxMessageLength < 8 || maxMessageLength > 8000) {
+      throw new InvalidArgumentError("maxMessageLength must be an integer from 8 to 8000");
+    }
+    let slackApiUrl = options.slackApiUrl ?? "https://slack.com/api/";
+    try {
+      const parsed = new URL(slackApiUrl);
+      if (parsed.protocol !== "https:" && parsed.protocol !== "http:") throw new Error();
+    } catch {
+      throw new InvalidArgumentError(
+        `slackApiUrl is not an http(s) URL: ${JSON.stringify(slackApiUrl)}`,
+      );
+    }
+    if (!slackApiUrl.endsWith("/")) slackApiUrl += "/";
+    this.id = options.id ?? "slack";
+    this.mode = mode;
+    this.#options = { ...options, path };
+    this.#now = options.now ?? Date.now;
+    this.#web = new SlackWebApi(options.botToken, {
+      slackApiUrl,
+      timeoutMs: options.timeoutMs ?? 10_000,
+      logger: toSlackLogger(() => this.#ctx?.logger),
+    });
+    this.#ids = new RecentMap(10_000, 15 * 60_000, this.#now);
+    this.#locations = new RecentMap(10_000, 60 * 60_000, this.#now);
+    this.#names = new RecentMap(5_000, 60 * 60_000, this.#now);
+    this.capabilities = {
+      directMessages: true,
+      groups: true,
+      threads: true,
+      media: false,
+      edits: true,
+      reactions: false,
+      typing: false,
+      maxMessageLength,
+    };
+    this.gatewayMethods = {
+      info: {
+        description: "How the Slack channel is connected: mode, bot user, team, listening URL.",
+        scope: "operator.read",
+        handler: () => ({
+          mode: this.mode,
+          running: this.#ctx !== null,
+          botUserId: this.#identity?.userId ?? null,
+          teamId: this.#identity?.teamId ?? null,
+          url: this.#url ?? null,
+        }),
+      },
+    };
+  }
+
+  /** HTTP mode: the Request URL to give Slack once started, e.g. `http://127.0.0.1:3000/slack/events`. */
+  get url(): string | undefined {
+    return this.#url;
+  }
+
+  /** The bot's identity once started. */
+  get identity(): Readonly<SlackBotIdentity> | undefined {
+    return this.#identity ?? undefined;
+  }
+
+  async start(ctx: ChannelContext): Promise<void> {
+    if (this.#ctx !== null) {
+      throw new AlreadyStartedError(`Slack channel "${this.id}" is already started`);
+    }
+    this.#ctx = ctx;
+    const generation = ++this.#generation;
+    const lifetime = new AbortController();
+    this.#lifetime = lifetime;
+    const signal = AbortSignal.any([ctx.signal, lifetime.signal]);
+    this.#chain = Promise.resolve();
+    try {
+      const identity = await this.#identify(signal);
+      this.#assertCurrent(generation);
+      this.#identity = identity;
+      if (this.mode === "http") {
+        const { server, url } = await this.#listen(ctx);
+        if (this.#generation !== generation) {
+          await closeServer(server);
+          this.#assertCurrent(generation);
+        }
+        this.#server = server;
+        this.#url = url;
+      } else {
+        const socket = await this.#connect(ctx, generation, signal);
+        if (this.#generation !== generation) {
+          await socket.close();
+          this.#assertCurrent(generation);
+        }
+        this.#socket = socket;
+      }
+      ctx.logger.info("slack connected", {
+        mode: this.mode,
+        botUserId: identity.userId,
+        ...(this.#url === undefined ? {} : { url: this.#url }),
+      });
+    } catch (error) {
+      if (this.#generation === generation) await this.stop();
+      throw this.#startError(error);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#generation++;
+    this.#ctx = null;
+    this.#lifetime?.abort();
+    this.#lifetime = null;
+    const socket = this.#socket;
+    const server = this.#server;
+    const reconnecting = this.#reconnecting;
+    this.#socket = null;
+    this.#server = null;
+    this.#reconnecting = null;
+    this.#url = undefined;
+    await Promise.all([
+      socket?.close(),
+      reconnecting,
+      server === null ? undefined : closeServer(server),
+    ]);
+  }
+
+  #assertCurrent(generation: number): void {
+    if (this.#generation !== generation) {
+      throw new AbortedError(`Slack channel "${this.id}" was stopped while starting`);
+    }
+  }
+
+  async sendText(
+    target: ChannelTarget,
+    text: string,
+    options?: ChannelSendOptions,
+  ): Promise<SentMessage> {
+    const threadTs = target.threadId ?? this.#threadFor(target, options?.replyToMessageId);
+    const result = await this.#send<{ channel?: string; ts?: string }>(
+      "chat.postMessage",
+      {
+        channel: target.chatId,
+        text: escapeSlackText(text),
+        ...(threadTs === undefined ? {} : { thread_ts: threadTs }),
+      },
+      options,
+    );
+    if (!nonEmptyString(result.ts)) {
+      throw new ChannelSendError(this.id, "chat.postMessage answered without a ts", {
+        isRetryable: false,
+      });
+    }
+    return { messageId: `${result.channel ?? target.chatId}:${result.ts}` };
+  }
+
+  async edit(
+    target: ChannelTarget,
+    messageId: string,
+    text: string,
+    options?: ChannelSendOptions,
+  ): Promise<void> {
+    const { channel, ts } = locate(messageId, target.chatId);
+    await this.#send("chat.update", { channel, ts, text: escapeSlackText(text) }, options);
+  }
+
+  // ------------------------------------------------------------------ connecting
+
+  async #identify(signal: AbortSignal): Promise<SlackBotIdentity> {
+    if (this.#options.botUserId !== undefined) return { userId: this.#options.botUserId };
+    let answer: { user_id?: unknown; user?: unknown; bot_id?: unknown; team_id?: unknown };
+    try {
+      answer = await this.#web.call("auth.test", {}, signal);
+    } catch (error) {
+      throw toSlackApiError("auth.test", error);
+    }
+    if (!nonEmptyString(answer.user_id)) {
+      throw new SlackApiError("auth.test", "auth.test answered without a user_id", {
+        isRetryable: false,
+      });
+    }
+    return {
+      userId: answer.user_id,
+      ...(nonEmptyString(answer.bot_id) ? { botId: answer.bot_id } : {}),
+      ...(nonEmptyString(answer.user) ? { name: answer.user } : {}),
+      ...(nonEmptyString(answer.team_id) ? { teamId: answer.team_id } : {}),
+    };
+  }
+
+  /**
+   * What a failed start throws. A Slack refusal is retried by the host unless it is about
+   * credentials or scopes (`isRetryable: false`: the channel is failed until fixed).
+   */
+  #startError(error: unknown): unknown {
+    const code = (error as { code?: unknown } | null)?.code;
+    const apiError = SlackApiError.isInstance(error)
+      ? error
+      : typeof code === "string" && code.startsWith("slack_webapi_")
+        ? toSlackApiError("apps.connections.open", error)
+        : undefined;
+    if (apiError === undefined) return error;
+    const isRetryable =
+      apiError.slackError === undefined
+        ? apiError.isRetryable
+        : !CREDENTIAL_ERRORS.has(apiError.slackError);
+    if (isRetryable === apiError.isRetryable) return apiError;
+    return new SlackApiError(apiError.method, apiError.message, {
+      isRetryable,
+      ...(apiError.slackError === undefined ? {} : { slackError: apiError.slackError }),
+      ...(apiError.retryAfterMs === undefined ? {} : { retryAfterMs: apiError.retryAfterMs }),
+      ...(apiError.statusCode === undefined ? {} : { statusCode: apiError.statusCode }),
+      cause: apiError.cause,
+    });
+  }
+
+  async #listen(ctx: ChannelContext): Promise<{ server: http.Server; url: string }> {
+    const options = this.#options;
+    const server = http.createServer(
+      eventsApiListener({
+        signingSecret: options.signingSecret!,
+        path: options.path!,
+        maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
+        toleranceMs: options.toleranceMs ?? SLACK_DEFAULT_TOLERANCE_MS,
+        now: this.#now,
+        logger: () => this.#ctx?.logger,
+        onEventCallback: (payload, delivery) => this.#onEventCallback(ctx, payload, delivery),
+      }),
+    );
+    server.requestTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 3000, options.host ?? "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (error) => ctx.disconnected(error));
+    const address = server.address() as AddressInfo;
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+    return { server, url: `http://${host}:${address.port}${options.path}` };
+  }
+
+  async #connect(
+    ctx: ChannelContext,
+    generation: number,
+    signal: AbortSignal,
+  ): Promise<SocketModeConnection> {
+    const options = this.#options;
+    return SocketModeConnection.open(
+      {
+        appToken: options.appToken!,
+        clientOptions: this.#web.clientOptions(),
+        logger: toSlackLogger(() => this.#ctx?.logger),
+        clientPingTimeoutMs: options.socketMode?.clientPingTimeoutMs,
+        serverPingTimeoutMs: options.socketMode?.serverPingTimeoutMs,
+        connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+        onEnvelope: (envelope) => this.#onEnvelope(ctx, envelope),
+        onClose: ({ reason }) => this.#onSocketClosed(ctx, generation, signal, reason),
+      },
+      signal,
+    );
+  }
+
+  /** A Socket Mode connection ended by itself. */
+  #onSocketClosed(
+    ctx: ChannelContext,
+    generation: number,
+    signal: AbortSignal,
+    reason: string | undefined,
+  ): void {
+    if (this.#generation !== generation) return;
+    this.#socket = null;
+    if (reason === undefined || !REFRESH_REASONS.has(reason)) {
+      ctx.disconnected(
+        new SlackConnectionError(
+          reason === undefined
+            ? "the Socket Mode connection was lost"
+            : `Slack closed the Socket Mode connection (${reason})`,
+          reason,
+        ),
+      );
+      return;
+    }
+    // Slack recycles connections routinely: reconnect in place, without bothering the host.
+    // Envelopes not acknowledged on the old connection are redelivered on the new one.
+    ctx.logger.debug("slack asked for a new Socket Mode connection", { reason });
+    const reconnecting = this.#connect(ctx, generation, signal).then(
+      async (socket) => {
+        if (this.#generation !== generation) await socket.close();
+        else this.#socket = socket;
+      },
+      (error: unknown) => {
+        if (this.#generation === generation) ctx.disconnected(this.#startError(error));
+      },
+    );
+    const tracked: Promise<void> = reconnecting.finally(() => {
+      if (this.#reconnecting === tracked) this.#reconnecting = null;
+    });
+    this.#reconnecting = tracked;
+  }
+
+  // ------------------------------------------------------------------ inbound
+
+  #onEnvelope(ctx: ChannelContext, envelope: SocketModeEnvelope): void {
+    const ack = () =>
+      envelope.ack().catch((error: unknown) => {
+        // The connection is gone: Slack redelivers the envelope, and the host answers it once.
+        ctx.logger.debug("slack envelope not acknowledged", {
+          envelopeId: envelope.envelopeId,
+          error,
+        });
+      });
+    const payload = envelope.payload as Record<string, unknown> | undefined;
+    if (envelope.type !== "events_api" || payload?.type !== "event_callback") {
+      ctx.logger.debug("slack envelope ignored", { type: envelope.type });
+      void ack();
+      return;
+    }
+    if (envelope.retryAttempt !== undefined && envelope.retryAttempt > 0) {
+      ctx.logger.debug("slack redelivered an event", {
+        retryAttempt: envelope.retryAttempt,
+        retryReason: envelope.retryReason,
+      });
+    }
+    this.#dispatch(ctx, payload).then(
+      () => ack(),
+      (error: unknown) => {
+        if (InvalidInboundError.isInstance(error)) {
+          // Redelivering it would not make it well-formed.
+          ctx.logger.error("slack message refused as malformed; dropped", { error });
+          void ack();
+        } else if (!NoProcessError.isInstance(error)) {
+          ctx.logger.warn("slack message not taken; Slack will redeliver it", { error });
+        }
+      },
+    );
+  }
+
+  async #onEventCallback(
+    ctx: ChannelContext,
+    payload: Record<string, unknown>,
+    delivery: SlackDelivery,
+  ): Promise<JsonValue> {
+    if (this.#ctx !== ctx) throw new NoProcessError(`Slack channel "${this.id}" is not running`);
+    if (delivery.retryNum !== undefined) {
+      ctx.logger.debug("slack redelivered an event", {
+        retryNum: delivery.retryNum,
+        retryReason: delivery.retryReason,
+      });
+    }
+    const result = await this.#dispatch(ctx, payload);
+    return result === undefined
+      ? { ok: true, status: "ignored" }
+      : { ok: true, status: result.status };
+  }
+
+  /**
+   * Hands an `event_callback` to the host. Resolves with the host's answer (undefined for an
+   * event that is not a person's message); rejects when the host did not take it.
+   */
+  #dispatch(
+    ctx: ChannelContext,
+    payload: Record<string, unknown>,
+  ): Promise<ReceiveResult | undefined> {
+    const read = readSlackMessage(payload.event, this.#identity ?? { userId: "" });
+    if (typeof read === "string") {
+      ctx.logger.debug("slack event ignored", { reason: read });
+      return Promise.resolve(undefined);
+    }
+    const signal = this.#lifetime?.signal ?? ctx.signal;
+    const step = this.#chain.then(() => this.#toInbound(read, payload, signal));
+    this.#chain = step.then(
+      () => undefined,
+      () => undefined,
+    );
+    // `receive` is called from `step`'s reaction, before the next event's reading starts.
+    return step.then((input) => ctx.receive(input));
+  }
+
+  async #toInbound(
+    message: SlackMessage,
+    payload: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<InboundMessageInput> {
+    const event = message.event;
+    // The same message may come as `message` and as `app_mention`: it keeps the first id.
+    let messageId = this.#ids.get(message.key);
+    if (messageId === undefined) {
+      messageId = nonEmptyString(event.client_msg_id) ? event.client_msg_id : message.key;
+      this.#ids.set(message.key, messageId);
+    }
+    this.#locations.set(messageId, { channel: event.channel, ts: event.ts });
+    const name = await this.#nameOf(event.user, signal);
+    const input: InboundMessageInput = {
+      peer: name === undefined ? { id: event.user } : { id: event.user, name },
+      chatType: message.chatType,
+      chatId: event.channel,
+      text: message.text,
+      messageId,
+      mentions: { bot: message.mentionsBot, peers: message.peers },
+      raw: payload,
+    };
+    if (message.threadId !== undefined) input.threadId = message.threadId;
+    if (message.replyTo !== undefined) input.replyTo = message.replyTo;
+    if (message.attachments.length > 0) input.attachments = message.attachments;
+    if (message.timestamp !== undefined) input.timestamp = message.timestamp;
+    return input;
+  }
+
+  /** The sender's display name, from `users.info` (cached); undefined when it cannot be had. */
+  #nameOf(userId: string, signal: AbortSignal): Promise<string | undefined> {
+    if (this.#options.resolveUserNames === false || this.#namesUnavailable) {
+      return Promise.resolve(undefined);
+    }
+    const cached = this.#names.get(userId);
+    if (cached !== undefined) return cached;
+    const lookup = this.#web
+      .call<{ user?: Record<string, unknown> }>(
+        "users.info",
+        { user: userId },
+        AbortSignal.any([signal, AbortSignal.timeout(2_000)]),
+      )
+      .then(
+        ({ user }) => {
+          const profile = (user?.profile ?? {}) as Record<string, unknown>;
+          const name = [profile.display_name, profile.real_name, user?.real_name, user?.name].find(
+            nonEmptyString,
+          );
+          return name;
+        },
+        (error: unknown) => {
+          this.#names.delete(userId);
+          const { slackError, description } = slackErrorDetails(error);
+          if (slackError !== undefined && CREDENTIAL_ERRORS.has(slackError)) {
+            // Without users:read no lookup will ever succeed: stop trying.
+            this.#namesUnavailable = true;
+            this.#ctx?.logger.warn("slack user names unavailable (add the users:read scope)", {
+              slackError,
+            });
+          } else {
+            this.#ctx?.logger.debug("slack user name lookup failed", { userId, description });
+          }
+          return undefined;
+        },
+      );
+    this.#names.set(userId, lookup);
+    return lookup;
+  }
+
+  // ------------------------------------------------------------------ outbound
+
+  /** The thread a reply starts under (`replyInThread`), if the message it answers is known. */
+  #threadFor(target: ChannelTarget, replyToMessageId: string | undefined): string | undefined {
+    if (this.#options.replyInThread !== true || replyToMessageId === undefined) return undefined;
+    if (target.chatType !== "group") return undefined;
+    const known = this.#locations.get(replyToMessageId);
+    if (known !== undefined) return known.channel === target.chatId ? known.ts : undefined;
+    const { channel, ts } = locate(replyToMessageId, target.chatId);
+    return channel === target.chatId && /^\d+\.\d+$/.test(ts) ? ts : undefined;
+  }
+
+  async #send<T>(
+    method: string,
+    args: Record<string, unknown>,
+    options: ChannelSendOptions | undefined,
+  ): Promise<T> {
+    const signal = options?.signal;
+    if (signal?.aborted) throw new AbortedError(`${method} was aborted`, { cause: signal.reason });
+    try {
+      return await this.#web.call<T>(method, args, signal);
+    } catch (error) {
+      if (signal?.aborted) throw new AbortedError(`${method} was aborted`, { cause: error });
+      throw toChannelSendError(this.id, method, error);
+    }
+  }
+}
+
+/**
+ * Creates a {@link SlackChannel}.
+ *
+ * @throws InvalidArgumentError for a missing token or secret, a bad path, URL or limit.
+ * @example
+ * ```ts
+ * // The Events API: Slack POSTs to https://<your host>/slack/events (proxied to port 3000).
+ * const slack = createSlackChannel({
+ *   botToken: process.env.SLACK_BOT_TOKEN!,
+ *   signingSecret: process.env.SLACK_SIGNING_SECRET!,
+ *   port: 3000,
+ * });
+ * ```
+ */
+export function createSlackChannel(options: SlackChannelOptions): SlackChannel {
+  return new SlackChannel(options);
+}

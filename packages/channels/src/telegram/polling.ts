@@ -1,0 +1,138 @@
+/**
+ * Long polling with acknowledge-after-durable semantics. `getUpdates` confirms every update
+ * below its `offset`; the offset only moves past an update once the host has it, so an
+ * update is never confirmed before it is safe, and never fetched again after.
+ */
+import type { ChannelLogger } from "@beamclaw/core";
+import type { Update } from "grammy/types";
+import { telegramFailureOf, toTelegramApiError } from "./errors.js";
+
+/** How the long-polling loop waits and gives up. */
+export interface TelegramPollingOptions {
+  /** `getUpdates`' long-poll timeout in seconds (at least 1). Default 30. */
+  timeoutSeconds?: number;
+  /** Updates per `getUpdates`, 1-100. Default 100. */
+  limit?: number;
+  /** The first retry after a failed poll waits between half of this and all of it; it doubles per failure. Default 500. */
+  baseDelayMs?: number;
+  /** Longest wait between retries. Default 30 000. */
+  maxDelayMs?: number;
+  /**
+   * After this many failures in a row the channel reports itself disconnected and the host
+   * reconnects it with its own backoff (its status shows the trouble). Default 5.
+   */
+  disconnectAfterFailures?: number;
+}
+
+/** What a batch came to: how many updates, from the first, the host is done with. */
+export interface BatchOutcome {
+  done: number;
+  /** Why the rest are not done (they are fetched again). */
+  error?: unknown;
+  /** The context is stale: the loop ends without confirming the rest. */
+  stale?: boolean;
+}
+
+/** What the loop needs from the channel. */
+export interface LongPollerHooks {
+  getUpdates(offset: number | undefined, signal: AbortSignal): Promise<Update[]>;
+  /** Hands a batch to the host in order. */
+  deliver(updates: Update[], signal: AbortSignal): Promise<BatchOutcome>;
+  /** The offset moved (the channel keeps it across restarts). */
+  onOffset(offset: number): void;
+  /** The connection is lost for good: the host should reconnect. */
+  onLost(error: unknown): void;
+  logger: ChannelLogger;
+  random?: () => number;
+}
+
+/** Resolves after `ms`, or with `false` at once when `signal` aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve(false);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Runs `getUpdates` until `signal` aborts or the connection is lost. Failed polls are retried
+ * with jittered exponential backoff (`retry_after` when Telegram gives one); a refused token
+ * (401, 404) or a conflict (409: another instance polls, or a webhook is set) is reported to
+ * the host at once.
+ */
+export async function runLongPolling(
+  initialOffset: number | undefined,
+  options: TelegramPollingOptions,
+  hooks: LongPollerHooks,
+  signal: AbortSignal,
+): Promise<void> {
+  const baseDelayMs = options.baseDelayMs ?? 500;
+  const maxDelayMs = options.maxDelayMs ?? 30_000;
+  const disconnectAfter = options.disconnectAfterFailures ?? 5;
+  const random = hooks.random ?? Math.random;
+  let offset = initialOffset;
+  let failures = 0;
+
+  /** Waits before the next poll; false when the loop must end. */
+  const failed = async (error: unknown, retryAfterMs: number | undefined): Promise<boolean> => {
+    failures++;
+    if (failures >= disconnectAfter) {
+      hooks.onLost(toTelegramApiError("getUpdates", error));
+      return false;
+    }
+    const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (failures - 1));
+    const delay = Math.max(retryAfterMs ?? 0, Math.floor(ceiling / 2 + random() * (ceiling / 2)));
+    hooks.logger.warn("telegram polling failed; retrying", {
+      failures,
+      retryInMs: delay,
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return sleep(delay, signal);
+  };
+
+  while (!signal.aborted) {
+    let updates: Update[];
+    try {
+      updates = await hooks.getUpdates(offset, signal);
+    } catch (error) {
+      if (signal.aborted) return;
+      const failure = telegramFailureOf(error);
+      const code = failure?.errorCode;
+      if (code === 401 || code === 404 || code === 409) {
+        hooks.onLost(toTelegramApiError("getUpdates", error));
+        return;
+      }
+      if (!(await failed(error, failure?.retryAfterMs))) return;
+      continue;
+    }
+    // Never hand over what was confirmed already, whatever the server sent.
+    const fresh = updates.filter((u) => offset === undefined || u.update_id >= offset);
+    if (fresh.length === 0) {
+      failures = 0;
+      continue;
+    }
+    const outcome = await hooks.deliver(fresh, signal);
+    if (outcome.done > 0) {
+      offset = fresh[outcome.done - 1]!.update_id + 1;
+      hooks.onOffset(offset);
+    }
+    if (outcome.stale === true || signal.aborted) return;
+    if (outcome.done < fresh.length) {
+      // The host could not take an update: fetch it again (from the new offset) later.
+      if (!(await failed(outcome.error, undefined))) return;
+      continue;
+    }
+    failures = 0;
+  }
+}
