@@ -11,7 +11,7 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 let missing = 0;
-for (const group of ["packages", "examples", "bench"]) {
+for (const group of ["packages", "examples", "bench", "tests"]) {
   const dir = join(root, group);
   if (!existsSync(dir)) continue;
   const candidates = group === "bench" ? [dir] : readdirSync(dir).map((d) => join(dir, d));

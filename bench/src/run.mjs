@@ -15,6 +15,7 @@ import { writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { soakDurationMs } from "../soak/duration.mjs";
 import { formatBytes, isQuick, parseResult } from "./lib.mjs";
 
 const srcDir = path.dirname(fileURLToPath(import.meta.url));
@@ -33,14 +34,31 @@ const BENCHMARKS = [
     file: "store-fs.mjs",
     title: "5. `@beamclaw/store-fs`: durable writes vs raw append + fsync, `sessions.list`",
   },
-  { file: "turns.mjs", title: "6. Agent turns per second vs a bare loop" },
+  {
+    file: "turns.mjs",
+    title: "6. Agent turns per second vs a bare loop",
+    // About 3.5 min of CPU time; several times that in wall time when the cores are shared.
+    fullTimeoutMs: 1_200_000,
+  },
   {
     file: "sessions-memory.mjs",
     title: "7. Session memory (hibernated, active) and revive latency",
-    // 1,000,000 sessions each run a turn and hibernate: about 5 min on a quiet 2-core machine.
+    // 1,000,000 sessions each run a turn and hibernate: about 5 min on a quiet 2-core machine,
+    // several times that when the cores are shared.
     fullTimeoutMs: 1_800_000,
   },
   { file: "cron.mjs", title: "8. 100,000 cron jobs: CronService vs croner alone" },
+  {
+    // The gateway under load for a bounded time: 8 s in quick mode, 1 hour in full mode
+    // (SOAK_DURATION=5m etc. to change it; see bench/soak/soak.mjs).
+    file: "../soak/soak.mjs",
+    title: "9. Soak: the standalone gateway under steady load",
+    fullTimeoutMs: soakDurationMs(false) + 600_000,
+  },
+  {
+    file: "cluster.mjs",
+    title: "10. Cluster: turns/s of 1, 2 and 3 node processes, cross-node routing, failover",
+  },
 ];
 
 /** Runs one benchmark process; resolves with its result or a failure description. */

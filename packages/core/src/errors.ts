@@ -72,6 +72,18 @@ export interface BeamClawErrorOptions {
 /**
  * Base class of every BeamClaw error. `code` is stable across releases; `message` is for
  * people and may change.
+ *
+ * @example
+ * ```ts
+ * class QuotaError extends BeamClawError {
+ *   constructor(message: string) {
+ *     super("QUOTA_EXCEEDED", message);
+ *   }
+ * }
+ * const error = new QuotaError("no credit left");
+ * error.code; // "QUOTA_EXCEEDED"
+ * isBeamClawError(error, "QUOTA_EXCEEDED"); // true, also for errors from another copy of the package
+ * ```
  */
 export class BeamClawError extends Error {
   /** Stable machine-readable code. */
@@ -111,6 +123,16 @@ function isMarked(value: unknown): value is BeamClawError {
 /**
  * True when `value` is a BeamClaw error (from any copy of the library), optionally with the
  * given `code`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await actor.call("get", { timeoutMs: 1_000 });
+ * } catch (error) {
+ *   if (!isBeamClawError(error, "TIMEOUT")) throw error;
+ *   console.log("busy; try again later");
+ * }
+ * ```
  */
 export function isBeamClawError(value: unknown, code?: string): value is BeamClawError {
   return isMarked(value) && (code === undefined || value.code === code);
@@ -298,7 +320,23 @@ const RETRYABLE_KINDS: ReadonlySet<ProviderErrorKind> = new Set([
   "timeout",
 ]);
 
-/** A model provider call failed. */
+/**
+ * A model provider call failed.
+ *
+ * @example
+ * ```ts
+ * // In an adapter: say what went wrong, and whether retrying can help.
+ * throw new ProviderError("rate limited", {
+ *   kind: "rate_limit", // retryable by default
+ *   provider: "acme",
+ *   statusCode: 429,
+ *   retryAfterMs: 2_000,
+ * });
+ *
+ * // In a caller: branch on the kind, not on the message.
+ * if (ProviderError.isInstance(error) && error.isRetryable) await sleep(error.retryAfterMs ?? 1_000);
+ * ```
+ */
 export class ProviderError extends BeamClawError {
   readonly kind: ProviderErrorKind;
   readonly provider: string;

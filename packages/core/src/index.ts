@@ -5,6 +5,7 @@
  */
 
 export * from "./channels/index.js";
+export * from "./cluster/index.js";
 export * from "./config/index.js";
 export * from "./cron/index.js";
 export * from "./errors.js";

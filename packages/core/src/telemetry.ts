@@ -213,6 +213,15 @@ export function emitTelemetry<C extends TelemetryChannel>(
 
 /**
  * Subscribes to one telemetry channel with a typed payload. Returns the unsubscribe function.
+ *
+ * @example
+ * ```ts
+ * const off = subscribeTelemetry("beamclaw:provider.call", (event) => {
+ *   console.log(event.ref, event.outcome, `${event.durationMs} ms`);
+ * });
+ * // later
+ * off();
+ * ```
  */
 export function subscribeTelemetry<C extends TelemetryChannel>(
   name: C,

@@ -293,3 +293,181 @@ agents:
     ]);
   });
 });
+
+describe("tools.exec, tools.webFetch and gateway.allowedOrigins", () => {
+  it("are off or empty by default, with exec's limits filled in", () => {
+    const config = parseConfigYaml(minimal);
+    expect(config.tools.exec).toEqual({
+      enabled: false,
+      host: "sandbox",
+      roots: [],
+      yieldAfterMs: 10_000,
+      timeoutMs: 1_800_000,
+      allowlist: [],
+    });
+    expect(config.tools.webFetch).toEqual({
+      enabled: false,
+      allow: [],
+      maxBytes: 2_097_152,
+      timeoutMs: 30_000,
+    });
+    expect(config.gateway.allowedOrigins).toEqual([]);
+    expect(parseConfig({ ...parseConfigYaml(minimal), tools: {} }).tools.exec.enabled).toBe(false);
+  });
+
+  it("accepts a full exec section: sandbox, node and allowlist", () => {
+    const config = parseConfigYaml(`${minimal}
+tools:
+  exec:
+    enabled: true
+    host: sandbox
+    roots: [./work]
+    yieldAfterMs: 5000
+    sandbox: { driver: docker, image: "debian:bookworm-slim" }
+    node: { nodeId: build-box, workdir: /srv/build }
+    allowlist:
+      - { executable: git, argv: [status, "**"] }
+      - { executable: /usr/bin/ls }
+  webFetch: { enabled: true, allow: [10.0.0.0/8, wiki.corp.example], maxBytes: 1000 }
+gateway:
+  allowedOrigins: ["https://ops.example.com", "http://127.0.0.1:5173"]
+`);
+    expect(config.tools.exec).toMatchObject({
+      enabled: true,
+      roots: ["./work"],
+      yieldAfterMs: 5000,
+      timeoutMs: 1_800_000,
+      sandbox: { driver: "docker", image: "debian:bookworm-slim" },
+      node: { nodeId: "build-box", workdir: "/srv/build" },
+      allowlist: [{ executable: "git", argv: ["status", "**"] }, { executable: "/usr/bin/ls" }],
+    });
+    expect(config.tools.webFetch).toMatchObject({ enabled: true, maxBytes: 1000 });
+    expect(config.gateway.allowedOrigins).toEqual([
+      "https://ops.example.com",
+      "http://127.0.0.1:5173",
+    ]);
+  });
+
+  it("names every inconsistent exec setting: a node host without a node, docker without an image, no roots", () => {
+    const issues = issuesOf(() =>
+      parseConfigYaml(`${minimal}
+tools:
+  exec: { enabled: true, host: node, sandbox: { driver: docker } }
+`),
+    );
+    expect(issues.map((i) => i.path).sort()).toEqual([
+      "tools.exec.node",
+      "tools.exec.roots",
+      "tools.exec.sandbox.image",
+    ]);
+    expect(issues.find((i) => i.path === "tools.exec.roots")?.message).toMatch(/at least one/);
+  });
+
+  it("needs no roots for an exec that only runs on a node, and none while exec is off", () => {
+    expect(
+      parseConfigYaml(`${minimal}
+tools: { exec: { enabled: true, host: node, node: { nodeId: abc123 } } }
+`).tools.exec.roots,
+    ).toEqual([]);
+    expect(parseConfigYaml(`${minimal}tools: { exec: { host: gateway } }\n`).tools.exec.host).toBe(
+      "gateway",
+    );
+  });
+
+  it("refuses bad allowlist entries, node ids, workdirs, origins and unknown fields", () => {
+    const issues = issuesOf(() =>
+      parseConfigYaml(`${minimal}
+tools:
+  exec:
+    host: node
+    node: { nodeId: "a b", workdir: relative }
+    allowlist:
+      - { executable: bin/git }
+      - { executable: git, argv: ["**", status] }
+    shell: /bin/bash
+  webFetch: { maxBytes: -1 }
+gateway:
+  allowedOrigins: ["https://ops.example.com/", "not a url"]
+`),
+    );
+    expect(issues.map((i) => i.path).sort()).toEqual([
+      "gateway.allowedOrigins[0]",
+      "gateway.allowedOrigins[1]",
+      "tools.exec",
+      "tools.exec.allowlist[0].executable",
+      "tools.exec.allowlist[1].argv",
+      "tools.exec.node.nodeId",
+      "tools.exec.node.workdir",
+      "tools.webFetch.maxBytes",
+    ]);
+    expect(issues.find((i) => i.path === "tools.exec")?.message).toContain('"shell"');
+  });
+
+  it("classifies where exec runs as restart-only; its allowlist and limits, web_fetch and allowed origins as live", () => {
+    const before = parseConfigYaml(minimal);
+    const after = parseConfig({
+      ...before,
+      gateway: { ...before.gateway, allowedOrigins: ["https://ops.example.com"] },
+      tools: {
+        ...before.tools,
+        exec: {
+          enabled: true,
+          host: "gateway",
+          roots: ["/srv"],
+          yieldAfterMs: 1000,
+          timeoutMs: 2000,
+          sandbox: { driver: "bubblewrap" },
+          node: { nodeId: "n1" },
+          allowlist: [{ executable: "git" }],
+        },
+        webFetch: { enabled: true, allow: ["10.0.0.0/8"], maxBytes: 10, timeoutMs: 10 },
+      },
+    });
+    const diff = diffConfig(before, after);
+    expect(diff.restartRequired.sort()).toEqual([
+      "tools.exec.enabled",
+      "tools.exec.host",
+      "tools.exec.node",
+      "tools.exec.roots",
+      "tools.exec.sandbox",
+    ]);
+    expect(diff.applied.sort()).toEqual([
+      "gateway.allowedOrigins",
+      "tools.exec.allowlist",
+      "tools.exec.timeoutMs",
+      "tools.exec.yieldAfterMs",
+      "tools.webFetch.allow",
+      "tools.webFetch.enabled",
+      "tools.webFetch.maxBytes",
+      "tools.webFetch.timeoutMs",
+    ]);
+  });
+
+  it("keeps exec's host at its running value on reload while the allowlist changes live", async () => {
+    const exec = (host: string, allow: string) =>
+      `${minimal}tools:\n  exec: { host: ${host}, node: { nodeId: n1 }, allowlist: [{ executable: ${allow} }] }\n`;
+    const path = await configFile(exec("sandbox", "git"));
+    const service = await new ConfigService({ path, debounceMs: 20 }).start();
+    services.push(service);
+    const changed = nextEvent<{ diff: ConfigDiff }>((fn) => service.on("config.changed", fn));
+    await writeFile(path, exec("node", "make"));
+    const { diff } = await changed;
+    expect(diff.restartRequired).toEqual(["tools.exec.host"]);
+    expect(diff.applied).toEqual(["tools.exec.allowlist"]);
+    expect(service.current.tools.exec.host).toBe("sandbox");
+    expect(service.current.tools.exec.allowlist).toEqual([{ executable: "make" }]);
+  });
+
+  it("documents the new sections in the editor schema", () => {
+    const schema = configJsonSchema() as {
+      properties: {
+        tools: { properties: Record<string, unknown> };
+        gateway: { properties: Record<string, unknown> };
+      };
+    };
+    expect(Object.keys(schema.properties.tools.properties)).toEqual(
+      expect.arrayContaining(["exec", "webFetch"]),
+    );
+    expect(schema.properties.gateway.properties).toHaveProperty("allowedOrigins");
+  });
+});

@@ -1,42 +1,22 @@
-import { execFile } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { describeEntryPoints } from "../../../test/entry-points.js";
 
-const run = promisify(execFile);
-const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
-  name: string;
-  exports: Record<string, unknown>;
-};
-
-describe("package entry points", () => {
-  const entries = Object.keys(pkg.exports).filter((e) => !e.endsWith(".json"));
-
-  it.each(entries)(
-    "importing %s starts nothing: no timer, socket or handle is left open",
-    async (entry) => {
-      const specifier = entry === "." ? pkg.name : `${pkg.name}/${entry.slice(2)}`;
-      // A fresh process imports the built package the way a user's app would.
-      // stdout/stderr are opened first: Node's own module loader may touch them (a pipe here),
-    // and they belong to the process, not to the package.
-    const script = `
-      process.stdout; process.stderr;
-      const before = process.getActiveResourcesInfo().length;
-      const mod = await import(${JSON.stringify(specifier)});
-      await new Promise((r) => setImmediate(r));
-      const after = process.getActiveResourcesInfo();
-      console.log(JSON.stringify({ exports: Object.keys(mod).length, extra: after.length - before, after }));
-    `;
-      const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
-        cwd: new URL("..", import.meta.url),
-      });
-      const result = JSON.parse(stdout.trim()) as {
-        exports: number;
-        extra: number;
-        after: string[];
-      };
-      expect(result.exports).toBeGreaterThan(0);
-      expect(result.extra, `open after import: ${result.after.join(", ")}`).toBe(0);
-    },
-  );
+describeEntryPoints(new URL("..", import.meta.url), {
+  "@beamclaw/core": [
+    "Actor",
+    "AgentRuntime",
+    "BeamClawError",
+    "DynamicSupervisor",
+    "MemoryStore",
+    "Registry",
+    "Supervisor",
+    "createProviderChain",
+    "defineTool",
+  ],
+  "@beamclaw/core/otel": ["startOtelBridge"],
+  "@beamclaw/core/testing": [
+    "channelConformanceSuite",
+    "createMemoryPlatform",
+    "createScriptedProvider",
+    "storeConformanceSuite",
+  ],
 });

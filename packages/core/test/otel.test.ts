@@ -89,17 +89,15 @@ describe("the OpenTelemetry bridge", () => {
     bridge.stop();
     startOtelBridge({}).stop();
     const diagnostics = await import("node:diagnostics_channel");
-    diagnostics
-      .channel("beamclaw:tool.run")
-      .publish({
-        tool: "t",
-        session: "s",
-        agent: "a",
-        runId: "r",
-        durationMs: 1,
-        outcome: "success",
-        attempts: 1,
-      });
+    diagnostics.channel("beamclaw:tool.run").publish({
+      tool: "t",
+      session: "s",
+      agent: "a",
+      runId: "r",
+      durationMs: 1,
+      outcome: "success",
+      attempts: 1,
+    });
     expect(exporter.getFinishedSpans()).toEqual([]);
   });
 });

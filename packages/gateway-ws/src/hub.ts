@@ -23,6 +23,7 @@ import { ErrorCodes, Scopes } from "./protocol/constants.js";
 import { GatewayError, missingScope, toErrorShape } from "./protocol/errors.js";
 import { type ParamsObject, paramsObject } from "./protocol/params.js";
 import { RunTracker } from "./runs.js";
+import type { GatewaySkillsReport } from "./skills.js";
 
 /** An internal method: its scope rule and handler. */
 export interface HubMethod {
@@ -92,6 +93,8 @@ export interface GatewayHubOptions {
     deviceSignatureSkewMs: number;
   };
   methods: Record<string, HubMethod>;
+  /** The skills the agents were built with, when the host says (for `skills.status`). */
+  skills?: GatewaySkillsReport;
 }
 
 /** See the module comment. */
@@ -100,6 +103,8 @@ export class GatewayHub {
   readonly configService: ConfigService | undefined;
   readonly cron: GatewayCronBackend | undefined;
   readonly models: ModelSource | undefined;
+  /** The skills the agents were built with, when the host said. */
+  readonly skills: GatewaySkillsReport | undefined;
   readonly auth: GatewayAuthSettings;
   readonly log: GatewayLog;
   readonly version: string;
@@ -125,6 +130,7 @@ export class GatewayHub {
     this.configService = options.configService;
     this.cron = options.cron;
     this.models = options.models;
+    this.skills = options.skills;
     this.auth = options.auth;
     this.log = options.log;
     this.version = options.version;

@@ -27,6 +27,12 @@ export type {
   GatewayMethodDefinition,
   GatewayMethodHandler,
 } from "./methods/types.js";
+export {
+  createNodeExecHost,
+  NODE_RELAY_MARGIN_MS,
+  type NodeExecHostOptions,
+  type NodeRelay,
+} from "./node-exec.js";
 export type { ConnectedNode, NodeInvokeResult } from "./nodes.js";
 export {
   CloseCodes,
@@ -47,3 +53,4 @@ export {
   type GatewayServerOptions,
   type GatewayStopOptions,
 } from "./server.js";
+export { buildSkillsReport, type GatewaySkillsReport } from "./skills.js";

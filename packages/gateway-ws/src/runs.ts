@@ -83,6 +83,32 @@ function errorDetail(error: { code: string; message: string } | undefined) {
   };
 }
 
+/**
+ * The most of a tool result an `agent` event carries, in UTF-16 units of its JSON. A bigger
+ * result (a tool that floods output) goes out as a preview: sent whole to every operator it
+ * would exceed their outbound buffer limit and disconnect them all as slow consumers. The
+ * whole result stays in the session's transcript.
+ */
+export const TOOL_RESULT_EVENT_MAX_CHARS = 64 * 1024;
+
+function boundedToolResult(output: unknown): Record<string, unknown> {
+  if (typeof output === "string" && output.length <= TOOL_RESULT_EVENT_MAX_CHARS) {
+    return { result: output };
+  }
+  let text: string | undefined;
+  try {
+    text = typeof output === "string" ? output : JSON.stringify(output);
+  } catch {
+    text = undefined;
+  }
+  if (text === undefined || text.length <= TOOL_RESULT_EVENT_MAX_CHARS) return { result: output };
+  return {
+    result: text.slice(0, TOOL_RESULT_EVENT_MAX_CHARS),
+    resultTruncated: true,
+    resultChars: text.length,
+  };
+}
+
 /** Maps the runtime's run events to protocol events; see the module comment. */
 export class RunTracker {
   readonly #sink: RunTrackerSink;
@@ -98,6 +124,21 @@ export class RunTracker {
   constructor(sink: RunTrackerSink, now: () => number = Date.now) {
     this.#sink = sink;
     this.#now = now;
+  }
+
+  /**
+   * Forgets all but the `keep` most recent finished runs (memory pressure); `agent.wait` for a
+   * forgotten run answers `timeout`. Returns how many snapshots were dropped.
+   */
+  trimFinished(keep: number): number {
+    let dropped = 0;
+    while (this.#finished.size > keep * 2) {
+      const oldest = this.#finished.keys().next().value;
+      if (oldest === undefined) break;
+      this.#finished.delete(oldest);
+      dropped++;
+    }
+    return dropped;
   }
 
   /** Feeds one message published on `events:global`; anything that is not a run event is ignored. */
@@ -321,7 +362,7 @@ export class RunTracker {
           phase: "result",
           toolCallId: event.toolCallId,
           name: event.toolName,
-          result: event.output,
+          ...boundedToolResult(event.output),
           isError: event.isError,
         });
         break;

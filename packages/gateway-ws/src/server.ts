@@ -12,6 +12,7 @@ import {
   type ConfigService,
   type CronSupervisor,
   InvalidArgumentError,
+  type MemoryPressureMonitor,
   type ModelSource,
 } from "@beamclaw/core";
 import { WebSocketServer } from "ws";
@@ -26,8 +27,9 @@ import { GatewayHub } from "./hub.js";
 import { GatewayLog, type GatewayLogSink } from "./logs.js";
 import { coreMethods } from "./methods/index.js";
 import type { GatewayMethodDefinition } from "./methods/types.js";
-import type { NodeInvokeResult } from "./nodes.js";
+import type { ConnectedNode, NodeInvokeResult } from "./nodes.js";
 import { CloseCodes, DEFAULT_LIMITS, Scopes } from "./protocol/constants.js";
+import type { GatewaySkillsReport } from "./skills.js";
 
 /** The version this package reports in `hello-ok.server.version`. */
 export const GATEWAY_VERSION = "0.0.0";
@@ -71,9 +73,15 @@ export interface GatewayServerOptions {
   /**
    * Browser origins (e.g. `https://ops.example.com`) allowed to open WebSockets and call the
    * HTTP API besides the gateway's own. A browser request from any other origin is refused
-   * (403), so a web page cannot drive a gateway it happens to reach. Default none.
+   * (403), so a web page cannot drive a gateway it happens to reach. Default
+   * `config.gateway.allowedOrigins` (live with a `configService`), else none.
    */
   allowedOrigins?: string[];
+  /**
+   * The skills the agents were built with, for `skills.status` (what `beamclaw gateway`
+   * passes). Default: `config.skills.dirs` loaded on each call, with each agent's `skills`.
+   */
+  skills?: GatewaySkillsReport;
   /** Directory served at `/`; `false` for none. Default the package's `dashboard/`. */
   dashboardDir?: string | false;
   /** Heartbeat settings. Default `config.heartbeat` (off). */
@@ -84,6 +92,14 @@ export interface GatewayServerOptions {
   logSink?: GatewayLogSink;
   /** Called when a connection has closed (code, reason, peak outbound buffer). */
   onConnectionClose?: (info: ConnectionCloseInfo) => void;
+  /**
+   * The monitor the runtime sheds load with (`AgentRuntimeOptions.memoryPressure`; its owner
+   * starts and stops it). Under pressure the gateway logs it, trims its cache of finished
+   * runs and answers `/readyz` with 503 (`status: "memory-pressure"`); the runtime's refusals
+   * reach clients as retryable errors (`UNAVAILABLE` with `details.code` `OVERLOADED` and
+   * `details.reason` `memory`; HTTP 503 with `Retry-After`).
+   */
+  memoryPressure?: MemoryPressureMonitor;
   /** Clock, for tests. */
   now?: () => number;
 }
@@ -138,6 +154,7 @@ export class GatewayServer {
   #address: { host: string; port: number } | undefined;
   #started = false;
   readonly #sockets = new Set<Socket>();
+  #offMemory: Array<() => void> = [];
 
   constructor(options: GatewayServerOptions) {
     if (options?.runtime === undefined) {
@@ -224,6 +241,7 @@ export class GatewayServer {
       now: options.now ?? Date.now,
       limits,
       methods: coreMethods(),
+      ...(options.skills === undefined ? {} : { skills: options.skills }),
     });
   }
 
@@ -257,7 +275,8 @@ export class GatewayServer {
       models: options.http?.models ?? gw?.http.models ?? true,
       dashboardDir,
       maxBodyBytes: hub.limits.maxPayloadBytes,
-      originAllowed: (req) => originAllowed(req, options.allowedOrigins),
+      originAllowed: (req) => originAllowed(req, this.#allowedOrigins()),
+      underMemoryPressure: () => options.memoryPressure?.underPressure === true,
     });
     const listener = (req: Parameters<typeof handler>[0], res: Parameters<typeof handler>[1]) =>
       void handler(req, res);
@@ -281,7 +300,7 @@ export class GatewayServer {
         socket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n");
         return;
       }
-      if (!originAllowed(req, options.allowedOrigins)) {
+      if (!originAllowed(req, this.#allowedOrigins())) {
         hub.log.warn(`refused a WebSocket from origin ${String(req.headers.origin)}`);
         socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
         return;
@@ -325,6 +344,23 @@ export class GatewayServer {
       port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
     };
     await hub.start();
+    const memory = options.memoryPressure;
+    if (memory !== undefined) {
+      this.#offMemory.push(
+        memory.onPressure((event) => {
+          if (!event.first) return;
+          const trimmed = hub.runs.trimFinished(100);
+          hub.log.warn(
+            `memory pressure (${event.exceeded.join(", ")}: heap ${mib(event.sample.heapUsedBytes)}, rss ${mib(event.sample.rssBytes)}): refusing new runs, hibernating idle sessions, trimmed ${trimmed} finished runs`,
+          );
+        }),
+        memory.onRecovered((event) =>
+          hub.log.info(
+            `memory pressure over after ${event.durationMs} ms (heap ${mib(event.sample.heapUsedBytes)}, rss ${mib(event.sample.rssBytes)}): accepting runs again`,
+          ),
+        ),
+      );
+    }
     this.#tick = setInterval(() => {
       hub.broadcast("tick", { ts: hub.now() }, { dropIfSlow: true });
       hub
@@ -372,6 +408,7 @@ export class GatewayServer {
     }
     if (this.#tick !== null) clearInterval(this.#tick);
     this.#tick = null;
+    for (const off of this.#offMemory.splice(0)) off();
     await hub.stop();
     for (const connection of [...hub.connections]) {
       connection.close(CloseCodes.GOING_AWAY, "gateway shutting down");
@@ -453,6 +490,16 @@ export class GatewayServer {
     });
   }
 
+  /** The connected nodes, with the commands each declared (what `createNodeExecHost` checks). */
+  nodes(): ConnectedNode[] {
+    return this.#hub.nodes.list();
+  }
+
+  /** The origins allowed now: the option, else the running configuration's. */
+  #allowedOrigins(): readonly string[] {
+    return this.#options.allowedOrigins ?? this.#hub.config?.gateway.allowedOrigins ?? [];
+  }
+
   /** The connected clients. */
   connections(): ConnectionSummary[] {
     return [...this.#hub.connections]
@@ -508,4 +555,8 @@ function cronOf(options: GatewayServerOptions): GatewayCronBackend | undefined {
  */
 export function createGateway(options: GatewayServerOptions): GatewayServer {
   return new GatewayServer(options);
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
 }

@@ -18,7 +18,11 @@ export {
   type CronJobConfig,
   CronJobConfigSchema,
   configJsonSchema,
+  type ExecToolConfig,
+  ExecToolConfigSchema,
   ProviderConfigSchema,
   RESTART_ONLY_PATHS,
+  type WebFetchToolConfig,
+  WebFetchToolConfigSchema,
 } from "./schema.js";
 export { type ConfigEvents, ConfigService, type ConfigServiceOptions } from "./service.js";

@@ -144,6 +144,13 @@ export function parseConfig(
  * Parses YAML text and validates it.
  *
  * @throws ConfigError for YAML syntax errors (with line and column) and validation problems.
+ *
+ * @example
+ * ```ts
+ * const config = parseConfigYaml("agents: { main: { model: anthropic/claude-sonnet-4-5 } }\n");
+ * config.agents[0]?.id; // "main"
+ * config.gateway.port; // 18789, the default
+ * ```
  */
 export function parseConfigYaml(text: string, options: ParseConfigOptions = {}): BeamClawConfig {
   const source = options.source ?? "beamclaw.yaml";
@@ -185,7 +192,20 @@ function restoreRefs(value: unknown, refs: string[]): unknown {
   return value;
 }
 
-/** Reads and validates a `beamclaw.yaml` file. */
+/**
+ * Reads and validates a `beamclaw.yaml` file.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   const config = await loadConfigFile("./beamclaw.yaml");
+ *   console.log(config.agents.map((agent) => agent.id));
+ * } catch (error) {
+ *   if (!ConfigError.isInstance(error)) throw error;
+ *   for (const issue of error.issues) console.error(`${issue.path}: ${issue.message}`);
+ * }
+ * ```
+ */
 export async function loadConfigFile(
   path: string,
   options: Omit<ParseConfigOptions, "source"> = {},

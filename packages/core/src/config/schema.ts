@@ -8,7 +8,10 @@ const agentFields = {
   model: modelRef,
   fallbacks: z.array(modelRef).default([]),
   systemPrompt: z.string().optional(),
-  /** Skill names to enable (from the skill directories); `["*"]` for all eligible. */
+  /**
+   * Skills (from `skills.dirs`) in this agent's prompt: names, `["*"]` or omitted for every
+   * eligible skill, `[]` for none. Gated (ineligible) skills are never added.
+   */
   skills: z.array(z.string()).optional(),
   /** Tool allowlist; `["*"]` for all. */
   tools: z.array(z.string()).default([]),
@@ -94,6 +97,128 @@ export const CronJobConfigSchema = z
   })
   .strict();
 
+/** An `exec` allowlist entry (see `ExecAllowlistEntry`). */
+const ExecAllowlistEntrySchema = z
+  .object({
+    /** An absolute program path (`/usr/bin/git`) or a bare name found on the host's search path (`git`). */
+    executable: z
+      .string()
+      .min(1)
+      .refine((e) => e.startsWith("/") || !e.includes("/"), "an absolute path or a bare name"),
+    /** Argument patterns: exact strings, `*` (one argument), `**` (the rest, last only). Omitted: any. */
+    argv: z
+      .array(z.string())
+      .refine((a) => !a.slice(0, -1).includes("**"), '"**" may only be the last pattern')
+      .optional(),
+  })
+  .strict();
+
+/**
+ * `tools.exec`: the `exec` and `process` tools (`createExecTool`). Off by default. Every
+ * command needs an approval bound to its exact form unless `allowlist` covers it; with
+ * `tools.approvals.mode: off` only allowlisted commands run. The model is offered `host`, plus
+ * `sandbox` when a `sandbox` section is present and `node` when a `node` section is present;
+ * the gateway host (no isolation) only when it is `host`.
+ */
+export const ExecToolConfigSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /** Where commands run by default: this machine, an isolated sandbox, or a paired node. */
+    host: z.enum(["gateway", "sandbox", "node"]).default("sandbox"),
+    /**
+     * Directories on this machine commands may start in (and below); the first is the
+     * default. Relative to the configuration file. Required for hosts `gateway` and `sandbox`.
+     */
+    roots: z.array(z.string().min(1)).default([]),
+    /** A command still running after this long continues in the background (`process` tool). */
+    yieldAfterMs: positiveMs.default(10_000),
+    /** A command still running after this long is killed. */
+    timeoutMs: positiveMs.default(1_800_000),
+    sandbox: z
+      .object({
+        /** `bubblewrap` (Linux user namespaces) or `docker` (a throwaway container). */
+        driver: z.enum(["bubblewrap", "docker"]).default("bubblewrap"),
+        /** The image, for `docker`. */
+        image: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, "a docker image name")
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    /** A paired node (its device id), reached through the gateway's `system.run` relay. */
+    node: z
+      .object({
+        nodeId: z.string().regex(/^[^\s/]+$/, "a node id (its device id)"),
+        /** The node's default directory (absolute, on the node); else commands must name one. */
+        workdir: z.string().regex(/^\//, "an absolute path on the node").optional(),
+      })
+      .strict()
+      .optional(),
+    /** Commands that run without asking. */
+    allowlist: z.array(ExecAllowlistEntrySchema).default([]),
+  })
+  .strict()
+  .superRefine((exec, ctx) => {
+    if (exec.host === "node" && exec.node === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["node"],
+        message: "required when host is node: { nodeId, workdir }",
+      });
+    }
+    if (exec.sandbox?.driver === "docker" && exec.sandbox.image === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["sandbox", "image"],
+        message: "required with driver docker (e.g. debian:bookworm-slim)",
+      });
+    }
+    const local = exec.host !== "node" || exec.sandbox !== undefined;
+    if (exec.enabled && local && exec.roots.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["roots"],
+        message:
+          "at least one directory: commands on this machine (host gateway or sandbox) run only below a root",
+      });
+    }
+  });
+
+/** `tools.webFetch`: the `web_fetch` tool (`createWebFetchTool`). Off by default. */
+export const WebFetchToolConfigSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /**
+     * Internal hosts and networks it may reach despite the SSRF guard: IPs, CIDRs, host names,
+     * `*.domain` wildcards.
+     */
+    allow: z.array(z.string().min(1)).default([]),
+    /** The most body bytes one call downloads. */
+    maxBytes: z.number().int().positive().default(2_097_152),
+    timeoutMs: positiveMs.default(30_000),
+  })
+  .strict();
+
+const EXEC_DEFAULTS = {
+  enabled: false,
+  host: "sandbox" as const,
+  roots: [],
+  yieldAfterMs: 10_000,
+  timeoutMs: 1_800_000,
+  allowlist: [],
+};
+const WEB_FETCH_DEFAULTS = { enabled: false, allow: [], maxBytes: 2_097_152, timeoutMs: 30_000 };
+
+/** A browser origin: `scheme://host[:port]`, nothing after it. */
+const origin = z.string().refine((value) => {
+  try {
+    return new URL(value).origin === value;
+  } catch {
+    return false;
+  }
+}, "an origin: scheme://host[:port], without a path or a trailing slash");
+
 /**
  * The whole configuration: the shape of `beamclaw.yaml`, and of the object a host app
  * passes when it embeds BeamClaw without a file.
@@ -124,11 +249,17 @@ export const ConfigSchema = z
           .object({ chatCompletions: z.boolean().default(true), models: z.boolean().default(true) })
           .strict()
           .default({ chatCompletions: true, models: true }),
+        /**
+         * Browser origins (`https://ops.example.com`) besides the gateway's own that may open
+         * WebSockets and call the HTTP API; other browser origins get 403.
+         */
+        allowedOrigins: z.array(origin).default([]),
       })
       .strict()
       .default({
         host: "127.0.0.1",
         http: { chatCompletions: true, models: true },
+        allowedOrigins: [],
         port: 18_789,
         auth: { mode: "token", autoApproveLoopback: true },
         maxPayloadBytes: 1_048_576,
@@ -190,11 +321,15 @@ export const ConfigSchema = z
           })
           .strict()
           .default({ mode: "on-miss", timeoutMs: 120_000, defaultDecision: "deny" }),
+        exec: ExecToolConfigSchema.default(EXEC_DEFAULTS),
+        webFetch: WebFetchToolConfigSchema.default(WEB_FETCH_DEFAULTS),
       })
       .strict()
       .default({
         timeoutMs: 120_000,
         approvals: { mode: "on-miss", timeoutMs: 120_000, defaultDecision: "deny" },
+        exec: EXEC_DEFAULTS,
+        webFetch: WEB_FETCH_DEFAULTS,
       }),
     skills: z
       .object({ dirs: z.array(z.string()).default([]) })
@@ -229,6 +364,32 @@ export const ConfigSchema = z
         presenceIntervalMs: 30_000,
         missedBeatsOffline: 3,
       }),
+    /**
+     * Load shedding under memory pressure (see `MemoryPressureMonitor`): above a threshold
+     * new runs are refused with a retryable error, idle sessions hibernate and caches are
+     * trimmed, until memory is back below `recoverRatio` of it. Off when absent.
+     */
+    memoryPressure: z
+      .object({
+        /** Pressure when the V8 heap in use exceeds this many bytes. */
+        maxHeapUsedBytes: z.number().int().positive().optional(),
+        /** Pressure when the V8 heap in use exceeds this fraction of the heap limit. */
+        maxHeapUsedRatio: z.number().gt(0).max(1).optional(),
+        /** Pressure when the resident set size exceeds this many bytes. */
+        maxRssBytes: z.number().int().positive().optional(),
+        /** Pressure ends once every measure is at or below this fraction of its threshold. */
+        recoverRatio: z.number().gt(0).lt(1).default(0.85),
+        sampleIntervalMs: positiveMs.default(1_000),
+      })
+      .strict()
+      .refine(
+        (m) =>
+          m.maxHeapUsedBytes !== undefined ||
+          m.maxHeapUsedRatio !== undefined ||
+          m.maxRssBytes !== undefined,
+        { message: "set maxHeapUsedBytes, maxHeapUsedRatio or maxRssBytes" },
+      )
+      .optional(),
     /** Channel settings by channel id; each channel validates its own section. */
     channels: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     /** Feature flags. */
@@ -244,11 +405,19 @@ export type BeamClawConfig = z.output<typeof ConfigSchema>;
 export type AgentConfig = z.output<typeof AgentConfigSchema>;
 /** One cron job's configuration. */
 export type CronJobConfig = z.output<typeof CronJobConfigSchema>;
+/** `tools.exec` after validation. */
+export type ExecToolConfig = z.output<typeof ExecToolConfigSchema>;
+/** `tools.webFetch` after validation. */
+export type WebFetchToolConfig = z.output<typeof WebFetchToolConfigSchema>;
 
 /**
- * Dotted paths whose change needs a restart: secrets, endpoints, listening sockets, auth.
+ * Dotted paths whose change needs a restart: secrets, endpoints, listening sockets, auth,
+ * and where `exec` runs commands (`tools.exec` `enabled`, `host`, `roots`, `sandbox`,
+ * `node`): the hosts are built, probed and own their running processes for the process's
+ * lifetime, and an approval names its host, so they never change under a running command.
  * Everything else (timeouts, feature flags, cron jobs, channel settings, agents, skills,
- * sessions, tools, pricing, heartbeat) is applied live.
+ * sessions, tools — the exec allowlist and limits, `web_fetch` — allowed origins, pricing,
+ * heartbeat) is applied live.
  */
 export const RESTART_ONLY_PATHS: readonly string[] = [
   "gateway.host",
@@ -257,6 +426,12 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "gateway.auth",
   "store",
   "providers",
+  "tools.exec.enabled",
+  "tools.exec.host",
+  "tools.exec.roots",
+  "tools.exec.sandbox",
+  "tools.exec.node",
+  "memoryPressure",
 ];
 
 /** The JSON Schema of `beamclaw.yaml`, for editors (`# yaml-language-server: $schema=...`). */

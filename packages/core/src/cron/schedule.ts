@@ -92,6 +92,12 @@ export function isValidTimeZone(timezone: string): boolean {
  *
  * @param createdAt - the job's creation time, the default anchor of `every` schedules.
  * @throws CronError `INVALID_CRON_SCHEDULE` naming what is wrong.
+ *
+ * @example
+ * ```ts
+ * const schedule = compileSchedule({ cron: "0 9 * * 1-5", timezone: "Europe/Berlin" }, Date.now());
+ * schedule.nextAfter(Date.now()); // epoch ms of the next weekday at 09:00 in Berlin
+ * ```
  */
 export function compileSchedule(
   schedule: CronSchedule,

@@ -52,6 +52,13 @@ function message(error: unknown): string {
 /**
  * Subscribes to BeamClaw's telemetry channels and records spans and metrics. Every attribute
  * carries tenant, agent and session where the event has them.
+ *
+ * @example
+ * ```ts
+ * const bridge = startOtelBridge({ tracer: trace.getTracer("beamclaw"), meter: metrics.getMeter("beamclaw") });
+ * // ... run the runtime ...
+ * bridge.stop();
+ * ```
  */
 export function startOtelBridge(options: OtelBridgeOptions): OtelBridge {
   const { tracer, meter } = options;

@@ -14,6 +14,15 @@ export {
   type StopOptions,
 } from "./actor.js";
 export { type ExitReason, formatExitReason, isNormalExit, toExitError } from "./exit.js";
+export {
+  type MemoryMeasure,
+  MemoryPressureError,
+  type MemoryPressureEvent,
+  MemoryPressureMonitor,
+  type MemoryPressureOptions,
+  type MemoryRecoveryEvent,
+  type MemorySample,
+} from "./memory-pressure.js";
 export { LocalPubSub, type PubSub, type PubSubHandler, type SubscribeOptions } from "./pubsub.js";
 export {
   Registry,

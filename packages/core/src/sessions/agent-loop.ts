@@ -102,6 +102,28 @@ function systemPrompt(agent: AgentDefinition): string | undefined {
  *
  * Never throws: failures end the run with status `failed` (and an `error` event), an abort
  * with status `aborted`.
+ *
+ * @example
+ * ```ts
+ * const history: ModelMessage[] = [];
+ * const result = await runAgentLoop({
+ *   runId: "run-1",
+ *   sessionKey: "agent:main:main",
+ *   agent: { id: "main", model: "anthropic/claude-sonnet-4-5" },
+ *   models: ["anthropic/claude-sonnet-4-5"],
+ *   history,
+ *   inputs: [{ text: "hello" }],
+ *   source: createProviderChain({ providers: [createAnthropicProvider()] }),
+ *   tools: new BasicToolRunner(),
+ *   signal: new AbortController().signal,
+ *   emit: (event) => console.log(event.type),
+ *   persist: async (message) => {
+ *     history.push(message);
+ *   },
+ *   takeSteered: () => [],
+ * });
+ * console.log(result.status, result.text);
+ * ```
  */
 export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   const { runId, sessionKey, agent, signal, emit } = input;

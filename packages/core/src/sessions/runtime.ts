@@ -9,6 +9,7 @@ import {
   OverloadedError,
 } from "../errors.js";
 import type { JsonObject, JsonValue } from "../providers/types.js";
+import type { MemoryPressureMonitor } from "../runtime/memory-pressure.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor, Supervisor } from "../runtime/supervisor.js";
@@ -88,6 +89,14 @@ export interface AgentRuntimeOptions {
    * another node owns. Default: none, every session runs in this process.
    */
   ownership?: SessionOwnership;
+  /**
+   * Sheds load under memory pressure (see `MemoryPressureMonitor`, which its owner starts and
+   * stops): while the monitor reports pressure, `send` refuses new messages with a retryable
+   * `MemoryPressureError` before anything is queued, and on every sample under pressure each
+   * idle session (no run, nothing queued) hibernates at once. Messages already accepted, and
+   * their replays after a restart, still run. Default: none.
+   */
+  memoryPressure?: MemoryPressureMonitor;
 }
 
 /** A session, addressed by key; it is revived from the store when needed. */
@@ -161,6 +170,7 @@ export class AgentRuntime {
   #tasks: TaskSupervisor | null = null;
   #ctx: SessionContext | null = null;
   #state: "new" | "running" | "stopped" = "new";
+  #offPressure: (() => void) | undefined;
 
   constructor(options: AgentRuntimeOptions) {
     if (options.agents.length === 0)
@@ -170,16 +180,7 @@ export class AgentRuntime {
     this.pubsub = options.pubsub ?? new LocalPubSub();
     this.#now = options.now ?? Date.now;
     this.usage = new UsageMeter(this.store);
-    for (const agent of options.agents) {
-      const id = normalizeAgentId(agent.id);
-      if (this.#agents.has(id)) throw new InvalidArgumentError(`duplicate agent id "${id}"`);
-      if (typeof agent.model !== "string" || !agent.model.includes("/")) {
-        throw new InvalidArgumentError(
-          `agent "${id}": model must be "provider/model", got "${agent.model}"`,
-        );
-      }
-      this.#agents.set(id, { ...agent, id });
-    }
+    for (const [id, agent] of validateAgents(options.agents)) this.#agents.set(id, agent);
     this.approvals =
       options.approvals === undefined
         ? undefined
@@ -196,6 +197,27 @@ export class AgentRuntime {
     } else {
       this.tools = undefined;
       this.#tools = options.tools;
+    }
+  }
+
+  /**
+   * Applies changed settings while running (config hot reload): the agents (the next run of
+   * each session uses its agent's new definition; sessions of a removed agent fail their next
+   * run with a clear error), and the default tool timeout of the built-in tool runner.
+   *
+   * @throws InvalidArgumentError for invalid agents (nothing is changed then).
+   */
+  reconfigure(changes: { agents?: AgentDefinition[]; toolTimeoutMs?: number }): void {
+    const agents = changes.agents === undefined ? undefined : validateAgents(changes.agents);
+    if (changes.toolTimeoutMs !== undefined) {
+      if (!(this.#tools instanceof SupervisedToolRunner)) {
+        throw new InvalidArgumentError("toolTimeoutMs applies to the built-in tool runner only");
+      }
+      this.#tools.setDefaultTimeoutMs(changes.toolTimeoutMs);
+    }
+    if (agents !== undefined) {
+      this.#agents.clear();
+      for (const [id, agent] of agents) this.#agents.set(id, agent);
     }
   }
 
@@ -253,6 +275,9 @@ export class AgentRuntime {
       onUsage: (entry) => this.usage.record(entry),
       now: this.#now,
     };
+    this.#offPressure = this.#options.memoryPressure?.onPressure(() => {
+      this.hibernateIdleSessions();
+    });
     // Messages accepted before a crash or restart and never finished run again, once each.
     const pending = await this.store.queue.pending({ limit: 1000 });
     const keys = new Set(pending.map((m) => m.sessionKey));
@@ -273,6 +298,8 @@ export class AgentRuntime {
       return;
     }
     this.#state = "stopped";
+    this.#offPressure?.();
+    this.#offPressure = undefined;
     this.approvals?.close();
     await this.#root?.stop("shutdown");
     await this.usage.flush();
@@ -290,6 +317,26 @@ export class AgentRuntime {
   /** Sessions alive in memory right now. */
   activeSessions(): string[] {
     return [...this.registry.registeredKeys()].map((k) => k.slice("session:".length));
+  }
+
+  /**
+   * Asks every session in memory to hibernate now if it is idle (no run, nothing queued): it
+   * saves and leaves memory, and its next message revives it from the store. Busy sessions
+   * are left alone. Done on every memory-pressure sample when `memoryPressure` is set.
+   * Returns how many sessions were asked; they stop shortly after.
+   */
+  hibernateIdleSessions(): number {
+    let asked = 0;
+    for (const key of [...this.registry.registeredKeys()]) {
+      if (!key.startsWith("session:")) continue;
+      try {
+        if (this.registry.whereis<SessionActorType>(key)?.send({ type: "hibernate-if-idle" }))
+          asked++;
+      } catch {
+        // A full mailbox: that session is busy, not idle.
+      }
+    }
+    return asked;
   }
 
   /**
@@ -360,6 +407,8 @@ export class AgentRuntime {
     const input: UserMessageInput = typeof message === "string" ? { text: message } : message;
     if (typeof input?.text !== "string")
       throw new InvalidArgumentError("a message needs a text string");
+    // Under memory pressure a new message is refused before anything is queued.
+    this.#options.memoryPressure?.assertAccepting(`a message to session ${key}`);
     const { signal, ...rest } = options;
     const runId = randomUUID();
     const stored: JsonObject = {
@@ -383,10 +432,10 @@ export class AgentRuntime {
         );
       }
       // In a cluster the original may be running on another node: follow it there.
-      const routed = await this.#options.ownership?.routeSend(
-        queued,
-        signal === undefined ? {} : { signal },
-      );
+      const routed = await this.#options.ownership?.routeSend(queued, {
+        duplicate: true,
+        ...(signal === undefined ? {} : { signal }),
+      });
       if (routed !== undefined) return routed;
       const done = new RunEventLog();
       done.fail(
@@ -411,6 +460,9 @@ export class AgentRuntime {
    * queued) for a session this node owns. A message this runtime already holds gets a handle
    * on its run (`duplicate`); neither runs twice.
    *
+   * `fresh: true` says the message was just enqueued by this process and handed to no one
+   * yet, which skips the check that it is still pending (a store read).
+   *
    * @throws BeamClawError `DUPLICATE` when the message is no longer pending (its run is done).
    * @throws ClusterError when this node may not run the session (another node owns it); the
    *   message stays queued.
@@ -420,7 +472,7 @@ export class AgentRuntime {
    * const run = await ownerRuntime.deliver(message); // as ClusterNode does on the owner
    * ```
    */
-  async deliver(message: QueuedMessage): Promise<RunHandle> {
+  async deliver(message: QueuedMessage, options: { fresh?: boolean } = {}): Promise<RunHandle> {
     this.#requireRunning();
     const key = message.sessionKey;
     const payload = message.payload as {
@@ -434,6 +486,9 @@ export class AgentRuntime {
     const runId = typeof payload.runId === "string" ? payload.runId : randomUUID();
     const known = this.#followKnown(key, message.id, runId);
     if (known !== undefined) return known;
+    if (options.fresh === true) {
+      return this.#deliverQueued(key, message.id, payload.input, payload.options ?? {}, runId);
+    }
     const pending = await this.store.queue.pending({ sessionKey: key, limit: 1000 });
     // Checked again after the read: a replay may have taken it meanwhile.
     const again = this.#followKnown(key, message.id, runId);
@@ -682,6 +737,22 @@ export class AgentRuntime {
       counts.running--;
     }
   }
+}
+
+function validateAgents(agents: AgentDefinition[]): Map<string, AgentDefinition> {
+  if (agents.length === 0) throw new InvalidArgumentError("a runtime needs at least one agent");
+  const out = new Map<string, AgentDefinition>();
+  for (const agent of agents) {
+    const id = normalizeAgentId(agent.id);
+    if (out.has(id)) throw new InvalidArgumentError(`duplicate agent id "${id}"`);
+    if (typeof agent.model !== "string" || !agent.model.includes("/")) {
+      throw new InvalidArgumentError(
+        `agent "${id}": model must be "provider/model", got "${agent.model}"`,
+      );
+    }
+    out.set(id, { ...agent, id });
+  }
+  return out;
 }
 
 /** Two revivals raced and the other one won the name: look it up again. */

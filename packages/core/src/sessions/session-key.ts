@@ -146,7 +146,15 @@ export function normalizeSessionKey(raw: string): string {
   return parseSessionKey(raw).key;
 }
 
-/** Builds `agent:<agentId>:<...rest>`, validating every part. */
+/**
+ * Builds `agent:<agentId>:<...rest>`, validating every part.
+ *
+ * @example
+ * ```ts
+ * sessionKey("main", "direct", "alice"); // "agent:main:direct:alice"
+ * sessionKey("main", "telegram", "group", "-100123"); // "agent:main:telegram:group:-100123"
+ * ```
+ */
 export function sessionKey(agentId: string, ...rest: string[]): string {
   // Each part is one segment: a part holding ":" would smuggle in extra segments.
   for (const part of [agentId, ...rest]) {

@@ -108,24 +108,60 @@ interface Waiter extends PendingApproval {
  * ```
  */
 export class ApprovalGate {
-  readonly mode: ApprovalMode;
-  readonly timeoutMs: number;
-  readonly defaultDecision: ApprovalDecision;
+  #mode: ApprovalMode;
+  #timeoutMs: number;
+  #defaultDecision: ApprovalDecision;
   readonly #store: ApprovalStore;
   readonly #now: () => number;
   readonly #waiting = new Map<string, Waiter>();
 
   constructor(options: ApprovalGateOptions) {
-    this.mode = options.mode ?? "on-miss";
+    this.#mode = ApprovalGate.#checkMode(options.mode ?? "on-miss");
     if (!["off", "on-miss", "always"].includes(this.mode)) {
       throw new InvalidArgumentError(
         `approval mode must be off, on-miss or always, got "${this.mode}"`,
       );
     }
-    this.timeoutMs = options.timeoutMs ?? 120_000;
-    this.defaultDecision = options.defaultDecision ?? "deny";
+    this.#timeoutMs = options.timeoutMs ?? 120_000;
+    this.#defaultDecision = options.defaultDecision ?? "deny";
     this.#store = options.store;
     this.#now = options.now ?? Date.now;
+  }
+
+  /** The ask mode. */
+  get mode(): ApprovalMode {
+    return this.#mode;
+  }
+
+  /** How long a request waits for an answer, in ms. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  /** What an unanswered request becomes. */
+  get defaultDecision(): ApprovalDecision {
+    return this.#defaultDecision;
+  }
+
+  /**
+   * Changes mode, timeout or default decision while running (config hot reload). Pending
+   * requests keep the timeout they were asked with.
+   */
+  configure(options: {
+    mode?: ApprovalMode;
+    timeoutMs?: number;
+    defaultDecision?: ApprovalDecision;
+  }): void {
+    if (options.mode !== undefined) this.#mode = ApprovalGate.#checkMode(options.mode);
+    if (options.timeoutMs !== undefined) this.#timeoutMs = options.timeoutMs;
+    if (options.defaultDecision !== undefined) this.#defaultDecision = options.defaultDecision;
+  }
+
+  static #checkMode(mode: ApprovalMode): ApprovalMode {
+    if (!["off", "on-miss", "always"].includes(mode)) {
+      throw new InvalidArgumentError(`approval mode must be off, on-miss or always, got "${mode}"`);
+    }
+    return mode;
   }
 
   /**

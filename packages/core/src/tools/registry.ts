@@ -117,7 +117,17 @@ export interface SupervisedToolRunnerOptions {
  * with exponential backoff. A tool's failure never throws into the loop; only an abort does.
  */
 export class SupervisedToolRunner implements ToolRunner {
-  readonly #options: SupervisedToolRunnerOptions;
+  #options: SupervisedToolRunnerOptions;
+
+  /** Changes the default per-call timeout (config hot reload); calls in flight keep theirs. */
+  setDefaultTimeoutMs(timeoutMs: number): void {
+    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+      throw new InvalidArgumentError(
+        `tool timeout must be a positive number of ms, got ${timeoutMs}`,
+      );
+    }
+    this.#options = { ...this.#options, defaultTimeoutMs: timeoutMs };
+  }
 
   constructor(options: SupervisedToolRunnerOptions) {
     this.#options = options;

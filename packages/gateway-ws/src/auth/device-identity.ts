@@ -105,7 +105,18 @@ export function buildDeviceAuthPayloadV2(fields: DeviceAuthPayloadFields): strin
   ].join("|");
 }
 
-/** Verifies an ed25519 signature (base64url or base64) over `payload`. */
+/**
+ * Verifies an ed25519 signature (base64url or base64) over `payload`.
+ *
+ * @example
+ * ```ts
+ * const identity = createDeviceIdentity();
+ * const fields = { nonce, clientId: "cli", clientMode: "cli", role: "operator", scopes: ["operator.read"] };
+ * const device = signDeviceChallenge(identity, fields);
+ * const payload = buildDeviceAuthPayloadV3({ ...fields, deviceId: device.id, signedAtMs: device.signedAt });
+ * verifyDeviceSignature(device.publicKey, payload, device.signature); // true
+ * ```
+ */
 export function verifyDeviceSignature(
   publicKey: string,
   payload: string,

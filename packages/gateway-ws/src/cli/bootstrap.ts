@@ -1,7 +1,8 @@
 /**
  * Builds a running gateway from a `beamclaw.yaml`: the store, the providers and their chain,
- * the agents (with skills), the runtime and the gateway. The adapter packages are optional
- * peers, loaded with `import()` only when the configuration needs them.
+ * the agents (with skills), the runtime, its tools (exec, process, web_fetch) and the gateway.
+ * The adapter packages are optional peers, loaded with `import()` only when the configuration
+ * needs them.
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import {
@@ -15,14 +16,17 @@ import {
   CronSupervisor,
   computeCost,
   createProviderChain,
-  loadSkills,
+  MemoryPressureMonitor,
   MemoryStore,
   type ModelProvider,
   type Store,
   withSkills,
 } from "@beamclaw/core";
 import type { GatewayLogSink } from "../logs.js";
+import { createNodeExecHost, type NodeRelay } from "../node-exec.js";
 import { createGateway, type GatewayServer } from "../server.js";
+import { buildSkillsReport, type GatewaySkillsReport } from "../skills.js";
+import { type ConfiguredTools, startTools } from "./tools.js";
 
 /** A problem the CLI reports in one clear line and exits 1 for. */
 export class CliError extends BeamClawError {
@@ -140,13 +144,26 @@ export function costFunction(config: BeamClawConfig): CostFunction | undefined {
   };
 }
 
-/** The agents of a configuration, with their enabled skills folded into their prompts. */
-export async function agentDefinitions(
+/**
+ * The skills of a configuration: `skills.dirs` (relative ones are relative to the config
+ * file) loaded once, gated against this machine and the configuration (`requires.config`),
+ * and each agent's `skills` selection (omitted: every eligible skill).
+ */
+export async function configuredSkills(
   config: BeamClawConfig,
   configDir: string,
-): Promise<AgentDefinition[]> {
+): Promise<GatewaySkillsReport> {
   const dirs = config.skills.dirs.map((d) => (isAbsolute(d) ? d : resolve(configDir, d)));
-  const loaded = dirs.length === 0 ? undefined : await loadSkills({ dirs, strict: false });
+  return buildSkillsReport(dirs, Object.fromEntries(config.agents.map((a) => [a.id, a.skills])), {
+    config: config as unknown as Record<string, unknown>,
+  });
+}
+
+/** The agents of a configuration, with their selected eligible skills in their prompts. */
+export function agentDefinitions(
+  config: BeamClawConfig,
+  skills: GatewaySkillsReport,
+): AgentDefinition[] {
   return config.agents.map((a) => {
     const agent: AgentDefinition = {
       id: a.id,
@@ -160,11 +177,9 @@ export async function agentDefinitions(
       ...(a.temperature === undefined ? {} : { temperature: a.temperature }),
       ...(a.subagents === undefined ? {} : { subagents: a.subagents }),
     };
-    if (loaded === undefined || a.skills === undefined || a.skills.length === 0) return agent;
-    const skills = a.skills.includes("*")
-      ? loaded.skills
-      : loaded.skills.filter((s) => a.skills!.includes(s.name));
-    return withSkills(agent, skills);
+    const names = new Set(skills.agents[a.id] ?? []);
+    const selected = skills.loaded.skills.filter((s) => names.has(s.name));
+    return selected.length === 0 ? agent : withSkills(agent, selected);
   });
 }
 
@@ -174,6 +189,8 @@ export interface StartedGateway {
   runtime: AgentRuntime;
   store: Store;
   configService: ConfigService;
+  /** The tools built from `tools.*` (exec's processes end when the gateway stops). */
+  tools: ConfiguredTools;
   address: { host: string; port: number };
   stop(options?: { drainTimeoutMs?: number; reason?: string }): Promise<void>;
 }
@@ -205,11 +222,23 @@ export async function startFromConfig(options: {
     cleanups.push(() => store.close());
     const models = createProviderChain({ providers });
     const cost = costFunction(config);
+    const memoryPressure =
+      config.memoryPressure === undefined
+        ? undefined
+        : new MemoryPressureMonitor(config.memoryPressure).start();
+    if (memoryPressure !== undefined) cleanups.push(async () => memoryPressure.stop());
+    const skills = await configuredSkills(config, configDir);
+    for (const gated of skills.loaded.gated) {
+      options.logSink?.(`skill ${gated.name} is off: ${gated.reason}`);
+    }
+    for (const invalid of skills.loaded.invalid) {
+      options.logSink?.(`skill not loaded: ${invalid.message}`);
+    }
     const approvals = config.tools.approvals;
     const runtime = new AgentRuntime({
       store,
       models,
-      agents: await agentDefinitions(config, configDir),
+      agents: agentDefinitions(config, skills),
       ...(approvals.mode === "off"
         ? {}
         : {
@@ -225,7 +254,36 @@ export async function startFromConfig(options: {
       maxQueuedMessages: config.sessions.maxQueuedMessages,
       defaultQueueMode: config.sessions.defaultQueueMode,
       ...(cost === undefined ? {} : { cost }),
+      ...(memoryPressure === undefined ? {} : { memoryPressure }),
     });
+    // The node host reaches nodes through the gateway, which exists only further down.
+    let gatewayRef: GatewayServer | undefined;
+    const relay: NodeRelay = {
+      invokeNode: (request) =>
+        gatewayRef === undefined
+          ? Promise.reject(new CliError("the gateway is not running"))
+          : gatewayRef.invokeNode(request),
+      nodes: () => gatewayRef?.nodes() ?? [],
+    };
+    const tools = await startTools({
+      config,
+      configDir,
+      tools: runtime.tools!,
+      approvals: runtime.approvals,
+      nodeHost: (node) => createNodeExecHost(relay, node),
+    });
+    cleanups.push(() => tools.stop());
+    if (tools.processes !== undefined) {
+      options.logSink?.(
+        `exec: hosts ${Object.values(tools.execHosts)
+          .map((h) => h.id)
+          .join(", ")}; ${
+          runtime.approvals === undefined
+            ? "tools.approvals.mode is off, so only allowlisted commands run"
+            : `commands need approval (${runtime.approvals.mode}) unless allowlisted`
+        }`,
+      );
+    }
     await runtime.start();
     cleanups.push(() => runtime.stop());
     const cron = await new CronSupervisor({
@@ -235,8 +293,10 @@ export async function startFromConfig(options: {
     }).start();
     cleanups.push(() => cron.stop());
     await cron.applyConfig(config.cron.jobs);
-    // Cron jobs of the configuration follow the file as it changes.
+    // Cron jobs and the live tool settings follow the file as it changes.
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
+      for (const problem of tools.apply(next)) options.logSink?.(problem);
+      applyLiveSettings(runtime, next, diff.applied, configDir, skills, options.logSink);
       if (diff.changed.some((p) => p === "cron" || p.startsWith("cron."))) {
         cron
           .applyConfig(next.cron.jobs)
@@ -250,6 +310,8 @@ export async function startFromConfig(options: {
       configService,
       cron,
       models,
+      skills,
+      ...(memoryPressure === undefined ? {} : { memoryPressure }),
       ...(options.host === undefined ? {} : { host: options.host }),
       ...(options.port === undefined ? {} : { port: options.port }),
       ...(options.logSink === undefined ? {} : { logSink: options.logSink }),
@@ -257,12 +319,14 @@ export async function startFromConfig(options: {
         ? {}
         : { tls: await readTls(config.gateway.tls, configDir) }),
     });
+    gatewayRef = gateway;
     const address = await gateway.start();
     return {
       gateway,
       runtime,
       store,
       configService,
+      tools,
       address,
       async stop(stopOptions = {}) {
         await gateway.stop(stopOptions);
@@ -285,4 +349,42 @@ async function readTls(tls: { cert: string; key: string }, configDir: string) {
       `gateway.tls: cannot read the certificate or key: ${(error as Error).message}`,
     );
   }
+}
+
+/**
+ * Applies the live-reloadable settings the runtime owns: agents (with their skills), the
+ * approval mode, timeout and default decision, and the tool timeout. A switch of approvals
+ * between off and on changes how exec is guarded, so it takes a restart and is logged.
+ */
+function applyLiveSettings(
+  runtime: AgentRuntime,
+  next: BeamClawConfig,
+  applied: readonly string[],
+  configDir: string,
+  skills: Awaited<ReturnType<typeof configuredSkills>>,
+  log: ((line: string) => void) | undefined,
+): void {
+  const touched = (prefix: string) =>
+    applied.some((p) => p === prefix || p.startsWith(`${prefix}.`));
+  const run = async () => {
+    if (touched("agents") || touched("skills")) {
+      const current = touched("skills") ? await configuredSkills(next, configDir) : skills;
+      runtime.reconfigure({ agents: agentDefinitions(next, current) });
+      log?.("config: agents applied");
+    }
+    if (touched("tools.timeoutMs")) runtime.reconfigure({ toolTimeoutMs: next.tools.timeoutMs });
+    if (touched("tools.approvals")) {
+      const wanted = next.tools.approvals;
+      if (runtime.approvals === undefined || wanted.mode === "off") {
+        log?.("config: switching tool approvals on or off takes a restart");
+      } else {
+        runtime.approvals.configure({
+          mode: wanted.mode,
+          timeoutMs: wanted.timeoutMs,
+          defaultDecision: wanted.defaultDecision,
+        });
+      }
+    }
+  };
+  run().catch((error: Error) => log?.(`config not applied: ${error.message}`));
 }

@@ -1,8 +1,16 @@
 /** `beamclaw doctor`: checks a configuration without starting anything. */
 import { access, constants, stat } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { type BeamClawConfig, ConfigError, loadConfigFile } from "@beamclaw/core";
-import { CliError, createProviders, loadProviders } from "./bootstrap.js";
+import {
+  type BeamClawConfig,
+  ConfigError,
+  createWebFetchTool,
+  ExecAllowlist,
+  loadConfigFile,
+  NodeHost,
+} from "@beamclaw/core";
+import { CliError, configuredSkills, createProviders, loadProviders } from "./bootstrap.js";
+import { buildExecHosts } from "./tools.js";
 
 /** One finding. */
 export interface DoctorFinding {
@@ -180,6 +188,9 @@ export async function doctor(
     });
   }
 
+  findings.push(...(await skillFindings(config, configDir)));
+  findings.push(...(await toolFindings(config, configDir)));
+
   if (options.probe === true) {
     for (const [name, p] of Object.entries(config.providers)) {
       if (p.baseUrl === undefined) continue;
@@ -196,6 +207,125 @@ export async function doctor(
           message: `providers.${name}: ${p.baseUrl} is not reachable (${(error as Error).message})`,
         });
       }
+    }
+  }
+  return findings;
+}
+
+/** Skills: what is eligible, what is gated and why, and agents naming skills they will not get. */
+async function skillFindings(config: BeamClawConfig, configDir: string): Promise<DoctorFinding[]> {
+  if (config.skills.dirs.length === 0) return [];
+  const findings: DoctorFinding[] = [];
+  let report: Awaited<ReturnType<typeof configuredSkills>>;
+  try {
+    report = await configuredSkills(config, configDir);
+  } catch (error) {
+    return [{ level: "error", message: `skills: ${(error as Error).message}` }];
+  }
+  const { skills, gated, invalid } = report.loaded;
+  findings.push({
+    level: "ok",
+    message: `skills: ${skills.length} eligible${skills.length === 0 ? "" : ` (${skills.map((s) => s.name).join(", ")})`} in ${report.dirs.join(", ")}`,
+  });
+  for (const g of gated) {
+    findings.push({ level: "warn", message: `skill ${g.name} is gated off: ${g.reason}` });
+  }
+  for (const e of invalid)
+    findings.push({ level: "warn", message: `skill not loaded: ${e.message}` });
+  for (const agent of config.agents) {
+    for (const name of agent.skills ?? []) {
+      if (name === "*" || skills.some((s) => s.name === name)) continue;
+      const off = gated.find((g) => g.name === name);
+      findings.push({
+        level: "warn",
+        message: `agents.${agent.id}: skill ${name} ${off === undefined ? "is not in any skills directory" : `is gated off (${off.reason})`}, so it is not in the prompt`,
+      });
+    }
+  }
+  return findings;
+}
+
+/** `tools.exec` and `tools.webFetch`: what the gateway would build, and what it would refuse. */
+async function toolFindings(config: BeamClawConfig, configDir: string): Promise<DoctorFinding[]> {
+  const findings: DoctorFinding[] = [];
+  const { exec, webFetch, approvals } = config.tools;
+  const offered = (tool: string) =>
+    config.agents.some((a) => a.tools.includes("*") || a.tools.includes(tool));
+  if (exec.enabled) {
+    let problem = false;
+    try {
+      new ExecAllowlist(exec.allowlist);
+      const hosts = await buildExecHosts(exec, {
+        configDir,
+        nodeHost: (node) => new NodeHost(node),
+      });
+      findings.push({
+        level: "ok",
+        message: `tools.exec: hosts ${Object.values(hosts)
+          .map((h) => h.id)
+          .join(
+            ", ",
+          )} (default ${exec.host}), ${exec.allowlist.length} allowlist entr${exec.allowlist.length === 1 ? "y" : "ies"}`,
+      });
+    } catch (error) {
+      problem = true;
+      findings.push({
+        level: "error",
+        message:
+          error instanceof CliError ? error.message : `tools.exec: ${(error as Error).message}`,
+      });
+    }
+    if (!problem && exec.host === "gateway") {
+      findings.push({
+        level: "warn",
+        message:
+          "tools.exec.host is gateway: approved commands run unsandboxed on this machine, as the gateway's user",
+      });
+    }
+    if (approvals.mode === "off") {
+      findings.push({
+        level: "warn",
+        message:
+          "tools.exec is enabled and tools.approvals.mode is off: only allowlisted commands run",
+      });
+    } else if (approvals.defaultDecision !== "deny") {
+      findings.push({
+        level: "warn",
+        message: `tools.approvals.defaultDecision is ${approvals.defaultDecision}: an exec command nobody answers for runs anyway`,
+      });
+    }
+    if (exec.node !== undefined) {
+      findings.push({
+        level: "ok",
+        message: `tools.exec.node: commands for node ${exec.node.nodeId} need it paired and connected with system.run`,
+      });
+    }
+    if (!offered("exec")) {
+      findings.push({
+        level: "warn",
+        message: 'tools.exec is enabled but no agent lists "exec" (or "*") in its tools',
+      });
+    }
+  }
+  if (webFetch.enabled) {
+    try {
+      createWebFetchTool({
+        allow: webFetch.allow,
+        maxBytes: webFetch.maxBytes,
+        timeoutMs: webFetch.timeoutMs,
+      });
+      findings.push({
+        level: "ok",
+        message: `tools.webFetch: on${webFetch.allow.length === 0 ? "" : `, internal hosts allowed: ${webFetch.allow.join(", ")}`}`,
+      });
+    } catch (error) {
+      findings.push({ level: "error", message: `tools.webFetch: ${(error as Error).message}` });
+    }
+    if (!offered("web_fetch")) {
+      findings.push({
+        level: "warn",
+        message: 'tools.webFetch is enabled but no agent lists "web_fetch" (or "*") in its tools',
+      });
     }
   }
   return findings;

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError } from "@beamclaw/core";
+import { BeamClawError, ConfigError } from "@beamclaw/core";
 import { GATEWAY_VERSION } from "../server.js";
 import { CliError, startFromConfig } from "./bootstrap.js";
 import { doctor } from "./doctor.js";
@@ -59,6 +59,8 @@ function explain(error: unknown, env: CliIo["env"]): string {
   if (error instanceof CliError) return error.message;
   const e = error as { code?: unknown; message?: unknown };
   if (e?.code === "EADDRINUSE") return `the port is already in use: ${String(e.message)}`;
+  // A typed failure (a store that cannot open, ...) says what is wrong; a stack adds nothing.
+  if (BeamClawError.isInstance(error)) return `${error.message} (${error.code})`;
   return error instanceof Error ? (error.stack ?? error.message) : String(error);
 }
 

@@ -264,20 +264,33 @@ export async function handleChatCompletions(
   } catch (error) {
     if (error instanceof RequestError)
       return openAiError(res, error.status, error.message, error.type, error.code);
-    const e = error as { code?: unknown; message?: string };
+    const e = error as {
+      code?: unknown;
+      message?: string;
+      reason?: unknown;
+      retryAfterMs?: unknown;
+    };
     const code = typeof e?.code === "string" ? e.code : null;
+    // Memory pressure is the server's state, not the client's rate: 503, retry later.
+    const memory = code === "OVERLOADED" && e.reason === "memory";
     const status =
       code === "INVALID_ARGUMENT" || code === "INVALID_SESSION_KEY"
         ? 400
-        : code === "OVERLOADED"
-          ? 429
-          : 500;
+        : memory
+          ? 503
+          : code === "OVERLOADED"
+            ? 429
+            : 500;
+    const retryAfterMs = typeof e?.retryAfterMs === "number" ? e.retryAfterMs : undefined;
     return openAiError(
       res,
       status,
       e?.message ?? String(error),
       status === 400 ? "invalid_request_error" : "server_error",
-      code,
+      memory ? "memory_pressure" : code,
+      retryAfterMs === undefined || !Number.isFinite(retryAfterMs)
+        ? {}
+        : { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
     );
   }
 }

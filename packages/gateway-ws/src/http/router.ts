@@ -22,6 +22,8 @@ export interface HttpRouterOptions {
   maxBodyBytes: number;
   /** Whether a browser request's `Origin` may use the API. */
   originAllowed(req: IncomingMessage): boolean;
+  /** True while the runtime sheds load under memory pressure (`/readyz` answers 503). */
+  underMemoryPressure?(): boolean;
 }
 
 /** Whether a request's bearer token lets it use the API. */
@@ -57,9 +59,11 @@ export function createHttpHandler(options: HttpRouterOptions) {
         }
         case "/readyz": {
           const phase = options.phase();
-          return sendJson(res, phase === "running" ? 200 : 503, {
-            ready: phase === "running",
-            status: phase,
+          const pressured = phase === "running" && options.underMemoryPressure?.() === true;
+          const ready = phase === "running" && !pressured;
+          return sendJson(res, ready ? 200 : 503, {
+            ready,
+            status: pressured ? "memory-pressure" : phase,
           });
         }
         case "/startupz": {

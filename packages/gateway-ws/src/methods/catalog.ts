@@ -3,11 +3,12 @@
  * `skills.status`, `usage.status`, `usage.cost`.
  */
 import { createHash } from "node:crypto";
-import { type AgentDefinition, loadSkills, usageDay } from "@beamclaw/core";
+import { type AgentDefinition, usageDay } from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError } from "../protocol/errors.js";
 import { optionalInt, optionalString, type ParamsObject } from "../protocol/params.js";
+import { buildSkillsReport } from "../skills.js";
 
 const SECRET_KEYS = /^(apiKey|token|password|secret|key|authorization)$/i;
 /** What a secret in `config.get` is replaced with. */
@@ -153,22 +154,27 @@ export const catalogMethods: Record<string, HubMethod> = {
     scope: Scopes.READ,
     async handler(call, hub) {
       const agent = agentOf(hub, call.method, call.params);
-      const dirs = hub.config?.skills.dirs ?? [];
-      if (dirs.length === 0) return { agentId: agent.id, dirs, skills: [] };
-      const loaded = await loadSkills({ dirs, strict: false });
-      const wanted = hub.config?.agents.find((a) => a.id === agent.id)?.skills;
-      const enabled = (name: string) =>
-        wanted === undefined || wanted.includes("*") || wanted.includes(name);
+      // What the agents were built with; without it, the configuration as it is now.
+      const report =
+        hub.skills ??
+        (await buildSkillsReport(
+          hub.config?.skills.dirs ?? [],
+          Object.fromEntries((hub.config?.agents ?? []).map((a) => [a.id, a.skills])),
+        ));
+      const selected = new Set(report.agents[agent.id] ?? []);
+      const { loaded } = report;
       return {
         agentId: agent.id,
-        dirs,
+        dirs: report.dirs,
         skills: [
           ...loaded.skills.map((s) => ({
             name: s.name,
             description: s.description,
             dir: s.dir,
             eligible: true,
-            enabled: enabled(s.name),
+            enabled: selected.has(s.name),
+            userInvocable: s.userInvocable,
+            disableModelInvocation: s.disableModelInvocation,
             missing: [],
           })),
           ...loaded.gated.map((g) => ({
@@ -177,9 +183,12 @@ export const catalogMethods: Record<string, HubMethod> = {
             dir: g.dir,
             eligible: false,
             enabled: false,
+            userInvocable: g.skill.userInvocable,
+            disableModelInvocation: g.skill.disableModelInvocation,
             missing: g.reasons,
           })),
         ],
+        shadowed: loaded.shadowed,
         invalid: loaded.invalid.map((e) => ({ file: e.file, message: e.message })),
       };
     },

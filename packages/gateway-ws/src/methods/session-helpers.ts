@@ -93,14 +93,18 @@ export async function chatHistory(
     order: "desc",
     limit: Math.min(1000, limit + 100),
   });
+  // A discard marker cancels the entries of its run written before it (an attempt cut short
+  // by a crash); a replay of the run writes after the marker and counts. Newest first:
+  const live: typeof records = [];
   const discarded = new Set<string>();
   for (const record of records) {
     if (record.entry.discarded === true) discarded.add(String(record.entry.runId));
+    else if (!discarded.has(String(record.entry.runId))) live.push(record);
   }
   const messages: ChatMessage[] = [];
-  for (const record of records.reverse()) {
+  for (const record of live.reverse()) {
     const entry = record.entry as JsonObject & { message?: unknown; at?: unknown; runId?: unknown };
-    if (entry.message === undefined || discarded.has(String(entry.runId))) continue;
+    if (entry.message === undefined) continue;
     const at = typeof entry.at === "number" ? entry.at : 0;
     for (const message of toChatMessages(entry.message as ModelMessage, at)) {
       messages.push({

@@ -114,10 +114,12 @@ export function toErrorShape(error: unknown): ErrorShape {
       return { code: ErrorCodes.FORBIDDEN, message: error.message, details: { code: error.code } };
     }
     const retryAfterMs = (error as { retryAfterMs?: unknown }).retryAfterMs;
+    const reason = (error as { reason?: unknown }).reason;
     const shape: ErrorShape = {
       code: INVALID_CODES.has(error.code) ? ErrorCodes.INVALID_REQUEST : ErrorCodes.UNAVAILABLE,
       message: error.message || error.code,
-      details: { code: error.code },
+      // `reason` tells overloads apart (`memory`: the gateway is shedding load).
+      details: typeof reason === "string" ? { code: error.code, reason } : { code: error.code },
     };
     if (!INVALID_CODES.has(error.code)) {
       shape.retryable =

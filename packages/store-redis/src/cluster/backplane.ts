@@ -285,6 +285,7 @@ export class RedisBackplane implements ClusterBackplane {
     }
     this.#state = "left";
     clearTimeout(this.#timer);
+    this.pubsub.dropLingering();
     await this.#beating?.catch(() => undefined);
     try {
       await this.#conn.script(

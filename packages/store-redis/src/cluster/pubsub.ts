@@ -1,16 +1,20 @@
 /**
  * The cluster-wide `PubSub` over Redis, Phoenix.PubSub style: subscribing is local (one
  * Redis channel per topic, subscribed on the node's single subscriber connection while the
- * topic has local subscribers), publishing delivers to the local subscribers at once and
- * `PUBLISH`es a JSON copy that every other node hands to its own.
+ * topic has cluster-wide subscribers here), publishing delivers to the local subscribers at
+ * once and `PUBLISH`es a JSON copy that every other node hands to its own.
  */
 import {
   type ClusterPubSub,
   InvalidArgumentError,
   LocalPubSub,
+  type LocalSubscription,
   type PubSubHandler,
   type SubscribeOptions,
 } from "@beamclaw/core";
+
+/** How long a topic's channel stays subscribed after its last cluster-wide subscriber left. */
+const LINGER_MS = 2_000;
 
 /** What the pub/sub needs from the backplane. @internal */
 export interface PubSubLink {
@@ -29,8 +33,25 @@ interface Envelope {
   m: unknown;
 }
 
+/**
+ * The Redis {@link ClusterPubSub}: get it as `backplane.pubsub` (it delivers locally before
+ * the backplane joins, cluster-wide after).
+ *
+ * @example
+ * ```ts
+ * const backplane = createRedisBackplane({ url, prefix: "myapp:" });
+ * await backplane.join({ status: () => ({ sessions: 0, draining: false }) });
+ * backplane.pubsub.subscribe("room:42", (message) => console.log(message));
+ * await backplane.pubsub.whenSubscribed("room:42");
+ * await backplane.pubsub.publish("room:42", { text: "hi" }); // here and on every other node
+ * ```
+ */
 export class RedisClusterPubSub implements ClusterPubSub {
   readonly #local = new LocalPubSub();
+  /** Cluster-wide subscribers per topic: the topic's Redis channel is listened to while > 0. */
+  readonly #wide = new Map<string, number>();
+  /** Topics without cluster-wide subscribers whose Redis channel is kept a while longer. */
+  readonly #lingering = new Map<string, NodeJS.Timeout>();
   readonly #link: PubSubLink;
 
   /** @internal */
@@ -49,24 +70,58 @@ export class RedisClusterPubSub implements ClusterPubSub {
       this.#local.subscribe(topic, handler)();
       return () => {};
     }
-    const off = this.#local.subscribe(topic, handler);
-    if (this.#local.subscriberCount(topic) === 1) {
-      this.#link.listen(topic, (payload) => this.#receive(topic, payload));
-    }
-    let active = true;
-    let onAbort: (() => void) | undefined;
-    const unsubscribe = () => {
-      if (!active) return;
-      active = false;
-      off();
-      if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
-      if (this.#local.subscriberCount(topic) === 0) this.#link.unlisten(topic);
+    const subscription = this.subscribeLocal(topic, handler);
+    subscription.widen();
+    if (signal === undefined) return subscription.unsubscribe;
+    const onAbort = () => subscription.unsubscribe();
+    signal.addEventListener("abort", onAbort, { once: true });
+    return () => {
+      signal.removeEventListener("abort", onAbort);
+      subscription.unsubscribe();
     };
-    if (signal !== undefined) {
-      onAbort = unsubscribe;
-      signal.addEventListener("abort", onAbort, { once: true });
-    }
-    return unsubscribe;
+  }
+
+  subscribeLocal<T = unknown>(topic: string, handler: PubSubHandler<T>): LocalSubscription {
+    const off = this.#local.subscribe(topic, handler);
+    let wide = false;
+    let active = true;
+    return {
+      widen: () => {
+        if (!active || wide) return;
+        wide = true;
+        const count = (this.#wide.get(topic) ?? 0) + 1;
+        this.#wide.set(topic, count);
+        if (count > 1) return;
+        const lingering = this.#lingering.get(topic);
+        if (lingering !== undefined) {
+          // Still listened to: no new SUBSCRIBE, and no wait for one.
+          clearTimeout(lingering);
+          this.#lingering.delete(topic);
+          return;
+        }
+        this.#link.listen(topic, (payload) => this.#receive(topic, payload));
+      },
+      unsubscribe: () => {
+        if (!active) return;
+        active = false;
+        off();
+        if (!wide) return;
+        const count = (this.#wide.get(topic) ?? 1) - 1;
+        if (count > 0) {
+          this.#wide.set(topic, count);
+          return;
+        }
+        this.#wide.delete(topic);
+        // A topic followed once is often followed again soon (the next turn of a session):
+        // keep its channel a moment instead of UNSUBSCRIBE + SUBSCRIBE for every turn.
+        const timer = setTimeout(() => {
+          this.#lingering.delete(topic);
+          this.#link.unlisten(topic);
+        }, LINGER_MS);
+        timer.unref();
+        this.#lingering.set(topic, timer);
+      },
+    };
   }
 
   /**
@@ -96,21 +151,36 @@ export class RedisClusterPubSub implements ClusterPubSub {
   }
 
   whenSubscribed(topic: string): Promise<void> {
-    if (this.#local.subscriberCount(topic) === 0 || !this.#link.joined) return Promise.resolve();
+    if (!this.#wide.has(topic) || !this.#link.joined) return Promise.resolve();
     return this.#link.whenListening(topic);
   }
 
   /** Drops every local subscription (and the Redis channels they needed). */
   async close(): Promise<void> {
-    for (const topic of this.#local.topics()) this.#link.unlisten(topic);
+    for (const topic of this.#wide.keys()) this.#link.unlisten(topic);
+    this.#wide.clear();
+    this.#dropLingering();
     await this.#local.close();
   }
 
   /** Re-listens on every topic with local subscribers (after the backplane joined). @internal */
   relisten(): void {
-    for (const topic of this.#local.topics()) {
+    for (const topic of this.#wide.keys()) {
       this.#link.listen(topic, (payload) => this.#receive(topic, payload));
     }
+  }
+
+  /** Lets go of the lingering channels at once (the backplane is leaving). @internal */
+  dropLingering(): void {
+    this.#dropLingering();
+  }
+
+  #dropLingering(): void {
+    for (const [topic, timer] of this.#lingering) {
+      clearTimeout(timer);
+      this.#link.unlisten(topic);
+    }
+    this.#lingering.clear();
   }
 
   #receive(topic: string, payload: string): void {

@@ -276,7 +276,12 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
       );
     }
     const timeoutMs = positive(request.timeoutMs, this.#timeoutMs, "timeoutMs");
-    const pending = host.spawn({ script: request.script, cwd: request.cwd, env: request.env });
+    const pending = host.spawn({
+      script: request.script,
+      cwd: request.cwd,
+      env: request.env,
+      timeoutMs,
+    });
     this.#spawning.add(pending);
     let child: ExecChild;
     try {

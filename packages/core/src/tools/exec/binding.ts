@@ -81,6 +81,16 @@ const WRITE_OPS = new Set([">", ">>", ">|", "<>"]);
  *   `unsupported-syntax`, `forbidden-character`, `too-complex` or `empty`).
  * @throws BlockedEnvError when a blocked variable is supplied or set by the command.
  * @throws InvalidArgumentError for a relative `cwd` or a bad search path.
+ *
+ * @example
+ * ```ts
+ * const binding = bindCommand("git status && ls -la", { cwd: "/srv/work" });
+ * binding.static; // true: nothing in it is decided at run time
+ * binding.key; // what an approval of this exact command binds to
+ * describeBinding(binding); // "host gateway, cwd /srv/work\n  /usr/bin/git status\n  /usr/bin/ls -la"
+ *
+ * bindCommand("rm -rf $HOME/tmp", { cwd: "/srv/work" }).dynamic; // [{ kind: "parameter-expansion", ... }]
+ * ```
  */
 export function bindCommand(command: string, options: BindOptions): ExecBinding {
   if (typeof command !== "string") throw new InvalidArgumentError("command must be a string");

@@ -204,6 +204,12 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
           `host "${kind}" is not available here (${available.join(", ")})`,
         );
       }
+      if (input.stdin !== undefined && host.acceptsStdin === false) {
+        throw new InvalidArgumentError(
+          `host "${kind}" (${host.id}) cannot pass stdin to a command; nothing ran`,
+        );
+      }
+      await host.ready?.();
       const cwd = host.resolveCwd(input.cwd);
       const env = host.environment(input.env);
       const binding = bindCommand(input.command, {

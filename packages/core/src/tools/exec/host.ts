@@ -2,7 +2,8 @@
  * Where an exec command runs. Every host offers the same small interface: resolve and check
  * the working directory, build the environment, resolve programs for the binding, spawn.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
 import { InvalidArgumentError } from "../../errors.js";
 import { ProcessTree } from "./process-tree.js";
 import type { ExecutableResolver } from "./resolve.js";
@@ -18,13 +19,34 @@ export interface ExecSpawnRequest {
   cwd: string;
   /** The environment returned by the host's `environment`. */
   env: Record<string, string>;
+  /**
+   * The command's overall time limit. The registry enforces it here; a host that runs the
+   * command elsewhere (a remote node) passes it on so that the far side enforces it too.
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * What the registry uses of a running command's process: its pipes and its `exit` / `close`
+ * events. A local `ChildProcess` is one; a command on a remote node is represented by an
+ * object with the same surface.
+ */
+export interface ExecProcess {
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  on(event: "error", listener: (error: Error) => void): unknown;
+  once(
+    event: "exit" | "close",
+    listener: (code: number | null, signal: NodeJS.Signals | null) => void,
+  ): unknown;
 }
 
 /** A running command, as a host hands it over. */
 export interface ExecChild {
-  /** The spawned process; stdin, stdout and stderr are pipes. */
-  readonly process: ChildProcess;
-  /** Its pid (leader of its own process group). */
+  /** The spawned process; stdout and stderr are pipes, stdin a pipe or `null` (no input). */
+  readonly process: ExecProcess;
+  /** Its pid (leader of its own process group); 0 for a command on a remote node. */
   readonly pid: number;
   /** Sends `signal` to every process the command started. */
   signal(signal: NodeJS.Signals): void;
@@ -54,6 +76,17 @@ export interface ExecHost {
   readonly path: string;
   /** The shell that runs scripts. */
   readonly shell: string;
+  /**
+   * False for a host that cannot pass input to a command (a remote node): the exec tool then
+   * refuses `stdin` instead of dropping it. Default true.
+   */
+  readonly acceptsStdin?: boolean;
+  /**
+   * Throws (or rejects) when the host cannot run anything now, e.g. a node that is not
+   * connected. The exec tool checks it before binding and asking for approval, so nobody is
+   * asked to approve a command that cannot run.
+   */
+  ready?(): void | Promise<void>;
   /**
    * The directory a command asking for `cwd` starts in.
    *

@@ -55,8 +55,21 @@ export {
 } from "./exec-tool.js";
 export { approveWithGate } from "./gate-approver.js";
 export { GatewayHost, type LocalHostOptions } from "./gateway-host.js";
-export type { ExecChild, ExecHost, ExecHostKind, ExecSpawnRequest } from "./host.js";
-export { NodeHost, type NodeHostOptions } from "./node-host.js";
+export type {
+  ExecChild,
+  ExecHost,
+  ExecHostKind,
+  ExecProcess,
+  ExecSpawnRequest,
+} from "./host.js";
+export {
+  NODE_TIMEOUT_MARGIN_MS,
+  NodeHost,
+  type NodeHostOptions,
+  type NodeInvoke,
+  type NodeRunRequest,
+  type NodeRunResult,
+} from "./node-host.js";
 export { OutputRing, type OutputStream, type TailOptions } from "./output-ring.js";
 export { createProcessTool, type ProcessToolOptions } from "./process-tool.js";
 export {

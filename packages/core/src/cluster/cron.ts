@@ -1,0 +1,345 @@
+/**
+ * Cron across nodes: a job runs once per due time, never on two nodes, and the jobs of a
+ * node that died are picked up by another.
+ *
+ * Two pieces, meant to be used together:
+ * - {@link ClusterSingleton} runs one instance of a service (an agent's `CronService`) on
+ *   exactly one node at a time, through a lease; when that node dies the lease expires and
+ *   another node starts the service, which catches up on missed and interrupted runs as on
+ *   a restart.
+ * - {@link CronRunGuard} claims each `(job, due time)` once in the shared store
+ *   (set-if-absent with a TTL, fenced by the singleton's lease), so that a node that lost
+ *   its lease without noticing yet (a long pause) cannot run a due time the new holder runs.
+ */
+
+import type { CronJobRunner } from "../cron/types.js";
+import { FencedError, InvalidArgumentError } from "../errors.js";
+import type { Lease, Store } from "../store/types.js";
+
+/** A fencing token to check a write against: the lock's current token must equal `token`. */
+export interface Fence {
+  lock: string;
+  token: number;
+}
+
+/** How long a claimed due time is remembered by default: 7 days. */
+export const DEFAULT_CRON_CLAIM_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
+
+/** Options of {@link CronRunGuard}. */
+export interface CronRunGuardOptions {
+  /** The store every node shares (its `kv`). */
+  store: Pick<Store, "kv">;
+  /** This node's id, recorded with each claim. */
+  nodeId: string;
+  /** How long a claim is kept (must exceed how late a node may still fire a due time). Default 7 days. */
+  retentionMs?: number;
+}
+
+/** What {@link CronRunGuard.runOnce} did. */
+export type RunOnceResult<T> =
+  | { ran: true; value: T }
+  /** Another node claimed the due time first (`claimedBy`), or this node's fence is stale. */
+  | { ran: false; claimedBy: string | undefined; fenced: boolean };
+
+/**
+ * Claims `(jobId, dueTime)` pairs cluster-wide: the first node to claim one runs it, every
+ * other gets `ran: false`. The claim is a `kv` set-if-absent (`cron-run:<jobId>:<dueTime>`)
+ * with a TTL, optionally fenced by a lease.
+ *
+ * @example
+ * ```ts
+ * const guard = new CronRunGuard({ store, nodeId: node.nodeId });
+ * const outcome = await guard.runOnce("nightly-report", scheduledAt, () => report());
+ * if (!outcome.ran) console.log(`already run by ${outcome.claimedBy}`);
+ * ```
+ */
+export class CronRunGuard {
+  readonly nodeId: string;
+  readonly retentionMs: number;
+  readonly #store: Pick<Store, "kv">;
+
+  constructor(options: CronRunGuardOptions) {
+    if (typeof options !== "object" || options === null || options.store === undefined) {
+      throw new InvalidArgumentError("CronRunGuard needs { store, nodeId }");
+    }
+    if (typeof options.nodeId !== "string" || options.nodeId === "") {
+      throw new InvalidArgumentError("CronRunGuard nodeId must be a non-empty string");
+    }
+    const retention = options.retentionMs ?? DEFAULT_CRON_CLAIM_RETENTION_MS;
+    if (!Number.isSafeInteger(retention) || retention < 1) {
+      throw new InvalidArgumentError(
+        `retentionMs must be a whole number of ms >= 1, got ${retention}`,
+      );
+    }
+    this.#store = options.store;
+    this.nodeId = options.nodeId;
+    this.retentionMs = retention;
+  }
+
+  /**
+   * Claims the due time. Resolves `true` for the one claim that wins, `false` for the
+   * others; with `fence`, a stale token also loses (`FencedError` is turned into `false`).
+   */
+  async claim(jobId: string, dueTime: number, options: { fence?: Fence } = {}): Promise<boolean> {
+    return (await this.#claim(jobId, dueTime, options.fence)).won;
+  }
+
+  /** Runs `fn` if this node wins the claim of `(jobId, dueTime)`; otherwise does nothing. */
+  async runOnce<T>(
+    jobId: string,
+    dueTime: number,
+    fn: () => Promise<T>,
+    options: { fence?: Fence } = {},
+  ): Promise<RunOnceResult<T>> {
+    if (typeof fn !== "function") throw new InvalidArgumentError("runOnce needs a function");
+    const claim = await this.#claim(jobId, dueTime, options.fence);
+    if (!claim.won) return { ran: false, claimedBy: claim.by, fenced: claim.fenced };
+    return { ran: true, value: await fn() };
+  }
+
+  async #claim(
+    jobId: string,
+    dueTime: number,
+    fence: Fence | undefined,
+  ): Promise<{ won: boolean; by: string | undefined; fenced: boolean }> {
+    if (typeof jobId !== "string" || jobId === "") {
+      throw new InvalidArgumentError("a cron job id must be a non-empty string");
+    }
+    if (!Number.isSafeInteger(dueTime)) {
+      throw new InvalidArgumentError(`dueTime must be an integer epoch ms, got ${dueTime}`);
+    }
+    const key = `cron-run:${jobId}:${dueTime}`;
+    try {
+      const won = await this.#store.kv.set(
+        key,
+        { nodeId: this.nodeId, at: Date.now() },
+        { ifAbsent: true, ttlMs: this.retentionMs, ...(fence === undefined ? {} : { fence }) },
+      );
+      if (won) return { won: true, by: this.nodeId, fenced: false };
+    } catch (error) {
+      if (FencedError.isInstance(error)) return { won: false, by: undefined, fenced: true };
+      throw error;
+    }
+    const holder = await this.#store.kv.get<{ nodeId?: string }>(key);
+    return { won: false, by: holder?.nodeId, fenced: false };
+  }
+}
+
+/**
+ * Wraps a cron job runner so that scheduled and catch-up runs go through `guard`: the node
+ * that claims the due time first runs the job; on any other node (only a node that lost its
+ * lease and has not noticed yet, when the service runs under a {@link ClusterSingleton}) the
+ * run is skipped and reported `ok` with no output (so nothing is announced). Manual runs
+ * (`runNow`) are never skipped.
+ *
+ * @example
+ * ```ts
+ * runJob: guardCronRunner(agentRuntimeJobRunner(node.runtime), guard, { fence: () => singleton.fence }),
+ * ```
+ */
+export function guardCronRunner(
+  runner: CronJobRunner,
+  guard: CronRunGuard,
+  options: { fence?: () => Fence | undefined } = {},
+): CronJobRunner {
+  return async (job, context) => {
+    if (context.trigger === "manual") return runner(job, context);
+    const fence = options.fence?.();
+    const outcome = await guard.runOnce(job.id, context.scheduledAt, () => runner(job, context), {
+      ...(fence === undefined ? {} : { fence }),
+    });
+    return outcome.ran ? outcome.value : { status: "ok" };
+  };
+}
+
+/** What a {@link ClusterSingleton} gives the service it starts. */
+export interface SingletonContext {
+  /** The lease's fencing token: pass it to writes that a stale holder must not make. */
+  fence: Fence;
+  /** Aborts when this node loses the lease (the service is being stopped). */
+  signal: AbortSignal;
+}
+
+/** Options of {@link ClusterSingleton}. */
+export interface ClusterSingletonOptions {
+  /** The service's name; its lease is the lock `singleton:<name>`. */
+  name: string;
+  /** The store every node shares (its `locks`). */
+  store: Pick<Store, "locks">;
+  /** This node's id (the lease owner). */
+  nodeId: string;
+  /** The lease: renewed every third of it; another node takes over once it expires. Default 5000 ms. */
+  ttlMs?: number;
+  /** Starts the service on this node; resolves with the function that stops it. */
+  start(context: SingletonContext): Promise<() => Promise<void>>;
+}
+
+/**
+ * Runs one instance of a service in the cluster: every node creates and starts the
+ * singleton, the one that takes the lease runs the service, and when that node dies (or
+ * stops) another takes the lease and starts it within about `ttlMs`. A node that cannot
+ * renew the lease in time stops its instance.
+ *
+ * @example
+ * ```ts
+ * const singleton = new ClusterSingleton({
+ *   name: `cron:${agentId}`,
+ *   store,
+ *   nodeId: node.nodeId,
+ *   start: async () => {
+ *     const cron = await new CronService({
+ *       agentId, store,
+ *       runJob: guardCronRunner(agentRuntimeJobRunner(node.runtime), guard, { fence: () => singleton.fence }),
+ *     }).start();
+ *     return () => cron.stop();
+ *   },
+ * });
+ * await singleton.start();
+ * // ... later
+ * await singleton.stop();
+ * ```
+ */
+export class ClusterSingleton {
+  readonly name: string;
+  readonly nodeId: string;
+  readonly ttlMs: number;
+  readonly #store: Pick<Store, "locks">;
+  readonly #start: ClusterSingletonOptions["start"];
+  #lease: Lease | undefined;
+  #validUntil = 0;
+  #stopService: (() => Promise<void>) | undefined;
+  #controller: AbortController | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+  #state: "new" | "running" | "stopped" = "new";
+
+  constructor(options: ClusterSingletonOptions) {
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("ClusterSingleton options must be an object");
+    }
+    if (typeof options.name !== "string" || options.name === "") {
+      throw new InvalidArgumentError("ClusterSingleton name must be a non-empty string");
+    }
+    if (typeof options.nodeId !== "string" || options.nodeId === "") {
+      throw new InvalidArgumentError("ClusterSingleton nodeId must be a non-empty string");
+    }
+    if (typeof options.start !== "function") {
+      throw new InvalidArgumentError("ClusterSingleton needs a start function");
+    }
+    const ttl = options.ttlMs ?? 5_000;
+    if (!Number.isSafeInteger(ttl) || ttl < 30) {
+      throw new InvalidArgumentError(`ttlMs must be a whole number of ms >= 30, got ${ttl}`);
+    }
+    this.name = options.name;
+    this.nodeId = options.nodeId;
+    this.ttlMs = ttl;
+    this.#store = options.store;
+    this.#start = options.start;
+  }
+
+  /** The lock name of the lease. */
+  get lock(): string {
+    return `singleton:${this.name}`;
+  }
+
+  /** True while the service runs on this node. */
+  get leading(): boolean {
+    return this.#stopService !== undefined;
+  }
+
+  /** The current lease's fence while this node leads. */
+  get fence(): Fence | undefined {
+    const lease = this.#lease;
+    return lease === undefined ? undefined : { lock: this.lock, token: lease.token };
+  }
+
+  /** Starts contending for the lease; resolves after the first attempt (led or not). */
+  async start(): Promise<void> {
+    if (this.#state !== "new") throw new InvalidArgumentError("the singleton was already started");
+    this.#state = "running";
+    await this.#tick();
+    this.#schedule();
+  }
+
+  /** Stops the service if it runs here and releases the lease. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.#state === "stopped") return;
+    this.#state = "stopped";
+    clearTimeout(this.#timer);
+    await this.#ticking?.catch(() => undefined);
+    await this.#resign(true);
+  }
+
+  #schedule(): void {
+    if (this.#state !== "running") return;
+    this.#timer = setTimeout(
+      () => {
+        this.#ticking = this.#tick().finally(() => {
+          this.#ticking = undefined;
+          this.#schedule();
+        });
+      },
+      Math.max(10, Math.floor(this.ttlMs / 3)),
+    );
+  }
+
+  async #tick(): Promise<void> {
+    const lease = this.#lease;
+    const sentAt = performance.now();
+    if (lease !== undefined) {
+      let renewed: Lease | undefined | null = null;
+      try {
+        renewed = await this.#store.locks.renew(lease, this.ttlMs);
+      } catch {
+        // Unreachable store: keep the service while the lease may still be ours.
+      }
+      if (renewed) {
+        this.#lease = renewed;
+        this.#validUntil = sentAt + this.ttlMs;
+      } else if (renewed === undefined || performance.now() + this.ttlMs / 3 >= this.#validUntil) {
+        await this.#resign(false);
+      }
+      return;
+    }
+    let acquired: Lease | undefined;
+    try {
+      acquired = await this.#store.locks.acquire(this.lock, {
+        owner: this.nodeId,
+        ttlMs: this.ttlMs,
+      });
+    } catch {
+      return;
+    }
+    if (acquired === undefined) return;
+    if (this.#state !== "running") {
+      await this.#store.locks.release(acquired).catch(() => undefined);
+      return;
+    }
+    this.#lease = acquired;
+    this.#validUntil = sentAt + this.ttlMs;
+    const controller = new AbortController();
+    this.#controller = controller;
+    try {
+      this.#stopService = await this.#start({
+        fence: { lock: this.lock, token: acquired.token },
+        signal: controller.signal,
+      });
+    } catch {
+      this.#controller = undefined;
+      this.#lease = undefined;
+      await this.#store.locks.release(acquired).catch(() => undefined);
+    }
+  }
+
+  async #resign(release: boolean): Promise<void> {
+    const stopService = this.#stopService;
+    const lease = this.#lease;
+    this.#stopService = undefined;
+    this.#controller?.abort();
+    this.#controller = undefined;
+    await stopService?.().catch(() => undefined);
+    this.#lease = undefined;
+    if (release && lease !== undefined)
+      await this.#store.locks.release(lease).catch(() => undefined);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The hook between `AgentRuntime` and a cluster: who may run a session, and where a
+ * message or request for a session goes. `ClusterNode` implements it; a runtime without it
+ * runs every session locally, as before.
+ */
+import type { ExitReason } from "../runtime/exit.js";
+import type { RunHandle } from "../sessions/run-handle.js";
+import type { SessionPatch } from "../sessions/session-actor.js";
+import type { QueuedMessage } from "../store/types.js";
+
+/** A session request that can be answered by the node that owns the session. */
+export type RoutedSessionRequest =
+  | { type: "abort"; runId: string }
+  | { type: "info" }
+  | { type: "patch"; patch: SessionPatch }
+  | { type: "reset" }
+  | { type: "delete" };
+
+/**
+ * Session ownership for `AgentRuntime` (its `ownership` option). The runtime consults it:
+ *
+ * - `claim` before a session actor starts on this node (revival or first start; not before a
+ *   supervisor restart after a crash, which keeps the claim). It resolves when this node owns
+ *   the session (holds its lease) or rejects (a `ClusterError`) to refuse. `takeover: true`
+ *   means the ownership was just acquired, so the session starts in recovery mode: it
+ *   replays its unfinished messages from the durable queue, as after a crash.
+ * - `released` when a session actor of this node exits, with its reason (`normal` when it
+ *   hibernates or is stopped, `shutdown` when the runtime stops, an error when it crashed
+ *   and is about to be restarted).
+ * - `routeSend` after a message is written to the durable queue (`duplicate: true` when its
+ *   idempotency key was seen before and this runtime does not hold it): a `RunHandle` that
+ *   follows its run wherever it happens, or `undefined` to deliver it here.
+ * - `routeRequest` before `abort`, `info`, `patch`, `reset` or `delete` reach a local
+ *   session: `{ reply }` when another node answered, `undefined` to answer here.
+ *
+ * @example
+ * ```ts
+ * // What ClusterNode does, in short:
+ * const runtime = new AgentRuntime({ store, models, agents, pubsub: backplane.pubsub, ownership: node });
+ * ```
+ */
+export interface SessionOwnership {
+  claim(sessionKey: string): Promise<{ takeover: boolean }>;
+  released(sessionKey: string, reason: ExitReason): void;
+  routeSend(
+    message: QueuedMessage,
+    options: { signal?: AbortSignal; duplicate?: boolean },
+  ): Promise<RunHandle | undefined>;
+  routeRequest(
+    sessionKey: string,
+    request: RoutedSessionRequest,
+  ): Promise<{ reply: unknown } | undefined>;
+}

@@ -1,0 +1,288 @@
+/**
+ * `ClusterNode` over the Redis backplane and a shared `RedisStore`, with several nodes in
+ * this process (each with its own connections): where new sessions land, how messages and
+ * requests for a session owned elsewhere reach its owner, leases on hibernation and stop,
+ * and the setups it refuses. The kill, drain and Redis-restart tests run real processes.
+ */
+import {
+  type AgentDefinition,
+  ClusterNode,
+  createMemoryStore,
+  type ModelSource,
+  type ModelStreamEvent,
+  type RunEvent,
+} from "@beamclaw/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { createRedisBackplane, createRedisStore, type RedisStore } from "../src/index.js";
+import { deletePrefixes, REDIS_URL, uniquePrefix } from "./support/redis.js";
+import { sleep, waitUntil } from "./support/settle.js";
+
+const AGENTS: AgentDefinition[] = [{ id: "main", model: "echo/test" }];
+const prefixes: string[] = [];
+const nodes: ClusterNode[] = [];
+const stores: RedisStore[] = [];
+afterEach(async () => {
+  for (const node of nodes.splice(0)) await node.stop();
+  for (const store of stores.splice(0)) await store.close();
+  await deletePrefixes(prefixes.splice(0));
+});
+
+/**
+ * Answers `echo: <text>` in three chunks; a text starting with `hold` waits until
+ * `release()` has been called (once released, every later `hold` goes through).
+ */
+function echoModels() {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const models: ModelSource = {
+    async *stream(request, options): AsyncGenerator<ModelStreamEvent> {
+      const last = request.messages.findLast((m) => m.role === "user");
+      const text = last?.content.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
+      yield { type: "response-start", model: options.models[0] ?? "echo/test" };
+      if (text.startsWith("hold")) {
+        await new Promise<void>((resolve, reject) => {
+          void released.then(resolve);
+          options.signal?.addEventListener("abort", () => reject(options.signal?.reason), {
+            once: true,
+          });
+        });
+      }
+      for (const part of ["echo", ": ", text]) yield { type: "text-delta", text: part };
+      yield { type: "usage", usage: { inputTokens: 1, outputTokens: 1 } };
+      yield { type: "finish", reason: "stop" };
+    },
+  };
+  return { models, release };
+}
+
+async function cluster(
+  ids: string[],
+  options: { heartbeatIntervalMs?: number; hibernateAfterMs?: number; prefix?: string } = {},
+) {
+  const prefix = options.prefix ?? uniquePrefix("node");
+  if (!prefixes.includes(prefix)) prefixes.push(prefix);
+  const echo = echoModels();
+  const started: ClusterNode[] = [];
+  for (const nodeId of ids) {
+    const store = createRedisStore({ url: REDIS_URL, prefix });
+    stores.push(store);
+    await store.open();
+    const heartbeatIntervalMs = options.heartbeatIntervalMs ?? 100;
+    const node = new ClusterNode({
+      backplane: createRedisBackplane({
+        url: REDIS_URL,
+        prefix,
+        nodeId,
+        heartbeatIntervalMs,
+        downAfterMs: heartbeatIntervalMs * 4,
+      }),
+      runtime: {
+        store,
+        models: echo.models,
+        agents: AGENTS,
+        ...(options.hibernateAfterMs === undefined
+          ? {}
+          : { hibernateAfterMs: options.hibernateAfterMs }),
+      },
+      leaseTtlMs: 1_000,
+      sweepIntervalMs: 300,
+    });
+    nodes.push(node);
+    await node.start();
+    started.push(node);
+  }
+  await waitUntil("every node to see the others", () =>
+    started.every((n) => n.members().length >= ids.length),
+  );
+  return { prefix, nodes: started, ...echo };
+}
+
+async function turn(node: ClusterNode, key: string, text: string) {
+  const run = await node.runtime.session(key).send(text);
+  const events: RunEvent[] = [];
+  for await (const event of run) events.push(event);
+  return { run, events, result: await run.result };
+}
+
+describe("placement", () => {
+  it("new sessions land on the least-loaded node, a node that joins included", async () => {
+    const {
+      prefix,
+      nodes: [a, b],
+    } = await cluster(["a", "b"], { heartbeatIntervalMs: 1_000 });
+    for (let i = 0; i < 6; i++) await turn(a!, `agent:main:p${i}`, "hi");
+    const owners = async (from: number, to: number) =>
+      Promise.all(
+        Array.from({ length: to - from }, (_, i) => a!.ownerOf(`agent:main:p${from + i}`)),
+      );
+    expect(await owners(0, 6)).toEqual(["a", "b", "a", "b", "a", "b"]);
+    // Once every node's heartbeat reports its 3 sessions and this burst's placement counts
+    // have aged out, the loads a sees are the heartbeats alone.
+    await waitUntil("a to see the loads", () => a!.members().every((m) => m.sessions === 3));
+    await sleep(1_100);
+
+    const {
+      nodes: [c],
+    } = await cluster(["c"], { heartbeatIntervalMs: 1_000, prefix });
+    await waitUntil("a to see c", () => a!.members().some((m) => m.nodeId === "c"));
+    for (let i = 6; i < 10; i++) await turn(a!, `agent:main:p${i}`, "hi");
+    // c had nothing: it takes new sessions until it is as loaded as the others.
+    expect(await owners(6, 10)).toEqual(["c", "c", "c", "a"]);
+    expect(c!.runtime.activeSessions().sort()).toEqual([
+      "agent:main:p6",
+      "agent:main:p7",
+      "agent:main:p8",
+    ]);
+    expect(b!.ownedSessions()).toHaveLength(3);
+  });
+});
+
+describe("routing", () => {
+  it("a message sent through another node runs on the owner, and its handle streams as a local one does", async () => {
+    const {
+      nodes: [a, b],
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:r1";
+    const first = await turn(a!, key, "one");
+    expect(await a!.ownerOf(key)).toBe("a");
+    const routed = await turn(b!, key, "two");
+    expect(b!.runtime.activeSessions()).toEqual([]);
+    expect(routed.run.disposition).toBe("started");
+    expect(routed.result).toMatchObject({ status: "completed", text: "echo: two" });
+    expect(routed.events.map((e) => e.type)).toEqual(first.events.map((e) => e.type));
+    expect(routed.events.every((e) => e.runId === routed.run.runId)).toBe(true);
+    const history = await a!.runtime.session(key).history();
+    expect(history.map((r) => (r.entry.message as { role: string }).role)).toEqual([
+      "user",
+      "assistant",
+      "user",
+      "assistant",
+    ]);
+  });
+
+  it("info, patch, abort, reset and delete sent through any node reach the session on its owner", async () => {
+    const {
+      nodes: [a, b],
+      release,
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:r2";
+    await turn(a!, key, "one");
+    const remote = b!.runtime.session(key);
+    expect((await remote.info()).metadata.runs).toBe(1);
+    expect((await remote.patch({ displayName: "Ops" })).displayName).toBe("Ops");
+    expect((await a!.runtime.session(key).info()).metadata.displayName).toBe("Ops");
+
+    const held = await remote.send("hold on");
+    await waitUntil(
+      "the held run to start",
+      async () => (await remote.info()).activeRunId !== undefined,
+    );
+    expect(await remote.abort(held.runId)).toBe(true);
+    expect((await held.result).status).toBe("aborted");
+    release();
+
+    await remote.reset();
+    expect((await a!.runtime.session(key).info()).historyLength).toBe(0);
+    await remote.delete();
+    expect(a!.runtime.activeSessions()).toEqual([]);
+    expect(await a!.store.sessions.get(key)).toBeUndefined();
+    expect(b!.runtime.activeSessions()).toEqual([]);
+  });
+
+  it("abort of a session nobody runs answers false without starting it", async () => {
+    const {
+      nodes: [a],
+    } = await cluster(["a"]);
+    expect(await a!.runtime.session("agent:main:idle").abort("no-such-run")).toBe(false);
+    expect(a!.runtime.activeSessions()).toEqual([]);
+    expect(await a!.ownerOf("agent:main:idle")).toBeUndefined();
+  });
+});
+
+describe("leases", () => {
+  it("a session that hibernates gives its lease back", async () => {
+    const {
+      nodes: [a],
+    } = await cluster(["a"], { hibernateAfterMs: 100 });
+    const key = "agent:main:h1";
+    await turn(a!, key, "one");
+    expect(await a!.ownerOf(key)).toBe("a");
+    await waitUntil(
+      "the session to hibernate and release",
+      async () => a!.runtime.activeSessions().length === 0 && (await a!.ownerOf(key)) === undefined,
+    );
+    expect(a!.ownedSessions()).toEqual([]);
+  });
+
+  it("a node that stops gives its sessions up at once: another node runs their queued messages, and a caller elsewhere gets its answer", async () => {
+    const {
+      nodes: [a, b],
+      release,
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:s1";
+    await turn(a!, key, "one");
+    // A run in progress on a, followed by a caller on b.
+    const followed = await b!.runtime.session(key).send("hold this");
+    await waitUntil(
+      "the held run to start on a",
+      async () => (await a!.runtime.session(key).info()).activeRunId !== undefined,
+    );
+    await a!.stop();
+    release();
+    const result = await followed.result;
+    expect(result).toMatchObject({ status: "completed", text: "echo: hold this" });
+    expect(await b!.ownerOf(key)).toBe("b");
+    const users = (await b!.runtime.session(key).history())
+      .map((r) => r.entry)
+      .filter((e) => (e.message as { role?: string } | undefined)?.role === "user");
+    // The cut-short attempt on a is marked discarded; the replay on b counts once.
+    expect(
+      users.map((e) => (e.message as { content: Array<{ text: string }> }).content[0]!.text),
+    ).toEqual(["one", "hold this", "hold this"]);
+    expect(await b!.store.queue.pending()).toEqual([]);
+  });
+});
+
+describe("setup", () => {
+  it("a store that other processes cannot share is refused with InvalidArgumentError", () => {
+    const backplane = createRedisBackplane({ url: REDIS_URL });
+    expect(
+      () =>
+        new ClusterNode({
+          backplane,
+          runtime: { store: createMemoryStore(), models: echoModels().models, agents: AGENTS },
+        }),
+    ).toThrow(expect.objectContaining({ code: "INVALID_ARGUMENT" }));
+  });
+
+  it("bad options are refused with InvalidArgumentError", async () => {
+    const store = createRedisStore({ url: REDIS_URL });
+    const backplane = createRedisBackplane({ url: REDIS_URL });
+    const runtime = { store, models: echoModels().models, agents: AGENTS };
+    for (const bad of [
+      { leaseTtlMs: 0 },
+      { requestTimeoutMs: -1 },
+      { sweepIntervalMs: Number.NaN },
+    ]) {
+      expect(() => new ClusterNode({ backplane, runtime, ...bad }), JSON.stringify(bad)).toThrow(
+        expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+      );
+    }
+    expect(() => new ClusterNode({ backplane } as never)).toThrow(
+      expect.objectContaining({ code: "INVALID_ARGUMENT" }),
+    );
+  });
+
+  it("a session used before start, or after stop, is refused with a typed error", async () => {
+    const {
+      nodes: [a],
+    } = await cluster(["a"]);
+    await a!.stop();
+    await expect(a!.runtime.session("agent:main:x").send("hi")).rejects.toMatchObject({
+      code: "NO_PROCESS",
+    });
+    await expect(a!.start()).rejects.toMatchObject({ code: "CLUSTER_NOT_RUNNING" });
+  });
+});
