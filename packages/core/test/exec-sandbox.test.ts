@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -30,6 +30,10 @@ const work = path.join(root.dir, "work");
 const outside = path.join(root.dir, "outside");
 mkdirSync(work);
 mkdirSync(outside);
+// The sandbox hides /tmp, /run and the home directory, where a checkout (and its fixtures)
+// may live: the scripts it runs are copied into its working directory.
+const BOXED_FIXTURES = path.join(work, ".fixtures");
+cpSync(FIXTURES, BOXED_FIXTURES, { recursive: true });
 const sandbox = new BubblewrapSandbox({ roots: [work] });
 const gateway = new GatewayHost({ roots: [work] });
 const registry = new BackgroundProcessRegistry({ killGraceMs: 300, stopGraceMs: 300 });
@@ -64,7 +68,7 @@ describe("BubblewrapSandbox (real bubblewrap)", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as net.AddressInfo;
     try {
-      const probe = `${process.execPath} ${path.join(FIXTURES, "tcp-probe.mjs")} ${port}`;
+      const probe = `${process.execPath} ${path.join(BOXED_FIXTURES, "tcp-probe.mjs")} ${port}`;
       const direct = await run(gateway, probe);
       expect(direct.stdout.trim()).toBe("CONNECTED");
       const boxed = await run(sandbox, probe);
@@ -121,7 +125,7 @@ describe("BubblewrapSandbox (real bubblewrap)", () => {
   });
 
   it("kills every process inside the sandbox, grandchildren and escaped sessions included", async () => {
-    const script = `exec ${path.join(FIXTURES, "fork-tree.sh")}`;
+    const script = `exec ${path.join(BOXED_FIXTURES, "fork-tree.sh")}`;
     const { slug, pid } = await registry.spawn(sandbox, {
       command: script,
       script,
