@@ -395,7 +395,8 @@ async function main({ quick }) {
       errorCodes[`${kind}:${code}`] = (errorCodes[`${kind}:${code}`] ?? 0) + 1;
     const allLat = turns.map((x) => x[1]);
     const svgName = quick ? "soak.quick.svg" : "soak.svg";
-    const headline = `flat within ${pct(rssDev).replace("+", "±")} (RSS), ${pct(heapDev).replace("+", "±")} (live heap); p99 within ${pct(p99Dev).replace("+", "±")}`;
+    const within = (x) => pct(x).replace("+", "±");
+    const headline = `largest deviation ${within(rssDev)} (RSS), ${within(heapDev)} (live heap), ${within(p99Dev)} (p99 latency)`;
     const svg = renderSoakSvg({
       title: `BeamClaw gateway soak${quick ? " (quick mode)" : ""}: ${formatDuration(runMs)}, ${turns.length.toLocaleString("en-US")} turns, ${recorder.errors.length} errors`,
       subtitle: [
