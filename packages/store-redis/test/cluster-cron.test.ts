@@ -193,8 +193,14 @@ describe("a cron service as a cluster singleton", () => {
     const dues = runs.map((r) => r.scheduledAt);
     expect(new Set(dues).size, "a due time ran twice").toBe(dues.length);
     const spans = leading.map((s) => ({ ...s, to: s.to ?? Number.POSITIVE_INFINITY }));
-    expect(spans.map((s) => s.node)).toEqual(["a", "b"]);
-    // Never two leaders: a had stopped its service before b started its own.
-    expect(spans[0]!.to).toBeLessThanOrEqual(spans[1]!.from);
+    // a led first; after it lost Redis only b leads (b may lose and regain its 300 ms lease
+    // on a loaded machine, which adds spans).
+    expect(spans[0]!.node).toBe("a");
+    expect(spans.length).toBeGreaterThanOrEqual(2);
+    expect(spans.slice(1).every((s) => s.node === "b")).toBe(true);
+    // Never two leaders: each leader had stopped its service before the next started its own.
+    for (let i = 1; i < spans.length; i++) {
+      expect(spans[i - 1]!.to).toBeLessThanOrEqual(spans[i]!.from);
+    }
   });
 });
