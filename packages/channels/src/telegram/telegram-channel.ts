@@ -113,6 +113,20 @@ function loadGrammy(): Promise<Grammy> {
  */
 function withBotApiErrors(fetchFn: typeof globalThis.fetch): typeof globalThis.fetch {
   return async (input, init) => {
+    // grammY may hand over a polyfilled AbortSignal, which Node 24's fetch refuses: pass a
+    // native one that follows it.
+    const signal = init?.signal;
+    if (signal != null && !(signal instanceof AbortSignal)) {
+      const native = new AbortController();
+      const follow = signal as unknown as {
+        aborted: boolean;
+        reason?: unknown;
+        addEventListener(type: "abort", fn: () => void, options?: { once: boolean }): void;
+      };
+      if (follow.aborted) native.abort(follow.reason);
+      else follow.addEventListener("abort", () => native.abort(follow.reason), { once: true });
+      init = { ...init, signal: native.signal };
+    }
     const response = await fetchFn(input, init);
     if (response.ok || (response.headers.get("content-type") ?? "").includes("json")) {
       return response;
