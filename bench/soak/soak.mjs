@@ -17,6 +17,8 @@
  *   node soak.mjs --duration 5m            any duration (s, m, h, or ms without a unit)
  *   BENCH_QUICK=1 node soak.mjs            quick mode: 8 seconds (CI)
  *   SOAK_DURATION=5m SOAK_WS_CLIENTS=16 SOAK_HTTP_CLIENTS=8 SOAK_THINK_MS=50 node soak.mjs
+ *   node soak.mjs --dedupe-window 86400000 (SOAK_DEDUPE_WINDOW_MS): the store's dedupe window
+ *                                          (default 1 minute, shorter than the warm-up)
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -56,6 +58,7 @@ function settings(quick) {
       "ws-clients": { type: "string" },
       "http-clients": { type: "string" },
       "think-ms": { type: "string" },
+      "dedupe-window": { type: "string" },
     },
     allowPositionals: false,
   });
@@ -64,10 +67,18 @@ function settings(quick) {
   const wsClients = Number(values["ws-clients"] ?? env.SOAK_WS_CLIENTS ?? (quick ? 4 : 12));
   const httpClients = Number(values["http-clients"] ?? env.SOAK_HTTP_CLIENTS ?? (quick ? 2 : 6));
   const thinkMs = Number(values["think-ms"] ?? env.SOAK_THINK_MS ?? 100);
+  // The store remembers every acknowledged idempotency key for this long (store-fs
+  // `dedupeWindowMs`), a few hundred bytes each: with the default 24 h the soak would measure
+  // that index filling up, not a leak. One minute is shorter than any warm-up, so the windows
+  // after it see the steady state a deployment reaches once its own window is full.
+  const dedupeWindowMs = Number(
+    values["dedupe-window"] ?? env.SOAK_DEDUPE_WINDOW_MS ?? (quick ? 2_000 : 60_000),
+  );
   for (const [name, v] of [
     ["ws clients", wsClients],
     ["http clients", httpClients],
     ["think ms", thinkMs],
+    ["dedupe window ms", dedupeWindowMs],
   ]) {
     if (!Number.isInteger(v) || v < 0) throw new Error(`${name} must be a whole number >= 0`);
   }
@@ -79,7 +90,16 @@ function settings(quick) {
   // Sessions hibernate (and are revived) during the run: each client's sessions come back
   // about every 8 s, after they were idle longer than this.
   const hibernateAfterMs = quick ? 1_000 : 5_000;
-  return { durationMs, warmupMs, sampleMs, wsClients, httpClients, thinkMs, hibernateAfterMs };
+  return {
+    durationMs,
+    warmupMs,
+    sampleMs,
+    wsClients,
+    httpClients,
+    thinkMs,
+    hibernateAfterMs,
+    dedupeWindowMs,
+  };
 }
 
 /** Starts a child process and resolves with it and the first stdout line matching `pattern`. */
@@ -273,7 +293,7 @@ async function main({ quick }) {
       "  host: 127.0.0.1",
       "  port: 0",
       "  auth: { mode: token, token: ${BEAMCLAW_GATEWAY_TOKEN} }",
-      "store: { kind: fs, dir: ./store }",
+      `store: { kind: fs, dir: ./store, dedupeWindowMs: ${s.dedupeWindowMs} }`,
       "providers:",
       `  soak: { kind: openai-compatible, baseUrl: "http://127.0.0.1:${modelPort}/v1", apiKey: none }`,
       "agents:",
@@ -498,7 +518,7 @@ async function main({ quick }) {
         "window stays within ±10% (RSS median; live heap, the lowest heap used in the window, i.e. after a " +
         "full collection) and ±20% (turn latency p99) of it. Plot: " +
         `\`bench/${svgName}\`.`,
-      params: `${formatDuration(runMs)} (warm-up ${formatDuration(s.warmupMs)}), ${s.wsClients} WebSocket + ${s.httpClients} HTTP clients, think time ${s.thinkMs} ms ±50%, samples every ${s.sampleMs} ms, sessions hibernate after ${s.hibernateAfterMs} ms idle`,
+      params: `${formatDuration(runMs)} (warm-up ${formatDuration(s.warmupMs)}), ${s.wsClients} WebSocket + ${s.httpClients} HTTP clients, think time ${s.thinkMs} ms ±50%, samples every ${s.sampleMs} ms, sessions hibernate after ${s.hibernateAfterMs} ms idle, store dedupe window ${formatDuration(s.dedupeWindowMs)}`,
       rows,
       notes: [
         `Throughput: ${(turns.length / durationS).toFixed(1)} turns/s overall; latency over the whole run p50 ${formatDuration(percentile(allLat, 50))}, p99 ${formatDuration(percentile(allLat, 99))}, max ${formatDuration(Math.max(...allLat))}.`,

@@ -59,6 +59,10 @@ const BENCHMARKS = [
     file: "cluster.mjs",
     title: "10. Cluster: turns/s of 1, 2 and 3 node processes, cross-node routing, failover",
   },
+  {
+    file: "tenants.mjs",
+    title: "11. Tenant isolation: quiet tenants beside a flooding or a crashing tenant",
+  },
 ];
 
 /** Runs one benchmark process; resolves with its result or a failure description. */

@@ -3,7 +3,12 @@ import { defineConfig } from "tsup";
 export default defineConfig({
   entry: { index: "src/index.ts", cli: "src/cli.ts" },
   // Adapters are optional peers, loaded by the CLI with import() only when the config needs them.
-  external: ["@beamclaw/providers", "@beamclaw/store-fs", "@beamclaw/store-redis"],
+  external: [
+    "@beamclaw/channels",
+    "@beamclaw/providers",
+    "@beamclaw/store-fs",
+    "@beamclaw/store-redis",
+  ],
   format: ["esm"],
   target: "node20",
   platform: "node",

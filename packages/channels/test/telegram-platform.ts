@@ -7,15 +7,10 @@
  * and scripted failures. `startTelegramPlatform` wraps it as the channel conformance suite's
  * driver.
  */
-import type {
-  ChannelContext,
-  ChannelPlugin,
-  ChannelTarget,
-  InboundMessageInput,
-  ReceiveResult,
-} from "@beamclaw/core";
+import type { ChannelContext, InboundMessageInput, ReceiveResult } from "@beamclaw/core";
 import type {
   ChannelPlatformDriver,
+  ConformanceIds,
   PlatformInbound,
   PlatformOutbound,
   PlatformTargetRef,
@@ -643,76 +638,30 @@ export function mentionEntity(text: string, username: string): MessageEntity {
 // ---------------------------------------------------------------- conformance driver
 
 /**
- * The suite speaks in opaque ids ("alice", "room-1", "m-..."); Telegram's are integers, and the
- * channel's message ids are `<chat_id>:<message_id>`. The driver gives each suite id a
- * Telegram id on the wire, and translates between the two at the plugin's boundary.
+ * Telegram's ids for the conformance suite: users and private chats are positive integers (a
+ * private chat's id is its user's), supergroups `-100...`, forum topics small integers, and
+ * the channel's message ids `<chat_id>:<message_id>`.
  */
-class IdMap {
-  #toTelegram = new Map<string, number>();
-  #toSuite = new Map<string, string>();
-  #messages = new Map<string, { chat: number; id: number }>();
-  #next = { user: 100_001, group: -1_001_000_000_001, thread: 11 };
+export const TELEGRAM_CONFORMANCE_IDS: Partial<ConformanceIds> = {
+  peer: (n) => String(100_000 + n),
+  group: (n) => String(-1_001_000_000_000 - n),
+  thread: (n) => String(10 + n),
+  // High enough never to meet the message ids the fake gives the bot's own messages.
+  message: (n, chatId) => `${chatId}:${900_000 + n}`,
+};
 
-  #map(space: "user" | "group" | "thread", suite: string): number {
-    const key = `${space}:${suite}`;
-    let id = this.#toTelegram.get(key);
-    if (id === undefined) {
-      id = space === "group" ? this.#next.group-- : this.#next[space]++;
-      this.#toTelegram.set(key, id);
-      this.#toSuite.set(`${space === "thread" ? "thread" : "chat"}:${id}`, suite);
-    }
-    return id;
-  }
-
-  user(suite: string): number {
-    return this.#map("user", suite);
-  }
-  chat(suite: string, chatType: "direct" | "group"): number {
-    return chatType === "direct" ? this.user(suite) : this.#map("group", suite);
-  }
-  thread(suite: string): number {
-    return this.#map("thread", suite);
-  }
-  message(suite: string, chat: number, allocate: () => number): number {
-    let known = this.#messages.get(suite);
-    if (known === undefined || known.chat !== chat) {
-      known = { chat, id: allocate() };
-      this.#messages.set(suite, known);
-      this.#toSuite.set(`message:${chat}:${known.id}`, suite);
-    }
-    return known.id;
-  }
-
-  /** A Telegram chat or user id, as the suite knows it. */
-  suiteChat(id: string | number): string {
-    return this.#toSuite.get(`chat:${id}`) ?? String(id);
-  }
-  suiteThread(id: string | number): string {
-    return this.#toSuite.get(`thread:${id}`) ?? String(id);
-  }
-  /** A channel message id (`<chat>:<id>`), as the suite knows it. */
-  suiteMessage(id: string): string {
-    return this.#toSuite.get(`message:${id}`) ?? id;
-  }
-  /** A suite message id as the channel's `<chat>:<id>`, when the suite's message is known. */
-  channelMessage(suite: string): string {
-    const known = this.#messages.get(suite);
-    return known === undefined ? suite : `${known.chat}:${known.id}`;
-  }
-  target(target: ChannelTarget): ChannelTarget {
-    return {
-      ...target,
-      chatId: String(this.chat(target.chatId, target.chatType)),
-      ...(target.threadId === undefined ? {} : { threadId: String(this.thread(target.threadId)) }),
-    };
-  }
+/** The Telegram message id in a channel message id `<chat_id>:<message_id>`. */
+function telegramMessageId(messageId: string): number {
+  const match = /^-?\d+:(\d+)$/.exec(messageId);
+  if (match === null) throw new Error(`not a Telegram channel message id: ${messageId}`);
+  return Number(match[1]);
 }
 
 export interface TelegramPlatform extends ChannelPlatformDriver {
   readonly api: FakeTelegram;
   readonly mode: "polling" | "webhook";
-  /** The plugin as the suite sees it: the real channel, its ids translated. */
-  attach(plugin: TelegramChannel): ChannelPlugin;
+  /** Registers the channel under test (its webhook endpoint receives updates); returns it as it is. */
+  attach(plugin: TelegramChannel): TelegramChannel;
   /** The URL the driver registered for a file id (for the channel's `attachments.url`). */
   fileUrl(fileId: string): string | undefined;
   /** The Telegram update (without its `update_id`) the driver makes for a suite message. */
@@ -725,14 +674,13 @@ export interface TelegramPlatform extends ChannelPlatformDriver {
  */
 export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): TelegramPlatform {
   const api = new FakeTelegram();
-  const ids = new IdMap();
   const fileUrls = new Map<string, string>();
   let plugin: TelegramChannel | undefined;
   let files = 0;
 
   const toUpdate = (message: PlatformInbound): Omit<Update, "update_id"> => {
-    const chatId = ids.chat(message.chatId, message.chatType);
-    const from = user(ids.user(message.peer.id), message.peer.name ?? message.peer.id);
+    const chatId = Number(message.chatId);
+    const from = user(Number(message.peer.id), message.peer.name ?? `User ${message.peer.id}`);
     let text = message.text;
     const entities: MessageEntity[] = [];
     if (message.mentionsBot === true && message.chatType === "group") {
@@ -743,7 +691,7 @@ export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): 
     }
     for (const peer of message.mentions ?? []) {
       // A user without a username is mentioned by a text_mention on their name.
-      const name = peer.split("-")[0]!;
+      const name = `user${peer}`;
       let offset = text.indexOf(name);
       if (offset === -1) {
         text = `${text} ${name}`;
@@ -753,7 +701,7 @@ export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): 
         type: "text_mention",
         offset,
         length: name.length,
-        user: user(ids.user(peer), name),
+        user: user(Number(peer), name),
       });
     }
     const chat =
@@ -766,13 +714,13 @@ export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): 
             ...(message.threadId === undefined ? {} : { is_forum: true as const }),
           };
     const telegram: Record<string, unknown> = {
-      message_id: ids.message(message.messageId, chatId, () => api.nextMessageId(chatId)),
+      message_id: telegramMessageId(message.messageId),
       from,
       chat,
       date: Math.floor(Date.now() / 1000),
     };
     if (message.threadId !== undefined) {
-      const thread = ids.thread(message.threadId);
+      const thread = Number(message.threadId);
       telegram.message_thread_id = thread;
       telegram.is_topic_message = true;
       telegram.reply_to_message = {
@@ -783,10 +731,10 @@ export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): 
       };
     }
     if (message.replyTo !== undefined) {
-      const author = message.replyTo.peerId ?? "someone-else";
+      const author = Number(message.replyTo.peerId ?? 199_999);
       telegram.reply_to_message = {
-        message_id: ids.message(message.replyTo.messageId, chatId, () => api.nextMessageId(chatId)),
-        from: user(ids.user(author), author),
+        message_id: telegramMessageId(message.replyTo.messageId),
+        from: user(author, `User ${author}`),
         chat,
         date: Math.floor(Date.now() / 1000) - 60,
         ...(message.replyTo.text === undefined ? {} : { text: message.replyTo.text }),
@@ -818,76 +766,17 @@ export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): 
     return { message: telegram } as unknown as Omit<Update, "update_id">;
   };
 
-  const translateInbound = (input: InboundMessageInput): InboundMessageInput => ({
-    ...input,
-    peer: { ...input.peer, id: ids.suiteChat(input.peer.id) },
-    ...(input.chatId === undefined ? {} : { chatId: ids.suiteChat(input.chatId) }),
-    ...(input.threadId === undefined ? {} : { threadId: ids.suiteThread(input.threadId) }),
-    messageId: ids.suiteMessage(input.messageId),
-    ...(input.replyTo === undefined
-      ? {}
-      : {
-          replyTo: {
-            ...input.replyTo,
-            messageId: ids.suiteMessage(input.replyTo.messageId),
-            ...(input.replyTo.peerId === undefined
-              ? {}
-              : { peerId: ids.suiteChat(input.replyTo.peerId) }),
-          },
-        }),
-    ...(input.mentions === undefined
-      ? {}
-      : {
-          mentions: {
-            ...input.mentions,
-            ...(input.mentions.peers === undefined
-              ? {}
-              : { peers: input.mentions.peers.map((p) => ids.suiteChat(p)) }),
-          },
-        }),
-  });
-
   const targetRef = (action: BotAction): PlatformTargetRef => ({
-    chatId: ids.suiteChat(action.chatId),
-    ...(action.threadId === undefined ? {} : { threadId: ids.suiteThread(action.threadId) }),
+    chatId: String(action.chatId),
+    ...(action.threadId === undefined ? {} : { threadId: String(action.threadId) }),
   });
-  const send = <T extends { replyToMessageId?: string }>(options: T | undefined): T | undefined =>
-    options?.replyToMessageId === undefined
-      ? options
-      : { ...options, replyToMessageId: ids.channelMessage(options.replyToMessageId) };
 
   return {
     api,
     mode,
     attach(p) {
       plugin = p;
-      return {
-        specificationVersion: p.specificationVersion,
-        id: p.id,
-        meta: p.meta,
-        capabilities: p.capabilities,
-        gatewayMethods: p.gatewayMethods,
-        start: (ctx) => {
-          const view: ChannelContext = {
-            channel: ctx.channel,
-            config: ctx.config,
-            logger: ctx.logger,
-            signal: ctx.signal,
-            receive: (input) => ctx.receive(translateInbound(input)),
-            disconnected: (error) => ctx.disconnected(error),
-          };
-          return p.start(view);
-        },
-        stop: () => p.stop(),
-        sendText: (target, text, options) => p.sendText(ids.target(target), text, send(options)),
-        sendMedia: (target, media, options) =>
-          p.sendMedia(ids.target(target), media, send(options)),
-        edit: (target, messageId, text, options) =>
-          p.edit(ids.target(target), ids.channelMessage(messageId), text, options),
-        typing: (target, options) => p.typing(ids.target(target), options),
-        react: (target, messageId, emoji, options) =>
-          p.react(ids.target(target), ids.channelMessage(messageId), emoji, options),
-      };
+      return p;
     },
     fileUrl: (fileId) => fileUrls.get(fileId),
     updateFor: toUpdate,

@@ -29,6 +29,7 @@ import {
   privateMessage,
   startChannel,
   startTelegramPlatform,
+  TELEGRAM_CONFORMANCE_IDS,
   TOKEN,
   until,
   user,
@@ -40,6 +41,7 @@ useTelegramApi();
 
 channelConformanceSuite("TelegramChannel (webhook)", {
   platform: () => startTelegramPlatform("webhook"),
+  ids: TELEGRAM_CONFORMANCE_IDS,
   create: (platform) =>
     platform.attach(
       createTelegramChannel({

@@ -15,7 +15,12 @@ import {
   StoreError,
   subscribeTelemetry,
 } from "@beamclaw/core";
-import { channelConformanceSuite, createEchoProvider } from "@beamclaw/core/testing";
+import {
+  channelConformanceSuite,
+  createEchoProvider,
+  createScriptedProvider,
+  type ScriptedStep,
+} from "@beamclaw/core/testing";
 import type { Message, Update } from "grammy/types";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -34,6 +39,7 @@ import {
   quietLogger,
   startChannel,
   startTelegramPlatform,
+  TELEGRAM_CONFORMANCE_IDS,
   TOKEN,
   until,
   user,
@@ -44,6 +50,7 @@ useTelegramApi();
 
 channelConformanceSuite("TelegramChannel (long polling)", {
   platform: () => startTelegramPlatform("polling"),
+  ids: TELEGRAM_CONFORMANCE_IDS,
   create: (platform) =>
     platform.attach(
       createTelegramChannel({
@@ -405,6 +412,77 @@ describe("inbound mapping (Telegram's documented Update payloads)", () => {
 });
 
 describe("through a ChannelManager", () => {
+  it('streams a reply by editing its message (streaming: "edit"), waiting out a 429 retry_after', async () => {
+    const api = new FakeTelegram();
+    cleanups.push(async () => api.close());
+    const gates = [0, 1, 2].map(() => {
+      let open!: () => void;
+      const promise = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      return { promise, open };
+    });
+    const events: ScriptedStep[] = [{ type: "response-start", model: "m" }];
+    for (const [i, piece] of ["Deploy", " is", " green"].entries()) {
+      events.push({ type: "wait", until: gates[i]!.promise }, { type: "text-delta", text: piece });
+    }
+    events.push({ type: "finish", reason: "stop" });
+    const store = new MemoryStore();
+    await store.open();
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({
+        providers: [createScriptedProvider({ id: "s", responses: [{ events }] })],
+      }),
+      agents: [{ id: "main", model: "s/m" }],
+    });
+    await runtime.start();
+    const manager = new ChannelManager({
+      runtime,
+      channels: [
+        { plugin: polling()(api), dmPolicy: "open", streaming: "edit", streamThrottleMs: 0 },
+      ],
+      outbox: { baseDelayMs: 5, maxDelayMs: 50 },
+    });
+    await manager.start();
+    cleanups.push(async () => {
+      await manager.stop();
+      await runtime.stop();
+      await store.close();
+    });
+    api.push({ message: privateMessage(ALICE, 1, "status?") });
+    gates[0]!.open();
+    const first = await until("the first message", () =>
+      api.actions.find((a) => a.kind === "text"),
+    );
+    expect(first.text).toBe("Deploy");
+    // Telegram asks the bot to slow down: the next edit waits at least retry_after.
+    api.script("editMessageText", {
+      errorCode: 429,
+      description: "Too Many Requests: retry after 1",
+      retryAfter: 1,
+    });
+    gates[1]!.open();
+    await until("the refused edit", () =>
+      api.calls.find((c) => c.method === "editMessageText" && c.answered === 429),
+    );
+    const refusedAt = api.calls.length;
+    gates[2]!.open();
+    await new Promise<void>((resolve) => setTimeout(resolve, 500));
+    expect(api.calls.slice(refusedAt).filter((c) => c.method === "editMessageText")).toEqual([]);
+    await until(
+      "the final text",
+      () => api.sentText(first.chatId, first.messageId!) === "Deploy is green",
+      5_000,
+    );
+    // One message, edited to the final text.
+    expect(texts(api)).toEqual(["Deploy"]);
+    expect(api.actions.filter((a) => a.kind === "edit").at(-1)).toMatchObject({
+      messageId: first.messageId,
+      text: "Deploy is green",
+    });
+  });
+
   it("gates group messages on a mention of the bot (requireMention) and answers in the topic", async () => {
     const api = new FakeTelegram();
     cleanups.push(async () => api.close());

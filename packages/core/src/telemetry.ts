@@ -4,6 +4,10 @@
  * Nothing is published (and no payload is built) while a channel has no subscribers, so an
  * unobserved runtime pays nothing.
  *
+ * Operations with a duration — provider calls, tool runs, session runs, cron runs, approval
+ * waits — are also traced on `TracingChannel`s of the same names (see
+ * {@link subscribeTrace}); the plain channels below report them once more when they end.
+ *
  * @example
  * ```ts
  * import { subscribeTelemetry } from "@beamclaw/core";
@@ -17,6 +21,30 @@
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { CircuitState } from "./providers/circuit-breaker.js";
 import type { ModelUsage } from "./providers/types.js";
+
+export {
+  currentTelemetryIdentity,
+  setTelemetryTenant,
+  type TelemetryIdentity,
+  telemetryTenantOf,
+} from "./telemetry/identity.js";
+export {
+  type ApprovalWaitTrace,
+  beginTelemetryTrace,
+  type CronRunTrace,
+  type ProviderCallTrace,
+  type SessionRunTrace,
+  subscribeTrace,
+  type TelemetryTrace,
+  type ToolRunTrace,
+  type TraceContexts,
+  type TracedOperation,
+  type TraceHandlers,
+  type TraceSettlement,
+  type TraceStart,
+  telemetryTracingChannel,
+  traceTelemetry,
+} from "./telemetry/tracing.js";
 
 /** An actor's identity as it appears in telemetry events. */
 export interface ActorTelemetryIdentity {
@@ -109,6 +137,7 @@ export interface TelemetryEvents {
     inputTokens: number;
     outputTokens: number;
     costUsd: number;
+    tenant?: string;
   };
   /** An approval was requested, and later decided (by a person, a remembered rule or the timeout). */
   "beamclaw:approval.request": {
@@ -117,6 +146,8 @@ export interface TelemetryEvents {
     tool: string;
     key: string;
     requestId: string;
+    tenant?: string;
+    agent?: string;
   };
   "beamclaw:approval.decision": {
     session: string;
@@ -126,6 +157,8 @@ export interface TelemetryEvents {
     decision: "allow-once" | "allow-always" | "deny";
     source: "answer" | "remembered" | "timeout" | "off";
     waitedMs: number;
+    tenant?: string;
+    agent?: string;
   };
   /** A channel plugin started (connected), the first time or after a reconnect. */
   "beamclaw:channel.connect": { channel: string; attempt: number };
@@ -166,6 +199,9 @@ export interface TelemetryEvents {
     durationMs: number;
     latenessMs: number;
     error?: string;
+    tenant?: string;
+    /** The session the run used (`agent:<id>:main` or an isolated `cron:<job>.<time>`). */
+    session?: string;
   };
   /** This node saw another node join, change (`update`), leave or go `down`. */
   "beamclaw:cluster.membership": {

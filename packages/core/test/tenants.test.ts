@@ -6,6 +6,7 @@ import {
   InvalidArgumentError,
   limitModelSource,
   type ModelSource,
+  OverloadedError,
   RateLimitedError,
   ResourceLimiter,
   TenantManager,
@@ -102,6 +103,36 @@ describe("ResourceLimiter", () => {
     await expect(waiting).rejects.toThrow("gave up");
     held.release();
     (await limiter.acquire("a")).release();
+  });
+
+  it("admit() refuses, taking nothing, once a budget is reached or the rate is exhausted", async () => {
+    const c = clock();
+    const limiter = new ResourceLimiter(
+      "acme",
+      { tokensPerDay: 100, requestsPerMinute: 2 },
+      { now: c.now },
+    );
+    limiter.admit();
+    limiter.admit();
+    expect(limiter.usage.requestsLastMinute).toBe(0);
+    (await limiter.acquire("a")).release();
+    limiter.recordUsage({ inputTokens: 99, outputTokens: 0 });
+    limiter.admit();
+    limiter.recordUsage({ inputTokens: 1, outputTokens: 0 });
+    expect(() => limiter.admit()).toThrow(BudgetExceededError);
+    c.advance(86_400_000);
+    limiter.admit();
+    (await limiter.acquire("a")).release();
+    (await limiter.acquire("a")).release();
+    let refused: unknown;
+    try {
+      limiter.admit();
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toMatchObject({ code: "RATE_LIMITED", retryAfterMs: 60_000 });
+    c.advance(60_000);
+    limiter.admit();
   });
 
   it("refuses limits that are not non-negative integers", () => {
@@ -205,14 +236,15 @@ describe("TenantManager", () => {
     expect(tenants.ids()).toEqual(["acme", "globex"]);
   });
 
-  it("answers a run of a tenant over budget with a failed run naming BUDGET_EXCEEDED, and leaves other tenants alone", async () => {
+  it("refuses at send, queueing nothing, a message of a tenant whose budget is spent, and leaves other tenants alone", async () => {
     const tenants = new TenantManager();
     managers.push(tenants);
+    const poorStore = await store();
     const poor = await tenants.add({
       id: "poor",
-      limits: { tokensPerDay: 0 },
+      limits: { tokensPerDay: 12 },
       runtime: {
-        store: await store(),
+        store: poorStore,
         models: source("x"),
         agents: [{ id: "main", model: "p/m" }],
       },
@@ -225,12 +257,103 @@ describe("TenantManager", () => {
         agents: [{ id: "main", model: "p/m" }],
       },
     });
-    const result = await (await poor.runtime.session("agent:main:main").send("hi")).result;
-    expect(result.status).toBe("failed");
-    expect(result.error?.code).toBe("BUDGET_EXCEEDED");
+    // The first run spends the 12 tokens; the day budget is then reached.
+    expect((await (await poor.runtime.session("agent:main:main").send("hi")).result).text).toBe(
+      "x",
+    );
+    const refused = await poor.runtime
+      .session("agent:main:other")
+      .send("again")
+      .catch((e: unknown) => e);
+    expect(BudgetExceededError.isInstance(refused)).toBe(true);
+    expect(refused).toMatchObject({ code: "BUDGET_EXCEEDED", period: "day", used: 12, limit: 12 });
+    expect(await poorStore.queue.pending({ sessionKey: "agent:main:other" })).toEqual([]);
+    expect(poor.runtime.activeSessions()).toEqual(["agent:main:main"]);
     expect((await (await rich.runtime.session("agent:main:main").send("hi")).result).text).toBe(
       "ok",
     );
+  });
+
+  it("refuses at send while the tenant's request rate is exhausted, with retryAfterMs, until the minute has passed", async () => {
+    const tenants = new TenantManager();
+    managers.push(tenants);
+    const tenantStore = await store();
+    const busy = await tenants.add({
+      id: "busy",
+      limits: { requestsPerMinute: 2 },
+      runtime: {
+        store: tenantStore,
+        models: source("ok"),
+        agents: [{ id: "main", model: "p/m" }],
+      },
+    });
+    for (const key of ["agent:main:a", "agent:main:b"]) {
+      expect((await (await busy.runtime.session(key).send("hi")).result).text).toBe("ok");
+    }
+    const refused = await busy.runtime
+      .session("agent:main:c")
+      .send("hi")
+      .catch((e: unknown) => e);
+    expect(RateLimitedError.isInstance(refused)).toBe(true);
+    expect((refused as RateLimitedError).retryAfterMs).toBeGreaterThan(0);
+    expect((refused as RateLimitedError).retryAfterMs).toBeLessThanOrEqual(60_000);
+    expect(await tenantStore.queue.pending({ sessionKey: "agent:main:c" })).toEqual([]);
+    expect(busy.runtime.activeSessions().sort()).toEqual(["agent:main:a", "agent:main:b"]);
+  });
+
+  it("refuses at send with OverloadedError once maxPendingMessages messages are unfinished, and accepts again when they finish", async () => {
+    const tenants = new TenantManager();
+    managers.push(tenants);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow: ModelSource = {
+      async *stream() {
+        await gate;
+        yield { type: "text-delta", text: "done" };
+        yield { type: "finish", reason: "stop" };
+      },
+    };
+    const tenantStore = await store();
+    const busy = await tenants.add({
+      id: "busy",
+      limits: { maxPendingMessages: 2 },
+      runtime: { store: tenantStore, models: slow, agents: [{ id: "main", model: "p/m" }] },
+    });
+    const first = await busy.runtime.session("agent:main:a").send("one");
+    const second = await busy.runtime.session("agent:main:a").send("two");
+    const refused = await busy.runtime
+      .session("agent:main:b")
+      .send("three")
+      .catch((e: unknown) => e);
+    expect(OverloadedError.isInstance(refused)).toBe(true);
+    expect(refused).toMatchObject({ code: "OVERLOADED", limit: 2 });
+    expect(await tenantStore.queue.pending({ sessionKey: "agent:main:b" })).toEqual([]);
+    release();
+    expect((await first.result).text).toBe("done");
+    expect((await second.result).text).toBe("done");
+    const again = await busy.runtime.session("agent:main:b").send("three");
+    expect((await again.result).text).toBe("done");
+  });
+
+  it("answers a run whose first model call would exceed the budget with a failed run naming BUDGET_EXCEEDED", async () => {
+    const tenants = new TenantManager();
+    managers.push(tenants);
+    const poor = await tenants.add({
+      id: "poor",
+      limits: { tokensPerDay: 10 },
+      runtime: {
+        store: await store(),
+        models: source("x"),
+        agents: [{ id: "main", model: "p/m" }],
+      },
+    });
+    // Admitted (nothing is spent yet), but the request alone is estimated at ~100 tokens.
+    const run = await poor.runtime.session("agent:main:main").send("x".repeat(400));
+    const result = await run.result;
+    expect(result.status).toBe("failed");
+    expect(result.error?.code).toBe("BUDGET_EXCEEDED");
   });
 
   it("refuses a duplicate id, a bad id, and more agents than maxAgents", async () => {

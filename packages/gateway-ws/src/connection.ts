@@ -6,9 +6,12 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { RawData, WebSocket } from "ws";
-import { authenticateConnect, HandshakeRefusal } from "./auth/handshake.js";
+import { authenticateConnect, FAILED_LOGIN_CODES, HandshakeRefusal } from "./auth/handshake.js";
 import type { PairedDevice } from "./auth/pairing.js";
+import { authRateLimiterOf } from "./auth/rate-limit.js";
+import { SetupCodes } from "./auth/setup-codes.js";
 import { GATEWAY_EVENTS, type GatewayHub, type PresenceEntry } from "./hub.js";
+import { attachmentPolicy } from "./methods/session-helpers.js";
 import type { CallerInfo } from "./methods/types.js";
 import { type ClientInfo, type ConnectParams, parseConnectParams } from "./protocol/connect.js";
 import {
@@ -18,6 +21,7 @@ import {
   MIN_PROTOCOL_VERSION,
   PRE_HANDSHAKE_MAX_BYTES,
   PROTOCOL_VERSION,
+  Scopes,
 } from "./protocol/constants.js";
 import { type ErrorShape, GatewayError, toErrorShape } from "./protocol/errors.js";
 
@@ -55,6 +59,8 @@ export class GatewayConnection {
   readonly nonce = randomUUID();
   readonly remoteAddress: string | undefined;
   readonly isLoopback: boolean;
+  /** The URL this client reached the gateway at (scheme and `Host` of its upgrade request). */
+  readonly gatewayUrl: string | undefined;
   role: GatewayRole = "operator";
   scopes: ReadonlySet<string> = new Set();
   client: ClientInfo | undefined;
@@ -91,6 +97,12 @@ export class GatewayConnection {
       options.request.headers["x-forwarded-for"] !== undefined ||
       options.request.headers["x-real-ip"] !== undefined;
     this.isLoopback = !proxied && LOOPBACK.test(this.remoteAddress ?? "");
+    const host = options.request.headers.host;
+    const secure = (options.request.socket as { encrypted?: boolean }).encrypted === true;
+    this.gatewayUrl =
+      typeof host === "string" && /^[\w.:[\]-]+$/.test(host)
+        ? `${secure ? "wss" : "ws"}://${host}`
+        : undefined;
     this.#tokens = options.hub.limits.requestBurst;
     this.#refilledAt = options.hub.now();
     const socket = this.#socket;
@@ -146,6 +158,7 @@ export class GatewayConnection {
       deviceId: this.deviceId,
       authMethod: this.authMethod,
       isLoopback: this.isLoopback,
+      ...(this.gatewayUrl === undefined ? {} : { gatewayUrl: this.gatewayUrl }),
     };
   }
 
@@ -336,6 +349,33 @@ export class GatewayConnection {
 
   async #handshake(request: { id: string; params?: unknown }): Promise<void> {
     const hub = this.#hub;
+    const limiter = authRateLimiterOf(hub.auth, hub.now);
+    const gate = limiter?.check(this.remoteAddress, this.isLoopback) ?? { allowed: true };
+    if (!gate.allowed) {
+      hub.log.warn(
+        `connect refused conn=${this.connId} remote=${this.remoteAddress}: locked out after failed logins`,
+      );
+      this.respond(
+        request.id,
+        false,
+        undefined,
+        new GatewayError(
+          ErrorCodes.UNAVAILABLE,
+          "unauthorized: too many failed authentication attempts (retry later)",
+          {
+            details: {
+              code: "AUTH_RATE_LIMITED",
+              retryAfterMs: Math.ceil(gate.retryAfterMs),
+              recommendedNextStep: "wait_then_retry",
+            },
+            retryable: true,
+            retryAfterMs: gate.retryAfterMs,
+          },
+        ).toShape(),
+      );
+      this.close(CloseCodes.POLICY_VIOLATION, "too many failed authentication attempts");
+      return;
+    }
     let params: ConnectParams;
     try {
       params = parseConnectParams(request.params);
@@ -370,6 +410,7 @@ export class GatewayConnection {
         remoteAddress: this.remoteAddress,
         settings: hub.auth,
         pairing: hub.pairing,
+        setupCodes: new SetupCodes(hub.runtime.store.kv, hub.now),
         now: hub.now(),
         signatureSkewMs: hub.limits.deviceSignatureSkewMs,
         onPairingRequested: (r, created) => hub.pairingRequested(r, created),
@@ -377,6 +418,10 @@ export class GatewayConnection {
       });
     } catch (error) {
       if (!(error instanceof HandshakeRefusal)) throw error;
+      const reason = (error.shape.details as { code?: unknown } | undefined)?.code;
+      if (limiter !== null && typeof reason === "string" && FAILED_LOGIN_CODES.has(reason)) {
+        limiter.recordFailure(this.remoteAddress, this.isLoopback);
+      }
       hub.log.warn(
         `connect refused conn=${this.connId} remote=${this.remoteAddress} client=${params.client.id}: ${error.shape.message}`,
       );
@@ -384,6 +429,7 @@ export class GatewayConnection {
       this.close(error.closeCode, error.closeReason);
       return;
     }
+    limiter?.recordSuccess(this.remoteAddress);
     if ((this.#state as string) !== "authenticating") return;
     clearTimeout(this.#handshakeTimer);
     this.protocol = Math.min(params.maxProtocol, PROTOCOL_VERSION);
@@ -427,8 +473,17 @@ export class GatewayConnection {
         maxPayload: hub.limits.maxPayloadBytes,
         maxBufferedBytes: hub.limits.maxBufferedBytes,
         tickIntervalMs: hub.limits.tickIntervalMs,
+        attachments: attachmentPolicy(hub.limits.maxPayloadBytes),
       },
     });
+    if (outcome.setupCompletion !== undefined) {
+      hub.log.info(
+        `setup ${outcome.setupCompletion.setupId} completed by device ${outcome.setupCompletion.deviceId.slice(0, 12)}`,
+      );
+      hub.broadcast("device.pair.setup.completed", outcome.setupCompletion, {
+        scope: Scopes.PAIRING,
+      });
+    }
     hub.log.info(
       `connected conn=${this.connId} client=${params.client.id} role=${outcome.role} auth=${outcome.authMethod}${outcome.deviceId === undefined ? "" : ` device=${outcome.deviceId.slice(0, 12)}`}`,
     );

@@ -16,6 +16,7 @@ import { DevicePairing, type PairingRequest, scopeAllows } from "./auth/pairing.
 import type { GatewayConnection } from "./connection.js";
 import type { GatewayCronBackend } from "./cron.js";
 import { type HeartbeatEvent, HeartbeatService, type HeartbeatSettings } from "./heartbeat.js";
+import type { ConnectionLiveness } from "./liveness.js";
 import type { GatewayLog } from "./logs.js";
 import type { GatewayMethodDefinition, MethodCall } from "./methods/types.js";
 import { NodeRegistry } from "./nodes.js";
@@ -63,7 +64,9 @@ export const GATEWAY_EVENTS: readonly string[] = [
   "node.pair.resolved",
   "device.pair.requested",
   "device.pair.resolved",
+  "device.pair.setup.completed",
   "node.invoke.request",
+  "node.pending",
   "config.changed",
   "shutdown",
 ];
@@ -118,6 +121,8 @@ export class GatewayHub {
   readonly connections = new Set<GatewayConnection>();
   readonly presence = new Map<string, PresenceEntry>();
   readonly stateVersion = { presence: 0, health: 0 };
+  /** Ping/pong liveness of open connections; set by the server while it runs. */
+  liveness: ConnectionLiveness | undefined;
   readonly startedAt: number;
   readonly #methods = new Map<string, HubMethod>();
   readonly #pluginMethods = new Map<string, GatewayMethodDefinition>();

@@ -17,11 +17,16 @@ export {
   verifyDeviceSignature,
 } from "./auth/device-identity.js";
 export type { GatewayAuthSettings } from "./auth/handshake.js";
+export type { AuthRateLimitSettings } from "./auth/rate-limit.js";
+export { decodeSetupCode } from "./auth/setup-codes.js";
+export type { GatewayChannelDelivery } from "./channel-delivery.js";
 export type { ConnectionCloseInfo } from "./connection.js";
 export type { GatewayCronBackend } from "./cron.js";
 export { cronBackend } from "./cron-adapter.js";
 export type { HeartbeatEvent, HeartbeatSettings } from "./heartbeat.js";
+export { DEFAULT_LIVENESS, type LivenessSettings } from "./liveness.js";
 export type { GatewayLogSink, LogsTail } from "./logs.js";
+export { type ChannelMethodSource, channelMethodDefinition } from "./methods/channels.js";
 export type {
   CallerInfo,
   GatewayMethodDefinition,
@@ -54,3 +59,9 @@ export {
   type GatewayStopOptions,
 } from "./server.js";
 export { buildSkillsReport, type GatewaySkillsReport } from "./skills.js";
+export {
+  createTenantGateway,
+  TenantGateway,
+  type TenantGatewayOptions,
+  type TenantGatewayTenant,
+} from "./tenant-gateway.js";

@@ -3,9 +3,15 @@
  * upgrade and the HTTP endpoints on the same port.
  */
 import { randomUUID } from "node:crypto";
-import { createServer as createHttpServer, type IncomingMessage, type Server } from "node:http";
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import {
   type AgentRuntime,
   type BeamClawConfig,
@@ -17,6 +23,8 @@ import {
 } from "@beamclaw/core";
 import { WebSocketServer } from "ws";
 import type { GatewayAuthSettings } from "./auth/handshake.js";
+import { authRateLimiterOf } from "./auth/rate-limit.js";
+import { attachChannelDelivery, type GatewayChannelDelivery } from "./channel-delivery.js";
 import { type ConnectionCloseInfo, GatewayConnection } from "./connection.js";
 import type { GatewayCronBackend } from "./cron.js";
 import { cronBackend } from "./cron-adapter.js";
@@ -24,7 +32,9 @@ import type { HeartbeatSettings } from "./heartbeat.js";
 import { createHttpHandler } from "./http/router.js";
 import { defaultDashboardDir } from "./http/static.js";
 import { GatewayHub } from "./hub.js";
+import { ConnectionLiveness, DEFAULT_LIVENESS, type LivenessSettings } from "./liveness.js";
 import { GatewayLog, type GatewayLogSink } from "./logs.js";
+import type { ChannelMethodSource } from "./methods/channels.js";
 import { coreMethods } from "./methods/index.js";
 import type { GatewayMethodDefinition } from "./methods/types.js";
 import type { ConnectedNode, NodeInvokeResult } from "./nodes.js";
@@ -63,6 +73,14 @@ export interface GatewayServerOptions {
   maxBufferedBytes?: number;
   /** `tick` interval. Default `config.gateway.tickIntervalMs` (30 s). */
   tickIntervalMs?: number;
+  /**
+   * Liveness of connected clients and nodes: each open connection is pinged every
+   * `intervalMs` (30 s) and its pong or any frame is a beat; after `missedBeatsOffline` (3)
+   * missed beats in a row it is offline and closed, which updates `presence` for everyone.
+   * Counters are in `status`. `false` turns it off. Default
+   * `config.gateway.presence`.
+   */
+  presence?: Partial<LivenessSettings> | false;
   /** Time a client has to complete `connect`. Default 15 s. */
   handshakeTimeoutMs?: number;
   /** Requests per second per connection (token bucket). Default 50, bursts of 100. */
@@ -100,6 +118,30 @@ export interface GatewayServerOptions {
    * `details.reason` `memory`; HTTP 503 with `Retry-After`).
    */
   memoryPressure?: MemoryPressureMonitor;
+  /**
+   * Methods of channel plugins to mount beside the built-in ones: `ChannelManager
+   * .gatewayMethods()` (`channels.status`, `channels.pairing.*` and each plugin's
+   * `<channel>.<name>`), or a function returning them, read at every call. Each is answered
+   * for callers with its scope, after its params schema; a method that throws answers with a
+   * protocol error. A name the gateway has built in is refused (`AlreadyRegisteredError`).
+   */
+  channelMethods?: ChannelMethodSource;
+  /**
+   * Where `chat.send` with `deliver: true` puts replies: a `ChannelManager` (its durable
+   * outboxes). Without it such a send answers `UNAVAILABLE` (`SUBSYSTEM_UNAVAILABLE`).
+   */
+  channels?: GatewayChannelDelivery;
+  /**
+   * `false`: open no port. A front server (e.g. {@link TenantGateway}) hands this gateway its
+   * HTTP requests and WebSocket upgrades through `handleRequest()` and `handleUpgrade()`, and
+   * `start()` resolves with `port` 0. Default `true`.
+   */
+  listen?: boolean;
+  /**
+   * The path this gateway is reached under when a front server routes to it (e.g.
+   * `/tenants/acme`): the dashboard connects its WebSocket there. Default `/`.
+   */
+  basePath?: string;
   /** Clock, for tests. */
   now?: () => number;
 }
@@ -150,7 +192,10 @@ export class GatewayServer {
   #phase: "starting" | "running" | "draining" | "stopped" = "starting";
   #server: Server | null = null;
   #wss: WebSocketServer | null = null;
+  #handleRequest: ((req: IncomingMessage, res: ServerResponse) => void) | null = null;
+  #handleUpgrade: ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) | null = null;
   #tick: NodeJS.Timeout | null = null;
+  readonly #liveness: ConnectionLiveness | undefined;
   #address: { host: string; port: number } | undefined;
   #started = false;
   readonly #sockets = new Set<Socket>();
@@ -171,7 +216,10 @@ export class GatewayServer {
       password: options.auth?.password ?? gw?.auth.password,
       autoApproveLoopback:
         options.auth?.autoApproveLoopback ?? gw?.auth.autoApproveLoopback ?? true,
+      rateLimit: options.auth?.rateLimit ?? gw?.auth.rateLimit,
     };
+    // Checks the limits now (InvalidArgumentError) rather than at the first connect.
+    authRateLimiterOf(auth, options.now ?? Date.now);
     if (auth.mode === "token" && !auth.token) {
       throw new InvalidArgumentError(
         "gateway auth mode is token but no token is set (gateway.auth.token, e.g. ${BEAMCLAW_GATEWAY_TOKEN})",
@@ -240,9 +288,29 @@ export class GatewayServer {
       version: options.version ?? GATEWAY_VERSION,
       now: options.now ?? Date.now,
       limits,
-      methods: coreMethods(),
+      methods: coreMethods(options.channelMethods),
       ...(options.skills === undefined ? {} : { skills: options.skills }),
     });
+    if (options.channels !== undefined) attachChannelDelivery(this.#hub, options.channels);
+    const presence = options.presence ?? gw?.presence;
+    this.#liveness =
+      presence === false
+        ? undefined
+        : new ConnectionLiveness(
+            {
+              intervalMs: positive(
+                "presence.intervalMs",
+                presence?.intervalMs,
+                DEFAULT_LIVENESS.intervalMs,
+              ),
+              missedBeatsOffline: positive(
+                "presence.missedBeatsOffline",
+                presence?.missedBeatsOffline,
+                DEFAULT_LIVENESS.missedBeatsOffline,
+              ),
+            },
+            this.log,
+          );
   }
 
   /** Where the server listens (after `start()`). */
@@ -274,28 +342,17 @@ export class GatewayServer {
       chatCompletions: options.http?.chatCompletions ?? gw?.http.chatCompletions ?? true,
       models: options.http?.models ?? gw?.http.models ?? true,
       dashboardDir,
+      ...(options.basePath === undefined ? {} : { basePath: options.basePath }),
       maxBodyBytes: hub.limits.maxPayloadBytes,
       originAllowed: (req) => originAllowed(req, this.#allowedOrigins()),
       underMemoryPressure: () => options.memoryPressure?.underPressure === true,
     });
     const listener = (req: Parameters<typeof handler>[0], res: Parameters<typeof handler>[1]) =>
       void handler(req, res);
-    const server =
-      options.tls === undefined
-        ? createHttpServer(listener)
-        : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
     const wss = new WebSocketServer({ noServer: true, maxPayload: hub.limits.maxPayloadBytes });
-    this.#server = server;
     this.#wss = wss;
-    server.on("connection", (socket: Socket) => {
-      this.#sockets.add(socket);
-      socket.once("close", () => this.#sockets.delete(socket));
-    });
-    server.on("clientError", (_error, socket) => {
-      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-      else socket.destroy();
-    });
-    server.on("upgrade", (req, socket, head) => {
+    this.#handleRequest = listener;
+    this.#handleUpgrade = (req, socket, head) => {
       if (this.#phase !== "running") {
         socket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n");
         return;
@@ -305,12 +362,12 @@ export class GatewayServer {
         socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
         return;
       }
-      wss.handleUpgrade(req, socket as Socket, head, (ws) => {
+      wss.handleUpgrade(req, socket, head, (ws) => {
         if (this.#phase !== "running") {
           ws.close(CloseCodes.GOING_AWAY, "gateway shutting down");
           return;
         }
-        new GatewayConnection({
+        const connection = new GatewayConnection({
           socket: ws,
           request: req,
           hub,
@@ -319,30 +376,50 @@ export class GatewayServer {
             options.onConnectionClose?.(info);
           },
         });
+        this.#liveness?.attach(connection, ws);
       });
-    });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const onError = (error: Error) => reject(error);
-        server.once("error", onError);
-        server.listen(this.#port, this.#host, () => {
-          server.off("error", onError);
-          resolve();
-        });
-      });
-    } catch (error) {
-      wss.close();
-      this.#server = null;
-      this.#wss = null;
-      this.#phase = "stopped";
-      throw error;
-    }
-    server.on("error", (error) => hub.log.error(`server error: ${error.message}`));
-    const bound = server.address();
-    this.#address = {
-      host: this.#host,
-      port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
     };
+    if (options.listen === false) {
+      this.#address = { host: this.#host, port: 0 };
+    } else {
+      const server =
+        options.tls === undefined
+          ? createHttpServer(listener)
+          : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
+      this.#server = server;
+      server.on("connection", (socket: Socket) => {
+        this.#sockets.add(socket);
+        socket.once("close", () => this.#sockets.delete(socket));
+      });
+      server.on("clientError", (_error, socket) => {
+        if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        else socket.destroy();
+      });
+      server.on("upgrade", (req, socket, head) => this.#handleUpgrade?.(req, socket, head));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const onError = (error: Error) => reject(error);
+          server.once("error", onError);
+          server.listen(this.#port, this.#host, () => {
+            server.off("error", onError);
+            resolve();
+          });
+        });
+      } catch (error) {
+        wss.close();
+        this.#server = null;
+        this.#wss = null;
+        this.#handleRequest = this.#handleUpgrade = null;
+        this.#phase = "stopped";
+        throw error;
+      }
+      server.on("error", (error) => hub.log.error(`server error: ${error.message}`));
+      const bound = server.address();
+      this.#address = {
+        host: this.#host,
+        port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
+      };
+    }
     await hub.start();
     const memory = options.memoryPressure;
     if (memory !== undefined) {
@@ -361,6 +438,10 @@ export class GatewayServer {
         ),
       );
     }
+    if (this.#liveness !== undefined) {
+      this.#liveness.start();
+      hub.liveness = this.#liveness;
+    }
     this.#tick = setInterval(() => {
       hub.broadcast("tick", { ts: hub.now() }, { dropIfSlow: true });
       hub
@@ -369,7 +450,9 @@ export class GatewayServer {
     }, hub.limits.tickIntervalMs);
     this.#phase = "running";
     hub.log.info(
-      `listening on ${options.tls === undefined ? "http" : "https"}://${this.#address.host}:${this.#address.port} (auth ${hub.auth.mode})`,
+      options.listen === false
+        ? `serving under ${options.basePath ?? "/"} (auth ${hub.auth.mode})`
+        : `listening on ${options.tls === undefined ? "http" : "https"}://${this.#address.host}:${this.#address.port} (auth ${hub.auth.mode})`,
     );
     return this.#address;
   }
@@ -382,14 +465,17 @@ export class GatewayServer {
   async stop(options: GatewayStopOptions = {}): Promise<void> {
     if (this.#phase === "stopped" || this.#phase === "draining") return;
     const hub = this.#hub;
-    if (this.#server === null) {
+    if (this.#wss === null) {
       this.#phase = "stopped";
       return;
     }
     this.#phase = "draining";
     hub.draining = true;
     const server = this.#server;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    const closed =
+      server === null
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => server.close(() => resolve()));
     hub.broadcast("shutdown", {
       reason: options.reason ?? "gateway stopping",
       ...(options.restartExpectedMs === undefined
@@ -408,6 +494,7 @@ export class GatewayServer {
     }
     if (this.#tick !== null) clearInterval(this.#tick);
     this.#tick = null;
+    this.#liveness?.stop();
     for (const off of this.#offMemory.splice(0)) off();
     await hub.stop();
     for (const connection of [...hub.connections]) {
@@ -422,13 +509,41 @@ export class GatewayServer {
     }
     for (const client of wss.clients) client.terminate();
     await new Promise<void>((resolve) => wss.close(() => resolve()));
-    server.closeAllConnections?.();
+    server?.closeAllConnections?.();
     for (const socket of this.#sockets) socket.destroy();
     await closed;
     this.#server = null;
     this.#wss = null;
+    this.#handleRequest = this.#handleUpgrade = null;
     this.#phase = "stopped";
     hub.log.info("stopped");
+  }
+
+  /**
+   * Answers one HTTP request (the OpenAI-compatible API, probes, dashboard) as if it had
+   * reached this gateway's own port: for a front server that routes to gateways created with
+   * `listen: false`. `req.url` must already be relative to this gateway. Before `start()` and
+   * after `stop()` it answers 503.
+   */
+  handleRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (this.#handleRequest === null) {
+      res.writeHead(503, { "content-type": "application/json; charset=utf-8" });
+      res.end(JSON.stringify({ ok: false, status: this.#phase }));
+      return;
+    }
+    this.#handleRequest(req, res);
+  }
+
+  /**
+   * Takes one WebSocket upgrade (see {@link GatewayServer.handleRequest}). Before `start()`
+   * and after `stop()` it answers 503 and closes the socket.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.#handleUpgrade === null) {
+      socket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n");
+      return;
+    }
+    this.#handleUpgrade(req, socket, head);
   }
 
   /**

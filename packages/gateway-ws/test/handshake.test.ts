@@ -47,6 +47,8 @@ describe("the handshake", () => {
       maxPayload: 200_000,
       maxBufferedBytes: 900_000,
       tickIntervalMs: 60_000,
+      // Base64 in a 200 000-byte frame decodes to at most 150 000 bytes.
+      attachments: { maxBytes: 150_000, maxImageBytes: 150_000 },
     });
   });
 

@@ -60,7 +60,11 @@ export interface FsStoreOptions {
    * but not of the machine; for tests and scratch data.
    */
   fsync?: boolean;
-  /** How long the inbound queue remembers acknowledged idempotency keys. Default 24 h. */
+  /**
+   * How long the inbound queue remembers acknowledged idempotency keys, so that a sender's
+   * retry within it is a duplicate. Default 24 h. Memory holds about 180 bytes per key (the
+   * payload stays on disk), so size it to the message rate; `0` remembers none.
+   */
   dedupeWindowMs?: number;
   /**
    * Called for every repair made on open or on first touch of a file (a torn last line cut,

@@ -2,7 +2,7 @@
  * The on-disk layout is part of the package's promise (the README documents it): a person can
  * find a session's files by its agent and key, and read every file as JSON or JSONL.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createFsStore, encodeFileName, type FsStore } from "../src/index.js";
@@ -164,9 +164,13 @@ describe("on-disk layout", () => {
       op: "delete",
       key: "agent:main:x",
     });
-    expect((await jsonl("queue.jsonl")).slice(1)).toEqual([
-      { op: "deliver", ids: [message.id] },
-      { op: "ack", id: message.id, at: expect.any(Number) },
+    expect((await jsonl("queue.jsonl")).slice(1)).toEqual([{ op: "deliver", ids: [message.id] }]);
+    // The ack goes to the acked file of the current period, with the message, for dedupe.
+    const [ackedFile, ...more] = await readdir(path.join(dir, "queue-acked"));
+    expect(more).toEqual([]);
+    expect(ackedFile).toMatch(/^\d+\.jsonl$/);
+    expect(await jsonl(`queue-acked/${ackedFile}`)).toEqual([
+      { op: "acked", message: { ...message, deliveries: 1 }, at: expect.any(Number) },
     ]);
     expect(await jsonl("kv.jsonl")).toEqual([
       { op: "set", key: "k", value: 1, expiresAt: expect.any(Number) },

@@ -2,6 +2,7 @@ import type {
   ApprovalStore,
   CronStore,
   DeviceStore,
+  FencedWrites,
   InboundQueue,
   KeyValueStore,
   LockStore,
@@ -9,6 +10,7 @@ import type {
   Store,
   StoreCapabilities,
   TranscriptStore,
+  WriteFence,
 } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { Redis, RedisOptions } from "ioredis";
@@ -16,6 +18,7 @@ import { RedisApprovalStore } from "./approvals.js";
 import { RedisConnection } from "./connection.js";
 import { RedisCronStore } from "./cron.js";
 import { RedisDeviceStore } from "./devices.js";
+import { fencedWrites } from "./fenced.js";
 import { KeySpace } from "./keys.js";
 import { RedisKeyValueStore } from "./kv.js";
 import { RedisLockStore } from "./locks.js";
@@ -121,6 +124,8 @@ export class RedisStore implements Store {
   readonly kv: KeyValueStore;
   readonly locks: LockStore;
   readonly #conn: RedisConnection;
+  readonly #keys: KeySpace;
+  readonly #dedupeWindowMs: number;
 
   /** Creates the store; nothing connects until {@link RedisStore.open}. */
   constructor(options: RedisStoreOptions = {}) {
@@ -164,6 +169,8 @@ export class RedisStore implements Store {
       );
     }
     const keys = new KeySpace(prefix);
+    this.#keys = keys;
+    this.#dedupeWindowMs = dedupeWindowMs;
     this.sessions = new RedisSessionStore(this.#conn, keys);
     this.transcripts = new RedisTranscriptStore(this.#conn, keys);
     this.cron = new RedisCronStore(this.#conn, keys);
@@ -190,6 +197,23 @@ export class RedisStore implements Store {
    */
   close(): Promise<void> {
     return this.#conn.close();
+  }
+
+  /**
+   * The session writes fenced by `fence` (a lock's name and the fencing token its holder
+   * got from `locks.acquire`): each checks in the same Lua script that no later `acquire`
+   * has taken the lock, and otherwise rejects with `FencedError`, writing nothing.
+   *
+   * @example
+   * ```ts
+   * const lease = await store.locks.acquire("session:agent:main:main", { owner: "me", ttlMs: 3_000 });
+   * const writes = store.fenced({ lock: lease!.name, token: lease!.token });
+   * await writes.transcripts.append("agent:main:main", [{ role: "user", text: "hi" }]);
+   * // ... after another holder acquired the lock: rejects with FencedError (code "FENCED")
+   * ```
+   */
+  fenced(fence: WriteFence): FencedWrites {
+    return fencedWrites(this.#conn, this.#keys, this.#dedupeWindowMs, fence);
   }
 
   /** True between a successful `open()` and `close()`. */

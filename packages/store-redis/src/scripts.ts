@@ -406,3 +406,38 @@ if token ~= ARGV[2] or owner ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1`,
 );
+
+// ------------------------------------------------------------------ fenced writes
+
+/** KEYS: transcript list. ARGV: the entries' JSON. Returns the new length (last seq). */
+export const TRANSCRIPT_APPEND = new LuaScript(
+  "transcript-append",
+  `local n = redis.call('LLEN', KEYS[1])
+for i = 1, #ARGV do n = redis.call('RPUSH', KEYS[1], ARGV[i]) end
+return n`,
+);
+
+/** KEYS: transcript list. Returns 1 if it existed. */
+export const TRANSCRIPT_DELETE = new LuaScript(
+  "transcript-delete",
+  `return redis.call('DEL', KEYS[1])`,
+);
+
+/**
+ * The fenced variant of `script`: one more key (last), the lock's fencing counter, and one
+ * more argument (last), the token presented. When the counter holds another token (a later
+ * holder took the lock) it returns `{-1, current}` and writes nothing; otherwise it runs
+ * `script` unchanged (every script fenced this way returns a number, never a table).
+ */
+export function fencedScript(script: LuaScript): LuaScript {
+  return new LuaScript(
+    `${script.name}-fenced`,
+    `local __fk = KEYS[#KEYS]
+local __ft = ARGV[#ARGV]
+KEYS[#KEYS] = nil
+ARGV[#ARGV] = nil
+local __fc = tonumber(redis.call('GET', __fk) or '0')
+if __fc ~= tonumber(__ft) then return {-1, __fc} end
+${script.source}`,
+  );
+}

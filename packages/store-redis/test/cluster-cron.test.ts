@@ -118,7 +118,7 @@ describe("the cron run guard", () => {
       signal: new AbortController().signal,
     });
     expect(await a(job, context("schedule"))).toEqual({ status: "ok", output: "digest on a" });
-    expect(await b(job, context("schedule"))).toEqual({ status: "ok" });
+    expect(await b(job, context("schedule"))).toEqual({ status: "ok", skipped: true });
     expect(await b(job, context("manual"))).toEqual({ status: "ok", output: "digest on b" });
     expect(calls).toEqual(["a:schedule", "b:manual"]);
   });

@@ -110,7 +110,7 @@ describe("placement", () => {
   it("new sessions land on the least-loaded node, a node that joins included", async () => {
     const {
       prefix,
-      nodes: [a, b],
+      nodes: [a],
     } = await cluster(["a", "b"], { heartbeatIntervalMs: 1_000 });
     for (let i = 0; i < 6; i++) await turn(a!, `agent:main:p${i}`, "hi");
     const owners = async (from: number, to: number) =>

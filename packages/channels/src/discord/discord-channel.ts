@@ -116,6 +116,48 @@ export interface DiscordChannelOptions {
   >;
   /** `@discordjs/ws` options: sharding, compression, presence. */
   gateway?: DiscordGatewaySettings;
+  /**
+   * When a gateway session cannot be resumed (INVALID_SESSION with `d: false`, a RESUME that
+   * fails, a session Discord ended), the events missed while disconnected are not replayed:
+   * the channel fetches them over REST instead (`GET /channels/{id}/messages?after=<last
+   * taken>`) for the channels that had activity, hands them over in order, and skips any
+   * message it handed over before. `false` turns that off.
+   */
+  backfill?: DiscordBackfillOptions | false;
+}
+
+/** Bounds of the backfill after a session that could not be resumed. */
+export interface DiscordBackfillOptions {
+  /** The channels with the most recent activity that are backfilled. Default 50. */
+  maxChannels?: number;
+  /** Messages fetched per channel at most (100 per request). Default 200. */
+  maxMessagesPerChannel?: number;
+}
+
+/** What the channel knows of one Discord channel (guild channel, thread or DM) with activity. */
+interface Activity {
+  /** The newest message id of the channel that was taken (or skipped as not for the host). */
+  lastTaken: string | undefined;
+  guildId: string | undefined;
+  /** Messages received but not taken yet: a backfill starts before the oldest of them. */
+  inFlight: Set<string>;
+}
+
+/** Channels with activity remembered at most. */
+const MAX_ACTIVITY = 1_000;
+/** Taken message ids remembered for duplicate suppression. */
+const MAX_TAKEN_IDS = 10_000;
+
+const SNOWFLAKE = /^\d{1,20}$/;
+
+/** Orders two message ids: snowflakes by value, anything else by text. */
+function compareIds(a: string, b: string): number {
+  if (SNOWFLAKE.test(a) && SNOWFLAKE.test(b)) {
+    const x = BigInt(a);
+    const y = BigInt(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** What is in flight for one `start` (one gateway connection and its inbound work). */
@@ -228,6 +270,13 @@ export class DiscordChannel implements ChannelPlugin {
   readonly #sessions = new GatewaySessions();
   readonly #identify: IdentifyThrottle;
   readonly #dmOpening = new Map<string, Promise<string>>();
+  /** Channels with activity, least recent first. */
+  readonly #activity = new Map<string, Activity>();
+  /** Message ids taken (or skipped), oldest first: a backfill hands none of them over. */
+  readonly #taken = new Set<string>();
+  /** Message ids a backfill handed over: should Discord deliver one live too, it is skipped. */
+  readonly #backfilled = new Set<string>();
+  readonly #backfill: Required<DiscordBackfillOptions> | false;
   #libraries: DiscordLibraries | undefined;
   #client: { rest: REST; api: API } | undefined;
   #run: Run | null = null;
@@ -268,6 +317,23 @@ export class DiscordChannel implements ChannelPlugin {
       parse: [...parse] as unknown as NonNullable<APIAllowedMentions["parse"]>,
       replied_user: options.allowedMentions?.repliedUser ?? true,
     };
+    this.#backfill =
+      options.backfill === false
+        ? false
+        : {
+            maxChannels: positiveInteger(
+              options.backfill?.maxChannels,
+              "backfill.maxChannels",
+              50,
+              1,
+            ),
+            maxMessagesPerChannel: positiveInteger(
+              options.backfill?.maxMessagesPerChannel,
+              "backfill.maxMessagesPerChannel",
+              200,
+              1,
+            ),
+          };
     this.#options = options;
     this.gatewayMethods = {
       info: {
@@ -325,18 +391,36 @@ export class DiscordChannel implements ChannelPlugin {
       }),
     };
     this.#run = run;
+    // Channels had activity before: should this connection not resume the session, what was
+    // missed is fetched first, and live messages wait behind it (so each channel's stay in
+    // order).
+    let openGate: (() => void) | undefined;
+    if (this.#backfill !== false && this.#activity.size > 0) {
+      run.chain = new Promise<void>((resolve) => {
+        openGate = resolve;
+      });
+    }
     try {
       await run.connection.connect(
         AbortSignal.any([ctx.signal, controller.signal]),
         this.#connectTimeoutMs,
       );
     } catch (error) {
+      openGate?.();
       if (this.#run === run) this.#run = null;
       controller.abort();
       await run.connection.close(true);
       throw error;
     }
     run.started = true;
+    if (openGate !== undefined) {
+      if (run.connection.resumed) openGate();
+      else {
+        void this.#backfillMissed(run)
+          .catch((error: unknown) => ctx.logger.error("discord backfill failed", { error }))
+          .finally(openGate);
+      }
+    }
     if (run.pendingReport !== undefined) this.#report(run, run.pendingReport.error);
     ctx.logger.info("discord connected", {
       user: this.#directory.bot?.username,
@@ -495,6 +579,27 @@ export class DiscordChannel implements ChannelPlugin {
     ticket: { complete(): void },
   ): Promise<void> {
     const { ctx, controller } = run;
+    const data = payload.d as { id?: unknown; channel_id?: unknown; guild_id?: unknown };
+    const messageId = typeof data?.id === "string" ? data.id : undefined;
+    const channelId = typeof data?.channel_id === "string" ? data.channel_id : undefined;
+    if (messageId !== undefined && this.#backfilled.has(messageId)) {
+      // Handed over already by a backfill: not twice. (Other redeliveries go to the host,
+      // which suppresses duplicates itself.)
+      ticket.complete();
+      return;
+    }
+    const taken = { complete: () => ticket.complete() };
+    if (messageId !== undefined && channelId !== undefined) {
+      this.#seen(
+        channelId,
+        messageId,
+        typeof data.guild_id === "string" ? data.guild_id : undefined,
+      );
+      taken.complete = () => {
+        this.#markTaken(channelId, messageId);
+        ticket.complete();
+      };
+    }
     // Not taken now: left unacknowledged, the resumed session replays it.
     if (controller.signal.aborted || ctx.signal.aborted || run.refused) return;
     const decision = await toInbound(payload.d, {
@@ -509,7 +614,7 @@ export class DiscordChannel implements ChannelPlugin {
           sequence: payload.s,
         });
       }
-      ticket.complete();
+      taken.complete();
       return;
     }
     while (run.receiving.size >= MAX_RECEIVING) await Promise.race(run.receiving);
@@ -519,17 +624,17 @@ export class DiscordChannel implements ChannelPlugin {
     try {
       receiving = ctx.receive(input).then(
         (result) => {
-          ticket.complete();
+          taken.complete();
           ctx.logger.debug("discord message taken", {
             messageId: input.messageId,
             status: result.status,
           });
         },
-        (error: unknown) => this.#refused(run, error, input.messageId, () => ticket.complete()),
+        (error: unknown) => this.#refused(run, error, input.messageId, () => taken.complete()),
       );
     } catch (error) {
       receiving = Promise.resolve(
-        this.#refused(run, error, input.messageId, () => ticket.complete()),
+        this.#refused(run, error, input.messageId, () => taken.complete()),
       );
     }
     run.receiving.add(receiving);
@@ -553,6 +658,135 @@ export class DiscordChannel implements ChannelPlugin {
       error,
     });
     this.#report(run, error);
+  }
+
+  /** A message of `channelId` arrived: the channel had activity, the message is in flight. */
+  #seen(channelId: string, messageId: string, guildId: string | undefined): void {
+    const activity = this.#activity.get(channelId) ?? {
+      lastTaken: undefined,
+      guildId,
+      inFlight: new Set<string>(),
+    };
+    // Most recent activity last.
+    this.#activity.delete(channelId);
+    this.#activity.set(channelId, activity);
+    if (guildId !== undefined) activity.guildId = guildId;
+    activity.inFlight.add(messageId);
+    if (this.#activity.size > MAX_ACTIVITY) {
+      this.#activity.delete(this.#activity.keys().next().value!);
+    }
+  }
+
+  /** A message was taken by the host (or skipped as not for it): never hand it over again. */
+  #markTaken(channelId: string, messageId: string): void {
+    const activity = this.#activity.get(channelId);
+    if (activity !== undefined) {
+      activity.inFlight.delete(messageId);
+      if (activity.lastTaken === undefined || compareIds(messageId, activity.lastTaken) > 0) {
+        activity.lastTaken = messageId;
+      }
+    }
+    this.#taken.add(messageId);
+    if (this.#taken.size > MAX_TAKEN_IDS) this.#taken.delete(this.#taken.values().next().value!);
+  }
+
+  /**
+   * After a connection that identified afresh (the old session could not be resumed, so its
+   * missed events will not be replayed): fetches, per channel with activity (the most recent
+   * first, up to `maxChannels`), the messages after the last one taken — or before the oldest
+   * still in flight — and hands them over oldest first, skipping what was taken before.
+   */
+  async #backfillMissed(run: Run): Promise<void> {
+    const backfill = this.#backfill;
+    if (backfill === false) return;
+    const { ctx, controller } = run;
+    const signal = AbortSignal.any([ctx.signal, controller.signal]);
+    const { api } = this.#restClient(await this.#load());
+    const channels = [...this.#activity.entries()].reverse().slice(0, backfill.maxChannels);
+    let handed = 0;
+    for (const [channelId, activity] of channels) {
+      let after = activity.lastTaken;
+      const pending = [...activity.inFlight].filter((id) => SNOWFLAKE.test(id));
+      if (pending.length > 0) {
+        const oldest = pending.reduce((a, b) => (compareIds(a, b) <= 0 ? a : b));
+        const before = (BigInt(oldest) - 1n).toString();
+        if (after === undefined || compareIds(before, after) < 0) after = before;
+      }
+      if (after === undefined || !SNOWFLAKE.test(after)) continue;
+      let fetched = 0;
+      while (fetched < backfill.maxMessagesPerChannel) {
+        if (signal.aborted || run.refused) return;
+        const limit = Math.min(100, backfill.maxMessagesPerChannel - fetched);
+        let page: Array<Record<string, unknown>>;
+        try {
+          page = (await api.channels.getMessages(
+            channelId,
+            { after, limit },
+            { signal },
+          )) as unknown as Array<Record<string, unknown>>;
+        } catch (error) {
+          if (signal.aborted) return;
+          // A channel the bot may no longer read (deleted, permissions): the others go on.
+          ctx.logger.warn("discord backfill of a channel failed", { channelId, error });
+          break;
+        }
+        // Discord lists the newest first; hand them over oldest first.
+        page.sort((a, b) => compareIds(String(a.id), String(b.id)));
+        for (const message of page) {
+          const id = String(message.id);
+          fetched++;
+          after = id;
+          if (this.#taken.has(id)) continue;
+          const data = {
+            ...message,
+            channel_id: channelId,
+            ...(activity.guildId === undefined ? {} : { guild_id: activity.guildId }),
+          };
+          if (!(await this.#takeBackfilled(run, channelId, id, data))) return;
+          handed++;
+        }
+        if (page.length < limit) break;
+      }
+    }
+    if (handed > 0) {
+      ctx.logger.info("discord session could not be resumed; missed messages fetched", {
+        messages: handed,
+      });
+    }
+  }
+
+  /** Hands one backfilled message over. False when the host could not take it (stop here). */
+  async #takeBackfilled(
+    run: Run,
+    channelId: string,
+    messageId: string,
+    data: Record<string, unknown>,
+  ): Promise<boolean> {
+    const { ctx, controller } = run;
+    this.#seen(channelId, messageId, undefined);
+    const decision = await toInbound(data, {
+      directory: this.#directory,
+      allowBots: this.#options.allowBots ?? false,
+      lookupChannel: (id) => this.#lookupChannel(id, controller.signal, ctx.logger),
+    });
+    if (decision.kind === "skip") {
+      this.#markTaken(channelId, messageId);
+      return true;
+    }
+    if (controller.signal.aborted || ctx.signal.aborted || run.refused) return false;
+    const input = { ...decision.input, accountId: this.#accountId };
+    try {
+      await ctx.receive(input);
+      this.#markTaken(channelId, messageId);
+      this.#backfilled.add(messageId);
+      if (this.#backfilled.size > MAX_TAKEN_IDS) {
+        this.#backfilled.delete(this.#backfilled.values().next().value!);
+      }
+      return true;
+    } catch (error) {
+      this.#refused(run, error, messageId, () => this.#markTaken(channelId, messageId));
+      return InvalidInboundError.isInstance(error);
+    }
   }
 
   #lost(run: Run, error: DiscordGatewayError): void {

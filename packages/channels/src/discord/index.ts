@@ -3,6 +3,7 @@ export {
   DEFAULT_DISCORD_INTENTS,
   DISCORD_MAX_MESSAGE_LENGTH,
   type DiscordAllowedMentions,
+  type DiscordBackfillOptions,
   DiscordChannel,
   type DiscordChannelOptions,
   DiscordIntents,

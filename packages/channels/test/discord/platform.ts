@@ -57,6 +57,8 @@ export interface RestRequest {
   body: Record<string, unknown> | undefined;
   /** Files of a multipart body: field name -> { name, type, size, data base64 }. */
   files: Array<{ field: string; name: string; type: string; data: string }>;
+  /** The query string. */
+  query: URLSearchParams;
   at: number;
 }
 
@@ -95,6 +97,14 @@ export interface DiscordPlatform extends ChannelPlatformDriver {
   ): Promise<Record<string, unknown>>;
   /** Removes a channel: REST calls on it answer 404 Unknown Channel. */
   deleteChannel(id: string): void;
+  /**
+   * A user posts a message (its `messageId` a snowflake, see `snowflake()`): it joins the
+   * channel's history (`GET /channels/{id}/messages`) and is delivered to the bot when one is
+   * connected — else it is only in the history, as for a bot whose session was lost.
+   */
+  post(message: PlatformInbound): Record<string, unknown>;
+  /** A new snowflake, later than every one before. */
+  snowflake(): string;
   inject(message: PlatformInbound): Promise<Record<string, unknown>>;
 }
 
@@ -177,6 +187,8 @@ export async function startDiscordPlatform(
   const requests: RestRequest[] = [];
   const outbound: PlatformOutbound[] = [];
   const scripts: Script[] = [];
+  /** Users' messages per channel id, as MESSAGE_CREATE carried them. */
+  const history = new Map<string, Array<Record<string, unknown>>>();
 
   const guild = () => ({
     id: GUILD_ID,
@@ -364,11 +376,41 @@ export async function startDiscordPlatform(
     return event;
   }
 
+  function remember(event: Record<string, unknown>): void {
+    const channelId = String(event.channel_id);
+    const list = history.get(channelId) ?? [];
+    history.set(channelId, list);
+    if (!list.some((m) => m.id === event.id)) list.push(event);
+  }
+
+  /**
+   * `GET /channels/{id}/messages`: `after` (the oldest `limit` after it) or the newest
+   * `limit`, listed newest first, without the gateway-only `guild_id` and `member`.
+   */
+  function listMessages(channelId: string, query: URLSearchParams): Response {
+    if (deleted.has(channelId) || !channels.has(channelId)) return unknownChannel();
+    const limit = Number(query.get("limit") ?? "50");
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+      return json({ message: "Invalid Form Body", code: 50035 }, 400);
+    }
+    const after = query.get("after");
+    let list = [...(history.get(channelId) ?? [])].sort((a, b) =>
+      BigInt(String(a.id)) < BigInt(String(b.id)) ? -1 : 1,
+    );
+    if (after !== null) {
+      list = list.filter((m) => BigInt(String(m.id)) > BigInt(after)).slice(0, limit);
+    } else {
+      list = list.slice(-limit);
+    }
+    return json(list.reverse().map(({ guild_id: _g, member: _m, ...m }) => m));
+  }
+
   async function deliver(
     message: PlatformInbound,
     options: { announce?: boolean; raw?: Record<string, unknown> },
   ): Promise<Record<string, unknown>> {
     const event = { ...toMessageCreate(message, options.announce ?? true), ...options.raw };
+    remember(event);
     if (gateway.dispatch("MESSAGE_CREATE", event) === 0) {
       throw new Error("no gateway session to deliver to (the bot is not connected)");
     }
@@ -590,6 +632,8 @@ export async function startDiscordPlatform(
       const channel = channels.get(get[0]!);
       return channel === undefined ? unknownChannel() : json(toApiChannel(channel));
     }
+    const list = at(/^\/channels\/([^/]+)\/messages$/, "GET");
+    if (list !== undefined) return listMessages(list[0]!, request.query);
     const post = at(/^\/channels\/([^/]+)\/messages$/, "POST");
     if (post !== undefined) {
       const id = post[0]!;
@@ -641,6 +685,7 @@ export async function startDiscordPlatform(
       headers: raw.headers,
       body,
       files,
+      query: url.searchParams,
       at: Date.now(),
     };
     requests.push(request);
@@ -672,6 +717,13 @@ export async function startDiscordPlatform(
     },
     injectWith: deliver,
     inject: (message) => deliver(message, {}),
+    post(message) {
+      const event = toMessageCreate(message, true);
+      remember(event);
+      gateway.dispatch("MESSAGE_CREATE", event);
+      return event;
+    },
+    snowflake: nextId,
     deleteChannel(id) {
       deleted.add(id);
       channels.delete(id);

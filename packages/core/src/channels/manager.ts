@@ -6,11 +6,13 @@ import {
   AlreadyStartedError,
   ChannelNotFoundError,
   ChannelSendError,
+  ChildNotFoundError,
   InvalidArgumentError,
   isBeamClawError,
   NoProcessError,
   PairingCodeError,
 } from "../errors.js";
+import { sleep } from "../providers/backoff.js";
 import type { JsonValue } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
 import type { RunHandle } from "../sessions/run-handle.js";
@@ -74,6 +76,19 @@ export interface ChannelSettings extends AccessPolicy {
   typingIntervalMs?: number;
   /** Queue mode of messages that arrive while the session's run is active. Default: the runtime's. */
   queueMode?: QueueMode;
+  /**
+   * How a reply appears while the agent writes it. `off` (default): in one message (or
+   * chunks) when the run ends. `edit`: a first message as soon as text arrives, edited as
+   * more arrives — at most once per `streamThrottleMs`, later when the platform asks to wait —
+   * with the final edit carrying exactly the final text (through the durable outbox); text
+   * beyond `maxMessageLength` continues in further messages. Needs the `edits` capability.
+   */
+  streaming?: "off" | "edit";
+  /**
+   * The least time between two updates of a streamed reply, ms. Default 1000 (Discord allows
+   * 5 edits per 5 s per channel; Telegram about one message per second per chat).
+   */
+  streamThrottleMs?: number;
 }
 
 /** A channel to run: the plugin, its settings section, and how it routes. */
@@ -132,14 +147,17 @@ interface ResolvedSettings extends AccessPolicy {
   dedupeTtlMs: number;
   typingIntervalMs: number;
   queueMode: QueueMode | undefined;
+  streaming: "off" | "edit";
+  streamThrottleMs: number;
 }
 
 interface Channel {
-  readonly link: ChannelLink;
-  readonly settings: ResolvedSettings;
+  /** Replaced (with the plugin) by `replace()`. */
+  link: ChannelLink;
+  settings: ResolvedSettings;
   readonly outbox: ChannelOutbox;
   /** Bursts waiting for their debounce window (when `debounceMs` > 0). */
-  readonly debouncer: Debouncer<InboundMessage, ReceiveResult> | null;
+  debouncer: Debouncer<InboundMessage, ReceiveResult> | null;
   /** Resolved after the first connection attempt of a start. */
   firstAttempt: { promise: Promise<void>; resolve: () => void };
 }
@@ -149,8 +167,25 @@ interface Follower {
   readonly runId: string;
   readonly entryId: string;
   readonly target: ChannelTarget;
+  readonly replyToMessageId: string | undefined;
   readonly controller: AbortController;
   typing: NodeJS.Timeout | undefined;
+  /** The reply shown while it streams (`streaming: "edit"`). */
+  stream: StreamedReply | undefined;
+}
+
+/** A reply shown while the run writes it: preview messages edited as text arrives. */
+interface StreamedReply {
+  /** The text so far. */
+  text: string;
+  /** The messages posted for it, in order, and the text each shows now. */
+  previews: Array<{ messageId: string; text: string }>;
+  timer: NodeJS.Timeout | undefined;
+  flushing: Promise<void> | undefined;
+  /** No update before this (the throttle, or the platform's retry-after). Epoch ms. */
+  notBefore: number;
+  /** The run ended: no more updates; the outbox sends the final text. */
+  closed: boolean;
 }
 
 interface Prompt {
@@ -306,6 +341,7 @@ export class ChannelManager {
   readonly #random: () => number;
   readonly #reconnect: ReconnectOptions;
   readonly #startTimeoutMs: number;
+  readonly #outboxOptions: OutboxRetryOptions;
   #state: "new" | "running" | "stopping" | "stopped" = "new";
   #supervisor: ChannelSupervisor | null = null;
   readonly #chains = new Map<string, Promise<unknown>>();
@@ -329,53 +365,10 @@ export class ChannelManager {
     this.#random = options.random ?? Math.random;
     this.#reconnect = options.reconnect ?? {};
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
-    const agentIds = new Set(this.runtime.agents.map((a) => a.id));
+    this.#outboxOptions = options.outbox ?? {};
     for (const entry of options.channels as ChannelEntry[]) {
-      assertChannelPlugin(entry?.plugin);
-      const id = entry.plugin.id;
-      if (this.#channels.has(id)) throw new InvalidArgumentError(`two channels with id "${id}"`);
-      const settings = this.#resolve(entry, agentIds);
-      const link: ChannelLink = {
-        plugin: entry.plugin,
-        config: entry.config ?? {},
-        state: "stopped",
-        attempts: 0,
-        generation: 0,
-        pluginStarted: false,
-        lastError: undefined,
-        connectedAt: undefined,
-        connection: undefined,
-        actor: undefined,
-      };
-      const channel: Channel = {
-        link,
-        settings,
-        outbox: new ChannelOutbox({
-          kv: this.runtime.store.kv,
-          channel: id,
-          ...options.outbox,
-          logger: this.#logger,
-          now: this.#now,
-          random: this.#random,
-          send: (entry, part, index, signal) => this.#sendPart(channel, entry, part, index, signal),
-          onDelivered: (entry) => this.#delivered(entry),
-        }),
-        debouncer:
-          settings.debounceMs > 0
-            ? new Debouncer<InboundMessage, ReceiveResult>(
-                settings.debounceMs,
-                (key, messages) => {
-                  const sessionKey = key.slice(0, key.indexOf("\u0000"));
-                  return this.#serial(sessionKey, () =>
-                    this.#accept(channel, sessionKey, messages),
-                  );
-                },
-                { now: this.#now },
-              )
-            : null,
-        firstAttempt: deferred(),
-      };
-      this.#channels.set(id, channel);
+      const channel = this.#create(entry);
+      this.#channels.set(channel.link.plugin.id, channel);
     }
     this.pairing = new PairingStore({
       kv: this.runtime.store.kv,
@@ -409,30 +402,75 @@ export class ChannelManager {
     this.#supervisor = supervisor;
     await supervisor.start();
     supervisor.monitor((reason) => this.#supervisorExited(reason));
-    const hooks = this.#hooks();
-    for (const channel of this.#channels.values()) {
-      channel.firstAttempt = deferred();
-      await supervisor.startChild({
-        id: channel.link.plugin.id,
-        restart: "transient",
-        shutdownMs: (this.#reconnect.stopTimeoutMs ?? 10_000) + 5_000,
-        start: () => new ChannelActor(channel.link, hooks).start(),
-      });
+    const channels = [...this.#channels.values()];
+    for (const channel of channels) await this.#startChannel(channel, false);
+    await this.#firstAttempts(channels);
+    for (const channel of channels) await this.#resumeReplies(channel);
+  }
+
+  /**
+   * Adds a channel. On a running manager it is started at once (and `add` waits, up to
+   * `startTimeoutMs`, for its first connection attempt); otherwise with `start()`.
+   *
+   * @throws InvalidArgumentError for a taken id or bad settings (nothing changes).
+   */
+  async add<TConfig>(entry: ChannelEntry<TConfig>): Promise<void> {
+    this.#assertChangeable("add");
+    const channel = this.#create(entry as ChannelEntry);
+    this.#channels.set(channel.link.plugin.id, channel);
+    if (this.#state !== "running") return;
+    await this.#startChannel(channel, true);
+    await this.#resumeReplies(channel);
+  }
+
+  /**
+   * Stops a channel and removes it. Bursts in its debounce are handed on first; what its
+   * outbox has not delivered stays in the store, and goes out when a channel with the same
+   * id is added again.
+   *
+   * @throws ChannelNotFoundError
+   */
+  async remove(channelId: string): Promise<void> {
+    this.#assertChangeable("remove");
+    const channel = this.#channel(channelId);
+    await channel.debouncer?.flushAll();
+    for (const follower of this.#followers) {
+      if (follower.channel === channel) this.#stopTyping(follower);
     }
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all([...this.#channels.values()].map((c) => c.firstAttempt.promise)),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#startTimeoutMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    for (const channel of this.#channels.values()) {
-      for (const entry of await channel.outbox.list()) {
-        if (entry.state === "pending-run" && entry.run !== undefined) {
-          this.#track(this.#resume(channel, entry));
-        }
-      }
+    await this.#stopChannel(channel);
+    await channel.outbox.stop();
+    this.#channels.delete(channelId);
+  }
+
+  /**
+   * Replaces a channel's plugin, settings section and routing with those of `entry` (same
+   * channel id) and restarts that channel only: the old plugin is stopped, the new one
+   * started. The channel's outbox, pending pairing requests and replies of runs in progress
+   * carry over (they go out through the new plugin).
+   *
+   * @throws ChannelNotFoundError when no channel has the entry's id; InvalidArgumentError for
+   *   bad settings (the running channel stays as it is).
+   */
+  async replace<TConfig>(entry: ChannelEntry<TConfig>): Promise<void> {
+    this.#assertChangeable("replace");
+    assertChannelPlugin(entry?.plugin);
+    const channel = this.#channel(entry.plugin.id);
+    const settings = this.#resolve(
+      entry as ChannelEntry,
+      new Set(this.runtime.agents.map((a) => a.id)),
+    );
+    const running = this.#state === "running";
+    if (running) await this.#stopChannel(channel);
+    await channel.debouncer?.flushAll();
+    channel.link = newLink(entry as ChannelEntry);
+    channel.settings = settings;
+    channel.debouncer = this.#debouncer(channel);
+    if (running) await this.#startChannel(channel, true);
+  }
+
+  #assertChangeable(what: string): void {
+    if (this.#state === "stopping" || this.#state === "stopped") {
+      throw new NoProcessError(`the channel manager is stopped; cannot ${what} a channel`);
     }
   }
 
@@ -453,6 +491,10 @@ export class ChannelManager {
     for (const follower of this.#followers) {
       follower.controller.abort();
       this.#stopTyping(follower);
+      if (follower.stream !== undefined) {
+        follower.stream.closed = true;
+        clearTimeout(follower.stream.timer);
+      }
     }
     await this.#supervisor?.stop("shutdown");
     for (const channel of [...this.#channels.values()].reverse()) await channel.outbox.stop();
@@ -855,8 +897,20 @@ export class ChannelManager {
       runId,
       entryId: entry.id,
       target: entry.target,
+      replyToMessageId: entry.replyToMessageId,
       controller: new AbortController(),
       typing: undefined,
+      stream:
+        channel.settings.streaming === "edit"
+          ? {
+              text: "",
+              previews: [],
+              timer: undefined,
+              flushing: undefined,
+              notBefore: 0,
+              closed: false,
+            }
+          : undefined,
     };
     this.#followers.add(follower);
     this.#followedRuns.add(runId);
@@ -875,6 +929,10 @@ export class ChannelManager {
         } finally {
           cleanup?.();
           this.#stopTyping(follower);
+          if (follower.stream !== undefined) {
+            follower.stream.closed = true;
+            clearTimeout(follower.stream.timer);
+          }
           this.#followers.delete(follower);
           this.#followedRuns.delete(runId);
           for (const [requestId, prompt] of this.#prompts) {
@@ -889,9 +947,22 @@ export class ChannelManager {
     const { channel } = follower;
     switch (event.type) {
       case "run-start":
-      case "text-delta":
       case "tool-call":
         this.#startTyping(follower);
+        return;
+      case "text-delta":
+        this.#startTyping(follower);
+        if (follower.stream !== undefined) {
+          follower.stream.text += event.text;
+          this.#scheduleStream(follower);
+        }
+        return;
+      case "text-reset":
+        // The chain fell back to another provider: the text starts over.
+        if (follower.stream !== undefined) {
+          follower.stream.text = "";
+          this.#scheduleStream(follower);
+        }
         return;
       case "tool-approval-request": {
         if (this.runtime.approvals === undefined) return;
@@ -926,7 +997,11 @@ export class ChannelManager {
             result.error ?? { code: "INTERNAL", message: "the run failed" },
           );
         }
-        await this.#ready(channel, follower.entryId, text);
+        if (follower.stream !== undefined) {
+          await channel.outbox.ready(follower.entryId, await this.#endStream(follower, text));
+        } else {
+          await this.#ready(channel, follower.entryId, text);
+        }
         return;
       }
       default:
@@ -1007,6 +1082,105 @@ export class ChannelManager {
     }
   }
 
+  /** Updates the streamed reply soon: now, or once the throttle (or a retry-after) allows. */
+  #scheduleStream(follower: Follower): void {
+    const stream = follower.stream!;
+    if (stream.closed || stream.timer !== undefined || stream.flushing !== undefined) return;
+    stream.timer = setTimeout(
+      () => {
+        stream.timer = undefined;
+        stream.flushing = this.#flushStream(follower).finally(() => {
+          stream.flushing = undefined;
+        });
+      },
+      Math.max(0, stream.notBefore - this.#now()),
+    );
+  }
+
+  /**
+   * Shows the text so far: each platform-sized piece in its preview message — edited when it
+   * changed, posted when it is new. Best effort: a failed update waits for the next one (or
+   * the platform's retry-after); the final text goes through the outbox.
+   */
+  async #flushStream(follower: Follower): Promise<void> {
+    const stream = follower.stream!;
+    const { link, settings } = follower.channel;
+    const { plugin } = link;
+    const text = stream.text;
+    const connection = link.connection;
+    if (link.state !== "connected" || connection === undefined) return;
+    const signal = AbortSignal.any([follower.controller.signal, connection.signal]);
+    const pieces =
+      text.trim().length === 0 ? [] : chunkText(text, plugin.capabilities.maxMessageLength);
+    try {
+      for (const [i, piece] of pieces.entries()) {
+        if (stream.closed || signal.aborted) return;
+        const preview = stream.previews[i];
+        if (preview === undefined) {
+          const sent = await plugin.sendText(follower.target, piece, {
+            signal,
+            idempotencyKey: `${follower.entryId}:stream:${i}`,
+            ...(i === 0 && follower.replyToMessageId !== undefined
+              ? { replyToMessageId: follower.replyToMessageId }
+              : {}),
+          });
+          stream.previews.push({ messageId: sent.messageId, text: piece });
+        } else if (preview.text !== piece) {
+          await plugin.edit!(follower.target, preview.messageId, piece, { signal });
+          preview.text = piece;
+        }
+      }
+    } catch (error) {
+      const retryAfterMs = (error as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+      if (typeof retryAfterMs === "number") {
+        stream.notBefore = Math.max(stream.notBefore, this.#now() + retryAfterMs);
+      }
+      this.#logger.debug("a streamed reply could not be updated", {
+        channel: plugin.id,
+        runId: follower.runId,
+        error,
+      });
+    }
+    stream.notBefore = Math.max(stream.notBefore, this.#now() + settings.streamThrottleMs);
+    if (!stream.closed && stream.text !== text) {
+      // More came meanwhile: the next update, after the throttle.
+      queueMicrotask(() => this.#scheduleStream(follower));
+    }
+  }
+
+  /**
+   * Ends a streamed reply: the outbox parts that make what the chat shows equal to the final
+   * text — an edit of each preview whose text differs, new messages for the pieces beyond
+   * the previews, and "…" in previews the final text no longer needs.
+   */
+  async #endStream(follower: Follower, text: string): Promise<OutboxPart[]> {
+    const stream = follower.stream!;
+    stream.closed = true;
+    clearTimeout(stream.timer);
+    stream.timer = undefined;
+    await stream.flushing;
+    // The final update keeps the pace (and any retry-after the platform asked for).
+    const wait = Math.min(stream.notBefore - this.#now(), 60_000);
+    if (wait > 0 && stream.previews.length > 0) {
+      await sleep(wait, follower.controller.signal).catch(() => undefined);
+    }
+    const pieces = chunkText(text, follower.channel.link.plugin.capabilities.maxMessageLength);
+    const parts: OutboxPart[] = [];
+    for (const [i, piece] of pieces.entries()) {
+      const preview = stream.previews[i];
+      if (preview === undefined) parts.push({ kind: "text", text: piece });
+      else if (preview.text !== piece) {
+        parts.push({ kind: "edit", messageId: preview.messageId, text: piece });
+      }
+    }
+    if (pieces.length > 0) {
+      for (const extra of stream.previews.slice(pieces.length)) {
+        if (extra.text !== "…") parts.push({ kind: "edit", messageId: extra.messageId, text: "…" });
+      }
+    }
+    return parts;
+  }
+
   #startTyping(follower: Follower): void {
     const { link, settings } = follower.channel;
     const { plugin } = link;
@@ -1045,6 +1219,18 @@ export class ChannelManager {
         : {}),
     };
     if (part.kind === "text") return plugin.sendText(entry.target, part.text, options);
+    if (part.kind === "edit") {
+      if (plugin.edit === undefined) {
+        throw new ChannelSendError(plugin.id, `channel "${plugin.id}" cannot edit messages`, {
+          isRetryable: false,
+        });
+      }
+      const { replyToMessageId: _reply, ...editOptions } = options as typeof options & {
+        replyToMessageId?: string;
+      };
+      await plugin.edit(entry.target, part.messageId, part.text, editOptions);
+      return { messageId: part.messageId };
+    }
     if (plugin.sendMedia === undefined) {
       throw new ChannelSendError(plugin.id, `channel "${plugin.id}" cannot send media`, {
         isRetryable: false,
@@ -1150,6 +1336,92 @@ export class ChannelManager {
       }
     }
     if (!edited) await this.#say(channel, target, note);
+  }
+
+  /** The host's record of one channel (not started). */
+  #create(entry: ChannelEntry): Channel {
+    assertChannelPlugin(entry?.plugin);
+    const id = entry.plugin.id;
+    if (this.#channels.has(id)) throw new InvalidArgumentError(`two channels with id "${id}"`);
+    const settings = this.#resolve(entry, new Set(this.runtime.agents.map((a) => a.id)));
+    const channel: Channel = {
+      link: newLink(entry),
+      settings,
+      outbox: new ChannelOutbox({
+        kv: this.runtime.store.kv,
+        channel: id,
+        ...this.#outboxOptions,
+        logger: this.#logger,
+        now: this.#now,
+        random: this.#random,
+        send: (entry, part, index, signal) => this.#sendPart(channel, entry, part, index, signal),
+        onDelivered: (entry) => this.#delivered(entry),
+      }),
+      debouncer: null,
+      firstAttempt: deferred(),
+    };
+    channel.debouncer = this.#debouncer(channel);
+    return channel;
+  }
+
+  /** The debounce of bursts of a channel, when its `debounceMs` asks for one. */
+  #debouncer(channel: Channel): Debouncer<InboundMessage, ReceiveResult> | null {
+    if (channel.settings.debounceMs === 0) return null;
+    return new Debouncer<InboundMessage, ReceiveResult>(
+      channel.settings.debounceMs,
+      (key, messages) => {
+        const sessionKey = key.slice(0, key.indexOf("\u0000"));
+        return this.#serial(sessionKey, () => this.#accept(channel, sessionKey, messages));
+      },
+      { now: this.#now },
+    );
+  }
+
+  /** Starts a channel's actor under the supervisor and waits for its first attempt. */
+  async #startChannel(channel: Channel, wait: boolean): Promise<void> {
+    const supervisor = this.#supervisor!;
+    channel.firstAttempt = deferred();
+    const hooks = this.#hooks();
+    await supervisor.startChild({
+      id: channel.link.plugin.id,
+      restart: "transient",
+      shutdownMs: (this.#reconnect.stopTimeoutMs ?? 10_000) + 5_000,
+      start: () => new ChannelActor(channel.link, hooks).start(),
+    });
+    if (wait) await this.#firstAttempts([channel]);
+  }
+
+  /** Waits (up to `startTimeoutMs`) for the first connection attempt of each channel. */
+  async #firstAttempts(channels: Channel[]): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(channels.map((c) => c.firstAttempt.promise)),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#startTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Picks up the replies of a channel left unfinished by the last stop. */
+  async #resumeReplies(channel: Channel): Promise<void> {
+    for (const entry of await channel.outbox.list()) {
+      if (entry.state === "pending-run" && entry.run !== undefined) {
+        this.#track(this.#resume(channel, entry));
+      }
+    }
+  }
+
+  /** Stops a channel's actor (and so its plugin); the supervisor forgets it. */
+  async #stopChannel(channel: Channel): Promise<void> {
+    const supervisor = this.#supervisor;
+    if (supervisor === null || !supervisor.alive) return;
+    try {
+      await supervisor.terminateChild(channel.link.plugin.id);
+    } catch (error) {
+      // Its actor had ended already (a normal exit of a transient child is forgotten).
+      if (!ChildNotFoundError.isInstance(error)) throw error;
+    }
   }
 
   // ------------------------------------------------------------------ plumbing
@@ -1258,10 +1530,21 @@ export class ChannelManager {
         `${where}: queueMode must be one of ${QUEUE_MODES.join(", ")}`,
       );
     }
+    const streaming = entry.streaming ?? "off";
+    if (streaming !== "off" && streaming !== "edit") {
+      throw new InvalidArgumentError(`${where}: streaming must be "off" or "edit"`);
+    }
+    if (streaming === "edit" && (!entry.plugin.capabilities.edits || !entry.plugin.edit)) {
+      throw new InvalidArgumentError(
+        `${where}: streaming "edit" needs a channel that can edit its messages (capabilities.edits)`,
+      );
+    }
     return {
       ...entry,
       agentId,
       dmScope,
+      streaming,
+      streamThrottleMs: number(entry.streamThrottleMs, "streamThrottleMs", 1_000, 0),
       debounceMs: number(entry.debounceMs, "debounceMs", 0, 0),
       dedupeTtlMs: number(entry.dedupeTtlMs, "dedupeTtlMs", DAY_MS, 1),
       typingIntervalMs: number(entry.typingIntervalMs, "typingIntervalMs", 4_000, 100),
@@ -1279,4 +1562,20 @@ function targetOf(message: InboundMessage): ChannelTarget {
   };
   if (message.threadId !== undefined) target.threadId = message.threadId;
   return target;
+}
+
+/** A channel's link to its plugin, before its first start. */
+function newLink(entry: ChannelEntry): ChannelLink {
+  return {
+    plugin: entry.plugin,
+    config: entry.config ?? {},
+    state: "stopped",
+    attempts: 0,
+    generation: 0,
+    pluginStarted: false,
+    lastError: undefined,
+    connectedAt: undefined,
+    connection: undefined,
+    actor: undefined,
+  };
 }

@@ -12,8 +12,14 @@ import type { KeyValueStore } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
 import type { ChannelLogger, ChannelTarget, OutboundMedia, SentMessage } from "./types.js";
 
-/** One message of an outbox entry. */
-export type OutboxPart = { kind: "text"; text: string } | { kind: "media"; media: OutboundMedia };
+/**
+ * One message of an outbox entry: a text or a file to send, or the new text of a message the
+ * channel sent before (the final text of a reply streamed by editing).
+ */
+export type OutboxPart =
+  | { kind: "text"; text: string }
+  | { kind: "media"; media: OutboundMedia }
+  | { kind: "edit"; messageId: string; text: string };
 
 /** The message a reply entry answers, kept so that a restart can pick its run up again. */
 export interface OutboxRun {

@@ -281,11 +281,53 @@ export interface ChannelMethodCaller {
   clientId?: string;
 }
 
-/** An extra RPC method a channel registers on the gateway. */
+/** One problem a {@link ChannelMethodParamsSchema} found. */
+export interface ChannelMethodParamsIssue {
+  readonly message: string;
+  /** Where in the params, e.g. `["chat", "id"]`. */
+  readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }>;
+}
+
+/** What a {@link ChannelMethodParamsSchema} says about some params. */
+export type ChannelMethodParamsResult =
+  | { readonly value: unknown; readonly issues?: undefined }
+  | { readonly issues: ReadonlyArray<ChannelMethodParamsIssue> };
+
+/**
+ * A schema of a gateway method's params: any [Standard Schema](https://standardschema.dev)
+ * v1 validator — a zod 4, valibot or ArkType schema as it is.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * const params: ChannelMethodParamsSchema = z.object({ chatId: z.string() });
+ * ```
+ */
+export interface ChannelMethodParamsSchema {
+  readonly "~standard": {
+    readonly version: 1;
+    readonly vendor: string;
+    validate(value: unknown): ChannelMethodParamsResult | Promise<ChannelMethodParamsResult>;
+  };
+}
+
+/**
+ * An extra RPC method a channel registers on the gateway, callable as `<channel id>.<name>`.
+ * The gateway checks the caller's `scope` and the `params` schema before the handler runs;
+ * whatever the handler throws is answered as a protocol error (a `BeamClawError` keeps its
+ * code), and never closes the caller's connection. A name the gateway already has is refused
+ * when the gateway starts (`AlreadyRegisteredError`).
+ */
 export interface ChannelGatewayMethod {
   description?: string;
   /** The scope a client needs to call it. Default `operator.admin`. */
   scope?: string;
+  /**
+   * Validates the params first (they are an object, `{}` when the client sent none); the
+   * handler gets the schema's output. Refused params are answered `INVALID_REQUEST` with the
+   * issues. Default: the params are passed as the client sent them.
+   */
+  params?: ChannelMethodParamsSchema;
   handler(
     params: JsonValue | undefined,
     caller: ChannelMethodCaller,
@@ -354,6 +396,9 @@ export interface ChannelPlugin<TConfig = unknown> {
     emoji: string,
     options?: ChannelSendOptions,
   ): Promise<void>;
-  /** Extra gateway RPC methods, registered as `<channel id>.<name>`. */
+  /**
+   * Extra gateway RPC methods, registered as `<channel id>.<name>` (`name` matches
+   * `^[a-zA-Z][a-zA-Z0-9._-]{0,63}$`).
+   */
   readonly gatewayMethods?: Readonly<Record<string, ChannelGatewayMethod>>;
 }

@@ -98,6 +98,12 @@ export function assertChannelPlugin(plugin: ChannelPlugin): void {
         );
       }
       if (typeof method?.handler !== "function") fail(`gateway method "${name}" needs a handler`);
+      if (
+        method.params !== undefined &&
+        typeof method.params?.["~standard"]?.validate !== "function"
+      ) {
+        fail(`gateway method "${name}": params must be a Standard Schema (e.g. a zod schema)`);
+      }
     }
   }
 }

@@ -12,7 +12,7 @@
  *   its lease without noticing yet (a long pause) cannot run a due time the new holder runs.
  */
 
-import type { CronJobRunner } from "../cron/types.js";
+import type { CronJob, CronJobRunner } from "../cron/types.js";
 import { FencedError, InvalidArgumentError } from "../errors.js";
 import type { Lease, Store } from "../store/types.js";
 
@@ -127,10 +127,12 @@ export class CronRunGuard {
 
 /**
  * Wraps a cron job runner so that scheduled and catch-up runs go through `guard`: the node
- * that claims the due time first runs the job; on any other node (only a node that lost its
- * lease and has not noticed yet, when the service runs under a {@link ClusterSingleton}) the
- * run is skipped and reported `ok` with no output (so nothing is announced). Manual runs
- * (`runNow`) are never skipped.
+ * that claims the due time first runs the job; on any other node the run is skipped and
+ * reported `{ status: "ok", skipped: true }`, which the `CronService` does not record
+ * (the node that ran it does). Manual runs (`runNow`) are never skipped.
+ *
+ * `agentRuntimeJobRunner(node.runtime)` does this by itself for the runtime of a
+ * `ClusterNode` (with the node's {@link ClusterNode.cronGuard}).
  *
  * @example
  * ```ts
@@ -140,16 +142,71 @@ export class CronRunGuard {
 export function guardCronRunner(
   runner: CronJobRunner,
   guard: CronRunGuard,
-  options: { fence?: () => Fence | undefined } = {},
+  options: {
+    fence?: () => Fence | undefined;
+    /**
+     * Checked before claiming: `false` skips the run (e.g. the job was removed, disabled or
+     * rescheduled through another node, so this node's copy of it is stale).
+     */
+    current?: (job: CronJob) => Promise<boolean>;
+  } = {},
 ): CronJobRunner {
   return async (job, context) => {
     if (context.trigger === "manual") return runner(job, context);
+    if (options.current !== undefined && !(await options.current(job))) {
+      return { status: "ok", skipped: true };
+    }
     const fence = options.fence?.();
     const outcome = await guard.runOnce(job.id, context.scheduledAt, () => runner(job, context), {
       ...(fence === undefined ? {} : { fence }),
     });
-    return outcome.ran ? outcome.value : { status: "ok" };
+    return outcome.ran ? outcome.value : { status: "ok", skipped: true };
   };
+}
+
+/** The run guard of each clustered runtime, and its shared store (set by `ClusterNode`). */
+const runtimeGuards = new WeakMap<object, { guard: CronRunGuard; store: Pick<Store, "cron"> }>();
+
+/**
+ * Makes `guard` the cron run guard of `runtime`: `agentRuntimeJobRunner(runtime)` then
+ * guards every scheduled run with it. `ClusterNode` does this for its runtime.
+ * @internal
+ */
+export function setClusterCronGuard(
+  runtime: object,
+  guard: CronRunGuard,
+  store: Pick<Store, "cron">,
+): void {
+  runtimeGuards.set(runtime, { guard, store });
+}
+
+/**
+ * The cron run guard of a clustered runtime (the `ClusterNode`'s), or `undefined` for a
+ * single-process one.
+ */
+export function clusterCronGuardOf(runtime: object): CronRunGuard | undefined {
+  return runtimeGuards.get(runtime)?.guard;
+}
+
+/**
+ * `runner` guarded for a clustered runtime: each due time is claimed through the node's
+ * guard, and a run of a job whose shared record was removed, disabled or rescheduled (by
+ * another node's service) is skipped. `runner` itself for a single-process runtime.
+ * @internal
+ */
+export function clusterCronRunner(runtime: object, runner: CronJobRunner): CronJobRunner {
+  const cluster = runtimeGuards.get(runtime);
+  if (cluster === undefined) return runner;
+  return guardCronRunner(runner, cluster.guard, {
+    current: async (job) => {
+      const stored = await cluster.store.cron.getJob(job.id);
+      return (
+        stored !== undefined &&
+        stored.enabled !== false &&
+        JSON.stringify(stored.schedule) === JSON.stringify(job.schedule)
+      );
+    },
+  });
 }
 
 /** What a {@link ClusterSingleton} gives the service it starts. */

@@ -7,6 +7,7 @@ import {
   isBeamClawError,
   MaxChildrenError,
   NoProcessError,
+  NotSupportedError,
   OverloadedError,
 } from "../errors.js";
 import type { JsonObject, JsonValue, ModelMessage } from "../providers/types.js";
@@ -17,10 +18,19 @@ import type { SessionActor } from "../sessions/session-actor.js";
 import type { RunResult } from "../sessions/types.js";
 import type { Lease, QueuedMessage, Store } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
+import { CronRunGuard, setClusterCronGuard } from "./cron.js";
+import { FencedSessionStore } from "./fencing.js";
 import { RunFollower } from "./follower.js";
 import type { RoutedSessionRequest, SessionOwnership } from "./ownership.js";
 import { leastLoaded, rendezvous } from "./placement.js";
-import type { ClusterBackplane, ClusterMember, MembershipEvent, NodeMessage } from "./types.js";
+import type {
+  ClusterBackplane,
+  ClusterMember,
+  ClusterPresence,
+  ClusterRegistry,
+  MembershipEvent,
+  NodeMessage,
+} from "./types.js";
 
 /** Default lease of a session on its node: 3 s, renewed every second. */
 export const DEFAULT_SESSION_LEASE_MS = 3_000;
@@ -81,7 +91,7 @@ type RequestOutcome =
 
 type Target =
   | { kind: "local" }
-  | { kind: "remote"; node: string; expiresAt?: number }
+  | { kind: "remote"; node: string; expiresAt?: number; placed?: boolean }
   | { kind: "wait"; until: number }
   | { kind: "none" };
 
@@ -101,12 +111,20 @@ const DEFINITIVE = new Set([
  * - **Ownership.** A session runs on exactly one node: the one holding its lease
  *   (`session:<key>` in the shared store's `locks`, with a fencing token), renewed every
  *   third of `leaseTtlMs` while the session lives here and released when it hibernates or
- *   stops. A node that cannot renew in time stops the session itself.
+ *   stops. A node that cannot renew in time stops the session itself. When the store has
+ *   fenced writes (`store.fenced`, as `@beamclaw/store-redis` does), the session's writes
+ *   carry its lease's fencing token: a node paused past its lease finds them refused
+ *   (`FencedError`) once another node took the session, and its session stops without
+ *   acknowledging anything. `node.runtime.store` is that fencing view of the store.
  * - **Routing.** `runtime.session(key)` works on every node. A message is written to the
  *   durable queue first (that is the acknowledgement), then handed to the owner over the
  *   backplane; the caller's `RunHandle` follows the run through the cluster pub/sub topic
  *   `session:<key>`. `abort`, `info`, `patch`, `reset` and `delete` go to the owner too.
- * - **Placement.** A session nobody owns goes to the least-loaded node that is not draining.
+ * - **Placement.** A session nobody owns goes to the least-loaded node that is not draining
+ *   (chosen and counted atomically by the backplane's `place` when it has one).
+ * - **Cron, registry, presence.** `agentRuntimeJobRunner(node.runtime)` claims every due
+ *   time through {@link ClusterNode.cronGuard}; {@link ClusterNode.registry} and
+ *   {@link ClusterNode.presence} are the backplane's cluster-wide names and presence.
  * - **Failover.** When a node dies its leases expire; the next message, or the sweep,
  *   revives each session on another node from the store, replaying its unfinished messages
  *   from the durable queue. Each message runs to completion once: the replay and late
@@ -140,8 +158,21 @@ export class ClusterNode implements SessionOwnership {
   readonly requestTimeoutMs: number;
   readonly sweepIntervalMs: number;
   readonly drainTimeoutMs: number;
+  /**
+   * Claims each cron due time once across the cluster. `agentRuntimeJobRunner(node.runtime)`
+   * uses it by itself, so a `CronSupervisor` on every node runs each job once per due time.
+   */
+  readonly cronGuard: CronRunGuard;
   readonly #meta: JsonObject;
   readonly #leases = new Map<string, HeldLease>();
+  /**
+   * The fencing token each session running here started under: its writes present it, so
+   * once another node has taken the lease they are refused (kept after the lease is lost,
+   * until the session has stopped here).
+   */
+  readonly #writeFences = new Map<string, number>();
+  /** The runtime's store: the shared one, with session writes fenced (when it can). */
+  readonly #fencedStore: FencedSessionStore | undefined;
   readonly #acquiring = new Map<string, Promise<Lease | undefined>>();
   readonly #releasing = new Set<Promise<unknown>>();
   readonly #requests = new Map<string, PendingRequest>();
@@ -158,6 +189,8 @@ export class ClusterNode implements SessionOwnership {
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
   #sweepAgain = false;
+  /** Sessions started here on a placement, in total (reported with every heartbeat). */
+  #placedStarted = 0;
   #state: State = "new";
 
   constructor(options: ClusterNodeOptions) {
@@ -200,7 +233,21 @@ export class ClusterNode implements SessionOwnership {
     this.#meta = options.meta ?? {};
     this.backplane = backplane;
     this.store = runtime.store;
-    this.runtime = new AgentRuntime({ ...runtime, pubsub: backplane.pubsub, ownership: this });
+    this.#fencedStore =
+      typeof runtime.store.fenced === "function"
+        ? new FencedSessionStore(runtime.store, (key) => {
+            const token = this.#writeFences.get(key);
+            return token === undefined ? undefined : { lock: leaseName(key), token };
+          })
+        : undefined;
+    this.runtime = new AgentRuntime({
+      ...runtime,
+      ...(this.#fencedStore === undefined ? {} : { store: this.#fencedStore }),
+      pubsub: backplane.pubsub,
+      ownership: this,
+    });
+    this.cronGuard = new CronRunGuard({ store: this.store, nodeId: backplane.nodeId });
+    setClusterCronGuard(this.runtime, this.cronGuard, this.store);
   }
 
   /** This node's id (the backplane's). */
@@ -216,6 +263,34 @@ export class ClusterNode implements SessionOwnership {
   /** Live members, this node included. */
   members(): ClusterMember[] {
     return this.backplane.members();
+  }
+
+  /**
+   * The cluster-wide registry of unique names (the backplane's): register a process here,
+   * find it and send it messages from any node.
+   *
+   * @throws NotSupportedError when the backplane has no registry.
+   */
+  get registry(): ClusterRegistry {
+    const registry = this.backplane.registry;
+    if (registry === undefined) {
+      throw new NotSupportedError("cluster registry", "this cluster backplane has no registry");
+    }
+    return registry;
+  }
+
+  /**
+   * Cluster-wide presence (the backplane's): track what is connected to this node, list
+   * what is connected anywhere.
+   *
+   * @throws NotSupportedError when the backplane has no presence.
+   */
+  get presence(): ClusterPresence {
+    const presence = this.backplane.presence;
+    if (presence === undefined) {
+      throw new NotSupportedError("cluster presence", "this cluster backplane has no presence");
+    }
+    return presence;
   }
 
   /** Keys of the sessions whose lease this node holds. */
@@ -248,6 +323,7 @@ export class ClusterNode implements SessionOwnership {
         status: () => ({
           sessions: this.runtime.activeSessions().length,
           draining: this.#state === "draining",
+          placedStarted: this.#placedStarted,
         }),
       });
       await this.runtime.start();
@@ -342,6 +418,7 @@ export class ClusterNode implements SessionOwnership {
     if (held !== undefined) {
       const takeover = held.fresh;
       held.fresh = false;
+      this.#writeFences.set(sessionKey, held.lease.token);
       return { takeover };
     }
     if (this.#state === "stopping" || this.#state === "stopped" || this.#state === "new") {
@@ -360,6 +437,7 @@ export class ClusterNode implements SessionOwnership {
     if (lease !== undefined) {
       const entry = this.#leases.get(sessionKey);
       if (entry !== undefined) entry.fresh = false;
+      this.#writeFences.set(sessionKey, lease.token);
       return { takeover: true };
     }
     const holder = await this.store.locks.holder(leaseName(sessionKey));
@@ -379,7 +457,9 @@ export class ClusterNode implements SessionOwnership {
     if (current !== undefined && current.status !== "stopping" && current.status !== "stopped") {
       return;
     }
-    // Messages it left unfinished run where the session goes next.
+    // Its writes are over; messages it left unfinished run where the session goes next.
+    this.#writeFences.delete(sessionKey);
+    this.#fencedStore?.forgetSession(sessionKey);
     this.#widenFollowers(sessionKey);
     void this.#release(sessionKey, "released");
   }
@@ -404,6 +484,8 @@ export class ClusterNode implements SessionOwnership {
         await this.#moving.get(key);
         const target = await this.#target(key);
         if (target.kind === "local") {
+          // Its acknowledgement here is fenced by the session's lease.
+          this.#fencedStore?.noteMessage(message);
           let local: RunHandle;
           try {
             local = await this.runtime.deliver(message, { fresh: options.duplicate !== true });
@@ -436,6 +518,7 @@ export class ClusterNode implements SessionOwnership {
         const outcome = await this.#request(target.node, {
           t: "deliver",
           message: toJson(message),
+          ...(target.placed === true ? { placed: true } : {}),
         });
         if (outcome.kind === "ok") {
           const { runId, disposition } = outcome.value as { runId: string; disposition: string };
@@ -547,15 +630,47 @@ export class ClusterNode implements SessionOwnership {
       }
       return { kind: "remote", node: holder.owner, expiresAt: holder.expiresAt };
     }
-    const node = this.#place(key);
+    const node = await this.#placeNew(key);
     if (node === undefined) return { kind: "none" };
-    this.#countPlacement(node);
     if (node === this.nodeId) {
       const lease = await this.#acquire(key);
-      if (lease !== undefined) return { kind: "local" };
+      if (lease !== undefined) {
+        this.#placedStarted++;
+        return { kind: "local" };
+      }
       return { kind: "wait", until: Date.now() };
     }
-    return { kind: "remote", node };
+    return { kind: "remote", node, placed: true };
+  }
+
+  /**
+   * Where a new session goes: through the backplane's atomic placement when it has one
+   * (every node's placements counted, whatever the heartbeats say), else by the heartbeats
+   * and this node's own recent placements.
+   */
+  async #placeNew(key: string): Promise<string | undefined> {
+    const place = this.backplane.place;
+    if (place !== undefined) {
+      const candidates = this.#candidates().map((m) => m.nodeId);
+      // Preference for ties: this node (no hop), then the key's rendezvous order.
+      const ordered: string[] = [];
+      if (candidates.includes(this.nodeId)) ordered.push(this.nodeId);
+      const rest = candidates.filter((id) => id !== this.nodeId);
+      while (rest.length > 0) {
+        const next = rendezvous(key, rest)!;
+        ordered.push(next);
+        rest.splice(rest.indexOf(next), 1);
+      }
+      try {
+        const chosen = await place.call(this.backplane, key, ordered);
+        if (chosen !== undefined) return chosen;
+      } catch {
+        // The backplane cannot place now (Redis unreachable): decide locally.
+      }
+    }
+    const node = this.#place(key);
+    if (node !== undefined) this.#countPlacement(node);
+    return node;
   }
 
   /**
@@ -761,9 +876,15 @@ export class ClusterNode implements SessionOwnership {
       case "deliver": {
         const queued = message.message as unknown as QueuedMessage;
         const key = queued.sessionKey;
+        this.#fencedStore?.noteMessage(queued);
         await this.#moving.get(key);
         this.#refuseNewWhileDraining(key);
+        const heldBefore = this.#held(key) !== undefined;
         const handle = await this.runtime.deliver(queued);
+        // A new session placed here has started: the next heartbeat says so.
+        if (message.placed === true && !heldBefore && this.#held(key) !== undefined) {
+          this.#placedStarted++;
+        }
         return { runId: handle.runId, disposition: handle.disposition };
       }
       case "request": {
@@ -979,6 +1100,9 @@ export class ClusterNode implements SessionOwnership {
   async #sweep(): Promise<void> {
     const pending = await this.store.queue.pending({ limit: 1000 });
     const complete = pending.length < 1000;
+    for (const message of pending) {
+      if (this.#held(message.sessionKey) !== undefined) this.#fencedStore?.noteMessage(message);
+    }
     const now = Date.now();
     const bySession = new Map<string, QueuedMessage[]>();
     for (const message of pending) {

@@ -39,6 +39,12 @@ export interface MemberStatus {
   /** Sessions active on this node. */
   sessions: number;
   draining: boolean;
+  /**
+   * Sessions started here on a placement ({@link ClusterBackplane.place}), in total since
+   * the node joined. A backplane that places counts a placement onto a node until a
+   * heartbeat of that node reports the session started (it is then in `sessions`).
+   */
+  placedStarted?: number;
 }
 
 /** A message between nodes: any JSON object. */
@@ -138,4 +144,140 @@ export interface ClusterBackplane {
   send(nodeId: string, message: NodeMessage): Promise<boolean>;
   /** Subscribes to messages sent to this node; returns the unsubscribe function. */
   onMessage(handler: NodeMessageHandler): () => void;
+  /**
+   * Optional: picks where a new session goes, atomically across the cluster. Among
+   * `candidates` (node ids, in order of preference for ties) it takes the one with the
+   * smallest load — the sessions its last heartbeat reported plus the placements made onto
+   * it that its heartbeats have not reported started yet — and counts the placement in the
+   * same step. So a burst of new sessions placed from any nodes splits evenly however late
+   * the heartbeats are. Resolves `undefined` when no candidate is a live member.
+   */
+  place?(key: string, candidates: readonly string[]): Promise<string | undefined>;
+  /** The cluster-wide registry of unique names, when the backplane provides one. */
+  readonly registry?: ClusterRegistry;
+  /** Cluster-wide presence, when the backplane provides it. */
+  readonly presence?: ClusterPresence;
+}
+
+// ------------------------------------------------------------------ registry
+
+/** A name registered cluster-wide: the node whose process holds it. */
+export interface ClusterRegistration {
+  name: string;
+  /** The node the name lives on. */
+  nodeId: string;
+  /** The process on that node (its own id for it: an actor's name, a connection id, ...). */
+  localId: string;
+  /** Free-form metadata given at registration (JSON). */
+  meta: JsonObject;
+  /** Epoch ms (the backplane's clock) of the registration. */
+  registeredAt: number;
+}
+
+/** Receives a message sent to a name registered on this node; `from` is the sender's node. */
+export type NamedMessageHandler = (message: NodeMessage, from: string) => void;
+
+/** Options of {@link ClusterRegistry.register}. */
+export interface ClusterRegisterOptions {
+  /** How the process is known on this node. Default the name. */
+  localId?: string;
+  /** Metadata every node sees in `lookup` and `list`. */
+  meta?: JsonObject;
+  /**
+   * The process the name belongs to: the name is unregistered when it exits (as the local
+   * `Registry` does).
+   */
+  process?: { monitor(onExit: () => void): () => void };
+}
+
+/**
+ * Unique names across the cluster (Erlang's `:global`, Elixir's `Horde.Registry`): a name
+ * registered on one node is found from every node, and a message sent to it reaches the
+ * process on whichever node holds it (`via`-style addressing over the backplane). A name
+ * lives as long as its node: when the node leaves, or dies (stops heartbeating for the
+ * backplane's `downAfterMs`), its names disappear and may be registered elsewhere.
+ *
+ * @example
+ * ```ts
+ * await node.registry.register("billing-worker", (message, from) => worker.send(message));
+ * // on any node:
+ * const where = await node.registry.lookup("billing-worker"); // { nodeId, localId, ... }
+ * await node.registry.send("billing-worker", { invoice: 42 }); // true when delivered
+ * ```
+ */
+export interface ClusterRegistry {
+  /**
+   * Registers `name` on this node with the handler of its messages. Registering a name this
+   * node already holds replaces the handler and metadata. Rejects with
+   * `AlreadyRegisteredError` when a live node holds it, `InvalidArgumentError` for an empty
+   * name, and `ClusterError` (`CLUSTER_NOT_RUNNING`) before `join` or after `leave`.
+   */
+  register(
+    name: string,
+    handler: NamedMessageHandler,
+    options?: ClusterRegisterOptions,
+  ): Promise<ClusterRegistration>;
+  /** Unregisters a name this node holds; false when it does not hold it. */
+  unregister(name: string): Promise<boolean>;
+  /** Where `name` lives now, if a live node holds it. */
+  lookup(name: string): Promise<ClusterRegistration | undefined>;
+  /** Every live registration (whose name starts with `prefix`), sorted by name. */
+  list(prefix?: string): Promise<ClusterRegistration[]>;
+  /**
+   * Sends `message` to the process registered as `name`, wherever it is (at most once).
+   * Resolves `true` when its node took it, `false` when no live node holds the name.
+   */
+  send(name: string, message: NodeMessage): Promise<boolean>;
+  /** Names this node holds. */
+  localNames(): string[];
+}
+
+// ------------------------------------------------------------------ presence
+
+/** One presence entry: something (a client, a device, a user) present on a node. */
+export interface ClusterPresenceEntry {
+  /** What is present (a client id, a device id, a user id). Unique per node. */
+  key: string;
+  /** The node it is present on. */
+  nodeId: string;
+  /** Free-form metadata (JSON): what it is, since when, ... */
+  meta: JsonObject;
+  /** Epoch ms of its last `track`. */
+  updatedAt: number;
+}
+
+/**
+ * A presence change anywhere in the cluster: `join` (tracked), `update` (tracked again with
+ * new metadata), `leave` (untracked, or its node left or died).
+ */
+export interface ClusterPresenceEvent {
+  type: "join" | "update" | "leave";
+  entry: ClusterPresenceEntry;
+}
+
+/**
+ * Cluster-wide presence (Phoenix.Presence style): each node tracks what is present on it
+ * (its connected clients, devices, users), and every node can list the union. Entries of a
+ * node that leaves or dies disappear with it, within the backplane's `downAfterMs`.
+ *
+ * @example
+ * ```ts
+ * await node.presence.track(`client:${connectionId}`, { user: "ada", since: Date.now() });
+ * node.presence.onChange((e) => console.log(e.type, e.entry.key, "on", e.entry.nodeId));
+ * const everyone = await node.presence.list(); // the entries of every live node
+ * await node.presence.untrack(`client:${connectionId}`);
+ * ```
+ */
+export interface ClusterPresence {
+  /** Tracks `key` as present on this node (again: updates its metadata). */
+  track(key: string, meta?: JsonObject): Promise<void>;
+  /** Stops tracking `key` on this node; false when it was not tracked. */
+  untrack(key: string): Promise<boolean>;
+  /** The entries of every live node, sorted by key, then node id. */
+  list(): Promise<ClusterPresenceEntry[]>;
+  /**
+   * Subscribes to presence changes on every node (this one included); returns the
+   * unsubscribe function. Leaves of a dead node's entries come when it is declared `down`.
+   */
+  onChange(handler: (event: ClusterPresenceEvent) => void): () => void;
 }

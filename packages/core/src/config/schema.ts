@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { CHANNEL_ID_PATTERN } from "../channels/validate.js";
 import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
 
 const positiveMs = z.number().int().positive();
@@ -237,6 +238,25 @@ export const ConfigSchema = z
             password: z.string().optional(),
             /** Pairing requests from loopback are approved automatically. */
             autoApproveLoopback: z.boolean().default(true),
+            /**
+             * Failed logins per remote address: `maxAttempts` (10) wrong credentials within
+             * `windowMs` (60 s) refuse the address for `lockoutMs` (5 min); loopback only
+             * when `exemptLoopback`. `false` turns it off.
+             */
+            rateLimit: z
+              .union([
+                z.literal(false),
+                z
+                  .object({
+                    maxAttempts: z.number().int().positive().optional(),
+                    windowMs: positiveMs.optional(),
+                    lockoutMs: positiveMs.optional(),
+                    exemptLoopback: z.boolean().optional(),
+                    maxTrackedAddresses: z.number().int().positive().optional(),
+                  })
+                  .strict(),
+              ])
+              .optional(),
           })
           .strict()
           .default({ mode: "token", autoApproveLoopback: true }),
@@ -244,6 +264,22 @@ export const ConfigSchema = z
         /** Limits announced to clients. */
         maxPayloadBytes: z.number().int().positive().default(1_048_576),
         tickIntervalMs: positiveMs.default(30_000),
+        /**
+         * Liveness of connected clients and nodes: each is pinged every `intervalMs` (30 s);
+         * after `missedBeatsOffline` (3) missed beats in a row it is offline and disconnected.
+         * `false` turns it off.
+         */
+        presence: z
+          .union([
+            z.literal(false),
+            z
+              .object({
+                intervalMs: positiveMs.optional(),
+                missedBeatsOffline: z.number().int().min(1).optional(),
+              })
+              .strict(),
+          ])
+          .optional(),
         /** HTTP endpoints on the gateway's port besides health probes. */
         http: z
           .object({ chatCompletions: z.boolean().default(true), models: z.boolean().default(true) })
@@ -267,7 +303,14 @@ export const ConfigSchema = z
       }),
     store: z
       .union([
-        z.object({ kind: z.literal("fs"), dir: z.string().min(1) }).strict(),
+        z
+          .object({
+            kind: z.literal("fs"),
+            dir: z.string().min(1),
+            /** How long acknowledged idempotency keys are remembered (default 24 h). */
+            dedupeWindowMs: z.number().int().min(0).optional(),
+          })
+          .strict(),
         z.object({ kind: z.literal("memory") }).strict(),
         z
           .object({
@@ -313,6 +356,11 @@ export const ConfigSchema = z
     tools: z
       .object({
         timeoutMs: positiveMs.default(120_000),
+        /**
+         * Cap on one tool result in the transcript, in bytes of UTF-8; a longer result is
+         * cut with a marker saying how many bytes were dropped. Default 64 KiB.
+         */
+        maxOutputBytes: z.number().int().min(1024).default(65_536),
         approvals: z
           .object({
             mode: z.enum(["off", "on-miss", "always"]).default("on-miss"),
@@ -327,6 +375,7 @@ export const ConfigSchema = z
       .strict()
       .default({
         timeoutMs: 120_000,
+        maxOutputBytes: 65_536,
         approvals: { mode: "on-miss", timeoutMs: 120_000, defaultDecision: "deny" },
         exec: EXEC_DEFAULTS,
         webFetch: WEB_FETCH_DEFAULTS,
@@ -390,8 +439,20 @@ export const ConfigSchema = z
         { message: "set maxHeapUsedBytes, maxHeapUsedRatio or maxRssBytes" },
       )
       .optional(),
-    /** Channel settings by channel id; each channel validates its own section. */
-    channels: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    /**
+     * Channels by channel id (`^[a-z][a-z0-9_-]{0,31}$`, it appears in session keys). The
+     * host reads `kind` (the adapter; default the id), `enabled` (default true) and the
+     * routing settings (`dmPolicy`, `dmScope`, `agentId`, ...); each adapter validates the
+     * rest of its section. Applied live: a changed section restarts that channel only.
+     */
+    channels: z
+      .record(
+        z.string().regex(CHANNEL_ID_PATTERN, "a channel id is lower-case: ^[a-z][a-z0-9_-]{0,31}$"),
+        z
+          .object({ kind: z.string().min(1).optional(), enabled: z.boolean().optional() })
+          .catchall(z.unknown()),
+      )
+      .default({}),
     /** Feature flags. */
     features: z.record(z.string(), z.boolean()).default({}),
   })

@@ -1,3 +1,4 @@
+import { clusterCronRunner } from "../cluster/cron.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
 import { sessionKey as agentSessionKey } from "../sessions/session-key.js";
 import type { CronJob, CronJobRunner, CronRunContext, CronRunOutcome } from "./types.js";
@@ -19,6 +20,11 @@ export interface AgentRuntimeJobRunner extends CronJobRunner {
  *   The service deletes these sessions 24 h after their run through `deleteSession`.
  *
  * A run that ends `completed` is `ok`; `failed`, `aborted` and `max-steps` are errors.
+ *
+ * The runtime of a `ClusterNode` is cluster-aware: every scheduled and catch-up run is
+ * claimed first through the node's `cronGuard`, so with a `CronSupervisor` on every node
+ * each job runs once per due time, on one node (the others skip it and record nothing); a
+ * job removed, disabled or rescheduled through another node is skipped here too.
  *
  * @example
  * ```ts
@@ -52,7 +58,7 @@ export function agentRuntimeJobRunner(
       ...sessionKey,
     };
   };
-  return Object.assign(run, {
+  return Object.assign(clusterCronRunner(runtime, run), {
     deleteSession: (sessionKey: string) => runtime.session(sessionKey).delete(),
   });
 }

@@ -5,7 +5,12 @@ import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js"
 import type { ExitReason } from "../runtime/exit.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
 import type { Store } from "../store/types.js";
-import { emitTelemetry } from "../telemetry.js";
+import {
+  type CronRunTrace,
+  emitTelemetry,
+  telemetryTenantOf,
+  traceTelemetry,
+} from "../telemetry.js";
 import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { type CronWebhookPayload, deliverRun } from "./delivery.js";
 import { type HeapEntry, MinHeap } from "./heap.js";
@@ -904,7 +909,20 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (run === null) return;
     // The runner's own view: changing it changes nothing here. Shallow, as this is per run.
     const job: CronJob = { ...entry.job, state: { ...entry.job.state } };
-    void this.#execute(job, run).then((result) => {
+    void traceTelemetry(
+      "beamclaw:cron.run",
+      () => ({
+        agent: this.agentId,
+        jobId: job.id,
+        runId: run.runId,
+        trigger: run.trigger,
+        scheduledAt: run.scheduledAt,
+        session: run.sessionKey,
+        tenant: telemetryTenantOf(this.#store),
+      }),
+      () => this.#execute(job, run),
+      settleCronTrace,
+    ).then((result) => {
       this.#completions.push({ entry, runId: run.runId, ...result });
       this.#notify("drain");
     });
@@ -966,6 +984,15 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     delete state.runningAt;
     delete state.runningRunId;
     delete state.runningScheduledAt;
+    if (outcome.skipped === true) {
+      // Another cluster node ran this due time and records it: only move on to the next.
+      if (state.nextRunAt !== undefined && state.nextRunAt <= finishedAt) {
+        state.nextRunAt = entry.compiled.nextAfter(finishedAt);
+      }
+      this.#reschedule(entry);
+      for (const waiter of run.waiters) replies.push(() => waiter.reply(null));
+      return;
+    }
     const ok = outcome.status === "ok";
     state.runCount++;
     state.lastRunAt = run.startedAt;
@@ -1248,8 +1275,17 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       durationMs: record.durationMs ?? 0,
       latenessMs: record.latenessMs,
       ...(record.error === undefined ? {} : { error: record.error }),
+      session: record.sessionKey,
+      tenant: telemetryTenantOf(this.#store),
     }));
   }
+}
+
+/** Copies a run's outcome onto its `beamclaw:cron.run` trace; a run in `error` is an error. */
+function settleCronTrace(result: { outcome: CronRunOutcome }, trace: CronRunTrace): void {
+  trace.status = result.outcome.status;
+  if (result.outcome.status === "error") trace.error = result.outcome.error ?? "error";
+  if (result.outcome.sessionKey !== undefined) trace.session = result.outcome.sessionKey;
 }
 
 /** The instant of an `at` schedule (already validated). */
@@ -1289,6 +1325,7 @@ function checkOutcome(value: unknown): CronRunOutcome {
     ...(typeof outcome.output === "string" ? { output: outcome.output } : {}),
     ...(typeof outcome.error === "string" ? { error: outcome.error } : {}),
     ...(typeof outcome.sessionKey === "string" ? { sessionKey: outcome.sessionKey } : {}),
+    ...(outcome.skipped === true ? { skipped: true } : {}),
   };
 }
 

@@ -183,6 +183,11 @@ export interface CronRunOutcome {
   error?: string;
   /** The session the run actually used, when it differs from the one it was given. */
   sessionKey?: string;
+  /**
+   * True when the run did not happen here because another cluster node claimed this due
+   * time (see `guardCronRunner`): the service records nothing and moves on to the next.
+   */
+  skipped?: boolean;
 }
 
 /**

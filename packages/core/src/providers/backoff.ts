@@ -97,3 +97,74 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<
     );
   });
 }
+
+/**
+ * The cancellation of one provider-chain call: the `AbortSignal` handed to its provider
+ * calls, and a race that ends the call's current wait at once when it is aborted.
+ *
+ * Cheap on the streaming path, where every event is a wait: one `abort` listener per call
+ * (on the caller's signal, by the chain) instead of one per wait, and the signal itself is
+ * made only when someone reads it (Node makes an `AbortSignal` lazily, and making one costs
+ * as much as a dozen promises), which a provider that ignores its signal never does.
+ * @internal
+ */
+export class CallCancellation {
+  readonly #controller = new AbortController();
+  #aborted = false;
+  /** Rejects the wait in flight; only one wait is in flight at a time. */
+  #rejectWait: ((error: unknown) => void) | undefined;
+
+  /** True once {@link CallCancellation.abort} was called. */
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  /** The call's signal; aborted with the reason given to `abort`. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Aborts the signal and rejects the wait in flight with `AbortedError`. Idempotent. */
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#controller.abort(reason);
+    const reject = this.#rejectWait;
+    this.#rejectWait = undefined;
+    reject?.(this.error());
+  }
+
+  /** The error an aborted call throws. */
+  error(): AbortedError {
+    return abortedBy(this.#controller.signal);
+  }
+
+  /**
+   * Settles like `promise`, or rejects with `AbortedError` the moment the call is aborted,
+   * whichever comes first (a stream that ignores its signal cannot hold the caller).
+   */
+  race<T>(promise: Promise<T>): Promise<T> {
+    if (this.#aborted) {
+      promise.catch(() => {});
+      return Promise.reject(this.error());
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.#rejectWait = reject;
+      promise.then(resolve, reject);
+    });
+  }
+
+  /**
+   * `options` plus this call's signal, as an own enumerable property that makes the signal
+   * only when read (spreading the object reads it).
+   */
+  withSignal<T extends object>(options: T): T & { readonly signal: AbortSignal } {
+    const controller = this.#controller;
+    return {
+      ...options,
+      get signal(): AbortSignal {
+        return controller.signal;
+      },
+    };
+  }
+}

@@ -105,14 +105,48 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
       return Promise.reject(error);
     }
     const label = options.name ?? "task";
-    const controller = new AbortController();
     const outer = options.signal;
     if (outer?.aborted) {
       return Promise.reject(
         new AbortedError(`${label} was aborted before it started`, { cause: outer.reason }),
       );
     }
+    // The task's signal is made when first read: making an AbortSignal costs as much as a
+    // dozen promises, and a task that never reads it (or finishes synchronously) needs none.
+    let controller: AbortController | undefined;
+    const context: TaskContext = {
+      get signal() {
+        controller ??= new AbortController();
+        return controller.signal;
+      },
+    };
+    let started: T | Promise<T>;
+    try {
+      started = fn(context);
+    } catch (thrown) {
+      return Promise.reject(crashError(thrown, label));
+    }
+    // Finished synchronously: there is nothing left to time out, abort or wait for.
+    if (!isThenable(started)) return Promise.resolve(started);
+    controller ??= new AbortController();
+    if (outer?.aborted) {
+      // The task itself aborted its caller.
+      const error = new AbortedError(`${label} was aborted`, { cause: outer.reason });
+      controller.abort(error);
+      Promise.resolve(started).catch(() => undefined);
+      return Promise.reject(error);
+    }
+    return this.#supervise(Promise.resolve(started), controller, timeoutMs, label, outer);
+  }
 
+  /** Times out, aborts and tracks a task that is still running after its synchronous start. */
+  #supervise<T>(
+    running: Promise<T>,
+    controller: AbortController,
+    timeoutMs: number,
+    label: string,
+    outer: AbortSignal | undefined,
+  ): Promise<T> {
     let timer: LongTimer | undefined;
     let onOuterAbort: (() => void) | undefined;
     const stopped = new Promise<never>((_, reject) => {
@@ -145,10 +179,8 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
       );
     });
 
-    const work = (async () => fn({ signal: controller.signal }))().catch((thrown: unknown) => {
-      throw thrown instanceof Error
-        ? thrown
-        : new TaskCrashedError(`${label} threw a non-error value`, { cause: thrown });
+    const work = running.catch((thrown: unknown) => {
+      throw crashError(thrown, label);
     });
     const task: RunningTask = { controller, settled: work.catch(() => undefined) };
     this.#running.add(task);
@@ -174,6 +206,21 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
     }
     await Promise.all(tasks.map((t) => t.settled));
   }
+}
+
+/** What a task that threw `thrown` rejects with: the error itself, or `TaskCrashedError`. */
+function crashError(thrown: unknown, label: string): Error {
+  return thrown instanceof Error
+    ? thrown
+    : new TaskCrashedError(`${label} threw a non-error value`, { cause: thrown });
+}
+
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return (
+    (typeof value === "object" || typeof value === "function") &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
 }
 
 function validTimeout(timeoutMs: number, what: string): number {

@@ -46,25 +46,98 @@ export class RunEventLog {
   }
 
   #wake(): void {
+    if (this.#waiters.length === 0) return;
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const wake of waiters) wake();
   }
 
-  async *iterate(): AsyncGenerator<RunEvent, void, undefined> {
-    let index = 0;
-    while (true) {
-      while (index < this.#events.length) yield this.#events[index++]!;
-      if (this.#closed) {
-        if (index >= this.#events.length) {
-          // A log that failed before running: surface the error to the iterating caller.
-          await this.result;
-          return;
-        }
-        continue;
+  /** The event at `index`, if it has been pushed. @internal */
+  at(index: number): RunEvent | undefined {
+    return this.#events[index];
+  }
+
+  /** Calls `wake` once after the next push or close. @internal */
+  waitFrom(wake: () => void): void {
+    this.#waiters.push(wake);
+  }
+
+  /**
+   * Iterates the events from the first. A hand-written iterator rather than an async
+   * generator: a run streams many events, and each generator step costs several promises.
+   */
+  iterate(): AsyncIterator<RunEvent, void, undefined> & AsyncIterable<RunEvent> {
+    return new RunEventIterator(this);
+  }
+}
+
+type EventResult = IteratorResult<RunEvent, void>;
+
+const END: EventResult = Object.freeze({ done: true, value: undefined });
+
+/** One reader of a {@link RunEventLog}; see `RunEventLog.iterate`. */
+class RunEventIterator implements AsyncIterator<RunEvent, void, undefined> {
+  readonly #log: RunEventLog;
+  #index = 0;
+  #done = false;
+  /** `next()` calls waiting for an event, oldest first. */
+  readonly #pending: Array<(result: EventResult | Promise<EventResult>) => void> = [];
+  #listening = false;
+  readonly #onPush = () => {
+    this.#listening = false;
+    while (this.#pending.length > 0) {
+      const result = this.#take();
+      if (result === undefined) {
+        this.#listen();
+        return;
       }
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+      this.#pending.shift()!(result);
     }
+  };
+
+  constructor(log: RunEventLog) {
+    this.#log = log;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<EventResult> {
+    if (this.#pending.length === 0) {
+      const result = this.#take();
+      if (result !== undefined) return Promise.resolve(result);
+    }
+    return new Promise((resolve) => {
+      this.#pending.push(resolve);
+      this.#listen();
+    });
+  }
+
+  return(): Promise<EventResult> {
+    this.#done = true;
+    for (const resolve of this.#pending.splice(0)) resolve(END);
+    return Promise.resolve(END);
+  }
+
+  #listen(): void {
+    if (this.#listening) return;
+    this.#listening = true;
+    this.#log.waitFrom(this.#onPush);
+  }
+
+  /** The next result if it is known now: an event, the end, or the log's failure. */
+  #take(): EventResult | Promise<EventResult> | undefined {
+    if (this.#done) return END;
+    const event = this.#log.at(this.#index);
+    if (event !== undefined) {
+      this.#index++;
+      return { done: false, value: event };
+    }
+    if (!this.#log.closed) return undefined;
+    this.#done = true;
+    // A log that failed before running: surface the error to the iterating caller.
+    return this.#log.result.then(() => END);
   }
 }
 

@@ -20,7 +20,7 @@ import type {
   TranscriptReadOptions,
   TranscriptRecord,
 } from "../store/types.js";
-import { emitTelemetry } from "../telemetry.js";
+import { emitTelemetry, telemetryTenantOf } from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
@@ -65,6 +65,11 @@ export interface AgentRuntimeOptions {
   approvals?: Omit<ApprovalGateOptions, "store">;
   /** Per-call tool timeout. Default 120 000 ms. */
   toolTimeoutMs?: number;
+  /**
+   * Cap on a tool result's size in bytes of UTF-8 (built-in runner); longer results are cut
+   * with a marker saying how much was dropped. Default 65 536; `Infinity` for no cap.
+   */
+  toolMaxOutputBytes?: number;
   /** Default: a `LocalPubSub`. */
   pubsub?: PubSub;
   /** Idle time after which a session is saved and dropped from memory. Default 300 000 ms. */
@@ -192,6 +197,9 @@ export class AgentRuntime {
         tasks: () => this.#tasks ?? undefined,
         ...(this.approvals === undefined ? {} : { approvals: this.approvals }),
         ...(options.toolTimeoutMs === undefined ? {} : { defaultTimeoutMs: options.toolTimeoutMs }),
+        ...(options.toolMaxOutputBytes === undefined
+          ? {}
+          : { maxOutputBytes: options.toolMaxOutputBytes }),
         resolveAgent: (id) => this.#agent(id),
       });
     } else {
@@ -203,12 +211,25 @@ export class AgentRuntime {
   /**
    * Applies changed settings while running (config hot reload): the agents (the next run of
    * each session uses its agent's new definition; sessions of a removed agent fail their next
-   * run with a clear error), and the default tool timeout of the built-in tool runner.
+   * run with a clear error), and the default tool timeout and result size cap of the built-in
+   * tool runner.
    *
    * @throws InvalidArgumentError for invalid agents (nothing is changed then).
    */
-  reconfigure(changes: { agents?: AgentDefinition[]; toolTimeoutMs?: number }): void {
+  reconfigure(changes: {
+    agents?: AgentDefinition[];
+    toolTimeoutMs?: number;
+    toolMaxOutputBytes?: number;
+  }): void {
     const agents = changes.agents === undefined ? undefined : validateAgents(changes.agents);
+    if (changes.toolMaxOutputBytes !== undefined) {
+      if (!(this.#tools instanceof SupervisedToolRunner)) {
+        throw new InvalidArgumentError(
+          "toolMaxOutputBytes applies to the built-in tool runner only",
+        );
+      }
+      this.#tools.setMaxOutputBytes(changes.toolMaxOutputBytes);
+    }
     if (changes.toolTimeoutMs !== undefined) {
       if (!(this.#tools instanceof SupervisedToolRunner)) {
         throw new InvalidArgumentError("toolTimeoutMs applies to the built-in tool runner only");
@@ -551,6 +572,7 @@ export class AgentRuntime {
       agent: parseSessionKey(key).agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id,
       runId: accepted.runId,
       disposition: accepted.disposition,
+      tenant: telemetryTenantOf(this.store),
     }));
     void log.result.finally(() => this.#runOf.delete(queued.id)).catch(() => undefined);
     const handle = new RunHandle(accepted.runId, key, accepted.disposition, log, () =>

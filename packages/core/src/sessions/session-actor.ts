@@ -1,12 +1,28 @@
 import { randomUUID } from "node:crypto";
-import { AbortedError, InvalidArgumentError, NoProcessError, OverloadedError } from "../errors.js";
+import {
+  AbortedError,
+  FencedError,
+  InvalidArgumentError,
+  NoProcessError,
+  OverloadedError,
+} from "../errors.js";
 import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { Actor } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import type { SessionRecord, Store, TranscriptRecord } from "../store/types.js";
-import { emitTelemetry } from "../telemetry.js";
-import { type CostFunction, type ModelSource, runAgentLoop } from "./agent-loop.js";
+import {
+  emitTelemetry,
+  type SessionRunTrace,
+  telemetryTenantOf,
+  traceTelemetry,
+} from "../telemetry.js";
+import {
+  type AgentLoopInput,
+  type CostFunction,
+  type ModelSource,
+  runAgentLoop,
+} from "./agent-loop.js";
 import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import type {
   AgentDefinition,
@@ -56,6 +72,8 @@ interface Batch {
   mode: QueueMode;
   model?: string;
   thinking?: ThinkingLevel;
+  /** Attempts of this run that failed to save (see `#retryLater`). */
+  saveFailures?: number;
 }
 
 interface ActiveRun extends Batch {
@@ -63,7 +81,21 @@ interface ActiveRun extends Batch {
   /** performance.now() when the run started. */
   startedAt: number;
   steered: UserMessageInput[];
+  /** Steered messages the run has taken in, so that a retry runs them again. */
+  taken: UserMessageInput[];
+  /** Why saving one of its messages failed: the run runs again, unacknowledged. */
+  saveFailure?: unknown;
+  /** Cancels the timer of its next attempt, while it waits for one. */
+  cancelRetry?: () => void;
 }
+
+/** First wait before a run whose messages could not be saved runs again; it doubles. */
+const SAVE_RETRY_BASE_MS = 100;
+/** Longest wait between attempts of a run whose messages could not be saved. */
+const SAVE_RETRY_MAX_MS = 30_000;
+
+/** What `takeSteered` hands out when nothing was steered (never mutated). */
+const NOTHING_STEERED: UserMessageInput[] = [];
 
 /** Requests a session actor answers. @internal */
 export type SessionCall =
@@ -77,7 +109,8 @@ type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
   | { type: "idle-check" }
   | { type: "hibernate-if-idle" }
-  | { type: "replay" };
+  | { type: "replay" }
+  | { type: "retry-run"; runId: string };
 
 /** Fields of a session's metadata a client may change. */
 export interface SessionPatch {
@@ -103,6 +136,16 @@ const PATCHABLE = [
   "verboseLevel",
   "modelOverride",
 ] as const;
+
+/** Copies a run's result onto its `beamclaw:session.run` trace; a failed run is an error. */
+function settleRunTrace(result: RunResult, trace: SessionRunTrace): void {
+  trace.status = result.status;
+  trace.steps = result.steps;
+  trace.inputTokens = result.usage.inputTokens;
+  trace.outputTokens = result.usage.outputTokens;
+  trace.costUsd = result.costUsd;
+  if (result.status === "failed") trace.error = result.error ?? "failed";
+}
 
 function newMetadata(key: string, agentId: string, now: number): SessionMetadata {
   return {
@@ -143,10 +186,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #pendingCount = 0;
   #lastActivity = 0;
   #idleArmed = false;
+  /** The session's PubSub topic, built once: a run publishes many events. */
+  readonly #topic: string;
+  /** Whether the listener that aborts the active run when the session stops is in place. */
+  #watchingStop = false;
 
   constructor(key: string, agentId: string, ctx: SessionContext, recovering: boolean) {
     super({ name: `session ${key}`, mailboxLimit: ctx.mailboxLimit });
     this.key = key;
+    this.#topic = `session:${key}`;
     this.#agentId = agentId;
     this.#ctx = ctx;
     this.#recovering = recovering;
@@ -195,11 +243,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         live = live.filter((r) => !marked.has(String(r.entry.runId)));
       }
     }
-    this.#history = repairHistory(
-      live
-        .filter((r) => r.entry.message !== undefined)
-        .map((r) => r.entry.message as unknown as ModelMessage),
-    );
+    this.#history = historyOf(live);
     this.#touch();
     // After a crash, messages that were accepted but not finished run again.
     if (this.#recovering) this.send({ type: "replay" });
@@ -213,6 +257,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     try {
       return await this.#answer(message);
     } catch (error) {
+      // Fenced: another node owns the session now; stop here without acknowledging.
+      if (FencedError.isInstance(error)) void this.stop("normal");
       return new SessionRequestFailure(error);
     }
   }
@@ -242,12 +288,22 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   protected override async handleInfo(message: SessionInfo | { type: string }): Promise<void> {
     if (message.type === "run-done") {
       const { runId, result } = message as Extract<SessionInfo, { type: "run-done" }>;
-      await this.#finishRun(runId, result);
+      // Fenced (another node owns the session now): stop without acknowledging; it replays.
+      await this.#finishRun(runId, result).catch((error: unknown) => {
+        if (!FencedError.isInstance(error)) throw error;
+        void this.stop("normal");
+      });
     } else if (message.type === "idle-check") {
       this.#idleArmed = false;
       this.#checkIdle();
     } else if (message.type === "replay") {
       await this.#replay();
+    } else if (message.type === "retry-run") {
+      const { runId } = message as Extract<SessionInfo, { type: "retry-run" }>;
+      await this.#retryRun(runId).catch((error: unknown) => {
+        if (!FencedError.isInstance(error)) throw error;
+        void this.stop("normal");
+      });
     } else if (message.type === "hibernate-if-idle") {
       // Memory pressure: an idle session hibernates now rather than after hibernateAfterMs.
       if (this.#active === null && this.#pending.length === 0) void this.stop("normal");
@@ -328,7 +384,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#pendingCount++;
     if (mode === "interrupt") {
       this.#pending.unshift(this.#batch(delivery, mode));
-      active.controller.abort(new AbortedError("interrupted by a new message"));
+      this.#abortActive(active, new AbortedError("interrupted by a new message"));
       return { disposition: "interrupted", runId: delivery.runId };
     }
     const last = this.#pending.at(-1);
@@ -369,7 +425,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   #abort(runId: string): boolean {
     if (this.#active?.runId === runId) {
-      this.#active.controller.abort(new AbortedError(`run ${runId} aborted`));
+      this.#abortActive(this.#active, new AbortedError(`run ${runId} aborted`));
       return true;
     }
     const index = this.#pending.findIndex((b) => b.runId === runId);
@@ -378,6 +434,28 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#pendingCount -= batch!.inputs.length;
     this.#endUnstarted(batch!);
     return true;
+  }
+
+  /**
+   * Aborts the active run. One that waits to run again (its messages could not be saved) is
+   * not running: it ends now, as aborted, like a queued batch that never ran.
+   */
+  #abortActive(active: ActiveRun, reason: AbortedError): void {
+    active.controller.abort(reason);
+    if (active.saveFailure === undefined || this.#active !== active) return;
+    active.cancelRetry?.();
+    this.#active = null;
+    this.#emit(active, {
+      runId: active.runId,
+      sessionKey: this.key,
+      type: "run-end",
+      result: this.#emptyResult(active.runId, "aborted"),
+    });
+    for (const id of active.queueIds) {
+      this.#ctx.logs.delete(id);
+      void this.#ctx.store.queue.ack(id).catch(() => undefined);
+    }
+    this.#startNext();
   }
 
   /** Ends a queued batch that never ran: aborted, published, and out of the durable queue. */
@@ -473,15 +551,36 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   #start(batch: Batch): void {
     const controller = new AbortController();
-    const active: ActiveRun = { ...batch, controller, steered: [], startedAt: performance.now() };
-    // A killed or stopped session cancels its run, even when terminate never runs. One
-    // listener, removed when the run ends (AbortSignal.any would leave an entry on the
-    // session's signal per run on Node 20).
+    // Field by field, not `{ ...batch, controller }`: on Node 20 a spread followed by new
+    // properties costs about 2 µs.
+    const active: ActiveRun = {
+      runId: batch.runId,
+      inputs: batch.inputs,
+      logs: batch.logs,
+      queueIds: batch.queueIds,
+      mode: batch.mode,
+      controller,
+      steered: [],
+      taken: [],
+      startedAt: performance.now(),
+    };
+    if (batch.model !== undefined) active.model = batch.model;
+    if (batch.thinking !== undefined) active.thinking = batch.thinking;
+    if (batch.saveFailures !== undefined) active.saveFailures = batch.saveFailures;
     const signal = controller.signal;
+    // A killed or stopped session cancels its active run, even when terminate never runs.
+    // One listener for the session's life rather than one per run (adding and removing an
+    // EventTarget listener costs about a microsecond on every run).
     const sessionSignal = this.signal;
-    const onSessionStop = () => controller.abort(sessionSignal.reason);
-    if (sessionSignal.aborted) onSessionStop();
-    else sessionSignal.addEventListener("abort", onSessionStop, { once: true });
+    if (sessionSignal.aborted) controller.abort(sessionSignal.reason);
+    else if (!this.#watchingStop) {
+      this.#watchingStop = true;
+      sessionSignal.addEventListener(
+        "abort",
+        () => this.#active?.controller.abort(sessionSignal.reason),
+        { once: true },
+      );
+    }
     this.#active = active;
     const agent = this.#ctx.resolveAgent(this.#agentId);
     const models = [
@@ -491,15 +590,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const start = this.#runStartEvent(active);
     this.#emit(active, start);
     const emit = (event: RunEvent) => {
-      if (this.#active === active) this.#emit(active, event);
+      // After a failed save the run ends and runs again: its error is not the last word.
+      if (this.#active === active && active.saveFailure === undefined) this.#emit(active, event);
     };
     const thinking = batch.thinking ?? this.#metadata.thinkingLevel;
-    const loop = runAgentLoop({
+    const input: AgentLoopInput = {
       runId: batch.runId,
       sessionKey: this.key,
       agent,
       models,
-      ...(thinking === undefined ? {} : { thinking }),
       history: this.#history,
       inputs: batch.inputs,
       source: this.#ctx.source,
@@ -507,11 +606,27 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       signal,
       emit,
       persist: (message) => this.#persist(active, message),
-      takeSteered: () => active.steered.splice(0),
-      ...(this.#ctx.cost === undefined ? {} : { cost: this.#ctx.cost }),
-    });
+      takeSteered: () => {
+        if (active.steered.length === 0) return NOTHING_STEERED;
+        const steered = active.steered.splice(0);
+        active.taken.push(...steered);
+        return steered;
+      },
+    };
+    if (thinking !== undefined) input.thinking = thinking;
+    if (this.#ctx.cost !== undefined) input.cost = this.#ctx.cost;
+    const loop = traceTelemetry(
+      "beamclaw:session.run",
+      () => ({
+        runId: batch.runId,
+        agent: this.#agentId,
+        session: this.key,
+        tenant: telemetryTenantOf(this.#ctx.store),
+      }),
+      () => runAgentLoop(input),
+      settleRunTrace,
+    );
     void loop.then((result) => {
-      sessionSignal.removeEventListener("abort", onSessionStop);
       if (!this.send({ type: "run-done", runId: batch.runId, result })) {
         // The session stopped meanwhile; terminate already told the logs.
       }
@@ -524,9 +639,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       throw new AbortedError(`run ${run.runId} no longer owns session ${this.key}`);
     }
     const at = this.#ctx.now();
-    await this.#ctx.store.transcripts.append(this.key, [
-      { runId: run.runId, at, message: message as unknown as JsonObject },
-    ]);
+    try {
+      await this.#ctx.store.transcripts.append(this.key, [
+        { runId: run.runId, at, message: message as unknown as JsonObject },
+      ]);
+    } catch (error) {
+      run.saveFailure ??= error;
+      throw error;
+    }
     this.#history.push(message);
     if (this.#history.length > this.#ctx.historyLimit) {
       this.#history = trimToTurn(this.#history.slice(-this.#ctx.historyLimit));
@@ -536,19 +656,26 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   async #finishRun(runId: string, result: RunResult): Promise<void> {
     const active = this.#active;
     if (active === null || active.runId !== runId) return;
+    if (active.saveFailure !== undefined && !active.controller.signal.aborted) {
+      // Not all of the turn is saved: it must not be acknowledged. Fenced: another node owns
+      // the session now (handleInfo stops it; the message replays there).
+      if (FencedError.isInstance(active.saveFailure)) throw active.saveFailure;
+      this.#retryLater(active);
+      return;
+    }
     const m = this.#metadata;
     const now = this.#ctx.now();
-    const next: SessionMetadata = {
-      ...m,
-      updatedAt: now,
-      lastRunAt: now,
-      runs: m.runs + 1,
-      inputTokens: m.inputTokens + result.usage.inputTokens,
-      outputTokens: m.outputTokens + result.usage.outputTokens,
-      cacheReadTokens: m.cacheReadTokens + (result.usage.cacheReadTokens ?? 0),
-      cacheWriteTokens: m.cacheWriteTokens + (result.usage.cacheWriteTokens ?? 0),
-      costUsd: m.costUsd + result.costUsd,
-    };
+    // Object.assign, not `{ ...m, lastRunAt }`: on Node 20 a spread that adds a property
+    // costs 1-2 µs and leaves an object whose later copies are slow too.
+    const next: SessionMetadata = Object.assign({}, m);
+    next.updatedAt = now;
+    next.lastRunAt = now;
+    next.runs = m.runs + 1;
+    next.inputTokens = m.inputTokens + result.usage.inputTokens;
+    next.outputTokens = m.outputTokens + result.usage.outputTokens;
+    next.cacheReadTokens = m.cacheReadTokens + (result.usage.cacheReadTokens ?? 0);
+    next.cacheWriteTokens = m.cacheWriteTokens + (result.usage.cacheWriteTokens ?? 0);
+    next.costUsd = m.costUsd + result.costUsd;
     await this.#ctx.store.sessions.put(next as SessionRecord);
     this.#metadata = next;
     // The turn is done and saved: now the messages may leave the durable queue.
@@ -568,13 +695,78 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       inputTokens: result.usage.inputTokens,
       outputTokens: result.usage.outputTokens,
       costUsd: result.costUsd,
+      tenant: telemetryTenantOf(this.#ctx.store),
     }));
     this.#touch();
-    const next_ = this.#pending.shift();
-    if (next_ !== undefined) {
-      this.#pendingCount -= next_.inputs.length;
-      this.#start(next_);
+    this.#startNext();
+  }
+
+  /** Starts the next waiting batch, if any. */
+  #startNext(): void {
+    const next = this.#pending.shift();
+    if (next !== undefined) {
+      this.#pendingCount -= next.inputs.length;
+      this.#start(next);
     }
+  }
+
+  /**
+   * A message of the run could not be saved (a store failure): the run keeps the session,
+   * tells its handles, and runs again after a backoff (100 ms doubling to 30 s, jittered).
+   * Its messages stay in the durable queue until an attempt is saved whole, so a restart
+   * in the meantime replays them, and nothing is acknowledged twice.
+   */
+  #retryLater(active: ActiveRun): void {
+    const failures = (active.saveFailures ?? 0) + 1;
+    active.saveFailures = failures;
+    const ceiling = Math.min(SAVE_RETRY_MAX_MS, SAVE_RETRY_BASE_MS * 2 ** (failures - 1));
+    const delayMs = ceiling * (0.5 + Math.random() / 2);
+    const failure = active.saveFailure;
+    this.#emit(active, {
+      runId: active.runId,
+      sessionKey: this.key,
+      type: "error",
+      error: {
+        code: "SAVE_FAILED",
+        message: `the run could not be saved (${failure instanceof Error ? failure.message : String(failure)}); it will run again`,
+      },
+    });
+    active.cancelRetry = this.sendAfter({ type: "retry-run", runId: active.runId }, delayMs);
+  }
+
+  /** Runs a run again whose messages could not be saved (see `#retryLater`). */
+  async #retryRun(runId: string): Promise<void> {
+    const active = this.#active;
+    if (active === null || active.runId !== runId || active.saveFailure === undefined) return;
+    active.cancelRetry = undefined;
+    const { store } = this.#ctx;
+    try {
+      // What the failed attempt did save must not reach the model: a discard marker cancels
+      // it (as after a crash), and the history is read back without it.
+      await store.transcripts.append(this.key, [{ runId, at: this.#ctx.now(), discarded: true }]);
+      const tail = await store.transcripts.read(this.key, {
+        order: "desc",
+        limit: this.#ctx.historyLimit,
+      });
+      this.#history = historyOf(liveEntries(tail.reverse()));
+    } catch (error) {
+      if (FencedError.isInstance(error)) throw error;
+      active.saveFailure = error;
+      this.#retryLater(active);
+      return;
+    }
+    this.#active = null;
+    const batch: Batch = {
+      runId,
+      inputs: [...active.inputs, ...active.taken, ...active.steered],
+      logs: active.logs,
+      queueIds: active.queueIds,
+      mode: active.mode,
+      saveFailures: active.saveFailures ?? 0,
+    };
+    if (active.model !== undefined) batch.model = active.model;
+    if (active.thinking !== undefined) batch.thinking = active.thinking;
+    this.#start(batch);
   }
 
   #runStartEvent(batch: Batch): RunEvent {
@@ -617,10 +809,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const { pubsub } = this.#ctx;
     if (pubsub instanceof LocalPubSub) {
       // In-process fan-out needs no promise per event (a run streams many).
-      pubsub.publishSync(`session:${this.key}`, event);
+      pubsub.publishSync(this.#topic, event);
       pubsub.publishSync("events:global", event);
     } else {
-      pubsub.publish(`session:${this.key}`, event).catch(() => undefined);
+      pubsub.publish(this.#topic, event).catch(() => undefined);
       pubsub.publish("events:global", event).catch(() => undefined);
     }
   }
@@ -658,6 +850,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 /** A request the session refused; the runtime rethrows `error` to the caller. @internal */
 export class SessionRequestFailure {
   constructor(readonly error: unknown) {}
+}
+
+/** The messages of live transcript entries, made safe to send (see `repairHistory`). */
+function historyOf(live: readonly TranscriptRecord[]): ModelMessage[] {
+  return repairHistory(
+    live
+      .filter((r) => r.entry.message !== undefined)
+      .map((r) => r.entry.message as unknown as ModelMessage),
+  );
 }
 
 /**

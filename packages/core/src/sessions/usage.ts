@@ -33,8 +33,17 @@ export interface UsageFilter {
   sessionKey?: string;
 }
 
+/** The in-process totals of one kv key (day, agent, provider, model). */
+interface UsageSlot {
+  key: string;
+  filter: Required<Omit<UsageFilter, "sessionKey">>;
+  totals: UsageTotals;
+}
+
 /** How many sessions' in-process totals the meter keeps. */
 const MAX_TRACKED_SESSIONS = 10_000;
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 function zero(): UsageTotals {
   return {
@@ -45,6 +54,15 @@ function zero(): UsageTotals {
     cacheWriteTokens: 0,
     costUsd: 0,
   };
+}
+
+function addTotals(total: UsageTotals, more: UsageTotals): void {
+  total.calls += more.calls;
+  total.inputTokens += more.inputTokens;
+  total.outputTokens += more.outputTokens;
+  total.cacheReadTokens += more.cacheReadTokens;
+  total.cacheWriteTokens += more.cacheWriteTokens;
+  total.costUsd += more.costUsd;
 }
 
 function add(total: UsageTotals, entry: { usage: ModelUsage; costUsd: number }, calls = 1): void {
@@ -64,8 +82,14 @@ export function usageDay(at: number): string {
 /**
  * Meters model usage and cost per session, agent, provider, model and day. Totals per
  * day/agent/provider/model are kept in memory and written to the store's key/value space
- * under `usage:<day>:<agentId>:<provider>:<model>` (writes for one key are serialized, so no
- * update is lost); totals per session live in the session's metadata.
+ * under `usage:<day>:<agentId>:<provider>:<model>`; totals per session live in the session's
+ * metadata.
+ *
+ * Store writes are batched: calls recorded close together are summed in memory and added to
+ * the stored totals by one read-modify-write per key, soon after (on the next turn of the
+ * event loop) and on {@link UsageMeter.flush}, which `AgentRuntime.stop()` awaits, so a clean
+ * stop loses nothing. Writes are serialized, so no update is lost; a write the store refuses
+ * is kept and tried again with the next one.
  *
  * @example
  * ```ts
@@ -75,12 +99,17 @@ export function usageDay(at: number): string {
  */
 export class UsageMeter {
   readonly #store: Store;
-  readonly #byKey = new Map<
-    string,
-    { filter: Required<Omit<UsageFilter, "sessionKey">>; totals: UsageTotals }
-  >();
+  readonly #byKey = new Map<string, UsageSlot>();
+  /** The slot of the last recorded call. */
+  #last: UsageSlot | undefined;
   readonly #bySession = new Map<string, UsageTotals>();
+  /** Usage recorded but not yet added to the store, by kv key. */
+  #unwritten = new Map<string, UsageTotals>();
+  #writeScheduled: NodeJS.Immediate | undefined;
   #writes: Promise<void> = Promise.resolve();
+  /** The UTC day (`Math.floor(at / DAY_MS)`) last formatted, and its text. */
+  #dayNumber = Number.NaN;
+  #dayText = "";
 
   constructor(store: Store) {
     this.#store = store;
@@ -88,16 +117,35 @@ export class UsageMeter {
 
   /** Records one model call. */
   record(entry: UsageEntry): void {
-    const day = usageDay(entry.at);
-    const key = `usage:${day}:${entry.agentId}:${entry.provider}:${entry.model}`;
-    let slot = this.#byKey.get(key);
-    if (slot === undefined) {
-      slot = {
-        filter: { day, agentId: entry.agentId, provider: entry.provider, model: entry.model },
-        totals: zero(),
-      };
-      this.#byKey.set(key, slot);
+    const dayNumber = Math.floor(entry.at / DAY_MS);
+    if (dayNumber !== this.#dayNumber) {
+      this.#dayNumber = dayNumber;
+      this.#dayText = usageDay(entry.at);
     }
+    const day = this.#dayText;
+    // The same agent, provider and model as the last call (the common case) reuses its slot
+    // rather than building and hashing the key again.
+    let slot = this.#last;
+    if (
+      slot === undefined ||
+      slot.filter.day !== day ||
+      slot.filter.agentId !== entry.agentId ||
+      slot.filter.provider !== entry.provider ||
+      slot.filter.model !== entry.model
+    ) {
+      const key = `usage:${day}:${entry.agentId}:${entry.provider}:${entry.model}`;
+      slot = this.#byKey.get(key);
+      if (slot === undefined) {
+        slot = {
+          key,
+          filter: { day, agentId: entry.agentId, provider: entry.provider, model: entry.model },
+          totals: zero(),
+        };
+        this.#byKey.set(key, slot);
+      }
+      this.#last = slot;
+    }
+    const key = slot.key;
     add(slot.totals, entry);
     // Recently active sessions only: a bounded map, least recently used first out (a
     // session's lifetime totals live in its metadata).
@@ -112,14 +160,38 @@ export class UsageMeter {
     }
     this.#bySession.set(entry.sessionKey, session);
     add(session, entry);
-    // Persist the delta: read-modify-write, serialized so concurrent records never race.
-    this.#writes = this.#writes
-      .then(async () => {
-        const stored = ((await this.#store.kv.get<UsageTotals>(key)) ?? zero()) as UsageTotals;
-        add(stored, entry);
-        await this.#store.kv.set(key, stored);
-      })
-      .catch(() => undefined);
+    let unwritten = this.#unwritten.get(key);
+    if (unwritten === undefined) {
+      unwritten = zero();
+      this.#unwritten.set(key, unwritten);
+    }
+    add(unwritten, entry);
+    this.#writeScheduled ??= setImmediate(() => {
+      this.#writeScheduled = undefined;
+      void this.#write();
+    });
+  }
+
+  /** Adds everything unwritten to the stored totals; serialized after earlier writes. */
+  #write(): Promise<void> {
+    this.#writes = this.#writes.then(async () => {
+      const batch = this.#unwritten;
+      if (batch.size === 0) return;
+      this.#unwritten = new Map();
+      for (const [key, delta] of batch) {
+        try {
+          const stored = ((await this.#store.kv.get<UsageTotals>(key)) ?? zero()) as UsageTotals;
+          addTotals(stored, delta);
+          await this.#store.kv.set(key, stored);
+        } catch {
+          // Not written (the store refused): keep it for the next write.
+          const later = this.#unwritten.get(key);
+          if (later === undefined) this.#unwritten.set(key, delta);
+          else addTotals(later, delta);
+        }
+      }
+    });
+    return this.#writes;
   }
 
   /**
@@ -159,8 +231,15 @@ export class UsageMeter {
     return out;
   }
 
-  /** Waits until every recorded entry is written to the store. */
+  /**
+   * Writes every recorded entry to the store now and waits until it is written. An entry
+   * the store refuses stays pending and is tried again by the next write.
+   */
   async flush(): Promise<void> {
-    await this.#writes;
+    if (this.#writeScheduled !== undefined) {
+      clearImmediate(this.#writeScheduled);
+      this.#writeScheduled = undefined;
+    }
+    await this.#write();
   }
 }

@@ -244,7 +244,69 @@ function describeValue(value: unknown): string {
  * JSON-backed store would.
  */
 function copyJson(value: unknown, path: string): JsonValue {
-  return copyJsonAt(value, path, 0, new Set());
+  try {
+    return copyValid(value, 0, []);
+  } catch (error) {
+    if (error !== NOT_JSON) throw error;
+    // Rare: walk again, building paths, to name the first part JSON cannot represent.
+    return copyJsonAt(value, path, 0, new Set());
+  }
+}
+
+/** Thrown by {@link copyValid} at the first part JSON cannot represent. */
+const NOT_JSON: unique symbol = Symbol("not JSON");
+
+/**
+ * The fast path of {@link copyJson}: the same checks, but no path strings and no per-call
+ * allocations beyond the copy itself. `ancestors[i]` is the object at depth `i` on the way
+ * down, for the circular-reference check (stores hold shallow data, so the scan is short).
+ */
+function copyValid(value: unknown, depth: number, ancestors: object[]): JsonValue {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return value;
+    case "number":
+      if (!Number.isFinite(value)) throw NOT_JSON;
+      return value === 0 ? 0 : value;
+    case "object": {
+      if (value === null) return null;
+      if (depth >= MAX_JSON_DEPTH) throw NOT_JSON;
+      for (let i = 0; i < depth; i++) if (ancestors[i] === value) throw NOT_JSON;
+      ancestors[depth] = value;
+      if (Array.isArray(value)) {
+        const out: JsonValue[] = [];
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          if (item === undefined || !(i in value)) throw NOT_JSON;
+          out.push(copyValid(item, depth + 1, ancestors));
+        }
+        return out;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) throw NOT_JSON;
+      const out: JsonObject = {};
+      for (const key of Object.keys(value)) {
+        const item: unknown = (value as Record<string, unknown>)[key];
+        if (item === undefined) continue;
+        const copy = copyValid(item, depth + 1, ancestors);
+        // defineProperty keeps a "__proto__" key an ordinary property, as JSON.parse does.
+        if (key === "__proto__") {
+          Object.defineProperty(out, key, {
+            value: copy,
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          });
+        } else {
+          out[key] = copy;
+        }
+      }
+      return out;
+    }
+    default:
+      throw NOT_JSON;
+  }
 }
 
 function copyJsonAt(
@@ -303,6 +365,59 @@ function copyJsonAt(
   }
 }
 
+/**
+ * A JSON object argument (not an array, not null) as JSON text, checked as strictly as
+ * {@link copyJson}: what `JSON.parse` gives back equals what `copyJson` would have stored.
+ */
+function serializeObject(value: unknown, path: string): string {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalid(`${path} must be a JSON object, got ${describeValue(value)}`);
+  }
+  try {
+    checkValid(value, 0, []);
+  } catch (error) {
+    if (error !== NOT_JSON) throw error;
+    copyJsonAt(value, path, 0, new Set()); // throws, naming the first bad part
+    throw error;
+  }
+  return JSON.stringify(value);
+}
+
+/** {@link copyValid} without the copy: throws {@link NOT_JSON} at the first bad part. */
+function checkValid(value: unknown, depth: number, ancestors: object[]): void {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return;
+    case "number":
+      if (!Number.isFinite(value)) throw NOT_JSON;
+      return;
+    case "object": {
+      if (value === null) return;
+      if (depth >= MAX_JSON_DEPTH) throw NOT_JSON;
+      for (let i = 0; i < depth; i++) if (ancestors[i] === value) throw NOT_JSON;
+      ancestors[depth] = value;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          if (item === undefined || !(i in value)) throw NOT_JSON;
+          checkValid(item, depth + 1, ancestors);
+        }
+        return;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) throw NOT_JSON;
+      for (const key of Object.keys(value)) {
+        const item: unknown = (value as Record<string, unknown>)[key];
+        if (item !== undefined) checkValid(item, depth + 1, ancestors);
+      }
+      return;
+    }
+    default:
+      throw NOT_JSON;
+  }
+}
+
 /** A deep copy of a JSON object argument (not an array, not null). */
 function copyObject(value: unknown, path: string): JsonObject {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
@@ -311,9 +426,37 @@ function copyObject(value: unknown, path: string): JsonObject {
   return copyJson(value, path) as JsonObject;
 }
 
-/** Reads hand out copies so that callers can never change stored data. */
+/**
+ * Reads hand out copies so that callers can never change stored data. Everything stored went
+ * through {@link copyJson} (or is built here from such values), so it is plain JSON and a
+ * plain recursive copy is exact, and several times cheaper than `structuredClone`.
+ */
 function clone<T>(value: T): T {
-  return structuredClone(value);
+  return cloneStored(value as JsonValue) as T;
+}
+
+function cloneStored(value: JsonValue): JsonValue {
+  if (typeof value !== "object" || value === null) return value;
+  if (Array.isArray(value)) {
+    const out: JsonValue[] = [];
+    for (let i = 0; i < value.length; i++) out.push(cloneStored(value[i]!));
+    return out;
+  }
+  const out: JsonObject = {};
+  for (const key of Object.keys(value)) {
+    const copy = cloneStored(value[key]!);
+    if (key === "__proto__") {
+      Object.defineProperty(out, key, {
+        value: copy,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    } else {
+      out[key] = copy;
+    }
+  }
+  return out;
 }
 
 /**
@@ -482,10 +625,15 @@ class MemorySessions implements SessionStore {
 
 // ------------------------------------------------------------------ transcripts
 
+/**
+ * Transcript entries are kept as JSON text: one string per entry instead of a tree of
+ * objects, so a long transcript costs the garbage collector almost nothing to trace (it grows
+ * with every turn and is rarely read), and every read parses a fresh copy.
+ */
 class MemoryTranscripts implements TranscriptStore {
   readonly #core: Core;
-  /** Entry `seq` lives at index `seq - 1`. */
-  readonly #entries = new Map<string, JsonObject[]>();
+  /** Entry `seq` lives at index `seq - 1`, as JSON text. */
+  readonly #entries = new Map<string, string[]>();
 
   constructor(core: Core) {
     this.#core = core;
@@ -497,9 +645,9 @@ class MemoryTranscripts implements TranscriptStore {
     if (!Array.isArray(entries)) {
       throw invalid(`transcripts.append: entries must be an array, got ${describeValue(entries)}`);
     }
-    // Copy and check every entry before storing any: all or none.
+    // Check and serialize every entry before storing any: all or none.
     const copies = entries.map((entry, i) =>
-      copyObject(entry, `transcripts.append: entries[${i}]`),
+      serializeObject(entry, `transcripts.append: entries[${i}]`),
     );
     const stored = this.#entries.get(sessionKey);
     if (copies.length === 0) return stored?.length ?? 0;
@@ -530,11 +678,11 @@ class MemoryTranscripts implements TranscriptStore {
     const out: TranscriptRecord[] = [];
     if (order === "asc") {
       for (let seq = first; seq <= last && out.length < limit; seq++) {
-        out.push({ seq, entry: clone(entries[seq - 1]!) });
+        out.push({ seq, entry: JSON.parse(entries[seq - 1]!) as JsonObject });
       }
     } else {
       for (let seq = last; seq >= first && out.length < limit; seq--) {
-        out.push({ seq, entry: clone(entries[seq - 1]!) });
+        out.push({ seq, entry: JSON.parse(entries[seq - 1]!) as JsonObject });
       }
     }
     return out;

@@ -324,6 +324,30 @@ export interface LockStore {
   holder(name: string): Promise<Lease | undefined>;
 }
 
+// ------------------------------------------------------------------ fenced writes
+
+/** A fencing token presented with a write: a lock's name and the token its holder got. */
+export interface WriteFence {
+  lock: string;
+  token: number;
+}
+
+/**
+ * The writes a session's owner makes, fenced by the fencing token of the session's lease
+ * (an optional capability: {@link Store.fenced}). Each one checks, atomically with the write
+ * itself, that `fence.token` is still the lock's current fencing token (no later holder has
+ * acquired the lock since), and otherwise rejects with `FencedError`, writing nothing. A
+ * holder paused past its lease (a long GC pause, `SIGSTOP`) therefore cannot overwrite what
+ * the next holder wrote. The operations behave like those of the same name on the `Store`.
+ */
+export interface FencedWrites {
+  /** The fence every write presents. */
+  readonly fence: WriteFence;
+  readonly sessions: Pick<SessionStore, "put" | "delete">;
+  readonly transcripts: Pick<TranscriptStore, "append" | "delete">;
+  readonly queue: Pick<InboundQueue, "ack" | "discard">;
+}
+
 // ------------------------------------------------------------------ the store
 
 /**
@@ -355,4 +379,11 @@ export interface Store {
   readonly queue: InboundQueue;
   readonly kv: KeyValueStore;
   readonly locks: LockStore;
+  /**
+   * Optional capability: the session-scoped writes fenced by a lock's fencing token (see
+   * {@link FencedWrites}). A cluster node makes its sessions write through it, so that a
+   * node that lost a session's lease cannot write to the session any more. Stores without
+   * it (single-process ones) write unfenced.
+   */
+  fenced?(fence: WriteFence): FencedWrites;
 }

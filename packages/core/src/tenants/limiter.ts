@@ -15,6 +15,12 @@ export interface TenantLimits {
   maxConcurrentRunsPerAgent?: number;
   /** Sessions alive in memory at once. */
   maxConcurrentSessions?: number;
+  /**
+   * Messages accepted and not yet finished, across the tenant: one more is refused at `send`
+   * with `OverloadedError` before anything is queued. Bounds the work a burst can leave queued
+   * (each session's own queue bound, `maxQueuedMessages`, applies per session).
+   */
+  maxPendingMessages?: number;
   /** Agents the tenant may define. */
   maxAgents?: number;
 }
@@ -169,30 +175,8 @@ export class ResourceLimiter {
   ): Promise<RunSlot> {
     const now = this.#now();
     this.#roll(now);
-    const estimate = options.estimatedTokens ?? 0;
-    const { tokensPerDay, tokensPerMonth, requestsPerMinute } = this.limits;
-    if (tokensPerDay !== undefined && this.#dayTokens + estimate > tokensPerDay) {
-      throw new BudgetExceededError(
-        this.tenant,
-        "day",
-        tokensPerDay,
-        this.#dayTokens,
-        this.#day + 86_400_000,
-      );
-    }
-    if (tokensPerMonth !== undefined && this.#monthTokens + estimate > tokensPerMonth) {
-      throw new BudgetExceededError(
-        this.tenant,
-        "month",
-        tokensPerMonth,
-        this.#monthTokens,
-        nextMonthStart(now),
-      );
-    }
-    if (requestsPerMinute !== undefined && this.#requests.length >= requestsPerMinute) {
-      const retryAfterMs = Math.max(1, this.#requests[0]! + MINUTE_MS - now);
-      throw new RateLimitedError(this.tenant, requestsPerMinute, retryAfterMs);
-    }
+    this.#checkBudgets(now, options.estimatedTokens ?? 0);
+    this.#checkRate(now);
     this.#requests.push(now);
     if (options.signal?.aborted) throw options.signal.reason ?? new AbortedError("aborted");
     if (this.#hasRoom(agentId)) return this.#take(agentId);
@@ -212,6 +196,57 @@ export class ResourceLimiter {
       options.signal?.addEventListener("abort", waiter.onAbort, { once: true });
       this.#waiters.push(waiter);
     });
+  }
+
+  /**
+   * Refuses new work the tenant cannot do now, taking nothing: throws when a token budget is
+   * already spent or the request rate is exhausted — what the next `acquire` would throw.
+   * `TenantManager` calls it before a message is accepted, so that a flood is turned away at
+   * the door, before anything is queued, instead of being queued, run and failed one by one.
+   *
+   * @throws BudgetExceededError when the day or month budget has no token left.
+   * @throws RateLimitedError when the tenant made `requestsPerMinute` requests in the last minute.
+   * @example
+   * ```ts
+   * limiter.admit(); // throws RateLimitedError (with retryAfterMs) while the rate is exhausted
+   * ```
+   */
+  admit(): void {
+    const now = this.#now();
+    this.#roll(now);
+    // Any call needs at least one token: a budget is spent once it is reached.
+    this.#checkBudgets(now, 1);
+    this.#checkRate(now);
+  }
+
+  #checkBudgets(now: number, estimate: number): void {
+    const { tokensPerDay, tokensPerMonth } = this.limits;
+    if (tokensPerDay !== undefined && this.#dayTokens + estimate > tokensPerDay) {
+      throw new BudgetExceededError(
+        this.tenant,
+        "day",
+        tokensPerDay,
+        this.#dayTokens,
+        this.#day + 86_400_000,
+      );
+    }
+    if (tokensPerMonth !== undefined && this.#monthTokens + estimate > tokensPerMonth) {
+      throw new BudgetExceededError(
+        this.tenant,
+        "month",
+        tokensPerMonth,
+        this.#monthTokens,
+        nextMonthStart(now),
+      );
+    }
+  }
+
+  #checkRate(now: number): void {
+    const { requestsPerMinute } = this.limits;
+    if (requestsPerMinute !== undefined && this.#requests.length >= requestsPerMinute) {
+      const retryAfterMs = Math.max(1, this.#requests[0]! + MINUTE_MS - now);
+      throw new RateLimitedError(this.tenant, requestsPerMinute, retryAfterMs);
+    }
   }
 
   /** Counts tokens a call used against the day and month budgets. */

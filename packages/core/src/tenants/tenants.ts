@@ -1,8 +1,15 @@
-import { AlreadyRegisteredError, InvalidArgumentError, NoProcessError } from "../errors.js";
+import {
+  AlreadyRegisteredError,
+  InvalidArgumentError,
+  NoProcessError,
+  OverloadedError,
+} from "../errors.js";
 import { estimateRequestTokens } from "../providers/rate-limiter.js";
 import type { ModelUsage } from "../providers/types.js";
 import type { ModelSource } from "../sessions/agent-loop.js";
-import { AgentRuntime, type AgentRuntimeOptions } from "../sessions/runtime.js";
+import type { RunHandle } from "../sessions/run-handle.js";
+import { AgentRuntime, type AgentRuntimeOptions, type SessionHandle } from "../sessions/runtime.js";
+import { setTelemetryTenant } from "../telemetry.js";
 import { ResourceLimiter, type TenantLimits } from "./limiter.js";
 
 /**
@@ -41,6 +48,53 @@ export function limitModelSource(source: ModelSource, limiter: ResourceLimiter):
   };
 }
 
+/**
+ * A tenant's runtime: an `AgentRuntime` whose sessions refuse a message at `send` — before
+ * anything is queued or a session is started — while the tenant's budget is spent, its
+ * request rate exhausted or `maxPendingMessages` messages are unfinished. Without this, each
+ * message of a flood would be queued, start a run and fail at its first model call, costing
+ * the process several times what the refusal does.
+ */
+class TenantRuntime extends AgentRuntime {
+  readonly #limiter: ResourceLimiter;
+  #pending = 0;
+
+  constructor(options: AgentRuntimeOptions, limiter: ResourceLimiter) {
+    super(options);
+    this.#limiter = limiter;
+  }
+
+  override session(rawKey: string): SessionHandle {
+    const handle = super.session(rawKey);
+    const send = handle.send;
+    return { ...handle, send: (message, options) => this.#admitted(() => send(message, options)) };
+  }
+
+  async #admitted(send: () => Promise<RunHandle>): Promise<RunHandle> {
+    const max = this.#limiter.limits.maxPendingMessages;
+    if (max !== undefined && this.#pending >= max) {
+      throw new OverloadedError(
+        `tenant "${this.#limiter.tenant}" has ${this.#pending} unfinished messages, its limit`,
+        max,
+      );
+    }
+    this.#limiter.admit();
+    this.#pending++;
+    let run: RunHandle;
+    try {
+      run = await send();
+    } catch (error) {
+      this.#pending--;
+      throw error;
+    }
+    void run.result.then(
+      () => this.#pending--,
+      () => this.#pending--,
+    );
+    return run;
+  }
+}
+
 /** How to create one tenant. */
 export interface TenantOptions {
   /** `^[a-z0-9][a-z0-9_-]{0,63}$`. */
@@ -63,7 +117,9 @@ const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
  * Several tenants in one process. Each tenant is its own `AgentRuntime` — its own supervision
  * subtree of sessions (and the channels and cron a host attaches to it), over its own store —
  * behind a `ResourceLimiter` enforced before every provider call. A tenant that crashes or
- * floods is limited to its own subtree, slots and budget.
+ * floods is limited to its own subtree, slots and budget; while its budget is spent or its
+ * request rate exhausted, `send` refuses its messages at once (`BudgetExceededError`,
+ * `RateLimitedError`) and nothing is queued.
  *
  * @example
  * ```ts
@@ -104,14 +160,19 @@ export class TenantManager {
       );
     }
     const limiter = new ResourceLimiter(options.id, limits);
-    const runtime = new AgentRuntime({
-      ...options.runtime,
-      models: limitModelSource(options.runtime.models, limiter),
-      ...(limits.maxConcurrentSessions === undefined
-        ? {}
-        : { maxActiveSessions: limits.maxConcurrentSessions }),
-    });
+    const runtime = new TenantRuntime(
+      {
+        ...options.runtime,
+        models: limitModelSource(options.runtime.models, limiter),
+        ...(limits.maxConcurrentSessions === undefined
+          ? {}
+          : { maxActiveSessions: limits.maxConcurrentSessions }),
+      },
+      limiter,
+    );
     const tenant: Tenant = { id: options.id, runtime, limiter };
+    // Telemetry of this tenant's sessions (and of a cron service over its store) carries its id.
+    setTelemetryTenant(options.runtime.store, options.id);
     this.#tenants.set(options.id, tenant);
     try {
       await runtime.start();

@@ -13,7 +13,8 @@
  * platform message is answered once, typing shows while the run streams, and — when the
  * driver can drop the connection — that the channel reconnects and messages flow again.
  *
- * Skips follow `capabilities` only (and `disconnect` being absent from the driver).
+ * Skips follow `capabilities` only (and `disconnect` being absent from the driver); threads are
+ * tested in group chats, so they need `groups` too.
  */
 import type * as Vitest from "vitest";
 import { ChannelManager } from "../channels/manager.js";
@@ -125,7 +126,47 @@ export interface ChannelConformanceOptions<
   config?: (platform: D) => unknown;
   /** How long the suite waits for an expected event. Default 5000. */
   timeoutMs?: number;
+  /**
+   * The ids the suite uses, for platforms whose ids have a shape of their own (Telegram's
+   * integers, Slack's `U...`/`C...` and `ts`): the driver then needs no translation and the
+   * plugin is tested as it is. Default: `peer-<n>`, `room-<n>`, `thread-<n>`, `m-<...>-<n>`.
+   */
+  ids?: Partial<ConformanceIds>;
 }
+
+/**
+ * Generators of the ids {@link channelConformanceSuite} puts in platform events and targets.
+ * `n` counts from 1; each generator must return distinct ids for distinct `n`.
+ *
+ * @example
+ * ```ts
+ * // Telegram: integer users and chats, message ids `<chat_id>:<message_id>`.
+ * const ids: Partial<ConformanceIds> = {
+ *   peer: (n) => String(100_000 + n),
+ *   group: (n) => String(-1_001_000_000_000 - n),
+ *   thread: (n) => String(10 + n),
+ *   message: (n, chatId) => `${chatId}:${900_000 + n}`,
+ * };
+ * ```
+ */
+export interface ConformanceIds {
+  /** The n-th peer (user). A direct chat's id is its peer's id (a driver maps it otherwise). */
+  peer(n: number): string;
+  /** The n-th group chat. */
+  group(n: number): string;
+  /** The n-th thread, in group chat `chatId`. */
+  thread(n: number, chatId: string): string;
+  /** The n-th platform message id of the test run, in chat `chatId`: unique per run. */
+  message(n: number, chatId: string): string;
+}
+
+const runId = Date.now().toString(36);
+const defaultIds: ConformanceIds = {
+  peer: (n) => `peer-${n}`,
+  group: (n) => `room-${n}`,
+  thread: (n) => `thread-${n}`,
+  message: (n) => `m-${runId}-${n}`,
+};
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -239,14 +280,25 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
       ...(caps.groups ? (["group"] as const) : []),
     ];
     const anyChat: ChatType = chatTypes[0] ?? "direct";
+    const ids: ConformanceIds = { ...defaultIds, ...options.ids };
+    // The cast of the specifications: Alice talks to the bot, Ann is a second direct peer,
+    // Bob speaks in the group and mentions Carol; the group has a thread.
+    const alice = ids.peer(1);
+    const ann = ids.peer(2);
+    const bob = ids.peer(3);
+    const carol = ids.peer(4);
+    const room = ids.group(1);
+    const thread = ids.thread(1, room);
     const chatOf = (type: ChatType): { chatType: ChatType; chatId: string } =>
       // A direct chat's id is the peer's own id here, as on platforms without separate DM
       // conversations (Telegram); a driver for a platform with them (Discord) maps it.
       type === "direct"
-        ? { chatType: "direct", chatId: "alice" }
-        : { chatType: "group", chatId: "room-1" };
+        ? { chatType: "direct", chatId: alice }
+        : { chatType: "group", chatId: room };
     let counter = 0;
-    const messageId = () => `m-${Date.now().toString(36)}-${++counter}`;
+    const messageId = (chatId: string = chatOf(anyChat).chatId) => ids.message(++counter, chatId);
+    // Threads live in group chats.
+    const threadsTested = caps.threads && caps.groups;
     const targetOf = (type: ChatType, threadId?: string): ChannelTarget => ({
       accountId: "default",
       ...chatOf(type),
@@ -270,7 +322,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const id = messageId();
         await platform.inject({
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text: "hello",
           messageId: id,
           mentionsBot: true,
@@ -302,7 +354,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const id = messageId();
         await platform.inject({
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text: "again",
           messageId: id,
           mentionsBot: true,
@@ -325,12 +377,12 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         async () => {
           const { platform, plugin, config } = await setup();
           const { received } = await startRecording(plugin, config);
-          const id = messageId();
+          const id = messageId(ann);
           const sentAt = Date.now();
           await platform.inject({
             chatType: "direct",
-            chatId: "alice-1",
-            peer: { id: "alice-1", name: "Alice" },
+            chatId: ann,
+            peer: { id: ann, name: "Ann" },
             text: "hello there, ünïcödé ✓ 👋",
             messageId: id,
           });
@@ -342,9 +394,9 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
           expect(message).toMatchObject({
             channel: plugin.id,
             accountId: "default",
-            peer: { id: "alice-1", name: "Alice" },
+            peer: { id: ann, name: "Ann" },
             chatType: "direct",
-            chatId: "alice-1",
+            chatId: ann,
             text: "hello there, ünïcödé ✓ 👋",
             messageId: id,
           });
@@ -358,21 +410,21 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         async () => {
           const { platform, plugin, config } = await setup();
           const { received } = await startRecording(plugin, config);
-          const mentioned = messageId();
-          const plain = messageId();
+          const mentioned = messageId(room);
+          const plain = messageId(room);
           await platform.inject({
             chatType: "group",
-            chatId: "room-1",
-            peer: { id: "bob-2", name: "Bob" },
+            chatId: room,
+            peer: { id: bob, name: "Bob" },
             text: "@bot ask carol",
             messageId: mentioned,
             mentionsBot: true,
-            mentions: ["carol-3"],
+            mentions: [carol],
           });
           await platform.inject({
             chatType: "group",
-            chatId: "room-1",
-            peer: { id: "bob-2" },
+            chatId: room,
+            peer: { id: bob },
             text: "just chatting",
             messageId: plain,
           });
@@ -388,24 +440,24 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
           );
           expect(withMention).toMatchObject({
             chatType: "group",
-            chatId: "room-1",
-            peer: { id: "bob-2" },
+            chatId: room,
+            peer: { id: bob },
             mentions: { bot: true },
           });
-          expect(withMention.mentions.peers).toContain("carol-3");
+          expect(withMention.mentions.peers).toContain(carol);
           expect(withMention.text).toContain("ask carol");
           expect(without.mentions.bot).toBe(false);
         },
       );
 
-      it.runIf(caps.threads)("normalizes a message in a thread", async () => {
+      it.runIf(threadsTested)("normalizes a message in a thread of a group", async () => {
         const { platform, plugin, config } = await setup();
         const { received } = await startRecording(plugin, config);
-        const id = messageId();
+        const id = messageId(room);
         await platform.inject({
-          ...chatOf(anyChat),
-          threadId: "thread-9",
-          peer: { id: "alice" },
+          ...chatOf("group"),
+          threadId: thread,
+          peer: { id: bob },
           text: "in a thread",
           messageId: id,
           mentionsBot: true,
@@ -415,31 +467,30 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
           () => received.find((m) => m.messageId === id),
           timeoutMs,
         );
-        expect(message).toMatchObject({
-          ...chatOf(anyChat),
-          threadId: "thread-9",
-          text: "in a thread",
-        });
+        expect(message).toMatchObject({ ...chatOf("group"), threadId: thread, peer: { id: bob } });
+        // The platform may keep the @-mention of the bot in the text.
+        expect(message.text).toContain("in a thread");
       });
 
       it("normalizes the message it replies to", async () => {
         const { platform, plugin, config } = await setup();
         const { received } = await startRecording(plugin, config);
+        const earlier = messageId();
         const id = messageId();
         await platform.inject({
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text: "yes, that one",
           messageId: id,
           mentionsBot: true,
-          replyTo: { messageId: "earlier-7" },
+          replyTo: { messageId: earlier },
         });
         const message = await waitFor(
           "the reply",
           () => received.find((m) => m.messageId === id),
           timeoutMs,
         );
-        expect(message.replyTo?.messageId).toBe("earlier-7");
+        expect(message.replyTo?.messageId).toBe(earlier);
       });
 
       it.runIf(caps.media)("normalizes attachments", async () => {
@@ -448,7 +499,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const id = messageId();
         await platform.inject({
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text: "see picture",
           messageId: id,
           mentionsBot: true,
@@ -479,7 +530,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const id = messageId();
         const event = {
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text: "once",
           messageId: id,
           mentionsBot: true,
@@ -534,16 +585,32 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         },
       );
 
-      it.runIf(caps.threads)("sendText to a thread lands in the thread", async () => {
+      it.runIf(threadsTested)("sendText to a thread of a group lands in the thread", async () => {
         const { platform, plugin, config } = await setup();
-        await startRecording(plugin, config);
-        await plugin.sendText(targetOf(anyChat, "thread-9"), "threaded answer");
+        const { received } = await startRecording(plugin, config);
+        // Someone speaks in the thread first (so that it exists on the platform), as when the
+        // bot answers there.
+        const id = messageId(room);
+        await platform.inject({
+          ...chatOf("group"),
+          threadId: thread,
+          peer: { id: bob },
+          text: "a question in the thread",
+          messageId: id,
+          mentionsBot: true,
+        });
+        await waitFor(
+          "the thread message",
+          () => received.find((m) => m.messageId === id),
+          timeoutMs,
+        );
+        await plugin.sendText(targetOf("group", thread), "threaded answer");
         const seen = await waitFor(
           "the threaded text",
           () => platform.outbound().find((o) => o.kind === "text" && o.text === "threaded answer"),
           timeoutMs,
         );
-        expect(seen.target.threadId).toBe("thread-9");
+        expect(seen.target).toMatchObject({ chatId: room, threadId: thread });
       });
 
       it.runIf(caps.media)("sendMedia delivers a file", async () => {
@@ -651,7 +718,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const { platform } = await host();
         await platform.inject({
           ...chatOf(anyChat),
-          peer: { id: "alice", name: "Alice" },
+          peer: { id: alice, name: "Alice" },
           text: "ping 42",
           messageId: messageId(),
           mentionsBot: true,
@@ -672,7 +739,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const text = words.join(" ");
         await platform.inject({
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text,
           messageId: messageId(),
           mentionsBot: true,
@@ -697,7 +764,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const { platform } = await host();
         const event = {
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text: "only once",
           messageId: messageId(),
           mentionsBot: true,
@@ -717,7 +784,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         const { platform } = await host();
         await platform.inject({
           ...chatOf(anyChat),
-          peer: { id: "alice" },
+          peer: { id: alice },
           text: "type for me",
           messageId: messageId(),
           mentionsBot: true,
@@ -752,7 +819,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
             try {
               await platform.inject({
                 ...chatOf(anyChat),
-                peer: { id: "alice" },
+                peer: { id: alice },
                 text,
                 messageId: messageId(),
                 mentionsBot: true,

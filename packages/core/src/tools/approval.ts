@@ -3,7 +3,7 @@ import { BeamClawError, InvalidArgumentError } from "../errors.js";
 import type { JsonValue } from "../providers/types.js";
 import type { RunEvent } from "../sessions/types.js";
 import type { ApprovalStore } from "../store/types.js";
-import { emitTelemetry } from "../telemetry.js";
+import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
 
 /**
  * - `off`: nothing is asked.
@@ -188,6 +188,8 @@ export class ApprovalGate {
         decision,
         source,
         waitedMs: this.#now() - started,
+        tenant: currentTelemetryIdentity()?.tenant,
+        agent: currentTelemetryIdentity()?.agent,
       }));
     if (mode === "off") {
       report("allow-once", "off");
@@ -203,7 +205,20 @@ export class ApprovalGate {
     }
     let decision: ApprovalDecision;
     try {
-      decision = await this.#ask(subject, emit, signal);
+      decision = await traceTelemetry(
+        "beamclaw:approval.wait",
+        () => ({
+          tool: subject.toolName,
+          toolCallId: subject.toolCallId,
+          runId: subject.runId,
+          key: subject.key,
+          session: subject.sessionKey,
+        }),
+        () => this.#ask(subject, emit, signal),
+        (answer, trace) => {
+          trace.decision = answer;
+        },
+      );
     } catch (error) {
       if (ApprovalDeniedError.isInstance(error))
         report("deny", error.reason === "timeout" ? "timeout" : "answer");
@@ -294,6 +309,8 @@ export class ApprovalGate {
         tool: subject.toolName,
         key: subject.key,
         requestId,
+        tenant: currentTelemetryIdentity()?.tenant,
+        agent: currentTelemetryIdentity()?.agent,
       }));
       if (signal?.aborted) {
         onAbort();

@@ -18,6 +18,14 @@ export {
   type ToolDefinition,
 } from "./define-tool.js";
 export {
+  capToolOutput,
+  checkMaxOutputBytes,
+  DEFAULT_TOOL_MAX_OUTPUT_BYTES,
+  MIN_TOOL_MAX_OUTPUT_BYTES,
+  truncationMarker,
+  utf8Prefix,
+} from "./output-cap.js";
+export {
   type RegisteredTool,
   SupervisedToolRunner,
   type SupervisedToolRunnerOptions,

@@ -3,9 +3,10 @@ import type { JsonValue, ModelToolDefinition, ToolCallPart } from "../providers/
 import type { TaskSupervisor } from "../runtime/task-supervisor.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
-import { emitTelemetry } from "../telemetry.js";
+import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
 import { ApprovalDeniedError, type ApprovalGate } from "./approval.js";
 import { isTransientError, type ToolDefinition } from "./define-tool.js";
+import { capToolOutput, checkMaxOutputBytes, DEFAULT_TOOL_MAX_OUTPUT_BYTES } from "./output-cap.js";
 
 /** A tool the registry accepts: one made with `defineTool`, or a plain `AgentTool`. */
 export type RegisteredTool = ToolDefinition | AgentTool;
@@ -71,6 +72,16 @@ export class ToolRegistry {
     return [...this.#global.keys()];
   }
 
+  /** The tool `name` if `sessionKey` (of `agent`) may call it: `forSession(...).get(name)`. */
+  lookup(agent: AgentDefinition, sessionKey: string, name: string): RegisteredTool | undefined {
+    const own = this.#sessions.get(sessionKey)?.get(name);
+    if (own !== undefined) return own;
+    const tool = this.#global.get(name);
+    if (tool === undefined) return undefined;
+    const allow = agent.tools ?? [];
+    return allow.includes("*") || allow.includes(name) ? tool : undefined;
+  }
+
   /** The tools `sessionKey` (of `agent`) may call: allowed global tools and its own. */
   forSession(agent: AgentDefinition, sessionKey: string): Map<string, RegisteredTool> {
     const allow = agent.tools ?? [];
@@ -105,6 +116,12 @@ export interface SupervisedToolRunnerOptions {
   maxRetries?: number;
   /** First retry delay; doubles each time, with jitter. Default 200 ms. */
   retryBaseDelayMs?: number;
+  /**
+   * Cap on a result's size in bytes of UTF-8 (as serialized into the transcript); a longer
+   * result is cut with a marker saying how much was dropped (see `capToolOutput`). Default
+   * 65 536; `Infinity` for no cap.
+   */
+  maxOutputBytes?: number;
   /** Resolves the agent of a session (for the allowlist). */
   resolveAgent: (agentId: string) => AgentDefinition;
 }
@@ -130,7 +147,17 @@ export class SupervisedToolRunner implements ToolRunner {
   }
 
   constructor(options: SupervisedToolRunnerOptions) {
+    if (options.maxOutputBytes !== undefined) checkMaxOutputBytes(options.maxOutputBytes);
     this.#options = options;
+  }
+
+  /** Changes the cap on result size (config hot reload); calls in flight use the new one. */
+  setMaxOutputBytes(maxOutputBytes: number): void {
+    this.#options = { ...this.#options, maxOutputBytes: checkMaxOutputBytes(maxOutputBytes) };
+  }
+
+  #cap(output: JsonValue): JsonValue {
+    return capToolOutput(output, this.#options.maxOutputBytes ?? DEFAULT_TOOL_MAX_OUTPUT_BYTES);
   }
 
   definitions(agent: AgentDefinition, sessionKey: string): ModelToolDefinition[] {
@@ -149,7 +176,22 @@ export class SupervisedToolRunner implements ToolRunner {
     const record: CallRecord = { attempts: 0, denied: false };
     let outcome: "success" | "error" | "aborted" | "denied" = "aborted";
     try {
-      const result = await this.#execute(call, context, record);
+      const result = await traceTelemetry(
+        "beamclaw:tool.run",
+        () => ({
+          tool: call.toolName,
+          toolCallId: call.toolCallId,
+          runId: context.runId,
+          agent: context.agentId,
+          session: context.sessionKey,
+        }),
+        () => this.#execute(call, context, record),
+        (done, trace) => {
+          trace.outcome = record.denied ? "denied" : done.isError ? "error" : "success";
+          trace.attempts = record.attempts;
+          if (trace.outcome !== "success") trace.error = done.output;
+        },
+      );
       outcome = record.denied ? "denied" : result.isError ? "error" : "success";
       return result;
     } finally {
@@ -161,6 +203,7 @@ export class SupervisedToolRunner implements ToolRunner {
         durationMs: performance.now() - started,
         outcome,
         attempts: record.attempts,
+        tenant: currentTelemetryIdentity()?.tenant,
       }));
     }
   }
@@ -171,7 +214,7 @@ export class SupervisedToolRunner implements ToolRunner {
     record: CallRecord,
   ): Promise<{ output: JsonValue; isError: boolean }> {
     const agent = this.#options.resolveAgent(context.agentId);
-    const tool = this.#options.registry.forSession(agent, context.sessionKey).get(call.toolName);
+    const tool = this.#options.registry.lookup(agent, context.sessionKey, call.toolName);
     if (tool === undefined)
       return { output: `tool "${call.toolName}" is not available`, isError: true };
     let args: unknown = call.input;
@@ -219,7 +262,7 @@ export class SupervisedToolRunner implements ToolRunner {
       record.attempts = attempt + 1;
       try {
         const output = await this.#run(tool, args, context, timeoutMs);
-        return { output: toJson(output), isError: false };
+        return { output: this.#cap(toJson(output)), isError: false };
       } catch (error) {
         if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
         if (attempt < maxRetries && isTransientError(error)) {
@@ -228,7 +271,8 @@ export class SupervisedToolRunner implements ToolRunner {
           continue;
         }
         const tries = attempt > 0 ? ` after ${attempt + 1} attempts` : "";
-        return { output: `tool "${tool.name}" failed${tries}: ${describe(error)}`, isError: true };
+        const failure = `tool "${tool.name}" failed${tries}: ${describe(error)}`;
+        return { output: this.#cap(failure), isError: true };
       }
     }
   }
@@ -244,7 +288,8 @@ export class SupervisedToolRunner implements ToolRunner {
     const execute = (signal: AbortSignal) =>
       (tool.execute as (a: unknown, c: ToolContext) => unknown)(args, { ...context, signal });
     if (tasks !== undefined && tasks.status === "running") {
-      return tasks.run(({ signal }) => execute(signal), {
+      // The task's signal is made only if the tool reads it (see TaskSupervisor.run).
+      return tasks.run((task) => runWithLazySignal(tool, args, context, task), {
         timeoutMs,
         signal: context.signal,
         name: `tool ${tool.name}`,
@@ -267,6 +312,21 @@ export class SupervisedToolRunner implements ToolRunner {
   }
 }
 
+/** Runs `tool` with a context whose `signal` is the task's, read only when the tool reads it. */
+function runWithLazySignal(
+  tool: RegisteredTool,
+  args: unknown,
+  context: ToolContext,
+  task: { readonly signal: AbortSignal },
+): unknown {
+  return (tool.execute as (a: unknown, c: ToolContext) => unknown)(args, {
+    ...context,
+    get signal() {
+      return task.signal;
+    },
+  });
+}
+
 interface CallRecord {
   attempts: number;
   denied: boolean;
@@ -274,10 +334,54 @@ interface CallRecord {
 
 function toJson(value: unknown): JsonValue {
   if (value === undefined) return null;
+  // Plain data (the usual tool result) is copied directly; anything JSON would change (a
+  // Date, a class, undefined, NaN, a cycle, ...) takes the JSON round trip, which defines
+  // the result.
+  const copy = plainJsonCopy(value, 0);
+  if (copy !== NOT_PLAIN) return copy;
   try {
     return JSON.parse(JSON.stringify(value)) as JsonValue;
   } catch {
     return String(value);
+  }
+}
+
+const NOT_PLAIN: unique symbol = Symbol("not plain JSON");
+
+/** A copy of `value` if JSON would carry it unchanged, else {@link NOT_PLAIN}. */
+function plainJsonCopy(value: unknown, depth: number): JsonValue | typeof NOT_PLAIN {
+  switch (typeof value) {
+    case "string":
+    case "boolean":
+      return value;
+    case "number":
+      return Number.isFinite(value) ? (value === 0 ? 0 : value) : NOT_PLAIN;
+    case "object": {
+      if (value === null) return null;
+      if (depth >= 64) return NOT_PLAIN;
+      if (Array.isArray(value)) {
+        const out: JsonValue[] = [];
+        for (let i = 0; i < value.length; i++) {
+          const item = plainJsonCopy(value[i], depth + 1);
+          if (item === NOT_PLAIN || !(i in value)) return NOT_PLAIN;
+          out.push(item);
+        }
+        return out;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return NOT_PLAIN;
+      if (typeof (value as { toJSON?: unknown }).toJSON === "function") return NOT_PLAIN;
+      const out: Record<string, JsonValue> = {};
+      for (const key of Object.keys(value)) {
+        if (key === "__proto__") return NOT_PLAIN;
+        const item = plainJsonCopy((value as Record<string, unknown>)[key], depth + 1);
+        if (item === NOT_PLAIN) return NOT_PLAIN;
+        out[key] = item;
+      }
+      return out;
+    }
+    default:
+      return NOT_PLAIN;
   }
 }
 

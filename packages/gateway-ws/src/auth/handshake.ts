@@ -21,6 +21,8 @@ import {
   pairingFields,
   scopesWithin,
 } from "./pairing.js";
+import type { AuthRateLimitSettings } from "./rate-limit.js";
+import { type SetupCodes, type SetupCompletion, setupAllows } from "./setup-codes.js";
 import { secretsEqual } from "./shared-secret.js";
 
 /** How clients authenticate. */
@@ -31,6 +33,12 @@ export interface GatewayAuthSettings {
   password?: string | undefined;
   /** Pairing requests from loopback addresses are approved without an operator. */
   autoApproveLoopback: boolean;
+  /**
+   * Failed logins per remote address (see {@link AuthRateLimitSettings}); `false` turns the
+   * limit off. Default: 10 failures in 60 s lock the address out for 5 minutes, loopback
+   * included.
+   */
+  rateLimit?: AuthRateLimitSettings | false | undefined;
 }
 
 /** A refused handshake: the error to answer and how to close. */
@@ -46,15 +54,29 @@ export class HandshakeRefusal extends Error {
   }
 }
 
+/**
+ * `details.code`s of refusals that count as a failed login for the per-address limit: wrong
+ * credentials, not missing ones (a client that sent none is not guessing).
+ */
+export const FAILED_LOGIN_CODES: ReadonlySet<string> = new Set([
+  "AUTH_TOKEN_MISMATCH",
+  "AUTH_PASSWORD_MISMATCH",
+  "AUTH_DEVICE_TOKEN_MISMATCH",
+  "AUTH_BOOTSTRAP_TOKEN_INVALID",
+  "DEVICE_AUTH_SIGNATURE_INVALID",
+]);
+
 /** Who the client turned out to be. */
 export interface HandshakeOutcome {
   role: GatewayRole;
   scopes: string[];
-  authMethod: "none" | "token" | "password" | "device-token";
+  authMethod: "none" | "token" | "password" | "device-token" | "bootstrap-token";
   deviceId?: string;
   device?: PairedDevice;
   /** A device token issued on this connect (returned once in `hello-ok.auth`). */
   issuedToken?: { token: string; issuedAtMs: number };
+  /** The setup this connect completed (it came with a setup code's bootstrap token). */
+  setupCompletion?: SetupCompletion;
 }
 
 function refuse(
@@ -78,6 +100,8 @@ export async function authenticateConnect(input: {
   remoteAddress: string | undefined;
   settings: GatewayAuthSettings;
   pairing: DevicePairing;
+  /** Setup codes whose bootstrap tokens stand in for the shared secret. */
+  setupCodes?: SetupCodes;
   now: number;
   signatureSkewMs: number;
   onPairingRequested(request: PairingRequest, created: boolean): void;
@@ -130,7 +154,13 @@ export async function authenticateConnect(input: {
         reason: "device-nonce-mismatch",
       });
     }
-    const tokens = [...new Set([params.auth?.token ?? "", params.auth?.deviceToken ?? ""])];
+    const tokens = [
+      ...new Set([
+        params.auth?.token ?? "",
+        params.auth?.deviceToken ?? "",
+        params.auth?.bootstrapToken ?? "",
+      ]),
+    ];
     const verified = tokens.some((token) => {
       const fields = {
         deviceId: device.id,
@@ -204,6 +234,38 @@ export async function authenticateConnect(input: {
         code: "AUTH_DEVICE_TOKEN_MISMATCH",
         message: "unauthorized: device token mismatch (rotated or revoked?)",
       };
+    }
+  }
+  // A setup code's bootstrap token stands in for the shared secret, for a device, within the
+  // setup's access; the device's pairing still needs an operator.
+  const bootstrapToken = auth.bootstrapToken;
+  let setupToken: string | undefined;
+  if (
+    authMethod === undefined &&
+    bootstrapToken !== undefined &&
+    bootstrapToken.length > 0 &&
+    input.setupCodes !== undefined
+  ) {
+    if (device === undefined) {
+      throw refuse(ErrorCodes.NOT_PAIRED, "device identity required", {
+        code: "DEVICE_IDENTITY_REQUIRED",
+      });
+    }
+    const setup = await input.setupCodes.lookup(bootstrapToken);
+    if (setup === undefined) {
+      failure = {
+        code: "AUTH_BOOTSTRAP_TOKEN_INVALID",
+        message: "unauthorized: setup code invalid, expired or already used",
+      };
+    } else if (!setupAllows(setup.access, role, scopes)) {
+      throw refuse(
+        ErrorCodes.INVALID_REQUEST,
+        `unauthorized: this setup code grants ${setup.access} access only`,
+        { code: "AUTH_SCOPE_MISMATCH", access: setup.access, requestedScopes: scopes },
+      );
+    } else {
+      authMethod = "bootstrap-token";
+      setupToken = bootstrapToken;
     }
   }
   if (authMethod === undefined) {
@@ -281,6 +343,20 @@ export async function authenticateConnect(input: {
     deviceId: device.id,
     device: current,
   };
+  if (setupToken !== undefined) {
+    const completion = await input.setupCodes!.complete(setupToken, {
+      deviceId: device.id,
+      ...(params.client.displayName === undefined ? {} : { deviceName: params.client.displayName }),
+    });
+    if (completion === undefined) {
+      throw refuse(
+        ErrorCodes.INVALID_REQUEST,
+        "unauthorized: setup code invalid, expired or already used",
+        { code: "AUTH_BOOTSTRAP_TOKEN_INVALID", authMode: settings.mode },
+      );
+    }
+    outcome.setupCompletion = completion;
+  }
   if (authMethod !== "device-token") {
     outcome.issuedToken = await pairing.issueToken(device.id, role, outcome.scopes);
   }

@@ -23,9 +23,11 @@ import {
   withSkills,
 } from "@beamclaw/core";
 import type { GatewayLogSink } from "../logs.js";
+import { channelMethodDefinition } from "../methods/channels.js";
 import { createNodeExecHost, type NodeRelay } from "../node-exec.js";
 import { createGateway, type GatewayServer } from "../server.js";
 import { buildSkillsReport, type GatewaySkillsReport } from "../skills.js";
+import { type ConfiguredChannels, startChannels } from "./channels.js";
 import { type ConfiguredTools, startTools } from "./tools.js";
 
 /** A problem the CLI reports in one clear line and exits 1 for. */
@@ -89,7 +91,10 @@ export async function createStore(config: BeamClawConfig, configDir: string): Pr
   if (store.kind === "fs") {
     const { createFsStore } = await loadStoreFs('store kind "fs"');
     const dir = isAbsolute(store.dir) ? store.dir : resolve(configDir, store.dir);
-    return createFsStore({ dir });
+    return createFsStore({
+      dir,
+      ...(store.dedupeWindowMs === undefined ? {} : { dedupeWindowMs: store.dedupeWindowMs }),
+    });
   }
   const { createRedisStore } = await loadStoreRedis('store kind "redis"');
   return createRedisStore({
@@ -191,6 +196,8 @@ export interface StartedGateway {
   configService: ConfigService;
   /** The tools built from `tools.*` (exec's processes end when the gateway stops). */
   tools: ConfiguredTools;
+  /** The channels of `channels.*`, under one `ChannelManager` on the runtime. */
+  channels: ConfiguredChannels;
   address: { host: string; port: number };
   stop(options?: { drainTimeoutMs?: number; reason?: string }): Promise<void>;
 }
@@ -249,6 +256,7 @@ export async function startFromConfig(options: {
             },
           }),
       toolTimeoutMs: config.tools.timeoutMs,
+      toolMaxOutputBytes: config.tools.maxOutputBytes,
       hibernateAfterMs: config.sessions.hibernateAfterMs,
       historyLimit: config.sessions.historyLimit,
       maxQueuedMessages: config.sessions.maxQueuedMessages,
@@ -293,7 +301,12 @@ export async function startFromConfig(options: {
     }).start();
     cleanups.push(() => cron.stop());
     await cron.applyConfig(config.cron.jobs);
-    // Cron jobs and the live tool settings follow the file as it changes.
+    // Channels start after the runtime and stop before it.
+    const channels = await startChannels(config, runtime, options.logSink);
+    cleanups.push(() => channels.stop());
+    // Gateway methods of channels added by a reload after the gateway was created.
+    const lateMethods = new Map<string, () => void>();
+    // Cron jobs, channels and the live tool settings follow the file as it changes.
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
       for (const problem of tools.apply(next)) options.logSink?.(problem);
       applyLiveSettings(runtime, next, diff.applied, configDir, skills, options.logSink);
@@ -301,6 +314,16 @@ export async function startFromConfig(options: {
         cron
           .applyConfig(next.cron.jobs)
           .catch((error: Error) => options.logSink?.(`cron config not applied: ${error.message}`));
+      }
+      if (diff.changed.some((p) => p === "channels" || p.startsWith("channels."))) {
+        channels
+          .apply(next)
+          .then(() => {
+            if (gatewayRef !== undefined) syncChannelMethods(gatewayRef, channels, lateMethods);
+          })
+          .catch((error: Error) =>
+            options.logSink?.(`channels config not applied: ${error.message}`),
+          );
       }
     });
     cleanups.push(async () => offConfig());
@@ -311,6 +334,9 @@ export async function startFromConfig(options: {
       cron,
       models,
       skills,
+      channelMethods: () => channels.methods(),
+      // `chat.send` with `deliver: true` replies through the channels' outboxes.
+      channels: channels.manager,
       ...(memoryPressure === undefined ? {} : { memoryPressure }),
       ...(options.host === undefined ? {} : { host: options.host }),
       ...(options.port === undefined ? {} : { port: options.port }),
@@ -320,13 +346,18 @@ export async function startFromConfig(options: {
         : { tls: await readTls(config.gateway.tls, configDir) }),
     });
     gatewayRef = gateway;
+    const mounted = new Set(Object.keys(channels.methods()));
     const address = await gateway.start();
+    // Names the gateway mounted at creation follow the channels by themselves.
+    for (const name of mounted) lateMethods.set(name, () => undefined);
+    syncChannelMethods(gateway, channels, lateMethods);
     return {
       gateway,
       runtime,
       store,
       configService,
       tools,
+      channels,
       address,
       async stop(stopOptions = {}) {
         await gateway.stop(stopOptions);
@@ -336,6 +367,32 @@ export async function startFromConfig(options: {
   } catch (error) {
     await unwind();
     throw error;
+  }
+}
+
+/**
+ * Registers the gateway methods of channels that appeared since the gateway was created (a
+ * reload added them). Every method looks its channel up at each call: one whose channel went
+ * away answers `UNAVAILABLE`.
+ */
+function syncChannelMethods(
+  gateway: GatewayServer,
+  channels: ConfiguredChannels,
+  registered: Map<string, () => void>,
+): void {
+  for (const name of Object.keys(channels.methods())) {
+    if (registered.has(name)) continue;
+    try {
+      registered.set(
+        name,
+        gateway.registerMethod(
+          name,
+          channelMethodDefinition(name, () => channels.methods()),
+        ),
+      );
+    } catch (error) {
+      gateway.log.warn(`channel method ${name} not registered: ${(error as Error).message}`);
+    }
   }
 }
 
@@ -373,6 +430,9 @@ function applyLiveSettings(
       log?.("config: agents applied");
     }
     if (touched("tools.timeoutMs")) runtime.reconfigure({ toolTimeoutMs: next.tools.timeoutMs });
+    if (touched("tools.maxOutputBytes")) {
+      runtime.reconfigure({ toolMaxOutputBytes: next.tools.maxOutputBytes });
+    }
     if (touched("tools.approvals")) {
       const wanted = next.tools.approvals;
       if (runtime.approvals === undefined || wanted.mode === "off") {

@@ -8,8 +8,10 @@ import {
   ExecAllowlist,
   loadConfigFile,
   NodeHost,
+  validateAccessPolicy,
 } from "@beamclaw/core";
 import { CliError, configuredSkills, createProviders, loadProviders } from "./bootstrap.js";
+import { channelEntry, enabledChannels } from "./channels.js";
 import { buildExecHosts } from "./tools.js";
 
 /** One finding. */
@@ -190,6 +192,7 @@ export async function doctor(
 
   findings.push(...(await skillFindings(config, configDir)));
   findings.push(...(await toolFindings(config, configDir)));
+  findings.push(...(await channelFindings(config)));
 
   if (options.probe === true) {
     for (const [name, p] of Object.entries(config.providers)) {
@@ -207,6 +210,32 @@ export async function doctor(
           message: `providers.${name}: ${p.baseUrl} is not reachable (${(error as Error).message})`,
         });
       }
+    }
+  }
+  return findings;
+}
+
+/** Channels: each enabled section builds (kind, package, options) and its policy is valid. */
+async function channelFindings(config: BeamClawConfig): Promise<DoctorFinding[]> {
+  const findings: DoctorFinding[] = [];
+  const agents = new Set(config.agents.map((a) => a.id));
+  for (const [id, section] of enabledChannels(config)) {
+    try {
+      const entry = await channelEntry(id, section);
+      validateAccessPolicy(entry, `channels.${id}`);
+      if (entry.agentId !== undefined && !agents.has(entry.agentId)) {
+        throw new CliError(`channels.${id}: unknown agent "${entry.agentId}"`);
+      }
+      findings.push({
+        level: "ok",
+        message: `channels.${id}: ${entry.plugin.meta.label}, DM policy ${entry.dmPolicy ?? "pairing"}`,
+      });
+    } catch (error) {
+      const message = (error as Error).message;
+      findings.push({
+        level: "error",
+        message: message.startsWith(`channels.${id}`) ? message : `channels.${id}: ${message}`,
+      });
     }
   }
   return findings;

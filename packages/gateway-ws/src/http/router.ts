@@ -19,6 +19,8 @@ export interface HttpRouterOptions {
   chatCompletions: boolean;
   models: boolean;
   dashboardDir: string | undefined;
+  /** Where a front server mounts this gateway (`/tenants/acme`): the dashboard connects there. */
+  basePath?: string;
   maxBodyBytes: number;
   /** Whether a browser request's `Origin` may use the API. */
   originAllowed(req: IncomingMessage): boolean;
@@ -131,7 +133,7 @@ export function createHttpHandler(options: HttpRouterOptions) {
         return await handleChatCompletions(hub, req, res, options.maxBodyBytes);
       }
       if ((method === "GET" || method === "HEAD") && options.dashboardDir !== undefined) {
-        if (await serveStatic(req, res, options.dashboardDir, path)) return;
+        if (await serveStatic(req, res, options.dashboardDir, path, options.basePath)) return;
       }
       if (
         (method === "GET" || method === "HEAD") &&

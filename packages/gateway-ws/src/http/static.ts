@@ -47,6 +47,7 @@ export async function serveStatic(
   res: ServerResponse,
   root: string,
   pathname: string,
+  basePath?: string,
 ): Promise<boolean> {
   let decoded: string;
   try {
@@ -65,7 +66,12 @@ export async function serveStatic(
   } catch {
     return false;
   }
-  const body = await readFile(file);
+  let body = await readFile(file);
+  if (basePath !== undefined && relative === "index.html") {
+    // Tell the page where its WebSocket is (it connects to `/` otherwise).
+    const meta = `<meta name="beamclaw-ws-path" content="${escapeAttribute(basePath)}" />`;
+    body = Buffer.from(body.toString("utf8").replace(/<head>/i, `<head>\n    ${meta}`), "utf8");
+  }
   res.writeHead(200, {
     "content-type": TYPES[extname(file).toLowerCase()] ?? "application/octet-stream",
     "content-length": String(body.length),
@@ -74,4 +80,8 @@ export async function serveStatic(
   });
   res.end(req.method === "HEAD" ? undefined : body);
   return true;
+}
+
+function escapeAttribute(value: string): string {
+  return value.replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -1,8 +1,11 @@
 /** `chat.send`, `chat.history`, `chat.abort`, `agent`, `agent.wait`. */
+import type { ChannelTarget, JsonObject, RunResult } from "@beamclaw/core";
+import { channelDeliveryOf } from "../channel-delivery.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
-import { Scopes } from "../protocol/constants.js";
-import { invalidRequest } from "../protocol/errors.js";
+import { ErrorCodes, Scopes } from "../protocol/constants.js";
+import { GatewayError, invalidRequest, subsystemUnavailable } from "../protocol/errors.js";
 import {
+  optionalBool,
   optionalEnum,
   optionalInt,
   optionalString,
@@ -12,12 +15,83 @@ import {
 import type { RunSnapshot } from "../runs.js";
 import {
   attachmentImages,
-  chatHistory,
+  attachmentPolicy,
+  capHistoryChars,
+  chatHistoryDelta,
+  chatHistoryPage,
+  decodeHistoryCursor,
+  messageWithFiles,
+  parseAttachments,
   QUEUE_MODES,
   sanitizeMessage,
   sendToSession,
+  sessionRow,
   THINKING_LEVELS,
 } from "./session-helpers.js";
+
+/** Where a session's messages came from last and its replies may go (`originating*`). */
+export interface SessionRoute {
+  channel: string;
+  to?: string;
+  accountId?: string;
+  threadId?: string;
+  updatedAt: number;
+}
+
+const ROUTE_PREFIX = "gateway:session-route:";
+
+/** The route a session was last reached through (`chat.send`'s `originating*` fields). */
+export async function sessionRoute(
+  hub: GatewayHub,
+  sessionKey: string,
+): Promise<SessionRoute | undefined> {
+  return (await hub.runtime.store.kv.get(ROUTE_PREFIX + sessionKey)) as unknown as
+    | SessionRoute
+    | undefined;
+}
+
+function originOf(method: string, p: ParamsObject, now: number): SessionRoute | undefined {
+  const field = (name: string) => optionalString(method, p, name, { maxLength: 512 });
+  const channel = field("originatingChannel");
+  const to = field("originatingTo");
+  const accountId = field("originatingAccountId");
+  const threadId = field("originatingThreadId");
+  if (channel === undefined || channel.length === 0) {
+    if (to !== undefined || accountId !== undefined || threadId !== undefined) {
+      throw invalidRequest(`invalid ${method} params: originating fields need originatingChannel`, {
+        code: "INVALID_PARAMS",
+        field: "originatingChannel",
+      });
+    }
+    return undefined;
+  }
+  return {
+    channel,
+    ...(to === undefined || to.length === 0 ? {} : { to }),
+    ...(accountId === undefined || accountId.length === 0 ? {} : { accountId }),
+    ...(threadId === undefined || threadId.length === 0 ? {} : { threadId }),
+    updatedAt: now,
+  };
+}
+
+/**
+ * A chat target from a route: `to` is the chat id, `group:<id>` / `channel:<id>` for a group
+ * chat, `user:<id>` / `dm:<id>` / `direct:<id>` for a direct one (the default).
+ */
+function targetOf(route: SessionRoute): ChannelTarget {
+  const to = route.to ?? "";
+  const prefixed = /^(group|channel|user|dm|direct):(.+)$/.exec(to);
+  const chatType =
+    prefixed !== null && (prefixed[1] === "group" || prefixed[1] === "channel")
+      ? "group"
+      : "direct";
+  return {
+    accountId: route.accountId ?? "default",
+    chatType,
+    chatId: prefixed?.[2] ?? to,
+    ...(route.threadId === undefined ? {} : { threadId: route.threadId }),
+  };
+}
 
 const STOP_COMMANDS = new Set(["/stop", "/abort", "stop"]);
 
@@ -38,6 +112,45 @@ async function abortSession(
     if (await hub.session(run!.sessionKey).abort(run!.coreRunId)) aborted.push(run!.runId);
   }
   return { ok: true, aborted: aborted.length > 0, runIds: aborted };
+}
+
+/**
+ * Once the run ends, puts its reply in the channel's outbox (which sends it when the channel
+ * is connected, retrying as it needs). A run that failed, was aborted or said nothing delivers
+ * nothing.
+ */
+function deliverReply(
+  hub: GatewayHub,
+  runId: string,
+  result: Promise<RunResult>,
+  delivery: { route: SessionRoute; target: ChannelTarget },
+  replyToId: string | undefined,
+): void {
+  const { route, target } = delivery;
+  void result
+    .then(async (outcome) => {
+      const text = outcome.text.trim();
+      if (outcome.status !== "completed" || text.length === 0) {
+        hub.log.info(
+          `chat.send ${runId}: nothing delivered to ${route.channel} (${outcome.status})`,
+        );
+        return;
+      }
+      const channels = channelDeliveryOf(hub);
+      if (channels === undefined) return;
+      const entryId = await channels.deliver(route.channel, target, {
+        text,
+        ...(replyToId === undefined ? {} : { replyToMessageId: replyToId }),
+      });
+      hub.log.info(`chat.send ${runId}: reply queued for ${route.channel} (outbox ${entryId})`);
+    })
+    .catch((error: unknown) =>
+      hub.log.warn(
+        `chat.send ${runId}: the reply could not be delivered to ${route.channel}: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      ),
+    );
 }
 
 function thinkingParam(method: string, p: ParamsObject) {
@@ -74,15 +187,52 @@ export const chatMethods: Record<string, HubMethod> = {
           field: "message",
         });
       }
-      const message = sanitizeMessage(p.message);
-      const images = attachmentImages(p.attachments);
-      if (message.trim().length === 0 && (images?.length ?? 0) === 0) {
+      const typed = sanitizeMessage(p.message);
+      const { images, files } = parseAttachments(
+        p.attachments,
+        attachmentPolicy(hub.limits.maxPayloadBytes),
+      );
+      const message = messageWithFiles(typed, files);
+      if (message.trim().length === 0 && images.length === 0) {
         throw invalidRequest("message or attachment required");
       }
       const agentId = optionalString(method, p, "agentId", { nonEmpty: true });
       const session = hub.session(sessionKey, agentId);
-      if (STOP_COMMANDS.has(message.trim().toLowerCase())) {
+      const sessionId = optionalString(method, p, "sessionId", { nonEmpty: true });
+      if (sessionId !== undefined && sessionId !== session.key) {
+        throw invalidRequest(`sessionId ${sessionId} is not the session of ${session.key}`, {
+          code: "SESSION_ID_MISMATCH",
+        });
+      }
+      if (STOP_COMMANDS.has(typed.trim().toLowerCase()) && files.length === 0) {
         return abortSession(hub, session.key);
+      }
+      const origin = originOf(method, p, hub.now());
+      const deliver = optionalBool(method, p, "deliver") === true;
+      const replyToId = optionalString(method, p, "replyToId", { nonEmpty: true, maxLength: 512 });
+      // Everything a delivery needs is checked before anything runs.
+      let delivery: { route: SessionRoute; target: ChannelTarget } | undefined;
+      if (deliver) {
+        const route = origin ?? (await sessionRoute(hub, session.key));
+        if (route?.to === undefined) {
+          throw invalidRequest(
+            "deliver needs a target: originatingChannel and originatingTo, or a session reached through a channel before",
+            { code: "DELIVERY_TARGET_MISSING" },
+          );
+        }
+        const channels = channelDeliveryOf(hub);
+        if (channels === undefined) {
+          throw subsystemUnavailable(
+            "channels",
+            "deliver: this gateway has no chat channels to deliver replies through",
+          );
+        }
+        if (!channels.channelIds.includes(route.channel)) {
+          throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown channel ${route.channel}`, {
+            details: { code: "CHANNEL_NOT_FOUND", channel: route.channel },
+          });
+        }
+        delivery = { route, target: targetOf(route) };
       }
       const outcome = await sendToSession(hub, {
         sessionKey: session.key,
@@ -92,8 +242,25 @@ export const chatMethods: Record<string, HubMethod> = {
         displayRunId: idempotencyKey,
         thinking: thinkingParam(method, p),
         queueMode: optionalEnum(method, p, "queueMode", QUEUE_MODES),
-        sender: `gateway:${call.caller.connId}`,
+        sender:
+          origin === undefined
+            ? `gateway:${call.caller.connId}`
+            : `${origin.channel}:${origin.to ?? call.caller.connId}`,
       });
+      if (origin !== undefined) {
+        // The session's metadata says where it was reached; the full route is kept beside it.
+        await hub.runtime.store.kv.set(ROUTE_PREFIX + session.key, origin as unknown as JsonObject);
+        await session
+          .patch({ channel: origin.channel })
+          .catch((error: Error) =>
+            hub.log.warn(
+              `chat.send: could not record the channel of ${session.key}: ${error.message}`,
+            ),
+          );
+      }
+      if (delivery !== undefined && outcome.result !== undefined) {
+        deliverReply(hub, outcome.runId, outcome.result, delivery, replyToId);
+      }
       return { runId: outcome.runId, status: outcome.status };
     },
   },
@@ -106,12 +273,59 @@ export const chatMethods: Record<string, HubMethod> = {
         requireString(method, p, "sessionKey", 512),
         optionalString(method, p, "agentId", { nonEmpty: true }),
       );
-      const limit = optionalInt(method, p, "limit", { min: 1, max: 1000 }) ?? 200;
+      const sessionId = optionalString(method, p, "sessionId", { nonEmpty: true });
+      if (sessionId !== undefined && sessionId !== session.key) {
+        throw invalidRequest(`sessionId ${sessionId} is not the session of ${session.key}`, {
+          code: "SESSION_ID_MISMATCH",
+        });
+      }
+      const limit = optionalInt(method, p, "limit", { min: 1, max: 1000 });
+      const offset = optionalInt(method, p, "offset", { min: 0, max: 100_000 }) ?? 0;
+      const maxChars = optionalInt(method, p, "maxChars", { min: 1, max: 500_000 });
+      const cursorText = optionalString(method, p, "cursor", { maxLength: 4096 });
       const record = await hub.runtime.store.sessions.get(session.key);
+      if (cursorText !== undefined) {
+        // Delta mode: only what was added after the cursor (or `reset`: read it all again).
+        if (offset > 0) {
+          throw invalidRequest(`invalid ${method} params: cursor and offset do not mix`, {
+            code: "INVALID_PARAMS",
+            field: "offset",
+          });
+        }
+        const cursor = decodeHistoryCursor(session.key, cursorText);
+        const delta = await chatHistoryDelta(hub, session.key, cursor, limit ?? 1000);
+        if (delta.kind === "reset") return { kind: "reset" };
+        const active = hub.runs.active(session.key)[0];
+        return {
+          kind: "delta",
+          messages:
+            maxChars === undefined ? delta.messages : capHistoryChars(delta.messages, maxChars),
+          deltaCursor: delta.deltaCursor,
+          sessionInfo: record === undefined ? null : sessionRow(hub, record),
+          ...(active === undefined
+            ? {}
+            : {
+                inFlightRun: {
+                  runId: active.runId,
+                  sessionKey: active.sessionKey,
+                  startedAt: active.startedAt,
+                  text: active.text,
+                },
+              }),
+        };
+      }
+      const want = limit ?? 200;
+      // `offset` pages back: skip that many of the newest messages.
+      const page = await chatHistoryPage(hub, session.key, Math.min(1000, want + offset));
+      const end = page.messages.length - offset;
+      let messages = end <= 0 ? [] : page.messages.slice(Math.max(0, end - want), end);
+      if (maxChars !== undefined) messages = capHistoryChars(messages, maxChars);
       return {
         sessionKey: session.key,
         sessionId: session.key,
-        messages: await chatHistory(hub, session.key, limit),
+        messages,
+        deltaCursor: page.deltaCursor,
+        ...(offset > 0 ? { offset } : {}),
         ...(typeof record?.thinkingLevel === "string"
           ? { thinkingLevel: record.thinkingLevel }
           : {}),

@@ -1,14 +1,24 @@
 /**
- * Pairing and device tokens: `device.pair.*`, `device.token.rotate`, `device.token.revoke`,
- * and `node.pair.*` (the same pairing, for devices asking for the node role).
+ * Pairing and device tokens: `device.pair.*` (with setup codes: `device.pair.setupCode`,
+ * `device.pair.setupStatus`), `device.token.rotate`, `device.token.revoke`, and `node.pair.*`
+ * (the same pairing, for devices asking for the node role).
  */
 import type { PairedDevice, PairingRequest } from "../auth/pairing.js";
 import { scopeAllows, scopesWithin } from "../auth/pairing.js";
+import { encodeSetupCode, type SetupAccess, SetupCodes } from "../auth/setup-codes.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
+import { nodePendingQueues } from "../node-pending.js";
 import { EXEC_NODE_COMMANDS } from "../nodes.js";
 import { CloseCodes, ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError, invalidRequest, missingScope } from "../protocol/errors.js";
-import { optionalStringArray, requireString } from "../protocol/params.js";
+import {
+  optionalBool,
+  optionalEnum,
+  optionalString,
+  optionalStringArray,
+  type ParamsObject,
+  requireString,
+} from "../protocol/params.js";
 import type { MethodCall } from "./types.js";
 
 function deviceView(device: PairedDevice): Record<string, unknown> {
@@ -120,7 +130,97 @@ async function pairedOrFail(hub: GatewayHub, deviceId: string): Promise<PairedDe
   return device;
 }
 
+const SETUP_CODE_FIELDS = new Set([
+  "publicUrl",
+  "preferRemoteUrl",
+  "includeQr",
+  "bootstrapProfile",
+  "joinUrl",
+]);
+
+/** The WebSocket URL a setup code points at: `publicUrl`, else the one the caller used. */
+function setupUrl(call: MethodCall, p: ParamsObject): { url: string; source: string } {
+  const publicUrl = optionalString(call.method, p, "publicUrl", {
+    nonEmpty: true,
+    maxLength: 2048,
+  });
+  if (publicUrl !== undefined) {
+    let parsed: URL;
+    try {
+      parsed = new URL(publicUrl);
+    } catch {
+      throw invalidRequest(`invalid ${call.method} params: publicUrl must be a URL`, {
+        code: "INVALID_PARAMS",
+        field: "publicUrl",
+      });
+    }
+    const scheme = { "ws:": "ws:", "wss:": "wss:", "http:": "ws:", "https:": "wss:" }[
+      parsed.protocol
+    ];
+    if (scheme === undefined || parsed.username !== "" || parsed.password !== "") {
+      throw invalidRequest(
+        `invalid ${call.method} params: publicUrl must be an http(s) or ws(s) URL without credentials`,
+        { code: "INVALID_PARAMS", field: "publicUrl" },
+      );
+    }
+    parsed.protocol = scheme;
+    return { url: parsed.toString().replace(/\/$/, ""), source: "publicUrl" };
+  }
+  if (call.caller.gatewayUrl === undefined) {
+    throw invalidRequest(
+      `${call.method}: the gateway's URL is unknown (the request had no Host header); pass publicUrl`,
+      { code: "GATEWAY_URL_UNKNOWN" },
+    );
+  }
+  return { url: call.caller.gatewayUrl, source: "request" };
+}
+
 export const deviceMethods: Record<string, HubMethod> = {
+  "device.pair.setupCode": {
+    scope: Scopes.ADMIN,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      for (const key of Object.keys(p)) {
+        if (!SETUP_CODE_FIELDS.has(key)) {
+          throw invalidRequest(`invalid ${method} params: unknown field ${key}`, {
+            code: "INVALID_PARAMS",
+            field: key,
+          });
+        }
+      }
+      optionalBool(method, p, "preferRemoteUrl");
+      optionalBool(method, p, "includeQr");
+      optionalBool(method, p, "joinUrl");
+      const profile = optionalEnum(method, p, "bootstrapProfile", ["limited", "node"] as const);
+      const access: SetupAccess = profile ?? "limited";
+      const { url, source } = setupUrl(call, p);
+      const { record, token } = await new SetupCodes(hub.runtime.store.kv, hub.now).create(access);
+      hub.log.info(`setup code ${record.setupId} created (${access}) by ${call.caller.connId}`);
+      // `includeQr` and `joinUrl` are not rendered here: clients draw the QR of `setupCode`.
+      return {
+        setupId: record.setupId,
+        setupCode: encodeSetupCode(url, token),
+        gatewayUrl: url,
+        auth: hub.auth.mode === "password" ? "password" : "token",
+        urlSource: source,
+        access,
+        expiresAtMs: record.expiresAtMs,
+      };
+    },
+  },
+  "device.pair.setupStatus": {
+    scope: Scopes.ADMIN,
+    async handler(call, hub) {
+      const setupId = requireString(call.method, call.params, "setupId", 128);
+      const record = await new SetupCodes(hub.runtime.store.kv, hub.now).get(setupId);
+      if (record === undefined) {
+        throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown setup ${setupId}`, {
+          details: { code: "SETUP_NOT_FOUND", setupId },
+        });
+      }
+      return record.completion === undefined ? {} : { completion: record.completion };
+    },
+  },
   "device.pair.list": {
     scope: Scopes.PAIRING,
     async handler(_call, hub) {
@@ -242,6 +342,7 @@ export const deviceMethods: Record<string, HubMethod> = {
       if (device.roles.length === 0) await hub.pairing.remove(nodeId);
       else await hub.pairing.update(device);
       disconnect(hub, nodeId, "node unpaired", "node");
+      await nodePendingQueues(hub.runtime.store.kv, hub.now).clear(nodeId);
       return { ok: true, nodeId, removed: true };
     },
   },

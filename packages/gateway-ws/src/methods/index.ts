@@ -1,6 +1,7 @@
 import type { HubMethod } from "../hub.js";
 import { approvalMethods } from "./approvals.js";
 import { catalogMethods } from "./catalog.js";
+import { type ChannelMethodSource, mountChannelMethods } from "./channels.js";
 import { chatMethods } from "./chat.js";
 import { cronMethods } from "./cron.js";
 import { deviceMethods } from "./devices.js";
@@ -8,9 +9,13 @@ import { nodeMethods } from "./nodes.js";
 import { sessionMethods } from "./sessions.js";
 import { systemMethods } from "./system.js";
 
-/** Every method the gateway answers. */
-export function coreMethods(): Record<string, HubMethod> {
-  return {
+/**
+ * Every method the gateway answers: the built-in ones and the channels' (`<channel>.<name>`).
+ *
+ * @throws AlreadyRegisteredError when a channel method has a built-in method's name.
+ */
+export function coreMethods(channels?: ChannelMethodSource): Record<string, HubMethod> {
+  const builtIn: Record<string, HubMethod> = {
     ...systemMethods,
     ...catalogMethods,
     ...sessionMethods,
@@ -20,4 +25,5 @@ export function coreMethods(): Record<string, HubMethod> {
     ...nodeMethods,
     ...deviceMethods,
   };
+  return { ...builtIn, ...mountChannelMethods(builtIn, channels) };
 }

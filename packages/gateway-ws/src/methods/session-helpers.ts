@@ -6,6 +6,7 @@ import {
   type ModelMessage,
   parseSessionKey,
   type QueueMode,
+  type RunResult,
   type SessionRecord,
   type ThinkingLevel,
   type UserMessageInput,
@@ -89,9 +90,86 @@ export async function chatHistory(
   sessionKey: string,
   limit: number,
 ): Promise<ChatMessage[]> {
+  return (await chatHistoryPage(hub, sessionKey, limit)).messages;
+}
+
+/** A delta cursor: where in a session's transcript a client's copy of the history ends. */
+interface HistoryCursor {
+  /** The session it belongs to. */
+  k: string;
+  /** The seq of the last transcript entry the client has (0: none). */
+  s: number;
+  /** That entry's fingerprint: a reset rewrites seqs, this tells the new entries apart. */
+  f: string;
+}
+
+type TranscriptEntry = JsonObject & { message?: unknown; at?: unknown; runId?: unknown };
+
+function fingerprint(entry: TranscriptEntry): string {
+  return `${typeof entry.at === "number" ? entry.at : 0}:${String(entry.runId ?? "")}`;
+}
+
+function encodeCursor(cursor: HistoryCursor): string {
+  return Buffer.from(JSON.stringify({ v: 1, ...cursor }), "utf8").toString("base64url");
+}
+
+/** Reads a cursor `chat.history` gave out; `INVALID_REQUEST` for anything else. */
+export function decodeHistoryCursor(sessionKey: string, text: string): HistoryCursor {
+  let value: { v?: unknown; k?: unknown; s?: unknown; f?: unknown } | undefined;
+  try {
+    value = JSON.parse(Buffer.from(text, "base64url").toString("utf8"));
+  } catch {
+    value = undefined;
+  }
+  if (
+    value?.v !== 1 ||
+    typeof value.k !== "string" ||
+    typeof value.s !== "number" ||
+    !Number.isInteger(value.s) ||
+    value.s < 0 ||
+    typeof value.f !== "string"
+  ) {
+    throw invalidRequest("invalid chat.history params: cursor is not a chat.history cursor", {
+      code: "INVALID_CURSOR",
+      field: "cursor",
+    });
+  }
+  if (value.k !== sessionKey) {
+    throw invalidRequest("invalid chat.history params: cursor belongs to another session", {
+      code: "CURSOR_SESSION_MISMATCH",
+      field: "cursor",
+    });
+  }
+  return { k: value.k, s: value.s, f: value.f };
+}
+
+function toMessages(entry: TranscriptEntry): ChatMessage[] {
+  if (entry.message === undefined) return [];
+  const at = typeof entry.at === "number" ? entry.at : 0;
+  return toChatMessages(entry.message as ModelMessage, at).map((message) => ({
+    ...message,
+    ...(typeof entry.runId === "string" ? { runId: entry.runId } : {}),
+  }));
+}
+
+/**
+ * Like {@link chatHistory}, with the delta cursor of the transcript's end (for `chat.history`
+ * clients that then ask only for what is new).
+ */
+export async function chatHistoryPage(
+  hub: GatewayHub,
+  sessionKey: string,
+  limit: number,
+): Promise<{ messages: ChatMessage[]; deltaCursor: string }> {
   const records = await hub.runtime.store.transcripts.read(sessionKey, {
     order: "desc",
     limit: Math.min(1000, limit + 100),
+  });
+  const newest = records[0];
+  const deltaCursor = encodeCursor({
+    k: sessionKey,
+    s: newest?.seq ?? 0,
+    f: newest === undefined ? "" : fingerprint(newest.entry as TranscriptEntry),
   });
   // A discard marker cancels the entries of its run written before it (an attempt cut short
   // by a crash); a replay of the run writes after the marker and counts. Newest first:
@@ -102,18 +180,94 @@ export async function chatHistory(
     else if (!discarded.has(String(record.entry.runId))) live.push(record);
   }
   const messages: ChatMessage[] = [];
-  for (const record of live.reverse()) {
-    const entry = record.entry as JsonObject & { message?: unknown; at?: unknown; runId?: unknown };
-    if (entry.message === undefined) continue;
-    const at = typeof entry.at === "number" ? entry.at : 0;
-    for (const message of toChatMessages(entry.message as ModelMessage, at)) {
-      messages.push({
-        ...message,
-        ...(typeof entry.runId === "string" ? { runId: entry.runId } : {}),
-      });
+  for (const record of live.reverse())
+    messages.push(...toMessages(record.entry as TranscriptEntry));
+  return { messages: messages.slice(-limit), deltaCursor };
+}
+
+/**
+ * What was added to a session's transcript after `cursor`: at most `maxRecords` entries and a
+ * cursor after them; `reset` when the client's copy no longer fits (the session was reset or
+ * deleted since, or a crashed run's output it already has was discarded).
+ */
+export async function chatHistoryDelta(
+  hub: GatewayHub,
+  sessionKey: string,
+  cursor: HistoryCursor,
+  maxRecords: number,
+): Promise<{ kind: "reset" } | { kind: "delta"; messages: ChatMessage[]; deltaCursor: string }> {
+  const transcripts = hub.runtime.store.transcripts;
+  const lastSeq = await transcripts.lastSeq(sessionKey);
+  if (lastSeq < cursor.s) return { kind: "reset" };
+  if (cursor.s > 0) {
+    const [anchor] = await transcripts.read(sessionKey, { afterSeq: cursor.s - 1, limit: 1 });
+    if (anchor?.seq !== cursor.s || fingerprint(anchor.entry as TranscriptEntry) !== cursor.f) {
+      return { kind: "reset" };
     }
   }
-  return messages.slice(-limit);
+  const records = await transcripts.read(sessionKey, {
+    afterSeq: cursor.s,
+    limit: Math.min(1000, maxRecords),
+  });
+  const messages: ChatMessage[] = [];
+  for (const record of records) {
+    if (record.entry.discarded === true) return { kind: "reset" };
+    messages.push(...toMessages(record.entry as TranscriptEntry));
+  }
+  const last = records.at(-1);
+  return {
+    kind: "delta",
+    messages,
+    deltaCursor:
+      last === undefined
+        ? encodeCursor(cursor)
+        : encodeCursor({
+            k: sessionKey,
+            s: last.seq,
+            f: fingerprint(last.entry as TranscriptEntry),
+          }),
+  };
+}
+
+/**
+ * Keeps the newest messages whose text fits in `maxChars` (at least the newest one, its text
+ * cut to fit).
+ */
+export function capHistoryChars(messages: ChatMessage[], maxChars: number): ChatMessage[] {
+  const size = (m: ChatMessage) =>
+    ((m.content as Array<{ text?: unknown; thinking?: unknown }> | undefined) ?? []).reduce(
+      (n, c) =>
+        n +
+        (typeof c.text === "string" ? c.text.length : 0) +
+        (typeof c.thinking === "string" ? c.thinking.length : 0),
+      0,
+    );
+  const kept: ChatMessage[] = [];
+  let total = 0;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const message = messages[i]!;
+    const n = size(message);
+    if (total + n > maxChars) {
+      if (kept.length === 0) kept.push(cutText(message, maxChars));
+      break;
+    }
+    total += n;
+    kept.push(message);
+  }
+  return kept.reverse();
+}
+
+function cutText(message: ChatMessage, maxChars: number): ChatMessage {
+  let left = maxChars;
+  const content = ((message.content as Array<Record<string, unknown>> | undefined) ?? []).map(
+    (c) => {
+      if (typeof c.text !== "string") return c;
+      const text = c.text.slice(0, Math.max(0, left));
+      left -= text.length;
+      return { ...c, text };
+    },
+  );
+  return { ...message, content, truncated: true };
 }
 
 /** A user message's text, checked: no NUL bytes, control characters other than tab/newline dropped. */
@@ -128,22 +282,262 @@ export function sanitizeMessage(message: string): string {
   return out;
 }
 
-/** Chat attachments (images only) as `UserMessageInput.images`. */
-export function attachmentImages(attachments: unknown): UserMessageInput["images"] {
-  if (attachments === undefined || attachments === null) return undefined;
+/** Attachment limits (decoded bytes), as `hello-ok.policy.attachments` announces them. */
+export function attachmentPolicy(maxPayloadBytes: number): {
+  maxBytes: number;
+  maxImageBytes: number;
+} {
+  // Base64 in a frame of maxPayloadBytes decodes to at most three quarters of it.
+  const fits = Math.max(1, Math.floor((maxPayloadBytes * 3) / 4));
+  return {
+    maxBytes: Math.min(MAX_FILE_ATTACHMENT_BYTES, fits),
+    maxImageBytes: Math.min(MAX_IMAGE_ATTACHMENT_BYTES, fits),
+  };
+}
+
+/** Largest text file attached to a message, decoded. */
+const MAX_FILE_ATTACHMENT_BYTES = 512 * 1024;
+/** Largest image attached to a message, decoded. */
+const MAX_IMAGE_ATTACHMENT_BYTES = 5 * 1024 * 1024;
+/** Attachments one message may carry. */
+const MAX_ATTACHMENTS = 16;
+
+/** Image types every provider takes, with the bytes their files start with. */
+const IMAGE_SIGNATURES: Record<string, (b: Buffer) => boolean> = {
+  "image/png": (b) => b.subarray(0, 8).equals(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10])),
+  "image/jpeg": (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff,
+  "image/gif": (b) => b.subarray(0, 4).toString("latin1") === "GIF8",
+  "image/webp": (b) =>
+    b.subarray(0, 4).toString("latin1") === "RIFF" &&
+    b.subarray(8, 12).toString("latin1") === "WEBP",
+};
+
+const TEXT_TYPES = new Set([
+  "application/json",
+  "application/ld+json",
+  "application/x-ndjson",
+  "application/xml",
+  "application/yaml",
+  "application/x-yaml",
+  "application/toml",
+  "application/javascript",
+  "application/typescript",
+  "application/x-sh",
+  "application/sql",
+  "application/csv",
+  "application/x-httpd-php",
+  "image/svg+xml",
+]);
+
+const EXTENSION_TYPES: Record<string, string> = {
+  txt: "text/plain",
+  md: "text/markdown",
+  csv: "text/csv",
+  tsv: "text/tab-separated-values",
+  html: "text/html",
+  css: "text/css",
+  log: "text/plain",
+  json: "application/json",
+  yaml: "application/yaml",
+  yml: "application/yaml",
+  toml: "application/toml",
+  xml: "application/xml",
+  js: "application/javascript",
+  mjs: "application/javascript",
+  ts: "application/typescript",
+  py: "text/x-python",
+  sh: "application/x-sh",
+  sql: "application/sql",
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  webp: "image/webp",
+  pdf: "application/pdf",
+  mp3: "audio/mpeg",
+  wav: "audio/wav",
+  ogg: "audio/ogg",
+  m4a: "audio/mp4",
+};
+
+function isTextType(mimeType: string): boolean {
+  return (
+    mimeType.startsWith("text/") ||
+    TEXT_TYPES.has(mimeType) ||
+    mimeType.endsWith("+json") ||
+    mimeType.endsWith("+xml")
+  );
+}
+
+function attachmentError(
+  index: number,
+  code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+): GatewayError {
+  return invalidRequest(`attachments[${index}]: ${message}`, { code, index, ...extra });
+}
+
+/** A message's attachments, checked: images for the model, text files for the message. */
+export interface ParsedAttachments {
+  images: NonNullable<UserMessageInput["images"]>;
+  /** Text files, each as a block to add to the message. */
+  files: Array<{ name: string; mimeType: string; text: string }>;
+}
+
+/**
+ * Checks chat attachments (`{ type?, mimeType?, fileName?, content }` with base64 or data-URL
+ * content). Images (PNG, JPEG, GIF, WebP; the bytes must match the type) go to the model as
+ * images; text files (UTF-8: `text/*`, JSON, YAML, XML, code, ...) are added to the message.
+ * Anything else, oversized files and content that is not what it claims are refused with
+ * `INVALID_REQUEST` (`details.code`: `UNSUPPORTED_ATTACHMENT`, `ATTACHMENT_TOO_LARGE`,
+ * `ATTACHMENT_INVALID`), before anything is sent.
+ */
+export function parseAttachments(
+  attachments: unknown,
+  limits: { maxBytes: number; maxImageBytes: number },
+): ParsedAttachments {
+  const parsed: ParsedAttachments = { images: [], files: [] };
+  if (attachments === undefined || attachments === null) return parsed;
   if (!Array.isArray(attachments)) throw invalidRequest("attachments must be an array");
-  return attachments.map((a, i) => {
-    const att = a as { mimeType?: unknown; type?: unknown; content?: unknown };
-    const mediaType = typeof att?.mimeType === "string" ? att.mimeType : "";
-    if (!mediaType.startsWith("image/") || typeof att.content !== "string") {
-      throw invalidRequest(
-        `attachments[${i}]: only images (mimeType image/*, base64 content) are supported`,
-        { code: "UNSUPPORTED_ATTACHMENT", index: i },
+  if (attachments.length > MAX_ATTACHMENTS) {
+    throw invalidRequest(`at most ${MAX_ATTACHMENTS} attachments per message`, {
+      code: "TOO_MANY_ATTACHMENTS",
+      max: MAX_ATTACHMENTS,
+    });
+  }
+  attachments.forEach((raw, index) => {
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+      throw attachmentError(index, "ATTACHMENT_INVALID", "must be an object");
+    }
+    const att = raw as {
+      type?: unknown;
+      mimeType?: unknown;
+      fileName?: unknown;
+      content?: unknown;
+    };
+    if (typeof att.content !== "string" || att.content.length === 0) {
+      throw attachmentError(index, "ATTACHMENT_INVALID", "content must be a base64 string");
+    }
+    const dataUrl = /^data:([^;,]+)?(;[^,]*)?,/.exec(att.content);
+    if (dataUrl !== null && !(dataUrl[2] ?? "").includes(";base64")) {
+      throw attachmentError(index, "ATTACHMENT_INVALID", "data URLs must be base64");
+    }
+    const base64 = (dataUrl === null ? att.content : att.content.slice(dataUrl[0].length)).replace(
+      /\s+/g,
+      "",
+    );
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(base64) || base64.length % 4 === 1) {
+      throw attachmentError(index, "ATTACHMENT_INVALID", "content is not valid base64");
+    }
+    const fileName =
+      typeof att.fileName === "string" && att.fileName.length > 0
+        ? att.fileName.slice(0, 255)
+        : undefined;
+    const extension = fileName?.includes(".")
+      ? fileName.slice(fileName.lastIndexOf(".") + 1).toLowerCase()
+      : undefined;
+    const declared = typeof att.mimeType === "string" ? att.mimeType : undefined;
+    const mimeType = (
+      declared ??
+      dataUrl?.[1] ??
+      (extension === undefined ? undefined : EXTENSION_TYPES[extension]) ??
+      (att.type === "image" ? "image/png" : "")
+    )
+      .split(";")[0]!
+      .trim()
+      .toLowerCase();
+    if (mimeType === "") {
+      throw attachmentError(index, "UNSUPPORTED_ATTACHMENT", "mimeType is required", {
+        mimeType: null,
+      });
+    }
+    const isImage = mimeType.startsWith("image/") && mimeType !== "image/svg+xml";
+    const max = isImage ? limits.maxImageBytes : limits.maxBytes;
+    // The decoded size, before decoding anything large.
+    const bytes =
+      Math.floor((base64.length * 3) / 4) -
+      (base64.endsWith("==") ? 2 : base64.endsWith("=") ? 1 : 0);
+    if (bytes > max) {
+      throw attachmentError(
+        index,
+        "ATTACHMENT_TOO_LARGE",
+        `${bytes} bytes is over the ${max}-byte limit for ${isImage ? "images" : "files"}`,
+        { bytes, maxBytes: max },
       );
     }
-    const data = att.content.replace(/^data:[^;]+;base64,/, "");
-    return { mediaType, data };
+    const data = Buffer.from(base64, "base64");
+    if (isImage) {
+      const matches = IMAGE_SIGNATURES[mimeType];
+      if (matches === undefined) {
+        throw attachmentError(
+          index,
+          "UNSUPPORTED_ATTACHMENT",
+          `image type ${mimeType} is not supported (PNG, JPEG, GIF or WebP)`,
+          { mimeType },
+        );
+      }
+      if (!matches(data)) {
+        throw attachmentError(index, "ATTACHMENT_INVALID", `content is not a ${mimeType} image`, {
+          mimeType,
+        });
+      }
+      parsed.images.push({ mediaType: mimeType, data: base64 });
+      return;
+    }
+    if (!isTextType(mimeType)) {
+      const why = mimeType.startsWith("audio/")
+        ? "audio needs transcription, which this gateway does not do"
+        : `files of type ${mimeType} cannot be given to the model (text files and images can)`;
+      throw attachmentError(index, "UNSUPPORTED_ATTACHMENT", why, { mimeType });
+    }
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(data);
+    } catch {
+      throw attachmentError(
+        index,
+        "ATTACHMENT_INVALID",
+        `content of a ${mimeType} file is not UTF-8`,
+        {
+          mimeType,
+        },
+      );
+    }
+    if (text.includes("\u0000")) {
+      throw attachmentError(index, "ATTACHMENT_INVALID", "text files must not contain null bytes", {
+        mimeType,
+      });
+    }
+    parsed.files.push({ name: fileName ?? `attachment-${index + 1}`, mimeType, text });
   });
+  return parsed;
+}
+
+/** The message with its text files appended, each in an `<attachment>` block. */
+export function messageWithFiles(message: string, files: ParsedAttachments["files"]): string {
+  if (files.length === 0) return message;
+  const quote = (v: string) => v.replace(/[<>"&\r\n]/g, "_");
+  const blocks = files.map(
+    (f) =>
+      `<attachment name="${quote(f.name)}" type="${quote(f.mimeType)}">\n${f.text}\n</attachment>`,
+  );
+  return [message, ...blocks].filter((part) => part.length > 0).join("\n\n");
+}
+
+/** Chat attachments that must all be images, as `UserMessageInput.images` (`sessions.*`, `agent`). */
+export function attachmentImages(
+  attachments: unknown,
+  limits: { maxBytes: number; maxImageBytes: number } = attachmentPolicy(4 * 1024 * 1024),
+): UserMessageInput["images"] {
+  if (attachments === undefined || attachments === null) return undefined;
+  const { images, files } = parseAttachments(attachments, limits);
+  if (files.length > 0) {
+    throw invalidRequest("only image attachments are supported here (chat.send takes text files)", {
+      code: "UNSUPPORTED_ATTACHMENT",
+    });
+  }
+  return images;
 }
 
 /** What a send to a session answered. */
@@ -152,6 +546,8 @@ export interface SendOutcome {
   status: "started" | "in_flight" | "ok" | "error" | "aborted";
   sessionKey: string;
   disposition?: string;
+  /** How the run this send started ends (only when it started one). */
+  result?: Promise<RunResult>;
 }
 
 /**
@@ -227,6 +623,7 @@ export async function sendToSession(
     status: "started",
     sessionKey: session.key,
     disposition: handle.disposition,
+    result: handle.result,
   };
 }
 

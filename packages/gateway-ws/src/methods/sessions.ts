@@ -18,6 +18,7 @@ import {
   type ParamsObject,
   requireString,
 } from "../protocol/params.js";
+import { sessionRoute } from "./chat.js";
 import {
   attachmentImages,
   chatHistory,
@@ -30,6 +31,18 @@ import {
 } from "./session-helpers.js";
 
 const MAX_SCAN = 10_000;
+/** `sessions.list` orders: the store's own (`updatedAt`), or by the last run. */
+const SORT_KEYS = ["updatedAt", "lastInteractionAt"] as const;
+
+/** Unicode code point order, as the store's ties use. */
+function codePointCompare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
+}
+
+function byLastInteraction(a: SessionRecord, b: SessionRecord): number {
+  const at = (r: SessionRecord) => (typeof r.lastRunAt === "number" ? r.lastRunAt : -1);
+  return at(b) - at(a) || b.updatedAt - a.updatedAt || codePointCompare(a.key, b.key);
+}
 
 /** Fields of `sessions.patch` BeamClaw keeps; others are reported back as `ignored`. */
 const PATCH_FIELDS = new Set(["key", "agentId", "label", "thinkingLevel", "verboseLevel", "model"]);
@@ -57,7 +70,19 @@ function modelRef(method: string, value: unknown, field: string): string {
 
 async function rowOf(hub: GatewayHub, key: string): Promise<Record<string, unknown> | null> {
   const record = await hub.runtime.store.sessions.get(key);
-  return record === undefined ? null : sessionRow(hub, record);
+  return record === undefined ? null : withRoute(hub, sessionRow(hub, record));
+}
+
+/** Adds where the session was last reached from (`chat.send`'s `originating*`) to its row. */
+async function withRoute(
+  hub: GatewayHub,
+  row: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const route = await sessionRoute(hub, row.key as string);
+  if (route === undefined) return row;
+  row.channel = route.channel;
+  if (route.accountId !== undefined) row.accountId = route.accountId;
+  return row;
 }
 
 function patchFrom(method: string, p: ParamsObject): { patch: SessionPatch; ignored: string[] } {
@@ -101,11 +126,16 @@ export const sessionMethods: Record<string, HubMethod> = {
       const search = optionalString(method, p, "search")?.toLowerCase();
       const label = optionalString(method, p, "label", { nonEmpty: true });
       const includeLastMessage = optionalBool(method, p, "includeLastMessage") === true;
+      const sortBy = optionalEnum(method, p, "sortBy", SORT_KEYS) ?? "updatedAt";
+      const requireLastInteraction = optionalBool(method, p, "requireLastInteraction") === true;
+      const spawnedBy = optionalString(method, p, "spawnedBy", { nonEmpty: true });
       const now = hub.now();
       const matches = (r: SessionRecord) => {
         const name = typeof r.displayName === "string" ? r.displayName : "";
         if (label !== undefined && name !== label) return false;
         if (search && !r.key.includes(search) && !name.toLowerCase().includes(search)) return false;
+        if (requireLastInteraction && typeof r.lastRunAt !== "number") return false;
+        if (spawnedBy !== undefined && r.parentKey !== spawnedBy) return false;
         return true;
       };
       const picked: SessionRecord[] = [];
@@ -113,28 +143,50 @@ export const sessionMethods: Record<string, HubMethod> = {
       let scanned = 0;
       let cursor: string | undefined;
       let more = false;
-      do {
-        const page = await hub.runtime.store.sessions.list({
-          limit: 500,
-          ...(cursor === undefined ? {} : { cursor }),
-          ...(agentId === undefined ? {} : { agentId }),
-          ...(activeMinutes === undefined ? {} : { updatedSince: now - activeMinutes * 60_000 }),
-        });
-        for (const record of page.items) {
-          scanned++;
-          if (!matches(record)) continue;
-          if (skipped < offset) {
-            skipped++;
-            continue;
+      if (sortBy === "lastInteractionAt") {
+        // Not the store's order: every match is read (up to MAX_SCAN) and sorted, newest
+        // interaction first, then newest update, then key, so pages never overlap or skip.
+        const all: SessionRecord[] = [];
+        do {
+          const page = await hub.runtime.store.sessions.list({
+            limit: 500,
+            ...(cursor === undefined ? {} : { cursor }),
+            ...(agentId === undefined ? {} : { agentId }),
+            ...(activeMinutes === undefined ? {} : { updatedSince: now - activeMinutes * 60_000 }),
+          });
+          for (const record of page.items) {
+            scanned++;
+            if (matches(record)) all.push(record);
           }
-          if (picked.length < limit) picked.push(record);
-          else more = true;
-        }
-        cursor = page.cursor;
-      } while (cursor !== undefined && !more && scanned < MAX_SCAN);
+          cursor = page.cursor;
+        } while (cursor !== undefined && scanned < MAX_SCAN);
+        all.sort(byLastInteraction);
+        picked.push(...all.slice(offset, offset + limit));
+        more = all.length > offset + limit;
+      } else {
+        do {
+          const page = await hub.runtime.store.sessions.list({
+            limit: 500,
+            ...(cursor === undefined ? {} : { cursor }),
+            ...(agentId === undefined ? {} : { agentId }),
+            ...(activeMinutes === undefined ? {} : { updatedSince: now - activeMinutes * 60_000 }),
+          });
+          for (const record of page.items) {
+            scanned++;
+            if (!matches(record)) continue;
+            if (skipped < offset) {
+              skipped++;
+              continue;
+            }
+            if (picked.length < limit) picked.push(record);
+            else more = true;
+          }
+          cursor = page.cursor;
+        } while (cursor !== undefined && !more && scanned < MAX_SCAN);
+      }
       const sessions = [];
       for (const record of picked) {
-        const row = sessionRow(hub, record);
+        const row = await withRoute(hub, sessionRow(hub, record));
         if (includeLastMessage) {
           const [last] = await chatHistory(hub, record.key, 1);
           const content =

@@ -45,6 +45,15 @@ export const systemMethods: Record<string, HubMethod> = {
           nodes: connections.filter((c) => c.role === "node").length,
         },
         heartbeat: { enabled: hub.heartbeat.enabled, everyMs: hub.heartbeat.everyMs },
+        ...(hub.liveness === undefined
+          ? {}
+          : {
+              presence: {
+                ...hub.liveness.stats(),
+                intervalMs: hub.liveness.settings.intervalMs,
+                missedBeatsOffline: hub.liveness.settings.missedBeatsOffline,
+              },
+            }),
         approvals: { pending: hub.approvals.list().length },
         cron: { available: hub.cron !== undefined },
         ...(admin && config !== undefined

@@ -17,6 +17,8 @@ export interface CallerInfo {
   deviceId: string | undefined;
   authMethod: string;
   isLoopback: boolean;
+  /** The URL the caller reached the gateway at (`ws://host:port`), when its request said. */
+  gatewayUrl?: string;
 }
 
 /**

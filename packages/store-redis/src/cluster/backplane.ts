@@ -21,8 +21,10 @@ import {
 } from "../redis-store.js";
 import { show } from "../validate.js";
 import { ClusterKeys } from "./keys.js";
+import { RedisClusterPresence } from "./presence.js";
 import { RedisClusterPubSub } from "./pubsub.js";
-import { CLUSTER_HEARTBEAT, CLUSTER_LEAVE } from "./scripts.js";
+import { NAMED_MESSAGE, RedisClusterRegistry } from "./registry.js";
+import { CLUSTER_HEARTBEAT, CLUSTER_LEAVE, CLUSTER_PLACE } from "./scripts.js";
 import { Subscriber } from "./subscriber.js";
 
 /** Default heartbeat period: 1 s. */
@@ -113,6 +115,10 @@ export class RedisBackplane implements ClusterBackplane {
   readonly heartbeatIntervalMs: number;
   readonly downAfterMs: number;
   readonly pubsub: RedisClusterPubSub;
+  /** Unique names across the cluster; see {@link RedisClusterRegistry}. */
+  readonly registry: RedisClusterRegistry;
+  /** Cluster-wide presence; see {@link RedisClusterPresence}. */
+  readonly presence: RedisClusterPresence;
   readonly #keys: ClusterKeys;
   readonly #conn: RedisConnection;
   readonly #url: string | undefined;
@@ -216,6 +222,19 @@ export class RedisBackplane implements ClusterBackplane {
         this.#subscriber?.whenSubscribed(keys.topicChannel(topic)) ?? Promise.resolve(),
       publish: (topic, payload) => this.#conn.send("publish", [keys.topicChannel(topic), payload]),
     });
+    const conn = this.#conn;
+    const downAfterMs = this.downAfterMs;
+    const link = {
+      nodeId,
+      keys,
+      conn,
+      downAfterMs,
+      get joined() {
+        return isJoined();
+      },
+    };
+    this.registry = new RedisClusterRegistry(link);
+    this.presence = new RedisClusterPresence(link);
   }
 
   get joined(): boolean {
@@ -245,11 +264,13 @@ export class RedisBackplane implements ClusterBackplane {
         this.#onNodeMessage(payload),
       );
       subscriber.add(this.#keys.membershipChannel, (payload) => this.#onNotice(payload));
+      subscriber.add(this.#keys.presenceChannel, (payload) => this.presence.receive(payload));
       await withDeadline(subscriber.client.connect(), this.#connectTimeoutMs, "connecting");
       await withDeadline(
         Promise.all([
           subscriber.whenSubscribed(this.#keys.nodeChannel(this.nodeId)),
           subscriber.whenSubscribed(this.#keys.membershipChannel),
+          subscriber.whenSubscribed(this.#keys.presenceChannel),
         ]),
         this.#connectTimeoutMs,
         "subscribing",
@@ -291,13 +312,14 @@ export class RedisBackplane implements ClusterBackplane {
       await this.#conn.script(
         CLUSTER_LEAVE,
         [this.#keys.members, this.#keys.heartbeats],
-        [this.nodeId, this.#keys.membershipChannel],
+        [this.nodeId, this.#keys.membershipChannel, "", "", "", ...this.#forgetArgs()],
       );
     } catch {
       // Redis unreachable: the others declare this node down after downAfterMs instead.
     }
     await this.#close();
     this.#members.clear();
+    this.registry.clear();
   }
 
   members(): ClusterMember[] {
@@ -320,6 +342,29 @@ export class RedisBackplane implements ClusterBackplane {
       payload,
     ]);
     return Number(receivers) > 0;
+  }
+
+  /**
+   * Picks the least-loaded of `candidates` atomically (one Lua script): load is the
+   * sessions a node reported at its last heartbeat plus the placements onto it that its
+   * heartbeats have not reported started yet, so concurrent placements from every node
+   * count at once, however late the heartbeats are. Ties go to the earliest candidate.
+   */
+  async place(key: string, candidates: readonly string[]): Promise<string | undefined> {
+    if (typeof key !== "string" || key === "") {
+      throw new InvalidArgumentError("place needs a session key");
+    }
+    if (!Array.isArray(candidates) || candidates.some((c) => typeof c !== "string" || c === "")) {
+      throw new InvalidArgumentError("place needs an array of node ids");
+    }
+    if (this.#state !== "joined" || candidates.length === 0) return undefined;
+    const keys = this.#keys;
+    const chosen = await this.#conn.script<string | null>(
+      CLUSTER_PLACE,
+      [keys.members, keys.placements, keys.heartbeats],
+      [String(this.downAfterMs), ...candidates],
+    );
+    return chosen === null || chosen === undefined ? undefined : String(chosen);
   }
 
   onMessage(handler: NodeMessageHandler): () => void {
@@ -403,6 +448,10 @@ export class RedisBackplane implements ClusterBackplane {
         String(this.downAfterMs),
         this.#keys.membershipChannel,
         join ? "1" : "",
+        ...this.#forgetArgs(),
+        typeof status.placedStarted === "number" && Number.isSafeInteger(status.placedStarted)
+          ? String(status.placedStarted)
+          : "",
       ],
     );
     const reapedCount = Number(reply[2]);
@@ -416,6 +465,19 @@ export class RedisBackplane implements ClusterBackplane {
     }
     if (join && this.#state === "joining") this.#publishNotice("join");
     this.#apply(live);
+  }
+
+  /** The arguments of the scripts' `forget` (the names and presence of a node that went). */
+  #forgetArgs(): string[] {
+    const keys = this.#keys;
+    return [
+      keys.names,
+      keys.namesOf(""),
+      keys.presence(""),
+      keys.presenceChannel,
+      keys.placements,
+      keys.placementsReported,
+    ];
   }
 
   /** Replaces the local view with `live` and tells the handlers what changed. */
@@ -479,6 +541,13 @@ export class RedisBackplane implements ClusterBackplane {
     const from = envelope.f;
     const message = envelope.m;
     if (typeof from !== "string" || typeof message !== "object" || message === null) return;
+    const named = message as { t?: unknown; name?: unknown; m?: unknown };
+    if (named.t === NAMED_MESSAGE) {
+      if (typeof named.name === "string" && typeof named.m === "object" && named.m !== null) {
+        this.registry.deliver(named.name, named.m as NodeMessage, from);
+      }
+      return;
+    }
     for (const handler of [...this.#messageHandlers]) {
       try {
         handler(message as NodeMessage, from);

@@ -8,4 +8,6 @@ export {
   type RedisBackplaneOptions,
   type RedisBackplaneUrlOptions,
 } from "./backplane.js";
+export { RedisClusterPresence } from "./presence.js";
 export { RedisClusterPubSub } from "./pubsub.js";
+export { RedisClusterRegistry } from "./registry.js";

@@ -31,6 +31,30 @@ export class ClusterKeys {
   topicChannel(topic: string): string {
     return `${this.prefix}cluster:topic:${topic}`;
   }
+  /** Hash: registered name -> `{"t":registeredAt,"n":nodeId,"l":localId,"m":meta}`. */
+  get names(): string {
+    return `${this.prefix}cluster:names`;
+  }
+  /** Set: the names one node holds (so they go when the node does). */
+  namesOf(nodeId: string): string {
+    return `${this.prefix}cluster:names-of:${nodeId}`;
+  }
+  /** Hash: one node's presence entries, key -> `{"t":updatedAt,"m":meta}`; expires unless heartbeats renew it. */
+  presence(nodeId: string): string {
+    return `${this.prefix}cluster:presence:${nodeId}`;
+  }
+  /** Channel: presence changes `{ type, nodeId, key, entry }`. */
+  get presenceChannel(): string {
+    return `${this.prefix}cluster:presence-events`;
+  }
+  /** Hash: nodeId -> placements onto the node that its heartbeats have not reported started. */
+  get placements(): string {
+    return `${this.prefix}cluster:placements`;
+  }
+  /** Hash: nodeId -> the node's last reported total of sessions started on a placement. */
+  get placementsReported(): string {
+    return `${this.prefix}cluster:placements-reported`;
+  }
   /** The topic of a topic channel, or undefined for another channel. */
   topicOf(channel: string): string | undefined {
     const head = `${this.prefix}cluster:topic:`;

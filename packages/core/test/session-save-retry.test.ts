@@ -1,0 +1,212 @@
+/**
+ * A run whose messages cannot all be saved (the store fails while the run appends to the
+ * transcript) is never acknowledged: its inbound message stays in the durable queue, the
+ * session runs it again after a backoff, and it completes exactly once. Nothing that was
+ * acknowledged is lost, and nothing acknowledged runs again.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { NoProcessError, StoreError } from "../src/errors.js";
+import type { JsonObject, ModelMessage, ModelRequest } from "../src/providers/types.js";
+import { AgentRuntime, type ModelSource, type RunEvent } from "../src/sessions/index.js";
+import { MemoryStore } from "../src/store/memory-store.js";
+import { failureOf, waitFor } from "./support.js";
+
+const KEY = "agent:main:main";
+const MAIN = { id: "main", model: "test/model-1" };
+
+/** A MemoryStore whose `transcripts.append` throws for the next `failNext` calls. */
+class FlakyStore extends MemoryStore {
+  failNext = 0;
+  appendFailures = 0;
+
+  constructor() {
+    super();
+    const append = this.transcripts.append.bind(this.transcripts);
+    this.transcripts.append = async (sessionKey: string, entries: JsonObject[]) => {
+      if (this.failNext > 0) {
+        this.failNext--;
+        this.appendFailures++;
+        throw new StoreError("STORE_UNAVAILABLE", "the disk is briefly unavailable");
+      }
+      return append(sessionKey, entries);
+    };
+  }
+}
+
+/** Answers `answer: <last user text>`; records the messages of every call. */
+class EchoSource implements ModelSource {
+  readonly requests: ModelMessage[][] = [];
+  /** Called at the start of every model call (before it answers). */
+  onCall: (index: number) => void = () => {};
+
+  async *stream(request: Omit<ModelRequest, "model">) {
+    this.requests.push([...request.messages]);
+    this.onCall(this.requests.length - 1);
+    const last = [...request.messages].reverse().find((m) => m.role === "user");
+    const asked =
+      last?.role === "user" && last.content[0]?.type === "text" ? last.content[0].text : "";
+    yield { type: "text-delta", text: `answer: ${asked}` };
+    yield { type: "usage", usage: { inputTokens: 3, outputTokens: 2 } };
+  }
+}
+
+const userTexts = (messages: ModelMessage[]) =>
+  messages.flatMap((m) =>
+    m.role === "user" ? m.content.flatMap((p) => (p.type === "text" ? [p.text] : [])) : [],
+  );
+
+async function pendingTexts(store: MemoryStore): Promise<string[]> {
+  const pending = await store.queue.pending({ sessionKey: KEY });
+  return pending.map((m) => String((m.payload as { input: { text: string } }).input.text));
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function start(store: MemoryStore, source: ModelSource): Promise<AgentRuntime> {
+  const runtime = new AgentRuntime({ store, models: source, agents: [MAIN] });
+  cleanups.push(() => runtime.stop());
+  await runtime.start();
+  return runtime;
+}
+
+async function openStore(): Promise<FlakyStore> {
+  const store = new FlakyStore();
+  await store.open();
+  cleanups.push(() => store.close());
+  return store;
+}
+
+describe("a store failure while a run saves its messages", () => {
+  it("leaves the message queued, runs it again after a backoff, and completes it exactly once", async () => {
+    const store = await openStore();
+    const source = new EchoSource();
+    const runtime = await start(store, source);
+    const session = runtime.session(KEY);
+    await (await session.send("first")).result;
+
+    const onSession: RunEvent[] = [];
+    runtime.pubsub.subscribe<RunEvent>(`session:${KEY}`, (event) => onSession.push(event));
+    let queuedWhileFailing: string[] | undefined;
+    // The assistant message of "fragile" fails to save, then the first two attempts to
+    // cancel what the failed attempt saved fail too: three failures in a row.
+    source.onCall = (index) => {
+      if (index === 1) store.failNext = 3;
+    };
+    runtime.pubsub.subscribe<RunEvent>(`session:${KEY}`, (event) => {
+      if (event.type === "error" && queuedWhileFailing === undefined) {
+        void pendingTexts(store).then((texts) => {
+          queuedWhileFailing = texts;
+        });
+      }
+    });
+    const run = await session.send("fragile");
+    const events: RunEvent[] = [];
+    for await (const event of run) events.push(event);
+    const result = await run.result;
+
+    expect(result).toMatchObject({ status: "completed", text: "answer: fragile" });
+    expect(store.appendFailures).toBe(3);
+    // Until the run was saved whole, its message stayed in the durable queue.
+    expect(queuedWhileFailing).toEqual(["fragile"]);
+    expect(await pendingTexts(store)).toEqual([]);
+    // Each failure is told on the handle; the run itself ends once, completed.
+    const errors = events.filter((e) => e.type === "error");
+    expect(errors.length).toBe(3);
+    for (const error of errors) {
+      expect(error).toMatchObject({ error: { code: "SAVE_FAILED" } });
+    }
+    expect(events.filter((e) => e.type === "run-end")).toHaveLength(1);
+    expect(onSession.filter((e) => e.type === "run-end")).toHaveLength(1);
+    expect(events.at(-1)).toMatchObject({ type: "run-end", result: { status: "completed" } });
+    // The model answered the failed attempt and the one that was saved: twice, not more.
+    expect(source.requests.map(userTexts)).toEqual([
+      ["first"],
+      ["first", "fragile"],
+      ["first", "fragile"],
+    ]);
+
+    // What the failed attempt saved never reaches the model: the next turn sees one
+    // "fragile" and its one answer.
+    await (await session.send("after")).result;
+    const next = source.requests.at(-1)!;
+    expect(userTexts(next)).toEqual(["first", "fragile", "after"]);
+    expect(next.filter((m) => m.role === "assistant")).toHaveLength(2);
+    const info = await session.info();
+    expect(info.metadata.runs).toBe(3);
+
+    // Acknowledged means done: a restart over the same store runs nothing again.
+    await runtime.stop();
+    const later = new EchoSource();
+    const runtime2 = await start(store, later);
+    expect(runtime2.activeSessions()).toEqual([]);
+    const again = await runtime2.session(KEY).send("last");
+    await again.result;
+    expect(later.requests).toHaveLength(1);
+    expect(userTexts(later.requests[0]!)).toEqual(["first", "fragile", "after", "last"]);
+  });
+
+  it("a restart while the run waits to run again replays it exactly once from the durable queue", async () => {
+    const store = await openStore();
+    const source = new EchoSource();
+    const runtime = await start(store, source);
+    const session = runtime.session(KEY);
+    source.onCall = (index) => {
+      if (index === 0) store.failNext = 1_000_000; // the store stays down
+    };
+    const failed: RunEvent[] = [];
+    runtime.pubsub.subscribe<RunEvent>(`session:${KEY}`, (event) => {
+      if (event.type === "error") failed.push(event);
+    });
+    const run = await session.send("stuck");
+    await waitFor("the save to fail", () => failed.length > 0);
+    await runtime.stop();
+    expect(NoProcessError.isInstance(await failureOf(() => run.result))).toBe(true);
+    expect(await pendingTexts(store)).toEqual(["stuck"]);
+
+    store.failNext = 0; // the store is back
+    const source2 = new EchoSource();
+    const runtime2 = new AgentRuntime({ store, models: source2, agents: [MAIN] });
+    cleanups.push(() => runtime2.stop());
+    const ends: RunEvent[] = [];
+    runtime2.pubsub.subscribe<RunEvent>("events:global", (event) => {
+      if (event.type === "run-end") ends.push(event);
+    });
+    await runtime2.start();
+    await waitFor("the replayed run to end", () => ends.length > 0);
+    expect(ends[0]).toMatchObject({ runId: run.runId, result: { status: "completed" } });
+    expect(source2.requests.map(userTexts)).toEqual([["stuck"]]);
+    expect(await pendingTexts(store)).toEqual([]);
+    await runtime2.stop();
+    const source3 = new EchoSource();
+    const runtime3 = await start(store, source3);
+    expect(runtime3.activeSessions()).toEqual([]);
+    expect(source3.requests).toHaveLength(0);
+  });
+
+  it("aborting a run that waits to run again ends it as aborted at once, and it never runs again", async () => {
+    const store = await openStore();
+    const source = new EchoSource();
+    const runtime = await start(store, source);
+    const session = runtime.session(KEY);
+    source.onCall = (index) => {
+      if (index === 0) store.failNext = 1_000_000;
+    };
+    const failed: RunEvent[] = [];
+    runtime.pubsub.subscribe<RunEvent>(`session:${KEY}`, (event) => {
+      if (event.type === "error") failed.push(event);
+    });
+    const run = await session.send("doomed");
+    await waitFor("the save to fail", () => failed.length > 0);
+    store.failNext = 0;
+    expect(await run.abort()).toBe(true);
+    expect((await run.result).status).toBe("aborted");
+    expect(await pendingTexts(store)).toEqual([]);
+    // The session goes on with the next message; the aborted one is not run again (what
+    // it did save, its user message, stays in the conversation, as for any aborted run).
+    expect((await (await session.send("next")).result).status).toBe("completed");
+    expect(source.requests.map(userTexts)).toEqual([["doomed"], ["doomed", "next"]]);
+  });
+});

@@ -1,0 +1,292 @@
+/**
+ * Several tenants behind one port. Each tenant is a complete gateway (`GatewayServer` in
+ * `listen: false` mode) over its own runtime, with its own auth settings, device pairings,
+ * device tokens, approvals, runs and presence; the front server only routes by path:
+ * `/tenants/<id>` (WebSocket) and `/tenants/<id>/...` (HTTP: the OpenAI-compatible API, the
+ * probes, the dashboard) reach tenant `<id>` and nothing else. A credential is only ever checked
+ * by the tenant it was issued by, so a client of one tenant can never list, read, send to or
+ * approve in another tenant's sessions: there is no code path from one tenant's connection to
+ * another tenant's state.
+ */
+
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { AlreadyRegisteredError, InvalidArgumentError, NoProcessError } from "@beamclaw/core";
+import {
+  createGateway,
+  type GatewayServer,
+  type GatewayServerOptions,
+  type GatewayStopOptions,
+} from "./server.js";
+
+/** Tenant ids: the same rule as `TenantManager`'s. */
+const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** One tenant of a {@link TenantGateway}. */
+export interface TenantGatewayTenant {
+  /** `^[a-z0-9][a-z0-9_-]{0,63}$`; the path segment after the base path. */
+  id: string;
+  /**
+   * The tenant's gateway: its runtime (e.g. `TenantManager.get(id).runtime`), its auth (its own
+   * token or password; device pairings and device tokens live in its runtime's store), and any
+   * other gateway option. Listening options (`host`, `port`, `tls`) belong to the front server.
+   */
+  gateway: Omit<GatewayServerOptions, "host" | "port" | "tls" | "listen">;
+}
+
+/** Options of {@link TenantGateway}. */
+export interface TenantGatewayOptions {
+  /** Address to listen on. Default `127.0.0.1`. */
+  host?: string;
+  /** Port (0 picks a free one). Default 18789. */
+  port?: number;
+  /** PEM certificate and key: serve HTTPS and WSS. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** The path tenants are found under. Default `/tenants`. */
+  basePath?: string;
+  /** The tenants to start with; more can be added while running. */
+  tenants?: TenantGatewayTenant[];
+}
+
+/**
+ * See the module comment.
+ *
+ * @example
+ * ```ts
+ * const front = new TenantGateway({
+ *   port: 18789,
+ *   tenants: [
+ *     { id: "acme", gateway: { runtime: acme.runtime, auth: { mode: "token", token: acmeToken } } },
+ *     { id: "globex", gateway: { runtime: globex.runtime, auth: { mode: "token", token: globexToken } } },
+ *   ],
+ * });
+ * await front.start(); // ws://127.0.0.1:18789/tenants/acme, ws://127.0.0.1:18789/tenants/globex
+ * // ...
+ * await front.stop();
+ * ```
+ */
+export class TenantGateway {
+  readonly #host: string;
+  readonly #port: number;
+  readonly #tls: TenantGatewayOptions["tls"];
+  readonly #basePath: string;
+  readonly #tenants = new Map<string, GatewayServer>();
+  readonly #sockets = new Set<Socket>();
+  #server: Server | null = null;
+  #phase: "idle" | "running" | "stopping" | "stopped" = "idle";
+  #address: { host: string; port: number } | undefined;
+
+  constructor(options: TenantGatewayOptions = {}) {
+    this.#host = options.host ?? "127.0.0.1";
+    this.#port = options.port ?? 18_789;
+    this.#tls = options.tls;
+    const basePath = (options.basePath ?? "/tenants").replace(/\/+$/, "");
+    if (!/^(\/[\w.-]+)+$/.test(basePath)) {
+      throw new InvalidArgumentError(
+        `basePath must look like /tenants (segments of letters, digits, _ . -), got ${JSON.stringify(options.basePath)}`,
+      );
+    }
+    this.#basePath = basePath;
+    for (const tenant of options.tenants ?? []) this.#create(tenant);
+  }
+
+  /** Where the server listens (after `start()`). */
+  get address(): { host: string; port: number } | undefined {
+    return this.#address;
+  }
+
+  /** The tenants' ids, in the order they were added. */
+  tenantIds(): string[] {
+    return [...this.#tenants.keys()];
+  }
+
+  /** A tenant's gateway (its `broadcast`, `registerMethod`, `connections`), or `undefined`. */
+  tenant(id: string): GatewayServer | undefined {
+    return this.#tenants.get(id);
+  }
+
+  /** The path of a tenant's WebSocket and HTTP API: `/tenants/<id>`. */
+  pathOf(id: string): string {
+    return `${this.#basePath}/${id}`;
+  }
+
+  /**
+   * Starts every tenant's gateway, then listens. Resolves with the bound address.
+   *
+   * @throws the listen error (e.g. `EADDRINUSE`), after stopping the tenants again.
+   */
+  async start(): Promise<{ host: string; port: number }> {
+    if (this.#phase !== "idle")
+      throw new InvalidArgumentError("the tenant gateway was already started");
+    this.#phase = "running";
+    const started: GatewayServer[] = [];
+    try {
+      for (const gateway of this.#tenants.values()) {
+        await gateway.start();
+        started.push(gateway);
+      }
+      const listener = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
+      const server =
+        this.#tls === undefined
+          ? createHttpServer(listener)
+          : createHttpsServer({ cert: this.#tls.cert, key: this.#tls.key }, listener);
+      this.#server = server;
+      server.on("connection", (socket: Socket) => {
+        this.#sockets.add(socket);
+        socket.once("close", () => this.#sockets.delete(socket));
+      });
+      server.on("clientError", (_error, socket) => {
+        if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+        else socket.destroy();
+      });
+      server.on("upgrade", (req, socket, head) => this.#onUpgrade(req, socket, head));
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(this.#port, this.#host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+      const bound = server.address();
+      this.#address = {
+        host: this.#host,
+        port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
+      };
+      return this.#address;
+    } catch (error) {
+      this.#server = null;
+      for (const gateway of started) await gateway.stop();
+      this.#phase = "stopped";
+      throw error;
+    }
+  }
+
+  /**
+   * Adds a tenant; started at once when the front server runs.
+   *
+   * @throws AlreadyRegisteredError for an id in use; InvalidArgumentError for a bad id or options.
+   */
+  async addTenant(tenant: TenantGatewayTenant): Promise<GatewayServer> {
+    if (this.#phase === "stopping" || this.#phase === "stopped") {
+      throw new NoProcessError("the tenant gateway is stopped");
+    }
+    const gateway = this.#create(tenant);
+    if (this.#phase === "running") {
+      try {
+        await gateway.start();
+      } catch (error) {
+        this.#tenants.delete(tenant.id);
+        throw error;
+      }
+    }
+    return gateway;
+  }
+
+  /**
+   * Removes a tenant: its clients get the `shutdown` event and are disconnected, its runs get
+   * `drainTimeoutMs`. Does not stop its runtime. Returns whether it existed.
+   */
+  async removeTenant(id: string, options: GatewayStopOptions = {}): Promise<boolean> {
+    const gateway = this.#tenants.get(id);
+    if (gateway === undefined) return false;
+    this.#tenants.delete(id);
+    await gateway.stop(options);
+    return true;
+  }
+
+  /** Stops listening and stops every tenant's gateway (not their runtimes). */
+  async stop(options: GatewayStopOptions = {}): Promise<void> {
+    if (this.#phase === "stopping" || this.#phase === "stopped") return;
+    const wasRunning = this.#phase === "running";
+    this.#phase = "stopping";
+    const server = this.#server;
+    const closed =
+      server === null
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => server.close(() => resolve()));
+    if (wasRunning) {
+      await Promise.all([...this.#tenants.values()].map((gateway) => gateway.stop(options)));
+    }
+    server?.closeAllConnections?.();
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+    this.#server = null;
+    this.#phase = "stopped";
+  }
+
+  #create(tenant: TenantGatewayTenant): GatewayServer {
+    if (typeof tenant?.id !== "string" || !TENANT_ID.test(tenant.id)) {
+      throw new InvalidArgumentError(
+        `a tenant id must match ${TENANT_ID.source}, got ${JSON.stringify(tenant?.id)}`,
+      );
+    }
+    if (this.#tenants.has(tenant.id)) {
+      throw new AlreadyRegisteredError(`tenant ${tenant.id} is already on this gateway`, tenant.id);
+    }
+    const gateway = createGateway({
+      ...tenant.gateway,
+      listen: false,
+      basePath: this.pathOf(tenant.id),
+    });
+    this.#tenants.set(tenant.id, gateway);
+    return gateway;
+  }
+
+  /** The tenant a path belongs to, and the rest of the path (at least `/`). */
+  #route(rawUrl: string | undefined): { gateway: GatewayServer; rest: string } | undefined {
+    const url = rawUrl ?? "/";
+    const prefix = `${this.#basePath}/`;
+    if (!url.startsWith(prefix)) return undefined;
+    const after = url.slice(prefix.length);
+    const end = after.search(/[/?#]/);
+    const id = end === -1 ? after : after.slice(0, end);
+    const gateway = this.#tenants.get(id);
+    if (gateway === undefined) return undefined;
+    const rest = end === -1 ? "/" : after.slice(end);
+    return { gateway, rest: rest.startsWith("/") ? rest : `/${rest}` };
+  }
+
+  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz" || path === "/health") {
+      const ok = this.#phase === "running";
+      res.writeHead(ok ? 200 : 503, { "content-type": "application/json; charset=utf-8" });
+      res.end(JSON.stringify({ ok, status: ok ? "live" : this.#phase }));
+      return;
+    }
+    const route = this.#route(req.url);
+    if (route === undefined) {
+      res.writeHead(404, { "content-type": "application/json; charset=utf-8" });
+      res.end(JSON.stringify({ error: { message: "no such tenant or path", type: "not_found" } }));
+      return;
+    }
+    req.url = route.rest;
+    route.gateway.handleRequest(req, res);
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const route = this.#phase === "running" ? this.#route(req.url) : undefined;
+    if (route === undefined) {
+      socket.end(
+        this.#phase === "running"
+          ? "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n"
+          : "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n",
+      );
+      return;
+    }
+    req.url = route.rest;
+    route.gateway.handleUpgrade(req, socket, head);
+  }
+}
+
+/** Creates a {@link TenantGateway} (call `start()` to listen). */
+export function createTenantGateway(options: TenantGatewayOptions = {}): TenantGateway {
+  return new TenantGateway(options);
+}

@@ -1,0 +1,234 @@
+/**
+ * Gateway methods of channel plugins (`ChannelPlugin.gatewayMethods`), mounted by the gateway
+ * from `ChannelManager.gatewayMethods()` and called over a real socket: listed in
+ * `hello-ok.features.methods`, behind their scope, params checked by their schema, a throwing
+ * plugin answered with a protocol error on a connection that stays open, and names the
+ * gateway has built in refused.
+ */
+import {
+  AlreadyRegisteredError,
+  ChannelManager,
+  type ChannelPlugin,
+  InvalidArgumentError,
+} from "@beamclaw/core";
+import { createMemoryPlatform, type MemoryPlatform } from "@beamclaw/core/testing";
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { createGateway } from "../src/index.js";
+import { closeClients, rpcError, startStack, stopStacks, TestClient, TOKEN } from "./support.js";
+
+const managers: ChannelManager[] = [];
+const platforms: MemoryPlatform[] = [];
+
+afterEach(async () => {
+  await closeClients();
+  for (const manager of managers.splice(0)) await manager.stop();
+  await stopStacks();
+  for (const platform of platforms.splice(0)) await platform.close();
+});
+
+const seen: Array<{ params: unknown; scopes: readonly string[]; clientId?: string }> = [];
+
+/** The memory platform's plugin with methods of its own. */
+function pluginWithMethods(id = "memory"): ChannelPlugin {
+  const platform = createMemoryPlatform({ channelId: id });
+  platforms.push(platform);
+  return {
+    ...platform.createChannel(),
+    gatewayMethods: {
+      echo: {
+        description: "Says back what it got.",
+        scope: "operator.read",
+        params: z.object({ text: z.string().min(1), times: z.number().int().min(1).default(1) }),
+        handler: (params, caller) => {
+          seen.push({ params, scopes: caller.scopes, clientId: caller.clientId });
+          const p = params as { text: string; times: number };
+          return { echo: p.text.repeat(p.times) };
+        },
+      },
+      reset: {
+        // No scope: operator.admin.
+        handler: () => ({ reset: true }),
+      },
+      crash: {
+        scope: "operator.read",
+        handler: () => {
+          throw new TypeError("Cannot read properties of undefined (reading 'x')");
+        },
+      },
+      refuse: {
+        scope: "operator.read",
+        handler: async () => {
+          throw new InvalidArgumentError("chatId must be a string");
+        },
+      },
+      bigint: {
+        scope: "operator.read",
+        handler: () => ({ n: 10n }) as never,
+      },
+    },
+  };
+}
+
+async function stackWith(plugin: ChannelPlugin) {
+  const stack = await startStack();
+  const manager = new ChannelManager({
+    runtime: stack.runtime,
+    channels: [{ plugin, dmPolicy: "open" }],
+  });
+  managers.push(manager);
+  await manager.start();
+  return { stack, manager };
+}
+
+describe("channel plugin methods on the gateway", () => {
+  it("are listed in hello-ok and answered over the socket, params checked by their schema", async () => {
+    const stack = await startStack();
+    const manager = new ChannelManager({
+      runtime: stack.runtime,
+      channels: [{ plugin: pluginWithMethods(), dmPolicy: "open" }],
+    });
+    managers.push(manager);
+    await manager.start();
+    await stack.gateway.stop();
+    // A gateway created with the manager's methods.
+    const gateway = createGateway({
+      runtime: stack.runtime,
+      host: "127.0.0.1",
+      port: 0,
+      auth: { mode: "token", token: TOKEN },
+      channelMethods: manager.gatewayMethods(),
+    });
+    const { port } = await gateway.start();
+    try {
+      const client = await TestClient.connect(`ws://127.0.0.1:${port}`, { token: TOKEN });
+      expect(client.hello.features.methods).toEqual(
+        expect.arrayContaining([
+          "memory.echo",
+          "memory.reset",
+          "channels.status",
+          "channels.pairing.approve",
+          "chat.send",
+        ]),
+      );
+      seen.length = 0;
+      expect(await client.request("memory.echo", { text: "ab", times: 2 })).toEqual({
+        echo: "abab",
+      });
+      // The schema's output (its default filled in) is what the handler got.
+      expect(await client.request("memory.echo", { text: "x" })).toEqual({ echo: "x" });
+      expect(seen[1]!.params).toEqual({ text: "x", times: 1 });
+      expect(seen[0]!.clientId).toBe("test");
+      expect(seen[0]!.scopes).toContain("operator.read");
+
+      const invalid = await rpcError(client.request("memory.echo", { text: "", times: "2" }));
+      expect(invalid.code).toBe("INVALID_REQUEST");
+      expect(invalid.message).toMatch(/^invalid memory\.echo params: /);
+      const issues = (invalid.details as { code: string; issues: Array<{ path: string[] }> })
+        .issues;
+      expect((invalid.details as { code: string }).code).toBe("INVALID_PARAMS");
+      expect(issues.map((i) => i.path.join("."))).toEqual(["text", "times"]);
+      expect(seen).toHaveLength(2);
+
+      const status = await client.request("channels.status");
+      expect(status).toEqual([
+        expect.objectContaining({ channel: "memory", state: "connected", label: "Memory" }),
+      ]);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it("enforce each method's scope", async () => {
+    const { stack } = await stackWith(pluginWithMethods());
+    const gateway = createGateway({
+      runtime: stack.runtime,
+      host: "127.0.0.1",
+      port: 0,
+      auth: { mode: "token", token: TOKEN },
+      channelMethods: () => managers[0]!.gatewayMethods(),
+    });
+    const { port } = await gateway.start();
+    try {
+      const reader = await TestClient.connect(`ws://127.0.0.1:${port}`, {
+        token: TOKEN,
+        scopes: ["operator.read"],
+      });
+      expect(await reader.request("memory.echo", { text: "ok" })).toEqual({ echo: "ok" });
+      const forbidden = await rpcError(reader.request("memory.reset"));
+      expect(forbidden.code).toBe("FORBIDDEN");
+      const pairing = await rpcError(
+        reader.request("channels.pairing.approve", { channel: "memory", code: "ABCDEFGH" }),
+      );
+      expect(pairing.code).toBe("FORBIDDEN");
+
+      const admin = await TestClient.connect(`ws://127.0.0.1:${port}`, { token: TOKEN });
+      expect(await admin.request("memory.reset")).toEqual({ reset: true });
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it("answer a throwing plugin with a protocol error and keep the connection open", async () => {
+    const { stack, manager } = await stackWith(pluginWithMethods());
+    const gateway = createGateway({
+      runtime: stack.runtime,
+      host: "127.0.0.1",
+      port: 0,
+      auth: { mode: "token", token: TOKEN },
+      channelMethods: () => manager.gatewayMethods(),
+    });
+    const { port } = await gateway.start();
+    try {
+      const client = await TestClient.connect(`ws://127.0.0.1:${port}`, { token: TOKEN });
+      const crash = await rpcError(client.request("memory.crash"));
+      expect(crash.code).toBe("UNAVAILABLE");
+      expect(crash.message).toContain("Cannot read properties of undefined");
+      const refused = await rpcError(client.request("memory.refuse"));
+      expect(refused.code).toBe("INVALID_REQUEST");
+      expect(refused.message).toBe("chatId must be a string");
+      const bigint = await rpcError(client.request("memory.bigint"));
+      expect(bigint.code).toBe("UNAVAILABLE");
+      expect(bigint.details).toEqual({ code: "INVALID_RESULT" });
+      // Still open, still answering.
+      expect(await client.request("memory.echo", { text: "alive" })).toEqual({ echo: "alive" });
+      expect(client.ws.readyState).toBe(client.ws.OPEN);
+
+      // A method whose channel went away says so.
+      await manager.remove("memory");
+      const gone = await rpcError(client.request("memory.echo", { text: "x" }));
+      expect(gone.code).toBe("UNAVAILABLE");
+      expect(gone.message).toMatch(/its channel is gone/);
+      expect(await client.request("channels.status")).toEqual([]);
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it("refuses a channel method named like a built-in one", async () => {
+    const stack = await startStack();
+    const platform = createMemoryPlatform({ channelId: "chat" });
+    platforms.push(platform);
+    const plugin: ChannelPlugin = {
+      ...platform.createChannel(),
+      gatewayMethods: { send: { handler: () => ({ hijacked: true }) } },
+    };
+    const manager = new ChannelManager({ runtime: stack.runtime, channels: [{ plugin }] });
+    let error: unknown;
+    try {
+      createGateway({
+        runtime: stack.runtime,
+        port: 0,
+        auth: { mode: "token", token: TOKEN },
+        channelMethods: manager.gatewayMethods(),
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(AlreadyRegisteredError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain('"chat.send"');
+    // The running gateway's own chat.send is untouched.
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    expect(client.hello.features.methods).not.toContain("chat.hijacked");
+  });
+});

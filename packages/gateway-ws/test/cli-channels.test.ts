@@ -1,0 +1,480 @@
+/**
+ * `channels.<id>` of `beamclaw.yaml` in the standalone gateway (`startFromConfig`, what
+ * `beamclaw gateway` runs): the webhook channel over real HTTP — a signed inbound request
+ * reaches the agent (a local OpenAI-compatible server) and the reply arrives, signed, at the
+ * callback URL, a changed section restarts the channel with its new settings — and Telegram
+ * configured from the file against the Bot API faked with msw in Telegram's documented shapes.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { signWebhookPayload, verifyWebhookSignature } from "@beamclaw/channels/webhook";
+import { HttpResponse, http } from "msw";
+import { setupServer } from "msw/node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { CliError, type StartedGateway, startFromConfig } from "../src/cli/bootstrap.js";
+import { channelEntry } from "../src/cli/channels.js";
+import { doctor } from "../src/cli/doctor.js";
+import { closeClients, TestClient, type Wire, waitFor } from "./support.js";
+import { closeModelServers, modelServer } from "./tools-support.js";
+
+const TOKEN = "cli-channels-token-0123456789";
+const SECRET = "webhook-secret-0123456789abcdef";
+const started: StartedGateway[] = [];
+const servers: Server[] = [];
+const dirs: string[] = [];
+
+afterEach(async () => {
+  await closeClients();
+  for (const gateway of started.splice(0)) await gateway.stop();
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+  await closeModelServers();
+  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
+});
+
+interface Callback {
+  url: string;
+  events: Wire[];
+  /** Every request's signature checked with the secret. */
+  bad: string[];
+}
+
+/** A local HTTP server standing in for the app behind the webhook channel's callback URL. */
+async function callbackServer(): Promise<Callback> {
+  const events: Wire[] = [];
+  const bad: string[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      try {
+        verifyWebhookSignature(SECRET, body, req.headers["x-beamclaw-signature"]);
+        events.push(JSON.parse(body.toString("utf8")));
+      } catch (error) {
+        bad.push((error as Error).message);
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ messageId: `app-${events.length}` }));
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}/out`, events, bad };
+}
+
+async function configFile(yaml: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "beamclaw-channels-"));
+  dirs.push(dir);
+  const path = join(dir, "beamclaw.yaml");
+  await writeFile(path, yaml);
+  return path;
+}
+
+function gatewayYaml(baseUrl: string, channels: string): string {
+  return `gateway:
+  auth: { mode: token, token: ${TOKEN} }
+store: { kind: memory }
+providers:
+  local: { kind: openai-compatible, baseUrl: ${baseUrl}, apiKey: none }
+agents:
+  main: { model: local/llama3 }
+channels:
+${channels}`;
+}
+
+async function start(path: string, env: Record<string, string> = {}): Promise<StartedGateway> {
+  const gateway = await startFromConfig({
+    configPath: path,
+    env: { ...env },
+    host: "127.0.0.1",
+    port: 0,
+  });
+  started.push(gateway);
+  return gateway;
+}
+
+/** POSTs a signed inbound event to the webhook channel. */
+async function postInbound(url: string, event: unknown, secret = SECRET) {
+  const body = JSON.stringify(event);
+  const response = await fetch(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "x-beamclaw-signature": signWebhookPayload(secret, body, Date.now()),
+    },
+    body,
+  });
+  return { status: response.status, body: (await response.json()) as Wire };
+}
+
+describe("the webhook channel from beamclaw.yaml", () => {
+  it("takes a signed inbound request to the agent and delivers the reply to the callback URL", async () => {
+    const model = await modelServer(() => ({ text: "Hello from the agent" }));
+    const app = await callbackServer();
+    const path = await configFile(
+      gatewayYaml(
+        model.baseUrl,
+        `  webhook:
+    secret: \${WEBHOOK_SECRET}
+    callbackUrl: ${app.url}
+    port: 0
+    dmPolicy: open
+    dmScope: per-peer
+`,
+      ),
+    );
+    const gateway = await start(path, { WEBHOOK_SECRET: SECRET });
+    expect(gateway.channels.manager.status("webhook").state).toBe("connected");
+
+    // Where it listens, from the channel's own gateway method, over a real socket.
+    const client = await TestClient.connect(`ws://127.0.0.1:${gateway.address.port}`, {
+      token: TOKEN,
+    });
+    expect(client.hello.features.methods).toEqual(
+      expect.arrayContaining(["webhook.info", "channels.status"]),
+    );
+    const info = await client.request("webhook.info");
+    expect(info).toMatchObject({ callbackUrl: app.url, listening: true });
+    const inbound: string = info.url;
+
+    // A forged request is refused before anything happens.
+    const forged = await postInbound(
+      inbound,
+      { type: "message", id: "m0", chat: { type: "direct" }, from: { id: "eve" }, text: "hi" },
+      "some-other-secret-0123456789",
+    );
+    expect(forged.status).toBe(401);
+
+    const accepted = await postInbound(inbound, {
+      type: "message",
+      id: "m1",
+      chat: { type: "direct" },
+      from: { id: "alice", name: "Alice" },
+      text: "hello agent",
+    });
+    expect(accepted.status).toBe(202);
+    expect(accepted.body).toMatchObject({
+      status: "accepted",
+      sessionKey: "agent:main:direct:alice",
+    });
+    const reply = await waitFor(
+      "the reply at the callback URL",
+      () => app.events.find((e) => e.type === "message.text"),
+      15_000,
+    );
+    expect(reply).toMatchObject({
+      type: "message.text",
+      channel: "webhook",
+      text: "Hello from the agent",
+      target: { chatType: "direct", chatId: "alice" },
+    });
+    expect(app.bad).toEqual([]);
+    // The agent saw the message.
+    expect(model.bodies[0]!.messages.at(-1)).toMatchObject({
+      role: "user",
+      content: "hello agent",
+    });
+
+    // A redelivery of the same message is answered once.
+    const again = await postInbound(inbound, {
+      type: "message",
+      id: "m1",
+      chat: { type: "direct" },
+      from: { id: "alice", name: "Alice" },
+      text: "hello agent",
+    });
+    expect(again.body.status).toBe("duplicate");
+    expect(model.bodies).toHaveLength(1);
+  });
+
+  it("restarts a channel whose section changed, with its new settings, and stops it on shutdown", async () => {
+    const model = await modelServer((_body, n) => ({ text: `answer ${n + 1}` }));
+    const first = await callbackServer();
+    const second = await callbackServer();
+    const section = (callbackUrl: string) => `  webhook:
+    secret: ${SECRET}
+    callbackUrl: ${callbackUrl}
+    port: 0
+    dmPolicy: open
+`;
+    const path = await configFile(gatewayYaml(model.baseUrl, section(first.url)));
+    const logs: string[] = [];
+    const gateway = await startFromConfig({
+      configPath: path,
+      host: "127.0.0.1",
+      port: 0,
+      env: {},
+      logSink: (l) => logs.push(l),
+    });
+    started.push(gateway);
+    const client = await TestClient.connect(`ws://127.0.0.1:${gateway.address.port}`, {
+      token: TOKEN,
+    });
+    const before = (await client.request("webhook.info")).url as string;
+
+    await writeFile(path, gatewayYaml(model.baseUrl, section(second.url)));
+    const diff = await gateway.configService.reload();
+    expect(diff).toMatchObject({
+      applied: expect.arrayContaining(["channels.webhook.callbackUrl"]),
+    });
+    await waitFor("the restarted channel", async () => {
+      const info = await client.request("webhook.info");
+      return info.callbackUrl === second.url && info.listening === true;
+    });
+    expect(logs).toContain("config: channel webhook restarted");
+    const after = (await client.request("webhook.info")).url as string;
+    expect(before).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/webhook$/);
+
+    const accepted = await postInbound(after, {
+      type: "message",
+      id: "r1",
+      chat: { type: "direct" },
+      from: { id: "bob" },
+      text: "are you there?",
+    });
+    expect(accepted.status).toBe(202);
+    await waitFor("the reply at the new callback URL", () =>
+      second.events.find((e) => e.type === "message.text"),
+    );
+    expect(first.events.filter((e) => e.type === "message.text")).toEqual([]);
+
+    // An invalid change keeps the running channel as it was.
+    await writeFile(
+      path,
+      gatewayYaml(
+        model.baseUrl,
+        `  webhook:
+    secret: short
+    callbackUrl: ${second.url}
+    port: 0
+    dmPolicy: open
+`,
+      ),
+    );
+    await gateway.configService.reload();
+    await waitFor("the refusal in the log", () =>
+      logs.find((l) => l.startsWith("config: channels.webhook not applied")),
+    );
+    expect((await client.request("webhook.info")).url).toBe(after);
+
+    // Removing the section stops the channel; its method then says so.
+    await writeFile(path, gatewayYaml(model.baseUrl, "  {}\n"));
+    await gateway.configService.reload();
+    await waitFor("the channel stopped", () => logs.includes("config: channel webhook stopped"));
+    await expect(fetch(after, { method: "POST" })).rejects.toThrow();
+    await expect(client.request("webhook.info")).rejects.toMatchObject({ code: "UNAVAILABLE" });
+
+    // And a new section starts it again.
+    await writeFile(path, gatewayYaml(model.baseUrl, section(first.url)));
+    await gateway.configService.reload();
+    await waitFor("the channel started", () => logs.includes("config: channel webhook started"));
+    const info = await client.request("webhook.info");
+    expect(info).toMatchObject({ callbackUrl: first.url, listening: true });
+
+    await gateway.stop();
+    started.splice(started.indexOf(gateway), 1);
+    await expect(fetch(info.url, { method: "POST" })).rejects.toThrow();
+  });
+
+  it("refuses a section it cannot build with a clear error, and leaves nothing running", async () => {
+    const model = await modelServer(() => ({ text: "unused" }));
+    const unknownKind = await configFile(gatewayYaml(model.baseUrl, "  irc: { server: x }\n"));
+    const error = await startFromConfig({ configPath: unknownKind, port: 0, env: {} }).catch(
+      (e: unknown) => e,
+    );
+    expect(CliError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toMatch(/channels\.irc: unknown channel kind "irc"/);
+
+    const badOptions = await configFile(
+      gatewayYaml(
+        model.baseUrl,
+        "  webhook: { secret: short, callbackUrl: http://127.0.0.1:1/ }\n",
+      ),
+    );
+    const refused = await startFromConfig({ configPath: badOptions, port: 0, env: {} }).catch(
+      (e: unknown) => e,
+    );
+    expect((refused as Error).message).toMatch(/^channels\.webhook: webhook secrets must be/);
+
+    const badPolicy = await configFile(
+      gatewayYaml(
+        model.baseUrl,
+        `  webhook: { secret: ${SECRET}, callbackUrl: http://127.0.0.1:1/, dmPolicy: everyone }\n`,
+      ),
+    );
+    const policy = await startFromConfig({ configPath: badPolicy, port: 0, env: {} }).catch(
+      (e: unknown) => e,
+    );
+    expect(CliError.isInstance(policy)).toBe(true);
+    expect((policy as Error).message).toMatch(/dmPolicy/);
+  });
+
+  it("is checked by beamclaw doctor, section by section", async () => {
+    const path = await configFile(
+      gatewayYaml(
+        "http://127.0.0.1:1/v1",
+        `  webhook: { secret: ${SECRET}, callbackUrl: "http://127.0.0.1:1/", dmPolicy: open }
+  irc: { server: irc.example }
+  slack: { botToken: xoxb-1, appToken: xapp-1, dmPolicy: sometimes }
+  telegram: { enabled: false }
+`,
+      ),
+    );
+    const findings = await doctor(path, { env: {} });
+    const channelFindings = findings.filter((f) => f.message.startsWith("channels."));
+    expect(channelFindings).toEqual([
+      { level: "ok", message: "channels.webhook: Webhook, DM policy open" },
+      {
+        level: "error",
+        message: expect.stringMatching(/^channels\.irc: unknown channel kind "irc"/),
+      },
+      { level: "error", message: expect.stringMatching(/^channels\.slack: .*dmPolicy/) },
+    ]);
+  });
+
+  it("builds a section of any id from its kind", async () => {
+    const entry = await channelEntry("hooks", {
+      kind: "webhook",
+      secret: SECRET,
+      callbackUrl: "http://127.0.0.1:1/",
+      dmPolicy: "open",
+    });
+    expect(entry.plugin.id).toBe("hooks");
+    expect(entry.dmPolicy).toBe("open");
+    expect(entry.config).toMatchObject({ kind: "webhook" });
+  });
+});
+
+// ------------------------------------------------------------------ Telegram, msw
+
+const BOT = {
+  id: 7_000_000_002,
+  is_bot: true,
+  first_name: "BeamClaw",
+  username: "beamclaw_cli_bot",
+};
+const TG_TOKEN = `${BOT.id}:AAE-cli-test-token_0123456789`;
+const API = `https://api.telegram.org/bot${TG_TOKEN}`;
+
+/** Telegram's Bot API, as far as a polling bot that answers DMs uses it. */
+class FakeBotApi {
+  readonly updates: Wire[] = [];
+  readonly sent: Wire[] = [];
+  readonly calls: string[] = [];
+  #nextUpdate = 1;
+  #nextMessage = 500;
+
+  push(message: Wire): void {
+    this.updates.push({ update_id: this.#nextUpdate++, message });
+  }
+
+  handlers() {
+    const ok = (result: unknown) => HttpResponse.json({ ok: true, result });
+    return [
+      http.post(`${API}/:method`, async ({ params, request }) => {
+        const method = String(params.method);
+        this.calls.push(method);
+        const body = ((await request.json().catch(() => ({}))) ?? {}) as Wire;
+        switch (method) {
+          case "getMe":
+            return ok({ ...BOT, can_join_groups: true, can_read_all_group_messages: false });
+          case "deleteWebhook":
+          case "sendChatAction":
+            return ok(true);
+          case "getUpdates": {
+            const offset = Number(body.offset ?? 0);
+            const ready = this.updates.filter((u) => u.update_id >= offset);
+            if (ready.length > 0) return ok(ready);
+            // Long polling: hold the request a little, as Telegram does, unless it is aborted.
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, 100);
+              request.signal.addEventListener("abort", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+            });
+            return ok([]);
+          }
+          case "sendMessage": {
+            this.sent.push(body);
+            return ok({
+              message_id: this.#nextMessage++,
+              date: Math.floor(Date.now() / 1000),
+              chat: { id: body.chat_id, type: "private", first_name: "Someone" },
+              from: BOT,
+              text: body.text,
+            });
+          }
+          default:
+            return HttpResponse.json(
+              { ok: false, error_code: 404, description: "Not Found: method not found" },
+              { status: 404 },
+            );
+        }
+      }),
+    ];
+  }
+}
+
+const telegram = new FakeBotApi();
+const mswServer = setupServer(...telegram.handlers());
+
+describe("a Telegram channel from beamclaw.yaml", () => {
+  beforeAll(() => mswServer.listen({ onUnhandledRequest: "bypass" }));
+  afterAll(() => mswServer.close());
+
+  it("answers an allowed sender and sends a stranger a pairing code", async () => {
+    const model = await modelServer(() => ({ text: "Hello Alice" }));
+    const path = await configFile(
+      gatewayYaml(
+        model.baseUrl,
+        `  telegram:
+    token: \${TELEGRAM_BOT_TOKEN}
+    polling: { timeoutSeconds: 1, baseDelayMs: 5, maxDelayMs: 50 }
+    dmPolicy: pairing
+    allowFrom: ["100001"]
+`,
+      ),
+    );
+    const gateway = await start(path, { TELEGRAM_BOT_TOKEN: TG_TOKEN });
+    expect(gateway.channels.manager.status("telegram").state).toBe("connected");
+    expect(telegram.calls).toContain("getMe");
+
+    const date = Math.floor(Date.now() / 1000);
+    telegram.push({
+      message_id: 1,
+      date,
+      chat: { id: 100_001, type: "private", first_name: "Alice" },
+      from: { id: 100_001, is_bot: false, first_name: "Alice" },
+      text: "hi bot",
+    });
+    telegram.push({
+      message_id: 2,
+      date,
+      chat: { id: 100_002, type: "private", first_name: "Bob" },
+      from: { id: 100_002, is_bot: false, first_name: "Bob" },
+      text: "let me in",
+    });
+    const answer = await waitFor(
+      "the answer to Alice",
+      () => telegram.sent.find((m) => m.chat_id === 100_001 || m.chat_id === "100001"),
+      15_000,
+    );
+    expect(answer.text).toBe("Hello Alice");
+    const code = await waitFor("the pairing code for Bob", () =>
+      telegram.sent.find((m) => String(m.chat_id) === "100002"),
+    );
+    expect(code.text).toMatch(/[A-Z0-9]{8}/);
+    // Only Alice's message reached the agent.
+    expect(model.bodies).toHaveLength(1);
+    expect(model.bodies[0]!.messages.at(-1)).toMatchObject({ content: "hi bot" });
+    const pending = await gateway.channels.manager.pairing.pending("telegram");
+    expect(pending.map((p) => p.peerId)).toEqual(["100002"]);
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * Cluster-wide presence on Redis: one hash per node of what is present on it, which the
+ * node's heartbeats keep alive (it expires two `downAfterMs` after the last one) and which
+ * the heartbeat that declares the node `down`, or its own `leave`, removes with a `leave`
+ * event per entry. A listing reads the hashes of the nodes that heartbeated within
+ * `downAfterMs`, so a dead node's entries are gone from it as soon as the node is. Changes
+ * are published on one channel that every node listens to.
+ */
+import {
+  ClusterError,
+  type ClusterPresence,
+  type ClusterPresenceEntry,
+  type ClusterPresenceEvent,
+  InvalidArgumentError,
+  type JsonObject,
+} from "@beamclaw/core";
+import { show } from "../validate.js";
+import { type ClusterLink, json } from "./registry.js";
+import { PRESENCE_LIST, PRESENCE_TRACK, PRESENCE_UNTRACK } from "./scripts.js";
+
+/** The Redis {@link ClusterPresence}: get it as `backplane.presence`. */
+export class RedisClusterPresence implements ClusterPresence {
+  readonly #link: ClusterLink;
+  readonly #handlers = new Set<(event: ClusterPresenceEvent) => void>();
+
+  /** @internal */
+  constructor(link: ClusterLink) {
+    this.#link = link;
+  }
+
+  async track(key: string, meta: JsonObject = {}): Promise<void> {
+    requireKey(key);
+    const body = json(meta, "presence meta");
+    this.#requireJoined("track");
+    const { conn, keys, nodeId, downAfterMs } = this.#link;
+    await conn.script(
+      PRESENCE_TRACK,
+      [keys.presence(nodeId)],
+      [key, body, String(2 * downAfterMs), keys.presenceChannel, nodeId],
+    );
+  }
+
+  async untrack(key: string): Promise<boolean> {
+    requireKey(key);
+    if (!this.#link.joined) return false;
+    const { conn, keys, nodeId } = this.#link;
+    const n = await conn.script<number>(
+      PRESENCE_UNTRACK,
+      [keys.presence(nodeId)],
+      [key, keys.presenceChannel, nodeId],
+    );
+    return Number(n) === 1;
+  }
+
+  async list(): Promise<ClusterPresenceEntry[]> {
+    this.#requireJoined("list presence");
+    const { conn, keys, downAfterMs } = this.#link;
+    const reply = await conn.script<string[]>(
+      PRESENCE_LIST,
+      [keys.heartbeats],
+      [String(downAfterMs), keys.presence("")],
+    );
+    const out: ClusterPresenceEntry[] = [];
+    for (let i = 0; i + 2 < reply.length; i += 3) {
+      const entry = parseEntry(String(reply[i]), String(reply[i + 1]), String(reply[i + 2]));
+      if (entry !== undefined) out.push(entry);
+    }
+    return out.sort((a, b) =>
+      a.key !== b.key ? (a.key < b.key ? -1 : 1) : a.nodeId < b.nodeId ? -1 : 1,
+    );
+  }
+
+  onChange(handler: (event: ClusterPresenceEvent) => void): () => void {
+    if (typeof handler !== "function") {
+      throw new InvalidArgumentError("onChange needs a handler function");
+    }
+    this.#handlers.add(handler);
+    return () => this.#handlers.delete(handler);
+  }
+
+  /** A message from the presence channel. @internal */
+  receive(payload: string): void {
+    let event: { type?: unknown; nodeId?: unknown; key?: unknown; entry?: unknown };
+    try {
+      event = JSON.parse(payload) as typeof event;
+    } catch {
+      return;
+    }
+    const { type, nodeId, key } = event;
+    if (type !== "join" && type !== "update" && type !== "leave") return;
+    if (typeof nodeId !== "string" || typeof key !== "string") return;
+    const entry = parseEntry(nodeId, key, JSON.stringify(event.entry ?? {}));
+    if (entry === undefined) return;
+    for (const handler of [...this.#handlers]) {
+      try {
+        handler({ type, entry });
+      } catch {
+        // A throwing handler does not stop the others.
+      }
+    }
+  }
+
+  #requireJoined(what: string): void {
+    if (!this.#link.joined) {
+      throw new ClusterError(
+        "CLUSTER_NOT_RUNNING",
+        `cannot ${what}: the backplane has not joined the cluster`,
+      );
+    }
+  }
+}
+
+function requireKey(key: unknown): asserts key is string {
+  if (typeof key !== "string" || key === "") {
+    throw new InvalidArgumentError(`a presence key must be a non-empty string, got ${show(key)}`);
+  }
+}
+
+function parseEntry(nodeId: string, key: string, value: string): ClusterPresenceEntry | undefined {
+  try {
+    const record = JSON.parse(value) as { t?: unknown; m?: unknown };
+    const meta =
+      typeof record.m === "object" && record.m !== null && !Array.isArray(record.m)
+        ? (record.m as JsonObject)
+        : {};
+    return { key, nodeId, meta, updatedAt: Number(record.t ?? 0) };
+  } catch {
+    return undefined;
+  }
+}

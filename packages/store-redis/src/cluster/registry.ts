@@ -1,0 +1,222 @@
+/**
+ * The cluster-wide registry of unique names on Redis: one hash of every name (its node,
+ * local id, metadata and registration time) and one set per node of the names it holds.
+ * A name counts only while its node heartbeats (every read checks the node's last heartbeat
+ * in the same script), and the heartbeat that declares a node `down`, or the node's own
+ * `leave`, removes its names. A message to a name goes over the node's backplane channel.
+ */
+import {
+  AlreadyRegisteredError,
+  ClusterError,
+  type ClusterRegisterOptions,
+  type ClusterRegistration,
+  type ClusterRegistry,
+  InvalidArgumentError,
+  type JsonObject,
+  type NamedMessageHandler,
+  type NodeMessage,
+} from "@beamclaw/core";
+import type { RedisConnection } from "../connection.js";
+import { show } from "../validate.js";
+import type { ClusterKeys } from "./keys.js";
+import { REGISTRY_READ, REGISTRY_REGISTER, REGISTRY_UNREGISTER } from "./scripts.js";
+
+/** The `t` of a node message that carries a message to a registered name. @internal */
+export const NAMED_MESSAGE = "beamclaw:named";
+
+/** What the registry and presence need from the backplane. @internal */
+export interface ClusterLink {
+  readonly nodeId: string;
+  readonly joined: boolean;
+  readonly downAfterMs: number;
+  readonly conn: RedisConnection;
+  readonly keys: ClusterKeys;
+}
+
+interface Local {
+  handler: NamedMessageHandler;
+  unmonitor: (() => void) | undefined;
+}
+
+/** The Redis {@link ClusterRegistry}: get it as `backplane.registry`. */
+export class RedisClusterRegistry implements ClusterRegistry {
+  readonly #link: ClusterLink;
+  readonly #local = new Map<string, Local>();
+
+  /** @internal */
+  constructor(link: ClusterLink) {
+    this.#link = link;
+  }
+
+  async register(
+    name: string,
+    handler: NamedMessageHandler,
+    options: ClusterRegisterOptions = {},
+  ): Promise<ClusterRegistration> {
+    requireName(name);
+    if (typeof handler !== "function") {
+      throw new InvalidArgumentError("register needs a message handler function");
+    }
+    if (typeof options !== "object" || options === null) {
+      throw new InvalidArgumentError("register options must be an object");
+    }
+    const localId = options.localId ?? name;
+    if (typeof localId !== "string" || localId === "") {
+      throw new InvalidArgumentError(`localId must be a non-empty string, got ${show(localId)}`);
+    }
+    const meta = options.meta ?? {};
+    const body = json({ n: this.#link.nodeId, l: localId, m: meta }, "registration meta");
+    this.#requireJoined("register");
+    const { conn, keys, nodeId, downAfterMs } = this.#link;
+    const reply = await conn.script<[number, string]>(
+      REGISTRY_REGISTER,
+      [keys.names, keys.heartbeats, keys.namesOf(nodeId)],
+      [String(downAfterMs), name, nodeId, body, keys.namesOf("")],
+    );
+    const registration = parseRegistration(name, reply[1]);
+    if (Number(reply[0]) !== 1) {
+      throw new AlreadyRegisteredError(
+        `"${name}" is already registered on node ${registration?.nodeId ?? "(unknown)"}`,
+        name,
+      );
+    }
+    this.#local.get(name)?.unmonitor?.();
+    const unmonitor = options.process?.monitor(() => {
+      if (this.#local.get(name)?.handler === handler) {
+        this.unregister(name).catch(() => undefined);
+      }
+    });
+    this.#local.set(name, { handler, unmonitor });
+    return registration!;
+  }
+
+  async unregister(name: string): Promise<boolean> {
+    requireName(name);
+    const local = this.#local.get(name);
+    this.#local.delete(name);
+    local?.unmonitor?.();
+    if (!this.#link.joined) return local !== undefined;
+    const { conn, keys, nodeId } = this.#link;
+    const n = await conn.script<number>(
+      REGISTRY_UNREGISTER,
+      [keys.names, keys.namesOf(nodeId)],
+      [name, nodeId],
+    );
+    return Number(n) === 1;
+  }
+
+  async lookup(name: string): Promise<ClusterRegistration | undefined> {
+    requireName(name);
+    return (await this.#read(name, ""))[0];
+  }
+
+  async list(prefix = ""): Promise<ClusterRegistration[]> {
+    if (typeof prefix !== "string") throw new InvalidArgumentError("list prefix must be a string");
+    const found = await this.#read("", prefix);
+    return found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async send(name: string, message: NodeMessage): Promise<boolean> {
+    requireName(name);
+    if (typeof message !== "object" || message === null || Array.isArray(message)) {
+      throw new InvalidArgumentError("a message must be a JSON object");
+    }
+    this.#requireJoined("send");
+    const where = await this.lookup(name);
+    if (where === undefined) return false;
+    const { conn, keys, nodeId } = this.#link;
+    if (where.nodeId === nodeId) return this.deliver(name, message, nodeId);
+    const payload = JSON.stringify({ f: nodeId, m: { t: NAMED_MESSAGE, name, m: message } });
+    const receivers = await conn.send<number>("publish", [keys.nodeChannel(where.nodeId), payload]);
+    return Number(receivers) > 0;
+  }
+
+  localNames(): string[] {
+    return [...this.#local.keys()].sort();
+  }
+
+  /** Hands a message to the local handler of `name`; false when it is not registered here. @internal */
+  deliver(name: string, message: NodeMessage, from: string): boolean {
+    const local = this.#local.get(name);
+    if (local === undefined) return false;
+    try {
+      local.handler(message, from);
+    } catch {
+      // A throwing handler is the process's problem, not the sender's.
+    }
+    return true;
+  }
+
+  /** Forgets every local name (the backplane left; Redis forgot them in the same step). @internal */
+  clear(): void {
+    for (const local of this.#local.values()) local.unmonitor?.();
+    this.#local.clear();
+  }
+
+  async #read(name: string, prefix: string): Promise<ClusterRegistration[]> {
+    this.#requireJoined("read the registry");
+    const { conn, keys, downAfterMs } = this.#link;
+    const reply = await conn.script<string[]>(
+      REGISTRY_READ,
+      [keys.names, keys.heartbeats],
+      [String(downAfterMs), name, prefix],
+    );
+    const out: ClusterRegistration[] = [];
+    for (let i = 0; i + 1 < reply.length; i += 2) {
+      const registration = parseRegistration(String(reply[i]), String(reply[i + 1]));
+      if (registration !== undefined) out.push(registration);
+    }
+    return out;
+  }
+
+  #requireJoined(what: string): void {
+    if (!this.#link.joined) {
+      throw new ClusterError(
+        "CLUSTER_NOT_RUNNING",
+        `cannot ${what}: the backplane has not joined the cluster`,
+      );
+    }
+  }
+}
+
+function requireName(name: unknown): asserts name is string {
+  if (typeof name !== "string" || name === "") {
+    throw new InvalidArgumentError(
+      `a registered name must be a non-empty string, got ${show(name)}`,
+    );
+  }
+}
+
+/** JSON text of an object, or InvalidArgumentError. @internal */
+export function json(value: JsonObject, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`${what} must be JSON: ${(error as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value) || text === undefined) {
+    throw new InvalidArgumentError(`${what} must be a JSON object, got ${show(value)}`);
+  }
+  return text;
+}
+
+function parseRegistration(
+  name: string,
+  value: string | undefined,
+): ClusterRegistration | undefined {
+  if (typeof value !== "string") return undefined;
+  try {
+    const record = JSON.parse(value) as { t?: number; n?: string; l?: string; m?: JsonObject };
+    if (typeof record.n !== "string") return undefined;
+    return {
+      name,
+      nodeId: record.n,
+      localId: typeof record.l === "string" ? record.l : name,
+      meta: record.m ?? {},
+      registeredAt: Number(record.t ?? 0),
+    };
+  } catch {
+    return undefined;
+  }
+}
