@@ -90,6 +90,11 @@ function runtimeVariant(id, makeModels) {
  */
 async function series({ label, variants, sessions, reps, warmupRounds, rounds }) {
   const samples = new Map(variants.map((v) => [v.id, []]));
+  // CPU time of the whole process per turn, beside the wall-clock rate: on a shared machine
+  // a long round waits for a core far more than a short one, so wall-clock ratios understate
+  // the slower variant; CPU time does not count the waiting. (With the HTTP server in a
+  // worker thread of this process, its CPU time counts too.)
+  const cpuSamples = new Map(variants.map((v) => [v.id, []]));
   for (let round = -warmupRounds; round < rounds; round++) {
     const offset = ((round % variants.length) + variants.length) % variants.length;
     for (let k = 0; k < variants.length; k++) {
@@ -97,10 +102,15 @@ async function series({ label, variants, sessions, reps, warmupRounds, rounds })
       const prepared = await variant.prepare(sessions);
       try {
         fullGc();
+        const cpuStart = process.cpuUsage();
         const start = performance.now();
         await prepared.run(reps);
         const elapsedMs = performance.now() - start;
-        if (round >= 0) samples.get(variant.id).push(((sessions * reps) / elapsedMs) * 1000);
+        const cpu = process.cpuUsage(cpuStart);
+        if (round >= 0) {
+          samples.get(variant.id).push(((sessions * reps) / elapsedMs) * 1000);
+          cpuSamples.get(variant.id).push((cpu.user + cpu.system) / (sessions * reps));
+        }
       } finally {
         await prepared.close();
       }
@@ -111,7 +121,7 @@ async function series({ label, variants, sessions, reps, warmupRounds, rounds })
         : `turns: ${label}: round ${round + 1}/${rounds} done`,
     );
   }
-  return samples;
+  return { samples, cpuSamples };
 }
 
 function perTurn(rate) {
@@ -181,7 +191,7 @@ async function main({ quick }) {
     const notes = [];
     const spreads = [];
     for (const plan of plans) {
-      const samples = await series(plan);
+      const { samples, cpuSamples } = await series(plan);
       const bare = median(samples.get("bare"));
       const baseline = `${formatRate(bare, "turn")} (${perTurn(bare)}/turn)`;
       const concurrency = plan.sessions.toLocaleString("en-US");
@@ -214,6 +224,16 @@ async function main({ quick }) {
         )
         .join(", ");
       spreads.push(`${plan.label}: ${spread}`);
+      const bareCpu = median(cpuSamples.get("bare"));
+      const cpuParts = [...cpuSamples]
+        .filter(([id]) => id !== "bare")
+        .map(([id, s]) => {
+          const us = median(s);
+          return `${id} ${us.toFixed(1)} µs (${((bareCpu / us) * 100).toFixed(1)}% of the limit)`;
+        });
+      notes.push(
+        `${plan.label}: CPU time per turn (median over rounds, whole process): bare ${bareCpu.toFixed(1)} µs, ${cpuParts.join(", ")}.`,
+      );
     }
 
     const params = plans

@@ -710,9 +710,13 @@ describe("gateway methods and configuration", () => {
       "memory.ping",
     ]);
     expect(await methods["memory.ping"]!.handler(undefined, { scopes: [] })).toBe("pong");
-    expect(await methods["channels.status"]!.handler(undefined, { scopes: [] })).toMatchObject([
-      { channel: "memory", state: "connected" },
-    ]);
+    expect(await methods["channels.status"]!.handler(undefined, { scopes: [] })).toMatchObject({
+      channelOrder: ["memory"],
+      channelLabels: { memory: "Memory" },
+      channels: { memory: { channel: "memory", state: "connected" } },
+      channelAccounts: { memory: [{ accountId: "default", connected: true, running: true }] },
+      channelDefaultAccountId: { memory: "default" },
+    });
     await expect(
       methods["channels.pairing.approve"]!.handler(
         { channel: "memory", code: "AAAAAAAA" },

@@ -15,7 +15,15 @@ import { createMemoryPlatform, type MemoryPlatform } from "@beamclaw/core/testin
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createGateway } from "../src/index.js";
-import { closeClients, rpcError, startStack, stopStacks, TestClient, TOKEN } from "./support.js";
+import {
+  closeClients,
+  rpcError,
+  startStack,
+  stopStacks,
+  TestClient,
+  TOKEN,
+  validatorOf,
+} from "./support.js";
 
 const managers: ChannelManager[] = [];
 const platforms: MemoryPlatform[] = [];
@@ -130,10 +138,16 @@ describe("channel plugin methods on the gateway", () => {
       expect(issues.map((i) => i.path.join("."))).toEqual(["text", "times"]);
       expect(seen).toHaveLength(2);
 
+      // channels.status answers in the shape of OpenClaw's protocol.
       const status = await client.request("channels.status");
-      expect(status).toEqual([
-        expect.objectContaining({ channel: "memory", state: "connected", label: "Memory" }),
-      ]);
+      const validate = validatorOf("ChannelsStatusResult");
+      expect(validate(status), JSON.stringify(validate.errors)).toBe(true);
+      expect(status).toMatchObject({
+        channelOrder: ["memory"],
+        channelLabels: { memory: "Memory" },
+        channels: { memory: { state: "connected" } },
+        channelAccounts: { memory: [{ accountId: "default", connected: true }] },
+      });
     } finally {
       await gateway.stop();
     }
@@ -199,7 +213,7 @@ describe("channel plugin methods on the gateway", () => {
       const gone = await rpcError(client.request("memory.echo", { text: "x" }));
       expect(gone.code).toBe("UNAVAILABLE");
       expect(gone.message).toMatch(/its channel is gone/);
-      expect(await client.request("channels.status")).toEqual([]);
+      expect(await client.request("channels.status")).toMatchObject({ channelOrder: [] });
     } finally {
       await gateway.stop();
     }

@@ -74,7 +74,9 @@ describe("tool results in agent events", () => {
     ];
     const stack = await startStack({
       agents: [{ id: "main", model: "scripted/m1", tools: ["*"] }],
-      runtime: { tools },
+      // No cap in the transcript (core caps tool output at 64 KiB by default): this test is
+      // about the gateway's own bound on what it sends to clients.
+      runtime: { tools, toolMaxOutputBytes: Number.POSITIVE_INFINITY },
       responses: [
         { toolCalls: [{ toolName: "small", input: {} }] },
         { toolCalls: [{ toolName: "flood", input: {} }] },

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ProviderError } from "@beamclaw/core";
+import { ProviderError, StoreError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
@@ -95,6 +95,25 @@ describe("health probes", () => {
     expect(await call(port, "/readyz")).toMatchObject({ status: 200, json: { ready: true } });
     expect(await call(port, "/startupz")).toMatchObject({ status: 200, json: { started: true } });
     expect((await call(port, "/no-such-thing")).status).toBe(404);
+  });
+
+  it("/readyz answers 503 while the store fails (the process stays live), and 200 once it is back", async () => {
+    const { port, store } = await startStack();
+    const kv = store.kv;
+    const get = kv.get.bind(kv);
+    kv.get = async () => {
+      throw new StoreError("STORE_UNAVAILABLE", "store-fs stopped after a failed write (EROFS)");
+    };
+    try {
+      expect(await call(port, "/readyz")).toMatchObject({
+        status: 503,
+        json: { ready: false, status: "store-unavailable", code: "STORE_UNAVAILABLE" },
+      });
+      expect(await call(port, "/healthz")).toMatchObject({ status: 200, json: { ok: true } });
+    } finally {
+      kv.get = get;
+    }
+    expect(await call(port, "/readyz")).toMatchObject({ status: 200, json: { ready: true } });
   });
 });
 

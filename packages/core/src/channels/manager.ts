@@ -631,9 +631,15 @@ export class ChannelManager {
     };
     const methods: Record<string, ChannelGatewayMethod> = {
       "channels.status": {
-        description: "The state of every channel.",
+        description:
+          "The state of every channel (OpenClaw's ChannelsStatusResult): { channel? } narrows it to one.",
         scope: "operator.read",
-        handler: () => this.status() as unknown as JsonValue,
+        handler: (p) => {
+          const only = params(p).channel;
+          return this.#statusReport(
+            typeof only === "string" && only.length > 0 ? only : undefined,
+          ) as unknown as JsonValue;
+        },
       },
       "channels.pairing.list": {
         description: "Pending pairing requests: { channel? }.",
@@ -671,6 +677,50 @@ export class ChannelManager {
       }
     }
     return methods;
+  }
+
+  /**
+   * `channels.status` in the shape of OpenClaw's gateway protocol (`ChannelsStatusResult`):
+   * the order, labels and one account per channel, with this host's own status under
+   * `channels.<id>`.
+   */
+  #statusReport(only: string | undefined): Record<string, unknown> {
+    const ids = only === undefined ? this.channelIds : [this.#channel(only).link.plugin.id];
+    const report = {
+      ts: this.#now(),
+      channelOrder: ids,
+      channelLabels: {} as Record<string, string>,
+      channelMeta: [] as Array<{ id: string; label: string; detailLabel: string }>,
+      channels: {} as Record<string, unknown>,
+      channelAccounts: {} as Record<string, unknown[]>,
+      channelDefaultAccountId: {} as Record<string, string>,
+    };
+    for (const id of ids) {
+      const channel = this.#channel(id);
+      const { plugin } = channel.link;
+      const status = this.status(id);
+      const label = plugin.meta.label.length > 0 ? plugin.meta.label : id;
+      report.channelLabels[id] = label;
+      report.channelMeta.push({ id, label, detailLabel: plugin.meta.description ?? label });
+      report.channels[id] = status;
+      report.channelAccounts[id] = [
+        {
+          accountId: "default",
+          enabled: true,
+          configured: true,
+          running: status.state !== "stopped" && status.state !== "failed",
+          connected: status.state === "connected",
+          reconnectAttempts: status.attempts,
+          lastConnectedAt: status.connectedAt ?? null,
+          lastError: status.lastError?.message ?? null,
+          healthState: status.state,
+          dmPolicy: channel.settings.dmPolicy ?? "pairing",
+          allowFrom: [...(channel.settings.allowFrom ?? [])],
+        },
+      ];
+      report.channelDefaultAccountId[id] = "default";
+    }
+    return report;
   }
 
   // ------------------------------------------------------------------ inbound

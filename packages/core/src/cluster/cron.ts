@@ -12,8 +12,9 @@
  *   its lease without noticing yet (a long pause) cannot run a due time the new holder runs.
  */
 
-import type { CronJob, CronJobRunner } from "../cron/types.js";
+import type { CronJob, CronJobChange, CronJobRunner, CronSync } from "../cron/types.js";
 import { FencedError, InvalidArgumentError } from "../errors.js";
+import type { PubSub } from "../runtime/pubsub.js";
 import type { Lease, Store } from "../store/types.js";
 
 /** A fencing token to check a write against: the lock's current token must equal `token`. */
@@ -164,20 +165,97 @@ export function guardCronRunner(
   };
 }
 
-/** The run guard of each clustered runtime, and its shared store (set by `ClusterNode`). */
-const runtimeGuards = new WeakMap<object, { guard: CronRunGuard; store: Pick<Store, "cron"> }>();
+/** How often the cron services of a cluster reload all their jobs by default: 30 s. */
+export const DEFAULT_CRON_RESYNC_MS = 30_000;
+
+/** Options of {@link PubSubCronSync}. */
+export interface PubSubCronSyncOptions {
+  /** A cluster-wide pub/sub (a `ClusterNode`'s `backplane.pubsub`). */
+  pubsub: PubSub & { whenSubscribed?(topic: string): Promise<void> };
+  /** The topic of the changes. Default `cron-jobs`. */
+  topic?: string;
+  /** Period of the services' full reload, ms. Default 30 000. */
+  resyncMs?: number;
+}
 
 /**
- * Makes `guard` the cron run guard of `runtime`: `agentRuntimeJobRunner(runtime)` then
- * guards every scheduled run with it. `ClusterNode` does this for its runtime.
+ * The {@link CronSync} of a cluster over its pub/sub: one topic (`cron-jobs`) carries which
+ * agent's jobs changed; each node's `CronService` of that agent reloads them
+ * from the shared store. The pub/sub delivers at most once, so the services also reload
+ * everything every `resyncMs`. `ClusterNode` makes one (`node.cronSync`).
+ *
+ * @example
+ * ```ts
+ * const sync = new PubSubCronSync({ pubsub: backplane.pubsub, resyncMs: 10_000 });
+ * const cron = await new CronService({ agentId: "ops", store, runJob, sync }).start();
+ * ```
+ */
+export class PubSubCronSync implements CronSync {
+  readonly resyncMs: number;
+  readonly topic: string;
+  readonly #pubsub: PubSubCronSyncOptions["pubsub"];
+
+  constructor(options: PubSubCronSyncOptions) {
+    if (typeof options !== "object" || options === null || options.pubsub === undefined) {
+      throw new InvalidArgumentError("PubSubCronSync needs { pubsub }");
+    }
+    const resyncMs = options.resyncMs ?? DEFAULT_CRON_RESYNC_MS;
+    if (!Number.isSafeInteger(resyncMs) || resyncMs < 1) {
+      throw new InvalidArgumentError(`resyncMs must be a whole number of ms >= 1, got ${resyncMs}`);
+    }
+    const topic = options.topic ?? "cron-jobs";
+    if (typeof topic !== "string" || topic === "") {
+      throw new InvalidArgumentError("topic must be a non-empty string");
+    }
+    this.#pubsub = options.pubsub;
+    this.resyncMs = resyncMs;
+    this.topic = topic;
+  }
+
+  publish(change: CronJobChange): Promise<void> {
+    return this.#pubsub.publish(this.topic, {
+      agentId: change.agentId,
+      jobId: change.jobId,
+      origin: change.origin,
+    });
+  }
+
+  subscribe(handler: (change: CronJobChange) => void): () => void {
+    return this.#pubsub.subscribe<CronJobChange>(this.topic, (change) => handler(change));
+  }
+
+  whenSubscribed(): Promise<void> {
+    return this.#pubsub.whenSubscribed?.(this.topic) ?? Promise.resolve();
+  }
+}
+
+/** The cron guard and change feed of each clustered runtime, and its shared store. */
+const runtimeGuards = new WeakMap<
+  object,
+  { guard: CronRunGuard; store: Pick<Store, "cron">; sync: CronSync | undefined }
+>();
+
+/**
+ * Makes `guard` the cron run guard of `runtime` (and `sync` its cron change feed):
+ * `agentRuntimeJobRunner(runtime)` then guards every scheduled run with it and hands the
+ * feed to the `CronService`s it runs for. `ClusterNode` does this for its runtime.
  * @internal
  */
 export function setClusterCronGuard(
   runtime: object,
   guard: CronRunGuard,
   store: Pick<Store, "cron">,
+  sync?: CronSync,
 ): void {
-  runtimeGuards.set(runtime, { guard, store });
+  runtimeGuards.set(runtime, { guard, store, sync });
+}
+
+/**
+ * The cron change feed of a clustered runtime (the `ClusterNode`'s `cronSync`), or
+ * `undefined` for a single-process one.
+ */
+export function clusterCronSyncOf(runtime: object): CronSync | undefined {
+  return runtimeGuards.get(runtime)?.sync;
 }
 
 /**

@@ -4,9 +4,13 @@ export {
   CronRunGuard,
   type CronRunGuardOptions,
   clusterCronGuardOf,
+  clusterCronSyncOf,
   DEFAULT_CRON_CLAIM_RETENTION_MS,
+  DEFAULT_CRON_RESYNC_MS,
   type Fence,
   guardCronRunner,
+  PubSubCronSync,
+  type PubSubCronSyncOptions,
   type RunOnceResult,
   type SingletonContext,
 } from "./cron.js";

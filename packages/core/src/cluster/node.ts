@@ -18,7 +18,7 @@ import type { SessionActor } from "../sessions/session-actor.js";
 import type { RunResult } from "../sessions/types.js";
 import type { Lease, QueuedMessage, Store } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
-import { CronRunGuard, setClusterCronGuard } from "./cron.js";
+import { CronRunGuard, PubSubCronSync, setClusterCronGuard } from "./cron.js";
 import { FencedSessionStore } from "./fencing.js";
 import { RunFollower } from "./follower.js";
 import type { RoutedSessionRequest, SessionOwnership } from "./ownership.js";
@@ -66,6 +66,11 @@ export interface ClusterNodeOptions {
   sweepIntervalMs?: number;
   /** Default bound on `drain()`'s wait for each session's runs. Default 30 000 ms. */
   drainTimeoutMs?: number;
+  /**
+   * How often each node's cron services reload all their jobs from the store, healing a
+   * lost change notification (see {@link ClusterNode.cronSync}). Default 30 000 ms.
+   */
+  cronResyncMs?: number;
 }
 
 interface HeldLease {
@@ -123,7 +128,8 @@ const DEFINITIVE = new Set([
  * - **Placement.** A session nobody owns goes to the least-loaded node that is not draining
  *   (chosen and counted atomically by the backplane's `place` when it has one).
  * - **Cron, registry, presence.** `agentRuntimeJobRunner(node.runtime)` claims every due
- *   time through {@link ClusterNode.cronGuard}; {@link ClusterNode.registry} and
+ *   time through {@link ClusterNode.cronGuard} and keeps every node's cron services in step
+ *   through {@link ClusterNode.cronSync}; {@link ClusterNode.registry} and
  *   {@link ClusterNode.presence} are the backplane's cluster-wide names and presence.
  * - **Failover.** When a node dies its leases expire; the next message, or the sweep,
  *   revives each session on another node from the store, replaying its unfinished messages
@@ -163,6 +169,12 @@ export class ClusterNode implements SessionOwnership {
    * uses it by itself, so a `CronSupervisor` on every node runs each job once per due time.
    */
   readonly cronGuard: CronRunGuard;
+  /**
+   * The cron change feed over the backplane's pub/sub: a job added, changed, run or removed
+   * through one node's `CronService` is reloaded from the store by every other node's.
+   * `agentRuntimeJobRunner(node.runtime)` hands it to the services by itself.
+   */
+  readonly cronSync: PubSubCronSync;
   readonly #meta: JsonObject;
   readonly #leases = new Map<string, HeldLease>();
   /**
@@ -247,7 +259,11 @@ export class ClusterNode implements SessionOwnership {
       ownership: this,
     });
     this.cronGuard = new CronRunGuard({ store: this.store, nodeId: backplane.nodeId });
-    setClusterCronGuard(this.runtime, this.cronGuard, this.store);
+    this.cronSync = new PubSubCronSync({
+      pubsub: backplane.pubsub,
+      ...(options.cronResyncMs === undefined ? {} : { resyncMs: options.cronResyncMs }),
+    });
+    setClusterCronGuard(this.runtime, this.cronGuard, this.store, this.cronSync);
   }
 
   /** This node's id (the backplane's). */

@@ -30,6 +30,7 @@ export type {
   CronDelivery,
   CronDeliveryResult,
   CronJob,
+  CronJobChange,
   CronJobInput,
   CronJobPatch,
   CronJobRunner,
@@ -39,4 +40,5 @@ export type {
   CronRunOutcome,
   CronRunTrigger,
   CronSessionTarget,
+  CronSync,
 } from "./types.js";

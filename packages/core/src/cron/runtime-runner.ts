@@ -1,12 +1,17 @@
-import { clusterCronRunner } from "../cluster/cron.js";
+import { clusterCronRunner, clusterCronSyncOf } from "../cluster/cron.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
 import { sessionKey as agentSessionKey } from "../sessions/session-key.js";
-import type { CronJob, CronJobRunner, CronRunContext, CronRunOutcome } from "./types.js";
+import type { CronJob, CronJobRunner, CronRunContext, CronRunOutcome, CronSync } from "./types.js";
 
 /** A {@link CronJobRunner} that can also delete the isolated sessions it created. */
 export interface AgentRuntimeJobRunner extends CronJobRunner {
   /** Deletes a session (its metadata, transcript and queued messages). */
   deleteSession(sessionKey: string): Promise<void>;
+  /**
+   * The cluster's cron change feed, on the runtime of a `ClusterNode`: a `CronService` given
+   * this runner uses it by itself (see {@link CronSync}).
+   */
+  cronSync?: CronSync;
 }
 
 /**
@@ -24,7 +29,9 @@ export interface AgentRuntimeJobRunner extends CronJobRunner {
  * The runtime of a `ClusterNode` is cluster-aware: every scheduled and catch-up run is
  * claimed first through the node's `cronGuard`, so with a `CronSupervisor` on every node
  * each job runs once per due time, on one node (the others skip it and record nothing); a
- * job removed, disabled or rescheduled through another node is skipped here too.
+ * job removed, disabled or rescheduled through another node is skipped here too. The runner
+ * also carries the node's `cronSync`, so every node's services follow jobs added, changed,
+ * run or removed through any node.
  *
  * @example
  * ```ts
@@ -58,7 +65,9 @@ export function agentRuntimeJobRunner(
       ...sessionKey,
     };
   };
+  const sync = clusterCronSyncOf(runtime);
   return Object.assign(clusterCronRunner(runtime, run), {
     deleteSession: (sessionKey: string) => runtime.session(sessionKey).delete(),
+    ...(sync === undefined ? {} : { cronSync: sync }),
   });
 }

@@ -21,12 +21,14 @@ import type {
   CronDeliver,
   CronDeliveryResult,
   CronJob,
+  CronJobChange,
   CronJobInput,
   CronJobPatch,
   CronJobRunner,
   CronRun,
   CronRunOutcome,
   CronRunTrigger,
+  CronSync,
 } from "./types.js";
 
 /** Backoff after consecutive errors: 30 s, 1 min, 5 min, 15 min, then 60 min. */
@@ -48,6 +50,10 @@ const MISSED_COUNT_LIMIT = 100_000;
 const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 /** The retry of an internal message refused by a full mailbox. */
 const WAKE_RETRY_MS = 10;
+/** Default period of the full reload of a synced service. */
+const DEFAULT_RESYNC_MS = 30_000;
+/** Job ids waiting to be reloaded beyond which one full reload is done instead. */
+const MAX_PENDING_SYNC = 1_000;
 
 /** Options of {@link CronService}. */
 export interface CronServiceOptions {
@@ -77,6 +83,15 @@ export interface CronServiceOptions {
   maxConsecutiveErrors?: number;
   /** Default 24 h. */
   isolatedSessionTtlMs?: number;
+  /**
+   * The change feed shared with the other copies of this agent's service (one per cluster
+   * node): changes made here are published, changes made elsewhere are reloaded from the
+   * store. Default: the runner's own `cronSync` when it has one (as
+   * `agentRuntimeJobRunner(node.runtime)` does on a `ClusterNode`); without either, none.
+   */
+  sync?: CronSync;
+  /** With a `sync`: period of the full reload from the store. Default `sync.resyncMs`, else 30 s. */
+  resyncMs?: number;
   /** Run-log entries kept per job. Default 200. */
   runLogKeep?: number;
   /** Characters of output kept in the run log. Default 500. */
@@ -115,11 +130,12 @@ type CronCall =
   | { op: "sync-config"; jobs: readonly CronJobConfig[] };
 
 /**
- * `tick`: the timer fired, start what is due. `drain`: runs finished, record them. Due jobs
+ * `tick`: the timer fired, start what is due. `drain`: runs finished, record them. `sync`:
+ * jobs changed elsewhere (or the resync period passed), reload them from the store. Due jobs
  * start only on a tick, which comes from a timer: under a constant stream of completions
  * the service still yields to the event loop between batches.
  */
-type CronInfo = { type: "tick" } | { type: "drain" };
+type CronInfo = { type: "tick" } | { type: "drain" } | { type: "sync" };
 
 /** A failed request, carried as a reply so that the service survives bad input. */
 class CallFailure {
@@ -229,9 +245,20 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   #timer: TimerHandle | undefined;
   #armedFor: number | undefined;
   #retryTimer: TimerHandle | undefined;
-  readonly #queued = { tick: false, drain: false };
+  readonly #queued = { tick: false, drain: false, sync: false };
   #lastSweepAt = Number.NEGATIVE_INFINITY;
   #sweeping = false;
+  readonly #sync: CronSync | undefined;
+  readonly #resyncMs: number;
+  /** This instance, as the origin of the changes it publishes. */
+  readonly #instanceId = randomUUID();
+  #unsubscribe: (() => void) | undefined;
+  #resyncTimer: TimerHandle | undefined;
+  /** Jobs changed elsewhere, to reload. */
+  readonly #pendingSync = new Set<string>();
+  #fullResync = false;
+  /** Jobs written (or deleted) by the handler in progress, published once it is done. */
+  readonly #dirty = new Set<string>();
 
   constructor(options: CronServiceOptions) {
     const agentId = normalizeAgentId(options?.agentId);
@@ -252,6 +279,18 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const runnerCleanup = (options.runJob as { deleteSession?: (key: string) => Promise<void> })
       .deleteSession;
     this.#deleteSession = options.deleteSession ?? runnerCleanup;
+    this.#sync = options.sync ?? (options.runJob as { cronSync?: CronSync }).cronSync;
+    if (this.#sync !== undefined) {
+      const sync = this.#sync;
+      if (typeof sync.publish !== "function" || typeof sync.subscribe !== "function") {
+        throw new InvalidArgumentError("sync must have publish and subscribe functions");
+      }
+    }
+    this.#resyncMs = positiveMs(
+      options.resyncMs ?? this.#sync?.resyncMs,
+      DEFAULT_RESYNC_MS,
+      "resyncMs",
+    );
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#clock = options.clock ?? systemClock;
     this.#stuckRunMs = positiveMs(options.stuckRunMs, DEFAULT_STUCK_RUN_MS, "stuckRunMs");
@@ -282,6 +321,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     // Whatever the way out (a kill included), no timer and no run outlives the service.
     this.monitor(() => {
       this.#disarm();
+      this.#stopSync();
       for (const entry of this.#entries.values()) entry.run?.controller.abort();
     });
   }
@@ -381,6 +421,12 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   // ------------------------------------------------------------------ actor callbacks
 
   protected override async init(): Promise<void> {
+    const sync = this.#sync;
+    if (sync !== undefined) {
+      // Subscribed before loading: a change made elsewhere meanwhile is reloaded after.
+      this.#unsubscribe = sync.subscribe((change) => this.#onChange(change));
+      await sync.whenSubscribed?.();
+    }
     const records = (await this.#store.cron.listJobs(this.agentId)) as CronJob[];
     const markers = new Map<string, RunMarker>();
     const markerKeys = await this.#store.kv.keys(this.#markerPrefix());
@@ -432,7 +478,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     // Markers of this agent's runs are accounted for (or belonged to jobs since removed).
     for (const key of markerKeys) writes.push(this.#store.kv.delete(key));
     await Promise.all(writes);
+    this.#publishChanges();
     this.#arm();
+    this.#armResync();
     this.#maybeSweep(now);
   }
 
@@ -468,11 +516,17 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       return await this.#answer(message, from);
     } catch (error) {
       return new CallFailure(error);
+    } finally {
+      this.#publishChanges();
     }
   }
 
   protected override async handleInfo(message: CronInfo): Promise<void> {
     this.#queued[message.type] = false;
+    if (message.type === "sync") {
+      await this.#applySync();
+      return;
+    }
     const now = this.#clock.now();
     const writes: Writes = [];
     const replies: Array<() => void> = [];
@@ -492,7 +546,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         if (this.#prepareScheduledRun(top, now, writes)) starts.push(top);
       }
     }
-    await Promise.all(writes);
+    try {
+      await Promise.all(writes);
+    } finally {
+      this.#publishChanges();
+    }
     for (const reply of replies) reply();
     for (const entry of starts) this.#launch(entry);
     this.#arm();
@@ -502,6 +560,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   protected override async terminate(reason: ExitReason): Promise<void> {
     void reason;
     this.#disarm();
+    this.#stopSync();
     const now = this.#clock.now();
     const writes: Writes = [];
     const replies: Array<() => void> = [];
@@ -518,12 +577,23 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     // A store that fails now must not turn a clean stop into a crash; the running markers
     // it could not clear are reported as interrupted on the next start instead.
     await Promise.allSettled(writes);
+    this.#publishChanges();
     for (const reply of replies) reply();
   }
 
   // ------------------------------------------------------------------ requests
 
   async #answer(message: CronCall, from: ReplyTo<unknown>): Promise<unknown | NoReply> {
+    if (
+      this.#sync !== undefined &&
+      "id" in message &&
+      typeof message.id === "string" &&
+      message.id !== "" &&
+      !this.#entries.has(message.id)
+    ) {
+      // Added through another node and not heard of yet: the store knows.
+      await this.#reload([message.id], false);
+    }
     const now = this.#clock.now();
     switch (message.op) {
       case "add":
@@ -632,6 +702,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const entry = this.#entries.get(id);
     if (entry === undefined) return false;
     await this.#store.cron.deleteJob(id);
+    this.#changed(id);
     if (entry.run !== null) await this.#store.kv.delete(this.#markerKey(id));
     entry.removed = true;
     entry.run?.controller.abort();
@@ -761,6 +832,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
 
   /** Puts the entry in the heap at its due time, or takes it out when nothing is due. */
   #reschedule(entry: Entry): void {
+    if (entry.removed) {
+      // A removed job's last run may still finish: it is never scheduled again.
+      this.#heap.delete(entry);
+      return;
+    }
     if (entry.run !== null) {
       this.#heap.set(entry, entry.run.startedAt + this.#stuckRunMs);
       return;
@@ -823,6 +899,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
           this.#retryTimer = undefined;
           this.#notify("drain");
           this.#notify("tick");
+          if (this.#fullResync || this.#pendingSync.size > 0) this.#notify("sync");
         }, WAKE_RETRY_MS);
       }
     }
@@ -1194,6 +1271,187 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     return job;
   }
 
+  // ------------------------------------------------------------------ sync across nodes
+
+  /** A change published by another copy of this service: reloaded in the mailbox. */
+  #onChange(change: CronJobChange): void {
+    if (typeof change !== "object" || change === null || change.origin === this.#instanceId) return;
+    if (change.agentId !== this.agentId) return;
+    if (typeof change.jobId !== "string" || change.jobId === "") return;
+    if (this.#pendingSync.size >= MAX_PENDING_SYNC) {
+      this.#pendingSync.clear();
+      this.#fullResync = true;
+    } else if (!this.#fullResync) {
+      this.#pendingSync.add(change.jobId);
+    }
+    this.#notify("sync");
+  }
+
+  /** Reloads the jobs changed elsewhere, or all of them when the resync period passed. */
+  async #applySync(): Promise<void> {
+    const full = this.#fullResync;
+    const ids = [...this.#pendingSync];
+    this.#fullResync = false;
+    this.#pendingSync.clear();
+    try {
+      await this.#reload(ids, full);
+    } catch {
+      // The store is unreachable: the next full resync reloads everything.
+    } finally {
+      if (full) this.#armResync();
+    }
+    this.#arm();
+  }
+
+  /**
+   * Makes this service's copies of `ids` (all jobs when `full`) match the store: jobs added
+   * elsewhere are scheduled here, removed ones dropped (a run of them here is aborted), and
+   * changed ones take the stored definition and state.
+   */
+  async #reload(ids: readonly string[], full: boolean): Promise<void> {
+    const now = this.#clock.now();
+    const writes: Writes = [];
+    if (full) {
+      const records = (await this.#store.cron.listJobs(this.agentId)) as CronJob[];
+      const stored = new Set<string>();
+      for (const record of records) {
+        stored.add(record.id);
+        this.#merge(record.id, record, now, writes);
+      }
+      for (const id of [...this.#entries.keys()]) {
+        if (!stored.has(id)) this.#merge(id, undefined, now, writes);
+      }
+    } else {
+      const records = await Promise.all(ids.map((id) => this.#store.cron.getJob(id)));
+      ids.forEach((id, i) => {
+        this.#merge(id, records[i] as CronJob | undefined, now, writes);
+      });
+    }
+    // Only markers of runs aborted here; failures leave them to the next start.
+    await Promise.allSettled(writes);
+  }
+
+  /** Takes the stored `record` of job `id` (`undefined`: it was removed) into this service. */
+  #merge(id: string, record: CronJob | undefined, now: number, writes: Writes): void {
+    const entry = this.#entries.get(id);
+    let job: CronJob | undefined;
+    let compiled: CompiledSchedule | undefined;
+    if (record !== undefined && record.agentId === this.agentId) {
+      job = this.#revive(record, now);
+      try {
+        compiled = compileSchedule(job.schedule, job.createdAt, job.id);
+      } catch {
+        // A stored job that no longer validates is not scheduled here (as on start).
+        compiled = undefined;
+      }
+    }
+    if (job === undefined || compiled === undefined) {
+      if (entry === undefined) return;
+      entry.removed = true;
+      if (entry.run !== null) {
+        entry.run.controller.abort();
+        writes.push(this.#store.kv.delete(this.#markerKey(id)));
+      }
+      this.#heap.delete(entry);
+      this.#entries.delete(id);
+      return;
+    }
+    const state = job.state;
+    if (entry === undefined) {
+      const added: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
+      this.#settleSynced(added, now);
+      this.#entries.set(id, added);
+      this.#reschedule(added);
+      return;
+    }
+    const local = entry.job;
+    if (entry.run !== null) {
+      // The run in progress here goes on; it is not part of the stored state.
+      state.runningAt = local.state.runningAt;
+      state.runningRunId = local.state.runningRunId;
+      state.runningScheduledAt = local.state.runningScheduledAt;
+    }
+    const sameDefinition =
+      local.updatedAt === job.updatedAt &&
+      local.enabled === job.enabled &&
+      JSON.stringify(local.schedule) === JSON.stringify(job.schedule);
+    if (
+      sameDefinition &&
+      local.state.nextRunAt !== undefined &&
+      state.nextRunAt !== undefined &&
+      local.state.nextRunAt > state.nextRunAt
+    ) {
+      // Due times this service already went past (run or skipped here) are not taken back.
+      state.nextRunAt = local.state.nextRunAt;
+    }
+    entry.job = job;
+    entry.compiled = compiled;
+    this.#settleSynced(entry, now);
+    this.#reschedule(entry);
+  }
+
+  /**
+   * A reloaded job's next run: occurrences that passed while another node had the job are
+   * that node's business (run, skipped or recorded as missed there), so only the current
+   * one is contended for here (through the runner's cluster guard) and older ones are not
+   * recorded again as missed.
+   */
+  #settleSynced(entry: Entry, now: number): void {
+    if (!this.#schedulable(entry)) return;
+    const state = entry.job.state;
+    if (state.nextRunAt === undefined) {
+      state.nextRunAt = this.#firstRun(entry, now);
+      return;
+    }
+    if (entry.compiled.kind === "at" || state.nextRunAt > now) return;
+    const following = entry.compiled.nextAfter(state.nextRunAt);
+    if (following !== undefined && following <= now)
+      state.nextRunAt = entry.compiled.nextAfter(now);
+  }
+
+  /** Arms the timer of the next full resync (with a sync only). */
+  #armResync(): void {
+    if (this.#sync === undefined || !this.alive) return;
+    if (this.#resyncTimer !== undefined) this.#clock.clearTimer(this.#resyncTimer);
+    this.#resyncTimer = this.#clock.setTimer(() => {
+      this.#resyncTimer = undefined;
+      this.#fullResync = true;
+      this.#pendingSync.clear();
+      this.#notify("sync");
+    }, this.#resyncMs);
+  }
+
+  #stopSync(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    if (this.#resyncTimer !== undefined) this.#clock.clearTimer(this.#resyncTimer);
+    this.#resyncTimer = undefined;
+  }
+
+  /** Job `id` was written or deleted: the other services hear of it after the handler. */
+  #changed(id: string): void {
+    if (this.#sync !== undefined) this.#dirty.add(id);
+  }
+
+  /**
+   * Publishes the jobs changed by the handler that just ran (after its writes). A publish
+   * that fails is left to the other services' next full resync.
+   */
+  #publishChanges(): void {
+    const sync = this.#sync;
+    if (sync === undefined || this.#dirty.size === 0) return;
+    for (const jobId of this.#dirty) {
+      try {
+        void sync
+          .publish({ agentId: this.agentId, jobId, origin: this.#instanceId })
+          .catch(() => undefined);
+      } catch {
+        // As a rejection: healed by the resync.
+      }
+    }
+    this.#dirty.clear();
+  }
+
   // ------------------------------------------------------------------ isolated sessions
 
   /** Where the marker of a job's run in progress is kept. */
@@ -1247,6 +1505,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * an update during a run never makes a stale "running" state durable.
    */
   #putJob(job: CronJob): Promise<void> {
+    this.#changed(job.id);
     const { runningAt, runningRunId, runningScheduledAt, ...state } = job.state;
     if (runningAt === undefined && runningRunId === undefined && runningScheduledAt === undefined) {
       return this.#store.cron.putJob(job);

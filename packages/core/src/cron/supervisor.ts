@@ -3,7 +3,12 @@ import { BeamClawError, InvalidArgumentError, OverloadedError } from "../errors.
 import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor } from "../runtime/supervisor.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
+import { systemClock, type TimerHandle } from "./clock.js";
 import { CronService, type CronServiceOptions } from "./service.js";
+import type { CronJobChange, CronSync } from "./types.js";
+
+/** Default period of the supervisor's look for agents with jobs but no service here. */
+const DEFAULT_RESYNC_MS = 30_000;
 
 /** Options of {@link CronSupervisor}: what every agent's {@link CronService} is given. */
 export interface CronSupervisorOptions extends Omit<CronServiceOptions, "agentId" | "name"> {
@@ -24,6 +29,9 @@ export interface CronSupervisorOptions extends Omit<CronServiceOptions, "agentId
  *
  * `start()` also starts the service of every agent that has jobs in the store, so that
  * schedules resume (and missed runs are caught up) after a restart without anyone asking.
+ * With a change feed (`sync`, or the runner's `cronSync` as on a `ClusterNode`), a job added
+ * through another node for an agent without a service here starts that agent's service too
+ * (at once on the notification, at the latest at the next resync).
  *
  * @example
  * ```ts
@@ -38,6 +46,9 @@ export class CronSupervisor extends DynamicSupervisor {
   readonly registry: Registry;
   readonly #options: CronSupervisorOptions;
   readonly #starting = new Map<string, Promise<CronService>>();
+  readonly #sync: CronSync | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #resyncTimer: TimerHandle | undefined;
 
   constructor(options: CronSupervisorOptions) {
     super({
@@ -50,12 +61,19 @@ export class CronSupervisor extends DynamicSupervisor {
     }
     this.#options = options;
     this.registry = options.registry ?? new Registry();
+    this.#sync = options.sync ?? (options.runJob as { cronSync?: CronSync }).cronSync;
+    this.monitor(() => this.#stopSync());
   }
 
   /** Starts the supervisor, then the services of configured agents and of stored jobs. */
   override async start(): Promise<this> {
     await super.start();
     try {
+      if (this.#sync !== undefined) {
+        // Before the store is read: an agent's first job added meanwhile is heard of.
+        this.#unsubscribe = this.#sync.subscribe((change) => this.#onChange(change));
+        this.#armResync();
+      }
       const agents = new Set((this.#options.agents ?? []).map((id) => normalizeAgentId(id)));
       for (const job of await this.#options.store.cron.listJobs()) agents.add(job.agentId);
       for (const agentId of agents) await this.forAgent(agentId);
@@ -106,6 +124,52 @@ export class CronSupervisor extends DynamicSupervisor {
       }
     }
     throw new OverloadedError(`the cron service of "${id}" keeps stopping`, 5);
+  }
+
+  /** Starts the service of an agent whose job changed elsewhere, if none runs here. */
+  #onChange(change: CronJobChange): void {
+    if (typeof change !== "object" || change === null) return;
+    let id: string;
+    try {
+      id = normalizeAgentId(change.agentId);
+    } catch {
+      return;
+    }
+    this.#ensure([id]);
+  }
+
+  #ensure(agentIds: Iterable<string>): void {
+    if (!this.alive) return;
+    for (const id of agentIds) {
+      if (this.registry.whereis(`cron:${id}`) !== undefined || this.#starting.has(id)) continue;
+      // A service that cannot start now is started on the next change or resync.
+      void this.forAgent(id).catch(() => undefined);
+    }
+  }
+
+  /** Looks for agents with jobs in the store but no service here, every resync period. */
+  #armResync(): void {
+    const clock = this.#options.clock ?? systemClock;
+    const every = this.#options.resyncMs ?? this.#sync?.resyncMs ?? DEFAULT_RESYNC_MS;
+    this.#resyncTimer = clock.setTimer(() => {
+      this.#resyncTimer = undefined;
+      if (!this.alive) return;
+      void this.#options.store.cron
+        .listJobs()
+        .then((jobs) => this.#ensure(new Set(jobs.map((job) => job.agentId))))
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.alive) this.#armResync();
+        });
+    }, every);
+  }
+
+  #stopSync(): void {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    if (this.#resyncTimer !== undefined)
+      (this.#options.clock ?? systemClock).clearTimer(this.#resyncTimer);
+    this.#resyncTimer = undefined;
   }
 
   /** Agents whose services are running. */

@@ -215,3 +215,49 @@ export type CronDeliver = (
   text: string,
   context: { job: CronJob; runId: string },
 ) => void | Promise<void>;
+
+/**
+ * A change to one cron job, published by the {@link CronSync} of the service that made it:
+ * the job was added, changed, enabled or disabled, removed, or a run of it was recorded.
+ * It carries no job data: receivers reload the job from the store, the source of truth.
+ */
+export interface CronJobChange {
+  /** The agent whose job changed. */
+  agentId: string;
+  /** The job's id. */
+  jobId: string;
+  /** The publishing service instance (a service ignores its own changes). */
+  origin: string;
+}
+
+/**
+ * A change feed shared by every copy of an agent's `CronService` (one per cluster node) and
+ * every `CronSupervisor` (which starts the service of an agent whose first job was added
+ * elsewhere):
+ * each service publishes the jobs it changed and reloads from the store the jobs the others
+ * changed, so every node's schedule, `list()` and `cronStatus()` follow the shared store.
+ * Delivery may be at most once: services also reload all their jobs every `resyncMs`, so a
+ * lost notification heals within that time.
+ *
+ * `ClusterNode` provides one over its backplane's pub/sub (`node.cronSync`), and
+ * `agentRuntimeJobRunner(node.runtime)` hands it to the `CronService`s by itself. Without a
+ * feed (a single process), a service works alone, as before.
+ *
+ * @example
+ * ```ts
+ * const cron = await new CronService({ agentId: "ops", store, runJob, sync: node.cronSync }).start();
+ * ```
+ */
+export interface CronSync {
+  /** Tells the other services (they may also hear it late or never). */
+  publish(change: CronJobChange): Promise<void>;
+  /**
+   * Receives the changes of every agent's jobs (own ones included; each service keeps its
+   * agent's); returns the unsubscribe function.
+   */
+  subscribe(handler: (change: CronJobChange) => void): () => void;
+  /** Optional: resolves once changes published elsewhere reach this process's subscriptions. */
+  whenSubscribed?(): Promise<void>;
+  /** Period of the full reload that heals lost notifications, ms. Default 30 000. */
+  readonly resyncMs?: number;
+}

@@ -62,6 +62,14 @@ export function createHttpHandler(options: HttpRouterOptions) {
         case "/readyz": {
           const phase = options.phase();
           const pressured = phase === "running" && options.underMemoryPressure?.() === true;
+          if (phase === "running" && !pressured) {
+            // A store that stopped (disk full, read-only, Redis gone) makes every turn fail:
+            // not ready, so an orchestrator stops sending traffic and can restart us.
+            const problem = await storeProblem(hub);
+            if (problem !== undefined) {
+              return sendJson(res, 503, { ready: false, status: "store-unavailable", ...problem });
+            }
+          }
           const ready = phase === "running" && !pressured;
           return sendJson(res, ready ? 200 : 503, {
             ready,
@@ -156,4 +164,35 @@ export function createHttpHandler(options: HttpRouterOptions) {
       res.end();
     }
   };
+}
+
+/** How long `/readyz` waits for the store's answer before calling it unavailable. */
+const READYZ_STORE_TIMEOUT_MS = 2_000;
+
+/** `undefined` when one cheap store read succeeds in time; else the error's code and message. */
+async function storeProblem(hub: GatewayHub): Promise<{ code: string; error: string } | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      hub.runtime.store.kv.get("beamclaw:readyz"),
+      new Promise((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              Object.assign(new Error("the store did not answer in time"), { code: "TIMEOUT" }),
+            ),
+          READYZ_STORE_TIMEOUT_MS,
+        );
+      }),
+    ]);
+    return undefined;
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    return {
+      code: typeof code === "string" ? code : "STORE_UNAVAILABLE",
+      error: error instanceof Error ? error.message : String(error),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
 }
