@@ -12,6 +12,7 @@ import {
   CronRunGuard,
   CronService,
   type CronServiceOptions,
+  CronSupervisor,
   type CronSync,
   createManualClock,
   DEFAULT_CRON_RESYNC_MS,
@@ -216,6 +217,40 @@ describe("cron services with a change feed", () => {
     expect((await b.list()).map((job) => job.id)).toEqual(["solid"]);
     expect(b.status).toBe("running");
     expect(a.status).toBe("running");
+  });
+
+  it("a supervisor starts the service of an agent whose first job was added elsewhere", async () => {
+    const clock = createManualClock(at("2026-01-05T00:00:00Z"));
+    const store = await openStore();
+    const sync = new PubSubCronSync({ pubsub: new LocalPubSub(), resyncMs: RESYNC_MS });
+    const runJob = async () => ({ status: "ok" as const });
+    const [one, two] = await Promise.all(
+      [0, 1].map(() => new CronSupervisor({ store, clock, runJob, sync }).start()),
+    );
+    try {
+      expect(two!.runningAgents()).toEqual([]);
+      await (await one!.forAgent("billing")).add({
+        id: "invoice",
+        schedule: { every: HOUR },
+        prompt: "invoice",
+      });
+      await clock.advance(0);
+      expect(two!.runningAgents()).toEqual(["billing"]);
+      expect((await (await two!.forAgent("billing")).list()).map((job) => job.id)).toEqual([
+        "invoice",
+      ]);
+      // Missed notification (written to the store directly): found at the supervisor's resync.
+      const job = (await store.cron.getJob("invoice"))!;
+      await store.cron.putJob({ ...job, id: "payroll", agentId: "hr" });
+      expect(two!.runningAgents()).not.toContain("hr");
+      await clock.advance(RESYNC_MS);
+      expect(two!.runningAgents().sort()).toEqual(["billing", "hr"]);
+      expect((await (await two!.forAgent("hr")).list()).map((j) => j.id)).toEqual(["payroll"]);
+    } finally {
+      await one!.stop();
+      await two!.stop();
+    }
+    expect(clock.activeTimers).toBe(0);
   });
 
   it("without a feed, each service keeps to itself as in a single process", async () => {

@@ -131,7 +131,7 @@ describe("cron on a cluster with the default wiring", () => {
     }
   }, 40_000);
 
-  it("a job removed through one node is no longer run by another node's copy of it", async () => {
+  it("a job removed while a node did not hear of it is not run by that node's stale copy", async () => {
     const prefix = uniquePrefix("cron-default");
     prefixes.push(prefix);
     const calls: string[] = [];
@@ -147,8 +147,9 @@ describe("cron on a cluster with the default wiring", () => {
     const cronB = await startCron(b.store, b.node);
     expect((await (await cronB.forAgent("main")).cronStatus()).jobs).toBe(1);
     await waitUntil("a first run", async () => (await a.store.cron.listRuns("gone")).length >= 1);
-    // Removed through node a: node b's service still holds its copy, and fires it.
-    await (await cronA.forAgent("main")).remove("gone");
+    // Removed with the change notification lost (written to the store directly; the next
+    // full resync is 30 s away): the services still hold their copies, and fire them.
+    await a.store.cron.deleteJob("gone");
     const callsAtRemoval = calls.length;
     const claimsAtRemoval = (await a.store.kv.keys("cron-run:gone:")).length;
     // Let node b's copy come due several times.

@@ -191,7 +191,9 @@ export interface PubSubCronSyncOptions {
  * ```
  */
 export class PubSubCronSync implements CronSync {
+  /** Period of the services' full reload, ms. */
   readonly resyncMs: number;
+  /** The pub/sub topic of the changes. */
   readonly topic: string;
   readonly #pubsub: PubSubCronSyncOptions["pubsub"];
 
@@ -212,6 +214,7 @@ export class PubSubCronSync implements CronSync {
     this.topic = topic;
   }
 
+  /** Publishes `change` to every node (this one's subscribers included). */
   publish(change: CronJobChange): Promise<void> {
     return this.#pubsub.publish(this.topic, {
       agentId: change.agentId,
@@ -220,10 +223,12 @@ export class PubSubCronSync implements CronSync {
     });
   }
 
+  /** Receives every node's changes; returns the unsubscribe function. */
   subscribe(handler: (change: CronJobChange) => void): () => void {
     return this.#pubsub.subscribe<CronJobChange>(this.topic, (change) => handler(change));
   }
 
+  /** Resolves once other nodes' changes reach this node's subscriptions. */
   whenSubscribed(): Promise<void> {
     return this.#pubsub.whenSubscribed?.(this.topic) ?? Promise.resolve();
   }

@@ -62,6 +62,10 @@ export class CronSupervisor extends DynamicSupervisor {
     this.#options = options;
     this.registry = options.registry ?? new Registry();
     this.#sync = options.sync ?? (options.runJob as { cronSync?: CronSync }).cronSync;
+    const resyncMs = options.resyncMs ?? this.#sync?.resyncMs;
+    if (resyncMs !== undefined && !(resyncMs > 0)) {
+      throw new InvalidArgumentError(`resyncMs must be > 0 ms, got ${resyncMs}`);
+    }
     this.monitor(() => this.#stopSync());
   }
 
