@@ -52,6 +52,13 @@ export class LocalPubSub implements PubSub {
   readonly #emitter = new EventEmitter();
   /** Live subscriptions' unsubscribe functions, so close() also detaches their signals. */
   readonly #subscriptions = new Set<() => void>();
+  /**
+   * Subscribers per topic. Publishing to a topic nobody follows (the common case: every
+   * event of every session goes to `session:<key>`) checks this Map: a Map caches a string's
+   * hash, while the emitter's object lookup with a freshly built, never-stored topic string
+   * looks the string up in V8's string table on every call.
+   */
+  readonly #counts = new Map<string, number>();
 
   subscribe<T = unknown>(
     topic: string,
@@ -72,10 +79,18 @@ export class LocalPubSub implements PubSub {
       }
     };
     this.#emitter.on(topic, listener);
+    this.#counts.set(topic, (this.#counts.get(topic) ?? 0) + 1);
     let onAbort: (() => void) | undefined;
+    let subscribed = true;
     const unsubscribe = () => {
       this.#subscriptions.delete(unsubscribe);
       this.#emitter.off(topic, listener);
+      if (subscribed) {
+        subscribed = false;
+        const left = (this.#counts.get(topic) ?? 1) - 1;
+        if (left > 0) this.#counts.set(topic, left);
+        else this.#counts.delete(topic);
+      }
       if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
       onAbort = undefined;
     };
@@ -95,13 +110,14 @@ export class LocalPubSub implements PubSub {
 
   /** Delivers to local subscribers now. Returns the number of subscribers reached. */
   publishSync(topic: string, message: unknown): number {
-    const count = this.#emitter.listenerCount(topic);
-    if (count > 0) this.#emitter.emit(topic, message);
+    const count = this.#counts.get(topic);
+    if (count === undefined) return 0;
+    this.#emitter.emit(topic, message);
     return count;
   }
 
   subscriberCount(topic: string): number {
-    return this.#emitter.listenerCount(topic);
+    return this.#counts.get(topic) ?? 0;
   }
 
   /** Topics with at least one subscriber. */
@@ -112,5 +128,6 @@ export class LocalPubSub implements PubSub {
   async close(): Promise<void> {
     for (const unsubscribe of Array.from(this.#subscriptions)) unsubscribe();
     this.#emitter.removeAllListeners();
+    this.#counts.clear();
   }
 }
