@@ -74,7 +74,7 @@ async function historyLines(client: GatewayClient): Promise<string[]> {
 }
 
 describe("store faults", () => {
-  it("a full disk (ENOSPC) fails the turn's write with a typed error the client sees and cuts it back; the gateway keeps serving, and once space is freed the next turn completes without a restart; no file is corrupt", async () => {
+  it("a full disk (ENOSPC) fails the turn's write with a typed error the client sees; the message stays queued and its turn runs again, completing once space is freed, without a restart; the gateway keeps serving; nothing is lost or doubled and no file is corrupt", async () => {
     const { disk, model, storeDir } = await setup();
     const stack = await startStack({ model, store: storeDir });
     const client = await GatewayClient.connect(stack.url, TOKEN);
@@ -84,10 +84,17 @@ describe("store faults", () => {
     expect((await client.chatEnd("run-1")).payload.state).toBe("final");
 
     const gate = deferred();
+    const freed = deferred();
     model.push({
       kind: "gated",
       until: gate.promise,
       next: { kind: "text", chunks: [BIG_ANSWER] },
+    });
+    // The retry of the same turn waits for the disk to be freed before it answers.
+    model.push({
+      kind: "gated",
+      until: freed.promise,
+      next: { kind: "text", chunks: ["second answer"] },
     });
     const ack = await client.request("chat.send", {
       sessionKey: KEY,
@@ -99,17 +106,27 @@ describe("store faults", () => {
     expect(await disk.fill(64 * 1024)).toBeGreaterThan(0);
     gate.resolve();
 
-    // The answer cannot be written: the client is told, with a typed error naming the cause.
-    const failed = (await client.chatEnd("run-2")).payload;
-    expect(failed.state).toBe("error");
-    expect(failed.errorMessage).toMatch(
-      /^store-fs at .*: I\/O failed.*the store was not changed: ENOSPC/,
+    // The answer cannot be written: the client is told at once, with a typed error naming the
+    // cause, and the run is not given up: its message stays in the durable queue.
+    const saveFailed = await waitFor("the SAVE_FAILED event of run-2", () =>
+      client.events.find(
+        (e) =>
+          e.event === "agent" &&
+          e.payload?.runId === "run-2" &&
+          e.payload?.stream === "error" &&
+          e.payload?.data?.code === "SAVE_FAILED",
+      ),
     );
+    expect(saveFailed.payload.data.message).toMatch(/ENOSPC/);
+    expect((await stack.store.queue.pending({})).length).toBe(1);
     // The process is up and still answers, on both protocols.
     expect(await healthz(stack.port)).toBe(200);
     expect((await client.request("health")).ok).toBe(true);
 
     await disk.free();
+    freed.resolve();
+    // The retried turn completes once there is room.
+    expect((await client.chatEnd("run-2")).payload.state).toBe("final");
     model.push({ kind: "text", chunks: ["third answer"] });
     await client.request("chat.send", {
       sessionKey: KEY,
@@ -117,12 +134,13 @@ describe("store faults", () => {
       idempotencyKey: "run-3",
     });
     expect((await client.chatEnd("run-3")).payload.state).toBe("final");
-    // The acknowledged message is kept (its failure was reported); the half-written answer
-    // was cut back, so nothing of it remains.
+    // The acknowledged message ran to its end exactly once in the history: the failed
+    // attempt's half-written part was cut back, so none of the big answer remains.
     expect(await historyLines(client)).toEqual([
       "user:one",
       "assistant:first answer",
       "user:two",
+      "assistant:second answer",
       "user:three",
       "assistant:third answer",
     ]);
