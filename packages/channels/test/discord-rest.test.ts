@@ -4,6 +4,7 @@
  * replies, DM channels, threads, edits, typing, reactions, files; rate limits handled by
  * @discordjs/rest (waited out, or surfaced with `retryAfterMs`), and refusals.
  */
+import { createHook } from "node:async_hooks";
 import { AbortedError, ChannelSendError } from "@beamclaw/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createDiscordChannel, discordNonceFor } from "../src/discord/index.js";
@@ -19,6 +20,29 @@ afterEach(runCleanups);
 afterAll(() => closeDiscordMsw());
 
 const room = { accountId: "default", chatType: "group" as const, chatId: "room-1" };
+
+/**
+ * Runs `call` and returns how many timers it armed that still hold the event loop once it
+ * settled (followed one by one with an async hook, not counted by type).
+ */
+async function timersLeftBy(call: () => Promise<unknown>): Promise<number> {
+  const alive = new Map<number, { hasRef(): boolean }>();
+  const hook = createHook({
+    init(id, type, _trigger, resource) {
+      if (type === "Timeout") alive.set(id, resource as { hasRef(): boolean });
+    },
+    destroy(id) {
+      alive.delete(id);
+    },
+  }).enable();
+  try {
+    await call().catch(() => undefined);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return [...alive.values()].filter((t) => t.hasRef()).length;
+  } finally {
+    hook.disable();
+  }
+}
 const posts = (h: Awaited<ReturnType<typeof startHarness>>) =>
   h.platform.requests.filter((r) => r.method === "POST" && r.path.endsWith("/messages"));
 
@@ -182,9 +206,70 @@ describe("rate limits", () => {
     expect((error as ChannelSendError).retryAfterMs).toBeGreaterThanOrEqual(64_000);
     expect((error as Error).message).toMatch(/global/);
     const before = h.platform.requests.length;
-    const typing = await h.plugin.typing(room).catch((e: unknown) => e);
+    let typing: unknown;
+    // Refused without a timer: @discordjs/rest alone would leave one of the whole minute.
+    expect(
+      await timersLeftBy(async () => {
+        typing = await h.plugin.typing(room).catch((e: unknown) => e);
+      }),
+    ).toBe(0);
     expect(typing).toMatchObject({ isRetryable: true, statusCode: 429 });
+    expect((typing as ChannelSendError).retryAfterMs).toBeGreaterThanOrEqual(60_000);
+    expect((typing as Error).message).toMatch(/global/);
     expect(h.platform.requests.length).toBe(before); // not sent: the global limit holds
+  });
+
+  it("a route's exhausted bucket refuses later calls at once, retryable, and leaves no timer", async () => {
+    const h = await startHarness({ plugin: { maxRateLimitWaitMs: 2_000 } });
+    // The first 429 tells @discordjs/rest the route's bucket; the second exhausts it.
+    h.platform.answerNext(
+      "POST",
+      /\/messages$/,
+      { kind: "rate-limit", retryAfter: 30 },
+      { kind: "rate-limit", retryAfter: 30 },
+    );
+    for (const text of ["one", "two"]) {
+      const refused = await h.plugin.sendText(room, text).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ isRetryable: true, statusCode: 429 });
+    }
+    const before = h.platform.requests.length;
+    let third: unknown;
+    // Refused without a timer: @discordjs/rest alone would leave one of the whole 30 s.
+    expect(
+      await timersLeftBy(async () => {
+        third = await h.plugin.sendText(room, "three").catch((e: unknown) => e);
+      }),
+    ).toBe(0);
+    expect(ChannelSendError.isInstance(third)).toBe(true);
+    expect(third).toMatchObject({ isRetryable: true, statusCode: 429 });
+    expect((third as ChannelSendError).retryAfterMs).toBeGreaterThan(25_000);
+    expect(h.platform.requests.length).toBe(before); // not sent
+    // Another channel's bucket is not held back.
+    const other = await h.plugin.sendText({ ...room, chatId: "room-2" }, "elsewhere");
+    expect(h.platform.messages.get(other.messageId)?.content).toBe("elsewhere");
+  });
+
+  it("the wait after a 429 is sat out with a timer an abort clears", async () => {
+    const h = await startHarness({ plugin: { maxRateLimitWaitMs: 5_000 } });
+    h.platform.answerNext("POST", /\/messages$/, { kind: "rate-limit", retryAfter: 3 });
+    const controller = new AbortController();
+    let sending: Promise<unknown> = Promise.resolve();
+    const left = await timersLeftBy(async () => {
+      sending = h.plugin
+        .sendText(room, "patience", { signal: controller.signal })
+        .catch((e: unknown) => e);
+      // The 429 came back: the send now sits out its bucket's reset (3 s).
+      for (let i = 0; posts(h).length === 0; i++) {
+        if (i > 1_000) throw new Error("the send never reached Discord");
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Aborted: no timer of that wait is left running (counted before the send settles).
+      controller.abort();
+    });
+    expect(left).toBe(0);
+    expect(AbortedError.isInstance(await sending)).toBe(true);
+    expect(posts(h)).toHaveLength(1); // the limited attempt only
   });
 
   it("a global limit within maxRateLimitWaitMs is waited out", async () => {

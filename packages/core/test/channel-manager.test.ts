@@ -704,8 +704,8 @@ describe("gateway methods and configuration", () => {
     const methods = manager.gatewayMethods();
     expect(Object.keys(methods).sort()).toEqual([
       "channels.pairing.approve",
+      "channels.pairing.dismiss",
       "channels.pairing.list",
-      "channels.pairing.reject",
       "channels.status",
       "memory.ping",
     ]);
@@ -719,7 +719,7 @@ describe("gateway methods and configuration", () => {
     });
     await expect(
       methods["channels.pairing.approve"]!.handler(
-        { channel: "memory", code: "AAAAAAAA" },
+        { channel: "memory", accountId: "default", requestId: "AAAAAAAA" },
         { scopes: [] },
       ),
     ).rejects.toMatchObject({ code: "PAIRING_CODE_INVALID" });

@@ -17,13 +17,18 @@ import { z } from "zod";
 import { createGateway } from "../src/index.js";
 import {
   closeClients,
+  RpcError,
   rpcError,
   startStack,
   stopStacks,
   TestClient,
   TOKEN,
+  useSchemaCheck,
   validatorOf,
+  type Wire,
 } from "./support.js";
+
+useSchemaCheck();
 
 const managers: ChannelManager[] = [];
 const platforms: MemoryPlatform[] = [];
@@ -172,7 +177,11 @@ describe("channel plugin methods on the gateway", () => {
       const forbidden = await rpcError(reader.request("memory.reset"));
       expect(forbidden.code).toBe("FORBIDDEN");
       const pairing = await rpcError(
-        reader.request("channels.pairing.approve", { channel: "memory", code: "ABCDEFGH" }),
+        reader.request("channels.pairing.approve", {
+          channel: "memory",
+          accountId: "default",
+          requestId: "ABCDEFGH",
+        }),
       );
       expect(pairing.code).toBe("FORBIDDEN");
 
@@ -244,5 +253,251 @@ describe("channel plugin methods on the gateway", () => {
     // The running gateway's own chat.send is untouched.
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     expect(client.hello.features.methods).not.toContain("chat.hijacked");
+  });
+});
+
+/** Checks a value against a definition of the protocol schema. */
+function expectSchema(definition: string, value: unknown): void {
+  const validate = validatorOf(definition);
+  expect(validate(value), `${definition}: ${JSON.stringify(validate.errors)}`).toBe(true);
+}
+
+/** A `channels.pairing.*` call whose params and result are checked against the protocol. */
+async function pairingCall(client: TestClient, name: string, params: object): Promise<Wire> {
+  const stem = name.charAt(0).toUpperCase() + name.slice(1);
+  expectSchema(`ChannelsPairing${stem}Params`, params);
+  const result = await client.request(`channels.pairing.${name}`, params);
+  expectSchema(`ChannelsPairing${stem}Result`, result);
+  return result;
+}
+
+describe("channels.pairing.* on the gateway (OpenClaw's protocol)", () => {
+  async function pairingStack() {
+    const stack = await startStack();
+    const platform = createMemoryPlatform({ channelId: "memory" });
+    platforms.push(platform);
+    const manager = new ChannelManager({
+      runtime: stack.runtime,
+      channels: [{ plugin: platform.createChannel(), dmPolicy: "pairing", operators: ["olga"] }],
+      pairing: { ttlMs: 600_000, maxPending: 3 },
+    });
+    managers.push(manager);
+    await manager.start();
+    const gateway = createGateway({
+      runtime: stack.runtime,
+      host: "127.0.0.1",
+      port: 0,
+      auth: { mode: "token", token: TOKEN },
+      channelMethods: () => manager.gatewayMethods(),
+    });
+    const { port } = await gateway.start();
+    const client = await TestClient.connect(`ws://127.0.0.1:${port}`, { token: TOKEN });
+    const dm = (peer: string, messageId: string) =>
+      platform.inject({
+        chatType: "direct",
+        chatId: peer,
+        peer: { id: peer, name: peer === "bob" ? "Bob" : undefined },
+        text: "hello?",
+        messageId,
+      });
+    return { stack, platform, manager, gateway, client, dm };
+  }
+
+  it("lists, approves (allowlisting the sender) and dismisses requests in the protocol's shapes", async () => {
+    const { platform, gateway, client, dm } = await pairingStack();
+    try {
+      expect(client.hello.features.methods).toEqual(
+        expect.arrayContaining([
+          "channels.pairing.list",
+          "channels.pairing.approve",
+          "channels.pairing.dismiss",
+        ]),
+      );
+      expect(client.hello.features.methods).not.toContain("channels.pairing.reject");
+
+      const empty = await pairingCall(client, "list", {});
+      expect(empty).toEqual({
+        accounts: [
+          {
+            channel: "memory",
+            channelLabel: "Memory",
+            accountId: "default",
+            notifySupported: true,
+          },
+        ],
+        requests: [],
+        commandOwnerConfigured: true,
+        limits: { pendingPerAccount: 3, ttlMs: 600_000 },
+      });
+
+      expect((await dm("bob", "b1")).status).toBe("pairing");
+      expect((await dm("carol", "c1")).status).toBe("pairing");
+      // Bob writes again: the same request, seen later.
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      expect((await dm("bob", "b2")).status).toBe("pairing");
+
+      const listed = await pairingCall(client, "list", { channel: "memory", accountId: "default" });
+      expect(listed.requests).toHaveLength(2);
+      const [bob, carol] = listed.requests as Wire[];
+      expect(bob).toMatchObject({
+        channel: "memory",
+        channelLabel: "Memory",
+        accountId: "default",
+        senderId: "bob",
+        senderLabel: "Bob",
+        metadata: { chatId: "bob" },
+        notifySupported: true,
+      });
+      expect(bob.requestId).toMatch(/^[A-HJ-NP-Z2-9]{8}$/);
+      expect(Date.parse(bob.lastSeenAt)).toBeGreaterThan(Date.parse(bob.createdAt));
+      expect(Date.parse(bob.expiresAt) - Date.parse(bob.createdAt)).toBe(600_000);
+      // The code the sender was told is the request's id.
+      await expect
+        .poll(() =>
+          platform
+            .outbound()
+            .some(
+              (o) =>
+                o.kind === "text" && o.target.chatId === "bob" && o.text.includes(bob.requestId),
+            ),
+        )
+        .toBe(true);
+      expect(carol).toMatchObject({ senderId: "carol", senderLabel: "carol" });
+
+      // Another account's filter sees nothing of these.
+      const other = await pairingCall(client, "list", { accountId: "work" });
+      expect(other).toMatchObject({ accounts: [], requests: [] });
+
+      const approved = await pairingCall(client, "approve", {
+        channel: "memory",
+        accountId: "default",
+        requestId: bob.requestId,
+        bootstrapCommandOwner: true,
+      });
+      expect(approved).toEqual({
+        requestId: bob.requestId,
+        senderId: "bob",
+        notification: "sent",
+        commandOwnerBootstrap: "already-configured",
+      });
+      // Bob is on the allowlist now, and was told.
+      expect((await dm("bob", "b3")).status).toBe("accepted");
+      await expect
+        .poll(() =>
+          platform
+            .outbound()
+            .filter((o) => o.kind === "text" && o.target.chatId === "bob")
+            .map((o) => (o.kind === "text" ? o.text : "")),
+        )
+        .toEqual(expect.arrayContaining([expect.stringMatching(/approved/i)]));
+
+      const dismissed = await pairingCall(client, "dismiss", {
+        channel: "memory",
+        accountId: "default",
+        requestId: carol.requestId,
+      });
+      expect(dismissed).toEqual({ requestId: carol.requestId, senderId: "carol" });
+      expect((await pairingCall(client, "list", {})).requests).toEqual([]);
+      // Dismissed is not approved: Carol gets a new code when she writes again.
+      expect((await dm("carol", "c2")).status).toBe("pairing");
+      const again = (await pairingCall(client, "list", {})).requests as Wire[];
+      expect(again.map((r: Wire) => r.senderId)).toEqual(["carol"]);
+      expect(again[0].requestId).not.toBe(carol.requestId);
+
+      // Approving without notifying says so.
+      const quiet = await pairingCall(client, "approve", {
+        channel: "memory",
+        accountId: "default",
+        requestId: again[0].requestId,
+        notify: false,
+      });
+      expect(quiet).toMatchObject({ senderId: "carol", notification: "not-requested" });
+    } finally {
+      await gateway.stop();
+    }
+  });
+
+  it("answers an unknown, dismissed or other account's requestId and bad params with typed errors", async () => {
+    const { gateway, client, dm } = await pairingStack();
+    try {
+      await dm("bob", "b1");
+      const [bob] = (await pairingCall(client, "list", {})).requests as Wire[];
+
+      const unknown = await rpcError(
+        client.request("channels.pairing.approve", {
+          channel: "memory",
+          accountId: "default",
+          requestId: "ZZZZZZZZ",
+        }),
+      );
+      expect(unknown).toBeInstanceOf(RpcError);
+      expect(unknown.code).toBe("INVALID_REQUEST");
+      expect(unknown.details).toEqual({
+        code: "PAIRING_CODE_INVALID",
+        channel: "memory",
+        requestId: "ZZZZZZZZ",
+      });
+
+      // Bob's request came to the default account, not to "work": unknown there, untouched.
+      const wrongAccount = await rpcError(
+        client.request("channels.pairing.approve", {
+          channel: "memory",
+          accountId: "work",
+          requestId: bob.requestId,
+        }),
+      );
+      expect(wrongAccount.details).toMatchObject({ code: "PAIRING_CODE_INVALID" });
+      expect((await pairingCall(client, "list", {})).requests).toHaveLength(1);
+
+      await pairingCall(client, "dismiss", {
+        channel: "memory",
+        accountId: "default",
+        requestId: bob.requestId,
+      });
+      for (const name of ["dismiss", "approve"]) {
+        const gone = await rpcError(
+          client.request(`channels.pairing.${name}`, {
+            channel: "memory",
+            accountId: "default",
+            requestId: bob.requestId,
+          }),
+        );
+        expect(gone.code).toBe("INVALID_REQUEST");
+        expect(gone.details).toMatchObject({ code: "PAIRING_CODE_INVALID" });
+      }
+      // The dismissed sender was not approved.
+      expect((await dm("bob", "b2")).status).toBe("pairing");
+
+      const noChannel = await rpcError(
+        client.request("channels.pairing.dismiss", {
+          channel: "nowhere",
+          accountId: "default",
+          requestId: bob.requestId,
+        }),
+      );
+      expect(noChannel.code).toBe("INVALID_REQUEST");
+      expect(noChannel.details).toEqual({ code: "CHANNEL_NOT_FOUND", channel: "nowhere" });
+
+      // Params the protocol's schema refuses are refused here too: the old shape, a missing
+      // accountId, an empty requestId.
+      for (const params of [
+        { channel: "memory", code: "ABCDEFGH" },
+        { channel: "memory", requestId: "ABCDEFGH" },
+        { channel: "memory", accountId: "default", requestId: "" },
+        { channel: "memory", accountId: "default", requestId: "ABCDEFGH", notify: "yes" },
+      ]) {
+        expect(validatorOf("ChannelsPairingApproveParams")(params)).toBe(false);
+        const refused = await rpcError(client.requestUnchecked("channels.pairing.approve", params));
+        expect(refused.code).toBe("INVALID_REQUEST");
+        expect((refused.details as { code: string }).code).toBe("INVALID_PARAMS");
+      }
+      const oldMethod = await rpcError(
+        client.requestUnchecked("channels.pairing.reject", { channel: "memory", code: "X" }),
+      );
+      expect(oldMethod.code).toBe("INVALID_REQUEST");
+      expect(client.ws.readyState).toBe(client.ws.OPEN);
+    } finally {
+      await gateway.stop();
+    }
   });
 });

@@ -11,9 +11,11 @@ import {
   type ChannelPlugin,
   ChannelSendError,
   type ChannelSendOptions,
+  type ChannelStateStore,
   type ChannelTarget,
   InvalidArgumentError,
   InvalidInboundError,
+  type JsonObject,
   NoProcessError,
   type OutboundMedia,
   type SentMessage,
@@ -31,6 +33,7 @@ import {
 import { toInbound } from "./inbound.js";
 import { type DiscordLibraries, loadDiscordLibraries } from "./libraries.js";
 import { nonceFor, reactionEmoji, toSendError } from "./outbound.js";
+import { guardRateLimits } from "./rate-limits.js";
 import { GatewaySessions } from "./sessions.js";
 
 /**
@@ -121,7 +124,10 @@ export interface DiscordChannelOptions {
    * fails, a session Discord ended), the events missed while disconnected are not replayed:
    * the channel fetches them over REST instead (`GET /channels/{id}/messages?after=<last
    * taken>`) for the channels that had activity, hands them over in order, and skips any
-   * message it handed over before. `false` turns that off.
+   * message it handed over before. Where the host keeps plugin state (`ctx.state`, as the
+   * `ChannelManager` does in the runtime's store), what the backfill needs is saved per
+   * account, so that a restarted process (or a reloaded channel) fetches what was posted
+   * while it was away. `false` turns that off.
    */
   backfill?: DiscordBackfillOptions | false;
 }
@@ -132,6 +138,23 @@ export interface DiscordBackfillOptions {
   maxChannels?: number;
   /** Messages fetched per channel at most (100 per request). Default 200. */
   maxMessagesPerChannel?: number;
+  /**
+   * How long after a change the backfill position is saved to `ctx.state` (changes in
+   * between are saved together; `stop` saves at once). Default 2000.
+   */
+  saveDelayMs?: number;
+}
+
+/** The `ctx.state` key of the saved backfill position (per account). */
+const BACKFILL_STATE_KEY = "discord.backfill";
+
+/**
+ * The saved backfill position: per channel with activity (least recent first), the id after
+ * which a backfill fetches, and the channel's guild.
+ */
+interface SavedBackfill {
+  v: 1;
+  channels: Array<[channelId: string, after: string, guildId: string | null]>;
 }
 
 /** What the channel knows of one Discord channel (guild channel, thread or DM) with activity. */
@@ -158,6 +181,21 @@ function compareIds(a: string, b: string): number {
     return x < y ? -1 : x > y ? 1 : 0;
   }
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Where a backfill of a channel starts: after the last message taken, or before the oldest
+ * still in flight when that is earlier. `undefined` when there is nothing to go by.
+ */
+function backfillAfter(activity: Activity): string | undefined {
+  let after = activity.lastTaken;
+  const pending = [...activity.inFlight].filter((id) => SNOWFLAKE.test(id));
+  if (pending.length > 0) {
+    const oldest = pending.reduce((a, b) => (compareIds(a, b) <= 0 ? a : b));
+    const before = (BigInt(oldest) - 1n).toString();
+    if (after === undefined || compareIds(before, after) < 0) after = before;
+  }
+  return after !== undefined && SNOWFLAKE.test(after) ? after : undefined;
 }
 
 /** What is in flight for one `start` (one gateway connection and its inbound work). */
@@ -277,6 +315,15 @@ export class DiscordChannel implements ChannelPlugin {
   /** Message ids a backfill handed over: should Discord deliver one live too, it is skipped. */
   readonly #backfilled = new Set<string>();
   readonly #backfill: Required<DiscordBackfillOptions> | false;
+  /** Where the backfill position is saved (the last context's `state`). */
+  #state: ChannelStateStore | undefined;
+  /** The saved position was read (once per instance; memory knows better after). */
+  #restored = false;
+  /** The backfill position changed since it was last saved. */
+  #dirty = false;
+  #saveTimer: NodeJS.Timeout | undefined;
+  /** The save in progress (saves run one after another). */
+  #saving: Promise<void> = Promise.resolve();
   #libraries: DiscordLibraries | undefined;
   #client: { rest: REST; api: API } | undefined;
   #run: Run | null = null;
@@ -333,6 +380,11 @@ export class DiscordChannel implements ChannelPlugin {
               200,
               1,
             ),
+            saveDelayMs: positiveInteger(
+              options.backfill?.saveDelayMs,
+              "backfill.saveDelayMs",
+              2_000,
+            ),
           };
     this.#options = options;
     this.gatewayMethods = {
@@ -366,6 +418,10 @@ export class DiscordChannel implements ChannelPlugin {
     }
     const libraries = await this.#load();
     const { rest } = this.#restClient(libraries);
+    if (this.#backfill !== false && ctx.state !== undefined) {
+      this.#state = ctx.state;
+      await this.#restore(ctx);
+    }
     this.#sessions.newConnection();
     const controller = new AbortController();
     const run: Run = {
@@ -437,6 +493,9 @@ export class DiscordChannel implements ChannelPlugin {
     // acknowledged before the session is closed (and resumed after them next time).
     await settleWithin([run.chain, ...run.receiving], STOP_DRAIN_MS);
     await run.connection.close(run.reported || run.connection.lost);
+    clearTimeout(this.#saveTimer);
+    this.#saveTimer = undefined;
+    await this.#save(run.ctx.logger);
   }
 
   sendText(
@@ -675,6 +734,7 @@ export class DiscordChannel implements ChannelPlugin {
     if (this.#activity.size > MAX_ACTIVITY) {
       this.#activity.delete(this.#activity.keys().next().value!);
     }
+    this.#changed();
   }
 
   /** A message was taken by the host (or skipped as not for it): never hand it over again. */
@@ -685,6 +745,7 @@ export class DiscordChannel implements ChannelPlugin {
       if (activity.lastTaken === undefined || compareIds(messageId, activity.lastTaken) > 0) {
         activity.lastTaken = messageId;
       }
+      this.#changed();
     }
     this.#taken.add(messageId);
     if (this.#taken.size > MAX_TAKEN_IDS) this.#taken.delete(this.#taken.values().next().value!);
@@ -705,14 +766,8 @@ export class DiscordChannel implements ChannelPlugin {
     const channels = [...this.#activity.entries()].reverse().slice(0, backfill.maxChannels);
     let handed = 0;
     for (const [channelId, activity] of channels) {
-      let after = activity.lastTaken;
-      const pending = [...activity.inFlight].filter((id) => SNOWFLAKE.test(id));
-      if (pending.length > 0) {
-        const oldest = pending.reduce((a, b) => (compareIds(a, b) <= 0 ? a : b));
-        const before = (BigInt(oldest) - 1n).toString();
-        if (after === undefined || compareIds(before, after) < 0) after = before;
-      }
-      if (after === undefined || !SNOWFLAKE.test(after)) continue;
+      let after = backfillAfter(activity);
+      if (after === undefined) continue;
       let fetched = 0;
       while (fetched < backfill.maxMessagesPerChannel) {
         if (signal.aborted || run.refused) return;
@@ -753,6 +808,78 @@ export class DiscordChannel implements ChannelPlugin {
         messages: handed,
       });
     }
+  }
+
+  /** Reads the saved backfill position into memory (once; before the first connection). */
+  async #restore(ctx: ChannelContext): Promise<void> {
+    if (this.#restored || this.#state === undefined) return;
+    this.#restored = true;
+    let saved: SavedBackfill | undefined;
+    try {
+      saved = await this.#state.get<SavedBackfill & JsonObject>(
+        this.#accountId,
+        BACKFILL_STATE_KEY,
+      );
+    } catch (error) {
+      ctx.logger.warn("discord: the saved backfill position could not be read", { error });
+      return;
+    }
+    if (saved?.v !== 1 || !Array.isArray(saved.channels)) return;
+    let restored = 0;
+    for (const entry of saved.channels) {
+      if (!Array.isArray(entry)) continue;
+      const [channelId, after, guildId] = entry;
+      if (typeof channelId !== "string" || typeof after !== "string" || !SNOWFLAKE.test(after)) {
+        continue;
+      }
+      if (this.#activity.has(channelId)) continue;
+      this.#activity.set(channelId, {
+        lastTaken: after,
+        guildId: typeof guildId === "string" ? guildId : undefined,
+        inFlight: new Set(),
+      });
+      restored++;
+    }
+    if (restored > 0) {
+      ctx.logger.debug("discord: saved backfill position read", { channels: restored });
+    }
+  }
+
+  /** The backfill position changed: saved after `saveDelayMs` (never armed while stopped). */
+  #changed(): void {
+    if (this.#backfill === false || this.#state === undefined) return;
+    this.#dirty = true;
+    const run = this.#run;
+    if (this.#saveTimer !== undefined || run === null) return; // stop saves what is left
+    this.#saveTimer = setTimeout(() => {
+      this.#saveTimer = undefined;
+      void this.#save(run.ctx.logger);
+    }, this.#backfill.saveDelayMs);
+  }
+
+  /** Saves the backfill position if it changed. Never throws. */
+  #save(logger: ChannelLogger): Promise<void> {
+    this.#saving = this.#saving.then(async () => {
+      const state = this.#state;
+      const backfill = this.#backfill;
+      if (!this.#dirty || state === undefined || backfill === false) return;
+      this.#dirty = false;
+      const channels: SavedBackfill["channels"] = [];
+      for (const [channelId, activity] of [...this.#activity].slice(-backfill.maxChannels)) {
+        const after = backfillAfter(activity);
+        if (after !== undefined) channels.push([channelId, after, activity.guildId ?? null]);
+      }
+      try {
+        await state.set(this.#accountId, BACKFILL_STATE_KEY, {
+          v: 1,
+          channels,
+        } satisfies SavedBackfill);
+      } catch (error) {
+        this.#dirty = true;
+        logger.warn("discord: the backfill position could not be saved", { error });
+      }
+    });
+    return this.#saving;
   }
 
   /** Hands one backfilled message over. False when the host could not take it (stop here). */
@@ -848,6 +975,8 @@ export class DiscordChannel implements ChannelPlugin {
         handlerSweepInterval: 0,
         rejectOnRateLimit: (limit: RateLimitData) => this.#rejectRateLimit(limit),
       });
+      // A known limit is refused or waited out before @discordjs/rest arms a timer for it.
+      guardRateLimits(rest, libraries, this.#maxRateLimitWaitMs);
       rest.on("rateLimited", (limit) => {
         const logger = this.#run?.ctx.logger ?? silentLogger;
         // A route's bucket running dry is routine; a global limit is worth a look.

@@ -117,6 +117,7 @@ const OPEN = 1;
 interface ShardSocket {
   readyState: number;
   terminate?(): void;
+  on?(event: "error", listener: (error: unknown) => void): unknown;
 }
 
 /** What the shards of a connection tell it. */
@@ -211,7 +212,12 @@ class ConnectionShards implements IShardingStrategy {
     for (const shard of shards) {
       // `connection` is private to WebSocketShard; it is read only to cut what it left open.
       const socket = Reflect.get(shard, "connection") as ShardSocket | null | undefined;
-      if (socket !== null && socket !== undefined && socket.readyState !== 3) socket.terminate?.();
+      if (socket !== null && socket !== undefined && socket.readyState !== 3) {
+        // `ws` reports a socket terminated while still connecting with an "error" event on
+        // the next tick; the shard has let go of the socket, so nothing else would listen.
+        socket.on?.("error", () => undefined);
+        socket.terminate?.();
+      }
     }
   }
 

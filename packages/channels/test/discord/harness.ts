@@ -6,6 +6,7 @@
  */
 import {
   type ChannelContext,
+  type ChannelStateStore,
   type InboundMessageInput,
   NoProcessError,
   type ReceiveResult,
@@ -54,6 +55,10 @@ export interface Harness {
 
 export interface HarnessOptions {
   platform?: Parameters<typeof startDiscordPlatform>[0];
+  /** Connect to this running fake Discord instead of starting one (a restarted bot). */
+  on?: DiscordPlatform;
+  /** Given to the plugin as `ctx.state` (default: none, as hosts without state). */
+  state?: ChannelStateStore;
   plugin?: Partial<DiscordChannelOptions>;
   /** Answers `ctx.receive` (the n-th call, 1-based); an Error is thrown. Default accepted. */
   receive?: (
@@ -74,8 +79,8 @@ export async function runCleanups(): Promise<void> {
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const platform = await startDiscordPlatform(options.platform);
-  cleanups.push(() => platform.close());
+  const platform = options.on ?? (await startDiscordPlatform(options.platform));
+  if (options.on === undefined) cleanups.push(() => platform.close());
   const plugin = createDiscordChannel({
     token: TOKEN,
     rest: { api: platform.api },
@@ -100,6 +105,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       config: {},
       logger: options.logger ?? silent,
       signal,
+      ...(options.state === undefined ? {} : { state: options.state }),
       async receive(input) {
         if (signal.aborted || mine !== generation) throw new NoProcessError("stale context");
         calls.push(input);

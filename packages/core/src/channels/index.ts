@@ -30,6 +30,7 @@ export {
   generatePairingCode,
   PAIRING_CODE_ALPHABET,
   PAIRING_CODE_LENGTH,
+  type PairingAnswerOptions,
   type PairingRequest,
   type PairingRequestResult,
   PairingStore,

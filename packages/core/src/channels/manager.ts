@@ -37,7 +37,13 @@ import {
   type OutboxPart,
   type OutboxRetryOptions,
 } from "./outbox.js";
-import { type ApprovedPeer, type PairingRequest, PairingStore } from "./pairing.js";
+import {
+  type ApprovedPeer,
+  type PairingAnswerOptions,
+  type PairingRequest,
+  PairingStore,
+} from "./pairing.js";
+import { pairingGatewayMethods } from "./pairing-methods.js";
 import { type AccessPolicy, decideAccess, isOperator, validateAccessPolicy } from "./policy.js";
 import { DM_SCOPES, type DmScope, encodeKeySegment, resolveSessionKey } from "./session-routing.js";
 import {
@@ -51,6 +57,7 @@ import type {
   ChannelGatewayMethod,
   ChannelLogger,
   ChannelPlugin,
+  ChannelStateStore,
   ChannelTarget,
   InboundMessage,
   InboundMessageInput,
@@ -110,7 +117,10 @@ export interface ChannelManagerOptions {
   reconnect?: ReconnectOptions;
   /** Retries of outbound messages. */
   outbox?: OutboxRetryOptions;
-  /** Pairing codes: validity (default one hour) and pending requests per channel (default 3). */
+  /**
+   * Pairing codes: validity (default one hour) and pending requests per channel account
+   * (default 3).
+   */
   pairing?: { ttlMs?: number; maxPending?: number };
   /** How long `start()` waits for each channel's first connection attempt. Default 30 000. */
   startTimeoutMs?: number;
@@ -573,33 +583,47 @@ export class ChannelManager {
   }
 
   /**
-   * Approves a pairing code: the sender may talk to the agent from now on, and is told so.
+   * Approves a pairing code: the sender may talk to the agent from now on, and is told so
+   * (unless `options.notify` is false). With `options.accountId`, only a request that came
+   * to that account of the channel is approved.
    *
-   * @throws PairingCodeError for an unknown, expired or answered code.
+   * @throws PairingCodeError for an unknown, expired or answered code (or one of another
+   *   account).
    */
   async approvePairing(
     channelId: string,
     code: string,
     approvedBy?: string,
+    options: PairingAnswerOptions & { notify?: boolean } = {},
   ): Promise<ApprovedPeer> {
     const channel = this.#channel(channelId);
-    const approved = await this.pairing.approve(channelId, code, approvedBy);
+    const approved = await this.pairing.approve(channelId, code, approvedBy, options);
+    if (options.notify !== false) await this.#tellApproved(channel, approved);
+    return approved;
+  }
+
+  /**
+   * Rejects (dismisses) a pairing code; the sender may ask again later. With
+   * `options.accountId`, only a request that came to that account of the channel.
+   *
+   * @throws PairingCodeError for an unknown, expired or answered code (or one of another
+   *   account).
+   */
+  async rejectPairing(
+    channelId: string,
+    code: string,
+    options: PairingAnswerOptions = {},
+  ): Promise<PairingRequest> {
+    this.#channel(channelId);
+    return this.pairing.reject(channelId, code, options);
+  }
+
+  async #tellApproved(channel: Channel, approved: ApprovedPeer): Promise<void> {
     await this.#say(
       channel,
       { accountId: approved.accountId, chatType: "direct", chatId: approved.chatId },
       this.#texts.pairingApproved(),
     );
-    return approved;
-  }
-
-  /**
-   * Rejects a pairing code.
-   *
-   * @throws PairingCodeError for an unknown, expired or answered code.
-   */
-  async rejectPairing(channelId: string, code: string): Promise<PairingRequest> {
-    this.#channel(channelId);
-    return this.pairing.reject(channelId, code);
   }
 
   /** Stops and starts a channel's plugin now (and forgets its backoff). */
@@ -614,8 +638,10 @@ export class ChannelManager {
 
   /**
    * The gateway methods of the channels: `channels.status`, `channels.pairing.list`,
-   * `channels.pairing.approve`, `channels.pairing.reject`, and every plugin's own as
-   * `<channel id>.<name>`. Each names the scope a caller needs; the gateway checks it.
+   * `channels.pairing.approve`, `channels.pairing.dismiss` (params and results as OpenClaw's
+   * gateway protocol has them; a request's `requestId` is its pairing code), and every
+   * plugin's own as `<channel id>.<name>`. Each names the scope a caller needs; the gateway
+   * checks it.
    */
   gatewayMethods(): Record<string, ChannelGatewayMethod> {
     const params = (value: JsonValue | undefined) =>
@@ -623,12 +649,6 @@ export class ChannelManager {
         string,
         JsonValue
       >;
-    const text = (value: JsonValue | undefined, name: string): string => {
-      if (typeof value !== "string" || value.length === 0) {
-        throw new InvalidArgumentError(`${name} must be a non-empty string`);
-      }
-      return value;
-    };
     const methods: Record<string, ChannelGatewayMethod> = {
       "channels.status": {
         description:
@@ -641,35 +661,34 @@ export class ChannelManager {
           ) as unknown as JsonValue;
         },
       },
-      "channels.pairing.list": {
-        description: "Pending pairing requests: { channel? }.",
-        scope: "operator.pairing",
-        handler: async (p) => {
-          const channel = params(p).channel;
-          return (await this.pairing.pending(
-            typeof channel === "string" ? channel : undefined,
-          )) as JsonValue;
+      ...pairingGatewayMethods({
+        pairing: this.pairing,
+        channels: (only) =>
+          (only === undefined ? this.channelIds : [this.#channel(only).link.plugin.id]).map(
+            (id) => {
+              const { link, settings } = this.#channel(id);
+              return {
+                id,
+                label: link.plugin.meta.label.length > 0 ? link.plugin.meta.label : id,
+                pairing: (settings.dmPolicy ?? "pairing") === "pairing",
+                operators: settings.operators ?? [],
+              };
+            },
+          ),
+        approve: async (channelId, accountId, code, approvedBy, notify) => {
+          const channel = this.#channel(channelId);
+          const approved = await this.pairing.approve(channelId, code, approvedBy, { accountId });
+          if (!notify) return { approved, notification: "not-requested" };
+          try {
+            await this.#tellApproved(channel, approved);
+            return { approved, notification: "sent" };
+          } catch (error) {
+            this.#logger.warn("the approved sender could not be told", { error });
+            return { approved, notification: "failed" };
+          }
         },
-      },
-      "channels.pairing.approve": {
-        description: "Approves a pairing code: { channel, code }.",
-        scope: "operator.pairing",
-        handler: async (p, caller) =>
-          (await this.approvePairing(
-            text(params(p).channel, "channel"),
-            text(params(p).code, "code"),
-            caller.clientId,
-          )) as JsonValue,
-      },
-      "channels.pairing.reject": {
-        description: "Rejects a pairing code: { channel, code }.",
-        scope: "operator.pairing",
-        handler: async (p) =>
-          (await this.rejectPairing(
-            text(params(p).channel, "channel"),
-            text(params(p).code, "code"),
-          )) as JsonValue,
-      },
+        dismiss: (channelId, accountId, code) => this.rejectPairing(channelId, code, { accountId }),
+      }),
     };
     for (const [id, channel] of this.#channels) {
       for (const [name, method] of Object.entries(channel.link.plugin.gatewayMethods ?? {})) {
@@ -1507,6 +1526,27 @@ export class ChannelManager {
     };
   }
 
+  /** A plugin's durable state: `channels:state:<channel>:<account>:<key>` in `store.kv`. */
+  #stateStore(channelId: string): ChannelStateStore {
+    const kv = this.runtime.store.kv;
+    const key = (accountId: string, name: string) => {
+      if (typeof accountId !== "string" || accountId.length === 0) {
+        throw new InvalidArgumentError("channel state: accountId must be a non-empty string");
+      }
+      if (typeof name !== "string" || name.length === 0) {
+        throw new InvalidArgumentError("channel state: key must be a non-empty string");
+      }
+      return `channels:state:${channelId}:${encodeKeySegment(accountId)}:${encodeKeySegment(name)}`;
+    };
+    return {
+      get: (accountId, name) => kv.get(key(accountId, name)),
+      set: async (accountId, name, value) => {
+        await kv.set(key(accountId, name), value);
+      },
+      delete: (accountId, name) => kv.delete(key(accountId, name)),
+    };
+  }
+
   #context(link: ChannelLink, generation: number, signal: AbortSignal): ChannelContext<unknown> {
     const channel = this.#channels.get(link.plugin.id)!;
     const id = link.plugin.id;
@@ -1516,6 +1556,7 @@ export class ChannelManager {
       channel: id,
       config: link.config,
       signal,
+      state: this.#stateStore(id),
       logger: {
         debug: (m, f) => logger.debug(m, withChannel(f)),
         info: (m, f) => logger.info(m, withChannel(f)),

@@ -26,6 +26,8 @@ export interface PairingRequest extends JsonObject {
   chatId: string;
   /** Epoch ms. */
   createdAt: number;
+  /** Epoch ms of the sender's latest message while the request waited (absent: none since). */
+  lastSeenAt?: number;
   /** Epoch ms; after this the code is gone. */
   expiresAt: number;
 }
@@ -49,8 +51,14 @@ export interface PairingRequestResult {
   request: PairingRequest | undefined;
   /** True when this call created it (the code should be sent to the sender now). */
   created: boolean;
-  /** True when the channel already has `maxPending` requests waiting. */
+  /** True when the channel's account already has `maxPending` requests waiting. */
   capped: boolean;
+}
+
+/** Options of {@link PairingStore.approve} and {@link PairingStore.reject}. */
+export interface PairingAnswerOptions {
+  /** Answer the code only if its request came to this account of the channel. */
+  accountId?: string;
 }
 
 /** Options of {@link PairingStore}. */
@@ -58,7 +66,10 @@ export interface PairingStoreOptions {
   kv: KeyValueStore;
   /** How long a code stays valid. Default 3 600 000 (one hour). */
   ttlMs?: number;
-  /** Pending requests per channel; more are ignored until one expires or is answered. Default 3. */
+  /**
+   * Pending requests per channel account; more are ignored until one expires or is answered.
+   * Default 3.
+   */
   maxPending?: number;
   now?: () => number;
 }
@@ -106,8 +117,8 @@ export class PairingStore {
   }
 
   /**
-   * The sender's pending request: the existing one, or a new one with a fresh code unless
-   * the channel already has `maxPending` waiting.
+   * The sender's pending request: the existing one (its `lastSeenAt` moved to now), or a new
+   * one with a fresh code unless the channel's account already has `maxPending` waiting.
    */
   async request(
     channel: string,
@@ -119,13 +130,22 @@ export class PairingStore {
     for (let attempt = 0; attempt < 3; attempt++) {
       const existingCode = await this.#kv.get<string>(peerKey);
       if (existingCode !== undefined) {
-        const existing = await this.#kv.get<PairingRequest>(this.#codeKey(channel, existingCode));
-        if (existing !== undefined) return { request: existing, created: false, capped: false };
+        const codeKey = this.#codeKey(channel, existingCode);
+        const existing = await this.#kv.get<PairingRequest>(codeKey);
+        if (existing !== undefined) {
+          // Kept beside the request, so that this write can never bring back a request that
+          // was answered in between.
+          const now = this.#now();
+          const ttlMs = existing.expiresAt - now;
+          if (ttlMs > 0) await this.#kv.set(this.#seenKey(channel, existingCode), now, { ttlMs });
+          return { request: { ...existing, lastSeenAt: now }, created: false, capped: false };
+        }
         // The code was answered or expired while the peer's pointer lived on: start over.
         await this.#kv.delete(peerKey);
         continue;
       }
-      if ((await this.pending(channel)).length >= this.maxPending) {
+      const waiting = (await this.pending(channel)).filter((r) => r.accountId === accountId);
+      if (waiting.length >= this.maxPending) {
         return { request: undefined, created: false, capped: true };
       }
       const now = this.#now();
@@ -167,18 +187,27 @@ export class PairingStore {
     const out: PairingRequest[] = [];
     for (const key of keys) {
       const request = await this.#kv.get<PairingRequest>(key);
-      if (request !== undefined) out.push(request);
+      if (request === undefined) continue;
+      const seen = await this.#kv.get<number>(this.#seenKey(request.channel, request.code));
+      out.push(typeof seen === "number" ? { ...request, lastSeenAt: seen } : request);
     }
     return out.sort((a, b) => a.createdAt - b.createdAt);
   }
 
   /**
-   * Approves a pending code: its sender joins the channel's approved peers.
+   * Approves a pending code: its sender joins the channel's approved peers. With
+   * `options.accountId`, only a request of that account is approved.
    *
-   * @throws PairingCodeError for an unknown, expired or already answered code.
+   * @throws PairingCodeError for an unknown, expired or already answered code (or one of
+   *   another account).
    */
-  async approve(channel: string, code: string, approvedBy?: string): Promise<ApprovedPeer> {
-    const request = await this.#take(channel, code);
+  async approve(
+    channel: string,
+    code: string,
+    approvedBy?: string,
+    options: PairingAnswerOptions = {},
+  ): Promise<ApprovedPeer> {
+    const request = await this.#take(channel, code, options.accountId);
     const approved: ApprovedPeer = {
       channel,
       accountId: request.accountId,
@@ -193,12 +222,18 @@ export class PairingStore {
   }
 
   /**
-   * Rejects a pending code; its sender may ask again (and get a new code) later.
+   * Rejects (dismisses) a pending code; its sender may ask again (and get a new code) later.
+   * With `options.accountId`, only a request of that account is rejected.
    *
-   * @throws PairingCodeError for an unknown, expired or already answered code.
+   * @throws PairingCodeError for an unknown, expired or already answered code (or one of
+   *   another account).
    */
-  async reject(channel: string, code: string): Promise<PairingRequest> {
-    return this.#take(channel, code);
+  async reject(
+    channel: string,
+    code: string,
+    options: PairingAnswerOptions = {},
+  ): Promise<PairingRequest> {
+    return this.#take(channel, code, options.accountId);
   }
 
   /** Whether the sender was approved through pairing. */
@@ -222,23 +257,29 @@ export class PairingStore {
     return this.#kv.delete(this.#approvedKey(channel, accountId, peerId));
   }
 
-  async #take(channel: string, rawCode: string): Promise<PairingRequest> {
+  async #take(channel: string, rawCode: string, accountId?: string): Promise<PairingRequest> {
     const code = typeof rawCode === "string" ? rawCode.trim().toUpperCase() : "";
     const valid =
       code.length === PAIRING_CODE_LENGTH &&
       [...code].every((c) => PAIRING_CODE_ALPHABET.includes(c));
     const key = this.#codeKey(channel, code);
-    const request = valid ? await this.#kv.get<PairingRequest>(key) : undefined;
+    const found = valid ? await this.#kv.get<PairingRequest>(key) : undefined;
+    const request = accountId === undefined || found?.accountId === accountId ? found : undefined;
     // Deleting decides who answered: of two concurrent answers, only one deletes the key.
     if (request === undefined || !(await this.#kv.delete(key))) {
       throw new PairingCodeError(channel, String(rawCode));
     }
     await this.#kv.delete(this.#peerKey(channel, request.accountId, request.peerId));
+    await this.#kv.delete(this.#seenKey(channel, request.code));
     return request;
   }
 
   #codeKey(channel: string, code: string): string {
     return `channels:pairing:${channel}:code:${code}`;
+  }
+
+  #seenKey(channel: string, code: string): string {
+    return `channels:pairing:${channel}:seen:${code}`;
   }
 
   #peerKey(channel: string, accountId: string, peerId: string): string {

@@ -241,6 +241,27 @@ export interface ChannelLogger {
 }
 
 /**
+ * A plugin's own small durable state (cursors, the last message it handed over), kept by the
+ * host in the runtime's store under the channel's id and the given account, so that it
+ * outlives a restart of the process or a reload of the channel. Values are JSON. Meant for a
+ * few keys written now and then (debounce frequent updates), not for message data.
+ *
+ * @example
+ * ```ts
+ * const saved = await ctx.state?.get<{ cursor: string }>("default", "poll");
+ * await ctx.state?.set("default", "poll", { cursor: "4711" });
+ * ```
+ */
+export interface ChannelStateStore {
+  /** The value stored under `key` for `accountId`, or `undefined`. */
+  get<T extends JsonValue = JsonValue>(accountId: string, key: string): Promise<T | undefined>;
+  /** Stores `value` under `key` for `accountId`, replacing what was there. */
+  set(accountId: string, key: string, value: JsonValue): Promise<void>;
+  /** Removes `key` of `accountId`. Returns whether it was there. */
+  delete(accountId: string, key: string): Promise<boolean>;
+}
+
+/**
  * What the host gives a plugin in `start`. A new context is made for every (re)start; a
  * stale one's `receive` rejects.
  */
@@ -255,6 +276,12 @@ export interface ChannelContext<TConfig = unknown> {
    * disconnected. Pass it to sockets, `fetch` and timers.
    */
   readonly signal: AbortSignal;
+  /**
+   * The plugin's durable state in the host's store, namespaced by channel id and account.
+   * Unlike `receive`, it stays usable after this context went stale (a plugin saves its
+   * state in `stop`). Absent when the host keeps no state (a plugin must work without it).
+   */
+  readonly state?: ChannelStateStore;
   /**
    * Hands the host one inbound message. Resolves once the host is done with it: written to
    * the durable inbound queue (`accepted`; acknowledge the platform event only now), or

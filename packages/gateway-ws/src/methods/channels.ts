@@ -7,7 +7,9 @@ import {
   AlreadyRegisteredError,
   type ChannelGatewayMethod,
   type ChannelMethodCaller,
+  ChannelNotFoundError,
   type JsonValue,
+  PairingCodeError,
 } from "@beamclaw/core";
 import type { HubMethod } from "../hub.js";
 import { ErrorCodes } from "../protocol/constants.js";
@@ -70,7 +72,25 @@ async function call(
     input = result.value;
   }
   const who: ChannelMethodCaller = { scopes: [...caller.scopes], clientId: caller.client.id };
-  const answer = await method.handler(input as JsonValue, who);
+  let answer: JsonValue;
+  try {
+    answer = await method.handler(input as JsonValue, who);
+  } catch (error) {
+    // What the caller named does not exist: a bad request, not a failing subsystem.
+    if (PairingCodeError.isInstance(error)) {
+      throw new GatewayError(ErrorCodes.INVALID_REQUEST, error.message, {
+        details: { code: error.code, channel: error.channel, requestId: error.pairingCode },
+        cause: error,
+      });
+    }
+    if (ChannelNotFoundError.isInstance(error)) {
+      throw new GatewayError(ErrorCodes.INVALID_REQUEST, error.message, {
+        details: { code: error.code, channel: error.channel },
+        cause: error,
+      });
+    }
+    throw error;
+  }
   if (answer === undefined) return { ok: true };
   let json: string | undefined;
   try {
