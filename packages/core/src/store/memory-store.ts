@@ -705,9 +705,14 @@ class MemoryTranscripts implements TranscriptStore {
 
 class MemoryCron implements CronStore {
   readonly #core: Core;
-  readonly #jobs = new Map<string, CronJobRecord>();
+  /**
+   * Jobs and runs are kept as JSON text (checked as strictly as `copyJson`): a service with
+   * 100,000 jobs rewrites a job at every run, and a replaced string is one object for the
+   * garbage collector where a replaced record is a dozen, so full collections stay short.
+   */
+  readonly #jobs = new Map<string, { agentId: string; text: string }>();
   /** Per job, newest first (by `startedAt`; of equal ones, the later appended first). */
-  readonly #runs = new Map<string, CronRunRecord[]>();
+  readonly #runs = new Map<string, Array<{ startedAt: number; text: string }>>();
 
   constructor(core: Core) {
     this.#core = core;
@@ -716,15 +721,15 @@ class MemoryCron implements CronStore {
   async getJob(id: string): Promise<CronJobRecord | undefined> {
     this.#core.ensureOpen("cron.getJob");
     const job = this.#jobs.get(requireKey(id, "cron.getJob: id"));
-    return job && clone(job);
+    return job && (JSON.parse(job.text) as CronJobRecord);
   }
 
   async putJob(job: CronJobRecord): Promise<void> {
     this.#core.ensureOpen("cron.putJob");
-    const copy = copyObject(job, "cron.putJob: job") as CronJobRecord;
-    requireKey(copy.id, "cron.putJob: job.id");
-    requireKey(copy.agentId, "cron.putJob: job.agentId");
-    this.#jobs.set(copy.id, copy);
+    const text = serializeObject(job, "cron.putJob: job");
+    const id = requireKey(job.id, "cron.putJob: job.id");
+    const agentId = requireKey(job.agentId, "cron.putJob: job.agentId");
+    this.#jobs.set(id, { agentId, text });
     this.#core.wrote();
   }
 
@@ -738,25 +743,29 @@ class MemoryCron implements CronStore {
   async listJobs(agentId?: string): Promise<CronJobRecord[]> {
     this.#core.ensureOpen("cron.listJobs");
     if (agentId !== undefined) requireKey(agentId, "cron.listJobs: agentId");
-    const jobs = [...this.#jobs.values()].filter(
-      (job) => agentId === undefined || job.agentId === agentId,
+    const ids: string[] = [];
+    for (const [id, job] of this.#jobs) {
+      if (agentId === undefined || job.agentId === agentId) ids.push(id);
+    }
+    return sortedBy(ids, (id) => id).map(
+      (id) => JSON.parse(this.#jobs.get(id)!.text) as CronJobRecord,
     );
-    return sortedBy(jobs, (job) => job.id).map(clone);
   }
 
   async appendRun(run: CronRunRecord, options?: { keep?: number }): Promise<void> {
     this.#core.ensureOpen("cron.appendRun");
-    const copy = copyObject(run, "cron.appendRun: run") as CronRunRecord;
-    requireKey(copy.jobId, "cron.appendRun: run.jobId");
-    requireFinite(copy.startedAt, "cron.appendRun: run.startedAt");
+    const text = serializeObject(run, "cron.appendRun: run");
+    const jobId = requireKey(run.jobId, "cron.appendRun: run.jobId");
+    requireFinite(run.startedAt, "cron.appendRun: run.startedAt");
     const { keep = DEFAULT_RUNS_KEPT } = optionsObject(options, "cron.appendRun: options");
     requireInteger(keep, "cron.appendRun: keep", 1);
-    const runs = this.#runs.get(copy.jobId) ?? [];
-    let index = runs.findIndex((other) => other.startedAt <= copy.startedAt);
+    const startedAt = run.startedAt;
+    const runs = this.#runs.get(jobId) ?? [];
+    let index = runs.findIndex((other) => other.startedAt <= startedAt);
     if (index === -1) index = runs.length;
-    runs.splice(index, 0, copy);
+    runs.splice(index, 0, { startedAt, text });
     if (runs.length > keep) runs.length = keep;
-    this.#runs.set(copy.jobId, runs);
+    this.#runs.set(jobId, runs);
     this.#core.wrote();
   }
 
@@ -765,7 +774,9 @@ class MemoryCron implements CronStore {
     requireKey(jobId, "cron.listRuns: jobId");
     const { limit: rawLimit } = optionsObject(options, "cron.listRuns: options");
     const limit = limitOf(rawLimit, "cron.listRuns: limit");
-    return (this.#runs.get(jobId) ?? []).slice(0, limit).map(clone);
+    return (this.#runs.get(jobId) ?? [])
+      .slice(0, limit)
+      .map((run) => JSON.parse(run.text) as CronRunRecord);
   }
 }
 
