@@ -17,6 +17,8 @@ const COLORS = {
   rss: "#1f77b4",
   heapUsed: "#ff7f0e",
   heapTotal: "#8c8c8c",
+  retainedRss: "#0b3c6b",
+  retainedHeap: "#a64d00",
   p50: "#2ca02c",
   p99: "#d62728",
   eldP99: "#9467bd",
@@ -128,10 +130,20 @@ function panel({ top, title, unit, xMax, warmup, series, bands = [], timeUnit })
 
 /**
  * The SVG text. `samples`: the probe's lines (`t` in s since the run's start, bytes, ms,
- * counts); `buckets`: per time bucket `{ t, p50, p99, turnsPerS, errorsPerS }`;
+ * counts); `retained`: the probe's samples taken right after a forced full collection (may be
+ * empty); `buckets`: per time bucket `{ t, p50, p99, turnsPerS, errorsPerS }`;
  * `baseline`: `{ rss, heapUsed, p99 }` of the first window after warm-up.
  */
-export function renderSoakSvg({ title, subtitle, samples, buckets, warmupS, durationS, baseline }) {
+export function renderSoakSvg({
+  title,
+  subtitle,
+  samples,
+  retained = [],
+  buckets,
+  warmupS,
+  durationS,
+  baseline,
+}) {
   const MiB = 1024 * 1024;
   const timeUnit = durationS >= 600 ? "min" : "s";
   const panels = [
@@ -152,6 +164,22 @@ export function renderSoakSvg({ title, subtitle, samples, buckets, warmupS, dura
           width: 1,
           points: samples.map((s) => [s.t, s.heapTotal / MiB]),
         },
+        ...(retained.length === 0
+          ? []
+          : [
+              {
+                label: "RSS after full GC",
+                color: COLORS.retainedRss,
+                width: 2.5,
+                points: retained.map((s) => [s.t, s.rss / MiB]),
+              },
+              {
+                label: "heap after full GC",
+                color: COLORS.retainedHeap,
+                width: 2.5,
+                points: retained.map((s) => [s.t, s.heapUsed / MiB]),
+              },
+            ]),
       ],
       bands:
         baseline === undefined

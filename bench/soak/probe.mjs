@@ -6,6 +6,11 @@
  * (`process.getActiveResourcesInfo()`) and its open file descriptors (`/proc/self/fd`). The
  * gateway itself is not changed; the probe's timer is unref'd, so it never keeps the process
  * alive. Without `SOAK_PROBE_FILE` it does nothing.
+ *
+ * With `SOAK_PROBE_GC_EVERY_MS` and the gateway started with `--expose-gc`, it also forces a
+ * full collection that often and writes a sample taken right after it (`afterGc: true`): the
+ * memory the process retains, which is what a leak moves, free of the heap's saw-tooth
+ * between collections.
  */
 import { appendFileSync, readdirSync } from "node:fs";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -13,6 +18,7 @@ import { getHeapStatistics } from "node:v8";
 
 const file = process.env.SOAK_PROBE_FILE;
 const intervalMs = Number(process.env.SOAK_PROBE_INTERVAL_MS ?? 1000);
+const gcEveryMs = Number(process.env.SOAK_PROBE_GC_EVERY_MS ?? 0);
 
 function openFds() {
   try {
@@ -26,7 +32,7 @@ if (file !== undefined && file !== "") {
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   const t0 = Date.now();
-  const sample = () => {
+  const sample = (afterGc = false) => {
     const memory = process.memoryUsage();
     const heap = getHeapStatistics();
     const resources = process.getActiveResourcesInfo();
@@ -47,14 +53,21 @@ if (file !== undefined && file !== "") {
       handles: resources.length,
       handlesByType: byType,
       fds: openFds(),
+      ...(afterGc ? { afterGc: true } : {}),
     };
-    delay.reset();
+    if (!afterGc) delay.reset();
     try {
       appendFileSync(file, `${JSON.stringify(line)}\n`);
     } catch {
       // The harness removed the file at the end of the run: nothing left to report to.
     }
   };
-  setInterval(sample, intervalMs).unref();
+  setInterval(() => sample(), intervalMs).unref();
   sample();
+  if (gcEveryMs > 0 && typeof globalThis.gc === "function") {
+    setInterval(() => {
+      globalThis.gc();
+      sample(true);
+    }, gcEveryMs).unref();
+  }
 }

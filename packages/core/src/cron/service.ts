@@ -3,6 +3,7 @@ import type { CronJobConfig } from "../config/schema.js";
 import { CronError, describe, InvalidArgumentError } from "../errors.js";
 import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
+import { LazyAbortController } from "../runtime/lazy-abort.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
 import type { Store } from "../store/types.js";
 import {
@@ -148,7 +149,7 @@ interface ActiveRun {
   readonly scheduledAt: number;
   readonly startedAt: number;
   readonly sessionKey: string;
-  readonly controller: AbortController;
+  readonly controller: LazyAbortController;
   readonly waiters: ReplyTo<unknown>[];
   readonly policy: CronCatchUpPolicy | undefined;
 }
@@ -961,7 +962,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       scheduledAt,
       startedAt: now,
       sessionKey,
-      controller: new AbortController(),
+      controller: new LazyAbortController(),
       waiters: [],
       policy,
     };
@@ -1018,7 +1019,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
           trigger: run.trigger,
           scheduledAt: run.scheduledAt,
           sessionKey: run.sessionKey,
-          signal: run.controller.signal,
+          // Made only if the job's code reads it: most quick jobs never do.
+          get signal() {
+            return run.controller.signal;
+          },
         }),
       );
     } catch (error) {
@@ -1026,7 +1030,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     }
     const finishedAt = this.#clock.now();
     let delivery: CronDeliveryResult | undefined;
-    if (job.delivery.kind !== "none" && !run.controller.signal.aborted) {
+    if (job.delivery.kind !== "none" && !run.controller.aborted) {
       const payload: CronWebhookPayload = {
         type: "cron.run",
         agentId: this.agentId,
