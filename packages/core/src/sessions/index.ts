@@ -6,7 +6,12 @@ export {
   userMessage,
 } from "./agent-loop.js";
 export { RunHandle, type SendDisposition } from "./run-handle.js";
-export { AgentRuntime, type AgentRuntimeOptions, type SessionHandle } from "./runtime.js";
+export {
+  AgentRuntime,
+  type AgentRuntimeOptions,
+  type AgentRuntimeStatus,
+  type SessionHandle,
+} from "./runtime.js";
 export type { SessionInfoSnapshot, SessionPatch } from "./session-actor.js";
 export {
   AGENT_ID_PATTERN,

@@ -9,6 +9,7 @@ import {
   OverloadedError,
 } from "../errors.js";
 import type { JsonObject, JsonValue } from "../providers/types.js";
+import { type ExitReason, formatExitReason, isNormalExit } from "../runtime/exit.js";
 import type { MemoryPressureMonitor } from "../runtime/memory-pressure.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import { Registry } from "../runtime/registry.js";
@@ -131,6 +132,9 @@ export interface SessionHandle {
 
 const SUBAGENT_TOOL = "spawn_subagent";
 
+/** The life of an {@link AgentRuntime}; see {@link AgentRuntime.status}. */
+export type AgentRuntimeStatus = "new" | "running" | "failed" | "stopped";
+
 /**
  * The agent runtime: sessions as supervised actors over a store, a model source and tools.
  *
@@ -174,7 +178,9 @@ export class AgentRuntime {
   #sessions: DynamicSupervisor | null = null;
   #tasks: TaskSupervisor | null = null;
   #ctx: SessionContext | null = null;
-  #state: "new" | "running" | "stopped" = "new";
+  #state: AgentRuntimeStatus = "new";
+  #failure: ExitReason | undefined;
+  readonly #failedListeners = new Set<(reason: ExitReason) => void>();
   #offPressure: (() => void) | undefined;
 
   constructor(options: AgentRuntimeOptions) {
@@ -242,6 +248,52 @@ export class AgentRuntime {
     }
   }
 
+  /**
+   * `"new"` until {@link AgentRuntime.start}, `"running"`, `"stopped"` after
+   * {@link AgentRuntime.stop}, or `"failed"`: the supervision tree gave up (its restart
+   * intensity was exceeded), so no session can run until the runtime is stopped and a new one
+   * started. Unfinished messages stay queued in the store for that new runtime.
+   */
+  get status(): AgentRuntimeStatus {
+    return this.#state;
+  }
+
+  /**
+   * The root of the runtime's supervision tree (children `tools` and `sessions`), for
+   * inspection (`whichChildren()`, `countChildren()`); `null` before {@link AgentRuntime.start}.
+   */
+  get supervisor(): Supervisor | null {
+    return this.#root;
+  }
+
+  /** Why the runtime failed (the root supervisor's exit reason); `undefined` unless `"failed"`. */
+  get failure(): ExitReason | undefined {
+    return this.#failure;
+  }
+
+  /**
+   * Calls `listener` once if the runtime fails (see {@link AgentRuntime.status}), with the
+   * root supervisor's exit reason. The host decides what follows: restart the runtime, report
+   * unready, or exit. Returns a function that removes the listener.
+   *
+   * @example
+   * ```ts
+   * runtime.onFailed((reason) => {
+   *   console.error("the runtime gave up:", reason);
+   *   void runtime.stop().then(() => process.exit(1));
+   * });
+   * ```
+   */
+  onFailed(listener: (reason: ExitReason) => void): () => void {
+    if (typeof listener !== "function") {
+      throw new InvalidArgumentError("onFailed() needs a function");
+    }
+    this.#failedListeners.add(listener);
+    return () => {
+      this.#failedListeners.delete(listener);
+    };
+  }
+
   /** The agents this runtime serves. */
   get agents(): AgentDefinition[] {
     return [...this.#agents.values()];
@@ -279,6 +331,14 @@ export class AgentRuntime {
         },
       ],
     }).start();
+    const root = this.#root;
+    // The tree gave up (a child kept crashing past its restart intensity): nothing can run
+    // any more. Fail fast and visibly rather than answer every send with a dead process.
+    root.monitor((reason) => {
+      if (this.#state === "running" && this.#root === root && !isNormalExit(reason)) {
+        this.#fail(reason);
+      }
+    });
     const tools = this.#withSubagentTool(this.#tools);
     this.#ctx = {
       store: this.store,
@@ -314,7 +374,7 @@ export class AgentRuntime {
 
   /** Stops every session (saving it), then the tree. Unfinished messages stay queued. */
   async stop(): Promise<void> {
-    if (this.#state !== "running") {
+    if (this.#state !== "running" && this.#state !== "failed") {
       this.#state = "stopped";
       return;
     }
@@ -412,10 +472,37 @@ export class AgentRuntime {
   }
 
   #requireRunning(): void {
+    if (this.#state === "failed") {
+      const reason = this.#failure ?? "killed";
+      throw new NoProcessError(
+        `the runtime failed (its supervision tree gave up: ${formatExitReason(reason)}); stop it and start a new one, and queued messages run again`,
+        reason,
+      );
+    }
     if (this.#state !== "running") {
       throw new NoProcessError(
         `the runtime is ${this.#state === "new" ? "not started" : "stopped"}`,
       );
+    }
+  }
+
+  /** The root supervisor exited abnormally while running. */
+  #fail(reason: ExitReason): void {
+    this.#state = "failed";
+    this.#failure = reason;
+    const error = new NoProcessError(
+      `the runtime failed (its supervision tree gave up: ${formatExitReason(reason)}); the message stays queued for a new runtime`,
+      reason,
+    );
+    // Callers waiting on a run hear of it now; their messages stay queued in the store.
+    for (const log of this.#logs.values()) log.fail(error);
+    this.#logs.clear();
+    for (const listener of [...this.#failedListeners]) {
+      try {
+        listener(reason);
+      } catch {
+        // A listener's own failure must not hide the runtime's from the others.
+      }
     }
   }
 

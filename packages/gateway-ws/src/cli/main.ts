@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { BeamClawError, ConfigError } from "@beamclaw/core";
+import { BeamClawError, ConfigError, formatExitReason } from "@beamclaw/core";
 import { GATEWAY_VERSION } from "../server.js";
 import { CliError, startFromConfig } from "./bootstrap.js";
 import { doctor } from "./doctor.js";
@@ -30,7 +30,9 @@ The configuration is read from --config, else $BEAMCLAW_CONFIG, else ./beamclaw.
   gateway   Starts the gateway: OpenClaw's WebSocket protocol, the OpenAI-compatible API,
             health probes and the dashboard on one port. SIGINT/SIGTERM stop it gracefully:
             no new connections, runs in progress get --drain-timeout-ms (default 10000) to
-            finish, the store is flushed, exit code 0.
+            finish, the store is flushed, exit code 0. If the runtime's supervision tree
+            gives up (a part kept crashing), it stops the same way and exits 1, so that a
+            process manager restarts it; /healthz and /readyz answer 503 meanwhile.
             --generate-token  when BEAMCLAW_GATEWAY_TOKEN is not set, make a random one for
                               this run and print it.
   doctor    Checks a configuration (syntax, environment, store, providers, agents) and
@@ -114,7 +116,21 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
   io.out(
     `  store ${started.store.kind}, agents ${started.runtime.agents.map((a) => a.id).join(", ")}`,
   );
-  const signal = await io.waitForStop();
+  // A runtime whose supervision tree gave up cannot recover in this process: stop as on a
+  // signal and exit 1, for the process manager (systemd, Docker, Kubernetes) to restart us.
+  let offFailed: () => void = () => {};
+  const failed = new Promise<string>((resolve) => {
+    offFailed = started.runtime.onFailed((reason) => resolve(formatExitReason(reason)));
+  });
+  const stop = await Promise.race([
+    io.waitForStop().then((signal) => ({ signal, failure: undefined })),
+    failed.then((failure) => ({ signal: "runtime failed", failure })),
+  ]);
+  offFailed();
+  const { signal, failure } = stop;
+  if (failure !== undefined) {
+    io.err(`beamclaw gateway: the runtime's supervision tree gave up (${failure}); stopping`);
+  }
   io.out(`${signal}: shutting down (runs in progress get up to ${drainTimeoutMs} ms)`);
   let forced = false;
   io.onForce(() => {
@@ -127,7 +143,7 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
     return 1;
   }
   io.out("stopped");
-  return forced ? 1 : 0;
+  return forced || failure !== undefined ? 1 : 0;
 }
 
 async function doctorCommand(args: string[], io: CliIo): Promise<number> {

@@ -3,6 +3,7 @@
  * and the dashboard's static files at `/`.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { formatExitReason } from "@beamclaw/core";
 import { scopeAllows } from "../auth/pairing.js";
 import { secretsEqual } from "../auth/shared-secret.js";
 import type { GatewayHub } from "../hub.js";
@@ -54,12 +55,17 @@ export function createHttpHandler(options: HttpRouterOptions) {
         case "/health":
         case "/healthz": {
           const phase = options.phase();
+          // The runtime's supervision tree gave up: nothing recovers it but a restart.
+          const failed = runtimeFailure(hub);
+          if (failed !== undefined) return sendJson(res, 503, { ok: false, ...failed });
           return sendJson(res, phase === "stopped" ? 503 : 200, {
             ok: phase !== "stopped",
             status: phase === "stopped" ? "stopped" : "live",
           });
         }
         case "/readyz": {
+          const failed = runtimeFailure(hub);
+          if (failed !== undefined) return sendJson(res, 503, { ready: false, ...failed });
           const phase = options.phase();
           const pressured = phase === "running" && options.underMemoryPressure?.() === true;
           if (phase === "running" && !pressured) {
@@ -163,6 +169,16 @@ export function createHttpHandler(options: HttpRouterOptions) {
         return sendJson(res, 500, { error: { message: "internal error", code: "internal" } });
       res.end();
     }
+  };
+}
+
+/** `{ status: "runtime-failed", reason }` once the runtime's supervision tree gave up. */
+function runtimeFailure(hub: GatewayHub): { status: "runtime-failed"; reason: string } | undefined {
+  const { runtime } = hub;
+  if (runtime.status !== "failed") return undefined;
+  return {
+    status: "runtime-failed",
+    reason: runtime.failure === undefined ? "unknown" : formatExitReason(runtime.failure),
   };
 }
 
