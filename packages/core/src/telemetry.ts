@@ -126,6 +126,19 @@ export interface TelemetryEvents {
     disposition: string;
     tenant?: string;
   };
+  /**
+   * A pending message was quarantined instead of run again (a poison message: its session
+   * crashed `quarantineAfterCrashes` times while running it, or its payload cannot be run).
+   */
+  "beamclaw:session.quarantine": {
+    session: string;
+    agent: string;
+    runId: string;
+    messageId: string;
+    crashes: number;
+    reason: string;
+    tenant?: string;
+  };
   /** A run ended. */
   "beamclaw:session.run": {
     session: string;

@@ -27,6 +27,8 @@ import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tool
 import type { CostFunction, ModelSource } from "./agent-loop.js";
 import { RunEventLog, RunHandle } from "./run-handle.js";
 import {
+  QUARANTINE_PREFIX,
+  quarantineKey,
   SessionActor,
   type SessionActor as SessionActorType,
   type SessionCall,
@@ -38,6 +40,7 @@ import {
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
 import type {
   AgentDefinition,
+  QuarantinedMessage,
   QueueMode,
   SendOptions,
   SessionMetadata,
@@ -79,6 +82,15 @@ export interface AgentRuntimeOptions {
   historyLimit?: number;
   /** Messages a session holds waiting for its active run; one more is `OverloadedError`. Default 100. */
   maxQueuedMessages?: number;
+  /**
+   * Poison messages: a message during whose runs its session crashed (or was killed) this
+   * many times is quarantined instead of run again: kept in the store (see
+   * {@link AgentRuntime.quarantined}), taken off the queue, and its waiting caller gets a
+   * failed run with code `QUARANTINED`; the session goes on with the next message. Crashes
+   * are counted in this process (a message that brings the whole process down is not
+   * caught by this count). Default 3.
+   */
+  quarantineAfterCrashes?: number;
   /** Mailbox bound of each session actor. Default 1000. */
   mailboxLimit?: number;
   /** Default `followup`. */
@@ -169,6 +181,8 @@ export class AgentRuntime {
   /** Answers tool-approval requests (absent when approvals are not configured). */
   readonly approvals: ApprovalGate | undefined;
   readonly #logs = new Map<string, RunEventLog>();
+  /** Crashes per unfinished message (see `quarantineAfterCrashes`). */
+  readonly #crashes = new Map<string, number>();
   readonly #starting = new Map<string, Promise<SessionActorType>>();
   /** The run each unfinished message joined (collected and steered messages share one). */
   readonly #runOf = new Map<string, string>();
@@ -186,6 +200,12 @@ export class AgentRuntime {
   constructor(options: AgentRuntimeOptions) {
     if (options.agents.length === 0)
       throw new InvalidArgumentError("a runtime needs at least one agent");
+    const limit = options.quarantineAfterCrashes;
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1)) {
+      throw new InvalidArgumentError(
+        `quarantineAfterCrashes must be a whole number >= 1, got ${String(limit)}`,
+      );
+    }
     this.#options = options;
     this.store = options.store;
     this.pubsub = options.pubsub ?? new LocalPubSub();
@@ -350,6 +370,8 @@ export class AgentRuntime {
       hibernateAfterMs: this.#options.hibernateAfterMs ?? 300_000,
       historyLimit: this.#options.historyLimit ?? 200,
       maxQueuedMessages: this.#options.maxQueuedMessages ?? 100,
+      quarantineAfterCrashes: this.#options.quarantineAfterCrashes ?? 3,
+      crashes: this.#crashes,
       mailboxLimit: this.#options.mailboxLimit ?? 1000,
       defaultQueueMode: this.#options.defaultQueueMode ?? "followup",
       logs: this.#logs,
@@ -421,6 +443,57 @@ export class AgentRuntime {
   }
 
   /**
+   * Messages quarantined as poison (see `quarantineAfterCrashes`), oldest first; only those of one
+   * session with `sessionKey`.
+   */
+  async quarantined(options: { sessionKey?: string } = {}): Promise<QuarantinedMessage[]> {
+    const prefix =
+      options.sessionKey === undefined
+        ? QUARANTINE_PREFIX
+        : quarantineKey(parseSessionKey(options.sessionKey).key, "");
+    const out: QuarantinedMessage[] = [];
+    for (const key of await this.store.kv.keys(prefix)) {
+      const record = await this.store.kv.get<JsonObject>(key);
+      if (record !== undefined) out.push(record as unknown as QuarantinedMessage);
+    }
+    return out.sort((a, b) => a.quarantinedAt - b.quarantinedAt || (a.id < b.id ? -1 : 1));
+  }
+
+  /**
+   * Sends a quarantined message to its session again, as a new message (its idempotency key
+   * gets `:released:<id>` appended), then removes it from quarantine. Resolves with its run.
+   *
+   * @throws InvalidArgumentError when no such message is quarantined, or it cannot be sent.
+   */
+  async releaseQuarantined(sessionKey: string, id: string): Promise<RunHandle> {
+    const key = quarantineKey(parseSessionKey(sessionKey).key, id);
+    const record = (await this.store.kv.get<JsonObject>(key)) as QuarantinedMessage | undefined;
+    if (record === undefined) {
+      throw new InvalidArgumentError(`no quarantined message ${id} in session ${sessionKey}`);
+    }
+    const payload = record.payload as {
+      input?: UserMessageInput;
+      options?: Omit<SendOptions, "signal">;
+    };
+    if (typeof payload.input !== "object" || payload.input === null) {
+      throw new InvalidArgumentError(
+        `quarantined message ${id} has no user message to send (${record.reason}); drop it instead`,
+      );
+    }
+    const run = await this.session(record.sessionKey).send(payload.input, {
+      ...(payload.options ?? {}),
+      idempotencyKey: `${record.idempotencyKey}:released:${record.id}`,
+    });
+    await this.store.kv.delete(key);
+    return run;
+  }
+
+  /** Deletes a quarantined message for good. Resolves false if there was none. */
+  async dropQuarantined(sessionKey: string, id: string): Promise<boolean> {
+    return this.store.kv.delete(quarantineKey(parseSessionKey(sessionKey).key, id));
+  }
+
+  /**
    * The session with this key (normalized; see `parseSessionKey`). Nothing starts until the
    * handle is used.
    *
@@ -455,6 +528,7 @@ export class AgentRuntime {
             .get(message.id)
             ?.fail(new NoProcessError(`session ${key} was deleted`, "shutdown"));
           this.#logs.delete(message.id);
+          this.#crashes.delete(message.id);
           await this.store.queue.ack(message.id);
         }
         await this.store.transcripts.delete(key);

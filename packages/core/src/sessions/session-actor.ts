@@ -10,7 +10,7 @@ import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types
 import { Actor } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
-import type { SessionRecord, Store, TranscriptRecord } from "../store/types.js";
+import type { QueuedMessage, SessionRecord, Store, TranscriptRecord } from "../store/types.js";
 import {
   emitTelemetry,
   type SessionRunTrace,
@@ -26,6 +26,7 @@ import {
 import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import type {
   AgentDefinition,
+  QuarantinedMessage,
   QueueMode,
   RunEvent,
   RunResult,
@@ -35,6 +36,18 @@ import type {
   UserMessageInput,
 } from "./types.js";
 import type { UsageEntry } from "./usage.js";
+
+/** Where quarantined messages live in `store.kv`. @internal */
+export const QUARANTINE_PREFIX = "beamclaw:quarantine:";
+
+/**
+ * The `store.kv` key of a quarantined message; `|` never occurs in a session key, so the
+ * keys of one session are exactly those starting with `quarantineKey(sessionKey, "")`.
+ * @internal
+ */
+export function quarantineKey(sessionKey: string, id: string): string {
+  return `${QUARANTINE_PREFIX}${sessionKey}|${id}`;
+}
 
 /** What every session actor of a runtime shares. @internal */
 export interface SessionContext {
@@ -47,6 +60,13 @@ export interface SessionContext {
   hibernateAfterMs: number;
   historyLimit: number;
   maxQueuedMessages: number;
+  /** Crashes of its session during a message's runs after which it is quarantined. */
+  quarantineAfterCrashes: number;
+  /**
+   * Per durable-queue id: how many times its session crashed (or was killed) while running
+   * it, in this process. Outlives the session actors; an entry goes when its message is done.
+   */
+  crashes: Map<string, number>;
   mailboxLimit: number;
   defaultQueueMode: QueueMode;
   /** Logs of messages accepted but not yet finished, by durable-queue id (survive a crash). */
@@ -325,6 +345,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #release(reason: ExitReason): void {
     const crashed = typeof reason !== "string" || reason === "killed";
     const active = this.#active;
+    if (crashed && active !== null) {
+      // The messages of the run in progress are suspects (see `#quarantine`).
+      const crashes = this.#ctx.crashes;
+      for (const id of active.queueIds) crashes.set(id, (crashes.get(id) ?? 0) + 1);
+    }
     if (active !== null) active.controller.abort(new AbortedError(`session ${this.key} stopped`));
     const unfinished = [...(active === null ? [] : [active]), ...this.#pending];
     this.#active = null;
@@ -504,6 +529,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       });
       for (const id of active.queueIds) {
         this.#ctx.logs.delete(id);
+        this.#ctx.crashes.delete(id);
         await this.#ctx.store.queue.ack(id);
       }
     }
@@ -534,7 +560,24 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         options?: Omit<SendOptions, "signal">;
         runId?: string;
       };
-      if (payload.input === undefined || typeof payload.input.text !== "string") continue;
+      if (
+        typeof payload.input !== "object" ||
+        payload.input === null ||
+        typeof payload.input.text !== "string"
+      ) {
+        await this.#quarantine(message, "its payload is not a message this runtime can run");
+        continue;
+      }
+      const crashes = this.#ctx.crashes.get(message.id) ?? 0;
+      if (crashes >= this.#ctx.quarantineAfterCrashes) {
+        // A poison message: its session crashed during every run of it. Set aside rather
+        // than run for ever, and the session goes on with the rest.
+        await this.#quarantine(
+          message,
+          `its session crashed ${crashes} times while running it (quarantineAfterCrashes: ${this.#ctx.quarantineAfterCrashes})`,
+        );
+        continue;
+      }
       const log = this.#ctx.logs.get(message.id) ?? new RunEventLog();
       this.#ctx.logs.set(message.id, log);
       this.#accept({
@@ -545,6 +588,65 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         log,
       });
     }
+  }
+
+  /**
+   * Moves a pending message aside: recorded under `quarantineKey` (with why), then removed
+   * from the queue (acknowledged, so a redelivery of its idempotency key is not run either),
+   * in that order so that nothing is lost if either write fails. A caller waiting on its
+   * run gets a failed run with code `QUARANTINED`.
+   */
+  async #quarantine(message: QueuedMessage, reason: string): Promise<void> {
+    const record: QuarantinedMessage = {
+      id: message.id,
+      sessionKey: this.key,
+      idempotencyKey: message.idempotencyKey,
+      payload: message.payload,
+      enqueuedAt: message.enqueuedAt,
+      deliveries: message.deliveries,
+      crashes: this.#ctx.crashes.get(message.id) ?? 0,
+      quarantinedAt: this.#ctx.now(),
+      reason,
+    };
+    await this.#ctx.store.kv.set(
+      quarantineKey(this.key, message.id),
+      record as unknown as JsonObject,
+    );
+    await this.#ctx.store.queue.ack(message.id);
+    this.#ctx.crashes.delete(message.id);
+    const payload = message.payload as { input?: unknown; runId?: unknown };
+    const runId = typeof payload.runId === "string" ? payload.runId : randomUUID();
+    emitTelemetry("beamclaw:session.quarantine", () => ({
+      session: this.key,
+      agent: this.#agentId,
+      runId,
+      messageId: message.id,
+      crashes: record.crashes,
+      reason,
+      tenant: telemetryTenantOf(this.#ctx.store),
+    }));
+    const log = this.#ctx.logs.get(message.id);
+    this.#ctx.logs.delete(message.id);
+    const input = payload.input as UserMessageInput | undefined;
+    const batch: Batch = {
+      runId,
+      inputs: typeof input?.text === "string" ? [input] : [],
+      logs: log === undefined ? [] : [log],
+      queueIds: [],
+      mode: "followup",
+    };
+    const error = {
+      code: "QUARANTINED",
+      message: `message ${message.id} was quarantined: ${reason}`,
+    };
+    this.#emit(batch, this.#runStartEvent(batch));
+    this.#emit(batch, { runId, sessionKey: this.key, type: "error", error });
+    this.#emit(batch, {
+      runId,
+      sessionKey: this.key,
+      type: "run-end",
+      result: { ...this.#emptyResult(runId, "failed"), error },
+    });
   }
 
   // ------------------------------------------------------------------ runs
@@ -679,9 +781,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     await this.#ctx.store.sessions.put(next as SessionRecord);
     this.#metadata = next;
     // The turn is done and saved: now the messages may leave the durable queue.
+    const crashes = this.#ctx.crashes;
     for (const id of active.queueIds) {
       await this.#ctx.store.queue.ack(id);
       this.#ctx.logs.delete(id);
+      if (crashes.size > 0) crashes.delete(id);
     }
     this.#active = null;
     this.#emit(active, { runId, sessionKey: this.key, type: "run-end", result });

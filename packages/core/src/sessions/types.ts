@@ -203,3 +203,26 @@ export function errorInfo(error: unknown): { code: string; message: string } {
     message: error instanceof Error ? error.message : String(error),
   };
 }
+
+/**
+ * A message set aside instead of run again (see `AgentRuntimeOptions.quarantineAfterCrashes`): kept in
+ * the store's key/value space until it is released or dropped, so nothing accepted is lost.
+ */
+export interface QuarantinedMessage {
+  /** Its id in the durable queue. */
+  id: string;
+  sessionKey: string;
+  idempotencyKey: string;
+  /** As it was queued: `{ input, options, runId }` for a message sent through a session. */
+  payload: JsonObject;
+  /** Epoch ms. */
+  enqueuedAt: number;
+  /** How many times a starting session had picked it up from the queue. */
+  deliveries: number;
+  /** How many times its session crashed while running it (0 for a payload that cannot run). */
+  crashes: number;
+  /** Epoch ms. */
+  quarantinedAt: number;
+  /** Why it was set aside. */
+  reason: string;
+}
