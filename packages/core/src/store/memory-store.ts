@@ -289,18 +289,7 @@ function copyValid(value: unknown, depth: number, ancestors: object[]): JsonValu
       for (const key of Object.keys(value)) {
         const item: unknown = (value as Record<string, unknown>)[key];
         if (item === undefined) continue;
-        const copy = copyValid(item, depth + 1, ancestors);
-        // defineProperty keeps a "__proto__" key an ordinary property, as JSON.parse does.
-        if (key === "__proto__") {
-          Object.defineProperty(out, key, {
-            value: copy,
-            enumerable: true,
-            writable: true,
-            configurable: true,
-          });
-        } else {
-          out[key] = copy;
-        }
+        setOwn(out, key, copyValid(item, depth + 1, ancestors));
       }
       return out;
     }
@@ -347,13 +336,7 @@ function copyJsonAt(
         const out: JsonObject = {};
         for (const [key, item] of Object.entries(value)) {
           if (item === undefined) continue;
-          // defineProperty keeps a "__proto__" key an ordinary property, as JSON.parse does.
-          Object.defineProperty(out, key, {
-            value: copyJsonAt(item, `${path}.${key}`, depth + 1, ancestors),
-            enumerable: true,
-            writable: true,
-            configurable: true,
-          });
+          setOwn(out, key, copyJsonAt(item, `${path}.${key}`, depth + 1, ancestors));
         }
         return out;
       } finally {
@@ -362,6 +345,23 @@ function copyJsonAt(
     }
     default:
       throw invalid(`${path} is ${describeValue(value)}, which JSON cannot represent`);
+  }
+}
+
+/**
+ * `out[key] = value`, except that a `"__proto__"` key stays an ordinary own property (as
+ * `JSON.parse` makes it) instead of setting the prototype.
+ */
+function setOwn(out: JsonObject, key: string, value: JsonValue): void {
+  if (key === "__proto__") {
+    Object.defineProperty(out, key, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  } else {
+    out[key] = value;
   }
 }
 
@@ -444,17 +444,7 @@ function cloneStored(value: JsonValue): JsonValue {
   }
   const out: JsonObject = {};
   for (const key of Object.keys(value)) {
-    const copy = cloneStored(value[key]!);
-    if (key === "__proto__") {
-      Object.defineProperty(out, key, {
-        value: copy,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
-    } else {
-      out[key] = copy;
-    }
+    setOwn(out, key, cloneStored(value[key]!));
   }
   return out;
 }
