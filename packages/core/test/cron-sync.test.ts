@@ -187,6 +187,66 @@ describe("cron services with a change feed", () => {
     ]);
   });
 
+  it("a run's write keeps a change another node made meanwhile (three-way merge under the job's lock)", async () => {
+    const { a, b, store, clock, runs } = await pair();
+    const start = clock.now();
+    const due = start + 55 * MINUTE;
+    await a.add({ id: "report", schedule: { every: HOUR, anchor: due }, prompt: "v1" });
+    // After the last full resync before the run (every 10 min), another node's edit whose
+    // notification has not arrived yet (written behind the services' backs).
+    await clock.advance(51 * MINUTE);
+    const stored = (await store.cron.getJob("report")) as CronJob;
+    await store.cron.putJob({ ...stored, prompt: "v2 elsewhere", updatedAt: start + 1 });
+    expect((await a.get("report")).prompt).toBe("v1");
+    expect((await b.get("report")).prompt).toBe("v1");
+
+    await clock.advance(4 * MINUTE);
+    expect(runs.map((run) => run.scheduledAt)).toEqual([due]);
+    const after = (await store.cron.getJob("report")) as CronJob;
+    expect(after.prompt).toBe("v2 elsewhere"); // not overwritten by the run's stale copy
+    expect(after.updatedAt).toBe(start + 1);
+    expect(after.state).toMatchObject({ runCount: 1, lastStatus: "ok", nextRunAt: due + HOUR });
+    // The node that ran took the other change in at once.
+    const ran = runs[0]!.node === "a" ? a : b;
+    expect((await ran.get("report")).prompt).toBe("v2 elsewhere");
+    await clock.advance(HOUR);
+    expect(runs.map((run) => run.scheduledAt)).toEqual([due, due + HOUR]);
+    expect(((await store.cron.getJob("report")) as CronJob).state.runCount).toBe(2);
+  });
+
+  it("a disable or a removal made elsewhere while a run is in progress is not undone by the run's write", async () => {
+    const { a, b, store, clock, start } = await pair();
+    await a.stop();
+    await b.stop();
+    const t0 = clock.now();
+    const ran: string[] = [];
+    // Node c's runs; while each is in progress another node disables or removes the job.
+    const c = await start("c", {
+      runJob: async (job) => {
+        ran.push(job.id);
+        if (job.id === "disabled") {
+          const stored = (await store.cron.getJob("disabled")) as CronJob;
+          await store.cron.putJob({ ...stored, enabled: false, updatedAt: t0 + 1 });
+        } else {
+          await store.cron.deleteJob("removed");
+        }
+        return { status: "ok" };
+      },
+    });
+    await c.add({ id: "disabled", schedule: { every: HOUR }, prompt: "d" });
+    await c.add({ id: "removed", schedule: { every: HOUR }, prompt: "r" });
+
+    await clock.advance(HOUR);
+    expect(ran.sort()).toEqual(["disabled", "removed"]);
+    const disabled = (await store.cron.getJob("disabled")) as CronJob;
+    expect(disabled.enabled).toBe(false);
+    expect(disabled.state).toMatchObject({ runCount: 1, lastStatus: "ok" });
+    expect(await store.cron.getJob("removed")).toBeUndefined();
+    await clock.advance(2 * HOUR);
+    expect(ran).toHaveLength(2); // the disabled job runs no more, the removed one is gone
+    expect((await c.list()).map((job) => [job.id, job.enabled])).toEqual([["disabled", false]]);
+  });
+
   it("occurrences that passed while another service had the job are not recorded again", async () => {
     const { a, b, store, clock } = await pair();
     const start = clock.now();

@@ -5,7 +5,7 @@ import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js"
 import type { ExitReason } from "../runtime/exit.js";
 import { LazyAbortController } from "../runtime/lazy-abort.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
-import type { Store } from "../store/types.js";
+import type { Lease, LockStore, Store } from "../store/types.js";
 import {
   type CronRunTrace,
   emitTelemetry,
@@ -55,13 +55,23 @@ const WAKE_RETRY_MS = 10;
 const DEFAULT_RESYNC_MS = 30_000;
 /** Job ids waiting to be reloaded beyond which one full reload is done instead. */
 const MAX_PENDING_SYNC = 1_000;
+/** In a cluster: longest wait for a job's write lock, and that lock's lease. */
+const LOCK_WAIT_MS = 2_000;
+const LOCK_TTL_MS = 10_000;
+/** State fields that count up: merged by their difference, so concurrent runs add up. */
+const COUNTERS = new Set(["runCount", "missedCount"]);
 
 /** Options of {@link CronService}. */
 export interface CronServiceOptions {
   /** The agent whose jobs this service runs. */
   agentId: string;
-  /** Where jobs, run logs and the isolated-session index live (`store.cron`, `store.kv`). */
-  store: Pick<Store, "cron" | "kv">;
+  /**
+   * Where jobs, run logs and the isolated-session index live (`store.cron`, `store.kv`). With
+   * a `sync` (a cluster), each write of a job is merged with the stored record under a lock
+   * of `store.locks` (when the store has one), so that two nodes changing the same job at
+   * once lose neither change.
+   */
+  store: Pick<Store, "cron" | "kv"> & { readonly locks?: LockStore };
   /** Runs one job; see {@link agentRuntimeJobRunner}. */
   runJob: CronJobRunner;
   /** Delivers `announce` output to a channel target (channels are wired by the host). */
@@ -159,6 +169,11 @@ interface Entry extends HeapEntry {
   compiled: CompiledSchedule;
   run: ActiveRun | null;
   removed: boolean;
+  /**
+   * In a cluster (with a `sync`): the job as this service last read or wrote it in the store,
+   * the base of the three-way merge of its next write (see `#putJob`).
+   */
+  stored?: CronJob;
 }
 
 interface Completion {
@@ -227,7 +242,7 @@ function positiveMs(value: number | undefined, fallback: number, what: string): 
 export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   /** The agent whose jobs this service runs. */
   readonly agentId: string;
-  readonly #store: Pick<Store, "cron" | "kv">;
+  readonly #store: Pick<Store, "cron" | "kv"> & { readonly locks?: LockStore };
   readonly #runJob: CronJobRunner;
   readonly #deliver: CronDeliver | undefined;
   readonly #deleteSession: ((sessionKey: string) => Promise<void>) | undefined;
@@ -453,6 +468,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         continue;
       }
       const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
+      if (this.#sync !== undefined) entry.stored = copy(job);
       this.#entries.set(job.id, entry);
       // Only jobs whose state changes here are written back: a restart with many jobs and
       // nothing missed costs no writes.
@@ -474,7 +490,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         }
         this.#reschedule(entry);
       }
-      if (changed) writes.push(this.#putJob(job));
+      if (changed) writes.push(this.#putJob(job, entry));
     }
     // Markers of this agent's runs are accounted for (or belonged to jobs since removed).
     for (const key of markerKeys) writes.push(this.#store.kv.delete(key));
@@ -573,7 +589,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       if (entry.run === null) continue;
       entry.run.controller.abort();
       this.#recordInterrupted(entry, now, writes);
-      writes.push(this.#putJob(entry.job), this.#store.kv.delete(this.#markerKey(entry.job.id)));
+      writes.push(
+        this.#putJob(entry.job, entry),
+        this.#store.kv.delete(this.#markerKey(entry.job.id)),
+      );
     }
     // A store that fails now must not turn a clean stop into a crash; the running markers
     // it could not clear are reported as interrupted on the next start instead.
@@ -655,7 +674,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
     if (job.enabled) job.state.nextRunAt = this.#firstRun(entry, now);
     // Stored first: if the write fails, nothing was added.
-    await this.#putJob(job);
+    await this.#putJob(job, entry);
     this.#entries.set(job.id, entry);
     this.#reschedule(entry);
     this.#arm();
@@ -691,7 +710,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (patch.schedule !== undefined || patch.enabled !== undefined) {
       state.nextRunAt = this.#schedulable(probe) ? this.#firstRun(probe, now) : undefined;
     }
-    await this.#putJob(next);
+    await this.#putJob(next, entry);
     entry.job = next;
     entry.compiled = compiled;
     this.#reschedule(entry);
@@ -721,7 +740,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.#applyEnabled(next, now);
     const probe: Entry = { ...entry, job: next };
     next.state.nextRunAt = this.#schedulable(probe) ? this.#firstRun(probe, now) : undefined;
-    await this.#putJob(next);
+    await this.#putJob(next, entry);
     entry.job = next;
     this.#reschedule(entry);
     this.#arm();
@@ -926,7 +945,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         this.#handleMissed(entry, now, writes);
         this.#reschedule(entry);
         if (state.catchUpQueue === undefined || state.catchUpQueue.length === 0) {
-          writes.push(this.#putJob(entry.job));
+          writes.push(this.#putJob(entry.job, entry));
           return false;
         }
         return this.#prepareScheduledRun(entry, now, writes);
@@ -1133,7 +1152,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.#reschedule(entry);
     if (!entry.removed) {
       writes.push(
-        this.#putJob(job),
+        this.#putJob(job, entry),
         this.#appendRun(record),
         this.#store.kv.delete(this.#markerKey(job.id)),
       );
@@ -1361,8 +1380,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       return;
     }
     const state = job.state;
+    const stored = copy(job);
     if (entry === undefined) {
       const added: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
+      added.stored = stored;
       this.#settleSynced(added, now);
       this.#entries.set(id, added);
       this.#reschedule(added);
@@ -1390,6 +1411,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     }
     entry.job = job;
     entry.compiled = compiled;
+    entry.stored = stored;
     this.#settleSynced(entry, now);
     this.#reschedule(entry);
   }
@@ -1508,13 +1530,63 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * Stores the job. A run in progress is not part of it: that is the marker's business, so
    * an update during a run never makes a stale "running" state durable.
    */
-  #putJob(job: CronJob): Promise<void> {
+  /**
+   * Writes `job`. Alone, as it is. In a cluster, when `entry` holds the job as last stored
+   * (its base), the write is a three-way merge under the job's lock: the fields this service
+   * changed since the base are applied to the record now in the store (counters by their
+   * difference), so that a change another node made meanwhile is kept; if there was one, the
+   * job is then reloaded here. A job removed elsewhere meanwhile is not written back.
+   */
+  #putJob(job: CronJob, entry?: Entry): Promise<void> {
     this.#changed(job.id);
-    const { runningAt, runningRunId, runningScheduledAt, ...state } = job.state;
-    if (runningAt === undefined && runningRunId === undefined && runningScheduledAt === undefined) {
-      return this.#store.cron.putJob(job);
+    if (this.#sync !== undefined && entry?.stored !== undefined) {
+      return this.#putMerged(entry, entry.stored, job);
     }
-    return this.#store.cron.putJob({ ...job, state });
+    const record = withoutRunning(job);
+    if (this.#sync !== undefined && entry !== undefined) entry.stored = copy(record);
+    return this.#store.cron.putJob(record);
+  }
+
+  async #putMerged(entry: Entry, base: CronJob, mine: CronJob): Promise<void> {
+    const mineStored = withoutRunning(mine);
+    const lease = await this.#lockJob(mine.id);
+    try {
+      const theirs = (await this.#store.cron.getJob(mine.id)) as CronJob | undefined;
+      if (theirs === undefined) {
+        // Removed elsewhere: a write would bring it back. The change feed drops it here.
+        this.#pendingSync.add(mine.id);
+        this.#notify("sync");
+        return;
+      }
+      const merged = mergeJob(base, mineStored, theirs);
+      await this.#store.cron.putJob(merged);
+      entry.stored = copy(merged);
+      if (JSON.stringify(merged) !== JSON.stringify(mineStored)) {
+        // Another node's change is in the merged record: take it in here too.
+        this.#pendingSync.add(mine.id);
+        this.#notify("sync");
+      }
+    } finally {
+      if (lease !== undefined) await this.#store.locks?.release(lease).catch(() => false);
+    }
+  }
+
+  /**
+   * The job's write lock, waited for up to `LOCK_WAIT_MS`; `undefined` without a lock store,
+   * or when the wait ran out (a holder that died keeps it until its lease expires): the
+   * merge then goes ahead unlocked, which still loses nothing but a change made in the same
+   * few milliseconds.
+   */
+  async #lockJob(id: string): Promise<Lease | undefined> {
+    const locks = this.#store.locks;
+    if (locks === undefined) return undefined;
+    const name = `cron-job:${this.agentId}:${id}`;
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
+      const lease = await locks.acquire(name, { owner: this.#instanceId, ttlMs: LOCK_TTL_MS });
+      if (lease !== undefined || Date.now() >= deadline) return lease;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
 
   #appendRun(record: CronRun): Promise<void> {
@@ -1605,4 +1677,51 @@ function formatMs(ms: number): string {
   if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
   if (ms % 60_000 === 0) return `${ms / 60_000} min`;
   return `${ms} ms`;
+}
+
+/** The job as stored: the running markers live in `store.kv`, not in the record. */
+function withoutRunning(job: CronJob): CronJob {
+  const { runningAt, runningRunId, runningScheduledAt, ...state } = job.state;
+  if (runningAt === undefined && runningRunId === undefined && runningScheduledAt === undefined) {
+    return job;
+  }
+  return { ...job, state: state as CronJob["state"] };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Three-way merge of a job record: `theirs` (in the store now) with the changes `mine`
+ * made to `base`, field by field (state fields too); a counter gets `mine`'s increment.
+ */
+/** @internal */
+export function mergeJob(base: CronJob, mine: CronJob, theirs: CronJob): CronJob {
+  const out = { ...theirs, state: { ...theirs.state } } as CronJob;
+  const target = out as unknown as Record<string, unknown>;
+  const before = base as unknown as Record<string, unknown>;
+  const after = mine as unknown as Record<string, unknown>;
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (key === "state" || sameJson(before[key], after[key])) continue;
+    if (key in after) target[key] = after[key];
+    else delete target[key];
+  }
+  const state = out.state as unknown as Record<string, unknown>;
+  const baseState = base.state as unknown as Record<string, unknown>;
+  const mineState = mine.state as unknown as Record<string, unknown>;
+  for (const key of new Set([...Object.keys(baseState), ...Object.keys(mineState)])) {
+    const was = baseState[key];
+    const now = mineState[key];
+    if (sameJson(was, now)) continue;
+    if (COUNTERS.has(key) && typeof was === "number" && typeof now === "number") {
+      const current = state[key];
+      state[key] = (typeof current === "number" ? current : was) + (now - was);
+    } else if (key in mineState) {
+      state[key] = now;
+    } else {
+      delete state[key];
+    }
+  }
+  return out;
 }
