@@ -189,11 +189,17 @@ async function phase(tenants, quiet, scenario, durationMs) {
     const keys = Array.from({ length: flooding ? FLOOD_SESSIONS : CRASH_SESSIONS }, (_, i) =>
       sessionKey(scenario, i),
     );
-    noisy = { store, load: startOpenLoop(tenant, keys, flooding ? FLOOD_RATE : CRASH_RATE) };
+    noisy = {
+      store,
+      tenant,
+      load: startOpenLoop(tenant, keys, flooding ? FLOOD_RATE : CRASH_RATE),
+    };
   }
   const cpuBefore = process.cpuUsage();
   const measured = await driveQuiet(quiet, durationMs);
   const cpu = process.cpuUsage(cpuBefore);
+  // Whether the noisy tenant's runtime gave up (its root supervisor's restart intensity).
+  const noisyStatus = noisy?.tenant.runtime.status;
   if (noisy !== undefined) {
     // The tenant goes first: whatever it still holds is refused or aborted.
     const removing = tenants.remove(scenario);
@@ -206,6 +212,7 @@ async function phase(tenants, quiet, scenario, durationMs) {
     ...measured,
     cpuMsPerSecond: ((cpu.user + cpu.system) / 1000 / measured.elapsedMs) * 1000,
     noisy: noisy?.load.stats,
+    noisyStatus,
     crashes,
   };
 }
@@ -344,7 +351,7 @@ function report({ durationMs, rounds, results }) {
     ],
     notes: [
       `Flood, per phase: ${perPhase(flood, (r) => r.noisy.offered)} messages offered, ${perPhase(flood, (r) => r.noisy.completed)} completed; refused: ${codes(flood)}.`,
-      `Crash storm, per phase: ${perPhase(crash, (r) => r.crashes.actor)} actor crashes, ${perPhase(crash, (r) => r.crashes.restarts)} restarts; ${perPhase(crash, (r) => r.noisy.offered)} messages offered; refused or failed: ${codes(crash)}. The crashes stop when restart intensity escalates to the tenant's root supervisor, which gives up and takes only that tenant's runtime down.`,
+      `Crash storm, per phase: ${perPhase(crash, (r) => r.crashes.actor)} actor crashes, ${perPhase(crash, (r) => r.crashes.restarts)} restarts; ${perPhase(crash, (r) => r.noisy.offered)} messages offered; refused or failed: ${codes(crash)}. A message whose session crashed 3 times while running it is quarantined (\`QUARANTINED\`), which ends its part of the storm; the crashing tenant's runtime gave up (its root supervisor's restart intensity ran out, \`status: "failed"\`, taking only that tenant down) in ${crash.filter((r) => r.noisyStatus === "failed").length} of ${crash.length} phases.`,
       `Quiet p99 per round — alone: ${p99s(results.alone)}; control: ${p99s(results.control)}; flood: ${p99s(flood)}; crash storm: ${p99s(crash)}. The control rows (the quiet load alone, a second series) show how far two identical series differ on this machine.`,
       "All tenants share one event loop: limits bound how much of it a tenant's admitted work may take, and refusals at `send` keep what it is refused cheap; nothing gives one tenant priority over another.",
     ],
