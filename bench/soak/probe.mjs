@@ -11,10 +11,15 @@
  * full collection that often and writes a sample taken right after it (`afterGc: true`): the
  * memory the process retains, which is what a leak moves, free of the heap's saw-tooth
  * between collections.
+ *
+ * For leak hunting: `SOAK_PROBE_HEAP_SNAPSHOTS=180,480` (seconds after the probe starts) and
+ * `SOAK_PROBE_SNAPSHOT_DIR=<dir>` write a heap snapshot (after a full collection, with
+ * `--expose-gc`) at each of those times, to compare in Chrome DevTools.
  */
 import { appendFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { getHeapStatistics } from "node:v8";
+import { getHeapStatistics, writeHeapSnapshot } from "node:v8";
 
 const file = process.env.SOAK_PROBE_FILE;
 const intervalMs = Number(process.env.SOAK_PROBE_INTERVAL_MS ?? 1000);
@@ -64,6 +69,15 @@ if (file !== undefined && file !== "") {
   };
   setInterval(() => sample(), intervalMs).unref();
   sample();
+  const snapshotDir = process.env.SOAK_PROBE_SNAPSHOT_DIR;
+  for (const at of (process.env.SOAK_PROBE_HEAP_SNAPSHOTS ?? "").split(",")) {
+    const seconds = Number(at);
+    if (at.trim() === "" || !Number.isFinite(seconds) || snapshotDir === undefined) continue;
+    setTimeout(() => {
+      globalThis.gc?.();
+      writeHeapSnapshot(join(snapshotDir, `heap-${seconds}s.heapsnapshot`));
+    }, seconds * 1000).unref();
+  }
   if (gcEveryMs > 0 && typeof globalThis.gc === "function") {
     setInterval(() => {
       globalThis.gc();

@@ -258,6 +258,20 @@ async function httpClientLoop({ index, port, until, thinkMs, recorder }) {
   }
 }
 
+/** The largest of `values` (a loop: spreading 400,000 turn latencies overflows the stack). */
+function maxOf(values) {
+  let out = Number.NEGATIVE_INFINITY;
+  for (const v of values) if (v > out) out = v;
+  return out;
+}
+
+/** The smallest of `values`. */
+function minOf(values) {
+  let out = Number.POSITIVE_INFINITY;
+  for (const v of values) if (v < out) out = v;
+  return out;
+}
+
 /** Splits [from, to) into `n` equal windows. */
 function windows(from, to, n) {
   const width = (to - from) / n;
@@ -265,7 +279,7 @@ function windows(from, to, n) {
 }
 
 function deviation(values, baseline) {
-  return Math.max(...values.map((v) => Math.abs(v / baseline - 1)));
+  return maxOf(values.map((v) => Math.abs(v / baseline - 1)));
 }
 
 function pct(x) {
@@ -283,6 +297,9 @@ async function main({ quick }) {
   );
   let server;
   let gateway;
+  /** Set once the run's data is saved, and once the report is built. */
+  let analysing = false;
+  let analysed = false;
   try {
     log(
       `soak: ${formatDuration(s.durationMs)}, ${s.wsClients} WebSocket + ${s.httpClients} HTTP clients, think ${s.thinkMs} ms, samples every ${s.sampleMs} ms`,
@@ -375,6 +392,13 @@ async function main({ quick }) {
     await store.close();
     await stopChild(server, 10_000);
 
+    // The raw data, kept (with the probe's file) if what follows fails: an hour is costly.
+    await writeFile(
+      path.join(tmp, "turns.json"),
+      JSON.stringify({ epoch0, runMs, turns: recorder.turns, errors: recorder.errors }),
+    );
+    analysing = true;
+
     // The probe's samples, on the run's clock (seconds).
     const probed = (await readFile(probeFile, "utf8"))
       .split("\n")
@@ -407,10 +431,10 @@ async function main({ quick }) {
     const heapW = wins.map((w) =>
       retainedIn(w).length > 0
         ? median(retainedIn(w).map((x) => x.heapUsed))
-        : Math.min(...inWin(w).map((x) => x.heapUsed)),
+        : minOf(inWin(w).map((x) => x.heapUsed)),
     );
     const rssMedianW = wins.map((w) => median(inWin(w).map((x) => x.rss)));
-    const heapLowW = wins.map((w) => Math.min(...inWin(w).map((x) => x.heapUsed)));
+    const heapLowW = wins.map((w) => minOf(inWin(w).map((x) => x.heapUsed)));
     const heapMedianW = wins.map((w) => median(inWin(w).map((x) => x.heapUsed)));
     const p99W = wins.map((w) => percentile(latIn(w), 99));
     const p50W = wins.map((w) => percentile(latIn(w), 50));
@@ -533,7 +557,7 @@ async function main({ quick }) {
           !stopped.killed && stopped.code === 0 && pending.length === 0 && recoveries.length === 0,
       },
     ];
-    return {
+    const result = {
       id: "soak",
       title: "9. Soak: the standalone gateway under steady load",
       description:
@@ -552,14 +576,16 @@ async function main({ quick }) {
       params: `${formatDuration(runMs)} (warm-up ${formatDuration(s.warmupMs)}), ${s.wsClients} WebSocket + ${s.httpClients} HTTP clients, think time ${s.thinkMs} ms ±50%, samples every ${s.sampleMs} ms, a forced full GC every ${formatDuration(s.gcEveryMs)}, sessions hibernate after ${s.hibernateAfterMs} ms idle, store dedupe window ${formatDuration(s.dedupeWindowMs)}`,
       rows,
       notes: [
-        `Throughput: ${(turns.length / durationS).toFixed(1)} turns/s overall; latency over the whole run p50 ${formatDuration(percentile(allLat, 50))}, p99 ${formatDuration(percentile(allLat, 99))}, max ${formatDuration(Math.max(...allLat))}.`,
-        `RSS after a full GC by window (median of ${retainedIn(wins[0]).length}–${Math.max(...wins.map((w) => retainedIn(w).length))} samples each): ${rssW.map((v) => formatBytes(v)).join(", ")} (largest deviation from the first ${pct(rssDev)}); RSS at any time, median: ${rssMedianW.map((v) => formatBytes(v)).join(", ")} (largest deviation ${pct(deviation(rssMedianW, rssMedianW[0]))}).`,
+        `Throughput: ${(turns.length / durationS).toFixed(1)} turns/s overall; latency over the whole run p50 ${formatDuration(percentile(allLat, 50))}, p99 ${formatDuration(percentile(allLat, 99))}, max ${formatDuration(maxOf(allLat))}.`,
+        `RSS after a full GC by window (median of ${retainedIn(wins[0]).length}–${maxOf(wins.map((w) => retainedIn(w).length))} samples each): ${rssW.map((v) => formatBytes(v)).join(", ")} (largest deviation from the first ${pct(rssDev)}); RSS at any time, median: ${rssMedianW.map((v) => formatBytes(v)).join(", ")} (largest deviation ${pct(deviation(rssMedianW, rssMedianW[0]))}).`,
         `Heap used after a full GC by window (median): ${heapW.map((v) => formatBytes(v)).join(", ")} (largest deviation ${pct(heapDev)}); heap used at any time, lowest: ${heapLowW.map((v) => formatBytes(v)).join(", ")}; median: ${heapMedianW.map((v) => formatBytes(v)).join(", ")} (largest deviation ${pct(deviation(heapMedianW, heapMedianW[0]))}).`,
         `Turn latency p99 by window: ${p99W.map((v) => formatDuration(v)).join(", ")} (largest deviation ${pct(p99Dev)}); p50: ${p50W.map((v) => formatDuration(v)).join(", ")}.`,
         `Errors by kind: ${Object.keys(errorCodes).length === 0 ? "none" : JSON.stringify(errorCodes)}.`,
-        `Gateway samples: ${samples.length}; heap limit ${formatBytes(samples[0]?.heapLimit ?? 0)}; peak RSS ${formatBytes(Math.max(...samples.map((x) => x.rss)))}; peak event-loop delay ${formatDuration(Math.max(...samples.map((x) => x.eldMax)))}.`,
+        `Gateway samples: ${samples.length}; heap limit ${formatBytes(samples[0]?.heapLimit ?? 0)}; peak RSS ${formatBytes(maxOf(samples.map((x) => x.rss)))}; peak event-loop delay ${formatDuration(maxOf(samples.map((x) => x.eldMax)))}.`,
       ],
     };
+    analysed = true;
+    return result;
   } finally {
     if (
       gateway !== undefined &&
@@ -577,7 +603,11 @@ async function main({ quick }) {
       server.child.kill("SIGKILL");
       await server.exited;
     }
-    await rm(tmp, { recursive: true, force: true });
+    if (analysing && !analysed) {
+      log(`soak: the analysis failed; the raw data is kept in ${tmp} (probe.jsonl, turns.json)`);
+    } else {
+      await rm(tmp, { recursive: true, force: true });
+    }
   }
 }
 
