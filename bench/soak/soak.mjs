@@ -438,6 +438,14 @@ async function main({ quick }) {
     const heapMedianW = wins.map((w) => median(inWin(w).map((x) => x.heapUsed)));
     const p99W = wins.map((w) => percentile(latIn(w), 99));
     const p50W = wins.map((w) => percentile(latIn(w), 50));
+    // Turns per second by window. The memory retained at a full GC includes the work in
+    // flight, and latency depends on the load: a window whose throughput differs from the
+    // baseline's by more than 5% (the machine was busy with something else) measured a
+    // different load, and its deviations say so rather than anything about a leak.
+    const tpsW = wins.map(([a, b]) => latIn([a, b]).length / (b - a));
+    const disturbed = tpsW
+      .map((v, i) => (Math.abs(v / tpsW[0] - 1) > 0.05 ? i + 1 : 0))
+      .filter((i) => i > 0);
     const eldW = wins.map((w) => median(inWin(w).map((x) => x.eldP99)));
     const handlesW = wins.map((w) => median(inWin(w).map((x) => x.handles)));
     const fdsW = wins.map((w) => median(inWin(w).map((x) => x.fds ?? 0)));
@@ -580,6 +588,11 @@ async function main({ quick }) {
         `RSS after a full GC by window (median of ${retainedIn(wins[0]).length}–${maxOf(wins.map((w) => retainedIn(w).length))} samples each): ${rssW.map((v) => formatBytes(v)).join(", ")} (largest deviation from the first ${pct(rssDev)}); RSS at any time, median: ${rssMedianW.map((v) => formatBytes(v)).join(", ")} (largest deviation ${pct(deviation(rssMedianW, rssMedianW[0]))}).`,
         `Heap used after a full GC by window (median): ${heapW.map((v) => formatBytes(v)).join(", ")} (largest deviation ${pct(heapDev)}); heap used at any time, lowest: ${heapLowW.map((v) => formatBytes(v)).join(", ")}; median: ${heapMedianW.map((v) => formatBytes(v)).join(", ")} (largest deviation ${pct(deviation(heapMedianW, heapMedianW[0]))}).`,
         `Turn latency p99 by window: ${p99W.map((v) => formatDuration(v)).join(", ")} (largest deviation ${pct(p99Dev)}); p50: ${p50W.map((v) => formatDuration(v)).join(", ")}.`,
+        `Throughput by window: ${tpsW.map((v) => v.toFixed(1)).join(", ")} turns/s. ${
+          disturbed.length === 0
+            ? "Every window ran within 5% of the baseline's throughput."
+            : `Window${disturbed.length === 1 ? "" : "s"} ${disturbed.join(", ")} ran more than 5% away from the baseline's throughput (the machine was busy with something else, or the load had not settled): the memory retained at a full GC includes the work in flight, and latency depends on the load, so their deviations measure a different load.`
+        }`,
         `Errors by kind: ${Object.keys(errorCodes).length === 0 ? "none" : JSON.stringify(errorCodes)}.`,
         `Gateway samples: ${samples.length}; heap limit ${formatBytes(samples[0]?.heapLimit ?? 0)}; peak RSS ${formatBytes(maxOf(samples.map((x) => x.rss)))}; peak event-loop delay ${formatDuration(maxOf(samples.map((x) => x.eldMax)))}.`,
       ],
