@@ -148,8 +148,22 @@ describe("cron on a cluster with the default wiring", () => {
     expect((await (await cronB.forAgent("main")).cronStatus()).jobs).toBe(1);
     await waitUntil("a first run", async () => (await a.store.cron.listRuns("gone")).length >= 1);
     // Removed with the change notification lost (written to the store directly; the next
-    // full resync is 30 s away): the services still hold their copies, and fire them.
+    // full resync is 30 s away): the services still hold their copies, and fire them. As a
+    // service removes a job: under the job's lock, so that a node's merged write of it in
+    // flight (read, then write) cannot bring it back.
+    const takeLock = async () => {
+      for (;;) {
+        const held = await a.store.locks.acquire("cron-job:main:gone", {
+          owner: "test",
+          ttlMs: 5_000,
+        });
+        if (held !== undefined) return held;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    };
+    const lease = await takeLock();
     await a.store.cron.deleteJob("gone");
+    await a.store.locks.release(lease);
     const callsAtRemoval = calls.length;
     const claimsAtRemoval = (await a.store.kv.keys("cron-run:gone:")).length;
     // Let node b's copy come due several times.

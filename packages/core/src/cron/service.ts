@@ -721,7 +721,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   async #remove(id: string): Promise<boolean> {
     const entry = this.#entries.get(id);
     if (entry === undefined) return false;
-    await this.#store.cron.deleteJob(id);
+    // In a cluster, under the job's lock: another node's merged write (read, then write) of
+    // this job cannot straddle the removal and bring the job back.
+    const lease = this.#sync === undefined ? undefined : await this.#lockJob(id);
+    try {
+      await this.#store.cron.deleteJob(id);
+    } finally {
+      if (lease !== undefined) await this.#store.locks?.release(lease).catch(() => false);
+    }
     this.#changed(id);
     if (entry.run !== null) await this.#store.kv.delete(this.#markerKey(id));
     entry.removed = true;
