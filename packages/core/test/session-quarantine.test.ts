@@ -123,6 +123,120 @@ describe("poison-message quarantine", () => {
     expect(await runtime.dropQuarantined(KEY, record!.id)).toBe(false);
   });
 
+  it("a message that takes its whole process down on every try is quarantined across restarts; the message behind it runs", async () => {
+    const store = await newStore();
+    // Each runtime stands for one process over the same store. A process that dies mid-run
+    // is left as it is: never stopped, it writes nothing more (its run never returns), and
+    // the next process starts over the store it left. The crash count of the process-local
+    // map starts at 0 in each; only the store carries it over.
+    const calls: string[] = [];
+    const dying: ModelSource = {
+      async *stream(request) {
+        const last = request.messages[request.messages.length - 1];
+        const text = last?.content.map((p) => ("text" in p ? p.text : "")).join("") ?? "";
+        calls.push(text);
+        if (text === "poison") await new Promise(() => {}); // the process "dies" here
+        yield { type: "text-delta", text: `ok: ${text}` };
+      },
+    } as ModelSource;
+    const poisonRuns = () => calls.filter((t) => t === "poison").length;
+
+    const first = await started(store, dying);
+    const poison = await first.session(KEY).send("poison", { idempotencyKey: "channel:7" });
+    await first.session(KEY).send("after");
+    await waitFor("the first try", () => poisonRuns() === 1);
+    for (let restart = 1; restart <= 2; restart++) {
+      await started(store, dying);
+      await waitFor(`try ${restart + 1}`, () => poisonRuns() === restart + 1);
+    }
+    // The fourth process does not run it a fourth time: quarantined, and "after" runs.
+    const fourth = await started(store, dying);
+    const [record] = await waitFor("the quarantine", async () => {
+      const list = await fourth.quarantined();
+      return list.length === 1 ? list : undefined;
+    });
+    expect(record).toMatchObject({
+      idempotencyKey: "channel:7",
+      crashes: 3,
+      reason: expect.stringMatching(/crashed 3 times while running it/),
+    });
+    await waitFor("the message behind it", () => calls.includes("after"));
+    expect(poisonRuns()).toBe(3);
+    await waitFor("its turn is saved", async () =>
+      (await store.queue.pending({ sessionKey: KEY })).length === 0 ? true : undefined,
+    );
+    const history = await fourth.session(KEY).history();
+    const said = history.flatMap((r) => {
+      const m = r.entry.message as { role: string; content: Array<{ text?: string }> } | undefined;
+      return m === undefined ? [] : [`${m.role}:${m.content.map((c) => c.text ?? "").join("")}`];
+    });
+    // The poison's three cut-short tries were discarded: the model never saw them.
+    expect(said.filter((line) => !line.startsWith("user:poison"))).toEqual([
+      "user:after",
+      "assistant:ok: after",
+    ]);
+    // The first process's caller never heard back (that process "died"): no result at all.
+    let settled = false;
+    void poison.result.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBe(false);
+  });
+
+  it("a run cut short by clean stops is not a crash: its message runs after any number of restarts", async () => {
+    const store = await newStore();
+    let answering = false;
+    const calls: string[] = [];
+    const slow: ModelSource = {
+      async *stream(request, options) {
+        const last = request.messages[request.messages.length - 1];
+        const text = last?.content.map((p) => ("text" in p ? p.text : "")).join("") ?? "";
+        calls.push(text);
+        if (!answering) {
+          // Held until the runtime stops, which aborts the run.
+          await new Promise((_, reject) => {
+            if (options.signal?.aborted) reject(options.signal.reason);
+            options.signal?.addEventListener("abort", () => reject(options.signal?.reason), {
+              once: true,
+            });
+          });
+        }
+        yield { type: "text-delta", text: `ok: ${text}` };
+      },
+    } as ModelSource;
+    const runtime = await started(store, slow, 2);
+    await runtime.session(KEY).send("slow", { idempotencyKey: "channel:9" });
+    await waitFor("the first try", () => calls.length === 1);
+    await runtime.stop();
+    for (let restart = 1; restart <= 3; restart++) {
+      const again = await started(store, slow, 2);
+      await waitFor(`try ${restart + 1}`, () => calls.length === restart + 1);
+      await again.stop();
+    }
+    // Four clean stops mid-run, quarantineAfterCrashes 2: still not quarantined, and it runs.
+    answering = true;
+    const last = await started(store, slow, 2);
+    await waitFor("the answer", async () =>
+      (await store.queue.pending({ sessionKey: KEY })).length === 0 ? true : undefined,
+    );
+    expect(await last.quarantined()).toEqual([]);
+    const entries = (await last.session(KEY).history()).map((r) => r.entry);
+    expect(entries.filter((e) => e.discarded === true).map((e) => e.cause)).toEqual([
+      "stopped",
+      "stopped",
+      "stopped",
+      "stopped",
+    ]);
+    const messages = entries.flatMap((e) => {
+      const m = e.message as { role: string; content: Array<{ text?: string }> } | undefined;
+      return m === undefined ? [] : [`${m.role}:${m.content.map((c) => c.text ?? "").join("")}`];
+    });
+    expect(messages.at(-2)).toBe("user:slow");
+    expect(messages.at(-1)).toBe("assistant:ok: slow");
+  });
+
   it("refuses a quarantineAfterCrashes that is not a whole number >= 1", async () => {
     const store = await newStore();
     for (const bad of [0, -1, 1.5, Number.NaN]) {

@@ -5,7 +5,8 @@
  * killed one left (its lock broken, torn tails repaired and reported), runs every
  * acknowledged message that had not finished exactly once, in order, even if it is killed
  * again during the replay; the client sees each answer once in the history; no file is
- * corrupt.
+ * corrupt. And a message that takes the whole gateway down on every try is quarantined at
+ * the restart after the third (`quarantineAfterCrashes`), instead of crash-looping it.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -106,5 +107,66 @@ describe("gateway killed mid-turn", () => {
     expect(pending).toEqual([]);
     // The graceful stop left nothing to repair.
     expect(recoveries).toEqual([]);
+  });
+
+  it("a message that takes the gateway down on every try is quarantined at the restart after the third; the message behind it runs, nothing is lost or corrupt", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "beamclaw-faults-poison-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const model = await startModelServer();
+    cleanups.push(() => model.close());
+    const storeDir = join(dir, "store");
+    const config = await writeGatewayConfig(dir, { storeDir, modelBaseUrl: model.baseUrl });
+    const poisonTries = () =>
+      model.requests.filter((r) => JSON.stringify(r.body.messages.at(-1)).includes("poison"))
+        .length;
+
+    // Every run of "poison" is in flight at the model when its gateway dies (the model never
+    // answers it; the SIGKILL stands for whatever in that turn kills the process).
+    model.setDefault({ kind: "hang" });
+    const first = await startGatewayProcess(config);
+    const client = await GatewayClient.connect(first.url, PROCESS_TOKEN);
+    await client.request("chat.send", { sessionKey: A, message: "poison", idempotencyKey: "p1" });
+    await client.request("chat.send", { sessionKey: A, message: "next", idempotencyKey: "n1" });
+    await waitFor("try 1 to reach the model", () => poisonTries() === 1);
+    expect((await first.kill("SIGKILL")).signal).toBe("SIGKILL");
+    await client.closed;
+    for (const tryNumber of [2, 3]) {
+      const again = await startGatewayProcess(config);
+      await waitFor(`try ${tryNumber} to reach the model`, () => poisonTries() === tryNumber);
+      expect((await again.kill("SIGKILL")).signal).toBe("SIGKILL");
+    }
+
+    // The fourth gateway sets it aside instead of dying a fourth time, and answers "next".
+    model.setDefault({ kind: "text", chunks: ["next ", "answered"] });
+    const fourth = await startGatewayProcess(config);
+    const watcher = await GatewayClient.connect(fourth.url, PROCESS_TOKEN);
+    await waitFor("the message behind it to be answered", async () => {
+      const lines = await historyLines(watcher, A);
+      return lines.includes("assistant:next answered");
+    });
+    expect(poisonTries()).toBe(3);
+    // The three cut-short tries were discarded: the history holds only the answered turn.
+    expect(await historyLines(watcher, A)).toEqual(["user:next", "assistant:next answered"]);
+    await watcher.close();
+    expect((await fourth.kill("SIGTERM")).code).toBe(0);
+
+    // Kept in the store (nothing lost), off the queue; no file is corrupt.
+    expect(await corruptFiles(storeDir)).toEqual([]);
+    const { value } = await withReopenedStore(storeDir, async (store) => {
+      const keys = await store.kv.keys("beamclaw:quarantine:");
+      return {
+        pending: await store.queue.pending({}),
+        records: await Promise.all(keys.map((key) => store.kv.get(key))),
+      };
+    });
+    expect(value.pending).toEqual([]);
+    expect(value.records).toEqual([
+      expect.objectContaining({
+        sessionKey: A,
+        idempotencyKey: expect.stringContaining("p1"),
+        crashes: 3,
+        payload: expect.objectContaining({ input: expect.objectContaining({ text: "poison" }) }),
+      }),
+    ]);
   });
 });

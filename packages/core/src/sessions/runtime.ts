@@ -87,8 +87,11 @@ export interface AgentRuntimeOptions {
    * many times is quarantined instead of run again: kept in the store (see
    * {@link AgentRuntime.quarantined}), taken off the queue, and its waiting caller gets a
    * failed run with code `QUARANTINED`; the session goes on with the next message. Crashes
-   * are counted in this process (a message that brings the whole process down is not
-   * caught by this count). Default 3.
+   * are counted in this process and, from the moment a run has saved its first message (its
+   * user message, at once), in the session's transcript too (a crash marker per cut-short
+   * run), so a message that takes the whole process down on every try (killed for memory, a
+   * native crash) is caught across restarts. A clean stop (`runtime.stop()`, hibernation)
+   * is not a crash. Default 3.
    */
   quarantineAfterCrashes?: number;
   /** Mailbox bound of each session actor. Default 1000. */

@@ -210,6 +210,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   readonly #topic: string;
   /** Whether the listener that aborts the active run when the session stops is in place. */
   #watchingStop = false;
+  /**
+   * Per run id of a replayed message: the crash markers in its transcript, i.e. how many
+   * times it started and died, in any process (read once, by a recovering `init`).
+   */
+  #crashMarks: ReadonlyMap<string, number> = NO_CRASH_MARKS;
 
   constructor(key: string, agentId: string, ctx: SessionContext, recovering: boolean) {
     super({ name: `session ${key}`, mailboxLimit: ctx.mailboxLimit });
@@ -255,13 +260,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       );
       if (marks.length > 0) {
         const at = this.#ctx.now();
+        // `cause: "crash"`: the run started (it wrote its first message) and its process or
+        // session died before it finished. These markers are the crash count that survives
+        // the process (see `#replay`); a clean stop writes `cause: "stopped"` instead.
         await store.transcripts.append(
           this.key,
-          marks.map((runId) => ({ runId, at, discarded: true })),
+          marks.map((runId) => ({ runId, at, discarded: true, cause: "crash" })),
         );
         const marked = new Set(marks);
         live = live.filter((r) => !marked.has(String(r.entry.runId)));
       }
+      this.#crashMarks = crashMarks(tail, replayed, marks);
     }
     this.#history = historyOf(live);
     this.#touch();
@@ -331,7 +340,19 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   protected override async terminate(reason: ExitReason): Promise<void> {
+    const active = this.#active;
     this.#release(reason);
+    if (active !== null && isCleanStop(reason)) {
+      // A clean stop (shutdown, hibernation, a fenced node) cut the run short: what it wrote is
+      // cancelled now, with a marker that is not a crash, so that the run's replay after the
+      // next start is not counted against its message (see `#replay`). If this write fails,
+      // the next start counts the cut as one crash: the cost of a stop that could not save.
+      await this.#ctx.store.transcripts
+        .append(this.key, [
+          { runId: active.runId, at: this.#ctx.now(), discarded: true, cause: "stopped" },
+        ])
+        .catch(() => undefined);
+    }
     if (this.#metadata !== undefined) {
       await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
     }
@@ -343,7 +364,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * again into the same logs. After a normal stop they fail: the messages run on next start.
    */
   #release(reason: ExitReason): void {
-    const crashed = typeof reason !== "string" || reason === "killed";
+    const crashed = !isCleanStop(reason);
     const active = this.#active;
     if (crashed && active !== null) {
       // The messages of the run in progress are suspects (see `#quarantine`).
@@ -568,7 +589,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         await this.#quarantine(message, "its payload is not a message this runtime can run");
         continue;
       }
-      const crashes = this.#ctx.crashes.get(message.id) ?? 0;
+      const crashes = this.#crashesOf(message);
       if (crashes >= this.#ctx.quarantineAfterCrashes) {
         // A poison message: its session crashed during every run of it. Set aside rather
         // than run for ever, and the session goes on with the rest.
@@ -591,6 +612,20 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   /**
+   * How many times a message's session crashed while running it: the larger of this
+   * process's count (every crash of the session during its runs) and its transcript's crash
+   * markers (runs that wrote their first message and died, in any process: a message that
+   * takes the whole process down is counted too). Never the sum: a crash in this process
+   * after the first write is in both.
+   */
+  #crashesOf(message: QueuedMessage): number {
+    const inProcess = this.#ctx.crashes.get(message.id) ?? 0;
+    const runId = (message.payload as { runId?: unknown }).runId;
+    const marked = typeof runId === "string" ? (this.#crashMarks.get(runId) ?? 0) : 0;
+    return Math.max(inProcess, marked);
+  }
+
+  /**
    * Moves a pending message aside: recorded under `quarantineKey` (with why), then removed
    * from the queue (acknowledged, so a redelivery of its idempotency key is not run either),
    * in that order so that nothing is lost if either write fails. A caller waiting on its
@@ -604,7 +639,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       payload: message.payload,
       enqueuedAt: message.enqueuedAt,
       deliveries: message.deliveries,
-      crashes: this.#ctx.crashes.get(message.id) ?? 0,
+      crashes: this.#crashesOf(message),
       quarantinedAt: this.#ctx.now(),
       reason,
     };
@@ -847,7 +882,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     try {
       // What the failed attempt did save must not reach the model: a discard marker cancels
       // it (as after a crash), and the history is read back without it.
-      await store.transcripts.append(this.key, [{ runId, at: this.#ctx.now(), discarded: true }]);
+      await store.transcripts.append(this.key, [
+        { runId, at: this.#ctx.now(), discarded: true, cause: "save-failed" },
+      ]);
       const tail = await store.transcripts.read(this.key, {
         order: "desc",
         limit: this.#ctx.historyLimit,
@@ -954,6 +991,35 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 /** A request the session refused; the runtime rethrows `error` to the caller. @internal */
 export class SessionRequestFailure {
   constructor(readonly error: unknown) {}
+}
+
+const NO_CRASH_MARKS: ReadonlyMap<string, number> = new Map();
+
+/** Whether an exit reason is a clean stop (not a crash or a kill). */
+function isCleanStop(reason: ExitReason): boolean {
+  return typeof reason === "string" && reason !== "killed";
+}
+
+/**
+ * Per run id in `runIds`: the crash markers (`discarded` with `cause: "crash"`) among
+ * `records`, plus one for each of `added` (the markers just written after them). Markers
+ * without a cause (written before causes were recorded, or after a failed save) and those of
+ * clean stops do not count.
+ */
+function crashMarks(
+  records: readonly TranscriptRecord[],
+  runIds: ReadonlySet<string>,
+  added: readonly string[],
+): ReadonlyMap<string, number> {
+  const counts = new Map<string, number>();
+  for (const record of records) {
+    const entry = record.entry;
+    if (entry.discarded !== true || entry.cause !== "crash") continue;
+    const runId = String(entry.runId);
+    if (runIds.has(runId)) counts.set(runId, (counts.get(runId) ?? 0) + 1);
+  }
+  for (const runId of added) counts.set(runId, (counts.get(runId) ?? 0) + 1);
+  return counts;
 }
 
 /** The messages of live transcript entries, made safe to send (see `repairHistory`). */
