@@ -18,6 +18,9 @@ export const TEXT_CHUNKS = Object.freeze(
   Array.from({ length: 20 }, (_, i) => (i === 0 ? "It is 21 °C" : ` and sunny (${i})`)),
 );
 
+/** The user message of every turn. */
+export const QUESTION = "What is the weather in Paris?";
+
 /** The arguments of the tool call the model makes, as JSON. */
 export const TOOL_ARGS_JSON = '{"city":"Paris"}';
 
@@ -141,7 +144,7 @@ export function sessionKey(prefix, i) {
  * One turn through the runtime: sends the user message, consumes every event of the run
  * and awaits its result. Throws unless the turn ran as scripted.
  */
-export async function runtimeTurn(session, text = "What is the weather in Paris?") {
+export async function runtimeTurn(session, text = QUESTION) {
   const run = await session.send(text);
   let chunks = 0;
   let toolResults = 0;
@@ -172,7 +175,7 @@ export async function runtimeTurn(session, text = "What is the weather in Paris?
 export async function bareTurn(provider, history, historyLimit = 200) {
   history.push({
     role: "user",
-    content: [{ type: "text", text: "What is the weather in Paris?" }],
+    content: [{ type: "text", text: QUESTION }],
   });
   const toolCalls = [];
   for await (const event of provider.stream({
@@ -218,4 +221,169 @@ export async function bareTurn(provider, history, historyLimit = 200) {
     const first = history.findIndex((m) => m.role === "user");
     if (first > 0) history.splice(0, first);
   }
+}
+
+/**
+ * The events of one run as a caller reads them: pushed by the loop, read through an async
+ * iterator by a concurrent consumer. The cheapest hand-written form of that contract (an
+ * array and one waiting resolver, no generator), for {@link floorTurn}.
+ */
+class EventChannel {
+  #events = [];
+  #index = 0;
+  #closed = false;
+  #waiting = null;
+
+  push(event) {
+    this.#events.push(event);
+    this.#wake();
+  }
+
+  close() {
+    this.#closed = true;
+    this.#wake();
+  }
+
+  #wake() {
+    const waiting = this.#waiting;
+    if (waiting === null) return;
+    this.#waiting = null;
+    waiting(this.#take());
+  }
+
+  #take() {
+    if (this.#index < this.#events.length) {
+      return { done: false, value: this.#events[this.#index++] };
+    }
+    return this.#closed ? { done: true, value: undefined } : null;
+  }
+
+  [Symbol.asyncIterator]() {
+    return {
+      next: () => {
+        const result = this.#take();
+        if (result !== null) return Promise.resolve(result);
+        return new Promise((resolve) => {
+          this.#waiting = resolve;
+        });
+      },
+    };
+  }
+}
+
+/**
+ * The state of one session for {@link floorTurn}: its history and the "stores" (maps of
+ * JSON texts) its turns write to.
+ */
+export function floorSession(key) {
+  return {
+    key,
+    topic: `session:${key}`,
+    history: [],
+    seq: 0,
+    queue: new Map(),
+    transcript: [],
+    sessions: new Map(),
+    subscribers: new Map(),
+  };
+}
+
+/**
+ * The floor of a turn under the session contract: the bare loop's work, plus the least the
+ * issue's contract for a session turn asks beyond it, each part written by hand at its
+ * cheapest: the message kept durably before it runs (a JSON copy in a map, removed when the
+ * turn is done), a run that can be aborted (an `AbortController`), every event built as an
+ * object, checked for subscribers on two PubSub topics (`session:<key>`, `events:global`)
+ * and handed to a caller who reads them through an async iterator concurrently, each added
+ * message saved (a JSON copy) before the loop goes on, and the session's counters saved at
+ * the end. No actor, supervision, chain, retries, rate limits, tool validation, timeouts,
+ * telemetry or usage meter: what a turn through the runtime costs beyond this floor is the
+ * price of those; what this floor costs beyond the bare loop no implementation of the
+ * contract can avoid.
+ */
+export async function floorTurn(provider, session, historyLimit = 200) {
+  const { history, key } = session;
+  const runId = `run-${++session.seq}`;
+  session.queue.set(
+    runId,
+    JSON.stringify({ sessionKey: key, runId, payload: { input: { text: QUESTION } } }),
+  );
+  const controller = new AbortController();
+  const channel = new EventChannel();
+  const caller = (async () => {
+    let chunks = 0;
+    for await (const event of channel) if (event.type === "text-delta") chunks++;
+    return chunks;
+  })();
+  const emit = (event) => {
+    channel.push(event);
+    if (session.subscribers.has(session.topic)) throw new Error("no subscribers expected");
+    if (session.subscribers.has("events:global")) throw new Error("no subscribers expected");
+  };
+  const save = async (message) => {
+    history.push(message);
+    session.transcript.push(JSON.stringify({ runId, at: Date.now(), message }));
+  };
+  emit({ runId, sessionKey: key, type: "run-start", at: Date.now() });
+  await save({ role: "user", content: [{ type: "text", text: QUESTION }] });
+  const toolCalls = [];
+  for await (const event of provider.stream({
+    model: MODEL_ID,
+    messages: history,
+    tools: TOOL_DEFINITIONS,
+    signal: controller.signal,
+  })) {
+    if (event.type === "tool-call") {
+      const call = {
+        type: "tool-call",
+        toolCallId: event.toolCallId,
+        toolName: event.toolName,
+        input: event.input,
+      };
+      toolCalls.push(call);
+      emit({ runId, sessionKey: key, type: "tool-call", ...call });
+    } else if (event.type === "usage") {
+      emit({ runId, sessionKey: key, type: "usage", usage: event.usage });
+    }
+  }
+  if (toolCalls.length !== 1) throw new Error(`floor loop: ${toolCalls.length} tool calls`);
+  await save({ role: "assistant", content: toolCalls });
+  const call = toolCalls[0];
+  const output = await weatherTool.execute(call.input, undefined);
+  emit({ runId, sessionKey: key, type: "tool-result", toolCallId: call.toolCallId, output });
+  await save({
+    role: "tool",
+    content: [
+      { type: "tool-result", toolCallId: call.toolCallId, toolName: call.toolName, output },
+    ],
+  });
+  let text = "";
+  for await (const event of provider.stream({
+    model: MODEL_ID,
+    messages: history,
+    tools: TOOL_DEFINITIONS,
+    signal: controller.signal,
+  })) {
+    if (event.type === "text-delta") {
+      text += event.text;
+      emit({ runId, sessionKey: key, type: "text-delta", text: event.text });
+    } else if (event.type === "usage") {
+      emit({ runId, sessionKey: key, type: "usage", usage: event.usage });
+    }
+  }
+  await save({ role: "assistant", content: [{ type: "text", text }] });
+  if (history.length > historyLimit) {
+    history.splice(0, history.length - historyLimit);
+    const first = history.findIndex((m) => m.role === "user");
+    if (first > 0) history.splice(0, first);
+  }
+  session.sessions.set(
+    key,
+    JSON.stringify({ key, updatedAt: Date.now(), runs: session.seq, inputTokens: 150 }),
+  );
+  session.queue.delete(runId);
+  emit({ runId, sessionKey: key, type: "run-end", result: { runId, status: "completed", text } });
+  channel.close();
+  const chunks = await caller;
+  if (chunks !== TEXT_CHUNKS.length) throw new Error(`floor loop: ${chunks} chunks`);
 }

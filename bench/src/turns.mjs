@@ -23,6 +23,8 @@ import {
   createHttpProvider,
   createInProcessProvider,
   directSource,
+  floorSession,
+  floorTurn,
   runtimeTurn,
   sessionKey,
   startOpenAIServer,
@@ -46,6 +48,35 @@ function bareVariant(provider) {
           }
           for (let i = 0; i < reps; i++) {
             await Promise.all(histories.map((history) => bareTurn(provider, history)));
+          }
+        },
+        async close() {},
+      };
+    },
+  };
+}
+
+/**
+ * The floor variant: the bare loop plus the least the session contract asks of a turn (see
+ * `floorTurn`): informational, it says how much of the limit any implementation can reach.
+ */
+function floorVariant(provider) {
+  return {
+    id: "floor",
+    async prepare(sessions) {
+      const states = Array.from({ length: sessions }, (_, i) =>
+        floorSession(sessionKey("floor", i)),
+      );
+      await Promise.all(states.map((state) => floorTurn(provider, state)));
+      return {
+        async run(reps) {
+          if (states.length === 1) {
+            const [state] = states;
+            for (let i = 0; i < reps; i++) await floorTurn(provider, state);
+            return;
+          }
+          for (let i = 0; i < reps; i++) {
+            await Promise.all(states.map((state) => floorTurn(provider, state)));
           }
         },
         async close() {},
@@ -137,6 +168,7 @@ async function main({ quick }) {
     // Quick mode leaves out the informational no-chain variant (it only has to not rot).
     const inProcessVariants = [
       bareVariant(inProcess),
+      floorVariant(inProcess),
       runtimeVariant("chain", () => chainOf(inProcess)),
       ...(quick ? [] : [runtimeVariant("direct", () => directSource(inProcess))]),
     ];
@@ -196,6 +228,7 @@ async function main({ quick }) {
       const baseline = `${formatRate(bare, "turn")} (${perTurn(bare)}/turn)`;
       const concurrency = plan.sessions.toLocaleString("en-US");
       for (const [id, what, withTarget] of [
+        ["floor", "the floor: the bare loop plus the least the session contract asks", false],
         ["chain", "runtime with a `ProviderChain`", true],
         ["direct", "runtime, provider as the `ModelSource` (no chain)", false],
       ]) {
@@ -210,6 +243,11 @@ async function main({ quick }) {
           target: withTarget ? `≥ ${plan.target}%` : "—",
           met: withTarget ? percent >= plan.target : null,
         });
+        if (id === "floor") {
+          notes.push(
+            `${plan.label}: the floor (\`floorTurn\` in \`agent-fixtures.mjs\`: the bare loop plus a durable JSON copy of the message, an \`AbortController\`, every event built, checked for subscribers on two topics and read by the caller through an async iterator, each added message and the session's counters saved as JSON) reaches ${percent.toFixed(1)}% of the limit: what the contract itself costs, before any of the runtime's machinery (actors, supervision, chain, validation, timeouts, telemetry).`,
+          );
+        }
         if (withTarget) {
           const addedMs = 1000 / rate - 1000 / bare;
           notes.push(
@@ -256,7 +294,8 @@ async function main({ quick }) {
         "`chat.completion.chunk`s, in a worker thread) through `createOpenAICompatibleProvider`. " +
         "Concurrency 1 is sequential turns on one session; concurrency N is N sessions (distinct " +
         "keys) with one turn each in flight at once, repeated. Ratio = figure ÷ baseline, as a " +
-        "percentage of the limit.",
+        "percentage of the limit. The floor (informational, in-process only) is the bare loop " +
+        "plus the least the session contract asks of a turn, written by hand at its cheapest.",
       params: `${params}; variants interleaved, fresh runtime and store per round, one untimed priming turn per session, median reported`,
       rows,
       notes: [
