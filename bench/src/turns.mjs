@@ -32,23 +32,24 @@ import {
 } from "./agent-fixtures.mjs";
 import { formatDuration, formatRate, fullGc, log, median, runBenchmark } from "./lib.mjs";
 
-/** A bare-loop variant: `sessions` histories, `reps` turns each (all sessions at once). */
-function bareVariant(provider) {
+/**
+ * A hand-written loop variant: one state per session (made by `makeState(i)`), each turn
+ * `turn(state)`; `reps` turns each, all sessions at once. No runtime, nothing to close.
+ */
+function loopVariant(id, makeState, turn) {
   return {
-    id: "bare",
+    id,
     async prepare(sessions) {
-      const histories = Array.from({ length: sessions }, () => []);
-      await Promise.all(histories.map((history) => bareTurn(provider, history)));
+      const states = Array.from({ length: sessions }, (_, i) => makeState(i));
+      await Promise.all(states.map(turn));
       return {
         async run(reps) {
-          if (histories.length === 1) {
-            const [history] = histories;
-            for (let i = 0; i < reps; i++) await bareTurn(provider, history);
+          if (states.length === 1) {
+            const [state] = states;
+            for (let i = 0; i < reps; i++) await turn(state);
             return;
           }
-          for (let i = 0; i < reps; i++) {
-            await Promise.all(histories.map((history) => bareTurn(provider, history)));
-          }
+          for (let i = 0; i < reps; i++) await Promise.all(states.map(turn));
         },
         async close() {},
       };
@@ -56,33 +57,25 @@ function bareVariant(provider) {
   };
 }
 
+/** The bare loop (the limit): a history per session. */
+function bareVariant(provider) {
+  return loopVariant(
+    "bare",
+    () => [],
+    (history) => bareTurn(provider, history),
+  );
+}
+
 /**
  * The floor variant: the bare loop plus the least the session contract asks of a turn (see
  * `floorTurn`): informational, it says how much of the limit any implementation can reach.
  */
 function floorVariant(provider) {
-  return {
-    id: "floor",
-    async prepare(sessions) {
-      const states = Array.from({ length: sessions }, (_, i) =>
-        floorSession(sessionKey("floor", i)),
-      );
-      await Promise.all(states.map((state) => floorTurn(provider, state)));
-      return {
-        async run(reps) {
-          if (states.length === 1) {
-            const [state] = states;
-            for (let i = 0; i < reps; i++) await floorTurn(provider, state);
-            return;
-          }
-          for (let i = 0; i < reps; i++) {
-            await Promise.all(states.map((state) => floorTurn(provider, state)));
-          }
-        },
-        async close() {},
-      };
-    },
-  };
+  return loopVariant(
+    "floor",
+    (i) => floorSession(sessionKey("floor", i)),
+    (state) => floorTurn(provider, state),
+  );
 }
 
 /** A runtime variant: a fresh runtime and store, `sessions` sessions with distinct keys. */
