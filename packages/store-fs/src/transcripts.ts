@@ -12,9 +12,10 @@
  * carries `"more":true`, so if a crash tears the write, the repair cuts the whole incomplete
  * append, not just its last line: appends are all or nothing.
  *
- * A transcript is checked (and repaired) the first time it is touched after `open()`: its
- * newline offsets are indexed then, so `read` of any page is one positioned read of exactly
- * the bytes of that page, however long the transcript. Up to {@link MAX_CACHED_TRANSCRIPTS}
+ * A transcript is checked (and repaired) the first time it is touched after `open()`: the
+ * offset of every {@link INDEX_STRIDE}-th line is indexed then, so `read` of any page is one
+ * positioned read of that page's bytes and fewer than 2 × INDEX_STRIDE lines around them,
+ * however long the transcript, and the index costs half a byte per line. Up to {@link MAX_CACHED_TRANSCRIPTS}
  * indexes and {@link MAX_OPEN_FILES} file handles are kept; the least recently used go first.
  */
 import fs, { type FileHandle } from "node:fs/promises";
@@ -35,6 +36,12 @@ import { KeyedMutex } from "./mutex.js";
 
 /** Transcript indexes kept in memory. */
 export const MAX_CACHED_TRANSCRIPTS = 2048;
+/**
+ * Every how many lines a transcript's index keeps a byte offset. A read starts at the last
+ * indexed line at or before its first line and skips fewer than this many lines; the index
+ * costs 8 bytes per this many lines, not per line, so a long transcript's index stays small.
+ */
+export const INDEX_STRIDE = 16;
 /** Transcript files kept open between appends. */
 export const MAX_OPEN_FILES = 32;
 /** Directory of a bucket's transcripts. */
@@ -48,8 +55,11 @@ interface Transcript {
   /** Seq of the first line (1 unless the file says otherwise). */
   firstSeq: number;
   lastSeq: number;
-  /** Byte offset of each line; line i holds seq `firstSeq + i`. */
-  offsets: number[];
+  /**
+   * Byte offset of every {@link INDEX_STRIDE}-th line: `checkpoints[k]` is where line
+   * `k * INDEX_STRIDE` starts; line i holds seq `firstSeq + i`.
+   */
+  checkpoints: number[];
   size: number;
 }
 
@@ -97,9 +107,11 @@ export class Transcripts implements TranscriptStore {
       const data = Buffer.from(lines.join(""), "utf8");
       await this.#write(sessionKey, t, data);
       let offset = t.size;
+      let index = t.lastSeq + 1 - t.firstSeq;
       for (const line of lines) {
-        t.offsets.push(offset);
+        if (index % INDEX_STRIDE === 0) t.checkpoints.push(offset);
         offset += Buffer.byteLength(line, "utf8");
+        index++;
       }
       t.size += data.length;
       t.lastSeq += texts.length;
@@ -124,16 +136,25 @@ export class Transcripts implements TranscriptStore {
       if (lo > hi || !t.exists) return [];
       const from = order === "asc" ? lo : Math.max(lo, hi - limit + 1);
       const to = order === "asc" ? Math.min(hi, lo + limit - 1) : hi;
-      const start = t.offsets[from - t.firstSeq]!;
-      const end = to - t.firstSeq + 1 < t.offsets.length ? t.offsets[to - t.firstSeq + 1]! : t.size;
+      // From the indexed line at or before `from` to the indexed line after `to` (or the end).
+      const lines = t.lastSeq - t.firstSeq + 1;
+      const first = from - t.firstSeq;
+      const checkpoint = Math.floor(first / INDEX_STRIDE);
+      const start = t.checkpoints[checkpoint]!;
+      const after = to - t.firstSeq + 1;
+      const endCheckpoint = Math.ceil(after / INDEX_STRIDE);
+      const end = endCheckpoint * INDEX_STRIDE < lines ? t.checkpoints[endCheckpoint]! : t.size;
       const bytes = await this.#readRange(sessionKey, t, start, end);
       const records: TranscriptRecord[] = [];
+      let skip = first - checkpoint * INDEX_STRIDE;
       let pos = 0;
       let seq = from;
-      while (pos < bytes.length) {
+      while (pos < bytes.length && seq <= to) {
         const nl = bytes.indexOf(NEWLINE, pos);
         const stop = nl === -1 ? bytes.length : nl;
-        if (stop > pos) {
+        if (stop > pos && skip > 0) {
+          skip--;
+        } else if (stop > pos) {
           const value = parseLine(bytes.toString("utf8", pos, stop), t.file, this.#context);
           if (value.seq !== seq) {
             throw new StoreError(
@@ -186,7 +207,7 @@ export class Transcripts implements TranscriptStore {
     const content = await readFileIfExists(file);
     const t: Transcript =
       content === undefined
-        ? { file, exists: false, firstSeq: 1, lastSeq: 0, offsets: [], size: 0 }
+        ? { file, exists: false, firstSeq: 1, lastSeq: 0, checkpoints: [], size: 0 }
         : await this.#index(file, content);
     this.#cache.set(sessionKey, t);
     this.#evict();
@@ -242,7 +263,7 @@ export class Transcripts implements TranscriptStore {
       });
     }
     if (offsets.length === 0) {
-      return { file, exists: true, firstSeq: 1, lastSeq: 0, offsets, size: validLength };
+      return { file, exists: true, firstSeq: 1, lastSeq: 0, checkpoints: [], size: validLength };
     }
     const first = parseLine(lineAt(content, offsets, 0, validLength), file, this.#context);
     const last = parseLine(
@@ -256,12 +277,15 @@ export class Transcripts implements TranscriptStore {
         `${name}: ${offsets.length} lines from seq ${first.seq} should end at seq ${first.seq + offsets.length - 1}, but the last line has seq ${last.seq}`,
       );
     }
+    // Every line's offset was needed to check the tail; the index keeps every INDEX_STRIDE-th.
+    const checkpoints: number[] = [];
+    for (let i = 0; i < offsets.length; i += INDEX_STRIDE) checkpoints.push(offsets[i]!);
     return {
       file,
       exists: true,
       firstSeq: first.seq,
       lastSeq: last.seq,
-      offsets,
+      checkpoints,
       size: validLength,
     };
   }
