@@ -793,6 +793,76 @@ describe("ProviderChain: abort", () => {
   });
 });
 
+describe("ProviderChain: the iterator", () => {
+  it("answers next() calls made before the last one settled, in order, with nothing lost", async () => {
+    const chain = chainOf({
+      providers: [createScriptedProvider({ id: "a", responses: ["one two three"] })],
+      models: ["a/m"],
+    });
+    const { events: expected } = await drain(
+      chainOf({
+        providers: [createScriptedProvider({ id: "a", responses: ["one two three"] })],
+        models: ["a/m"],
+      }).stream(request),
+    );
+    const iterator = chain.stream(request)[Symbol.asyncIterator]();
+    // All at once, as a caller that does not await each step may ask.
+    const results = await Promise.all(
+      Array.from({ length: expected.length + 2 }, () => iterator.next()),
+    );
+    expect(results.slice(0, expected.length).map((r) => r.value)).toEqual(expected);
+    expect(results.slice(expected.length).every((r) => r.done === true)).toBe(true);
+  });
+
+  it("fails over when a provider's iterator throws from next() instead of rejecting", async () => {
+    const broken: ModelProvider = {
+      specificationVersion: "v1",
+      id: "a",
+      stream: () => ({
+        [Symbol.asyncIterator]: () => ({
+          next: () => {
+            throw new Error("next() threw");
+          },
+        }),
+      }),
+    };
+    const chain = chainOf({
+      providers: [broken, createScriptedProvider({ id: "b", responses: ["from b"] })],
+      models: ["a/m", "b/m"],
+    });
+    const { events, error } = await drain(chain.stream(request));
+    expect(error).toBeUndefined();
+    expect(failures(events).map((f) => [f.ref, (f.error as Error).message])).toEqual([
+      ["a/m", "next() threw"],
+    ]);
+    expect(visibleText(events)).toBe("from b");
+  });
+
+  it("after return() mid-stream, next() says done and the provider's stream is closed", async () => {
+    let closed = false;
+    const provider: ModelProvider = {
+      specificationVersion: "v1",
+      id: "a",
+      async *stream(req): AsyncGenerator<ModelStreamEvent> {
+        try {
+          yield { type: "response-start", model: req.model };
+          yield { type: "text-delta", text: "a" };
+          yield { type: "text-delta", text: "b" };
+        } finally {
+          closed = true;
+        }
+      },
+    };
+    const chain = chainOf({ providers: [provider], models: ["a/m"] });
+    const iterator = chain.stream(request)[Symbol.asyncIterator]();
+    expect((await iterator.next()).value).toMatchObject({ type: "attempt-start" });
+    expect((await iterator.next()).value).toMatchObject({ type: "response-start" });
+    expect(await iterator.return?.()).toEqual({ done: true, value: undefined });
+    expect(closed).toBe(true);
+    expect(await iterator.next()).toEqual({ done: true, value: undefined });
+  });
+});
+
 describe("ProviderChain: telemetry", () => {
   it("publishes beamclaw:provider.call for each call with ref, attempt, duration, usage and outcome", async () => {
     const calls = recording("beamclaw:provider.call");
