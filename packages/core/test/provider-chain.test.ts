@@ -795,17 +795,13 @@ describe("ProviderChain: abort", () => {
 
 describe("ProviderChain: the iterator", () => {
   it("answers next() calls made before the last one settled, in order, with nothing lost", async () => {
-    const chain = chainOf({
-      providers: [createScriptedProvider({ id: "a", responses: ["one two three"] })],
-      models: ["a/m"],
-    });
-    const { events: expected } = await drain(
+    const oneRefChain = () =>
       chainOf({
         providers: [createScriptedProvider({ id: "a", responses: ["one two three"] })],
         models: ["a/m"],
-      }).stream(request),
-    );
-    const iterator = chain.stream(request)[Symbol.asyncIterator]();
+      });
+    const { events: expected } = await drain(oneRefChain().stream(request));
+    const iterator = oneRefChain().stream(request)[Symbol.asyncIterator]();
     // All at once, as a caller that does not await each step may ask.
     const results = await Promise.all(
       Array.from({ length: expected.length + 2 }, () => iterator.next()),
