@@ -857,6 +857,63 @@ describe("ProviderChain: the iterator", () => {
     expect(closed).toBe(true);
     expect(await iterator.next()).toEqual({ done: true, value: undefined });
   });
+
+  it("return() while next() waits on a stuck provider ends both at once and cancels the provider", async () => {
+    const signals: AbortSignal[] = [];
+    let closed = false;
+    const provider: ModelProvider = {
+      specificationVersion: "v1",
+      id: "a",
+      async *stream(req, options): AsyncGenerator<ModelStreamEvent> {
+        if (options?.signal) signals.push(options.signal);
+        try {
+          yield { type: "response-start", model: req.model };
+          // Hangs, and ignores its signal.
+          await new Promise(() => {});
+        } finally {
+          closed = true;
+        }
+      },
+    };
+    const chain = chainOf({ providers: [provider], models: ["a/m"] });
+    const iterator = chain.stream(request)[Symbol.asyncIterator]();
+    expect((await iterator.next()).value).toMatchObject({ type: "attempt-start" });
+    expect((await iterator.next()).value).toMatchObject({ type: "response-start" });
+    const waiting = iterator.next();
+    expect(await iterator.return?.()).toEqual({ done: true, value: undefined });
+    expect(await waiting).toEqual({ done: true, value: undefined });
+    expect(signals[0]?.aborted).toBe(true);
+    // The provider's generator is suspended in an await that never settles, so its return()
+    // cannot run its finally block: the aborted signal is what stops a real provider.
+    expect(closed).toBe(false);
+    expect(await iterator.next()).toEqual({ done: true, value: undefined });
+  });
+
+  it("return() during a backoff wait ends the wait at once and leaves no timer behind", async () => {
+    const before = activeTimeouts();
+    const a = createScriptedProvider({
+      id: "a",
+      responses: [{ error: providerError("overloaded") }, "unused"],
+    });
+    const chain = createProviderChain({
+      providers: [a],
+      models: ["a/m"],
+      retry: { baseDelayMs: 600_000, maxDelayMs: 600_000, jitter: "none" },
+    });
+    const iterator = chain.stream(request)[Symbol.asyncIterator]();
+    expect((await iterator.next()).value).toMatchObject({ type: "attempt-start" });
+    expect((await iterator.next()).value).toMatchObject({
+      type: "attempt-failed",
+      delayMs: 600_000,
+    });
+    // The chain now sleeps out its backoff on a real timer.
+    const waiting = iterator.next();
+    await waitFor("the backoff timer", () => activeTimeouts() > before, 10_000);
+    expect(await iterator.return?.()).toEqual({ done: true, value: undefined });
+    expect(await waiting).toEqual({ done: true, value: undefined });
+    expect(activeTimeouts()).toBeLessThanOrEqual(before);
+    expect(a.requests).toHaveLength(1);
+  });
 });
 
 describe("ProviderChain: telemetry", () => {

@@ -155,6 +155,15 @@ export class CallCancellation {
   }
 
   /**
+   * Makes `reject` the wait in flight: it is called (once) with `AbortedError` if the call is
+   * aborted before the next wait replaces it. For a waiter that settles its own promise, so
+   * that a wait costs no promise of its own (see {@link CallCancellation.race}).
+   */
+  awaitWith(reject: (error: unknown) => void): void {
+    this.#rejectWait = reject;
+  }
+
+  /**
    * `options` plus this call's signal, as an own enumerable property that makes the signal
    * only when read (spreading the object reads it).
    */

@@ -303,16 +303,23 @@ export class ProviderChain {
         'no models to call: give "provider/model" refs to createProviderChain or to stream()',
       );
     }
-    return this.#run(targets, request, options);
+    const call = new CallCancellation();
+    return new ChainStream(call, this.#run(call, targets, request, options));
   }
 
+  /**
+   * The control flow of one call: attempts, retries, failover, limits, bookkeeping. It yields
+   * the chain's own events, and, for each attempt that reaches its provider, the `Attempt`
+   * itself: {@link ChainStream} then forwards the provider's events and resumes this
+   * generator when the provider's stream ends (`next()`) or fails (`throw(error)`).
+   */
   async *#run(
+    call: CallCancellation,
     targets: readonly Target[],
     request: Omit<ModelRequest, "model">,
     options: ChainCallOptions,
-  ): AsyncGenerator<ChainStreamEvent, void, undefined> {
+  ): AsyncGenerator<ChainStreamEvent | Attempt, void, undefined> {
     const outer = options.signal;
-    const call = new CallCancellation();
     const onAbort = () => call.abort(outer?.reason);
     if (outer?.aborted) call.abort(outer.reason);
     else outer?.addEventListener("abort", onAbort, { once: true });
@@ -327,8 +334,8 @@ export class ProviderChain {
         const isLastRef = index === targets.length - 1;
         for (let attempt = 1; ; attempt++) {
           if (call.aborted) throw call.error();
-          // The attempt runs inline, not as a nested generator: each streamed event would
-          // otherwise pass through two generators.
+          // The attempt runs inline, not as a nested generator, so that its bookkeeping runs
+          // in this generator's `finally` however the caller stops.
           let result: AttemptResult;
           const state = this.#openAttempt(target, attempt);
           if (!(state instanceof Attempt)) {
@@ -364,20 +371,12 @@ export class ProviderChain {
                 // costs about 1 µs.
                 const providerRequest = Object.assign({}, request) as ModelRequest;
                 providerRequest.model = target.model;
-                const iterator = target.provider
+                state.iterator = target.provider
                   .stream(providerRequest, call.withSignal(callOptions))
                   [Symbol.asyncIterator]();
-                state.iterator = iterator;
-                for (;;) {
-                  const next = await call.race(iterator.next());
-                  if (next.done === true) break;
-                  const event = next.value;
-                  if (event.type === "usage") state.usage = event.usage;
-                  else if (!state.streamedContent && CONTENT_EVENTS.has(event.type)) {
-                    state.streamedContent = true;
-                  }
-                  yield event;
-                }
+                // ChainStream streams the provider's events and comes back here when its
+                // stream has ended, or throws its error (an abort's included) in here.
+                yield state;
                 state.streamEnded = true;
                 result = this.#attemptSucceeded(state);
               } catch (error) {
@@ -535,6 +534,171 @@ export class ProviderChain {
     const target = { ref, providerKey, model: ref.slice(slash + 1), provider, limiters };
     this.#targets.set(ref, target);
     return target;
+  }
+}
+
+const END: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
+/** A `next()` call waiting for its result. */
+interface PendingNext {
+  resolve(result: IteratorResult<ChainStreamEvent>): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * The iterator {@link ProviderChain.stream} returns. The control generator decides what
+ * happens; the provider's events, which are nearly all of a call's events, are handed from the
+ * provider's iterator to the caller here, with one promise per event (the one `next()`
+ * returns) and no generator step or race promise in between: a call streams hundreds of
+ * events, and each generator step and race cost several promises. `next()` calls made before
+ * the last one settled are answered in order, as an async generator answers them.
+ */
+class ChainStream implements AsyncIterableIterator<ChainStreamEvent> {
+  readonly #call: CallCancellation;
+  readonly #control: AsyncGenerator<ChainStreamEvent | Attempt, void, undefined>;
+  /** The attempt whose provider stream is being forwarded, if any. */
+  #attempt: Attempt | undefined;
+  /** True while a provider `next()` is in flight and its result still wanted. */
+  #waiting = false;
+  /** True while a `next()` of the control generator is in flight. */
+  #controlling = false;
+  #finished = false;
+  /** What the control generator is resumed with: `undefined`, or the provider's error. */
+  #resume: { error: unknown } | undefined;
+  readonly #pending: PendingNext[] = [];
+
+  constructor(call: CallCancellation, control: AsyncGenerator<ChainStreamEvent | Attempt>) {
+    this.#call = call;
+    this.#control = control;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<ChainStreamEvent>> {
+    if (this.#finished && this.#pending.length === 0) return Promise.resolve(END);
+    return new Promise<IteratorResult<ChainStreamEvent>>((resolve, reject) => {
+      this.#pending.push({ resolve, reject });
+      if (this.#pending.length === 1) this.#advance();
+    });
+  }
+
+  /** Stops the call: the provider's request is cancelled and its stream closed. */
+  async return(): Promise<IteratorResult<ChainStreamEvent>> {
+    if (!this.#finished) {
+      this.#finished = true;
+      this.#waiting = false;
+      this.#attempt = undefined;
+      for (const pending of this.#pending.splice(0)) pending.resolve(END);
+      // A wait of the control generator (a retry's delay, a rate limit) ends at once.
+      if (this.#controlling) this.#call.abort(new AbortedError("the caller stopped reading"));
+      // Runs the control generator's `finally` blocks (the attempt's bookkeeping).
+      await this.#control.return(undefined);
+    }
+    return END;
+  }
+
+  /** Works on the oldest waiting `next()`. */
+  #advance(): void {
+    if (this.#finished) {
+      this.#settle(END);
+      return;
+    }
+    const attempt = this.#attempt;
+    if (attempt === undefined) {
+      this.#controlling = true;
+      const resume = this.#resume;
+      this.#resume = undefined;
+      const step = resume === undefined ? this.#control.next() : this.#control.throw(resume.error);
+      step.then(this.#onControl, this.#onControlError);
+      return;
+    }
+    if (this.#call.aborted) {
+      this.#endAttempt({ error: this.#call.error() });
+      return;
+    }
+    this.#waiting = true;
+    this.#call.awaitWith(this.#onAbort);
+    let next: Promise<IteratorResult<ModelStreamEvent>>;
+    try {
+      next = (attempt.iterator as AsyncIterator<ModelStreamEvent>).next();
+    } catch (error) {
+      this.#onProviderError(error);
+      return;
+    }
+    // A provider's next() may return any thenable; resolve() turns it into a promise.
+    Promise.resolve(next).then(this.#onProviderResult, this.#onProviderError);
+  }
+
+  readonly #onProviderResult = (result: IteratorResult<ModelStreamEvent>): void => {
+    if (!this.#waiting) return;
+    this.#waiting = false;
+    if (result.done === true) {
+      this.#endAttempt(undefined);
+      return;
+    }
+    const event = result.value;
+    const attempt = this.#attempt as Attempt;
+    if (event.type === "usage") attempt.usage = event.usage;
+    else if (!attempt.streamedContent && CONTENT_EVENTS.has(event.type)) {
+      attempt.streamedContent = true;
+    }
+    this.#settle(result);
+  };
+
+  readonly #onProviderError = (error: unknown): void => {
+    if (!this.#waiting) return;
+    this.#waiting = false;
+    this.#endAttempt({ error });
+  };
+
+  /** The call was aborted while the provider's `next()` was in flight: stop waiting for it. */
+  readonly #onAbort = (error: unknown): void => {
+    if (!this.#waiting) return;
+    this.#waiting = false;
+    this.#endAttempt({ error });
+  };
+
+  /** Hands the attempt back to the control generator, with the provider's error if any. */
+  #endAttempt(resume: { error: unknown } | undefined): void {
+    this.#attempt = undefined;
+    this.#resume = resume;
+    this.#advance();
+  }
+
+  readonly #onControl = (result: IteratorResult<ChainStreamEvent | Attempt, void>): void => {
+    this.#controlling = false;
+    if (this.#finished) return;
+    if (result.done === true) {
+      this.#finished = true;
+      this.#settle(END);
+      return;
+    }
+    const value = result.value;
+    if (value instanceof Attempt) {
+      this.#attempt = value;
+      this.#advance();
+      return;
+    }
+    this.#settle({ done: false, value });
+  };
+
+  readonly #onControlError = (error: unknown): void => {
+    this.#controlling = false;
+    if (this.#finished) return;
+    this.#finished = true;
+    const pending = this.#pending.shift();
+    pending?.reject(error);
+    // Later calls, like an async generator's after it threw, report the end.
+    for (const rest of this.#pending.splice(0)) rest.resolve(END);
+  };
+
+  /** Answers the oldest waiting `next()`, then works on the next one, if any. */
+  #settle(result: IteratorResult<ChainStreamEvent>): void {
+    const pending = this.#pending.shift();
+    pending?.resolve(result);
+    if (this.#pending.length > 0) this.#advance();
   }
 }
 
