@@ -267,6 +267,47 @@ describe("runs: events, transcript and metadata", () => {
     expect(onGlobal).toEqual(events);
   });
 
+  it("historyLimit: the model sees at most that many earlier messages, cut at a turn's start", async () => {
+    // Every turn is four messages: the question, a tool call, its result, the answer.
+    const source = new BrainSource(({ request }) =>
+      request.messages.at(-1)?.role === "tool"
+        ? [text(`answer to ${lastUser(request.messages)}`), usage()]
+        : [toolCall(`call-${lastUser(request.messages)}`, "clock"), usage()],
+    );
+    const runtime = await startRuntime({
+      models: source,
+      agents: [{ ...MAIN, tools: ["clock"] }],
+      tools: [tool("clock", () => "12:00")],
+      historyLimit: 6,
+    });
+    const session = runtime.session(KEY);
+    for (const question of ["q1", "q2", "q3", "q4"]) {
+      expect(await (await session.send(question)).result).toMatchObject({ status: "completed" });
+    }
+    // The first model call of each turn: the history the session kept, then the question.
+    const firsts = source.calls.filter((c) => c.request.messages.at(-1)?.role === "user");
+    expect(firsts.map((c) => userTexts(c.request.messages))).toEqual([
+      ["q1"],
+      ["q1", "q2"],
+      // 8 messages would exceed 6: the oldest go, and then the rest of q1's turn, whose
+      // tool result must not be sent without its call.
+      ["q2", "q3"],
+      ["q3", "q4"],
+    ]);
+    for (const call of firsts) {
+      expect(call.request.messages.length).toBeLessThanOrEqual(6 + 1);
+      expect(call.request.messages[0]?.role).toBe("user");
+    }
+    expect(firsts[3]?.request.messages.map((m) => m.role)).toEqual([
+      "user",
+      "assistant",
+      "tool",
+      "assistant",
+      "user",
+    ]);
+    expect(textOf(firsts[3]?.request.messages[3])).toBe("answer to q3");
+  });
+
   it("events:global carries every session's events; session:<key> only its own", async () => {
     const { runtime } = await echoRuntime();
     const other = "agent:main:direct:bob";

@@ -785,9 +785,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       throw error;
     }
     this.#history.push(message);
-    if (this.#history.length > this.#ctx.historyLimit) {
-      this.#history = trimToTurn(this.#history.slice(-this.#ctx.historyLimit));
-    }
+    const excess = this.#history.length - this.#ctx.historyLimit;
+    // In place: a session at its limit trims on every message, and a copy of the whole
+    // history each time costs more than the rest of the save.
+    if (excess > 0) dropOldest(this.#history, excess);
   }
 
   async #finishRun(runId: string, result: RunResult): Promise<void> {
@@ -1070,4 +1071,14 @@ function liveEntries(records: readonly TranscriptRecord[]): TranscriptRecord[] {
 function trimToTurn(history: ModelMessage[]): ModelMessage[] {
   const first = history.findIndex((m) => m.role === "user");
   return first <= 0 ? history : history.slice(first);
+}
+
+/**
+ * Drops the oldest `count` messages of `history`, in place, and then those before the first
+ * user message left, so that the history starts with a turn (when it has a user message left).
+ */
+function dropOldest(history: ModelMessage[], count: number): void {
+  let end = count;
+  while (end < history.length && history[end]?.role !== "user") end++;
+  history.splice(0, end < history.length ? end : count);
 }
