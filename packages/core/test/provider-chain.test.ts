@@ -684,28 +684,28 @@ describe("ProviderChain: limits", () => {
   });
 });
 
-describe("ProviderChain: abort", () => {
-  /** A provider that streams one chunk, then hangs and ignores its signal. */
-  function stuckProvider() {
-    const signals: AbortSignal[] = [];
-    let closed = false;
-    const provider: ModelProvider = {
-      specificationVersion: "v1",
-      id: "a",
-      async *stream(req, options): AsyncGenerator<ModelStreamEvent> {
-        if (options?.signal) signals.push(options.signal);
-        try {
-          yield { type: "response-start", model: req.model };
-          yield { type: "text-delta", text: "partial" };
-          await new Promise(() => {});
-        } finally {
-          closed = true;
-        }
-      },
-    };
-    return { provider, signals, isClosed: () => closed };
-  }
+/** A provider that streams one chunk, then hangs and ignores its signal. */
+function stuckProvider() {
+  const signals: AbortSignal[] = [];
+  let closed = false;
+  const provider: ModelProvider = {
+    specificationVersion: "v1",
+    id: "a",
+    async *stream(req, options): AsyncGenerator<ModelStreamEvent> {
+      if (options?.signal) signals.push(options.signal);
+      try {
+        yield { type: "response-start", model: req.model };
+        yield { type: "text-delta", text: "partial" };
+        await new Promise(() => {});
+      } finally {
+        closed = true;
+      }
+    },
+  };
+  return { provider, signals, isClosed: () => closed };
+}
 
+describe("ProviderChain: abort", () => {
   it("ends the stream with AbortedError at once when aborted mid-stream, aborting the provider's signal", async () => {
     const { provider, signals } = stuckProvider();
     const chain = chainOf({ providers: [provider], models: ["a/m"] });
@@ -859,33 +859,19 @@ describe("ProviderChain: the iterator", () => {
   });
 
   it("return() while next() waits on a stuck provider ends both at once and cancels the provider", async () => {
-    const signals: AbortSignal[] = [];
-    let closed = false;
-    const provider: ModelProvider = {
-      specificationVersion: "v1",
-      id: "a",
-      async *stream(req, options): AsyncGenerator<ModelStreamEvent> {
-        if (options?.signal) signals.push(options.signal);
-        try {
-          yield { type: "response-start", model: req.model };
-          // Hangs, and ignores its signal.
-          await new Promise(() => {});
-        } finally {
-          closed = true;
-        }
-      },
-    };
+    const { provider, signals, isClosed } = stuckProvider();
     const chain = chainOf({ providers: [provider], models: ["a/m"] });
     const iterator = chain.stream(request)[Symbol.asyncIterator]();
     expect((await iterator.next()).value).toMatchObject({ type: "attempt-start" });
     expect((await iterator.next()).value).toMatchObject({ type: "response-start" });
+    expect((await iterator.next()).value).toMatchObject({ type: "text-delta" });
     const waiting = iterator.next();
     expect(await iterator.return?.()).toEqual({ done: true, value: undefined });
     expect(await waiting).toEqual({ done: true, value: undefined });
     expect(signals[0]?.aborted).toBe(true);
     // The provider's generator is suspended in an await that never settles, so its return()
     // cannot run its finally block: the aborted signal is what stops a real provider.
-    expect(closed).toBe(false);
+    expect(isClosed()).toBe(false);
     expect(await iterator.next()).toEqual({ done: true, value: undefined });
   });
 
