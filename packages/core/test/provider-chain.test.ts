@@ -834,6 +834,28 @@ describe("ProviderChain: the iterator", () => {
     expect(visibleText(events)).toBe("from b");
   });
 
+  it("fails over, without an unhandled rejection, when a provider's iterator gives no event", async () => {
+    const broken = (result: unknown): ModelProvider => ({
+      specificationVersion: "v1",
+      id: "a",
+      stream: () => ({
+        [Symbol.asyncIterator]: () => ({ next: async () => result as IteratorResult<never> }),
+      }),
+    });
+    for (const result of [{ done: false, value: undefined }, null]) {
+      const chain = chainOf({
+        providers: [broken(result), createScriptedProvider({ id: "b", responses: ["from b"] })],
+        models: ["a/m", "b/m"],
+      });
+      const { events, error } = await drain(chain.stream(request));
+      expect(error).toBeUndefined();
+      expect(failures(events).map((f) => [f.ref, (f.error as Error).name])).toEqual([
+        ["a/m", "TypeError"],
+      ]);
+      expect(visibleText(events)).toBe("from b");
+    }
+  });
+
   it("after return() mid-stream, next() says done and the provider's stream is closed", async () => {
     let closed = false;
     const provider: ModelProvider = {

@@ -634,15 +634,27 @@ class ChainStream implements AsyncIterableIterator<ChainStreamEvent> {
   readonly #onProviderResult = (result: IteratorResult<ModelStreamEvent>): void => {
     if (!this.#waiting) return;
     this.#waiting = false;
+    if (typeof result !== "object" || result === null) {
+      this.#endAttempt({
+        error: new TypeError("the provider's iterator gave a non-object result"),
+      });
+      return;
+    }
     if (result.done === true) {
       this.#endAttempt(undefined);
       return;
     }
     const event = result.value;
     const attempt = this.#attempt as Attempt;
-    if (event.type === "usage") attempt.usage = event.usage;
-    else if (!attempt.streamedContent && CONTENT_EVENTS.has(event.type)) {
-      attempt.streamedContent = true;
+    try {
+      if (event.type === "usage") attempt.usage = event.usage;
+      else if (!attempt.streamedContent && CONTENT_EVENTS.has(event.type)) {
+        attempt.streamedContent = true;
+      }
+    } catch (error) {
+      // Not an event (a broken provider): the attempt fails, as any provider error does.
+      this.#endAttempt({ error });
+      return;
     }
     this.#settle(result);
   };
