@@ -25,7 +25,10 @@ import type { JsonObject, JsonValue } from "../providers/types.js";
 /** Version of this contract. */
 export type StoreSpecificationVersion = "v1";
 
-/** What an adapter can do; the conformance suite skips exactly what is declared unsupported. */
+/**
+ * What an adapter can do; the conformance suite runs every specification except those of what
+ * is declared unsupported.
+ */
 export interface StoreCapabilities {
   /**
    * `process`: survives the process crashing (fsync'd files, Redis with persistence);

@@ -13,11 +13,16 @@
  * platform message is answered once, typing shows while the run streams, and — when the
  * driver can drop the connection — that the channel reconnects and messages flow again.
  *
- * Skips follow `capabilities` only (and `disconnect` being absent from the driver); threads are
- * tested in group chats, so they need `groups` too.
+ * Which specifications are registered follows `capabilities` only (and whether the driver has
+ * `disconnect`): one about a capability the plugin does not declare does not apply to it and is
+ * not registered at all (nothing is reported as skipped). Threads are tested in group chats, so
+ * they need `groups` too. For `media`, `edits` and `typing`, the host's side of their absence
+ * is specified instead: a file delivered through the channel is refused with nothing sent,
+ * `streaming: "edit"` is refused when the channel is configured, and no typing indicator
+ * reaches the platform while a run streams.
  */
 import type * as Vitest from "vitest";
-import { ChannelManager } from "../channels/manager.js";
+import { type ChannelEntry, ChannelManager } from "../channels/manager.js";
 import type {
   ChannelContext,
   ChannelPlugin,
@@ -270,7 +275,8 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
       return { received, stop, disconnects: () => disconnects };
     };
 
-    // Capabilities decide the skips, so they are read when the tests are registered.
+    // Capabilities decide which specifications apply, so they are read when the tests are
+    // registered; one that does not apply is not registered.
     const probePlatform = await options.platform();
     const probe = await options.create(probePlatform);
     await probePlatform.close();
@@ -295,6 +301,12 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
       type === "direct"
         ? { chatType: "direct", chatId: alice }
         : { chatType: "group", chatId: room };
+    /** `it` for a specification that applies to this plugin; otherwise it is not registered. */
+    const itWhen =
+      (applies: boolean) =>
+      (title: string, fn: () => Promise<void>): void => {
+        if (applies) it(title, fn);
+      };
     let counter = 0;
     const messageId = (chatId: string = chatOf(anyChat).chatId) => ids.message(++counter, chatId);
     // Threads live in group chats.
@@ -372,7 +384,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
     // -------------------------------------------------------------- inbound
 
     describe("inbound normalization", () => {
-      it.runIf(caps.directMessages)(
+      itWhen(caps.directMessages)(
         "normalizes a direct message: channel, account, peer, chat type, chat, text and platform message id",
         async () => {
           const { platform, plugin, config } = await setup();
@@ -405,7 +417,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         },
       );
 
-      it.runIf(caps.groups)(
+      itWhen(caps.groups)(
         "normalizes a group message with its mentions of the bot and of peers",
         async () => {
           const { platform, plugin, config } = await setup();
@@ -450,7 +462,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         },
       );
 
-      it.runIf(threadsTested)("normalizes a message in a thread of a group", async () => {
+      itWhen(threadsTested)("normalizes a message in a thread of a group", async () => {
         const { platform, plugin, config } = await setup();
         const { received } = await startRecording(plugin, config);
         const id = messageId(room);
@@ -493,7 +505,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         expect(message.replyTo?.messageId).toBe(earlier);
       });
 
-      it.runIf(caps.media)("normalizes attachments", async () => {
+      itWhen(caps.media)("normalizes attachments", async () => {
         const { platform, plugin, config } = await setup();
         const { received } = await startRecording(plugin, config);
         const id = messageId();
@@ -568,7 +580,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         });
       }
 
-      it.runIf(caps.maxMessageLength <= 100_000)(
+      itWhen(caps.maxMessageLength <= 100_000)(
         "sendText carries a message of exactly maxMessageLength characters intact",
         async () => {
           const { platform, plugin, config } = await setup();
@@ -585,7 +597,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         },
       );
 
-      it.runIf(threadsTested)("sendText to a thread of a group lands in the thread", async () => {
+      itWhen(threadsTested)("sendText to a thread of a group lands in the thread", async () => {
         const { platform, plugin, config } = await setup();
         const { received } = await startRecording(plugin, config);
         // Someone speaks in the thread first (so that it exists on the platform), as when the
@@ -613,7 +625,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         expect(seen.target).toMatchObject({ chatId: room, threadId: thread });
       });
 
-      it.runIf(caps.media)("sendMedia delivers a file", async () => {
+      itWhen(caps.media)("sendMedia delivers a file", async () => {
         const { platform, plugin, config } = await setup();
         await startRecording(plugin, config);
         const media: OutboundMedia = {
@@ -632,7 +644,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         expect(seen.kind === "media" && seen.media.url).toBe(media.url);
       });
 
-      it.runIf(caps.edits)("edit replaces the text of a sent message", async () => {
+      itWhen(caps.edits)("edit replaces the text of a sent message", async () => {
         const { platform, plugin, config } = await setup();
         await startRecording(plugin, config);
         const target = targetOf(anyChat);
@@ -646,7 +658,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         expect(seen).toMatchObject({ kind: "edit", messageId: sent.messageId, text: "final" });
       });
 
-      it.runIf(caps.typing)("typing reaches the platform", async () => {
+      itWhen(caps.typing)("typing reaches the platform", async () => {
         const { platform, plugin, config } = await setup();
         await startRecording(plugin, config);
         await plugin.typing!(targetOf(anyChat));
@@ -658,7 +670,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         expect(seen.target.chatId).toBe(chatOf(anyChat).chatId);
       });
 
-      it.runIf(caps.reactions)("react adds a reaction to a message", async () => {
+      itWhen(caps.reactions)("react adds a reaction to a message", async () => {
         const { platform, plugin, config } = await setup();
         await startRecording(plugin, config);
         const target = targetOf(anyChat);
@@ -676,9 +688,8 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
     // -------------------------------------------------------------- end to end
 
     describe("end to end through a ChannelManager and an AgentRuntime", () => {
-      /** A runtime with an echo model and a manager running the plugin with open policies. */
-      const host = async () => {
-        const { platform, plugin, config } = await setup();
+      /** A started runtime with an echo model over a memory store, stopped after the test. */
+      const echoRuntime = async () => {
         const store = new MemoryStore();
         await store.open();
         const runtime = new AgentRuntime({
@@ -687,47 +698,54 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
           agents: [{ id: "main", model: "echo/any" }],
         });
         await runtime.start();
+        cleanups.push(async () => {
+          await runtime.stop();
+          await store.close();
+        });
+        return runtime;
+      };
+      /** The plugin's entry in a manager: open policies, every message answered. */
+      const openEntry = (plugin: ChannelPlugin, config: unknown): ChannelEntry => ({
+        plugin,
+        config,
+        dmPolicy: "open",
+        dmScope: "per-channel-peer",
+        groupPolicy: "open",
+        requireMention: false,
+      });
+      /** A runtime with an echo model and a manager running the plugin with open policies. */
+      const host = async () => {
+        const { platform, plugin, config } = await setup();
+        const runtime = await echoRuntime();
         const manager = new ChannelManager({
           runtime,
-          channels: [
-            {
-              plugin,
-              config,
-              dmPolicy: "open",
-              dmScope: "per-channel-peer",
-              groupPolicy: "open",
-              requireMention: false,
-            },
-          ],
+          channels: [openEntry(plugin, config)],
           reconnect: { baseDelayMs: 20, maxDelayMs: 100 },
           outbox: { baseDelayMs: 20, maxDelayMs: 200 },
         });
         await manager.start();
-        cleanups.push(async () => {
-          await manager.stop();
-          await runtime.stop();
-          await store.close();
-        });
+        // Runs after the runtime's cleanup is registered, so before it (cleanups run reversed).
+        cleanups.push(() => manager.stop());
         expect(manager.status(plugin.id).state).toBe("connected");
         return { platform, plugin, manager, runtime };
       };
       const texts = (platform: ChannelPlatformDriver) =>
         platform.outbound().flatMap((o) => (o.kind === "text" ? [o.text] : []));
-
-      it("answers a message through the runtime", async () => {
-        const { platform } = await host();
+      /** Alice says `text` to the bot; resolves with the (echoed) reply the platform got. */
+      const askAndAwaitReply = async (platform: ChannelPlatformDriver, text: string) => {
         await platform.inject({
           ...chatOf(anyChat),
           peer: { id: alice, name: "Alice" },
-          text: "ping 42",
+          text,
           messageId: messageId(),
           mentionsBot: true,
         });
-        const reply = await waitFor(
-          "the reply",
-          () => texts(platform).find((t) => t.includes("ping 42")),
-          timeoutMs,
-        );
+        return waitFor("the reply", () => texts(platform).find((t) => t.includes(text)), timeoutMs);
+      };
+
+      it("answers a message through the runtime", async () => {
+        const { platform } = await host();
+        const reply = await askAndAwaitReply(platform, "ping 42");
         expect(reply).toContain("ping 42");
       });
 
@@ -780,7 +798,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         expect(texts(platform).filter((t) => t.includes("only once"))).toHaveLength(1);
       });
 
-      it.runIf(caps.typing)("shows typing in the chat while a run streams", async () => {
+      itWhen(caps.typing)("shows typing in the chat while a run streams", async () => {
         const { platform } = await host();
         await platform.inject({
           ...chatOf(anyChat),
@@ -797,7 +815,59 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         expect(typing.target.chatId).toBe(chatOf(anyChat).chatId);
       });
 
-      it.runIf(typeof probePlatform.disconnect === "function")(
+      itWhen(!caps.typing)(
+        "shows no typing indicator while a run streams (the plugin does not declare typing)",
+        async () => {
+          const { platform } = await host();
+          await askAndAwaitReply(platform, "answer without typing");
+          expect(platform.outbound().filter((o) => o.kind === "typing")).toEqual([]);
+        },
+      );
+
+      itWhen(!caps.media)(
+        "refuses to deliver a file through the channel, sending nothing (the plugin does not declare media)",
+        async () => {
+          const { platform, plugin, manager } = await host();
+          const target = targetOf(anyChat);
+          const media: OutboundMedia = { kind: "image", url: "https://files.example/chart.png" };
+          await expect(
+            manager.deliver(plugin.id, target, { text: "a caption", media }),
+          ).rejects.toBeInstanceOf(InvalidArgumentError);
+          // The refusal stored nothing: the next message is the only thing the platform gets.
+          await manager.deliver(plugin.id, target, { text: "text only" });
+          await waitFor(
+            "the text-only message",
+            () => texts(platform).includes("text only"),
+            timeoutMs,
+          );
+          expect(platform.outbound().map((o) => o.kind)).toEqual(["text"]);
+          await manager.outbox(plugin.id).idle();
+          expect(await manager.outbox(plugin.id).list()).toEqual([]);
+        },
+      );
+
+      itWhen(!caps.edits)(
+        'refuses streaming "edit" when the channel is configured (the plugin does not declare edits)',
+        async () => {
+          const { platform, plugin, config } = await setup();
+          const runtime = await echoRuntime();
+          expect(
+            () =>
+              new ChannelManager({
+                runtime,
+                channels: [{ ...openEntry(plugin, config), streaming: "edit" }],
+              }),
+          ).toThrow(InvalidArgumentError);
+          // The same channel without edit streaming is accepted and answers.
+          const manager = new ChannelManager({ runtime, channels: [openEntry(plugin, config)] });
+          await manager.start();
+          cleanups.push(() => manager.stop());
+          await askAndAwaitReply(platform, "no edits here");
+          expect(platform.outbound().filter((o) => o.kind === "edit")).toEqual([]);
+        },
+      );
+
+      itWhen(typeof probePlatform.disconnect === "function")(
         "reconnects after the platform drops the connection, and messages flow again",
         async () => {
           const { platform, plugin, manager } = await host();

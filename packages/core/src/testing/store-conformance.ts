@@ -11,10 +11,12 @@
  * duplicates. Crash tests that kill the backend mid-write need a backend-specific harness and
  * belong to each adapter's own tests.
  *
- * Skips follow `capabilities` only: cross-instance tests need `persistsAcrossInstances`;
- * tests with two stores open over one namespace at once need `multiProcess`, and the lock ones
- * among them `distributedLocks` as well. `ttl: false` skips nothing: every store must hide
- * expired data from reads; the flag only says whether expired data is reclaimed without one.
+ * Which specifications are registered follows `capabilities` only; one that does not apply to
+ * the adapter is not registered at all (nothing is reported as skipped). Cross-instance
+ * specifications need `persistsAcrossInstances`; those with two stores open over one namespace
+ * at once need `multiProcess`, and the lock ones among them `distributedLocks` as well.
+ * `ttl: false` leaves nothing out: every store must hide expired data from reads; the flag only
+ * says whether expired data is reclaimed without one.
  *
  * TTL, token and lease expiry use real time with short TTLs (100 ms), so a suite run takes a
  * few seconds of waiting in total.
@@ -124,14 +126,20 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
       return store;
     };
 
-    // Capabilities decide the skips, so they are read when the tests are registered, from a
-    // store that is never opened.
+    // Capabilities decide which specifications apply, so they are read when the tests are
+    // registered, from a store that is never opened; one that does not apply is not registered.
     const probeNamespace = `bcsuite-${run}-probe`;
     const probe = await options.create(probeNamespace);
     const capabilities = probe.capabilities;
     const persistent = options.persistsAcrossInstances ?? capabilities.durable === "process";
     const sharedNamespace = capabilities.multiProcess;
     const sharedLocks = capabilities.multiProcess && capabilities.distributedLocks;
+    /** `it` for a specification that applies to this adapter; otherwise it is not registered. */
+    const itWhen =
+      (applies: boolean) =>
+      (title: string, fn: () => Promise<void>, timeout?: number): void => {
+        if (applies) it(title, fn, timeout);
+      };
 
     afterEach(async () => {
       const stores = storesMade.splice(0);
@@ -1624,17 +1632,16 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
 
     // -------------------------------------------------------------- two instances at once
 
-    describe("two instances over one namespace", () => {
-      it.skipIf(!sharedNamespace)("see each other's writes", async () => {
-        const namespace = newNamespace();
-        const [a, b] = await Promise.all([open(namespace), open(namespace)]);
-        await writeOneOfEach(a!);
-        await expectOneOfEach(b!);
-      });
+    if (sharedNamespace) {
+      describe("two instances over one namespace", () => {
+        it("see each other's writes", async () => {
+          const namespace = newNamespace();
+          const [a, b] = await Promise.all([open(namespace), open(namespace)]);
+          await writeOneOfEach(a!);
+          await expectOneOfEach(b!);
+        });
 
-      it.skipIf(!sharedNamespace)(
-        "parallel appends through both get one gap-free sequence",
-        async () => {
+        it("parallel appends through both get one gap-free sequence", async () => {
           const namespace = newNamespace();
           const [a, b] = await Promise.all([open(namespace), open(namespace)]);
           const lasts = await Promise.all(
@@ -1655,12 +1662,9 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
               { i, part: 1 },
             ]);
           }
-        },
-      );
+        });
 
-      it.skipIf(!sharedNamespace)(
-        "one idempotency key enqueued through both is stored once",
-        async () => {
+        it("one idempotency key enqueued through both is stored once", async () => {
           const namespace = newNamespace();
           const [a, b] = await Promise.all([open(namespace), open(namespace)]);
           const results = await Promise.all(
@@ -1671,72 +1675,76 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
           expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
           expect(new Set(results.map((r) => r.message.id)).size).toBe(1);
           expect(await a!.queue.pending()).toHaveLength(1);
-        },
-      );
+        });
 
-      it.skipIf(!sharedNamespace)("ifAbsent through both: exactly one wins", async () => {
-        const namespace = newNamespace();
-        const [a, b] = await Promise.all([open(namespace), open(namespace)]);
-        const results = await Promise.all(
-          Array.from({ length: 20 }, (_, i) =>
-            (i % 2 === 0 ? a! : b!).kv.set("k", i, { ifAbsent: true }),
-          ),
-        );
-        expect(results.filter(Boolean)).toHaveLength(1);
-        expect(await b!.kv.get("k")).toBe(results.indexOf(true));
-      });
-
-      it.skipIf(!sharedLocks)(
-        "a lock held through one cannot be taken through the other, and tokens and fences span both",
-        async () => {
+        it("ifAbsent through both: exactly one wins", async () => {
           const namespace = newNamespace();
           const [a, b] = await Promise.all([open(namespace), open(namespace)]);
-          const first = (await a!.locks.acquire("job", { owner: "a", ttlMs: LONG_TTL_MS }))!;
-          expect(await b!.locks.acquire("job", { owner: "b", ttlMs: LONG_TTL_MS })).toBeUndefined();
-          expect(await b!.locks.holder("job")).toEqual(first);
-          expect(await b!.locks.release(first)).toBe(true);
-          const second = (await b!.locks.acquire("job", { owner: "b", ttlMs: LONG_TTL_MS }))!;
-          expect(second.token).toBeGreaterThan(first.token);
-          const error = await failure(() =>
-            a!.kv.set("k", 1, { fence: { lock: "job", token: first.token } }),
-          );
-          expect(codeOf(error)).toBe("FENCED");
-          expect(await a!.kv.set("k", 2, { fence: { lock: "job", token: second.token } })).toBe(
-            true,
-          );
-        },
-      );
-
-      it.skipIf(!sharedLocks)(
-        "parallel acquires through both: exactly one gets the lock",
-        async () => {
-          const namespace = newNamespace();
-          const [a, b] = await Promise.all([open(namespace), open(namespace)]);
-          const leases = await Promise.all(
+          const results = await Promise.all(
             Array.from({ length: 20 }, (_, i) =>
-              (i % 2 === 0 ? a! : b!).locks.acquire("job", { owner: `o${i}`, ttlMs: LONG_TTL_MS }),
+              (i % 2 === 0 ? a! : b!).kv.set("k", i, { ifAbsent: true }),
             ),
           );
-          expect(leases.filter((lease) => lease !== undefined)).toHaveLength(1);
-        },
-      );
-    });
+          expect(results.filter(Boolean)).toHaveLength(1);
+          expect(await b!.kv.get("k")).toBe(results.indexOf(true));
+        });
+
+        itWhen(sharedLocks)(
+          "a lock held through one cannot be taken through the other, and tokens and fences span both",
+          async () => {
+            const namespace = newNamespace();
+            const [a, b] = await Promise.all([open(namespace), open(namespace)]);
+            const first = (await a!.locks.acquire("job", { owner: "a", ttlMs: LONG_TTL_MS }))!;
+            expect(
+              await b!.locks.acquire("job", { owner: "b", ttlMs: LONG_TTL_MS }),
+            ).toBeUndefined();
+            expect(await b!.locks.holder("job")).toEqual(first);
+            expect(await b!.locks.release(first)).toBe(true);
+            const second = (await b!.locks.acquire("job", { owner: "b", ttlMs: LONG_TTL_MS }))!;
+            expect(second.token).toBeGreaterThan(first.token);
+            const error = await failure(() =>
+              a!.kv.set("k", 1, { fence: { lock: "job", token: first.token } }),
+            );
+            expect(codeOf(error)).toBe("FENCED");
+            expect(await a!.kv.set("k", 2, { fence: { lock: "job", token: second.token } })).toBe(
+              true,
+            );
+          },
+        );
+
+        itWhen(sharedLocks)(
+          "parallel acquires through both: exactly one gets the lock",
+          async () => {
+            const namespace = newNamespace();
+            const [a, b] = await Promise.all([open(namespace), open(namespace)]);
+            const leases = await Promise.all(
+              Array.from({ length: 20 }, (_, i) =>
+                (i % 2 === 0 ? a! : b!).locks.acquire("job", {
+                  owner: `o${i}`,
+                  ttlMs: LONG_TTL_MS,
+                }),
+              ),
+            );
+            expect(leases.filter((lease) => lease !== undefined)).toHaveLength(1);
+          },
+        );
+      });
+    }
 
     // -------------------------------------------------------------- across instances
 
-    describe("a store re-created over the same namespace", () => {
-      it.skipIf(!persistent)("reads back everything written before close", async () => {
-        const namespace = newNamespace();
-        const first = await open(namespace);
-        await writeOneOfEach(first);
-        await first.close();
-        const second = await open(namespace);
-        await expectOneOfEach(second);
-      });
+    if (persistent) {
+      describe("a store re-created over the same namespace", () => {
+        it("reads back everything written before close", async () => {
+          const namespace = newNamespace();
+          const first = await open(namespace);
+          await writeOneOfEach(first);
+          await first.close();
+          const second = await open(namespace);
+          await expectOneOfEach(second);
+        });
 
-      it.skipIf(!persistent)(
-        "replays pending inbound messages in enqueue order, not acknowledged ones, and still knows both keys",
-        async () => {
+        it("replays pending inbound messages in enqueue order, not acknowledged ones, and still knows both keys", async () => {
           const namespace = newNamespace();
           const first = await open(namespace);
           const m1 = (await first.queue.enqueue(inbound("k1", "a", { n: 1 }))).message;
@@ -1771,12 +1779,9 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
 
           const third = await open(namespace);
           expect((await third.queue.pending()).map((m) => m.id)).toEqual([m4.id]);
-        },
-      );
+        });
 
-      it.skipIf(!persistent)(
-        "does not bring back a discarded message, nor remember its key",
-        async () => {
+        it("does not bring back a discarded message, nor remember its key", async () => {
           const namespace = newNamespace();
           const first = await open(namespace);
           const refused = (await first.queue.enqueue(inbound("k", "s", { n: 1 }))).message;
@@ -1785,53 +1790,53 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
           const second = await open(namespace);
           expect(await second.queue.pending()).toEqual([]);
           expect((await second.queue.enqueue(inbound("k", "s", { n: 2 }))).duplicate).toBe(false);
-        },
-      );
+        });
 
-      it.skipIf(!persistent)("continues transcript numbering and fencing tokens", async () => {
-        const namespace = newNamespace();
-        const first = await open(namespace);
-        await first.transcripts.append("s", [{ n: 1 }, { n: 2 }]);
-        const lease = (await first.locks.acquire("job", { owner: "a", ttlMs: LONG_TTL_MS }))!;
-        await first.locks.release(lease);
-        await first.close();
+        it("continues transcript numbering and fencing tokens", async () => {
+          const namespace = newNamespace();
+          const first = await open(namespace);
+          await first.transcripts.append("s", [{ n: 1 }, { n: 2 }]);
+          const lease = (await first.locks.acquire("job", { owner: "a", ttlMs: LONG_TTL_MS }))!;
+          await first.locks.release(lease);
+          await first.close();
 
-        const second = await open(namespace);
-        expect(await second.transcripts.append("s", [{ n: 3 }])).toBe(3);
-        const next = (await second.locks.acquire("job", { owner: "b", ttlMs: LONG_TTL_MS }))!;
-        expect(next.token).toBeGreaterThan(lease.token);
-        expect(
-          codeOf(
-            await failure(() =>
-              second.kv.set("k", 1, { fence: { lock: "job", token: lease.token } }),
+          const second = await open(namespace);
+          expect(await second.transcripts.append("s", [{ n: 3 }])).toBe(3);
+          const next = (await second.locks.acquire("job", { owner: "b", ttlMs: LONG_TTL_MS }))!;
+          expect(next.token).toBeGreaterThan(lease.token);
+          expect(
+            codeOf(
+              await failure(() =>
+                second.kv.set("k", 1, { fence: { lock: "job", token: lease.token } }),
+              ),
             ),
-          ),
-        ).toBe("FENCED");
-      });
+          ).toBe("FENCED");
+        });
 
-      it.skipIf(!persistent)("does not resurrect deleted data", async () => {
-        const namespace = newNamespace();
-        const first = await open(namespace);
-        await writeOneOfEach(first);
-        await first.sessions.delete("agent:main:main");
-        await first.transcripts.delete("agent:main:main");
-        await first.cron.deleteJob("job-1");
-        await first.devices.delete("device-1");
-        await first.approvals.clear("agent:main:main");
-        await first.kv.delete("kv-key");
-        await first.close();
+        it("does not resurrect deleted data", async () => {
+          const namespace = newNamespace();
+          const first = await open(namespace);
+          await writeOneOfEach(first);
+          await first.sessions.delete("agent:main:main");
+          await first.transcripts.delete("agent:main:main");
+          await first.cron.deleteJob("job-1");
+          await first.devices.delete("device-1");
+          await first.approvals.clear("agent:main:main");
+          await first.kv.delete("kv-key");
+          await first.close();
 
-        const second = await open(namespace);
-        expect(await second.sessions.count()).toBe(0);
-        expect(await second.transcripts.lastSeq("agent:main:main")).toBe(0);
-        expect(await second.cron.listJobs()).toEqual([]);
-        expect(await second.cron.listRuns("job-1")).toEqual([]);
-        expect(await second.devices.list()).toEqual([]);
-        expect(await second.devices.getToken("token-hash-1")).toBeUndefined();
-        expect(await second.approvals.list("agent:main:main")).toEqual([]);
-        expect(await second.kv.keys("")).toEqual([]);
+          const second = await open(namespace);
+          expect(await second.sessions.count()).toBe(0);
+          expect(await second.transcripts.lastSeq("agent:main:main")).toBe(0);
+          expect(await second.cron.listJobs()).toEqual([]);
+          expect(await second.cron.listRuns("job-1")).toEqual([]);
+          expect(await second.devices.list()).toEqual([]);
+          expect(await second.devices.getToken("token-hash-1")).toBeUndefined();
+          expect(await second.approvals.list("agent:main:main")).toEqual([]);
+          expect(await second.kv.keys("")).toEqual([]);
+        });
       });
-    });
+    }
   });
 }
 
