@@ -2,6 +2,7 @@
  * Retry delays and abortable waits for the provider chain.
  */
 import { AbortedError } from "../errors.js";
+import { withLazySignal } from "../runtime/lazy-abort.js";
 import { startTimer } from "../runtime/timers.js";
 
 /** How a provider chain retries one `provider/model` reference. */
@@ -165,15 +166,11 @@ export class CallCancellation {
 
   /**
    * `options` plus this call's signal, as an own enumerable property that makes the signal
-   * only when read (spreading the object reads it).
+   * only when read (spreading the object reads it). Every call's object has the same hidden
+   * class for the same option keys (see {@link withLazySignal}).
    */
   withSignal<T extends object>(options: T): T & { readonly signal: AbortSignal } {
     const controller = this.#controller;
-    return {
-      ...options,
-      get signal(): AbortSignal {
-        return controller.signal;
-      },
-    };
+    return withLazySignal(options, () => controller.signal);
   }
 }

@@ -38,3 +38,47 @@ export class LazyAbortController {
     }
   }
 }
+
+/**
+ * A copy of `options`' own enumerable properties plus a `signal` property (own, enumerable)
+ * that calls `read` only when it is read, as `{ ...options, get signal() { ... } }` would
+ * make, except for its hidden class.
+ *
+ * That spread gives each object a hidden class of its own (the getter is a new function
+ * every time): an allocation per call, and every place that reads the object's properties
+ * (a provider reading its options, a tool reading its context) sees a new shape each call and
+ * turns megamorphic. An object literal whose only property is the getter shares one shape
+ * across calls, and so do the copies made from it for the same keys. A `signal` in
+ * `options` is replaced, as in the spread.
+ *
+ * @internal
+ */
+export function withLazySignal<T extends object>(
+  options: T,
+  read: () => AbortSignal,
+): T & { readonly signal: AbortSignal } {
+  const copy: Record<PropertyKey, unknown> = {
+    get signal(): AbortSignal {
+      return read();
+    },
+  };
+  const source = options as Record<PropertyKey, unknown>;
+  for (const key in source) {
+    if (key === "signal" || !Object.hasOwn(source, key)) continue;
+    if (key === "__proto__") {
+      // An own "__proto__" (from JSON.parse, say) is a property, as the spread makes it.
+      Object.defineProperty(copy, key, {
+        value: source[key],
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    } else {
+      copy[key] = source[key];
+    }
+  }
+  for (const symbol of Object.getOwnPropertySymbols(source)) {
+    if (Object.prototype.propertyIsEnumerable.call(source, symbol)) copy[symbol] = source[symbol];
+  }
+  return copy as T & { readonly signal: AbortSignal };
+}

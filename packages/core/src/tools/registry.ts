@@ -1,5 +1,6 @@
 import { AbortedError, describe, InvalidArgumentError } from "../errors.js";
 import type { JsonValue, ModelToolDefinition, ToolCallPart } from "../providers/types.js";
+import { withLazySignal } from "../runtime/lazy-abort.js";
 import type { TaskSupervisor } from "../runtime/task-supervisor.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
@@ -319,12 +320,10 @@ function runWithLazySignal(
   context: ToolContext,
   task: { readonly signal: AbortSignal },
 ): unknown {
-  return (tool.execute as (a: unknown, c: ToolContext) => unknown)(args, {
-    ...context,
-    get signal() {
-      return task.signal;
-    },
-  });
+  return (tool.execute as (a: unknown, c: ToolContext) => unknown)(
+    args,
+    withLazySignal(context, () => task.signal),
+  );
 }
 
 interface CallRecord {
