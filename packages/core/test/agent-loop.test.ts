@@ -4,10 +4,12 @@
  */
 import { describe, expect, it } from "vitest";
 import { AbortedError, ProviderError } from "../src/errors.js";
+import { createProviderChain } from "../src/providers/chain.js";
 import type {
   JsonValue,
   ModelCallOptions,
   ModelMessage,
+  ModelProvider,
   ModelRequest,
   ModelUsage,
   ToolCallPart,
@@ -23,6 +25,7 @@ import {
   runAgentLoop,
   type UserMessageInput,
 } from "../src/sessions/index.js";
+import { createScriptedProvider } from "../src/testing/index.js";
 import { type Deferred, deferred } from "./support.js";
 
 // ------------------------------------------------------------------ scripted model source
@@ -684,6 +687,134 @@ describe("runAgentLoop: provider chain events", () => {
     const r = await result;
     expect(r.text).toBe("kept text");
     expect(h.events.some((e) => e.type === "text-reset")).toBe(false);
+  });
+});
+
+describe("runAgentLoop: through a ProviderChain (its push-mode stream)", () => {
+  it("streams, runs a tool and answers, with the same events as any other source", async () => {
+    const model = createScriptedProvider({
+      id: "prov",
+      responses: [
+        {
+          text: "Adding.",
+          toolCalls: [{ toolName: "add", input: { a: 2, b: 3 } }],
+          usage: { inputTokens: 10, outputTokens: 4 },
+        },
+        { text: ["It ", "is ", "5."], usage: { inputTokens: 20, outputTokens: 3 } },
+      ],
+    });
+    const add = tool("add", (input) => (input as { a: number }).a + (input as { b: number }).b);
+    const { h, result } = run(createProviderChain({ providers: [model] }), {
+      tools: new BasicToolRunner({ tools: [add] }),
+    });
+    const r = await result;
+    expect(r.status).toBe("completed");
+    expect(r.text).toBe("It is 5.");
+    expect(r.usage).toEqual({ inputTokens: 30, outputTokens: 7 });
+    expect(types(h.events)).toEqual([
+      "text-delta",
+      "tool-call",
+      "usage",
+      "tool-result",
+      "text-delta",
+      "text-delta",
+      "text-delta",
+      "usage",
+    ]);
+    expect(h.events[3]).toMatchObject({ type: "tool-result", output: 5, isError: false });
+    expect(h.events[2]).toMatchObject({ provider: "prov", model: "model-a" });
+    expect(model.requests[1]!.messages.map((m) => m.role)).toEqual(["user", "assistant", "tool"]);
+  });
+
+  it("a failover after partial output resets the text, and only the new answer is kept", async () => {
+    const flaky = createScriptedProvider({
+      id: "prov",
+      responses: [
+        {
+          text: ["garbled ", "partial"],
+          error: new ProviderError("connection reset", { kind: "network", provider: "prov" }),
+        },
+      ],
+    });
+    const backup = createScriptedProvider({
+      id: "backup",
+      responses: [{ text: "clean answer", usage: { inputTokens: 5, outputTokens: 2 } }],
+    });
+    const chain = createProviderChain({
+      providers: [flaky, backup],
+      retry: { maxAttempts: 1 },
+    });
+    const { h, result } = run(chain, { models: ["prov/model-a", "backup/model-b"] });
+    const r = await result;
+    expect(r.status).toBe("completed");
+    expect(types(h.events)).toEqual([
+      "text-delta",
+      "text-delta",
+      "text-reset",
+      "text-delta",
+      "usage",
+    ]);
+    expect(h.events.at(-1)).toMatchObject({ provider: "backup", model: "model-b" });
+    expect(r.text).toBe("clean answer");
+    expect(JSON.stringify(h.persisted)).not.toContain("garbled");
+  });
+
+  it("an abort while the provider streams ends the run aborted, without an error event", async () => {
+    const gate = deferred();
+    const slow: ModelProvider = {
+      specificationVersion: "v1",
+      id: "prov",
+      async *stream(_request, options) {
+        yield { type: "text-delta", text: "start" };
+        await untilAborted(gate.promise, options?.signal);
+        yield { type: "text-delta", text: "never" };
+      },
+    };
+    const { h, result } = run(
+      createProviderChain({ providers: [slow] }),
+      undefined,
+      (event, hh) => {
+        if (event.type === "text-delta") hh.controller.abort();
+      },
+    );
+    const r = await result;
+    expect(r.status).toBe("aborted");
+    expect(types(h.events)).toEqual(["text-delta"]);
+  });
+});
+
+describe("runAgentLoop: the requests", () => {
+  it("each request keeps its own messages: the history as the run began plus what it added", async () => {
+    // As a session does: every message persisted goes into the history array it passed in,
+    // which is trimmed to a limit, so that array changes while the run goes on.
+    const history: ModelMessage[] = [
+      { role: "user", content: [{ type: "text", text: "earlier" }] },
+      { role: "assistant", content: [{ type: "text", text: "noted" }] },
+    ];
+    const add = tool("add", () => 5);
+    const source = new ScriptedSource([
+      [toolCall("c1", "add", { a: 2, b: 3 }), finish("tool-calls")],
+      [toolCall("c2", "add", { a: 1, b: 1 }), finish("tool-calls")],
+      [text("done")],
+    ]);
+    const { result } = run(source, {
+      history,
+      tools: new BasicToolRunner({ tools: [add] }),
+      persist: async (message) => {
+        history.push(message);
+        if (history.length > 3) history.splice(0, history.length - 3);
+      },
+    });
+    expect((await result).status).toBe("completed");
+    const roles = source.calls.map((call) => call.request.messages.map((m) => m.role));
+    expect(roles).toEqual([
+      ["user", "assistant", "user"],
+      ["user", "assistant", "user", "assistant", "tool"],
+      ["user", "assistant", "user", "assistant", "tool", "assistant", "tool"],
+    ]);
+    expect(userText(source.calls[2]!.request.messages[0])).toBe("earlier");
+    // No two requests share an array: what a source kept of one is never changed later.
+    expect(new Set(source.calls.map((call) => call.request.messages)).size).toBe(3);
   });
 });
 

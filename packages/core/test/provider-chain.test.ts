@@ -9,7 +9,6 @@ import {
   InvalidArgumentError,
   type ModelProvider,
   type ModelRequest,
-  type ModelStreamEvent,
   type ProviderChainOptions,
   ProviderError,
   type ProviderErrorKind,
@@ -18,7 +17,16 @@ import {
   type TelemetryEvents,
 } from "../src/index.js";
 import { createEchoProvider, createScriptedProvider } from "../src/testing/index.js";
-import { activeTimeouts, type Deferred, deferred, failureOf, tick, waitFor } from "./support.js";
+import {
+  activeTimeouts,
+  closingProvider,
+  type Deferred,
+  deferred,
+  failureOf,
+  stuckProvider,
+  tick,
+  waitFor,
+} from "./support.js";
 
 const request: Omit<ModelRequest, "model"> = {
   messages: [{ role: "user", content: [{ type: "text", text: "hello" }] }],
@@ -684,27 +692,6 @@ describe("ProviderChain: limits", () => {
   });
 });
 
-/** A provider that streams one chunk, then hangs and ignores its signal. */
-function stuckProvider() {
-  const signals: AbortSignal[] = [];
-  let closed = false;
-  const provider: ModelProvider = {
-    specificationVersion: "v1",
-    id: "a",
-    async *stream(req, options): AsyncGenerator<ModelStreamEvent> {
-      if (options?.signal) signals.push(options.signal);
-      try {
-        yield { type: "response-start", model: req.model };
-        yield { type: "text-delta", text: "partial" };
-        await new Promise(() => {});
-      } finally {
-        closed = true;
-      }
-    },
-  };
-  return { provider, signals, isClosed: () => closed };
-}
-
 describe("ProviderChain: abort", () => {
   it("ends the stream with AbortedError at once when aborted mid-stream, aborting the provider's signal", async () => {
     const { provider, signals } = stuckProvider();
@@ -857,26 +844,13 @@ describe("ProviderChain: the iterator", () => {
   });
 
   it("after return() mid-stream, next() says done and the provider's stream is closed", async () => {
-    let closed = false;
-    const provider: ModelProvider = {
-      specificationVersion: "v1",
-      id: "a",
-      async *stream(req): AsyncGenerator<ModelStreamEvent> {
-        try {
-          yield { type: "response-start", model: req.model };
-          yield { type: "text-delta", text: "a" };
-          yield { type: "text-delta", text: "b" };
-        } finally {
-          closed = true;
-        }
-      },
-    };
+    const { provider, isClosed } = closingProvider(["a", "b"]);
     const chain = chainOf({ providers: [provider], models: ["a/m"] });
     const iterator = chain.stream(request)[Symbol.asyncIterator]();
     expect((await iterator.next()).value).toMatchObject({ type: "attempt-start" });
     expect((await iterator.next()).value).toMatchObject({ type: "response-start" });
     expect(await iterator.return?.()).toEqual({ done: true, value: undefined });
-    expect(closed).toBe(true);
+    expect(isClosed()).toBe(true);
     expect(await iterator.next()).toEqual({ done: true, value: undefined });
   });
 

@@ -1,7 +1,7 @@
 /**
  * Helpers shared by the test files. Not a test file itself: vitest only collects `*.test.ts`.
  */
-import type { Process } from "../src/index.js";
+import type { ModelProvider, ModelStreamEvent, Process } from "../src/index.js";
 
 /** A promise together with the functions that settle it. */
 export interface Deferred<T> {
@@ -68,4 +68,47 @@ export async function waitFor<T>(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise<void>((resolve) => setTimeout(resolve, 2));
   }
+}
+
+/** A provider that streams one chunk, then hangs and ignores its signal. */
+export function stuckProvider() {
+  const signals: AbortSignal[] = [];
+  let closed = false;
+  const provider: ModelProvider = {
+    specificationVersion: "v1",
+    id: "a",
+    async *stream(req, options): AsyncGenerator<ModelStreamEvent> {
+      if (options?.signal) signals.push(options.signal);
+      try {
+        yield { type: "response-start", model: req.model };
+        yield { type: "text-delta", text: "partial" };
+        await new Promise(() => {});
+      } finally {
+        closed = true;
+      }
+    },
+  };
+  return { provider, signals, isClosed: () => closed };
+}
+
+/**
+ * A provider that streams `response-start`, then one `text-delta` per text, then `finish`
+ * if `finish` is set, and records whether its stream was closed (its `finally` ran).
+ */
+export function closingProvider(texts: readonly string[], finish = false) {
+  let closed = false;
+  const provider: ModelProvider = {
+    specificationVersion: "v1",
+    id: "a",
+    async *stream(req): AsyncGenerator<ModelStreamEvent> {
+      try {
+        yield { type: "response-start", model: req.model };
+        for (const text of texts) yield { type: "text-delta", text };
+        if (finish) yield { type: "finish", reason: "stop" };
+      } finally {
+        closed = true;
+      }
+    },
+  };
+  return { provider, isClosed: () => closed };
 }

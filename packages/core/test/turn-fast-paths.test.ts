@@ -184,12 +184,34 @@ describe("RunEventLog: the hand-written iterator", () => {
     expect(await iterator.next()).toEqual({ done: true, value: undefined });
   });
 
+  it("wakes every waiting reader, each with several next() calls waiting, in order", async () => {
+    const log = new RunEventLog();
+    const readers = [log.iterate(), log.iterate(), log.iterate()];
+    const waiting = readers.map((reader) => [reader.next(), reader.next(), reader.next()]);
+    log.push(event(1));
+    log.push(event(2));
+    log.push(event(3));
+    for (const calls of waiting) {
+      const texts = (await Promise.all(calls)).map((r) => (r.value as { text: string }).text);
+      expect(texts).toEqual(["1", "2", "3"]);
+    }
+    // A reader that starts late, and one more wait after the readers caught up.
+    const late = log.iterate();
+    expect((await late.next()).value).toMatchObject({ text: "1" });
+    const next = readers.map((reader) => reader.next());
+    log.push(event(4));
+    for (const result of await Promise.all(next)) expect(result.value).toMatchObject({ text: "4" });
+  });
+
   it("return() ends a reader, answering its pending next() with done", async () => {
     const log = new RunEventLog();
     const iterator = log.iterate();
-    const pending = iterator.next();
+    const pending = [iterator.next(), iterator.next()];
     await iterator.return?.();
-    expect(await pending).toEqual({ done: true, value: undefined });
+    expect(await Promise.all(pending)).toEqual([
+      { done: true, value: undefined },
+      { done: true, value: undefined },
+    ]);
     log.push(event(1));
     expect(await iterator.next()).toEqual({ done: true, value: undefined });
   });

@@ -539,6 +539,22 @@ export class ProviderChain {
 
 const END: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
+/**
+ * The key of a stream's push-mode reader: `stream[DRAIN_EVENTS](sink)` hands every event to
+ * `sink`, synchronously as it arrives, and resolves when the stream has ended (or rejects
+ * with its error, or with what `sink` threw, after closing the stream). It does what
+ * `for await (const event of stream) sink(event)` does, without a promise and a wake-up of
+ * the reader per event. The agent loop uses it when its model source's stream has it (a
+ * `ProviderChain`'s does); any other stream is read with `for await`.
+ * @internal
+ */
+export const DRAIN_EVENTS: unique symbol = Symbol("beamclaw.drainEvents");
+
+/** A stream that can be read in push mode; see {@link DRAIN_EVENTS}. @internal */
+export interface DrainableStream<T> {
+  [DRAIN_EVENTS](sink: (event: T) => void): Promise<void>;
+}
+
 /** A `next()` call waiting for its result. */
 interface PendingNext {
   resolve(result: IteratorResult<ChainStreamEvent>): void;
@@ -553,7 +569,9 @@ interface PendingNext {
  * events, and each generator step and race cost several promises. `next()` calls made before
  * the last one settled are answered in order, as an async generator answers them.
  */
-class ChainStream implements AsyncIterableIterator<ChainStreamEvent> {
+class ChainStream
+  implements AsyncIterableIterator<ChainStreamEvent>, DrainableStream<ChainStreamEvent>
+{
   readonly #call: CallCancellation;
   readonly #control: AsyncGenerator<ChainStreamEvent | Attempt, void, undefined>;
   /** The attempt whose provider stream is being forwarded, if any. */
@@ -574,6 +592,45 @@ class ChainStream implements AsyncIterableIterator<ChainStreamEvent> {
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  /**
+   * Push mode (see {@link DRAIN_EVENTS}): one waiting reader that never leaves the queue of
+   * `next()` calls until the end, and takes each event as it is settled. Failover, retries,
+   * aborts and the attempt's bookkeeping are the same code as for `next()`.
+   */
+  [DRAIN_EVENTS](sink: (event: ChainStreamEvent) => void): Promise<void> {
+    if (this.#pending.length > 0) {
+      return Promise.reject(
+        new InvalidArgumentError("a stream cannot be drained while a next() call is waiting"),
+      );
+    }
+    if (this.#finished) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const reader: PendingNext = {
+        resolve: (result) => {
+          if (result.done === true) {
+            resolve();
+            return;
+          }
+          try {
+            sink(result.value);
+          } catch (error) {
+            // As `for await` does when its body throws: close the stream, then fail.
+            this.return().then(
+              () => reject(error),
+              () => reject(error),
+            );
+            return;
+          }
+          // Back in the queue before `#settle` looks at it: it asks for the next event.
+          this.#pending.push(reader);
+        },
+        reject,
+      };
+      this.#pending.push(reader);
+      this.#advance();
+    });
   }
 
   next(): Promise<IteratorResult<ChainStreamEvent>> {

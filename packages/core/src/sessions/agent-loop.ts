@@ -1,4 +1,5 @@
 import { AbortedError, isBeamClawError } from "../errors.js";
+import { DRAIN_EVENTS, type DrainableStream } from "../providers/chain.js";
 import type {
   ModelCallOptions,
   ModelMessage,
@@ -127,7 +128,11 @@ function systemPrompt(agent: AgentDefinition): string | undefined {
  */
 export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   const { runId, sessionKey, agent, signal, emit } = input;
-  const messages: ModelMessage[] = [...input.history];
+  // What the model is sent at each step is the history as it was when the run started (the
+  // caller's array may change meanwhile: a session saves into it) plus what the run added.
+  // Kept apart and joined per step: one exact-size array per request, where a working copy
+  // would be copied at the start, grown by every message and copied again for each request.
+  const history = input.history.slice();
   const added: ModelMessage[] = [];
   const usage: ModelUsage = { inputTokens: 0, outputTokens: 0 };
   let costUsd = 0;
@@ -141,7 +146,6 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   const base = { runId, sessionKey };
 
   const append = async (message: ModelMessage) => {
-    messages.push(message);
     added.push(message);
     await input.persist(message);
   };
@@ -161,7 +165,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         break;
       }
       steps++;
-      const step = await streamStep(input, messages, toolDefinitions, usage, base);
+      const step = await streamStep(input, history.concat(added), toolDefinitions, usage, base);
       costUsd += step.costUsd;
       const content: Array<TextPart | ThinkingPart | ToolCallPart> = [
         ...step.thinking,
@@ -260,7 +264,8 @@ async function streamStep(
   let toolCalls: ToolCallPart[] = [];
   let stepUsage: ModelUsage | undefined;
   let ref = input.models[0] ?? agent.model;
-  const request: Omit<ModelRequest, "model"> = { messages: [...messages] };
+  // `messages` is this request's own array: nothing changes it after the call.
+  const request: Omit<ModelRequest, "model"> = { messages };
   const system = systemPrompt(agent);
   if (system !== undefined) request.system = system;
   if (tools.length > 0) request.tools = tools;
@@ -269,11 +274,7 @@ async function streamStep(
   if (agent.maxOutputTokens !== undefined) request.maxOutputTokens = agent.maxOutputTokens;
   if (agent.temperature !== undefined) request.temperature = agent.temperature;
 
-  for await (const event of input.source.stream(request, {
-    signal: input.signal,
-    models: input.models,
-    telemetry: { agent: agent.id, session: input.sessionKey },
-  })) {
+  const onEvent = (event: { type: string; [key: string]: unknown }): void => {
     switch (event.type) {
       case "attempt-start":
         if (typeof event.ref === "string") ref = event.ref;
@@ -341,6 +342,20 @@ async function streamStep(
       default:
         break;
     }
+  };
+  const stream = input.source.stream(request, {
+    signal: input.signal,
+    models: input.models,
+    telemetry: { agent: agent.id, session: input.sessionKey },
+  });
+  if (typeof (stream as Partial<DrainableStream<never>>)[DRAIN_EVENTS] === "function") {
+    // A ProviderChain's stream hands its events over as they come, without a promise per
+    // event; the same handling as below.
+    await (stream as unknown as DrainableStream<Parameters<typeof onEvent>[0]>)[DRAIN_EVENTS](
+      onEvent,
+    );
+  } else {
+    for await (const event of stream) onEvent(event);
   }
   if (thinkingText.length > 0) thinking.push({ type: "thinking", text: thinkingText });
   let costUsd = 0;

@@ -9,7 +9,11 @@ import type { RunEvent, RunResult } from "./types.js";
 export class RunEventLog {
   readonly #events: RunEvent[] = [];
   #closed = false;
-  #waiters: Array<() => void> = [];
+  /**
+   * Who to wake after the next push or close: nobody, one reader (nearly always: the caller
+   * iterating the run), or several. No array per wake-up: a run pushes many events.
+   */
+  #waiters: (() => void) | Array<() => void> | undefined;
   #resolveResult!: (result: RunResult) => void;
   #rejectResult!: (error: unknown) => void;
   readonly result: Promise<RunResult>;
@@ -46,10 +50,11 @@ export class RunEventLog {
   }
 
   #wake(): void {
-    if (this.#waiters.length === 0) return;
     const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const wake of waiters) wake();
+    if (waiters === undefined) return;
+    this.#waiters = undefined;
+    if (typeof waiters === "function") waiters();
+    else for (const wake of waiters) wake();
   }
 
   /** The event at `index`, if it has been pushed. @internal */
@@ -59,7 +64,10 @@ export class RunEventLog {
 
   /** Calls `wake` once after the next push or close. @internal */
   waitFrom(wake: () => void): void {
-    this.#waiters.push(wake);
+    const waiters = this.#waiters;
+    if (waiters === undefined) this.#waiters = wake;
+    else if (typeof waiters === "function") this.#waiters = [waiters, wake];
+    else waiters.push(wake);
   }
 
   /**
@@ -75,24 +83,39 @@ type EventResult = IteratorResult<RunEvent, void>;
 
 const END: EventResult = Object.freeze({ done: true, value: undefined });
 
+type Resolver = (result: EventResult | Promise<EventResult>) => void;
+
 /** One reader of a {@link RunEventLog}; see `RunEventLog.iterate`. */
 class RunEventIterator implements AsyncIterator<RunEvent, void, undefined> {
   readonly #log: RunEventLog;
   #index = 0;
   #done = false;
-  /** `next()` calls waiting for an event, oldest first. */
-  readonly #pending: Array<(result: EventResult | Promise<EventResult>) => void> = [];
+  /**
+   * `next()` calls waiting for an event, oldest first: the first in a field (a reader that
+   * awaits each `next()` never has more than one), any others in an array.
+   */
+  #first: Resolver | undefined;
+  #rest: Resolver[] | undefined;
   #listening = false;
   readonly #onPush = () => {
     this.#listening = false;
-    while (this.#pending.length > 0) {
+    while (this.#first !== undefined) {
       const result = this.#take();
       if (result === undefined) {
         this.#listen();
         return;
       }
-      this.#pending.shift()!(result);
+      const resolve = this.#first;
+      this.#first = this.#rest?.shift();
+      resolve(result);
     }
+  };
+  /** The executor of a waiting `next()`'s promise, made once per reader, not per call. */
+  readonly #wait = (resolve: Resolver): void => {
+    if (this.#first === undefined) this.#first = resolve;
+    else if (this.#rest === undefined) this.#rest = [resolve];
+    else this.#rest.push(resolve);
+    this.#listen();
   };
 
   constructor(log: RunEventLog) {
@@ -104,19 +127,21 @@ class RunEventIterator implements AsyncIterator<RunEvent, void, undefined> {
   }
 
   next(): Promise<EventResult> {
-    if (this.#pending.length === 0) {
+    if (this.#first === undefined) {
       const result = this.#take();
       if (result !== undefined) return Promise.resolve(result);
     }
-    return new Promise((resolve) => {
-      this.#pending.push(resolve);
-      this.#listen();
-    });
+    return new Promise(this.#wait);
   }
 
   return(): Promise<EventResult> {
     this.#done = true;
-    for (const resolve of this.#pending.splice(0)) resolve(END);
+    const first = this.#first;
+    const rest = this.#rest;
+    this.#first = undefined;
+    this.#rest = undefined;
+    first?.(END);
+    if (rest !== undefined) for (const resolve of rest) resolve(END);
     return Promise.resolve(END);
   }
 
