@@ -5,13 +5,17 @@ import {
   BudgetExceededError,
   InvalidArgumentError,
   limitModelSource,
+  type ModelProvider,
   type ModelSource,
   OverloadedError,
+  ProviderError,
   RateLimitedError,
   ResourceLimiter,
   TenantManager,
 } from "../src/index.js";
+import { createProviderChain, readEvents } from "../src/providers/chain.js";
 import { MemoryStore } from "../src/store/memory-store.js";
+import { createScriptedProvider } from "../src/testing/index.js";
 
 function clock(start = Date.UTC(2026, 10, 21, 12)) {
   let now = start;
@@ -182,6 +186,93 @@ describe("limitModelSource", () => {
     };
     await expect(drain()).rejects.toBeInstanceOf(BudgetExceededError);
     expect(called).toBe(false);
+  });
+});
+
+describe("limitModelSource: push mode (how the agent loop reads it)", () => {
+  const request = {
+    messages: [{ role: "user" as const, content: [{ type: "text" as const, text: "hi" }] }],
+  };
+
+  async function both(make: () => ModelSource) {
+    const pulled: string[] = [];
+    for await (const e of make().stream(request, { models: ["a/m", "b/m"] })) pulled.push(e.type);
+    const pushed: string[] = [];
+    await readEvents(make().stream(request, { models: ["a/m", "b/m"] }), (e) =>
+      pushed.push(e.type),
+    );
+    return { pulled, pushed };
+  }
+
+  it("passes a chain's events straight through and counts each attempt's usage, as for await does", async () => {
+    const limiters: ResourceLimiter[] = [];
+    const make = () => {
+      const limiter = new ResourceLimiter("acme", { tokensPerDay: 1_000 });
+      limiters.push(limiter);
+      const chain = createProviderChain({
+        providers: [
+          {
+            // Reports usage, then its connection drops: the chain fails over to "b".
+            specificationVersion: "v1",
+            id: "a",
+            async *stream() {
+              yield { type: "text-delta", text: "part" };
+              yield { type: "usage", usage: { inputTokens: 7, outputTokens: 1 } };
+              throw new ProviderError("reset", { kind: "network", provider: "a" });
+            },
+          } satisfies ModelProvider,
+          createScriptedProvider({
+            id: "b",
+            responses: [{ text: "whole", usage: { inputTokens: 20, outputTokens: 3 } }],
+          }),
+        ],
+        retry: { maxAttempts: 1 },
+      });
+      return limitModelSource(chain, limiter);
+    };
+    const { pulled, pushed } = await both(make);
+    expect(pushed).toEqual(pulled);
+    expect(pushed.filter((type) => type === "attempt-failed")).toHaveLength(1);
+    // The failed attempt's usage and the answer's: 8 + 23 tokens, on either path.
+    expect(limiters.map((l) => l.usage.dayTokens)).toEqual([31, 31]);
+    expect(limiters.map((l) => l.usage.running)).toEqual([0, 0]);
+  });
+
+  it("frees the slot and counts the usage seen when the reader throws, and is read only once", async () => {
+    const limiter = new ResourceLimiter("acme", { maxConcurrentRuns: 1 });
+    const chain = createProviderChain({
+      providers: [
+        createScriptedProvider({
+          id: "a",
+          responses: [{ text: ["x", "y"], usage: { inputTokens: 4, outputTokens: 2 } }],
+        }),
+      ],
+    });
+    const limited = limitModelSource(chain, limiter);
+    const stream = limited.stream(request, { models: ["a/m"] });
+    const failure = new Error("the reader broke");
+    const seen: string[] = [];
+    const error = await readEvents(stream, (e) => {
+      seen.push(e.type);
+      if (e.type === "finish") throw failure;
+    }).catch((e: unknown) => e);
+    expect(error).toBe(failure);
+    expect(seen.at(-2)).toBe("usage");
+    expect(limiter.usage).toMatchObject({ running: 0, dayTokens: 6 });
+    const again = await readEvents(stream, () => {}).catch((e: unknown) => e);
+    expect(InvalidArgumentError.isInstance(again)).toBe(true);
+    // The one slot is free: the next call gets it at once.
+    const next: string[] = [];
+    await readEvents(
+      limitModelSource(
+        createProviderChain({
+          providers: [createScriptedProvider({ id: "a", responses: ["ok"] })],
+        }),
+        limiter,
+      ).stream(request, { models: ["a/m"] }),
+      (e) => next.push(e.type),
+    );
+    expect(next).toContain("text-delta");
   });
 });
 

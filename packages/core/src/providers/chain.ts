@@ -555,6 +555,21 @@ export interface DrainableStream<T> {
   [DRAIN_EVENTS](sink: (event: T) => void): Promise<void>;
 }
 
+/**
+ * Hands every event of `stream` to `sink`: in push mode when the stream has it (see
+ * {@link DRAIN_EVENTS}), else with `for await`. Resolves at the end of the stream, rejects
+ * with its error or with what `sink` threw (the stream closed first, either way).
+ * @internal
+ */
+export function readEvents<T>(stream: AsyncIterable<T>, sink: (event: T) => void): Promise<void> {
+  const drain = (stream as Partial<DrainableStream<T>>)[DRAIN_EVENTS];
+  return typeof drain === "function" ? drain.call(stream, sink) : iterateInto(stream, sink);
+}
+
+async function iterateInto<T>(stream: AsyncIterable<T>, sink: (event: T) => void): Promise<void> {
+  for await (const event of stream) sink(event);
+}
+
 /** A `next()` call waiting for its result. */
 interface PendingNext {
   resolve(result: IteratorResult<ChainStreamEvent>): void;

@@ -1,5 +1,5 @@
 import { AbortedError, isBeamClawError } from "../errors.js";
-import { DRAIN_EVENTS, type DrainableStream } from "../providers/chain.js";
+import { readEvents } from "../providers/chain.js";
 import type {
   ModelCallOptions,
   ModelMessage,
@@ -348,15 +348,9 @@ async function streamStep(
     models: input.models,
     telemetry: { agent: agent.id, session: input.sessionKey },
   });
-  if (typeof (stream as Partial<DrainableStream<never>>)[DRAIN_EVENTS] === "function") {
-    // A ProviderChain's stream hands its events over as they come, without a promise per
-    // event; the same handling as below.
-    await (stream as unknown as DrainableStream<Parameters<typeof onEvent>[0]>)[DRAIN_EVENTS](
-      onEvent,
-    );
-  } else {
-    for await (const event of stream) onEvent(event);
-  }
+  // A ProviderChain's stream hands its events over as they come, without a promise per
+  // event; any other source's is read with `for await`.
+  await readEvents(stream, onEvent);
   if (thinkingText.length > 0) thinking.push({ type: "thinking", text: thinkingText });
   let costUsd = 0;
   if (stepUsage !== undefined) {

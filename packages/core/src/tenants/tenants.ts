@@ -4,6 +4,7 @@ import {
   NoProcessError,
   OverloadedError,
 } from "../errors.js";
+import { DRAIN_EVENTS, type DrainableStream, readEvents } from "../providers/chain.js";
 import { estimateRequestTokens } from "../providers/rate-limiter.js";
 import type { ModelUsage } from "../providers/types.js";
 import type { ModelSource } from "../sessions/agent-loop.js";
@@ -17,35 +18,112 @@ import { ResourceLimiter, type TenantLimits } from "./limiter.js";
  * the request rate are checked, a concurrency slot (overall and in the calling agent's lane) is
  * taken for the whole stream, and reported usage is counted against the budgets. The tenant is
  * added to each call's telemetry context.
+ *
+ * The stream it returns can be read with `for await`, or in push mode as the agent loop reads
+ * it (see `DRAIN_EVENTS`): then a `ProviderChain` underneath hands its events straight through,
+ * with no generator step of this wrapper per event.
  */
 export function limitModelSource(source: ModelSource, limiter: ResourceLimiter): ModelSource {
   return {
-    async *stream(request, options) {
-      const agent = options.telemetry?.agent ?? "default";
-      const slot = await limiter.acquire(agent, {
-        estimatedTokens: estimateRequestTokens(request),
-        ...(options.signal === undefined ? {} : { signal: options.signal }),
-      });
-      let usage: ModelUsage | undefined;
-      try {
-        for await (const event of source.stream(request, {
-          ...options,
-          telemetry: { ...options.telemetry, tenant: limiter.tenant },
-        })) {
-          if (event.type === "usage") usage = event.usage as ModelUsage;
-          // A fallback attempt reports its own usage: count each attempt's last one.
-          if (event.type === "attempt-failed" && usage !== undefined) {
-            limiter.recordUsage(usage);
-            usage = undefined;
-          }
-          yield event;
-        }
-      } finally {
-        if (usage !== undefined) limiter.recordUsage(usage);
-        slot.release();
-      }
+    stream(request, options) {
+      return new LimitedStream(source, limiter, request, options);
     },
   };
+}
+
+type SourceEvent = { type: string; [key: string]: unknown };
+
+/** One call of {@link limitModelSource}: its slot is taken when reading starts. */
+class LimitedStream implements AsyncIterable<SourceEvent>, DrainableStream<SourceEvent> {
+  readonly #source: ModelSource;
+  readonly #limiter: ResourceLimiter;
+  readonly #request: Parameters<ModelSource["stream"]>[0];
+  readonly #options: Parameters<ModelSource["stream"]>[1];
+  #read = false;
+
+  constructor(
+    source: ModelSource,
+    limiter: ResourceLimiter,
+    request: Parameters<ModelSource["stream"]>[0],
+    options: Parameters<ModelSource["stream"]>[1],
+  ) {
+    this.#source = source;
+    this.#limiter = limiter;
+    this.#request = request;
+    this.#options = options;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<SourceEvent, void, undefined> {
+    const { slot, tally, stream } = await this.#open();
+    try {
+      for await (const event of stream) {
+        tally.see(event);
+        yield event;
+      }
+    } finally {
+      tally.flush();
+      slot.release();
+    }
+  }
+
+  async [DRAIN_EVENTS](sink: (event: SourceEvent) => void): Promise<void> {
+    const { slot, tally, stream } = await this.#open();
+    try {
+      await readEvents(stream, (event) => {
+        tally.see(event);
+        sink(event);
+      });
+    } finally {
+      tally.flush();
+      slot.release();
+    }
+  }
+
+  /** Takes the slot (waiting, or refused), then starts the wrapped source's call. */
+  async #open() {
+    // One call, one read: a second reader would make a second model call on the same request.
+    if (this.#read) throw new InvalidArgumentError("a model stream can be read only once");
+    this.#read = true;
+    const options = this.#options;
+    const limiter = this.#limiter;
+    const slot = await limiter.acquire(options.telemetry?.agent ?? "default", {
+      estimatedTokens: estimateRequestTokens(this.#request),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+    try {
+      const stream = this.#source.stream(this.#request, {
+        ...options,
+        telemetry: { ...options.telemetry, tenant: limiter.tenant },
+      });
+      return { slot, tally: new UsageTally(limiter), stream };
+    } catch (error) {
+      slot.release();
+      throw error;
+    }
+  }
+}
+
+/** Counts a call's reported usage against the tenant's budgets. */
+class UsageTally {
+  readonly #limiter: ResourceLimiter;
+  #usage: ModelUsage | undefined;
+
+  constructor(limiter: ResourceLimiter) {
+    this.#limiter = limiter;
+  }
+
+  see(event: SourceEvent): void {
+    if (event.type === "usage") this.#usage = event.usage as ModelUsage;
+    // A fallback attempt reports its own usage: count each attempt's last one.
+    if (event.type === "attempt-failed") this.flush();
+  }
+
+  /** Records the usage seen since the last flush, if any. */
+  flush(): void {
+    if (this.#usage === undefined) return;
+    this.#limiter.recordUsage(this.#usage);
+    this.#usage = undefined;
+  }
 }
 
 /**
