@@ -691,7 +691,7 @@ describe("runAgentLoop: provider chain events", () => {
 });
 
 describe("runAgentLoop: through a ProviderChain (its push-mode stream)", () => {
-  it("streams, runs a tool and answers, with the same events as any other source", async () => {
+  it("streams, runs a tool and answers: its events in order, usage summed, the result fed back", async () => {
     const model = createScriptedProvider({
       id: "prov",
       responses: [

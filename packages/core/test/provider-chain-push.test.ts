@@ -16,7 +16,7 @@ import {
 } from "../src/index.js";
 import { DRAIN_EVENTS, type DrainableStream } from "../src/providers/chain.js";
 import { createScriptedProvider, type ScriptEntry } from "../src/testing/index.js";
-import { closingProvider, failureOf, stuckProvider } from "./support.js";
+import { closingProvider, collected, failureOf, readAll, stuckProvider } from "./support.js";
 
 const request: Omit<ModelRequest, "model"> = {
   messages: [{ role: "user", content: [{ type: "text", text: "hello" }] }],
@@ -31,24 +31,10 @@ function pushable(stream: AsyncIterable<ChainStreamEvent>): DrainableStream<Chai
   return stream as unknown as DrainableStream<ChainStreamEvent>;
 }
 
-async function pull(stream: AsyncIterable<ChainStreamEvent>): Promise<Read> {
-  const events: ChainStreamEvent[] = [];
-  try {
-    for await (const event of stream) events.push(event);
-    return { events, error: undefined };
-  } catch (error) {
-    return { events, error };
-  }
-}
+const pull = readAll<ChainStreamEvent>;
 
-async function push(stream: AsyncIterable<ChainStreamEvent>): Promise<Read> {
-  const events: ChainStreamEvent[] = [];
-  try {
-    await pushable(stream)[DRAIN_EVENTS]((event) => events.push(event));
-    return { events, error: undefined };
-  } catch (error) {
-    return { events, error };
-  }
+function push(stream: AsyncIterable<ChainStreamEvent>): Promise<Read> {
+  return collected((take) => pushable(stream)[DRAIN_EVENTS](take));
 }
 
 /** Errors compared by what a caller sees of them (class, message, attempts). */

@@ -23,6 +23,7 @@ import {
   type Deferred,
   deferred,
   failureOf,
+  readAll,
   stuckProvider,
   tick,
   waitFor,
@@ -70,17 +71,8 @@ function chainOf(options: ProviderChainOptions, clock = fakeClock()) {
   });
 }
 
-async function drain(
-  stream: AsyncIterable<ChainStreamEvent>,
-): Promise<{ events: ChainStreamEvent[]; error: unknown }> {
-  const events: ChainStreamEvent[] = [];
-  try {
-    for await (const event of stream) events.push(event);
-    return { events, error: undefined };
-  } catch (error) {
-    return { events, error };
-  }
-}
+/** Every event of a chain's stream, read with `for await`, and its error, if any. */
+const drain = readAll<ChainStreamEvent>;
 
 /** The text a consumer shows when it honours `discardOutput`. */
 function visibleText(events: readonly ChainStreamEvent[]): string {

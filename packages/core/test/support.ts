@@ -112,3 +112,26 @@ export function closingProvider(texts: readonly string[], finish = false) {
   };
   return { provider, isClosed: () => closed };
 }
+
+/**
+ * Collects what `read` hands its callback, and the error it ends with, if any (instead of
+ * throwing it): `collected((take) => readEvents(stream, take))`.
+ */
+export async function collected<T>(
+  read: (take: (event: T) => void) => Promise<void>,
+): Promise<{ events: T[]; error: unknown }> {
+  const events: T[] = [];
+  try {
+    await read((event) => events.push(event));
+    return { events, error: undefined };
+  } catch (error) {
+    return { events, error };
+  }
+}
+
+/** Every event of `stream`, read with `for await`, and the error it ends with, if any. */
+export function readAll<T>(stream: AsyncIterable<T>): Promise<{ events: T[]; error: unknown }> {
+  return collected(async (take) => {
+    for await (const event of stream) take(event);
+  });
+}
