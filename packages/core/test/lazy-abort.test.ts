@@ -1,6 +1,15 @@
 import v8 from "node:v8";
 import { describe, expect, it } from "vitest";
-import { LazyAbortController, withLazySignal } from "../src/runtime/lazy-abort.js";
+import {
+  abortReasonOf,
+  CANCELLATION,
+  Cancellation,
+  cancellationOf,
+  defineLazySignal,
+  isAbortedHolder,
+  LazyAbortController,
+  withLazySignal,
+} from "../src/runtime/lazy-abort.js";
 
 describe("LazyAbortController", () => {
   it("makes no signal until asked, and then a live one", () => {
@@ -41,6 +50,80 @@ describe("LazyAbortController", () => {
   });
 });
 
+describe("Cancellation", () => {
+  it("tells aborted and reason without making a signal, and the signal made later agrees", () => {
+    const cancellation = new Cancellation();
+    expect(cancellation.reason).toBeUndefined();
+    const why = new Error("stop");
+    cancellation.abort(why);
+    expect(cancellation.aborted).toBe(true);
+    expect(cancellation.reason).toBe(why);
+    cancellation.abort(new Error("again"));
+    expect(cancellation.reason).toBe(why);
+    expect(cancellation.signal.aborted).toBe(true);
+    expect(cancellation.signal.reason).toBe(why);
+  });
+
+  it("calls each callback once, in order, after the signal's own listeners", () => {
+    const cancellation = new Cancellation();
+    const calls: string[] = [];
+    cancellation.signal.addEventListener("abort", () => calls.push("signal"));
+    cancellation.onAbort(() => calls.push(`first ${String(cancellation.reason)}`));
+    cancellation.onAbort(() => calls.push("second"));
+    cancellation.abort("why");
+    cancellation.abort("again");
+    expect(calls).toEqual(["signal", "first why", "second"]);
+  });
+
+  it("forgets a removed callback, and never calls one added after the abort", () => {
+    const cancellation = new Cancellation();
+    const calls: string[] = [];
+    const remove = cancellation.onAbort(() => calls.push("removed"));
+    cancellation.onAbort(() => calls.push("kept"));
+    remove();
+    remove();
+    cancellation.abort();
+    const late = cancellation.onAbort(() => calls.push("late"));
+    late();
+    expect(calls).toEqual(["kept"]);
+    expect((cancellation.reason as DOMException).name).toBe("AbortError");
+  });
+
+  it("is found on a holder and read through it without making the holder's signal", () => {
+    const cancellation = new Cancellation();
+    let reads = 0;
+    const holder = {
+      get signal() {
+        reads++;
+        return cancellation.signal;
+      },
+      [CANCELLATION]: cancellation,
+    };
+    expect(cancellationOf(holder)).toBe(cancellation);
+    expect(isAbortedHolder(holder)).toBe(false);
+    cancellation.abort("why");
+    expect(isAbortedHolder(holder)).toBe(true);
+    expect(abortReasonOf(holder)).toBe("why");
+    expect(reads).toBe(0);
+    // A holder without one is read through its signal.
+    const controller = new AbortController();
+    controller.abort("plain");
+    expect(cancellationOf({ signal: controller.signal })).toBeUndefined();
+    expect(isAbortedHolder({ signal: controller.signal })).toBe(true);
+    expect(abortReasonOf({ signal: controller.signal })).toBe("plain");
+    expect(isAbortedHolder({})).toBe(false);
+  });
+
+  it("does not travel into a withLazySignal copy, whose signal is another", () => {
+    const cancellation = new Cancellation();
+    const other = new AbortController();
+    const copy = withLazySignal({ a: 1, [CANCELLATION]: cancellation }, other);
+    expect(cancellationOf(copy)).toBeUndefined();
+    expect(copy.signal).toBe(other.signal);
+    expect((copy as { a?: number }).a).toBe(1);
+  });
+});
+
 describe("withLazySignal", () => {
   it("copies the options' own enumerable properties and reads the signal only when asked", () => {
     const controller = new AbortController();
@@ -52,9 +135,11 @@ describe("withLazySignal", () => {
     inherited[tag] = "symbol";
     Object.defineProperty(inherited, "secret", { value: 1, enumerable: false });
     Object.defineProperty(inherited, hidden, { value: 2, enumerable: false });
-    const options = withLazySignal(inherited, () => {
-      reads++;
-      return controller.signal;
+    const options = withLazySignal(inherited, {
+      get signal() {
+        reads++;
+        return controller.signal;
+      },
     });
     expect(reads).toBe(0);
     expect(options.headers).toBe(inherited.headers);
@@ -76,22 +161,23 @@ describe("withLazySignal", () => {
     const other = new AbortController().signal;
     const mine = new AbortController().signal;
     const parsed = JSON.parse('{"__proto__": {"polluted": true}, "signal": 1, "n": 2}') as object;
-    const options = withLazySignal(parsed, () => mine) as Record<string, unknown>;
+    const options = withLazySignal(parsed, { signal: mine }) as Record<string, unknown>;
     expect(options.signal).toBe(mine);
     expect(options.n).toBe(2);
     expect(Object.getPrototypeOf(options)).toBe(Object.prototype);
     expect(Object.hasOwn(options, "__proto__")).toBe(true);
     expect(options.polluted).toBeUndefined();
-    expect(withLazySignal({ signal: other }, () => mine).signal).toBe(mine);
+    expect(withLazySignal({ signal: other }, { signal: mine }).signal).toBe(mine);
   });
 
-  it("gives every call's object for the same keys one hidden class, unlike the spread", () => {
-    // V8's own check, compiled after allowing its natives syntax in this worker.
+  it("gives every call's object for the same keys one hidden class and fast properties, unlike the spread", () => {
+    // V8's own checks, compiled after allowing its natives syntax in this worker.
     v8.setFlagsFromString("--allow-natives-syntax");
     const sameShape = new Function("a", "b", "return %HaveSameMap(a, b)") as (
       a: object,
       b: object,
     ) => boolean;
+    const fast = new Function("a", "return %HasFastProperties(a)") as (a: object) => boolean;
     const spreadWithGetter = (options: object, signal: AbortSignal) => ({
       ...options,
       get signal() {
@@ -104,15 +190,30 @@ describe("withLazySignal", () => {
     expect(sameShape(spreadWithGetter({ n: 1 }, one), spreadWithGetter({ n: 2 }, two))).toBe(false);
     expect(
       sameShape(
-        withLazySignal({ n: 1 }, () => one),
-        withLazySignal({ n: 2 }, () => two),
+        withLazySignal({ n: 1 }, { signal: one }),
+        withLazySignal({ n: 2 }, { signal: two }),
       ),
     ).toBe(true);
     expect(
+      sameShape(withLazySignal({}, { signal: one }), withLazySignal({}, { signal: two })),
+    ).toBe(true);
+    // An object literal with a getter is kept in dictionary mode (a hash table per object);
+    // the shared accessor keeps the copy in fast mode.
+    expect(fast(spreadWithGetter({ n: 1 }, one))).toBe(false);
+    expect(fast(withLazySignal({ n: 1 }, { signal: one }))).toBe(true);
+    const cancellation = new Cancellation();
+    const context = defineLazySignal({ runId: "r", [CANCELLATION]: cancellation }, cancellation);
+    expect(fast(context)).toBe(true);
+    expect(
       sameShape(
-        withLazySignal({}, () => one),
-        withLazySignal({}, () => two),
+        context,
+        defineLazySignal({ runId: "s", [CANCELLATION]: cancellation }, cancellation),
       ),
     ).toBe(true);
+    // The signal is read through the source only when asked, and a spread carries it.
+    expect(cancellation.signal.aborted).toBe(false);
+    expect({ ...context }.signal).toBe(cancellation.signal);
+    expect(Object.keys(context)).toEqual(["runId", "signal"]);
+    expect(Object.getPrototypeOf(context)).toBe(Object.prototype);
   });
 });

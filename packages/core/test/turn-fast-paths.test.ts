@@ -4,16 +4,20 @@
  * run-event iterator, and batched usage writes.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { AbortedError, StoreError, TaskCrashedError, TimeoutError } from "../src/errors.js";
 import { createProviderChain } from "../src/providers/chain.js";
 import type { ModelCallOptions, ModelProvider, ModelRequest } from "../src/providers/types.js";
+import { CANCELLATION, Cancellation, defineLazySignal } from "../src/runtime/lazy-abort.js";
 import { TaskSupervisor } from "../src/runtime/task-supervisor.js";
 import { RunEventLog } from "../src/sessions/run-handle.js";
+import { AgentRuntime } from "../src/sessions/runtime.js";
 import type { RunEvent } from "../src/sessions/types.js";
 import { UsageMeter, usageDay } from "../src/sessions/usage.js";
 import { MemoryStore } from "../src/store/memory-store.js";
+import { defineTool } from "../src/tools/define-tool.js";
 import { SupervisedToolRunner, ToolRegistry } from "../src/tools/registry.js";
-import { activeTimeouts, failureOf, tick } from "./support.js";
+import { activeTimeouts, deferred, failureOf, readAll, tick, waitFor } from "./support.js";
 
 const stops: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -91,6 +95,180 @@ describe("TaskSupervisor: synchronous tasks and lazy signals", () => {
   });
 });
 
+describe("TaskSupervisor: a task cancelled by the run's cancellation", () => {
+  it("is aborted, with its signal, when the cancellation aborts", async () => {
+    const supervisor = await tasks();
+    const cancellation = new Cancellation();
+    const started = deferred();
+    let context: { signal: AbortSignal } | undefined;
+    const running = supervisor.run(
+      async (task) => {
+        context = task;
+        started.resolve();
+        // Settles on abort, as a well-behaved task does, so that the supervisor stops at once.
+        await new Promise((resolve) => task.signal.addEventListener("abort", resolve));
+      },
+      { timeoutMs: 60_000, name: "hung", [CANCELLATION]: cancellation },
+    );
+    await started.promise;
+    cancellation.abort(new Error("user stop"));
+    const error = await failureOf(() => running);
+    expect(AbortedError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toBe("hung was aborted");
+    expect(((error as Error).cause as Error).message).toBe("user stop");
+    expect(context?.signal.aborted).toBe(true);
+  });
+
+  it("refuses to start under a cancellation already aborted", async () => {
+    const supervisor = await tasks();
+    const cancellation = new Cancellation();
+    cancellation.abort("earlier");
+    let ran = false;
+    const error = await failureOf(() =>
+      supervisor.run(
+        () => {
+          ran = true;
+        },
+        { [CANCELLATION]: cancellation },
+      ),
+    );
+    expect(AbortedError.isInstance(error)).toBe(true);
+    expect(((error as AbortedError).cause as unknown) === "earlier").toBe(true);
+    expect(ran).toBe(false);
+  });
+});
+
+describe("AgentRuntime: a run's AbortSignal is made only when read", () => {
+  /** Counts the distinct AbortSignals made (read from an AbortController) while it is on. */
+  function countSignals(): { made: () => number; restore: () => void } {
+    const descriptor = Object.getOwnPropertyDescriptor(AbortController.prototype, "signal")!;
+    const seen = new Set<AbortSignal>();
+    Object.defineProperty(AbortController.prototype, "signal", {
+      ...descriptor,
+      get(this: AbortController) {
+        const signal = descriptor.get!.call(this) as AbortSignal;
+        seen.add(signal);
+        return signal;
+      },
+    });
+    return {
+      made: () => seen.size,
+      restore: () => Object.defineProperty(AbortController.prototype, "signal", descriptor),
+    };
+  }
+
+  /**
+   * A provider that never reads its options' signal: asks for the `clock` tool, then answers
+   * "done"; `hang` makes it hang before answering (never settling, as a stuck connection).
+   */
+  function quietProvider(hang: { on: boolean; entered?: () => void }): ModelProvider {
+    return {
+      specificationVersion: "v1",
+      id: "p",
+      async *stream(req: ModelRequest) {
+        const last = req.messages[req.messages.length - 1];
+        if (last?.role !== "tool") {
+          yield {
+            type: "tool-call",
+            toolCallId: `c${req.messages.length}`,
+            toolName: "clock",
+            input: {},
+          };
+          yield { type: "finish", reason: "tool-calls" };
+          return;
+        }
+        yield { type: "text-delta", text: "partial" };
+        if (hang.on) {
+          hang.entered?.();
+          await new Promise(() => {});
+        }
+        yield { type: "finish", reason: "stop" };
+      },
+    };
+  }
+
+  async function runtimeWith(
+    provider: ModelProvider,
+    execute: (input: unknown, context: { signal: AbortSignal }) => unknown,
+  ) {
+    const store = new MemoryStore();
+    await store.open();
+    const clock = defineTool({
+      name: "clock",
+      description: "the time",
+      parameters: z.object({}),
+      execute: execute as () => string,
+    });
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({ providers: [provider], models: ["p/m"] }),
+      agents: [{ id: "main", model: "p/m", tools: ["clock"] }],
+      tools: [clock],
+    });
+    await runtime.start();
+    stops.push(async () => {
+      await runtime.stop();
+      await store.close();
+    });
+    return runtime.session("agent:main:main");
+  }
+
+  it("makes none for a turn whose provider and tools never read one", async () => {
+    // On from before the runtime starts, so that signals made earlier (the session's own,
+    // made once for its lifetime) are known when read again.
+    const counter = countSignals();
+    try {
+      const session = await runtimeWith(quietProvider({ on: false }), () => "12:00");
+      expect((await (await session.send("first")).result).status).toBe("completed");
+      const before = counter.made();
+      for (let i = 0; i < 3; i++) {
+        const run = await session.send(`turn ${i}`);
+        const result = await run.result;
+        expect(result.status).toBe("completed");
+        expect(result.text).toBe("partial");
+      }
+      expect(counter.made() - before).toBe(0);
+    } finally {
+      counter.restore();
+    }
+  });
+
+  it("still aborts a run whose hung provider never reads its signal", async () => {
+    const entered = deferred();
+    const session = await runtimeWith(
+      quietProvider({ on: true, entered: () => entered.resolve() }),
+      () => "12:00",
+    );
+    const run = await session.send("hang");
+    await entered.promise;
+    expect(await run.abort()).toBe(true);
+    const result = await run.result;
+    expect(result.status).toBe("aborted");
+  });
+
+  it("still aborts a hung tool that never reads its signal, and one that reads it late sees it aborted", async () => {
+    const entered = deferred();
+    let late: AbortSignal | undefined;
+    const session = await runtimeWith(
+      quietProvider({ on: false }),
+      async (_input: unknown, context: { signal: AbortSignal }) => {
+        entered.resolve();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        late = context.signal;
+        // Settles on abort, so that the tool supervisor stops at once after the test.
+        await new Promise((resolve) => late!.addEventListener("abort", resolve));
+      },
+    );
+    const run = await session.send("tool hangs");
+    await entered.promise;
+    await waitFor("the tool to read its signal", () => late);
+    expect(late?.aborted).toBe(false);
+    expect(await run.abort()).toBe(true);
+    expect((await run.result).status).toBe("aborted");
+    expect(late?.aborted).toBe(true);
+  });
+});
+
 describe("ProviderChain: the provider's signal is made when read", () => {
   function provider(readSignalAt: "never" | "end"): {
     provider: ModelProvider;
@@ -114,6 +292,75 @@ describe("ProviderChain: the provider's signal is made when read", () => {
   const request = {
     messages: [{ role: "user" as const, content: [{ type: "text" as const, text: "hi" }] }],
   };
+
+  it("hands the provider the caller's other options, but not the chain's own or the run's cancellation", async () => {
+    const seen: ModelCallOptions[] = [];
+    const spy: ModelProvider = {
+      specificationVersion: "v1",
+      id: "p",
+      async *stream(_req, options) {
+        seen.push(options!);
+        yield { type: "finish", reason: "stop" };
+      },
+    };
+    const chain = createProviderChain({ providers: [spy], models: ["p/m"] });
+    const tag = Symbol("tag");
+    const cancellation = new Cancellation();
+    const caller = new AbortController();
+    const options = {
+      headers: { "x-trace": "1" },
+      [tag]: "kept",
+      models: ["p/m"],
+      telemetry: { agent: "main" },
+      signal: caller.signal,
+      [CANCELLATION]: cancellation,
+    };
+    for await (const _ of chain.stream(request, options)) {
+      // drain
+    }
+    const given = seen[0] as Record<PropertyKey, unknown>;
+    expect(given.headers).toEqual({ "x-trace": "1" });
+    expect(given[tag]).toBe("kept");
+    expect(Object.keys(given).sort()).toEqual(["headers", "signal"]);
+    expect(Object.getOwnPropertySymbols(given)).toEqual([tag]);
+    // The provider's signal is the call's own, not the caller's.
+    expect(given.signal).toBeInstanceOf(AbortSignal);
+    expect(given.signal).not.toBe(caller.signal);
+  });
+
+  it("cancels the provider's signal when the run's cancellation aborts, without making the run's", async () => {
+    const entered = deferred();
+    let providerSignal: AbortSignal | undefined;
+    const hung: ModelProvider = {
+      specificationVersion: "v1",
+      id: "p",
+      async *stream(_req, options) {
+        providerSignal = options?.signal;
+        yield { type: "text-delta", text: "a" };
+        entered.resolve();
+        await new Promise((resolve) => providerSignal!.addEventListener("abort", resolve));
+      },
+    };
+    const chain = createProviderChain({ providers: [hung], models: ["p/m"] });
+    const cancellation = new Cancellation();
+    let runSignalRead = false;
+    const options = defineLazySignal(
+      { [CANCELLATION]: cancellation },
+      {
+        get signal() {
+          runSignalRead = true;
+          return cancellation.signal;
+        },
+      },
+    );
+    const read = readAll(chain.stream(request, options));
+    await entered.promise;
+    cancellation.abort(new AbortedError("stop"));
+    const { error } = await read;
+    expect(AbortedError.isInstance(error)).toBe(true);
+    expect(providerSignal?.aborted).toBe(true);
+    expect(runSignalRead).toBe(false);
+  });
 
   it("streams as before to a provider that never reads its signal", async () => {
     const { provider: p } = provider("never");

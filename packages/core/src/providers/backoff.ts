@@ -170,7 +170,6 @@ export class CallCancellation {
    * class for the same option keys (see {@link withLazySignal}).
    */
   withSignal<T extends object>(options: T): T & { readonly signal: AbortSignal } {
-    const controller = this.#controller;
-    return withLazySignal(options, () => controller.signal);
+    return withLazySignal(options, this.#controller);
   }
 }

@@ -11,6 +11,7 @@ import {
   type ProviderAttempt,
   ProviderError,
 } from "../errors.js";
+import { cancellationOf, copyOptions } from "../runtime/lazy-abort.js";
 import { beginTelemetryTrace, emitTelemetry, type TelemetryTrace } from "../telemetry.js";
 import {
   CallCancellation,
@@ -319,11 +320,20 @@ export class ProviderChain {
     request: Omit<ModelRequest, "model">,
     options: ChainCallOptions,
   ): AsyncGenerator<ChainStreamEvent | Attempt, void, undefined> {
-    const outer = options.signal;
+    // The agent loop's options carry the run's cancellation, watched here without making the
+    // run's AbortSignal (and without an EventTarget listener per call); any other caller's
+    // signal is listened to.
+    const cancellation = cancellationOf(options);
+    const outer = cancellation === undefined ? options.signal : undefined;
+    let unlink: (() => void) | undefined;
+    if (cancellation !== undefined) {
+      if (cancellation.aborted) call.abort(cancellation.reason);
+      else unlink = cancellation.onAbort(() => call.abort(cancellation.reason));
+    }
     const onAbort = () => call.abort(outer?.reason);
     if (outer?.aborted) call.abort(outer.reason);
     else outer?.addEventListener("abort", onAbort, { once: true });
-    const { models: _models, telemetry: _telemetry, signal: _signal, ...callOptions } = options;
+    const callOptions = callOptionsOf(options);
     const attempts: ProviderAttempt[] = [];
     try {
       const tokens = targets.some((target) => target.limiters.length > 0)
@@ -411,6 +421,7 @@ export class ProviderChain {
       }
       throw new AllProvidersFailedError(attempts);
     } finally {
+      unlink?.();
       outer?.removeEventListener("abort", onAbort);
     }
   }
@@ -575,6 +586,19 @@ interface PendingNext {
   resolve(result: IteratorResult<ChainStreamEvent>): void;
   reject(error: unknown): void;
 }
+
+/**
+ * What a provider is given of a chain call's options: all but the chain's own (`models`,
+ * `telemetry`, `signal`, the run's cancellation), as `{ models, telemetry, signal, ...rest }`
+ * would give, except that a lazy `signal` getter is never called.
+ */
+function callOptionsOf(options: ChainCallOptions): ModelCallOptions {
+  const out: Record<PropertyKey, unknown> = {};
+  copyOptions(out, options, CHAIN_KEYS);
+  return out as ModelCallOptions;
+}
+
+const CHAIN_KEYS: readonly string[] = ["models", "telemetry", "signal"];
 
 /**
  * The iterator {@link ProviderChain.stream} returns. The control generator decides what

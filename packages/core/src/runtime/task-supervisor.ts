@@ -8,6 +8,7 @@ import {
 } from "../errors.js";
 import { Actor, type ActorOptions } from "./actor.js";
 import type { ExitReason } from "./exit.js";
+import { CANCELLATION, type Cancellation, cancellationOf, defineLazySignal } from "./lazy-abort.js";
 import { type LongTimer, startTimer } from "./timers.js";
 
 /** Options of a {@link TaskSupervisor}. */
@@ -26,6 +27,8 @@ export interface TaskOptions {
   signal?: AbortSignal;
   /** A label for error messages. */
   name?: string;
+  /** Instead of `signal`: the library's own run cancellation, watched without a signal. @internal */
+  [CANCELLATION]?: Cancellation;
 }
 
 /** What a running task gets: its abort signal. */
@@ -37,6 +40,43 @@ export interface TaskContext {
 interface RunningTask {
   controller: AbortController;
   settled: Promise<unknown>;
+}
+
+/** What a task's caller can cancel it with: its signal, or the run's cancellation. */
+interface Outer {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+  /** Calls `callback` once on abort; returns what removes it. */
+  onAbort(callback: () => void): () => void;
+}
+
+class SignalOuter implements Outer {
+  readonly #signal: AbortSignal;
+
+  constructor(signal: AbortSignal) {
+    this.#signal = signal;
+  }
+
+  get aborted(): boolean {
+    return this.#signal.aborted;
+  }
+
+  get reason(): unknown {
+    return this.#signal.reason;
+  }
+
+  onAbort(callback: () => void): () => void {
+    const signal = this.#signal;
+    signal.addEventListener("abort", callback, { once: true });
+    return () => signal.removeEventListener("abort", callback);
+  }
+}
+
+function outerOf(options: TaskOptions): Outer | undefined {
+  // A Cancellation is an Outer, watched without making its signal.
+  const cancellation = cancellationOf(options);
+  if (cancellation !== undefined) return cancellation;
+  return options.signal === undefined ? undefined : new SignalOuter(options.signal);
 }
 
 /**
@@ -105,7 +145,7 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
       return Promise.reject(error);
     }
     const label = options.name ?? "task";
-    const outer = options.signal;
+    const outer = outerOf(options);
     if (outer?.aborted) {
       return Promise.reject(
         new AbortedError(`${label} was aborted before it started`, { cause: outer.reason }),
@@ -113,13 +153,9 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
     }
     // The task's signal is made when first read: making an AbortSignal costs as much as a
     // dozen promises, and a task that never reads it (or finishes synchronously) needs none.
-    let controller: AbortController | undefined;
-    const context: TaskContext = {
-      get signal() {
-        controller ??= new AbortController();
-        return controller.signal;
-      },
-    };
+    // (Node makes an AbortController's signal when it is first read.)
+    const controller = new AbortController();
+    const context: TaskContext = defineLazySignal({}, controller);
     let started: T | Promise<T>;
     try {
       started = fn(context);
@@ -128,7 +164,6 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
     }
     // Finished synchronously: there is nothing left to time out, abort or wait for.
     if (!isThenable(started)) return Promise.resolve(started);
-    controller ??= new AbortController();
     if (outer?.aborted) {
       // The task itself aborted its caller.
       const error = new AbortedError(`${label} was aborted`, { cause: outer.reason });
@@ -145,10 +180,10 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
     controller: AbortController,
     timeoutMs: number,
     label: string,
-    outer: AbortSignal | undefined,
+    outer: Outer | undefined,
   ): Promise<T> {
     let timer: LongTimer | undefined;
-    let onOuterAbort: (() => void) | undefined;
+    let unwatch: (() => void) | undefined;
     const stopped = new Promise<never>((_, reject) => {
       if (timeoutMs !== Infinity) {
         timer = startTimer(() => {
@@ -158,12 +193,11 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
         }, timeoutMs);
       }
       if (outer !== undefined) {
-        onOuterAbort = () => {
+        unwatch = outer.onAbort(() => {
           const error = new AbortedError(`${label} was aborted`, { cause: outer.reason });
           controller.abort(error);
           reject(error);
-        };
-        outer.addEventListener("abort", onOuterAbort, { once: true });
+        });
       }
       controller.signal.addEventListener(
         "abort",
@@ -187,7 +221,7 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
     void task.settled.then(() => {
       this.#running.delete(task);
       timer?.cancel();
-      if (onOuterAbort !== undefined) outer?.removeEventListener("abort", onOuterAbort);
+      unwatch?.();
     });
     return Promise.race([work, stopped]).finally(() => {
       timer?.cancel();

@@ -11,12 +11,14 @@ import type {
   ToolCallPart,
   ToolResultPart,
 } from "../providers/types.js";
+import { CANCELLATION, type Cancellation, defineLazySignal } from "../runtime/lazy-abort.js";
 import {
   type AgentDefinition,
   errorInfo,
   type RunEvent,
   type RunResult,
   type RunStatus,
+  type ToolContext,
   type ToolRunner,
   type UserMessageInput,
 } from "./types.js";
@@ -56,6 +58,12 @@ export interface AgentLoopInput {
   source: ModelSource;
   tools: ToolRunner;
   signal: AbortSignal;
+  /**
+   * The cancellation that makes `signal` (lazily): when given, the loop, the chain and the
+   * tool layer watch it instead of `signal`, which is then made only if a provider or a tool
+   * reads it. @internal
+   */
+  [CANCELLATION]?: Cancellation;
   emit: (event: RunEvent) => void;
   /** Persists a message the run adds (user, assistant, tool) before the run goes on. */
   persist: (message: ModelMessage) => Promise<void>;
@@ -127,7 +135,10 @@ function systemPrompt(agent: AgentDefinition): string | undefined {
  * ```
  */
 export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
-  const { runId, sessionKey, agent, signal, emit } = input;
+  const { runId, sessionKey, agent, emit } = input;
+  // Read through the cancellation when there is one: reading `input.signal` would make it.
+  const cancellation = input[CANCELLATION];
+  const signal: Pick<AbortSignal, "aborted" | "reason"> = cancellation ?? input.signal;
   // What the model is sent at each step is the history as it was when the run started (the
   // caller's array may change meanwhile: a session saves into it) plus what the run added.
   // Kept apart and joined per step: one exact-size array per request, where a working copy
@@ -190,14 +201,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         step.toolCalls.map(async (call): Promise<ToolResultPart> => {
           // The model may only call what it was offered: the agent's allowlist.
           const { output, isError } = allowed.has(call.toolName)
-            ? await input.tools.execute(call, {
-                signal,
-                sessionKey,
-                agentId: agent.id,
-                runId,
-                toolCallId: call.toolCallId,
-                emit,
-              })
+            ? await input.tools.execute(call, toolContext(input, call.toolCallId))
             : { output: `tool "${call.toolName}" is not available to this agent`, isError: true };
           emit({
             runId,
@@ -343,11 +347,7 @@ async function streamStep(
         break;
     }
   };
-  const stream = input.source.stream(request, {
-    signal: input.signal,
-    models: input.models,
-    telemetry: { agent: agent.id, session: input.sessionKey },
-  });
+  const stream = input.source.stream(request, sourceOptions(input));
   // A ProviderChain's stream hands its events over as they come, without a promise per
   // event; any other source's is read with `for await`.
   await readEvents(stream, onEvent);
@@ -368,4 +368,43 @@ async function streamStep(
     });
   }
   return { text, thinking, toolCalls, costUsd };
+}
+
+/** What the loop hands its model source: the run's signal (lazily, with its cancellation). */
+function sourceOptions(input: AgentLoopInput): Parameters<ModelSource["stream"]>[1] {
+  const telemetry = { agent: input.agent.id, session: input.sessionKey };
+  const cancellation = input[CANCELLATION];
+  if (cancellation === undefined) {
+    return { signal: input.signal, models: input.models, telemetry };
+  }
+  return defineLazySignal(
+    { models: input.models, telemetry, [CANCELLATION]: cancellation },
+    cancellation,
+  );
+}
+
+/** A tool call's context: the run's signal (lazily, with its cancellation). */
+function toolContext(input: AgentLoopInput, toolCallId: string): ToolContext {
+  const cancellation = input[CANCELLATION];
+  if (cancellation === undefined) {
+    return {
+      signal: input.signal,
+      sessionKey: input.sessionKey,
+      agentId: input.agent.id,
+      runId: input.runId,
+      toolCallId,
+      emit: input.emit,
+    };
+  }
+  return defineLazySignal(
+    {
+      sessionKey: input.sessionKey,
+      agentId: input.agent.id,
+      runId: input.runId,
+      toolCallId,
+      emit: input.emit,
+      [CANCELLATION]: cancellation,
+    },
+    cancellation,
+  );
 }

@@ -9,6 +9,7 @@ import {
 import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { Actor } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
+import { CANCELLATION, Cancellation, defineLazySignal } from "../runtime/lazy-abort.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import type { QueuedMessage, SessionRecord, Store, TranscriptRecord } from "../store/types.js";
 import {
@@ -97,7 +98,11 @@ interface Batch {
 }
 
 interface ActiveRun extends Batch {
-  controller: AbortController;
+  /**
+   * Aborts the run. Its `AbortSignal` is made only if something outside the library (a
+   * provider, a tool) reads it; the loop, the chain and the tool layer watch it directly.
+   */
+  controller: Cancellation;
   /** performance.now() when the run started. */
   startedAt: number;
   steered: UserMessageInput[];
@@ -687,7 +692,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   // ------------------------------------------------------------------ runs
 
   #start(batch: Batch): void {
-    const controller = new AbortController();
+    const controller = new Cancellation();
     // Field by field, not `{ ...batch, controller }`: on Node 20 a spread followed by new
     // properties costs about 2 µs.
     const active: ActiveRun = {
@@ -704,7 +709,6 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (batch.model !== undefined) active.model = batch.model;
     if (batch.thinking !== undefined) active.thinking = batch.thinking;
     if (batch.saveFailures !== undefined) active.saveFailures = batch.saveFailures;
-    const signal = controller.signal;
     // A killed or stopped session cancels its active run, even when terminate never runs.
     // One listener for the session's life rather than one per run (adding and removing an
     // EventTarget listener costs about a microsecond on every run).
@@ -731,7 +735,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (this.#active === active && active.saveFailure === undefined) this.#emit(active, event);
     };
     const thinking = batch.thinking ?? this.#metadata.thinkingLevel;
-    const input: AgentLoopInput = {
+    const input: Omit<AgentLoopInput, "signal"> = {
       runId: batch.runId,
       sessionKey: this.key,
       agent,
@@ -740,7 +744,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       inputs: batch.inputs,
       source: this.#ctx.source,
       tools: this.#ctx.tools,
-      signal,
+      [CANCELLATION]: controller,
       emit,
       persist: (message) => this.#persist(active, message),
       takeSteered: () => {
@@ -752,6 +756,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     };
     if (thinking !== undefined) input.thinking = thinking;
     if (this.#ctx.cost !== undefined) input.cost = this.#ctx.cost;
+    // Its `signal` is made only when read (see ActiveRun.controller): the loop, the chain and
+    // the tool layer watch the cancellation instead.
+    const loopInput: AgentLoopInput = defineLazySignal(input, controller);
     const loop = traceTelemetry(
       "beamclaw:session.run",
       () => ({
@@ -760,7 +767,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         session: this.key,
         tenant: telemetryTenantOf(this.#ctx.store),
       }),
-      () => runAgentLoop(input),
+      () => runAgentLoop(loopInput),
       settleRunTrace,
     );
     void loop.then((result) => {
@@ -794,7 +801,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   async #finishRun(runId: string, result: RunResult): Promise<void> {
     const active = this.#active;
     if (active === null || active.runId !== runId) return;
-    if (active.saveFailure !== undefined && !active.controller.signal.aborted) {
+    if (active.saveFailure !== undefined && !active.controller.aborted) {
       // Not all of the turn is saved: it must not be acknowledged. Fenced: another node owns
       // the session now (handleInfo stops it; the message replays there).
       if (FencedError.isInstance(active.saveFailure)) throw active.saveFailure;

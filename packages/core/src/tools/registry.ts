@@ -1,6 +1,12 @@
 import { AbortedError, describe, InvalidArgumentError } from "../errors.js";
 import type { JsonValue, ModelToolDefinition, ToolCallPart } from "../providers/types.js";
-import { withLazySignal } from "../runtime/lazy-abort.js";
+import {
+  abortReasonOf,
+  CANCELLATION,
+  cancellationOf,
+  isAbortedHolder,
+  withLazySignal,
+} from "../runtime/lazy-abort.js";
 import type { TaskSupervisor } from "../runtime/task-supervisor.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
@@ -247,7 +253,7 @@ export class SupervisedToolRunner implements ToolRunner {
           context.signal,
         );
       } catch (error) {
-        if (context.signal.aborted) throw context.signal.reason ?? error;
+        if (isAbortedHolder(context)) throw abortReasonOf(context) ?? error;
         if (ApprovalDeniedError.isInstance(error)) {
           record.denied = true;
           return { output: error.message, isError: true };
@@ -265,7 +271,9 @@ export class SupervisedToolRunner implements ToolRunner {
         const output = await this.#run(tool, args, context, timeoutMs);
         return { output: this.#cap(toJson(output)), isError: false };
       } catch (error) {
-        if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
+        if (isAbortedHolder(context)) {
+          throw abortReasonOf(context) ?? new AbortedError("run aborted");
+        }
         if (attempt < maxRetries && isTransientError(error)) {
           const delay = Math.min(30_000, base * 2 ** attempt) * (0.5 + Math.random() / 2);
           await sleep(delay, context.signal);
@@ -284,17 +292,23 @@ export class SupervisedToolRunner implements ToolRunner {
     context: ToolContext,
     timeoutMs: number,
   ): Promise<unknown> {
-    if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
+    if (isAbortedHolder(context)) throw abortReasonOf(context) ?? new AbortedError("run aborted");
     const tasks = this.#options.tasks?.();
     const execute = (signal: AbortSignal) =>
-      (tool.execute as (a: unknown, c: ToolContext) => unknown)(args, { ...context, signal });
+      (tool.execute as (a: unknown, c: ToolContext) => unknown)(
+        args,
+        withLazySignal(context, { signal }),
+      );
     if (tasks !== undefined && tasks.status === "running") {
       // The task's signal is made only if the tool reads it (see TaskSupervisor.run).
-      return tasks.run((task) => runWithLazySignal(tool, args, context, task), {
-        timeoutMs,
-        signal: context.signal,
-        name: `tool ${tool.name}`,
-      });
+      // The run's cancellation, when the context has one, is watched without its signal.
+      const cancellation = cancellationOf(context);
+      return tasks.run(
+        (task) => runWithLazySignal(tool, args, context, task),
+        cancellation === undefined
+          ? { timeoutMs, signal: context.signal, name: `tool ${tool.name}` }
+          : { timeoutMs, name: `tool ${tool.name}`, [CANCELLATION]: cancellation },
+      );
     }
     if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
     const signal = AbortSignal.any([
@@ -322,7 +336,7 @@ function runWithLazySignal(
 ): unknown {
   return (tool.execute as (a: unknown, c: ToolContext) => unknown)(
     args,
-    withLazySignal(context, () => task.signal),
+    withLazySignal(context, task),
   );
 }
 
