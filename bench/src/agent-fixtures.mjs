@@ -272,6 +272,22 @@ class EventChannel {
 }
 
 /**
+ * A provider call's options for {@link floorTurn}: the run's signal, made only if the
+ * provider reads it (Node makes an `AbortController`'s signal on first read), as the runtime
+ * does. A getter on the prototype, the cheapest form (the runtime's is an own property, so
+ * that a spread of the options carries it).
+ */
+class FloorCallOptions {
+  #controller;
+  constructor(controller) {
+    this.#controller = controller;
+  }
+  get signal() {
+    return this.#controller.signal;
+  }
+}
+
+/**
  * The state of one session for {@link floorTurn}: its history and the "stores" (maps of
  * JSON texts) its turns write to.
  */
@@ -292,7 +308,8 @@ export function floorSession(key) {
  * The floor of a turn under the session contract: the bare loop's work, plus the least the
  * issue's contract for a session turn asks beyond it, each part written by hand at its
  * cheapest: the message kept durably before it runs (a JSON copy in a map, removed when the
- * turn is done), a run that can be aborted (an `AbortController`), every event built as an
+ * turn is done), a run that can be aborted (an `AbortController`, its signal handed to the
+ * provider and made only if read), every event built as an
  * object, checked for subscribers on two PubSub topics (`session:<key>`, `events:global`)
  * and handed to a caller who reads them through an async iterator concurrently, each added
  * message saved (a JSON copy) before the loop goes on, and the session's counters saved at
@@ -309,6 +326,7 @@ export async function floorTurn(provider, session, historyLimit = 200) {
     JSON.stringify({ sessionKey: key, runId, payload: { input: { text: QUESTION } } }),
   );
   const controller = new AbortController();
+  const options = new FloorCallOptions(controller);
   const channel = new EventChannel();
   const caller = (async () => {
     let chunks = 0;
@@ -327,12 +345,14 @@ export async function floorTurn(provider, session, historyLimit = 200) {
   emit({ runId, sessionKey: key, type: "run-start", at: Date.now() });
   await save({ role: "user", content: [{ type: "text", text: QUESTION }] });
   const toolCalls = [];
-  for await (const event of provider.stream({
-    model: MODEL_ID,
-    messages: history,
-    tools: TOOL_DEFINITIONS,
-    signal: controller.signal,
-  })) {
+  for await (const event of provider.stream(
+    {
+      model: MODEL_ID,
+      messages: history,
+      tools: TOOL_DEFINITIONS,
+    },
+    options,
+  )) {
     if (event.type === "tool-call") {
       const call = {
         type: "tool-call",
@@ -358,12 +378,14 @@ export async function floorTurn(provider, session, historyLimit = 200) {
     ],
   });
   let text = "";
-  for await (const event of provider.stream({
-    model: MODEL_ID,
-    messages: history,
-    tools: TOOL_DEFINITIONS,
-    signal: controller.signal,
-  })) {
+  for await (const event of provider.stream(
+    {
+      model: MODEL_ID,
+      messages: history,
+      tools: TOOL_DEFINITIONS,
+    },
+    options,
+  )) {
     if (event.type === "text-delta") {
       text += event.text;
       emit({ runId, sessionKey: key, type: "text-delta", text: event.text });

@@ -255,7 +255,7 @@ async function main({ quick }) {
         });
         if (id === "floor") {
           notes.push(
-            `${plan.label}: the floor (\`floorTurn\` in \`agent-fixtures.mjs\`: the bare loop plus a durable JSON copy of the message, an \`AbortController\`, every event built, checked for subscribers on two topics and read by the caller through an async iterator, each added message and the session's counters saved as JSON) reaches ${percent.toFixed(1)}% of the limit: what the contract itself costs, before any of the runtime's machinery (actors, supervision, chain, validation, timeouts, telemetry).`,
+            `${plan.label}: the floor (\`floorTurn\` in \`agent-fixtures.mjs\`: the bare loop plus a durable JSON copy of the message, an \`AbortController\` (its signal made only if read), every event built, checked for subscribers on two topics and read by the caller through an async iterator, each added message and the session's counters saved as JSON) reaches ${percent.toFixed(1)}% of the limit: what the contract itself costs, before any of the runtime's machinery (actors, supervision, chain, validation, timeouts, telemetry).`,
           );
         }
         if (id !== "floor") {

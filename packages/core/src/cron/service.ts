@@ -3,7 +3,7 @@ import type { CronJobConfig } from "../config/schema.js";
 import { CronError, describe, InvalidArgumentError } from "../errors.js";
 import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
-import { LazyAbortController } from "../runtime/lazy-abort.js";
+import { defineLazySignal, LazyAbortController } from "../runtime/lazy-abort.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
 import type { Lease, LockStore, Store } from "../store/types.js";
 import {
@@ -1039,17 +1039,20 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     let outcome: CronRunOutcome;
     try {
       outcome = checkOutcome(
-        await this.#runJob(job, {
-          agentId: this.agentId,
-          runId: run.runId,
-          trigger: run.trigger,
-          scheduledAt: run.scheduledAt,
-          sessionKey: run.sessionKey,
-          // Made only if the job's code reads it: most quick jobs never do.
-          get signal() {
-            return run.controller.signal;
-          },
-        }),
+        await this.#runJob(
+          job,
+          // The signal is made only if the job's code reads it: most quick jobs never do.
+          defineLazySignal(
+            {
+              agentId: this.agentId,
+              runId: run.runId,
+              trigger: run.trigger,
+              scheduledAt: run.scheduledAt,
+              sessionKey: run.sessionKey,
+            },
+            run.controller,
+          ),
+        ),
       );
     } catch (error) {
       outcome = { status: "error", error: describe(error) };
