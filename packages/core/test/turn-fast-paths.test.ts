@@ -133,7 +133,7 @@ describe("TaskSupervisor: a task cancelled by the run's cancellation", () => {
       ),
     );
     expect(AbortedError.isInstance(error)).toBe(true);
-    expect(((error as AbortedError).cause as unknown) === "earlier").toBe(true);
+    expect((error as AbortedError).cause).toBe("earlier");
     expect(ran).toBe(false);
   });
 });
@@ -158,8 +158,9 @@ describe("AgentRuntime: a run's AbortSignal is made only when read", () => {
   }
 
   /**
-   * A provider that never reads its options' signal: asks for the `clock` tool, then answers
-   * "done"; `hang` makes it hang before answering (never settling, as a stuck connection).
+   * A provider that never reads its options' signal: asks for the `clock` tool, then streams
+   * "partial" and finishes; `hang.on` makes it hang after "partial" (never settling, as a
+   * stuck connection).
    */
   function quietProvider(hang: { on: boolean; entered?: () => void }): ModelProvider {
     return {
