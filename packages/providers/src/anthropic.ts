@@ -357,6 +357,7 @@ async function* streamAnthropic(
   const blocks = new Map<number, BlockState>();
   const usage: UsageState = {};
   let stopReason: string | undefined;
+  let complete = false;
   const malformed = (message: string, raw: string) =>
     providerError("malformed_stream", message, context, { responseBody: raw });
 
@@ -364,6 +365,7 @@ async function* streamAnthropic(
     context,
     signal: options.signal,
     idleTimeoutMs: setup.idleTimeoutMs,
+    complete: () => complete,
   })) {
     const data = parseSseJson(event, context);
     const type = stringField(data, "type");
@@ -474,6 +476,7 @@ async function* streamAnthropic(
         break;
       }
       case "message_stop": {
+        complete = true;
         yield {
           type: "finish",
           reason: mapAnthropicStopReason(stopReason),

@@ -283,6 +283,7 @@ export async function* streamChatCompletions(
   let refused = false;
   let finishReason: string | undefined;
   let flushed = false;
+  let complete = false;
 
   function* closeThinking(): Generator<ModelStreamEvent> {
     if (thinking) {
@@ -322,8 +323,10 @@ export async function* streamChatCompletions(
     context,
     signal: options.signal,
     idleTimeoutMs: setup.idleTimeoutMs,
+    complete: () => complete,
   })) {
     if (event.data.trim() === "[DONE]") {
+      complete = true;
       yield* flushToolCalls();
       yield finish();
       return;

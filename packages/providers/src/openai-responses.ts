@@ -174,10 +174,12 @@ export async function* streamResponses(
     };
   }
 
+  let complete = false;
   for await (const event of readSse(stream, {
     context,
     signal: options.signal,
     idleTimeoutMs: setup.idleTimeoutMs,
+    complete: () => complete,
   })) {
     const data = parseSseJson(event, context);
     if (!isWire(data)) {
@@ -271,6 +273,7 @@ export async function* streamResponses(
       }
       case "response.completed":
       case "response.incomplete": {
+        complete = true;
         const response = field(data, "response");
         for (const call of calls.values()) yield* endCall(call, undefined);
         const usage = chatUsage(field(response, "usage"));

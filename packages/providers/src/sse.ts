@@ -86,6 +86,15 @@ export interface ReadSseOptions {
   signal?: AbortSignal | undefined;
   /** Longest wait for the next chunk before failing with kind `timeout`. */
   idleTimeoutMs?: number | undefined;
+  /**
+   * True once the caller has seen the stream's terminal event (`data: [DONE]`,
+   * `message_stop`, ...). When the caller stops reading after that, the rest of the body
+   * (normally just its end, which a server sends right after the terminal event, often in a
+   * later packet) is read in the background instead of cancelled, so that the keep-alive
+   * connection goes back to the pool rather than being closed: without this, every call to a
+   * vendor would open a new TCP and TLS connection. See {@link releaseBody}.
+   */
+  complete?: () => boolean;
 }
 
 class IdleTimeout extends Error {}
@@ -108,9 +117,50 @@ async function readChunk(
   }
 }
 
+/** Longest wait for the end of a body after its terminal event; see {@link releaseBody}. */
+export const RELEASE_GRACE_MS = 1_000;
+/** Most bytes read after a body's terminal event before it is cancelled instead. */
+export const RELEASE_MAX_BYTES = 64 * 1024;
+
+/**
+ * Lets a response body whose terminal event has been read end by itself, in the background:
+ * it is read to its end (undici then returns the connection to its pool), or cancelled
+ * (which closes the connection) if more than {@link RELEASE_MAX_BYTES} follow or the end does
+ * not come within {@link RELEASE_GRACE_MS}. Nothing waits for it; its timer does not hold
+ * the process open.
+ */
+export function releaseBody(reader: ReadableStreamDefaultReader<Uint8Array>): void {
+  const cancel = () => {
+    reader.cancel().catch(() => {});
+  };
+  const timer = setTimeout(cancel, RELEASE_GRACE_MS);
+  timer.unref?.();
+  let bytes = 0;
+  const step = (result: ReadResult): void => {
+    if (result.done) {
+      clearTimeout(timer);
+      return;
+    }
+    bytes += result.value.byteLength;
+    if (bytes > RELEASE_MAX_BYTES) {
+      clearTimeout(timer);
+      cancel();
+      return;
+    }
+    reader.read().then(step, failed);
+  };
+  // A read that fails (the connection reset, or the cancel above) ends it all the same.
+  const failed = () => {
+    clearTimeout(timer);
+  };
+  reader.read().then(step, failed);
+}
+
 /**
  * Yields the events of an SSE response body. Ending early (a `break`, or an error thrown by
- * the consumer's loop) cancels the body, which closes the connection.
+ * the consumer's loop) cancels the body, which closes the connection; unless the caller has
+ * seen the terminal event (`options.complete`), when the body is left to end by itself (see
+ * {@link releaseBody}).
  *
  * Throws `AbortedError` when `signal` aborts, `ProviderError` kind `timeout` when no chunk
  * arrives within `idleTimeoutMs`, and kind `network` when reading fails (connection reset).
@@ -159,7 +209,10 @@ export async function* readSse(
     }
   } finally {
     signal?.removeEventListener("abort", onAbort);
-    if (!finished) reader.cancel().catch(() => {});
+    if (!finished) {
+      if (options.complete?.() === true && signal?.aborted !== true) releaseBody(reader);
+      else reader.cancel().catch(() => {});
+    }
   }
 }
 

@@ -26,6 +26,10 @@ interface Received {
 
 const received: Received[] = [];
 let closedConnections: Array<() => void> = [];
+/** TCP connections the server has accepted. */
+let connections = 0;
+/** Called when a `late-end` response is done (ended, or its connection closed). */
+let responseEnded: () => void = () => {};
 let server: Server;
 let baseUrl: string;
 
@@ -56,7 +60,16 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     });
     return;
   }
+  // `close` comes when the response is done, or when the client closed the connection.
+  if (body.model === "late-end") res.on("close", () => responseEnded());
   await writeSlowly(res, stream);
+  if (body.model === "late-end") {
+    // The end of the response comes in a later packet than `data: [DONE]`, as it often does
+    // from a vendor behind a proxy.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    res.end();
+    return;
+  }
   res.end();
 }
 
@@ -65,6 +78,9 @@ beforeAll(async () => {
     handle(req, res).catch((error: unknown) => {
       res.destroy(error as Error);
     });
+  });
+  server.on("connection", () => {
+    connections++;
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
@@ -116,6 +132,27 @@ describe("createOpenAICompatibleProvider against a local Ollama-style server", (
     })().catch((e: unknown) => e);
     expect(AbortedError.isInstance(failure)).toBe(true);
     await expect(serverSawClose).resolves.toBeUndefined();
+  });
+
+  it("sequential calls reuse one keep-alive connection, even when the response ends after [DONE]", async () => {
+    const ollama = createOpenAICompatibleProvider({ baseUrl });
+    // Whatever earlier tests left in the pool is closed first, so that the count starts at 0.
+    server.closeAllConnections();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const before = connections;
+    for (let i = 0; i < 5; i++) {
+      const ended = new Promise<void>((resolve) => {
+        responseEnded = resolve;
+      });
+      const events = await collect(
+        ollama.stream({ model: "late-end", messages: [userText(`Hi ${i}`)] }),
+      );
+      expect(textOf(events)).toBe("Hello there!");
+      await ended;
+      // Lets the client read the end of the response and put the connection back.
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(connections - before).toBe(1);
   });
 
   it("a refused connection is a retryable network error", async () => {

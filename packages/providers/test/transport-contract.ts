@@ -15,6 +15,7 @@ import { HttpResponse, http } from "msw";
 import type { setupServer } from "msw/node";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { ProviderHttpOptions } from "../src/index.js";
+import { RELEASE_GRACE_MS, RELEASE_MAX_BYTES } from "../src/sse.js";
 import { collect, collectFailure, errorResponse, sseResponse, untilAborted } from "./support.js";
 
 /** One documented HTTP error of a vendor and what it must become. */
@@ -303,6 +304,91 @@ export function describeTransportContract(config: TransportContractConfig): void
         break;
       }
       expect(cancelled).toBe(true);
+    });
+
+    it("after the terminal event the body is read to its end, not cancelled, so its connection can be reused", async () => {
+      // The server's end of the response comes 20 ms after the terminal event, as it does when
+      // it arrives in a later packet. A cancelled body makes undici close the connection: every
+      // call would then open a new TCP and TLS connection.
+      let cancelled = false;
+      let ended = false;
+      const lateEndFetch = async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode(config.goodStream));
+            },
+            async pull(controller) {
+              await new Promise((resolve) => setTimeout(resolve, 20));
+              ended = true;
+              controller.close();
+            },
+            cancel() {
+              cancelled = true;
+            },
+          }),
+          { headers: { "content-type": "text/event-stream" } },
+        );
+      const events = await collect(config.provider({ fetch: lateEndFetch }).stream(request));
+      // The caller was not held until the end of the body.
+      expect(ended).toBe(false);
+      expect(events.at(-1)?.type).toBe("finish");
+      await vi.waitFor(() => expect(ended).toBe(true), { timeout: 2_000, interval: 5 });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(cancelled).toBe(false);
+    });
+
+    it("a body left open after the terminal event does not hold the caller, and is cancelled after a grace period", async () => {
+      let cancelledAt: number | undefined;
+      const openFetch = async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode(config.goodStream));
+            },
+            cancel() {
+              cancelledAt = performance.now();
+            },
+          }),
+          { headers: { "content-type": "text/event-stream" } },
+        );
+      const events = await collect(config.provider({ fetch: openFetch }).stream(request));
+      const doneAt = performance.now();
+      expect(events.at(-1)?.type).toBe("finish");
+      expect(cancelledAt).toBeUndefined();
+      await vi.waitFor(() => expect(cancelledAt).toBeDefined(), {
+        timeout: RELEASE_GRACE_MS + 2_000,
+        interval: 20,
+      });
+      expect(cancelledAt! - doneAt).toBeGreaterThanOrEqual(RELEASE_GRACE_MS - 50);
+    });
+
+    it("a body that goes on sending after the terminal event is cancelled once it exceeds the limit", async () => {
+      let cancelled = false;
+      let sent = 0;
+      const chattyFetch = async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode(config.goodStream));
+            },
+            pull(controller) {
+              // SSE comment lines: nothing the adapter would deliver, only bytes.
+              const chunk = new TextEncoder().encode(`: ${"x".repeat(8 * 1024)}\n`);
+              sent += chunk.byteLength;
+              controller.enqueue(chunk);
+            },
+            cancel() {
+              cancelled = true;
+            },
+          }),
+          { headers: { "content-type": "text/event-stream" } },
+        );
+      const events = await collect(config.provider({ fetch: chattyFetch }).stream(request));
+      expect(events.at(-1)?.type).toBe("finish");
+      await vi.waitFor(() => expect(cancelled).toBe(true), { timeout: 500, interval: 5 });
+      expect(sent).toBeGreaterThan(RELEASE_MAX_BYTES);
+      expect(sent).toBeLessThan(RELEASE_MAX_BYTES + 64 * 1024);
     });
   });
 }
