@@ -4,6 +4,7 @@
  * malformed event, timeouts, and abort. Each adapter supplies its endpoint, a fixture of a
  * good stream, and its vendor's error bodies.
  */
+import { getEventListeners } from "node:events";
 import {
   AbortedError,
   type ModelProvider,
@@ -266,6 +267,40 @@ export function describeTransportContract(config: TransportContractConfig): void
       expect(AbortedError.isInstance(failure)).toBe(true);
       expect((failure as AbortedError).cause).toEqual(new Error("user pressed stop"));
       await expect(requestAborted).resolves.toBeUndefined();
+    });
+
+    it("an abort that lands while the next event is on its way stops it, and closes the stream", async () => {
+      // The whole stream in one chunk: after the first event, the next ones are already
+      // parsed, and an abort can only land between a next() call and its result.
+      let cancelled = false;
+      const oneChunkFetch = async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode(config.goodStream));
+            },
+            cancel() {
+              cancelled = true;
+            },
+          }),
+          { headers: { "content-type": "text/event-stream" } },
+        );
+      const controller = new AbortController();
+      const seen: string[] = [];
+      const failure = await (async () => {
+        for await (const event of config
+          .provider({ fetch: oneChunkFetch })
+          .stream(request, { signal: controller.signal })) {
+          seen.push(event.type);
+          if (seen.length === 1) queueMicrotask(() => controller.abort(new Error("stop")));
+        }
+      })().catch((e: unknown) => e);
+      expect(seen).toEqual(["response-start"]);
+      expect(AbortedError.isInstance(failure)).toBe(true);
+      expect((failure as AbortedError).cause).toEqual(new Error("stop"));
+      // The stream was closed: its body cancelled and its abort listener removed.
+      expect(cancelled).toBe(true);
+      expect(getEventListeners(controller.signal, "abort")).toEqual([]);
     });
 
     it("an already aborted signal throws AbortedError without sending a request", async () => {
