@@ -69,6 +69,29 @@ function stalled(prefix: string): HttpResponse<never> {
   return new HttpResponse(body as never, { headers: { "content-type": "text/event-stream" } });
 }
 
+/** What a test's response body does after its first chunk. */
+interface BodySource {
+  pull?(controller: ReadableStreamDefaultController<Uint8Array>): void | Promise<void>;
+  cancel?(reason?: unknown): void;
+}
+
+/**
+ * A fetch whose response body the test owns: it starts with `prefix`, then behaves as
+ * `source` says. (msw does not pass a consumer's cancel back to a handler's stream.)
+ */
+function ownedBodyFetch(prefix: string, source: BodySource = {}): () => Promise<Response> {
+  return async () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        ...source,
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode(prefix));
+        },
+      }),
+      { headers: { "content-type": "text/event-stream" } },
+    );
+}
+
 export function describeTransportContract(config: TransportContractConfig): void {
   const { server, url, request } = config;
 
@@ -273,18 +296,11 @@ export function describeTransportContract(config: TransportContractConfig): void
       // The whole stream in one chunk: after the first event, the next ones are already
       // parsed, and an abort can only land between a next() call and its result.
       let cancelled = false;
-      const oneChunkFetch = async () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            start(controller) {
-              controller.enqueue(new TextEncoder().encode(config.goodStream));
-            },
-            cancel() {
-              cancelled = true;
-            },
-          }),
-          { headers: { "content-type": "text/event-stream" } },
-        );
+      const oneChunkFetch = ownedBodyFetch(config.goodStream, {
+        cancel() {
+          cancelled = true;
+        },
+      });
       const controller = new AbortController();
       const seen: string[] = [];
       const failure = await (async () => {
@@ -322,18 +338,11 @@ export function describeTransportContract(config: TransportContractConfig): void
       // msw does not pass a consumer's cancel back to the handler's stream, so this case
       // injects a fetch whose body it owns.
       let cancelled = false;
-      const stalledFetch = async () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            start(controller) {
-              controller.enqueue(new TextEncoder().encode(firstEvent(config.goodStream)));
-            },
-            cancel() {
-              cancelled = true;
-            },
-          }),
-          { headers: { "content-type": "text/event-stream" } },
-        );
+      const stalledFetch = ownedBodyFetch(firstEvent(config.goodStream), {
+        cancel() {
+          cancelled = true;
+        },
+      });
       for await (const event of config.provider({ fetch: stalledFetch }).stream(request)) {
         expect(event.type).toBe("response-start");
         break;
@@ -347,23 +356,16 @@ export function describeTransportContract(config: TransportContractConfig): void
       // call would then open a new TCP and TLS connection.
       let cancelled = false;
       let ended = false;
-      const lateEndFetch = async () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            start(controller) {
-              controller.enqueue(new TextEncoder().encode(config.goodStream));
-            },
-            async pull(controller) {
-              await new Promise((resolve) => setTimeout(resolve, 20));
-              ended = true;
-              controller.close();
-            },
-            cancel() {
-              cancelled = true;
-            },
-          }),
-          { headers: { "content-type": "text/event-stream" } },
-        );
+      const lateEndFetch = ownedBodyFetch(config.goodStream, {
+        async pull(controller) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          ended = true;
+          controller.close();
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
       const events = await collect(config.provider({ fetch: lateEndFetch }).stream(request));
       // The caller was not held until the end of the body.
       expect(ended).toBe(false);
@@ -375,18 +377,11 @@ export function describeTransportContract(config: TransportContractConfig): void
 
     it("a body left open after the terminal event does not hold the caller, and is cancelled after a grace period", async () => {
       let cancelledAt: number | undefined;
-      const openFetch = async () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            start(controller) {
-              controller.enqueue(new TextEncoder().encode(config.goodStream));
-            },
-            cancel() {
-              cancelledAt = performance.now();
-            },
-          }),
-          { headers: { "content-type": "text/event-stream" } },
-        );
+      const openFetch = ownedBodyFetch(config.goodStream, {
+        cancel() {
+          cancelledAt = performance.now();
+        },
+      });
       const events = await collect(config.provider({ fetch: openFetch }).stream(request));
       const doneAt = performance.now();
       expect(events.at(-1)?.type).toBe("finish");
@@ -401,24 +396,17 @@ export function describeTransportContract(config: TransportContractConfig): void
     it("a body that goes on sending after the terminal event is cancelled once it exceeds the limit", async () => {
       let cancelled = false;
       let sent = 0;
-      const chattyFetch = async () =>
-        new Response(
-          new ReadableStream<Uint8Array>({
-            start(controller) {
-              controller.enqueue(new TextEncoder().encode(config.goodStream));
-            },
-            pull(controller) {
-              // SSE comment lines: nothing the adapter would deliver, only bytes.
-              const chunk = new TextEncoder().encode(`: ${"x".repeat(8 * 1024)}\n`);
-              sent += chunk.byteLength;
-              controller.enqueue(chunk);
-            },
-            cancel() {
-              cancelled = true;
-            },
-          }),
-          { headers: { "content-type": "text/event-stream" } },
-        );
+      const chattyFetch = ownedBodyFetch(config.goodStream, {
+        pull(controller) {
+          // SSE comment lines: nothing the adapter would deliver, only bytes.
+          const chunk = new TextEncoder().encode(`: ${"x".repeat(8 * 1024)}\n`);
+          sent += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
       const events = await collect(config.provider({ fetch: chattyFetch }).stream(request));
       expect(events.at(-1)?.type).toBe("finish");
       await vi.waitFor(() => expect(cancelled).toBe(true), { timeout: 500, interval: 5 });
