@@ -33,6 +33,21 @@ function pushable(stream: AsyncIterable<ChainStreamEvent>): DrainableStream<Chai
 
 const pull = readAll<ChainStreamEvent>;
 
+/** The two ways to read a chain's stream, for the cases that must hold for both. */
+const READERS = [
+  [
+    "push",
+    (stream: AsyncIterable<ChainStreamEvent>, take: (e: ChainStreamEvent) => void) =>
+      pushable(stream)[DRAIN_EVENTS](take),
+  ],
+  [
+    "for await",
+    async (stream: AsyncIterable<ChainStreamEvent>, take: (e: ChainStreamEvent) => void) => {
+      for await (const event of stream) take(event);
+    },
+  ],
+] as const;
+
 function push(stream: AsyncIterable<ChainStreamEvent>): Promise<Read> {
   return collected((take) => pushable(stream)[DRAIN_EVENTS](take));
 }
@@ -185,5 +200,77 @@ describe("ProviderChain push mode: its own cases", () => {
     const after: ChainStreamEvent[] = [];
     await pushable(stream)[DRAIN_EVENTS]((event) => after.push(event));
     expect(after).toEqual([]);
+  });
+
+  it.each(READERS)(
+    "an abort while the caller handles an event stops the stream before the next one (%s)",
+    async (_mode, read) => {
+      const { provider, isClosed } = closingProvider(["one", "two", "three"], true);
+      const chain = createProviderChain({ providers: [provider], models: ["a/m"] });
+      const controller = new AbortController();
+      const texts: string[] = [];
+      const error = await failureOf(() =>
+        read(chain.stream(request, { signal: controller.signal }), (event) => {
+          if (event.type !== "text-delta") return;
+          texts.push(event.text);
+          controller.abort(new Error("stop"));
+        }),
+      );
+      expect(texts).toEqual(["one"]);
+      expect(AbortedError.isInstance(error)).toBe(true);
+      expect((error as AbortedError).cause).toEqual(new Error("stop"));
+      expect(isClosed()).toBe(true);
+    },
+  );
+
+  it.each(READERS)(
+    "an abort while the caller handles attempt-start stops the stream before the provider's first event (%s)",
+    async (_mode, read) => {
+      const { provider, isClosed } = closingProvider(["one", "two"], true);
+      const chain = createProviderChain({ providers: [provider], models: ["a/m"] });
+      const controller = new AbortController();
+      const seen: string[] = [];
+      const error = await failureOf(() =>
+        read(chain.stream(request, { signal: controller.signal }), (event) => {
+          seen.push(event.type);
+          if (event.type === "attempt-start") controller.abort(new Error("stop"));
+        }),
+      );
+      expect(seen).toEqual(["attempt-start"]);
+      expect(AbortedError.isInstance(error)).toBe(true);
+      // The provider's stream was made but never read: nothing of it ran.
+      expect(isClosed()).toBe(false);
+    },
+  );
+
+  it("refuses next() and a second drain while it drains, and the drain goes on unharmed", async () => {
+    const a = createScriptedProvider({ id: "a", responses: ["one two three"] });
+    const chain = createProviderChain({ providers: [a], models: ["a/m"] });
+    const stream = chain.stream(request);
+    const pulls: Array<Promise<unknown>> = [];
+    const events: ChainStreamEvent[] = [];
+    const drained = pushable(stream)[DRAIN_EVENTS]((event) => {
+      events.push(event);
+      // A reader that tries to pull while the drain is on, from inside the sink.
+      if (event.type === "text-delta" && pulls.length === 0) {
+        pulls.push(failureOf(() => stream[Symbol.asyncIterator]().next()));
+        pulls.push(failureOf(() => pushable(stream)[DRAIN_EVENTS](() => {})));
+      }
+    });
+    await drained;
+    expect(pulls).toHaveLength(2);
+    const [refusedNext, refusedDrain] = await Promise.all(pulls);
+    expect(InvalidArgumentError.isInstance(refusedNext)).toBe(true);
+    expect((refusedNext as Error).message).toMatch(/next\(\) while it is being drained/);
+    expect(InvalidArgumentError.isInstance(refusedDrain)).toBe(true);
+    const { events: expected } = await pull(
+      createProviderChain({
+        providers: [createScriptedProvider({ id: "a", responses: ["one two three"] })],
+        models: ["a/m"],
+      }).stream(request),
+    );
+    expect(events).toEqual(expected);
+    // Once the drain is over, the stream reports its end to next().
+    expect(await stream[Symbol.asyncIterator]().next()).toEqual({ done: true, value: undefined });
   });
 });

@@ -555,7 +555,9 @@ const END: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: 
  * `sink`, synchronously as it arrives, and resolves when the stream has ended (or rejects
  * with its error, or with what `sink` threw, after closing the stream). It does what
  * `for await (const event of stream) sink(event)` does, without a promise and a wake-up of
- * the reader per event. The agent loop uses it when its model source's stream has it (a
+ * the reader per event. A stream is read one way at a time: draining one that a `next()` call
+ * waits on, and `next()` or a second drain while it drains, are refused with
+ * `InvalidArgumentError`. The agent loop uses it when its model source's stream has it (a
  * `ProviderChain`'s does); any other stream is read with `for await`.
  * @internal
  */
@@ -604,9 +606,15 @@ const CHAIN_KEYS: readonly string[] = ["models", "telemetry", "signal"];
  * The iterator {@link ProviderChain.stream} returns. The control generator decides what
  * happens; the provider's events, which are nearly all of a call's events, are handed from the
  * provider's iterator to the caller here, with one promise per event (the one `next()`
- * returns) and no generator step or race promise in between: a call streams hundreds of
- * events, and each generator step and race cost several promises. `next()` calls made before
- * the last one settled are answered in order, as an async generator answers them.
+ * returns; none in push mode) and no generator step or race promise in between: a call
+ * streams hundreds of events, and each generator step and race cost several promises.
+ * `next()` calls made before the last one settled are answered in order, as an async
+ * generator answers them.
+ *
+ * What an event touches is kept to this object, the provider's iterator and the caller's
+ * sink: with a thousand calls streaming at once, every other object an event reads is
+ * likely a cache miss (the attempt's iterator and content flag are mirrored here, and the
+ * abort callback is registered once per attempt, not per event).
  */
 class ChainStream
   implements AsyncIterableIterator<ChainStreamEvent>, DrainableStream<ChainStreamEvent>
@@ -615,6 +623,12 @@ class ChainStream
   readonly #control: AsyncGenerator<ChainStreamEvent | Attempt, void, undefined>;
   /** The attempt whose provider stream is being forwarded, if any. */
   #attempt: Attempt | undefined;
+  /** That attempt's provider iterator. */
+  #iterator: AsyncIterator<ModelStreamEvent> | undefined;
+  /** Whether that attempt has streamed content (mirrored on the attempt when first set). */
+  #streamedContent = false;
+  /** Set when the call is aborted while an attempt streams. */
+  #abortSeen = false;
   /** True while a provider `next()` is in flight and its result still wanted. */
   #waiting = false;
   /** True while a `next()` of the control generator is in flight. */
@@ -623,6 +637,10 @@ class ChainStream
   /** What the control generator is resumed with: `undefined`, or the provider's error. */
   #resume: { error: unknown } | undefined;
   readonly #pending: PendingNext[] = [];
+  /** Push mode: where every event goes, and how the drain's promise is settled. */
+  #sink: ((event: ChainStreamEvent) => void) | undefined;
+  #drainResolve: (() => void) | undefined;
+  #drainReject: ((error: unknown) => void) | undefined;
 
   constructor(call: CallCancellation, control: AsyncGenerator<ChainStreamEvent | Attempt>) {
     this.#call = call;
@@ -634,45 +652,31 @@ class ChainStream
   }
 
   /**
-   * Push mode (see {@link DRAIN_EVENTS}): one waiting reader that never leaves the queue of
-   * `next()` calls until the end, and takes each event as it is settled. Failover, retries,
-   * aborts and the attempt's bookkeeping are the same code as for `next()`.
+   * Push mode (see {@link DRAIN_EVENTS}): every event is handed to `sink` as it is settled,
+   * with no queue of `next()` calls and no promise per event. Failover, retries, aborts and
+   * the attempt's bookkeeping are the same code as for `next()`.
    */
   [DRAIN_EVENTS](sink: (event: ChainStreamEvent) => void): Promise<void> {
-    if (this.#pending.length > 0) {
+    if (this.#pending.length > 0 || this.#sink !== undefined) {
       return Promise.reject(
-        new InvalidArgumentError("a stream cannot be drained while a next() call is waiting"),
+        new InvalidArgumentError("a stream cannot be drained while it is being read"),
       );
     }
     if (this.#finished) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const reader: PendingNext = {
-        resolve: (result) => {
-          if (result.done === true) {
-            resolve();
-            return;
-          }
-          try {
-            sink(result.value);
-          } catch (error) {
-            // As `for await` does when its body throws: close the stream, then fail.
-            this.return().then(
-              () => reject(error),
-              () => reject(error),
-            );
-            return;
-          }
-          // Back in the queue before `#settle` looks at it: it asks for the next event.
-          this.#pending.push(reader);
-        },
-        reject,
-      };
-      this.#pending.push(reader);
+      this.#sink = sink;
+      this.#drainResolve = resolve;
+      this.#drainReject = reject;
       this.#advance();
     });
   }
 
   next(): Promise<IteratorResult<ChainStreamEvent>> {
+    if (this.#sink !== undefined) {
+      return Promise.reject(
+        new InvalidArgumentError("a stream cannot be read with next() while it is being drained"),
+      );
+    }
     if (this.#finished && this.#pending.length === 0) return Promise.resolve(END);
     return new Promise<IteratorResult<ChainStreamEvent>>((resolve, reject) => {
       this.#pending.push({ resolve, reject });
@@ -686,7 +690,10 @@ class ChainStream
       this.#finished = true;
       this.#waiting = false;
       this.#attempt = undefined;
+      this.#iterator = undefined;
       for (const pending of this.#pending.splice(0)) pending.resolve(END);
+      // A drain stopped this way ends as if the stream had.
+      this.#endDrain()?.resolve();
       // A wait of the control generator (a retry's delay, a rate limit) ends at once.
       if (this.#controlling) this.#call.abort(new AbortedError("the caller stopped reading"));
       // Runs the control generator's `finally` blocks (the attempt's bookkeeping).
@@ -695,14 +702,14 @@ class ChainStream
     return END;
   }
 
-  /** Works on the oldest waiting `next()`. */
+  /** Works on the oldest waiting `next()`, or on the drain. */
   #advance(): void {
     if (this.#finished) {
       this.#settle(END);
       return;
     }
-    const attempt = this.#attempt;
-    if (attempt === undefined) {
+    const iterator = this.#iterator;
+    if (iterator === undefined) {
       this.#controlling = true;
       const resume = this.#resume;
       this.#resume = undefined;
@@ -710,21 +717,32 @@ class ChainStream
       step.then(this.#onControl, this.#onControlError);
       return;
     }
-    if (this.#call.aborted) {
+    if (this.#abortSeen) {
       this.#endAttempt({ error: this.#call.error() });
       return;
     }
     this.#waiting = true;
-    this.#call.awaitWith(this.#onAbort);
     let next: Promise<IteratorResult<ModelStreamEvent>>;
     try {
-      next = (attempt.iterator as AsyncIterator<ModelStreamEvent>).next();
+      next = iterator.next();
     } catch (error) {
       this.#onProviderError(error);
       return;
     }
     // A provider's next() may return any thenable; resolve() turns it into a promise.
     Promise.resolve(next).then(this.#onProviderResult, this.#onProviderError);
+  }
+
+  /** Starts forwarding `attempt`'s provider stream. */
+  #beginAttempt(attempt: Attempt): void {
+    this.#attempt = attempt;
+    this.#iterator = attempt.iterator;
+    this.#streamedContent = false;
+    // No other wait of the call can start while the attempt streams (the control generator
+    // is suspended), so one registration covers every event of the attempt.
+    if (this.#call.aborted) this.#abortSeen = true;
+    else this.#call.awaitWith(this.#onAbort);
+    this.#advance();
   }
 
   readonly #onProviderResult = (result: IteratorResult<ModelStreamEvent>): void => {
@@ -741,11 +759,11 @@ class ChainStream
       return;
     }
     const event = result.value;
-    const attempt = this.#attempt as Attempt;
     try {
-      if (event.type === "usage") attempt.usage = event.usage;
-      else if (!attempt.streamedContent && CONTENT_EVENTS.has(event.type)) {
-        attempt.streamedContent = true;
+      if (event.type === "usage") (this.#attempt as Attempt).usage = event.usage;
+      else if (!this.#streamedContent && CONTENT_EVENTS.has(event.type)) {
+        this.#streamedContent = true;
+        (this.#attempt as Attempt).streamedContent = true;
       }
     } catch (error) {
       // Not an event (a broken provider): the attempt fails, as any provider error does.
@@ -761,8 +779,9 @@ class ChainStream
     this.#endAttempt({ error });
   };
 
-  /** The call was aborted while the provider's `next()` was in flight: stop waiting for it. */
+  /** The call was aborted while an attempt streamed: stop waiting for the provider. */
   readonly #onAbort = (error: unknown): void => {
+    this.#abortSeen = true;
     if (!this.#waiting) return;
     this.#waiting = false;
     this.#endAttempt({ error });
@@ -771,6 +790,7 @@ class ChainStream
   /** Hands the attempt back to the control generator, with the provider's error if any. */
   #endAttempt(resume: { error: unknown } | undefined): void {
     this.#attempt = undefined;
+    this.#iterator = undefined;
     this.#resume = resume;
     this.#advance();
   }
@@ -785,8 +805,7 @@ class ChainStream
     }
     const value = result.value;
     if (value instanceof Attempt) {
-      this.#attempt = value;
-      this.#advance();
+      this.#beginAttempt(value);
       return;
     }
     this.#settle({ done: false, value });
@@ -796,17 +815,54 @@ class ChainStream
     this.#controlling = false;
     if (this.#finished) return;
     this.#finished = true;
+    const drain = this.#endDrain();
+    if (drain !== undefined) {
+      drain.reject(error);
+      return;
+    }
     const pending = this.#pending.shift();
     pending?.reject(error);
     // Later calls, like an async generator's after it threw, report the end.
     for (const rest of this.#pending.splice(0)) rest.resolve(END);
   };
 
-  /** Answers the oldest waiting `next()`, then works on the next one, if any. */
+  /**
+   * Hands `result` to the drain's sink (and goes on), or answers the oldest waiting `next()`
+   * (and works on the next one, if any).
+   */
   #settle(result: IteratorResult<ChainStreamEvent>): void {
+    const sink = this.#sink;
+    if (sink !== undefined) {
+      if (result.done === true) {
+        this.#endDrain()?.resolve();
+        return;
+      }
+      try {
+        sink(result.value);
+      } catch (error) {
+        // As `for await` does when its body throws: close the stream, then fail.
+        const drain = this.#endDrain();
+        const fail = () => drain?.reject(error);
+        this.return().then(fail, fail);
+        return;
+      }
+      this.#advance();
+      return;
+    }
     const pending = this.#pending.shift();
     pending?.resolve(result);
     if (this.#pending.length > 0) this.#advance();
+  }
+
+  /** Leaves push mode; returns how to settle the drain's promise, if there was one. */
+  #endDrain(): { resolve: () => void; reject: (error: unknown) => void } | undefined {
+    const resolve = this.#drainResolve;
+    const reject = this.#drainReject;
+    if (resolve === undefined || reject === undefined) return undefined;
+    this.#sink = undefined;
+    this.#drainResolve = undefined;
+    this.#drainReject = undefined;
+    return { resolve, reject };
   }
 }
 
