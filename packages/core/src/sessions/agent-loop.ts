@@ -141,10 +141,20 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   const signal: Pick<AbortSignal, "aborted" | "reason"> = cancellation ?? input.signal;
   // What the model is sent at each step is the history as it was when the run started (the
   // caller's array may change meanwhile: a session saves into it) plus what the run added.
-  // Kept apart and joined per step: one exact-size array per request, where a working copy
-  // would be copied at the start, grown by every message and copied again for each request.
-  const history = input.history.slice();
+  // One exact-size array per request, each never changed after it is made: the first is the
+  // history joined with the run's inputs, made before they are saved (a session pushes them
+  // into its history as it saves them); each later one is the previous request joined with
+  // what the run added since. No separate copy of the history is kept.
   const added: ModelMessage[] = [];
+  let sent: ModelMessage[] = [];
+  let sentAdded = 0;
+  const nextRequest = (): ModelMessage[] => {
+    if (sentAdded < added.length) {
+      sent = sent.concat(sentAdded === 0 ? added : added.slice(sentAdded));
+      sentAdded = added.length;
+    }
+    return sent;
+  };
   const usage: ModelUsage = { inputTokens: 0, outputTokens: 0 };
   let costUsd = 0;
   let steps = 0;
@@ -162,7 +172,11 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   };
 
   try {
-    for (const userInput of input.inputs) await append(userMessage(userInput));
+    const inputs = input.inputs.map(userMessage);
+    // Joined before the first save (see `nextRequest`).
+    sent = input.history.concat(inputs);
+    for (const message of inputs) await append(message);
+    sentAdded = added.length;
     const toolDefinitions = input.tools.definitions(agent, sessionKey);
     const allowed = new Set(toolDefinitions.map((t) => t.name));
     while (true) {
@@ -176,7 +190,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         break;
       }
       steps++;
-      const step = await streamStep(input, history.concat(added), toolDefinitions, usage, base);
+      const step = await streamStep(input, nextRequest(), toolDefinitions, usage, base);
       costUsd += step.costUsd;
       const content: Array<TextPart | ThinkingPart | ToolCallPart> = [
         ...step.thinking,
