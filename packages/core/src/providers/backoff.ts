@@ -169,7 +169,10 @@ export class CallCancellation {
    * only when read (spreading the object reads it). Every call's object has the same hidden
    * class for the same option keys (see {@link withLazySignal}).
    */
-  withSignal<T extends object>(options: T): T & { readonly signal: AbortSignal } {
-    return withLazySignal(options, this.#controller);
+  withSignal<T extends object>(
+    options: T,
+    skip?: readonly string[],
+  ): T & { readonly signal: AbortSignal } {
+    return withLazySignal(options, this.#controller, skip);
   }
 }

@@ -11,7 +11,7 @@ import {
   type ProviderAttempt,
   ProviderError,
 } from "../errors.js";
-import { cancellationOf, copyOptions } from "../runtime/lazy-abort.js";
+import { cancellationOf } from "../runtime/lazy-abort.js";
 import { beginTelemetryTrace, emitTelemetry, type TelemetryTrace } from "../telemetry.js";
 import {
   CallCancellation,
@@ -330,15 +330,17 @@ export class ProviderChain {
       if (cancellation.aborted) call.abort(cancellation.reason);
       else unlink = cancellation.onAbort(() => call.abort(cancellation.reason));
     }
-    const onAbort = () => call.abort(outer?.reason);
-    if (outer?.aborted) call.abort(outer.reason);
-    else outer?.addEventListener("abort", onAbort, { once: true });
-    const callOptions = callOptionsOf(options);
+    let onAbort: (() => void) | undefined;
+    if (outer !== undefined) {
+      if (outer.aborted) call.abort(outer.reason);
+      else {
+        onAbort = () => call.abort(outer.reason);
+        outer.addEventListener("abort", onAbort, { once: true });
+      }
+    }
     const attempts: ProviderAttempt[] = [];
     try {
-      const tokens = targets.some((target) => target.limiters.length > 0)
-        ? this.#estimate(request)
-        : 0;
+      const tokens = anyLimited(targets) ? this.#estimate(request) : 0;
       for (let index = 0; index < targets.length; index++) {
         const target = targets[index]!;
         const isLastRef = index === targets.length - 1;
@@ -382,7 +384,7 @@ export class ProviderChain {
                 const providerRequest = Object.assign({}, request) as ModelRequest;
                 providerRequest.model = target.model;
                 state.iterator = target.provider
-                  .stream(providerRequest, call.withSignal(callOptions))
+                  .stream(providerRequest, call.withSignal(options as ModelCallOptions, CHAIN_KEYS))
                   [Symbol.asyncIterator]();
                 // ChainStream streams the provider's events and comes back here when its
                 // stream has ended, or throws its error (an abort's included) in here.
@@ -422,7 +424,7 @@ export class ProviderChain {
       throw new AllProvidersFailedError(attempts);
     } finally {
       unlink?.();
-      outer?.removeEventListener("abort", onAbort);
+      if (onAbort !== undefined) outer?.removeEventListener("abort", onAbort);
     }
   }
 
@@ -590,16 +592,10 @@ interface PendingNext {
 }
 
 /**
- * What a provider is given of a chain call's options: all but the chain's own (`models`,
- * `telemetry`, `signal`, the run's cancellation), as `{ models, telemetry, signal, ...rest }`
- * would give, except that a lazy `signal` getter is never called.
+ * The keys of a chain call's options that its provider is not given (the run's cancellation
+ * is not copied either): the provider gets the rest, as `{ models, telemetry, signal, ...rest }`
+ * would give, except that a lazy `signal` getter is never called, and the call's own signal.
  */
-function callOptionsOf(options: ChainCallOptions): ModelCallOptions {
-  const out: Record<PropertyKey, unknown> = {};
-  copyOptions(out, options, CHAIN_KEYS);
-  return out as ModelCallOptions;
-}
-
 const CHAIN_KEYS: readonly string[] = ["models", "telemetry", "signal"];
 
 /**
@@ -890,6 +886,12 @@ function telemetryContext(context: ChainTelemetryContext | undefined): ChainTele
     ...(agent === undefined ? {} : { agent }),
     ...(session === undefined ? {} : { session }),
   };
+}
+
+/** Whether any of `targets` has a rate limit (then a call's tokens are estimated). */
+function anyLimited(targets: readonly Target[]): boolean {
+  for (const target of targets) if (target.limiters.length > 0) return true;
+  return false;
 }
 
 function isProvider(value: unknown): value is ModelProvider {

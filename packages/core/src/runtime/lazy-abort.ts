@@ -179,18 +179,19 @@ export function defineLazySignal<T extends object>(
  * object a hidden class of its own (the getter is a new function every time), and every place
  * that reads the object's properties (a provider reading its options, a tool reading its
  * context) would see a new shape each call and turn megamorphic. A `signal` in `options` is
- * replaced, as in the spread.
+ * replaced, as in the spread. `skip` lists the keys not copied (it must include `"signal"`).
  *
  * @internal
  */
 export function withLazySignal<T extends object>(
   options: T,
   from: SignalSource,
+  skip: readonly string[] = SIGNAL_KEY,
 ): T & { readonly signal: AbortSignal } {
   const copy: Record<PropertyKey, unknown> = defineLazySignal({}, from);
   // A `signal` in `options` is replaced; the cancellation behind `options`' signal is not the
   // copy's, whose signal is `from`'s.
-  copyOptions(copy, options, SIGNAL_KEY);
+  copyOptions(copy, options, skip);
   return copy as T & { readonly signal: AbortSignal };
 }
 
