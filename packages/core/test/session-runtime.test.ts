@@ -898,6 +898,30 @@ describe("crash recovery", () => {
     expect(firstSignal?.aborted).toBe(true);
   });
 
+  it("a killed session's unfinished run is cancelled while it streams: the model call sees the abort", async () => {
+    // kill() runs no terminate, and no tool is in flight: the run, stuck in its model call,
+    // must still be cancelled, or it would go on beside the restarted session's replay.
+    let firstSignal: AbortSignal | undefined;
+    const streaming = deferred<void>();
+    const source = new BrainSource(({ options, index }) => {
+      if (index > 0) return [text("again")];
+      firstSignal = options.signal;
+      return (async function* () {
+        yield text("partial");
+        streaming.resolve();
+        await untilAborted(new Promise<never>(() => {}), options.signal);
+      })();
+    });
+    const runtime = await startRuntime({ models: source });
+    const run = await runtime.session(KEY).send("go");
+    await streaming.promise;
+    sessionActor(runtime)!.kill();
+    const result = await run.result;
+    expect(result.status).toBe("completed");
+    expect(result.text).toBe("again");
+    expect(firstSignal?.aborted).toBe(true);
+  });
+
   it("after a crash mid-tool the model is never sent a tool call without its result", async () => {
     let runtime!: AgentRuntime;
     let executions = 0;

@@ -7,7 +7,7 @@ import {
   OverloadedError,
 } from "../errors.js";
 import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
-import { Actor } from "../runtime/actor.js";
+import { Actor, STOPPING } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { CANCELLATION, Cancellation, defineLazySignal } from "../runtime/lazy-abort.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
@@ -710,17 +710,13 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (batch.thinking !== undefined) active.thinking = batch.thinking;
     if (batch.saveFailures !== undefined) active.saveFailures = batch.saveFailures;
     // A killed or stopped session cancels its active run, even when terminate never runs.
-    // One listener for the session's life rather than one per run (adding and removing an
-    // EventTarget listener costs about a microsecond on every run).
-    const sessionSignal = this.signal;
-    if (sessionSignal.aborted) controller.abort(sessionSignal.reason);
+    // One callback for the session's life rather than one per run, on the actor's stop watch
+    // rather than its `signal` (an AbortSignal and an EventTarget listener per session).
+    const stopping = this[STOPPING]();
+    if (stopping.aborted) controller.abort(stopping.reason);
     else if (!this.#watchingStop) {
       this.#watchingStop = true;
-      sessionSignal.addEventListener(
-        "abort",
-        () => this.#active?.controller.abort(sessionSignal.reason),
-        { once: true },
-      );
+      stopping.onAbort(() => this.#active?.controller.abort(stopping.reason));
     }
     this.#active = active;
     const agent = this.#ctx.resolveAgent(this.#agentId);
