@@ -352,7 +352,12 @@ async function* streamAnthropic(
     request.providerOptions,
     setup.id,
   );
-  const { body: stream } = await setup.http.postEventStream("messages", body, context, options);
+  const { body: stream, release } = await setup.http.postEventStream(
+    "messages",
+    body,
+    context,
+    options,
+  );
 
   const blocks = new Map<number, BlockState>();
   const usage: UsageState = {};
@@ -363,6 +368,7 @@ async function* streamAnthropic(
 
   for await (const event of readSse(stream, {
     context,
+    release,
     signal: options.signal,
     idleTimeoutMs: setup.idleTimeoutMs,
     complete: () => complete,

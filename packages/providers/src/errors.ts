@@ -88,18 +88,13 @@ function label(context: CallContext): string {
   return context.model === undefined ? context.provider : `${context.provider}/${context.model}`;
 }
 
-/** The error for a non-2xx response; reads (and so releases) the response body. */
-export async function errorFromResponse(
+/** The error for a non-2xx response, from its status, headers and `body` (as read). */
+export function errorFromResponse(
   response: Response,
+  body: string,
   context: CallContext,
   parseVendorError: VendorErrorParser,
-): Promise<ProviderError> {
-  let body = "";
-  try {
-    body = await response.text();
-  } catch {
-    // The body could not be read (connection dropped): the status alone still says enough.
-  }
+): ProviderError {
   const info = parseVendorError(tryParseJson(body));
   const kind = info.kind ?? kindFromStatus(response.status);
   // Anthropic and OpenAI say outright whether a retry can help; their own SDKs obey it.

@@ -5,7 +5,7 @@
  * `ProviderError` with the vendor's error body parsed.
  */
 import { InvalidArgumentError, type JsonObject, type ModelCallOptions } from "@beamclaw/core";
-import ky, { type KyInstance, TimeoutError as KyTimeoutError } from "ky";
+import ky, { type KyInstance } from "ky";
 import {
   abortedError,
   type CallContext,
@@ -32,8 +32,10 @@ export interface ProviderHttpOptions {
   /** Extra headers sent with every request (per-call `headers` override them). */
   headers?: Record<string, string>;
   /**
-   * Longest wait for the response headers, in ms; then the call fails with kind `timeout`.
-   * Default 60 000. `Infinity` disables it.
+   * Longest wait for the response headers of a stream, in ms; then the call fails with kind
+   * `timeout` and the request is cancelled. For a response that is not a stream (an HTTP
+   * error, a JSON document) it also bounds the reading of its body. Default 60 000.
+   * `Infinity` disables it.
    */
   timeoutMs?: number;
   /**
@@ -67,6 +69,12 @@ export interface HttpClientConfig {
 export interface StreamResponse {
   response: Response;
   body: ReadableStream<Uint8Array>;
+  /**
+   * Ends the request's watch of the caller's signal: call it once done with the body
+   * (`readSse` does, given it as its `release` option). Until then the caller's abort
+   * cancels the request.
+   */
+  release(): void;
 }
 
 /** The requests an adapter makes. */
@@ -114,6 +122,108 @@ export function checkBaseUrl(value: string | undefined, fallback: string): strin
   return url.replace(/\/+$/, "");
 }
 
+/** Most bytes of an error's body, or of a document where an event stream was expected, read. */
+export const ERROR_BODY_MAX_BYTES = 64 * 1024;
+
+/**
+ * The cancellation of one request: aborted when the caller's signal aborts, or when the time
+ * limit runs out (the response headers of an event stream; the whole body of any other
+ * response). It is what the request's `fetch` follows, and it stops a body being read as
+ * text, whatever made the body (a mocked or proxied body may ignore the request's signal).
+ *
+ * The caller's signal is joined to it by hand, with one listener that is removed once the
+ * client is done with the response (an error's body or a JSON document read, an event
+ * stream's body ended or cancelled). Handing the caller's signal to ky instead would join it
+ * to ky's own with `AbortSignal.any`, which on Node 20 costs a provider call about 30 µs of
+ * CPU, and the agent loop always passes one.
+ */
+class RequestCancellation {
+  readonly #controller = new AbortController();
+  readonly #caller: AbortSignal | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Stops the body being read as text, if one is. */
+  #stopReading: (() => void) | undefined;
+  /** True once the time limit ran out before the caller aborted. */
+  timedOut = false;
+
+  constructor(caller: AbortSignal | undefined, timeoutMs: number) {
+    this.#caller = caller;
+    caller?.addEventListener("abort", this.#onCallerAbort, { once: true });
+    if (timeoutMs < MAX_TIMER_MS) this.#timer = setTimeout(this.#onTimeout, timeoutMs);
+  }
+
+  /** The signal the request's `fetch` follows. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** True once the request was cancelled (the caller aborted, or the time limit ran out). */
+  get cancelled(): boolean {
+    return this.#controller.signal.aborted;
+  }
+
+  /** An event stream's headers are in: its chunks have their own idle limit from here on. */
+  streamStarted(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** The client is done with the response: stops the timer and the watch of the caller. */
+  release(): void {
+    clearTimeout(this.#timer);
+    this.#caller?.removeEventListener("abort", this.#onCallerAbort);
+  }
+
+  /**
+   * Reads `response`'s body as text, up to `maxBytes` (the rest is cancelled); a cancellation
+   * stops the read, and the text read so far is returned. A body that fails mid-way gives
+   * what came before the failure.
+   */
+  async readText(response: Response, maxBytes = Number.POSITIVE_INFINITY): Promise<string> {
+    if (response.body === null || this.cancelled) return "";
+    const reader = response.body.getReader();
+    const stop = () => {
+      reader.cancel().catch(() => {});
+    };
+    this.#stopReading = stop;
+    const decoder = new TextDecoder();
+    let text = "";
+    let bytes = 0;
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done || this.cancelled) break;
+        bytes += value.byteLength;
+        if (bytes > maxBytes) {
+          text += decoder.decode(value.subarray(0, value.byteLength - (bytes - maxBytes)), {
+            stream: true,
+          });
+          stop();
+          break;
+        }
+        text += decoder.decode(value, { stream: true });
+      }
+    } catch {
+      // The body failed (connection reset, or the cancel above): keep what was read.
+    } finally {
+      this.#stopReading = undefined;
+    }
+    return text + decoder.decode();
+  }
+
+  readonly #onCallerAbort = (): void => {
+    clearTimeout(this.#timer);
+    this.#controller.abort(this.#caller?.reason);
+    this.#stopReading?.();
+  };
+
+  readonly #onTimeout = (): void => {
+    this.#caller?.removeEventListener("abort", this.#onCallerAbort);
+    this.timedOut = true;
+    this.#controller.abort(new Error("the request timed out"));
+    this.#stopReading?.();
+  };
+}
+
 /** Creates the ky-backed client of one provider. */
 export function createHttpClient(config: HttpClientConfig): HttpClient {
   const injected = config.fetch;
@@ -121,77 +231,115 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
     prefixUrl: config.baseUrl,
     headers: config.headers,
     retry: 0,
-    timeout: config.timeoutMs >= MAX_TIMER_MS ? false : config.timeoutMs,
+    // The time limit is the request's own (see RequestCancellation), not ky's.
+    timeout: false,
     throwHttpErrors: false,
-    // Looked up per call, so a fetch patched after the provider was created (an HTTP mock,
-    // an instrumentation library) is the one used.
-    fetch: (input, init) => (injected ?? globalThis.fetch)(input, init),
   });
 
-  async function send(
+  /** The error for a request whose cancellation fired: the caller's abort, or the timeout. */
+  function cancelledError(context: CallContext, signal: AbortSignal | undefined, cause?: unknown) {
+    if (signal?.aborted) return abortedError(context, signal);
+    return providerError(
+      "timeout",
+      `no response within ${config.timeoutMs} ms (timeoutMs)`,
+      context,
+      cause === undefined ? {} : { cause },
+    );
+  }
+
+  /**
+   * Sends a request and hands the 2xx response to `read`, under the request's cancellation,
+   * which is released when `read` settles unless `read` takes it over (and releases it
+   * itself) by returning normally with `keep` true. Any other status throws the vendor's
+   * error, parsed from its body.
+   */
+  async function request<T>(
     method: "get" | "post",
     path: string,
     context: CallContext,
     call: ModelCallOptions,
-    json?: JsonObject,
-  ): Promise<Response> {
+    json: JsonObject | undefined,
+    read: (response: Response, cancellation: RequestCancellation) => Promise<T>,
+    keep = false,
+  ): Promise<T> {
     const { signal } = call;
     if (signal?.aborted) throw abortedError(context, signal);
-    let response: Response;
+    const cancellation = new RequestCancellation(signal, config.timeoutMs);
+    let kept = false;
     try {
-      response = await api(path, {
-        method,
-        ...(json === undefined ? {} : { json }),
-        ...(signal === undefined ? {} : { signal }),
-        ...(call.headers === undefined ? {} : { headers: call.headers }),
-      });
-    } catch (error) {
-      if (error instanceof KyTimeoutError && !signal?.aborted) {
-        throw providerError(
-          "timeout",
-          `no response within ${config.timeoutMs} ms (timeoutMs)`,
-          context,
-          { cause: error },
-        );
+      let response: Response;
+      try {
+        response = await api(path, {
+          method,
+          ...(json === undefined ? {} : { json }),
+          ...(call.headers === undefined ? {} : { headers: call.headers }),
+          // Looked up per call, so a fetch patched after the provider was created (an HTTP
+          // mock, an instrumentation library) is the one used.
+          fetch: (input, init) =>
+            (injected ?? globalThis.fetch)(input, { ...init, signal: cancellation.signal }),
+        });
+      } catch (error) {
+        if (cancellation.cancelled) throw cancelledError(context, signal, error);
+        throw errorFromThrown(error, context, signal);
       }
-      throw errorFromThrown(error, context, signal);
+      if (!response.ok) {
+        const body = await cancellation.readText(response, ERROR_BODY_MAX_BYTES);
+        // Cut short by the caller's abort: that is the answer. By the time limit: the status
+        // alone still says what happened.
+        if (signal?.aborted) throw abortedError(context, signal);
+        throw errorFromResponse(response, body, context, config.parseVendorError);
+      }
+      const result = await read(response, cancellation);
+      kept = keep;
+      return result;
+    } finally {
+      if (!kept) cancellation.release();
     }
-    if (!response.ok) throw await errorFromResponse(response, context, config.parseVendorError);
-    return response;
   }
 
   return {
-    async postEventStream(path, body, context, call) {
-      const response = await send("post", path, context, call, body);
-      const type = response.headers.get("content-type") ?? "";
-      if (response.body === null) {
-        throw providerError("network", "the response has no body", context);
-      }
-      // A gateway or a server that ignored `stream: true` answers with a document instead.
-      if (/json|html|xml/i.test(type)) {
-        const text = await response.text().catch(() => "");
-        throw providerError(
-          "malformed_stream",
-          `expected an event stream, got ${type} (status ${response.status})`,
-          context,
-          { responseBody: text },
-        );
-      }
-      return { response, body: response.body };
+    postEventStream(path, body, context, call) {
+      return request(
+        "post",
+        path,
+        context,
+        call,
+        body,
+        async (response, cancellation) => {
+          const type = response.headers.get("content-type") ?? "";
+          if (response.body === null) {
+            throw providerError("network", "the response has no body", context);
+          }
+          // A gateway or a server that ignored `stream: true` answers with a document instead.
+          if (/json|html|xml/i.test(type)) {
+            const text = await cancellation.readText(response, ERROR_BODY_MAX_BYTES);
+            if (call.signal?.aborted) throw abortedError(context, call.signal);
+            throw providerError(
+              "malformed_stream",
+              `expected an event stream, got ${type} (status ${response.status})`,
+              context,
+              { responseBody: text },
+            );
+          }
+          cancellation.streamStarted();
+          return { response, body: response.body, release: () => cancellation.release() };
+        },
+        true,
+      );
     },
-    async getJson(path, context, call = {}) {
-      const response = await send("get", path, context, call);
-      const text = await response.text().catch((error: unknown) => {
-        throw errorFromThrown(error, context, call.signal);
+    getJson(path, context, call = {}) {
+      return request("get", path, context, call, undefined, async (response, cancellation) => {
+        const text = await cancellation.readText(response);
+        if (cancellation.cancelled) throw cancelledError(context, call.signal);
+        try {
+          return JSON.parse(text) as unknown;
+        } catch (error) {
+          throw providerError("malformed_stream", "the response is not valid JSON", context, {
+            cause: error,
+            responseBody: text,
+          });
+        }
       });
-      try {
-        return JSON.parse(text) as unknown;
-      } catch (error) {
-        throw providerError("malformed_stream", "the response is not valid JSON", context, {
-          cause: error,
-          responseBody: text,
-        });
-      }
     },
   };
 }

@@ -270,7 +270,7 @@ export async function* streamChatCompletions(
     request.providerOptions,
     setup.id,
   );
-  const { body: stream } = await setup.http.postEventStream(
+  const { body: stream, release } = await setup.http.postEventStream(
     "chat/completions",
     body,
     context,
@@ -321,6 +321,7 @@ export async function* streamChatCompletions(
 
   for await (const event of readSse(stream, {
     context,
+    release,
     signal: options.signal,
     idleTimeoutMs: setup.idleTimeoutMs,
     complete: () => complete,

@@ -158,7 +158,12 @@ export async function* streamResponses(
     request.providerOptions,
     setup.id,
   );
-  const { body: stream } = await setup.http.postEventStream("responses", body, context, options);
+  const { body: stream, release } = await setup.http.postEventStream(
+    "responses",
+    body,
+    context,
+    options,
+  );
 
   const calls = new Map<string, CallState>();
   let refused = false;
@@ -177,6 +182,7 @@ export async function* streamResponses(
   let complete = false;
   for await (const event of readSse(stream, {
     context,
+    release,
     signal: options.signal,
     idleTimeoutMs: setup.idleTimeoutMs,
     complete: () => complete,

@@ -95,26 +95,52 @@ export interface ReadSseOptions {
    * vendor would open a new TCP and TLS connection. See {@link releaseBody}.
    */
   complete?: () => boolean;
+  /** Called once when the generator is done with the body: ended, failed or cancelled. */
+  release?: (() => void) | undefined;
 }
-
-class IdleTimeout extends Error {}
 
 type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
 
-async function readChunk(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  idleTimeoutMs: number | undefined,
-): Promise<ReadResult> {
-  if (idleTimeoutMs === undefined || !Number.isFinite(idleTimeoutMs)) return reader.read();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new IdleTimeout()), idleTimeoutMs);
-  });
-  try {
-    return await Promise.race([reader.read(), idle]);
-  } finally {
-    clearTimeout(timer);
+/** The largest delay a JavaScript timer supports. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * The idle limit of one body: fails a read that waits longer than `idleTimeoutMs` for its
+ * chunk, by cancelling the reader. One timer per body, re-armed (`refresh()`) before each
+ * read, rather than a timer, a promise and a race per chunk. Time the consumer spends between
+ * reads does not count: the timer does nothing when no read is waiting.
+ */
+class IdleLimit {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #timer: ReturnType<typeof setTimeout>;
+  #reading = false;
+  /** True once a read waited too long. */
+  expired = false;
+
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, idleTimeoutMs: number) {
+    this.#reader = reader;
+    this.#timer = setTimeout(this.#onIdle, idleTimeoutMs);
   }
+
+  async read(): Promise<ReadResult> {
+    this.#timer.refresh();
+    this.#reading = true;
+    try {
+      return await this.#reader.read();
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+
+  readonly #onIdle = (): void => {
+    if (!this.#reading) return;
+    this.expired = true;
+    this.#reader.cancel().catch(() => {});
+  };
 }
 
 /** Longest wait for the end of a body after its terminal event; see {@link releaseBody}. */
@@ -182,23 +208,29 @@ export async function* readSse(
     reader.cancel(signal?.reason).catch(() => {});
   };
   signal?.addEventListener("abort", onAbort, { once: true });
+  const idle =
+    idleTimeoutMs !== undefined && idleTimeoutMs < MAX_TIMER_MS
+      ? new IdleLimit(reader, idleTimeoutMs)
+      : undefined;
   try {
     while (true) {
       if (signal?.aborted) throw abortedError(context, signal);
-      let chunk: ReadResult;
+      let chunk: ReadResult | undefined;
       try {
-        chunk = await readChunk(reader, idleTimeoutMs);
+        chunk = idle === undefined ? await reader.read() : await idle.read();
       } catch (error) {
-        if (error instanceof IdleTimeout) {
-          throw providerError(
-            "timeout",
-            `no data received for ${idleTimeoutMs} ms (stream stalled)`,
-            context,
-          );
+        if (idle?.expired !== true || signal?.aborted === true) {
+          throw errorFromThrown(error, context, signal);
         }
-        throw errorFromThrown(error, context, signal);
       }
       if (signal?.aborted) throw abortedError(context, signal);
+      if (idle?.expired === true || chunk === undefined) {
+        throw providerError(
+          "timeout",
+          `no data received for ${idleTimeoutMs} ms (stream stalled)`,
+          context,
+        );
+      }
       if (chunk.done) {
         finished = true;
         yield* parser.push(decoder.decode());
@@ -208,7 +240,9 @@ export async function* readSse(
       yield* parser.push(decoder.decode(chunk.value, { stream: true }));
     }
   } finally {
+    idle?.stop();
     signal?.removeEventListener("abort", onAbort);
+    options.release?.();
     if (!finished) {
       if (options.complete?.() === true && signal?.aborted !== true) releaseBody(reader);
       else reader.cancel().catch(() => {});

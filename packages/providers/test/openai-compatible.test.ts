@@ -208,6 +208,29 @@ describe("createOpenAICompatibleProvider: request mapping and options", () => {
     const error = await provider().listModels!().catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "PROVIDER_ERROR", kind: "auth", statusCode: 401 });
   });
+
+  it("listModels gives up with a timeout when the document's body does not end within timeoutMs", async () => {
+    let sent = false;
+    server.use(
+      http.get(`${BASE}/models`, () => {
+        sent = true;
+        return new HttpResponse(
+          new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode('{"object":"list","data":['));
+            },
+          }) as never,
+          { headers: { "content-type": "application/json" } },
+        );
+      }),
+    );
+    const started = performance.now();
+    const error = await provider({ timeoutMs: 100 }).listModels!().catch((e: unknown) => e);
+    expect(sent).toBe(true);
+    expect(error).toMatchObject({ code: "PROVIDER_ERROR", kind: "timeout" });
+    expect((error as Error).message).toMatch(/100 ms/);
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
 });
 
 describeTransportContract({

@@ -19,9 +19,14 @@ function bytesStream(parts: Uint8Array[]): ReadableStream<Uint8Array> {
   });
 }
 
-async function readAll(parts: Uint8Array[]): Promise<SseEvent[]> {
+async function readAll(
+  parts: Uint8Array[],
+  options: { idleTimeoutMs?: number } = {},
+): Promise<SseEvent[]> {
   const events: SseEvent[] = [];
-  for await (const event of readSse(bytesStream(parts), { context })) events.push(event);
+  for await (const event of readSse(bytesStream(parts), { context, ...options })) {
+    events.push(event);
+  }
   return events;
 }
 
@@ -123,6 +128,58 @@ describe("readSse", () => {
     expect(seen).toEqual(["a"]);
     expect(failure).toMatchObject({ code: "PROVIDER_ERROR", kind: "network", isRetryable: true });
     expect((failure as Error).message).toContain("other side closed");
+  });
+
+  it("a read that waits longer than idleTimeoutMs fails as a retryable timeout and cancels the body", async () => {
+    let cancelled = false;
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("data: a\n\n"));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const seen: string[] = [];
+    const failure = await (async () => {
+      for await (const event of readSse(body, { context, idleTimeoutMs: 40 })) {
+        seen.push(event.data);
+      }
+    })().catch((e: unknown) => e);
+    expect(seen).toEqual(["a"]);
+    expect(failure).toMatchObject({ code: "PROVIDER_ERROR", kind: "timeout", isRetryable: true });
+    expect((failure as Error).message).toMatch(/40 ms/);
+    expect(cancelled).toBe(true);
+  });
+
+  it("time the consumer spends between reads does not count against idleTimeoutMs", async () => {
+    const chunks = ["data: a\n\n", "data: b\n\n", "data: c\n\n"];
+    let pulls = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        const chunk = chunks[pulls++];
+        if (chunk === undefined) controller.close();
+        else controller.enqueue(new TextEncoder().encode(chunk));
+      },
+    });
+    const seen: string[] = [];
+    for await (const event of readSse(body, { context, idleTimeoutMs: 30 })) {
+      seen.push(event.data);
+      // The consumer is slower than the idle limit; the server is not.
+      await new Promise((resolve) => setTimeout(resolve, 80));
+    }
+    expect(seen).toEqual(["a", "b", "c"]);
+  });
+
+  it("a body that ends normally leaves no idle timer behind", async () => {
+    const countTimers = () =>
+      process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const timersBefore = countTimers();
+    const events = await readAll([new TextEncoder().encode("data: a\n\ndata: b\n\n")], {
+      idleTimeoutMs: 60_000,
+    });
+    expect(events.map((e) => e.data)).toEqual(["a", "b"]);
+    expect(countTimers()).toBe(timersBefore);
   });
 });
 

@@ -15,6 +15,7 @@ import {
 import { HttpResponse, http } from "msw";
 import type { setupServer } from "msw/node";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { ERROR_BODY_MAX_BYTES } from "../src/http.js";
 import type { ProviderHttpOptions } from "../src/index.js";
 import { RELEASE_GRACE_MS, RELEASE_MAX_BYTES } from "../src/sse.js";
 import { collect, collectFailure, errorResponse, sseResponse, untilAborted } from "./support.js";
@@ -67,6 +68,19 @@ function stalled(prefix: string): HttpResponse<never> {
     },
   });
   return new HttpResponse(body as never, { headers: { "content-type": "text/event-stream" } });
+}
+
+/** An HTTP error response whose JSON body sends `prefix` and then stays open. */
+function stalledError(status: number, prefix: string): HttpResponse<never> {
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(prefix));
+    },
+  });
+  return new HttpResponse(body as never, {
+    status,
+    headers: { "content-type": "application/json" },
+  });
 }
 
 /** What a test's response body does after its first chunk. */
@@ -242,20 +256,34 @@ export function describeTransportContract(config: TransportContractConfig): void
       expect(error.responseBody).toContain("oops");
     });
 
-    it("no response headers within timeoutMs is a retryable timeout, and the request is cancelled", async () => {
-      let cancelled: Promise<void> | undefined;
-      server.use(
-        http.post(url, async ({ request: req }) => {
-          cancelled = untilAborted(req.signal);
-          await cancelled;
-          return HttpResponse.error();
-        }),
-      );
-      const { error } = await collectFailure(config.provider({ timeoutMs: 50 }).stream(request));
-      expect(error.kind).toBe("timeout");
-      expect(error.isRetryable).toBe(true);
-      await expect(cancelled).resolves.toBeUndefined();
-    });
+    it.each([
+      ["without a signal", false],
+      ["with the caller's signal", true],
+    ])(
+      "no response headers within timeoutMs is a retryable timeout, and the request is cancelled (%s)",
+      async (_what, withSignal) => {
+        let cancelled: Promise<void> | undefined;
+        server.use(
+          http.post(url, async ({ request: req }) => {
+            cancelled = untilAborted(req.signal);
+            await cancelled;
+            return HttpResponse.error();
+          }),
+        );
+        const controller = new AbortController();
+        const { error } = await collectFailure(
+          config
+            .provider({ timeoutMs: 50 })
+            .stream(request, withSignal ? { signal: controller.signal } : {}),
+        );
+        expect(error.kind).toBe("timeout");
+        expect(error.isRetryable).toBe(true);
+        await expect(cancelled).resolves.toBeUndefined();
+        // The caller's signal is not aborted by the timeout, and keeps no listener.
+        expect(controller.signal.aborted).toBe(false);
+        expect(getEventListeners(controller.signal, "abort")).toEqual([]);
+      },
+    );
 
     it("a stream silent for idleTimeoutMs is a retryable timeout", async () => {
       server.use(http.post(url, () => stalled(firstEvent(config.goodStream))));
@@ -332,6 +360,122 @@ export function describeTransportContract(config: TransportContractConfig): void
       ).catch((e: unknown) => e);
       expect(AbortedError.isInstance(failure)).toBe(true);
       expect(requests).toBe(0);
+    });
+
+    it("aborting while the response headers are awaited throws AbortedError, cancels the request and leaves no listener", async () => {
+      let requestAborted: Promise<void> | undefined;
+      let received!: () => void;
+      const arrived = new Promise<void>((resolve) => {
+        received = resolve;
+      });
+      server.use(
+        http.post(url, async ({ request: req }) => {
+          requestAborted = untilAborted(req.signal);
+          received();
+          await requestAborted;
+          return HttpResponse.error();
+        }),
+      );
+      const controller = new AbortController();
+      const failure = collect(config.provider().stream(request, { signal: controller.signal }))
+        .then(() => undefined)
+        .catch((e: unknown) => e);
+      await arrived;
+      controller.abort(new Error("user pressed stop"));
+      const error = await failure;
+      expect(AbortedError.isInstance(error)).toBe(true);
+      expect((error as AbortedError).cause).toEqual(new Error("user pressed stop"));
+      await expect(requestAborted).resolves.toBeUndefined();
+      expect(getEventListeners(controller.signal, "abort")).toEqual([]);
+    });
+
+    it("an error response whose body stalls still ends at the caller's abort", async () => {
+      server.use(http.post(url, () => stalledError(500, '{"error":')));
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(new Error("stop")), 50);
+      const failure = await collect(
+        config.provider().stream(request, { signal: controller.signal }),
+      ).catch((e: unknown) => e);
+      clearTimeout(timer);
+      expect(controller.signal.aborted).toBe(true);
+      expect(AbortedError.isInstance(failure)).toBe(true);
+      expect(getEventListeners(controller.signal, "abort")).toEqual([]);
+    });
+
+    it("an error response whose body does not end gives the HTTP error when timeoutMs runs out", async () => {
+      const [httpError] = config.httpErrors;
+      server.use(http.post(url, () => stalledError(httpError!.status, '{"error":')));
+      const { error } = await collectFailure(config.provider({ timeoutMs: 100 }).stream(request));
+      expect(error.statusCode).toBe(httpError!.status);
+      expect(error.responseBody).toBe('{"error":');
+    });
+
+    it("an endless error body is read only up to its limit, then cancelled", async () => {
+      let sent = 0;
+      let cancelled = false;
+      const endlessError = async () =>
+        new Response(
+          new ReadableStream<Uint8Array>({
+            pull(controller) {
+              const chunk = new TextEncoder().encode("x".repeat(8 * 1024));
+              sent += chunk.byteLength;
+              controller.enqueue(chunk);
+            },
+            cancel() {
+              cancelled = true;
+            },
+          }),
+          { status: 500, headers: { "content-type": "text/plain" } },
+        );
+      const { error } = await collectFailure(
+        config.provider({ fetch: endlessError }).stream(request),
+      );
+      expect(error.statusCode).toBe(500);
+      expect(error.kind).toBe("server");
+      expect(cancelled).toBe(true);
+      expect(sent).toBeGreaterThanOrEqual(ERROR_BODY_MAX_BYTES);
+      expect(sent).toBeLessThan(ERROR_BODY_MAX_BYTES + 64 * 1024);
+      expect(error.responseBody?.startsWith("xxxx")).toBe(true);
+    });
+
+    it("a signal shared by many calls keeps no listener once they have ended, however they ended", async () => {
+      const controller = new AbortController();
+      const { signal } = controller;
+      const listeners = () => getEventListeners(signal, "abort").length;
+      // Completed.
+      server.use(http.post(url, () => sseResponse(config.goodStream)));
+      for (let i = 0; i < 3; i++) {
+        const events = await collect(config.provider().stream(request, { signal }));
+        expect(events.at(-1)?.type).toBe("finish");
+      }
+      expect(listeners()).toBe(0);
+      // Failed with an HTTP error.
+      const [httpError] = config.httpErrors;
+      server.use(http.post(url, () => jsonOrText(httpError!.status, httpError!.body)));
+      const { error } = await collectFailure(config.provider().stream(request, { signal }));
+      expect(error.statusCode).toBe(httpError!.status);
+      expect(listeners()).toBe(0);
+      // Left early by the caller.
+      server.use(http.post(url, () => stalled(firstEvent(config.goodStream))));
+      for await (const event of config.provider().stream(request, { signal })) {
+        expect(event.type).toBe("response-start");
+        expect(listeners()).toBeGreaterThan(0);
+        break;
+      }
+      expect(listeners()).toBe(0);
+      // Cut mid-stream.
+      server.use(
+        http.post(url, () =>
+          sseResponse(config.goodStream, {
+            cutAfterBytes: Math.floor(config.goodStream.length / 2),
+            cut: "error",
+          }),
+        ),
+      );
+      const cut = await collectFailure(config.provider().stream(request, { signal }));
+      expect(cut.error.kind).toBe("network");
+      expect(listeners()).toBe(0);
+      expect(signal.aborted).toBe(false);
     });
 
     it("breaking out of the loop early cancels the response body", async () => {
