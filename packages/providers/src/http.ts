@@ -15,7 +15,14 @@ import {
   type VendorErrorParser,
 } from "./errors.js";
 
-/** A `fetch` implementation: the global one, or one you inject (proxy agent, tracing, test). */
+/**
+ * A `fetch` implementation: the global one, or one you inject (proxy agent, tracing, test).
+ * It is called with a `Request` and an `init` whose `signal` is the request's cancellation (the
+ * caller's abort, `timeoutMs`): a wrapper should pass `init` on, as
+ * `(input, init) => fetch(input, { ...init, dispatcher })` does. One that drops it still has
+ * its call end at once on an abort or a timeout, but the request itself runs on until its
+ * response comes (whose body is then cancelled).
+ */
 export type FetchFunction = (
   input: Request | URL | string,
   init?: RequestInit,
@@ -143,6 +150,8 @@ class RequestCancellation {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Stops the body being read as text, if one is. */
   #stopReading: (() => void) | undefined;
+  /** Ends the wait for the response headers, if one is waiting. */
+  #stopWaiting: ((error: unknown) => void) | undefined;
   /** True once the time limit ran out before the caller aborted. */
   timedOut = false;
 
@@ -160,6 +169,28 @@ class RequestCancellation {
   /** True once the request was cancelled (the caller aborted, or the time limit ran out). */
   get cancelled(): boolean {
     return this.#controller.signal.aborted;
+  }
+
+  /**
+   * Waits for `response`, or for the cancellation, whichever comes first: a `fetch` that does
+   * not follow its `init.signal` (a wrapper that drops `init`) cannot hold the call past an
+   * abort or the time limit. A response that comes after that has its body cancelled.
+   */
+  waitFor(response: Promise<Response>): Promise<Response> {
+    return new Promise<Response>((resolve, reject) => {
+      this.#stopWaiting = reject;
+      response.then(
+        (value) => {
+          this.#stopWaiting = undefined;
+          if (this.cancelled) value.body?.cancel().catch(() => {});
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#stopWaiting = undefined;
+          reject(error);
+        },
+      );
+    });
   }
 
   /** An event stream's headers are in: its chunks have their own idle limit from here on. */
@@ -212,16 +243,20 @@ class RequestCancellation {
 
   readonly #onCallerAbort = (): void => {
     clearTimeout(this.#timer);
-    this.#controller.abort(this.#caller?.reason);
-    this.#stopReading?.();
+    this.#cancel(this.#caller?.reason);
   };
 
   readonly #onTimeout = (): void => {
     this.#caller?.removeEventListener("abort", this.#onCallerAbort);
     this.timedOut = true;
-    this.#controller.abort(new Error("the request timed out"));
-    this.#stopReading?.();
+    this.#cancel(new Error("the request timed out"));
   };
+
+  #cancel(reason: unknown): void {
+    this.#controller.abort(reason);
+    this.#stopWaiting?.(reason);
+    this.#stopReading?.();
+  }
 }
 
 /** Creates the ky-backed client of one provider. */
@@ -269,15 +304,17 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
     try {
       let response: Response;
       try {
-        response = await api(path, {
-          method,
-          ...(json === undefined ? {} : { json }),
-          ...(call.headers === undefined ? {} : { headers: call.headers }),
-          // Looked up per call, so a fetch patched after the provider was created (an HTTP
-          // mock, an instrumentation library) is the one used.
-          fetch: (input, init) =>
-            (injected ?? globalThis.fetch)(input, { ...init, signal: cancellation.signal }),
-        });
+        response = await cancellation.waitFor(
+          api(path, {
+            method,
+            ...(json === undefined ? {} : { json }),
+            ...(call.headers === undefined ? {} : { headers: call.headers }),
+            // Looked up per call, so a fetch patched after the provider was created (an HTTP
+            // mock, an instrumentation library) is the one used.
+            fetch: (input, init) =>
+              (injected ?? globalThis.fetch)(input, { ...init, signal: cancellation.signal }),
+          }),
+        );
       } catch (error) {
         if (cancellation.cancelled) throw cancelledError(context, signal, error);
         throw errorFromThrown(error, context, signal);

@@ -438,6 +438,46 @@ export function describeTransportContract(config: TransportContractConfig): void
       expect(error.responseBody?.startsWith("xxxx")).toBe(true);
     });
 
+    it("a fetch that ignores its signal still ends at the caller's abort, and its late response's body is cancelled", async () => {
+      let cancelled = false;
+      let answer!: () => void;
+      const deaf = () =>
+        new Promise<Response>((resolve) => {
+          answer = () =>
+            resolve(
+              new Response(
+                new ReadableStream<Uint8Array>({
+                  cancel() {
+                    cancelled = true;
+                  },
+                }),
+                { headers: { "content-type": "text/event-stream" } },
+              ),
+            );
+        });
+      const controller = new AbortController();
+      const failure = collect(
+        config.provider({ fetch: deaf }).stream(request, { signal: controller.signal }),
+      ).catch((e: unknown) => e);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      controller.abort(new Error("stop"));
+      const error = await failure;
+      expect(AbortedError.isInstance(error)).toBe(true);
+      expect(getEventListeners(controller.signal, "abort")).toEqual([]);
+      answer();
+      await vi.waitFor(() => expect(cancelled).toBe(true), { timeout: 1_000, interval: 5 });
+    });
+
+    it("a fetch that ignores its signal still ends when timeoutMs runs out", async () => {
+      const never = () => new Promise<Response>(() => {});
+      const started = performance.now();
+      const { error } = await collectFailure(
+        config.provider({ fetch: never, timeoutMs: 50 }).stream(request),
+      );
+      expect(error.kind).toBe("timeout");
+      expect(performance.now() - started).toBeLessThan(2_000);
+    });
+
     it("a signal shared by many calls keeps no listener once they have ended, however they ended", async () => {
       const controller = new AbortController();
       const { signal } = controller;
