@@ -152,8 +152,6 @@ class RequestCancellation {
   #stopReading: (() => void) | undefined;
   /** Ends the wait for the response headers, if one is waiting. */
   #stopWaiting: ((error: unknown) => void) | undefined;
-  /** True once the time limit ran out before the caller aborted. */
-  timedOut = false;
 
   constructor(caller: AbortSignal | undefined, timeoutMs: number) {
     this.#caller = caller;
@@ -248,7 +246,6 @@ class RequestCancellation {
 
   readonly #onTimeout = (): void => {
     this.#caller?.removeEventListener("abort", this.#onCallerAbort);
-    this.timedOut = true;
     this.#cancel(new Error("the request timed out"));
   };
 
