@@ -60,7 +60,7 @@ export const DEFAULT_TIMEOUT_MS = 60_000;
 /** Default of {@link ProviderHttpOptions.idleTimeoutMs}. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 /** The largest delay a JavaScript timer supports. */
-const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /** What an adapter gives the HTTP client. */
 export interface HttpClientConfig {

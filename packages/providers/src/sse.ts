@@ -6,6 +6,7 @@
  */
 import type { ProviderError } from "@beamclaw/core";
 import { abortedError, type CallContext, errorFromThrown, providerError } from "./errors.js";
+import { MAX_TIMER_MS } from "./http.js";
 
 /** One dispatched server-sent event. */
 export interface SseEvent {
@@ -100,9 +101,6 @@ export interface ReadSseOptions {
 }
 
 type ReadResult = Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
-
-/** The largest delay a JavaScript timer supports. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * The idle limit of one body: fails a read that waits longer than `idleTimeoutMs` for its
