@@ -3,6 +3,7 @@
  */
 import { AbortedError } from "../errors.js";
 import { withLazySignal } from "../runtime/lazy-abort.js";
+import { keepShape } from "../runtime/shapes.js";
 import { startTimer } from "../runtime/timers.js";
 
 /** How a provider chain retries one `provider/model` reference. */
@@ -176,3 +177,6 @@ export class CallCancellation {
     return withLazySignal(options, this.#controller, skip);
   }
 }
+
+// An inert instance that keeps the class's hidden classes alive between calls (see keepShape).
+keepShape(CallCancellation, new CallCancellation());

@@ -12,6 +12,7 @@ import {
   ProviderError,
 } from "../errors.js";
 import { cancellationOf } from "../runtime/lazy-abort.js";
+import { keepShape } from "../runtime/shapes.js";
 import { beginTelemetryTrace, emitTelemetry, type TelemetryTrace } from "../telemetry.js";
 import {
   CallCancellation,
@@ -861,6 +862,28 @@ class ChainStream
     return { resolve, reject };
   }
 }
+
+// Inert instances that keep the per-call classes' hidden classes alive (see keepShape).
+keepShape(
+  Attempt,
+  new Attempt(
+    {
+      ref: "anchor/anchor",
+      providerKey: "anchor",
+      model: "anchor",
+      provider: {
+        specificationVersion: "v1",
+        id: "anchor",
+        stream: async function* () {},
+      },
+      limiters: [],
+    },
+    1,
+    { trial: false },
+    true,
+  ),
+);
+keepShape(ChainStream, new ChainStream(new CallCancellation(), (async function* () {})()));
 
 /**
  * Creates a {@link ProviderChain}.

@@ -10,6 +10,7 @@ import { emitTelemetry } from "../telemetry.js";
 import { armDeadline, cancelDeadline, type DeadlineEntry } from "./deadlines.js";
 import { type ExitReason, formatExitReason, isNormalExit, toExitError } from "./exit.js";
 import { Cancellation } from "./lazy-abort.js";
+import { keepShape } from "./shapes.js";
 import { type LongTimer, startTimer } from "./timers.js";
 
 /** Default time a `call` waits for its reply. */
@@ -187,6 +188,20 @@ class CallEnvelope implements DeadlineEntry, ReplyTo<unknown> {
     );
   }
 }
+
+// Inert envelopes that keep the envelopes' hidden classes alive between messages (see
+// keepShape); the call's timeout is the default's kind (a small integer).
+keepShape(MessageEnvelope, new MessageEnvelope(K_CAST, undefined));
+keepShape(
+  CallEnvelope,
+  new CallEnvelope(
+    undefined,
+    () => {},
+    () => {},
+    { name: "" },
+    5_000,
+  ),
+);
 
 interface AsyncContinuations {
   fulfilled: (value: unknown) => void;

@@ -1,3 +1,5 @@
+import { keepShape } from "./shapes.js";
+
 /**
  * An `AbortController` whose signal is only made when something asks for it.
  *
@@ -227,3 +229,10 @@ export function copyOptions(
     if (Object.prototype.propertyIsEnumerable.call(from, symbol)) target[symbol] = from[symbol];
   }
 }
+
+// Inert instances that keep these per-run classes' hidden classes alive (see keepShape).
+keepShape(LazyAbortController, new LazyAbortController());
+keepShape(Cancellation, new Cancellation());
+// An empty object given a lazy signal: a task's context (TaskSupervisor), and a provider call's
+// options as the chain makes them from the agent loop's, whose own keys it does not copy.
+keepShape(defineLazySignal, defineLazySignal({}, new LazyAbortController()));

@@ -11,7 +11,13 @@ import type {
   ToolCallPart,
   ToolResultPart,
 } from "../providers/types.js";
-import { CANCELLATION, type Cancellation, defineLazySignal } from "../runtime/lazy-abort.js";
+import {
+  CANCELLATION,
+  Cancellation,
+  defineLazySignal,
+  withLazySignal,
+} from "../runtime/lazy-abort.js";
+import { keepShape } from "../runtime/shapes.js";
 import {
   type AgentDefinition,
   errorInfo,
@@ -421,4 +427,21 @@ function toolContext(input: AgentLoopInput, toolCallId: string): ToolContext {
     },
     cancellation,
   );
+}
+
+// Inert objects that keep the hidden classes of a model call's options, a tool call's context
+// and the tool layer's copy of it (`SupervisedToolRunner`) alive between runs (see keepShape).
+{
+  const cancellation = new Cancellation();
+  const input = {
+    runId: "run-0",
+    sessionKey: "agent:main:main",
+    agent: { id: "main", model: "anchor/anchor" },
+    models: ["anchor/anchor"],
+    emit: () => {},
+    [CANCELLATION]: cancellation,
+  } as unknown as AgentLoopInput;
+  keepShape(sourceOptions, sourceOptions(input));
+  const context = keepShape(toolContext, toolContext(input, "call-0"));
+  keepShape(toolContext, withLazySignal(context, cancellation));
 }

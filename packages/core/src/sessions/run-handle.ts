@@ -1,3 +1,4 @@
+import { keepShape } from "../runtime/shapes.js";
 import type { RunEvent, RunResult } from "./types.js";
 
 /**
@@ -227,3 +228,11 @@ export class RunHandle implements AsyncIterable<RunEvent> {
     return this.#log.iterate();
   }
 }
+
+// Inert instances that keep these per-run classes' hidden classes alive (see keepShape).
+const SHAPE_LOG = keepShape(RunEventLog, new RunEventLog());
+keepShape(RunEventLog, SHAPE_LOG.iterate());
+keepShape(
+  RunHandle,
+  new RunHandle("run-0", "agent:main:main", "started", SHAPE_LOG, () => Promise.resolve(false)),
+);
