@@ -109,6 +109,53 @@ function runtimeVariant(id, makeModels) {
 }
 
 /**
+ * A runtime variant that keeps one runtime and store for every round of every series it is in,
+ * as an application keeps its runtime: each round gets fresh sessions (new keys, empty
+ * histories, like the other variants'), deleted when the round is done. Informational: it says
+ * how much of the per-round runtime's time is V8 compiling the turn path again after the
+ * previous round's runtime (and the objects its optimized code was specialized on) was dropped
+ * and collected by the full GC before each variant. `dispose()` stops the runtime.
+ */
+function sharedRuntimeVariant(id, makeModels) {
+  let started;
+  let round = 0;
+  return {
+    id,
+    async prepare(sessions) {
+      started ??= startRuntime({ models: makeModels() });
+      const { runtime } = await started;
+      const prefix = `shared-${++round}`;
+      const handles = Array.from({ length: sessions }, (_, i) =>
+        runtime.session(sessionKey(prefix, i)),
+      );
+      await Promise.all(handles.map((session) => runtimeTurn(session)));
+      return {
+        async run(reps) {
+          if (handles.length === 1) {
+            const [session] = handles;
+            for (let i = 0; i < reps; i++) await runtimeTurn(session);
+            return;
+          }
+          for (let i = 0; i < reps; i++) {
+            await Promise.all(handles.map((session) => runtimeTurn(session)));
+          }
+        },
+        async close() {
+          await Promise.all(handles.map((session) => session.delete()));
+        },
+      };
+    },
+    async dispose() {
+      if (started === undefined) return;
+      const { runtime, store } = await started;
+      started = undefined;
+      await runtime.stop();
+      await store.close();
+    },
+  };
+}
+
+/**
  * Runs one series (one provider, one concurrency): every variant once per round, in rotating
  * order; returns the turns/s samples of the measured rounds by variant id.
  */
@@ -165,14 +212,16 @@ async function main({ quick }) {
   const loadBefore = os.loadavg()[0];
   const inProcess = createInProcessProvider();
   const server = await startOpenAIServer();
+  let inProcessVariants;
   try {
     const http = createHttpProvider(server.baseUrl);
     // Quick mode leaves out the informational no-chain variant (it only has to not rot).
-    const inProcessVariants = [
+    inProcessVariants = [
       bareVariant(inProcess),
       floorVariant(inProcess),
       runtimeVariant("chain", () => chainOf(inProcess)),
       ...(quick ? [] : [runtimeVariant("direct", () => directSource(inProcess))]),
+      sharedRuntimeVariant("shared", () => chainOf(inProcess)),
     ];
     const plans = [
       {
@@ -238,6 +287,7 @@ async function main({ quick }) {
         ["floor", "the floor: the bare loop plus the least the session contract asks", false],
         ["chain", "runtime with a `ProviderChain`", true],
         ["direct", "runtime, provider as the `ModelSource` (no chain)", false],
+        ["shared", "runtime with a `ProviderChain`, one runtime for every round", false],
       ]) {
         if (!samples.has(id)) continue;
         const rate = median(samples.get(id));
@@ -326,6 +376,7 @@ async function main({ quick }) {
       ],
     };
   } finally {
+    for (const variant of inProcessVariants ?? []) await variant.dispose?.();
     await server.close();
   }
 }
