@@ -78,6 +78,18 @@ function floorVariant(provider) {
   );
 }
 
+/** `reps` turns on each of `handles`' sessions, all sessions at once. */
+async function runtimeTurns(handles, reps) {
+  if (handles.length === 1) {
+    const [session] = handles;
+    for (let i = 0; i < reps; i++) await runtimeTurn(session);
+    return;
+  }
+  for (let i = 0; i < reps; i++) {
+    await Promise.all(handles.map((session) => runtimeTurn(session)));
+  }
+}
+
 /** A runtime variant: a fresh runtime and store, `sessions` sessions with distinct keys. */
 function runtimeVariant(id, makeModels) {
   return {
@@ -89,16 +101,7 @@ function runtimeVariant(id, makeModels) {
       );
       await Promise.all(handles.map((session) => runtimeTurn(session)));
       return {
-        async run(reps) {
-          if (handles.length === 1) {
-            const [session] = handles;
-            for (let i = 0; i < reps; i++) await runtimeTurn(session);
-            return;
-          }
-          for (let i = 0; i < reps; i++) {
-            await Promise.all(handles.map((session) => runtimeTurn(session)));
-          }
-        },
+        run: (reps) => runtimeTurns(handles, reps),
         async close() {
           await runtime.stop();
           await store.close();
@@ -130,16 +133,7 @@ function sharedRuntimeVariant(id, makeModels) {
       );
       await Promise.all(handles.map((session) => runtimeTurn(session)));
       return {
-        async run(reps) {
-          if (handles.length === 1) {
-            const [session] = handles;
-            for (let i = 0; i < reps; i++) await runtimeTurn(session);
-            return;
-          }
-          for (let i = 0; i < reps; i++) {
-            await Promise.all(handles.map((session) => runtimeTurn(session)));
-          }
-        },
+        run: (reps) => runtimeTurns(handles, reps),
         async close() {
           await Promise.all(handles.map((session) => session.delete()));
         },

@@ -40,15 +40,12 @@ const isOptimized = (f: AnyFunction) => (status(f) & OPTIMIZED) !== 0;
  * Optimizes `make` (a fresh function that makes one object and keeps it in `kept`), drops
  * the objects it made, runs two full GCs, and tells whether `make` is still optimized.
  */
-function optimizedAfterIdleGc<T extends AnyFunction>(
-  make: T,
-  call: (make: T, kept: unknown[]) => void,
-): boolean {
+function optimizedAfterIdleGc(make: (kept: unknown[]) => void): boolean {
   const kept: unknown[] = [];
   prepare(make);
-  for (let i = 0; i < 16; i++) call(make, kept);
+  for (let i = 0; i < 16; i++) make(kept);
   optimizeNext(make);
-  call(make, kept);
+  make(kept);
   expect(isOptimized(make)).toBe(true);
   kept.length = 0;
   gc();
@@ -68,34 +65,34 @@ describe("keepShape", () => {
     const make = (kept: unknown[]) => {
       kept.push(new Unanchored({}));
     };
-    expect(optimizedAfterIdleGc(make, (f, kept) => f(kept))).toBe(false);
+    expect(optimizedAfterIdleGc(make)).toBe(false);
   });
 
   it("keeps the run handle, its event log and an iterator of it", () => {
     const log = (kept: unknown[]) => {
       kept.push(new RunEventLog());
     };
-    expect(optimizedAfterIdleGc(log, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(log)).toBe(true);
     const iterator = (kept: unknown[]) => {
       kept.push(new RunEventLog().iterate());
     };
-    expect(optimizedAfterIdleGc(iterator, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(iterator)).toBe(true);
     const handle = (kept: unknown[]) => {
       const log = new RunEventLog();
       kept.push(new RunHandle("run-1", "agent:main:main", "started", log, async () => false));
     };
-    expect(optimizedAfterIdleGc(handle, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(handle)).toBe(true);
   });
 
   it("keeps the run's cancellation and a lazy controller", () => {
     const cancellation = (kept: unknown[]) => {
       kept.push(new Cancellation());
     };
-    expect(optimizedAfterIdleGc(cancellation, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(cancellation)).toBe(true);
     const controller = (kept: unknown[]) => {
       kept.push(new LazyAbortController());
     };
-    expect(optimizedAfterIdleGc(controller, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(controller)).toBe(true);
   });
 
   it("keeps an empty object given a lazy signal (a task's context, a provider call's options)", () => {
@@ -103,18 +100,18 @@ describe("keepShape", () => {
     const context = (kept: unknown[]) => {
       kept.push(defineLazySignal({}, source));
     };
-    expect(optimizedAfterIdleGc(context, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(context)).toBe(true);
     const options = (kept: unknown[]) => {
       kept.push(withLazySignal({ models: ["a/b"] }, source, ["models", "signal"]));
     };
-    expect(optimizedAfterIdleGc(options, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(options)).toBe(true);
   });
 
   it("keeps a chain call's cancellation", () => {
     const call = (kept: unknown[]) => {
       kept.push(new CallCancellation());
     };
-    expect(optimizedAfterIdleGc(call, (f, kept) => f(kept))).toBe(true);
+    expect(optimizedAfterIdleGc(call)).toBe(true);
   });
 
   it("keeps a chain call's stream (ProviderChain.stream)", async () => {
