@@ -710,6 +710,8 @@ describe("ProviderChain: abort", () => {
     const chain = createProviderChain({
       providers: [a],
       models: ["a/m"],
+      // A fixed draw: full jitter draws 0 ms (no wait at all) once in 500 calls.
+      random: () => 0.5,
       sleep: () => {
         slept.resolve();
         return new Promise<void>(() => {});
