@@ -221,6 +221,31 @@ async function pendingTexts(store: MemoryStore, sessionKey = KEY): Promise<strin
   return pending.map((m) => String((m.payload as { input: { text: string } }).input.text));
 }
 
+/** Idempotency keys of the pending messages of the durable queue, by text. */
+async function pendingKeys(store: MemoryStore, sessionKey = KEY): Promise<Map<string, string>> {
+  const pending = await store.queue.pending({ sessionKey });
+  return new Map(
+    pending.map((m) => [
+      String((m.payload as { input: { text: string } }).input.text),
+      m.idempotencyKey,
+    ]),
+  );
+}
+
+/**
+ * Whether the queue still remembers `idempotencyKey` (a new message with it is a duplicate).
+ * The probe it enqueues is discarded again, so it leaves nothing behind.
+ */
+async function remembered(store: MemoryStore, idempotencyKey: string): Promise<boolean> {
+  const { message, duplicate } = await store.queue.enqueue({
+    idempotencyKey,
+    sessionKey: "agent:main:probe",
+    payload: {},
+  });
+  if (!duplicate) await store.queue.discard(message.id);
+  return duplicate;
+}
+
 // ------------------------------------------------------------------ events, transcript, metadata
 
 describe("runs: events, transcript and metadata", () => {
@@ -667,6 +692,128 @@ describe("idempotency keys", () => {
     await expect(collect(again)).rejects.toMatchObject({ code: "DUPLICATE" });
     expect(source.calls).toHaveLength(1);
     expect(await pendingTexts(runtime.store as MemoryStore)).toEqual([]);
+  });
+
+  it("a message sent without a key leaves the queue without a dedupe record; one with a key keeps it", async () => {
+    const { runtime, session, block } = await echoRuntime();
+    const store = runtime.store as MemoryStore;
+    const gate = block("first");
+    const first = await session.send("first");
+    await gate.entered.promise;
+    const steered = await session.send("steered", { queueMode: "steer" });
+    const collected = await session.send("collected", { queueMode: "collect" });
+    const keyed = await session.send("keyed", { queueMode: "collect", idempotencyKey: "k-c" });
+    const keys = await pendingKeys(store);
+    expect(keys.get("keyed")).toBe("k-c");
+    expect(keys.get("first")).toMatch(/^auto:/);
+    gate.release.resolve();
+    for (const run of [first, steered, collected, keyed]) {
+      expect((await run.result).status).toBe("completed");
+    }
+    expect(await pendingTexts(store)).toEqual([]);
+    // Nobody can send a made-up key again, so none is remembered; the caller's key is.
+    for (const text of ["first", "steered", "collected"]) {
+      expect(await remembered(store, keys.get(text)!)).toBe(false);
+    }
+    expect(await remembered(store, "k-c")).toBe(true);
+    const again = await session.send("keyed", { idempotencyKey: "k-c" });
+    await expect(again.result).rejects.toMatchObject({ code: "DUPLICATE" });
+  });
+
+  it("aborted, reset and replayed messages without a key leave no dedupe record either", async () => {
+    const store = await newStore();
+    const blockers = new Map<string, Blocker>();
+    const gate = (asked: string) => {
+      const blocker = { entered: deferred(), release: deferred() };
+      blockers.set(asked, blocker);
+      return blocker;
+    };
+    const runtime1 = new AgentRuntime({
+      store,
+      models: new BrainSource(echoBrain(blockers)),
+      agents: [MAIN],
+    });
+    await runtime1.start();
+    const session1 = runtime1.session(KEY);
+    const aborted = gate("aborted");
+    const abortedRun = await session1.send("aborted");
+    await aborted.entered.promise;
+    const queued = await session1.send("queued behind");
+    let keys = await pendingKeys(store);
+    await abortedRun.abort();
+    expect((await abortedRun.result).status).toBe("aborted");
+    await queued.result;
+    const reset = gate("reset");
+    const resetRun = await session1.send("reset");
+    await reset.entered.promise;
+    const unstarted = await session1.send("waiting at the reset");
+    keys = new Map([...keys, ...(await pendingKeys(store))]);
+    await session1.reset();
+    expect((await resetRun.result).status).toBe("aborted");
+    expect((await unstarted.result).status).toBe("aborted");
+    const stuck = gate("replayed");
+    const replayed = await session1.send("replayed");
+    await stuck.entered.promise;
+    keys = new Map([...keys, ...(await pendingKeys(store))]);
+    await runtime1.stop();
+    await failureOf(() => replayed.result);
+    expect(await pendingTexts(store)).toEqual(["replayed"]);
+
+    const runtime2 = new AgentRuntime({
+      store,
+      models: new BrainSource(echoBrain(new Map())),
+      agents: [MAIN],
+    });
+    const ends = record(runtime2.pubsub, "events:global");
+    cleanups.push(() => runtime2.stop());
+    await runtime2.start();
+    await waitFor("the replayed run to end", () => ends.find((e) => e.type === "run-end"));
+    await waitFor("the replayed message to leave the queue", async () =>
+      (await pendingTexts(store)).length === 0 ? true : undefined,
+    );
+    expect([...keys.keys()].sort()).toEqual([
+      "aborted",
+      "queued behind",
+      "replayed",
+      "reset",
+      "waiting at the reset",
+    ]);
+    for (const key of keys.values()) expect(await remembered(store, key)).toBe(false);
+  });
+
+  it("deliver() and delete tell a made-up key from a caller's own by the queued message", async () => {
+    const { runtime, block } = await echoRuntime();
+    const store = runtime.store as MemoryStore;
+    // Queued as a cluster node queues them: one with the key the runtime makes up, one with
+    // the caller's own key (and the same payload shape).
+    const auto = await store.queue.enqueue({
+      idempotencyKey: "auto:run-a",
+      sessionKey: KEY,
+      payload: { input: { text: "made up" }, options: {}, runId: "run-a" },
+    });
+    const own = await store.queue.enqueue({
+      idempotencyKey: "caller-key",
+      sessionKey: KEY,
+      payload: { input: { text: "own key" }, options: {}, runId: "run-b" },
+    });
+    await (await runtime.deliver(auto.message)).result;
+    await (await runtime.deliver(own.message)).result;
+    expect(await remembered(store, "auto:run-a")).toBe(false);
+    expect(await remembered(store, "caller-key")).toBe(true);
+
+    // A deleted session's unfinished messages go the same way.
+    const other = "agent:main:doomed";
+    const gate = block("doomed, no key");
+    const running = await runtime.session(other).send("doomed, no key");
+    await gate.entered.promise;
+    await runtime.session(other).send("doomed, keyed", { idempotencyKey: "k-doomed" });
+    const keys = await pendingKeys(store, other);
+    expect(keys.size).toBe(2);
+    await runtime.session(other).delete();
+    await failureOf(() => running.result);
+    expect(await pendingTexts(store, other)).toEqual([]);
+    expect(await remembered(store, keys.get("doomed, no key")!)).toBe(false);
+    expect(await remembered(store, "k-doomed")).toBe(true);
   });
 
   it("a duplicate of a collected message follows the run it was collected into", async () => {

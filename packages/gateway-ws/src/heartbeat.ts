@@ -4,7 +4,6 @@
  * session, with `wake` texts added to the next turn (or to one run at once). Off unless
  * `heartbeat.enabled` or `set-heartbeats` turns it on.
  */
-import { randomUUID } from "node:crypto";
 import {
   type AgentRuntime,
   DEFAULT_HEARTBEAT_PROMPT,
@@ -181,7 +180,9 @@ export class HeartbeatService {
         : `${prompt}\n\nSystem events:\n${wakes.map((w) => `- ${w}`).join("\n")}`;
     const run = await session.send(
       { text, sender: "heartbeat" },
-      { signal, idempotencyKey: `heartbeat:${randomUUID()}` },
+      // No idempotency key: each beat is new, and a message without one leaves the queue
+      // without a dedupe record.
+      { signal },
     );
     const result = await run.result;
     if (result.status === "completed" || result.status === "max-steps") {

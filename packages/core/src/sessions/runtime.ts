@@ -27,6 +27,8 @@ import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tool
 import type { CostFunction, ModelSource } from "./agent-loop.js";
 import { RunEventLog, RunHandle } from "./run-handle.js";
 import {
+  hasMadeUpKey,
+  madeUpKey,
   QUARANTINE_PREFIX,
   quarantineKey,
   SessionActor,
@@ -532,7 +534,10 @@ export class AgentRuntime {
             ?.fail(new NoProcessError(`session ${key} was deleted`, "shutdown"));
           this.#logs.delete(message.id);
           this.#crashes.delete(message.id);
-          await this.store.queue.ack(message.id);
+          // As a session does when a run is over: a made-up key is not remembered.
+          await (hasMadeUpKey(message)
+            ? this.store.queue.discard(message.id)
+            : this.store.queue.ack(message.id));
         }
         await this.store.transcripts.delete(key);
         await this.store.sessions.delete(key);
@@ -602,7 +607,7 @@ export class AgentRuntime {
       runId,
     };
     const { message: queued, duplicate } = await this.store.queue.enqueue({
-      idempotencyKey: options.idempotencyKey ?? `auto:${runId}`,
+      idempotencyKey: options.idempotencyKey ?? madeUpKey(runId),
       sessionKey: key,
       payload: stored,
     });
@@ -636,7 +641,15 @@ export class AgentRuntime {
       const routed = await ownership.routeSend(queued, signal === undefined ? {} : { signal });
       if (routed !== undefined) return routed;
     }
-    return this.#deliverQueued(key, queued.id, input, rest, runId, signal);
+    return this.#deliverQueued(
+      key,
+      queued.id,
+      input,
+      rest,
+      runId,
+      options.idempotencyKey === undefined,
+      signal,
+    );
   }
 
   /**
@@ -671,17 +684,23 @@ export class AgentRuntime {
     const runId = typeof payload.runId === "string" ? payload.runId : randomUUID();
     const known = this.#followKnown(key, message.id, runId);
     if (known !== undefined) return known;
-    if (options.fresh === true) {
-      return this.#deliverQueued(key, message.id, payload.input, payload.options ?? {}, runId);
+    if (options.fresh !== true) {
+      const pending = await this.store.queue.pending({ sessionKey: key, limit: 1000 });
+      // Checked again after the read: a replay may have taken it meanwhile.
+      const again = this.#followKnown(key, message.id, runId);
+      if (again !== undefined) return again;
+      if (!pending.some((m) => m.id === message.id)) {
+        throw new BeamClawError("DUPLICATE", `message ${message.id} was already handled`);
+      }
     }
-    const pending = await this.store.queue.pending({ sessionKey: key, limit: 1000 });
-    // Checked again after the read: a replay may have taken it meanwhile.
-    const again = this.#followKnown(key, message.id, runId);
-    if (again !== undefined) return again;
-    if (!pending.some((m) => m.id === message.id)) {
-      throw new BeamClawError("DUPLICATE", `message ${message.id} was already handled`);
-    }
-    return this.#deliverQueued(key, message.id, payload.input, payload.options ?? {}, runId);
+    return this.#deliverQueued(
+      key,
+      message.id,
+      payload.input,
+      payload.options ?? {},
+      runId,
+      hasMadeUpKey(message),
+    );
   }
 
   /** A handle on the run of a message this runtime already holds, if it does. */
@@ -699,6 +718,7 @@ export class AgentRuntime {
     input: UserMessageInput,
     rest: Omit<SendOptions, "signal">,
     runId: string,
+    unkeyed: boolean,
     signal?: AbortSignal,
   ): Promise<RunHandle> {
     // Already taken (by a replay after a cluster takeover): follow that run.
@@ -711,7 +731,7 @@ export class AgentRuntime {
     try {
       accepted = (await this.#call(key, {
         type: "send",
-        delivery: { input, options: rest, runId, queueId: queued.id, log },
+        delivery: { input, options: rest, runId, queueId: queued.id, log, unkeyed },
       })) as typeof accepted;
     } catch (error) {
       if (NoProcessError.isInstance(error) && typeof error.exitReason === "object") {

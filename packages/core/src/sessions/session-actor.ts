@@ -83,6 +83,27 @@ export interface SessionDelivery {
   runId: string;
   queueId: string;
   log: RunEventLog;
+  /**
+   * True when the message was sent without an idempotency key (the queue holds it under one
+   * made up by the runtime, see {@link madeUpKey}): it leaves the queue without a dedupe
+   * record.
+   */
+  unkeyed: boolean;
+}
+
+/**
+ * The idempotency key the runtime files a message under when its sender gave none. Nobody
+ * else knows it, so nobody can send it again.
+ * @internal
+ */
+export function madeUpKey(runId: string): string {
+  return `auto:${runId}`;
+}
+
+/** Whether a queued message is filed under a key the runtime made up ({@link madeUpKey}). @internal */
+export function hasMadeUpKey(message: QueuedMessage): boolean {
+  const { runId } = message.payload as { runId?: unknown };
+  return typeof runId === "string" && message.idempotencyKey === madeUpKey(runId);
 }
 
 interface Batch {
@@ -90,6 +111,11 @@ interface Batch {
   inputs: UserMessageInput[];
   logs: RunEventLog[];
   queueIds: string[];
+  /**
+   * Those of `queueIds` sent without an idempotency key: they leave the durable queue
+   * without a dedupe record (see `#dequeue`). Absent when there are none.
+   */
+  unkeyed?: string[];
   mode: QueueMode;
   model?: string;
   thinking?: ThinkingLevel;
@@ -429,6 +455,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       active.steered.push(delivery.input);
       active.logs.push(delivery.log);
       active.queueIds.push(delivery.queueId);
+      if (delivery.unkeyed) unkeyedOf(active).push(delivery.queueId);
       this.#emitTo([delivery.log], this.#runStartEvent(active));
       return { disposition: "steered", runId: active.runId };
     }
@@ -443,6 +470,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       last.inputs.push(delivery.input);
       last.logs.push(delivery.log);
       last.queueIds.push(delivery.queueId);
+      if (delivery.unkeyed) unkeyedOf(last).push(delivery.queueId);
       return { disposition: "queued", runId: last.runId };
     }
     this.#pending.push(this.#batch(delivery, mode));
@@ -469,6 +497,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       queueIds: [delivery.queueId],
       mode,
     };
+    if (delivery.unkeyed) batch.unkeyed = [delivery.queueId];
     if (delivery.options.model !== undefined) batch.model = delivery.options.model;
     if (delivery.options.thinking !== undefined) batch.thinking = delivery.options.thinking;
     return batch;
@@ -504,7 +533,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     });
     for (const id of active.queueIds) {
       this.#ctx.logs.delete(id);
-      void this.#ctx.store.queue.ack(id).catch(() => undefined);
+      void this.#dequeue(active, id).catch(() => undefined);
     }
     this.#startNext();
   }
@@ -516,8 +545,20 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
     for (const id of batch.queueIds) {
       this.#ctx.logs.delete(id);
-      void this.#ctx.store.queue.ack(id).catch(() => undefined);
+      void this.#dequeue(batch, id).catch(() => undefined);
     }
+  }
+
+  /**
+   * Takes a message whose run is over out of the durable queue. One sent with an idempotency
+   * key is acknowledged, so that the key is remembered for the store's dedupe window; one
+   * sent without is discarded: its key was made up here and nobody can send it again, so a
+   * dedupe record would only cost the store (store-fs writes the whole message to its
+   * acknowledged log, store-redis keeps it for the window, `MemoryStore` holds it in memory).
+   */
+  #dequeue(batch: Batch, id: string): Promise<void> {
+    const queue = this.#ctx.store.queue;
+    return batch.unkeyed?.includes(id) === true ? queue.discard(id) : queue.ack(id);
   }
 
   async #patch(patch: SessionPatch): Promise<SessionMetadata> {
@@ -556,7 +597,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       for (const id of active.queueIds) {
         this.#ctx.logs.delete(id);
         this.#ctx.crashes.delete(id);
-        await this.#ctx.store.queue.ack(id);
+        await this.#dequeue(active, id);
       }
     }
     for (const batch of this.#pending) this.#endUnstarted(batch);
@@ -612,6 +653,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         runId: payload.runId ?? randomUUID(),
         queueId: message.id,
         log,
+        unkeyed: hasMadeUpKey(message),
       });
     }
   }
@@ -700,6 +742,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       inputs: batch.inputs,
       logs: batch.logs,
       queueIds: batch.queueIds,
+      // Always set (if only to undefined): one hidden class for every run.
+      unkeyed: batch.unkeyed,
       mode: batch.mode,
       controller,
       steered: [],
@@ -822,7 +866,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // The turn is done and saved: now the messages may leave the durable queue.
     const crashes = this.#ctx.crashes;
     for (const id of active.queueIds) {
-      await this.#ctx.store.queue.ack(id);
+      await this.#dequeue(active, id);
       this.#ctx.logs.delete(id);
       if (crashes.size > 0) crashes.delete(id);
     }
@@ -909,6 +953,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       mode: active.mode,
       saveFailures: active.saveFailures ?? 0,
     };
+    if (active.unkeyed !== undefined) batch.unkeyed = active.unkeyed;
     if (active.model !== undefined) batch.model = active.model;
     if (active.thinking !== undefined) batch.thinking = active.thinking;
     this.#start(batch);
@@ -1074,6 +1119,12 @@ function liveEntries(records: readonly TranscriptRecord[]): TranscriptRecord[] {
 function trimToTurn(history: ModelMessage[]): ModelMessage[] {
   const first = history.findIndex((m) => m.role === "user");
   return first <= 0 ? history : history.slice(first);
+}
+
+/** `batch.unkeyed`, made if it is not there yet. */
+function unkeyedOf(batch: Batch): string[] {
+  if (batch.unkeyed === undefined) batch.unkeyed = [];
+  return batch.unkeyed;
 }
 
 /**

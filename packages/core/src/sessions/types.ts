@@ -71,7 +71,10 @@ export interface SendOptions {
   /**
    * Deduplicates retries: a message with an idempotency key seen before (pending or
    * recently done) is not run again. With a durable store the message is written to the
-   * inbound queue before `send` resolves and removed only when its run is done.
+   * inbound queue before `send` resolves and removed only when its run is done; its key is
+   * then remembered for the store's `dedupeWindowMs`. Without a key the message is queued
+   * under one the runtime makes up, and leaves the queue without a dedupe record (nothing
+   * could repeat a key nobody knows).
    */
   idempotencyKey?: string;
   /** Aborts this message's run. */

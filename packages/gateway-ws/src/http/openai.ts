@@ -330,14 +330,11 @@ async function sessionCompletion(
       "invalid_messages",
     );
   }
-  const handle = await session.send(
-    {
-      text,
-      ...(images === undefined || images.length === 0 ? {} : { images }),
-      sender: "http:openai",
-    },
-    { idempotencyKey: `http:${randomUUID()}` },
-  );
+  const handle = await session.send({
+    text,
+    ...(images === undefined || images.length === 0 ? {} : { images }),
+    sender: "http:openai",
+  });
   const id = `chatcmpl-${handle.runId}`;
   const created = Math.floor(hub.now() / 1000);
   const model = typeof input.body.model === "string" ? input.body.model : "beamclaw";
