@@ -121,3 +121,19 @@ export function parseResult(stdout) {
   }
   return undefined;
 }
+
+/**
+ * A connected ioredis client for the Redis at `url` (one retry per request), or an error that
+ * says how to get one. The caller quits it.
+ */
+export async function connectRedis(url) {
+  const { Redis } = await import("ioredis");
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await client.connect();
+  } catch (error) {
+    client.disconnect();
+    throw new Error(`no Redis at ${url} (${error.message}); start one or set BEAMCLAW_REDIS_URL`);
+  }
+  return client;
+}

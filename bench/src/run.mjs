@@ -63,6 +63,10 @@ const BENCHMARKS = [
     file: "tenants.mjs",
     title: "11. Tenant isolation: quiet tenants beside a flooding or a crashing tenant",
   },
+  {
+    file: "store-footprint.mjs",
+    title: "12. What a turn leaves in the store, with and without an idempotency key",
+  },
 ];
 
 /** Runs one benchmark process; resolves with its result or a failure description. */

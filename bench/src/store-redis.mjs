@@ -20,7 +20,7 @@ import { performance } from "node:perf_hooks";
 import { isDeepStrictEqual } from "node:util";
 import { createRedisStore } from "@beamclaw/store-redis";
 import { Redis } from "ioredis";
-import { formatNsPerOp, formatRate, log, median, runBenchmark } from "./lib.mjs";
+import { connectRedis, formatNsPerOp, formatRate, log, median, runBenchmark } from "./lib.mjs";
 
 const REDIS_URL = process.env.BEAMCLAW_REDIS_URL ?? "redis://127.0.0.1:6379";
 /** The target: the store reaches at least this share of the raw client's rate. */
@@ -216,15 +216,7 @@ async function main({ quick }) {
   const storePrefix = `beamclaw-bench:${run}:store:`;
   const rawPrefix = `beamclaw-bench:${run}:raw:`;
 
-  const raw = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await raw.connect();
-  } catch (error) {
-    raw.disconnect();
-    throw new Error(
-      `no Redis at ${REDIS_URL} (${error.message}); start one or set BEAMCLAW_REDIS_URL`,
-    );
-  }
+  const raw = await connectRedis(REDIS_URL);
   // The store as users run it: from a URL, owning its client, with its default options.
   const store = createRedisStore({ url: REDIS_URL, prefix: storePrefix });
   // The same store over an instrumented client, to check the baseline's commands.
