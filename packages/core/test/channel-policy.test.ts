@@ -105,6 +105,21 @@ describe("PairingStore", () => {
     expect(fresh.created).toBe(true);
   });
 
+  it("lists pending requests oldest first; those of the same millisecond by channel, then code", async () => {
+    const { pairs, advance } = await pairing({ maxPending: 10 });
+    const sameMs: string[] = [];
+    // Eight codes: the chance that they are drawn in sorted order is 1 in 40,320.
+    for (const id of ["a", "b", "c", "d", "e", "f", "g", "h"])
+      sameMs.push((await pairs.request("web", "default", { id })).request!.code);
+    const chat = (await pairs.request("chat", "default", { id: "i" })).request!.code;
+    advance(1);
+    const later = (await pairs.request("web", "default", { id: "j" })).request!.code;
+    const web = [...sameMs].sort().concat(later);
+    expect((await pairs.pending("web")).map((r) => r.code)).toEqual(web);
+    // Same millisecond: "chat" before "web", though asked last.
+    expect((await pairs.pending()).map((r) => r.code)).toEqual([chat, ...web]);
+  });
+
   it("caps pending requests per channel, and frees a place when one is answered", async () => {
     const { pairs } = await pairing({ maxPending: 3 });
     const codes: string[] = [];

@@ -331,6 +331,8 @@ describe("channels.pairing.* on the gateway (OpenClaw's protocol)", () => {
       });
 
       expect((await dm("bob", "b1")).status).toBe("pairing");
+      // Carol asks a moment later: requests of the same millisecond are listed by code.
+      await new Promise((resolve) => setTimeout(resolve, 5));
       expect((await dm("carol", "c1")).status).toBe("pairing");
       // Bob writes again: the same request, seen later.
       await new Promise((resolve) => setTimeout(resolve, 5));

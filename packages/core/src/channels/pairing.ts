@@ -178,7 +178,10 @@ export class PairingStore {
     return { request: undefined, created: false, capped: true };
   }
 
-  /** Pending requests, of one channel or all, oldest first. */
+  /**
+   * Pending requests, of one channel or all, oldest first; those of the same millisecond by
+   * channel, then code (the store's key order), so that every call lists them alike.
+   */
   async pending(channel?: string): Promise<PairingRequest[]> {
     const prefix =
       channel === undefined ? "channels:pairing:" : `channels:pairing:${channel}:code:`;
