@@ -13,6 +13,8 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 20_000,
     teardownTimeout: 5_000,
+    // `expect.poll` gives up after 1 s by default: too soon on a loaded 2-core CI machine.
+    expect: { poll: { timeout: 5_000 } },
     // The JSON report lets .ci/run print one "N passed, N failed" line across packages.
     reporters: ["default", "json"],
     outputFile: { json: ".vitest-results.json" },
