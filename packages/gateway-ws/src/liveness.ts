@@ -75,8 +75,9 @@ export class ConnectionLiveness {
     socket.on("message", () => {
       const now = Date.now();
       if (now - entry.touchedAt < TOUCH_EVERY_MS) return;
-      entry.touchedAt = now;
-      this.#beat(entry, undefined);
+      // Only a recorded beat starts the throttle: the handshake's frames, before the
+      // connection is open, must not keep its first request from counting.
+      if (this.#beat(entry, undefined)) entry.touchedAt = now;
     });
     socket.once("close", () => {
       this.#tracked.delete(connection.connId);
@@ -100,10 +101,12 @@ export class ConnectionLiveness {
     return this.#tracker.stats();
   }
 
-  #beat(entry: Tracked, sentAt: number | undefined): void {
-    if (this.#timer === null || !entry.connection.isOpen) return;
+  /** Records a beat of `entry`; false when none can be (stopped, or not open yet). */
+  #beat(entry: Tracked, sentAt: number | undefined): boolean {
+    if (this.#timer === null || !entry.connection.isOpen) return false;
     entry.registered = true;
     this.#tracker.beat(entry.connection.connId, sentAt === undefined ? {} : { sentAt });
+    return true;
   }
 
   #pingAll(): void {
