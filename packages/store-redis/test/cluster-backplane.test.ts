@@ -37,8 +37,10 @@ async function node(
     url: REDIS_URL,
     prefix: p,
     nodeId,
+    // Quick enough for the tests of failure detection, slow enough that a stall of the test
+    // process (garbage collection, a busy CPU) does not declare a live node down.
     heartbeatIntervalMs: 100,
-    downAfterMs: 400,
+    downAfterMs: 1_500,
     ...rest,
   } as RedisBackplaneOptions);
   open.push(backplane);

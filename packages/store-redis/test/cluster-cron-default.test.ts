@@ -54,7 +54,7 @@ async function startNode(prefix: string, nodeId: string, calls: string[]) {
       prefix,
       nodeId,
       heartbeatIntervalMs: 200,
-      downAfterMs: 800,
+      downAfterMs: 2_000,
     }),
     runtime: { store, models: countingModels(calls), agents: AGENTS },
   });

@@ -66,7 +66,7 @@ async function startMember(
       prefix,
       nodeId,
       heartbeatIntervalMs: 200,
-      downAfterMs: 800,
+      downAfterMs: 2_000,
     }),
     runtime: { store, models: countingModels(calls), agents: AGENTS },
     cronResyncMs,

@@ -76,7 +76,8 @@ async function cluster(
         prefix,
         nodeId,
         heartbeatIntervalMs,
-        downAfterMs: heartbeatIntervalMs * 4,
+        // Roomy: a stall of the test process must not declare a live node down.
+        downAfterMs: Math.max(1_500, heartbeatIntervalMs * 4),
       }),
       runtime: {
         store,

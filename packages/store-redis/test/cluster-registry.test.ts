@@ -25,7 +25,8 @@ afterEach(async () => {
 
 const clients = new Map<RedisBackplane, Redis>();
 const HEARTBEAT_MS = 100;
-const DOWN_AFTER_MS = 400;
+/** Roomy enough that a stall of the test process does not declare a live node down. */
+const DOWN_AFTER_MS = 1_500;
 
 async function nodes(count: number): Promise<RedisBackplane[]> {
   const prefix = uniquePrefix("registry");
