@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { AbortedError } from "@beamclaw/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createOpenAICompatibleProvider } from "../src/index.js";
+import { createOpenAICompatibleProvider, type FetchFunction } from "../src/index.js";
 import {
   collect,
   collectFailure,
@@ -28,8 +28,6 @@ const received: Received[] = [];
 let closedConnections: Array<() => void> = [];
 /** TCP connections the server has accepted. */
 let connections = 0;
-/** Called when a `late-end` response is done (ended, or its connection closed). */
-let responseEnded: () => void = () => {};
 let server: Server;
 let baseUrl: string;
 
@@ -60,8 +58,6 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
     });
     return;
   }
-  // `close` comes when the response is done, or when the client closed the connection.
-  if (body.model === "late-end") res.on("close", () => responseEnded());
   await writeSlowly(res, stream);
   if (body.model === "late-end") {
     // The end of the response comes in a later packet than `data: [DONE]`, as it often does
@@ -135,24 +131,50 @@ describe("createOpenAICompatibleProvider against a local Ollama-style server", (
   });
 
   it("sequential calls reuse one keep-alive connection, even when the response ends after [DONE]", async () => {
-    const ollama = createOpenAICompatibleProvider({ baseUrl });
-    // Whatever earlier tests left in the pool is closed first, so that the count starts at 0.
-    server.closeAllConnections();
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    const before = connections;
-    for (let i = 0; i < 5; i++) {
-      const ended = new Promise<void>((resolve) => {
-        responseEnded = resolve;
+    // A server of its own: no connection that earlier tests left in the client's pool counts.
+    const own = createServer((req, res) => {
+      handle(req, res).catch((error: unknown) => res.destroy(error as Error));
+    });
+    let ownConnections = 0;
+    own.on("connection", () => {
+      ownConnections++;
+    });
+    await new Promise<void>((resolve) => own.listen(0, "127.0.0.1", resolve));
+    try {
+      // Tells when the client has read each response to its end: the connection is then back
+      // in the pool, ready for the next call.
+      let bodyRead: () => void = () => {};
+      const fetchWatched: FetchFunction = async (input, init) => {
+        const response = await fetch(input, init);
+        if (response.body === null) return response;
+        const watched = response.body.pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({ flush: () => bodyRead() }),
+        );
+        return new Response(watched, response);
+      };
+      const ollama = createOpenAICompatibleProvider({
+        baseUrl: `http://127.0.0.1:${(own.address() as AddressInfo).port}/v1`,
+        fetch: fetchWatched,
       });
-      const events = await collect(
-        ollama.stream({ model: "late-end", messages: [userText(`Hi ${i}`)] }),
-      );
-      expect(textOf(events)).toBe("Hello there!");
-      await ended;
-      // Lets the client read the end of the response and put the connection back.
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      for (let i = 0; i < 5; i++) {
+        const read = new Promise<void>((resolve) => {
+          bodyRead = resolve;
+        });
+        const events = await collect(
+          ollama.stream({ model: "late-end", messages: [userText(`Hi ${i}`)] }),
+        );
+        expect(textOf(events)).toBe("Hello there!");
+        // The end of the response comes after [DONE]; the provider reads it in the background.
+        await read;
+        // undici puts the connection back after the body's end has been delivered, in the
+        // same turn of the event loop.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(ownConnections).toBe(1);
+    } finally {
+      own.closeAllConnections();
+      await new Promise<void>((resolve) => own.close(() => resolve()));
     }
-    expect(connections - before).toBe(1);
   });
 
   it("a refused connection is a retryable network error", async () => {
