@@ -168,6 +168,21 @@ async function fireCroner(count, everyMs, windowMs, leadMs) {
   return { lateness, load };
 }
 
+/**
+ * {@link fireService}, again with twice the lead (at most twice more) when the adds were not
+ * done before the first due time: a job added after its first due time skips that run, so the
+ * run count would not mean what it should.
+ */
+async function fireServiceAhead(count, everyMs, windowMs, leadMs) {
+  let result = await fireService(count, everyMs, windowMs, leadMs);
+  for (let retry = 1; retry <= 2 && !result.addsEndedBeforeBase; retry++) {
+    log(`cron: the adds ran past the first due time; again with ${2 ** retry}x the lead`);
+    fullGc();
+    result = await fireService(count, everyMs, windowMs, leadMs * 2 ** retry);
+  }
+  return result;
+}
+
 async function main({ quick }) {
   const count = quick ? 5_000 : 100_000;
   // A croner `Cron` holds ~45 KB (a 10,000-entry year table per pattern), so 100,000 of
@@ -195,10 +210,10 @@ async function main({ quick }) {
     `cron: firing ${count.toLocaleString("en-US")} jobs for ${windowMs / 1000} s through CronService`,
   );
   fullGc();
-  const fired = await fireService(count, everyMs, windowMs, service.addMs * 1.5 + leadMs);
+  const fired = await fireServiceAhead(count, everyMs, windowMs, service.addMs * 1.5 + leadMs);
   log(`cron: firing ${baselineCount.toLocaleString("en-US")} jobs through CronService and croner`);
   fullGc();
-  const firedSmall = await fireService(
+  const firedSmall = await fireServiceAhead(
     baselineCount,
     everyMs,
     windowMs,
@@ -213,6 +228,8 @@ async function main({ quick }) {
     ["croner", baseline, baselineCount],
   ]) {
     const expected = (n * windowMs) / everyMs;
+    // Jobs added after their first due time skip it (reported in the notes).
+    if (result.addsEndedBeforeBase === false) continue;
     if (result.lateness.length !== expected) {
       throw new Error(
         `${who} with ${n} jobs reported ${result.lateness.length} runs in the window, expected ${expected}`,
@@ -307,7 +324,7 @@ async function main({ quick }) {
       `croner needs one timer per job; the service one per agent whatever the number of jobs (still armed before stop: ${fired.timerArmed}).`,
       fired.addsEndedBeforeBase && firedSmall.addsEndedBeforeBase
         ? "All jobs were added before the first one was due."
-        : "**Some jobs came due before all were added**: their lateness includes waiting for the adds.",
+        : "**Some jobs came due before all were added, in three tries with a longer lead each**: those skipped their first run, so the run counts were not checked.",
     ],
   };
 }

@@ -402,6 +402,8 @@ describe("Slack Socket Mode: the host's view", () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     controller.abort();
     await plugin.stop();
+    await until("the server to see the socket close", () => !platform.server.connected);
+    // And nothing connects again afterwards.
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(platform.server.connected).toBe(false);
   });

@@ -424,7 +424,7 @@ describe("approval", () => {
 
   it("binds the approval to the tool's approvalKey, so approving one argument does not approve another", async () => {
     const store = await openStore();
-    const gate = new ApprovalGate({ mode: "on-miss", timeoutMs: 20, store: store.approvals });
+    const gate = new ApprovalGate({ mode: "on-miss", store: store.approvals });
     const rm = defineTool({
       name: "rm",
       description: "d",
@@ -440,8 +440,10 @@ describe("approval", () => {
     expect(
       (await r.execute({ ...call, toolName: "rm", input: { path: "/tmp/a" } }, ctx)).output,
     ).toBe("removed /tmp/a");
-    const other = await r.execute({ ...call, toolName: "rm", input: { path: "/etc" } }, ctx);
-    expect(other.isError).toBe(true);
+    // Another argument is asked about again.
+    const other = r.execute({ ...call, toolName: "rm", input: { path: "/etc" } }, ctx);
+    await answerNext(ctx, gate, "deny");
+    expect((await other).isError).toBe(true);
   });
 });
 
