@@ -103,7 +103,24 @@ export class RedisServerProcess {
     return this.#child !== undefined;
   }
 
+  /**
+   * Starts the server. One that exits while starting is started again, a few times: between a
+   * kill and a restart on the same port, a client's reconnect can take that port as its own
+   * end of a connection for a moment.
+   */
   async #spawn(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#spawnOnce();
+        return;
+      } catch (error) {
+        if (this.#child !== undefined || attempt === 5) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  async #spawnOnce(): Promise<void> {
     const child = spawn(this.#binary, this.#args, { stdio: "ignore" });
     this.#child = child;
     this.#exited = new Promise<void>((resolve) => {

@@ -41,6 +41,12 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
+class ExitedWhileStarting extends Error {
+  constructor(code: number | null) {
+    super(`redis-server exited with ${code} while starting`);
+  }
+}
+
 export class RedisServer {
   readonly port: number;
   readonly dir: string;
@@ -64,8 +70,24 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** Starts the server (again) and resolves once it answers PING. */
+  /**
+   * Starts the server (again) and resolves once it answers PING. One that exits while starting
+   * is started again, a few times: between a kill and a restart on the same port, a client's
+   * reconnect can take that port as its own end of a connection for a moment.
+   */
   async up(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#upOnce();
+        return;
+      } catch (error) {
+        if (!(error instanceof ExitedWhileStarting) || attempt === 5) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  async #upOnce(): Promise<void> {
     const child = spawn(
       "redis-server",
       [
@@ -91,7 +113,7 @@ export class RedisServer {
       child.once("error", (error) =>
         reject(new Error(`redis-server could not start (is it installed?): ${error.message}`)),
       );
-      child.once("exit", (code) => reject(new Error(`redis-server exited with ${code}`)));
+      child.once("exit", (code) => reject(new ExitedWhileStarting(code)));
     });
     failed.catch(() => undefined);
     const deadline = Date.now() + 10_000;
