@@ -19,6 +19,9 @@
  *   SOAK_DURATION=5m SOAK_WS_CLIENTS=16 SOAK_HTTP_CLIENTS=8 SOAK_THINK_MS=50 node soak.mjs
  *   node soak.mjs --dedupe-window 86400000 (SOAK_DEDUPE_WINDOW_MS): the store's dedupe window
  *                                          (default 1 minute, shorter than the warm-up)
+ *   SOAK_GATEWAY_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node soak.mjs
+ *                                          extra Node.js flags for the gateway process (a CPU
+ *                                          profile of the gateway under the soak's load)
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -329,6 +332,7 @@ async function main({ quick }) {
     gateway = await startChild(
       [
         "--expose-gc",
+        ...(process.env.SOAK_GATEWAY_NODE_FLAGS ?? "").split(/\s+/).filter(Boolean),
         "--import",
         path.join(soakDir, "probe.mjs"),
         cli,

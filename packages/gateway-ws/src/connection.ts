@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
 import { authenticateConnect, FAILED_LOGIN_CODES, HandshakeRefusal } from "./auth/handshake.js";
 import type { PairedDevice } from "./auth/pairing.js";
@@ -69,6 +70,18 @@ export class GatewayConnection {
   protocol = PROTOCOL_VERSION;
   sessionsSubscribed = false;
   readonly #socket: WebSocket;
+  /**
+   * The stream under the WebSocket (TCP or TLS), corked from the first frame of an event-loop
+   * turn until the check phase of that turn, so that every frame sent meanwhile leaves in one
+   * write (see {@link GatewayConnection.#cork}).
+   */
+  readonly #stream: Duplex;
+  #corked = false;
+  readonly #uncork = () => {
+    this.#corked = false;
+    // An ended or destroyed stream has already let its buffer go (`end()` uncorks).
+    if (!this.#stream.destroyed && this.#stream.writableCorked > 0) this.#stream.uncork();
+  };
   readonly #hub: GatewayHub;
   readonly #abort = new AbortController();
   #state: "handshake" | "authenticating" | "open" | "closing" | "closed" = "handshake";
@@ -89,6 +102,7 @@ export class GatewayConnection {
     onClose: (info: ConnectionCloseInfo) => void;
   }) {
     this.#socket = options.socket;
+    this.#stream = options.request.socket;
     this.#hub = options.hub;
     this.#onClose = options.onClose;
     this.remoteAddress = options.request.socket.remoteAddress;
@@ -174,16 +188,38 @@ export class GatewayConnection {
     options: { dropIfSlow?: boolean; stateVersion?: { presence: number; health: number } } = {},
   ): boolean {
     if (this.#state !== "open") return false;
-    return this.#sendFrame(
-      {
-        type: "event",
-        event,
-        ...(payload === undefined ? {} : { payload }),
-        seq: ++this.#seq,
-        ...(options.stateVersion === undefined ? {} : { stateVersion: options.stateVersion }),
-      },
-      options.dropIfSlow === true,
-    );
+    let payloadJson: string | undefined;
+    try {
+      payloadJson = JSON.stringify(payload);
+    } catch (error) {
+      this.#hub.log.error(`unserializable frame: ${(error as Error).message}`);
+      return false;
+    }
+    return this.sendEventJson(event, payloadJson, options);
+  }
+
+  /**
+   * {@link sendEvent} with the payload already serialized (`JSON.stringify(payload)`, or
+   * `undefined` for none): a broadcast serializes a payload once for every connection. The
+   * frame is the same text `JSON.stringify` makes of `{ type, event, payload, seq,
+   * stateVersion }`.
+   */
+  sendEventJson(
+    event: string,
+    payloadJson: string | undefined,
+    options: { dropIfSlow?: boolean; stateVersion?: { presence: number; health: number } } = {},
+  ): boolean {
+    if (this.#state !== "open") return false;
+    const seq = ++this.#seq;
+    const text =
+      `{"type":"event","event":${JSON.stringify(event)}` +
+      (payloadJson === undefined ? "" : `,"payload":${payloadJson}`) +
+      `,"seq":${seq}` +
+      (options.stateVersion === undefined
+        ? ""
+        : `,"stateVersion":${JSON.stringify(options.stateVersion)}`) +
+      "}";
+    return this.#sendText(text, options.dropIfSlow === true);
   }
 
   /** Answers a request. */
@@ -230,6 +266,11 @@ export class GatewayConnection {
       this.#hub.log.error(`unserializable frame: ${(error as Error).message}`);
       return false;
     }
+    return this.#sendText(text, dropIfSlow);
+  }
+
+  #sendText(text: string, dropIfSlow: boolean): boolean {
+    if (this.#state === "closing" || this.#state === "closed") return false;
     const bytes = Buffer.byteLength(text, "utf8");
     if (this.#socket.bufferedAmount + bytes > this.#hub.limits.maxBufferedBytes) {
       if (dropIfSlow) {
@@ -242,9 +283,28 @@ export class GatewayConnection {
       this.close(CloseCodes.POLICY_VIOLATION, "slow consumer");
       return false;
     }
+    this.#cork();
     this.#socket.send(text);
     this.#peakBuffered = Math.max(this.#peakBuffered, this.#socket.bufferedAmount);
     return true;
+  }
+
+  /**
+   * Holds this turn's frames back until its check phase, so that they leave in one write.
+   *
+   * A streamed reply sends a client several frames at a time (a text delta is a `chat` and an
+   * `agent` event; a tool call, its events and the run's), and `ws` writes each frame as it is
+   * sent: one system call each, the gateway's largest cost under load (a loopback write, where
+   * the kernel also runs the receiver's side of TCP, costs more than making the frame). With
+   * the stream corked until `setImmediate`, a turn's frames to one client cost one write; no
+   * frame waits longer than the rest of the event-loop turn that sent it. Buffered bytes still
+   * count toward `bufferedAmount`, so the slow-consumer limit is unchanged.
+   */
+  #cork(): void {
+    if (this.#corked || this.#stream.destroyed || !this.#stream.writable) return;
+    this.#corked = true;
+    this.#stream.cork();
+    setImmediate(this.#uncork);
   }
 
   #onMessage(data: RawData, _isBinary: boolean): void {

@@ -343,6 +343,9 @@ export class GatewayHub {
   /** Sends an event to every open connection it is meant for. Returns how many got it. */
   broadcast(event: string, payload: unknown, options: BroadcastOptions = {}): number {
     let count = 0;
+    // Serialized once, on the first connection that gets it, for every connection.
+    let payloadJson: string | undefined;
+    let serialized = false;
     for (const connection of this.connections) {
       if (!connection.isOpen) continue;
       if (options.scope !== undefined) {
@@ -350,7 +353,16 @@ export class GatewayHub {
           continue;
       }
       if (options.filter !== undefined && !options.filter(connection)) continue;
-      const sent = connection.sendEvent(event, payload, {
+      if (!serialized) {
+        try {
+          payloadJson = JSON.stringify(payload);
+        } catch (error) {
+          this.log.error(`unserializable ${event} event: ${(error as Error).message}`);
+          return 0;
+        }
+        serialized = true;
+      }
+      const sent = connection.sendEventJson(event, payloadJson, {
         ...(options.dropIfSlow === undefined ? {} : { dropIfSlow: options.dropIfSlow }),
         ...(options.withStateVersion ? { stateVersion: { ...this.stateVersion } } : {}),
       });
