@@ -19,6 +19,8 @@
  *   SOAK_DURATION=5m SOAK_WS_CLIENTS=16 SOAK_HTTP_CLIENTS=8 SOAK_THINK_MS=50 node soak.mjs
  *   node soak.mjs --dedupe-window 86400000 (SOAK_DEDUPE_WINDOW_MS): the store's dedupe window
  *                                          (default 1 minute, shorter than the warm-up)
+ *   node soak.mjs --stream-coalesce 50 (SOAK_STREAM_COALESCE_MS): the gateway's
+ *                                          streamCoalesceMs (default 0)
  *   SOAK_GATEWAY_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node soak.mjs
  *                                          extra Node.js flags for the gateway process (a CPU
  *                                          profile of the gateway under the soak's load)
@@ -62,6 +64,7 @@ function settings(quick) {
       "http-clients": { type: "string" },
       "think-ms": { type: "string" },
       "dedupe-window": { type: "string" },
+      "stream-coalesce": { type: "string" },
     },
     allowPositionals: false,
   });
@@ -77,7 +80,10 @@ function settings(quick) {
   const dedupeWindowMs = Number(
     values["dedupe-window"] ?? env.SOAK_DEDUPE_WINDOW_MS ?? (quick ? 2_000 : 60_000),
   );
+  // The gateway's `streamCoalesceMs` (default 0: every text delta sent as it comes).
+  const streamCoalesceMs = Number(values["stream-coalesce"] ?? env.SOAK_STREAM_COALESCE_MS ?? 0);
   for (const [name, v] of [
+    ["stream coalesce ms", streamCoalesceMs],
     ["ws clients", wsClients],
     ["http clients", httpClients],
     ["think ms", thinkMs],
@@ -106,6 +112,7 @@ function settings(quick) {
     thinkMs,
     hibernateAfterMs,
     dedupeWindowMs,
+    streamCoalesceMs,
   };
 }
 
@@ -317,6 +324,7 @@ async function main({ quick }) {
       "  host: 127.0.0.1",
       "  port: 0",
       "  auth: { mode: token, token: ${BEAMCLAW_GATEWAY_TOKEN} }",
+      `  streamCoalesceMs: ${s.streamCoalesceMs}`,
       `store: { kind: fs, dir: ./store, dedupeWindowMs: ${s.dedupeWindowMs} }`,
       "providers:",
       `  soak: { kind: openai-compatible, baseUrl: "http://127.0.0.1:${modelPort}/v1", apiKey: none }`,

@@ -197,6 +197,42 @@ describe("diffs", () => {
     expect(diff.restartRequired.sort()).toEqual(["gateway.host", "providers.p.apiKey"]);
     expect(diff.applied.sort()).toEqual(["agents", "tools.timeoutMs"]);
   });
+
+  it("classifies what the gateway reads when it is built (limits, liveness, HTTP, stream window) as restart-only", () => {
+    const before = parseConfig({ agents: [{ id: "main", model: "p/m" }] });
+    const after = parseConfig({
+      agents: [{ id: "main", model: "p/m" }],
+      gateway: {
+        maxPayloadBytes: 2_000_000,
+        tickIntervalMs: 10_000,
+        presence: false,
+        http: { chatCompletions: false },
+        streamCoalesceMs: 50,
+        allowedOrigins: ["https://ops.example.com"],
+      },
+    });
+    const diff = diffConfig(before, after);
+    expect(diff.restartRequired.sort()).toEqual([
+      "gateway.http.chatCompletions",
+      "gateway.maxPayloadBytes",
+      "gateway.presence",
+      "gateway.streamCoalesceMs",
+      "gateway.tickIntervalMs",
+    ]);
+    expect(diff.applied).toEqual(["gateway.allowedOrigins"]);
+  });
+
+  it("takes gateway.streamCoalesceMs as a whole number of ms from 0 to 10,000", () => {
+    const agents = [{ id: "main", model: "p/m" }];
+    expect(parseConfig({ agents, gateway: { streamCoalesceMs: 0 } }).gateway.streamCoalesceMs).toBe(
+      0,
+    );
+    expect(parseConfig({ agents }).gateway.streamCoalesceMs).toBeUndefined();
+    for (const bad of [-1, 1.5, 10_001, "50"]) {
+      const issues = issuesOf(() => parseConfig({ agents, gateway: { streamCoalesceMs: bad } }));
+      expect(issues.map((i) => i.path)).toEqual(["gateway.streamCoalesceMs"]);
+    }
+  });
 });
 
 describe("ConfigService hot reload", () => {

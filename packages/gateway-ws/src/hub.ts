@@ -94,6 +94,8 @@ export interface GatewayHubOptions {
     requestsPerSecond: number;
     requestBurst: number;
     deviceSignatureSkewMs: number;
+    /** How long a run's streamed text may be held back (`GatewayServerOptions.streamCoalesceMs`). */
+    streamCoalesceMs: number;
   };
   methods: Record<string, HubMethod>;
   /** The skills the agents were built with, when the host says (for `skills.status`). */
@@ -152,7 +154,7 @@ export class GatewayHub {
         runEvent: (_run, event) => this.approvals.onRunEvent(event),
         runEnded: (run) => this.sessionsChanged(run.sessionKey, "run-end"),
       },
-      options.now,
+      { now: options.now, coalesceMs: options.limits.streamCoalesceMs },
     );
     this.approvals = new ExecApprovals({
       gate: options.runtime.approvals,

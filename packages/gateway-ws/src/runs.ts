@@ -37,6 +37,26 @@ export interface TrackedRun {
   chatSeq: number;
   agentSeq: number;
   done: boolean;
+  /** Text deltas held back by {@link RunTrackerOptions.coalesceMs}, not yet sent. */
+  pendingText?: string;
+  /** Whether the held text replaces what came before it (the first delta after a reset). */
+  pendingReplace?: boolean;
+  /** Sends the held text when the window closes. */
+  flushTimer?: NodeJS.Timeout;
+}
+
+/** Options of a {@link RunTracker}. */
+export interface RunTrackerOptions {
+  /** The clock of snapshots and events. Default `Date.now`. */
+  now?: () => number;
+  /**
+   * How long, in ms, a run's streamed text may be held back so that its deltas go out
+   * together: the first delta opens a window of this length, every delta within it joins it,
+   * and the joined text leaves as one `chat` delta and one `agent` `assistant` event when the
+   * window closes or as soon as the run has any other event (a tool call, a reset, its end),
+   * so the order of events never changes. 0 (the default): every delta is sent as it comes.
+   */
+  coalesceMs?: number;
 }
 
 /** Where the tracker sends what it produces. */
@@ -113,6 +133,7 @@ function boundedToolResult(output: unknown): Record<string, unknown> {
 export class RunTracker {
   readonly #sink: RunTrackerSink;
   readonly #now: () => number;
+  readonly #coalesceMs: number;
   readonly #runs = new Map<string, TrackedRun>();
   readonly #byDisplayId = new Map<string, TrackedRun>();
   readonly #aliases = new Map<string, string>();
@@ -121,9 +142,14 @@ export class RunTracker {
   readonly #finished = new Map<string, RunSnapshot>();
   readonly #waiters = new Map<string, Set<(snapshot: RunSnapshot) => void>>();
 
-  constructor(sink: RunTrackerSink, now: () => number = Date.now) {
+  constructor(sink: RunTrackerSink, options: RunTrackerOptions = {}) {
+    const coalesceMs = options.coalesceMs ?? 0;
+    if (!Number.isInteger(coalesceMs) || coalesceMs < 0) {
+      throw new RangeError(`coalesceMs must be an integer of 0 or more, got ${String(coalesceMs)}`);
+    }
     this.#sink = sink;
-    this.#now = now;
+    this.#now = options.now ?? Date.now;
+    this.#coalesceMs = coalesceMs;
   }
 
   /**
@@ -248,8 +274,13 @@ export class RunTracker {
     });
   }
 
-  /** Ends every wait (the gateway is stopping). */
+  /** Ends every wait and drops held text (the gateway is stopping). */
   close(): void {
+    for (const run of this.#runs.values()) {
+      clearTimeout(run.flushTimer);
+      run.flushTimer = undefined;
+      run.pendingText = undefined;
+    }
     for (const waiters of this.#waiters.values()) {
       for (const waiter of [...waiters])
         waiter({
@@ -317,6 +348,8 @@ export class RunTracker {
 
   #apply(run: TrackedRun, event: RunEvent): void {
     if (run.done) return;
+    // Held text goes out before anything else of the run, so that the order never changes.
+    if (run.pendingText !== undefined && event.type !== "text-delta") this.#flush(run);
     switch (event.type) {
       case "run-start":
         run.agentId = event.agentId;
@@ -332,12 +365,15 @@ export class RunTracker {
         const replace = run.resetNext;
         run.resetNext = false;
         run.text = replace ? event.text : run.text + event.text;
-        this.#chat(run, {
-          state: "delta",
-          deltaText: event.text,
-          ...(replace ? { replace: true } : {}),
-        });
-        this.#agent(run, "assistant", { delta: event.text });
+        if (this.#coalesceMs === 0) {
+          this.#sendDelta(run, event.text, replace);
+        } else if (run.pendingText === undefined) {
+          run.pendingText = event.text;
+          run.pendingReplace = replace;
+          run.flushTimer = setTimeout(() => this.#flush(run), this.#coalesceMs);
+        } else {
+          run.pendingText += event.text;
+        }
         break;
       }
       case "text-reset":
@@ -394,6 +430,25 @@ export class RunTracker {
         break;
     }
     this.#sink.runEvent(run, event);
+  }
+
+  #sendDelta(run: TrackedRun, text: string, replace: boolean): void {
+    this.#chat(run, {
+      state: "delta",
+      deltaText: text,
+      ...(replace ? { replace: true } : {}),
+    });
+    this.#agent(run, "assistant", { delta: text });
+  }
+
+  /** Sends the run's held text now. */
+  #flush(run: TrackedRun): void {
+    clearTimeout(run.flushTimer);
+    run.flushTimer = undefined;
+    const text = run.pendingText;
+    run.pendingText = undefined;
+    if (text === undefined || run.done) return;
+    this.#sendDelta(run, text, run.pendingReplace === true);
   }
 
   #end(run: TrackedRun, result: RunResult): void {

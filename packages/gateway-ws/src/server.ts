@@ -74,6 +74,18 @@ export interface GatewayServerOptions {
   /** `tick` interval. Default `config.gateway.tickIntervalMs` (30 s). */
   tickIntervalMs?: number;
   /**
+   * How long, in ms, a run's streamed text may be held back so that its deltas go out
+   * together. Every operator connection receives every run's `chat` and `agent` events, so
+   * each text delta costs two frames per client; with a window, the first delta opens it, the
+   * deltas within it join it, and the joined text leaves as one `chat` delta (`deltaText`,
+   * with `replace` when it follows a reset) and one `agent` `assistant` event when it closes,
+   * or at once when the run has any other event (a tool call, a reset, its end), so events
+   * never change order and `deltaText`s still add up to the reply. Tens of milliseconds are
+   * not visible in a streamed reply and cut the frames of a fast model many times over.
+   * Default `config.gateway.streamCoalesceMs`, else 0: every delta is sent as it comes.
+   */
+  streamCoalesceMs?: number;
+  /**
    * Liveness of connected clients and nodes: each open connection is pinged every
    * `intervalMs` (30 s) and its pong or any frame is a beat; after `missedBeatsOffline` (3)
    * missed beats in a row it is offline and closed, which updates `presence` for everyone.
@@ -237,6 +249,15 @@ export class GatewayServer {
       }
       return v;
     };
+    const nonNegative = (name: string, value: number | undefined, fallback: number) => {
+      const v = value ?? fallback;
+      if (!Number.isInteger(v) || v < 0 || v > 10_000) {
+        throw new InvalidArgumentError(
+          `${name} must be an integer from 0 to 10000, got ${String(value)}`,
+        );
+      }
+      return v;
+    };
     const maxPayloadBytes = positive(
       "maxPayloadBytes",
       options.maxPayloadBytes,
@@ -265,6 +286,11 @@ export class GatewayServer {
         DEFAULT_LIMITS.requestsPerSecond,
       ),
       requestBurst: positive("requestBurst", options.requestBurst, DEFAULT_LIMITS.requestBurst),
+      streamCoalesceMs: nonNegative(
+        "streamCoalesceMs",
+        options.streamCoalesceMs,
+        gw?.streamCoalesceMs ?? 0,
+      ),
       deviceSignatureSkewMs: DEFAULT_LIMITS.deviceSignatureSkewMs,
     };
     const hb = config?.heartbeat;

@@ -265,6 +265,12 @@ export const ConfigSchema = z
         maxPayloadBytes: z.number().int().positive().default(1_048_576),
         tickIntervalMs: positiveMs.default(30_000),
         /**
+         * How long, in ms, a run's streamed text may be held back so that its deltas reach
+         * clients as one `chat` and one `agent` event (the gateway's `streamCoalesceMs`).
+         * Unset or 0: every delta is sent as it comes.
+         */
+        streamCoalesceMs: z.number().int().min(0).max(10_000).optional(),
+        /**
          * Liveness of connected clients and nodes: each is pinged every `intervalMs` (30 s);
          * after `missedBeatsOffline` (3) missed beats in a row it is offline and disconnected.
          * `false` turns it off.
@@ -485,6 +491,12 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "gateway.port",
   "gateway.tls",
   "gateway.auth",
+  // Read when the gateway is built: its limits, liveness, HTTP endpoints and stream window.
+  "gateway.maxPayloadBytes",
+  "gateway.tickIntervalMs",
+  "gateway.presence",
+  "gateway.http",
+  "gateway.streamCoalesceMs",
   "store",
   "providers",
   "tools.exec.enabled",
