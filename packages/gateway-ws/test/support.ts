@@ -5,6 +5,7 @@
  * schema). Not a test file itself.
  */
 import { readFileSync } from "node:fs";
+import { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import {
   type AgentDefinition,
@@ -351,6 +352,8 @@ export interface ConnectOptions {
   signNonce?: string;
   caps?: string[];
   commands?: string[];
+  /** Options of the `ws` client (e.g. `ca` for a `wss://` gateway with a test certificate). */
+  socket?: WebSocket.ClientOptions;
 }
 
 export type Frame = Record<string, unknown> & { type: string };
@@ -390,8 +393,8 @@ export class TestClient {
   readonly #listeners = new Set<() => void>();
   readonly #challenge = deferred<{ nonce: string; ts: number }>();
 
-  private constructor(url: string) {
-    this.ws = new WebSocket(url);
+  private constructor(url: string, socketOptions?: WebSocket.ClientOptions) {
+    this.ws = new WebSocket(url, socketOptions);
     sockets.add(this.ws);
     this.closed = new Promise((resolve) => {
       this.ws.on("close", (code, reason) => {
@@ -408,8 +411,8 @@ export class TestClient {
   }
 
   /** Opens a socket and waits for the challenge (no connect yet). */
-  static async open(url: string): Promise<TestClient> {
-    const client = new TestClient(url);
+  static async open(url: string, socketOptions?: WebSocket.ClientOptions): Promise<TestClient> {
+    const client = new TestClient(url, socketOptions);
     await new Promise<void>((resolve, reject) => {
       client.ws.once("open", () => resolve());
       client.ws.once("error", reject);
@@ -420,7 +423,7 @@ export class TestClient {
 
   /** Opens a socket and completes `connect`; rejects with an RpcError when refused. */
   static async connect(url: string, options: ConnectOptions = {}): Promise<TestClient> {
-    const client = await TestClient.open(url);
+    const client = await TestClient.open(url, options.socket);
     client.hello = await client.sendConnect(options);
     return client;
   }
@@ -556,4 +559,61 @@ export async function rpcError(promise: Promise<unknown>): Promise<RpcError> {
     throw error;
   }
   throw new Error("expected the request to fail, but it succeeded");
+}
+
+// ------------------------------------------------------------------ socket writes
+
+type WriteCallback = (error?: Error | null) => void;
+type Chunk = { chunk: Buffer | string };
+
+/**
+ * Records every write the gateway's end of a connection on `port` makes: one entry per
+ * `_write` / `_writev` call, its bytes joined.
+ */
+export function recordServerWrites(port: number): { writes: Buffer[]; restore(): void } {
+  const proto = Socket.prototype as unknown as {
+    _write(chunk: Buffer, encoding: string, cb: WriteCallback): void;
+    _writev(chunks: Chunk[], cb: WriteCallback): void;
+  };
+  const write = proto._write;
+  const writev = proto._writev;
+  const writes: Buffer[] = [];
+  const toBuffer = (c: Buffer | string) => (typeof c === "string" ? Buffer.from(c) : c);
+  proto._write = function (this: Socket, chunk, encoding, cb) {
+    if (this.localPort === port) writes.push(Buffer.from(toBuffer(chunk)));
+    return write.call(this, chunk, encoding, cb);
+  };
+  proto._writev = function (this: Socket, chunks, cb) {
+    if (this.localPort === port) writes.push(Buffer.concat(chunks.map((c) => toBuffer(c.chunk))));
+    return writev.call(this, chunks, cb);
+  };
+  return {
+    writes,
+    restore() {
+      proto._write = write;
+      proto._writev = writev;
+    },
+  };
+}
+
+/** The texts of the (unmasked, unfragmented) WebSocket frames in a server's write. */
+export function framesIn(bytes: Buffer): string[] {
+  const texts: string[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    const opcode = bytes[at]! & 0x0f;
+    let length = bytes[at + 1]! & 0x7f;
+    let start = at + 2;
+    if (length === 126) {
+      length = bytes.readUInt16BE(at + 2);
+      start = at + 4;
+    } else if (length === 127) {
+      length = Number(bytes.readBigUInt64BE(at + 2));
+      start = at + 10;
+    }
+    if (start + length > bytes.length) throw new Error("a frame split across writes");
+    if (opcode === 0x1) texts.push(bytes.subarray(start, start + length).toString("utf8"));
+    at = start + length;
+  }
+  return texts;
 }

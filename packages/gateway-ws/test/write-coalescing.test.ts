@@ -5,10 +5,11 @@
  * whatever the number of clients. Over real sockets: the server side's writes are recorded
  * where the stream hands them to the kernel (`_write` / `_writev` of its `net.Socket`).
  */
-import { Socket } from "node:net";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   closeClients,
+  framesIn,
+  recordServerWrites,
   startStack,
   stopStacks,
   TestClient,
@@ -23,61 +24,6 @@ afterEach(async () => {
   await closeClients();
   await stopStacks();
 });
-
-type WriteCallback = (error?: Error | null) => void;
-type Chunk = { chunk: Buffer | string };
-
-/**
- * Records every write the gateway's end of a connection on `port` makes: one entry per
- * `_write` / `_writev` call, its bytes joined.
- */
-function recordServerWrites(port: number): { writes: Buffer[]; restore(): void } {
-  const proto = Socket.prototype as unknown as {
-    _write(chunk: Buffer, encoding: string, cb: WriteCallback): void;
-    _writev(chunks: Chunk[], cb: WriteCallback): void;
-  };
-  const write = proto._write;
-  const writev = proto._writev;
-  const writes: Buffer[] = [];
-  const toBuffer = (c: Buffer | string) => (typeof c === "string" ? Buffer.from(c) : c);
-  proto._write = function (this: Socket, chunk, encoding, cb) {
-    if (this.localPort === port) writes.push(Buffer.from(toBuffer(chunk)));
-    return write.call(this, chunk, encoding, cb);
-  };
-  proto._writev = function (this: Socket, chunks, cb) {
-    if (this.localPort === port) writes.push(Buffer.concat(chunks.map((c) => toBuffer(c.chunk))));
-    return writev.call(this, chunks, cb);
-  };
-  return {
-    writes,
-    restore() {
-      proto._write = write;
-      proto._writev = writev;
-    },
-  };
-}
-
-/** The texts of the (unmasked, unfragmented) WebSocket frames in a server's write. */
-function framesIn(bytes: Buffer): string[] {
-  const texts: string[] = [];
-  let at = 0;
-  while (at < bytes.length) {
-    const opcode = bytes[at]! & 0x0f;
-    let length = bytes[at + 1]! & 0x7f;
-    let start = at + 2;
-    if (length === 126) {
-      length = bytes.readUInt16BE(at + 2);
-      start = at + 4;
-    } else if (length === 127) {
-      length = Number(bytes.readBigUInt64BE(at + 2));
-      start = at + 10;
-    }
-    if (start + length > bytes.length) throw new Error("a frame split across writes");
-    if (opcode === 0x1) texts.push(bytes.subarray(start, start + length).toString("utf8"));
-    at = start + length;
-  }
-  return texts;
-}
 
 const CHUNKS = ["Once ", "upon ", "a ", "time"];
 
