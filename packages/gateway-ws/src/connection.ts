@@ -97,12 +97,14 @@ export class GatewayConnection {
 
   constructor(options: {
     socket: WebSocket;
+    /** The stream `ws` writes the WebSocket's frames to (the upgrade's socket). */
+    stream: Duplex;
     request: IncomingMessage;
     hub: GatewayHub;
     onClose: (info: ConnectionCloseInfo) => void;
   }) {
     this.#socket = options.socket;
-    this.#stream = options.request.socket;
+    this.#stream = options.stream;
     this.#hub = options.hub;
     this.#onClose = options.onClose;
     this.remoteAddress = options.request.socket.remoteAddress;

@@ -395,6 +395,7 @@ export class GatewayServer {
         }
         const connection = new GatewayConnection({
           socket: ws,
+          stream: socket,
           request: req,
           hub,
           onClose: (info) => {
