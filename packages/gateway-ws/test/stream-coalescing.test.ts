@@ -185,26 +185,31 @@ describe("streamCoalesceMs", () => {
     await client.waitEvent("agent", (p) => p.runId === "c-6" && p.stream === "lifecycle");
     await new Promise((resolve) => setTimeout(resolve, 60));
     expect(deltasOf(runEvents(client, "c-6"))).toEqual([]);
-    // Stopping leaves no timer behind (the open-handle check after this file would fail).
+    // Stopping mid-window: the run's end (the runtime stops after) cannot reach a stopped
+    // gateway, so the gateway's own stop must clear the window (checked on its own below).
     await stack.gateway.stop();
   });
 });
+
+/** A tracker sink that keeps the `chat` payloads and drops the rest. */
+function chatSink(chats: Wire[] = []) {
+  return {
+    chat: (p: Wire) => {
+      chats.push(p);
+    },
+    agent: () => undefined,
+    runStarted: () => undefined,
+    runEvent: () => undefined,
+    runEnded: () => undefined,
+  };
+}
 
 describe("RunTracker with a window", () => {
   it("close() drops held text and clears its timer", () => {
     vi.useFakeTimers();
     try {
       const chats: Wire[] = [];
-      const tracker = new RunTracker(
-        {
-          chat: (p) => chats.push(p),
-          agent: () => undefined,
-          runStarted: () => undefined,
-          runEvent: () => undefined,
-          runEnded: () => undefined,
-        },
-        { coalesceMs: 1_000, now: () => 0 },
-      );
+      const tracker = new RunTracker(chatSink(chats), { coalesceMs: 1_000, now: () => 0 });
       tracker.onGlobalEvent({
         type: "run-start",
         runId: "r",
@@ -224,13 +229,7 @@ describe("RunTracker with a window", () => {
   });
 
   it("refuses a window that is negative or not whole", () => {
-    const sink = {
-      chat: () => undefined,
-      agent: () => undefined,
-      runStarted: () => undefined,
-      runEvent: () => undefined,
-      runEnded: () => undefined,
-    };
+    const sink = chatSink();
     expect(() => new RunTracker(sink, { coalesceMs: -5 })).toThrow(RangeError);
     expect(() => new RunTracker(sink, { coalesceMs: 0.5 })).toThrow(RangeError);
   });
