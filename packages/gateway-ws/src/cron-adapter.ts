@@ -206,7 +206,48 @@ export function toRunLogEntry(run: CronRun): Record<string, unknown> {
     runAtMs: run.startedAt,
     ...(run.durationMs === undefined ? {} : { durationMs: run.durationMs }),
     ...(run.sessionKey === undefined ? {} : { sessionKey: run.sessionKey }),
+    ...deliveryOf(run),
   };
+}
+
+/** A run's delivery in the run log's terms: `not-requested` when the job delivers nowhere. */
+function deliveryOf(run: CronRun): Record<string, unknown> {
+  const d = run.delivery;
+  if (d === undefined) return { deliveryStatus: "not-requested" };
+  if (d.status === "ok") return { delivered: true, deliveryStatus: "delivered" };
+  return {
+    delivered: false,
+    deliveryStatus: "not-delivered",
+    ...(d.error === undefined ? {} : { deliveryError: d.error }),
+  };
+}
+
+type JobView = Record<string, unknown> & {
+  id: string;
+  name: string;
+  updatedAtMs: number;
+  schedule: { kind: string };
+  state: { nextRunAtMs?: number; lastRunStatus?: string };
+};
+
+/** Orders jobs as `cron.list` asks (`nextRunAtMs` ascending by default; jobs without one last). */
+function sortJobs(views: JobView[], sortBy: unknown, sortDir: unknown): void {
+  const dir = sortDir === "desc" ? -1 : 1;
+  views.sort((a, b) => {
+    let order: number;
+    if (sortBy === "name") order = a.name.localeCompare(b.name);
+    else if (sortBy === "updatedAtMs") order = a.updatedAtMs - b.updatedAtMs;
+    else {
+      const an = a.state.nextRunAtMs;
+      const bn = b.state.nextRunAtMs;
+      if (an === undefined || bn === undefined) {
+        // Not due at all sorts last in either direction.
+        order = an === bn ? 0 : an === undefined ? 1 : -1;
+        if (order !== 0) return order;
+      } else order = an - bn;
+    }
+    return order !== 0 ? dir * order : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  });
 }
 
 function rethrow(error: unknown): never {
@@ -251,16 +292,34 @@ function page<T>(items: T[], params: Record<string, unknown>) {
  */
 export function cronBackend(
   supervisor: CronSupervisor,
-  options: { kv: KeyValueStore; agents: readonly string[]; defaultAgentId?: string },
+  options: {
+    kv: KeyValueStore;
+    /** The agents that exist: their ids, or a function that says (for agents added by a reload). */
+    agents: readonly string[] | (() => readonly string[]);
+    defaultAgentId?: string;
+  },
 ): GatewayCronBackend {
-  const defaultAgent = options.defaultAgentId ?? options.agents[0];
+  const agents = (): readonly string[] =>
+    typeof options.agents === "function" ? options.agents() : options.agents;
+  const defaultAgent = () => options.defaultAgentId ?? agents()[0];
+  /** An agent id a client named: it must be an agent that exists (or whose jobs run here). */
+  const knownAgent = (agentId: string): string => {
+    const id = agentId.toLowerCase();
+    if (!agents().includes(id) && !supervisor.runningAgents().includes(id)) {
+      throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown agent "${agentId}"`, {
+        details: { code: "UNKNOWN_AGENT_ID", agentId },
+      });
+    }
+    return id;
+  };
   const meta = async (id: string) =>
     (await options.kv.get(`${META_PREFIX}${id}`)) as JobMeta | undefined;
   const services = async (agentId?: unknown): Promise<CronService[]> => {
+    // Only agents that exist: a client's agent id must never start a service of its own.
     const ids =
       typeof agentId === "string" && agentId.length > 0
-        ? [agentId]
-        : [...new Set([...options.agents, ...supervisor.runningAgents()])];
+        ? [knownAgent(agentId)]
+        : [...new Set([...agents(), ...supervisor.runningAgents()])];
     return Promise.all(ids.map((id) => supervisor.forAgent(id)));
   };
   const allJobs = async (agentId?: unknown) =>
@@ -281,18 +340,23 @@ export function cronBackend(
       const enabled = params.enabled ?? (params.includeDisabled === true ? "all" : "enabled");
       if (enabled === "enabled") jobs = jobs.filter((j) => j.enabled);
       if (enabled === "disabled") jobs = jobs.filter((j) => !j.enabled);
-      const views = await Promise.all(jobs.map(view));
+      // BeamClaw jobs have no trigger scripts: every job is unconditional.
+      if (params.trigger === "conditional") jobs = [];
+      let views = (await Promise.all(jobs.map(view))) as JobView[];
       const query = typeof params.query === "string" ? params.query.toLowerCase() : "";
-      const filtered =
-        query === ""
-          ? views
-          : views.filter((j) => `${j.id} ${j.name}`.toLowerCase().includes(query));
-      filtered.sort(
-        (a, b) =>
-          ((a.state as { nextRunAtMs?: number }).nextRunAtMs ?? Infinity) -
-          ((b.state as { nextRunAtMs?: number }).nextRunAtMs ?? Infinity),
-      );
-      const { slice, ...paging } = page(filtered, params);
+      if (query !== "") {
+        views = views.filter((j) => `${j.id} ${j.name}`.toLowerCase().includes(query));
+      }
+      const kind = params.scheduleKind;
+      if (typeof kind === "string" && kind !== "all") {
+        views = views.filter((j) => j.schedule.kind === kind);
+      }
+      const last = params.lastRunStatus;
+      if (typeof last === "string" && last !== "all") {
+        views = views.filter((j) => (j.state.lastRunStatus ?? "unknown") === last);
+      }
+      sortJobs(views, params.sortBy, params.sortDir);
+      const { slice, ...paging } = page(views, params);
       return { jobs: slice, ...paging };
     },
 
@@ -314,8 +378,8 @@ export function cronBackend(
     async add(params) {
       const agentId =
         typeof params.agentId === "string" && params.agentId.length > 0
-          ? params.agentId
-          : defaultAgent;
+          ? knownAgent(params.agentId)
+          : defaultAgent();
       if (agentId === undefined) throw invalidRequest("cron.add needs an agentId");
       const { prompt, kind } = toPrompt(params.payload);
       const input: CronJobInput = {
@@ -436,8 +500,34 @@ export function cronBackend(
         : typeof params.status === "string" && params.status !== "all"
           ? [params.status]
           : undefined;
-      let shown = entries.map(toRunLogEntry);
+      const deliveries = Array.isArray(params.deliveryStatuses)
+        ? params.deliveryStatuses
+        : typeof params.deliveryStatus === "string"
+          ? [params.deliveryStatus]
+          : undefined;
+      const names = new Map<string, string>();
+      for (const jobId of new Set(entries.map((e) => e.jobId))) {
+        names.set(jobId, (await meta(jobId))?.name ?? jobId);
+      }
+      let shown: Array<Record<string, unknown>> = entries.map((run) => ({
+        ...toRunLogEntry(run),
+        jobName: names.get(run.jobId) ?? run.jobId,
+      }));
       if (statuses !== undefined) shown = shown.filter((e) => statuses.includes(e.status));
+      if (deliveries !== undefined) {
+        shown = shown.filter((e) => deliveries.includes(e.deliveryStatus));
+      }
+      if (typeof params.runId === "string") shown = shown.filter((e) => e.runId === params.runId);
+      const query = typeof params.query === "string" ? params.query.toLowerCase() : "";
+      if (query !== "") {
+        shown = shown.filter((e) =>
+          [e.jobId, e.jobName, e.runId, e.summary, e.error]
+            .filter((v) => typeof v === "string")
+            .join(" ")
+            .toLowerCase()
+            .includes(query),
+        );
+      }
       shown.sort((a, b) =>
         params.sortDir === "asc"
           ? (a.ts as number) - (b.ts as number)

@@ -680,7 +680,7 @@ function cronOf(options: GatewayServerOptions): GatewayCronBackend | undefined {
   if (typeof (cron as CronSupervisor).forAgent === "function") {
     return cronBackend(cron as CronSupervisor, {
       kv: options.runtime.store.kv,
-      agents: options.runtime.agents.map((a) => a.id),
+      agents: () => options.runtime.agents.map((a) => a.id),
     });
   }
   return cron as GatewayCronBackend;

@@ -24,7 +24,11 @@ import {
 import { Ajv, type ValidateFunction } from "ajv";
 import { afterEach, expect } from "vitest";
 import WebSocket from "ws";
-import { type DeviceIdentity, signDeviceChallenge } from "../src/auth/device-identity.js";
+import {
+  createDeviceIdentity,
+  type DeviceIdentity,
+  signDeviceChallenge,
+} from "../src/auth/device-identity.js";
 import { createGateway, type GatewayServer, type GatewayServerOptions } from "../src/index.js";
 
 // ------------------------------------------------------------------ schema
@@ -238,6 +242,8 @@ export interface Stack {
   gateway: GatewayServer;
   provider: ScriptedProvider;
   store: MemoryStore;
+  /** Core's CronSupervisor, when the stack was started with `cron: true`. */
+  cron: CronSupervisor | undefined;
   url: string;
   port: number;
   stop(): Promise<void>;
@@ -300,6 +306,7 @@ export async function startStack(
     gateway,
     provider,
     store,
+    cron,
     url: `ws://127.0.0.1:${port}`,
     port,
     async stop() {
@@ -548,6 +555,23 @@ export class TestClient {
     }
     this.#wake();
   }
+}
+
+/** Connects a node (token auth, a fresh device identity) that offers `commands`. */
+export function connectNode(
+  url: string,
+  options: { device?: DeviceIdentity; commands?: string[] } = {},
+): Promise<TestClient> {
+  return TestClient.connect(url, {
+    token: TOKEN,
+    role: "node",
+    scopes: [],
+    device: options.device ?? createDeviceIdentity(),
+    clientId: "node-host",
+    mode: "node",
+    caps: ["exec"],
+    ...(options.commands === undefined ? {} : { commands: options.commands }),
+  });
 }
 
 /** The RpcError a request fails with; fails the test if it succeeds. */

@@ -1,12 +1,19 @@
 /**
- * `cron.*`, driven through a {@link GatewayCronBackend}. Without one, each method answers
- * `UNAVAILABLE` naming the missing subsystem: BeamClaw's core has no cron service yet.
+ * `cron.*`, driven through a {@link GatewayCronBackend} (core's `CronSupervisor` is adapted to
+ * one). Without one, each method answers `UNAVAILABLE` naming the missing subsystem.
  */
 import type { GatewayCronBackend } from "../cron.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { Scopes } from "../protocol/constants.js";
 import { invalidRequest, subsystemUnavailable } from "../protocol/errors.js";
-import { optionalEnum, type ParamsObject } from "../protocol/params.js";
+import {
+  optionalBool,
+  optionalEnum,
+  optionalEnumArray,
+  optionalInt,
+  optionalString,
+  type ParamsObject,
+} from "../protocol/params.js";
 
 function backend(hub: GatewayHub): GatewayCronBackend {
   if (hub.cron === undefined) {
@@ -29,6 +36,83 @@ function jobId(method: string, p: ParamsObject): string {
   return id;
 }
 
+/** A job id as the protocol allows it: non-empty, without `/` or `\\`. */
+function optionalJobId(method: string, p: ParamsObject, field: string): string | undefined {
+  const id = optionalString(method, p, field, { nonEmpty: true, maxLength: 256 });
+  if (id !== undefined && /[/\\]/.test(id)) {
+    throw invalidRequest(`invalid ${method} params: ${field} must not contain / or \\`, {
+      code: "INVALID_PARAMS",
+      field,
+    });
+  }
+  return id;
+}
+
+const RUN_STATUSES = ["ok", "error", "skipped"] as const;
+const DELIVERY_STATUSES = ["delivered", "not-delivered", "unknown", "not-requested"] as const;
+
+/**
+ * `cron.list`'s params, every field checked against the protocol's `CronListParams` (a wrong
+ * type or value is `INVALID_PARAMS` naming the field, never a silent default), absent fields
+ * left out. What the backend receives.
+ */
+function cronListParams(method: string, p: ParamsObject): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    includeDisabled: optionalBool(method, p, "includeDisabled"),
+    limit: optionalInt(method, p, "limit", { min: 1, max: 200 }),
+    offset: optionalInt(method, p, "offset", { min: 0 }),
+    query: optionalString(method, p, "query", { maxLength: 1_000 }),
+    enabled: optionalEnum(method, p, "enabled", ["all", "enabled", "disabled"] as const),
+    scheduleKind: optionalEnum(method, p, "scheduleKind", [
+      "all",
+      "at",
+      "every",
+      "cron",
+      "on-exit",
+      "stream",
+    ] as const),
+    lastRunStatus: optionalEnum(method, p, "lastRunStatus", [
+      "all",
+      ...RUN_STATUSES,
+      "unknown",
+    ] as const),
+    trigger: optionalEnum(method, p, "trigger", ["all", "conditional", "unconditional"] as const),
+    sortBy: optionalEnum(method, p, "sortBy", ["nextRunAtMs", "updatedAtMs", "name"] as const),
+    sortDir: optionalEnum(method, p, "sortDir", ["asc", "desc"] as const),
+    agentId: optionalString(method, p, "agentId", { nonEmpty: true, maxLength: 64 }),
+    compact: optionalBool(method, p, "compact"),
+    includeDeliveryPreviews: optionalBool(method, p, "includeDeliveryPreviews"),
+  };
+  return withoutUndefined(out);
+}
+
+/** `cron.runs`'s params, checked against the protocol's `CronRunsParams` as {@link cronListParams}. */
+function cronRunsParams(method: string, p: ParamsObject): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    agentId: optionalString(method, p, "agentId", { nonEmpty: true, maxLength: 64 }),
+    scope: optionalEnum(method, p, "scope", ["job", "all"] as const),
+    id: optionalJobId(method, p, "id"),
+    jobId: optionalJobId(method, p, "jobId"),
+    runId: optionalString(method, p, "runId", { nonEmpty: true, maxLength: 256 }),
+    limit: optionalInt(method, p, "limit", { min: 1, max: 200 }),
+    offset: optionalInt(method, p, "offset", { min: 0 }),
+    statuses: optionalEnumArray(method, p, "statuses", RUN_STATUSES, { minItems: 1 }),
+    status: optionalEnum(method, p, "status", ["all", ...RUN_STATUSES] as const),
+    deliveryStatuses: optionalEnumArray(method, p, "deliveryStatuses", DELIVERY_STATUSES, {
+      minItems: 1,
+    }),
+    deliveryStatus: optionalEnum(method, p, "deliveryStatus", DELIVERY_STATUSES),
+    query: optionalString(method, p, "query", { maxLength: 1_000 }),
+    sortDir: optionalEnum(method, p, "sortDir", ["asc", "desc"] as const),
+  };
+  return withoutUndefined(out);
+}
+
+function withoutUndefined(record: Record<string, unknown>): Record<string, unknown> {
+  for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
+  return record;
+}
+
 /** Job changes made through the gateway are announced here; runs by the backend's `subscribe`. */
 function announce(
   hub: GatewayHub,
@@ -42,7 +126,7 @@ function announce(
 export const cronMethods: Record<string, HubMethod> = {
   "cron.list": {
     scope: Scopes.READ,
-    handler: (call, hub) => backend(hub).list(call.params),
+    handler: (call, hub) => backend(hub).list(cronListParams(call.method, call.params)),
   },
   "cron.status": {
     scope: Scopes.READ,
@@ -105,6 +189,6 @@ export const cronMethods: Record<string, HubMethod> = {
   },
   "cron.runs": {
     scope: Scopes.READ,
-    handler: (call, hub) => backend(hub).runs(call.params),
+    handler: (call, hub) => backend(hub).runs(cronRunsParams(call.method, call.params)),
   },
 };

@@ -266,10 +266,16 @@ export const nodeMethods: Record<string, HubMethod> = {
     scope: "node",
     handler(call, hub) {
       const event = requireString(call.method, call.params, "event", 256);
+      // The payload comes as a value or, from older nodes, as JSON text.
+      const payloadJSON = optionalString(call.method, call.params, "payloadJSON", {
+        maxLength: 1_000_000,
+      });
       hub.log.info(`node event ${event} from ${call.caller.deviceId ?? call.caller.connId}`);
       if (event === "node.presence.alive" && hub.liveness !== undefined) {
         // A beat that carries the node's clock: its latency joins the presence counters.
-        const payload = (call.params as { payload?: unknown }).payload;
+        const payload =
+          (call.params as { payload?: unknown }).payload ??
+          (payloadJSON === undefined ? undefined : safeParse(payloadJSON));
         const sentAtMs =
           typeof payload === "object" && payload !== null
             ? (payload as { sentAtMs?: unknown }).sentAtMs

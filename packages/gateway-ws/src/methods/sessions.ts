@@ -88,8 +88,14 @@ async function withRoute(
 function patchFrom(method: string, p: ParamsObject): { patch: SessionPatch; ignored: string[] } {
   const patch: SessionPatch = {};
   if (p.label !== undefined) {
-    if (p.label !== null && (typeof p.label !== "string" || p.label.length > 512)) {
-      throw invalidRequest(`invalid ${method} params: label must be a string or null`);
+    if (
+      p.label !== null &&
+      (typeof p.label !== "string" || p.label.length === 0 || p.label.length > 512)
+    ) {
+      throw invalidRequest(
+        `invalid ${method} params: label must be a non-empty string of at most 512 characters, or null to clear it`,
+        { code: "INVALID_PARAMS", field: "label" },
+      );
     }
     patch.displayName = p.label as string | null;
   }
@@ -124,7 +130,7 @@ export const sessionMethods: Record<string, HubMethod> = {
       const agentId = optionalString(method, p, "agentId", { nonEmpty: true });
       const activeMinutes = optionalInt(method, p, "activeMinutes", { min: 1 });
       const search = optionalString(method, p, "search")?.toLowerCase();
-      const label = optionalString(method, p, "label", { nonEmpty: true });
+      const label = optionalString(method, p, "label", { nonEmpty: true, maxLength: 512 });
       const includeLastMessage = optionalBool(method, p, "includeLastMessage") === true;
       const sortBy = optionalEnum(method, p, "sortBy", SORT_KEYS) ?? "updatedAt";
       const requireLastInteraction = optionalBool(method, p, "requireLastInteraction") === true;
@@ -251,9 +257,13 @@ export const sessionMethods: Record<string, HubMethod> = {
         agentId,
       );
       const existing = await hub.runtime.store.sessions.get(session.key);
-      const label =
-        optionalString(method, p, "displayName", { nonEmpty: true }) ??
-        optionalString(method, p, "label", { nonEmpty: true });
+      // Both read (and checked) before either is used.
+      const displayName = optionalString(method, p, "displayName", {
+        nonEmpty: true,
+        maxLength: 500,
+      });
+      const labelParam = optionalString(method, p, "label", { nonEmpty: true, maxLength: 512 });
+      const label = displayName ?? labelParam;
       const thinking = optionalEnum(method, p, "thinkingLevel", THINKING_LEVELS);
       const model = p.model === undefined ? undefined : modelRef(method, p.model, "model");
       const message = optionalString(method, p, "message") ?? optionalString(method, p, "task");

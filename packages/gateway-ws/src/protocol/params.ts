@@ -107,3 +107,26 @@ export function optionalStringArray(
   }
   return value as string[];
 }
+
+/** An optional array of values from a fixed set, with `minItems`/`maxItems` bounds. */
+export function optionalEnumArray<T extends string>(
+  method: string,
+  p: ParamsObject,
+  field: string,
+  allowed: readonly T[],
+  bounds: { minItems?: number; maxItems?: number } = {},
+): T[] | undefined {
+  const value = p[field];
+  if (value === undefined || value === null) return undefined;
+  const min = bounds.minItems ?? 0;
+  const max = bounds.maxItems ?? allowed.length;
+  if (
+    !Array.isArray(value) ||
+    value.length < min ||
+    value.length > max ||
+    value.some((v) => typeof v !== "string" || !allowed.includes(v as T))
+  ) {
+    fail(method, field, `an array of ${min} to ${max} of ${allowed.join(", ")}`);
+  }
+  return value as T[];
+}
