@@ -46,12 +46,18 @@ export interface ApprovalsSink {
 
 const SETTLED_KEPT = 500;
 
+/** Client-raised approvals that may wait at once, by default (more than people can answer). */
+export const DEFAULT_MAX_PENDING_REQUESTS = 1_000;
+
 /** Pending approvals from the runtime and from clients; see the module comment. */
 export class ExecApprovals {
   readonly #gate: ApprovalGate | undefined;
   readonly #sink: ApprovalsSink;
   readonly #now: () => number;
   readonly #defaultTimeoutMs: number;
+  readonly #maxPendingRequests: number;
+  /** How many of `#pending` were raised by clients (`kind: "exec"`). */
+  #pendingRequests = 0;
   readonly #pending = new Map<string, ApprovalEntry>();
   readonly #settled = new Map<string, ApprovalEntry>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
@@ -62,11 +68,14 @@ export class ExecApprovals {
     sink: ApprovalsSink;
     now?: () => number;
     defaultTimeoutMs?: number;
+    /** Client-raised approvals that may wait at once (default {@link DEFAULT_MAX_PENDING_REQUESTS}). */
+    maxPendingRequests?: number;
   }) {
     this.#gate = options.gate;
     this.#sink = options.sink;
     this.#now = options.now ?? Date.now;
     this.#defaultTimeoutMs = options.defaultTimeoutMs ?? 120_000;
+    this.#maxPendingRequests = options.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS;
   }
 
   /** Pending approvals, oldest first. */
@@ -118,6 +127,17 @@ export class ExecApprovals {
         details: { code: "APPROVAL_EXISTS", id },
       });
     }
+    // A flood of requests nobody answers must not grow without bound (each holds a timer).
+    if (this.#pendingRequests >= this.#maxPendingRequests) {
+      throw new GatewayError(
+        ErrorCodes.UNAVAILABLE,
+        `too many approvals waiting: at most ${this.#maxPendingRequests} client requests may wait at once`,
+        {
+          details: { code: "TOO_MANY_PENDING_APPROVALS", limit: this.#maxPendingRequests },
+          retryable: true,
+        },
+      );
+    }
     const createdAtMs = this.#now();
     const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
     const entry: ApprovalEntry = {
@@ -129,6 +149,7 @@ export class ExecApprovals {
       expiresAtMs: createdAtMs + timeoutMs,
     };
     this.#pending.set(id, entry);
+    this.#pendingRequests++;
     this.#timers.set(
       id,
       setTimeout(() => this.#settle(entry, null, undefined), timeoutMs),
@@ -222,6 +243,7 @@ export class ExecApprovals {
     for (const timer of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     this.#pending.clear();
+    this.#pendingRequests = 0;
   }
 
   #settle(entry: ApprovalEntry, decision: ApprovalDecision | null, by: string | undefined): void {
@@ -229,7 +251,7 @@ export class ExecApprovals {
     entry.decision = decision;
     entry.resolvedAtMs = this.#now();
     if (by !== undefined) entry.resolvedBy = by;
-    this.#pending.delete(entry.id);
+    if (this.#pending.delete(entry.id) && entry.kind === "exec") this.#pendingRequests--;
     clearTimeout(this.#timers.get(entry.id));
     this.#timers.delete(entry.id);
     this.#settled.set(entry.id, entry);

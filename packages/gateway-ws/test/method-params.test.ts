@@ -7,6 +7,8 @@ import { once } from "node:events";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { ExecApprovals } from "../src/approvals.js";
+import type { GatewayError } from "../src/protocol/errors.js";
 import {
   closeClients,
   connectNode,
@@ -336,5 +338,48 @@ describe("node.event", () => {
       node.requestUnchecked("node.event", { event: "x", payloadJSON: { sentAtMs: 1 } }),
     );
     expect(error.details).toEqual({ code: "INVALID_PARAMS", field: "payloadJSON" });
+  });
+});
+
+describe("client-raised approvals", () => {
+  it("at most maxPendingRequests wait at once; a settled one makes room; runtime approvals do not count", async () => {
+    const requested: string[] = [];
+    const approvals = new ExecApprovals({
+      gate: undefined,
+      sink: { requested: (e) => requested.push(e.id), resolved: () => undefined },
+      maxPendingRequests: 2,
+    });
+    try {
+      const ask = (id: string) =>
+        approvals.request({ command: "ls" }, { id, twoPhase: true, timeoutMs: 60_000 });
+      await ask("a");
+      await ask("b");
+      const full = await ask("c").then(
+        () => undefined,
+        (error: unknown) => error as GatewayError,
+      );
+      expect(full?.code).toBe("UNAVAILABLE");
+      expect(full?.toShape()).toMatchObject({
+        details: { code: "TOO_MANY_PENDING_APPROVALS", limit: 2 },
+        retryable: true,
+      });
+      expect(requested).toEqual(["a", "b"]); // the refused one was never shown
+      // A tool call waiting in the runtime is not a client request.
+      approvals.onRunEvent({
+        type: "tool-approval-request",
+        requestId: "tool-1",
+        runId: "r1",
+        sessionKey: "agent:main:main",
+        toolCallId: "t1",
+        toolName: "exec",
+        input: {},
+        expiresAt: Date.now() + 60_000,
+      } as never);
+      approvals.resolve("a", "deny", { scopes: ["operator.approvals"], id: "op" });
+      await ask("c");
+      expect(approvals.list().map((e) => e.id)).toEqual(["b", "tool-1", "c"]);
+    } finally {
+      approvals.close();
+    }
   });
 });

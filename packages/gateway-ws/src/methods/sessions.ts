@@ -419,7 +419,9 @@ export const sessionMethods: Record<string, HubMethod> = {
     handler(call, hub) {
       const connection = [...hub.connections].find((c) => c.connId === call.caller.connId);
       if (connection === undefined) {
-        throw new GatewayError(ErrorCodes.UNAVAILABLE, "the connection is closing");
+        throw new GatewayError(ErrorCodes.UNAVAILABLE, "the connection is closing", {
+          details: { code: "CONNECTION_CLOSING" },
+        });
       }
       connection.sessionsSubscribed = true;
       return { ok: true, subscribed: true };
