@@ -6,6 +6,7 @@ import { ProviderError, StoreError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
+  httpCall as call,
   closeClients,
   startStack,
   stopStacks,
@@ -23,55 +24,6 @@ afterEach(async () => {
   await stopStacks();
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  json: Wire;
-}
-
-/** One HTTP request without keep-alive (so nothing stays open). */
-function call(
-  port: number,
-  path: string,
-  options: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const body =
-      options.body === undefined
-        ? undefined
-        : typeof options.body === "string"
-          ? options.body
-          : JSON.stringify(options.body);
-    const req = httpRequest(
-      {
-        host: "127.0.0.1",
-        port,
-        path,
-        method: options.method ?? "GET",
-        agent: false,
-        headers: { "content-type": "application/json", ...options.headers },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-        });
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
 
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 

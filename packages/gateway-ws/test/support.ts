@@ -5,6 +5,7 @@
  * schema). Not a test file itself.
  */
 import { readFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import {
@@ -640,4 +641,54 @@ export function framesIn(bytes: Buffer): string[] {
     at = start + length;
   }
   return texts;
+}
+
+/** An HTTP response as tests read it. */
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json: Wire;
+}
+
+/** One HTTP request to 127.0.0.1 without keep-alive (so nothing stays open). */
+export function httpCall(
+  port: number,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const body =
+      options.body === undefined
+        ? undefined
+        : typeof options.body === "string"
+          ? options.body
+          : JSON.stringify(options.body);
+    const req = httpRequest(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: options.method ?? "GET",
+        agent: false,
+        headers: { "content-type": "application/json", ...options.headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 }

@@ -53,17 +53,163 @@ class RequestError extends Error {
   readonly status: number;
   readonly type: string;
   readonly code: string | null;
+  /** The request field at fault (`messages[2].tool_calls`), as OpenAI's `param`. */
+  readonly param: string | null;
   constructor(
     status: number,
     message: string,
     type = "invalid_request_error",
     code: string | null = null,
+    param: string | null = null,
   ) {
     super(message);
     this.status = status;
     this.type = type;
     this.code = code;
+    this.param = param;
   }
+}
+
+/** A field of the wrong type: 400 `invalid_type`, naming the field. */
+function invalidType(param: string, expected: string): RequestError {
+  return new RequestError(
+    400,
+    `invalid type for '${param}': expected ${expected}`,
+    "invalid_request_error",
+    "invalid_type",
+    param,
+  );
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function checkOptional(
+  body: Record<string, unknown>,
+  field: string,
+  ok: (value: unknown) => boolean,
+  expected: string,
+): void {
+  const value = body[field];
+  if (value !== undefined && value !== null && !ok(value)) throw invalidType(field, expected);
+}
+
+/** Checks one message's fields (their types; which roles need what is checked later). */
+function checkMessage(m: unknown, at: string): void {
+  if (!isPlainObject(m)) throw invalidType(at, "an object");
+  if (typeof m.role !== "string") throw invalidType(`${at}.role`, "a string");
+  const content = m.content;
+  if (Array.isArray(content)) {
+    content.forEach((part, j) => {
+      const where = `${at}.content[${j}]`;
+      if (!isPlainObject(part) || typeof part.type !== "string") {
+        throw invalidType(where, "an object with a string type");
+      }
+      if (part.type === "text" && typeof part.text !== "string") {
+        throw invalidType(`${where}.text`, "a string");
+      }
+      if (part.type === "image_url") {
+        const image = part.image_url;
+        if (typeof image !== "string" && !(isPlainObject(image) && typeof image.url === "string")) {
+          throw invalidType(`${where}.image_url`, "a URL or an object with a string url");
+        }
+      }
+    });
+  } else if (content !== undefined && content !== null && typeof content !== "string") {
+    throw invalidType(`${at}.content`, "a string, an array of content parts or null");
+  }
+  for (const field of ["name", "tool_call_id"]) {
+    const value = m[field];
+    if (value !== undefined && value !== null && typeof value !== "string") {
+      throw invalidType(`${at}.${field}`, "a string");
+    }
+  }
+  const calls = m.tool_calls;
+  if (calls === undefined || calls === null) return;
+  if (!Array.isArray(calls)) throw invalidType(`${at}.tool_calls`, "an array");
+  calls.forEach((call, j) => {
+    const where = `${at}.tool_calls[${j}]`;
+    if (!isPlainObject(call)) throw invalidType(where, "an object");
+    if (call.id !== undefined && typeof call.id !== "string") {
+      throw invalidType(`${where}.id`, "a string");
+    }
+    const fn = call.function;
+    if (!isPlainObject(fn) || typeof fn.name !== "string" || fn.name.length === 0) {
+      throw invalidType(`${where}.function`, "an object with a non-empty string name");
+    }
+    if (fn.arguments !== undefined && typeof fn.arguments !== "string") {
+      throw invalidType(`${where}.function.arguments`, "a JSON string");
+    }
+  });
+}
+
+/**
+ * Checks the types of every field of a completion request this endpoint reads, before
+ * anything runs: a wrong one is a 400 `invalid_type` naming the field (`param`), never a
+ * failure deeper in. Fields it does not read are left alone, as OpenAI's clients send many.
+ */
+function checkCompletionRequest(body: Record<string, unknown>): void {
+  checkOptional(body, "model", (v) => typeof v === "string", "a string");
+  const messages = body.messages;
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw new RequestError(
+      400,
+      "messages must be a non-empty array",
+      "invalid_request_error",
+      "invalid_messages",
+      "messages",
+    );
+  }
+  messages.forEach((m, i) => checkMessage(m, `messages[${i}]`));
+  checkOptional(body, "stream", (v) => typeof v === "boolean", "a boolean");
+  checkOptional(body, "stream_options", isPlainObject, "an object");
+  checkOptional(body, "user", (v) => typeof v === "string", "a string");
+  checkOptional(
+    body,
+    "temperature",
+    (v) => typeof v === "number" && v >= 0 && v <= 2,
+    "a number from 0 to 2",
+  );
+  for (const field of ["max_tokens", "max_completion_tokens"]) {
+    checkOptional(
+      body,
+      field,
+      (v) => typeof v === "number" && Number.isSafeInteger(v) && v > 0,
+      "a positive integer",
+    );
+  }
+  const tools = body.tools;
+  if (tools !== undefined && tools !== null) {
+    if (!Array.isArray(tools)) throw invalidType("tools", "an array");
+    tools.forEach((tool, i) => {
+      const at = `tools[${i}]`;
+      if (!isPlainObject(tool)) throw invalidType(at, "an object");
+      if (tool.type !== undefined && tool.type !== "function") {
+        throw invalidType(`${at}.type`, '"function"');
+      }
+      const fn = tool.function;
+      if (!isPlainObject(fn) || typeof fn.name !== "string" || fn.name.length === 0) {
+        throw invalidType(`${at}.function`, "an object with a non-empty string name");
+      }
+      if (fn.description !== undefined && typeof fn.description !== "string") {
+        throw invalidType(`${at}.function.description`, "a string");
+      }
+      if (fn.parameters !== undefined && !isPlainObject(fn.parameters)) {
+        throw invalidType(`${at}.function.parameters`, "a JSON Schema object");
+      }
+    });
+  }
+  checkOptional(
+    body,
+    "tool_choice",
+    (v) =>
+      v === "auto" ||
+      v === "none" ||
+      v === "required" ||
+      (isPlainObject(v) && isPlainObject(v.function) && typeof v.function.name === "string"),
+    '"auto", "none", "required" or { type: "function", function: { name } }',
+  );
 }
 
 const MODEL_PREFIXES = ["beamclaw/", "beamclaw:", "openclaw/", "openclaw:", "agent:"];
@@ -252,6 +398,7 @@ export async function handleChatCompletions(
   try {
     if (hub.draining)
       throw new RequestError(503, "the gateway is shutting down", "server_error", "shutting_down");
+    checkCompletionRequest(body as Record<string, unknown>);
     const agent = agentForModel(hub, body.model);
     const messages = parseMessages(body.messages);
     const stream = body.stream === true;
@@ -263,7 +410,7 @@ export async function handleChatCompletions(
     await sessionCompletion(hub, req, res, { agent, messages, stream, body });
   } catch (error) {
     if (error instanceof RequestError)
-      return openAiError(res, error.status, error.message, error.type, error.code);
+      return openAiError(res, error.status, error.message, error.type, error.code, {}, error.param);
     const e = error as {
       code?: unknown;
       message?: string;

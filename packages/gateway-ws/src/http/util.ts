@@ -72,8 +72,9 @@ export function openAiError(
   type: string,
   code: string | null = null,
   headers: Record<string, string> = {},
+  param: string | null = null,
 ): void {
-  sendJson(res, status, { error: { message, type, param: null, code } }, headers);
+  sendJson(res, status, { error: { message, type, param, code } }, headers);
 }
 
 /** The bearer token of a request, if any. */
