@@ -96,7 +96,7 @@ function cases(): Case[] {
     }
     // Inside each message: every field of it, in turn.
     const messages = base.messages as Array<Record<string, Json>>;
-    messages.forEach((message, i) => {
+    messages.forEach((_message, i) => {
       for (const field of ["role", "content", "tool_calls", "tool_call_id", "name"]) {
         for (const bad of BAD_VALUES) {
           const changed = messages.map((m, j) => (j === i ? { ...m, [field]: bad } : m));

@@ -161,7 +161,7 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       "messages",
     );
   }
-  messages.forEach((m, i) => checkMessage(m, `messages[${i}]`));
+  for (const [i, m] of messages.entries()) checkMessage(m, `messages[${i}]`);
   checkOptional(body, "stream", (v) => typeof v === "boolean", "a boolean");
   checkOptional(body, "stream_options", isPlainObject, "an object");
   checkOptional(body, "user", (v) => typeof v === "string", "a string");
