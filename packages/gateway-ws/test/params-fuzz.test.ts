@@ -195,6 +195,30 @@ function casesFor(method: string): Case[] {
     if (field in pinned) continue;
     const { [field]: _dropped, ...without } = base;
     cases.push({ method, params: without, what: `without ${field}` });
+    // Inside a list or an object the schema gives: one bad element, one bad member.
+    const schema = resolve(resolve(definition ?? {}).properties?.[field] ?? {});
+    const inner: Array<[string, Json]> = [];
+    if (schema.type === "array") {
+      for (const bad of BAD_VALUES) inner.push([`[${JSON.stringify(bad).slice(0, 30)}]`, [bad]]);
+    } else if (schema.type === "object" && schema.properties !== undefined) {
+      const example = exampleOf(schema, field) as Record<string, Json>;
+      for (const member of Object.keys(schema.properties)) {
+        for (const bad of BAD_VALUES) {
+          inner.push([
+            `{ ${member}: ${JSON.stringify(bad).slice(0, 30)} }`,
+            { ...example, [member]: bad },
+          ]);
+        }
+      }
+    }
+    for (const [what, value] of inner) {
+      cases.push({
+        method,
+        params: JSON.parse(JSON.stringify({ ...base, [field]: value })) as Json,
+        what: `${field}: ${what}`,
+        field,
+      });
+    }
   }
   return cases;
 }
