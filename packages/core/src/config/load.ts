@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import type { z } from "zod";
-import { BeamClawError } from "../errors.js";
+import { BeamClawError, InvalidArgumentError } from "../errors.js";
+import { describeArg, optionalString, requireObject } from "../runtime/validate.js";
 import {
   type BeamClawConfig,
   type ConfigInput,
@@ -43,14 +44,22 @@ function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return out;
 }
 
+/** A value as JSON, or its kind when JSON cannot show it (a BigInt, a symbol). Never throws. */
+function showValue(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? describeArg(value);
+  } catch {
+    return describeArg(value);
+  }
+}
+
 function zodIssues(error: z.ZodError): ConfigIssue[] {
   return error.issues.map((issue) => {
     const expected = (issue as { expected?: unknown }).expected;
     const received = (issue as { input?: unknown }).input;
     let message = issue.message;
     if (issue.code === "invalid_type" && expected !== undefined) {
-      const shown =
-        received === undefined ? "nothing" : (JSON.stringify(received) ?? String(received));
+      const shown = received === undefined ? "nothing" : showValue(received);
       message = `expected ${String(expected)}, got ${shown.length > 40 ? `${shown.slice(0, 37)}...` : shown}`;
     } else if (issue.code === "unrecognized_keys") {
       message = `unknown field(s) ${(issue as { keys: string[] }).keys.map((k) => JSON.stringify(k)).join(", ")}`;
@@ -71,6 +80,8 @@ export function substituteEnv(
   env: Record<string, string | undefined>,
   issues: ConfigIssue[],
   path: PropertyKey[] = [],
+  /** The objects being walked, to refuse a cycle instead of recursing for ever. */
+  ancestors: Set<object> = new Set(),
 ): unknown {
   if (typeof value === "string") {
     return value.replace(
@@ -85,12 +96,23 @@ export function substituteEnv(
       },
     );
   }
-  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, env, issues, [...path, i]));
   if (typeof value === "object" && value !== null) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value))
-      out[k] = substituteEnv(v, env, issues, [...path, k]);
-    return out;
+    if (ancestors.has(value)) {
+      issues.push({ path: formatPath(path), message: "a cyclic reference (JSON has no cycles)" });
+      return undefined;
+    }
+    ancestors.add(value);
+    try {
+      if (Array.isArray(value)) {
+        return value.map((v, i) => substituteEnv(v, env, issues, [...path, i], ancestors));
+      }
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(value))
+        out[k] = substituteEnv(v, env, issues, [...path, k], ancestors);
+      return out;
+    } finally {
+      ancestors.delete(value);
+    }
   }
   return value;
 }
@@ -112,9 +134,12 @@ export function parseConfig(
   input: ConfigInput | unknown,
   options: ParseConfigOptions = {},
 ): BeamClawConfig {
+  requireObject(options, "parseConfig options");
+  optionalString(options.source, "parseConfig options.source");
+  if (options.env !== undefined) requireObject(options.env, "parseConfig options.env");
   const source = options.source ?? "config object";
   const issues: ConfigIssue[] = [];
-  const substituted = substituteEnv(input, options.env ?? process.env, issues);
+  const substituted = substituteEnv(input, options.env ?? process.env, issues, [], new Set());
   if (issues.length > 0) throw new ConfigError(source, issues);
   const result = ConfigSchema.safeParse(substituted, { reportInput: true });
   if (!result.success) throw new ConfigError(source, zodIssues(result.error));
@@ -153,6 +178,12 @@ export function parseConfig(
  * ```
  */
 export function parseConfigYaml(text: string, options: ParseConfigOptions = {}): BeamClawConfig {
+  if (typeof text !== "string") {
+    throw new InvalidArgumentError(
+      `parseConfigYaml needs the YAML text as a string, got ${describeArg(text)}`,
+    );
+  }
+  requireObject(options, "parseConfigYaml options");
   const source = options.source ?? "beamclaw.yaml";
   // `${VAR}` is not valid YAML inside a flow map (`{ token: ${TOKEN} }`), so references are
   // swapped for inert placeholders before parsing and restored in the parsed strings, where

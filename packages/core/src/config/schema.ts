@@ -92,7 +92,16 @@ export const CronJobConfigSchema = z
       .union([
         z.object({ kind: z.literal("none") }).strict(),
         z.object({ kind: z.literal("announce"), channel: z.string(), target: z.string() }).strict(),
-        z.object({ kind: z.literal("webhook"), url: z.string().url() }).strict(),
+        z
+          .object({
+            kind: z.literal("webhook"),
+            // A webhook is POSTed with fetch: only http and https can be delivered to.
+            url: z
+              .string()
+              .url()
+              .refine((url) => /^https?:\/\//i.test(url), "must be an http or https URL"),
+          })
+          .strict(),
       ])
       .default({ kind: "none" }),
   })

@@ -4,6 +4,7 @@ import { CronError, describe, InvalidArgumentError } from "../errors.js";
 import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { defineLazySignal, LazyAbortController } from "../runtime/lazy-abort.js";
+import { describeArg, optionalFunction, requireObject } from "../runtime/validate.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
 import type { Lease, LockStore, Store } from "../store/types.js";
 import {
@@ -207,7 +208,9 @@ function freshState(): CronJob["state"] {
 
 function positiveMs(value: number | undefined, fallback: number, what: string): number {
   const ms = value ?? fallback;
-  if (!(ms > 0)) throw new InvalidArgumentError(`${what} must be > 0 ms, got ${ms}`);
+  if (typeof ms !== "number" || !(ms > 0)) {
+    throw new InvalidArgumentError(`${what} must be > 0 ms, got ${describeArg(ms)}`);
+  }
   return ms;
 }
 
@@ -277,7 +280,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   readonly #dirty = new Set<string>();
 
   constructor(options: CronServiceOptions) {
-    const agentId = normalizeAgentId(options?.agentId);
+    requireObject(options, "CronService options");
+    const agentId = normalizeAgentId(options.agentId);
     super({
       name: options.name ?? `cron:${agentId}`,
       mailboxLimit: options.mailboxLimit ?? 10_000,
@@ -291,6 +295,22 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.agentId = agentId;
     this.#store = options.store;
     this.#runJob = options.runJob;
+    optionalFunction(options.deliver, "deliver");
+    optionalFunction(options.deleteSession, "deleteSession");
+    optionalFunction(options.fetch, "fetch");
+    const clock = options.clock as Partial<Clock> | undefined;
+    if (
+      clock !== undefined &&
+      (typeof clock !== "object" ||
+        clock === null ||
+        typeof clock.now !== "function" ||
+        typeof clock.setTimer !== "function" ||
+        typeof clock.clearTimer !== "function")
+    ) {
+      throw new InvalidArgumentError(
+        `clock must be a Clock (now, setTimer, clearTimer), got ${describeArg(clock)}`,
+      );
+    }
     this.#deliver = options.deliver;
     const runnerCleanup = (options.runJob as { deleteSession?: (key: string) => Promise<void> })
       .deleteSession;
@@ -311,11 +331,15 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.#clock = options.clock ?? systemClock;
     this.#stuckRunMs = positiveMs(options.stuckRunMs, DEFAULT_STUCK_RUN_MS, "stuckRunMs");
     this.#backoffMs = options.backoffMs ?? DEFAULT_CRON_BACKOFF_MS;
-    if (this.#backoffMs.length === 0 || this.#backoffMs.some((ms) => !(ms >= 0))) {
+    if (
+      !Array.isArray(this.#backoffMs) ||
+      this.#backoffMs.length === 0 ||
+      this.#backoffMs.some((ms) => typeof ms !== "number" || !(ms >= 0))
+    ) {
       throw new InvalidArgumentError("backoffMs must be a non-empty list of delays >= 0");
     }
     this.#maxConsecutiveErrors = options.maxConsecutiveErrors ?? DEFAULT_MAX_CONSECUTIVE_ERRORS;
-    if (!(this.#maxConsecutiveErrors >= 1)) {
+    if (typeof this.#maxConsecutiveErrors !== "number" || !(this.#maxConsecutiveErrors >= 1)) {
       throw new InvalidArgumentError("maxConsecutiveErrors must be >= 1 (or Infinity)");
     }
     this.#isolatedSessionTtlMs = positiveMs(
@@ -330,7 +354,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       ["outputSummaryChars", this.#outputSummaryChars],
     ] as const) {
       if (!Number.isSafeInteger(value) || value < (what === "runLogKeep" ? 1 : 0)) {
-        throw new InvalidArgumentError(`${what} must be a whole number, got ${value}`);
+        throw new InvalidArgumentError(`${what} must be a whole number, got ${describeArg(value)}`);
       }
     }
     this.#webhookTimeoutMs = positiveMs(options.webhookTimeoutMs, 10_000, "webhookTimeoutMs");

@@ -13,6 +13,12 @@ import {
 } from "../errors.js";
 import { cancellationOf } from "../runtime/lazy-abort.js";
 import { keepShape } from "../runtime/shapes.js";
+import {
+  describeArg,
+  optionalFunction,
+  optionalObject,
+  optionalSignal,
+} from "../runtime/validate.js";
 import { beginTelemetryTrace, emitTelemetry, type TelemetryTrace } from "../telemetry.js";
 import {
   CallCancellation,
@@ -246,6 +252,10 @@ export class ProviderChain {
       throw new InvalidArgumentError("createProviderChain needs an options object");
     }
     this.#registerProviders(options.providers);
+    for (const name of ["now", "sleep", "random", "estimateTokens"] as const) {
+      optionalFunction(options[name], name);
+    }
+    if (options.limits !== null) optionalObject(options.limits, "limits");
     this.#retry = resolveRetry(options.retry);
     this.#now = options.now ?? (() => performance.now());
     this.#sleep = options.sleep ?? defaultSleep;
@@ -295,6 +305,12 @@ export class ProviderChain {
   ): AsyncIterable<ChainStreamEvent> {
     if (typeof request !== "object" || request === null || !Array.isArray(request.messages)) {
       throw new InvalidArgumentError("stream() needs a request with a messages array");
+    }
+    optionalObject(options, "stream() options");
+    // Read through the descriptor: a lazy signal (a getter) must not be made by this check.
+    const signal = Object.getOwnPropertyDescriptor(options, "signal");
+    if (signal !== undefined && "value" in signal) {
+      optionalSignal(signal.value, "stream() options.signal");
     }
     const targets =
       options.models === undefined
@@ -963,19 +979,24 @@ function closeQuietly(iterator: AsyncIterator<unknown>): void {
 }
 
 function resolveRetry(retry: RetryOptions | undefined): ResolvedRetryOptions {
+  optionalObject(retry, "retry");
   const resolved = { ...DEFAULT_RETRY, ...definedOnly(retry) };
   if (!Number.isInteger(resolved.maxAttempts) || resolved.maxAttempts < 1) {
     throw new InvalidArgumentError(
-      `retry.maxAttempts must be an integer >= 1, got ${resolved.maxAttempts}`,
+      `retry.maxAttempts must be an integer >= 1, got ${describeArg(resolved.maxAttempts)}`,
     );
   }
   for (const key of ["baseDelayMs", "maxDelayMs"] as const) {
-    if (!(resolved[key] >= 0) || Number.isNaN(resolved[key])) {
-      throw new InvalidArgumentError(`retry.${key} must be a number >= 0, got ${resolved[key]}`);
+    if (typeof resolved[key] !== "number" || !(resolved[key] >= 0)) {
+      throw new InvalidArgumentError(
+        `retry.${key} must be a number >= 0, got ${describeArg(resolved[key])}`,
+      );
     }
   }
   if (resolved.jitter !== "full" && resolved.jitter !== "none") {
-    throw new InvalidArgumentError(`retry.jitter must be "full" or "none", got ${resolved.jitter}`);
+    throw new InvalidArgumentError(
+      `retry.jitter must be "full" or "none", got ${describeArg(resolved.jitter)}`,
+    );
   }
   return resolved;
 }
@@ -983,16 +1004,17 @@ function resolveRetry(retry: RetryOptions | undefined): ResolvedRetryOptions {
 function resolveCircuit(
   options: CircuitBreakerOptions | undefined,
 ): Required<CircuitBreakerOptions> {
+  optionalObject(options, "circuitBreaker");
   const resolved = { ...DEFAULT_CIRCUIT, ...definedOnly(options) };
   if (!Number.isInteger(resolved.failureThreshold) || resolved.failureThreshold < 1) {
     throw new InvalidArgumentError(
-      `circuitBreaker.failureThreshold must be an integer >= 1, got ${resolved.failureThreshold}`,
+      `circuitBreaker.failureThreshold must be an integer >= 1, got ${describeArg(resolved.failureThreshold)}`,
     );
   }
   for (const key of ["windowMs", "openMs"] as const) {
-    if (!(resolved[key] >= 0)) {
+    if (typeof resolved[key] !== "number" || !(resolved[key] >= 0)) {
       throw new InvalidArgumentError(
-        `circuitBreaker.${key} must be a number >= 0, got ${resolved[key]}`,
+        `circuitBreaker.${key} must be a number >= 0, got ${describeArg(resolved[key])}`,
       );
     }
   }

@@ -12,6 +12,7 @@ import { type ExitReason, formatExitReason, isNormalExit, toExitError } from "./
 import { Cancellation } from "./lazy-abort.js";
 import { keepShape } from "./shapes.js";
 import { type LongTimer, startTimer } from "./timers.js";
+import { describeArg, optionalString, requireObject } from "./validate.js";
 
 /** Default time a `call` waits for its reply. */
 export const DEFAULT_CALL_TIMEOUT_MS = 5_000;
@@ -219,7 +220,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 function checkTimeout(timeoutMs: number, what: string): number {
   if (timeoutMs === Infinity || (Number.isFinite(timeoutMs) && timeoutMs > 0)) return timeoutMs;
   throw new InvalidArgumentError(
-    `${what} must be a positive number of ms or Infinity, got ${timeoutMs}`,
+    `${what} must be a positive number of ms or Infinity, got ${describeArg(timeoutMs)}`,
   );
 }
 
@@ -285,10 +286,17 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
   #flight: Queued | null = null;
 
   constructor(options: ActorOptions = {}) {
+    // The message is built only when the check fails: an actor starts on every revival.
+    if (typeof options !== "object" || options === null || Array.isArray(options)) {
+      requireObject(options, `${new.target.name} options`);
+    }
+    optionalString(options.name, "name");
     if (options.name !== undefined) this.#name = options.name;
     const limit = options.mailboxLimit ?? DEFAULT_MAILBOX_LIMIT;
     if (!Number.isInteger(limit) || limit < 1) {
-      throw new InvalidArgumentError(`mailboxLimit must be a positive integer, got ${limit}`);
+      throw new InvalidArgumentError(
+        `mailboxLimit must be a positive integer, got ${describeArg(limit)}`,
+      );
     }
     this.#mailboxLimit = limit;
     this.#callTimeoutMs = checkTimeout(

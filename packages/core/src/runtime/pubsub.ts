@@ -1,6 +1,7 @@
 import { EventEmitter } from "eventemitter3";
 import { InvalidArgumentError } from "../errors.js";
 import { emitTelemetry } from "../telemetry.js";
+import { optionalObject, optionalSignal } from "./validate.js";
 
 /** Receives one published message. */
 export type PubSubHandler<T = unknown> = (message: T, topic: string) => void;
@@ -69,7 +70,9 @@ export class LocalPubSub implements PubSub {
       throw new InvalidArgumentError("a topic must be a non-empty string");
     }
     if (typeof handler !== "function") throw new InvalidArgumentError("handler must be a function");
-    const { signal } = options;
+    // Checked before anything is subscribed: a refused call leaves no subscription behind.
+    const { signal } = optionalObject<SubscribeOptions>(options, "subscribe options");
+    optionalSignal(signal, "subscribe options.signal");
     if (signal?.aborted) return () => {};
     const listener = (message: unknown) => {
       try {

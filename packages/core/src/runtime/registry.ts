@@ -1,6 +1,16 @@
 import { AlreadyRegisteredError, InvalidArgumentError, NoProcessError } from "../errors.js";
 import type { Process } from "./actor.js";
 import type { ViaName } from "./supervisor.js";
+import { describeArg, requireObject } from "./validate.js";
+
+function isProcess(value: unknown): value is Process {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as Process).monitor === "function" &&
+    typeof (value as Process).status === "string"
+  );
+}
 
 /**
  * - `unique`: one process per key (names: `session:agent:main:main`, `cron:ops`).
@@ -52,6 +62,7 @@ export class Registry<V = undefined> {
   readonly #entries = new Map<string, Registration<V>[]>();
 
   constructor(options: RegistryOptions = {}) {
+    requireObject(options, "Registry options");
     const keys = options.keys ?? "unique";
     if (keys !== "unique" && keys !== "duplicate") {
       throw new InvalidArgumentError(`keys must be "unique" or "duplicate", got "${String(keys)}"`);
@@ -72,6 +83,11 @@ export class Registry<V = undefined> {
   ): void {
     if (typeof key !== "string" || key.length === 0) {
       throw new InvalidArgumentError("a registry key must be a non-empty string");
+    }
+    if (!isProcess(process)) {
+      throw new InvalidArgumentError(
+        `only a process (an Actor or supervisor) can be registered, got ${describeArg(process)}`,
+      );
     }
     if (process.status === "stopped" || process.status === "stopping") {
       throw new NoProcessError(

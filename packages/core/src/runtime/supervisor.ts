@@ -16,6 +16,7 @@ import {
 import { type ExitReason, isNormalExit } from "./exit.js";
 import type { Registry } from "./registry.js";
 import { type LongTimer, startTimer } from "./timers.js";
+import { describeArg, optionalNumber, requireObject } from "./validate.js";
 
 /**
  * When a child is restarted after it exits:
@@ -191,6 +192,8 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
   #restartsHead = 0;
 
   constructor(options: SupervisorOptions & { strategy: RestartStrategy }) {
+    optionalNumber(options.maxRestarts, "maxRestarts", { min: 0, integer: true });
+    optionalNumber(options.periodMs, "periodMs", { min: "positive", infinity: true });
     // A supervisor must never drop a child's exit, so its mailbox is unbounded.
     super({ ...options, mailboxLimit: Number.MAX_SAFE_INTEGER });
     this.strategy = options.strategy;
@@ -513,6 +516,7 @@ export class Supervisor extends SupervisorBase {
   readonly #initial: readonly ChildSpec[];
 
   constructor(options: SupervisorOptions = {}) {
+    requireObject(options, "Supervisor options");
     super({ ...options, strategy: options.strategy ?? "one_for_one" });
     const strategy = this.strategy;
     if (strategy !== "one_for_one" && strategy !== "one_for_all" && strategy !== "rest_for_one") {
@@ -624,7 +628,11 @@ export class DynamicSupervisor extends SupervisorBase {
   #nextId = 1;
 
   constructor(options: DynamicSupervisorOptions = {}) {
-    super({ ...options, strategy: "one_for_one" });
+    super({
+      ...requireObject<DynamicSupervisorOptions>(options, "DynamicSupervisor options"),
+      strategy: "one_for_one",
+    });
+    optionalNumber(options.maxChildren, "maxChildren", { min: 0, integer: true, infinity: true });
     this.maxChildren = options.maxChildren ?? Infinity;
     if (
       !(
@@ -645,6 +653,7 @@ export class DynamicSupervisor extends SupervisorBase {
    * @throws ChildStartError when the child's `start` fails.
    */
   async startChild<P extends Process>(spec: DynamicChildSpec<P>): Promise<P> {
+    requireObject(spec, "a child spec");
     // An empty id asks the supervisor to generate a free one when it handles the request.
     const full: ChildSpec<P> = { ...spec, id: spec.id ?? "" };
     return (await this.call({ op: "start-child", spec: full }, { timeoutMs: Infinity })) as P;
@@ -652,6 +661,11 @@ export class DynamicSupervisor extends SupervisorBase {
 
   /** Stops a child, given its process or id, and forgets it. */
   async terminateChild(child: Process | string): Promise<void> {
+    if (typeof child !== "string" && (typeof child !== "object" || child === null)) {
+      throw new InvalidArgumentError(
+        `terminateChild needs a child process or id, got ${describeArg(child)}`,
+      );
+    }
     const id = typeof child === "string" ? child : this.#idOf(child);
     await this.call({ op: "terminate-child", id }, { timeoutMs: Infinity });
   }

@@ -8,13 +8,23 @@ import {
   NoProcessError,
   OverloadedError,
 } from "../errors.js";
-import type { JsonObject, JsonValue } from "../providers/types.js";
+import type { JsonObject, JsonValue, ThinkingLevel } from "../providers/types.js";
 import { type ExitReason, formatExitReason, isNormalExit } from "../runtime/exit.js";
 import type { MemoryPressureMonitor } from "../runtime/memory-pressure.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor, Supervisor } from "../runtime/supervisor.js";
 import { TaskSupervisor } from "../runtime/task-supervisor.js";
+import {
+  describeArg,
+  optionalFunction,
+  optionalNumber,
+  optionalObject,
+  optionalOneOf,
+  optionalSignal,
+  optionalString,
+  requireObject,
+} from "../runtime/validate.js";
 import type {
   QueuedMessage,
   Store,
@@ -131,15 +141,27 @@ export interface SessionHandle {
    * queue and taken by the session) with the handle of its run.
    *
    * @throws OverloadedError when the session's mailbox or queue is full (nothing is kept).
+   * @throws InvalidArgumentError for a message or option of the wrong kind (no text string,
+   *   `images` that are not `{ mediaType, data | url }`, an unknown `queueMode` or `thinking`,
+   *   an empty `idempotencyKey`, a `signal` that is not an `AbortSignal`, a `model` that is
+   *   not `provider/model`); nothing is queued then.
    */
   send(message: string | UserMessageInput, options?: SendOptions): Promise<RunHandle>;
-  /** Aborts a run (active or queued). Resolves false if the session has no such run. */
+  /**
+   * Aborts a run (active or queued). Resolves false if the session has no such run.
+   * @throws InvalidArgumentError when `runId` is not a string.
+   */
   abort(runId: string): Promise<boolean>;
   /** Metadata and state. */
   info(): Promise<SessionInfoSnapshot>;
   /** Transcript entries, paged. */
   history(options?: TranscriptReadOptions): Promise<TranscriptRecord[]>;
-  /** Changes display name, channel, thinking/verbose level or model override. */
+  /**
+   * Changes display name, channel, thinking/verbose level or model override (`null` clears
+   * a field).
+   * @throws InvalidArgumentError for an unknown field or a value of the wrong kind; nothing
+   *   is changed then.
+   */
   patch(patch: SessionPatch): Promise<SessionMetadata>;
   /** Aborts everything, clears the transcript and counters. */
   reset(): Promise<void>;
@@ -202,13 +224,18 @@ export class AgentRuntime {
   readonly #failedListeners = new Set<(reason: ExitReason) => void>();
   #offPressure: (() => void) | undefined;
 
+  /**
+   * @throws InvalidArgumentError for options of the wrong kind or out of range (no agents, an
+   *   agent without an id or a `provider/model`, an unknown `defaultAgentId`, a store or
+   *   model source without its methods, a negative or fractional limit, an unknown queue
+   *   mode...).
+   */
   constructor(options: AgentRuntimeOptions) {
-    if (options.agents.length === 0)
-      throw new InvalidArgumentError("a runtime needs at least one agent");
+    checkRuntimeOptions(options);
     const limit = options.quarantineAfterCrashes;
     if (limit !== undefined && !(Number.isSafeInteger(limit) && limit >= 1)) {
       throw new InvalidArgumentError(
-        `quarantineAfterCrashes must be a whole number >= 1, got ${String(limit)}`,
+        `quarantineAfterCrashes must be a whole number >= 1, got ${describeArg(limit)}`,
       );
     }
     this.#options = options;
@@ -217,6 +244,10 @@ export class AgentRuntime {
     this.#now = options.now ?? Date.now;
     this.usage = new UsageMeter(this.store);
     for (const [id, agent] of validateAgents(options.agents)) this.#agents.set(id, agent);
+    if (options.defaultAgentId !== undefined) {
+      // Checked here, not at the first cron or agent-less key, where it would fail every send.
+      this.#agent(options.defaultAgentId);
+    }
     this.approvals =
       options.approvals === undefined
         ? undefined
@@ -252,6 +283,7 @@ export class AgentRuntime {
     toolTimeoutMs?: number;
     toolMaxOutputBytes?: number;
   }): void {
+    requireObject(changes, "reconfigure changes");
     const agents = changes.agents === undefined ? undefined : validateAgents(changes.agents);
     if (changes.toolMaxOutputBytes !== undefined) {
       if (!(this.#tools instanceof SupervisedToolRunner)) {
@@ -452,6 +484,7 @@ export class AgentRuntime {
    * session with `sessionKey`.
    */
   async quarantined(options: { sessionKey?: string } = {}): Promise<QuarantinedMessage[]> {
+    requireObject(options, "quarantined options");
     const prefix =
       options.sessionKey === undefined
         ? QUARANTINE_PREFIX
@@ -513,7 +546,12 @@ export class AgentRuntime {
       key,
       agentId,
       send: (message, options) => this.#send(key, message, options),
-      abort: async (runId) => (await this.#request(key, { type: "abort", runId })) as boolean,
+      abort: async (runId) => {
+        if (typeof runId !== "string") {
+          throw new InvalidArgumentError(`a run id must be a string, got ${describeArg(runId)}`);
+        }
+        return (await this.#request(key, { type: "abort", runId })) as boolean;
+      },
       info: async () => (await this.#request(key, { type: "info" })) as SessionInfoSnapshot,
       history: (options) => this.store.transcripts.read(key, options),
       patch: async (patch) =>
@@ -594,9 +632,8 @@ export class AgentRuntime {
     options: SendOptions = {},
   ): Promise<RunHandle> {
     this.#requireRunning();
-    const input: UserMessageInput = typeof message === "string" ? { text: message } : message;
-    if (typeof input?.text !== "string")
-      throw new InvalidArgumentError("a message needs a text string");
+    // Checked before anything is queued: a refused message leaves nothing in the store.
+    const input = checkSend(message, options);
     // Under memory pressure a new message is refused before anything is queued.
     this.#options.memoryPressure?.assertAccepting(`a message to session ${key}`);
     const { signal, ...rest } = options;
@@ -945,15 +982,143 @@ export class AgentRuntime {
   }
 }
 
+const QUEUE_MODES: readonly QueueMode[] = ["steer", "followup", "collect", "interrupt"];
+const THINKING_LEVELS: readonly ThinkingLevel[] = ["off", "minimal", "low", "medium", "high"];
+
+/** What the constructor checks before it keeps anything (see {@link AgentRuntime}). */
+function checkRuntimeOptions(options: AgentRuntimeOptions): void {
+  requireObject(options, "AgentRuntime options");
+  const store = options.store as Partial<Store> | null | undefined;
+  if (
+    typeof store !== "object" ||
+    store === null ||
+    typeof store.queue?.enqueue !== "function" ||
+    typeof store.sessions?.put !== "function" ||
+    typeof store.transcripts?.append !== "function" ||
+    typeof store.kv?.set !== "function"
+  ) {
+    throw new InvalidArgumentError(
+      `AgentRuntime store must be a Store (a MemoryStore, FsStore, RedisStore...), got ${describeArg(store)}`,
+    );
+  }
+  if (
+    typeof options.models !== "object" ||
+    options.models === null ||
+    typeof options.models.stream !== "function"
+  ) {
+    throw new InvalidArgumentError(
+      `AgentRuntime models must be a ModelSource (a ProviderChain), got ${describeArg(options.models)}`,
+    );
+  }
+  const tools = options.tools as unknown;
+  if (
+    tools !== undefined &&
+    !Array.isArray(tools) &&
+    (typeof tools !== "object" ||
+      tools === null ||
+      typeof (tools as ToolRunner).definitions !== "function" ||
+      typeof (tools as ToolRunner).execute !== "function")
+  ) {
+    throw new InvalidArgumentError(
+      `AgentRuntime tools must be an array of tools or a ToolRunner, got ${describeArg(tools)}`,
+    );
+  }
+  if (options.approvals !== undefined) requireObject(options.approvals, "approvals");
+  for (const name of ["hibernateAfterMs", "toolTimeoutMs"] as const) {
+    optionalNumber(options[name], name, { min: "positive", infinity: name === "hibernateAfterMs" });
+  }
+  for (const name of ["historyLimit", "maxQueuedMessages", "mailboxLimit"] as const) {
+    optionalNumber(options[name], name, { min: 1, integer: true });
+  }
+  optionalNumber(options.maxActiveSessions, "maxActiveSessions", {
+    min: 0,
+    integer: true,
+    infinity: true,
+  });
+  optionalOneOf(options.defaultQueueMode, "defaultQueueMode", QUEUE_MODES);
+  optionalString(options.defaultAgentId, "defaultAgentId", true);
+  optionalFunction(options.now, "now");
+  optionalFunction(options.cost, "cost");
+  const pubsub = options.pubsub as Partial<PubSub> | null | undefined;
+  if (
+    pubsub !== undefined &&
+    (typeof pubsub !== "object" ||
+      pubsub === null ||
+      typeof pubsub.publish !== "function" ||
+      typeof pubsub.subscribe !== "function")
+  ) {
+    throw new InvalidArgumentError(
+      `AgentRuntime pubsub must be a PubSub, got ${describeArg(pubsub)}`,
+    );
+  }
+}
+
+/**
+ * Checks a message and its send options before anything is queued: a message refused here
+ * leaves nothing in the store, while one accepted must be able to run.
+ */
+function checkSend(message: unknown, options: unknown): UserMessageInput {
+  const input = (typeof message === "string" ? { text: message } : message) as UserMessageInput;
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new InvalidArgumentError(
+      `a message must be a string or an object with a text string, got ${describeArg(message)}`,
+    );
+  }
+  if (typeof input.text !== "string") {
+    throw new InvalidArgumentError(`a message needs a text string, got ${describeArg(input.text)}`);
+  }
+  optionalString(input.sender, "message sender");
+  if (input.images !== undefined) {
+    if (!Array.isArray(input.images)) {
+      throw new InvalidArgumentError(
+        `message images must be an array, got ${describeArg(input.images)}`,
+      );
+    }
+    for (const [i, image] of input.images.entries()) {
+      requireObject(image, `message images[${i}]`);
+      optionalString(image.mediaType, `message images[${i}].mediaType`, true);
+      if (image.mediaType === undefined) {
+        throw new InvalidArgumentError(`message images[${i}] needs a mediaType string`);
+      }
+      optionalString(image.data, `message images[${i}].data`);
+      optionalString(image.url, `message images[${i}].url`);
+      if (image.data === undefined && image.url === undefined) {
+        throw new InvalidArgumentError(`message images[${i}] needs data or a url`);
+      }
+    }
+  }
+  const opts = optionalObject<SendOptions>(options, "send options");
+  optionalOneOf(opts.queueMode, "queueMode", QUEUE_MODES);
+  optionalString(opts.idempotencyKey, "idempotencyKey", true);
+  optionalSignal(opts.signal, "signal");
+  if (opts.model !== undefined && !isModelRef(opts.model)) {
+    throw new InvalidArgumentError(
+      `model must be "provider/model", got ${describeArg(opts.model)}`,
+    );
+  }
+  optionalOneOf(opts.thinking, "thinking", THINKING_LEVELS);
+  return input;
+}
+
+function isModelRef(value: unknown): value is string {
+  if (typeof value !== "string") return false;
+  const slash = value.indexOf("/");
+  return slash > 0 && slash < value.length - 1;
+}
+
 function validateAgents(agents: AgentDefinition[]): Map<string, AgentDefinition> {
+  if (!Array.isArray(agents)) {
+    throw new InvalidArgumentError(`agents must be an array, got ${describeArg(agents)}`);
+  }
   if (agents.length === 0) throw new InvalidArgumentError("a runtime needs at least one agent");
   const out = new Map<string, AgentDefinition>();
-  for (const agent of agents) {
+  for (const [i, agent] of agents.entries()) {
+    requireObject(agent, `agents[${i}]`);
     const id = normalizeAgentId(agent.id);
     if (out.has(id)) throw new InvalidArgumentError(`duplicate agent id "${id}"`);
     if (typeof agent.model !== "string" || !agent.model.includes("/")) {
       throw new InvalidArgumentError(
-        `agent "${id}": model must be "provider/model", got "${agent.model}"`,
+        `agent "${id}": model must be "provider/model", got ${describeArg(agent.model)}`,
       );
     }
     out.set(id, { ...agent, id });

@@ -11,6 +11,7 @@ import { Actor, STOPPING } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { CANCELLATION, Cancellation, defineLazySignal } from "../runtime/lazy-abort.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
+import { describeArg } from "../runtime/validate.js";
 import type { QueuedMessage, SessionRecord, Store, TranscriptRecord } from "../store/types.js";
 import {
   emitTelemetry,
@@ -187,6 +188,12 @@ const PATCHABLE = [
   "verboseLevel",
   "modelOverride",
 ] as const;
+
+/** The values a patchable field may take, when it is not any string. */
+const PATCH_VALUES: Partial<Record<(typeof PATCHABLE)[number], readonly string[]>> = {
+  thinkingLevel: ["off", "minimal", "low", "medium", "high"],
+  verboseLevel: ["off", "on", "full"],
+};
 
 /** Copies a run's result onto its `beamclaw:session.run` trace; a failed run is an error. */
 function settleRunTrace(result: RunResult, trace: SessionRunTrace): void {
@@ -504,7 +511,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   #abort(runId: string): boolean {
-    if (this.#active?.runId === runId) {
+    if (this.#active !== null && this.#active.runId === runId) {
       this.#abortActive(this.#active, new AbortedError(`run ${runId} aborted`));
       return true;
     }
@@ -562,11 +569,24 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   async #patch(patch: SessionPatch): Promise<SessionMetadata> {
-    if (typeof patch !== "object" || patch === null)
-      throw new InvalidArgumentError("patch must be an object");
+    if (typeof patch !== "object" || patch === null || Array.isArray(patch))
+      throw new InvalidArgumentError(`patch must be an object, got ${describeArg(patch)}`);
     for (const field of Object.keys(patch)) {
       if (!(PATCHABLE as readonly string[]).includes(field)) {
         throw new InvalidArgumentError(`session field "${field}" cannot be patched`);
+      }
+      // Checked before anything is written: a refused patch changes nothing.
+      const value = (patch as Record<string, unknown>)[field];
+      if (value === null || value === undefined) continue;
+      const allowed = PATCH_VALUES[field as (typeof PATCHABLE)[number]];
+      const ok =
+        allowed === undefined
+          ? typeof value === "string" && (field !== "modelOverride" || /^[^/]+\/.+$/.test(value))
+          : typeof value === "string" && allowed.includes(value);
+      if (!ok) {
+        throw new InvalidArgumentError(
+          `session field "${field}" must be ${allowed === undefined ? (field === "modelOverride" ? 'a "provider/model" string' : "a string") : `one of ${allowed.join(", ")}`} (or null to clear it), got ${describeArg(value)}`,
+        );
       }
     }
     const next: SessionMetadata = { ...this.#metadata };

@@ -1,6 +1,13 @@
 import { z } from "zod";
 import { InvalidArgumentError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../providers/types.js";
+import {
+  describeArg,
+  optionalFunction,
+  optionalNumber,
+  optionalOneOf,
+  requireObject,
+} from "../runtime/validate.js";
 import type { ToolContext } from "../sessions/types.js";
 
 /** When a tool call needs a person's approval (see `ApprovalGate`). */
@@ -59,11 +66,25 @@ const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 export function defineTool<S extends z.ZodType, R extends JsonValue>(
   config: ToolConfig<S, R>,
 ): ToolDefinition<S, R> {
-  if (!TOOL_NAME.test(config.name)) {
+  requireObject(config, "defineTool config");
+  if (typeof config.name !== "string" || !TOOL_NAME.test(config.name)) {
     throw new InvalidArgumentError(
-      `tool name must match ${TOOL_NAME.source}, got "${config.name}"`,
+      `tool name must be a string matching ${TOOL_NAME.source}, got ${describeArg(config.name)}`,
     );
   }
+  if (typeof config.execute !== "function") {
+    throw new InvalidArgumentError(`tool "${config.name}" needs an execute function`);
+  }
+  optionalNumber(config.timeoutMs, `tool "${config.name}": timeoutMs`, {
+    min: "positive",
+    infinity: true,
+  });
+  optionalNumber(config.maxRetries, `tool "${config.name}": maxRetries`, {
+    min: 0,
+    integer: true,
+  });
+  optionalOneOf(config.approval, `tool "${config.name}": approval`, ["inherit", "always", "never"]);
+  optionalFunction(config.approvalKey, `tool "${config.name}": approvalKey`);
   if (typeof config.description !== "string" || config.description.length === 0) {
     throw new InvalidArgumentError(`tool "${config.name}" needs a description`);
   }

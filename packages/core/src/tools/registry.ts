@@ -8,6 +8,7 @@ import {
   withLazySignal,
 } from "../runtime/lazy-abort.js";
 import type { TaskSupervisor } from "../runtime/task-supervisor.js";
+import { describeArg } from "../runtime/validate.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
 import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
@@ -147,7 +148,7 @@ export class SupervisedToolRunner implements ToolRunner {
   setDefaultTimeoutMs(timeoutMs: number): void {
     if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
       throw new InvalidArgumentError(
-        `tool timeout must be a positive number of ms, got ${timeoutMs}`,
+        `tool timeout must be a positive number of ms, got ${describeArg(timeoutMs)}`,
       );
     }
     this.#options = { ...this.#options, defaultTimeoutMs: timeoutMs };
@@ -156,6 +157,7 @@ export class SupervisedToolRunner implements ToolRunner {
   constructor(options: SupervisedToolRunnerOptions) {
     if (options.maxOutputBytes !== undefined) checkMaxOutputBytes(options.maxOutputBytes);
     this.#options = options;
+    if (options.defaultTimeoutMs !== undefined) this.setDefaultTimeoutMs(options.defaultTimeoutMs);
   }
 
   /** Changes the cap on result size (config hot reload); calls in flight use the new one. */
