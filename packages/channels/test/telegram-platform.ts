@@ -51,7 +51,9 @@ export type ScriptedAnswer =
   /** The connection drops before an answer. */
   | "network"
   /** The call is carried out, but its answer is lost on the way back. */
-  | "lose-answer";
+  | "lose-answer"
+  /** `{ ok: true, result }` with this result as it is (a malformed one, for tests). */
+  | { result: unknown };
 
 /** A message the bot sent (or a file, an edit, a reaction, typing), as the platform saw it. */
 export interface BotAction {
@@ -285,6 +287,9 @@ export class FakeTelegram {
       if (scripted === "network") {
         call.answered = "network";
         return HttpResponse.error();
+      }
+      if ("result" in scripted) {
+        return HttpResponse.json({ ok: true, result: scripted.result } as Record<string, unknown>);
       }
       if ("html" in scripted) {
         call.answered = scripted.html;

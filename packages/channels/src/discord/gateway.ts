@@ -129,6 +129,64 @@ interface ShardHooks {
    * an open socket (INVALID_SESSION `false`): Discord ended the session.
    */
   recovering(shardId: number, sessionEnded: boolean): void;
+  /** A frame the gateway sent that is not its protocol was dropped (or failed to be read). */
+  malformed(shardId: number, problem: string): void;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * What is wrong with a text frame of the gateway, or `undefined` when the fields
+ * `@discordjs/ws` reads have the types Discord documents: an object with an integer `op`;
+ * dispatches (op 0) with a string `t` and an integer (or null) `s`, READY with `session_id`
+ * and `resume_gateway_url`; HELLO (op 10) with a positive `heartbeat_interval`;
+ * INVALID_SESSION (op 9) with a boolean `d`. `@discordjs/ws` reads them unchecked: a READY
+ * without `d`, say, would be an unhandled rejection, a HELLO without an interval a heartbeat
+ * loop without pause.
+ */
+export function gatewayFrameProblem(data: unknown): string | undefined {
+  if (typeof data !== "string") return undefined; // binary: compressed, read by the library
+  let frame: unknown;
+  try {
+    frame = JSON.parse(data);
+  } catch {
+    return "not JSON";
+  }
+  if (!isRecord(frame)) return "not a JSON object";
+  const { op, d } = frame;
+  if (!Number.isSafeInteger(op)) return "op is not an integer";
+  switch (op) {
+    case 0: {
+      if (typeof frame.t !== "string") return "a dispatch without a string t";
+      if (frame.s !== null && frame.s !== undefined && !Number.isSafeInteger(frame.s)) {
+        return "a dispatch whose s is not an integer";
+      }
+      if (
+        frame.t === "READY" &&
+        !(
+          isRecord(d) &&
+          typeof d.session_id === "string" &&
+          typeof d.resume_gateway_url === "string"
+        )
+      ) {
+        return "a READY without session_id and resume_gateway_url";
+      }
+      return undefined;
+    }
+    case 9:
+      return typeof d === "boolean" ? undefined : "an INVALID_SESSION whose d is not a boolean";
+    case 10:
+      return isRecord(d) &&
+        typeof d.heartbeat_interval === "number" &&
+        Number.isFinite(d.heartbeat_interval) &&
+        d.heartbeat_interval > 0
+        ? undefined
+        : "a HELLO without a positive heartbeat_interval";
+    default:
+      return undefined;
+  }
 }
 
 /**
@@ -161,6 +219,28 @@ class ConnectionShards implements IShardingStrategy {
      */
     class OneConnectionShard extends WebSocketShard {
       #destroying: Promise<void> | undefined;
+
+      constructor(...args: ConstructorParameters<typeof WebSocketShard>) {
+        super(...args);
+        // `onMessage` is private to WebSocketShard and reads frames unchecked (see
+        // `gatewayFrameProblem`); the socket's handler calls `this.onMessage`, so an own
+        // property in front of it drops malformed frames and catches what still fails.
+        const receive = Reflect.get(WebSocketShard.prototype, "onMessage") as unknown;
+        // A release of @discordjs/ws without this method keeps its own frame handling.
+        if (typeof receive !== "function") return;
+        Reflect.set(this, "onMessage", async (data: unknown, isBinary: boolean) => {
+          const problem = isBinary ? undefined : gatewayFrameProblem(data);
+          if (problem !== undefined) {
+            hooks.malformed(this.id, problem);
+            return;
+          }
+          try {
+            await receive.call(this, data, isBinary);
+          } catch (error) {
+            hooks.malformed(this.id, error instanceof Error ? error.message : String(error));
+          }
+        });
+      }
 
       override destroy(options: Parameters<WebSocketShard["destroy"]>[0] = {}): Promise<void> {
         if (this.#destroying !== undefined) return this.#destroying;
@@ -339,6 +419,9 @@ export class GatewayConnection {
           listen: (shard, id) => this.#listen(shard, id),
           recovering: (id, sessionEnded) => {
             if (sessionEnded) this.#options.sessions.clear(id);
+          },
+          malformed: (id, problem) => {
+            this.#options.logger.warn("discord gateway frame dropped", { shardId: id, problem });
           },
         }),
     });

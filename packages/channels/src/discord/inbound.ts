@@ -91,7 +91,8 @@ function renderMentions(
  * message in a thread to the thread's parent with `threadId`, a DM to its author (`direct`,
  * `chatId` = the user's id: replies find the DM channel from it). The bot's own messages,
  * other bots' and webhooks' (unless `allowBots`) and system messages (joins, pins, ...)
- * are skipped.
+ * are skipped, and so are malformed payloads (no string `id`, `channel_id` or `author.id`,
+ * a `guild_id` that is not a string): their reason starts with `malformed`.
  */
 export async function toInbound(data: unknown, options: InboundOptions): Promise<InboundDecision> {
   const { directory } = options;
@@ -105,6 +106,14 @@ export async function toInbound(data: unknown, options: InboundOptions): Promise
   }
   if (author === undefined || authorId === undefined) {
     return { kind: "skip", reason: "malformed: no author" };
+  }
+  if (
+    message.guild_id !== undefined &&
+    message.guild_id !== null &&
+    text(message.guild_id) === undefined
+  ) {
+    // Read as a DM, a guild message would be answered in private.
+    return { kind: "skip", reason: "malformed: guild_id is not a string" };
   }
   if (authorId === directory.bot?.id) return { kind: "skip", reason: "the bot's own message" };
   if (!options.allowBots && (author.bot === true || text(message.webhook_id) !== undefined)) {

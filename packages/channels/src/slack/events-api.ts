@@ -83,7 +83,7 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | u
  * |---|---|
  * | 200 `{ challenge }` | `url_verification` (saving the Request URL in the app's settings) |
  * | 200 | an event taken by the host (or one the channel ignores) |
- * | 400 + `X-Slack-No-Retry` | not JSON, or a message the host refused as malformed |
+ * | 400 + `X-Slack-No-Retry` | not JSON, a `url_verification` without a string `challenge`, or a message the host refused as malformed |
  * | 401 `{ error, problem }` | a missing, malformed, wrong or stale signature |
  * | 404, 405, 413 | another path, another method, a body over the limit |
  * | 500, 503 | the host failed or is not running: Slack retries (1 min, 5 min) |
@@ -135,7 +135,10 @@ export function eventsApiListener(
       }
       const envelope = payload as Record<string, unknown>;
       if (envelope.type === "url_verification") {
-        return json(res, 200, { challenge: String(envelope.challenge ?? "") });
+        if (typeof envelope.challenge !== "string") {
+          return json(res, 400, { error: "url_verification needs a string challenge" }, NO_RETRY);
+        }
+        return json(res, 200, { challenge: envelope.challenge });
       }
       if (envelope.type !== "event_callback") {
         // app_rate_limited and friends: nothing to deliver, but worth knowing.

@@ -41,6 +41,59 @@ export interface SocketModeConnectionOptions {
   onClose(close: SocketModeClose): void;
 }
 
+/** Events `SocketModeClient` emits itself: a frame must not name them as its type. */
+const CLIENT_EVENTS: ReadonlySet<string> = new Set([
+  "error",
+  "connecting",
+  "connected",
+  "authenticated",
+  "reconnecting",
+  "disconnecting",
+  "disconnected",
+  "close",
+  "slack_event",
+  "ws_message",
+  "ws_open",
+  "ws_close",
+  "outgoing_message",
+  "unable_to_socket_mode_start",
+  "newListener",
+  "removeListener",
+]);
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * A text frame as the object Slack's protocol allows, or why it is not one. An envelope
+ * whose contents are malformed (`events_api` without `payload.event`, say) is kept, with a
+ * type that says so, so that it is still acknowledged by its `envelope_id` and not
+ * redelivered.
+ */
+function readFrame(data: unknown, isBinary: boolean): Record<string, unknown> | string {
+  if (isBinary || typeof data !== "string") return "a binary frame";
+  let frame: unknown;
+  try {
+    frame = JSON.parse(data);
+  } catch {
+    return "not JSON";
+  }
+  if (!isObject(frame)) return "not a JSON object";
+  const type = frame.type;
+  if (typeof type !== "string" || type.length === 0) return "no type";
+  if (type === "hello" || type === "disconnect") return frame;
+  if (CLIENT_EVENTS.has(type)) return { ...frame, type: "unsupported" };
+  if (type === "events_api") {
+    const payload = frame.payload;
+    const eventType = isObject(payload) && isObject(payload.event) ? payload.event.type : undefined;
+    if (typeof eventType !== "string" || eventType.length === 0 || CLIENT_EVENTS.has(eventType)) {
+      return { ...frame, type: "malformed_events_api" };
+    }
+  }
+  return frame;
+}
+
 /** How long `close()` waits for the server's close frame before dropping the socket. */
 const CLOSE_HANDSHAKE_MS = 1_000;
 
@@ -90,19 +143,44 @@ export class SocketModeConnection {
     });
     const connection = new SocketModeConnection(client, abort);
     let disconnectReason: string | undefined;
-    // The client closes the socket itself on Slack's `disconnect` message; this listener runs
-    // right after it, before the close completes, to learn why.
-    client.on("ws_message", (data: unknown) => {
-      // Slack's control messages are text frames; binary ones are ignored by the client too.
-      if (typeof data !== "string" || !data.includes('"disconnect"')) return;
-      try {
-        const message = JSON.parse(data) as { type?: unknown; reason?: unknown };
-        if (message.type === "disconnect") {
-          disconnectReason = typeof message.reason === "string" ? message.reason : "unknown";
-        }
-      } catch {
-        // not JSON: the client ignores it too
+    // @slack/socket-mode (3.1) reads every frame as if it were well-formed: `null`, an
+    // `events_api` envelope without `payload.event`, or an envelope whose type names one of
+    // the client's own events (`error`, `disconnected`, ...) make its (async) handler throw,
+    // an unhandled rejection, or emit an event it must not. Its handler is replaced by one
+    // that drops frames that are not Slack's protocol, and hands the rest on.
+    const libraryHandlers = client.listeners("ws_message") as Array<
+      (data: unknown, isBinary: boolean) => unknown
+    >;
+    // (A release that reads frames elsewhere keeps its own handling; its listeners stay.)
+    if (libraryHandlers.length > 0) client.removeAllListeners("ws_message");
+    client.on("ws_message", (data: unknown, isBinary: boolean) => {
+      const frame = readFrame(data, isBinary);
+      if (typeof frame === "string") {
+        options.logger.warn(`ignored a Socket Mode frame: ${frame}`);
+        return;
       }
+      if (frame.type === "disconnect") {
+        disconnectReason = typeof frame.reason === "string" ? frame.reason : "unknown";
+      }
+      const failed = (error: unknown) => {
+        options.logger.warn(
+          `a Socket Mode frame could not be handled: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      };
+      for (const handler of libraryHandlers) {
+        try {
+          Promise.resolve(handler.call(client, JSON.stringify(frame), false)).catch(failed);
+        } catch (error) {
+          failed(error);
+        }
+      }
+    });
+    // A failed WebSocket (a frame that breaks the protocol, say) is reported as an "error"
+    // event before it closes; without a listener, that event would throw.
+    client.on("error", (error: unknown) => {
+      options.logger.warn(
+        `Socket Mode connection error: ${error instanceof Error ? error.message : String(error)}`,
+      );
     });
     client.on("slack_event", (event: Record<string, unknown>) => {
       if (typeof event.envelope_id !== "string") return; // nothing to acknowledge

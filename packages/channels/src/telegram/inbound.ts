@@ -62,6 +62,187 @@ export function parseTelegramMessageId(
   return { chatId: match[1]!, messageId: Number(match[2]) };
 }
 
+/** A field of an update that is not of the type the Bot API documents. */
+export interface MalformedField {
+  /** Where it is, e.g. `message.chat.id`. */
+  field: string;
+  problem: string;
+}
+
+type Shape = Record<string, unknown>;
+
+function isShape(value: unknown): value is Shape {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Checks the fields of a Bot API object that the channel reads. `spec` maps a key to its
+ * type; a key ending in `?` is optional (absent is fine; `null` is not: the Bot API leaves
+ * out what it does not send).
+ */
+function check(
+  value: unknown,
+  path: string,
+  spec: Record<string, "integer" | "string" | "boolean" | "object" | "array">,
+): MalformedField | undefined {
+  if (!isShape(value)) return { field: path, problem: "must be an object" };
+  for (const [key, type] of Object.entries(spec)) {
+    const optional = key.endsWith("?");
+    const name = optional ? key.slice(0, -1) : key;
+    const field = value[name];
+    if (field === undefined) {
+      if (optional) continue;
+      return { field: `${path}.${name}`, problem: "is missing" };
+    }
+    const ok =
+      type === "integer"
+        ? Number.isSafeInteger(field)
+        : type === "object"
+          ? isShape(field)
+          : type === "array"
+            ? Array.isArray(field)
+            : typeof field === type;
+    if (!ok) return { field: `${path}.${name}`, problem: `must be ${article(type)}` };
+  }
+  return undefined;
+}
+
+function article(type: string): string {
+  return type === "integer" || type === "object" || type === "array" ? `an ${type}` : `a ${type}`;
+}
+
+const USER_SPEC = {
+  id: "integer",
+  "first_name?": "string",
+  "last_name?": "string",
+  "username?": "string",
+} as const;
+const CHAT_SPEC = {
+  id: "integer",
+  type: "string",
+  "title?": "string",
+  "username?": "string",
+} as const;
+const FILE_SPEC = {
+  file_id: "string",
+  file_unique_id: "string",
+  "file_size?": "integer",
+  "mime_type?": "string",
+  "file_name?": "string",
+} as const;
+
+function checkEntities(value: unknown, path: string): MalformedField | undefined {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value)) return { field: path, problem: "must be an array" };
+  for (const [i, entity] of value.entries()) {
+    const at = `${path}.${i}`;
+    const wrong =
+      check(entity, at, {
+        type: "string",
+        offset: "integer",
+        length: "integer",
+        "user?": "object",
+      }) ??
+      // A text_mention names its user; other entities have none.
+      ((entity as Shape).type === "text_mention" || (entity as Shape).user !== undefined
+        ? check((entity as Shape).user, `${at}.user`, USER_SPEC)
+        : undefined);
+    if (wrong !== undefined) return wrong;
+  }
+  return undefined;
+}
+
+/** The author fields of a message (`from`, `sender_chat`) and where it is (`chat`). */
+function checkOrigin(message: Shape, path: string): MalformedField | undefined {
+  const chat = check(message.chat, `${path}.chat`, CHAT_SPEC);
+  if (chat !== undefined) return chat;
+  if (message.from !== undefined) {
+    const from = check(message.from, `${path}.from`, USER_SPEC);
+    if (from !== undefined) return from;
+  }
+  if (message.sender_chat !== undefined) {
+    const sender = check(message.sender_chat, `${path}.sender_chat`, CHAT_SPEC);
+    if (sender !== undefined) return sender;
+  }
+  return undefined;
+}
+
+/**
+ * What is wrong with a `message` or `channel_post` of an update, or `undefined` when every
+ * field the channel reads has the type the Bot API documents (fields it does not read are
+ * not looked at). A message with a wrong field is not handed over: the channel could only
+ * guess who wrote it, where, or what.
+ *
+ * @example
+ * ```ts
+ * malformedMessageField({ message_id: 1, date: 0, chat: null }, "message");
+ * // { field: "message.chat", problem: "must be an object" }
+ * ```
+ */
+export function malformedMessageField(message: unknown, path: string): MalformedField | undefined {
+  const top = check(message, path, {
+    message_id: "integer",
+    date: "integer",
+    "text?": "string",
+    "caption?": "string",
+    "message_thread_id?": "integer",
+    "is_topic_message?": "boolean",
+    "reply_to_message?": "object",
+    "quote?": "object",
+    "photo?": "array",
+    "document?": "object",
+    "audio?": "object",
+    "voice?": "object",
+    "video?": "object",
+    "video_note?": "object",
+    "animation?": "object",
+    "sticker?": "object",
+  });
+  if (top !== undefined) return top;
+  const m = message as Shape;
+  const wrong =
+    checkOrigin(m, path) ??
+    checkEntities(m.entities, `${path}.entities`) ??
+    checkEntities(m.caption_entities, `${path}.caption_entities`);
+  if (wrong !== undefined) return wrong;
+  if (m.quote !== undefined) {
+    const quote = check(m.quote, `${path}.quote`, { "text?": "string" });
+    if (quote !== undefined) return quote;
+  }
+  if (m.reply_to_message !== undefined) {
+    const at = `${path}.reply_to_message`;
+    const reply = m.reply_to_message as Shape;
+    const replyWrong =
+      check(reply, at, {
+        message_id: "integer",
+        "text?": "string",
+        "caption?": "string",
+        "forum_topic_created?": "object",
+      }) ?? checkOrigin(reply, at);
+    if (replyWrong !== undefined) return replyWrong;
+  }
+  if (m.photo !== undefined) {
+    for (const [i, size] of (m.photo as unknown[]).entries()) {
+      const photo = check(size, `${path}.photo.${i}`, FILE_SPEC);
+      if (photo !== undefined) return photo;
+    }
+  }
+  for (const kind of ["document", "audio", "voice", "video", "video_note", "animation"]) {
+    if (m[kind] === undefined) continue;
+    const file = check(m[kind], `${path}.${kind}`, { ...FILE_SPEC, "title?": "string" });
+    if (file !== undefined) return file;
+  }
+  if (m.sticker !== undefined) {
+    const sticker = check(m.sticker, `${path}.sticker`, {
+      ...FILE_SPEC,
+      "is_animated?": "boolean",
+      "is_video?": "boolean",
+    });
+    if (sticker !== undefined) return sticker;
+  }
+  return undefined;
+}
+
 /**
  * The message an update carries for the host: a new message or a channel post. Edits
  * (`edited_message`, `edited_channel_post`) and every other update kind give `undefined`:

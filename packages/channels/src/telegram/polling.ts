@@ -5,7 +5,7 @@
  */
 import type { ChannelLogger } from "@beamclaw/core";
 import type { Update } from "grammy/types";
-import { telegramFailureOf, toTelegramApiError } from "./errors.js";
+import { TelegramApiError, telegramFailureOf, toTelegramApiError } from "./errors.js";
 
 /** How the long-polling loop waits and gives up. */
 export interface TelegramPollingOptions {
@@ -46,6 +46,13 @@ export interface LongPollerHooks {
   random?: () => number;
 }
 
+/** An object with the non-negative integer `update_id` every Update has. */
+function isUpdate(value: unknown): value is Update {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+  const id = (value as { update_id?: unknown }).update_id;
+  return Number.isSafeInteger(id) && (id as number) >= 0;
+}
+
 /** Resolves after `ms`, or with `false` at once when `signal` aborts. */
 export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
@@ -69,7 +76,9 @@ export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
  * Runs `getUpdates` until `signal` aborts or the connection is lost. Failed polls are retried
  * with jittered exponential backoff (`retry_after` when Telegram gives one); a refused token
  * (401, 404) or a conflict (409: another instance polls, or a webhook is set) is reported to
- * the host at once.
+ * the host at once. A result that is not a list counts as a failed poll; entries without a
+ * non-negative integer `update_id` are skipped (logged), as they can be neither ordered nor
+ * confirmed.
  */
 export async function runLongPolling(
   initialOffset: number | undefined,
@@ -116,8 +125,25 @@ export async function runLongPolling(
       if (!(await failed(error, failure?.retryAfterMs))) return;
       continue;
     }
+    if (!Array.isArray(updates)) {
+      // Not the documented Array of Update: a failed poll, retried with backoff.
+      const error = new TelegramApiError(
+        "getUpdates",
+        "getUpdates answered a result that is not a list of updates",
+        { isRetryable: true },
+      );
+      if (!(await failed(error, undefined))) return;
+      continue;
+    }
+    // Entries without a usable update_id cannot be confirmed or ordered: left out, logged.
+    const wellFormed = updates.filter(isUpdate);
+    if (wellFormed.length < updates.length) {
+      hooks.logger.error("telegram getUpdates answered entries that are not updates; skipped", {
+        skipped: updates.length - wellFormed.length,
+      });
+    }
     // Never hand over what was confirmed already, whatever the server sent.
-    const fresh = updates.filter((u) => offset === undefined || u.update_id >= offset);
+    const fresh = wellFormed.filter((u) => offset === undefined || u.update_id >= offset);
     if (fresh.length === 0) {
       failures = 0;
       continue;

@@ -32,6 +32,7 @@ import {
 } from "./errors.js";
 import {
   ALLOWED_UPDATES,
+  malformedMessageField,
   messageOfUpdate,
   normalizeMessage,
   parseTelegramMessageId,
@@ -630,6 +631,15 @@ export class TelegramChannel implements ChannelPlugin {
       this.#prepare(update, ctx.logger, signal).then(
         (input) => ({ input }),
         (error: unknown) => {
+          if (InvalidInboundError.isInstance(error)) {
+            // Malformed: fetching it again would not make it well-formed.
+            ctx.logger.error("telegram update is malformed; confirming it", {
+              updateId: update.update_id,
+              error: error.message,
+              field: error.field,
+            });
+            return { input: undefined };
+          }
           // A bug, not a passing trouble: fetching the update again would fail again.
           ctx.logger.error("telegram update could not be read; confirming it", {
             updateId: update.update_id,
@@ -687,6 +697,15 @@ export class TelegramChannel implements ChannelPlugin {
     signal: AbortSignal,
   ): Promise<InboundMessageInput | undefined> {
     const message: Message | undefined = messageOfUpdate(update);
+    if (message !== undefined && message !== null) {
+      // Telegram's documented types, checked before anything is read: a message with a field
+      // of another type is confirmed and logged, never handed over half-read.
+      const path = update.message === message ? "message" : "channel_post";
+      const malformed = malformedMessageField(message, path);
+      if (malformed !== undefined) {
+        throw new InvalidInboundError(this.id, malformed.field, malformed.problem);
+      }
+    }
     const normalized =
       message === undefined || this.#bot === undefined
         ? undefined

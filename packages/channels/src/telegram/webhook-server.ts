@@ -78,7 +78,9 @@ export interface TelegramWebhookServer {
  * Listens for Telegram's webhook requests and hands each update to `handle`. Answers: 401 for
  * a missing or wrong secret token, 404 for another path, 405 for another method, 413 for a
  * body over the limit, 400 for a body that is not an update, 503 while the channel stops,
- * 500 when the host failed (Telegram retries both), 200 once `handle` resolved.
+ * 500 when the host failed (Telegram retries both), 200 once `handle` resolved, and 200 (with
+ * an error in the log) for an update `handle` refused as malformed (`InvalidInboundError`),
+ * which Telegram's redelivery would not mend.
  */
 export async function listenForTelegramWebhook(
   options: TelegramWebhookOptions,
@@ -151,7 +153,7 @@ export async function listenForTelegramWebhook(
         answer(res, 503, { error: "the channel is not running" }, { "retry-after": "5" });
       } else if (InvalidInboundError.isInstance(error)) {
         // Redelivering it would not make it valid: confirm it, and say so in the log.
-        logger.error("telegram update refused by the host as malformed", {
+        logger.error("telegram update is malformed; confirmed and dropped", {
           error: error.message,
           field: error.field,
         });

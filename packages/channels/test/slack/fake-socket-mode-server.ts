@@ -83,6 +83,18 @@ export class FakeSocketModeServer {
     if (this.#current !== undefined) this.#send(this.#current, pending);
   }
 
+  /**
+   * Sends a raw frame on the current connection, as it is (a malformed one, for tests of
+   * what the client does with frames Slack's protocol does not allow). False when no client
+   * is connected.
+   */
+  sendRaw(data: string | Buffer, options: { binary?: boolean } = {}): boolean {
+    const ws = this.#current;
+    if (ws === undefined || ws.readyState !== ws.OPEN) return false;
+    ws.send(data, { binary: options.binary ?? false });
+    return true;
+  }
+
   /** Sends every pending event again on the current connection (Slack's 3-second retry). */
   redeliverPending(): void {
     const current = this.#current;
