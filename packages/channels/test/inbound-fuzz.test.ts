@@ -304,6 +304,23 @@ function checkCase(
 
 const mark = (host: Host) => ({ messages: host.messages.length, logs: host.logs.length });
 
+/**
+ * Sends one input that must be refused with `status`, and checks that nothing of it reached
+ * the host ({@link checkCase} with `mustDrop`). Returns the answer for further checks.
+ */
+async function refused<A extends { status: number }>(
+  host: Host,
+  name: string,
+  status: number,
+  send: () => Promise<A>,
+): Promise<A> {
+  const from = mark(host);
+  const answer = await send();
+  expect(answer.status, name).toBe(status);
+  checkCase(name, host, from, true);
+  return answer;
+}
+
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -388,10 +405,7 @@ describe("webhook: malformed requests", () => {
   it("answers 400 to signed bodies that are not a JSON object, and takes the next event", async () => {
     const { host, signed, valid } = await started();
     for (const [name, body] of NOT_OBJECTS) {
-      const from = mark(host);
-      const answer = await signed(body);
-      expect(answer.status, name).toBe(400);
-      checkCase(name, host, from, true);
+      await refused(host, name, 400, () => signed(body));
       await valid(name);
     }
   });
@@ -413,13 +427,9 @@ describe("webhook: malformed requests", () => {
       ["a year-old signature", signWebhookPayload(WEBHOOK_SIGNING_SECRET, body, Date.now() - 3e10)],
     ];
     for (const [name, header] of headers) {
-      const from = mark(host);
-      const answer = await platform.post(
-        body,
-        header === undefined ? {} : { [SIGNATURE_HEADER]: header },
+      await refused(host, name, 401, () =>
+        platform.post(body, header === undefined ? {} : { [SIGNATURE_HEADER]: header }),
       );
-      expect(answer.status, name).toBe(401);
-      checkCase(name, host, from, true);
     }
     // A not-JSON body with a bad signature: the signature is refused first.
     expect((await platform.post("{oops", { [SIGNATURE_HEADER]: "t=1,v1=00" })).status).toBe(401);
@@ -576,24 +586,15 @@ describe("Telegram webhook: malformed requests", () => {
       ["a wrong secret token", "a-wrong-secret-token-of-32-chars"],
       ["a 9000-character secret token", "a".repeat(9_000)],
     ];
-    for (const [name, secret] of secrets) {
-      const from = mark(host);
-      expect((await post(update, secret)).status, name).toBe(401);
-      checkCase(name, host, from, true);
-    }
+    for (const [name, secret] of secrets)
+      await refused(host, name, 401, () => post(update, secret));
     const from = mark(host);
     const big = JSON.stringify({ update_id: 2, message: privateMessage(ALICE, 2, LONG.repeat(4)) });
     expect((await post(big)).status, "a body over maxBodyBytes").toBe(413);
     checkCase("a body over maxBodyBytes", host, from, true);
-    for (const [name, body] of NOT_OBJECTS) {
-      const before = mark(host);
-      expect((await post(body)).status, name).toBe(400);
-      checkCase(name, host, before, true);
-    }
+    for (const [name, body] of NOT_OBJECTS) await refused(host, name, 400, () => post(body));
     for (const [name, body] of TELEGRAM_UPDATE_CASES) {
-      const before = mark(host);
-      expect((await post(JSON.stringify(body))).status, name).toBe(400);
-      checkCase(name, host, before, true);
+      await refused(host, name, 400, () => post(JSON.stringify(body)));
     }
     await valid("refused requests");
   });
@@ -790,11 +791,8 @@ describe("Slack Events API: malformed requests", () => {
   it("answers 400 (not retried) to signed bodies that are not a JSON object", async () => {
     const { host, signed, valid } = await started();
     for (const [name, body] of NOT_OBJECTS) {
-      const from = mark(host);
-      const answer = await signed(body);
-      expect(answer.status, name).toBe(400);
+      const answer = await refused(host, name, 400, () => signed(body));
       expect(answer.headers["x-slack-no-retry"], name).toBe("1");
-      checkCase(name, host, from, true);
       await valid(name);
     }
   });
@@ -846,12 +844,7 @@ describe("Slack Events API: malformed requests", () => {
         },
       ],
     ];
-    for (const [name, h] of headers) {
-      const from = mark(host);
-      const answer = await platform.post(body, h);
-      expect(answer.status, name).toBe(401);
-      checkCase(name, host, from, true);
-    }
+    for (const [name, h] of headers) await refused(host, name, 401, () => platform.post(body, h));
     const from = mark(host);
     const big = JSON.stringify(eventCallback({ ...slackBase(), text: LONG }));
     const answer = await platform.post(big, {
@@ -877,10 +870,9 @@ describe("Slack Events API: malformed requests", () => {
       body: { challenge: "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" },
     });
     for (const [name, challenge] of VALUES.filter(([, v]) => typeof v !== "string")) {
-      const from = mark(host);
-      const answer = await signed(JSON.stringify({ type: "url_verification", challenge }));
-      expect(answer.status, `challenge = ${name}`).toBe(400);
-      checkCase(`challenge = ${name}`, host, from, true);
+      await refused(host, `challenge = ${name}`, 400, () =>
+        signed(JSON.stringify({ type: "url_verification", challenge })),
+      );
     }
     await valid("url_verification");
   });

@@ -74,32 +74,25 @@ function wrongExcept(...names: string[]) {
  * `TypeError`/`RangeError`.
  */
 async function expectTyped(fn: () => unknown, code?: string): Promise<BeamClawError> {
-  let failure: unknown;
-  let threw = false;
   try {
     await fn();
   } catch (error) {
-    threw = true;
-    failure = error;
+    return checkTyped(error, code);
   }
-  expect(threw, "expected the call to be refused, but it succeeded").toBe(true);
-  expect(BeamClawError.isInstance(failure), `not a typed error: ${String(failure)}`).toBe(true);
-  const error = failure as BeamClawError;
-  expect(typeof error.code).toBe("string");
-  if (code !== undefined) expect(error.code).toBe(code);
-  return error;
+  return checkTyped(undefined, code, false);
 }
 
 /** Same as {@link expectTyped}, for a call that must throw synchronously (constructors). */
 function expectTypedSync(fn: () => unknown, code?: string): BeamClawError {
-  let failure: unknown;
-  let threw = false;
   try {
     fn();
   } catch (error) {
-    threw = true;
-    failure = error;
+    return checkTyped(error, code);
   }
+  return checkTyped(undefined, code, false);
+}
+
+function checkTyped(failure: unknown, code: string | undefined, threw = true): BeamClawError {
   expect(threw, "expected the call to be refused, but it succeeded").toBe(true);
   expect(BeamClawError.isInstance(failure), `not a typed error: ${String(failure)}`).toBe(true);
   const error = failure as BeamClawError;

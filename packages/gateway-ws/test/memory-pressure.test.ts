@@ -4,10 +4,10 @@
  * over its threshold (nothing of it is kept), `/readyz` says so and the log tells, and
  * everything is accepted again once the pressure drops.
  */
-import { request as httpRequest } from "node:http";
 import { MemoryPressureMonitor } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  httpCall as call,
   closeClients,
   rpcError,
   startStack,
@@ -15,7 +15,6 @@ import {
   TestClient,
   TOKEN,
   useSchemaCheck,
-  type Wire,
 } from "./support.js";
 
 useSchemaCheck();
@@ -46,41 +45,6 @@ function pressureGauge() {
       monitor.check();
     },
   };
-}
-
-function call(
-  port: number,
-  path: string,
-  options: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
-): Promise<{ status: number; headers: Record<string, unknown>; json: Wire }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: "127.0.0.1",
-        port,
-        path,
-        method: options.method ?? "GET",
-        agent: false,
-        headers: { "content-type": "application/json", ...options.headers },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = text;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, json });
-        });
-      },
-    );
-    req.on("error", reject);
-    req.end(options.body === undefined ? undefined : JSON.stringify(options.body));
-  });
 }
 
 describe("memory pressure at the gateway", () => {
