@@ -250,6 +250,11 @@ class GatewayClient {
   #send(method, params) {
     const id = `dash-${this.nextRequest++}`;
     const ws = this.ws;
+    // A socket that began closing (the gateway went away) is not written to: the browser
+    // would drop the frame and only warn on the console.
+    if (ws === null || ws === undefined || ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new GatewayRequestError("UNAVAILABLE", "not connected to the gateway"));
+    }
     return new Promise((resolve, reject) => {
       const timer = window.setTimeout(() => {
         this.pending.delete(id);
