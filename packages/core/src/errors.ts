@@ -191,6 +191,21 @@ export class AbortedError extends BeamClawError {
   static override isInstance = guard<AbortedError>("ABORTED");
 }
 
+/**
+ * A run went past its time limit (`SendOptions.timeoutMs` or `AgentDefinition.timeoutMs`):
+ * it was cancelled, its provider request and tools with it, and ended with status `aborted`
+ * and this error's `code` and message in its result.
+ */
+export class RunTimeoutError extends BeamClawError {
+  /** The limit the run went past. */
+  readonly timeoutMs: number;
+  constructor(message: string, timeoutMs: number, options?: BeamClawErrorOptions) {
+    super("RUN_TIMEOUT", message, options);
+    this.timeoutMs = timeoutMs;
+  }
+  static override isInstance = guard<RunTimeoutError>("RUN_TIMEOUT");
+}
+
 /** `start()` was called on something that is already running or has already run. */
 export class AlreadyStartedError extends BeamClawError {
   constructor(message: string, options?: BeamClawErrorOptions) {

@@ -139,6 +139,22 @@ export interface TelemetryEvents {
     reason: string;
     tenant?: string;
   };
+  /**
+   * Older messages were left out of a model request to fit the context window: the agent's
+   * `contextTokens` or what the session learned from a refusal (`budget`), or after the
+   * provider refused the request as too long (`overflow`). Token counts are estimates.
+   */
+  "beamclaw:session.context": {
+    session: string;
+    agent: string;
+    runId: string;
+    reason: "budget" | "overflow";
+    maxTokens: number;
+    estimatedTokens: number;
+    droppedMessages: number;
+    sentMessages: number;
+    tenant?: string;
+  };
   /** A run ended. */
   "beamclaw:session.run": {
     session: string;

@@ -1545,6 +1545,7 @@ describe("sub-agents", () => {
     const [toolResult] = toolResults(source.calls.at(-1)!.request.messages);
     expect(toolResult?.isError).toBe(true);
     expect(String(toolResult?.output)).toContain("aborted");
+    expect(String(toolResult?.output)).toContain("went past its time limit of 40 ms");
     expect(childSignal?.aborted).toBe(true);
   });
 

@@ -478,11 +478,13 @@ export class RunTracker {
       });
     } else if (result.status === "aborted") {
       status = "aborted";
-      stopReason = "aborted";
+      // Cut by its time limit (`timeoutMs`), or aborted by someone.
+      stopReason = result.error?.code === "RUN_TIMEOUT" ? "timeout" : "aborted";
       const partial = run.text.length > 0 ? assistantText(run.text, endedAt) : undefined;
       this.#chat(run, {
         state: "aborted",
         ...(partial === undefined ? {} : { message: partial }),
+        ...(result.error === undefined ? {} : { errorMessage: result.error.message }),
         stopReason,
       });
     } else {

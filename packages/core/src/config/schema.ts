@@ -17,9 +17,13 @@ const agentFields = {
   /** Tool allowlist; `["*"]` for all. */
   tools: z.array(z.string()).default([]),
   maxSteps: z.number().int().min(1).max(1000).default(16),
+  /** Time limit of one run, in ms (see `AgentDefinition.timeoutMs`). Default: none. */
+  timeoutMs: positiveMs.max(2 ** 31 - 1).optional(),
   thinking: z.enum(["off", "minimal", "low", "medium", "high"]).optional(),
   maxOutputTokens: z.number().int().positive().optional(),
   temperature: z.number().min(0).max(2).optional(),
+  /** Token budget of one model request (see `AgentDefinition.contextTokens`). Default: none. */
+  contextTokens: z.number().int().positive().optional(),
   subagents: z
     .object({
       maxDepth: z.number().int().min(1).max(5).default(1),

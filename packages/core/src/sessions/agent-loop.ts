@@ -18,6 +18,13 @@ import {
   withLazySignal,
 } from "../runtime/lazy-abort.js";
 import { keepShape } from "../runtime/shapes.js";
+import { emitTelemetry } from "../telemetry.js";
+import {
+  type ContextWindow,
+  estimateFixedTokens,
+  fitMessages,
+  isContextOverflow,
+} from "./context-window.js";
 import {
   type AgentDefinition,
   errorInfo,
@@ -76,6 +83,12 @@ export interface AgentLoopInput {
   /** Messages steered into the run since the last call; drained at each step. */
   takeSteered: () => UserMessageInput[];
   cost?: CostFunction;
+  /**
+   * What the session learned about its model's context window (a budget below a request
+   * the provider refused as too long); the loop updates it. Without one, a refusal is
+   * recovered from within the run only.
+   */
+  contextWindow?: ContextWindow;
 }
 
 /** Turns a user input into the normalized message. */
@@ -181,6 +194,8 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
     const inputs = input.inputs.map(userMessage);
     // Joined before the first save (see `nextRequest`).
     sent = input.history.concat(inputs);
+    // Where this run's own messages start in every request (they are never left out).
+    const keepFrom = input.history.length;
     for (const message of inputs) await append(message);
     sentAdded = added.length;
     const toolDefinitions = input.tools.definitions(agent, sessionKey);
@@ -196,7 +211,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         break;
       }
       steps++;
-      const step = await streamStep(input, nextRequest(), toolDefinitions, usage, base);
+      const step = await fittedStep(input, nextRequest(), keepFrom, toolDefinitions, usage, base);
       costUsd += step.costUsd;
       const content: Array<TextPart | ThinkingPart | ToolCallPart> = [
         ...step.thinking,
@@ -247,6 +262,11 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   } catch (error) {
     if (signal.aborted || isBeamClawError(error, "ABORTED")) {
       status = "aborted";
+      // Cancelled by its time limit: said in an error event and in the result.
+      if (signal.aborted && isBeamClawError(signal.reason, "RUN_TIMEOUT")) {
+        failure = errorInfo(signal.reason);
+        emit({ runId, sessionKey, type: "error", error: failure });
+      }
     } else {
       status = "failed";
       failure = errorInfo(error);
@@ -265,6 +285,98 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   };
   if (failure !== undefined) result.error = failure;
   return result;
+}
+
+/** Tries of one step whose request the provider refused as too long, before the run fails. */
+const OVERFLOW_RETRIES = 3;
+/** After a refusal, the next request is cut to this share of the refused one's estimate. */
+const OVERFLOW_SHRINK = 0.7;
+
+/**
+ * A step whose request fits the context window as far as the loop knows it: cut to the agent's
+ * `contextTokens` and to what the session learned from earlier refusals, and, when the
+ * provider still refuses it as too long (before any output), cut further and tried again, up
+ * to {@link OVERFLOW_RETRIES} times. Only older turns are left out, never this run's messages,
+ * and only from the request: the history and the transcript keep them.
+ */
+async function fittedStep(
+  input: AgentLoopInput,
+  messages: ModelMessage[],
+  keepFrom: number,
+  tools: ReturnType<ToolRunner["definitions"]>,
+  total: ModelUsage,
+  base: { runId: string; sessionKey: string },
+): Promise<StepOutput> {
+  const window = input.contextWindow;
+  const ref = input.models[0] ?? input.agent.model;
+  if (window !== undefined && window.ref !== ref) {
+    window.ref = ref;
+    window.learnedMaxTokens = undefined;
+  }
+  const configured = input.agent.contextTokens;
+  const learned = window?.learnedMaxTokens;
+  let fixed = -1;
+  let request = messages;
+  if (configured !== undefined || learned !== undefined) {
+    fixed = estimateFixedTokens(systemPrompt(input.agent), tools);
+    request = cutToFit(
+      input,
+      messages,
+      Math.min(configured ?? Infinity, learned ?? Infinity),
+      fixed,
+      keepFrom,
+      "budget",
+    );
+  }
+  for (let tries = 1; ; tries++) {
+    try {
+      return await streamStep(input, request, tools, total, base);
+    } catch (error) {
+      if (!(error instanceof ContextOverflow) || tries >= OVERFLOW_RETRIES) {
+        throw error instanceof ContextOverflow ? error.refusal : error;
+      }
+      if (fixed < 0) fixed = estimateFixedTokens(systemPrompt(input.agent), tools);
+      const refused = fitMessages(request, Infinity, fixed, 0).tokens;
+      const maxTokens = Math.floor(refused * OVERFLOW_SHRINK);
+      const next = cutToFit(input, messages, maxTokens, fixed, keepFrom, "overflow");
+      // Nothing more can be left out: the run's own messages are too long for the model.
+      if (next.length >= request.length) throw error.refusal;
+      if (window !== undefined) window.learnedMaxTokens = maxTokens;
+      request = next;
+    }
+  }
+}
+
+/** `messages` cut to `maxTokens` (see `fitMessages`), with telemetry when a cut was made. */
+function cutToFit(
+  input: AgentLoopInput,
+  messages: ModelMessage[],
+  maxTokens: number,
+  fixed: number,
+  keepFrom: number,
+  reason: "budget" | "overflow",
+): ModelMessage[] {
+  const fitted = fitMessages(messages, maxTokens, fixed, keepFrom);
+  if (fitted.dropped > 0) {
+    emitTelemetry("beamclaw:session.context", () => ({
+      session: input.sessionKey,
+      agent: input.agent.id,
+      runId: input.runId,
+      reason,
+      maxTokens,
+      estimatedTokens: fitted.tokens,
+      droppedMessages: fitted.dropped,
+      sentMessages: fitted.messages.length,
+    }));
+  }
+  return fitted.messages;
+}
+
+/** A step's request was refused as longer than the model's context window, before any output. */
+class ContextOverflow extends Error {
+  constructor(readonly refusal: unknown) {
+    super("context overflow", { cause: refusal });
+  }
 }
 
 interface StepOutput {
@@ -370,7 +482,22 @@ async function streamStep(
   const stream = input.source.stream(request, sourceOptions(input));
   // A ProviderChain's stream hands its events over as they come, without a promise per
   // event; any other source's is read with `for await`.
-  await readEvents(stream, onEvent);
+  try {
+    await readEvents(stream, onEvent);
+  } catch (error) {
+    // A refusal of the request's length comes before any output: the step can be tried again
+    // with less history (see `fittedStep`).
+    if (
+      text.length === 0 &&
+      thinkingText.length === 0 &&
+      thinking.length === 0 &&
+      toolCalls.length === 0 &&
+      isContextOverflow(error)
+    ) {
+      throw new ContextOverflow(error);
+    }
+    throw error;
+  }
   if (thinkingText.length > 0) thinking.push({ type: "thinking", text: thinkingText });
   let costUsd = 0;
   if (stepUsage !== undefined) {

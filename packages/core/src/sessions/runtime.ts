@@ -414,6 +414,7 @@ export class AgentRuntime {
       logs: this.#logs,
       onUsage: (entry) => this.usage.record(entry),
       now: this.#now,
+      holderOf: (key) => this.registry.whereis(`session:${key}`),
     };
     this.#offPressure = this.#options.memoryPressure?.onPressure(() => {
       this.hibernateIdleSessions();
@@ -952,10 +953,8 @@ export class AgentRuntime {
       depth === 0
         ? subagentKey(agentId, randomUUID())
         : `${context.sessionKey}:subagent:${randomUUID()}`;
-    const timeoutMs = limits.timeoutMs ?? 300_000;
-    const controller = new AbortController();
-    const signal = AbortSignal.any([context.signal, controller.signal]);
-    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    // The child's run time limit: a sub-agent past it is cancelled like any run, and says so.
+    const timeoutMs = Math.min(limits.timeoutMs ?? 300_000, MAX_RUN_TIMEOUT_MS);
     try {
       await this.store.sessions.put({
         key: childKey,
@@ -965,7 +964,7 @@ export class AgentRuntime {
         parentKey: context.sessionKey,
       });
       const child = this.session(childKey);
-      const run = await child.send({ text: task }, { signal });
+      const run = await child.send({ text: task }, { signal: context.signal, timeoutMs });
       const result = await run.result;
       if (result.status === "completed") return { output: result.text, isError: false };
       return {
@@ -976,7 +975,6 @@ export class AgentRuntime {
       if (context.signal.aborted) throw error;
       return { output: `sub-agent ${childKey} failed: ${(error as Error).message}`, isError: true };
     } finally {
-      clearTimeout(timer);
       counts.running--;
     }
   }
@@ -1097,7 +1095,26 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
     );
   }
   optionalOneOf(opts.thinking, "thinking", THINKING_LEVELS);
+  checkRunTimeout(opts.timeoutMs, "timeoutMs");
   return input;
+}
+
+/** Longest run time limit: what one Node.js timer can wait. */
+const MAX_RUN_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** Throws unless `value` is undefined or a whole number of ms a timer can wait. */
+function checkRunTimeout(value: unknown, what: string): void {
+  if (value === undefined) return;
+  if (
+    typeof value !== "number" ||
+    !Number.isInteger(value) ||
+    value < 1 ||
+    value > MAX_RUN_TIMEOUT_MS
+  ) {
+    throw new InvalidArgumentError(
+      `${what} must be a whole number of ms from 1 to ${MAX_RUN_TIMEOUT_MS}, got ${describeArg(value)}`,
+    );
+  }
 }
 
 function isModelRef(value: unknown): value is string {
@@ -1121,6 +1138,11 @@ function validateAgents(agents: AgentDefinition[]): Map<string, AgentDefinition>
         `agent "${id}": model must be "provider/model", got ${describeArg(agent.model)}`,
       );
     }
+    checkRunTimeout(agent.timeoutMs, `agent "${id}": timeoutMs`);
+    optionalNumber(agent.contextTokens, `agent "${id}": contextTokens`, {
+      min: 1,
+      integer: true,
+    });
     out.set(id, { ...agent, id });
   }
   return out;

@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
 import {
   AbortedError,
+  type BeamClawError,
   FencedError,
   InvalidArgumentError,
   NoProcessError,
   OverloadedError,
+  RunTimeoutError,
 } from "../errors.js";
 import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { Actor, STOPPING } from "../runtime/actor.js";
@@ -25,17 +27,19 @@ import {
   type ModelSource,
   runAgentLoop,
 } from "./agent-loop.js";
+import type { ContextWindow } from "./context-window.js";
 import { RunEventLog, type SendDisposition } from "./run-handle.js";
-import type {
-  AgentDefinition,
-  QuarantinedMessage,
-  QueueMode,
-  RunEvent,
-  RunResult,
-  SendOptions,
-  SessionMetadata,
-  ToolRunner,
-  UserMessageInput,
+import {
+  type AgentDefinition,
+  errorInfo,
+  type QuarantinedMessage,
+  type QueueMode,
+  type RunEvent,
+  type RunResult,
+  type SendOptions,
+  type SessionMetadata,
+  type ToolRunner,
+  type UserMessageInput,
 } from "./types.js";
 import type { UsageEntry } from "./usage.js";
 
@@ -75,7 +79,12 @@ export interface SessionContext {
   logs: Map<string, RunEventLog>;
   onUsage(entry: UsageEntry): void;
   now(): number;
+  /** The process registered under the session's name (`session:<key>`), if any. */
+  holderOf(key: string): unknown;
 }
+
+/** How long (in 1 ms waits) a recovering session waits to be registered before it replays. */
+const REPLAY_WAITS = 1_000;
 
 /** A message accepted by a session. @internal */
 export interface SessionDelivery {
@@ -122,6 +131,13 @@ interface Batch {
   thinking?: ThinkingLevel;
   /** Attempts of this run that failed to save (see `#retryLater`). */
   saveFailures?: number;
+  /** The message's own time limit (`SendOptions.timeoutMs`). */
+  timeoutMs?: number;
+  /**
+   * When the run must be over (`performance.now()` ms), set when it first starts: a run that
+   * runs again after a failed save keeps its deadline.
+   */
+  deadline?: number;
 }
 
 interface ActiveRun extends Batch {
@@ -139,6 +155,8 @@ interface ActiveRun extends Batch {
   saveFailure?: unknown;
   /** Cancels the timer of its next attempt, while it waits for one. */
   cancelRetry?: () => void;
+  /** The timer of its time limit, while it has one (see `#armTimeout`). */
+  timeLimit: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** First wait before a run whose messages could not be saved runs again; it doubles. */
@@ -161,8 +179,9 @@ type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
   | { type: "idle-check" }
   | { type: "hibernate-if-idle" }
-  | { type: "replay" }
-  | { type: "retry-run"; runId: string };
+  | { type: "replay"; waited?: number }
+  | { type: "retry-run"; runId: string }
+  | { type: "run-timeout"; runId: string };
 
 /** Fields of a session's metadata a client may change. */
 export interface SessionPatch {
@@ -239,6 +258,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   readonly #recovering: boolean;
   #metadata!: SessionMetadata;
   #history: ModelMessage[] = [];
+  /** What its runs learned of the model's context window (see `AgentLoopInput.contextWindow`). */
+  readonly #contextWindow: ContextWindow = { ref: undefined, learnedMaxTokens: undefined };
   #active: ActiveRun | null = null;
   #pending: Batch[] = [];
   #pendingCount = 0;
@@ -364,6 +385,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#idleArmed = false;
       this.#checkIdle();
     } else if (message.type === "replay") {
+      // Only the process registered under the session's name runs its messages. Two starts
+      // can race (the supervisor's restart and a revival); the one that lost the name is
+      // stopped by its supervisor, and must not have taken a message in the meantime (that
+      // would count a crash against it, and run it twice).
+      const holder = this.#ctx.holderOf(this.key);
+      if (holder !== undefined && holder !== this) return;
+      const waited = (message as Extract<SessionInfo, { type: "replay" }>).waited ?? 0;
+      if (holder === undefined && waited < REPLAY_WAITS) {
+        this.sendAfter({ type: "replay", waited: waited + 1 }, 1);
+        return;
+      }
       await this.#replay();
     } else if (message.type === "retry-run") {
       const { runId } = message as Extract<SessionInfo, { type: "retry-run" }>;
@@ -371,6 +403,13 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         if (!FencedError.isInstance(error)) throw error;
         void this.stop("normal");
       });
+    } else if (message.type === "run-timeout") {
+      // A run past its limit that was waiting to run again (a failed save) ends now.
+      const { runId } = message as Extract<SessionInfo, { type: "run-timeout" }>;
+      const active = this.#active;
+      if (active !== null && active.runId === runId && active.saveFailure !== undefined) {
+        this.#abortActive(active, active.controller.reason as BeamClawError);
+      }
     } else if (message.type === "hibernate-if-idle") {
       // Memory pressure: an idle session hibernates now rather than after hibernateAfterMs.
       if (this.#active === null && this.#pending.length === 0) void this.stop("normal");
@@ -409,7 +448,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       const crashes = this.#ctx.crashes;
       for (const id of active.queueIds) crashes.set(id, (crashes.get(id) ?? 0) + 1);
     }
-    if (active !== null) active.controller.abort(new AbortedError(`session ${this.key} stopped`));
+    if (active !== null) {
+      disarm(active);
+      active.controller.abort(new AbortedError(`session ${this.key} stopped`));
+    }
     const unfinished = [...(active === null ? [] : [active]), ...this.#pending];
     this.#active = null;
     this.#pending = [];
@@ -507,6 +549,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (delivery.unkeyed) batch.unkeyed = [delivery.queueId];
     if (delivery.options.model !== undefined) batch.model = delivery.options.model;
     if (delivery.options.thinking !== undefined) batch.thinking = delivery.options.thinking;
+    if (delivery.options.timeoutMs !== undefined) batch.timeoutMs = delivery.options.timeoutMs;
     return batch;
   }
 
@@ -527,17 +570,24 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * Aborts the active run. One that waits to run again (its messages could not be saved) is
    * not running: it ends now, as aborted, like a queued batch that never ran.
    */
-  #abortActive(active: ActiveRun, reason: AbortedError): void {
+  #abortActive(active: ActiveRun, reason: BeamClawError): void {
     active.controller.abort(reason);
     if (active.saveFailure === undefined || this.#active !== active) return;
     active.cancelRetry?.();
+    disarm(active);
     this.#active = null;
-    this.#emit(active, {
-      runId: active.runId,
-      sessionKey: this.key,
-      type: "run-end",
-      result: this.#emptyResult(active.runId, "aborted"),
-    });
+    const result = this.#emptyResult(active.runId, "aborted");
+    if (RunTimeoutError.isInstance(reason)) {
+      // Set on the error event and the result alike, as the loop does for a running run.
+      result.error = errorInfo(reason);
+      this.#emit(active, {
+        runId: active.runId,
+        sessionKey: this.key,
+        type: "error",
+        error: result.error,
+      });
+    }
+    this.#emit(active, { runId: active.runId, sessionKey: this.key, type: "run-end", result });
     for (const id of active.queueIds) {
       this.#ctx.logs.delete(id);
       void this.#dequeue(active, id).catch(() => undefined);
@@ -606,6 +656,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const active = this.#active;
     if (active !== null) {
       // The run ends now: it writes nothing more and its late result is ignored.
+      disarm(active);
       this.#active = null;
       active.controller.abort(new AbortedError("session reset"));
       this.#emit(active, {
@@ -769,6 +820,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       steered: [],
       taken: [],
       startedAt: performance.now(),
+      timeLimit: undefined,
     };
     if (batch.model !== undefined) active.model = batch.model;
     if (batch.thinking !== undefined) active.thinking = batch.thinking;
@@ -784,6 +836,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     this.#active = active;
     const agent = this.#ctx.resolveAgent(this.#agentId);
+    if (batch.timeoutMs !== undefined || agent.timeoutMs !== undefined) {
+      this.#armTimeout(active, batch, agent);
+    }
     const models = [
       batch.model ?? this.#metadata.modelOverride ?? agent.model,
       ...(agent.fallbacks ?? []),
@@ -807,6 +862,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       [CANCELLATION]: controller,
       emit,
       persist: (message) => this.#persist(active, message),
+      contextWindow: this.#contextWindow,
       takeSteered: () => {
         if (active.steered.length === 0) return NOTHING_STEERED;
         const steered = active.steered.splice(0);
@@ -835,6 +891,30 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         // The session stopped meanwhile; terminate already told the logs.
       }
     });
+  }
+
+  /**
+   * Starts the timer of a run's time limit: the shorter of its message's and its agent's,
+   * from when the run first started. Past it the run is cancelled with a
+   * {@link RunTimeoutError}; one waiting to run again after a failed save ends at once.
+   */
+  #armTimeout(active: ActiveRun, batch: Batch, agent: AgentDefinition): void {
+    const limitMs = Math.min(batch.timeoutMs ?? Infinity, agent.timeoutMs ?? Infinity);
+    if (batch.timeoutMs !== undefined) active.timeoutMs = batch.timeoutMs;
+    const deadline = batch.deadline ?? active.startedAt + limitMs;
+    active.deadline = deadline;
+    const fire = () => {
+      active.timeLimit = undefined;
+      if (this.#active !== active || active.controller.aborted) return;
+      active.controller.abort(
+        new RunTimeoutError(
+          `run ${active.runId} went past its time limit of ${limitMs} ms and was cancelled`,
+          limitMs,
+        ),
+      );
+      if (active.saveFailure !== undefined) this.send({ type: "run-timeout", runId: active.runId });
+    };
+    active.timeLimit = setTimeout(fire, Math.max(0, deadline - performance.now()));
   }
 
   async #persist(run: ActiveRun, message: ModelMessage): Promise<void> {
@@ -890,6 +970,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#ctx.logs.delete(id);
       if (crashes.size > 0) crashes.delete(id);
     }
+    disarm(active);
     this.#active = null;
     this.#emit(active, { runId, sessionKey: this.key, type: "run-end", result });
     emitTelemetry("beamclaw:session.run", () => ({
@@ -976,6 +1057,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (active.unkeyed !== undefined) batch.unkeyed = active.unkeyed;
     if (active.model !== undefined) batch.model = active.model;
     if (active.thinking !== undefined) batch.thinking = active.thinking;
+    if (active.timeoutMs !== undefined) batch.timeoutMs = active.timeoutMs;
+    if (active.deadline !== undefined) batch.deadline = active.deadline;
+    disarm(active);
     this.#start(batch);
   }
 
@@ -1145,6 +1229,14 @@ function trimToTurn(history: ModelMessage[]): ModelMessage[] {
 function unkeyedOf(batch: Batch): string[] {
   if (batch.unkeyed === undefined) batch.unkeyed = [];
   return batch.unkeyed;
+}
+
+/** Stops the timer of a run's time limit, if it has one. */
+function disarm(active: ActiveRun): void {
+  if (active.timeLimit !== undefined) {
+    clearTimeout(active.timeLimit);
+    active.timeLimit = undefined;
+  }
 }
 
 /**

@@ -24,9 +24,29 @@ export interface AgentDefinition {
   tools?: string[];
   /** Model calls per run before it stops with status `max-steps`. Default 16. */
   maxSteps?: number;
+  /**
+   * Time limit of one run of this agent, in ms, counted from the moment the run starts (not
+   * while its message waits behind another run). A run past it is cancelled (its provider
+   * request and tools with it) and ends `aborted` with a `RUN_TIMEOUT` error. A message's
+   * own `SendOptions.timeoutMs` applies when it is shorter. Default: no limit.
+   */
+  timeoutMs?: number;
   thinking?: ThinkingLevel;
   maxOutputTokens?: number;
   temperature?: number;
+  /**
+   * The most tokens one model request of this agent may carry: its model's context window
+   * less room for the answer. Estimated (about four characters a token, 1,600 an image,
+   * system prompt and tool definitions included); the oldest turns of the history are left
+   * out of a request that would go past it, whole turns at a time, never the current run's
+   * messages, and only from the request: the history and the transcript keep them.
+   *
+   * Whether or not it is set, a request the provider refuses as longer than the model's
+   * context window (before any output) is cut to 70% of its estimate and tried again, up to
+   * three tries; the session remembers the cut for its later runs on that model.
+   * Default: no budget of its own.
+   */
+  contextTokens?: number;
   /** Sub-agent limits; sub-agents are off unless this is set. */
   subagents?: SubagentLimits;
 }
@@ -79,6 +99,15 @@ export interface SendOptions {
   idempotencyKey?: string;
   /** Aborts this message's run. */
   signal?: AbortSignal;
+  /**
+   * Time limit of this message's run, in ms (an integer from 1 to 2,147,483,647), counted
+   * from the moment the run starts. Past it the run is cancelled like an `abort`, and its
+   * result has status `aborted` with `error.code` `RUN_TIMEOUT` (an `error` event says so
+   * first). The agent's `timeoutMs` applies when it is shorter. Messages collected into one
+   * run keep the first one's limit; a steered message does not change the active run's.
+   * Kept with the message in the durable queue, so a replay runs under it too.
+   */
+  timeoutMs?: number;
   /** Overrides the agent's model for this run (`provider/model`). */
   model?: string;
   thinking?: ThinkingLevel;
@@ -99,7 +128,10 @@ export interface RunResult {
   steps: number;
   usage: ModelUsage;
   costUsd: number;
-  /** Set when status is `failed`. */
+  /**
+   * Set when status is `failed`, and when the run was aborted because it went past its time
+   * limit (`code` `RUN_TIMEOUT`).
+   */
   error?: { code: string; message: string };
 }
 

@@ -180,6 +180,8 @@ export function agentDefinitions(
       ...(a.thinking === undefined ? {} : { thinking: a.thinking }),
       ...(a.maxOutputTokens === undefined ? {} : { maxOutputTokens: a.maxOutputTokens }),
       ...(a.temperature === undefined ? {} : { temperature: a.temperature }),
+      ...(a.timeoutMs === undefined ? {} : { timeoutMs: a.timeoutMs }),
+      ...(a.contextTokens === undefined ? {} : { contextTokens: a.contextTokens }),
       ...(a.subagents === undefined ? {} : { subagents: a.subagents }),
     };
     const names = new Set(skills.agents[a.id] ?? []);

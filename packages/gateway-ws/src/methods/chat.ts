@@ -23,6 +23,7 @@ import {
   messageWithFiles,
   parseAttachments,
   QUEUE_MODES,
+  runTimeoutParam,
   sanitizeMessage,
   sendToSession,
   sessionRow,
@@ -242,6 +243,7 @@ export const chatMethods: Record<string, HubMethod> = {
         displayRunId: idempotencyKey,
         thinking: thinkingParam(method, p),
         queueMode: optionalEnum(method, p, "queueMode", QUEUE_MODES),
+        timeoutMs: runTimeoutParam(method, p, "timeoutMs"),
         sender:
           origin === undefined
             ? `gateway:${call.caller.connId}`
@@ -354,7 +356,9 @@ export const chatMethods: Record<string, HubMethod> = {
       const sessionKey =
         optionalString(method, p, "sessionKey", { nonEmpty: true }) ??
         `agent:${agentId ?? hub.defaultAgentId}:main`;
-      const timeoutSeconds = optionalInt(method, p, "timeout", { min: 0 });
+      // OpenClaw's agent timeout, in seconds: the run's time limit, and how long the second
+      // answer waits for it (0: neither).
+      const runTimeoutMs = runTimeoutParam(method, p, "timeout", "s");
       const acceptedAt = hub.now();
       const outcome = await sendToSession(hub, {
         sessionKey,
@@ -363,11 +367,13 @@ export const chatMethods: Record<string, HubMethod> = {
         images: attachmentImages(p.attachments),
         displayRunId: idempotencyKey,
         thinking: thinkingParam(method, p),
+        timeoutMs: runTimeoutMs,
         sender: `gateway:${call.caller.connId}`,
       });
       // OpenClaw's `agent` answers twice: "accepted" now, the outcome when the run ends.
+      // A little past the run's own limit, so that the run's timeout is what answers.
       const timeoutMs =
-        timeoutSeconds === undefined || timeoutSeconds === 0 ? 2 ** 31 - 1 : timeoutSeconds * 1000;
+        runTimeoutMs === undefined ? 2 ** 31 - 1 : Math.min(runTimeoutMs + 1000, 2 ** 31 - 1);
       void hub.runs.wait(outcome.runId, timeoutMs, call.signal).then((snapshot) => {
         if (call.signal.aborted) return;
         const base = waitResult(outcome.runId, snapshot);

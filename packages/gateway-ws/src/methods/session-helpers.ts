@@ -15,6 +15,7 @@ import { type ChatMessage, toChatMessages } from "../chat-format.js";
 import type { GatewayHub } from "../hub.js";
 import { ErrorCodes } from "../protocol/constants.js";
 import { GatewayError, invalidRequest } from "../protocol/errors.js";
+import { optionalInt, type ParamsObject } from "../protocol/params.js";
 
 export const THINKING_LEVELS: readonly ThinkingLevel[] = [
   "off",
@@ -555,6 +556,26 @@ export interface SendOutcome {
  * will see the run under (its idempotency key, for `chat.send` and `agent`). A repeated id
  * does not send again: it answers `in_flight` while the run goes on, or how it ended.
  */
+/** Longest run time limit a client may ask for: what one Node.js timer can wait. */
+const MAX_RUN_TIMEOUT_MS = 2 ** 31 - 1;
+
+/**
+ * A run time limit in `field` (`chat.send` / `sessions.send` `timeoutMs`; `agent` `timeout`
+ * in seconds): an integer from 0, where 0 means no limit of the message's own (the agent's
+ * `timeoutMs`, if any, still applies). Returns it in ms, or undefined for none.
+ */
+export function runTimeoutParam(
+  method: string,
+  p: ParamsObject,
+  field: string,
+  unit: "ms" | "s" = "ms",
+): number | undefined {
+  const max = unit === "ms" ? MAX_RUN_TIMEOUT_MS : Math.floor(MAX_RUN_TIMEOUT_MS / 1000);
+  const value = optionalInt(method, p, field, { min: 0, max });
+  if (value === undefined || value === 0) return undefined;
+  return unit === "ms" ? value : value * 1000;
+}
+
 export async function sendToSession(
   hub: GatewayHub,
   input: {
@@ -565,6 +586,8 @@ export async function sendToSession(
     displayRunId?: string | undefined;
     thinking?: ThinkingLevel | undefined;
     queueMode?: QueueMode | undefined;
+    /** The run's time limit (`SendOptions.timeoutMs`); none of its own when undefined. */
+    timeoutMs?: number | undefined;
     sender: string;
   },
 ): Promise<SendOutcome> {
@@ -593,6 +616,7 @@ export async function sendToSession(
         idempotencyKey: `gateway:${displayRunId}`,
         ...(input.thinking === undefined ? {} : { thinking: input.thinking }),
         ...(input.queueMode === undefined ? {} : { queueMode: input.queueMode }),
+        ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
       },
     );
   } catch (error) {

@@ -24,6 +24,7 @@ import {
   chatHistory,
   noSuchSession,
   QUEUE_MODES,
+  runTimeoutParam,
   sanitizeMessage,
   sendToSession,
   sessionRow,
@@ -324,6 +325,7 @@ export const sessionMethods: Record<string, HubMethod> = {
         displayRunId: optionalString(method, p, "idempotencyKey", { nonEmpty: true }),
         thinking: optionalEnum(method, p, "thinking", THINKING_LEVELS),
         queueMode: optionalEnum(method, p, "queueMode", QUEUE_MODES),
+        timeoutMs: runTimeoutParam(method, p, "timeoutMs"),
         sender: `gateway:${call.caller.connId}`,
       });
       return { ok: true, key: outcome.sessionKey, runId: outcome.runId, status: outcome.status };

@@ -1,0 +1,362 @@
+/**
+ * Keeping requests inside the model's context window: the token estimate, the cut that leaves
+ * whole older turns out of a request, the recognition of providers' "too long" refusals, and
+ * the runtime's recovery from one (cut, try again, remember), with an agent's `contextTokens`
+ * budget applied before anything is refused. The transcript and the history keep everything.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  AllProvidersFailedError,
+  InvalidArgumentError,
+  ProviderError,
+  subscribeTelemetry,
+  type TelemetryEvents,
+} from "../src/index.js";
+import type { ModelMessage, ModelRequest } from "../src/providers/types.js";
+import {
+  estimateMessageTokens,
+  fitMessages,
+  isContextOverflow,
+} from "../src/sessions/context-window.js";
+import { AgentRuntime, type AgentRuntimeOptions, type ModelSource } from "../src/sessions/index.js";
+import { MemoryStore } from "../src/store/memory-store.js";
+
+const KEY = "agent:main:main";
+const MAIN = { id: "main", model: "test/model-1" };
+
+const user = (text: string): ModelMessage => ({ role: "user", content: [{ type: "text", text }] });
+const assistant = (text: string): ModelMessage => ({
+  role: "assistant",
+  content: [{ type: "text", text }],
+});
+const call = (id: string): ModelMessage => ({
+  role: "assistant",
+  content: [{ type: "tool-call", toolCallId: id, toolName: "look", input: { q: "x".repeat(36) } }],
+});
+const result = (id: string, output: string): ModelMessage => ({
+  role: "tool",
+  content: [{ type: "tool-result", toolCallId: id, toolName: "look", output }],
+});
+
+/** OpenAI's documented refusal of a prompt longer than the model's context window. */
+function openAiOverflow(): ProviderError {
+  const body = JSON.stringify({
+    error: {
+      message:
+        "This model's maximum context length is 8192 tokens. However, your messages resulted in 9013 tokens. Please reduce the length of the messages.",
+      type: "invalid_request_error",
+      param: "messages",
+      code: "context_length_exceeded",
+    },
+  });
+  return new ProviderError(
+    "This model's maximum context length is 8192 tokens. However, your messages resulted in 9013 tokens. Please reduce the length of the messages.",
+    {
+      kind: "invalid_request",
+      provider: "openai",
+      model: "gpt-4o",
+      statusCode: 400,
+      responseBody: body,
+    },
+  );
+}
+
+/** Anthropic's documented refusal (HTTP 400, `invalid_request_error`). */
+function anthropicOverflow(): ProviderError {
+  return new ProviderError("prompt is too long: 208310 tokens > 200000 maximum", {
+    kind: "invalid_request",
+    provider: "anthropic",
+    model: "claude-sonnet-4-5",
+    statusCode: 400,
+  });
+}
+
+describe("the estimate and the cut", () => {
+  it("estimates about four characters a token, 1,600 an image, 4 a message", () => {
+    expect(estimateMessageTokens(user("a".repeat(400)))).toBe(104);
+    expect(
+      estimateMessageTokens({
+        role: "user",
+        content: [
+          { type: "text", text: "abcd" },
+          { type: "image", mediaType: "image/png", data: "AAAA" },
+        ],
+      }),
+    ).toBe(4 + 1 + 1_600);
+    // Tool output as text; tool input as JSON ({"q":"xxx…"} is 44 characters).
+    expect(estimateMessageTokens(result("c1", "z".repeat(80)))).toBe(24);
+    expect(estimateMessageTokens(call("c1"))).toBe(4 + 1 + 11);
+  });
+
+  it("leaves a request that fits untouched (the same array)", () => {
+    const messages = [user("hello"), assistant("hi")];
+    const fitted = fitMessages(messages, 1_000, 100, 1);
+    expect(fitted).toEqual({ messages, dropped: 0, tokens: 100 + 6 + 5 });
+    expect(fitted.messages).toBe(messages);
+  });
+
+  it("leaves whole turns out from the front: it starts with a user message, no tool result without its call", () => {
+    const big = "b".repeat(400); // 104 tokens a message
+    const messages = [
+      user(big),
+      call("c1"),
+      result("c1", big),
+      assistant(big),
+      user(big),
+      call("c2"),
+      result("c2", big),
+      assistant(big),
+      user("now"),
+    ];
+    // Room for about three big messages and the last turn.
+    const fitted = fitMessages(messages, 450, 0, 8);
+    expect(fitted.messages[0]).toBe(messages[4]);
+    expect(fitted.dropped).toBe(4);
+    expect(fitted.messages.map((m) => m.role)).toEqual([
+      "user",
+      "assistant",
+      "tool",
+      "assistant",
+      "user",
+    ]);
+    expect(fitted.tokens).toBe(
+      fitted.messages.reduce((sum, m) => sum + estimateMessageTokens(m), 0),
+    );
+  });
+
+  it("never leaves out the current run's messages, even when they alone do not fit", () => {
+    const messages = [user("old"), assistant("old answer"), user("x".repeat(4_000))];
+    const fitted = fitMessages(messages, 100, 0, 2);
+    expect(fitted.messages).toEqual([messages[2]]);
+    expect(fitted.dropped).toBe(2);
+    expect(fitMessages(messages, 100, 0, 0).messages).toBe(messages);
+  });
+});
+
+describe("recognizing a refusal of the request's length", () => {
+  it("knows OpenAI's, Anthropic's and a 413's; not other invalid requests or rate limits", () => {
+    expect(isContextOverflow(openAiOverflow())).toBe(true);
+    expect(isContextOverflow(anthropicOverflow())).toBe(true);
+    expect(
+      isContextOverflow(
+        new ProviderError("HTTP 413", {
+          kind: "unknown",
+          provider: "vllm",
+          statusCode: 413,
+          responseBody: "Request Entity Too Large: request too large",
+        }),
+      ),
+    ).toBe(true);
+    // The body alone may say it (a compatible server with a terse message).
+    expect(
+      isContextOverflow(
+        new ProviderError("HTTP 400", {
+          kind: "invalid_request",
+          provider: "ollama",
+          statusCode: 400,
+          responseBody: '{"error":"input is too long for the context window"}',
+        }),
+      ),
+    ).toBe(true);
+    expect(
+      isContextOverflow(
+        new ProviderError("max_tokens: 100000 > 8192, which is the maximum allowed", {
+          kind: "invalid_request",
+          provider: "anthropic",
+          statusCode: 400,
+        }),
+      ),
+    ).toBe(false);
+    expect(
+      isContextOverflow(
+        new ProviderError("Request too large for gpt-4o on tokens per min (TPM)", {
+          kind: "rate_limit",
+          provider: "openai",
+          statusCode: 429,
+        }),
+      ),
+    ).toBe(false);
+    expect(isContextOverflow(new Error("prompt is too long"))).toBe(false);
+    expect(isContextOverflow(undefined)).toBe(false);
+  });
+
+  it("sees through a chain's error when one of its models refused the length", () => {
+    const refused = new AllProvidersFailedError([
+      { ref: "openai/gpt-4o", attempt: 1, error: openAiOverflow() },
+      {
+        ref: "local/m",
+        attempt: 1,
+        error: new ProviderError("connection refused", { kind: "network", provider: "local" }),
+      },
+    ]);
+    expect(isContextOverflow(refused)).toBe(true);
+    const other = new AllProvidersFailedError([
+      {
+        ref: "local/m",
+        attempt: 1,
+        error: new ProviderError("connection refused", { kind: "network", provider: "local" }),
+      },
+    ]);
+    expect(isContextOverflow(other)).toBe(false);
+  });
+});
+
+// ------------------------------------------------------------------ through the runtime
+
+/**
+ * A model with a context window of `window` estimated tokens (messages only): it refuses a
+ * longer request the way OpenAI does, before any output, and answers `answer <n>` otherwise.
+ */
+class WindowedModel implements ModelSource {
+  readonly requests: ModelMessage[][] = [];
+  refusals = 0;
+  window: number;
+  /** A refusal after some output (a mid-stream failure), for the next request. */
+  failMidStream = false;
+
+  constructor(window: number) {
+    this.window = window;
+  }
+
+  async *stream(request: Omit<ModelRequest, "model">) {
+    const messages = [...request.messages];
+    this.requests.push(messages);
+    if (this.failMidStream) {
+      this.failMidStream = false;
+      yield { type: "text-delta", text: "partial" };
+      throw openAiOverflow();
+    }
+    const tokens = messages.reduce((sum, m) => sum + estimateMessageTokens(m), 0);
+    if (tokens > this.window) {
+      this.refusals++;
+      throw openAiOverflow();
+    }
+    yield { type: "text-delta", text: `answer ${this.requests.length}` };
+    yield { type: "usage", usage: { inputTokens: tokens, outputTokens: 2 } };
+  }
+}
+
+const offs: Array<() => void> = [];
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const off of offs.splice(0)) off();
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function telemetry(): TelemetryEvents["beamclaw:session.context"][] {
+  const seen: TelemetryEvents["beamclaw:session.context"][] = [];
+  offs.push(subscribeTelemetry("beamclaw:session.context", (event) => seen.push(event)));
+  return seen;
+}
+
+async function runtimeOver(model: ModelSource, options: Partial<AgentRuntimeOptions> = {}) {
+  const store = new MemoryStore();
+  await store.open();
+  cleanups.push(() => store.close());
+  const runtime = new AgentRuntime({ store, models: model, agents: [MAIN], ...options });
+  cleanups.push(() => runtime.stop());
+  await runtime.start();
+  return { runtime, store, session: runtime.session(KEY) };
+}
+
+/** A message of about 500 estimated tokens, numbered. */
+const long = (n: number) => `message ${n}: ${"word ".repeat(400)}`;
+
+describe("the runtime within the context window", () => {
+  it("a refused request is cut and tried again; the session remembers the cut; the transcript keeps everything", async () => {
+    const model = new WindowedModel(3_000);
+    const seen = telemetry();
+    const { session, store } = await runtimeOver(model);
+    for (let n = 1; n <= 5; n++) {
+      expect(await (await session.send(long(n))).result).toMatchObject({ status: "completed" });
+    }
+    // 5 × ~510 tokens of questions and short answers fit; the 6th does not.
+    expect(model.refusals).toBe(0);
+    const sixth = await (await session.send(long(6))).result;
+    expect(sixth).toMatchObject({ status: "completed", steps: 1 });
+    expect(model.refusals).toBe(1);
+    const [refused, retried] = model.requests.slice(-2);
+    expect(retried!.length).toBeLessThan(refused!.length);
+    expect(retried![0]!.role).toBe("user");
+    expect(retried!.at(-1)).toEqual(refused!.at(-1));
+    expect(seen).toEqual([
+      expect.objectContaining({
+        session: KEY,
+        agent: "main",
+        runId: sixth.runId,
+        reason: "overflow",
+        droppedMessages: refused!.length - retried!.length,
+        sentMessages: retried!.length,
+      }),
+    ]);
+    // The next run is cut before it is sent: no second refusal.
+    const before = model.requests.length;
+    expect(await (await session.send(long(7))).result).toMatchObject({ status: "completed" });
+    expect(model.refusals).toBe(1);
+    expect(model.requests.length).toBe(before + 1);
+    expect(seen.at(-1)).toMatchObject({ reason: "budget" });
+    // Only the requests were cut: the transcript has every message of all seven turns.
+    const transcript = await store.transcripts.read(KEY);
+    expect(
+      transcript.filter((r) => (r.entry as { message?: ModelMessage }).message?.role === "user"),
+    ).toHaveLength(7);
+    expect((await session.info()).historyLength).toBe(14);
+  });
+
+  it("an agent's contextTokens cuts every request before the model sees it", async () => {
+    const model = new WindowedModel(1_000_000);
+    const seen = telemetry();
+    const { session } = await runtimeOver(model, {
+      agents: [{ ...MAIN, systemPrompt: "s".repeat(400), contextTokens: 1_300 }],
+    });
+    for (let n = 1; n <= 6; n++) await (await session.send(long(n))).result;
+    expect(model.refusals).toBe(0);
+    for (const request of model.requests) {
+      const tokens = request.reduce((sum, m) => sum + estimateMessageTokens(m), 0);
+      // The system prompt's 100 tokens count against the budget too.
+      expect(tokens + 100).toBeLessThanOrEqual(1_300);
+      expect(request[0]!.role).toBe("user");
+    }
+    expect(model.requests.at(-1)!.length).toBeLessThan(11);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((e) => e.reason === "budget" && e.maxTokens === 1_300)).toBe(true);
+  });
+
+  it("a run whose own messages are too long fails with the provider's refusal after at most three tries", async () => {
+    const model = new WindowedModel(300);
+    const { session } = await runtimeOver(model);
+    await (await session.send("short")).result;
+    const result = await (await session.send(long(1))).result;
+    expect(result.status).toBe("failed");
+    expect(result.error?.code).toBe("PROVIDER_ERROR");
+    expect(result.error?.message).toContain("maximum context length");
+    // Once with the history, once without it; nothing more can be left out.
+    expect(model.refusals).toBe(2);
+    expect(model.requests.at(-1)!.length).toBe(1);
+    // The session is not stuck: a short message runs.
+    expect(await (await session.send("short again")).result).toMatchObject({ status: "completed" });
+  });
+
+  it("a refusal after output has started is not tried again", async () => {
+    const model = new WindowedModel(1_000_000);
+    const { session } = await runtimeOver(model);
+    model.failMidStream = true;
+    const result = await (await session.send("hello")).result;
+    expect(result.status).toBe("failed");
+    expect(model.requests).toHaveLength(1);
+  });
+
+  it("refuses a contextTokens that is not a whole number >= 1", async () => {
+    const store = new MemoryStore();
+    for (const bad of [0, -5, 1.5, "1000", Number.NaN]) {
+      expect(
+        () =>
+          new AgentRuntime({
+            store,
+            models: new WindowedModel(1),
+            agents: [{ ...MAIN, contextTokens: bad as number }],
+          }),
+      ).toThrow(InvalidArgumentError);
+    }
+  });
+});

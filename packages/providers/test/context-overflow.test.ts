@@ -1,0 +1,120 @@
+/**
+ * A session that outgrew its model's context window, end to end over the vendors' HTTP APIs
+ * (faked with msw): each vendor refuses a prompt that is too long with its documented 400
+ * error, before any output; core's runtime recognizes the refusal from this package's
+ * `ProviderError`, leaves older turns out of the request, and tries again.
+ */
+import { AgentRuntime, createProviderChain, MemoryStore, type ModelProvider } from "@beamclaw/core";
+import { http } from "msw";
+import { setupServer } from "msw/node";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createAnthropicProvider, createOpenAIProvider } from "../src/index.js";
+import { errorResponse, fixture, sseResponse } from "./support.js";
+
+const server = setupServer();
+beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
+afterEach(() => server.resetHandlers());
+afterAll(() => server.close());
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Characters of the messages a request body carries (the vendor's "context window"). */
+function promptChars(body: { messages: Array<{ content: unknown }> }): number {
+  return body.messages.reduce((sum, m) => sum + JSON.stringify(m.content).length, 0);
+}
+
+interface Vendor {
+  name: string;
+  url: string;
+  provider: () => ModelProvider;
+  model: string;
+  refusal: () => ReturnType<typeof errorResponse>;
+  answer: string;
+}
+
+const vendors: Vendor[] = [
+  {
+    name: "OpenAI Chat Completions",
+    url: "https://api.openai.com/v1/chat/completions",
+    provider: () => createOpenAIProvider({ api: "chat", apiKey: "sk-test" }),
+    model: "openai/gpt-4.1-mini",
+    // https://platform.openai.com/docs/guides/error-codes: 400, code context_length_exceeded.
+    refusal: () =>
+      errorResponse(400, {
+        error: {
+          message:
+            "This model's maximum context length is 8192 tokens. However, your messages resulted in 9013 tokens. Please reduce the length of the messages.",
+          type: "invalid_request_error",
+          param: "messages",
+          code: "context_length_exceeded",
+        },
+      }),
+    answer: fixture("openai-chat-text.sse.txt"),
+  },
+  {
+    name: "Anthropic Messages",
+    url: "https://api.anthropic.com/v1/messages",
+    provider: () => createAnthropicProvider({ apiKey: "sk-ant-test" }),
+    model: "anthropic/claude-sonnet-4-5",
+    // https://docs.anthropic.com/en/api/errors: 400 invalid_request_error.
+    refusal: () =>
+      errorResponse(
+        400,
+        {
+          type: "error",
+          error: {
+            type: "invalid_request_error",
+            message: "prompt is too long: 208310 tokens > 200000 maximum",
+          },
+        },
+        { "request-id": "req_011CSHoEeqs5C35K2UUqR7Fy" },
+      ),
+    answer: fixture("anthropic-text.sse.txt"),
+  },
+];
+
+describe.each(vendors)("$name refuses a prompt that is too long", (vendor) => {
+  it("the runtime leaves older turns out and tries again; the session goes on", async () => {
+    const sizes: number[] = [];
+    const window = 9_000;
+    server.use(
+      http.post(vendor.url, async ({ request }) => {
+        const body = (await request.json()) as { messages: Array<{ content: unknown }> };
+        const chars = promptChars(body);
+        sizes.push(body.messages.length);
+        return chars > window ? vendor.refusal() : sseResponse(vendor.answer);
+      }),
+    );
+    const store = new MemoryStore();
+    await store.open();
+    cleanups.push(() => store.close());
+    const provider = vendor.provider();
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({
+        providers: [provider],
+        retry: { maxAttempts: 1 },
+        circuitBreaker: false,
+      }),
+      agents: [{ id: "main", model: vendor.model }],
+    });
+    cleanups.push(() => runtime.stop());
+    await runtime.start();
+    const session = runtime.session("agent:main:main");
+    const statuses: string[] = [];
+    for (let n = 1; n <= 6; n++) {
+      const result = await (await session.send(`question ${n}: ${"detail ".repeat(300)}`)).result;
+      statuses.push(result.status);
+    }
+    expect(statuses).toEqual(Array(6).fill("completed"));
+    // Some request was refused and the one after it carried fewer messages.
+    const refusedAt = sizes.findIndex((_, i) => i > 0 && sizes[i]! < sizes[i - 1]!);
+    expect(refusedAt).toBeGreaterThan(0);
+    expect(sizes.length).toBeGreaterThan(6);
+    // The session kept every turn.
+    expect((await session.info()).historyLength).toBe(12);
+  });
+});
