@@ -124,6 +124,24 @@ describe("the estimate and the cut", () => {
     );
   });
 
+  it("starts again where the previous cut did while that fits, and cuts down to the low-water mark when it moves", () => {
+    const turn = (n: number) => [user(`q${n} ${"q".repeat(392)}`), assistant(`a${n} ${"a".repeat(392)}`)];
+    const messages = [1, 2, 3, 4, 5, 6].flatMap(turn); // 103 tokens a message, 1,236 in all
+    // The previous cut started at turn 3 (index 4): 8 messages, 824 tokens, fit 900.
+    const again = fitMessages(messages, 900, 0, 12, { from: 4, lowWater: 600 });
+    expect(again.dropped).toBe(4);
+    expect(again.messages[0]).toBe(messages[4]);
+    // Two more turns do not fit from there (1,236): the cut moves, down to 600 (turns 7 and
+    // 8: 412), not just under 900.
+    const grown = [...messages, ...turn(7), ...turn(8)];
+    const moved = fitMessages(grown, 900, 0, 16, { from: 4, lowWater: 600 });
+    expect(moved.messages[0]).toBe(grown[12]);
+    expect(moved.tokens).toBe(412);
+    expect(fitMessages(grown, 900, 0, 16, { from: 4 }).messages[0]).toBe(grown[8]);
+    // A `from` that is not a user message's index (the history changed) is not trusted.
+    expect(fitMessages(messages, 900, 0, 12, { from: 5 }).messages[0]).toBe(messages[4]);
+  });
+
   it("never leaves out the current run's messages, even when they alone do not fit", () => {
     const messages = [user("old"), assistant("old answer"), user("x".repeat(4_000))];
     const fitted = fitMessages(messages, 100, 0, 2);
@@ -289,12 +307,16 @@ describe("the runtime within the context window", () => {
         sentMessages: retried!.length,
       }),
     ]);
-    // The next run is cut before it is sent: no second refusal.
+    // The next run is cut before it is sent: no second refusal. Its request starts where the
+    // retried one did (the prompt's beginning, what a prompt cache keeps, did not move), so
+    // no new cut is announced.
     const before = model.requests.length;
     expect(await (await session.send(long(7))).result).toMatchObject({ status: "completed" });
     expect(model.refusals).toBe(1);
     expect(model.requests.length).toBe(before + 1);
-    expect(seen.at(-1)).toMatchObject({ reason: "budget" });
+    expect(model.requests.at(-1)![0]).toEqual(retried![0]);
+    expect(model.requests.at(-1)!.length).toBe(retried!.length + 2);
+    expect(seen).toHaveLength(1);
     // Only the requests were cut: the transcript has every message of all seven turns.
     const transcript = await store.transcripts.read(KEY);
     expect(
@@ -320,6 +342,32 @@ describe("the runtime within the context window", () => {
     expect(model.requests.at(-1)!.length).toBeLessThan(11);
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every((e) => e.reason === "budget" && e.maxTokens === 1_300)).toBe(true);
+  });
+
+  it("with contextTokens, the beginning of the requests moves only once in a while (prompt-cache friendly)", async () => {
+    const model = new WindowedModel(1_000_000);
+    const seen = telemetry();
+    const { session } = await runtimeOver(model, {
+      agents: [{ ...MAIN, contextTokens: 2_100 }],
+    });
+    // About 110 tokens a turn: the budget holds about 19 turns.
+    for (let n = 1; n <= 40; n++) {
+      await (await session.send(`message ${n}: ${"word ".repeat(80)}`)).result;
+    }
+    const starts = model.requests.map((request) => request[0]);
+    const moves = starts.filter((first, i) => i > 0 && first !== starts[i - 1]).length;
+    // Every request over the budget was cut, but the start moved only when the room left at
+    // the last cut (a quarter of the budget) ran out: every few turns, not on every request.
+    const cutRequests = model.requests.filter((request, i) => request.length < 2 * i + 1).length;
+    expect(cutRequests).toBeGreaterThan(15);
+    expect(moves).toBeGreaterThan(1);
+    expect(moves).toBeLessThan(cutRequests / 3);
+    expect(seen).toHaveLength(moves);
+    for (const request of model.requests) {
+      expect(request.reduce((sum, m) => sum + estimateMessageTokens(m), 0)).toBeLessThanOrEqual(
+        2_100,
+      );
+    }
   });
 
   it("a run whose own messages are too long fails with the provider's refusal after at most three tries", async () => {

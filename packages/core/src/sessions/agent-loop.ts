@@ -291,6 +291,8 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
 const OVERFLOW_RETRIES = 3;
 /** After a refusal, the next request is cut to this share of the refused one's estimate. */
 const OVERFLOW_SHRINK = 0.7;
+/** A cut goes down to this share of the budget, leaving room for the turns that follow. */
+const LOW_WATER = 0.75;
 
 /**
  * A step whose request fits the context window as far as the loop knows it: cut to the agent's
@@ -312,6 +314,7 @@ async function fittedStep(
   if (window !== undefined && window.ref !== ref) {
     window.ref = ref;
     window.learnedMaxTokens = undefined;
+    window.horizon = undefined;
   }
   const configured = input.agent.contextTokens;
   const learned = window?.learnedMaxTokens;
@@ -347,7 +350,12 @@ async function fittedStep(
   }
 }
 
-/** `messages` cut to `maxTokens` (see `fitMessages`), with telemetry when a cut was made. */
+/**
+ * `messages` cut to `maxTokens` (see `fitMessages`). With the session's context window: a cut
+ * goes down to {@link LOW_WATER} of the budget, and later requests start at the same message
+ * while they fit, so that the beginning of the prompt (what a provider's prompt cache keeps)
+ * moves only once in a while. Telemetry says when it moves.
+ */
 function cutToFit(
   input: AgentLoopInput,
   messages: ModelMessage[],
@@ -356,8 +364,16 @@ function cutToFit(
   keepFrom: number,
   reason: "budget" | "overflow",
 ): ModelMessage[] {
-  const fitted = fitMessages(messages, maxTokens, fixed, keepFrom);
-  if (fitted.dropped > 0) {
+  const window = input.contextWindow;
+  const horizon = window?.horizon;
+  const from = horizon === undefined ? -1 : messages.indexOf(horizon);
+  const fitted = fitMessages(messages, maxTokens, fixed, keepFrom, {
+    from: from > 0 ? from : 0,
+    lowWater: Math.floor(maxTokens * LOW_WATER),
+  });
+  const first = fitted.dropped > 0 ? fitted.messages[0] : undefined;
+  if (window !== undefined) window.horizon = first;
+  if (first !== undefined && (first !== horizon || reason === "overflow")) {
     emitTelemetry("beamclaw:session.context", () => ({
       session: input.sessionKey,
       agent: input.agent.id,

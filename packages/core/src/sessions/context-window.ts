@@ -93,6 +93,22 @@ export interface FittedMessages {
   tokens: number;
 }
 
+/** Options of {@link fitMessages}. */
+export interface FitOptions {
+  /**
+   * Where the previous cut started (an index into `messages`): while what follows it fits,
+   * the request starts there again, so that its beginning stays the same from one request to
+   * the next and a provider's prompt cache keeps serving it.
+   */
+  from?: number;
+  /**
+   * When a cut is made, it goes down to this many tokens (below `maxTokens`), leaving room
+   * for the next turns before the beginning of the request has to move again. Default
+   * `maxTokens`.
+   */
+  lowWater?: number;
+}
+
 /**
  * The messages of a request cut to fit `maxTokens` (estimated, `fixedTokens` included): whole
  * turns are left out from the front, so that what is sent starts with a user message and no
@@ -104,6 +120,7 @@ export function fitMessages(
   maxTokens: number,
   fixedTokens: number,
   keepFrom: number,
+  options: FitOptions = {},
 ): FittedMessages {
   const sizes = new Array<number>(messages.length);
   let total = fixedTokens;
@@ -115,8 +132,15 @@ export function fitMessages(
   const limit = Math.min(Math.max(keepFrom, 0), messages.length);
   let cut = 0;
   let tokens = total;
+  const from = options.from ?? 0;
+  if (from > 0 && from <= limit && messages[from]?.role === "user") {
+    // The previous cut's beginning, if what follows it still fits.
+    while (cut < from) tokens -= sizes[cut++]!;
+    if (tokens <= maxTokens) return { messages: messages.slice(cut), dropped: cut, tokens };
+  }
+  const target = Math.min(options.lowWater ?? maxTokens, maxTokens);
   // Drop from the front until it fits; then move on to the next turn's start.
-  while (cut < limit && tokens > maxTokens) tokens -= sizes[cut++]!;
+  while (cut < limit && tokens > target) tokens -= sizes[cut++]!;
   while (cut < limit && messages[cut]!.role !== "user") tokens -= sizes[cut++]!;
   if (cut === 0) return { messages, dropped: 0, tokens: total };
   return { messages: messages.slice(cut), dropped: cut, tokens };
@@ -167,4 +191,9 @@ export interface ContextWindow {
   ref: string | undefined;
   /** Requests are cut to this many estimated tokens; undefined until a refusal. */
   learnedMaxTokens: number | undefined;
+  /**
+   * The first message of the last cut request: the next one starts there again while it
+   * fits (see `FitOptions.from`).
+   */
+  horizon: ModelMessage | undefined;
 }

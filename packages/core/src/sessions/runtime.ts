@@ -850,7 +850,16 @@ export class AgentRuntime {
         continue;
       }
       const starting = this.#starting.get(key);
-      if (starting !== undefined) return starting;
+      if (starting !== undefined) {
+        // Another caller's start: if it lost the name to a racing start (the supervisor's
+        // restart after a crash), look again, as that caller does.
+        try {
+          return await starting;
+        } catch (error) {
+          if (!isAlreadyRegistered(error)) throw error;
+          continue;
+        }
+      }
       const parsed = parseSessionKey(key);
       const agentId = parsed.agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id;
       const ctx = this.#ctx!;

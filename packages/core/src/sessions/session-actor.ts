@@ -259,10 +259,19 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #metadata!: SessionMetadata;
   #history: ModelMessage[] = [];
   /** What its runs learned of the model's context window (see `AgentLoopInput.contextWindow`). */
-  readonly #contextWindow: ContextWindow = { ref: undefined, learnedMaxTokens: undefined };
+  readonly #contextWindow: ContextWindow = {
+    ref: undefined,
+    learnedMaxTokens: undefined,
+    horizon: undefined,
+  };
   #active: ActiveRun | null = null;
   #pending: Batch[] = [];
   #pendingCount = 0;
+  /**
+   * A recovering session's unfinished messages are still to be replayed: messages that
+   * arrive meanwhile wait behind them (see the `replay` message).
+   */
+  #replayDue = false;
   #lastActivity = 0;
   #idleArmed = false;
   /** The session's PubSub topic, built once: a run publishes many events. */
@@ -334,7 +343,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#history = historyOf(live);
     this.#touch();
     // After a crash, messages that were accepted but not finished run again.
-    if (this.#recovering) this.send({ type: "replay" });
+    if (this.#recovering) {
+      this.#replayDue = true;
+      this.send({ type: "replay" });
+    }
   }
 
   /**
@@ -389,10 +401,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       // can race (the supervisor's restart and a revival); the one that lost the name is
       // stopped by its supervisor, and must not have taken a message in the meantime (that
       // would count a crash against it, and run it twice).
-      const holder = this.#ctx.holderOf(this.key);
-      if (holder !== undefined && holder !== this) return;
+      const holder = this.#ctx.holderOf(this.key) as { status?: string } | undefined;
+      const live = holder?.status === "running" || holder?.status === "starting";
+      if (live && holder !== this) return;
       const waited = (message as Extract<SessionInfo, { type: "replay" }>).waited ?? 0;
-      if (holder === undefined && waited < REPLAY_WAITS) {
+      if (holder !== this && waited < REPLAY_WAITS) {
         this.sendAfter({ type: "replay", waited: waited + 1 }, 1);
         return;
       }
@@ -412,7 +425,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       }
     } else if (message.type === "hibernate-if-idle") {
       // Memory pressure: an idle session hibernates now rather than after hibernateAfterMs.
-      if (this.#active === null && this.#pending.length === 0) void this.stop("normal");
+      if (this.#active === null && this.#pending.length === 0 && !this.#replayDue) {
+        void this.stop("normal");
+      }
     }
   }
 
@@ -491,6 +506,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const mode = delivery.options.queueMode ?? this.#ctx.defaultQueueMode;
     const active = this.#active;
     if (active === null) {
+      if (this.#replayDue) return this.#queueBehindReplay(delivery, mode);
       this.#start(this.#batch(delivery, mode));
       return { disposition: "started", runId: delivery.runId };
     }
@@ -523,6 +539,25 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       return { disposition: "queued", runId: last.runId };
     }
     this.#pending.push(this.#batch(delivery, mode));
+    return { disposition: "queued", runId: delivery.runId };
+  }
+
+  /** A message that arrived before the replay of a crashed session's unfinished ones. */
+  #queueBehindReplay(
+    delivery: SessionDelivery,
+    mode: QueueMode,
+  ): { disposition: SendDisposition; runId: string } {
+    if (this.#pendingCount >= this.#ctx.maxQueuedMessages) {
+      throw new OverloadedError(
+        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} messages waiting`,
+        this.#ctx.maxQueuedMessages,
+      );
+    }
+    this.#pendingCount++;
+    // Nothing runs yet: a steer or an interrupt has nothing to join or stop.
+    this.#pending.push(
+      this.#batch(delivery, mode === "steer" || mode === "interrupt" ? "followup" : mode),
+    );
     return { disposition: "queued", runId: delivery.runId };
   }
 
@@ -692,6 +727,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   async #replay(): Promise<void> {
     const pending = await this.#ctx.store.queue.replay({ sessionKey: this.key });
+    // Messages that arrived while the replay waited (see `#queueBehindReplay`) run after it.
+    const arrived = this.#pending.length;
+    this.#replayDue = false;
     for (const message of pending) {
       const payload = message.payload as {
         input?: UserMessageInput;
@@ -727,6 +765,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         unkeyed: hasMadeUpKey(message),
       });
     }
+    if (arrived > 0) this.#pending.unshift(...this.#pending.splice(arrived));
+    if (this.#active === null) this.#startNext();
   }
 
   /**
@@ -1126,7 +1166,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   #checkIdle(): void {
-    if (this.#active !== null || this.#pending.length > 0) {
+    if (this.#active !== null || this.#pending.length > 0 || this.#replayDue) {
       this.#touch();
       return;
     }

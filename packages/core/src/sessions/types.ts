@@ -39,7 +39,9 @@ export interface AgentDefinition {
    * less room for the answer. Estimated (about four characters a token, 1,600 an image,
    * system prompt and tool definitions included); the oldest turns of the history are left
    * out of a request that would go past it, whole turns at a time, never the current run's
-   * messages, and only from the request: the history and the transcript keep them.
+   * messages, and only from the request: the history and the transcript keep them. A cut
+   * goes down to three quarters of the budget, and later requests start at the same message
+   * while they fit, so that a provider's prompt cache keeps serving their beginning.
    *
    * Whether or not it is set, a request the provider refuses as longer than the model's
    * context window (before any output) is cut to 70% of its estimate and tried again, up to
