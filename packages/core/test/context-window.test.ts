@@ -125,7 +125,10 @@ describe("the estimate and the cut", () => {
   });
 
   it("starts again where the previous cut did while that fits, and cuts down to the low-water mark when it moves", () => {
-    const turn = (n: number) => [user(`q${n} ${"q".repeat(392)}`), assistant(`a${n} ${"a".repeat(392)}`)];
+    const turn = (n: number) => [
+      user(`q${n} ${"q".repeat(392)}`),
+      assistant(`a${n} ${"a".repeat(392)}`),
+    ];
     const messages = [1, 2, 3, 4, 5, 6].flatMap(turn); // 103 tokens a message, 1,236 in all
     // The previous cut started at turn 3 (index 4): 8 messages, 824 tokens, fit 900.
     const again = fitMessages(messages, 900, 0, 12, { from: 4, lowWater: 600 });

@@ -21,19 +21,10 @@ import {
   type ToolContext,
 } from "../src/sessions/index.js";
 import { MemoryStore } from "../src/store/memory-store.js";
-import { activeTimeouts, deferred, failureOf, waitFor } from "./support.js";
+import { abortOf, activeTimeouts, deferred, failureOf, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const MAIN = { id: "main", model: "test/model-1" };
-
-/** Resolves when `signal` aborts, with its reason. */
-function abortOf(signal: AbortSignal | undefined): Promise<unknown> {
-  return new Promise((resolve) => {
-    if (signal === undefined) return;
-    if (signal.aborted) resolve(signal.reason);
-    else signal.addEventListener("abort", () => resolve(signal.reason), { once: true });
-  });
-}
 
 /**
  * Answers `answer: <last user text>` at once, except for texts starting with `hang`: those

@@ -135,3 +135,12 @@ export function readAll<T>(stream: AsyncIterable<T>): Promise<{ events: T[]; err
     for await (const event of stream) take(event);
   });
 }
+
+/** Resolves with `signal`'s reason when it aborts (at once if it has); never without one. */
+export function abortOf(signal: AbortSignal | undefined): Promise<unknown> {
+  return new Promise((resolve) => {
+    if (signal === undefined) return;
+    if (signal.aborted) resolve(signal.reason);
+    else signal.addEventListener("abort", () => resolve(signal.reason), { once: true });
+  });
+}

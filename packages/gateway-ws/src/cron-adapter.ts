@@ -96,6 +96,25 @@ function fromSchedule(schedule: CronSchedule): Record<string, unknown> {
   };
 }
 
+/** The longest run time limit, in seconds: core's limit is 2,147,483,647 ms. */
+const MAX_TIMEOUT_SECONDS = 2_147_483;
+
+/**
+ * An `agentTurn` payload's `timeoutSeconds` as a job's `timeoutMs`: `undefined` when absent,
+ * `null` for `0` (no limit of the job's own), else whole ms (at least 1). Anything else is
+ * `INVALID_PARAMS` naming `field`.
+ */
+function toTimeoutMs(raw: unknown, method: string, field: string): number | null | undefined {
+  if (raw === undefined) return undefined;
+  if (typeof raw !== "number" || !Number.isFinite(raw) || raw < 0 || raw > MAX_TIMEOUT_SECONDS) {
+    throw invalidRequest(
+      `invalid ${method} params: ${field} must be a number of seconds from 0 (no limit) to ${MAX_TIMEOUT_SECONDS}`,
+      { code: "INVALID_PARAMS", field },
+    );
+  }
+  return raw === 0 ? null : Math.max(1, Math.round(raw * 1000));
+}
+
 function toPrompt(raw: unknown): { prompt: string; kind: JobMeta["payloadKind"] } {
   const p = record(raw, "payload");
   if (p.kind === "agentTurn" && typeof p.message === "string" && p.message.length > 0)
@@ -184,7 +203,11 @@ export function toProtocolJob(job: CronJob, meta: JobMeta | undefined): Record<s
     payload:
       meta?.payloadKind === "systemEvent"
         ? { kind: "systemEvent", text: job.prompt }
-        : { kind: "agentTurn", message: job.prompt },
+        : {
+            kind: "agentTurn",
+            message: job.prompt,
+            ...(job.timeoutMs === undefined ? {} : { timeoutSeconds: job.timeoutMs / 1000 }),
+          },
     delivery: fromDelivery(job.delivery),
     state,
     ...(state.nextRunAtMs === undefined ? {} : { nextRunAtMs: state.nextRunAtMs }),
@@ -382,6 +405,15 @@ export function cronBackend(
           : defaultAgent();
       if (agentId === undefined) throw invalidRequest("cron.add needs an agentId");
       const { prompt, kind } = toPrompt(params.payload);
+      // A system event has no time limit in the protocol: only an agent turn's is read.
+      const timeoutMs =
+        kind === "agentTurn"
+          ? toTimeoutMs(
+              (params.payload as Record<string, unknown>).timeoutSeconds,
+              "cron.add",
+              "payload.timeoutSeconds",
+            )
+          : undefined;
       const input: CronJobInput = {
         id: randomUUID(),
         agentId,
@@ -390,6 +422,7 @@ export function cronBackend(
         prompt,
         enabled: params.enabled !== false,
         delivery: toDelivery(params.delivery),
+        ...(typeof timeoutMs === "number" ? { timeoutMs } : {}),
       };
       const service = await supervisor.forAgent(agentId).catch(rethrow);
       const job = await service.add(input).catch(rethrow);
@@ -414,17 +447,33 @@ export function cronBackend(
         change.enabled = patch.enabled;
       }
       if (patch.delivery !== undefined) change.delivery = toDelivery(patch.delivery);
+      const old = await meta(id);
       let kind: JobMeta["payloadKind"] | undefined;
       if (patch.payload !== undefined) {
-        const payload = toPrompt(patch.payload);
-        change.prompt = payload.prompt;
-        kind = payload.kind;
+        const p = record(patch.payload, "patch.payload");
+        if (
+          p.kind === "agentTurn" &&
+          p.message === undefined &&
+          (old?.payloadKind ?? "agentTurn") === "agentTurn"
+        ) {
+          // A patch of an agent turn's other fields (its time limit): the message stays.
+          kind = "agentTurn";
+        } else {
+          const payload = toPrompt(p);
+          change.prompt = payload.prompt;
+          kind = payload.kind;
+        }
+        // `timeoutSeconds` absent keeps the limit; `0` clears it; a system event has none.
+        const timeoutMs =
+          kind === "agentTurn"
+            ? toTimeoutMs(p.timeoutSeconds, "cron.update", "patch.payload.timeoutSeconds")
+            : null;
+        if (timeoutMs !== undefined) change.timeoutMs = timeoutMs;
       }
       const job =
         Object.keys(change).length === 0
           ? await service.get(id).catch(rethrow)
           : await service.update(id, change).catch(rethrow);
-      const old = await meta(id);
       const next: JobMeta = {
         name: typeof patch.name === "string" ? patch.name : (old?.name ?? id),
         ...(typeof patch.description === "string"

@@ -108,6 +108,12 @@ export const CronJobConfigSchema = z
           .strict(),
       ])
       .default({ kind: "none" }),
+    /**
+     * Time limit of each run, in ms (the run's `SendOptions.timeoutMs`): a run past it is
+     * cancelled and recorded as an error with `RUN_TIMEOUT`. Default: none of its own (the
+     * agent's `timeoutMs` still applies).
+     */
+    timeoutMs: positiveMs.max(2 ** 31 - 1).optional(),
   })
   .strict();
 

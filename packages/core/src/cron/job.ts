@@ -13,7 +13,13 @@ import type { CronJob, CronJobInput, CronJobPatch } from "./types.js";
 const InputSchema = CronJobConfigSchema.extend({
   agentId: CronJobConfigSchema.shape.agentId.optional(),
 });
-const PatchSchema = CronJobConfigSchema.omit({ id: true, agentId: true }).partial().strict();
+const PatchSchema = CronJobConfigSchema.omit({ id: true, agentId: true })
+  .partial()
+  .extend({
+    // `null` clears the job's time limit.
+    timeoutMs: CronJobConfigSchema.shape.timeoutMs.unwrap().nullable().optional(),
+  })
+  .strict();
 
 function describeIssues(error: z.ZodError): string {
   return error.issues
@@ -53,6 +59,7 @@ export function parseJobInput(
       catchUp: data.catchUp,
       catchUpLimit: data.catchUpLimit,
       delivery: data.delivery,
+      ...(data.timeoutMs === undefined ? {} : { timeoutMs: data.timeoutMs }),
       source,
       createdAt: now,
       updatedAt: now,

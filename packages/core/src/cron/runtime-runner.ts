@@ -24,7 +24,9 @@ export interface AgentRuntimeJobRunner extends CronJobRunner {
  *   `agent:<agentId>:cron:<jobId>.<startedAt>` (reported back as the run's `sessionKey`).
  *   The service deletes these sessions 24 h after their run through `deleteSession`.
  *
- * A run that ends `completed` is `ok`; `failed`, `aborted` and `max-steps` are errors.
+ * A run that ends `completed` is `ok`; `failed`, `aborted` and `max-steps` are errors. A job's
+ * `timeoutMs` is the run's `SendOptions.timeoutMs`: a run past it is cancelled by the runtime
+ * and recorded as an error `RUN_TIMEOUT: <message>`.
  *
  * The runtime of a `ClusterNode` is cluster-aware: every scheduled and catch-up run is
  * claimed first through the node's `cronGuard`, so with a `CronSupervisor` on every node
@@ -50,7 +52,11 @@ export function agentRuntimeJobRunner(
     }
     const handle = await session.send(
       { text: job.prompt, sender: `cron:${job.id}` },
-      { signal: context.signal, idempotencyKey: `cron:${context.runId}` },
+      {
+        signal: context.signal,
+        idempotencyKey: `cron:${context.runId}`,
+        ...(job.timeoutMs === undefined ? {} : { timeoutMs: job.timeoutMs }),
+      },
     );
     const result = await handle.result;
     const sessionKey = key === context.sessionKey ? {} : { sessionKey: key };

@@ -380,7 +380,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
 
   /**
    * Changes a job. A new schedule is computed from now (an `at` job with a new time may run
-   * again); `enabled` behaves as `enable()` / `disable()`.
+   * again); `enabled` behaves as `enable()` / `disable()`; `timeoutMs: null` clears the
+   * job's time limit (a run in progress keeps the limit it started with).
+   *
+   * @throws InvalidArgumentError for a malformed patch (nothing changes); CronError
+   *   `CRON_JOB_NOT_FOUND`, `INVALID_CRON_SCHEDULE`, `CRON_JOB_COMPLETED`.
    */
   async update(id: string, patch: CronJobPatch): Promise<CronJob> {
     return (await this.#request({ op: "update", id, patch })) as CronJob;
@@ -718,6 +722,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (patch.catchUp !== undefined) next.catchUp = patch.catchUp;
     if (patch.catchUpLimit !== undefined) next.catchUpLimit = patch.catchUpLimit;
     if (patch.delivery !== undefined) next.delivery = patch.delivery;
+    if (patch.timeoutMs === null) delete next.timeoutMs;
+    else if (patch.timeoutMs !== undefined) next.timeoutMs = patch.timeoutMs;
     next.updatedAt = now;
     const state = next.state;
     if (patch.schedule !== undefined) {
@@ -859,8 +865,13 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       const { id, agentId, ...fields } = config;
       void agentId;
       if (existing === undefined) await this.#add({ ...fields, id }, now, "config");
-      else if (existing.job.source === "config" && changed(existing.job, fields)) {
-        await this.#update(existing, fields, now);
+      else if (
+        existing.job.source === "config" &&
+        // A time limit taken out of the file is cleared (the file is the truth).
+        (changed(existing.job, fields) ||
+          (fields.timeoutMs === undefined && existing.job.timeoutMs !== undefined))
+      ) {
+        await this.#update(existing, { ...fields, timeoutMs: fields.timeoutMs ?? null }, now);
       }
     }
     return [...this.#entries.values()]

@@ -48,10 +48,23 @@ export interface CronJobInput {
   catchUpLimit?: number;
   /** Default `{ kind: "none" }`. */
   delivery?: CronDelivery;
+  /**
+   * Time limit of each run, in ms: a whole number from 1 to 2,147,483,647, passed to the run
+   * as `SendOptions.timeoutMs` by {@link agentRuntimeJobRunner}. A run past it is cancelled
+   * and recorded as an `error` run whose error starts with `RUN_TIMEOUT`. Default: none of
+   * the job's own (the agent's `timeoutMs`, if any, still applies; the shorter wins).
+   */
+  timeoutMs?: number;
 }
 
-/** What `update` accepts: any field of the input but the id and agent. */
-export type CronJobPatch = Partial<Omit<CronJobInput, "id" | "agentId">>;
+/**
+ * What `update` accepts: any field of the input but the id and agent. `timeoutMs: null`
+ * clears the job's time limit.
+ */
+export type CronJobPatch = Partial<Omit<CronJobInput, "id" | "agentId" | "timeoutMs">> & {
+  /** A new time limit of each run, in ms (see {@link CronJobInput.timeoutMs}); `null` clears it. */
+  timeoutMs?: number | null;
+};
 
 /** A job's scheduling state, kept with the job in the store. */
 export type CronJobState = {
@@ -99,6 +112,8 @@ export interface CronJob extends CronJobRecord {
   catchUp: CronCatchUpPolicy;
   catchUpLimit: number;
   delivery: CronDelivery;
+  /** Time limit of each run, in ms; absent when the job has none (see {@link CronJobInput.timeoutMs}). */
+  timeoutMs?: number;
   /** `config` for jobs managed by `CronSupervisor.applyConfig`, `api` otherwise. */
   source: "api" | "config";
   createdAt: number;

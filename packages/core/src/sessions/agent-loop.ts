@@ -368,7 +368,7 @@ function cutToFit(
   const horizon = window?.horizon;
   const from = horizon === undefined ? -1 : messages.indexOf(horizon);
   const fitted = fitMessages(messages, maxTokens, fixed, keepFrom, {
-    from: from > 0 ? from : 0,
+    from: Math.max(from, 0),
     lowWater: Math.floor(maxTokens * LOW_WATER),
   });
   const first = fitted.dropped > 0 ? fitted.messages[0] : undefined;

@@ -108,6 +108,23 @@ function cronRunsParams(method: string, p: ParamsObject): Record<string, unknown
   return withoutUndefined(out);
 }
 
+/**
+ * A payload's `timeoutSeconds`, when given, is what the protocol allows: a finite number of
+ * seconds >= 0 (`0`: no limit). Anything else is `INVALID_PARAMS` naming `field`. (The cron
+ * backend reads it; core's adapter also bounds it by the longest limit a run can have.)
+ */
+function checkTimeoutSeconds(method: string, payload: unknown, field: string): void {
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) return;
+  const value = (payload as { timeoutSeconds?: unknown }).timeoutSeconds;
+  if (value === undefined) return;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw invalidRequest(
+      `invalid ${method} params: ${field} must be a number of seconds >= 0 (0: no limit)`,
+      { code: "INVALID_PARAMS", field },
+    );
+  }
+}
+
 function withoutUndefined(record: Record<string, unknown>): Record<string, unknown> {
   for (const key of Object.keys(record)) if (record[key] === undefined) delete record[key];
   return record;
@@ -146,6 +163,7 @@ export const cronMethods: Record<string, HubMethod> = {
       if (typeof p.payload !== "object" || p.payload === null) {
         throw invalidRequest("invalid cron.add params: payload must be an object");
       }
+      checkTimeoutSeconds(call.method, p.payload, "payload.timeoutSeconds");
       const job = await cron.add(p);
       const id = (job as { id?: unknown } | null)?.id;
       if (typeof id === "string") announce(hub, "added", id);
@@ -161,6 +179,11 @@ export const cronMethods: Record<string, HubMethod> = {
       if (typeof patch !== "object" || patch === null || Array.isArray(patch)) {
         throw invalidRequest("invalid cron.update params: patch must be an object");
       }
+      checkTimeoutSeconds(
+        call.method,
+        (patch as { payload?: unknown }).payload,
+        "patch.payload.timeoutSeconds",
+      );
       const job = await cron.update(id, patch as Record<string, unknown>);
       announce(hub, "updated", id);
       return job;
