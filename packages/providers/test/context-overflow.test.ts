@@ -1,6 +1,7 @@
 /**
  * A session that outgrew its model's context window, end to end over the vendors' HTTP APIs
- * (faked with msw): each vendor refuses a prompt that is too long with its documented 400
+ * (faked with msw: OpenAI Chat Completions and Responses, Anthropic Messages, a vLLM server):
+ * each refuses a prompt that is too long with its documented 400
  * error, before any output; core's runtime recognizes the refusal from this package's
  * `ProviderError`, leaves older turns out of the request, and tries again.
  */
@@ -8,7 +9,11 @@ import { AgentRuntime, createProviderChain, MemoryStore, type ModelProvider } fr
 import { http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createAnthropicProvider, createOpenAIProvider } from "../src/index.js";
+import {
+  createAnthropicProvider,
+  createOpenAICompatibleProvider,
+  createOpenAIProvider,
+} from "../src/index.js";
 import { errorResponse, fixture, sseResponse } from "./support.js";
 
 const server = setupServer();
@@ -21,9 +26,20 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Characters of the messages a request body carries (the vendor's "context window"). */
-function promptChars(body: { messages: Array<{ content: unknown }> }): number {
-  return body.messages.reduce((sum, m) => sum + JSON.stringify(m.content).length, 0);
+/** A request body: Chat Completions' and Anthropic's `messages`, the Responses API's `input`. */
+interface PromptBody {
+  messages?: unknown[];
+  input?: unknown[];
+}
+
+/** The prompt's items (messages) of a request body. */
+function promptItems(body: PromptBody): unknown[] {
+  return body.messages ?? body.input ?? [];
+}
+
+/** Characters of the prompt a request body carries (the vendor's "context window"). */
+function promptChars(body: PromptBody): number {
+  return promptItems(body).reduce<number>((sum, item) => sum + JSON.stringify(item).length, 0);
 }
 
 interface Vendor {
@@ -74,6 +90,41 @@ const vendors: Vendor[] = [
       ),
     answer: fixture("anthropic-text.sse.txt"),
   },
+  {
+    name: "OpenAI Responses",
+    url: "https://api.openai.com/v1/responses",
+    provider: () => createOpenAIProvider({ api: "responses", apiKey: "sk-test" }),
+    model: "openai/gpt-4.1",
+    refusal: () =>
+      errorResponse(400, {
+        error: {
+          message:
+            "Your input exceeds the context window of this model. Please adjust your input and try again.",
+          type: "invalid_request_error",
+          param: "input",
+          code: "context_length_exceeded",
+        },
+      }),
+    answer: fixture("openai-responses-text.sse.txt"),
+  },
+  {
+    name: "an OpenAI-compatible server (vLLM)",
+    url: "http://127.0.0.1:8000/v1/chat/completions",
+    provider: () =>
+      createOpenAICompatibleProvider({ id: "vllm", baseUrl: "http://127.0.0.1:8000/v1" }),
+    model: "vllm/qwen2.5-7b",
+    // vLLM's OpenAI-compatible error body for a prompt past max_model_len.
+    refusal: () =>
+      errorResponse(400, {
+        object: "error",
+        message:
+          "This model's maximum context length is 4096 tokens. However, you requested 5012 tokens (4500 in the messages, 512 in the completion). Please reduce the length of the messages or completion.",
+        type: "BadRequestError",
+        param: null,
+        code: 400,
+      }),
+    answer: fixture("openai-chat-text.sse.txt"),
+  },
 ];
 
 describe.each(vendors)("$name refuses a prompt that is too long", (vendor) => {
@@ -82,9 +133,9 @@ describe.each(vendors)("$name refuses a prompt that is too long", (vendor) => {
     const window = 9_000;
     server.use(
       http.post(vendor.url, async ({ request }) => {
-        const body = (await request.json()) as { messages: Array<{ content: unknown }> };
+        const body = (await request.json()) as PromptBody;
         const chars = promptChars(body);
-        sizes.push(body.messages.length);
+        sizes.push(promptItems(body).length);
         return chars > window ? vendor.refusal() : sseResponse(vendor.answer);
       }),
     );
