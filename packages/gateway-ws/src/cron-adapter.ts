@@ -18,6 +18,7 @@ import {
   type CronSupervisor,
   type JsonObject,
   type KeyValueStore,
+  MAX_RUN_TIMEOUT_MS,
   subscribeTelemetry,
 } from "@beamclaw/core";
 import type { GatewayCronBackend } from "./cron.js";
@@ -96,8 +97,8 @@ function fromSchedule(schedule: CronSchedule): Record<string, unknown> {
   };
 }
 
-/** The longest run time limit, in seconds: core's limit is 2,147,483,647 ms. */
-const MAX_TIMEOUT_SECONDS = 2_147_483;
+/** The longest run time limit, in whole seconds (core's `MAX_RUN_TIMEOUT_MS`). */
+const MAX_TIMEOUT_SECONDS = Math.floor(MAX_RUN_TIMEOUT_MS / 1000);
 
 /**
  * An `agentTurn` payload's `timeoutSeconds` as a job's `timeoutMs`: `undefined` when absent,

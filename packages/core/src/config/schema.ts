@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { CHANNEL_ID_PATTERN } from "../channels/validate.js";
 import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
+import { MAX_RUN_TIMEOUT_MS } from "../sessions/types.js";
 
 const positiveMs = z.number().int().positive();
 const modelRef = z.string().regex(/^[^/\s]+\/\S+$/, 'a model reference "provider/model"');
@@ -18,7 +19,7 @@ const agentFields = {
   tools: z.array(z.string()).default([]),
   maxSteps: z.number().int().min(1).max(1000).default(16),
   /** Time limit of one run, in ms (see `AgentDefinition.timeoutMs`). Default: none. */
-  timeoutMs: positiveMs.max(2 ** 31 - 1).optional(),
+  timeoutMs: positiveMs.max(MAX_RUN_TIMEOUT_MS).optional(),
   thinking: z.enum(["off", "minimal", "low", "medium", "high"]).optional(),
   maxOutputTokens: z.number().int().positive().optional(),
   temperature: z.number().min(0).max(2).optional(),
@@ -113,7 +114,7 @@ export const CronJobConfigSchema = z
      * cancelled and recorded as an error with `RUN_TIMEOUT`. Default: none of its own (the
      * agent's `timeoutMs` still applies).
      */
-    timeoutMs: positiveMs.max(2 ** 31 - 1).optional(),
+    timeoutMs: positiveMs.max(MAX_RUN_TIMEOUT_MS).optional(),
   })
   .strict();
 

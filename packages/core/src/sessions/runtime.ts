@@ -50,16 +50,17 @@ import {
   SessionRequestFailure,
 } from "./session-actor.js";
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
-import type {
-  AgentDefinition,
-  QuarantinedMessage,
-  QueueMode,
-  SendOptions,
-  SessionMetadata,
-  SubagentLimits,
-  ToolContext,
-  ToolRunner,
-  UserMessageInput,
+import {
+  type AgentDefinition,
+  MAX_RUN_TIMEOUT_MS,
+  type QuarantinedMessage,
+  type QueueMode,
+  type SendOptions,
+  type SessionMetadata,
+  type SubagentLimits,
+  type ToolContext,
+  type ToolRunner,
+  type UserMessageInput,
 } from "./types.js";
 import { UsageMeter } from "./usage.js";
 
@@ -1107,9 +1108,6 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
   checkRunTimeout(opts.timeoutMs, "timeoutMs");
   return input;
 }
-
-/** Longest run time limit: what one Node.js timer can wait. */
-const MAX_RUN_TIMEOUT_MS = 2 ** 31 - 1;
 
 /** Throws unless `value` is undefined or a whole number of ms a timer can wait. */
 function checkRunTimeout(value: unknown, what: string): void {

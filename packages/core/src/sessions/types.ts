@@ -8,6 +8,13 @@ import type {
   ThinkingLevel,
   ToolCallPart,
 } from "../providers/types.js";
+import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
+
+/**
+ * The longest time limit a run may have (`SendOptions.timeoutMs`, `AgentDefinition.timeoutMs`),
+ * in ms: what one Node.js timer can wait (2,147,483,647, about 24.8 days).
+ */
+export const MAX_RUN_TIMEOUT_MS = MAX_TIMER_DELAY_MS;
 
 /** How an agent behaves: its model, prompt, tools and limits. */
 export interface AgentDefinition {

@@ -1,5 +1,10 @@
 /** `chat.send`, `chat.history`, `chat.abort`, `agent`, `agent.wait`. */
-import type { ChannelTarget, JsonObject, RunResult } from "@beamclaw/core";
+import {
+  type ChannelTarget,
+  type JsonObject,
+  MAX_RUN_TIMEOUT_MS,
+  type RunResult,
+} from "@beamclaw/core";
 import { channelDeliveryOf } from "../channel-delivery.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
@@ -373,7 +378,9 @@ export const chatMethods: Record<string, HubMethod> = {
       // OpenClaw's `agent` answers twice: "accepted" now, the outcome when the run ends.
       // A little past the run's own limit, so that the run's timeout is what answers.
       const timeoutMs =
-        runTimeoutMs === undefined ? 2 ** 31 - 1 : Math.min(runTimeoutMs + 1000, 2 ** 31 - 1);
+        runTimeoutMs === undefined
+          ? MAX_RUN_TIMEOUT_MS
+          : Math.min(runTimeoutMs + 1000, MAX_RUN_TIMEOUT_MS);
       void hub.runs.wait(outcome.runId, timeoutMs, call.signal).then((snapshot) => {
         if (call.signal.aborted) return;
         const base = waitResult(outcome.runId, snapshot);

@@ -3,6 +3,7 @@ import { randomUUID } from "node:crypto";
 import {
   isBeamClawError,
   type JsonObject,
+  MAX_RUN_TIMEOUT_MS,
   type ModelMessage,
   parseSessionKey,
   type QueueMode,
@@ -556,9 +557,6 @@ export interface SendOutcome {
  * will see the run under (its idempotency key, for `chat.send` and `agent`). A repeated id
  * does not send again: it answers `in_flight` while the run goes on, or how it ended.
  */
-/** Longest run time limit a client may ask for: what one Node.js timer can wait. */
-const MAX_RUN_TIMEOUT_MS = 2 ** 31 - 1;
-
 /**
  * A run time limit in `field` (`chat.send` / `sessions.send` `timeoutMs`; `agent` `timeout`
  * in seconds): an integer from 0, where 0 means no limit of the message's own (the agent's
