@@ -21,6 +21,7 @@ import {
   type AgentTool,
   BasicToolRunner,
   type ModelSource,
+  promptCacheKey,
   type RunEvent,
   runAgentLoop,
   type UserMessageInput,
@@ -445,7 +446,10 @@ describe("runAgentLoop: answers and tools", () => {
         // The last usage event of a call wins.
         usage({ inputTokens: 100, outputTokens: 10, cacheReadTokens: 40 }),
       ],
-      [text("ok"), usage({ inputTokens: 200, outputTokens: 20, cacheWriteTokens: 5 })],
+      [
+        text("ok"),
+        usage({ inputTokens: 200, outputTokens: 20, cacheWriteTokens: 5, cacheWrite1hTokens: 3 }),
+      ],
     ]);
     const priced: Array<[string, ModelUsage]> = [];
     const cost = (ref: string, u: ModelUsage) => {
@@ -459,6 +463,7 @@ describe("runAgentLoop: answers and tools", () => {
       outputTokens: 30,
       cacheReadTokens: 40,
       cacheWriteTokens: 5,
+      cacheWrite1hTokens: 3,
     });
     expect(r.costUsd).toBeCloseTo(0.1 + 0.1 + 0.2 + 0.2, 10);
     expect(priced.map(([ref]) => ref)).toEqual(["prov/model-a", "prov/model-a"]);
@@ -815,6 +820,20 @@ describe("runAgentLoop: the requests", () => {
     expect(userText(source.calls[2]!.request.messages[0])).toBe("earlier");
     // No two requests share an array: what a source kept of one is never changed later.
     expect(new Set(source.calls.map((call) => call.request.messages)).size).toBe(3);
+  });
+
+  it("every request carries the session's cache key: a digest of its key, or the one given", async () => {
+    const script = () => new ScriptedSource([[text("a")]]);
+    const plain = script();
+    await run(plain, { sessionKey: "agent:main:direct:alice" }).result;
+    const given = script();
+    await run(given, { cacheKey: "tenant-7" }).result;
+    const key = plain.calls[0]!.request.cacheKey;
+    expect(key).toBe(promptCacheKey("agent:main:direct:alice"));
+    expect(key).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(key).not.toContain("alice");
+    expect(promptCacheKey("agent:main:direct:bob")).not.toBe(key);
+    expect(given.calls[0]!.request.cacheKey).toBe("tenant-7");
   });
 });
 

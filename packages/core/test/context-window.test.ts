@@ -4,7 +4,7 @@
  * the runtime's recovery from one (cut, try again, remember), with an agent's `contextTokens`
  * budget applied before anything is refused. The transcript and the history keep everything.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   AllProvidersFailedError,
   InvalidArgumentError,
@@ -326,6 +326,70 @@ describe("the runtime within the context window", () => {
       transcript.filter((r) => (r.entry as { message?: ModelMessage }).message?.role === "user"),
     ).toHaveLength(7);
     expect((await session.info()).historyLength).toBe(14);
+  });
+
+  it("the learned cut is kept with the session: after hibernation and after a restart the refusal does not come back", async () => {
+    const model = new WindowedModel(3_000);
+    const { runtime, session, store } = await runtimeOver(model);
+    for (let n = 1; n <= 6; n++) await (await session.send(long(n))).result;
+    expect(model.refusals).toBe(1);
+    const learned = (await session.info()).metadata.contextLimit;
+    expect(learned).toEqual({ model: "test/model-1", maxTokens: expect.any(Number) });
+    expect((await store.sessions.get(KEY))?.contextLimit).toEqual(learned);
+
+    expect(runtime.hibernateIdleSessions()).toBe(1);
+    await vi.waitFor(() => expect(runtime.activeSessions()).not.toContain(KEY));
+    expect(await (await session.send(long(7))).result).toMatchObject({ status: "completed" });
+    expect(model.refusals).toBe(1);
+
+    await runtime.stop();
+    const again = new AgentRuntime({ store, models: model, agents: [MAIN] });
+    cleanups.push(() => again.stop());
+    await again.start();
+    const sent = model.requests.length;
+    expect(await (await again.session(KEY).send(long(8))).result).toMatchObject({
+      status: "completed",
+    });
+    expect(model.refusals).toBe(1);
+    expect(model.requests.length).toBe(sent + 1);
+    expect((await again.session(KEY).info()).metadata.contextLimit).toEqual(learned);
+  });
+
+  it("a learned cut is for one model: a session moved to another model forgets it", async () => {
+    const model = new WindowedModel(3_000);
+    const { session, store } = await runtimeOver(model);
+    for (let n = 1; n <= 6; n++) await (await session.send(long(n))).result;
+    expect((await session.info()).metadata.contextLimit?.model).toBe("test/model-1");
+    // The other model's window is larger: the whole history is sent to it.
+    model.window = 1_000_000;
+    expect(await (await session.send("short", { model: "test/model-2" })).result).toMatchObject({
+      status: "completed",
+    });
+    expect(model.requests.at(-1)).toHaveLength(13);
+    expect((await session.info()).metadata.contextLimit).toBeUndefined();
+    expect((await store.sessions.get(KEY))?.contextLimit).toBeUndefined();
+  });
+
+  it("a stored contextLimit that makes no sense is ignored and dropped, not trusted", async () => {
+    const model = new WindowedModel(1_000_000);
+    const store = new MemoryStore();
+    await store.open();
+    cleanups.push(() => store.close());
+    const at = Date.now();
+    await store.sessions.put({
+      key: KEY,
+      agentId: "main",
+      createdAt: at,
+      updatedAt: at,
+      contextLimit: { model: "test/model-1", maxTokens: -5 },
+    });
+    const runtime = new AgentRuntime({ store, models: model, agents: [MAIN] });
+    cleanups.push(() => runtime.stop());
+    await runtime.start();
+    const session = runtime.session(KEY);
+    expect(await (await session.send(long(1))).result).toMatchObject({ status: "completed" });
+    expect(model.requests.at(-1)).toHaveLength(1);
+    expect((await session.info()).metadata.contextLimit).toBeUndefined();
   });
 
   it("an agent's contextTokens cuts every request before the model sees it", async () => {

@@ -1004,6 +1004,23 @@ describe("computeCost", () => {
     expect(cost).toBeCloseTo(0.004, 10);
   });
 
+  it("prices writes to a one-hour cache at cacheWrite1hPerMTok, the five-minute write price without one", () => {
+    const usage = {
+      inputTokens: 4_000,
+      outputTokens: 0,
+      cacheWriteTokens: 3_000,
+      cacheWrite1hTokens: 2_000,
+    };
+    const pricing = { inputPerMTok: 3, outputPerMTok: 15, cacheWritePerMTok: 3.75 };
+    // 1 000 uncached × 3 + 1 000 five-minute writes × 3.75 + 2 000 one-hour writes × 6.
+    expect(computeCost(usage, { ...pricing, cacheWrite1hPerMTok: 6 })).toBeCloseTo(0.01875, 10);
+    expect(computeCost(usage, pricing)).toBeCloseTo(0.01425, 10);
+    // A count of one-hour writes above the writes themselves is capped at them.
+    expect(
+      computeCost({ ...usage, cacheWrite1hTokens: 9_000 }, { ...pricing, cacheWrite1hPerMTok: 6 }),
+    ).toBeCloseTo((1_000 * 3 + 3_000 * 6) / 1e6, 10);
+  });
+
   it("rejects negative or non-finite prices with InvalidArgumentError", () => {
     expect(() =>
       computeCost({ inputTokens: 1, outputTokens: 1 }, { inputPerMTok: -1, outputPerMTok: 1 }),

@@ -6,6 +6,8 @@
  */
 export {
   ANTHROPIC_VERSION,
+  type AnthropicCacheTtl,
+  type AnthropicPromptCacheOptions,
   type AnthropicProviderOptions,
   createAnthropicProvider,
   DEFAULT_ANTHROPIC_THINKING_BUDGETS,

@@ -19,12 +19,14 @@ function anthropic(
       inputPerMTok: input,
       outputPerMTok: output,
       cacheWritePerMTok: cacheWrite,
+      // The one-hour cache's writes cost twice the input price.
+      cacheWrite1hPerMTok: input * 2,
       cacheReadPerMTok: cacheRead,
     },
   };
 }
 
-/** Anthropic list prices; cache writes are the 5-minute cache's. */
+/** Anthropic list prices; `cacheWritePerMTok` is the five-minute cache's. */
 export const ANTHROPIC_MODELS: readonly ModelInfo[] = [
   anthropic("claude-opus-4-6", 5, 25, 6.25, 0.5),
   anthropic("claude-sonnet-4-6", 3, 15, 3.75, 0.3),

@@ -109,6 +109,8 @@ export interface ChatDialect {
   requireDone: boolean;
   /** Env variable named in the "no API key" error, or undefined when a key is optional. */
   apiKeyEnv: string | undefined;
+  /** Send the request's `cacheKey` as `prompt_cache_key` (OpenAI routes by it). */
+  promptCacheKey: boolean;
 }
 
 /** An image part as the URL OpenAI expects: a `data:` URL for inline data. */
@@ -208,6 +210,9 @@ export function toChatRequest(
     body[dialect.maxTokensField] = request.maxOutputTokens;
   }
   if (request.temperature !== undefined) body.temperature = request.temperature;
+  if (dialect.promptCacheKey && request.cacheKey !== undefined) {
+    body.prompt_cache_key = request.cacheKey;
+  }
   // `off` sends nothing: reasoning models cannot all turn reasoning off, and a value they do
   // not know is a 400.
   if (request.thinking !== undefined && request.thinking !== "off") {

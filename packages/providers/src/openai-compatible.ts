@@ -34,6 +34,12 @@ export interface OpenAICompatibleProviderOptions extends ProviderHttpOptions {
   includeUsage?: boolean;
   /** Context windows and prices of the server's models, merged into `listModels()`. */
   models?: ModelInfo[];
+  /**
+   * Send a request's `cacheKey` (a digest of the session key) as `prompt_cache_key`, for a
+   * server that routes requests to where their prefix is cached by it, as OpenAI does.
+   * Default false: a strict server may refuse a field it does not know.
+   */
+  promptCacheKey?: boolean;
 }
 
 /**
@@ -88,6 +94,7 @@ export function createOpenAICompatibleProvider(
     includeUsage: options.includeUsage ?? true,
     requireDone: false,
     apiKeyEnv: undefined,
+    promptCacheKey: options.promptCacheKey === true,
   } as const;
   const models = options.models;
   return {

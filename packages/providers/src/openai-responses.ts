@@ -90,8 +90,15 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
   return items;
 }
 
-/** Maps a request to the Responses API body. */
-export function toResponsesRequest(request: ModelRequest, context: CallContext): JsonObject {
+/**
+ * Maps a request to the Responses API body; `promptCacheKey` sends its `cacheKey` as
+ * `prompt_cache_key`.
+ */
+export function toResponsesRequest(
+  request: ModelRequest,
+  context: CallContext,
+  promptCacheKey = true,
+): JsonObject {
   const body: JsonObject = {
     model: request.model,
     input: toResponsesInput(request, context),
@@ -116,6 +123,8 @@ export function toResponsesRequest(request: ModelRequest, context: CallContext):
   }
   if (request.maxOutputTokens !== undefined) body.max_output_tokens = request.maxOutputTokens;
   if (request.temperature !== undefined) body.temperature = request.temperature;
+  // Requests with the same key go where their prefix is cached.
+  if (promptCacheKey && request.cacheKey !== undefined) body.prompt_cache_key = request.cacheKey;
   if (request.thinking !== undefined && request.thinking !== "off") {
     body.reasoning = { effort: request.thinking, summary: "auto" };
   }
@@ -140,6 +149,8 @@ export interface ResponsesStreamSetup {
   http: HttpClient;
   apiKey: string | undefined;
   idleTimeoutMs: number;
+  /** Send the request's `cacheKey` as `prompt_cache_key`. */
+  promptCacheKey: boolean;
 }
 
 /** Streams one Responses API call as normalized events. */
@@ -154,7 +165,7 @@ export async function* streamResponses(
     throw providerError("auth", "no API key: pass `apiKey` or set OPENAI_API_KEY", context);
   }
   const body = withProviderOptions(
-    toResponsesRequest(request, context),
+    toResponsesRequest(request, context, setup.promptCacheKey),
     request.providerOptions,
     setup.id,
   );

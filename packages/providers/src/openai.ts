@@ -30,6 +30,12 @@ export interface OpenAIProviderOptions extends ProviderHttpOptions {
   api?: "responses" | "chat";
   /** Corrections and additions to the built-in model and price list. */
   models?: ModelInfo[];
+  /**
+   * Send a request's `cacheKey` (the agent loop's: a digest of the session key) as
+   * `prompt_cache_key`, which OpenAI uses to route a conversation's requests to where its
+   * prefix is cached. Default true.
+   */
+  promptCacheKey?: boolean;
 }
 
 /**
@@ -69,6 +75,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
     parseVendorError: parseOpenAIError,
   });
   const models = options.models;
+  const promptCacheKey = options.promptCacheKey !== false;
   return {
     specificationVersion: "v1",
     id,
@@ -85,11 +92,18 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
             includeUsage: true,
             requireDone: true,
             apiKeyEnv: "OPENAI_API_KEY",
+            promptCacheKey,
           },
         });
         return abortable(events, callOptions.signal, context);
       }
-      const events = streamResponses(request, callOptions, { id, http, apiKey, idleTimeoutMs });
+      const events = streamResponses(request, callOptions, {
+        id,
+        http,
+        apiKey,
+        idleTimeoutMs,
+        promptCacheKey,
+      });
       return abortable(events, callOptions.signal, context);
     },
     async listModels() {

@@ -37,6 +37,9 @@ export function checkRequest(request: ModelRequest, context: CallContext): void 
   if (request.system !== undefined && typeof request.system !== "string") {
     fail("`system` must be a string");
   }
+  if (request.cacheKey !== undefined && typeof request.cacheKey !== "string") {
+    fail("`cacheKey` must be a string");
+  }
   const { maxOutputTokens, temperature, thinking, tools } = request;
   if (
     maxOutputTokens !== undefined &&

@@ -259,13 +259,16 @@ describe("createAnthropicProvider: request mapping", () => {
       model: "claude-sonnet-4-5",
       max_tokens: 1000,
       stream: true,
-      system: "You are terse.",
+      // Prompt caching (on by default): breakpoints on the tools, the system prompt, the
+      // user turn before the last and the last message.
+      system: [{ type: "text", text: "You are terse.", cache_control: { type: "ephemeral" } }],
       temperature: 0.2,
       tools: [
         {
           name: "get_weather",
           description: "Weather for a city",
           input_schema: { type: "object", properties: { city: { type: "string" } } },
+          cache_control: { type: "ephemeral" },
         },
       ],
       tool_choice: { type: "tool", name: "get_weather" },
@@ -295,7 +298,7 @@ describe("createAnthropicProvider: request mapping", () => {
           role: "user",
           content: [
             { type: "tool_result", tool_use_id: "toolu_1", content: '{"c":21}' },
-            { type: "text", text: "And tomorrow?" },
+            { type: "text", text: "And tomorrow?", cache_control: { type: "ephemeral" } },
           ],
         },
         {
@@ -310,6 +313,7 @@ describe("createAnthropicProvider: request mapping", () => {
               tool_use_id: "toolu_2",
               content: "service down",
               is_error: true,
+              cache_control: { type: "ephemeral" },
             },
           ],
         },
@@ -490,6 +494,7 @@ describe("createAnthropicProvider: options and models", () => {
         inputPerMTok: 1,
         outputPerMTok: 5,
         cacheWritePerMTok: 1.25,
+        cacheWrite1hPerMTok: 2,
         cacheReadPerMTok: 0.1,
       },
     });

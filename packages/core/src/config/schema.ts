@@ -70,8 +70,45 @@ export const ProviderConfigSchema = z
     baseUrl: z.string().url().optional(),
     headers: z.record(z.string(), z.string()).default({}),
     timeoutMs: positiveMs.optional(),
+    /**
+     * Prompt caching. `anthropic`: on by default; `false` sends no cache breakpoints, or
+     * `{ prefixTtl, conversationTtl }` ("5m" or "1h") sets their lifetimes. OpenAI kinds:
+     * whether requests carry a `prompt_cache_key` (default true for `openai` and
+     * `openai-responses`, false for `openai-compatible`).
+     */
+    promptCache: z
+      .union([
+        z.boolean(),
+        z
+          .object({
+            prefixTtl: z.enum(["5m", "1h"]).optional(),
+            conversationTtl: z.enum(["5m", "1h"]).optional(),
+          })
+          .strict(),
+      ])
+      .optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((provider, ctx) => {
+    const cache = provider.promptCache;
+    if (typeof cache === "object" && provider.kind !== "anthropic") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["promptCache"],
+        message: "cache lifetimes are Anthropic's: other kinds take true or false",
+      });
+    } else if (
+      typeof cache === "object" &&
+      cache.conversationTtl === "1h" &&
+      cache.prefixTtl !== "1h"
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["promptCache", "conversationTtl"],
+        message: 'conversationTtl "1h" needs prefixTtl "1h" (longer-lived breakpoints come first)',
+      });
+    }
+  });
 
 /** An instant: an ISO 8601 date-time with an offset (`2026-01-01T09:00:00Z`) or epoch ms. */
 const instant = z.union([z.string().min(1), z.number().int().nonnegative()]);
@@ -360,6 +397,7 @@ export const ConfigSchema = z
             outputPerMTok: z.number().min(0),
             cacheReadPerMTok: z.number().min(0).optional(),
             cacheWritePerMTok: z.number().min(0).optional(),
+            cacheWrite1hPerMTok: z.number().min(0).optional(),
           })
           .strict(),
       )

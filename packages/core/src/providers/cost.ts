@@ -8,7 +8,9 @@ import type { ModelPricing, ModelUsage } from "./types.js";
  * `inputTokens` is taken as all the input the model read, cached or not, and
  * `cacheReadTokens` / `cacheWriteTokens` as the parts of it served from or written to the
  * prompt cache: those are priced at `cacheReadPerMTok` / `cacheWritePerMTok` (the input
- * price when not given), the rest at `inputPerMTok`. `reasoningTokens` are part of
+ * price when not given), the rest at `inputPerMTok`. The part of the writes that went to a
+ * one-hour cache (`cacheWrite1hTokens`) is priced at `cacheWrite1hPerMTok` (the five-minute
+ * write price when not given). `reasoningTokens` are part of
  * `outputTokens` and priced with them.
  *
  * @example
@@ -29,11 +31,14 @@ export function computeCost(usage: ModelUsage, pricing: ModelPricing): number {
   }
   const cacheRead = usage.cacheReadTokens ?? 0;
   const cacheWrite = usage.cacheWriteTokens ?? 0;
+  const cacheWrite1h = Math.min(usage.cacheWrite1hTokens ?? 0, cacheWrite);
   const uncached = Math.max(0, usage.inputTokens - cacheRead - cacheWrite);
+  const writePrice = pricing.cacheWritePerMTok ?? pricing.inputPerMTok;
   const micro =
     uncached * pricing.inputPerMTok +
     cacheRead * (pricing.cacheReadPerMTok ?? pricing.inputPerMTok) +
-    cacheWrite * (pricing.cacheWritePerMTok ?? pricing.inputPerMTok) +
+    (cacheWrite - cacheWrite1h) * writePrice +
+    cacheWrite1h * (pricing.cacheWrite1hPerMTok ?? writePrice) +
     usage.outputTokens * pricing.outputPerMTok;
   return micro / 1_000_000;
 }

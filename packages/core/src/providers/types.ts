@@ -96,6 +96,13 @@ export interface ModelRequest {
   thinking?: ThinkingLevel;
   /** Provider-specific options, passed through untouched, keyed by provider id. */
   providerOptions?: Record<string, JsonObject>;
+  /**
+   * A stable id shared by requests that start with the same prompt, such as the turns of
+   * one conversation (the agent loop passes the session key). Providers that route requests
+   * by such a key to where their prefix is cached send it (OpenAI's `prompt_cache_key`, as a
+   * SHA-256 digest, so the key itself does not leave the process); others ignore it.
+   */
+  cacheKey?: string;
 }
 
 /** Token usage of one model call. Counts a provider does not report are omitted. */
@@ -107,6 +114,11 @@ export interface ModelUsage {
   cacheReadTokens?: number;
   /** Input tokens written to the provider's prompt cache. */
   cacheWriteTokens?: number;
+  /**
+   * The part of `cacheWriteTokens` written to a one-hour cache (Anthropic's `ttl: "1h"`),
+   * priced at `cacheWrite1hPerMTok`; the rest is priced at `cacheWritePerMTok`.
+   */
+  cacheWrite1hTokens?: number;
   /** Output tokens spent on reasoning, when reported separately. */
   reasoningTokens?: number;
 }
@@ -153,7 +165,10 @@ export interface ModelPricing {
   inputPerMTok: number;
   outputPerMTok: number;
   cacheReadPerMTok?: number;
+  /** Writes to the prompt cache (Anthropic: its five-minute cache). */
   cacheWritePerMTok?: number;
+  /** Writes to a one-hour prompt cache; `cacheWritePerMTok` when not given. */
+  cacheWrite1hPerMTok?: number;
 }
 
 /** What a provider says about one of its models. */

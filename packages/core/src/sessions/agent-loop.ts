@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { AbortedError, isBeamClawError } from "../errors.js";
 import { readEvents } from "../providers/chain.js";
 import type {
@@ -53,6 +54,14 @@ export interface ModelSource {
   ): AsyncIterable<{ type: string; [key: string]: unknown }>;
 }
 
+/**
+ * The `cacheKey` of a session's model requests: a SHA-256 digest of its key (base64url, 32
+ * characters), so that the key, which may name a person or a chat, does not leave the process.
+ */
+export function promptCacheKey(sessionKey: string): string {
+  return createHash("sha256").update(sessionKey).digest("base64url").slice(0, 32);
+}
+
 /** Prices a model call; returns US dollars. */
 export type CostFunction = (ref: string, usage: ModelUsage) => number;
 
@@ -89,6 +98,8 @@ export interface AgentLoopInput {
    * recovered from within the run only.
    */
   contextWindow?: ContextWindow;
+  /** The requests' `cacheKey`. Default {@link promptCacheKey} of `sessionKey`. */
+  cacheKey?: string;
 }
 
 /** Turns a user input into the normalized message. */
@@ -109,6 +120,9 @@ function addUsage(total: ModelUsage, usage: ModelUsage): void {
   }
   if (usage.cacheWriteTokens !== undefined) {
     total.cacheWriteTokens = (total.cacheWriteTokens ?? 0) + usage.cacheWriteTokens;
+  }
+  if (usage.cacheWrite1hTokens !== undefined) {
+    total.cacheWrite1hTokens = (total.cacheWrite1hTokens ?? 0) + usage.cacheWrite1hTokens;
   }
   if (usage.reasoningTokens !== undefined) {
     total.reasoningTokens = (total.reasoningTokens ?? 0) + usage.reasoningTokens;
@@ -417,7 +431,11 @@ async function streamStep(
   let stepUsage: ModelUsage | undefined;
   let ref = input.models[0] ?? agent.model;
   // `messages` is this request's own array: nothing changes it after the call.
-  const request: Omit<ModelRequest, "model"> = { messages };
+  // A conversation's requests share their beginning: one cache key for all of them.
+  const request: Omit<ModelRequest, "model"> = {
+    messages,
+    cacheKey: input.cacheKey ?? promptCacheKey(input.sessionKey),
+  };
   const system = systemPrompt(agent);
   if (system !== undefined) request.system = system;
   if (tools.length > 0) request.tools = tools;

@@ -2,6 +2,7 @@ export {
   type AgentLoopInput,
   type CostFunction,
   type ModelSource,
+  promptCacheKey,
   runAgentLoop,
   userMessage,
 } from "./agent-loop.js";

@@ -25,6 +25,7 @@ import {
   type AgentLoopInput,
   type CostFunction,
   type ModelSource,
+  promptCacheKey,
   runAgentLoop,
 } from "./agent-loop.js";
 import type { ContextWindow } from "./context-window.js";
@@ -45,6 +46,17 @@ import type { UsageEntry } from "./usage.js";
 
 /** Where quarantined messages live in `store.kv`. @internal */
 export const QUARANTINE_PREFIX = "beamclaw:quarantine:";
+
+/** A stored `contextLimit` that can be used (records may come from older versions or hands). */
+function isContextLimit(value: unknown): value is { model: string; maxTokens: number } {
+  const limit = value as { model?: unknown; maxTokens?: unknown } | undefined;
+  return (
+    typeof limit?.model === "string" &&
+    typeof limit.maxTokens === "number" &&
+    Number.isInteger(limit.maxTokens) &&
+    limit.maxTokens > 0
+  );
+}
 
 /**
  * The `store.kv` key of a quarantined message; `|` never occurs in a session key, so the
@@ -264,6 +276,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     learnedMaxTokens: undefined,
     horizon: undefined,
   };
+  /** The `cacheKey` of its model requests, made on its first run. */
+  #cacheKey: string | undefined;
   #active: ActiveRun | null = null;
   #pending: Batch[] = [];
   #pendingCount = 0;
@@ -300,6 +314,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     return this.#metadata;
   }
 
+  /** The `cacheKey` of its model requests, made once. */
+  #promptCacheKey(): string {
+    if (this.#cacheKey === undefined) this.#cacheKey = promptCacheKey(this.key);
+    return this.#cacheKey;
+  }
+
   protected override async init(): Promise<void> {
     const { store } = this.#ctx;
     const record = await store.sessions.get(this.key);
@@ -310,6 +330,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
             ...newMetadata(this.key, this.#agentId, record.createdAt),
             ...record,
           } as SessionMetadata);
+    const limit = this.#metadata.contextLimit;
+    if (isContextLimit(limit)) {
+      this.#contextWindow.ref = limit.model;
+      this.#contextWindow.learnedMaxTokens = limit.maxTokens;
+    }
     const tail = (
       await store.transcripts.read(this.key, { order: "desc", limit: this.#ctx.historyLimit })
     ).reverse();
@@ -903,6 +928,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       emit,
       persist: (message) => this.#persist(active, message),
       contextWindow: this.#contextWindow,
+      cacheKey: this.#promptCacheKey(),
       takeSteered: () => {
         if (active.steered.length === 0) return NOTHING_STEERED;
         const steered = active.steered.splice(0);
@@ -1001,6 +1027,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     next.cacheReadTokens = m.cacheReadTokens + (result.usage.cacheReadTokens ?? 0);
     next.cacheWriteTokens = m.cacheWriteTokens + (result.usage.cacheWriteTokens ?? 0);
     next.costUsd = m.costUsd + result.costUsd;
+    const window = this.#contextWindow;
+    if (
+      window.learnedMaxTokens !== m.contextLimit?.maxTokens ||
+      (window.learnedMaxTokens !== undefined && window.ref !== m.contextLimit?.model)
+    ) {
+      if (window.learnedMaxTokens === undefined || window.ref === undefined) {
+        delete next.contextLimit;
+      } else {
+        next.contextLimit = { model: window.ref, maxTokens: window.learnedMaxTokens };
+      }
+    }
     await this.#ctx.store.sessions.put(next as SessionRecord);
     this.#metadata = next;
     // The turn is done and saved: now the messages may leave the durable queue.

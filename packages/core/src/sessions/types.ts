@@ -237,6 +237,12 @@ export interface SessionMetadata extends JsonObject {
   lastRunAt?: number;
   /** The parent of a sub-agent session. */
   parentKey?: string;
+  /**
+   * What the session learned of its model's context window: `model` (`provider/model`)
+   * refused a request as too long, so requests to it are cut to about `maxTokens`. Kept so
+   * that a revived session, or one on another node, does not meet the same refusal again.
+   */
+  contextLimit?: { model: string; maxTokens: number };
 }
 
 /** A typed error as it travels in events. */

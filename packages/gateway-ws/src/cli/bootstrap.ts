@@ -119,21 +119,31 @@ export async function createProviders(
       ...(Object.keys(settings.headers).length === 0 ? {} : { headers: settings.headers }),
       ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
     };
+    const cache = settings.promptCache;
+    // Only Anthropic takes cache lifetimes (the schema refuses them for the other kinds).
+    const cacheKey = typeof cache === "boolean" ? { promptCacheKey: cache } : {};
     switch (settings.kind) {
       case "anthropic":
-        out[name] = p.createAnthropicProvider(common);
+        out[name] = p.createAnthropicProvider({
+          ...common,
+          ...(cache === undefined ? {} : { promptCache: cache }),
+        });
         break;
       case "openai":
-        out[name] = p.createOpenAIProvider({ ...common, api: "chat" });
+        out[name] = p.createOpenAIProvider({ ...common, ...cacheKey, api: "chat" });
         break;
       case "openai-responses":
-        out[name] = p.createOpenAIProvider({ ...common, api: "responses" });
+        out[name] = p.createOpenAIProvider({ ...common, ...cacheKey, api: "responses" });
         break;
       case "openai-compatible":
         if (settings.baseUrl === undefined) {
           throw new CliError(`providers.${name}: an openai-compatible provider needs a baseUrl`);
         }
-        out[name] = p.createOpenAICompatibleProvider({ ...common, baseUrl: settings.baseUrl });
+        out[name] = p.createOpenAICompatibleProvider({
+          ...common,
+          ...cacheKey,
+          baseUrl: settings.baseUrl,
+        });
         break;
     }
   }

@@ -1,0 +1,142 @@
+/**
+ * The `providers` section of `beamclaw.yaml` as the standalone gateway builds it: the
+ * adapters it makes talk to a local HTTP server standing in for the vendors, which records
+ * what they send. Here: `promptCache`, and `pricing` of one-hour cache writes.
+ */
+import { createServer, type Server } from "node:http";
+import { parseConfig } from "@beamclaw/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { costFunction, createProviders } from "../src/cli/bootstrap.js";
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+});
+
+const ANTHROPIC_REPLY = [
+  'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[],"stop_reason":null,"usage":{"input_tokens":5,"output_tokens":1}}}\n\n',
+  'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}\n\n',
+  'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+].join("");
+
+const CHAT_REPLY = [
+  'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}\n\n',
+  "data: [DONE]\n\n",
+].join("");
+
+/** A local server that records request bodies and answers Anthropic or Chat Completions. */
+async function vendor(): Promise<{ baseUrl: string; bodies: Array<Record<string, unknown>> }> {
+  const bodies: Array<Record<string, unknown>> = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      bodies.push(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(req.url?.endsWith("/messages") ? ANTHROPIC_REPLY : CHAT_REPLY);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  return { baseUrl: `http://127.0.0.1:${port}/v1`, bodies };
+}
+
+const request = {
+  model: "m",
+  system: "Be brief.",
+  cacheKey: "digest-of-a-session",
+  messages: [{ role: "user" as const, content: [{ type: "text" as const, text: "Hi" }] }],
+};
+
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _ of stream) {
+    // Only the request matters here.
+  }
+}
+
+describe("providers.*.promptCache", () => {
+  it("anthropic: breakpoints by default, none with false, one-hour lifetimes when asked", async () => {
+    const { baseUrl, bodies } = await vendor();
+    const providers = await createProviders(
+      parseConfig({
+        agents: [{ id: "main", model: "a/claude-sonnet-4-5" }],
+        providers: {
+          a: { kind: "anthropic", apiKey: "k", baseUrl },
+          off: { kind: "anthropic", apiKey: "k", baseUrl, promptCache: false },
+          long: { kind: "anthropic", apiKey: "k", baseUrl, promptCache: { prefixTtl: "1h" } },
+        },
+      }),
+    );
+    for (const name of ["a", "off", "long"]) await drain(providers[name]!.stream(request));
+    expect(bodies.map((body) => body.system)).toEqual([
+      [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral" } }],
+      "Be brief.",
+      [{ type: "text", text: "Be brief.", cache_control: { type: "ephemeral", ttl: "1h" } }],
+    ]);
+    expect(JSON.stringify(bodies[1])).not.toContain("cache_control");
+  });
+
+  it("openai kinds: prompt_cache_key by default for openai, on request for a compatible server", async () => {
+    const { baseUrl, bodies } = await vendor();
+    const providers = await createProviders(
+      parseConfig({
+        agents: [{ id: "main", model: "o/gpt-4.1" }],
+        providers: {
+          o: { kind: "openai", apiKey: "k", baseUrl },
+          quiet: { kind: "openai", apiKey: "k", baseUrl, promptCache: false },
+          local: { kind: "openai-compatible", baseUrl },
+          routed: { kind: "openai-compatible", baseUrl, promptCache: true },
+        },
+      }),
+    );
+    for (const name of ["o", "quiet", "local", "routed"]) {
+      await drain(providers[name]!.stream(request));
+    }
+    expect(bodies.map((body) => body.prompt_cache_key)).toEqual([
+      "digest-of-a-session",
+      undefined,
+      undefined,
+      "digest-of-a-session",
+    ]);
+  });
+
+  it("refuses cache lifetimes for a kind that has none, and a conversation outliving its prefix", () => {
+    const parse = (provider: Record<string, unknown>) => () =>
+      parseConfig({ agents: [{ id: "main", model: "p/m" }], providers: { p: provider } });
+    expect(parse({ kind: "openai", promptCache: { prefixTtl: "1h" } })).toThrow(
+      /providers\.p\.promptCache: cache lifetimes are Anthropic's/,
+    );
+    expect(parse({ kind: "anthropic", promptCache: { conversationTtl: "1h" } })).toThrow(
+      /providers\.p\.promptCache\.conversationTtl: conversationTtl "1h" needs prefixTtl "1h"/,
+    );
+    expect(parse({ kind: "anthropic", promptCache: { prefixTtl: "2h" } })).toThrow(
+      /providers\.p\.promptCache/,
+    );
+  });
+});
+
+describe("pricing.*.cacheWrite1hPerMTok", () => {
+  it("prices writes to the one-hour cache at their own price", () => {
+    const cost = costFunction(
+      parseConfig({
+        agents: [{ id: "main", model: "a/m" }],
+        pricing: {
+          "a/m": {
+            inputPerMTok: 3,
+            outputPerMTok: 15,
+            cacheWritePerMTok: 3.75,
+            cacheWrite1hPerMTok: 6,
+          },
+        },
+      }),
+    )!;
+    const usd = cost("a/m", {
+      inputTokens: 3_000,
+      outputTokens: 0,
+      cacheWriteTokens: 3_000,
+      cacheWrite1hTokens: 1_000,
+    });
+    expect(usd).toBeCloseTo((2_000 * 3.75 + 1_000 * 6) / 1e6, 12);
+  });
+});
