@@ -8,6 +8,14 @@ export {
 } from "./agent-loop.js";
 export { RunHandle, type SendDisposition } from "./run-handle.js";
 export {
+  EVENT_STREAM_HEADERS,
+  type RunEventStreamOptions,
+  type RunResponseOptions,
+  runEventResponse,
+  runEventStream,
+  type StreamableRun,
+} from "./run-stream.js";
+export {
   AgentRuntime,
   type AgentRuntimeOptions,
   type AgentRuntimeStatus,

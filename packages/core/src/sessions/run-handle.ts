@@ -1,4 +1,10 @@
 import { keepShape } from "../runtime/shapes.js";
+import {
+  type RunEventStreamOptions,
+  type RunResponseOptions,
+  runEventResponse,
+  runEventStream,
+} from "./run-stream.js";
 import type { RunEvent, RunResult } from "./types.js";
 
 /**
@@ -226,6 +232,35 @@ export class RunHandle implements AsyncIterable<RunEvent> {
 
   [Symbol.asyncIterator](): AsyncIterator<RunEvent> {
     return this.#log.iterate();
+  }
+
+  /**
+   * The run's events as server-sent events (`id: <index>` and one `data:` line of JSON per
+   * event), with a keepalive comment while the run is quiet; cancelling the stream aborts the
+   * run unless `abortOnCancel` is false.
+   * @throws InvalidArgumentError on bad options.
+   */
+  toEventStream(options?: RunEventStreamOptions): ReadableStream<Uint8Array> {
+    return runEventStream(this, options);
+  }
+
+  /**
+   * A `Response` streaming {@link toEventStream}, with headers that keep caches, compression
+   * and proxies from buffering it: what a route handler returns.
+   *
+   * @example
+   * ```ts
+   * // app/api/chat/route.ts (Next.js)
+   * export async function POST(request: Request) {
+   *   const { sessionKey, text } = await request.json();
+   *   const run = await runtime.session(sessionKey).send(text, { signal: request.signal });
+   *   return run.toResponse({ lastEventId: request.headers.get("last-event-id") });
+   * }
+   * ```
+   * @throws InvalidArgumentError on bad options.
+   */
+  toResponse(options?: RunResponseOptions): Response {
+    return runEventResponse(this, options);
   }
 }
 

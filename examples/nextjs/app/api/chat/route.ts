@@ -4,7 +4,7 @@
  * `run-start` to `run-end`. When the client goes away (closed tab, `AbortController`), the
  * run is aborted: its model call, its tools and a pending approval request end with it.
  */
-import type { RunEvent, RunHandle } from "@beamclaw/core";
+import type { RunHandle } from "@beamclaw/core";
 import { errorResponse, json, readJsonObject } from "../../../lib/http";
 import { getRuntime } from "../../../lib/runtime";
 
@@ -41,64 +41,8 @@ export async function POST(request: Request): Promise<Response> {
     return errorResponse(error);
   }
 
-  const encoder = new TextEncoder();
-  let closed = false;
-  let keepalive: ReturnType<typeof setInterval> | undefined;
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
-      const write = (chunk: string) => {
-        if (closed) return;
-        try {
-          controller.enqueue(encoder.encode(chunk));
-        } catch {
-          closed = true; // the stream went away without `cancel`
-        }
-      };
-      const finish = () => {
-        clearInterval(keepalive);
-        if (closed) return;
-        closed = true;
-        try {
-          controller.close();
-        } catch {
-          // already closed
-        }
-      };
-      keepalive = setInterval(() => write(": keepalive\n\n"), KEEPALIVE_MS);
-      void (async () => {
-        try {
-          for await (const event of run) {
-            if (closed) break; // nobody reads any more; `cancel` aborted the run
-            write(`data: ${JSON.stringify(event)}\n\n`);
-          }
-        } catch (error) {
-          // The message could not run (the runtime stopped, the session was deleted).
-          const event: RunEvent = {
-            type: "error",
-            runId: run.runId,
-            sessionKey: run.sessionKey,
-            error: { code: "RUN_FAILED", message: (error as Error).message },
-          };
-          write(`data: ${JSON.stringify(event)}\n\n`);
-        } finally {
-          finish();
-        }
-      })();
-    },
-    cancel() {
-      // The response was cancelled: the client disconnected.
-      closed = true;
-      clearInterval(keepalive);
-      void run.abort().catch(() => undefined);
-    },
-  });
-
-  return new Response(stream, {
-    headers: {
-      "content-type": "text/event-stream; charset=utf-8",
-      // `no-transform` also keeps `next start`'s gzip from buffering the stream.
-      "cache-control": "no-cache, no-transform",
-      "x-accel-buffering": "no",
-    },
-  });
+  // One `data:` line of JSON per event (and its `id:`), a `: keepalive` comment every 15 s
+  // while the run waits for a person, and headers that keep `next start`'s gzip and proxies
+  // from buffering the stream. A client that goes away cancels the body: the run is aborted.
+  return run.toResponse({ keepaliveMs: KEEPALIVE_MS });
 }
