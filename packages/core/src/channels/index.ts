@@ -60,6 +60,9 @@ export {
   type ChannelTexts,
   defaultChannelTexts,
   parseChannelCommand,
+  parseSessionCommand,
+  type SessionCommand,
+  type SessionStatusView,
 } from "./texts.js";
 export type * from "./types.js";
 export { assertChannelPlugin, CHANNEL_ID_PATTERN, normalizeInbound } from "./validate.js";

@@ -51,6 +51,8 @@ import {
   type ChannelTexts,
   defaultChannelTexts,
   parseChannelCommand,
+  parseSessionCommand,
+  type SessionCommand,
 } from "./texts.js";
 import type {
   ChannelContext,
@@ -96,6 +98,13 @@ export interface ChannelSettings extends AccessPolicy {
    * 5 edits per 5 s per channel; Telegram about one message per second per chat).
    */
   streamThrottleMs?: number;
+  /**
+   * Who may use the session commands (`/new` or `/reset`, `/stop`, `/status`, `/think`) on
+   * their conversation: `all` (default) who may talk to the agent, `operators` only the
+   * channel's operators, `off` nobody (the words go to the agent as text). In a group, the
+   * conversation is the group's.
+   */
+  sessionCommands?: "all" | "operators" | "off";
 }
 
 /** A channel to run: the plugin, its settings section, and how it routes. */
@@ -159,6 +168,7 @@ interface ResolvedSettings extends AccessPolicy {
   queueMode: QueueMode | undefined;
   streaming: "off" | "edit";
   streamThrottleMs: number;
+  sessionCommands: "all" | "operators" | "off";
 }
 
 interface Channel {
@@ -846,6 +856,19 @@ export class ChannelManager {
       dmScope: settings.dmScope,
       caseInsensitiveIds: plugin.meta.caseInsensitiveIds ?? false,
     });
+    const sessionCommand =
+      settings.sessionCommands === "off" ||
+      (settings.sessionCommands === "operators" && !isOperator(settings, message.peer.id))
+        ? undefined
+        : parseSessionCommand(message.text);
+    if (sessionCommand !== undefined) {
+      // In line with the conversation's messages: `/new` after a message clears it too.
+      return {
+        result: await this.#serial(sessionKey, () =>
+          this.#sessionCommand(channel, message, sessionKey, sessionCommand),
+        ),
+      };
+    }
     if (channel.debouncer !== null) {
       // One burst per conversation and sender.
       return { later: channel.debouncer.push(`${sessionKey}\u0000${message.peer.id}`, message) };
@@ -853,6 +876,62 @@ export class ChannelManager {
     return {
       result: await this.#serial(sessionKey, () => this.#accept(channel, sessionKey, [message])),
     };
+  }
+
+  /** Carries out a session command on the sender's conversation and answers in the chat. */
+  async #sessionCommand(
+    channel: Channel,
+    message: InboundMessage,
+    sessionKey: string,
+    command: SessionCommand,
+  ): Promise<ReceiveResult> {
+    const session = this.runtime.session(sessionKey);
+    let answer: string;
+    switch (command.kind) {
+      case "new":
+        await session.reset();
+        answer = this.#texts.sessionReset();
+        break;
+      case "stop": {
+        const { activeRunId } = await session.info();
+        const stopped = activeRunId !== undefined && (await session.abort(activeRunId));
+        answer = this.#texts.runStopped(stopped);
+        break;
+      }
+      case "status": {
+        const info = await session.info();
+        const m = info.metadata;
+        const agent = this.runtime.agents.find((a) => a.id === m.agentId);
+        answer = this.#texts.sessionStatus({
+          model: m.modelOverride ?? agent?.model ?? "?",
+          thinkingLevel: m.thinkingLevel ?? agent?.thinking ?? "off",
+          running: info.activeRunId !== undefined,
+          queued: info.queued,
+          runs: m.runs,
+          inputTokens: m.inputTokens,
+          outputTokens: m.outputTokens,
+          costUsd: m.costUsd,
+        });
+        break;
+      }
+      case "think":
+        if (command.invalid !== undefined) {
+          answer = this.#texts.thinkingUsage(command.invalid);
+        } else if (command.level === undefined) {
+          const { metadata } = await session.info();
+          const agent = this.runtime.agents.find((a) => a.id === metadata.agentId);
+          answer = this.#texts.thinkingLevel(
+            metadata.thinkingLevel ?? agent?.thinking ?? "off",
+            false,
+          );
+        } else {
+          await session.patch({ thinkingLevel: command.level });
+          answer = this.#texts.thinkingLevel(command.level, true);
+        }
+        break;
+    }
+    await this.#say(channel, targetOf(message), answer);
+    return { status: "command", reason: `session-${command.kind}`, sessionKey };
   }
 
   /** Runs `task` after the previous task of `key`: one conversation's messages stay in order. */
@@ -1625,6 +1704,12 @@ export class ChannelManager {
     if (streaming !== "off" && streaming !== "edit") {
       throw new InvalidArgumentError(`${where}: streaming must be "off" or "edit"`);
     }
+    const sessionCommands = entry.sessionCommands ?? "all";
+    if (!["all", "operators", "off"].includes(sessionCommands)) {
+      throw new InvalidArgumentError(
+        `${where}: sessionCommands must be "all", "operators" or "off"`,
+      );
+    }
     if (streaming === "edit" && (!entry.plugin.capabilities.edits || !entry.plugin.edit)) {
       throw new InvalidArgumentError(
         `${where}: streaming "edit" needs a channel that can edit its messages (capabilities.edits)`,
@@ -1635,6 +1720,7 @@ export class ChannelManager {
       agentId,
       dmScope,
       streaming,
+      sessionCommands,
       streamThrottleMs: number(entry.streamThrottleMs, "streamThrottleMs", 1_000, 0),
       debounceMs: number(entry.debounceMs, "debounceMs", 0, 0),
       dedupeTtlMs: number(entry.dedupeTtlMs, "dedupeTtlMs", DAY_MS, 1),

@@ -2,7 +2,7 @@
  * What the host itself says in a chat (pairing codes, approval prompts, command answers).
  * Every text can be replaced, e.g. to translate it.
  */
-import type { JsonValue } from "../providers/types.js";
+import type { JsonValue, ThinkingLevel } from "../providers/types.js";
 import type { ApprovalDecision } from "../tools/approval.js";
 
 /** An approval request as shown in a chat. */
@@ -31,6 +31,31 @@ export interface ChannelTexts {
   approvalUnknown(shortId: string): string;
   /** The reply when a run failed without an answer. */
   runFailed(error: { code: string; message: string }): string;
+  /** After `/new` (or `/reset`): the conversation was cleared. */
+  sessionReset(): string;
+  /** After `/stop`: whether a run was stopped. */
+  runStopped(stopped: boolean): string;
+  /** The answer to `/status`. */
+  sessionStatus(status: SessionStatusView): string;
+  /** After `/think <level>`, or the answer to `/think` alone (`changed` false). */
+  thinkingLevel(level: ThinkingLevel, changed: boolean): string;
+  /** The answer to `/think` with a word that is not a level. */
+  thinkingUsage(given: string): string;
+}
+
+/** A session as `/status` shows it. */
+export interface SessionStatusView {
+  /** `provider/model`: the session's override or its agent's model. */
+  model: string;
+  thinkingLevel: ThinkingLevel;
+  /** Whether a run is going on now. */
+  running: boolean;
+  /** Messages waiting for it. */
+  queued: number;
+  runs: number;
+  inputTokens: number;
+  outputTokens: number;
+  costUsd: number;
 }
 
 function preview(input: JsonValue): string {
@@ -58,7 +83,61 @@ export const defaultChannelTexts: ChannelTexts = {
       : `Allowed${decision === "allow-always" ? " always" : " once"} by ${by}.`,
   approvalUnknown: (shortId) => `No pending approval matches "${shortId}" (answered or expired).`,
   runFailed: (error) => `Sorry, that failed (${error.code}): ${error.message}`,
+  sessionReset: () => "Started a new conversation: the earlier messages are forgotten.",
+  runStopped: (stopped) => (stopped ? "Stopped." : "Nothing is running."),
+  sessionStatus: (s) =>
+    [
+      `Model: ${s.model}, thinking ${s.thinkingLevel}`,
+      s.running ? `Working on a reply${s.queued > 0 ? `, ${s.queued} more waiting` : ""}` : "Idle",
+      `${s.runs} ${s.runs === 1 ? "reply" : "replies"} so far: ${s.inputTokens + s.outputTokens} tokens, $${s.costUsd.toFixed(4)}`,
+    ].join("\n"),
+  thinkingLevel: (level, changed) =>
+    changed ? `Thinking is ${level} from now on.` : `Thinking is ${level}.`,
+  thinkingUsage: (given) =>
+    `"${given}" is not a thinking level: use /think off, minimal, low, medium or high.`,
 };
+
+const THINKING_LEVELS: readonly string[] = ["off", "minimal", "low", "medium", "high"];
+
+/** A command anyone allowed to talk to the agent may type about their own conversation. */
+export type SessionCommand =
+  | { kind: "new" }
+  | { kind: "stop" }
+  | { kind: "status" }
+  | { kind: "think"; level?: ThinkingLevel; invalid?: string };
+
+/**
+ * Reads a session command: `/new` or `/reset` (clear the conversation), `/stop` (abort the
+ * reply being written), `/status`, `/think [off|minimal|low|medium|high]`. A command may be
+ * addressed to a bot (`/new@MyBot`, as Telegram writes it in groups). Anything else is
+ * `undefined` (and goes to the agent as text).
+ *
+ * @example
+ * ```ts
+ * parseSessionCommand("/think high"); // { kind: "think", level: "high" }
+ * parseSessionCommand("/new please"); // undefined: commands take no other words
+ * ```
+ */
+export function parseSessionCommand(text: string): SessionCommand | undefined {
+  const words = text.trim().split(/\s+/);
+  const [head, first] = words;
+  if (head === undefined || !head.startsWith("/")) return undefined;
+  const name = head.toLowerCase().replace(/@\S*$/, "");
+  if (words.length === 1) {
+    if (name === "/new" || name === "/reset") return { kind: "new" };
+    if (name === "/stop") return { kind: "stop" };
+    if (name === "/status") return { kind: "status" };
+    if (name === "/think") return { kind: "think" };
+    return undefined;
+  }
+  if (name === "/think" && words.length === 2 && first !== undefined) {
+    const level = first.toLowerCase();
+    return THINKING_LEVELS.includes(level)
+      ? { kind: "think", level: level as ThinkingLevel }
+      : { kind: "think", invalid: first };
+  }
+  return undefined;
+}
 
 /** A command an operator typed in a chat. */
 export type ChannelCommand =

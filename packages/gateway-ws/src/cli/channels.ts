@@ -45,6 +45,7 @@ const HOST_KEYS = [
   "queueMode",
   "streaming",
   "streamThrottleMs",
+  "sessionCommands",
 ] as const;
 
 type Factory = (options: Record<string, unknown>) => ChannelPlugin;
