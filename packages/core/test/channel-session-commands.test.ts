@@ -86,6 +86,11 @@ describe("parseSessionCommand", () => {
     expect(parseSessionCommand("/think")).toEqual({ kind: "think" });
     expect(parseSessionCommand("/think HIGH")).toEqual({ kind: "think", level: "high" });
     expect(parseSessionCommand("/think loud")).toEqual({ kind: "think", invalid: "loud" });
+    expect(parseSessionCommand("/compact")).toEqual({ kind: "compact" });
+    expect(parseSessionCommand("/compact@MyBot  keep the  dates ")).toEqual({
+      kind: "compact",
+      instructions: "keep the  dates",
+    });
     for (const text of [
       "/new please",
       "please /new",
@@ -169,6 +174,29 @@ describe("session commands in a chat", () => {
     await platform.inject(dm("think hard about this"));
     await waitFor("the reply", () => provider.requests.length === 1);
     expect(provider.requests[0]!.thinking).toBe("high");
+  });
+
+  it("/compact summarizes the older turns with the instructions given, and says how many", async () => {
+    const provider = createEchoProvider();
+    const { platform, runtime } = await harness({ provider });
+    await platform.inject(dm("/compact"));
+    expect(texts(platform).at(-1)).toBe("Nothing to compact yet: the conversation is short.");
+    for (const [n, text] of ["one", "two", "three"].entries()) {
+      await platform.inject(dm(text));
+      await waitFor(`reply ${n + 1}`, () => provider.requests.length === n + 1);
+      await waitFor(`reply ${n + 1} delivered`, () => texts(platform).includes(text));
+    }
+    expect(await platform.inject(dm("/compact the numbers"))).toMatchObject({
+      status: "command",
+      reason: "session-compact",
+    });
+    expect(texts(platform).at(-1)).toBe("Compacted: the 2 earliest messages are now a summary.");
+    // The echo model answered the summarizing call with its request, which names the instructions.
+    const summarizing = provider.requests[3]!;
+    expect(summarizing.system).toMatch(/^You summarize a conversation/);
+    expect(JSON.stringify(summarizing.messages)).toContain("Keep in particular: the numbers");
+    expect((await runtime.session(KEY).info()).metadata.compactions).toBe(1);
+    expect((await runtime.session(KEY).info()).historyLength).toBe(5);
   });
 
   it("acts on the sender's own conversation only", async () => {

@@ -204,6 +204,62 @@ describe("sessions", () => {
     ).toMatchObject({ code: "SESSION_NOT_FOUND" });
   });
 
+  it("sessions.compact has the model summarize the older turns; chat.history keeps every message", async () => {
+    const stack = await startStack({
+      responses: [
+        { text: "one" },
+        { text: "two" },
+        { text: "three" },
+        { text: "the summary" },
+        { text: "four" },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    expect(
+      await rpcError(client.request("sessions.compact", { key: "agent:main:c" })),
+    ).toMatchObject({ details: { code: "SESSION_NOT_FOUND" } });
+    for (const [i, message] of ["first", "second", "third"].entries()) {
+      await client.request("chat.send", {
+        sessionKey: "agent:main:c",
+        message,
+        idempotencyKey: `c${i}`,
+      });
+      await client.waitEvent("chat", (p) => p.runId === `c${i}` && p.state === "final");
+    }
+    expect(await client.request("sessions.subscribe", {})).toMatchObject({ subscribed: true });
+    const compacted = await client.request("sessions.compact", {
+      key: "agent:main:c",
+      maxLines: 400,
+    });
+    expect(compacted).toMatchObject({
+      ok: true,
+      key: "agent:main:c",
+      compacted: true,
+      summarizedMessages: 2,
+      keptMessages: 4,
+      summary: "the summary",
+      ignored: ["maxLines"],
+      entry: { key: "agent:main:c" },
+    });
+    await client.waitEvent(
+      "sessions.changed",
+      (p) => p.sessionKey === "agent:main:c" && p.reason === "compacted",
+    );
+    await client.request("chat.send", {
+      sessionKey: "agent:main:c",
+      message: "fourth",
+      idempotencyKey: "c3",
+    });
+    await client.waitEvent("chat", (p) => p.runId === "c3" && p.state === "final");
+    const last = stack.provider.requests.at(-1)!;
+    expect(JSON.stringify(last.messages[0])).toContain(
+      "[Summary of the earlier conversation]\\nthe summary",
+    );
+    expect(last.messages).toHaveLength(6);
+    const history = await client.request("chat.history", { sessionKey: "agent:main:c" });
+    expect((history.messages as unknown[]).length).toBe(8);
+  });
+
   it("refuses a malformed session key without touching the store", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });

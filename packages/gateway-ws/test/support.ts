@@ -114,6 +114,7 @@ const PARAM_SCHEMAS: Record<string, string> = {
   "sessions.abort": "SessionsAbortParams",
   "sessions.patch": "SessionsPatchParams",
   "sessions.reset": "SessionsResetParams",
+  "sessions.compact": "SessionsCompactParams",
   "sessions.delete": "SessionsDeleteParams",
   agent: "AgentParams",
   "agent.wait": "AgentWaitParams",

@@ -195,6 +195,26 @@ describe("routing", () => {
     expect(b!.runtime.activeSessions()).toEqual([]);
   });
 
+  it("compact sent through another node summarizes on the owner; the owner's next run starts with the summary", async () => {
+    const {
+      nodes: [a, b],
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:r-compact";
+    for (const text of ["one", "two", "three"]) await turn(a!, key, text);
+    const result = await b!.runtime.session(key).compact({ keepTurns: 1 });
+    // The echo model repeats the summarizing request: it ends with the summarizer's task.
+    expect(result).toMatchObject({ status: "compacted", summarizedMessages: 4, keptMessages: 2 });
+    expect(result.summary).toContain("Write the summary.");
+    expect(b!.runtime.activeSessions()).toEqual([]);
+    const info = await a!.runtime.session(key).info();
+    expect(info.historyLength).toBe(3);
+    expect(info.metadata.compactions).toBe(1);
+    // Every message stays in the shared transcript, with the compaction.
+    const transcript = await a!.runtime.session(key).history({ limit: 100 });
+    expect(transcript.filter((r) => r.entry.message !== undefined)).toHaveLength(6);
+    expect(transcript.filter((r) => r.entry.compaction !== undefined)).toHaveLength(1);
+  });
+
   it("abort of a session nobody runs answers false without starting it", async () => {
     const {
       nodes: [a],

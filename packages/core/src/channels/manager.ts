@@ -929,6 +929,16 @@ export class ChannelManager {
           answer = this.#texts.thinkingLevel(command.level, true);
         }
         break;
+      case "compact":
+        try {
+          const result = await session.compact(
+            command.instructions === undefined ? {} : { instructions: command.instructions },
+          );
+          answer = this.#texts.compacted(result.summarizedMessages);
+        } catch (error) {
+          answer = this.#texts.runFailed(errorInfo(error));
+        }
+        break;
     }
     await this.#say(channel, targetOf(message), answer);
     return { status: "command", reason: `session-${command.kind}`, sessionKey };

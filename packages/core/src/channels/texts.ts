@@ -41,6 +41,8 @@ export interface ChannelTexts {
   thinkingLevel(level: ThinkingLevel, changed: boolean): string;
   /** The answer to `/think` with a word that is not a level. */
   thinkingUsage(given: string): string;
+  /** After `/compact`: how many messages the summary replaced (0: nothing to compact yet). */
+  compacted(summarizedMessages: number): string;
 }
 
 /** A session as `/status` shows it. */
@@ -95,6 +97,10 @@ export const defaultChannelTexts: ChannelTexts = {
     changed ? `Thinking is ${level} from now on.` : `Thinking is ${level}.`,
   thinkingUsage: (given) =>
     `"${given}" is not a thinking level: use /think off, minimal, low, medium or high.`,
+  compacted: (n) =>
+    n === 0
+      ? "Nothing to compact yet: the conversation is short."
+      : `Compacted: the ${n} earliest messages are now a summary.`,
 };
 
 const THINKING_LEVELS: readonly string[] = ["off", "minimal", "low", "medium", "high"];
@@ -104,11 +110,13 @@ export type SessionCommand =
   | { kind: "new" }
   | { kind: "stop" }
   | { kind: "status" }
-  | { kind: "think"; level?: ThinkingLevel; invalid?: string };
+  | { kind: "think"; level?: ThinkingLevel; invalid?: string }
+  | { kind: "compact"; instructions?: string };
 
 /**
  * Reads a session command: `/new` or `/reset` (clear the conversation), `/stop` (abort the
- * reply being written), `/status`, `/think [off|minimal|low|medium|high]`. A command may be
+ * reply being written), `/status`, `/think [off|minimal|low|medium|high]`, `/compact [what to
+ * keep]` (summarize the older part of the conversation). A command may be
  * addressed to a bot (`/new@MyBot`, as Telegram writes it in groups). Anything else is
  * `undefined` (and goes to the agent as text).
  *
@@ -123,6 +131,10 @@ export function parseSessionCommand(text: string): SessionCommand | undefined {
   const [head, first] = words;
   if (head === undefined || !head.startsWith("/")) return undefined;
   const name = head.toLowerCase().replace(/@\S*$/, "");
+  if (name === "/compact") {
+    const instructions = text.trim().slice(head.length).trim();
+    return instructions === "" ? { kind: "compact" } : { kind: "compact", instructions };
+  }
   if (words.length === 1) {
     if (name === "/new" || name === "/reset") return { kind: "new" };
     if (name === "/stop") return { kind: "stop" };

@@ -12,6 +12,7 @@ import {
 } from "../errors.js";
 import type { JsonObject, JsonValue, ModelMessage } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
+import { DEFAULT_COMPACTION_TIMEOUT_MS } from "../sessions/compaction.js";
 import { RunHandle } from "../sessions/run-handle.js";
 import { AgentRuntime, type AgentRuntimeOptions } from "../sessions/runtime.js";
 import type { SessionActor } from "../sessions/session-actor.js";
@@ -754,11 +755,20 @@ export class ClusterNode implements SessionOwnership {
     request: RoutedSessionRequest,
     expiresAt?: number,
   ): Promise<{ reply: unknown } | undefined> {
-    const outcome = await this.#request(node, {
-      t: "request",
-      key: sessionKey,
-      request: request as unknown as JsonValue,
-    });
+    // A compaction waits for the model (and for the session's active run): it gets the
+    // compaction's own time limit, with room to spare, instead of the request timeout.
+    const timeoutMs =
+      request.type === "compact"
+        ? Math.max(
+            this.requestTimeoutMs,
+            (request.options?.timeoutMs ?? DEFAULT_COMPACTION_TIMEOUT_MS) * 2 + 5_000,
+          )
+        : this.requestTimeoutMs;
+    const outcome = await this.#request(
+      node,
+      { t: "request", key: sessionKey, request: request as unknown as JsonValue },
+      timeoutMs,
+    );
     if (outcome.kind === "ok") return { reply: outcome.value };
     if (outcome.kind === "timeout") {
       throw new ClusterError(
@@ -818,7 +828,11 @@ export class ClusterNode implements SessionOwnership {
   // ------------------------------------------------------------------ node messages
 
   /** Sends a request to `node` and waits for its reply (or learns it is gone). */
-  async #request(node: string, body: NodeMessage): Promise<RequestOutcome> {
+  async #request(
+    node: string,
+    body: NodeMessage,
+    timeoutMs = this.requestTimeoutMs,
+  ): Promise<RequestOutcome> {
     if (node === this.nodeId) {
       return this.#answer(body).then(
         (value): RequestOutcome => ({ kind: "ok", value }),
@@ -830,7 +844,7 @@ export class ClusterNode implements SessionOwnership {
       const timer = setTimeout(() => {
         this.#requests.delete(id);
         resolve({ kind: "timeout" });
-      }, this.requestTimeoutMs);
+      }, timeoutMs);
       this.#requests.set(id, { node, resolve, timer });
     });
     try {
@@ -924,6 +938,8 @@ export class ClusterNode implements SessionOwnership {
           case "reset":
             await session.reset();
             return null;
+          case "compact":
+            return (await session.compact(request.options)) as unknown as JsonValue;
           case "delete":
             await session.delete();
             await this.#release(key, "released");

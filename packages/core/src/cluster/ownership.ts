@@ -4,6 +4,7 @@
  * runs every session locally, as before.
  */
 import type { ExitReason } from "../runtime/exit.js";
+import type { CompactOptions } from "../sessions/compaction.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { SessionPatch } from "../sessions/session-actor.js";
 import type { QueuedMessage } from "../store/types.js";
@@ -14,6 +15,7 @@ export type RoutedSessionRequest =
   | { type: "info" }
   | { type: "patch"; patch: SessionPatch }
   | { type: "reset" }
+  | { type: "compact"; options?: CompactOptions }
   | { type: "delete" };
 
 /**

@@ -6,6 +6,11 @@ export {
   runAgentLoop,
   userMessage,
 } from "./agent-loop.js";
+export {
+  type CompactionResult,
+  type CompactOptions,
+  DEFAULT_KEEP_TURNS,
+} from "./compaction.js";
 export { RunHandle, type SendDisposition } from "./run-handle.js";
 export {
   EVENT_STREAM_HEADERS,

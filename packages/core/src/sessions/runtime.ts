@@ -35,10 +35,12 @@ import { emitTelemetry, telemetryTenantOf } from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
+import { type CompactionResult, type CompactOptions, checkCompactOptions } from "./compaction.js";
 import { RunEventLog, RunHandle } from "./run-handle.js";
 import {
   hasMadeUpKey,
   madeUpKey,
+  PendingCompaction,
   QUARANTINE_PREFIX,
   quarantineKey,
   SessionActor,
@@ -166,6 +168,20 @@ export interface SessionHandle {
   patch(patch: SessionPatch): Promise<SessionMetadata>;
   /** Aborts everything, clears the transcript and counters. */
   reset(): Promise<void>;
+  /**
+   * Compacts the history: the model writes a summary of all but the most recent turns, and
+   * the summary stands for them in every later request (the transcript keeps every message).
+   * Waits for the active run; messages sent meanwhile wait for the compaction. A second call
+   * while one is under way joins it.
+   *
+   * @example
+   * ```ts
+   * const { status, summarizedMessages } = await session.compact({ keepTurns: 2 });
+   * ```
+   * @throws InvalidArgumentError for bad options; the provider's error when the summary
+   *   failed (nothing changes then); AbortedError when the session was reset meanwhile.
+   */
+  compact(options?: CompactOptions): Promise<CompactionResult>;
   /** Stops the session and deletes its metadata and transcript. */
   delete(): Promise<void>;
 }
@@ -560,6 +576,14 @@ export class AgentRuntime {
         (await this.#request(key, { type: "patch", patch })) as SessionMetadata,
       reset: async () => {
         await this.#request(key, { type: "reset" });
+      },
+      compact: async (options) => {
+        checkCompactOptions(options, undefined);
+        const reply = await this.#request(key, {
+          type: "compact",
+          ...(options === undefined ? {} : { options }),
+        });
+        return reply instanceof PendingCompaction ? reply.done : (reply as CompactionResult);
       },
       delete: async () => {
         this.#requireRunning();

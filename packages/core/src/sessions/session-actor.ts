@@ -28,6 +28,18 @@ import {
   promptCacheKey,
   runAgentLoop,
 } from "./agent-loop.js";
+import {
+  COMPACTION_SYSTEM_PROMPT,
+  type CompactionEntry,
+  type CompactionResult,
+  type CompactOptions,
+  checkCompactOptions,
+  compactionCut,
+  messagesOf,
+  renderForSummary,
+  summaryMessage,
+  summaryRequest,
+} from "./compaction.js";
 import type { ContextWindow } from "./context-window.js";
 import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import {
@@ -46,6 +58,16 @@ import type { UsageEntry } from "./usage.js";
 
 /** Where quarantined messages live in `store.kv`. @internal */
 export const QUARANTINE_PREFIX = "beamclaw:quarantine:";
+
+function isCompactionResult(value: unknown): value is CompactionResult {
+  const status = (value as { status?: unknown } | undefined)?.status;
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    !(value instanceof Error) &&
+    (status === "compacted" || status === "skipped")
+  );
+}
 
 /** A stored `contextLimit` that can be used (records may come from older versions or hands). */
 function isContextLimit(value: unknown): value is { model: string; maxTokens: number } {
@@ -185,7 +207,8 @@ export type SessionCall =
   | { type: "abort"; runId: string }
   | { type: "info" }
   | { type: "patch"; patch: SessionPatch }
-  | { type: "reset" };
+  | { type: "reset" }
+  | { type: "compact"; options?: CompactOptions };
 
 type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
@@ -193,7 +216,33 @@ type SessionInfo =
   | { type: "hibernate-if-idle" }
   | { type: "replay"; waited?: number }
   | { type: "retry-run"; runId: string }
-  | { type: "run-timeout"; runId: string };
+  | { type: "run-timeout"; runId: string }
+  | {
+      type: "compaction-done";
+      compaction: Compaction;
+      outcome: { result: RunResult; snapshot: ModelMessage[] } | { error: unknown };
+    };
+
+/** A compaction asked for: waits for the active run; holds new runs while it summarizes. */
+interface Compaction {
+  keepTurns: number;
+  timeoutMs: number;
+  instructions: string | undefined;
+  done: Promise<CompactionResult>;
+  resolve: (result: CompactionResult) => void;
+  reject: (error: unknown) => void;
+  controller: AbortController;
+  running: boolean;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * A session's answer to a `compact` request: the compaction's outcome, later (the actor
+ * does not wait for the model). @internal
+ */
+export class PendingCompaction {
+  constructor(readonly done: Promise<CompactionResult>) {}
+}
 
 /** Fields of a session's metadata a client may change. */
 export interface SessionPatch {
@@ -278,6 +327,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   };
   /** The `cacheKey` of its model requests, made on its first run. */
   #cacheKey: string | undefined;
+  /** A compaction asked for and not done yet (see `compact`). */
+  #compaction: Compaction | null = null;
   #active: ActiveRun | null = null;
   #pending: Batch[] = [];
   #pendingCount = 0;
@@ -405,6 +456,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         return this.#patch(message.patch);
       case "reset":
         return this.#reset();
+      case "compact":
+        return this.#requestCompaction(message.options);
       default:
         throw new InvalidArgumentError(`unknown session request ${JSON.stringify(message)}`);
     }
@@ -448,9 +501,16 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (active !== null && active.runId === runId && active.saveFailure !== undefined) {
         this.#abortActive(active, active.controller.reason as BeamClawError);
       }
+    } else if (message.type === "compaction-done") {
+      await this.#finishCompaction(message as Extract<SessionInfo, { type: "compaction-done" }>);
     } else if (message.type === "hibernate-if-idle") {
       // Memory pressure: an idle session hibernates now rather than after hibernateAfterMs.
-      if (this.#active === null && this.#pending.length === 0 && !this.#replayDue) {
+      if (
+        this.#active === null &&
+        this.#pending.length === 0 &&
+        !this.#replayDue &&
+        this.#compaction === null
+      ) {
         void this.stop("normal");
       }
     }
@@ -481,6 +541,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * again into the same logs. After a normal stop they fail: the messages run on next start.
    */
   #release(reason: ExitReason): void {
+    this.#cancelCompaction(
+      new NoProcessError(`session ${this.key} stopped (${String(reason)})`, reason),
+    );
     const crashed = !isCleanStop(reason);
     const active = this.#active;
     if (crashed && active !== null) {
@@ -531,7 +594,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const mode = delivery.options.queueMode ?? this.#ctx.defaultQueueMode;
     const active = this.#active;
     if (active === null) {
-      if (this.#replayDue) return this.#queueBehindReplay(delivery, mode);
+      if (this.#replayDue || this.#compaction !== null)
+        return this.#queueBehindReplay(delivery, mode);
       this.#start(this.#batch(delivery, mode));
       return { disposition: "started", runId: delivery.runId };
     }
@@ -713,6 +777,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   async #reset(): Promise<void> {
+    this.#cancelCompaction(new AbortedError(`session ${this.key} was reset`));
     const active = this.#active;
     if (active !== null) {
       // The run ends now: it writes nothing more and its late result is ignored.
@@ -1068,6 +1133,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   /** Starts the next waiting batch, if any. */
   #startNext(): void {
+    // A compaction asked for during the run goes first; messages wait for it.
+    const compaction = this.#compaction;
+    if (compaction !== null) {
+      if (!compaction.running) this.#beginCompaction(compaction);
+      return;
+    }
     const next = this.#pending.shift();
     if (next !== undefined) {
       this.#pendingCount -= next.inputs.length;
@@ -1166,17 +1237,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   #emit(batch: Batch, event: RunEvent): void {
     this.#emitTo(batch.logs, event);
-    if (event.type === "usage") {
-      this.#ctx.onUsage({
-        sessionKey: this.key,
-        agentId: this.#agentId,
-        provider: event.provider,
-        model: event.model,
-        usage: event.usage,
-        costUsd: event.costUsd,
-        at: this.#ctx.now(),
-      });
-    }
+    if (event.type === "usage") this.#meter(event);
     const { pubsub } = this.#ctx;
     if (pubsub instanceof LocalPubSub) {
       // In-process fan-out needs no promise per event (a run streams many).
@@ -1192,6 +1253,230 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     for (const log of logs) log.push(event);
   }
 
+  // ------------------------------------------------------------------ compaction
+
+  /**
+   * Asks for a compaction: it starts now when no run is active, else when the active run
+   * ends; messages that arrive meanwhile wait for it. A second request joins the first.
+   */
+  #requestCompaction(options: CompactOptions | undefined): PendingCompaction {
+    const current = this.#compaction;
+    if (current !== null) return new PendingCompaction(current.done);
+    const agent = this.#ctx.resolveAgent(this.#agentId);
+    const checked = checkCompactOptions(options, agent.timeoutMs);
+    let resolve!: (result: CompactionResult) => void;
+    let reject!: (error: unknown) => void;
+    const done = new Promise<CompactionResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // A caller that went away must not leave an unhandled rejection behind.
+    done.catch(() => undefined);
+    const compaction: Compaction = {
+      ...checked,
+      done,
+      resolve,
+      reject,
+      controller: new AbortController(),
+      running: false,
+      timer: undefined,
+    };
+    this.#compaction = compaction;
+    this.#touch();
+    if (this.#active === null && !this.#replayDue) this.#beginCompaction(compaction);
+    return new PendingCompaction(done);
+  }
+
+  /** Summarizes the history before its last `keepTurns` turns, off the actor's mailbox. */
+  #beginCompaction(compaction: Compaction): void {
+    compaction.running = true;
+    const cut = compactionCut(this.#history, compaction.keepTurns);
+    if (cut === undefined) {
+      this.#endCompaction(compaction, {
+        status: "skipped",
+        summarizedMessages: 0,
+        keptMessages: this.#history.length,
+        usage: { inputTokens: 0, outputTokens: 0 },
+        costUsd: 0,
+      });
+      return;
+    }
+    const snapshot = this.#history.slice(0, cut);
+    const agent = this.#ctx.resolveAgent(this.#agentId);
+    const models = [this.#metadata.modelOverride ?? agent.model, ...(agent.fallbacks ?? [])];
+    // What the session knows of the model's context window bounds the text to summarize.
+    const window = this.#contextWindow;
+    const learned = window.ref === models[0] ? window.learnedMaxTokens : undefined;
+    const budget = Math.min(agent.contextTokens ?? Infinity, learned ?? Infinity);
+    const rendered = renderForSummary(snapshot, budget === Infinity ? Infinity : budget * 3);
+    const runId = `compaction:${randomUUID()}`;
+    const input: AgentLoopInput = {
+      runId,
+      sessionKey: this.key,
+      // The agent's models, not its prompt, skills, tools or budget: one answer, no tools.
+      agent: {
+        id: agent.id,
+        model: agent.model,
+        systemPrompt: COMPACTION_SYSTEM_PROMPT,
+        maxSteps: 1,
+        ...(agent.maxOutputTokens === undefined ? {} : { maxOutputTokens: agent.maxOutputTokens }),
+      },
+      models,
+      history: [],
+      inputs: [{ text: summaryRequest(rendered, compaction.instructions) }],
+      source: this.#ctx.source,
+      tools: this.#ctx.tools,
+      signal: compaction.controller.signal,
+      emit: (event) => {
+        if (event.type === "usage") this.#meter(event);
+      },
+      persist: async () => undefined,
+      takeSteered: () => NOTHING_STEERED,
+      cacheKey: this.#promptCacheKey(),
+    };
+    if (this.#ctx.cost !== undefined) input.cost = this.#ctx.cost;
+    compaction.timer = setTimeout(() => {
+      compaction.controller.abort(
+        new RunTimeoutError(
+          `the compaction of session ${this.key} went past its time limit of ${compaction.timeoutMs} ms`,
+          compaction.timeoutMs,
+        ),
+      );
+    }, compaction.timeoutMs);
+    const deliver = (
+      outcome: Extract<SessionInfo, { type: "compaction-done" }>["outcome"],
+    ): void => {
+      try {
+        this.send({ type: "compaction-done", compaction, outcome });
+      } catch {
+        // A full mailbox: the outcome must not be lost, or the held messages would wait for ever.
+        if (this.#compaction === compaction) setTimeout(() => deliver(outcome), 10);
+      }
+    };
+    void runAgentLoop(input).then(
+      (result) => deliver({ result, snapshot }),
+      (error: unknown) => deliver({ error }),
+    );
+  }
+
+  /** Applies a finished summary (or its failure), then lets the held messages run. */
+  async #finishCompaction(
+    message: Extract<SessionInfo, { type: "compaction-done" }>,
+  ): Promise<void> {
+    const compaction = message.compaction;
+    // Reset or stopped meanwhile: it was answered then.
+    if (this.#compaction !== compaction) return;
+    const { outcome } = message;
+    if ("error" in outcome) {
+      this.#endCompaction(compaction, outcome.error);
+      return;
+    }
+    const { result, snapshot } = outcome;
+    const summary = result.text.trim();
+    if (result.status !== "completed" || summary === "") {
+      this.#endCompaction(
+        compaction,
+        result.error !== undefined
+          ? Object.assign(new Error(result.error.message), { code: result.error.code })
+          : new Error(`the model gave no summary (status ${result.status})`),
+      );
+      return;
+    }
+    const cut = snapshot.length;
+    // Runs were held, so the history still starts with the snapshot, unless it was trimmed
+    // (a history limit) or cleared; the summary then replaces what is left of it.
+    const at = this.#history.indexOf(snapshot[cut - 1]!);
+    if (at === -1) {
+      this.#endCompaction(compaction, {
+        status: "skipped",
+        summarizedMessages: 0,
+        keptMessages: this.#history.length,
+        usage: result.usage,
+        costUsd: result.costUsd,
+      });
+      return;
+    }
+    const kept = this.#history.length - (at + 1);
+    const entry: CompactionEntry = { summary, kept, summarized: at + 1 };
+    try {
+      const firstKeptSeq = kept === 0 ? undefined : await this.#firstKeptSeq(kept);
+      if (firstKeptSeq !== undefined) entry.firstKeptSeq = firstKeptSeq;
+      await this.#ctx.store.transcripts.append(this.key, [
+        { runId: result.runId, at: this.#ctx.now(), compaction: entry },
+      ]);
+    } catch (error) {
+      // Not saved: nothing changes (a compaction that cannot be kept would be undone by the
+      // next revival).
+      this.#endCompaction(compaction, error);
+      return;
+    }
+    this.#history.splice(0, at + 1, summaryMessage(summary));
+    const m = this.#metadata;
+    const next: SessionMetadata = Object.assign({}, m);
+    next.updatedAt = this.#ctx.now();
+    next.inputTokens = m.inputTokens + result.usage.inputTokens;
+    next.outputTokens = m.outputTokens + result.usage.outputTokens;
+    next.cacheReadTokens = m.cacheReadTokens + (result.usage.cacheReadTokens ?? 0);
+    next.cacheWriteTokens = m.cacheWriteTokens + (result.usage.cacheWriteTokens ?? 0);
+    next.costUsd = m.costUsd + result.costUsd;
+    next.compactions = (m.compactions ?? 0) + 1;
+    await this.#ctx.store.sessions.put(next as SessionRecord).catch(() => undefined);
+    this.#metadata = next;
+    this.#endCompaction(compaction, {
+      status: "compacted",
+      summarizedMessages: at + 1,
+      keptMessages: kept,
+      summary,
+      usage: result.usage,
+      costUsd: result.costUsd,
+    });
+  }
+
+  /** Counts a model call's usage for the session (the runtime's usage meter). */
+  #meter(event: Extract<RunEvent, { type: "usage" }>): void {
+    this.#ctx.onUsage({
+      sessionKey: this.key,
+      agentId: this.#agentId,
+      provider: event.provider,
+      model: event.model,
+      usage: event.usage,
+      costUsd: event.costUsd,
+      at: this.#ctx.now(),
+    });
+  }
+
+  /** The transcript `seq` of the first of the last `kept` messages (runs are held: none is in flight). */
+  async #firstKeptSeq(kept: number): Promise<number | undefined> {
+    if (kept > 900) return undefined;
+    const tail = (
+      await this.#ctx.store.transcripts.read(this.key, { order: "desc", limit: kept + 100 })
+    ).reverse();
+    const messages = liveEntries(tail).filter((r) => r.entry.message !== undefined);
+    return messages.length >= kept ? messages[messages.length - kept]!.seq : undefined;
+  }
+
+  /** Answers the compaction's caller and lets the held messages run. */
+  #endCompaction(compaction: Compaction, outcome: CompactionResult | unknown): void {
+    if (compaction.timer !== undefined) clearTimeout(compaction.timer);
+    compaction.timer = undefined;
+    if (this.#compaction === compaction) this.#compaction = null;
+    if (isCompactionResult(outcome)) compaction.resolve(outcome);
+    else compaction.reject(outcome);
+    this.#touch();
+    if (this.#active === null && !this.#replayDue && this.status === "running") this.#startNext();
+  }
+
+  /** Ends a compaction now (reset, stop): its caller gets `reason`, its model call is aborted. */
+  #cancelCompaction(reason: Error): void {
+    const compaction = this.#compaction;
+    if (compaction === null) return;
+    this.#compaction = null;
+    if (compaction.timer !== undefined) clearTimeout(compaction.timer);
+    compaction.timer = undefined;
+    compaction.controller.abort(reason);
+    compaction.reject(reason);
+  }
+
   // ------------------------------------------------------------------ hibernation
 
   #touch(): void {
@@ -1203,7 +1488,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   #checkIdle(): void {
-    if (this.#active !== null || this.#pending.length > 0 || this.#replayDue) {
+    if (
+      this.#active !== null ||
+      this.#pending.length > 0 ||
+      this.#replayDue ||
+      this.#compaction !== null
+    ) {
       this.#touch();
       return;
     }
@@ -1254,11 +1544,7 @@ function crashMarks(
 
 /** The messages of live transcript entries, made safe to send (see `repairHistory`). */
 function historyOf(live: readonly TranscriptRecord[]): ModelMessage[] {
-  return repairHistory(
-    live
-      .filter((r) => r.entry.message !== undefined)
-      .map((r) => r.entry.message as unknown as ModelMessage),
-  );
+  return repairHistory(messagesOf(live));
 }
 
 /**

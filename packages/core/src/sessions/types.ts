@@ -235,6 +235,8 @@ export interface SessionMetadata extends JsonObject {
   costUsd: number;
   runs: number;
   lastRunAt?: number;
+  /** How many times the history was compacted (see `SessionHandle.compact`). */
+  compactions?: number;
   /** The parent of a sub-agent session. */
   parentKey?: string;
   /**

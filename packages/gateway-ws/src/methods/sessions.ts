@@ -393,6 +393,31 @@ export const sessionMethods: Record<string, HubMethod> = {
     },
   },
 
+  "sessions.compact": {
+    // Like a reset, it rewrites what the model will see of the conversation.
+    scope: Scopes.ADMIN,
+    async handler(call, hub) {
+      const session = hub.session(sessionKeyParam(call.method, call.params));
+      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
+        throw noSuchSession(session.key);
+      }
+      // The summary keeps the latest turns word for word; a line count means nothing here.
+      const ignored = call.params.maxLines === undefined ? [] : ["maxLines"];
+      const result = await session.compact();
+      if (result.status === "compacted") hub.sessionsChanged(session.key, "compacted");
+      return {
+        ok: true,
+        key: session.key,
+        compacted: result.status === "compacted",
+        summarizedMessages: result.summarizedMessages,
+        keptMessages: result.keptMessages,
+        ...(result.summary === undefined ? {} : { summary: result.summary }),
+        ...(ignored.length === 0 ? {} : { ignored }),
+        entry: await rowOf(hub, session.key),
+      };
+    },
+  },
+
   "sessions.delete": {
     // Deleting an agent's main session needs admin; any other session, write.
     scope: (params) => {
