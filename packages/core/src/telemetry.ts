@@ -155,6 +155,21 @@ export interface TelemetryEvents {
     sentMessages: number;
     tenant?: string;
   };
+  /**
+   * A compaction ended (see `SessionHandle.compact`): asked for (`manual`) or started by the
+   * agent's `autoCompact` (`auto`); `compacted`, `skipped` or `failed` (with `error`).
+   */
+  "beamclaw:session.compaction": {
+    session: string;
+    agent: string;
+    trigger: "manual" | "auto";
+    status: "compacted" | "skipped" | "failed";
+    summarizedMessages: number;
+    keptMessages: number;
+    durationMs: number;
+    error?: { code: string; message: string };
+    tenant?: string;
+  };
   /** A run ended. */
   "beamclaw:session.run": {
     session: string;

@@ -12,6 +12,7 @@ import {
   ProviderError,
   RunTimeoutError,
 } from "../src/errors.js";
+import { subscribeTelemetry, type TelemetryEvents } from "../src/index.js";
 import type { ModelCallOptions, ModelMessage, ModelRequest } from "../src/providers/types.js";
 import { AgentRuntime, type AgentRuntimeOptions, type ModelSource } from "../src/sessions/index.js";
 import { MemoryStore } from "../src/store/memory-store.js";
@@ -346,5 +347,100 @@ describe("session.compact()", () => {
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect((error as Error).message).toContain(message);
     expect(model.summaryCalls).toHaveLength(0);
+  });
+});
+
+describe("autoCompact", () => {
+  function compactions(): TelemetryEvents["beamclaw:session.compaction"][] {
+    const seen: TelemetryEvents["beamclaw:session.compaction"][] = [];
+    const off = subscribeTelemetry("beamclaw:session.compaction", (event) => seen.push(event));
+    cleanups.push(async () => off());
+    return seen;
+  }
+
+  const long = (n: number) => `message ${n}: ${"word ".repeat(200)}`;
+
+  it("compacts after the run that takes the history past thresholdTokens; the next message waits for it", async () => {
+    const seen = compactions();
+    const { session, model } = await start({
+      agents: [
+        { id: "main", model: "test/model-1", autoCompact: { thresholdTokens: 1000, keepTurns: 1 } },
+      ],
+    });
+    // A turn is ~510 estimated tokens: the second takes the history past the threshold.
+    await say(session, long(1));
+    expect(seen).toHaveLength(0);
+    await say(session, long(2));
+    const next = await session.send("short");
+    expect(next.disposition).toBe("queued");
+    expect((await next.result).status).toBe("completed");
+    expect(model.summaryCalls).toHaveLength(1);
+    expect(textOf(model.requests.at(-1)!.messages[0])).toBe(
+      "[Summary of the earlier conversation]\nSUMMARY 1",
+    );
+    expect(seen).toEqual([
+      expect.objectContaining({
+        session: KEY,
+        agent: "main",
+        trigger: "auto",
+        status: "compacted",
+        summarizedMessages: 2,
+        keptMessages: 2,
+      }),
+    ]);
+    expect((await session.info()).metadata.compactions).toBe(1);
+  });
+
+  it("autoCompact true compacts at three quarters of contextTokens, and not without a budget", async () => {
+    const budgeted = await start({
+      agents: [{ id: "main", model: "test/model-1", contextTokens: 800, autoCompact: true }],
+    });
+    for (let n = 1; n <= 3; n++) await say(budgeted.session, long(n));
+    await waitFor(
+      "the compaction",
+      async () => ((await budgeted.session.info()).metadata.compactions ?? 0) >= 1,
+    );
+
+    const unbounded = await start({
+      agents: [{ id: "main", model: "test/model-1", autoCompact: true }],
+    });
+    for (let n = 1; n <= 4; n++) await say(unbounded.session, long(n));
+    expect(unbounded.model.summaryCalls).toHaveLength(0);
+  });
+
+  it("a failed automatic compaction is reported and the session goes on", async () => {
+    const seen = compactions();
+    const { session, model } = await start({
+      agents: [{ id: "main", model: "test/model-1", autoCompact: { thresholdTokens: 300 } }],
+    });
+    model.fail = new Error("summarizer down");
+    for (let n = 1; n <= 3; n++) await say(session, long(n));
+    await say(session, "still here");
+    expect(seen.some((e) => e.status === "failed" && e.error?.message === "summarizer down")).toBe(
+      true,
+    );
+    expect((await session.info()).metadata.compactions).toBeUndefined();
+    model.fail = undefined;
+    await say(session, long(4));
+    await waitFor(
+      "a compaction that works",
+      async () => (await session.info()).metadata.compactions === 1,
+    );
+  });
+
+  it.each([
+    ["yes", "must be a boolean or { thresholdTokens, keepTurns }"],
+    [{ thresholdTokens: 0 }, "autoCompact.thresholdTokens"],
+    [{ keepTurns: 1001 }, "autoCompact.keepTurns must be at most 1000"],
+    [{ threshold: 5 }, 'unknown option "threshold"'],
+  ])("refuses autoCompact %j when the runtime is made", (autoCompact, message) => {
+    const make = () =>
+      new AgentRuntime({
+        store: new MemoryStore(),
+        models: new Model(),
+        agents: [{ id: "main", model: "test/model-1", autoCompact: autoCompact as never }],
+      });
+    expect(make).toThrow(InvalidArgumentError);
+    expect(make).toThrow(message);
   });
 });

@@ -507,3 +507,22 @@ gateway:
     expect(schema.properties.gateway.properties).toHaveProperty("allowedOrigins");
   });
 });
+
+describe("agents.*.autoCompact", () => {
+  it("takes true or { thresholdTokens, keepTurns }, and names the path of a bad value", () => {
+    const config = parseConfig({
+      agents: [
+        { id: "main", model: "p/m", autoCompact: { thresholdTokens: 60_000, keepTurns: 3 } },
+        { id: "ops", model: "p/m", autoCompact: true },
+      ],
+    });
+    expect(config.agents.map((a) => a.autoCompact)).toEqual([
+      { thresholdTokens: 60_000, keepTurns: 3 },
+      true,
+    ]);
+    const issues = issuesOf(() =>
+      parseConfig({ agents: [{ id: "main", model: "p/m", autoCompact: { keepTurns: -1 } }] }),
+    );
+    expect(issues.map((i) => i.path)).toEqual(["agents[0].autoCompact.keepTurns"]);
+  });
+});

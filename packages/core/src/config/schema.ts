@@ -25,6 +25,18 @@ const agentFields = {
   temperature: z.number().min(0).max(2).optional(),
   /** Token budget of one model request (see `AgentDefinition.contextTokens`). Default: none. */
   contextTokens: z.number().int().positive().optional(),
+  /** Compaction by itself near the context window (see `AgentDefinition.autoCompact`). */
+  autoCompact: z
+    .union([
+      z.boolean(),
+      z
+        .object({
+          thresholdTokens: z.number().int().positive().optional(),
+          keepTurns: z.number().int().min(0).max(1000).optional(),
+        })
+        .strict(),
+    ])
+    .optional(),
   subagents: z
     .object({
       maxDepth: z.number().int().min(1).max(5).default(1),

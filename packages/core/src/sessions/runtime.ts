@@ -1174,9 +1174,30 @@ function validateAgents(agents: AgentDefinition[]): Map<string, AgentDefinition>
       min: 1,
       integer: true,
     });
+    checkAutoCompact(agent.autoCompact, `agent "${id}": autoCompact`);
     out.set(id, { ...agent, id });
   }
   return out;
+}
+
+/** Checks `AgentDefinition.autoCompact`. */
+function checkAutoCompact(value: unknown, where: string): void {
+  if (value === undefined || typeof value === "boolean") return;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(
+      `${where} must be a boolean or { thresholdTokens, keepTurns }, got ${describeArg(value)}`,
+    );
+  }
+  const { thresholdTokens, keepTurns, ...rest } = value as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) {
+    throw new InvalidArgumentError(`${where}: unknown option ${JSON.stringify(unknown[0])}`);
+  }
+  optionalNumber(thresholdTokens, `${where}.thresholdTokens`, { min: 1, integer: true });
+  optionalNumber(keepTurns, `${where}.keepTurns`, { min: 0, integer: true });
+  if (typeof keepTurns === "number" && keepTurns > 1000) {
+    throw new InvalidArgumentError(`${where}.keepTurns must be at most 1000, got ${keepTurns}`);
+  }
 }
 
 /** Two revivals raced and the other one won the name: look it up again. */

@@ -40,7 +40,7 @@ import {
   summaryMessage,
   summaryRequest,
 } from "./compaction.js";
-import type { ContextWindow } from "./context-window.js";
+import { type ContextWindow, estimateMessageTokens } from "./context-window.js";
 import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import {
   type AgentDefinition,
@@ -68,6 +68,9 @@ function isCompactionResult(value: unknown): value is CompactionResult {
     (status === "compacted" || status === "skipped")
   );
 }
+
+/** `autoCompact` without a threshold: compact at this share of the known budget. */
+const AUTO_COMPACT_SHARE = 0.75;
 
 /** A stored `contextLimit` that can be used (records may come from older versions or hands). */
 function isContextLimit(value: unknown): value is { model: string; maxTokens: number } {
@@ -225,6 +228,9 @@ type SessionInfo =
 
 /** A compaction asked for: waits for the active run; holds new runs while it summarizes. */
 interface Compaction {
+  trigger: "manual" | "auto";
+  /** performance.now() when it was asked for. */
+  askedAt: number;
   keepTurns: number;
   timeoutMs: number;
   instructions: string | undefined;
@@ -1115,6 +1121,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     disarm(active);
     this.#active = null;
     this.#emit(active, { runId, sessionKey: this.key, type: "run-end", result });
+    this.#maybeAutoCompact();
     emitTelemetry("beamclaw:session.run", () => ({
       session: this.key,
       agent: this.#agentId,
@@ -1259,7 +1266,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * Asks for a compaction: it starts now when no run is active, else when the active run
    * ends; messages that arrive meanwhile wait for it. A second request joins the first.
    */
-  #requestCompaction(options: CompactOptions | undefined): PendingCompaction {
+  #requestCompaction(
+    options: CompactOptions | undefined,
+    trigger: "manual" | "auto" = "manual",
+  ): PendingCompaction {
     const current = this.#compaction;
     if (current !== null) return new PendingCompaction(current.done);
     const agent = this.#ctx.resolveAgent(this.#agentId);
@@ -1273,6 +1283,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // A caller that went away must not leave an unhandled rejection behind.
     done.catch(() => undefined);
     const compaction: Compaction = {
+      trigger,
+      askedAt: performance.now(),
       ...checked,
       done,
       resolve,
@@ -1285,6 +1297,34 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#touch();
     if (this.#active === null && !this.#replayDue) this.#beginCompaction(compaction);
     return new PendingCompaction(done);
+  }
+
+  /**
+   * After a run: compacts when the agent asks for it (`autoCompact`) and the history's
+   * estimated tokens reached its threshold. Its outcome goes to telemetry only.
+   */
+  #maybeAutoCompact(): void {
+    if (this.#compaction !== null) return;
+    const agent = this.#ctx.resolveAgent(this.#agentId);
+    const auto = agent.autoCompact;
+    if (auto === undefined || auto === false) return;
+    const options = auto === true ? {} : auto;
+    let threshold = options.thresholdTokens;
+    if (threshold === undefined) {
+      const window = this.#contextWindow;
+      const model = this.#metadata.modelOverride ?? agent.model;
+      const learned = window.ref === model ? window.learnedMaxTokens : undefined;
+      const budget = Math.min(agent.contextTokens ?? Infinity, learned ?? Infinity);
+      if (budget === Infinity) return;
+      threshold = Math.floor(budget * AUTO_COMPACT_SHARE);
+    }
+    let tokens = 0;
+    for (const message of this.#history) tokens += estimateMessageTokens(message);
+    if (tokens < threshold) return;
+    this.#requestCompaction(
+      options.keepTurns === undefined ? {} : { keepTurns: options.keepTurns },
+      "auto",
+    );
   }
 
   /** Summarizes the history before its last `keepTurns` turns, off the actor's mailbox. */
@@ -1460,7 +1500,19 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (compaction.timer !== undefined) clearTimeout(compaction.timer);
     compaction.timer = undefined;
     if (this.#compaction === compaction) this.#compaction = null;
-    if (isCompactionResult(outcome)) compaction.resolve(outcome);
+    const ok = isCompactionResult(outcome);
+    emitTelemetry("beamclaw:session.compaction", () => ({
+      session: this.key,
+      agent: this.#agentId,
+      trigger: compaction.trigger,
+      status: ok ? outcome.status : "failed",
+      summarizedMessages: ok ? outcome.summarizedMessages : 0,
+      keptMessages: ok ? outcome.keptMessages : this.#history.length,
+      durationMs: performance.now() - compaction.askedAt,
+      ...(ok ? {} : { error: errorInfo(outcome) }),
+      tenant: telemetryTenantOf(this.#ctx.store),
+    }));
+    if (ok) compaction.resolve(outcome);
     else compaction.reject(outcome);
     this.#touch();
     if (this.#active === null && !this.#replayDue && this.status === "running") this.#startNext();

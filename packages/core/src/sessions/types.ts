@@ -56,6 +56,14 @@ export interface AgentDefinition {
    * Default: no budget of its own.
    */
   contextTokens?: number;
+  /**
+   * Compact the session by itself (see `SessionHandle.compact`) after a run that leaves its
+   * history near the context window: estimated past `thresholdTokens`, by default three
+   * quarters of `contextTokens` or of the cut the session learned from a refusal (with
+   * neither, it waits for the first refusal). Messages that arrive meanwhile wait for it; a
+   * failed one is tried again after the next run. Default off.
+   */
+  autoCompact?: boolean | AutoCompactOptions;
   /** Sub-agent limits; sub-agents are off unless this is set. */
   subagents?: SubagentLimits;
 }
@@ -217,6 +225,14 @@ export interface ToolRunner {
 }
 
 /** A session's metadata as the session layer keeps it (stored as a `SessionRecord`). */
+/** Options of `AgentDefinition.autoCompact`. */
+export interface AutoCompactOptions {
+  /** Compact once the history's estimated tokens reach this. */
+  thresholdTokens?: number;
+  /** The most recent turns kept word for word. Default 2. */
+  keepTurns?: number;
+}
+
 export interface SessionMetadata extends JsonObject {
   key: string;
   agentId: string;

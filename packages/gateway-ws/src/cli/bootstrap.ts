@@ -192,6 +192,7 @@ export function agentDefinitions(
       ...(a.temperature === undefined ? {} : { temperature: a.temperature }),
       ...(a.timeoutMs === undefined ? {} : { timeoutMs: a.timeoutMs }),
       ...(a.contextTokens === undefined ? {} : { contextTokens: a.contextTokens }),
+      ...(a.autoCompact === undefined ? {} : { autoCompact: a.autoCompact }),
       ...(a.subagents === undefined ? {} : { subagents: a.subagents }),
     };
     const names = new Set(skills.agents[a.id] ?? []);
