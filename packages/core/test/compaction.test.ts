@@ -37,6 +37,11 @@ const isSummaryCall = (request: Request) =>
 class Model implements ModelSource {
   readonly requests: Request[] = [];
   readonly summaryCalls: Request[] = [];
+  /** Runs' model calls under way now, and the most at once. */
+  running = 0;
+  mostRunning = 0;
+  /** Holds runs' model calls (not summaries) while set. */
+  holdRuns: Deferred<void> | undefined;
   hold: Deferred<void> | undefined;
   fail: Error | undefined;
   hang = false;
@@ -55,6 +60,19 @@ class Model implements ModelSource {
       return;
     }
     this.requests.push({ ...request, messages: [...request.messages] });
+    this.running++;
+    this.mostRunning = Math.max(this.mostRunning, this.running);
+    try {
+      if (this.holdRuns !== undefined) await this.holdRuns.promise;
+      yield* this.#answer(request);
+    } finally {
+      this.running--;
+    }
+  }
+
+  async *#answer(
+    request: Request,
+  ): AsyncGenerator<{ type: string; [key: string]: unknown }, void, undefined> {
     const last = request.messages.at(-1);
     const asked = textOf([...request.messages].reverse().find((m) => m.role === "user"));
     if (asked.startsWith("tool") && last?.role !== "tool") {
@@ -426,6 +444,26 @@ describe("autoCompact", () => {
       "a compaction that works",
       async () => (await session.info()).metadata.compactions === 1,
     );
+  });
+
+  it("a skipped automatic compaction never lets two queued runs start at once", async () => {
+    const { session, model } = await start({
+      // Always due, never possible: every turn is kept.
+      agents: [
+        { id: "main", model: "test/model-1", autoCompact: { thresholdTokens: 1, keepTurns: 1000 } },
+      ],
+    });
+    model.holdRuns = deferred();
+    const first = await session.send("a");
+    const second = await session.send("b");
+    const third = await session.send("c");
+    expect([second.disposition, third.disposition]).toEqual(["queued", "queued"]);
+    const hold = model.holdRuns;
+    model.holdRuns = undefined;
+    hold.resolve();
+    for (const run of [first, second, third]) expect((await run.result).status).toBe("completed");
+    expect(model.mostRunning).toBe(1);
+    expect(model.summaryCalls).toHaveLength(0);
   });
 
   it.each([

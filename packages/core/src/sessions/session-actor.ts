@@ -1140,6 +1140,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   /** Starts the next waiting batch, if any. */
   #startNext(): void {
+    // Never a second run: a skipped compaction may have started the next one already.
+    if (this.#active !== null) return;
     // A compaction asked for during the run goes first; messages wait for it.
     const compaction = this.#compaction;
     if (compaction !== null) {
