@@ -40,7 +40,7 @@ function postJson(path: string, body: unknown): Promise<Response> {
 }
 
 describe("the route handlers, over HTTP", () => {
-  it("POST /api/chat streams one data: line of JSON per run event, from run-start to run-end, and an approval posted to /api/approvals resumes the run", async () => {
+  it("POST /api/chat streams one data: line of JSON (and its id) per run event, from run-start to run-end, and an approval posted to /api/approvals resumes the run", async () => {
     const response = await postJson("/api/chat", {
       sessionKey: "agent:main:direct:http-stream",
       text: "water the plants",
@@ -66,7 +66,8 @@ describe("the route handlers, over HTTP", () => {
 
     const blocks = (await rawText).split("\n\n").filter((block) => block !== "");
     expect(blocks).toHaveLength(events.length);
-    for (const block of blocks) expect(block).toMatch(/^data: \{.*\}$/);
+    // Each event: its id (its index in the run) and one data line of JSON.
+    blocks.forEach((block, i) => expect(block).toMatch(new RegExp(`^id: ${i}\ndata: \\{.*\\}$`)));
     expect(events[0]?.type).toBe("run-start");
     expect(events.at(-1)?.type).toBe("run-end");
     expect(events.map((e) => e.type)).toEqual(
