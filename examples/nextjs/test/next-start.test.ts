@@ -67,7 +67,9 @@ describe("the route handlers, over HTTP", () => {
     const blocks = (await rawText).split("\n\n").filter((block) => block !== "");
     expect(blocks).toHaveLength(events.length);
     // Each event: its id (its index in the run) and one data line of JSON.
-    blocks.forEach((block, i) => expect(block).toMatch(new RegExp(`^id: ${i}\ndata: \\{.*\\}$`)));
+    for (const [i, block] of blocks.entries()) {
+      expect(block).toMatch(new RegExp(`^id: ${i}\ndata: \\{.*\\}$`));
+    }
     expect(events[0]?.type).toBe("run-start");
     expect(events.at(-1)?.type).toBe("run-end");
     expect(events.map((e) => e.type)).toEqual(
