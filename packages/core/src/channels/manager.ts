@@ -886,6 +886,7 @@ export class ChannelManager {
     command: SessionCommand,
   ): Promise<ReceiveResult> {
     const session = this.runtime.session(sessionKey);
+    const agent = this.runtime.agents.find((a) => a.id === session.agentId);
     let answer: string;
     switch (command.kind) {
       case "new":
@@ -901,7 +902,6 @@ export class ChannelManager {
       case "status": {
         const info = await session.info();
         const m = info.metadata;
-        const agent = this.runtime.agents.find((a) => a.id === m.agentId);
         answer = this.#texts.sessionStatus({
           model: m.modelOverride ?? agent?.model ?? "?",
           thinkingLevel: m.thinkingLevel ?? agent?.thinking ?? "off",
@@ -919,7 +919,6 @@ export class ChannelManager {
           answer = this.#texts.thinkingUsage(command.invalid);
         } else if (command.level === undefined) {
           const { metadata } = await session.info();
-          const agent = this.runtime.agents.find((a) => a.id === metadata.agentId);
           answer = this.#texts.thinkingLevel(
             metadata.thinkingLevel ?? agent?.thinking ?? "off",
             false,

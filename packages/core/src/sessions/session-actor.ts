@@ -69,6 +69,26 @@ function isCompactionResult(value: unknown): value is CompactionResult {
   );
 }
 
+/**
+ * A copy of `m` with a model run's usage and cost added to its counters, updated at `now`.
+ * `Object.assign`, not `{ ...m, updatedAt }`: on Node 20 a spread that adds a property costs
+ * 1-2 µs and leaves an object whose later copies are slow too.
+ */
+function withUsage(
+  m: SessionMetadata,
+  run: { usage: RunResult["usage"]; costUsd: number },
+  now: number,
+): SessionMetadata {
+  const next: SessionMetadata = Object.assign({}, m);
+  next.updatedAt = now;
+  next.inputTokens = m.inputTokens + run.usage.inputTokens;
+  next.outputTokens = m.outputTokens + run.usage.outputTokens;
+  next.cacheReadTokens = m.cacheReadTokens + (run.usage.cacheReadTokens ?? 0);
+  next.cacheWriteTokens = m.cacheWriteTokens + (run.usage.cacheWriteTokens ?? 0);
+  next.costUsd = m.costUsd + run.costUsd;
+  return next;
+}
+
 /** `autoCompact` without a threshold: compact at this share of the known budget. */
 const AUTO_COMPACT_SHARE = 0.75;
 
@@ -1087,17 +1107,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     const m = this.#metadata;
     const now = this.#ctx.now();
-    // Object.assign, not `{ ...m, lastRunAt }`: on Node 20 a spread that adds a property
-    // costs 1-2 µs and leaves an object whose later copies are slow too.
-    const next: SessionMetadata = Object.assign({}, m);
-    next.updatedAt = now;
+    const next = withUsage(m, result, now);
     next.lastRunAt = now;
     next.runs = m.runs + 1;
-    next.inputTokens = m.inputTokens + result.usage.inputTokens;
-    next.outputTokens = m.outputTokens + result.usage.outputTokens;
-    next.cacheReadTokens = m.cacheReadTokens + (result.usage.cacheReadTokens ?? 0);
-    next.cacheWriteTokens = m.cacheWriteTokens + (result.usage.cacheWriteTokens ?? 0);
-    next.costUsd = m.costUsd + result.costUsd;
     const window = this.#contextWindow;
     if (
       window.learnedMaxTokens !== m.contextLimit?.maxTokens ||
@@ -1313,10 +1325,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const options = auto === true ? {} : auto;
     let threshold = options.thresholdTokens;
     if (threshold === undefined) {
-      const window = this.#contextWindow;
-      const model = this.#metadata.modelOverride ?? agent.model;
-      const learned = window.ref === model ? window.learnedMaxTokens : undefined;
-      const budget = Math.min(agent.contextTokens ?? Infinity, learned ?? Infinity);
+      const budget = this.#knownBudget(agent);
       if (budget === Infinity) return;
       threshold = Math.floor(budget * AUTO_COMPACT_SHARE);
     }
@@ -1327,6 +1336,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       options.keepTurns === undefined ? {} : { keepTurns: options.keepTurns },
       "auto",
     );
+  }
+
+  /**
+   * The tokens one request may carry, as far as the session knows: the agent's
+   * `contextTokens` and the cut learned for its current model; `Infinity` when neither.
+   */
+  #knownBudget(agent: AgentDefinition): number {
+    const window = this.#contextWindow;
+    const model = this.#metadata.modelOverride ?? agent.model;
+    const learned = window.ref === model ? window.learnedMaxTokens : undefined;
+    return Math.min(agent.contextTokens ?? Infinity, learned ?? Infinity);
   }
 
   /** Summarizes the history before its last `keepTurns` turns, off the actor's mailbox. */
@@ -1347,9 +1367,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const agent = this.#ctx.resolveAgent(this.#agentId);
     const models = [this.#metadata.modelOverride ?? agent.model, ...(agent.fallbacks ?? [])];
     // What the session knows of the model's context window bounds the text to summarize.
-    const window = this.#contextWindow;
-    const learned = window.ref === models[0] ? window.learnedMaxTokens : undefined;
-    const budget = Math.min(agent.contextTokens ?? Infinity, learned ?? Infinity);
+    const budget = this.#knownBudget(agent);
     const rendered = renderForSummary(snapshot, budget === Infinity ? Infinity : budget * 3);
     const runId = `compaction:${randomUUID()}`;
     const input: AgentLoopInput = {
@@ -1454,13 +1472,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     this.#history.splice(0, at + 1, summaryMessage(summary));
     const m = this.#metadata;
-    const next: SessionMetadata = Object.assign({}, m);
-    next.updatedAt = this.#ctx.now();
-    next.inputTokens = m.inputTokens + result.usage.inputTokens;
-    next.outputTokens = m.outputTokens + result.usage.outputTokens;
-    next.cacheReadTokens = m.cacheReadTokens + (result.usage.cacheReadTokens ?? 0);
-    next.cacheWriteTokens = m.cacheWriteTokens + (result.usage.cacheWriteTokens ?? 0);
-    next.costUsd = m.costUsd + result.costUsd;
+    const next = withUsage(m, result, this.#ctx.now());
     next.compactions = (m.compactions ?? 0) + 1;
     await this.#ctx.store.sessions.put(next as SessionRecord).catch(() => undefined);
     this.#metadata = next;
