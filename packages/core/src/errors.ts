@@ -24,6 +24,7 @@ export type BeamClawErrorCode =
   | "OVERLOADED"
   | "NO_PROCESS"
   | "ABORTED"
+  | "RUN_TIMEOUT"
   | "ALREADY_STARTED"
   | "ALREADY_REGISTERED"
   | "INVALID_ARGUMENT"
@@ -61,7 +62,9 @@ export type BeamClawErrorCode =
   | "CLUSTER_NOT_OWNER"
   | "CLUSTER_DRAINING"
   | "CLUSTER_UNREACHABLE"
-  | "CLUSTER_NOT_RUNNING";
+  | "CLUSTER_NOT_RUNNING"
+  | "OUTPUT_INVALID"
+  | "OUTPUT_REFUSED";
 
 /** Options every BeamClaw error accepts. */
 export interface BeamClawErrorOptions {
@@ -204,6 +207,28 @@ export class RunTimeoutError extends BeamClawError {
     this.timeoutMs = timeoutMs;
   }
   static override isInstance = guard<RunTimeoutError>("RUN_TIMEOUT");
+}
+
+/**
+ * A run asked for a structured answer (`SendOptions.output`) did not give one: its answer
+ * was not JSON conforming to the schema after every retry (`OUTPUT_INVALID`), or the model
+ * refused to answer (`OUTPUT_REFUSED`). A run's result carries the code and message; its
+ * `text` keeps the model's last answer.
+ */
+export class OutputError extends BeamClawError {
+  /** What was wrong with the last answer (JSON or schema problems), or the refusal's text. */
+  readonly problems: string;
+  constructor(
+    code: "OUTPUT_INVALID" | "OUTPUT_REFUSED",
+    message: string,
+    problems: string,
+    options?: BeamClawErrorOptions,
+  ) {
+    super(code, message, options);
+    this.problems = problems;
+  }
+  static override isInstance = (value: unknown): value is OutputError =>
+    isMarked(value) && (value.code === "OUTPUT_INVALID" || value.code === "OUTPUT_REFUSED");
 }
 
 /** `start()` was called on something that is already running or has already run. */

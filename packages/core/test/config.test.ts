@@ -526,3 +526,27 @@ describe("agents.*.autoCompact", () => {
     expect(issues.map((i) => i.path)).toEqual(["agents[0].autoCompact.keepTurns"]);
   });
 });
+
+describe("agents.*.output", () => {
+  const schema = {
+    type: "object",
+    properties: { sentiment: { type: "string", enum: ["positive", "negative"] } },
+    required: ["sentiment"],
+    additionalProperties: false,
+  };
+
+  it("takes a JSON Schema of an object with its options, and names the path of a bad value", () => {
+    const config = parseConfig({
+      agents: [{ id: "main", model: "p/m", output: { schema, name: "sentiment", retries: 2 } }],
+    });
+    expect(config.agents[0]!.output).toEqual({ schema, name: "sentiment", retries: 2 });
+    const issues = (output: unknown) =>
+      issuesOf(() => parseConfig({ agents: [{ id: "main", model: "p/m", output }] })).map(
+        (i) => i.path,
+      );
+    expect(issues({ schema: { type: "array" } })).toEqual(["agents[0].output.schema"]);
+    expect(issues({ schema, retries: 6 })).toEqual(["agents[0].output.retries"]);
+    expect(issues({ schema, name: "a b" })).toEqual(["agents[0].output.name"]);
+    expect(issues({ schema, format: "json" })).toEqual(["agents[0].output"]);
+  });
+});

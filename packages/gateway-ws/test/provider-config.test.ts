@@ -1,12 +1,18 @@
 /**
  * The `providers` section of `beamclaw.yaml` as the standalone gateway builds it: the
  * adapters it makes talk to a local HTTP server standing in for the vendors, which records
- * what they send. Here: `promptCache`, and `pricing` of one-hour cache writes.
+ * what they send. Here: `promptCache`, `pricing` of one-hour cache writes, and an agent's
+ * structured `output` with a compatible server's `structuredOutputs`.
  */
 import { createServer, type Server } from "node:http";
-import { parseConfig } from "@beamclaw/core";
+import { AgentRuntime, createProviderChain, MemoryStore, parseConfig } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { costFunction, createProviders } from "../src/cli/bootstrap.js";
+import {
+  agentDefinitions,
+  configuredSkills,
+  costFunction,
+  createProviders,
+} from "../src/cli/bootstrap.js";
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -19,13 +25,20 @@ const ANTHROPIC_REPLY = [
   'event: message_stop\ndata: {"type":"message_stop"}\n\n',
 ].join("");
 
-const CHAT_REPLY = [
-  'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}\n\n',
-  "data: [DONE]\n\n",
-].join("");
+/** A streamed Chat Completions answer of `content`. */
+const chatReply = (content: string) =>
+  [
+    `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { role: "assistant", content }, finish_reason: "stop" }] })}\n\n`,
+    "data: [DONE]\n\n",
+  ].join("");
 
-/** A local server that records request bodies and answers Anthropic or Chat Completions. */
-async function vendor(): Promise<{ baseUrl: string; bodies: Array<Record<string, unknown>> }> {
+/**
+ * A local server that records request bodies and answers Anthropic or Chat Completions (with
+ * `chatContent`).
+ */
+async function vendor(
+  chatContent = "ok",
+): Promise<{ baseUrl: string; bodies: Array<Record<string, unknown>> }> {
   const bodies: Array<Record<string, unknown>> = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -33,7 +46,7 @@ async function vendor(): Promise<{ baseUrl: string; bodies: Array<Record<string,
     req.on("end", () => {
       bodies.push(JSON.parse(Buffer.concat(chunks).toString("utf8")));
       res.writeHead(200, { "content-type": "text/event-stream" });
-      res.end(req.url?.endsWith("/messages") ? ANTHROPIC_REPLY : CHAT_REPLY);
+      res.end(req.url?.endsWith("/messages") ? ANTHROPIC_REPLY : chatReply(chatContent));
     });
   });
   servers.push(server);
@@ -138,5 +151,61 @@ describe("pricing.*.cacheWrite1hPerMTok", () => {
       cacheWrite1hTokens: 1_000,
     });
     expect(usd).toBeCloseTo((2_000 * 3.75 + 1_000 * 6) / 1e6, 12);
+  });
+});
+
+describe("agents.*.output and providers.*.structuredOutputs", () => {
+  const schema = {
+    type: "object",
+    properties: { sentiment: { type: "string", enum: ["positive", "negative"] } },
+    required: ["sentiment"],
+    additionalProperties: false,
+  };
+
+  it("a configured agent's runs ask the server for its JSON Schema and give the validated answer", async () => {
+    const { baseUrl, bodies } = await vendor('{"sentiment":"positive"}');
+    const config = parseConfig({
+      agents: [
+        { id: "main", model: "local/m", output: { schema, name: "sentiment" } },
+        { id: "plain", model: "bare/m", output: { schema } },
+      ],
+      providers: {
+        local: { kind: "openai-compatible", baseUrl },
+        bare: { kind: "openai-compatible", baseUrl, structuredOutputs: false },
+      },
+    });
+    const providers = await createProviders(config);
+    const store = new MemoryStore();
+    await store.open();
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({ providers: Object.values(providers) }),
+      agents: agentDefinitions(config, await configuredSkills(config, process.cwd())),
+    });
+    await runtime.start();
+    try {
+      for (const key of ["agent:main:main", "agent:plain:main"]) {
+        const result = await (await runtime.session(key).send("Great product")).result;
+        expect(result).toMatchObject({ status: "completed", output: { sentiment: "positive" } });
+      }
+    } finally {
+      await runtime.stop();
+      await store.close();
+    }
+    expect(bodies[0]!.response_format).toEqual({
+      type: "json_schema",
+      json_schema: { name: "sentiment", schema, strict: true },
+    });
+    // structuredOutputs: false sends no format; the answer is validated all the same.
+    expect(bodies[1]).not.toHaveProperty("response_format");
+  });
+
+  it("refuses structuredOutputs for a kind other than openai-compatible", () => {
+    expect(() =>
+      parseConfig({
+        agents: [{ id: "main", model: "p/m" }],
+        providers: { p: { kind: "openai", structuredOutputs: false } },
+      }),
+    ).toThrow(/providers\.p\.structuredOutputs: only an openai-compatible provider/);
   });
 });

@@ -43,6 +43,7 @@ import {
   field,
   inputObject,
   isWire,
+  mergeIntoField,
   numberField,
   parseToolInput,
   stringField,
@@ -334,7 +335,8 @@ function markConversation(messages: JsonObject[], control: JsonObject): void {
 /**
  * Maps a request to the Messages API body. `maxOutputTokens` caps thinking and answer
  * together, as `max_tokens` does; when it leaves less than the level's budget plus 1024
- * tokens for the answer, the budget shrinks (to at least Anthropic's minimum of 1024).
+ * tokens for the answer, the budget shrinks (to at least Anthropic's minimum of 1024). A
+ * `responseFormat` becomes `output_config.format` (type `json_schema`, structured outputs).
  */
 export function toAnthropicRequest(
   request: ModelRequest,
@@ -392,6 +394,12 @@ export function toAnthropicRequest(
   }
   if (request.temperature !== undefined) body.temperature = request.temperature;
   if (budget !== undefined) body.thinking = { type: "enabled", budget_tokens: budget };
+  if (request.responseFormat !== undefined) {
+    // Structured outputs (GA): the answer's text is JSON conforming to the schema. Anthropic
+    // names no schema and has no strict switch: `name`, `description` and `strict` are not sent.
+    const format: JsonObject = { type: "json_schema", schema: request.responseFormat.schema };
+    mergeIntoField(body, "output_config", { format });
+  }
   return body;
 }
 

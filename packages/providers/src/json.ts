@@ -54,6 +54,16 @@ export function inputObject(input: JsonValue): JsonObject {
   return typeof input === "object" && input !== null && !Array.isArray(input) ? input : {};
 }
 
+/**
+ * Sets `body[key]` to the object already there with `fields` added, so that two settings
+ * written into one vendor object (Anthropic's `output_config`, the Responses API's `text`)
+ * do not overwrite each other.
+ */
+export function mergeIntoField(body: JsonObject, key: string, fields: JsonObject): void {
+  const current = body[key];
+  body[key] = { ...(isWire(current) ? (current as JsonObject) : {}), ...fields };
+}
+
 /** Shallow-merges the caller's provider-specific options over the mapped request body. */
 export function withProviderOptions(
   body: JsonObject,

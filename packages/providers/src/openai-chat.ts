@@ -14,6 +14,7 @@ import type {
   ModelCallOptions,
   ModelMessage,
   ModelRequest,
+  ModelResponseFormat,
   ModelStreamEvent,
   ModelUsage,
   ProviderErrorKind,
@@ -111,6 +112,8 @@ export interface ChatDialect {
   apiKeyEnv: string | undefined;
   /** Send the request's `cacheKey` as `prompt_cache_key` (OpenAI routes by it). */
   promptCacheKey: boolean;
+  /** Send the request's `responseFormat` as `response_format` (type `json_schema`). */
+  responseFormat: boolean;
 }
 
 /** An image part as the URL OpenAI expects: a `data:` URL for inline data. */
@@ -186,7 +189,10 @@ function toolChoice(choice: ModelRequest["toolChoice"]): JsonObject | string | u
   return { type: "function", function: { name: choice.toolName } };
 }
 
-/** Maps a request to the Chat Completions body. */
+/**
+ * Maps a request to the Chat Completions body. A `responseFormat` becomes
+ * `response_format: { type: "json_schema", json_schema }` when the dialect sends it.
+ */
 export function toChatRequest(
   request: ModelRequest,
   dialect: ChatDialect,
@@ -218,7 +224,27 @@ export function toChatRequest(
   if (request.thinking !== undefined && request.thinking !== "off") {
     body.reasoning_effort = request.thinking;
   }
+  if (dialect.responseFormat && request.responseFormat !== undefined) {
+    body.response_format = {
+      type: "json_schema",
+      json_schema: jsonSchemaFormat(request.responseFormat),
+    };
+  }
   return body;
+}
+
+/**
+ * A request's `responseFormat` as OpenAI's JSON Schema format: `name` and `schema`, with
+ * `description` and `strict` when given. Chat Completions nests it in
+ * `response_format.json_schema`; the Responses API puts it beside `type` in `text.format`.
+ */
+export function jsonSchemaFormat(format: ModelResponseFormat): JsonObject {
+  return {
+    name: format.name,
+    ...(format.description === undefined ? {} : { description: format.description }),
+    schema: format.schema,
+    ...(format.strict === undefined ? {} : { strict: format.strict }),
+  };
 }
 
 /** Reads Chat Completions / Responses usage: input includes cached tokens, output reasoning. */

@@ -40,6 +40,15 @@ export interface OpenAICompatibleProviderOptions extends ProviderHttpOptions {
    * Default false: a strict server may refuse a field it does not know.
    */
   promptCacheKey?: boolean;
+  /**
+   * Send a request's `responseFormat` (a run's structured `output`) as `response_format`
+   * (`{ type: "json_schema", json_schema: { name, schema, description?, strict? } }`), which
+   * Ollama, vLLM, llama.cpp and OpenRouter use to constrain the answer. Default true. `false`
+   * sends nothing, for a server that rejects the field or does not know `json_schema`: the
+   * answer is then not constrained (say in the prompt that it must be JSON), and the agent
+   * loop still validates it against the schema and asks again when it does not conform.
+   */
+  structuredOutputs?: boolean;
 }
 
 /**
@@ -73,6 +82,12 @@ export function createOpenAICompatibleProvider(
       `maxTokensField must be "max_tokens" or "max_completion_tokens", got ${JSON.stringify(maxTokensField)}`,
     );
   }
+  const structuredOutputs = options.structuredOutputs;
+  if (structuredOutputs !== undefined && typeof structuredOutputs !== "boolean") {
+    throw new InvalidArgumentError(
+      `structuredOutputs must be a boolean, got ${JSON.stringify(structuredOutputs)}`,
+    );
+  }
   const idleTimeoutMs = checkTimeout(
     "idleTimeoutMs",
     options.idleTimeoutMs,
@@ -95,6 +110,7 @@ export function createOpenAICompatibleProvider(
     requireDone: false,
     apiKeyEnv: undefined,
     promptCacheKey: options.promptCacheKey === true,
+    responseFormat: structuredOutputs !== false,
   } as const;
   const models = options.models;
   return {

@@ -20,13 +20,14 @@ import type { HttpClient } from "./http.js";
 import {
   field,
   isWire,
+  mergeIntoField,
   numberField,
   parseToolInput,
   stringField,
   toolOutputText,
   withProviderOptions,
 } from "./json.js";
-import { chatUsage, imageUrl, parseOpenAIError } from "./openai-chat.js";
+import { chatUsage, imageUrl, jsonSchemaFormat, parseOpenAIError } from "./openai-chat.js";
 import { checkRequest, modelOf } from "./request.js";
 import { parseSseJson, readSse, streamCutError } from "./sse.js";
 
@@ -92,7 +93,7 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
 
 /**
  * Maps a request to the Responses API body; `promptCacheKey` sends its `cacheKey` as
- * `prompt_cache_key`.
+ * `prompt_cache_key`. A `responseFormat` becomes `text.format` (type `json_schema`).
  */
 export function toResponsesRequest(
   request: ModelRequest,
@@ -127,6 +128,10 @@ export function toResponsesRequest(
   if (promptCacheKey && request.cacheKey !== undefined) body.prompt_cache_key = request.cacheKey;
   if (request.thinking !== undefined && request.thinking !== "off") {
     body.reasoning = { effort: request.thinking, summary: "auto" };
+  }
+  if (request.responseFormat !== undefined) {
+    const format = { type: "json_schema", ...jsonSchemaFormat(request.responseFormat) };
+    mergeIntoField(body, "text", { format });
   }
   return body;
 }

@@ -93,6 +93,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
             requireDone: true,
             apiKeyEnv: "OPENAI_API_KEY",
             promptCacheKey,
+            responseFormat: true,
           },
         });
         return abortable(events, callOptions.signal, context);

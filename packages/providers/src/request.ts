@@ -9,6 +9,8 @@ import { isWire } from "./json.js";
 
 const ROLES = new Set(["user", "assistant", "tool"]);
 const THINKING = new Set(["off", "minimal", "low", "medium", "high"]);
+/** What OpenAI accepts as a schema's name; the contract asks it of every request. */
+const FORMAT_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /** The model id of a request that may be malformed, for error messages. */
 export function modelOf(request: unknown): string | undefined {
@@ -40,7 +42,7 @@ export function checkRequest(request: ModelRequest, context: CallContext): void 
   if (request.cacheKey !== undefined && typeof request.cacheKey !== "string") {
     fail("`cacheKey` must be a string");
   }
-  const { maxOutputTokens, temperature, thinking, tools } = request;
+  const { maxOutputTokens, temperature, thinking, tools, responseFormat } = request;
   if (
     maxOutputTokens !== undefined &&
     !(Number.isInteger(maxOutputTokens) && maxOutputTokens > 0)
@@ -66,5 +68,21 @@ export function checkRequest(request: ModelRequest, context: CallContext): void 
         fail(`tools[${i}].inputSchema must be a JSON Schema object`);
       }
     });
+  }
+  if (responseFormat !== undefined) {
+    if (!isWire(responseFormat) || responseFormat.type !== "json-schema") {
+      fail('`responseFormat.type` must be "json-schema"');
+    }
+    const { name, schema, description, strict } = responseFormat;
+    if (typeof name !== "string" || !FORMAT_NAME.test(name)) {
+      fail(`\`responseFormat.name\` must match ${FORMAT_NAME.source}, got ${JSON.stringify(name)}`);
+    }
+    if (!isWire(schema)) fail("`responseFormat.schema` must be a JSON Schema object");
+    if (description !== undefined && typeof description !== "string") {
+      fail("`responseFormat.description` must be a string");
+    }
+    if (strict !== undefined && typeof strict !== "boolean") {
+      fail("`responseFormat.strict` must be a boolean");
+    }
   }
 }

@@ -1,8 +1,8 @@
 import { http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { createAnthropicProvider } from "../src/index.js";
-import { fixture, sseResponse } from "./support.js";
+import { createAnthropicProvider, createOpenAIProvider } from "../src/index.js";
+import { type CapturedRequest, capture, fixture, sseResponse } from "./support.js";
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
@@ -14,7 +14,7 @@ afterEach(() => {
 });
 afterAll(() => server.close());
 
-// The example printed in this package's README, kept runnable.
+// The examples printed in this package's README, kept runnable.
 describe("README example", () => {
   it("streams an answer and prints its usage", async () => {
     vi.stubEnv("ANTHROPIC_API_KEY", "sk-ant-readme");
@@ -59,5 +59,87 @@ describe("README example", () => {
     expect(logged).toEqual([
       ["\n", { inputTokens: 2025, outputTokens: 15, cacheReadTokens: 1800, cacheWriteTokens: 200 }],
     ]);
+  });
+});
+
+/** A Responses API stream whose answer is `texts`, in its documented event shapes. */
+function responsesAnswer(texts: string[]): string {
+  const id = "msg_68d1b2c3d4e58190a1b2c3d4e5f6a7b80c1d2e3f4a5b6c7d";
+  const where = { item_id: id, output_index: 0, content_index: 0 };
+  const response = { id: "resp_68d1b2c3", object: "response", model: "gpt-4.1-mini-2025-04-14" };
+  const events = [
+    { type: "response.created", response: { ...response, status: "in_progress", usage: null } },
+    {
+      type: "response.output_item.added",
+      output_index: 0,
+      item: { id, type: "message", status: "in_progress", role: "assistant", content: [] },
+    },
+    ...texts.map((delta) => ({ type: "response.output_text.delta", ...where, delta })),
+    { type: "response.output_text.done", ...where, text: texts.join("") },
+    {
+      type: "response.completed",
+      response: {
+        ...response,
+        status: "completed",
+        usage: { input_tokens: 72, output_tokens: 14, total_tokens: 86 },
+      },
+    },
+  ];
+  return events
+    .map((e, i) => `event: ${e.type}\ndata: ${JSON.stringify({ ...e, sequence_number: i })}\n\n`)
+    .join("");
+}
+
+describe("README example: structured output", () => {
+  it("sends the schema as text.format and parses the streamed JSON", async () => {
+    vi.stubEnv("OPENAI_API_KEY", "sk-readme");
+    const seen: CapturedRequest[] = [];
+    server.use(
+      http.post("https://api.openai.com/v1/responses", async ({ request }) => {
+        seen.push(await capture(request));
+        return sseResponse(responsesAnswer(['{"city":"Par', 'is","temperature', 'C":21}']));
+      }),
+    );
+    const logged: unknown[][] = [];
+    vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => {
+      logged.push(args);
+    });
+
+    const openai = createOpenAIProvider(); // reads OPENAI_API_KEY
+    let json = "";
+    for await (const event of openai.stream({
+      model: "gpt-4.1-mini",
+      messages: [{ role: "user", content: [{ type: "text", text: "The weather in Paris?" }] }],
+      responseFormat: {
+        type: "json-schema",
+        name: "weather",
+        schema: {
+          type: "object",
+          properties: { city: { type: "string" }, temperatureC: { type: "number" } },
+          required: ["city", "temperatureC"],
+          additionalProperties: false,
+        },
+        strict: true,
+      },
+    })) {
+      if (event.type === "text-delta") json += event.text;
+      if (event.type === "finish" && event.reason === "refusal") throw new Error(json);
+    }
+    console.log(JSON.parse(json)); // { city: "Paris", temperatureC: 21 }
+
+    expect(logged).toEqual([[{ city: "Paris", temperatureC: 21 }]]);
+    expect(seen[0]?.body.text).toEqual({
+      format: {
+        type: "json_schema",
+        name: "weather",
+        schema: {
+          type: "object",
+          properties: { city: { type: "string" }, temperatureC: { type: "number" } },
+          required: ["city", "temperatureC"],
+          additionalProperties: false,
+        },
+        strict: true,
+      },
+    });
   });
 });

@@ -13,6 +13,7 @@ import {
   type RunEvent,
 } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { createRedisBackplane, createRedisStore, type RedisStore } from "../src/index.js";
 import { deletePrefixes, REDIS_URL, uniquePrefix } from "./support/redis.js";
 import { sleep, waitUntil } from "./support/settle.js";
@@ -29,9 +30,12 @@ afterEach(async () => {
 
 /**
  * Answers `echo: <text>` in three chunks; a text starting with `hold` waits until
- * `release()` has been called (once released, every later `hold` goes through).
+ * `release()` has been called (once released, every later `hold` goes through). A request
+ * with a response format is answered with the user's text itself (a test sends JSON), and
+ * its format is kept in `formats`.
  */
 function echoModels() {
+  const formats: unknown[] = [];
   let release!: () => void;
   const released = new Promise<void>((resolve) => {
     release = resolve;
@@ -41,6 +45,12 @@ function echoModels() {
       const last = request.messages.findLast((m) => m.role === "user");
       const text = last?.content.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
       yield { type: "response-start", model: options.models[0] ?? "echo/test" };
+      if (request.responseFormat !== undefined) {
+        formats.push(request.responseFormat);
+        yield { type: "text-delta", text };
+        yield { type: "finish", reason: "stop" };
+        return;
+      }
       if (text.startsWith("hold")) {
         await new Promise<void>((resolve, reject) => {
           void released.then(resolve);
@@ -54,7 +64,7 @@ function echoModels() {
       yield { type: "finish", reason: "stop" };
     },
   };
-  return { models, release };
+  return { models, release, formats };
 }
 
 async function cluster(
@@ -164,6 +174,45 @@ describe("routing", () => {
       "user",
       "assistant",
     ]);
+  });
+
+  it("a structured answer asked through another node: the owner asks for it, the sender's zod schema parses it", async () => {
+    const {
+      nodes: [a, b],
+      formats,
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:r-output";
+    await turn(a!, key, "one");
+    const Count = z.object({ n: z.number().int() }).transform(({ n }) => n * 10);
+    const run = await b!.runtime.session(key).send('{"n":4}', { output: Count });
+    expect(b!.runtime.activeSessions()).toEqual([]);
+    const result = await run.result;
+    expect(result.status).toBe("completed");
+    expect(result.output).toBe(40);
+    expect(formats).toEqual([
+      {
+        type: "json-schema",
+        name: "output",
+        strict: true,
+        schema: {
+          type: "object",
+          properties: {
+            n: { type: "integer", minimum: expect.any(Number), maximum: expect.any(Number) },
+          },
+          required: ["n"],
+          additionalProperties: false,
+        },
+      },
+    ]);
+    // A refinement has no JSON Schema form: the owner cannot check it, the sender's handle does.
+    const Big = z.object({ n: z.number() }).refine(({ n }) => n > 5, "n must be more than 5");
+    const refused = await (await b!.runtime.session(key).send('{"n":1}', { output: Big })).result;
+    expect(refused.status).toBe("failed");
+    expect(refused.error).toEqual({
+      code: "OUTPUT_INVALID",
+      message: "the answer does not conform to the output schema: (root): n must be more than 5",
+    });
+    expect(refused.output).toBeUndefined();
   });
 
   it("info, patch, abort, reset and delete sent through any node reach the session on its owner", async () => {

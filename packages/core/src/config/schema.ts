@@ -37,6 +37,28 @@ const agentFields = {
         .strict(),
     ])
     .optional(),
+  /**
+   * Every answer of this agent as JSON conforming to a JSON Schema of an object (see
+   * `AgentDefinition.output`). Default: free text.
+   */
+  output: z
+    .object({
+      schema: z
+        .record(z.string(), z.unknown())
+        .refine(
+          (schema) => schema.type === "object",
+          'a JSON Schema of an object (type: "object")',
+        ),
+      name: z
+        .string()
+        .regex(/^[a-zA-Z0-9_-]{1,64}$/)
+        .optional(),
+      description: z.string().optional(),
+      strict: z.boolean().optional(),
+      retries: z.number().int().min(0).max(5).optional(),
+    })
+    .strict()
+    .optional(),
   subagents: z
     .object({
       maxDepth: z.number().int().min(1).max(5).default(1),
@@ -99,9 +121,22 @@ export const ProviderConfigSchema = z
           .strict(),
       ])
       .optional(),
+    /**
+     * `openai-compatible` only: whether a run's structured `output` is sent as
+     * `response_format` (default true); false for a server that rejects it (the answer is
+     * still validated).
+     */
+    structuredOutputs: z.boolean().optional(),
   })
   .strict()
   .superRefine((provider, ctx) => {
+    if (provider.structuredOutputs !== undefined && provider.kind !== "openai-compatible") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["structuredOutputs"],
+        message: "only an openai-compatible provider takes structuredOutputs",
+      });
+    }
     const cache = provider.promptCache;
     if (typeof cache === "object" && provider.kind !== "anthropic") {
       ctx.addIssue({

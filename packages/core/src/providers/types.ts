@@ -103,6 +103,28 @@ export interface ModelRequest {
    * SHA-256 digest, so the key itself does not leave the process); others ignore it.
    */
   cacheKey?: string;
+  /**
+   * The form the model's answer must take. Providers that can constrain their output to a
+   * JSON Schema send it (Anthropic's `output_config.format`, OpenAI's `response_format` and
+   * the Responses API's `text.format`); the answer is then the JSON text, streamed as
+   * `text-delta` events like any other. The agent loop sets it from a run's `output` (see
+   * `SendOptions.output`) and validates the answer whatever the provider did with it.
+   */
+  responseFormat?: ModelResponseFormat;
+}
+
+/**
+ * A JSON answer conforming to `schema` (JSON Schema, draft 2020-12; the root is an object).
+ * `strict: true` asks providers that can for constrained decoding (OpenAI's `strict`), which
+ * needs every object's properties all `required` and `additionalProperties: false`.
+ */
+export interface ModelResponseFormat {
+  type: "json-schema";
+  /** `^[a-zA-Z0-9_-]{1,64}$`: the schema's name, for providers that ask for one. */
+  name: string;
+  schema: JsonObject;
+  description?: string;
+  strict?: boolean;
 }
 
 /** Token usage of one model call. Counts a provider does not report are omitted. */

@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
-import { AbortedError, isBeamClawError } from "../errors.js";
+import { AbortedError, isBeamClawError, OutputError } from "../errors.js";
 import { readEvents } from "../providers/chain.js";
 import type {
+  FinishReason,
+  JsonValue,
   ModelCallOptions,
   ModelMessage,
   ModelRequest,
@@ -26,6 +28,14 @@ import {
   fitMessages,
   isContextOverflow,
 } from "./context-window.js";
+import {
+  checkOutput,
+  type OutputOption,
+  PREPARED_OUTPUT,
+  type RunOutput,
+  resolveOutput,
+  retryMessage,
+} from "./output.js";
 import {
   type AgentDefinition,
   errorInfo,
@@ -100,6 +110,14 @@ export interface AgentLoopInput {
   contextWindow?: ContextWindow;
   /** The requests' `cacheKey`. Default {@link promptCacheKey} of `sessionKey`. */
   cacheKey?: string;
+  /**
+   * The answer must be JSON conforming to this (see `SendOptions.output`): sent as each
+   * request's `responseFormat`, the final answer validated and, when it does not conform,
+   * the model asked again. An invalid one fails the run (`INVALID_ARGUMENT`).
+   */
+  output?: OutputOption;
+  /** `output`, already checked and prepared (a session's run). @internal */
+  [PREPARED_OUTPUT]?: RunOutput;
 }
 
 /** Turns a user input into the normalized message. */
@@ -192,6 +210,9 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   let costUsd = 0;
   let steps = 0;
   let finalText = "";
+  let output: JsonValue | undefined;
+  let outputSpec: RunOutput | undefined;
+  let outputRetries = 0;
   let status: RunStatus = "completed";
   let failure: { code: string; message: string } | undefined;
   const maxSteps = agent.maxSteps ?? 16;
@@ -205,6 +226,10 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   };
 
   try {
+    outputSpec =
+      input[PREPARED_OUTPUT] ??
+      (input.output === undefined ? undefined : resolveOutput(input.output, "output"));
+    outputRetries = outputSpec?.retries ?? 0;
     const inputs = input.inputs.map(userMessage);
     // Joined before the first save (see `nextRequest`).
     sent = input.history.concat(inputs);
@@ -225,7 +250,15 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         break;
       }
       steps++;
-      const step = await fittedStep(input, nextRequest(), keepFrom, toolDefinitions, usage, base);
+      const step = await fittedStep(
+        input,
+        nextRequest(),
+        keepFrom,
+        toolDefinitions,
+        usage,
+        base,
+        outputSpec,
+      );
       costUsd += step.costUsd;
       const content: Array<TextPart | ThinkingPart | ToolCallPart> = [
         ...step.thinking,
@@ -237,7 +270,19 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
       if (step.toolCalls.length === 0) {
         // A steered message that arrived during the last step still deserves an answer.
         const late = input.takeSteered();
-        if (late.length === 0) break;
+        if (late.length === 0) {
+          if (outputSpec === undefined) break;
+          const checked = checkAnswer(outputSpec, step);
+          if (checked.ok) {
+            output = checked.value;
+            break;
+          }
+          if (outputRetries === 0 || step.finishReason === "refusal") throw checked.error;
+          outputRetries--;
+          // Asked again, with what was wrong: a user turn of the conversation like any other.
+          await append(userMessage({ text: retryMessage(checked.error.problems) }));
+          continue;
+        }
         for (const steered of late) {
           emit({ runId, sessionKey, type: "steer", input: steered });
           await append(userMessage(steered));
@@ -298,7 +343,38 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
     costUsd,
   };
   if (failure !== undefined) result.error = failure;
+  if (output !== undefined && status === "completed") result.output = output;
   return result;
+}
+
+/** A final answer checked against the run's output, or the error that ends the run. */
+function checkAnswer(
+  spec: RunOutput,
+  step: StepOutput,
+): { ok: true; value: JsonValue } | { ok: false; error: OutputError } {
+  if (step.finishReason === "refusal") {
+    const said = step.text.trim();
+    return {
+      ok: false,
+      error: new OutputError(
+        "OUTPUT_REFUSED",
+        `the model refused to give the ${spec.format.name} answer${said.length > 0 ? `: ${said}` : ""}`,
+        said,
+      ),
+    };
+  }
+  const checked = checkOutput(spec, step.text);
+  if (checked.ok) return checked;
+  const cut =
+    step.finishReason === "length" ? " (the answer was cut at the output token limit)" : "";
+  return {
+    ok: false,
+    error: new OutputError(
+      "OUTPUT_INVALID",
+      `the answer does not conform to the ${spec.format.name} schema${cut}: ${checked.problems}`,
+      checked.problems + cut,
+    ),
+  };
 }
 
 /** Tries of one step whose request the provider refused as too long, before the run fails. */
@@ -322,6 +398,7 @@ async function fittedStep(
   tools: ReturnType<ToolRunner["definitions"]>,
   total: ModelUsage,
   base: { runId: string; sessionKey: string },
+  output: RunOutput | undefined,
 ): Promise<StepOutput> {
   const window = input.contextWindow;
   const ref = input.models[0] ?? input.agent.model;
@@ -347,7 +424,7 @@ async function fittedStep(
   }
   for (let tries = 1; ; tries++) {
     try {
-      return await streamStep(input, request, tools, total, base);
+      return await streamStep(input, request, tools, total, base, output);
     } catch (error) {
       if (!(error instanceof ContextOverflow) || tries >= OVERFLOW_RETRIES) {
         throw error instanceof ContextOverflow ? error.refusal : error;
@@ -410,6 +487,8 @@ class ContextOverflow extends Error {
 }
 
 interface StepOutput {
+  /** Why the model stopped, when the source said. */
+  finishReason: FinishReason | undefined;
   text: string;
   thinking: ThinkingPart[];
   toolCalls: ToolCallPart[];
@@ -422,6 +501,7 @@ async function streamStep(
   tools: ReturnType<ToolRunner["definitions"]>,
   total: ModelUsage,
   base: { runId: string; sessionKey: string },
+  output: RunOutput | undefined,
 ): Promise<StepOutput> {
   const { agent, emit } = input;
   let text = "";
@@ -429,6 +509,7 @@ async function streamStep(
   let thinking: ThinkingPart[] = [];
   let toolCalls: ToolCallPart[] = [];
   let stepUsage: ModelUsage | undefined;
+  let finishReason: FinishReason | undefined;
   let ref = input.models[0] ?? agent.model;
   // `messages` is this request's own array: nothing changes it after the call.
   // A conversation's requests share their beginning: one cache key for all of them.
@@ -443,6 +524,7 @@ async function streamStep(
   if (thinkingLevel !== undefined) request.thinking = thinkingLevel;
   if (agent.maxOutputTokens !== undefined) request.maxOutputTokens = agent.maxOutputTokens;
   if (agent.temperature !== undefined) request.temperature = agent.temperature;
+  if (output !== undefined) request.responseFormat = output.format;
 
   const onEvent = (event: { type: string; [key: string]: unknown }): void => {
     switch (event.type) {
@@ -451,6 +533,7 @@ async function streamStep(
         break;
       case "attempt-failed":
         if (event.discardOutput === true) {
+          finishReason = undefined;
           text = "";
           thinkingText = "";
           thinking = [];
@@ -509,6 +592,9 @@ async function streamStep(
       case "usage":
         stepUsage = event.usage as ModelUsage;
         break;
+      case "finish":
+        finishReason = event.reason as FinishReason;
+        break;
       default:
         break;
     }
@@ -548,7 +634,7 @@ async function streamStep(
       costUsd,
     });
   }
-  return { text, thinking, toolCalls, costUsd };
+  return { finishReason, text, thinking, toolCalls, costUsd };
 }
 
 /** What the loop hands its model source: the run's signal (lazily, with its cancellation). */

@@ -11,6 +11,7 @@ export {
   type CompactOptions,
   DEFAULT_KEEP_TURNS,
 } from "./compaction.js";
+export type { OutputOf, OutputOption, OutputSpec } from "./output.js";
 export { RunHandle, type SendDisposition } from "./run-handle.js";
 export {
   EVENT_STREAM_HEADERS,

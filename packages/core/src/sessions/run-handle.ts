@@ -1,4 +1,6 @@
+import type { JsonValue } from "../providers/types.js";
 import { keepShape } from "../runtime/shapes.js";
+import { parseOutput, type RunOutput } from "./output.js";
 import {
   type RunEventStreamOptions,
   type RunResponseOptions,
@@ -199,13 +201,17 @@ export type SendDisposition =
  * const { text, usage } = await run.result;
  * ```
  */
-export class RunHandle implements AsyncIterable<RunEvent> {
+export class RunHandle<TOutput = JsonValue> implements AsyncIterable<RunEvent> {
   /** The run this message belongs to (shared by collected and steered messages). */
   readonly runId: string;
   readonly sessionKey: string;
   readonly disposition: SendDisposition;
-  /** Resolves with the run's result; rejects if the message could not run at all. */
-  readonly result: Promise<RunResult>;
+  /**
+   * Resolves with the run's result; rejects if the message could not run at all. When the
+   * message asked for a structured answer with a zod schema, `output` is that schema's parse
+   * of the answer (transforms and defaults applied).
+   */
+  readonly result: Promise<RunResult<TOutput>>;
   readonly #log: RunEventLog;
   readonly #abort: () => Promise<boolean>;
 
@@ -221,8 +227,24 @@ export class RunHandle implements AsyncIterable<RunEvent> {
     this.sessionKey = sessionKey;
     this.disposition = disposition;
     this.#log = log;
-    this.result = log.result;
+    this.result = log.result as Promise<RunResult<TOutput>>;
     this.#abort = abort;
+  }
+
+  /**
+   * This handle, its `result` parsed by the caller's zod schema (see {@link RunResult.output}).
+   * A run that another process validated against the schema's JSON form, and that a
+   * refinement of the zod schema refuses, ends `failed` with `OUTPUT_INVALID` here.
+   * @internal
+   */
+  withOutput<T>(output: RunOutput | undefined): RunHandle<T> {
+    const handle = this as unknown as RunHandle<T>;
+    if (output === undefined || !output.live) return handle;
+    (handle as { result: Promise<RunResult<T>> }).result = this.#log.result.then((result) =>
+      parsedResult<T>(result, output),
+    );
+    handle.result.catch(() => undefined);
+    return handle;
   }
 
   /** Aborts the run (its provider request and tools). Resolves false if it already ended. */
@@ -262,6 +284,22 @@ export class RunHandle implements AsyncIterable<RunEvent> {
   toResponse(options?: RunResponseOptions): Response {
     return runEventResponse(this, options);
   }
+}
+
+/** `result` with its `output` parsed by the caller's live zod schema. */
+function parsedResult<T>(result: RunResult, output: RunOutput): RunResult<T> {
+  if (result.output === undefined) return result as RunResult<T>;
+  const parsed = parseOutput(output, result.output);
+  if (parsed.ok) return { ...result, output: parsed.value as T };
+  const { output: _refused, ...rest } = result;
+  return {
+    ...rest,
+    status: "failed",
+    error: {
+      code: "OUTPUT_INVALID",
+      message: `the answer does not conform to the ${output.format.name} schema: ${parsed.problems}`,
+    },
+  };
 }
 
 // Inert instances that keep these per-run classes' hidden classes alive (see keepShape).

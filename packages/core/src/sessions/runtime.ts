@@ -36,6 +36,13 @@ import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
 import { type CompactionResult, type CompactOptions, checkCompactOptions } from "./compaction.js";
+import {
+  type OutputOf,
+  type OutputOption,
+  type RunOutput,
+  resolveOutput,
+  storedOutput,
+} from "./output.js";
 import { RunEventLog, RunHandle } from "./run-handle.js";
 import {
   hasMadeUpKey,
@@ -147,9 +154,21 @@ export interface SessionHandle {
    * @throws InvalidArgumentError for a message or option of the wrong kind (no text string,
    *   `images` that are not `{ mediaType, data | url }`, an unknown `queueMode` or `thinking`,
    *   an empty `idempotencyKey`, a `signal` that is not an `AbortSignal`, a `model` that is
-   *   not `provider/model`); nothing is queued then.
+   *   not `provider/model`, an `output` that is not a zod or JSON Schema of an object);
+   *   nothing is queued then.
+   *
+   * @example
+   * ```ts
+   * const run = await session.send("Classify: 'my card was charged twice'", {
+   *   output: z.object({ category: z.enum(["billing", "bug", "other"]), urgent: z.boolean() }),
+   * });
+   * const { output } = await run.result; // typed { category: ...; urgent: boolean } | undefined
+   * ```
    */
-  send(message: string | UserMessageInput, options?: SendOptions): Promise<RunHandle>;
+  send<O extends OutputOption = never>(
+    message: string | UserMessageInput,
+    options?: SendOptions & { output?: O },
+  ): Promise<RunHandle<[O] extends [never] ? JsonValue : OutputOf<O>>>;
   /**
    * Aborts a run (active or queued). Resolves false if the session has no such run.
    * @throws InvalidArgumentError when `runId` is not a string.
@@ -536,10 +555,10 @@ export class AgentRuntime {
         `quarantined message ${id} has no user message to send (${record.reason}); drop it instead`,
       );
     }
-    const run = await this.session(record.sessionKey).send(payload.input, {
+    const run = (await this.session(record.sessionKey).send(payload.input, {
       ...(payload.options ?? {}),
       idempotencyKey: `${record.idempotencyKey}:released:${record.id}`,
-    });
+    })) as RunHandle;
     await this.store.kv.delete(key);
     return run;
   }
@@ -563,7 +582,18 @@ export class AgentRuntime {
     return {
       key,
       agentId,
-      send: (message, options) => this.#send(key, message, options),
+      send: async <O extends OutputOption = never>(
+        message: string | UserMessageInput,
+        options?: SendOptions & { output?: O },
+      ) => {
+        const handle = await this.#send(key, message, options);
+        // Parsed by the caller's zod schema, whichever node ran it.
+        return options?.output === undefined
+          ? (handle as RunHandle<[O] extends [never] ? JsonValue : OutputOf<O>>)
+          : handle.withOutput<[O] extends [never] ? JsonValue : OutputOf<O>>(
+              resolveOutput(options.output, "output"),
+            );
+      },
       abort: async (runId) => {
         if (typeof runId !== "string") {
           throw new InvalidArgumentError(`a run id must be a string, got ${describeArg(runId)}`);
@@ -660,13 +690,18 @@ export class AgentRuntime {
     this.#requireRunning();
     // Checked before anything is queued: a refused message leaves nothing in the store.
     const input = checkSend(message, options);
+    const output = sendOutput(options);
     // Under memory pressure a new message is refused before anything is queued.
     this.#options.memoryPressure?.assertAccepting(`a message to session ${key}`);
     const { signal, ...rest } = options;
     const runId = randomUUID();
     const stored: JsonObject = {
       input: input as unknown as JsonObject,
-      options: rest as JsonObject,
+      // The output's schema is kept as JSON Schema: a replay, or the node that runs it, asks
+      // for the same answer.
+      options: (output === undefined
+        ? rest
+        : { ...rest, output: storedOutput(output) }) as JsonObject,
       runId,
     };
     const { message: queued, duplicate } = await this.store.queue.enqueue({
@@ -743,6 +778,10 @@ export class AgentRuntime {
     };
     if (typeof payload?.input?.text !== "string") {
       throw new InvalidArgumentError(`queued message ${message.id} holds no user message`);
+    }
+    // A queued message's output schema is checked before its session takes it.
+    if (payload.options?.output !== undefined) {
+      resolveOutput(payload.options.output, `queued message ${message.id}: output`);
     }
     const runId = typeof payload.runId === "string" ? payload.runId : randomUUID();
     const known = this.#followKnown(key, message.id, runId);
@@ -1133,6 +1172,12 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
   return input;
 }
 
+/** A message's `output` option, checked and prepared, or undefined. */
+function sendOutput(options: SendOptions | undefined): RunOutput | undefined {
+  const output = options?.output;
+  return output === undefined ? undefined : resolveOutput(output, "output");
+}
+
 /** Throws unless `value` is undefined or a whole number of ms a timer can wait. */
 function checkRunTimeout(value: unknown, what: string): void {
   if (value === undefined) return;
@@ -1175,6 +1220,8 @@ function validateAgents(agents: AgentDefinition[]): Map<string, AgentDefinition>
       integer: true,
     });
     checkAutoCompact(agent.autoCompact, `agent "${id}": autoCompact`);
+    // Checked (and prepared) once, here: a run of the agent uses the prepared form.
+    if (agent.output !== undefined) resolveOutput(agent.output, `agent "${id}": output`);
     out.set(id, { ...agent, id });
   }
   return out;

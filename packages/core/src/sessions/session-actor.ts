@@ -41,6 +41,7 @@ import {
   summaryRequest,
 } from "./compaction.js";
 import { type ContextWindow, estimateMessageTokens } from "./context-window.js";
+import { PREPARED_OUTPUT, type RunOutput, resolveOutput } from "./output.js";
 import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import {
   type AgentDefinition,
@@ -190,6 +191,8 @@ interface Batch {
   saveFailures?: number;
   /** The message's own time limit (`SendOptions.timeoutMs`). */
   timeoutMs?: number;
+  /** The form of the answer (`SendOptions.output`), prepared. */
+  output?: RunOutput;
   /**
    * When the run must be over (`performance.now()` ms), set when it first starts: a run that
    * runs again after a failed save keeps its deadline.
@@ -700,6 +703,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (delivery.options.model !== undefined) batch.model = delivery.options.model;
     if (delivery.options.thinking !== undefined) batch.thinking = delivery.options.thinking;
     if (delivery.options.timeoutMs !== undefined) batch.timeoutMs = delivery.options.timeoutMs;
+    // Checked when the message was sent or replayed: prepared already, found again here.
+    if (delivery.options.output !== undefined) {
+      batch.output = resolveOutput(delivery.options.output, "output");
+    }
     return batch;
   }
 
@@ -860,6 +867,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         await this.#quarantine(message, "its payload is not a message this runtime can run");
         continue;
       }
+      if (payload.options?.output !== undefined) {
+        try {
+          resolveOutput(payload.options.output, "output");
+        } catch (error) {
+          await this.#quarantine(
+            message,
+            `its output schema cannot be used: ${(error as Error).message}`,
+          );
+          continue;
+        }
+      }
       const crashes = this.#crashesOf(message);
       if (crashes >= this.#ctx.quarantineAfterCrashes) {
         // A poison message: its session crashed during every run of it. Set aside rather
@@ -981,6 +999,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (batch.model !== undefined) active.model = batch.model;
     if (batch.thinking !== undefined) active.thinking = batch.thinking;
     if (batch.saveFailures !== undefined) active.saveFailures = batch.saveFailures;
+    if (batch.output !== undefined) active.output = batch.output;
     // A killed or stopped session cancels its active run, even when terminate never runs.
     // One callback for the session's life rather than one per run, on the actor's stop watch
     // rather than its `signal` (an AbortSignal and an EventTarget listener per session).
@@ -1029,6 +1048,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     };
     if (thinking !== undefined) input.thinking = thinking;
     if (this.#ctx.cost !== undefined) input.cost = this.#ctx.cost;
+    // The message's own, else the agent's (prepared once: the agents were checked).
+    const output =
+      batch.output ??
+      (agent.output === undefined ? undefined : resolveOutput(agent.output, "output"));
+    if (output !== undefined) input[PREPARED_OUTPUT] = output;
     // Its `signal` is made only when read (see ActiveRun.controller): the loop, the chain and
     // the tool layer watch the cancellation instead.
     const loopInput: AgentLoopInput = defineLazySignal(input, controller);
@@ -1227,6 +1251,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (active.model !== undefined) batch.model = active.model;
     if (active.thinking !== undefined) batch.thinking = active.thinking;
     if (active.timeoutMs !== undefined) batch.timeoutMs = active.timeoutMs;
+    if (active.output !== undefined) batch.output = active.output;
     if (active.deadline !== undefined) batch.deadline = active.deadline;
     disarm(active);
     this.#start(batch);

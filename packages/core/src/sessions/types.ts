@@ -9,6 +9,7 @@ import type {
   ToolCallPart,
 } from "../providers/types.js";
 import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
+import type { OutputOption } from "./output.js";
 
 /**
  * The longest time limit a run may have (`SendOptions.timeoutMs`, `AgentDefinition.timeoutMs`),
@@ -64,6 +65,11 @@ export interface AgentDefinition {
    * failed one is tried again after the next run. Default off.
    */
   autoCompact?: boolean | AutoCompactOptions;
+  /**
+   * The form of every answer of this agent: JSON conforming to a schema (see
+   * `SendOptions.output`, which takes precedence for one message). Default: free text.
+   */
+  output?: OutputOption;
   /** Sub-agent limits; sub-agents are off unless this is set. */
   subagents?: SubagentLimits;
 }
@@ -128,13 +134,26 @@ export interface SendOptions {
   /** Overrides the agent's model for this run (`provider/model`). */
   model?: string;
   thinking?: ThinkingLevel;
+  /**
+   * The answer must be JSON conforming to this schema (a zod schema, or `{ schema, name,
+   * description, strict, retries }` with a zod schema or a JSON Schema of an object). The
+   * schema goes to the provider as the request's response format (constrained decoding
+   * where it has it); the model may still call tools first. The final answer is validated;
+   * one that does not conform is answered with what is wrong and the model asked again
+   * (`retries`, default 1), and the run fails with `OUTPUT_INVALID` after the last try, or
+   * `OUTPUT_REFUSED` when the model refuses. The value is `RunResult.output`, parsed by the
+   * zod schema on the caller's handle (transforms and defaults applied). Messages collected
+   * into one run keep the first one's; the agent's `output` applies when a message has none.
+   * Kept with the message in the durable queue (as JSON Schema), so a replay asks for it too.
+   */
+  output?: OutputOption;
 }
 
 /** How a run ended. */
 export type RunStatus = "completed" | "aborted" | "failed" | "max-steps";
 
-/** The final assistant message of a run. */
-export interface RunResult {
+/** The final assistant message of a run. `TOutput`: the type of its structured `output`. */
+export interface RunResult<TOutput = JsonValue> {
   runId: string;
   sessionKey: string;
   status: RunStatus;
@@ -145,6 +164,12 @@ export interface RunResult {
   steps: number;
   usage: ModelUsage;
   costUsd: number;
+  /**
+   * The structured answer, when the run asked for one (`SendOptions.output`, the agent's
+   * `output`) and completed: the JSON the model wrote, accepted by the schema; on the
+   * handle of the caller who gave a zod schema, that schema's parse of it.
+   */
+  output?: TOutput;
   /**
    * Set when status is `failed`, and when the run was aborted because it went past its time
    * limit (`code` `RUN_TIMEOUT`).

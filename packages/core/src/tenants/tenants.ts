@@ -145,10 +145,13 @@ class TenantRuntime extends AgentRuntime {
   override session(rawKey: string): SessionHandle {
     const handle = super.session(rawKey);
     const send = handle.send;
-    return { ...handle, send: (message, options) => this.#admitted(() => send(message, options)) };
+    return {
+      ...handle,
+      send: (message, options) => this.#admitted(() => send(message, options)),
+    };
   }
 
-  async #admitted(send: () => Promise<RunHandle>): Promise<RunHandle> {
+  async #admitted<T>(send: () => Promise<RunHandle<T>>): Promise<RunHandle<T>> {
     const max = this.#limiter.limits.maxPendingMessages;
     if (max !== undefined && this.#pending >= max) {
       throw new OverloadedError(
@@ -158,7 +161,7 @@ class TenantRuntime extends AgentRuntime {
     }
     this.#limiter.admit();
     this.#pending++;
-    let run: RunHandle;
+    let run: RunHandle<T>;
     try {
       run = await send();
     } catch (error) {

@@ -19,6 +19,7 @@ import {
   MemoryPressureMonitor,
   MemoryStore,
   type ModelProvider,
+  type OutputSpec,
   type Store,
   withSkills,
 } from "@beamclaw/core";
@@ -142,6 +143,9 @@ export async function createProviders(
         out[name] = p.createOpenAICompatibleProvider({
           ...common,
           ...cacheKey,
+          ...(settings.structuredOutputs === undefined
+            ? {}
+            : { structuredOutputs: settings.structuredOutputs }),
           baseUrl: settings.baseUrl,
         });
         break;
@@ -193,6 +197,7 @@ export function agentDefinitions(
       ...(a.timeoutMs === undefined ? {} : { timeoutMs: a.timeoutMs }),
       ...(a.contextTokens === undefined ? {} : { contextTokens: a.contextTokens }),
       ...(a.autoCompact === undefined ? {} : { autoCompact: a.autoCompact }),
+      ...(a.output === undefined ? {} : { output: a.output as OutputSpec }),
       ...(a.subagents === undefined ? {} : { subagents: a.subagents }),
     };
     const names = new Set(skills.agents[a.id] ?? []);

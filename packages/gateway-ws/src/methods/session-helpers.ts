@@ -7,6 +7,7 @@ import {
   type ModelMessage,
   parseSessionKey,
   type QueueMode,
+  type RunHandle,
   type RunResult,
   type SessionRecord,
   type ThinkingLevel,
@@ -600,7 +601,7 @@ export async function sendToSession(
     return { runId: displayRunId, status: finished.status, sessionKey: session.key };
   }
   const claim = hub.runs.claim(session.key, displayRunId);
-  let handle: Awaited<ReturnType<typeof session.send>>;
+  let handle: RunHandle;
   try {
     handle = await session.send(
       {
