@@ -1436,6 +1436,39 @@ describe("sub-agents", () => {
     expect(childCall?.request.tools).toBeUndefined();
   });
 
+  it("a sub-agent whose agent has a structured output reports the value to its parent", async () => {
+    const source = new BrainSource(
+      familyBrain(["TASK: count the files"], (_task, call) => {
+        // The child's request asks for the format; its answer conforms.
+        expect(call.request.responseFormat?.name).toBe("count");
+        return [text('{"files":42}'), usage()];
+      }),
+    );
+    const runtime = await startRuntime({
+      models: source,
+      agents: [
+        { id: "boss", model: "test/boss", subagents: { agentId: "counter" } },
+        {
+          id: "counter",
+          model: "test/counter",
+          output: {
+            name: "count",
+            schema: {
+              type: "object",
+              properties: { files: { type: "integer" } },
+              required: ["files"],
+            },
+          },
+        },
+      ],
+    });
+    const result = await (await runtime.session("agent:boss:main").send("delegate it")).result;
+    expect(result.status).toBe("completed");
+    expect(toolResults(source.calls.at(-1)!.request.messages)).toEqual([
+      { type: "tool-result", toolCallId: "s0", toolName: "spawn_subagent", output: { files: 42 } },
+    ]);
+  });
+
   it("a sub-agent cannot spawn further at depth 1, even if its model tries", async () => {
     const source = new BrainSource(
       familyBrain(["TASK: try to nest"], (_task, call) =>

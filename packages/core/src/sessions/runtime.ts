@@ -1039,7 +1039,10 @@ export class AgentRuntime {
       const child = this.session(childKey);
       const run = await child.send({ text: task }, { signal: context.signal, timeoutMs });
       const result = await run.result;
-      if (result.status === "completed") return { output: result.text, isError: false };
+      // A child agent with a structured `output` reports the value, not its JSON text.
+      if (result.status === "completed") {
+        return { output: result.output ?? result.text, isError: false };
+      }
       return {
         output: `sub-agent ${childKey} ended with status ${result.status}${result.error ? `: ${result.error.message}` : ""}`,
         isError: true,
