@@ -243,4 +243,48 @@ describe("cron job changes across nodes", () => {
       );
     }
   }, 30_000);
+
+  it("a change waits for a job's lock held by a node that died, and is written under the lock when its lease runs out", async () => {
+    const { members } = await cluster(2);
+    const [a, b] = members as [Member, Member];
+    await (await service(a)).add({
+      id: "locked",
+      schedule: { every: 3_600_000 },
+      session: "isolated",
+      prompt: "before",
+    });
+    await waitUntil("the job on b", async () =>
+      (await (await service(b)).list()).some((job) => job.id === "locked"),
+    );
+    // A node took the job's lock for a merge and died: nobody releases it, its lease (4 s)
+    // runs out by itself.
+    const dead = await a.store.locks.acquire("cron-job:main:locked", {
+      owner: "dead-node",
+      ttlMs: 4_000,
+    });
+    expect(dead).toBeDefined();
+    const seenLeases: number[] = [];
+    const update = (async () => {
+      const job = await (await service(b)).update("locked", { prompt: "after" });
+      // Who holds the lock right after the write: no one (released), never the dead node.
+      const holder = await a.store.locks.holder("cron-job:main:locked");
+      if (holder !== undefined) seenLeases.push(holder.token);
+      return job;
+    })();
+    // Well past the 2 s a merge used to wait before it wrote without the lock.
+    await sleep(2_800);
+    expect((await a.store.cron.getJob("locked"))?.prompt).toBe("before");
+    const updated = await update;
+    expect(updated.prompt).toBe("after");
+    expect(Date.now()).toBeGreaterThanOrEqual(dead!.expiresAt);
+    expect((await a.store.cron.getJob("locked"))?.prompt).toBe("after");
+    expect(seenLeases).toEqual([]);
+    // The merge took the lock after the dead node's lease: a later fencing token.
+    const after = await a.store.locks.acquire("cron-job:main:locked", { owner: "t", ttlMs: 1_000 });
+    expect(after!.token).toBeGreaterThan(dead!.token + 1);
+    await waitUntil(
+      "a follows the change",
+      async () => (await (await service(a)).get("locked")).prompt === "after",
+    );
+  }, 30_000);
 });

@@ -56,9 +56,11 @@ const WAKE_RETRY_MS = 10;
 const DEFAULT_RESYNC_MS = 30_000;
 /** Job ids waiting to be reloaded beyond which one full reload is done instead. */
 const MAX_PENDING_SYNC = 1_000;
-/** In a cluster: longest wait for a job's write lock, and that lock's lease. */
+/** In a cluster: how long a write waits for a job's lock before it looks at the holder's lease, and that lease. */
 const LOCK_WAIT_MS = 2_000;
 const LOCK_TTL_MS = 10_000;
+/** Slack for the clocks of the nodes that write a lease's expiry and read it. */
+const LOCK_SKEW_MS = 250;
 /** State fields that count up: merged by their difference, so concurrent runs add up. */
 const COUNTERS = new Set(["runCount", "missedCount"]);
 
@@ -1617,19 +1619,35 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   }
 
   /**
-   * The job's write lock, waited for up to `LOCK_WAIT_MS`; `undefined` without a lock store,
-   * or when the wait ran out (a holder that died keeps it until its lease expires): the
-   * merge then goes ahead unlocked, which still loses nothing but a change made in the same
-   * few milliseconds.
+   * The job's write lock; `undefined` without a lock store. A merge holds it for a few
+   * milliseconds: past `LOCK_WAIT_MS` its holder may have died, so the wait goes on until the
+   * holder's lease runs out (at most `LOCK_TTL_MS`, after which the lock is free), and the
+   * write happens under the lock all the same. Only when the lock is taken again and again
+   * for longer than a whole lease (live writers without end) does the merge go ahead
+   * unlocked, which still loses nothing but a change made in the same few milliseconds.
    */
   async #lockJob(id: string): Promise<Lease | undefined> {
     const locks = this.#store.locks;
     if (locks === undefined) return undefined;
     const name = `cron-job:${this.agentId}:${id}`;
-    const deadline = Date.now() + LOCK_WAIT_MS;
+    const started = Date.now();
+    // The longest anyone can hold the lock without renewing it, with room for clock skew.
+    const latest = started + LOCK_WAIT_MS + LOCK_TTL_MS + LOCK_SKEW_MS;
+    let deadline = started + LOCK_WAIT_MS;
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
       const lease = await locks.acquire(name, { owner: this.#instanceId, ttlMs: LOCK_TTL_MS });
-      if (lease !== undefined || Date.now() >= deadline) return lease;
+      if (lease !== undefined) return lease;
+      const now = Date.now();
+      if (now >= latest) return undefined;
+      if (now >= deadline) {
+        // Held longer than a merge takes: wait for the holder's lease to run out.
+        const holder = await locks.holder(name);
+        deadline = Math.min(
+          latest,
+          holder === undefined ? now : Math.min(holder.expiresAt, now + LOCK_TTL_MS) + LOCK_SKEW_MS,
+        );
+        wait = 2;
+      }
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
