@@ -71,6 +71,7 @@ const TOP_FIELDS = [
   "max_tokens",
   "max_completion_tokens",
   "user",
+  "response_format",
 ];
 
 interface Case {

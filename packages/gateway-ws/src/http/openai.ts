@@ -3,7 +3,9 @@
  * one JSON answer) and `GET /v1/models`. The `model` names an agent (`beamclaw`,
  * `beamclaw/<agentId>`); the `x-beamclaw-session-key` header or the `user` field picks the
  * session. A request with function `tools` of its own is answered by one model call with
- * those tools, and the model's calls come back as `tool_calls` for the client to run.
+ * those tools, and the model's calls come back as `tool_calls` for the client to run. A
+ * `response_format` (`json_schema`, or `json_object`) makes the answer JSON: a session turn
+ * asks for it as a structured `output` (validated, asked again when it does not conform).
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -13,6 +15,7 @@ import type {
   JsonValue,
   ModelMessage,
   ModelRequest,
+  ModelResponseFormat,
   ModelToolDefinition,
   ModelUsage,
   RunResult,
@@ -47,6 +50,7 @@ interface CompletionRequest {
   max_tokens?: unknown;
   max_completion_tokens?: unknown;
   temperature?: unknown;
+  response_format?: unknown;
 }
 
 class RequestError extends Error {
@@ -200,6 +204,7 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       }
     });
   }
+  checkResponseFormat(body.response_format);
   checkOptional(
     body,
     "tool_choice",
@@ -210,6 +215,60 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       (isPlainObject(v) && isPlainObject(v.function) && typeof v.function.name === "string"),
     '"auto", "none", "required" or { type: "function", function: { name } }',
   );
+}
+
+const FORMAT_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/** Checks `response_format`: `{ type: "text" | "json_object" }` or a `json_schema` one. */
+function checkResponseFormat(format: unknown): void {
+  if (format === undefined || format === null) return;
+  if (!isPlainObject(format)) throw invalidType("response_format", "an object");
+  if (format.type === "text" || format.type === "json_object") return;
+  if (format.type !== "json_schema") {
+    throw invalidType("response_format.type", '"text", "json_object" or "json_schema"');
+  }
+  const spec = format.json_schema;
+  if (!isPlainObject(spec)) throw invalidType("response_format.json_schema", "an object");
+  if (typeof spec.name !== "string" || !FORMAT_NAME.test(spec.name)) {
+    throw invalidType(
+      "response_format.json_schema.name",
+      `a string matching ${FORMAT_NAME.source}`,
+    );
+  }
+  if (spec.description !== undefined && typeof spec.description !== "string") {
+    throw invalidType("response_format.json_schema.description", "a string");
+  }
+  if (spec.strict !== undefined && spec.strict !== null && typeof spec.strict !== "boolean") {
+    throw invalidType("response_format.json_schema.strict", "a boolean");
+  }
+  const schema = spec.schema;
+  if (schema !== undefined && !(isPlainObject(schema) && schema.type === "object")) {
+    throw invalidType(
+      "response_format.json_schema.schema",
+      'a JSON Schema of an object (type "object")',
+    );
+  }
+}
+
+/**
+ * The JSON answer a (checked) `response_format` asks for, as BeamClaw's response format, or
+ * undefined for text. `json_object` is any JSON object.
+ */
+function responseFormatOf(format: unknown): ModelResponseFormat | undefined {
+  if (!isPlainObject(format)) return undefined;
+  if (format.type === "json_object") {
+    return { type: "json-schema", name: "json_object", schema: { type: "object" }, strict: false };
+  }
+  if (format.type !== "json_schema" || !isPlainObject(format.json_schema)) return undefined;
+  const spec = format.json_schema;
+  const out: ModelResponseFormat = {
+    type: "json-schema",
+    name: String(spec.name),
+    schema: (isPlainObject(spec.schema) ? spec.schema : { type: "object" }) as JsonObject,
+  };
+  if (typeof spec.description === "string") out.description = spec.description;
+  if (typeof spec.strict === "boolean") out.strict = spec.strict;
+  return out;
 }
 
 const MODEL_PREFIXES = ["beamclaw/", "beamclaw:", "openclaw/", "openclaw:", "agent:"];
@@ -442,6 +501,11 @@ export async function handleChatCompletions(
   }
 }
 
+/** The answer's content: the validated JSON of a structured answer, else the text. */
+function contentOf(result: RunResult): string {
+  return result.output === undefined ? result.text : JSON.stringify(result.output);
+}
+
 /** A turn in a BeamClaw session: the agent's own tools, history kept server-side. */
 async function sessionCompletion(
   hub: GatewayHub,
@@ -477,11 +541,24 @@ async function sessionCompletion(
       "invalid_messages",
     );
   }
-  const handle = await session.send({
-    text,
-    ...(images === undefined || images.length === 0 ? {} : { images }),
-    sender: "http:openai",
-  });
+  const format = responseFormatOf(input.body.response_format);
+  const handle = await session.send(
+    {
+      text,
+      ...(images === undefined || images.length === 0 ? {} : { images }),
+      sender: "http:openai",
+    },
+    format === undefined
+      ? {}
+      : {
+          output: {
+            schema: format.schema,
+            name: format.name,
+            ...(format.description === undefined ? {} : { description: format.description }),
+            ...(format.strict === undefined ? {} : { strict: format.strict }),
+          },
+        },
+  );
   const id = `chatcmpl-${handle.runId}`;
   const created = Math.floor(hub.now() / 1000);
   const model = typeof input.body.model === "string" ? input.body.model : "beamclaw";
@@ -510,7 +587,7 @@ async function sessionCompletion(
         choices: [
           {
             index: 0,
-            message: { role: "assistant", content: result.text },
+            message: { role: "assistant", content: contentOf(result) },
             finish_reason: finishReason(result),
           },
         ],
@@ -528,8 +605,15 @@ async function sessionCompletion(
     sse(res, chunk({ role: "assistant", content: "" }, null));
     try {
       for await (const event of handle) {
-        if (event.type === "text-delta") sse(res, chunk({ content: event.text }, null));
+        // A JSON answer is sent whole once validated: a try that did not conform (and the
+        // model's own fences) never reach the client.
+        if (event.type === "text-delta" && format === undefined) {
+          sse(res, chunk({ content: event.text }, null));
+        }
         if (event.type === "run-end") {
+          if (format !== undefined && event.result.output !== undefined) {
+            sse(res, chunk({ content: contentOf(event.result) }, null));
+          }
           if (event.result.status === "failed") {
             sse(res, {
               error: {
@@ -667,6 +751,8 @@ async function clientToolsCompletion(
     (s): s is string => typeof s === "string" && s.length > 0,
   );
   const toolChoice = toolChoiceOf(input.body.tool_choice);
+  // One model call: the format goes to the provider, the client reads the answer itself.
+  const clientFormat = responseFormatOf(input.body.response_format);
   const maxOutputTokens =
     positive(input.body.max_completion_tokens) ??
     positive(input.body.max_tokens) ??
@@ -707,6 +793,7 @@ async function clientToolsCompletion(
         ...(toolChoice === undefined ? {} : { toolChoice }),
         ...(maxOutputTokens === undefined ? {} : { maxOutputTokens }),
         ...(temperature === undefined ? {} : { temperature }),
+        ...(clientFormat === undefined ? {} : { responseFormat: clientFormat }),
       },
       { models: [agent.model, ...(agent.fallbacks ?? [])], signal: controller.signal },
     );
