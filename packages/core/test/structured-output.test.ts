@@ -137,9 +137,22 @@ describe("a run asked for a structured answer", () => {
       '{"category":"billing","urgent":true}',
     ]);
     const run = await session.send("Charged twice", { output: Ticket });
-    const result = await run.result;
+    const [events, result] = await Promise.all([eventsOf(run), run.result]);
     expect(result.status).toBe("completed");
     expect(result.steps).toBe(2);
+    // A streaming reader is told to drop the first answer before the second streams.
+    const shown = events
+      .filter((e) => e.type === "text-delta" || e.type === "text-reset")
+      .map((e) => (e.type === "text-delta" ? e.text : "RESET"));
+    expect(shown).toEqual([
+      '{"category":"refund","urgent":"yes"}',
+      "RESET",
+      '{"category":"billing","urgent":true}',
+    ]);
+    const reset = events.find((e) => e.type === "text-reset");
+    expect(reset).toMatchObject({
+      reason: expect.stringMatching(/^the answer did not conform to the output schema: category/),
+    });
     expect(result.output).toEqual({ category: "billing", urgent: true });
     const retry = provider.requests[1]!.messages.at(-1)!;
     expect(retry.role).toBe("user");

@@ -279,6 +279,13 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
           }
           if (outputRetries === 0 || step.finishReason === "refusal") throw checked.error;
           outputRetries--;
+          // Whoever shows the answer as it streams drops this one: the next step's replaces it.
+          emit({
+            runId,
+            sessionKey,
+            type: "text-reset",
+            reason: `the answer did not conform to the ${outputSpec.format.name} schema: ${checked.error.problems}`,
+          });
           // Asked again, with what was wrong: a user turn of the conversation like any other.
           await append(userMessage({ text: retryMessage(checked.error.problems) }));
           continue;

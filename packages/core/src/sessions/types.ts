@@ -188,8 +188,9 @@ export type RunEvent =
   | (RunEventBase & { type: "text-delta"; text: string })
   | (RunEventBase & { type: "thinking-delta"; text: string })
   /**
-   * A provider attempt failed after streaming output and the chain fell back: discard the
-   * text of the current step received so far; the next attempt streams it anew.
+   * Discard the text received so far of the current answer: a provider attempt failed after
+   * streaming output and the chain fell back (the next attempt streams it anew), or a
+   * structured answer did not conform to its schema and the model is asked again.
    */
   | (RunEventBase & { type: "text-reset"; reason: string })
   | (RunEventBase & { type: "tool-call"; toolCallId: string; toolName: string; input: JsonValue })
