@@ -17,6 +17,7 @@ import {
   type RunResult,
   runAgentLoop,
 } from "../src/sessions/index.js";
+import { resolveOutput } from "../src/sessions/output.js";
 import { BasicToolRunner } from "../src/sessions/tools.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import { createScriptedProvider, type ScriptEntry } from "../src/testing/index.js";
@@ -92,6 +93,22 @@ describe("a run asked for a structured answer", () => {
         additionalProperties: false,
       },
     });
+  });
+
+  it("strict follows what OpenAI's strict mode takes: closed objects, all required, known keywords", () => {
+    const strictOf = (schema: z.ZodType) => resolveOutput(schema, "output").format.strict;
+    expect(
+      strictOf(z.object({ a: z.string().nullable(), b: z.array(z.number().int()).min(1) })),
+    ).toBe(true);
+    expect(
+      strictOf(z.object({ e: z.email(), when: z.iso.datetime(), kind: z.enum(["x", "y"]) })),
+    ).toBe(true);
+    expect(strictOf(z.object({ nested: z.object({ deep: z.literal("v") }) }))).toBe(true);
+    // An optional field, an open object, a keyword strict mode refuses:
+    expect(strictOf(z.object({ a: z.string().optional() }))).toBe(false);
+    expect(strictOf(z.looseObject({ a: z.string() }))).toBe(false);
+    expect(strictOf(z.object({ name: z.string().min(1) }))).toBe(false);
+    expect(strictOf(z.object({ tags: z.array(z.string()).refine(() => true) }))).toBe(true);
   });
 
   it("strict is off for a schema strict decoding cannot take, and can be set", async () => {

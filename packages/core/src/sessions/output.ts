@@ -34,8 +34,9 @@ export interface OutputSpec<S extends z.ZodType = z.ZodType> {
   description?: string;
   /**
    * Constrained decoding where the provider has a strict mode (OpenAI's `strict`). Default:
-   * on when the schema allows it (every object closed, with all its properties required),
-   * which a `z.object` whose fields are all required does; otherwise off.
+   * on when OpenAI's strict mode takes the schema (every object closed, with all its
+   * properties required, and only keywords it knows: not `minLength`, `oneOf`, `not`...),
+   * which a `z.object` of required fields without length limits does; otherwise off.
    */
   strict?: boolean;
   /**
@@ -271,12 +272,45 @@ function validatorOf(schema: JsonObject, where: string): z.ZodType {
 }
 
 /**
- * Whether OpenAI's strict mode accepts `schema`: every object lists its properties, all of
- * them `required`, and `additionalProperties: false`.
+ * The JSON Schema keywords OpenAI's strict mode is documented to accept. A schema with any
+ * other (`minLength`, `oneOf`, `not`, `patternProperties`...) is refused by it with a 400, so
+ * the default leaves strict off for such a schema.
+ */
+const STRICT_KEYWORDS = new Set([
+  "type",
+  "properties",
+  "required",
+  "additionalProperties",
+  "items",
+  "enum",
+  "const",
+  "anyOf",
+  "$ref",
+  "$defs",
+  "definitions",
+  "description",
+  "title",
+  "pattern",
+  "format",
+  "minimum",
+  "maximum",
+  "exclusiveMinimum",
+  "exclusiveMaximum",
+  "multipleOf",
+  "minItems",
+  "maxItems",
+]);
+
+/** Keywords whose values are maps of names to schemas. */
+const SCHEMA_MAPS = new Set(["properties", "$defs", "definitions"]);
+
+/**
+ * Whether OpenAI's strict mode accepts `schema`: only keywords it knows, and every object
+ * lists its properties, all of them `required`, with `additionalProperties: false`.
  */
 export function strictCompatible(schema: JsonValue): boolean {
-  if (Array.isArray(schema)) return schema.every(strictCompatible);
-  if (typeof schema !== "object" || schema === null) return true;
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return false;
+  for (const key of Object.keys(schema)) if (!STRICT_KEYWORDS.has(key)) return false;
   const isObject =
     schema.type === "object" || (Array.isArray(schema.type) && schema.type.includes("object"));
   if (isObject) {
@@ -289,8 +323,14 @@ export function strictCompatible(schema: JsonValue): boolean {
     if (!Object.keys(properties).every((key) => required.includes(key))) return false;
   }
   for (const [key, value] of Object.entries(schema)) {
-    if (key === "default" || key === "const" || key === "enum" || key === "examples") continue;
-    if (typeof value === "object" && value !== null && !strictCompatible(value)) return false;
+    if (SCHEMA_MAPS.has(key)) {
+      if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
+      if (!Object.values(value).every((item) => strictCompatible(item as JsonValue))) return false;
+    } else if (key === "items") {
+      if (!strictCompatible(value as JsonValue)) return false;
+    } else if (key === "anyOf") {
+      if (!Array.isArray(value) || !value.every(strictCompatible)) return false;
+    }
   }
   return true;
 }
