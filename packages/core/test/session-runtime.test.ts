@@ -1336,10 +1336,70 @@ describe("patch, reset and delete", () => {
   it("delete stops the session and removes its metadata and transcript", async () => {
     const { runtime, session } = await echoRuntime();
     await (await session.send("bye")).result;
-    await session.delete();
+    expect(await session.delete()).toEqual({ existed: true });
     expect(runtime.activeSessions()).not.toContain(KEY);
     expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
     expect(await session.history()).toEqual([]);
+    expect(await session.delete()).toEqual({ existed: false });
+  });
+
+  it("delete with archiveTranscript moves the transcript to <key>:deleted:<ms>, whole, and the key starts empty", async () => {
+    let now = 1_700_000_000_000;
+    const { runtime, session } = await echoRuntime({ now: () => now });
+    for (const text of ["one", "two"]) await (await session.send(text)).result;
+    const before = await session.history({ limit: 1000 });
+    now += 5;
+    const result = await session.delete({ archiveTranscript: true });
+    expect(result).toEqual({ existed: true, archivedAs: `${KEY}:deleted:1700000000005` });
+    const archived = await runtime.store.transcripts.read(result.archivedAs!, { limit: 1000 });
+    expect(archived.map((r) => r.entry)).toEqual(before.map((r) => r.entry));
+    expect(await session.history()).toEqual([]);
+    expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+    // A new session under the key starts over; the archive can be taken up as a session.
+    await (await session.send("three")).result;
+    expect(await session.history()).toHaveLength(2);
+    const revived = runtime.session(result.archivedAs!);
+    expect((await revived.info()).historyLength).toBe(before.length);
+    // Nothing to archive: nothing archived.
+    const empty = runtime.session("agent:main:empty");
+    await empty.patch({ displayName: "Empty" });
+    expect(await empty.delete({ archiveTranscript: true })).toEqual({ existed: true });
+  });
+
+  it("delete refuses bad options with a typed error and deletes nothing", async () => {
+    const { runtime, session } = await echoRuntime();
+    await (await session.send("keep me")).result;
+    for (const options of ["yes", 1, { archiveTranscript: "yes" }]) {
+      const error = await failureOf(() => session.delete(options as never));
+      expect(InvalidArgumentError.isInstance(error)).toBe(true);
+    }
+    expect(await runtime.store.sessions.get(KEY)).toBeDefined();
+    expect(await session.history()).toHaveLength(2);
+  });
+
+  it("an archive the store fails to finish is removed, and the session and its transcript stay", async () => {
+    const { runtime, session } = await echoRuntime();
+    await (await session.send("precious")).result;
+    const transcripts = runtime.store.transcripts;
+    const append = transcripts.append.bind(transcripts);
+    let archiveKey: string | undefined;
+    transcripts.append = async (key, entries) => {
+      if (key.includes(":deleted:")) {
+        archiveKey = key;
+        await append(key, entries.slice(0, 1));
+        throw new StoreError("STORE_UNAVAILABLE", "disk gone");
+      }
+      return append(key, entries);
+    };
+    const error = await failureOf(() => session.delete({ archiveTranscript: true }));
+    transcripts.append = append;
+    expect(StoreError.isInstance(error)).toBe(true);
+    expect(archiveKey).toBeDefined();
+    expect(await runtime.store.transcripts.read(archiveKey!)).toEqual([]);
+    expect(await session.history()).toHaveLength(2);
+    expect(await runtime.store.sessions.get(KEY)).toBeDefined();
+    // Tried again, it goes through.
+    expect((await session.delete({ archiveTranscript: true })).archivedAs).toMatch(/:deleted:/);
   });
 
   it("delete drops the session's queued messages, so nothing of it comes back", async () => {

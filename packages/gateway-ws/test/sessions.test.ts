@@ -204,6 +204,42 @@ describe("sessions", () => {
     ).toMatchObject({ code: "SESSION_NOT_FOUND" });
   });
 
+  it("sessions.delete with deleteTranscript: false keeps the transcript aside and reports where", async () => {
+    const stack = await startStack({ responses: [{ text: "kept answer" }, { text: "fresh" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("chat.send", {
+      sessionKey: "agent:main:k",
+      message: "hi",
+      idempotencyKey: "k1",
+    });
+    await client.waitEvent("chat", (p) => p.runId === "k1" && p.state === "final");
+    const reply = await client.request("sessions.delete", {
+      key: "agent:main:k",
+      deleteTranscript: false,
+    });
+    expect(reply).toMatchObject({ ok: true, key: "agent:main:k", deleted: true });
+    expect(reply.archived).toHaveLength(1);
+    const archivedAs = reply.archived[0] as string;
+    expect(archivedAs).toMatch(/^agent:main:k:deleted:\d+$/);
+    // The conversation is where the reply says, whole; the key itself starts over.
+    const kept = await stack.store.transcripts.read(archivedAs);
+    expect(kept.map((r) => (r.entry.message as { role: string }).role)).toEqual([
+      "user",
+      "assistant",
+    ]);
+    expect(await stack.store.transcripts.read("agent:main:k")).toEqual([]);
+    expect(await stack.store.sessions.get("agent:main:k")).toBeUndefined();
+    await client.request("chat.send", {
+      sessionKey: "agent:main:k",
+      message: "again",
+      idempotencyKey: "k2",
+    });
+    await client.waitEvent("chat", (p) => p.runId === "k2" && p.state === "final");
+    const history = await client.request("chat.history", { sessionKey: "agent:main:k" });
+    expect(history.messages).toHaveLength(2);
+    expect(await stack.store.sessions.get("agent:main:k")).toBeDefined();
+  });
+
   it("sessions.compact has the model summarize the older turns; chat.history keeps every message", async () => {
     const stack = await startStack({
       responses: [

@@ -215,6 +215,25 @@ describe("routing", () => {
     expect(refused.output).toBeUndefined();
   });
 
+  it("a delete through another node that keeps the transcript moves it aside on the owner and says where", async () => {
+    const {
+      nodes: [a, b],
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:r-archive";
+    await turn(a!, key, "keep this");
+    const result = await b!.runtime.session(key).delete({ archiveTranscript: true });
+    expect(result.existed).toBe(true);
+    expect(result.archivedAs).toMatch(/^agent:main:r-archive:deleted:\d+$/);
+    expect(a!.runtime.activeSessions()).toEqual([]);
+    const kept = await a!.store.transcripts.read(result.archivedAs!);
+    expect(kept.map((r) => (r.entry.message as { role: string }).role)).toEqual([
+      "user",
+      "assistant",
+    ]);
+    expect(await a!.store.transcripts.read(key)).toEqual([]);
+    expect(await a!.store.sessions.get(key)).toBeUndefined();
+  });
+
   it("info, patch, abort, reset and delete sent through any node reach the session on its owner", async () => {
     const {
       nodes: [a, b],

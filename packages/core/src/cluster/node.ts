@@ -940,10 +940,11 @@ export class ClusterNode implements SessionOwnership {
             return null;
           case "compact":
             return (await session.compact(request.options)) as unknown as JsonValue;
-          case "delete":
-            await session.delete();
+          case "delete": {
+            const deleted = await session.delete(request.options);
             await this.#release(key, "released");
-            return null;
+            return deleted as unknown as JsonValue;
+          }
           default:
             throw new InvalidArgumentError(`unknown session request ${JSON.stringify(request)}`);
         }

@@ -7,6 +7,7 @@ import type { ExitReason } from "../runtime/exit.js";
 import type { CompactOptions } from "../sessions/compaction.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { SessionPatch } from "../sessions/session-actor.js";
+import type { SessionDeleteOptions } from "../sessions/types.js";
 import type { QueuedMessage } from "../store/types.js";
 
 /** A session request that can be answered by the node that owns the session. */
@@ -16,7 +17,7 @@ export type RoutedSessionRequest =
   | { type: "patch"; patch: SessionPatch }
   | { type: "reset" }
   | { type: "compact"; options?: CompactOptions }
-  | { type: "delete" };
+  | { type: "delete"; options?: SessionDeleteOptions };
 
 /**
  * Session ownership for `AgentRuntime` (its `ownership` option). The runtime consults it:

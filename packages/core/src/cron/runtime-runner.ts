@@ -73,7 +73,9 @@ export function agentRuntimeJobRunner(
   };
   const sync = clusterCronSyncOf(runtime);
   return Object.assign(clusterCronRunner(runtime, run), {
-    deleteSession: (sessionKey: string) => runtime.session(sessionKey).delete(),
+    deleteSession: async (sessionKey: string) => {
+      await runtime.session(sessionKey).delete();
+    },
     ...(sync === undefined ? {} : { cronSync: sync }),
   });
 }

@@ -65,6 +65,8 @@ import {
   type QuarantinedMessage,
   type QueueMode,
   type SendOptions,
+  type SessionDeleteOptions,
+  type SessionDeleteResult,
   type SessionMetadata,
   type SubagentLimits,
   type ToolContext,
@@ -201,8 +203,15 @@ export interface SessionHandle {
    *   failed (nothing changes then); AbortedError when the session was reset meanwhile.
    */
   compact(options?: CompactOptions): Promise<CompactionResult>;
-  /** Stops the session and deletes its metadata and transcript. */
-  delete(): Promise<void>;
+  /**
+   * Stops the session and deletes its metadata, its unfinished messages and its transcript
+   * (or, with `archiveTranscript`, moves the transcript to `<key>:deleted:<epoch ms>`).
+   * In a cluster the request goes to the session's owner.
+   * @throws InvalidArgumentError for options of the wrong kind.
+   * @throws StoreError when the store fails; an archive that could not be finished is
+   *   removed, and the session's transcript is left where it was.
+   */
+  delete(options?: SessionDeleteOptions): Promise<SessionDeleteResult>;
 }
 
 const SUBAGENT_TOOL = "spawn_subagent";
@@ -615,10 +624,20 @@ export class AgentRuntime {
         });
         return reply instanceof PendingCompaction ? reply.done : (reply as CompactionResult);
       },
-      delete: async () => {
+      delete: async (options) => {
         this.#requireRunning();
-        const routed = await this.#options.ownership?.routeRequest(key, { type: "delete" });
-        if (routed !== undefined) return;
+        const opts = optionalObject<SessionDeleteOptions>(options, "delete options");
+        if (opts.archiveTranscript !== undefined && typeof opts.archiveTranscript !== "boolean") {
+          throw new InvalidArgumentError(
+            `archiveTranscript must be a boolean, got ${describeArg(opts.archiveTranscript)}`,
+          );
+        }
+        const archive = opts.archiveTranscript === true;
+        const routed = await this.#options.ownership?.routeRequest(key, {
+          type: "delete",
+          ...(archive ? { options: { archiveTranscript: true } } : {}),
+        });
+        if (routed !== undefined) return routed.reply as SessionDeleteResult;
         const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
         if (actor !== undefined) await this.#sessions?.terminateChild(actor).catch(() => undefined);
         // Nothing of a deleted session may come back: its unfinished messages go too.
@@ -633,13 +652,41 @@ export class AgentRuntime {
             ? this.store.queue.discard(message.id)
             : this.store.queue.ack(message.id));
         }
+        const existed = (await this.store.sessions.get(key)) !== undefined;
+        const archivedAs = archive ? await this.#archiveTranscript(key) : undefined;
         await this.store.transcripts.delete(key);
         await this.store.sessions.delete(key);
+        return archivedAs === undefined ? { existed } : { existed, archivedAs };
       },
     };
   }
 
   // ------------------------------------------------------------------ internals
+
+  /**
+   * Copies a (stopped) session's transcript to `<key>:deleted:<now>`, page by page; the key
+   * it was copied to, or undefined when there was nothing to copy. A copy that fails is
+   * removed before the error is thrown: the transcript stays only where it was.
+   */
+  async #archiveTranscript(key: string): Promise<string | undefined> {
+    const archiveKey = `${key}:deleted:${this.#now()}`;
+    let afterSeq = 0;
+    try {
+      for (;;) {
+        const page = await this.store.transcripts.read(key, { afterSeq, limit: 1000 });
+        if (page.length === 0) break;
+        await this.store.transcripts.append(
+          archiveKey,
+          page.map((record) => record.entry),
+        );
+        afterSeq = page[page.length - 1]!.seq;
+      }
+    } catch (error) {
+      await this.store.transcripts.delete(archiveKey).catch(() => undefined);
+      throw error;
+    }
+    return afterSeq === 0 ? undefined : archiveKey;
+  }
 
   #agent(id: string): AgentDefinition {
     const agent = this.#agents.get(id);

@@ -149,6 +149,25 @@ export interface SendOptions {
   output?: OutputOption;
 }
 
+/** Options of `SessionHandle.delete`. */
+export interface SessionDeleteOptions {
+  /**
+   * Keep the transcript rather than delete it: it is moved to the key
+   * `<session key>:deleted:<epoch ms>` (read it with `store.transcripts.read`, or open a
+   * session on that key to take the conversation up again). A new session under the
+   * deleted key starts empty either way. Default false.
+   */
+  archiveTranscript?: boolean;
+}
+
+/** What `SessionHandle.delete` did. */
+export interface SessionDeleteResult {
+  /** Whether the session had metadata in the store (it existed). */
+  existed: boolean;
+  /** The key its transcript was moved to (`archiveTranscript`), when it had one. */
+  archivedAs?: string;
+}
+
 /** How a run ended. */
 export type RunStatus = "completed" | "aborted" | "failed" | "max-steps";
 

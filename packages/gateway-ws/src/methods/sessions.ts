@@ -432,12 +432,18 @@ export const sessionMethods: Record<string, HubMethod> = {
     },
     async handler(call, hub) {
       const session = hub.session(sessionKeyParam(call.method, call.params));
+      // `deleteTranscript: false` keeps the transcript, moved aside (to
+      // `<key>:deleted:<epoch ms>`, reported in `archived`) so that a new session under the
+      // key starts empty; the default deletes it.
+      const keep = optionalBool(call.method, call.params, "deleteTranscript") === false;
       const existed = (await hub.runtime.store.sessions.get(session.key)) !== undefined;
+      let archived: string[] = [];
       if (existed) {
-        await session.delete();
+        const result = await session.delete(keep ? { archiveTranscript: true } : undefined);
+        if (result.archivedAs !== undefined) archived = [result.archivedAs];
         hub.sessionsChanged(session.key, "deleted");
       }
-      return { ok: true, key: session.key, deleted: existed, archived: [] };
+      return { ok: true, key: session.key, deleted: existed, archived };
     },
   },
 
