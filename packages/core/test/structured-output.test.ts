@@ -142,6 +142,40 @@ describe("a run asked for a structured answer", () => {
     expect(end.result.output).toEqual({ title: "refund" });
   });
 
+  it("partialOutputs() gives the answer as it streams, starting over after a rejected one, then the output", async () => {
+    const { session } = await runtimeWith([
+      { text: ['{"category":"re', 'fund","urg', 'ent":"yes"}'] },
+      { text: ['{"categ', 'ory":"billing",', '"urgent":tr', "ue}"] },
+    ]);
+    const run = await session.send("Charged twice", { output: Ticket });
+    const seen: unknown[] = [];
+    for await (const partial of run.partialOutputs()) {
+      // Typed as the schema's, every field optional.
+      const category: string | undefined = partial.category;
+      seen.push(category === undefined ? { ...partial } : partial);
+    }
+    expect(seen).toEqual([
+      { category: "re" },
+      { category: "refund" },
+      { category: "refund", urgent: "yes" },
+      // The rejected answer is dropped (text-reset): the next one starts from nothing.
+      {},
+      { category: "billing" },
+      { category: "billing", urgent: true },
+    ]);
+    expect((await run.result).output).toEqual({ category: "billing", urgent: true });
+  });
+
+  it("partialOutputs() gives each value once: the output is not repeated when the last chunk showed it", async () => {
+    const { session } = await runtimeWith([
+      { text: '```json\n{"category":"bug","urgent":false}\n```' },
+    ]);
+    const run = await session.send("It crashes", { output: Ticket });
+    const seen: unknown[] = [];
+    for await (const partial of run.partialOutputs()) seen.push(partial);
+    expect(seen).toEqual([{ category: "bug", urgent: false }]);
+  });
+
   it("accepts JSON in a Markdown code fence", async () => {
     const { session } = await runtimeWith(['```json\n{"category":"bug","urgent":false}\n```']);
     const result = await (await session.send("It crashes", { output: Ticket })).result;

@@ -12,6 +12,7 @@ export {
   DEFAULT_KEEP_TURNS,
 } from "./compaction.js";
 export type { OutputOf, OutputOption, OutputSpec } from "./output.js";
+export { type DeepPartial, parsePartialJson } from "./partial-json.js";
 export { RunHandle, type SendDisposition } from "./run-handle.js";
 export {
   EVENT_STREAM_HEADERS,

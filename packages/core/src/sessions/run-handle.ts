@@ -1,6 +1,7 @@
 import type { JsonValue } from "../providers/types.js";
 import { keepShape } from "../runtime/shapes.js";
 import { parseOutput, type RunOutput } from "./output.js";
+import { type DeepPartial, parsePartialJson } from "./partial-json.js";
 import {
   type RunEventStreamOptions,
   type RunResponseOptions,
@@ -254,6 +255,52 @@ export class RunHandle<TOutput = JsonValue> implements AsyncIterable<RunEvent> {
 
   [Symbol.asyncIterator](): AsyncIterator<RunEvent> {
     return this.#log.iterate();
+  }
+
+  /**
+   * A structured answer (`SendOptions.output`) while it streams: after each text chunk that
+   * changes what the answer's JSON holds so far, that value (see `parsePartialJson`: open
+   * strings, arrays and objects closed where the text stops); last, the run's `output` once it
+   * is validated. The values are the JSON as written, before a zod schema's transforms. A text
+   * before a tool call, or an answer the schema rejected (a `text-reset`), starts over. Ends
+   * with the run; reads the events independently of other readers.
+   *
+   * @example
+   * ```ts
+   * const run = await session.send("Plan the trip", { output: Plan });
+   * for await (const plan of run.partialOutputs()) render(plan); // { days: [{ city: "Ly" }] } ...
+   * ```
+   */
+  async *partialOutputs(): AsyncGenerator<DeepPartial<TOutput>, void, undefined> {
+    let text = "";
+    let last: string | undefined;
+    for await (const event of this) {
+      switch (event.type) {
+        case "text-delta": {
+          text += event.text;
+          const value = parsePartialJson(text);
+          if (typeof value !== "object" || value === null) break;
+          const seen = JSON.stringify(value);
+          if (seen === last) break;
+          last = seen;
+          yield value as DeepPartial<TOutput>;
+          break;
+        }
+        case "text-reset":
+        case "tool-call":
+          text = "";
+          break;
+        case "run-end": {
+          const output = event.result.output;
+          if (output !== undefined && JSON.stringify(output) !== last) {
+            yield output as DeepPartial<TOutput>;
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
   }
 
   /**
