@@ -1,0 +1,435 @@
+/**
+ * `@beamclaw/mcp`: the tools of a Model Context Protocol server (stdio or Streamable HTTP) as
+ * BeamClaw tools. {@link McpToolServer} connects, lists the server's tools (every page), and
+ * registers each with a `ToolRegistry` (an `AgentRuntime`'s `tools`) as `<server>__<tool>`,
+ * keeping the registry in step when the server says its list changed. A call runs under the
+ * tool layer's time limit and abort; a server that exits is connected again at the next call.
+ */
+import {
+  AbortedError,
+  type AgentTool,
+  BeamClawError,
+  InvalidArgumentError,
+  type JsonObject,
+  type JsonValue,
+  type ToolContext,
+} from "@beamclaw/core";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+/** How to reach an MCP server: a command it runs as (stdio), or its Streamable HTTP URL. */
+export type McpTransportOptions =
+  | {
+      /** The executable that runs the server; it speaks MCP on its stdin and stdout. */
+      command: string;
+      args?: string[];
+      /**
+       * The server's environment. Default: the MCP SDK's safe default (`PATH`, `HOME` and a
+       * few more; not this process's secrets).
+       */
+      env?: Record<string, string>;
+      cwd?: string;
+    }
+  | {
+      /** The server's Streamable HTTP endpoint, e.g. `http://127.0.0.1:3000/mcp`. */
+      url: string;
+      /** Sent with every request (an `Authorization` header, say). */
+      headers?: Record<string, string>;
+    };
+
+/** Options of {@link McpToolServer}. */
+export type McpToolServerOptions = McpTransportOptions & {
+  /**
+   * `^[a-zA-Z0-9_-]{1,32}$`: the prefix of its tools' names (`<name>__<tool>`), which keeps
+   * two servers' tools apart and names them in an agent's allowlist (`["files__*"]` is not a
+   * pattern: list them, or allow `["*"]`).
+   */
+  name: string;
+  /** Only these of the server's tools (their names on the server). Default: all. */
+  include?: string[];
+  /** A tool call's time limit, in ms. Default: the tool layer's (`toolTimeoutMs`). */
+  timeoutMs?: number;
+  /** Time limit of connecting and of listing the tools, in ms. Default 30 000. */
+  connectTimeoutMs?: number;
+};
+
+/** Where {@link McpToolServer} registers its tools: a `ToolRegistry` (`runtime.tools`). */
+export interface McpToolRegistry {
+  register(tool: AgentTool): void;
+  unregister(name: string): boolean;
+}
+
+/** An MCP server could not be reached, refused a request, or does not speak MCP. */
+export class McpError extends BeamClawError {
+  /** The server's name (`McpToolServerOptions.name`). */
+  readonly server: string;
+  constructor(server: string, message: string, options?: { cause?: unknown }) {
+    super("MCP_ERROR", message, options);
+    this.server = server;
+  }
+  static override isInstance = (value: unknown): value is McpError =>
+    BeamClawError.isInstance(value) && value.code === "MCP_ERROR";
+}
+
+const NAME = /^[a-zA-Z0-9_-]{1,32}$/;
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+/** Reconnects after an exit are at least this far apart. */
+const RECONNECT_INTERVAL_MS = 1_000;
+
+interface ServerTool {
+  name: string;
+  description?: string;
+  inputSchema: JsonObject;
+}
+
+/**
+ * One MCP server's tools, as BeamClaw tools. `start()` connects and lists them; with a
+ * `registry`, each is registered as `<name>__<tool>` and the registry follows the server's
+ * changes; `stop()` unregisters them and closes the connection (a stdio server's process
+ * ends). A server that exits or drops the connection is connected again at the next call (at
+ * most once a second); calls meanwhile fail as tool errors the model can read.
+ *
+ * @example
+ * ```ts
+ * const files = new McpToolServer({
+ *   name: "files",
+ *   command: "npx",
+ *   args: ["-y", "@modelcontextprotocol/server-filesystem", "/srv/docs"],
+ * });
+ * await files.start({ registry: runtime.tools });
+ * // agents: [{ id: "main", model: "anthropic/claude-sonnet-4-5", tools: files.toolNames() }]
+ * // ...
+ * await files.stop();
+ * ```
+ */
+export class McpToolServer {
+  readonly name: string;
+  readonly #options: McpToolServerOptions;
+  #client: Client | undefined;
+  #connecting: Promise<Client> | undefined;
+  #tools = new Map<string, AgentTool>();
+  #registry: McpToolRegistry | undefined;
+  #state: "idle" | "running" | "stopped" = "idle";
+  #lastConnect = 0;
+  #refreshing: Promise<void> | undefined;
+
+  /** @throws InvalidArgumentError for options of the wrong kind. */
+  constructor(options: McpToolServerOptions) {
+    checkOptions(options);
+    this.name = options.name;
+    this.#options = options;
+  }
+
+  /**
+   * Connects, lists the server's tools and, with a `registry`, registers them.
+   * @throws McpError when the server cannot be reached or does not answer in time; nothing is
+   *   registered then.
+   */
+  async start(options: { registry?: McpToolRegistry } = {}): Promise<void> {
+    if (this.#state !== "idle") {
+      throw new InvalidArgumentError(`MCP server "${this.name}" was already started`);
+    }
+    this.#state = "running";
+    this.#registry = options.registry;
+    try {
+      await this.#connect();
+      await this.#refresh();
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  /** The tools as they are now (`<name>__<tool>`), for a registry or a `BasicToolRunner`. */
+  get tools(): AgentTool[] {
+    return [...this.#tools.values()];
+  }
+
+  /** Their names, for an agent's allowlist. */
+  toolNames(): string[] {
+    return [...this.#tools.keys()];
+  }
+
+  /** Unregisters the tools and closes the connection. Safe to call more than once. */
+  async stop(): Promise<void> {
+    if (this.#state === "stopped") return;
+    this.#state = "stopped";
+    for (const name of this.#tools.keys()) this.#registry?.unregister(name);
+    this.#tools.clear();
+    const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
+    this.#client = undefined;
+    this.#connecting = undefined;
+    await client?.close().catch(() => undefined);
+  }
+
+  async #connect(): Promise<Client> {
+    if (this.#client !== undefined) return this.#client;
+    if (this.#connecting !== undefined) return this.#connecting;
+    this.#lastConnect = Date.now();
+    const connecting = this.#open();
+    this.#connecting = connecting;
+    try {
+      const client = await connecting;
+      if (this.#state === "stopped") {
+        await client.close().catch(() => undefined);
+        throw new McpError(this.name, `MCP server "${this.name}" was stopped`);
+      }
+      this.#client = client;
+      return client;
+    } finally {
+      if (this.#connecting === connecting) this.#connecting = undefined;
+    }
+  }
+
+  async #open(): Promise<Client> {
+    const options = this.#options;
+    const client = new Client(
+      { name: "beamclaw", version: "1" },
+      {
+        listChanged: {
+          tools: {
+            autoRefresh: false,
+            debounceMs: 0,
+            onChanged: () => {
+              void this.#refresh().catch(() => undefined);
+            },
+          },
+        },
+      },
+    );
+    const transport =
+      "command" in options
+        ? new StdioClientTransport({
+            command: options.command,
+            ...(options.args === undefined ? {} : { args: options.args }),
+            ...(options.env === undefined ? {} : { env: options.env }),
+            ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+            stderr: "ignore",
+          })
+        : new StreamableHTTPClientTransport(new URL(options.url), {
+            ...(options.headers === undefined ? {} : { requestInit: { headers: options.headers } }),
+          });
+    // One close, awaited by everyone: the SDK closes a transport whose connect failed without
+    // waiting, and a later close would return before the server's process has ended.
+    const closeTransport = transport.close.bind(transport);
+    let closing: Promise<void> | undefined;
+    transport.close = () => {
+      closing ??= closeTransport();
+      return closing;
+    };
+    client.onclose = () => {
+      // Gone (the process exited, the connection dropped): the next call connects again.
+      if (this.#client === client) this.#client = undefined;
+    };
+    try {
+      await client.connect(transport, {
+        timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      });
+    } catch (error) {
+      await transport.close().catch(() => undefined);
+      throw new McpError(
+        this.name,
+        `could not connect to MCP server "${this.name}": ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    return client;
+  }
+
+  /** Lists the server's tools (every page) and brings the registry in step. */
+  #refresh(): Promise<void> {
+    const run = async () => {
+      const client = await this.#connect();
+      const listed: ServerTool[] = [];
+      let cursor: string | undefined;
+      do {
+        let page: Awaited<ReturnType<Client["listTools"]>>;
+        try {
+          page = await client.listTools(cursor === undefined ? {} : { cursor }, {
+            timeout: this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+          });
+        } catch (error) {
+          throw new McpError(
+            this.name,
+            `MCP server "${this.name}" did not list its tools: ${(error as Error).message}`,
+            { cause: error },
+          );
+        }
+        for (const tool of page.tools) listed.push(tool as ServerTool);
+        cursor = page.nextCursor;
+      } while (cursor !== undefined);
+      if (this.#state !== "running") return;
+      this.#apply(listed);
+    };
+    // One listing at a time; a change meanwhile lists again after it.
+    const previous = this.#refreshing ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(run);
+    this.#refreshing = next;
+    void next
+      .finally(() => {
+        if (this.#refreshing === next) this.#refreshing = undefined;
+      })
+      .catch(() => undefined);
+    return next;
+  }
+
+  #apply(listed: ServerTool[]): void {
+    const include = this.#options.include;
+    const next = new Map<string, AgentTool>();
+    for (const tool of listed) {
+      if (include !== undefined && !include.includes(tool.name)) continue;
+      const name = `${this.name}__${tool.name}`;
+      // A name the model could not call (spaces, dots, too long) is left out.
+      if (!TOOL_NAME.test(name)) continue;
+      next.set(name, this.#agentTool(name, tool));
+    }
+    for (const name of this.#tools.keys()) {
+      if (!next.has(name)) this.#registry?.unregister(name);
+    }
+    for (const [name, tool] of next) {
+      // Registered again (a changed description or schema replaces the old one).
+      if (this.#tools.has(name)) this.#registry?.unregister(name);
+      this.#registry?.register(tool);
+    }
+    this.#tools = next;
+  }
+
+  #agentTool(name: string, tool: ServerTool): AgentTool {
+    const inputSchema: JsonObject =
+      typeof tool.inputSchema === "object" && tool.inputSchema !== null
+        ? tool.inputSchema
+        : { type: "object", properties: {} };
+    const agentTool: AgentTool = {
+      name,
+      description: tool.description ?? `${tool.name} (MCP server ${this.name})`,
+      inputSchema,
+      execute: (input, context) => this.#call(tool.name, input, context),
+    };
+    if (this.#options.timeoutMs !== undefined) agentTool.timeoutMs = this.#options.timeoutMs;
+    return agentTool;
+  }
+
+  async #call(tool: string, input: JsonValue, context: ToolContext): Promise<JsonValue> {
+    if (this.#state !== "running") {
+      throw new McpError(this.name, `MCP server "${this.name}" is stopped`);
+    }
+    if (this.#client === undefined && this.#connecting === undefined) {
+      const wait = this.#lastConnect + RECONNECT_INTERVAL_MS - Date.now();
+      if (wait > 0) {
+        throw new McpError(
+          this.name,
+          `MCP server "${this.name}" is not connected; it is connected again in ${wait} ms`,
+        );
+      }
+    }
+    const client = await this.#connect();
+    const args = typeof input === "object" && input !== null && !Array.isArray(input) ? input : {};
+    let result: Awaited<ReturnType<Client["callTool"]>>;
+    try {
+      result = await client.callTool({ name: tool, arguments: args }, undefined, {
+        signal: context.signal,
+        // The tool layer's time limit applies (its abort reaches the server as a
+        // cancellation); the SDK's own 60 s default must not cut a longer one short.
+        timeout: 2_147_483_647,
+      });
+    } catch (error) {
+      if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("aborted");
+      throw new McpError(
+        this.name,
+        `MCP tool ${tool} of server "${this.name}" failed: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    const read = result as { content?: unknown; structuredContent?: unknown; isError?: unknown };
+    const output = outputOf(read);
+    // A tool error: the model reads it as an error result.
+    if (read.isError === true) {
+      throw new Error(typeof output === "string" ? output : JSON.stringify(output));
+    }
+    return output;
+  }
+}
+
+/** A tool result as the model reads it: its structured content, else its content as text. */
+function outputOf(result: { content?: unknown; structuredContent?: unknown }): JsonValue {
+  if (typeof result.structuredContent === "object" && result.structuredContent !== null) {
+    return result.structuredContent as JsonObject;
+  }
+  const parts = Array.isArray(result.content) ? result.content : [];
+  const texts = parts.map((part: Record<string, unknown>) => {
+    switch (part.type) {
+      case "text":
+        return String(part.text ?? "");
+      case "image":
+      case "audio":
+        return `[${String(part.type)} ${String(part.mimeType ?? "")}]`;
+      case "resource": {
+        const resource = (part.resource ?? {}) as Record<string, unknown>;
+        return typeof resource.text === "string"
+          ? resource.text
+          : `[resource ${String(resource.uri ?? "")}]`;
+      }
+      case "resource_link":
+        return `[resource ${String(part.uri ?? "")}]`;
+      default:
+        return "";
+    }
+  });
+  return texts.join("\n");
+}
+
+function checkOptions(options: McpToolServerOptions): void {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidArgumentError("McpToolServer needs options { name, command | url }");
+  }
+  if (typeof options.name !== "string" || !NAME.test(options.name)) {
+    throw new InvalidArgumentError(
+      `McpToolServer name must match ${NAME.source}, got ${JSON.stringify(options.name)}`,
+    );
+  }
+  const hasCommand = "command" in options && options.command !== undefined;
+  const hasUrl = "url" in options && options.url !== undefined;
+  if (hasCommand === hasUrl) {
+    throw new InvalidArgumentError(
+      `McpToolServer "${options.name}" needs either a command (stdio) or a url (Streamable HTTP)`,
+    );
+  }
+  if (hasCommand && (typeof options.command !== "string" || options.command.length === 0)) {
+    throw new InvalidArgumentError(
+      `McpToolServer "${options.name}": command must be a non-empty string`,
+    );
+  }
+  if (hasCommand && options.args !== undefined) {
+    if (!Array.isArray(options.args) || !options.args.every((a) => typeof a === "string")) {
+      throw new InvalidArgumentError(`McpToolServer "${options.name}": args must be strings`);
+    }
+  }
+  if (hasUrl) {
+    let url: URL;
+    try {
+      url = new URL(String(options.url));
+    } catch {
+      throw new InvalidArgumentError(
+        `McpToolServer "${options.name}": url is not a URL: ${JSON.stringify(options.url)}`,
+      );
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new InvalidArgumentError(`McpToolServer "${options.name}": url must be http(s)`);
+    }
+  }
+  if (options.include !== undefined) {
+    if (!Array.isArray(options.include) || !options.include.every((t) => typeof t === "string")) {
+      throw new InvalidArgumentError(`McpToolServer "${options.name}": include must be tool names`);
+    }
+  }
+  for (const key of ["timeoutMs", "connectTimeoutMs"] as const) {
+    const value = options[key];
+    if (value !== undefined && !(Number.isInteger(value) && value > 0 && value <= 2_147_483_647)) {
+      throw new InvalidArgumentError(
+        `McpToolServer "${options.name}": ${key} must be a positive integer of ms, got ${JSON.stringify(value)}`,
+      );
+    }
+  }
+}

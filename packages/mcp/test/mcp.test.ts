@@ -1,0 +1,269 @@
+/**
+ * `McpToolServer` against a real MCP server (test/fixtures/server.mjs, built on the MCP SDK's
+ * own server): as a child process over stdio, and over Streamable HTTP on 127.0.0.1. Its
+ * tools reach the model through an `AgentRuntime` like any other tool: structured and text
+ * results, tool errors, the tool layer's time limit, a list that changes, a server that
+ * exits and is connected again, and what `stop()` leaves behind (nothing).
+ */
+import { createServer as createHttpServer, type Server } from "node:http";
+import { fileURLToPath } from "node:url";
+import {
+  AgentRuntime,
+  createProviderChain,
+  InvalidArgumentError,
+  MemoryStore,
+  type RunEvent,
+  ToolRegistry,
+} from "@beamclaw/core";
+import { createScriptedProvider, type ScriptEntry } from "@beamclaw/core/testing";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { McpError, McpToolServer } from "../src/index.js";
+import { createServer } from "./fixtures/server.mjs";
+
+const SERVER = fileURLToPath(new URL("./fixtures/server.mjs", import.meta.url));
+const stdio = { command: process.execPath, args: [SERVER, "--stdio"] };
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function started(options: Partial<ConstructorParameters<typeof McpToolServer>[0]> = {}) {
+  const registry = new ToolRegistry();
+  const server = new McpToolServer({ name: "test", ...stdio, ...options } as never);
+  cleanups.push(() => server.stop());
+  await server.start({ registry });
+  return { server, registry };
+}
+
+/** A runtime whose model calls `calls` in turn (one tool call a step), then says "done". */
+async function runtimeCalling(server: McpToolServer, calls: Array<[string, unknown]>) {
+  const script: ScriptEntry[] = calls.map(([toolName, input]) => ({
+    toolCalls: [{ toolName, input: input as never }],
+  }));
+  script.push({ text: "done" });
+  const provider = createScriptedProvider(script);
+  const store = new MemoryStore();
+  await store.open();
+  const runtime = new AgentRuntime({
+    store,
+    models: createProviderChain({ providers: [provider], models: [] }),
+    agents: [{ id: "main", model: "scripted/m", tools: ["*"] }],
+    toolTimeoutMs: 2_000,
+  });
+  await runtime.start();
+  cleanups.push(async () => {
+    await runtime.stop();
+    await store.close();
+  });
+  await server.stop();
+  const again = new McpToolServer({ name: "test", ...stdio, timeoutMs: 500 });
+  cleanups.push(() => again.stop());
+  await again.start({ registry: runtime.tools });
+  return { runtime, provider, server: again };
+}
+
+/** A tool call's context, as the tool layer hands it over. */
+function toolContext() {
+  return {
+    signal: new AbortController().signal,
+    sessionKey: "agent:main:main",
+    agentId: "main",
+    runId: "r",
+    toolCallId: "c",
+    emit: () => {},
+  };
+}
+
+async function toolResults(runtime: AgentRuntime, text = "go") {
+  const run = await runtime.session("agent:main:main").send(text);
+  const results: Array<Extract<RunEvent, { type: "tool-result" }>> = [];
+  for await (const event of run) if (event.type === "tool-result") results.push(event);
+  return { results, result: await run.result };
+}
+
+describe("an MCP server over stdio", () => {
+  it("lists its tools as <name>__<tool>, with their descriptions and input schemas, in the registry", async () => {
+    const { server, registry } = await started();
+    expect(server.toolNames().sort()).toEqual(
+      ["add", "echo", "exit", "fail", "grow", "pid", "slow"].map((t) => `test__${t}`),
+    );
+    expect(registry.names().sort()).toEqual(server.toolNames().sort());
+    const add = server.tools.find((t) => t.name === "test__add")!;
+    expect(add.description).toBe("Adds two numbers");
+    expect(add.inputSchema).toMatchObject({
+      type: "object",
+      properties: { a: { type: "number" }, b: { type: "number" } },
+      required: ["a", "b"],
+    });
+  });
+
+  it("runs its tools for a model: structured and text results, and a tool error the model reads", async () => {
+    const { server } = await started();
+    const { runtime, provider } = await runtimeCalling(server, [
+      ["test__add", { a: 2, b: 3 }],
+      ["test__echo", { text: "hi" }],
+      ["test__fail", {}],
+    ]);
+    const { results, result } = await toolResults(runtime);
+    expect(result.status).toBe("completed");
+    expect(results.map((r) => [r.toolName, r.output, r.isError])).toEqual([
+      ["test__add", { sum: 5 }, false],
+      ["test__echo", "echo: hi\n[image image/png]", false],
+      ["test__fail", expect.stringContaining("the disk is full"), true],
+    ]);
+    // The model was offered the server's tools.
+    expect(provider.requests[0]!.tools?.map((t) => t.name)).toContain("test__add");
+  });
+
+  it("a call past its time limit ends as a tool error, and the server goes on answering", async () => {
+    const { server } = await started();
+    const { runtime } = await runtimeCalling(server, [
+      ["test__slow", {}],
+      ["test__add", { a: 1, b: 1 }],
+    ]);
+    const { results } = await toolResults(runtime);
+    expect(results[0]).toMatchObject({ toolName: "test__slow", isError: true });
+    expect(JSON.stringify(results[0]!.output)).toMatch(/time|abort/i);
+    expect(results[1]).toMatchObject({ toolName: "test__add", output: { sum: 2 }, isError: false });
+  });
+
+  it("follows the server's list when it changes", async () => {
+    const { server, registry } = await started();
+    const grow = server.tools.find((t) => t.name === "test__grow")!;
+    const context = toolContext();
+    expect(await grow.execute({}, context)).toBe("grown");
+    await expect.poll(() => registry.names()).toContain("test__extra");
+    const extra = server.tools.find((t) => t.name === "test__extra")!;
+    expect(await extra.execute({ x: "y" }, context)).toBe("extra y");
+  });
+
+  it("a server that exits is connected again at the next call (a new process), not before a second has passed", async () => {
+    const { server } = await started();
+    const context = toolContext();
+    const tool = (name: string) => server.tools.find((t) => t.name === `test__${name}`)!;
+    const firstPid = await tool("pid").execute({}, context);
+    expect(await tool("exit").execute({}, context)).toBe("bye");
+    // The process is gone: a call fails as an McpError (a tool error for the model).
+    await expect
+      .poll(async () => {
+        try {
+          await tool("pid").execute({}, context);
+          return "answered";
+        } catch (error) {
+          return McpError.isInstance(error) ? "mcp-error" : String(error);
+        }
+      })
+      .toBe("mcp-error");
+    // Once a second has passed since the last connection, the next call connects again.
+    await expect
+      .poll(
+        async () => {
+          try {
+            return await tool("pid").execute({}, context);
+          } catch {
+            return undefined;
+          }
+        },
+        { timeout: 10_000, interval: 200 },
+      )
+      .toMatch(/^\d+$/);
+    expect(await tool("pid").execute({}, context)).not.toBe(firstPid);
+  });
+
+  it("include keeps only the named tools", async () => {
+    const { server, registry } = await started({ include: ["add", "echo"] });
+    expect(server.toolNames().sort()).toEqual(["test__add", "test__echo"]);
+    expect(registry.names().sort()).toEqual(["test__add", "test__echo"]);
+  });
+
+  it("stop() unregisters the tools, ends the process, and later calls fail", async () => {
+    const { server, registry } = await started();
+    const add = server.tools.find((t) => t.name === "test__add")!;
+    await server.stop();
+    expect(registry.names()).toEqual([]);
+    expect(server.tools).toEqual([]);
+    const context = toolContext();
+    await expect(add.execute({ a: 1, b: 2 }, context)).rejects.toSatisfy(McpError.isInstance);
+    await server.stop(); // again: nothing happens
+  });
+
+  it("a command that does not start, or does not speak MCP, is an McpError and registers nothing", async () => {
+    for (const options of [
+      { command: "/nonexistent/mcp-server" },
+      {
+        command: process.execPath,
+        args: ["-e", "setTimeout(() => {}, 60000)"],
+        connectTimeoutMs: 500,
+      },
+    ]) {
+      const registry = new ToolRegistry();
+      const server = new McpToolServer({ name: "bad", ...options });
+      cleanups.push(() => server.stop());
+      await expect(server.start({ registry })).rejects.toSatisfy(McpError.isInstance);
+      expect(registry.names()).toEqual([]);
+    }
+  });
+
+  it("refuses bad options with a typed error", () => {
+    for (const options of [
+      {},
+      { name: "has space", command: "x" },
+      { name: "x" },
+      { name: "x", command: "a", url: "http://127.0.0.1/mcp" },
+      { name: "x", url: "ftp://example.com" },
+      { name: "x", url: "not a url" },
+      { name: "x", command: "a", args: [1] },
+      { name: "x", command: "a", timeoutMs: 0 },
+      { name: "x", command: "a", include: "add" },
+    ]) {
+      expect(() => new McpToolServer(options as never)).toThrow(InvalidArgumentError);
+    }
+  });
+});
+
+describe("an MCP server over Streamable HTTP", () => {
+  async function httpServer(): Promise<{ url: string; authorizations: string[] }> {
+    const authorizations: string[] = [];
+    const http: Server = createHttpServer(async (req, res) => {
+      authorizations.push(String(req.headers.authorization));
+      // Stateless: a server and a transport per request, as the SDK shows it.
+      const server = createServer();
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      res.on("close", () => {
+        void transport.close();
+        void server.close();
+      });
+      await server.connect(transport);
+      await transport.handleRequest(req, res);
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    cleanups.push(
+      () =>
+        new Promise((resolve) => {
+          http.closeAllConnections();
+          http.close(resolve);
+        }),
+    );
+    const { port } = http.address() as { port: number };
+    return { url: `http://127.0.0.1:${port}/mcp`, authorizations };
+  }
+
+  it("lists and calls its tools, with the configured headers", async () => {
+    const { url, authorizations } = await httpServer();
+    const server = new McpToolServer({
+      name: "web",
+      url,
+      headers: { authorization: "Bearer s3cret" },
+    });
+    cleanups.push(() => server.stop());
+    await server.start();
+    expect(server.toolNames()).toContain("web__add");
+    const add = server.tools.find((t) => t.name === "web__add")!;
+    const context = toolContext();
+    expect(await add.execute({ a: 20, b: 22 }, context)).toEqual({ sum: 42 });
+    expect(authorizations.length).toBeGreaterThan(0);
+    expect(authorizations.every((a) => a === "Bearer s3cret")).toBe(true);
+  });
+});
