@@ -324,7 +324,10 @@ export class McpToolServer {
         );
       }
     }
+    const reconnecting = this.#client === undefined;
     const client = await this.#connect();
+    // A server started again may offer other tools: its list is read again.
+    if (reconnecting) void this.#refresh().catch(() => undefined);
     const args = typeof input === "object" && input !== null && !Array.isArray(input) ? input : {};
     let result: Awaited<ReturnType<Client["callTool"]>>;
     try {

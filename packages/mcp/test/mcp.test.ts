@@ -139,11 +139,14 @@ describe("an MCP server over stdio", () => {
     expect(await extra.execute({ x: "y" }, context)).toBe("extra y");
   });
 
-  it("a server that exits is connected again at the next call (a new process), not before a second has passed", async () => {
+  it("a server that exits is connected again at the next call (a new process, its list read again), not before a second has passed", async () => {
     const { server } = await started();
     const context = toolContext();
     const tool = (name: string) => server.tools.find((t) => t.name === `test__${name}`)!;
     const firstPid = await tool("pid").execute({}, context);
+    // A tool only this process has: the next one will not.
+    expect(await tool("grow").execute({}, context)).toBe("grown");
+    await expect.poll(() => server.toolNames()).toContain("test__extra");
     expect(await tool("exit").execute({}, context)).toBe("bye");
     // The process is gone: a call fails as an McpError (a tool error for the model).
     await expect
@@ -170,6 +173,8 @@ describe("an MCP server over stdio", () => {
       )
       .toMatch(/^\d+$/);
     expect(await tool("pid").execute({}, context)).not.toBe(firstPid);
+    // The new process's list was read again: the tool the old one had added is gone.
+    await expect.poll(() => server.toolNames()).not.toContain("test__extra");
   });
 
   it("include keeps only the named tools", async () => {
