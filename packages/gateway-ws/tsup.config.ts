@@ -5,6 +5,7 @@ export default defineConfig({
   // Adapters are optional peers, loaded by the CLI with import() only when the config needs them.
   external: [
     "@beamclaw/channels",
+    "@beamclaw/mcp",
     "@beamclaw/providers",
     "@beamclaw/store-fs",
     "@beamclaw/store-redis",

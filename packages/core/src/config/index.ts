@@ -20,6 +20,8 @@ export {
   configJsonSchema,
   type ExecToolConfig,
   ExecToolConfigSchema,
+  type McpServerConfig,
+  McpServerConfigSchema,
   ProviderConfigSchema,
   RESTART_ONLY_PATHS,
   type WebFetchToolConfig,

@@ -160,6 +160,29 @@ export const ProviderConfigSchema = z
 /** An instant: an ISO 8601 date-time with an offset (`2026-01-01T09:00:00Z`) or epoch ms. */
 const instant = z.union([z.string().min(1), z.number().int().nonnegative()]);
 
+/**
+ * A Model Context Protocol server whose tools the gateway offers (`@beamclaw/mcp`): a
+ * `command` it runs (stdio) or a Streamable HTTP `url`, with its options.
+ */
+export const McpServerConfigSchema = z
+  .object({
+    command: z.string().min(1).optional(),
+    args: z.array(z.string()).default([]),
+    env: z.record(z.string(), z.string()).optional(),
+    cwd: z.string().optional(),
+    url: z.url({ protocol: /^https?$/ }).optional(),
+    headers: z.record(z.string(), z.string()).default({}),
+    /** Only these of its tools (their names on the server). Default: all. */
+    include: z.array(z.string()).optional(),
+    /** A call's time limit. Default: `tools.timeoutMs`. */
+    timeoutMs: positiveMs.optional(),
+    connectTimeoutMs: positiveMs.optional(),
+  })
+  .strict()
+  .refine((server) => (server.command === undefined) !== (server.url === undefined), {
+    message: "an MCP server needs either a command (stdio) or a url (Streamable HTTP)",
+  });
+
 /** A scheduled job (see the cron service for the semantics). */
 export const CronJobConfigSchema = z
   .object({
@@ -482,6 +505,17 @@ export const ConfigSchema = z
           .default({ mode: "on-miss", timeoutMs: 120_000, defaultDecision: "deny" }),
         exec: ExecToolConfigSchema.default(EXEC_DEFAULTS),
         webFetch: WebFetchToolConfigSchema.default(WEB_FETCH_DEFAULTS),
+        /**
+         * MCP servers whose tools agents may call, by name (`^[a-zA-Z0-9_-]{1,32}$`): each
+         * tool is `<name>__<tool>` in agents' allowlists. Started with the gateway; a change
+         * takes a restart.
+         */
+        mcpServers: z
+          .record(
+            z.string().regex(/^[a-zA-Z0-9_-]{1,32}$/, "a name matching ^[a-zA-Z0-9_-]{1,32}$"),
+            McpServerConfigSchema,
+          )
+          .default({}),
       })
       .strict()
       .default({
@@ -490,6 +524,7 @@ export const ConfigSchema = z
         approvals: { mode: "on-miss", timeoutMs: 120_000, defaultDecision: "deny" },
         exec: EXEC_DEFAULTS,
         webFetch: WEB_FETCH_DEFAULTS,
+        mcpServers: {},
       }),
     skills: z
       .object({ dirs: z.array(z.string()).default([]) })
@@ -581,6 +616,8 @@ export type CronJobConfig = z.output<typeof CronJobConfigSchema>;
 export type ExecToolConfig = z.output<typeof ExecToolConfigSchema>;
 /** `tools.webFetch` after validation. */
 export type WebFetchToolConfig = z.output<typeof WebFetchToolConfigSchema>;
+/** One of `tools.mcpServers`, validated. */
+export type McpServerConfig = z.output<typeof McpServerConfigSchema>;
 
 /**
  * Dotted paths whose change needs a restart: secrets, endpoints, listening sockets, auth,
@@ -604,6 +641,7 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "gateway.streamCoalesceMs",
   "store",
   "providers",
+  "tools.mcpServers",
   "tools.exec.enabled",
   "tools.exec.host",
   "tools.exec.roots",

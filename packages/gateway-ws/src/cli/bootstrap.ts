@@ -8,6 +8,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import {
   type AgentDefinition,
   AgentRuntime,
+  type AgentTool,
   agentRuntimeJobRunner,
   type BeamClawConfig,
   BeamClawError,
@@ -41,6 +42,7 @@ export class CliError extends BeamClawError {
 type ProvidersModule = typeof import("@beamclaw/providers");
 type StoreFsModule = typeof import("@beamclaw/store-fs");
 type StoreRedisModule = typeof import("@beamclaw/store-redis");
+type McpModule = typeof import("@beamclaw/mcp");
 
 function missing(error: unknown, pkg: string): boolean {
   const e = error as { code?: unknown; message?: unknown };
@@ -83,6 +85,64 @@ async function loadStoreRedis(why: string): Promise<StoreRedisModule> {
     if (missing(error, "@beamclaw/store-redis")) throw notInstalled("@beamclaw/store-redis", why);
     throw error;
   }
+}
+
+async function loadMcp(why: string): Promise<McpModule> {
+  try {
+    return await import("@beamclaw/mcp");
+  } catch (error) {
+    if (missing(error, "@beamclaw/mcp")) throw notInstalled("@beamclaw/mcp", why);
+    throw error;
+  }
+}
+
+/**
+ * Starts the MCP servers of `tools.mcpServers` and registers their tools (`<name>__<tool>`);
+ * resolves with a function that stops them all. A server that cannot be started stops the
+ * ones started before it and fails with a `CliError` naming it.
+ */
+export async function startMcpServers(
+  config: BeamClawConfig,
+  registry: { register(tool: AgentTool): void; unregister(name: string): boolean },
+  log?: (line: string) => void,
+): Promise<() => Promise<void>> {
+  const entries = Object.entries(config.tools.mcpServers);
+  if (entries.length === 0) return async () => {};
+  const mcp = await loadMcp("tools.mcpServers");
+  const started: Array<InstanceType<McpModule["McpToolServer"]>> = [];
+  const stopAll = async () => {
+    for (const server of started.splice(0).reverse()) await server.stop();
+  };
+  for (const [name, settings] of entries) {
+    const common = {
+      name,
+      ...(settings.include === undefined ? {} : { include: settings.include }),
+      ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
+      ...(settings.connectTimeoutMs === undefined
+        ? {}
+        : { connectTimeoutMs: settings.connectTimeoutMs }),
+    };
+    const server = new mcp.McpToolServer(
+      settings.command !== undefined
+        ? {
+            ...common,
+            command: settings.command,
+            args: settings.args,
+            ...(settings.env === undefined ? {} : { env: settings.env }),
+            ...(settings.cwd === undefined ? {} : { cwd: settings.cwd }),
+          }
+        : { ...common, url: settings.url!, headers: settings.headers },
+    );
+    try {
+      await server.start({ registry });
+    } catch (error) {
+      await stopAll();
+      throw new CliError(`tools.mcpServers.${name}: ${(error as Error).message}`);
+    }
+    started.push(server);
+    log?.(`mcp: ${name}: ${server.toolNames().length} tools (${server.toolNames().join(", ")})`);
+  }
+  return stopAll;
 }
 
 /** The store a configuration names (not opened). Relative fs dirs are relative to the config file. */
@@ -299,6 +359,8 @@ export async function startFromConfig(options: {
       nodeHost: (node) => createNodeExecHost(relay, node),
     });
     cleanups.push(() => tools.stop());
+    const stopMcp = await startMcpServers(config, runtime.tools!, options.logSink);
+    cleanups.push(stopMcp);
     if (tools.processes !== undefined) {
       options.logSink?.(
         `exec: hosts ${Object.values(tools.execHosts)
