@@ -41,7 +41,6 @@ async function configFile(baseUrl: string, mcpServers: string): Promise<string> 
       `providers: { local: { kind: openai-compatible, baseUrl: "${baseUrl}", apiKey: none } }`,
       'agents: { main: { model: local/m, tools: ["*"] } }',
       "tools:",
-      "  approvals: { mode: off }",
       "  mcpServers:",
       mcpServers,
       "",
@@ -61,13 +60,15 @@ describe("tools.mcpServers", () => {
     const gateway = await startFromConfig({
       configPath: await configFile(
         model.baseUrl,
-        `    fx: { command: "${process.execPath}", args: ["${FIXTURE}", "--stdio"], include: [add, echo] }`,
+        `    fx: { command: "${process.execPath}", args: ["${FIXTURE}", "--stdio"], include: [add, echo], approval: never }`,
       ),
       port: 0,
       logSink: (line) => logs.push(line),
     });
     started.push(gateway);
     expect(logs).toContain("mcp: fx: 2 tools (fx__add, fx__echo)");
+    // Approvals are on (the default, on-miss); `approval: never` lets these tools run unasked.
+    expect(gateway.runtime.approvals?.mode).toBe("on-miss");
     const run = await gateway.runtime.session("agent:main:main").send("add them");
     const result = await run.result;
     expect(result).toMatchObject({ status: "completed", text: "done" });

@@ -8,6 +8,7 @@
 import {
   AbortedError,
   type AgentTool,
+  type ApprovalPolicy,
   BeamClawError,
   InvalidArgumentError,
   type JsonObject,
@@ -52,7 +53,16 @@ export type McpToolServerOptions = McpTransportOptions & {
   timeoutMs?: number;
   /** Time limit of connecting and of listing the tools, in ms. Default 30 000. */
   connectTimeoutMs?: number;
+  /**
+   * When its tools' calls need a person's approval (the runtime's `ApprovalGate`): `inherit`
+   * (default) follows the gate's mode, `always` asks at every call, `never` never asks (a
+   * server whose tools only read).
+   */
+  approval?: ApprovalPolicy;
 };
+
+/** A tool of an MCP server, with its approval policy. */
+export type McpTool = AgentTool & { readonly approval: ApprovalPolicy };
 
 /** Where {@link McpToolServer} registers its tools: a `ToolRegistry` (`runtime.tools`). */
 export interface McpToolRegistry {
@@ -109,7 +119,7 @@ export class McpToolServer {
   readonly #options: McpToolServerOptions;
   #client: Client | undefined;
   #connecting: Promise<Client> | undefined;
-  #tools = new Map<string, AgentTool>();
+  #tools = new Map<string, McpTool>();
   #registry: McpToolRegistry | undefined;
   #state: "idle" | "running" | "stopped" = "idle";
   #lastConnect = 0;
@@ -143,7 +153,7 @@ export class McpToolServer {
   }
 
   /** The tools as they are now (`<name>__<tool>`), for a registry or a `BasicToolRunner`. */
-  get tools(): AgentTool[] {
+  get tools(): McpTool[] {
     return [...this.#tools.values()];
   }
 
@@ -277,7 +287,7 @@ export class McpToolServer {
 
   #apply(listed: ServerTool[]): void {
     const include = this.#options.include;
-    const next = new Map<string, AgentTool>();
+    const next = new Map<string, McpTool>();
     for (const tool of listed) {
       if (include !== undefined && !include.includes(tool.name)) continue;
       const name = `${this.name}__${tool.name}`;
@@ -296,15 +306,17 @@ export class McpToolServer {
     this.#tools = next;
   }
 
-  #agentTool(name: string, tool: ServerTool): AgentTool {
+  #agentTool(name: string, tool: ServerTool): McpTool {
     const inputSchema: JsonObject =
       typeof tool.inputSchema === "object" && tool.inputSchema !== null
         ? tool.inputSchema
         : { type: "object", properties: {} };
-    const agentTool: AgentTool = {
+    const agentTool: McpTool = {
       name,
       description: tool.description ?? `${tool.name} (MCP server ${this.name})`,
       inputSchema,
+      // Read by the tool layer as a defined tool's `approval` is.
+      approval: this.#options.approval ?? "inherit",
       execute: (input, context) => this.#call(tool.name, input, context),
     };
     if (this.#options.timeoutMs !== undefined) agentTool.timeoutMs = this.#options.timeoutMs;
@@ -426,6 +438,14 @@ function checkOptions(options: McpToolServerOptions): void {
     if (!Array.isArray(options.include) || !options.include.every((t) => typeof t === "string")) {
       throw new InvalidArgumentError(`McpToolServer "${options.name}": include must be tool names`);
     }
+  }
+  if (
+    options.approval !== undefined &&
+    !["inherit", "always", "never"].includes(options.approval as string)
+  ) {
+    throw new InvalidArgumentError(
+      `McpToolServer "${options.name}": approval must be inherit, always or never`,
+    );
   }
   for (const key of ["timeoutMs", "connectTimeoutMs"] as const) {
     const value = options[key];

@@ -177,6 +177,53 @@ describe("an MCP server over stdio", () => {
     await expect.poll(() => server.toolNames()).not.toContain("test__extra");
   });
 
+  it("approval: a server's tools ask at every call (always), or never ask (never), whatever the gate's mode", async () => {
+    const provider = createScriptedProvider([
+      { toolCalls: [{ toolName: "ask__add", input: { a: 1, b: 2 } }] },
+      { text: "after ask" },
+      { toolCalls: [{ toolName: "free__add", input: { a: 3, b: 4 } }] },
+      { text: "after free" },
+    ]);
+    const store = new MemoryStore();
+    await store.open();
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({ providers: [provider], models: [] }),
+      agents: [{ id: "main", model: "scripted/m", tools: ["*"] }],
+      approvals: { mode: "on-miss", timeoutMs: 10_000, defaultDecision: "deny" },
+    });
+    await runtime.start();
+    cleanups.push(async () => {
+      await runtime.stop();
+      await store.close();
+    });
+    for (const [name, approval] of [
+      ["ask", "always"],
+      ["free", "never"],
+    ] as const) {
+      const server = new McpToolServer({ name, ...stdio, include: ["add"], approval });
+      cleanups.push(() => server.stop());
+      await server.start({ registry: runtime.tools });
+      expect(server.tools.map((t) => t.approval)).toEqual([approval]);
+    }
+    const session = runtime.session("agent:main:main");
+    const asked = await session.send("ask");
+    const events: RunEvent[] = [];
+    for await (const event of asked) {
+      events.push(event);
+      if (event.type === "tool-approval-request") {
+        runtime.approvals!.answer(event.requestId, "deny", { scopes: ["operator.approvals"] });
+      }
+    }
+    const denied = events.find((e) => e.type === "tool-result");
+    expect(events.some((e) => e.type === "tool-approval-request")).toBe(true);
+    expect(denied).toMatchObject({ toolName: "ask__add", isError: true });
+    const free = await toolResults(runtime, "free");
+    expect(free.results).toEqual([
+      expect.objectContaining({ toolName: "free__add", output: { sum: 7 }, isError: false }),
+    ]);
+  });
+
   it("include keeps only the named tools", async () => {
     const { server, registry } = await started({ include: ["add", "echo"] });
     expect(server.toolNames().sort()).toEqual(["test__add", "test__echo"]);
@@ -222,6 +269,7 @@ describe("an MCP server over stdio", () => {
       { name: "x", command: "a", args: [1] },
       { name: "x", command: "a", timeoutMs: 0 },
       { name: "x", command: "a", include: "add" },
+      { name: "x", command: "a", approval: "sometimes" },
     ]) {
       expect(() => new McpToolServer(options as never)).toThrow(InvalidArgumentError);
     }

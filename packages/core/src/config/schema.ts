@@ -177,6 +177,8 @@ export const McpServerConfigSchema = z
     /** A call's time limit. Default: `tools.timeoutMs`. */
     timeoutMs: positiveMs.optional(),
     connectTimeoutMs: positiveMs.optional(),
+    /** Approval of its tools' calls: follow `tools.approvals` (default), ask always, or never. */
+    approval: z.enum(["inherit", "always", "never"]).optional(),
   })
   .strict()
   .refine((server) => (server.command === undefined) !== (server.url === undefined), {

@@ -121,6 +121,7 @@ export async function startMcpServers(
       ...(settings.connectTimeoutMs === undefined
         ? {}
         : { connectTimeoutMs: settings.connectTimeoutMs }),
+      ...(settings.approval === undefined ? {} : { approval: settings.approval }),
     };
     const server = new mcp.McpToolServer(
       settings.command !== undefined
