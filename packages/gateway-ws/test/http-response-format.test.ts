@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   httpCall as call,
   closeClients,
+  sseData,
   startStack,
   stopStacks,
   TOKEN,
@@ -34,14 +35,6 @@ const JSON_SCHEMA_FORMAT = {
   type: "json_schema",
   json_schema: { name: "weather", description: "A reading", schema: SCHEMA, strict: true },
 };
-
-function sseData(text: string): Wire[] {
-  return text
-    .split("\n\n")
-    .filter((block) => block.startsWith("data: "))
-    .map((block) => block.slice(6))
-    .map((data) => (data === "[DONE]" ? "[DONE]" : JSON.parse(data)));
-}
 
 async function complete(port: number, body: Record<string, unknown>) {
   return call(port, "/v1/chat/completions", {

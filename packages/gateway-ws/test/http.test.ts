@@ -8,6 +8,7 @@ import WebSocket from "ws";
 import {
   httpCall as call,
   closeClients,
+  sseData,
   startStack,
   stopStacks,
   TestClient,
@@ -26,14 +27,6 @@ afterEach(async () => {
 });
 
 const AUTH = { authorization: `Bearer ${TOKEN}` };
-
-function sseData(text: string): Wire[] {
-  return text
-    .split("\n\n")
-    .filter((block) => block.startsWith("data: "))
-    .map((block) => block.slice(6))
-    .map((data) => (data === "[DONE]" ? "[DONE]" : JSON.parse(data)));
-}
 
 describe("health probes", () => {
   it("answer without auth: /health, /healthz, /readyz and /startupz", async () => {

@@ -652,6 +652,15 @@ export interface Reply {
   json: Wire;
 }
 
+/** The `data:` payloads of an SSE body, JSON-parsed (`[DONE]` as the string). */
+export function sseData(text: string): Wire[] {
+  return text
+    .split("\n\n")
+    .filter((block) => block.startsWith("data: "))
+    .map((block) => block.slice(6))
+    .map((data) => (data === "[DONE]" ? "[DONE]" : JSON.parse(data)));
+}
+
 /** One HTTP request to 127.0.0.1 without keep-alive (so nothing stays open). */
 export function httpCall(
   port: number,

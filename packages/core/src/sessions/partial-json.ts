@@ -110,21 +110,30 @@ export function parsePartialJson(text: string): JsonValue | undefined {
     throw new NotJson();
   };
 
+  /**
+   * Past the space, and a comma, before a container's next item: whether one follows (false
+   * at the container's `close`, which is passed, or at the end of the text).
+   */
+  const nextItem = (close: string): boolean => {
+    skipSpace();
+    if (i >= end) return false;
+    if (text[i] === close) {
+      i++;
+      return false;
+    }
+    if (text[i] === ",") {
+      i++;
+      skipSpace();
+      if (i >= end) return false;
+    }
+    return true;
+  };
+
   const readObject = (): JsonValue => {
     i++; // {
     const out: Record<string, JsonValue> = {};
     for (;;) {
-      skipSpace();
-      if (i >= end) return out;
-      if (text[i] === "}") {
-        i++;
-        return out;
-      }
-      if (text[i] === ",") {
-        i++;
-        skipSpace();
-        if (i >= end) return out;
-      }
+      if (!nextItem("}")) return out;
       if (text[i] !== '"') throw new NotJson();
       const key = readString();
       if (!key.done) return out;
@@ -149,17 +158,7 @@ export function parsePartialJson(text: string): JsonValue | undefined {
     i++; // [
     const out: JsonValue[] = [];
     for (;;) {
-      skipSpace();
-      if (i >= end) return out;
-      if (text[i] === "]") {
-        i++;
-        return out;
-      }
-      if (text[i] === ",") {
-        i++;
-        skipSpace();
-        if (i >= end) return out;
-      }
+      if (!nextItem("]")) return out;
       const value = readValue();
       if (value === MISSING) return out;
       out.push(value);
