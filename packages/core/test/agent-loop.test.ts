@@ -406,6 +406,8 @@ describe("runAgentLoop: answers and tools", () => {
         { type: "thinking-delta", text: "look" },
         { type: "thinking-end", signature: "sig-1" },
         { type: "thinking-end", redacted: "opaque" },
+        // Whose signature it is, when the adapter says so (Gemini's thought signatures).
+        { type: "thinking-end", signature: "sig-g", format: "google" },
         toolCall("l1", "look"),
       ],
       [{ type: "thinking-delta", text: "done thinking" }, text("answer")],
@@ -418,6 +420,7 @@ describe("runAgentLoop: answers and tools", () => {
       content: [
         { type: "thinking", text: "let me look", signature: "sig-1" },
         { type: "thinking", text: "", redacted: "opaque" },
+        { type: "thinking", text: "", signature: "sig-g", format: "google" },
         { type: "tool-call", toolCallId: "l1", toolName: "look", input: {} },
       ],
     });

@@ -1,10 +1,14 @@
 /**
  * The `providers` section of `beamclaw.yaml` as the standalone gateway builds it: the
  * adapters it makes talk to a local HTTP server standing in for the vendors, which records
- * what they send. Here: `promptCache`, `pricing` of one-hour cache writes, and an agent's
- * structured `output` with a compatible server's `structuredOutputs`.
+ * what they send. Here: `promptCache`, `pricing` of one-hour cache writes, an agent's
+ * structured `output` with a compatible server's `structuredOutputs`, and the `google` kind
+ * (the Gemini API).
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { AgentRuntime, createProviderChain, MemoryStore, parseConfig } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -13,6 +17,7 @@ import {
   costFunction,
   createProviders,
 } from "../src/cli/bootstrap.js";
+import { doctor } from "../src/cli/doctor.js";
 
 const servers: Server[] = [];
 afterEach(async () => {
@@ -32,27 +37,49 @@ const chatReply = (content: string) =>
     "data: [DONE]\n\n",
   ].join("");
 
+/** A streamed Gemini API answer: one `GenerateContentResponse` chunk with its finish reason. */
+const GEMINI_REPLY = `data: ${JSON.stringify({
+  candidates: [
+    { content: { role: "model", parts: [{ text: "ok" }] }, finishReason: "STOP", index: 0 },
+  ],
+  usageMetadata: { promptTokenCount: 5, candidatesTokenCount: 1, totalTokenCount: 6 },
+  modelVersion: "gemini-2.5-flash",
+  responseId: "r1",
+})}\r\n\r\n`;
+
+/** What the local vendor saw of one request. */
+interface Seen {
+  url: string;
+  apiKey: string | undefined;
+}
+
 /**
- * A local server that records request bodies and answers Anthropic or Chat Completions (with
- * `chatContent`).
+ * A local server that records request bodies and answers Anthropic, the Gemini API or Chat
+ * Completions (with `chatContent`).
  */
 async function vendor(
   chatContent = "ok",
-): Promise<{ baseUrl: string; bodies: Array<Record<string, unknown>> }> {
+): Promise<{ baseUrl: string; bodies: Array<Record<string, unknown>>; seen: Seen[] }> {
   const bodies: Array<Record<string, unknown>> = [];
+  const seen: Seen[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       bodies.push(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      const url = req.url ?? "";
+      const key = req.headers["x-goog-api-key"];
+      seen.push({ url, apiKey: typeof key === "string" ? key : undefined });
       res.writeHead(200, { "content-type": "text/event-stream" });
-      res.end(req.url?.endsWith("/messages") ? ANTHROPIC_REPLY : chatReply(chatContent));
+      if (url.endsWith("/messages")) res.end(ANTHROPIC_REPLY);
+      else if (url.includes(":streamGenerateContent")) res.end(GEMINI_REPLY);
+      else res.end(chatReply(chatContent));
     });
   });
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
-  return { baseUrl: `http://127.0.0.1:${port}/v1`, bodies };
+  return { baseUrl: `http://127.0.0.1:${port}/v1`, bodies, seen };
 }
 
 const request = {
@@ -207,5 +234,69 @@ describe("agents.*.output and providers.*.structuredOutputs", () => {
         providers: { p: { kind: "openai", structuredOutputs: false } },
       }),
     ).toThrow(/providers\.p\.structuredOutputs: only an openai-compatible provider/);
+  });
+});
+
+describe("providers.*.kind google", () => {
+  it("builds a Gemini API provider that sends the key, the model's path and the request", async () => {
+    const { baseUrl, bodies, seen } = await vendor();
+    const providers = await createProviders(
+      parseConfig({
+        agents: [{ id: "main", model: "gemini/gemini-2.5-flash" }],
+        providers: { gemini: { kind: "google", apiKey: "AIza-test", baseUrl } },
+      }),
+    );
+    const events: Array<{ type: string }> = [];
+    for await (const event of providers.gemini!.stream({ ...request, model: "gemini-2.5-flash" })) {
+      events.push(event);
+    }
+    expect(providers.gemini!.id).toBe("gemini");
+    expect(events.map((e) => e.type)).toEqual(["response-start", "text-delta", "usage", "finish"]);
+    expect(seen).toEqual([
+      { url: "/v1/models/gemini-2.5-flash:streamGenerateContent?alt=sse", apiKey: "AIza-test" },
+    ]);
+    expect(bodies[0]).toEqual({
+      contents: [{ role: "user", parts: [{ text: "Hi" }] }],
+      systemInstruction: { parts: [{ text: "Be brief." }] },
+    });
+  });
+
+  it("refuses promptCache: Gemini caches repeated prefixes by itself", () => {
+    expect(() =>
+      parseConfig({
+        agents: [{ id: "main", model: "g/gemini-2.5-flash" }],
+        providers: { g: { kind: "google", promptCache: false } },
+      }),
+    ).toThrow(/providers\.g\.promptCache: a google provider takes no promptCache/);
+  });
+
+  it("doctor warns when neither apiKey, GEMINI_API_KEY nor GOOGLE_API_KEY is set", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "beamclaw-google-"));
+    const path = join(dir, "beamclaw.yaml");
+    await writeFile(
+      path,
+      [
+        "agents:",
+        "  - id: main",
+        "    model: gemini/gemini-2.5-flash",
+        "providers:",
+        "  gemini:",
+        "    kind: google",
+        "store:",
+        "  kind: memory",
+        "",
+      ].join("\n"),
+    );
+    try {
+      const warning =
+        "providers.gemini: no apiKey and GEMINI_API_KEY (or GOOGLE_API_KEY) is not set";
+      const without = await doctor(path, { env: {} });
+      expect(without).toContainEqual({ level: "warn", message: warning });
+      const withGoogleKey = await doctor(path, { env: { GOOGLE_API_KEY: "AIza-test" } });
+      expect(withGoogleKey.map((f) => f.message)).not.toContain(warning);
+      expect(withGoogleKey).toContainEqual({ level: "ok", message: "providers: gemini" });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

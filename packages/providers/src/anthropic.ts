@@ -189,8 +189,9 @@ function assistantBlocks(message: Extract<ModelMessage, { role: "assistant" }>) 
     if (part.type === "text") {
       if (part.text !== "") blocks.push({ type: "text", text: part.text });
     } else if (part.type === "thinking") {
-      // Anthropic verifies thinking it is sent back: without its signature (e.g. thinking
-      // from another provider) it would be rejected, so it is left out.
+      // Anthropic verifies thinking it is sent back: without its signature, or with another
+      // vendor's (e.g. Gemini's), it would be rejected, so it is left out.
+      if (part.format !== undefined && part.format !== "anthropic") continue;
       if (part.redacted !== undefined) {
         blocks.push({ type: "redacted_thinking", data: part.redacted });
       } else if (part.signature !== undefined) {

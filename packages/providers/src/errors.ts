@@ -25,6 +25,11 @@ export interface VendorErrorInfo {
   streamKind?: ProviderErrorKind;
   /** Set when the vendor's type says retrying cannot help although the kind usually can. */
   isRetryable?: boolean;
+  /**
+   * How long the vendor's body asks to wait, in ms (Google's `RetryInfo.retryDelay`); a
+   * `retry-after` header takes precedence.
+   */
+  retryAfterMs?: number;
 }
 
 /** Reads a vendor error payload (HTTP error body or mid-stream error event). */
@@ -108,7 +113,7 @@ export function errorFromResponse(
     ...(context.model === undefined ? {} : { model: context.model }),
     statusCode: response.status,
     ...(isRetryable === undefined ? {} : { isRetryable }),
-    retryAfterMs: parseRetryAfter(response.headers),
+    retryAfterMs: parseRetryAfter(response.headers) ?? info.retryAfterMs,
     responseHeaders: headersToRecord(response.headers),
     responseBody: truncate(body),
   });

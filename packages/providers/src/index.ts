@@ -1,6 +1,6 @@
 /**
  * `@beamclaw/providers`: language-model adapters implementing the `ModelProvider` contract
- * of `@beamclaw/core` for Anthropic, OpenAI and any OpenAI-compatible server.
+ * of `@beamclaw/core` for Anthropic, OpenAI, Google Gemini and any OpenAI-compatible server.
  *
  * @packageDocumentation
  */
@@ -13,6 +13,14 @@ export {
   DEFAULT_ANTHROPIC_THINKING_BUDGETS,
   type ThinkingBudgets,
 } from "./anthropic.js";
+export {
+  createGoogleProvider,
+  DEFAULT_GOOGLE_THINKING_BUDGETS,
+  GOOGLE_SKIP_SIGNATURE,
+  GOOGLE_THINKING_FORMAT,
+  type GoogleProviderOptions,
+  type GoogleThinkingBudgets,
+} from "./google.js";
 export {
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_TIMEOUT_MS,

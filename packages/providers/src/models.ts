@@ -67,6 +67,26 @@ export const OPENAI_MODELS: readonly ModelInfo[] = [
   openai("o4-mini", 200_000, 1.1, 4.4, 0.275),
 ];
 
+function google(id: string, input: number, output: number, cacheRead: number): ModelInfo {
+  return {
+    id,
+    contextWindow: 1_048_576,
+    pricing: { inputPerMTok: input, outputPerMTok: output, cacheReadPerMTok: cacheRead },
+  };
+}
+
+/**
+ * Google Gemini API list prices (paid tier, prompts up to 200,000 tokens; longer prompts of
+ * the Pro models cost more); output prices include thinking.
+ */
+export const GOOGLE_MODELS: readonly ModelInfo[] = [
+  google("gemini-3-pro-preview", 2, 12, 0.2),
+  google("gemini-3-flash-preview", 0.5, 3, 0.05),
+  google("gemini-2.5-pro", 1.25, 10, 0.125),
+  google("gemini-2.5-flash", 0.3, 2.5, 0.03),
+  google("gemini-2.5-flash-lite", 0.1, 0.4, 0.01),
+];
+
 /**
  * The built-in list with the caller's entries applied: an entry with a known id replaces
  * the fields it sets, a new id is added. Returns copies, so callers cannot edit the table.

@@ -202,6 +202,14 @@ describe("createAnthropicProvider: request mapping", () => {
             content: [
               { type: "thinking", text: "Look, then call the tool.", signature: "sig-1" },
               { type: "thinking", text: "from another provider, unsigned" },
+              // Gemini's thought signature: Anthropic would reject it, so it is left out.
+              { type: "thinking", text: "", signature: "CiQB0e2Kb2s=", format: "google" },
+              {
+                type: "thinking",
+                text: "marked as Anthropic's",
+                signature: "sig-2",
+                format: "anthropic",
+              },
               { type: "thinking", text: "", redacted: "opaque-bytes" },
               { type: "text", text: "A cat. Checking the weather." },
               {
@@ -288,6 +296,7 @@ describe("createAnthropicProvider: request mapping", () => {
           role: "assistant",
           content: [
             { type: "thinking", thinking: "Look, then call the tool.", signature: "sig-1" },
+            { type: "thinking", thinking: "marked as Anthropic's", signature: "sig-2" },
             { type: "redacted_thinking", data: "opaque-bytes" },
             { type: "text", text: "A cat. Checking the weather." },
             { type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Paris" } },

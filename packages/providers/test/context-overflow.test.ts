@@ -1,6 +1,7 @@
 /**
  * A session that outgrew its model's context window, end to end over the vendors' HTTP APIs
- * (faked with msw: OpenAI Chat Completions and Responses, Anthropic Messages, a vLLM server):
+ * (faked with msw: OpenAI Chat Completions and Responses, Anthropic Messages, the Gemini API,
+ * a vLLM server):
  * each refuses a prompt that is too long with its documented 400
  * error, before any output; core's runtime recognizes the refusal from this package's
  * `ProviderError`, leaves older turns out of the request, and tries again.
@@ -11,6 +12,7 @@ import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   createAnthropicProvider,
+  createGoogleProvider,
   createOpenAICompatibleProvider,
   createOpenAIProvider,
 } from "../src/index.js";
@@ -26,16 +28,27 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** A request body: Chat Completions' and Anthropic's `messages`, the Responses API's `input`. */
+/**
+ * A request body: Chat Completions' and Anthropic's `messages`, the Responses API's `input`,
+ * Gemini's `contents`.
+ */
 interface PromptBody {
   messages?: unknown[];
   input?: unknown[];
+  contents?: unknown[];
 }
 
 /** The prompt's items (messages) of a request body. */
 function promptItems(body: PromptBody): unknown[] {
-  return body.messages ?? body.input ?? [];
+  return body.messages ?? body.input ?? body.contents ?? [];
 }
+
+/** A Gemini API answer: two `GenerateContentResponse` chunks, the last with its finish reason. */
+const GEMINI_ANSWER = [
+  'data: {"candidates":[{"content":{"parts":[{"text":"Noted"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":2100,"candidatesTokenCount":1,"totalTokenCount":2101},"modelVersion":"gemini-2.5-flash","responseId":"rsp-overflow-1"}',
+  'data: {"candidates":[{"content":{"parts":[{"text":"."}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":2100,"candidatesTokenCount":2,"totalTokenCount":2102},"modelVersion":"gemini-2.5-flash","responseId":"rsp-overflow-1"}',
+  "",
+].join("\r\n\r\n");
 
 /** Characters of the prompt a request body carries (the vendor's "context window"). */
 function promptChars(body: PromptBody): number {
@@ -44,7 +57,7 @@ function promptChars(body: PromptBody): number {
 
 interface Vendor {
   name: string;
-  url: string;
+  url: string | RegExp;
   provider: () => ModelProvider;
   model: string;
   refusal: () => ReturnType<typeof errorResponse>;
@@ -106,6 +119,23 @@ const vendors: Vendor[] = [
         },
       }),
     answer: fixture("openai-responses-text.sse.txt"),
+  },
+  {
+    name: "the Gemini API",
+    url: /^https:\/\/generativelanguage\.googleapis\.com\/v1beta\/models\/gemini-2\.5-flash:streamGenerateContent/,
+    provider: () => createGoogleProvider({ apiKey: "AIza-test" }),
+    model: "google/gemini-2.5-flash",
+    // https://ai.google.dev/gemini-api/docs/troubleshooting: 400 INVALID_ARGUMENT.
+    refusal: () =>
+      errorResponse(400, {
+        error: {
+          code: 400,
+          message:
+            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+          status: "INVALID_ARGUMENT",
+        },
+      }),
+    answer: GEMINI_ANSWER,
   },
   {
     name: "an OpenAI-compatible server (vLLM)",

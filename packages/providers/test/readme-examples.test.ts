@@ -1,7 +1,11 @@
 import { http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { createAnthropicProvider, createOpenAIProvider } from "../src/index.js";
+import {
+  createAnthropicProvider,
+  createGoogleProvider,
+  createOpenAIProvider,
+} from "../src/index.js";
 import { type CapturedRequest, capture, fixture, sseResponse } from "./support.js";
 
 const server = setupServer();
@@ -14,6 +18,37 @@ afterEach(() => {
 });
 afterAll(() => server.close());
 
+/**
+ * Stands in for `process.stdout` (touching the real one would open a pipe handle in this
+ * worker) and returns what is written to it.
+ */
+function stubStdout(): string[] {
+  const written: string[] = [];
+  const stdout = {
+    write: (chunk: string) => {
+      written.push(chunk);
+      return true;
+    },
+  };
+  const realProcess = process;
+  vi.stubGlobal(
+    "process",
+    new Proxy(realProcess, {
+      get: (target, key) => (key === "stdout" ? stdout : Reflect.get(target, key)),
+    }),
+  );
+  return written;
+}
+
+/** Records the arguments of each `console.log`. */
+function spyLog(): unknown[][] {
+  const logged: unknown[][] = [];
+  vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => {
+    logged.push(args);
+  });
+  return logged;
+}
+
 // The examples printed in this package's README, kept runnable.
 describe("README example", () => {
   it("streams an answer and prints its usage", async () => {
@@ -23,26 +58,8 @@ describe("README example", () => {
         sseResponse(fixture("anthropic-text.sse.txt")),
       ),
     );
-    // Touching the real process.stdout would open a pipe handle in this worker; the example
-    // writes to a stand-in instead.
-    const written: string[] = [];
-    const stdout = {
-      write: (chunk: string) => {
-        written.push(chunk);
-        return true;
-      },
-    };
-    const realProcess = process;
-    vi.stubGlobal(
-      "process",
-      new Proxy(realProcess, {
-        get: (target, key) => (key === "stdout" ? stdout : Reflect.get(target, key)),
-      }),
-    );
-    const logged: unknown[][] = [];
-    vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => {
-      logged.push(args);
-    });
+    const written = stubStdout();
+    const logged = spyLog();
 
     const anthropic = createAnthropicProvider(); // reads ANTHROPIC_API_KEY
     const stream = anthropic.stream({
@@ -100,10 +117,7 @@ describe("README example: structured output", () => {
         return sseResponse(responsesAnswer(['{"city":"Par', 'is","temperature', 'C":21}']));
       }),
     );
-    const logged: unknown[][] = [];
-    vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => {
-      logged.push(args);
-    });
+    const logged = spyLog();
 
     const openai = createOpenAIProvider(); // reads OPENAI_API_KEY
     let json = "";
@@ -140,6 +154,70 @@ describe("README example: structured output", () => {
         },
         strict: true,
       },
+    });
+  });
+});
+
+describe("README example: Gemini", () => {
+  it("streams thought summaries and the answer, and prints the usage with its thinking tokens", async () => {
+    vi.stubEnv("GEMINI_API_KEY", "AIza-readme");
+    const seen: CapturedRequest[] = [];
+    const meta = { modelVersion: "gemini-2.5-flash", responseId: "readme-1" };
+    const chunks = [
+      {
+        candidates: [
+          {
+            content: { role: "model", parts: [{ text: "Small primes.", thought: true }] },
+            index: 0,
+          },
+        ],
+        ...meta,
+      },
+      {
+        candidates: [
+          {
+            content: { role: "model", parts: [{ text: "2, 3 and 5." }] },
+            finishReason: "STOP",
+            index: 0,
+          },
+        ],
+        usageMetadata: {
+          promptTokenCount: 8,
+          candidatesTokenCount: 7,
+          thoughtsTokenCount: 41,
+          totalTokenCount: 56,
+        },
+        ...meta,
+      },
+    ];
+    server.use(
+      http.post(
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash\\:streamGenerateContent",
+        async ({ request }) => {
+          seen.push(await capture(request));
+          return sseResponse(chunks.map((c) => `data: ${JSON.stringify(c)}\r\n\r\n`).join(""));
+        },
+      ),
+    );
+    const written = stubStdout();
+    const logged = spyLog();
+
+    const gemini = createGoogleProvider(); // reads GEMINI_API_KEY (or GOOGLE_API_KEY)
+    for await (const event of gemini.stream({
+      model: "gemini-2.5-flash",
+      thinking: "low",
+      messages: [{ role: "user", content: [{ type: "text", text: "Name three primes." }] }],
+    })) {
+      if (event.type === "thinking-delta") process.stdout.write(`(${event.text})`);
+      if (event.type === "text-delta") process.stdout.write(event.text);
+      if (event.type === "usage") console.log("\n", event.usage); // reasoningTokens: the thinking
+    }
+
+    expect(written.join("")).toBe("(Small primes.)2, 3 and 5.");
+    expect(logged).toEqual([["\n", { inputTokens: 8, outputTokens: 48, reasoningTokens: 41 }]]);
+    expect(seen[0]?.headers["x-goog-api-key"]).toBe("AIza-readme");
+    expect(seen[0]?.body.generationConfig).toEqual({
+      thinkingConfig: { thinkingBudget: 2048, includeThoughts: true },
     });
   });
 });

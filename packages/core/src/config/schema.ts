@@ -99,7 +99,7 @@ const AgentsInputSchema = z.union([
 /** A provider endpoint. */
 export const ProviderConfigSchema = z
   .object({
-    kind: z.enum(["anthropic", "openai", "openai-responses", "openai-compatible"]),
+    kind: z.enum(["anthropic", "openai", "openai-responses", "openai-compatible", "google"]),
     apiKey: z.string().optional(),
     baseUrl: z.string().url().optional(),
     headers: z.record(z.string(), z.string()).default({}),
@@ -108,7 +108,8 @@ export const ProviderConfigSchema = z
      * Prompt caching. `anthropic`: on by default; `false` sends no cache breakpoints, or
      * `{ prefixTtl, conversationTtl }` ("5m" or "1h") sets their lifetimes. OpenAI kinds:
      * whether requests carry a `prompt_cache_key` (default true for `openai` and
-     * `openai-responses`, false for `openai-compatible`).
+     * `openai-responses`, false for `openai-compatible`). `google` takes none: Gemini caches
+     * repeated prompt prefixes by itself.
      */
     promptCache: z
       .union([
@@ -138,7 +139,14 @@ export const ProviderConfigSchema = z
       });
     }
     const cache = provider.promptCache;
-    if (typeof cache === "object" && provider.kind !== "anthropic") {
+    if (cache !== undefined && provider.kind === "google") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["promptCache"],
+        message:
+          "a google provider takes no promptCache: Gemini caches repeated prompt prefixes by itself",
+      });
+    } else if (typeof cache === "object" && provider.kind !== "anthropic") {
       ctx.addIssue({
         code: "custom",
         path: ["promptCache"],

@@ -37,11 +37,17 @@ export interface ThinkingPart {
   text: string;
   /**
    * Opaque provider token that must accompany the thinking when sent back: Anthropic's
-   * signature, or the OpenAI Responses reasoning item id.
+   * signature, the OpenAI Responses reasoning item id, or a Gemini thought signature.
    */
   signature?: string;
   /** Reasoning the provider returned only in encrypted / redacted form (Anthropic redacted thinking, OpenAI encrypted_content). */
   redacted?: string;
+  /**
+   * Whose `signature` and `redacted` these are, when an adapter says so: `google` for a
+   * Gemini thought signature. An adapter sends a signature back only to the vendor that
+   * made it (another vendor would reject it). Unset: Anthropic's, or OpenAI's (`rs_` ids).
+   */
+  format?: string;
 }
 
 /** A tool call made by the assistant. */
@@ -165,7 +171,7 @@ export type ModelStreamEvent =
   | { type: "text-delta"; text: string }
   | { type: "thinking-delta"; text: string }
   /** A thinking block is complete; carries its signature when the provider gives one. */
-  | { type: "thinking-end"; signature?: string; redacted?: string }
+  | { type: "thinking-end"; signature?: string; redacted?: string; format?: string }
   /** A tool call has begun streaming; its arguments follow as `tool-call-delta`s. */
   | { type: "tool-call-start"; toolCallId: string; toolName: string }
   | { type: "tool-call-delta"; toolCallId: string; inputTextDelta: string }

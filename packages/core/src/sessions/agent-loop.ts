@@ -574,6 +574,7 @@ async function streamStep(
         const part: ThinkingPart = { type: "thinking", text: thinkingText };
         if (typeof event.signature === "string") part.signature = event.signature;
         if (typeof event.redacted === "string") part.redacted = event.redacted;
+        if (typeof event.format === "string") part.format = event.format;
         thinking.push(part);
         thinkingText = "";
         break;

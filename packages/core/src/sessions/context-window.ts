@@ -155,6 +155,8 @@ const OVERFLOW_PATTERNS = [
   /maximum context/i,
   /too many (?:input )?tokens/i,
   /request too large/i,
+  // Gemini: "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
+  /input token count.*exceeds the maximum/i,
 ];
 
 function overflowText(text: string | undefined): boolean {
@@ -164,7 +166,7 @@ function overflowText(text: string | undefined): boolean {
 /**
  * Whether `error` (a `ProviderError`, or a chain's error naming every attempt) says the
  * request was longer than the model's context window: an `invalid_request` (HTTP 400 or 413)
- * whose message or body says so, in OpenAI's, Anthropic's or a compatible server's words.
+ * whose message or body says so, in OpenAI's, Anthropic's, Gemini's or a compatible server's words.
  */
 export function isContextOverflow(error: unknown): boolean {
   if (ProviderError.isInstance(error)) {

@@ -197,6 +197,9 @@ export async function createProviders(
       case "openai-responses":
         out[name] = p.createOpenAIProvider({ ...common, ...cacheKey, api: "responses" });
         break;
+      case "google":
+        out[name] = p.createGoogleProvider(common);
+        break;
       case "openai-compatible":
         if (settings.baseUrl === undefined) {
           throw new CliError(`providers.${name}: an openai-compatible provider needs a baseUrl`);

@@ -20,10 +20,12 @@ export interface DoctorFinding {
   message: string;
 }
 
-const KEY_ENV: Record<string, string> = {
-  anthropic: "ANTHROPIC_API_KEY",
-  openai: "OPENAI_API_KEY",
-  "openai-responses": "OPENAI_API_KEY",
+/** The environment variables a provider kind reads its key from, the first preferred. */
+const KEY_ENV: Record<string, readonly string[]> = {
+  anthropic: ["ANTHROPIC_API_KEY"],
+  openai: ["OPENAI_API_KEY"],
+  "openai-responses": ["OPENAI_API_KEY"],
+  google: ["GEMINI_API_KEY", "GOOGLE_API_KEY"],
 };
 
 function isLoopbackHost(host: string): boolean {
@@ -163,11 +165,13 @@ export async function doctor(
       });
     }
     for (const [name, p] of Object.entries(config.providers)) {
-      const envKey = KEY_ENV[p.kind];
-      if (p.apiKey === undefined && envKey !== undefined && !env[envKey]) {
+      const envKeys = KEY_ENV[p.kind];
+      if (p.apiKey === undefined && envKeys !== undefined && !envKeys.some((key) => env[key])) {
+        const [first, ...others] = envKeys;
+        const names = others.length === 0 ? first : `${first} (or ${others.join(", ")})`;
         findings.push({
           level: "warn",
-          message: `providers.${name}: no apiKey and ${envKey} is not set`,
+          message: `providers.${name}: no apiKey and ${names} is not set`,
         });
       }
     }

@@ -1,0 +1,606 @@
+/**
+ * Google Gemini API adapter (`POST /v1beta/models/{model}:streamGenerateContent?alt=sse`).
+ *
+ * Stream: server-sent events whose data is each a `GenerateContentResponse` chunk:
+ * `candidates[0].content.parts` (text, `thought: true` summaries, `functionCall` parts,
+ * `thoughtSignature` on any part), `usageMetadata`, `modelVersion`, `responseId`, and on the
+ * last chunk `candidates[0].finishReason`. There is no terminal event: the chunk with the
+ * finish reason is the last, and the body ends after it. A prompt refused outright comes as
+ * `promptFeedback.blockReason` with no candidate. An error after the 200 comes as a chunk
+ * `{ "error": { "code", "message", "status" } }`.
+ */
+import {
+  type FinishReason,
+  InvalidArgumentError,
+  type JsonObject,
+  type JsonValue,
+  type ModelCallOptions,
+  type ModelInfo,
+  type ModelMessage,
+  type ModelProvider,
+  type ModelRequest,
+  type ModelStreamEvent,
+  type ModelUsage,
+  type ProviderErrorKind,
+  type ThinkingLevel,
+} from "@beamclaw/core";
+import { abortable } from "./abortable.js";
+import {
+  type CallContext,
+  errorFromStreamEvent,
+  providerError,
+  type VendorErrorInfo,
+} from "./errors.js";
+import {
+  checkBaseUrl,
+  checkTimeout,
+  createHttpClient,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_TIMEOUT_MS,
+  type ProviderHttpOptions,
+  resolveApiKey,
+} from "./http.js";
+import {
+  field,
+  inputObject,
+  isWire,
+  numberField,
+  stringField,
+  withProviderOptions,
+} from "./json.js";
+import { GOOGLE_MODELS, mergeModels } from "./models.js";
+import { checkRequest, modelOf } from "./request.js";
+import { parseSseJson, readSse, streamCutError } from "./sse.js";
+
+/** The `format` of the thinking parts that carry Gemini's thought signatures. */
+export const GOOGLE_THINKING_FORMAT = "google";
+
+/**
+ * The signature Google documents for a function call Gemini did not make (a conversation
+ * that began with another model, a call added by hand): it tells Gemini 3, which otherwise
+ * refuses a function call without its thought signature, to skip the check.
+ */
+export const GOOGLE_SKIP_SIGNATURE = "skip_thought_signature_validator";
+
+/** Thinking token budgets (Gemini 2.5 models) per thinking level. */
+export type GoogleThinkingBudgets = Record<Exclude<ThinkingLevel, "off">, number>;
+
+/** Default {@link GoogleProviderOptions.thinkingBudgets}. */
+export const DEFAULT_GOOGLE_THINKING_BUDGETS: Readonly<GoogleThinkingBudgets> = {
+  minimal: 512,
+  low: 2048,
+  medium: 8192,
+  high: 24_576,
+};
+
+/** Options of {@link createGoogleProvider}. */
+export interface GoogleProviderOptions extends ProviderHttpOptions {
+  /**
+   * Default `process.env.GEMINI_API_KEY`, else `process.env.GOOGLE_API_KEY`; sent as
+   * `x-goog-api-key`.
+   */
+  apiKey?: string;
+  /** Default `https://generativelanguage.googleapis.com/v1beta`. */
+  baseUrl?: string;
+  /**
+   * Thinking token budget per level, for models that take a budget (Gemini 2.5). Default
+   * {@link DEFAULT_GOOGLE_THINKING_BUDGETS}. Gemini 3 models take the level itself.
+   */
+  thinkingBudgets?: Partial<GoogleThinkingBudgets>;
+  /**
+   * Send {@link GOOGLE_SKIP_SIGNATURE} with a function call of the history that has no
+   * thought signature of Gemini's (it came from another provider, after a failover, or was
+   * written by hand), as Google documents for that case; Gemini 3 refuses such a history
+   * otherwise. Default true.
+   */
+  skipMissingSignatures?: boolean;
+  /** Corrections and additions to the built-in model and price list. */
+  models?: ModelInfo[];
+}
+
+const GOOGLE_STATUS_KINDS: Record<string, ProviderErrorKind> = {
+  INVALID_ARGUMENT: "invalid_request",
+  FAILED_PRECONDITION: "invalid_request",
+  OUT_OF_RANGE: "invalid_request",
+  NOT_FOUND: "invalid_request",
+  ALREADY_EXISTS: "invalid_request",
+  UNAUTHENTICATED: "auth",
+  PERMISSION_DENIED: "auth",
+  RESOURCE_EXHAUSTED: "rate_limit",
+  INTERNAL: "server",
+  UNKNOWN: "server",
+  DATA_LOSS: "server",
+  UNAVAILABLE: "overloaded",
+  DEADLINE_EXCEEDED: "timeout",
+  CANCELLED: "server",
+  ABORTED: "server",
+};
+
+/** `google.rpc.ErrorInfo` reasons that mean the key, not the request, is at fault. */
+const AUTH_REASONS = new Set(["API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "API_KEY_EXPIRED"]);
+
+/** `"33s"`, `"1.5s"` (a protobuf `Duration` in JSON) as milliseconds. */
+function durationMs(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d+(?:\.\d+)?)s$/.exec(value.trim());
+  return match === null ? undefined : Math.round(Number(match[1]) * 1000);
+}
+
+/**
+ * Reads Google's error body, `{"error":{"code":429,"message":"...","status":
+ * "RESOURCE_EXHAUSTED","details":[...]}}`: the status names the kind; an `ErrorInfo` whose
+ * reason is an invalid API key (Google answers those with 400) makes it `auth`; a
+ * `RetryInfo.retryDelay` becomes the wait.
+ */
+export function parseGoogleError(body: unknown): VendorErrorInfo {
+  const error = field(body, "error");
+  const status = stringField(error, "status");
+  const message = stringField(error, "message");
+  const details = field(error, "details");
+  let authReason = false;
+  let retryAfterMs: number | undefined;
+  if (Array.isArray(details)) {
+    for (const detail of details) {
+      const type = stringField(detail, "@type") ?? "";
+      if (type.endsWith("google.rpc.ErrorInfo")) {
+        const reason = stringField(detail, "reason");
+        if (reason !== undefined && AUTH_REASONS.has(reason)) authReason = true;
+      } else if (type.endsWith("google.rpc.RetryInfo")) {
+        retryAfterMs = durationMs(stringField(detail, "retryDelay"));
+      }
+    }
+  }
+  // Google's status names the failure more precisely than the HTTP code (a 504 is
+  // `DEADLINE_EXCEEDED`, a timeout): it decides the kind, in a stream and out of one.
+  const kind = status === undefined ? undefined : GOOGLE_STATUS_KINDS[status];
+  return {
+    ...(status === undefined ? {} : { type: status }),
+    ...(message === undefined ? {} : { message }),
+    ...(kind === undefined ? {} : { kind }),
+    ...(authReason ? { kind: "auth" as const, isRetryable: false } : {}),
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  };
+}
+
+const FINISH_REASONS: Record<string, FinishReason> = {
+  STOP: "stop",
+  MAX_TOKENS: "length",
+  SAFETY: "content-filter",
+  RECITATION: "content-filter",
+  BLOCKLIST: "content-filter",
+  PROHIBITED_CONTENT: "content-filter",
+  SPII: "content-filter",
+  IMAGE_SAFETY: "content-filter",
+  MALFORMED_FUNCTION_CALL: "error",
+};
+
+/**
+ * Maps Gemini's `finishReason` to the normalized finish reason. Gemini says `STOP` also when
+ * it called functions: `calledTools` makes that `tool-calls`.
+ */
+export function mapGoogleFinishReason(
+  reason: string | undefined,
+  calledTools: boolean,
+): FinishReason {
+  if (calledTools && (reason === undefined || reason === "STOP")) return "tool-calls";
+  if (reason === undefined) return "other";
+  return FINISH_REASONS[reason] ?? "other";
+}
+
+type GooglePart = JsonObject;
+
+/** A tool's output as the `response` object of a `functionResponse` (a protobuf `Struct`). */
+function functionResponse(output: JsonValue, isError: boolean | undefined): JsonObject {
+  // Google's convention: the result under `output`, a failure under `error`; an object
+  // result is sent as it is.
+  if (isError) return { error: output };
+  return isWire(output) ? (output as JsonObject) : { output };
+}
+
+function userParts(message: Extract<ModelMessage, { role: "user" }>, context: CallContext) {
+  const parts: GooglePart[] = [];
+  for (const part of message.content) {
+    if (part.type === "text") {
+      if (part.text !== "") parts.push({ text: part.text });
+    } else if (part.data !== undefined) {
+      parts.push({ inlineData: { mimeType: part.mediaType, data: part.data } });
+    } else if (part.url !== undefined) {
+      parts.push({ fileData: { mimeType: part.mediaType, fileUri: part.url } });
+    } else {
+      throw providerError("invalid_request", "an image part needs `data` or `url`", context);
+    }
+  }
+  return parts;
+}
+
+/**
+ * A model turn's parts. Gemini's thought signatures (kept as thinking parts of format
+ * `google`, in the order they came) go back on the parts Gemini puts them on: the first on
+ * the first function call (Gemini 3 gives one per step, there), the next ones on the
+ * following calls; in a turn without calls, on its last text part. A turn with calls but no
+ * signature of Gemini's gets {@link GOOGLE_SKIP_SIGNATURE} on its first call when `skip`.
+ * Thought summaries are not sent back: the signatures carry the model's reasoning.
+ */
+function modelParts(message: Extract<ModelMessage, { role: "assistant" }>, skip: boolean) {
+  const signatures: string[] = [];
+  const texts: GooglePart[] = [];
+  const calls: GooglePart[] = [];
+  const parts: GooglePart[] = [];
+  for (const part of message.content) {
+    if (part.type === "thinking") {
+      if (part.format === GOOGLE_THINKING_FORMAT && part.signature !== undefined) {
+        signatures.push(part.signature);
+      }
+    } else if (part.type === "text") {
+      if (part.text === "") continue;
+      const text: GooglePart = { text: part.text };
+      texts.push(text);
+      parts.push(text);
+    } else {
+      const call: GooglePart = {
+        functionCall: { name: part.toolName, args: inputObject(part.input) },
+      };
+      calls.push(call);
+      parts.push(call);
+    }
+  }
+  if (calls.length > 0) {
+    if (signatures.length === 0 && skip) signatures.push(GOOGLE_SKIP_SIGNATURE);
+    signatures.forEach((signature, i) => {
+      const call = calls[i];
+      if (call !== undefined) call.thoughtSignature = signature;
+    });
+  } else if (signatures.length > 0 && texts.length > 0) {
+    (texts.at(-1) as GooglePart).thoughtSignature = signatures.at(-1) as string;
+  }
+  return parts;
+}
+
+/**
+ * Maps the normalized conversation to Gemini `contents`: `user` and `model` turns, tool
+ * results as `functionResponse` parts of a user turn; consecutive turns of one role merged.
+ */
+export function toGoogleContents(
+  messages: ModelMessage[],
+  context: CallContext,
+  skipMissingSignatures = true,
+): JsonObject[] {
+  const out: Array<{ role: "user" | "model"; parts: GooglePart[] }> = [];
+  for (const message of messages) {
+    let role: "user" | "model";
+    let parts: GooglePart[];
+    if (message.role === "user") {
+      role = "user";
+      parts = userParts(message, context);
+    } else if (message.role === "assistant") {
+      role = "model";
+      parts = modelParts(message, skipMissingSignatures);
+    } else {
+      role = "user";
+      parts = message.content.map((result) => ({
+        functionResponse: {
+          name: result.toolName,
+          response: functionResponse(result.output, result.isError),
+        },
+      }));
+    }
+    if (parts.length === 0) continue;
+    const last = out.at(-1);
+    if (last !== undefined && last.role === role) last.parts.push(...parts);
+    else out.push({ role, parts });
+  }
+  return out.map((turn) => ({ role: turn.role, parts: turn.parts }));
+}
+
+function toolConfig(choice: ModelRequest["toolChoice"]): JsonObject | undefined {
+  if (choice === undefined) return undefined;
+  if (choice === "auto") return { functionCallingConfig: { mode: "AUTO" } };
+  if (choice === "none") return { functionCallingConfig: { mode: "NONE" } };
+  if (choice === "required") return { functionCallingConfig: { mode: "ANY" } };
+  return { functionCallingConfig: { mode: "ANY", allowedFunctionNames: [choice.toolName] } };
+}
+
+/** True for the Gemini 3 family, which takes a thinking level instead of a token budget. */
+function takesThinkingLevel(model: string): boolean {
+  return /(^|\/)gemini-3/.test(model);
+}
+
+/**
+ * The `thinkingConfig` of a request. Gemini 3 takes the level (`minimal` to `high`) and
+ * cannot stop thinking: `off` asks for the least it has (`low` on Pro models, which have no
+ * `minimal`). Gemini 2.5 takes a token budget; `off` is a budget of 0 (which Flash models
+ * accept and Pro models refuse). Thought summaries are asked for whenever thinking is on.
+ */
+function thinkingConfig(
+  model: string,
+  level: ThinkingLevel,
+  budgets: GoogleThinkingBudgets,
+): JsonObject {
+  if (takesThinkingLevel(model)) {
+    if (level === "off") return { thinkingLevel: /pro/.test(model) ? "low" : "minimal" };
+    return { thinkingLevel: level, includeThoughts: true };
+  }
+  if (level === "off") return { thinkingBudget: 0 };
+  return { thinkingBudget: budgets[level], includeThoughts: true };
+}
+
+/** Settings of the Gemini request mapping. */
+export interface GoogleRequestSettings {
+  thinkingBudgets: GoogleThinkingBudgets;
+  skipMissingSignatures: boolean;
+}
+
+/**
+ * Maps a request to the `generateContent` body. Tools are declared with
+ * `parametersJsonSchema` (JSON Schema as it is, not the OpenAPI subset of `parameters`); a
+ * `responseFormat` becomes `responseMimeType: "application/json"` with `responseJsonSchema`.
+ */
+export function toGoogleRequest(
+  request: ModelRequest,
+  settings: GoogleRequestSettings,
+  context: CallContext,
+): JsonObject {
+  const body: JsonObject = {
+    contents: toGoogleContents(request.messages, context, settings.skipMissingSignatures),
+  };
+  if (request.system !== undefined && request.system !== "") {
+    body.systemInstruction = { parts: [{ text: request.system }] };
+  }
+  if (request.tools !== undefined && request.tools.length > 0) {
+    body.tools = [
+      {
+        functionDeclarations: request.tools.map((tool) => ({
+          name: tool.name,
+          description: tool.description,
+          parametersJsonSchema: tool.inputSchema,
+        })),
+      },
+    ];
+    const config = toolConfig(request.toolChoice);
+    if (config !== undefined) body.toolConfig = config;
+  }
+  const generation: JsonObject = {};
+  if (request.maxOutputTokens !== undefined) generation.maxOutputTokens = request.maxOutputTokens;
+  if (request.temperature !== undefined) generation.temperature = request.temperature;
+  if (request.thinking !== undefined) {
+    generation.thinkingConfig = thinkingConfig(
+      request.model,
+      request.thinking,
+      settings.thinkingBudgets,
+    );
+  }
+  if (request.responseFormat !== undefined) {
+    // Gemini names no schema and has no strict switch: `name`, `description` and `strict`
+    // are not sent.
+    generation.responseMimeType = "application/json";
+    generation.responseJsonSchema = request.responseFormat.schema;
+  }
+  if (Object.keys(generation).length > 0) body.generationConfig = generation;
+  return body;
+}
+
+/**
+ * Gemini's `usageMetadata` as normalized usage: `promptTokenCount` already counts the cached
+ * tokens (`cachedContentTokenCount`), and output is the answer plus the thinking
+ * (`candidatesTokenCount` + `thoughtsTokenCount`), as both are billed as output.
+ */
+export function toGoogleUsage(metadata: unknown): ModelUsage {
+  const prompt = numberField(metadata, "promptTokenCount") ?? 0;
+  const toolPrompt = numberField(metadata, "toolUsePromptTokenCount") ?? 0;
+  const answer = numberField(metadata, "candidatesTokenCount") ?? 0;
+  const thoughts = numberField(metadata, "thoughtsTokenCount");
+  const cached = numberField(metadata, "cachedContentTokenCount");
+  return {
+    inputTokens: prompt + toolPrompt,
+    outputTokens: answer + (thoughts ?? 0),
+    ...(cached === undefined ? {} : { cacheReadTokens: cached }),
+    ...(thoughts === undefined ? {} : { reasoningTokens: thoughts }),
+  };
+}
+
+/**
+ * The API path of a model's streaming call: `gemini-2.5-flash` and `models/gemini-2.5-flash`
+ * are `models/gemini-2.5-flash`, a tuned model (`tunedModels/...`) keeps its collection.
+ */
+function streamPath(model: string): string {
+  const slash = model.indexOf("/");
+  const collection = slash === -1 ? "models" : model.slice(0, slash);
+  const name = slash === -1 ? model : model.slice(slash + 1);
+  return `${collection}/${encodeURIComponent(name)}:streamGenerateContent?alt=sse`;
+}
+
+/** The model id without its `models/` prefix, as the other adapters name models. */
+function bareModel(model: string): string {
+  return model.startsWith("models/") ? model.slice("models/".length) : model;
+}
+
+async function* streamGoogle(
+  request: ModelRequest,
+  options: ModelCallOptions,
+  setup: {
+    id: string;
+    http: ReturnType<typeof createHttpClient>;
+    apiKey: string | undefined;
+    idleTimeoutMs: number;
+    settings: GoogleRequestSettings;
+  },
+): AsyncGenerator<ModelStreamEvent, void, undefined> {
+  const context: CallContext = { provider: setup.id, model: modelOf(request) };
+  checkRequest(request, context);
+  if (setup.apiKey === undefined) {
+    throw providerError(
+      "auth",
+      "no API key: pass `apiKey` or set GEMINI_API_KEY (or GOOGLE_API_KEY)",
+      context,
+    );
+  }
+  const body = withProviderOptions(
+    toGoogleRequest(request, setup.settings, context),
+    request.providerOptions,
+    setup.id,
+  );
+  const { body: stream, release } = await setup.http.postEventStream(
+    streamPath(request.model),
+    body,
+    context,
+    options,
+  );
+
+  let started = false;
+  let complete = false;
+  let calledTools = false;
+  let unnamedCalls = 0;
+  let usage: ModelUsage | undefined;
+  const malformed = (message: string, raw: string) =>
+    providerError("malformed_stream", message, context, { responseBody: raw });
+
+  for await (const event of readSse(stream, {
+    context,
+    release,
+    signal: options.signal,
+    idleTimeoutMs: setup.idleTimeoutMs,
+    complete: () => complete,
+  })) {
+    const data = parseSseJson(event, context);
+    if (!isWire(data)) throw malformed("a chunk that is not a JSON object", event.data);
+    if (data.error !== undefined) {
+      throw errorFromStreamEvent(data, event.data, context, parseGoogleError);
+    }
+    if (!started) {
+      started = true;
+      const responseId = stringField(data, "responseId");
+      yield {
+        type: "response-start",
+        ...(responseId === undefined ? {} : { id: responseId }),
+        model: bareModel(stringField(data, "modelVersion") ?? request.model),
+      };
+    }
+    if (data.usageMetadata !== undefined) usage = toGoogleUsage(data.usageMetadata);
+    const blockReason = stringField(field(data, "promptFeedback"), "blockReason");
+    const candidates = field(data, "candidates");
+    const candidate = Array.isArray(candidates) ? candidates[0] : undefined;
+    if (candidate === undefined && blockReason !== undefined) {
+      // The prompt itself was refused: no candidate will come.
+      complete = true;
+      if (usage !== undefined) yield { type: "usage", usage };
+      yield { type: "finish", reason: "content-filter", rawReason: `prompt:${blockReason}` };
+      return;
+    }
+    const parts = field(field(candidate, "content"), "parts");
+    if (parts !== undefined && !Array.isArray(parts)) {
+      throw malformed("candidates[0].content.parts is not an array", event.data);
+    }
+    for (const part of (parts ?? []) as unknown[]) {
+      if (!isWire(part)) throw malformed("a part that is not a JSON object", event.data);
+      const signature = stringField(part, "thoughtSignature");
+      const text = stringField(part, "text");
+      const call = field(part, "functionCall");
+      if (call !== undefined) {
+        const toolName = stringField(call, "name");
+        if (toolName === undefined) throw malformed("functionCall without a name", event.data);
+        const args = field(call, "args") ?? {};
+        // Gemini 2.x names no call: the id is made up (results go back by name and order).
+        const toolCallId = stringField(call, "id") ?? `gemini_call_${++unnamedCalls}`;
+        calledTools = true;
+        // The signature comes first: the thinking it closes came before the call.
+        if (signature !== undefined) {
+          yield { type: "thinking-end", signature, format: GOOGLE_THINKING_FORMAT };
+        }
+        yield { type: "tool-call-start", toolCallId, toolName };
+        yield { type: "tool-call-delta", toolCallId, inputTextDelta: JSON.stringify(args) };
+        yield { type: "tool-call", toolCallId, toolName, input: args as JsonValue };
+        continue;
+      }
+      if (text !== undefined && text !== "") {
+        yield part.thought === true
+          ? { type: "thinking-delta", text }
+          : { type: "text-delta", text };
+      }
+      // A signature on a text or thought part (often an empty one, at the end of a stream).
+      if (signature !== undefined) {
+        yield { type: "thinking-end", signature, format: GOOGLE_THINKING_FORMAT };
+      }
+      // Other parts (executable code, inline data of generated images) are not part of the
+      // normalized model: skipped.
+    }
+    const finishReason = stringField(candidate, "finishReason");
+    if (finishReason !== undefined) {
+      // The last chunk: the body ends after it.
+      complete = true;
+      if (usage !== undefined) yield { type: "usage", usage };
+      yield {
+        type: "finish",
+        reason: mapGoogleFinishReason(finishReason, calledTools),
+        rawReason: finishReason,
+      };
+      return;
+    }
+  }
+  throw streamCutError(context, "a chunk with a finishReason");
+}
+
+/**
+ * Creates the Google Gemini API provider (Google AI Studio keys).
+ *
+ * @example
+ * ```ts
+ * const gemini = createGoogleProvider(); // reads GEMINI_API_KEY
+ * for await (const event of gemini.stream({
+ *   model: "gemini-2.5-flash",
+ *   messages: [{ role: "user", content: [{ type: "text", text: "Hello" }] }],
+ * })) {
+ *   if (event.type === "text-delta") process.stdout.write(event.text);
+ * }
+ * ```
+ */
+export function createGoogleProvider(options: GoogleProviderOptions = {}): ModelProvider {
+  const id = options.id ?? "google";
+  const apiKey =
+    resolveApiKey(options.apiKey, "GEMINI_API_KEY") ?? resolveApiKey(undefined, "GOOGLE_API_KEY");
+  const timeoutMs = checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
+  const idleTimeoutMs = checkTimeout(
+    "idleTimeoutMs",
+    options.idleTimeoutMs,
+    DEFAULT_IDLE_TIMEOUT_MS,
+  );
+  const thinkingBudgets = { ...DEFAULT_GOOGLE_THINKING_BUDGETS, ...options.thinkingBudgets };
+  for (const [level, budget] of Object.entries(thinkingBudgets)) {
+    if (!Number.isInteger(budget) || budget <= 0) {
+      throw new InvalidArgumentError(
+        `thinkingBudgets.${level} must be a positive integer, got ${String(budget)}`,
+      );
+    }
+  }
+  const skipMissingSignatures = options.skipMissingSignatures ?? true;
+  if (typeof skipMissingSignatures !== "boolean") {
+    throw new InvalidArgumentError(
+      `skipMissingSignatures must be a boolean, got ${JSON.stringify(skipMissingSignatures)}`,
+    );
+  }
+  const settings: GoogleRequestSettings = { thinkingBudgets, skipMissingSignatures };
+  const http = createHttpClient({
+    baseUrl: checkBaseUrl(options.baseUrl, "https://generativelanguage.googleapis.com/v1beta"),
+    headers: {
+      ...(apiKey === undefined ? {} : { "x-goog-api-key": apiKey }),
+      ...options.headers,
+    },
+    timeoutMs,
+    fetch: options.fetch,
+    parseVendorError: parseGoogleError,
+  });
+  const models = options.models;
+  return {
+    specificationVersion: "v1",
+    id,
+    stream(request: ModelRequest, callOptions: ModelCallOptions = {}) {
+      return abortable(
+        streamGoogle(request, callOptions, { id, http, apiKey, idleTimeoutMs, settings }),
+        callOptions.signal,
+        { provider: id, model: modelOf(request) },
+      );
+    },
+    async listModels() {
+      return mergeModels(GOOGLE_MODELS, models);
+    },
+  };
+}
