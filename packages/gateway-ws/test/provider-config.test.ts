@@ -261,6 +261,44 @@ describe("providers.*.kind google", () => {
     });
   });
 
+  it("vertex: calls the publisher model under the project and location, with the key", async () => {
+    const { baseUrl, seen } = await vendor();
+    const providers = await createProviders(
+      parseConfig({
+        agents: [{ id: "main", model: "vertex/gemini-2.5-flash" }],
+        providers: {
+          vertex: {
+            kind: "google",
+            apiKey: "AQ.bound-key",
+            baseUrl,
+            vertex: { project: "my-project", location: "us-central1" },
+          },
+        },
+      }),
+    );
+    await drain(providers.vertex!.stream({ ...request, model: "gemini-2.5-flash" }));
+    expect(seen).toEqual([
+      {
+        url: "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        apiKey: "AQ.bound-key",
+      },
+    ]);
+  });
+
+  it("refuses vertex for another kind, a location without a project, and a project id that is not one", () => {
+    const parse = (provider: Record<string, unknown>) => () =>
+      parseConfig({ agents: [{ id: "main", model: "p/m" }], providers: { p: provider } });
+    expect(parse({ kind: "openai", vertex: {} })).toThrow(
+      /providers\.p\.vertex: only a google provider takes vertex/,
+    );
+    expect(parse({ kind: "google", vertex: { location: "us-central1" } })).toThrow(
+      /providers\.p\.vertex\.location: a location needs a project/,
+    );
+    expect(parse({ kind: "google", vertex: { project: "../admin" } })).toThrow(
+      /providers\.p\.vertex\.project: a Google Cloud project id/,
+    );
+  });
+
   it("refuses promptCache: Gemini caches repeated prefixes by itself", () => {
     expect(() =>
       parseConfig({

@@ -1,5 +1,7 @@
 /**
- * Google Gemini API adapter (`POST /v1beta/models/{model}:streamGenerateContent?alt=sse`).
+ * Google Gemini API adapter (`POST /v1beta/models/{model}:streamGenerateContent?alt=sse`), and
+ * the same models on Vertex AI (`POST /v1/projects/{project}/locations/{location}/publishers/
+ * google/models/{model}:streamGenerateContent?alt=sse`), which speaks the same JSON.
  *
  * Stream: server-sent events whose data is each a `GenerateContentResponse` chunk:
  * `candidates[0].content.parts` (text, `thought: true` summaries, `functionCall` parts,
@@ -73,15 +75,46 @@ export const DEFAULT_GOOGLE_THINKING_BUDGETS: Readonly<GoogleThinkingBudgets> = 
   high: 24_576,
 };
 
+/** Where on Vertex AI the models are called (see {@link GoogleProviderOptions.vertex}). */
+export interface GoogleVertexOptions {
+  /**
+   * The Google Cloud project id. Omitted: Vertex AI express mode, where an API key alone
+   * (`apiKey`) names the project.
+   */
+  project?: string;
+  /** The region, e.g. `us-central1`, or `global` (the default). */
+  location?: string;
+}
+
+/** An OAuth 2 access token, or a function that gives a valid one for each call. */
+export type GoogleAccessToken = string | (() => string | Promise<string>);
+
 /** Options of {@link createGoogleProvider}. */
 export interface GoogleProviderOptions extends ProviderHttpOptions {
   /**
    * Default `process.env.GEMINI_API_KEY`, else `process.env.GOOGLE_API_KEY`; sent as
-   * `x-goog-api-key`.
+   * `x-goog-api-key`. Not read from the environment when `accessToken` is given.
    */
   apiKey?: string;
-  /** Default `https://generativelanguage.googleapis.com/v1beta`. */
+  /**
+   * Default `https://generativelanguage.googleapis.com/v1beta`; with `vertex`,
+   * `https://{location}-aiplatform.googleapis.com/v1` (`https://aiplatform.googleapis.com/v1`
+   * for `global`).
+   */
   baseUrl?: string;
+  /**
+   * Call the models on Vertex AI instead of the Gemini API: `{ project, location }` with an
+   * `accessToken` (or an API key bound to a service account), or `{}` for express mode with
+   * an API key.
+   */
+  vertex?: GoogleVertexOptions;
+  /**
+   * An OAuth 2 access token for Vertex AI, sent as `Authorization: Bearer`: a function is
+   * called before each request (tokens last an hour; a library such as
+   * `google-auth-library` caches and refreshes them). A function that throws fails the call
+   * with kind `auth`.
+   */
+  accessToken?: GoogleAccessToken;
   /**
    * Thinking token budget per level, for models that take a budget (Gemini 2.5). Default
    * {@link DEFAULT_GOOGLE_THINKING_BUDGETS}. Gemini 3 models take the level itself.
@@ -398,15 +431,90 @@ export function toGoogleUsage(metadata: unknown): ModelUsage {
   };
 }
 
+const STREAM = ":streamGenerateContent?alt=sse";
+
 /**
- * The API path of a model's streaming call: `gemini-2.5-flash` and `models/gemini-2.5-flash`
- * are `models/gemini-2.5-flash`, a tuned model (`tunedModels/...`) keeps its collection.
+ * The API path of a model's streaming call. Gemini API: `gemini-2.5-flash` and
+ * `models/gemini-2.5-flash` are `models/gemini-2.5-flash`, a tuned model (`tunedModels/...`)
+ * keeps its collection. Vertex AI: a publisher model under the project and location
+ * (`projects/.../publishers/google/models/gemini-2.5-flash`, or `publishers/google/models/...`
+ * in express mode); a full resource name (`projects/...`, e.g. a tuned model's endpoint) as it
+ * is.
  */
-function streamPath(model: string): string {
+function streamPath(model: string, vertex: GoogleVertexOptions | undefined): string {
+  if (vertex !== undefined) {
+    if (model.startsWith("projects/")) {
+      return `${model.split("/").map(encodeURIComponent).join("/")}${STREAM}`;
+    }
+    const name = encodeURIComponent(bareModel(model));
+    const scope =
+      vertex.project === undefined
+        ? ""
+        : `projects/${vertex.project}/locations/${vertex.location ?? "global"}/`;
+    return `${scope}publishers/google/models/${name}${STREAM}`;
+  }
   const slash = model.indexOf("/");
   const collection = slash === -1 ? "models" : model.slice(0, slash);
   const name = slash === -1 ? model : model.slice(slash + 1);
-  return `${collection}/${encodeURIComponent(name)}:streamGenerateContent?alt=sse`;
+  return `${collection}/${encodeURIComponent(name)}${STREAM}`;
+}
+
+/** A project id or a location as Google Cloud spells them: nothing that could leave the path. */
+const CLOUD_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+function checkVertex(vertex: GoogleVertexOptions | undefined): GoogleVertexOptions | undefined {
+  if (vertex === undefined) return undefined;
+  if (typeof vertex !== "object" || vertex === null || Array.isArray(vertex)) {
+    throw new InvalidArgumentError(
+      `vertex must be an object { project?, location? }, got ${JSON.stringify(vertex)}`,
+    );
+  }
+  for (const name of ["project", "location"] as const) {
+    const value = vertex[name];
+    if (value !== undefined && (typeof value !== "string" || !CLOUD_NAME.test(value))) {
+      throw new InvalidArgumentError(
+        `vertex.${name} must be a Google Cloud ${name} name (lower-case letters, digits and hyphens), got ${JSON.stringify(value)}`,
+      );
+    }
+  }
+  if (vertex.location !== undefined && vertex.project === undefined) {
+    throw new InvalidArgumentError(
+      "vertex.location needs vertex.project (express mode has no location)",
+    );
+  }
+  return { ...vertex };
+}
+
+/** The API root of the Gemini API, or of Vertex AI in `vertex.location`. */
+function defaultBaseUrl(vertex: GoogleVertexOptions | undefined): string {
+  if (vertex === undefined) return "https://generativelanguage.googleapis.com/v1beta";
+  const location = vertex.location ?? "global";
+  return location === "global"
+    ? "https://aiplatform.googleapis.com/v1"
+    : `https://${location}-aiplatform.googleapis.com/v1`;
+}
+
+/** The call's options with `Authorization: Bearer` from the access token added. */
+async function withAccessToken(
+  token: GoogleAccessToken,
+  options: ModelCallOptions,
+  context: CallContext,
+): Promise<ModelCallOptions> {
+  let value: unknown;
+  try {
+    value = typeof token === "function" ? await token() : token;
+  } catch (error) {
+    throw providerError(
+      "auth",
+      `the access token could not be had: ${error instanceof Error ? error.message : String(error)}`,
+      context,
+      { cause: error },
+    );
+  }
+  if (typeof value !== "string" || value === "") {
+    throw providerError("auth", "the access token function gave no token", context);
+  }
+  return { ...options, headers: { authorization: `Bearer ${value}`, ...options.headers } };
 }
 
 /** The model id without its `models/` prefix, as the other adapters name models. */
@@ -421,16 +529,20 @@ async function* streamGoogle(
     id: string;
     http: ReturnType<typeof createHttpClient>;
     apiKey: string | undefined;
+    accessToken: GoogleAccessToken | undefined;
+    vertex: GoogleVertexOptions | undefined;
     idleTimeoutMs: number;
     settings: GoogleRequestSettings;
   },
 ): AsyncGenerator<ModelStreamEvent, void, undefined> {
   const context: CallContext = { provider: setup.id, model: modelOf(request) };
   checkRequest(request, context);
-  if (setup.apiKey === undefined) {
+  if (setup.apiKey === undefined && setup.accessToken === undefined) {
     throw providerError(
       "auth",
-      "no API key: pass `apiKey` or set GEMINI_API_KEY (or GOOGLE_API_KEY)",
+      setup.vertex === undefined
+        ? "no API key: pass `apiKey` or set GEMINI_API_KEY (or GOOGLE_API_KEY)"
+        : "no credentials for Vertex AI: pass `accessToken`, or `apiKey` (express mode)",
       context,
     );
   }
@@ -439,11 +551,15 @@ async function* streamGoogle(
     request.providerOptions,
     setup.id,
   );
+  const call =
+    setup.accessToken === undefined
+      ? options
+      : await withAccessToken(setup.accessToken, options, context);
   const { body: stream, release } = await setup.http.postEventStream(
-    streamPath(request.model),
+    streamPath(request.model, setup.vertex),
     body,
     context,
-    options,
+    call,
   );
 
   let started = false;
@@ -540,7 +656,8 @@ async function* streamGoogle(
 }
 
 /**
- * Creates the Google Gemini API provider (Google AI Studio keys).
+ * Creates the Google Gemini API provider (Google AI Studio keys), or, with `vertex`, the
+ * Gemini models of Vertex AI.
  *
  * @example
  * ```ts
@@ -555,8 +672,23 @@ async function* streamGoogle(
  */
 export function createGoogleProvider(options: GoogleProviderOptions = {}): ModelProvider {
   const id = options.id ?? "google";
+  const accessToken = options.accessToken;
+  if (
+    accessToken !== undefined &&
+    typeof accessToken !== "function" &&
+    (typeof accessToken !== "string" || accessToken === "")
+  ) {
+    throw new InvalidArgumentError(
+      "accessToken must be a non-empty string or a function that returns one",
+    );
+  }
+  const vertex = checkVertex(options.vertex);
+  // An OAuth token is the credential: the environment's API keys are not sent beside it.
   const apiKey =
-    resolveApiKey(options.apiKey, "GEMINI_API_KEY") ?? resolveApiKey(undefined, "GOOGLE_API_KEY");
+    accessToken !== undefined
+      ? options.apiKey
+      : (resolveApiKey(options.apiKey, "GEMINI_API_KEY") ??
+        resolveApiKey(undefined, "GOOGLE_API_KEY"));
   const timeoutMs = checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS);
   const idleTimeoutMs = checkTimeout(
     "idleTimeoutMs",
@@ -579,7 +711,7 @@ export function createGoogleProvider(options: GoogleProviderOptions = {}): Model
   }
   const settings: GoogleRequestSettings = { thinkingBudgets, skipMissingSignatures };
   const http = createHttpClient({
-    baseUrl: checkBaseUrl(options.baseUrl, "https://generativelanguage.googleapis.com/v1beta"),
+    baseUrl: checkBaseUrl(options.baseUrl, defaultBaseUrl(vertex)),
     headers: {
       ...(apiKey === undefined ? {} : { "x-goog-api-key": apiKey }),
       ...options.headers,
@@ -594,7 +726,15 @@ export function createGoogleProvider(options: GoogleProviderOptions = {}): Model
     id,
     stream(request: ModelRequest, callOptions: ModelCallOptions = {}) {
       return abortable(
-        streamGoogle(request, callOptions, { id, http, apiKey, idleTimeoutMs, settings }),
+        streamGoogle(request, callOptions, {
+          id,
+          http,
+          apiKey,
+          accessToken,
+          vertex,
+          idleTimeoutMs,
+          settings,
+        }),
         callOptions.signal,
         { provider: id, model: modelOf(request) },
       );

@@ -18,8 +18,10 @@ export {
   DEFAULT_GOOGLE_THINKING_BUDGETS,
   GOOGLE_SKIP_SIGNATURE,
   GOOGLE_THINKING_FORMAT,
+  type GoogleAccessToken,
   type GoogleProviderOptions,
   type GoogleThinkingBudgets,
+  type GoogleVertexOptions,
 } from "./google.js";
 export {
   DEFAULT_IDLE_TIMEOUT_MS,

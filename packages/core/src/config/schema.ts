@@ -128,9 +128,41 @@ export const ProviderConfigSchema = z
      * still validated).
      */
     structuredOutputs: z.boolean().optional(),
+    /**
+     * `google` only: call the Gemini models of Vertex AI. `{ project, location }` (location
+     * default `global`) with an `apiKey` bound to a service account, or `{}` for express mode
+     * (the key alone). OAuth access tokens are given in code (`createGoogleProvider`).
+     */
+    vertex: z
+      .object({
+        project: z
+          .string()
+          .regex(/^[a-z][a-z0-9-]{0,62}$/, "a Google Cloud project id")
+          .optional(),
+        location: z
+          .string()
+          .regex(/^[a-z][a-z0-9-]{0,62}$/, "a Google Cloud location, e.g. us-central1")
+          .optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict()
   .superRefine((provider, ctx) => {
+    if (provider.vertex !== undefined && provider.kind !== "google") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["vertex"],
+        message: "only a google provider takes vertex",
+      });
+    }
+    if (provider.vertex?.location !== undefined && provider.vertex.project === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["vertex", "location"],
+        message: "a location needs a project (express mode has no location)",
+      });
+    }
     if (provider.structuredOutputs !== undefined && provider.kind !== "openai-compatible") {
       ctx.addIssue({
         code: "custom",

@@ -198,7 +198,10 @@ export async function createProviders(
         out[name] = p.createOpenAIProvider({ ...common, ...cacheKey, api: "responses" });
         break;
       case "google":
-        out[name] = p.createGoogleProvider(common);
+        out[name] = p.createGoogleProvider({
+          ...common,
+          ...(settings.vertex === undefined ? {} : { vertex: settings.vertex }),
+        });
         break;
       case "openai-compatible":
         if (settings.baseUrl === undefined) {
