@@ -64,7 +64,8 @@ export type BeamClawErrorCode =
   | "CLUSTER_UNREACHABLE"
   | "CLUSTER_NOT_RUNNING"
   | "OUTPUT_INVALID"
-  | "OUTPUT_REFUSED";
+  | "OUTPUT_REFUSED"
+  | "SESSION_BUSY";
 
 /** Options every BeamClaw error accepts. */
 export interface BeamClawErrorOptions {
@@ -229,6 +230,20 @@ export class OutputError extends BeamClawError {
   }
   static override isInstance = (value: unknown): value is OutputError =>
     isMarked(value) && (value.code === "OUTPUT_INVALID" || value.code === "OUTPUT_REFUSED");
+}
+
+/**
+ * A session request that needs the session at rest (`rewind`) came while a run was active,
+ * messages were waiting to run, or a compaction was under way.
+ */
+export class SessionBusyError extends BeamClawError {
+  /** The run that was active, if one was. */
+  readonly activeRunId: string | undefined;
+  constructor(message: string, activeRunId?: string, options?: BeamClawErrorOptions) {
+    super("SESSION_BUSY", message, options);
+    this.activeRunId = activeRunId;
+  }
+  static override isInstance = guard<SessionBusyError>("SESSION_BUSY");
 }
 
 /** `start()` was called on something that is already running or has already run. */

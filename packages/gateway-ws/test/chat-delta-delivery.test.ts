@@ -99,6 +99,33 @@ describe("chat.history cursors", () => {
     ).toBe("delta");
   });
 
+  it("after a rewind in the embedding app, the undone run is gone from chat.history and a cursor says reset", async () => {
+    const stack = await startStack({
+      responses: [{ text: "one" }, { text: "a bad two" }, { text: "a better two" }],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const key = "agent:main:main";
+    await chat(client, key, "first", "w1");
+    await chat(client, key, "second", "w2");
+    const before = await client.request("chat.history", { sessionKey: key });
+    expect(before.messages.map(text)).toEqual(["first", "one", "second", "a bad two"]);
+
+    const { inputs } = await stack.runtime.session(key).rewind();
+    expect(inputs).toEqual([{ text: "second" }]);
+    const reset = await client.request("chat.history", {
+      sessionKey: key,
+      cursor: before.deltaCursor,
+    });
+    expect(reset).toEqual({ kind: "reset" });
+    const after = await client.request("chat.history", { sessionKey: key });
+    expect(after.messages.map(text)).toEqual(["first", "one"]);
+
+    // Regenerated over the gateway: the history reads as if the bad answer never was.
+    await chat(client, key, inputs[0]!.text, "w3");
+    const regenerated = await client.request("chat.history", { sessionKey: key });
+    expect(regenerated.messages.map(text)).toEqual(["first", "one", "second", "a better two"]);
+  });
+
   it("pages back with offset, caps characters, and refuses foreign or broken cursors", async () => {
     const stack = await startStack({
       responses: [{ text: "alpha reply" }, { text: "beta reply" }, { text: "other" }],

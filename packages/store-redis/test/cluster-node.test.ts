@@ -11,6 +11,7 @@ import {
   type ModelSource,
   type ModelStreamEvent,
   type RunEvent,
+  SessionBusyError,
 } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
@@ -232,6 +233,34 @@ describe("routing", () => {
     ]);
     expect(await a!.store.transcripts.read(key)).toEqual([]);
     expect(await a!.store.sessions.get(key)).toBeUndefined();
+  });
+
+  it("a rewind through another node undoes the run on the owner, whose history the next turn no longer has", async () => {
+    const {
+      nodes: [a, b],
+      release,
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:r-rewind";
+    await turn(a!, key, "keep this");
+    const { result: undone } = await turn(a!, key, "undo this");
+    const remote = b!.runtime.session(key);
+    const rewound = await remote.rewind();
+    expect(rewound).toEqual({
+      runIds: [undone.runId],
+      inputs: [{ text: "undo this" }],
+      removedMessages: 2,
+    });
+    expect((await a!.runtime.session(key).info()).historyLength).toBe(2);
+    // The owner's session is at rest: a busy one refuses, typed, across nodes too.
+    const held = await remote.send("hold on");
+    await waitUntil(
+      "the run to start on its owner",
+      async () => (await a!.runtime.session(key).info()).activeRunId !== undefined,
+    );
+    const busy = await remote.rewind().catch((error: unknown) => error);
+    expect(SessionBusyError.isInstance(busy)).toBe(true);
+    release();
+    expect((await held.result).status).toBe("completed");
   });
 
   it("info, patch, abort, reset and delete sent through any node reach the session on its owner", async () => {

@@ -9,6 +9,7 @@ import {
   NoProcessError,
   NotSupportedError,
   OverloadedError,
+  SessionBusyError,
 } from "../errors.js";
 import type { JsonObject, JsonValue, ModelMessage } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
@@ -940,6 +941,8 @@ export class ClusterNode implements SessionOwnership {
             return null;
           case "compact":
             return (await session.compact(request.options)) as unknown as JsonValue;
+          case "rewind":
+            return (await session.rewind(request.options)) as unknown as JsonValue;
           case "delete": {
             const deleted = await session.delete(request.options);
             await this.#release(key, "released");
@@ -1374,6 +1377,8 @@ function toError(error: ErrorJson): BeamClawError {
       return new OverloadedError(error.message, error.limit ?? 0);
     case "INVALID_ARGUMENT":
       return new InvalidArgumentError(error.message);
+    case "SESSION_BUSY":
+      return new SessionBusyError(error.message);
     case "INVALID_SESSION_KEY":
       return new InvalidSessionKeyError("", error.message);
     case "MAX_CHILDREN":

@@ -7,7 +7,7 @@ import type { ExitReason } from "../runtime/exit.js";
 import type { CompactOptions } from "../sessions/compaction.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { SessionPatch } from "../sessions/session-actor.js";
-import type { SessionDeleteOptions } from "../sessions/types.js";
+import type { RewindOptions, SessionDeleteOptions } from "../sessions/types.js";
 import type { QueuedMessage } from "../store/types.js";
 
 /** A session request that can be answered by the node that owns the session. */
@@ -17,7 +17,8 @@ export type RoutedSessionRequest =
   | { type: "patch"; patch: SessionPatch }
   | { type: "reset" }
   | { type: "compact"; options?: CompactOptions }
-  | { type: "delete"; options?: SessionDeleteOptions };
+  | { type: "delete"; options?: SessionDeleteOptions }
+  | { type: "rewind"; options?: RewindOptions };
 
 /**
  * Session ownership for `AgentRuntime` (its `ownership` option). The runtime consults it:
@@ -33,7 +34,7 @@ export type RoutedSessionRequest =
  * - `routeSend` after a message is written to the durable queue (`duplicate: true` when its
  *   idempotency key was seen before and this runtime does not hold it): a `RunHandle` that
  *   follows its run wherever it happens, or `undefined` to deliver it here.
- * - `routeRequest` before `abort`, `info`, `patch`, `reset` or `delete` reach a local
+ * - `routeRequest` before `abort`, `info`, `patch`, `reset`, `compact`, `delete` or `rewind` reach a local
  *   session: `{ reply }` when another node answered, `undefined` to answer here.
  *
  * @example

@@ -97,8 +97,12 @@ export interface AgentLoopInput {
    */
   [CANCELLATION]?: Cancellation;
   emit: (event: RunEvent) => void;
-  /** Persists a message the run adds (user, assistant, tool) before the run goes on. */
-  persist: (message: ModelMessage) => Promise<void>;
+  /**
+   * Persists a message the run adds (user, assistant, tool) before the run goes on.
+   * `{ retry: true }` marks the user message the loop itself wrote to ask again for a
+   * structured answer (not a user's input).
+   */
+  persist: (message: ModelMessage, options?: { retry: true }) => Promise<void>;
   /** Messages steered into the run since the last call; drained at each step. */
   takeSteered: () => UserMessageInput[];
   cost?: CostFunction;
@@ -224,6 +228,11 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
     added.push(message);
     await input.persist(message);
   };
+  /** The loop's own request for a conforming answer: saved marked as such. */
+  const appendRetry = async (message: ModelMessage) => {
+    added.push(message);
+    await input.persist(message, { retry: true });
+  };
 
   try {
     outputSpec =
@@ -287,7 +296,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
             reason: `the answer did not conform to the ${outputSpec.format.name} schema: ${checked.error.problems}`,
           });
           // Asked again, with what was wrong: a user turn of the conversation like any other.
-          await append(userMessage({ text: retryMessage(checked.error.problems) }));
+          await appendRetry(userMessage({ text: retryMessage(checked.error.problems) }));
           continue;
         }
         for (const steered of late) {

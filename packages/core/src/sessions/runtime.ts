@@ -64,6 +64,8 @@ import {
   MAX_RUN_TIMEOUT_MS,
   type QuarantinedMessage,
   type QueueMode,
+  type RewindOptions,
+  type RewindResult,
   type SendOptions,
   type SessionDeleteOptions,
   type SessionDeleteResult,
@@ -212,6 +214,26 @@ export interface SessionHandle {
    *   removed, and the session's transcript is left where it was.
    */
   delete(options?: SessionDeleteOptions): Promise<SessionDeleteResult>;
+  /**
+   * Undoes the session's last runs (default the last one; `runs` for more, `runId` for that
+   * run and every one after it): their messages leave the history the model sees, and
+   * `chat.history` readers, for good, and their user messages are handed back, to send
+   * again (regenerate an answer) or edited (take the conversation another way). The
+   * transcript keeps what was undone, behind a discard marker. Usage and cost already spent
+   * stay counted. Only runs after the last compaction can be undone. In a cluster the
+   * request goes to the session's owner.
+   *
+   * @example
+   * ```ts
+   * // Regenerate the last answer.
+   * const { inputs } = await session.rewind();
+   * const run = await session.send(inputs[0]!);
+   * ```
+   * @throws SessionBusyError while a run is active, messages wait, or a compaction runs.
+   * @throws InvalidArgumentError for bad options, more runs than the session can undo, or a
+   *   `runId` that is not among them; nothing is changed then.
+   */
+  rewind(options?: RewindOptions): Promise<RewindResult>;
 }
 
 const SUBAGENT_TOOL = "spawn_subagent";
@@ -615,6 +637,13 @@ export class AgentRuntime {
         (await this.#request(key, { type: "patch", patch })) as SessionMetadata,
       reset: async () => {
         await this.#request(key, { type: "reset" });
+      },
+      rewind: async (options) => {
+        const opts = checkRewindOptions(options);
+        return (await this.#request(key, {
+          type: "rewind",
+          ...(opts === undefined ? {} : { options: opts }),
+        })) as RewindResult;
       },
       compact: async (options) => {
         checkCompactOptions(options, undefined);
@@ -1310,4 +1339,24 @@ function isAlreadyRegistered(error: unknown): boolean {
 /** A cluster refused to run a session here (another node owns it, or this one drains). */
 function isClusterRefusal(error: unknown): boolean {
   return isBeamClawError(error) && error.code.startsWith("CLUSTER_");
+}
+
+/** Checks the options of `SessionHandle.rewind`; a copy of the fields it knows. */
+function checkRewindOptions(options: unknown): RewindOptions | undefined {
+  if (options === undefined) return undefined;
+  const opts = optionalObject<RewindOptions>(options, "rewind options");
+  const { runs, runId } = opts;
+  if (runs !== undefined && runId !== undefined) {
+    throw new InvalidArgumentError("rewind takes `runs` or `runId`, not both");
+  }
+  if (runs !== undefined && !(Number.isInteger(runs) && runs >= 1)) {
+    throw new InvalidArgumentError(`runs must be a positive integer, got ${describeArg(runs)}`);
+  }
+  if (runId !== undefined && (typeof runId !== "string" || runId === "")) {
+    throw new InvalidArgumentError(`runId must be a non-empty string, got ${describeArg(runId)}`);
+  }
+  return {
+    ...(runs === undefined ? {} : { runs }),
+    ...(runId === undefined ? {} : { runId }),
+  };
 }

@@ -7,6 +7,7 @@ import {
   NoProcessError,
   OverloadedError,
   RunTimeoutError,
+  SessionBusyError,
 } from "../errors.js";
 import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { Actor, STOPPING } from "../runtime/actor.js";
@@ -48,6 +49,8 @@ import {
   errorInfo,
   type QuarantinedMessage,
   type QueueMode,
+  type RewindOptions,
+  type RewindResult,
   type RunEvent,
   type RunResult,
   type SendOptions,
@@ -234,7 +237,8 @@ export type SessionCall =
   | { type: "info" }
   | { type: "patch"; patch: SessionPatch }
   | { type: "reset" }
-  | { type: "compact"; options?: CompactOptions };
+  | { type: "compact"; options?: CompactOptions }
+  | { type: "rewind"; options?: RewindOptions };
 
 type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
@@ -487,6 +491,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         return this.#reset();
       case "compact":
         return this.#requestCompaction(message.options);
+      case "rewind":
+        return this.#rewind(message.options ?? {});
       default:
         throw new InvalidArgumentError(`unknown session request ${JSON.stringify(message)}`);
     }
@@ -809,6 +815,76 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     return { ...next };
   }
 
+  /**
+   * Undoes the session's last runs (`rewind`): a discard marker per run, written after it,
+   * takes its messages out of the history for good (as after a crash, but not counted as
+   * one), and the history is read back without them. Only runs after the last compaction
+   * can be undone (a summary cannot be taken apart), and only while the session is at rest.
+   */
+  async #rewind(options: RewindOptions): Promise<RewindResult> {
+    if (this.#active !== null || this.#pendingCount > 0 || this.#replayDue) {
+      throw new SessionBusyError(
+        `session ${this.key} is running or has messages waiting; rewind it once they are done (or abort them)`,
+        this.#active?.runId,
+      );
+    }
+    if (this.#compaction !== null) {
+      throw new SessionBusyError(`session ${this.key} is being compacted; rewind it after`);
+    }
+    const { store } = this.#ctx;
+    const read = async () =>
+      liveEntries(
+        (
+          await store.transcripts.read(this.key, { order: "desc", limit: this.#ctx.historyLimit })
+        ).reverse(),
+      );
+    const live = await read();
+    let from = 0;
+    for (let i = 0; i < live.length; i++) if (live[i]!.entry.compaction !== undefined) from = i + 1;
+    const runs: string[] = [];
+    for (let i = from; i < live.length; i++) {
+      const entry = live[i]!.entry;
+      if (entry.message === undefined || typeof entry.runId !== "string") continue;
+      if (!runs.includes(entry.runId)) runs.push(entry.runId);
+    }
+    let first: number;
+    if (options.runId !== undefined) {
+      first = runs.indexOf(options.runId);
+      if (first === -1) {
+        throw new InvalidArgumentError(
+          `run ${options.runId} is not among the runs session ${this.key} can rewind (its last ${runs.length}, after any compaction)`,
+        );
+      }
+    } else {
+      const count = options.runs ?? 1;
+      if (count > runs.length) {
+        throw new InvalidArgumentError(
+          `session ${this.key} has ${runs.length} run(s) that can be rewound (after any compaction), not ${count}`,
+        );
+      }
+      first = runs.length - count;
+    }
+    const undone = runs.slice(first);
+    const set = new Set(undone);
+    const inputs: UserMessageInput[] = [];
+    let removedMessages = 0;
+    for (let i = from; i < live.length; i++) {
+      const entry = live[i]!.entry;
+      if (entry.message === undefined || !set.has(String(entry.runId))) continue;
+      removedMessages++;
+      const message = entry.message as unknown as ModelMessage;
+      if (message.role === "user" && entry.retry !== true) inputs.push(inputOf(message));
+    }
+    const at = this.#ctx.now();
+    await store.transcripts.append(
+      this.key,
+      undone.map((runId) => ({ runId, at, discarded: true, cause: "rewind" })),
+    );
+    this.#history = historyOf(await read());
+    this.#touch();
+    return { runIds: undone, inputs, removedMessages };
+  }
+
   async #reset(): Promise<void> {
     this.#cancelCompaction(new AbortedError(`session ${this.key} was reset`));
     const active = this.#active;
@@ -1036,7 +1112,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       tools: this.#ctx.tools,
       [CANCELLATION]: controller,
       emit,
-      persist: (message) => this.#persist(active, message),
+      persist: (message, options) => this.#persist(active, message, options?.retry === true),
       contextWindow: this.#contextWindow,
       cacheKey: this.#promptCacheKey(),
       takeSteered: () => {
@@ -1098,7 +1174,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     active.timeLimit = setTimeout(fire, Math.max(0, deadline - performance.now()));
   }
 
-  async #persist(run: ActiveRun, message: ModelMessage): Promise<void> {
+  async #persist(run: ActiveRun, message: ModelMessage, retry = false): Promise<void> {
     // A run that was reset or superseded writes nothing more.
     if (this.#active !== run || this.status !== "running") {
       throw new AbortedError(`run ${run.runId} no longer owns session ${this.key}`);
@@ -1106,7 +1182,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const at = this.#ctx.now();
     try {
       await this.#ctx.store.transcripts.append(this.key, [
-        { runId: run.runId, at, message: message as unknown as JsonObject },
+        retry
+          ? { runId: run.runId, at, message: message as unknown as JsonObject, retry: true }
+          : { runId: run.runId, at, message: message as unknown as JsonObject },
       ]);
     } catch (error) {
       run.saveFailure ??= error;
@@ -1631,6 +1709,23 @@ function crashMarks(
   }
   for (const runId of added) counts.set(runId, (counts.get(runId) ?? 0) + 1);
   return counts;
+}
+
+/** A user message of the transcript as `send` takes it. */
+function inputOf(message: Extract<ModelMessage, { role: "user" }>): UserMessageInput {
+  let text = "";
+  const images: NonNullable<UserMessageInput["images"]> = [];
+  for (const part of message.content) {
+    if (part.type === "text") text += part.text;
+    else {
+      images.push({
+        mediaType: part.mediaType,
+        ...(part.data === undefined ? {} : { data: part.data }),
+        ...(part.url === undefined ? {} : { url: part.url }),
+      });
+    }
+  }
+  return images.length === 0 ? { text } : { text, images };
 }
 
 /** The messages of live transcript entries, made safe to send (see `repairHistory`). */

@@ -168,6 +168,28 @@ export interface SessionDeleteResult {
   archivedAs?: string;
 }
 
+/** Options of `SessionHandle.rewind`. */
+export interface RewindOptions {
+  /** How many of the session's last runs to undo. Default 1. */
+  runs?: number;
+  /** Undo this run and every run after it (instead of `runs`). */
+  runId?: string;
+}
+
+/** What `SessionHandle.rewind` undid. */
+export interface RewindResult {
+  /** The runs undone, oldest first. */
+  runIds: string[];
+  /**
+   * The user messages of those runs, oldest first, as `send` takes them: send the first
+   * again to regenerate an answer, or an edited one to take the conversation another way.
+   * (A message's `sender` is not kept in the transcript.)
+   */
+  inputs: UserMessageInput[];
+  /** How many messages left the history (user messages, answers, tool calls and results). */
+  removedMessages: number;
+}
+
 /** How a run ended. */
 export type RunStatus = "completed" | "aborted" | "failed" | "max-steps";
 
