@@ -1,6 +1,6 @@
 /**
  * BeamClaw's normalized messages in the shape OpenClaw clients display: `user`, `assistant`
- * and `toolResult` roles with content blocks (`text`, `image`, `thinking`, `toolCall`) and a
+ * and `toolResult` roles with content blocks (`text`, `image`, `file`, `thinking`, `toolCall`) and a
  * `timestamp`.
  */
 import type { JsonValue, ModelMessage } from "@beamclaw/core";
@@ -21,8 +21,11 @@ export function toChatMessage(message: ModelMessage, timestamp: number): ChatMes
         part.type === "text"
           ? { type: "text", text: part.text }
           : {
-              type: "image",
+              type: part.type,
               mimeType: part.mediaType,
+              ...(part.type === "file" && part.filename !== undefined
+                ? { fileName: part.filename }
+                : {}),
               ...(part.url === undefined ? {} : { url: part.url }),
               ...(part.data === undefined ? {} : { omitted: true, bytes: part.data.length }),
             },

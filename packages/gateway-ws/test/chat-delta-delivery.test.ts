@@ -316,7 +316,7 @@ const PNG_1X1 =
 const b64 = (s: string | Buffer) => Buffer.from(s).toString("base64");
 
 describe("chat.send attachments", () => {
-  it("gives text files to the model with the message, and images as images", async () => {
+  it("gives text files to the model with the message, images as images, and PDFs as file parts", async () => {
     const stack = await startStack({ responses: [{ text: "read it" }] });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     expect(client.hello.policy.attachments).toEqual({
@@ -336,6 +336,7 @@ describe("chat.send attachments", () => {
         },
         { fileName: "data.json", content: `data:application/json;base64,${b64('{"a":1}')}` },
         { type: "image", mimeType: "image/png", content: PNG_1X1 },
+        { type: "file", fileName: "invoice.pdf", content: b64("%PDF-1.7\n%fake but well-started") },
       ],
     });
     await client.waitEvent("chat", (p) => p.runId === "a1" && p.state === "final");
@@ -349,6 +350,23 @@ describe("chat.send attachments", () => {
     );
     expect(textPart).toContain('<attachment name="data.json" type="application/json">\n{"a":1}');
     expect(parts.find((p) => p.type === "image")).toMatchObject({ mediaType: "image/png" });
+    // A PDF goes to the model as a file part, named, not into the message's text.
+    expect(parts.find((p) => p.type === "file")).toEqual({
+      type: "file",
+      mediaType: "application/pdf",
+      data: b64("%PDF-1.7\n%fake but well-started"),
+      filename: "invoice.pdf",
+    });
+    expect(textPart).not.toContain("invoice.pdf");
+    // chat.history shows it as a file block, its bytes left out as an image's are.
+    const history = await client.request("chat.history", { sessionKey: "agent:main:main" });
+    expect(history.messages[0].content).toContainEqual({
+      type: "file",
+      mimeType: "application/pdf",
+      fileName: "invoice.pdf",
+      omitted: true,
+      bytes: b64("%PDF-1.7\n%fake but well-started").length,
+    });
   });
 
   it("refuses unsupported, oversized and malformed attachments with typed errors", async () => {
@@ -369,8 +387,12 @@ describe("chat.send attachments", () => {
         { code: "UNSUPPORTED_ATTACHMENT", mimeType: "audio/mpeg" },
       ],
       [
-        [{ mimeType: "application/pdf", content: b64("%PDF-1.7") }],
-        { code: "UNSUPPORTED_ATTACHMENT" },
+        [{ mimeType: "application/pdf", content: b64("<html>not a pdf</html>") }],
+        { code: "ATTACHMENT_INVALID", mimeType: "application/pdf" },
+      ],
+      [
+        [{ mimeType: "application/msword", content: b64("\u00d0\u00cf\u0011\u00e0") }],
+        { code: "UNSUPPORTED_ATTACHMENT", mimeType: "application/msword" },
       ],
       [
         [{ mimeType: "image/png", content: b64("not really a png") }],

@@ -106,6 +106,44 @@ describe("OpenAI-compatible API", () => {
     expect(await stack.store.sessions.count()).toBe(0);
   });
 
+  it("passes OpenAI-style file parts (base64 data URLs) to the model as documents, and refuses others", async () => {
+    const stack = await startStack({ responses: [{ text: "You owe 42." }] });
+    const pdf = Buffer.from("%PDF-1.7\n%invoice").toString("base64");
+    const post = (content: unknown[]) =>
+      call(stack.port, "/v1/chat/completions", {
+        method: "POST",
+        headers: AUTH,
+        body: { model: "beamclaw", messages: [{ role: "user", content }] },
+      });
+    const reply = await post([
+      { type: "text", text: "What do I owe?" },
+      {
+        type: "file",
+        file: { filename: "invoice.pdf", file_data: `data:application/pdf;base64,${pdf}` },
+      },
+    ]);
+    expect(reply.status).toBe(200);
+    expect(reply.json.choices[0].message.content).toBe("You owe 42.");
+    expect(stack.provider.requests[0]!.messages.at(-1)).toEqual({
+      role: "user",
+      content: [
+        { type: "text", text: "What do I owe?" },
+        { type: "file", mediaType: "application/pdf", data: pdf, filename: "invoice.pdf" },
+      ],
+    });
+    // A file uploaded to OpenAI (file_id) is not something this gateway has; a bare base64
+    // string is not a data URL.
+    for (const file of [{ file_id: "file-abc123" }, { file_data: pdf }]) {
+      const refused = await post([
+        { type: "text", text: "x" },
+        { type: "file", file },
+      ]);
+      expect(refused.status).toBe(400);
+      expect(refused.json.error.message).toMatch(/messages\[0\]\.content\[1\]\.file/);
+    }
+    expect(stack.provider.requests).toHaveLength(1);
+  });
+
   it("streams a completion as SSE chunks ending in [DONE]", async () => {
     const stack = await startStack({ responses: [{ text: ["Hel", "lo"] }] });
     const reply = await call(stack.port, "/v1/chat/completions", {

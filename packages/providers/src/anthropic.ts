@@ -8,6 +8,7 @@
  * after a 200.
  */
 import {
+  type FilePart,
   type FinishReason,
   InvalidArgumentError,
   type JsonObject,
@@ -164,11 +165,60 @@ export function mapAnthropicStopReason(reason: string | undefined): FinishReason
 
 type AnthropicBlock = JsonObject;
 
+/** Base64 of UTF-8 text, decoded (without Node's `Buffer`, for any runtime). */
+function decodeBase64Text(data: string): string {
+  const binary = atob(data);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return new TextDecoder().decode(bytes);
+}
+
+/**
+ * A document as an Anthropic `document` block: a PDF as a `base64` or `url` source, any
+ * `text/*` document as a `text` source (plain text); its file name as the `title`.
+ */
+function documentBlock(part: FilePart, context: CallContext): AnthropicBlock {
+  const title = part.filename === undefined ? {} : { title: part.filename };
+  if (part.mediaType === "application/pdf") {
+    if (part.data !== undefined) {
+      return {
+        type: "document",
+        source: { type: "base64", media_type: "application/pdf", data: part.data },
+        ...title,
+      };
+    }
+    if (part.url !== undefined) {
+      return { type: "document", source: { type: "url", url: part.url }, ...title };
+    }
+  } else if (part.mediaType.startsWith("text/") && part.data !== undefined) {
+    let text: string;
+    try {
+      text = decodeBase64Text(part.data);
+    } catch (error) {
+      throw providerError("invalid_request", "a text file part's `data` is not base64", context, {
+        cause: error,
+      });
+    }
+    return {
+      type: "document",
+      source: { type: "text", media_type: "text/plain", data: text },
+      ...title,
+    };
+  }
+  throw providerError(
+    "invalid_request",
+    `Anthropic takes a PDF (data or url) or a text document (data) as a file part, not ${part.mediaType}${part.data === undefined ? " by url" : ""}`,
+    context,
+  );
+}
+
 function userBlocks(message: Extract<ModelMessage, { role: "user" }>, context: CallContext) {
   const blocks: AnthropicBlock[] = [];
   for (const part of message.content) {
     if (part.type === "text") {
       if (part.text !== "") blocks.push({ type: "text", text: part.text });
+    } else if (part.type === "file") {
+      blocks.push(documentBlock(part, context));
     } else if (part.data !== undefined) {
       blocks.push({
         type: "image",

@@ -236,11 +236,16 @@ function userParts(message: Extract<ModelMessage, { role: "user" }>, context: Ca
     if (part.type === "text") {
       if (part.text !== "") parts.push({ text: part.text });
     } else if (part.data !== undefined) {
+      // Images and documents (PDF, text) alike.
       parts.push({ inlineData: { mimeType: part.mediaType, data: part.data } });
     } else if (part.url !== undefined) {
       parts.push({ fileData: { mimeType: part.mediaType, fileUri: part.url } });
     } else {
-      throw providerError("invalid_request", "an image part needs `data` or `url`", context);
+      throw providerError(
+        "invalid_request",
+        `${part.type === "image" ? "an image" : "a file"} part needs \`data\` or \`url\``,
+        context,
+      );
     }
   }
   return parts;

@@ -9,6 +9,7 @@
  * `data: [DONE]`. A failure after the 200 arrives as a chunk `{"error": {...}}`.
  */
 import type {
+  FilePart,
   FinishReason,
   JsonObject,
   ModelCallOptions,
@@ -126,6 +127,31 @@ export function imageUrl(
   throw providerError("invalid_request", "an image part needs `data` or `url`", context);
 }
 
+/** A default file name for a document the caller gave none: OpenAI asks for one. */
+export function fileName(part: FilePart): string {
+  if (part.filename !== undefined && part.filename !== "") return part.filename;
+  const extension = part.mediaType === "application/pdf" ? "pdf" : "bin";
+  return `document.${extension}`;
+}
+
+/**
+ * A document as a Chat Completions `file` content part: inline data only (Chat Completions
+ * takes no file URL; upload it and send the text, or use the Responses API).
+ */
+function chatFile(part: FilePart, context: CallContext): JsonObject {
+  if (part.data === undefined) {
+    throw providerError(
+      "invalid_request",
+      "Chat Completions takes a file part only as inline `data` (the Responses API takes a `url`)",
+      context,
+    );
+  }
+  return {
+    type: "file",
+    file: { filename: fileName(part), file_data: `data:${part.mediaType};base64,${part.data}` },
+  };
+}
+
 /** Maps the normalized conversation to Chat Completions `messages`. */
 export function toChatMessages(request: ModelRequest, context: CallContext): JsonObject[] {
   const out: JsonObject[] = [];
@@ -148,7 +174,9 @@ function chatMessage(message: ModelMessage, context: CallContext): JsonObject[] 
         content: message.content.map((part) =>
           part.type === "text"
             ? { type: "text", text: part.text }
-            : { type: "image_url", image_url: { url: imageUrl(part, context) } },
+            : part.type === "image"
+              ? { type: "image_url", image_url: { url: imageUrl(part, context) } }
+              : chatFile(part, context),
         ),
       },
     ];

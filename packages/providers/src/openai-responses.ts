@@ -9,6 +9,7 @@
  * `error`. There is no `[DONE]` sentinel.
  */
 import type {
+  FilePart,
   FinishReason,
   JsonObject,
   ModelCallOptions,
@@ -27,9 +28,28 @@ import {
   toolOutputText,
   withProviderOptions,
 } from "./json.js";
-import { chatUsage, imageUrl, jsonSchemaFormat, parseOpenAIError } from "./openai-chat.js";
+import {
+  chatUsage,
+  fileName,
+  imageUrl,
+  jsonSchemaFormat,
+  parseOpenAIError,
+} from "./openai-chat.js";
 import { checkRequest, modelOf } from "./request.js";
 import { parseSseJson, readSse, streamCutError } from "./sse.js";
+
+/** A document as an `input_file` item part: inline data with its file name, or a URL. */
+function responsesFile(part: FilePart, context: CallContext): JsonObject {
+  if (part.data !== undefined) {
+    return {
+      type: "input_file",
+      filename: fileName(part),
+      file_data: `data:${part.mediaType};base64,${part.data}`,
+    };
+  }
+  if (part.url !== undefined) return { type: "input_file", file_url: part.url };
+  throw providerError("invalid_request", "a file part needs `data` or `url`", context);
+}
 
 /**
  * Maps the normalized conversation to Responses `input` items. Thinking is sent back as a
@@ -45,7 +65,9 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
         content: message.content.map((part) =>
           part.type === "text"
             ? { type: "input_text", text: part.text }
-            : { type: "input_image", image_url: imageUrl(part, context) },
+            : part.type === "image"
+              ? { type: "input_image", image_url: imageUrl(part, context) }
+              : responsesFile(part, context),
         ),
       });
     } else if (message.role === "assistant") {

@@ -3,6 +3,8 @@
  * window, and concurrent calls. Waiting is done with the chain's (injectable) clock and sleep,
  * and every wait gives up as soon as the call's signal aborts. Nothing runs while nobody waits.
  */
+
+import { estimateFileTokens } from "../sessions/context-window.js";
 import { abortedBy, raceAbort, type SleepFunction } from "./backoff.js";
 import type { ModelRequest } from "./types.js";
 
@@ -167,12 +169,14 @@ const IMAGE_TOKENS = 1_000;
 
 /**
  * A quick estimate of the tokens a request will use: about one token per 4 characters of
- * system prompt, messages and tool definitions, a flat 1000 per image, plus
+ * system prompt, messages and tool definitions, a flat 1000 per image, a document by its size
+ * (`estimateFileTokens`), plus
  * `maxOutputTokens` when set. Used by TPM limits before the provider reports real usage.
  */
 export function estimateRequestTokens(request: Omit<ModelRequest, "model">): number {
   let chars = request.system?.length ?? 0;
   let images = 0;
+  let fileTokens = 0;
   for (const message of request.messages) {
     for (const part of message.content) {
       switch (part.type) {
@@ -182,6 +186,9 @@ export function estimateRequestTokens(request: Omit<ModelRequest, "model">): num
           break;
         case "image":
           images++;
+          break;
+        case "file":
+          fileTokens += estimateFileTokens(part);
           break;
         case "tool-call":
           chars += part.toolName.length + JSON.stringify(part.input ?? null).length;
@@ -194,6 +201,9 @@ export function estimateRequestTokens(request: Omit<ModelRequest, "model">): num
   }
   if (request.tools !== undefined) chars += JSON.stringify(request.tools).length;
   return (
-    Math.ceil(chars / CHARS_PER_TOKEN) + images * IMAGE_TOKENS + (request.maxOutputTokens ?? 0)
+    Math.ceil(chars / CHARS_PER_TOKEN) +
+    images * IMAGE_TOKENS +
+    fileTokens +
+    (request.maxOutputTokens ?? 0)
   );
 }

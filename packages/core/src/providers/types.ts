@@ -31,6 +31,22 @@ export interface ImagePart {
   url?: string;
 }
 
+/**
+ * A document the user attached: a PDF (every adapter), or plain text (Anthropic, Gemini),
+ * inline (base64) or by URL. Vendors read PDFs page by page, text and images alike.
+ */
+export interface FilePart {
+  type: "file";
+  /** e.g. `application/pdf`, `text/plain`. */
+  mediaType: string;
+  /** Base64 data (without a `data:` prefix) ... */
+  data?: string;
+  /** ... or a URL the provider can fetch (not every vendor takes one). */
+  url?: string;
+  /** The file's name, for vendors that show it to the model (OpenAI) or title it (Anthropic). */
+  filename?: string;
+}
+
 /** Model reasoning ("thinking"), kept so that it can be sent back on the next turn. */
 export interface ThinkingPart {
   type: "thinking";
@@ -73,7 +89,7 @@ export interface ToolResultPart {
 
 /** A message of the normalized conversation model. */
 export type ModelMessage =
-  | { role: "user"; content: Array<TextPart | ImagePart> }
+  | { role: "user"; content: Array<TextPart | ImagePart | FilePart> }
   | { role: "assistant"; content: Array<TextPart | ThinkingPart | ToolCallPart> }
   | { role: "tool"; content: ToolResultPart[] };
 

@@ -2,7 +2,9 @@ import { createHash } from "node:crypto";
 import { AbortedError, isBeamClawError, OutputError } from "../errors.js";
 import { readEvents } from "../providers/chain.js";
 import type {
+  FilePart,
   FinishReason,
+  ImagePart,
   JsonValue,
   ModelCallOptions,
   ModelMessage,
@@ -126,11 +128,10 @@ export interface AgentLoopInput {
 
 /** Turns a user input into the normalized message. */
 export function userMessage(input: UserMessageInput): ModelMessage {
-  const content: Array<
-    TextPart | { type: "image"; mediaType: string; data?: string; url?: string }
-  > = [];
+  const content: Array<TextPart | ImagePart | FilePart> = [];
   if (input.text.length > 0) content.push({ type: "text", text: input.text });
   for (const image of input.images ?? []) content.push({ type: "image", ...image });
+  for (const file of input.files ?? []) content.push({ type: "file", ...file });
   return { role: "user", content };
 }
 

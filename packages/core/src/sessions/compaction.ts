@@ -162,14 +162,20 @@ function jsonText(value: JsonValue | undefined): string {
 
 /**
  * The messages to summarize as one text the model reads (tool calls and results shortened,
- * images named, thinking left out), cut from the front to at most `maxChars`.
+ * images and documents named, thinking left out), cut from the front to at most `maxChars`.
  */
 export function renderForSummary(messages: readonly ModelMessage[], maxChars = Infinity): string {
   const blocks: string[] = [];
   for (const message of messages) {
     if (message.role === "user") {
       const text = message.content
-        .map((part) => (part.type === "text" ? part.text : "[an image]"))
+        .map((part) =>
+          part.type === "text"
+            ? part.text
+            : part.type === "image"
+              ? "[an image]"
+              : `[a document${part.filename === undefined ? "" : `: ${part.filename}`}]`,
+        )
         .join("\n");
       blocks.push(summaries.has(message) ? text : `User: ${text}`);
     } else if (message.role === "assistant") {

@@ -5,6 +5,7 @@
  */
 import { isBeamClawError, ProviderError } from "../errors.js";
 import type {
+  FilePart,
   ImagePart,
   ModelMessage,
   ModelToolDefinition,
@@ -18,6 +19,27 @@ import type {
 const CHARS_PER_TOKEN = 4;
 /** Tokens counted for an image, whatever its size (a large image costs about this much). */
 const IMAGE_TOKENS = 1_600;
+/**
+ * Bytes of a PDF (or another binary document) per estimated token: vendors read a page as its
+ * text plus an image of it, 1,500 to 3,000 tokens, and a page is some 50 to 100 KB.
+ */
+const DOCUMENT_BYTES_PER_TOKEN = 40;
+
+/**
+ * The estimated tokens of an attached document: a text document's characters over four, a PDF
+ * by its size (see {@link DOCUMENT_BYTES_PER_TOKEN}), at least an image's worth; one by URL
+ * counts as an image (its size is not known here).
+ */
+export function estimateFileTokens(file: FilePart): number {
+  if (file.data === undefined) return IMAGE_TOKENS;
+  // Base64: four characters for three bytes, less the padding.
+  const data = file.data;
+  const padding = data.endsWith("==") ? 2 : data.endsWith("=") ? 1 : 0;
+  const bytes = Math.floor((data.length * 3) / 4) - padding;
+  if (file.mediaType.startsWith("text/")) return Math.max(1, Math.ceil(bytes / CHARS_PER_TOKEN));
+  return Math.max(IMAGE_TOKENS, Math.ceil(bytes / DOCUMENT_BYTES_PER_TOKEN));
+}
+
 /** Tokens counted for a message's framing (role, separators). */
 const MESSAGE_TOKENS = 4;
 
@@ -40,15 +62,17 @@ function jsonTokens(value: unknown): number {
 
 /**
  * The estimated tokens of one message: about four characters a token for text, thinking,
- * tool inputs and outputs (as JSON), 1,600 for an image, 4 for its framing. A heuristic, not a
+ * tool inputs and outputs (as JSON), 1,600 for an image, a document by its size
+ * ({@link estimateFileTokens}), 4 for its framing. A heuristic, not a
  * tokenizer: {@link ContextWindow} learns how far off it is from the provider's refusals.
  */
 export function estimateMessageTokens(message: ModelMessage): number {
   const known = estimates.get(message);
   if (known !== undefined) return known;
   let tokens = MESSAGE_TOKENS;
-  const parts: ReadonlyArray<TextPart | ImagePart | ThinkingPart | ToolCallPart | ToolResultPart> =
-    message.content;
+  const parts: ReadonlyArray<
+    TextPart | ImagePart | FilePart | ThinkingPart | ToolCallPart | ToolResultPart
+  > = message.content;
   for (const part of parts) {
     switch (part.type) {
       case "text":
@@ -59,6 +83,9 @@ export function estimateMessageTokens(message: ModelMessage): number {
         break;
       case "image":
         tokens += IMAGE_TOKENS;
+        break;
+      case "file":
+        tokens += estimateFileTokens(part);
         break;
       case "tool-call":
         tokens += estimateTextTokens(part.toolName) + jsonTokens(part.input);

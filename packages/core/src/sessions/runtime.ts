@@ -1207,6 +1207,30 @@ function checkRuntimeOptions(options: AgentRuntimeOptions): void {
  * Checks a message and its send options before anything is queued: a message refused here
  * leaves nothing in the store, while one accepted must be able to run.
  */
+/**
+ * Checks a message's `images` or `files`: an array of `{ mediaType, data | url }` (files may
+ * add a `filename`).
+ */
+function checkMedia(list: unknown, name: "images" | "files"): void {
+  if (list === undefined) return;
+  if (!Array.isArray(list)) {
+    throw new InvalidArgumentError(`message ${name} must be an array, got ${describeArg(list)}`);
+  }
+  for (const [i, item] of list.entries()) {
+    const at = `message ${name}[${i}]`;
+    requireObject(item, at);
+    const { mediaType, data, url, filename } = item as Record<string, unknown>;
+    optionalString(mediaType, `${at}.mediaType`, true);
+    if (mediaType === undefined) throw new InvalidArgumentError(`${at} needs a mediaType string`);
+    optionalString(data, `${at}.data`);
+    optionalString(url, `${at}.url`);
+    if (name === "files") optionalString(filename, `${at}.filename`, true);
+    if (data === undefined && url === undefined) {
+      throw new InvalidArgumentError(`${at} needs data or a url`);
+    }
+  }
+}
+
 function checkSend(message: unknown, options: unknown): UserMessageInput {
   const input = (typeof message === "string" ? { text: message } : message) as UserMessageInput;
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
@@ -1218,25 +1242,8 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
     throw new InvalidArgumentError(`a message needs a text string, got ${describeArg(input.text)}`);
   }
   optionalString(input.sender, "message sender");
-  if (input.images !== undefined) {
-    if (!Array.isArray(input.images)) {
-      throw new InvalidArgumentError(
-        `message images must be an array, got ${describeArg(input.images)}`,
-      );
-    }
-    for (const [i, image] of input.images.entries()) {
-      requireObject(image, `message images[${i}]`);
-      optionalString(image.mediaType, `message images[${i}].mediaType`, true);
-      if (image.mediaType === undefined) {
-        throw new InvalidArgumentError(`message images[${i}] needs a mediaType string`);
-      }
-      optionalString(image.data, `message images[${i}].data`);
-      optionalString(image.url, `message images[${i}].url`);
-      if (image.data === undefined && image.url === undefined) {
-        throw new InvalidArgumentError(`message images[${i}] needs data or a url`);
-      }
-    }
-  }
+  checkMedia(input.images, "images");
+  checkMedia(input.files, "files");
   const opts = optionalObject<SendOptions>(options, "send options");
   optionalOneOf(opts.queueMode, "queueMode", QUEUE_MODES);
   optionalString(opts.idempotencyKey, "idempotencyKey", true);

@@ -1715,17 +1715,25 @@ function crashMarks(
 function inputOf(message: Extract<ModelMessage, { role: "user" }>): UserMessageInput {
   let text = "";
   const images: NonNullable<UserMessageInput["images"]> = [];
+  const files: NonNullable<UserMessageInput["files"]> = [];
   for (const part of message.content) {
-    if (part.type === "text") text += part.text;
-    else {
-      images.push({
-        mediaType: part.mediaType,
-        ...(part.data === undefined ? {} : { data: part.data }),
-        ...(part.url === undefined ? {} : { url: part.url }),
-      });
+    if (part.type === "text") {
+      text += part.text;
+      continue;
     }
+    const where = {
+      mediaType: part.mediaType,
+      ...(part.data === undefined ? {} : { data: part.data }),
+      ...(part.url === undefined ? {} : { url: part.url }),
+    };
+    if (part.type === "image") images.push(where);
+    else files.push(part.filename === undefined ? where : { ...where, filename: part.filename });
   }
-  return images.length === 0 ? { text } : { text, images };
+  return {
+    text,
+    ...(images.length === 0 ? {} : { images }),
+    ...(files.length === 0 ? {} : { files }),
+  };
 }
 
 /** The messages of live transcript entries, made safe to send (see `repairHistory`). */

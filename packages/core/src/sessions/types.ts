@@ -103,6 +103,11 @@ export type QueueMode =
 export interface UserMessageInput {
   text: string;
   images?: Array<{ mediaType: string; data?: string; url?: string }>;
+  /**
+   * Documents (PDF; plain text for Anthropic and Gemini), base64 `data` or a `url`, sent to
+   * the model as file parts after the images.
+   */
+  files?: Array<{ mediaType: string; data?: string; url?: string; filename?: string }>;
   /** Who sent it (channel peer, device), stored with the transcript entry. */
   sender?: string;
 }

@@ -24,7 +24,12 @@ import type {
 import type { GatewayHub } from "../hub.js";
 import { BodyError, header, openAiError, readBody, sendJson } from "./util.js";
 
-type OpenAiContentPart = { type?: string; text?: string; image_url?: { url?: string } | string };
+type OpenAiContentPart = {
+  type?: string;
+  text?: string;
+  image_url?: { url?: string } | string;
+  file?: { filename?: string; file_data?: string; file_id?: string };
+};
 interface OpenAiMessage {
   role?: string;
   content?: string | OpenAiContentPart[] | null;
@@ -117,6 +122,19 @@ function checkMessage(m: unknown, at: string): void {
         const image = part.image_url;
         if (typeof image !== "string" && !(isPlainObject(image) && typeof image.url === "string")) {
           throw invalidType(`${where}.image_url`, "a URL or an object with a string url");
+        }
+      }
+      if (part.type === "file") {
+        const file = part.file;
+        if (!isPlainObject(file) || typeof file.file_data !== "string") {
+          // `file_id` names a file uploaded to OpenAI: this gateway has no file store.
+          throw invalidType(`${where}.file`, "an object with file_data (a base64 data: URL)");
+        }
+        if (!/^data:[^;,]+;base64,/.test(file.file_data)) {
+          throw invalidType(`${where}.file.file_data`, "a base64 data: URL");
+        }
+        if (file.filename !== undefined && typeof file.filename !== "string") {
+          throw invalidType(`${where}.file.filename`, "a string");
         }
       }
     });
@@ -329,6 +347,24 @@ function imagesOf(content: OpenAiMessage["content"]): UserMessageInput["images"]
   return images;
 }
 
+/** A message's `file` parts (checked by `checkMessage`: base64 data URLs), as documents. */
+function filesOf(content: OpenAiMessage["content"]): NonNullable<UserMessageInput["files"]> {
+  if (!Array.isArray(content)) return [];
+  const files: NonNullable<UserMessageInput["files"]> = [];
+  for (const part of content) {
+    if (part?.type !== "file" || typeof part.file?.file_data !== "string") continue;
+    const data = /^data:([^;,]+);base64,(.*)$/s.exec(part.file.file_data);
+    if (data === null) continue;
+    const name = part.file.filename;
+    files.push({
+      mediaType: data[1]!,
+      data: data[2]!,
+      ...(typeof name === "string" && name !== "" ? { filename: name } : {}),
+    });
+  }
+  return files;
+}
+
 function parseMessages(raw: unknown): OpenAiMessage[] {
   if (!Array.isArray(raw) || raw.length === 0) {
     throw new RequestError(
@@ -533,7 +569,8 @@ async function sessionCompletion(
   // A fresh session gets the whole conversation; a kept one already has its history.
   const text = ephemeral ? flatten(messages) : textOf(last.content);
   const images = imagesOf(last.content);
-  if (text.trim().length === 0 && (images?.length ?? 0) === 0) {
+  const files = filesOf(last.content);
+  if (text.trim().length === 0 && (images?.length ?? 0) === 0 && files.length === 0) {
     throw new RequestError(
       400,
       "the last user message is empty",
@@ -546,6 +583,7 @@ async function sessionCompletion(
     {
       text,
       ...(images === undefined || images.length === 0 ? {} : { images }),
+      ...(files.length === 0 ? {} : { files }),
       sender: "http:openai",
     },
     format === undefined
@@ -660,6 +698,7 @@ function toModelMessages(messages: OpenAiMessage[]): {
         content: [
           ...(text.length > 0 ? [{ type: "text" as const, text }] : []),
           ...(imagesOf(m.content) ?? []).map((i) => ({ type: "image" as const, ...i })),
+          ...filesOf(m.content).map((f) => ({ type: "file" as const, ...f })),
         ],
       });
     } else if (m.role === "assistant") {

@@ -194,12 +194,12 @@ export const chatMethods: Record<string, HubMethod> = {
         });
       }
       const typed = sanitizeMessage(p.message);
-      const { images, files } = parseAttachments(
+      const { images, files, documents } = parseAttachments(
         p.attachments,
         attachmentPolicy(hub.limits.maxPayloadBytes),
       );
       const message = messageWithFiles(typed, files);
-      if (message.trim().length === 0 && images.length === 0) {
+      if (message.trim().length === 0 && images.length === 0 && documents.length === 0) {
         throw invalidRequest("message or attachment required");
       }
       const agentId = optionalString(method, p, "agentId", { nonEmpty: true });
@@ -210,7 +210,11 @@ export const chatMethods: Record<string, HubMethod> = {
           code: "SESSION_ID_MISMATCH",
         });
       }
-      if (STOP_COMMANDS.has(typed.trim().toLowerCase()) && files.length === 0) {
+      if (
+        STOP_COMMANDS.has(typed.trim().toLowerCase()) &&
+        files.length === 0 &&
+        documents.length === 0
+      ) {
         return abortSession(hub, session.key);
       }
       const origin = originOf(method, p, hub.now());
@@ -245,6 +249,7 @@ export const chatMethods: Record<string, HubMethod> = {
         agentId,
         message,
         images,
+        files: documents,
         displayRunId: idempotencyKey,
         thinking: thinkingParam(method, p),
         queueMode: optionalEnum(method, p, "queueMode", QUEUE_MODES),

@@ -381,17 +381,23 @@ function attachmentError(
   return invalidRequest(`attachments[${index}]: ${message}`, { code, index, ...extra });
 }
 
-/** A message's attachments, checked: images for the model, text files for the message. */
+/**
+ * A message's attachments, checked: images and PDFs for the model, text files for the
+ * message.
+ */
 export interface ParsedAttachments {
   images: NonNullable<UserMessageInput["images"]>;
   /** Text files, each as a block to add to the message. */
   files: Array<{ name: string; mimeType: string; text: string }>;
+  /** PDFs, as the message's file parts (the providers read them page by page). */
+  documents: NonNullable<UserMessageInput["files"]>;
 }
 
 /**
  * Checks chat attachments (`{ type?, mimeType?, fileName?, content }` with base64 or data-URL
  * content). Images (PNG, JPEG, GIF, WebP; the bytes must match the type) go to the model as
- * images; text files (UTF-8: `text/*`, JSON, YAML, XML, code, ...) are added to the message.
+ * images; PDFs (the bytes must start `%PDF-`; up to the image limit) as file parts; text files
+ * (UTF-8: `text/*`, JSON, YAML, XML, code, ...) are added to the message.
  * Anything else, oversized files and content that is not what it claims are refused with
  * `INVALID_REQUEST` (`details.code`: `UNSUPPORTED_ATTACHMENT`, `ATTACHMENT_TOO_LARGE`,
  * `ATTACHMENT_INVALID`), before anything is sent.
@@ -400,7 +406,7 @@ export function parseAttachments(
   attachments: unknown,
   limits: { maxBytes: number; maxImageBytes: number },
 ): ParsedAttachments {
-  const parsed: ParsedAttachments = { images: [], files: [] };
+  const parsed: ParsedAttachments = { images: [], files: [], documents: [] };
   if (attachments === undefined || attachments === null) return parsed;
   if (!Array.isArray(attachments)) throw invalidRequest("attachments must be an array");
   if (attachments.length > MAX_ATTACHMENTS) {
@@ -456,7 +462,9 @@ export function parseAttachments(
       });
     }
     const isImage = mimeType.startsWith("image/") && mimeType !== "image/svg+xml";
-    const max = isImage ? limits.maxImageBytes : limits.maxBytes;
+    const isPdf = mimeType === "application/pdf";
+    // A PDF is a binary document, read by the model like images: it gets their limit.
+    const max = isImage || isPdf ? limits.maxImageBytes : limits.maxBytes;
     // The decoded size, before decoding anything large.
     const bytes =
       Math.floor((base64.length * 3) / 4) -
@@ -465,7 +473,7 @@ export function parseAttachments(
       throw attachmentError(
         index,
         "ATTACHMENT_TOO_LARGE",
-        `${bytes} bytes is over the ${max}-byte limit for ${isImage ? "images" : "files"}`,
+        `${bytes} bytes is over the ${max}-byte limit for ${isImage ? "images" : isPdf ? "PDFs" : "files"}`,
         { bytes, maxBytes: max },
       );
     }
@@ -488,10 +496,21 @@ export function parseAttachments(
       parsed.images.push({ mediaType: mimeType, data: base64 });
       return;
     }
+    if (isPdf) {
+      if (data.subarray(0, 5).toString("latin1") !== "%PDF-") {
+        throw attachmentError(index, "ATTACHMENT_INVALID", "content is not a PDF", { mimeType });
+      }
+      parsed.documents.push({
+        mediaType: mimeType,
+        data: base64,
+        ...(fileName === undefined ? {} : { filename: fileName }),
+      });
+      return;
+    }
     if (!isTextType(mimeType)) {
       const why = mimeType.startsWith("audio/")
         ? "audio needs transcription, which this gateway does not do"
-        : `files of type ${mimeType} cannot be given to the model (text files and images can)`;
+        : `files of type ${mimeType} cannot be given to the model (text files, PDFs and images can)`;
       throw attachmentError(index, "UNSUPPORTED_ATTACHMENT", why, { mimeType });
     }
     let text: string;
@@ -534,11 +553,12 @@ export function attachmentImages(
   limits: { maxBytes: number; maxImageBytes: number } = attachmentPolicy(4 * 1024 * 1024),
 ): UserMessageInput["images"] {
   if (attachments === undefined || attachments === null) return undefined;
-  const { images, files } = parseAttachments(attachments, limits);
-  if (files.length > 0) {
-    throw invalidRequest("only image attachments are supported here (chat.send takes text files)", {
-      code: "UNSUPPORTED_ATTACHMENT",
-    });
+  const { images, files, documents } = parseAttachments(attachments, limits);
+  if (files.length > 0 || documents.length > 0) {
+    throw invalidRequest(
+      "only image attachments are supported here (chat.send takes text files and PDFs)",
+      { code: "UNSUPPORTED_ATTACHMENT" },
+    );
   }
   return images;
 }
@@ -582,6 +602,8 @@ export async function sendToSession(
     agentId?: string | undefined;
     message: string;
     images?: UserMessageInput["images"];
+    /** Documents (PDFs) for the model. */
+    files?: UserMessageInput["files"];
     displayRunId?: string | undefined;
     thinking?: ThinkingLevel | undefined;
     queueMode?: QueueMode | undefined;
@@ -609,6 +631,7 @@ export async function sendToSession(
         ...(input.images === undefined || input.images.length === 0
           ? {}
           : { images: input.images }),
+        ...(input.files === undefined || input.files.length === 0 ? {} : { files: input.files }),
         sender: input.sender,
       },
       {
