@@ -179,6 +179,36 @@ describe("routing", () => {
     expect(history.length).toBeGreaterThan(0);
   });
 
+  it("gives the session a PDF the platform delivered inline as a document, and names one only reachable by URL", async () => {
+    const { platform, runtime } = await harness({ settings: { dmScope: "per-channel-peer" } });
+    const pdf = Buffer.from("%PDF-1.7\n").toString("base64");
+    await platform.inject(
+      dm("read this", "alice", {
+        attachments: [
+          { kind: "file", mediaType: "application/pdf", data: pdf, name: "invoice.pdf" },
+          {
+            kind: "file",
+            mediaType: "application/pdf",
+            url: "https://files.example/private/terms.pdf",
+            name: "terms.pdf",
+          },
+        ],
+      }),
+    );
+    await replyTo(platform, "read this");
+    const [record] = await runtime.session("agent:main:memory:direct:alice").history();
+    expect(record!.entry.message).toEqual({
+      role: "user",
+      content: [
+        {
+          type: "text",
+          text: "read this\n[file: terms.pdf, application/pdf https://files.example/private/terms.pdf]",
+        },
+        { type: "file", mediaType: "application/pdf", data: pdf, filename: "invoice.pdf" },
+      ],
+    });
+  });
+
   it("hands one conversation's messages to its session in the order they came, however fast", async () => {
     // A store whose writes come back in the reverse order (as a busy network store may).
     const store = new MemoryStore();

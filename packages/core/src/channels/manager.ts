@@ -1012,6 +1012,7 @@ export class ChannelManager {
       lines.push(...quoted.split("\n").map((l) => `> ${l}`));
     }
     const images: NonNullable<UserMessageInput["images"]> = [];
+    const files: NonNullable<UserMessageInput["files"]> = [];
     for (const message of messages) {
       if (message.text.length > 0) lines.push(message.text);
       for (const a of message.attachments) {
@@ -1025,6 +1026,14 @@ export class ChannelManager {
             ...(a.url === undefined ? {} : { url: a.url }),
             ...(a.data === undefined ? {} : { data: a.data }),
           });
+        } else if (a.kind === "file" && a.mediaType === "application/pdf" && a.data !== undefined) {
+          // A PDF the platform delivered inline: the model reads it. (One only reachable by a
+          // URL is named instead: platform file URLs need the bot's credentials.)
+          files.push({
+            mediaType: a.mediaType,
+            data: a.data,
+            ...(a.name === undefined ? {} : { filename: a.name }),
+          });
         } else {
           const what = [a.name, a.mediaType].filter(Boolean).join(", ");
           lines.push(`[${a.kind}${what ? `: ${what}` : ""}${a.url ? ` ${a.url}` : ""}]`);
@@ -1036,6 +1045,7 @@ export class ChannelManager {
     if (last.chatType === "group") text = `${last.peer.name ?? last.peer.id}: ${text}`;
     const input: UserMessageInput = { text, sender: `${channel.link.plugin.id}:${last.peer.id}` };
     if (images.length > 0) input.images = images;
+    if (files.length > 0) input.files = files;
     return input;
   }
 
