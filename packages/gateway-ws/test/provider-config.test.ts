@@ -179,6 +179,26 @@ describe("pricing.*.cacheWrite1hPerMTok", () => {
     });
     expect(usd).toBeCloseTo((2_000 * 3.75 + 1_000 * 6) / 1e6, 12);
   });
+
+  it("prices a ref pricing does not list from the providers' own price lists", async () => {
+    const config = parseConfig({
+      agents: [{ id: "main", model: "a/claude-sonnet-4-5" }],
+      providers: { a: { kind: "anthropic", apiKey: "k" }, g: { kind: "google", apiKey: "k" } },
+      pricing: { "a/claude-sonnet-4-5": { inputPerMTok: 1, outputPerMTok: 1 } },
+    });
+    const chain = createProviderChain({ providers: await createProviders(config) });
+    const cost = costFunction(config, chain)!;
+    const usage = { inputTokens: 1_000_000, outputTokens: 0 };
+    // Listed in `pricing`: that price, not the built-in $3.
+    expect(cost("a/claude-sonnet-4-5", usage)).toBe(1);
+    // Not listed: the Google adapter's list price of Gemini 2.5 Flash ($0.30).
+    expect(cost("g/gemini-2.5-flash", usage)).toBeCloseTo(0.3, 12);
+    expect(cost("g/unknown-model", usage)).toBe(0);
+    // Without `pricing`, the runtime asks the chain itself.
+    expect(costFunction(parseConfig({ agents: [{ id: "main", model: "a/m" }] }), chain)).toBe(
+      undefined,
+    );
+  });
 });
 
 describe("agents.*.output and providers.*.structuredOutputs", () => {

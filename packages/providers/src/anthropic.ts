@@ -51,7 +51,7 @@ import {
   toolOutputText,
   withProviderOptions,
 } from "./json.js";
-import { ANTHROPIC_MODELS, mergeModels } from "./models.js";
+import { ANTHROPIC_MODELS, copyModel, findModel, mergeModels } from "./models.js";
 import { checkRequest, modelOf } from "./request.js";
 import { parseSseJson, readSse, streamCutError } from "./sse.js";
 
@@ -728,6 +728,8 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
     parseVendorError: parseAnthropicError,
   });
   const models = options.models;
+  /** The price list `modelInfo` reads: the built-in one with the caller's corrections. */
+  const priced = mergeModels(ANTHROPIC_MODELS, models);
   return {
     specificationVersion: "v1",
     id,
@@ -740,6 +742,10 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
     },
     async listModels() {
       return mergeModels(ANTHROPIC_MODELS, models);
+    },
+    modelInfo(modelId: string) {
+      const known = findModel(priced, modelId);
+      return known === undefined ? undefined : copyModel(known);
     },
   };
 }

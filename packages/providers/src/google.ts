@@ -50,7 +50,7 @@ import {
   stringField,
   withProviderOptions,
 } from "./json.js";
-import { GOOGLE_MODELS, mergeModels } from "./models.js";
+import { copyModel, findModel, GOOGLE_MODELS, mergeModels } from "./models.js";
 import { checkRequest, modelOf } from "./request.js";
 import { parseSseJson, readSse, streamCutError } from "./sse.js";
 
@@ -726,6 +726,8 @@ export function createGoogleProvider(options: GoogleProviderOptions = {}): Model
     parseVendorError: parseGoogleError,
   });
   const models = options.models;
+  /** The price list `modelInfo` reads: the built-in one with the caller's corrections. */
+  const priced = mergeModels(GOOGLE_MODELS, models);
   return {
     specificationVersion: "v1",
     id,
@@ -746,6 +748,10 @@ export function createGoogleProvider(options: GoogleProviderOptions = {}): Model
     },
     async listModels() {
       return mergeModels(GOOGLE_MODELS, models);
+    },
+    modelInfo(modelId: string) {
+      const known = findModel(priced, modelId);
+      return known === undefined ? undefined : copyModel(known);
     },
   };
 }

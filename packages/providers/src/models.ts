@@ -96,14 +96,31 @@ export function mergeModels(
   overrides: readonly ModelInfo[] | undefined,
 ): ModelInfo[] {
   const byId = new Map<string, ModelInfo>();
-  for (const model of builtIn) byId.set(model.id, copy(model));
+  for (const model of builtIn) byId.set(model.id, copyModel(model));
   for (const model of overrides ?? []) {
     const known = byId.get(model.id);
-    byId.set(model.id, known === undefined ? copy(model) : { ...known, ...copy(model) });
+    byId.set(model.id, known === undefined ? copyModel(model) : { ...known, ...copyModel(model) });
   }
   return [...byId.values()];
 }
 
-function copy(model: ModelInfo): ModelInfo {
+/** A copy of a model's entry (and its pricing), so callers cannot edit a table. */
+export function copyModel(model: ModelInfo): ModelInfo {
   return model.pricing === undefined ? { ...model } : { ...model, pricing: { ...model.pricing } };
+}
+
+/**
+ * A model of `models` by id: an exact match, else the longest id that `id` extends with a
+ * `-` suffix (a dated snapshot such as `claude-sonnet-4-5-20250929` or
+ * `gpt-4.1-mini-2025-04-14` is priced as its alias).
+ */
+export function findModel(models: readonly ModelInfo[], id: string): ModelInfo | undefined {
+  let best: ModelInfo | undefined;
+  for (const model of models) {
+    if (model.id === id) return model;
+    if (id.startsWith(`${model.id}-`) && (best === undefined || model.id.length > best.id.length)) {
+      best = model;
+    }
+  }
+  return best;
 }

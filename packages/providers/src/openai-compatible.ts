@@ -13,7 +13,7 @@ import {
   type ProviderHttpOptions,
 } from "./http.js";
 import { field, stringField } from "./json.js";
-import { mergeModels } from "./models.js";
+import { copyModel, findModel, mergeModels } from "./models.js";
 import { parseOpenAIError, streamChatCompletions } from "./openai-chat.js";
 import { modelOf } from "./request.js";
 
@@ -113,6 +113,8 @@ export function createOpenAICompatibleProvider(
     responseFormat: structuredOutputs !== false,
   } as const;
   const models = options.models;
+  /** The prices `modelInfo` reads: what the caller said of the server's models. */
+  const priced = mergeModels([], models);
   return {
     specificationVersion: "v1",
     id,
@@ -124,6 +126,10 @@ export function createOpenAICompatibleProvider(
       );
     },
     /** The server's `GET /models`, with the context windows and prices given in `models`. */
+    modelInfo(modelId: string) {
+      const known = findModel(priced, modelId);
+      return known === undefined ? undefined : copyModel(known);
+    },
     async listModels() {
       const list = await http.getJson("models", { provider: id });
       const data = field(list, "data");

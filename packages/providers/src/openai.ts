@@ -12,7 +12,7 @@ import {
   type ProviderHttpOptions,
   resolveApiKey,
 } from "./http.js";
-import { mergeModels, OPENAI_MODELS } from "./models.js";
+import { copyModel, findModel, mergeModels, OPENAI_MODELS } from "./models.js";
 import { parseOpenAIError, streamChatCompletions } from "./openai-chat.js";
 import { streamResponses } from "./openai-responses.js";
 import { modelOf } from "./request.js";
@@ -75,6 +75,8 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
     parseVendorError: parseOpenAIError,
   });
   const models = options.models;
+  /** The price list `modelInfo` reads: the built-in one with the caller's corrections. */
+  const priced = mergeModels(OPENAI_MODELS, models);
   const promptCacheKey = options.promptCacheKey !== false;
   return {
     specificationVersion: "v1",
@@ -109,6 +111,10 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
     },
     async listModels() {
       return mergeModels(OPENAI_MODELS, models);
+    },
+    modelInfo(modelId: string) {
+      const known = findModel(priced, modelId);
+      return known === undefined ? undefined : copyModel(known);
     },
   };
 }

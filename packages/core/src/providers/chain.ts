@@ -34,6 +34,7 @@ import {
   type CircuitPermit,
   type CircuitState,
 } from "./circuit-breaker.js";
+import { computeCost } from "./cost.js";
 import {
   acquireLimits,
   estimateRequestTokens,
@@ -530,6 +531,33 @@ export class ProviderChain {
         throw new InvalidArgumentError(`two providers are known as ${JSON.stringify(key)}`);
       }
       this.#providers.set(key, provider);
+    }
+  }
+
+  /**
+   * The cost in US dollars of a call's `usage` on `ref` (`provider/model`), priced by what
+   * its provider says of the model (`modelInfo`: the built-in list prices of
+   * `@beamclaw/providers`, with the caller's `models` corrections); 0 for a model or provider
+   * without a known price. `AgentRuntime` uses it when given no `cost` of its own.
+   *
+   * @example
+   * ```ts
+   * const chain = createProviderChain({ providers: [createAnthropicProvider()] });
+   * chain.cost("anthropic/claude-sonnet-4-5", { inputTokens: 1_000_000, outputTokens: 0 }); // 3
+   * ```
+   */
+  cost(ref: string, usage: ModelUsage): number {
+    const slash = typeof ref === "string" ? ref.indexOf("/") : -1;
+    if (slash <= 0) return 0;
+    const provider = this.#providers.get(ref.slice(0, slash));
+    const pricing = provider?.modelInfo?.(ref.slice(slash + 1))?.pricing;
+    if (pricing === undefined) return 0;
+    try {
+      return computeCost(usage, pricing);
+    } catch {
+      // A price list with a price that is not a number >= 0 prices nothing, rather than fail
+      // the run whose usage it was asked about.
+      return 0;
     }
   }
 

@@ -244,4 +244,10 @@ export interface ModelProvider {
   stream(request: ModelRequest, options?: ModelCallOptions): AsyncIterable<ModelStreamEvent>;
   /** Models this provider knows, with pricing when known. */
   listModels?(): Promise<ModelInfo[]>;
+  /**
+   * What the provider knows of one model at once, without a request (its built-in list and
+   * the caller's corrections): `ProviderChain.cost` prices usage with its `pricing`.
+   * Undefined for a model it does not know.
+   */
+  modelInfo?(modelId: string): ModelInfo | undefined;
 }

@@ -64,6 +64,12 @@ export interface ModelSource {
       telemetry?: { tenant?: string; agent?: string; session?: string };
     },
   ): AsyncIterable<{ type: string; [key: string]: unknown }>;
+  /**
+   * Prices a call's usage on a `provider/model` ref, in US dollars (a `ProviderChain` does,
+   * from its providers' model lists): the runtime's cost accounting when it is given no
+   * `cost` of its own.
+   */
+  cost?(ref: string, usage: ModelUsage): number;
 }
 
 /**

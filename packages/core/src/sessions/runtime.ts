@@ -126,7 +126,10 @@ export interface AgentRuntimeOptions {
   defaultQueueMode?: QueueMode;
   /** Sessions alive in memory at once; more is `MaxChildrenError`. Default unlimited. */
   maxActiveSessions?: number;
-  /** Prices model usage for cost accounting. */
+  /**
+   * Prices model usage for cost accounting. Default: the model source's own `cost` (a
+   * `ProviderChain` prices from its providers' built-in model lists), else nothing (0).
+   */
   cost?: CostFunction;
   /** Clock, for tests. */
   now?: () => number;
@@ -469,7 +472,7 @@ export class AgentRuntime {
       source: this.#options.models,
       tools,
       pubsub: this.pubsub,
-      ...(this.#options.cost === undefined ? {} : { cost: this.#options.cost }),
+      ...costOf(this.#options),
       resolveAgent: (id) => this.#agent(id),
       hibernateAfterMs: this.#options.hibernateAfterMs ?? 300_000,
       historyLimit: this.#options.historyLimit ?? 200,
@@ -1366,4 +1369,12 @@ function checkRewindOptions(options: unknown): RewindOptions | undefined {
     ...(runs === undefined ? {} : { runs }),
     ...(runId === undefined ? {} : { runId }),
   };
+}
+
+/** The runtime's cost accounting: its `cost` option, else its model source's own prices. */
+function costOf(options: AgentRuntimeOptions): { cost?: CostFunction } {
+  if (options.cost !== undefined) return { cost: options.cost };
+  const models = options.models;
+  if (typeof models.cost !== "function") return {};
+  return { cost: (ref, usage) => models.cost?.(ref, usage) ?? 0 };
 }

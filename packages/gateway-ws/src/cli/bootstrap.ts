@@ -20,6 +20,7 @@ import {
   MemoryPressureMonitor,
   MemoryStore,
   type ModelProvider,
+  type ModelUsage,
   type OutputSpec,
   type Store,
   withSkills,
@@ -221,12 +222,20 @@ export async function createProviders(
   return out;
 }
 
-/** Prices model calls from `pricing` (per million tokens, by `provider/model`). */
-export function costFunction(config: BeamClawConfig): CostFunction | undefined {
+/**
+ * Prices model calls from `pricing` (per million tokens, by `provider/model`); a ref it does
+ * not list is priced by `fallback` (the provider chain: the providers' built-in list prices),
+ * or not at all. Undefined without `pricing` entries: the runtime then asks its model source.
+ */
+export function costFunction(
+  config: BeamClawConfig,
+  fallback?: { cost(ref: string, usage: ModelUsage): number },
+): CostFunction | undefined {
   if (Object.keys(config.pricing).length === 0) return undefined;
   return (ref, usage) => {
     const price = config.pricing[ref];
-    return price === undefined ? 0 : computeCost(usage, price);
+    if (price !== undefined) return computeCost(usage, price);
+    return fallback?.cost(ref, usage) ?? 0;
   };
 }
 
@@ -313,7 +322,7 @@ export async function startFromConfig(options: {
     await store.open();
     cleanups.push(() => store.close());
     const models = createProviderChain({ providers });
-    const cost = costFunction(config);
+    const cost = costFunction(config, models);
     const memoryPressure =
       config.memoryPressure === undefined
         ? undefined
