@@ -407,6 +407,51 @@ describe("inbound mapping (Telegram's documented Update payloads)", () => {
     expect(received[2]!.attachments).toEqual([
       { kind: "file", mediaType: "application/pdf", name: "report.pdf", size: 2048 },
     ]);
+    // The small photo and the PDF were asked for (neither could be had); the big photo not.
+    expect(api.calls.filter((c) => c.method === "getFile")).toHaveLength(2);
+  });
+
+  it("hands a PDF document over inline, and leaves one over inlineDocumentMaxBytes as a name", async () => {
+    const { api, received } = await started(
+      polling({ attachments: { inlineDocumentMaxBytes: 64 } }),
+    );
+    const pdf = Buffer.from("%PDF-1.7\n% a tiny invoice\n");
+    api.addFile("BQACAgIAAxkBAAIBr1", pdf, "documents/file_1.pdf");
+    const document = (id: string, size: number, name: string) => ({
+      caption: "pay this?",
+      document: {
+        file_id: id,
+        file_unique_id: `u${id}`,
+        file_name: name,
+        mime_type: "application/pdf",
+        file_size: size,
+      },
+    });
+    api.push({
+      message: privateMessage(
+        ALICE,
+        1,
+        "",
+        document("BQACAgIAAxkBAAIBr1", pdf.length, "invoice.pdf") as never,
+      ),
+    });
+    api.push({
+      message: privateMessage(ALICE, 2, "", document("huge", 4_096, "scan.pdf") as never),
+    });
+    await until("both", () => received.length === 2);
+    expect(received[0]!.attachments).toEqual([
+      {
+        kind: "file",
+        mediaType: "application/pdf",
+        name: "invoice.pdf",
+        size: pdf.length,
+        data: pdf.toString("base64"),
+      },
+    ]);
+    expect(JSON.stringify(received[0]!.attachments)).not.toContain(TOKEN);
+    expect(received[1]!.attachments).toEqual([
+      { kind: "file", mediaType: "application/pdf", name: "scan.pdf", size: 4_096 },
+    ]);
     expect(api.calls.filter((c) => c.method === "getFile")).toHaveLength(1);
   });
 });

@@ -56,6 +56,12 @@ export interface TelegramAttachmentOptions {
    */
   inlineImageMaxBytes?: number;
   /**
+   * PDF documents up to this many bytes are downloaded and handed to the host inline
+   * (base64), so that the model reads them (a `ChannelManager` gives them to the session as
+   * documents). 0 turns downloads off. Default 10 MiB (the Bot API serves files up to 20 MB).
+   */
+  inlineDocumentMaxBytes?: number;
+  /**
    * A URL for a file, for `InboundAttachment.url` (e.g. your own proxy that fetches it with
    * `getFile`). Telegram's own file URLs carry the bot token, so the channel never hands
    * them out. Return `undefined` to fall back to the default.
@@ -746,8 +752,13 @@ export class TelegramChannel implements ChannelPlugin {
       });
     }
     if (url !== undefined) return { ...attachment, url };
-    const limit = this.#options.attachments?.inlineImageMaxBytes ?? 5 * 1024 * 1024;
-    if (file.kind !== "image" || limit <= 0 || (file.size ?? 0) > limit) return attachment;
+    const pdf = file.kind === "file" && file.mediaType === "application/pdf";
+    const limit = pdf
+      ? (this.#options.attachments?.inlineDocumentMaxBytes ?? 10 * 1024 * 1024)
+      : (this.#options.attachments?.inlineImageMaxBytes ?? 5 * 1024 * 1024);
+    if ((file.kind !== "image" && !pdf) || limit <= 0 || (file.size ?? 0) > limit) {
+      return attachment;
+    }
     try {
       const data = await this.#download(file.fileId, limit, signal);
       if (data !== undefined) {
