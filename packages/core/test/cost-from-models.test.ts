@@ -53,6 +53,11 @@ describe("ProviderChain.cost", () => {
     expect(chain.cost("model-1", usage)).toBe(0);
     expect(chain.cost("plain/model-1", usage)).toBe(0);
     expect(chain.cost("scripted/broken", usage)).toBe(0);
+    expect(chain.priced).toBe(true);
+    // A chain of providers that know no prices says so, and prices nothing.
+    const plain = createProviderChain({ providers: [createScriptedProvider({})], models: [] });
+    expect(plain.priced).toBe(false);
+    expect(plain.cost("scripted/model-1", usage)).toBe(0);
   });
 });
 

@@ -238,6 +238,11 @@ const DEFAULT_CIRCUIT: Required<CircuitBreakerOptions> = {
  */
 export class ProviderChain {
   readonly #providers = new Map<string, ModelProvider>();
+  /** Whether a provider of the chain knows prices (`modelInfo`): see {@link ProviderChain.cost}. */
+  get priced(): boolean {
+    return this.#priced;
+  }
+  #priced = false;
   readonly #refs: readonly Target[];
   readonly #targets = new Map<string, Target>();
   readonly #limiters = new Map<string, Limiter>();
@@ -531,6 +536,7 @@ export class ProviderChain {
         throw new InvalidArgumentError(`two providers are known as ${JSON.stringify(key)}`);
       }
       this.#providers.set(key, provider);
+      if (typeof provider.modelInfo === "function") this.#priced = true;
     }
   }
 
@@ -547,6 +553,7 @@ export class ProviderChain {
    * ```
    */
   cost(ref: string, usage: ModelUsage): number {
+    if (!this.priced) return 0;
     const slash = typeof ref === "string" ? ref.indexOf("/") : -1;
     if (slash <= 0) return 0;
     const provider = this.#providers.get(ref.slice(0, slash));

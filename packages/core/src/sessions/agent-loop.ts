@@ -136,8 +136,13 @@ export interface AgentLoopInput {
 export function userMessage(input: UserMessageInput): ModelMessage {
   const content: Array<TextPart | ImagePart | FilePart> = [];
   if (input.text.length > 0) content.push({ type: "text", text: input.text });
-  for (const image of input.images ?? []) content.push({ type: "image", ...image });
-  for (const file of input.files ?? []) content.push({ type: "file", ...file });
+  // Most messages have neither: no empty arrays made for them.
+  if (input.images !== undefined) {
+    for (const image of input.images) content.push({ type: "image", ...image });
+  }
+  if (input.files !== undefined) {
+    for (const file of input.files) content.push({ type: "file", ...file });
+  }
   return { role: "user", content };
 }
 

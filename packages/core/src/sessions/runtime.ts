@@ -8,6 +8,7 @@ import {
   NoProcessError,
   OverloadedError,
 } from "../errors.js";
+import { ProviderChain } from "../providers/chain.js";
 import type { JsonObject, JsonValue, ThinkingLevel } from "../providers/types.js";
 import { type ExitReason, formatExitReason, isNormalExit } from "../runtime/exit.js";
 import type { MemoryPressureMonitor } from "../runtime/memory-pressure.js";
@@ -1376,5 +1377,7 @@ function costOf(options: AgentRuntimeOptions): { cost?: CostFunction } {
   if (options.cost !== undefined) return { cost: options.cost };
   const models = options.models;
   if (typeof models.cost !== "function") return {};
-  return { cost: (ref, usage) => models.cost?.(ref, usage) ?? 0 };
+  // A chain none of whose providers knows a price prices nothing: no cost function at all.
+  if (models instanceof ProviderChain && !models.priced) return {};
+  return { cost: models.cost.bind(models) };
 }
