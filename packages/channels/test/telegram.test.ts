@@ -457,6 +457,79 @@ describe("inbound mapping (Telegram's documented Update payloads)", () => {
 });
 
 describe("through a ChannelManager", () => {
+  it("hands voice notes, videos and files over the limits to the session described, not dropped", async () => {
+    const api = new FakeTelegram();
+    cleanups.push(async () => api.close());
+    const store = new MemoryStore();
+    await store.open();
+    const provider = createScriptedProvider({
+      id: "s",
+      responses: Array.from({ length: 4 }, () => ({ text: "seen" })),
+    });
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({ providers: [provider] }),
+      agents: [{ id: "main", model: "s/m" }],
+    });
+    await runtime.start();
+    const manager = new ChannelManager({
+      runtime,
+      channels: [
+        { plugin: polling({ attachments: { inlineImageMaxBytes: 64 } })(api), dmPolicy: "open" },
+      ],
+    });
+    await manager.start();
+    cleanups.push(async () => {
+      await manager.stop();
+      await runtime.stop();
+      await store.close();
+    });
+    const jpeg = Buffer.from("\xff\xd8\xff\xe0 a tiny jpeg", "latin1");
+    api.addFile("small", jpeg);
+    // An HTML page where a photo should be: never handed to the model as an image.
+    api.addFile("html", Buffer.from("<!DOCTYPE html><title>login</title>"));
+    api.push({
+      message: privateMessage(ALICE, 1, "", {
+        voice: { file_id: "v1", file_unique_id: "uv1", duration: 3, mime_type: "audio/ogg" },
+      } as never),
+    });
+    await until("the voice note's answer", () => provider.requests.length === 1);
+    api.push({
+      message: privateMessage(ALICE, 2, "", {
+        caption: "two photos",
+        photo: [{ file_id: "big", file_unique_id: "ubig", width: 9, height: 9, file_size: 65 }],
+      } as never),
+    });
+    await until("the big photo's answer", () => provider.requests.length === 2);
+    api.push({
+      message: privateMessage(ALICE, 3, "", {
+        photo: [{ file_id: "html", file_unique_id: "uhtml", width: 9, height: 9 }],
+      } as never),
+    });
+    await until("the fake photo's answer", () => provider.requests.length === 3);
+    api.push({
+      message: privateMessage(ALICE, 4, "", {
+        caption: "this one",
+        photo: [{ file_id: "small", file_unique_id: "usmall", width: 9, height: 9 }],
+      } as never),
+    });
+    await until("the small photo's answer", () => provider.requests.length === 4);
+    const lastUser = (i: number) => provider.requests[i]!.messages.at(-1)!;
+    expect(lastUser(0)).toMatchObject({ role: "user", content: [{ type: "text" }] });
+    expect(JSON.stringify(lastUser(0).content)).toContain("[audio: audio/ogg]");
+    expect(JSON.stringify(lastUser(1).content)).toContain("[image: image/jpeg]");
+    expect(lastUser(1).content.some((p) => p.type === "image")).toBe(false);
+    expect(lastUser(2).content.some((p) => p.type === "image")).toBe(false);
+    expect(JSON.stringify(lastUser(2).content)).toContain("[image: image/jpeg]");
+    expect(lastUser(3).content).toContainEqual({
+      type: "image",
+      mediaType: "image/jpeg",
+      data: jpeg.toString("base64"),
+    });
+    // Every message was answered: none was confirmed and dropped as malformed.
+    await until("four answers", () => api.actions.filter((a) => a.kind === "text").length === 4);
+  });
+
   it('streams a reply by editing its message (streaming: "edit"), waiting out a 429 retry_after', async () => {
     const api = new FakeTelegram();
     cleanups.push(async () => api.close());
@@ -911,6 +984,8 @@ describe("configuration", () => {
       { polling: { timeoutSeconds: 0 } },
       { polling: { disconnectAfterFailures: 0 } },
       { apiRoot: "::" },
+      { attachments: { inlineImageMaxBytes: -1 } },
+      { attachments: { inlineDocumentMaxBytes: 2.5 } },
     ];
     for (const options of bad) {
       expect(

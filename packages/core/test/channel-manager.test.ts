@@ -209,6 +209,91 @@ describe("routing", () => {
     });
   });
 
+  it("gives the model only images and PDFs it can read, and names every other attachment", async () => {
+    const { platform, runtime } = await harness({ settings: { dmScope: "per-channel-peer" } });
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      Buffer.from("rest of a png"),
+    ]).toString("base64");
+    const jpeg = Buffer.from("\xff\xd8\xff\xe0 a jpeg", "latin1").toString("base64");
+    const html = Buffer.from("<!DOCTYPE html><title>Sign in</title>").toString("base64");
+    const result = await platform.inject(
+      dm("look", "alice", {
+        attachments: [
+          // Inline bytes decide the type: a JPEG labelled PNG goes as a JPEG.
+          { kind: "image", mediaType: "image/png", data: jpeg, name: "a.png" },
+          { kind: "image", mediaType: "image/png", data: png },
+          // Not what it claims (a sign-in page): named, never sent as an image.
+          { kind: "image", mediaType: "image/png", data: html, name: "fake.png" },
+          // A URL only the channel can fetch: named, without the URL.
+          {
+            kind: "image",
+            mediaType: "image/png",
+            url: "https://files.example/private/b.png",
+            privateUrl: true,
+            name: "b.png",
+          },
+          // A public image URL of a type models take: handed over by URL.
+          { kind: "image", mediaType: "image/JPEG", url: "https://cdn.example/c.jpg" },
+          // An image type no vendor takes: named, with its URL.
+          { kind: "image", mediaType: "image/heic", url: "https://cdn.example/d.heic" },
+          // Described only (the channel did not download it): named.
+          { kind: "audio", mediaType: "audio/ogg", size: 4096 },
+          { kind: "file", name: "notes.zip" },
+        ],
+      }),
+    );
+    expect(result.status).toBe("accepted");
+    await replyTo(platform, "look");
+    const [record] = await runtime.session("agent:main:memory:direct:alice").history();
+    expect(record!.entry.message).toEqual({
+      role: "user",
+      content: [
+        {
+          type: "text",
+          text: [
+            "look",
+            "[image: fake.png, image/png]",
+            "[image: b.png, image/png]",
+            "[image: image/heic https://cdn.example/d.heic]",
+            "[audio: audio/ogg]",
+            "[file: notes.zip]",
+          ].join("\n"),
+        },
+        { type: "image", mediaType: "image/jpeg", data: jpeg },
+        { type: "image", mediaType: "image/png", data: png },
+        { type: "image", mediaType: "image/jpeg", url: "https://cdn.example/c.jpg" },
+      ],
+    });
+    expect(JSON.stringify(record!.entry.message)).not.toContain("files.example/private");
+  });
+
+  it("refuses an attachment whose data is not base64 or whose privateUrl is not a boolean, as malformed", async () => {
+    const { platform } = await harness();
+    await expect(
+      platform.inject(
+        dm("x", "alice", {
+          attachments: [
+            { kind: "image", mediaType: "image/png", data: "data:image/png;base64,AAAA" },
+          ],
+        }),
+      ),
+    ).rejects.toSatisfy(
+      (e: unknown) => InvalidInboundError.isInstance(e) && e.field === "attachments[0].data",
+    );
+    await expect(
+      platform.inject(
+        dm("x", "alice", {
+          attachments: [
+            { kind: "image", url: "https://x.example/a.png", privateUrl: "yes" as never },
+          ],
+        }),
+      ),
+    ).rejects.toSatisfy(
+      (e: unknown) => InvalidInboundError.isInstance(e) && e.field === "attachments[0].privateUrl",
+    );
+  });
+
   it("hands one conversation's messages to its session in the order they came, however fast", async () => {
     // A store whose writes come back in the reverse order (as a busy network store may).
     const store = new MemoryStore();

@@ -25,6 +25,14 @@ import {
 import type { Api, InputFile } from "grammy";
 import type { Message, ReactionTypeEmoji, Update } from "grammy/types";
 import {
+  downloadFile,
+  type InlineAttachmentOptions,
+  type InlineLimits,
+  inlineLimitOf,
+  inlineLimits,
+  withInlineData,
+} from "../shared/files.js";
+import {
   TelegramApiError,
   telegramFailureOf,
   toChannelSendError,
@@ -48,19 +56,12 @@ import {
   type TelegramWebhookServer,
 } from "./webhook-server.js";
 
-/** What to do with the files of inbound messages. */
-export interface TelegramAttachmentOptions {
-  /**
-   * Images up to this many bytes are downloaded and handed to the host inline (base64), so
-   * that the model sees them. 0 turns downloads off. Default 5 MiB.
-   */
-  inlineImageMaxBytes?: number;
-  /**
-   * PDF documents up to this many bytes are downloaded and handed to the host inline
-   * (base64), so that the model reads them (a `ChannelManager` gives them to the session as
-   * documents). 0 turns downloads off. Default 10 MiB (the Bot API serves files up to 20 MB).
-   */
-  inlineDocumentMaxBytes?: number;
+/**
+ * What to do with the files of inbound messages: images and PDFs up to the limits of
+ * {@link InlineAttachmentOptions} are downloaded and handed over inline (the Bot API serves
+ * files up to 20 MB); anything else is handed over described (kind, type, name, size).
+ */
+export interface TelegramAttachmentOptions extends InlineAttachmentOptions {
   /**
    * A URL for a file, for `InboundAttachment.url` (e.g. your own proxy that fetches it with
    * `getFile`). Telegram's own file URLs carry the bot token, so the channel never hands
@@ -242,6 +243,7 @@ export class TelegramChannel implements ChannelPlugin {
   readonly #apiRoot: string;
   readonly #fetch: typeof globalThis.fetch;
   readonly #requestTimeoutMs: number;
+  readonly #inline: InlineLimits;
   #api: Promise<Api> | undefined;
   #connection: Connection | null = null;
   #bot: TelegramBotIdentity | undefined;
@@ -312,6 +314,7 @@ export class TelegramChannel implements ChannelPlugin {
     this.#apiRoot = apiRoot;
     this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.#inline = inlineLimits(options.attachments, "attachments");
     this.gatewayMethods = {
       info: {
         description: "The bot, how updates arrive, and where the webhook listens.",
@@ -752,20 +755,13 @@ export class TelegramChannel implements ChannelPlugin {
       });
     }
     if (url !== undefined) return { ...attachment, url };
-    const pdf = file.kind === "file" && file.mediaType === "application/pdf";
-    const limit = pdf
-      ? (this.#options.attachments?.inlineDocumentMaxBytes ?? 10 * 1024 * 1024)
-      : (this.#options.attachments?.inlineImageMaxBytes ?? 5 * 1024 * 1024);
-    if ((file.kind !== "image" && !pdf) || limit <= 0 || (file.size ?? 0) > limit) {
-      return attachment;
-    }
+    const limit = inlineLimitOf(attachment, this.#inline);
+    if (limit <= 0) return attachment;
     try {
       const data = await this.#download(file.fileId, limit, signal);
-      if (data !== undefined) {
-        return { ...attachment, data: data.toString("base64"), size: data.length };
-      }
+      if (data !== undefined) return withInlineData(attachment, data);
     } catch (error) {
-      // The text still reaches the host; only the picture is missing.
+      // The text still reaches the host; only the file's content is missing.
       logger.warn("telegram file could not be downloaded", {
         fileId: file.fileId,
         error: describeError(error),
@@ -781,22 +777,11 @@ export class TelegramChannel implements ChannelPlugin {
     const file = await api.getFile(fileId, grammySignal(timeout));
     if (file.file_path === undefined) return undefined;
     if ((file.file_size ?? 0) > limit) return undefined;
-    const response = await this.#fetch(
+    const downloaded = await downloadFile(
       `${this.#apiRoot}/file/bot${this.#options.token}/${file.file_path}`,
-      { signal: timeout },
+      { fetch: this.#fetch, maxBytes: limit, timeoutMs: this.#requestTimeoutMs, signal },
     );
-    if (!response.ok) {
-      await response.arrayBuffer().catch(() => undefined);
-      throw new Error(`the file download answered ${response.status}`);
-    }
-    const declared = Number(response.headers.get("content-length") ?? 0);
-    if (declared > limit) {
-      // Not worth reading: drop the connection instead (not awaited: a cancel may linger).
-      void response.body?.cancel().catch(() => undefined);
-      return undefined;
-    }
-    const data = Buffer.from(await response.arrayBuffer());
-    return data.length > limit ? undefined : data;
+    return downloaded?.data;
   }
 
   // ------------------------------------------------------------------ outbound

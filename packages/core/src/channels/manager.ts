@@ -13,6 +13,7 @@ import {
   PairingCodeError,
 } from "../errors.js";
 import { sleep } from "../providers/backoff.js";
+import { detectBase64MediaType, MODEL_IMAGE_TYPES } from "../providers/media.js";
 import type { JsonValue } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
 import type { RunHandle } from "../sessions/run-handle.js";
@@ -61,6 +62,7 @@ import type {
   ChannelPlugin,
   ChannelStateStore,
   ChannelTarget,
+  InboundAttachment,
   InboundMessage,
   InboundMessageInput,
   OutboundMedia,
@@ -1016,27 +1018,13 @@ export class ChannelManager {
     for (const message of messages) {
       if (message.text.length > 0) lines.push(message.text);
       for (const a of message.attachments) {
-        if (
-          a.kind === "image" &&
-          a.mediaType !== undefined &&
-          (a.url !== undefined || a.data !== undefined)
-        ) {
-          images.push({
-            mediaType: a.mediaType,
-            ...(a.url === undefined ? {} : { url: a.url }),
-            ...(a.data === undefined ? {} : { data: a.data }),
-          });
-        } else if (a.kind === "file" && a.mediaType === "application/pdf" && a.data !== undefined) {
-          // A PDF the platform delivered inline: the model reads it. (One only reachable by a
-          // URL is named instead: platform file URLs need the bot's credentials.)
-          files.push({
-            mediaType: a.mediaType,
-            data: a.data,
-            ...(a.name === undefined ? {} : { filename: a.name }),
-          });
-        } else {
+        const media = forModel(a);
+        if (media?.type === "image") images.push(media.part);
+        else if (media?.type === "file") files.push(media.part);
+        else {
           const what = [a.name, a.mediaType].filter(Boolean).join(", ");
-          lines.push(`[${a.kind}${what ? `: ${what}` : ""}${a.url ? ` ${a.url}` : ""}]`);
+          const url = a.url !== undefined && a.privateUrl !== true ? ` ${a.url}` : "";
+          lines.push(`[${a.kind}${what ? `: ${what}` : ""}${url}]`);
         }
       }
     }
@@ -1774,4 +1762,43 @@ function newLink(entry: ChannelEntry): ChannelLink {
     connection: undefined,
     actor: undefined,
   };
+}
+
+type ModelMedia =
+  | { type: "image"; part: NonNullable<UserMessageInput["images"]>[number] }
+  | { type: "file"; part: NonNullable<UserMessageInput["files"]>[number] };
+
+/**
+ * What of an attachment the model can be given: an image (PNG, JPEG, GIF, WebP) or a PDF
+ * delivered inline, whose bytes are what they claim (the type is taken from the bytes), or an
+ * image of such a type at a URL anyone can fetch. `undefined` for anything else, which the
+ * message names instead: a vendor refuses a request with a file it cannot read, and the
+ * conversation would keep failing with it.
+ */
+function forModel(a: InboundAttachment): ModelMedia | undefined {
+  if (a.data !== undefined) {
+    const detected = detectBase64MediaType(a.data);
+    if (detected === undefined) return undefined;
+    if (MODEL_IMAGE_TYPES.has(detected)) {
+      return { type: "image", part: { mediaType: detected, data: a.data } };
+    }
+    return {
+      type: "file",
+      part: {
+        mediaType: detected,
+        data: a.data,
+        ...(a.name === undefined ? {} : { filename: a.name }),
+      },
+    };
+  }
+  if (
+    a.kind === "image" &&
+    a.url !== undefined &&
+    a.privateUrl !== true &&
+    a.mediaType !== undefined &&
+    MODEL_IMAGE_TYPES.has(a.mediaType.toLowerCase())
+  ) {
+    return { type: "image", part: { mediaType: a.mediaType.toLowerCase(), url: a.url } };
+  }
+  return undefined;
 }

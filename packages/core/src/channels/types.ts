@@ -74,9 +74,20 @@ export interface InboundAttachment {
   kind: "image" | "audio" | "video" | "file";
   /** MIME type, e.g. `image/png`. */
   mediaType?: string;
-  /** Where to fetch it. */
+  /**
+   * Where to fetch it. An attachment may have neither `url` nor `data` (a file the channel
+   * could not or would not fetch: a voice note, a file over its size limit): it is still
+   * described by `kind`, `mediaType`, `name` and `size`.
+   */
   url?: string;
-  /** The content, base64, for small files the platform delivers inline. */
+  /**
+   * True when `url` is for the channel's own use only: fetching it needs the bot's
+   * credentials (Slack's `url_private`) or it expires (Discord's signed CDN links). The host
+   * never hands such a URL to a model, which could not fetch it (or not for long) and would
+   * fail the run, and every later run of the conversation with it.
+   */
+  privateUrl?: boolean;
+  /** The content, base64, for small files the platform delivers inline (or the channel downloaded). */
   data?: string;
   /** File name. */
   name?: string;

@@ -24,6 +24,7 @@ const RESERVED_CHANNEL_IDS = new Set([
 ]);
 const METHOD_NAME_PATTERN = /^[a-zA-Z][a-zA-Z0-9._-]{0,63}$/;
 const ATTACHMENT_KINDS = new Set(["image", "audio", "video", "file"]);
+const BASE64_TEXT = /^[A-Za-z0-9+/]*={0,2}$/;
 /** Longest platform id the host accepts; longer ones are not ids. */
 const MAX_ID_LENGTH = 512;
 
@@ -162,11 +163,16 @@ export function normalizeInbound(
       if (typeof a !== "object" || a === null) bad(field, "must be an object");
       if (!ATTACHMENT_KINDS.has(a.kind))
         bad(`${field}.kind`, "must be image, audio, video or file");
-      if (a.url === undefined && a.data === undefined) bad(field, "needs a url or data");
       for (const key of ["url", "data", "mediaType", "name"] as const) {
         if (a[key] !== undefined && typeof a[key] !== "string") {
           bad(`${field}.${key}`, "must be a string");
         }
+      }
+      if (typeof a.data === "string" && !BASE64_TEXT.test(a.data)) {
+        bad(`${field}.data`, "must be base64 (without a data: prefix)");
+      }
+      if (a.privateUrl !== undefined && typeof a.privateUrl !== "boolean") {
+        bad(`${field}.privateUrl`, "must be a boolean");
       }
       if (a.size !== undefined && !(Number.isInteger(a.size) && a.size >= 0)) {
         bad(`${field}.size`, "must be a non-negative integer");
@@ -174,6 +180,7 @@ export function normalizeInbound(
       const copy: InboundAttachment = { kind: a.kind };
       if (a.mediaType !== undefined) copy.mediaType = a.mediaType;
       if (a.url !== undefined) copy.url = a.url;
+      if (a.privateUrl === true && a.url !== undefined) copy.privateUrl = true;
       if (a.data !== undefined) copy.data = a.data;
       if (a.name !== undefined) copy.name = a.name;
       if (a.size !== undefined) copy.size = a.size;

@@ -11,5 +11,6 @@ export {
 } from "./chain.js";
 export type { CircuitBreakerOptions, CircuitState } from "./circuit-breaker.js";
 export { computeCost } from "./cost.js";
+export { detectBase64MediaType, detectMediaType, MODEL_IMAGE_TYPES } from "./media.js";
 export { estimateRequestTokens, type RateLimits } from "./rate-limiter.js";
 export type * from "./types.js";

@@ -46,6 +46,8 @@ interface PlatformEvent {
     type?: string;
     name?: string;
     size?: number;
+    /** The URL needs the platform's credentials (see `InboundAttachment.privateUrl`). */
+    private?: boolean;
   }>;
   sentAt: number;
 }
@@ -165,6 +167,7 @@ export function createMemoryPlatform(options: MemoryPlatformOptions = {}): Memor
         files: (message.attachments ?? []).map((a) => ({
           kind: a.kind,
           ...(a.url === undefined ? {} : { url: a.url }),
+          ...(a.privateUrl === undefined ? {} : { private: a.privateUrl }),
           ...(a.data === undefined ? {} : { data: a.data }),
           ...(a.mediaType === undefined ? {} : { type: a.mediaType }),
           ...(a.name === undefined ? {} : { name: a.name }),
@@ -222,6 +225,7 @@ export function createMemoryPlatform(options: MemoryPlatformOptions = {}): Memor
               attachments: event.files.map((f) => ({
                 kind: f.kind,
                 ...(f.url === undefined ? {} : { url: f.url }),
+                ...(f.private === undefined ? {} : { privateUrl: f.private }),
                 ...(f.data === undefined ? {} : { data: f.data }),
                 ...(f.type === undefined ? {} : { mediaType: f.type }),
                 ...(f.name === undefined ? {} : { name: f.name }),

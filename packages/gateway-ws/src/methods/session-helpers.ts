@@ -1,9 +1,11 @@
 /** What the session, chat and agent methods share: rows, history, and sending a message. */
 import { randomUUID } from "node:crypto";
 import {
+  detectMediaType,
   isBeamClawError,
   type JsonObject,
   MAX_RUN_TIMEOUT_MS,
+  MODEL_IMAGE_TYPES,
   type ModelMessage,
   parseSessionKey,
   type QueueMode,
@@ -306,15 +308,6 @@ const MAX_IMAGE_ATTACHMENT_BYTES = 5 * 1024 * 1024;
 const MAX_ATTACHMENTS = 16;
 
 /** Image types every provider takes, with the bytes their files start with. */
-const IMAGE_SIGNATURES: Record<string, (b: Buffer) => boolean> = {
-  "image/png": (b) => b.subarray(0, 8).equals(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10])),
-  "image/jpeg": (b) => b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff,
-  "image/gif": (b) => b.subarray(0, 4).toString("latin1") === "GIF8",
-  "image/webp": (b) =>
-    b.subarray(0, 4).toString("latin1") === "RIFF" &&
-    b.subarray(8, 12).toString("latin1") === "WEBP",
-};
-
 const TEXT_TYPES = new Set([
   "application/json",
   "application/ld+json",
@@ -479,8 +472,7 @@ export function parseAttachments(
     }
     const data = Buffer.from(base64, "base64");
     if (isImage) {
-      const matches = IMAGE_SIGNATURES[mimeType];
-      if (matches === undefined) {
+      if (!MODEL_IMAGE_TYPES.has(mimeType)) {
         throw attachmentError(
           index,
           "UNSUPPORTED_ATTACHMENT",
@@ -488,7 +480,7 @@ export function parseAttachments(
           { mimeType },
         );
       }
-      if (!matches(data)) {
+      if (detectMediaType(data) !== mimeType) {
         throw attachmentError(index, "ATTACHMENT_INVALID", `content is not a ${mimeType} image`, {
           mimeType,
         });
@@ -497,7 +489,7 @@ export function parseAttachments(
       return;
     }
     if (isPdf) {
-      if (data.subarray(0, 5).toString("latin1") !== "%PDF-") {
+      if (detectMediaType(data) !== "application/pdf") {
         throw attachmentError(index, "ATTACHMENT_INVALID", "content is not a PDF", { mimeType });
       }
       parsed.documents.push({

@@ -1,0 +1,70 @@
+/**
+ * What a file's first bytes say it is: the check that content is what it claims before it is
+ * handed to a model (a vendor refuses a request whose image is not the type it names, and a
+ * conversation that keeps such a message fails on every later turn too).
+ */
+
+/** Image types every provider adapter takes (Anthropic, OpenAI, Gemini alike). */
+export const MODEL_IMAGE_TYPES: ReadonlySet<string> = new Set([
+  "image/png",
+  "image/jpeg",
+  "image/gif",
+  "image/webp",
+]);
+
+function ascii(bytes: Uint8Array, start: number, text: string): boolean {
+  if (bytes.length < start + text.length) return false;
+  for (let i = 0; i < text.length; i++) {
+    if (bytes[start + i] !== text.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * The media type of a file by its signature (magic bytes): `image/png`, `image/jpeg`,
+ * `image/gif`, `image/webp` or `application/pdf`; `undefined` for anything else (an HTML
+ * login page served in place of a file, say). Reads at most the first 12 bytes.
+ *
+ * @example
+ * ```ts
+ * detectMediaType(new TextEncoder().encode("%PDF-1.7\n")); // "application/pdf"
+ * detectMediaType(new TextEncoder().encode("<!DOCTYPE html>")); // undefined
+ * ```
+ */
+export function detectMediaType(bytes: Uint8Array): string | undefined {
+  if (
+    bytes.length >= 8 &&
+    bytes[0] === 0x89 &&
+    ascii(bytes, 1, "PNG") &&
+    bytes[4] === 0x0d &&
+    bytes[5] === 0x0a &&
+    bytes[6] === 0x1a &&
+    bytes[7] === 0x0a
+  ) {
+    return "image/png";
+  }
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) {
+    return "image/jpeg";
+  }
+  if (ascii(bytes, 0, "GIF87a") || ascii(bytes, 0, "GIF89a")) return "image/gif";
+  if (ascii(bytes, 0, "RIFF") && ascii(bytes, 8, "WEBP")) return "image/webp";
+  if (ascii(bytes, 0, "%PDF-")) return "application/pdf";
+  return undefined;
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * {@link detectMediaType} of base64 content (decodes only its first 16 characters);
+ * `undefined` also when the text is not base64.
+ *
+ * @example
+ * ```ts
+ * detectBase64MediaType(Buffer.from("%PDF-1.4").toString("base64")); // "application/pdf"
+ * ```
+ */
+export function detectBase64MediaType(base64: string): string | undefined {
+  const head = base64.slice(0, 16);
+  if (!BASE64.test(head)) return undefined;
+  return detectMediaType(Buffer.from(head, "base64"));
+}

@@ -1,0 +1,48 @@
+/** `detectMediaType` and `detectBase64MediaType`: a file's type by its first bytes. */
+import { describe, expect, it } from "vitest";
+import { detectBase64MediaType, detectMediaType, MODEL_IMAGE_TYPES } from "../src/index.js";
+
+const bytes = (...parts: Array<string | number[]>): Uint8Array =>
+  Buffer.concat(
+    parts.map((p) => (typeof p === "string" ? Buffer.from(p, "latin1") : Buffer.from(p))),
+  );
+
+describe("detectMediaType", () => {
+  it.each([
+    ["image/png", bytes([0x89], "PNG\r\n\x1a\n", "IHDR")],
+    ["image/jpeg", bytes([0xff, 0xd8, 0xff, 0xdb])],
+    ["image/gif", bytes("GIF87a...")],
+    ["image/gif", bytes("GIF89a...")],
+    ["image/webp", bytes("RIFF", [1, 2, 3, 4], "WEBPVP8 ")],
+    ["application/pdf", bytes("%PDF-1.7\n")],
+  ])("knows %s by its signature", (type, data) => {
+    expect(detectMediaType(data)).toBe(type);
+    expect(detectBase64MediaType(Buffer.from(data).toString("base64"))).toBe(type);
+  });
+
+  it.each([
+    ["an HTML sign-in page", bytes("<!DOCTYPE html><html>")],
+    ["a RIFF that is not WebP (WAV)", bytes("RIFF", [1, 2, 3, 4], "WAVEfmt ")],
+    ["a truncated PNG signature", bytes([0x89], "PNG")],
+    ["a GIF without its version", bytes("GIF8")],
+    ["nothing", bytes()],
+    ["a PDF signature not at the start", bytes(" %PDF-1.7")],
+  ])("knows nothing of %s", (_, data) => {
+    expect(detectMediaType(data)).toBeUndefined();
+  });
+
+  it("reads base64 only when it is base64", () => {
+    expect(detectBase64MediaType("data:application/pdf;base64,JVBERi0x")).toBeUndefined();
+    expect(detectBase64MediaType("")).toBeUndefined();
+    expect(detectBase64MediaType("JVBERi0xLjc")).toBe("application/pdf"); // unpadded
+  });
+
+  it("lists the image types every adapter takes", () => {
+    expect([...MODEL_IMAGE_TYPES].sort()).toEqual([
+      "image/gif",
+      "image/jpeg",
+      "image/png",
+      "image/webp",
+    ]);
+  });
+});
