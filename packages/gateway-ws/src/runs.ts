@@ -236,6 +236,16 @@ export class RunTracker {
     );
   }
 
+  /**
+   * The runtime's id of the run a client knows as `runId` (running, or among the last
+   * finished ones); `runId` itself when it is not known here (it may be the runtime's own).
+   */
+  coreId(runId: string): string {
+    return (
+      this.#byDisplayId.get(runId)?.coreRunId ?? this.#finished.get(runId)?.result?.runId ?? runId
+    );
+  }
+
   /** The display id a client will see for a runtime run id. */
   displayId(coreRunId: string): string {
     return (

@@ -296,6 +296,94 @@ describe("sessions", () => {
     expect((history.messages as unknown[]).length).toBe(8);
   });
 
+  it("sessions.rewind undoes the last runs and answers their messages to send again; busy sessions say so", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const stack = await startStack({
+      responses: [
+        { text: "one" },
+        { text: "two" },
+        { text: "three" },
+        { text: "three again" },
+        {
+          events: [
+            { type: "response-start", model: "m" },
+            { type: "text-delta", text: "late" },
+            { type: "wait", until: gate },
+            { type: "finish", reason: "stop" },
+          ],
+        },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const key = "agent:main:rw";
+    expect(await rpcError(client.request("sessions.rewind", { key }))).toMatchObject({
+      details: { code: "SESSION_NOT_FOUND" },
+    });
+    const send = async (message: string, idempotencyKey: string) => {
+      await client.request("chat.send", { sessionKey: key, message, idempotencyKey });
+      await client.waitEvent("chat", (p) => p.runId === idempotencyKey && p.state === "final");
+    };
+    await send("first", "r0");
+    await send("second", "r1");
+    await send("third", "r2");
+    await client.request("sessions.subscribe", {});
+    expect(
+      await rpcError(client.request("sessions.rewind", { key, runs: 1, runId: "r1" })),
+    ).toMatchObject({ code: "INVALID_REQUEST" });
+    expect(await rpcError(client.request("sessions.rewind", { key, runs: 0 }))).toMatchObject({
+      code: "INVALID_REQUEST",
+    });
+    // Regenerate: undo the last answer and its question, then ask it again.
+    const undone = await client.request("sessions.rewind", { key });
+    expect(undone).toMatchObject({
+      ok: true,
+      key,
+      runIds: ["r2"],
+      inputs: [{ text: "third" }],
+      removedMessages: 2,
+      entry: { key },
+    });
+    await client.waitEvent(
+      "sessions.changed",
+      (p) => p.sessionKey === key && p.reason === "rewound",
+    );
+    expect(
+      ((await client.request("chat.history", { sessionKey: key })).messages as unknown[]).length,
+    ).toBe(4);
+    await send((undone.inputs as Array<{ text: string }>)[0]!.text, "r3");
+    const asked = stack.provider.requests.at(-1)!;
+    expect(asked.messages.map((m) => m.role)).toEqual([
+      "user",
+      "assistant",
+      "user",
+      "assistant",
+      "user",
+    ]);
+    expect(JSON.stringify(asked.messages)).not.toContain("three");
+    // Edit an earlier message: undo r1 and every run after it.
+    const edited = await client.request("sessions.rewind", { key, runId: "r1" });
+    expect(edited).toMatchObject({
+      runIds: ["r1", "r3"],
+      inputs: [{ text: "second" }, { text: "third" }],
+      removedMessages: 4,
+    });
+    // A run in flight: the session is busy; nothing changes.
+    await client.request("chat.send", { sessionKey: key, message: "slow", idempotencyKey: "r4" });
+    await client.waitEvent("chat", (p) => p.runId === "r4");
+    expect(await rpcError(client.request("sessions.rewind", { key }))).toMatchObject({
+      code: "UNAVAILABLE",
+      retryable: true,
+      details: { code: "SESSION_BUSY" },
+    });
+    release();
+    await client.waitEvent("chat", (p) => p.runId === "r4" && p.state === "final");
+    const history = await client.request("chat.history", { sessionKey: key });
+    expect((history.messages as unknown[]).length).toBe(4);
+  });
+
   it("refuses a malformed session key without touching the store", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });

@@ -1,4 +1,4 @@
-/** `sessions.*`: list, get, create, send, abort, patch, reset, delete, subscribe. */
+/** `sessions.*`: list, get, create, send, abort, patch, reset, compact, rewind, delete, subscribe. */
 import { randomUUID } from "node:crypto";
 import {
   parseSessionKey,
@@ -413,6 +413,46 @@ export const sessionMethods: Record<string, HubMethod> = {
         keptMessages: result.keptMessages,
         ...(result.summary === undefined ? {} : { summary: result.summary }),
         ...(ignored.length === 0 ? {} : { ignored }),
+        entry: await rowOf(hub, session.key),
+      };
+    },
+  },
+
+  "sessions.rewind": {
+    // BeamClaw's own: "regenerate" and "edit" of a chat client. Undoes the last run (or
+    // `runs`, or `runId` and every run after it) and answers the undone user messages, to
+    // send again as they were or edited. Only at rest: a session with a run in flight or
+    // queued messages answers `SESSION_BUSY` (retryable).
+    scope: Scopes.WRITE,
+    async handler(call, hub) {
+      const session = hub.session(sessionKeyParam(call.method, call.params));
+      const runs = optionalInt(call.method, call.params, "runs", { min: 1, max: 1_000 });
+      const runId = optionalString(call.method, call.params, "runId", {
+        nonEmpty: true,
+        maxLength: 200,
+      });
+      if (runs !== undefined && runId !== undefined) {
+        throw invalidRequest(`${call.method}: give runs or runId, not both`);
+      }
+      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
+        throw noSuchSession(session.key);
+      }
+      // Run ids as clients know them (a `chat.send`'s idempotency key) and as the runtime does.
+      const result = await session.rewind(
+        runId !== undefined
+          ? { runId: hub.runs.coreId(runId) }
+          : runs !== undefined
+            ? { runs }
+            : undefined,
+      );
+      const runIds = result.runIds.map((id) => hub.runs.displayId(id));
+      if (runIds.length > 0) hub.sessionsChanged(session.key, "rewound", { runIds });
+      return {
+        ok: true,
+        key: session.key,
+        runIds,
+        inputs: result.inputs,
+        removedMessages: result.removedMessages,
         entry: await rowOf(hub, session.key),
       };
     },

@@ -101,6 +101,8 @@ const RETRYABLE_CODES = new Set([
   "TIMEOUT",
   "CIRCUIT_OPEN",
   "NO_PROCESS",
+  // A run is in flight or messages wait: the same request succeeds once the session is at rest.
+  "SESSION_BUSY",
 ]);
 
 /**
