@@ -230,8 +230,11 @@ describe("mentions and replies", () => {
 });
 
 describe("content", () => {
-  it("attachments keep their kind, URL, type, name and size", async () => {
-    const h = await startHarness();
+  it("attachments keep their kind, URL (private: it expires), type, name and size", async () => {
+    // Downloads off: the files as Discord describes them (downloads: discord-files.test.ts).
+    const h = await startHarness({
+      plugin: { attachments: { inlineImageMaxBytes: 0, inlineDocumentMaxBytes: 0 } },
+    });
     await h.platform.inject({
       chatType: "direct",
       chatId: "u-1",
@@ -260,6 +263,7 @@ describe("content", () => {
       {
         kind: "image",
         url: "https://cdn.discordapp.com/a/cat.png",
+        privateUrl: true,
         mediaType: "image/png",
         name: "cat.png",
         size: 2048,
@@ -267,6 +271,7 @@ describe("content", () => {
       {
         kind: "file",
         url: "https://cdn.discordapp.com/a/notes.pdf",
+        privateUrl: true,
         mediaType: "application/pdf",
         name: "notes.pdf",
         size: 10,

@@ -159,6 +159,7 @@ describe("reading Slack message events", () => {
         name: "chart.png",
         size: 12345,
         url: "https://files.slack.com/files-pri/T0-F0S43PZDF/download/chart.png",
+        privateUrl: true,
       },
     ]);
   });

@@ -13,6 +13,8 @@ import {
   type ChannelSendOptions,
   type ChannelStateStore,
   type ChannelTarget,
+  type InboundAttachment,
+  type InboundMessageInput,
   InvalidArgumentError,
   InvalidInboundError,
   type JsonObject,
@@ -22,6 +24,15 @@ import {
 } from "@beamclaw/core";
 import type { API, APIAllowedMentions } from "@discordjs/core/http-only";
 import type { RateLimitData, REST, RESTOptions } from "@discordjs/rest";
+import {
+  downloadFile,
+  FileDownloadError,
+  type InlineAttachmentOptions,
+  type InlineLimits,
+  inlineLimitOf,
+  inlineLimits,
+  withInlineData,
+} from "../shared/files.js";
 import { DiscordDirectory, type KnownChannel, toKnownChannel } from "./directory.js";
 import type { DiscordGatewayError } from "./errors.js";
 import {
@@ -130,6 +141,20 @@ export interface DiscordChannelOptions {
    * while it was away. `false` turns that off.
    */
   backfill?: DiscordBackfillOptions | false;
+  /**
+   * Inbound files. Discord hands a message's files over as links to its CDN that are signed
+   * and expire (after about a day), so none of them is ever given to a model by its URL: a
+   * conversation's history keeps what it was given, and a link that expired would fail every
+   * later run of it. Images (PNG, JPEG, GIF, WebP) up to `inlineImageMaxBytes` (default 5 MiB)
+   * and PDFs up to `inlineDocumentMaxBytes` (default 10 MiB) are downloaded from the CDN
+   * (with the global `fetch`, at most 30 s each; the files of one message side by side,
+   * before it is handed over) and handed over inline (base64 `data`, the type taken from the
+   * bytes), so the conversation keeps them after the link expired. Anything else — other
+   * files, larger ones, one whose download failed or whose content is not what it claims — is
+   * handed over described (kind, type, name, size) with its expiring URL, marked `privateUrl`.
+   * 0 turns a kind of download off.
+   */
+  attachments?: InlineAttachmentOptions;
 }
 
 /** Bounds of the backfill after a session that could not be resumed. */
@@ -224,6 +249,8 @@ interface Run {
 const MAX_RECEIVING = 256;
 /** How long `stop` waits for messages being handed to the host. */
 const STOP_DRAIN_MS = 5_000;
+/** The time limit of one file download from Discord's CDN. */
+const FILE_DOWNLOAD_TIMEOUT_MS = 30_000;
 
 const silentLogger: ChannelLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -255,7 +282,10 @@ async function settleWithin(promises: Iterable<Promise<unknown>>, ms: number): P
  * with `chatId` = the author's user id (replies open or reuse the DM channel). `mentions.bot`
  * is an @-mention of the bot (or of its role) or a reply to one of its messages; `<@id>`
  * mentions read as `@name`. The bot's own messages, other bots', webhooks' and system
- * messages are ignored.
+ * messages are ignored. Files arrive as Discord's CDN links, which expire: images and PDFs
+ * (up to the `attachments` limits) are downloaded before the message is handed over and
+ * go to the host inline, so a conversation keeps them; the others are described, their
+ * link marked `privateUrl` (never given to a model).
  *
  * Delivery: the gateway session is resumed after a lost connection, and the sequence it
  * resumes from is the last event the host *took* (`ctx.receive` resolved): nothing received
@@ -315,6 +345,8 @@ export class DiscordChannel implements ChannelPlugin {
   /** Message ids a backfill handed over: should Discord deliver one live too, it is skipped. */
   readonly #backfilled = new Set<string>();
   readonly #backfill: Required<DiscordBackfillOptions> | false;
+  /** How much of inbound images and PDFs is downloaded and handed over inline. */
+  readonly #inline: InlineLimits;
   /** Where the backfill position is saved (the last context's `state`). */
   #state: ChannelStateStore | undefined;
   /** The saved position was read (once per instance; memory knows better after). */
@@ -386,6 +418,7 @@ export class DiscordChannel implements ChannelPlugin {
               2_000,
             ),
           };
+    this.#inline = inlineLimits(options.attachments, "attachments");
     this.#options = options;
     this.gatewayMethods = {
       info: {
@@ -676,9 +709,12 @@ export class DiscordChannel implements ChannelPlugin {
       taken.complete();
       return;
     }
+    // Its files are downloaded before it is handed over; later messages wait behind it (the
+    // chain), so they still reach the host in order. Stopped meanwhile: not taken (below).
+    const withFiles = await this.#inlineFiles(run, decision.input);
     while (run.receiving.size >= MAX_RECEIVING) await Promise.race(run.receiving);
     if (controller.signal.aborted || ctx.signal.aborted || run.refused) return;
-    const input = { ...decision.input, accountId: this.#accountId };
+    const input = { ...withFiles, accountId: this.#accountId };
     let receiving: Promise<void>;
     try {
       receiving = ctx.receive(input).then(
@@ -901,7 +937,9 @@ export class DiscordChannel implements ChannelPlugin {
       return true;
     }
     if (controller.signal.aborted || ctx.signal.aborted || run.refused) return false;
-    const input = { ...decision.input, accountId: this.#accountId };
+    const withFiles = await this.#inlineFiles(run, decision.input);
+    if (controller.signal.aborted || ctx.signal.aborted || run.refused) return false;
+    const input = { ...withFiles, accountId: this.#accountId };
     try {
       await ctx.receive(input);
       this.#markTaken(channelId, messageId);
@@ -914,6 +952,55 @@ export class DiscordChannel implements ChannelPlugin {
       this.#refused(run, error, messageId, () => this.#markTaken(channelId, messageId));
       return InvalidInboundError.isInstance(error);
     }
+  }
+
+  /**
+   * The message with its images and PDFs (up to the `attachments` limits) downloaded from
+   * Discord's CDN, side by side, and inline. Never throws: a file that could not be
+   * downloaded (an error status, an expired link, over the limit, content that is not what
+   * it claims, the time limit) is logged and handed over without its content. Should the run
+   * end meanwhile (the channel stopping), the downloads end at once and the caller does not
+   * hand the message over.
+   */
+  async #inlineFiles(run: Run, input: InboundMessageInput): Promise<InboundMessageInput> {
+    const attachments = input.attachments;
+    const due = (attachment: InboundAttachment) =>
+      attachment.url !== undefined &&
+      attachment.data === undefined &&
+      inlineLimitOf(attachment, this.#inline) > 0;
+    if (attachments === undefined || !attachments.some(due)) return input;
+    const { logger } = run.ctx;
+    const signal = AbortSignal.any([run.ctx.signal, run.controller.signal]);
+    const resolved = await Promise.all(
+      attachments.map(async (attachment) => {
+        if (!due(attachment)) return attachment;
+        const limit = inlineLimitOf(attachment, this.#inline);
+        try {
+          // The global fetch, looked up now: the process's HTTP stack (dispatcher, proxy).
+          // The CDN needs no credentials; the bot token is never sent to it.
+          const downloaded = await downloadFile(attachment.url!, {
+            maxBytes: limit,
+            timeoutMs: FILE_DOWNLOAD_TIMEOUT_MS,
+            signal,
+          });
+          if (downloaded === undefined) {
+            throw new FileDownloadError(`the file is larger than ${limit} bytes`);
+          }
+          return withInlineData(attachment, downloaded.data);
+        } catch (error) {
+          // Stopping: the message is not handed over, nothing to report.
+          if (signal.aborted) return attachment;
+          // The text still reaches the host; only the file's content is missing.
+          logger.warn("discord file could not be downloaded", {
+            messageId: input.messageId,
+            name: attachment.name,
+            error,
+          });
+          return attachment;
+        }
+      }),
+    );
+    return { ...input, attachments: resolved };
   }
 
   #lost(run: Run, error: DiscordGatewayError): void {

@@ -48,6 +48,11 @@ function attachmentKind(mediaType: string | undefined): InboundAttachment["kind"
   return "file";
 }
 
+/**
+ * A message's files, described: `kind` from the content type, the CDN `url` (marked
+ * `privateUrl`: it expires), `mediaType`, `name`, `size`. The channel downloads the images and
+ * PDFs among them afterwards.
+ */
 function attachmentsOf(raw: unknown): InboundAttachment[] {
   if (!Array.isArray(raw)) return [];
   const out: InboundAttachment[] = [];
@@ -56,7 +61,8 @@ function attachmentsOf(raw: unknown): InboundAttachment[] {
     const url = text(attachment?.url);
     if (attachment === undefined || url === undefined) continue;
     const mediaType = text(attachment.content_type);
-    const file: InboundAttachment = { kind: attachmentKind(mediaType), url };
+    // Discord's CDN links are signed and expire (about a day): never for a model to fetch.
+    const file: InboundAttachment = { kind: attachmentKind(mediaType), url, privateUrl: true };
     if (mediaType !== undefined) file.mediaType = mediaType;
     const name = text(attachment.filename);
     if (name !== undefined) file.name = name;

@@ -1,3 +1,4 @@
+export type { InlineAttachmentOptions } from "../shared/files.js";
 export {
   createDiscordChannel,
   DEFAULT_DISCORD_INTENTS,

@@ -26,6 +26,22 @@ export interface SlackFile {
   size?: number;
   url_private?: string;
   url_private_download?: string;
+  /**
+   * `check_file_info` on a stub (`{ id, file_access }`, no name or URL) that Slack sends
+   * instead of the file (Slack Connect, some large files): `files.info` has the rest.
+   */
+  file_access?: string;
+}
+
+/**
+ * A file of a message, in the order Slack lists them: the attachment when the event carries
+ * the file whole, or only the id of a stub the channel looks up with `files.info`.
+ */
+export interface SlackFileRef {
+  /** The file's id (`F...`), when the event has one. */
+  id?: string;
+  /** The file as an attachment; absent for a `check_file_info` stub. */
+  attachment?: InboundAttachment;
 }
 
 /** The fields of a Slack message event this channel reads. */
@@ -58,7 +74,10 @@ export interface SlackMessage {
   peers: string[];
   /** The thread's parent, for a reply in a thread. */
   replyTo?: { messageId: string; peerId?: string };
+  /** The files the event carries whole, as attachments (their `url` needs the bot token). */
   attachments: InboundAttachment[];
+  /** Every file of the message in order, `check_file_info` stubs included. */
+  files: SlackFileRef[];
   /** Epoch ms, from `ts`. */
   timestamp?: number;
 }
@@ -81,19 +100,40 @@ function kindOf(mimetype: string | undefined): InboundAttachment["kind"] {
   return "file";
 }
 
-function attachmentsOf(files: unknown): InboundAttachment[] {
+/**
+ * A Slack file object (of an event, or of `files.info`) as an attachment: `url` is
+ * `url_private_download` (else `url_private`), which only the bot token fetches, hence
+ * `privateUrl: true`. `undefined` for a file without a URL (a tombstone, a file hidden by the
+ * plan's limits, a `check_file_info` stub).
+ */
+export function attachmentOfSlackFile(file: unknown): InboundAttachment | undefined {
+  if (!isObject(file)) return undefined;
+  const url = nonEmpty(file.url_private_download) ? file.url_private_download : file.url_private;
+  if (!nonEmpty(url)) return undefined;
+  const mimetype = nonEmpty(file.mimetype) ? file.mimetype : undefined;
+  const attachment: InboundAttachment = { kind: kindOf(mimetype), url, privateUrl: true };
+  if (mimetype !== undefined) attachment.mediaType = mimetype;
+  if (nonEmpty(file.name)) attachment.name = file.name;
+  if (typeof file.size === "number" && Number.isSafeInteger(file.size) && file.size >= 0) {
+    attachment.size = file.size;
+  }
+  return attachment;
+}
+
+/** The files of a message, in order: attachments, and the ids of stubs to look up. */
+function attachmentsOf(files: unknown): SlackFileRef[] {
   if (!Array.isArray(files)) return [];
-  const out: InboundAttachment[] = [];
+  const out: SlackFileRef[] = [];
   for (const file of files) {
     if (!isObject(file)) continue;
-    const url = file.url_private_download ?? file.url_private;
-    if (!nonEmpty(url)) continue; // a tombstone or a file hidden by the plan's limits
-    const mimetype = nonEmpty(file.mimetype) ? file.mimetype : undefined;
-    const attachment: InboundAttachment = { kind: kindOf(mimetype), url };
-    if (mimetype !== undefined) attachment.mediaType = mimetype;
-    if (nonEmpty(file.name)) attachment.name = file.name;
-    if (typeof file.size === "number") attachment.size = file.size;
-    out.push(attachment);
+    const id = nonEmpty(file.id) ? file.id : undefined;
+    const attachment = attachmentOfSlackFile(file);
+    if (attachment !== undefined) {
+      out.push(id === undefined ? { attachment } : { id, attachment });
+    } else if (file.file_access === "check_file_info" && id !== undefined) {
+      out.push({ id });
+    }
+    // Anything else without a URL is a tombstone or a file hidden by the plan's limits.
   }
   return out;
 }
@@ -154,6 +194,7 @@ export function readSlackMessage(event: unknown, bot: SlackBotIdentity): SlackMe
     nonEmpty(event.thread_ts) && event.thread_ts !== ts ? event.thread_ts : undefined;
   const parent = nonEmpty(event.parent_user_id) ? event.parent_user_id : undefined;
   const mentioned = mentionedUserIds(rawText);
+  const files = attachmentsOf(event.files);
   const message: SlackMessage = {
     event: event as unknown as SlackMessageEvent,
     key: `${channel}:${ts}`,
@@ -164,7 +205,8 @@ export function readSlackMessage(event: unknown, bot: SlackBotIdentity): SlackMe
       mentioned.includes(bot.userId) ||
       (threadTs !== undefined && parent === bot.userId),
     peers: mentioned.filter((id) => id !== bot.userId),
-    attachments: attachmentsOf(event.files),
+    attachments: files.flatMap((file) => (file.attachment === undefined ? [] : [file.attachment])),
+    files,
   };
   if (threadTs !== undefined) {
     message.threadId = threadTs;

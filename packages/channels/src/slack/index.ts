@@ -1,3 +1,4 @@
+export type { InlineAttachmentOptions } from "../shared/files.js";
 export type { SlackBotIdentity } from "./inbound.js";
 export {
   SLACK_DEFAULT_TOLERANCE_MS,

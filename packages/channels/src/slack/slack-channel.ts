@@ -11,10 +11,12 @@ import {
   type ChannelCapabilities,
   type ChannelContext,
   type ChannelGatewayMethod,
+  type ChannelLogger,
   type ChannelPlugin,
   ChannelSendError,
   type ChannelSendOptions,
   type ChannelTarget,
+  type InboundAttachment,
   type InboundMessageInput,
   InvalidArgumentError,
   InvalidInboundError,
@@ -23,8 +25,23 @@ import {
   type ReceiveResult,
   type SentMessage,
 } from "@beamclaw/core";
+import {
+  downloadFile,
+  FileDownloadError,
+  type InlineAttachmentOptions,
+  type InlineLimits,
+  inlineLimitOf,
+  inlineLimits,
+  withInlineData,
+} from "../shared/files.js";
 import { eventsApiListener, type SlackDelivery } from "./events-api.js";
-import { readSlackMessage, type SlackBotIdentity, type SlackMessage } from "./inbound.js";
+import {
+  attachmentOfSlackFile,
+  readSlackMessage,
+  type SlackBotIdentity,
+  type SlackFileRef,
+  type SlackMessage,
+} from "./inbound.js";
 import { RecentMap } from "./recent.js";
 import { SLACK_DEFAULT_TOLERANCE_MS } from "./signature.js";
 import { SocketModeConnection, type SocketModeEnvelope } from "./socket-mode.js";
@@ -93,6 +110,16 @@ export interface SlackChannelOptions {
    * the channel. Answers to messages in a thread always stay in the thread.
    */
   replyInThread?: boolean;
+  /**
+   * What to do with the files people share (`files` of a `file_share` message). Images (PNG,
+   * JPEG, GIF, WebP) and PDFs up to the limits (default 5 MiB and 10 MiB) are downloaded
+   * from Slack with the bot token — scope `files:read` — and handed to the host inline
+   * (base64 `data`), so that the model sees or reads them; each download has 30 s (or
+   * `timeoutMs`, if longer). Other files, larger ones and ones that could not be downloaded
+   * are handed over described (kind, type, name, size, and Slack's private URL, which the
+   * host never gives to a model). 0 turns a kind of download off.
+   */
+  attachments?: InlineAttachmentOptions;
   /** Socket Mode heartbeat settings of `@slack/socket-mode` (defaults 5 000 and 30 000). */
   socketMode?: { clientPingTimeoutMs?: number; serverPingTimeoutMs?: number };
   /** Socket Mode: how long `start` waits for Slack's `hello`. Default 10 000. */
@@ -100,6 +127,12 @@ export interface SlackChannelOptions {
   /** Clock, for tests. */
   now?: () => number;
 }
+
+/** The shortest time limit of one file download, ms (`timeoutMs` when it is longer). */
+const FILE_DOWNLOAD_TIMEOUT_MS = 30_000;
+
+/** Hosts Slack serves files from (`url_private`): the only ones the bot token is sent to. */
+const SLACK_FILE_HOSTS = ["slack.com", "slack-gov.com"];
 
 /** Slack asks for a new connection with these `disconnect` reasons; the channel reconnects itself. */
 const REFRESH_REASONS = new Set(["refresh_requested", "warning"]);
@@ -142,6 +175,17 @@ function nonEmptyString(value: unknown): value is string {
   return typeof value === "string" && value.length > 0;
 }
 
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** An HTML page where a file should be: Slack's sign-in page, served when the token lacks `files:read`. */
+function isHtml(contentType: string | undefined, data: Buffer): boolean {
+  if (contentType?.toLowerCase().includes("text/html")) return true;
+  const head = data.subarray(0, 64).toString("latin1").trimStart().toLowerCase();
+  return head.startsWith("<!doctype html") || head.startsWith("<html");
+}
+
 /** Splits a message id of the form `<channel>:<ts>`; a bare ts belongs to `fallbackChannel`. */
 function locate(messageId: string, fallbackChannel: string): { channel: string; ts: string } {
   const colon = messageId.lastIndexOf(":");
@@ -162,6 +206,16 @@ function locate(messageId: string, fallbackChannel: string): { channel: string; 
  * has `threadId` = the thread's `ts`. Bots' messages (this one's included), edits, deletions
  * and joins are acknowledged and ignored. `im` chats are `direct`; channels, private channels
  * and group DMs are `group`.
+ *
+ * Inbound files (`files` of a `file_share` message) become attachments whose `url` is
+ * Slack's `url_private_download` with `privateUrl: true` (only the bot token fetches it).
+ * Images (PNG, JPEG, GIF, WebP) and PDFs up to the `attachments` limits are downloaded with
+ * the bot token (scope `files:read`) before the message is handed over, side by side, and
+ * carried inline as base64 `data` once their bytes proved to be what they claim; other files,
+ * larger ones and failed downloads (logged as warnings; an HTML sign-in page means the app
+ * lacks `files:read`) are handed over described, without `data`. A `check_file_info` stub
+ * (Slack Connect, some large files) is looked up with `files.info` first (skipped with a
+ * warning if that fails).
  *
  * Outbound: `chat.postMessage` (into the target's thread when it has one) and `chat.update`;
  * sent message ids are `<channel>:<ts>`. Slack has no typing indicator for bots and no
@@ -198,6 +252,10 @@ export class SlackChannel implements ChannelPlugin {
   readonly #options: SlackChannelOptions;
   readonly #now: () => number;
   readonly #web: SlackWebApi;
+  readonly #inline: InlineLimits;
+  readonly #downloadTimeoutMs: number;
+  /** `slackApiUrl`: files on its host, by its protocol (a Slack-compatible server's), get the token too. */
+  readonly #apiUrl: URL;
   #ctx: ChannelContext | null = null;
   /** Bumped by every start and stop: work of an older connection recognises itself as stale. */
   #generation = 0;
@@ -248,10 +306,13 @@ export class SlackChannel implements ChannelPlugin {
       );
     }
     if (!slackApiUrl.endsWith("/")) slackApiUrl += "/";
+    this.#inline = inlineLimits(options.attachments, "attachments");
     this.id = options.id ?? "slack";
     this.mode = mode;
     this.#options = { ...options, path };
     this.#now = options.now ?? Date.now;
+    this.#apiUrl = new URL(slackApiUrl);
+    this.#downloadTimeoutMs = Math.max(options.timeoutMs ?? 10_000, FILE_DOWNLOAD_TIMEOUT_MS);
     this.#web = new SlackWebApi(options.botToken, {
       slackApiUrl,
       timeoutMs: options.timeoutMs ?? 10_000,
@@ -598,7 +659,7 @@ export class SlackChannel implements ChannelPlugin {
       return Promise.resolve(undefined);
     }
     const signal = this.#lifetime?.signal ?? ctx.signal;
-    const step = this.#chain.then(() => this.#toInbound(read, payload, signal));
+    const step = this.#chain.then(() => this.#toInbound(ctx, read, payload, signal));
     this.#chain = step.then(
       () => undefined,
       () => undefined,
@@ -608,6 +669,7 @@ export class SlackChannel implements ChannelPlugin {
   }
 
   async #toInbound(
+    ctx: ChannelContext,
     message: SlackMessage,
     payload: Record<string, unknown>,
     signal: AbortSignal,
@@ -620,7 +682,10 @@ export class SlackChannel implements ChannelPlugin {
       this.#ids.set(message.key, messageId);
     }
     this.#locations.set(messageId, { channel: event.channel, ts: event.ts });
-    const name = await this.#nameOf(event.user, signal);
+    const [name, attachments] = await Promise.all([
+      this.#nameOf(event.user, signal),
+      this.#attachmentsOf(message.files, ctx.logger, signal),
+    ]);
     const input: InboundMessageInput = {
       peer: name === undefined ? { id: event.user } : { id: event.user, name },
       chatType: message.chatType,
@@ -632,7 +697,7 @@ export class SlackChannel implements ChannelPlugin {
     };
     if (message.threadId !== undefined) input.threadId = message.threadId;
     if (message.replyTo !== undefined) input.replyTo = message.replyTo;
-    if (message.attachments.length > 0) input.attachments = message.attachments;
+    if (attachments.length > 0) input.attachments = attachments;
     if (message.timestamp !== undefined) input.timestamp = message.timestamp;
     return input;
   }
@@ -675,6 +740,122 @@ export class SlackChannel implements ChannelPlugin {
       );
     this.#names.set(userId, lookup);
     return lookup;
+  }
+
+  /**
+   * The message's files as attachments, in order: stubs looked up, images and PDFs within
+   * the limits downloaded (side by side). Never rejects: a file that could not be had is
+   * handed over without `data`, or left out when not even its description could be had.
+   */
+  async #attachmentsOf(
+    files: readonly SlackFileRef[],
+    logger: ChannelLogger,
+    signal: AbortSignal,
+  ): Promise<InboundAttachment[]> {
+    if (files.length === 0) return [];
+    const resolved = await Promise.all(
+      files.map(async (file) => {
+        const attachment = file.attachment ?? (await this.#lookUpFile(file.id!, logger, signal));
+        return attachment === undefined
+          ? undefined
+          : this.#withContent(attachment, file.id, logger, signal);
+      }),
+    );
+    return resolved.filter((a): a is InboundAttachment => a !== undefined);
+  }
+
+  /** A `check_file_info` stub's file, from `files.info`; undefined when it cannot be had. */
+  async #lookUpFile(
+    fileId: string,
+    logger: ChannelLogger,
+    signal: AbortSignal,
+  ): Promise<InboundAttachment | undefined> {
+    let answer: { file?: unknown };
+    try {
+      answer = await this.#web.call<{ file?: unknown }>("files.info", { file: fileId }, signal);
+    } catch (error) {
+      if (signal.aborted) return undefined;
+      const { slackError, description } = slackErrorDetails(error);
+      logger.warn(
+        slackError === "missing_scope"
+          ? "slack file could not be looked up; skipped (add the files:read scope)"
+          : "slack file could not be looked up; skipped",
+        { fileId, error: description },
+      );
+      return undefined;
+    }
+    const attachment = attachmentOfSlackFile(answer.file);
+    if (attachment === undefined) {
+      logger.warn("slack file could not be looked up; skipped", {
+        fileId,
+        error: "files.info answered a file without a URL",
+      });
+    }
+    return attachment;
+  }
+
+  /**
+   * The attachment with its content inline when it is an image or a PDF within the limits
+   * and the download succeeds; else as it is (the text still reaches the host).
+   */
+  async #withContent(
+    attachment: InboundAttachment,
+    fileId: string | undefined,
+    logger: ChannelLogger,
+    signal: AbortSignal,
+  ): Promise<InboundAttachment> {
+    const limit = inlineLimitOf(attachment, this.#inline);
+    const url = attachment.url;
+    if (limit <= 0 || url === undefined) return attachment;
+    try {
+      if (!this.#isSlackFileUrl(url)) {
+        throw new FileDownloadError(
+          "the file is not on a Slack file host; the bot token is not sent there",
+        );
+      }
+      const downloaded = await downloadFile(url, {
+        headers: { authorization: `Bearer ${this.#options.botToken}` },
+        maxBytes: limit,
+        timeoutMs: this.#downloadTimeoutMs,
+        signal,
+      });
+      if (downloaded === undefined) {
+        throw new FileDownloadError(`the file is larger than ${limit} bytes`);
+      }
+      if (isHtml(downloaded.contentType, downloaded.data)) {
+        throw new FileDownloadError(
+          "Slack answered with an HTML page (its sign-in page) instead of the file: add the files:read scope to the app and reinstall it",
+        );
+      }
+      return withInlineData(attachment, downloaded.data);
+    } catch (error) {
+      // Stopping: hand it over as it is; the host no longer takes it, and Slack redelivers it.
+      if (signal.aborted) return attachment;
+      logger.warn("slack file could not be downloaded", {
+        ...(fileId === undefined ? {} : { fileId }),
+        error: describeError(error),
+      });
+      return attachment;
+    }
+  }
+
+  /**
+   * Whether the bot token may be sent to `url`: https on Slack's file hosts, or
+   * `slackApiUrl`'s host by its protocol.
+   */
+  #isSlackFileUrl(url: string): boolean {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return false;
+    }
+    const host = parsed.hostname.toLowerCase();
+    if (host === this.#apiUrl.hostname && parsed.protocol === this.#apiUrl.protocol) return true;
+    return (
+      parsed.protocol === "https:" &&
+      SLACK_FILE_HOSTS.some((domain) => host === domain || host.endsWith(`.${domain}`))
+    );
   }
 
   // ------------------------------------------------------------------ outbound

@@ -2,6 +2,8 @@
  * The Telegram channel: a bot on the Bot API (through grammY's client), by long polling or a
  * webhook with a secret token.
  */
+
+export type { InlineAttachmentOptions } from "../shared/files.js";
 export {
   TelegramApiError,
   type TelegramFailure,

@@ -112,6 +112,77 @@ const platforms = new Map<string, (request: Request) => Promise<Response>>();
 let server: SetupServerApi | undefined;
 let counter = 0;
 
+/** What the fake CDN answers for one file (see {@link serveCdnFile}). */
+export type CdnAnswer =
+  | {
+      /** The file's bytes (a string is UTF-8). */
+      body: Uint8Array | string;
+      /** `Content-Type`. Default `application/octet-stream`. */
+      contentType?: string;
+      /** Sent as a stream, without `Content-Length` (its size known once read). */
+      chunked?: boolean;
+    }
+  /** An error status, as Discord's CDN answers for an expired or unknown link (404, 403). */
+  | { status: number }
+  /** Answers as the function says (e.g. not before the test lets it). */
+  | ((request: Request) => Response | Promise<Response>);
+
+/** One request the fake CDN received. */
+export interface CdnRequest {
+  url: string;
+  headers: Headers;
+}
+
+/** Files of the fake CDN, by URL without its query (the signature). */
+const cdnFiles = new Map<string, CdnAnswer>();
+/** Every request to the fake CDN (and to the suite's `files.example`), in order. */
+export const cdnRequests: CdnRequest[] = [];
+
+/**
+ * Serves a file at Discord's CDN (`https://cdn.discordapp.com/attachments/<channel>/<id>/
+ * <name>`) and returns its URL, signed and expiring as Discord's are (`?ex=&is=&hm=`). Any
+ * other CDN URL answers 404, as Discord's does.
+ */
+export function serveCdnFile(name: string, answer: CdnAnswer): string {
+  const path = `https://cdn.discordapp.com/attachments/1300000000000000001/${nextId()}/${name}`;
+  cdnFiles.set(path, answer);
+  const expires = Math.floor(Date.now() / 1000) + 86_400;
+  return `${path}?ex=${expires.toString(16)}&is=${(expires - 86_400).toString(16)}&hm=${"ab12".repeat(16)}&`;
+}
+
+/** Forgets the CDN's files and requests (call from `afterEach`). */
+export function clearCdn(): void {
+  cdnFiles.clear();
+  cdnRequests.length = 0;
+}
+
+async function answerCdn(request: Request): Promise<Response> {
+  cdnRequests.push({ url: request.url, headers: request.headers });
+  const url = new URL(request.url);
+  const answer = cdnFiles.get(`${url.origin}${url.pathname}`);
+  if (answer === undefined) {
+    return new HttpResponse("This content is no longer available.", { status: 404 });
+  }
+  if (typeof answer === "function") return answer(request);
+  if ("status" in answer) return new HttpResponse(null, { status: answer.status });
+  const bytes = typeof answer.body === "string" ? Buffer.from(answer.body) : answer.body;
+  const headers = { "Content-Type": answer.contentType ?? "application/octet-stream" };
+  if (answer.chunked === true) {
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let at = 0; at < bytes.length; at += 1024) {
+          controller.enqueue(bytes.slice(at, at + 1024));
+        }
+        controller.close();
+      },
+    });
+    return new HttpResponse(stream, { headers });
+  }
+  return new HttpResponse(bytes, {
+    headers: { ...headers, "Content-Length": String(bytes.length) },
+  });
+}
+
 /** Starts msw for this test file (once). */
 function msw(): SetupServerApi {
   if (server === undefined) {
@@ -123,6 +194,11 @@ function msw(): SetupServerApi {
         }
         return handle(request);
       }),
+      // Discord's CDN; and the conformance suite's file URLs, never fetched from the network.
+      http.get(
+        /^https:\/\/(cdn\.discordapp\.com|media\.discordapp\.net|files\.example)\//,
+        ({ request }) => answerCdn(request),
+      ),
     );
     started.listen({ onUnhandledRequest: "bypass" });
     server = started as SetupServerApi;

@@ -1,9 +1,13 @@
 /**
  * A fake Slack Web API for tests, served by msw at `https://slack.test/<workspace>/api/`:
- * `auth.test`, `users.info`, `chat.postMessage`, `chat.update` and `apps.connections.open`,
- * answering with the shapes of Slack's method documentation (https://docs.slack.dev/reference/methods),
+ * `auth.test`, `users.info`, `chat.postMessage`, `chat.update`, `apps.connections.open` and
+ * `files.info`, answering with the shapes of Slack's method documentation (https://docs.slack.dev/reference/methods),
  * errors included (`{ ok: false, error }` with HTTP 200; a rate limit is HTTP 429 with
- * `Retry-After` and `{ ok: false, error: "ratelimited" }`).
+ * `Retry-After` and `{ ok: false, error: "ratelimited" }`). Files shared in the workspace are
+ * served at `https://files.slack.com/files-pri/<team>-<file id>/download/<name>`
+ * (`url_private_download`), to the bot token only: without it, or without the `files:read`
+ * scope, Slack answers its sign-in page (HTML) instead of the file
+ * (https://docs.slack.dev/messaging/working-with-files#authenticating).
  */
 import { HttpResponse, http } from "msw";
 import { type SetupServer, setupServer } from "msw/node";
@@ -37,6 +41,39 @@ export interface FakePostedMessage {
   edits: string[];
 }
 
+/** A file shared in the fake workspace (see {@link FakeSlackWorkspace.addFile}). */
+export interface FakeSlackFileSpec {
+  name: string;
+  mimetype: string;
+  /** The file's content. */
+  bytes: Buffer;
+  /** The `size` the file object declares. Default `bytes.length`. */
+  size?: number;
+  /** Serve this instead of `bytes` (a file whose declared size is not what is served). */
+  served?: Buffer;
+  /** Answer downloads with this status (and no file). */
+  status?: number;
+  /** Send a `Content-Length` header. Default true. */
+  contentLength?: boolean;
+  /** Answer only after this many ms (or once the request is aborted). */
+  delayMs?: number;
+  /** Called when a download request arrives, before it is answered. */
+  onRequest?: () => void;
+}
+
+/** One download of a file, as the fake saw it. */
+export interface FakeFileRequest {
+  fileId: string;
+  /** The `Authorization` header. */
+  authorization: string | null;
+  /** The HTTP status answered. */
+  status: number;
+}
+
+/** Slack's answer to a file request it does not authorise: its sign-in page. */
+export const SLACK_SIGN_IN_PAGE =
+  '<!DOCTYPE html><html lang="en-US"><head><title>Slack</title></head><body><form action="/signin">Sign in to your workspace</form></body></html>';
+
 /** A canned answer for the next call of a method. */
 export interface FakeAnswer {
   status?: number;
@@ -67,6 +104,15 @@ export interface FakeSlackWorkspace {
   callsOf(method: string): FakeApiCall[];
   /** A fresh message ts, the way Slack makes them (`<unix seconds>.<6 digits>`). */
   nextTs(): string;
+  /**
+   * Shares a file in the workspace: its Slack file object (as in `files[]` of a `file_share`
+   * event and `files.info`), whose `url_private_download` this fake serves.
+   */
+  addFile(spec: FakeSlackFileSpec): Record<string, unknown>;
+  /** Every file download, in order. */
+  readonly fileRequests: FakeFileRequest[];
+  /** Whether the bot token has the `files:read` scope. Default true. */
+  filesRead: boolean;
   close(): void;
 }
 
@@ -74,6 +120,12 @@ const workspaces = new Map<
   string,
   FakeSlackWorkspace & { handle(method: string, request: Request): Promise<Response> }
 >();
+/** File id → the workspace that has it and how to serve it. */
+const sharedFiles = new Map<
+  string,
+  { workspace: FakeSlackWorkspace; spec: FakeSlackFileSpec; object: Record<string, unknown> }
+>();
+let fileCounter = 0;
 let server: SetupServer | undefined;
 let counter = 0;
 
@@ -94,6 +146,15 @@ export function createFakeSlackWorkspace(): FakeSlackWorkspace {
         if (workspace === undefined) return slackJson({ ok: false, error: "invalid_auth" });
         return workspace.handle(String(params.method), request);
       }),
+      http.get(
+        "https://files.slack.com/files-pri/:teamFile/download/:name",
+        async ({ request, params }) => {
+          const spec = sharedFiles.get(fileIdOf(String(params.teamFile)))?.spec;
+          spec?.onRequest?.();
+          if (spec?.delayMs !== undefined) await delay(spec.delayMs, request.signal);
+          return serveFile(String(params.teamFile), request);
+        },
+      ),
     );
     started.listen({ onUnhandledRequest: "bypass" });
     server = started;
@@ -182,6 +243,23 @@ export function createFakeSlackWorkspace(): FakeSlackWorkspace {
           },
         };
       }
+      case "files.info": {
+        if (!workspace.filesRead) {
+          return {
+            body: {
+              ok: false,
+              error: "missing_scope",
+              needed: "files:read",
+              provided: "chat:write",
+            },
+          };
+        }
+        const shared = sharedFiles.get(args.file ?? "");
+        if (shared === undefined || shared.workspace !== workspace) {
+          return { body: { ok: false, error: "file_not_found" } };
+        }
+        return { body: { ok: true, file: shared.object, comments: [], response_metadata: {} } };
+      }
       case "chat.update": {
         const message = posted.find((m) => m.channel === args.channel && m.ts === args.ts);
         if (message === undefined) return { body: { ok: false, error: "message_not_found" } };
@@ -216,8 +294,37 @@ export function createFakeSlackWorkspace(): FakeSlackWorkspace {
     },
     callsOf: (method: string) => calls.filter((c) => c.method === method),
     nextTs,
+    fileRequests: [] as FakeFileRequest[],
+    filesRead: true,
+    addFile(spec: FakeSlackFileSpec): Record<string, unknown> {
+      const id = `F0FILE${String(++fileCounter).padStart(4, "0")}`;
+      const base = `https://files.slack.com/files-pri/${FAKE_BOT.teamId}-${id}`;
+      const object: Record<string, unknown> = {
+        id,
+        created: Math.floor(Date.now() / 1000),
+        timestamp: Math.floor(Date.now() / 1000),
+        name: spec.name,
+        title: spec.name,
+        mimetype: spec.mimetype,
+        filetype: spec.name.split(".").pop() ?? "",
+        user: "U123ABC456",
+        user_team: FAKE_BOT.teamId,
+        mode: "hosted",
+        is_external: false,
+        is_public: false,
+        size: spec.size ?? spec.bytes.length,
+        url_private: `${base}/${encodeURIComponent(spec.name)}`,
+        url_private_download: `${base}/download/${encodeURIComponent(spec.name)}`,
+        permalink: `https://beamclaw-test.slack.com/files/U123ABC456/${id}/${spec.name}`,
+      };
+      sharedFiles.set(id, { workspace, spec, object });
+      return object;
+    },
     close() {
       workspaces.delete(name);
+      for (const [id, shared] of sharedFiles) {
+        if (shared.workspace === workspace) sharedFiles.delete(id);
+      }
     },
     async handle(method: string, request: Request): Promise<Response> {
       const body = await request.text();
@@ -244,9 +351,67 @@ export function createFakeSlackWorkspace(): FakeSlackWorkspace {
   return workspace;
 }
 
+/** `F...` of the `<team>-<file id>` segment of a file URL. */
+function fileIdOf(teamFile: string): string {
+  return teamFile.slice(teamFile.indexOf("-") + 1);
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** A download of `url_private_download`: the file for its workspace's bot token, else the sign-in page. */
+function serveFile(teamFile: string, request: Request): Response {
+  const id = fileIdOf(teamFile);
+  const shared = sharedFiles.get(id);
+  const authorization = request.headers.get("authorization");
+  const answer = (status: number, response: Response): Response => {
+    shared?.workspace.fileRequests.push({ fileId: id, authorization, status });
+    return response;
+  };
+  if (shared === undefined) return answer(404, new HttpResponse("file not found", { status: 404 }));
+  const { workspace, spec } = shared;
+  if (authorization !== `Bearer ${workspace.botToken}` || !workspace.filesRead) {
+    return answer(
+      200,
+      new HttpResponse(SLACK_SIGN_IN_PAGE, {
+        status: 200,
+        headers: { "content-type": "text/html; charset=utf-8" },
+      }),
+    );
+  }
+  if (spec.status !== undefined) {
+    return answer(
+      spec.status,
+      new HttpResponse("<html><body>not available</body></html>", {
+        status: spec.status,
+        headers: { "content-type": "text/html" },
+      }),
+    );
+  }
+  const body = spec.served ?? spec.bytes;
+  return answer(
+    200,
+    new HttpResponse(new Uint8Array(body), {
+      status: 200,
+      headers: {
+        "content-type": spec.mimetype,
+        ...(spec.contentLength === false ? {} : { "content-length": String(body.length) }),
+      },
+    }),
+  );
+}
+
 /** Stops msw; call it in `afterAll` of a test file that created workspaces. */
 export function closeFakeSlackApi(): void {
   server?.close();
   server = undefined;
   workspaces.clear();
+  sharedFiles.clear();
 }

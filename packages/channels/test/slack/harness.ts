@@ -29,6 +29,27 @@ export async function cleanUp(): Promise<void> {
 
 export const silentLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
+/** One line a {@link recordingLogger} was given. */
+export interface LogEntry {
+  level: "debug" | "info" | "warn" | "error";
+  message: string;
+  data: Record<string, unknown> | undefined;
+}
+
+/** A channel logger that keeps what it is given, in `entries`. */
+export function recordingLogger() {
+  const entries: LogEntry[] = [];
+  const log =
+    (level: LogEntry["level"]) =>
+    (message: string, data?: Record<string, unknown>): void => {
+      entries.push({ level, message, data });
+    };
+  return {
+    entries,
+    logger: { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") },
+  };
+}
+
 /** Polls until `probe` returns something other than undefined/false. */
 export async function until<T>(
   what: string,
