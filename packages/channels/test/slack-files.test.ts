@@ -147,6 +147,31 @@ describe("Slack files: images and PDFs inline", () => {
     expect(input.attachments?.map((a) => a.data)).toEqual(files.map(() => PNG.toString("base64")));
   });
 
+  it("a redelivery while the files are still downloading shares the download", async () => {
+    const run = await started();
+    const { workspace } = run.platform;
+    let requests = 0;
+    const png = workspace.addFile({
+      name: "slow.png",
+      mimetype: "image/png",
+      bytes: PNG,
+      delayMs: 400,
+      onRequest: () => requests++,
+    });
+    const event = fileShare(run.platform, [png], "slow one");
+    const first = run.platform.send(event);
+    // Slack retries an event not answered within 3 s; here, sooner.
+    await until("the first download", () => requests === 1);
+    const retry = run.platform.send(event, 1);
+    const answers = await Promise.all([first, retry]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    await until("both deliveries", () => run.received.length === 2);
+    expect(requests).toBe(1);
+    for (const input of run.received) {
+      expect(input.attachments?.[0]?.data).toBe(PNG.toString("base64"));
+    }
+  });
+
   it("takes the type from the bytes: a JPEG named image/png is handed over as a JPEG", async () => {
     const run = await started();
     const file = run.platform.workspace.addFile({

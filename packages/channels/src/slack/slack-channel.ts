@@ -274,6 +274,8 @@ export class SlackChannel implements ChannelPlugin {
   /** Message id → where it is, for `replyInThread` answers to messages known by `client_msg_id`. */
   readonly #locations: RecentMap<string, { channel: string; ts: string }>;
   readonly #names: RecentMap<string, Promise<string | undefined>>;
+  /** `<channel>:<ts>` → its files being fetched, until the host took (or refused) the message. */
+  readonly #fileWork = new Map<string, Promise<InboundAttachment[]>>();
   #namesUnavailable = false;
 
   constructor(options: SlackChannelOptions) {
@@ -659,18 +661,34 @@ export class SlackChannel implements ChannelPlugin {
       return Promise.resolve(undefined);
     }
     const signal = this.#lifetime?.signal ?? ctx.signal;
-    const step = this.#chain.then(() => this.#toInbound(ctx, read, payload, signal));
+    // The files are fetched from now on, beside the messages before this one; a redelivery
+    // of the message (Slack retries an event not answered within 3 s, and sends a mention as
+    // `message` and `app_mention`) shares the downloads still under way.
+    let files = this.#fileWork.get(read.key);
+    if (files === undefined) {
+      files = this.#attachmentsOf(read.files, ctx.logger, signal);
+      if (read.files.length > 0) this.#fileWork.set(read.key, files);
+    }
+    const attachments = files;
+    const step = this.#chain.then(() => this.#toInbound(read, attachments, payload, signal));
     this.#chain = step.then(
       () => undefined,
       () => undefined,
     );
     // `receive` is called from `step`'s reaction, before the next event's reading starts.
-    return step.then((input) => ctx.receive(input));
+    const received = step.then((input) => ctx.receive(input));
+    if (read.files.length > 0) {
+      const forget = () => {
+        if (this.#fileWork.get(read.key) === attachments) this.#fileWork.delete(read.key);
+      };
+      received.then(forget, forget);
+    }
+    return received;
   }
 
   async #toInbound(
-    ctx: ChannelContext,
     message: SlackMessage,
+    files: Promise<InboundAttachment[]>,
     payload: Record<string, unknown>,
     signal: AbortSignal,
   ): Promise<InboundMessageInput> {
@@ -682,10 +700,7 @@ export class SlackChannel implements ChannelPlugin {
       this.#ids.set(message.key, messageId);
     }
     this.#locations.set(messageId, { channel: event.channel, ts: event.ts });
-    const [name, attachments] = await Promise.all([
-      this.#nameOf(event.user, signal),
-      this.#attachmentsOf(message.files, ctx.logger, signal),
-    ]);
+    const [name, attachments] = await Promise.all([this.#nameOf(event.user, signal), files]);
     const input: InboundMessageInput = {
       peer: name === undefined ? { id: event.user } : { id: event.user, name },
       chatType: message.chatType,
