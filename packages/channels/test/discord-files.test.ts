@@ -300,13 +300,12 @@ describe("images and PDFs are downloaded and handed over inline", () => {
     ).toBe(true);
   });
 
-  it("audio, video, archives, text and images models do not take (SVG) are described, never downloaded", async () => {
+  it("audio, video, archives and images models do not take (SVG) are described, never downloaded", async () => {
     const { logger, downloadWarnings } = recording();
     const files: FileSpec[] = [
       { kind: "audio", mediaType: "audio/ogg", name: "voice-message.ogg", url: "" },
       { kind: "video", mediaType: "video/mp4", name: "clip.mp4", url: "" },
       { kind: "file", mediaType: "application/zip", name: "archive.zip", url: "" },
-      { kind: "file", mediaType: "text/plain; charset=utf-8", name: "notes.txt", url: "" },
       { kind: "image", mediaType: "image/svg+xml", name: "logo.svg", url: "" },
     ];
     for (const file of files) {
@@ -320,6 +319,57 @@ describe("images and PDFs are downloaded and handed over inline", () => {
     expect(h.calls[0]?.attachments).toEqual(files.map((f) => ({ ...f, privateUrl: true })));
     expect(cdnRequests).toEqual([]);
     expect(downloadWarnings()).toEqual([]);
+  });
+});
+
+describe("text files", () => {
+  it("reads a long message Discord turned into message.txt; binary under a text type is described", async () => {
+    const { logger, downloadWarnings } = recording();
+    const long = Buffer.from(`${"A long paste. ".repeat(300)}\nZürich, naïve, 東京\n`);
+    const text = serveCdnFile("message.txt", {
+      body: long,
+      contentType: "text/plain; charset=utf-8",
+    });
+    const binary = serveCdnFile("data.txt", {
+      body: Buffer.from([0x00, 0x01, 0xff]),
+      contentType: "text/plain",
+    });
+    const h = await startHarness({ logger });
+    await dm(h.platform, "m1", "", [
+      {
+        kind: "file",
+        url: text,
+        mediaType: "text/plain; charset=utf-8",
+        name: "message.txt",
+        size: long.length,
+      },
+      { kind: "file", url: binary, mediaType: "text/plain", name: "data.txt", size: 3 },
+    ]);
+    await waitFor("the message", () => h.taken.includes("m1"));
+    const [pasted, odd] = h.calls[0]?.attachments ?? [];
+    expect(pasted).toEqual({
+      kind: "file",
+      url: text,
+      privateUrl: true,
+      mediaType: "text/plain; charset=utf-8",
+      name: "message.txt",
+      size: long.length,
+      data: base64(long),
+    });
+    expect(odd?.data).toBeUndefined();
+    expect(downloadWarnings()).toHaveLength(1);
+  });
+
+  it("inlineTextMaxBytes bounds text downloads; 0 turns them off", async () => {
+    const notes = Buffer.from("x".repeat(100));
+    const url = serveCdnFile("notes.md", { body: notes, contentType: "text/markdown" });
+    const h = await startHarness({ plugin: { attachments: { inlineTextMaxBytes: 0 } } });
+    await dm(h.platform, "m1", "", [
+      { kind: "file", url, mediaType: "text/markdown", name: "notes.md", size: 100 },
+    ]);
+    await waitFor("the message", () => h.taken.includes("m1"));
+    expect(h.calls[0]?.attachments?.[0]?.data).toBeUndefined();
+    expect(cdnRequests).toEqual([]);
   });
 });
 

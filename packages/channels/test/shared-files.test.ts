@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_INLINE_DOCUMENT_MAX_BYTES,
   DEFAULT_INLINE_IMAGE_MAX_BYTES,
+  DEFAULT_INLINE_TEXT_MAX_BYTES,
   downloadFile,
   FileDownloadError,
   inlineLimitOf,
@@ -168,6 +169,25 @@ describe("withInlineData", () => {
     });
   });
 
+  it("inlines a text file's UTF-8 bytes as they are, and refuses binary under a text type", () => {
+    const csv = Buffer.from("city,temp\nParis,21\nZürich,17\n");
+    expect(
+      withInlineData({ kind: "file", mediaType: "text/csv; charset=utf-8", name: "t.csv" }, csv),
+    ).toEqual({
+      kind: "file",
+      mediaType: "text/csv; charset=utf-8",
+      name: "t.csv",
+      data: csv.toString("base64"),
+      size: csv.length,
+    });
+    expect(() =>
+      withInlineData({ kind: "file", mediaType: "text/plain" }, Buffer.from([0xff, 0xfe, 0x00])),
+    ).toThrow(/not UTF-8 text/);
+    expect(() =>
+      withInlineData({ kind: "file", mediaType: "application/json" }, Buffer.from("{\u0000}")),
+    ).toThrow(/not UTF-8 text/);
+  });
+
   it("refuses bytes that are not what the attachment claims", () => {
     const html = Buffer.from("<!DOCTYPE html><title>Sign in</title>");
     expect(() => withInlineData({ kind: "image", mediaType: "image/png" }, html)).toThrow(
@@ -184,7 +204,9 @@ describe("inline limits", () => {
     expect(inlineLimits(undefined, "attachments")).toEqual({
       image: DEFAULT_INLINE_IMAGE_MAX_BYTES,
       document: DEFAULT_INLINE_DOCUMENT_MAX_BYTES,
+      text: DEFAULT_INLINE_TEXT_MAX_BYTES,
     });
+    expect(DEFAULT_INLINE_TEXT_MAX_BYTES).toBe(256 * 1024);
     expect(inlineLimits({ inlineImageMaxBytes: 0 }, "attachments").image).toBe(0);
     for (const bad of [-1, 1.5, Number.NaN, "1" as never]) {
       expect(() => inlineLimits({ inlineDocumentMaxBytes: bad }, "attachments")).toThrow(
@@ -194,7 +216,7 @@ describe("inline limits", () => {
   });
 
   it("downloads images of types models take and PDFs, within their declared size", () => {
-    const limits = { image: 100, document: 1000 };
+    const limits = { image: 100, document: 1000, text: 50 };
     expect(inlineLimitOf({ kind: "image", mediaType: "image/PNG" }, limits)).toBe(100);
     expect(inlineLimitOf({ kind: "image", mediaType: "image/png", size: 101 }, limits)).toBe(0);
     expect(inlineLimitOf({ kind: "image", mediaType: "image/heic" }, limits)).toBe(0);
@@ -204,5 +226,15 @@ describe("inline limits", () => {
     );
     expect(inlineLimitOf({ kind: "audio", mediaType: "audio/ogg" }, limits)).toBe(0);
     expect(inlineLimitOf({ kind: "file", mediaType: "application/zip" }, limits)).toBe(0);
+    // Text files: parameters and case aside.
+    expect(inlineLimitOf({ kind: "file", mediaType: "Text/Plain; charset=utf-8" }, limits)).toBe(
+      50,
+    );
+    expect(inlineLimitOf({ kind: "file", mediaType: "application/json", size: 50 }, limits)).toBe(
+      50,
+    );
+    expect(inlineLimitOf({ kind: "file", mediaType: "text/csv", size: 51 }, limits)).toBe(0);
+    // An image type sent as a file is not downloaded as text, nor as an image.
+    expect(inlineLimitOf({ kind: "file", mediaType: "image/png" }, limits)).toBe(0);
   });
 });

@@ -172,6 +172,20 @@ describe("Slack files: images and PDFs inline", () => {
     }
   });
 
+  it("downloads a shared text file (a snippet, a CSV) and hands it over inline as it is", async () => {
+    const run = await started();
+    const { workspace } = run.platform;
+    const csv = Buffer.from("region,sales\nEMEA,12\nAPAC,9\n");
+    const html = Buffer.from("<!DOCTYPE html><p>a page someone shared</p>");
+    const file = workspace.addFile({ name: "sales.csv", mimetype: "text/csv", bytes: csv });
+    const page = workspace.addFile({ name: "page.html", mimetype: "text/html", bytes: html });
+    const input = await share(run, [file, page], "totals?");
+    expect(input.attachments?.map((a) => [a.name, a.mediaType, a.data])).toEqual([
+      ["sales.csv", "text/csv", csv.toString("base64")],
+      ["page.html", "text/html", html.toString("base64")],
+    ]);
+  });
+
   it("takes the type from the bytes: a JPEG named image/png is handed over as a JPEG", async () => {
     const run = await started();
     const file = run.platform.workspace.addFile({

@@ -411,6 +411,43 @@ describe("inbound mapping (Telegram's documented Update payloads)", () => {
     expect(api.calls.filter((c) => c.method === "getFile")).toHaveLength(2);
   });
 
+  it("hands a text document over inline (a log, a CSV), within inlineTextMaxBytes", async () => {
+    const { api, received } = await started(polling({ attachments: { inlineTextMaxBytes: 64 } }));
+    const log = Buffer.from("12:00 deploy ok\n12:05 error: disk full\n");
+    api.addFile("BQACAgIAAxkBAAIBl1", log, "documents/file_2.log");
+    const document = (id: string, size: number, name: string) => ({
+      document: {
+        file_id: id,
+        file_unique_id: `u${id}`,
+        file_name: name,
+        mime_type: "text/plain",
+        file_size: size,
+      },
+    });
+    api.push({
+      message: privateMessage(
+        ALICE,
+        1,
+        "",
+        document("BQACAgIAAxkBAAIBl1", log.length, "app.log") as never,
+      ),
+    });
+    api.push({ message: privateMessage(ALICE, 2, "", document("big", 65, "big.log") as never) });
+    await until("both", () => received.length === 2);
+    expect(received[0]!.attachments).toEqual([
+      {
+        kind: "file",
+        mediaType: "text/plain",
+        name: "app.log",
+        size: log.length,
+        data: log.toString("base64"),
+      },
+    ]);
+    expect(received[1]!.attachments).toEqual([
+      { kind: "file", mediaType: "text/plain", name: "big.log", size: 65 },
+    ]);
+  });
+
   it("hands a PDF document over inline, and leaves one over inlineDocumentMaxBytes as a name", async () => {
     const { api, received } = await started(
       polling({ attachments: { inlineDocumentMaxBytes: 64 } }),

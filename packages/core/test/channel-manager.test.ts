@@ -268,6 +268,43 @@ describe("routing", () => {
     expect(JSON.stringify(record!.entry.message)).not.toContain("files.example/private");
   });
 
+  it("adds a text file delivered inline to the message, as chat.send does; binary under a text type is named", async () => {
+    const { platform, runtime } = await harness({ settings: { dmScope: "per-channel-peer" } });
+    const csv = Buffer.from("city,temp\nZürich,17\n");
+    await platform.inject(
+      dm("what is warmest?", "alice", {
+        attachments: [
+          {
+            kind: "file",
+            mediaType: "text/csv; charset=utf-8",
+            name: 'temps "today".csv',
+            data: csv.toString("base64"),
+          },
+          {
+            kind: "file",
+            mediaType: "text/plain",
+            name: "blob.txt",
+            data: Buffer.from([0x00, 0xff, 0x10]).toString("base64"),
+          },
+        ],
+      }),
+    );
+    await replyTo(platform, "what is warmest?");
+    const [record] = await runtime.session("agent:main:memory:direct:alice").history();
+    expect(record!.entry.message).toEqual({
+      role: "user",
+      content: [
+        {
+          type: "text",
+          text: [
+            "what is warmest?\n[file: blob.txt, text/plain]",
+            '<attachment name="temps _today_.csv" type="text/csv">\ncity,temp\nZürich,17\n\n</attachment>',
+          ].join("\n\n"),
+        },
+      ],
+    });
+  });
+
   it("refuses an attachment whose data is not base64 or whose privateUrl is not a boolean, as malformed", async () => {
     const { platform } = await harness();
     await expect(

@@ -1,6 +1,14 @@
 /** `detectMediaType` and `detectBase64MediaType`: a file's type by its first bytes. */
 import { describe, expect, it } from "vitest";
-import { detectBase64MediaType, detectMediaType, MODEL_IMAGE_TYPES } from "../src/index.js";
+import {
+  baseMediaType,
+  decodeTextFile,
+  detectBase64MediaType,
+  detectMediaType,
+  isTextMediaType,
+  MODEL_IMAGE_TYPES,
+  textAttachmentBlock,
+} from "../src/index.js";
 
 const bytes = (...parts: Array<string | number[]>): Uint8Array =>
   Buffer.concat(
@@ -44,5 +52,38 @@ describe("detectMediaType", () => {
       "image/png",
       "image/webp",
     ]);
+  });
+});
+
+describe("text files", () => {
+  it("knows text types, parameters and case aside", () => {
+    expect(baseMediaType(" Text/CSV ; charset=UTF-8")).toBe("text/csv");
+    for (const type of [
+      "text/plain",
+      "text/markdown; charset=utf-8",
+      "application/json",
+      "application/vnd.api+json",
+      "application/atom+xml",
+      "application/x-yaml",
+      "image/svg+xml",
+    ]) {
+      expect(isTextMediaType(type), type).toBe(true);
+    }
+    for (const type of ["application/pdf", "application/zip", "image/png", "audio/ogg", ""]) {
+      expect(isTextMediaType(type), type).toBe(false);
+    }
+  });
+
+  it("decodes UTF-8 without its byte-order mark, and refuses other bytes and NULs", () => {
+    expect(decodeTextFile(Buffer.from("\uFEFFZürich"))).toBe("Zürich");
+    expect(decodeTextFile(Buffer.from([0xc3, 0x28]))).toBeUndefined();
+    expect(decodeTextFile(Buffer.from("a\u0000b"))).toBeUndefined();
+    expect(decodeTextFile(Buffer.alloc(0))).toBe("");
+  });
+
+  it("quotes a text file as an attachment block a name cannot break out of", () => {
+    expect(textAttachmentBlock('a"b<c>\nd.txt', "text/plain", "hello")).toBe(
+      '<attachment name="a_b_c__d.txt" type="text/plain">\nhello\n</attachment>',
+    );
   });
 });

@@ -4,9 +4,12 @@
  * Shared by the Telegram, Slack and Discord channels.
  */
 import {
+  baseMediaType,
+  decodeTextFile,
   detectMediaType,
   type InboundAttachment,
   InvalidArgumentError,
+  isTextMediaType,
   MODEL_IMAGE_TYPES,
 } from "@beamclaw/core";
 
@@ -24,16 +27,25 @@ export interface InlineAttachmentOptions {
    * 0 turns document downloads off. Default 10 MiB.
    */
   inlineDocumentMaxBytes?: number;
+  /**
+   * Text files (`text/*`, JSON, YAML, XML, CSV, code: `isTextMediaType`) up to this many bytes
+   * are downloaded and handed over inline, so that the model reads them (a `ChannelManager`
+   * adds them to the message as `<attachment>` blocks); Discord turns a long message into such
+   * a file (`message.txt`). 0 turns text downloads off. Default 256 KiB.
+   */
+  inlineTextMaxBytes?: number;
 }
 
 /** The limits of {@link InlineAttachmentOptions}, checked, with defaults. */
 export interface InlineLimits {
   image: number;
   document: number;
+  text: number;
 }
 
 export const DEFAULT_INLINE_IMAGE_MAX_BYTES = 5 * 1024 * 1024;
 export const DEFAULT_INLINE_DOCUMENT_MAX_BYTES = 10 * 1024 * 1024;
+export const DEFAULT_INLINE_TEXT_MAX_BYTES = 256 * 1024;
 
 /**
  * Checks a channel's inline limits (non-negative integers) and fills in the defaults.
@@ -63,25 +75,33 @@ export function inlineLimits(
       "inlineDocumentMaxBytes",
       DEFAULT_INLINE_DOCUMENT_MAX_BYTES,
     ),
+    text: check(options?.inlineTextMaxBytes, "inlineTextMaxBytes", DEFAULT_INLINE_TEXT_MAX_BYTES),
   };
 }
 
 /**
  * How many bytes of this attachment a channel downloads at most: the image limit for an
- * image of a type models take, the document limit for a PDF, 0 (do not download) for
- * anything else (voice notes, videos, other files) or when its declared size is over the limit.
+ * image of a type models take, the document limit for a PDF, the text limit for a text file,
+ * 0 (do not download) for anything else (voice notes, videos, archives) or when its declared
+ * size is over the limit.
  */
 export function inlineLimitOf(
   attachment: Pick<InboundAttachment, "kind" | "mediaType" | "size">,
   limits: InlineLimits,
 ): number {
-  const type = attachment.mediaType?.toLowerCase();
+  const type = attachment.mediaType === undefined ? undefined : baseMediaType(attachment.mediaType);
   const limit =
-    type === "application/pdf"
-      ? limits.document
-      : attachment.kind === "image" && type !== undefined && MODEL_IMAGE_TYPES.has(type)
-        ? limits.image
-        : 0;
+    type === undefined
+      ? 0
+      : type === "application/pdf"
+        ? limits.document
+        : MODEL_IMAGE_TYPES.has(type)
+          ? attachment.kind === "image"
+            ? limits.image
+            : 0
+          : attachment.kind === "file" && isTextMediaType(type)
+            ? limits.text
+            : 0;
   return (attachment.size ?? 0) > limit ? 0 : limit;
 }
 
@@ -175,14 +195,26 @@ export async function downloadFile(
 
 /**
  * The attachment with its downloaded bytes inline, once they are checked: they must be a
- * PDF when it claims one, and an image of a type models take when it claims an image (the
- * type is then taken from the bytes: a JPEG named `image/png` is a JPEG). Throws
+ * PDF when it claims one, an image of a type models take when it claims an image (the type
+ * is then taken from the bytes: a JPEG named `image/png` is a JPEG), and UTF-8 text without
+ * NUL bytes when it claims a text type. Throws
  * {@link FileDownloadError} when they are not (an HTML login page served in place of the
  * file, say).
  */
 export function withInlineData(attachment: InboundAttachment, data: Buffer): InboundAttachment {
+  const claimed = attachment.mediaType === undefined ? "" : baseMediaType(attachment.mediaType);
+  if (
+    claimed !== "application/pdf" &&
+    !MODEL_IMAGE_TYPES.has(claimed) &&
+    isTextMediaType(claimed)
+  ) {
+    if (decodeTextFile(data) === undefined) {
+      throw new FileDownloadError("the downloaded content is not UTF-8 text");
+    }
+    return { ...attachment, data: data.toString("base64"), size: data.length };
+  }
   const detected = detectMediaType(data);
-  const pdf = attachment.mediaType?.toLowerCase() === "application/pdf";
+  const pdf = claimed === "application/pdf";
   const fits = pdf
     ? detected === "application/pdf"
     : detected !== undefined && MODEL_IMAGE_TYPES.has(detected);

@@ -837,7 +837,9 @@ export class SlackChannel implements ChannelPlugin {
       if (downloaded === undefined) {
         throw new FileDownloadError(`the file is larger than ${limit} bytes`);
       }
-      if (isHtml(downloaded.contentType, downloaded.data)) {
+      // (An HTML file someone shared is HTML too: only a file of another type gives it away.)
+      const claimsHtml = attachment.mediaType?.toLowerCase().startsWith("text/html") === true;
+      if (!claimsHtml && isHtml(downloaded.contentType, downloaded.data)) {
         throw new FileDownloadError(
           "Slack answered with an HTML page (its sign-in page) instead of the file: add the files:read scope to the app and reinstall it",
         );

@@ -13,7 +13,14 @@ import {
   PairingCodeError,
 } from "../errors.js";
 import { sleep } from "../providers/backoff.js";
-import { detectBase64MediaType, MODEL_IMAGE_TYPES } from "../providers/media.js";
+import {
+  baseMediaType,
+  decodeTextFile,
+  detectBase64MediaType,
+  isTextMediaType,
+  MODEL_IMAGE_TYPES,
+  textAttachmentBlock,
+} from "../providers/media.js";
 import type { JsonValue } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
 import type { RunHandle } from "../sessions/run-handle.js";
@@ -1015,12 +1022,15 @@ export class ChannelManager {
     }
     const images: NonNullable<UserMessageInput["images"]> = [];
     const files: NonNullable<UserMessageInput["files"]> = [];
+    /** Text files, appended to the text after a blank line each. */
+    const blocks: string[] = [];
     for (const message of messages) {
       if (message.text.length > 0) lines.push(message.text);
       for (const a of message.attachments) {
         const media = forModel(a);
         if (media?.type === "image") images.push(media.part);
         else if (media?.type === "file") files.push(media.part);
+        else if (media?.type === "text") blocks.push(media.block);
         else {
           const what = [a.name, a.mediaType].filter(Boolean).join(", ");
           const url = a.url !== undefined && a.privateUrl !== true ? ` ${a.url}` : "";
@@ -1028,7 +1038,7 @@ export class ChannelManager {
         }
       }
     }
-    let text = lines.join("\n");
+    let text = [lines.join("\n"), ...blocks].filter((part) => part.length > 0).join("\n\n");
     // In a group the agent must know who speaks.
     if (last.chatType === "group") text = `${last.peer.name ?? last.peer.id}: ${text}`;
     const input: UserMessageInput = { text, sender: `${channel.link.plugin.id}:${last.peer.id}` };
@@ -1766,19 +1776,27 @@ function newLink(entry: ChannelEntry): ChannelLink {
 
 type ModelMedia =
   | { type: "image"; part: NonNullable<UserMessageInput["images"]>[number] }
-  | { type: "file"; part: NonNullable<UserMessageInput["files"]>[number] };
+  | { type: "file"; part: NonNullable<UserMessageInput["files"]>[number] }
+  | { type: "text"; block: string };
 
 /**
  * What of an attachment the model can be given: an image (PNG, JPEG, GIF, WebP) or a PDF
- * delivered inline, whose bytes are what they claim (the type is taken from the bytes), or an
- * image of such a type at a URL anyone can fetch. `undefined` for anything else, which the
- * message names instead: a vendor refuses a request with a file it cannot read, and the
- * conversation would keep failing with it.
+ * delivered inline, whose bytes are what they claim (the type is taken from the bytes), a
+ * text file delivered inline (a text type, UTF-8: added to the message as an `<attachment>`
+ * block, as the gateway's `chat.send` does), or an image of such a type at a URL anyone can
+ * fetch. `undefined` for anything else, which the message names instead: a vendor refuses a
+ * request with a file it cannot read, and the conversation would keep failing with it.
  */
 function forModel(a: InboundAttachment): ModelMedia | undefined {
   if (a.data !== undefined) {
     const detected = detectBase64MediaType(a.data);
-    if (detected === undefined) return undefined;
+    if (detected === undefined) {
+      if (a.mediaType === undefined || !isTextMediaType(a.mediaType)) return undefined;
+      const text = decodeTextFile(Buffer.from(a.data, "base64"));
+      if (text === undefined) return undefined;
+      const type = baseMediaType(a.mediaType);
+      return { type: "text", block: textAttachmentBlock(a.name ?? "attachment", type, text) };
+    }
     if (MODEL_IMAGE_TYPES.has(detected)) {
       return { type: "image", part: { mediaType: detected, data: a.data } };
     }

@@ -11,6 +11,14 @@ export {
 } from "./chain.js";
 export type { CircuitBreakerOptions, CircuitState } from "./circuit-breaker.js";
 export { computeCost } from "./cost.js";
-export { detectBase64MediaType, detectMediaType, MODEL_IMAGE_TYPES } from "./media.js";
+export {
+  baseMediaType,
+  decodeTextFile,
+  detectBase64MediaType,
+  detectMediaType,
+  isTextMediaType,
+  MODEL_IMAGE_TYPES,
+  textAttachmentBlock,
+} from "./media.js";
 export { estimateRequestTokens, type RateLimits } from "./rate-limiter.js";
 export type * from "./types.js";

@@ -68,3 +68,75 @@ export function detectBase64MediaType(base64: string): string | undefined {
   if (!BASE64.test(head)) return undefined;
   return detectMediaType(Buffer.from(head, "base64"));
 }
+
+/** Types outside `text/*` whose files are text a model reads as it is. */
+const TEXT_TYPES: ReadonlySet<string> = new Set([
+  "application/json",
+  "application/ld+json",
+  "application/x-ndjson",
+  "application/xml",
+  "application/yaml",
+  "application/x-yaml",
+  "application/toml",
+  "application/javascript",
+  "application/typescript",
+  "application/x-sh",
+  "application/sql",
+  "application/csv",
+  "application/x-httpd-php",
+  "image/svg+xml",
+]);
+
+/**
+ * The media type without its parameters, lower-cased: `Text/Plain; charset=utf-8` is
+ * `text/plain`.
+ */
+export function baseMediaType(mediaType: string): string {
+  return mediaType.split(";")[0]!.trim().toLowerCase();
+}
+
+/**
+ * Whether files of this media type are text a model can read as it is: `text/*`, JSON,
+ * YAML, XML, TOML, CSV, SQL, scripts and code, SVG, `+json` and `+xml` types. Parameters
+ * (`; charset=utf-8`) are ignored.
+ *
+ * @example
+ * ```ts
+ * isTextMediaType("text/csv; charset=utf-8"); // true
+ * isTextMediaType("application/zip"); // false
+ * ```
+ */
+export function isTextMediaType(mediaType: string): boolean {
+  const type = baseMediaType(mediaType);
+  return (
+    type.startsWith("text/") ||
+    TEXT_TYPES.has(type) ||
+    type.endsWith("+json") ||
+    type.endsWith("+xml")
+  );
+}
+
+/**
+ * A text file's content: its bytes as UTF-8 (a byte-order mark dropped), or `undefined` when
+ * they are not UTF-8 or hold a NUL byte (a binary file under a text type).
+ */
+export function decodeTextFile(bytes: Uint8Array): string | undefined {
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+  return text.includes("\u0000") ? undefined : text;
+}
+
+/**
+ * A text file as a block of a user message, the form both the gateway's `chat.send` and a
+ * `ChannelManager` give the model:
+ * `<attachment name="notes.md" type="text/markdown">` ... `</attachment>` (quotes, angle
+ * brackets and line breaks in the name and type become `_`).
+ */
+export function textAttachmentBlock(name: string, mediaType: string, text: string): string {
+  const quote = (v: string) => v.replace(/[<>"&\r\n]/g, "_");
+  return `<attachment name="${quote(name)}" type="${quote(mediaType)}">\n${text}\n</attachment>`;
+}

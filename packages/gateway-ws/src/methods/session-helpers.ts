@@ -1,8 +1,10 @@
 /** What the session, chat and agent methods share: rows, history, and sending a message. */
 import { randomUUID } from "node:crypto";
 import {
+  decodeTextFile,
   detectMediaType,
   isBeamClawError,
+  isTextMediaType,
   type JsonObject,
   MAX_RUN_TIMEOUT_MS,
   MODEL_IMAGE_TYPES,
@@ -13,6 +15,7 @@ import {
   type RunResult,
   type SessionRecord,
   type ThinkingLevel,
+  textAttachmentBlock,
   type UserMessageInput,
 } from "@beamclaw/core";
 import { type ChatMessage, toChatMessages } from "../chat-format.js";
@@ -307,24 +310,6 @@ const MAX_IMAGE_ATTACHMENT_BYTES = 5 * 1024 * 1024;
 /** Attachments one message may carry. */
 const MAX_ATTACHMENTS = 16;
 
-/** Image types every provider takes, with the bytes their files start with. */
-const TEXT_TYPES = new Set([
-  "application/json",
-  "application/ld+json",
-  "application/x-ndjson",
-  "application/xml",
-  "application/yaml",
-  "application/x-yaml",
-  "application/toml",
-  "application/javascript",
-  "application/typescript",
-  "application/x-sh",
-  "application/sql",
-  "application/csv",
-  "application/x-httpd-php",
-  "image/svg+xml",
-]);
-
 const EXTENSION_TYPES: Record<string, string> = {
   txt: "text/plain",
   md: "text/markdown",
@@ -355,15 +340,6 @@ const EXTENSION_TYPES: Record<string, string> = {
   ogg: "audio/ogg",
   m4a: "audio/mp4",
 };
-
-function isTextType(mimeType: string): boolean {
-  return (
-    mimeType.startsWith("text/") ||
-    TEXT_TYPES.has(mimeType) ||
-    mimeType.endsWith("+json") ||
-    mimeType.endsWith("+xml")
-  );
-}
 
 function attachmentError(
   index: number,
@@ -499,29 +475,20 @@ export function parseAttachments(
       });
       return;
     }
-    if (!isTextType(mimeType)) {
+    if (!isTextMediaType(mimeType)) {
       const why = mimeType.startsWith("audio/")
         ? "audio needs transcription, which this gateway does not do"
         : `files of type ${mimeType} cannot be given to the model (text files, PDFs and images can)`;
       throw attachmentError(index, "UNSUPPORTED_ATTACHMENT", why, { mimeType });
     }
-    let text: string;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(data);
-    } catch {
+    const text = decodeTextFile(data);
+    if (text === undefined) {
       throw attachmentError(
         index,
         "ATTACHMENT_INVALID",
-        `content of a ${mimeType} file is not UTF-8`,
-        {
-          mimeType,
-        },
+        `content of a ${mimeType} file is not UTF-8 text (or holds a null byte)`,
+        { mimeType },
       );
-    }
-    if (text.includes("\u0000")) {
-      throw attachmentError(index, "ATTACHMENT_INVALID", "text files must not contain null bytes", {
-        mimeType,
-      });
     }
     parsed.files.push({ name: fileName ?? `attachment-${index + 1}`, mimeType, text });
   });
@@ -531,11 +498,7 @@ export function parseAttachments(
 /** The message with its text files appended, each in an `<attachment>` block. */
 export function messageWithFiles(message: string, files: ParsedAttachments["files"]): string {
   if (files.length === 0) return message;
-  const quote = (v: string) => v.replace(/[<>"&\r\n]/g, "_");
-  const blocks = files.map(
-    (f) =>
-      `<attachment name="${quote(f.name)}" type="${quote(f.mimeType)}">\n${f.text}\n</attachment>`,
-  );
+  const blocks = files.map((f) => textAttachmentBlock(f.name, f.mimeType, f.text));
   return [message, ...blocks].filter((part) => part.length > 0).join("\n\n");
 }
 
