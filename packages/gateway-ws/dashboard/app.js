@@ -507,6 +507,8 @@ const state = {
   pendingStream: null,
   /** @type {string | null} run id of the run this tab is following in the selected session */
   activeRunId: null,
+  /** A `sessions.rewind` of this tab is under way (Regenerate, Edit last message). */
+  rewinding: false,
   /** Runs started by this tab (their user message is already on screen). */
   ownRuns: new Set(),
   /** @type {Map<string, { el: HTMLElement, note: HTMLElement }>} tool-call lines by toolCallId */
@@ -725,6 +727,15 @@ function onSessionsChanged(payload) {
   }
   reloadSoon("sessions", loadSessions);
   reloadSoon("usage", loadUsage, 1000);
+  // Another tab (or client) rewrote the history this tab shows.
+  const reason = str(p.reason);
+  if (
+    key === state.selected &&
+    (reason === "rewound" || reason === "reset" || reason === "compacted") &&
+    !state.rewinding
+  ) {
+    reloadSoon("history", () => loadHistory(true));
+  }
 }
 
 function setLive(sessionKey, liveState, runId) {
@@ -1186,8 +1197,52 @@ function showChatError(text) {
 
 function updateAbortButton() {
   const busy = state.pendingStream !== null || state.activeRunId !== null;
-  /** @type {HTMLButtonElement} */ ($("chat-abort")).disabled =
-    !busy || state.client?.connected !== true;
+  const online = state.client?.connected === true;
+  /** @type {HTMLButtonElement} */ ($("chat-abort")).disabled = !busy || !online;
+  // Taking the last message back needs the session at rest (the gateway says SESSION_BUSY).
+  for (const id of ["chat-regenerate", "chat-edit-last"]) {
+    /** @type {HTMLButtonElement} */ ($(id)).disabled =
+      busy || !online || state.selected === "" || state.rewinding;
+  }
+}
+
+/**
+ * Takes the session's last exchange back (`sessions.rewind`): the question and its answer
+ * leave the history. `regenerate` sends the question again at once; `edit` puts it in the
+ * message box to be changed and sent.
+ * @param {"regenerate" | "edit"} mode
+ */
+async function rewindLast(mode) {
+  const client = state.client;
+  const sessionKey = state.selected;
+  if (!client || sessionKey === "" || state.rewinding) return;
+  showChatError("");
+  state.rewinding = true;
+  updateAbortButton();
+  setRunState(mode === "regenerate" ? "Regenerating…" : "Taking the last message back…");
+  let res;
+  try {
+    res = await client.request("sessions.rewind", { key: sessionKey });
+  } catch (error) {
+    state.rewinding = false;
+    updateAbortButton();
+    setRunState("");
+    showChatError(
+      `Could not ${mode === "regenerate" ? "regenerate" : "take the message back"}: ${error.message}`,
+    );
+    return;
+  }
+  state.rewinding = false;
+  const inputs = isRecord(res) && Array.isArray(res.inputs) ? res.inputs : [];
+  const text = isRecord(inputs[0]) ? str(inputs[0].text) : "";
+  setRunState(inputs.length === 0 ? "Nothing to take back." : "");
+  await loadHistory(false);
+  updateAbortButton();
+  if (state.selected !== sessionKey || inputs.length === 0) return;
+  const input = /** @type {HTMLTextAreaElement} */ ($("chat-input"));
+  input.value = text;
+  if (mode === "regenerate" && text.trim() !== "") await sendMessage();
+  else input.focus();
 }
 
 async function sendMessage() {
@@ -1653,6 +1708,8 @@ function init() {
     }
   });
   $("chat-abort").addEventListener("click", () => void abortRun());
+  $("chat-regenerate").addEventListener("click", () => void rewindLast("regenerate"));
+  $("chat-edit-last").addEventListener("click", () => void rewindLast("edit"));
 
   $("new-session-form").addEventListener("submit", (event) => {
     event.preventDefault();

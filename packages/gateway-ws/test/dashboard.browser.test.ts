@@ -13,6 +13,7 @@ import {
   type DashboardGateway,
   DEPLOY_INPUT,
   ENDLESS_START,
+  REWIND_ANSWERS,
   startDashboardGateway,
   TOKEN,
 } from "./browser/fixture.js";
@@ -165,6 +166,49 @@ describe("dashboard in a real Chromium", () => {
     const session = page.locator('#sessions-list li[data-session-key="agent:main:second"]');
     await session.locator('[data-status="aborted"]').waitFor();
     expect(await stop.isDisabled()).toBe(true);
+    expect(record.errors).toEqual([]);
+  });
+
+  it("Regenerate asks the last question again; Edit last message takes it back into the message box", async () => {
+    const record = await open();
+    const { page } = record;
+    await logIn(record, TOKEN);
+    await page.locator('#connection[data-state="connected"]').waitFor();
+    await page.getByLabel("New session key").fill("agent:main:rewind");
+    await page.getByRole("button", { name: "Open" }).click();
+    const log = page.getByRole("log", { name: "Conversation" });
+    const bubbles = () => log.locator("article .bubble-body").allTextContents();
+
+    await page.getByLabel("Message").fill("What is the capital of France?");
+    await page.getByRole("button", { name: "Send" }).click();
+    await log.locator(".bubble-body", { hasText: REWIND_ANSWERS[0] }).waitFor();
+    await page.locator("#chat-regenerate:not([disabled])").waitFor();
+
+    await page.getByRole("button", { name: "Regenerate" }).click();
+    await log.locator(".bubble-body", { hasText: REWIND_ANSWERS[1] }).waitFor();
+    await page.locator("#chat-regenerate:not([disabled])").waitFor();
+    // The first answer left the conversation; the question is asked once.
+    expect(await bubbles()).toEqual(["What is the capital of France?", REWIND_ANSWERS[1]]);
+
+    await page.getByRole("button", { name: "Edit last message" }).click();
+    const input = page.getByLabel("Message");
+    await expect.poll(() => input.inputValue()).toBe("What is the capital of France?");
+    await log.locator("article").first().waitFor({ state: "detached" });
+    expect(await bubbles()).toEqual([]);
+    await input.fill("What is the capital of Germany?");
+    await page.getByRole("button", { name: "Send" }).click();
+    await log.locator(".bubble-body", { hasText: REWIND_ANSWERS[2] }).waitFor();
+    expect(await bubbles()).toEqual(["What is the capital of Germany?", REWIND_ANSWERS[2]]);
+
+    // The model saw only the edited conversation.
+    const last = gw.provider.requests.at(-1)!;
+    expect(JSON.stringify(last.messages)).toContain("Germany");
+    expect(JSON.stringify(last.messages)).not.toContain("France");
+    // And so does the history, after a reload.
+    await page.reload();
+    await page.locator('#connection[data-state="connected"]').waitFor();
+    await log.locator(".bubble-body", { hasText: REWIND_ANSWERS[2] }).waitFor();
+    expect(await bubbles()).toEqual(["What is the capital of Germany?", REWIND_ANSWERS[2]]);
     expect(record.errors).toEqual([]);
   });
 

@@ -65,6 +65,13 @@ function cronBackend(runs: Array<{ id: string; mode: string }>): GatewayCronBack
 /** The start of the third answer, which never finishes on its own (the test stops it). */
 export const ENDLESS_START = "Let me think about that";
 
+/** The answers of the Regenerate / Edit last message test, in order. */
+export const REWIND_ANSWERS = [
+  "Paris is the capital.",
+  "The capital of France is Paris.",
+  "Berlin is the capital.",
+] as const;
+
 /** The streamed answer, chunk by chunk, and the whole of it. */
 export const ANSWER_CHUNKS = ["Deployed ", "to staging ", "in 42 s."] as const;
 export const ANSWER = ANSWER_CHUNKS.join("");
@@ -126,6 +133,8 @@ export async function startDashboardGateway(): Promise<DashboardGateway> {
         { type: "finish", reason: "stop" },
       ],
     },
+    // Regenerate and edit: an answer, the same question answered again, an edited one.
+    ...REWIND_ANSWERS.map((text) => ({ text })),
   ]);
   const store = new MemoryStore();
   await store.open();
