@@ -188,6 +188,19 @@ describe("withInlineData", () => {
     ).toThrow(/not UTF-8 text/);
   });
 
+  it("inlines audio as it is (a transcriber reads many formats), but not nothing", () => {
+    const ogg = Buffer.from("OggS voice");
+    expect(withInlineData({ kind: "audio", mediaType: "audio/ogg" }, ogg)).toEqual({
+      kind: "audio",
+      mediaType: "audio/ogg",
+      data: ogg.toString("base64"),
+      size: ogg.length,
+    });
+    expect(() =>
+      withInlineData({ kind: "audio", mediaType: "audio/ogg" }, Buffer.alloc(0)),
+    ).toThrow(/empty/);
+  });
+
   it("refuses bytes that are not what the attachment claims", () => {
     const html = Buffer.from("<!DOCTYPE html><title>Sign in</title>");
     expect(() => withInlineData({ kind: "image", mediaType: "image/png" }, html)).toThrow(
@@ -205,6 +218,7 @@ describe("inline limits", () => {
       image: DEFAULT_INLINE_IMAGE_MAX_BYTES,
       document: DEFAULT_INLINE_DOCUMENT_MAX_BYTES,
       text: DEFAULT_INLINE_TEXT_MAX_BYTES,
+      audio: 0,
     });
     expect(DEFAULT_INLINE_TEXT_MAX_BYTES).toBe(256 * 1024);
     expect(inlineLimits({ inlineImageMaxBytes: 0 }, "attachments").image).toBe(0);
@@ -216,7 +230,7 @@ describe("inline limits", () => {
   });
 
   it("downloads images of types models take and PDFs, within their declared size", () => {
-    const limits = { image: 100, document: 1000, text: 50 };
+    const limits = { image: 100, document: 1000, text: 50, audio: 0 };
     expect(inlineLimitOf({ kind: "image", mediaType: "image/PNG" }, limits)).toBe(100);
     expect(inlineLimitOf({ kind: "image", mediaType: "image/png", size: 101 }, limits)).toBe(0);
     expect(inlineLimitOf({ kind: "image", mediaType: "image/heic" }, limits)).toBe(0);
@@ -234,6 +248,11 @@ describe("inline limits", () => {
       50,
     );
     expect(inlineLimitOf({ kind: "file", mediaType: "text/csv", size: 51 }, limits)).toBe(0);
+    // Audio only when asked for (for a transcriber).
+    expect(inlineLimitOf({ kind: "audio", mediaType: "audio/ogg" }, limits)).toBe(0);
+    expect(inlineLimitOf({ kind: "audio", mediaType: "audio/ogg" }, { ...limits, audio: 70 })).toBe(
+      70,
+    );
     // An image type sent as a file is not downloaded as text, nor as an image.
     expect(inlineLimitOf({ kind: "file", mediaType: "image/png" }, limits)).toBe(0);
   });

@@ -494,6 +494,64 @@ describe("inbound mapping (Telegram's documented Update payloads)", () => {
 });
 
 describe("through a ChannelManager", () => {
+  it("has a voice note transcribed when it downloads audio (inlineAudioMaxBytes) for a manager with a transcriber", async () => {
+    const api = new FakeTelegram();
+    cleanups.push(async () => api.close());
+    const store = new MemoryStore();
+    await store.open();
+    const provider = createScriptedProvider({ id: "s", responses: [{ text: "Will do." }] });
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({ providers: [provider] }),
+      agents: [{ id: "main", model: "s/m" }],
+    });
+    await runtime.start();
+    const heard: Array<{ bytes: Buffer; mediaType: string }> = [];
+    const manager = new ChannelManager({
+      runtime,
+      channels: [
+        {
+          plugin: polling({ attachments: { inlineAudioMaxBytes: 1024 * 1024 } })(api),
+          dmPolicy: "open",
+        },
+      ],
+      transcriber: {
+        id: "test-stt",
+        async transcribe(input) {
+          heard.push({ bytes: Buffer.from(input.data), mediaType: input.mediaType });
+          return { text: "Remind me to water the plants." };
+        },
+      },
+    });
+    await manager.start();
+    cleanups.push(async () => {
+      await manager.stop();
+      await runtime.stop();
+      await store.close();
+    });
+    const ogg = Buffer.concat([Buffer.from("OggS"), Buffer.alloc(40, 3)]);
+    api.addFile("AwACAgIAAxkBAAIBv1", ogg, "voice/file_3.oga");
+    api.push({
+      message: privateMessage(ALICE, 1, "", {
+        voice: {
+          file_id: "AwACAgIAAxkBAAIBv1",
+          file_unique_id: "uv1",
+          duration: 2,
+          mime_type: "audio/ogg",
+          file_size: ogg.length,
+        },
+      } as never),
+    });
+    await until("the answer", () => provider.requests.length === 1);
+    expect(heard).toEqual([{ bytes: ogg, mediaType: "audio/ogg" }]);
+    expect(provider.requests[0]!.messages.at(-1)).toEqual({
+      role: "user",
+      content: [
+        { type: "text", text: "[audio: audio/ogg, transcribed]\nRemind me to water the plants." },
+      ],
+    });
+  });
+
   it("hands voice notes, videos and files over the limits to the session described, not dropped", async () => {
     const api = new FakeTelegram();
     cleanups.push(async () => api.close());

@@ -29,6 +29,7 @@ import {
   PAIRING_CODE_ALPHABET,
   subscribeTelemetry,
   type TelemetryEvents,
+  type Transcriber,
 } from "../src/index.js";
 import {
   createEchoProvider,
@@ -303,6 +304,91 @@ describe("routing", () => {
         },
       ],
     });
+  });
+
+  it("transcribes a voice note with the transcriber given; a failed or slow one leaves it named", async () => {
+    const heard: Array<{ bytes: string; mediaType: string; filename?: string }> = [];
+    const warnings: string[] = [];
+    const transcriber: Transcriber = {
+      id: "test-stt",
+      async transcribe(input, options) {
+        const bytes = Buffer.from(input.data).toString();
+        heard.push({
+          bytes,
+          mediaType: input.mediaType,
+          ...(input.filename === undefined ? {} : { filename: input.filename }),
+        });
+        if (bytes === "broken") throw new Error("the vendor refused the file");
+        if (bytes === "slow") {
+          await new Promise((_, reject) =>
+            options?.signal?.addEventListener("abort", () => reject(options.signal?.reason)),
+          );
+        }
+        return { text: bytes === "silence" ? "  " : `  you said ${bytes}  ` };
+      },
+    };
+    const { platform, runtime } = await harness({
+      settings: { dmScope: "per-channel-peer" },
+      manager: {
+        transcriber,
+        transcribeTimeoutMs: 100,
+        logger: {
+          debug() {},
+          info() {},
+          warn: (message) => warnings.push(message),
+          error() {},
+        },
+      },
+    });
+    const voice = (text: string, name?: string) => ({
+      kind: "audio" as const,
+      mediaType: "audio/ogg",
+      data: Buffer.from(text).toString("base64"),
+      ...(name === undefined ? {} : { name }),
+    });
+    await platform.inject(
+      dm("", "alice", {
+        attachments: [
+          voice("hello", "voice.ogg"),
+          voice("silence"),
+          voice("broken", "b.ogg"),
+          voice("slow", "s.ogg"),
+          // Described only: nothing to transcribe.
+          { kind: "audio", mediaType: "audio/mpeg", name: "song.mp3", size: 9_000_000 },
+        ],
+      }),
+    );
+    await replyTo(platform, "you said hello");
+    const [record] = await runtime.session("agent:main:memory:direct:alice").history();
+    expect(record!.entry.message).toEqual({
+      role: "user",
+      content: [
+        {
+          type: "text",
+          text: [
+            "[audio: voice.ogg, transcribed]",
+            "you said hello",
+            "[audio: audio/ogg, no speech heard]",
+            "[audio: b.ogg, audio/ogg]",
+            "[audio: s.ogg, audio/ogg]",
+            "[audio: song.mp3, audio/mpeg]",
+          ].join("\n"),
+        },
+      ],
+    });
+    expect(heard.map((h) => h.bytes)).toEqual(["hello", "silence", "broken", "slow"]);
+    expect(heard[0]).toEqual({ bytes: "hello", mediaType: "audio/ogg", filename: "voice.ogg" });
+    expect(warnings.filter((w) => w.includes("could not be transcribed"))).toHaveLength(2);
+  });
+
+  it("refuses a transcriber that is not one, and a bad transcribeTimeoutMs", async () => {
+    const { runtime } = await harness({ idle: true });
+    expect(
+      () => new ChannelManager({ runtime, channels: [], transcriber: {} as Transcriber }),
+    ).toThrow(InvalidArgumentError);
+    expect(() => new ChannelManager({ runtime, channels: [], transcribeTimeoutMs: 0 })).toThrow(
+      InvalidArgumentError,
+    );
   });
 
   it("refuses an attachment whose data is not base64 or whose privateUrl is not a boolean, as malformed", async () => {

@@ -95,6 +95,13 @@ export interface HttpClient {
   ): Promise<StreamResponse>;
   /** GETs a JSON document. */
   getJson(path: string, context: CallContext, call?: ModelCallOptions): Promise<unknown>;
+  /** POSTs `form` as `multipart/form-data` (a file upload) and returns the JSON answer. */
+  postForm(
+    path: string,
+    form: FormData,
+    context: CallContext,
+    call?: ModelCallOptions,
+  ): Promise<unknown>;
 }
 
 /** Validates a time limit option: a positive number of ms, or `Infinity` for none. */
@@ -290,7 +297,7 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
     path: string,
     context: CallContext,
     call: ModelCallOptions,
-    json: JsonObject | undefined,
+    json: JsonObject | FormData | undefined,
     read: (response: Response, cancellation: RequestCancellation) => Promise<T>,
     keep = false,
   ): Promise<T> {
@@ -304,7 +311,7 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
         response = await cancellation.waitFor(
           api(path, {
             method,
-            ...(json === undefined ? {} : { json }),
+            ...(json === undefined ? {} : json instanceof FormData ? { body: json } : { json }),
             ...(call.headers === undefined ? {} : { headers: call.headers }),
             // Looked up per call, so a fetch patched after the provider was created (an HTTP
             // mock, an instrumentation library) is the one used.
@@ -329,6 +336,22 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
     } finally {
       if (!kept) cancellation.release();
     }
+  }
+
+  /** Reads a 2xx answer as JSON (`malformed_stream` when it is not). */
+  function readJson(context: CallContext, call: ModelCallOptions) {
+    return async (response: Response, cancellation: RequestCancellation): Promise<unknown> => {
+      const text = await cancellation.readText(response);
+      if (cancellation.cancelled) throw cancelledError(context, call.signal);
+      try {
+        return JSON.parse(text) as unknown;
+      } catch (error) {
+        throw providerError("malformed_stream", "the response is not valid JSON", context, {
+          cause: error,
+          responseBody: text,
+        });
+      }
+    };
   }
 
   return {
@@ -362,18 +385,10 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
       );
     },
     getJson(path, context, call = {}) {
-      return request("get", path, context, call, undefined, async (response, cancellation) => {
-        const text = await cancellation.readText(response);
-        if (cancellation.cancelled) throw cancelledError(context, call.signal);
-        try {
-          return JSON.parse(text) as unknown;
-        } catch (error) {
-          throw providerError("malformed_stream", "the response is not valid JSON", context, {
-            cause: error,
-            responseBody: text,
-          });
-        }
-      });
+      return request("get", path, context, call, undefined, readJson(context, call));
+    },
+    postForm(path, form, context, call = {}) {
+      return request("post", path, context, call, form, readJson(context, call));
     },
   };
 }

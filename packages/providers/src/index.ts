@@ -34,3 +34,7 @@ export {
   createOpenAICompatibleProvider,
   type OpenAICompatibleProviderOptions,
 } from "./openai-compatible.js";
+export {
+  createOpenAITranscriber,
+  type OpenAITranscriberOptions,
+} from "./openai-transcription.js";

@@ -34,6 +34,13 @@ export interface InlineAttachmentOptions {
    * a file (`message.txt`). 0 turns text downloads off. Default 256 KiB.
    */
   inlineTextMaxBytes?: number;
+  /**
+   * Audio (voice notes, recordings) up to this many bytes is downloaded and handed over
+   * inline, for a `ChannelManager` with a `transcriber` to turn into text. Default 0 (off:
+   * without a transcriber the model cannot use audio); 20 MiB takes every Telegram voice note
+   * (the Bot API serves files up to 20 MB) and stays under OpenAI's 25 MB upload limit.
+   */
+  inlineAudioMaxBytes?: number;
 }
 
 /** The limits of {@link InlineAttachmentOptions}, checked, with defaults. */
@@ -41,6 +48,7 @@ export interface InlineLimits {
   image: number;
   document: number;
   text: number;
+  audio: number;
 }
 
 export const DEFAULT_INLINE_IMAGE_MAX_BYTES = 5 * 1024 * 1024;
@@ -76,6 +84,7 @@ export function inlineLimits(
       DEFAULT_INLINE_DOCUMENT_MAX_BYTES,
     ),
     text: check(options?.inlineTextMaxBytes, "inlineTextMaxBytes", DEFAULT_INLINE_TEXT_MAX_BYTES),
+    audio: check(options?.inlineAudioMaxBytes, "inlineAudioMaxBytes", 0),
   };
 }
 
@@ -89,20 +98,22 @@ export function inlineLimitOf(
   attachment: Pick<InboundAttachment, "kind" | "mediaType" | "size">,
   limits: InlineLimits,
 ): number {
-  const type = attachment.mediaType === undefined ? undefined : baseMediaType(attachment.mediaType);
-  const limit =
-    type === undefined
-      ? 0
-      : type === "application/pdf"
-        ? limits.document
-        : MODEL_IMAGE_TYPES.has(type)
-          ? attachment.kind === "image"
-            ? limits.image
-            : 0
-          : attachment.kind === "file" && isTextMediaType(type)
-            ? limits.text
-            : 0;
+  const limit = kindLimit(attachment, limits);
   return (attachment.size ?? 0) > limit ? 0 : limit;
+}
+
+/** The limit for an attachment's kind and type, whatever its size. */
+function kindLimit(
+  attachment: Pick<InboundAttachment, "kind" | "mediaType">,
+  limits: InlineLimits,
+): number {
+  if (attachment.mediaType === undefined) return 0;
+  const type = baseMediaType(attachment.mediaType);
+  if (type === "application/pdf") return limits.document;
+  if (MODEL_IMAGE_TYPES.has(type)) return attachment.kind === "image" ? limits.image : 0;
+  if (attachment.kind === "audio") return limits.audio;
+  if (attachment.kind === "file" && isTextMediaType(type)) return limits.text;
+  return 0;
 }
 
 /** A download that did not succeed: the status or the reason, never the URL (it may hold a token). */
@@ -211,6 +222,11 @@ export function withInlineData(attachment: InboundAttachment, data: Buffer): Inb
     if (decodeTextFile(data) === undefined) {
       throw new FileDownloadError("the downloaded content is not UTF-8 text");
     }
+    return { ...attachment, data: data.toString("base64"), size: data.length };
+  }
+  if (attachment.kind === "audio") {
+    // Audio is for a transcriber, which reads many formats; there is no signature to check.
+    if (data.length === 0) throw new FileDownloadError("the downloaded audio is empty");
     return { ...attachment, data: data.toString("base64"), size: data.length };
   }
   const detected = detectMediaType(data);

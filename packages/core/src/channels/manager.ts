@@ -21,7 +21,7 @@ import {
   MODEL_IMAGE_TYPES,
   textAttachmentBlock,
 } from "../providers/media.js";
-import type { JsonValue } from "../providers/types.js";
+import type { JsonValue, Transcriber } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
@@ -142,6 +142,16 @@ export interface ChannelManagerOptions {
   pairing?: { ttlMs?: number; maxPending?: number };
   /** How long `start()` waits for each channel's first connection attempt. Default 30 000. */
   startTimeoutMs?: number;
+  /**
+   * Transcribes voice notes and other audio the channels deliver inline (`data`; Telegram,
+   * Slack and Discord download audio up to their `inlineAudioMaxBytes`), so that the agent
+   * reads what was said: the message gets `[audio: <name>, transcribed]` and the words. A
+   * transcription that fails or takes longer than `transcribeTimeoutMs` leaves the audio
+   * named, with a warning. Default: none (audio is named only).
+   */
+  transcriber?: Transcriber;
+  /** Time limit of one transcription, ms. Default 60 000. */
+  transcribeTimeoutMs?: number;
   now?: () => number;
   random?: () => number;
 }
@@ -370,6 +380,10 @@ export class ChannelManager {
   readonly #random: () => number;
   readonly #reconnect: ReconnectOptions;
   readonly #startTimeoutMs: number;
+  readonly #transcriber: Transcriber | undefined;
+  readonly #transcribeTimeoutMs: number;
+  /** Channels told once that their audio comes without data (no inline audio download). */
+  readonly #audioHinted = new Set<string>();
   readonly #outboxOptions: OutboxRetryOptions;
   #state: "new" | "running" | "stopping" | "stopped" = "new";
   #supervisor: ChannelSupervisor | null = null;
@@ -394,6 +408,24 @@ export class ChannelManager {
     this.#random = options.random ?? Math.random;
     this.#reconnect = options.reconnect ?? {};
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    if (
+      options.transcriber !== undefined &&
+      (typeof options.transcriber !== "object" ||
+        options.transcriber === null ||
+        typeof options.transcriber.transcribe !== "function")
+    ) {
+      throw new InvalidArgumentError(
+        "ChannelManager: transcriber must be a Transcriber (an object with transcribe(input))",
+      );
+    }
+    this.#transcriber = options.transcriber;
+    const transcribeTimeoutMs = options.transcribeTimeoutMs ?? 60_000;
+    if (!(transcribeTimeoutMs > 0) || !Number.isSafeInteger(transcribeTimeoutMs)) {
+      throw new InvalidArgumentError(
+        `ChannelManager: transcribeTimeoutMs must be a positive integer (ms), got ${String(transcribeTimeoutMs)}`,
+      );
+    }
+    this.#transcribeTimeoutMs = transcribeTimeoutMs;
     this.#outboxOptions = options.outbox ?? {};
     for (const entry of options.channels as ChannelEntry[]) {
       const channel = this.#create(entry);
@@ -971,7 +1003,7 @@ export class ChannelManager {
     messages: InboundMessage[],
   ): Promise<ReceiveResult> {
     const last = messages.at(-1)!;
-    const input = this.#input(channel, messages);
+    const input = await this.#input(channel, messages);
     const idempotencyKey = `${last.channel}:${last.accountId}:${last.messageId}`;
     const target = targetOf(last);
     const queueMode = channel.settings.queueMode;
@@ -1009,7 +1041,7 @@ export class ChannelManager {
   }
 
   /** The session input of one message (or a debounced burst). */
-  #input(channel: Channel, messages: InboundMessage[]): UserMessageInput {
+  async #input(channel: Channel, messages: InboundMessage[]): Promise<UserMessageInput> {
     const first = messages[0]!;
     const last = messages.at(-1)!;
     const lines: string[] = [];
@@ -1027,6 +1059,11 @@ export class ChannelManager {
     for (const message of messages) {
       if (message.text.length > 0) lines.push(message.text);
       for (const a of message.attachments) {
+        const heard = await this.#transcribe(channel, a);
+        if (heard !== undefined) {
+          lines.push(heard);
+          continue;
+        }
         const media = forModel(a);
         if (media?.type === "image") images.push(media.part);
         else if (media?.type === "file") files.push(media.part);
@@ -1045,6 +1082,49 @@ export class ChannelManager {
     if (images.length > 0) input.images = images;
     if (files.length > 0) input.files = files;
     return input;
+  }
+
+  /**
+   * An audio attachment's transcript line (`[audio: <name>, transcribed]` and the words), or
+   * `undefined` when there is nothing to transcribe or the transcription failed (the audio
+   * is then named, and a warning logged).
+   */
+  async #transcribe(channel: Channel, a: InboundAttachment): Promise<string | undefined> {
+    const transcriber = this.#transcriber;
+    if (transcriber === undefined || a.kind !== "audio") return undefined;
+    if (a.data === undefined) {
+      if (!this.#audioHinted.has(channel.link.plugin.id)) {
+        this.#audioHinted.add(channel.link.plugin.id);
+        this.#logger.info(
+          "a voice message came without its audio, so it is only named: set the channel's attachments.inlineAudioMaxBytes to have it transcribed",
+          { channel: channel.link.plugin.id },
+        );
+      }
+      return undefined;
+    }
+    const mediaType = a.mediaType ?? "audio/ogg";
+    const what = a.name ?? baseMediaType(mediaType);
+    try {
+      const result = await transcriber.transcribe(
+        {
+          data: Buffer.from(a.data, "base64"),
+          mediaType,
+          ...(a.name === undefined ? {} : { filename: a.name }),
+        },
+        { signal: AbortSignal.timeout(this.#transcribeTimeoutMs) },
+      );
+      const text = typeof result?.text === "string" ? result.text.trim() : "";
+      return text === ""
+        ? `[audio: ${what}, no speech heard]`
+        : `[audio: ${what}, transcribed]\n${text}`;
+    } catch (error) {
+      this.#logger.warn("a voice message could not be transcribed; it is only named", {
+        channel: channel.link.plugin.id,
+        transcriber: transcriber.id,
+        error: errorInfo(error),
+      });
+      return undefined;
+    }
   }
 
   // ------------------------------------------------------------------ runs and replies

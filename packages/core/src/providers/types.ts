@@ -251,3 +251,46 @@ export interface ModelProvider {
    */
   modelInfo?(modelId: string): ModelInfo | undefined;
 }
+
+/** Audio to transcribe: a voice note, a recording. */
+export interface TranscriptionInput {
+  /** The audio file's bytes. */
+  data: Uint8Array;
+  /** Its media type, e.g. `audio/ogg`. */
+  mediaType: string;
+  /** Its file name, when known (vendors read the format from the extension too). */
+  filename?: string;
+}
+
+/** Options of one {@link Transcriber.transcribe} call. */
+export interface TranscriptionOptions {
+  /** Cancels the request. */
+  signal?: AbortSignal;
+  /** The spoken language (ISO-639-1, e.g. `de`), when known: faster and more accurate. */
+  language?: string;
+}
+
+/** What a transcription gave. */
+export interface TranscriptionResult {
+  /** The words spoken. */
+  text: string;
+  /** The language, when the vendor says. */
+  language?: string;
+  /** The audio's length in seconds, when the vendor says. */
+  durationSeconds?: number;
+}
+
+/**
+ * Turns speech into text (a speech-to-text API): what a `ChannelManager` with a
+ * `transcriber` does with the voice notes channels deliver. `@beamclaw/providers` has
+ * `createOpenAITranscriber` (OpenAI, and OpenAI-compatible servers such as Groq's).
+ * Failures throw (a `ProviderError` for a vendor's answer).
+ */
+export interface Transcriber {
+  /** Names the transcriber in logs, e.g. `openai`. */
+  readonly id: string;
+  transcribe(
+    input: TranscriptionInput,
+    options?: TranscriptionOptions,
+  ): Promise<TranscriptionResult>;
+}
