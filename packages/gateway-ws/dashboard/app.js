@@ -1207,9 +1207,9 @@ function updateAbortButton() {
 }
 
 /**
- * Takes the session's last exchange back (`sessions.rewind`): the question and its answer
- * leave the history. `regenerate` sends the question again at once; `edit` puts it in the
- * message box to be changed and sent.
+ * Takes the session's last exchange back (`sessions.rewind`, which answers the message as
+ * `editorText`): the question and its answer leave the history. `regenerate` sends the
+ * question again at once; `edit` puts it in the message box to be changed and sent.
  * @param {"regenerate" | "edit"} mode
  */
 async function rewindLast(mode) {
@@ -1233,12 +1233,12 @@ async function rewindLast(mode) {
     return;
   }
   state.rewinding = false;
-  const inputs = isRecord(res) && Array.isArray(res.inputs) ? res.inputs : [];
-  const text = isRecord(inputs[0]) ? str(inputs[0].text) : "";
-  setRunState(inputs.length === 0 ? "Nothing to take back." : "");
+  const taken = isRecord(res) && typeof res.editorText === "string";
+  const text = taken ? str(res.editorText) : "";
+  setRunState(taken ? "" : "Nothing to take back.");
   await loadHistory(false);
   updateAbortButton();
-  if (state.selected !== sessionKey || inputs.length === 0) return;
+  if (state.selected !== sessionKey || !taken) return;
   const input = /** @type {HTMLTextAreaElement} */ ($("chat-input"));
   input.value = text;
   if (mode === "regenerate" && text.trim() !== "") await sendMessage();

@@ -296,7 +296,7 @@ describe("sessions", () => {
     expect((history.messages as unknown[]).length).toBe(8);
   });
 
-  it("sessions.rewind undoes the last runs and answers their messages to send again; busy sessions say so", async () => {
+  it("sessions.rewind takes a user message back into the editor, with every later run; busy sessions say so", async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -318,42 +318,28 @@ describe("sessions", () => {
       ],
     });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
-    const key = "agent:main:rw";
-    expect(await rpcError(client.request("sessions.rewind", { key }))).toMatchObject({
-      details: { code: "SESSION_NOT_FOUND" },
-    });
+    const sessionKey = "agent:main:rw";
+    expect(
+      await rpcError(client.request("sessions.rewind", { sessionKey, entryId: "r0" })),
+    ).toMatchObject({ details: { code: "SESSION_NOT_FOUND" } });
     const send = async (message: string, idempotencyKey: string) => {
-      await client.request("chat.send", { sessionKey: key, message, idempotencyKey });
+      await client.request("chat.send", { sessionKey, message, idempotencyKey });
       await client.waitEvent("chat", (p) => p.runId === idempotencyKey && p.state === "final");
     };
     await send("first", "r0");
     await send("second", "r1");
     await send("third", "r2");
     await client.request("sessions.subscribe", {});
-    expect(
-      await rpcError(client.request("sessions.rewind", { key, runs: 1, runId: "r1" })),
-    ).toMatchObject({ code: "INVALID_REQUEST" });
-    expect(await rpcError(client.request("sessions.rewind", { key, runs: 0 }))).toMatchObject({
-      code: "INVALID_REQUEST",
-    });
-    // Regenerate: undo the last answer and its question, then ask it again.
-    const undone = await client.request("sessions.rewind", { key });
-    expect(undone).toMatchObject({
-      ok: true,
-      key,
-      runIds: ["r2"],
-      inputs: [{ text: "third" }],
-      removedMessages: 2,
-      entry: { key },
-    });
+    // Regenerate: take the last question back (by its run id), then ask it again.
+    const undone = await client.request("sessions.rewind", { sessionKey, entryId: "r2" });
+    expect(undone).toEqual({ editorText: "third" });
     await client.waitEvent(
       "sessions.changed",
-      (p) => p.sessionKey === key && p.reason === "rewound",
+      (p) => p.sessionKey === sessionKey && p.reason === "rewound",
     );
-    expect(
-      ((await client.request("chat.history", { sessionKey: key })).messages as unknown[]).length,
-    ).toBe(4);
-    await send((undone.inputs as Array<{ text: string }>)[0]!.text, "r3");
+    const shown = await client.request("chat.history", { sessionKey });
+    expect((shown.messages as unknown[]).length).toBe(4);
+    await send(undone.editorText as string, "r3");
     const asked = stack.provider.requests.at(-1)!;
     expect(asked.messages.map((m) => m.role)).toEqual([
       "user",
@@ -362,26 +348,60 @@ describe("sessions", () => {
       "assistant",
       "user",
     ]);
-    expect(JSON.stringify(asked.messages)).not.toContain("three");
-    // Edit an earlier message: undo r1 and every run after it.
-    const edited = await client.request("sessions.rewind", { key, runId: "r1" });
-    expect(edited).toMatchObject({
-      runIds: ["r1", "r3"],
-      inputs: [{ text: "second" }, { text: "third" }],
-      removedMessages: 4,
+    expect(JSON.stringify(asked.messages)).not.toContain('"three"');
+    // Edit an earlier message: r1 and every run after it leave; r1's message goes to the editor.
+    expect(await client.request("sessions.rewind", { sessionKey, entryId: "r1" })).toEqual({
+      editorText: "second",
     });
+    expect(
+      ((await client.request("chat.history", { sessionKey })).messages as unknown[]).length,
+    ).toBe(2);
+    // An unknown entry changes nothing.
+    expect(
+      await rpcError(client.request("sessions.rewind", { sessionKey, entryId: "nope" })),
+    ).toMatchObject({ code: "INVALID_REQUEST" });
     // A run in flight: the session is busy; nothing changes.
-    await client.request("chat.send", { sessionKey: key, message: "slow", idempotencyKey: "r4" });
+    await client.request("chat.send", { sessionKey, message: "slow", idempotencyKey: "r4" });
     await client.waitEvent("chat", (p) => p.runId === "r4");
-    expect(await rpcError(client.request("sessions.rewind", { key }))).toMatchObject({
+    expect(
+      await rpcError(client.request("sessions.rewind", { sessionKey, entryId: "r0" })),
+    ).toMatchObject({
       code: "UNAVAILABLE",
       retryable: true,
       details: { code: "SESSION_BUSY" },
     });
     release();
     await client.waitEvent("chat", (p) => p.runId === "r4" && p.state === "final");
-    const history = await client.request("chat.history", { sessionKey: key });
+    const history = await client.request("chat.history", { sessionKey });
     expect((history.messages as unknown[]).length).toBe(4);
+  });
+
+  it("sessions.rewind hands a message's images back as editor attachments", async () => {
+    const stack = await startStack({ responses: [{ text: "a red pixel" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const png = Buffer.concat([
+      Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      Buffer.from("IHDR pixel"),
+    ]).toString("base64");
+    await client.request("chat.send", {
+      sessionKey: "agent:main:img",
+      message: "what is this?",
+      idempotencyKey: "i0",
+      attachments: [{ type: "image", mimeType: "image/png", content: png }],
+    });
+    await client.waitEvent("chat", (p) => p.runId === "i0" && p.state === "final");
+    expect(
+      await client.request("sessions.rewind", { sessionKey: "agent:main:img", entryId: "i0" }),
+    ).toEqual({
+      editorText: "what is this?",
+      editorAttachments: [{ mimeType: "image/png", data: png }],
+    });
+    // Taken back already: nothing to rewind to.
+    expect(
+      await rpcError(
+        client.request("sessions.rewind", { sessionKey: "agent:main:img", entryId: "i0" }),
+      ),
+    ).toMatchObject({ code: "INVALID_REQUEST" });
   });
 
   it("refuses a malformed session key without touching the store", async () => {

@@ -86,6 +86,7 @@ const EVENT_SCHEMAS: Record<string, (payload: unknown) => Array<[string, unknown
 /** Result payload schemas of methods that have one. */
 const RESULT_SCHEMAS: Record<string, (payload: unknown) => Array<[string, unknown]>> = {
   connect: (p) => [["HelloOk", p]],
+  "sessions.rewind": (p) => [["SessionsRewindResult", p]],
   health: (p) => [[HEALTH, p]],
   "logs.tail": (p) => [["LogsTailResult", p]],
   "models.list": (p) => [["ModelsListResult", p]],
@@ -115,6 +116,7 @@ const PARAM_SCHEMAS: Record<string, string> = {
   "sessions.patch": "SessionsPatchParams",
   "sessions.reset": "SessionsResetParams",
   "sessions.compact": "SessionsCompactParams",
+  "sessions.rewind": "SessionsRewindParams",
   "sessions.delete": "SessionsDeleteParams",
   agent: "AgentParams",
   "agent.wait": "AgentWaitParams",

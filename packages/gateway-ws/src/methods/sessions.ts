@@ -419,41 +419,34 @@ export const sessionMethods: Record<string, HubMethod> = {
   },
 
   "sessions.rewind": {
-    // BeamClaw's own: "regenerate" and "edit" of a chat client. Undoes the last run (or
-    // `runs`, or `runId` and every run after it) and answers the undone user messages, to
-    // send again as they were or edited. Only at rest: a session with a run in flight or
-    // queued messages answers `SESSION_BUSY` (retryable).
-    scope: Scopes.WRITE,
+    // "Edit" and "regenerate" of a chat client (OpenClaw's `SessionsRewindParams`): undoes
+    // the run of the user message `entryId` (its `runId` in `chat.history`: the `chat.send`
+    // idempotency key or the runtime's id) and every later run, and answers that message for
+    // the client's editor. Without `entryId`, the last run. Only at rest: a session with a run
+    // in flight or queued messages answers `SESSION_BUSY` (retryable).
+    scope: Scopes.ADMIN,
     async handler(call, hub) {
       const session = hub.session(sessionKeyParam(call.method, call.params));
-      const runs = optionalInt(call.method, call.params, "runs", { min: 1, max: 1_000 });
-      const runId = optionalString(call.method, call.params, "runId", {
+      const entryId = optionalString(call.method, call.params, "entryId", {
         nonEmpty: true,
-        maxLength: 200,
+        maxLength: 256,
       });
-      if (runs !== undefined && runId !== undefined) {
-        throw invalidRequest(`${call.method}: give runs or runId, not both`);
-      }
       if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
         throw noSuchSession(session.key);
       }
-      // Run ids as clients know them (a `chat.send`'s idempotency key) and as the runtime does.
       const result = await session.rewind(
-        runId !== undefined
-          ? { runId: hub.runs.coreId(runId) }
-          : runs !== undefined
-            ? { runs }
-            : undefined,
+        entryId === undefined ? undefined : { runId: hub.runs.coreId(entryId) },
       );
       const runIds = result.runIds.map((id) => hub.runs.displayId(id));
       if (runIds.length > 0) hub.sessionsChanged(session.key, "rewound", { runIds });
+      const [first] = result.inputs;
+      if (first === undefined) return {};
+      const editorAttachments = [...(first.images ?? []), ...(first.files ?? [])].flatMap((part) =>
+        part.data === undefined ? [] : [{ mimeType: part.mediaType, data: part.data }],
+      );
       return {
-        ok: true,
-        key: session.key,
-        runIds,
-        inputs: result.inputs,
-        removedMessages: result.removedMessages,
-        entry: await rowOf(hub, session.key),
+        editorText: first.text,
+        ...(editorAttachments.length === 0 ? {} : { editorAttachments }),
       };
     },
   },
