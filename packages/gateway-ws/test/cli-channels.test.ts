@@ -367,6 +367,8 @@ class FakeBotApi {
   readonly updates: Wire[] = [];
   readonly sent: Wire[] = [];
   readonly calls: string[] = [];
+  /** Files by file_id, served by getFile and at `/file/bot<token>/<path>`. */
+  readonly files = new Map<string, { path: string; bytes: Buffer }>();
   #nextUpdate = 1;
   #nextMessage = 500;
 
@@ -377,6 +379,15 @@ class FakeBotApi {
   handlers() {
     const ok = (result: unknown) => HttpResponse.json({ ok: true, result });
     return [
+      http.get(`https://api.telegram.org/file/bot${TG_TOKEN}/*`, ({ request }) => {
+        const path = new URL(request.url).pathname.replace(`/file/bot${TG_TOKEN}/`, "");
+        const file = [...this.files.values()].find((f) => f.path === path);
+        return file === undefined
+          ? new HttpResponse(null, { status: 404 })
+          : new HttpResponse(file.bytes, {
+              headers: { "content-type": "application/octet-stream" },
+            });
+      }),
       http.post(`${API}/:method`, async ({ params, request }) => {
         const method = String(params.method);
         this.calls.push(method);
@@ -387,6 +398,21 @@ class FakeBotApi {
           case "deleteWebhook":
           case "sendChatAction":
             return ok(true);
+          case "getFile": {
+            const file = this.files.get(String(body.file_id));
+            if (file === undefined) {
+              return HttpResponse.json(
+                { ok: false, error_code: 400, description: "Bad Request: invalid file_id" },
+                { status: 400 },
+              );
+            }
+            return ok({
+              file_id: body.file_id,
+              file_unique_id: `u${String(body.file_id)}`,
+              file_size: file.bytes.length,
+              file_path: file.path,
+            });
+          }
           case "getUpdates": {
             const offset = Number(body.offset ?? 0);
             const ready = this.updates.filter((u) => u.update_id >= offset);
@@ -476,5 +502,84 @@ describe("a Telegram channel from beamclaw.yaml", () => {
     expect(model.bodies[0]!.messages.at(-1)).toMatchObject({ content: "hi bot" });
     const pending = await gateway.channels.manager.pairing.pending("telegram");
     expect(pending.map((p) => p.peerId)).toEqual(["100002"]);
+  });
+
+  it("transcribes voice notes with the transcription section's provider", async () => {
+    const model = await modelServer(() => ({ text: "Noted." }));
+    const uploads: Array<{ auth: string | null; model: unknown; name: string; bytes: Buffer }> = [];
+    mswServer.use(
+      http.post("https://stt.example/openai/v1/audio/transcriptions", async ({ request }) => {
+        const form = await request.formData();
+        const file = form.get("file") as File;
+        uploads.push({
+          auth: request.headers.get("authorization"),
+          model: form.get("model"),
+          name: file.name,
+          bytes: Buffer.from(await file.arrayBuffer()),
+        });
+        return HttpResponse.json({ text: "Buy oat milk on the way home." });
+      }),
+    );
+    const ogg = Buffer.concat([Buffer.from("OggS"), Buffer.alloc(50, 7)]);
+    telegram.files.set("AwACAgIAAxkBAAIBx1", { path: "voice/file_9.oga", bytes: ogg });
+    const path = await configFile(
+      `${gatewayYaml(
+        model.baseUrl,
+        `  telegram:
+    token: \${TELEGRAM_BOT_TOKEN}
+    polling: { timeoutSeconds: 1, baseDelayMs: 5, maxDelayMs: 50 }
+    dmPolicy: open
+    attachments: { inlineAudioMaxBytes: 1048576 }
+`,
+      )}
+transcription: { provider: stt, model: whisper-large-v3-turbo }
+`.replace(
+        "providers:\n",
+        "providers:\n  stt: { kind: openai-compatible, baseUrl: https://stt.example/openai/v1, apiKey: gsk-test }\n",
+      ),
+    );
+    const gateway = await start(path, { TELEGRAM_BOT_TOKEN: TG_TOKEN });
+    telegram.push({
+      message_id: 3,
+      date: Math.floor(Date.now() / 1000),
+      chat: { id: 100_003, type: "private", first_name: "Carol" },
+      from: { id: 100_003, is_bot: false, first_name: "Carol" },
+      voice: {
+        file_id: "AwACAgIAAxkBAAIBx1",
+        file_unique_id: "uvx1",
+        duration: 2,
+        mime_type: "audio/ogg",
+        file_size: ogg.length,
+      },
+    });
+    await waitFor("the answer to Carol", () =>
+      telegram.sent.find((m) => String(m.chat_id) === "100003"),
+    );
+    expect(uploads).toHaveLength(1);
+    expect(uploads[0]).toMatchObject({ auth: "Bearer gsk-test", model: "whisper-large-v3-turbo" });
+    expect(uploads[0]!.name).toMatch(/\.ogg$/);
+    expect(uploads[0]!.bytes.equals(ogg)).toBe(true);
+    expect(model.bodies.at(-1)!.messages.at(-1)).toMatchObject({
+      content: "[audio: audio/ogg, transcribed]\nBuy oat milk on the way home.",
+    });
+    expect(gateway.channels.manager.status("telegram").state).toBe("connected");
+  });
+
+  it("refuses a transcription section naming no provider, or one that cannot transcribe", async () => {
+    for (const [providers, expected] of [
+      ["", /no provider "stt"/],
+      ["  stt: { kind: anthropic, apiKey: k }\n", /speech to text needs kind openai/],
+    ] as const) {
+      const path = await configFile(
+        `${gatewayYaml("http://127.0.0.1:9/v1", "  {}\n")}
+transcription: { provider: stt }
+`.replace("providers:\n", `providers:\n${providers}`),
+      );
+      await expect(start(path)).rejects.toSatisfy(
+        (e: unknown) => e instanceof CliError && expected.test((e as Error).message),
+      );
+      const findings = await doctor(path, { env: {} });
+      expect(findings).toContainEqual({ level: "error", message: expect.stringMatching(expected) });
+    }
   });
 });

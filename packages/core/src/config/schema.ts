@@ -641,6 +641,27 @@ export const ConfigSchema = z
           .catchall(z.unknown()),
       )
       .default({}),
+    /**
+     * Speech to text for the voice notes channels download (`attachments.inlineAudioMaxBytes`
+     * of a channel section): `provider` names a `providers` entry of kind `openai`,
+     * `openai-responses` or `openai-compatible` (its key, `baseUrl` and headers are used for
+     * the Audio API, `POST /audio/transcriptions`). Off when absent.
+     */
+    transcription: z
+      .object({
+        /** The `providers` entry whose Audio API transcribes. */
+        provider: z.string().min(1),
+        /** Default `gpt-4o-mini-transcribe` (Groq: `whisper-large-v3-turbo`). */
+        model: z.string().min(1).optional(),
+        /** The spoken language (ISO-639-1), when all voice notes are in one. */
+        language: z.string().min(2).optional(),
+        /** Names and jargon to spell right. */
+        prompt: z.string().optional(),
+        /** Time limit of one transcription, ms. Default 60 000. */
+        timeoutMs: positiveMs.optional(),
+      })
+      .strict()
+      .optional(),
     /** Feature flags. */
     features: z.record(z.string(), z.boolean()).default({}),
   })
@@ -690,6 +711,8 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "tools.exec.sandbox",
   "tools.exec.node",
   "memoryPressure",
+  // The ChannelManager's transcriber is built with the manager.
+  "transcription",
 ];
 
 /** The JSON Schema of `beamclaw.yaml`, for editors (`# yaml-language-server: $schema=...`). */

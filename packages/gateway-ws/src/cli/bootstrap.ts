@@ -23,6 +23,7 @@ import {
   type ModelUsage,
   type OutputSpec,
   type Store,
+  type Transcriber,
   withSkills,
 } from "@beamclaw/core";
 import type { GatewayLogSink } from "../logs.js";
@@ -223,6 +224,38 @@ export async function createProviders(
 }
 
 /**
+ * The transcriber `transcription` names (`createOpenAITranscriber` over a `providers` entry of
+ * an OpenAI kind), or undefined without a `transcription` section.
+ *
+ * @throws CliError when it names no provider, or one of another kind.
+ */
+export async function createTranscriber(config: BeamClawConfig): Promise<Transcriber | undefined> {
+  const section = config.transcription;
+  if (section === undefined) return undefined;
+  const settings = config.providers[section.provider];
+  if (settings === undefined) {
+    throw new CliError(
+      `transcription.provider: no provider ${JSON.stringify(section.provider)} in providers`,
+    );
+  }
+  if (!["openai", "openai-responses", "openai-compatible"].includes(settings.kind)) {
+    throw new CliError(
+      `transcription.provider: ${section.provider} is a ${settings.kind} provider; speech to text needs kind openai, openai-responses or openai-compatible`,
+    );
+  }
+  const p = await loadProviders("transcription");
+  return p.createOpenAITranscriber({
+    id: section.provider,
+    ...(settings.apiKey === undefined ? {} : { apiKey: settings.apiKey }),
+    ...(settings.baseUrl === undefined ? {} : { baseUrl: settings.baseUrl }),
+    ...(Object.keys(settings.headers).length === 0 ? {} : { headers: settings.headers }),
+    ...(section.model === undefined ? {} : { model: section.model }),
+    ...(section.language === undefined ? {} : { language: section.language }),
+    ...(section.prompt === undefined ? {} : { prompt: section.prompt }),
+  });
+}
+
+/**
  * Prices model calls from `pricing` (per million tokens, by `provider/model`); a ref it does
  * not list is priced by `fallback` (the provider chain: the providers' built-in list prices),
  * or not at all. Undefined without `pricing` entries: the runtime then asks its model source.
@@ -398,7 +431,8 @@ export async function startFromConfig(options: {
     cleanups.push(() => cron.stop());
     await cron.applyConfig(config.cron.jobs);
     // Channels start after the runtime and stop before it.
-    const channels = await startChannels(config, runtime, options.logSink);
+    const transcriber = await createTranscriber(config);
+    const channels = await startChannels(config, runtime, options.logSink, transcriber);
     cleanups.push(() => channels.stop());
     // Gateway methods of channels added by a reload after the gateway was created.
     const lateMethods = new Map<string, () => void>();

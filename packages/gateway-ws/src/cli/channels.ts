@@ -15,6 +15,7 @@ import {
   type ChannelPlugin,
   type ChannelSettings,
   isBeamClawError,
+  type Transcriber,
 } from "@beamclaw/core";
 import { CliError } from "./bootstrap.js";
 
@@ -177,6 +178,7 @@ export async function startChannels(
   config: BeamClawConfig,
   runtime: AgentRuntime,
   log: ((line: string) => void) | undefined,
+  transcriber?: Transcriber,
 ): Promise<ConfiguredChannels> {
   const sections = enabledChannels(config);
   const entries: ChannelEntry[] = [];
@@ -189,7 +191,15 @@ export async function startChannels(
   };
   let manager: ChannelManager;
   try {
-    manager = new ChannelManager({ runtime, channels: entries, logger });
+    manager = new ChannelManager({
+      runtime,
+      channels: entries,
+      logger,
+      ...(transcriber === undefined ? {} : { transcriber }),
+      ...(config.transcription?.timeoutMs === undefined
+        ? {}
+        : { transcribeTimeoutMs: config.transcription.timeoutMs }),
+    });
   } catch (error) {
     if (isBeamClawError(error)) throw new CliError(`channels: ${error.message}`);
     throw error;

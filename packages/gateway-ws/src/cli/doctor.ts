@@ -10,7 +10,13 @@ import {
   NodeHost,
   validateAccessPolicy,
 } from "@beamclaw/core";
-import { CliError, configuredSkills, createProviders, loadProviders } from "./bootstrap.js";
+import {
+  CliError,
+  configuredSkills,
+  createProviders,
+  createTranscriber,
+  loadProviders,
+} from "./bootstrap.js";
 import { channelEntry, enabledChannels } from "./channels.js";
 import { buildExecHosts } from "./tools.js";
 
@@ -163,6 +169,17 @@ export async function doctor(
         message:
           error instanceof CliError ? error.message : `providers: ${(error as Error).message}`,
       });
+    }
+    if (config.transcription !== undefined) {
+      try {
+        await createTranscriber(config);
+        findings.push({
+          level: "ok",
+          message: `transcription: voice notes through ${config.transcription.provider}`,
+        });
+      } catch (error) {
+        findings.push({ level: "error", message: (error as Error).message });
+      }
     }
     for (const [name, p] of Object.entries(config.providers)) {
       const envKeys = KEY_ENV[p.kind];
