@@ -9,6 +9,7 @@ import {
   type ModelSource,
   parseSessionKey,
   type SessionRecord,
+  type Transcriber,
 } from "@beamclaw/core";
 import { type ApprovalEntry, ExecApprovals } from "./approvals.js";
 import type { GatewayAuthSettings } from "./auth/handshake.js";
@@ -100,6 +101,8 @@ export interface GatewayHubOptions {
   methods: Record<string, HubMethod>;
   /** The skills the agents were built with, when the host says (for `skills.status`). */
   skills?: GatewaySkillsReport;
+  /** Transcribes `chat.send` audio attachments (`GatewayServerOptions.transcriber`). */
+  transcriber?: Transcriber;
 }
 
 /** See the module comment. */
@@ -110,6 +113,8 @@ export class GatewayHub {
   readonly models: ModelSource | undefined;
   /** The skills the agents were built with, when the host said. */
   readonly skills: GatewaySkillsReport | undefined;
+  /** Speech to text for audio attachments, when the host gave one. */
+  readonly transcriber: Transcriber | undefined;
   readonly auth: GatewayAuthSettings;
   readonly log: GatewayLog;
   readonly version: string;
@@ -138,6 +143,7 @@ export class GatewayHub {
     this.cron = options.cron;
     this.models = options.models;
     this.skills = options.skills;
+    this.transcriber = options.transcriber;
     this.auth = options.auth;
     this.log = options.log;
     this.version = options.version;

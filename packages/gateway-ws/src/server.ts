@@ -20,6 +20,7 @@ import {
   InvalidArgumentError,
   type MemoryPressureMonitor,
   type ModelSource,
+  type Transcriber,
 } from "@beamclaw/core";
 import { WebSocketServer } from "ws";
 import type { GatewayAuthSettings } from "./auth/handshake.js";
@@ -143,6 +144,12 @@ export interface GatewayServerOptions {
    * outboxes). Without it such a send answers `UNAVAILABLE` (`SUBSYSTEM_UNAVAILABLE`).
    */
   channels?: GatewayChannelDelivery;
+  /**
+   * Speech to text (e.g. `createOpenAITranscriber()` of `@beamclaw/providers`): audio
+   * attachments of `chat.send` are transcribed and their words added to the message. Without
+   * it they are refused with `UNSUPPORTED_ATTACHMENT`.
+   */
+  transcriber?: Transcriber;
   /**
    * `false`: open no port. A front server (e.g. {@link TenantGateway}) hands this gateway its
    * HTTP requests and WebSocket upgrades through `handleRequest()` and `handleUpgrade()`, and
@@ -316,6 +323,7 @@ export class GatewayServer {
       limits,
       methods: coreMethods(options.channelMethods),
       ...(options.skills === undefined ? {} : { skills: options.skills }),
+      ...(options.transcriber === undefined ? {} : { transcriber: options.transcriber }),
     });
     if (options.channels !== undefined) attachChannelDelivery(this.#hub, options.channels);
     const presence = options.presence ?? gw?.presence;

@@ -369,6 +369,62 @@ describe("chat.send attachments", () => {
     });
   });
 
+  it("transcribes audio attachments with the gateway's transcriber; a failed transcription sends nothing", async () => {
+    const heard: Array<{ bytes: string; mediaType: string; filename?: string }> = [];
+    const stack = await startStack({
+      responses: [{ text: "on it" }],
+      gateway: {
+        transcriber: {
+          id: "test-stt",
+          async transcribe(input) {
+            const bytes = Buffer.from(input.data).toString();
+            heard.push({
+              bytes,
+              mediaType: input.mediaType,
+              ...(input.filename === undefined ? {} : { filename: input.filename }),
+            });
+            if (bytes === "garbled") throw new Error("the vendor could not decode the audio");
+            return { text: ` you said: ${bytes} ` };
+          },
+        },
+      },
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("chat.send", {
+      sessionKey: "agent:main:main",
+      message: "see my voice note",
+      idempotencyKey: "v1",
+      attachments: [
+        { type: "file", mimeType: "audio/ogg", fileName: "memo.ogg", content: b64("book a table") },
+      ],
+    });
+    await client.waitEvent("chat", (p) => p.runId === "v1" && p.state === "final");
+    expect(heard).toEqual([
+      { bytes: "book a table", mediaType: "audio/ogg", filename: "memo.ogg" },
+    ]);
+    const user = stack.provider.requests[0]!.messages.find((m) => m.role === "user")!;
+    expect(user.content).toEqual([
+      {
+        type: "text",
+        text: "see my voice note\n\n[audio: memo.ogg, transcribed]\nyou said: book a table",
+      },
+    ]);
+    const error = await rpcError(
+      client.request("chat.send", {
+        sessionKey: "agent:main:main",
+        message: "",
+        idempotencyKey: "v2",
+        attachments: [{ mimeType: "audio/webm", content: b64("garbled") }],
+      }),
+    );
+    expect(error).toMatchObject({
+      code: "UNAVAILABLE",
+      retryable: true,
+      details: { code: "TRANSCRIPTION_FAILED", transcriber: "test-stt" },
+    });
+    expect(stack.provider.requests).toHaveLength(1);
+  });
+
   it("refuses unsupported, oversized and malformed attachments with typed errors", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });

@@ -467,6 +467,8 @@ export async function startFromConfig(options: {
       channelMethods: () => channels.methods(),
       // `chat.send` with `deliver: true` replies through the channels' outboxes.
       channels: channels.manager,
+      // `chat.send` audio attachments are transcribed as the channels' voice notes are.
+      ...(transcriber === undefined ? {} : { transcriber }),
       ...(memoryPressure === undefined ? {} : { memoryPressure }),
       ...(options.host === undefined ? {} : { host: options.host }),
       ...(options.port === undefined ? {} : { port: options.port }),

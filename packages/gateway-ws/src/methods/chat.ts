@@ -33,6 +33,7 @@ import {
   sendToSession,
   sessionRow,
   THINKING_LEVELS,
+  transcribeAudio,
 } from "./session-helpers.js";
 
 /** Where a session's messages came from last and its replies may go (`originating*`). */
@@ -194,11 +195,15 @@ export const chatMethods: Record<string, HubMethod> = {
         });
       }
       const typed = sanitizeMessage(p.message);
-      const { images, files, documents } = parseAttachments(
-        p.attachments,
-        attachmentPolicy(hub.limits.maxPayloadBytes),
+      const { images, files, documents, audio } = parseAttachments(p.attachments, {
+        ...attachmentPolicy(hub.limits.maxPayloadBytes),
+        audio: hub.transcriber !== undefined,
+      });
+      const heard = await transcribeAudio(hub, audio, call.signal);
+      const message = messageWithFiles(
+        [typed, ...heard].filter((part) => part.length > 0).join("\n\n"),
+        files,
       );
-      const message = messageWithFiles(typed, files);
       if (message.trim().length === 0 && images.length === 0 && documents.length === 0) {
         throw invalidRequest("message or attachment required");
       }

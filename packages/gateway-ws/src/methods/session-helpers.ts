@@ -360,6 +360,8 @@ export interface ParsedAttachments {
   files: Array<{ name: string; mimeType: string; text: string }>;
   /** PDFs, as the message's file parts (the providers read them page by page). */
   documents: NonNullable<UserMessageInput["files"]>;
+  /** Audio, for the gateway's transcriber (only when `limits.audio`). */
+  audio: Array<{ name: string | undefined; mimeType: string; data: Buffer }>;
 }
 
 /**
@@ -373,9 +375,9 @@ export interface ParsedAttachments {
  */
 export function parseAttachments(
   attachments: unknown,
-  limits: { maxBytes: number; maxImageBytes: number },
+  limits: { maxBytes: number; maxImageBytes: number; audio?: boolean },
 ): ParsedAttachments {
-  const parsed: ParsedAttachments = { images: [], files: [], documents: [] };
+  const parsed: ParsedAttachments = { images: [], files: [], documents: [], audio: [] };
   if (attachments === undefined || attachments === null) return parsed;
   if (!Array.isArray(attachments)) throw invalidRequest("attachments must be an array");
   if (attachments.length > MAX_ATTACHMENTS) {
@@ -432,8 +434,10 @@ export function parseAttachments(
     }
     const isImage = mimeType.startsWith("image/") && mimeType !== "image/svg+xml";
     const isPdf = mimeType === "application/pdf";
-    // A PDF is a binary document, read by the model like images: it gets their limit.
-    const max = isImage || isPdf ? limits.maxImageBytes : limits.maxBytes;
+    const isAudio = mimeType.startsWith("audio/") && limits.audio === true;
+    // A PDF is a binary document, read by the model like images: it gets their limit (and
+    // audio too, on its way to the transcriber).
+    const max = isImage || isPdf || isAudio ? limits.maxImageBytes : limits.maxBytes;
     // The decoded size, before decoding anything large.
     const bytes =
       Math.floor((base64.length * 3) / 4) -
@@ -442,11 +446,17 @@ export function parseAttachments(
       throw attachmentError(
         index,
         "ATTACHMENT_TOO_LARGE",
-        `${bytes} bytes is over the ${max}-byte limit for ${isImage ? "images" : isPdf ? "PDFs" : "files"}`,
+        `${bytes} bytes is over the ${max}-byte limit for ${isImage ? "images" : isPdf ? "PDFs" : isAudio ? "audio" : "files"}`,
         { bytes, maxBytes: max },
       );
     }
     const data = Buffer.from(base64, "base64");
+    if (isAudio) {
+      if (data.length === 0)
+        throw attachmentError(index, "ATTACHMENT_INVALID", "the audio is empty");
+      parsed.audio.push({ name: fileName, mimeType, data });
+      return;
+    }
     if (isImage) {
       if (!MODEL_IMAGE_TYPES.has(mimeType)) {
         throw attachmentError(
@@ -477,7 +487,7 @@ export function parseAttachments(
     }
     if (!isTextMediaType(mimeType)) {
       const why = mimeType.startsWith("audio/")
-        ? "audio needs transcription, which this gateway does not do"
+        ? "audio needs transcription, and this gateway has no transcriber (beamclaw.yaml: transcription)"
         : `files of type ${mimeType} cannot be given to the model (text files, PDFs and images can)`;
       throw attachmentError(index, "UNSUPPORTED_ATTACHMENT", why, { mimeType });
     }
@@ -494,6 +504,50 @@ export function parseAttachments(
   });
   return parsed;
 }
+
+/**
+ * The words of a message's audio attachments, each as `[audio: <name>, transcribed]` and the
+ * text, through the gateway's transcriber (60 s each). A failure refuses the whole message
+ * with a retryable `UNAVAILABLE` (`details.code` `TRANSCRIPTION_FAILED`): nothing is sent.
+ */
+export async function transcribeAudio(
+  hub: GatewayHub,
+  audio: ParsedAttachments["audio"],
+  signal?: AbortSignal,
+): Promise<string[]> {
+  const transcriber = hub.transcriber;
+  if (audio.length === 0 || transcriber === undefined) return [];
+  const lines: string[] = [];
+  for (const [i, clip] of audio.entries()) {
+    const timeout = AbortSignal.timeout(TRANSCRIBE_TIMEOUT_MS);
+    let text: string;
+    try {
+      const result = await transcriber.transcribe(
+        {
+          data: clip.data,
+          mediaType: clip.mimeType,
+          ...(clip.name === undefined ? {} : { filename: clip.name }),
+        },
+        { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) },
+      );
+      text = typeof result?.text === "string" ? result.text.trim() : "";
+    } catch (error) {
+      throw new GatewayError(
+        ErrorCodes.UNAVAILABLE,
+        `audio attachment ${i + 1} could not be transcribed: ${error instanceof Error ? error.message : String(error)}`,
+        { details: { code: "TRANSCRIPTION_FAILED", transcriber: transcriber.id }, retryable: true },
+      );
+    }
+    const what = clip.name ?? clip.mimeType;
+    lines.push(
+      text === "" ? `[audio: ${what}, no speech heard]` : `[audio: ${what}, transcribed]\n${text}`,
+    );
+  }
+  return lines;
+}
+
+/** Time limit of one transcription of a `chat.send` audio attachment. */
+const TRANSCRIBE_TIMEOUT_MS = 60_000;
 
 /** The message with its text files appended, each in an `<attachment>` block. */
 export function messageWithFiles(message: string, files: ParsedAttachments["files"]): string {
