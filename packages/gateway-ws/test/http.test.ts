@@ -144,6 +144,66 @@ describe("OpenAI-compatible API", () => {
     expect(stack.provider.requests).toHaveLength(1);
   });
 
+  it("transcribes input_audio parts with the gateway's transcriber, and refuses them without one", async () => {
+    const heard: Array<{ mediaType: string; filename?: string; bytes: string }> = [];
+    const stack = await startStack({
+      responses: [{ text: "Booked." }],
+      gateway: {
+        transcriber: {
+          id: "test-stt",
+          async transcribe(input) {
+            const bytes = Buffer.from(input.data).toString();
+            heard.push({
+              mediaType: input.mediaType,
+              ...(input.filename === undefined ? {} : { filename: input.filename }),
+              bytes,
+            });
+            if (bytes === "noise") throw new Error("the vendor could not decode the audio");
+            return { text: "a table for two at eight" };
+          },
+        },
+      },
+    });
+    const post = (port: number, content: unknown[]) =>
+      call(port, "/v1/chat/completions", {
+        method: "POST",
+        headers: AUTH,
+        body: { model: "beamclaw", messages: [{ role: "user", content }] },
+      });
+    const clip = (text: string, format = "mp3") => ({
+      type: "input_audio",
+      input_audio: { data: Buffer.from(text).toString("base64"), format },
+    });
+    const reply = await post(stack.port, [{ type: "text", text: "please" }, clip("book it")]);
+    expect(reply.status).toBe(200);
+    expect(heard).toEqual([{ mediaType: "audio/mpeg", filename: "audio.mp3", bytes: "book it" }]);
+    expect(stack.provider.requests[0]!.messages.at(-1)).toEqual({
+      role: "user",
+      content: [
+        {
+          type: "text",
+          text: "please\n\n[audio: audio.mp3, transcribed]\na table for two at eight",
+        },
+      ],
+    });
+    const failed = await post(stack.port, [clip("noise", "wav")]);
+    expect(failed.status).toBe(503);
+    expect(failed.json.error).toMatchObject({ type: "server_error", code: "transcription_failed" });
+    const malformed = await post(stack.port, [
+      { type: "input_audio", input_audio: { data: "%%" } },
+    ]);
+    expect(malformed.status).toBe(400);
+    expect(malformed.json.error.message).toMatch(/messages\[0\]\.content\[0\]\.input_audio/);
+    expect(stack.provider.requests).toHaveLength(1);
+
+    // Without a transcriber the audio is refused, not silently dropped.
+    const plain = await startStack();
+    const refused = await post(plain.port, [{ type: "text", text: "hi" }, clip("x")]);
+    expect(refused.status).toBe(400);
+    expect(refused.json.error).toMatchObject({ code: "unsupported_content" });
+    expect(plain.provider.requests).toHaveLength(0);
+  });
+
   it("streams a completion as SSE chunks ending in [DONE]", async () => {
     const stack = await startStack({ responses: [{ text: ["Hel", "lo"] }] });
     const reply = await call(stack.port, "/v1/chat/completions", {

@@ -22,6 +22,7 @@ import type {
   UserMessageInput,
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
+import { type ParsedAttachments, transcribeAudio } from "../methods/session-helpers.js";
 import { BodyError, header, openAiError, readBody, sendJson } from "./util.js";
 
 type OpenAiContentPart = {
@@ -29,6 +30,7 @@ type OpenAiContentPart = {
   text?: string;
   image_url?: { url?: string } | string;
   file?: { filename?: string; file_data?: string; file_id?: string };
+  input_audio?: { data?: string; format?: string };
 };
 interface OpenAiMessage {
   role?: string;
@@ -122,6 +124,21 @@ function checkMessage(m: unknown, at: string): void {
         const image = part.image_url;
         if (typeof image !== "string" && !(isPlainObject(image) && typeof image.url === "string")) {
           throw invalidType(`${where}.image_url`, "a URL or an object with a string url");
+        }
+      }
+      if (part.type === "input_audio") {
+        const audio = part.input_audio;
+        if (
+          !isPlainObject(audio) ||
+          typeof audio.data !== "string" ||
+          !/^[A-Za-z0-9+/]+={0,2}$/.test(audio.data) ||
+          typeof audio.format !== "string" ||
+          !/^[a-z0-9]{2,8}$/.test(audio.format)
+        ) {
+          throw invalidType(
+            `${where}.input_audio`,
+            "an object with base64 data and a format (wav, mp3, ...)",
+          );
         }
       }
       if (part.type === "file") {
@@ -347,6 +364,23 @@ function imagesOf(content: OpenAiMessage["content"]): UserMessageInput["images"]
   return images;
 }
 
+/** A message's `input_audio` parts (checked by `checkMessage`), as clips to transcribe. */
+function audioOf(content: OpenAiMessage["content"]): ParsedAttachments["audio"] {
+  if (!Array.isArray(content)) return [];
+  const clips: ParsedAttachments["audio"] = [];
+  for (const part of content) {
+    const audio = part?.type === "input_audio" ? part.input_audio : undefined;
+    if (typeof audio?.data !== "string" || typeof audio.format !== "string") continue;
+    const format = audio.format === "mp3" ? "mpeg" : audio.format;
+    clips.push({
+      name: `audio.${audio.format}`,
+      mimeType: `audio/${format}`,
+      data: Buffer.from(audio.data, "base64"),
+    });
+  }
+  return clips;
+}
+
 /** A message's `file` parts (checked by `checkMessage`: base64 data URLs), as documents. */
 function filesOf(content: OpenAiMessage["content"]): NonNullable<UserMessageInput["files"]> {
   if (!Array.isArray(content)) return [];
@@ -363,6 +397,34 @@ function filesOf(content: OpenAiMessage["content"]): NonNullable<UserMessageInpu
     });
   }
   return files;
+}
+
+/**
+ * The last user message's audio as transcript lines (see `transcribeAudio`). Without a
+ * transcriber, audio is refused (400 `unsupported_content`) rather than silently dropped; a
+ * failed transcription is a 503 to retry.
+ */
+async function transcribed(hub: GatewayHub, audio: ParsedAttachments["audio"]): Promise<string[]> {
+  if (audio.length === 0) return [];
+  if (hub.transcriber === undefined) {
+    throw new RequestError(
+      400,
+      "input_audio needs speech to text, and this gateway has no transcriber (beamclaw.yaml: transcription)",
+      "invalid_request_error",
+      "unsupported_content",
+      "messages",
+    );
+  }
+  try {
+    return await transcribeAudio(hub, audio);
+  } catch (error) {
+    throw new RequestError(
+      503,
+      error instanceof Error ? error.message : String(error),
+      "server_error",
+      "transcription_failed",
+    );
+  }
 }
 
 function parseMessages(raw: unknown): OpenAiMessage[] {
@@ -567,7 +629,9 @@ async function sessionCompletion(
   const session = hub.session(key, explicitKey === undefined ? agent.id : undefined);
   const last = lastUser(messages);
   // A fresh session gets the whole conversation; a kept one already has its history.
-  const text = ephemeral ? flatten(messages) : textOf(last.content);
+  const typed = ephemeral ? flatten(messages) : textOf(last.content);
+  const heard = await transcribed(hub, audioOf(last.content));
+  const text = [typed, ...heard].filter((part) => part.length > 0).join("\n\n");
   const images = imagesOf(last.content);
   const files = filesOf(last.content);
   if (text.trim().length === 0 && (images?.length ?? 0) === 0 && files.length === 0) {
