@@ -454,6 +454,37 @@ describe("delivery with downloads", () => {
     expect(h.calls[0]?.attachments?.[0]?.data).toBe(base64(PNG));
   });
 
+  it("starts a message's downloads as it arrives, while the one ahead still waits for its own", async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    cleanups.push(async () => release());
+    const hold = (name: string) =>
+      serveCdnFile(name, async () => {
+        await released;
+        return new Response(PNG, { headers: { "Content-Type": "image/png" } });
+      });
+    const first = hold("one.png");
+    const second = hold("two.png");
+    const h = await startHarness();
+    await dm(h.platform, "m1", "one", [
+      { kind: "image", url: first, mediaType: "image/png", name: "one.png", size: PNG.length },
+    ]);
+    await dm(h.platform, "m2", "two", [
+      { kind: "image", url: second, mediaType: "image/png", name: "two.png", size: PNG.length },
+    ]);
+    // Both files are being fetched before the first message is handed over.
+    await waitFor("both downloads", () => cdnRequests.length === 2);
+    expect(h.calls).toEqual([]);
+    release();
+    await waitFor("both", () => h.taken.length === 2);
+    expect(h.calls.map((c) => c.messageId)).toEqual(["m1", "m2"]);
+    expect(h.calls.map((c) => c.attachments?.[0]?.data)).toEqual([base64(PNG), base64(PNG)]);
+    // Each file was fetched once.
+    expect(cdnRequests).toHaveLength(2);
+  });
+
   it("a download cut by a lost connection: the message is not acknowledged, and the resumed session hands it over once, with its file", async () => {
     let first = true;
     let aborted = false;

@@ -41,7 +41,7 @@ import {
   type GatewayDispatch,
   IdentifyThrottle,
 } from "./gateway.js";
-import { toInbound } from "./inbound.js";
+import { discordAttachments, toInbound } from "./inbound.js";
 import { type DiscordLibraries, loadDiscordLibraries } from "./libraries.js";
 import { nonceFor, reactionEmoji, toSendError } from "./outbound.js";
 import { guardRateLimits } from "./rate-limits.js";
@@ -243,12 +243,16 @@ interface Run {
    */
   refused: boolean;
   started: boolean;
+  /** File downloads started when their message arrived, by URL, until it is handled. */
+  readonly downloads: Map<string, Promise<InboundAttachment>>;
 }
 
 /** Receives in flight above which normalizing waits (backpressure on a slow host). */
 const MAX_RECEIVING = 256;
 /** How long `stop` waits for messages being handed to the host. */
 const STOP_DRAIN_MS = 5_000;
+/** Downloads started ahead of their message's turn, at most (more wait for their turn). */
+const MAX_PREFETCHED = 16;
 /** The time limit of one file download from Discord's CDN. */
 const FILE_DOWNLOAD_TIMEOUT_MS = 30_000;
 
@@ -465,6 +469,7 @@ export class DiscordChannel implements ChannelPlugin {
       reported: false,
       pendingReport: undefined,
       refused: false,
+      downloads: new Map(),
       started: false,
       connection: new GatewayConnection({
         libraries,
@@ -652,16 +657,22 @@ export class DiscordChannel implements ChannelPlugin {
       ticket.complete();
       return;
     }
+    const prefetched = this.#prefetch(run, payload.d);
     run.chain = run.chain.then(() =>
-      this.#handleMessage(run, payload, ticket).catch((error: unknown) => {
-        // toInbound does not throw on odd payloads; this is a bug. Skip the one message
-        // rather than replay it into the same failure after every reconnect.
-        run.ctx.logger.error("discord message could not be handled; skipped", {
-          sequence: payload.s,
-          error,
-        });
-        ticket.complete();
-      }),
+      this.#handleMessage(run, payload, ticket)
+        .catch((error: unknown) => {
+          // toInbound does not throw on odd payloads; this is a bug. Skip the one message
+          // rather than replay it into the same failure after every reconnect.
+          run.ctx.logger.error("discord message could not be handled; skipped", {
+            sequence: payload.s,
+            error,
+          });
+          ticket.complete();
+        })
+        .finally(() => {
+          // A message skipped (or not handed over) leaves no download behind.
+          for (const url of prefetched) run.downloads.delete(url);
+        }),
     );
   }
 
@@ -954,53 +965,95 @@ export class DiscordChannel implements ChannelPlugin {
     }
   }
 
+  /** Whether an attachment is one this channel downloads (an image, PDF, text or audio within the limits). */
+  #due(attachment: InboundAttachment): boolean {
+    return (
+      attachment.url !== undefined &&
+      attachment.data === undefined &&
+      inlineLimitOf(attachment, this.#inline) > 0
+    );
+  }
+
   /**
-   * The message with its images and PDFs (up to the `attachments` limits) downloaded from
-   * Discord's CDN, side by side, and inline. Never throws: a file that could not be
-   * downloaded (an error status, an expired link, over the limit, content that is not what
-   * it claims, the time limit) is logged and handed over without its content. Should the run
-   * end meanwhile (the channel stopping), the downloads end at once and the caller does not
-   * hand the message over.
+   * Starts downloading a MESSAGE_CREATE's files as it arrives (at most
+   * {@link MAX_PREFETCHED} at once), before the messages ahead of it are handed over: a slow
+   * download then holds its own message only while those ahead are still being handled.
+   */
+  #prefetch(run: Run, data: unknown): string[] {
+    const message = data as
+      | { id?: unknown; attachments?: unknown; author?: { bot?: unknown } }
+      | undefined;
+    // Bots' messages (this one's included) are not handed over unless `allowBots`.
+    if (message?.author?.bot === true && this.#options.allowBots !== true) return [];
+    const messageId = typeof message?.id === "string" ? message.id : undefined;
+    const started: string[] = [];
+    for (const attachment of discordAttachments(message?.attachments)) {
+      if (run.downloads.size >= MAX_PREFETCHED) break;
+      if (!this.#due(attachment) || run.downloads.has(attachment.url!)) continue;
+      run.downloads.set(attachment.url!, this.#download(run, attachment, messageId));
+      started.push(attachment.url!);
+    }
+    return started;
+  }
+
+  /**
+   * The message with its images, PDFs, text files and audio (within the `attachments`
+   * limits) downloaded from Discord's CDN, side by side (those prefetched when the event
+   * arrived are taken as they are), and inline. Never throws: a file that could not be
+   * downloaded is handed over without its content. Should the run end meanwhile (the
+   * channel stopping), the downloads end at once and the caller does not hand the message
+   * over.
    */
   async #inlineFiles(run: Run, input: InboundMessageInput): Promise<InboundMessageInput> {
     const attachments = input.attachments;
-    const due = (attachment: InboundAttachment) =>
-      attachment.url !== undefined &&
-      attachment.data === undefined &&
-      inlineLimitOf(attachment, this.#inline) > 0;
-    if (attachments === undefined || !attachments.some(due)) return input;
-    const { logger } = run.ctx;
-    const signal = AbortSignal.any([run.ctx.signal, run.controller.signal]);
+    if (attachments === undefined || !attachments.some((a) => this.#due(a))) return input;
     const resolved = await Promise.all(
-      attachments.map(async (attachment) => {
-        if (!due(attachment)) return attachment;
-        const limit = inlineLimitOf(attachment, this.#inline);
-        try {
-          // The global fetch, looked up now: the process's HTTP stack (dispatcher, proxy).
-          // The CDN needs no credentials; the bot token is never sent to it.
-          const downloaded = await downloadFile(attachment.url!, {
-            maxBytes: limit,
-            timeoutMs: FILE_DOWNLOAD_TIMEOUT_MS,
-            signal,
-          });
-          if (downloaded === undefined) {
-            throw new FileDownloadError(`the file is larger than ${limit} bytes`);
-          }
-          return withInlineData(attachment, downloaded.data);
-        } catch (error) {
-          // Stopping: the message is not handed over, nothing to report.
-          if (signal.aborted) return attachment;
-          // The text still reaches the host; only the file's content is missing.
-          logger.warn("discord file could not be downloaded", {
-            messageId: input.messageId,
-            name: attachment.name,
-            error,
-          });
-          return attachment;
-        }
+      attachments.map((attachment) => {
+        if (!this.#due(attachment)) return attachment;
+        const url = attachment.url!;
+        const started = run.downloads.get(url);
+        run.downloads.delete(url);
+        return started ?? this.#download(run, attachment, input.messageId);
       }),
     );
     return { ...input, attachments: resolved };
+  }
+
+  /**
+   * One file from the CDN, inline once its bytes proved to be what it claims; as it was when
+   * the download failed (logged: an error status, an expired link, over the limit, content
+   * that is not what it claims, the time limit) or the run ended. Never rejects.
+   */
+  async #download(
+    run: Run,
+    attachment: InboundAttachment,
+    messageId: string | undefined,
+  ): Promise<InboundAttachment> {
+    const limit = inlineLimitOf(attachment, this.#inline);
+    const signal = AbortSignal.any([run.ctx.signal, run.controller.signal]);
+    try {
+      // The global fetch, looked up now: the process's HTTP stack (dispatcher, proxy).
+      // The CDN needs no credentials; the bot token is never sent to it.
+      const downloaded = await downloadFile(attachment.url!, {
+        maxBytes: limit,
+        timeoutMs: FILE_DOWNLOAD_TIMEOUT_MS,
+        signal,
+      });
+      if (downloaded === undefined) {
+        throw new FileDownloadError(`the file is larger than ${limit} bytes`);
+      }
+      return withInlineData(attachment, downloaded.data);
+    } catch (error) {
+      // Stopping: the message is not handed over, nothing to report.
+      if (signal.aborted) return attachment;
+      // The text still reaches the host; only the file's content is missing.
+      run.ctx.logger.warn("discord file could not be downloaded", {
+        messageId,
+        name: attachment.name,
+        error,
+      });
+      return attachment;
+    }
   }
 
   #lost(run: Run, error: DiscordGatewayError): void {

@@ -53,7 +53,7 @@ function attachmentKind(mediaType: string | undefined): InboundAttachment["kind"
  * `privateUrl`: it expires), `mediaType`, `name`, `size`. The channel downloads the images and
  * PDFs among them afterwards.
  */
-function attachmentsOf(raw: unknown): InboundAttachment[] {
+export function discordAttachments(raw: unknown): InboundAttachment[] {
   if (!Array.isArray(raw)) return [];
   const out: InboundAttachment[] = [];
   for (const item of raw) {
@@ -202,7 +202,7 @@ export async function toInbound(data: unknown, options: InboundOptions): Promise
   const content = typeof message.content === "string" ? message.content : "";
   input.text = renderMentions(content, names, directory);
   input.mentions = { bot: mentionsBot, peers };
-  const attachments = attachmentsOf(message.attachments);
+  const attachments = discordAttachments(message.attachments);
   if (attachments.length > 0) input.attachments = attachments;
   const timestamp = typeof message.timestamp === "string" ? Date.parse(message.timestamp) : NaN;
   if (Number.isFinite(timestamp)) input.timestamp = timestamp;
