@@ -404,6 +404,41 @@ describe("sessions", () => {
     ).toMatchObject({ code: "INVALID_REQUEST" });
   });
 
+  it("sessions.fork branches before a user message into a new session; the original stays", async () => {
+    const stack = await startStack({
+      responses: [{ text: "Rome." }, { text: "Paris." }, { text: "Madrid, in the branch." }],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const sessionKey = "agent:main:trip";
+    expect(
+      await rpcError(client.request("sessions.fork", { sessionKey, entryId: "f0" })),
+    ).toMatchObject({ details: { code: "SESSION_NOT_FOUND" } });
+    const send = async (key: string, message: string, idempotencyKey: string) => {
+      await client.request("chat.send", { sessionKey: key, message, idempotencyKey });
+      await client.waitEvent("chat", (p) => p.runId === idempotencyKey && p.state === "final");
+    };
+    await send(sessionKey, "Capital of Italy?", "f0");
+    await send(sessionKey, "Capital of France?", "f1");
+    const fork = await client.request("sessions.fork", { sessionKey, entryId: "f1" });
+    expect(fork).toEqual({
+      sessionKey: expect.stringMatching(/^agent:main:fork:/),
+      editorText: "Capital of France?",
+    });
+    const branch = fork.sessionKey as string;
+    const branchHistory = await client.request("chat.history", { sessionKey: branch });
+    expect((branchHistory.messages as unknown[]).length).toBe(2);
+    await send(branch, "Capital of Spain?", "f2");
+    const asked = stack.provider.requests.at(-1)!;
+    expect(JSON.stringify(asked.messages)).toContain("Capital of Italy?");
+    expect(JSON.stringify(asked.messages)).not.toContain("France");
+    // The original keeps all of its conversation.
+    const original = await client.request("chat.history", { sessionKey });
+    expect((original.messages as unknown[]).length).toBe(4);
+    expect(
+      await rpcError(client.request("sessions.fork", { sessionKey, entryId: "nope" })),
+    ).toMatchObject({ code: "INVALID_REQUEST" });
+  });
+
   it("refuses a malformed session key without touching the store", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });

@@ -87,6 +87,7 @@ const EVENT_SCHEMAS: Record<string, (payload: unknown) => Array<[string, unknown
 const RESULT_SCHEMAS: Record<string, (payload: unknown) => Array<[string, unknown]>> = {
   connect: (p) => [["HelloOk", p]],
   "sessions.rewind": (p) => [["SessionsRewindResult", p]],
+  "sessions.fork": (p) => [["SessionsForkResult", p]],
   health: (p) => [[HEALTH, p]],
   "logs.tail": (p) => [["LogsTailResult", p]],
   "models.list": (p) => [["ModelsListResult", p]],
@@ -117,6 +118,7 @@ const PARAM_SCHEMAS: Record<string, string> = {
   "sessions.reset": "SessionsResetParams",
   "sessions.compact": "SessionsCompactParams",
   "sessions.rewind": "SessionsRewindParams",
+  "sessions.fork": "SessionsForkParams",
   "sessions.delete": "SessionsDeleteParams",
   agent: "AgentParams",
   "agent.wait": "AgentWaitParams",

@@ -9,7 +9,7 @@ import {
   OverloadedError,
 } from "../errors.js";
 import { ProviderChain } from "../providers/chain.js";
-import type { JsonObject, JsonValue, ThinkingLevel } from "../providers/types.js";
+import type { JsonObject, JsonValue, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { type ExitReason, formatExitReason, isNormalExit } from "../runtime/exit.js";
 import type { MemoryPressureMonitor } from "../runtime/memory-pressure.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
@@ -47,6 +47,8 @@ import {
 import { RunEventLog, RunHandle } from "./run-handle.js";
 import {
   hasMadeUpKey,
+  inputOf,
+  liveEntries,
   madeUpKey,
   PendingCompaction,
   QUARANTINE_PREFIX,
@@ -62,6 +64,8 @@ import {
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
 import {
   type AgentDefinition,
+  type ForkOptions,
+  type ForkResult,
   MAX_RUN_TIMEOUT_MS,
   type QuarantinedMessage,
   type QueueMode,
@@ -238,6 +242,23 @@ export interface SessionHandle {
    *   `runId` that is not among them; nothing is changed then.
    */
   rewind(options?: RewindOptions): Promise<RewindResult>;
+  /**
+   * Branches the conversation: a new session (`key`, default `agent:<agentId>:fork:<uuid>`)
+   * whose history is this one's up to the user message of `runId`, which is handed back to
+   * send there, edited or not. This session is left as it is (an "edit" that keeps the
+   * original). Discarded runs and markers are not copied; a compaction before the point is
+   * (its summary stands in the fork too). The fork's metadata starts fresh.
+   *
+   * @example
+   * ```ts
+   * const { key, input } = await session.fork({ runId });
+   * await runtime.session(key).send({ ...input, text: "Ask it another way" });
+   * ```
+   * @throws InvalidArgumentError for bad options, a `runId` without a user message in this
+   *   session, or a `key` that is taken; nothing is written then.
+   * @throws StoreError when the store fails; a half-written fork is removed.
+   */
+  fork(options: ForkOptions): Promise<ForkResult>;
 }
 
 const SUBAGENT_TOOL = "spawn_subagent";
@@ -649,6 +670,19 @@ export class AgentRuntime {
           ...(opts === undefined ? {} : { options: opts }),
         })) as RewindResult;
       },
+      fork: async (options) => {
+        this.#requireRunning();
+        const opts = optionalObject<ForkOptions>(options, "fork options");
+        if (typeof opts.runId !== "string" || opts.runId === "") {
+          throw new InvalidArgumentError(
+            `fork needs a runId (a non-empty string), got ${describeArg(opts.runId)}`,
+          );
+        }
+        if (opts.key !== undefined && typeof opts.key !== "string") {
+          throw new InvalidArgumentError(`fork key must be a string, got ${describeArg(opts.key)}`);
+        }
+        return this.#fork(key, opts.runId, opts.key);
+      },
       compact: async (options) => {
         checkCompactOptions(options, undefined);
         const reply = await this.#request(key, {
@@ -695,6 +729,58 @@ export class AgentRuntime {
   }
 
   // ------------------------------------------------------------------ internals
+
+  /** See `SessionHandle.fork`. Reads the source's transcript; writes only the new one. */
+  async #fork(source: string, runId: string, requested: string | undefined): Promise<ForkResult> {
+    const agentId =
+      parseSessionKey(source).agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id;
+    const key =
+      requested === undefined
+        ? `agent:${agentId}:fork:${randomUUID()}`
+        : parseSessionKey(requested).key;
+    if (key === source) throw new InvalidArgumentError("a fork needs a key of its own");
+    if (
+      (await this.store.sessions.get(key)) !== undefined ||
+      (await this.store.transcripts.lastSeq(key)) > 0
+    ) {
+      throw new InvalidArgumentError(`session ${key} exists already; fork into a new key`);
+    }
+    const records: TranscriptRecord[] = [];
+    for (let afterSeq = 0; ; ) {
+      const page = await this.store.transcripts.read(source, { afterSeq, limit: 1000 });
+      if (page.length === 0) break;
+      records.push(...page);
+      afterSeq = page[page.length - 1]!.seq;
+    }
+    const live = liveEntries(records);
+    const cut = live.findIndex(
+      (r) =>
+        r.entry.runId === runId &&
+        r.entry.retry !== true &&
+        (r.entry.message as { role?: unknown } | undefined)?.role === "user",
+    );
+    if (cut === -1) {
+      throw new InvalidArgumentError(
+        `run ${runId} has no user message in session ${source} (undone, or not this session's)`,
+      );
+    }
+    const entries = live.slice(0, cut).map((r) => r.entry);
+    try {
+      for (let i = 0; i < entries.length; i += 1000) {
+        await this.store.transcripts.append(key, entries.slice(i, i + 1000));
+      }
+    } catch (error) {
+      await this.store.transcripts.delete(key).catch(() => undefined);
+      throw error;
+    }
+    return {
+      key,
+      input: inputOf(
+        live[cut]!.entry.message as unknown as Extract<ModelMessage, { role: "user" }>,
+      ),
+      copiedMessages: entries.filter((e) => e.message !== undefined).length,
+    };
+  }
 
   /**
    * Copies a (stopped) session's transcript to `<key>:deleted:<now>`, page by page; the key

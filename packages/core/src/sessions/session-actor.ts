@@ -1712,7 +1712,7 @@ function crashMarks(
 }
 
 /** A user message of the transcript as `send` takes it. */
-function inputOf(message: Extract<ModelMessage, { role: "user" }>): UserMessageInput {
+export function inputOf(message: Extract<ModelMessage, { role: "user" }>): UserMessageInput {
   let text = "";
   const images: NonNullable<UserMessageInput["images"]> = [];
   const files: NonNullable<UserMessageInput["files"]> = [];
@@ -1764,7 +1764,7 @@ function repairHistory(history: ModelMessage[]): ModelMessage[] {
  * discard marker after it dropped (that attempt never finished; a later replay of the same
  * run writes after the marker).
  */
-function liveEntries(records: readonly TranscriptRecord[]): TranscriptRecord[] {
+export function liveEntries(records: readonly TranscriptRecord[]): TranscriptRecord[] {
   const cancelled = new Set<string>();
   const out: TranscriptRecord[] = [];
   for (let i = records.length - 1; i >= 0; i--) {

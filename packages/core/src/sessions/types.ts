@@ -181,6 +181,24 @@ export interface RewindOptions {
   runId?: string;
 }
 
+/** Options of `SessionHandle.fork`. */
+export interface ForkOptions {
+  /** The run whose user message the fork starts before: the fork has everything earlier. */
+  runId: string;
+  /** The new session's key. Default `agent:<agentId>:fork:<uuid>`. It must not exist. */
+  key?: string;
+}
+
+/** What `SessionHandle.fork` made. */
+export interface ForkResult {
+  /** The new session's key. */
+  key: string;
+  /** The user message of `runId`, as `send` takes it: send it (edited) to the new session. */
+  input: UserMessageInput;
+  /** How many messages the new session starts with. */
+  copiedMessages: number;
+}
+
 /** What `SessionHandle.rewind` undid. */
 export interface RewindResult {
   /** The runs undone, oldest first. */

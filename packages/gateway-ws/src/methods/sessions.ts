@@ -1,4 +1,4 @@
-/** `sessions.*`: list, get, create, send, abort, patch, reset, compact, rewind, delete, subscribe. */
+/** `sessions.*`: list, get, create, send, abort, patch, reset, compact, rewind, fork, delete, subscribe. */
 import { randomUUID } from "node:crypto";
 import {
   parseSessionKey,
@@ -6,6 +6,7 @@ import {
   type SessionPatch,
   type SessionRecord,
   type ThinkingLevel,
+  type UserMessageInput,
 } from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
@@ -57,6 +58,20 @@ function sessionKeyParam(method: string, p: ParamsObject): string {
     });
   }
   return raw;
+}
+
+/** A user message for a client's editor (`editorText`, `editorAttachments` of the protocol). */
+function editorOf(input: UserMessageInput): {
+  editorText: string;
+  editorAttachments?: Array<{ mimeType: string; data: string }>;
+} {
+  const editorAttachments = [...(input.images ?? []), ...(input.files ?? [])].flatMap((part) =>
+    part.data === undefined ? [] : [{ mimeType: part.mediaType, data: part.data }],
+  );
+  return {
+    editorText: input.text,
+    ...(editorAttachments.length === 0 ? {} : { editorAttachments }),
+  };
 }
 
 function modelRef(method: string, value: unknown, field: string): string {
@@ -440,14 +455,24 @@ export const sessionMethods: Record<string, HubMethod> = {
       const runIds = result.runIds.map((id) => hub.runs.displayId(id));
       if (runIds.length > 0) hub.sessionsChanged(session.key, "rewound", { runIds });
       const [first] = result.inputs;
-      if (first === undefined) return {};
-      const editorAttachments = [...(first.images ?? []), ...(first.files ?? [])].flatMap((part) =>
-        part.data === undefined ? [] : [{ mimeType: part.mediaType, data: part.data }],
-      );
-      return {
-        editorText: first.text,
-        ...(editorAttachments.length === 0 ? {} : { editorAttachments }),
-      };
+      return first === undefined ? {} : editorOf(first);
+    },
+  },
+
+  "sessions.fork": {
+    // OpenClaw's `SessionsForkParams`: a new session with the history before the user
+    // message `entryId` (its `runId` in `chat.history`), that message answered for the
+    // client's editor; the original session stays as it is.
+    scope: Scopes.WRITE,
+    async handler(call, hub) {
+      const session = hub.session(sessionKeyParam(call.method, call.params));
+      const entryId = requireString(call.method, call.params, "entryId", 256);
+      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
+        throw noSuchSession(session.key);
+      }
+      const fork = await session.fork({ runId: hub.runs.coreId(entryId) });
+      hub.sessionsChanged(fork.key, "created", { forkedFrom: session.key });
+      return { sessionKey: fork.key, ...editorOf(fork.input) };
     },
   },
 

@@ -1,0 +1,139 @@
+/**
+ * `session.fork()`: a new session with the history up to a user message, which comes back
+ * to send there edited; the original is left as it is. Runs undone before the point, markers
+ * and runs after it are not copied; bad options and taken keys change nothing.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { createProviderChain, defineTool, InvalidArgumentError } from "../src/index.js";
+import type { ModelMessage } from "../src/providers/types.js";
+import { AgentRuntime } from "../src/sessions/index.js";
+import { MemoryStore } from "../src/store/memory-store.js";
+import { createScriptedProvider, type ScriptEntry } from "../src/testing/index.js";
+
+const KEY = "agent:main:main";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const lookup = defineTool({
+  name: "lookup",
+  description: "Looks a word up",
+  parameters: z.object({ word: z.string() }),
+  execute: ({ word }) => `${word}: a word`,
+});
+
+async function runtimeWith(script: ScriptEntry[]) {
+  const provider = createScriptedProvider(script);
+  const store = new MemoryStore();
+  await store.open();
+  cleanups.push(() => store.close());
+  const runtime = new AgentRuntime({
+    store,
+    models: createProviderChain({ providers: [provider], models: [], retry: { maxAttempts: 1 } }),
+    agents: [{ id: "main", model: "scripted/model-1", tools: ["lookup"] }],
+    tools: [lookup],
+  });
+  cleanups.push(() => runtime.stop());
+  await runtime.start();
+  return { runtime, store, provider, session: runtime.session(KEY) };
+}
+
+function transcriptOf(messages: readonly ModelMessage[]): string[] {
+  return messages.map(
+    (m) =>
+      `${m.role}:${m.content
+        .map((p) =>
+          p.type === "text"
+            ? p.text
+            : p.type === "tool-call"
+              ? `call ${p.toolName}`
+              : p.type === "tool-result"
+                ? "result"
+                : p.type,
+        )
+        .join("")}`,
+  );
+}
+
+describe("session.fork", () => {
+  it("branches before a user message: the fork has what came before, the original stays whole", async () => {
+    const { runtime, session, provider } = await runtimeWith([
+      { toolCalls: [{ toolName: "lookup", input: { word: "ciao" } }] },
+      { text: "It means hello." },
+      { text: "Rome." },
+      { text: "Berlin, in the branch." },
+    ]);
+    await (await session.send("What does ciao mean?")).result;
+    const second = await (await session.send("Capital of Italy?")).result;
+    const fork = await session.fork({ runId: second.runId });
+    expect(fork.key).toMatch(/^agent:main:fork:[0-9a-f-]{36}$/);
+    expect(fork.input).toEqual({ text: "Capital of Italy?" });
+    // The first exchange: the question, the tool call, its result, the answer.
+    expect(fork.copiedMessages).toBe(4);
+    const branch = runtime.session(fork.key);
+    await (await branch.send("Capital of Germany?")).result;
+    expect(transcriptOf(provider.requests.at(-1)!.messages)).toEqual([
+      "user:What does ciao mean?",
+      "assistant:call lookup",
+      "tool:result",
+      "assistant:It means hello.",
+      "user:Capital of Germany?",
+    ]);
+    // The original is untouched.
+    const original = (await session.history()).map(
+      (r) => r.entry.message as unknown as ModelMessage,
+    );
+    expect(transcriptOf(original).at(-2)).toBe("user:Capital of Italy?");
+    expect(transcriptOf(original).at(-1)).toBe("assistant:Rome.");
+  });
+
+  it("forks into a key of the caller's choosing, hands back images, and leaves undone runs out", async () => {
+    const { session, store } = await runtimeWith([
+      { text: "one" },
+      { text: "undone" },
+      { text: "three" },
+    ]);
+    await (await session.send("first")).result;
+    await (await session.send("to undo")).result;
+    await session.rewind();
+    const png = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]).toString("base64");
+    const third = await (
+      await session.send({ text: "look", images: [{ mediaType: "image/png", data: png }] })
+    ).result;
+    const fork = await session.fork({ runId: third.runId, key: "agent:main:Branch-A" });
+    expect(fork.key).toBe("agent:main:branch-a");
+    expect(fork.input).toEqual({ text: "look", images: [{ mediaType: "image/png", data: png }] });
+    const copied = await store.transcripts.read("agent:main:branch-a");
+    expect(copied.map((r) => (r.entry.message as unknown as ModelMessage).role)).toEqual([
+      "user",
+      "assistant",
+    ]);
+    expect(JSON.stringify(copied)).not.toContain("to undo");
+    expect(copied.some((r) => r.entry.discarded === true)).toBe(false);
+  });
+
+  it("refuses a run it does not have, a taken key and bad options, writing nothing", async () => {
+    const { session, store, runtime } = await runtimeWith([{ text: "a" }, { text: "b" }]);
+    const first = await (await session.send("first")).result;
+    await (await runtime.session("agent:main:taken").send("hi")).result;
+    const before = (await store.transcripts.read("agent:main:taken")).length;
+    await expect(session.fork({ runId: "no-such-run" })).rejects.toThrow(InvalidArgumentError);
+    await expect(session.fork({ runId: first.runId, key: "agent:main:taken" })).rejects.toThrow(
+      /exists already/,
+    );
+    await expect(session.fork({ runId: first.runId, key: KEY })).rejects.toThrow(
+      InvalidArgumentError,
+    );
+    await expect(session.fork({ runId: first.runId, key: "not a key" })).rejects.toThrow();
+    await expect(session.fork({} as never)).rejects.toThrow(/needs a runId/);
+    await expect(session.fork(undefined as never)).rejects.toThrow(InvalidArgumentError);
+    expect((await store.transcripts.read("agent:main:taken")).length).toBe(before);
+    // Forking before the very first message gives an empty branch.
+    const empty = await session.fork({ runId: first.runId });
+    expect(empty).toMatchObject({ input: { text: "first" }, copiedMessages: 0 });
+    expect(await store.transcripts.read(empty.key)).toEqual([]);
+  });
+});
