@@ -1,4 +1,7 @@
-/** `detectMediaType` and `detectBase64MediaType`: a file's type by its first bytes. */
+/**
+ * `detectMediaType` and `detectBase64MediaType`: a file's type by its first bytes; text files
+ * and audio transcripts as parts of a user message.
+ */
 import { describe, expect, it } from "vitest";
 import {
   baseMediaType,
@@ -7,7 +10,11 @@ import {
   detectMediaType,
   isTextMediaType,
   MODEL_IMAGE_TYPES,
+  type Transcriber,
+  type TranscriptionInput,
+  type TranscriptionOptions,
   textAttachmentBlock,
+  transcriptLine,
 } from "../src/index.js";
 
 const bytes = (...parts: Array<string | number[]>): Uint8Array =>
@@ -85,5 +92,52 @@ describe("text files", () => {
     expect(textAttachmentBlock('a"b<c>\nd.txt', "text/plain", "hello")).toBe(
       '<attachment name="a_b_c__d.txt" type="text/plain">\nhello\n</attachment>',
     );
+  });
+});
+
+describe("transcriptLine", () => {
+  /** A transcriber that answers `text` (or throws `error`) and records what it was given. */
+  function transcriberOf(answer: { text?: unknown; error?: Error }) {
+    const calls: Array<{ input: TranscriptionInput; options: TranscriptionOptions | undefined }> =
+      [];
+    const transcriber: Transcriber = {
+      id: "test",
+      async transcribe(input, options) {
+        calls.push({ input, options });
+        if (answer.error !== undefined) throw answer.error;
+        return { text: answer.text as string };
+      },
+    };
+    return { transcriber, calls };
+  }
+
+  const clip = { data: new Uint8Array([1, 2, 3]), mediaType: "audio/ogg; codecs=opus" };
+
+  it("names the clip by its file name, else its media type without parameters", async () => {
+    const { transcriber, calls } = transcriberOf({ text: "  water the plants \n" });
+    const signal = new AbortController().signal;
+    expect(await transcriptLine(transcriber, { ...clip, filename: "memo.ogg" }, { signal })).toBe(
+      "[audio: memo.ogg, transcribed]\nwater the plants",
+    );
+    expect(await transcriptLine(transcriber, clip)).toBe(
+      "[audio: audio/ogg, transcribed]\nwater the plants",
+    );
+    expect(calls[0]?.input.filename).toBe("memo.ogg");
+    expect(calls[0]?.options?.signal).toBe(signal);
+  });
+
+  it("says no speech was heard for an empty or missing transcript", async () => {
+    for (const text of ["", "   ", undefined, 42]) {
+      const { transcriber } = transcriberOf({ text });
+      expect(await transcriptLine(transcriber, clip), String(text)).toBe(
+        "[audio: audio/ogg, no speech heard]",
+      );
+    }
+  });
+
+  it("throws the transcriber's error as it is", async () => {
+    const error = new Error("quota exceeded");
+    const { transcriber } = transcriberOf({ error });
+    await expect(transcriptLine(transcriber, clip)).rejects.toBe(error);
   });
 });

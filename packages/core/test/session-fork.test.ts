@@ -4,12 +4,9 @@
  * and runs after it are not copied; bad options and taken keys change nothing.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { z } from "zod";
-import { createProviderChain, defineTool, InvalidArgumentError } from "../src/index.js";
-import type { ModelMessage } from "../src/providers/types.js";
-import { AgentRuntime } from "../src/sessions/index.js";
-import { MemoryStore } from "../src/store/memory-store.js";
-import { createScriptedProvider, type ScriptEntry } from "../src/testing/index.js";
+import { InvalidArgumentError, type ModelMessage } from "../src/index.js";
+import type { ScriptEntry } from "../src/testing/index.js";
+import { scriptedRuntime, transcriptOf } from "./support.js";
 
 const KEY = "agent:main:main";
 
@@ -18,44 +15,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-const lookup = defineTool({
-  name: "lookup",
-  description: "Looks a word up",
-  parameters: z.object({ word: z.string() }),
-  execute: ({ word }) => `${word}: a word`,
-});
-
-async function runtimeWith(script: ScriptEntry[]) {
-  const provider = createScriptedProvider(script);
-  const store = new MemoryStore();
-  await store.open();
-  cleanups.push(() => store.close());
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({ providers: [provider], models: [], retry: { maxAttempts: 1 } }),
-    agents: [{ id: "main", model: "scripted/model-1", tools: ["lookup"] }],
-    tools: [lookup],
-  });
-  cleanups.push(() => runtime.stop());
-  await runtime.start();
-  return { runtime, store, provider, session: runtime.session(KEY) };
-}
-
-function transcriptOf(messages: readonly ModelMessage[]): string[] {
-  return messages.map(
-    (m) =>
-      `${m.role}:${m.content
-        .map((p) =>
-          p.type === "text"
-            ? p.text
-            : p.type === "tool-call"
-              ? `call ${p.toolName}`
-              : p.type === "tool-result"
-                ? "result"
-                : p.type,
-        )
-        .join("")}`,
-  );
+function runtimeWith(script: ScriptEntry[]) {
+  return scriptedRuntime(script, cleanups);
 }
 
 describe("session.fork", () => {

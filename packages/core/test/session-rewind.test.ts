@@ -7,16 +7,10 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import {
-  createProviderChain,
-  defineTool,
-  InvalidArgumentError,
-  SessionBusyError,
-} from "../src/index.js";
-import type { ModelMessage } from "../src/providers/types.js";
-import { AgentRuntime } from "../src/sessions/index.js";
+import { InvalidArgumentError, SessionBusyError } from "../src/index.js";
 import { MemoryStore } from "../src/store/memory-store.js";
-import { createScriptedProvider, type ScriptEntry } from "../src/testing/index.js";
+import type { ScriptEntry } from "../src/testing/index.js";
+import { scriptedRuntime, transcriptOf } from "./support.js";
 
 const KEY = "agent:main:main";
 
@@ -25,48 +19,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-const lookup = defineTool({
-  name: "lookup",
-  description: "Looks a word up",
-  parameters: z.object({ word: z.string() }),
-  execute: ({ word }) => `${word}: a word`,
-});
-
 async function runtimeWith(script: ScriptEntry[], store = new MemoryStore()) {
-  const provider = createScriptedProvider(script);
-  await store.open();
-  cleanups.push(() => store.close());
-  const start = async () => {
-    const runtime = new AgentRuntime({
-      store,
-      models: createProviderChain({ providers: [provider], models: [], retry: { maxAttempts: 1 } }),
-      agents: [{ id: "main", model: "scripted/model-1", tools: ["lookup"] }],
-      tools: [lookup],
-    });
-    cleanups.push(() => runtime.stop());
-    await runtime.start();
-    return runtime;
-  };
-  const runtime = await start();
-  return { runtime, store, provider, session: runtime.session(KEY), start };
-}
-
-/** The texts of a request's messages, by role, to see what the model was sent. */
-function transcriptOf(messages: readonly ModelMessage[]): string[] {
-  return messages.map(
-    (m) =>
-      `${m.role}:${m.content
-        .map((p) =>
-          p.type === "text"
-            ? p.text
-            : p.type === "tool-call"
-              ? `call ${p.toolName}`
-              : p.type === "tool-result"
-                ? "result"
-                : p.type,
-        )
-        .join("")}`,
-  );
+  return scriptedRuntime(script, cleanups, { store });
 }
 
 describe("session.rewind", () => {

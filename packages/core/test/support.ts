@@ -1,7 +1,18 @@
 /**
  * Helpers shared by the test files. Not a test file itself: vitest only collects `*.test.ts`.
  */
-import type { ModelProvider, ModelStreamEvent, Process } from "../src/index.js";
+import { z } from "zod";
+import {
+  AgentRuntime,
+  createProviderChain,
+  defineTool,
+  MemoryStore,
+  type ModelMessage,
+  type ModelProvider,
+  type ModelStreamEvent,
+  type Process,
+} from "../src/index.js";
+import { createScriptedProvider, type ScriptEntry } from "../src/testing/index.js";
 
 /** A promise together with the functions that settle it. */
 export interface Deferred<T> {
@@ -143,4 +154,62 @@ export function abortOf(signal: AbortSignal | undefined): Promise<unknown> {
     if (signal.aborted) resolve(signal.reason);
     else signal.addEventListener("abort", () => resolve(signal.reason), { once: true });
   });
+}
+
+/** The texts of a request's messages, by role, to see what the model was sent. */
+export function transcriptOf(messages: readonly ModelMessage[]): string[] {
+  return messages.map(
+    (m) =>
+      `${m.role}:${m.content
+        .map((p) =>
+          p.type === "text"
+            ? p.text
+            : p.type === "tool-call"
+              ? `call ${p.toolName}`
+              : p.type === "tool-result"
+                ? "result"
+                : p.type,
+        )
+        .join("")}`,
+  );
+}
+
+/** A tool the scripted runtime's agent may call: `lookup({ word })` answers `<word>: a word`. */
+export const lookupTool = defineTool({
+  name: "lookup",
+  description: "Looks a word up",
+  parameters: z.object({ word: z.string() }),
+  execute: ({ word }) => `${word}: a word`,
+});
+
+/**
+ * A started runtime over a scripted provider (`scripted/model-1`, one attempt per call), with
+ * agent `main` allowed {@link lookupTool}, on `store` (opened here), and its session `key`.
+ * `start()` starts another runtime on the same store and provider (a restart). Every stop
+ * and close is pushed onto `cleanups`, for the test file's `afterEach` to run newest first.
+ */
+export async function scriptedRuntime(
+  script: ScriptEntry[],
+  cleanups: Array<() => Promise<void>>,
+  {
+    store = new MemoryStore(),
+    key = "agent:main:main",
+  }: { store?: MemoryStore; key?: string } = {},
+) {
+  const provider = createScriptedProvider(script);
+  await store.open();
+  cleanups.push(() => store.close());
+  const start = async () => {
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({ providers: [provider], models: [], retry: { maxAttempts: 1 } }),
+      agents: [{ id: "main", model: "scripted/model-1", tools: ["lookup"] }],
+      tools: [lookupTool],
+    });
+    cleanups.push(() => runtime.stop());
+    await runtime.start();
+    return runtime;
+  };
+  const runtime = await start();
+  return { runtime, store, provider, session: runtime.session(key), start };
 }

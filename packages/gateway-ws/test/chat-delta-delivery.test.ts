@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { GatewayChannelDelivery } from "../src/index.js";
 import {
   closeClients,
+  recordingTranscriber,
   rpcError,
   type Stack,
   startStack,
@@ -370,25 +371,11 @@ describe("chat.send attachments", () => {
   });
 
   it("transcribes audio attachments with the gateway's transcriber; a failed transcription sends nothing", async () => {
-    const heard: Array<{ bytes: string; mediaType: string; filename?: string }> = [];
-    const stack = await startStack({
-      responses: [{ text: "on it" }],
-      gateway: {
-        transcriber: {
-          id: "test-stt",
-          async transcribe(input) {
-            const bytes = Buffer.from(input.data).toString();
-            heard.push({
-              bytes,
-              mediaType: input.mediaType,
-              ...(input.filename === undefined ? {} : { filename: input.filename }),
-            });
-            if (bytes === "garbled") throw new Error("the vendor could not decode the audio");
-            return { text: ` you said: ${bytes} ` };
-          },
-        },
-      },
-    });
+    const { transcriber, heard } = recordingTranscriber(
+      (bytes) => ` you said: ${bytes} `,
+      "garbled",
+    );
+    const stack = await startStack({ responses: [{ text: "on it" }], gateway: { transcriber } });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     await client.request("chat.send", {
       sessionKey: "agent:main:main",

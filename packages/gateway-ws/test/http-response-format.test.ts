@@ -14,7 +14,6 @@ import {
   stopStacks,
   TOKEN,
   useSchemaCheck,
-  type Wire,
 } from "./support.js";
 
 useSchemaCheck();

@@ -8,13 +8,13 @@ import WebSocket from "ws";
 import {
   httpCall as call,
   closeClients,
+  recordingTranscriber,
   sseData,
   startStack,
   stopStacks,
   TestClient,
   TOKEN,
   useSchemaCheck,
-  type Wire,
   waitFor,
 } from "./support.js";
 
@@ -145,25 +145,8 @@ describe("OpenAI-compatible API", () => {
   });
 
   it("transcribes input_audio parts with the gateway's transcriber, and refuses them without one", async () => {
-    const heard: Array<{ mediaType: string; filename?: string; bytes: string }> = [];
-    const stack = await startStack({
-      responses: [{ text: "Booked." }],
-      gateway: {
-        transcriber: {
-          id: "test-stt",
-          async transcribe(input) {
-            const bytes = Buffer.from(input.data).toString();
-            heard.push({
-              mediaType: input.mediaType,
-              ...(input.filename === undefined ? {} : { filename: input.filename }),
-              bytes,
-            });
-            if (bytes === "noise") throw new Error("the vendor could not decode the audio");
-            return { text: "a table for two at eight" };
-          },
-        },
-      },
-    });
+    const { transcriber, heard } = recordingTranscriber(() => "a table for two at eight", "noise");
+    const stack = await startStack({ responses: [{ text: "Booked." }], gateway: { transcriber } });
     const post = (port: number, content: unknown[]) =>
       call(port, "/v1/chat/completions", {
         method: "POST",
@@ -176,7 +159,7 @@ describe("OpenAI-compatible API", () => {
     });
     const reply = await post(stack.port, [{ type: "text", text: "please" }, clip("book it")]);
     expect(reply.status).toBe(200);
-    expect(heard).toEqual([{ mediaType: "audio/mpeg", filename: "audio.mp3", bytes: "book it" }]);
+    expect(heard).toEqual([{ bytes: "book it", mediaType: "audio/mpeg", filename: "audio.mp3" }]);
     expect(stack.provider.requests[0]!.messages.at(-1)).toEqual({
       role: "user",
       content: [

@@ -16,6 +16,7 @@ import {
   CronSupervisor,
   createProviderChain,
   MemoryStore,
+  type Transcriber,
 } from "@beamclaw/core";
 import {
   createScriptedProvider,
@@ -705,4 +706,34 @@ export function httpCall(
     req.on("error", reject);
     req.end(body);
   });
+}
+
+/** What a {@link recordingTranscriber} was given: the audio's bytes as text, its type and name. */
+export interface HeardClip {
+  bytes: string;
+  mediaType: string;
+  filename?: string;
+}
+
+/**
+ * A transcriber (id `test-stt`) that records each clip it is given in `heard` and answers
+ * `answer(bytes)`, or throws (as a vendor that cannot decode the audio) for a clip whose bytes
+ * are `failOn`.
+ */
+export function recordingTranscriber(answer: (bytes: string) => string, failOn: string) {
+  const heard: HeardClip[] = [];
+  const transcriber: Transcriber = {
+    id: "test-stt",
+    async transcribe(input) {
+      const bytes = Buffer.from(input.data).toString();
+      heard.push({
+        bytes,
+        mediaType: input.mediaType,
+        ...(input.filename === undefined ? {} : { filename: input.filename }),
+      });
+      if (bytes === failOn) throw new Error("the vendor could not decode the audio");
+      return { text: answer(bytes) };
+    },
+  };
+  return { transcriber, heard };
 }

@@ -26,7 +26,14 @@ import {
   providerError,
   type VendorErrorInfo,
 } from "./errors.js";
-import type { HttpClient } from "./http.js";
+import {
+  checkBaseUrl,
+  checkTimeout,
+  createHttpClient,
+  DEFAULT_TIMEOUT_MS,
+  type HttpClient,
+  type ProviderHttpOptions,
+} from "./http.js";
 import {
   field,
   isWire,
@@ -58,6 +65,28 @@ const OPENAI_TYPE_KINDS: Record<string, ProviderErrorKind> = {
   tokens: "rate_limit",
   insufficient_quota: "rate_limit",
 };
+
+/**
+ * The HTTP client of an API in OpenAI's shape (OpenAI itself, and every server that copies
+ * it): `baseUrl` (checked, default `fallbackUrl`), the key as `Authorization: Bearer` when
+ * there is one, the caller's headers, time limit and `fetch`, and OpenAI's error bodies.
+ */
+export function createOpenAIHttpClient(
+  options: Pick<ProviderHttpOptions, "baseUrl" | "headers" | "timeoutMs" | "fetch">,
+  apiKey: string | undefined,
+  fallbackUrl: string,
+): HttpClient {
+  return createHttpClient({
+    baseUrl: checkBaseUrl(options.baseUrl, fallbackUrl),
+    headers: {
+      ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
+      ...options.headers,
+    },
+    timeoutMs: checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS),
+    fetch: options.fetch,
+    parseVendorError: parseOpenAIError,
+  });
+}
 
 /**
  * Reads OpenAI's `{"error": {"message", "type", "param", "code"}}`; the Responses API's

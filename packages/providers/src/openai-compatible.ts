@@ -4,17 +4,10 @@
  */
 import { InvalidArgumentError, type ModelInfo, type ModelProvider } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
-import {
-  checkBaseUrl,
-  checkTimeout,
-  createHttpClient,
-  DEFAULT_IDLE_TIMEOUT_MS,
-  DEFAULT_TIMEOUT_MS,
-  type ProviderHttpOptions,
-} from "./http.js";
+import { checkTimeout, DEFAULT_IDLE_TIMEOUT_MS, type ProviderHttpOptions } from "./http.js";
 import { field, stringField } from "./json.js";
 import { copyModel, findModel, mergeModels } from "./models.js";
-import { parseOpenAIError, streamChatCompletions } from "./openai-chat.js";
+import { createOpenAIHttpClient, streamChatCompletions } from "./openai-chat.js";
 import { modelOf } from "./request.js";
 
 /** Options of {@link createOpenAICompatibleProvider}. */
@@ -94,16 +87,7 @@ export function createOpenAICompatibleProvider(
     DEFAULT_IDLE_TIMEOUT_MS,
   );
   const apiKey = options.apiKey === "" ? undefined : options.apiKey;
-  const http = createHttpClient({
-    baseUrl: checkBaseUrl(options.baseUrl, options.baseUrl),
-    headers: {
-      ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
-      ...options.headers,
-    },
-    timeoutMs: checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS),
-    fetch: options.fetch,
-    parseVendorError: parseOpenAIError,
-  });
+  const http = createOpenAIHttpClient(options, apiKey, options.baseUrl);
   const dialect = {
     maxTokensField,
     includeUsage: options.includeUsage ?? true,

@@ -12,15 +12,8 @@ import {
 } from "@beamclaw/core";
 import type { CallContext } from "./errors.js";
 import { providerError } from "./errors.js";
-import {
-  checkBaseUrl,
-  checkTimeout,
-  createHttpClient,
-  DEFAULT_TIMEOUT_MS,
-  type ProviderHttpOptions,
-  resolveApiKey,
-} from "./http.js";
-import { parseOpenAIError } from "./openai-chat.js";
+import { type ProviderHttpOptions, resolveApiKey } from "./http.js";
+import { createOpenAIHttpClient } from "./openai-chat.js";
 
 /** Options of {@link createOpenAITranscriber}. */
 export interface OpenAITranscriberOptions extends Omit<ProviderHttpOptions, "idleTimeoutMs"> {
@@ -103,16 +96,7 @@ export function createOpenAITranscriber(options: OpenAITranscriberOptions = {}):
     );
   }
   const apiKey = resolveApiKey(options.apiKey, "OPENAI_API_KEY");
-  const http = createHttpClient({
-    baseUrl: checkBaseUrl(options.baseUrl, "https://api.openai.com/v1"),
-    headers: {
-      ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
-      ...options.headers,
-    },
-    timeoutMs: checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS),
-    fetch: options.fetch,
-    parseVendorError: parseOpenAIError,
-  });
+  const http = createOpenAIHttpClient(options, apiKey, "https://api.openai.com/v1");
   return {
     id,
     async transcribe(

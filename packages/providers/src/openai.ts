@@ -4,16 +4,13 @@
 import { InvalidArgumentError, type ModelInfo, type ModelProvider } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
 import {
-  checkBaseUrl,
   checkTimeout,
-  createHttpClient,
   DEFAULT_IDLE_TIMEOUT_MS,
-  DEFAULT_TIMEOUT_MS,
   type ProviderHttpOptions,
   resolveApiKey,
 } from "./http.js";
 import { copyModel, findModel, mergeModels, OPENAI_MODELS } from "./models.js";
-import { parseOpenAIError, streamChatCompletions } from "./openai-chat.js";
+import { createOpenAIHttpClient, streamChatCompletions } from "./openai-chat.js";
 import { streamResponses } from "./openai-responses.js";
 import { modelOf } from "./request.js";
 
@@ -64,16 +61,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
     options.idleTimeoutMs,
     DEFAULT_IDLE_TIMEOUT_MS,
   );
-  const http = createHttpClient({
-    baseUrl: checkBaseUrl(options.baseUrl, "https://api.openai.com/v1"),
-    headers: {
-      ...(apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` }),
-      ...options.headers,
-    },
-    timeoutMs: checkTimeout("timeoutMs", options.timeoutMs, DEFAULT_TIMEOUT_MS),
-    fetch: options.fetch,
-    parseVendorError: parseOpenAIError,
-  });
+  const http = createOpenAIHttpClient(options, apiKey, "https://api.openai.com/v1");
   const models = options.models;
   /** The price list `modelInfo` reads: the built-in one with the caller's corrections. */
   const priced = mergeModels(OPENAI_MODELS, models);

@@ -6,7 +6,7 @@
  * error, before any output; core's runtime recognizes the refusal from this package's
  * `ProviderError`, leaves older turns out of the request, and tries again.
  */
-import { AgentRuntime, createProviderChain, MemoryStore, type ModelProvider } from "@beamclaw/core";
+import type { ModelProvider } from "@beamclaw/core";
 import { http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -16,7 +16,7 @@ import {
   createOpenAICompatibleProvider,
   createOpenAIProvider,
 } from "../src/index.js";
-import { errorResponse, fixture, sseResponse } from "./support.js";
+import { errorResponse, fixture, runtimeOver, sseResponse } from "./support.js";
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
@@ -169,21 +169,11 @@ describe.each(vendors)("$name refuses a prompt that is too long", (vendor) => {
         return chars > window ? vendor.refusal() : sseResponse(vendor.answer);
       }),
     );
-    const store = new MemoryStore();
-    await store.open();
-    cleanups.push(() => store.close());
-    const provider = vendor.provider();
-    const runtime = new AgentRuntime({
-      store,
-      models: createProviderChain({
-        providers: [provider],
-        retry: { maxAttempts: 1 },
-        circuitBreaker: false,
-      }),
-      agents: [{ id: "main", model: vendor.model }],
-    });
-    cleanups.push(() => runtime.stop());
-    await runtime.start();
+    const runtime = await runtimeOver(
+      [vendor.provider()],
+      { agents: [{ id: "main", model: vendor.model }] },
+      cleanups,
+    );
     const session = runtime.session("agent:main:main");
     const statuses: string[] = [];
     for (let n = 1; n <= 6; n++) {

@@ -4,18 +4,12 @@
  * without it), usage and cost counted, and a failover from Gemini to Anthropic that does not
  * hand Anthropic Gemini's signature.
  */
-import {
-  type AgentDefinition,
-  AgentRuntime,
-  createProviderChain,
-  MemoryStore,
-  type ModelProvider,
-} from "@beamclaw/core";
+import type { AgentDefinition, ModelProvider } from "@beamclaw/core";
 import { HttpResponse, http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createAnthropicProvider, createGoogleProvider } from "../src/index.js";
-import { errorResponse, fixture, sseResponse } from "./support.js";
+import { errorResponse, fixture, runtimeOver, sseResponse } from "./support.js";
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
@@ -139,32 +133,24 @@ async function startRuntime(
     { id: "main", model: "google/gemini-3-flash-preview", thinking: "low", tools: ["*"] },
   ],
 ) {
-  const store = new MemoryStore();
-  await store.open();
-  cleanups.push(() => store.close());
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({
-      providers,
-      retry: { maxAttempts: 1 },
-      circuitBreaker: false,
-    }),
-    agents,
-    tools: [
-      {
-        name: "get_weather",
-        description: "Current weather in a city",
-        inputSchema: {
-          type: "object",
-          properties: { city: { type: "string" }, location: { type: "string" } },
+  return runtimeOver(
+    providers,
+    {
+      agents,
+      tools: [
+        {
+          name: "get_weather",
+          description: "Current weather in a city",
+          inputSchema: {
+            type: "object",
+            properties: { city: { type: "string" }, location: { type: "string" } },
+          },
+          execute: () => ({ celsius: 21, sky: "sunny" }),
         },
-        execute: () => ({ celsius: 21, sky: "sunny" }),
-      },
-    ],
-  });
-  cleanups.push(() => runtime.stop());
-  await runtime.start();
-  return runtime;
+      ],
+    },
+    cleanups,
+  );
 }
 
 const gemini = () => createGoogleProvider({ apiKey: "AIza-test" });

@@ -5,11 +5,8 @@
  * runtime drives real sessions over them.
  */
 import {
-  AgentRuntime,
   computeCost,
-  createProviderChain,
   InvalidArgumentError,
-  MemoryStore,
   type ModelProvider,
   type ModelRequest,
   promptCacheKey,
@@ -28,6 +25,7 @@ import {
   capture,
   collect,
   fixture,
+  runtimeOver,
   sseResponse,
   userText,
 } from "./support.js";
@@ -312,35 +310,27 @@ describe("Anthropic prompt caching: usage and cost", () => {
 
 /** A runtime over `provider` with one agent that has a system prompt and a tool. */
 async function startRuntime(provider: ModelProvider, model: string) {
-  const store = new MemoryStore();
-  await store.open();
-  cleanups.push(() => store.close());
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({
-      providers: [provider],
-      retry: { maxAttempts: 1 },
-      circuitBreaker: false,
-    }),
-    agents: [{ id: "main", model, systemPrompt: "You report the weather.", tools: ["*"] }],
-    tools: [
-      {
-        name: "get_weather",
-        description: WEATHER_TOOL.description,
-        inputSchema: WEATHER_TOOL.inputSchema,
-        execute: () => "21C and sunny",
-      },
-      {
-        name: "get_current_weather",
-        description: WEATHER_TOOL.description,
-        inputSchema: WEATHER_TOOL.inputSchema,
-        execute: () => "12C and rain",
-      },
-    ],
-  });
-  cleanups.push(() => runtime.stop());
-  await runtime.start();
-  return runtime;
+  return runtimeOver(
+    [provider],
+    {
+      agents: [{ id: "main", model, systemPrompt: "You report the weather.", tools: ["*"] }],
+      tools: [
+        {
+          name: "get_weather",
+          description: WEATHER_TOOL.description,
+          inputSchema: WEATHER_TOOL.inputSchema,
+          execute: () => "21C and sunny",
+        },
+        {
+          name: "get_current_weather",
+          description: WEATHER_TOOL.description,
+          inputSchema: WEATHER_TOOL.inputSchema,
+          execute: () => "12C and rain",
+        },
+      ],
+    },
+    cleanups,
+  );
 }
 
 describe("Anthropic prompt caching through the agent loop", () => {

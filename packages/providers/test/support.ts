@@ -2,7 +2,16 @@
  * Test helpers: fixtures, SSE replay bodies for msw, request capture, stream collection.
  */
 import { readFileSync } from "node:fs";
-import type { ModelStreamEvent, ProviderError } from "@beamclaw/core";
+import {
+  type AgentDefinition,
+  AgentRuntime,
+  createProviderChain,
+  MemoryStore,
+  type ModelProvider,
+  type ModelStreamEvent,
+  type ProviderError,
+  type RegisteredTool,
+} from "@beamclaw/core";
 import { HttpResponse } from "msw";
 import { expect } from "vitest";
 
@@ -144,4 +153,29 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
     if (signal.aborted) resolve();
     else signal.addEventListener("abort", () => resolve(), { once: true });
   });
+}
+
+/**
+ * A started runtime on a `MemoryStore` over `providers` (one attempt per call, no circuit
+ * breaker: a vendor's error reaches the run as it is), with `agents` and `tools`. Its stop and
+ * the store's close are pushed onto `cleanups`, for the test file's `afterEach` to run newest
+ * first.
+ */
+export async function runtimeOver(
+  providers: ModelProvider[],
+  { agents, tools = [] }: { agents: AgentDefinition[]; tools?: RegisteredTool[] },
+  cleanups: Array<() => Promise<void>>,
+): Promise<AgentRuntime> {
+  const store = new MemoryStore();
+  await store.open();
+  cleanups.push(() => store.close());
+  const runtime = new AgentRuntime({
+    store,
+    models: createProviderChain({ providers, retry: { maxAttempts: 1 }, circuitBreaker: false }),
+    agents,
+    tools,
+  });
+  cleanups.push(() => runtime.stop());
+  await runtime.start();
+  return runtime;
 }

@@ -20,6 +20,7 @@ import {
   isTextMediaType,
   MODEL_IMAGE_TYPES,
   textAttachmentBlock,
+  transcriptLine,
 } from "../providers/media.js";
 import type { JsonValue, Transcriber } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
@@ -1102,21 +1103,16 @@ export class ChannelManager {
       }
       return undefined;
     }
-    const mediaType = a.mediaType ?? "audio/ogg";
-    const what = a.name ?? baseMediaType(mediaType);
     try {
-      const result = await transcriber.transcribe(
+      return await transcriptLine(
+        transcriber,
         {
           data: Buffer.from(a.data, "base64"),
-          mediaType,
+          mediaType: a.mediaType ?? "audio/ogg",
           ...(a.name === undefined ? {} : { filename: a.name }),
         },
         { signal: AbortSignal.timeout(this.#transcribeTimeoutMs) },
       );
-      const text = typeof result?.text === "string" ? result.text.trim() : "";
-      return text === ""
-        ? `[audio: ${what}, no speech heard]`
-        : `[audio: ${what}, transcribed]\n${text}`;
     } catch (error) {
       this.#logger.warn("a voice message could not be transcribed; it is only named", {
         channel: channel.link.plugin.id,

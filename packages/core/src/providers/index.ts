@@ -19,6 +19,7 @@ export {
   isTextMediaType,
   MODEL_IMAGE_TYPES,
   textAttachmentBlock,
+  transcriptLine,
 } from "./media.js";
 export { estimateRequestTokens, type RateLimits } from "./rate-limiter.js";
 export type * from "./types.js";

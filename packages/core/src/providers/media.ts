@@ -1,3 +1,5 @@
+import type { Transcriber, TranscriptionInput, TranscriptionOptions } from "./types.js";
+
 /**
  * What a file's first bytes say it is: the check that content is what it claims before it is
  * handed to a model (a vendor refuses a request whose image is not the type it names, and a
@@ -139,4 +141,30 @@ export function decodeTextFile(bytes: Uint8Array): string | undefined {
 export function textAttachmentBlock(name: string, mediaType: string, text: string): string {
   const quote = (v: string) => v.replace(/[<>"&\r\n]/g, "_");
   return `<attachment name="${quote(name)}" type="${quote(mediaType)}">\n${text}\n</attachment>`;
+}
+
+/**
+ * Transcribes an audio clip and gives it as a line of a user message, the form both the
+ * gateway and a `ChannelManager` give the model: `[audio: <name>, transcribed]` and the words
+ * on the next line, or `[audio: <name>, no speech heard]` when the transcript is empty. The
+ * name is the clip's `filename`, else its media type. The transcriber's errors are thrown
+ * as they are (the caller decides whether a failure refuses the message or only names it).
+ *
+ * @example
+ * ```ts
+ * const line = await transcriptLine(transcriber, { data, mediaType: "audio/ogg" });
+ * // "[audio: audio/ogg, transcribed]\nBuy oat milk on the way home."
+ * ```
+ */
+export async function transcriptLine(
+  transcriber: Transcriber,
+  input: TranscriptionInput,
+  options?: TranscriptionOptions,
+): Promise<string> {
+  const result = await transcriber.transcribe(input, options);
+  const text = typeof result?.text === "string" ? result.text.trim() : "";
+  const what = input.filename ?? baseMediaType(input.mediaType);
+  return text === ""
+    ? `[audio: ${what}, no speech heard]`
+    : `[audio: ${what}, transcribed]\n${text}`;
 }

@@ -16,6 +16,7 @@ import {
   type SessionRecord,
   type ThinkingLevel,
   textAttachmentBlock,
+  transcriptLine,
   type UserMessageInput,
 } from "@beamclaw/core";
 import { type ChatMessage, toChatMessages } from "../chat-format.js";
@@ -520,17 +521,18 @@ export async function transcribeAudio(
   const lines: string[] = [];
   for (const [i, clip] of audio.entries()) {
     const timeout = AbortSignal.timeout(TRANSCRIBE_TIMEOUT_MS);
-    let text: string;
     try {
-      const result = await transcriber.transcribe(
-        {
-          data: clip.data,
-          mediaType: clip.mimeType,
-          ...(clip.name === undefined ? {} : { filename: clip.name }),
-        },
-        { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) },
+      lines.push(
+        await transcriptLine(
+          transcriber,
+          {
+            data: clip.data,
+            mediaType: clip.mimeType,
+            ...(clip.name === undefined ? {} : { filename: clip.name }),
+          },
+          { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) },
+        ),
       );
-      text = typeof result?.text === "string" ? result.text.trim() : "";
     } catch (error) {
       throw new GatewayError(
         ErrorCodes.UNAVAILABLE,
@@ -538,10 +540,6 @@ export async function transcribeAudio(
         { details: { code: "TRANSCRIPTION_FAILED", transcriber: transcriber.id }, retryable: true },
       );
     }
-    const what = clip.name ?? clip.mimeType;
-    lines.push(
-      text === "" ? `[audio: ${what}, no speech heard]` : `[audio: ${what}, transcribed]\n${text}`,
-    );
   }
   return lines;
 }
