@@ -74,12 +74,18 @@ type FileSpec = {
   size?: number;
 };
 
-/** Alice's DM to the bot, with files. */
-function dm(platform: DiscordPlatform, messageId: string, text: string, attachments: FileSpec[]) {
+/** A DM to the bot, with files: Alice's, or `from`'s (their own DM channel). */
+function dm(
+  platform: DiscordPlatform,
+  messageId: string,
+  text: string,
+  attachments: FileSpec[],
+  from = "alice",
+) {
   return platform.inject({
     chatType: "direct",
-    chatId: "alice",
-    peer: { id: "alice", name: "Alice" },
+    chatId: from,
+    peer: { id: from, name: from[0]!.toUpperCase() + from.slice(1) },
     text,
     messageId,
     attachments,
@@ -87,6 +93,33 @@ function dm(platform: DiscordPlatform, messageId: string, text: string, attachme
 }
 
 const base64 = (bytes: Buffer) => bytes.toString("base64");
+
+/**
+ * PNGs on the CDN whose answers wait until `release()` (called at the latest by the test's
+ * cleanup): `hold(name)` serves one and gives its URL.
+ */
+function heldCdnFiles() {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  cleanups.push(async () => release());
+  const hold = (name: string) =>
+    serveCdnFile(name, async () => {
+      await released;
+      return new Response(PNG, { headers: { "Content-Type": "image/png" } });
+    });
+  return { hold, release };
+}
+
+/** A slow PNG's attachment in a message. */
+const pngAt = (url: string, name: string): FileSpec => ({
+  kind: "image",
+  url,
+  mediaType: "image/png",
+  name,
+  size: PNG.length,
+});
 
 describe("images and PDFs are downloaded and handed over inline", () => {
   it("an image and a PDF of one message arrive inline (side by side): the exact bytes, the type from the bytes, the size, the URL kept as private", async () => {
@@ -430,19 +463,10 @@ describe("the attachments option", () => {
 
 describe("delivery with downloads", () => {
   it("messages stay in order: a later message waits for the earlier one's files", async () => {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    cleanups.push(async () => release());
-    const slow = serveCdnFile("slow.png", async () => {
-      await released;
-      return new Response(PNG, { headers: { "Content-Type": "image/png" } });
-    });
+    const { hold, release } = heldCdnFiles();
+    const slow = hold("slow.png");
     const h = await startHarness();
-    await dm(h.platform, "m1", "first, with a slow file", [
-      { kind: "image", url: slow, mediaType: "image/png", name: "slow.png", size: PNG.length },
-    ]);
+    await dm(h.platform, "m1", "first, with a slow file", [pngAt(slow, "slow.png")]);
     await waitFor("the download", () => cdnRequests.length === 1);
     await dm(h.platform, "m2", "second", []);
     // m2 arrived at the bot, but is not handed over before m1.
@@ -454,26 +478,61 @@ describe("delivery with downloads", () => {
     expect(h.calls[0]?.attachments?.[0]?.data).toBe(base64(PNG));
   });
 
-  it("starts a message's downloads as it arrives, while the one ahead still waits for its own", async () => {
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    cleanups.push(async () => release());
-    const hold = (name: string) =>
-      serveCdnFile(name, async () => {
-        await released;
-        return new Response(PNG, { headers: { "Content-Type": "image/png" } });
+  it("a slow download holds only its own channel: another channel's messages go ahead, each channel in order", async () => {
+    const { hold, release } = heldCdnFiles();
+    const slow = hold("slow.png");
+    const h = await startHarness();
+    await dm(h.platform, "a1", "Alice, with a slow file", [pngAt(slow, "slow.png")]);
+    await waitFor("the download", () => cdnRequests.length === 1);
+    await dm(h.platform, "a2", "Alice again", []);
+    await dm(h.platform, "b1", "Bob, meanwhile", [], "bob");
+    // Bob's DM is another channel: handed over while Alice's first message still downloads.
+    await waitFor("Bob's message", () => h.taken.includes("b1"));
+    expect(h.calls.map((c) => c.messageId)).toEqual(["b1"]);
+    release();
+    await waitFor("Alice's messages", () => h.taken.length === 3);
+    // Alice's second message waited for her first.
+    expect(h.calls.map((c) => c.messageId)).toEqual(["b1", "a1", "a2"]);
+    expect(h.calls[1]?.attachments?.[0]?.data).toBe(base64(PNG));
+  });
+
+  it("a connection lost while one channel waits on a download: the other channel's message is not handed over twice, the waiting one once", async () => {
+    let first = true;
+    const file = serveCdnFile("cat.png", (request) => {
+      if (!first) return new Response(PNG, { headers: { "Content-Type": "image/png" } });
+      first = false;
+      // Hangs until the channel gives up on it.
+      return new Promise<Response>((resolve) => {
+        request.signal.addEventListener("abort", () =>
+          resolve(new Response(null, { status: 499 })),
+        );
       });
+    });
+    const h = await startHarness();
+    await dm(h.platform, "a1", "Alice, with a file", [
+      { kind: "image", url: file, mediaType: "image/png", name: "cat.png", size: PNG.length },
+    ]);
+    await waitFor("the download", () => cdnRequests.length === 1);
+    await dm(h.platform, "b1", "Bob, meanwhile", [], "bob");
+    // Taken after a1 arrived, while a1 is not: the resume point stays before a1.
+    await waitFor("Bob's message", () => h.taken.includes("b1"));
+    h.platform.gateway.drop();
+    await waitFor("the resumed session", () => h.starts() === 2);
+    await waitFor("Alice's message", () => h.taken.includes("a1"));
+    // The resumed session replayed both; b1 was recognised as taken, a1 handed over once.
+    await new Promise<void>((resolve) => setTimeout(resolve, 100));
+    expect(h.calls.map((c) => c.messageId)).toEqual(["b1", "a1"]);
+    expect(h.calls[1]?.attachments?.[0]?.data).toBe(base64(PNG));
+    expect(h.platform.gateway.count(Op.Resume)).toBe(1);
+  });
+
+  it("starts a message's downloads as it arrives, while the one ahead still waits for its own", async () => {
+    const { hold, release } = heldCdnFiles();
     const first = hold("one.png");
     const second = hold("two.png");
     const h = await startHarness();
-    await dm(h.platform, "m1", "one", [
-      { kind: "image", url: first, mediaType: "image/png", name: "one.png", size: PNG.length },
-    ]);
-    await dm(h.platform, "m2", "two", [
-      { kind: "image", url: second, mediaType: "image/png", name: "two.png", size: PNG.length },
-    ]);
+    await dm(h.platform, "m1", "one", [pngAt(first, "one.png")]);
+    await dm(h.platform, "m2", "two", [pngAt(second, "two.png")]);
     // Both files are being fetched before the first message is handed over.
     await waitFor("both downloads", () => cdnRequests.length === 2);
     expect(h.calls).toEqual([]);

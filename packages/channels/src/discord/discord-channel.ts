@@ -229,8 +229,19 @@ interface Run {
   readonly connection: GatewayConnection;
   /** Aborted by `stop`: lookups end, no further message is handed to the host. */
   readonly controller: AbortController;
-  /** MESSAGE_CREATEs are normalized one after another, in arrival order. */
-  chain: Promise<void>;
+  /**
+   * Settles when live messages may be handed over: at once, or once the backfill of what
+   * was missed while away is done (so that each channel's messages stay in order).
+   */
+  gate: Promise<void>;
+  /**
+   * The MESSAGE_CREATEs of each Discord channel (DM, guild channel, thread), by channel id:
+   * normalized and handed over one after another, in arrival order. Channels do not wait
+   * for each other, so one message's slow file download or channel lookup holds only the
+   * messages behind it in its own conversation. An entry is removed once its last message is
+   * done.
+   */
+  readonly chains: Map<string, Promise<void>>;
   /** `ctx.receive` calls not yet settled. */
   readonly receiving: Set<Promise<void>>;
   /** `ctx.disconnected` was called: the next start resumes. */
@@ -464,7 +475,8 @@ export class DiscordChannel implements ChannelPlugin {
     const run: Run = {
       ctx,
       controller,
-      chain: Promise.resolve(),
+      gate: Promise.resolve(),
+      chains: new Map(),
       receiving: new Set(),
       reported: false,
       pendingReport: undefined,
@@ -490,7 +502,7 @@ export class DiscordChannel implements ChannelPlugin {
     // order).
     let openGate: (() => void) | undefined;
     if (this.#backfill !== false && this.#activity.size > 0) {
-      run.chain = new Promise<void>((resolve) => {
+      run.gate = new Promise<void>((resolve) => {
         openGate = resolve;
       });
     }
@@ -529,7 +541,7 @@ export class DiscordChannel implements ChannelPlugin {
     run.controller.abort();
     // Messages already handed to the host finish first, so that their sequence is
     // acknowledged before the session is closed (and resumed after them next time).
-    await settleWithin([run.chain, ...run.receiving], STOP_DRAIN_MS);
+    await settleWithin([...run.chains.values(), ...run.receiving], STOP_DRAIN_MS);
     await run.connection.close(run.reported || run.connection.lost);
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
@@ -658,7 +670,9 @@ export class DiscordChannel implements ChannelPlugin {
       return;
     }
     const prefetched = this.#prefetch(run, payload.d);
-    run.chain = run.chain.then(() =>
+    const channelId = (payload.d as { channel_id?: unknown } | null)?.channel_id;
+    const key = typeof channelId === "string" ? channelId : "";
+    const chain = (run.chains.get(key) ?? run.gate).then(() =>
       this.#handleMessage(run, payload, ticket)
         .catch((error: unknown) => {
           // toInbound does not throw on odd payloads; this is a bug. Skip the one message
@@ -674,6 +688,10 @@ export class DiscordChannel implements ChannelPlugin {
           for (const url of prefetched) run.downloads.delete(url);
         }),
     );
+    run.chains.set(key, chain);
+    void chain.then(() => {
+      if (run.chains.get(key) === chain) run.chains.delete(key);
+    });
   }
 
   async #handleMessage(
@@ -720,8 +738,9 @@ export class DiscordChannel implements ChannelPlugin {
       taken.complete();
       return;
     }
-    // Its files are downloaded before it is handed over; later messages wait behind it (the
-    // chain), so they still reach the host in order. Stopped meanwhile: not taken (below).
+    // Its files are downloaded before it is handed over; later messages of its channel wait
+    // behind it (the channel's chain), so they still reach the host in order. Stopped
+    // meanwhile: not taken (below).
     const withFiles = await this.#inlineFiles(run, decision.input);
     while (run.receiving.size >= MAX_RECEIVING) await Promise.race(run.receiving);
     if (controller.signal.aborted || ctx.signal.aborted || run.refused) return;
