@@ -147,6 +147,50 @@ describe("Slack files: images and PDFs inline", () => {
     expect(input.attachments?.map((a) => a.data)).toEqual(files.map(() => PNG.toString("base64")));
   });
 
+  it("a slow download holds only its own channel: another channel's message goes ahead, each channel in order", async () => {
+    const run = await started();
+    const { workspace } = run.platform;
+    let requested = false;
+    const slow = workspace.addFile({
+      name: "slow.png",
+      mimetype: "image/png",
+      bytes: PNG,
+      delayMs: 1_000,
+      onRequest: () => {
+        requested = true;
+      },
+    });
+    const message = (channel: string, channelType: string, text: string) => {
+      const ts = workspace.nextTs();
+      return eventCallback({
+        type: "message",
+        text,
+        user: ALICE,
+        ts,
+        event_ts: ts,
+        channel,
+        channel_type: channelType,
+      });
+    };
+    const first = run.platform.send(fileShare(run.platform, [slow], "first, with a slow file"));
+    await until("the download", () => requested);
+    // Alice's next DM waits for her first; her message in a channel does not.
+    const second = run.platform.send(message(DM, "im", "second, in the DM"));
+    const elsewhere = await run.platform.send(
+      message("C0GENERAL1", "channel", `<@${FAKE_BOT.userId}> meanwhile, in #general`),
+    );
+    expect(elsewhere.status).toBe(200);
+    expect(run.received.map((m) => m.text)).toEqual(["meanwhile, in #general"]);
+    expect((await first).status).toBe(200);
+    expect((await second).status).toBe(200);
+    expect(run.received.map((m) => m.text)).toEqual([
+      "meanwhile, in #general",
+      "first, with a slow file",
+      "second, in the DM",
+    ]);
+    expect(run.received[1]?.attachments?.[0]?.data).toBe(PNG.toString("base64"));
+  });
+
   it("a redelivery while the files are still downloading shares the download", async () => {
     const run = await started();
     const { workspace } = run.platform;

@@ -267,8 +267,13 @@ export class SlackChannel implements ChannelPlugin {
   #reconnecting: Promise<void> | null = null;
   /** Aborts this start's requests and connection attempts on `stop`. */
   #lifetime: AbortController | null = null;
-  /** Events are read one after another, so that `ctx.receive` is called in arrival order. */
-  #chain: Promise<void> = Promise.resolve();
+  /**
+   * Each Slack channel's (conversation's) messages are read one after another, by channel id,
+   * so that `ctx.receive` is called in their arrival order; channels do not wait for each
+   * other (one message's slow file download or name lookup holds only its own channel). An
+   * entry is removed once its last message is read.
+   */
+  readonly #chains = new Map<string, Promise<void>>();
   /** `<channel>:<ts>` → the message id given to it: the same message as `message` and `app_mention`. */
   readonly #ids: RecentMap<string, string>;
   /** Message id → where it is, for `replyInThread` answers to messages known by `client_msg_id`. */
@@ -367,7 +372,7 @@ export class SlackChannel implements ChannelPlugin {
     const lifetime = new AbortController();
     this.#lifetime = lifetime;
     const signal = AbortSignal.any([ctx.signal, lifetime.signal]);
-    this.#chain = Promise.resolve();
+    this.#chains.clear();
     try {
       const identity = await this.#identify(signal);
       this.#assertCurrent(generation);
@@ -670,11 +675,18 @@ export class SlackChannel implements ChannelPlugin {
       if (read.files.length > 0) this.#fileWork.set(read.key, files);
     }
     const attachments = files;
-    const step = this.#chain.then(() => this.#toInbound(read, attachments, payload, signal));
-    this.#chain = step.then(
+    const channel = read.event.channel;
+    const step = (this.#chains.get(channel) ?? Promise.resolve()).then(() =>
+      this.#toInbound(read, attachments, payload, signal),
+    );
+    const chain = step.then(
       () => undefined,
       () => undefined,
     );
+    this.#chains.set(channel, chain);
+    void chain.then(() => {
+      if (this.#chains.get(channel) === chain) this.#chains.delete(channel);
+    });
     // `receive` is called from `step`'s reaction, before the next event's reading starts.
     const received = step.then((input) => ctx.receive(input));
     if (read.files.length > 0) {
