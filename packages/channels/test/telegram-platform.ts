@@ -80,6 +80,8 @@ interface StoredFile {
   path: string;
   bytes: Buffer;
   size: number;
+  /** The download answers once this settles. */
+  held?: Promise<void>;
 }
 
 const servers = new Set<FakeTelegram>();
@@ -109,11 +111,12 @@ export function useTelegramApi(): void {
         }
         return fake.handle(String(params.method), request);
       }),
-      http.get("https://api.telegram.org/file/:bot/*", ({ request, params }) => {
+      http.get("https://api.telegram.org/file/:bot/*", async ({ request, params }) => {
         const fake = [...servers].find((s) => `bot${s.token}` === params.bot);
         const path = new URL(request.url).pathname.split("/").slice(3).join("/");
         const file = fake?.fileAt(path);
         if (file === undefined) return new HttpResponse("Not Found", { status: 404 });
+        await file.held;
         return new HttpResponse(file.bytes, {
           headers: { "content-length": String(file.bytes.length) },
         });
@@ -229,9 +232,23 @@ export class FakeTelegram {
     this.#script.set(method, [...(this.#script.get(method) ?? []), ...answers]);
   }
 
-  /** A file the bot can `getFile` and download. */
-  addFile(fileId: string, bytes: Buffer, path = `photos/${fileId}.jpg`): void {
-    this.#files.set(fileId, { fileId, path, bytes, size: bytes.length });
+  /**
+   * A file the bot can `getFile` and download; with `held`, its download answers only once
+   * that settles.
+   */
+  addFile(
+    fileId: string,
+    bytes: Buffer,
+    path = `photos/${fileId}.jpg`,
+    held?: Promise<void>,
+  ): void {
+    this.#files.set(fileId, {
+      fileId,
+      path,
+      bytes,
+      size: bytes.length,
+      ...(held === undefined ? {} : { held }),
+    });
   }
 
   fileAt(path: string): StoredFile | undefined {

@@ -376,6 +376,43 @@ describe("inbound mapping (Telegram's documented Update payloads)", () => {
     expect(JSON.stringify(received[0]!.attachments)).not.toContain(TOKEN);
   });
 
+  it("a slow download holds only its own chat: another chat's update goes ahead, each chat in order", async () => {
+    const { api, received } = await started(polling());
+    const jpeg = Buffer.from("\xff\xd8\xff\xe0 a tiny jpeg", "latin1");
+    const size = jpeg.length;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    cleanups.push(async () => release());
+    api.addFile("slow", jpeg, "photos/slow.jpg", held);
+    // One batch: Alice's photo (its download held), then Bob's text, then Alice's text.
+    api.push({
+      message: privateMessage(ALICE, 1, "", {
+        text: undefined,
+        caption: "first, a photo",
+        photo: [
+          { file_id: "slow", file_unique_id: "uslow", width: 320, height: 240, file_size: size },
+        ],
+      } as Partial<Message>),
+    });
+    api.push({ message: privateMessage(BOB, 1, "Bob, meanwhile") });
+    api.push({ message: privateMessage(ALICE, 2, "second, after the photo") });
+    await until("Bob's update", () => received.length === 1);
+    expect(received.map((m) => m.text)).toEqual(["Bob, meanwhile"]);
+    // Nothing is confirmed before Alice's photo is taken.
+    expect(api.pendingUpdates).toHaveLength(3);
+    release();
+    await until("Alice's updates", () => received.length === 3);
+    expect(received.map((m) => m.text)).toEqual([
+      "Bob, meanwhile",
+      "first, a photo",
+      "second, after the photo",
+    ]);
+    expect(received[1]!.attachments?.[0]?.data).toBe(jpeg.toString("base64"));
+    await until("all confirmed", () => api.pendingUpdates.length === 0);
+  });
+
   it("still hands the message over when a file is too big or cannot be downloaded", async () => {
     const { api, received } = await started(
       polling({ attachments: { inlineImageMaxBytes: 1024 } }),

@@ -626,9 +626,11 @@ export class TelegramChannel implements ChannelPlugin {
   // ------------------------------------------------------------------ inbound
 
   /**
-   * Hands a batch to the host: prepared side by side (downloads), received in order without
-   * waiting one for another (the host keeps a conversation's order, and merges bursts when
-   * it debounces), confirmed up to the first the host could not take.
+   * Hands a batch to the host: prepared side by side (downloads); each chat's updates
+   * received in order, chats without waiting for each other (one update's slow download holds
+   * only the updates behind it in its own chat), and none waiting for the host to be done
+   * with another (the host keeps a conversation's order, and merges bursts when it debounces);
+   * confirmed up to the first the host could not take.
    */
   async #deliverBatch(
     connection: Connection,
@@ -636,9 +638,11 @@ export class TelegramChannel implements ChannelPlugin {
     signal: AbortSignal,
   ): Promise<BatchOutcome> {
     const { ctx } = connection;
-    const prepared = updates.map((update) =>
-      this.#prepare(update, ctx.logger, signal).then(
-        (input) => ({ input }),
+    /** Per chat: settles once the chat's latest update so far was handed over (or skipped). */
+    const handedOver = new Map<string, Promise<unknown>>();
+    const turns = updates.map((update) => {
+      const prepared = this.#prepare(update, ctx.logger, signal).then(
+        (input): InboundMessageInput | undefined => input,
         (error: unknown) => {
           if (InvalidInboundError.isInstance(error)) {
             // Malformed: fetching it again would not make it well-formed.
@@ -647,33 +651,37 @@ export class TelegramChannel implements ChannelPlugin {
               error: error.message,
               field: error.field,
             });
-            return { input: undefined };
+            return undefined;
           }
           // A bug, not a passing trouble: fetching the update again would fail again.
           ctx.logger.error("telegram update could not be read; confirming it", {
             updateId: update.update_id,
             error: describeError(error),
           });
-          return { input: undefined };
+          return undefined;
         },
-      ),
-    );
-    const receipts: Array<Promise<{ error?: unknown }>> = [];
-    for (const next of prepared) {
-      const { input } = await next;
-      if (signal.aborted) break;
-      receipts.push(
-        input === undefined
-          ? Promise.resolve({})
-          : ctx.receive(input).then(
-              () => ({}),
-              (error: unknown) => ({ error }),
-            ),
       );
-    }
+      const chat = chatKeyOf(update);
+      const turn = Promise.all([handedOver.get(chat), prepared]).then(([, input]) => {
+        // Stopped meanwhile: not handed over (nor confirmed; it is fetched again).
+        if (signal.aborted) return undefined;
+        const receipt: Promise<{ error?: unknown }> =
+          input === undefined
+            ? Promise.resolve({})
+            : ctx.receive(input).then(
+                () => ({}),
+                (error: unknown) => ({ error }),
+              );
+        return { receipt };
+      });
+      handedOver.set(chat, turn);
+      return turn;
+    });
     let done = 0;
-    for (const receipt of receipts) {
-      const outcome = await untilAborted(receipt, signal);
+    for (const turn of turns) {
+      const handed = await untilAborted(turn, signal);
+      if (handed === undefined) return { done, stale: true };
+      const outcome = await untilAborted(handed.receipt, signal);
       if (outcome === undefined) return { done, stale: true };
       const { error } = outcome;
       if (error !== undefined) {
@@ -915,6 +923,15 @@ const MEDIA_METHODS: Record<OutboundMedia["kind"], string> = {
 function defaultFileName(media: OutboundMedia): string {
   const extension = media.mediaType?.split("/")[1]?.replace(/[^\w]/g, "") ?? "bin";
   return `${media.kind}.${extension}`;
+}
+
+/**
+ * The chat an update belongs to, its key in a batch's per-chat order; "" for an update that
+ * names none (they keep their order among themselves).
+ */
+function chatKeyOf(update: Update): string {
+  const id = (messageOfUpdate(update) as { chat?: { id?: unknown } } | undefined)?.chat?.id;
+  return typeof id === "number" || typeof id === "string" ? String(id) : "";
 }
 
 /** `promise`'s value, or `undefined` once `signal` aborts first. */
