@@ -496,6 +496,26 @@ describe("delivery with downloads", () => {
     expect(h.calls[1]?.attachments?.[0]?.data).toBe(base64(PNG));
   });
 
+  it("a flood of files across many channels: at most 8 CDN downloads at once, and messages without files are not held", async () => {
+    const { hold, release } = heldCdnFiles();
+    const h = await startHarness();
+    const senders = Array.from({ length: 20 }, (_, i) => `user${i}`);
+    for (const [i, from] of senders.entries()) {
+      const url = hold(`f${i}.png`);
+      await dm(h.platform, `f${i}`, `file ${i}`, [pngAt(url, `f${i}.png`)], from);
+    }
+    await waitFor("the first downloads", () => cdnRequests.length === 8);
+    await dm(h.platform, "plain", "no files here", [], "zoe");
+    await waitFor("the message without files", () => h.taken.includes("plain"));
+    expect(cdnRequests).toHaveLength(8);
+    release();
+    await waitFor("every message", () => h.taken.length === 21);
+    expect(cdnRequests).toHaveLength(20);
+    for (const call of h.calls.filter((c) => c.messageId !== "plain")) {
+      expect(call.attachments?.[0]?.data).toBe(base64(PNG));
+    }
+  });
+
   it("a connection lost while one channel waits on a download: the other channel's message is not handed over twice, the waiting one once", async () => {
     let first = true;
     const file = serveCdnFile("cat.png", (request) => {

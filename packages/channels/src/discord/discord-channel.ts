@@ -24,6 +24,7 @@ import {
 } from "@beamclaw/core";
 import type { API, APIAllowedMentions } from "@discordjs/core/http-only";
 import type { RateLimitData, REST, RESTOptions } from "@discordjs/rest";
+import pLimit from "p-limit";
 import {
   downloadFile,
   FileDownloadError,
@@ -264,6 +265,14 @@ const MAX_RECEIVING = 256;
 const STOP_DRAIN_MS = 5_000;
 /** Downloads started ahead of their message's turn, at most (more wait for their turn). */
 const MAX_PREFETCHED = 16;
+/** File downloads from the CDN under way at once, across channels (more wait for a slot). */
+const MAX_DOWNLOADS = 8;
+/**
+ * Messages with files being prepared (downloaded, then handed over) at once, across channels:
+ * with each channel's messages handled beside the others', this bounds the memory their
+ * files take while they wait for the host.
+ */
+const MAX_PREPARING = 16;
 /** The time limit of one file download from Discord's CDN. */
 const FILE_DOWNLOAD_TIMEOUT_MS = 30_000;
 
@@ -362,6 +371,10 @@ export class DiscordChannel implements ChannelPlugin {
   readonly #backfill: Required<DiscordBackfillOptions> | false;
   /** How much of inbound images and PDFs is downloaded and handed over inline. */
   readonly #inline: InlineLimits;
+  /** CDN downloads under way, at most MAX_DOWNLOADS (prefetched or not). */
+  readonly #downloadSlots = pLimit(MAX_DOWNLOADS);
+  /** Messages with files being downloaded and handed over, at most MAX_PREPARING. */
+  readonly #preparing = pLimit(MAX_PREPARING);
   /** Where the backfill position is saved (the last context's `state`). */
   #state: ChannelStateStore | undefined;
   /** The saved position was read (once per instance; memory knows better after). */
@@ -739,12 +752,34 @@ export class DiscordChannel implements ChannelPlugin {
       return;
     }
     // Its files are downloaded before it is handed over; later messages of its channel wait
-    // behind it (the channel's chain), so they still reach the host in order. Stopped
-    // meanwhile: not taken (below).
-    const withFiles = await this.#inlineFiles(run, decision.input);
+    // behind it (the channel's chain), so they still reach the host in order. At most
+    // MAX_PREPARING such messages across channels hold their files at once.
+    if (decision.input.attachments?.some((a) => this.#due(a)) === true) {
+      await this.#preparing(async () => {
+        const withFiles = await this.#inlineFiles(run, decision.input);
+        this.#handOver(run, await this.#capacity(run, withFiles), taken);
+      });
+    } else {
+      this.#handOver(run, await this.#capacity(run, decision.input), taken);
+    }
+  }
+
+  /**
+   * `input` once the host has room for it (fewer than MAX_RECEIVING hand-overs in flight),
+   * or undefined when it must not be handed over any more: stopped meanwhile (not taken, the
+   * resumed session replays it) or the host refused an earlier message.
+   */
+  async #capacity(run: Run, input: InboundMessageInput): Promise<InboundMessageInput | undefined> {
     while (run.receiving.size >= MAX_RECEIVING) await Promise.race(run.receiving);
-    if (controller.signal.aborted || ctx.signal.aborted || run.refused) return;
-    const input = { ...withFiles, accountId: this.#accountId };
+    if (run.controller.signal.aborted || run.ctx.signal.aborted || run.refused) return undefined;
+    return input;
+  }
+
+  /** Hands `message` to the host; `taken` once it is in its durable queue (or refused for good). */
+  #handOver(run: Run, message: InboundMessageInput | undefined, taken: { complete(): void }): void {
+    if (message === undefined) return;
+    const { ctx } = run;
+    const input = { ...message, accountId: this.#accountId };
     let receiving: Promise<void>;
     try {
       receiving = ctx.receive(input).then(
@@ -1053,11 +1088,13 @@ export class DiscordChannel implements ChannelPlugin {
     try {
       // The global fetch, looked up now: the process's HTTP stack (dispatcher, proxy).
       // The CDN needs no credentials; the bot token is never sent to it.
-      const downloaded = await downloadFile(attachment.url!, {
-        maxBytes: limit,
-        timeoutMs: FILE_DOWNLOAD_TIMEOUT_MS,
-        signal,
-      });
+      const downloaded = await this.#downloadSlots(() =>
+        downloadFile(attachment.url!, {
+          maxBytes: limit,
+          timeoutMs: FILE_DOWNLOAD_TIMEOUT_MS,
+          signal,
+        }),
+      );
       if (downloaded === undefined) {
         throw new FileDownloadError(`the file is larger than ${limit} bytes`);
       }
