@@ -191,6 +191,34 @@ describe("Slack files: images and PDFs inline", () => {
     expect(run.received[1]?.attachments?.[0]?.data).toBe(PNG.toString("base64"));
   });
 
+  it("at most 8 downloads run at once; the rest wait for a slot", async () => {
+    const run = await started();
+    const { workspace } = run.platform;
+    let requests = 0;
+    const files = Array.from({ length: 12 }, (_, n) =>
+      workspace.addFile({
+        name: `p${n}.png`,
+        mimetype: "image/png",
+        bytes: PNG,
+        delayMs: 600,
+        onRequest: () => requests++,
+      }),
+    );
+    // Slack allows 10 files a message: two messages, their downloads started as they arrive.
+    const first = run.platform.send(fileShare(run.platform, files.slice(0, 10), "ten"));
+    const second = run.platform.send(fileShare(run.platform, files.slice(10), "two"));
+    await until("the first downloads", () => requests === 8);
+    await new Promise<void>((resolve) => setTimeout(resolve, 200));
+    expect(requests).toBe(8);
+    expect((await first).status).toBe(200);
+    expect((await second).status).toBe(200);
+    expect(requests).toBe(12);
+    expect(run.received.map((m) => m.attachments?.length)).toEqual([10, 2]);
+    for (const input of run.received) {
+      for (const a of input.attachments ?? []) expect(a.data).toBe(PNG.toString("base64"));
+    }
+  });
+
   it("a redelivery while the files are still downloading shares the download", async () => {
     const run = await started();
     const { workspace } = run.platform;

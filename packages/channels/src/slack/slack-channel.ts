@@ -25,6 +25,7 @@ import {
   type ReceiveResult,
   type SentMessage,
 } from "@beamclaw/core";
+import pLimit from "p-limit";
 import {
   downloadFile,
   FileDownloadError,
@@ -130,6 +131,8 @@ export interface SlackChannelOptions {
 
 /** The shortest time limit of one file download, ms (`timeoutMs` when it is longer). */
 const FILE_DOWNLOAD_TIMEOUT_MS = 30_000;
+/** File downloads under way at once, across channels (more wait for a slot). */
+const MAX_DOWNLOADS = 8;
 
 /** Hosts Slack serves files from (`url_private`): the only ones the bot token is sent to. */
 const SLACK_FILE_HOSTS = ["slack.com", "slack-gov.com"];
@@ -274,6 +277,8 @@ export class SlackChannel implements ChannelPlugin {
    * entry is removed once its last message is read.
    */
   readonly #chains = new Map<string, Promise<void>>();
+  /** File downloads under way at once, across channels (more wait for a slot). */
+  readonly #downloadSlots = pLimit(MAX_DOWNLOADS);
   /** `<channel>:<ts>` → the message id given to it: the same message as `message` and `app_mention`. */
   readonly #ids: RecentMap<string, string>;
   /** Message id → where it is, for `replyInThread` answers to messages known by `client_msg_id`. */
@@ -840,12 +845,14 @@ export class SlackChannel implements ChannelPlugin {
           "the file is not on a Slack file host; the bot token is not sent there",
         );
       }
-      const downloaded = await downloadFile(url, {
-        headers: { authorization: `Bearer ${this.#options.botToken}` },
-        maxBytes: limit,
-        timeoutMs: this.#downloadTimeoutMs,
-        signal,
-      });
+      const downloaded = await this.#downloadSlots(() =>
+        downloadFile(url, {
+          headers: { authorization: `Bearer ${this.#options.botToken}` },
+          maxBytes: limit,
+          timeoutMs: this.#downloadTimeoutMs,
+          signal,
+        }),
+      );
       if (downloaded === undefined) {
         throw new FileDownloadError(`the file is larger than ${limit} bytes`);
       }
