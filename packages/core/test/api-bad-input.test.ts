@@ -234,6 +234,29 @@ describe("new AgentRuntime(options) refuses bad options with a typed error", () 
         ],
     ),
     ["agent model has no provider", { id: "main", model: "gpt" }, "INVALID_ARGUMENT"],
+    ...WRONG.filter(([name]) => name !== "an object").map(
+      ([name, value]) =>
+        [
+          `agent identity is ${name}`,
+          { id: "main", model: "demo/x", identity: value },
+          "INVALID_ARGUMENT",
+        ] as [string, unknown, string],
+    ),
+    ...[
+      ["an empty name", { name: " " }],
+      ["a name that is not text", { name: 7 }],
+      ["a name over 100 characters", { name: "x".repeat(101) }],
+      ["an avatar that is a javascript: URL", { avatar: "javascript:alert(1)" }],
+      ["an avatar that is a data: URI of HTML", { avatar: "data:text/html;base64,PGgxPg==" }],
+      ["an unknown field", { nickname: "C" }],
+    ].map(
+      ([name, identity]) =>
+        [
+          `agent identity has ${name as string}`,
+          { id: "main", model: "demo/x", identity },
+          "INVALID_ARGUMENT",
+        ] as [string, unknown, string],
+    ),
   ];
   for (const [name, agent, code] of agentCases) {
     it(name, () => {
@@ -243,6 +266,25 @@ describe("new AgentRuntime(options) refuses bad options with a typed error", () 
       );
     });
   }
+
+  it("keeps an agent's identity, checked and copied", () => {
+    const identity = {
+      name: "Clawd",
+      emoji: "🦞",
+      avatar: "data:image/png;base64,iVBORw0KGgo=",
+      theme: undefined,
+    };
+    const runtime = new AgentRuntime({
+      ...baseOptions(store),
+      agents: [{ id: "main", model: "demo/x", identity }],
+    });
+    expect(runtime.agents[0]?.identity).toEqual({
+      name: "Clawd",
+      emoji: "🦞",
+      avatar: "data:image/png;base64,iVBORw0KGgo=",
+    });
+    expect(runtime.agents[0]?.identity).not.toBe(identity);
+  });
 
   it("accepts valid options, including the edge values", async () => {
     const runtime = new AgentRuntime({

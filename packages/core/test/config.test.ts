@@ -527,6 +527,41 @@ describe("agents.*.autoCompact", () => {
   });
 });
 
+describe("agents.*.identity", () => {
+  it("takes a name, theme, emoji and avatar, and names the path of a bad value", () => {
+    const config = parseConfigYaml(`${minimal}
+  - id: ops
+    model: p/m
+    identity:
+      name: Clawd
+      theme: space lobster
+      emoji: "🦞"
+      avatar: https://example.com/clawd.png
+`);
+    expect(config.agents.find((a) => a.id === "ops")?.identity).toEqual({
+      name: "Clawd",
+      theme: "space lobster",
+      emoji: "🦞",
+      avatar: "https://example.com/clawd.png",
+    });
+    for (const [identity, path] of [
+      [{ name: "" }, "agents[0].identity.name"],
+      [{ name: 42 }, "agents[0].identity.name"],
+      [{ avatar: "javascript:alert(1)" }, "agents[0].identity.avatar"],
+      [{ avatar: "data:text/html;base64,PGgxPg==" }, "agents[0].identity.avatar"],
+      [{ nickname: "C" }, "agents[0].identity"],
+    ] as const) {
+      const issues = issuesOf(() =>
+        parseConfig({ agents: [{ id: "main", model: "p/m", identity }] }),
+      );
+      expect(
+        issues.map((i) => i.path),
+        JSON.stringify(identity),
+      ).toEqual([path]);
+    }
+  });
+});
+
 describe("agents.*.output", () => {
   const schema = {
     type: "object",

@@ -518,6 +518,10 @@ const state = {
   /** @type {Record<string, unknown>[]} */
   presence: [],
   reloadTimers: new Map(),
+  /** @type {Map<string, string>} agent id -> how its answers are signed (`agents.list` identity) */
+  agentLabels: new Map(),
+  /** The default agent's id (`agents.list` `defaultId`): cron sessions run as it. */
+  defaultAgentId: "main",
 };
 
 // ---------------------------------------------------------------------------------------
@@ -653,6 +657,7 @@ function onConnected(isReconnect) {
     loadNodes(),
     loadPresence(),
     loadUsage(),
+    loadAgents(),
     loadHistory(isReconnect),
   ]);
 }
@@ -1161,7 +1166,11 @@ async function loadHistory(keepStreams) {
  */
 function makeBubble(role, text) {
   const label =
-    role === "user" ? "You" : role === "tool" || role === "toolResult" ? "Tool" : "Assistant";
+    role === "user"
+      ? "You"
+      : role === "tool" || role === "toolResult"
+        ? "Tool"
+        : assistantLabel(state.selected);
   const body = h("div", { class: "bubble-body" }, text);
   const note = h("p", { class: "bubble-note" });
   note.hidden = true;
@@ -1178,6 +1187,39 @@ function makeBubble(role, text) {
   $("chat-log").append(el);
   scrollChat();
   return { el, body, note, text, seq: -1, done: false };
+}
+
+/**
+ * How the answers of `sessionKey`'s agent are signed: its identity's emoji and name
+ * (`agents.list`), else "Assistant".
+ * @param {string} sessionKey
+ */
+function assistantLabel(sessionKey) {
+  const match = /^agent:([^:]+):/.exec(sessionKey);
+  const agentId = match ? match[1] : state.defaultAgentId;
+  return state.agentLabels.get(agentId ?? "") ?? "Assistant";
+}
+
+/** Loads the agents' identities, and signs the answers on screen with them. */
+async function loadAgents() {
+  const client = state.client;
+  if (!client) return;
+  const list = await client.request("agents.list", {});
+  if (!isRecord(list)) return;
+  state.defaultAgentId = str(list.defaultId) || "main";
+  state.agentLabels.clear();
+  for (const agent of listFrom(list.agents)) {
+    if (!isRecord(agent)) continue;
+    const identity = isRecord(agent.identity) ? agent.identity : {};
+    const label = [str(identity.emoji), str(identity.name)].filter((p) => p !== "").join(" ");
+    if (str(agent.id) !== "" && label !== "") state.agentLabels.set(str(agent.id), label);
+  }
+  const label = assistantLabel(state.selected);
+  for (const author of document.querySelectorAll(
+    '#chat-log article[data-role="assistant"] .bubble-author',
+  )) {
+    author.textContent = label;
+  }
 }
 
 function scrollChat() {

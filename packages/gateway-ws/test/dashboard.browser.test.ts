@@ -7,6 +7,8 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium, openPage, type PageRecord } from "./browser/chromium.js";
 import {
+  AGENT_EMOJI,
+  AGENT_NAME,
   ANSWER,
   ANSWER_CHUNKS,
   CRON_JOB,
@@ -124,6 +126,10 @@ describe("dashboard in a real Chromium", () => {
     // The final answer replaces the stream; the session is idle again.
     await log.locator('article[data-role="assistant"][data-state="final"]').waitFor();
     expect(await answer.locator(".bubble-body").textContent()).toBe(ANSWER);
+    // Signed with the agent's identity (agents.list), not "Assistant".
+    expect(await answer.locator(".bubble-author").textContent()).toBe(
+      `${AGENT_EMOJI} ${AGENT_NAME}`,
+    );
     await session.locator('[data-status="idle"]').waitFor();
     expect(await page.locator("#chat-run-state").textContent()).toBe("Done.");
     const toolLine = log.locator('article[data-role="tool"]');

@@ -13,6 +13,7 @@ import {
   TestClient,
   TOKEN,
   useSchemaCheck,
+  type Wire,
   waitFor,
 } from "./support.js";
 
@@ -242,6 +243,65 @@ describe("catalog methods", () => {
       defaultId: "main",
       agents: [{ id: "main", model: { primary: "scripted/m1", fallbacks: [] } }],
     });
+  });
+
+  it("agents.list and agent.identity.get give each agent's identity: name, emoji, avatar", async () => {
+    const avatar = "data:image/png;base64,iVBORw0KGgo=";
+    const stack = await startStack({
+      agents: [
+        { ...MAIN, identity: { name: "Clawd", emoji: "🦞", theme: "space lobster", avatar } },
+        { id: "ops", model: "scripted/m1", identity: { avatar: "https://example.com/ops.png" } },
+        { id: "plain", model: "scripted/m1" },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const list = await client.request("agents.list", {});
+    expect(list.agents.map((a: Wire) => [a.id, a.name, a.identity])).toEqual([
+      [
+        "main",
+        "Clawd",
+        { name: "Clawd", emoji: "🦞", theme: "space lobster", avatar, avatarUrl: avatar },
+      ],
+      [
+        "ops",
+        "ops",
+        { avatar: "https://example.com/ops.png", avatarUrl: "https://example.com/ops.png" },
+      ],
+      ["plain", "plain", undefined],
+    ]);
+    // The default agent, by id, and by a session's key.
+    expect(await client.request("agent.identity.get", {})).toEqual({
+      agentId: "main",
+      name: "Clawd",
+      nameSource: "config",
+      emoji: "🦞",
+      avatar,
+      avatarSource: "config",
+      avatarStatus: "data",
+    });
+    expect(await client.request("agent.identity.get", { agentId: "ops" })).toEqual({
+      agentId: "ops",
+      name: "ops",
+      nameSource: "default",
+      avatar: "https://example.com/ops.png",
+      avatarSource: "config",
+      avatarStatus: "remote",
+    });
+    expect(
+      await client.request("agent.identity.get", { sessionKey: "agent:plain:telegram:direct:42" }),
+    ).toEqual({ agentId: "plain", name: "plain", nameSource: "default", avatarStatus: "none" });
+    // A cron session runs as the default agent.
+    expect(
+      await client.request("agent.identity.get", { sessionKey: "cron:nightly" }),
+    ).toMatchObject({ agentId: "main" });
+    for (const params of [
+      { agentId: "nobody" },
+      { sessionKey: "agent:nobody:main" },
+      { sessionKey: "agent:main:../../etc" },
+    ]) {
+      const error = await rpcError(client.request("agent.identity.get", params));
+      expect(error.code, JSON.stringify(params)).toBe("INVALID_REQUEST");
+    }
   });
 
   it("config.get returns the configuration with every secret redacted", async () => {

@@ -247,6 +247,34 @@ describe("agents.*.output and providers.*.structuredOutputs", () => {
     expect(bodies[1]).not.toHaveProperty("response_format");
   });
 
+  it("an agent's identity reaches its definition, and never the model", async () => {
+    const { baseUrl, bodies } = await vendor("Hello.");
+    const identity = { name: "Clawd", emoji: "🦞", theme: "space lobster" };
+    const config = parseConfig({
+      agents: [{ id: "main", model: "local/m", identity }],
+      providers: { local: { kind: "openai-compatible", baseUrl } },
+    });
+    const agents = agentDefinitions(config, await configuredSkills(config, process.cwd()));
+    expect(agents[0]?.identity).toEqual(identity);
+    const store = new MemoryStore();
+    await store.open();
+    const runtime = new AgentRuntime({
+      store,
+      models: createProviderChain({ providers: Object.values(await createProviders(config)) }),
+      agents,
+    });
+    await runtime.start();
+    try {
+      const result = await (await runtime.session("agent:main:main").send("Hi")).result;
+      expect(result.status).toBe("completed");
+    } finally {
+      await runtime.stop();
+      await store.close();
+    }
+    expect(bodies).toHaveLength(1);
+    expect(JSON.stringify(bodies[0])).not.toMatch(/Clawd|lobster|🦞/);
+  });
+
   it("refuses structuredOutputs for a kind other than openai-compatible", () => {
     expect(() =>
       parseConfig({

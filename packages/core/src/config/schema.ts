@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { CHANNEL_ID_PATTERN } from "../channels/validate.js";
+import { AgentIdentitySchema } from "../sessions/identity.js";
 import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
 import { MAX_RUN_TIMEOUT_MS } from "../sessions/types.js";
 
@@ -59,6 +60,8 @@ const agentFields = {
     })
     .strict()
     .optional(),
+  /** How clients show the agent (see `AgentDefinition.identity`). */
+  identity: AgentIdentitySchema.optional(),
   subagents: z
     .object({
       maxDepth: z.number().int().min(1).max(5).default(1),

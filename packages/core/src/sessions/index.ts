@@ -11,6 +11,7 @@ export {
   type CompactOptions,
   DEFAULT_KEEP_TURNS,
 } from "./compaction.js";
+export type { AgentIdentity } from "./identity.js";
 export type { OutputOf, OutputOption, OutputSpec } from "./output.js";
 export { type DeepPartial, parsePartialJson } from "./partial-json.js";
 export { RunHandle, type SendDisposition } from "./run-handle.js";

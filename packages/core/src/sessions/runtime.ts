@@ -37,6 +37,7 @@ import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
 import { type CompactionResult, type CompactOptions, checkCompactOptions } from "./compaction.js";
+import { checkAgentIdentity } from "./identity.js";
 import {
   type OutputOf,
   type OutputOption,
@@ -1398,7 +1399,11 @@ function validateAgents(agents: AgentDefinition[]): Map<string, AgentDefinition>
     checkAutoCompact(agent.autoCompact, `agent "${id}": autoCompact`);
     // Checked (and prepared) once, here: a run of the agent uses the prepared form.
     if (agent.output !== undefined) resolveOutput(agent.output, `agent "${id}": output`);
-    out.set(id, { ...agent, id });
+    const checked: AgentDefinition = { ...agent, id };
+    if (agent.identity !== undefined) {
+      checked.identity = checkAgentIdentity(agent.identity, `agent "${id}": identity`);
+    }
+    out.set(id, checked);
   }
   return out;
 }

@@ -9,6 +9,7 @@ import type {
   ToolCallPart,
 } from "../providers/types.js";
 import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
+import type { AgentIdentity } from "./identity.js";
 import type { OutputOption } from "./output.js";
 
 /**
@@ -72,6 +73,11 @@ export interface AgentDefinition {
   output?: OutputOption;
   /** Sub-agent limits; sub-agents are off unless this is set. */
   subagents?: SubagentLimits;
+  /**
+   * How clients show the agent (name, emoji, avatar): the gateway's `agents.list`,
+   * `agent.identity.get` and dashboard. Never sent to the model. Default: its id.
+   */
+  identity?: AgentIdentity;
 }
 
 /** Limits on the sub-agents one session may spawn. */

@@ -308,6 +308,7 @@ export function agentDefinitions(
       ...(a.autoCompact === undefined ? {} : { autoCompact: a.autoCompact }),
       ...(a.output === undefined ? {} : { output: a.output as OutputSpec }),
       ...(a.subagents === undefined ? {} : { subagents: a.subagents }),
+      ...(a.identity === undefined ? {} : { identity: a.identity }),
     };
     const names = new Set(skills.agents[a.id] ?? []);
     const selected = skills.loaded.skills.filter((s) => names.has(s.name));

@@ -1,9 +1,9 @@
 /**
- * What the gateway offers: `models.list`, `tools.catalog`, `agents.list`, `config.get`,
- * `skills.status`, `usage.status`, `usage.cost`.
+ * What the gateway offers: `models.list`, `tools.catalog`, `agents.list`,
+ * `agent.identity.get`, `config.get`, `skills.status`, `usage.status`, `usage.cost`.
  */
 import { createHash } from "node:crypto";
-import { type AgentDefinition, usageDay } from "@beamclaw/core";
+import { type AgentDefinition, isBeamClawError, parseSessionKey, usageDay } from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError } from "../protocol/errors.js";
@@ -38,6 +38,53 @@ function agentOf(hub: GatewayHub, method: string, p: ParamsObject): AgentDefinit
     });
   }
   return agent;
+}
+
+/**
+ * The agent `agent.identity.get` describes: `agentId`'s, else the agent of `sessionKey` (a
+ * cron session's is the default agent), else the default agent.
+ */
+function identityAgentOf(hub: GatewayHub, method: string, p: ParamsObject): AgentDefinition {
+  const sessionKey = optionalString(method, p, "sessionKey", { maxLength: 512 });
+  if (p.agentId !== undefined || sessionKey === undefined || sessionKey.trim() === "") {
+    return agentOf(hub, method, p);
+  }
+  let agentId: string | undefined;
+  try {
+    agentId = parseSessionKey(sessionKey).agentId;
+  } catch (error) {
+    if (!isBeamClawError(error)) throw error;
+    throw new GatewayError(
+      ErrorCodes.INVALID_REQUEST,
+      `invalid ${method} params: ${error.message}`,
+      {
+        details: { code: "INVALID_PARAMS", field: "sessionKey" },
+      },
+    );
+  }
+  return agentOf(hub, method, agentId === undefined ? {} : { agentId });
+}
+
+/**
+ * What OpenClaw's `agent.identity.get` answers (`AgentIdentityResult`): the configured
+ * identity's name (else the agent's id), emoji and avatar, and where each came from.
+ */
+export function identityResult(agent: AgentDefinition): Record<string, unknown> {
+  const identity = agent.identity ?? {};
+  const avatar = identity.avatar;
+  return {
+    agentId: agent.id,
+    name: identity.name ?? agent.id,
+    nameSource: identity.name === undefined ? "default" : "config",
+    ...(identity.emoji === undefined ? {} : { emoji: identity.emoji }),
+    ...(avatar === undefined
+      ? { avatarStatus: "none" }
+      : {
+          avatar,
+          avatarSource: "config",
+          avatarStatus: avatar.startsWith("data:") ? "data" : "remote",
+        }),
+  };
 }
 
 function splitRef(ref: string): { provider: string; model: string } {
@@ -122,11 +169,26 @@ export const catalogMethods: Record<string, HubMethod> = {
         agents: hub.runtime.agents.map((a) => ({
           id: a.id,
           kind: "agent",
-          name: a.id,
+          name: a.identity?.name ?? a.id,
+          ...(a.identity === undefined || Object.keys(a.identity).length === 0
+            ? {}
+            : {
+                identity: {
+                  ...a.identity,
+                  ...(a.identity.avatar === undefined ? {} : { avatarUrl: a.identity.avatar }),
+                },
+              }),
           model: { primary: a.model, fallbacks: a.fallbacks ?? [] },
           ...(a.thinking === undefined ? {} : { thinkingDefault: a.thinking }),
         })),
       };
+    },
+  },
+
+  "agent.identity.get": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      return identityResult(identityAgentOf(hub, call.method, call.params));
     },
   },
 

@@ -73,6 +73,10 @@ export const REWIND_ANSWERS = [
 ] as const;
 
 /** The streamed answer, chunk by chunk, and the whole of it. */
+/** The main agent's identity: its answers are signed with it. */
+export const AGENT_NAME = "Deploybot";
+export const AGENT_EMOJI = "🚀";
+
 export const ANSWER_CHUNKS = ["Deployed ", "to staging ", "in 42 s."] as const;
 export const ANSWER = ANSWER_CHUNKS.join("");
 
@@ -141,7 +145,14 @@ export async function startDashboardGateway(): Promise<DashboardGateway> {
   const runtime = new AgentRuntime({
     store,
     models: createProviderChain({ providers: [provider], models: ["scripted/test-model"] }),
-    agents: [{ id: "main", model: "scripted/test-model", tools: ["deploy"] }],
+    agents: [
+      {
+        id: "main",
+        model: "scripted/test-model",
+        tools: ["deploy"],
+        identity: { name: AGENT_NAME, emoji: AGENT_EMOJI },
+      },
+    ],
     tools: [deploy],
     approvals: { mode: "always" },
   });
