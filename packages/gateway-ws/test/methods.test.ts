@@ -294,10 +294,14 @@ describe("catalog methods", () => {
     expect(
       await client.request("agent.identity.get", { sessionKey: "cron:nightly" }),
     ).toMatchObject({ agentId: "main" });
+    expect(
+      await client.request("agent.identity.get", { agentId: "ops", sessionKey: "agent:ops:main" }),
+    ).toMatchObject({ agentId: "ops" });
     for (const params of [
       { agentId: "nobody" },
       { sessionKey: "agent:nobody:main" },
       { sessionKey: "agent:main:../../etc" },
+      { agentId: "ops", sessionKey: "agent:main:main" },
     ]) {
       const error = await rpcError(client.request("agent.identity.get", params));
       expect(error.code, JSON.stringify(params)).toBe("INVALID_REQUEST");

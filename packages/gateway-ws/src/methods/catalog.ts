@@ -41,17 +41,16 @@ function agentOf(hub: GatewayHub, method: string, p: ParamsObject): AgentDefinit
 }
 
 /**
- * The agent `agent.identity.get` describes: `agentId`'s, else the agent of `sessionKey` (a
- * cron session's is the default agent), else the default agent.
+ * The agent `agent.identity.get` describes: the agent of `sessionKey` (a cron session's is
+ * the default agent; `agentId`, when also given, must be the same), else `agentId`'s, else
+ * the default agent, as OpenClaw resolves it.
  */
 function identityAgentOf(hub: GatewayHub, method: string, p: ParamsObject): AgentDefinition {
-  const sessionKey = optionalString(method, p, "sessionKey", { maxLength: 512 });
-  if (p.agentId !== undefined || sessionKey === undefined || sessionKey.trim() === "") {
-    return agentOf(hub, method, p);
-  }
-  let agentId: string | undefined;
+  const sessionKey = optionalString(method, p, "sessionKey", { maxLength: 512 })?.trim();
+  if (sessionKey === undefined || sessionKey === "") return agentOf(hub, method, p);
+  let keyAgent: string | undefined;
   try {
-    agentId = parseSessionKey(sessionKey).agentId;
+    keyAgent = parseSessionKey(sessionKey).agentId;
   } catch (error) {
     if (!isBeamClawError(error)) throw error;
     throw new GatewayError(
@@ -62,7 +61,15 @@ function identityAgentOf(hub: GatewayHub, method: string, p: ParamsObject): Agen
       },
     );
   }
-  return agentOf(hub, method, agentId === undefined ? {} : { agentId });
+  const agentId = optionalString(method, p, "agentId", { nonEmpty: true })?.toLowerCase();
+  if (agentId !== undefined && keyAgent !== undefined && agentId !== keyAgent) {
+    throw new GatewayError(
+      ErrorCodes.INVALID_REQUEST,
+      `session ${sessionKey} belongs to agent ${keyAgent}, not ${agentId}`,
+      { details: { code: "AGENT_MISMATCH" } },
+    );
+  }
+  return agentOf(hub, method, { agentId: keyAgent ?? agentId ?? hub.defaultAgentId });
 }
 
 /**
