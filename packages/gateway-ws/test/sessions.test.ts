@@ -57,6 +57,80 @@ describe("sessions", () => {
     expect(error.details).toMatchObject({ field: "model" });
   });
 
+  it("sessions.resolve finds a session by key, label or short id; several matches are candidates", async () => {
+    const stack = await startStack({
+      agents: [
+        { id: "main", model: "scripted/m1" },
+        { id: "ops", model: "scripted/m1" },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("sessions.create", { key: "agent:main:work", label: "Work" });
+    await client.request("sessions.create", { key: "agent:ops:work", label: "Work" });
+    await client.request("sessions.create", { key: "agent:ops:pager", label: "Pager" });
+    const made = await client.request("sessions.create", { label: "Scratch" });
+    const uuid = (made.key as string).slice("agent:main:s-".length);
+
+    expect(await client.request("sessions.resolve", { key: "Agent:Main:Work" })).toEqual({
+      ok: true,
+      key: "agent:main:work",
+      agentId: "main",
+      displayName: "Work",
+    });
+    expect(await client.request("sessions.resolve", { sessionId: "agent:ops:pager" })).toEqual({
+      ok: true,
+      key: "agent:ops:pager",
+      agentId: "ops",
+      displayName: "Pager",
+    });
+    expect(await client.request("sessions.resolve", { label: "Pager" })).toMatchObject({
+      ok: true,
+      key: "agent:ops:pager",
+    });
+    expect(await client.request("sessions.resolve", { shortId: uuid.slice(0, 8) })).toMatchObject({
+      ok: true,
+      key: made.key,
+      displayName: "Scratch",
+    });
+    // Two sessions share the label: both are candidates; an agent picks one.
+    const both = await client.request("sessions.resolve", { label: "Work" });
+    expect(both.ok).toBe(false);
+    expect(both.candidates.map((c: { key: string }) => c.key).sort()).toEqual([
+      "agent:main:work",
+      "agent:ops:work",
+    ]);
+    expect(await client.request("sessions.resolve", { label: "Work", agentId: "ops" })).toEqual({
+      ok: true,
+      key: "agent:ops:work",
+      agentId: "ops",
+      displayName: "Work",
+    });
+    // Missing: an error, or `{ ok: false }` with allowMissing.
+    expect(
+      await client.request("sessions.resolve", { key: "agent:main:nothing", allowMissing: true }),
+    ).toEqual({ ok: false });
+    expect(
+      (await rpcError(client.request("sessions.resolve", { label: "Nobody" }))).details,
+    ).toMatchObject({ code: "SESSION_NOT_FOUND" });
+    expect(
+      (
+        await rpcError(
+          client.request("sessions.resolve", { key: "agent:ops:work", agentId: "main" }),
+        )
+      ).details,
+    ).toMatchObject({ code: "SESSION_NOT_FOUND" });
+    // Exactly one way to name it; a slug hint only with a short id; no malformed keys.
+    for (const params of [
+      {},
+      { key: "agent:main:work", label: "Work" },
+      { label: "Work", slugHint: "work" },
+      { key: "agent:main:../x" },
+    ]) {
+      const error = await rpcError(client.request("sessions.resolve", params));
+      expect(error.code, JSON.stringify(params)).toBe("INVALID_REQUEST");
+    }
+  });
+
   it("sessions.list pages through sessions newest first, and filters by agent and text", async () => {
     // A clock that moves a second per reading, so no two sessions share an updatedAt.
     let clock = Date.now();

@@ -60,6 +60,33 @@ function sessionKeyParam(method: string, p: ParamsObject): string {
   return raw;
 }
 
+/** What `sessions.resolve` says of a session: its key, agent and label. */
+function resolvedRow(record: SessionRecord): {
+  key: string;
+  agentId: string;
+  displayName?: string;
+} {
+  return {
+    key: record.key,
+    agentId: record.agentId,
+    ...(typeof record.displayName === "string" ? { displayName: record.displayName } : {}),
+  };
+}
+
+function resolved(record: SessionRecord) {
+  return { ok: true, ...resolvedRow(record) };
+}
+
+/**
+ * Whether a session key ends in a UUID (`...:s-<uuid>` from `sessions.create`,
+ * `...:fork:<uuid>`, `...:subagent:<uuid>`) whose hex digits start with `shortId`.
+ */
+function shortIdMatches(key: string, shortId: string): boolean {
+  const last = key.slice(key.lastIndexOf(":") + 1).replace(/^s-/, "");
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(last)) return false;
+  return last.replaceAll("-", "").startsWith(shortId.replaceAll("-", ""));
+}
+
 /** A user message for a client's editor (`editorText`, `editorAttachments` of the protocol). */
 function editorOf(input: UserMessageInput): {
   editorText: string;
@@ -250,6 +277,75 @@ export const sessionMethods: Record<string, HubMethod> = {
         session: row,
         messages: row === null ? [] : await chatHistory(hub, key, limit),
       };
+    },
+  },
+
+  "sessions.resolve": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const text = (field: string) =>
+        optionalString(method, p, field, { maxLength: 512 })?.trim() ?? "";
+      const key = text("key");
+      const sessionId = text("sessionId");
+      const label = text("label");
+      const shortId = text("shortId").toLowerCase();
+      const slugHint = optionalString(method, p, "slugHint", { nonEmpty: true })?.toLowerCase();
+      if (slugHint !== undefined && shortId === "") {
+        throw invalidRequest(`invalid ${method} params: slugHint requires shortId`, {
+          code: "INVALID_PARAMS",
+          field: "slugHint",
+        });
+      }
+      const given = [key, sessionId, label, shortId].filter((v) => v !== "").length;
+      if (given !== 1) {
+        throw invalidRequest(
+          `invalid ${method} params: give exactly one of key, sessionId, label or shortId`,
+          { code: "INVALID_PARAMS" },
+        );
+      }
+      const agentId = optionalString(method, p, "agentId", { nonEmpty: true })?.toLowerCase();
+      const spawnedBy = optionalString(method, p, "spawnedBy", { nonEmpty: true });
+      const allowMissing = optionalBool(method, p, "allowMissing") === true;
+      const visible = (r: SessionRecord) =>
+        (agentId === undefined || r.agentId === agentId) &&
+        (spawnedBy === undefined || r.parentKey === spawnedBy);
+      const missing = (what: string) => {
+        if (allowMissing) return { ok: false };
+        throw invalidRequest(`no session found: ${what}`, { code: "SESSION_NOT_FOUND" });
+      };
+      if (key !== "" || sessionId !== "") {
+        // A BeamClaw session's id is its key.
+        const wanted = key || sessionId;
+        const canonical = hub.session(wanted).key;
+        const record = await hub.runtime.store.sessions.get(canonical);
+        return record !== undefined && visible(record) ? resolved(record) : missing(wanted);
+      }
+      const matches: SessionRecord[] = [];
+      let cursor: string | undefined;
+      let scanned = 0;
+      do {
+        const page = await hub.runtime.store.sessions.list({
+          limit: 500,
+          ...(cursor === undefined ? {} : { cursor }),
+          ...(agentId === undefined ? {} : { agentId }),
+        });
+        for (const record of page.items) {
+          scanned++;
+          if (!visible(record)) continue;
+          if (label !== "" ? record.displayName === label : shortIdMatches(record.key, shortId)) {
+            matches.push(record);
+          }
+        }
+        cursor = page.cursor;
+      } while (cursor !== undefined && scanned < MAX_SCAN);
+      // A slug hint narrows a short id's matches to the keys that hold it, when any does.
+      const hinted = slugHint === undefined ? [] : matches.filter((r) => r.key.includes(slugHint));
+      const found = hinted.length > 0 ? hinted : matches;
+      if (found.length === 0) return missing(label !== "" ? `label ${label}` : `id ${shortId}`);
+      if (found.length === 1) return resolved(found[0]!);
+      found.sort(byLastInteraction);
+      return { ok: false, candidates: found.slice(0, 10).map(resolvedRow) };
     },
   },
 
