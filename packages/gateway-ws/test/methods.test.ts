@@ -236,6 +236,84 @@ describe("catalog methods", () => {
     ]);
   });
 
+  it("tools.effective lists a session's tools, MCP servers' apart", async () => {
+    const tool = (name: string, description: string) => ({
+      name,
+      description,
+      inputSchema: { type: "object" },
+      execute: () => "ok",
+    });
+    const config = parseConfig({
+      agents: { main: { model: "scripted/m1" } },
+      store: { kind: "memory" },
+      tools: { mcpServers: { files: { command: "mcp-files" } } },
+    });
+    const stack = await startStack({
+      agents: [
+        { ...MAIN, tools: ["clock", "files__read"], subagents: {} },
+        { id: "ops", model: "scripted/m1" },
+      ],
+      runtime: {
+        tools: [
+          tool("clock", "The time"),
+          tool("files__read", "Reads a file"),
+          tool("secret", "Not allowed"),
+        ],
+      },
+      gateway: { config, auth: { mode: "token", token: TOKEN } },
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    expect(
+      await client.request("tools.effective", { sessionKey: "agent:main:telegram:direct:42" }),
+    ).toEqual({
+      agentId: "main",
+      profile: "full",
+      groups: [
+        {
+          id: "core",
+          label: "Tools",
+          source: "core",
+          tools: [
+            {
+              id: "clock",
+              label: "clock",
+              description: "The time",
+              rawDescription: "The time",
+              source: "core",
+            },
+            expect.objectContaining({ id: "spawn_subagent", source: "core" }),
+          ],
+        },
+        {
+          id: "mcp",
+          label: "MCP servers",
+          source: "mcp",
+          tools: [
+            {
+              id: "files__read",
+              label: "files__read",
+              description: "Reads a file",
+              rawDescription: "Reads a file",
+              source: "mcp",
+              mcpServer: "files",
+              mcpToolName: "read",
+            },
+          ],
+        },
+      ],
+    });
+    // An agent allowed no tools has none; a key of another agent than `agentId` is refused.
+    expect(await client.request("tools.effective", { sessionKey: "agent:ops:main" })).toEqual({
+      agentId: "ops",
+      profile: "full",
+      groups: [],
+    });
+    const mismatch = await rpcError(
+      client.request("tools.effective", { sessionKey: "agent:ops:main", agentId: "main" }),
+    );
+    expect(mismatch.details).toMatchObject({ code: "AGENT_MISMATCH" });
+  });
+
   it("agents.list names the default agent and each agent's models", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });

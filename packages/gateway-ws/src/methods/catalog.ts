@@ -1,5 +1,5 @@
 /**
- * What the gateway offers: `models.list`, `tools.catalog`, `agents.list`,
+ * What the gateway offers: `models.list`, `tools.catalog`, `tools.effective`, `agents.list`,
  * `agent.identity.get`, `config.get`, `skills.status`, `usage.status`, `usage.cost`.
  */
 import { createHash } from "node:crypto";
@@ -7,7 +7,12 @@ import { type AgentDefinition, isBeamClawError, parseSessionKey, usageDay } from
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError } from "../protocol/errors.js";
-import { optionalInt, optionalString, type ParamsObject } from "../protocol/params.js";
+import {
+  optionalInt,
+  optionalString,
+  type ParamsObject,
+  requireString,
+} from "../protocol/params.js";
 import { buildSkillsReport } from "../skills.js";
 
 const SECRET_KEYS = /^(apiKey|token|password|secret|key|authorization)$/i;
@@ -94,6 +99,27 @@ export function identityResult(agent: AgentDefinition): Record<string, unknown> 
   };
 }
 
+/**
+ * The tools `agent` may call in `sessionKey`, by name and description: its allowed global
+ * tools, the session's own, and `spawn_subagent` when it may spawn sub-agents.
+ */
+function toolsOf(
+  hub: GatewayHub,
+  agent: AgentDefinition,
+  sessionKey: string,
+): Array<{ name: string; description: string }> {
+  const tools = [...(hub.runtime.tools?.forSession(agent, sessionKey).values() ?? [])].map(
+    (tool) => ({ name: tool.name, description: tool.description }),
+  );
+  if (agent.subagents !== undefined) {
+    tools.push({
+      name: "spawn_subagent",
+      description: "Delegate a self-contained task to a sub-agent.",
+    });
+  }
+  return tools;
+}
+
 function splitRef(ref: string): { provider: string; model: string } {
   const slash = ref.indexOf("/");
   return { provider: ref.slice(0, slash), model: ref.slice(slash + 1) };
@@ -138,23 +164,13 @@ export const catalogMethods: Record<string, HubMethod> = {
     scope: Scopes.READ,
     handler(call, hub) {
       const agent = agentOf(hub, call.method, call.params);
-      const tools = hub.runtime.tools?.forSession(agent, `agent:${agent.id}:main`) ?? new Map();
-      const entries = [...tools.values()].map((tool) => ({
+      const entries = toolsOf(hub, agent, `agent:${agent.id}:main`).map((tool) => ({
         id: tool.name,
         label: tool.name,
         description: tool.description,
         source: "core" as const,
         defaultProfiles: ["full" as const],
       }));
-      if (agent.subagents !== undefined) {
-        entries.push({
-          id: "spawn_subagent",
-          label: "spawn_subagent",
-          description: "Delegate a self-contained task to a sub-agent.",
-          source: "core",
-          defaultProfiles: ["full"],
-        });
-      }
       return {
         agentId: agent.id,
         profiles: [{ id: "full", label: "Full" }],
@@ -162,6 +178,54 @@ export const catalogMethods: Record<string, HubMethod> = {
           entries.length === 0
             ? []
             : [{ id: "tools", label: "Tools", source: "core", tools: entries }],
+      };
+    },
+  },
+
+  "tools.effective": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      const { method, params: p } = call;
+      const key = requireString(method, p, "sessionKey", 512);
+      const agentId = optionalString(method, p, "agentId", { nonEmpty: true })?.toLowerCase();
+      const session = hub.session(key, agentId);
+      const agent = agentOf(hub, method, {
+        agentId: parseSessionKey(session.key).agentId ?? agentId ?? hub.defaultAgentId,
+      });
+      const servers = Object.keys(hub.config?.tools.mcpServers ?? {});
+      const core: Array<Record<string, unknown>> = [];
+      const mcp: Array<Record<string, unknown>> = [];
+      for (const tool of toolsOf(hub, agent, session.key)) {
+        const cut = tool.name.indexOf("__");
+        const server = cut > 0 ? tool.name.slice(0, cut) : undefined;
+        const entry = {
+          id: tool.name,
+          label: tool.name,
+          description: tool.description,
+          rawDescription: tool.description,
+        };
+        if (server !== undefined && servers.includes(server)) {
+          mcp.push({
+            ...entry,
+            source: "mcp",
+            mcpServer: server,
+            mcpToolName: tool.name.slice(cut + 2),
+          });
+        } else {
+          core.push({ ...entry, source: "core" });
+        }
+      }
+      return {
+        agentId: agent.id,
+        profile: "full",
+        groups: [
+          ...(core.length === 0
+            ? []
+            : [{ id: "core", label: "Tools", source: "core", tools: core }]),
+          ...(mcp.length === 0
+            ? []
+            : [{ id: "mcp", label: "MCP servers", source: "mcp", tools: mcp }]),
+        ],
       };
     },
   },
