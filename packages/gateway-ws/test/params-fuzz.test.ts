@@ -56,7 +56,12 @@ const protocol = JSON.parse(readFileSync(schemaPath, "utf8")) as {
 };
 
 /** `sessions.list` → `SessionsListParams`; `system-presence` → `SystemPresenceParams`. */
+/** Methods whose params definition is not named after the method. */
+const DEFINITION_NAMES: Record<string, string> = { "agent.identity.get": "AgentIdentityParams" };
+
 function definitionName(method: string): string {
+  const known = DEFINITION_NAMES[method];
+  if (known !== undefined) return known;
   const name = method
     .split(/[.-]/)
     .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
@@ -279,6 +284,9 @@ const READS = [
   "node.list",
   "sessions.list",
   "sessions.describe",
+  "sessions.resolve",
+  "agent.identity.get",
+  "tools.effective",
 ];
 
 /** An answer without the fields that change from one call to the next. */
