@@ -7,12 +7,14 @@
 import { afterEach, describe, expect, it } from "vitest";
 import {
   AgentRuntime,
+  CHAT_COMMANDS,
   ChannelManager,
   type ChannelSettings,
   createProviderChain,
   InvalidArgumentError,
   MemoryStore,
   type ModelProvider,
+  parseChannelCommand,
   parseSessionCommand,
 } from "../src/index.js";
 import {
@@ -101,6 +103,48 @@ describe("parseSessionCommand", () => {
       "new",
     ]) {
       expect(parseSessionCommand(text), text).toBeUndefined();
+    }
+  });
+});
+
+describe("CHAT_COMMANDS", () => {
+  /** A use of each command, with every argument it may take. */
+  const USES: Record<string, string[]> = {
+    new: [""],
+    stop: [""],
+    status: [""],
+    think: ["", " high"],
+    compact: ["", " keep the dates"],
+    approve: [" 1a2b3c4d", " 1a2b3c4d always"],
+    deny: [" 1a2b3c4d"],
+    pair: [" list", " approve K7M2Q9XD", " reject K7M2Q9XD"],
+  };
+
+  it("describes every command the parsers read, by each of its spellings", () => {
+    expect(CHAT_COMMANDS.map((c) => c.name).sort()).toEqual(Object.keys(USES).sort());
+    for (const command of CHAT_COMMANDS) {
+      for (const alias of command.textAliases) {
+        for (const rest of USES[command.name]!) {
+          const text = `${alias}${rest}`;
+          const parsed = command.operatorOnly
+            ? parseChannelCommand(text)
+            : parseSessionCommand(text);
+          expect(parsed, text).toBeDefined();
+          expect(
+            parsed!.kind.startsWith(command.name === "deny" ? "approve" : command.name),
+            text,
+          ).toBe(true);
+        }
+      }
+      for (const arg of command.args) {
+        if (arg.choices === undefined) continue;
+        expect(arg.choices.length, `${command.name} ${arg.name}`).toBeGreaterThan(0);
+      }
+    }
+    // The /think levels listed are the ones it takes.
+    const think = CHAT_COMMANDS.find((c) => c.name === "think")!;
+    for (const level of think.args[0]!.choices!) {
+      expect(parseSessionCommand(`/think ${level}`)).toEqual({ kind: "think", level });
     }
   });
 });

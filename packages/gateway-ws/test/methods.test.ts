@@ -314,6 +314,46 @@ describe("catalog methods", () => {
     expect(mismatch.details).toMatchObject({ code: "AGENT_MISMATCH" });
   });
 
+  it("commands.list describes the chat commands the channels understand", async () => {
+    const stack = await startStack();
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const { commands } = await client.request("commands.list", {});
+    expect(commands.map((c: Wire) => c.name)).toEqual([
+      "new",
+      "stop",
+      "status",
+      "think",
+      "compact",
+      "approve",
+      "deny",
+      "pair",
+    ]);
+    expect(commands[0]).toEqual({
+      name: "new",
+      textAliases: ["/new", "/reset"],
+      description: expect.any(String),
+      category: "session",
+      source: "native",
+      scope: "text",
+      acceptsArgs: false,
+    });
+    expect(commands.find((c: Wire) => c.name === "think").args).toEqual([
+      {
+        name: "level",
+        description: expect.any(String),
+        type: "string",
+        choices: ["off", "minimal", "low", "medium", "high"].map((v) => ({ value: v, label: v })),
+      },
+    ]);
+    // Without arguments on request; no native (platform menu) commands; unknown agents refused.
+    const bare = await client.request("commands.list", { includeArgs: false, scope: "text" });
+    expect(bare.commands.some((c: Wire) => "args" in c)).toBe(false);
+    expect(bare.commands.find((c: Wire) => c.name === "think").acceptsArgs).toBe(true);
+    expect(await client.request("commands.list", { scope: "native" })).toEqual({ commands: [] });
+    const unknown = await rpcError(client.request("commands.list", { agentId: "ghost" }));
+    expect(unknown.details).toMatchObject({ code: "UNKNOWN_AGENT_ID" });
+  });
+
   it("agents.list names the default agent and each agent's models", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });

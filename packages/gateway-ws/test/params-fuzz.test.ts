@@ -287,6 +287,7 @@ const READS = [
   "sessions.resolve",
   "agent.identity.get",
   "tools.effective",
+  "commands.list",
 ];
 
 /** An answer without the fields that change from one call to the next. */

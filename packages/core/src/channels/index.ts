@@ -56,8 +56,11 @@ export {
 } from "./session-routing.js";
 export {
   type ApprovalPrompt,
+  CHAT_COMMANDS,
   type ChannelCommand,
   type ChannelTexts,
+  type ChatCommandArg,
+  type ChatCommandInfo,
   defaultChannelTexts,
   parseChannelCommand,
   parseSessionCommand,

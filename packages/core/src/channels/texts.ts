@@ -197,3 +197,123 @@ export function parseChannelCommand(text: string): ChannelCommand | undefined {
   }
   return undefined;
 }
+
+/** One argument of a {@link ChatCommandInfo}. */
+export interface ChatCommandArg {
+  name: string;
+  description: string;
+  type: "string";
+  /** The command needs it. */
+  required?: boolean;
+  /** The words it takes, when it takes only some. */
+  choices?: readonly string[];
+}
+
+/**
+ * A command people can type in a chat a `ChannelManager` serves, described for clients
+ * (command menus, autocomplete; the gateway's `commands.list`).
+ */
+export interface ChatCommandInfo {
+  /** Its name, e.g. `new`. */
+  name: string;
+  /** How it is typed: `/new`, and the same command's other spellings (`/reset`). */
+  textAliases: readonly string[];
+  description: string;
+  category: "session" | "options" | "status" | "management" | "tools";
+  /** Only the channel's `operators` may use it (others' `/approve` goes to the agent as text). */
+  operatorOnly: boolean;
+  args: readonly ChatCommandArg[];
+}
+
+/**
+ * Every chat command, as {@link parseSessionCommand} and {@link parseChannelCommand} read
+ * them: the session commands (`/new`, `/stop`, `/status`, `/think`, `/compact`; who may use
+ * them is the manager's `sessionCommands` option) and the operators' (`/approve`, `/deny`,
+ * `/pair`).
+ */
+export const CHAT_COMMANDS: readonly ChatCommandInfo[] = Object.freeze([
+  {
+    name: "new",
+    textAliases: ["/new", "/reset"],
+    description: "Start the conversation afresh: the agent forgets what was said before.",
+    category: "session",
+    operatorOnly: false,
+    args: [],
+  },
+  {
+    name: "stop",
+    textAliases: ["/stop"],
+    description: "Stop the reply being written.",
+    category: "session",
+    operatorOnly: false,
+    args: [],
+  },
+  {
+    name: "status",
+    textAliases: ["/status"],
+    description:
+      "Show the session's model, thinking level, whether it is busy, runs, tokens and cost.",
+    category: "status",
+    operatorOnly: false,
+    args: [],
+  },
+  {
+    name: "think",
+    textAliases: ["/think"],
+    description: "Show the thinking level, or set it.",
+    category: "options",
+    operatorOnly: false,
+    args: [
+      { name: "level", description: "The new level.", type: "string", choices: THINKING_LEVELS },
+    ],
+  },
+  {
+    name: "compact",
+    textAliases: ["/compact"],
+    description: "Summarize the older part of the conversation to make room.",
+    category: "session",
+    operatorOnly: false,
+    args: [{ name: "instructions", description: "What the summary must keep.", type: "string" }],
+  },
+  {
+    name: "approve",
+    textAliases: ["/approve"],
+    description: "Let a tool call that waits for approval run, once or always.",
+    category: "tools",
+    operatorOnly: true,
+    args: [
+      { name: "id", description: "The request's short id.", type: "string", required: true },
+      {
+        name: "mode",
+        description: "For this call only, or always.",
+        type: "string",
+        choices: ["once", "always"],
+      },
+    ],
+  },
+  {
+    name: "deny",
+    textAliases: ["/deny"],
+    description: "Refuse a tool call that waits for approval.",
+    category: "tools",
+    operatorOnly: true,
+    args: [{ name: "id", description: "The request's short id.", type: "string", required: true }],
+  },
+  {
+    name: "pair",
+    textAliases: ["/pair"],
+    description: "List pending pairing requests, or approve or reject one by its code.",
+    category: "management",
+    operatorOnly: true,
+    args: [
+      {
+        name: "action",
+        description: "What to do.",
+        type: "string",
+        required: true,
+        choices: ["list", "approve", "reject"],
+      },
+      { name: "code", description: "The pairing code (approve, reject).", type: "string" },
+    ],
+  },
+]);

@@ -1,13 +1,22 @@
 /**
- * What the gateway offers: `models.list`, `tools.catalog`, `tools.effective`, `agents.list`,
- * `agent.identity.get`, `config.get`, `skills.status`, `usage.status`, `usage.cost`.
+ * What the gateway offers: `models.list`, `tools.catalog`, `tools.effective`, `commands.list`,
+ * `agents.list`, `agent.identity.get`, `config.get`, `skills.status`, `usage.status`,
+ * `usage.cost`.
  */
 import { createHash } from "node:crypto";
-import { type AgentDefinition, isBeamClawError, parseSessionKey, usageDay } from "@beamclaw/core";
+import {
+  type AgentDefinition,
+  CHAT_COMMANDS,
+  isBeamClawError,
+  parseSessionKey,
+  usageDay,
+} from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError } from "../protocol/errors.js";
 import {
+  optionalBool,
+  optionalEnum,
   optionalInt,
   optionalString,
   type ParamsObject,
@@ -226,6 +235,45 @@ export const catalogMethods: Record<string, HubMethod> = {
             ? []
             : [{ id: "mcp", label: "MCP servers", source: "mcp", tools: mcp }]),
         ],
+      };
+    },
+  },
+
+  "commands.list": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      const { method, params: p } = call;
+      // The agent is checked (an unknown one is an error); every agent has the same commands.
+      if (p.agentId !== undefined) agentOf(hub, method, p);
+      optionalString(method, p, "sessionKey", { nonEmpty: true, maxLength: 512 });
+      optionalString(method, p, "provider", { nonEmpty: true });
+      const scope = optionalEnum(method, p, "scope", ["text", "native", "both"] as const) ?? "both";
+      const includeArgs = optionalBool(method, p, "includeArgs") !== false;
+      // Chat commands are typed as text in the channels; none is a platform's native command.
+      if (scope === "native") return { commands: [] };
+      return {
+        commands: CHAT_COMMANDS.map((command) => ({
+          name: command.name,
+          textAliases: [...command.textAliases],
+          description: command.description,
+          category: command.category,
+          source: "native",
+          scope: "text",
+          acceptsArgs: command.args.length > 0,
+          ...(includeArgs && command.args.length > 0
+            ? {
+                args: command.args.map((arg) => ({
+                  name: arg.name,
+                  description: arg.description,
+                  type: arg.type,
+                  ...(arg.required === true ? { required: true } : {}),
+                  ...(arg.choices === undefined
+                    ? {}
+                    : { choices: arg.choices.map((value) => ({ value, label: value })) }),
+                })),
+              }
+            : {}),
+        })),
       };
     },
   },
