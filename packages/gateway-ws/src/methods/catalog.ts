@@ -4,13 +4,7 @@
  * `usage.cost`.
  */
 import { createHash } from "node:crypto";
-import {
-  type AgentDefinition,
-  CHAT_COMMANDS,
-  isBeamClawError,
-  parseSessionKey,
-  usageDay,
-} from "@beamclaw/core";
+import { type AgentDefinition, CHAT_COMMANDS, parseSessionKey, usageDay } from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError } from "../protocol/errors.js";
@@ -55,42 +49,38 @@ function agentOf(hub: GatewayHub, method: string, p: ParamsObject): AgentDefinit
 }
 
 /**
- * The agent `agent.identity.get` describes: the agent of `sessionKey` (a cron session's is
- * the default agent; `agentId`, when also given, must be the same), else `agentId`'s, else
- * the default agent, as OpenClaw resolves it.
+ * The agent of session `key` (a cron session's is the default agent): `agentId`, when given
+ * too, must be the same (`AGENT_MISMATCH`); a malformed key is `INVALID_SESSION_KEY`.
+ */
+function sessionAgentOf(
+  hub: GatewayHub,
+  method: string,
+  p: ParamsObject,
+  key: string,
+): { agent: AgentDefinition; key: string } {
+  const agentId = optionalString(method, p, "agentId", { nonEmpty: true })?.toLowerCase();
+  const session = hub.session(key, agentId);
+  const agent = agentOf(hub, method, {
+    agentId: parseSessionKey(session.key).agentId ?? agentId ?? hub.defaultAgentId,
+  });
+  return { agent, key: session.key };
+}
+
+/**
+ * The agent `agent.identity.get` describes: the agent of `sessionKey`, else `agentId`'s,
+ * else the default agent, as OpenClaw resolves it.
  */
 function identityAgentOf(hub: GatewayHub, method: string, p: ParamsObject): AgentDefinition {
   const sessionKey = optionalString(method, p, "sessionKey", { maxLength: 512 })?.trim();
   if (sessionKey === undefined || sessionKey === "") return agentOf(hub, method, p);
-  let keyAgent: string | undefined;
-  try {
-    keyAgent = parseSessionKey(sessionKey).agentId;
-  } catch (error) {
-    if (!isBeamClawError(error)) throw error;
-    throw new GatewayError(
-      ErrorCodes.INVALID_REQUEST,
-      `invalid ${method} params: ${error.message}`,
-      {
-        details: { code: "INVALID_PARAMS", field: "sessionKey" },
-      },
-    );
-  }
-  const agentId = optionalString(method, p, "agentId", { nonEmpty: true })?.toLowerCase();
-  if (agentId !== undefined && keyAgent !== undefined && agentId !== keyAgent) {
-    throw new GatewayError(
-      ErrorCodes.INVALID_REQUEST,
-      `session ${sessionKey} belongs to agent ${keyAgent}, not ${agentId}`,
-      { details: { code: "AGENT_MISMATCH" } },
-    );
-  }
-  return agentOf(hub, method, { agentId: keyAgent ?? agentId ?? hub.defaultAgentId });
+  return sessionAgentOf(hub, method, p, sessionKey).agent;
 }
 
 /**
  * What OpenClaw's `agent.identity.get` answers (`AgentIdentityResult`): the configured
  * identity's name (else the agent's id), emoji and avatar, and where each came from.
  */
-export function identityResult(agent: AgentDefinition): Record<string, unknown> {
+function identityResult(agent: AgentDefinition): Record<string, unknown> {
   const identity = agent.identity ?? {};
   const avatar = identity.avatar;
   return {
@@ -195,16 +185,16 @@ export const catalogMethods: Record<string, HubMethod> = {
     scope: Scopes.READ,
     handler(call, hub) {
       const { method, params: p } = call;
-      const key = requireString(method, p, "sessionKey", 512);
-      const agentId = optionalString(method, p, "agentId", { nonEmpty: true })?.toLowerCase();
-      const session = hub.session(key, agentId);
-      const agent = agentOf(hub, method, {
-        agentId: parseSessionKey(session.key).agentId ?? agentId ?? hub.defaultAgentId,
-      });
+      const { agent, key } = sessionAgentOf(
+        hub,
+        method,
+        p,
+        requireString(method, p, "sessionKey", 512),
+      );
       const servers = Object.keys(hub.config?.tools.mcpServers ?? {});
       const core: Array<Record<string, unknown>> = [];
       const mcp: Array<Record<string, unknown>> = [];
-      for (const tool of toolsOf(hub, agent, session.key)) {
+      for (const tool of toolsOf(hub, agent, key)) {
         const cut = tool.name.indexOf("__");
         const server = cut > 0 ? tool.name.slice(0, cut) : undefined;
         const entry = {
