@@ -55,6 +55,53 @@ describe("chat.send", () => {
     expect(events.map((e) => e.seq)).toEqual(events.map((_e, i) => i + 1));
   });
 
+  it("carries out chat commands (/status, /think, /new, /compact) without sending them to the model", async () => {
+    const stack = await startStack({ responses: [{ text: "Paris." }, { text: "Hi again." }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("sessions.subscribe", {});
+    await client.request("chat.send", {
+      sessionKey: KEY,
+      message: "Capital?",
+      idempotencyKey: "q1",
+    });
+    await client.waitEvent("chat", (p) => p.runId === "q1" && p.state === "final");
+    const command = async (message: string, idempotencyKey: string) => {
+      const ack = await client.request("chat.send", { sessionKey: KEY, message, idempotencyKey });
+      const { payload: final } = await client.waitEvent(
+        "chat",
+        (p) => p.runId === idempotencyKey && p.state === "final",
+      );
+      expect(final.stopReason).toBe("command");
+      return { ack, text: final.message.content[0].text as string };
+    };
+    const status = await command("/status", "c1");
+    expect(status.ack).toEqual({ runId: "c1", status: "ok", command: "status" });
+    expect(status.text).toMatch(/scripted\/m1/);
+    expect((await command("/think high", "c2")).text).toMatch(/high/);
+    await client.waitEvent(
+      "sessions.changed",
+      (p) => p.sessionKey === KEY && p.reason === "patched",
+    );
+    expect((await client.request("sessions.get", { key: KEY })).session.thinkingLevel).toBe("high");
+    expect((await command("/think loud", "c3")).text).toMatch(/loud/);
+    // Nothing old enough to summarize yet: answered, nothing changed.
+    expect((await command("/compact keep the capitals", "c4")).text.length).toBeGreaterThan(0);
+    expect((await command("/new", "c5")).text).toMatch(/new conversation/i);
+    await client.waitEvent("sessions.changed", (p) => p.sessionKey === KEY && p.reason === "reset");
+    expect((await client.request("chat.history", { sessionKey: KEY })).messages).toEqual([]);
+    // The model saw one question; the commands never reached it.
+    expect(stack.provider.requests).toHaveLength(1);
+    // A command with an attachment, or with other words, is a message like any other.
+    await client.request("chat.send", {
+      sessionKey: KEY,
+      message: "/new please",
+      idempotencyKey: "m2",
+    });
+    await client.waitEvent("chat", (p) => p.runId === "m2" && p.state === "final");
+    expect(stack.provider.requests).toHaveLength(2);
+    expect(JSON.stringify(stack.provider.requests[1]!.messages)).toContain("/new please");
+  });
+
   it("streams an aborted state when chat.abort stops the run", async () => {
     const hold = deferred();
     const stack = await startStack({

@@ -175,6 +175,27 @@ describe("dashboard in a real Chromium", () => {
     expect(record.errors).toEqual([]);
   });
 
+  it("a chat command typed in the message box is answered without the model", async () => {
+    const record = await open();
+    const { page } = record;
+    await logIn(record, TOKEN);
+    await page.locator('#connection[data-state="connected"]').waitFor();
+    await page.getByLabel("New session key").fill("agent:main:commands");
+    await page.getByRole("button", { name: "Open" }).click();
+    const calls = gw.provider.requests.length;
+
+    await page.getByLabel("Message").fill("/think high");
+    await page.getByRole("button", { name: "Send" }).click();
+    const log = page.getByRole("log", { name: "Conversation" });
+    const answer = log.locator('article[data-role="assistant"][data-state="final"]').last();
+    await answer.locator(".bubble-body", { hasText: "high" }).waitFor();
+    expect(await answer.locator(".bubble-author").textContent()).toBe(
+      `${AGENT_EMOJI} ${AGENT_NAME}`,
+    );
+    expect(gw.provider.requests).toHaveLength(calls);
+    expect(record.errors).toEqual([]);
+  });
+
   it("Regenerate asks the last question again; Edit last message takes it back into the message box", async () => {
     const record = await open();
     const { page } = record;

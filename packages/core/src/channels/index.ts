@@ -45,6 +45,7 @@ export {
   isOperator,
   validateAccessPolicy,
 } from "./policy.js";
+export { runSessionCommand } from "./session-commands.js";
 export {
   DM_SCOPES,
   type DmScope,

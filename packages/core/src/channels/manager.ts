@@ -54,6 +54,7 @@ import {
 } from "./pairing.js";
 import { pairingGatewayMethods } from "./pairing-methods.js";
 import { type AccessPolicy, decideAccess, isOperator, validateAccessPolicy } from "./policy.js";
+import { runSessionCommand } from "./session-commands.js";
 import { DM_SCOPES, type DmScope, encodeKeySegment, resolveSessionKey } from "./session-routing.js";
 import {
   type ChannelCommand,
@@ -927,60 +928,7 @@ export class ChannelManager {
     sessionKey: string,
     command: SessionCommand,
   ): Promise<ReceiveResult> {
-    const session = this.runtime.session(sessionKey);
-    const agent = this.runtime.agents.find((a) => a.id === session.agentId);
-    let answer: string;
-    switch (command.kind) {
-      case "new":
-        await session.reset();
-        answer = this.#texts.sessionReset();
-        break;
-      case "stop": {
-        const { activeRunId } = await session.info();
-        const stopped = activeRunId !== undefined && (await session.abort(activeRunId));
-        answer = this.#texts.runStopped(stopped);
-        break;
-      }
-      case "status": {
-        const info = await session.info();
-        const m = info.metadata;
-        answer = this.#texts.sessionStatus({
-          model: m.modelOverride ?? agent?.model ?? "?",
-          thinkingLevel: m.thinkingLevel ?? agent?.thinking ?? "off",
-          running: info.activeRunId !== undefined,
-          queued: info.queued,
-          runs: m.runs,
-          inputTokens: m.inputTokens,
-          outputTokens: m.outputTokens,
-          costUsd: m.costUsd,
-        });
-        break;
-      }
-      case "think":
-        if (command.invalid !== undefined) {
-          answer = this.#texts.thinkingUsage(command.invalid);
-        } else if (command.level === undefined) {
-          const { metadata } = await session.info();
-          answer = this.#texts.thinkingLevel(
-            metadata.thinkingLevel ?? agent?.thinking ?? "off",
-            false,
-          );
-        } else {
-          await session.patch({ thinkingLevel: command.level });
-          answer = this.#texts.thinkingLevel(command.level, true);
-        }
-        break;
-      case "compact":
-        try {
-          const result = await session.compact(
-            command.instructions === undefined ? {} : { instructions: command.instructions },
-          );
-          answer = this.#texts.compacted(result.summarizedMessages);
-        } catch (error) {
-          answer = this.#texts.runFailed(errorInfo(error));
-        }
-        break;
-    }
+    const answer = await runSessionCommand(this.runtime, sessionKey, command, this.#texts);
     await this.#say(channel, targetOf(message), answer);
     return { status: "command", reason: `session-${command.kind}`, sessionKey };
   }

@@ -3,9 +3,12 @@ import {
   type ChannelTarget,
   type JsonObject,
   MAX_RUN_TIMEOUT_MS,
+  parseSessionCommand,
   type RunResult,
+  runSessionCommand,
 } from "@beamclaw/core";
 import { channelDeliveryOf } from "../channel-delivery.js";
+import { assistantText } from "../chat-format.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError, invalidRequest, subsystemUnavailable } from "../protocol/errors.js";
@@ -215,12 +218,34 @@ export const chatMethods: Record<string, HubMethod> = {
           code: "SESSION_ID_MISMATCH",
         });
       }
-      if (
-        STOP_COMMANDS.has(typed.trim().toLowerCase()) &&
-        files.length === 0 &&
-        documents.length === 0
-      ) {
+      const textOnly =
+        files.length === 0 && documents.length === 0 && images.length === 0 && heard.length === 0;
+      if (STOP_COMMANDS.has(typed.trim().toLowerCase()) && textOnly) {
         return abortSession(hub, session.key);
+      }
+      const command = textOnly ? parseSessionCommand(typed) : undefined;
+      if (command !== undefined) {
+        // A chat command, as in the channels (`commands.list`): carried out, never sent to
+        // the model; its answer is the message's `chat` final, for every client to show.
+        const answer = await runSessionCommand(hub.runtime, session.key, command);
+        if (command.kind === "new") hub.sessionsChanged(session.key, "reset");
+        if (command.kind === "compact") hub.sessionsChanged(session.key, "compacted");
+        if (command.kind === "think" && command.level !== undefined) {
+          hub.sessionsChanged(session.key, "patched");
+        }
+        hub.broadcast(
+          "chat",
+          {
+            runId: idempotencyKey,
+            sessionKey: session.key,
+            seq: 1,
+            state: "final",
+            message: assistantText(answer, hub.now()),
+            stopReason: "command",
+          },
+          { scope: Scopes.READ },
+        );
+        return { runId: idempotencyKey, status: "ok", command: command.kind };
       }
       const origin = originOf(method, p, hub.now());
       const deliver = optionalBool(method, p, "deliver") === true;
