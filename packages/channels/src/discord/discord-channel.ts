@@ -34,6 +34,7 @@ import {
   inlineLimits,
   withInlineData,
 } from "../shared/files.js";
+import { KeyedChains } from "../shared/keyed-chains.js";
 import { DiscordDirectory, type KnownChannel, toKnownChannel } from "./directory.js";
 import type { DiscordGatewayError } from "./errors.js";
 import {
@@ -242,7 +243,7 @@ interface Run {
    * messages behind it in its own conversation. An entry is removed once its last message is
    * done.
    */
-  readonly chains: Map<string, Promise<void>>;
+  readonly chains: KeyedChains;
   /** `ctx.receive` calls not yet settled. */
   readonly receiving: Set<Promise<void>>;
   /** `ctx.disconnected` was called: the next start resumes. */
@@ -489,7 +490,7 @@ export class DiscordChannel implements ChannelPlugin {
       ctx,
       controller,
       gate: Promise.resolve(),
-      chains: new Map(),
+      chains: new KeyedChains(),
       receiving: new Set(),
       reported: false,
       pendingReport: undefined,
@@ -554,7 +555,7 @@ export class DiscordChannel implements ChannelPlugin {
     run.controller.abort();
     // Messages already handed to the host finish first, so that their sequence is
     // acknowledged before the session is closed (and resumed after them next time).
-    await settleWithin([...run.chains.values(), ...run.receiving], STOP_DRAIN_MS);
+    await settleWithin([run.chains.drained(), ...run.receiving], STOP_DRAIN_MS);
     await run.connection.close(run.reported || run.connection.lost);
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
@@ -685,26 +686,25 @@ export class DiscordChannel implements ChannelPlugin {
     const prefetched = this.#prefetch(run, payload.d);
     const channelId = (payload.d as { channel_id?: unknown } | null)?.channel_id;
     const key = typeof channelId === "string" ? channelId : "";
-    const chain = (run.chains.get(key) ?? run.gate).then(() =>
-      this.#handleMessage(run, payload, ticket)
-        .catch((error: unknown) => {
-          // toInbound does not throw on odd payloads; this is a bug. Skip the one message
-          // rather than replay it into the same failure after every reconnect.
-          run.ctx.logger.error("discord message could not be handled; skipped", {
-            sequence: payload.s,
-            error,
-          });
-          ticket.complete();
-        })
-        .finally(() => {
-          // A message skipped (or not handed over) leaves no download behind.
-          for (const url of prefetched) run.downloads.delete(url);
-        }),
+    void run.chains.run(
+      key,
+      () =>
+        this.#handleMessage(run, payload, ticket)
+          .catch((error: unknown) => {
+            // toInbound does not throw on odd payloads; this is a bug. Skip the one message
+            // rather than replay it into the same failure after every reconnect.
+            run.ctx.logger.error("discord message could not be handled; skipped", {
+              sequence: payload.s,
+              error,
+            });
+            ticket.complete();
+          })
+          .finally(() => {
+            // A message skipped (or not handed over) leaves no download behind.
+            for (const url of prefetched) run.downloads.delete(url);
+          }),
+      run.gate,
     );
-    run.chains.set(key, chain);
-    void chain.then(() => {
-      if (run.chains.get(key) === chain) run.chains.delete(key);
-    });
   }
 
   async #handleMessage(

@@ -35,6 +35,7 @@ import {
   inlineLimits,
   withInlineData,
 } from "../shared/files.js";
+import { KeyedChains } from "../shared/keyed-chains.js";
 import { eventsApiListener, type SlackDelivery } from "./events-api.js";
 import {
   attachmentOfSlackFile,
@@ -276,7 +277,7 @@ export class SlackChannel implements ChannelPlugin {
    * other (one message's slow file download or name lookup holds only its own channel). An
    * entry is removed once its last message is read.
    */
-  readonly #chains = new Map<string, Promise<void>>();
+  readonly #chains = new KeyedChains();
   /** File downloads under way at once, across channels (more wait for a slot). */
   readonly #downloadSlots = pLimit(MAX_DOWNLOADS);
   /** `<channel>:<ts>` → the message id given to it: the same message as `message` and `app_mention`. */
@@ -680,18 +681,9 @@ export class SlackChannel implements ChannelPlugin {
       if (read.files.length > 0) this.#fileWork.set(read.key, files);
     }
     const attachments = files;
-    const channel = read.event.channel;
-    const step = (this.#chains.get(channel) ?? Promise.resolve()).then(() =>
+    const step = this.#chains.run(read.event.channel, () =>
       this.#toInbound(read, attachments, payload, signal),
     );
-    const chain = step.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#chains.set(channel, chain);
-    void chain.then(() => {
-      if (this.#chains.get(channel) === chain) this.#chains.delete(channel);
-    });
     // `receive` is called from `step`'s reaction, before the next event's reading starts.
     const received = step.then((input) => ctx.receive(input));
     if (read.files.length > 0) {
