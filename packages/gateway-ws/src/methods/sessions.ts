@@ -60,6 +60,30 @@ function sessionKeyParam(method: string, p: ParamsObject): string {
   return raw;
 }
 
+/**
+ * The store's session records (of `agentId`, updated since `updatedSince`), page by page,
+ * the first MAX_SCAN of them at most.
+ */
+async function* scanSessions(
+  hub: GatewayHub,
+  filter: { agentId?: string; updatedSince?: number },
+): AsyncGenerator<SessionRecord> {
+  let cursor: string | undefined;
+  let scanned = 0;
+  do {
+    const page = await hub.runtime.store.sessions.list({
+      limit: 500,
+      ...filter,
+      ...(cursor === undefined ? {} : { cursor }),
+    });
+    for (const record of page.items) {
+      scanned++;
+      yield record;
+    }
+    cursor = page.cursor;
+  } while (cursor !== undefined && scanned < MAX_SCAN);
+}
+
 /** What `sessions.resolve` says of a session: its key, agent and label. */
 function resolvedRow(record: SessionRecord): {
   key: string;
@@ -189,49 +213,32 @@ export const sessionMethods: Record<string, HubMethod> = {
       };
       const picked: SessionRecord[] = [];
       let skipped = 0;
-      let scanned = 0;
-      let cursor: string | undefined;
       let more = false;
+      const records = scanSessions(hub, {
+        ...(agentId === undefined ? {} : { agentId }),
+        ...(activeMinutes === undefined ? {} : { updatedSince: now - activeMinutes * 60_000 }),
+      });
       if (sortBy === "lastInteractionAt") {
         // Not the store's order: every match is read (up to MAX_SCAN) and sorted, newest
         // interaction first, then newest update, then key, so pages never overlap or skip.
         const all: SessionRecord[] = [];
-        do {
-          const page = await hub.runtime.store.sessions.list({
-            limit: 500,
-            ...(cursor === undefined ? {} : { cursor }),
-            ...(agentId === undefined ? {} : { agentId }),
-            ...(activeMinutes === undefined ? {} : { updatedSince: now - activeMinutes * 60_000 }),
-          });
-          for (const record of page.items) {
-            scanned++;
-            if (matches(record)) all.push(record);
-          }
-          cursor = page.cursor;
-        } while (cursor !== undefined && scanned < MAX_SCAN);
+        for await (const record of records) if (matches(record)) all.push(record);
         all.sort(byLastInteraction);
         picked.push(...all.slice(offset, offset + limit));
         more = all.length > offset + limit;
       } else {
-        do {
-          const page = await hub.runtime.store.sessions.list({
-            limit: 500,
-            ...(cursor === undefined ? {} : { cursor }),
-            ...(agentId === undefined ? {} : { agentId }),
-            ...(activeMinutes === undefined ? {} : { updatedSince: now - activeMinutes * 60_000 }),
-          });
-          for (const record of page.items) {
-            scanned++;
-            if (!matches(record)) continue;
-            if (skipped < offset) {
-              skipped++;
-              continue;
-            }
-            if (picked.length < limit) picked.push(record);
-            else more = true;
+        for await (const record of records) {
+          if (!matches(record)) continue;
+          if (skipped < offset) {
+            skipped++;
+            continue;
           }
-          cursor = page.cursor;
-        } while (cursor !== undefined && !more && scanned < MAX_SCAN);
+          if (picked.length === limit) {
+            more = true;
+            break;
+          }
+          picked.push(record);
+        }
       }
       const sessions = [];
       for (const record of picked) {
@@ -322,23 +329,12 @@ export const sessionMethods: Record<string, HubMethod> = {
         return record !== undefined && visible(record) ? resolved(record) : missing(wanted);
       }
       const matches: SessionRecord[] = [];
-      let cursor: string | undefined;
-      let scanned = 0;
-      do {
-        const page = await hub.runtime.store.sessions.list({
-          limit: 500,
-          ...(cursor === undefined ? {} : { cursor }),
-          ...(agentId === undefined ? {} : { agentId }),
-        });
-        for (const record of page.items) {
-          scanned++;
-          if (!visible(record)) continue;
-          if (label !== "" ? record.displayName === label : shortIdMatches(record.key, shortId)) {
-            matches.push(record);
-          }
+      for await (const record of scanSessions(hub, agentId === undefined ? {} : { agentId })) {
+        if (!visible(record)) continue;
+        if (label !== "" ? record.displayName === label : shortIdMatches(record.key, shortId)) {
+          matches.push(record);
         }
-        cursor = page.cursor;
-      } while (cursor !== undefined && scanned < MAX_SCAN);
+      }
       // A slug hint narrows a short id's matches to the keys that hold it, when any does.
       const hinted = slugHint === undefined ? [] : matches.filter((r) => r.key.includes(slugHint));
       const found = hinted.length > 0 ? hinted : matches;
