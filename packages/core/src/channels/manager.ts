@@ -8,7 +8,6 @@ import {
   ChannelSendError,
   ChildNotFoundError,
   InvalidArgumentError,
-  isBeamClawError,
   NoProcessError,
   PairingCodeError,
 } from "../errors.js";
@@ -27,7 +26,12 @@ import type { ExitReason } from "../runtime/exit.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
-import type { QueueMode, RunEvent, UserMessageInput } from "../sessions/types.js";
+import {
+  errorInfo,
+  type QueueMode,
+  type RunEvent,
+  type UserMessageInput,
+} from "../sessions/types.js";
 import { emitTelemetry } from "../telemetry.js";
 import { APPROVALS_SCOPE } from "../tools/approval.js";
 import {
@@ -246,13 +250,6 @@ const silentLogger: ChannelLogger = {
   warn() {},
   error() {},
 };
-
-function errorInfo(error: unknown): { code: string; message: string } {
-  return {
-    code: isBeamClawError(error) ? error.code : "INTERNAL",
-    message: error instanceof Error ? error.message : String(error),
-  };
-}
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;

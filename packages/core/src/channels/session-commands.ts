@@ -3,8 +3,8 @@
  * where it was typed: the `ChannelManager` answers in the chat it came from, the gateway's
  * `chat.send` as the answer of the message.
  */
-import { isBeamClawError } from "../errors.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
+import { errorInfo } from "../sessions/types.js";
 import { type ChannelTexts, defaultChannelTexts, type SessionCommand } from "./texts.js";
 
 /**
@@ -65,10 +65,7 @@ export async function runSessionCommand(
         );
         return texts.compacted(result.summarizedMessages);
       } catch (error) {
-        return texts.runFailed({
-          code: isBeamClawError(error) ? error.code : "INTERNAL",
-          message: error instanceof Error ? error.message : String(error),
-        });
+        return texts.runFailed(errorInfo(error));
       }
   }
 }
