@@ -278,6 +278,7 @@ const READS = [
   "agents.list",
   "skills.status",
   "chat.history",
+  "chat.message.get",
   "cron.list",
   "cron.status",
   "cron.runs",

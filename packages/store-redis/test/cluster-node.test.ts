@@ -263,6 +263,33 @@ describe("routing", () => {
     expect((await held.result).status).toBe("completed");
   });
 
+  it("an injection through another node is saved by the owner, after its active run", async () => {
+    const {
+      nodes: [a, b],
+      release,
+    } = await cluster(["a", "b"]);
+    const key = "agent:main:r-inject";
+    await turn(a!, key, "hello");
+    const remote = b!.runtime.session(key);
+    const held = await remote.send("hold on");
+    await waitUntil(
+      "the run to start on its owner",
+      async () => (await a!.runtime.session(key).info()).activeRunId !== undefined,
+    );
+    const injecting = remote.inject("a note from the shop", { label: "shop" });
+    release();
+    expect((await held.result).status).toBe("completed");
+    const injected = await injecting;
+    expect(injected.message.content).toEqual([
+      { type: "text", text: "[shop]\n\na note from the shop" },
+    ]);
+    // Saved on the owner after the held run's messages; the owner's history has it.
+    const [last] = await a!.store.transcripts.read(key, { order: "desc", limit: 1 });
+    expect(last?.seq).toBe(injected.seq);
+    expect(last?.entry.runId).toBe(injected.runId);
+    expect((await a!.runtime.session(key).info()).historyLength).toBe(5);
+  });
+
   it("info, patch, abort, reset and delete sent through any node reach the session on its owner", async () => {
     const {
       nodes: [a, b],

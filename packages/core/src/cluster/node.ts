@@ -943,6 +943,11 @@ export class ClusterNode implements SessionOwnership {
             return (await session.compact(request.options)) as unknown as JsonValue;
           case "rewind":
             return (await session.rewind(request.options)) as unknown as JsonValue;
+          case "inject":
+            return (await session.inject(
+              request.text,
+              request.label === undefined ? undefined : { label: request.label },
+            )) as unknown as JsonValue;
           case "delete": {
             const deleted = await session.delete(request.options);
             await this.#release(key, "released");

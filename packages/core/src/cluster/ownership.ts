@@ -18,7 +18,8 @@ export type RoutedSessionRequest =
   | { type: "reset" }
   | { type: "compact"; options?: CompactOptions }
   | { type: "delete"; options?: SessionDeleteOptions }
-  | { type: "rewind"; options?: RewindOptions };
+  | { type: "rewind"; options?: RewindOptions }
+  | { type: "inject"; text: string; label?: string };
 
 /**
  * Session ownership for `AgentRuntime` (its `ownership` option). The runtime consults it:

@@ -52,6 +52,7 @@ import {
   liveEntries,
   madeUpKey,
   PendingCompaction,
+  PendingInjection,
   QUARANTINE_PREFIX,
   quarantineKey,
   SessionActor,
@@ -67,6 +68,8 @@ import {
   type AgentDefinition,
   type ForkOptions,
   type ForkResult,
+  type InjectOptions,
+  type InjectResult,
   MAX_RUN_TIMEOUT_MS,
   type QuarantinedMessage,
   type QueueMode,
@@ -223,6 +226,24 @@ export interface SessionHandle {
    *   removed, and the session's transcript is left where it was.
    */
   delete(options?: SessionDeleteOptions): Promise<SessionDeleteResult>;
+  /**
+   * Adds an assistant message to the conversation without running the model: a note from
+   * the host ("Your order has shipped") that the model sees from the next run on, and that
+   * `history()` readers and the gateway's `chat.history` show. It is saved to the transcript
+   * under its own run id (`inject:<uuid>`), costs nothing and counts no usage. While a run is
+   * active it waits for the run's end and goes before the messages waiting; messages sent
+   * meanwhile wait for it. In a cluster the request goes to the session's owner.
+   *
+   * @example
+   * ```ts
+   * await session.inject("Your order #1234 has shipped.", { label: "shop" });
+   * ```
+   * @throws InvalidArgumentError for text that is not a non-empty string, or a label that
+   *   is not one line of 1 to 100 characters; nothing is saved then.
+   * @throws AbortedError when the session was reset while the injection waited;
+   *   NoProcessError when it stopped meanwhile (nothing was saved).
+   */
+  inject(text: string, options?: InjectOptions): Promise<InjectResult>;
   /**
    * Undoes the session's last runs (default the last one; `runs` for more, `runId` for that
    * run and every one after it): their messages leave the history the model sees, and
@@ -663,6 +684,15 @@ export class AgentRuntime {
         (await this.#request(key, { type: "patch", patch })) as SessionMetadata,
       reset: async () => {
         await this.#request(key, { type: "reset" });
+      },
+      inject: async (text, options) => {
+        const label = checkInjection(text, options);
+        const reply = await this.#request(key, {
+          type: "inject",
+          text,
+          ...(label === undefined ? {} : { label }),
+        });
+        return reply instanceof PendingInjection ? reply.done : (reply as InjectResult);
       },
       rewind: async (options) => {
         const opts = checkRewindOptions(options);
@@ -1441,6 +1471,28 @@ function isAlreadyRegistered(error: unknown): boolean {
 /** A cluster refused to run a session here (another node owns it, or this one drains). */
 function isClusterRefusal(error: unknown): boolean {
   return isBeamClawError(error) && error.code.startsWith("CLUSTER_");
+}
+
+/** Checks `SessionHandle.inject`'s text and options; the label, if any. */
+function checkInjection(text: unknown, options: InjectOptions | undefined): string | undefined {
+  if (typeof text !== "string" || text.trim().length === 0) {
+    throw new InvalidArgumentError(
+      `inject needs the message text (a non-empty string), got ${describeArg(text)}`,
+    );
+  }
+  const { label } = optionalObject<InjectOptions>(options, "inject options");
+  if (label === undefined) return undefined;
+  if (
+    typeof label !== "string" ||
+    label.length === 0 ||
+    label.length > 100 ||
+    /[\r\n]/.test(label)
+  ) {
+    throw new InvalidArgumentError(
+      `an inject label must be one line of 1 to 100 characters, got ${describeArg(label)}`,
+    );
+  }
+  return label;
 }
 
 /** Checks the options of `SessionHandle.rewind`; a copy of the fields it knows. */

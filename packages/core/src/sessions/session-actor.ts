@@ -47,6 +47,7 @@ import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import {
   type AgentDefinition,
   errorInfo,
+  type InjectResult,
   type QuarantinedMessage,
   type QueueMode,
   type RewindOptions,
@@ -238,7 +239,8 @@ export type SessionCall =
   | { type: "patch"; patch: SessionPatch }
   | { type: "reset" }
   | { type: "compact"; options?: CompactOptions }
-  | { type: "rewind"; options?: RewindOptions };
+  | { type: "rewind"; options?: RewindOptions }
+  | { type: "inject"; text: string; label?: string };
 
 type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
@@ -247,6 +249,7 @@ type SessionInfo =
   | { type: "replay"; waited?: number }
   | { type: "retry-run"; runId: string }
   | { type: "run-timeout"; runId: string }
+  | { type: "inject-due" }
   | {
       type: "compaction-done";
       compaction: Compaction;
@@ -275,6 +278,21 @@ interface Compaction {
  */
 export class PendingCompaction {
   constructor(readonly done: Promise<CompactionResult>) {}
+}
+
+/**
+ * A session's answer to an `inject` request while it is busy: the injection's outcome,
+ * once the active run is done. @internal
+ */
+export class PendingInjection {
+  constructor(readonly done: Promise<InjectResult>) {}
+}
+
+/** An injection waiting for the active run (see `SessionActor.#requestInjection`). */
+interface Injection {
+  message: ModelMessage;
+  resolve(result: InjectResult): void;
+  reject(error: unknown): void;
 }
 
 /** Fields of a session's metadata a client may change. */
@@ -362,6 +380,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #cacheKey: string | undefined;
   /** A compaction asked for and not done yet (see `compact`). */
   #compaction: Compaction | null = null;
+  /** Injections waiting for the active run's end (see `inject`), oldest first. */
+  #injections: Injection[] = [];
   #active: ActiveRun | null = null;
   #pending: Batch[] = [];
   #pendingCount = 0;
@@ -493,6 +513,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         return this.#requestCompaction(message.options);
       case "rewind":
         return this.#rewind(message.options ?? {});
+      case "inject":
+        return this.#requestInjection(message.text, message.label);
       default:
         throw new InvalidArgumentError(`unknown session request ${JSON.stringify(message)}`);
     }
@@ -536,6 +558,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (active !== null && active.runId === runId && active.saveFailure !== undefined) {
         this.#abortActive(active, active.controller.reason as BeamClawError);
       }
+    } else if (message.type === "inject-due") {
+      await this.#injectWaiting();
     } else if (message.type === "compaction-done") {
       await this.#finishCompaction(message as Extract<SessionInfo, { type: "compaction-done" }>);
     } else if (message.type === "hibernate-if-idle") {
@@ -544,7 +568,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         this.#active === null &&
         this.#pending.length === 0 &&
         !this.#replayDue &&
-        this.#compaction === null
+        this.#compaction === null &&
+        this.#injections.length === 0
       ) {
         void this.stop("normal");
       }
@@ -576,9 +601,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * again into the same logs. After a normal stop they fail: the messages run on next start.
    */
   #release(reason: ExitReason): void {
-    this.#cancelCompaction(
-      new NoProcessError(`session ${this.key} stopped (${String(reason)})`, reason),
-    );
+    const stopped = new NoProcessError(`session ${this.key} stopped (${String(reason)})`, reason);
+    this.#cancelCompaction(stopped);
+    this.#cancelInjections(stopped);
     const crashed = !isCleanStop(reason);
     const active = this.#active;
     if (crashed && active !== null) {
@@ -629,7 +654,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const mode = delivery.options.queueMode ?? this.#ctx.defaultQueueMode;
     const active = this.#active;
     if (active === null) {
-      if (this.#replayDue || this.#compaction !== null)
+      if (this.#replayDue || this.#compaction !== null || this.#injections.length > 0)
         return this.#queueBehindReplay(delivery, mode);
       this.#start(this.#batch(delivery, mode));
       return { disposition: "started", runId: delivery.runId };
@@ -887,6 +912,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   async #reset(): Promise<void> {
     this.#cancelCompaction(new AbortedError(`session ${this.key} was reset`));
+    this.#cancelInjections(new AbortedError(`session ${this.key} was reset`));
     const active = this.#active;
     if (active !== null) {
       // The run ends now: it writes nothing more and its late result is ignored.
@@ -1260,6 +1286,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const compaction = this.#compaction;
     if (compaction !== null) {
       if (!compaction.running) this.#beginCompaction(compaction);
+      return;
+    }
+    // Injections asked for during the run go next (saved by the `inject-due` message, which
+    // starts the next batch after them).
+    if (this.#injections.length > 0) {
+      this.send({ type: "inject-due" });
       return;
     }
     const next = this.#pending.shift();
@@ -1646,6 +1678,85 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     compaction.reject(reason);
   }
 
+  // ------------------------------------------------------------------ injection
+
+  /**
+   * Adds an assistant message without a run (`inject`): now when the session is at rest,
+   * else once the active run (and a compaction asked for during it) is done, before the
+   * messages waiting; messages sent meanwhile wait for it.
+   */
+  #requestInjection(
+    text: string,
+    label: string | undefined,
+  ): Promise<InjectResult> | PendingInjection {
+    const message: ModelMessage = {
+      role: "assistant",
+      content: [{ type: "text", text: label === undefined ? text : `[${label}]\n\n${text}` }],
+    };
+    if (
+      this.#active === null &&
+      !this.#replayDue &&
+      this.#compaction === null &&
+      this.#injections.length === 0
+    ) {
+      return this.#saveInjections([message]).then((results) => results[0]!);
+    }
+    const done = new Promise<InjectResult>((resolve, reject) => {
+      this.#injections.push({ message, resolve, reject });
+    });
+    // Answered through the runtime's await; never left unhandled here.
+    done.catch(() => undefined);
+    this.#touch();
+    return new PendingInjection(done);
+  }
+
+  /** Saves the injections that waited for the run, then lets the waiting messages run. */
+  async #injectWaiting(): Promise<void> {
+    if (this.#active !== null || this.#compaction !== null) return;
+    const waiting = this.#injections;
+    this.#injections = [];
+    if (waiting.length > 0) {
+      try {
+        const results = await this.#saveInjections(waiting.map((i) => i.message));
+        for (let i = 0; i < waiting.length; i++) waiting[i]!.resolve(results[i]!);
+      } catch (error) {
+        for (const injection of waiting) injection.reject(error);
+      }
+    }
+    this.#startNext();
+  }
+
+  /** Appends injected messages to the transcript and the history, in one write. */
+  async #saveInjections(messages: ModelMessage[]): Promise<InjectResult[]> {
+    const at = this.#ctx.now();
+    const entries = messages.map((message) => ({
+      runId: `inject:${randomUUID()}`,
+      at,
+      message: message as unknown as JsonObject,
+    }));
+    const last = await this.#ctx.store.transcripts.append(this.key, entries);
+    for (const message of messages) this.#history.push(message);
+    const excess = this.#history.length - this.#ctx.historyLimit;
+    if (excess > 0) dropOldest(this.#history, excess);
+    this.#metadata = { ...this.#metadata, updatedAt: at };
+    // The message is saved; the session's time follows at the next save if this one fails.
+    await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
+    this.#touch();
+    return entries.map((entry, i) => ({
+      runId: entry.runId,
+      seq: last - entries.length + 1 + i,
+      at,
+      message: messages[i]!,
+    }));
+  }
+
+  /** Answers the waiting injections with `reason` (a reset, a stop). */
+  #cancelInjections(reason: unknown): void {
+    const waiting = this.#injections;
+    this.#injections = [];
+    for (const injection of waiting) injection.reject(reason);
+  }
+
   // ------------------------------------------------------------------ hibernation
 
   #touch(): void {
@@ -1661,7 +1772,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#active !== null ||
       this.#pending.length > 0 ||
       this.#replayDue ||
-      this.#compaction !== null
+      this.#compaction !== null ||
+      this.#injections.length > 0
     ) {
       this.#touch();
       return;

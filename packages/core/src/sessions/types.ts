@@ -219,6 +219,30 @@ export interface RewindResult {
   removedMessages: number;
 }
 
+/** Options of `SessionHandle.inject`. */
+export interface InjectOptions {
+  /**
+   * A short label written before the text, as `[label]` and a blank line (as OpenClaw's
+   * `chat.inject` writes it): who or what the note is from. At most 100 characters, one line.
+   */
+  label?: string;
+}
+
+/** What `SessionHandle.inject` added. */
+export interface InjectResult {
+  /**
+   * The id it is saved under in the transcript, `inject:<uuid>`, as a run's messages are
+   * (`rewind` can undo it like a run; `fork` copies it).
+   */
+  runId: string;
+  /** Its transcript entry's `seq`. */
+  seq: number;
+  /** When it was saved (ms since the epoch, the runtime's clock). */
+  at: number;
+  /** The assistant message as saved: one text part, the label first. */
+  message: ModelMessage;
+}
+
 /** How a run ended. */
 export type RunStatus = "completed" | "aborted" | "failed" | "max-steps";
 

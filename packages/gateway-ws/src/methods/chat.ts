@@ -27,14 +27,18 @@ import {
   capHistoryChars,
   chatHistoryDelta,
   chatHistoryPage,
+  chatMessageById,
   decodeHistoryCursor,
   messageWithFiles,
+  noSuchSession,
   parseAttachments,
   QUEUE_MODES,
+  recordMessages,
   runTimeoutParam,
   sanitizeMessage,
   sendToSession,
   sessionRow,
+  storedSession,
   THINKING_LEVELS,
   transcribeAudio,
 } from "./session-helpers.js";
@@ -49,6 +53,8 @@ export interface SessionRoute {
 }
 
 const ROUTE_PREFIX = "gateway:session-route:";
+/** `chat.message.get`'s `maxChars` when the caller gives none (as `chat.history`'s most). */
+const DEFAULT_MESSAGE_CHARS = 500_000;
 
 /** The route a session was last reached through (`chat.send`'s `originating*` fields). */
 export async function sessionRoute(
@@ -373,6 +379,69 @@ export const chatMethods: Record<string, HubMethod> = {
           : {}),
         ...(typeof record?.verboseLevel === "string" ? { verboseLevel: record.verboseLevel } : {}),
       };
+    },
+  },
+
+  "chat.message.get": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const session = hub.session(
+        requireString(method, p, "sessionKey", 512),
+        optionalString(method, p, "agentId", { nonEmpty: true }),
+      );
+      const messageId = requireString(method, p, "messageId", 256);
+      const maxChars =
+        optionalInt(method, p, "maxChars", { min: 1, max: 2_000_000 }) ?? DEFAULT_MESSAGE_CHARS;
+      return chatMessageById(hub, session.key, messageId, maxChars);
+    },
+  },
+
+  "chat.inject": {
+    scope: Scopes.ADMIN,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const session = hub.session(
+        requireString(method, p, "sessionKey", 512),
+        optionalString(method, p, "agentId", { nonEmpty: true }),
+      );
+      const text = sanitizeMessage(requireString(method, p, "message", 1_000_000));
+      if (text.trim().length === 0) throw invalidRequest("message must not be empty");
+      const label = optionalString(method, p, "label", { maxLength: 100 });
+      if (label !== undefined && /[\r\n]/.test(label)) {
+        throw invalidRequest("invalid chat.inject params: label must be one line", {
+          code: "INVALID_PARAMS",
+          field: "label",
+        });
+      }
+      // As OpenClaw: a note goes into a conversation that exists, never starts one.
+      if ((await storedSession(hub, session.key)) === undefined) throw noSuchSession(session.key);
+      const injected = await session.inject(
+        text,
+        label === undefined || label.length === 0 ? undefined : { label },
+      );
+      const [message] = recordMessages({
+        seq: injected.seq,
+        entry: {
+          runId: injected.runId,
+          at: injected.at,
+          message: injected.message as unknown as JsonObject,
+        },
+      });
+      const messageId = (message!.__openclaw as { id: string }).id;
+      hub.broadcast(
+        "chat",
+        {
+          runId: `inject-${messageId}`,
+          sessionKey: session.key,
+          seq: 0,
+          state: "final",
+          message,
+        },
+        { scope: Scopes.READ },
+      );
+      hub.sessionsChanged(session.key, "injected");
+      return { ok: true, messageId };
     },
   },
 

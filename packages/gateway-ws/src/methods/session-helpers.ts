@@ -5,7 +5,6 @@ import {
   detectMediaType,
   isBeamClawError,
   isTextMediaType,
-  type JsonObject,
   MAX_RUN_TIMEOUT_MS,
   MODEL_IMAGE_TYPES,
   type ModelMessage,
@@ -15,12 +14,20 @@ import {
   type RunResult,
   type SessionRecord,
   type ThinkingLevel,
+  type TranscriptRecord,
   textAttachmentBlock,
   transcriptLine,
   type UserMessageInput,
 } from "@beamclaw/core";
 import { type ChatMessage, toChatMessages } from "../chat-format.js";
 import type { GatewayHub } from "../hub.js";
+import {
+  fingerprint,
+  isEntryOf,
+  messageIdOf,
+  parseMessageId,
+  type TranscriptEntry,
+} from "../message-ids.js";
 import { ErrorCodes } from "../protocol/constants.js";
 import { GatewayError, invalidRequest } from "../protocol/errors.js";
 import { optionalInt, type ParamsObject } from "../protocol/params.js";
@@ -112,12 +119,6 @@ interface HistoryCursor {
   f: string;
 }
 
-type TranscriptEntry = JsonObject & { message?: unknown; at?: unknown; runId?: unknown };
-
-function fingerprint(entry: TranscriptEntry): string {
-  return `${typeof entry.at === "number" ? entry.at : 0}:${String(entry.runId ?? "")}`;
-}
-
 function encodeCursor(cursor: HistoryCursor): string {
   return Buffer.from(JSON.stringify({ v: 1, ...cursor }), "utf8").toString("base64url");
 }
@@ -152,13 +153,38 @@ export function decodeHistoryCursor(sessionKey: string, text: string): HistoryCu
   return { k: value.k, s: value.s, f: value.f };
 }
 
-function toMessages(entry: TranscriptEntry): ChatMessage[] {
+/**
+ * The chat messages of one transcript record, each with its id and seq under `__openclaw`
+ * (as OpenClaw's `chat.history` carries them) and its run.
+ */
+export function recordMessages(record: TranscriptRecord): ChatMessage[] {
+  const entry = record.entry as TranscriptEntry;
   if (entry.message === undefined) return [];
   const at = typeof entry.at === "number" ? entry.at : 0;
-  return toChatMessages(entry.message as ModelMessage, at).map((message) => ({
+  return toChatMessages(entry.message as ModelMessage, at).map((message, part) => ({
     ...message,
     ...(typeof entry.runId === "string" ? { runId: entry.runId } : {}),
+    __openclaw: { id: messageIdOf(record.seq, entry, part), seq: record.seq },
   }));
+}
+
+/**
+ * Transcript records read newest first, without the discard markers and the entries they
+ * cancel. A marker cancels the entries of its run written before it (an attempt cut short by a
+ * crash, a rewound run); a replay of the run writes after the marker and counts. `discarded`
+ * holds the runs of the markers seen so far: pass the same set for each older page when
+ * reading a transcript backwards page by page.
+ */
+export function liveRecordsNewestFirst(
+  records: readonly TranscriptRecord[],
+  discarded: Set<string> = new Set(),
+): TranscriptRecord[] {
+  const live: TranscriptRecord[] = [];
+  for (const record of records) {
+    if (record.entry.discarded === true) discarded.add(String(record.entry.runId));
+    else if (!discarded.has(String(record.entry.runId))) live.push(record);
+  }
+  return live;
 }
 
 /**
@@ -180,17 +206,9 @@ export async function chatHistoryPage(
     s: newest?.seq ?? 0,
     f: newest === undefined ? "" : fingerprint(newest.entry as TranscriptEntry),
   });
-  // A discard marker cancels the entries of its run written before it (an attempt cut short
-  // by a crash); a replay of the run writes after the marker and counts. Newest first:
-  const live: typeof records = [];
-  const discarded = new Set<string>();
-  for (const record of records) {
-    if (record.entry.discarded === true) discarded.add(String(record.entry.runId));
-    else if (!discarded.has(String(record.entry.runId))) live.push(record);
-  }
+  const live = liveRecordsNewestFirst(records);
   const messages: ChatMessage[] = [];
-  for (const record of live.reverse())
-    messages.push(...toMessages(record.entry as TranscriptEntry));
+  for (const record of live.reverse()) messages.push(...recordMessages(record));
   return { messages: messages.slice(-limit), deltaCursor };
 }
 
@@ -221,7 +239,7 @@ export async function chatHistoryDelta(
   const messages: ChatMessage[] = [];
   for (const record of records) {
     if (record.entry.discarded === true) return { kind: "reset" };
-    messages.push(...toMessages(record.entry as TranscriptEntry));
+    messages.push(...recordMessages(record));
   }
   const last = records.at(-1);
   return {
@@ -243,19 +261,11 @@ export async function chatHistoryDelta(
  * cut to fit).
  */
 export function capHistoryChars(messages: ChatMessage[], maxChars: number): ChatMessage[] {
-  const size = (m: ChatMessage) =>
-    ((m.content as Array<{ text?: unknown; thinking?: unknown }> | undefined) ?? []).reduce(
-      (n, c) =>
-        n +
-        (typeof c.text === "string" ? c.text.length : 0) +
-        (typeof c.thinking === "string" ? c.thinking.length : 0),
-      0,
-    );
   const kept: ChatMessage[] = [];
   let total = 0;
   for (let i = messages.length - 1; i >= 0; i--) {
     const message = messages[i]!;
-    const n = size(message);
+    const n = messageChars(message);
     if (total + n > maxChars) {
       if (kept.length === 0) kept.push(cutText(message, maxChars));
       break;
@@ -264,6 +274,72 @@ export function capHistoryChars(messages: ChatMessage[], maxChars: number): Chat
     kept.push(message);
   }
   return kept.reverse();
+}
+
+/** The characters of a chat message's text and thinking (what `maxChars` limits). */
+function messageChars(message: ChatMessage): number {
+  return (
+    (message.content as Array<{ text?: unknown; thinking?: unknown }> | undefined) ?? []
+  ).reduce(
+    (n, c) =>
+      n +
+      (typeof c.text === "string" ? c.text.length : 0) +
+      (typeof c.thinking === "string" ? c.thinking.length : 0),
+    0,
+  );
+}
+
+/** `chat.message.get`'s answer: the message, or why it cannot be had. */
+export type ChatMessageLookup =
+  | { ok: true; message: ChatMessage }
+  | { ok: false; unavailableReason: "not_found" | "oversized" | "not_visible" };
+
+/**
+ * One chat message of a session by its id (see `message-ids.ts`): `not_found` for an id
+ * that names no message of this transcript (a malformed one, one of another session, one
+ * the session lost to a reset), `not_visible` for one of a run undone since (a rewind, a
+ * crash), `oversized` for one whose text is longer than `maxChars`.
+ */
+export async function chatMessageById(
+  hub: GatewayHub,
+  sessionKey: string,
+  messageId: string,
+  maxChars: number,
+): Promise<ChatMessageLookup> {
+  const notFound = { ok: false, unavailableReason: "not_found" } as const;
+  const parts = parseMessageId(messageId);
+  if (parts === undefined) return notFound;
+  const transcripts = hub.runtime.store.transcripts;
+  const [record] = await transcripts.read(sessionKey, { afterSeq: parts.seq - 1, limit: 1 });
+  if (record === undefined || !isEntryOf(parts, record.seq, record.entry as TranscriptEntry)) {
+    return notFound;
+  }
+  const message = recordMessages(record)[parts.part];
+  if (message === undefined) return notFound;
+  const runId = record.entry.runId;
+  if (typeof runId === "string" && (await discardedAfter(hub, sessionKey, record.seq, runId))) {
+    return { ok: false, unavailableReason: "not_visible" };
+  }
+  if (messageChars(message) > maxChars) return { ok: false, unavailableReason: "oversized" };
+  return { ok: true, message };
+}
+
+/** Whether a discard marker for `runId` follows transcript entry `seq` (its run was undone). */
+async function discardedAfter(
+  hub: GatewayHub,
+  sessionKey: string,
+  seq: number,
+  runId: string,
+): Promise<boolean> {
+  const transcripts = hub.runtime.store.transcripts;
+  for (let after = seq; ; ) {
+    const page = await transcripts.read(sessionKey, { afterSeq: after, limit: 1000 });
+    for (const record of page) {
+      if (record.entry.discarded === true && record.entry.runId === runId) return true;
+    }
+    if (page.length < 1000) return false;
+    after = page.at(-1)!.seq;
+  }
 }
 
 function cutText(message: ChatMessage, maxChars: number): ChatMessage {

@@ -1,0 +1,234 @@
+/**
+ * Message ids over a real socket: `chat.history` gives every message an id (`__openclaw.id`,
+ * with its transcript `seq`), `chat.message.get` reads one message by it (whole, where the
+ * history cut it), and `chat.inject` adds an assistant note without a run, answered with its
+ * id and shown to every client as a `chat` final.
+ */
+import { defineTool } from "@beamclaw/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import {
+  closeClients,
+  rpcError,
+  startStack,
+  stopStacks,
+  TestClient,
+  TOKEN,
+  useSchemaCheck,
+} from "./support.js";
+
+useSchemaCheck();
+afterEach(async () => {
+  await closeClients();
+  await stopStacks();
+});
+
+const KEY = "agent:main:main";
+
+interface Shown {
+  role: string;
+  content?: Array<{ type: string; text?: string }>;
+  toolCallId?: string;
+  truncated?: boolean;
+  __openclaw: { id: string; seq: number };
+}
+
+async function send(client: TestClient, message: string, idempotencyKey: string) {
+  await client.request("chat.send", { sessionKey: KEY, message, idempotencyKey });
+  await client.waitEvent("chat", (p) => p.runId === idempotencyKey && p.state === "final");
+}
+
+async function historyOf(client: TestClient, params: Record<string, unknown> = {}) {
+  return (await client.request("chat.history", { sessionKey: KEY, ...params })).messages as Shown[];
+}
+
+const twoLookups = {
+  toolCalls: [
+    { toolCallId: "c1", toolName: "lookup", input: { word: "a" } },
+    { toolCallId: "c2", toolName: "lookup", input: { word: "b" } },
+  ],
+};
+const lookup = defineTool({
+  name: "lookup",
+  description: "Looks a word up",
+  parameters: z.object({ word: z.string() }),
+  execute: ({ word }) => `meaning of ${word}`,
+});
+
+describe("message ids", () => {
+  it("chat.history names every message; chat.message.get reads each one back by its id", async () => {
+    const stack = await startStack({
+      responses: [{ text: "Hello!" }, twoLookups, { text: "Both looked up." }],
+      agents: [{ id: "main", model: "scripted/m1", tools: ["lookup"] }],
+      runtime: { tools: [lookup] },
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await send(client, "hi", "r1");
+    await send(client, "look up a and b", "r2");
+    const messages = await historyOf(client);
+    // user, assistant, user, tool calls, two tool results (one transcript entry), answer
+    expect(messages.map((m) => m.role)).toEqual([
+      "user",
+      "assistant",
+      "user",
+      "assistant",
+      "toolResult",
+      "toolResult",
+      "assistant",
+    ]);
+    const ids = messages.map((m) => m.__openclaw.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    // The two results of one entry share its seq and are told apart by their ids.
+    expect(messages[4]!.__openclaw.seq).toBe(messages[5]!.__openclaw.seq);
+    expect(messages.map((m) => m.toolCallId).slice(4, 6)).toEqual(["c1", "c2"]);
+    for (const message of messages) {
+      const got = await client.request("chat.message.get", {
+        sessionKey: KEY,
+        messageId: message.__openclaw.id,
+      });
+      expect(got).toEqual({ ok: true, message });
+    }
+    // Ids stay the same from one read to the next.
+    expect((await historyOf(client)).map((m) => m.__openclaw.id)).toEqual(ids);
+  });
+
+  it("gives the whole text of a message chat.history cut; oversized past the caller's maxChars", async () => {
+    const long = `${"All work and no play. ".repeat(50)}The end.`;
+    const stack = await startStack({ responses: [{ text: long }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await send(client, "tell me a story", "r1");
+    const [cut] = await historyOf(client, { maxChars: 100 });
+    expect(cut!.truncated).toBe(true);
+    expect(cut!.content![0]!.text).toHaveLength(100);
+    const whole = await client.request("chat.message.get", {
+      sessionKey: KEY,
+      messageId: cut!.__openclaw.id,
+    });
+    expect(whole.ok).toBe(true);
+    expect(whole.message.content[0].text).toBe(long);
+    expect(whole.message.truncated).toBeUndefined();
+    expect(
+      await client.request("chat.message.get", {
+        sessionKey: KEY,
+        messageId: cut!.__openclaw.id,
+        maxChars: long.length - 1,
+      }),
+    ).toEqual({ ok: false, unavailableReason: "oversized" });
+  });
+
+  it("not_found for a malformed id, another session's, or one the session lost to a reset; not_visible once rewound", async () => {
+    const stack = await startStack({
+      responses: [{ text: "one" }, { text: "two" }, { text: "after reset" }],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await send(client, "first", "r1");
+    await send(client, "second", "r2");
+    const before = await historyOf(client);
+    const get = (messageId: string, sessionKey = KEY) =>
+      client.request("chat.message.get", { sessionKey, messageId });
+    const notFound = { ok: false, unavailableReason: "not_found" };
+    for (const bad of ["nope", "0-abc", "1-", "-1-abc", "1-abc.0", "99-abc", "1-ABC"]) {
+      expect(await get(bad)).toEqual(notFound);
+    }
+    expect(await get(before[0]!.__openclaw.id, "agent:main:other")).toEqual(notFound);
+
+    // The last run undone: its messages are still in the transcript, but not to be shown.
+    await client.request("sessions.rewind", { sessionKey: KEY, entryId: "r2" });
+    expect(await get(before[3]!.__openclaw.id)).toEqual({
+      ok: false,
+      unavailableReason: "not_visible",
+    });
+    expect((await get(before[1]!.__openclaw.id)).ok).toBe(true);
+
+    // After a reset the transcript's seqs start again: the old ids find nothing.
+    await client.request("sessions.reset", { key: KEY });
+    await send(client, "new start", "r3");
+    const after = await historyOf(client);
+    expect(after[0]!.__openclaw.seq).toBe(before[0]!.__openclaw.seq);
+    expect(after[0]!.__openclaw.id).not.toBe(before[0]!.__openclaw.id);
+    expect(await get(before[0]!.__openclaw.id)).toEqual(notFound);
+    expect((await get(after[0]!.__openclaw.id)).message.content[0].text).toBe("new start");
+  });
+});
+
+describe("chat.inject", () => {
+  it("adds an assistant note: answered with its id, shown to every client, in the history and the next request", async () => {
+    const stack = await startStack({ responses: [{ text: "Hello!" }, { text: "Good news." }] });
+    const admin = await TestClient.connect(stack.url, { token: TOKEN });
+    const reader = await TestClient.connect(stack.url, {
+      token: TOKEN,
+      scopes: ["operator.read"],
+    });
+    await send(admin, "hi", "r1");
+    await admin.request("sessions.subscribe", {});
+
+    const answer = await admin.request("chat.inject", {
+      sessionKey: KEY,
+      message: "Your order #1234 has shipped.",
+      label: "shop",
+    });
+    expect(answer).toEqual({ ok: true, messageId: expect.any(String) });
+    const text = "[shop]\n\nYour order #1234 has shipped.";
+    const shown = await reader.waitEvent("chat", (p) => p.runId === `inject-${answer.messageId}`);
+    expect(shown.payload).toMatchObject({
+      sessionKey: KEY,
+      seq: 0,
+      state: "final",
+      message: {
+        role: "assistant",
+        content: [{ type: "text", text }],
+        __openclaw: { id: answer.messageId },
+      },
+    });
+    await admin.waitEvent(
+      "sessions.changed",
+      (p) => p.sessionKey === KEY && p.reason === "injected",
+    );
+    const history = await historyOf(reader);
+    expect(history.at(-1)).toMatchObject({
+      role: "assistant",
+      content: [{ type: "text", text }],
+      __openclaw: { id: answer.messageId },
+    });
+    expect(
+      await reader.request("chat.message.get", { sessionKey: KEY, messageId: answer.messageId }),
+    ).toEqual({ ok: true, message: history.at(-1) });
+    // No model call for the note; the next run's request carries it.
+    expect(stack.provider.requests).toHaveLength(1);
+    await send(admin, "any news?", "r2");
+    const asked = stack.provider.requests[1]!.messages;
+    expect(asked.map((m) => m.role)).toEqual(["user", "assistant", "assistant", "user"]);
+    expect(asked[2]!.content).toEqual([{ type: "text", text }]);
+  });
+
+  it("needs operator.admin; refuses a session that does not exist, an empty message or a two-line label, saving nothing", async () => {
+    const stack = await startStack({ responses: [{ text: "Hello!" }] });
+    const admin = await TestClient.connect(stack.url, { token: TOKEN });
+    const writer = await TestClient.connect(stack.url, {
+      token: TOKEN,
+      scopes: ["operator.write"],
+    });
+    await send(admin, "hi", "r1");
+    const before = await stack.store.transcripts.lastSeq(KEY);
+
+    const denied = await rpcError(
+      writer.request("chat.inject", { sessionKey: KEY, message: "sneaky" }),
+    );
+    expect(denied.message).toMatch(/operator\.admin/);
+    expect(
+      await rpcError(
+        admin.request("chat.inject", { sessionKey: "agent:main:nobody", message: "hello?" }),
+      ),
+    ).toMatchObject({ details: { code: "SESSION_NOT_FOUND" } });
+    expect(await stack.store.sessions.get("agent:main:nobody")).toBeUndefined();
+    for (const params of [
+      { sessionKey: KEY, message: "   " },
+      { sessionKey: KEY, message: "ok", label: "two\nlines" },
+    ]) {
+      expect((await rpcError(admin.requestUnchecked("chat.inject", params))).code).toBe(
+        "INVALID_REQUEST",
+      );
+    }
+    expect(await stack.store.transcripts.lastSeq(KEY)).toBe(before);
+  });
+});
