@@ -931,7 +931,7 @@ describe("connection under the ChannelSupervisor", () => {
 // ------------------------------------------------------------------ gateway and configuration
 
 describe("gateway methods and configuration", () => {
-  it("registers a plugin's methods as <channel>.<name>, beside channels.status and channels.pairing.*", async () => {
+  it("registers a plugin's methods as <channel>.<name>, beside channels.status, channels.start/stop/logout and channels.pairing.*", async () => {
     const { manager } = await harness({
       settings: { dmPolicy: "pairing" },
       wrap: (plugin) => ({
@@ -941,10 +941,13 @@ describe("gateway methods and configuration", () => {
     });
     const methods = manager.gatewayMethods();
     expect(Object.keys(methods).sort()).toEqual([
+      "channels.logout",
       "channels.pairing.approve",
       "channels.pairing.dismiss",
       "channels.pairing.list",
+      "channels.start",
       "channels.status",
+      "channels.stop",
       "memory.ping",
     ]);
     expect(await methods["memory.ping"]!.handler(undefined, { scopes: [] })).toBe("pong");

@@ -133,8 +133,9 @@ export interface GatewayServerOptions {
   memoryPressure?: MemoryPressureMonitor;
   /**
    * Methods of channel plugins to mount beside the built-in ones: `ChannelManager
-   * .gatewayMethods()` (`channels.status`, `channels.pairing.*` and each plugin's
-   * `<channel>.<name>`), or a function returning them, read at every call. Each is answered
+   * .gatewayMethods()` (`channels.status`, `channels.start` / `stop` / `logout`,
+   * `channels.pairing.*` and each plugin's `<channel>.<name>`), or a function returning them,
+   * read at every call. Each is answered
    * for callers with its scope, after its params schema; a method that throws answers with a
    * protocol error. A name the gateway has built in is refused (`AlreadyRegisteredError`).
    */

@@ -166,6 +166,9 @@ const PARAM_SCHEMAS: Record<string, string> = {
   "device.pair.rename": "DevicePairRenameParams",
   "device.token.rotate": "DeviceTokenRotateParams",
   "device.token.revoke": "DeviceTokenRevokeParams",
+  "channels.start": "ChannelsStartParams",
+  "channels.stop": "ChannelsStopParams",
+  "channels.logout": "ChannelsLogoutParams",
 };
 
 const violations: string[] = [];

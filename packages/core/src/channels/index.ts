@@ -7,6 +7,7 @@ export {
 } from "./channel-supervisor.js";
 export { chunkText, MIN_CHUNK_LENGTH } from "./chunk.js";
 export { Debouncer } from "./debounce.js";
+export type { ChannelLogoutOutcome } from "./lifecycle-methods.js";
 export {
   type ChannelEntry,
   ChannelManager,

@@ -9,7 +9,9 @@ import {
   ChildNotFoundError,
   InvalidArgumentError,
   NoProcessError,
+  NotSupportedError,
   PairingCodeError,
+  TimeoutError,
 } from "../errors.js";
 import { sleep } from "../providers/backoff.js";
 import {
@@ -45,6 +47,11 @@ import {
 import { chunkText } from "./chunk.js";
 import { Debouncer } from "./debounce.js";
 import {
+  type ChannelLogoutOutcome,
+  DEFAULT_CHANNEL_ACCOUNT,
+  lifecycleGatewayMethods,
+} from "./lifecycle-methods.js";
+import {
   ChannelOutbox,
   type OutboxEntry,
   type OutboxPart,
@@ -72,6 +79,7 @@ import type {
   ChannelContext,
   ChannelGatewayMethod,
   ChannelLogger,
+  ChannelLogoutResult,
   ChannelPlugin,
   ChannelStateStore,
   ChannelTarget,
@@ -172,6 +180,10 @@ export interface ChannelStatus {
   /** Epoch ms of the current connection. */
   connectedAt?: number;
   lastError?: { code: string; message: string };
+  /** Epoch ms of the channel's last start (by `start()`, `add`, `replace`, `startChannel`). */
+  lastStartAt?: number;
+  /** Epoch ms of the channel's last stop (by `stop()`, `replace`, `stopChannel`, `logoutChannel`). */
+  lastStopAt?: number;
 }
 
 /** Something to send through a channel's outbox. */
@@ -205,6 +217,15 @@ interface Channel {
   debouncer: Debouncer<InboundMessage, ReceiveResult> | null;
   /** Resolved after the first connection attempt of a start. */
   firstAttempt: { promise: Promise<void>; resolve: () => void };
+  /**
+   * Stopped by an operator (`stopChannel`, `logoutChannel`): not started again — by `start()`,
+   * `replace` or the supervisor — until `startChannel`.
+   */
+  held: boolean;
+  lastStartAt: number | undefined;
+  lastStopAt: number | undefined;
+  /** The tail of the channel's lifecycle changes, which run one at a time. */
+  lifecycle: Promise<unknown>;
 }
 
 interface Follower {
@@ -450,7 +471,8 @@ export class ChannelManager {
   /**
    * Starts every channel under the `ChannelSupervisor` and waits (up to `startTimeoutMs`)
    * for each one's first connection attempt; a channel that could not connect keeps trying
-   * in the background. Then picks up replies left unfinished by the last stop.
+   * in the background. Then picks up replies left unfinished by the last stop. A channel
+   * stopped with `stopChannel` before the start is left stopped.
    *
    * @throws AlreadyStartedError when called twice.
    */
@@ -462,10 +484,19 @@ export class ChannelManager {
     this.#supervisor = supervisor;
     await supervisor.start();
     supervisor.monitor((reason) => this.#supervisorExited(reason));
-    const channels = [...this.#channels.values()];
-    for (const channel of channels) await this.#startChannel(channel, false);
-    await this.#firstAttempts(channels);
-    for (const channel of channels) await this.#resumeReplies(channel);
+    const started: Channel[] = [];
+    for (const channel of [...this.#channels.values()]) {
+      await this.#lifecycle(channel, async () => {
+        // One an operator stopped before the start stays stopped.
+        if (channel.held) return;
+        await this.#startChannel(channel, false);
+        started.push(channel);
+      });
+    }
+    await this.#firstAttempts(started);
+    for (const channel of started) {
+      if (!channel.held) await this.#resumeReplies(channel);
+    }
   }
 
   /**
@@ -493,20 +524,24 @@ export class ChannelManager {
   async remove(channelId: string): Promise<void> {
     this.#assertChangeable("remove");
     const channel = this.#channel(channelId);
-    await channel.debouncer?.flushAll();
-    for (const follower of this.#followers) {
-      if (follower.channel === channel) this.#stopTyping(follower);
-    }
-    await this.#stopChannel(channel);
-    await channel.outbox.stop();
-    this.#channels.delete(channelId);
+    await this.#lifecycle(channel, async () => {
+      this.#assertCurrent(channel, "remove");
+      await channel.debouncer?.flushAll();
+      for (const follower of this.#followers) {
+        if (follower.channel === channel) this.#stopTyping(follower);
+      }
+      await this.#stopChannel(channel);
+      await channel.outbox.stop();
+      this.#channels.delete(channelId);
+    });
   }
 
   /**
    * Replaces a channel's plugin, settings section and routing with those of `entry` (same
    * channel id) and restarts that channel only: the old plugin is stopped, the new one
    * started. The channel's outbox, pending pairing requests and replies of runs in progress
-   * carry over (they go out through the new plugin).
+   * carry over (they go out through the new plugin). A channel stopped with `stopChannel`
+   * takes the new plugin and settings and stays stopped until `startChannel`.
    *
    * @throws ChannelNotFoundError when no channel has the entry's id; InvalidArgumentError for
    *   bad settings (the running channel stays as it is).
@@ -519,13 +554,183 @@ export class ChannelManager {
       entry as ChannelEntry,
       new Set(this.runtime.agents.map((a) => a.id)),
     );
-    const running = this.#state === "running";
-    if (running) await this.#stopChannel(channel);
-    await channel.debouncer?.flushAll();
-    channel.link = newLink(entry as ChannelEntry);
-    channel.settings = settings;
-    channel.debouncer = this.#debouncer(channel);
-    if (running) await this.#startChannel(channel, true);
+    await this.#lifecycle(channel, async () => {
+      this.#assertCurrent(channel, "replace");
+      const running = this.#state === "running" && !channel.held;
+      if (running) await this.#stopChannel(channel);
+      await channel.debouncer?.flushAll();
+      channel.link = newLink(entry as ChannelEntry);
+      channel.settings = settings;
+      channel.debouncer = this.#debouncer(channel);
+      if (running) await this.#startChannel(channel, true);
+    });
+  }
+
+  /**
+   * Stops one channel and keeps it stopped, configured as it is: its plugin's `stop` runs, its
+   * connection context goes stale (`ctx.receive` rejects, so no inbound message is taken), the
+   * supervisor forgets its process (no reconnect, no restart — `restart(channelId)` leaves it
+   * alone), and `status` says `stopped`. Bursts waiting in its debounce are handed on first;
+   * its outbox keeps what it holds, replies of runs in progress and `deliver()` calls go in
+   * too, and all of it goes out after `startChannel`. Before `start()` it only marks the
+   * channel to be left stopped. Not persisted: a new manager starts every channel it is given.
+   *
+   * Resolves `true` when this call stopped the channel, `false` when it was stopped already.
+   *
+   * @throws ChannelNotFoundError; NoProcessError once the manager is stopped.
+   * @example
+   * ```ts
+   * await channels.stopChannel("telegram"); // true
+   * channels.status("telegram").state; // "stopped"
+   * await channels.startChannel("telegram"); // connects, sends what waited
+   * ```
+   */
+  async stopChannel(channelId: string): Promise<boolean> {
+    this.#assertChangeable("stop");
+    const channel = this.#channel(channelId);
+    return this.#lifecycle(channel, async () => {
+      this.#assertCurrent(channel, "stop");
+      return this.#hold(channel);
+    });
+  }
+
+  /**
+   * Starts a channel that is not running — stopped with `stopChannel` or `logoutChannel`, or
+   * `failed` (a start error marked not retryable) — as its first start: the plugin connects
+   * at once (no backoff left over), `startChannel` waits up to `startTimeoutMs` for the first
+   * attempt (a channel that could not connect keeps trying in the background), then picks up
+   * the replies the channel owes and sends what its outbox holds. Before `start()` it only
+   * undoes a `stopChannel`.
+   *
+   * Resolves `true` when this call started the channel, `false` when it was running already
+   * (connecting, connected or reconnecting; it is not restarted — that is `restart`).
+   *
+   * @throws ChannelNotFoundError; NoProcessError once the manager is stopped, or when its
+   *   supervisor gave up (too many crashes).
+   * @example
+   * ```ts
+   * if (await channels.startChannel("discord")) console.log(channels.status("discord").state);
+   * ```
+   */
+  async startChannel(channelId: string): Promise<boolean> {
+    this.#assertChangeable("start");
+    const channel = this.#channel(channelId);
+    return this.#lifecycle(channel, async () => {
+      this.#assertCurrent(channel, "start");
+      if (this.#state !== "running") {
+        const held = channel.held;
+        channel.held = false;
+        return held;
+      }
+      if (!channel.held && isRunning(channel.link.state)) return false;
+      const supervisor = this.#supervisor;
+      if (supervisor === null || !supervisor.alive) {
+        throw new NoProcessError(
+          `the channel supervisor gave up (too many crashes); channel "${channelId}" cannot start until the channel manager is replaced`,
+        );
+      }
+      // A failed channel's process is still there, idle: a fresh one starts.
+      await this.#stopChannel(channel);
+      channel.link.attempts = 0;
+      await this.#startChannel(channel, true);
+      channel.held = false;
+      if (this.#state === "running") await this.#resumeReplies(channel);
+      return true;
+    });
+  }
+
+  /**
+   * Logs a channel out (OpenClaw's `channels.logout`): stops it as `stopChannel` does and
+   * calls its plugin's `logout`, which drops the login the plugin keeps (a linked web session,
+   * cached credentials). The channel stays stopped — also when `logout` fails — until
+   * `startChannel`; it then has to log in anew. `logout` gets `reconnect.stopTimeoutMs`
+   * (default 10 s) to finish.
+   *
+   * @throws ChannelNotFoundError; NotSupportedError (`NOT_SUPPORTED`) when the plugin has no
+   *   `logout` — a channel whose credentials live in its configuration (a bot token) has no
+   *   login to drop; nothing changes then; TimeoutError when `logout` takes too long;
+   *   NoProcessError once the manager is stopped.
+   * @example
+   * ```ts
+   * const { cleared } = await channels.logoutChannel("whatsapp");
+   * ```
+   */
+  async logoutChannel(channelId: string): Promise<ChannelLogoutOutcome> {
+    this.#assertChangeable("log out");
+    const channel = this.#channel(channelId);
+    return this.#lifecycle(channel, async () => {
+      this.#assertCurrent(channel, "log out");
+      const { plugin, config } = channel.link;
+      if (typeof plugin.logout !== "function") {
+        throw new NotSupportedError(
+          "channel logout",
+          `channel "${plugin.id}" has no login to drop: its plugin keeps none (its credentials are in its configuration); nothing was changed`,
+        );
+      }
+      const stopped = await this.#hold(channel);
+      const logout = plugin.logout.bind(plugin);
+      const result = await this.#withinStopTimeout(`channel "${plugin.id}" logout`, () =>
+        logout({
+          channel: plugin.id,
+          accountId: DEFAULT_CHANNEL_ACCOUNT,
+          config,
+          logger: this.#channelLogger(plugin.id),
+          state: this.#stateStore(plugin.id),
+        }),
+      );
+      const cleared = (result as ChannelLogoutResult | undefined)?.cleared === true;
+      const loggedOut = (result as ChannelLogoutResult | undefined)?.loggedOut;
+      return { cleared, loggedOut: typeof loggedOut === "boolean" ? loggedOut : cleared, stopped };
+    });
+  }
+
+  /** Stops a channel and keeps it stopped; `false` when it was stopped already. */
+  async #hold(channel: Channel): Promise<boolean> {
+    if (channel.held) return false;
+    if (this.#state === "running") {
+      await channel.debouncer?.flushAll();
+      await this.#stopChannel(channel);
+      // What the plugin handed over while it was being stopped.
+      await channel.debouncer?.flushAll();
+      const { link } = channel;
+      // Also when the supervisor had given up and its process was gone already.
+      link.state = "stopped";
+      link.connectedAt = undefined;
+      channel.outbox.pause();
+      channel.firstAttempt.resolve();
+    }
+    channel.held = true;
+    for (const follower of this.#followers) {
+      if (follower.channel === channel) this.#stopTyping(follower);
+    }
+    return true;
+  }
+
+  /** Runs `task` after the channel's earlier lifecycle changes. */
+  #lifecycle<T>(channel: Channel, task: () => Promise<T>): Promise<T> {
+    const run = channel.lifecycle.then(task, task);
+    channel.lifecycle = run.catch(() => undefined);
+    return run;
+  }
+
+  /** `task`'s answer, or a TimeoutError after `reconnect.stopTimeoutMs`. */
+  async #withinStopTimeout<T>(what: string, task: () => Promise<T>): Promise<T> {
+    const timeoutMs = this.#reconnect.stopTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        Promise.resolve().then(task),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(new TimeoutError(`${what} did not finish within ${timeoutMs} ms`, timeoutMs)),
+            timeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #assertChangeable(what: string): void {
@@ -534,10 +739,18 @@ export class ChannelManager {
     }
   }
 
+  /** Before a queued change: the manager still changeable, the channel still this one. */
+  #assertCurrent(channel: Channel, what: string): void {
+    this.#assertChangeable(what);
+    const id = channel.link.plugin.id;
+    if (this.#channels.get(id) !== channel) throw new ChannelNotFoundError(id);
+  }
+
   /**
    * Stops every channel: bursts waiting in the debounce are sent on, typing stops, each
    * plugin is stopped (in reverse order), the outboxes stop. What is not yet delivered stays
-   * in the store and goes out after the next `start()`. Idempotent.
+   * in the store and goes out after the next `start()` (of a new manager: a stopped one does
+   * not start again). Channels stopped with `stopChannel` are stopped already. Idempotent.
    */
   async stop(): Promise<void> {
     if (this.#state === "new") {
@@ -556,7 +769,9 @@ export class ChannelManager {
         clearTimeout(follower.stream.timer);
       }
     }
+    const running = [...this.#channels.values()].filter((c) => c.link.actor !== undefined);
     await this.#supervisor?.stop("shutdown");
+    for (const channel of running) channel.lastStopAt = this.#now();
     for (const channel of [...this.#channels.values()].reverse()) await channel.outbox.stop();
     await Promise.allSettled([...this.#background]);
     this.#prompts.clear();
@@ -579,6 +794,8 @@ export class ChannelManager {
         status.connectedAt = link.connectedAt;
       }
       if (link.lastError !== undefined) status.lastError = errorInfo(link.lastError);
+      if (channel.lastStartAt !== undefined) status.lastStartAt = channel.lastStartAt;
+      if (channel.lastStopAt !== undefined) status.lastStopAt = channel.lastStopAt;
       return status;
     };
     if (channelId === undefined) return [...this.#channels.values()].map(one);
@@ -676,7 +893,12 @@ export class ChannelManager {
     );
   }
 
-  /** Stops and starts a channel's plugin now (and forgets its backoff). */
+  /**
+   * Stops and starts a channel's plugin now (and forgets its backoff). A channel stopped with
+   * `stopChannel` stays stopped: `startChannel` starts it.
+   *
+   * @throws ChannelNotFoundError
+   */
   restart(channelId: string): void {
     const channel = this.#channel(channelId);
     try {
@@ -687,11 +909,13 @@ export class ChannelManager {
   }
 
   /**
-   * The gateway methods of the channels: `channels.status`, `channels.pairing.list`,
-   * `channels.pairing.approve`, `channels.pairing.dismiss` (params and results as OpenClaw's
-   * gateway protocol has them; a request's `requestId` is its pairing code), and every
-   * plugin's own as `<channel id>.<name>`. Each names the scope a caller needs; the gateway
-   * checks it.
+   * The gateway methods of the channels: `channels.status`, `channels.start`,
+   * `channels.stop`, `channels.logout` (`operator.admin`; `startChannel`, `stopChannel` and
+   * `logoutChannel` of the channel named, whose `accountId` may only be `default`),
+   * `channels.pairing.list`, `channels.pairing.approve`, `channels.pairing.dismiss` (params
+   * and results as OpenClaw's gateway protocol has them; a request's `requestId` is its
+   * pairing code), and every plugin's own as `<channel id>.<name>`. Each names the scope a
+   * caller needs; the gateway checks it.
    */
   gatewayMethods(): Record<string, ChannelGatewayMethod> {
     const params = (value: JsonValue | undefined) =>
@@ -711,6 +935,12 @@ export class ChannelManager {
           ) as unknown as JsonValue;
         },
       },
+      ...lifecycleGatewayMethods({
+        running: (id) => isRunning(this.#channel(id).link.state),
+        start: (id) => this.startChannel(id),
+        stop: (id) => this.stopChannel(id),
+        logout: (id) => this.logoutChannel(id),
+      }),
       ...pairingGatewayMethods({
         pairing: this.pairing,
         channels: (only) =>
@@ -777,12 +1007,14 @@ export class ChannelManager {
           accountId: "default",
           enabled: true,
           configured: true,
-          running: status.state !== "stopped" && status.state !== "failed",
+          running: isRunning(status.state),
           connected: status.state === "connected",
           reconnectAttempts: status.attempts,
           lastConnectedAt: status.connectedAt ?? null,
           lastError: status.lastError?.message ?? null,
           healthState: status.state,
+          lastStartAt: status.lastStartAt ?? null,
+          lastStopAt: status.lastStopAt ?? null,
           dmPolicy: channel.settings.dmPolicy ?? "pairing",
           allowFrom: [...(channel.settings.allowFrom ?? [])],
         },
@@ -1370,7 +1602,12 @@ export class ChannelManager {
   #startTyping(follower: Follower): void {
     const { link, settings } = follower.channel;
     const { plugin } = link;
-    if (follower.typing !== undefined || !plugin.capabilities.typing || plugin.typing === undefined)
+    if (
+      follower.channel.held ||
+      follower.typing !== undefined ||
+      !plugin.capabilities.typing ||
+      plugin.typing === undefined
+    )
       return;
     const tick = () => {
       if (link.state !== "connected" || follower.controller.signal.aborted) return;
@@ -1545,6 +1782,10 @@ export class ChannelManager {
       }),
       debouncer: null,
       firstAttempt: deferred(),
+      held: false,
+      lastStartAt: undefined,
+      lastStopAt: undefined,
+      lifecycle: Promise.resolve(),
     };
     channel.debouncer = this.#debouncer(channel);
     return channel;
@@ -1574,6 +1815,7 @@ export class ChannelManager {
       shutdownMs: (this.#reconnect.stopTimeoutMs ?? 10_000) + 5_000,
       start: () => new ChannelActor(channel.link, hooks).start(),
     });
+    channel.lastStartAt = this.#now();
     if (wait) await this.#firstAttempts([channel]);
   }
 
@@ -1591,8 +1833,13 @@ export class ChannelManager {
 
   /** Picks up the replies of a channel left unfinished by the last stop. */
   async #resumeReplies(channel: Channel): Promise<void> {
-    for (const entry of await channel.outbox.list()) {
-      if (entry.state === "pending-run" && entry.run !== undefined) {
+    const entries = await channel.outbox.list();
+    // A run still followed since before a `stopChannel` delivers its reply itself.
+    const followed = new Set(
+      [...this.#followers].filter((f) => f.channel === channel).map((f) => f.entryId),
+    );
+    for (const entry of entries) {
+      if (entry.state === "pending-run" && entry.run !== undefined && !followed.has(entry.id)) {
         this.#track(this.#resume(channel, entry));
       }
     }
@@ -1605,9 +1852,12 @@ export class ChannelManager {
     try {
       await supervisor.terminateChild(channel.link.plugin.id);
     } catch (error) {
-      // Its actor had ended already (a normal exit of a transient child is forgotten).
-      if (!ChildNotFoundError.isInstance(error)) throw error;
+      // Its actor had ended already (a normal exit of a transient child is forgotten, and a
+      // stopped channel has none), or the supervisor stopped meanwhile, and its children with it.
+      if (ChildNotFoundError.isInstance(error) || !supervisor.alive) return;
+      throw error;
     }
+    channel.lastStopAt = this.#now();
   }
 
   // ------------------------------------------------------------------ plumbing
@@ -1664,22 +1914,27 @@ export class ChannelManager {
     };
   }
 
+  /** The manager's logger, with the channel id in every line. */
+  #channelLogger(id: string): ChannelLogger {
+    const logger = this.#logger;
+    const withChannel = (fields?: Record<string, unknown>) => ({ channel: id, ...fields });
+    return {
+      debug: (m, f) => logger.debug(m, withChannel(f)),
+      info: (m, f) => logger.info(m, withChannel(f)),
+      warn: (m, f) => logger.warn(m, withChannel(f)),
+      error: (m, f) => logger.error(m, withChannel(f)),
+    };
+  }
+
   #context(link: ChannelLink, generation: number, signal: AbortSignal): ChannelContext<unknown> {
     const channel = this.#channels.get(link.plugin.id)!;
     const id = link.plugin.id;
-    const logger = this.#logger;
-    const withChannel = (fields?: Record<string, unknown>) => ({ channel: id, ...fields });
     return {
       channel: id,
       config: link.config,
       signal,
       state: this.#stateStore(id),
-      logger: {
-        debug: (m, f) => logger.debug(m, withChannel(f)),
-        info: (m, f) => logger.info(m, withChannel(f)),
-        warn: (m, f) => logger.warn(m, withChannel(f)),
-        error: (m, f) => logger.error(m, withChannel(f)),
-      },
+      logger: this.#channelLogger(id),
       receive: (input) => {
         if (signal.aborted || generation !== link.generation) {
           return Promise.reject(
@@ -1766,6 +2021,11 @@ export class ChannelManager {
       queueMode: entry.queueMode,
     };
   }
+}
+
+/** Whether a channel in this state runs: it is connected, or connecting or reconnecting. */
+function isRunning(state: ChannelState): boolean {
+  return state !== "stopped" && state !== "failed";
 }
 
 /** Where replies to a message go. */

@@ -4,12 +4,9 @@
  * `requestId` is its pairing code, approving puts the sender on the channel's allowlist.
  */
 import type { JsonObject, JsonValue } from "../providers/types.js";
+import { flatParamsSchema as paramsSchema } from "./method-params.js";
 import type { ApprovedPeer, PairingRequest, PairingStore } from "./pairing.js";
-import type {
-  ChannelGatewayMethod,
-  ChannelMethodParamsIssue,
-  ChannelMethodParamsSchema,
-} from "./types.js";
+import type { ChannelGatewayMethod } from "./types.js";
 
 /** What a pairing method needs of the channel host. */
 export interface PairingMethodsHost {
@@ -34,45 +31,6 @@ export interface PairingMethodsHost {
   ): Promise<{ approved: ApprovedPeer; notification: "not-requested" | "sent" | "failed" }>;
   /** Dismisses. Throws `PairingCodeError`. */
   dismiss(channel: string, accountId: string, code: string): Promise<PairingRequest>;
-}
-
-type Field = "string" | "boolean";
-
-/**
- * A Standard Schema of a flat params object: the fields' types (strings non-empty), the
- * required ones, nothing else allowed — what the protocol's params schemas say.
- */
-function paramsSchema(
-  fields: Readonly<Record<string, Field>>,
-  required: readonly string[],
-): ChannelMethodParamsSchema {
-  return {
-    "~standard": {
-      version: 1,
-      vendor: "beamclaw",
-      validate(value: unknown) {
-        const issues: ChannelMethodParamsIssue[] = [];
-        if (typeof value !== "object" || value === null || Array.isArray(value)) {
-          return { issues: [{ message: "params must be an object" }] };
-        }
-        const object = value as Record<string, unknown>;
-        for (const key of required) {
-          if (object[key] === undefined) issues.push({ message: "is required", path: [key] });
-        }
-        for (const [key, v] of Object.entries(object)) {
-          const type = fields[key];
-          if (type === undefined) {
-            issues.push({ message: "is not a known parameter", path: [key] });
-          } else if (v !== undefined && typeof v !== type) {
-            issues.push({ message: `must be a ${type}`, path: [key] });
-          } else if (type === "string" && v === "") {
-            issues.push({ message: "must not be empty", path: [key] });
-          }
-        }
-        return issues.length > 0 ? { issues } : { value: object };
-      },
-    },
-  };
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

@@ -311,6 +311,30 @@ export interface ChannelContext<TConfig = unknown> {
   disconnected(error?: unknown): void;
 }
 
+/**
+ * What the host gives a plugin's `logout`. The channel is stopped by then (its connection
+ * context is stale), so this carries what dropping a login needs.
+ */
+export interface ChannelLogoutContext<TConfig = unknown> {
+  /** The channel id. */
+  readonly channel: string;
+  /** The account to log out: `default` (the host runs one account per channel). */
+  readonly accountId: string;
+  /** The channel's settings section, as `start` gets it. */
+  readonly config: TConfig;
+  readonly logger: ChannelLogger;
+  /** The plugin's durable state (as `ctx.state` in `start`): where a login it keeps may live. */
+  readonly state?: ChannelStateStore;
+}
+
+/** What a plugin's `logout` did (OpenClaw's `logoutAccount` result). */
+export interface ChannelLogoutResult {
+  /** Login state (a linked session, cached credentials) was found and removed. */
+  cleared: boolean;
+  /** The account is logged out now, whatever was stored. Default: `cleared`. */
+  loggedOut?: boolean;
+}
+
 /** Who calls a gateway method, as the gateway authenticated them. */
 export interface ChannelMethodCaller {
   /** The client's scopes, e.g. `operator.admin`. */
@@ -434,6 +458,23 @@ export interface ChannelPlugin<TConfig = unknown> {
     emoji: string,
     options?: ChannelSendOptions,
   ): Promise<void>;
+  /**
+   * Drops the channel's login: the session or credentials the plugin keeps itself (a linked
+   * WhatsApp Web device, a cached OAuth token, usually in `ctx.state`), so that the next
+   * `start` has to log in anew. The host stops the channel first and leaves it stopped
+   * (`ChannelManager.logoutChannel`, the gateway's `channels.logout`). Leave it out when the
+   * credentials live in the channel's configuration (a bot token): a logout is then refused
+   * with `NotSupportedError` and nothing changes.
+   *
+   * @example
+   * ```ts
+   * async logout(ctx) {
+   *   const cleared = await ctx.state?.delete(ctx.accountId, "session") ?? false;
+   *   return { cleared, loggedOut: true };
+   * }
+   * ```
+   */
+  logout?(ctx: ChannelLogoutContext<TConfig>): Promise<ChannelLogoutResult>;
   /**
    * Extra gateway RPC methods, registered as `<channel id>.<name>` (`name` matches
    * `^[a-zA-Z][a-zA-Z0-9._-]{0,63}$`).

@@ -91,6 +91,9 @@ export function assertChannelPlugin(plugin: ChannelPlugin): void {
       fail(`declares capabilities.${flag} but has no ${method} method`);
     }
   }
+  if (plugin.logout !== undefined && typeof plugin.logout !== "function") {
+    fail("logout must be a function when present");
+  }
   if (plugin.gatewayMethods !== undefined) {
     for (const [name, method] of Object.entries(plugin.gatewayMethods)) {
       if (!METHOD_NAME_PATTERN.test(name)) {

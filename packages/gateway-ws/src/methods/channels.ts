@@ -9,6 +9,7 @@ import {
   type ChannelMethodCaller,
   ChannelNotFoundError,
   type JsonValue,
+  NotSupportedError,
   PairingCodeError,
 } from "@beamclaw/core";
 import type { HubMethod } from "../hub.js";
@@ -76,7 +77,9 @@ async function call(
   try {
     answer = await method.handler(input as JsonValue, who);
   } catch (error) {
-    // What the caller named does not exist: a bad request, not a failing subsystem.
+    // What the caller named does not exist: a bad request, not a failing subsystem. Other
+    // errors (an `INVALID_ARGUMENT` such as an accountId the channel does not have) are
+    // answered by the hub's error shape.
     if (PairingCodeError.isInstance(error)) {
       throw new GatewayError(ErrorCodes.INVALID_REQUEST, error.message, {
         details: { code: error.code, channel: error.channel, requestId: error.pairingCode },
@@ -86,6 +89,14 @@ async function call(
     if (ChannelNotFoundError.isInstance(error)) {
       throw new GatewayError(ErrorCodes.INVALID_REQUEST, error.message, {
         details: { code: error.code, channel: error.channel },
+        cause: error,
+      });
+    }
+    // Something the channel cannot do (`channels.logout` of a channel without a login, as
+    // OpenClaw answers it): retrying does not help, asking differently might.
+    if (NotSupportedError.isInstance(error)) {
+      throw new GatewayError(ErrorCodes.INVALID_REQUEST, error.message, {
+        details: { code: error.code, feature: error.feature },
         cause: error,
       });
     }
