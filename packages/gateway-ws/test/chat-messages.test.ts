@@ -15,6 +15,7 @@ import {
   TestClient,
   TOKEN,
   useSchemaCheck,
+  waitFor,
 } from "./support.js";
 
 useSchemaCheck();
@@ -230,5 +231,77 @@ describe("chat.inject", () => {
       );
     }
     expect(await stack.store.transcripts.lastSeq(KEY)).toBe(before);
+  });
+});
+
+describe("sessions.compaction.list", () => {
+  it("lists a session's compactions, manual and automatic, with their summary, tokens and first kept message", async () => {
+    const stack = await startStack({
+      responses: [
+        { text: `one ${"and on ".repeat(100)}` },
+        { text: "two" },
+        { text: "three" },
+        { text: "the summary" },
+        { text: "four" },
+        { text: "the automatic summary" },
+      ],
+      agents: [
+        {
+          id: "main",
+          model: "scripted/m1",
+          // Far above what three short turns make: only the fourth's runs past it.
+          autoCompact: { thresholdTokens: 1_000_000, keepTurns: 1 },
+        },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    expect(await client.request("sessions.compaction.list", { key: KEY })).toEqual({
+      ok: true,
+      key: KEY,
+      checkpoints: [],
+    });
+    await send(client, "first", "r1");
+    await send(client, "second", "r2");
+    await send(client, "third", "r3");
+    await client.request("sessions.compact", { key: KEY });
+    const listed = await client.request("sessions.compaction.list", { key: KEY });
+    expect(listed.checkpoints).toHaveLength(1);
+    const [manual] = listed.checkpoints;
+    expect(manual).toMatchObject({
+      sessionKey: KEY,
+      sessionId: KEY,
+      reason: "manual",
+      summary: "the summary",
+      tokensVersion: 1,
+      preCompaction: { sessionId: KEY },
+      postCompaction: { sessionId: KEY },
+    });
+    expect(manual.createdAt).toBeGreaterThan(0);
+    expect(manual.tokensAfter).toBeLessThan(manual.tokensBefore);
+    // The first message it kept is the second turn's question (keepTurns 2 by default).
+    const kept = await client.request("chat.message.get", {
+      sessionKey: KEY,
+      messageId: manual.firstKeptEntryId,
+    });
+    expect(kept.message.content[0].text).toBe("second");
+
+    // An automatic one: the agent's threshold lowered so that the next turn passes it.
+    stack.runtime.reconfigure({
+      agents: [
+        {
+          id: "main",
+          model: "scripted/m1",
+          autoCompact: { thresholdTokens: 1, keepTurns: 1 },
+        },
+      ],
+    });
+    await send(client, "fourth", "r4");
+    const later = await waitFor("the automatic compaction", async () => {
+      const { checkpoints } = await client.request("sessions.compaction.list", { key: KEY });
+      return checkpoints.length === 2 ? checkpoints : undefined;
+    });
+    expect(later[0]).toEqual(manual);
+    expect(later[1]).toMatchObject({ reason: "auto-threshold", summary: "the automatic summary" });
+    expect(later[1].checkpointId).not.toBe(manual.checkpointId);
   });
 });

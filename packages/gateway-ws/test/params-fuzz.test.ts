@@ -279,6 +279,7 @@ const READS = [
   "skills.status",
   "chat.history",
   "chat.message.get",
+  "sessions.compaction.list",
   "cron.list",
   "cron.status",
   "cron.runs",

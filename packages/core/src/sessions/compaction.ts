@@ -52,6 +52,11 @@ export interface CompactionEntry extends JsonObject {
   firstKeptSeq?: number;
   /** Message entries it replaced (informative: a history read from a tail may hold fewer). */
   summarized: number;
+  /** Who asked for it: `session.compact` (`manual`) or the agent's `autoCompact` (`auto`). */
+  trigger?: "manual" | "auto";
+  /** The history's estimated tokens before it and after it (informative). */
+  tokensBefore?: number;
+  tokensAfter?: number;
 }
 
 /** Default {@link CompactOptions.keepTurns}. */

@@ -1464,9 +1464,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (budget === Infinity) return;
       threshold = Math.floor(budget * AUTO_COMPACT_SHARE);
     }
-    let tokens = 0;
-    for (const message of this.#history) tokens += estimateMessageTokens(message);
-    if (tokens < threshold) return;
+    if (estimateTokens(this.#history) < threshold) return;
     this.#requestCompaction(
       options.keepTurns === undefined ? {} : { keepTurns: options.keepTurns },
       "auto",
@@ -1592,7 +1590,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       return;
     }
     const kept = this.#history.length - (at + 1);
-    const entry: CompactionEntry = { summary, kept, summarized: at + 1 };
+    const summaryMsg = summaryMessage(summary);
+    const entry: CompactionEntry = {
+      summary,
+      kept,
+      summarized: at + 1,
+      trigger: compaction.trigger,
+      tokensBefore: estimateTokens(this.#history),
+      tokensAfter: estimateTokens([summaryMsg, ...this.#history.slice(at + 1)]),
+    };
     try {
       const firstKeptSeq = kept === 0 ? undefined : await this.#firstKeptSeq(kept);
       if (firstKeptSeq !== undefined) entry.firstKeptSeq = firstKeptSeq;
@@ -1605,7 +1611,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#endCompaction(compaction, error);
       return;
     }
-    this.#history.splice(0, at + 1, summaryMessage(summary));
+    this.#history.splice(0, at + 1, summaryMsg);
     const m = this.#metadata;
     const next = withUsage(m, result, this.#ctx.now());
     next.compactions = (m.compactions ?? 0) + 1;
@@ -1795,6 +1801,13 @@ export class SessionRequestFailure {
 }
 
 const NO_CRASH_MARKS: ReadonlyMap<string, number> = new Map();
+
+/** The estimated tokens of some messages (see `estimateMessageTokens`). */
+function estimateTokens(messages: readonly ModelMessage[]): number {
+  let tokens = 0;
+  for (const message of messages) tokens += estimateMessageTokens(message);
+  return tokens;
+}
 
 /** Whether an exit reason is a clean stop (not a crash or a kill). */
 function isCleanStop(reason: ExitReason): boolean {

@@ -324,6 +324,63 @@ export async function chatMessageById(
   return { ok: true, message };
 }
 
+/**
+ * A session's compactions as OpenClaw's `sessions.compaction.list` checkpoints, oldest first:
+ * each named by its transcript entry's id (as message ids are), with its summary, what asked
+ * for it (`manual`: `sessions.compact` or `session.compact`; `auto-threshold`: the agent's
+ * `autoCompact`), the estimated tokens before and after, and the id of the first message it
+ * kept. The session stays the same one across a compaction (BeamClaw keeps one transcript),
+ * so `preCompaction` and `postCompaction` both name it.
+ */
+export async function compactionCheckpoints(
+  hub: GatewayHub,
+  sessionKey: string,
+): Promise<Array<Record<string, unknown>>> {
+  const transcripts = hub.runtime.store.transcripts;
+  const checkpoints: Array<Record<string, unknown>> = [];
+  for (let after = 0; ; ) {
+    const page = await transcripts.read(sessionKey, { afterSeq: after, limit: 1000 });
+    for (const record of page) {
+      const entry = record.entry as TranscriptEntry & { compaction?: unknown };
+      const compaction = entry.compaction as
+        | { summary?: unknown; firstKeptSeq?: unknown; trigger?: unknown }
+        | undefined;
+      if (typeof compaction !== "object" || compaction === null) continue;
+      const checkpoint: Record<string, unknown> = {
+        checkpointId: messageIdOf(record.seq, entry),
+        sessionKey,
+        sessionId: sessionKey,
+        createdAt: typeof entry.at === "number" ? entry.at : 0,
+        reason: compaction.trigger === "auto" ? "auto-threshold" : "manual",
+        preCompaction: { sessionId: sessionKey },
+        postCompaction: { sessionId: sessionKey },
+      };
+      for (const field of ["tokensBefore", "tokensAfter"] as const) {
+        const value = (compaction as Record<string, unknown>)[field];
+        if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) {
+          checkpoint[field] = value;
+        }
+      }
+      if (checkpoint.tokensBefore !== undefined || checkpoint.tokensAfter !== undefined) {
+        checkpoint.tokensVersion = 1;
+      }
+      if (typeof compaction.summary === "string") checkpoint.summary = compaction.summary;
+      if (typeof compaction.firstKeptSeq === "number") {
+        const [kept] = await transcripts.read(sessionKey, {
+          afterSeq: compaction.firstKeptSeq - 1,
+          limit: 1,
+        });
+        if (kept !== undefined && kept.seq === compaction.firstKeptSeq) {
+          checkpoint.firstKeptEntryId = messageIdOf(kept.seq, kept.entry as TranscriptEntry);
+        }
+      }
+      checkpoints.push(checkpoint);
+    }
+    if (page.length < 1000) return checkpoints;
+    after = page.at(-1)!.seq;
+  }
+}
+
 /** Whether a discard marker for `runId` follows transcript entry `seq` (its run was undone). */
 async function discardedAfter(
   hub: GatewayHub,

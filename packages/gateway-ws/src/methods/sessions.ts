@@ -23,6 +23,7 @@ import { sessionRoute } from "./chat.js";
 import {
   attachmentImages,
   chatHistory,
+  compactionCheckpoints,
   noSuchSession,
   QUEUE_MODES,
   runTimeoutParam,
@@ -521,6 +522,22 @@ export const sessionMethods: Record<string, HubMethod> = {
         ...(result.summary === undefined ? {} : { summary: result.summary }),
         ...(ignored.length === 0 ? {} : { ignored }),
         entry: await rowOf(hub, session.key),
+      };
+    },
+  },
+
+  "sessions.compaction.list": {
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const { method, params: p } = call;
+      const session = hub.session(
+        requireString(method, p, "key", 512),
+        optionalString(method, p, "agentId", { nonEmpty: true }),
+      );
+      return {
+        ok: true,
+        key: session.key,
+        checkpoints: await compactionCheckpoints(hub, session.key),
       };
     },
   },
