@@ -214,6 +214,55 @@ describe("sessions", () => {
     hold.resolve();
   });
 
+  it("sessions.steer interrupts the active run with the new message; at rest it just sends", async () => {
+    const hold = deferred();
+    const stack = await startStack({
+      responses: [
+        { text: "calm answer" },
+        {
+          events: [
+            { type: "response-start", model: "m1" },
+            { type: "text-delta", text: "going on and on" },
+            { type: "wait", until: hold.promise },
+          ],
+        },
+        { text: "steered answer" },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("sessions.subscribe", {});
+    const key = "agent:main:steer";
+    const calm = await client.request("sessions.steer", {
+      key,
+      message: "hello",
+      idempotencyKey: "s-0",
+    });
+    expect(calm).toEqual({ ok: true, key, runId: "s-0", status: "started" });
+    await client.waitEvent("sessions.changed", (p) => p.sessionKey === key && p.reason === "send");
+    await client.waitEvent("chat", (p) => p.runId === "s-0" && p.state === "final");
+
+    await client.request("sessions.send", {
+      key,
+      message: "tell me everything",
+      idempotencyKey: "s-1",
+    });
+    await client.waitEvent("chat", (p) => p.runId === "s-1" && p.state === "delta");
+    const steered = await client.request("sessions.steer", {
+      key,
+      message: "stop, just the short version",
+      idempotencyKey: "s-2",
+    });
+    expect(steered).toMatchObject({ ok: true, key, runId: "s-2", interruptedActiveRun: true });
+    await client.waitEvent("sessions.changed", (p) => p.sessionKey === key && p.reason === "steer");
+    await client.waitEvent("chat", (p) => p.runId === "s-1" && p.state === "aborted");
+    const final = await client.waitEvent("chat", (p) => p.runId === "s-2" && p.state === "final");
+    expect(final.payload.message.content[0].text).toBe("steered answer");
+    // The steering message reached the model after the interrupted question.
+    const asked = stack.provider.requests.at(-1)!.messages;
+    expect(JSON.stringify(asked.at(-1))).toContain("stop, just the short version");
+    hold.resolve();
+  });
+
   it("sessions.patch changes label, thinking level and model, and reports fields it does not keep", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });

@@ -123,6 +123,7 @@ const PARAM_SCHEMAS: Record<string, string> = {
   "sessions.list": "SessionsListParams",
   "sessions.create": "SessionsCreateParams",
   "sessions.send": "SessionsSendParams",
+  "sessions.steer": "SessionsSendParams",
   "sessions.abort": "SessionsAbortParams",
   "sessions.patch": "SessionsPatchParams",
   "sessions.reset": "SessionsResetParams",

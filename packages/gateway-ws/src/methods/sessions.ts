@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import {
   parseSessionKey,
+  type QueueMode,
   type SessionMetadata,
   type SessionPatch,
   type SessionRecord,
@@ -32,6 +33,7 @@ import {
   sessionRow,
   THINKING_LEVELS,
 } from "./session-helpers.js";
+import type { MethodCall } from "./types.js";
 
 const MAX_SCAN = 10_000;
 /** `sessions.list` orders: the store's own (`updatedAt`), or by the last run. */
@@ -59,6 +61,22 @@ function sessionKeyParam(method: string, p: ParamsObject): string {
     });
   }
   return raw;
+}
+
+/** Sends the message of a `sessions.send`-shaped request (`queueMode` given or the caller's). */
+function sendFromParams(call: MethodCall, hub: GatewayHub, queueMode: QueueMode | undefined) {
+  const { method, params: p } = call;
+  return sendToSession(hub, {
+    sessionKey: sessionKeyParam(method, p),
+    agentId: optionalString(method, p, "agentId", { nonEmpty: true }),
+    message: sanitizeMessage(requireString(method, p, "message", 1_000_000)),
+    images: attachmentImages(p.attachments),
+    displayRunId: optionalString(method, p, "idempotencyKey", { nonEmpty: true }),
+    thinking: optionalEnum(method, p, "thinking", THINKING_LEVELS),
+    queueMode: queueMode ?? optionalEnum(method, p, "queueMode", QUEUE_MODES),
+    timeoutMs: runTimeoutParam(method, p, "timeoutMs"),
+    sender: `gateway:${call.caller.connId}`,
+  });
 }
 
 /**
@@ -422,21 +440,27 @@ export const sessionMethods: Record<string, HubMethod> = {
     scope: Scopes.WRITE,
     startsWork: true,
     async handler(call, hub) {
-      const { method, params: p } = call;
-      const key = sessionKeyParam(method, p);
-      const message = sanitizeMessage(requireString(method, p, "message", 1_000_000));
-      const outcome = await sendToSession(hub, {
-        sessionKey: key,
-        agentId: optionalString(method, p, "agentId", { nonEmpty: true }),
-        message,
-        images: attachmentImages(p.attachments),
-        displayRunId: optionalString(method, p, "idempotencyKey", { nonEmpty: true }),
-        thinking: optionalEnum(method, p, "thinking", THINKING_LEVELS),
-        queueMode: optionalEnum(method, p, "queueMode", QUEUE_MODES),
-        timeoutMs: runTimeoutParam(method, p, "timeoutMs"),
-        sender: `gateway:${call.caller.connId}`,
-      });
+      const outcome = await sendFromParams(call, hub, undefined);
       return { ok: true, key: outcome.sessionKey, runId: outcome.runId, status: outcome.status };
+    },
+  },
+
+  "sessions.steer": {
+    // OpenClaw's: `sessions.send` that interrupts the session's active run (core's queue mode
+    // `interrupt`: the run is aborted and this message runs next), or starts one at rest.
+    scope: Scopes.WRITE,
+    startsWork: true,
+    async handler(call, hub) {
+      const outcome = await sendFromParams(call, hub, "interrupt");
+      const interrupted = outcome.disposition === "interrupted";
+      hub.sessionsChanged(outcome.sessionKey, interrupted ? "steer" : "send");
+      return {
+        ok: true,
+        key: outcome.sessionKey,
+        runId: outcome.runId,
+        status: outcome.status,
+        ...(interrupted ? { interruptedActiveRun: true } : {}),
+      };
     },
   },
 
