@@ -287,6 +287,8 @@ const READS = [
   "sessions.list",
   "sessions.describe",
   "sessions.resolve",
+  "sessions.search",
+  "sessions.preview",
   "agent.identity.get",
   "tools.effective",
   "commands.list",

@@ -6,6 +6,7 @@ import { chatMethods } from "./chat.js";
 import { cronMethods } from "./cron.js";
 import { deviceMethods } from "./devices.js";
 import { nodeMethods } from "./nodes.js";
+import { sessionSearchMethods } from "./session-search.js";
 import { sessionMethods } from "./sessions.js";
 import { systemMethods } from "./system.js";
 
@@ -19,6 +20,7 @@ export function coreMethods(channels?: ChannelMethodSource): Record<string, HubM
     ...systemMethods,
     ...catalogMethods,
     ...sessionMethods,
+    ...sessionSearchMethods,
     ...chatMethods,
     ...cronMethods,
     ...approvalMethods,
