@@ -34,6 +34,7 @@ import {
   parseAttachments,
   QUEUE_MODES,
   recordMessages,
+  requestedSession,
   runTimeoutParam,
   sanitizeMessage,
   sendToSession,
@@ -317,10 +318,7 @@ export const chatMethods: Record<string, HubMethod> = {
     scope: Scopes.READ,
     async handler(call, hub) {
       const { method, params: p } = call;
-      const session = hub.session(
-        requireString(method, p, "sessionKey", 512),
-        optionalString(method, p, "agentId", { nonEmpty: true }),
-      );
+      const session = requestedSession(hub, call);
       const sessionId = optionalString(method, p, "sessionId", { nonEmpty: true });
       if (sessionId !== undefined && sessionId !== session.key) {
         throw invalidRequest(`sessionId ${sessionId} is not the session of ${session.key}`, {
@@ -386,10 +384,7 @@ export const chatMethods: Record<string, HubMethod> = {
     scope: Scopes.READ,
     async handler(call, hub) {
       const { method, params: p } = call;
-      const session = hub.session(
-        requireString(method, p, "sessionKey", 512),
-        optionalString(method, p, "agentId", { nonEmpty: true }),
-      );
+      const session = requestedSession(hub, call);
       const messageId = requireString(method, p, "messageId", 256);
       const maxChars =
         optionalInt(method, p, "maxChars", { min: 1, max: 2_000_000 }) ?? DEFAULT_MESSAGE_CHARS;
@@ -401,10 +396,7 @@ export const chatMethods: Record<string, HubMethod> = {
     scope: Scopes.ADMIN,
     async handler(call, hub) {
       const { method, params: p } = call;
-      const session = hub.session(
-        requireString(method, p, "sessionKey", 512),
-        optionalString(method, p, "agentId", { nonEmpty: true }),
-      );
+      const session = requestedSession(hub, call);
       const text = sanitizeMessage(requireString(method, p, "message", 1_000_000));
       if (text.trim().length === 0) throw invalidRequest("message must not be empty");
       const label = optionalString(method, p, "label", { maxLength: 100 });

@@ -30,7 +30,13 @@ import {
 } from "../message-ids.js";
 import { ErrorCodes } from "../protocol/constants.js";
 import { GatewayError, invalidRequest } from "../protocol/errors.js";
-import { optionalInt, type ParamsObject } from "../protocol/params.js";
+import {
+  optionalInt,
+  optionalString,
+  type ParamsObject,
+  requireString,
+} from "../protocol/params.js";
+import type { MethodCall } from "./types.js";
 
 export const THINKING_LEVELS: readonly ThinkingLevel[] = [
   "off",
@@ -811,6 +817,22 @@ export async function sendToSession(
     disposition: handle.disposition,
     result: handle.result,
   };
+}
+
+/**
+ * The session a request names: its `field` (`sessionKey`, or `key` for the `sessions.*`
+ * methods that call it so) and `agentId`, which must be that key's agent when given.
+ */
+export function requestedSession(
+  hub: GatewayHub,
+  call: MethodCall,
+  field: "sessionKey" | "key" = "sessionKey",
+): ReturnType<GatewayHub["session"]> {
+  const { method, params: p } = call;
+  return hub.session(
+    requireString(method, p, field, 512),
+    optionalString(method, p, "agentId", { nonEmpty: true }),
+  );
 }
 
 /** The stored record of a session, or `undefined`. */

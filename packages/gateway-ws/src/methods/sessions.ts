@@ -27,6 +27,7 @@ import {
   compactionCheckpoints,
   noSuchSession,
   QUEUE_MODES,
+  requestedSession,
   runTimeoutParam,
   sanitizeMessage,
   sendToSession,
@@ -553,11 +554,7 @@ export const sessionMethods: Record<string, HubMethod> = {
   "sessions.compaction.list": {
     scope: Scopes.READ,
     async handler(call, hub) {
-      const { method, params: p } = call;
-      const session = hub.session(
-        requireString(method, p, "key", 512),
-        optionalString(method, p, "agentId", { nonEmpty: true }),
-      );
+      const session = requestedSession(hub, call, "key");
       return {
         ok: true,
         key: session.key,
