@@ -152,6 +152,70 @@ describe("message ids", () => {
   });
 });
 
+describe("chat.history around a message", () => {
+  it("answers the page with the message in the middle, offset telling how many are newer; fewer on one side fill from the other", async () => {
+    const turns = 10;
+    const stack = await startStack({
+      responses: Array.from({ length: turns }, (_, i) => ({ text: `answer ${i}` })),
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    for (let i = 0; i < turns; i++) await send(client, `question ${i}`, `r${i}`);
+    const all = await historyOf(client);
+    expect(all).toHaveLength(2 * turns);
+    const texts = (messages: Shown[]) => messages.map((m) => m.content![0]!.text);
+
+    const middle = await client.request("chat.history", {
+      sessionKey: KEY,
+      messageId: all[6]!.__openclaw.id,
+      limit: 5,
+    });
+    expect(texts(middle.messages)).toEqual(texts(all.slice(4, 9)));
+    expect(middle.offset).toBe(all.length - 9);
+    expect(middle.deltaCursor).toBeUndefined();
+    // The offset continues it: the same page as chat.history with that offset.
+    const same = await historyOf(client, { limit: 5, offset: middle.offset });
+    expect(texts(same)).toEqual(texts(middle.messages));
+
+    // Near the newest end: fewer newer messages, more older ones.
+    const late = await client.request("chat.history", {
+      sessionKey: KEY,
+      messageId: all.at(-1)!.__openclaw.id,
+      limit: 5,
+    });
+    expect(texts(late.messages)).toEqual(texts(all.slice(-5)));
+    expect(late.offset).toBeUndefined();
+    // Near the oldest end: more newer ones.
+    const early = await client.request("chat.history", {
+      sessionKey: KEY,
+      messageId: all[0]!.__openclaw.id,
+      limit: 4,
+    });
+    expect(texts(early.messages)).toEqual(texts(all.slice(0, 4)));
+    expect(early.offset).toBe(all.length - 4);
+  });
+
+  it("refuses an id it cannot show (unknown, undone) with MESSAGE_NOT_FOUND, and cursor or offset beside it", async () => {
+    const stack = await startStack({ responses: [{ text: "one" }, { text: "two" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await send(client, "first", "r1");
+    await send(client, "second", "r2");
+    const all = await historyOf(client);
+    await client.request("sessions.rewind", { sessionKey: KEY, entryId: "r2" });
+    for (const messageId of ["1-zzz", all[3]!.__openclaw.id]) {
+      expect(
+        (await rpcError(client.request("chat.history", { sessionKey: KEY, messageId }))).details,
+      ).toMatchObject({ code: "MESSAGE_NOT_FOUND" });
+    }
+    const id = all[0]!.__openclaw.id;
+    for (const extra of [{ offset: 1 }, { cursor: "abc" }]) {
+      expect(
+        (await rpcError(client.request("chat.history", { sessionKey: KEY, messageId: id, ...extra })))
+          .details,
+      ).toMatchObject({ code: "INVALID_PARAMS" });
+    }
+  });
+});
+
 describe("chat.inject", () => {
   it("adds an assistant note: answered with its id, shown to every client, in the history and the next request", async () => {
     const stack = await startStack({ responses: [{ text: "Hello!" }, { text: "Good news." }] });

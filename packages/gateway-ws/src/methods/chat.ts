@@ -25,6 +25,7 @@ import {
   attachmentImages,
   attachmentPolicy,
   capHistoryChars,
+  chatHistoryAround,
   chatHistoryDelta,
   chatHistoryPage,
   chatMessageById,
@@ -329,7 +330,44 @@ export const chatMethods: Record<string, HubMethod> = {
       const offset = optionalInt(method, p, "offset", { min: 0, max: 100_000 }) ?? 0;
       const maxChars = optionalInt(method, p, "maxChars", { min: 1, max: 500_000 });
       const cursorText = optionalString(method, p, "cursor", { maxLength: 4096 });
+      const messageId = optionalString(method, p, "messageId", { nonEmpty: true, maxLength: 256 });
       const record = await hub.runtime.store.sessions.get(session.key);
+      if (messageId !== undefined) {
+        // The page around one message (a search hit): a window into the past, continued
+        // with `offset`, so no delta cursor.
+        const mixed = cursorText !== undefined ? "cursor" : offset > 0 ? "offset" : undefined;
+        if (mixed !== undefined) {
+          throw invalidRequest(`invalid ${method} params: messageId and ${mixed} do not mix`, {
+            code: "INVALID_PARAMS",
+            field: mixed,
+          });
+        }
+        const around = await chatHistoryAround(hub, session.key, messageId, limit ?? 200);
+        if (around === undefined) {
+          throw invalidRequest(`no message ${messageId} in ${session.key} to show`, {
+            code: "MESSAGE_NOT_FOUND",
+            field: "messageId",
+          });
+        }
+        let { messages, newer } = around;
+        if (maxChars !== undefined) {
+          // The newest that fit, unless that leaves the message out: then it and older ones.
+          const capped = capHistoryChars(messages, maxChars);
+          const anchor = around.anchor.__openclaw;
+          if (capped.some((m) => m.__openclaw === anchor)) messages = capped;
+          else {
+            const at = messages.indexOf(around.anchor);
+            newer += messages.length - 1 - at;
+            messages = capHistoryChars(messages.slice(0, at + 1), maxChars);
+          }
+        }
+        return {
+          sessionKey: session.key,
+          sessionId: session.key,
+          messages,
+          ...(newer > 0 ? { offset: newer } : {}),
+        };
+      }
       if (cursorText !== undefined) {
         // Delta mode: only what was added after the cursor (or `reset`: read it all again).
         if (offset > 0) {

@@ -194,6 +194,72 @@ export function liveRecordsNewestFirst(
 }
 
 /**
+ * The page of `chat.history` around one message (its `messageId` param, e.g. a
+ * `sessions.search` hit): up to `limit` messages with that one in it, as many newer ones after
+ * it as older ones before it where the session has them, oldest first; `newer` is how many
+ * messages are newer than the page (the `offset` that continues it). `undefined` when the id
+ * names no message of the session that `chat.history` shows.
+ */
+export async function chatHistoryAround(
+  hub: GatewayHub,
+  sessionKey: string,
+  messageId: string,
+  limit: number,
+): Promise<{ messages: ChatMessage[]; anchor: ChatMessage; newer: number } | undefined> {
+  const parts = parseMessageId(messageId);
+  if (parts === undefined) return undefined;
+  const transcripts = hub.runtime.store.transcripts;
+  // From the message to the end: later markers may cancel it or what is before it.
+  const from: TranscriptRecord[] = [];
+  for (let after = parts.seq - 1; ; ) {
+    const page = await transcripts.read(sessionKey, { afterSeq: after, limit: 1000 });
+    from.push(...page);
+    if (page.length < 1000) break;
+    after = page.at(-1)!.seq;
+  }
+  const anchor = from[0];
+  if (anchor?.seq !== parts.seq || !isEntryOf(parts, anchor.seq, anchor.entry as TranscriptEntry)) {
+    return undefined;
+  }
+  const discarded = new Set<string>();
+  const live = liveRecordsNewestFirst(from.reverse(), discarded).reverse();
+  if (live[0] !== anchor) return undefined;
+  const own = recordMessages(anchor);
+  if (parts.part >= own.length) return undefined;
+  const later = [...own.slice(parts.part + 1)];
+  for (const record of live.slice(1)) {
+    later.push(...recordMessages(record));
+    if (later.length >= limit) break;
+  }
+  const newerTotal =
+    own.length - parts.part - 1 + live.slice(1).reduce((n, r) => n + recordMessages(r).length, 0);
+  const after = later.slice(0, Math.min(later.length, Math.floor((limit - 1) / 2)));
+  const earlier: ChatMessage[] = [...own.slice(0, parts.part)].reverse();
+  for (let before = parts.seq; earlier.length < limit - 1 - after.length && before > 1; ) {
+    const page = await transcripts.read(sessionKey, {
+      order: "desc",
+      beforeSeq: before,
+      limit: 200,
+    });
+    if (page.length === 0) break;
+    for (const record of liveRecordsNewestFirst(page, discarded)) {
+      earlier.push(...recordMessages(record).reverse());
+    }
+    before = page.at(-1)!.seq;
+  }
+  // Where the session has fewer older messages, more newer ones fill the page.
+  const room = limit - 1 - Math.min(earlier.length, limit - 1 - after.length);
+  const shownAfter = later.slice(0, Math.max(after.length, Math.min(later.length, room)));
+  const shownBefore = earlier.slice(0, limit - 1 - shownAfter.length).reverse();
+  const message = own[parts.part]!;
+  return {
+    messages: [...shownBefore, message, ...shownAfter],
+    anchor: message,
+    newer: newerTotal - shownAfter.length,
+  };
+}
+
+/**
  * Like {@link chatHistory}, with the delta cursor of the transcript's end (for `chat.history`
  * clients that then ask only for what is new).
  */
