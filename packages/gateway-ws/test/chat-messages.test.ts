@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
   closeClients,
+  deferred,
   rpcError,
   startStack,
   stopStacks,
@@ -212,6 +213,80 @@ describe("chat.history around a message", () => {
         (await rpcError(client.request("chat.history", { sessionKey: KEY, messageId: id, ...extra })))
           .details,
       ).toMatchObject({ code: "INVALID_PARAMS" });
+    }
+  });
+});
+
+describe("chat.history inputRunIds", () => {
+  it("says which sent messages the session took (with the message that took each) and which wait", async () => {
+    const gate = deferred();
+    const stack = await startStack({
+      responses: [
+        { text: "first answer" },
+        {
+          events: [
+            { type: "response-start", model: "m1" },
+            { type: "wait", until: gate.promise },
+            { type: "text-delta", text: "slow answer" },
+            { type: "finish", reason: "stop" },
+          ],
+        },
+        { text: "third answer" },
+      ],
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await send(client, "first", "r1");
+    await client.request("chat.send", { sessionKey: KEY, message: "slow one", idempotencyKey: "r2" });
+    await client.waitEvent("agent", (p) => p.runId === "r2" && p.stream === "lifecycle");
+    await client.request("chat.send", { sessionKey: KEY, message: "waiting", idempotencyKey: "r3" });
+    const page = await client.request("chat.history", {
+      sessionKey: KEY,
+      inputRunIds: ["r1", "r2", "r3", "never-sent"],
+    });
+    const idOf = (text: string) =>
+      (page.messages as Shown[]).find((m) => m.role === "user" && m.content![0]!.text === text)!
+        .__openclaw.id;
+    expect(page.inputReceipts).toEqual([
+      { runId: "r1", state: "consumed", consumedByEventId: idOf("first") },
+      { runId: "r2", state: "consumed", consumedByEventId: idOf("slow one") },
+      { runId: "r3", state: "pending" },
+    ]);
+    expect(page.inputConsumptions).toEqual([
+      { runId: "r1", consumedByEventId: idOf("first") },
+      { runId: "r2", consumedByEventId: idOf("slow one") },
+    ]);
+    gate.resolve();
+    await client.waitEvent("chat", (p) => p.runId === "r3" && p.state === "final");
+    // A delta read says so too; a page around one message answers none.
+    const delta = await client.request("chat.history", {
+      sessionKey: KEY,
+      cursor: page.deltaCursor,
+      inputRunIds: ["r3"],
+    });
+    const taken = (delta.messages as Shown[]).find((m) => m.role === "user")!;
+    expect(delta.inputReceipts).toEqual([
+      { runId: "r3", state: "consumed", consumedByEventId: taken.__openclaw.id },
+    ]);
+    const around = await client.request("chat.history", {
+      sessionKey: KEY,
+      messageId: idOf("first"),
+      inputRunIds: ["r1"],
+    });
+    expect(around.inputReceipts).toEqual([]);
+  });
+
+  it("refuses more than 50 ids, repeated ids and ids over 256 characters", async () => {
+    const stack = await startStack();
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    for (const inputRunIds of [
+      Array.from({ length: 51 }, (_, i) => `r${i}`),
+      ["a", "a"],
+      ["r".repeat(257)],
+    ]) {
+      const error = await rpcError(
+        client.requestUnchecked("chat.history", { sessionKey: KEY, inputRunIds }),
+      );
+      expect(error.details).toMatchObject({ code: "INVALID_PARAMS", field: "inputRunIds" });
     }
   });
 });

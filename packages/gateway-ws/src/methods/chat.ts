@@ -17,6 +17,7 @@ import {
   optionalEnum,
   optionalInt,
   optionalString,
+  optionalStringArray,
   type ParamsObject,
   requireString,
 } from "../protocol/params.js";
@@ -30,6 +31,7 @@ import {
   chatHistoryPage,
   chatMessageById,
   decodeHistoryCursor,
+  inputReceipts,
   messageWithFiles,
   noSuchSession,
   parseAttachments,
@@ -331,6 +333,25 @@ export const chatMethods: Record<string, HubMethod> = {
       const maxChars = optionalInt(method, p, "maxChars", { min: 1, max: 500_000 });
       const cursorText = optionalString(method, p, "cursor", { maxLength: 4096 });
       const messageId = optionalString(method, p, "messageId", { nonEmpty: true, maxLength: 256 });
+      const runIds = optionalStringArray(method, p, "inputRunIds");
+      if (
+        runIds !== undefined &&
+        (runIds.length > 50 ||
+          runIds.some((id) => id.length > 256) ||
+          new Set(runIds).size < runIds.length)
+      ) {
+        throw invalidRequest(
+          `invalid ${method} params: inputRunIds must be 1 to 50 different run ids of at most 256 characters`,
+          { code: "INVALID_PARAMS", field: "inputRunIds" },
+        );
+      }
+      // Where the messages the client sent stand (not for a page around one message).
+      const receipts =
+        runIds === undefined
+          ? {}
+          : messageId === undefined
+            ? await inputReceipts(hub, session.key, runIds)
+            : { inputReceipts: [], inputConsumptions: [] };
       const record = await hub.runtime.store.sessions.get(session.key);
       if (messageId !== undefined) {
         // The page around one message (a search hit): a window into the past, continued
@@ -366,6 +387,7 @@ export const chatMethods: Record<string, HubMethod> = {
           sessionId: session.key,
           messages,
           ...(newer > 0 ? { offset: newer } : {}),
+          ...receipts,
         };
       }
       if (cursorText !== undefined) {
@@ -385,6 +407,7 @@ export const chatMethods: Record<string, HubMethod> = {
           messages:
             maxChars === undefined ? delta.messages : capHistoryChars(delta.messages, maxChars),
           deltaCursor: delta.deltaCursor,
+          ...receipts,
           sessionInfo: record === undefined ? null : sessionRow(hub, record),
           ...(active === undefined
             ? {}
@@ -410,6 +433,7 @@ export const chatMethods: Record<string, HubMethod> = {
         messages,
         deltaCursor: page.deltaCursor,
         ...(offset > 0 ? { offset } : {}),
+        ...receipts,
         ...(typeof record?.thinkingLevel === "string"
           ? { thinkingLevel: record.thinkingLevel }
           : {}),

@@ -259,6 +259,74 @@ export async function chatHistoryAround(
   };
 }
 
+/** What `chat.history` answers for its `inputRunIds`: where each message sent stands. */
+export interface InputReceipts {
+  /** Per id asked for that this gateway knows, in the order asked. */
+  inputReceipts: Array<
+    | { runId: string; state: "consumed"; consumedByEventId: string }
+    | { runId: string; state: "pending" }
+  >;
+  /** The consumed ones: which transcript message (its message id) took each. */
+  inputConsumptions: Array<{ runId: string; consumedByEventId: string }>;
+}
+
+/** How far back `inputReceipts` looks for the user messages of the runs asked about. */
+const RECEIPT_SCAN = 1000;
+
+/**
+ * Where the messages a client sent with these run ids (`chat.send` idempotency keys, or the
+ * runtime's run ids) stand, for a client that shows them before the gateway confirms them
+ * (OpenClaw's `inputRunIds`): `consumed` once the session took the message into its
+ * transcript (with that user message's id), `pending` while it waits in the durable queue,
+ * and left out when this gateway knows nothing of it (never sent, or sent so long ago that
+ * neither its run nor its message is within reach: the newest 1,000 transcript entries and
+ * the runs this gateway process remembers).
+ */
+export async function inputReceipts(
+  hub: GatewayHub,
+  sessionKey: string,
+  runIds: readonly string[],
+): Promise<InputReceipts> {
+  const asked = new Map<string, string>();
+  for (const id of runIds) {
+    asked.set(id, id);
+    asked.set(hub.runs.coreId(id), id);
+  }
+  const consumed = new Map<string, string>();
+  const records = await hub.runtime.store.transcripts.read(sessionKey, {
+    order: "desc",
+    limit: RECEIPT_SCAN,
+  });
+  // Newest first: the last one seen of a run is its first user message.
+  for (const record of liveRecordsNewestFirst(records)) {
+    const entry = record.entry as TranscriptEntry;
+    const id = typeof entry.runId === "string" ? asked.get(entry.runId) : undefined;
+    if (id === undefined || (entry.message as { role?: unknown } | undefined)?.role !== "user") {
+      continue;
+    }
+    consumed.set(id, messageIdOf(record.seq, entry));
+  }
+  const pending = new Set<string>();
+  for (const message of await hub.runtime.store.queue.pending({ sessionKey, limit: 1000 })) {
+    const key = message.idempotencyKey;
+    const byKey = key.startsWith("gateway:") ? asked.get(key.slice("gateway:".length)) : undefined;
+    const runId = message.payload.runId;
+    const id = byKey ?? (typeof runId === "string" ? asked.get(runId) : undefined);
+    if (id !== undefined && !consumed.has(id)) pending.add(id);
+  }
+  const receipts: InputReceipts = { inputReceipts: [], inputConsumptions: [] };
+  for (const id of new Set(runIds)) {
+    const by = consumed.get(id);
+    if (by !== undefined) {
+      receipts.inputReceipts.push({ runId: id, state: "consumed", consumedByEventId: by });
+      receipts.inputConsumptions.push({ runId: id, consumedByEventId: by });
+    } else if (pending.has(id)) {
+      receipts.inputReceipts.push({ runId: id, state: "pending" });
+    }
+  }
+  return receipts;
+}
+
 /**
  * Like {@link chatHistory}, with the delta cursor of the transcript's end (for `chat.history`
  * clients that then ask only for what is new).
