@@ -69,6 +69,8 @@ export class GatewayConnection {
   authMethod = "none";
   protocol = PROTOCOL_VERSION;
   sessionsSubscribed = false;
+  /** Sessions whose new messages it is sent (`sessions.messages.subscribe`). */
+  readonly followedSessions = new Set<string>();
   readonly #socket: WebSocket;
   /**
    * The stream under the WebSocket (TCP or TLS), corked from the first frame of an event-loop

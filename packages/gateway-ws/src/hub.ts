@@ -24,7 +24,8 @@ import { NodeRegistry } from "./nodes.js";
 import { ErrorCodes, Scopes } from "./protocol/constants.js";
 import { GatewayError, missingScope, toErrorShape } from "./protocol/errors.js";
 import { type ParamsObject, paramsObject } from "./protocol/params.js";
-import { RunTracker } from "./runs.js";
+import { isRunEvent, RunTracker } from "./runs.js";
+import { SessionMessageFeed } from "./session-messages.js";
 import type { GatewaySkillsReport } from "./skills.js";
 
 /** An internal method: its scope rule and handler. */
@@ -59,6 +60,7 @@ export const GATEWAY_EVENTS: readonly string[] = [
   "agent",
   "cron",
   "sessions.changed",
+  "session.message",
   "exec.approval.requested",
   "exec.approval.resolved",
   "node.pair.requested",
@@ -122,6 +124,8 @@ export class GatewayHub {
   readonly limits: GatewayHubOptions["limits"];
   readonly pairing: DevicePairing;
   readonly runs: RunTracker;
+  /** The sessions connections follow with `sessions.messages.subscribe`. */
+  readonly sessionMessages = new SessionMessageFeed(this);
   readonly approvals: ExecApprovals;
   readonly nodes = new NodeRegistry();
   readonly heartbeat: HeartbeatService;
@@ -208,6 +212,7 @@ export class GatewayHub {
     this.#unsubscribe.push(
       this.runtime.pubsub.subscribe("events:global", (message) => {
         this.runs.onGlobalEvent(message);
+        if (isRunEvent(message)) this.sessionMessages.onRunEvent(message);
       }),
     );
     if (this.configService !== undefined) {

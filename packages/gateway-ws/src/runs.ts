@@ -71,7 +71,8 @@ export interface RunTrackerSink {
 const FINISHED_KEPT = 1000;
 const ALIASES_KEPT = 10_000;
 
-function isRunEvent(value: unknown): value is RunEvent {
+/** Whether a message published on `events:global` is a run event. */
+export function isRunEvent(value: unknown): value is RunEvent {
   const v = value as { type?: unknown; runId?: unknown; sessionKey?: unknown } | null;
   return (
     typeof v === "object" &&

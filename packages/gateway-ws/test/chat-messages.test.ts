@@ -202,7 +202,7 @@ describe("chat.history around a message", () => {
     await send(client, "second", "r2");
     const all = await historyOf(client);
     await client.request("sessions.rewind", { sessionKey: KEY, entryId: "r2" });
-    for (const messageId of ["1-zzz", all[3]!.__openclaw.id]) {
+    for (const messageId of ["1-zzz", "m".repeat(70_000), all[3]!.__openclaw.id]) {
       expect(
         (await rpcError(client.request("chat.history", { sessionKey: KEY, messageId }))).details,
       ).toMatchObject({ code: "MESSAGE_NOT_FOUND" });
@@ -210,8 +210,11 @@ describe("chat.history around a message", () => {
     const id = all[0]!.__openclaw.id;
     for (const extra of [{ offset: 1 }, { cursor: "abc" }]) {
       expect(
-        (await rpcError(client.request("chat.history", { sessionKey: KEY, messageId: id, ...extra })))
-          .details,
+        (
+          await rpcError(
+            client.request("chat.history", { sessionKey: KEY, messageId: id, ...extra }),
+          )
+        ).details,
       ).toMatchObject({ code: "INVALID_PARAMS" });
     }
   });
@@ -236,9 +239,17 @@ describe("chat.history inputRunIds", () => {
     });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     await send(client, "first", "r1");
-    await client.request("chat.send", { sessionKey: KEY, message: "slow one", idempotencyKey: "r2" });
+    await client.request("chat.send", {
+      sessionKey: KEY,
+      message: "slow one",
+      idempotencyKey: "r2",
+    });
     await client.waitEvent("agent", (p) => p.runId === "r2" && p.stream === "lifecycle");
-    await client.request("chat.send", { sessionKey: KEY, message: "waiting", idempotencyKey: "r3" });
+    await client.request("chat.send", {
+      sessionKey: KEY,
+      message: "waiting",
+      idempotencyKey: "r3",
+    });
     const page = await client.request("chat.history", {
       sessionKey: KEY,
       inputRunIds: ["r1", "r2", "r3", "never-sent"],
@@ -275,10 +286,11 @@ describe("chat.history inputRunIds", () => {
     expect(around.inputReceipts).toEqual([]);
   });
 
-  it("refuses more than 50 ids, repeated ids and ids over 256 characters", async () => {
+  it("refuses no ids, more than 50 ids, repeated ids and ids over 256 characters", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     for (const inputRunIds of [
+      [],
       Array.from({ length: 51 }, (_, i) => `r${i}`),
       ["a", "a"],
       ["r".repeat(257)],

@@ -137,13 +137,10 @@ describe("request limits", () => {
   it("closes with 1009 on a frame over maxPayload after the handshake", async () => {
     const stack = await startStack({ gateway: { maxPayloadBytes: 100_000 } });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
+    // A frame under the limit is served, however long one of its fields.
     expect(
-      await client.request("chat.history", {
-        sessionKey: "agent:main:main",
-        limit: 1,
-        messageId: "m".repeat(70_000),
-      }),
-    ).toBeDefined();
+      await client.request("sessions.list", { limit: 1, search: "m".repeat(70_000) }),
+    ).toMatchObject({ sessions: [] });
     client.sendRaw(
       JSON.stringify({
         type: "req",

@@ -332,11 +332,12 @@ export const chatMethods: Record<string, HubMethod> = {
       const offset = optionalInt(method, p, "offset", { min: 0, max: 100_000 }) ?? 0;
       const maxChars = optionalInt(method, p, "maxChars", { min: 1, max: 500_000 });
       const cursorText = optionalString(method, p, "cursor", { maxLength: 4096 });
-      const messageId = optionalString(method, p, "messageId", { nonEmpty: true, maxLength: 256 });
+      const messageId = optionalString(method, p, "messageId", { nonEmpty: true });
       const runIds = optionalStringArray(method, p, "inputRunIds");
       if (
         runIds !== undefined &&
-        (runIds.length > 50 ||
+        (runIds.length === 0 ||
+          runIds.length > 50 ||
           runIds.some((id) => id.length > 256) ||
           new Set(runIds).size < runIds.length)
       ) {
@@ -495,6 +496,7 @@ export const chatMethods: Record<string, HubMethod> = {
         { scope: Scopes.READ },
       );
       hub.sessionsChanged(session.key, "injected");
+      hub.sessionMessages.poke(session.key);
       return { ok: true, messageId };
     },
   },

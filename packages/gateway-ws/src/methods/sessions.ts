@@ -20,6 +20,7 @@ import {
   type ParamsObject,
   requireString,
 } from "../protocol/params.js";
+import { MAX_FOLLOWED_SESSIONS } from "../session-messages.js";
 import { sessionRoute } from "./chat.js";
 import {
   attachmentImages,
@@ -655,6 +656,42 @@ export const sessionMethods: Record<string, HubMethod> = {
       const connection = [...hub.connections].find((c) => c.connId === call.caller.connId);
       if (connection !== undefined) connection.sessionsSubscribed = false;
       return { ok: true, subscribed: false };
+    },
+  },
+
+  "sessions.messages.subscribe": {
+    // OpenClaw's: every message added to the session's transcript from now on is sent to
+    // this connection as a `session.message` event (see `session-messages.ts`).
+    scope: Scopes.READ,
+    async handler(call, hub) {
+      const session = requestedSession(hub, call, "key");
+      const connection = [...hub.connections].find((c) => c.connId === call.caller.connId);
+      if (connection === undefined) {
+        throw new GatewayError(ErrorCodes.UNAVAILABLE, "the connection is closing", {
+          details: { code: "CONNECTION_CLOSING" },
+        });
+      }
+      if (
+        !connection.followedSessions.has(session.key) &&
+        connection.followedSessions.size >= MAX_FOLLOWED_SESSIONS
+      ) {
+        throw invalidRequest(
+          `this connection follows ${MAX_FOLLOWED_SESSIONS} sessions already; unsubscribe from one first`,
+          { code: "TOO_MANY_SUBSCRIPTIONS", max: MAX_FOLLOWED_SESSIONS },
+        );
+      }
+      await hub.sessionMessages.follow(connection, session.key);
+      return { subscribed: true, key: session.key };
+    },
+  },
+
+  "sessions.messages.unsubscribe": {
+    scope: Scopes.READ,
+    handler(call, hub) {
+      const session = requestedSession(hub, call, "key");
+      const connection = [...hub.connections].find((c) => c.connId === call.caller.connId);
+      if (connection !== undefined) hub.sessionMessages.unfollow(connection, session.key);
+      return { subscribed: false, key: session.key };
     },
   },
 };
