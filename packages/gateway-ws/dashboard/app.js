@@ -4,8 +4,9 @@
 // a framework would add more code than it saves. It talks to the gateway over OpenClaw's
 // gateway WebSocket protocol (v4) on the origin that served it: it waits for the
 // `connect.challenge` event, sends a `connect` request with the token, then uses ordinary
-// requests (`sessions.list`, `chat.send`, `exec.approval.resolve`, ...) and listens to
-// events (`chat`, `sessions.changed`, `exec.approval.*`, `presence`, `cron`, `tick`).
+// requests (`sessions.list`, `sessions.search`, `chat.send`, `exec.approval.resolve`, ...)
+// and listens to events (`chat`, `sessions.changed`, `exec.approval.*`, `presence`, `cron`,
+// `tick`).
 //
 // Rules kept throughout: server data only ever reaches the DOM through `textContent` and
 // attributes (never `innerHTML`), the token lives in `sessionStorage` only, nothing is
@@ -19,6 +20,12 @@ const CHALLENGE_WAIT_MS = 2_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15_000;
 const SCOPES = ["operator.read", "operator.write", "operator.admin", "operator.approvals"];
+/** Hits one search asks for: the most `sessions.search` answers. */
+const SEARCH_LIMIT = 25;
+/** Quiet time after typing before the search runs (Enter runs it at once). */
+const SEARCH_DEBOUNCE_MS = 300;
+/** Messages of the page around a search hit (`chat.history` with `messageId`). */
+const AROUND_LIMIT = 50;
 /**
  * Close codes that, before the handshake completed, mean "this client will not get in as it
  * is": protocol mismatch, policy violation (bad credentials), unauthorized.
@@ -522,6 +529,16 @@ const state = {
   agentLabels: new Map(),
   /** The default agent's id (`agents.list` `defaultId`): cron sessions run as it. */
   defaultAgentId: "main",
+  /**
+   * The chat log shows the page around a search hit instead of the latest messages: live
+   * events of the session are not drawn into it until the user goes back to the latest.
+   * @type {{ sessionKey: string, messageId: string } | null}
+   */
+  around: null,
+  /** Counts history loads, so only the latest one's answer reaches the chat log. */
+  historyLoads: 0,
+  /** The search box: the latest search's number (older answers are dropped) and its timer. */
+  search: { seq: 0, timer: 0 },
 };
 
 // ---------------------------------------------------------------------------------------
@@ -619,6 +636,8 @@ function resetApp() {
   state.approvals.clear();
   state.presence = [];
   $("chat-log").replaceChildren();
+  showAround(null);
+  clearSearch();
   renderSessions();
   renderApprovals();
 }
@@ -737,7 +756,8 @@ function onSessionsChanged(payload) {
   if (
     key === state.selected &&
     (reason === "rewound" || reason === "reset" || reason === "compacted") &&
-    !state.rewinding
+    !state.rewinding &&
+    state.around === null
   ) {
     reloadSoon("history", () => loadHistory(true));
   }
@@ -769,7 +789,8 @@ function onChatEvent(payload) {
   else if (chatState === "aborted") setLive(sessionKey, "aborted", runId);
   else if (chatState === "error") setLive(sessionKey, "error", runId);
 
-  if (sessionKey !== state.selected || chatState === "") return;
+  // The log shows an earlier page (a search hit): the run shows when the user goes back.
+  if (sessionKey !== state.selected || chatState === "" || state.around !== null) return;
   const stream = streamFor(runId);
   if (stream === null) return;
   const seq = num(payload.seq);
@@ -838,7 +859,7 @@ function onAgentEvent(payload) {
   if (!isRecord(payload) || !isRecord(payload.data)) return;
   const data = payload.data;
   const stream = str(payload.stream);
-  if (str(data.sessionKey) !== state.selected) return;
+  if (str(data.sessionKey) !== state.selected || state.around !== null) return;
   if (stream !== "tool" && stream !== "approval") return;
   const toolCallId = str(data.toolCallId);
   if (toolCallId === "") return;
@@ -1029,6 +1050,12 @@ async function loadSessions() {
   }
 }
 
+/** A session's name in lists: its label or derived title, else its key. */
+function sessionTitle(key) {
+  const row = state.sessions.get(key) ?? {};
+  return str(row.displayName) || str(row.label) || str(row.derivedTitle) || key;
+}
+
 /** The status shown for a session: live events first, then the stored run status. */
 function sessionStatus(key, row) {
   const live = state.live.get(key);
@@ -1056,7 +1083,7 @@ function renderSessions() {
     ...rows.map((row) => {
       const key = str(row.key);
       const status = sessionStatus(key, row);
-      const title = str(row.displayName) || str(row.label) || str(row.derivedTitle) || key;
+      const title = sessionTitle(key);
       const tokens =
         num(row.totalTokens) ?? (num(row.inputTokens) ?? 0) + (num(row.outputTokens) ?? 0);
       const selected = key === state.selected;
@@ -1125,6 +1152,7 @@ async function loadHistory(keepStreams) {
   const client = state.client;
   const key = state.selected;
   if (!client || key === "") return;
+  const load = ++state.historyLoads;
   let res;
   try {
     res = await client.request("chat.history", { sessionKey: key, limit: 200 });
@@ -1132,7 +1160,7 @@ async function loadHistory(keepStreams) {
     showChatError(`Could not load the history: ${error.message}`);
     return;
   }
-  if (key !== state.selected) return;
+  if (key !== state.selected || load !== state.historyLoads) return;
   // Don't replace what is on screen while this tab is following a run.
   if (state.pendingStream || state.activeRunId) return;
   const messages = listFrom(res, "messages", "items", "entries");
@@ -1143,6 +1171,14 @@ async function loadHistory(keepStreams) {
   log.replaceChildren();
   state.streams.clear();
   state.tools.clear();
+  showAround(null);
+  renderHistory(messages);
+  for (const el of live) log.append(el);
+  scrollChat();
+}
+
+/** Appends stored messages (a `chat.history` page) to the chat log, each with its id. */
+function renderHistory(messages) {
   for (const message of messages) {
     if (!isRecord(message)) continue;
     const inner = isRecord(message.message) ? message.message : message;
@@ -1154,9 +1190,14 @@ async function loadHistory(keepStreams) {
     const bubble = makeBubble(role, text === "" ? `(called ${tools.join(", ")})` : text);
     bubble.done = true;
     bubble.el.dataset.state = "history";
+    const id = historyMessageId(message) || historyMessageId(inner);
+    if (id !== "") bubble.el.dataset.messageId = id;
   }
-  for (const el of live) log.append(el);
-  scrollChat();
+}
+
+/** The id `chat.history` gives a message (`__openclaw.id`), as search hits name it. */
+function historyMessageId(message) {
+  return isRecord(message.__openclaw) ? str(message.__openclaw.id) : "";
 }
 
 /**
@@ -1264,7 +1305,15 @@ async function rewindLast(mode) {
   setRunState(mode === "regenerate" ? "Regenerating…" : "Taking the last message back…");
   let res;
   try {
-    res = await client.request("sessions.rewind", { key: sessionKey });
+    // OpenClaw's shape: the run of the user message to take back (the last one).
+    const recent = await client.request("chat.history", { sessionKey, limit: 50 });
+    const messages = isRecord(recent) && Array.isArray(recent.messages) ? recent.messages : [];
+    const lastUser = messages.findLast((m) => isRecord(m) && m.role === "user");
+    const entryId = isRecord(lastUser) ? str(lastUser.runId) : "";
+    res =
+      entryId === ""
+        ? undefined
+        : await client.request("sessions.rewind", { sessionKey, entryId });
   } catch (error) {
     state.rewinding = false;
     updateAbortButton();
@@ -1293,6 +1342,11 @@ async function sendMessage() {
   const text = input.value.trim();
   if (!client || text === "" || state.selected === "") return;
   showChatError("");
+  // The answer belongs after the newest messages, not in an earlier page.
+  if (state.around !== null) {
+    input.value = "";
+    await showLatest();
+  }
   const sessionKey = state.selected;
   const idempotencyKey = newId();
   makeBubble("user", text).el.dataset.state = "sent";
@@ -1358,6 +1412,303 @@ async function abortRun() {
     if (state.activeRunId === runId) setRunState("");
     showChatError(`Could not stop: ${error.message}`);
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// Search
+
+/** Text as `sessions.search` compares it: accents dropped, lower case (`Zürich` is `zurich`). */
+function foldText(text) {
+  return text
+    .normalize("NFKD")
+    .replace(/\p{M}+/gu, "")
+    .toLowerCase();
+}
+
+/** A query's words, folded, each once: what `sessions.search` looks for. */
+function searchWords(query) {
+  return [...new Set(foldText(query).split(/\s+/u))].filter((word) => word !== "");
+}
+
+/**
+ * `text` as text nodes, with every occurrence of the folded `words` (found the way the gateway
+ * finds them, case and accents aside) wrapped in a `<mark>`. Nothing in `text` is ever parsed
+ * as markup.
+ * @param {string} text @param {string[]} words
+ * @returns {(string | Node)[]}
+ */
+function highlighted(text, words) {
+  // Fold one code point at a time, remembering where each folded character came from.
+  let folded = "";
+  /** @type {number[]} */
+  const origins = [];
+  /** @type {number[]} */
+  const widths = [];
+  for (let i = 0; i < text.length; ) {
+    const char = String.fromCodePoint(/** @type {number} */ (text.codePointAt(i)));
+    const f = foldText(char);
+    folded += f;
+    for (let k = 0; k < f.length; k++) {
+      origins.push(i);
+      widths.push(char.length);
+    }
+    i += char.length;
+  }
+  /** @type {Array<[number, number]>} */
+  const ranges = [];
+  for (const word of words) {
+    for (let at = folded.indexOf(word); at >= 0; at = folded.indexOf(word, at + 1)) {
+      const last = at + word.length - 1;
+      let end = /** @type {number} */ (origins[last]) + /** @type {number} */ (widths[last]);
+      // Accents written as separate marks fold to nothing: keep them with their letter.
+      while (end < text.length) {
+        const next = String.fromCodePoint(/** @type {number} */ (text.codePointAt(end)));
+        if (foldText(next) !== "") break;
+        end += next.length;
+      }
+      ranges.push([/** @type {number} */ (origins[at]), end]);
+    }
+  }
+  ranges.sort((a, b) => a[0] - b[0]);
+  /** @type {(string | Node)[]} */
+  const out = [];
+  let done = 0;
+  for (const [start, end] of ranges) {
+    if (end <= done) continue;
+    const from = Math.max(start, done);
+    if (from > done) out.push(text.slice(done, from));
+    const last = out.at(-1);
+    // Overlapping or touching matches make one mark.
+    if (from === done && last instanceof HTMLElement && last.tagName === "MARK") {
+      last.append(text.slice(from, end));
+    } else out.push(h("mark", null, text.slice(from, end)));
+    done = end;
+  }
+  if (done < text.length) out.push(text.slice(done));
+  return out;
+}
+
+/** Runs the search box's query after a pause in typing; an empty box clears the results. */
+function scheduleSearch() {
+  clearTimeout(state.search.timer);
+  const query = /** @type {HTMLInputElement} */ ($("search-input")).value;
+  if (query.trim() === "") {
+    clearSearch({ keepQuery: true });
+    return;
+  }
+  state.search.timer = window.setTimeout(() => void runSearch(query), SEARCH_DEBOUNCE_MS);
+}
+
+/** @param {string} query */
+async function runSearch(query) {
+  clearTimeout(state.search.timer);
+  const words = searchWords(query);
+  // A query of whitespace only asks for nothing.
+  if (words.length === 0) return;
+  const client = state.client;
+  const seq = ++state.search.seq;
+  const list = $("search-results");
+  showSearchError("");
+  setSearchStatus("Searching…");
+  list.setAttribute("aria-busy", "true");
+  let res;
+  try {
+    if (!client) throw new GatewayRequestError("UNAVAILABLE", "not connected to the gateway");
+    res = await client.request("sessions.search", { query: query.trim(), limit: SEARCH_LIMIT });
+  } catch (error) {
+    if (seq !== state.search.seq) return;
+    list.removeAttribute("aria-busy");
+    list.replaceChildren();
+    list.hidden = true;
+    setSearchStatus("");
+    showSearchError(`Search failed: ${error.message}`);
+    return;
+  }
+  if (seq !== state.search.seq) return;
+  list.removeAttribute("aria-busy");
+  const hits = listFrom(res, "results")
+    .filter(isRecord)
+    .map((r) => ({
+      sessionKey: str(r.sessionKey) || str(r.sessionId),
+      messageId: str(r.messageId),
+      role: str(r.role),
+      timestamp: num(r.timestamp),
+      snippet: str(r.snippet),
+    }))
+    .filter((hit) => hit.sessionKey !== "" && hit.messageId !== "");
+  const truncated = isRecord(res) && res.truncated === true;
+  list.replaceChildren(...hits.map((hit) => searchHitItem(hit, words)));
+  list.hidden = hits.length === 0;
+  const shown = `“${query.trim()}”`;
+  const count =
+    hits.length === 0
+      ? `No results for ${shown}.`
+      : `${hits.length} ${hits.length === 1 ? "result" : "results"} for ${shown}.`;
+  const more = !truncated
+    ? ""
+    : hits.length === 0
+      ? " Older messages were not searched."
+      : " Not every match is shown: add words to narrow the search.";
+  setSearchStatus(count + more);
+}
+
+/**
+ * One hit of the result list: a button that opens its session at the message.
+ * @param {{ sessionKey: string, messageId: string, role: string, timestamp: number | undefined, snippet: string }} hit
+ * @param {string[]} words
+ */
+function searchHitItem(hit, words) {
+  const title = sessionTitle(hit.sessionKey);
+  const author = hit.role === "user" ? "You" : assistantLabel(hit.sessionKey);
+  const when = hit.timestamp !== undefined && hit.timestamp > 0 ? hit.timestamp : undefined;
+  const button = h(
+    "button",
+    { type: "button", class: "search-hit", "data-message-id": hit.messageId },
+    h("span", { class: "session-title" }, title),
+    title !== hit.sessionKey ? h("span", { class: "session-key" }, hit.sessionKey) : null,
+    h(
+      "span",
+      { class: "session-meta" },
+      h("span", { class: "search-role", "data-role": hit.role }, author),
+      when ? h("time", { datetime: new Date(when).toISOString() }, formatTime(when)) : null,
+    ),
+    h("span", { class: "search-snippet" }, ...highlighted(hit.snippet, words)),
+  );
+  button.addEventListener("click", () => {
+    for (const other of $("search-results").querySelectorAll(".search-hit")) {
+      other.removeAttribute("aria-current");
+    }
+    button.setAttribute("aria-current", "true");
+    void openSearchHit(hit, words);
+  });
+  return h("li", { "data-session-key": hit.sessionKey, "data-message-id": hit.messageId }, button);
+}
+
+function setSearchStatus(text) {
+  $("search-status").textContent = text;
+  $("search-clear").hidden = text === "" && $("search-error").hidden;
+}
+
+function showSearchError(text) {
+  const el = $("search-error");
+  el.textContent = text;
+  el.hidden = text === "";
+  $("search-clear").hidden = text === "" && $("search-status").textContent === "";
+}
+
+/** Empties the results (and the box, unless `keepQuery`); an answer on its way is dropped. */
+function clearSearch(options = { keepQuery: false }) {
+  clearTimeout(state.search.timer);
+  state.search.seq++;
+  if (!options.keepQuery) /** @type {HTMLInputElement} */ ($("search-input")).value = "";
+  const list = $("search-results");
+  list.removeAttribute("aria-busy");
+  list.replaceChildren();
+  list.hidden = true;
+  showSearchError("");
+  setSearchStatus("");
+}
+
+/**
+ * Opens a search hit: its session, showing the page of history around the message
+ * (`chat.history` with `messageId`), the message marked, in view and focused.
+ * @param {{ sessionKey: string, messageId: string }} hit
+ * @param {string[]} words
+ */
+async function openSearchHit(hit, words) {
+  const client = state.client;
+  if (!client) return;
+  selectSession(hit.sessionKey, { loadHistory: false });
+  const key = state.selected;
+  // Stop following runs here: the log shows the past until the user asks for the latest.
+  state.streams.clear();
+  state.tools.clear();
+  state.pendingStream = null;
+  state.activeRunId = null;
+  updateAbortButton();
+  setRunState("");
+  showChatError("");
+  state.around = { sessionKey: key, messageId: hit.messageId };
+  const load = ++state.historyLoads;
+  let res;
+  try {
+    res = await client.request("chat.history", {
+      sessionKey: key,
+      messageId: hit.messageId,
+      limit: AROUND_LIMIT,
+    });
+  } catch (error) {
+    if (load !== state.historyLoads || key !== state.selected) return;
+    state.around = null;
+    await loadHistory(false);
+    showChatError(`Could not open that message: ${error.message}`);
+    return;
+  }
+  if (load !== state.historyLoads || key !== state.selected) return;
+  const log = $("chat-log");
+  log.replaceChildren();
+  renderHistory(listFrom(res, "messages", "items", "entries"));
+  showAround({ newer: (isRecord(res) ? num(res.offset) : undefined) ?? 0 });
+  const found = [...log.querySelectorAll("article[data-message-id]")].find(
+    (el) => /** @type {HTMLElement} */ (el).dataset.messageId === hit.messageId,
+  );
+  if (!(found instanceof HTMLElement)) return;
+  found.classList.add("bubble-found");
+  found.dataset.found = "true";
+  found.tabIndex = -1;
+  found
+    .querySelector(".bubble-author")
+    ?.append(h("span", { class: "visually-hidden" }, " (search result)"));
+  const body = found.querySelector(".bubble-body");
+  if (body) body.replaceChildren(...highlighted(body.textContent ?? "", words));
+  found.scrollIntoView({ block: "center" });
+  found.focus({ preventScroll: true });
+}
+
+/**
+ * Shows (or, with `null`, hides) the note that the chat log holds an earlier page of the
+ * session, with the button back to the latest messages.
+ * @param {{ newer: number } | null} view
+ */
+function showAround(view) {
+  if (view === null) {
+    state.around = null;
+    for (const hit of $("search-results").querySelectorAll(".search-hit[aria-current]")) {
+      hit.removeAttribute("aria-current");
+    }
+  }
+  $("chat-context").hidden = view === null;
+  $("chat-context-text").textContent =
+    view === null
+      ? ""
+      : `Showing the conversation around a search result${
+          view.newer > 0
+            ? `; ${numberFormat.format(view.newer)} newer ${view.newer === 1 ? "message is" : "messages are"} not shown`
+            : ""
+        }.`;
+}
+
+/** Leaves the page around a search hit for the session's latest messages, followed live. */
+async function showLatest() {
+  if (state.around === null) return;
+  showAround(null);
+  await loadHistory(false);
+}
+
+/** Arrow keys move between the search box and its hits. */
+function onSearchKeydown(event) {
+  if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+  const hits = /** @type {HTMLElement[]} */ ([
+    ...$("search-results").querySelectorAll(".search-hit"),
+  ]);
+  if (hits.length === 0) return;
+  const at = hits.indexOf(/** @type {HTMLElement} */ (document.activeElement));
+  // Up from the box stays there (the caret moves as usual).
+  if (at < 0 && event.key === "ArrowUp") return;
+  const next = event.key === "ArrowDown" ? Math.min(hits.length - 1, at + 1) : at - 1;
+  event.preventDefault();
+  if (next < 0) $("search-input").focus();
+  else hits[next]?.focus();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1762,6 +2113,21 @@ function init() {
     $("chat-input").focus();
   });
   $("sessions-refresh").addEventListener("click", () => void loadSessions());
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    void runSearch(/** @type {HTMLInputElement} */ ($("search-input")).value);
+  });
+  $("search-input").addEventListener("input", scheduleSearch);
+  $("search-input").addEventListener("keydown", onSearchKeydown);
+  $("search-results").addEventListener("keydown", onSearchKeydown);
+  $("search-clear").addEventListener("click", () => {
+    clearSearch();
+    $("search-input").focus();
+  });
+  $("chat-latest").addEventListener("click", async () => {
+    await showLatest();
+    if (!(/** @type {HTMLTextAreaElement} */ ($("chat-input")).disabled)) $("chat-input").focus();
+  });
   $("cron-refresh").addEventListener("click", () => void loadCron());
   $("nodes-refresh").addEventListener("click", () => {
     void loadNodes();
