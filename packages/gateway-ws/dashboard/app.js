@@ -1311,9 +1311,7 @@ async function rewindLast(mode) {
     const lastUser = messages.findLast((m) => isRecord(m) && m.role === "user");
     const entryId = isRecord(lastUser) ? str(lastUser.runId) : "";
     res =
-      entryId === ""
-        ? undefined
-        : await client.request("sessions.rewind", { sessionKey, entryId });
+      entryId === "" ? undefined : await client.request("sessions.rewind", { sessionKey, entryId });
   } catch (error) {
     state.rewinding = false;
     updateAbortButton();
