@@ -289,14 +289,18 @@ const READS = [
   "sessions.resolve",
   "sessions.search",
   "sessions.preview",
+  "sessions.usage",
   "agent.identity.get",
   "tools.effective",
   "commands.list",
 ];
 
-/** An answer without the fields that change from one call to the next. */
+/** An answer without the fields that change from one call to the next (`ts`, the time of a report). */
 function stable(payload: unknown): string {
-  return JSON.stringify(payload, (key, value) => (key === "ts" ? undefined : value));
+  return JSON.stringify(payload, function (this: unknown, key, value) {
+    if (key === "ts" || (key === "updatedAt" && this === payload)) return undefined;
+    return value;
+  });
 }
 
 async function connectBoth(url: string) {

@@ -7,6 +7,7 @@ import { cronMethods } from "./cron.js";
 import { deviceMethods } from "./devices.js";
 import { nodeMethods } from "./nodes.js";
 import { sessionSearchMethods } from "./session-search.js";
+import { sessionUsageMethods } from "./session-usage.js";
 import { sessionMethods } from "./sessions.js";
 import { systemMethods } from "./system.js";
 
@@ -21,6 +22,7 @@ export function coreMethods(channels?: ChannelMethodSource): Record<string, HubM
     ...catalogMethods,
     ...sessionMethods,
     ...sessionSearchMethods,
+    ...sessionUsageMethods,
     ...chatMethods,
     ...cronMethods,
     ...approvalMethods,
