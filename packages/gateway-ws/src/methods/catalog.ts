@@ -17,6 +17,7 @@ import {
   requireString,
 } from "../protocol/params.js";
 import { buildSkillsReport } from "../skills.js";
+import { dayRange, meterRows } from "./session-usage.js";
 
 const SECRET_KEYS = /^(apiKey|token|password|secret|key|authorization)$/i;
 /** What a secret in `config.get` is replaced with. */
@@ -439,7 +440,6 @@ export const catalogMethods: Record<string, HubMethod> = {
         const endMs = Date.parse(`${end}T00:00:00Z`);
         for (let i = count - 1; i >= 0; i--) list.push(usageDay(endMs - i * 86_400_000));
       }
-      await hub.runtime.usage.flush();
       const totals = {
         input: 0,
         output: 0,
@@ -449,54 +449,43 @@ export const catalogMethods: Record<string, HubMethod> = {
         totalCost: 0,
         calls: 0,
       };
-      const daily = [];
-      for (const day of list) {
-        const rows = await hub.runtime.usage.persisted(day);
-        if (rows.length === 0) continue;
-        const entry = {
-          date: day,
-          input: 0,
-          output: 0,
-          cacheRead: 0,
-          cacheWrite: 0,
-          totalTokens: 0,
-          totalCost: 0,
+      type Day = typeof totals & {
+        date: string;
+        providers: Record<string, Record<string, number>>;
+      };
+      const byDay = new Map<string, Day>();
+      const rows =
+        list.length === 0
+          ? []
+          : await meterRows(hub, dayRange(Date.parse(`${list[0]}T00:00:00Z`), list.length));
+      for (const { day, provider, calls, totals: t } of rows) {
+        let entry = byDay.get(day);
+        if (entry === undefined) {
+          entry = { date: day, ...totals, providers: {} };
+          byDay.set(day, entry);
+        }
+        entry.input += t.input;
+        entry.output += t.output;
+        entry.cacheRead += t.cacheRead;
+        entry.cacheWrite += t.cacheWrite;
+        entry.totalTokens += t.input + t.output;
+        entry.totalCost += t.totalCost;
+        entry.calls += calls;
+        const p0 = entry.providers[provider] ?? {
           calls: 0,
-          providers: {} as Record<string, Record<string, number>>,
+          inputTokens: 0,
+          outputTokens: 0,
+          costUsd: 0,
         };
-        for (const { key, totals: t } of rows) {
-          const provider = key.split(":")[3] ?? "unknown";
-          entry.input += t.inputTokens;
-          entry.output += t.outputTokens;
-          entry.cacheRead += t.cacheReadTokens;
-          entry.cacheWrite += t.cacheWriteTokens;
-          entry.totalCost += t.costUsd;
-          entry.calls += t.calls;
-          const p0 = entry.providers[provider] ?? {
-            calls: 0,
-            inputTokens: 0,
-            outputTokens: 0,
-            costUsd: 0,
-          };
-          p0.calls! += t.calls;
-          p0.inputTokens! += t.inputTokens;
-          p0.outputTokens! += t.outputTokens;
-          p0.costUsd! += t.costUsd;
-          entry.providers[provider] = p0;
-        }
-        entry.totalTokens = entry.input + entry.output;
-        for (const k of [
-          "input",
-          "output",
-          "cacheRead",
-          "cacheWrite",
-          "totalTokens",
-          "totalCost",
-          "calls",
-        ] as const) {
-          totals[k] += entry[k];
-        }
-        daily.push(entry);
+        p0.calls! += calls;
+        p0.inputTokens! += t.input;
+        p0.outputTokens! += t.output;
+        p0.costUsd! += t.totalCost;
+        entry.providers[provider] = p0;
+      }
+      const daily = list.flatMap((day) => byDay.get(day) ?? []);
+      for (const entry of daily) {
+        for (const k of Object.keys(totals) as Array<keyof typeof totals>) totals[k] += entry[k];
       }
       return { updatedAt: now, startDate: list[0], endDate: end, days: list.length, daily, totals };
     },

@@ -54,7 +54,7 @@ const RANGE_DAYS: Record<(typeof RANGES)[number], number> = {
 };
 
 /** UTC days from `startDay` to `endDay`; `startMs` inclusive, `endMs` exclusive. */
-interface DayRange {
+export interface DayRange {
   startDay: string;
   endDay: string;
   startMs: number;
@@ -62,7 +62,7 @@ interface DayRange {
 }
 
 /** OpenClaw's `CostUsageTotals`. */
-interface CostTotals {
+export interface CostTotals {
   input: number;
   output: number;
   cacheRead: number;
@@ -77,7 +77,7 @@ interface CostTotals {
 }
 
 /** One meter total: a day, agent, provider and model, and what the meter summed for them. */
-interface MeterRow {
+export interface MeterRow {
   day: string;
   agentId: string;
   provider: string;
@@ -151,7 +151,8 @@ function dayStartOf(method: string, field: string, value: string): number {
   throw badParam(method, field, `${field} must be a calendar date, YYYY-MM-DD`);
 }
 
-function dayRange(startMs: number, days: number): DayRange {
+/** The `days` UTC days from the one starting at `startMs`. */
+export function dayRange(startMs: number, days: number): DayRange {
   const endMs = startMs + days * DAY_MS;
   return { startDay: usageDay(startMs), endDay: usageDay(endMs - 1), startMs, endMs };
 }
@@ -287,10 +288,10 @@ function commonPrefix(a: string, b: string): string {
  * every process sharing it is counted. One listing of the keys the range's days share a
  * prefix with, rather than one per day.
  */
-async function meterRows(
+export async function meterRows(
   hub: GatewayHub,
   days: DayRange,
-  agentId: string | undefined,
+  agentId?: string,
 ): Promise<MeterRow[]> {
   await hub.runtime.usage.flush();
   const kv = hub.runtime.store.kv;
