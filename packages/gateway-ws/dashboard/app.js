@@ -1118,6 +1118,17 @@ function renderSessions() {
   }
 }
 
+/** Forgets the runs the chat log was following (their streams, tools, state line, error). */
+function forgetRuns() {
+  state.streams.clear();
+  state.tools.clear();
+  state.pendingStream = null;
+  state.activeRunId = null;
+  updateAbortButton();
+  setRunState("");
+  showChatError("");
+}
+
 /** @param {string} key @param {{ loadHistory: boolean }} options */
 function selectSession(key, options) {
   const normalized = key.trim().toLowerCase();
@@ -1132,13 +1143,7 @@ function selectSession(key, options) {
   /** @type {HTMLButtonElement} */ ($("chat-send")).disabled = !online;
   renderSessions();
   if (changed) {
-    state.streams.clear();
-    state.tools.clear();
-    state.pendingStream = null;
-    state.activeRunId = null;
-    updateAbortButton();
-    setRunState("");
-    showChatError("");
+    forgetRuns();
     $("chat-log").replaceChildren();
     if (options.loadHistory) void loadHistory(false);
   }
@@ -1619,13 +1624,7 @@ async function openSearchHit(hit, words) {
   selectSession(hit.sessionKey, { loadHistory: false });
   const key = state.selected;
   // Stop following runs here: the log shows the past until the user asks for the latest.
-  state.streams.clear();
-  state.tools.clear();
-  state.pendingStream = null;
-  state.activeRunId = null;
-  updateAbortButton();
-  setRunState("");
-  showChatError("");
+  forgetRuns();
   state.around = { sessionKey: key, messageId: hit.messageId };
   const load = ++state.historyLoads;
   let res;
