@@ -122,6 +122,8 @@ export class SessionMessageFeed {
   #send(key: string, message: ReturnType<typeof recordMessages>[number]): void {
     const meta = message.__openclaw as { id: string; seq: number };
     const active = this.#hub.runs.active(key).map((run) => run.runId);
+    // The run as the client that sent its message knows it (its `chat.send` idempotency key).
+    const runId = typeof message.runId === "string" ? message.runId : undefined;
     this.#hub.broadcast(
       "session.message",
       {
@@ -131,6 +133,7 @@ export class SessionMessageFeed {
         messageSeq: meta.seq,
         hasActiveRun: active.length > 0,
         activeRunIds: active,
+        ...(runId === undefined ? {} : { clientRunId: this.#hub.runs.displayId(runId) }),
       },
       { scope: Scopes.READ, filter: (c) => c.followedSessions.has(key) },
     );

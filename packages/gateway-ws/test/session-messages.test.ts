@@ -69,6 +69,18 @@ describe("sessions.messages.subscribe", () => {
       });
       expect(got).toEqual({ ok: true, message: payload.message });
     }
+    // A message sent through chat.send names the client's run id (its idempotency key).
+    await follower.request("chat.send", {
+      sessionKey: KEY,
+      message: "through chat",
+      idempotencyKey: "c-1",
+    });
+    const own = await follower.waitEvent(
+      "session.message",
+      (p) => p.message.role === "user" && p.message.content[0].text === "through chat",
+    );
+    expect(own.payload.clientRunId).toBe("c-1");
+    await follower.waitEvent("chat", (p) => p.runId === "c-1" && p.state === "final");
     // A connection that does not follow the session is sent none (its answer comes after any
     // event sent before it on the same socket).
     await other.request("health", {});
