@@ -221,7 +221,7 @@ describe("chat.history around a message", () => {
 });
 
 describe("chat.history inputRunIds", () => {
-  it("says which sent messages the session took (with the message that took each) and which wait", async () => {
+  it("says which sent messages the session took (with the message that took each) and which wait, listing those", async () => {
     const gate = deferred();
     const stack = await startStack({
       responses: [
@@ -266,8 +266,27 @@ describe("chat.history inputRunIds", () => {
       { runId: "r1", consumedByEventId: idOf("first") },
       { runId: "r2", consumedByEventId: idOf("slow one") },
     ]);
+    // The queued one is listed as waiting, in chat form.
+    expect(page.pendingInputs).toEqual({
+      items: [
+        {
+          runId: "r3",
+          acceptedAt: expect.any(Number),
+          message: {
+            role: "user",
+            content: [{ type: "text", text: "waiting" }],
+            timestamp: expect.any(Number),
+          },
+        },
+      ],
+      total: 1,
+    });
     gate.resolve();
     await client.waitEvent("chat", (p) => p.runId === "r3" && p.state === "final");
+    expect((await client.request("chat.history", { sessionKey: KEY })).pendingInputs).toEqual({
+      items: [],
+      total: 0,
+    });
     // A delta read says so too; a page around one message answers none.
     const delta = await client.request("chat.history", {
       sessionKey: KEY,

@@ -35,6 +35,7 @@ import {
   messageWithFiles,
   noSuchSession,
   parseAttachments,
+  pendingInputs,
   QUEUE_MODES,
   recordMessages,
   requestedSession,
@@ -435,6 +436,7 @@ export const chatMethods: Record<string, HubMethod> = {
         deltaCursor: page.deltaCursor,
         ...(offset > 0 ? { offset } : {}),
         ...receipts,
+        pendingInputs: await pendingInputs(hub, session.key, want),
         ...(typeof record?.thinkingLevel === "string"
           ? { thinkingLevel: record.thinkingLevel }
           : {}),

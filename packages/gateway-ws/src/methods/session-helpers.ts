@@ -18,8 +18,9 @@ import {
   textAttachmentBlock,
   transcriptLine,
   type UserMessageInput,
+  userMessage,
 } from "@beamclaw/core";
-import { type ChatMessage, toChatMessages } from "../chat-format.js";
+import { type ChatMessage, toChatMessage, toChatMessages } from "../chat-format.js";
 import type { GatewayHub } from "../hub.js";
 import {
   fingerprint,
@@ -257,6 +258,53 @@ export async function chatHistoryAround(
     anchor: message,
     newer: newerTotal - shownAfter.length,
   };
+}
+
+/** The most queued messages `chat.history`'s `pendingInputs` lists. */
+const PENDING_LISTED = 50;
+
+/**
+ * The messages accepted into a session's durable queue that it has not taken into its
+ * transcript yet (waiting behind the active run), as OpenClaw's `pendingInputs`: the newest
+ * `limit` of them (at most 50), oldest first, each with its run id as the client knows it,
+ * when it was accepted, and the message in chat form; `total` counts them all (of the first
+ * 1,000 in the queue).
+ */
+export async function pendingInputs(
+  hub: GatewayHub,
+  sessionKey: string,
+  limit: number,
+): Promise<{ items: Array<Record<string, unknown>>; total: number }> {
+  const queued = await hub.runtime.store.queue.pending({ sessionKey, limit: 1000 });
+  if (queued.length === 0) return { items: [], total: 0 };
+  const taken = new Set<string>();
+  const records = await hub.runtime.store.transcripts.read(sessionKey, {
+    order: "desc",
+    limit: RECEIPT_SCAN,
+  });
+  for (const record of liveRecordsNewestFirst(records)) {
+    const entry = record.entry as TranscriptEntry;
+    const role = (entry.message as { role?: unknown } | undefined)?.role;
+    if (role === "user" && typeof entry.runId === "string") taken.add(entry.runId);
+  }
+  const waiting = queued.filter((m) => {
+    const runId = m.payload.runId;
+    return typeof runId !== "string" || !taken.has(runId);
+  });
+  const items = waiting.slice(-Math.min(limit, PENDING_LISTED)).flatMap((m) => {
+    const input = m.payload.input as UserMessageInput | undefined;
+    if (typeof input !== "object" || input === null || typeof input.text !== "string") return [];
+    const key = m.idempotencyKey;
+    const coreRunId = typeof m.payload.runId === "string" ? m.payload.runId : undefined;
+    const runId = key.startsWith("gateway:")
+      ? key.slice("gateway:".length)
+      : coreRunId === undefined
+        ? m.id
+        : hub.runs.displayId(coreRunId);
+    const message = toChatMessage(userMessage(input), m.enqueuedAt);
+    return message === undefined ? [] : [{ runId, acceptedAt: m.enqueuedAt, message }];
+  });
+  return { items, total: waiting.length };
 }
 
 /** What `chat.history` answers for its `inputRunIds`: where each message sent stands. */
