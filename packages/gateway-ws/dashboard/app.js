@@ -5,8 +5,8 @@
 // gateway WebSocket protocol (v4) on the origin that served it: it waits for the
 // `connect.challenge` event, sends a `connect` request with the token, then uses ordinary
 // requests (`sessions.list`, `sessions.search`, `chat.send`, `exec.approval.resolve`, ...)
-// and listens to events (`chat`, `sessions.changed`, `exec.approval.*`, `presence`, `cron`,
-// `tick`).
+// and listens to events (`chat`, `sessions.changed`, `session.message`, `exec.approval.*`,
+// `presence`, `cron`, `tick`).
 //
 // Rules kept throughout: server data only ever reaches the DOM through `textContent` and
 // attributes (never `innerHTML`), the token lives in `sessionStorage` only, nothing is
@@ -518,6 +518,24 @@ const state = {
   rewinding: false,
   /** Runs started by this tab (their user message is already on screen). */
   ownRuns: new Set(),
+  /**
+   * The user bubbles of messages this tab sent, by `chat.send` idempotency key, until the
+   * gateway's `session.message` for them names that key as its `clientRunId`.
+   * @type {Map<string, HTMLElement>}
+   */
+  sent: new Map(),
+  /**
+   * The session this connection follows (`sessions.messages.subscribe`); `ready` settles when
+   * the gateway has answered.
+   * @type {{ key: string, ready: Promise<void> }}
+   */
+  follow: { key: "", ready: Promise.resolve() },
+  /**
+   * User messages drawn from `session.message` events while a history load is on its way
+   * (`null` when none is): the history may have been read before they were saved.
+   * @type {HTMLElement[] | null}
+   */
+  arrivals: null,
   /** @type {Map<string, { el: HTMLElement, note: HTMLElement }>} tool-call lines by toolCallId */
   tools: new Map(),
   /** @type {Map<string, { id: string, tool: string, input: unknown, sessionKey: string, expiresAt?: number, createdAt?: number }>} */
@@ -633,6 +651,8 @@ function resetApp() {
   state.tools.clear();
   state.pendingStream = null;
   state.activeRunId = null;
+  state.sent.clear();
+  state.follow = { key: "", ready: Promise.resolve() };
   state.approvals.clear();
   state.presence = [];
   $("chat-log").replaceChildren();
@@ -645,6 +665,8 @@ function resetApp() {
 /** @param {boolean} isReconnect */
 function onConnected(isReconnect) {
   const hello = state.hello ?? {};
+  // A new connection follows no session yet.
+  state.follow = { key: "", ready: Promise.resolve() };
   if (isReconnect) {
     // Events were missed while disconnected: stop following runs and show what is stored.
     for (const stream of state.streams.values()) {
@@ -665,6 +687,7 @@ function onConnected(isReconnect) {
     const fallback = str(defaults.mainSessionKey) || "agent:main:main";
     selectSession(remembered || fallback, { loadHistory: false });
   }
+  followSelected();
   /** @type {HTMLInputElement} */ ($("new-session-key")).placeholder =
     str(defaults.mainSessionKey) || "agent:main:main";
   const client = state.client;
@@ -693,8 +716,11 @@ function onEvent(event, payload) {
       onAgentEvent(payload);
       break;
     case "sessions.changed":
+      onSessionsChanged(payload);
+      break;
     case "session.message":
       onSessionsChanged(payload);
+      onSessionMessage(payload);
       break;
     case "exec.approval.requested":
     case "plugin.approval.requested":
@@ -827,8 +853,8 @@ function onChatEvent(payload) {
         stream.body.textContent = `(called ${tools.join(", ")})`;
       finishStream(stream, "final", "");
       setRunState("Done.");
-      // A run this tab did not start (another client, a channel, cron): its user message is
-      // not on screen, so show the session's history as stored.
+      // A run this tab did not start (another client, a channel, cron): show the session's
+      // history as stored (its user message too, on a gateway that does not send it live).
       if (runId && !state.ownRuns.has(runId)) reloadSoon("history", () => loadHistory(false), 200);
       break;
     }
@@ -873,7 +899,12 @@ function onAgentEvent(payload) {
     const note = h("p", { class: "bubble-note" }, "running…");
     const el = h(
       "article",
-      { class: "bubble bubble-tool", "data-role": "tool", "data-state": "running" },
+      {
+        class: "bubble bubble-tool",
+        "data-role": "tool",
+        "data-state": "running",
+        "data-run-id": str(payload.runId) || undefined,
+      },
       h("h3", { class: "bubble-author" }, "Tool call"),
       body,
       note,
@@ -934,6 +965,7 @@ function streamFor(runId) {
   } else {
     stream = makeBubble("assistant", "");
   }
+  if (runId) stream.el.dataset.runId = runId;
   state.streams.set(key, stream);
   return stream;
 }
@@ -1124,6 +1156,7 @@ function forgetRuns() {
   state.tools.clear();
   state.pendingStream = null;
   state.activeRunId = null;
+  state.sent.clear();
   updateAbortButton();
   setRunState("");
   showChatError("");
@@ -1145,8 +1178,34 @@ function selectSession(key, options) {
   if (changed) {
     forgetRuns();
     $("chat-log").replaceChildren();
+    followSelected();
     if (options.loadHistory) void loadHistory(false);
   }
+}
+
+/**
+ * Follows the selected session's transcript (`sessions.messages.subscribe`), so messages
+ * others add to it (a channel's user, a cron job, another tab) arrive as `session.message`
+ * events; stops following the one followed before.
+ */
+function followSelected() {
+  const client = state.client;
+  const key = state.selected;
+  if (!client?.connected || key === state.follow.key) return;
+  const previous = state.follow.key;
+  if (previous !== "") {
+    client.request("sessions.messages.unsubscribe", { key: previous }).catch(() => undefined);
+  }
+  // Not followed (an older gateway, a key it refuses): the user message of a run this tab
+  // did not start shows when the run ends and the history is reloaded.
+  const ready =
+    key === ""
+      ? Promise.resolve()
+      : client.request("sessions.messages.subscribe", { key }).then(
+          () => undefined,
+          () => undefined,
+        );
+  state.follow = { key, ready };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1158,14 +1217,21 @@ async function loadHistory(keepStreams) {
   const key = state.selected;
   if (!client || key === "") return;
   const load = ++state.historyLoads;
+  /** @type {HTMLElement[]} */
+  const arrived = [];
+  state.arrivals = arrived;
   let res;
   try {
+    // Follow first: what is saved after the history was read then comes as an event.
+    await state.follow.ready;
     res = await client.request("chat.history", { sessionKey: key, limit: 200 });
   } catch (error) {
+    if (load === state.historyLoads) state.arrivals = null;
     showChatError(`Could not load the history: ${error.message}`);
     return;
   }
   if (key !== state.selected || load !== state.historyLoads) return;
+  state.arrivals = null;
   // Don't replace what is on screen while this tab is following a run.
   if (state.pendingStream || state.activeRunId) return;
   const messages = listFrom(res, "messages", "items", "entries");
@@ -1178,7 +1244,68 @@ async function loadHistory(keepStreams) {
   state.tools.clear();
   showAround(null);
   renderHistory(messages);
+  // A message that arrived while the history was on its way and is not in it is newer.
+  for (const el of arrived) {
+    if (findMessage(el.dataset.messageId ?? "") === null) log.append(el);
+  }
   for (const el of live) log.append(el);
+  for (const [idempotencyKey, el] of state.sent) {
+    if (!el.isConnected) state.sent.delete(idempotencyKey);
+  }
+  scrollChat();
+}
+
+/** The bubble of the chat log showing the stored message `messageId`, if one does. */
+function findMessage(messageId) {
+  if (messageId === "") return null;
+  for (const el of $("chat-log").querySelectorAll("article[data-message-id]")) {
+    if (/** @type {HTMLElement} */ (el).dataset.messageId === messageId) {
+      return /** @type {HTMLElement} */ (el);
+    }
+  }
+  return null;
+}
+
+/**
+ * A message added to the followed session's transcript (`session.message`), whoever added it.
+ * Only a user message is drawn here, before the answer of its run: the assistant's answers
+ * come as `chat` events (a `chat.inject` note too), and this tab's own messages are on screen
+ * since it sent them (`clientRunId` is their `chat.send` idempotency key).
+ */
+function onSessionMessage(payload) {
+  if (!isRecord(payload) || !isRecord(payload.message)) return;
+  // The log shows an earlier page (a search hit): "Back to latest messages" loads them.
+  if (str(payload.sessionKey) !== state.selected || state.around !== null) return;
+  const message = payload.message;
+  if (str(message.role) !== "user") return;
+  const messageId = str(payload.messageId) || historyMessageId(message);
+  const runId = str(payload.clientRunId);
+  const own = runId === "" ? undefined : state.sent.get(runId);
+  if (own !== undefined) {
+    state.sent.delete(runId);
+    if (own.isConnected) {
+      if (messageId !== "") own.dataset.messageId = messageId;
+      return;
+    }
+  }
+  // Already on screen (a history load read it).
+  if (findMessage(messageId) !== null) return;
+  const text = messageText(message);
+  if (text === "") return;
+  const bubble = makeBubble("user", text);
+  bubble.done = true;
+  bubble.el.dataset.state = "received";
+  if (messageId !== "") bubble.el.dataset.messageId = messageId;
+  if (runId !== "") {
+    // Before what its run has shown already (its tool calls, its answer streaming), unless
+    // the run has its user message on screen (this one came in later, steering it).
+    const first = [...$("chat-log").querySelectorAll("article[data-run-id]")].find(
+      (el) => /** @type {HTMLElement} */ (el).dataset.runId === runId,
+    );
+    if (first !== undefined && first.getAttribute("data-role") !== "user") first.before(bubble.el);
+    bubble.el.dataset.runId = runId;
+  }
+  state.arrivals?.push(bubble.el);
   scrollChat();
 }
 
@@ -1352,7 +1479,10 @@ async function sendMessage() {
   }
   const sessionKey = state.selected;
   const idempotencyKey = newId();
-  makeBubble("user", text).el.dataset.state = "sent";
+  const sent = makeBubble("user", text).el;
+  sent.dataset.state = "sent";
+  sent.dataset.runId = idempotencyKey;
+  state.sent.set(idempotencyKey, sent);
   const pending = makeBubble("assistant", "");
   pending.el.dataset.state = "pending";
   pending.el.setAttribute("aria-busy", "true");
@@ -1376,8 +1506,10 @@ async function sendMessage() {
       updateAbortButton();
       return;
     }
+    if (runId !== "") sent.dataset.runId = runId;
     if (state.pendingStream?.idempotencyKey === idempotencyKey && runId !== "") {
       // No event yet: bind the bubble to the run now.
+      state.pendingStream.el.dataset.runId = runId;
       state.streams.set(runId, state.pendingStream);
       state.pendingStream = null;
       state.activeRunId = runId;
