@@ -19,7 +19,12 @@ export {
 export type { GatewayAuthSettings } from "./auth/handshake.js";
 export type { AuthRateLimitSettings } from "./auth/rate-limit.js";
 export { decodeSetupCode } from "./auth/setup-codes.js";
-export type { GatewayChannelDelivery } from "./channel-delivery.js";
+export {
+  type ChannelTargetOptions,
+  channelTargetOf,
+  cronChannelDeliver,
+  type GatewayChannelDelivery,
+} from "./channel-delivery.js";
 export type { ConnectionCloseInfo } from "./connection.js";
 export type { GatewayCronBackend } from "./cron.js";
 export { cronBackend } from "./cron-adapter.js";

@@ -183,7 +183,8 @@ async function stackWithChannels(
     get channelIds() {
       return manager?.channelIds ?? [];
     },
-    deliver: (channelId, target, message) => manager!.deliver(channelId, target, message),
+    deliver: (channelId, target, message, options) =>
+      manager!.deliver(channelId, target, message, options),
   };
   const stack = await startStack({
     responses: responses.map((t) => ({ text: t })),
@@ -240,6 +241,68 @@ describe("chat.send delivery and origin", () => {
     await waitFor("the second reply", () =>
       platform.outbound().find((o) => o.kind === "text" && o.text === "Again!"),
     );
+  });
+
+  it("mirrors the reply into the conversation of the chat it lands in, unless that is the session that wrote it", async () => {
+    const { stack, platform, manager } = await stackWithChannels([
+      "Hi Pat",
+      "Sent from the phone",
+      "Said in the chat's own session",
+    ]);
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    // Pat wrote to the bot: the chat's messages go to the main session (dmScope main).
+    expect(
+      await platform.inject({
+        chatType: "direct",
+        chatId: "chat-42",
+        peer: { id: "pat" },
+        text: "hi from the chat",
+        messageId: "p1",
+      }),
+    ).toMatchObject({ sessionKey: "agent:main:main" });
+    await waitFor("the reply in the chat", () =>
+      platform.outbound().find((o) => o.kind === "text" && o.text === "Hi Pat"),
+    );
+    const route = { originatingChannel: "memory", originatingTo: "chat-42" };
+
+    // Written in another session: the chat's conversation gets it too.
+    await client.request("chat.send", {
+      sessionKey: "agent:main:phone",
+      message: "tell Pat",
+      idempotencyKey: "m1",
+      deliver: true,
+      ...route,
+    });
+    const history = (key: string) =>
+      client
+        .request("chat.history", { sessionKey: key })
+        .then((h) => (h.messages as Wire[]).map(text));
+    await waitFor("the mirror in the main session", async () =>
+      (await history("agent:main:main")).includes("Sent from the phone"),
+    );
+
+    // Written in the chat's own session: it has the answer already, once.
+    await client.request("chat.send", {
+      sessionKey: "agent:main:main",
+      message: "and from here",
+      idempotencyKey: "m2",
+      deliver: true,
+      ...route,
+    });
+    await waitFor("the second reply in the chat", () =>
+      platform
+        .outbound()
+        .find((o) => o.kind === "text" && o.text === "Said in the chat's own session"),
+    );
+    await manager.stop();
+    expect(await history("agent:main:main")).toEqual([
+      "hi from the chat",
+      "Hi Pat",
+      "Sent from the phone",
+      "and from here",
+      "Said in the chat's own session",
+    ]);
+    expect(await history("agent:main:phone")).toEqual(["tell Pat", "Sent from the phone"]);
   });
 
   it("refuses a delivery it cannot make before running anything", async () => {

@@ -14,6 +14,7 @@ export {
   type ChannelManagerOptions,
   type ChannelSettings,
   type ChannelStatus,
+  type DeliverOptions,
   type OutboundMessage,
 } from "./manager.js";
 export {

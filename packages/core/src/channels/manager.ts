@@ -193,6 +193,32 @@ export interface OutboundMessage {
   replyToMessageId?: string;
 }
 
+/** Options of {@link ChannelManager.deliver}. */
+export interface DeliverOptions {
+  /**
+   * Also add the message's text to the conversation of the chat it goes to (OpenClaw's
+   * "delivery mirror"), so that when someone answers there, the agent knows what they are
+   * answering: once the message is in the outbox, its text is injected (`session.inject`, no
+   * label: it is what the assistant said in that chat) into the session that chat's messages
+   * go to. That session is the one the chat's last accepted message went to (the manager
+   * remembers it, see `ChannelManager.sessionOf`); a chat that never wrote to the bot has no
+   * session yet, and nothing is injected. Neither is a message without text (media only).
+   *
+   * The injection never fails `deliver` nor makes it wait: it runs in the background (a
+   * session whose run is active gets the note after the run), and a failure is logged. Once
+   * the manager stops, it no longer waits for an injection still waiting for a run: that one
+   * is the session's by then, which saves it after the run or drops it when the runtime stops.
+   * Default false.
+   */
+  mirror?: boolean;
+  /**
+   * The session that wrote the message, when one did (a reply delivered elsewhere). With
+   * `mirror`, nothing is injected when the chat's messages go to this very session: it has
+   * the message already, as its own answer.
+   */
+  sourceSessionKey?: string;
+}
+
 /** A message's fate: decided now, or after its debounce window. */
 type Admission = { result: ReceiveResult } | { later: Promise<ReceiveResult> };
 
@@ -263,6 +289,12 @@ interface Prompt {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+/** How long the session of a chat is remembered after its last message (for `mirror`). */
+const CHAT_SESSION_TTL_MS = 90 * DAY_MS;
+/** A chat's session is written again, for the same session, at most this often. */
+const CHAT_SESSION_REFRESH_MS = DAY_MS;
+/** Chats whose last written session is remembered in memory, to skip rewriting it. */
+const CHAT_SESSION_CACHE_SIZE = 10_000;
 const QUEUE_MODES: readonly QueueMode[] = ["steer", "followup", "collect", "interrupt"];
 
 const silentLogger: ChannelLogger = {
@@ -327,6 +359,21 @@ async function* untilAborted<T>(
     const next = await Promise.race([iterator.next(), aborted]);
     if (next.done) return;
     yield next.value;
+  }
+}
+
+/** Waits for `promise` (and rethrows its error) until `signal` aborts, then no longer. */
+async function settledUnlessAborted(promise: Promise<unknown>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  let onAbort!: () => void;
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = resolve;
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
   }
 }
 
@@ -413,6 +460,13 @@ export class ChannelManager {
   readonly #followedRuns = new Set<string>();
   readonly #prompts = new Map<string, Prompt>();
   readonly #background = new Set<Promise<unknown>>();
+  /** Aborted by `stop()`: mirrors stop waiting for their injection. */
+  readonly #stopping = new AbortController();
+  /**
+   * The session last written for a chat (its `channels:chat-session:` key) and when, most
+   * recently written last: a busy chat does not write its session on every message.
+   */
+  readonly #chatSessions = new Map<string, { sessionKey: string; writtenAt: number }>();
 
   constructor(options: ChannelManagerOptions) {
     if (typeof options?.runtime?.session !== "function") {
@@ -750,17 +804,22 @@ export class ChannelManager {
    * Stops every channel: bursts waiting in the debounce are sent on, typing stops, each
    * plugin is stopped (in reverse order), the outboxes stop. What is not yet delivered stays
    * in the store and goes out after the next `start()` (of a new manager: a stopped one does
-   * not start again). Channels stopped with `stopChannel` are stopped already. Idempotent.
+   * not start again). Channels stopped with `stopChannel` are stopped already. A `mirror`
+   * injection still waiting for a session's run is no longer waited for (the session keeps
+   * it). Idempotent.
    */
   async stop(): Promise<void> {
     if (this.#state === "new") {
       this.#state = "stopped";
+      this.#stopping.abort();
+      await Promise.allSettled([...this.#background]);
       return;
     }
     if (this.#state !== "running") return;
     this.#state = "stopping";
     await Promise.allSettled([...this.#channels.values()].map((c) => c.debouncer?.flushAll()));
     await Promise.allSettled([...this.#chains.values()]);
+    this.#stopping.abort();
     for (const follower of this.#followers) {
       follower.controller.abort();
       this.#stopTyping(follower);
@@ -810,8 +869,20 @@ export class ChannelManager {
   /**
    * Sends a message through a channel's durable outbox (chunked at its limit): from cron
    * announcements, host code, an operator. Resolves once it is stored, with the entry id;
-   * it is sent when the channel is connected.
+   * it is sent when the channel is connected. With `options.mirror`, its text also goes into
+   * the conversation of the chat it is sent to (see {@link DeliverOptions.mirror}), in the
+   * background: the delivery neither waits for it nor fails with it.
    *
+   * @example
+   * ```ts
+   * // A cron announcement the user can answer in the chat: the agent sees what it said.
+   * await channels.deliver(
+   *   "telegram",
+   *   { accountId: "default", chatType: "direct", chatId: "4711" },
+   *   { text: "Your daily summary: ..." },
+   *   { mirror: true },
+   * );
+   * ```
    * @throws ChannelNotFoundError, InvalidArgumentError for an empty message or a capability
    *   the channel lacks.
    */
@@ -819,6 +890,7 @@ export class ChannelManager {
     channelId: string,
     target: ChannelTarget,
     message: OutboundMessage,
+    options: DeliverOptions = {},
   ): Promise<string> {
     const channel = this.#channel(channelId);
     const { capabilities } = channel.link.plugin;
@@ -846,7 +918,28 @@ export class ChannelManager {
         ? {}
         : { replyToMessageId: message.replyToMessageId }),
     });
+    const text = message.text?.trim() ?? "";
+    if (options?.mirror === true && text.length > 0 && !this.#stopping.signal.aborted) {
+      this.#track(this.#mirror(channel, entry.target, text, options.sourceSessionKey));
+    }
     return entry.id;
+  }
+
+  /**
+   * The session a chat's messages go to: the one its last accepted message went to, as the
+   * manager remembers it (in `store.kv`, 90 days after the chat's last message), or
+   * `undefined` for a chat that never wrote to the bot (or not for 90 days). `deliver` with
+   * `mirror` injects into this session.
+   *
+   * @throws ChannelNotFoundError
+   * @example
+   * ```ts
+   * await channels.sessionOf("telegram", { accountId: "default", chatType: "direct", chatId: "4711" });
+   * // "agent:main:main" once 4711 wrote to the bot
+   * ```
+   */
+  async sessionOf(channelId: string, target: ChannelTarget): Promise<string | undefined> {
+    return this.#readChatSession(this.#chatSessionKey(this.#channel(channelId), target));
   }
 
   /**
@@ -1200,6 +1293,8 @@ export class ChannelManager {
       await channel.outbox.remove(entry.id).catch(() => undefined);
       throw error;
     }
+    // Where this chat's messages go, for deliveries mirrored into its conversation.
+    await this.#rememberChatSession(channel, last, sessionKey);
     if (handle.disposition === "duplicate") {
       await channel.outbox.remove(entry.id);
       return {
@@ -1858,6 +1953,94 @@ export class ChannelManager {
       throw error;
     }
     channel.lastStopAt = this.#now();
+  }
+
+  // ------------------------------------------------------------------ chat sessions
+
+  /** `channels:chat-session:<channel>:<account>:<chat type>:<chat>[:<thread>]` in `store.kv`. */
+  #chatSessionKey(channel: Channel, target: ChannelTarget): string {
+    const { plugin } = channel.link;
+    if (target?.chatType !== "direct" && target?.chatType !== "group") {
+      throw new InvalidArgumentError('a chat target\'s chatType must be "direct" or "group"');
+    }
+    // The ids as the session keys have them: the same chat in another case is the same chat.
+    const caseInsensitive = plugin.meta.caseInsensitiveIds ?? false;
+    const id = (value: string) => encodeKeySegment(value, { caseInsensitive });
+    const thread = target.threadId === undefined ? "" : `:${id(target.threadId)}`;
+    return `channels:chat-session:${plugin.id}:${id(target.accountId ?? "default")}:${target.chatType}:${id(target.chatId)}${thread}`;
+  }
+
+  /** The session key stored under a chat's `channels:chat-session:` key, if any. */
+  async #readChatSession(key: string): Promise<string | undefined> {
+    const value = (await this.runtime.store.kv.get(key)) as { sessionKey?: unknown } | undefined;
+    return typeof value?.sessionKey === "string" ? value.sessionKey : undefined;
+  }
+
+  /**
+   * Remembers that the chat of `message` talks to `sessionKey` (for `deliver`'s `mirror`).
+   * Written again only when the session changed or a day passed since the last write here,
+   * so that a busy chat does not write on every message. A failed write is logged: the
+   * message was accepted.
+   */
+  async #rememberChatSession(
+    channel: Channel,
+    message: InboundMessage,
+    sessionKey: string,
+  ): Promise<void> {
+    try {
+      const key = this.#chatSessionKey(channel, targetOf(message));
+      const now = this.#now();
+      const known = this.#chatSessions.get(key);
+      if (
+        known !== undefined &&
+        known.sessionKey === sessionKey &&
+        now - known.writtenAt < CHAT_SESSION_REFRESH_MS
+      ) {
+        return;
+      }
+      await this.runtime.store.kv.set(key, { sessionKey, at: now }, { ttlMs: CHAT_SESSION_TTL_MS });
+      // Most recently written last; the oldest goes when the cache is full.
+      this.#chatSessions.delete(key);
+      this.#chatSessions.set(key, { sessionKey, writtenAt: now });
+      if (this.#chatSessions.size > CHAT_SESSION_CACHE_SIZE) {
+        this.#chatSessions.delete(this.#chatSessions.keys().next().value!);
+      }
+    } catch (error) {
+      this.#logger.warn("could not record the session of a chat", {
+        channel: channel.link.plugin.id,
+        sessionKey,
+        error,
+      });
+    }
+  }
+
+  /**
+   * Injects a delivered message's text into the session its chat's messages go to, if one
+   * is known and it is not the session that wrote it. Never rejects; stops waiting (not the
+   * injection) when the manager stops.
+   */
+  async #mirror(
+    channel: Channel,
+    target: ChannelTarget,
+    text: string,
+    sourceSessionKey: string | undefined,
+  ): Promise<void> {
+    const channelId = channel.link.plugin.id;
+    let sessionKey: string | undefined;
+    try {
+      sessionKey = await this.#readChatSession(this.#chatSessionKey(channel, target));
+      if (sessionKey === undefined || sessionKey === sourceSessionKey) return;
+      const injected = this.runtime.session(sessionKey).inject(text);
+      // Awaited here, or, once the manager stopped waiting, left to the session to settle.
+      injected.catch(() => undefined);
+      await settledUnlessAborted(injected, this.#stopping.signal);
+    } catch (error) {
+      this.#logger.warn("a delivered message could not be mirrored into its chat's session", {
+        channel: channelId,
+        ...(sessionKey === undefined ? {} : { sessionKey }),
+        error,
+      });
+    }
   }
 
   // ------------------------------------------------------------------ plumbing

@@ -1,6 +1,7 @@
 /**
  * Builds a running gateway from a `beamclaw.yaml`: the store, the providers and their chain,
- * the agents (with skills), the runtime, its tools (exec, process, web_fetch) and the gateway.
+ * the agents (with skills), the runtime, its tools (exec, process, web_fetch), the channels,
+ * cron (whose `announce` deliveries go to the channels) and the gateway.
  * The adapter packages are optional peers, loaded with `import()` only when the configuration
  * needs them.
  */
@@ -26,6 +27,7 @@ import {
   type Transcriber,
   withSkills,
 } from "@beamclaw/core";
+import { cronChannelDeliver } from "../channel-delivery.js";
 import type { GatewayLogSink } from "../logs.js";
 import { channelMethodDefinition } from "../methods/channels.js";
 import { createNodeExecHost, type NodeRelay } from "../node-exec.js";
@@ -424,17 +426,20 @@ export async function startFromConfig(options: {
     }
     await runtime.start();
     cleanups.push(() => runtime.stop());
-    const cron = await new CronSupervisor({
-      store,
-      runJob: agentRuntimeJobRunner(runtime),
-      agents: runtime.agents.map((a) => a.id),
-    }).start();
-    cleanups.push(() => cron.stop());
-    await cron.applyConfig(config.cron.jobs);
     // Channels start after the runtime and stop before it.
     const transcriber = await createTranscriber(config);
     const channels = await startChannels(config, runtime, options.logSink, transcriber);
     cleanups.push(() => channels.stop());
+    // Cron starts after the channels it announces to (a missed run caught up at the start
+    // delivers at once) and stops before them.
+    const cron = await new CronSupervisor({
+      store,
+      runJob: agentRuntimeJobRunner(runtime),
+      agents: runtime.agents.map((a) => a.id),
+      deliver: cronChannelDeliver(channels.manager),
+    }).start();
+    cleanups.push(() => cron.stop());
+    await cron.applyConfig(config.cron.jobs);
     // Gateway methods of channels added by a reload after the gateway was created.
     const lateMethods = new Map<string, () => void>();
     // Cron jobs, channels and the live tool settings follow the file as it changes.

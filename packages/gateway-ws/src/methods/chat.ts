@@ -7,7 +7,7 @@ import {
   type RunResult,
   runSessionCommand,
 } from "@beamclaw/core";
-import { channelDeliveryOf } from "../channel-delivery.js";
+import { channelDeliveryOf, channelTargetOf } from "../channel-delivery.js";
 import { assistantText } from "../chat-format.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
@@ -95,23 +95,12 @@ function originOf(method: string, p: ParamsObject, now: number): SessionRoute | 
   };
 }
 
-/**
- * A chat target from a route: `to` is the chat id, `group:<id>` / `channel:<id>` for a group
- * chat, `user:<id>` / `dm:<id>` / `direct:<id>` for a direct one (the default).
- */
+/** The chat a route names: its `to` ({@link channelTargetOf}), account and thread. */
 function targetOf(route: SessionRoute): ChannelTarget {
-  const to = route.to ?? "";
-  const prefixed = /^(group|channel|user|dm|direct):(.+)$/.exec(to);
-  const chatType =
-    prefixed !== null && (prefixed[1] === "group" || prefixed[1] === "channel")
-      ? "group"
-      : "direct";
-  return {
-    accountId: route.accountId ?? "default",
-    chatType,
-    chatId: prefixed?.[2] ?? to,
+  return channelTargetOf(route.to ?? "", {
+    ...(route.accountId === undefined ? {} : { accountId: route.accountId }),
     ...(route.threadId === undefined ? {} : { threadId: route.threadId }),
-  };
+  });
 }
 
 const STOP_COMMANDS = new Set(["/stop", "/abort", "stop"]);
@@ -139,12 +128,18 @@ async function abortSession(
  * Once the run ends, puts its reply in the channel's outbox (which sends it when the channel
  * is connected, retrying as it needs). A run that failed, was aborted or said nothing delivers
  * nothing.
+ *
+ * The reply is mirrored into the conversation of the chat it goes to (`mirror`), unless that
+ * conversation is the session that wrote it (`sourceSessionKey`): a session reached from the
+ * chat itself (`dmScope: main`, or the chat's own session) has the reply already, as its
+ * answer, and a second copy would only repeat it to the model; a chat whose messages go to
+ * another session gets the reply there too, so that an answer in the chat is understood.
  */
 function deliverReply(
   hub: GatewayHub,
   runId: string,
   result: Promise<RunResult>,
-  delivery: { route: SessionRoute; target: ChannelTarget },
+  delivery: { route: SessionRoute; target: ChannelTarget; sessionKey: string },
   replyToId: string | undefined,
 ): void {
   const { route, target } = delivery;
@@ -159,10 +154,12 @@ function deliverReply(
       }
       const channels = channelDeliveryOf(hub);
       if (channels === undefined) return;
-      const entryId = await channels.deliver(route.channel, target, {
-        text,
-        ...(replyToId === undefined ? {} : { replyToMessageId: replyToId }),
-      });
+      const entryId = await channels.deliver(
+        route.channel,
+        target,
+        { text, ...(replyToId === undefined ? {} : { replyToMessageId: replyToId }) },
+        { mirror: true, sourceSessionKey: delivery.sessionKey },
+      );
       hub.log.info(`chat.send ${runId}: reply queued for ${route.channel} (outbox ${entryId})`);
     })
     .catch((error: unknown) =>
@@ -262,7 +259,7 @@ export const chatMethods: Record<string, HubMethod> = {
       const deliver = optionalBool(method, p, "deliver") === true;
       const replyToId = optionalString(method, p, "replyToId", { nonEmpty: true, maxLength: 512 });
       // Everything a delivery needs is checked before anything runs.
-      let delivery: { route: SessionRoute; target: ChannelTarget } | undefined;
+      let delivery: { route: SessionRoute; target: ChannelTarget; sessionKey: string } | undefined;
       if (deliver) {
         const route = origin ?? (await sessionRoute(hub, session.key));
         if (route?.to === undefined) {
@@ -283,7 +280,7 @@ export const chatMethods: Record<string, HubMethod> = {
             details: { code: "CHANNEL_NOT_FOUND", channel: route.channel },
           });
         }
-        delivery = { route, target: targetOf(route) };
+        delivery = { route, target: targetOf(route), sessionKey: session.key };
       }
       const outcome = await sendToSession(hub, {
         sessionKey: session.key,
