@@ -338,6 +338,35 @@ describe("the webhook channel from beamclaw.yaml", () => {
     ]);
   });
 
+  it("beamclaw doctor finds cron jobs announcing to a channel that is not configured or not enabled", async () => {
+    const path = await configFile(
+      `${gatewayYaml(
+        "http://127.0.0.1:1/v1",
+        `  webhook: { secret: ${SECRET}, callbackUrl: "http://127.0.0.1:1/", dmPolicy: open }
+  telegram: { enabled: false }
+`,
+      )}cron:
+  jobs:
+    - { id: fine, agentId: main, schedule: { cron: "0 9 * * *" }, prompt: Hi, delivery: { kind: announce, channel: webhook, target: "user:alice" } }
+    - { id: off, agentId: main, schedule: { cron: "0 9 * * *" }, prompt: Hi, delivery: { kind: announce, channel: telegram, target: "42" } }
+    - { id: lost, agentId: main, schedule: { cron: "0 9 * * *" }, prompt: Hi, delivery: { kind: announce, channel: pigeon, target: roof } }
+`,
+    );
+    const findings = await doctor(path, { env: {} });
+    expect(findings.filter((f) => f.message.startsWith("cron.jobs."))).toEqual([
+      {
+        level: "error",
+        message:
+          'cron.jobs.off: announces to channel "telegram", which is not configured (the channels are webhook)',
+      },
+      {
+        level: "error",
+        message:
+          'cron.jobs.lost: announces to channel "pigeon", which is not configured (the channels are webhook)',
+      },
+    ]);
+  });
+
   it("builds a section of any id from its kind", async () => {
     const entry = await channelEntry("hooks", {
       kind: "webhook",

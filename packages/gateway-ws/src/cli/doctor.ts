@@ -259,6 +259,20 @@ async function channelFindings(config: BeamClawConfig): Promise<DoctorFinding[]>
       });
     }
   }
+  // Cron jobs that announce to a channel: that channel must be configured and enabled.
+  const configured = new Set(enabledChannels(config).keys());
+  for (const job of config.cron.jobs) {
+    const delivery = job.delivery;
+    if (delivery.kind !== "announce" || configured.has(delivery.channel)) continue;
+    findings.push({
+      level: "error",
+      message: `cron.jobs.${job.id}: announces to channel "${delivery.channel}", which is not configured${
+        configured.size === 0
+          ? " (no channel is)"
+          : ` (the channels are ${[...configured].join(", ")})`
+      }`,
+    });
+  }
   return findings;
 }
 
