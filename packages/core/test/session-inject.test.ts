@@ -5,7 +5,7 @@
  * nothing.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { AbortedError, InvalidArgumentError } from "../src/index.js";
+import { AbortedError, INJECTED_MESSAGES_TOPIC, InvalidArgumentError } from "../src/index.js";
 import { MemoryStore } from "../src/store/memory-store.js";
 import type { ScriptEntry } from "../src/testing/index.js";
 import { deferred, failureOf, scriptedRuntime, tick, transcriptOf } from "./support.js";
@@ -62,6 +62,21 @@ describe("session.inject", () => {
       "assistant:[shop]\n\nYour order #1234 has shipped.",
       "user:Any news?",
     ]);
+  });
+
+  it("is announced on INJECTED_MESSAGES_TOPIC, not on the run topics", async () => {
+    const { runtime, session } = await runtimeWith([]);
+    const announced: unknown[] = [];
+    const onRunTopics: unknown[] = [];
+    const offs = [
+      runtime.pubsub.subscribe(INJECTED_MESSAGES_TOPIC, (event) => announced.push(event)),
+      runtime.pubsub.subscribe(`session:${KEY}`, (event) => onRunTopics.push(event)),
+      runtime.pubsub.subscribe("events:global", (event) => onRunTopics.push(event)),
+    ];
+    const injected = await session.inject("a note");
+    for (const off of offs) off();
+    expect(announced).toEqual([{ type: "message-injected", sessionKey: KEY, ...injected }]);
+    expect(onRunTopics).toEqual([]);
   });
 
   it("without a label the text is saved as it is; a new session is created by it", async () => {

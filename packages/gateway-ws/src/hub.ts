@@ -6,6 +6,9 @@ import {
   type AgentRuntime,
   type BeamClawConfig,
   type ConfigService,
+  INJECTED_MESSAGES_TOPIC,
+  type InjectedMessageEvent,
+  type JsonObject,
   type ModelSource,
   parseSessionKey,
   type SessionRecord,
@@ -19,6 +22,7 @@ import type { GatewayCronBackend } from "./cron.js";
 import { type HeartbeatEvent, HeartbeatService, type HeartbeatSettings } from "./heartbeat.js";
 import type { ConnectionLiveness } from "./liveness.js";
 import type { GatewayLog } from "./logs.js";
+import { recordMessages } from "./methods/session-helpers.js";
 import type { GatewayMethodDefinition, MethodCall } from "./methods/types.js";
 import { NodeRegistry } from "./nodes.js";
 import { ErrorCodes, Scopes } from "./protocol/constants.js";
@@ -214,6 +218,11 @@ export class GatewayHub {
         this.runs.onGlobalEvent(message);
         if (isRunEvent(message)) this.sessionMessages.onRunEvent(message);
       }),
+      // Notes added without a run (`chat.inject`, a channel's delivery mirror, the host's
+      // `session.inject`): shown to every client as OpenClaw's `chat.inject` shows them.
+      this.runtime.pubsub.subscribe(INJECTED_MESSAGES_TOPIC, (message) =>
+        this.#injected(message as InjectedMessageEvent),
+      ),
     );
     if (this.configService !== undefined) {
       this.#unsubscribe.push(
@@ -239,6 +248,43 @@ export class GatewayHub {
       );
     }
     await this.heartbeat.start();
+  }
+
+  /** A note injected into a session: a `chat` final, `sessions.changed`, `session.message`. */
+  #injected(event: InjectedMessageEvent): void {
+    if (
+      event?.type !== "message-injected" ||
+      typeof event.sessionKey !== "string" ||
+      typeof event.runId !== "string" ||
+      !Number.isSafeInteger(event.seq) ||
+      typeof event.at !== "number" ||
+      typeof event.message !== "object"
+    ) {
+      return;
+    }
+    const [message] = recordMessages({
+      seq: event.seq,
+      entry: {
+        runId: event.runId,
+        at: event.at,
+        message: event.message as unknown as JsonObject,
+      },
+    });
+    if (message === undefined) return;
+    const messageId = (message.__openclaw as { id: string }).id;
+    this.broadcast(
+      "chat",
+      {
+        runId: `inject-${messageId}`,
+        sessionKey: event.sessionKey,
+        seq: 0,
+        state: "final",
+        message,
+      },
+      { scope: Scopes.READ },
+    );
+    this.sessionsChanged(event.sessionKey, "injected");
+    this.sessionMessages.poke(event.sessionKey);
   }
 
   /** Stops following; ends waits, approvals and node invokes. */

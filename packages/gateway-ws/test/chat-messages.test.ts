@@ -372,6 +372,37 @@ describe("chat.inject", () => {
     expect(asked[2]!.content).toEqual([{ type: "text", text }]);
   });
 
+  it("shows every client a note injected elsewhere (the host's session.inject, a channel's delivery mirror), once", async () => {
+    const stack = await startStack({ responses: [{ text: "Hello!" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await send(client, "hi", "r1");
+    await client.request("sessions.subscribe", {});
+    await client.request("sessions.messages.subscribe", { key: KEY });
+    const injected = await stack.runtime.session(KEY).inject("Your order shipped.", {
+      label: "shop",
+    });
+    const final = await client.waitEvent(
+      "chat",
+      (p) => p.state === "final" && p.runId.startsWith("inject-"),
+    );
+    const messageId = final.payload.runId.slice("inject-".length);
+    expect(final.payload.message).toMatchObject({
+      role: "assistant",
+      content: [{ type: "text", text: "[shop]\n\nYour order shipped." }],
+      __openclaw: { id: messageId, seq: injected.seq },
+    });
+    await client.waitEvent("sessions.changed", (p) => p.reason === "injected");
+    const followed = await client.waitEvent("session.message", (p) => p.messageId === messageId);
+    expect(followed.payload.message.__openclaw.seq).toBe(injected.seq);
+    // chat.inject's own note is shown once too.
+    const answer = await client.request("chat.inject", { sessionKey: KEY, message: "second" });
+    await client.request("health", {});
+    const finals = client.events.filter(
+      (e) => e.event === "chat" && e.payload.runId === `inject-${answer.messageId}`,
+    );
+    expect(finals).toHaveLength(1);
+  });
+
   it("needs operator.admin; refuses a session that does not exist, an empty message or a two-line label, saving nothing", async () => {
     const stack = await startStack({ responses: [{ text: "Hello!" }] });
     const admin = await TestClient.connect(stack.url, { token: TOKEN });

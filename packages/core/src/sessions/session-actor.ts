@@ -47,6 +47,8 @@ import { RunEventLog, type SendDisposition } from "./run-handle.js";
 import {
   type AgentDefinition,
   errorInfo,
+  INJECTED_MESSAGES_TOPIC,
+  type InjectedMessageEvent,
   type InjectResult,
   type QuarantinedMessage,
   type QueueMode,
@@ -1748,12 +1750,21 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // The message is saved; the session's time follows at the next save if this one fails.
     await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
     this.#touch();
-    return entries.map((entry, i) => ({
+    const results = entries.map((entry, i) => ({
       runId: entry.runId,
       seq: last - entries.length + 1 + i,
       at,
       message: messages[i]!,
     }));
+    for (const result of results) {
+      const event: InjectedMessageEvent = {
+        type: "message-injected",
+        sessionKey: this.key,
+        ...result,
+      };
+      this.#ctx.pubsub.publish(INJECTED_MESSAGES_TOPIC, event).catch(() => undefined);
+    }
+    return results;
   }
 
   /** Answers the waiting injections with `reason` (a reset, a stop). */

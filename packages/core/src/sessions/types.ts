@@ -243,6 +243,20 @@ export interface InjectResult {
   message: ModelMessage;
 }
 
+/**
+ * The PubSub topic on which a runtime announces every message added by
+ * `SessionHandle.inject` (by the host, a channel's delivery mirror, the gateway's
+ * `chat.inject`), as an {@link InjectedMessageEvent}: not a run, so not on `session:<key>` or
+ * `events:global`, whose listeners follow runs.
+ */
+export const INJECTED_MESSAGES_TOPIC = "sessions:injected";
+
+/** A message added by `SessionHandle.inject`, as {@link INJECTED_MESSAGES_TOPIC} carries it. */
+export interface InjectedMessageEvent extends InjectResult {
+  type: "message-injected";
+  sessionKey: string;
+}
+
 /** How a run ended. */
 export type RunStatus = "completed" | "aborted" | "failed" | "max-steps";
 

@@ -10,6 +10,7 @@ import {
 import { channelDeliveryOf, channelTargetOf } from "../channel-delivery.js";
 import { assistantText } from "../chat-format.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
+import { messageIdOf } from "../message-ids.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError, invalidRequest, subsystemUnavailable } from "../protocol/errors.js";
 import {
@@ -37,7 +38,6 @@ import {
   parseAttachments,
   pendingInputs,
   QUEUE_MODES,
-  recordMessages,
   requestedSession,
   runTimeoutParam,
   sanitizeMessage,
@@ -474,29 +474,11 @@ export const chatMethods: Record<string, HubMethod> = {
         text,
         label === undefined || label.length === 0 ? undefined : { label },
       );
-      const [message] = recordMessages({
-        seq: injected.seq,
-        entry: {
-          runId: injected.runId,
-          at: injected.at,
-          message: injected.message as unknown as JsonObject,
-        },
-      });
-      const messageId = (message!.__openclaw as { id: string }).id;
-      hub.broadcast(
-        "chat",
-        {
-          runId: `inject-${messageId}`,
-          sessionKey: session.key,
-          seq: 0,
-          state: "final",
-          message,
-        },
-        { scope: Scopes.READ },
-      );
-      hub.sessionsChanged(session.key, "injected");
-      hub.sessionMessages.poke(session.key);
-      return { ok: true, messageId };
+      // Shown to every client by the hub, which hears of every injection (see `#injected`).
+      return {
+        ok: true,
+        messageId: messageIdOf(injected.seq, { runId: injected.runId, at: injected.at }),
+      };
     },
   },
 
