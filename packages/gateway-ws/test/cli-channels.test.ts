@@ -6,10 +6,10 @@
  * configured from the file against the Bot API faked with msw in Telegram's documented shapes.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { signWebhookPayload, verifyWebhookSignature } from "@beamclaw/channels/webhook";
+import { signWebhookPayload } from "@beamclaw/channels/webhook";
 import { HttpResponse, http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -18,6 +18,7 @@ import { channelEntry } from "../src/cli/channels.js";
 import { doctor } from "../src/cli/doctor.js";
 import { closeClients, TestClient, type Wire, waitFor } from "./support.js";
 import { closeModelServers, modelServer } from "./tools-support.js";
+import { callbackServer } from "./webhook-callback.js";
 
 const TOKEN = "cli-channels-token-0123456789";
 const SECRET = "webhook-secret-0123456789abcdef";
@@ -35,38 +36,6 @@ afterEach(async () => {
   await closeModelServers();
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
-
-interface Callback {
-  url: string;
-  events: Wire[];
-  /** Every request's signature checked with the secret. */
-  bad: string[];
-}
-
-/** A local HTTP server standing in for the app behind the webhook channel's callback URL. */
-async function callbackServer(): Promise<Callback> {
-  const events: Wire[] = [];
-  const bad: string[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      try {
-        verifyWebhookSignature(SECRET, body, req.headers["x-beamclaw-signature"]);
-        events.push(JSON.parse(body.toString("utf8")));
-      } catch (error) {
-        bad.push((error as Error).message);
-      }
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ messageId: `app-${events.length}` }));
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/out`, events, bad };
-}
 
 async function configFile(yaml: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "beamclaw-channels-"));
@@ -116,7 +85,7 @@ async function postInbound(url: string, event: unknown, secret = SECRET) {
 describe("the webhook channel from beamclaw.yaml", () => {
   it("takes a signed inbound request to the agent and delivers the reply to the callback URL", async () => {
     const model = await modelServer(() => ({ text: "Hello from the agent" }));
-    const app = await callbackServer();
+    const app = await callbackServer(SECRET, servers);
     const path = await configFile(
       gatewayYaml(
         model.baseUrl,
@@ -195,8 +164,8 @@ describe("the webhook channel from beamclaw.yaml", () => {
 
   it("restarts a channel whose section changed, with its new settings, and stops it on shutdown", async () => {
     const model = await modelServer((_body, n) => ({ text: `answer ${n + 1}` }));
-    const first = await callbackServer();
-    const second = await callbackServer();
+    const first = await callbackServer(SECRET, servers);
+    const second = await callbackServer(SECRET, servers);
     const section = (callbackUrl: string) => `  webhook:
     secret: ${SECRET}
     callbackUrl: ${callbackUrl}

@@ -7,15 +7,16 @@
  * announcement to a channel that is not configured ends as the run's delivery error.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { signWebhookPayload, verifyWebhookSignature } from "@beamclaw/channels/webhook";
+import { signWebhookPayload } from "@beamclaw/channels/webhook";
 import { afterEach, describe, expect, it } from "vitest";
 import { channelTargetOf } from "../src/channel-delivery.js";
 import { type StartedGateway, startFromConfig } from "../src/cli/bootstrap.js";
 import { closeClients, TestClient, type Wire, waitFor } from "./support.js";
 import { type ChatBody, closeModelServers, modelServer } from "./tools-support.js";
+import { callbackServer } from "./webhook-callback.js";
 
 const TOKEN = "cli-cron-announce-token-0123456789";
 const SECRET = "webhook-secret-0123456789abcdef";
@@ -34,31 +35,6 @@ afterEach(async () => {
   await closeModelServers();
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
-
-/** A local HTTP server standing in for the app behind the webhook channel's callback URL. */
-async function callbackServer(): Promise<{ url: string; events: Wire[]; bad: string[] }> {
-  const events: Wire[] = [];
-  const bad: string[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      try {
-        verifyWebhookSignature(SECRET, body, req.headers["x-beamclaw-signature"]);
-        events.push(JSON.parse(body.toString("utf8")));
-      } catch (error) {
-        bad.push((error as Error).message);
-      }
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ messageId: `app-${events.length}` }));
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/out`, events, bad };
-}
 
 async function startGateway(yaml: string): Promise<StartedGateway> {
   const dir = await mkdtemp(join(tmpdir(), "beamclaw-cron-announce-"));
@@ -144,7 +120,7 @@ describe("cron announce in the standalone gateway", () => {
       if (asked.includes("which one")) return { text: "The urgent one is #42." };
       return { text: "Hello Alice" };
     });
-    const app = await callbackServer();
+    const app = await callbackServer(SECRET, servers);
     const gateway = await startGateway(yamlWith(model.baseUrl, app.url));
     const client = await TestClient.connect(`ws://127.0.0.1:${gateway.address.port}`, {
       token: TOKEN,
@@ -219,7 +195,7 @@ describe("cron announce in the standalone gateway", () => {
 
   it("ends an announcement to a channel that is not configured with a clear delivery error", async () => {
     const model = await modelServer(() => ({ text: SUMMARY }));
-    const app = await callbackServer();
+    const app = await callbackServer(SECRET, servers);
     const gateway = await startGateway(yamlWith(model.baseUrl, app.url));
     const client = await TestClient.connect(`ws://127.0.0.1:${gateway.address.port}`, {
       token: TOKEN,
