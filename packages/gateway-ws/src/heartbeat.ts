@@ -12,6 +12,9 @@ import {
   type HeartbeatTurn,
 } from "@beamclaw/core";
 
+/** Wake lines kept waiting for beats at most (the oldest go first). */
+const MAX_PENDING_WAKES = 1_000;
+
 /** The `heartbeat` event payload and the `last-heartbeat` result. */
 export interface HeartbeatEvent {
   ts: number;
@@ -109,12 +112,21 @@ export class HeartbeatService {
 
   /**
    * Queues `text` for the next beat of `sessionKey` (default: the heartbeat session); with
-   * `now`, runs a beat of that session at once (in the background).
+   * `now`, runs a beat of that session at once (in the background). `coalesced` when the same
+   * text was already the newest waiting for that session (it is not queued twice).
    */
-  wake(text: string, now: boolean, sessionKey: string = this.#sessionKey): void {
-    this.#wakes.push({ text, sessionKey });
-    if (!now || this.#stopped) return;
+  wake(text: string, now: boolean, sessionKey: string = this.#sessionKey): "queued" | "coalesced" {
+    let outcome: "queued" | "coalesced" = "queued";
+    const newest = this.#wakes.findLast((w) => w.sessionKey === sessionKey);
+    if (newest?.text === text) outcome = "coalesced";
+    else {
+      // Bounded: a flood of distinct wakes keeps the newest.
+      if (this.#wakes.length >= MAX_PENDING_WAKES) this.#wakes.shift();
+      this.#wakes.push({ text, sessionKey });
+    }
+    if (!now || this.#stopped) return outcome;
     this.#pending = this.#pending.then(() => this.#beatNow(sessionKey)).catch(() => undefined);
+    return outcome;
   }
 
   async #beatNow(sessionKey: string): Promise<void> {

@@ -29,6 +29,15 @@ export type { ConnectionCloseInfo } from "./connection.js";
 export type { GatewayCronBackend } from "./cron.js";
 export { cronBackend } from "./cron-adapter.js";
 export type { HeartbeatEvent, HeartbeatSettings } from "./heartbeat.js";
+export { wrapExternalContent } from "./hooks/external-content.js";
+export type {
+  GatewayHooksOptions,
+  HookCompletion,
+  HookTransform,
+  HookTransformContext,
+  HookTransformResult,
+} from "./hooks/ingress.js";
+export { renderTemplate as renderHookTemplate } from "./hooks/template.js";
 export { DEFAULT_LIVENESS, type LivenessSettings } from "./liveness.js";
 export type { GatewayLogSink, LogsTail } from "./logs.js";
 export { type ChannelMethodSource, channelMethodDefinition } from "./methods/channels.js";

@@ -30,6 +30,7 @@ import { type ConnectionCloseInfo, GatewayConnection } from "./connection.js";
 import type { GatewayCronBackend } from "./cron.js";
 import { cronBackend } from "./cron-adapter.js";
 import type { HeartbeatSettings } from "./heartbeat.js";
+import { type GatewayHooksOptions, HookIngress } from "./hooks/ingress.js";
 import { createHttpHandler } from "./http/router.js";
 import { defaultDashboardDir } from "./http/static.js";
 import { GatewayHub } from "./hub.js";
@@ -117,6 +118,12 @@ export interface GatewayServerOptions {
   dashboardDir?: string | false;
   /** Heartbeat settings. Default `config.heartbeat` (off). */
   heartbeat?: Partial<HeartbeatSettings>;
+  /**
+   * Inbound webhooks (`POST /hooks/wake`, `/hooks/agent`, mapped `/hooks/<name>`): settings
+   * that replace `config.hooks` (read live otherwise), and transforms registered by name for
+   * mappings' `transform.module`. Off unless `enabled`. See docs/webhooks.md.
+   */
+  hooks?: GatewayHooksOptions;
   /** Version reported to clients. */
   version?: string;
   /** Receives every log line (the ring behind `logs.tail` keeps them too). */
@@ -206,6 +213,7 @@ export interface ConnectionSummary {
 export class GatewayServer {
   readonly log: GatewayLog;
   readonly #hub: GatewayHub;
+  readonly #hooks: HookIngress;
   readonly #options: GatewayServerOptions;
   readonly #host: string;
   readonly #port: number;
@@ -327,6 +335,7 @@ export class GatewayServer {
       ...(options.transcriber === undefined ? {} : { transcriber: options.transcriber }),
     });
     if (options.channels !== undefined) attachChannelDelivery(this.#hub, options.channels);
+    this.#hooks = new HookIngress(this.#hub, options.hooks);
     const presence = options.presence ?? gw?.presence;
     this.#liveness =
       presence === false
@@ -381,6 +390,7 @@ export class GatewayServer {
       maxBodyBytes: hub.limits.maxPayloadBytes,
       originAllowed: (req) => originAllowed(req, this.#allowedOrigins()),
       underMemoryPressure: () => options.memoryPressure?.underPressure === true,
+      hooks: this.#hooks,
     });
     const listener = (req: Parameters<typeof handler>[0], res: Parameters<typeof handler>[1]) =>
       void handler(req, res);
@@ -528,6 +538,8 @@ export class GatewayServer {
         .abort(run.coreRunId)
         .catch(() => false);
     }
+    // What hook requests started (deliveries of the runs just ended, their clean-up).
+    await this.#hooks.stop();
     if (this.#tick !== null) clearInterval(this.#tick);
     this.#tick = null;
     this.#liveness?.stop();

@@ -392,6 +392,119 @@ const origin = z.string().refine((value) => {
   }
 }, "an origin: scheme://host[:port], without a path or a trailing slash");
 
+/** A hook action's delivery and run settings, shared by mappings and `/hooks/agent` bodies. */
+const hookRunFields = {
+  /** A name for the hook (`GitHub`): prefixes the summary its run leaves in the main session. */
+  name: z.string().min(1).max(200).optional(),
+  /** The agent that runs it. Default: the first agent. */
+  agentId: z.string().regex(AGENT_ID_PATTERN, "an agent id").optional(),
+  /**
+   * The session (`hook:github:{{repository.full_name}}`): without `agent:<id>:` it is taken
+   * inside the agent's sessions. A value rendered from the payload counts as the caller's
+   * choice (it needs `allowRequestSessionKey` and a matching prefix).
+   */
+  sessionKey: z.string().min(1).max(512).optional(),
+  /** `now` (default): the summary it leaves in the main session runs a heartbeat at once. */
+  wakeMode: z.enum(["now", "next-heartbeat"]).optional(),
+  /** Send the answer somewhere (default true): to `channel`/`to`, else the main session. */
+  deliver: z.boolean().optional(),
+  /** The channel id the answer goes to (with `to`). */
+  channel: z.string().regex(CHANNEL_ID_PATTERN, "a channel id").optional(),
+  /** The chat in that channel, as OpenClaw writes it (`group:-100123`, `4711`). */
+  to: z.string().min(1).max(512).optional(),
+  /** The channel account. Default `default`. */
+  accountId: z.string().min(1).max(128).optional(),
+  /** The model of this run (`provider/model`). */
+  model: modelRef.optional(),
+  thinking: z.enum(["off", "minimal", "low", "medium", "high"]).optional(),
+  /** The run's time limit, seconds. */
+  timeoutSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(Math.floor(MAX_RUN_TIMEOUT_MS / 1000))
+    .optional(),
+  /** Pass the payload to the model without the untrusted-content wrapper (dangerous). */
+  allowUnsafeExternalContent: z.boolean().optional(),
+};
+
+/** One of `hooks.mappings`: which requests it takes and what they become. */
+export const HookMappingConfigSchema = z
+  .object({
+    /** A name for logs (default the match). */
+    id: z.string().min(1).max(64).optional(),
+    /**
+     * Which requests: `path` is what follows the hooks path (`/hooks/github` → `github`),
+     * `source` the payload's `source` field. Both, when both are given.
+     */
+    match: z
+      .object({
+        path: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._~-]*(\/[A-Za-z0-9][A-Za-z0-9._~-]*)*$/, "a sub-path")
+          .optional(),
+        source: z.string().min(1).optional(),
+      })
+      .strict()
+      .refine((m) => m.path !== undefined || m.source !== undefined, {
+        message: "set match.path or match.source",
+      }),
+    /** `agent` (default): a run of the agent; `wake`: a line for the main session's heartbeat. */
+    action: z.enum(["agent", "wake"]).default("agent"),
+    /** The agent's message, from the payload (`{{pull_request.title}}`). Default the payload as JSON. */
+    messageTemplate: z.string().min(1).optional(),
+    /** The wake line, from the payload. Default the payload's `text`. */
+    textTemplate: z.string().min(1).optional(),
+    /**
+     * A module of `transformsDir` (relative, `.js`/`.mjs`) whose export (`default`, or
+     * `export`) turns the request into the action: see the gateway's `HookTransform`.
+     */
+    transform: z
+      .object({ module: z.string().min(1), export: z.string().min(1).optional() })
+      .strict()
+      .optional(),
+    ...hookRunFields,
+  })
+  .strict();
+
+/** The `hooks` section: HTTP endpoints external services call to wake or run an agent. */
+export const HooksConfigSchema = z
+  .object({
+    enabled: z.boolean().default(false),
+    /**
+     * The secret callers send (`Authorization: Bearer <token>` or `x-openclaw-token`); its own,
+     * never the gateway's. Required when enabled.
+     */
+    token: z.string().min(1).optional(),
+    /** Where the endpoints are (`<path>/wake`, `<path>/agent`, `<path>/<mapping>`). */
+    path: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/, "a path such as /hooks (not /)")
+      .default("/hooks"),
+    /** Largest body accepted (413 beyond). Default 256 KiB. */
+    maxBodyBytes: z.number().int().min(1024).max(16_777_216).default(262_144),
+    /** The session of agent runs that name none. Default: a new session per request. */
+    defaultSessionKey: z.string().min(1).max(512).optional(),
+    /** Callers (and templated mapping keys) may choose the session. Default false. */
+    allowRequestSessionKey: z.boolean().default(false),
+    /** The prefixes a caller's session key must start with (`hook:`), when set. */
+    allowedSessionKeyPrefixes: z.array(z.string().min(1)).default([]),
+    /** The agents a request may name (`*`: any). Default: any. `[]`: none may be named. */
+    allowedAgentIds: z.array(z.string().min(1)).optional(),
+    /** How long the sessions of requests without a key are kept. Default 24 h. */
+    sessionRetentionMs: positiveMs.default(86_400_000),
+    /** Built-in mappings: `gmail` (Gmail Pub/Sub through `gog gmail watch`). */
+    presets: z.array(z.enum(["gmail"])).default([]),
+    /** The directory `transform.module` paths are relative to. */
+    transformsDir: z.string().min(1).optional(),
+    mappings: z.array(HookMappingConfigSchema).default([]),
+  })
+  .strict()
+  .refine((h) => !h.enabled || h.token !== undefined, {
+    message: "hooks.token is required when hooks are enabled",
+    path: ["token"],
+  });
+
 /**
  * The whole configuration: the shape of `beamclaw.yaml`, and of the object a host app
  * passes when it embeds BeamClaw without a file.
@@ -665,6 +778,21 @@ export const ConfigSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Inbound webhooks (OpenClaw's `hooks`): `POST <path>/wake`, `<path>/agent` and mapped
+     * `<path>/<name>` on the gateway's port, with their own token. Off unless `enabled`.
+     * Applied live (a changed token or mapping counts from the next request).
+     */
+    hooks: HooksConfigSchema.default({
+      enabled: false,
+      path: "/hooks",
+      maxBodyBytes: 262_144,
+      allowRequestSessionKey: false,
+      allowedSessionKeyPrefixes: [],
+      sessionRetentionMs: 86_400_000,
+      presets: [],
+      mappings: [],
+    }),
     /** Feature flags. */
     features: z.record(z.string(), z.boolean()).default({}),
   })
@@ -682,6 +810,10 @@ export type CronJobConfig = z.output<typeof CronJobConfigSchema>;
 export type ExecToolConfig = z.output<typeof ExecToolConfigSchema>;
 /** `tools.webFetch` after validation. */
 export type WebFetchToolConfig = z.output<typeof WebFetchToolConfigSchema>;
+/** The `hooks` section, validated. */
+export type HooksConfig = z.output<typeof HooksConfigSchema>;
+/** One of `hooks.mappings`, validated. */
+export type HookMappingConfig = z.output<typeof HookMappingConfigSchema>;
 /** One of `tools.mcpServers`, validated. */
 export type McpServerConfig = z.output<typeof McpServerConfigSchema>;
 

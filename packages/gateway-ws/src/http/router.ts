@@ -1,11 +1,12 @@
 /**
  * HTTP on the gateway's port: health probes (no auth), the OpenAI-compatible API (bearer auth),
- * and the dashboard's static files at `/`.
+ * inbound webhooks (`hooks`, their own token), and the dashboard's static files at `/`.
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { formatExitReason } from "@beamclaw/core";
 import { scopeAllows } from "../auth/pairing.js";
 import { secretsEqual } from "../auth/shared-secret.js";
+import type { HookIngress } from "../hooks/ingress.js";
 import type { GatewayHub } from "../hub.js";
 import { Scopes } from "../protocol/constants.js";
 import { handleChatCompletions, handleModels } from "./openai.js";
@@ -27,6 +28,8 @@ export interface HttpRouterOptions {
   originAllowed(req: IncomingMessage): boolean;
   /** True while the runtime sheds load under memory pressure (`/readyz` answers 503). */
   underMemoryPressure?(): boolean;
+  /** Inbound webhooks (`hooks`), answered under their path when enabled. */
+  hooks?: HookIngress;
 }
 
 /** Whether a request's bearer token lets it use the API. */
@@ -88,6 +91,7 @@ export function createHttpHandler(options: HttpRouterOptions) {
           return sendJson(res, started ? 200 : 503, { started, status: phase });
         }
       }
+      if (options.hooks?.owns(path) === true) return await options.hooks.handle(req, res, url);
       if (path === "/v1/chat/completions" || path === "/v1/models") {
         const enabled = path === "/v1/models" ? options.models : options.chatCompletions;
         if (!enabled)

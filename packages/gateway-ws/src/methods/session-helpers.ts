@@ -937,6 +937,8 @@ export async function sendToSession(
     queueMode?: QueueMode | undefined;
     /** The run's time limit (`SendOptions.timeoutMs`); none of its own when undefined. */
     timeoutMs?: number | undefined;
+    /** The model of this run (`SendOptions.model`). */
+    model?: string | undefined;
     sender: string;
   },
 ): Promise<SendOutcome> {
@@ -967,6 +969,7 @@ export async function sendToSession(
         ...(input.thinking === undefined ? {} : { thinking: input.thinking }),
         ...(input.queueMode === undefined ? {} : { queueMode: input.queueMode }),
         ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
+        ...(input.model === undefined ? {} : { model: input.model }),
       },
     );
   } catch (error) {
