@@ -7,11 +7,18 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ChannelTarget, DeliverOptions, ModelRequest, OutboundMessage } from "@beamclaw/core";
+import type {
+  ChannelTarget,
+  DeliverOptions,
+  JsonObject,
+  ModelRequest,
+  OutboundMessage,
+} from "@beamclaw/core";
 import type { ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import type { GatewayChannelDelivery } from "../src/channel-delivery.js";
 import type { GatewayHooksOptions } from "../src/hooks/ingress.js";
+import { createGateway } from "../src/server.js";
 import { httpCall, type Reply, type Stack, startStack, stopStacks, waitFor } from "./support.js";
 
 const HOOK_TOKEN = "hook-token-0123456789abcdef";
@@ -420,6 +427,52 @@ describe("hooks: /hooks/agent", () => {
         })
       ).json.error.code,
     ).toBe("invalid_idempotency_key");
+  });
+});
+
+describe("hooks: idempotency across gateways", () => {
+  it("a replay at another gateway of the same store runs nothing again, and reads the completion once it is known", async () => {
+    const stack = await hookStack({}, { responses: [{ text: "slow answer", delayMs: 300 }] });
+    const other = createGateway({
+      runtime: stack.runtime,
+      host: "127.0.0.1",
+      port: 0,
+      auth: { mode: "token", token: "other-gateway-token" },
+      hooks: { settings: { enabled: true, token: HOOK_TOKEN } },
+    });
+    const { port: otherPort } = await other.start();
+    try {
+      const body = { message: "nightly import", deliver: false };
+      const headers = { ...AUTH, "idempotency-key": "nightly-1" };
+      const first = await post(stack.port, "/hooks/agent", body, headers);
+      // While it runs, the other gateway is asked the same: the session knows the run.
+      const during = await post(otherPort, "/hooks/agent", body, headers);
+      expect(during.json).toEqual({
+        ok: true,
+        runId: first.json.runId,
+        sessionKey: first.json.sessionKey,
+        replayed: true,
+      });
+      await waitFor("the completion stored", async () => {
+        const keys = await stack.store.kv.keys("hooks:idem:");
+        const record = await stack.store.kv.get<{ completion?: JsonObject }>(keys[0]!);
+        return record?.completion !== undefined;
+      });
+      const after = await post(
+        otherPort,
+        "/hooks/agent",
+        { ...body, waitForCompletion: true },
+        headers,
+      );
+      expect(after.json).toMatchObject({
+        runId: first.json.runId,
+        replayed: true,
+        completion: { status: "ok", replyDisposition: "visible" },
+      });
+      expect(stack.provider.requests).toHaveLength(1);
+    } finally {
+      await other.stop();
+    }
   });
 });
 

@@ -473,6 +473,8 @@ export async function startFromConfig(options: {
       channelMethods: () => channels.methods(),
       // `chat.send` with `deliver: true` replies through the channels' outboxes.
       channels: channels.manager,
+      // A relative `hooks.transformsDir` is the config file's, as every path in it.
+      hooks: { baseDir: configDir },
       // `chat.send` audio attachments are transcribed as the channels' voice notes are.
       ...(transcriber === undefined ? {} : { transcriber }),
       ...(memoryPressure === undefined ? {} : { memoryPressure }),

@@ -10,6 +10,8 @@ import {
   NodeHost,
   validateAccessPolicy,
 } from "@beamclaw/core";
+import { hookMappings, transformFile } from "../hooks/ingress.js";
+import { isTemplated } from "../hooks/template.js";
 import {
   CliError,
   configuredSkills,
@@ -214,6 +216,7 @@ export async function doctor(
   findings.push(...(await skillFindings(config, configDir)));
   findings.push(...(await toolFindings(config, configDir)));
   findings.push(...(await channelFindings(config)));
+  findings.push(...(await hookFindings(config, configDir)));
 
   if (options.probe === true) {
     for (const [name, p] of Object.entries(config.providers)) {
@@ -393,4 +396,95 @@ async function toolFindings(config: BeamClawConfig, configDir: string): Promise<
     }
   }
   return findings;
+}
+
+/**
+ * `hooks`: a token of its own, a session-key policy that lets its mappings work, mappings
+ * whose channels, agents and transform modules exist.
+ */
+async function hookFindings(config: BeamClawConfig, configDir: string): Promise<DoctorFinding[]> {
+  const hooks = config.hooks;
+  if (!hooks.enabled) return [];
+  const findings: DoctorFinding[] = [];
+  const auth = config.gateway.auth;
+  const token = hooks.token ?? "";
+  if (token === auth.token || token === auth.password) {
+    findings.push({
+      level: "error",
+      message:
+        "hooks.token is the gateway's own secret: give hooks a token of their own (whoever sends webhooks would hold an operator's key)",
+    });
+  } else if (token.length < 16) {
+    findings.push({ level: "warn", message: "hooks.token is shorter than 16 characters" });
+  }
+  if (!isLoopbackHost(config.gateway.host) && config.gateway.tls === undefined) {
+    findings.push({
+      level: "warn",
+      message: `hooks are reachable on ${config.gateway.host} without TLS: the hook token travels in clear unless a proxy in front adds HTTPS`,
+    });
+  }
+  if (hooks.allowRequestSessionKey && hooks.allowedSessionKeyPrefixes.length === 0) {
+    findings.push({
+      level: "warn",
+      message:
+        'hooks.allowRequestSessionKey is on with no hooks.allowedSessionKeyPrefixes: a caller can write into any session (set e.g. ["hook:"])',
+    });
+  }
+  const agents = new Set(config.agents.map((a) => a.id));
+  const channels = new Set(enabledChannels(config).keys());
+  for (const id of hooks.allowedAgentIds ?? []) {
+    if (id !== "*" && !agents.has(id)) {
+      findings.push({
+        level: "warn",
+        message: `hooks.allowedAgentIds names agent "${id}", which is not configured`,
+      });
+    }
+  }
+  const transformsDir =
+    hooks.transformsDir === undefined ? undefined : resolve(configDir, hooks.transformsDir);
+  for (const mapping of hookMappings(hooks)) {
+    const name = `hooks mapping ${mapping.id ?? mapping.match.path ?? mapping.match.source}`;
+    if (mapping.sessionKey !== undefined && isTemplated(mapping.sessionKey)) {
+      if (!hooks.allowRequestSessionKey) {
+        findings.push({
+          level: "error",
+          message: `${name}: its sessionKey comes from the payload, which needs hooks.allowRequestSessionKey (every request would be refused)`,
+        });
+      }
+    }
+    if (mapping.agentId !== undefined && !agents.has(mapping.agentId)) {
+      findings.push({ level: "error", message: `${name}: unknown agent "${mapping.agentId}"` });
+    }
+    if (mapping.channel !== undefined && !channels.has(mapping.channel)) {
+      findings.push({
+        level: "error",
+        message: `${name}: delivers to channel "${mapping.channel}", which is not configured`,
+      });
+    }
+    if (mapping.transform !== undefined) {
+      const problem = await transformProblem(transformsDir, mapping.transform.module);
+      if (problem !== undefined) findings.push({ level: "error", message: `${name}: ${problem}` });
+    }
+  }
+  if (!findings.some((f) => f.level === "error")) {
+    findings.push({
+      level: "ok",
+      message: `hooks: ${hooks.path}/wake, ${hooks.path}/agent and ${hookMappings(hooks).length} mapping(s)`,
+    });
+  }
+  return findings;
+}
+
+/** Why a transform module cannot be loaded, if it cannot. */
+async function transformProblem(
+  dir: string | undefined,
+  module: string,
+): Promise<string | undefined> {
+  if (dir === undefined) return `transform ${module} needs hooks.transformsDir`;
+  try {
+    await transformFile(dir, module);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
 }

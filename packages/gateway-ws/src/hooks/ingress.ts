@@ -97,6 +97,8 @@ export interface GatewayHooksOptions {
   settings?: ConfigInput["hooks"];
   /** Transforms by name: a mapping's `transform.module` names one of these before a file. */
   transforms?: Record<string, HookTransform>;
+  /** What a relative `transformsDir` is relative to. Default the working directory. */
+  baseDir?: string;
 }
 
 /** How a hook's agent run ended, as `waitForCompletion` reports it (never its text). */
@@ -171,11 +173,17 @@ const PRESETS: Record<string, HookMappingConfig> = {
   },
 };
 
+/** The mappings a request is matched against, in order: `mappings`, then the presets'. */
+export function hookMappings(settings: HooksConfig): HookMappingConfig[] {
+  return [...settings.mappings, ...settings.presets.map((p) => PRESETS[p]!)];
+}
+
 /** See the module comment. One per gateway; `stop()` waits for what its requests started. */
 export class HookIngress {
   readonly #hub: GatewayHub;
   readonly #fixed: HooksConfig | undefined;
   readonly #transforms: Record<string, HookTransform>;
+  readonly #baseDir: string | undefined;
   readonly #limiter: AuthRateLimiter;
   readonly #pending = new Set<Promise<unknown>>();
   readonly #completions = new Map<string, Promise<HookCompletion>>();
@@ -187,6 +195,7 @@ export class HookIngress {
   constructor(hub: GatewayHub, options: GatewayHooksOptions = {}) {
     this.#hub = hub;
     this.#transforms = options.transforms ?? {};
+    this.#baseDir = options.baseDir;
     if (options.settings !== undefined) {
       const parsed = HooksConfigSchema.safeParse(options.settings);
       if (!parsed.success) {
@@ -418,7 +427,7 @@ export class HookIngress {
     payload: Record<string, unknown>,
     settings: HooksConfig,
   ): Promise<Record<string, unknown> | null> {
-    const mapping = [...settings.mappings, ...settings.presets.map((p) => PRESETS[p]!)].find(
+    const mapping = hookMappings(settings).find(
       (m) =>
         (m.match.path === undefined || m.match.path === route) &&
         (m.match.source === undefined || payload.source === m.match.source),
@@ -502,7 +511,10 @@ export class HookIngress {
   ): Promise<HookTransform> {
     const registered = this.#transforms[spec.module];
     if (registered !== undefined) return Promise.resolve(registered);
-    const dir = settings.transformsDir;
+    const dir =
+      settings.transformsDir === undefined
+        ? undefined
+        : resolve(this.#baseDir ?? ".", settings.transformsDir);
     if (dir === undefined) {
       return Promise.reject(new Error(`hook transform ${spec.module}: no hooks.transformsDir`));
     }
@@ -649,13 +661,24 @@ export class HookIngress {
       const runId = `hook-${randomUUID()}`;
       const record = { fingerprint, runId, sessionKey: action.sessionKey, at: this.#hub.now() };
       const fresh = await kv.set(claim.key, record, { ifAbsent: true, ttlMs: IDEMPOTENCY_TTL_MS });
-      if (!fresh) return this.#replay(claim.key, fingerprint, wait);
+      if (!fresh) return this.#replay(action, claim, wait);
       return this.#start(action, runId, claim, wait);
     }
     return this.#start(action, `hook-${randomUUID()}`, undefined, wait);
   }
 
-  async #replay(key: string, fingerprint: string, wait: boolean): Promise<Record<string, unknown>> {
+  /**
+   * A request whose idempotency key was seen: the same run's answer. When neither its
+   * completion nor its run is known here (it ran in another process, or before a restart, or
+   * the process stopped before sending it), it is sent again under the same run id to the same
+   * session, whose own deduplication runs it only if it never ran.
+   */
+  async #replay(
+    action: AgentAction,
+    claim: { key: string; fingerprint: string },
+    wait: boolean,
+  ): Promise<Record<string, unknown>> {
+    const { key, fingerprint } = claim;
     const stored = await this.#hub.runtime.store.kv.get<{
       fingerprint?: string;
       runId?: string;
@@ -679,6 +702,16 @@ export class HookIngress {
     }
     let completion = stored.completion as HookCompletion | undefined;
     const running = this.#completions.get(key);
+    if (completion === undefined && running === undefined) {
+      const sessionKey = stored.sessionKey ?? action.sessionKey;
+      return this.#start(
+        { ...action, sessionKey, isolated: false },
+        stored.runId,
+        claim,
+        wait,
+        true,
+      );
+    }
     if (wait && completion === undefined && running !== undefined) completion = await running;
     return {
       ok: true,
@@ -694,6 +727,7 @@ export class HookIngress {
     runId: string,
     claim: { key: string; fingerprint: string } | undefined,
     wait: boolean,
+    replayed = false,
   ): Promise<Record<string, unknown>> {
     const kv = this.#hub.runtime.store.kv;
     let outcome: Awaited<ReturnType<typeof sendToSession>>;
@@ -710,8 +744,13 @@ export class HookIngress {
       });
     } catch (error) {
       // Not admitted: the same key may try again.
-      if (claim !== undefined) await kv.delete(claim.key).catch(() => false);
+      if (claim !== undefined && !replayed) await kv.delete(claim.key).catch(() => false);
       throw error;
+    }
+    const result = outcome.result;
+    if (result === undefined) {
+      // The session had it already (a replay): it runs, or ran, elsewhere or before.
+      return { ok: true, runId, sessionKey: action.sessionKey, replayed: true };
     }
     if (action.isolated) {
       this.#track(
@@ -722,17 +761,7 @@ export class HookIngress {
     }
     this.#maybeSweep();
     this.#hub.log.info(`hook ${action.route}: run ${outcome.runId} in ${action.sessionKey}`);
-    const result = outcome.result;
-    const completion =
-      result === undefined
-        ? Promise.resolve<HookCompletion>({
-            status: outcome.status === "ok" ? "ok" : "error",
-            replyDisposition: "empty",
-            deliveryAttempted: false,
-            delivered: false,
-            mainSessionEvent: false,
-          })
-        : this.#complete(action, outcome.runId, result);
+    const completion = this.#complete(action, outcome.runId, result);
     const recorded = completion.then(async (done) => {
       if (claim !== undefined) {
         await kv
@@ -753,7 +782,12 @@ export class HookIngress {
     });
     if (claim !== undefined) this.#completions.set(claim.key, recorded);
     this.#track(recorded);
-    const reply = { ok: true, runId: outcome.runId, sessionKey: action.sessionKey };
+    const reply = {
+      ok: true,
+      runId: outcome.runId,
+      sessionKey: action.sessionKey,
+      ...(replayed ? { replayed: true } : {}),
+    };
     if (!wait) return reply;
     return { ...reply, completion: await recorded };
   }
@@ -1053,8 +1087,13 @@ function sha256(text: string): string {
   return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
-/** Imports `module` of `dir` (which it must stay inside) and returns its `name` export. */
-async function loadTransform(dir: string, module: string, name: string): Promise<HookTransform> {
+/**
+ * The file of transform `module` in `dir`: a relative `.js`/`.mjs`/`.cjs` path that stays
+ * inside `dir` once links are followed.
+ *
+ * @throws Error saying what is wrong with it.
+ */
+export async function transformFile(dir: string, module: string): Promise<string> {
   if (isAbsolute(module) || !/\.(m?js|cjs)$/.test(module)) {
     throw new Error(
       `hook transform ${module}: a relative .js or .mjs path inside hooks.transformsDir`,
@@ -1066,6 +1105,12 @@ async function loadTransform(dir: string, module: string, name: string): Promise
   if (inside.startsWith(`..${sep}`) || inside === ".." || isAbsolute(inside)) {
     throw new Error(`hook transform ${module} is outside hooks.transformsDir`);
   }
+  return file;
+}
+
+/** Imports transform `module` of `dir` and returns its `name` export. */
+async function loadTransform(dir: string, module: string, name: string): Promise<HookTransform> {
+  const file = await transformFile(dir, module);
   const loaded = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   const fn = loaded[name];
   if (typeof fn !== "function") {
