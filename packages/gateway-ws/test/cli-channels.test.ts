@@ -5,7 +5,7 @@
  * callback URL, a changed section restarts the channel with its new settings — and Telegram
  * configured from the file against the Bot API faked with msw in Telegram's documented shapes.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,9 +16,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CliError, type StartedGateway, startFromConfig } from "../src/cli/bootstrap.js";
 import { channelEntry } from "../src/cli/channels.js";
 import { doctor } from "../src/cli/doctor.js";
-import { closeClients, TestClient, type Wire, waitFor } from "./support.js";
-import { closeModelServers, modelServer } from "./tools-support.js";
-import { callbackServer } from "./webhook-callback.js";
+import { TestClient, type Wire, waitFor } from "./support.js";
+import { modelServer } from "./tools-support.js";
+import { callbackServer, closeLeftovers } from "./webhook-callback.js";
 
 const TOKEN = "cli-channels-token-0123456789";
 const SECRET = "webhook-secret-0123456789abcdef";
@@ -26,16 +26,7 @@ const started: StartedGateway[] = [];
 const servers: Server[] = [];
 const dirs: string[] = [];
 
-afterEach(async () => {
-  await closeClients();
-  for (const gateway of started.splice(0)) await gateway.stop();
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-  await closeModelServers();
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
-});
+afterEach(() => closeLeftovers({ started, servers, dirs }));
 
 async function configFile(yaml: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "beamclaw-channels-"));

@@ -6,7 +6,7 @@
  * conversation, so that when the user answers there, the agent knows what they answer. An
  * announcement to a channel that is not configured ends as the run's delivery error.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,9 +14,9 @@ import { signWebhookPayload } from "@beamclaw/channels/webhook";
 import { afterEach, describe, expect, it } from "vitest";
 import { channelTargetOf } from "../src/channel-delivery.js";
 import { type StartedGateway, startFromConfig } from "../src/cli/bootstrap.js";
-import { closeClients, TestClient, type Wire, waitFor } from "./support.js";
-import { type ChatBody, closeModelServers, modelServer } from "./tools-support.js";
-import { callbackServer } from "./webhook-callback.js";
+import { TestClient, type Wire, waitFor } from "./support.js";
+import { type ChatBody, modelServer } from "./tools-support.js";
+import { callbackServer, closeLeftovers } from "./webhook-callback.js";
 
 const TOKEN = "cli-cron-announce-token-0123456789";
 const SECRET = "webhook-secret-0123456789abcdef";
@@ -25,16 +25,7 @@ const started: StartedGateway[] = [];
 const servers: Server[] = [];
 const dirs: string[] = [];
 
-afterEach(async () => {
-  await closeClients();
-  for (const gateway of started.splice(0)) await gateway.stop();
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-  await closeModelServers();
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
-});
+afterEach(() => closeLeftovers({ started, servers, dirs }));
 
 async function startGateway(yaml: string): Promise<StartedGateway> {
   const dir = await mkdtemp(join(tmpdir(), "beamclaw-cron-announce-"));

@@ -5,7 +5,7 @@
  * relative to the file, answers delivered through the webhook channel over real HTTP, a
  * local OpenAI-compatible model; and what `beamclaw doctor` says of a `hooks` section.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,8 +13,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { type StartedGateway, startFromConfig } from "../src/cli/bootstrap.js";
 import { doctor } from "../src/cli/doctor.js";
 import { httpCall, waitFor } from "./support.js";
-import { type ChatBody, closeModelServers, modelServer } from "./tools-support.js";
-import { callbackServer } from "./webhook-callback.js";
+import { type ChatBody, modelServer } from "./tools-support.js";
+import { callbackServer, closeLeftovers } from "./webhook-callback.js";
 
 const TOKEN = "cli-hooks-gateway-token-0123456789";
 const HOOKS_TOKEN = "cli-hooks-hook-token-0123456789";
@@ -23,15 +23,7 @@ const started: StartedGateway[] = [];
 const servers: Server[] = [];
 const dirs: string[] = [];
 
-afterEach(async () => {
-  for (const gateway of started.splice(0)) await gateway.stop();
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-  await closeModelServers();
-  for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
-});
+afterEach(() => closeLeftovers({ started, servers, dirs }));
 
 /** A directory with `beamclaw.yaml` and `transforms/pager.mjs`; returns the file's path. */
 async function configDir(yaml: string): Promise<string> {
