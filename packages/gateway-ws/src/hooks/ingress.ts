@@ -27,6 +27,7 @@ import {
   HooksConfigSchema,
   isHeartbeatAck,
   type JsonObject,
+  MAX_RUN_TIMEOUT_MS,
   parseSessionKey,
   type RunResult,
   type ThinkingLevel,
@@ -146,6 +147,15 @@ interface AgentAction {
 }
 
 const THINKING = new Set(["off", "minimal", "low", "medium", "high"]);
+/** Error codes of the runtime and the gateway that are the request's fault (400)... */
+const CLIENT_ERRORS = new Set([
+  "INVALID_ARGUMENT",
+  "INVALID_REQUEST",
+  "INVALID_SESSION_KEY",
+  "UNKNOWN_AGENT",
+]);
+/** ...and those that pass (503, retry). */
+const RETRYABLE = new Set(["OVERLOADED", "UNAVAILABLE", "NO_PROCESS"]);
 const MAX_IDEMPOTENCY_KEY = 256;
 /** How long an idempotency key replays its run. */
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -254,7 +264,7 @@ export class HookIngress {
         retryAfterMs?: unknown;
       };
       const code = typeof e?.code === "string" ? e.code : "INTERNAL";
-      const status = code === "OVERLOADED" ? 503 : code === "INVALID_ARGUMENT" ? 400 : 500;
+      const status = CLIENT_ERRORS.has(code) ? 400 : RETRYABLE.has(code) ? 503 : 500;
       if (status === 500)
         this.#hub.log.error(`hook ${url.pathname} failed: ${String(e?.message ?? error)}`);
       const retryAfterMs = typeof e?.retryAfterMs === "number" ? e.retryAfterMs : undefined;
@@ -438,7 +448,12 @@ export class HookIngress {
     let result: HookTransformResult = {};
     if (mapping.transform !== undefined) {
       const transform = await this.#transform(mapping.transform, settings);
-      const out = await transform({ payload, headers: visibleHeaders(req), path: route, mapping });
+      const out = await transform({
+        payload,
+        headers: visibleHeaders(req),
+        path: route,
+        mapping: structuredClone(mapping),
+      });
       if (out === null || out === undefined) return null;
       if (typeof out !== "object") {
         throw new Error(
@@ -1069,11 +1084,12 @@ function thinkingOf(value: unknown): ThinkingLevel | undefined {
 
 function optionalSeconds(value: unknown): number | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 86_400) {
+  const max = Math.floor(MAX_RUN_TIMEOUT_MS / 1000);
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
     throw new HookError(
       400,
       "invalid_payload",
-      "timeoutSeconds must be a whole number from 1 to 86400",
+      `timeoutSeconds must be a whole number from 1 to ${max}`,
     );
   }
   return value;
