@@ -11,6 +11,7 @@ import {
   type JsonObject,
   type ModelSource,
   parseSessionKey,
+  SessionMaintenance,
   type SessionRecord,
   type Transcriber,
 } from "@beamclaw/core";
@@ -109,6 +110,8 @@ export interface GatewayHubOptions {
   skills?: GatewaySkillsReport;
   /** Transcribes `chat.send` audio attachments (`GatewayServerOptions.transcriber`). */
   transcriber?: Transcriber;
+  /** Session maintenance for `sessions.cleanup` (`GatewayServerOptions.maintenance`). */
+  maintenance?: SessionMaintenance;
 }
 
 /** See the module comment. */
@@ -121,6 +124,8 @@ export class GatewayHub {
   readonly skills: GatewaySkillsReport | undefined;
   /** Speech to text for audio attachments, when the host gave one. */
   readonly transcriber: Transcriber | undefined;
+  /** What `sessions.cleanup` runs: the host's, else one on `config.sessions.maintenance`. */
+  readonly maintenance: SessionMaintenance;
   readonly auth: GatewayAuthSettings;
   readonly log: GatewayLog;
   readonly version: string;
@@ -152,6 +157,12 @@ export class GatewayHub {
     this.models = options.models;
     this.skills = options.skills;
     this.transcriber = options.transcriber;
+    this.maintenance =
+      options.maintenance ??
+      new SessionMaintenance(options.runtime, {
+        settings: () => this.config?.sessions.maintenance,
+        now: options.now,
+      });
     this.auth = options.auth;
     this.log = options.log;
     this.version = options.version;

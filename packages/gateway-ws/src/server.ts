@@ -20,6 +20,7 @@ import {
   InvalidArgumentError,
   type MemoryPressureMonitor,
   type ModelSource,
+  type SessionMaintenance,
   type Transcriber,
 } from "@beamclaw/core";
 import { WebSocketServer } from "ws";
@@ -124,6 +125,12 @@ export interface GatewayServerOptions {
    * mappings' `transform.module`. Off unless `enabled`. See docs/webhooks.md.
    */
   hooks?: GatewayHooksOptions;
+  /**
+   * Session maintenance (core's `SessionMaintenance`) that `sessions.cleanup` runs: the host's
+   * (whose periodic passes it starts and stops). Default one on `config.sessions.maintenance`,
+   * read live, that runs only when called.
+   */
+  maintenance?: SessionMaintenance;
   /** Version reported to clients. */
   version?: string;
   /** Receives every log line (the ring behind `logs.tail` keeps them too). */
@@ -333,6 +340,7 @@ export class GatewayServer {
       methods: coreMethods(options.channelMethods),
       ...(options.skills === undefined ? {} : { skills: options.skills }),
       ...(options.transcriber === undefined ? {} : { transcriber: options.transcriber }),
+      ...(options.maintenance === undefined ? {} : { maintenance: options.maintenance }),
     });
     if (options.channels !== undefined) attachChannelDelivery(this.#hub, options.channels);
     this.#hooks = new HookIngress(this.#hub, options.hooks);

@@ -138,6 +138,7 @@ const PARAM_SCHEMAS: Record<string, string> = {
   "sessions.preview": "SessionsPreviewParams",
   "sessions.usage": "SessionsUsageParams",
   "sessions.delete": "SessionsDeleteParams",
+  "sessions.cleanup": "SessionsCleanupParams",
   agent: "AgentParams",
   "agent.wait": "AgentWaitParams",
   wake: "WakeParams",

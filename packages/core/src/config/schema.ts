@@ -637,6 +637,22 @@ export const ConfigSchema = z
         historyLimit: z.number().int().min(1).default(200),
         maxQueuedMessages: z.number().int().min(1).default(100),
         defaultQueueMode: z.enum(["steer", "followup", "collect", "interrupt"]).default("followup"),
+        /**
+         * Deleting old sessions (`SessionMaintenance`): those not updated for `pruneAfterMs`
+         * (30 days), and beyond `maxSessions` per agent the least recently updated; `warn`
+         * (default) only reports them, `enforce` deletes them, every `everyMs` (1 h). Main
+         * sessions and sessions in memory are kept. Off when absent. Applied live.
+         */
+        maintenance: z
+          .object({
+            mode: z.enum(["warn", "enforce"]).default("warn"),
+            pruneAfterMs: positiveMs.default(2_592_000_000),
+            maxSessions: z.number().int().positive().optional(),
+            archiveTranscripts: z.boolean().default(false),
+            everyMs: z.number().int().min(1000).default(3_600_000),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .default({
@@ -846,6 +862,8 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "tools.exec.sandbox",
   "tools.exec.node",
   "memoryPressure",
+  // The maintenance timer is armed once.
+  "sessions.maintenance.everyMs",
   // The ChannelManager's transcriber is built with the manager.
   "transcription",
 ];

@@ -12,6 +12,13 @@ export {
   DEFAULT_KEEP_TURNS,
 } from "./compaction.js";
 export type { AgentIdentity } from "./identity.js";
+export {
+  type SessionCleanupOptions,
+  type SessionCleanupSummary,
+  SessionMaintenance,
+  type SessionMaintenanceOptions,
+  type SessionMaintenanceSettings,
+} from "./maintenance.js";
 export type { OutputOf, OutputOption, OutputSpec } from "./output.js";
 export { type DeepPartial, parsePartialJson } from "./partial-json.js";
 export { RunHandle, type SendDisposition } from "./run-handle.js";

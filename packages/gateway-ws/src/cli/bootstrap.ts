@@ -23,6 +23,7 @@ import {
   type ModelProvider,
   type ModelUsage,
   type OutputSpec,
+  SessionMaintenance,
   type Store,
   type Transcriber,
   withSkills,
@@ -440,6 +441,26 @@ export async function startFromConfig(options: {
     }).start();
     cleanups.push(() => cron.stop());
     await cron.applyConfig(config.cron.jobs);
+    // Session maintenance (`sessions.maintenance`, read at each pass): periodic passes, and
+    // what `sessions.cleanup` runs. Stops before the runtime.
+    const maintenance = new SessionMaintenance(runtime, {
+      settings: () => configService.current.sessions.maintenance,
+      everyMs: config.sessions.maintenance?.everyMs ?? 3_600_000,
+      onPass: (summaries) => {
+        for (const s of summaries) {
+          if (!s.wouldMutate) continue;
+          options.logSink?.(
+            s.dryRun
+              ? `sessions.maintenance (warn) ${s.agentId}: ${s.pruned} stale and ${s.capped} over maxSessions would be deleted (mode: enforce deletes them)`
+              : `sessions.maintenance ${s.agentId}: deleted ${s.appliedCount} sessions (${s.pruned} stale, ${s.capped} over maxSessions)`,
+          );
+        }
+      },
+      onError: (error) =>
+        options.logSink?.(`sessions.maintenance failed: ${(error as Error).message}`),
+    });
+    maintenance.start();
+    cleanups.push(() => maintenance.stop());
     // Gateway methods of channels added by a reload after the gateway was created.
     const lateMethods = new Map<string, () => void>();
     // Cron jobs, channels and the live tool settings follow the file as it changes.
@@ -473,6 +494,7 @@ export async function startFromConfig(options: {
       channelMethods: () => channels.methods(),
       // `chat.send` with `deliver: true` replies through the channels' outboxes.
       channels: channels.manager,
+      maintenance,
       // A relative `hooks.transformsDir` is the config file's, as every path in it.
       hooks: { baseDir: configDir },
       // `chat.send` audio attachments are transcribed as the channels' voice notes are.

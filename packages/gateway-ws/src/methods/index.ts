@@ -6,6 +6,7 @@ import { chatMethods } from "./chat.js";
 import { cronMethods } from "./cron.js";
 import { deviceMethods } from "./devices.js";
 import { nodeMethods } from "./nodes.js";
+import { sessionCleanupMethods } from "./session-cleanup.js";
 import { sessionSearchMethods } from "./session-search.js";
 import { sessionUsageMethods } from "./session-usage.js";
 import { sessionMethods } from "./sessions.js";
@@ -22,6 +23,7 @@ export function coreMethods(channels?: ChannelMethodSource): Record<string, HubM
     ...catalogMethods,
     ...sessionMethods,
     ...sessionSearchMethods,
+    ...sessionCleanupMethods,
     ...sessionUsageMethods,
     ...chatMethods,
     ...cronMethods,

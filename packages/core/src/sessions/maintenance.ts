@@ -1,0 +1,271 @@
+/**
+ * Session maintenance: a long-lived gateway gathers sessions (every chat that ever wrote,
+ * every hook request, every sub-agent) and the store grows without end. Maintenance deletes
+ * the sessions nobody used for `pruneAfterMs`, and beyond `maxSessions` per agent the least
+ * recently used, as OpenClaw's `session.maintenance` does. In `warn` mode (the default) it only
+ * reports what it would delete; in `enforce` mode it deletes them (record and transcript, or
+ * the transcript archived with `archiveTranscripts`).
+ *
+ * An agent's main session (`agent:<id>:main`), the sessions alive in this process and the keys
+ * a caller protects are never deleted. A pass reads the store a page at a time (newest first),
+ * so it holds one page whatever the number of sessions; in a cluster a store lock lets one
+ * node at a time run it.
+ */
+import { InvalidArgumentError } from "../errors.js";
+import type { AgentRuntime } from "./runtime.js";
+
+/** How maintenance treats old sessions. */
+export interface SessionMaintenanceSettings {
+  /** `warn`: report only (default); `enforce`: delete. */
+  mode?: "warn" | "enforce";
+  /** Sessions not updated for this long are stale. Default 30 days. */
+  pruneAfterMs?: number;
+  /**
+   * At most this many sessions per agent are kept (the most recently updated), besides those
+   * always kept (main sessions, sessions in memory, protected keys). Default no limit.
+   */
+  maxSessions?: number;
+  /** Keep the transcripts of deleted sessions (moved to `<key>:deleted:<ms>`). Default false. */
+  archiveTranscripts?: boolean;
+}
+
+/** Options of {@link SessionMaintenance}. */
+export interface SessionMaintenanceOptions {
+  /** The settings, or a function read at each pass (for live configuration). */
+  settings: SessionMaintenanceSettings | (() => SessionMaintenanceSettings | undefined);
+  /** How often a pass runs after `start()`. Default 1 hour. */
+  everyMs?: number;
+  /** Called with each pass's summaries (log them, count them). */
+  onPass?: (summaries: SessionCleanupSummary[]) => void;
+  /** Called when a pass fails (the next one tries again). */
+  onError?: (error: unknown) => void;
+  /** Clock, for tests. Default `Date.now`. */
+  now?: () => number;
+}
+
+/** Options of one pass ({@link SessionMaintenance.run}). */
+export interface SessionCleanupOptions {
+  /** Only this agent's sessions. Default every agent. */
+  agentId?: string;
+  /** Delete even in `warn` mode. */
+  enforce?: boolean;
+  /** Report only, even in `enforce` mode. */
+  dryRun?: boolean;
+  /** Keys never to delete (besides main sessions and the sessions in memory). */
+  protect?: readonly string[];
+}
+
+/** What a pass found for one agent, and what it did. */
+export interface SessionCleanupSummary {
+  agentId: string;
+  mode: "warn" | "enforce";
+  /** True when nothing was deleted on purpose (`warn` mode without `enforce`, or `dryRun`). */
+  dryRun: boolean;
+  /** Sessions before, and after the pass (or after it, had it applied). */
+  beforeCount: number;
+  afterCount: number;
+  /** Stale sessions (older than `pruneAfterMs`). */
+  pruned: number;
+  /** Sessions beyond `maxSessions`. */
+  capped: number;
+  /** Whether the pass found anything to delete. */
+  wouldMutate: boolean;
+  /** How many it deleted (applied passes). */
+  appliedCount: number;
+  /** Up to 50 of the keys it deleted or would delete. */
+  sample: string[];
+}
+
+const DEFAULT_PRUNE_AFTER_MS = 30 * 24 * 60 * 60 * 1000;
+const DEFAULT_EVERY_MS = 60 * 60 * 1000;
+const LOCK = "sessions:maintenance";
+const LOCK_TTL_MS = 10 * 60 * 1000;
+const PAGE = 500;
+const SAMPLE = 50;
+
+/**
+ * See the module comment.
+ *
+ * @example
+ * ```ts
+ * const maintenance = new SessionMaintenance(runtime, {
+ *   settings: { mode: "enforce", pruneAfterMs: 7 * 86_400_000, maxSessions: 10_000 },
+ * });
+ * maintenance.start(); // a pass every hour
+ * console.log(await maintenance.run({ dryRun: true })); // what a pass would do now
+ * await maintenance.stop();
+ * ```
+ */
+export class SessionMaintenance {
+  readonly #runtime: AgentRuntime;
+  readonly #settings: () => SessionMaintenanceSettings | undefined;
+  readonly #everyMs: number;
+  readonly #onPass: ((summaries: SessionCleanupSummary[]) => void) | undefined;
+  readonly #onError: ((error: unknown) => void) | undefined;
+  readonly #now: () => number;
+  readonly #owner = `maintenance:${Math.random().toString(36).slice(2)}`;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<unknown> | undefined;
+  #stopped = false;
+
+  constructor(runtime: AgentRuntime, options: SessionMaintenanceOptions) {
+    const settings = options.settings;
+    this.#runtime = runtime;
+    this.#settings = typeof settings === "function" ? settings : () => settings;
+    this.#everyMs = options.everyMs ?? DEFAULT_EVERY_MS;
+    if (!Number.isSafeInteger(this.#everyMs) || this.#everyMs < 1000) {
+      throw new InvalidArgumentError(
+        `everyMs must be a whole number of ms >= 1000, got ${this.#everyMs}`,
+      );
+    }
+    this.#onPass = options.onPass;
+    this.#onError = options.onError;
+    this.#now = options.now ?? Date.now;
+    checkSettings(this.#settings());
+  }
+
+  /** Runs a pass every `everyMs` (the first one `everyMs` from now) until {@link stop}. */
+  start(): void {
+    if (this.#timer !== undefined || this.#stopped) return;
+    this.#timer = setInterval(() => {
+      if (this.#running !== undefined || this.#settings() === undefined) return;
+      this.#running = this.run()
+        .then((summaries) => this.#onPass?.(summaries))
+        .catch((error: unknown) => this.#onError?.(error))
+        .finally(() => {
+          this.#running = undefined;
+        });
+    }, this.#everyMs);
+    this.#timer.unref();
+  }
+
+  /** Stops the periodic passes and waits for one in progress (which stops between pages). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+
+  /**
+   * One pass now, over every agent (or `options.agentId`'s): what is stale or over the cap,
+   * deleted when the mode is `enforce` (or `options.enforce`) and not `dryRun`.
+   *
+   * @throws InvalidArgumentError for an unknown agent or invalid settings; a store error.
+   */
+  async run(options: SessionCleanupOptions = {}): Promise<SessionCleanupSummary[]> {
+    const settings = this.#settings() ?? {};
+    checkSettings(settings);
+    const agents = this.#runtime.agents.map((a) => a.id);
+    if (options.agentId !== undefined && !agents.includes(options.agentId)) {
+      throw new InvalidArgumentError(
+        `no agent ${options.agentId} (the agents are ${agents.join(", ")})`,
+      );
+    }
+    const mode = settings.mode ?? "warn";
+    const apply = options.dryRun !== true && (mode === "enforce" || options.enforce === true);
+    const { store } = this.#runtime;
+    // One node of a cluster at a time deletes; a report needs no lock.
+    const lease = apply
+      ? await store.locks.acquire(LOCK, { owner: this.#owner, ttlMs: LOCK_TTL_MS })
+      : undefined;
+    if (apply && lease === undefined) {
+      throw new InvalidArgumentError(
+        "another process is running session maintenance; try again later",
+      );
+    }
+    try {
+      const summaries: SessionCleanupSummary[] = [];
+      for (const agentId of options.agentId === undefined ? agents : [options.agentId]) {
+        if (this.#stopped && options.agentId === undefined && summaries.length > 0) break;
+        summaries.push(await this.#pass(agentId, settings, mode, apply, options.protect ?? []));
+      }
+      return summaries;
+    } finally {
+      if (lease !== undefined) await store.locks.release(lease).catch(() => false);
+    }
+  }
+
+  async #pass(
+    agentId: string,
+    settings: SessionMaintenanceSettings,
+    mode: "warn" | "enforce",
+    apply: boolean,
+    protect: readonly string[],
+  ): Promise<SessionCleanupSummary> {
+    const runtime = this.#runtime;
+    const { store } = runtime;
+    const cutoff = this.#now() - (settings.pruneAfterMs ?? DEFAULT_PRUNE_AFTER_MS);
+    const cap = settings.maxSessions ?? Number.POSITIVE_INFINITY;
+    const kept = new Set([`agent:${agentId}:main`, ...protect.map((k) => k.toLowerCase())]);
+    const live = new Set(runtime.activeSessions());
+    const summary: SessionCleanupSummary = {
+      agentId,
+      mode,
+      dryRun: !apply,
+      beforeCount: await store.sessions.count(agentId),
+      afterCount: 0,
+      pruned: 0,
+      capped: 0,
+      wouldMutate: false,
+      appliedCount: 0,
+      sample: [],
+    };
+    let keptCount = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await store.sessions.list({
+        agentId,
+        limit: PAGE,
+        ...(cursor === undefined ? {} : { cursor }),
+      });
+      const doomed: string[] = [];
+      for (const record of page.items) {
+        if (kept.has(record.key) || live.has(record.key)) continue;
+        if (record.updatedAt < cutoff) summary.pruned++;
+        else if (keptCount >= cap) summary.capped++;
+        else {
+          keptCount++;
+          continue;
+        }
+        doomed.push(record.key);
+        if (summary.sample.length < SAMPLE) summary.sample.push(record.key);
+      }
+      if (apply) {
+        for (const key of doomed) {
+          await runtime
+            .session(key)
+            .delete({ archiveTranscript: settings.archiveTranscripts === true });
+          summary.appliedCount++;
+        }
+      }
+      cursor = page.cursor;
+    } while (cursor !== undefined && !this.#stopped);
+    const removed = summary.pruned + summary.capped;
+    summary.wouldMutate = removed > 0;
+    summary.afterCount = Math.max(
+      0,
+      summary.beforeCount - (apply ? summary.appliedCount : removed),
+    );
+    return summary;
+  }
+}
+
+function checkSettings(settings: SessionMaintenanceSettings | undefined): void {
+  if (settings === undefined) return;
+  if (settings.mode !== undefined && settings.mode !== "warn" && settings.mode !== "enforce") {
+    throw new InvalidArgumentError(
+      `maintenance mode must be warn or enforce, got ${String(settings.mode)}`,
+    );
+  }
+  for (const [name, value] of [
+    ["pruneAfterMs", settings.pruneAfterMs],
+    ["maxSessions", settings.maxSessions],
+  ] as const) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+      throw new InvalidArgumentError(
+        `maintenance ${name} must be a whole number >= 1, got ${value}`,
+      );
+    }
+  }
+}
