@@ -183,6 +183,21 @@ describe("SessionMaintenance", () => {
     expect(passes).toHaveLength(after);
   });
 
+  it("deletes in one process at a time: a held lock refuses an applying pass, not a report", async () => {
+    const { store, runtime, stored } = await setup();
+    await stored("agent:main:direct:old", 60);
+    const other = await store.locks.acquire("sessions:maintenance", {
+      owner: "another-node",
+      ttlMs: 60_000,
+    });
+    expect(other).toBeDefined();
+    const m = maintenance(runtime, { mode: "enforce" });
+    await expect(m.run()).rejects.toMatchObject({ code: "STORE_LOCKED" });
+    expect((await m.run({ dryRun: true }))[0]).toMatchObject({ pruned: 1, dryRun: true });
+    await store.locks.release(other!);
+    expect((await m.run())[0]).toMatchObject({ appliedCount: 1 });
+  });
+
   it("refuses invalid settings", async () => {
     const { runtime } = await setup();
     expect(() => new SessionMaintenance(runtime, { settings: { pruneAfterMs: 0 } })).toThrow(

@@ -133,4 +133,14 @@ describe("sessions.cleanup", () => {
     );
     expect(await stack.store.sessions.count()).toBe(5);
   });
+
+  it("answers a retryable UNAVAILABLE while another process deletes", async () => {
+    const { stack, client } = await stackWith();
+    await stack.store.locks.acquire("sessions:maintenance", { owner: "node-b", ttlMs: 60_000 });
+    const error = await rpcError(client.request("sessions.cleanup", { enforce: true }));
+    expect(error).toMatchObject({ code: "UNAVAILABLE", retryable: true });
+    expect(error.details).toMatchObject({ code: "STORE_LOCKED" });
+    // A report needs no lock.
+    expect(await client.request("sessions.cleanup", {})).toMatchObject({ dryRun: true });
+  });
 });

@@ -11,7 +11,8 @@
  * so it holds one page whatever the number of sessions; in a cluster a store lock lets one
  * node at a time run it.
  */
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, StoreError } from "../errors.js";
+import type { Lease } from "../store/types.js";
 import type { AgentRuntime } from "./runtime.js";
 
 /** How maintenance treats old sessions. */
@@ -166,11 +167,14 @@ export class SessionMaintenance {
     const apply = options.dryRun !== true && (mode === "enforce" || options.enforce === true);
     const { store } = this.#runtime;
     // One node of a cluster at a time deletes; a report needs no lock.
-    const lease = apply
-      ? await store.locks.acquire(LOCK, { owner: this.#owner, ttlMs: LOCK_TTL_MS })
-      : undefined;
-    if (apply && lease === undefined) {
-      throw new InvalidArgumentError(
+    const held: { lease: Lease | undefined } = {
+      lease: apply
+        ? await store.locks.acquire(LOCK, { owner: this.#owner, ttlMs: LOCK_TTL_MS })
+        : undefined,
+    };
+    if (apply && held.lease === undefined) {
+      throw new StoreError(
+        "STORE_LOCKED",
         "another process is running session maintenance; try again later",
       );
     }
@@ -178,11 +182,11 @@ export class SessionMaintenance {
       const summaries: SessionCleanupSummary[] = [];
       for (const agentId of options.agentId === undefined ? agents : [options.agentId]) {
         if (this.#stopped && options.agentId === undefined && summaries.length > 0) break;
-        summaries.push(await this.#pass(agentId, settings, mode, apply, options.protect ?? []));
+        summaries.push(await this.#pass(agentId, settings, mode, held, options.protect ?? []));
       }
       return summaries;
     } finally {
-      if (lease !== undefined) await store.locks.release(lease).catch(() => false);
+      if (held.lease !== undefined) await store.locks.release(held.lease).catch(() => false);
     }
   }
 
@@ -190,9 +194,10 @@ export class SessionMaintenance {
     agentId: string,
     settings: SessionMaintenanceSettings,
     mode: "warn" | "enforce",
-    apply: boolean,
+    held: { lease: Lease | undefined },
     protect: readonly string[],
   ): Promise<SessionCleanupSummary> {
+    const apply = held.lease !== undefined;
     const runtime = this.#runtime;
     const { store } = runtime;
     const cutoff = this.#now() - (settings.pruneAfterMs ?? DEFAULT_PRUNE_AFTER_MS);
@@ -231,7 +236,16 @@ export class SessionMaintenance {
         doomed.push(record.key);
         if (summary.sample.length < SAMPLE) summary.sample.push(record.key);
       }
-      if (apply) {
+      if (held.lease !== undefined && doomed.length > 0) {
+        // A long pass keeps its lock; one that lost it stops deleting.
+        const renewed = await store.locks.renew(held.lease, LOCK_TTL_MS);
+        if (renewed === undefined) {
+          throw new StoreError(
+            "STORE_LOCKED",
+            "session maintenance lost its lock to another process; stopped",
+          );
+        }
+        held.lease = renewed;
         for (const key of doomed) {
           await runtime
             .session(key)

@@ -8,8 +8,8 @@
  */
 import { isBeamClawError, type SessionCleanupSummary } from "@beamclaw/core";
 import type { HubMethod } from "../hub.js";
-import { Scopes } from "../protocol/constants.js";
-import { invalidRequest } from "../protocol/errors.js";
+import { ErrorCodes, Scopes } from "../protocol/constants.js";
+import { GatewayError, invalidRequest } from "../protocol/errors.js";
 import { optionalBool, optionalString } from "../protocol/params.js";
 
 /** A summary in OpenClaw's shape (`missing` is always 0: no store entry lacks its transcript). */
@@ -52,6 +52,13 @@ export const sessionCleanupMethods: Record<string, HubMethod> = {
       } catch (error) {
         if (isBeamClawError(error, "INVALID_ARGUMENT")) {
           throw invalidRequest(`${method}: ${error.message}`);
+        }
+        if (isBeamClawError(error, "STORE_LOCKED")) {
+          throw new GatewayError(ErrorCodes.UNAVAILABLE, `${method}: ${error.message}`, {
+            retryable: true,
+            retryAfterMs: 30_000,
+            details: { code: "STORE_LOCKED" },
+          });
         }
         throw error;
       }
