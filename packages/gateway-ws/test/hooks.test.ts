@@ -589,24 +589,71 @@ describe("hooks: mappings", () => {
     expect(stack.provider.requests).toHaveLength(1);
   });
 
-  it("the gmail preset reads a Gmail payload into its own session per message", async () => {
+  it("the gmail preset runs each mail of a push in its own session", async () => {
     const stack = await hookStack(
       {
         presets: ["gmail"],
         allowRequestSessionKey: true,
         allowedSessionKeyPrefixes: ["hook:gmail:"],
       },
-      { responses: ["Summarized.", "HEARTBEAT_OK"] },
+      { responses: Array.from({ length: 6 }, () => "Summarized.") },
     );
     const reply = await post(stack.port, "/hooks/gmail", {
       messages: [
         { id: "m-1", from: "Ada", subject: "Hello", snippet: "Hi there", body: "Long body" },
+        { id: "m-2", from: "Bob", subject: "Invoice", snippet: "Due", body: "Pay by Friday" },
       ],
-      deliver: false,
+      waitForCompletion: true,
     });
-    expect(reply.json.sessionKey).toBe("agent:main:hook:gmail:m-1");
-    await waitFor("the run", () => stack.provider.requests.length >= 1);
-    expect(userText(stack, 0)).toContain("New email from Ada\nSubject: Hello\nHi there\nLong body");
+    expect(reply.json).toMatchObject({ ok: true, count: 2 });
+    expect(reply.json.results.map((r: { sessionKey: string }) => r.sessionKey)).toEqual([
+      "agent:main:hook:gmail:m-1",
+      "agent:main:hook:gmail:m-2",
+    ]);
+    const asked = stack.provider.requests.map((_, i) => userText(stack, i));
+    expect(
+      asked.filter((t) => t.includes("New email from Ada\nSubject: Hello\nHi there\nLong body")),
+    ).toHaveLength(1);
+    expect(asked.filter((t) => t.includes("New email from Bob\nSubject: Invoice"))).toHaveLength(1);
+    // Nothing to do for an empty push.
+    expect((await post(stack.port, "/hooks/gmail", { messages: [] })).status).toBe(204);
+  });
+
+  it("a batch runs every item it can and answers the failures with every item's result", async () => {
+    const stack = await hookStack(
+      {
+        allowRequestSessionKey: true,
+        mappings: [
+          {
+            match: { path: "batch" },
+            forEach: "events",
+            sessionKey: "hook:ev:{{events[0].id}}",
+            messageTemplate: "{{events[0].text}}",
+            deliver: false,
+          },
+        ],
+      },
+      { responses: Array.from({ length: 4 }, () => "ok") },
+    );
+    const mixed = await post(stack.port, "/hooks/batch", {
+      events: [
+        { id: "a", text: "first" },
+        { id: "no/slash", text: "second" },
+        { id: "c", text: "third" },
+      ],
+    });
+    expect(mixed.status).toBe(400);
+    expect(mixed.json.error).toEqual({ code: "partial_batch", message: "1 of 3 items failed" });
+    expect(mixed.json.results.map((r: { ok: boolean }) => r.ok)).toEqual([true, false, true]);
+    expect(mixed.json.results[1].error.code).toBe("invalid_session_key");
+    await waitFor("both runs", () => stack.provider.requests.length === 2);
+    expect((await post(stack.port, "/hooks/batch", { events: "not a list" })).json.error.code).toBe(
+      "invalid_payload",
+    );
+    const tooMany = await post(stack.port, "/hooks/batch", {
+      events: Array.from({ length: 51 }, (_, i) => ({ id: `e${i}`, text: "x" })),
+    });
+    expect([tooMany.status, tooMany.json.error.code]).toEqual([413, "batch_too_large"]);
   });
 });
 

@@ -449,6 +449,14 @@ export const HookMappingConfigSchema = z
       .refine((m) => m.path !== undefined || m.source !== undefined, {
         message: "set match.path or match.source",
       }),
+    /**
+     * One action per item of the payload's array of this name (`messages`), each seeing the
+     * payload with that item alone in the array (at most 50 items a request).
+     */
+    forEach: z
+      .string()
+      .regex(/^[A-Za-z_$][\w$-]*$/, "a top-level field name")
+      .optional(),
     /** `agent` (default): a run of the agent; `wake`: a line for the main session's heartbeat. */
     action: z.enum(["agent", "wake"]).default("agent"),
     /** The agent's message, from the payload (`{{pull_request.title}}`). Default the payload as JSON. */

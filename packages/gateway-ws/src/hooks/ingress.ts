@@ -124,6 +124,8 @@ class HookError extends Error {
     readonly code: string,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** More of the answer's body (a batch's `results`). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
   }
@@ -157,6 +159,8 @@ const CLIENT_ERRORS = new Set([
 /** ...and those that pass (503, retry). */
 const RETRYABLE = new Set(["OVERLOADED", "UNAVAILABLE", "NO_PROCESS"]);
 const MAX_IDEMPOTENCY_KEY = 256;
+/** The most items one `forEach` request takes. */
+const MAX_BATCH = 50;
 /** How long an idempotency key replays its run. */
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** How long a request may take to send its body (408 beyond). */
@@ -175,6 +179,7 @@ const PRESETS: Record<string, HookMappingConfig> = {
     id: "gmail",
     match: { path: "gmail" },
     action: "agent",
+    forEach: "messages",
     name: "Gmail",
     wakeMode: "now",
     sessionKey: "hook:gmail:{{messages[0].id}}",
@@ -252,7 +257,7 @@ export class HookIngress {
         sendJson(
           res,
           error.status,
-          { ok: false, error: { code: error.code, message: error.message } },
+          { ok: false, error: { code: error.code, message: error.message }, ...error.extra },
           error.headers,
         );
         return;
@@ -445,6 +450,89 @@ export class HookIngress {
     if (mapping === undefined) {
       throw new HookError(404, "not_found", `no hook mapping for ${settings.path}/${route}`);
     }
+    if (mapping.forEach === undefined) {
+      return this.#mappedOne(req, route, payload, mapping, settings);
+    }
+    return this.#batch(req, route, payload, mapping, mapping.forEach, settings);
+  }
+
+  /**
+   * A mapping with `forEach`: one action per item of the payload's array `key`, each seeing
+   * the payload with that item alone in the array (so `{{messages[0].subject}}` is the item's).
+   * 204 for an empty array or when no item makes an action; when an item fails, the others
+   * still run and the answer is that item's status with every item's result.
+   */
+  async #batch(
+    req: IncomingMessage,
+    route: string,
+    payload: Record<string, unknown>,
+    mapping: HookMappingConfig,
+    key: string,
+    settings: HooksConfig,
+  ): Promise<Record<string, unknown> | null> {
+    const items = payload[key];
+    if (!Array.isArray(items)) {
+      throw new HookError(
+        400,
+        "invalid_payload",
+        `${key} must be an array (hook mapping ${mappingName(mapping)} takes one action per item)`,
+      );
+    }
+    if (items.length > MAX_BATCH) {
+      throw new HookError(
+        413,
+        "batch_too_large",
+        `${key} has ${items.length} items; at most ${MAX_BATCH} are taken at once`,
+      );
+    }
+    const results: Array<Record<string, unknown>> = [];
+    let failed: HookError | undefined;
+    for (let i = 0; i < items.length; i++) {
+      try {
+        const reply = await this.#mappedOne(
+          req,
+          route,
+          { ...payload, [key]: [items[i]] },
+          mapping,
+          settings,
+          i,
+        );
+        results.push(reply ?? { ok: true, skipped: true });
+      } catch (error) {
+        const refused =
+          error instanceof HookError ? error : new HookError(500, "internal", "internal error");
+        if (!(error instanceof HookError)) {
+          this.#hub.log.error(
+            `hook ${settings.path}/${route} item ${i} failed: ${(error as Error).message}`,
+          );
+        }
+        failed ??= refused;
+        results.push({ ok: false, error: { code: refused.code, message: refused.message } });
+      }
+    }
+    if (failed !== undefined) {
+      const count = results.filter((r) => r.ok === false).length;
+      throw new HookError(
+        failed.status,
+        "partial_batch",
+        `${count} of ${items.length} items failed`,
+        failed.headers,
+        { results },
+      );
+    }
+    if (results.every((r) => r.skipped === true)) return null;
+    return { ok: true, count: items.length, results };
+  }
+
+  /** One action of a mapping: its transform, then its templates over `payload`. */
+  async #mappedOne(
+    req: IncomingMessage,
+    route: string,
+    payload: Record<string, unknown>,
+    mapping: HookMappingConfig,
+    settings: HooksConfig,
+    item?: number,
+  ): Promise<Record<string, unknown> | null> {
     let result: HookTransformResult = {};
     if (mapping.transform !== undefined) {
       const transform = await this.#transform(mapping.transform, settings);
@@ -516,7 +604,7 @@ export class HookIngress {
       },
       settings,
     );
-    return this.#run(agentAction, req, payload, settings);
+    return this.#run(agentAction, req, payload, settings, item);
   }
 
   /** The function a mapping's `transform` names: a registered one, else its module's export. */
@@ -657,12 +745,16 @@ export class HookIngress {
     req: IncomingMessage,
     payload: Record<string, unknown>,
     settings: HooksConfig,
+    item?: number,
   ): Promise<Record<string, unknown>> {
     const wait = payload.waitForCompletion === true;
     if (payload.waitForCompletion !== undefined && typeof payload.waitForCompletion !== "boolean") {
       throw new HookError(400, "invalid_payload", "waitForCompletion must be a boolean");
     }
-    const idempotencyKey = idempotencyKeyOf(req, payload);
+    const requestKey = idempotencyKeyOf(req, payload);
+    // Each item of a batch (`forEach`) is a request of its own under the batch's key.
+    const idempotencyKey =
+      requestKey === undefined || item === undefined ? requestKey : `${requestKey}#${item}`;
     const kv = this.#hub.runtime.store.kv;
     let claim: { key: string; fingerprint: string } | undefined;
     if (idempotencyKey !== undefined) {
