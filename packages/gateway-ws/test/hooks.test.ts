@@ -245,6 +245,8 @@ describe("hooks: /hooks/agent", () => {
     expect(userText(stack, 1)).toContain("- Hook Email: Ada wants the invoice.");
     const transcript = await stack.store.transcripts.read(reply.json.sessionKey);
     expect(transcript.length).toBeGreaterThan(0);
+    const info = await stack.runtime.session(reply.json.sessionKey).info();
+    expect(info.metadata.displayName).toBe("Hook: Email");
   });
 
   it("answers with the completion when asked to wait, and delivers to a named chat", async () => {

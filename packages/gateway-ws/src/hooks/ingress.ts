@@ -860,6 +860,12 @@ export class HookIngress {
       return { ok: true, runId, sessionKey: action.sessionKey, replayed: true };
     }
     if (action.isolated) {
+      // Named for the session lists (`sessions.list`, the dashboard): "Hook: GitHub".
+      this.#track(
+        this.#hub.runtime
+          .session(action.sessionKey)
+          .patch({ displayName: `Hook: ${action.name ?? action.route}` }),
+      );
       this.#track(
         kv
           .set(ISOLATED_PREFIX + action.sessionKey, { createdAt: this.#hub.now() })
