@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
 import { authenticateConnect, FAILED_LOGIN_CODES, HandshakeRefusal } from "./auth/handshake.js";
 import type { PairedDevice } from "./auth/pairing.js";
-import { authRateLimiterOf } from "./auth/rate-limit.js";
+import { authRateLimiterOf, isLoopbackAddress } from "./auth/rate-limit.js";
 import { SetupCodes } from "./auth/setup-codes.js";
 import { GATEWAY_EVENTS, type GatewayHub, type PresenceEntry } from "./hub.js";
 import { attachmentPolicy } from "./methods/session-helpers.js";
@@ -39,7 +39,6 @@ export interface ConnectionCloseInfo {
   deviceId: string | undefined;
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
 const REQUEST_KEYS = new Set(["type", "id", "method", "params", "traceparent"]);
 const CLOSE_GRACE_MS = 2_000;
 
@@ -114,7 +113,7 @@ export class GatewayConnection {
     const proxied =
       options.request.headers["x-forwarded-for"] !== undefined ||
       options.request.headers["x-real-ip"] !== undefined;
-    this.isLoopback = !proxied && LOOPBACK.test(this.remoteAddress ?? "");
+    this.isLoopback = !proxied && isLoopbackAddress(this.remoteAddress);
     const host = options.request.headers.host;
     const secure = (options.request.socket as { encrypted?: boolean }).encrypted === true;
     this.gatewayUrl =

@@ -136,6 +136,13 @@ export class AuthRateLimiter {
   }
 }
 
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+
+/** Whether a socket's remote address is loopback (`127.0.0.0/8`, `::1`, IPv4-mapped). */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  return LOOPBACK.test(address ?? "");
+}
+
 /** One key per client: IPv4-mapped IPv6 addresses count as their IPv4 address. */
 function keyOf(address: string | undefined): string {
   if (address === undefined || address === "") return "unknown";

@@ -32,7 +32,7 @@ import {
   type RunResult,
   type ThinkingLevel,
 } from "@beamclaw/core";
-import { AuthRateLimiter } from "../auth/rate-limit.js";
+import { AuthRateLimiter, isLoopbackAddress } from "../auth/rate-limit.js";
 import { secretsEqual } from "../auth/shared-secret.js";
 import { channelDeliveryOf, channelTargetOf } from "../channel-delivery.js";
 import { BodyError, bearerToken, header, readBody, sendJson } from "../http/util.js";
@@ -350,7 +350,7 @@ export class HookIngress {
 
   #authorize(req: IncomingMessage, settings: HooksConfig): void {
     const address = req.socket.remoteAddress;
-    const loopback = isLoopback(address);
+    const loopback = isLoopbackAddress(address);
     const allowed = this.#limiter.check(address, loopback);
     if (!allowed.allowed) throw tooMany(allowed.retryAfterMs);
     const presented = bearerToken(req) ?? header(req, "x-openclaw-token")?.trim();
@@ -1044,11 +1044,6 @@ function tooMany(retryAfterMs: number): HookError {
       "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
     },
   );
-}
-
-function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  return address === "::1" || /^(::ffff:)?127\./.test(address);
 }
 
 function mainKey(agentId: string): string {
