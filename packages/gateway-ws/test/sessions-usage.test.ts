@@ -4,12 +4,13 @@
  * other days, agents and models. The gateway's and the runtime's clocks read 2026-03-15,
  * 12:00 UTC (and run on from there), so "today" and the range presets are fixed days.
  */
-import type { SessionRecord } from "@beamclaw/core";
+import type { JsonObject, SessionRecord } from "@beamclaw/core";
 import type { ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   SESSIONS_USAGE_MAX_DAYS,
   SESSIONS_USAGE_MAX_SCANNED,
+  SESSIONS_USAGE_MAX_SESSION_ENTRIES,
 } from "../src/methods/session-usage.js";
 import {
   closeClients,
@@ -120,6 +121,66 @@ function putSession(
 
 const keysOf = (answer: Wire): string[] => answer.sessions.map((s: Wire) => s.key);
 
+/** Alpha's messages of 14 March (see the test of the sessions listed). */
+const ALPHA_MESSAGES = { total: 5, user: 2, assistant: 2, toolCalls: 1, toolResults: 1, errors: 1 };
+
+/**
+ * Model calls in a session's transcript as a session saves them: each a user message and the
+ * assistant answer with its call's usage, from noon UTC of `day`, a second apart; a call with
+ * `tool` answers with a call of it, whose result is an error. Calls take 200, 400, 200, ... ms.
+ */
+async function calls(
+  stack: Stack,
+  key: string,
+  list: Array<{ day: string; input: number; output: number; cost: number; tool?: string }>,
+): Promise<void> {
+  const seconds = new Map<string, number>();
+  const at = (day: string) => {
+    const second = seconds.get(day) ?? 0;
+    seconds.set(day, second + 1);
+    return Date.parse(`${day}T12:00:00Z`) + second * 1000;
+  };
+  const entries = list.flatMap((call, i) => {
+    const runId = `run-${i}`;
+    const saved: JsonObject[] = [
+      {
+        runId,
+        at: at(call.day),
+        message: { role: "user", content: [{ type: "text", text: "q" }] },
+      },
+      {
+        runId,
+        at: at(call.day),
+        usage: {
+          provider: "openai",
+          model: "gpt-x",
+          inputTokens: call.input,
+          outputTokens: call.output,
+          costUsd: call.cost,
+          durationMs: 200 * ((i % 2) + 1),
+        },
+        message: {
+          role: "assistant",
+          content:
+            call.tool === undefined
+              ? [{ type: "text", text: "a" }]
+              : [{ type: "tool-call", toolCallId: `c${i}`, toolName: call.tool, input: {} }],
+        },
+      },
+    ];
+    if (call.tool !== undefined) {
+      const result = { type: "tool-result", toolCallId: `c${i}`, toolName: call.tool };
+      saved.push({
+        runId,
+        at: at(call.day),
+        message: { role: "tool", content: [{ ...result, output: "no", isError: true }] },
+      });
+    }
+    return saved;
+  });
+  await stack.store.transcripts.append(key, entries);
+}
+
 describe("sessions.usage", () => {
   it("answers chat.send turns per session, in total and by model, provider, agent and day, all adding up", async () => {
     const { stack, client } = await usageStack([said(10, 5), said(20, 7), said(3, 1)]);
@@ -134,7 +195,7 @@ describe("sessions.usage", () => {
       startDate: "2026-02-14",
       endDate: TODAY,
       timeZone: "UTC",
-      basis: { sessionUsage: "lifetime", totals: "daily" },
+      basis: { sessionUsage: "transcript", totals: "daily" },
       truncated: false,
     });
     expect(all.totals).toEqual({
@@ -163,8 +224,37 @@ describe("sessions.usage", () => {
       agentId: "main",
       modelProvider: "scripted",
       model: "m1",
-      usage: { totalTokens: 15, lastActivity: expect.any(Number) },
+      usage: {
+        totalTokens: 15,
+        missingCostEntries: 0,
+        firstActivity: expect.any(Number),
+        lastActivity: expect.any(Number),
+        durationMs: expect.any(Number),
+        activityDates: [TODAY],
+        dailyBreakdown: [{ date: TODAY, tokens: 15, cost: 0 }],
+        dailyMessageCounts: [
+          { date: TODAY, total: 2, user: 1, assistant: 1, toolCalls: 0, toolResults: 0, errors: 0 },
+        ],
+        dailyLatency: [{ date: TODAY, count: 1 }],
+        dailyModelUsage: [
+          { date: TODAY, provider: "scripted", model: "m1", tokens: 15, cost: 0, count: 1 },
+        ],
+        messageCounts: { total: 2, user: 1, assistant: 1, toolCalls: 0 },
+        toolUsage: { totalCalls: 0, uniqueTools: 0, tools: [] },
+        modelUsage: [
+          {
+            provider: "scripted",
+            model: "m1",
+            count: 1,
+            totals: expect.objectContaining({ input: 10, output: 5, totalTokens: 15 }),
+          },
+        ],
+        latency: { count: 1, minMs: expect.any(Number) },
+      },
     });
+    expect(all.sessions[2].usage.lastActivity).toBeGreaterThanOrEqual(
+      all.sessions[2].usage.firstActivity,
+    );
     const sum = (field: string) =>
       all.sessions.reduce((n: number, s: Wire) => n + s.usage[field], 0);
     expect([sum("input"), sum("output")]).toEqual([all.totals.input, all.totals.output]);
@@ -191,17 +281,18 @@ describe("sessions.usage", () => {
       { agentId: "ops", totals: expect.objectContaining({ input: 3, output: 1 }) },
     ]);
     expect(aggregates.daily).toEqual([
-      { date: TODAY, tokens: 46, cost: 0, messages: 0, toolCalls: 0, errors: 0 },
+      { date: TODAY, tokens: 46, cost: 0, messages: 6, toolCalls: 0, errors: 0 },
     ]);
     expect(aggregates.modelDaily).toEqual([
       { date: TODAY, provider: "scripted", model: "m1", tokens: 42, cost: 0, count: 2 },
       { date: TODAY, provider: "scripted", model: "m2", tokens: 4, cost: 0, count: 1 },
     ]);
-    // Not metered: empty, never invented.
+    // From the three transcripts: a question and an answer each, no tools; sessions made by
+    // chat.send have no channel.
     expect(aggregates.messages).toEqual({
-      total: 0,
-      user: 0,
-      assistant: 0,
+      total: 6,
+      user: 3,
+      assistant: 3,
       toolCalls: 0,
       toolResults: 0,
       errors: 0,
@@ -233,15 +324,19 @@ describe("sessions.usage", () => {
     expect(keysOf(side)).toEqual(["agent:main:side"]);
     expect(side.totals).toMatchObject({ input: 21, output: 8, totalTokens: 29 });
     expect(side.sessions[0].usage).toMatchObject({ input: 21, output: 8 });
-    expect(side.basis).toEqual({ sessionUsage: "lifetime", totals: "session" });
+    expect(side.basis).toEqual({ sessionUsage: "transcript", totals: "transcript" });
+    // Everything from the session's transcript: per model, provider, day, with its messages.
     expect(side.aggregates).toMatchObject({
       sessionCount: 1,
       byAgent: [{ agentId: "main", totals: side.totals }],
-      // The meter does not know sessions: nothing per model or per day is made up.
-      byModel: [],
-      byProvider: [],
-      modelDaily: [],
-      daily: [],
+      byModel: [{ provider: "scripted", model: "m1", count: 2, totals: side.totals }],
+      byProvider: [{ provider: "scripted", count: 2, totals: side.totals }],
+      modelDaily: [
+        { date: TODAY, provider: "scripted", model: "m1", tokens: 29, cost: 0, count: 2 },
+      ],
+      daily: [{ date: TODAY, tokens: 29, cost: 0, messages: 4, toolCalls: 0, errors: 0 }],
+      messages: { total: 4, user: 2, assistant: 2, toolCalls: 0, toolResults: 0, errors: 0 },
+      latency: { count: 2 },
     });
     // Same agent named as well: fine; another agent: refused.
     expect(keysOf(await usage(client, { key: "agent:main:side", agentId: "main" }))).toEqual([
@@ -391,8 +486,15 @@ describe("sessions.usage", () => {
     ]);
   });
 
-  it("lists the sessions active in the range, newest first, with their lifetime totals; limit cuts the list, not the totals", async () => {
+  it("lists the sessions active in the range, newest first, with their transcripts' usage over it; limit cuts the list, not the totals", async () => {
     const { stack, client } = await usageStack();
+    // Alpha's transcript: a call on 1 March (outside the week), and on the 14th a tool call
+    // that failed and the answer after it.
+    await calls(stack, "agent:main:alpha", [
+      { day: "2026-03-01", input: 400, output: 80, cost: 0.25 },
+      { day: "2026-03-14", input: 60, output: 10, cost: 0.03, tool: "search" },
+      { day: "2026-03-14", input: 40, output: 10, cost: 0.02 },
+    ]);
     await putSession(stack, "agent:main:alpha", {
       created: "2026-03-01",
       lastRun: "2026-03-14",
@@ -446,24 +548,70 @@ describe("sessions.usage", () => {
       providerOverride: "openai",
       modelOverride: "gpt-x",
       usage: {
-        input: 500,
-        output: 100,
+        input: 100,
+        output: 20,
         cacheRead: 0,
         cacheWrite: 0,
-        totalTokens: 600,
-        totalCost: 0.3,
+        totalTokens: 120,
+        totalCost: 0.05,
         inputCost: 0,
         outputCost: 0,
         cacheReadCost: 0,
         cacheWriteCost: 0,
         missingCostEntries: 0,
-        lastActivity: Date.parse("2026-03-14T12:00:00Z"),
+        firstActivity: Date.parse("2026-03-14T12:00:00Z"),
+        lastActivity: Date.parse("2026-03-14T12:00:04Z"),
+        durationMs: 4000,
+        activityDates: ["2026-03-14"],
+        dailyBreakdown: [{ date: "2026-03-14", tokens: 120, cost: 0.05 }],
+        dailyMessageCounts: [{ date: "2026-03-14", ...ALPHA_MESSAGES }],
+        dailyLatency: [
+          { date: "2026-03-14", count: 2, avgMs: 300, p95Ms: 400, minMs: 200, maxMs: 400 },
+        ],
+        dailyModelUsage: [
+          {
+            date: "2026-03-14",
+            provider: "openai",
+            model: "gpt-x",
+            tokens: 120,
+            cost: 0.05,
+            count: 2,
+          },
+        ],
+        messageCounts: ALPHA_MESSAGES,
+        toolUsage: { totalCalls: 1, uniqueTools: 1, tools: [{ name: "search", count: 1 }] },
+        modelUsage: [
+          {
+            provider: "openai",
+            model: "gpt-x",
+            count: 2,
+            totals: expect.objectContaining({ input: 100, output: 20, totalCost: 0.05 }),
+          },
+        ],
+        latency: { count: 2, avgMs: 300, p95Ms: 400, minMs: 200, maxMs: 400 },
       },
       contextWeight: null,
     });
     expect(week.sessions[1]).toMatchObject({ modelProvider: "scripted", model: "m1" });
     expect(week.sessions[1].modelOverride).toBeUndefined();
+    // Beta has no transcript (its record was written by hand): nothing to count.
+    expect(week.sessions[1].usage).toMatchObject({
+      totalTokens: 0,
+      activityDates: [],
+      messageCounts: { total: 0 },
+    });
+    expect(week.sessions[1].usage.firstActivity).toBeUndefined();
     expect(week.aggregates.sessionCount).toBe(2);
+    // Messages, tools and channels from the transcripts of the week.
+    expect(week.aggregates.messages).toEqual(week.sessions[0].usage.messageCounts);
+    expect(week.aggregates.tools).toEqual(week.sessions[0].usage.toolUsage);
+    expect(week.aggregates.byChannel).toEqual([
+      { channel: "telegram", totals: expect.objectContaining({ input: 100, totalCost: 0.05 }) },
+    ]);
+    expect(week.aggregates.daily).toEqual([
+      { date: "2026-03-13", tokens: 80, cost: 0.1, messages: 0, toolCalls: 0, errors: 0 },
+      { date: "2026-03-14", tokens: 0, cost: 0, messages: 5, toolCalls: 1, errors: 1 },
+    ]);
     // The totals are the meter's days, not the sessions' lifetimes.
     expect(week.totals).toMatchObject({ input: 60, output: 20, totalTokens: 80 });
 
@@ -472,7 +620,16 @@ describe("sessions.usage", () => {
     expect(one.aggregates.sessionCount).toBe(2);
     expect(one.totals).toEqual(week.totals);
     expect(one.aggregates.byModel).toEqual(week.aggregates.byModel);
+    // The sessions left out of the list still count in the transcripts' aggregates.
+    expect(one.aggregates.messages).toEqual(week.aggregates.messages);
     expect(one.sessions[0].contextWeight).toBeUndefined();
+    // All of March: alpha's first call too.
+    const march = await usage(client, { startDate: "2026-03-01", endDate: "2026-03-31" });
+    expect(march.sessions[0].usage).toMatchObject({
+      input: 500,
+      output: 100,
+      activityDates: ["2026-03-01", "2026-03-14"],
+    });
 
     // A session has no earlier instances: family rows are the instance rows.
     const family = await usage(client, { range: "7d", groupBy: "family", includeHistorical: true });
@@ -537,6 +694,40 @@ describe("sessions.usage", () => {
     expect(over.aggregates.sessionCount).toBe(SESSIONS_USAGE_MAX_SCANNED);
     expect(keysOf(over)).toEqual(["agent:main:newest", "agent:main:s9999", "agent:main:s9998"]);
     expect(over.totals).toMatchObject({ input: 20_001, output: 20_001 });
+  });
+
+  it(`reads at most ${SESSIONS_USAGE_MAX_SESSION_ENTRIES} entries of a session, the newest, and says truncated`, async () => {
+    const { stack, client } = await usageStack();
+    await putSession(stack, "agent:main:busy", {
+      created: "2026-03-10",
+      lastRun: "2026-03-14",
+      updated: "2026-03-14",
+    });
+    const from = Date.parse("2026-03-14T00:00:00Z");
+    const total = SESSIONS_USAGE_MAX_SESSION_ENTRIES + 500;
+    for (let start = 0; start < total; start += 1000) {
+      const page = Array.from({ length: Math.min(1000, total - start) }, (_, k) => ({
+        runId: `r${start + k}`,
+        at: from + start + k,
+        usage: { provider: "p", model: "m", inputTokens: 1, outputTokens: 0, costUsd: 0 },
+        message: { role: "assistant", content: [{ type: "text", text: "a" }] },
+      }));
+      await stack.store.transcripts.append("agent:main:busy", page);
+    }
+    const answer = await usage(client, { range: "7d" });
+    expect(answer.truncated).toBe(true);
+    expect(answer.sessions[0].usage).toMatchObject({
+      input: SESSIONS_USAGE_MAX_SESSION_ENTRIES,
+      truncated: true,
+      // The newest entries were read.
+      firstActivity: from + 500,
+      lastActivity: from + total - 1,
+    });
+    expect(answer.aggregates.messages.assistant).toBe(SESSIONS_USAGE_MAX_SESSION_ENTRIES);
+    // Asked for by key, the same bound, said the same way.
+    const one = await usage(client, { key: "agent:main:busy", range: "7d" });
+    expect(one.truncated).toBe(true);
+    expect(one.totals.input).toBe(SESSIONS_USAGE_MAX_SESSION_ENTRIES);
   });
 
   it("refuses bad params with INVALID_REQUEST naming the field", async () => {

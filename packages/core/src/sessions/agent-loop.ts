@@ -5,6 +5,7 @@ import type {
   FilePart,
   FinishReason,
   ImagePart,
+  JsonObject,
   JsonValue,
   ModelCallOptions,
   ModelMessage,
@@ -108,9 +109,10 @@ export interface AgentLoopInput {
   /**
    * Persists a message the run adds (user, assistant, tool) before the run goes on.
    * `{ retry: true }` marks the user message the loop itself wrote to ask again for a
-   * structured answer (not a user's input).
+   * structured answer (not a user's input); `usage` comes with an assistant message: what
+   * the model call that produced it used (a session saves it in the transcript entry).
    */
-  persist: (message: ModelMessage, options?: { retry: true }) => Promise<void>;
+  persist: (message: ModelMessage, options?: PersistOptions) => Promise<void>;
   /** Messages steered into the run since the last call; drained at each step. */
   takeSteered: () => UserMessageInput[];
   cost?: CostFunction;
@@ -131,6 +133,34 @@ export interface AgentLoopInput {
   /** `output`, already checked and prepared (a session's run). @internal */
   [PREPARED_OUTPUT]?: RunOutput;
 }
+
+/**
+ * What one model call of a run used: the call's usage, its cost and how long it took, with
+ * the provider and model that answered. A session saves it as the `usage` of the transcript
+ * entry of the assistant message the call produced, so that usage can be summed per session
+ * over any span of time (see `summarizeTranscriptUsage`).
+ */
+export interface CallUsage extends JsonObject {
+  provider: string;
+  model: string;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens?: number;
+  cacheWriteTokens?: number;
+  costUsd: number;
+  /** From the request to the end of the model's answer, in milliseconds. */
+  durationMs: number;
+}
+
+/** Options of {@link AgentLoopInput.persist}. */
+export interface PersistOptions {
+  /** The user message the loop wrote itself, to ask again for a structured answer. */
+  retry?: true;
+  /** An assistant message's model call. */
+  usage?: CallUsage;
+}
+
+const RETRY: PersistOptions = Object.freeze({ retry: true });
 
 /** Turns a user input into the normalized message. */
 export function userMessage(input: UserMessageInput): ModelMessage {
@@ -236,15 +266,12 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   // object spread followed by new properties costs about 1-2 µs, and a run emits many events.
   const base = { runId, sessionKey };
 
-  const append = async (message: ModelMessage) => {
+  const append = async (message: ModelMessage, options?: PersistOptions) => {
     added.push(message);
-    await input.persist(message);
+    await input.persist(message, options);
   };
   /** The loop's own request for a conforming answer: saved marked as such. */
-  const appendRetry = async (message: ModelMessage) => {
-    added.push(message);
-    await input.persist(message, { retry: true });
-  };
+  const appendRetry = (message: ModelMessage) => append(message, RETRY);
 
   try {
     outputSpec =
@@ -286,7 +313,12 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         ...(step.text.length > 0 ? [{ type: "text" as const, text: step.text }] : []),
         ...step.toolCalls,
       ];
-      if (content.length > 0) await append({ role: "assistant", content });
+      if (content.length > 0) {
+        await append(
+          { role: "assistant", content },
+          step.usage === undefined ? undefined : { usage: step.usage },
+        );
+      }
       finalText = step.text;
       if (step.toolCalls.length === 0) {
         // A steered message that arrived during the last step still deserves an answer.
@@ -521,6 +553,8 @@ interface StepOutput {
   thinking: ThinkingPart[];
   toolCalls: ToolCallPart[];
   costUsd: number;
+  /** The call's usage, when the model reported it. */
+  usage: CallUsage | undefined;
 }
 
 async function streamStep(
@@ -539,6 +573,7 @@ async function streamStep(
   let stepUsage: ModelUsage | undefined;
   let finishReason: FinishReason | undefined;
   let ref = input.models[0] ?? agent.model;
+  const startedAt = performance.now();
   // `messages` is this request's own array: nothing changes it after the call.
   // A conversation's requests share their beginning: one cache key for all of them.
   const request: Omit<ModelRequest, "model"> = {
@@ -649,21 +684,38 @@ async function streamStep(
   }
   if (thinkingText.length > 0) thinking.push({ type: "thinking", text: thinkingText });
   let costUsd = 0;
+  let callUsage: CallUsage | undefined;
   if (stepUsage !== undefined) {
     addUsage(total, stepUsage);
     costUsd = input.cost?.(ref, stepUsage) ?? 0;
     const slash = ref.indexOf("/");
+    const provider = slash === -1 ? ref : ref.slice(0, slash);
+    const model = slash === -1 ? ref : ref.slice(slash + 1);
     emit({
       runId: base.runId,
       sessionKey: base.sessionKey,
       type: "usage",
-      provider: slash === -1 ? ref : ref.slice(0, slash),
-      model: slash === -1 ? ref : ref.slice(slash + 1),
+      provider,
+      model,
       usage: stepUsage,
       costUsd,
     });
+    callUsage = {
+      provider,
+      model,
+      inputTokens: stepUsage.inputTokens,
+      outputTokens: stepUsage.outputTokens,
+      costUsd,
+      durationMs: Math.round(performance.now() - startedAt),
+    };
+    if (stepUsage.cacheReadTokens !== undefined) {
+      callUsage.cacheReadTokens = stepUsage.cacheReadTokens;
+    }
+    if (stepUsage.cacheWriteTokens !== undefined) {
+      callUsage.cacheWriteTokens = stepUsage.cacheWriteTokens;
+    }
   }
-  return { finishReason, text, thinking, toolCalls, costUsd };
+  return { finishReason, text, thinking, toolCalls, costUsd, usage: callUsage };
 }
 
 /** What the loop hands its model source: the run's signal (lazily, with its cancellation). */

@@ -1,7 +1,9 @@
 export {
   type AgentLoopInput,
+  type CallUsage,
   type CostFunction,
   type ModelSource,
+  type PersistOptions,
   promptCacheKey,
   runAgentLoop,
   userMessage,
@@ -47,6 +49,14 @@ export {
   subagentKey,
 } from "./session-key.js";
 export { type AgentTool, BasicToolRunner, type BasicToolRunnerOptions } from "./tools.js";
+export {
+  type CallLatency,
+  summarizeTranscriptUsage,
+  TRANSCRIPT_USAGE_MAX_ENTRIES,
+  type TranscriptMessageCounts,
+  type TranscriptUsageOptions,
+  type TranscriptUsageSummary,
+} from "./transcript-usage.js";
 export * from "./types.js";
 export {
   type UsageEntry,

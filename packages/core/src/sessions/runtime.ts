@@ -65,6 +65,11 @@ import {
 } from "./session-actor.js";
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
 import {
+  summarizeTranscriptUsage,
+  type TranscriptUsageOptions,
+  type TranscriptUsageSummary,
+} from "./transcript-usage.js";
+import {
   type AgentDefinition,
   type ForkOptions,
   type ForkResult,
@@ -194,6 +199,21 @@ export interface SessionHandle {
   info(): Promise<SessionInfoSnapshot>;
   /** Transcript entries, paged. */
   history(options?: TranscriptReadOptions): Promise<TranscriptRecord[]>;
+  /**
+   * What the session used over a span of time, from its transcript: model calls (tokens,
+   * cost, duration) per UTC day and model, messages, and tool calls. Reads the store only,
+   * like `history()` (a hibernated session stays asleep). See
+   * {@link summarizeTranscriptUsage}.
+   *
+   * @example
+   * ```ts
+   * const week = await session.usage({ from: Date.now() - 7 * 86_400_000 });
+   * console.log(week.totals.costUsd, week.byDay, week.tools);
+   * ```
+   * @throws InvalidArgumentError when `from` is after `to` or `maxEntries` is not a positive
+   *   integer.
+   */
+  usage(options?: TranscriptUsageOptions): Promise<TranscriptUsageSummary>;
   /**
    * Changes display name, channel, thinking/verbose level or model override (`null` clears
    * a field).
@@ -680,6 +700,7 @@ export class AgentRuntime {
       },
       info: async () => (await this.#request(key, { type: "info" })) as SessionInfoSnapshot,
       history: (options) => this.store.transcripts.read(key, options),
+      usage: (options) => summarizeTranscriptUsage(this.store.transcripts, key, options),
       patch: async (patch) =>
         (await this.#request(key, { type: "patch", patch })) as SessionMetadata,
       reset: async () => {
@@ -795,7 +816,13 @@ export class AgentRuntime {
         `run ${runId} has no user message in session ${source} (undone, or not this session's)`,
       );
     }
-    const entries = live.slice(0, cut).map((r) => r.entry);
+    // Marked as copied, without their model calls' usage: the parent made (and paid for)
+    // them; the fork's usage over time counts only its own.
+    const entries = live.slice(0, cut).map((r) => {
+      const { usage: _paidByTheParent, ...entry } = r.entry;
+      entry.forkedFrom = source;
+      return entry;
+    });
     try {
       for (let i = 0; i < entries.length; i += 1000) {
         await this.store.transcripts.append(key, entries.slice(i, i + 1000));

@@ -24,8 +24,10 @@ import {
 } from "../telemetry.js";
 import {
   type AgentLoopInput,
+  type CallUsage,
   type CostFunction,
   type ModelSource,
+  type PersistOptions,
   promptCacheKey,
   runAgentLoop,
 } from "./agent-loop.js";
@@ -272,6 +274,8 @@ interface Compaction {
   controller: AbortController;
   running: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** The summarizing model call's usage, saved with the compaction's transcript entry. */
+  callUsage?: CallUsage;
 }
 
 /**
@@ -1140,7 +1144,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       tools: this.#ctx.tools,
       [CANCELLATION]: controller,
       emit,
-      persist: (message, options) => this.#persist(active, message, options?.retry === true),
+      persist: (message, options) => this.#persist(active, message, options),
       contextWindow: this.#contextWindow,
       cacheKey: this.#promptCacheKey(),
       takeSteered: () => {
@@ -1202,18 +1206,24 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     active.timeLimit = setTimeout(fire, Math.max(0, deadline - performance.now()));
   }
 
-  async #persist(run: ActiveRun, message: ModelMessage, retry = false): Promise<void> {
+  async #persist(run: ActiveRun, message: ModelMessage, options?: PersistOptions): Promise<void> {
     // A run that was reset or superseded writes nothing more.
     if (this.#active !== run || this.status !== "running") {
       throw new AbortedError(`run ${run.runId} no longer owns session ${this.key}`);
     }
-    const at = this.#ctx.now();
+    const entry: JsonObject = {
+      runId: run.runId,
+      at: this.#ctx.now(),
+      message: message as unknown as JsonObject,
+    };
+    if (options !== undefined) {
+      if (options.retry === true) entry.retry = true;
+      // What the model call that produced an assistant message used (usage per session over
+      // time is summed from these).
+      if (options.usage !== undefined) entry.usage = options.usage;
+    }
     try {
-      await this.#ctx.store.transcripts.append(this.key, [
-        retry
-          ? { runId: run.runId, at, message: message as unknown as JsonObject, retry: true }
-          : { runId: run.runId, at, message: message as unknown as JsonObject },
-      ]);
+      await this.#ctx.store.transcripts.append(this.key, [entry]);
     } catch (error) {
       run.saveFailure ??= error;
       throw error;
@@ -1525,7 +1535,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       emit: (event) => {
         if (event.type === "usage") this.#meter(event);
       },
-      persist: async () => undefined,
+      persist: async (_message, options) => {
+        if (options?.usage !== undefined) compaction.callUsage = options.usage;
+      },
       takeSteered: () => NOTHING_STEERED,
       cacheKey: this.#promptCacheKey(),
     };
@@ -1604,9 +1616,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     try {
       const firstKeptSeq = kept === 0 ? undefined : await this.#firstKeptSeq(kept);
       if (firstKeptSeq !== undefined) entry.firstKeptSeq = firstKeptSeq;
-      await this.#ctx.store.transcripts.append(this.key, [
-        { runId: result.runId, at: this.#ctx.now(), compaction: entry },
-      ]);
+      const saved: JsonObject = { runId: result.runId, at: this.#ctx.now(), compaction: entry };
+      if (compaction.callUsage !== undefined) saved.usage = compaction.callUsage;
+      await this.#ctx.store.transcripts.append(this.key, [saved]);
     } catch (error) {
       // Not saved: nothing changes (a compaction that cannot be kept would be undone by the
       // next revival).

@@ -45,7 +45,8 @@ const MAX_TRACKED_SESSIONS = 10_000;
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-function zero(): UsageTotals {
+/** Totals of nothing. */
+export function zeroUsageTotals(): UsageTotals {
   return {
     calls: 0,
     inputTokens: 0,
@@ -139,7 +140,7 @@ export class UsageMeter {
         slot = {
           key,
           filter: { day, agentId: entry.agentId, provider: entry.provider, model: entry.model },
-          totals: zero(),
+          totals: zeroUsageTotals(),
         };
         this.#byKey.set(key, slot);
       }
@@ -151,7 +152,7 @@ export class UsageMeter {
     // session's lifetime totals live in its metadata).
     let session = this.#bySession.get(entry.sessionKey);
     if (session === undefined) {
-      session = zero();
+      session = zeroUsageTotals();
       if (this.#bySession.size >= MAX_TRACKED_SESSIONS) {
         this.#bySession.delete(this.#bySession.keys().next().value!);
       }
@@ -162,7 +163,7 @@ export class UsageMeter {
     add(session, entry);
     let unwritten = this.#unwritten.get(key);
     if (unwritten === undefined) {
-      unwritten = zero();
+      unwritten = zeroUsageTotals();
       this.#unwritten.set(key, unwritten);
     }
     add(unwritten, entry);
@@ -180,7 +181,8 @@ export class UsageMeter {
       this.#unwritten = new Map();
       for (const [key, delta] of batch) {
         try {
-          const stored = ((await this.#store.kv.get<UsageTotals>(key)) ?? zero()) as UsageTotals;
+          const stored = ((await this.#store.kv.get<UsageTotals>(key)) ??
+            zeroUsageTotals()) as UsageTotals;
           addTotals(stored, delta);
           await this.#store.kv.set(key, stored);
         } catch {
@@ -202,9 +204,9 @@ export class UsageMeter {
   totals(filter: UsageFilter = {}): UsageTotals {
     if (filter.sessionKey !== undefined) {
       const session = this.#bySession.get(filter.sessionKey);
-      return session === undefined ? zero() : { ...session };
+      return session === undefined ? zeroUsageTotals() : { ...session };
     }
-    const out = zero();
+    const out = zeroUsageTotals();
     for (const { filter: f, totals } of this.#byKey.values()) {
       if (filter.day !== undefined && f.day !== filter.day) continue;
       if (filter.agentId !== undefined && f.agentId !== filter.agentId) continue;

@@ -9,6 +9,7 @@ import { nodeMethods } from "./nodes.js";
 import { sessionCleanupMethods } from "./session-cleanup.js";
 import { sessionSearchMethods } from "./session-search.js";
 import { sessionUsageMethods } from "./session-usage.js";
+import { sessionUsageDetailMethods } from "./session-usage-detail.js";
 import { sessionMethods } from "./sessions.js";
 import { systemMethods } from "./system.js";
 
@@ -25,6 +26,7 @@ export function coreMethods(channels?: ChannelMethodSource): Record<string, HubM
     ...sessionSearchMethods,
     ...sessionCleanupMethods,
     ...sessionUsageMethods,
+    ...sessionUsageDetailMethods,
     ...chatMethods,
     ...cronMethods,
     ...approvalMethods,

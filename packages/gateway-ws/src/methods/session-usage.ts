@@ -1,16 +1,24 @@
 /**
  * `sessions.usage`: tokens and cost over a range of days, per session and in aggregate, in
- * OpenClaw's result shape as far as what BeamClaw keeps allows.
+ * OpenClaw's result shape.
  *
- * BeamClaw keeps two kinds of usage figures. The runtime's usage meter keeps totals per UTC
- * day, agent, provider and model in the store's key/value space
- * (`usage:<YYYY-MM-DD>:<agentId>:<provider>:<model>`): exact per day, but not per session. Each
- * session's metadata keeps its own totals since it was created or last reset, but not per day.
- * So the aggregates (totals, by model, provider, agent and day) are exact for the UTC days of
- * the range, while each session's figures are its whole totals, for the sessions active in the
- * range; the two need not add up to each other.
+ * BeamClaw keeps usage in two places. The runtime's usage meter keeps totals per UTC day,
+ * agent, provider and model in the store's key/value space
+ * (`usage:<YYYY-MM-DD>:<agentId>:<provider>:<model>`), counting every session, kept or
+ * deleted. Each session's transcript keeps every model call with the assistant message it
+ * produced (`usage` of the entry: tokens, cost, duration, provider and model), with its
+ * messages and tool calls. So the totals and the per model, provider, agent and day
+ * aggregates are the meter's, exact for the UTC days of the range; each session's figures,
+ * and the message, tool and channel aggregates, are summed from the transcripts of the
+ * sessions active in the range (`summarizeTranscriptUsage`).
  */
-import { parseSessionKey, type SessionRecord, usageDay } from "@beamclaw/core";
+import {
+  parseSessionKey,
+  type SessionRecord,
+  summarizeTranscriptUsage,
+  type TranscriptUsageSummary,
+  usageDay,
+} from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
 import { GatewayError, invalidRequest } from "../protocol/errors.js";
@@ -36,6 +44,16 @@ export const SESSIONS_USAGE_MAX_DAYS = 366;
  * since the range's start. Past it the answer says `truncated: true`.
  */
 export const SESSIONS_USAGE_MAX_SCANNED = 10_000;
+/**
+ * The most transcript entries one `sessions.usage` reads, over all its sessions: the listed
+ * sessions' first, then the others' for the aggregates. Past it the answer says
+ * `truncated: true`.
+ */
+export const SESSIONS_USAGE_MAX_ENTRIES = 500_000;
+/** The most transcript entries read of one session (its newest in the range). */
+export const SESSIONS_USAGE_MAX_SESSION_ENTRIES = 50_000;
+/** The fewest entries a listed session is read for, however little of the budget is left. */
+const MIN_SESSION_ENTRIES = 1000;
 
 const DAY_MS = 86_400_000;
 const SESSION_PAGE = 500;
@@ -346,8 +364,14 @@ function byCostThenTokens(
   );
 }
 
-/** Totals and aggregates from the meter's rows, in OpenClaw's `SessionsUsageAggregates` shape. */
-function meterAggregates(rows: MeterRow[]) {
+/** Messages, tool calls and tool errors of one day, from the transcripts read. */
+type DayMessages = { messages: number; toolCalls: number; errors: number };
+
+/**
+ * Totals and aggregates from the meter's rows (or rows made of one session's transcript), in
+ * OpenClaw's `SessionsUsageAggregates` shape; `dayMessages` fills each day's message counts.
+ */
+function meterAggregates(rows: MeterRow[], dayMessages: Map<string, DayMessages> = new Map()) {
   const totals = zeroTotals();
   const byModel = new Map<string, ModelUsage>();
   const byProvider = new Map<string, ModelUsage>();
@@ -417,10 +441,11 @@ function meterAggregates(rows: MeterRow[]) {
         b.cost - a.cost ||
         compareText(`${a.provider}/${a.model}`, `${b.provider}/${b.model}`),
     ),
-    // Messages, tool calls and errors per day are not metered.
-    daily: [...daily.values()]
-      .sort((a, b) => compareText(a.date, b.date))
-      .map((day) => ({ ...day, messages: 0, toolCalls: 0, errors: 0 })),
+    // A day may have messages without model calls (an injection, a failed call).
+    daily: [...new Set([...daily.keys(), ...dayMessages.keys()])].sort(compareText).map((date) => ({
+      ...(daily.get(date) ?? { date, tokens: 0, cost: 0 }),
+      ...(dayMessages.get(date) ?? { messages: 0, toolCalls: 0, errors: 0 }),
+    })),
   };
 }
 
@@ -442,16 +467,13 @@ function activeIn(record: SessionRecord, days: DayRange): boolean {
 /**
  * The sessions active in the range (of `agentId`, when given), newest update first: the
  * records updated since the range's start, at most {@link SESSIONS_USAGE_MAX_SCANNED} read.
- * Only the first `keep` are kept; `matched` counts them all.
  */
 async function activeSessions(
   hub: GatewayHub,
   days: DayRange,
   agentId: string | undefined,
-  keep: number,
-): Promise<{ kept: SessionRecord[]; matched: number; truncated: boolean }> {
-  const kept: SessionRecord[] = [];
-  let matched = 0;
+): Promise<{ matched: SessionRecord[]; truncated: boolean }> {
+  const matched: SessionRecord[] = [];
   let scanned = 0;
   let cursor: string | undefined;
   do {
@@ -463,15 +485,174 @@ async function activeSessions(
       ...(cursor === undefined ? {} : { cursor }),
     });
     for (const record of page.items) {
-      if (scanned === SESSIONS_USAGE_MAX_SCANNED) return { kept, matched, truncated: true };
+      if (scanned === SESSIONS_USAGE_MAX_SCANNED) return { matched, truncated: true };
       scanned++;
-      if (!activeIn(record, days)) continue;
-      matched++;
-      if (kept.length < keep) kept.push(record);
+      if (activeIn(record, days)) matched.push(record);
     }
     cursor = page.cursor;
   } while (cursor !== undefined);
-  return { kept, matched, truncated: false };
+  return { matched, truncated: false };
+}
+
+/**
+ * The transcripts of `records` summed over the range, in order: the first `listed` always
+ * (each read for at least {@link MIN_SESSION_ENTRIES} entries), the rest while
+ * {@link SESSIONS_USAGE_MAX_ENTRIES} lasts. `complete` says whether every record was read
+ * whole over the range.
+ */
+async function transcriptUsage(
+  hub: GatewayHub,
+  records: readonly SessionRecord[],
+  days: DayRange,
+  listed: number,
+): Promise<{ summaries: Map<string, TranscriptUsageSummary>; complete: boolean }> {
+  const summaries = new Map<string, TranscriptUsageSummary>();
+  const transcripts = hub.runtime.store.transcripts;
+  let budget = SESSIONS_USAGE_MAX_ENTRIES;
+  let complete = true;
+  for (let at = 0; at < records.length; at += READ_CONCURRENCY) {
+    if (budget <= 0 && at >= listed) return { summaries, complete: false };
+    const batch = records.slice(at, at + READ_CONCURRENCY);
+    const maxEntries = Math.min(
+      SESSIONS_USAGE_MAX_SESSION_ENTRIES,
+      Math.max(MIN_SESSION_ENTRIES, Math.floor(budget / batch.length)),
+    );
+    const read = await Promise.all(
+      batch.map((record) =>
+        summarizeTranscriptUsage(transcripts, record.key, {
+          from: days.startMs,
+          to: days.endMs,
+          maxEntries,
+        }),
+      ),
+    );
+    for (const [i, summary] of read.entries()) {
+      summaries.set(batch[i]!.key, summary);
+      budget -= summary.entriesRead;
+      if (summary.truncated) complete = false;
+    }
+  }
+  return { summaries, complete };
+}
+
+/** Totals of a transcript summary (`inputTokens`, ...), with its answers saved without usage. */
+function summaryTotals(summary: TranscriptUsageSummary): CostTotals {
+  const totals = totalsOf(summary.totals);
+  totals.missingCostEntries = summary.unmetered;
+  return totals;
+}
+
+/** One session's transcript as meter rows (one per day and model), for {@link meterAggregates}. */
+function summaryRows(summary: TranscriptUsageSummary, agentId: string): MeterRow[] {
+  return summary.byDayModel.map((row) => ({
+    day: row.day,
+    agentId,
+    provider: row.provider,
+    model: row.model,
+    calls: row.totals.calls,
+    totals: totalsOf(row.totals),
+  }));
+}
+
+/** `tokens` as every figure here counts them: input plus output. */
+function tokensOf(totals: { inputTokens: number; outputTokens: number }): number {
+  return totals.inputTokens + totals.outputTokens;
+}
+
+/** A session's usage over the range, as OpenClaw's `SessionCostSummary`. */
+function sessionCostSummary(summary: TranscriptUsageSummary): Record<string, unknown> {
+  const { firstActivity, lastActivity, latency } = summary;
+  const activity = new Set([
+    ...summary.byDay.map((d) => d.day),
+    ...summary.messagesByDay.map((d) => d.day),
+  ]);
+  return {
+    ...summaryTotals(summary),
+    ...(firstActivity === undefined ? {} : { firstActivity }),
+    ...(lastActivity === undefined ? {} : { lastActivity }),
+    ...(firstActivity === undefined || lastActivity === undefined
+      ? {}
+      : { durationMs: lastActivity - firstActivity }),
+    activityDates: [...activity].sort(compareText),
+    dailyBreakdown: summary.byDay.map((d) => ({
+      date: d.day,
+      tokens: tokensOf(d.totals),
+      cost: d.totals.costUsd,
+    })),
+    dailyMessageCounts: summary.messagesByDay.map(({ day, ...counts }) => ({
+      date: day,
+      ...counts,
+    })),
+    dailyLatency: summary.latencyByDay.map(({ day, ...stats }) => ({ date: day, ...stats })),
+    dailyModelUsage: summary.byDayModel.map((d) => ({
+      date: d.day,
+      provider: d.provider,
+      model: d.model,
+      tokens: tokensOf(d.totals),
+      cost: d.totals.costUsd,
+      count: d.totals.calls,
+    })),
+    messageCounts: summary.messages,
+    toolUsage: {
+      totalCalls: summary.messages.toolCalls,
+      uniqueTools: summary.tools.length,
+      tools: summary.tools.map((t) => ({ name: t.name, count: t.calls })),
+    },
+    modelUsage: summary.byModel.map((m) => ({
+      provider: m.provider,
+      model: m.model,
+      count: m.totals.calls,
+      totals: totalsOf(m.totals),
+    })),
+    ...(latency === undefined ? {} : { latency }),
+    // More entries in the range than one session is read for: the newest of them.
+    ...(summary.truncated ? { truncated: true } : {}),
+  };
+}
+
+/** The message, tool and channel aggregates of the transcripts read. */
+function transcriptAggregates(
+  records: readonly SessionRecord[],
+  summaries: ReadonlyMap<string, TranscriptUsageSummary>,
+) {
+  const messages = { ...NO_MESSAGES };
+  const tools = new Map<string, number>();
+  const channels = new Map<string, CostTotals>();
+  const dayMessages = new Map<string, DayMessages>();
+  for (const record of records) {
+    const summary = summaries.get(record.key);
+    if (summary === undefined) continue;
+    for (const field of Object.keys(messages) as Array<keyof typeof messages>) {
+      messages[field] += summary.messages[field];
+    }
+    for (const tool of summary.tools)
+      tools.set(tool.name, (tools.get(tool.name) ?? 0) + tool.calls);
+    for (const day of summary.messagesByDay) {
+      const slot = dayMessages.get(day.day) ?? { messages: 0, toolCalls: 0, errors: 0 };
+      slot.messages += day.total;
+      slot.toolCalls += day.toolCalls;
+      slot.errors += day.errors;
+      dayMessages.set(day.day, slot);
+    }
+    const channel = (record as SessionRecord & { channel?: unknown }).channel;
+    if (typeof channel === "string" && summary.totals.calls > 0) {
+      const totals = channels.get(channel) ?? zeroTotals();
+      addTotals(totals, summaryTotals(summary));
+      channels.set(channel, totals);
+    }
+  }
+  const toolList = [...tools.entries()]
+    .map(([name, count]) => ({ name, count }))
+    .sort((a, b) => b.count - a.count || compareText(a.name, b.name));
+  return {
+    messages,
+    tools: { totalCalls: messages.toolCalls, uniqueTools: toolList.length, tools: toolList },
+    byChannel: [...channels.entries()]
+      .map(([name, totals]) => ({ name, totals }))
+      .sort(byCostThenTokens)
+      .map(({ name, totals }) => ({ channel: name, totals })),
+    dayMessages,
+  };
 }
 
 function splitRef(ref: string | undefined): { provider: string; model: string } | undefined {
@@ -481,10 +662,14 @@ function splitRef(ref: string | undefined): { provider: string; model: string } 
     : { provider: ref.slice(0, slash), model: ref.slice(slash + 1) };
 }
 
-/** A session as OpenClaw's `SessionUsageEntry`; its `usage` is the session's whole totals. */
+/**
+ * A session as OpenClaw's `SessionUsageEntry`; its `usage` is its transcript's over the range
+ * (`null` when it was not read).
+ */
 function usageEntry(
   hub: GatewayHub,
   record: SessionRecord,
+  summary: TranscriptUsageSummary | undefined,
   includeContextWeight: boolean,
 ): Record<string, unknown> {
   const r = record as SessionRecord & Record<string, unknown>;
@@ -505,17 +690,14 @@ function usageEntry(
     ...(override === undefined
       ? {}
       : { providerOverride: override.provider, modelOverride: override.model }),
-    usage: {
-      ...totalsOf(r),
-      ...(typeof r.lastRunAt === "number" ? { lastActivity: r.lastRunAt } : {}),
-    },
+    usage: summary === undefined ? null : sessionCostSummary(summary),
     // BeamClaw does not keep a report of what the system prompt weighed.
     ...(includeContextWeight ? { contextWeight: null } : {}),
   };
 }
 
 /** The session `key` names (`agentId`, when given, must be its agent), or `SESSION_NOT_FOUND`. */
-async function namedSession(
+export async function namedSession(
   hub: GatewayHub,
   key: string,
   agentId: string | undefined,
@@ -557,22 +739,29 @@ const NO_MESSAGES = { total: 0, user: 0, assistant: 0, toolCalls: 0, toolResults
  * totals, aggregates: { sessionCount, messages, tools, byModel, byProvider, byAgent,
  * byChannel, modelDaily, daily } }`, plus `timeZone: "UTC"`, `truncated` and `basis`.
  *
- * What is exact and what is not (`basis`):
- * - `totals` and every aggregate are the usage meter's totals of the range's UTC days, exact
- *   (`basis.totals: "daily"`), whatever `limit` and the scan bound leave out of `sessions`.
- * - Each session's `usage` is its totals since it was created or last reset, not cut to the
- *   range (`basis.sessionUsage: "lifetime"`): BeamClaw does not keep usage per session per
- *   day. `sessions` are the sessions active in the range (created before its end, last run
- *   at or after its start), most recently updated first; `aggregates.sessionCount` counts
- *   them before `limit`.
- * - With `key`, `totals` and `aggregates.byAgent` are that session's whole totals
- *   (`basis.totals: "session"`), when it was active in the range (else empty); the
- *   per-model and per-day aggregates are empty, the meter not knowing sessions.
- * - Not metered, answered as zeros or empty: `messages`, `tools`, `byChannel`, latency, and
- *   the per-kind costs (`inputCost`, ...; the cost of a call is one figure, in `totalCost`).
- *   `totalTokens` is input plus output, as in `usage.cost`.
- * - At most {@link SESSIONS_USAGE_MAX_SCANNED} session records are read; past that,
- *   `truncated: true` and `sessions` and `sessionCount` cover the most recently updated.
+ * Where the figures come from (`basis`):
+ * - `totals` and the per model, provider, agent and day aggregates are the usage meter's
+ *   totals of the range's UTC days (`basis.totals: "daily"`): every session's, deleted ones
+ *   too, whatever `limit` and the scan bounds leave out of `sessions`.
+ * - Each session's `usage` is summed from its transcript over the range
+ *   (`basis.sessionUsage: "transcript"`), as OpenClaw's `SessionCostSummary`: tokens and cost
+ *   (`missingCostEntries` counts answers saved without usage, by versions before transcripts
+ *   kept it), first and last activity, per day tokens, messages, latency and models,
+ *   message counts, tool usage, models, and model call latency. `sessions` are the sessions
+ *   active in the range (created before its end, last run at or after its start), most
+ *   recently updated first; `aggregates.sessionCount` counts them before `limit`.
+ * - `aggregates.messages`, `tools`, `byChannel` and each day's `messages`, `toolCalls` and
+ *   `errors` (tool results that were errors) are summed from the transcripts of all those
+ *   sessions, the listed ones and the others.
+ * - With `key`, everything is that session's transcript over the range
+ *   (`basis.totals: "transcript"`), when it was active in the range (else empty).
+ * - Not kept, answered as zeros: the per-kind costs (`inputCost`, ...; the cost of a call is
+ *   one figure, in `totalCost`). `totalTokens` is input plus output, as in `usage.cost`.
+ * - At most {@link SESSIONS_USAGE_MAX_SCANNED} session records and
+ *   {@link SESSIONS_USAGE_MAX_ENTRIES} transcript entries ({@link
+ *   SESSIONS_USAGE_MAX_SESSION_ENTRIES} of one session) are read; past that, `truncated:
+ *   true`, and what was left out is the least recently updated sessions (their usage
+ *   `null`), or the oldest entries of a session (its usage says `truncated: true`).
  *
  * @example
  * ```ts
@@ -580,7 +769,7 @@ const NO_MESSAGES = { total: 0, user: 0, assistant: 0, toolCalls: 0, toolResults
  * // { startDate: "2026-03-09", endDate: "2026-03-15", timeZone: "UTC", totals: { input: 1200,
  * //   output: 300, totalTokens: 1500, totalCost: 0.02, ... }, sessions: [{ key:
  * //   "agent:main:main", usage: { input: 400, ... } }], aggregates: { byModel: [...], daily:
- * //   [...], ... }, basis: { sessionUsage: "lifetime", totals: "daily" }, truncated: false }
+ * //   [...], ... }, basis: { sessionUsage: "transcript", totals: "daily" }, truncated: false }
  * ```
  */
 export const sessionUsageMethods: Record<string, HubMethod> = {
@@ -611,55 +800,65 @@ export const sessionUsageMethods: Record<string, HubMethod> = {
       const days = requestedDays(method, p, now);
       checkUtcDays(method, p, days);
 
-      let sessions: SessionRecord[];
-      let sessionCount: number;
+      let records: SessionRecord[];
       let truncated = false;
-      let aggregates: ReturnType<typeof meterAggregates>;
+      let meter: MeterRow[] | undefined;
       if (key !== undefined) {
         const record = await namedSession(hub, key, agentId);
-        sessions = activeIn(record, days) ? [record] : [];
-        sessionCount = sessions.length;
-        const totals = zeroTotals();
-        for (const s of sessions) addTotals(totals, totalsOf(s));
-        aggregates = {
-          totals,
-          byModel: [],
-          byProvider: [],
-          byAgent: sessions.map((s) => ({ agentId: s.agentId, totals })),
-          modelDaily: [],
-          daily: [],
-        };
+        records = activeIn(record, days) ? [record] : [];
       } else {
         const scope = allAgents ? undefined : (agentId ?? hub.defaultAgentId);
         const [rows, active] = await Promise.all([
           meterRows(hub, days, scope),
-          activeSessions(hub, days, scope, limit),
+          activeSessions(hub, days, scope),
         ]);
-        aggregates = meterAggregates(rows);
-        sessions = active.kept;
-        sessionCount = active.matched;
+        meter = rows;
+        records = active.matched;
         truncated = active.truncated;
       }
-      const { totals, ...rest } = aggregates;
+      const { summaries, complete } = await transcriptUsage(hub, records, days, limit);
+      if (!complete) truncated = true;
+      const read = transcriptAggregates(records, summaries);
+      const [only] = records;
+      const onlySummary = only === undefined ? undefined : summaries.get(only.key);
+      const { totals, ...rest } = meterAggregates(
+        meter ??
+          (only === undefined || onlySummary === undefined
+            ? []
+            : summaryRows(onlySummary, only.agentId)),
+        read.dayMessages,
+      );
+      // One session's totals count its answers saved without usage as well.
+      if (meter === undefined && onlySummary !== undefined) {
+        totals.missingCostEntries = onlySummary.unmetered;
+      }
       return {
         updatedAt: now,
         startDate: days.startDay,
         endDate: days.endDay,
         timeZone: "UTC",
-        sessions: sessions.map((s) => usageEntry(hub, s, includeContextWeight)),
+        sessions: records
+          .slice(0, limit)
+          .map((s) => usageEntry(hub, s, summaries.get(s.key), includeContextWeight)),
         totals,
         aggregates: {
-          sessionCount,
-          messages: { ...NO_MESSAGES },
-          tools: { totalCalls: 0, uniqueTools: 0, tools: [] },
+          sessionCount: records.length,
+          messages: read.messages,
+          tools: read.tools,
           byModel: rest.byModel,
           byProvider: rest.byProvider,
           byAgent: rest.byAgent,
-          byChannel: [],
+          byChannel: read.byChannel,
+          ...(onlySummary?.latency === undefined || meter !== undefined
+            ? {}
+            : { latency: onlySummary.latency }),
           modelDaily: rest.modelDaily,
           daily: rest.daily,
         },
-        basis: { sessionUsage: "lifetime", totals: key === undefined ? "daily" : "session" },
+        basis: {
+          sessionUsage: "transcript",
+          totals: key === undefined ? "daily" : "transcript",
+        },
         truncated,
       };
     },
