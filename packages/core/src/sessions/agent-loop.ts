@@ -145,8 +145,9 @@ export interface CallUsage extends JsonObject {
   model: string;
   inputTokens: number;
   outputTokens: number;
-  cacheReadTokens?: number;
-  cacheWriteTokens?: number;
+  /** 0 when the provider reported none. */
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
   costUsd: number;
   /** From the request to the end of the model's answer, in milliseconds. */
   durationMs: number;
@@ -700,20 +701,17 @@ async function streamStep(
       usage: stepUsage,
       costUsd,
     });
+    // One literal, every field: one shape for every call.
     callUsage = {
       provider,
       model,
       inputTokens: stepUsage.inputTokens,
       outputTokens: stepUsage.outputTokens,
+      cacheReadTokens: stepUsage.cacheReadTokens ?? 0,
+      cacheWriteTokens: stepUsage.cacheWriteTokens ?? 0,
       costUsd,
       durationMs: Math.round(performance.now() - startedAt),
     };
-    if (stepUsage.cacheReadTokens !== undefined) {
-      callUsage.cacheReadTokens = stepUsage.cacheReadTokens;
-    }
-    if (stepUsage.cacheWriteTokens !== undefined) {
-      callUsage.cacheWriteTokens = stepUsage.cacheWriteTokens;
-    }
   }
   return { finishReason, text, thinking, toolCalls, costUsd, usage: callUsage };
 }

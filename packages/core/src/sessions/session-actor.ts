@@ -1211,17 +1211,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (this.#active !== run || this.status !== "running") {
       throw new AbortedError(`run ${run.runId} no longer owns session ${this.key}`);
     }
-    const entry: JsonObject = {
-      runId: run.runId,
-      at: this.#ctx.now(),
-      message: message as unknown as JsonObject,
-    };
-    if (options !== undefined) {
-      if (options.retry === true) entry.retry = true;
-      // What the model call that produced an assistant message used (usage per session over
-      // time is summed from these).
-      if (options.usage !== undefined) entry.usage = options.usage;
-    }
+    const at = this.#ctx.now();
+    const saved = message as unknown as JsonObject;
+    // Literals of fixed shapes (the store copies every entry): what the model call that
+    // produced an assistant message used is saved with it (usage per session over time is
+    // summed from these); the loop's own retry request is marked.
+    const usage = options?.usage;
+    const entry: JsonObject =
+      usage !== undefined
+        ? { runId: run.runId, at, message: saved, usage }
+        : options?.retry === true
+          ? { runId: run.runId, at, message: saved, retry: true }
+          : { runId: run.runId, at, message: saved };
     try {
       await this.#ctx.store.transcripts.append(this.key, [entry]);
     } catch (error) {
