@@ -3,6 +3,12 @@
  * `heartbeat` event), on core's `HeartbeatRunner`: a periodic turn in the default agent's main
  * session, with `wake` texts added to the next turn (or to one run at once). Off unless
  * `heartbeat.enabled` or `set-heartbeats` turns it on.
+ *
+ * Wake texts wait in the store's key/value space, one key each
+ * (`heartbeat:wake:<session key, URI-encoded>:<ordered id>`, kept {@link WAKE_TTL_MS}), so a
+ * restart loses none and every gateway of a store sees them; a beat claims each by deleting
+ * it (one beat gets a line, whichever gateway runs it) and puts them back if its message
+ * could not be sent.
  */
 import {
   type AgentRuntime,
@@ -10,10 +16,39 @@ import {
   type HeartbeatOutcome,
   HeartbeatRunner,
   type HeartbeatTurn,
+  parseSessionKey,
 } from "@beamclaw/core";
 
-/** Wake lines kept waiting for beats at most (the oldest go first). */
-const MAX_PENDING_WAKES = 1_000;
+/** Wake lines kept waiting for one session's beats at most (the oldest go first). */
+export const MAX_PENDING_WAKES = 1_000;
+/** How long a wake line waits for a beat before the store lets it go: a day. */
+export const WAKE_TTL_MS = 24 * 60 * 60 * 1000;
+const WAKE_PREFIX = "heartbeat:wake:";
+/**
+ * Orders the wake lines this process writes within one millisecond (lines of two processes
+ * in the same millisecond keep no order between them).
+ */
+let wakeSeq = 0;
+
+/** The key prefix of a session's waiting wake lines (one session's only: its key is encoded). */
+export function wakePrefix(sessionKey: string): string {
+  return `${WAKE_PREFIX}${encodeURIComponent(sessionKey)}:`;
+}
+
+/** A waiting wake line as stored. */
+interface StoredWake {
+  text: string;
+  at: number;
+}
+
+function isStoredWake(value: unknown): value is StoredWake {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as StoredWake).text === "string" &&
+    typeof (value as StoredWake).at === "number"
+  );
+}
 
 /** The `heartbeat` event payload and the `last-heartbeat` result. */
 export interface HeartbeatEvent {
@@ -46,14 +81,15 @@ export class HeartbeatService {
   #runner: HeartbeatRunner | null = null;
   #stopped = true;
   #last: HeartbeatEvent | null = null;
-  readonly #wakes: Array<{ text: string; sessionKey: string }> = [];
   #pending: Promise<unknown> = Promise.resolve();
+  readonly #now: () => number;
 
   constructor(options: {
     runtime: AgentRuntime;
     settings: HeartbeatSettings;
     defaultAgentId: string;
     onBeat: (event: HeartbeatEvent) => void;
+    now?: () => number;
   }) {
     this.#runtime = options.runtime;
     this.#settings = options.settings;
@@ -61,6 +97,7 @@ export class HeartbeatService {
     this.#agentId = options.defaultAgentId;
     this.#enabled = options.settings.enabled;
     this.#sessionKey = `agent:${options.defaultAgentId}:main`;
+    this.#now = options.now ?? Date.now;
   }
 
   get enabled(): boolean {
@@ -111,22 +148,65 @@ export class HeartbeatService {
   }
 
   /**
-   * Queues `text` for the next beat of `sessionKey` (default: the heartbeat session); with
-   * `now`, runs a beat of that session at once (in the background). `coalesced` when the same
-   * text was already the newest waiting for that session (it is not queued twice).
+   * Queues `text` for the next beat of `sessionKey` (default: the heartbeat session), in the
+   * store; with `now`, runs a beat of that session at once (in the background). `coalesced`
+   * when the same text is already the newest waiting for that session (it is not queued
+   * twice). Past {@link MAX_PENDING_WAKES} lines waiting for a session, the oldest go.
+   *
+   * @throws StoreError when the store refuses the line (nothing is queued then).
    */
-  wake(text: string, now: boolean, sessionKey: string = this.#sessionKey): "queued" | "coalesced" {
-    let outcome: "queued" | "coalesced" = "queued";
-    const newest = this.#wakes.findLast((w) => w.sessionKey === sessionKey);
-    if (newest?.text === text) outcome = "coalesced";
-    else {
+  async wake(
+    text: string,
+    now: boolean,
+    sessionKey: string = this.#sessionKey,
+  ): Promise<"queued" | "coalesced"> {
+    const key = parseSessionKey(sessionKey).key;
+    const prefix = wakePrefix(key);
+    const kv = this.#runtime.store.kv;
+    const waiting = await kv.keys(prefix);
+    const newestKey = waiting.at(-1);
+    const newest = newestKey === undefined ? undefined : await kv.get(newestKey);
+    let outcome: "queued" | "coalesced" = "coalesced";
+    if (!isStoredWake(newest) || newest.text !== text) {
+      outcome = "queued";
+      const at = this.#now();
+      const id = `${String(at).padStart(15, "0")}-${String(wakeSeq++ % 1e6).padStart(6, "0")}-${Math.random().toString(36).slice(2, 8)}`;
+      await kv.set(`${prefix}${id}`, { text, at }, { ttlMs: WAKE_TTL_MS });
       // Bounded: a flood of distinct wakes keeps the newest.
-      if (this.#wakes.length >= MAX_PENDING_WAKES) this.#wakes.shift();
-      this.#wakes.push({ text, sessionKey });
+      for (const old of waiting.slice(0, Math.max(0, waiting.length + 1 - MAX_PENDING_WAKES))) {
+        await kv.delete(old);
+      }
     }
-    if (!now || this.#stopped) return outcome;
-    this.#pending = this.#pending.then(() => this.#beatNow(sessionKey)).catch(() => undefined);
+    if (now && !this.#stopped) {
+      this.#pending = this.#pending.then(() => this.#beatNow(key)).catch(() => undefined);
+    }
     return outcome;
+  }
+
+  /** The wake lines waiting for `sessionKey`, oldest first (read, not claimed). */
+  async pendingWakes(sessionKey: string = this.#sessionKey): Promise<string[]> {
+    const kv = this.#runtime.store.kv;
+    const texts: string[] = [];
+    for (const key of await kv.keys(wakePrefix(parseSessionKey(sessionKey).key))) {
+      const line = await kv.get(key);
+      if (isStoredWake(line)) texts.push(line.text);
+    }
+    return texts;
+  }
+
+  /**
+   * Takes the wake lines waiting for a session, oldest first: each is claimed by deleting it,
+   * so that of two beats (of two gateways) only one gets a line.
+   */
+  async #claimWakes(sessionKey: string): Promise<Array<{ key: string; line: StoredWake }>> {
+    const kv = this.#runtime.store.kv;
+    const claimed: Array<{ key: string; line: StoredWake }> = [];
+    for (const key of await kv.keys(wakePrefix(sessionKey))) {
+      const line = await kv.get(key);
+      if (!(await kv.delete(key))) continue;
+      if (isStoredWake(line)) claimed.push({ key, line });
+    }
+    return claimed;
   }
 
   async #beatNow(sessionKey: string): Promise<void> {
@@ -179,23 +259,27 @@ export class HeartbeatService {
   readonly #turn: HeartbeatTurn = async ({ sessionKey, prompt, signal }) => {
     const session = this.#runtime.session(sessionKey);
     if ((await session.info()).activeRunId !== undefined) return { status: "skipped" };
-    const wakes: string[] = [];
-    for (let i = this.#wakes.length - 1; i >= 0; i--) {
-      if (this.#wakes[i]!.sessionKey !== session.key && this.#wakes[i]!.sessionKey !== sessionKey)
-        continue;
-      wakes.unshift(this.#wakes[i]!.text);
-      this.#wakes.splice(i, 1);
-    }
+    const claimed = await this.#claimWakes(session.key);
     const text =
-      wakes.length === 0
+      claimed.length === 0
         ? prompt
-        : `${prompt}\n\nSystem events:\n${wakes.map((w) => `- ${w}`).join("\n")}`;
-    const run = await session.send(
-      { text, sender: "heartbeat" },
-      // No idempotency key: each beat is new, and a message without one leaves the queue
-      // without a dedupe record.
-      { signal },
-    );
+        : `${prompt}\n\nSystem events:\n${claimed.map((w) => `- ${w.line.text}`).join("\n")}`;
+    let run: Awaited<ReturnType<typeof session.send>>;
+    try {
+      run = await session.send(
+        { text, sender: "heartbeat" },
+        // No idempotency key: each beat is new, and a message without one leaves the queue
+        // without a dedupe record.
+        { signal },
+      );
+    } catch (error) {
+      // Not sent: the lines wait for the next beat.
+      const kv = this.#runtime.store.kv;
+      for (const { key, line } of claimed) {
+        await kv.set(key, { ...line }, { ttlMs: WAKE_TTL_MS }).catch(() => undefined);
+      }
+      throw error;
+    }
     const result = await run.result;
     if (result.status === "completed" || result.status === "max-steps") {
       return { status: "ok", text: result.text };

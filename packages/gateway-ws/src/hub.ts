@@ -209,6 +209,7 @@ export class GatewayHub {
       settings: options.heartbeat,
       defaultAgentId: this.defaultAgentId,
       onBeat: (event: HeartbeatEvent) => this.broadcast("heartbeat", event, { dropIfSlow: true }),
+      now: options.now,
     });
     for (const [name, method] of Object.entries(options.methods)) this.#methods.set(name, method);
   }

@@ -14,9 +14,11 @@ import type {
   ModelRequest,
   OutboundMessage,
 } from "@beamclaw/core";
+import { StoreError } from "@beamclaw/core";
 import type { ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import type { GatewayChannelDelivery } from "../src/channel-delivery.js";
+import { wakePrefix } from "../src/heartbeat.js";
 import type { GatewayHooksOptions } from "../src/hooks/ingress.js";
 import { createGateway } from "../src/server.js";
 import { httpCall, type Reply, type Stack, startStack, stopStacks, waitFor } from "./support.js";
@@ -197,6 +199,66 @@ describe("hooks: /hooks/wake", () => {
     await waitFor("the heartbeat run", () => stack.provider.requests.length === 1);
     expect(userText(stack, 0)).toContain("System events:\n- New email from Ada");
     expect(userText(stack, 0).match(/New email from Ada/g)).toHaveLength(1);
+  });
+
+  it("keeps waiting lines in the store: a restarted gateway's heartbeat reads them, once", async () => {
+    const stack = await hookStack({}, { responses: ["HEARTBEAT_OK"] });
+    const queued = await post(stack.port, "/hooks/wake", {
+      text: "Backup finished",
+      mode: "next-heartbeat",
+    });
+    expect(queued.json).toMatchObject({ eventOutcome: "queued" });
+    expect(await stack.store.kv.keys(wakePrefix("agent:main:main"))).toHaveLength(1);
+    // The gateway goes; another starts on the same runtime and store.
+    await stack.gateway.stop();
+    const next = createGateway({
+      runtime: stack.runtime,
+      host: "127.0.0.1",
+      port: 0,
+      auth: { mode: "token", token: "next-gateway-token" },
+      hooks: { settings: { enabled: true, token: HOOK_TOKEN } },
+    });
+    const { port } = await next.start();
+    try {
+      // The same line again is still the newest waiting: not queued twice.
+      const repeat = await post(port, "/hooks/wake", {
+        text: "Backup finished",
+        mode: "next-heartbeat",
+      });
+      expect(repeat.json).toMatchObject({ eventOutcome: "coalesced" });
+      const now = await post(port, "/hooks/wake", { text: "Disk at 91%" });
+      expect(now.json).toMatchObject({ eventOutcome: "queued" });
+      await waitFor("the heartbeat run", () => stack.provider.requests.length === 1);
+      expect(userText(stack, 0)).toContain("System events:\n- Backup finished\n- Disk at 91%");
+      // Claimed: nothing waits any more.
+      await waitFor(
+        "the lines claimed",
+        async () => (await stack.store.kv.keys(wakePrefix("agent:main:main"))).length === 0,
+      );
+    } finally {
+      await next.stop();
+    }
+  });
+
+  it("answers 503 when the store cannot keep the line, and keeps nothing half-written", async () => {
+    const stack = await hookStack();
+    const set = stack.store.kv.set.bind(stack.store.kv);
+    stack.store.kv.set = async () => {
+      throw new StoreError("STORE_UNAVAILABLE", "the store is down");
+    };
+    try {
+      const refused = await post(stack.port, "/hooks/wake", {
+        text: "lost?",
+        mode: "next-heartbeat",
+      });
+      expect(refused.status).toBe(503);
+      expect(refused.json).toMatchObject({ ok: false, error: { code: "STORE_UNAVAILABLE" } });
+    } finally {
+      stack.store.kv.set = set;
+    }
+    expect(await stack.store.kv.keys(wakePrefix("agent:main:main"))).toEqual([]);
+    const kept = await post(stack.port, "/hooks/wake", { text: "lost?", mode: "next-heartbeat" });
+    expect(kept.json).toMatchObject({ eventOutcome: "queued" });
   });
 
   it("refuses a session key and an agent that is not allowed", async () => {

@@ -156,8 +156,14 @@ const CLIENT_ERRORS = new Set([
   "INVALID_SESSION_KEY",
   "UNKNOWN_AGENT",
 ]);
-/** ...and those that pass (503, retry). */
-const RETRYABLE = new Set(["OVERLOADED", "UNAVAILABLE", "NO_PROCESS"]);
+/** ...and those that pass (503, retry): a store failing for a moment among them. */
+const RETRYABLE = new Set([
+  "OVERLOADED",
+  "UNAVAILABLE",
+  "NO_PROCESS",
+  "STORE_UNAVAILABLE",
+  "STORE_LOCKED",
+]);
 const MAX_IDEMPOTENCY_KEY = 256;
 /** The most items one `forEach` request takes. */
 const MAX_BATCH = 50;
@@ -404,7 +410,7 @@ export class HookIngress {
 
   // ------------------------------------------------------------------ wake
 
-  #wake(payload: Record<string, unknown>, settings: HooksConfig): Record<string, unknown> {
+  #wake(payload: Record<string, unknown>, settings: HooksConfig): Promise<Record<string, unknown>> {
     if (payload.sessionKey !== undefined) {
       throw new HookError(
         400,
@@ -420,16 +426,20 @@ export class HookIngress {
     });
   }
 
-  #wakeAction(input: {
+  async #wakeAction(input: {
     text: string;
     mode: "now" | "next-heartbeat";
     agentId: string | undefined;
     settings: HooksConfig;
-  }): Record<string, unknown> {
+  }): Promise<Record<string, unknown>> {
     const agentId = this.#agentId(input.agentId, input.settings);
     const text = clip(input.text.trim(), MAX_EVENT_CHARS);
     if (text.length === 0) throw new HookError(400, "invalid_payload", "text is empty");
-    const eventOutcome = this.#hub.heartbeat.wake(text, input.mode === "now", mainKey(agentId));
+    const eventOutcome = await this.#hub.heartbeat.wake(
+      text,
+      input.mode === "now",
+      mainKey(agentId),
+    );
     this.#hub.log.info(`hook wake for ${agentId} (${input.mode}, ${eventOutcome})`);
     return { ok: true, mode: input.mode, eventOutcome };
   }
@@ -943,7 +953,7 @@ export class HookIngress {
     if (status !== "ok") {
       const why = failure ?? run?.error?.message ?? status;
       log.warn(`hook agent run ${runId} ended ${status}: ${why}`);
-      completion.mainSessionEvent = this.#mainSessionEvent(
+      completion.mainSessionEvent = await this.#mainSessionEvent(
         action,
         `${label} failed (${status}): ${why}`,
       );
@@ -960,7 +970,7 @@ export class HookIngress {
       return completion;
     }
     if (action.destination === undefined) {
-      completion.mainSessionEvent = this.#mainSessionEvent(action, `${label}: ${text}`);
+      completion.mainSessionEvent = await this.#mainSessionEvent(action, `${label}: ${text}`);
       log.info(`hook agent run ${runId} completed (summary in the main session)`);
       return completion;
     }
@@ -987,9 +997,9 @@ export class HookIngress {
   }
 
   /** A line for the agent's main session (its next heartbeat reads it). */
-  #mainSessionEvent(action: AgentAction, text: string): boolean {
+  async #mainSessionEvent(action: AgentAction, text: string): Promise<boolean> {
     if (action.sessionKey === mainKey(action.agentId)) return false;
-    this.#hub.heartbeat.wake(
+    await this.#hub.heartbeat.wake(
       clip(text, MAX_EVENT_CHARS),
       action.wakeMode === "now",
       mainKey(action.agentId),

@@ -117,7 +117,7 @@ export const systemMethods: Record<string, HubMethod> = {
   wake: {
     scope: Scopes.WRITE,
     startsWork: true,
-    handler(call, hub) {
+    async handler(call, hub) {
       const { method, params: p } = call;
       const mode = optionalEnum(method, p, "mode", ["now", "next-heartbeat"] as const);
       if (mode === undefined) {
@@ -136,7 +136,7 @@ export const systemMethods: Record<string, HubMethod> = {
         requested !== undefined
           ? hub.session(requested, agentId)
           : hub.session(agentId === undefined ? hub.heartbeat.sessionKey : `agent:${agentId}:main`);
-      hub.heartbeat.wake(text, mode === "now", session.key);
+      await hub.heartbeat.wake(text, mode === "now", session.key);
       return {
         ok: true,
         mode,

@@ -1,0 +1,118 @@
+/**
+ * The heartbeat's wake lines in the store (`HeartbeatService`, on a real runtime and
+ * `MemoryStore`): bounded per session, kept apart per session (a key that starts like another
+ * is not the other), claimed once by whichever beat takes them, and put back when the beat's
+ * message could not be sent.
+ */
+import { AgentRuntime, createProviderChain, MemoryStore, StoreError } from "@beamclaw/core";
+import { createScriptedProvider } from "@beamclaw/core/testing";
+import { afterEach, describe, expect, it } from "vitest";
+import { HeartbeatService, MAX_PENDING_WAKES, WAKE_TTL_MS } from "../src/heartbeat.js";
+import { waitFor } from "./support.js";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function service(responses: string[] = []) {
+  const clock = { now: Date.now() };
+  const store = new MemoryStore({ now: () => clock.now });
+  await store.open();
+  cleanups.push(() => store.close());
+  const provider = createScriptedProvider({ id: "scripted", responses });
+  const runtime = new AgentRuntime({
+    store,
+    models: createProviderChain({ providers: [provider], retry: { maxAttempts: 1 } }),
+    agents: [{ id: "main", model: "scripted/m1" }],
+  });
+  await runtime.start();
+  cleanups.push(() => runtime.stop());
+  const beats: string[] = [];
+  const make = () => {
+    const heartbeat = new HeartbeatService({
+      runtime,
+      settings: { enabled: false, everyMs: 3_600_000 },
+      defaultAgentId: "main",
+      onBeat: (event) => beats.push(event.status),
+    });
+    cleanups.push(() => heartbeat.stop());
+    return heartbeat;
+  };
+  const heartbeat = make();
+  await heartbeat.start();
+  return { store, provider, runtime, heartbeat, beats, make, clock };
+}
+
+function lastUserText(provider: ReturnType<typeof createScriptedProvider>): string {
+  const user = provider.requests.at(-1)?.messages.findLast((m) => m.role === "user");
+  if (user === undefined || typeof user.content === "string") return String(user?.content ?? "");
+  return user.content.map((part) => ("text" in part ? part.text : "")).join("");
+}
+
+describe("heartbeat wake lines", () => {
+  it(`keeps the newest ${MAX_PENDING_WAKES} lines of a session, apart from other sessions'`, async () => {
+    const { heartbeat, clock } = await service();
+    for (let i = 0; i <= MAX_PENDING_WAKES; i++) {
+      expect(await heartbeat.wake(`line ${i}`, false)).toBe("queued");
+    }
+    const waiting = await heartbeat.pendingWakes();
+    expect(waiting).toHaveLength(MAX_PENDING_WAKES);
+    expect(waiting[0]).toBe("line 1");
+    expect(waiting.at(-1)).toBe(`line ${MAX_PENDING_WAKES}`);
+    // A thread of the main session has a key that starts like it: its lines are its own.
+    expect(await heartbeat.wake("for the thread", false, "AGENT:MAIN:MAIN:thread:7")).toBe(
+      "queued",
+    );
+    expect(await heartbeat.pendingWakes("agent:main:main:thread:7")).toEqual(["for the thread"]);
+    expect(await heartbeat.pendingWakes()).toHaveLength(MAX_PENDING_WAKES);
+    // Each line waits a day at most.
+    clock.now += WAKE_TTL_MS - 1000;
+    expect(await heartbeat.pendingWakes("agent:main:main:thread:7")).toEqual(["for the thread"]);
+    clock.now += 2000;
+    expect(await heartbeat.pendingWakes("agent:main:main:thread:7")).toEqual([]);
+  });
+
+  it("hands a line to one beat only, whichever service runs it", async () => {
+    const { heartbeat, make, provider } = await service(["HEARTBEAT_OK", "HEARTBEAT_OK"]);
+    const other = make();
+    await other.start();
+    await heartbeat.wake("only once", false);
+    // Written by one service, read by the other's beat.
+    await other.wake("and this", true);
+    await waitFor("the beat", () => provider.requests.length === 1);
+    expect(lastUserText(provider)).toContain("- only once\n- and this");
+    await heartbeat.wake("after", true);
+    await waitFor("the second beat", () => provider.requests.length === 2);
+    expect(lastUserText(provider)).toContain("- after");
+    expect(lastUserText(provider)).not.toContain("only once");
+    expect(await heartbeat.pendingWakes()).toEqual([]);
+  });
+
+  it("puts the lines back when the beat's message cannot be sent, and refuses a line the store refuses", async () => {
+    const { heartbeat, store, provider, beats } = await service(["HEARTBEAT_OK"]);
+    await heartbeat.wake("kept through a failure", false);
+    const enqueue = store.queue.enqueue.bind(store.queue);
+    let failures = 1;
+    store.queue.enqueue = async (message) => {
+      if (failures-- > 0) throw new StoreError("STORE_UNAVAILABLE", "the disk is full");
+      return enqueue(message);
+    };
+    await heartbeat.wake("second line", true);
+    await waitFor("the failed beat", () => beats.length === 1);
+    expect(beats).toEqual(["failed"]);
+    expect(provider.requests).toHaveLength(0);
+    expect(await heartbeat.pendingWakes()).toEqual(["kept through a failure", "second line"]);
+    await heartbeat.wake("third", true);
+    await waitFor("the beat", () => provider.requests.length === 1);
+    expect(lastUserText(provider)).toContain("- kept through a failure\n- second line\n- third");
+
+    const set = store.kv.set.bind(store.kv);
+    store.kv.set = async () => {
+      throw new StoreError("STORE_UNAVAILABLE", "read-only");
+    };
+    await expect(heartbeat.wake("refused", false)).rejects.toBeInstanceOf(StoreError);
+    store.kv.set = set;
+    expect(await heartbeat.pendingWakes()).toEqual([]);
+  });
+});
