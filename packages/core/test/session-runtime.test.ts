@@ -390,6 +390,12 @@ describe("runs: events, transcript and metadata", () => {
     });
     // Paging works on the stored transcript.
     expect((await session.history({ afterSeq: 2 })).map((r) => r.seq)).toEqual([3, 4]);
+    // The result says where the final answer was saved; each answer carries its call's usage.
+    const result = await run.result;
+    expect(result.finalMessage).toEqual({ seq: 4, at: history[3]!.entry.at });
+    expect(history[1]!.entry.usage).toMatchObject({ inputTokens: expect.any(Number) });
+    expect(history[3]!.entry.usage).toMatchObject({ outputTokens: expect.any(Number) });
+    expect(history[2]!.entry.usage).toBeUndefined();
   });
 
   it("the next run sends the earlier turns as history", async () => {

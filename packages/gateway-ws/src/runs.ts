@@ -8,8 +8,9 @@
  * in flight, events of new runs of that session are held back until the send says which run
  * is its own.
  */
-import type { RunEvent, RunResult } from "@beamclaw/core";
+import type { JsonObject, RunEvent, RunResult } from "@beamclaw/core";
 import { assistantText, type ChatMessage, finalAssistantMessage } from "./chat-format.js";
+import { recordMessages } from "./methods/session-helpers.js";
 
 /** How a finished run ended, as `agent.wait` reports it. */
 export interface RunSnapshot {
@@ -474,6 +475,7 @@ export class RunTracker {
       costUsd: result.costUsd,
     };
     const message: ChatMessage | undefined =
+      savedFinalMessage(result) ??
       finalAssistantMessage(result.messages, endedAt) ??
       (result.text.length > 0 ? assistantText(result.text, endedAt) : undefined);
     let status: RunSnapshot["status"];
@@ -544,4 +546,21 @@ export class RunTracker {
     }
     this.#sink.runEnded(run, snapshot);
   }
+}
+
+/**
+ * The run's last assistant message as `chat.history` shows it, with its message id
+ * (`__openclaw: { id, seq }`), when the session said where it saved it (`finalMessage`): a
+ * client can fork, rewind or quote the answer of a `final` event without reading the history.
+ */
+function savedFinalMessage(result: RunResult): ChatMessage | undefined {
+  const saved = result.finalMessage;
+  if (saved === undefined) return undefined;
+  const message = result.messages.findLast((m) => m.role === "assistant");
+  if (message === undefined) return undefined;
+  const parts = recordMessages({
+    seq: saved.seq,
+    entry: { runId: result.runId, at: saved.at, message: message as unknown as JsonObject },
+  });
+  return parts.at(-1);
 }

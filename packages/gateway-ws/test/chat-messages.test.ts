@@ -94,6 +94,35 @@ describe("message ids", () => {
     expect((await historyOf(client)).map((m) => m.__openclaw.id)).toEqual(ids);
   });
 
+  it("a run's chat final carries its answer as chat.history shows it, id included", async () => {
+    const stack = await startStack({
+      responses: [twoLookups, { text: "Both looked up." }, { text: "Hello again." }],
+      agents: [{ id: "main", model: "scripted/m1", tools: ["lookup"] }],
+      runtime: { tools: [lookup] },
+    });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const finals: Shown[] = [];
+    for (const [text, id] of [
+      ["look up a and b", "f1"],
+      ["hi", "f2"],
+    ] as const) {
+      await client.request("chat.send", { sessionKey: KEY, message: text, idempotencyKey: id });
+      const final = await client.waitEvent("chat", (p) => p.runId === id && p.state === "final");
+      finals.push(final.payload.message as Shown);
+    }
+    const messages = await historyOf(client);
+    // The answers, at the places the history has them: the same message, the same id.
+    expect(finals[0]).toEqual(messages[4]);
+    expect(finals[1]).toEqual(messages[6]);
+    expect(finals[0]!.__openclaw.id).toMatch(/^\d+-[0-9a-z]+$/);
+    // The id works at once: the message is read back by it.
+    const got = await client.request("chat.message.get", {
+      sessionKey: KEY,
+      messageId: finals[1]!.__openclaw.id,
+    });
+    expect(got).toEqual({ ok: true, message: finals[1] });
+  });
+
   it("gives the whole text of a message chat.history cut; oversized past the caller's maxChars", async () => {
     const long = `${"All work and no play. ".repeat(50)}The end.`;
     const stack = await startStack({ responses: [{ text: long }] });

@@ -225,6 +225,8 @@ interface ActiveRun extends Batch {
   cancelRetry?: () => void;
   /** The timer of its time limit, while it has one (see `#armTimeout`). */
   timeLimit: ReturnType<typeof setTimeout> | undefined;
+  /** The transcript `seq` and `at` of its last saved assistant message. */
+  lastAssistant: { seq: number; at: number } | undefined;
 }
 
 /** First wait before a run whose messages could not be saved runs again; it doubles. */
@@ -1103,6 +1105,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       taken: [],
       startedAt: performance.now(),
       timeLimit: undefined,
+      lastAssistant: undefined,
     };
     if (batch.model !== undefined) active.model = batch.model;
     if (batch.thinking !== undefined) active.thinking = batch.thinking;
@@ -1223,12 +1226,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         : options?.retry === true
           ? { runId: run.runId, at, message: saved, retry: true }
           : { runId: run.runId, at, message: saved };
+    let seq: number;
     try {
-      await this.#ctx.store.transcripts.append(this.key, [entry]);
+      seq = await this.#ctx.store.transcripts.append(this.key, [entry]);
     } catch (error) {
       run.saveFailure ??= error;
       throw error;
     }
+    if (message.role === "assistant") run.lastAssistant = { seq, at };
     this.#history.push(message);
     const excess = this.#history.length - this.#ctx.historyLimit;
     // In place: a session at its limit trims on every message, and a copy of the whole
@@ -1246,6 +1251,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#retryLater(active);
       return;
     }
+    if (active.lastAssistant !== undefined) result.finalMessage = active.lastAssistant;
     const m = this.#metadata;
     const now = this.#ctx.now();
     const next = withUsage(m, result, now);

@@ -283,6 +283,12 @@ export interface RunResult<TOutput = JsonValue> {
    * limit (`code` `RUN_TIMEOUT`).
    */
   error?: { code: string; message: string };
+  /**
+   * Where a session saved the run's last assistant message: its transcript entry's `seq` and
+   * `at`, so that a reader can name the message without reading the transcript back (the
+   * gateway's message ids are made of them). Absent when no assistant message was saved.
+   */
+  finalMessage?: { seq: number; at: number };
 }
 
 interface RunEventBase {
