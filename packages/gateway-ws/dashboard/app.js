@@ -2149,6 +2149,7 @@ async function loadUsage() {
   const [cost, status] = await Promise.allSettled([
     client.request("usage.cost", {}),
     client.request("usage.status", {}),
+    loadSessionUsage(),
   ]);
   if (cost.status === "fulfilled") {
     const rows = usageRows(cost.value).sort((a, b) =>
@@ -2200,6 +2201,101 @@ async function loadUsage() {
       }),
     );
   } else box.replaceChildren();
+}
+
+/** The sessions that used a model in the last 7 days, costliest first (`sessions.usage`). */
+async function loadSessionUsage() {
+  const client = state.client;
+  if (!client) return;
+  let res;
+  try {
+    res = await client.request("sessions.usage", { range: "7d", agentScope: "all", limit: 20 });
+  } catch (error) {
+    $("usage-sessions-empty").hidden = false;
+    $("usage-sessions-empty").textContent =
+      `Could not load session usage: ${error?.message ?? "error"}`;
+    $("usage-sessions-table").hidden = true;
+    return;
+  }
+  const rows = listFrom(res, "sessions")
+    .filter((s) => isRecord(s) && isRecord(s.usage))
+    .map((s) => {
+      const u = s.usage;
+      const counts = isRecord(u.messageCounts) ? u.messageCounts : {};
+      const tools = isRecord(u.toolUsage) ? u.toolUsage : {};
+      return {
+        key: str(s.key),
+        label: str(s.label) || str(s.key),
+        messages: num(counts.total) ?? 0,
+        toolCalls: num(tools.totalCalls) ?? 0,
+        tokens: num(u.totalTokens) ?? 0,
+        cost: num(u.totalCost) ?? 0,
+        last: num(u.lastActivity),
+      };
+    })
+    .filter((r) => r.key && (r.tokens > 0 || r.messages > 0))
+    .sort((a, b) => b.cost - a.cost || b.tokens - a.tokens);
+  $("usage-sessions-empty").hidden = rows.length > 0;
+  $("usage-sessions-empty").textContent = "No session used a model in the last 7 days.";
+  $("usage-sessions-table").hidden = rows.length === 0;
+  $("usage-sessions-body").replaceChildren(
+    ...rows.map((r) => {
+      const open = h("button", { type: "button", class: "link" }, r.label);
+      open.addEventListener("click", () => void loadSessionLog(r.key, r.label));
+      return h(
+        "tr",
+        { "data-session-key": r.key },
+        h("th", { scope: "row" }, open),
+        h("td", { class: "num" }, numberFormat.format(r.messages)),
+        h("td", { class: "num" }, numberFormat.format(r.toolCalls)),
+        h("td", { class: "num" }, numberFormat.format(r.tokens)),
+        h("td", { class: "num" }, `$${costFormat.format(r.cost)}`),
+        h("td", null, r.last === undefined ? "—" : formatAgo(r.last)),
+      );
+    }),
+  );
+}
+
+/** One session's newest messages with what each answer cost (`sessions.usage.logs`). */
+async function loadSessionLog(key, label) {
+  const client = state.client;
+  if (!client) return;
+  const box = $("usage-log");
+  box.hidden = false;
+  $("usage-log-title").textContent = `Cost log of ${label}`;
+  const list = $("usage-log-list");
+  try {
+    const res = await client.request("sessions.usage.logs", { key, limit: 50 });
+    const logs = listFrom(res, "logs").filter(isRecord);
+    list.replaceChildren(
+      ...logs.map((log) => {
+        const tokens = num(log.tokens);
+        const cost = num(log.cost);
+        return h(
+          "li",
+          { "data-role": str(log.role) },
+          h(
+            "span",
+            { class: "muted" },
+            `${str(log.role)} · ${formatTime(num(log.timestamp) ?? 0)}`,
+          ),
+          tokens === undefined
+            ? null
+            : h(
+                "span",
+                { class: "log-cost" },
+                `${numberFormat.format(tokens)} tokens · $${costFormat.format(cost ?? 0)}`,
+              ),
+          h("pre", { class: "log-text" }, str(log.content)),
+        );
+      }),
+    );
+    if (logs.length === 0) list.replaceChildren(h("li", { class: "empty" }, "No messages."));
+  } catch (error) {
+    list.replaceChildren(
+      h("li", { class: "empty" }, `Could not load the messages: ${error?.message ?? "error"}`),
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -141,6 +141,26 @@ describe("dashboard in a real Chromium", () => {
     await usageRow.waitFor();
     expect(await usageRow.locator("td").nth(1).textContent()).toBe("2");
 
+    // The session's own usage this week, from its transcript: the question, the tool call,
+    // its result and the answer; a click shows its messages with what each answer cost.
+    const sessionUsage = page.locator(
+      '#usage-sessions-body tr[data-session-key="agent:main:main"]',
+    );
+    await sessionUsage.waitFor();
+    expect(await sessionUsage.locator("td").nth(0).textContent()).toBe("4");
+    expect(await sessionUsage.locator("td").nth(1).textContent()).toBe("1");
+    await sessionUsage.getByRole("button", { name: "agent:main:main" }).click();
+    const messages = page.getByRole("list", { name: "Cost log of agent:main:main" });
+    await messages.locator('li[data-role="assistant"]').last().waitFor();
+    expect(await messages.locator("li").count()).toBe(4);
+    expect(await messages.locator('li[data-role="user"] .log-text').textContent()).toBe(
+      "Deploy the build to staging, please",
+    );
+    expect(await messages.locator('li[data-role="assistant"] .log-text').last().textContent()).toBe(
+      ANSWER,
+    );
+    expect(await messages.locator('li[data-role="assistant"] .log-cost').count()).toBe(2);
+
     expect(record.errors).toEqual([]);
     expectOnlyGatewayRequests(record);
   });
