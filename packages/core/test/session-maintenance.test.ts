@@ -183,6 +183,35 @@ describe("SessionMaintenance", () => {
     expect(passes).toHaveLength(after);
   });
 
+  it("changes its period live: setEveryMs re-arms a started timer, and refuses a bad period", async () => {
+    const { store, runtime, stored } = await setup();
+    const passes: unknown[] = [];
+    const m = maintenance(
+      runtime,
+      { mode: "enforce" },
+      {
+        everyMs: 3_600_000,
+        onPass: (summaries) => passes.push(summaries),
+      },
+    );
+    m.start();
+    await stored("agent:main:direct:old", 60);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(passes).toHaveLength(0);
+    m.setEveryMs(1000);
+    expect(m.everyMs).toBe(1000);
+    await waitFor("a pass at the new period", () => passes.length > 0, 3_000);
+    expect(await store.sessions.get("agent:main:direct:old")).toBeUndefined();
+    expect(() => m.setEveryMs(999)).toThrow(InvalidArgumentError);
+    expect(m.everyMs).toBe(1000);
+    await m.stop();
+    // Stopped: a new period arms nothing.
+    m.setEveryMs(1000);
+    const after = passes.length;
+    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    expect(passes).toHaveLength(after);
+  });
+
   it("deletes in one process at a time: a held lock refuses an applying pass, not a report", async () => {
     const { store, runtime, stored } = await setup();
     await stored("agent:main:direct:old", 60);

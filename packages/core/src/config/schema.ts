@@ -870,8 +870,6 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "tools.exec.sandbox",
   "tools.exec.node",
   "memoryPressure",
-  // The maintenance timer is armed once.
-  "sessions.maintenance.everyMs",
   // The ChannelManager's transcriber is built with the manager.
   "transcription",
 ];

@@ -100,7 +100,7 @@ const SAMPLE = 50;
 export class SessionMaintenance {
   readonly #runtime: AgentRuntime;
   readonly #settings: () => SessionMaintenanceSettings | undefined;
-  readonly #everyMs: number;
+  #everyMs: number;
   readonly #onPass: ((summaries: SessionCleanupSummary[]) => void) | undefined;
   readonly #onError: ((error: unknown) => void) | undefined;
   readonly #now: () => number;
@@ -113,12 +113,7 @@ export class SessionMaintenance {
     const settings = options.settings;
     this.#runtime = runtime;
     this.#settings = typeof settings === "function" ? settings : () => settings;
-    this.#everyMs = options.everyMs ?? DEFAULT_EVERY_MS;
-    if (!Number.isSafeInteger(this.#everyMs) || this.#everyMs < 1000) {
-      throw new InvalidArgumentError(
-        `everyMs must be a whole number of ms >= 1000, got ${this.#everyMs}`,
-      );
-    }
+    this.#everyMs = checkEveryMs(options.everyMs ?? DEFAULT_EVERY_MS);
     this.#onPass = options.onPass;
     this.#onError = options.onError;
     this.#now = options.now ?? Date.now;
@@ -138,6 +133,26 @@ export class SessionMaintenance {
         });
     }, this.#everyMs);
     this.#timer.unref();
+  }
+
+  /** How often passes run. */
+  get everyMs(): number {
+    return this.#everyMs;
+  }
+
+  /**
+   * Changes how often passes run (a configuration reload): when started, the next pass is
+   * `everyMs` from now, and every one after it.
+   *
+   * @throws InvalidArgumentError unless `everyMs` is a whole number of ms >= 1000 (nothing
+   *   changes then).
+   */
+  setEveryMs(everyMs: number): void {
+    this.#everyMs = checkEveryMs(everyMs);
+    if (this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.start();
   }
 
   /** Stops the periodic passes and waits for one in progress (which stops between pages). */
@@ -282,4 +297,11 @@ function checkSettings(settings: SessionMaintenanceSettings | undefined): void {
       );
     }
   }
+}
+
+function checkEveryMs(everyMs: number): number {
+  if (!Number.isSafeInteger(everyMs) || everyMs < 1000) {
+    throw new InvalidArgumentError(`everyMs must be a whole number of ms >= 1000, got ${everyMs}`);
+  }
+  return everyMs;
 }

@@ -329,6 +329,8 @@ export interface StartedGateway {
   tools: ConfiguredTools;
   /** The channels of `channels.*`, under one `ChannelManager` on the runtime. */
   channels: ConfiguredChannels;
+  /** The periodic passes of `sessions.maintenance` (what `sessions.cleanup` runs). */
+  maintenance: SessionMaintenance;
   address: { host: string; port: number };
   stop(options?: { drainTimeoutMs?: number; reason?: string }): Promise<void>;
 }
@@ -467,6 +469,8 @@ export async function startFromConfig(options: {
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
       for (const problem of tools.apply(next)) options.logSink?.(problem);
       applyLiveSettings(runtime, next, diff.applied, configDir, skills, options.logSink);
+      const everyMs = next.sessions.maintenance?.everyMs ?? 3_600_000;
+      if (everyMs !== maintenance.everyMs) maintenance.setEveryMs(everyMs);
       if (diff.changed.some((p) => p === "cron" || p.startsWith("cron."))) {
         cron
           .applyConfig(next.cron.jobs)
@@ -520,6 +524,7 @@ export async function startFromConfig(options: {
       configService,
       tools,
       channels,
+      maintenance,
       address,
       async stop(stopOptions = {}) {
         await gateway.stop(stopOptions);
