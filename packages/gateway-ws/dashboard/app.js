@@ -698,7 +698,7 @@ function onConnected(isReconnect) {
     loadCron(),
     loadNodes(),
     loadPresence(),
-    loadUsage(),
+    loadUsage({ sessions: true }),
     loadAgents(),
     loadHistory(isReconnect),
   ]);
@@ -2143,13 +2143,23 @@ function usageRows(res) {
   return rows;
 }
 
-async function loadUsage() {
+/** How long the sessions' usage stays as loaded when runs end (it reads their transcripts). */
+const SESSION_USAGE_FRESH_MS = 60_000;
+let sessionUsageLoadedAt = 0;
+
+/**
+ * Reloads the usage card; the sessions' usage too when `sessions` is true (login, Refresh)
+ * or it is older than {@link SESSION_USAGE_FRESH_MS}.
+ */
+async function loadUsage({ sessions = false } = {}) {
   const client = state.client;
   if (!client) return;
+  const withSessions = sessions || Date.now() - sessionUsageLoadedAt > SESSION_USAGE_FRESH_MS;
+  if (withSessions) sessionUsageLoadedAt = Date.now();
   const [cost, status] = await Promise.allSettled([
     client.request("usage.cost", {}),
     client.request("usage.status", {}),
-    loadSessionUsage(),
+    withSessions ? loadSessionUsage() : undefined,
   ]);
   if (cost.status === "fulfilled") {
     const rows = usageRows(cost.value).sort((a, b) =>
@@ -2358,7 +2368,7 @@ function init() {
     void loadNodes();
     void loadPresence();
   });
-  $("usage-refresh").addEventListener("click", () => void loadUsage());
+  $("usage-refresh").addEventListener("click", () => void loadUsage({ sessions: true }));
 
   // Relative times ("3 min ago") age while the page is open.
   window.setInterval(() => {

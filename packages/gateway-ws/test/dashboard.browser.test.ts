@@ -142,7 +142,9 @@ describe("dashboard in a real Chromium", () => {
     expect(await usageRow.locator("td").nth(1).textContent()).toBe("2");
 
     // The session's own usage this week, from its transcript: the question, the tool call,
-    // its result and the answer; a click shows its messages with what each answer cost.
+    // its result and the answer (loaded on Refresh: it reads transcripts); a click shows its
+    // messages with what each answer cost.
+    await page.locator("#usage-refresh").click();
     const sessionUsage = page.locator(
       '#usage-sessions-body tr[data-session-key="agent:main:main"]',
     );
