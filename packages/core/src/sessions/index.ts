@@ -51,6 +51,8 @@ export {
 export { type AgentTool, BasicToolRunner, type BasicToolRunnerOptions } from "./tools.js";
 export {
   type CallLatency,
+  type SavedCallUsage,
+  savedCallUsage,
   summarizeTranscriptUsage,
   TRANSCRIPT_USAGE_MAX_ENTRIES,
   type TranscriptMessageCounts,

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import type { JsonObject } from "../providers/types.js";
 import type { TranscriptRecord, TranscriptStore } from "../store/types.js";
+import type { CallUsage } from "./agent-loop.js";
 import { type UsageTotals, usageDay, zeroUsageTotals } from "./usage.js";
 
 /** Transcript entries read per page. */
@@ -88,20 +89,52 @@ function amount(value: unknown): number {
   return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : 0;
 }
 
-/** A saved call usage, or `undefined` when the entry has none (or a malformed one). */
-function callUsageOf(entry: JsonObject): JsonObject | undefined {
-  const usage = entry.usage;
-  if (typeof usage !== "object" || usage === null || Array.isArray(usage)) return undefined;
-  return typeof usage.provider === "string" && typeof usage.model === "string" ? usage : undefined;
+/**
+ * A model call's usage as read back from a transcript entry (see {@link savedCallUsage}): a
+ * {@link CallUsage} whose `durationMs` may be missing.
+ */
+export interface SavedCallUsage {
+  provider: string;
+  model: string;
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  costUsd: number;
+  durationMs?: number;
 }
 
-function addCall(totals: UsageTotals, usage: JsonObject): void {
+/**
+ * The model call usage saved with a transcript entry (an assistant message's, a
+ * compaction's), its numbers checked: a count or cost that is not a finite number >= 0 reads
+ * as 0, and `durationMs` is there only when it is one. `undefined` when the entry has none
+ * (or one without a provider and model): an entry may have been written by anything.
+ */
+export function savedCallUsage(entry: JsonObject): SavedCallUsage | undefined {
+  const usage = entry.usage;
+  if (typeof usage !== "object" || usage === null || Array.isArray(usage)) return undefined;
+  if (typeof usage.provider !== "string" || typeof usage.model !== "string") return undefined;
+  const saved: SavedCallUsage = {
+    provider: usage.provider,
+    model: usage.model,
+    inputTokens: amount(usage.inputTokens),
+    outputTokens: amount(usage.outputTokens),
+    cacheReadTokens: amount(usage.cacheReadTokens),
+    cacheWriteTokens: amount(usage.cacheWriteTokens),
+    costUsd: amount(usage.costUsd),
+  };
+  const ms = usage.durationMs;
+  if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) saved.durationMs = ms;
+  return saved;
+}
+
+function addCall(totals: UsageTotals, usage: SavedCallUsage): void {
   totals.calls += 1;
-  totals.inputTokens += amount(usage.inputTokens);
-  totals.outputTokens += amount(usage.outputTokens);
-  totals.cacheReadTokens += amount(usage.cacheReadTokens);
-  totals.cacheWriteTokens += amount(usage.cacheWriteTokens);
-  totals.costUsd += amount(usage.costUsd);
+  totals.inputTokens += usage.inputTokens;
+  totals.outputTokens += usage.outputTokens;
+  totals.cacheReadTokens += usage.cacheReadTokens;
+  totals.cacheWriteTokens += usage.cacheWriteTokens;
+  totals.costUsd += usage.costUsd;
 }
 
 function latencyOf(durations: number[]): CallLatency | undefined {
@@ -201,12 +234,11 @@ export async function summarizeTranscriptUsage(
     const day = usageDay(at);
     lastActivity ??= at;
     firstActivity = at;
-    const usage = callUsageOf(entry);
+    const usage = savedCallUsage(entry);
     if (usage !== undefined) {
       addCall(totals, usage);
       addCall(slotOf(days, day, zeroUsageTotals), usage);
-      const provider = usage.provider as string;
-      const model = usage.model as string;
+      const { provider, model } = usage;
       const ref = `${provider}/${model}`;
       addCall(
         slotOf(models, ref, () => ({ provider, model, totals: zeroUsageTotals() })).totals,
@@ -222,7 +254,7 @@ export async function summarizeTranscriptUsage(
         usage,
       );
       const ms = usage.durationMs;
-      if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) {
+      if (ms !== undefined) {
         durations.push(ms);
         slotOf(dayDurations, day, () => []).push(ms);
       }

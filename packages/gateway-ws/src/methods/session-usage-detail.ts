@@ -3,7 +3,7 @@
  * and its messages with what each answer cost, from its transcript, as the Control UI's usage
  * page shows a session it opens.
  */
-import type { JsonObject, TranscriptRecord } from "@beamclaw/core";
+import { type JsonObject, savedCallUsage, type TranscriptRecord } from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { Scopes } from "../protocol/constants.js";
 import { optionalInt, optionalString, requireString } from "../protocol/params.js";
@@ -36,20 +36,10 @@ interface CallPoint {
   cost: number;
 }
 
-function amount(value: unknown): number {
-  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : 0;
-}
-
 function objectOf(value: unknown): JsonObject | undefined {
   return typeof value === "object" && value !== null && !Array.isArray(value)
     ? (value as JsonObject)
     : undefined;
-}
-
-/** A transcript entry's saved call usage, or `undefined`. */
-function callUsage(entry: JsonObject): JsonObject | undefined {
-  const usage = objectOf(entry.usage);
-  return usage !== undefined && typeof usage.provider === "string" ? usage : undefined;
 }
 
 /**
@@ -221,19 +211,17 @@ export const sessionUsageDetailMethods: Record<string, HubMethod> = {
         record.key,
         USAGE_TIMESERIES_MAX_ENTRIES,
         (entry) => {
-          const usage = callUsage(entry.entry);
+          const usage = savedCallUsage(entry.entry);
           const at = entry.entry.at;
           if (usage === undefined || typeof at !== "number" || !Number.isFinite(at)) return true;
-          const input = amount(usage.inputTokens);
-          const output = amount(usage.outputTokens);
           calls.push({
             timestamp: at,
-            input,
-            output,
-            cacheRead: amount(usage.cacheReadTokens),
-            cacheWrite: amount(usage.cacheWriteTokens),
-            totalTokens: input + output,
-            cost: amount(usage.costUsd),
+            input: usage.inputTokens,
+            output: usage.outputTokens,
+            cacheRead: usage.cacheReadTokens,
+            cacheWrite: usage.cacheWriteTokens,
+            totalTokens: usage.inputTokens + usage.outputTokens,
+            cost: usage.costUsd,
           });
           return true;
         },
@@ -264,7 +252,7 @@ export const sessionUsageDetailMethods: Record<string, HubMethod> = {
         const content = logText(String(message.role), message.content);
         if (content.length === 0) return true;
         const at = live.entry.at;
-        const usage = role === "assistant" ? callUsage(live.entry) : undefined;
+        const usage = role === "assistant" ? savedCallUsage(live.entry) : undefined;
         logs.push({
           timestamp: typeof at === "number" && Number.isFinite(at) ? at : 0,
           role,
@@ -272,8 +260,8 @@ export const sessionUsageDetailMethods: Record<string, HubMethod> = {
           ...(usage === undefined
             ? {}
             : {
-                tokens: amount(usage.inputTokens) + amount(usage.outputTokens),
-                cost: amount(usage.costUsd),
+                tokens: usage.inputTokens + usage.outputTokens,
+                cost: usage.costUsd,
               }),
         });
         return logs.length < limit;
