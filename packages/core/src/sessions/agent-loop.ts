@@ -134,13 +134,8 @@ export interface AgentLoopInput {
   [PREPARED_OUTPUT]?: RunOutput;
 }
 
-/**
- * What one model call of a run used: the call's usage, its cost and how long it took, with
- * the provider and model that answered. A session saves it as the `usage` of the transcript
- * entry of the assistant message the call produced, so that usage can be summed per session
- * over any span of time (see `summarizeTranscriptUsage`).
- */
-export interface CallUsage extends JsonObject {
+/** The figures of one model call: who answered, its tokens and its cost. */
+export interface CallFigures {
   provider: string;
   model: string;
   inputTokens: number;
@@ -149,6 +144,15 @@ export interface CallUsage extends JsonObject {
   cacheReadTokens: number;
   cacheWriteTokens: number;
   costUsd: number;
+}
+
+/**
+ * What one model call of a run used: the call's usage, its cost and how long it took, with
+ * the provider and model that answered. A session saves it as the `usage` of the transcript
+ * entry of the assistant message the call produced, so that usage can be summed per session
+ * over any span of time (see `summarizeTranscriptUsage`).
+ */
+export interface CallUsage extends CallFigures, JsonObject {
   /** From the request to the end of the model's answer, in milliseconds. */
   durationMs: number;
 }

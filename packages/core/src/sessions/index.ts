@@ -1,5 +1,6 @@
 export {
   type AgentLoopInput,
+  type CallFigures,
   type CallUsage,
   type CostFunction,
   type ModelSource,

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import type { JsonObject } from "../providers/types.js";
 import type { TranscriptRecord, TranscriptStore } from "../store/types.js";
-import type { CallUsage } from "./agent-loop.js";
+import type { CallFigures, CallUsage } from "./agent-loop.js";
 import { type UsageTotals, usageDay, zeroUsageTotals } from "./usage.js";
 
 /** Transcript entries read per page. */
@@ -93,14 +93,7 @@ function amount(value: unknown): number {
  * A model call's usage as read back from a transcript entry (see {@link savedCallUsage}): a
  * {@link CallUsage} whose `durationMs` may be missing.
  */
-export interface SavedCallUsage {
-  provider: string;
-  model: string;
-  inputTokens: number;
-  outputTokens: number;
-  cacheReadTokens: number;
-  cacheWriteTokens: number;
-  costUsd: number;
+export interface SavedCallUsage extends CallFigures {
   durationMs?: number;
 }
 
