@@ -517,6 +517,18 @@ describe("hooks: idempotency across gateways", () => {
         sessionKey: first.json.sessionKey,
         replayed: true,
       });
+      // A replay there that waits gets the completion the first gateway records.
+      const waited = await post(
+        otherPort,
+        "/hooks/agent",
+        { ...body, waitForCompletion: true },
+        headers,
+      );
+      expect(waited.json).toMatchObject({
+        runId: first.json.runId,
+        replayed: true,
+        completion: { status: "ok", replyDisposition: "visible" },
+      });
       await waitFor("the completion stored", async () => {
         const keys = await stack.store.kv.keys("hooks:idem:");
         const record = await stack.store.kv.get<{ completion?: JsonObject }>(keys[0]!);

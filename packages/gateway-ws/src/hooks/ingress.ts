@@ -169,6 +169,13 @@ const MAX_IDEMPOTENCY_KEY = 256;
 const MAX_BATCH = 50;
 /** How long an idempotency key replays its run. */
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/**
+ * How long a replay that waits for a completion another gateway will record waits at most,
+ * beyond the run's own time limit (or, without one, in all).
+ */
+const REPLAY_WAIT_MS = 10 * 60 * 1000;
+/** How often such a replay reads the stored record. */
+const REPLAY_POLL_MS = 250;
 /** How long a request may take to send its body (408 beyond). */
 const BODY_TIMEOUT_MS = 10_000;
 /** The longest wake line or summary left in a main session. */
@@ -866,8 +873,14 @@ export class HookIngress {
     }
     const result = outcome.result;
     if (result === undefined) {
-      // The session had it already (a replay): it runs, or ran, elsewhere or before.
-      return { ok: true, runId, sessionKey: action.sessionKey, replayed: true };
+      // The session had it already (a replay): it runs, or ran, elsewhere or before. A caller
+      // who waits gets the completion the gateway running it records.
+      const reply = { ok: true, runId, sessionKey: action.sessionKey, replayed: true };
+      if (!wait || claim === undefined) return reply;
+      const waited = this.#storedCompletion(claim.key, action.timeoutMs);
+      this.#track(waited);
+      const completion = await waited;
+      return completion === undefined ? reply : { ...reply, completion };
     }
     if (action.isolated) {
       // Named for the session lists (`sessions.list`, the dashboard): "Hook: GitHub".
@@ -913,6 +926,26 @@ export class HookIngress {
     };
     if (!wait) return reply;
     return { ...reply, completion: await recorded };
+  }
+
+  /**
+   * The completion recorded under an idempotency key by whichever gateway runs the request,
+   * read every {@link REPLAY_POLL_MS} until it is there, the gateway stops, or the run's time
+   * limit plus {@link REPLAY_WAIT_MS} has passed (`undefined` then).
+   */
+  async #storedCompletion(
+    key: string,
+    timeoutMs: number | undefined,
+  ): Promise<HookCompletion | undefined> {
+    const kv = this.#hub.runtime.store.kv;
+    const deadline = Date.now() + (timeoutMs ?? 0) + REPLAY_WAIT_MS;
+    while (!this.#stopped && Date.now() < deadline) {
+      const stored = await kv.get<{ completion?: JsonObject }>(key).catch(() => undefined);
+      const completion = stored?.completion as HookCompletion | undefined;
+      if (completion !== undefined) return completion;
+      await new Promise((resolve) => setTimeout(resolve, REPLAY_POLL_MS).unref());
+    }
+    return undefined;
   }
 
   /** After the run: its answer delivered, or summarized in the main session. Never throws. */
