@@ -33,7 +33,10 @@ const provider: ModelProvider = scripted
   ? createScriptedProvider({
       id: "local",
       responses: [
-        { toolCalls: [{ toolName: "temperature", input: { city: "Oslo" } }] },
+        {
+          toolCalls: [{ toolName: "temperature", input: { city: "Oslo" } }],
+          usage: { inputTokens: 30, outputTokens: 6 },
+        },
         { text: ["It is ", "-3 °C ", "in Oslo."], usage: { inputTokens: 40, outputTokens: 8 } },
       ],
     })
@@ -73,11 +76,20 @@ try {
   console.log(
     `\n[${result.status}; ${result.steps} steps; ${result.usage.inputTokens}+${result.usage.outputTokens} tokens]`,
   );
+  // The session's usage so far, from its transcript: per call, day and model, with its
+  // messages and tool calls (`{ from, to }` narrows it to a span of time).
+  const usage = await runtime.session("agent:main:main").usage();
+  console.log(
+    `[session: ${usage.totals.calls} model calls, ${usage.messages.total} messages, tools: ${usage.tools.map((t) => `${t.name} ×${t.calls}`).join(", ")}]`,
+  );
   if (result.status !== "completed") {
     console.error(result.error?.message ?? "the run did not complete");
     process.exitCode = 1;
   } else if (scripted && result.text !== "It is -3 °C in Oslo.") {
     console.error(`unexpected answer: ${result.text}`);
+    process.exitCode = 1;
+  } else if (scripted && (usage.totals.calls !== 2 || usage.totals.inputTokens !== 70)) {
+    console.error(`unexpected usage: ${JSON.stringify(usage.totals)}`);
     process.exitCode = 1;
   }
 } finally {
