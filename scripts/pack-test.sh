@@ -112,7 +112,7 @@ EOF
 ./node_modules/.bin/tsc -p tsconfig.json
 output="$(timeout 60 ./node_modules/.bin/tsx src/main.ts --scripted)"
 echo "$output"
-for expected in '[tool temperature({"city":"Oslo"})]' 'It is -3 °C in Oslo.' '[completed; 2 steps; 40+8 tokens]'; do
+for expected in '[tool temperature({"city":"Oslo"})]' 'It is -3 °C in Oslo.' '[completed; 2 steps; 70+14 tokens]' '[session: 2 model calls, 4 messages, tools: temperature ×1]'; do
   if [[ "$output" != *"$expected"* ]]; then
     echo "pack-test: the output lacks: $expected" >&2
     exit 1
