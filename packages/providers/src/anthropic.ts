@@ -44,6 +44,7 @@ import {
   field,
   inputObject,
   isWire,
+  lookup,
   mergeIntoField,
   numberField,
   parseToolInput,
@@ -137,7 +138,7 @@ export function parseAnthropicError(body: unknown): VendorErrorInfo {
   const error = field(body, "error");
   const type = stringField(error, "type");
   const message = stringField(error, "message");
-  const streamKind = type === undefined ? undefined : ANTHROPIC_ERROR_KINDS[type];
+  const streamKind = lookup(ANTHROPIC_ERROR_KINDS, type);
   const strong = type === "overloaded_error" || type === "rate_limit_error";
   return {
     ...(type === undefined ? {} : { type }),
@@ -160,7 +161,7 @@ const STOP_REASONS: Record<string, FinishReason> = {
 /** Maps Anthropic's `stop_reason` to the normalized finish reason. */
 export function mapAnthropicStopReason(reason: string | undefined): FinishReason {
   if (reason === undefined) return "other";
-  return STOP_REASONS[reason] ?? "other";
+  return lookup(STOP_REASONS, reason) ?? "other";
 }
 
 type AnthropicBlock = JsonObject;
@@ -413,6 +414,15 @@ export function toAnthropicRequest(
       throw providerError(
         "invalid_request",
         "Anthropic does not accept a temperature other than 1 together with thinking",
+        context,
+      );
+    }
+    // Documented: with thinking, tool use takes only `tool_choice` `auto` or `none`.
+    const forced = request.toolChoice === "required" || typeof request.toolChoice === "object";
+    if (forced && request.tools !== undefined && request.tools.length > 0) {
+      throw providerError(
+        "invalid_request",
+        'Anthropic does not accept a forced tool choice ("required" or { toolName }) together with thinking',
         context,
       );
     }

@@ -46,6 +46,7 @@ import {
   field,
   inputObject,
   isWire,
+  lookup,
   numberField,
   stringField,
   withProviderOptions,
@@ -185,7 +186,7 @@ export function parseGoogleError(body: unknown): VendorErrorInfo {
   }
   // Google's status names the failure more precisely than the HTTP code (a 504 is
   // `DEADLINE_EXCEEDED`, a timeout): it decides the kind, in a stream and out of one.
-  const kind = status === undefined ? undefined : GOOGLE_STATUS_KINDS[status];
+  const kind = lookup(GOOGLE_STATUS_KINDS, status);
   return {
     ...(status === undefined ? {} : { type: status }),
     ...(message === undefined ? {} : { message }),
@@ -217,7 +218,7 @@ export function mapGoogleFinishReason(
 ): FinishReason {
   if (calledTools && (reason === undefined || reason === "STOP")) return "tool-calls";
   if (reason === undefined) return "other";
-  return FINISH_REASONS[reason] ?? "other";
+  return lookup(FINISH_REASONS, reason) ?? "other";
 }
 
 type GooglePart = JsonObject;

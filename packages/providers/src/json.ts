@@ -23,6 +23,17 @@ export function stringField(value: unknown, key: string): string | undefined {
   return typeof v === "string" ? v : undefined;
 }
 
+/**
+ * `table[key]` when `key` is one of the table's own keys, else undefined: a vendor's string
+ * (an error type, a finish reason) never reaches `Object.prototype` (`"constructor"`).
+ */
+export function lookup<T>(
+  table: Readonly<Record<string, T>>,
+  key: string | undefined,
+): T | undefined {
+  return key !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 /** `value[key]` as a finite number, else undefined. */
 export function numberField(value: unknown, key: string): number | undefined {
   const v = field(value, key);

@@ -37,6 +37,7 @@ import {
 import {
   field,
   isWire,
+  lookup,
   numberField,
   parseToolInput,
   stringField,
@@ -53,6 +54,24 @@ const OPENAI_CODE_KINDS: Record<string, ProviderErrorKind> = {
   invalid_api_key: "auth",
   context_length_exceeded: "invalid_request",
   model_not_found: "invalid_request",
+  // The Responses API's `response.error.code`s (`response.failed`): the request's fault,
+  // which a retry of the same request cannot fix, or a timeout.
+  invalid_prompt: "invalid_request",
+  invalid_image: "invalid_request",
+  invalid_image_format: "invalid_request",
+  invalid_base64_image: "invalid_request",
+  invalid_image_url: "invalid_request",
+  image_too_large: "invalid_request",
+  image_too_small: "invalid_request",
+  image_parse_error: "invalid_request",
+  image_content_policy_violation: "invalid_request",
+  invalid_image_mode: "invalid_request",
+  image_file_too_large: "invalid_request",
+  unsupported_image_media_type: "invalid_request",
+  empty_image_file: "invalid_request",
+  failed_to_download_image: "invalid_request",
+  image_file_not_found: "invalid_request",
+  vector_store_timeout: "timeout",
 };
 
 const OPENAI_TYPE_KINDS: Record<string, ProviderErrorKind> = {
@@ -99,10 +118,8 @@ export function parseOpenAIError(body: unknown): VendorErrorInfo {
   const code = stringField(error, "code");
   const message = stringField(error, "message");
   const name = code ?? type;
-  const kind = code === undefined ? undefined : OPENAI_CODE_KINDS[code];
-  const streamKind =
-    (type === undefined ? undefined : OPENAI_TYPE_KINDS[type]) ??
-    (code === undefined ? undefined : OPENAI_TYPE_KINDS[code]);
+  const kind = lookup(OPENAI_CODE_KINDS, code);
+  const streamKind = lookup(OPENAI_TYPE_KINDS, type) ?? lookup(OPENAI_TYPE_KINDS, code);
   const quota = code === "insufficient_quota" || type === "insufficient_quota";
   return {
     ...(name === undefined ? {} : { type: name }),
@@ -124,7 +141,7 @@ const FINISH_REASONS: Record<string, FinishReason> = {
 /** Maps a Chat Completions `finish_reason` to the normalized finish reason. */
 export function mapChatFinishReason(reason: string | undefined): FinishReason {
   if (reason === undefined) return "other";
-  return FINISH_REASONS[reason] ?? "other";
+  return lookup(FINISH_REASONS, reason) ?? "other";
 }
 
 /** How one server's Chat Completions dialect differs. */
@@ -325,6 +342,8 @@ export function chatUsage(usage: unknown): ModelUsage | undefined {
 
 interface ToolCallState {
   toolCallId: string;
+  /** The id the server gave, if any (`toolCallId` is made up otherwise). */
+  id: string | undefined;
   toolName: string;
   json: string;
 }
@@ -365,7 +384,9 @@ export async function* streamChatCompletions(
     options,
   );
 
+  /** The call streaming at each `index`; `calls` holds every call, in the order they began. */
   const toolCalls = new Map<number, ToolCallState>();
+  const calls: ToolCallState[] = [];
   let started = false;
   let thinking = false;
   let refused = false;
@@ -384,8 +405,7 @@ export async function* streamChatCompletions(
     if (flushed) return;
     flushed = true;
     yield* closeThinking();
-    for (const index of [...toolCalls.keys()].sort((a, b) => a - b)) {
-      const call = toolCalls.get(index)!;
+    for (const call of calls) {
       yield {
         type: "tool-call",
         toolCallId: call.toolCallId,
@@ -398,7 +418,7 @@ export async function* streamChatCompletions(
   function finish(): ModelStreamEvent {
     let reason = mapChatFinishReason(finishReason);
     // Some compatible servers say `stop` after tool calls; the calls are what matters.
-    if (reason === "stop" && toolCalls.size > 0) reason = "tool-calls";
+    if (reason === "stop" && calls.length > 0) reason = "tool-calls";
     if (reason === "stop" && refused) reason = "refusal";
     return {
       type: "finish",
@@ -463,9 +483,16 @@ export async function* streamChatCompletions(
       for (const [position, toolDelta] of deltas.entries()) {
         const index = numberField(toolDelta, "index") ?? position;
         const fn = field(toolDelta, "function");
-        const fragment = stringField(fn, "arguments") ?? "";
+        // Arguments are JSON text, in pieces; a few compatible servers send them whole, as an
+        // object, which is read as its JSON text rather than dropped.
+        const args = field(fn, "arguments");
+        const fragment = typeof args === "string" ? args : isWire(args) ? JSON.stringify(args) : "";
+        const id = stringField(toolDelta, "id") || undefined;
         let call = toolCalls.get(index);
-        if (call === undefined) {
+        // A new id at a taken index is another call: servers that number each chunk's calls
+        // from 0 (Google's and Ollama's compatibility layers) send parallel calls one per
+        // chunk, whole, all at index 0 or with no index. OpenAI sends an id once per call.
+        if (call === undefined || (id !== undefined && call.id !== undefined && id !== call.id)) {
           const toolName = stringField(fn, "name");
           if (toolName === undefined) {
             throw providerError(
@@ -475,12 +502,9 @@ export async function* streamChatCompletions(
               { responseBody: event.data },
             );
           }
-          call = {
-            toolCallId: stringField(toolDelta, "id") ?? `call_${index}`,
-            toolName,
-            json: "",
-          };
+          call = { toolCallId: id ?? `call_${index}`, id, toolName, json: "" };
           toolCalls.set(index, call);
+          calls.push(call);
           yield { type: "tool-call-start", toolCallId: call.toolCallId, toolName };
         }
         if (fragment !== "") {

@@ -21,6 +21,7 @@ import type { HttpClient } from "./http.js";
 import {
   field,
   isWire,
+  lookup,
   mergeIntoField,
   numberField,
   parseToolInput,
@@ -327,7 +328,7 @@ export async function* streamResponses(
           const why = stringField(field(response, "incomplete_details"), "reason");
           yield {
             type: "finish",
-            reason: (why === undefined ? undefined : INCOMPLETE_REASONS[why]) ?? "other",
+            reason: lookup(INCOMPLETE_REASONS, why) ?? "other",
             rawReason: why ?? status,
           };
         } else {

@@ -13,6 +13,7 @@ import {
 import type { CallContext } from "./errors.js";
 import { providerError } from "./errors.js";
 import { type ProviderHttpOptions, resolveApiKey } from "./http.js";
+import { lookup } from "./json.js";
 import { createOpenAIHttpClient } from "./openai-chat.js";
 
 /** Options of {@link createOpenAITranscriber}. */
@@ -64,7 +65,7 @@ function fileNameOf(input: TranscriptionInput): string {
   if (input.filename !== undefined && /\.[a-z0-9]{2,5}$/i.test(input.filename)) {
     return input.filename;
   }
-  const extension = EXTENSIONS[baseMediaType(input.mediaType)] ?? "ogg";
+  const extension = lookup(EXTENSIONS, baseMediaType(input.mediaType)) ?? "ogg";
   return `${input.filename ?? "audio"}.${extension}`;
 }
 

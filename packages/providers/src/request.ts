@@ -7,7 +7,12 @@ import type { ModelRequest } from "@beamclaw/core";
 import { type CallContext, providerError } from "./errors.js";
 import { isWire } from "./json.js";
 
-const ROLES = new Set(["user", "assistant", "tool"]);
+/** The part types each role's `content` may hold. */
+const PART_TYPES: Record<string, ReadonlySet<string>> = {
+  user: new Set(["text", "image", "file"]),
+  assistant: new Set(["text", "thinking", "tool-call"]),
+  tool: new Set(["tool-result"]),
+};
 const THINKING = new Set(["off", "minimal", "low", "medium", "high"]);
 /** What OpenAI accepts as a schema's name; the contract asks it of every request. */
 const FORMAT_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -20,7 +25,8 @@ export function modelOf(request: unknown): string | undefined {
 
 /** Throws `ProviderError` kind `invalid_request` naming the first problem found. */
 export function checkRequest(request: ModelRequest, context: CallContext): void {
-  const fail = (problem: string): never => {
+  // Typed explicitly so that a call to it narrows, as a `throw` does.
+  const fail: (problem: string) => never = (problem) => {
     throw providerError("invalid_request", `invalid request: ${problem}`, context);
   };
   if (!isWire(request)) fail("expected an object");
@@ -29,11 +35,25 @@ export function checkRequest(request: ModelRequest, context: CallContext): void 
   }
   if (!Array.isArray(request.messages)) fail("`messages` must be an array");
   request.messages.forEach((message: unknown, i) => {
-    if (!isWire(message) || typeof message.role !== "string" || !ROLES.has(message.role)) {
-      fail(`messages[${i}].role must be "user", "assistant" or "tool"`);
-    }
-    if (!Array.isArray((message as { content?: unknown }).content)) {
-      fail(`messages[${i}].content must be an array of parts`);
+    const role = isWire(message) ? message.role : undefined;
+    const types =
+      typeof role === "string" && Object.hasOwn(PART_TYPES, role) ? PART_TYPES[role] : undefined;
+    if (types === undefined) fail(`messages[${i}].role must be "user", "assistant" or "tool"`);
+    const content: unknown = (message as { content?: unknown }).content;
+    if (!Array.isArray(content)) fail(`messages[${i}].content must be an array of parts`);
+    for (const [j, part] of (content as unknown[]).entries()) {
+      const where = `messages[${i}].content[${j}]`;
+      if (!isWire(part)) fail(`${where} must be an object`);
+      const { type } = part as { type?: unknown };
+      if (typeof type !== "string" || !types.has(type)) {
+        fail(`${where}.type must be one of ${[...types].join(", ")}, got ${String(type)}`);
+      }
+      if (
+        (type === "image" || type === "file") &&
+        typeof (part as { mediaType?: unknown }).mediaType !== "string"
+      ) {
+        fail(`${where}.mediaType must be a string`);
+      }
     }
   });
   if (request.system !== undefined && typeof request.system !== "string") {
@@ -42,7 +62,7 @@ export function checkRequest(request: ModelRequest, context: CallContext): void 
   if (request.cacheKey !== undefined && typeof request.cacheKey !== "string") {
     fail("`cacheKey` must be a string");
   }
-  const { maxOutputTokens, temperature, thinking, tools, responseFormat } = request;
+  const { maxOutputTokens, temperature, thinking, tools, toolChoice, responseFormat } = request;
   if (
     maxOutputTokens !== undefined &&
     !(Number.isInteger(maxOutputTokens) && maxOutputTokens > 0)
@@ -68,6 +88,17 @@ export function checkRequest(request: ModelRequest, context: CallContext): void 
         fail(`tools[${i}].inputSchema must be a JSON Schema object`);
       }
     });
+  }
+  if (
+    toolChoice !== undefined &&
+    !(
+      toolChoice === "auto" ||
+      toolChoice === "none" ||
+      toolChoice === "required" ||
+      (isWire(toolChoice) && typeof toolChoice.toolName === "string" && toolChoice.toolName !== "")
+    )
+  ) {
+    fail('`toolChoice` must be "auto", "none", "required" or { toolName }');
   }
   if (responseFormat !== undefined) {
     if (!isWire(responseFormat) || responseFormat.type !== "json-schema") {

@@ -6,7 +6,7 @@
 
 import { estimateFileTokens } from "../sessions/context-window.js";
 import { abortedBy, raceAbort, type SleepFunction } from "./backoff.js";
-import type { ModelRequest } from "./types.js";
+import type { ModelMessage, ModelRequest } from "./types.js";
 
 /** Limits for one `provider/model` ref or one whole provider. */
 export interface RateLimits {
@@ -164,6 +164,11 @@ export async function acquireLimits(
 
 /** Rough characters per token of English text and code, for estimates only. */
 const CHARS_PER_TOKEN = 4;
+/** The length of `value` if it is a string, else 0. */
+function lengthOf(value: unknown): number {
+  return typeof value === "string" ? value.length : 0;
+}
+
 /** What an image is assumed to cost before the provider reports usage. */
 const IMAGE_TOKENS = 1_000;
 
@@ -174,27 +179,32 @@ const IMAGE_TOKENS = 1_000;
  * `maxOutputTokens` when set. Used by TPM limits before the provider reports real usage.
  */
 export function estimateRequestTokens(request: Omit<ModelRequest, "model">): number {
-  let chars = request.system?.length ?? 0;
+  let chars = typeof request.system === "string" ? request.system.length : 0;
   let images = 0;
   let fileTokens = 0;
-  for (const message of request.messages) {
-    for (const part of message.content) {
-      switch (part.type) {
+  // A malformed request is estimated as well as it can be, never thrown on: the provider
+  // checks the request and answers a typed `invalid_request`.
+  for (const message of request.messages ?? []) {
+    const content: unknown = message?.content;
+    if (!Array.isArray(content)) continue;
+    for (const part of content as Array<ModelMessage["content"][number] | null>) {
+      switch (part?.type) {
         case "text":
         case "thinking":
-          chars += part.text.length;
+          chars += lengthOf(part.text);
           break;
         case "image":
           images++;
           break;
         case "file":
-          fileTokens += estimateFileTokens(part);
+          fileTokens +=
+            typeof part.mediaType === "string" ? estimateFileTokens(part) : IMAGE_TOKENS;
           break;
         case "tool-call":
-          chars += part.toolName.length + JSON.stringify(part.input ?? null).length;
+          chars += lengthOf(part.toolName) + lengthOf(JSON.stringify(part.input ?? null));
           break;
         case "tool-result":
-          chars += JSON.stringify(part.output ?? null).length;
+          chars += lengthOf(JSON.stringify(part.output ?? null));
           break;
       }
     }
