@@ -1596,6 +1596,51 @@ describe("sub-agents", () => {
     expect(await subagentSessions(runtime)).toHaveLength(2);
   });
 
+  it("maxChildren counts in the parent's metadata: a restart on the same store keeps it", async () => {
+    const store = await newStore();
+    const boss = { id: "boss", model: "test/boss", subagents: { maxChildren: 2 } };
+    const first = new BrainSource(
+      familyBrain(["TASK a", "TASK b"], (task) => [text(`did ${task}`)]),
+    );
+    const before = await startRuntime({ models: first, store, agents: [boss] });
+    await (await before.session("agent:boss:main").send("go")).result;
+    expect((await before.session("agent:boss:main").info()).metadata.subagentsSpawned).toBe(2);
+    await before.stop();
+    const second = new BrainSource(familyBrain(["TASK c"], (task) => [text(`did ${task}`)]));
+    const after = await startRuntime({ models: second, store, agents: [boss] });
+    await (await after.session("agent:boss:main").send("again")).result;
+    const results = toolResults(second.calls.at(-1)!.request.messages);
+    expect(results.map((r) => r.isError === true)).toEqual([true]);
+    expect(String(results[0]!.output)).toContain("already spawned 2");
+    expect(await subagentSessions(after)).toHaveLength(2);
+  });
+
+  it("a sub-agent's sub-agent runs as the agent its parent's limits name", async () => {
+    const source = new BrainSource((call) => {
+      const first = firstUser(call.request.messages) ?? "";
+      const last = call.request.messages.at(-1)!;
+      if (first === "TASK2") return [text(`deep as ${call.options.models?.[0]}`)];
+      if (last.role === "tool")
+        return [text(String(toolResults(call.request.messages)[0]?.output))];
+      const task = first === "TASK1" ? "TASK2" : "TASK1";
+      return [toolCall("s", "spawn_subagent", { task })];
+    });
+    const runtime = await startRuntime({
+      models: source,
+      agents: [
+        { id: "boss", model: "test/boss", subagents: { agentId: "worker" } },
+        { id: "worker", model: "test/worker", subagents: { maxDepth: 2, agentId: "helper" } },
+        { id: "helper", model: "test/helper" },
+      ],
+    });
+    const result = await (await runtime.session("agent:boss:main").send("go")).result;
+    const records = await subagentSessions(runtime);
+    const grandchild = records.find((r) => r.key.split(":subagent:").length === 3);
+    expect(grandchild?.key).toMatch(/^agent:helper:subagent:[^:]+:subagent:[^:]+$/);
+    expect(grandchild?.agentId).toBe("helper");
+    expect(result.text).toBe("deep as test/helper");
+  });
+
   it("maxConcurrent refuses spawns beyond the running limit; a later spawn is accepted", async () => {
     let step = 0;
     const source = new BrainSource((call) => {

@@ -347,7 +347,8 @@ export class AgentRuntime {
   readonly #starting = new Map<string, Promise<SessionActorType>>();
   /** The run each unfinished message joined (collected and steered messages share one). */
   readonly #runOf = new Map<string, string>();
-  readonly #subagents = new Map<string, { total: number; running: number }>();
+  /** Sub-agents running per parent session (only parents with some running). */
+  readonly #subagentsRunning = new Map<string, number>();
   readonly #now: () => number;
   #root: Supervisor | null = null;
   #sessions: DynamicSupervisor | null = null;
@@ -1229,27 +1230,25 @@ export class AgentRuntime {
     if (depth >= (limits.maxDepth ?? 1)) {
       return { output: "sub-agents may not spawn further sub-agents", isError: true };
     }
-    const counts = this.#subagents.get(context.sessionKey) ?? { total: 0, running: 0 };
-    if (counts.total >= (limits.maxChildren ?? 8)) {
+    const running = this.#subagentsRunning.get(context.sessionKey) ?? 0;
+    if (running >= (limits.maxConcurrent ?? 4)) {
+      return { output: `${running} sub-agents are already running (the limit)`, isError: true };
+    }
+    const parentActor = this.registry.whereis<SessionActorType>(`session:${context.sessionKey}`);
+    const maxChildren = limits.maxChildren ?? 8;
+    if (parentActor === undefined || !parentActor.claimSubagent(maxChildren)) {
       return {
-        output: `this session already spawned ${counts.total} sub-agents (the limit)`,
+        output: `this session already spawned ${maxChildren} sub-agents (the limit)`,
         isError: true,
       };
     }
-    if (counts.running >= (limits.maxConcurrent ?? 4)) {
-      return {
-        output: `${counts.running} sub-agents are already running (the limit)`,
-        isError: true,
-      };
-    }
-    counts.total++;
-    counts.running++;
-    this.#subagents.set(context.sessionKey, counts);
+    this.#subagentsRunning.set(context.sessionKey, running + 1);
     const agentId = limits.agentId ?? context.agentId;
+    // A sub-agent of a sub-agent (maxDepth > 1) extends its parent's key, under its own agent.
     const childKey =
       depth === 0
         ? subagentKey(agentId, randomUUID())
-        : `${context.sessionKey}:subagent:${randomUUID()}`;
+        : `agent:${agentId}:${context.sessionKey.split(":").slice(2).join(":")}:subagent:${randomUUID()}`;
     // The child's run time limit: a sub-agent past it is cancelled like any run, and says so.
     const timeoutMs = Math.min(limits.timeoutMs ?? 300_000, MAX_RUN_TIMEOUT_MS);
     try {
@@ -1275,7 +1274,9 @@ export class AgentRuntime {
       if (context.signal.aborted) throw error;
       return { output: `sub-agent ${childKey} failed: ${(error as Error).message}`, isError: true };
     } finally {
-      counts.running--;
+      const left = (this.#subagentsRunning.get(context.sessionKey) ?? 1) - 1;
+      if (left > 0) this.#subagentsRunning.set(context.sessionKey, left);
+      else this.#subagentsRunning.delete(context.sessionKey);
     }
   }
 }

@@ -14,6 +14,7 @@ import { Actor, STOPPING } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { CANCELLATION, Cancellation, defineLazySignal } from "../runtime/lazy-abort.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
+import { type LongTimer, startTimer } from "../runtime/timers.js";
 import { describeArg } from "../runtime/validate.js";
 import type { QueuedMessage, SessionRecord, Store, TranscriptRecord } from "../store/types.js";
 import {
@@ -151,6 +152,10 @@ export interface SessionContext {
 
 /** How long (in 1 ms waits) a recovering session waits to be registered before it replays. */
 const REPLAY_WAITS = 1_000;
+/** Unfinished messages a recovering session takes from the store at once (the most it gives). */
+const REPLAY_PAGE = 1_000;
+/** How soon a message of a session's own that found its mailbox full is sent again. */
+const SELF_RETRY_MS = 10;
 
 /** A message accepted by a session. @internal */
 export interface SessionDelivery {
@@ -206,6 +211,19 @@ interface Batch {
    * runs again after a failed save keeps its deadline.
    */
   deadline?: number;
+  /**
+   * A run that goes on for messages steered into it after its model had answered (see
+   * `#continueSteered`): what its earlier part did, added to its result when it ends.
+   */
+  carried?: CarriedRun;
+}
+
+/** What the earlier part of a run that went on for late steered messages did. */
+interface CarriedRun {
+  result: RunResult;
+  /** Its inputs (steered ones included): a retry after a failed save runs them again. */
+  inputs: UserMessageInput[];
+  lastAssistant: { seq: number; at: number } | undefined;
 }
 
 interface ActiveRun extends Batch {
@@ -398,10 +416,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * arrive meanwhile wait behind them (see the `replay` message).
    */
   #replayDue = false;
+  /** The last replay got a full page from the store: replay again once it is done. */
+  #replayMore = false;
   #lastActivity = 0;
   #idleArmed = false;
   /** The session's PubSub topic, built once: a run publishes many events. */
   readonly #topic: string;
+  /** Timers of its own messages (see `#sendSelfAfter`), cancelled when it stops. */
+  readonly #selfTimers = new Set<LongTimer>();
   /** Whether the listener that aborts the active run when the session stops is in place. */
   #watchingStop = false;
   /**
@@ -418,12 +440,55 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#ctx = ctx;
     this.#recovering = recovering;
     this.monitor((reason) => {
+      for (const timer of this.#selfTimers) timer.cancel();
+      this.#selfTimers.clear();
       if (reason === "killed") this.#release(reason);
     });
   }
 
+  /**
+   * Sends the session a message of its own (a run's end, a replay, a timer's). Unlike a
+   * request, it must not be lost to a full mailbox (a flood of requests): then it is tried
+   * again shortly, until the session takes it or stops (a stopped session drops it).
+   */
+  #sendSelf(message: SessionInfo): void {
+    try {
+      this.send(message);
+    } catch (error) {
+      if (!OverloadedError.isInstance(error)) throw error;
+      this.#sendSelfAfter(message, SELF_RETRY_MS);
+    }
+  }
+
+  /** {@link #sendSelf} after `delayMs`; returns a function that cancels it. */
+  #sendSelfAfter(message: SessionInfo, delayMs: number): () => void {
+    if (!this.alive) return () => {};
+    const timers = this.#selfTimers;
+    const timer = startTimer(() => {
+      timers.delete(timer);
+      this.#sendSelf(message);
+    }, delayMs);
+    timers.add(timer);
+    return () => {
+      timer.cancel();
+      timers.delete(timer);
+    };
+  }
+
   get metadata(): SessionMetadata {
     return this.#metadata;
+  }
+
+  /**
+   * Counts a sub-agent this session spawns, unless it has spawned `max` already (then
+   * false). Called by the runtime's spawn tool during this session's run; the count is saved
+   * with the metadata when the run ends. @internal
+   */
+  claimSubagent(max: number): boolean {
+    const spawned = this.#metadata.subagentsSpawned ?? 0;
+    if (spawned >= max) return false;
+    this.#metadata = { ...this.#metadata, subagentsSpawned: spawned + 1 };
+    return true;
   }
 
   /** The `cacheKey` of its model requests, made once. */
@@ -482,7 +547,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // After a crash, messages that were accepted but not finished run again.
     if (this.#recovering) {
       this.#replayDue = true;
-      this.send({ type: "replay" });
+      this.#sendSelf({ type: "replay" });
     }
   }
 
@@ -549,7 +614,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (live && holder !== this) return;
       const waited = (message as Extract<SessionInfo, { type: "replay" }>).waited ?? 0;
       if (holder !== this && waited < REPLAY_WAITS) {
-        this.sendAfter({ type: "replay", waited: waited + 1 }, 1);
+        this.#sendSelfAfter({ type: "replay", waited: waited + 1 }, 1);
         return;
       }
       await this.#replay();
@@ -653,7 +718,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   // ------------------------------------------------------------------ messages
 
-  #accept(delivery: SessionDelivery): { disposition: SendDisposition; runId: string } {
+  /**
+   * Takes a message. `replayed`: one accepted before a crash, replayed now; it was
+   * acknowledged, so the cap on waiting messages does not refuse it.
+   */
+  #accept(
+    delivery: SessionDelivery,
+    replayed = false,
+  ): { disposition: SendDisposition; runId: string } {
     this.#touch();
     // A message already taken (a replay after a cluster takeover raced its delivery) is
     // answered with its run, never run twice.
@@ -663,11 +735,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const active = this.#active;
     if (active === null) {
       if (this.#replayDue || this.#compaction !== null || this.#injections.length > 0)
-        return this.#queueBehindReplay(delivery, mode);
+        return this.#queueBehindReplay(delivery, mode, replayed);
       this.#start(this.#batch(delivery, mode));
       return { disposition: "started", runId: delivery.runId };
     }
-    if (this.#pendingCount + active.steered.length >= this.#ctx.maxQueuedMessages) {
+    if (!replayed && this.#pendingCount + active.steered.length >= this.#ctx.maxQueuedMessages) {
       throw new OverloadedError(
         `session ${this.key} already has ${this.#ctx.maxQueuedMessages} messages waiting`,
         this.#ctx.maxQueuedMessages,
@@ -703,8 +775,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #queueBehindReplay(
     delivery: SessionDelivery,
     mode: QueueMode,
+    replayed = false,
   ): { disposition: SendDisposition; runId: string } {
-    if (this.#pendingCount >= this.#ctx.maxQueuedMessages) {
+    if (!replayed && this.#pendingCount >= this.#ctx.maxQueuedMessages) {
       throw new OverloadedError(
         `session ${this.key} already has ${this.#ctx.maxQueuedMessages} messages waiting`,
         this.#ctx.maxQueuedMessages,
@@ -959,7 +1032,13 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   async #replay(): Promise<void> {
-    const pending = await this.#ctx.store.queue.replay({ sessionKey: this.key });
+    const pending = await this.#ctx.store.queue.replay({
+      sessionKey: this.key,
+      limit: REPLAY_PAGE,
+    });
+    // A full page: more may wait behind it, replayed once this page is done (until then the
+    // store hands back the same page).
+    this.#replayMore = pending.length >= REPLAY_PAGE;
     // Messages that arrived while the replay waited (see `#queueBehindReplay`) run after it.
     const arrived = this.#pending.length;
     this.#replayDue = false;
@@ -1000,14 +1079,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       }
       const log = this.#ctx.logs.get(message.id) ?? new RunEventLog();
       this.#ctx.logs.set(message.id, log);
-      this.#accept({
-        input: payload.input,
-        options: { ...(payload.options ?? {}), queueMode: "followup" },
-        runId: payload.runId ?? randomUUID(),
-        queueId: message.id,
-        log,
-        unkeyed: hasMadeUpKey(message),
-      });
+      this.#accept(
+        {
+          input: payload.input,
+          options: { ...(payload.options ?? {}), queueMode: "followup" },
+          runId: payload.runId ?? randomUUID(),
+          queueId: message.id,
+          log,
+          unkeyed: hasMadeUpKey(message),
+        },
+        true,
+      );
     }
     if (arrived > 0) this.#pending.unshift(...this.#pending.splice(arrived));
     if (this.#active === null) this.#startNext();
@@ -1111,6 +1193,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (batch.thinking !== undefined) active.thinking = batch.thinking;
     if (batch.saveFailures !== undefined) active.saveFailures = batch.saveFailures;
     if (batch.output !== undefined) active.output = batch.output;
+    if (batch.carried !== undefined) {
+      active.carried = batch.carried;
+      active.lastAssistant = batch.carried.lastAssistant;
+    }
     // A killed or stopped session cancels its active run, even when terminate never runs.
     // One callback for the session's life rather than one per run, on the actor's stop watch
     // rather than its `signal` (an AbortSignal and an EventTarget listener per session).
@@ -1129,8 +1215,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       batch.model ?? this.#metadata.modelOverride ?? agent.model,
       ...(agent.fallbacks ?? []),
     ];
-    const start = this.#runStartEvent(active);
-    this.#emit(active, start);
+    if (batch.carried === undefined) this.#emit(active, this.#runStartEvent(active));
+    else {
+      // The run goes on: its messages are steered in, as at its next step.
+      for (const steered of batch.inputs) {
+        this.#emit(active, {
+          runId: batch.runId,
+          sessionKey: this.key,
+          type: "steer",
+          input: steered,
+        });
+      }
+    }
     const emit = (event: RunEvent) => {
       // After a failed save the run ends and runs again: its error is not the last word.
       if (this.#active === active && active.saveFailure === undefined) this.#emit(active, event);
@@ -1178,11 +1274,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       () => runAgentLoop(loopInput),
       settleRunTrace,
     );
-    void loop.then((result) => {
-      if (!this.send({ type: "run-done", runId: batch.runId, result })) {
-        // The session stopped meanwhile; terminate already told the logs.
-      }
-    });
+    // If the session stopped meanwhile, the message is dropped: terminate told the logs.
+    void loop.then((result) => this.#sendSelf({ type: "run-done", runId: batch.runId, result }));
   }
 
   /**
@@ -1204,7 +1297,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
           limitMs,
         ),
       );
-      if (active.saveFailure !== undefined) this.send({ type: "run-timeout", runId: active.runId });
+      if (active.saveFailure !== undefined) {
+        this.#sendSelf({ type: "run-timeout", runId: active.runId });
+      }
     };
     active.timeLimit = setTimeout(fire, Math.max(0, deadline - performance.now()));
   }
@@ -1251,6 +1346,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#retryLater(active);
       return;
     }
+    if (active.steered.length > 0 && result.status === "completed" && !active.controller.aborted) {
+      this.#continueSteered(active, result);
+      return;
+    }
+    if (active.carried !== undefined) result = joinResults(active.carried.result, result);
     if (active.lastAssistant !== undefined) result.finalMessage = active.lastAssistant;
     const m = this.#metadata;
     const now = this.#ctx.now();
@@ -1297,6 +1397,38 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#startNext();
   }
 
+  /**
+   * Messages were steered into the run after its last look for them (its model had answered
+   * and its end was on the way): the run goes on for them, as it would have at its next step,
+   * rather than end and acknowledge them unanswered. Its earlier part's result is carried
+   * into the one it ends with.
+   */
+  #continueSteered(active: ActiveRun, result: RunResult): void {
+    const earlier = active.carried;
+    const batch: Batch = {
+      runId: active.runId,
+      inputs: active.steered.splice(0),
+      logs: active.logs,
+      queueIds: active.queueIds,
+      mode: active.mode,
+      carried: {
+        result: earlier === undefined ? result : joinResults(earlier.result, result),
+        inputs: [...(earlier?.inputs ?? []), ...active.inputs, ...active.taken],
+        lastAssistant: active.lastAssistant,
+      },
+    };
+    if (active.unkeyed !== undefined) batch.unkeyed = active.unkeyed;
+    if (active.model !== undefined) batch.model = active.model;
+    if (active.thinking !== undefined) batch.thinking = active.thinking;
+    if (active.saveFailures !== undefined) batch.saveFailures = active.saveFailures;
+    if (active.timeoutMs !== undefined) batch.timeoutMs = active.timeoutMs;
+    if (active.output !== undefined) batch.output = active.output;
+    if (active.deadline !== undefined) batch.deadline = active.deadline;
+    disarm(active);
+    this.#active = null;
+    this.#start(batch);
+  }
+
   /** Starts the next waiting batch, if any. */
   #startNext(): void {
     // Never a second run: a skipped compaction may have started the next one already.
@@ -1310,13 +1442,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // Injections asked for during the run go next (saved by the `inject-due` message, which
     // starts the next batch after them).
     if (this.#injections.length > 0) {
-      this.send({ type: "inject-due" });
+      this.#sendSelf({ type: "inject-due" });
       return;
     }
     const next = this.#pending.shift();
     if (next !== undefined) {
       this.#pendingCount -= next.inputs.length;
       this.#start(next);
+    } else if (this.#replayMore && !this.#replayDue) {
+      // The replayed page is done: the messages behind it are next.
+      this.#replayMore = false;
+      this.#replayDue = true;
+      this.#sendSelf({ type: "replay" });
     }
   }
 
@@ -1341,7 +1478,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         message: `the run could not be saved (${failure instanceof Error ? failure.message : String(failure)}); it will run again`,
       },
     });
-    active.cancelRetry = this.sendAfter({ type: "retry-run", runId: active.runId }, delayMs);
+    active.cancelRetry = this.#sendSelfAfter({ type: "retry-run", runId: active.runId }, delayMs);
   }
 
   /** Runs a run again whose messages could not be saved (see `#retryLater`). */
@@ -1370,7 +1507,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#active = null;
     const batch: Batch = {
       runId,
-      inputs: [...active.inputs, ...active.taken, ...active.steered],
+      // A run that went on for late steered messages runs again whole: the discard marker
+      // cancelled its earlier part too.
+      inputs: [
+        ...(active.carried?.inputs ?? []),
+        ...active.inputs,
+        ...active.taken,
+        ...active.steered,
+      ],
       logs: active.logs,
       queueIds: active.queueIds,
       mode: active.mode,
@@ -1799,7 +1943,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#lastActivity = this.#ctx.now();
     if (!this.#idleArmed && this.#ctx.hibernateAfterMs !== Infinity) {
       this.#idleArmed = true;
-      this.sendAfter({ type: "idle-check" }, this.#ctx.hibernateAfterMs);
+      this.#sendSelfAfter({ type: "idle-check" }, this.#ctx.hibernateAfterMs);
     }
   }
 
@@ -1821,7 +1965,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       return;
     }
     this.#idleArmed = true;
-    this.sendAfter({ type: "idle-check" }, this.#ctx.hibernateAfterMs - idleFor);
+    this.#sendSelfAfter({ type: "idle-check" }, this.#ctx.hibernateAfterMs - idleFor);
   }
 }
 
@@ -1935,6 +2079,30 @@ export function liveEntries(records: readonly TranscriptRecord[]): TranscriptRec
 function trimToTurn(history: ModelMessage[]): ModelMessage[] {
   const first = history.findIndex((m) => m.role === "user");
   return first <= 0 ? history : history.slice(first);
+}
+
+/** The result of a run that went on (see `#continueSteered`): its parts' figures added up. */
+function joinResults(earlier: RunResult, later: RunResult): RunResult {
+  const usage = { ...later.usage };
+  usage.inputTokens += earlier.usage.inputTokens;
+  usage.outputTokens += earlier.usage.outputTokens;
+  for (const field of [
+    "cacheReadTokens",
+    "cacheWriteTokens",
+    "cacheWrite1hTokens",
+    "reasoningTokens",
+  ] as const) {
+    if (earlier.usage[field] !== undefined) {
+      usage[field] = (usage[field] ?? 0) + earlier.usage[field];
+    }
+  }
+  return {
+    ...later,
+    messages: [...earlier.messages, ...later.messages],
+    steps: earlier.steps + later.steps,
+    usage,
+    costUsd: earlier.costUsd + later.costUsd,
+  };
 }
 
 /** `batch.unkeyed`, made if it is not there yet. */

@@ -11,7 +11,9 @@
  * | `cron:<jobId>` | an isolated cron run |
  *
  * Keys are case-insensitive: they are normalized to lower case, trimmed, with empty
- * segments refused. Agent ids match `^[a-z0-9][a-z0-9_-]{0,63}$`. Other segments may use
+ * segments refused. They are ASCII: a character outside it is refused (some, like the Kelvin
+ * sign, lower-case to an ASCII letter and would alias another key). Agent ids match
+ * `^[a-z0-9][a-z0-9_-]{0,63}$`. Other segments may use
  * letters, digits and `. _ - + = @ # ~ !`; nothing that could act as a path (`/`, `\`, `..`,
  * control characters, whitespace) is accepted, so no key can ever name a place
  * outside a store.
@@ -22,6 +24,11 @@ import { InvalidSessionKeyError } from "../errors.js";
 export const AGENT_ID_PATTERN: RegExp = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const SEGMENT_PATTERN = /^[a-z0-9._+=@#~!-]+$/;
 const MAX_KEY_LENGTH = 512;
+/**
+ * Any character outside ASCII. Refused before lower-casing: some lower-case to ASCII (the
+ * Kelvin sign U+212A to "k"), which would fold a different key into an existing one.
+ */
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** What a session key says about its session. */
 export interface ParsedSessionKey {
@@ -49,7 +56,7 @@ export interface ParsedSessionKey {
 /** Checks an agent id; returns it normalized (lower case) or throws `InvalidSessionKeyError`. */
 export function normalizeAgentId(agentId: string): string {
   const id = typeof agentId === "string" ? agentId.trim().toLowerCase() : "";
-  if (!AGENT_ID_PATTERN.test(id)) {
+  if (!AGENT_ID_PATTERN.test(id) || NON_ASCII.test(String(agentId).trim())) {
     throw new InvalidSessionKeyError(
       String(agentId),
       `agent id must match ${AGENT_ID_PATTERN.source}`,
@@ -71,7 +78,11 @@ export function normalizeAgentId(agentId: string): string {
  */
 export function parseSessionKey(raw: string): ParsedSessionKey {
   if (typeof raw !== "string") throw new InvalidSessionKeyError(String(raw), "not a string");
-  const key = raw.trim().toLowerCase();
+  const trimmed = raw.trim();
+  if (NON_ASCII.test(trimmed)) {
+    throw new InvalidSessionKeyError(raw.slice(0, 64), "a key may only hold ASCII characters");
+  }
+  const key = trimmed.toLowerCase();
   if (key.length === 0) throw new InvalidSessionKeyError(raw, "empty");
   if (key.length > MAX_KEY_LENGTH) {
     throw new InvalidSessionKeyError(raw.slice(0, 64), `longer than ${MAX_KEY_LENGTH} characters`);

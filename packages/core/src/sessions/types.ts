@@ -84,7 +84,10 @@ export interface AgentDefinition {
 export interface SubagentLimits {
   /** How deep sub-agents may nest. Default 1: a sub-agent cannot spawn. */
   maxDepth?: number;
-  /** Sub-agents a parent session may have in total. Default 8. */
+  /**
+   * Sub-agents a parent session may spawn in all. Counted in its metadata
+   * (`subagentsSpawned`), so a restart or a hibernation keeps the count. Default 8.
+   */
   maxChildren?: number;
   /** Sub-agents running at once per parent. Default 4. */
   maxConcurrent?: number;
@@ -395,6 +398,8 @@ export interface SessionMetadata extends JsonObject {
   compactions?: number;
   /** The parent of a sub-agent session. */
   parentKey?: string;
+  /** Sub-agents this session has spawned (checked against `SubagentLimits.maxChildren`). */
+  subagentsSpawned?: number;
   /**
    * What the session learned of its model's context window: `model` (`provider/model`)
    * refused a request as too long, so requests to it are cut to about `maxTokens`. Kept so
