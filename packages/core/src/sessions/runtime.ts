@@ -16,6 +16,7 @@ import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor, Supervisor } from "../runtime/supervisor.js";
 import { TaskSupervisor } from "../runtime/task-supervisor.js";
+import { type LongTimer, startTimer } from "../runtime/timers.js";
 import {
   describeArg,
   optionalFunction,
@@ -304,6 +305,10 @@ export interface SessionHandle {
 }
 
 const SUBAGENT_TOOL = "spawn_subagent";
+/** Unfinished messages the runtime reads at once to revive their sessions (the store's most). */
+const BACKLOG_PAGE = 1_000;
+/** How soon the runtime looks again for unfinished messages behind a full page. */
+const BACKLOG_RETRY_MS = 1_000;
 
 /** The life of an {@link AgentRuntime}; see {@link AgentRuntime.status}. */
 export type AgentRuntimeStatus = "new" | "running" | "failed" | "stopped";
@@ -358,6 +363,10 @@ export class AgentRuntime {
   #failure: ExitReason | undefined;
   readonly #failedListeners = new Set<(reason: ExitReason) => void>();
   #offPressure: (() => void) | undefined;
+  /** The start-up look for unfinished messages has not seen them all (see `#reviveBacklog`). */
+  #backlogOpen = false;
+  /** The next look for unfinished messages, while `#backlogOpen`. */
+  #backlogTimer: LongTimer | undefined;
 
   /**
    * @throws InvalidArgumentError for options of the wrong kind or out of range (no agents, an
@@ -555,9 +564,25 @@ export class AgentRuntime {
       this.hibernateIdleSessions();
     });
     // Messages accepted before a crash or restart and never finished run again, once each.
-    const pending = await this.store.queue.pending({ limit: 1000 });
-    const keys = new Set(pending.map((m) => m.sessionKey));
-    for (const key of keys) {
+    await this.#reviveBacklog();
+  }
+
+  /**
+   * Revives the sessions that hold messages accepted before a crash or restart and never
+   * finished: each replays its own. The store gives at most 1,000 at once, oldest first;
+   * while a look finds a full page, another follows a second later (the revived sessions
+   * finish theirs meanwhile, and the page moves on), and a session started for a new
+   * message first looks for its own (see `#ensure`). Throws only at start (a store that
+   * cannot be read); a later look that fails is tried again.
+   */
+  async #reviveBacklog(): Promise<void> {
+    const pending = await this.store.queue.pending({ limit: BACKLOG_PAGE });
+    // In a cluster, the cluster's own sweep revives what no node holds.
+    this.#backlogOpen = pending.length >= BACKLOG_PAGE && this.#options.ownership === undefined;
+    for (const key of new Set(pending.map((m) => m.sessionKey))) {
+      if (this.#state !== "running") return;
+      // A live session took (or is taking) its own at its start.
+      if (this.registry.whereis(`session:${key}`) !== undefined) continue;
       try {
         await this.#ensure(key, true);
       } catch (error) {
@@ -565,6 +590,16 @@ export class AgentRuntime {
         if (this.#options.ownership === undefined || !isClusterRefusal(error)) throw error;
       }
     }
+    if (this.#backlogOpen) this.#lookAgainForBacklog();
+  }
+
+  /** Looks for unfinished messages again in a second (see `#reviveBacklog`). */
+  #lookAgainForBacklog(): void {
+    if (this.#state !== "running" || this.#backlogTimer !== undefined) return;
+    this.#backlogTimer = startTimer(() => {
+      this.#backlogTimer = undefined;
+      this.#reviveBacklog().catch(() => this.#lookAgainForBacklog());
+    }, BACKLOG_RETRY_MS);
   }
 
   /** Stops every session (saving it), then the tree. Unfinished messages stay queued. */
@@ -576,6 +611,8 @@ export class AgentRuntime {
     this.#state = "stopped";
     this.#offPressure?.();
     this.#offPressure = undefined;
+    this.#backlogTimer?.cancel();
+    this.#backlogTimer = undefined;
     this.approvals?.close();
     await this.#root?.stop("shutdown");
     await this.usage.flush();
@@ -1158,7 +1195,14 @@ export class AgentRuntime {
         // In a cluster, the session runs here only once this node holds its lease; a node
         // that just took it over replays what the previous owner left unfinished.
         const takeover = ownership === undefined ? false : (await ownership.claim(key)).takeover;
-        const first = recovering || takeover;
+        // While the start-up look has not seen every unfinished message, a session started
+        // for a new message may hold some of its own from before: it replays them first.
+        const backlog =
+          !recovering &&
+          !takeover &&
+          this.#backlogOpen &&
+          (await this.store.queue.pending({ sessionKey: key, limit: 1 })).length > 0;
+        const first = recovering || takeover || backlog;
         return this.#sessions!.startChild<SessionActorType>({
           restart: "transient",
           // The first start is a revival; a restart after a crash replays unfinished messages.
