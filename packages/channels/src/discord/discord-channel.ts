@@ -13,6 +13,7 @@ import {
   type ChannelSendOptions,
   type ChannelStateStore,
   type ChannelTarget,
+  chunkText,
   type InboundAttachment,
   type InboundMessageInput,
   InvalidArgumentError,
@@ -318,7 +319,8 @@ async function settleWithin(promises: Iterable<Promise<unknown>>, ms: number): P
  *
  * Outbound, over REST: `POST /channels/{id}/messages` with `nonce` + `enforce_nonce` from
  * the host's idempotency key (a retried send cannot post twice) and `message_reference`
- * for replies; `PATCH` for edits; `POST .../typing`; reactions; files as attachments.
+ * for replies; `PATCH` for edits; `POST .../typing`; reactions; files as attachments (a
+ * caption over 2,000 characters follows the file as messages of its own).
  * Rate limits are `@discordjs/rest`'s: short waits are sat out, long ones surface as a
  * retryable `ChannelSendError` with `retryAfterMs`.
  *
@@ -590,7 +592,13 @@ export class DiscordChannel implements ChannelPlugin {
     options?: ChannelSendOptions,
   ): Promise<SentMessage> {
     return this.#call("send a file", options, async (api, signal) => {
-      const caption = media.caption ?? "";
+      const full = media.caption ?? "";
+      const link = media.data === undefined && media.url !== undefined && media.kind !== "image";
+      // A caption that does not fit in the file's message (with the link, for a link) follows
+      // the file as messages of its own, rather than failing the file with it.
+      const fits =
+        (link ? full.length + 1 + media.url!.length : full.length) <= DISCORD_MAX_MESSAGE_LENGTH;
+      const caption = fits ? full : "";
       let body: Parameters<API["channels"]["createMessage"]>[1];
       if (media.data !== undefined) {
         const data = Buffer.from(media.data, "base64");
@@ -625,6 +633,20 @@ export class DiscordChannel implements ChannelPlugin {
         { ...body, ...this.#common(options) },
         { signal },
       );
+      if (!fits) {
+        const parts = chunkText(full, DISCORD_MAX_MESSAGE_LENGTH);
+        for (const [i, part] of parts.entries()) {
+          const key = options?.idempotencyKey;
+          await api.channels.createMessage(
+            channelId,
+            {
+              content: part,
+              ...this.#common(key === undefined ? {} : { idempotencyKey: `${key}:caption:${i}` }),
+            },
+            { signal },
+          );
+        }
+      }
       return { messageId: message.id };
     });
   }

@@ -78,7 +78,8 @@ export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
  * (401, 404) or a conflict (409: another instance polls, or a webhook is set) is reported to
  * the host at once. A result that is not a list counts as a failed poll; entries without a
  * non-negative integer `update_id` are skipped (logged), as they can be neither ordered nor
- * confirmed.
+ * confirmed; an answer of nothing but such entries (or of updates below the offset) counts as
+ * a failed poll too.
  */
 export async function runLongPolling(
   initialOffset: number | undefined,
@@ -145,7 +146,18 @@ export async function runLongPolling(
     // Never hand over what was confirmed already, whatever the server sent.
     const fresh = wellFormed.filter((u) => offset === undefined || u.update_id >= offset);
     if (fresh.length === 0) {
-      failures = 0;
+      if (updates.length === 0) {
+        failures = 0; // a long poll that ended without news
+        continue;
+      }
+      // Only entries that can be neither handed over nor confirmed: the server answers them
+      // again at once, so wait as after a failed poll rather than ask in a tight loop.
+      const error = new TelegramApiError(
+        "getUpdates",
+        "getUpdates answered nothing usable (entries without update_id, or below the offset)",
+        { isRetryable: true },
+      );
+      if (!(await failed(error, undefined))) return;
       continue;
     }
     const outcome = await hooks.deliver(fresh, signal);
