@@ -58,6 +58,7 @@ interface CompletionRequest {
   max_completion_tokens?: unknown;
   temperature?: unknown;
   response_format?: unknown;
+  stream_options?: unknown;
 }
 
 class RequestError extends Error {
@@ -106,6 +107,9 @@ function checkOptional(
   if (value !== undefined && value !== null && !ok(value)) throw invalidType(field, expected);
 }
 
+/** The content part types a message may have: any other would be lost, so it is refused. */
+const CONTENT_PART_TYPES = new Set(["text", "image_url", "file", "input_audio", "refusal"]);
+
 /** Checks one message's fields (their types; which roles need what is checked later). */
 function checkMessage(m: unknown, at: string): void {
   if (!isPlainObject(m)) throw invalidType(at, "an object");
@@ -116,6 +120,16 @@ function checkMessage(m: unknown, at: string): void {
       const where = `${at}.content[${j}]`;
       if (!isPlainObject(part) || typeof part.type !== "string") {
         throw invalidType(where, "an object with a string type");
+      }
+      if (!CONTENT_PART_TYPES.has(part.type)) {
+        // Dropped, the model would answer without it: refused instead.
+        throw new RequestError(
+          400,
+          `${where}.type "${part.type}" is not supported (text, image_url, file, input_audio, refusal)`,
+          "invalid_request_error",
+          "unsupported_content",
+          `${where}.type`,
+        );
       }
       if (part.type === "text" && typeof part.text !== "string") {
         throw invalidType(`${where}.text`, "a string");
@@ -203,6 +217,24 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
   for (const [i, m] of messages.entries()) checkMessage(m, `messages[${i}]`);
   checkOptional(body, "stream", (v) => typeof v === "boolean", "a boolean");
   checkOptional(body, "stream_options", isPlainObject, "an object");
+  const streamOptions = body.stream_options;
+  if (isPlainObject(streamOptions)) {
+    const include = streamOptions.include_usage;
+    if (include !== undefined && include !== null && typeof include !== "boolean") {
+      throw invalidType("stream_options.include_usage", "a boolean");
+    }
+  }
+  checkOptional(body, "n", (v) => Number.isSafeInteger(v), "an integer");
+  if (body.n !== undefined && body.n !== null && body.n !== 1) {
+    // One choice is all a run gives: fewer choices than asked would be lost without a word.
+    throw new RequestError(
+      400,
+      "n must be 1: this gateway answers with one choice",
+      "invalid_request_error",
+      "unsupported_value",
+      "n",
+    );
+  }
   checkOptional(body, "user", (v) => typeof v === "string", "a string");
   checkOptional(
     body,
@@ -524,6 +556,64 @@ function startSse(res: ServerResponse): void {
   });
 }
 
+/** Whether a streaming request asked for the usage chunk (`stream_options.include_usage`). */
+function wantsUsage(body: CompletionRequest): boolean {
+  return isPlainObject(body.stream_options) && body.stream_options.include_usage === true;
+}
+
+/**
+ * The chunks of one streamed completion. With `stream_options.include_usage` every chunk has
+ * `usage: null` and the usage comes last in a chunk of its own with empty `choices`, as
+ * OpenAI sends it; without, the finish chunk carries it.
+ */
+function chunksOf(id: string, created: number, model: string, includeUsage: boolean) {
+  const base = { id, object: "chat.completion.chunk", created, model };
+  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+    ...base,
+    choices: [{ index: 0, delta, finish_reason: finish }],
+    ...(includeUsage ? { usage: null } : {}),
+  });
+  const finish = (res: ServerResponse, reason: string, usage: ModelUsage | undefined): void => {
+    if (includeUsage) {
+      sse(res, chunk({}, reason));
+      sse(res, { ...base, choices: [], usage: usageOf(usage) });
+    } else {
+      sse(res, { ...chunk({}, reason), usage: usageOf(usage) });
+    }
+  };
+  return { chunk, finish };
+}
+
+/** An error sent inside a stream, in OpenAI's error shape. */
+function streamError(message: string, code: string | null) {
+  return { error: { message, type: "server_error", param: null, code } };
+}
+
+/**
+ * The error of a run that did not complete: a failure is a 502 (the model call failed), a run
+ * cut at its time limit a 504 (`RUN_TIMEOUT`), any other abort (the gateway stopping, an
+ * operator's `chat.abort`) a 503. `undefined` for a run that completed.
+ */
+function runFailure(
+  result: RunResult,
+): { status: number; message: string; code: string | null } | undefined {
+  if (result.status === "failed") {
+    return {
+      status: 502,
+      message: result.error?.message ?? "the run failed",
+      code: result.error?.code ?? null,
+    };
+  }
+  if (result.status === "aborted") {
+    return {
+      status: result.error?.code === "RUN_TIMEOUT" ? 504 : 503,
+      message: result.error?.message ?? "the run was aborted before it finished",
+      code: result.error?.code ?? "run_aborted",
+    };
+  }
+  return undefined;
+}
+
 /** Handles `POST /v1/chat/completions`. */
 export async function handleChatCompletions(
   hub: GatewayHub,
@@ -627,6 +717,15 @@ async function sessionCompletion(
       ? `agent:${agent.id}:openai-user:${user}`
       : `agent:${agent.id}:openai:${randomUUID()}`);
   const session = hub.session(key, explicitKey === undefined ? agent.id : undefined);
+  // Watched from here: a client that leaves while its message is prepared (a transcription)
+  // gets no run, and one that leaves later has its run aborted.
+  let abortRun: (() => void) | undefined;
+  let finished = false;
+  let gone = false;
+  res.on("close", () => {
+    gone = true;
+    if (!finished) abortRun?.();
+  });
   const last = lastUser(messages);
   // A fresh session gets the whole conversation; a kept one already has its history.
   const typed = ephemeral ? flatten(messages) : textOf(last.content);
@@ -643,6 +742,10 @@ async function sessionCompletion(
     );
   }
   const format = responseFormatOf(input.body.response_format);
+  if (gone) {
+    if (ephemeral) await session.delete().catch(() => undefined);
+    return;
+  }
   const handle = await session.send(
     {
       text,
@@ -661,25 +764,18 @@ async function sessionCompletion(
           },
         },
   );
+  abortRun = () => void handle.abort().catch(() => undefined);
+  if (gone) abortRun();
   const id = `chatcmpl-${handle.runId}`;
   const created = Math.floor(hub.now() / 1000);
   const model = typeof input.body.model === "string" ? input.body.model : "beamclaw";
-  let finished = false;
-  res.on("close", () => {
-    if (!finished) void handle.abort().catch(() => undefined);
-  });
   try {
     if (!stream) {
       const result = await handle.result;
       finished = true;
-      if (result.status === "failed") {
-        return openAiError(
-          res,
-          502,
-          result.error?.message ?? "the run failed",
-          "server_error",
-          result.error?.code ?? null,
-        );
+      const failure = runFailure(result);
+      if (failure !== undefined) {
+        return openAiError(res, failure.status, failure.message, "server_error", failure.code);
       }
       return sendJson(res, 200, {
         id,
@@ -697,13 +793,7 @@ async function sessionCompletion(
       });
     }
     startSse(res);
-    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
-      id,
-      object: "chat.completion.chunk",
-      created,
-      model,
-      choices: [{ index: 0, delta, finish_reason: finish }],
-    });
+    const { chunk, finish } = chunksOf(id, created, model, wantsUsage(input.body));
     sse(res, chunk({ role: "assistant", content: "" }, null));
     try {
       for await (const event of handle) {
@@ -716,24 +806,14 @@ async function sessionCompletion(
           if (format !== undefined && event.result.output !== undefined) {
             sse(res, chunk({ content: contentOf(event.result) }, null));
           }
-          if (event.result.status === "failed") {
-            sse(res, {
-              error: {
-                message: event.result.error?.message ?? "the run failed",
-                type: "server_error",
-                code: event.result.error?.code ?? null,
-              },
-            });
-          } else {
-            sse(res, {
-              ...chunk({}, finishReason(event.result)),
-              usage: usageOf(event.result.usage),
-            });
-          }
+          // A run that failed or was cut short did not finish its answer: an error, not a stop.
+          const failure = runFailure(event.result);
+          if (failure !== undefined) sse(res, streamError(failure.message, failure.code));
+          else finish(res, finishReason(event.result), event.result.usage);
         }
       }
     } catch (error) {
-      sse(res, { error: { message: (error as Error).message, type: "server_error", code: null } });
+      sse(res, streamError((error as Error).message, null));
     }
     finished = true;
     sse(res, "[DONE]");
@@ -870,13 +950,8 @@ async function clientToolsCompletion(
   const id = `chatcmpl-${randomUUID()}`;
   const created = Math.floor(hub.now() / 1000);
   const model = typeof input.body.model === "string" ? input.body.model : "beamclaw";
-  const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
-    id,
-    object: "chat.completion.chunk",
-    created,
-    model,
-    choices: [{ index: 0, delta, finish_reason: finish }],
-  });
+  const chunks = chunksOf(id, created, model, stream && wantsUsage(input.body));
+  const { chunk } = chunks;
   let text = "";
   let calls: Array<{ id: string; name: string; input: JsonValue }> = [];
   let usage: ModelUsage | undefined;
@@ -959,13 +1034,7 @@ async function clientToolsCompletion(
     finished = true;
     const e = error as { message?: string; code?: unknown };
     if (stream) {
-      sse(res, {
-        error: {
-          message: e.message ?? String(error),
-          type: "server_error",
-          code: typeof e.code === "string" ? e.code : null,
-        },
-      });
+      sse(res, streamError(e.message ?? String(error), typeof e.code === "string" ? e.code : null));
       sse(res, "[DONE]");
       res.end();
       return;
@@ -992,7 +1061,7 @@ async function clientToolsCompletion(
   }
   const finish = calls.length > 0 ? "tool_calls" : reason;
   if (stream) {
-    sse(res, { ...chunk({}, finish), usage: usageOf(usage) });
+    chunks.finish(res, finish, usage);
     sse(res, "[DONE]");
     res.end();
     return;

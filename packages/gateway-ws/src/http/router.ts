@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { formatExitReason } from "@beamclaw/core";
 import { scopeAllows } from "../auth/pairing.js";
+import { authRateLimiterOf, isLoopbackAddress } from "../auth/rate-limit.js";
 import { secretsEqual } from "../auth/shared-secret.js";
 import type { HookIngress } from "../hooks/ingress.js";
 import type { GatewayHub } from "../hub.js";
@@ -44,6 +45,33 @@ export async function authorizeHttp(hub: GatewayHub, req: IncomingMessage): Prom
   return (
     stored !== undefined && stored.role === "operator" && scopeAllows(stored.scopes, Scopes.WRITE)
   );
+}
+
+/**
+ * {@link authorizeHttp} under the gateway's limit on failed logins (`auth.rateLimit`), the one
+ * the WebSocket `connect` counts against: a wrong bearer token is a failed login of its remote
+ * address (a request without one is not), and a locked-out address is refused before its
+ * token is looked at: `retryAfterMs` says how long it waits.
+ */
+async function authorizeHttpLimited(
+  hub: GatewayHub,
+  req: IncomingMessage,
+): Promise<{ ok: true } | { ok: false; retryAfterMs?: number }> {
+  const limiter = hub.auth.mode === "none" ? null : authRateLimiterOf(hub.auth, hub.now);
+  const address = req.socket.remoteAddress;
+  // A request that came through a proxy is not local, whatever address the proxy has.
+  const proxied =
+    req.headers["x-forwarded-for"] !== undefined || req.headers["x-real-ip"] !== undefined;
+  const loopback = !proxied && isLoopbackAddress(address);
+  const gate = limiter?.check(address, loopback) ?? { allowed: true };
+  if (!gate.allowed) return { ok: false, retryAfterMs: gate.retryAfterMs };
+  if (await authorizeHttp(hub, req)) {
+    if (bearerToken(req) !== undefined) limiter?.recordSuccess(address);
+    return { ok: true };
+  }
+  if (limiter === null || bearerToken(req) === undefined) return { ok: false };
+  limiter.recordFailure(address, loopback);
+  return { ok: false };
 }
 
 /** Returns the request handler of the gateway's HTTP server. */
@@ -135,7 +163,18 @@ export function createHttpHandler(options: HttpRouterOptions) {
             "unsupported_media_type",
           );
         }
-        if (!(await authorizeHttp(hub, req))) {
+        const authorized = await authorizeHttpLimited(hub, req);
+        if (!authorized.ok && authorized.retryAfterMs !== undefined) {
+          return openAiError(
+            res,
+            429,
+            "too many failed authentication attempts from this address; retry later",
+            "requests",
+            "auth_rate_limited",
+            { "retry-after": String(Math.max(1, Math.ceil(authorized.retryAfterMs / 1000))) },
+          );
+        }
+        if (!authorized.ok) {
           return openAiError(
             res,
             401,
@@ -164,13 +203,17 @@ export function createHttpHandler(options: HttpRouterOptions) {
         );
         return;
       }
-      return sendJson(res, 404, {
-        error: { message: `no route for ${method} ${path}`, code: "not_found" },
-      });
+      return openAiError(
+        res,
+        404,
+        `no route for ${method} ${path}`,
+        "invalid_request_error",
+        "not_found",
+      );
     } catch (error) {
       hub.log.error(`http ${method} ${path} failed: ${(error as Error).message}`);
       if (!res.headersSent)
-        return sendJson(res, 500, { error: { message: "internal error", code: "internal" } });
+        return openAiError(res, 500, "internal error", "server_error", "internal");
       res.end();
     }
   };
