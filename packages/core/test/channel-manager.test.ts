@@ -855,6 +855,24 @@ describe("connection under the ChannelSupervisor", () => {
     expect(manager.status("memory").attempts).toBe(0);
   });
 
+  it("waits as long as a refused connection's retryAfterMs asks when that is longer than the backoff", async () => {
+    const disconnects = recordTelemetry("beamclaw:channel.disconnect");
+    const { platform, manager } = await harness({
+      idle: true,
+      manager: { reconnect: { baseDelayMs: 10, maxDelayMs: 1_000 }, random: () => 1 },
+    });
+    const limited = Object.assign(new Error("429: Too Many Requests: retry after 1"), {
+      retryAfterMs: 60,
+    });
+    const garbage = Object.assign(new Error("rate limited"), { retryAfterMs: Number.NaN });
+    platform.refuseConnections(1, limited);
+    platform.refuseConnections(1, garbage);
+    await manager.start();
+    await waitFor("the connection", () => manager.status("memory").state === "connected");
+    // The platform's 60 ms over the first backoff of 10 ms; a NaN is ignored (backoff 20 ms).
+    expect(disconnects.map((e) => e.retryInMs)).toEqual([60, 20]);
+  });
+
   it("reconnects after the platform drops the connection, and messages flow again", async () => {
     const { platform, manager } = await harness();
     await platform.disconnect();

@@ -27,7 +27,10 @@ export type ChannelState =
 export interface ReconnectOptions {
   /** The first retry waits between half of this and all of it. Default 1000. */
   baseDelayMs?: number;
-  /** The ceiling of any wait. Default 60 000. */
+  /**
+   * The ceiling of the backoff. Default 60 000. A refused start or a lost connection whose
+   * error carries a longer `retryAfterMs` (the platform's own wait) waits that long instead.
+   */
   maxDelayMs?: number;
   /** How long `plugin.stop()` may take before the host moves on. Default 10 000. */
   stopTimeoutMs?: number;
@@ -52,6 +55,16 @@ export function reconnectDelay(
   const max = options.maxDelayMs ?? 60_000;
   const ceiling = Math.min(max, base * 2 ** Math.max(0, attempt - 1));
   return Math.floor(ceiling / 2 + random() * (ceiling / 2));
+}
+
+/** The longest wait a platform's `retryAfterMs` may impose on a reconnect: an hour. */
+const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/** A connection error's `retryAfterMs` (a finite, non-negative number), capped at an hour. */
+function retryAfterOf(error: unknown): number | undefined {
+  const value = (error as { retryAfterMs?: unknown } | null | undefined)?.retryAfterMs;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) return undefined;
+  return Math.min(value, MAX_RETRY_AFTER_MS);
 }
 
 /**
@@ -215,7 +228,7 @@ export class ChannelActor extends Actor<never, never, ChannelCast, ChannelInfo> 
     }
     link.attempts++;
     link.state = "reconnecting";
-    const delay = this.#scheduleConnect();
+    const delay = this.#scheduleConnect(retryAfterOf(error));
     emitTelemetry("beamclaw:channel.disconnect", () => ({
       channel: link.plugin.id,
       error,
@@ -230,8 +243,13 @@ export class ChannelActor extends Actor<never, never, ChannelCast, ChannelInfo> 
     this.#hooks.changed(link);
   }
 
-  #scheduleConnect(): number {
-    const delay = reconnectDelay(this.#link.attempts, this.#hooks.reconnect, this.#hooks.random);
+  /**
+   * Connects again after the backoff, or after `retryAfterMs` when the platform asked for a
+   * longer wait (a rate limit on connecting: Telegram's `retry_after`, Discord's).
+   */
+  #scheduleConnect(retryAfterMs?: number): number {
+    const backoff = reconnectDelay(this.#link.attempts, this.#hooks.reconnect, this.#hooks.random);
+    const delay = retryAfterMs === undefined ? backoff : Math.max(backoff, retryAfterMs);
     this.sendAfter({ type: "connect" }, Math.max(1, delay));
     return delay;
   }

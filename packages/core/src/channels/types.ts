@@ -305,8 +305,9 @@ export interface ChannelContext<TConfig = unknown> {
   receive(message: InboundMessageInput): Promise<ReceiveResult>;
   /**
    * Reports that the connection was lost and the plugin will not recover it by itself. The
-   * host calls `stop()`, waits (exponential backoff with jitter) and calls `start()` again
-   * with a new context. Calls on a stale context are ignored.
+   * host calls `stop()`, waits (exponential backoff with jitter; at least the error's
+   * `retryAfterMs`, up to an hour, when the platform asked for a wait) and calls `start()`
+   * again with a new context. Calls on a stale context are ignored.
    */
   disconnected(error?: unknown): void;
 }
