@@ -144,6 +144,45 @@ describe("OpenAI-compatible API", () => {
     expect(stack.provider.requests).toHaveLength(1);
   });
 
+  it("a stateless conversation keeps the images and documents of its earlier user messages", async () => {
+    const stack = await startStack({ responses: [{ text: "Both are cats." }] });
+    const png = "iVBORw0KGgo=";
+    const pdf = Buffer.from("%PDF-1.7\n%notes").toString("base64");
+    const reply = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: {
+        model: "beamclaw",
+        messages: [
+          {
+            role: "user",
+            content: [
+              { type: "text", text: "Here is the first." },
+              { type: "image_url", image_url: { url: `data:image/png;base64,${png}` } },
+              {
+                type: "file",
+                file: { filename: "notes.pdf", file_data: `data:application/pdf;base64,${pdf}` },
+              },
+            ],
+          },
+          { role: "assistant", content: "A cat." },
+          { role: "user", content: "And is this one a cat too?" },
+        ],
+      },
+    });
+    expect(reply.status).toBe(200);
+    const sent = stack.provider.requests[0]!.messages.at(-1)!;
+    expect(sent.role).toBe("user");
+    const parts = sent.content as Array<{ type: string; mediaType?: string; data?: string }>;
+    expect(parts.filter((p) => p.type !== "text")).toEqual([
+      expect.objectContaining({ type: "image", mediaType: "image/png", data: png }),
+      expect.objectContaining({ type: "file", mediaType: "application/pdf", data: pdf }),
+    ]);
+    const text = parts.find((p) => p.type === "text") as { text: string } | undefined;
+    expect(text?.text).toContain("User: Here is the first.");
+    expect(text?.text).toContain("User: And is this one a cat too?");
+  });
+
   it("transcribes input_audio parts with the gateway's transcriber, and refuses them without one", async () => {
     const { transcriber, heard } = recordingTranscriber(() => "a table for two at eight", "noise");
     const stack = await startStack({ responses: [{ text: "Booked." }], gateway: { transcriber } });

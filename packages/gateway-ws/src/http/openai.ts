@@ -729,11 +729,17 @@ async function sessionCompletion(
   const last = lastUser(messages);
   // A fresh session gets the whole conversation; a kept one already has its history.
   const typed = ephemeral ? flatten(messages) : textOf(last.content);
-  const heard = await transcribed(hub, audioOf(last.content));
+  // A fresh session also gets the images, documents and audio of the earlier user messages
+  // (the flattened conversation holds only their text), in order.
+  const sources = ephemeral ? messages.filter((m) => m.role === "user") : [last];
+  const heard = await transcribed(
+    hub,
+    sources.flatMap((m) => audioOf(m.content)),
+  );
   const text = [typed, ...heard].filter((part) => part.length > 0).join("\n\n");
-  const images = imagesOf(last.content);
-  const files = filesOf(last.content);
-  if (text.trim().length === 0 && (images?.length ?? 0) === 0 && files.length === 0) {
+  const images = sources.flatMap((m) => imagesOf(m.content) ?? []);
+  const files = sources.flatMap((m) => filesOf(m.content));
+  if (text.trim().length === 0 && images.length === 0 && files.length === 0) {
     throw new RequestError(
       400,
       "the last user message is empty",
@@ -749,7 +755,7 @@ async function sessionCompletion(
   const handle = await session.send(
     {
       text,
-      ...(images === undefined || images.length === 0 ? {} : { images }),
+      ...(images.length === 0 ? {} : { images }),
       ...(files.length === 0 ? {} : { files }),
       sender: "http:openai",
     },
