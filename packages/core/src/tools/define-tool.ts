@@ -108,7 +108,15 @@ export function defineTool<S extends z.ZodType, R extends JsonValue>(
     ...config,
     inputSchema,
     parse(input) {
-      const result = config.parameters.safeParse(input ?? {});
+      let result: z.ZodSafeParseResult<z.infer<S>>;
+      try {
+        result = config.parameters.safeParse(input ?? {});
+      } catch (error) {
+        // A refinement or transform that throws on what the model sent (`new URL(s)`,
+        // `JSON.parse(s)`, an async check) is a bad argument too, not a failed run.
+        const reason = error instanceof Error ? error.message : String(error);
+        return { ok: false, message: `invalid arguments for ${config.name}: ${reason}` };
+      }
       if (result.success) return { ok: true, args: result.data };
       const problems = result.error.issues.map((issue) => {
         const path = issue.path.length > 0 ? issue.path.join(".") : "(arguments)";

@@ -66,15 +66,18 @@ export class BubblewrapSandbox extends GatewayHost {
    * ```
    */
   arguments(cwd: string): string[] {
-    const { args, hidden } = this.#isolation();
+    const { args, hidden } = this.#isolation(cwd);
     args.push("--bind", cwd, cwd);
+    // A hidden directory inside the working directory is covered only now: mounted before,
+    // the bind of the working directory would lay the real one back over it.
+    for (const dir of hidden) if (isInside(dir, cwd)) args.push("--tmpfs", dir);
     // Read-only only now, so that a working directory inside a hidden one could be mounted.
     for (const dir of hidden) args.push("--remount-ro", dir);
     args.push("--chdir", cwd);
     return args;
   }
 
-  #isolation(): { args: string[]; hidden: string[] } {
+  #isolation(cwd?: string): { args: string[]; hidden: string[] } {
     const args = [
       "--unshare-all",
       "--die-with-parent",
@@ -101,7 +104,7 @@ export class BubblewrapSandbox extends GatewayHost {
       }
       if (real === "/" || hidden.includes(real) || !existsSync(real)) continue;
       hidden.push(real);
-      args.push("--tmpfs", real);
+      if (cwd === undefined || !isInside(real, cwd)) args.push("--tmpfs", real);
     }
     return { args, hidden };
   }
@@ -162,4 +165,9 @@ export class BubblewrapSandbox extends GatewayHost {
       { cwd: request.cwd, env: request.env },
     );
   }
+}
+
+/** True when `dir` lies strictly below `parent` (both real, absolute paths). */
+function isInside(dir: string, parent: string): boolean {
+  return dir !== parent && dir.startsWith(parent.endsWith("/") ? parent : `${parent}/`);
 }

@@ -235,8 +235,10 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
       const slug = started.slug;
       if (input.stdin !== undefined) {
         // A command that exits or closes stdin before reading it makes this fail (EPIPE):
-        // that is the command's business, and its result says what it did.
-        await registry.write(slug, input.stdin, { eof: true }).catch(() => {});
+        // that is the command's business, and its result says what it did. Not awaited: a
+        // command that does not read its input would block the write (a full pipe) and, with
+        // it, the yield to the background and the kill on abort below.
+        void registry.write(slug, input.stdin, { eof: true }).catch(() => {});
       }
       if (input.background) return backgrounded(registry.background(slug));
 
