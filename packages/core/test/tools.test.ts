@@ -321,6 +321,25 @@ describe("approval", () => {
     expect(await third).toEqual({ output: "approval for add was denied", isError: true });
   });
 
+  it("a request whose event cannot be delivered fails and leaves nothing pending", async () => {
+    const gate = new ApprovalGate({ mode: "always", store: (await openStore()).approvals });
+    const subject = {
+      sessionKey: "agent:main:main",
+      runId: "run-1",
+      toolCallId: "call-1",
+      toolName: "add",
+      input: { a: 1, b: 2 },
+      key: "add",
+      display: "add",
+    };
+    await expect(
+      gate.check(subject, () => {
+        throw new Error("listener broke");
+      }),
+    ).rejects.toThrow("listener broke");
+    expect(gate.pending()).toEqual([]);
+  });
+
   it("on-miss: allow-once is not remembered", async () => {
     const gate = new ApprovalGate({ mode: "on-miss", store: (await openStore()).approvals });
     const r = runner(new ToolRegistry([add]), { approvals: gate });

@@ -317,18 +317,23 @@ export class ApprovalGate {
         return;
       }
       signal?.addEventListener("abort", onAbort, { once: true });
-      emit({
-        type: "tool-approval-request",
-        runId: subject.runId,
-        sessionKey: subject.sessionKey,
-        requestId,
-        toolCallId: subject.toolCallId,
-        toolName: subject.toolName,
-        input: subject.input,
-        key: subject.key,
-        display: subject.display,
-        expiresAt,
-      });
+      // A listener that throws leaves nothing pending: the request fails with its error.
+      try {
+        emit({
+          type: "tool-approval-request",
+          runId: subject.runId,
+          sessionKey: subject.sessionKey,
+          requestId,
+          toolCallId: subject.toolCallId,
+          toolName: subject.toolName,
+          input: subject.input,
+          key: subject.key,
+          display: subject.display,
+          expiresAt,
+        });
+      } catch (error) {
+        finish(error instanceof Error ? error : new Error(String(error)));
+      }
     });
   }
 }
