@@ -494,6 +494,10 @@ export class GatewayConnection {
     }
     limiter?.recordSuccess(this.remoteAddress);
     if ((this.#state as string) !== "authenticating") return;
+    // Read before the connection opens: from then on it is sent events, and the first frame
+    // it is sent after the challenge must be its hello-ok.
+    const health = await hub.health();
+    if ((this.#state as string) !== "authenticating") return;
     clearTimeout(this.#handshakeTimer);
     this.protocol = Math.min(params.maxProtocol, PROTOCOL_VERSION);
     this.role = outcome.role;
@@ -507,7 +511,7 @@ export class GatewayConnection {
     const presence = this.#presenceEntry(params, outcome.scopes);
     const snapshot = {
       presence: [...hub.presenceList(), ...(presence === undefined ? [] : [presence])],
-      health: await hub.health(),
+      health,
       stateVersion: { ...hub.stateVersion },
       uptimeMs: Math.max(0, hub.now() - hub.startedAt),
       authMode: hub.auth.mode,
@@ -518,7 +522,6 @@ export class GatewayConnection {
         scope: "per-sender",
       },
     };
-    if ((this.#state as string) !== "open") return;
     this.respond(request.id, true, {
       type: "hello-ok",
       protocol: this.protocol,

@@ -143,6 +143,8 @@ export class RunTracker {
   readonly #held = new Map<string, RunEvent[]>();
   readonly #finished = new Map<string, RunSnapshot>();
   readonly #waiters = new Map<string, Set<(snapshot: RunSnapshot) => void>>();
+  /** Runtime ids of the runs `endSession` ended (the most recent ones). */
+  readonly #endedHere = new Set<string>();
 
   constructor(sink: RunTrackerSink, options: RunTrackerOptions = {}) {
     const coalesceMs = options.coalesceMs ?? 0;
@@ -178,6 +180,8 @@ export class RunTracker {
       this.#apply(run, event);
       return;
     }
+    // A run ended here for its stopped session (`endSession`): nothing of it is shown again.
+    if (this.#endedHere.has(event.runId)) return;
     const held = this.#held.get(event.runId);
     if (held !== undefined) {
       held.push(event);
@@ -224,6 +228,17 @@ export class RunTracker {
   /** The run shown as `runId` (a client id or the runtime's id), finished or not. */
   find(runId: string): TrackedRun | undefined {
     return this.#byDisplayId.get(runId) ?? this.#runs.get(runId);
+  }
+
+  /**
+   * The runtime's id of a run a send accepted as `runId` that has not started yet (queued
+   * behind the session's active run), or `undefined`.
+   */
+  queuedCoreId(runId: string): string | undefined {
+    for (const [coreRunId, displayRunId] of this.#aliases) {
+      if (displayRunId === runId) return coreRunId;
+    }
+    return undefined;
   }
 
   /** The outcome of a finished run, by either id. */
@@ -284,6 +299,37 @@ export class RunTracker {
       waiters.add(onEnd);
       signal?.addEventListener("abort", onAbort, { once: true });
     });
+  }
+
+  /**
+   * Ends, as aborted with `error`, the runs of `sessionKey` still going here, for a session
+   * that stopped without ending them (deleted while a run was active): their clients get the
+   * `chat` `aborted` and `agent.wait` the outcome, instead of a run that never ends. Returns
+   * the ids of the runs ended.
+   */
+  endSession(sessionKey: string, error: { code: string; message: string }): string[] {
+    const ended: string[] = [];
+    for (const run of this.active(sessionKey)) {
+      const result: RunResult = {
+        runId: run.coreRunId,
+        sessionKey,
+        status: "aborted",
+        text: run.text,
+        messages: [],
+        steps: 0,
+        usage: { inputTokens: 0, outputTokens: 0 },
+        costUsd: 0,
+        error,
+      };
+      this.#apply(run, { type: "run-end", runId: run.coreRunId, sessionKey, result });
+      this.#endedHere.add(run.coreRunId);
+      if (this.#endedHere.size > FINISHED_KEPT) {
+        const oldest = this.#endedHere.values().next().value;
+        if (oldest !== undefined) this.#endedHere.delete(oldest);
+      }
+      ended.push(run.runId);
+    }
+    return ended;
   }
 
   /** Ends every wait and drops held text (the gateway is stopping). */

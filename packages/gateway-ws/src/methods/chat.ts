@@ -105,6 +105,39 @@ function targetOf(route: SessionRoute): ChannelTarget {
 
 const STOP_COMMANDS = new Set(["/stop", "/abort", "stop"]);
 
+/** How many carried-out chat commands are remembered by idempotency key, per gateway. */
+const COMMANDS_KEPT = 1000;
+const commandsDone = new WeakMap<GatewayHub, Map<string, Promise<unknown>>>();
+
+/**
+ * Carries out a chat command (`/new`, `/stop`, ...) once per idempotency key: a retried
+ * `chat.send` (the client lost the answer) gets the first one's answer instead of resetting,
+ * compacting or aborting again. One that failed may be retried.
+ */
+function commandOnce<T>(
+  hub: GatewayHub,
+  idempotencyKey: string,
+  run: () => Promise<T>,
+): Promise<T> {
+  let done = commandsDone.get(hub);
+  if (done === undefined) {
+    done = new Map();
+    commandsDone.set(hub, done);
+  }
+  const earlier = done.get(idempotencyKey);
+  if (earlier !== undefined) return earlier as Promise<T>;
+  const result = run();
+  done.set(idempotencyKey, result);
+  if (done.size > COMMANDS_KEPT) {
+    const oldest = done.keys().next().value;
+    if (oldest !== undefined) done.delete(oldest);
+  }
+  result.catch(() => {
+    if (done.get(idempotencyKey) === result) done.delete(idempotencyKey);
+  });
+  return result;
+}
+
 async function abortSession(
   hub: GatewayHub,
   sessionKey: string,
@@ -121,7 +154,24 @@ async function abortSession(
   for (const run of runs) {
     if (await hub.session(run!.sessionKey).abort(run!.coreRunId)) aborted.push(run!.runId);
   }
+  if (runId !== undefined && runs.length === 0 && (await abortQueued(hub, sessionKey, runId))) {
+    aborted.push(runId);
+  }
   return { ok: true, aborted: aborted.length > 0, runIds: aborted };
+}
+
+/**
+ * Aborts a run of `sessionKey` that was accepted as `runId` but has not started (queued
+ * behind the active run): the session takes it out of its queue and ends it as aborted.
+ * False when the session has no such run waiting (another session's, finished, unknown).
+ */
+export async function abortQueued(
+  hub: GatewayHub,
+  sessionKey: string,
+  runId: string,
+): Promise<boolean> {
+  if (hub.runs.finished(runId) !== undefined) return false;
+  return hub.session(sessionKey).abort(hub.runs.queuedCoreId(runId) ?? runId);
 }
 
 /**
@@ -229,31 +279,33 @@ export const chatMethods: Record<string, HubMethod> = {
       const textOnly =
         files.length === 0 && documents.length === 0 && images.length === 0 && heard.length === 0;
       if (STOP_COMMANDS.has(typed.trim().toLowerCase()) && textOnly) {
-        return abortSession(hub, session.key);
+        return commandOnce(hub, idempotencyKey, () => abortSession(hub, session.key));
       }
       const command = textOnly ? parseSessionCommand(typed) : undefined;
       if (command !== undefined) {
         // A chat command, as in the channels (`commands.list`): carried out, never sent to
         // the model; its answer is the message's `chat` final, for every client to show.
-        const answer = await runSessionCommand(hub.runtime, session.key, command);
-        if (command.kind === "new") hub.sessionsChanged(session.key, "reset");
-        if (command.kind === "compact") hub.sessionsChanged(session.key, "compacted");
-        if (command.kind === "think" && command.level !== undefined) {
-          hub.sessionsChanged(session.key, "patched");
-        }
-        hub.broadcast(
-          "chat",
-          {
-            runId: idempotencyKey,
-            sessionKey: session.key,
-            seq: 1,
-            state: "final",
-            message: assistantText(answer, hub.now()),
-            stopReason: "command",
-          },
-          { scope: Scopes.READ },
-        );
-        return { runId: idempotencyKey, status: "ok", command: command.kind };
+        return commandOnce(hub, idempotencyKey, async () => {
+          const answer = await runSessionCommand(hub.runtime, session.key, command);
+          if (command.kind === "new") hub.sessionsChanged(session.key, "reset");
+          if (command.kind === "compact") hub.sessionsChanged(session.key, "compacted");
+          if (command.kind === "think" && command.level !== undefined) {
+            hub.sessionsChanged(session.key, "patched");
+          }
+          hub.broadcast(
+            "chat",
+            {
+              runId: idempotencyKey,
+              sessionKey: session.key,
+              seq: 1,
+              state: "final",
+              message: assistantText(answer, hub.now()),
+              stopReason: "command",
+            },
+            { scope: Scopes.READ },
+          );
+          return { runId: idempotencyKey, status: "ok", command: command.kind };
+        });
       }
       const origin = originOf(method, p, hub.now());
       const deliver = optionalBool(method, p, "deliver") === true;
@@ -398,13 +450,12 @@ export const chatMethods: Record<string, HubMethod> = {
           });
         }
         const cursor = decodeHistoryCursor(session.key, cursorText);
-        const delta = await chatHistoryDelta(hub, session.key, cursor, limit ?? 1000);
+        const delta = await chatHistoryDelta(hub, session.key, cursor, limit ?? 1000, maxChars);
         if (delta.kind === "reset") return { kind: "reset" };
         const active = hub.runs.active(session.key)[0];
         return {
           kind: "delta",
-          messages:
-            maxChars === undefined ? delta.messages : capHistoryChars(delta.messages, maxChars),
+          messages: delta.messages,
           deltaCursor: delta.deltaCursor,
           ...receipts,
           sessionInfo: record === undefined ? null : sessionRow(hub, record),
@@ -422,7 +473,7 @@ export const chatMethods: Record<string, HubMethod> = {
       }
       const want = limit ?? 200;
       // `offset` pages back: skip that many of the newest messages.
-      const page = await chatHistoryPage(hub, session.key, Math.min(1000, want + offset));
+      const page = await chatHistoryPage(hub, session.key, want + offset);
       const end = page.messages.length - offset;
       let messages = end <= 0 ? [] : page.messages.slice(Math.max(0, end - want), end);
       if (maxChars !== undefined) messages = capHistoryChars(messages, maxChars);

@@ -384,24 +384,41 @@ export async function chatHistoryPage(
   sessionKey: string,
   limit: number,
 ): Promise<{ messages: ChatMessage[]; deltaCursor: string }> {
-  const records = await hub.runtime.store.transcripts.read(sessionKey, {
-    order: "desc",
-    limit: Math.min(1000, limit + 100),
-  });
+  const transcripts = hub.runtime.store.transcripts;
+  const pageSize = Math.min(1000, limit + 100);
+  let records = await transcripts.read(sessionKey, { order: "desc", limit: pageSize });
   const newest = records[0];
   const deltaCursor = encodeCursor({
     k: sessionKey,
     s: newest?.seq ?? 0,
     f: newest === undefined ? "" : fingerprint(newest.entry as TranscriptEntry),
   });
-  const live = liveRecordsNewestFirst(records);
-  const messages: ChatMessage[] = [];
-  for (const record of live.reverse()) messages.push(...recordMessages(record));
-  return { messages: messages.slice(-limit), deltaCursor };
+  // Read back page by page until `limit` messages (or the start of the transcript): one read
+  // holds at most 1,000 records, and an `offset` may reach further back than that.
+  const discarded = new Set<string>();
+  const pages: ChatMessage[][] = [];
+  let count = 0;
+  for (;;) {
+    const page: ChatMessage[] = [];
+    for (const record of liveRecordsNewestFirst(records, discarded).reverse()) {
+      page.push(...recordMessages(record));
+    }
+    pages.unshift(page);
+    count += page.length;
+    const oldest = records.at(-1);
+    if (count >= limit || records.length < pageSize || oldest === undefined) break;
+    records = await transcripts.read(sessionKey, {
+      order: "desc",
+      beforeSeq: oldest.seq,
+      limit: pageSize,
+    });
+  }
+  return { messages: pages.flat().slice(-limit), deltaCursor };
 }
 
 /**
- * What was added to a session's transcript after `cursor`: at most `maxRecords` entries and a
+ * What was added to a session's transcript after `cursor`: at most `maxRecords` entries (and,
+ * with `maxChars`, the oldest whole entries whose text fits, at least one, cut to fit) and a
  * cursor after them; `reset` when the client's copy no longer fits (the session was reset or
  * deleted since, or a crashed run's output it already has was discarded).
  */
@@ -410,6 +427,7 @@ export async function chatHistoryDelta(
   sessionKey: string,
   cursor: HistoryCursor,
   maxRecords: number,
+  maxChars?: number,
 ): Promise<{ kind: "reset" } | { kind: "delta"; messages: ChatMessage[]; deltaCursor: string }> {
   const transcripts = hub.runtime.store.transcripts;
   const lastSeq = await transcripts.lastSeq(sessionKey);
@@ -425,11 +443,32 @@ export async function chatHistoryDelta(
     limit: Math.min(1000, maxRecords),
   });
   const messages: ChatMessage[] = [];
+  let last: TranscriptRecord | undefined;
+  let chars = 0;
   for (const record of records) {
     if (record.entry.discarded === true) return { kind: "reset" };
-    messages.push(...recordMessages(record));
+    const own = recordMessages(record);
+    if (maxChars !== undefined) {
+      // Oldest first, whole entries while they fit: the cursor stops after the last one
+      // given, so that what did not fit comes with the next delta instead of never.
+      const n = own.reduce((sum, m) => sum + messageChars(m), 0);
+      if (last !== undefined && chars + n > maxChars) break;
+      if (chars + n > maxChars) {
+        // A first entry over the limit alone: its text cut to fit (whole in `chat.message.get`).
+        let left = maxChars;
+        for (const message of own) {
+          const cut = messageChars(message) > left ? cutText(message, left) : message;
+          left = Math.max(0, left - messageChars(cut));
+          messages.push(cut);
+        }
+        last = record;
+        break;
+      }
+      chars += n;
+    }
+    messages.push(...own);
+    last = record;
   }
-  const last = records.at(-1);
   return {
     kind: "delta",
     messages,

@@ -21,7 +21,7 @@ import {
   requireString,
 } from "../protocol/params.js";
 import { MAX_FOLLOWED_SESSIONS } from "../session-messages.js";
-import { sessionRoute } from "./chat.js";
+import { abortQueued, sessionRoute } from "./chat.js";
 import {
   attachmentImages,
   chatHistory,
@@ -487,6 +487,14 @@ export const sessionMethods: Record<string, HubMethod> = {
       for (const run of runs) {
         if (await hub.session(run!.sessionKey).abort(run!.coreRunId)) aborted.push(run!.runId);
       }
+      if (
+        runId !== undefined &&
+        key !== undefined &&
+        runs.length === 0 &&
+        (await abortQueued(hub, key, runId))
+      ) {
+        aborted.push(runId);
+      }
       return { ok: true, aborted: aborted.length > 0, runIds: aborted };
     },
   },
@@ -625,11 +633,19 @@ export const sessionMethods: Record<string, HubMethod> = {
       // `<key>:deleted:<epoch ms>`, reported in `archived`) so that a new session under the
       // key starts empty; the default deletes it.
       const keep = optionalBool(call.method, call.params, "deleteTranscript") === false;
-      const existed = (await hub.runtime.store.sessions.get(session.key)) !== undefined;
+      // A session in its first run has no record yet, but it is there to delete.
+      const existed =
+        (await hub.runtime.store.sessions.get(session.key)) !== undefined ||
+        hub.runs.active(session.key).length > 0;
       let archived: string[] = [];
       if (existed) {
         const result = await session.delete(keep ? { archiveTranscript: true } : undefined);
         if (result.archivedAs !== undefined) archived = [result.archivedAs];
+        // The session stops without ending its active run: it ends here, for its clients.
+        hub.runs.endSession(session.key, {
+          code: "SESSION_DELETED",
+          message: `session ${session.key} was deleted`,
+        });
         hub.sessionsChanged(session.key, "deleted");
       }
       return { ok: true, key: session.key, deleted: existed, archived };
