@@ -272,7 +272,8 @@ export class Queue implements InboundQueue {
         this.#removePending(message.id);
         this.#bumpId(message.id);
         entry.newestAck = Math.max(entry.newestAck, op.at);
-        if (op.at < cutoff) continue;
+        // Remembered while acknowledged less than the window ago (see `#expire`).
+        if (op.at <= cutoff) continue;
         this.#acked.delete(message.idempotencyKey);
         this.#acked.set(message.idempotencyKey, {
           id: message.id,
@@ -520,8 +521,10 @@ export class Queue implements InboundQueue {
    */
   #expire(): void {
     const cutoff = this.#context.now() - this.dedupeWindowMs;
+    // A key is remembered while acknowledged less than the window ago: `now - ackedAt <
+    // dedupeWindowMs`, so a window of 0 remembers nothing after `ack`.
     for (const [key, ref] of this.#acked) {
-      if (ref.ackedAt >= cutoff) break;
+      if (ref.ackedAt > cutoff) break;
       this.#acked.delete(key);
     }
     let needCompaction = false;

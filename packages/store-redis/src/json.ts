@@ -8,11 +8,21 @@ import { InvalidArgumentError, StoreError } from "@beamclaw/core";
 
 /** Serializes `value`, or throws `InvalidArgumentError` naming `what` and the bad path. */
 export function encodeJson(value: unknown, what: string): string {
-  const problem = findProblem(value, "", new Set());
-  if (problem !== undefined) {
-    throw new InvalidArgumentError(`${what} is not JSON: ${problem}`);
+  try {
+    const problem = findProblem(value, "", new Set());
+    if (problem !== undefined) {
+      throw new InvalidArgumentError(`${what} is not JSON: ${problem}`);
+    }
+    return JSON.stringify(value);
+  } catch (error) {
+    // A value nested deeper than the call stack allows (checking or serializing it).
+    if (error instanceof RangeError) {
+      throw new InvalidArgumentError(`${what} is nested too deeply to be stored as JSON`, {
+        cause: error,
+      });
+    }
+    throw error;
   }
-  return JSON.stringify(value);
 }
 
 /** Like {@link encodeJson}, and requires a plain object. */

@@ -79,8 +79,11 @@ export class RedisKeyValueStore implements KeyValueStore {
     if (typeof prefix !== "string") {
       throw new InvalidArgumentError("kv keys prefix must be a string");
     }
-    const min = prefix === "" ? "-" : `[${prefix}`;
-    const max = prefix === "" ? "+" : Buffer.concat([Buffer.from(`[${prefix}`), LEX_MAX_BYTE]);
+    // UTF-8 turns a lone surrogate into U+FFFD, so the range is that of the prefix's
+    // well-formed start, and the keys found are then matched against the whole prefix.
+    const start = wellFormedStart(prefix);
+    const min = start === "" ? "-" : `[${start}`;
+    const max = start === "" ? "+" : Buffer.concat([Buffer.from(`[${start}`), LEX_MAX_BYTE]);
     const keys = this.#keys;
     const found = await this.#conn.script<string[]>(
       KV_KEYS,
@@ -88,6 +91,21 @@ export class RedisKeyValueStore implements KeyValueStore {
       [keys.kv(""), min, max],
     );
     // Redis orders members by their UTF-8 bytes, which is code point order.
-    return found;
+    return start === prefix ? found : found.filter((key) => key.startsWith(prefix));
   }
+}
+
+/** `text` up to its first lone surrogate (all of it when it is well-formed). */
+function wellFormedStart(text: string): string {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0xd800 || code > 0xdfff) continue;
+    const next = text.charCodeAt(i + 1);
+    if (code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+      i++;
+      continue;
+    }
+    return text.slice(0, i);
+  }
+  return text;
 }

@@ -1151,6 +1151,18 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.kv.keys("a_")).toEqual(["a_"]);
       });
 
+      it("a prefix with a lone surrogate matches as a string prefix, never as U+FFFD", async () => {
+        const store = await open();
+        for (const key of ["a", "a\uFFFD", "a\uFFFDx", "a\u{1F600}", "a\u{1F680}", "b"]) {
+          await store.kv.set(key, 1);
+        }
+        expect(await store.kv.keys("a\uD800")).toEqual([]);
+        expect(await store.kv.keys("a\uDC00")).toEqual([]);
+        // The high half of an emoji starts the keys holding that emoji, as with startsWith.
+        expect(await store.kv.keys("a\uD83D")).toEqual(["a\u{1F600}", "a\u{1F680}"]);
+        expect(await store.kv.keys("a\uFFFD")).toEqual(["a\uFFFD", "a\uFFFDx"]);
+      });
+
       it("ifAbsent sets only when the key is absent, and says whether it did", async () => {
         const store = await open();
         expect(await store.kv.set("k", "first", { ifAbsent: true })).toBe(true);
@@ -1560,6 +1572,26 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         await store.transcripts.append("s", [value]);
         expect(await store.kv.get("k")).toEqual(value);
         expect((await store.transcripts.read("s"))[0]?.entry).toEqual(value);
+      });
+
+      it("a value nested deeper than the call stack is refused with InvalidArgumentError, writing nothing", async () => {
+        const store = await open();
+        let deep: JsonValue = 1;
+        for (let i = 0; i < 200_000; i++) deep = [deep];
+        await expectInvalid(() => store.kv.set("k", deep), "kv.set");
+        await expectInvalid(() => store.sessions.put(session("s", 1, { deep })), "sessions.put");
+        await expectInvalid(
+          () => store.transcripts.append("s", [{ n: 1 }, { deep }]),
+          "transcripts.append",
+        );
+        await expectInvalid(
+          () => store.queue.enqueue(inbound("i", "s", { deep })),
+          "queue.enqueue",
+        );
+        expect(await store.kv.get("k")).toBeUndefined();
+        expect(await store.sessions.get("s")).toBeUndefined();
+        expect(await store.transcripts.lastSeq("s")).toBe(0);
+        expect(await store.queue.pending()).toEqual([]);
       });
 
       it("object properties set to undefined are dropped, as JSON does", async () => {
