@@ -4,6 +4,7 @@
  * @internal
  */
 import { describe } from "../errors.js";
+import { startTimer } from "../runtime/timers.js";
 import type { CronDeliver, CronDeliveryResult, CronJob, CronRun } from "./types.js";
 
 /** What delivery needs from the service. */
@@ -59,7 +60,8 @@ export async function deliverRun(
     }
   }
   const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(), options.webhookTimeoutMs);
+  // Chained past setTimeout's 24.8-day limit, which would otherwise fire at once.
+  const timer = startTimer(() => timeout.abort(), options.webhookTimeoutMs);
   try {
     const response = await options.fetch(delivery.url, {
       method: "POST",
@@ -83,6 +85,6 @@ export async function deliverRun(
       : describe(error);
     return { kind: "webhook", status: "error", error: reason };
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
 }

@@ -57,17 +57,35 @@ function invalid(message: string, jobId?: string): CronError {
  */
 export function parseInstant(value: unknown, what: string, jobId?: string): number {
   if (typeof value === "number") {
-    if (Number.isSafeInteger(value) && value >= 0) return value;
-    throw invalid(`${what} must be epoch ms (an integer >= 0), got ${value}`, jobId);
+    if (Number.isSafeInteger(value) && value >= 0 && value <= MAX_EPOCH_MS) return value;
+    throw invalid(
+      `${what} must be epoch ms (an integer from 0 to ${MAX_EPOCH_MS}), got ${value}`,
+      jobId,
+    );
   }
   if (typeof value === "string" && ISO_INSTANT.test(value.trim())) {
-    const ms = Date.parse(value.trim());
-    if (Number.isFinite(ms)) return ms;
+    const text = value.trim();
+    const ms = Date.parse(text);
+    // V8 rolls a day past the month's end over ("2026-02-30" is March 2): refused instead.
+    if (Number.isFinite(ms) && isCalendarDate(text)) return ms;
   }
   throw invalid(
     `${what} must be an ISO 8601 date-time with an offset (e.g. "2026-01-01T09:00:00Z") or epoch ms, got ${JSON.stringify(value)}`,
     jobId,
   );
+}
+
+/** The last instant a `Date` can hold. */
+const MAX_EPOCH_MS = 8.64e15;
+
+/** True when the `YYYY-MM-DD` that starts `text` names a day that exists. */
+function isCalendarDate(text: string): boolean {
+  const year = Number(text.slice(0, 4));
+  const month = Number(text.slice(5, 7));
+  const day = Number(text.slice(8, 10));
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  const days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1];
+  return days !== undefined && day >= 1 && day <= days;
 }
 
 const zoneCache = new Map<string, boolean>();

@@ -165,6 +165,8 @@ interface ActiveRun {
   readonly controller: LazyAbortController;
   readonly waiters: ReplyTo<unknown>[];
   readonly policy: CronCatchUpPolicy | undefined;
+  /** The job's schedule when the run started (JSON): a run of an edited schedule does not complete it. */
+  readonly schedule: string;
 }
 
 interface Entry extends HeapEntry {
@@ -195,6 +197,8 @@ type RunMarker = {
   scheduledAt: number;
   trigger: CronRunTrigger;
   sessionKey: string;
+  /** The job's schedule when the run started (JSON); absent in markers of older versions. */
+  schedule?: string;
 };
 
 /** Writes of one handler, issued together. */
@@ -382,8 +386,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
 
   /**
    * Changes a job. A new schedule is computed from now (an `at` job with a new time may run
-   * again); `enabled` behaves as `enable()` / `disable()`; `timeoutMs: null` clears the
-   * job's time limit (a run in progress keeps the limit it started with).
+   * again; the job's current schedule given again changes nothing); `enabled` behaves as
+   * `enable()` / `disable()`; `timeoutMs: null` clears the job's time limit (a run in
+   * progress keeps the limit it started with).
    *
    * @throws InvalidArgumentError for a malformed patch (nothing changes); CronError
    *   `CRON_JOB_NOT_FOUND`, `INVALID_CRON_SCHEDULE`, `CRON_JOB_COMPLETED`.
@@ -506,7 +511,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       const marker = markers.get(job.id);
       if (marker !== undefined) this.#resumeMarker(entry, marker);
       if (job.state.runningAt !== undefined) {
-        this.#recordInterrupted(entry, now, writes, marker?.trigger, marker?.sessionKey);
+        this.#recordInterrupted(
+          entry,
+          now,
+          writes,
+          marker?.trigger,
+          marker?.sessionKey,
+          marker?.schedule,
+        );
         changed = true;
       }
       if (this.#schedulable(entry)) {
@@ -715,9 +727,13 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const patch = parseJobPatch(rawPatch, entry.job.id);
     const next: CronJob = copy(entry.job);
     let compiled = entry.compiled;
-    if (patch.schedule !== undefined) {
-      compiled = compileSchedule(patch.schedule, next.createdAt, next.id);
-      next.schedule = patch.schedule;
+    // The job's own schedule repeated (as `syncConfig` sends it with any change) is not a new one.
+    const newSchedule =
+      patch.schedule !== undefined &&
+      JSON.stringify(patch.schedule) !== JSON.stringify(entry.job.schedule);
+    if (newSchedule) {
+      compiled = compileSchedule(patch.schedule!, next.createdAt, next.id);
+      next.schedule = patch.schedule!;
     }
     if (patch.session !== undefined) next.session = patch.session;
     if (patch.prompt !== undefined) next.prompt = patch.prompt;
@@ -728,18 +744,19 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     else if (patch.timeoutMs !== undefined) next.timeoutMs = patch.timeoutMs;
     next.updatedAt = now;
     const state = next.state;
-    if (patch.schedule !== undefined) {
+    if (newSchedule) {
       // A new schedule starts afresh: a completed `at` job given a new time may run again.
       delete state.completedAt;
       delete state.catchUpQueue;
     }
-    if (patch.enabled !== undefined && patch.enabled !== next.enabled) {
+    const enabledChanged = patch.enabled !== undefined && patch.enabled !== next.enabled;
+    if (enabledChanged) {
       if (patch.enabled && state.completedAt !== undefined) throw this.#completed(next.id);
-      next.enabled = patch.enabled;
+      next.enabled = patch.enabled!;
       this.#applyEnabled(next, now);
     }
     const probe: Entry = { ...entry, job: next, compiled };
-    if (patch.schedule !== undefined || patch.enabled !== undefined) {
+    if (newSchedule || enabledChanged) {
       state.nextRunAt = this.#schedulable(probe) ? this.#firstRun(probe, now) : undefined;
     }
     await this.#putJob(next, entry);
@@ -1028,6 +1045,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       controller: new LazyAbortController(),
       waiters: [],
       policy,
+      schedule: JSON.stringify(job.schedule),
     };
     const state = job.state;
     state.runningAt = now;
@@ -1037,7 +1055,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     // Recorded before the run starts: a crash mid-run is then reported as interrupted and a
     // one-shot job is never run twice. A small marker rather than the whole job, which is
     // written once, when the run ends.
-    const marker: RunMarker = { runId, startedAt: now, scheduledAt, trigger, sessionKey };
+    const marker: RunMarker = {
+      runId,
+      startedAt: now,
+      scheduledAt,
+      trigger,
+      sessionKey,
+      schedule: entry.run.schedule,
+    };
     writes.push(this.#store.kv.set(this.#markerKey(job.id), marker));
     if (job.session === "isolated" && this.#deleteSession !== undefined) {
       writes.push(this.#indexIsolated(sessionKey, job.id, now));
@@ -1172,7 +1197,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       ...(run.policy === undefined ? {} : { policy: run.policy }),
       ...(delivery === undefined ? {} : { delivery }),
     };
-    if (entry.compiled.kind === "at") {
+    // A one-shot job is done once its run ends, unless it was given a new schedule meanwhile:
+    // then the run served the old one, and the new one is still ahead.
+    if (entry.compiled.kind === "at" && run.schedule === JSON.stringify(job.schedule)) {
       state.completedAt = finishedAt;
       delete state.nextRunAt;
     } else if (!ok && state.consecutiveErrors >= this.#maxConsecutiveErrors) {
@@ -1183,7 +1210,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       delete state.catchUpQueue;
       delete state.retryAt;
     } else if (job.enabled) {
-      if (state.nextRunAt !== undefined && state.nextRunAt <= finishedAt) {
+      if (
+        entry.compiled.kind !== "at" &&
+        state.nextRunAt !== undefined &&
+        state.nextRunAt <= finishedAt
+      ) {
         // Occurrences that came due during the run are skipped: a job never overlaps itself.
         const skipped =
           1 + entry.compiled.countBetween(state.nextRunAt, finishedAt, MISSED_COUNT_LIMIT);
@@ -1257,12 +1288,20 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const runs = recent.slice(recent.length - toRun);
     const missedEach = recent.slice(0, recent.length - toRun);
     const older = total - recent.length;
+    // Catch-up runs still queued from an earlier start (the service stopped before it ran
+    // them) count against the same cap: the policy's most recent runs win, the queued
+    // ones past it are missed too.
+    const queue = [...(state.catchUpQueue ?? []), ...runs];
+    const cap = policy === "skip" ? 0 : policy === "run-once" ? 1 : job.catchUpLimit;
+    const dropped = queue.splice(0, Math.max(0, queue.length - cap));
+    for (const scheduledAt of dropped) this.#recordMissed(entry, scheduledAt, now, 1, writes);
     if (older > 0) {
       this.#recordMissed(entry, first, now, older, writes);
     }
     for (const scheduledAt of missedEach) this.#recordMissed(entry, scheduledAt, now, 1, writes);
-    state.missedCount += total - toRun;
-    if (runs.length > 0) state.catchUpQueue = [...(state.catchUpQueue ?? []), ...runs];
+    state.missedCount += total - toRun + dropped.length;
+    if (queue.length > 0) state.catchUpQueue = queue;
+    else delete state.catchUpQueue;
     if (compiled.kind === "at") {
       delete state.nextRunAt;
       if (runs.length === 0) state.completedAt = now;
@@ -1296,8 +1335,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     writes: Writes,
     trigger?: CronRunTrigger,
     sessionKey?: string,
+    schedule?: string,
   ): void {
     const job = entry.job;
+    const startedUnder = entry.run?.schedule ?? schedule;
     const state = job.state;
     const startedAt = state.runningAt ?? now;
     const scheduledAt = state.runningScheduledAt ?? startedAt;
@@ -1324,8 +1365,12 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     state.lastStatus = "interrupted";
     state.lastRunAt = startedAt;
     state.runCount++;
-    if (entry.compiled.kind === "at") {
-      // At most once: a one-shot job that started counts as run.
+    if (
+      entry.compiled.kind === "at" &&
+      (startedUnder === undefined || startedUnder === JSON.stringify(job.schedule))
+    ) {
+      // At most once: a one-shot job that started counts as run (unless it was given a new
+      // schedule while it ran).
       state.completedAt = now;
       delete state.nextRunAt;
     }

@@ -36,7 +36,8 @@ function minutesOf(value: unknown, what: string, allow24: boolean): number {
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
 function formatterFor(timezone: string | undefined): Intl.DateTimeFormat {
-  const key = timezone ?? "";
+  // The host's zone has a key no zone name can take: `""` is an invalid zone, not the host's.
+  const key = timezone === undefined ? "\u0000host" : timezone;
   let formatter = formatters.get(key);
   if (formatter === undefined) {
     try {

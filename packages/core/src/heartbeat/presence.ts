@@ -163,13 +163,18 @@ export class PresenceTracker {
       throw new InvalidArgumentError("a node id must be a non-empty string");
     }
     const now = this.#clock.now();
+    if (
+      options.sentAt !== undefined &&
+      (typeof options.sentAt !== "number" || !Number.isFinite(options.sentAt))
+    ) {
+      throw new InvalidArgumentError(`sentAt must be epoch ms, got ${String(options.sentAt)}`);
+    }
+    // Checked before anything is counted: a refused beat leaves no trace.
+    if (options.intervalMs !== undefined) checkInterval(options.intervalMs, "intervalMs");
     this.#beats++;
     this.#countBeat(now);
     let latency: number | undefined;
     if (options.sentAt !== undefined) {
-      if (typeof options.sentAt !== "number" || !Number.isFinite(options.sentAt)) {
-        throw new InvalidArgumentError(`sentAt must be epoch ms, got ${String(options.sentAt)}`);
-      }
       latency = Math.max(0, now - options.sentAt);
       this.#recordLatency(latency);
     }

@@ -57,7 +57,14 @@ export type HeartbeatOutcome =
     }
   | { type: "suppressed"; at: number; durationMs: number }
   | { type: "delivered"; at: number; durationMs: number; text: string }
-  | { type: "error"; at: number; durationMs: number; error: string };
+  | {
+      type: "error";
+      at: number;
+      durationMs: number;
+      error: string;
+      /** The reply, when it was the delivery that failed: kept so that it is not lost. */
+      text?: string;
+    };
 
 /** Events of a {@link HeartbeatRunner}. */
 export interface HeartbeatRunnerEvents {
@@ -277,7 +284,11 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
       if (isHeartbeatAck(text) || text.trim() === "") {
         return { type: "suppressed", at: startedAt, durationMs: took() };
       }
-      await this.#deliver?.(text, { agentId: this.agentId, sessionKey: this.sessionKey });
+      try {
+        await this.#deliver?.(text, { agentId: this.agentId, sessionKey: this.sessionKey });
+      } catch (error) {
+        return { type: "error", at: startedAt, durationMs: took(), error: describe(error), text };
+      }
       return { type: "delivered", at: startedAt, durationMs: took(), text };
     } catch (error) {
       return { type: "error", at: startedAt, durationMs: took(), error: describe(error) };
