@@ -816,7 +816,7 @@ describe("idempotency keys", () => {
     const keys = await pendingKeys(store, other);
     expect(keys.size).toBe(2);
     await runtime.session(other).delete();
-    await failureOf(() => running.result);
+    expect((await running.result).error?.code).toBe("SESSION_DELETED");
     expect(await pendingTexts(store, other)).toEqual([]);
     expect(await remembered(store, keys.get("doomed, no key")!)).toBe(false);
     expect(await remembered(store, "k-doomed")).toBe(true);
@@ -1416,6 +1416,28 @@ describe("patch, reset and delete", () => {
     await session.send("two");
     await session.delete();
     expect(await pendingTexts(runtime.store as MemoryStore)).toEqual([]);
+  });
+
+  it("delete ends the active and queued runs as aborted (SESSION_DELETED), for handles and subscribers", async () => {
+    const { runtime, session, block } = await echoRuntime();
+    const ends: RunEvent[] = [];
+    const off = await runtime.pubsub.subscribe(`session:${KEY}`, (event) => {
+      if ((event as RunEvent).type === "run-end") ends.push(event as RunEvent);
+    });
+    const gate = block("one");
+    const one = await session.send("one");
+    await gate.entered.promise;
+    const two = await session.send("two");
+    const events = collect(one);
+    await session.delete();
+    const results = [await one.result, await two.result];
+    expect(results.map((r) => [r.status, r.error?.code])).toEqual([
+      ["aborted", "SESSION_DELETED"],
+      ["aborted", "SESSION_DELETED"],
+    ]);
+    expect((await events).at(-1)?.type).toBe("run-end");
+    expect(ends.map((e) => e.runId).sort()).toEqual([one.runId, two.runId].sort());
+    await off();
   });
 });
 

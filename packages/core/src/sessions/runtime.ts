@@ -241,7 +241,9 @@ export interface SessionHandle {
   /**
    * Stops the session and deletes its metadata, its unfinished messages and its transcript
    * (or, with `archiveTranscript`, moves the transcript to `<key>:deleted:<epoch ms>`).
-   * In a cluster the request goes to the session's owner.
+   * Its active and queued runs end as aborted with error `SESSION_DELETED` (a `run-end`
+   * their handles and the session's subscribers see). In a cluster the request goes to the
+   * session's owner.
    * @throws InvalidArgumentError for options of the wrong kind.
    * @throws StoreError when the store fails; an archive that could not be finished is
    *   removed, and the session's transcript is left where it was.
@@ -796,7 +798,10 @@ export class AgentRuntime {
         });
         if (routed !== undefined) return routed.reply as SessionDeleteResult;
         const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
-        if (actor !== undefined) await this.#sessions?.terminateChild(actor).catch(() => undefined);
+        if (actor !== undefined) {
+          actor.markDeleted();
+          await this.#sessions?.terminateChild(actor).catch(() => undefined);
+        }
         // Nothing of a deleted session may come back: its unfinished messages go too.
         for (const message of await this.store.queue.pending({ sessionKey: key })) {
           this.#logs

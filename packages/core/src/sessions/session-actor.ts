@@ -416,6 +416,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * arrive meanwhile wait behind them (see the `replay` message).
    */
   #replayDue = false;
+  /** Being deleted (see `markDeleted`). */
+  #deleted = false;
   /** The last replay got a full page from the store: replay again once it is done. */
   #replayMore = false;
   #lastActivity = 0;
@@ -477,6 +479,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   get metadata(): SessionMetadata {
     return this.#metadata;
+  }
+
+  /**
+   * Tells the session it is being deleted (the runtime's `delete`, before it stops it): its
+   * unfinished runs then end as aborted (`SESSION_DELETED`) instead of waiting for a restart.
+   * @internal
+   */
+  markDeleted(): void {
+    this.#deleted = true;
   }
 
   /**
@@ -693,6 +704,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#pending = [];
     this.#pendingCount = 0;
     for (const batch of unfinished) {
+      if (this.#deleted && !crashed) {
+        // Deleted: its runs are over for good. Each ends as aborted, published like any run's
+        // end, so that its handles and the session's subscribers see it end.
+        const result = this.#emptyResult(batch.runId, "aborted");
+        result.error = { code: "SESSION_DELETED", message: `session ${this.key} was deleted` };
+        if (batch !== active) this.#emit(batch, this.#runStartEvent(batch));
+        this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
+        continue;
+      }
       for (const log of batch.logs) {
         if (crashed) {
           log.push({
