@@ -91,3 +91,24 @@ describe("sessions.delete during a run", () => {
     expect((await client.request("chat.history", { sessionKey: KEY })).messages).toEqual([]);
   });
 });
+
+describe("a session in its first run (no record saved yet)", () => {
+  it("is found by sessions.patch and chat.inject", async () => {
+    const { hold, responses } = stackWithHeldAnswer(false);
+    const stack = await startStack({ responses });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("chat.send", { sessionKey: KEY, message: "q1", idempotencyKey: "k1" });
+    await client.waitEvent("chat", (p) => p.runId === "k1" && p.state === "delta");
+    expect(await client.request("sessions.patch", { key: KEY, label: "first" })).toMatchObject({
+      ok: true,
+    });
+    // A note waits for the run to end (it goes in after the run's answer).
+    const injecting = client.request("chat.inject", { sessionKey: KEY, message: "a note" });
+    hold.resolve();
+    expect(await injecting).toMatchObject({ ok: true });
+    await client.waitEvent("chat", (p) => p.runId === "k1" && p.state === "final");
+    const row = (await client.request("sessions.get", { key: KEY })).session;
+    expect(row.label).toBe("first");
+  });
+});
+

@@ -42,6 +42,7 @@ import {
   runTimeoutParam,
   sanitizeMessage,
   sendToSession,
+  sessionExists,
   sessionRow,
   storedSession,
   THINKING_LEVELS,
@@ -520,7 +521,7 @@ export const chatMethods: Record<string, HubMethod> = {
         });
       }
       // As OpenClaw: a note goes into a conversation that exists, never starts one.
-      if ((await storedSession(hub, session.key)) === undefined) throw noSuchSession(session.key);
+      if (!(await sessionExists(hub, session.key))) throw noSuchSession(session.key);
       const injected = await session.inject(
         text,
         label === undefined || label.length === 0 ? undefined : { label },

@@ -1067,6 +1067,14 @@ export async function storedSession(
   return hub.runtime.store.sessions.get(key);
 }
 
+/**
+ * Whether session `key` exists: it has a stored record, or it is in its first run (the
+ * runtime writes the record when a run ends).
+ */
+export async function sessionExists(hub: GatewayHub, key: string): Promise<boolean> {
+  return (await storedSession(hub, key)) !== undefined || hub.runs.active(key).length > 0;
+}
+
 /** `INVALID_REQUEST` for a session that does not exist. */
 export function noSuchSession(key: string): GatewayError {
   return new GatewayError(ErrorCodes.INVALID_REQUEST, `no session ${key}`, {

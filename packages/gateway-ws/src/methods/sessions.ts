@@ -32,6 +32,7 @@ import {
   runTimeoutParam,
   sanitizeMessage,
   sendToSession,
+  sessionExists,
   sessionRow,
   THINKING_LEVELS,
 } from "./session-helpers.js";
@@ -507,9 +508,7 @@ export const sessionMethods: Record<string, HubMethod> = {
         sessionKeyParam(method, p),
         optionalString(method, p, "agentId", { nonEmpty: true }),
       );
-      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
-        throw noSuchSession(session.key);
-      }
+      if (!(await sessionExists(hub, session.key))) throw noSuchSession(session.key);
       const { patch, ignored } = patchFrom(method, p);
       await session.patch(patch);
       hub.sessionsChanged(session.key, "patched");
@@ -526,9 +525,7 @@ export const sessionMethods: Record<string, HubMethod> = {
     scope: Scopes.ADMIN,
     async handler(call, hub) {
       const session = hub.session(sessionKeyParam(call.method, call.params));
-      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
-        throw noSuchSession(session.key);
-      }
+      if (!(await sessionExists(hub, session.key))) throw noSuchSession(session.key);
       await session.reset();
       hub.sessionsChanged(session.key, "reset");
       return { ok: true, key: session.key, entry: await rowOf(hub, session.key) };
@@ -540,9 +537,7 @@ export const sessionMethods: Record<string, HubMethod> = {
     scope: Scopes.ADMIN,
     async handler(call, hub) {
       const session = hub.session(sessionKeyParam(call.method, call.params));
-      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
-        throw noSuchSession(session.key);
-      }
+      if (!(await sessionExists(hub, session.key))) throw noSuchSession(session.key);
       // The summary keeps the latest turns word for word; a line count means nothing here.
       const ignored = call.params.maxLines === undefined ? [] : ["maxLines"];
       const result = await session.compact();
@@ -585,9 +580,7 @@ export const sessionMethods: Record<string, HubMethod> = {
         nonEmpty: true,
         maxLength: 256,
       });
-      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
-        throw noSuchSession(session.key);
-      }
+      if (!(await sessionExists(hub, session.key))) throw noSuchSession(session.key);
       const result = await session.rewind(
         entryId === undefined ? undefined : { runId: hub.runs.coreId(entryId) },
       );
@@ -606,9 +599,7 @@ export const sessionMethods: Record<string, HubMethod> = {
     async handler(call, hub) {
       const session = hub.session(sessionKeyParam(call.method, call.params));
       const entryId = requireString(call.method, call.params, "entryId", 256);
-      if ((await hub.runtime.store.sessions.get(session.key)) === undefined) {
-        throw noSuchSession(session.key);
-      }
+      if (!(await sessionExists(hub, session.key))) throw noSuchSession(session.key);
       const fork = await session.fork({ runId: hub.runs.coreId(entryId) });
       hub.sessionsChanged(fork.key, "created", { forkedFrom: session.key });
       return { sessionKey: fork.key, ...editorOf(fork.input) };
@@ -634,9 +625,7 @@ export const sessionMethods: Record<string, HubMethod> = {
       // key starts empty; the default deletes it.
       const keep = optionalBool(call.method, call.params, "deleteTranscript") === false;
       // A session in its first run has no record yet, but it is there to delete.
-      const existed =
-        (await hub.runtime.store.sessions.get(session.key)) !== undefined ||
-        hub.runs.active(session.key).length > 0;
+      const existed = await sessionExists(hub, session.key);
       let archived: string[] = [];
       if (existed) {
         const result = await session.delete(keep ? { archiveTranscript: true } : undefined);
