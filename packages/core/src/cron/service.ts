@@ -46,8 +46,12 @@ export const DEFAULT_ISOLATED_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
 
 /** Missed occurrences recorded one by one before the rest are summed up in one entry. */
 const MISSED_RECORDED_EACH = 100;
-/** Occurrences of a cron expression counted at most when looking for missed runs. */
-const MISSED_COUNT_LIMIT = 100_000;
+/**
+ * Occurrences of a cron expression counted at most when looking for missed runs. croner
+ * steps through them one by one on the event loop (tens of µs each), so a per-second job
+ * after days of downtime is counted up to this many, not to the hundreds of thousands.
+ */
+const MISSED_COUNT_LIMIT = 10_000;
 /** How often isolated sessions are swept (checked on activity, never with a timer of its own). */
 const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 /** The retry of an internal message refused by a full mailbox. */

@@ -157,7 +157,9 @@ export interface CronRun extends CronRunRecord {
   skippedWhileRunning?: number;
   /**
    * For a `missed` entry: how many occurrences it stands for (default 1). Past the 100 most
-   * recent, missed occurrences are summed up in one entry whose `scheduledAt` is the earliest.
+   * recent, missed occurrences are summed up in one entry whose `scheduledAt` is the earliest
+   * (a `cron` expression's are counted up to 10,000: stepping through more would hold up
+   * the event loop).
    */
   missedCount?: number;
   /** The catch-up policy that decided a `missed` entry or a `catch-up` run. */
