@@ -274,6 +274,8 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
   #controller: Cancellation | null = null;
   #monitors: Set<(reason: ExitReason, process: Process) => void> | null = null;
   #timers: Set<LongTimer> | null = null;
+  /** The unwatch functions of this actor's live `watch()`es, released when it stops. */
+  #watches: Set<() => void> | null = null;
   /** Calls whose handler returned `noReply` and that are still waiting for their reply. */
   #deferred: Set<CallEnvelope> | null = null;
   #stopped: Promise<void> | null = null;
@@ -571,10 +573,25 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
 
   /**
    * Watches another process: when it exits, this actor receives a {@link DownMessage} in
-   * `handleInfo`. Returns a function that stops watching.
+   * `handleInfo`. Returns a function that stops watching. The watch ends by itself when this
+   * actor stops, so a long-lived process keeps no monitor of a watcher that is gone.
    */
   protected watch(process: Process): () => void {
-    return process.monitor((reason) => {
+    if (this.#state >= S_STOPPING) return () => {};
+    if (this.#watches === null) this.#watches = new Set();
+    const watches = this.#watches;
+    let unmonitor: (() => void) | null = null;
+    let watching = true;
+    const unwatch = () => {
+      if (!watching) return;
+      watching = false;
+      watches.delete(unwatch);
+      unmonitor?.();
+    };
+    unmonitor = process.monitor((reason) => {
+      if (!watching) return;
+      watching = false;
+      watches.delete(unwatch);
       if (this.alive) {
         try {
           this.#deliver(K_INFO, { type: "DOWN", process, reason } satisfies DownMessage);
@@ -583,6 +600,8 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
         }
       }
     });
+    if (watching) watches.add(unwatch);
+    return unwatch;
   }
 
   // ---------------------------------------------------------------- internals
@@ -752,6 +771,11 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     if (this.#timers !== null) {
       for (const timer of this.#timers) timer.cancel();
       this.#timers = null;
+    }
+    if (this.#watches !== null) {
+      const watches = this.#watches;
+      this.#watches = null;
+      for (const unwatch of Array.from(watches)) unwatch();
     }
     let envelope = this.#head;
     this.#head = this.#tail = null;

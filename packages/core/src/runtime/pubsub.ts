@@ -18,9 +18,10 @@ export interface SubscribeOptions {
  * published on one node reaches subscribers on every node.
  *
  * Subscribing is local and synchronous; publishing may cross the network, hence the promise.
- * Delivery to a subscriber never throws into the publisher: a throwing handler is reported on
- * the `beamclaw:pubsub.handler-error` telemetry channel and the others still receive the
- * message.
+ * Delivery to a subscriber never throws into the publisher: a throwing handler (or an async one
+ * that rejects) is reported on the `beamclaw:pubsub.handler-error` telemetry channel and the
+ * others still receive the message. A handler unsubscribed during a publish gets no more
+ * messages, not even that one.
  */
 export interface PubSub {
   /** Subscribes `handler` to `topic`; returns the unsubscribe function. */
@@ -74,17 +75,21 @@ export class LocalPubSub implements PubSub {
     const { signal } = optionalObject<SubscribeOptions>(options, "subscribe options");
     optionalSignal(signal, "subscribe options.signal");
     if (signal?.aborted) return () => {};
+    let subscribed = true;
     const listener = (message: unknown) => {
+      // The emitter delivers to a snapshot of the listeners: one unsubscribed by an earlier
+      // handler of the same publish is skipped here.
+      if (!subscribed) return;
       try {
-        handler(message as T, topic);
+        const result: unknown = handler(message as T, topic);
+        if (isThenable(result)) result.then(undefined, (error) => reportHandlerError(topic, error));
       } catch (error) {
-        emitTelemetry("beamclaw:pubsub.handler-error", () => ({ topic, error }));
+        reportHandlerError(topic, error);
       }
     };
     this.#emitter.on(topic, listener);
     this.#counts.set(topic, (this.#counts.get(topic) ?? 0) + 1);
     let onAbort: (() => void) | undefined;
-    let subscribed = true;
     const unsubscribe = () => {
       this.#subscriptions.delete(unsubscribe);
       this.#emitter.off(topic, listener);
@@ -133,4 +138,16 @@ export class LocalPubSub implements PubSub {
     this.#emitter.removeAllListeners();
     this.#counts.clear();
   }
+}
+
+function reportHandlerError(topic: string, error: unknown): void {
+  emitTelemetry("beamclaw:pubsub.handler-error", () => ({ topic, error }));
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === "function"
+  );
 }

@@ -4,6 +4,7 @@ import {
   InvalidArgumentError,
   MaxChildrenError,
   MaxRestartIntensityError,
+  NoProcessError,
 } from "../errors.js";
 import { emitTelemetry } from "../telemetry.js";
 import {
@@ -340,6 +341,14 @@ abstract class SupervisorBase extends Actor<SupervisorCall, unknown, never, Supe
       );
     }
     const proc = started;
+    if (this.status === "stopped") {
+      // Killed while this child was starting: the child goes with it, as a linked process would.
+      proc.kill();
+      throw new ChildStartError(
+        child.id,
+        new NoProcessError(`${this.name} (pid ${this.pid}) stopped while the child was starting`),
+      );
+    }
     if (proc.status !== "running") {
       const cause =
         proc.exitReason ??

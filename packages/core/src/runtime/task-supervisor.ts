@@ -89,7 +89,7 @@ function outerOf(options: TaskOptions): Outer | undefined {
  * - A task that overruns `timeoutMs` rejects with `TimeoutError` at once, and its signal
  *   aborts so that it can clean up.
  * - Stopping the supervisor aborts every running task (they reject with `AbortedError`) and
- *   waits for them to settle, within the stop timeout.
+ *   waits for them to settle, within the stop timeout. Killing it aborts them too.
  *
  * @example
  * ```ts
@@ -113,6 +113,14 @@ export class TaskSupervisor extends Actor<never, never, never, never> {
       throw new InvalidArgumentError(`maxTasks must be a positive integer, got ${this.maxTasks}`);
     }
     validTimeout(this.defaultTimeoutMs, "defaultTimeoutMs");
+    // Killed (by kill(), or a stop that overran its timeout), terminate may never run: the
+    // tasks are aborted all the same, so that none of them, nor its caller, is left behind.
+    this.monitor((reason) => {
+      if (reason !== "killed") return;
+      for (const task of this.#running) {
+        task.controller.abort(new AbortedError(`${this.name} was killed`));
+      }
+    });
   }
 
   /** Tasks currently running. */
