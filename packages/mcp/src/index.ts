@@ -17,7 +17,10 @@ import {
 } from "@beamclaw/core";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import {
+  StreamableHTTPClientTransport,
+  StreamableHTTPError,
+} from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 /** How to reach an MCP server: a command it runs as (stdio), or its Streamable HTTP URL. */
 export type McpTransportOptions =
@@ -87,6 +90,8 @@ const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 /** Reconnects after an exit are at least this far apart. */
 const RECONNECT_INTERVAL_MS = 1_000;
+/** Longest wait, at `stop()`, for the DELETE that ends a Streamable HTTP session. */
+const END_SESSION_TIMEOUT_MS = 5_000;
 
 interface ServerTool {
   name: string;
@@ -134,8 +139,8 @@ export class McpToolServer {
 
   /**
    * Connects, lists the server's tools and, with a `registry`, registers them.
-   * @throws McpError when the server cannot be reached or does not answer in time; nothing is
-   *   registered then.
+   * @throws McpError when the server cannot be reached, does not answer in time, or has a tool
+   *   whose name the registry already holds; nothing is registered then.
    */
   async start(options: { registry?: McpToolRegistry } = {}): Promise<void> {
     if (this.#state !== "idle") {
@@ -171,7 +176,44 @@ export class McpToolServer {
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     this.#connecting = undefined;
+    if (client !== undefined) await this.#endSession(client);
     await client?.close().catch(() => undefined);
+  }
+
+  /**
+   * Ends a Streamable HTTP session with a DELETE, as the protocol asks of a client that leaves
+   * (a server that does not allow it answers 405, which is fine); bounded, not to hold `stop()`.
+   */
+  async #endSession(client: Client): Promise<void> {
+    const transport = client.transport;
+    if (!(transport instanceof StreamableHTTPClientTransport)) return;
+    if (transport.sessionId === undefined) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      transport.terminateSession().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(
+          resolve,
+          Math.min(
+            this.#options.connectTimeoutMs ?? END_SESSION_TIMEOUT_MS,
+            END_SESSION_TIMEOUT_MS,
+          ),
+        );
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Whether `error` says the server no longer knows the Streamable HTTP session (404: it
+   * expired, or the server restarted). The client is dropped then: the next request starts a
+   * new session, as the protocol asks.
+   */
+  #expired(client: Client, error: unknown): boolean {
+    if (!(error instanceof StreamableHTTPError) || error.code !== 404) return false;
+    if (this.#client === client) this.#client = undefined;
+    void client.close().catch(() => undefined);
+    return true;
   }
 
   async #connect(): Promise<Client> {
@@ -254,13 +296,17 @@ export class McpToolServer {
       const client = await this.#connect();
       const listed: ServerTool[] = [];
       let cursor: string | undefined;
+      // The whole listing, every page, is bounded; a cursor seen before would list forever.
+      const deadline = Date.now() + (this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+      const seen = new Set<string>();
       do {
         let page: Awaited<ReturnType<Client["listTools"]>>;
         try {
           page = await client.listTools(cursor === undefined ? {} : { cursor }, {
-            timeout: this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+            timeout: Math.max(1, deadline - Date.now()),
           });
         } catch (error) {
+          this.#expired(client, error);
           throw new McpError(
             this.name,
             `MCP server "${this.name}" did not list its tools: ${(error as Error).message}`,
@@ -269,6 +315,15 @@ export class McpToolServer {
         }
         for (const tool of page.tools) listed.push(tool as ServerTool);
         cursor = page.nextCursor;
+        if (cursor !== undefined) {
+          if (seen.has(cursor)) {
+            throw new McpError(
+              this.name,
+              `MCP server "${this.name}" did not list its tools: it repeated the cursor ${JSON.stringify(cursor)}`,
+            );
+          }
+          seen.add(cursor);
+        }
       } while (cursor !== undefined);
       if (this.#state !== "running") return;
       this.#apply(listed);
@@ -285,6 +340,7 @@ export class McpToolServer {
     return next;
   }
 
+  /** @throws McpError naming the tools left out because the registry already has their names. */
   #apply(listed: ServerTool[]): void {
     const include = this.#options.include;
     const next = new Map<string, McpTool>();
@@ -298,12 +354,25 @@ export class McpToolServer {
     for (const name of this.#tools.keys()) {
       if (!next.has(name)) this.#registry?.unregister(name);
     }
+    const taken: string[] = [];
     for (const [name, tool] of next) {
       // Registered again (a changed description or schema replaces the old one).
       if (this.#tools.has(name)) this.#registry?.unregister(name);
-      this.#registry?.register(tool);
+      try {
+        this.#registry?.register(tool);
+      } catch {
+        // The registry has a tool of that name (a built-in, another server's): left out.
+        next.delete(name);
+        taken.push(name);
+      }
     }
     this.#tools = next;
+    if (taken.length > 0) {
+      throw new McpError(
+        this.name,
+        `MCP server "${this.name}": the registry already has a tool named ${taken.join(", ")}`,
+      );
+    }
   }
 
   #agentTool(name: string, tool: ServerTool): McpTool {
@@ -337,25 +406,35 @@ export class McpToolServer {
       }
     }
     const reconnecting = this.#client === undefined;
-    const client = await this.#connect();
+    let client = await this.#connect();
     // A server started again may offer other tools: its list is read again.
     if (reconnecting) void this.#refresh().catch(() => undefined);
     const args = typeof input === "object" && input !== null && !Array.isArray(input) ? input : {};
     let result: Awaited<ReturnType<Client["callTool"]>>;
-    try {
-      result = await client.callTool({ name: tool, arguments: args }, undefined, {
-        signal: context.signal,
-        // The tool layer's time limit applies (its abort reaches the server as a
-        // cancellation); the SDK's own 60 s default must not cut a longer one short.
-        timeout: 2_147_483_647,
-      });
-    } catch (error) {
-      if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("aborted");
-      throw new McpError(
-        this.name,
-        `MCP tool ${tool} of server "${this.name}" failed: ${(error as Error).message}`,
-        { cause: error },
-      );
+    for (let attempt = 0; ; attempt++) {
+      try {
+        result = await client.callTool({ name: tool, arguments: args }, undefined, {
+          signal: context.signal,
+          // The tool layer's time limit applies (its abort reaches the server as a
+          // cancellation); the SDK's own 60 s default must not cut a longer one short.
+          timeout: 2_147_483_647,
+        });
+        break;
+      } catch (error) {
+        if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("aborted");
+        // A session the server no longer knows (it did not run the call): a new session,
+        // its list read again, and the call once more.
+        if (attempt === 0 && this.#expired(client, error)) {
+          client = await this.#connect();
+          void this.#refresh().catch(() => undefined);
+          continue;
+        }
+        throw new McpError(
+          this.name,
+          `MCP tool ${tool} of server "${this.name}" failed: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
     }
     const read = result as { content?: unknown; structuredContent?: unknown; isError?: unknown };
     const output = outputOf(read);

@@ -1,6 +1,6 @@
 import { constants, type Dirent } from "node:fs";
-import { access, readdir, readFile, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { access, readdir, readFile, realpath, stat } from "node:fs/promises";
+import { isAbsolute, join, relative, sep } from "node:path";
 import { InvalidArgumentError, InvalidSkillError } from "../errors.js";
 import { parseSkillDocument, type SkillDocument } from "./frontmatter.js";
 
@@ -53,7 +53,10 @@ export interface LoadSkillsOptions {
    * False: it is left out and reported in `invalid`.
    */
   strict?: boolean;
-  /** A larger `SKILL.md` is invalid. Default 256 KiB. */
+  /**
+   * A larger `SKILL.md` is invalid. Default 256 KiB. A `SKILL.md` that is a link out of its
+   * skill directory is invalid too (the directory itself may be a link).
+   */
   maxFileBytes?: number;
 }
 
@@ -90,8 +93,16 @@ const SKILL_FILES = ["SKILL.md", "skill.md"];
  * @throws InvalidSkillError (code `INVALID_SKILL`) naming the file and field of a malformed skill.
  */
 export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkillsResult> {
-  if (!Array.isArray(options.dirs))
+  if (!Array.isArray(options.dirs) || !options.dirs.every((dir) => typeof dir === "string"))
     throw new InvalidArgumentError("dirs: expected an array of directories");
+  if (
+    options.maxFileBytes !== undefined &&
+    !(typeof options.maxFileBytes === "number" && options.maxFileBytes > 0)
+  ) {
+    throw new InvalidArgumentError(
+      `maxFileBytes: expected a positive number of bytes, got ${String(options.maxFileBytes)}`,
+    );
+  }
   const env = options.env ?? process.env;
   const platform = options.platform ?? process.platform;
   const strict = options.strict ?? true;
@@ -176,7 +187,17 @@ async function readSkill(
   root: string,
   maxFileBytes: number,
 ): Promise<Skill> {
-  const size = (await stat(file)).size;
+  // A link to a file outside the skill's directory is not read into a prompt.
+  const [realDir, realFile] = await Promise.all([realpath(dir), realpath(file)]);
+  const inside = relative(realDir, realFile);
+  if (inside === "" || inside === ".." || inside.startsWith(`..${sep}`) || isAbsolute(inside)) {
+    throw new InvalidSkillError(
+      file,
+      undefined,
+      `links to ${realFile}, outside its skill directory`,
+    );
+  }
+  const size = (await stat(realFile)).size;
   if (size > maxFileBytes) {
     throw new InvalidSkillError(
       file,
@@ -184,7 +205,7 @@ async function readSkill(
       `is ${size} bytes, over the ${maxFileBytes}-byte limit`,
     );
   }
-  const text = await readFile(file, "utf8");
+  const text = await readFile(realFile, "utf8");
   return { ...parseSkillDocument(text, file, dirName), dir, file, root };
 }
 

@@ -1,0 +1,166 @@
+/**
+ * `McpToolServer` against a stateful Streamable HTTP server on 127.0.0.1 (raw HTTP, no SDK): it
+ * hands out an `Mcp-Session-Id` at `initialize`, answers calls as SSE streams (a notification,
+ * then the result), answers 404 to a session it no longer knows (expired, or the server
+ * restarted), and ends a session on DELETE. The client sends the session id, starts a new
+ * session after a 404 (and the call still gets its answer), and ends its session on `stop()`.
+ */
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import { afterEach, describe, expect, it } from "vitest";
+import { McpToolServer } from "../src/index.js";
+
+interface Stateful {
+  url: string;
+  /** Live sessions; clearing it expires them. */
+  sessions: Set<string>;
+  /** Session ids ended by DELETE. */
+  deleted: string[];
+  /** The session id each `tools/call` came with. */
+  calls: Array<string | undefined>;
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function body(req: IncomingMessage): Promise<string> {
+  let text = "";
+  for await (const chunk of req) text += String(chunk);
+  return text;
+}
+
+async function statefulServer(): Promise<Stateful> {
+  const state: Omit<Stateful, "url"> = { sessions: new Set(), deleted: [], calls: [] };
+  let next = 0;
+  const http: Server = createServer(async (req, res) => {
+    const session = req.headers["mcp-session-id"] as string | undefined;
+    if (req.method === "DELETE") {
+      if (session !== undefined) {
+        state.sessions.delete(session);
+        state.deleted.push(session);
+      }
+      res.writeHead(200).end();
+      return;
+    }
+    if (req.method !== "POST") {
+      res.writeHead(405).end();
+      return;
+    }
+    const message = JSON.parse(await body(req));
+    if (message.method === "initialize") {
+      const id = `s${++next}`;
+      state.sessions.add(id);
+      res.writeHead(200, { "content-type": "application/json", "mcp-session-id": id });
+      res.end(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: message.id,
+          result: {
+            protocolVersion: message.params.protocolVersion,
+            capabilities: { tools: {} },
+            serverInfo: { name: "stateful", version: "1" },
+          },
+        }),
+      );
+      return;
+    }
+    if (session === undefined || !state.sessions.has(session)) {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({ jsonrpc: "2.0", error: { code: -32001, message: "Session not found" } }),
+      );
+      return;
+    }
+    if (message.id === undefined) {
+      res.writeHead(202).end();
+      return;
+    }
+    if (message.method === "tools/list") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: message.id,
+          result: { tools: [{ name: "whoami", inputSchema: { type: "object" } }] },
+        }),
+      );
+      return;
+    }
+    if (message.method === "tools/call") {
+      state.calls.push(session);
+      // An SSE stream with two messages: a log notification, then the result.
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      const log = {
+        jsonrpc: "2.0",
+        method: "notifications/message",
+        params: { level: "info", data: "working" },
+      };
+      const result = {
+        jsonrpc: "2.0",
+        id: message.id,
+        result: { content: [{ type: "text", text: `session ${session}` }] },
+      };
+      res.write(`event: message\ndata: ${JSON.stringify(log)}\n\n`);
+      res.end(`event: message\ndata: ${JSON.stringify(result)}\n\n`);
+      return;
+    }
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ jsonrpc: "2.0", id: message.id, result: {} }));
+  });
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  cleanups.push(
+    () =>
+      new Promise((resolve) => {
+        http.closeAllConnections();
+        http.close(resolve);
+      }),
+  );
+  const { port } = http.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}/mcp`, ...state };
+}
+
+function toolContext() {
+  return {
+    signal: new AbortController().signal,
+    sessionKey: "agent:main:main",
+    agentId: "main",
+    runId: "r",
+    toolCallId: "c",
+    emit: () => {},
+  };
+}
+
+async function started(url: string) {
+  const server = new McpToolServer({ name: "web", url, connectTimeoutMs: 5_000 });
+  cleanups.push(() => server.stop());
+  await server.start();
+  const whoami = server.tools.find((t) => t.name === "web__whoami")!;
+  return { server, call: () => whoami.execute({}, toolContext()) };
+}
+
+describe("a stateful Streamable HTTP server", () => {
+  it("gets the session id with every call, and its SSE answer is read past a notification", async () => {
+    const http = await statefulServer();
+    const { call } = await started(http.url);
+    expect(await call()).toBe("session s1");
+    expect(http.calls).toEqual(["s1"]);
+  });
+
+  it("a session that expired (404) is started again, and the call gets its answer", async () => {
+    const http = await statefulServer();
+    const { call } = await started(http.url);
+    expect(await call()).toBe("session s1");
+    http.sessions.clear(); // expired on the server: it answers 404 to s1 from now on
+    expect(await call()).toBe("session s2");
+    expect(await call()).toBe("session s2");
+  });
+
+  it("stop() ends the session with a DELETE carrying its id", async () => {
+    const http = await statefulServer();
+    const { server, call } = await started(http.url);
+    expect(await call()).toBe("session s1");
+    await server.stop();
+    expect(http.deleted).toEqual(["s1"]);
+  });
+});

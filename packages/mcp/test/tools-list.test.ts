@@ -1,0 +1,113 @@
+/**
+ * How `McpToolServer` reads and registers a server's tool list, against small stdio servers
+ * written to a temp directory (raw JSON-RPC lines, no SDK): every page of `tools/list` is
+ * followed, a server whose cursor never ends fails `start()` instead of hanging it, and a tool
+ * whose name is already taken in the registry fails `start()` with an `McpError` that registers
+ * nothing (and leaves the registry's own tool alone).
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type AgentTool, ToolRegistry } from "@beamclaw/core";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { McpError, McpToolServer } from "../src/index.js";
+
+/**
+ * A stdio MCP server: `tools/list` answers from `PAGES` (keyed by cursor, "" for the first
+ * page), each page `{ tools: [names], next?: cursor }`.
+ */
+const SERVER = `
+import { createInterface } from "node:readline";
+const PAGES = JSON.parse(process.argv[2]);
+const out = (m) => process.stdout.write(JSON.stringify(m) + "\\n");
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const m = JSON.parse(line);
+  if (m.method === "initialize") {
+    out({ jsonrpc: "2.0", id: m.id, result: { protocolVersion: m.params.protocolVersion,
+      capabilities: { tools: {} }, serverInfo: { name: "paged", version: "1" } } });
+  } else if (m.method === "tools/list") {
+    const page = PAGES[m.params?.cursor ?? ""];
+    const result = { tools: page.tools.map((name) => ({ name, inputSchema: { type: "object" } })) };
+    if (page.next !== undefined) result.nextCursor = page.next;
+    out({ jsonrpc: "2.0", id: m.id, result });
+  } else if (m.method === "tools/call") {
+    out({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: m.params.name }] } });
+  }
+});
+`;
+
+let dir: string;
+let script: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "beamclaw-mcp-list-"));
+  script = join(dir, "server.mjs");
+  await writeFile(script, SERVER);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const servers: McpToolServer[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.stop();
+});
+
+function paged(pages: Record<string, { tools: string[]; next?: string }>) {
+  const server = new McpToolServer({
+    name: "paged",
+    command: process.execPath,
+    args: [script, JSON.stringify(pages)],
+    connectTimeoutMs: 5_000,
+  });
+  servers.push(server);
+  return server;
+}
+
+describe("tools/list", () => {
+  it("follows nextCursor through every page", async () => {
+    const server = paged({
+      "": { tools: ["a"], next: "p2" },
+      p2: { tools: ["b"], next: "p3" },
+      p3: { tools: ["c"] },
+    });
+    await server.start();
+    expect(server.toolNames().sort()).toEqual(["paged__a", "paged__b", "paged__c"]);
+  });
+
+  it("a server whose nextCursor repeats fails start() with an McpError instead of listing forever", async () => {
+    const registry = new ToolRegistry();
+    const server = paged({
+      "": { tools: ["a"], next: "again" },
+      again: { tools: ["b"], next: "again" },
+    });
+    const error = await server.start({ registry }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(McpError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toMatch(/cursor/);
+    expect(registry.names()).toEqual([]);
+  });
+});
+
+describe("a tool name already in the registry", () => {
+  it("fails start() with an McpError naming it; nothing of the server's is left registered", async () => {
+    const builtIn: AgentTool = {
+      name: "paged__b",
+      description: "the registry's own",
+      inputSchema: { type: "object" },
+      execute: () => "built-in",
+    };
+    const registry = new ToolRegistry([builtIn]);
+    const server = paged({ "": { tools: ["a", "b", "c"] } });
+    const error = await server.start({ registry }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // Only the registry's own tool: none of the server's tools stays behind.
+    expect(registry.names()).toEqual(["paged__b"]);
+    expect(server.toolNames()).toEqual([]);
+    expect(McpError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain("paged__b");
+  });
+});
