@@ -481,4 +481,14 @@ describe("isTransientError", () => {
     expect(isTransientError(new Error("x"))).toBe(false);
     expect(isTransientError("x")).toBe(false);
   });
+
+  it("does not retry an error that says isRetryable: false, whatever its cause", () => {
+    const reset = Object.assign(new Error("socket"), { code: "ECONNRESET" });
+    expect(
+      isTransientError(Object.assign(new Error("x", { cause: reset }), { isRetryable: false })),
+    ).toBe(false);
+    expect(
+      isTransientError(Object.assign(new Error("x", { cause: reset }), { transient: false })),
+    ).toBe(false);
+  });
 });

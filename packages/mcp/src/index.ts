@@ -77,9 +77,19 @@ export interface McpToolRegistry {
 export class McpError extends BeamClawError {
   /** The server's name (`McpToolServerOptions.name`). */
   readonly server: string;
-  constructor(server: string, message: string, options?: { cause?: unknown }) {
+  /**
+   * False for a tool call that failed after it was sent (the server may have run it): the
+   * tool layer does not retry it, even when the cause was a network error.
+   */
+  readonly isRetryable: boolean | undefined;
+  constructor(
+    server: string,
+    message: string,
+    options?: { cause?: unknown; isRetryable?: boolean },
+  ) {
     super("MCP_ERROR", message, options);
     this.server = server;
+    this.isRetryable = options?.isRetryable;
   }
   static override isInstance = (value: unknown): value is McpError =>
     BeamClawError.isInstance(value) && value.code === "MCP_ERROR";
@@ -429,10 +439,11 @@ export class McpToolServer {
           void this.#refresh().catch(() => undefined);
           continue;
         }
+        // Sent: the server may have run it, so it is not run again on its own.
         throw new McpError(
           this.name,
           `MCP tool ${tool} of server "${this.name}" failed: ${(error as Error).message}`,
-          { cause: error },
+          { cause: error, isRetryable: false },
         );
       }
     }

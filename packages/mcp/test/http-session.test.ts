@@ -6,6 +6,7 @@
  * session after a 404 (and the call still gets its answer), and ends its session on `stop()`.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
+import { SupervisedToolRunner, ToolRegistry } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { McpToolServer } from "../src/index.js";
 
@@ -17,6 +18,8 @@ interface Stateful {
   deleted: string[];
   /** The session id each `tools/call` came with. */
   calls: Array<string | undefined>;
+  /** Break the connection of every `tools/call` after it arrived. */
+  breakCalls: boolean;
 }
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -31,7 +34,12 @@ async function body(req: IncomingMessage): Promise<string> {
 }
 
 async function statefulServer(): Promise<Stateful> {
-  const state: Omit<Stateful, "url"> = { sessions: new Set(), deleted: [], calls: [] };
+  const state: Omit<Stateful, "url"> = {
+    sessions: new Set(),
+    deleted: [],
+    calls: [],
+    breakCalls: false,
+  };
   let next = 0;
   const http: Server = createServer(async (req, res) => {
     const session = req.headers["mcp-session-id"] as string | undefined;
@@ -89,6 +97,11 @@ async function statefulServer(): Promise<Stateful> {
     }
     if (message.method === "tools/call") {
       state.calls.push(session);
+      if (state.breakCalls) {
+        // The call arrived; the connection breaks before any answer.
+        req.socket.destroy();
+        return;
+      }
       // An SSE stream with two messages: a log notification, then the result.
       res.writeHead(200, { "content-type": "text/event-stream" });
       const log = {
@@ -117,7 +130,8 @@ async function statefulServer(): Promise<Stateful> {
       }),
   );
   const { port } = http.address() as { port: number };
-  return { url: `http://127.0.0.1:${port}/mcp`, ...state };
+  // The state itself (not a copy), so that a test can change `breakCalls`.
+  return Object.assign(state, { url: `http://127.0.0.1:${port}/mcp` });
 }
 
 function toolContext() {
@@ -162,5 +176,24 @@ describe("a stateful Streamable HTTP server", () => {
     expect(await call()).toBe("session s1");
     await server.stop();
     expect(http.deleted).toEqual(["s1"]);
+  });
+
+  it("a call whose connection breaks after it was sent is not run again by the tool layer", async () => {
+    const http = await statefulServer();
+    const { server } = await started(http.url);
+    const registry = new ToolRegistry(server.tools);
+    const runner = new SupervisedToolRunner({
+      registry,
+      resolveAgent: () => ({ id: "main", model: "test/m", tools: ["*"] }),
+      retryBaseDelayMs: 1,
+      maxRetries: 3,
+    });
+    http.breakCalls = true;
+    const result = await runner.execute(
+      { type: "tool-call", toolCallId: "c", toolName: "web__whoami", input: {} },
+      toolContext(),
+    );
+    expect(result.isError).toBe(true);
+    expect(http.calls).toEqual(["s1"]);
   });
 });

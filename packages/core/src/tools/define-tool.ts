@@ -141,8 +141,9 @@ const TRANSIENT_CODES = new Set([
 
 /**
  * Whether a tool failure is transient: an error that says so (`isRetryable: true` or
- * `transient: true`, as `ProviderError` and `OverloadedError` do) or a network error code.
- * A tool's own timeout is not transient: it already used its whole budget.
+ * `transient: true`, as `ProviderError` and `OverloadedError` do) or a network error code
+ * (its own or its `cause`'s). A tool's own timeout is not transient: it already used its
+ * whole budget; nor is an error that says `isRetryable: false` or `transient: false`.
  */
 export function isTransientError(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
@@ -153,6 +154,9 @@ export function isTransientError(error: unknown): boolean {
     cause?: unknown;
   };
   if (e.code === "TIMEOUT" || e.code === "ABORTED") return false;
+  // An error that says it must not be retried is not, whatever its cause (a call that may
+  // have run before its connection broke).
+  if (e.isRetryable === false || e.transient === false) return false;
   if (e.isRetryable === true || e.transient === true) return true;
   if (typeof e.code === "string" && TRANSIENT_CODES.has(e.code)) return true;
   return e.cause !== undefined && e.cause !== error && isTransientError(e.cause);
