@@ -331,7 +331,9 @@ export class GatewayServer {
         ...(options.heartbeat?.activeHours !== undefined || hb?.activeHours !== undefined
           ? { activeHours: options.heartbeat?.activeHours ?? hb?.activeHours }
           : {}),
-        ...(options.heartbeat?.prompt === undefined ? {} : { prompt: options.heartbeat.prompt }),
+        ...((options.heartbeat?.prompt ?? hb?.prompt) === undefined
+          ? {}
+          : { prompt: options.heartbeat?.prompt ?? hb?.prompt }),
       },
       log: this.log,
       version: options.version ?? GATEWAY_VERSION,
@@ -433,24 +435,26 @@ export class GatewayServer {
         this.#liveness?.attach(connection, ws);
       });
     };
-    if (options.listen === false) {
-      this.#address = { host: this.#host, port: 0 };
-    } else {
-      const server =
-        options.tls === undefined
-          ? createHttpServer(listener)
-          : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
-      this.#server = server;
-      server.on("connection", (socket: Socket) => {
-        this.#sockets.add(socket);
-        socket.once("close", () => this.#sockets.delete(socket));
-      });
-      server.on("clientError", (_error, socket) => {
-        if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-        else socket.destroy();
-      });
-      server.on("upgrade", (req, socket, head) => this.#handleUpgrade?.(req, socket, head));
-      try {
+    // Whatever fails here (a certificate the HTTPS server refuses, the listen, the hub's
+    // heartbeat settings) releases what was opened: no port stays bound, no socket open.
+    try {
+      if (options.listen === false) {
+        this.#address = { host: this.#host, port: 0 };
+      } else {
+        const server =
+          options.tls === undefined
+            ? createHttpServer(listener)
+            : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
+        this.#server = server;
+        server.on("connection", (socket: Socket) => {
+          this.#sockets.add(socket);
+          socket.once("close", () => this.#sockets.delete(socket));
+        });
+        server.on("clientError", (_error, socket) => {
+          if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+          else socket.destroy();
+        });
+        server.on("upgrade", (req, socket, head) => this.#handleUpgrade?.(req, socket, head));
         await new Promise<void>((resolve, reject) => {
           const onError = (error: Error) => reject(error);
           server.once("error", onError);
@@ -459,22 +463,18 @@ export class GatewayServer {
             resolve();
           });
         });
-      } catch (error) {
-        wss.close();
-        this.#server = null;
-        this.#wss = null;
-        this.#handleRequest = this.#handleUpgrade = null;
-        this.#phase = "stopped";
-        throw error;
+        server.on("error", (error) => hub.log.error(`server error: ${error.message}`));
+        const bound = server.address();
+        this.#address = {
+          host: this.#host,
+          port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
+        };
       }
-      server.on("error", (error) => hub.log.error(`server error: ${error.message}`));
-      const bound = server.address();
-      this.#address = {
-        host: this.#host,
-        port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
-      };
+      await hub.start();
+    } catch (error) {
+      await this.#abandonStart();
+      throw error;
     }
-    await hub.start();
     const memory = options.memoryPressure;
     if (memory !== undefined) {
       this.#offMemory.push(
@@ -509,6 +509,23 @@ export class GatewayServer {
         : `listening on ${options.tls === undefined ? "http" : "https"}://${this.#address.host}:${this.#address.port} (auth ${hub.auth.mode})`,
     );
     return this.#address;
+  }
+
+  /** Undoes a `start()` that failed part-way, leaving the gateway `stopped`. */
+  async #abandonStart(): Promise<void> {
+    await this.#hub.stop().catch(() => undefined);
+    this.#wss?.close();
+    const server = this.#server;
+    if (server?.listening === true) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      for (const socket of this.#sockets) socket.destroy();
+      await closed;
+    }
+    this.#server = null;
+    this.#wss = null;
+    this.#handleRequest = this.#handleUpgrade = null;
+    this.#phase = "stopped";
   }
 
   /**

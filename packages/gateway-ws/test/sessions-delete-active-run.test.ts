@@ -111,4 +111,3 @@ describe("a session in its first run (no record saved yet)", () => {
     expect(row.label).toBe("first");
   });
 });
-

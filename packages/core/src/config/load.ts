@@ -108,7 +108,7 @@ export function substituteEnv(
       }
       const out: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(value))
-        out[k] = substituteEnv(v, env, issues, [...path, k], ancestors);
+        setOwn(out, k, substituteEnv(v, env, issues, [...path, k], ancestors));
       return out;
     } finally {
       ancestors.delete(value);
@@ -203,7 +203,23 @@ export function parseConfigYaml(text: string, options: ParseConfigOptions = {}):
       })),
     );
   }
-  return parseConfig(restoreRefs(doc.toJS() ?? {}, refs), { ...options, source });
+  let parsed: unknown;
+  try {
+    // Aliases resolve here: one to an unknown anchor, or too many (a billion-laughs file),
+    // throws a plain ReferenceError.
+    parsed = doc.toJS();
+  } catch (error) {
+    throw new ConfigError(source, [{ path: "(yaml)", message: (error as Error).message }]);
+  }
+  return parseConfig(restoreRefs(parsed ?? {}, refs), { ...options, source });
+}
+
+/**
+ * Sets `key` as an own property: `out[key] = value` would make a `__proto__` key the object's
+ * prototype, so the key would vanish instead of being reported as unknown.
+ */
+function setOwn(out: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
 function restoreRefs(value: unknown, refs: string[]): unknown {
@@ -217,7 +233,7 @@ function restoreRefs(value: unknown, refs: string[]): unknown {
   if (typeof value === "object" && value !== null) {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value))
-      out[restoreRefs(k, refs) as string] = restoreRefs(v, refs);
+      setOwn(out, restoreRefs(k, refs) as string, restoreRefs(v, refs));
     return out;
   }
   return value;

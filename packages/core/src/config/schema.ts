@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { CHANNEL_ID_PATTERN } from "../channels/validate.js";
+import { type CronSchedule, compileSchedule } from "../cron/schedule.js";
+import { compileActiveHours } from "../heartbeat/active-hours.js";
 import { AgentIdentitySchema } from "../sessions/identity.js";
 import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
 import { MAX_RUN_TIMEOUT_MS } from "../sessions/types.js";
@@ -229,16 +231,37 @@ export const McpServerConfigSchema = z
   });
 
 /** A scheduled job (see the cron service for the semantics). */
+/**
+ * The shape of a cron job's schedule, before it is compiled (see `CronJobConfigSchema`, which
+ * also compiles it). @internal
+ */
+export const CronScheduleShapeSchema = z.union([
+  z.object({ at: instant }).strict(),
+  z.object({ every: positiveMs, anchor: instant.optional() }).strict(),
+  z.object({ cron: z.string().min(1), timezone: z.string().optional() }).strict(),
+]);
+
 export const CronJobConfigSchema = z
   .object({
     /** Same rules as an agent id: it becomes part of isolated session keys. */
     id: z.string().regex(AGENT_ID_PATTERN, `a job id matching ${AGENT_ID_PATTERN.source}`),
     agentId: z.string().regex(AGENT_ID_PATTERN),
-    schedule: z.union([
-      z.object({ at: instant }).strict(),
-      z.object({ every: positiveMs, anchor: instant.optional() }).strict(),
-      z.object({ cron: z.string().min(1), timezone: z.string().optional() }).strict(),
-    ]),
+    schedule: CronScheduleShapeSchema
+      // Checked as the cron service will compile it (expression, time zone, instants), so a
+      // schedule it would refuse is a configuration error, not a half-applied reload.
+      .superRefine((schedule, ctx) => {
+        try {
+          compileSchedule(schedule as CronSchedule, 0);
+        } catch (error) {
+          const message = (error as Error).message;
+          const field = /^schedule\.(\w+)/.exec(message)?.[1];
+          ctx.addIssue({
+            code: "custom",
+            message: message.replace(/^schedule\.\w+ /, ""),
+            ...(field !== undefined && field in schedule ? { path: [field] } : {}),
+          });
+        }
+      }),
     session: z.enum(["main", "isolated"]).default("isolated"),
     prompt: z.string().min(1),
     enabled: z.boolean().default(true),
@@ -727,6 +750,14 @@ export const ConfigSchema = z
             timezone: z.string().optional(),
           })
           .strict()
+          // Checked as the heartbeat will compile it (hours, an empty window, the time zone).
+          .superRefine((hours, ctx) => {
+            try {
+              compileActiveHours(hours);
+            } catch (error) {
+              ctx.addIssue({ code: "custom", message: (error as Error).message });
+            }
+          })
           .optional(),
         /** The heartbeat prompt (default: OpenClaw's) and the `HEARTBEAT.md` appended to it. */
         prompt: z.string().min(1).optional(),
@@ -846,9 +877,11 @@ export type McpServerConfig = z.output<typeof McpServerConfigSchema>;
  * and where `exec` runs commands (`tools.exec` `enabled`, `host`, `roots`, `sandbox`,
  * `node`): the hosts are built, probed and own their running processes for the process's
  * lifetime, and an approval names its host, so they never change under a running command.
- * Everything else (timeouts, feature flags, cron jobs, channel settings, agents, skills,
- * sessions, tools — the exec allowlist and limits, `web_fetch` — allowed origins, pricing,
- * heartbeat) is applied live.
+ * The runtime's session limits (`sessions.hibernateAfterMs`, `historyLimit`,
+ * `maxQueuedMessages`, `defaultQueueMode`), `pricing` and `heartbeat` are read when the
+ * runtime and gateway are built, so they need a restart too. Everything else (timeouts,
+ * feature flags, cron jobs, channel settings, agents, skills, `sessions.maintenance`, tools —
+ * the exec allowlist and limits, `web_fetch` — allowed origins) is applied live.
  */
 export const RESTART_ONLY_PATHS: readonly string[] = [
   "gateway.host",
@@ -872,6 +905,14 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "memoryPressure",
   // The ChannelManager's transcriber is built with the manager.
   "transcription",
+  // The runtime reads these when it is built (its session limits and cost function).
+  "sessions.hibernateAfterMs",
+  "sessions.historyLimit",
+  "sessions.maxQueuedMessages",
+  "sessions.defaultQueueMode",
+  "pricing",
+  // The gateway's heartbeat service is built with these (`set-heartbeats` toggles it live).
+  "heartbeat",
 ];
 
 /** The JSON Schema of `beamclaw.yaml`, for editors (`# yaml-language-server: $schema=...`). */

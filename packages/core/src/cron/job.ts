@@ -5,17 +5,21 @@
  * @internal
  */
 import type { z } from "zod";
-import { CronJobConfigSchema } from "../config/schema.js";
+import { CronJobConfigSchema, CronScheduleShapeSchema } from "../config/schema.js";
 import { InvalidArgumentError } from "../errors.js";
 import { type CompiledSchedule, compileSchedule } from "./schedule.js";
 import type { CronJob, CronJobInput, CronJobPatch } from "./types.js";
 
+// The schedule's shape only: the service compiles it itself, refusing a bad one with
+// `INVALID_CRON_SCHEDULE`.
 const InputSchema = CronJobConfigSchema.extend({
   agentId: CronJobConfigSchema.shape.agentId.optional(),
+  schedule: CronScheduleShapeSchema,
 });
 const PatchSchema = CronJobConfigSchema.omit({ id: true, agentId: true })
   .partial()
   .extend({
+    schedule: CronScheduleShapeSchema.optional(),
     // `null` clears the job's time limit.
     timeoutMs: CronJobConfigSchema.shape.timeoutMs.unwrap().nullable().optional(),
   })

@@ -566,13 +566,25 @@ function syncChannelMethods(
 async function readTls(tls: { cert: string; key: string }, configDir: string) {
   const { readFile } = await import("node:fs/promises");
   const path = (p: string) => (isAbsolute(p) ? p : resolve(configDir, p));
+  let pem: { cert: Buffer; key: Buffer };
   try {
-    return { cert: await readFile(path(tls.cert)), key: await readFile(path(tls.key)) };
+    pem = { cert: await readFile(path(tls.cert)), key: await readFile(path(tls.key)) };
   } catch (error) {
     throw new CliError(
       `gateway.tls: cannot read the certificate or key: ${(error as Error).message}`,
     );
   }
+  try {
+    // What the HTTPS server will do with them: a file that is not PEM, or a key that does
+    // not match the certificate, is refused here with the setting's name.
+    const { createSecureContext } = await import("node:tls");
+    createSecureContext(pem);
+  } catch (error) {
+    throw new CliError(
+      `gateway.tls: ${tls.cert} and ${tls.key} are not a usable PEM certificate and key: ${(error as Error).message}`,
+    );
+  }
+  return pem;
 }
 
 /**

@@ -61,6 +61,12 @@ function explain(error: unknown, env: CliIo["env"]): string {
   if (error instanceof CliError) return error.message;
   const e = error as { code?: unknown; message?: unknown };
   if (e?.code === "EADDRINUSE") return `the port is already in use: ${String(e.message)}`;
+  // Cannot listen there (an address this machine does not have, a port it may not bind, a
+  // host name that does not resolve): the message names the address and the code.
+  const syscall = (error as { syscall?: unknown })?.syscall;
+  if ((syscall === "listen" || syscall === "getaddrinfo") && typeof e.code === "string") {
+    return `cannot listen: ${String(e.message)}`;
+  }
   // A typed failure (a store that cannot open, ...) says what is wrong; a stack adds nothing.
   if (BeamClawError.isInstance(error)) return `${error.message} (${error.code})`;
   return error instanceof Error ? (error.stack ?? error.message) : String(error);
@@ -78,13 +84,15 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
     },
     allowPositionals: false,
   });
-  const drainTimeoutMs = Number(values["drain-timeout-ms"] ?? "10000");
-  if (!Number.isInteger(drainTimeoutMs) || drainTimeoutMs < 0) {
+  // Digits only: Number() would take "" as 0, "0x50" as 80 and "1e3" as 1000.
+  const digits = (value: string) => (/^\d+$/.test(value) ? Number(value) : Number.NaN);
+  const drainTimeoutMs = digits(values["drain-timeout-ms"] ?? "10000");
+  if (!Number.isSafeInteger(drainTimeoutMs)) {
     io.err("--drain-timeout-ms must be a whole number of milliseconds");
     return 2;
   }
-  const port = values.port === undefined ? undefined : Number(values.port);
-  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65_535)) {
+  const port = values.port === undefined ? undefined : digits(values.port);
+  if (port !== undefined && (!Number.isInteger(port) || port > 65_535)) {
     io.err("--port must be a port number");
     return 2;
   }

@@ -44,7 +44,6 @@ import {
   sendToSession,
   sessionExists,
   sessionRow,
-  storedSession,
   THINKING_LEVELS,
   transcribeAudio,
 } from "./session-helpers.js";
