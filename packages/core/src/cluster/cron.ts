@@ -349,6 +349,8 @@ export class ClusterSingleton {
   #validUntil = 0;
   #stopService: (() => Promise<void>) | undefined;
   #controller: AbortController | undefined;
+  /** The service's start in progress (the lease is renewed meanwhile). */
+  #starting: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #state: "new" | "running" | "stopped" = "new";
@@ -393,12 +395,19 @@ export class ClusterSingleton {
     return lease === undefined ? undefined : { lock: this.lock, token: lease.token };
   }
 
-  /** Starts contending for the lease; resolves after the first attempt (led or not). */
+  /** Starts contending for the lease; resolves after the first attempt (led or not; when led, once the service has started). */
   async start(): Promise<void> {
     if (this.#state !== "new") throw new InvalidArgumentError("the singleton was already started");
     this.#state = "running";
-    await this.#tick();
+    // Tracked, so that a `stop()` meanwhile waits for it (and stops what it started).
+    const first = this.#tick();
+    this.#ticking = first;
+    await first.finally(() => {
+      if (this.#ticking === first) this.#ticking = undefined;
+    });
+    // Renewing from now on, also while the service is still starting.
     this.#schedule();
+    await this.#starting;
   }
 
   /** Stops the service if it runs here and releases the lease. Idempotent. */
@@ -459,16 +468,36 @@ export class ClusterSingleton {
     this.#validUntil = sentAt + this.ttlMs;
     const controller = new AbortController();
     this.#controller = controller;
+    // Not awaited by the tick: the lease must be renewed while the service starts.
+    const starting = this.#launch(acquired, controller);
+    this.#starting = starting;
+    void starting.finally(() => {
+      if (this.#starting === starting) this.#starting = undefined;
+    });
+  }
+
+  /** Starts the service under `lease`; stops it at once if the lease went meanwhile. */
+  async #launch(lease: Lease, controller: AbortController): Promise<void> {
+    let stopService: () => Promise<void>;
     try {
-      this.#stopService = await this.#start({
-        fence: { lock: this.lock, token: acquired.token },
+      stopService = await this.#start({
+        fence: { lock: this.lock, token: lease.token },
         signal: controller.signal,
       });
     } catch {
-      this.#controller = undefined;
-      this.#lease = undefined;
-      await this.#store.locks.release(acquired).catch(() => undefined);
+      if (this.#controller === controller) {
+        this.#controller = undefined;
+        this.#lease = undefined;
+        await this.#store.locks.release(lease).catch(() => undefined);
+      }
+      return;
     }
+    if (this.#controller !== controller) {
+      // Resigned (lease lost, or stopped) while starting: it must not run here.
+      await stopService().catch(() => undefined);
+      return;
+    }
+    this.#stopService = stopService;
   }
 
   async #resign(release: boolean): Promise<void> {
@@ -477,6 +506,8 @@ export class ClusterSingleton {
     this.#stopService = undefined;
     this.#controller?.abort();
     this.#controller = undefined;
+    // A service still starting is stopped as soon as it has started (see #launch).
+    await this.#starting?.catch(() => undefined);
     await stopService?.().catch(() => undefined);
     this.#lease = undefined;
     if (release && lease !== undefined)

@@ -325,6 +325,9 @@ export class ClusterNode implements SessionOwnership {
   /**
    * Joins the cluster and starts the runtime (which replays unfinished messages of sessions
    * no node owns). The store must be open.
+   *
+   * @throws ClusterError `CLUSTER_NOT_RUNNING` when `stop()` is called before it has finished
+   * (the node is then stopped for good), or when the node was started before.
    */
   async start(): Promise<void> {
     if (this.#state !== "new") {
@@ -346,6 +349,16 @@ export class ClusterNode implements SessionOwnership {
       });
       await this.runtime.start();
     } catch (error) {
+      if (this.#stopRequested()) {
+        // stop() was called meanwhile and tears everything down: wait for it.
+        await this.stop();
+        throw new ClusterError(
+          "CLUSTER_NOT_RUNNING",
+          "the cluster node was stopped while starting",
+          undefined,
+          { cause: error },
+        );
+      }
       this.#state = "stopping";
       await this.runtime.stop().catch(() => undefined);
       await this.backplane.leave().catch(() => undefined);
@@ -353,11 +366,21 @@ export class ClusterNode implements SessionOwnership {
       this.#state = "stopped";
       throw error;
     }
+    if (this.#stopRequested()) {
+      // stop() ran while the runtime started: the node must not come back (nor its timers).
+      await this.stop();
+      throw new ClusterError("CLUSTER_NOT_RUNNING", "the cluster node was stopped while starting");
+    }
     this.#state = "running";
     const renewEvery = Math.max(10, Math.floor(this.leaseTtlMs / 3));
     this.#renewTimer = setInterval(() => void this.#renewAll(), renewEvery);
     this.#sweepTimer = setInterval(() => this.#requestSweep(), this.sweepIntervalMs);
     this.#requestSweep();
+  }
+
+  /** True once `stop()` (or `drain()`) has begun: read through a method, past TS narrowing. */
+  #stopRequested(): boolean {
+    return this.#state === "stopping" || this.#state === "stopped";
   }
 
   /**

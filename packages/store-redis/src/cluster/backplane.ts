@@ -136,6 +136,9 @@ export class RedisBackplane implements ClusterBackplane {
   #timer: NodeJS.Timeout | undefined;
   #beating: Promise<void> | undefined;
   #beatAgain = false;
+  /** Declared down and back: its names and presence entries are to be restored. */
+  #restoreDue = false;
+  #restoring: Promise<void> | undefined;
 
   /** Creates the backplane; nothing connects until {@link RedisBackplane.join}. */
   constructor(options: RedisBackplaneOptions = {}) {
@@ -308,6 +311,7 @@ export class RedisBackplane implements ClusterBackplane {
     clearTimeout(this.#timer);
     this.pubsub.dropLingering();
     await this.#beating?.catch(() => undefined);
+    await this.#restoring;
     try {
       await this.#conn.script(
         CLUSTER_LEAVE,
@@ -320,6 +324,7 @@ export class RedisBackplane implements ClusterBackplane {
     await this.#close();
     this.#members.clear();
     this.registry.clear();
+    this.presence.clear();
   }
 
   members(): ClusterMember[] {
@@ -464,7 +469,29 @@ export class RedisBackplane implements ClusterBackplane {
       if (member !== undefined) live.set(member.nodeId, member);
     }
     if (join && this.#state === "joining") this.#publishNotice("join");
+    // Not a member any more although it never left: the others declared it down (its
+    // heartbeats were late) and removed its names and presence entries with it.
+    if (!join && Number(reply[1]) !== 1 && this.#state === "joined") {
+      this.#restoreDue = true;
+      this.#publishNotice("join");
+    }
     this.#apply(live);
+    if (this.#restoreDue) this.#restore();
+  }
+
+  /** Registers this node's names and tracks its presence entries again (retried per beat). */
+  #restore(): void {
+    if (this.#restoring !== undefined || this.#state !== "joined") return;
+    this.#restoreDue = false;
+    const restoring = Promise.all([this.registry.reclaim(), this.presence.retrack()])
+      .then(() => undefined)
+      .catch(() => {
+        this.#restoreDue = true;
+      })
+      .finally(() => {
+        if (this.#restoring === restoring) this.#restoring = undefined;
+      });
+    this.#restoring = restoring;
   }
 
   /** The arguments of the scripts' `forget` (the names and presence of a node that went). */

@@ -22,6 +22,30 @@ import { PRESENCE_LIST, PRESENCE_TRACK, PRESENCE_UNTRACK } from "./scripts.js";
 export class RedisClusterPresence implements ClusterPresence {
   readonly #link: ClusterLink;
   readonly #handlers = new Set<(event: ClusterPresenceEvent) => void>();
+  /** What this node tracks (key -> meta JSON), to track it again (see `retrack`). */
+  readonly #tracked = new Map<string, string>();
+
+  /**
+   * Tracks this node's entries again after the cluster declared it down (its heartbeats were
+   * late) and so removed them. Rejects when Redis cannot be reached (tried again later).
+   * @internal
+   */
+  async retrack(): Promise<void> {
+    const { conn, keys, nodeId, downAfterMs } = this.#link;
+    for (const [key, body] of [...this.#tracked]) {
+      if (!this.#link.joined) return;
+      await conn.script(
+        PRESENCE_TRACK,
+        [keys.presence(nodeId)],
+        [key, body, String(2 * downAfterMs), keys.presenceChannel, nodeId],
+      );
+    }
+  }
+
+  /** Forgets what this node tracks (it left the cluster). @internal */
+  clear(): void {
+    this.#tracked.clear();
+  }
 
   /** @internal */
   constructor(link: ClusterLink) {
@@ -38,10 +62,12 @@ export class RedisClusterPresence implements ClusterPresence {
       [keys.presence(nodeId)],
       [key, body, String(2 * downAfterMs), keys.presenceChannel, nodeId],
     );
+    this.#tracked.set(key, body);
   }
 
   async untrack(key: string): Promise<boolean> {
     requireKey(key);
+    this.#tracked.delete(key);
     if (!this.#link.joined) return false;
     const { conn, keys, nodeId } = this.#link;
     const n = await conn.script<number>(

@@ -36,12 +36,37 @@ export interface ClusterLink {
 interface Local {
   handler: NamedMessageHandler;
   unmonitor: (() => void) | undefined;
+  /** The registration's JSON (without its time), to register it again (see `reclaim`). */
+  body: string;
 }
 
 /** The Redis {@link ClusterRegistry}: get it as `backplane.registry`. */
 export class RedisClusterRegistry implements ClusterRegistry {
   readonly #link: ClusterLink;
   readonly #local = new Map<string, Local>();
+
+  /**
+   * Registers this node's names again after the cluster declared it down (its heartbeats
+   * were late) and so removed them: each name still free, or held by a node that is not
+   * live, is this node's again; one a live node took meanwhile is given up here (its handler
+   * dropped). Rejects when Redis cannot be reached (the caller tries again later).
+   * @internal
+   */
+  async reclaim(): Promise<void> {
+    const { conn, keys, nodeId, downAfterMs } = this.#link;
+    for (const [name, local] of [...this.#local]) {
+      if (!this.#link.joined) return;
+      const reply = await conn.script<[number, string]>(
+        REGISTRY_REGISTER,
+        [keys.names, keys.heartbeats, keys.namesOf(nodeId)],
+        [String(downAfterMs), name, nodeId, local.body, keys.namesOf("")],
+      );
+      if (Number(reply[0]) !== 1 && this.#local.get(name) === local) {
+        this.#local.delete(name);
+        local.unmonitor?.();
+      }
+    }
+  }
 
   /** @internal */
   constructor(link: ClusterLink) {
@@ -86,7 +111,7 @@ export class RedisClusterRegistry implements ClusterRegistry {
         this.unregister(name).catch(() => undefined);
       }
     });
-    this.#local.set(name, { handler, unmonitor });
+    this.#local.set(name, { handler, unmonitor, body });
     return registration!;
   }
 
