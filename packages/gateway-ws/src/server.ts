@@ -3,13 +3,7 @@
  * upgrade and the HTTP endpoints on the same port.
  */
 import { randomUUID } from "node:crypto";
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from "node:http";
-import { createServer as createHttpsServer } from "node:https";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
@@ -32,6 +26,7 @@ import type { GatewayCronBackend } from "./cron.js";
 import { cronBackend } from "./cron-adapter.js";
 import type { HeartbeatSettings } from "./heartbeat.js";
 import { type GatewayHooksOptions, HookIngress } from "./hooks/ingress.js";
+import { createGatewayHttpServer, listenOn } from "./http/listen.js";
 import { createHttpHandler } from "./http/router.js";
 import { defaultDashboardDir } from "./http/static.js";
 import { GatewayHub } from "./hub.js";
@@ -441,34 +436,16 @@ export class GatewayServer {
       if (options.listen === false) {
         this.#address = { host: this.#host, port: 0 };
       } else {
-        const server =
-          options.tls === undefined
-            ? createHttpServer(listener)
-            : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
+        const server = createGatewayHttpServer(
+          options.tls,
+          listener,
+          this.#sockets,
+          (req, socket, head) => this.#handleUpgrade?.(req, socket, head),
+        );
         this.#server = server;
-        server.on("connection", (socket: Socket) => {
-          this.#sockets.add(socket);
-          socket.once("close", () => this.#sockets.delete(socket));
-        });
-        server.on("clientError", (_error, socket) => {
-          if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-          else socket.destroy();
-        });
-        server.on("upgrade", (req, socket, head) => this.#handleUpgrade?.(req, socket, head));
-        await new Promise<void>((resolve, reject) => {
-          const onError = (error: Error) => reject(error);
-          server.once("error", onError);
-          server.listen(this.#port, this.#host, () => {
-            server.off("error", onError);
-            resolve();
-          });
-        });
+        const port = await listenOn(server, this.#port, this.#host);
         server.on("error", (error) => hub.log.error(`server error: ${error.message}`));
-        const bound = server.address();
-        this.#address = {
-          host: this.#host,
-          port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
-        };
+        this.#address = { host: this.#host, port };
       }
       await hub.start();
     } catch (error) {

@@ -9,16 +9,11 @@
  * another tenant's state.
  */
 
-import {
-  createServer as createHttpServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from "node:http";
-import { createServer as createHttpsServer } from "node:https";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { AlreadyRegisteredError, InvalidArgumentError, NoProcessError } from "@beamclaw/core";
+import { createGatewayHttpServer, listenOn } from "./http/listen.js";
 import {
   createGateway,
   type GatewayServer,
@@ -133,32 +128,14 @@ export class TenantGateway {
         started.push(gateway);
       }
       const listener = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
-      const server =
-        this.#tls === undefined
-          ? createHttpServer(listener)
-          : createHttpsServer({ cert: this.#tls.cert, key: this.#tls.key }, listener);
+      const server = createGatewayHttpServer(
+        this.#tls,
+        listener,
+        this.#sockets,
+        (req, socket, head) => this.#onUpgrade(req, socket, head),
+      );
       this.#server = server;
-      server.on("connection", (socket: Socket) => {
-        this.#sockets.add(socket);
-        socket.once("close", () => this.#sockets.delete(socket));
-      });
-      server.on("clientError", (_error, socket) => {
-        if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-        else socket.destroy();
-      });
-      server.on("upgrade", (req, socket, head) => this.#onUpgrade(req, socket, head));
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(this.#port, this.#host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
-      const bound = server.address();
-      this.#address = {
-        host: this.#host,
-        port: typeof bound === "object" && bound !== null ? bound.port : this.#port,
-      };
+      this.#address = { host: this.#host, port: await listenOn(server, this.#port, this.#host) };
       return this.#address;
     } catch (error) {
       this.#server = null;
