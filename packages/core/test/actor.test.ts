@@ -1067,6 +1067,14 @@ describe("Actor timers", () => {
     expect(info).not.toHaveBeenCalled();
   });
 
+  it("sendAfter refuses a delay that is not a number of milliseconds from 0 up", async () => {
+    const actor = await spawn({}).start();
+    for (const delay of [Number.NaN, -1, "5" as unknown as number]) {
+      expect(() => actor.deliverLater("tick", delay)).toThrow(InvalidArgumentError);
+    }
+    await actor.stop();
+  });
+
   it("cancels a sendAfter through the function it returns", async () => {
     const info = vi.fn();
     const actor = await spawn({ info }).start();

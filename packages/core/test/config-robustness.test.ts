@@ -11,6 +11,7 @@ import {
   ConfigError,
   ConfigService,
   diffConfig,
+  InvalidArgumentError,
   parseConfig,
   parseConfigYaml,
 } from "../src/index.js";
@@ -59,6 +60,15 @@ function aliasBomb(): string {
   }
   return `${lines.join("\n")}\n${minimal}`;
 }
+
+describe("service options", () => {
+  it("a debounceMs that is not a number of milliseconds from 0 up is refused at construction", async () => {
+    const path = await configFile(minimal);
+    for (const debounceMs of [-1, Number.NaN, "20" as unknown as number]) {
+      expect(() => new ConfigService({ path, debounceMs })).toThrow(InvalidArgumentError);
+    }
+  });
+});
 
 describe("YAML aliases", () => {
   it("an alias to an anchor that does not exist is a ConfigError, not a ReferenceError", () => {

@@ -81,6 +81,10 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     if ((options.path === undefined) === (options.config === undefined)) {
       throw new InvalidArgumentError("give the ConfigService either a path or a config object");
     }
+    const debounce = options.debounceMs;
+    if (debounce !== undefined && (typeof debounce !== "number" || !(debounce >= 0))) {
+      throw new InvalidArgumentError(`debounceMs must be a number >= 0, got ${String(debounce)}`);
+    }
     this.#options = options;
     this.#path = options.path === undefined ? undefined : resolve(options.path);
   }

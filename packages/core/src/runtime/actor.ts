@@ -548,8 +548,15 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
    * Delivers `message` to this actor's `handleInfo` after `delayMs` (OTP's
    * `Process.send_after`). The timer is cleared when the actor stops. Returns a cancel
    * function.
+   *
+   * @throws InvalidArgumentError when `delayMs` is not a number of milliseconds from 0 up.
    */
   protected sendAfter(message: TInfo, delayMs: number): () => void {
+    if (typeof delayMs !== "number" || !(delayMs >= 0)) {
+      throw new InvalidArgumentError(
+        `sendAfter delayMs must be a number >= 0, got ${String(delayMs)}`,
+      );
+    }
     if (this.#state >= S_STOPPING) return () => {};
     if (this.#timers === null) this.#timers = new Set();
     const timers = this.#timers;
