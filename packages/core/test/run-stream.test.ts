@@ -229,8 +229,11 @@ describe("run.toEventStream()", () => {
     const queued = await session.send("second", { queueMode: "followup" });
     expect(queued.disposition).toBe("queued");
     const reading = allFrames(queued.toEventStream());
-    await session.delete();
+    // The runtime stops: the queued message stays in the store for the next start, and its
+    // handle here ends without a run.
+    const stopping = runtime.stop();
     release();
+    await stopping;
     await first.result.catch(() => undefined);
     const events = eventsOf(await reading);
     expect(events.at(-1)).toMatchObject({
@@ -238,6 +241,23 @@ describe("run.toEventStream()", () => {
       runId: queued.runId,
       sessionKey: KEY,
       error: { code: expect.any(String), message: expect.any(String) },
+    });
+  });
+
+  it("a queued message of a deleted session ends the stream with its run-end (aborted)", async () => {
+    const { runtime, release } = await start();
+    const session = runtime.session(KEY);
+    const first = await session.send("tool please");
+    const queued = await session.send("second", { queueMode: "followup" });
+    const reading = allFrames(queued.toEventStream());
+    await session.delete();
+    release();
+    await first.result.catch(() => undefined);
+    const events = eventsOf(await reading);
+    expect(events.at(-1)).toMatchObject({
+      type: "run-end",
+      runId: queued.runId,
+      result: { status: "aborted", error: { code: "SESSION_DELETED" } },
     });
   });
 
