@@ -14,13 +14,16 @@ import {
   InvalidArgumentError,
   parseConfig,
   parseConfigYaml,
+  subscribeTelemetry,
 } from "../src/index.js";
 
 const minimal = "agents: { main: { model: local/llama3 } }\n";
 
 const dirs: string[] = [];
 const services: ConfigService[] = [];
+const offs: Array<() => void> = [];
 afterEach(async () => {
+  for (const off of offs.splice(0)) off();
   for (const s of services.splice(0)) await s.stop();
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
 });
@@ -67,6 +70,28 @@ describe("service options", () => {
     for (const debounceMs of [-1, Number.NaN, "20" as unknown as number]) {
       expect(() => new ConfigService({ path, debounceMs })).toThrow(InvalidArgumentError);
     }
+  });
+});
+
+describe("listeners", () => {
+  it("a config.changed listener that throws is reported; the others, the service and its watcher carry on", async () => {
+    const errors: Array<{ topic: string; error: unknown }> = [];
+    offs.push(subscribeTelemetry("beamclaw:pubsub.handler-error", (e) => void errors.push(e)));
+    const path = await configFile(minimal);
+    const service = await new ConfigService({ path, debounceMs: 20, env: {} }).start();
+    services.push(service);
+    service.on("config.changed", () => {
+      throw new Error("listener broke");
+    });
+    const first = nextEvent<{ diff: ConfigDiff }>((fn) => service.on("config.changed", fn));
+    await writeFile(path, "agents: { main: { model: local/qwen3 } }\n");
+    await first;
+    expect(service.status).toBe("running");
+    expect(errors.map((e) => e.topic)).toEqual(["config.changed"]);
+    const second = nextEvent<{ diff: ConfigDiff }>((fn) => service.on("config.changed", fn));
+    await writeFile(path, "agents: { main: { model: local/llama3 } }\n");
+    await second;
+    expect(service.current.agents[0]?.model).toBe("local/llama3");
   });
 });
 

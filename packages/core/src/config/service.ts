@@ -4,6 +4,7 @@ import { EventEmitter } from "eventemitter3";
 import { InvalidArgumentError } from "../errors.js";
 import { Actor } from "../runtime/actor.js";
 import type { PubSub } from "../runtime/pubsub.js";
+import { emitTelemetry } from "../telemetry.js";
 import { type ConfigDiff, ConfigError, diffConfig, loadConfigFile, parseConfig } from "./load.js";
 import { type BeamClawConfig, type ConfigInput, RESTART_ONLY_PATHS } from "./schema.js";
 
@@ -110,7 +111,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       return this.#apply(next);
     } catch (error) {
       if (!ConfigError.isInstance(error)) throw error;
-      this.#events.emit("config.invalid", { error });
+      this.#notify("config.invalid", { error });
       void this.#options.pubsub?.publish("events:global", {
         type: "config.invalid",
         error: error.toJSON(),
@@ -152,6 +153,21 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     this.#events.removeAllListeners();
   }
 
+  /**
+   * Calls `event`'s listeners. One that throws is reported on the
+   * `beamclaw:pubsub.handler-error` telemetry channel (topic: the event's name), and the
+   * others, the service and its watcher carry on.
+   */
+  #notify<E extends keyof ConfigEvents>(event: E, payload: Parameters<ConfigEvents[E]>[0]): void {
+    for (const listener of this.#events.listeners(event)) {
+      try {
+        (listener as (payload: unknown) => void)(payload);
+      } catch (error) {
+        emitTelemetry("beamclaw:pubsub.handler-error", () => ({ topic: event, error }));
+      }
+    }
+  }
+
   #apply(next: BeamClawConfig): ConfigDiff {
     const diff = diffConfig(this.#current, next);
     if (diff.changed.length === 0) return diff;
@@ -160,7 +176,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     for (const path of RESTART_ONLY_PATHS)
       put(merged, path, structuredClone(pick(this.#current, path)));
     this.#current = merged as BeamClawConfig;
-    this.#events.emit("config.changed", { config: this.#current, diff });
+    this.#notify("config.changed", { config: this.#current, diff });
     void this.#options.pubsub?.publish("events:global", { type: "config.changed", diff });
     return diff;
   }
