@@ -345,6 +345,8 @@ export class GatewayHub {
     frame: { id: string; method: string; params?: unknown },
   ): Promise<void> {
     const { id, method } = frame;
+    let answered = false;
+    let later: (() => void) | undefined;
     try {
       const core = this.#methods.get(method);
       const plugin = core === undefined ? this.#pluginMethods.get(method) : undefined;
@@ -369,7 +371,12 @@ export class GatewayHub {
         params,
         caller: connection.caller(),
         signal: connection.signal,
-        respondAgain: (ok, payload, error) => connection.respond(id, ok, payload, error),
+        // A second answer never overtakes the first (an `agent` whose run had already ended).
+        respondAgain: (ok, payload, error) => {
+          const send = () => connection.respond(id, ok, payload, error);
+          if (answered) send();
+          else later = send;
+        },
       };
       const result =
         core !== undefined
@@ -388,6 +395,8 @@ export class GatewayHub {
       }
       connection.respond(id, false, undefined, shape);
     }
+    answered = true;
+    later?.();
   }
 
   #authorize(connection: GatewayConnection, method: string, needed: string[]): void {

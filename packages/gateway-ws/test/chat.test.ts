@@ -279,6 +279,28 @@ describe("agent and agent.wait", () => {
     );
   });
 
+  it("agent retried after its run ended answers accepted first, then the outcome", async () => {
+    const stack = await startStack({ responses: [{ text: "done it" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    await client.request("agent", { message: "do it", idempotencyKey: "agent-2" });
+    await client.request("agent.wait", { runId: "agent-2", timeoutMs: 5_000 });
+    const before = client.frames.length;
+    const again = await client.request("agent", { message: "do it", idempotencyKey: "agent-2" });
+    expect(again).toMatchObject({ runId: "agent-2" });
+    const id = client.frames.slice(before).find((f) => f.type === "res")!.id as string;
+    const responses = await waitFor("both answers", () =>
+      client.responses(id).length === 2 ? client.responses(id) : undefined,
+    );
+    // The first answer is the acceptance (no result), the second the outcome.
+    expect(responses[0]!.payload).toHaveProperty("acceptedAt");
+    expect(responses[0]!.payload).not.toHaveProperty("result");
+    expect(responses[1]!.payload).toMatchObject({
+      runId: "agent-2",
+      status: "ok",
+      result: { payloads: [{ text: "done it" }] },
+    });
+  });
+
   it("agent.wait returns the outcome of a finished run and times out on one still going", async () => {
     const hold = deferred();
     const stack = await startStack({
