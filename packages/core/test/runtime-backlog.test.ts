@@ -7,19 +7,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { AgentRuntime, createProviderChain, MemoryStore } from "../src/index.js";
 import type { ModelMessage, ModelRequest } from "../src/providers/types.js";
 import { createScriptedProvider, type ScriptedProvider } from "../src/testing/index.js";
-import { waitFor } from "./support.js";
+import { lastUserText, waitFor } from "./support.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-function lastUserText(messages: readonly ModelMessage[]): string {
-  const last = messages.filter((m) => m.role === "user").at(-1);
-  if (last === undefined || last.role !== "user") return "";
-  return last.content.map((p) => (p.type === "text" ? p.text : "")).join("");
-}
 
 /** A store holding `messages` unfinished messages, as a runtime that crashed left them. */
 async function storeWithBacklog(messages: Array<[key: string, text: string]>) {

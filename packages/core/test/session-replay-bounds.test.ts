@@ -5,10 +5,10 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentRuntime, createProviderChain, MemoryStore, type RunHandle } from "../src/index.js";
-import type { ModelMessage, ModelRequest } from "../src/providers/types.js";
+import type { ModelRequest } from "../src/providers/types.js";
 import type { Process } from "../src/runtime/actor.js";
 import { createScriptedProvider, type ScriptedProvider } from "../src/testing/index.js";
-import { deferred, waitFor } from "./support.js";
+import { deferred, lastUserText, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const cleanups: Array<() => Promise<void>> = [];
@@ -16,12 +16,6 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-function lastUserText(messages: readonly ModelMessage[]): string {
-  const last = messages.filter((m) => m.role === "user").at(-1);
-  if (last === undefined || last.role !== "user") return "";
-  return last.content.map((p) => (p.type === "text" ? p.text : "")).join("");
-}
 
 /** Answers `answer: <last user text>`. */
 const echo = (request: ModelRequest) => ({ text: `answer: ${lastUserText(request.messages)}` });

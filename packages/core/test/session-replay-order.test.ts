@@ -4,10 +4,10 @@
  * session's name replays: a start that lost the name to a racing one takes no message.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { ModelMessage, ModelRequest } from "../src/providers/types.js";
+import type { ModelRequest } from "../src/providers/types.js";
 import { AgentRuntime, type ModelSource } from "../src/sessions/index.js";
 import { MemoryStore } from "../src/store/memory-store.js";
-import { waitFor } from "./support.js";
+import { lastUserText, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const MAIN = { id: "main", model: "test/model-1" };
@@ -16,11 +16,6 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-function lastUserText(messages: readonly ModelMessage[]): string {
-  const last = [...messages].reverse().find((m) => m.role === "user");
-  return last?.content.map((p) => ("text" in p ? p.text : "")).join("") ?? "";
-}
 
 /**
  * Answers `ok: <text>`, recording every call; a text in `hold` waits until released or until

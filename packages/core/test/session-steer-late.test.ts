@@ -8,7 +8,7 @@ import { AgentRuntime, createProviderChain, MemoryStore } from "../src/index.js"
 import type { ModelMessage, ModelRequest } from "../src/providers/types.js";
 import type { Process } from "../src/runtime/actor.js";
 import { createScriptedProvider } from "../src/testing/index.js";
-import { type Deferred, deferred, waitFor } from "./support.js";
+import { type Deferred, deferred, lastUserText, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const cleanups: Array<() => Promise<void>> = [];
@@ -16,12 +16,6 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-function lastUserText(messages: readonly ModelMessage[]): string {
-  const last = messages.filter((m) => m.role === "user").at(-1);
-  if (last === undefined || last.role !== "user") return "";
-  return last.content.map((p) => (p.type === "text" ? p.text : "")).join("");
-}
 
 /**
  * A runtime whose first model call is held until `releaseModel`, and whose session can be

@@ -213,3 +213,10 @@ export async function scriptedRuntime(
   const runtime = await start();
   return { runtime, store, provider, session: runtime.session(key), start };
 }
+
+/** The text of the last user message of a request (what a scripted model answers to). */
+export function lastUserText(messages: readonly ModelMessage[]): string {
+  const last = messages.filter((m) => m.role === "user").at(-1);
+  if (last === undefined || last.role !== "user") return "";
+  return last.content.map((p) => (p.type === "text" ? p.text : "")).join("");
+}
