@@ -73,4 +73,44 @@ describe("discord sendMedia with a caption over 2,000 characters", () => {
     const nonces = posts(h).map((p) => p.body?.nonce);
     expect(nonces.every((n) => typeof n === "string" && n.length <= 25)).toBe(true);
   });
+
+  it("a retry after Discord forgot the nonces resumes after the messages already sent (host's progress)", async () => {
+    const h = await startHarness();
+    const caption = longCaption(500); // the file, then three caption messages
+    const media = { kind: "image" as const, data: png, mediaType: "image/png", caption };
+    const sent: string[] = [];
+    const progress = {
+      get sent() {
+        return [...sent];
+      },
+      record: async (id: string) => {
+        sent.push(id);
+      },
+    };
+    // The file and the first caption message go out; the second caption message is refused
+    // (the bot lost access to the channel for a while; a 5xx the REST client would retry).
+    h.platform.answerNext("POST", /\/messages$/, { kind: "pass" }, { kind: "pass" });
+    h.platform.answerNext("POST", /\/messages$/, {
+      kind: "error",
+      status: 403,
+      body: { message: "Missing Access", code: 50001 },
+    });
+    await expect(
+      h.plugin.sendMedia(room, media, { idempotencyKey: "entry-2:0", progress }),
+    ).rejects.toThrow();
+    // The file and the first caption message were posted and recorded as confirmed.
+    const existing = [...h.platform.messages.values()];
+    expect(existing).toHaveLength(2);
+    expect(sent).toEqual(existing.map((m) => m.id));
+    // Minutes later (the outbox's back-off): Discord no longer knows the nonces.
+    h.platform.expireNonces();
+    const again = await h.plugin.sendMedia(room, media, { idempotencyKey: "entry-2:0", progress });
+    expect(again.messageId).toBe(existing[0]!.id);
+    const all = [...h.platform.messages.values()];
+    expect(all.filter((m) => m.attachments.length > 0)).toHaveLength(1);
+    const shown = all.map((m) => m.content).join(" ");
+    expect(shown.split(/\s+/).filter(Boolean)).toEqual(caption.split(" "));
+    // Every message the retry posted was recorded.
+    expect(sent).toEqual(all.map((m) => m.id));
+  });
 });

@@ -271,10 +271,12 @@ describe("Slack text", () => {
   it("escapes control characters once and round-trips", () => {
     const text =
       "a < b && c > d; already &amp; escaped; <@U123> <#C123|general> <!here> <mailto:a@b.c|mail>";
-    const escaped = escapeSlackText(text);
+    const escaped = escapeSlackText(text, { parse: ["users", "everyone"] });
     expect(escaped).toBe(
       "a &lt; b &amp;&amp; c &gt; d; already &amp; escaped; <@U123> <#C123|general> <!here> <mailto:a@b.c|mail>",
     );
+    // By default a broadcast is escaped: shown as written, pinging nobody.
+    expect(escapeSlackText(text)).toContain("<#C123|general> &lt;!here&gt; <mailto:");
     expect(unescapeSlackText("a &lt; b &amp;&amp; c &gt; d")).toBe("a < b && c > d");
   });
 });

@@ -53,7 +53,9 @@ export type ScriptedAnswer =
   /** The call is carried out, but its answer is lost on the way back. */
   | "lose-answer"
   /** `{ ok: true, result }` with this result as it is (a malformed one, for tests). */
-  | { result: unknown };
+  | { result: unknown }
+  /** The normal answer (to script a failure of a later call). */
+  | "pass";
 
 /** A message the bot sent (or a file, an edit, a reaction, typing), as the platform saw it. */
 export interface BotAction {
@@ -300,7 +302,7 @@ export class FakeTelegram {
     const call: ApiCall = { method, params, answered: 200 };
     this.calls.push(call);
     const scripted = this.#script.get(method)?.shift();
-    if (scripted !== undefined && scripted !== "lose-answer") {
+    if (scripted !== undefined && scripted !== "lose-answer" && scripted !== "pass") {
       if (scripted === "network") {
         call.answered = "network";
         return HttpResponse.error();

@@ -320,7 +320,8 @@ async function settleWithin(promises: Iterable<Promise<unknown>>, ms: number): P
  * Outbound, over REST: `POST /channels/{id}/messages` with `nonce` + `enforce_nonce` from
  * the host's idempotency key (a retried send cannot post twice) and `message_reference`
  * for replies; `PATCH` for edits; `POST .../typing`; reactions; files as attachments (a
- * caption over 2,000 characters follows the file as messages of its own).
+ * caption over 2,000 characters follows the file as messages of its own, each recorded with
+ * the host's `progress` so that a retry after Discord forgot the nonces resumes after them).
  * Rate limits are `@discordjs/rest`'s: short waits are sat out, long ones surface as a
  * retryable `ChannelSendError` with `retryAfterMs`.
  *
@@ -628,26 +629,37 @@ export class DiscordChannel implements ChannelPlugin {
       }
       this.#checkLength(body.content ?? "", "caption");
       const channelId = await this.#channelOf(target, signal);
-      const message = await api.channels.createMessage(
-        channelId,
-        { ...body, ...this.#common(options) },
-        { signal },
-      );
+      // The messages an earlier attempt of this delivery got confirmed (the host's outbox
+      // keeps them): the file first, then the caption's pieces. Discord drops a repeated
+      // `nonce` for a few minutes only, so a retry after a longer wait skips them itself.
+      const progress = options?.progress;
+      const done = progress?.sent ?? [];
+      let fileId = done[0];
+      if (fileId === undefined) {
+        const message = await api.channels.createMessage(
+          channelId,
+          { ...body, ...this.#common(options) },
+          { signal },
+        );
+        fileId = message.id;
+        await progress?.record(fileId);
+      }
       if (!fits) {
         const parts = chunkText(full, DISCORD_MAX_MESSAGE_LENGTH);
-        for (const [i, part] of parts.entries()) {
-          const key = options?.idempotencyKey;
-          await api.channels.createMessage(
+        const key = options?.idempotencyKey;
+        for (let i = Math.max(0, done.length - 1); i < parts.length; i++) {
+          const message = await api.channels.createMessage(
             channelId,
             {
-              content: part,
+              content: parts[i]!,
               ...this.#common(key === undefined ? {} : { idempotencyKey: `${key}:caption:${i}` }),
             },
             { signal },
           );
+          await progress?.record(message.id);
         }
       }
-      return { messageId: message.id };
+      return { messageId: fileId };
     });
   }
 

@@ -17,5 +17,11 @@ export {
   SlackConnectionError,
   type SlackMode,
 } from "./slack-channel.js";
-export { escapeSlackText, unescapeSlackText } from "./text.js";
+export {
+  escapeSlackText,
+  SLACK_MENTION_KINDS,
+  type SlackAllowedMentions,
+  type SlackMentionKind,
+  unescapeSlackText,
+} from "./text.js";
 export { SlackApiError } from "./web-api.js";

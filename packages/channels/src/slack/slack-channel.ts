@@ -47,7 +47,12 @@ import {
 import { RecentMap } from "./recent.js";
 import { SLACK_DEFAULT_TOLERANCE_MS } from "./signature.js";
 import { SocketModeConnection, type SocketModeEnvelope } from "./socket-mode.js";
-import { escapeSlackText } from "./text.js";
+import {
+  escapeSlackText,
+  SLACK_MENTION_KINDS,
+  type SlackAllowedMentions,
+  type SlackMentionKind,
+} from "./text.js";
 import {
   SlackApiError,
   SlackWebApi,
@@ -113,6 +118,13 @@ export interface SlackChannelOptions {
    */
   replyInThread?: boolean;
   /**
+   * Which mentions in the bot's messages may ping. Default users only: `<!here>`,
+   * `<!channel>`, `<!everyone>` and user groups (`<!subteam^ID>`) in a model's text are sent
+   * escaped, shown as written, and ping nobody. `{ parse: ["users", "everyone"] }` lets
+   * broadcasts through.
+   */
+  allowedMentions?: SlackAllowedMentions;
+  /**
    * What to do with the files people share (`files` of a `file_share` message). Images (PNG,
    * JPEG, GIF, WebP) and PDFs up to the limits (default 5 MiB and 10 MiB) are downloaded
    * from Slack with the bot token — scope `files:read` — and handed to the host inline
@@ -175,6 +187,22 @@ function closeServer(server: http.Server): Promise<void> {
   });
 }
 
+/** `allowedMentions`, checked: `InvalidArgumentError` for a kind Slack text has no mention of. */
+function allowedMentionsOf(allowed: SlackAllowedMentions | undefined): SlackAllowedMentions {
+  const parse: unknown = allowed?.parse ?? ["users"];
+  if (!Array.isArray(parse)) {
+    throw new InvalidArgumentError(
+      `allowedMentions.parse must be an array of ${SLACK_MENTION_KINDS.map((k) => JSON.stringify(k)).join(", ")}`,
+    );
+  }
+  for (const kind of parse) {
+    if (!SLACK_MENTION_KINDS.includes(kind as SlackMentionKind)) {
+      throw new InvalidArgumentError(`allowedMentions.parse: unknown kind ${JSON.stringify(kind)}`);
+    }
+  }
+  return { parse: [...(parse as SlackMentionKind[])] };
+}
+
 function nonEmptyString(value: unknown): value is string {
   return typeof value === "string" && value.length > 0;
 }
@@ -222,7 +250,10 @@ function locate(messageId: string, fallbackChannel: string): { channel: string; 
  * warning if that fails).
  *
  * Outbound: `chat.postMessage` (into the target's thread when it has one) and `chat.update`;
- * sent message ids are `<channel>:<ts>`. Slack has no typing indicator for bots and no
+ * sent message ids are `<channel>:<ts>`. Text is escaped, Slack markup kept, except mentions
+ * `allowedMentions` does not allow (by default broadcasts and user groups: `<!here>`,
+ * `<!channel>`, `<!everyone>`, `<!subteam^ID>` are sent escaped and ping nobody). Slack has
+ * no typing indicator for bots and no
  * idempotency key for posts. A rate limit (HTTP 429) becomes a retryable `ChannelSendError`
  * with Slack's `Retry-After` as `retryAfterMs`: the web client does not retry by itself, the
  * host's durable outbox does, in order.
@@ -257,6 +288,7 @@ export class SlackChannel implements ChannelPlugin {
   readonly #now: () => number;
   readonly #web: SlackWebApi;
   readonly #inline: InlineLimits;
+  readonly #allowedMentions: SlackAllowedMentions;
   readonly #downloadTimeoutMs: number;
   /** `slackApiUrl`: files on its host, by its protocol (a Slack-compatible server's), get the token too. */
   readonly #apiUrl: URL;
@@ -320,6 +352,7 @@ export class SlackChannel implements ChannelPlugin {
     }
     if (!slackApiUrl.endsWith("/")) slackApiUrl += "/";
     this.#inline = inlineLimits(options.attachments, "attachments");
+    this.#allowedMentions = allowedMentionsOf(options.allowedMentions);
     this.id = options.id ?? "slack";
     this.mode = mode;
     this.#options = { ...options, path };
@@ -445,7 +478,7 @@ export class SlackChannel implements ChannelPlugin {
       "chat.postMessage",
       {
         channel: target.chatId,
-        text: escapeSlackText(text),
+        text: escapeSlackText(text, this.#allowedMentions),
         ...(threadTs === undefined ? {} : { thread_ts: threadTs }),
       },
       options,
@@ -465,7 +498,11 @@ export class SlackChannel implements ChannelPlugin {
     options?: ChannelSendOptions,
   ): Promise<void> {
     const { channel, ts } = locate(messageId, target.chatId);
-    await this.#send("chat.update", { channel, ts, text: escapeSlackText(text) }, options);
+    await this.#send(
+      "chat.update",
+      { channel, ts, text: escapeSlackText(text, this.#allowedMentions) },
+      options,
+    );
   }
 
   // ------------------------------------------------------------------ connecting

@@ -205,7 +205,9 @@ function describeError(error: unknown): string {
  * it, or the webhook answers 200) only after `ctx.receive` resolved.
  *
  * Outbound: `sendMessage` (Markdown converted to MarkdownV2; replies and topics), `sendPhoto`
- * / `sendVideo` / `sendAudio` / `sendDocument`, `editMessageText`, `sendChatAction` typing,
+ * / `sendVideo` / `sendAudio` / `sendDocument` (a caption over 1,024 characters follows the
+ * file as messages of its own, each recorded with the host's `progress` so that a retry
+ * resumes after those sent), `editMessageText`, `sendChatAction` typing,
  * `setMessageReaction`. A 429 becomes a retryable `ChannelSendError` with `retryAfterMs` from
  * `retry_after`; the host's outbox waits and retries.
  *
@@ -435,12 +437,61 @@ export class TelegramChannel implements ChannelPlugin {
     return { messageId: telegramMessageId(sent.chat.id, sent.message_id) };
   }
 
+  /**
+   * Sends a file with its caption; a caption over Telegram's 1,024 characters follows the file
+   * as messages of its own. Each message is recorded with `options.progress` as Telegram
+   * confirms it, and a retry of the delivery skips those already sent (the Bot API has no
+   * idempotency key: a file sent again would appear twice).
+   */
   async sendMedia(
     target: ChannelTarget,
     media: OutboundMedia,
     options?: ChannelSendOptions,
   ): Promise<SentMessage> {
     const thread = threadOf(this.id, target);
+    const caption = media.caption ?? "";
+    // A caption over Telegram's limit follows the file as messages of its own.
+    const inline = caption.length <= CAPTION_LIMIT ? caption : "";
+    const progress = options?.progress;
+    const done = progress?.sent ?? [];
+    // An earlier attempt sent the file (and maybe some of the caption): its chat is where the
+    // file went (a group that became a supergroup has a new id).
+    const earlier = done.length > 0 ? parseTelegramMessageId(done[0]!) : undefined;
+    let file: { messageId: string; chatId: string };
+    if (earlier !== undefined) {
+      file = { messageId: done[0]!, chatId: earlier.chatId };
+    } else {
+      const sent = await this.#sendFile(target, media, inline, thread, options);
+      file = {
+        messageId: telegramMessageId(sent.chat.id, sent.message_id),
+        chatId: String(sent.chat.id),
+      };
+      await progress?.record(file.messageId);
+    }
+    if (inline !== caption) {
+      const pieces = chunkText(caption, this.capabilities.maxMessageLength);
+      // `done` holds the file, then the pieces sent before.
+      const skip = earlier === undefined ? 0 : done.length - 1;
+      for (const piece of pieces.slice(skip)) {
+        const sent = await this.sendText(
+          { ...target, chatId: file.chatId },
+          piece,
+          options?.signal === undefined ? {} : { signal: options.signal },
+        );
+        await progress?.record(sent.messageId);
+      }
+    }
+    return { messageId: file.messageId };
+  }
+
+  /** `sendPhoto` / `sendVideo` / `sendAudio` / `sendDocument` with `caption` (may be ""). */
+  async #sendFile(
+    target: ChannelTarget,
+    media: OutboundMedia,
+    caption: string,
+    thread: { message_thread_id?: number },
+    options: ChannelSendOptions | undefined,
+  ): Promise<Message> {
     const { InputFile } = await loadGrammy();
     const file: string | InputFile | undefined =
       media.data !== undefined
@@ -449,12 +500,9 @@ export class TelegramChannel implements ChannelPlugin {
     if (file === undefined) {
       throw new ChannelSendError(this.id, "media needs a url or data", { isRetryable: false });
     }
-    const caption = media.caption ?? "";
-    // A caption over Telegram's limit follows the file as messages of its own.
-    const inline = caption.length <= CAPTION_LIMIT ? caption : "";
     const method = MEDIA_METHODS[media.kind];
-    const sent = await this.#call(method, target.chatId, options, (api, chatId, signal) =>
-      this.#formatted(inline, (body, parseMode) => {
+    return this.#call(method, target.chatId, options, (api, chatId, signal) =>
+      this.#formatted(caption, (body, parseMode) => {
         const other = {
           ...thread,
           ...this.#replyTo(chatId, options?.replyToMessageId),
@@ -473,16 +521,6 @@ export class TelegramChannel implements ChannelPlugin {
         return sending;
       }),
     );
-    if (inline !== caption) {
-      for (const part of chunkText(caption, this.capabilities.maxMessageLength)) {
-        await this.sendText(
-          { ...target, chatId: String(sent.chat.id) },
-          part,
-          options?.signal === undefined ? {} : { signal: options.signal },
-        );
-      }
-    }
-    return { messageId: telegramMessageId(sent.chat.id, sent.message_id) };
   }
 
   async edit(

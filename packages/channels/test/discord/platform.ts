@@ -73,7 +73,9 @@ export type ScriptedAnswer =
     }
   | { kind: "error"; status: number; body: Record<string, unknown> }
   /** Does the work, then answers with `status` (a response lost on the way back). */
-  | { kind: "lost-response"; status: number };
+  | { kind: "lost-response"; status: number }
+  /** Answered as usual (lets one request through before a scripted failure). */
+  | { kind: "pass" };
 
 interface Script {
   match: (method: string, path: string) => boolean;
@@ -97,6 +99,11 @@ export interface DiscordPlatform extends ChannelPlatformDriver {
   ): Promise<Record<string, unknown>>;
   /** Removes a channel: REST calls on it answer 404 Unknown Channel. */
   deleteChannel(id: string): void;
+  /**
+   * Forgets every `nonce` seen: Discord deduplicates an `enforce_nonce` message only within
+   * a few minutes, so a retry after a long wait (or a restart) posts again.
+   */
+  expireNonces(): void;
   /**
    * A user posts a message (its `messageId` a snowflake, see `snowflake()`): it joins the
    * channel's history (`GET /channels/{id}/messages`) and is delivered to the bot when one is
@@ -774,6 +781,9 @@ export async function startDiscordPlatform(
       const answer = script!.answer;
       if (answer.kind === "rate-limit") return rateLimited(answer);
       if (answer.kind === "error") return json(answer.body, answer.status);
+      if (answer.kind === "pass") {
+        return route(request) ?? json({ message: "404: Not Found", code: 0 }, 404);
+      }
       route(request);
       return json({ message: "upstream connect error", code: 0 }, answer.status);
     }
@@ -793,6 +803,7 @@ export async function startDiscordPlatform(
     },
     injectWith: deliver,
     inject: (message) => deliver(message, {}),
+    expireNonces: () => nonces.clear(),
     post(message) {
       const event = toMessageCreate(message, true);
       remember(event);

@@ -81,6 +81,7 @@ import type {
   ChannelLogger,
   ChannelLogoutResult,
   ChannelPlugin,
+  ChannelSendProgress,
   ChannelStateStore,
   ChannelTarget,
   InboundAttachment,
@@ -1727,10 +1728,12 @@ export class ChannelManager {
     part: OutboxPart,
     index: number,
     signal: AbortSignal,
+    progress: ChannelSendProgress,
   ) {
     const { plugin, connection } = channel.link;
     const options = {
       idempotencyKey: `${entry.id}:${index}`,
+      progress,
       signal: connection === undefined ? signal : AbortSignal.any([signal, connection.signal]),
       ...(index === 0 && entry.replyToMessageId !== undefined
         ? { replyToMessageId: entry.replyToMessageId }
@@ -1872,7 +1875,8 @@ export class ChannelManager {
         logger: this.#logger,
         now: this.#now,
         random: this.#random,
-        send: (entry, part, index, signal) => this.#sendPart(channel, entry, part, index, signal),
+        send: (entry, part, index, signal, progress) =>
+          this.#sendPart(channel, entry, part, index, signal, progress),
         onDelivered: (entry) => this.#delivered(entry),
       }),
       debouncer: null,

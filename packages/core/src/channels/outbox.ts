@@ -1,7 +1,8 @@
 /**
  * The durable outbox: every outbound message of a channel is written to the store before it
  * is sent, sent in order, and removed only once the platform confirmed it. A restart resumes
- * where it stopped: nothing is lost, and a part the platform confirmed is not sent again.
+ * where it stopped: nothing is lost, and a part the platform confirmed (or a message of a part
+ * that takes several) is not sent again.
  */
 import { randomBytes } from "node:crypto";
 import { ChannelSendError, isBeamClawError } from "../errors.js";
@@ -10,7 +11,13 @@ import type { JsonObject } from "../providers/types.js";
 import type { UserMessageInput } from "../sessions/types.js";
 import type { KeyValueStore } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
-import type { ChannelLogger, ChannelTarget, OutboundMedia, SentMessage } from "./types.js";
+import type {
+  ChannelLogger,
+  ChannelSendProgress,
+  ChannelTarget,
+  OutboundMedia,
+  SentMessage,
+} from "./types.js";
 
 /**
  * One message of an outbox entry: a text or a file to send, or the new text of a message the
@@ -44,6 +51,13 @@ export interface OutboxEntry {
   sent: number;
   /** The platform ids of the confirmed parts. */
   messageIds: string[];
+  /**
+   * The platform ids of the messages of the current part confirmed so far, when its send
+   * takes several (a file and the caption that did not fit in it; see
+   * `ChannelSendOptions.progress`): a retry resumes after them. Cleared once the part is
+   * confirmed.
+   */
+  progress?: string[];
   /** The first part quotes this platform message. */
   replyToMessageId?: string;
   /** Failed attempts at the current part. */
@@ -71,12 +85,16 @@ export interface OutboxRetryOptions {
   maxDelayMs?: number;
 }
 
-/** Sends one part; provided by the host. */
+/**
+ * Sends one part; provided by the host. `progress` records the messages of a part that takes
+ * several (pass it to the plugin as `ChannelSendOptions.progress`).
+ */
 export type OutboxSender = (
   entry: OutboxEntry,
   part: OutboxPart,
   index: number,
   signal: AbortSignal,
+  progress: ChannelSendProgress,
 ) => Promise<SentMessage>;
 
 /** Options of {@link ChannelOutbox}. */
@@ -108,7 +126,9 @@ function asJson(entry: OutboxEntry): JsonObject {
  *
  * Delivery is at least once: a crash between the platform's confirmation and the store write
  * resends that one part, with the same `idempotencyKey` (`<entry id>:<part>`), which a
- * platform that deduplicates uses to drop it.
+ * platform that deduplicates uses to drop it. A part whose send takes several platform
+ * messages records each confirmed one through the sender's `progress` (stored with the
+ * entry), and its retries — after a failure, or a restart — resume after them.
  *
  * @example
  * ```ts
@@ -309,9 +329,15 @@ export class ChannelOutbox {
     while (entry.sent < entry.parts.length) {
       if (signal.aborted) return;
       const index = entry.sent;
+      const progress = this.#progress(entry, key);
       let sent: SentMessage;
       try {
-        sent = await this.#send(entry, entry.parts[index]!, index, signal);
+        try {
+          sent = await this.#send(entry, entry.parts[index]!, index, signal, progress.handle);
+        } finally {
+          // Records the plugin did not wait for are stored before anything else is.
+          await progress.close();
+        }
         if (typeof sent?.messageId !== "string") {
           throw new ChannelSendError(
             this.channel,
@@ -378,6 +404,7 @@ export class ChannelOutbox {
       entry.sent = index + 1;
       entry.messageIds = [...entry.messageIds, sent.messageId];
       entry.attempts = 0;
+      delete entry.progress;
       if (entry.sent < entry.parts.length) await this.#kv.set(key, asJson(entry));
       else await this.#kv.delete(key);
       emitTelemetry("beamclaw:channel.outbound", () => ({
@@ -392,6 +419,47 @@ export class ChannelOutbox {
     } catch (error) {
       this.#logger?.warn("onDelivered threw", { channel: this.channel, error });
     }
+  }
+
+  /**
+   * The progress handle of one attempt at the entry's current part: `record` adds a confirmed
+   * message to `entry.progress` and stores the entry (in order); `close` ends the attempt
+   * (later records are ignored) once the pending writes are done.
+   */
+  #progress(
+    entry: OutboxEntry,
+    key: string,
+  ): { handle: ChannelSendProgress; close(): Promise<void> } {
+    let open = true;
+    let writes = Promise.resolve();
+    const handle: ChannelSendProgress = {
+      sent: [...(entry.progress ?? [])],
+      record: (messageId: string) => {
+        if (!open || typeof messageId !== "string") return writes;
+        entry.progress = [...(entry.progress ?? []), messageId];
+        writes = writes
+          .then(async () => {
+            await this.#kv.set(key, asJson(entry));
+          })
+          .catch((error: unknown) => {
+            // Kept in memory: this process's retries still skip it; the entry is written
+            // again with the attempt's outcome.
+            this.#logger?.error("outbox could not store a part's progress", {
+              channel: this.channel,
+              outboxId: entry.id,
+              error,
+            });
+          });
+        return writes;
+      },
+    };
+    return {
+      handle,
+      close: async () => {
+        open = false;
+        await writes;
+      },
+    };
   }
 
   async #setAside(entry: OutboxEntry, error: unknown): Promise<void> {

@@ -222,6 +222,44 @@ export interface ChannelSendOptions {
   idempotencyKey?: string;
   /** Aborts the call (the channel is stopping). */
   signal?: AbortSignal;
+  /**
+   * Given by the host's outbox: what earlier attempts of this same delivery (the outbox
+   * entry and part) got confirmed, for a send that takes several platform messages — a file
+   * and the caption that did not fit in it. Record each message as the platform confirms it;
+   * on a retry, skip the ones in `sent`. The outbox keeps the record with the delivery (in
+   * the store, so across a restart too), so a retry resumes where the failed attempt stopped
+   * instead of posting again what a platform without idempotency keys cannot deduplicate.
+   */
+  progress?: ChannelSendProgress;
+}
+
+/**
+ * The messages of one multi-message send that the platform confirmed, kept by the host's
+ * outbox with the delivery (see {@link ChannelSendOptions.progress}).
+ *
+ * @example
+ * ```ts
+ * async sendMedia(target, media, options) {
+ *   const done = options?.progress?.sent ?? [];
+ *   const file = done[0] ?? (await postFile(target, media)).id;
+ *   if (done.length === 0) await options?.progress?.record(file);
+ *   for (const [i, piece] of overflowOf(media.caption).entries()) {
+ *     if (i + 1 < done.length) continue; // sent by an earlier attempt
+ *     await options?.progress?.record((await postText(target, piece)).id);
+ *   }
+ *   return { messageId: file };
+ * }
+ * ```
+ */
+export interface ChannelSendProgress {
+  /** The platform ids of the messages earlier attempts got confirmed, in the order sent. */
+  readonly sent: readonly string[];
+  /**
+   * Records that the platform confirmed the next message of this send. Resolves once it is
+   * stored; never rejects (a store that failed is logged, and the record is kept in memory
+   * for the retries of this process). Calls after the send settled are ignored.
+   */
+  record(messageId: string): Promise<void>;
 }
 
 /** A file to send. */
