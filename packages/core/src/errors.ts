@@ -23,6 +23,7 @@ export type BeamClawErrorCode =
   | "TIMEOUT"
   | "OVERLOADED"
   | "NO_PROCESS"
+  | "CALLING_SELF"
   | "ABORTED"
   | "RUN_TIMEOUT"
   | "ALREADY_STARTED"
@@ -185,6 +186,23 @@ export class NoProcessError extends BeamClawError {
     this.exitReason = exitReason;
   }
   static override isInstance = guard<NoProcessError>("NO_PROCESS");
+}
+
+/**
+ * An actor `call`ed itself: through `this`, through a registered name that resolves to it, or
+ * through any other reference to it, from code its handler (or `init`) runs. The call could
+ * never be answered (the actor is busy with the handler that waits for the reply), so it is
+ * refused at once, as Erlang's `gen_server:call` exits with `calling_self`. Nothing was
+ * queued. Use `cast`/`send` for a message to self, or call the logic directly.
+ */
+export class CallingSelfError extends BeamClawError {
+  /** The pid of the actor that called itself. */
+  readonly pid: number;
+  constructor(message: string, pid: number, options?: BeamClawErrorOptions) {
+    super("CALLING_SELF", message, options);
+    this.pid = pid;
+  }
+  static override isInstance = guard<CallingSelfError>("CALLING_SELF");
 }
 
 /** Work was cancelled through an `AbortSignal` or because its owner stopped. */

@@ -102,4 +102,28 @@ describe("the runtime's start over a backlog", () => {
     ]);
     expect(await store.queue.pending({ sessionKey: "agent:main:direct:late" })).toEqual([]);
   });
+
+  it("revives a session behind a page of 1,000 held messages without waiting for them", async () => {
+    // The first page is one session's, held by its model: the sessions behind it are revived
+    // by the next look (the store's `after` cursor), not only once that page drains.
+    const backlog: Array<[string, string]> = [];
+    for (let i = 0; i < 1_000; i++) backlog.push(["agent:main:direct:busy", `busy ${i}`]);
+    backlog.push(["agent:main:direct:late", "from before"]);
+    const store = await storeWithBacklog(backlog);
+    const runtime = await startRuntime(
+      store,
+      echoProvider((text) => text.startsWith("busy")),
+    );
+    await waitFor(
+      "the late session's message to be answered",
+      async () =>
+        (await store.queue.pending({ sessionKey: "agent:main:direct:late" })).length === 0,
+      5_000,
+    );
+    expect(await answers(runtime, "agent:main:direct:late")).toEqual(["answer: from before"]);
+    // The held session still has its messages, unanswered.
+    expect(
+      await store.queue.pending({ sessionKey: "agent:main:direct:busy", limit: 5 }),
+    ).toHaveLength(5);
+  });
 });

@@ -38,7 +38,13 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import type { EnqueueResult, InboundQueue, JsonObject, QueuedMessage } from "@beamclaw/core";
+import type {
+  EnqueueResult,
+  InboundQueue,
+  JsonObject,
+  QueuedMessage,
+  QueuePendingOptions,
+} from "@beamclaw/core";
 import { InvalidArgumentError, StoreError } from "@beamclaw/core";
 import { AppendLog, shouldCompact } from "./append-log.js";
 import type { StoreContext } from "./context.js";
@@ -105,6 +111,18 @@ interface LegacyAck {
 
 function formatId(n: number): string {
   return String(n).padStart(ID_DIGITS, "0");
+}
+
+const QUEUE_ID = new RegExp(`^[0-9]{${ID_DIGITS}}$`);
+
+/** The `after` of `pending`: an id of this store's form (zero-padded digits, so ordered as strings). */
+function queuePosition(value: unknown): string {
+  if (typeof value !== "string" || !QUEUE_ID.test(value)) {
+    throw new InvalidArgumentError(
+      `queue.pending after must be the id of a queued message (${ID_DIGITS} digits), got ${describeValue(value)}`,
+    );
+  }
+  return value;
 }
 
 function isMessage(value: unknown): value is QueuedMessage {
@@ -370,8 +388,10 @@ export class Queue implements InboundQueue {
     await written;
   }
 
-  async pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
-    const selected = this.#select(options, "queue.pending options");
+  async pending(options?: QueuePendingOptions): Promise<QueuedMessage[]> {
+    const after = optionsBag(options, "queue.pending options").after;
+    const from = after === undefined ? undefined : queuePosition(after);
+    const selected = this.#select(options, "queue.pending options", from);
     await this.#log.barrier();
     return selected.map(copy);
   }
@@ -400,9 +420,14 @@ export class Queue implements InboundQueue {
     while (this.#chores.size > 0) await Promise.all([...this.#chores]);
   }
 
+  /**
+   * Pending messages in enqueue order (the map's order is id order: ids are assigned in
+   * order and compaction writes them sorted), those after the id `after` only when given.
+   */
   #select(
     options: { sessionKey?: string; limit?: number } | undefined,
     what: string,
+    after?: string,
   ): QueuedMessage[] {
     const opts = optionsBag(options, what);
     const limit = pageLimit(opts.limit, "limit", 100, 1000);
@@ -410,6 +435,7 @@ export class Queue implements InboundQueue {
     const out: QueuedMessage[] = [];
     for (const message of this.#pending.values()) {
       if (out.length >= limit) break;
+      if (after !== undefined && message.id <= after) continue;
       if (opts.sessionKey === undefined || message.sessionKey === opts.sessionKey)
         out.push(message);
     }

@@ -9,16 +9,38 @@
  * key are kept for `dedupeWindowMs` (Redis expires them), so a late duplicate still gets the
  * original back with `duplicate: true`.
  */
-import type { EnqueueResult, InboundQueue, JsonObject, QueuedMessage } from "@beamclaw/core";
+import type {
+  EnqueueResult,
+  InboundQueue,
+  JsonObject,
+  QueuedMessage,
+  QueuePendingOptions,
+} from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
 import { decodeJson, encodeJsonObject } from "./json.js";
 import type { KeySpace } from "./keys.js";
 import { QUEUE_ACK, QUEUE_ENQUEUE, QUEUE_PENDING } from "./scripts.js";
-import { optionsObject, pageLimit, requireId } from "./validate.js";
+import { optionsObject, pageLimit, requireId, show } from "./validate.js";
 
 /** Acknowledged idempotency keys are remembered this long unless configured: 24 hours. */
 export const DEFAULT_DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+/** Message ids are the enqueue counter, zero-padded to 16 digits (see `QUEUE_ENQUEUE`). */
+const QUEUE_ID = /^[0-9]{16}$/;
+
+/**
+ * The `after` of `pending`: a message id of this store's form, as the score it stands for
+ * (the counter without its leading zeros), or `InvalidArgumentError`.
+ */
+function queuePosition(value: unknown): string {
+  if (typeof value !== "string" || !QUEUE_ID.test(value)) {
+    throw new InvalidArgumentError(
+      `queue after must be the id of a queued message (16 digits), got ${show(value)}`,
+    );
+  }
+  return BigInt(value).toString();
+}
 
 export class RedisInboundQueue implements InboundQueue {
   readonly dedupeWindowMs: number;
@@ -94,17 +116,20 @@ export class RedisInboundQueue implements InboundQueue {
     );
   }
 
-  pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
-    return this.#list(options, false);
+  async pending(options?: QueuePendingOptions): Promise<QueuedMessage[]> {
+    const { after } = optionsObject(options, "queue options");
+    return this.#list(options, false, after === undefined ? undefined : queuePosition(after));
   }
 
   replay(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
     return this.#list(options, true);
   }
 
+  /** `after`: the enqueue counter (the pending sets' score) to start after. */
   async #list(
     options: { sessionKey?: string; limit?: number } | undefined,
     countDelivery: boolean,
+    after?: string,
   ): Promise<QueuedMessage[]> {
     const { sessionKey, limit } = optionsObject(options, "queue options");
     const set =
@@ -115,7 +140,7 @@ export class RedisInboundQueue implements InboundQueue {
     const reply = await this.#conn.script<string[]>(
       QUEUE_PENDING,
       [set],
-      [this.#keys.queueMessage(""), String(count - 1), countDelivery ? "1" : "0"],
+      [this.#keys.queueMessage(""), String(count - 1), countDelivery ? "1" : "0", after ?? ""],
     );
     const messages: QueuedMessage[] = [];
     for (let i = 0; i < reply.length; i += 6) messages.push(this.#decode(reply, i));

@@ -278,12 +278,19 @@ return 1`,
 
 /**
  * KEYS: pending set (all, or one session's). ARGV: message key prefix, last rank
- * (limit - 1), '1' to count a delivery. Returns {id, i, s, p, t, d} per message, flattened.
+ * (limit - 1), '1' to count a delivery, and '' or the score (enqueue counter) after which
+ * to start. Returns {id, i, s, p, t, d} per message, flattened.
  */
 export const QUEUE_PENDING = new LuaScript(
   "queue-pending",
   `local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]))) do
+local ids
+if ARGV[4] ~= nil and ARGV[4] ~= '' then
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
+else
+  ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]))
+end
+for _, id in ipairs(ids) do
   local k = ARGV[1] .. id
   local m = redis.call('HMGET', k, 'i', 's', 'p', 't', 'd')
   if m[1] then

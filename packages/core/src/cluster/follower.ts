@@ -23,7 +23,10 @@ export class RunFollower {
   target: string | undefined;
   /** The run the owner said the message joined (steered or collected into another run). */
   runId: string;
-  /** Sweeps that found the message acknowledged while this log was still open. */
+  /**
+   * Sweep rounds (whole reads of the queue) that found the message acknowledged while this
+   * log was still open.
+   */
   staleSweeps = 0;
   readonly #runIds = new Set<string>();
   #buffer: RunEvent[] | null = [];

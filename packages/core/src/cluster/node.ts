@@ -40,6 +40,10 @@ export const DEFAULT_SESSION_LEASE_MS = 3_000;
 export const DEFAULT_CLUSTER_REQUEST_TIMEOUT_MS = 5_000;
 /** Default period of the sweep for orphaned messages: 2 s. */
 export const DEFAULT_CLUSTER_SWEEP_MS = 2_000;
+/** Default number of unfinished messages the sweep reads from the queue at once: 1000. */
+export const DEFAULT_CLUSTER_SWEEP_PAGE_SIZE = 1_000;
+/** Default number of pages one sweep pass reads: 10. */
+export const DEFAULT_CLUSTER_SWEEP_PAGES_PER_PASS = 10;
 /** Default bound on handing one session over while draining: 30 s. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
@@ -66,6 +70,18 @@ export interface ClusterNodeOptions {
   requestTimeoutMs?: number;
   /** Period of the sweep that revives orphaned sessions and delivers lost messages. Default 2000 ms. */
   sweepIntervalMs?: number;
+  /**
+   * How many unfinished messages the sweep reads from the shared queue at once (one
+   * `queue.pending` page): an integer in 1..1000. Default 1000.
+   */
+  sweepPageSize?: number;
+  /**
+   * How many pages one sweep pass reads at most (an integer >= 1). A pass that stops before
+   * the end of the queue leaves a cursor, and the next pass goes on from there, so every
+   * unfinished message is looked at within `ceil(pending / (sweepPageSize * sweepPagesPerPass))`
+   * passes, however many older ones wait before it. Default 10.
+   */
+  sweepPagesPerPass?: number;
   /** Default bound on `drain()`'s wait for each session's runs. Default 30 000 ms. */
   drainTimeoutMs?: number;
   /**
@@ -165,6 +181,10 @@ export class ClusterNode implements SessionOwnership {
   readonly leaseTtlMs: number;
   readonly requestTimeoutMs: number;
   readonly sweepIntervalMs: number;
+  /** Unfinished messages the sweep reads per page (see {@link ClusterNodeOptions.sweepPageSize}). */
+  readonly sweepPageSize: number;
+  /** Pages one sweep pass reads at most (see {@link ClusterNodeOptions.sweepPagesPerPass}). */
+  readonly sweepPagesPerPass: number;
   readonly drainTimeoutMs: number;
   /**
    * Claims each cron due time once across the cluster. `agentRuntimeJobRunner(node.runtime)`
@@ -203,6 +223,13 @@ export class ClusterNode implements SessionOwnership {
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
   #sweepAgain = false;
+  /**
+   * The sweep's round in progress: where its next page starts (after this queue id; from the
+   * beginning when undefined), the followers it judges and which of their messages it found.
+   */
+  #sweepRound:
+    | { after: string | undefined; followers: Set<RunFollower>; seen: Set<string> }
+    | undefined;
   /** Sessions started here on a placement, in total (reported with every heartbeat). */
   #placedStarted = 0;
   #state: State = "new";
@@ -238,6 +265,17 @@ export class ClusterNode implements SessionOwnership {
       options.sweepIntervalMs,
       DEFAULT_CLUSTER_SWEEP_MS,
       "sweepIntervalMs",
+    );
+    this.sweepPageSize = positiveInteger(
+      options.sweepPageSize,
+      DEFAULT_CLUSTER_SWEEP_PAGE_SIZE,
+      "sweepPageSize",
+      1_000,
+    );
+    this.sweepPagesPerPass = positiveInteger(
+      options.sweepPagesPerPass,
+      DEFAULT_CLUSTER_SWEEP_PAGES_PER_PASS,
+      "sweepPagesPerPass",
     );
     this.drainTimeoutMs = positiveMs(
       options.drainTimeoutMs,
@@ -1160,10 +1198,41 @@ export class ClusterNode implements SessionOwnership {
    * or left; revived on the node the rendezvous hash picks, or on any node once they are
    * old), and those of this node's sessions whose delivery was lost. Also ends followed runs
    * whose events were lost while the backplane was down.
+   *
+   * The queue is read page by page (`queue.pending` with `after`), oldest first, at most
+   * `sweepPagesPerPass` pages per pass; a pass that stops before the end leaves the cursor
+   * for the next one, so a message is looked at however many older ones wait before it. One
+   * round reads the queue once through, over as many passes as it takes.
    */
   async #sweep(): Promise<void> {
-    const pending = await this.store.queue.pending({ limit: 1000 });
-    const complete = pending.length < 1000;
+    this.#sweepRound ??= { after: undefined, followers: new Set(this.#followers), seen: new Set() };
+    const round = this.#sweepRound;
+    try {
+      for (let page = 0; page < this.sweepPagesPerPass; page++) {
+        const pending = await this.store.queue.pending({
+          limit: this.sweepPageSize,
+          ...(round.after === undefined ? {} : { after: round.after }),
+        });
+        const followed = new Set([...round.followers].map((f) => f.queueId));
+        for (const message of pending) if (followed.has(message.id)) round.seen.add(message.id);
+        await this.#sweepPage(pending);
+        if (pending.length < this.sweepPageSize) {
+          // The end of the queue: the round is complete, the next pass starts a new one.
+          this.#sweepRound = undefined;
+          await this.#resyncFollowers(round.seen, round.followers);
+          return;
+        }
+        round.after = pending.at(-1)!.id;
+      }
+    } catch (error) {
+      // An unreadable queue (or a cursor it refuses) starts the next pass from the beginning.
+      if (this.#sweepRound === round) this.#sweepRound = undefined;
+      throw error;
+    }
+  }
+
+  /** One page of the sweep: revives the orphans among its sessions, redelivers lost messages. */
+  async #sweepPage(pending: QueuedMessage[]): Promise<void> {
     for (const message of pending) {
       if (this.#held(message.sessionKey) !== undefined) this.#fencedStore?.noteMessage(message);
     }
@@ -1174,7 +1243,6 @@ export class ClusterNode implements SessionOwnership {
       if (list === undefined) bySession.set(message.sessionKey, [message]);
       else list.push(message);
     }
-    if (complete) await this.#resyncFollowers(new Set(pending.map((m) => m.id)));
     const orphanAfterMs = this.requestTimeoutMs + this.sweepIntervalMs;
     await Promise.all(
       [...bySession].map(async ([key, messages]) => {
@@ -1233,10 +1301,15 @@ export class ClusterNode implements SessionOwnership {
     );
   }
 
-  /** Ends followed runs whose message is acknowledged but whose `run-end` never came. */
-  async #resyncFollowers(pendingIds: Set<string>): Promise<void> {
+  /**
+   * Ends followed runs whose message is acknowledged but whose `run-end` never came, after a
+   * round of the sweep read the whole queue: `pendingIds` are the ids of `judged` (the
+   * followers when the round began) it found pending. A follower that began during the round
+   * is judged by the next one.
+   */
+  async #resyncFollowers(pendingIds: Set<string>, judged: Set<RunFollower>): Promise<void> {
     for (const follower of [...this.#followers]) {
-      if (follower.closed) continue;
+      if (follower.closed || !judged.has(follower)) continue;
       if (pendingIds.has(follower.queueId)) {
         follower.staleSweeps = 0;
         continue;
@@ -1358,6 +1431,20 @@ function positiveMs(value: unknown, fallback: number, what: string, min = 1): nu
     throw new InvalidArgumentError(
       `${what} must be a number of ms >= ${min}, got ${String(value)}`,
     );
+  }
+  return value;
+}
+
+function positiveInteger(
+  value: unknown,
+  fallback: number,
+  what: string,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? ">= 1" : `within 1..${max}`;
+    throw new InvalidArgumentError(`${what} must be an integer ${range}, got ${String(value)}`);
   }
   return value;
 }

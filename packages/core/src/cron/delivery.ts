@@ -3,7 +3,7 @@
  * POST. A delivery never fails the run: its outcome is recorded beside it.
  * @internal
  */
-import { describe } from "../errors.js";
+import { AbortedError, describe, TimeoutError } from "../errors.js";
 import { startTimer } from "../runtime/timers.js";
 import type { CronDeliver, CronDeliveryResult, CronJob, CronRun } from "./types.js";
 
@@ -12,6 +12,8 @@ export interface DeliveryOptions {
   deliver: CronDeliver | undefined;
   fetch: typeof fetch;
   webhookTimeoutMs: number;
+  /** How long an `announce` waits for `deliver` to settle (`Infinity`: for ever). */
+  announceTimeoutMs: number;
 }
 
 /** The body of a webhook delivery. */
@@ -49,10 +51,13 @@ export async function deliverRun(
       };
     }
     try {
-      await options.deliver(
+      await announce(
+        options.deliver,
         { channel: delivery.channel, target: delivery.target },
         payload.output ?? "",
         { job, runId: payload.runId },
+        signal,
+        options.announceTimeoutMs,
       );
       return { kind: "announce", status: "ok" };
     } catch (error) {
@@ -87,4 +92,52 @@ export async function deliverRun(
   } finally {
     timer.cancel();
   }
+}
+
+/**
+ * Calls `deliver` and waits for it to settle, for at most `timeoutMs`: past that it rejects
+ * with a {@link TimeoutError} (and so does the callback's `signal`), as it rejects when the
+ * run is cancelled (the service stops, the job is removed). A late settlement is ignored.
+ */
+function announce(
+  deliver: CronDeliver,
+  target: { channel: string; target: string },
+  text: string,
+  context: { job: CronJob; runId: string },
+  runSignal: AbortSignal,
+  timeoutMs: number,
+): Promise<void> {
+  const giveUp = new AbortController();
+  const timer =
+    timeoutMs === Infinity
+      ? undefined
+      : startTimer(
+          () =>
+            giveUp.abort(
+              new TimeoutError(
+                `the deliver callback did not settle within ${timeoutMs} ms`,
+                timeoutMs,
+              ),
+            ),
+          timeoutMs,
+        );
+  const onRunAbort = () =>
+    giveUp.abort(
+      new AbortedError("the run was cancelled while it was delivered", {
+        cause: runSignal.reason,
+      }),
+    );
+  runSignal.addEventListener("abort", onRunAbort, { once: true });
+  return new Promise<void>((resolve, reject) => {
+    giveUp.signal.addEventListener("abort", () => reject(giveUp.signal.reason), { once: true });
+    if (runSignal.aborted) onRunAbort();
+    // A callback that throws at once rejects this promise (the executor catches it).
+    Promise.resolve(deliver(target, text, { ...context, signal: giveUp.signal })).then(
+      () => resolve(),
+      reject,
+    );
+  }).finally(() => {
+    timer?.cancel();
+    runSignal.removeEventListener("abort", onRunAbort);
+  });
 }

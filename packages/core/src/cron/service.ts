@@ -58,6 +58,8 @@ const SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 const WAKE_RETRY_MS = 10;
 /** Default period of the full reload of a synced service. */
 const DEFAULT_RESYNC_MS = 30_000;
+/** How long an `announce` delivery waits for the host's `deliver` by default. */
+const DEFAULT_ANNOUNCE_TIMEOUT_MS = 30_000;
 /** Job ids waiting to be reloaded beyond which one full reload is done instead. */
 const MAX_PENDING_SYNC = 1_000;
 /** In a cluster: how long a write waits for a job's lock before it looks at the holder's lease, and that lease. */
@@ -116,6 +118,12 @@ export interface CronServiceOptions {
   outputSummaryChars?: number;
   /** Default 10 000. */
   webhookTimeoutMs?: number;
+  /**
+   * How long an `announce` delivery waits for `deliver` to settle, in ms (`Infinity`: for
+   * ever). Past it the delivery is recorded as an error `TIMEOUT: ...` (the run itself is
+   * not failed by it, and ends at once), and the callback's `signal` aborts. Default 30 000.
+   */
+  announceTimeoutMs?: number;
   /** Actor name. Default `cron:<agentId>`. */
   name?: string;
   /** Mailbox bound. Default 10 000. */
@@ -268,6 +276,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   readonly #runLogKeep: number;
   readonly #outputSummaryChars: number;
   readonly #webhookTimeoutMs: number;
+  readonly #announceTimeoutMs: number;
   readonly #entries = new Map<string, Entry>();
   readonly #heap = new MinHeap<Entry>();
   #completions: Completion[] = [];
@@ -368,6 +377,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       }
     }
     this.#webhookTimeoutMs = positiveMs(options.webhookTimeoutMs, 10_000, "webhookTimeoutMs");
+    this.#announceTimeoutMs = positiveMs(
+      options.announceTimeoutMs,
+      DEFAULT_ANNOUNCE_TIMEOUT_MS,
+      "announceTimeoutMs",
+    );
     // Whatever the way out (a kill included), no timer and no run outlives the service.
     this.monitor(() => {
       this.#disarm();
@@ -1143,6 +1157,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         deliver: this.#deliver,
         fetch: this.#fetch,
         webhookTimeoutMs: this.#webhookTimeoutMs,
+        announceTimeoutMs: this.#announceTimeoutMs,
       });
     }
     return { outcome, finishedAt, delivery };

@@ -226,11 +226,17 @@ export type CronJobRunner = (job: CronJob, context: CronRunContext) => Promise<C
  * Delivers an `announce` job's output to a channel target. Channels are adapters outside
  * core, so the host wires this to its channel (e.g. `discord.send(target, text)`); without
  * it, announce deliveries are recorded as errors.
+ *
+ * The service waits for it at most `announceTimeoutMs` (see `CronServiceOptions`, default
+ * 30 s): one that has not settled by then is recorded as a failed delivery
+ * (`TIMEOUT: ...`), the run ends as it would have, and `context.signal` aborts with the
+ * `TimeoutError` so that the callback can stop. The signal also aborts when the run is
+ * cancelled (the service stops or the job is removed) while it delivers.
  */
 export type CronDeliver = (
   target: { channel: string; target: string },
   text: string,
-  context: { job: CronJob; runId: string },
+  context: { job: CronJob; runId: string; signal: AbortSignal },
 ) => void | Promise<void>;
 
 /**

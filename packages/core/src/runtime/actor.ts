@@ -1,6 +1,7 @@
 import {
   AbortedError,
   AlreadyStartedError,
+  CallingSelfError,
   InvalidArgumentError,
   NoProcessError,
   OverloadedError,
@@ -125,6 +126,16 @@ let nextPid = 1;
 /** How many actors are currently running a message synchronously, nested in each other. */
 let syncDepth = 0;
 const MAX_SYNC_DEPTH = 16;
+
+/**
+ * The actor whose callback (`init` or a handler) is running on the current stack, if any:
+ * the "self" of the code running now, as far as the runtime can know it. A handler that runs
+ * another (idle) actor's handler on its stack, by calling or casting to it, gets it back when
+ * that returns. Past the first `await` of an async callback the code runs from a microtask
+ * that no actor is running, and this says nothing about it: knowing the caller there would
+ * take an `AsyncLocalStorage`, which on Node 20 costs every promise of the process a hook.
+ */
+let running: object | null = null;
 
 type Queued = CallEnvelope | MessageEnvelope;
 
@@ -403,7 +414,15 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     this.#state = S_STARTING;
     this.#inFlight = true;
     try {
-      await this.init();
+      const outer = running;
+      running = this;
+      let initialized: void | Promise<void>;
+      try {
+        initialized = this.init();
+      } finally {
+        running = outer;
+      }
+      await initialized;
     } catch (thrown) {
       const error = toExitError(thrown);
       this.#inFlight = false;
@@ -429,7 +448,16 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
   /**
    * Sends a request and waits for the reply.
    *
+   * An actor cannot call itself: it would wait for a reply that only it could give, once
+   * the handler that waits is over. A call made from the actor's own `init` or handler (by
+   * `this`, by a registered name, by any reference) is refused at once with
+   * `CallingSelfError`, as Erlang's `gen_server:call` exits with `calling_self`; use `cast` or
+   * `send` for a message to self. The runtime knows the caller while the callback runs
+   * synchronously, i.e. in an async callback up to its first `await`: a call to self after
+   * that still waits for its timeout.
+   *
    * @throws NoProcessError if the actor is not running, or stops before replying.
+   * @throws CallingSelfError if the actor calls itself from its own callback (see above).
    * @throws OverloadedError if the mailbox is full.
    * @throws TimeoutError if no reply arrives within `timeoutMs` (default 5000). A call that
    *   times out while still queued is never handled; a late reply is dropped.
@@ -438,6 +466,7 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
     if (this.#state > S_RUNNING || this.#state === S_NEW) {
       return Promise.reject(this.#noProcess());
     }
+    if (running === this) return Promise.reject(this.#callingSelf());
     if (this.#queued >= this.#mailboxLimit) {
       return Promise.reject(this.#overloaded("call"));
     }
@@ -662,10 +691,13 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
       if (this.#head === null) this.#tail = null;
       envelope.next = null;
       this.#queued--;
+      if (envelope.kind === K_CALL && envelope.settled) continue; // timed out while queued: never handled
       let result: unknown;
+      // This actor is "self" while its handler runs on this stack (see `running`).
+      const outer = running;
+      running = this;
       try {
         if (envelope.kind === K_CALL) {
-          if (envelope.settled) continue; // timed out while queued: never handled
           this.#current = envelope;
           result = this.handleCall(envelope.msg as TCall, envelope as ReplyTo<TReply>);
         } else if (envelope.kind === K_CAST) {
@@ -674,9 +706,11 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
           result = this.handleInfo(envelope.msg as TInfo);
         }
       } catch (thrown) {
+        running = outer;
         this.#crash(thrown, envelope);
         return;
       }
+      running = outer;
       if (isThenable(result)) {
         this.#inFlight = true;
         this.#flight = envelope;
@@ -881,6 +915,13 @@ export abstract class Actor<TCall = unknown, TReply = unknown, TCast = unknown, 
       `${this.name} (pid ${this.pid}) ${why}`,
       reason,
       cause === undefined ? undefined : { cause },
+    );
+  }
+
+  #callingSelf(): CallingSelfError {
+    return new CallingSelfError(
+      `${this.name} (pid ${this.pid}) called itself: it cannot answer while its handler waits for the reply (use cast or send for a message to self)`,
+      this.pid,
     );
   }
 

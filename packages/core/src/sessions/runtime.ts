@@ -56,10 +56,12 @@ import {
   PendingInjection,
   QUARANTINE_PREFIX,
   quarantineKey,
+  queuedDeadlineAt,
   SessionActor,
   type SessionActor as SessionActorType,
   type SessionCall,
   type SessionContext,
+  type SessionDelivery,
   type SessionInfoSnapshot,
   type SessionPatch,
   SessionRequestFailure,
@@ -367,6 +369,8 @@ export class AgentRuntime {
   #offPressure: (() => void) | undefined;
   /** The start-up look for unfinished messages has not seen them all (see `#reviveBacklog`). */
   #backlogOpen = false;
+  /** The queue id of the last message the previous look read (its `after` cursor). */
+  #backlogCursor: string | undefined;
   /** The next look for unfinished messages, while `#backlogOpen`. */
   #backlogTimer: LongTimer | undefined;
 
@@ -572,13 +576,17 @@ export class AgentRuntime {
   /**
    * Revives the sessions that hold messages accepted before a crash or restart and never
    * finished: each replays its own. The store gives at most 1,000 at once, oldest first;
-   * while a look finds a full page, another follows a second later (the revived sessions
-   * finish theirs meanwhile, and the page moves on), and a session started for a new
-   * message first looks for its own (see `#ensure`). Throws only at start (a store that
-   * cannot be read); a later look that fails is tried again.
+   * while a look finds a full page, the next look reads the page after it (the queue's
+   * `after` cursor) a second later, so sessions behind a page held by slow runs are revived
+   * too, at most a page's sessions a second; a session started for a new message meanwhile
+   * first looks for its own (see `#ensure`). Throws only at start (a store that cannot be
+   * read); a later look that fails is tried again from where it stopped.
    */
   async #reviveBacklog(): Promise<void> {
-    const pending = await this.store.queue.pending({ limit: BACKLOG_PAGE });
+    const pending = await this.store.queue.pending({
+      limit: BACKLOG_PAGE,
+      ...(this.#backlogCursor === undefined ? {} : { after: this.#backlogCursor }),
+    });
     // In a cluster, the cluster's own sweep revives what no node holds.
     this.#backlogOpen = pending.length >= BACKLOG_PAGE && this.#options.ownership === undefined;
     for (const key of new Set(pending.map((m) => m.sessionKey))) {
@@ -592,6 +600,8 @@ export class AgentRuntime {
         if (this.#options.ownership === undefined || !isClusterRefusal(error)) throw error;
       }
     }
+    // Moved on only once this page's sessions are revived: a look that failed reads it again.
+    this.#backlogCursor = this.#backlogOpen ? pending[pending.length - 1]!.id : undefined;
     if (this.#backlogOpen) this.#lookAgainForBacklog();
   }
 
@@ -615,6 +625,7 @@ export class AgentRuntime {
     this.#offPressure = undefined;
     this.#backlogTimer?.cancel();
     this.#backlogTimer = undefined;
+    this.#backlogCursor = undefined;
     this.approvals?.close();
     await this.#root?.stop("shutdown");
     await this.usage.flush();
@@ -949,10 +960,15 @@ export class AgentRuntime {
     }
   }
 
+  /**
+   * `deadlineAt`: an absolute deadline of the run (epoch ms on the runtime's clock), kept with
+   * the message in the durable queue so that every replay of it ends by then (a sub-agent's).
+   */
   async #send(
     key: string,
     message: string | UserMessageInput,
     options: SendOptions = {},
+    deadlineAt?: number,
   ): Promise<RunHandle> {
     this.#requireRunning();
     // Checked before anything is queued: a refused message leaves nothing in the store.
@@ -971,6 +987,7 @@ export class AgentRuntime {
         : { ...rest, output: storedOutput(output) }) as JsonObject,
       runId,
     };
+    if (deadlineAt !== undefined) stored.deadlineAt = deadlineAt;
     const { message: queued, duplicate } = await this.store.queue.enqueue({
       idempotencyKey: options.idempotencyKey ?? madeUpKey(runId),
       sessionKey: key,
@@ -1014,6 +1031,7 @@ export class AgentRuntime {
       runId,
       options.idempotencyKey === undefined,
       signal,
+      deadlineAt,
     );
   }
 
@@ -1069,6 +1087,8 @@ export class AgentRuntime {
       payload.options ?? {},
       runId,
       hasMadeUpKey(message),
+      undefined,
+      queuedDeadlineAt(payload),
     );
   }
 
@@ -1089,6 +1109,7 @@ export class AgentRuntime {
     runId: string,
     unkeyed: boolean,
     signal?: AbortSignal,
+    deadlineAt?: number,
   ): Promise<RunHandle> {
     // Already taken (by a replay after a cluster takeover): follow that run.
     const known = this.#followKnown(key, queueId, runId);
@@ -1097,11 +1118,17 @@ export class AgentRuntime {
     const log = new RunEventLog();
     this.#logs.set(queued.id, log);
     let accepted: { disposition: RunHandle["disposition"]; runId: string };
+    const delivery: SessionDelivery = {
+      input,
+      options: rest,
+      runId,
+      queueId: queued.id,
+      log,
+      unkeyed,
+    };
+    if (deadlineAt !== undefined) delivery.deadlineAt = deadlineAt;
     try {
-      accepted = (await this.#call(key, {
-        type: "send",
-        delivery: { input, options: rest, runId, queueId: queued.id, log, unkeyed },
-      })) as typeof accepted;
+      accepted = (await this.#call(key, { type: "send", delivery })) as typeof accepted;
     } catch (error) {
       if (NoProcessError.isInstance(error) && typeof error.exitReason === "object") {
         // The session crashed with the message in its mailbox: it is in the durable queue,
@@ -1299,6 +1326,8 @@ export class AgentRuntime {
         ? subagentKey(agentId, randomUUID())
         : `agent:${agentId}:${context.sessionKey.split(":").slice(2).join(":")}:subagent:${randomUUID()}`;
     // The child's run time limit: a sub-agent past it is cancelled like any run, and says so.
+    // Its deadline is fixed now and kept with its message: a child replayed after a crash or
+    // a restart runs until this same deadline, never under a fresh limit.
     const timeoutMs = Math.min(limits.timeoutMs ?? 300_000, MAX_RUN_TIMEOUT_MS);
     try {
       await this.store.sessions.put({
@@ -1309,7 +1338,12 @@ export class AgentRuntime {
         parentKey: context.sessionKey,
       });
       const child = this.session(childKey);
-      const run = await child.send({ text: task }, { signal: context.signal, timeoutMs });
+      const run = await this.#send(
+        child.key,
+        { text: task },
+        { signal: context.signal, timeoutMs },
+        this.#now() + timeoutMs,
+      );
       const result = await run.result;
       // A child agent with a structured `output` reports the value, not its JSON text.
       if (result.status === "completed") {

@@ -170,6 +170,22 @@ export interface SessionDelivery {
    * record.
    */
   unkeyed: boolean;
+  /**
+   * When the message's run must be over, epoch ms on the runtime's clock (`ctx.now()`), if
+   * it has an absolute deadline: a sub-agent's, set when it was spawned and kept with the
+   * message in the durable queue (see {@link queuedDeadlineAt}), so that a replay after a
+   * crash or a restart does not get a fresh time limit.
+   */
+  deadlineAt?: number;
+}
+
+/**
+ * The absolute deadline kept with a queued message (its payload's `deadlineAt`), if it has a
+ * usable one. @internal
+ */
+export function queuedDeadlineAt(payload: unknown): number | undefined {
+  const deadlineAt = (payload as { deadlineAt?: unknown } | null)?.deadlineAt;
+  return typeof deadlineAt === "number" && Number.isFinite(deadlineAt) ? deadlineAt : undefined;
 }
 
 /**
@@ -211,6 +227,8 @@ interface Batch {
    * runs again after a failed save keeps its deadline.
    */
   deadline?: number;
+  /** The message's absolute deadline (see {@link SessionDelivery.deadlineAt}). */
+  deadlineAt?: number;
   /**
    * A run that goes on for messages steered into it after its model had answered (see
    * `#continueSteered`): what its earlier part did, added to its result when it ends.
@@ -835,6 +853,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (delivery.options.model !== undefined) batch.model = delivery.options.model;
     if (delivery.options.thinking !== undefined) batch.thinking = delivery.options.thinking;
     if (delivery.options.timeoutMs !== undefined) batch.timeoutMs = delivery.options.timeoutMs;
+    if (delivery.deadlineAt !== undefined) batch.deadlineAt = delivery.deadlineAt;
     // Checked when the message was sent or replayed: prepared already, found again here.
     if (delivery.options.output !== undefined) {
       batch.output = resolveOutput(delivery.options.output, "output");
@@ -1099,17 +1118,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       }
       const log = this.#ctx.logs.get(message.id) ?? new RunEventLog();
       this.#ctx.logs.set(message.id, log);
-      this.#accept(
-        {
-          input: payload.input,
-          options: { ...(payload.options ?? {}), queueMode: "followup" },
-          runId: payload.runId ?? randomUUID(),
-          queueId: message.id,
-          log,
-          unkeyed: hasMadeUpKey(message),
-        },
-        true,
-      );
+      const delivery: SessionDelivery = {
+        input: payload.input,
+        options: { ...(payload.options ?? {}), queueMode: "followup" },
+        runId: payload.runId ?? randomUUID(),
+        queueId: message.id,
+        log,
+        unkeyed: hasMadeUpKey(message),
+      };
+      // A sub-agent keeps the deadline it was spawned with, however often it is replayed.
+      const deadlineAt = queuedDeadlineAt(payload);
+      if (deadlineAt !== undefined) delivery.deadlineAt = deadlineAt;
+      this.#accept(delivery, true);
     }
     if (arrived > 0) this.#pending.unshift(...this.#pending.splice(arrived));
     if (this.#active === null) this.#startNext();
@@ -1228,7 +1248,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     this.#active = active;
     const agent = this.#ctx.resolveAgent(this.#agentId);
-    if (batch.timeoutMs !== undefined || agent.timeoutMs !== undefined) {
+    if (
+      batch.timeoutMs !== undefined ||
+      agent.timeoutMs !== undefined ||
+      batch.deadlineAt !== undefined
+    ) {
       this.#armTimeout(active, batch, agent);
     }
     const models = [
@@ -1300,13 +1324,19 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   /**
    * Starts the timer of a run's time limit: the shorter of its message's and its agent's,
-   * from when the run first started. Past it the run is cancelled with a
-   * {@link RunTimeoutError}; one waiting to run again after a failed save ends at once.
+   * from when the run first started, and no later than the message's absolute deadline when
+   * it has one (a sub-agent's, kept across replays). Past it the run is cancelled with a
+   * {@link RunTimeoutError}; one waiting to run again after a failed save ends at once, and
+   * so does one whose deadline has passed before it starts.
    */
   #armTimeout(active: ActiveRun, batch: Batch, agent: AgentDefinition): void {
     const limitMs = Math.min(batch.timeoutMs ?? Infinity, agent.timeoutMs ?? Infinity);
     if (batch.timeoutMs !== undefined) active.timeoutMs = batch.timeoutMs;
-    const deadline = batch.deadline ?? active.startedAt + limitMs;
+    let deadline = batch.deadline ?? active.startedAt + limitMs;
+    if (batch.deadlineAt !== undefined) {
+      // Epoch ms on the runtime's clock, from the store: turned into this process's clock.
+      deadline = Math.min(deadline, performance.now() + (batch.deadlineAt - this.#ctx.now()));
+    }
     active.deadline = deadline;
     const fire = () => {
       active.timeLimit = undefined;
@@ -1321,7 +1351,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         this.#sendSelf({ type: "run-timeout", runId: active.runId });
       }
     };
-    active.timeLimit = setTimeout(fire, Math.max(0, deadline - performance.now()));
+    const left = deadline - performance.now();
+    // Already over (a sub-agent replayed past its deadline): cancelled before it calls a model.
+    if (left <= 0 && batch.deadlineAt !== undefined) fire();
+    else active.timeLimit = setTimeout(fire, Math.max(0, left));
   }
 
   async #persist(run: ActiveRun, message: ModelMessage, options?: PersistOptions): Promise<void> {

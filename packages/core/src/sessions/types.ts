@@ -91,7 +91,13 @@ export interface SubagentLimits {
   maxChildren?: number;
   /** Sub-agents running at once per parent. Default 4. */
   maxConcurrent?: number;
-  /** A sub-agent that has not reported within this time is stopped. Default 300 000. */
+  /**
+   * A sub-agent that has not reported within this time is stopped, and its parent gets an
+   * error result saying it went past its time limit. Default 300 000. The deadline is fixed
+   * when the sub-agent is spawned and kept with its message in the durable queue: a child
+   * revived after a crash or a restart runs only until that same deadline (one revived past
+   * it ends at once, as timed out), never under a fresh limit.
+   */
   timeoutMs?: number;
   /** The agent sub-agents run as. Default: the parent's agent. */
   agentId?: string;

@@ -22,6 +22,7 @@ import type {
   LockStore,
   Page,
   QueuedMessage,
+  QueuePendingOptions,
   SessionListOptions,
   SessionRecord,
   SessionStore,
@@ -1017,9 +1018,11 @@ class MemoryQueue implements InboundQueue {
     this.#core.wrote();
   }
 
-  async pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
+  async pending(options?: QueuePendingOptions): Promise<QueuedMessage[]> {
     this.#core.ensureOpen("queue.pending");
-    return this.#select(options, "queue.pending").map(clone);
+    const after = optionsObject(options, "queue.pending: options").after;
+    const from = after === undefined ? undefined : queuePosition(after, "queue.pending: after");
+    return this.#select(options, "queue.pending", from).map(clone);
   }
 
   async replay(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]> {
@@ -1029,9 +1032,11 @@ class MemoryQueue implements InboundQueue {
     return messages.map(clone);
   }
 
+  /** Pending messages in enqueue order (ids increase, zero-padded, as strings), from `after`. */
   #select(
     options: { sessionKey?: string; limit?: number } | undefined,
     what: string,
+    after?: string,
   ): QueuedMessage[] {
     const { sessionKey, limit: rawLimit } = optionsObject(options, `${what}: options`);
     if (sessionKey !== undefined) requireKey(sessionKey, `${what}: sessionKey`);
@@ -1039,10 +1044,23 @@ class MemoryQueue implements InboundQueue {
     const out: QueuedMessage[] = [];
     for (const message of this.#pending.values()) {
       if (out.length >= limit) break;
+      if (after !== undefined && message.id <= after) continue;
       if (sessionKey === undefined || message.sessionKey === sessionKey) out.push(message);
     }
     return out;
   }
+}
+
+const QUEUE_ID = new RegExp(`^[0-9]{${QUEUE_ID_DIGITS}}$`);
+
+/** The `after` of `queue.pending`: an id of this store's form, or `InvalidArgumentError`. */
+function queuePosition(value: unknown, what: string): string {
+  if (typeof value !== "string" || !QUEUE_ID.test(value)) {
+    throw invalid(
+      `${what} must be the id of a queued message (${QUEUE_ID_DIGITS} digits), got ${describeValue(value)}`,
+    );
+  }
+  return value;
 }
 
 // ------------------------------------------------------------------ locks

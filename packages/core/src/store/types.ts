@@ -241,6 +241,28 @@ export interface EnqueueResult {
   duplicate: boolean;
 }
 
+/** Options of {@link InboundQueue.pending}. */
+export interface QueuePendingOptions {
+  /** Only this session's messages. */
+  sessionKey?: string;
+  /** Maximum messages returned: an integer in 1..1000, default 100. */
+  limit?: number;
+  /**
+   * A position in the queue: only messages enqueued after the message with this `id` are
+   * returned. Pass the `id` of the last message of the previous page to get the next one.
+   *
+   * It is a position, not a pointer: the message need not be pending any more (acknowledged or
+   * discarded between two pages, the next page still starts right after it), and with
+   * `sessionKey` it may be the id of another session's message. Every message pending for the
+   * whole paging is returned exactly once, in enqueue order; one enqueued meanwhile comes on a
+   * later page (ids increase), one acknowledged before its page is read is not listed. An id
+   * greater than any the store assigned gives an empty page. A value that is not a message id
+   * of this store (not a string, empty, not of the store's id format) is refused with
+   * `InvalidArgumentError`.
+   */
+  after?: string;
+}
+
 /**
  * The durable inbound queue. A message is written here before it is acknowledged to the
  * sender and removed (`ack`) only when its turn is done; after a crash, `replay` hands back
@@ -267,9 +289,11 @@ export interface InboundQueue {
   discard(id: string): Promise<void>;
   /**
    * Pending (unacknowledged) messages, optionally of one session, in enqueue order. `limit`:
-   * default 100, at most 1000.
+   * default 100, at most 1000. To read them all, page with `after`: pass the `id` of the last
+   * message of the previous page until a page comes back shorter than `limit` (see
+   * {@link QueuePendingOptions.after}). Reading never counts a delivery.
    */
-  pending(options?: { sessionKey?: string; limit?: number }): Promise<QueuedMessage[]>;
+  pending(options?: QueuePendingOptions): Promise<QueuedMessage[]>;
   /**
    * Like `pending`, and counts a delivery on each message returned (for poison-message
    * detection by the caller).

@@ -36,6 +36,7 @@ import type {
   CronRunRecord,
   DeviceTokenRecord,
   Lease,
+  QueuedMessage,
   SessionRecord,
   Store,
 } from "../store/types.js";
@@ -962,6 +963,88 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
           (await store.queue.pending({ sessionKey: "odd", limit: 2 })).map((m) => m.payload.i),
         ).toEqual([1, 3]);
         expect(await store.queue.pending({ sessionKey: "nobody" })).toEqual([]);
+      });
+
+      it("pending pages with `after` cover every pending message exactly once, in enqueue order", async () => {
+        const store = await open();
+        const ids: string[] = [];
+        for (let i = 0; i < 7; i++) {
+          ids.push(
+            (await store.queue.enqueue(inbound(`k${i}`, i % 3 === 0 ? "a" : "b", { i }))).message
+              .id,
+          );
+        }
+        const pages = await pendingPages(store, { limit: 3 });
+        expect(pages.map((page) => page.map((m) => m.payload.i))).toEqual([
+          [0, 1, 2],
+          [3, 4, 5],
+          [6],
+        ]);
+        expect(pages.flat().map((m) => m.id)).toEqual(ids);
+        // A page that ends exactly at the last message is followed by an empty one.
+        const exact = await pendingPages(store, { limit: 7 });
+        expect(exact.map((page) => page.length)).toEqual([7, 0]);
+        expect(await store.queue.pending({ after: ids[6]! })).toEqual([]);
+        // `after` is a position: with `sessionKey`, a message of another session marks it too.
+        expect(
+          (await store.queue.pending({ sessionKey: "a", after: ids[1]! })).map((m) => m.payload.i),
+        ).toEqual([3, 6]);
+        const ofB = await pendingPages(store, { sessionKey: "b", limit: 2 });
+        expect(ofB.map((page) => page.map((m) => m.payload.i))).toEqual([[1, 2], [4, 5], []]);
+        // `after` only reads: no delivery is counted.
+        expect((await store.queue.pending({ limit: 1000 })).map((m) => m.deliveries)).toEqual(
+          Array(7).fill(0),
+        );
+      });
+
+      it("pending with `after`: a message acknowledged between pages is not listed, and the next page still follows its position", async () => {
+        const store = await open();
+        const ids: string[] = [];
+        for (let i = 0; i < 6; i++)
+          ids.push((await store.queue.enqueue(inbound(`k${i}`, "s", { i }))).message.id);
+        const first = await store.queue.pending({ limit: 2 });
+        expect(first.map((m) => m.payload.i)).toEqual([0, 1]);
+        // The cursor's own message and one that was due on the next page are acknowledged.
+        await store.queue.ack(ids[1]!);
+        await store.queue.ack(ids[2]!);
+        const second = await store.queue.pending({ limit: 2, after: first.at(-1)!.id });
+        expect(second.map((m) => m.payload.i)).toEqual([3, 4]);
+        // Discarded counts as gone too.
+        await store.queue.discard(ids[5]!);
+        expect(await store.queue.pending({ limit: 2, after: second.at(-1)!.id })).toEqual([]);
+        // And the cursor of an acknowledged message still marks its place in a fresh listing.
+        expect((await store.queue.pending({ after: ids[1]! })).map((m) => m.payload.i)).toEqual([
+          3, 4,
+        ]);
+      });
+
+      it("pending with `after`: a message enqueued between pages comes on a later page, after the older ones", async () => {
+        const store = await open();
+        for (let i = 0; i < 4; i++) await store.queue.enqueue(inbound(`k${i}`, "s", { i }));
+        const first = await store.queue.pending({ limit: 2 });
+        expect(first.map((m) => m.payload.i)).toEqual([0, 1]);
+        const late = (await store.queue.enqueue(inbound("late", "other", { i: 4 }))).message;
+        const rest = await pendingPages(store, { limit: 2 }, first.at(-1)!.id);
+        expect(rest.map((page) => page.map((m) => m.payload.i))).toEqual([[2, 3], [4]]);
+        expect(rest.flat().at(-1)).toEqual(late);
+        // A duplicate enqueue between pages adds nothing.
+        await store.queue.enqueue(inbound("k0", "s", { again: true }));
+        expect((await pendingPages(store, { limit: 2 })).flat().map((m) => m.payload.i)).toEqual([
+          0, 1, 2, 3, 4,
+        ]);
+      });
+
+      it("pending refuses an `after` that is not a message id of this store with InvalidArgumentError", async () => {
+        const store = await open();
+        const { message } = await store.queue.enqueue(inbound("k", "s", { text: "kept" }));
+        for (const bad of ["", "not a message id", 7, null, {}, [message.id]]) {
+          await expectInvalid(
+            () => store.queue.pending({ after: bad } as never),
+            `pending after ${JSON.stringify(bad)}`,
+          );
+        }
+        // Nothing was lost, and no delivery counted.
+        expect(await store.queue.pending()).toEqual([message]);
       });
 
       it("replay hands out pending messages in enqueue order and counts a delivery on each one returned", async () => {
@@ -2124,6 +2207,29 @@ async function allPages<T>(
     if (pages.length > 1000) throw new Error("paging did not end after 1000 pages");
   } while (cursor !== undefined);
   return pages;
+}
+
+/**
+ * Every page of `queue.pending`, each read with `after` set to the id of the previous page's
+ * last message, until a page shorter than the limit (the last page, possibly empty).
+ */
+async function pendingPages(
+  store: Store,
+  options: { sessionKey?: string; limit: number },
+  after?: string,
+): Promise<QueuedMessage[][]> {
+  const pages: QueuedMessage[][] = [];
+  let cursor = after;
+  for (;;) {
+    const page = await store.queue.pending({
+      ...options,
+      ...(cursor === undefined ? {} : { after: cursor }),
+    });
+    pages.push(page);
+    if (page.length < options.limit) return pages;
+    cursor = page.at(-1)!.id;
+    if (pages.length > 1000) throw new Error("paging did not end after 1000 pages");
+  }
 }
 
 /** The values of `field`, sorted: for listings whose order the contract leaves open. */
