@@ -260,9 +260,12 @@ describe("configuration", () => {
         everyMs: 15 * MINUTE,
         activeHours: { start: "09:00", end: "10:00", timezone: "UTC" },
         prompt: "Anything urgent? Otherwise reply HEARTBEAT_OK.",
+        presenceIntervalMs: 20_000,
         missedBeatsOffline: 2,
       },
     });
+    // Deprecated aliases of `gateway.presence`: no defaults, so that their absence shows.
+    const presenceIntervalMs = config.presenceIntervalMs ?? 30_000;
     const fixture = await heartbeat({
       startAt: at("2026-06-01T08:50:00Z"),
       everyMs: config.everyMs,
@@ -276,13 +279,13 @@ describe("configuration", () => {
     );
     expect(fixture.runner.stats()).toMatchObject({ ticks: 6, skipped: 2 });
     const presence = new PresenceTracker({
-      intervalMs: config.presenceIntervalMs,
+      intervalMs: presenceIntervalMs,
       missedBeatsOffline: config.missedBeatsOffline,
       clock: fixture.clock,
     }).start();
     cleanups.push(async () => presence.stop());
     presence.beat("node");
-    await fixture.clock.advance(2 * config.presenceIntervalMs + 6_000);
+    await fixture.clock.advance(2 * presenceIntervalMs + 6_000);
     expect(presence.get("node")!.status).toBe("offline");
   });
 });

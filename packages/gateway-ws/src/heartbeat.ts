@@ -12,12 +12,14 @@
  */
 import {
   type AgentRuntime,
+  type BeamClawConfig,
   DEFAULT_HEARTBEAT_PROMPT,
   type HeartbeatOutcome,
   HeartbeatRunner,
   type HeartbeatTurn,
   parseSessionKey,
 } from "@beamclaw/core";
+import type { LivenessSettings } from "./liveness.js";
 
 /** Wake lines kept waiting for one session's beats at most (the oldest go first). */
 export const MAX_PENDING_WAKES = 1_000;
@@ -68,6 +70,35 @@ export interface HeartbeatSettings {
   activeHours?: { start: string; end: string; timezone?: string | undefined } | undefined;
   /** What the agent is asked at each beat. Default core's `DEFAULT_HEARTBEAT_PROMPT`. */
   prompt?: string;
+  /**
+   * A `HEARTBEAT.md` checklist appended to the prompt, read at every beat (an edit counts from
+   * the next one; a missing file leaves the prompt alone; one of only headings and blank
+   * lines skips the beat). A relative path is the process's working directory's;
+   * `beamclaw gateway` resolves the configuration's against the config file's directory.
+   */
+  heartbeatFile?: string;
+}
+
+/**
+ * The gateway's liveness settings from a configuration: `gateway.presence`, with the
+ * deprecated `heartbeat.presenceIntervalMs` and `heartbeat.missedBeatsOffline` filling in
+ * what it does not set. `gateway.presence: false` is off whatever the aliases say; undefined
+ * when neither sets anything (the gateway's defaults then).
+ */
+export function configuredPresence(
+  config: Pick<BeamClawConfig, "gateway" | "heartbeat"> | undefined,
+): Partial<LivenessSettings> | false | undefined {
+  const presence = config?.gateway?.presence;
+  if (presence === false) return false;
+  const intervalMs = presence?.intervalMs ?? config?.heartbeat?.presenceIntervalMs;
+  const missedBeatsOffline = presence?.missedBeatsOffline ?? config?.heartbeat?.missedBeatsOffline;
+  if (presence === undefined && intervalMs === undefined && missedBeatsOffline === undefined) {
+    return undefined;
+  }
+  return {
+    ...(intervalMs === undefined ? {} : { intervalMs }),
+    ...(missedBeatsOffline === undefined ? {} : { missedBeatsOffline }),
+  };
 }
 
 /** See the module comment. */
@@ -239,6 +270,9 @@ export class HeartbeatService {
       runTurn: this.#turn,
       everyMs: this.#settings.everyMs,
       prompt: this.prompt,
+      ...(this.#settings.heartbeatFile === undefined
+        ? {}
+        : { heartbeatFile: this.#settings.heartbeatFile }),
       ...(this.#settings.activeHours === undefined
         ? {}
         : {

@@ -24,7 +24,7 @@ import { attachChannelDelivery, type GatewayChannelDelivery } from "./channel-de
 import { type ConnectionCloseInfo, GatewayConnection } from "./connection.js";
 import type { GatewayCronBackend } from "./cron.js";
 import { cronBackend } from "./cron-adapter.js";
-import type { HeartbeatSettings } from "./heartbeat.js";
+import { configuredPresence, type HeartbeatSettings } from "./heartbeat.js";
 import { type GatewayHooksOptions, HookIngress } from "./hooks/ingress.js";
 import { createGatewayHttpServer, listenOn } from "./http/listen.js";
 import { createHttpHandler } from "./http/router.js";
@@ -87,8 +87,9 @@ export interface GatewayServerOptions {
    * Liveness of connected clients and nodes: each open connection is pinged every
    * `intervalMs` (30 s) and its pong or any frame is a beat; after `missedBeatsOffline` (3)
    * missed beats in a row it is offline and closed, which updates `presence` for everyone.
-   * Counters are in `status`. `false` turns it off. Default
-   * `config.gateway.presence`.
+   * Counters are in `status`. `false` turns it off. Default `config.gateway.presence`, with
+   * the deprecated `config.heartbeat.presenceIntervalMs` / `missedBeatsOffline` for what it
+   * does not set.
    */
   presence?: Partial<LivenessSettings> | false;
   /** Time a client has to complete `connect`. Default 15 s. */
@@ -329,6 +330,9 @@ export class GatewayServer {
         ...((options.heartbeat?.prompt ?? hb?.prompt) === undefined
           ? {}
           : { prompt: options.heartbeat?.prompt ?? hb?.prompt }),
+        ...((options.heartbeat?.heartbeatFile ?? hb?.heartbeatFile) === undefined
+          ? {}
+          : { heartbeatFile: options.heartbeat?.heartbeatFile ?? hb?.heartbeatFile }),
       },
       log: this.log,
       version: options.version ?? GATEWAY_VERSION,
@@ -341,7 +345,7 @@ export class GatewayServer {
     });
     if (options.channels !== undefined) attachChannelDelivery(this.#hub, options.channels);
     this.#hooks = new HookIngress(this.#hub, options.hooks);
-    const presence = options.presence ?? gw?.presence;
+    const presence = options.presence ?? configuredPresence(config);
     this.#liveness =
       presence === false
         ? undefined

@@ -73,9 +73,13 @@ export class TenantGateway {
   readonly #tls: TenantGatewayOptions["tls"];
   readonly #basePath: string;
   readonly #tenants = new Map<string, GatewayServer>();
+  /** Each tenant gateway's one start, shared by `start()`, `addTenant()` and the stops. */
+  readonly #starts = new WeakMap<GatewayServer, Promise<void>>();
   readonly #sockets = new Set<Socket>();
   #server: Server | null = null;
-  #phase: "idle" | "running" | "stopping" | "stopped" = "idle";
+  #phase: "idle" | "starting" | "running" | "stopping" | "stopped" = "idle";
+  /** The `start()` in progress (settled, never rejecting), for a `stop()` to wait for. */
+  #starting: Promise<void> = Promise.resolve();
   #address: { host: string; port: number } | undefined;
 
   constructor(options: TenantGatewayOptions = {}) {
@@ -113,19 +117,37 @@ export class TenantGateway {
   }
 
   /**
-   * Starts every tenant's gateway, then listens. Resolves with the bound address.
+   * Starts every tenant's gateway, then listens. Resolves with the bound address. Tenants
+   * may be added and removed meanwhile: an added one is started once (by `addTenant`, whose
+   * failure is its own), a removed one is not started or is stopped once its start is over;
+   * a `stop()` meanwhile waits for the start to finish, then stops everything.
    *
-   * @throws the listen error (e.g. `EADDRINUSE`), after stopping the tenants again.
+   * @throws the listen error (e.g. `EADDRINUSE`), or a tenant's start error, after stopping
+   *   the tenants again.
    */
   async start(): Promise<{ host: string; port: number }> {
     if (this.#phase !== "idle")
       throw new InvalidArgumentError("the tenant gateway was already started");
-    this.#phase = "running";
-    const started: GatewayServer[] = [];
+    this.#phase = "starting";
+    const starting = this.#start();
+    this.#starting = starting.then(
+      () => undefined,
+      () => undefined,
+    );
+    return starting;
+  }
+
+  async #start(): Promise<{ host: string; port: number }> {
     try {
-      for (const gateway of this.#tenants.values()) {
-        await gateway.start();
-        started.push(gateway);
+      for (const [id, gateway] of [...this.#tenants]) {
+        // Removed before its turn: not started at all.
+        if (this.#tenants.get(id) !== gateway) continue;
+        try {
+          await this.#startTenant(gateway);
+        } catch (error) {
+          // One removed while it was starting fails no one.
+          if (this.#tenants.get(id) === gateway) throw error;
+        }
       }
       const listener = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res);
       const server = createGatewayHttpServer(
@@ -136,30 +158,55 @@ export class TenantGateway {
       );
       this.#server = server;
       this.#address = { host: this.#host, port: await listenOn(server, this.#port, this.#host) };
+      // A `stop()` that came meanwhile owns the phase from here.
+      if (this.#phase === "starting") this.#phase = "running";
       return this.#address;
     } catch (error) {
       this.#server = null;
-      for (const gateway of started) await gateway.stop();
+      // Every tenant, including those added meanwhile (each once its own start is over).
+      await Promise.all([...this.#tenants.values()].map((gateway) => this.#stopTenant(gateway)));
       this.#phase = "stopped";
       throw error;
     }
   }
 
+  /** Starts a tenant's gateway once, however many callers ask. */
+  #startTenant(gateway: GatewayServer): Promise<void> {
+    let started = this.#starts.get(gateway);
+    if (started === undefined) {
+      started = gateway.start().then(() => undefined);
+      this.#starts.set(gateway, started);
+    }
+    return started;
+  }
+
   /**
-   * Adds a tenant; started at once when the front server runs.
+   * Stops a tenant's gateway, after its start if one is under way (a gateway stopped while
+   * starting would finish starting afterwards, with its timers armed).
+   */
+  async #stopTenant(gateway: GatewayServer, options: GatewayStopOptions = {}): Promise<void> {
+    await this.#starts.get(gateway)?.catch(() => undefined);
+    await gateway.stop(options);
+  }
+
+  /**
+   * Adds a tenant; started at once when the front server runs or is starting (once: the
+   * front's `start()` leaves it to this call).
    *
-   * @throws AlreadyRegisteredError for an id in use; InvalidArgumentError for a bad id or options.
+   * @throws AlreadyRegisteredError for an id in use; InvalidArgumentError for a bad id or
+   *   options; NoProcessError once the gateway is stopping; the tenant's start error (it is
+   *   not added then).
    */
   async addTenant(tenant: TenantGatewayTenant): Promise<GatewayServer> {
     if (this.#phase === "stopping" || this.#phase === "stopped") {
       throw new NoProcessError("the tenant gateway is stopped");
     }
     const gateway = this.#create(tenant);
-    if (this.#phase === "running") {
+    if (this.#phase === "running" || this.#phase === "starting") {
       try {
-        await gateway.start();
+        await this.#startTenant(gateway);
       } catch (error) {
-        this.#tenants.delete(tenant.id);
+        if (this.#tenants.get(tenant.id) === gateway) this.#tenants.delete(tenant.id);
         throw error;
       }
     }
@@ -168,28 +215,35 @@ export class TenantGateway {
 
   /**
    * Removes a tenant: its clients get the `shutdown` event and are disconnected, its runs get
-   * `drainTimeoutMs`. Does not stop its runtime. Returns whether it existed.
+   * `drainTimeoutMs`. Does not stop its runtime. Returns whether it existed. During `start()`,
+   * a tenant not yet started is not started; one starting is stopped once it has started.
    */
   async removeTenant(id: string, options: GatewayStopOptions = {}): Promise<boolean> {
     const gateway = this.#tenants.get(id);
     if (gateway === undefined) return false;
     this.#tenants.delete(id);
-    await gateway.stop(options);
+    await this.#stopTenant(gateway, options);
     return true;
   }
 
-  /** Stops listening and stops every tenant's gateway (not their runtimes). */
+  /**
+   * Stops listening and stops every tenant's gateway (not their runtimes). During `start()`,
+   * waits for it to finish first.
+   */
   async stop(options: GatewayStopOptions = {}): Promise<void> {
     if (this.#phase === "stopping" || this.#phase === "stopped") return;
-    const wasRunning = this.#phase === "running";
+    const wasStarted = this.#phase !== "idle";
     this.#phase = "stopping";
+    await this.#starting;
     const server = this.#server;
     const closed =
       server === null
         ? Promise.resolve()
         : new Promise<void>((resolve) => server.close(() => resolve()));
-    if (wasRunning) {
-      await Promise.all([...this.#tenants.values()].map((gateway) => gateway.stop(options)));
+    if (wasStarted) {
+      await Promise.all(
+        [...this.#tenants.values()].map((gateway) => this.#stopTenant(gateway, options)),
+      );
     }
     server?.closeAllConnections?.();
     for (const socket of this.#sockets) socket.destroy();

@@ -3,12 +3,13 @@
  * server) and leaves the gateway `stopped`; and the configuration's heartbeat settings reach
  * the gateway's heartbeat.
  */
-import { createServer } from "node:net";
 import { AgentRuntime, InvalidArgumentError, MemoryStore, parseConfig } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGateway } from "../src/index.js";
 import {
+  canListen,
   closeClients,
+  freePort,
   MAIN,
   startStack,
   stopStacks,
@@ -45,26 +46,6 @@ async function runtime(): Promise<AgentRuntime> {
     await store.close();
   });
   return rt;
-}
-
-/** A port that was free a moment ago. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Whether something can listen on the port now (nothing else holds it). */
-async function canListen(port: number): Promise<boolean> {
-  const server = createServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => resolve(true));
-  });
-  if (ok) await new Promise((resolve) => server.close(resolve));
-  return ok;
 }
 
 describe("a start that fails part-way", () => {

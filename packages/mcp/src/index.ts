@@ -134,6 +134,8 @@ export class McpToolServer {
   readonly #options: McpToolServerOptions;
   #client: Client | undefined;
   #connecting: Promise<Client> | undefined;
+  /** Cancels the connect under way (its `initialize` request), for `stop()`. */
+  #connectAbort: AbortController | undefined;
   #tools = new Map<string, McpTool>();
   #registry: McpToolRegistry | undefined;
   #state: "idle" | "running" | "stopped" = "idle";
@@ -177,12 +179,17 @@ export class McpToolServer {
     return [...this.#tools.keys()];
   }
 
-  /** Unregisters the tools and closes the connection. Safe to call more than once. */
+  /**
+   * Unregisters the tools and closes the connection (a connect under way is cancelled: a
+   * `start()` waiting for it fails with `McpError`). Safe to call more than once.
+   */
   async stop(): Promise<void> {
     if (this.#state === "stopped") return;
     this.#state = "stopped";
     for (const name of this.#tools.keys()) this.#registry?.unregister(name);
     this.#tools.clear();
+    // A connect under way is cancelled, not waited out (up to `connectTimeoutMs`).
+    this.#connectAbort?.abort();
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     this.#connecting = undefined;
@@ -285,9 +292,12 @@ export class McpToolServer {
       // Gone (the process exited, the connection dropped): the next call connects again.
       if (this.#client === client) this.#client = undefined;
     };
+    const abort = new AbortController();
+    this.#connectAbort = abort;
     try {
       await client.connect(transport, {
         timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+        signal: abort.signal,
       });
     } catch (error) {
       await transport.close().catch(() => undefined);
@@ -296,6 +306,8 @@ export class McpToolServer {
         `could not connect to MCP server "${this.name}": ${(error as Error).message}`,
         { cause: error },
       );
+    } finally {
+      if (this.#connectAbort === abort) this.#connectAbort = undefined;
     }
     return client;
   }

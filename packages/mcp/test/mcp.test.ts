@@ -258,6 +258,27 @@ describe("an MCP server over stdio", () => {
     }
   });
 
+  it("stop() during a connect that gets no answer cancels it at once: start() fails, the process ends", async () => {
+    // A process that never answers `initialize` and stays alive until a signal.
+    const registry = new ToolRegistry();
+    const server = new McpToolServer({
+      name: "mute",
+      command: process.execPath,
+      args: ["-e", "setInterval(() => {}, 60000); process.stdout.write('')"],
+      connectTimeoutMs: 60_000,
+    });
+    cleanups.push(() => server.stop());
+    const starting = server.start({ registry });
+    const failed = expect(starting).rejects.toSatisfy(McpError.isInstance);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // spawned, waiting for its answer
+    // Without the cancel, stop() waits out the 60 s connect limit (past the test's time
+    // limit); with it, the SDK's close (stdin closed, 2 s, SIGTERM) ends the process, which
+    // the suite's leak check would otherwise find still running.
+    await server.stop();
+    await failed;
+    expect(registry.names()).toEqual([]);
+  });
+
   it("refuses bad options with a typed error", () => {
     for (const options of [
       {},

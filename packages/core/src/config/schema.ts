@@ -759,19 +759,28 @@ export const ConfigSchema = z
             }
           })
           .optional(),
-        /** The heartbeat prompt (default: OpenClaw's) and the `HEARTBEAT.md` appended to it. */
+        /** The heartbeat prompt (default: OpenClaw's). */
         prompt: z.string().min(1).optional(),
+        /**
+         * A `HEARTBEAT.md` checklist whose text is appended to the prompt, read at every beat
+         * (a relative path is relative to the config file; a missing file leaves the prompt
+         * alone, one of only headings and blank lines skips the beat).
+         */
         heartbeatFile: z.string().min(1).optional(),
-        presenceIntervalMs: positiveMs.default(30_000),
-        missedBeatsOffline: z.number().int().min(1).default(3),
+        /**
+         * @deprecated Use `gateway.presence.intervalMs`, which wins when both are set. The
+         * liveness ping interval, used when `gateway.presence` does not set one.
+         */
+        presenceIntervalMs: positiveMs.optional(),
+        /**
+         * @deprecated Use `gateway.presence.missedBeatsOffline`, which wins when both are
+         * set. Missed beats before a connection is offline, used when `gateway.presence` does
+         * not set it.
+         */
+        missedBeatsOffline: z.number().int().min(1).optional(),
       })
       .strict()
-      .default({
-        enabled: false,
-        everyMs: 1_800_000,
-        presenceIntervalMs: 30_000,
-        missedBeatsOffline: 3,
-      }),
+      .default({ enabled: false, everyMs: 1_800_000 }),
     /**
      * Load shedding under memory pressure (see `MemoryPressureMonitor`): above a threshold
      * new runs are refused with a retryable error, idle sessions hibernate and caches are

@@ -7,6 +7,7 @@
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import {
+  AbortedError,
   type AgentDefinition,
   AgentRuntime,
   type AgentTool,
@@ -101,15 +102,25 @@ async function loadMcp(why: string): Promise<McpModule> {
   }
 }
 
+/** The error a cancelled start ends with: the signal's reason when it is an error. */
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error
+    ? signal.reason
+    : new AbortedError("the start was cancelled");
+}
+
 /**
  * Starts the MCP servers of `tools.mcpServers` and registers their tools (`<name>__<tool>`);
  * resolves with a function that stops them all. A server that cannot be started stops the
- * ones started before it and fails with a `CliError` naming it.
+ * ones started before it and fails with a `CliError` naming it. An aborted `signal` stops
+ * the ones started and fails with its reason before the next server is started (the one
+ * starting then finishes its start first, within its `connectTimeoutMs`).
  */
 export async function startMcpServers(
   config: BeamClawConfig,
   registry: { register(tool: AgentTool): void; unregister(name: string): boolean },
   log?: (line: string) => void,
+  signal?: AbortSignal,
 ): Promise<() => Promise<void>> {
   const entries = Object.entries(config.tools.mcpServers);
   if (entries.length === 0) return async () => {};
@@ -119,6 +130,10 @@ export async function startMcpServers(
     for (const server of started.splice(0).reverse()) await server.stop();
   };
   for (const [name, settings] of entries) {
+    if (signal?.aborted === true) {
+      await stopAll();
+      throw abortReason(signal);
+    }
     const common = {
       name,
       ...(settings.include === undefined ? {} : { include: settings.include }),
@@ -139,11 +154,19 @@ export async function startMcpServers(
           }
         : { ...common, url: settings.url!, headers: settings.headers },
     );
+    // A signal while this server connects cancels the connect (its stop() does), rather than
+    // waiting up to its `connectTimeoutMs`.
+    const cancel = () => void server.stop();
+    signal?.addEventListener("abort", cancel, { once: true });
     try {
       await server.start({ registry });
     } catch (error) {
       await stopAll();
+      // (Read again: the check before the start narrowed `aborted` to false.)
+      if ((signal as AbortSignal | undefined)?.aborted) throw abortReason(signal!);
       throw new CliError(`tools.mcpServers.${name}: ${(error as Error).message}`);
+    } finally {
+      signal?.removeEventListener("abort", cancel);
     }
     started.push(server);
     log?.(`mcp: ${name}: ${server.toolNames().length} tools (${server.toolNames().join(", ")})`);
@@ -335,16 +358,34 @@ export interface StartedGateway {
   stop(options?: { drainTimeoutMs?: number; reason?: string }): Promise<void>;
 }
 
-/** Loads the configuration, builds everything from it, and starts the gateway. */
+/**
+ * Loads the configuration, builds everything from it, and starts the gateway.
+ *
+ * With a `signal`, an abort while starting cancels the start: the step under way finishes
+ * (an MCP server's connect, a channel's, each within its own time limit), no further step
+ * begins, everything already started is stopped in reverse order (processes ended, the store
+ * closed, no port left bound), and the call rejects with the signal's reason (an
+ * `AbortedError` unless the reason is another error).
+ *
+ * @throws CliError, ConfigError or the failing part's error when the start fails (after
+ *   stopping what had started).
+ */
 export async function startFromConfig(options: {
   configPath: string;
   env?: Record<string, string | undefined>;
   host?: string;
   port?: number;
   logSink?: GatewayLogSink;
+  signal?: AbortSignal;
 }): Promise<StartedGateway> {
   const configPath = resolve(options.configPath);
   const configDir = dirname(configPath);
+  const signal = options.signal;
+  /** Between steps: a cancelled start goes no further. */
+  const checkpoint = () => {
+    if (signal?.aborted === true) throw abortReason(signal);
+  };
+  checkpoint();
   const configService = new ConfigService({
     path: configPath,
     ...(options.env === undefined ? {} : { env: options.env }),
@@ -355,11 +396,14 @@ export async function startFromConfig(options: {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
   };
   try {
+    checkpoint();
     const config = configService.current;
     const providers = await createProviders(config);
+    checkpoint();
     const store = await createStore(config, configDir);
     await store.open();
     cleanups.push(() => store.close());
+    checkpoint();
     const models = createProviderChain({ providers });
     const cost = costFunction(config, models);
     const memoryPressure =
@@ -414,8 +458,10 @@ export async function startFromConfig(options: {
       nodeHost: (node) => createNodeExecHost(relay, node),
     });
     cleanups.push(() => tools.stop());
-    const stopMcp = await startMcpServers(config, runtime.tools!, options.logSink);
+    checkpoint();
+    const stopMcp = await startMcpServers(config, runtime.tools!, options.logSink, signal);
     cleanups.push(stopMcp);
+    checkpoint();
     if (tools.processes !== undefined) {
       options.logSink?.(
         `exec: hosts ${Object.values(tools.execHosts)
@@ -429,10 +475,12 @@ export async function startFromConfig(options: {
     }
     await runtime.start();
     cleanups.push(() => runtime.stop());
+    checkpoint();
     // Channels start after the runtime and stop before it.
     const transcriber = await createTranscriber(config);
     const channels = await startChannels(config, runtime, options.logSink, transcriber);
     cleanups.push(() => channels.stop());
+    checkpoint();
     // Cron starts after the channels it announces to (a missed run caught up at the start
     // delivers at once) and stops before them.
     const cron = await new CronSupervisor({
@@ -443,6 +491,7 @@ export async function startFromConfig(options: {
     }).start();
     cleanups.push(() => cron.stop());
     await cron.applyConfig(config.cron.jobs);
+    checkpoint();
     // Session maintenance (`sessions.maintenance`, read at each pass): periodic passes, and
     // what `sessions.cleanup` runs. Stops before the runtime.
     const maintenance = new SessionMaintenance(runtime, {
@@ -501,6 +550,12 @@ export async function startFromConfig(options: {
       maintenance,
       // A relative `hooks.transformsDir` is the config file's, as every path in it.
       hooks: { baseDir: configDir },
+      // So is a relative `heartbeat.heartbeatFile` (the section takes a restart to change).
+      ...(config.heartbeat.heartbeatFile === undefined
+        ? {}
+        : {
+            heartbeat: { heartbeatFile: configPathOf(config.heartbeat.heartbeatFile, configDir) },
+          }),
       // `chat.send` audio attachments are transcribed as the channels' voice notes are.
       ...(transcriber === undefined ? {} : { transcriber }),
       ...(memoryPressure === undefined ? {} : { memoryPressure }),
@@ -513,6 +568,7 @@ export async function startFromConfig(options: {
     });
     gatewayRef = gateway;
     const mounted = new Set(Object.keys(channels.methods()));
+    checkpoint();
     const address = await gateway.start();
     // Names the gateway mounted at creation follow the channels by themselves.
     for (const name of mounted) lateMethods.set(name, () => undefined);
@@ -563,9 +619,14 @@ function syncChannelMethods(
   }
 }
 
+/** A path of the configuration: a relative one is relative to the config file's directory. */
+function configPathOf(path: string, configDir: string): string {
+  return isAbsolute(path) ? path : resolve(configDir, path);
+}
+
 async function readTls(tls: { cert: string; key: string }, configDir: string) {
   const { readFile } = await import("node:fs/promises");
-  const path = (p: string) => (isAbsolute(p) ? p : resolve(configDir, p));
+  const path = (p: string) => configPathOf(p, configDir);
   let pem: { cert: Buffer; key: Buffer };
   try {
     pem = { cert: await readFile(path(tls.cert)), key: await readFile(path(tls.key)) };

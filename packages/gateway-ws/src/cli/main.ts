@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { BeamClawError, ConfigError, formatExitReason } from "@beamclaw/core";
+import { AbortedError, BeamClawError, ConfigError, formatExitReason } from "@beamclaw/core";
 import { GATEWAY_VERSION } from "../server.js";
 import { CliError, startFromConfig } from "./bootstrap.js";
 import { doctor } from "./doctor.js";
@@ -12,9 +12,13 @@ export interface CliIo {
   out(line: string): void;
   err(line: string): void;
   env: Record<string, string | undefined>;
-  /** Resolves with the signal that asks the gateway to stop. */
+  /**
+   * Starts listening for the signal that asks the gateway to stop, and resolves with it.
+   * `beamclaw gateway` calls it once, before it starts anything, so that a signal while
+   * starting stops the start cleanly.
+   */
   waitForStop(): Promise<string>;
-  /** Called on a second signal while stopping. */
+  /** Called on a second signal while stopping (or while a cancelled start stops). */
   onForce(listener: () => void): void;
 }
 
@@ -30,7 +34,9 @@ The configuration is read from --config, else $BEAMCLAW_CONFIG, else ./beamclaw.
   gateway   Starts the gateway: OpenClaw's WebSocket protocol, the OpenAI-compatible API,
             health probes and the dashboard on one port. SIGINT/SIGTERM stop it gracefully:
             no new connections, runs in progress get --drain-timeout-ms (default 10000) to
-            finish, the store is flushed, exit code 0. If the runtime's supervision tree
+            finish, the store is flushed, exit code 0. A signal while it is still starting
+            stops what has started (an MCP server still connecting is cancelled; another
+            step under way ends first), also exit code 0. If the runtime's supervision tree
             gives up (a part kept crashing), it stops the same way and exits 1, so that a
             process manager restarts it; /healthz and /readyz answer 503 meanwhile.
             --generate-token  when BEAMCLAW_GATEWAY_TOKEN is not set, make a random one for
@@ -104,7 +110,20 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
     io.out("Set BEAMCLAW_GATEWAY_TOKEN yourself to keep the same token across restarts.");
   }
   const path = configPath(values.config, env);
-  let started: Awaited<ReturnType<typeof startFromConfig>>;
+  // Signals count from before the start: one while starting (MCP servers spawning, channels
+  // connecting) cancels it, and what had started is stopped as after a start.
+  let forced = false;
+  io.onForce(() => {
+    forced = true;
+  });
+  const cancel = new AbortController();
+  let started: Awaited<ReturnType<typeof startFromConfig>> | undefined;
+  const stopRequested = io.waitForStop();
+  void stopRequested.then((signal) => {
+    if (started !== undefined) return;
+    io.out(`${signal} while starting: stopping what has started`);
+    cancel.abort(new AbortedError(`the start was cancelled by ${signal}`));
+  });
   try {
     started = await startFromConfig({
       configPath: path,
@@ -112,8 +131,17 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
       ...(values.host === undefined ? {} : { host: values.host }),
       ...(port === undefined ? {} : { port }),
       logSink: (line) => io.err(line),
+      signal: cancel.signal,
     });
   } catch (error) {
+    if (cancel.signal.aborted) {
+      // Stopped on request: a part that failed meanwhile is worth a line, not a failure.
+      if (error !== cancel.signal.reason) {
+        io.err(`beamclaw gateway: while stopping the start: ${explain(error, env)}`);
+      }
+      io.out("stopped");
+      return forced ? 1 : 0;
+    }
     io.err(`beamclaw gateway: ${explain(error, env)}`);
     return 1;
   }
@@ -131,7 +159,7 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
     offFailed = started.runtime.onFailed((reason) => resolve(formatExitReason(reason)));
   });
   const stop = await Promise.race([
-    io.waitForStop().then((signal) => ({ signal, failure: undefined })),
+    stopRequested.then((signal) => ({ signal, failure: undefined })),
     failed.then((failure) => ({ signal: "runtime failed", failure })),
   ]);
   offFailed();
@@ -140,10 +168,6 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
     io.err(`beamclaw gateway: the runtime's supervision tree gave up (${failure}); stopping`);
   }
   io.out(`${signal}: shutting down (runs in progress get up to ${drainTimeoutMs} ms)`);
-  let forced = false;
-  io.onForce(() => {
-    forced = true;
-  });
   try {
     await started.stop({ drainTimeoutMs, reason: `gateway stopping (${signal})` });
   } catch (error) {
