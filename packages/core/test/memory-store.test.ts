@@ -4,6 +4,7 @@ import { InvalidArgumentError } from "../src/errors.js";
 import {
   compareCodePoints,
   createMemoryStore,
+  MAX_STORED_JSON_DEPTH,
   MemoryStore,
   type Store,
 } from "../src/store/index.js";
@@ -136,13 +137,16 @@ describe("MemoryStore", () => {
     await store.close();
   });
 
-  it("refuses values nested deeper than 1000 levels with InvalidArgumentError", async () => {
+  it("refuses a value nested deeper than MAX_STORED_JSON_DEPTH (512) with an InvalidArgumentError naming the path and the limit", async () => {
+    expect(MAX_STORED_JSON_DEPTH).toBe(512);
     const store = await openStore();
     let deep: unknown = 1;
-    for (let i = 0; i < 1_100; i++) deep = [deep];
-    expect(
-      InvalidArgumentError.isInstance(await failureOf(() => store.kv.set("k", deep as never))),
-    ).toBe(true);
+    for (let i = 0; i < MAX_STORED_JSON_DEPTH; i++) deep = [deep];
+    const error = await failureOf(() => store.kv.set("k", { list: deep } as never));
+    expect(InvalidArgumentError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toBe(
+      `kv.set: value.list${"[0]".repeat(MAX_STORED_JSON_DEPTH - 1)} is nested deeper than 512 levels of arrays and objects (MAX_STORED_JSON_DEPTH)`,
+    );
     expect(await store.kv.keys("")).toEqual([]);
     await store.close();
   });

@@ -169,7 +169,9 @@ afterEach(async () => {
   for (const store of stores.splice(0)) await store.close();
 });
 
-async function floodTurn(options: { toolMaxOutputBytes?: number; failing?: boolean } = {}) {
+async function floodTurn(
+  options: { toolMaxOutputBytes?: number; failing?: boolean; output?: () => JsonValue } = {},
+) {
   const store = new MemoryStore();
   await store.open();
   stores.push(store);
@@ -184,6 +186,7 @@ async function floodTurn(options: { toolMaxOutputBytes?: number; failing?: boole
         description: "prints far too much",
         inputSchema: { type: "object" },
         execute: () => {
+          if (options.output !== undefined) return options.output();
           const text = `${"é".repeat(FLOOD_BYTES / 2 - 1)}!!`;
           if (options.failing) throw new Error(text);
           return text;
@@ -243,5 +246,19 @@ describe("a tool flooding its output", () => {
     expect(bytes(again[0] as string)).toBeGreaterThan(150_000);
     expect(bytes(again[0] as string)).toBeLessThanOrEqual(200_000);
     expect(() => runtime.reconfigure({ toolMaxOutputBytes: 12 })).toThrow(InvalidArgumentError);
+  });
+
+  it("turns a result nested deeper than a store keeps into its JSON text: the run completes", async () => {
+    // 600 levels fit in about 1.2 KB, well within the size cap, and deeper than any store
+    // takes (MAX_STORED_JSON_DEPTH): saved as it is, the turn's save failed and was retried.
+    let deep: JsonValue = "bottom";
+    for (let i = 0; i < 600; i++) deep = i % 2 === 0 ? [deep] : { next: deep };
+    const { result, model, stored } = await floodTurn({ output: () => deep });
+    expect(result.status).toBe("completed");
+    expect(stored).toEqual([JSON.stringify(deep)]);
+    expect(model.toolOutputs.at(-1)).toEqual([JSON.stringify(deep)]);
+    // A result of ordinary depth stays a value.
+    const shallow = { a: [{ b: [1, 2, { c: "d" }] }] };
+    expect((await floodTurn({ output: () => shallow })).stored).toEqual([shallow]);
   });
 });

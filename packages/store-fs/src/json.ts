@@ -4,14 +4,17 @@
  * with a typed error before anything is written, instead of being silently changed by
  * `JSON.stringify`.
  */
-import { InvalidArgumentError } from "@beamclaw/core";
-
-const MAX_DEPTH = 512;
+import {
+  InvalidArgumentError,
+  MAX_STORED_JSON_DEPTH,
+  storedJsonTooDeepMessage,
+} from "@beamclaw/core";
 
 /**
  * Serializes `value` as compact JSON after checking it is plain JSON: `null`, booleans,
  * finite numbers, strings, arrays and plain objects (properties that are `undefined` are
- * dropped, as `JSON.stringify` does). `what` names the value in the error message.
+ * dropped, as `JSON.stringify` does), nested at most `MAX_STORED_JSON_DEPTH` levels deep.
+ * `what` names the value in the error message.
  *
  * @throws InvalidArgumentError for anything else.
  */
@@ -51,8 +54,10 @@ function checkJson(value: unknown, path: string, depth: number, ancestors: objec
       throw new InvalidArgumentError(`${path} is a ${typeof value}, which JSON cannot hold`);
   }
   if (value === null) return;
-  if (depth >= MAX_DEPTH) {
-    throw new InvalidArgumentError(`${path} is nested deeper than ${MAX_DEPTH} levels`);
+  // `depth` counts the arrays and objects enclosing this one: at the limit, it would be one
+  // level too many (see MAX_STORED_JSON_DEPTH for how every store counts).
+  if (depth >= MAX_STORED_JSON_DEPTH) {
+    throw new InvalidArgumentError(storedJsonTooDeepMessage(path));
   }
   if (ancestors.includes(value)) {
     throw new InvalidArgumentError(`${path} refers to itself (a cycle), which JSON cannot hold`);

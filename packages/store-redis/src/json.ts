@@ -1,28 +1,29 @@
 /**
  * JSON in and out of Redis, with the contract's guarantees: what is written is what is read
  * back, so a value JSON cannot represent faithfully (a function, `NaN`, a `Date`, a `Map`, a
- * cycle, a hole in an array) is refused with an `InvalidArgumentError` before anything is
- * written, and a stored value that does not parse is a `STORE_CORRUPT` error naming its key.
+ * cycle, a hole in an array) or nested deeper than `MAX_STORED_JSON_DEPTH` is refused with an
+ * `InvalidArgumentError` before anything is written, and a stored value that does not parse
+ * is a `STORE_CORRUPT` error naming its key.
  */
-import { InvalidArgumentError, StoreError } from "@beamclaw/core";
+import {
+  InvalidArgumentError,
+  MAX_STORED_JSON_DEPTH,
+  StoreError,
+  storedJsonTooDeepMessage,
+} from "@beamclaw/core";
 
-/** Serializes `value`, or throws `InvalidArgumentError` naming `what` and the bad path. */
+/**
+ * Serializes `value`, or throws `InvalidArgumentError` naming `what` and the bad path. The
+ * check stops at `MAX_STORED_JSON_DEPTH` and `JSON.stringify` only sees a value within it, so
+ * no value, however deep, can overflow the call stack.
+ */
 export function encodeJson(value: unknown, what: string): string {
-  try {
-    const problem = findProblem(value, "", new Set());
-    if (problem !== undefined) {
-      throw new InvalidArgumentError(`${what} is not JSON: ${problem}`);
-    }
-    return JSON.stringify(value);
-  } catch (error) {
-    // A value nested deeper than the call stack allows (checking or serializing it).
-    if (error instanceof RangeError) {
-      throw new InvalidArgumentError(`${what} is nested too deeply to be stored as JSON`, {
-        cause: error,
-      });
-    }
-    throw error;
+  const problem = findProblem(value, "", 0, new Set(), what);
+  if (problem instanceof InvalidArgumentError) throw problem;
+  if (problem !== undefined) {
+    throw new InvalidArgumentError(`${what} is not JSON: ${problem}`);
   }
+  return JSON.stringify(value);
 }
 
 /** Like {@link encodeJson}, and requires a plain object. */
@@ -50,7 +51,19 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
-function findProblem(value: unknown, path: string, seen: Set<object>): string | undefined {
+/**
+ * The first problem in `value`: a description of what JSON cannot carry, or the
+ * `InvalidArgumentError` for a part nested too deep (its message is the same in every store).
+ * `depth` is the number of arrays and objects enclosing `value`; `what` prefixes the path of
+ * the too-deep part.
+ */
+function findProblem(
+  value: unknown,
+  path: string,
+  depth: number,
+  seen: Set<object>,
+  what: string,
+): string | InvalidArgumentError | undefined {
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -59,20 +72,25 @@ function findProblem(value: unknown, path: string, seen: Set<object>): string | 
       return Number.isFinite(value) ? undefined : `${value} at ${path || "(root)"}`;
     case "object": {
       if (value === null) return undefined;
+      // At the limit, this array or object would be one level too many.
+      if (depth >= MAX_STORED_JSON_DEPTH) {
+        const at = path === "" || path.startsWith("[") ? path : `.${path}`;
+        return new InvalidArgumentError(storedJsonTooDeepMessage(`${what}${at}`));
+      }
       if (seen.has(value)) return `a cycle at ${path || "(root)"}`;
       seen.add(value);
-      let problem: string | undefined;
+      let problem: string | InvalidArgumentError | undefined;
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length && problem === undefined; i++) {
           if (!(i in value) || value[i] === undefined) problem = `a hole at ${path}[${i}]`;
-          else problem = findProblem(value[i], `${path}[${i}]`, seen);
+          else problem = findProblem(value[i], `${path}[${i}]`, depth + 1, seen, what);
         }
       } else if (isPlainObject(value)) {
         for (const key of Object.keys(value)) {
           const child = value[key];
           // An absent optional field: JSON drops it, and reading back gives the same object.
           if (child === undefined) continue;
-          problem = findProblem(child, path === "" ? key : `${path}.${key}`, seen);
+          problem = findProblem(child, path === "" ? key : `${path}.${key}`, depth + 1, seen, what);
           if (problem !== undefined) break;
         }
       } else {

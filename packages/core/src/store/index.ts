@@ -1,2 +1,3 @@
+export * from "./limits.js";
 export * from "./memory-store.js";
 export type * from "./types.js";

@@ -5,6 +5,7 @@
  */
 import { FencedError, InvalidArgumentError, StoreError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../providers/types.js";
+import { MAX_STORED_JSON_DEPTH, storedJsonTooDeepMessage } from "./limits.js";
 import type {
   ApprovalRecord,
   ApprovalStore,
@@ -48,8 +49,6 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 1000;
 const DEFAULT_RUNS_KEPT = 200;
-/** Deeper values are refused rather than risking a stack overflow in a later copy. */
-const MAX_JSON_DEPTH = 1000;
 /**
  * Expired data (TTL keys, expired tokens and leases, old acknowledged queue keys) is purged by
  * a write at most this often: memory is bounded without a timer, and a store nobody writes to
@@ -242,7 +241,10 @@ function describeValue(value: unknown): string {
  * A deep copy of `value` as JSON would carry it, or `InvalidArgumentError` naming the path of
  * the first part JSON cannot represent. Object properties that are `undefined` are dropped
  * (as `JSON.stringify` does) and `-0` becomes `0`, so this store reads back exactly what a
- * JSON-backed store would.
+ * JSON-backed store would. A value deeper than {@link MAX_STORED_JSON_DEPTH} is refused: the
+ * `depth` the walks below pass down is the number of arrays and objects enclosing `value`, so
+ * an array or object is refused when `depth >= MAX_STORED_JSON_DEPTH` (it would be one level
+ * too many).
  */
 function copyJson(value: unknown, path: string): JsonValue {
   try {
@@ -272,7 +274,7 @@ function copyValid(value: unknown, depth: number, ancestors: object[]): JsonValu
       return value === 0 ? 0 : value;
     case "object": {
       if (value === null) return null;
-      if (depth >= MAX_JSON_DEPTH) throw NOT_JSON;
+      if (depth >= MAX_STORED_JSON_DEPTH) throw NOT_JSON;
       for (let i = 0; i < depth; i++) if (ancestors[i] === value) throw NOT_JSON;
       ancestors[depth] = value;
       if (Array.isArray(value)) {
@@ -315,8 +317,7 @@ function copyJsonAt(
       return value === 0 ? 0 : value;
     case "object": {
       if (value === null) return null;
-      if (depth >= MAX_JSON_DEPTH)
-        throw invalid(`${path} is nested deeper than ${MAX_JSON_DEPTH} levels`);
+      if (depth >= MAX_STORED_JSON_DEPTH) throw invalid(storedJsonTooDeepMessage(path));
       if (ancestors.has(value)) throw invalid(`${path} is a circular reference`);
       ancestors.add(value);
       try {
@@ -407,7 +408,7 @@ function checkValid(value: unknown, depth: number, ancestors: object[]): void {
       return;
     case "object": {
       if (value === null) return;
-      if (depth >= MAX_JSON_DEPTH) throw NOT_JSON;
+      if (depth >= MAX_STORED_JSON_DEPTH) throw NOT_JSON;
       for (let i = 0; i < depth; i++) if (ancestors[i] === value) throw NOT_JSON;
       ancestors[depth] = value;
       if (Array.isArray(value)) {

@@ -13,6 +13,9 @@
  *   are). Errors are `StoreError`s (`STORE_UNAVAILABLE`, `STORE_LOCKED`,
  *   `STORE_CORRUPT`, `STORE_CLOSED`), `InvalidArgumentError` or `FencedError`.
  * - Values are JSON: what is written is what is read back (deep-equal), unicode included.
+ *   Every write refuses a value nested deeper than `MAX_STORED_JSON_DEPTH` (512) levels of
+ *   arrays and objects, counted alike by every adapter (see `MAX_STORED_JSON_DEPTH`), with an
+ *   `InvalidArgumentError` naming the path and the limit, writing nothing.
  * - Keys are opaque strings; an adapter must never let a key escape its namespace (no path
  *   traversal, no collision between `a:b` + `c` and `a` + `b:c`). Keys, ids and names must be
  *   non-empty strings (`InvalidArgumentError` otherwise).

@@ -31,6 +31,7 @@ import {
   StoreError,
 } from "../errors.js";
 import type { JsonObject, JsonValue } from "../providers/types.js";
+import { MAX_STORED_JSON_DEPTH } from "../store/limits.js";
 import type {
   ApprovalRecord,
   CronRunRecord,
@@ -1677,6 +1678,179 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.queue.pending()).toEqual([]);
       });
 
+      it(`a value exactly MAX_STORED_JSON_DEPTH (${MAX_STORED_JSON_DEPTH}) levels deep is stored and read back equal by every write`, async () => {
+        const namespace = newNamespace();
+        const store = await open(namespace);
+        // Top-level values of exactly the limit, ending in a scalar and in an empty container
+        // (which counts as a level), and a record field that brings its record to the limit.
+        const atLimit = nestedJson(MAX_STORED_JSON_DEPTH, "leaf");
+        const atLimitEmpty = nestedJson(MAX_STORED_JSON_DEPTH - 1, {});
+        const objectFirst = { a: nestedJson(MAX_STORED_JSON_DEPTH - 1, "leaf") };
+        const field = nestedJson(MAX_STORED_JSON_DEPTH - 1, "leaf");
+        const record = session("s", 1, { deepField: field });
+        const entry = { deepField: field };
+        await store.kv.set("k", atLimit);
+        await store.kv.set("k-empty", atLimitEmpty);
+        await store.kv.set("k-object", objectFirst);
+        await store.sessions.put(record);
+        expect(await store.transcripts.append("s", [{ n: 1 }, entry])).toBe(2);
+        await store.cron.putJob({ id: "j", agentId: "main", deepField: field });
+        await store.cron.appendRun({ jobId: "j", startedAt: 1, deepField: field });
+        await store.devices.put({ deviceId: "d", deepField: field });
+        await store.devices.putToken({ tokenHash: "h", deviceId: "d", deepField: field });
+        await store.approvals.put("s", { ...approval("p", "allow", 1), deepField: field });
+        await store.queue.enqueue(inbound("i", "s", { deepField: field }));
+
+        const expectAll = async (reader: Store): Promise<void> => {
+          expect(await reader.kv.get("k")).toEqual(atLimit);
+          expect(await reader.kv.get("k-empty")).toEqual(atLimitEmpty);
+          expect(await reader.kv.get("k-object")).toEqual(objectFirst);
+          expect(await reader.sessions.get("s")).toEqual(record);
+          expect((await reader.sessions.list()).items).toEqual([record]);
+          expect(await reader.transcripts.read("s")).toEqual([
+            { seq: 1, entry: { n: 1 } },
+            { seq: 2, entry },
+          ]);
+          expect(await reader.cron.getJob("j")).toEqual({
+            id: "j",
+            agentId: "main",
+            deepField: field,
+          });
+          expect(await reader.cron.listRuns("j")).toEqual([
+            { jobId: "j", startedAt: 1, deepField: field },
+          ]);
+          expect(await reader.devices.get("d")).toEqual({ deviceId: "d", deepField: field });
+          expect(await reader.devices.getToken("h")).toEqual({
+            tokenHash: "h",
+            deviceId: "d",
+            deepField: field,
+          });
+          expect(await reader.approvals.list("s")).toEqual([
+            { ...approval("p", "allow", 1), deepField: field },
+          ]);
+          expect((await reader.queue.pending()).map((m) => m.payload)).toEqual([
+            { deepField: field },
+          ]);
+        };
+        await expectAll(store);
+        if (persistent) {
+          // Read back from the backend by a new instance, not from what the first one holds.
+          await store.close();
+          await expectAll(await open(namespace));
+        }
+      });
+
+      it(`a value one level deeper than MAX_STORED_JSON_DEPTH is refused by every write with InvalidArgumentError naming the path and the limit, writing nothing`, async () => {
+        const store = await open();
+        // What each write finds before: a refused write must leave it as it was.
+        await store.kv.set("k", "old");
+        await store.sessions.put(session("s", 1, { v: "old" }));
+        await store.transcripts.append("s", [{ n: 1 }]);
+        await store.cron.putJob({ id: "j", agentId: "main", v: "old" });
+        await store.cron.appendRun({ jobId: "j", startedAt: 1 });
+        await store.devices.put({ deviceId: "d", v: "old" });
+        await store.devices.putToken({ tokenHash: "h", deviceId: "d", v: "old" });
+        await store.approvals.put("s", approval("p", "allow", 1));
+        await store.queue.enqueue(inbound("old", "s", { v: "old" }));
+        const lease = (await store.locks.acquire("l", { owner: "o", ttlMs: LONG_TTL_MS }))!;
+
+        // Inside a record (level 1), a field of the limit's depth makes one level too many:
+        // once with a scalar at the bottom, once with an empty object as the extra level.
+        for (const deepField of [
+          nestedJson(MAX_STORED_JSON_DEPTH, "leaf"),
+          nestedJson(MAX_STORED_JSON_DEPTH - 1, {}),
+        ]) {
+          const writes: Array<[string, () => Promise<unknown>]> = [
+            ["kv.set", () => store.kv.set("k", { deepField })],
+            ["kv.set of a new key", () => store.kv.set("new", { deepField })],
+            ["kv.set ifAbsent", () => store.kv.set("new", { deepField }, { ifAbsent: true })],
+            [
+              "kv.set fenced",
+              () => store.kv.set("k", { deepField }, { fence: { lock: "l", token: lease.token } }),
+            ],
+            ["sessions.put", () => store.sessions.put(session("s", 2, { deepField }))],
+            [
+              "sessions.put of a new key",
+              () => store.sessions.put(session("new", 2, { deepField })),
+            ],
+            ["transcripts.append", () => store.transcripts.append("s", [{ n: 2 }, { deepField }])],
+            ["cron.putJob", () => store.cron.putJob({ id: "j", agentId: "main", deepField })],
+            ["cron.appendRun", () => store.cron.appendRun({ jobId: "j", startedAt: 2, deepField })],
+            ["devices.put", () => store.devices.put({ deviceId: "d", deepField })],
+            [
+              "devices.putToken",
+              () => store.devices.putToken({ tokenHash: "h", deviceId: "d", deepField }),
+            ],
+            [
+              "approvals.put",
+              () => store.approvals.put("s", { ...approval("p", "deny", 2), deepField }),
+            ],
+            ["queue.enqueue", () => store.queue.enqueue(inbound("deep", "s", { deepField }))],
+          ];
+          for (const [what, write] of writes) await expectTooDeep(write, "deepField", what);
+        }
+        // A value at the top level one level too deep, with no field name in its path.
+        await expectTooDeep(
+          () => store.kv.set("k", nestedJson(MAX_STORED_JSON_DEPTH + 1, "leaf")),
+          "",
+          "kv.set of a top-level array",
+        );
+
+        expect(await store.kv.get("k")).toBe("old");
+        expect(await store.kv.get("new")).toBeUndefined();
+        expect(await store.kv.keys("")).toEqual(["k"]);
+        expect(await store.sessions.get("s")).toEqual(session("s", 1, { v: "old" }));
+        expect(await store.sessions.get("new")).toBeUndefined();
+        expect(await store.sessions.count()).toBe(1);
+        expect(await store.transcripts.read("s")).toEqual([{ seq: 1, entry: { n: 1 } }]);
+        expect(await store.cron.getJob("j")).toEqual({ id: "j", agentId: "main", v: "old" });
+        expect(await store.cron.listRuns("j")).toEqual([{ jobId: "j", startedAt: 1 }]);
+        expect(await store.devices.get("d")).toEqual({ deviceId: "d", v: "old" });
+        expect(await store.devices.getToken("h")).toEqual({
+          tokenHash: "h",
+          deviceId: "d",
+          v: "old",
+        });
+        expect(await store.approvals.list("s")).toEqual([approval("p", "allow", 1)]);
+        expect((await store.queue.pending()).map((m) => m.idempotencyKey)).toEqual(["old"]);
+        // The refused message's idempotency key was not remembered, and the store carries on.
+        expect((await store.queue.enqueue(inbound("deep", "s", { ok: true }))).duplicate).toBe(
+          false,
+        );
+        expect(await store.transcripts.append("s", [{ n: 2 }])).toBe(2);
+      });
+
+      itWhen(typeof probe.fenced === "function")(
+        "the fenced session writes store a value MAX_STORED_JSON_DEPTH deep and refuse one level deeper with InvalidArgumentError, writing nothing",
+        async () => {
+          const store = await open();
+          const lease = (await store.locks.acquire("s", { owner: "o", ttlMs: LONG_TTL_MS }))!;
+          const writes = store.fenced!({ lock: "s", token: lease.token });
+          const field = nestedJson(MAX_STORED_JSON_DEPTH - 1, "leaf");
+          const record = session("s", 1, { deepField: field });
+          await writes.sessions.put(record);
+          expect(await writes.transcripts.append("s", [{ deepField: field }])).toBe(1);
+          expect(await store.sessions.get("s")).toEqual(record);
+          expect(await store.transcripts.read("s")).toEqual([
+            { seq: 1, entry: { deepField: field } },
+          ]);
+
+          const deepField = nestedJson(MAX_STORED_JSON_DEPTH, "leaf");
+          await expectTooDeep(
+            () => writes.sessions.put(session("s", 2, { deepField })),
+            "deepField",
+            "fenced sessions.put",
+          );
+          await expectTooDeep(
+            () => writes.transcripts.append("s", [{ n: 2 }, { deepField }]),
+            "deepField",
+            "fenced transcripts.append",
+          );
+          expect(await store.sessions.get("s")).toEqual(record);
+          expect(await store.transcripts.lastSeq("s")).toBe(1);
+        },
+      );
+
       it("object properties set to undefined are dropped, as JSON does", async () => {
         const store = await open();
         await store.sessions.put(session("s", 1, { note: undefined, kept: "yes" }));
@@ -2184,6 +2358,37 @@ async function failure(call: () => Promise<unknown>, what = "the call"): Promise
     return error;
   }
   throw new Error(`${what} resolved, but a rejection was expected`);
+}
+
+/**
+ * `leaf` inside `depth` levels of arrays and objects, alternating from the outside in:
+ * `[{ a: [{ a: ... leaf }] }]`. Its depth is `depth` plus the leaf's (0 for a scalar, 1 for
+ * `{}` or `[]`). Built in a loop: no recursion, whatever the depth.
+ */
+function nestedJson(depth: number, leaf: JsonValue): JsonValue {
+  let value = leaf;
+  for (let level = depth; level >= 1; level--) {
+    value = level % 2 === 1 ? [value] : { a: value };
+  }
+  return value;
+}
+
+/**
+ * Checks that `call` rejects as a value deeper than {@link MAX_STORED_JSON_DEPTH} must: with
+ * `InvalidArgumentError`, whose message names the limit and (`field`, when not empty) the
+ * field the too-deep part is in.
+ */
+async function expectTooDeep(
+  call: () => Promise<unknown>,
+  field: string,
+  what: string,
+): Promise<void> {
+  const error = await failure(call, what);
+  expect(codeOf(error), `${what}: ${describeError(error)}`).toBe("INVALID_ARGUMENT");
+  expect(InvalidArgumentError.isInstance(error), what).toBe(true);
+  const message = (error as Error).message;
+  expect(message, `${what}: the message names the limit`).toContain(String(MAX_STORED_JSON_DEPTH));
+  if (field !== "") expect(message, `${what}: the message names the path`).toContain(field);
 }
 
 async function expectInvalid(call: () => Promise<unknown>, what = call.toString()): Promise<void> {

@@ -127,7 +127,8 @@ export interface SupervisedToolRunnerOptions {
   /**
    * Cap on a result's size in bytes of UTF-8 (as serialized into the transcript); a longer
    * result is cut with a marker saying how much was dropped (see `capToolOutput`). Default
-   * 65 536; `Infinity` for no cap.
+   * 65 536; `Infinity` for no cap. (A result nested more than 256 levels deep, which no store
+   * could keep in a transcript, is handed on as its JSON text.)
    */
   maxOutputBytes?: number;
   /** Resolves the agent of a session (for the allowlist). */
@@ -347,18 +348,37 @@ interface CallRecord {
   denied: boolean;
 }
 
+/**
+ * How deep a tool result may nest (arrays and objects) and stay a value; a deeper one becomes
+ * its JSON text. Stores keep at most `MAX_STORED_JSON_DEPTH` (512) levels, and a transcript
+ * entry wraps the result in a few of its own: saved as it is, a deeper result could never be
+ * saved, and the turn would fail (its save retried) over what the model can read as text.
+ */
+const MAX_TOOL_OUTPUT_DEPTH = 256;
+
 function toJson(value: unknown): JsonValue {
   if (value === undefined) return null;
   // Plain data (the usual tool result) is copied directly; anything JSON would change (a
-  // Date, a class, undefined, NaN, a cycle, ...) takes the JSON round trip, which defines
-  // the result.
+  // Date, a class, undefined, NaN, a cycle, ...) or nested deeper than the copy goes takes
+  // the JSON round trip, which defines the result.
   const copy = plainJsonCopy(value, 0);
   if (copy !== NOT_PLAIN) return copy;
+  let json: JsonValue;
   try {
-    return JSON.parse(JSON.stringify(value)) as JsonValue;
+    json = JSON.parse(JSON.stringify(value)) as JsonValue;
   } catch {
     return String(value);
   }
+  return nestedDeeper(json, MAX_TOOL_OUTPUT_DEPTH) ? JSON.stringify(json) : json;
+}
+
+/** Whether `value` holds arrays/objects more than `levels` deep. */
+function nestedDeeper(value: JsonValue, levels: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (levels === 0) return true;
+  const items = Array.isArray(value) ? value : Object.values(value);
+  for (const item of items) if (item !== undefined && nestedDeeper(item, levels - 1)) return true;
+  return false;
 }
 
 const NOT_PLAIN: unique symbol = Symbol("not plain JSON");
