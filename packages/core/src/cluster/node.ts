@@ -13,6 +13,7 @@ import {
 } from "../errors.js";
 import type { JsonObject, JsonValue, ModelMessage } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
+import type { PubSub } from "../runtime/pubsub.js";
 import { DEFAULT_COMPACTION_TIMEOUT_MS } from "../sessions/compaction.js";
 import { RunHandle } from "../sessions/run-handle.js";
 import { AgentRuntime, type AgentRuntimeOptions } from "../sessions/runtime.js";
@@ -49,6 +50,9 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
 /** Routing attempts for one message or request before it is left to the sweep. */
 const MAX_ROUTE_ATTEMPTS = 8;
+
+/** Run events of one session held back while its lease is in doubt (see `sessionPubSub`). */
+const MAX_HELD_BACK_EVENTS = 10_000;
 
 /** Options of {@link ClusterNode}. */
 export interface ClusterNodeOptions {
@@ -98,6 +102,11 @@ interface HeldLease {
   /** Acquired and not yet claimed by a starting session: that start is a takeover. */
   fresh: boolean;
   acquiredAt: number;
+  /**
+   * Run events of the session published while the lease was in doubt (past `validUntil`,
+   * not yet renewed), in order: published once it is renewed, dropped when it is lost.
+   */
+  heldBack?: Array<{ topic: string; event: unknown }>;
 }
 
 interface PendingRequest {
@@ -197,6 +206,16 @@ export class ClusterNode implements SessionOwnership {
    * `agentRuntimeJobRunner(node.runtime)` hands it to the services by itself.
    */
   readonly cronSync: PubSubCronSync;
+  /**
+   * @internal See {@link SessionOwnership.sessionPubSub}: the backplane's pub/sub, through
+   * which this node's sessions publish their run events only while this node certainly holds
+   * the session's lease. A node paused past its lease (a long GC pause, `SIGSTOP`) wakes up
+   * with its runs' events held back until its lease is renewed, and drops them when it finds
+   * the lease lost (another node has taken the session over and replays the run): the
+   * callers following the run never see events of two owners. The session's writes are
+   * refused at the same time (fenced).
+   */
+  readonly sessionPubSub: PubSub;
   readonly #meta: JsonObject;
   readonly #leases = new Map<string, HeldLease>();
   /**
@@ -292,6 +311,14 @@ export class ClusterNode implements SessionOwnership {
             return token === undefined ? undefined : { lock: leaseName(key), token };
           })
         : undefined;
+    const pubsub = backplane.pubsub;
+    this.sessionPubSub = {
+      subscribe: (topic, handler, options) => pubsub.subscribe(topic, handler, options),
+      publish: (topic, message) => this.#publishSessionEvent(topic, message),
+      subscriberCount: (topic) => pubsub.subscriberCount(topic),
+      // The backplane's, closed by `leave()`.
+      close: () => Promise.resolve(),
+    };
     this.runtime = new AgentRuntime({
       ...runtime,
       ...(this.#fencedStore === undefined ? {} : { store: this.#fencedStore }),
@@ -537,9 +564,16 @@ export class ClusterNode implements SessionOwnership {
       return;
     }
     // Its writes are over; messages it left unfinished run where the session goes next.
+    const ranUnder = this.#writeFences.get(sessionKey);
     this.#writeFences.delete(sessionKey);
-    this.#fencedStore?.forgetSession(sessionKey);
     this.#widenFollowers(sessionKey);
+    const held = this.#leases.get(sessionKey);
+    if (held !== undefined && ranUnder !== undefined && held.lease.token !== ranUnder) {
+      // A lease this node took since (the old one was lost while the session stopped), for
+      // the session's next start here: only the lease the session ran under is let go.
+      return;
+    }
+    this.#fencedStore?.forgetSession(sessionKey);
     void this.#release(sessionKey, "released");
   }
 
@@ -647,27 +681,55 @@ export class ClusterNode implements SessionOwnership {
     return this.#handle(follower, payloadRunId, "queued", options);
   }
 
-  /** @internal See {@link SessionOwnership.routeRequest}. */
+  /**
+   * @internal See {@link SessionOwnership.routeRequest}.
+   *
+   * An injection asked of a node that was lost before it answered (it died, or left) is
+   * asked again, wherever the session goes, as one that may have been saved already: the
+   * session first looks for it (by its id) among the transcript entries written since the
+   * first attempt, so it is saved once.
+   */
   async routeRequest(
     sessionKey: string,
     request: RoutedSessionRequest,
   ): Promise<{ reply: unknown } | undefined> {
     if (!this.#routing()) return undefined;
+    // What is asked: the request, or after an unanswered injection, its retry.
+    let asked: RoutedSessionRequest = request;
+    let injection: { savedAfter: number } | undefined;
+    const ask = async (node: string, expiresAt?: number) => {
+      if (request.type === "inject" && injection === undefined) {
+        asked = { ...request, id: request.id ?? randomUUID() };
+        // Whatever an owner saves of it comes after the transcript's current end.
+        injection = { savedAfter: await this.store.transcripts.lastSeq(sessionKey) };
+      }
+      const answered = await this.#ask(node, sessionKey, asked, expiresAt);
+      if (answered === undefined && asked.type === "inject" && injection !== undefined) {
+        asked = { ...asked, savedAfter: injection.savedAfter };
+      }
+      return answered;
+    };
+    // Answered here: as asked, or the retry of an injection (which the runtime's own request
+    // is not).
+    const here = async () =>
+      asked === request
+        ? undefined
+        : { reply: await this.runtime.answerRequest(sessionKey, asked) };
     for (let attempt = 0; attempt < MAX_ROUTE_ATTEMPTS; attempt++) {
       await this.#moving.get(sessionKey);
-      if (this.#held(sessionKey) !== undefined) return undefined;
+      if (this.#held(sessionKey) !== undefined) return here();
       const holder = await this.store.locks.holder(leaseName(sessionKey));
       if (holder === undefined) {
         // Nothing runs the session: no run to abort, and a delete only touches the store.
         if (request.type === "abort") return { reply: false };
         if (request.type === "delete") return undefined;
         const target = await this.#target(sessionKey);
-        if (target.kind === "local") return undefined;
+        if (target.kind === "local") return here();
         if (target.kind !== "remote") {
           await this.#sleep(50);
           continue;
         }
-        const answered = await this.#ask(target.node, sessionKey, request);
+        const answered = await ask(target.node);
         if (answered !== undefined) return answered;
         continue;
       }
@@ -675,7 +737,7 @@ export class ClusterNode implements SessionOwnership {
         await this.#sleep(Math.min(Math.max(holder.expiresAt - Date.now(), 0), 50) + 5);
         continue;
       }
-      const answered = await this.#ask(holder.owner, sessionKey, request, holder.expiresAt);
+      const answered = await ask(holder.owner, holder.expiresAt);
       if (answered !== undefined) return answered;
     }
     throw new ClusterError(
@@ -833,9 +895,13 @@ export class ClusterNode implements SessionOwnership {
     );
     if (outcome.kind === "ok") return { reply: outcome.value };
     if (outcome.kind === "timeout") {
+      const maybe =
+        request.type === "info" || request.type === "abort"
+          ? ""
+          : ` (the ${request.type} may have been carried out there, or be still)`;
       throw new ClusterError(
         "CLUSTER_UNREACHABLE",
-        `node ${node} did not answer within ${this.requestTimeoutMs} ms`,
+        `node ${node} did not answer a ${request.type} request for session ${sessionKey} within ${timeoutMs} ms${maybe}`,
         node,
       );
     }
@@ -1005,10 +1071,20 @@ export class ClusterNode implements SessionOwnership {
           case "rewind":
             return (await session.rewind(request.options)) as unknown as JsonValue;
           case "inject":
-            return (await session.inject(
-              request.text,
-              request.label === undefined ? undefined : { label: request.label },
-            )) as unknown as JsonValue;
+            if (
+              typeof request.text !== "string" ||
+              request.text === "" ||
+              (request.label !== undefined && typeof request.label !== "string") ||
+              (request.id !== undefined && typeof request.id !== "string") ||
+              (request.savedAfter !== undefined &&
+                !(Number.isSafeInteger(request.savedAfter) && request.savedAfter >= 0))
+            ) {
+              throw new InvalidArgumentError(
+                `malformed inject request ${JSON.stringify(request).slice(0, 200)}`,
+              );
+            }
+            // With its id (and, on a retry, where to look for it): saved once.
+            return (await this.runtime.answerRequest(key, request)) as JsonValue;
           case "delete": {
             const deleted = await session.delete(request.options);
             await this.#release(key, "released");
@@ -1133,7 +1209,11 @@ export class ClusterNode implements SessionOwnership {
     const period = Math.max(10, Math.floor(this.leaseTtlMs / 3));
     await Promise.all(
       [...this.#leases].map(async ([key, held]) => {
-        const active = this.runtime.registry.whereis(`session:${key}`) !== undefined;
+        // A session that started here under this lease and has not stopped cleanly is
+        // starting, or starting again after a crash: not registered, but not gone either.
+        const active =
+          this.runtime.registry.whereis(`session:${key}`) !== undefined ||
+          this.#writeFences.get(key) === held.lease.token;
         if (!active && !this.#moving.has(key) && now - held.acquiredAt > this.leaseTtlMs) {
           // The session is gone (hibernated or given up) without telling: let the lease go,
           // and follow its unfinished runs to whichever node takes it.
@@ -1152,6 +1232,7 @@ export class ClusterNode implements SessionOwnership {
         if (renewed !== null && renewed !== undefined) {
           held.lease = renewed;
           held.validUntil = sentAt + this.leaseTtlMs;
+          if (performance.now() < held.validUntil) this.#publishHeldBack(held);
           return;
         }
         if (renewed === undefined || performance.now() + period >= held.validUntil) {
@@ -1159,6 +1240,39 @@ export class ClusterNode implements SessionOwnership {
         }
       }),
     );
+  }
+
+  /**
+   * Publishes a session's run event (see {@link ClusterNode.sessionPubSub}): now while this
+   * node certainly holds the lease the session runs under; held back while the lease is in
+   * doubt; dropped when the session no longer runs under a lease of this node.
+   */
+  #publishSessionEvent(topic: string, message: unknown): Promise<void> {
+    const pubsub = this.backplane.pubsub;
+    const key = runEventSession(topic, message);
+    if (key === undefined) return pubsub.publish(topic, message);
+    const held = this.#leases.get(key);
+    const ranUnder = this.#writeFences.get(key);
+    if (held === undefined || (ranUnder !== undefined && held.lease.token !== ranUnder)) {
+      // The lease was lost (or passed on) under the session: its run goes on elsewhere.
+      return Promise.resolve();
+    }
+    if (performance.now() < held.validUntil) {
+      this.#publishHeldBack(held);
+      return pubsub.publish(topic, message);
+    }
+    held.heldBack ??= [];
+    if (held.heldBack.length < MAX_HELD_BACK_EVENTS) held.heldBack.push({ topic, event: message });
+    return Promise.resolve();
+  }
+
+  /** Publishes the events held back while `held` was in doubt, in order. */
+  #publishHeldBack(held: HeldLease): void {
+    const events = held.heldBack;
+    if (events === undefined) return;
+    held.heldBack = undefined;
+    const pubsub = this.backplane.pubsub;
+    for (const { topic, event } of events) pubsub.publish(topic, event).catch(() => undefined);
   }
 
   /** This node lost `key`'s lease: the session stops here at once (its messages stay queued). */
@@ -1418,6 +1532,14 @@ export class ClusterNode implements SessionOwnership {
     }, ms);
     this.#timers.add(timer);
   }
+}
+
+/** The session of a run event published on `session:<key>` or `events:global`, if it is one. */
+function runEventSession(topic: string, message: unknown): string | undefined {
+  if (typeof message !== "object" || message === null) return undefined;
+  const { sessionKey, runId } = message as { sessionKey?: unknown; runId?: unknown };
+  if (typeof sessionKey !== "string" || typeof runId !== "string") return undefined;
+  return topic === `session:${sessionKey}` || topic === "events:global" ? sessionKey : undefined;
 }
 
 /** The lock name of a session's lease. */

@@ -4,6 +4,7 @@
  * runs every session locally, as before.
  */
 import type { ExitReason } from "../runtime/exit.js";
+import type { PubSub } from "../runtime/pubsub.js";
 import type { CompactOptions } from "../sessions/compaction.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { SessionPatch } from "../sessions/session-actor.js";
@@ -19,7 +20,22 @@ export type RoutedSessionRequest =
   | { type: "compact"; options?: CompactOptions }
   | { type: "delete"; options?: SessionDeleteOptions }
   | { type: "rewind"; options?: RewindOptions }
-  | { type: "inject"; text: string; label?: string };
+  | {
+      type: "inject";
+      text: string;
+      label?: string;
+      /**
+       * The injection's id (its transcript run id is `inject:<id>`), the same on every
+       * attempt: a session asked again for an injection it holds or saved answers with it.
+       */
+      id?: string;
+      /**
+       * Set when the request may have been saved already, by an owner that took it and was
+       * lost before it answered: the session first looks for the injection among its
+       * transcript entries after this `seq` (the last one before the first attempt).
+       */
+      savedAfter?: number;
+    };
 
 /**
  * Session ownership for `AgentRuntime` (its `ownership` option). The runtime consults it:
@@ -31,12 +47,18 @@ export type RoutedSessionRequest =
  *   replays its unfinished messages from the durable queue, as after a crash.
  * - `released` when a session actor of this node exits, with its reason (`normal` when it
  *   hibernates or is stopped, `shutdown` when the runtime stops, an error when it crashed
- *   and is about to be restarted).
+ *   and is about to be restarted), and with `normal` when a start that `claim` allowed
+ *   failed (nothing runs under the claim).
  * - `routeSend` after a message is written to the durable queue (`duplicate: true` when its
  *   idempotency key was seen before and this runtime does not hold it): a `RunHandle` that
  *   follows its run wherever it happens, or `undefined` to deliver it here.
- * - `routeRequest` before `abort`, `info`, `patch`, `reset`, `compact`, `delete` or `rewind` reach a local
- *   session: `{ reply }` when another node answered, `undefined` to answer here.
+ * - `routeRequest` before `abort`, `info`, `patch`, `reset`, `compact`, `delete`, `rewind` or
+ *   `inject` reach a local session: `{ reply }` when another node answered (or this node did,
+ *   for a request it had to change, see `AgentRuntime.answerRequest`), `undefined` to answer
+ *   the request as it is here.
+ * - `sessionPubSub`, when given: the pub/sub the sessions publish their run events through
+ *   instead of the runtime's `pubsub` (a cluster node holds back the events of a session
+ *   whose lease it may have lost).
  *
  * @example
  * ```ts
@@ -55,4 +77,6 @@ export interface SessionOwnership {
     sessionKey: string,
     request: RoutedSessionRequest,
   ): Promise<{ reply: unknown } | undefined>;
+  /** The pub/sub the sessions publish their run events through; the runtime's by default. */
+  readonly sessionPubSub?: PubSub;
 }

@@ -551,7 +551,7 @@ export class AgentRuntime {
       store: this.store,
       source: this.#options.models,
       tools,
-      pubsub: this.pubsub,
+      pubsub: this.#options.ownership?.sessionPubSub ?? this.pubsub,
       ...costOf(this.#options),
       resolveAgent: (id) => this.#agent(id),
       hibernateAfterMs: this.#options.hibernateAfterMs ?? 300_000,
@@ -759,10 +759,12 @@ export class AgentRuntime {
       },
       inject: async (text, options) => {
         const label = checkInjection(text, options);
+        // One id for every attempt: a retry after its owner was lost never saves it twice.
         const reply = await this.#request(key, {
           type: "inject",
           text,
           ...(label === undefined ? {} : { label }),
+          id: randomUUID(),
         });
         return reply instanceof PendingInjection ? reply.done : (reply as InjectResult);
       },
@@ -1171,6 +1173,20 @@ export class AgentRuntime {
     return handle;
   }
 
+  /**
+   * Answers a session request here, without asking `ownership` where it goes: how a cluster
+   * node that owns the session answers a request routed to it (the same reply as the
+   * session handle's method of that name gives).
+   *
+   * @throws NoProcessError when the runtime is not running; the request's own errors.
+   * @internal
+   */
+  async answerRequest(key: string, request: RoutedSessionRequest): Promise<unknown> {
+    const reply = await this.#call(key, request as SessionCall);
+    if (reply instanceof PendingInjection || reply instanceof PendingCompaction) return reply.done;
+    return reply;
+  }
+
   /** A request for a session: answered by its owner in a cluster, else locally. */
   async #request(key: string, request: RoutedSessionRequest): Promise<unknown> {
     this.#requireRunning();
@@ -1227,24 +1243,39 @@ export class AgentRuntime {
         // In a cluster, the session runs here only once this node holds its lease; a node
         // that just took it over replays what the previous owner left unfinished.
         const takeover = ownership === undefined ? false : (await ownership.claim(key)).takeover;
-        // While the start-up look has not seen every unfinished message, a session started
-        // for a new message may hold some of its own from before: it replays them first.
-        const backlog =
-          !recovering &&
-          !takeover &&
-          this.#backlogOpen &&
-          (await this.store.queue.pending({ sessionKey: key, limit: 1 })).length > 0;
-        const first = recovering || takeover || backlog;
-        return this.#sessions!.startChild<SessionActorType>({
-          restart: "transient",
-          // The first start is a revival; a restart after a crash replays unfinished messages.
-          start: async () => {
-            const actor = await new SessionActor(key, agentId, ctx, first || starts++ > 0).start();
-            if (ownership !== undefined) actor.monitor((reason) => ownership.released(key, reason));
-            return actor;
-          },
-          via: this.registry.via(name),
-        });
+        try {
+          // While the start-up look has not seen every unfinished message, a session started
+          // for a new message may hold some of its own from before: it replays them first.
+          const backlog =
+            !recovering &&
+            !takeover &&
+            this.#backlogOpen &&
+            (await this.store.queue.pending({ sessionKey: key, limit: 1 })).length > 0;
+          const first = recovering || takeover || backlog;
+          return await this.#sessions!.startChild<SessionActorType>({
+            restart: "transient",
+            // The first start is a revival; a restart after a crash replays unfinished messages.
+            start: async () => {
+              const actor = await new SessionActor(
+                key,
+                agentId,
+                ctx,
+                first || starts++ > 0,
+              ).start();
+              if (ownership !== undefined) {
+                actor.monitor((reason) => ownership.released(key, reason));
+              }
+              return actor;
+            },
+            via: this.registry.via(name),
+          });
+        } catch (error) {
+          // Nothing runs under the claim (unless it lost the name to a start that does).
+          if (ownership !== undefined && !isAlreadyRegistered(error)) {
+            ownership.released(key, "normal");
+          }
+          throw error;
+        }
       })();
       this.#starting.set(key, promise);
       try {

@@ -282,7 +282,7 @@ export type SessionCall =
   | { type: "reset" }
   | { type: "compact"; options?: CompactOptions }
   | { type: "rewind"; options?: RewindOptions }
-  | { type: "inject"; text: string; label?: string };
+  | { type: "inject"; text: string; label?: string; id?: string; savedAfter?: number };
 
 type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
@@ -334,7 +334,10 @@ export class PendingInjection {
 
 /** An injection waiting for the active run (see `SessionActor.#requestInjection`). */
 interface Injection {
+  /** `inject:<id>`: the run id it is saved under. */
+  runId: string;
   message: ModelMessage;
+  done: Promise<InjectResult>;
   resolve(result: InjectResult): void;
   reject(error: unknown): void;
 }
@@ -616,7 +619,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       case "rewind":
         return this.#rewind(message.options ?? {});
       case "inject":
-        return this.#requestInjection(message.text, message.label);
+        return this.#requestInjection(message);
       default:
         throw new InvalidArgumentError(`unknown session request ${JSON.stringify(message)}`);
     }
@@ -1909,10 +1912,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * else once the active run (and a compaction asked for during it) is done, before the
    * messages waiting; messages sent meanwhile wait for it.
    */
-  #requestInjection(
-    text: string,
-    label: string | undefined,
-  ): Promise<InjectResult> | PendingInjection {
+  async #requestInjection(
+    request: Extract<SessionCall, { type: "inject" }>,
+  ): Promise<InjectResult | PendingInjection> {
+    const { text, label } = request;
+    const runId = `inject:${request.id ?? randomUUID()}`;
+    // Asked again (a retry after an owner was lost): the same injection, never a second one.
+    const waiting = this.#injections.find((injection) => injection.runId === runId);
+    if (waiting !== undefined) return new PendingInjection(waiting.done);
+    if (request.savedAfter !== undefined) {
+      const saved = await this.#savedInjection(runId, request.savedAfter);
+      if (saved !== undefined) return saved;
+    }
     const message: ModelMessage = {
       role: "assistant",
       content: [{ type: "text", text: label === undefined ? text : `[${label}]\n\n${text}` }],
@@ -1923,15 +1934,46 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#compaction === null &&
       this.#injections.length === 0
     ) {
-      return this.#saveInjections([message]).then((results) => results[0]!);
+      return (await this.#saveInjections([{ runId, message }]))[0]!;
     }
-    const done = new Promise<InjectResult>((resolve, reject) => {
-      this.#injections.push({ message, resolve, reject });
+    let resolve!: (result: InjectResult) => void;
+    let reject!: (error: unknown) => void;
+    const done = new Promise<InjectResult>((res, rej) => {
+      resolve = res;
+      reject = rej;
     });
+    this.#injections.push({ runId, message, done, resolve, reject });
     // Answered through the runtime's await; never left unhandled here.
     done.catch(() => undefined);
     this.#touch();
     return new PendingInjection(done);
+  }
+
+  /**
+   * The injection saved under `runId` among the transcript entries after `seq`, if any: one
+   * that a previous owner of the session saved before it was lost. Its writes are fenced, so
+   * once this node holds the session's lease nothing of it can land any more.
+   */
+  async #savedInjection(runId: string, seq: number): Promise<InjectResult | undefined> {
+    const page = 1_000;
+    for (let after = seq; ; ) {
+      const records = await this.#ctx.store.transcripts.read(this.key, {
+        afterSeq: after,
+        limit: page,
+      });
+      for (const record of records) {
+        const entry = record.entry as { runId?: unknown; at?: unknown; message?: unknown };
+        if (entry.runId !== runId || entry.message === undefined) continue;
+        return {
+          runId,
+          seq: record.seq,
+          at: typeof entry.at === "number" ? entry.at : this.#ctx.now(),
+          message: entry.message as ModelMessage,
+        };
+      }
+      if (records.length < page) return undefined;
+      after = records.at(-1)!.seq;
+    }
   }
 
   /** Saves the injections that waited for the run, then lets the waiting messages run. */
@@ -1941,7 +1983,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#injections = [];
     if (waiting.length > 0) {
       try {
-        const results = await this.#saveInjections(waiting.map((i) => i.message));
+        const results = await this.#saveInjections(waiting);
         for (let i = 0; i < waiting.length; i++) waiting[i]!.resolve(results[i]!);
       } catch (error) {
         for (const injection of waiting) injection.reject(error);
@@ -1951,10 +1993,13 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   /** Appends injected messages to the transcript and the history, in one write. */
-  async #saveInjections(messages: ModelMessage[]): Promise<InjectResult[]> {
+  async #saveInjections(
+    injections: ReadonlyArray<{ runId: string; message: ModelMessage }>,
+  ): Promise<InjectResult[]> {
     const at = this.#ctx.now();
-    const entries = messages.map((message) => ({
-      runId: `inject:${randomUUID()}`,
+    const messages = injections.map((injection) => injection.message);
+    const entries = injections.map(({ runId, message }) => ({
+      runId,
       at,
       message: message as unknown as JsonObject,
     }));

@@ -1,0 +1,393 @@
+/**
+ * What a session's owner losing it leaves behind, against the real Redis: an injection whose
+ * owner died between saving it and answering, a session actor restarting while its lease
+ * would be let go, and a node paused past its lease that wakes up in the middle of a run
+ * another node has taken over. The dying and paused owners are real node processes
+ * (`fixtures/cluster-node.mjs`, SIGKILL and SIGSTOP); the other side is a `ClusterNode` in
+ * this process, so that the test can follow its calls and its runs' events.
+ */
+import {
+  type AgentDefinition,
+  ClusterNode,
+  type JsonObject,
+  type ModelSource,
+  type ModelStreamEvent,
+  type RunEvent,
+  type SessionRecord,
+} from "@beamclaw/core";
+import { afterEach, describe, expect, it } from "vitest";
+import { createRedisBackplane, createRedisStore, type RedisStore } from "../src/index.js";
+import { ClusterNodeProcess, infoOf, stopAll } from "./support/cluster.js";
+import { deletePrefixes, REDIS_URL, rawClient, uniquePrefix } from "./support/redis.js";
+import { sleep, waitUntil } from "./support/settle.js";
+
+const AGENTS: AgentDefinition[] = [{ id: "main", model: "echo/test" }];
+/** Fast failure detection, for the processes and the nodes in this process alike. */
+const TIMING = { leaseTtlMs: 1_200, heartbeatIntervalMs: 300, downAfterMs: 1_200, sweepMs: 300 };
+const PROCESS_ENV = {
+  CLUSTER_LEASE_MS: String(TIMING.leaseTtlMs),
+  CLUSTER_HEARTBEAT_MS: String(TIMING.heartbeatIntervalMs),
+  CLUSTER_DOWN_AFTER_MS: String(TIMING.downAfterMs),
+  CLUSTER_SWEEP_MS: String(TIMING.sweepMs),
+};
+
+const prefixes: string[] = [];
+const nodes: ClusterNode[] = [];
+const stores: RedisStore[] = [];
+afterEach(async () => {
+  await stopAll();
+  for (const node of nodes.splice(0)) await node.stop();
+  for (const store of stores.splice(0)) await store.close();
+  await deletePrefixes(prefixes.splice(0));
+});
+
+/** A gate: `wait()` resolves once `open()` was called. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { open, wait: () => opened };
+}
+
+/**
+ * Answers `<tag>: <text>` in three chunks. While `hold` is set, a run whose text starts
+ * with `hold` stops after its first chunk until `hold` opens (and says so on `reached`).
+ */
+function taggedModels(tag: string) {
+  const state: { hold?: ReturnType<typeof gate>; reached?: () => void } = {};
+  const models: ModelSource = {
+    async *stream(request, options): AsyncGenerator<ModelStreamEvent> {
+      const last = request.messages.findLast((m) => m.role === "user");
+      const text = last?.content.map((p) => (p.type === "text" ? p.text : "")).join("") ?? "";
+      yield { type: "response-start", model: options.models[0] ?? "echo/test" };
+      yield { type: "text-delta", text: tag };
+      const hold = state.hold;
+      if (hold !== undefined && text.startsWith("hold")) {
+        state.reached?.();
+        await new Promise<void>((resolve, reject) => {
+          void hold.wait().then(resolve);
+          options.signal?.addEventListener("abort", () => reject(options.signal?.reason), {
+            once: true,
+          });
+        });
+      }
+      yield { type: "text-delta", text: ": " };
+      yield { type: "text-delta", text };
+      yield { type: "usage", usage: { inputTokens: 1, outputTokens: 1 } };
+      yield { type: "finish", reason: "stop" };
+    },
+  };
+  return { models, state };
+}
+
+/**
+ * The real store, whose reads of session `key`'s metadata wait while `held` is set: a
+ * session starting there (reading its metadata first) stays in its start until it opens.
+ */
+function slowStartStore(inner: RedisStore, key: string) {
+  const state: { held?: ReturnType<typeof gate> } = {};
+  const sessions: RedisStore["sessions"] = {
+    get: async (k) => {
+      if (k === key) await state.held?.wait();
+      return inner.sessions.get(k);
+    },
+    put: (record) => inner.sessions.put(record),
+    delete: (k) => inner.sessions.delete(k),
+    list: (options) => inner.sessions.list(options),
+    count: (agentId) => inner.sessions.count(agentId),
+  };
+  const store = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === "sessions") return sessions;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store, state };
+}
+
+/**
+ * The real store, whose fenced writes (the writes of a session that runs on the node) wait
+ * while `held` is set: a session stopping there (it saves its metadata last) stays in its
+ * stop until it opens.
+ */
+function slowStopStore(inner: RedisStore) {
+  const state: { held?: ReturnType<typeof gate> } = {};
+  const store = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === "fenced") {
+        return (fence: Parameters<RedisStore["fenced"]>[0]) => {
+          const writes = target.fenced(fence);
+          const later =
+            <A extends unknown[], R>(write: (...args: A) => Promise<R>) =>
+            async (...args: A): Promise<R> => {
+              await state.held?.wait();
+              return write(...args);
+            };
+          return {
+            fence: writes.fence,
+            sessions: {
+              put: later((record: SessionRecord) => writes.sessions.put(record)),
+              delete: later((key: string) => writes.sessions.delete(key)),
+            },
+            transcripts: {
+              append: later((key: string, entries: JsonObject[]) =>
+                writes.transcripts.append(key, entries),
+              ),
+              delete: later((key: string) => writes.transcripts.delete(key)),
+            },
+            queue: {
+              ack: later((id: string) => writes.queue.ack(id)),
+              discard: later((id: string) => writes.queue.discard(id)),
+            },
+          };
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { store, state };
+}
+
+async function openStore(prefix: string): Promise<RedisStore> {
+  const store = createRedisStore({ url: REDIS_URL, prefix });
+  stores.push(store);
+  await store.open();
+  return store;
+}
+
+/** A `ClusterNode` in this process, over its own connections, with `TIMING`. */
+async function localNode(
+  prefix: string,
+  nodeId: string,
+  models: ModelSource,
+  store?: RedisStore,
+): Promise<ClusterNode> {
+  const node = new ClusterNode({
+    backplane: createRedisBackplane({
+      url: REDIS_URL,
+      prefix,
+      nodeId,
+      heartbeatIntervalMs: TIMING.heartbeatIntervalMs,
+      downAfterMs: TIMING.downAfterMs,
+    }),
+    runtime: { store: store ?? (await openStore(prefix)), models, agents: AGENTS },
+    leaseTtlMs: TIMING.leaseTtlMs,
+    sweepIntervalMs: TIMING.sweepMs,
+  });
+  nodes.push(node);
+  await node.start();
+  return node;
+}
+
+function textOf(entry: Record<string, unknown>): string | undefined {
+  const message = entry.message as { content?: Array<{ text?: string }> } | undefined;
+  return message?.content?.map((part) => part.text ?? "").join("");
+}
+
+describe("an injection whose owner died after saving it, before answering", () => {
+  it("is saved once: the retry on the node that takes the session over finds it and answers with it", async () => {
+    const prefix = uniquePrefix("owner-loss");
+    prefixes.push(prefix);
+    const key = "agent:main:inject-once";
+    // node-1 saves an injection and dies at once (SIGKILL), before it can answer.
+    const owner = await ClusterNodeProcess.start({
+      redisUrl: REDIS_URL,
+      prefix,
+      nodeId: "node-1",
+      env: { ...PROCESS_ENV, CRASH_AFTER_INJECT: "1" },
+    });
+    const caller = await localNode(prefix, "caller", taggedModels("caller").models);
+    await waitUntil("both nodes to see each other", async () => {
+      const info = await infoOf(owner);
+      return info.members.length === 2 && caller.members().length === 2;
+    });
+    const store = await openStore(prefix);
+    // The session lives on node-1 (a new session goes to the node it was sent through).
+    const first = await owner.send(key, "hello");
+    expect(first.kind).toBe("accepted");
+    if (first.kind === "accepted") {
+      expect(await first.result).toMatchObject({ kind: "result", status: "completed" });
+    }
+    expect((await store.locks.holder(`session:${key}`))?.owner).toBe("node-1");
+
+    const injected = await caller.runtime.session(key).inject("your order has shipped");
+
+    // node-1 is gone, and it had saved the injection.
+    expect(await owner.exitWithin(1_000)).toBe(true);
+    expect(owner.exitSignal).toBe("SIGKILL");
+    const transcript = await store.transcripts.read(key, { limit: 100 });
+    const injections = transcript.filter(
+      (r) =>
+        textOf(r.entry) === "your order has shipped" && String(r.entry.runId).startsWith("inject:"),
+    );
+    expect(injections.map((r) => r.entry.runId)).toEqual([injected.runId]);
+    expect(injected.seq).toBe(injections[0]!.seq);
+    // The session went on on the caller's node, with the note once in its history.
+    expect(await caller.ownerOf(key)).toBe("caller");
+    const info = await caller.runtime.session(key).info();
+    expect(info.historyLength).toBe(3);
+  }, 30_000);
+});
+
+describe("a node paused past its lease in the middle of a run, continued after another node took the run over", () => {
+  it("publishes nothing more of its run: a caller following it sees the new owner's run only", async () => {
+    const prefix = uniquePrefix("owner-loss");
+    prefixes.push(prefix);
+    const key = "agent:main:stale-events";
+    // node-1 streams its answers slowly (4 chunks, 300 ms apart): it is paused mid-stream.
+    const owner = await ClusterNodeProcess.start({
+      redisUrl: REDIS_URL,
+      prefix,
+      nodeId: "node-1",
+      env: { ...PROCESS_ENV, ECHO_CHUNK_DELAY_MS: "300" },
+    });
+    const replay = taggedModels("replay");
+    const caller = await localNode(prefix, "caller", replay.models);
+    await waitUntil("both nodes to see each other", async () => {
+      const info = await infoOf(owner);
+      return info.members.length === 2 && caller.members().length === 2;
+    });
+    const store = await openStore(prefix);
+    const first = await owner.send(key, "hello");
+    expect(first.kind).toBe("accepted");
+    if (first.kind === "accepted") {
+      expect(await first.result).toMatchObject({ kind: "result", status: "completed" });
+    }
+    expect((await store.locks.holder(`session:${key}`))?.owner).toBe("node-1");
+
+    // The caller's replay of the run, once it has the session, waits after its first chunk.
+    const hold = gate();
+    let replaying = false;
+    replay.state.hold = hold;
+    replay.state.reached = () => {
+      replaying = true;
+    };
+    const run = await caller.runtime.session(key).send("hold on");
+    const events: RunEvent[] = [];
+    const followed = (async () => {
+      for await (const event of run) events.push(event);
+    })();
+    await waitUntil("node-1 to stream the run", () => events.some((e) => e.type === "text-delta"));
+    owner.child.kill("SIGSTOP");
+    try {
+      await waitUntil("the caller's node to take the run over", () => replaying, 15_000);
+    } finally {
+      owner.child.kill("SIGCONT");
+    }
+    // node-1 wakes up with its run half done and lets the session go.
+    await waitUntil("node-1 to let the session go", async () => {
+      const info = await infoOf(owner);
+      return info !== undefined && !info.active.includes(key) && !info.owned.includes(key);
+    });
+    // Whatever node-1 still published has arrived by now.
+    await sleep(500);
+    hold.open();
+    const result = await run.result;
+    await followed;
+    expect(result).toMatchObject({ status: "completed", text: "replay: hold on" });
+    // The caller followed the first attempt (cut short), then the replay from its start.
+    const types = events.map((e) => e.type);
+    expect(types.filter((type) => type === "run-start")).toHaveLength(2);
+    const lastStart = types.lastIndexOf("run-start");
+    const streamed = events
+      .slice(lastStart)
+      .flatMap((e) => (e.type === "text-delta" ? [e.text] : []))
+      .join("");
+    expect(streamed).toBe(result.text);
+    expect(types.at(-1)).toBe("run-end");
+    expect(await store.locks.holder(`session:${key}`)).toMatchObject({ owner: "caller" });
+  }, 40_000);
+});
+
+describe("a session actor that stops late, after its node has taken the session's lease again", () => {
+  it("lets go of the lease it ran under only: the lease taken for the session's next start stays", async () => {
+    const prefix = uniquePrefix("owner-loss");
+    prefixes.push(prefix);
+    const key = "agent:main:late-release";
+    const lock = `session:${key}`;
+    const slow = slowStopStore(await openStore(prefix));
+    const a = await localNode(prefix, "a", taggedModels("a").models, slow.store);
+    expect((await (await a.runtime.session(key).send("hello")).result).status).toBe("completed");
+    const first = await a.store.locks.holder(lock);
+    expect(first?.owner).toBe("a");
+
+    // The lease runs out under the session (its key expires in Redis): the node stops it,
+    // and the stop takes a while (its last save waits).
+    const held = gate();
+    slow.state.held = held;
+    const redis = rawClient();
+    try {
+      await redis.del(`${prefix}lock:${lock}`);
+    } finally {
+      await redis.quit();
+    }
+    await waitUntil("a to give the session up", () => a.ownedSessions().length === 0);
+    expect(a.runtime.activeSessions()).toEqual([key]);
+    // A message for the session meanwhile: a takes the lease again, for the session's next
+    // start, which waits for the old actor to be gone.
+    const sending = a.runtime.session(key).send("again");
+    await waitUntil("a to take the lease again", async () => {
+      const holder = await a.store.locks.holder(lock);
+      return holder !== undefined && holder.token > first!.token;
+    });
+    const retaken = await a.store.locks.holder(lock);
+    expect(retaken?.owner).toBe("a");
+    held.open();
+    const result = await (await sending).result;
+    expect(result).toMatchObject({ status: "completed", text: "a: again" });
+    // The old actor's exit let go of nothing but its own lease: the new start runs under the
+    // lease taken for it, never given up (and never open for another node to take).
+    expect(await a.store.locks.holder(lock)).toMatchObject({ owner: "a", token: retaken!.token });
+  }, 30_000);
+});
+
+describe("a session restarting on its node after a crash", () => {
+  it("keeps its lease while it starts again, however long its lease has been held: no other node can take it meanwhile", async () => {
+    const prefix = uniquePrefix("owner-loss");
+    prefixes.push(prefix);
+    const key = "agent:main:restarting";
+    const slow = slowStartStore(await openStore(prefix), key);
+    const a = await localNode(prefix, "a", taggedModels("a").models, slow.store);
+    const b = await localNode(prefix, "b", taggedModels("b").models);
+    await waitUntil("both nodes to see each other", () =>
+      [a, b].every((node) => node.members().length === 2),
+    );
+    expect((await (await a.runtime.session(key).send("hello")).result).status).toBe("completed");
+    const lease = await a.store.locks.holder(`session:${key}`);
+    expect(lease?.owner).toBe("a");
+    // The lease has been held longer than its time to live (renewed all along).
+    await sleep(TIMING.leaseTtlMs + 100);
+
+    // The session crashes and its supervisor starts it again; the start takes a while.
+    const held = gate();
+    slow.state.held = held;
+    const actor = a.runtime.registry.whereis(`session:${key}`);
+    expect(actor).toBeDefined();
+    actor!.kill();
+    try {
+      // A lease's time to live and then some: the renewals go on, nobody else gets it.
+      await sleep(TIMING.leaseTtlMs * 2);
+      expect(await a.store.locks.holder(`session:${key}`)).toMatchObject({
+        owner: "a",
+        token: lease!.token,
+      });
+      expect(a.ownedSessions()).toEqual([key]);
+    } finally {
+      held.open();
+    }
+    await waitUntil("the session to run on a again", () =>
+      a.runtime.activeSessions().includes(key),
+    );
+    // A message sent through b runs on a, the one owner.
+    const routed = await (await b.runtime.session(key).send("again")).result;
+    expect(routed).toMatchObject({ status: "completed", text: "a: again" });
+    expect(b.runtime.activeSessions()).toEqual([]);
+    expect(await a.store.locks.holder(`session:${key}`)).toMatchObject({
+      owner: "a",
+      token: lease!.token,
+    });
+  }, 30_000);
+});
