@@ -209,4 +209,36 @@ describe("a store failure while a run saves its messages", () => {
     expect((await (await session.send("next")).result).status).toBe("completed");
     expect(source.requests.map(userTexts)).toEqual([["doomed"], ["doomed", "next"]]);
   });
+
+  it("a message the store refuses as bad input is not retried: the run fails once, its saved part cancelled", async () => {
+    const store = await openStore();
+    // The model calls a tool with arguments nested deeper than any store keeps.
+    let deep: JsonObject = { leaf: true };
+    for (let i = 0; i < 600; i++) deep = { next: deep };
+    let calls = 0;
+    const echo = new EchoSource();
+    const source: ModelSource = {
+      stream(request) {
+        if (!userTexts(request.messages).includes("call it")) return echo.stream(request);
+        calls++;
+        return (async function* () {
+          yield { type: "tool-call" as const, toolCallId: "c1", toolName: "nothing", input: deep };
+        })();
+      },
+    };
+    const runtime = await start(store, source);
+    const session = runtime.session(KEY);
+    const run = await session.send("call it");
+    const result = await run.result;
+    expect(result.status).toBe("failed");
+    expect(result.error?.code).toBe("INVALID_ARGUMENT");
+    expect(result.error?.message).toMatch(/could not be saved/);
+    expect(calls).toBe(1);
+    // Acknowledged (nothing left to replay), and the saved user message is cancelled: the
+    // next run's model sees none of the failed one.
+    expect(await pendingTexts(store)).toEqual([]);
+    const next = await session.send("and now?");
+    expect((await next.result).text).toBe("answer: and now?");
+    expect(userTexts(echo.requests[0]!)).toEqual(["and now?"]);
+  });
 });

@@ -1399,8 +1399,25 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       // Not all of the turn is saved: it must not be acknowledged. Fenced: another node owns
       // the session now (handleInfo stops it; the message replays there).
       if (FencedError.isInstance(active.saveFailure)) throw active.saveFailure;
-      this.#retryLater(active);
-      return;
+      // Refused as bad input (a value no store keeps): running it again would write the same,
+      // so the run fails once, its saved part cancelled, and it is acknowledged.
+      if (!InvalidArgumentError.isInstance(active.saveFailure) || !(await this.#discard(runId))) {
+        this.#retryLater(active);
+        return;
+      }
+      const reason = active.saveFailure.message;
+      active.saveFailure = undefined;
+      active.lastAssistant = undefined;
+      result = {
+        ...result,
+        status: "failed",
+        text: "",
+        messages: [],
+        error: {
+          code: "INVALID_ARGUMENT",
+          message: `the run's messages could not be saved: ${reason}`,
+        },
+      };
     }
     if (active.steered.length > 0 && result.status === "completed" && !active.controller.aborted) {
       this.#continueSteered(active, result);
@@ -1537,23 +1554,41 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     active.cancelRetry = this.#sendSelfAfter({ type: "retry-run", runId: active.runId }, delayMs);
   }
 
+  /**
+   * Cancels what a run whose messages could not all be saved did save: a discard marker (as
+   * after a crash), and the history read back without it, so that none of it reaches the
+   * model.
+   */
+  async #discardOrThrow(runId: string): Promise<void> {
+    const { store } = this.#ctx;
+    await store.transcripts.append(this.key, [
+      { runId, at: this.#ctx.now(), discarded: true, cause: "save-failed" },
+    ]);
+    const tail = await store.transcripts.read(this.key, {
+      order: "desc",
+      limit: this.#ctx.historyLimit,
+    });
+    this.#history = historyOf(liveEntries(tail.reverse()));
+  }
+
+  /** {@link #discardOrThrow}; false if the store failed (fenced: throws). */
+  async #discard(runId: string): Promise<boolean> {
+    try {
+      await this.#discardOrThrow(runId);
+      return true;
+    } catch (error) {
+      if (FencedError.isInstance(error)) throw error;
+      return false;
+    }
+  }
+
   /** Runs a run again whose messages could not be saved (see `#retryLater`). */
   async #retryRun(runId: string): Promise<void> {
     const active = this.#active;
     if (active === null || active.runId !== runId || active.saveFailure === undefined) return;
     active.cancelRetry = undefined;
-    const { store } = this.#ctx;
     try {
-      // What the failed attempt did save must not reach the model: a discard marker cancels
-      // it (as after a crash), and the history is read back without it.
-      await store.transcripts.append(this.key, [
-        { runId, at: this.#ctx.now(), discarded: true, cause: "save-failed" },
-      ]);
-      const tail = await store.transcripts.read(this.key, {
-        order: "desc",
-        limit: this.#ctx.historyLimit,
-      });
-      this.#history = historyOf(liveEntries(tail.reverse()));
+      await this.#discardOrThrow(runId);
     } catch (error) {
       if (FencedError.isInstance(error)) throw error;
       active.saveFailure = error;
