@@ -21,6 +21,7 @@ import {
   StreamableHTTPClientTransport,
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { ProcessGroupStdioTransport } from "./stdio-transport.js";
 
 /** How to reach an MCP server: a command it runs as (stdio), or its Streamable HTTP URL. */
 export type McpTransportOptions =
@@ -268,18 +269,7 @@ export class McpToolServer {
         },
       },
     );
-    const transport =
-      "command" in options
-        ? new StdioClientTransport({
-            command: options.command,
-            ...(options.args === undefined ? {} : { args: options.args }),
-            ...(options.env === undefined ? {} : { env: options.env }),
-            ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-            stderr: "ignore",
-          })
-        : new StreamableHTTPClientTransport(new URL(options.url), {
-            ...(options.headers === undefined ? {} : { requestInit: { headers: options.headers } }),
-          });
+    const transport = "command" in options ? stdioTransport(options) : httpTransport(options);
     // One close, awaited by everyone: the SDK closes a transport whose connect failed without
     // waiting, and a later close would return before the server's process has ended.
     const closeTransport = transport.close.bind(transport);
@@ -467,6 +457,29 @@ export class McpToolServer {
     }
     return output;
   }
+}
+
+/**
+ * A stdio server's transport: on POSIX its process leads a process group of its own, and
+ * `stop()` ends the whole group (a server under `npx` or a shell script is several
+ * processes); on Windows, the MCP SDK's transport.
+ */
+function stdioTransport(options: Extract<McpTransportOptions, { command: string }>) {
+  const params = {
+    command: options.command,
+    ...(options.args === undefined ? {} : { args: options.args }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+  };
+  return process.platform === "win32"
+    ? new StdioClientTransport({ ...params, stderr: "ignore" })
+    : new ProcessGroupStdioTransport(params);
+}
+
+function httpTransport(options: Extract<McpTransportOptions, { url: string }>) {
+  return new StreamableHTTPClientTransport(new URL(options.url), {
+    ...(options.headers === undefined ? {} : { requestInit: { headers: options.headers } }),
+  });
 }
 
 /** A tool result as the model reads it: its structured content, else its content as text. */

@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import { SupervisedToolRunner, ToolRegistry } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { McpToolServer } from "../src/index.js";
+import { toolContext } from "./support.js";
 
 interface Stateful {
   url: string;
@@ -132,17 +133,6 @@ async function statefulServer(): Promise<Stateful> {
   const { port } = http.address() as { port: number };
   // The state itself (not a copy), so that a test can change `breakCalls`.
   return Object.assign(state, { url: `http://127.0.0.1:${port}/mcp` });
-}
-
-function toolContext() {
-  return {
-    signal: new AbortController().signal,
-    sessionKey: "agent:main:main",
-    agentId: "main",
-    runId: "r",
-    toolCallId: "c",
-    emit: () => {},
-  };
 }
 
 async function started(url: string) {

@@ -20,6 +20,7 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { afterEach, describe, expect, it } from "vitest";
 import { McpError, McpToolServer } from "../src/index.js";
 import { createServer } from "./fixtures/server.mjs";
+import { toolContext } from "./support.js";
 
 const SERVER = fileURLToPath(new URL("./fixtures/server.mjs", import.meta.url));
 const stdio = { command: process.execPath, args: [SERVER, "--stdio"] };
@@ -62,18 +63,6 @@ async function runtimeCalling(server: McpToolServer, calls: Array<[string, unkno
   cleanups.push(() => again.stop());
   await again.start({ registry: runtime.tools });
   return { runtime, provider, server: again };
-}
-
-/** A tool call's context, as the tool layer hands it over. */
-function toolContext() {
-  return {
-    signal: new AbortController().signal,
-    sessionKey: "agent:main:main",
-    agentId: "main",
-    runId: "r",
-    toolCallId: "c",
-    emit: () => {},
-  };
 }
 
 async function toolResults(runtime: AgentRuntime, text = "go") {
@@ -272,7 +261,7 @@ describe("an MCP server over stdio", () => {
     const failed = expect(starting).rejects.toSatisfy(McpError.isInstance);
     await new Promise((resolve) => setTimeout(resolve, 300)); // spawned, waiting for its answer
     // Without the cancel, stop() waits out the 60 s connect limit (past the test's time
-    // limit); with it, the SDK's close (stdin closed, 2 s, SIGTERM) ends the process, which
+    // limit); with it, the transport's close (stdin closed, 2 s, SIGTERM to its group) ends the process, which
     // the suite's leak check would otherwise find still running.
     await server.stop();
     await failed;

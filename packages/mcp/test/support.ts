@@ -1,0 +1,14 @@
+/** What the MCP test files share. */
+import type { ToolContext } from "@beamclaw/core";
+
+/** A tool call's context, as the tool layer hands it over. */
+export function toolContext(): ToolContext {
+  return {
+    signal: new AbortController().signal,
+    sessionKey: "agent:main:main",
+    agentId: "main",
+    runId: "r",
+    toolCallId: "c",
+    emit: () => {},
+  };
+}
