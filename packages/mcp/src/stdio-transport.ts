@@ -7,7 +7,7 @@
  * holding its files and ports, after every `stop()`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { ProcessTree } from "@beamclaw/core";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { ReadBuffer, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
@@ -22,7 +22,7 @@ export interface ProcessGroupStdioOptions {
   cwd?: string;
   /**
    * How long `close()` waits for the server to exit by itself once its stdin is closed, then
-   * again after `SIGTERM` to its process group, before `SIGKILL`. Default 2 000 ms (the SDK's).
+   * again after `SIGTERM` to its processes, before `SIGKILL`. Default 2 000 ms (the SDK's).
    */
   closeGraceMs?: number;
 }
@@ -33,71 +33,31 @@ const KILL_WAIT_MS = 2_000;
 const POLL_MS = 25;
 
 /**
- * Process groups of servers whose transport has not closed yet: killed if this process exits
+ * Process trees of servers whose transport has not closed yet: killed if this process exits
  * without closing them (`process.exit()` in a host), so that none outlives it.
  */
-const liveGroups = new Set<number>();
-function killLiveGroups(): void {
-  for (const group of liveGroups) signalGroup(group, "SIGKILL");
+const liveTrees = new Set<ProcessTree>();
+function killLiveTrees(): void {
+  for (const tree of liveTrees) tree.signal("SIGKILL");
 }
 
-function track(group: number): void {
-  if (liveGroups.size === 0) process.on("exit", killLiveGroups);
-  liveGroups.add(group);
+function track(tree: ProcessTree): void {
+  if (liveTrees.size === 0) process.on("exit", killLiveTrees);
+  liveTrees.add(tree);
 }
 
-function untrack(group: number): void {
-  if (!liveGroups.delete(group)) return;
-  if (liveGroups.size === 0) process.off("exit", killLiveGroups);
-}
-
-/** Sends `signal` to every process of `group`; false when none is left. */
-function signalGroup(group: number, signal: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(-group, signal);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-/**
- * Whether `group` has a process that still runs. On Linux a process that has exited but not
- * been reaped (a zombie: a container whose PID 1 does not reap orphans) still answers signal
- * 0, so there the group's members are read from `/proc` and zombies do not count.
- */
-export function groupAlive(group: number): boolean {
-  if (!signalGroup(group, 0)) return false;
-  if (process.platform !== "linux") return true;
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return true;
-  }
-  for (const entry of entries) {
-    const code = entry.charCodeAt(0);
-    if (code < 48 || code > 57) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "latin1");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) !== group) continue;
-    if (fields[0] !== "Z" && fields[0] !== "X") return true;
-  }
-  return false;
+function untrack(tree: ProcessTree): void {
+  if (!liveTrees.delete(tree)) return;
+  if (liveTrees.size === 0) process.off("exit", killLiveTrees);
 }
 
 /**
  * An MCP client transport over a child process's stdin and stdout, the child leading a new
- * process group (POSIX). `close()` closes its stdin, waits `closeGraceMs` for it to exit, then
- * sends `SIGTERM` to the whole group, waits again, then `SIGKILL`, and resolves once no process
- * of the group runs (or `SIGKILL` had 2 s to work). When the server exits by itself, what it
- * left running in its group is ended the same way.
+ * session and process group (POSIX), followed as a `ProcessTree` from `@beamclaw/core` (the
+ * group, the session, and descendants that left them). `close()` closes its stdin, waits
+ * `closeGraceMs` for it to exit, then sends `SIGTERM` to the whole tree, waits again, then
+ * `SIGKILL`, and resolves once no process of the tree runs (or `SIGKILL` had 2 s to work).
+ * When the server exits by itself, what it left running is ended the same way.
  */
 export class ProcessGroupStdioTransport implements Transport {
   onclose?: () => void;
@@ -107,7 +67,8 @@ export class ProcessGroupStdioTransport implements Transport {
   readonly #options: ProcessGroupStdioOptions;
   readonly #readBuffer = new ReadBuffer();
   #child: ChildProcess | undefined;
-  #group: number | undefined;
+  /** The server's processes: its group and session, and what left them. */
+  #tree: ProcessTree | undefined;
   #exited = false;
   #closing: Promise<void> | undefined;
   #closed = false;
@@ -137,8 +98,8 @@ export class ProcessGroupStdioTransport implements Transport {
       this.#child = child;
       // The pid is known at once when the process was made; a stop before "spawn" still ends it.
       if (child.pid !== undefined) {
-        this.#group = child.pid;
-        track(child.pid);
+        this.#tree = new ProcessTree(child.pid);
+        track(this.#tree);
       }
       child.once("error", (error) => {
         // Spawning failed (ENOENT, EACCES): no process, nothing to end.
@@ -197,7 +158,7 @@ export class ProcessGroupStdioTransport implements Transport {
 
   async #end(): Promise<void> {
     const child = this.#child;
-    const group = this.#group;
+    const tree = this.#tree;
     if (child === undefined) {
       this.#finish();
       return;
@@ -207,20 +168,20 @@ export class ProcessGroupStdioTransport implements Transport {
     } catch {
       // already closed
     }
-    if (group !== undefined) {
+    if (tree !== undefined) {
       const grace = this.#options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
-      const done = () => this.#exited && !groupAlive(group);
+      const done = () => this.#exited && !tree.alive();
       // A server exits when its stdin closes; then only its leftovers are signalled.
-      if (!(await waitUntil(() => this.#exited, grace)) || groupAlive(group)) {
-        signalGroup(group, "SIGTERM");
+      if (!(await waitUntil(() => this.#exited, grace)) || tree.alive()) {
+        tree.signal("SIGTERM");
         if (!(await waitUntil(done, grace))) {
-          signalGroup(group, "SIGKILL");
+          tree.signal("SIGKILL");
           await waitUntil(done, KILL_WAIT_MS);
         }
       }
-      untrack(group);
+      untrack(tree);
     }
-    // A process outside the group (one that left it) may still hold the pipes: not ours to wait for.
+    // Whatever still holds the pipes (a process that survived SIGKILL's wait) is not waited for.
     child.stdout?.destroy();
     child.stdin?.destroy();
     this.#readBuffer.clear();

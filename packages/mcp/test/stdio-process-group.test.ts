@@ -2,7 +2,7 @@
  * What `stop()` leaves of a stdio server that is a tree of processes (a server under `npx`, or
  * one that starts a browser or a watcher of its own): nothing. The server leads a process
  * group; stopping, or the server's own exit, ends every process of it, with `SIGKILL` for one
- * that ignores `SIGTERM`. Real processes (test/fixtures/tree-server.mjs), checked in `/proc`.
+ * that ignores `SIGTERM`, and a helper that left the group. Real processes (test/fixtures/tree-server.mjs), checked in `/proc`.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { ToolRegistry } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { McpToolServer } from "../src/index.js";
-import { groupAlive, ProcessGroupStdioTransport } from "../src/stdio-transport.js";
+import { ProcessGroupStdioTransport } from "../src/stdio-transport.js";
 import { toolContext } from "./support.js";
 
 const TREE = fileURLToPath(new URL("./fixtures/tree-server.mjs", import.meta.url));
@@ -37,13 +37,13 @@ function running(pid: number): boolean {
 }
 
 /** Starts the tree server; resolves with it and the pids of its two processes. */
-async function startTree(stubborn = false) {
+async function startTree(...flags: Array<"--stubborn" | "--escape">) {
   const dir = mkdtempSync(join(tmpdir(), "beamclaw-mcp-tree-"));
   const pidFile = join(dir, "pids.json");
   const server = new McpToolServer({
     name: "tree",
     command: process.execPath,
-    args: [TREE, "--pids", pidFile, ...(stubborn ? ["--stubborn"] : [])],
+    args: [TREE, "--pids", pidFile, ...flags],
   });
   let pids: { server: number; helper: number } | undefined;
   cleanups.push(() => {
@@ -75,7 +75,14 @@ describe("a stdio server's processes", () => {
   });
 
   it("a process of the server that ignores SIGTERM is killed, and stop() returns once it is gone", async () => {
-    const { server, pids } = await startTree(true);
+    const { server, pids } = await startTree("--stubborn");
+    await server.stop();
+    expect(running(pids.server)).toBe(false);
+    expect(running(pids.helper)).toBe(false);
+  });
+
+  it("a process that left the server's group and session (a daemonizing helper) is ended too", async () => {
+    const { server, pids } = await startTree("--escape");
     await server.stop();
     expect(running(pids.server)).toBe(false);
     expect(running(pids.helper)).toBe(false);
@@ -101,10 +108,8 @@ describe("ProcessGroupStdioTransport", () => {
     transport.onclose = () => closes++;
     await transport.start();
     const pid = transport.pid!;
-    expect(groupAlive(pid)).toBe(true);
     await Promise.all([transport.close(), transport.close()]);
     expect(running(pid)).toBe(false);
-    expect(groupAlive(pid)).toBe(false);
     expect(closes).toBe(1);
     await expect(transport.send({ jsonrpc: "2.0", method: "ping", id: 1 })).rejects.toThrow(
       "Not connected",

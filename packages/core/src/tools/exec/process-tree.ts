@@ -59,7 +59,22 @@ const hasProc = (() => {
   };
 })();
 
-/** The processes of one exec'd command. */
+/**
+ * The processes of one command spawned `detached` (the leader of a new session and process
+ * group): what `exec` uses to end a command and everything it started, and what a host can use
+ * for any child process it must not leave behind (`@beamclaw/mcp` does, for stdio servers).
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process";
+ * import { ProcessTree } from "@beamclaw/core";
+ *
+ * const child = spawn("sh", ["-c", "sleep 60 & sleep 60"], { detached: true, stdio: "ignore" });
+ * const tree = new ProcessTree(child.pid!);
+ * tree.signal("SIGTERM"); // the shell and both sleeps
+ * while (tree.alive()) await new Promise((resolve) => setTimeout(resolve, 25));
+ * ```
+ */
 export class ProcessTree {
   /** pid → start time of every process seen in the tree. */
   readonly #known = new Map<number, string>();
