@@ -243,6 +243,33 @@ describe("turns", () => {
     expect(fixture.outcomes[1]).toMatchObject({ type: "skipped", reason: "empty-heartbeat-file" });
   });
 
+  it("a checklist with only headings does not skip a beat that has events waiting (hasPendingEvents): it runs with the prompt alone", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "beamclaw-heartbeat-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = path.join(dir, "HEARTBEAT.md");
+    await writeFile(file, "# Heartbeat\n\n## Hourly\n");
+    let waiting = true;
+    const asked: string[] = [];
+    const fixture = await heartbeat({
+      everyMs: 10 * MINUTE,
+      heartbeatFile: file,
+      hasPendingEvents: async (sessionKey) => {
+        asked.push(sessionKey);
+        return waiting;
+      },
+    });
+    await fixture.clock.advance(10 * MINUTE);
+    await waitFor("the tick with events", () => fixture.outcomes.length >= 1);
+    waiting = false;
+    expect(await fixture.runner.runNow()).toMatchObject({
+      type: "skipped",
+      reason: "empty-heartbeat-file",
+    });
+    expect(fixture.prompts).toEqual([DEFAULT_HEARTBEAT_PROMPT]);
+    expect(fixture.outcomes[0]).toMatchObject({ type: "suppressed" });
+    expect(asked).toEqual(["agent:main:main", "agent:main:main"]);
+  });
+
   it("stop leaves no timer behind", async () => {
     const { runner, clock } = await heartbeat();
     expect(clock.activeTimers).toBe(1);

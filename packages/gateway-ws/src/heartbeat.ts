@@ -73,7 +73,7 @@ export interface HeartbeatSettings {
   /**
    * A `HEARTBEAT.md` checklist appended to the prompt, read at every beat (an edit counts from
    * the next one; a missing file leaves the prompt alone; one of only headings and blank
-   * lines skips the beat). A relative path is the process's working directory's;
+   * lines skips the beat, unless wake lines wait for it). A relative path is the process's working directory's;
    * `beamclaw gateway` resolves the configuration's against the config file's directory.
    */
   heartbeatFile?: string;
@@ -272,7 +272,11 @@ export class HeartbeatService {
       prompt: this.prompt,
       ...(this.#settings.heartbeatFile === undefined
         ? {}
-        : { heartbeatFile: this.#settings.heartbeatFile }),
+        : {
+            heartbeatFile: this.#settings.heartbeatFile,
+            // Wake lines need their beat even when the checklist is empty (headings only).
+            hasPendingEvents: async (key: string) => (await this.pendingWakes(key)).length > 0,
+          }),
       ...(this.#settings.activeHours === undefined
         ? {}
         : {

@@ -4,6 +4,9 @@
  * is not the other), claimed once by whichever beat takes them, and put back when the beat's
  * message could not be sent.
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { AgentRuntime, createProviderChain, MemoryStore, StoreError } from "@beamclaw/core";
 import { createScriptedProvider } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
@@ -15,7 +18,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function service(responses: string[] = []) {
+async function service(responses: string[] = [], heartbeatFile?: string) {
   const clock = { now: Date.now() };
   const store = new MemoryStore({ now: () => clock.now });
   await store.open();
@@ -32,7 +35,11 @@ async function service(responses: string[] = []) {
   const make = () => {
     const heartbeat = new HeartbeatService({
       runtime,
-      settings: { enabled: false, everyMs: 3_600_000 },
+      settings: {
+        enabled: false,
+        everyMs: 3_600_000,
+        ...(heartbeatFile === undefined ? {} : { heartbeatFile }),
+      },
       defaultAgentId: "main",
       onBeat: (event) => beats.push(event.status),
     });
@@ -113,6 +120,27 @@ describe("heartbeat wake lines", () => {
     };
     await expect(heartbeat.wake("refused", false)).rejects.toBeInstanceOf(StoreError);
     store.kv.set = set;
+    expect(await heartbeat.pendingWakes()).toEqual([]);
+  });
+
+  it("a HEARTBEAT.md with only headings skips no beat that has lines waiting: they reach the session", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "beamclaw-wake-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, "HEARTBEAT.md");
+    // OpenClaw's template: "empty" (headings only) to save the model calls of idle beats.
+    await writeFile(
+      file,
+      "# HEARTBEAT.md\n\n# Keep this file empty to skip heartbeat API calls.\n",
+    );
+    const { heartbeat, provider, beats } = await service(["HEARTBEAT_OK", "HEARTBEAT_OK"], file);
+    await heartbeat.wake("queued for the next beat", false);
+    await heartbeat.wake("the nightly build failed", true);
+    await waitFor("the beat", () => beats.length === 1);
+    expect(beats).toEqual(["ok-token"]);
+    expect(provider.requests).toHaveLength(1);
+    expect(lastUserText(provider)).toContain(
+      "System events:\n- queued for the next beat\n- the nightly build failed",
+    );
     expect(await heartbeat.pendingWakes()).toEqual([]);
   });
 });

@@ -100,9 +100,16 @@ export interface HeartbeatRunnerOptions {
   /**
    * Path of a `HEARTBEAT.md` checklist, read at every tick: its text is appended to the
    * prompt. A missing file leaves the prompt alone; a file with nothing but blank lines and
-   * headings skips the tick (no model call for an empty checklist).
+   * headings skips the tick (no model call for an empty checklist), unless
+   * `hasPendingEvents` says events wait for it.
    */
   heartbeatFile?: string;
+  /**
+   * Whether events wait for the session's next beat (the gateway's wake lines, say): asked
+   * when `heartbeatFile` is effectively empty, and when it answers `true` the beat runs with the prompt alone instead of being skipped, since the events
+   * need the turn whatever the checklist says. Default: never (an empty checklist skips).
+   */
+  hasPendingEvents?: (sessionKey: string) => boolean | Promise<boolean>;
   /** Receives every reply that is not {@link HEARTBEAT_OK} (to a channel, a log, ...). */
   deliver?: (text: string, info: { agentId: string; sessionKey: string }) => void | Promise<void>;
   /** Default `agent:<agentId>:main`. */
@@ -145,6 +152,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
   readonly #inWindow: ((epochMs: number) => boolean) | undefined;
   readonly #prompt: string;
   readonly #heartbeatFile: string | undefined;
+  readonly #hasPendingEvents: HeartbeatRunnerOptions["hasPendingEvents"];
   readonly #deliver: HeartbeatRunnerOptions["deliver"];
   readonly #clock: Clock;
   #timer: TimerHandle | undefined;
@@ -176,6 +184,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
       throw new InvalidArgumentError("the heartbeat prompt must be a non-empty string");
     }
     this.#heartbeatFile = options.heartbeatFile;
+    this.#hasPendingEvents = options.hasPendingEvents;
     this.#deliver = options.deliver;
     this.#clock = options.clock ?? systemClock;
     this.monitor(() => {
@@ -295,7 +304,10 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     }
   }
 
-  /** The prompt with HEARTBEAT.md appended; `undefined` when the file is effectively empty. */
+  /**
+   * The prompt with HEARTBEAT.md appended; `undefined` when the file is effectively empty
+   * and no events wait for the beat (with events waiting, the prompt alone).
+   */
   async #composePrompt(): Promise<string | undefined> {
     if (this.#heartbeatFile === undefined) return this.#prompt;
     let text: string;
@@ -309,7 +321,9 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
       const trimmed = line.trim();
       return trimmed !== "" && !/^#+(\s|$)/.test(trimmed);
     });
-    if (!meaningful) return undefined;
+    if (!meaningful) {
+      return (await this.#hasPendingEvents?.(this.sessionKey)) === true ? this.#prompt : undefined;
+    }
     return `${this.#prompt}\n\nHEARTBEAT.md:\n${text.trim()}`;
   }
 
