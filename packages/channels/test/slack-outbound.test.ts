@@ -49,7 +49,7 @@ describe("Slack outbound: posting and editing", () => {
     });
   });
 
-  it("edits with chat.update, finding the channel in the message id", async () => {
+  it("edits with chat.update, finding the channel in the message id, with chat.postMessage's parse (none)", async () => {
     const { platform, plugin } = await startedSocketMode();
     const sent = await plugin.sendText(
       { ...channel, chatType: "direct", chatId: "U0ALICE001" },
@@ -57,7 +57,8 @@ describe("Slack outbound: posting and editing", () => {
     );
     await plugin.edit(channel, sent.messageId, "final");
     const [call] = platform.workspace.callsOf("chat.update");
-    expect(call?.args).toMatchObject({ channel: "U0ALICE001", text: "final" });
+    // chat.update's own default is parse=client (Slack's docs): "@here" in an edit would ping.
+    expect(call?.args).toMatchObject({ channel: "U0ALICE001", text: "final", parse: "none" });
     expect(platform.workspace.posted[0]?.edits).toEqual(["final"]);
     // A bare ts belongs to the target's chat.
     await plugin.edit(

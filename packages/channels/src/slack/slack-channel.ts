@@ -500,7 +500,9 @@ export class SlackChannel implements ChannelPlugin {
     const { channel, ts } = locate(messageId, target.chatId);
     await this.#send(
       "chat.update",
-      { channel, ts, text: escapeSlackText(text, this.#allowedMentions) },
+      // chat.update formats as the Slack client does unless told otherwise (chat.postMessage's
+      // default is "none"): an edit must read, and ping, exactly as the message it replaces.
+      { channel, ts, text: escapeSlackText(text, this.#allowedMentions), parse: "none" },
       options,
     );
   }
