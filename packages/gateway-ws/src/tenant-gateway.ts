@@ -191,26 +191,40 @@ export class TenantGateway {
 
   /**
    * Adds a tenant; started at once when the front server runs or is starting (once: the
-   * front's `start()` leaves it to this call).
+   * front's `start()` leaves it to this call; during `start()` this resolves once the front
+   * listens).
    *
    * @throws AlreadyRegisteredError for an id in use; InvalidArgumentError for a bad id or
-   *   options; NoProcessError once the gateway is stopping; the tenant's start error (it is
-   *   not added then).
+   *   options; NoProcessError once the gateway is stopping, or when it stops (its start
+   *   failed, or `stop()`) before the tenant is served; the tenant's start error. The tenant
+   *   is not added when this throws.
    */
   async addTenant(tenant: TenantGatewayTenant): Promise<GatewayServer> {
     if (this.#phase === "stopping" || this.#phase === "stopped") {
       throw new NoProcessError("the tenant gateway is stopped");
     }
     const gateway = this.#create(tenant);
-    if (this.#phase === "running" || this.#phase === "starting") {
+    const duringStart = this.#phase === "starting";
+    if (this.#phase === "running" || duringStart) {
       try {
         await this.#startTenant(gateway);
+        // Added while the front was starting: served only if that start succeeds (a failed
+        // one stops every tenant, this one too).
+        if (duringStart) await this.#starting;
+        if (this.#ended()) {
+          throw new NoProcessError("the tenant gateway stopped while the tenant was starting");
+        }
       } catch (error) {
         if (this.#tenants.get(tenant.id) === gateway) this.#tenants.delete(tenant.id);
         throw error;
       }
     }
     return gateway;
+  }
+
+  /** Whether `stop()` (or a failed `start()`) has begun; read afresh after an `await`. */
+  #ended(): boolean {
+    return this.#phase === "stopping" || this.#phase === "stopped";
   }
 
   /**

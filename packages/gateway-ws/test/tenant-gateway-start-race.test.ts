@@ -3,7 +3,7 @@
  * then is started once and served, a tenant removed then ends stopped (not started behind
  * the removal's back), and a `stop()` then leaves no port bound and no tenant running.
  */
-import { createConnection } from "node:net";
+import { type AddressInfo, createConnection, createServer } from "node:net";
 import { AgentRuntime, createProviderChain, MemoryStore } from "@beamclaw/core";
 import { createScriptedProvider } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
@@ -102,6 +102,23 @@ describe("TenantGateway changed during start()", () => {
       token: "acme-token-0123456789",
     });
     expect(client.hello.type).toBe("hello-ok");
+  });
+
+  it("a tenant added while a start fails (its port taken) is refused, not handed back stopped", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+    const port = (taken.address() as AddressInfo).port;
+    const front = createTenantGateway({ port, tenants: [await tenant("acme")] });
+    cleanups.push(() => front.stop());
+    const globexTenant = await tenant("globex");
+    const starting = front.start();
+    const adding = front.addTenant(globexTenant);
+    const [started, added] = await Promise.allSettled([starting, adding]);
+    expect(started).toMatchObject({ status: "rejected", reason: { code: "EADDRINUSE" } });
+    expect(added).toMatchObject({ status: "rejected", reason: { code: "NO_PROCESS" } });
+    expect(front.tenantIds()).toEqual(["acme"]);
+    expect(front.tenant("acme")?.phase).toBe("stopped");
   });
 
   it("a tenant removed while starting ends stopped, whether its start was under way or not", async () => {
