@@ -5,9 +5,9 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentRuntime, createProviderChain, MemoryStore } from "../src/index.js";
-import type { ModelMessage, ModelRequest } from "../src/providers/types.js";
+import type { JsonObject, ModelMessage, ModelRequest } from "../src/providers/types.js";
 import type { Process } from "../src/runtime/actor.js";
-import { createScriptedProvider } from "../src/testing/index.js";
+import { createScriptedProvider, type ScriptEntry } from "../src/testing/index.js";
 import { type Deferred, deferred, lastUserText, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
@@ -19,9 +19,10 @@ afterEach(async () => {
 
 /**
  * A runtime whose first model call is held until `releaseModel`, and whose session can be
- * held inside a handler (a metadata write) so that requests wait in its mailbox.
+ * held inside a handler (a metadata write) so that requests wait in its mailbox. `next`:
+ * the answer of the second model call (else it echoes, as every later call does).
  */
-async function heldRuntime() {
+async function heldRuntime(next?: ScriptEntry) {
   const store = new MemoryStore();
   await store.open();
   cleanups.push(() => store.close());
@@ -51,6 +52,7 @@ async function heldRuntime() {
       };
     },
   ]);
+  if (next !== undefined) provider.push(next);
   // Every later call answers its last user message.
   const echo = (request: ModelRequest) => ({ text: `answer: ${lastUserText(request.messages)}` });
   for (let i = 0; i < 10; i++) provider.push(echo);
@@ -112,5 +114,40 @@ describe("steer at the end of a run", () => {
     expect(events.indexOf("steer")).toBeGreaterThan(0);
     expect(result.steps).toBe(2);
     expect((await session.info()).metadata.runs).toBe(1);
+  });
+});
+
+describe("a run that went on for a late steered message, whose later part the store refuses as bad input", () => {
+  it("fails with none of its messages in the result: the earlier part's, cancelled with the rest, are not reported either", async () => {
+    // The model's answer to the late steer calls a tool with arguments nested deeper than any
+    // store keeps: the turn cannot be saved, and the whole run (both parts) is cancelled.
+    let deep: JsonObject = { leaf: true };
+    for (let i = 0; i < 600; i++) deep = { next: deep };
+    const { provider, session, holdSession, modelEntered, modelGate, actor } = await heldRuntime({
+      toolCalls: [{ toolName: "nothing", input: deep }],
+    });
+    const first = await session.send("first");
+    await modelEntered.promise;
+    const release = await holdSession();
+    const steering = session.send("late steer", { queueMode: "steer" });
+    await waitFor("the steer to wait in the mailbox", () => actor().mailboxSize === 1);
+    modelGate.resolve();
+    await waitFor("the run's end to wait in the mailbox", () => actor().mailboxSize === 2);
+    await release();
+    const steered = await steering;
+    expect(steered.disposition).toBe("steered");
+    const result = await steered.result;
+    expect(result.status).toBe("failed");
+    expect(result.error?.code).toBe("INVALID_ARGUMENT");
+    // What the run saved is cancelled in the transcript: the result reports none of it.
+    expect(result.messages).toEqual([]);
+    expect(result.finalMessage).toBeUndefined();
+    expect(await first.result).toEqual(result);
+    // Both of the model's calls are counted, as for any failed run.
+    expect(result.steps).toBe(2);
+    // The next run's model sees nothing of the failed one.
+    const next = await (await session.send("next")).result;
+    expect(next.text).toBe("answer: next");
+    expect(provider.requests.at(-1)!.messages.map((m) => m.role)).toEqual(["user"]);
   });
 });

@@ -1395,6 +1395,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   async #finishRun(runId: string, result: RunResult): Promise<void> {
     const active = this.#active;
     if (active === null || active.runId !== runId) return;
+    // The run's saved part was cancelled (a save refused as bad input): it failed.
+    let cancelled = false;
     if (active.saveFailure !== undefined && !active.controller.aborted) {
       // Not all of the turn is saved: it must not be acknowledged. Fenced: another node owns
       // the session now (handleInfo stops it; the message replays there).
@@ -1406,6 +1408,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         return;
       }
       const reason = active.saveFailure.message;
+      cancelled = true;
       active.saveFailure = undefined;
       active.lastAssistant = undefined;
       result = {
@@ -1423,7 +1426,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#continueSteered(active, result);
       return;
     }
-    if (active.carried !== undefined) result = joinResults(active.carried.result, result);
+    if (active.carried !== undefined) {
+      result = joinResults(active.carried.result, result);
+      // Cancelled after a refused save: the discard marker covers its earlier part too, so
+      // it reports none of its messages, as a run that did not go on.
+      if (cancelled) result.messages = [];
+    }
     if (active.lastAssistant !== undefined) result.finalMessage = active.lastAssistant;
     const m = this.#metadata;
     const now = this.#ctx.now();
