@@ -208,6 +208,25 @@ describe("turns", () => {
     expect(fixture.outcomes.map((o) => o.type)).toEqual(["skipped", "suppressed"]);
   });
 
+  it("a heartbeat listener may ask for a turn at once with runNow: it runs after the one reported", async () => {
+    const fixture = await heartbeat({ everyMs: 10 * MINUTE });
+    let n = 0;
+    fixture.reply = () => {
+      if (++n === 1) throw new Error("provider down");
+      return { status: "ok", text: "Back up." };
+    };
+    // A listener that retries a failed heartbeat at once (the runner does not wait for it).
+    let retry: Promise<HeartbeatOutcome> | undefined;
+    fixture.runner.events.on("heartbeat", (outcome) => {
+      if (outcome.type === "error" && retry === undefined) retry = fixture.runner.runNow();
+    });
+    expect(await fixture.runner.runNow()).toMatchObject({ type: "error" });
+    expect(retry).toBeDefined();
+    expect(await retry).toMatchObject({ type: "delivered", text: "Back up." });
+    expect(fixture.outcomes.map((o) => o.type)).toEqual(["error", "delivered"]);
+    expect(fixture.delivered).toEqual(["Back up."]);
+  });
+
   it("a failed turn is counted and reported, and the heartbeat goes on", async () => {
     const fixture = await heartbeat({ everyMs: 10 * MINUTE });
     let n = 0;

@@ -145,7 +145,10 @@ type HeartbeatInfo = { type: "tick" } | { type: "done"; outcome: HeartbeatOutcom
 export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, never, HeartbeatInfo> {
   readonly agentId: string;
   readonly sessionKey: string;
-  /** `heartbeat` is emitted after every tick and every `runNow`. */
+  /**
+   * `heartbeat` is emitted after every tick and every `runNow` (before the `runNow` caller
+   * gets the outcome). A listener may call the runner, `runNow()` included.
+   */
   readonly events = new EventEmitter<HeartbeatRunnerEvents>();
   readonly #runTurn: HeartbeatTurn;
   readonly #everyMs: number;
@@ -332,12 +335,17 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     else if (outcome.type === "suppressed") this.#stats.suppressed++;
     else if (outcome.type === "delivered") this.#stats.delivered++;
     else this.#stats.errors++;
-    try {
-      this.events.emit("heartbeat", outcome);
-    } catch (error) {
-      // A listener's bug must not stop the heartbeat.
-      process.emitWarning(`a heartbeat listener threw: ${describe(error)}`, "BeamClawWarning");
-    }
+    // Told from a microtask, off the handler's stack (before a `runNow` caller hears of it): a
+    // listener may call the runner, e.g. `runNow()`, which from the handler's own stack would
+    // be refused as a call to self (`CALLING_SELF`).
+    queueMicrotask(() => {
+      try {
+        this.events.emit("heartbeat", outcome);
+      } catch (error) {
+        // A listener's bug must not stop the heartbeat.
+        process.emitWarning(`a heartbeat listener threw: ${describe(error)}`, "BeamClawWarning");
+      }
+    });
   }
 
   #schedule(at: number): void {
