@@ -151,7 +151,8 @@ const DEFINITIVE = new Set([
  * - **Routing.** `runtime.session(key)` works on every node. A message is written to the
  *   durable queue first (that is the acknowledgement), then handed to the owner over the
  *   backplane; the caller's `RunHandle` follows the run through the cluster pub/sub topic
- *   `session:<key>`. `abort`, `info`, `patch`, `reset` and `delete` go to the owner too.
+ *   `session:<key>`. `abort`, `info`, `patch`, `reset`, `compact`, `rewind`, `inject` and
+ *   `delete` go to the owner too.
  * - **Placement.** A session nobody owns goes to the least-loaded node that is not draining
  *   (chosen and counted atomically by the backplane's `place` when it has one).
  * - **Cron, registry, presence.** `agentRuntimeJobRunner(node.runtime)` claims every due
