@@ -206,7 +206,7 @@ describe("diffs", () => {
         maxPayloadBytes: 2_000_000,
         tickIntervalMs: 10_000,
         presence: false,
-        http: { chatCompletions: false },
+        http: { chatCompletions: false, responses: true },
         streamCoalesceMs: 50,
         allowedOrigins: ["https://ops.example.com"],
       },
@@ -214,6 +214,7 @@ describe("diffs", () => {
     const diff = diffConfig(before, after);
     expect(diff.restartRequired.sort()).toEqual([
       "gateway.http.chatCompletions",
+      "gateway.http.responses",
       "gateway.maxPayloadBytes",
       "gateway.presence",
       "gateway.streamCoalesceMs",
@@ -317,7 +318,8 @@ agents:
     expect(config.gateway).toMatchObject({
       host: "127.0.0.1",
       port: 18789,
-      http: { chatCompletions: true },
+      // `/v1/responses` stays off unless asked for, as in OpenClaw.
+      http: { chatCompletions: true, models: true, responses: false },
     });
     expect(config.gateway.auth.token).toBe("t0ken");
   });

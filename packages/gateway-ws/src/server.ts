@@ -97,8 +97,11 @@ export interface GatewayServerOptions {
   /** Requests per second per connection (token bucket). Default 50, bursts of 100. */
   requestsPerSecond?: number;
   requestBurst?: number;
-  /** OpenAI-compatible endpoints. Default `config.gateway.http` (both on). */
-  http?: { chatCompletions?: boolean; models?: boolean };
+  /**
+   * OpenAI-compatible endpoints. Default `config.gateway.http`: `chatCompletions` and
+   * `models` on, `responses` (`POST /v1/responses`, OpenResponses) off.
+   */
+  http?: { chatCompletions?: boolean; models?: boolean; responses?: boolean };
   /**
    * Browser origins (e.g. `https://ops.example.com`) allowed to open WebSockets and call the
    * HTTP API besides the gateway's own. A browser request from any other origin is refused
@@ -394,6 +397,7 @@ export class GatewayServer {
       phase: () => this.#phase,
       chatCompletions: options.http?.chatCompletions ?? gw?.http.chatCompletions ?? true,
       models: options.http?.models ?? gw?.http.models ?? true,
+      responses: options.http?.responses ?? gw?.http.responses ?? false,
       dashboardDir,
       ...(options.basePath === undefined ? {} : { basePath: options.basePath }),
       maxBodyBytes: hub.limits.maxPayloadBytes,

@@ -135,7 +135,7 @@ describe("OpenAI shapes of /v1/chat/completions", () => {
 
   it("answers every error in OpenAI's shape, with type and param", async () => {
     const stack = await startStack();
-    const unknownRoute = await call(stack.port, "/v1/responses", {
+    const unknownRoute = await call(stack.port, "/v1/embeddings", {
       method: "POST",
       headers: AUTH,
       body: { model: "beamclaw", input: "hi" },

@@ -1,5 +1,4 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProviderError, StoreError } from "@beamclaw/core";
@@ -8,7 +7,10 @@ import WebSocket from "ws";
 import {
   httpCall as call,
   closeClients,
+  HANGING_ANSWER,
+  leaveMidStream,
   recordingTranscriber,
+  runEnds,
   sseData,
   startStack,
   stopStacks,
@@ -273,51 +275,13 @@ describe("OpenAI-compatible API", () => {
   });
 
   it("aborts the run of a streaming client that goes away", async () => {
-    const stack = await startStack({
-      responses: [
-        {
-          events: [
-            { type: "response-start", model: "m1" },
-            { type: "text-delta", text: "thinking" },
-            { type: "delay", ms: Infinity },
-          ],
-        },
-      ],
-    });
-    const ends: Array<{ status: string }> = [];
-    stack.runtime.pubsub.subscribe(
-      "events:global",
-      (e: { type?: string; result?: { status: string } }) => {
-        if (e.type === "run-end" && e.result !== undefined) ends.push(e.result);
-      },
-    );
-    await new Promise<void>((resolve, reject) => {
-      const req = httpRequest(
-        {
-          host: "127.0.0.1",
-          port: stack.port,
-          path: "/v1/chat/completions",
-          method: "POST",
-          agent: false,
-          headers: { ...AUTH, "content-type": "application/json" },
-        },
-        (res) => {
-          res.once("data", () => {
-            req.destroy();
-            resolve();
-          });
-        },
-      );
-      req.on("error", () => undefined);
-      req.once("error", reject);
-      req.end(
-        JSON.stringify({
-          model: "beamclaw",
-          stream: true,
-          user: "leaver",
-          messages: [{ role: "user", content: "go" }],
-        }),
-      );
+    const stack = await startStack({ responses: [HANGING_ANSWER] });
+    const ends = runEnds(stack);
+    await leaveMidStream(stack.port, "/v1/chat/completions", {
+      model: "beamclaw",
+      stream: true,
+      user: "leaver",
+      messages: [{ role: "user", content: "go" }],
     });
     const end = await waitFor("the run to end", () => ends[0]);
     expect(end.status).toBe("aborted");

@@ -732,6 +732,64 @@ export function httpCall(
   });
 }
 
+/** A scripted answer that says one word and then waits until its call is aborted. */
+export const HANGING_ANSWER: ScriptEntry = {
+  events: [
+    { type: "response-start", model: "m1" },
+    { type: "text-delta", text: "thinking" },
+    { type: "delay", ms: Infinity },
+  ],
+};
+
+/** The results of the stack's runs, in the order they end (from `events:global`). */
+export function runEnds(stack: Stack): Array<{ status: string }> {
+  const ends: Array<{ status: string }> = [];
+  stack.runtime.pubsub.subscribe(
+    "events:global",
+    (e: { type?: string; result?: { status: string } }) => {
+      if (e.type === "run-end" && e.result !== undefined) ends.push(e.result);
+    },
+  );
+  return ends;
+}
+
+/**
+ * POSTs a streaming request (bearer {@link TOKEN}) and drops the connection once the answer
+ * has shown `marker` (by default, as soon as anything arrives).
+ */
+export function leaveMidStream(
+  port: number,
+  path: string,
+  body: unknown,
+  marker = "",
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: "POST",
+        agent: false,
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      },
+      (res) => {
+        let seen = "";
+        res.on("data", (chunk: Buffer) => {
+          seen += chunk.toString("utf8");
+          if (seen.includes(marker)) {
+            req.destroy();
+            resolve();
+          }
+        });
+      },
+    );
+    req.on("error", () => undefined);
+    req.once("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 /** What a {@link recordingTranscriber} was given: the audio's bytes as text, its type and name. */
 export interface HeardClip {
   bytes: string;

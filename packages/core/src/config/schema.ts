@@ -602,11 +602,18 @@ export const ConfigSchema = z
               .strict(),
           ])
           .optional(),
-        /** HTTP endpoints on the gateway's port besides health probes. */
+        /**
+         * HTTP endpoints on the gateway's port besides health probes: `/v1/chat/completions`
+         * and `/v1/models` (on by default), `/v1/responses` (OpenResponses; off by default).
+         */
         http: z
-          .object({ chatCompletions: z.boolean().default(true), models: z.boolean().default(true) })
+          .object({
+            chatCompletions: z.boolean().default(true),
+            models: z.boolean().default(true),
+            responses: z.boolean().default(false),
+          })
           .strict()
-          .default({ chatCompletions: true, models: true }),
+          .default({ chatCompletions: true, models: true, responses: false }),
         /**
          * Browser origins (`https://ops.example.com`) besides the gateway's own that may open
          * WebSockets and call the HTTP API; other browser origins get 403.
@@ -616,7 +623,7 @@ export const ConfigSchema = z
       .strict()
       .default({
         host: "127.0.0.1",
-        http: { chatCompletions: true, models: true },
+        http: { chatCompletions: true, models: true, responses: false },
         allowedOrigins: [],
         port: 18_789,
         auth: { mode: "token", autoApproveLoopback: true },

@@ -131,7 +131,7 @@ export const JSON_OBJECT_FORMAT: ModelResponseFormat = {
 };
 
 /** Checks a function tool's `{ name, description, parameters }`; `at` is its param path. */
-export function checkFunctionTool(fn: unknown, at: string): void {
+function checkFunctionTool(fn: unknown, at: string): void {
   if (!isPlainObject(fn) || typeof fn.name !== "string" || fn.name.length === 0) {
     throw invalidType(at, "an object with a non-empty string name");
   }
@@ -141,6 +141,27 @@ export function checkFunctionTool(fn: unknown, at: string): void {
   if (fn.parameters !== undefined && !isPlainObject(fn.parameters)) {
     throw invalidType(`${at}.parameters`, "a JSON Schema object");
   }
+}
+
+/**
+ * Checks a request's `tools`: an array of `type: "function"` tools, whose function is
+ * `tool.function` (Chat Completions, `nested`) or the tool itself (Responses API).
+ * `otherType` makes the error for a tool of another type.
+ */
+export function checkFunctionTools(
+  tools: unknown,
+  nested: boolean,
+  otherType: (at: string, type: unknown) => RequestError,
+): void {
+  if (tools === undefined || tools === null) return;
+  if (!Array.isArray(tools)) throw invalidType("tools", "an array");
+  tools.forEach((tool, i) => {
+    const at = `tools[${i}]`;
+    if (!isPlainObject(tool)) throw invalidType(at, "an object");
+    if (tool.type !== "function") throw otherType(at, tool.type);
+    if (nested) checkFunctionTool(tool.function, `${at}.function`);
+    else checkFunctionTool(tool, at);
+  });
 }
 
 /** A (checked) function tool as the model's tool definition. */

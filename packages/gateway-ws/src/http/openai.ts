@@ -13,7 +13,7 @@ import type { ModelRequest, ModelResponseFormat, ModelUsage } from "@beamclaw/co
 import type { GatewayHub } from "../hub.js";
 import {
   agentForModel,
-  checkFunctionTool,
+  checkFunctionTools,
   checkJsonSchemaSpec,
   checkOptional,
   checkSampling,
@@ -186,18 +186,7 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
   }
   checkOptional(body, "user", (v) => typeof v === "string", "a string");
   checkSampling(body, ["max_tokens", "max_completion_tokens"]);
-  const tools = body.tools;
-  if (tools !== undefined && tools !== null) {
-    if (!Array.isArray(tools)) throw invalidType("tools", "an array");
-    tools.forEach((tool, i) => {
-      const at = `tools[${i}]`;
-      if (!isPlainObject(tool)) throw invalidType(at, "an object");
-      if (tool.type !== "function") {
-        throw invalidType(`${at}.type`, '"function"');
-      }
-      checkFunctionTool(tool.function, `${at}.function`);
-    });
-  }
+  checkFunctionTools(body.tools, true, (at) => invalidType(`${at}.type`, '"function"'));
   checkResponseFormat(body.response_format);
   checkOptional(
     body,

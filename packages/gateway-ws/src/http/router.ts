@@ -11,6 +11,7 @@ import type { HookIngress } from "../hooks/ingress.js";
 import type { GatewayHub } from "../hub.js";
 import { Scopes } from "../protocol/constants.js";
 import { handleChatCompletions, handleModels } from "./openai.js";
+import { handleResponses } from "./responses.js";
 import { serveStatic } from "./static.js";
 import { bearerToken, openAiError, sendJson } from "./util.js";
 
@@ -21,6 +22,8 @@ export interface HttpRouterOptions {
   phase(): "starting" | "running" | "draining" | "stopped";
   chatCompletions: boolean;
   models: boolean;
+  /** `POST /v1/responses` (OpenResponses); off unless set. */
+  responses?: boolean;
   dashboardDir: string | undefined;
   /** Where a front server mounts this gateway (`/tenants/acme`): the dashboard connects there. */
   basePath?: string;
@@ -120,8 +123,13 @@ export function createHttpHandler(options: HttpRouterOptions) {
         }
       }
       if (options.hooks?.owns(path) === true) return await options.hooks.handle(req, res, url);
-      if (path === "/v1/chat/completions" || path === "/v1/models") {
-        const enabled = path === "/v1/models" ? options.models : options.chatCompletions;
+      if (path === "/v1/chat/completions" || path === "/v1/models" || path === "/v1/responses") {
+        const enabled =
+          path === "/v1/models"
+            ? options.models
+            : path === "/v1/responses"
+              ? options.responses === true
+              : options.chatCompletions;
         if (!enabled)
           return openAiError(
             res,
@@ -187,6 +195,9 @@ export function createHttpHandler(options: HttpRouterOptions) {
           );
         }
         if (path === "/v1/models") return handleModels(hub, res);
+        if (path === "/v1/responses") {
+          return await handleResponses(hub, req, res, options.maxBodyBytes);
+        }
         return await handleChatCompletions(hub, req, res, options.maxBodyBytes);
       }
       if ((method === "GET" || method === "HEAD") && options.dashboardDir !== undefined) {
