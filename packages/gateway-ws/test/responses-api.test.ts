@@ -205,13 +205,19 @@ describe("POST /v1/responses", () => {
     expect(firstText(stack.provider.requests[1]!.messages[0])).toBe("Hi");
   });
 
-  it("keeps one session per `user` across requests, and the response echoes the user", async () => {
+  it("keeps one session per `user` across requests (instructions before the new message), and echoes the user", async () => {
     const stack = await startResponses([{ text: "one" }, { text: "two" }]);
     const first = await post(stack, { model: "beamclaw", input: "first", user: "Alice" });
     expect(first.json.user).toBe("Alice");
-    await post(stack, { model: "beamclaw", input: "second", user: "Alice" });
+    await post(stack, {
+      model: "beamclaw",
+      input: "second",
+      user: "Alice",
+      instructions: "Be brief.",
+    });
     const texts = stack.provider.requests[1]!.messages.map((m) => firstText(m));
-    expect(texts).toEqual(["first", "one", "second"]);
+    // A kept session is sent only the new message; instructions come as a line before it.
+    expect(texts).toEqual(["first", "one", "System: Be brief.\n\nUser: second"]);
     expect(await stack.store.sessions.get("agent:main:responses-user:alice")).toBeDefined();
   });
 
@@ -353,6 +359,33 @@ describe("POST /v1/responses", () => {
     });
   });
 
+  it("marks an answer cut at max_output_tokens incomplete, streamed or not", async () => {
+    const stack = await startResponses([
+      { text: "It is", finishReason: "length" },
+      { text: "It is", finishReason: "length" },
+    ]);
+    const body = {
+      model: "beamclaw",
+      input: "Weather?",
+      tools: [WEATHER_TOOL],
+      max_output_tokens: 2,
+      temperature: 0.2,
+    };
+    const whole = await post(stack, body);
+    expect(whole.json).toMatchObject({
+      status: "incomplete",
+      incomplete_details: { reason: "max_output_tokens" },
+      max_output_tokens: 2,
+    });
+    expect(stack.provider.requests[0]).toMatchObject({ maxOutputTokens: 2, temperature: 0.2 });
+    const streamed = sseEvents((await post(stack, { ...body, stream: true })).text);
+    expect(streamed.at(-1)!.event).toBe("response.incomplete");
+    expect(streamed.at(-1)!.data.response).toMatchObject({
+      status: "incomplete",
+      incomplete_details: { reason: "max_output_tokens" },
+    });
+  });
+
   it("ends a stream whose provider fails mid-answer with response.failed carrying the error", async () => {
     const stack = await startResponses([
       {
@@ -454,6 +487,15 @@ describe("POST /v1/responses refusals", () => {
       [[{ role: "user", content: 42 }], "input[0].content"],
       [[{ type: "function_call", name: "f", arguments: "{}" }], "input[0].call_id"],
       [[{ type: "function_call_output", call_id: "c", output: 7 }], "input[0].output"],
+      // Without tools the turn would be a session turn, which would lose the call's result.
+      [
+        [
+          { role: "user", content: "weather?" },
+          { type: "function_call", call_id: "c", name: "get_weather", arguments: "{}" },
+          { type: "function_call_output", call_id: "c", output: "4" },
+        ],
+        "tools",
+      ],
     ];
     for (const [input, param] of cases) {
       const reply = await post(stack, { model: "beamclaw", input });

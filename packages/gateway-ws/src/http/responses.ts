@@ -516,6 +516,15 @@ export async function handleResponses(
     const messages = messagesOf(body.input);
     const agent = agentForModel(hub, body.model);
     const tools = Array.isArray(body.tools) ? body.tools : [];
+    if (tools.length === 0 && messages.some((m) => m.role === "tool" || m.tool_calls)) {
+      // A session turn is sent only the last user message: the calls and their results would
+      // be lost. The client-tools call that takes them needs the tools again.
+      throw unsupported(
+        "tools",
+        "function_call and function_call_output items go to a call with client tools: send the tools again",
+        "missing_tools",
+      );
+    }
     const toolChoice = toolChoiceOf(body.tool_choice);
     const maxOutputTokens = positive(body.max_output_tokens);
     await runTurn(hub, req, res, responsesDialect(body), {
