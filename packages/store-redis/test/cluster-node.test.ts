@@ -70,7 +70,12 @@ function echoModels() {
 
 async function cluster(
   ids: string[],
-  options: { heartbeatIntervalMs?: number; hibernateAfterMs?: number; prefix?: string } = {},
+  options: {
+    heartbeatIntervalMs?: number;
+    hibernateAfterMs?: number;
+    prefix?: string;
+    requestTimeoutMs?: number;
+  } = {},
 ) {
   const prefix = options.prefix ?? uniquePrefix("node");
   if (!prefixes.includes(prefix)) prefixes.push(prefix);
@@ -100,6 +105,9 @@ async function cluster(
       },
       leaseTtlMs: 1_000,
       sweepIntervalMs: 300,
+      ...(options.requestTimeoutMs === undefined
+        ? {}
+        : { requestTimeoutMs: options.requestTimeoutMs }),
     });
     nodes.push(node);
     await node.start();
@@ -288,6 +296,30 @@ describe("routing", () => {
     expect(last?.seq).toBe(injected.seq);
     expect(last?.entry.runId).toBe(injected.runId);
     expect((await a!.runtime.session(key).info()).historyLength).toBe(5);
+  });
+
+  it("an injection through another node waits for an active run longer than the request timeout", async () => {
+    const {
+      nodes: [a, b],
+      release,
+    } = await cluster(["a", "b"], { requestTimeoutMs: 300 });
+    const key = "agent:main:r-inject-long";
+    await turn(a!, key, "hello");
+    const remote = b!.runtime.session(key);
+    const held = await remote.send("hold on");
+    await waitUntil(
+      "the run to start on its owner",
+      async () => (await a!.runtime.session(key).info()).activeRunId !== undefined,
+    );
+    const injecting = remote.inject("saved after a long run");
+    // The owner's run goes on past b's request timeout (300 ms) before it ends.
+    await sleep(900);
+    release();
+    expect((await held.result).status).toBe("completed");
+    const injected = await injecting;
+    const [last] = await a!.store.transcripts.read(key, { order: "desc", limit: 1 });
+    expect(last?.seq).toBe(injected.seq);
+    expect(last?.entry.runId).toBe(injected.runId);
   });
 
   it("info, patch, abort, reset and delete sent through any node reach the session on its owner", async () => {

@@ -55,6 +55,13 @@ const MAX_ROUTE_ATTEMPTS = 8;
 const MAX_HELD_BACK_EVENTS = 10_000;
 
 /** Options of {@link ClusterNode}. */
+/**
+ * How long a node waits for a session's owner to answer an injection routed to it: the owner
+ * saves it once the session's active run has ended (the request timeout would cut a long run
+ * short, and the caller would be told of a failure that is not one).
+ */
+const INJECT_WAIT_MS = 600_000;
+
 export interface ClusterNodeOptions {
   /** How nodes meet and talk (e.g. `createRedisBackplane` from `@beamclaw/store-redis`). */
   backplane: ClusterBackplane;
@@ -70,7 +77,12 @@ export interface ClusterNodeOptions {
    * owner dies, another node takes the session over once it expires. Default 3000 ms.
    */
   leaseTtlMs?: number;
-  /** How long to wait for another node's answer before following the run. Default 5000 ms. */
+  /**
+   * How long to wait for another node's answer before following the run (or, for a session
+   * request, failing with `CLUSTER_UNREACHABLE`). Default 5000 ms. A compaction gets its own
+   * time limit and an injection up to 10 minutes instead (both wait for the session's active
+   * run); a node declared down ends any wait at once.
+   */
   requestTimeoutMs?: number;
   /** Period of the sweep that revives orphaned sessions and delivers lost messages. Default 2000 ms. */
   sweepIntervalMs?: number;
@@ -881,14 +893,18 @@ export class ClusterNode implements SessionOwnership {
     expiresAt?: number,
   ): Promise<{ reply: unknown } | undefined> {
     // A compaction waits for the model (and for the session's active run): it gets the
-    // compaction's own time limit, with room to spare, instead of the request timeout.
+    // compaction's own time limit, with room to spare, instead of the request timeout. An
+    // injection waits for the session's active run, which may take minutes: it gets
+    // INJECT_WAIT_MS. A dead owner ends either wait sooner (it is declared down).
     const timeoutMs =
       request.type === "compact"
         ? Math.max(
             this.requestTimeoutMs,
             (request.options?.timeoutMs ?? DEFAULT_COMPACTION_TIMEOUT_MS) * 2 + 5_000,
           )
-        : this.requestTimeoutMs;
+        : request.type === "inject"
+          ? Math.max(this.requestTimeoutMs, INJECT_WAIT_MS)
+          : this.requestTimeoutMs;
     const outcome = await this.#request(
       node,
       { t: "request", key: sessionKey, request: request as unknown as JsonValue },
