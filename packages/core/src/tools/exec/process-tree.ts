@@ -7,7 +7,11 @@
  * in the tree at an earlier scan that is still alive with the same start time (so that a
  * grandchild which called `setsid()` and lost its parent is still found, and a recycled pid
  * is not mistaken for it). Zombies count as gone: this machine's init may never reap them.
- * Elsewhere the process group is all there is: `kill(-pgid)`.
+ * The leader's start time is read when the tree is made: once the leader's pid belongs to
+ * another process, the group and the session are known to be empty (the kernel does not hand
+ * out a pid that still names a group or session), and neither that pid nor its group is
+ * signalled again, however long the tree is kept. Elsewhere the process group is all there
+ * is: `kill(-pgid)`.
  */
 import { readdirSync, readFileSync } from "node:fs";
 
@@ -51,6 +55,16 @@ function readProcTable(): ProcEntry[] | undefined {
   return out;
 }
 
+/** Start time (clock ticks since boot) of `pid`, or undefined when it cannot be read. */
+function startOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
 const hasProc = (() => {
   let cached: boolean | undefined;
   return () => {
@@ -84,9 +98,22 @@ export class ProcessTree {
    * else: nothing is scanned for or signalled again.
    */
   #gone = false;
+  /** Start time of the leader when the tree was made (undefined without /proc). */
+  readonly #leaderStart: string | undefined;
+  /**
+   * Set once the leader's pid is seen on a process that started at another time: the pid was
+   * handed out again, so the group and session it named are empty and the pid is a stranger's.
+   */
+  #recycled = false;
 
-  /** @param leader pid of the spawned process (leader of its own group and session). */
-  constructor(readonly leader: number) {}
+  /**
+   * @param leader pid of the spawned process (leader of its own group and session). Make the
+   *   tree as soon as the process has started (its `spawn` event): the leader is then known by
+   *   its start time, and a later process given the same pid is never taken for it.
+   */
+  constructor(readonly leader: number) {
+    this.#leaderStart = hasProc() ? startOf(leader) : undefined;
+  }
 
   /** Live pids of the tree right now (and remembers them). Empty when none, or without /proc. */
   members(): number[] {
@@ -103,10 +130,19 @@ export class ProcessTree {
     }
     const live = (p: ProcEntry | undefined): p is ProcEntry =>
       p !== undefined && p.state !== "Z" && p.state !== "X";
+    const holder = byPid.get(this.leader);
+    if (
+      holder !== undefined &&
+      this.#leaderStart !== undefined &&
+      holder.start !== this.#leaderStart
+    )
+      this.#recycled = true;
     const queue: number[] = [];
-    for (const p of table) {
-      if (live(p) && (p.pid === this.leader || p.pgrp === this.leader || p.sid === this.leader)) {
-        queue.push(p.pid);
+    if (!this.#recycled) {
+      for (const p of table) {
+        if (live(p) && (p.pid === this.leader || p.pgrp === this.leader || p.sid === this.leader)) {
+          queue.push(p.pid);
+        }
       }
     }
     for (const [pid, start] of this.#known) {
@@ -152,10 +188,12 @@ export class ProcessTree {
     // to init and can no longer be found as its descendant.
     const members = this.members();
     if (this.#gone) return;
-    try {
-      process.kill(-this.leader, signal);
-    } catch {
-      // the group is gone; members that left it are signalled below
+    if (!this.#recycled) {
+      try {
+        process.kill(-this.leader, signal);
+      } catch {
+        // the group is gone; members that left it are signalled below
+      }
     }
     for (const pid of members) {
       try {
