@@ -507,7 +507,11 @@ const state = {
   /** @type {Map<string, { state: string, runId?: string, at: number }>} live run status per session */
   live: new Map(),
   selected: "",
-  /** @type {Map<string, { el: HTMLElement, body: HTMLElement, note: HTMLElement, text: string, seq: number, done: boolean }>} */
+  /**
+   * The answers the chat log shows streaming, by run id. `interrupted`: the connection dropped
+   * while it streamed; its run's next event says whether anything was missed.
+   * @type {Map<string, { el: HTMLElement, body: HTMLElement, note: HTMLElement, text: string, seq: number, done: boolean, interrupted?: boolean }>}
+   */
   streams: new Map(),
   /** An assistant bubble for a message this tab sent, before its run id is known. */
   /** @type {{ el: HTMLElement, body: HTMLElement, note: HTMLElement, text: string, seq: number, done: boolean, idempotencyKey: string } | null} */
@@ -518,6 +522,8 @@ const state = {
   rewinding: false,
   /** Runs started by this tab (their user message is already on screen). */
   ownRuns: new Set(),
+  /** @type {number | null} when the gateway process connected to started (from its uptime) */
+  gatewayStartedAt: null,
   /**
    * The user bubbles of messages this tab sent, by `chat.send` idempotency key, until the
    * gateway's `session.message` for them names that key as its `clientRunId`.
@@ -653,6 +659,7 @@ function resetApp() {
   state.activeRunId = null;
   state.sent.clear();
   state.follow = { key: "", ready: Promise.resolve() };
+  state.gatewayStartedAt = null;
   state.approvals.clear();
   state.presence = [];
   $("chat-log").replaceChildren();
@@ -667,13 +674,27 @@ function onConnected(isReconnect) {
   const hello = state.hello ?? {};
   // A new connection follows no session yet.
   state.follow = { key: "", ready: Promise.resolve() };
+  // When the gateway process started, as its uptime says: another time is another process.
+  const snapshotUptime = isRecord(hello.snapshot) ? num(hello.snapshot.uptimeMs) : undefined;
+  const startedAt = snapshotUptime === undefined ? null : Date.now() - snapshotUptime;
+  const sameGateway =
+    startedAt !== null &&
+    state.gatewayStartedAt !== null &&
+    Math.abs(startedAt - state.gatewayStartedAt) < 2_000;
+  state.gatewayStartedAt = startedAt;
   if (isReconnect) {
-    // Events were missed while disconnected: stop following runs and show what is stored.
-    for (const stream of state.streams.values()) {
-      if (!stream.done) finishStream(stream, "aborted", "Connection lost; reloaded from history.");
+    // Events may have been missed while disconnected. An answer that was streaming stays, and
+    // goes on in its bubble if its run still does (`checkInterrupted` asks the gateway).
+    let following = false;
+    for (const [runId, stream] of state.streams) {
+      if (stream.done) continue;
+      stream.interrupted = true;
+      stream.note.textContent = "Connection lost; catching up…";
+      stream.note.hidden = false;
+      if (runId === state.activeRunId) following = true;
     }
     state.pendingStream = null;
-    state.activeRunId = null;
+    if (!following) state.activeRunId = null;
     state.live.clear();
     updateAbortButton();
     setRunState("");
@@ -701,7 +722,64 @@ function onConnected(isReconnect) {
     loadUsage({ sessions: true }),
     loadAgents(),
     loadHistory(isReconnect),
+    checkInterrupted(sameGateway),
   ]);
+}
+
+/**
+ * After a reconnect: ends the answers whose runs ended while the connection was down (their
+ * final event was missed), and shows the history as stored in their place. An answer whose
+ * run is still going waits for its next event.
+ * @param {boolean} sameGateway the gateway answering now is the process that ran them
+ */
+async function checkInterrupted(sameGateway) {
+  const client = state.client;
+  const key = state.selected;
+  const waiting = [...state.streams].filter(([, s]) => s.interrupted === true && !s.done);
+  if (!client || key === "" || waiting.length === 0) return;
+  const going = await Promise.all(
+    waiting.map(async ([runId]) => {
+      // Another gateway (or this one restarted) does not have the run: it is not going.
+      if (!sameGateway || runId === "_") return false;
+      try {
+        const res = await client.request("agent.wait", { runId, timeoutMs: 0 });
+        return isRecord(res) && res.status === "timeout";
+      } catch {
+        // Not known here (an older gateway, a token without write access): not followed.
+        return false;
+      }
+    }),
+  );
+  if (key !== state.selected) return;
+  let ended = false;
+  waiting.forEach(([, stream], i) => {
+    // Its events came meanwhile, or it is still going.
+    if (stream.done || stream.interrupted !== true || going[i]) return;
+    stream.interrupted = false;
+    finishStream(stream, "aborted", "Ended while the connection was down; reloaded from history.");
+    ended = true;
+  });
+  if (ended) reloadSoon("history", () => loadHistory(true));
+}
+
+/**
+ * The first event of an answer's run after a reconnect: without a gap in its `seq`, nothing
+ * was missed and the answer goes on; with one, the text so far is kept, marked, until the
+ * run's final event brings it whole.
+ * @param {{ note: HTMLElement, text: string, interrupted?: boolean }} stream
+ * @param {boolean} continuous the event follows the last one shown
+ */
+function resumeStream(stream, continuous) {
+  stream.interrupted = false;
+  if (continuous) {
+    stream.note.textContent = "";
+    stream.note.hidden = true;
+  } else {
+    if (stream.text !== "") stream.text += " … ";
+    stream.note.textContent =
+      "Part of this answer was missed while the connection was down; it shows whole when it ends.";
+    stream.note.hidden = false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -820,10 +898,10 @@ function onChatEvent(payload) {
   const stream = streamFor(runId);
   if (stream === null) return;
   const seq = num(payload.seq);
-  if (seq !== undefined) {
-    if (seq <= stream.seq && chatState === "delta") return;
-    stream.seq = seq;
-  }
+  if (seq !== undefined && seq <= stream.seq && chatState === "delta") return;
+  if (stream.interrupted === true)
+    resumeStream(stream, seq !== undefined && seq === stream.seq + 1);
+  if (seq !== undefined) stream.seq = seq;
   switch (chatState) {
     case "status":
       setRunState("Starting…");
@@ -1211,7 +1289,11 @@ function followSelected() {
 // ---------------------------------------------------------------------------------------
 // Chat
 
-/** @param {boolean} keepStreams keep bubbles of runs still streaming */
+/**
+ * Replaces the chat log with the selected session's stored history. Runs that began streaming
+ * while it was on its way are kept after it (they are newer than what it read).
+ * @param {boolean} keepStreams keep the bubbles of every run still streaming, older ones too
+ */
 async function loadHistory(keepStreams) {
   const client = state.client;
   const key = state.selected;
@@ -1220,6 +1302,8 @@ async function loadHistory(keepStreams) {
   /** @type {HTMLElement[]} */
   const arrived = [];
   state.arrivals = arrived;
+  // Runs that start streaming while the history is on its way are newer than it: kept.
+  const streamsBefore = new Set(state.streams.values());
   let res;
   try {
     // Follow first: what is saved after the history was read then comes as an event.
@@ -1236,9 +1320,14 @@ async function loadHistory(keepStreams) {
   if (state.pendingStream || state.activeRunId) return;
   const messages = listFrom(res, "messages", "items", "entries");
   const log = $("chat-log");
-  const live = keepStreams
-    ? [...state.streams.values()].filter((s) => !s.done).map((s) => s.el)
-    : [];
+  const live = [...state.streams].filter(
+    ([, s]) => !s.done && (keepStreams || !streamsBefore.has(s)),
+  );
+  const liveRuns = new Set(live.map(([runKey]) => runKey));
+  const liveTools = [...state.tools].filter(([, t]) => liveRuns.has(t.el.dataset.runId ?? ""));
+  // Their bubbles (answers and tool calls) in the order the log shows them.
+  const keep = new Set([...live.map(([, s]) => s.el), ...liveTools.map(([, t]) => t.el)]);
+  const kept = [...log.children].filter((el) => keep.has(/** @type {HTMLElement} */ (el)));
   log.replaceChildren();
   state.streams.clear();
   state.tools.clear();
@@ -1248,7 +1337,10 @@ async function loadHistory(keepStreams) {
   for (const el of arrived) {
     if (findMessage(el.dataset.messageId ?? "") === null) log.append(el);
   }
-  for (const el of live) log.append(el);
+  // Still following them: their next events go on in the same bubbles.
+  for (const [runKey, stream] of live) state.streams.set(runKey, stream);
+  for (const [toolCallId, tool] of liveTools) state.tools.set(toolCallId, tool);
+  log.append(...kept);
   for (const [idempotencyKey, el] of state.sent) {
     if (!el.isConnected) state.sent.delete(idempotencyKey);
   }

@@ -6,7 +6,8 @@
  * session switched away from is no longer followed, the selected one is again after a
  * reconnect; an earlier page around a search hit holds new messages back until "Back to latest
  * messages"; a message both a history load and the feed bring shows once, one the history
- * missed stays; markup in a message stays text. Where the order of frames matters, the test
+ * missed stays; an answer that starts streaming while a history read is on its way, or that
+ * streams across a reconnect, stays and goes on in its bubble; markup in a message stays text. Where the order of frames matters, the test
  * holds them back between the page and the gateway (`page.routeWebSocket`).
  */
 import type { Browser, Page } from "playwright-core";
@@ -401,7 +402,18 @@ describe("dashboard following a session in a real Chromium", () => {
     await page.getByRole("button", { name: "Open" }).click();
     await expect.poll(() => held.toPage.length).toBe(1);
     const hold = deferred();
-    stack.provider.push(heldAnswer("Answering", " meanwhile.", hold.promise));
+    const more = deferred();
+    stack.provider.push({
+      events: [
+        { type: "response-start" as const, model: "m1" },
+        { type: "text-delta" as const, text: "Answering" },
+        { type: "wait" as const, until: hold.promise },
+        { type: "text-delta" as const, text: " meanwhile" },
+        { type: "wait" as const, until: more.promise },
+        { type: "text-delta" as const, text: "." },
+        { type: "finish" as const, reason: "stop" as const },
+      ],
+    });
     const run = await stack.runtime.session(key).send("Asked meanwhile");
     const log = page.getByRole("log", { name: "Conversation" });
     await log.locator(".bubble-body", { hasText: "Answering" }).waitFor();
@@ -409,14 +421,27 @@ describe("dashboard following a session in a real Chromium", () => {
 
     held.releaseToPage();
     await log.getByText("Stored before.", { exact: true }).waitFor();
-    // The history did not have the new question: it stays, after the stored ones.
-    expect((await chatLines(page)).slice(0, 3)).toEqual([
+    // The history did not have the new question: it stays, after the stored ones, and so
+    // does the answer streaming to it, which goes on in the same bubble.
+    expect(await chatLines(page)).toEqual([
       "user: Asked before",
       "assistant: Stored before.",
       "user: Asked meanwhile",
+      "assistant: Answering",
     ]);
+    const streaming = log.locator('article[data-role="assistant"][data-state="streaming"]');
+    expect(await streaming.count()).toBe(1);
 
     hold.resolve();
+    await streaming.filter({ hasText: "Answering meanwhile" }).waitFor();
+    expect(await chatLines(page)).toEqual([
+      "user: Asked before",
+      "assistant: Stored before.",
+      "user: Asked meanwhile",
+      "assistant: Answering meanwhile",
+    ]);
+
+    more.resolve();
     await run.result;
     await log
       .locator('article[data-role="assistant"][data-state="history"]', {
@@ -477,6 +502,159 @@ describe("dashboard following a session in a real Chromium", () => {
     await run.result;
     await log.getByText("Welcome back.", { exact: true }).waitFor();
     expect(errors).toEqual([]);
+  });
+
+  describe("an answer streaming when the connection drops", () => {
+    let key = "";
+    /** "Part one"; on `first` ", part two"; on `second` ", part three"; on `third` "." and the end. */
+    function inParts(first: Promise<void>, second: Promise<void>, third: Promise<void>) {
+      return {
+        events: [
+          { type: "response-start" as const, model: "m1" },
+          { type: "text-delta" as const, text: "Part one" },
+          { type: "wait" as const, until: first },
+          { type: "text-delta" as const, text: ", part two" },
+          { type: "wait" as const, until: second },
+          { type: "text-delta" as const, text: ", part three" },
+          { type: "wait" as const, until: third },
+          { type: "text-delta" as const, text: "." },
+          { type: "finish" as const, reason: "stop" as const },
+        ],
+      };
+    }
+    const whole = "Part one, part two, part three.";
+    /** The `chat` delta frames the gateway sent the page for the session. */
+    const isDelta = (frame: Wire, text: string) =>
+      frame.type === "event" &&
+      frame.event === "chat" &&
+      frame.payload.sessionKey === key &&
+      frame.payload.deltaText === text;
+
+    /** A dashboard showing `key` (its first history read done), and a run streaming "Part one". */
+    async function streamingWhenDropped(
+      name: string,
+      hold: { toServer?: (frame: Wire) => boolean; toPage?: (frame: Wire) => boolean },
+    ) {
+      key = `agent:main:${name}`;
+      const historyIds = new Set<string>();
+      const historiesRead = new Set<string>();
+      const dashboard = await openHeldDashboard({
+        toServer: (frame) => {
+          if (frame.method === "chat.history" && frame.params.sessionKey === key) {
+            historyIds.add(frame.id);
+          }
+          return hold.toServer?.(frame) ?? false;
+        },
+        toPage: (frame) => {
+          if (frame.type === "res" && historyIds.has(frame.id)) historiesRead.add(frame.id);
+          return hold.toPage?.(frame) ?? false;
+        },
+      });
+      const { page } = dashboard;
+      await page.getByLabel("New session key").fill(key);
+      await page.getByRole("button", { name: "Open" }).click();
+      await expect.poll(() => historiesRead.size).toBe(1);
+      const first = deferred();
+      const second = deferred();
+      const third = deferred();
+      stack.provider.push(inParts(first.promise, second.promise, third.promise));
+      const run = await stack.runtime.session(key).send("Asked across");
+      const log = page.getByRole("log", { name: "Conversation" });
+      await log.locator(".bubble-body", { hasText: "Part one" }).waitFor();
+      return { ...dashboard, log, run, first, second, third, historiesRead };
+    }
+
+    /** The answer's bubble, and the note under it. */
+    const answerOf = (page: Page) => page.locator('#chat-log article[data-role="assistant"]');
+
+    it("goes on in the same bubble when its run still streams and nothing was missed", async () => {
+      const { page, errors, held, log, run, first, second, third, historiesRead } =
+        await streamingWhenDropped("dropped-nothing-missed", {});
+      held.dropConnection();
+      await page.locator('#connection[data-state="reconnecting"]').waitFor();
+      await page.locator('#connection[data-state="connected"]').waitFor();
+      // The history read on reconnecting has the question; the answer stays, marked.
+      await expect.poll(() => historiesRead.size).toBe(2);
+      expect(await chatLines(page)).toEqual(["user: Asked across", "assistant: Part one"]);
+      const answer = answerOf(page);
+      expect(await answer.getAttribute("data-state")).toBe("streaming");
+      expect(await answer.locator(".bubble-note").textContent()).toBe(
+        "Connection lost; catching up…",
+      );
+
+      first.resolve();
+      await answer.locator(".bubble-body", { hasText: "Part one, part two" }).waitFor();
+      expect(await chatLines(page)).toEqual([
+        "user: Asked across",
+        "assistant: Part one, part two",
+      ]);
+      expect(await answer.locator(".bubble-note").isHidden()).toBe(true);
+
+      second.resolve();
+      third.resolve();
+      await run.result;
+      await log.getByText(whole, { exact: true }).waitFor();
+      expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
+      expect(errors).toEqual([]);
+    });
+
+    it("says part of it was missed, then shows it whole when its run ends", async () => {
+      let dropped = false;
+      // The delta sent while the connection is going down never reaches the page.
+      const { page, errors, held, log, run, first, second, third } = await streamingWhenDropped(
+        "dropped-part-missed",
+        { toPage: (frame) => isDelta(frame, ", part two") && !dropped },
+      );
+      first.resolve();
+      await expect.poll(() => held.toPage.length).toBe(1);
+      dropped = true;
+      held.dropConnection();
+      await page.locator('#connection[data-state="reconnecting"]').waitFor();
+      await page.locator('#connection[data-state="connected"]').waitFor();
+
+      // The next delta after the gap: what was missed is marked, not made up.
+      second.resolve();
+      const answer = answerOf(page);
+      await answer.locator(".bubble-body", { hasText: "part three" }).waitFor();
+      expect(await chatLines(page)).toEqual([
+        "user: Asked across",
+        "assistant: Part one … , part three",
+      ]);
+      expect(await answer.locator(".bubble-note").textContent()).toBe(
+        "Part of this answer was missed while the connection was down; it shows whole when it ends.",
+      );
+
+      third.resolve();
+      await run.result;
+      await log.getByText(whole, { exact: true }).waitFor();
+      expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
+      expect(await answer.locator(".bubble-note").isHidden()).toBe(true);
+      expect(errors).toEqual([]);
+    });
+
+    it("ends it and shows the history when its run ended while the connection was down", async () => {
+      let connects = 0;
+      // The page's second handshake waits until the run has ended.
+      const { page, errors, held, log, run, first, second, third } = await streamingWhenDropped(
+        "dropped-run-ended",
+        { toServer: (frame) => frame.method === "connect" && ++connects === 2 },
+      );
+      held.dropConnection();
+      await page.locator('#connection[data-state="reconnecting"]').waitFor();
+      await expect.poll(() => held.toServer.length).toBe(1);
+      first.resolve();
+      second.resolve();
+      third.resolve();
+      await run.result;
+      held.releaseToServer();
+      await page.locator('#connection[data-state="connected"]').waitFor();
+
+      await log
+        .locator('article[data-role="assistant"][data-state="history"]', { hasText: whole })
+        .waitFor();
+      expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
+      expect(errors).toEqual([]);
+    });
   });
 
   it("shows markup in a message from elsewhere as text", async () => {
