@@ -10,8 +10,10 @@
  * The leader's start time is read when the tree is made: once the leader's pid belongs to
  * another process, the group and the session are known to be empty (the kernel does not hand
  * out a pid that still names a group or session), and neither that pid nor its group is
- * signalled again, however long the tree is kept. Elsewhere the process group is all there
- * is: `kill(-pgid)`.
+ * signalled again, however long the tree is kept. Start times are counted in clock ticks
+ * (1/100 s): a pid handed out again within the tick its first process started in could not be
+ * told apart, which needs the whole pid range to wrap around in that time. Elsewhere the
+ * process group is all there is: `kill(-pgid)`.
  */
 import { readdirSync, readFileSync } from "node:fs";
 
