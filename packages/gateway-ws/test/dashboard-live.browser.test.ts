@@ -88,11 +88,13 @@ interface HeldFrames {
 /**
  * A logged-in dashboard whose socket passes through Playwright: a frame from the page for
  * which `toServer` says true, and one from the gateway for which `toPage` does, is held
- * (in order) until released; everything else passes at once.
+ * (in order) until released; everything else passes at once (through `rewriteToPage`, when
+ * given, on its way to the page).
  */
 async function openHeldDashboard(hold: {
   toServer: (frame: Wire) => boolean;
   toPage: (frame: Wire) => boolean;
+  rewriteToPage?: (frame: Wire) => Wire;
 }): Promise<PageRecord & { held: HeldFrames }> {
   const record = await openPage(browser);
   pages.push(record);
@@ -122,7 +124,10 @@ async function openHeldDashboard(hold: {
       else server.send(frame);
     });
     server.onMessage((message) => {
-      const frame = String(message);
+      let frame = String(message);
+      if (hold.rewriteToPage !== undefined) {
+        frame = JSON.stringify(hold.rewriteToPage(JSON.parse(frame)));
+      }
       if (holdingToPage && hold.toPage(JSON.parse(frame))) held.toPage.push(frame);
       else ws.send(frame);
     });
@@ -533,7 +538,11 @@ describe("dashboard following a session in a real Chromium", () => {
     /** A dashboard showing `key` (its first history read done), and a run streaming "Part one". */
     async function streamingWhenDropped(
       name: string,
-      hold: { toServer?: (frame: Wire) => boolean; toPage?: (frame: Wire) => boolean },
+      hold: {
+        toServer?: (frame: Wire) => boolean;
+        toPage?: (frame: Wire) => boolean;
+        rewriteToPage?: (frame: Wire) => Wire;
+      },
     ) {
       key = `agent:main:${name}`;
       const historyIds = new Set<string>();
@@ -549,6 +558,7 @@ describe("dashboard following a session in a real Chromium", () => {
           if (frame.type === "res" && historyIds.has(frame.id)) historiesRead.add(frame.id);
           return hold.toPage?.(frame) ?? false;
         },
+        ...(hold.rewriteToPage === undefined ? {} : { rewriteToPage: hold.rewriteToPage }),
       });
       const { page } = dashboard;
       await page.getByLabel("New session key").fill(key);
@@ -653,6 +663,42 @@ describe("dashboard following a session in a real Chromium", () => {
         .locator('article[data-role="assistant"][data-state="history"]', { hasText: whole })
         .waitFor();
       expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
+      expect(errors).toEqual([]);
+    });
+
+    it("ends it when the gateway that answers the reconnect is another process", async () => {
+      let hellos = 0;
+      // The second hello says the gateway started a moment ago (it restarted, or another one
+      // behind the same address answered): the run it was following is not there.
+      const { page, errors, held, log, run, first, second, third } = await streamingWhenDropped(
+        "dropped-gateway-restarted",
+        {
+          rewriteToPage: (frame) =>
+            frame.type === "res" && frame.payload?.type === "hello-ok" && ++hellos === 2
+              ? {
+                  ...frame,
+                  payload: {
+                    ...frame.payload,
+                    snapshot: { ...frame.payload.snapshot, uptimeMs: 5 },
+                  },
+                }
+              : frame,
+        },
+      );
+      held.dropConnection();
+      await page.locator('#connection[data-state="reconnecting"]').waitFor();
+      await page.locator('#connection[data-state="connected"]').waitFor();
+      expect(hellos).toBe(2);
+      const answer = answerOf(page);
+      // Not asked after (agent.wait): the history as stored replaces it.
+      await expect.poll(() => chatLines(page)).toEqual(["user: Asked across"]);
+      expect(await answer.count()).toBe(0);
+
+      first.resolve();
+      second.resolve();
+      third.resolve();
+      await run.result;
+      await log.getByText(whole, { exact: true }).waitFor();
       expect(errors).toEqual([]);
     });
   });
