@@ -1,6 +1,7 @@
 /**
  * What a session's owner losing it leaves behind, against the real Redis: an injection whose
- * owner died between saving it and answering, a session actor restarting while its lease
+ * owner died between saving it and answering, one no node answers at all (its error says it
+ * may have been saved), a session actor restarting while its lease
  * would be let go, and a node paused past its lease that wakes up in the middle of a run
  * another node has taken over. The dying and paused owners are real node processes
  * (`fixtures/cluster-node.mjs`, SIGKILL and SIGSTOP); the other side is a `ClusterNode` in
@@ -229,6 +230,38 @@ describe("an injection whose owner died after saving it, before answering", () =
     expect(await caller.ownerOf(key)).toBe("caller");
     const info = await caller.runtime.session(key).info();
     expect(info.historyLength).toBe(3);
+  }, 30_000);
+});
+
+describe("an injection no node answers", () => {
+  it("fails with CLUSTER_UNREACHABLE saying it may have been saved, with its run id to look for", async () => {
+    const prefix = uniquePrefix("owner-loss");
+    prefixes.push(prefix);
+    const key = "agent:main:inject-nobody";
+    const store = await openStore(prefix);
+    const caller = await localNode(prefix, "caller", taggedModels("caller").models, store);
+    // The session's lease is held by a node that is not there (it never renews nor answers,
+    // and the lease outlives the test): every node the request is sent to is unreachable.
+    const now = Date.now();
+    await store.sessions.put({ key, agentId: "main", createdAt: now, updatedAt: now });
+    expect(
+      await store.locks.acquire(`session:${key}`, { owner: "ghost", ttlMs: 60_000 }),
+    ).toBeDefined();
+
+    const error = await caller.runtime
+      .session(key)
+      .inject("your order has shipped")
+      .then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+    expect(error?.code).toBe("CLUSTER_UNREACHABLE");
+    expect(error?.message).toMatch(
+      /^no node answered a inject request for session agent:main:inject-nobody; the injection may have been saved all the same \(its run id is inject:[0-9a-f-]{36}\): look for it in the transcript before injecting it again$/,
+    );
+    // Here nothing was saved: no node had it.
+    const transcript = await store.transcripts.read(key, { limit: 100 });
+    expect(transcript).toEqual([]);
   }, 30_000);
 });
 

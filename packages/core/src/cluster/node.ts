@@ -753,9 +753,14 @@ export class ClusterNode implements SessionOwnership {
       const answered = await ask(holder.owner, holder.expiresAt);
       if (answered !== undefined) return answered;
     }
+    // An injection some node was asked for may have been saved there before it was lost.
+    const unsure =
+      injection !== undefined && asked.type === "inject"
+        ? `; the injection may have been saved all the same (its run id is inject:${asked.id}): look for it in the transcript before injecting it again`
+        : "";
     throw new ClusterError(
       "CLUSTER_UNREACHABLE",
-      `no node answered a ${request.type} request for session ${sessionKey}`,
+      `no node answered a ${request.type} request for session ${sessionKey}${unsure}`,
     );
   }
 

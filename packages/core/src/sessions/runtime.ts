@@ -267,6 +267,9 @@ export interface SessionHandle {
    *   is not one line of 1 to 100 characters; nothing is saved then.
    * @throws AbortedError when the session was reset while the injection waited;
    *   NoProcessError when it stopped meanwhile (nothing was saved).
+   * @throws ClusterError `CLUSTER_UNREACHABLE` when no node answered in time: a node asked
+   *   may have saved it before it was lost, and the message says so with its run id
+   *   (`inject:<uuid>`), to look for in the transcript before injecting it again.
    */
   inject(text: string, options?: InjectOptions): Promise<InjectResult>;
   /**
