@@ -721,7 +721,7 @@ function onConnected(isReconnect) {
     loadPresence(),
     loadUsage({ sessions: true }),
     loadAgents(),
-    loadHistory(isReconnect),
+    loadHistory(),
     checkInterrupted(sameGateway),
   ]);
 }
@@ -759,7 +759,7 @@ async function checkInterrupted(sameGateway) {
     finishStream(stream, "aborted", "Ended while the connection was down; reloaded from history.");
     ended = true;
   });
-  if (ended) reloadSoon("history", () => loadHistory(true));
+  if (ended) reloadSoon("history", loadHistory);
 }
 
 /**
@@ -863,7 +863,7 @@ function onSessionsChanged(payload) {
     !state.rewinding &&
     state.around === null
   ) {
-    reloadSoon("history", () => loadHistory(true));
+    reloadSoon("history", loadHistory);
   }
 }
 
@@ -933,7 +933,7 @@ function onChatEvent(payload) {
       setRunState("Done.");
       // A run this tab did not start (another client, a channel, cron): show the session's
       // history as stored (its user message too, on a gateway that does not send it live).
-      if (runId && !state.ownRuns.has(runId)) reloadSoon("history", () => loadHistory(false), 200);
+      if (runId && !state.ownRuns.has(runId)) reloadSoon("history", loadHistory, 200);
       break;
     }
     case "aborted": {
@@ -1257,7 +1257,7 @@ function selectSession(key, options) {
     forgetRuns();
     $("chat-log").replaceChildren();
     followSelected();
-    if (options.loadHistory) void loadHistory(false);
+    if (options.loadHistory) void loadHistory();
   }
 }
 
@@ -1290,11 +1290,11 @@ function followSelected() {
 // Chat
 
 /**
- * Replaces the chat log with the selected session's stored history. Runs that began streaming
- * while it was on its way are kept after it (they are newer than what it read).
- * @param {boolean} keepStreams keep the bubbles of every run still streaming, older ones too
+ * Replaces the chat log with the selected session's stored history. The answers still
+ * streaming in the log (and their tool calls) are kept after it, and go on in their bubbles:
+ * what they will say is not stored yet.
  */
-async function loadHistory(keepStreams) {
+async function loadHistory() {
   const client = state.client;
   const key = state.selected;
   if (!client || key === "") return;
@@ -1302,8 +1302,6 @@ async function loadHistory(keepStreams) {
   /** @type {HTMLElement[]} */
   const arrived = [];
   state.arrivals = arrived;
-  // Runs that start streaming while the history is on its way are newer than it: kept.
-  const streamsBefore = new Set(state.streams.values());
   let res;
   try {
     // Follow first: what is saved after the history was read then comes as an event.
@@ -1320,9 +1318,7 @@ async function loadHistory(keepStreams) {
   if (state.pendingStream || state.activeRunId) return;
   const messages = listFrom(res, "messages", "items", "entries");
   const log = $("chat-log");
-  const live = [...state.streams].filter(
-    ([, s]) => !s.done && (keepStreams || !streamsBefore.has(s)),
-  );
+  const live = [...state.streams].filter(([, s]) => !s.done && s.el.isConnected);
   const liveRuns = new Set(live.map(([runKey]) => runKey));
   const liveTools = [...state.tools].filter(([, t]) => liveRuns.has(t.el.dataset.runId ?? ""));
   // Their bubbles (answers and tool calls) in the order the log shows them.
@@ -1549,7 +1545,7 @@ async function rewindLast(mode) {
   const taken = isRecord(res) && typeof res.editorText === "string";
   const text = taken ? str(res.editorText) : "";
   setRunState(taken ? "" : "Nothing to take back.");
-  await loadHistory(false);
+  await loadHistory();
   updateAbortButton();
   if (state.selected !== sessionKey || !taken) return;
   const input = /** @type {HTMLTextAreaElement} */ ($("chat-input"));
@@ -1861,7 +1857,7 @@ async function openSearchHit(hit, words) {
   } catch (error) {
     if (load !== state.historyLoads || key !== state.selected) return;
     state.around = null;
-    await loadHistory(false);
+    await loadHistory();
     showChatError(`Could not open that message: ${error.message}`);
     return;
   }
@@ -1913,7 +1909,7 @@ function showAround(view) {
 async function showLatest() {
   if (state.around === null) return;
   showAround(null);
-  await loadHistory(false);
+  await loadHistory();
 }
 
 /** Arrow keys move between the search box and its hits. */

@@ -6,9 +6,11 @@
  * session switched away from is no longer followed, the selected one is again after a
  * reconnect; an earlier page around a search hit holds new messages back until "Back to latest
  * messages"; a message both a history load and the feed bring shows once, one the history
- * missed stays; an answer that starts streaming while a history read is on its way, or that
- * streams across a reconnect, stays and goes on in its bubble; markup in a message stays text. Where the order of frames matters, the test
- * holds them back between the page and the gateway (`page.routeWebSocket`).
+ * missed stays; an answer that starts streaming while a history read is on its way, that
+ * streams when the end of the run before it reloads the history, or that streams across a
+ * reconnect, stays and goes on in its bubble; markup in a message stays text. Where the order
+ * of frames matters, the test holds them back between the page and the gateway
+ * (`page.routeWebSocket`).
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -458,6 +460,47 @@ describe("dashboard following a session in a real Chromium", () => {
       "assistant: Stored before.",
       "user: Asked meanwhile",
       "assistant: Answering meanwhile.",
+    ]);
+    expect(errors).toEqual([]);
+  });
+
+  it("keeps an answer streaming when the end of the run before it reloads the history", async () => {
+    const { page, socket, errors } = await openDashboard();
+    const key = "agent:main:back-to-back";
+    await selectSession(page, socket, key);
+    const log = page.getByRole("log", { name: "Conversation" });
+    const holdFirst = deferred();
+    const holdSecond = deferred();
+    stack.provider.push(heldAnswer("First ", "answer.", holdFirst.promise));
+    stack.provider.push(heldAnswer("Second ", "answer.", holdSecond.promise));
+    const first = await stack.runtime.session(key).send("Question one");
+    const second = await stack.runtime.session(key).send("Question two", { queueMode: "followup" });
+    await log.locator(".bubble-body", { hasText: "First" }).waitFor();
+
+    // The second run streams as soon as the first ends; the first's end (a run this tab did
+    // not start) reloads the history a moment later, which keeps the second's answer.
+    holdFirst.resolve();
+    await first.result;
+    const streaming = log.locator('article[data-role="assistant"][data-state="streaming"]');
+    await streaming.filter({ hasText: "Second" }).waitFor();
+    await log
+      .locator('article[data-role="assistant"][data-state="history"]', { hasText: "First answer." })
+      .waitFor();
+    expect(await chatLines(page)).toEqual([
+      "user: Question one",
+      "assistant: First answer.",
+      "user: Question two",
+      "assistant: Second ",
+    ]);
+
+    holdSecond.resolve();
+    await second.result;
+    await log.getByText("Second answer.", { exact: true }).waitFor();
+    expect(await chatLines(page)).toEqual([
+      "user: Question one",
+      "assistant: First answer.",
+      "user: Question two",
+      "assistant: Second answer.",
     ]);
     expect(errors).toEqual([]);
   });
