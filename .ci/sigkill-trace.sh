@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Diagnostics for a test task ended by SIGKILL (turbo says "exited (137)"): two CI runs died
-# that way in @beamclaw/gateway-ws#test, with no OOM kill on record, and the sender is not
-# known yet. Where the kernel's tracing is writable (root), every SIGKILL sent while the tests
-# run is logged with its sender and target (tracefs event signal:signal_generate), together
-# with the programs started (sched:sched_process_exec), and printed when the tests fail.
+# Diagnostics for a test task ended by SIGKILL (turbo says "exited (137)"). Turbo runs each
+# task in a process group of its own, so one `kill(0, SIGKILL)` (or `process.kill(0, ...)`,
+# e.g. a pid read as 0 from a half-written pid file) inside it ends the whole task at once and
+# nothing prints why; that is how CI runs died in @beamclaw/gateway-ws#test. Where the
+# kernel's tracing is writable (root), every SIGKILL sent while the tests run is logged with
+# its sender and target (tracefs event signal:signal_generate), together with the programs
+# started (sched:sched_process_exec), and printed when the tests fail.
 #
 #   .ci/sigkill-trace.sh start <log>    starts logging (does nothing where tracing is not available)
 #   .ci/sigkill-trace.sh stop           stops logging, leaves the tracing as it found it

@@ -34,12 +34,13 @@ afterEach(async () => {
       await new Promise((resolve) => child.once("exit", resolve));
     }
   }
-  // An MCP server a failed run left behind.
-  for (const pid of pids.splice(0)) if (alive(pid)) process.kill(pid, "SIGKILL");
+  // An MCP server a failed run left behind (never pid 0 or 1: kill(0) is this process group).
+  for (const pid of pids.splice(0)) if (pid > 1 && alive(pid)) process.kill(pid, "SIGKILL");
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
 function alive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 1) throw new Error(`not a child's pid: ${pid}`);
   try {
     process.kill(pid, 0);
     return true;
@@ -118,7 +119,9 @@ describe("beamclaw gateway: a signal while starting", () => {
           if (gateway.child.exitCode !== null) {
             throw new Error(`the gateway exited: ${gateway.stderr()}`);
           }
-          return existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8")) : undefined;
+          // A positive pid, never 0: signalling pid 0 reaches this whole process group.
+          const text = existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : "";
+          return /^[1-9][0-9]*$/.test(text) ? Number(text) : undefined;
         },
         15_000,
       );
