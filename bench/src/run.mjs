@@ -180,6 +180,13 @@ function renderMarkdown({ quick, outcomes, startedAt, durationMs, loadBefore }) 
     `- **Total run time:** ${(durationMs / 1000).toFixed(1)} s`,
     "",
   );
+  if (!quick) {
+    lines.push(
+      "Earlier runs, and the paired before/after runs and profiles behind each change to a " +
+        "measured path, are in [HISTORY.md](HISTORY.md).",
+      "",
+    );
+  }
   const met = outcomes.flatMap((o) => o.result?.rows ?? []).filter((r) => r.met !== null);
   const missed = met.filter((r) => !r.met);
   const failed = outcomes.filter((o) => o.failure !== undefined);
