@@ -729,7 +729,11 @@ function onConnected(isReconnect) {
 /**
  * After a reconnect: ends the answers whose runs ended while the connection was down (their
  * final event was missed), and shows the history as stored in their place. An answer whose
- * run is still going waits for its next event.
+ * run is still going waits for its next event. `agent.wait` (`timeoutMs: 0`) says whether the
+ * gateway saw the run end; it answers `timeout` for a run still going but also for one it no
+ * longer remembers (a busy gateway trims them), so the session's stored state
+ * (`sessions.describe`) has the last word: a run it does not show running has ended. A
+ * session in its first run has no stored state yet, and `agent.wait` alone decides.
  * @param {boolean} sameGateway the gateway answering now is the process that ran them
  */
 async function checkInterrupted(sameGateway) {
@@ -737,19 +741,29 @@ async function checkInterrupted(sameGateway) {
   const key = state.selected;
   const waiting = [...state.streams].filter(([, s]) => s.interrupted === true && !s.done);
   if (!client || key === "" || waiting.length === 0) return;
-  const going = await Promise.all(
-    waiting.map(async ([runId]) => {
-      // Another gateway (or this one restarted) does not have the run: it is not going.
-      if (!sameGateway || runId === "_") return false;
-      try {
-        const res = await client.request("agent.wait", { runId, timeoutMs: 0 });
-        return isRecord(res) && res.status === "timeout";
-      } catch {
-        // Not known here (an older gateway, a token without write access): not followed.
-        return false;
-      }
-    }),
-  );
+  // Another gateway (or this one restarted) does not have the runs: none is going.
+  let going = waiting.map(() => false);
+  if (sameGateway) {
+    const [row, ...unfinished] = await Promise.all([
+      client.request("sessions.describe", { key }).then(
+        (res) => (isRecord(res) && isRecord(res.session) ? res.session : null),
+        () => null,
+      ),
+      ...waiting.map(([runId]) =>
+        runId === "_"
+          ? false
+          : client.request("agent.wait", { runId, timeoutMs: 0 }).then(
+              (res) => isRecord(res) && res.status === "timeout",
+              // Not answered (an older gateway): not followed; the history shows it.
+              () => false,
+            ),
+      ),
+    ]);
+    const runningNow = row === null ? null : row.status === "running" ? str(row.lastRunId) : "";
+    going = waiting.map(
+      ([runId], i) => unfinished[i] === true && (runningNow === null || runningNow === runId),
+    );
+  }
   if (key !== state.selected) return;
   let ended = false;
   waiting.forEach(([, stream], i) => {

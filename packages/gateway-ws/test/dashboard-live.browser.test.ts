@@ -709,6 +709,45 @@ describe("dashboard following a session in a real Chromium", () => {
       expect(errors).toEqual([]);
     });
 
+    it("ends it when its run ended while the connection was down, also once a busy gateway has forgotten that run", async () => {
+      let connects = 0;
+      const { page, errors, held, log, run, first, second, third } = await streamingWhenDropped(
+        "dropped-run-forgotten",
+        { toServer: (frame) => frame.method === "connect" && ++connects === 2 },
+      );
+      held.dropConnection();
+      await page.locator('#connection[data-state="reconnecting"]').waitFor();
+      await expect.poll(() => held.toServer.length).toBe(1);
+      first.resolve();
+      second.resolve();
+      third.resolve();
+      const { runId } = await run.result;
+      // The pages of earlier tests would each follow the flood of runs below: closed.
+      for (const record of pages.splice(0)) {
+        if (record.page === page) pages.push(record);
+        else await record.context.close();
+      }
+      // More runs end meanwhile than the gateway keeps the outcome of (1,000 runs, as 2,000
+      // ids): `agent.wait` no longer knows this run and answers as for one still going.
+      const others = 2_001;
+      stack.provider.push(...Array.from({ length: others }, () => "Busy."));
+      for (let i = 0; i < others; i++) {
+        await (await stack.runtime.session(`agent:main:busy-${i % 10}`).send("Busy?")).result;
+      }
+      const probe = await TestClient.connect(stack.url, { token: TOKEN });
+      expect(await probe.request("agent.wait", { runId, timeoutMs: 0 })).toMatchObject({
+        status: "timeout",
+      });
+      held.releaseToServer();
+      await page.locator('#connection[data-state="connected"]').waitFor();
+
+      await log
+        .locator('article[data-role="assistant"][data-state="history"]', { hasText: whole })
+        .waitFor();
+      expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
+      expect(errors).toEqual([]);
+    });
+
     it("ends it when the gateway that answers the reconnect is another process", async () => {
       let hellos = 0;
       // The second hello says the gateway started a moment ago (it restarted, or another one
@@ -733,7 +772,7 @@ describe("dashboard following a session in a real Chromium", () => {
       await page.locator('#connection[data-state="connected"]').waitFor();
       expect(hellos).toBe(2);
       const answer = answerOf(page);
-      // Not asked after (agent.wait): the history as stored replaces it.
+      // Not asked after (agent.wait, sessions.describe): the history as stored replaces it.
       await expect.poll(() => chatLines(page)).toEqual(["user: Asked across"]);
       expect(await answer.count()).toBe(0);
 

@@ -13,10 +13,10 @@ import {
   leaveMidStream,
   runEnds,
   type Stack,
+  sseEvents,
   startStack,
   stopStacks,
   TOKEN,
-  type Wire,
   waitFor,
 } from "./support.js";
 
@@ -36,19 +36,6 @@ function startResponses(responses: ScriptEntries = []): Promise<Stack> {
 
 function post(stack: Stack, body: unknown, headers: Record<string, string> = AUTH) {
   return call(stack.port, "/v1/responses", { method: "POST", headers, body });
-}
-
-/** The events of an SSE body: each block's `event:` name and JSON `data:`. */
-function sseEvents(text: string): Array<{ event: string | undefined; data: Wire }> {
-  return text
-    .split("\n\n")
-    .filter((block) => block.trim().length > 0)
-    .map((block) => {
-      const lines = block.split("\n");
-      const event = lines.find((l) => l.startsWith("event: "))?.slice(7);
-      const data = lines.find((l) => l.startsWith("data: "))!.slice(6);
-      return { event, data: JSON.parse(data) };
-    });
 }
 
 /** The text of a provider request's message (its first part). */

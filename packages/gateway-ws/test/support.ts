@@ -690,6 +690,19 @@ export function sseData(text: string): Wire[] {
     .map((data) => (data === "[DONE]" ? "[DONE]" : JSON.parse(data)));
 }
 
+/** The events of an SSE body: each block's `event:` name and JSON `data:`. */
+export function sseEvents(text: string): Array<{ event: string | undefined; data: Wire }> {
+  return text
+    .split("\n\n")
+    .filter((block) => block.trim().length > 0)
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = lines.find((l) => l.startsWith("event: "))?.slice(7);
+      const data = lines.find((l) => l.startsWith("data: "))!.slice(6);
+      return { event, data: JSON.parse(data) };
+    });
+}
+
 /** One HTTP request to 127.0.0.1 without keep-alive (so nothing stays open). */
 export function httpCall(
   port: number,

@@ -59,6 +59,24 @@ export interface ClientToolCall {
  */
 export type FinishReason = "stop" | "length" | "content_filter" | "tool_calls" | "max_steps";
 
+/**
+ * The `code` of the error a streamed answer ends with when the model's answer failed after part
+ * of it was sent and the provider chain fell back to answer anew: a stream cannot take text
+ * back, and the fallback's answer written after it would repeat it as if new. The run is
+ * aborted; the request can be sent again.
+ */
+export const ANSWER_DISCARDED = "ANSWER_DISCARDED";
+
+/** The message of an {@link ANSWER_DISCARDED} error; `reason` is why the attempt failed. */
+function answerDiscarded(reason: string): string {
+  const why = reason.length > 300 ? `${reason.slice(0, 297)}...` : reason;
+  return (
+    `the model's answer failed after part of it was streamed (${why}); a fallback would ` +
+    "answer again from the start, which a stream cannot show without repeating what it " +
+    "sent: the answer ends here, send the request again"
+  );
+}
+
 /** A finished answer. */
 export interface Answer {
   /** The text (a structured answer's validated JSON). */
@@ -356,11 +374,25 @@ async function sessionTurn(
     startSse(res);
     const out = dialect.stream(res, id, created);
     let ended = false;
+    // Whether text of the model call under way was sent (a new call starts after tool results).
+    let sent = false;
     try {
       for await (const event of handle) {
         // A JSON answer is sent whole once validated: a try that did not conform (and the
         // model's own fences) never reach the client.
-        if (event.type === "text-delta" && format === undefined) out.text(event.text);
+        if (event.type === "text-delta" && format === undefined) {
+          out.text(event.text);
+          if (event.text.length > 0) sent = true;
+        }
+        if (event.type === "tool-result") sent = false;
+        if (event.type === "text-reset" && sent && !ended) {
+          // What was sent is void and cannot be taken back: end here rather than add the
+          // fallback's answer after it.
+          ended = true;
+          out.fail(answerDiscarded(event.reason), ANSWER_DISCARDED);
+          void handle.abort().catch(() => undefined);
+          break;
+        }
         if (event.type === "run-end" && !ended) {
           if (format !== undefined && event.result.output !== undefined) {
             out.text(contentOf(event.result));
@@ -501,10 +533,17 @@ async function clientToolsTurn(
           attempt = { provider: String(event.provider), model: String(event.model) };
           break;
         case "attempt-failed":
-          if (event.discardOutput === true && !stream) {
-            text = "";
-            calls = [];
+          if (event.discardOutput !== true) break;
+          if (out !== undefined && (text.length > 0 || calls.length > 0)) {
+            // Sent, and a stream cannot take it back: end here rather than add the
+            // fallback's answer after it.
+            finished = true;
+            controller.abort();
+            const e = event.error as { message?: unknown } | undefined;
+            return out.fail(answerDiscarded(String(e?.message ?? e)), ANSWER_DISCARDED);
           }
+          text = "";
+          calls = [];
           break;
         case "text-delta":
           text += String(event.text);
