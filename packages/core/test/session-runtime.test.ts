@@ -442,6 +442,80 @@ describe("runs: events, transcript and metadata", () => {
     expect(stored).toMatchObject({ runs: 2, inputTokens: 200, outputTokens: 40 });
   });
 
+  it("a new session's record is in the store during its first run (listed, no run counted yet)", async () => {
+    const { runtime, session, block } = await echoRuntime();
+    const gate = block("first");
+    const before = Date.now();
+    const run = await session.send("first");
+    await gate.entered.promise;
+    // Written from the mailbox right after the first message is saved: the model is already
+    // answering, so it is there by now or a moment later.
+    const stored = await waitFor("the first record", () => runtime.store.sessions.get(KEY));
+    expect(stored).toMatchObject({ key: KEY, agentId: "main", runs: 0, inputTokens: 0 });
+    expect(stored.updatedAt).toBeGreaterThanOrEqual(before);
+    expect(stored.lastRunAt).toBeUndefined();
+    expect((await runtime.store.sessions.list({})).items.map((r) => r.key)).toEqual([KEY]);
+    gate.release.resolve();
+    await run.result;
+    expect(await runtime.store.sessions.get(KEY)).toMatchObject({ runs: 1, inputTokens: 10 });
+  });
+
+  it("the first record does not overwrite a patch made during the first run", async () => {
+    const { runtime, session, block } = await echoRuntime();
+    const gate = block("first");
+    const run = await session.send("first");
+    await gate.entered.promise;
+    await session.patch({ displayName: "Named early" });
+    expect(await runtime.store.sessions.get(KEY)).toMatchObject({ displayName: "Named early" });
+    gate.release.resolve();
+    await run.result;
+    expect(await runtime.store.sessions.get(KEY)).toMatchObject({
+      displayName: "Named early",
+      runs: 1,
+    });
+  });
+
+  it("a first record the store refuses leaves the run going; the record is written when it ends", async () => {
+    const store = await newStore();
+    const put = store.sessions.put.bind(store.sessions);
+    let refusals = 0;
+    store.sessions.put = async (record) => {
+      if (record.runs === 0) {
+        refusals++;
+        throw new StoreError("STORE_UNAVAILABLE", "the disk is briefly unavailable");
+      }
+      return put(record);
+    };
+    const { runtime, session, block } = await echoRuntime({ store });
+    const gate = block("first");
+    const run = await session.send("first");
+    await gate.entered.promise;
+    await waitFor("the refused first record", () => refusals > 0);
+    expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+    gate.release.resolve();
+    const result = await run.result;
+    expect(result.status).toBe("completed");
+    expect(result.text).toBe("answer: first");
+    expect(await runtime.store.sessions.get(KEY)).toMatchObject({ runs: 1 });
+    expect(refusals).toBe(1);
+  });
+
+  it("the first record is written once: later runs write the record only when they end", async () => {
+    const store = await newStore();
+    const puts: number[] = [];
+    const put = store.sessions.put.bind(store.sessions);
+    store.sessions.put = async (record) => {
+      puts.push(Number(record.runs));
+      return put(record);
+    };
+    const { runtime, session } = await echoRuntime({ store });
+    await (await session.send("one")).result;
+    await (await session.send("two")).result;
+    // The first run: the first record and the run's end; the second: only its end.
+    expect(puts).toEqual([0, 1, 2]);
+    expect(await runtime.store.sessions.get(KEY)).toMatchObject({ runs: 2 });
+  });
+
   it("a message is in the durable queue before send resolves and leaves it only when its turn is done", async () => {
     const { runtime, session, block } = await echoRuntime();
     const store = runtime.store as MemoryStore;
@@ -1416,6 +1490,19 @@ describe("patch, reset and delete", () => {
     await session.send("two");
     await session.delete();
     expect(await pendingTexts(runtime.store as MemoryStore)).toEqual([]);
+  });
+
+  it("delete during a session's first run leaves no record behind", async () => {
+    const { runtime, session, block } = await echoRuntime();
+    const gate = block("first");
+    const run = await session.send("first");
+    await gate.entered.promise;
+    await waitFor("the first record", () => runtime.store.sessions.get(KEY));
+    expect(await session.delete()).toEqual({ existed: true });
+    expect((await run.result).error?.code).toBe("SESSION_DELETED");
+    expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+    expect((await runtime.store.sessions.list({})).items).toEqual([]);
+    expect(await session.history()).toEqual([]);
   });
 
   it("delete ends the active and queued runs as aborted (SESSION_DELETED), for handles and subscribers", async () => {

@@ -732,8 +732,9 @@ function onConnected(isReconnect) {
  * run is still going waits for its next event. `agent.wait` (`timeoutMs: 0`) says whether the
  * gateway saw the run end; it answers `timeout` for a run still going but also for one it no
  * longer remembers (a busy gateway trims them), so the session's stored state
- * (`sessions.describe`) has the last word: a run it does not show running has ended. A
- * session in its first run has no stored state yet, and `agent.wait` alone decides.
+ * (`sessions.describe`) has the last word: a run it does not show running has ended. A new
+ * session whose first message is not saved yet has no stored state, and `agent.wait` alone
+ * decides.
  * @param {boolean} sameGateway the gateway answering now is the process that ran them
  */
 async function checkInterrupted(sameGateway) {

@@ -292,6 +292,7 @@ type SessionInfo =
   | { type: "retry-run"; runId: string }
   | { type: "run-timeout"; runId: string }
   | { type: "inject-due" }
+  | { type: "save-record" }
   | {
       type: "compaction-done";
       compaction: Compaction;
@@ -439,6 +440,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #replayDue = false;
   /** Being deleted (see `markDeleted`). */
   #deleted = false;
+  /**
+   * Its record is in the store (it was there at start, or a save of it succeeded). A new
+   * session's first saved message writes it (see `save-record`), so that it is listed and
+   * described during its first run, not only once that run ends.
+   */
+  #recordSaved = false;
+  /** A `save-record` message is on its way. */
+  #recordDue = false;
   /** The last replay got a full page from the store: replay again once it is done. */
   #replayMore = false;
   #lastActivity = 0;
@@ -532,6 +541,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   protected override async init(): Promise<void> {
     const { store } = this.#ctx;
     const record = await store.sessions.get(this.key);
+    this.#recordSaved = record !== undefined;
     this.#metadata =
       record === undefined
         ? newMetadata(this.key, this.#agentId, this.#ctx.now())
@@ -663,6 +673,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (active !== null && active.runId === runId && active.saveFailure !== undefined) {
         this.#abortActive(active, active.controller.reason as BeamClawError);
       }
+    } else if (message.type === "save-record") {
+      await this.#saveFirstRecord();
     } else if (message.type === "inject-due") {
       await this.#injectWaiting();
     } else if (message.type === "compaction-done") {
@@ -959,6 +971,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     next.updatedAt = this.#ctx.now();
     await this.#ctx.store.sessions.put(next as SessionRecord);
+    this.#recordSaved = true;
     this.#metadata = next;
     return { ...next };
   }
@@ -1070,7 +1083,27 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (value !== undefined) (next as JsonObject)[field] = value;
     }
     await this.#ctx.store.sessions.put(next as SessionRecord);
+    this.#recordSaved = true;
     this.#metadata = next;
+  }
+
+  /**
+   * Writes a new session's record once its first message is saved (see `#recordSaved`). A
+   * failure is left to the run's end, which writes the record again (and meets a fencing
+   * error there, if that is the cause).
+   */
+  async #saveFirstRecord(): Promise<void> {
+    this.#recordDue = false;
+    if (this.#recordSaved || this.#deleted) return;
+    const next: SessionMetadata = { ...this.#metadata, updatedAt: this.#ctx.now() };
+    try {
+      await this.#ctx.store.sessions.put(next as SessionRecord);
+    } catch {
+      return;
+    }
+    this.#recordSaved = true;
+    // Only the time: a run may have counted a sub-agent meanwhile (saved when it ends).
+    this.#metadata = { ...this.#metadata, updatedAt: next.updatedAt };
   }
 
   async #replay(): Promise<void> {
@@ -1385,6 +1418,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       throw error;
     }
     if (message.role === "assistant") run.lastAssistant = { seq, at };
+    else if (!this.#recordSaved && !this.#recordDue) {
+      // A new session's first message is saved: its record follows, from the mailbox (where
+      // every other write of the record is made, so none of them is overtaken).
+      this.#recordDue = true;
+      this.#sendSelf({ type: "save-record" });
+    }
     this.#history.push(message);
     const excess = this.#history.length - this.#ctx.historyLimit;
     // In place: a session at its limit trims on every message, and a copy of the whole
@@ -1450,6 +1489,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       }
     }
     await this.#ctx.store.sessions.put(next as SessionRecord);
+    this.#recordSaved = true;
     this.#metadata = next;
     // The turn is done and saved: now the messages may leave the durable queue.
     const crashes = this.#ctx.crashes;
@@ -2052,7 +2092,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (excess > 0) dropOldest(this.#history, excess);
     this.#metadata = { ...this.#metadata, updatedAt: at };
     // The message is saved; the session's time follows at the next save if this one fails.
-    await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
+    await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).then(
+      () => (this.#recordSaved = true),
+      () => undefined,
+    );
     this.#touch();
     const results = entries.map((entry, i) => ({
       runId: entry.runId,

@@ -1068,8 +1068,8 @@ export async function storedSession(
 }
 
 /**
- * Whether session `key` exists: it has a stored record, or it is in its first run (the
- * runtime writes the record when a run ends).
+ * Whether session `key` exists: it has a stored record, or it has a run (a new session's
+ * record is written a moment after its first message is saved).
  */
 export async function sessionExists(hub: GatewayHub, key: string): Promise<boolean> {
   return (await storedSession(hub, key)) !== undefined || hub.runs.active(key).length > 0;

@@ -624,7 +624,7 @@ export const sessionMethods: Record<string, HubMethod> = {
       // `<key>:deleted:<epoch ms>`, reported in `archived`) so that a new session under the
       // key starts empty; the default deletes it.
       const keep = optionalBool(call.method, call.params, "deleteTranscript") === false;
-      // A session in its first run has no record yet, but it is there to delete.
+      // A session whose first message is not saved yet has no record, but it is there to delete.
       const existed = await sessionExists(hub, session.key);
       let archived: string[] = [];
       if (existed) {
