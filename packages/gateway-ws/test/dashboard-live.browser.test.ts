@@ -12,7 +12,7 @@
  * of frames matters, the test holds them back between the page and the gateway
  * (`page.routeWebSocket`).
  */
-import type { Browser, Page } from "playwright-core";
+import type { Browser, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium, openPage, type PageRecord } from "./browser/chromium.js";
 import {
@@ -617,6 +617,35 @@ describe("dashboard following a session in a real Chromium", () => {
       return { ...dashboard, log, run, first, second, third, historiesRead };
     }
 
+    /**
+     * {@link streamingWhenDropped} whose connection drops and whose reconnect (the page's
+     * second handshake) is held until its run has ended: release it with `releaseToServer`.
+     */
+    async function runEndsWhileDropped(name: string) {
+      let connects = 0;
+      const dashboard = await streamingWhenDropped(name, {
+        toServer: (frame) => frame.method === "connect" && ++connects === 2,
+      });
+      const { page, held, first, second, third, run } = dashboard;
+      held.dropConnection();
+      await page.locator('#connection[data-state="reconnecting"]').waitFor();
+      await expect.poll(() => held.toServer.length).toBe(1);
+      first.resolve();
+      second.resolve();
+      third.resolve();
+      return { ...dashboard, result: await run.result };
+    }
+
+    /** Once reconnected: the answer is the whole one, shown from the stored history. */
+    async function shownFromHistory(page: Page, log: Locator, errors: string[]) {
+      await page.locator('#connection[data-state="connected"]').waitFor();
+      await log
+        .locator('article[data-role="assistant"][data-state="history"]', { hasText: whole })
+        .waitFor();
+      expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
+      expect(errors).toEqual([]);
+    }
+
     /** The answer's bubble, and the note under it. */
     const answerOf = (page: Page) => page.locator('#chat-log article[data-role="assistant"]');
 
@@ -686,42 +715,15 @@ describe("dashboard following a session in a real Chromium", () => {
     });
 
     it("ends it and shows the history when its run ended while the connection was down", async () => {
-      let connects = 0;
-      // The page's second handshake waits until the run has ended.
-      const { page, errors, held, log, run, first, second, third } = await streamingWhenDropped(
-        "dropped-run-ended",
-        { toServer: (frame) => frame.method === "connect" && ++connects === 2 },
-      );
-      held.dropConnection();
-      await page.locator('#connection[data-state="reconnecting"]').waitFor();
-      await expect.poll(() => held.toServer.length).toBe(1);
-      first.resolve();
-      second.resolve();
-      third.resolve();
-      await run.result;
+      const { page, errors, held, log } = await runEndsWhileDropped("dropped-run-ended");
       held.releaseToServer();
-      await page.locator('#connection[data-state="connected"]').waitFor();
-
-      await log
-        .locator('article[data-role="assistant"][data-state="history"]', { hasText: whole })
-        .waitFor();
-      expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
-      expect(errors).toEqual([]);
+      await shownFromHistory(page, log, errors);
     });
 
     it("ends it when its run ended while the connection was down, also once a busy gateway has forgotten that run", async () => {
-      let connects = 0;
-      const { page, errors, held, log, run, first, second, third } = await streamingWhenDropped(
-        "dropped-run-forgotten",
-        { toServer: (frame) => frame.method === "connect" && ++connects === 2 },
-      );
-      held.dropConnection();
-      await page.locator('#connection[data-state="reconnecting"]').waitFor();
-      await expect.poll(() => held.toServer.length).toBe(1);
-      first.resolve();
-      second.resolve();
-      third.resolve();
-      const { runId } = await run.result;
+      const { page, errors, held, log, result } =
+        await runEndsWhileDropped("dropped-run-forgotten");
+      const { runId } = result;
       // The pages of earlier tests would each follow the flood of runs below: closed.
       for (const record of pages.splice(0)) {
         if (record.page === page) pages.push(record);
@@ -739,13 +741,7 @@ describe("dashboard following a session in a real Chromium", () => {
         status: "timeout",
       });
       held.releaseToServer();
-      await page.locator('#connection[data-state="connected"]').waitFor();
-
-      await log
-        .locator('article[data-role="assistant"][data-state="history"]', { hasText: whole })
-        .waitFor();
-      expect(await chatLines(page)).toEqual(["user: Asked across", `assistant: ${whole}`]);
-      expect(errors).toEqual([]);
+      await shownFromHistory(page, log, errors);
     });
 
     it("ends it when the gateway that answers the reconnect is another process", async () => {
