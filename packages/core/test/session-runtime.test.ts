@@ -215,6 +215,21 @@ function sessionActor(runtime: AgentRuntime, key = KEY): Process | undefined {
   return runtime.registry.whereis(`session:${key}`);
 }
 
+/** A store that refuses to write a session record with no run counted (a new one's first). */
+async function refusingFirstRecord(): Promise<{ store: MemoryStore; refused: { count: number } }> {
+  const store = await newStore();
+  const refused = { count: 0 };
+  const put = store.sessions.put.bind(store.sessions);
+  store.sessions.put = async (record) => {
+    if (record.runs === 0) {
+      refused.count++;
+      throw new StoreError("STORE_UNAVAILABLE", "the disk is briefly unavailable");
+    }
+    return put(record);
+  };
+  return { store, refused };
+}
+
 /** Texts of the pending messages of the durable queue. */
 async function pendingTexts(store: MemoryStore, sessionKey = KEY): Promise<string[]> {
   const pending = await store.queue.pending({ sessionKey });
@@ -476,28 +491,19 @@ describe("runs: events, transcript and metadata", () => {
   });
 
   it("a first record the store refuses leaves the run going; the record is written when it ends", async () => {
-    const store = await newStore();
-    const put = store.sessions.put.bind(store.sessions);
-    let refusals = 0;
-    store.sessions.put = async (record) => {
-      if (record.runs === 0) {
-        refusals++;
-        throw new StoreError("STORE_UNAVAILABLE", "the disk is briefly unavailable");
-      }
-      return put(record);
-    };
+    const { store, refused } = await refusingFirstRecord();
     const { runtime, session, block } = await echoRuntime({ store });
     const gate = block("first");
     const run = await session.send("first");
     await gate.entered.promise;
-    await waitFor("the refused first record", () => refusals > 0);
+    await waitFor("the refused first record", () => refused.count > 0);
     expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
     gate.release.resolve();
     const result = await run.result;
     expect(result.status).toBe("completed");
     expect(result.text).toBe("answer: first");
     expect(await runtime.store.sessions.get(KEY)).toMatchObject({ runs: 1 });
-    expect(refusals).toBe(1);
+    expect(refused.count).toBe(1);
   });
 
   it("the first record is written once: later runs write the record only when they end", async () => {
@@ -1308,6 +1314,19 @@ describe("hibernation", () => {
     expect(info.metadata).toMatchObject({ displayName: "Bob's chat", verboseLevel: "on", runs: 2 });
   });
 
+  it("a session only asked about (info, abort) leaves no record when it hibernates or stops", async () => {
+    const { runtime, session } = await echoRuntime({ hibernateAfterMs: 20 });
+    expect((await session.info()).metadata.runs).toBe(0);
+    expect(await session.abort("no-such-run")).toBe(false);
+    await waitFor("the session to hibernate", () => !runtime.activeSessions().includes(KEY));
+    expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+    const other = runtime.session("agent:main:asked");
+    expect((await other.info()).queued).toBe(0);
+    await runtime.stop();
+    expect(await runtime.store.sessions.get("agent:main:asked")).toBeUndefined();
+    expect((await runtime.store.sessions.list({})).items).toEqual([]);
+  });
+
   it("a session with an active run does not hibernate", async () => {
     const { runtime, session, block } = await echoRuntime({ hibernateAfterMs: 20 });
     const gate = block("long");
@@ -1503,6 +1522,20 @@ describe("patch, reset and delete", () => {
     expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
     expect((await runtime.store.sessions.list({})).items).toEqual([]);
     expect(await session.history()).toEqual([]);
+  });
+
+  it("delete says a new session existed when its record is not written yet (its first run's messages are)", async () => {
+    const { store, refused } = await refusingFirstRecord();
+    const { runtime, session, block } = await echoRuntime({ store });
+    const gate = block("first");
+    const run = await session.send("first");
+    await gate.entered.promise;
+    await waitFor("the refused first record", () => refused.count > 0);
+    expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+    expect(await session.delete()).toEqual({ existed: true });
+    expect((await run.result).error?.code).toBe("SESSION_DELETED");
+    expect(await runtime.store.transcripts.lastSeq(KEY)).toBe(0);
+    expect(await session.delete()).toEqual({ existed: false });
   });
 
   it("delete ends the active and queued runs as aborted (SESSION_DELETED), for handles and subscribers", async () => {

@@ -819,7 +819,8 @@ export class AgentRuntime {
           await this.#sessions?.terminateChild(actor).catch(() => undefined);
         }
         // Nothing of a deleted session may come back: its unfinished messages go too.
-        for (const message of await this.store.queue.pending({ sessionKey: key })) {
+        const pending = await this.store.queue.pending({ sessionKey: key });
+        for (const message of pending) {
           this.#logs
             .get(message.id)
             ?.fail(new NoProcessError(`session ${key} was deleted`, "shutdown"));
@@ -830,7 +831,12 @@ export class AgentRuntime {
             ? this.store.queue.discard(message.id)
             : this.store.queue.ack(message.id));
         }
-        const existed = (await this.store.sessions.get(key)) !== undefined;
+        // A new session may have messages (waiting, or saved by its first run) before its
+        // record is written.
+        const existed =
+          pending.length > 0 ||
+          (await this.store.sessions.get(key)) !== undefined ||
+          (await this.store.transcripts.lastSeq(key)) > 0;
         const archivedAs = archive ? await this.#archiveTranscript(key) : undefined;
         await this.store.transcripts.delete(key);
         await this.store.sessions.delete(key);

@@ -707,7 +707,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         ])
         .catch(() => undefined);
     }
-    if (this.#metadata !== undefined) {
+    // Only a session that has a record saves it (its time, a sub-agent counted during a cut
+    // run): one started only to be asked (`info`, `abort` of an unknown key) leaves nothing,
+    // and a new session cut before its record was written gets it when its message replays.
+    if (this.#metadata !== undefined && this.#recordSaved) {
       await this.#ctx.store.sessions.put(this.#metadata as SessionRecord).catch(() => undefined);
     }
   }

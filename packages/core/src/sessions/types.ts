@@ -182,7 +182,7 @@ export interface SessionDeleteOptions {
 
 /** What `SessionHandle.delete` did. */
 export interface SessionDeleteResult {
-  /** Whether the session had metadata in the store (it existed). */
+  /** Whether there was anything of the session: its record, its transcript or a waiting message. */
   existed: boolean;
   /** The key its transcript was moved to (`archiveTranscript`), when it had one. */
   archivedAs?: string;
