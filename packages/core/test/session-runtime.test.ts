@@ -215,8 +215,11 @@ function sessionActor(runtime: AgentRuntime, key = KEY): Process | undefined {
   return runtime.registry.whereis(`session:${key}`);
 }
 
-/** A store that refuses to write a session record with no run counted (a new one's first). */
-async function refusingFirstRecord(): Promise<{ store: MemoryStore; refused: { count: number } }> {
+/**
+ * A new session's first run (message "first") held in its model call, over a store that
+ * refused to write its first record (a record with no run counted).
+ */
+async function firstRunWithoutRecord() {
   const store = await newStore();
   const refused = { count: 0 };
   const put = store.sessions.put.bind(store.sessions);
@@ -227,7 +230,13 @@ async function refusingFirstRecord(): Promise<{ store: MemoryStore; refused: { c
     }
     return put(record);
   };
-  return { store, refused };
+  const { runtime, session, block } = await echoRuntime({ store });
+  const gate = block("first");
+  const run = await session.send("first");
+  await gate.entered.promise;
+  await waitFor("the refused first record", () => refused.count > 0);
+  expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+  return { runtime, session, gate, run, refused };
 }
 
 /** Texts of the pending messages of the durable queue. */
@@ -491,13 +500,7 @@ describe("runs: events, transcript and metadata", () => {
   });
 
   it("a first record the store refuses leaves the run going; the record is written when it ends", async () => {
-    const { store, refused } = await refusingFirstRecord();
-    const { runtime, session, block } = await echoRuntime({ store });
-    const gate = block("first");
-    const run = await session.send("first");
-    await gate.entered.promise;
-    await waitFor("the refused first record", () => refused.count > 0);
-    expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+    const { runtime, gate, run, refused } = await firstRunWithoutRecord();
     gate.release.resolve();
     const result = await run.result;
     expect(result.status).toBe("completed");
@@ -1525,13 +1528,7 @@ describe("patch, reset and delete", () => {
   });
 
   it("delete says a new session existed when its record is not written yet (its first run's messages are)", async () => {
-    const { store, refused } = await refusingFirstRecord();
-    const { runtime, session, block } = await echoRuntime({ store });
-    const gate = block("first");
-    const run = await session.send("first");
-    await gate.entered.promise;
-    await waitFor("the refused first record", () => refused.count > 0);
-    expect(await runtime.store.sessions.get(KEY)).toBeUndefined();
+    const { runtime, session, run } = await firstRunWithoutRecord();
     expect(await session.delete()).toEqual({ existed: true });
     expect((await run.result).error?.code).toBe("SESSION_DELETED");
     expect(await runtime.store.transcripts.lastSeq(KEY)).toBe(0);
