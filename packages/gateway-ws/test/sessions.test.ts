@@ -48,6 +48,38 @@ describe("sessions", () => {
     expect(again).toMatchObject({ created: false, runStarted: false });
   });
 
+  it("sessions.create keeps its label and settings when the session was already running (asked about first)", async () => {
+    const stack = await startStack({ responses: [{ text: "hello back" }] });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const key = "agent:main:asked-first";
+    // A client asks about a run of the new key first: the session starts, with no record.
+    expect(await client.request("chat.abort", { sessionKey: key, runId: "none" })).toMatchObject({
+      aborted: false,
+    });
+    const created = await client.request("sessions.create", {
+      key,
+      label: "Asked first",
+      thinkingLevel: "high",
+      model: "scripted/m2",
+    });
+    expect(created).toMatchObject({ created: true });
+    expect(created.entry).toMatchObject({ key, displayName: "Asked first", thinkingLevel: "high" });
+    await client.request("chat.send", { sessionKey: key, message: "hi", idempotencyKey: "a1" });
+    await client.waitEvent("chat", (p) => p.runId === "a1" && p.state === "final");
+    // The run's end saved the session's record: the label and settings are in it.
+    expect((await client.request("sessions.get", { key })).session).toMatchObject({
+      displayName: "Asked first",
+      thinkingLevel: "high",
+      modelProvider: "scripted",
+      model: "m2",
+    });
+    expect(await stack.runtime.store.sessions.get(key)).toMatchObject({
+      displayName: "Asked first",
+      modelOverride: "scripted/m2",
+      runs: 1,
+    });
+  });
+
   it("sessions.create names a new key when none is given and refuses a bad model", async () => {
     const stack = await startStack();
     const client = await TestClient.connect(stack.url, { token: TOKEN });
@@ -134,12 +166,14 @@ describe("sessions", () => {
   it("sessions.list pages through sessions newest first, and filters by agent and text", async () => {
     // A clock that moves a second per reading, so no two sessions share an updatedAt.
     let clock = Date.now();
+    const now = () => (clock += 1000);
     const stack = await startStack({
       agents: [
         { id: "main", model: "scripted/m1" },
         { id: "ops", model: "scripted/m1" },
       ],
-      gateway: { now: () => (clock += 1000) },
+      gateway: { now },
+      runtime: { now },
     });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     for (const name of ["a", "b", "c", "d", "e"]) {

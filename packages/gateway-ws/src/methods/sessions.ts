@@ -3,7 +3,6 @@ import { randomUUID } from "node:crypto";
 import {
   parseSessionKey,
   type QueueMode,
-  type SessionMetadata,
   type SessionPatch,
   type SessionRecord,
   type ThinkingLevel,
@@ -398,23 +397,14 @@ export const sessionMethods: Record<string, HubMethod> = {
       const model = p.model === undefined ? undefined : modelRef(method, p.model, "model");
       const message = optionalString(method, p, "message") ?? optionalString(method, p, "task");
       if (existing === undefined) {
-        const now = hub.now();
-        const record: SessionMetadata = {
-          key: session.key,
-          agentId: session.agentId,
-          createdAt: now,
-          updatedAt: now,
-          inputTokens: 0,
-          outputTokens: 0,
-          cacheReadTokens: 0,
-          cacheWriteTokens: 0,
-          costUsd: 0,
-          runs: 0,
+        // Written by the session itself (a patch saves its record): a record written beside
+        // it would be overwritten by the session's next save if it is running already (asked
+        // about, or in its first run), and the label and settings lost.
+        await session.patch({
           ...(label === undefined ? {} : { displayName: label }),
           ...(thinking === undefined ? {} : { thinkingLevel: thinking }),
           ...(model === undefined ? {} : { modelOverride: model }),
-        };
-        await hub.runtime.store.sessions.put(record);
+        });
         hub.sessionsChanged(session.key, "created");
       }
       let run: Awaited<ReturnType<typeof sendToSession>> | undefined;
