@@ -1,10 +1,12 @@
 /**
  * `session.fork()`: a new session with the history up to a user message, which comes back
  * to send there edited; the original is left as it is. Runs undone before the point, markers
- * and runs after it are not copied; bad options and taken keys change nothing.
+ * and runs after it are not copied; the fork's record is written with its history; bad options,
+ * taken keys and a failed write change nothing.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { InvalidArgumentError, type ModelMessage } from "../src/index.js";
+import { InvalidArgumentError, type ModelMessage, StoreError } from "../src/index.js";
+import { MemoryStore } from "../src/store/memory-store.js";
 import type { ScriptEntry } from "../src/testing/index.js";
 import { scriptedRuntime, transcriptOf } from "./support.js";
 
@@ -49,6 +51,49 @@ describe("session.fork", () => {
     );
     expect(transcriptOf(original).at(-2)).toBe("user:Capital of Italy?");
     expect(transcriptOf(original).at(-1)).toBe("assistant:Rome.");
+  });
+
+  it("writes the fork's record with its history: listed before its first message, forkedFrom set", async () => {
+    const { session, store } = await runtimeWith([{ text: "one" }, { text: "two" }]);
+    await (await session.send("first")).result;
+    await session.patch({ displayName: "The original", thinkingLevel: "high" });
+    const second = await (await session.send("second")).result;
+    const before = Date.now();
+    const fork = await session.fork({ runId: second.runId });
+    const record = await store.sessions.get(fork.key);
+    expect(record).toMatchObject({ key: fork.key, agentId: "main", forkedFrom: KEY, runs: 0 });
+    expect(record?.createdAt).toBeGreaterThanOrEqual(before);
+    // Its metadata starts fresh: the original's label and settings stay with the original.
+    expect(record?.displayName).toBeUndefined();
+    expect(record?.thinkingLevel).toBeUndefined();
+    expect((await store.sessions.list({})).items.map((r) => r.key).sort()).toEqual(
+      [KEY, fork.key].sort(),
+    );
+    // A second fork into the same key is refused: the first one holds it.
+    await expect(session.fork({ runId: second.runId, key: fork.key })).rejects.toThrow(
+      /exists already/,
+    );
+  });
+
+  it("a fork whose record the store refuses is removed whole: no history left without a record", async () => {
+    const store = new MemoryStore();
+    const put = store.sessions.put.bind(store.sessions);
+    store.sessions.put = async (record) => {
+      if (record.forkedFrom !== undefined) {
+        throw new StoreError("STORE_UNAVAILABLE", "the disk is briefly unavailable");
+      }
+      return put(record);
+    };
+    const { session } = await scriptedRuntime([{ text: "one" }, { text: "two" }], cleanups, {
+      store,
+    });
+    await (await session.send("first")).result;
+    const second = await (await session.send("second")).result;
+    await expect(session.fork({ runId: second.runId, key: "agent:main:branch" })).rejects.toThrow(
+      StoreError,
+    );
+    expect(await store.transcripts.lastSeq("agent:main:branch")).toBe(0);
+    expect(await store.sessions.get("agent:main:branch")).toBeUndefined();
   });
 
   it("forks into a key of the caller's choosing, hands back images, and leaves undone runs out", async () => {
@@ -96,5 +141,6 @@ describe("session.fork", () => {
     const empty = await session.fork({ runId: first.runId });
     expect(empty).toMatchObject({ input: { text: "first" }, copiedMessages: 0 });
     expect(await store.transcripts.read(empty.key)).toEqual([]);
+    expect(await store.sessions.get(empty.key)).toMatchObject({ forkedFrom: KEY, runs: 0 });
   });
 });

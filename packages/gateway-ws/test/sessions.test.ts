@@ -584,6 +584,15 @@ describe("sessions", () => {
     const branch = fork.sessionKey as string;
     const branchHistory = await client.request("chat.history", { sessionKey: branch });
     expect((branchHistory.messages as unknown[]).length).toBe(2);
+    // Listed before its first message, as a session of its own with nothing run yet.
+    const { sessions } = await client.request("sessions.list", {});
+    expect(sessions.map((row: { key: string }) => row.key).sort()).toEqual(
+      [sessionKey, branch].sort(),
+    );
+    expect((await client.request("sessions.describe", { key: branch })).session).toMatchObject({
+      key: branch,
+      runs: 0,
+    });
     await send(branch, "Capital of Spain?", "f2");
     const asked = stack.provider.requests.at(-1)!;
     expect(JSON.stringify(asked.messages)).toContain("Capital of Italy?");

@@ -52,6 +52,7 @@ import {
   inputOf,
   liveEntries,
   madeUpKey,
+  newMetadata,
   PendingCompaction,
   PendingInjection,
   QUARANTINE_PREFIX,
@@ -297,7 +298,9 @@ export interface SessionHandle {
    * whose history is this one's up to the user message of `runId`, which is handed back to
    * send there, edited or not. This session is left as it is (an "edit" that keeps the
    * original). Discarded runs and markers are not copied; a compaction before the point is
-   * (its summary stands in the fork too). The fork's metadata starts fresh.
+   * (its summary stands in the fork too). The fork's metadata starts fresh, with
+   * `forkedFrom` set to this session's key; its record is written with the history, so the
+   * fork is listed (and looked after by maintenance) before its first message.
    *
    * @example
    * ```ts
@@ -847,7 +850,7 @@ export class AgentRuntime {
 
   // ------------------------------------------------------------------ internals
 
-  /** See `SessionHandle.fork`. Reads the source's transcript; writes only the new one. */
+  /** See `SessionHandle.fork`. Reads the source's transcript; writes only the new session. */
   async #fork(source: string, runId: string, requested: string | undefined): Promise<ForkResult> {
     const agentId =
       parseSessionKey(source).agentId ?? this.#options.defaultAgentId ?? this.agents[0]!.id;
@@ -888,10 +891,16 @@ export class AgentRuntime {
       entry.forkedFrom = source;
       return entry;
     });
+    const record: SessionMetadata = {
+      ...newMetadata(key, parseSessionKey(key).agentId ?? agentId, this.#now()),
+      forkedFrom: source,
+    };
     try {
       for (let i = 0; i < entries.length; i += 1000) {
         await this.store.transcripts.append(key, entries.slice(i, i + 1000));
       }
+      // After the history: a record is never there without it.
+      await this.store.sessions.put(record);
     } catch (error) {
       await this.store.transcripts.delete(key).catch(() => undefined);
       throw error;

@@ -384,7 +384,8 @@ function settleRunTrace(result: RunResult, trace: SessionRunTrace): void {
   if (result.status === "failed") trace.error = result.error ?? "failed";
 }
 
-function newMetadata(key: string, agentId: string, now: number): SessionMetadata {
+/** The metadata of a new session: no runs, counters at zero. @internal */
+export function newMetadata(key: string, agentId: string, now: number): SessionMetadata {
   return {
     key,
     agentId,

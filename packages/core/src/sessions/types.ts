@@ -404,6 +404,8 @@ export interface SessionMetadata extends JsonObject {
   compactions?: number;
   /** The parent of a sub-agent session. */
   parentKey?: string;
+  /** The session a fork was branched from (see `SessionHandle.fork`). */
+  forkedFrom?: string;
   /** Sub-agents this session has spawned (checked against `SubagentLimits.maxChildren`). */
   subagentsSpawned?: number;
   /**
