@@ -6,20 +6,18 @@
 import { ProviderError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  AUTH,
   httpCall as call,
   closeClients,
   sseData,
   startStack,
   stopStacks,
-  TOKEN,
 } from "./support.js";
 
 afterEach(async () => {
   await closeClients();
   await stopStacks();
 });
-
-const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 describe("OpenAI shapes of /v1/chat/completions", () => {
   it("with stream_options.include_usage, ends with a chunk of empty choices carrying the usage", async () => {

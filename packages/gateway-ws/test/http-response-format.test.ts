@@ -7,12 +7,12 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  AUTH,
   httpCall as call,
   closeClients,
   sseData,
   startStack,
   stopStacks,
-  TOKEN,
   useSchemaCheck,
 } from "./support.js";
 
@@ -21,8 +21,6 @@ afterEach(async () => {
   await closeClients();
   await stopStacks();
 });
-
-const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 const SCHEMA = {
   type: "object",

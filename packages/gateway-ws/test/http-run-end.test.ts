@@ -9,6 +9,7 @@ import type { Transcriber } from "@beamclaw/core";
 import type { ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  AUTH,
   httpCall as call,
   closeClients,
   deferred,
@@ -16,7 +17,6 @@ import {
   sseData,
   startStack,
   stopStacks,
-  TOKEN,
   waitFor,
 } from "./support.js";
 
@@ -24,8 +24,6 @@ afterEach(async () => {
   await closeClients();
   await stopStacks();
 });
-
-const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 /** A response that starts, says a little and then never ends (until aborted). */
 const ENDLESS: ScriptEntry = {

@@ -10,6 +10,7 @@ import type { ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
+  AUTH,
   httpCall as call,
   closeClients,
   runEnds,
@@ -18,7 +19,6 @@ import {
   sseEvents,
   startStack,
   stopStacks,
-  TOKEN,
   type Wire,
   waitFor,
 } from "./support.js";
@@ -28,7 +28,6 @@ afterEach(async () => {
   await stopStacks();
 });
 
-const AUTH = { authorization: `Bearer ${TOKEN}` };
 const AGENT = { id: "main", model: "scripted/m1", fallbacks: ["scripted/m2"] };
 const FALLBACK_ANSWER = "Paris is the capital of France.";
 

@@ -5,6 +5,7 @@ import { ProviderError, StoreError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import {
+  AUTH,
   httpCall as call,
   closeClients,
   HANGING_ANSWER,
@@ -27,8 +28,6 @@ afterEach(async () => {
   await stopStacks();
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
-
-const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 describe("health probes", () => {
   it("answer without auth: /health, /healthz, /readyz and /startupz", async () => {

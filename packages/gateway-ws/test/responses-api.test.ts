@@ -7,6 +7,7 @@
 import { ProviderError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  AUTH,
   httpCall as call,
   closeClients,
   HANGING_ANSWER,
@@ -16,7 +17,6 @@ import {
   sseEvents,
   startStack,
   stopStacks,
-  TOKEN,
   waitFor,
 } from "./support.js";
 
@@ -24,8 +24,6 @@ afterEach(async () => {
   await closeClients();
   await stopStacks();
 });
-
-const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 type ScriptEntries = NonNullable<Parameters<typeof startStack>[0]>["responses"];
 

@@ -265,6 +265,8 @@ export function deferred<T = void>() {
 // ------------------------------------------------------------------ the stack
 
 export const TOKEN = "test-gateway-token";
+/** The `authorization` header of an HTTP request made with {@link TOKEN}. */
+export const AUTH = { authorization: `Bearer ${TOKEN}` };
 export const MAIN: AgentDefinition = { id: "main", model: "scripted/m1" };
 
 /** A started runtime + gateway; `stop()` stops both and closes the store. */

@@ -182,7 +182,10 @@ export interface SessionDeleteOptions {
 
 /** What `SessionHandle.delete` did. */
 export interface SessionDeleteResult {
-  /** Whether there was anything of the session: its record, its transcript or a waiting message. */
+  /**
+   * Whether there was anything of the session to delete: its record, its transcript or a
+   * message waiting in the queue.
+   */
   existed: boolean;
   /** The key its transcript was moved to (`archiveTranscript`), when it had one. */
   archivedAs?: string;
