@@ -1402,6 +1402,18 @@ describe("patch, reset and delete", () => {
     expect(userTexts(source.calls[1]!.request.messages)).toEqual(["new"]);
   });
 
+  it("reset of a key with no session leaves no record; a reset session keeps one", async () => {
+    const { runtime, session } = await echoRuntime();
+    const unknown = runtime.session("agent:main:never-used");
+    await unknown.reset();
+    expect(await runtime.store.sessions.get("agent:main:never-used")).toBeUndefined();
+    await (await session.send("old")).result;
+    await session.reset();
+    expect(await runtime.store.sessions.get(KEY)).toMatchObject({ runs: 0 });
+    await runtime.stop();
+    expect((await runtime.store.sessions.list({})).items.map((r) => r.key)).toEqual([KEY]);
+  });
+
   it("reset keeps the display name, channel, levels and model override", async () => {
     const { session } = await echoRuntime();
     await session.patch({

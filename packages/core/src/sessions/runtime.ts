@@ -225,7 +225,11 @@ export interface SessionHandle {
    *   is changed then.
    */
   patch(patch: SessionPatch): Promise<SessionMetadata>;
-  /** Aborts everything, clears the transcript and counters. */
+  /**
+   * Aborts everything, clears the transcript and counters; the settings (display name,
+   * channel, levels, model override) stay. A key with no session is left as it was: no
+   * record is written for it.
+   */
   reset(): Promise<void>;
   /**
    * Compacts the history: the model writes a summary of all but the most recent turns, and

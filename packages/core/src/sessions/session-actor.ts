@@ -1071,11 +1071,19 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         await this.#dequeue(active, id);
       }
     }
+    // A key with no session (no record, no message, nothing queued or running) has nothing
+    // to reset: it is left without a record, as `info()` leaves it.
+    const exists =
+      this.#recordSaved ||
+      active !== null ||
+      this.#pending.length > 0 ||
+      this.#history.length > 0;
     for (const batch of this.#pending) this.#endUnstarted(batch);
     this.#pending = [];
     this.#pendingCount = 0;
     await this.#ctx.store.transcripts.delete(this.key);
     this.#history = [];
+    if (!exists) return;
     const previous = this.#metadata;
     const next: SessionMetadata = {
       ...newMetadata(this.key, this.#agentId, previous.createdAt),
