@@ -1640,9 +1640,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   /**
    * Stores the job. A run in progress is not part of it: that is the marker's business, so
    * an update during a run never makes a stale "running" state durable.
-   */
-  /**
-   * Writes `job`. Alone, as it is. In a cluster, when `entry` holds the job as last stored
+   *
+   * Alone, `job` is written as it is. In a cluster, when `entry` holds the job as last stored
    * (its base), the write is a three-way merge under the job's lock: the fields this service
    * changed since the base are applied to the record now in the store (counters by their
    * difference), so that a change another node made meanwhile is kept; if there was one, the
@@ -1822,8 +1821,8 @@ function sameJson(a: unknown, b: unknown): boolean {
 /**
  * Three-way merge of a job record: `theirs` (in the store now) with the changes `mine`
  * made to `base`, field by field (state fields too); a counter gets `mine`'s increment.
+ * @internal
  */
-/** @internal */
 export function mergeJob(base: CronJob, mine: CronJob, theirs: CronJob): CronJob {
   const out = { ...theirs, state: { ...theirs.state } } as CronJob;
   const target = out as unknown as Record<string, unknown>;

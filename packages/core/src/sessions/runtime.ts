@@ -1489,10 +1489,6 @@ function checkRuntimeOptions(options: AgentRuntimeOptions): void {
 }
 
 /**
- * Checks a message and its send options before anything is queued: a message refused here
- * leaves nothing in the store, while one accepted must be able to run.
- */
-/**
  * Checks a message's `images` or `files`: an array of `{ mediaType, data | url }` (files may
  * add a `filename`).
  */
@@ -1516,6 +1512,10 @@ function checkMedia(list: unknown, name: "images" | "files"): void {
   }
 }
 
+/**
+ * Checks a message and its send options before anything is queued: a message refused here
+ * leaves nothing in the store, while one accepted must be able to run.
+ */
 function checkSend(message: unknown, options: unknown): UserMessageInput {
   const input = (typeof message === "string" ? { text: message } : message) as UserMessageInput;
   if (typeof input !== "object" || input === null || Array.isArray(input)) {

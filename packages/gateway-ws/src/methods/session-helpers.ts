@@ -941,11 +941,6 @@ export interface SendOutcome {
 }
 
 /**
- * Sends a user message to a session on behalf of a client. `displayRunId` is the id the client
- * will see the run under (its idempotency key, for `chat.send` and `agent`). A repeated id
- * does not send again: it answers `in_flight` while the run goes on, or how it ended.
- */
-/**
  * A run time limit in `field` (`chat.send` / `sessions.send` `timeoutMs`; `agent` `timeout`
  * in seconds): an integer from 0, where 0 means no limit of the message's own (the agent's
  * `timeoutMs`, if any, still applies). Returns it in ms, or undefined for none.
@@ -962,6 +957,11 @@ export function runTimeoutParam(
   return unit === "ms" ? value : value * 1000;
 }
 
+/**
+ * Sends a user message to a session on behalf of a client. `displayRunId` is the id the client
+ * will see the run under (its idempotency key, for `chat.send` and `agent`). A repeated id
+ * does not send again: it answers `in_flight` while the run goes on, or how it ended.
+ */
 export async function sendToSession(
   hub: GatewayHub,
   input: {
