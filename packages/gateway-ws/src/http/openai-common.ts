@@ -311,8 +311,8 @@ export async function readJsonObject(
 
 /**
  * Answers a request that failed before its answer started: a {@link RequestError} as it says;
- * the runtime's errors by code (bad input 400, memory pressure 503, overload 429 with
- * `retry-after`, anything else 500).
+ * the runtime's and the gateway's errors by code (bad input 400, memory pressure 503, overload
+ * 429 with `retry-after`, anything else 500).
  */
 export function sendRequestFailure(res: ServerResponse, error: unknown): void {
   if (error instanceof RequestError) {
@@ -328,8 +328,10 @@ export function sendRequestFailure(res: ServerResponse, error: unknown): void {
   const code = typeof e?.code === "string" ? e.code : null;
   // Memory pressure is the server's state, not the client's rate: 503, retry later.
   const memory = code === "OVERLOADED" && e.reason === "memory";
+  // INVALID_REQUEST: the gateway's own refusal of the request (a session header naming an
+  // agent that does not exist).
   const status =
-    code === "INVALID_ARGUMENT" || code === "INVALID_SESSION_KEY"
+    code === "INVALID_ARGUMENT" || code === "INVALID_SESSION_KEY" || code === "INVALID_REQUEST"
       ? 400
       : memory
         ? 503

@@ -59,10 +59,36 @@ interface CompletionRequest {
 
 const CONTENT_PART_TYPES = new Set(["text", "image_url", "file", "input_audio", "refusal"]);
 
-/** Checks one message's fields (their types; which roles need what is checked later). */
+/**
+ * The content parts each role's message may carry, as OpenAI defines them: images, files and
+ * audio in user messages, refusals in assistant ones, text in all.
+ */
+const PARTS_OF_ROLE: Record<string, readonly string[]> = {
+  system: ["text"],
+  developer: ["text"],
+  user: ["text", "image_url", "file", "input_audio"],
+  assistant: ["text", "refusal"],
+  tool: ["text"],
+};
+
+/**
+ * Checks one message's fields: its role, the content parts that role may carry and the
+ * fields' types (which roles need what, a user message, is checked later).
+ */
 function checkMessage(m: unknown, at: string): void {
   if (!isPlainObject(m)) throw invalidType(at, "an object");
   if (typeof m.role !== "string") throw invalidType(`${at}.role`, "a string");
+  const role = m.role;
+  const roleParts = Object.hasOwn(PARTS_OF_ROLE, role) ? PARTS_OF_ROLE[role] : undefined;
+  if (roleParts === undefined) {
+    throw new RequestError(
+      400,
+      `${at}.role must be system, developer, user, assistant or tool`,
+      "invalid_request_error",
+      "invalid_messages",
+      `${at}.role`,
+    );
+  }
   const content = m.content;
   if (Array.isArray(content)) {
     content.forEach((part, j) => {
@@ -75,6 +101,16 @@ function checkMessage(m: unknown, at: string): void {
         throw new RequestError(
           400,
           `${where}.type "${part.type}" is not supported (text, image_url, file, input_audio, refusal)`,
+          "invalid_request_error",
+          "unsupported_content",
+          `${where}.type`,
+        );
+      }
+      if (!roleParts.includes(part.type)) {
+        // Only a user message's media reaches the model: refused rather than dropped.
+        throw new RequestError(
+          400,
+          `${where}.type "${part.type}" is not supported in a ${role} message (${roleParts.join(", ")})`,
           "invalid_request_error",
           "unsupported_content",
           `${where}.type`,
@@ -198,6 +234,36 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       (isPlainObject(v) && isPlainObject(v.function) && typeof v.function.name === "string"),
     '"auto", "none", "required" or { type: "function", function: { name } }',
   );
+  const choice = body.tool_choice;
+  const hasTools = Array.isArray(body.tools) && body.tools.length > 0;
+  if (
+    !hasTools &&
+    choice !== undefined &&
+    choice !== null &&
+    choice !== "auto" &&
+    choice !== "none"
+  ) {
+    // A session turn would run without it: the call it asks for would never be made.
+    throw new RequestError(
+      400,
+      "tool_choice asks for a tool call, and no tools were given",
+      "invalid_request_error",
+      "unsupported_parameter",
+      "tool_choice",
+    );
+  }
+  const named =
+    isPlainObject(choice) && isPlainObject(choice.function) ? choice.function.name : undefined;
+  const names = hasTools ? (body.tools as OpenAiTool[]).map((t) => t.function?.name) : [];
+  if (typeof named === "string" && !names.includes(named)) {
+    throw new RequestError(
+      400,
+      `tool_choice names the function "${named}", which is not one of the request's tools`,
+      "invalid_request_error",
+      "invalid_value",
+      "tool_choice",
+    );
+  }
 }
 
 /** Checks `response_format`: `{ type: "text" | "json_object" }` or a `json_schema` one. */
@@ -222,33 +288,6 @@ function responseFormatOf(format: unknown): ModelResponseFormat | undefined {
   if (format.type === "json_object") return JSON_OBJECT_FORMAT;
   if (format.type !== "json_schema" || !isPlainObject(format.json_schema)) return undefined;
   return jsonSchemaFormat(format.json_schema);
-}
-
-function parseMessages(raw: unknown): OpenAiMessage[] {
-  if (!Array.isArray(raw) || raw.length === 0) {
-    throw new RequestError(
-      400,
-      "messages must be a non-empty array",
-      "invalid_request_error",
-      "invalid_messages",
-    );
-  }
-  for (const [i, m] of raw.entries()) {
-    const role = (m as OpenAiMessage | null)?.role;
-    if (
-      typeof m !== "object" ||
-      m === null ||
-      !["system", "developer", "user", "assistant", "tool"].includes(String(role))
-    ) {
-      throw new RequestError(
-        400,
-        `messages[${i}].role must be system, user, assistant or tool`,
-        "invalid_request_error",
-        "invalid_messages",
-      );
-    }
-  }
-  return raw as OpenAiMessage[];
 }
 
 /** A finish reason as Chat Completions names it: a session's step limit is `length`. */
@@ -366,7 +405,8 @@ export async function handleChatCompletions(
       throw new RequestError(503, "the gateway is shutting down", "server_error", "shutting_down");
     checkCompletionRequest(parsed);
     const agent = agentForModel(hub, body.model);
-    const messages = parseMessages(body.messages);
+    // Checked by checkCompletionRequest: a non-empty array of messages with known roles.
+    const messages = body.messages as OpenAiMessage[];
     const tools = Array.isArray(body.tools) ? (body.tools as OpenAiTool[]) : [];
     const toolChoice = toolChoiceOf(body.tool_choice);
     const maxOutputTokens = positive(body.max_completion_tokens) ?? positive(body.max_tokens);

@@ -148,6 +148,17 @@ function checkResponsesRequest(body: Record<string, unknown>): void {
     if (!hasTools && choice !== "auto" && choice !== "none") {
       throw unsupported("tool_choice", "tool_choice asks for a tool call, and no tools were given");
     }
+    const named = isPlainObject(choice) ? choice.name : undefined;
+    const names = hasTools ? (tools as unknown[]).map((t) => isPlainObject(t) && t.name) : [];
+    if (typeof named === "string" && !names.includes(named)) {
+      throw new RequestError(
+        400,
+        `tool_choice names the function "${named}", which is not one of the request's tools`,
+        "invalid_request_error",
+        "invalid_value",
+        "tool_choice",
+      );
+    }
   }
   checkTextFormat(body.text);
 }
