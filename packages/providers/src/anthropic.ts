@@ -243,6 +243,9 @@ function assistantBlocks(message: Extract<ModelMessage, { role: "assistant" }>) 
       // Anthropic verifies thinking it is sent back: without its signature, or with another
       // vendor's (e.g. Gemini's), it would be rejected, so it is left out.
       if (part.format !== undefined && part.format !== "anthropic") continue;
+      // OpenAI's Responses reasoning has no `format` either: its signature is the reasoning
+      // item id (`rs_...`; Anthropic's signatures are base64, which has no `_`).
+      if (part.format === undefined && part.signature?.startsWith("rs_") === true) continue;
       if (part.redacted !== undefined) {
         blocks.push({ type: "redacted_thinking", data: part.redacted });
       } else if (part.signature !== undefined) {

@@ -136,6 +136,26 @@ export function checkBaseUrl(value: string | undefined, fallback: string): strin
   return url.replace(/\/+$/, "");
 }
 
+/**
+ * The name of the first of `headers` that cannot be sent (a name that is not an HTTP token, a
+ * value with a line break or a character beyond U+00FF), or undefined when all can. Its value
+ * is never shown: it may be an API key.
+ */
+function unsendableHeader(headers: Record<string, string>): string | undefined {
+  for (const [name, value] of Object.entries(headers)) {
+    try {
+      new Headers([[name, value]]);
+    } catch {
+      return name;
+    }
+  }
+  return undefined;
+}
+
+function unsendableMessage(name: string): string {
+  return `the ${JSON.stringify(name)} header cannot be sent: its name is not an HTTP token, or its value holds a line break or a character beyond U+00FF (for the API key's header, look for a stray character in the key)`;
+}
+
 /** Most bytes of an error's body, or of a document where an event stream was expected, read. */
 export const ERROR_BODY_MAX_BYTES = 64 * 1024;
 
@@ -263,8 +283,13 @@ class RequestCancellation {
   }
 }
 
-/** Creates the ky-backed client of one provider. */
+/**
+ * Creates the ky-backed client of one provider. Headers that cannot be sent throw
+ * `InvalidArgumentError`.
+ */
 export function createHttpClient(config: HttpClientConfig): HttpClient {
+  const unsendable = unsendableHeader(config.headers);
+  if (unsendable !== undefined) throw new InvalidArgumentError(unsendableMessage(unsendable));
   const injected = config.fetch;
   const api: KyInstance = ky.create({
     prefixUrl: config.baseUrl,
@@ -303,6 +328,12 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
   ): Promise<T> {
     const { signal } = call;
     if (signal?.aborted) throw abortedError(context, signal);
+    // Checked here: the `Headers` that ky builds would throw a `TypeError` from inside the
+    // request, which would pass for a network failure (and be retried).
+    const unsendable = call.headers === undefined ? undefined : unsendableHeader(call.headers);
+    if (unsendable !== undefined) {
+      throw providerError("invalid_request", unsendableMessage(unsendable), context);
+    }
     const cancellation = new RequestCancellation(signal, config.timeoutMs);
     let kept = false;
     try {

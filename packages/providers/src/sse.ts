@@ -200,16 +200,18 @@ export async function* readSse(
   const decoder = new TextDecoder();
   const parser = new SseParser();
   let finished = false;
-  // A mocked or proxied body may ignore the request's signal once headers are in; cancelling
-  // the reader ourselves makes abort work whatever produced the body.
-  const onAbort = () => {
-    reader.cancel(signal?.reason).catch(() => {});
-  };
-  signal?.addEventListener("abort", onAbort, { once: true });
   const idle =
     idleTimeoutMs !== undefined && idleTimeoutMs < MAX_TIMER_MS
       ? new IdleLimit(reader, idleTimeoutMs)
       : undefined;
+  // A mocked or proxied body may ignore the request's signal once headers are in; cancelling
+  // the reader ourselves makes abort work whatever produced the body. The idle timer stops
+  // too: a caller that aborts and then leaves the stream must not be held by it.
+  const onAbort = () => {
+    idle?.stop();
+    reader.cancel(signal?.reason).catch(() => {});
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     while (true) {
       if (signal?.aborted) throw abortedError(context, signal);
