@@ -13,8 +13,10 @@ import type {
   FinishReason,
   JsonObject,
   ModelCallOptions,
+  ModelMessage,
   ModelRequest,
   ModelStreamEvent,
+  ThinkingPart,
 } from "@beamclaw/core";
 import { type CallContext, errorFromStreamEvent, providerError } from "./errors.js";
 import type { HttpClient } from "./http.js";
@@ -53,9 +55,40 @@ function responsesFile(part: FilePart, context: CallContext): JsonObject {
 }
 
 /**
+ * The `signature` of a thinking part made from Responses reasoning: the reasoning item's id,
+ * then the id of the output item that came right after it and, for a function call, that
+ * call's `call_id` (`rs_1|fc_2|call_3`, `rs_1|msg_2`, or `rs_1` when nothing followed). OpenAI
+ * pairs a reasoning item with the item after it, and refuses one sent back without that item's
+ * id (HTTP 400 "Item 'rs_…' of type 'reasoning' was provided without its required following
+ * item"), so the pair is kept with the reasoning.
+ */
+function reasoningSignature(id: string, next: { id: string; callId?: string } | undefined): string {
+  if (next === undefined) return id;
+  return next.callId === undefined ? `${id}|${next.id}` : `${id}|${next.id}|${next.callId}`;
+}
+
+/** A {@link reasoningSignature} read back. */
+function readReasoningSignature(signature: string): {
+  id: string;
+  nextId?: string;
+  callId?: string;
+} {
+  const [id = signature, nextId, ...rest] = signature.split("|");
+  return {
+    id,
+    ...(nextId === undefined || nextId === "" ? {} : { nextId }),
+    ...(rest.length === 0 ? {} : { callId: rest.join("|") }),
+  };
+}
+
+/**
  * Maps the normalized conversation to Responses `input` items. Thinking is sent back as a
- * `reasoning` item only when it came from the Responses API (its `signature` is the
- * reasoning item id `rs_...`, its `redacted` the `encrypted_content`).
+ * `reasoning` item only when it came from the Responses API (its `signature` starts with the
+ * reasoning item id `rs_...`, its `redacted` is the `encrypted_content`), right before the item
+ * that followed it in the model's output, which is sent with its own id (`fc_...` for a function
+ * call, `msg_...` for the text, as an output message): the pair OpenAI checks. Reasoning whose
+ * following item is not known (saved before this was kept, or the output ended after it) is
+ * sent without its id, and only when it carries its encrypted content.
  */
 export function toResponsesInput(request: ModelRequest, context: CallContext): JsonObject[] {
   const items: JsonObject[] = [];
@@ -72,35 +105,7 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
         ),
       });
     } else if (message.role === "assistant") {
-      let text = "";
-      const flushText = () => {
-        if (text !== "") items.push({ role: "assistant", content: text });
-        text = "";
-      };
-      for (const part of message.content) {
-        if (part.type === "text") {
-          text += part.text;
-        } else if (part.type === "thinking") {
-          if (part.signature?.startsWith("rs_")) {
-            flushText();
-            items.push({
-              type: "reasoning",
-              id: part.signature,
-              summary: part.text === "" ? [] : [{ type: "summary_text", text: part.text }],
-              ...(part.redacted === undefined ? {} : { encrypted_content: part.redacted }),
-            });
-          }
-        } else {
-          flushText();
-          items.push({
-            type: "function_call",
-            call_id: part.toolCallId,
-            name: part.toolName,
-            arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input),
-          });
-        }
-      }
-      flushText();
+      pushAssistant(message.content, items);
     } else {
       for (const result of message.content) {
         items.push({
@@ -112,6 +117,98 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
     }
   }
   return items;
+}
+
+/** A reasoning item, and the id of the item it is sent right before. */
+interface Reasoning {
+  item: JsonObject;
+  nextId: string;
+}
+
+/** Maps one assistant message's parts to input items (see {@link toResponsesInput}). */
+function pushAssistant(
+  content: Extract<ModelMessage, { role: "assistant" }>["content"],
+  items: JsonObject[],
+): void {
+  const callIds = new Set<string>();
+  let hasText = false;
+  for (const part of content) {
+    if (part.type === "tool-call") callIds.add(part.toolCallId);
+    else if (part.type === "text" && part.text !== "") hasText = true;
+  }
+  // Each reasoning part goes before its pair (a call, by call id; or the text), or stays where
+  // it is (`inPlace`), or is left out.
+  const beforeCall = new Map<string, Reasoning>();
+  let beforeText: Reasoning | undefined;
+  const inPlace = new Map<ThinkingPart, JsonObject>();
+  for (const part of content) {
+    if (part.type !== "thinking" || part.signature?.startsWith("rs_") !== true) continue;
+    const { id, nextId, callId } = readReasoningSignature(part.signature);
+    const item: JsonObject = {
+      type: "reasoning",
+      id,
+      summary: part.text === "" ? [] : [{ type: "summary_text", text: part.text }],
+      ...(part.redacted === undefined ? {} : { encrypted_content: part.redacted }),
+    };
+    if (
+      nextId?.startsWith("fc_") === true &&
+      callId !== undefined &&
+      callIds.has(callId) &&
+      !beforeCall.has(callId)
+    ) {
+      beforeCall.set(callId, { item, nextId });
+      continue;
+    }
+    if (nextId?.startsWith("msg_") === true && hasText && beforeText === undefined) {
+      beforeText = { item, nextId };
+      continue;
+    }
+    // Without the item after it, the id would be refused: the encrypted content goes alone.
+    if (part.redacted !== undefined) {
+      delete item.id;
+      inPlace.set(part, item);
+    }
+  }
+  let text = "";
+  const flushText = () => {
+    if (text === "") return;
+    if (beforeText !== undefined) {
+      items.push(beforeText.item, {
+        type: "message",
+        id: beforeText.nextId,
+        role: "assistant",
+        status: "completed",
+        content: [{ type: "output_text", text, annotations: [] }],
+      });
+      beforeText = undefined;
+    } else {
+      items.push({ role: "assistant", content: text });
+    }
+    text = "";
+  };
+  for (const part of content) {
+    if (part.type === "text") {
+      text += part.text;
+    } else if (part.type === "thinking") {
+      const item = inPlace.get(part);
+      if (item !== undefined) {
+        flushText();
+        items.push(item);
+      }
+    } else {
+      flushText();
+      const paired = beforeCall.get(part.toolCallId);
+      if (paired !== undefined) items.push(paired.item);
+      items.push({
+        type: "function_call",
+        ...(paired === undefined ? {} : { id: paired.nextId }),
+        call_id: part.toolCallId,
+        name: part.toolName,
+        arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input),
+      });
+    }
+  }
+  flushText();
 }
 
 /**
@@ -218,6 +315,20 @@ export async function* streamResponses(
     };
   }
 
+  // A reasoning item's `thinking-end` waits for the item after it, whose id its signature
+  // keeps (see `reasoningSignature`).
+  let reasoning: { id: string | undefined; encrypted: string | undefined } | undefined;
+  function* endReasoning(next?: { id: string; callId?: string }): Generator<ModelStreamEvent> {
+    if (reasoning === undefined) return;
+    const { id, encrypted } = reasoning;
+    reasoning = undefined;
+    yield {
+      type: "thinking-end",
+      ...(id === undefined ? {} : { signature: reasoningSignature(id, next) }),
+      ...(encrypted === undefined ? {} : { redacted: encrypted }),
+    };
+  }
+
   let complete = false;
   for await (const event of readSse(stream, {
     context,
@@ -245,7 +356,12 @@ export async function* streamResponses(
       }
       case "response.output_item.added": {
         const item = field(data, "item");
-        if (stringField(item, "type") !== "function_call") break;
+        const itemType = stringField(item, "type");
+        if (itemType !== "function_call") {
+          const id = stringField(item, "id");
+          yield* endReasoning(itemType === "message" && id !== undefined ? { id } : undefined);
+          break;
+        }
         const itemId = stringField(item, "id");
         const toolCallId = stringField(item, "call_id");
         const toolName = stringField(item, "name");
@@ -257,6 +373,7 @@ export async function* streamResponses(
             { responseBody: event.data },
           );
         }
+        yield* endReasoning({ id: itemId, callId: toolCallId });
         calls.set(itemId, { toolCallId, toolName, json: "", done: false });
         yield { type: "tool-call-start", toolCallId, toolName };
         break;
@@ -306,12 +423,10 @@ export async function* streamResponses(
           const call = calls.get(stringField(item, "id") ?? "");
           if (call !== undefined) yield* endCall(call, stringField(item, "arguments"));
         } else if (itemType === "reasoning") {
-          const id = stringField(item, "id");
-          const encrypted = stringField(item, "encrypted_content");
-          yield {
-            type: "thinking-end",
-            ...(id === undefined ? {} : { signature: id }),
-            ...(encrypted === undefined ? {} : { redacted: encrypted }),
+          yield* endReasoning();
+          reasoning = {
+            id: stringField(item, "id"),
+            encrypted: stringField(item, "encrypted_content"),
           };
         }
         break;
@@ -320,6 +435,7 @@ export async function* streamResponses(
       case "response.incomplete": {
         complete = true;
         const response = field(data, "response");
+        yield* endReasoning();
         for (const call of calls.values()) yield* endCall(call, undefined);
         const usage = chatUsage(field(response, "usage"));
         if (usage !== undefined) yield { type: "usage", usage };

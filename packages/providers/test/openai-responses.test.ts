@@ -82,7 +82,7 @@ describe("createOpenAIProvider (Responses API, the default): streaming", () => {
     expect(events.at(-1)).toEqual({ type: "finish", reason: "tool-calls", rawReason: "completed" });
   });
 
-  it("streams the reasoning summary as thinking, ending with the item id and encrypted content", async () => {
+  it("streams the reasoning summary as thinking, ending with the item id (paired with the next item's) and encrypted content", async () => {
     serve("openai-responses-reasoning.sse.txt");
     const events = await collect(
       provider().stream({ ...hello, model: "o4-mini", thinking: "medium" }),
@@ -94,7 +94,9 @@ describe("createOpenAIProvider (Responses API, the default): streaming", () => {
     const end = events.findIndex((e) => e.type === "thinking-end");
     expect(events[end]).toEqual({
       type: "thinking-end",
-      signature: "rs_6876cf02e0bc8192b74af0fb64b715ff06fa2fcced15a5ac",
+      // The message that followed the reasoning: OpenAI wants the two sent back together.
+      signature:
+        "rs_6876cf02e0bc8192b74af0fb64b715ff06fa2fcced15a5ac|msg_6876cf054f58819284ecc1058131305506fa2fcced15a5ac",
       redacted: "gAAAAABodsoIeG3A5x0dQ-ENCRYPTED-REASONING",
     });
     expect(end).toBeLessThan(events.findIndex((e) => e.type === "text-delta"));
@@ -197,8 +199,8 @@ describe("createOpenAIProvider (Responses API): request mapping", () => {
           ],
         },
         {
+          // Its following item unknown: the encrypted content goes without the id.
           type: "reasoning",
-          id: "rs_abc",
           summary: [{ type: "summary_text", text: "Need the tool." }],
           encrypted_content: "gAAAA-enc",
         },

@@ -53,7 +53,8 @@ export interface ThinkingPart {
   text: string;
   /**
    * Opaque provider token that must accompany the thinking when sent back: Anthropic's
-   * signature, the OpenAI Responses reasoning item id, or a Gemini thought signature.
+   * signature, the OpenAI Responses reasoning item id (with the id of the output item that
+   * followed it: `rs_…|fc_…|call_…`), or a Gemini thought signature.
    */
   signature?: string;
   /** Reasoning the provider returned only in encrypted / redacted form (Anthropic redacted thinking, OpenAI encrypted_content). */
