@@ -23,6 +23,7 @@ import type {
 import {
   type CallContext,
   errorFromStreamEvent,
+  kindFromStatus,
   providerError,
   type VendorErrorInfo,
 } from "./errors.js";
@@ -119,7 +120,15 @@ export function parseOpenAIError(body: unknown): VendorErrorInfo {
   const message = stringField(error, "message");
   const name = code ?? type;
   const kind = lookup(OPENAI_CODE_KINDS, code);
-  const streamKind = lookup(OPENAI_TYPE_KINDS, type) ?? lookup(OPENAI_TYPE_KINDS, code);
+  // vLLM, OpenRouter and others put an HTTP status in `code` (`"code": 400`), which is all an
+  // error event in a stream (sent after the 200) has to say what kind it is.
+  const status = numberField(error, "code");
+  const streamKind =
+    lookup(OPENAI_TYPE_KINDS, type) ??
+    lookup(OPENAI_TYPE_KINDS, code) ??
+    (status !== undefined && Number.isInteger(status) && status >= 400 && status <= 599
+      ? kindFromStatus(status)
+      : undefined);
   const quota = code === "insufficient_quota" || type === "insufficient_quota";
   return {
     ...(name === undefined ? {} : { type: name }),

@@ -96,6 +96,41 @@ describe("createOpenAICompatibleProvider: streaming", () => {
     expect(textOf(events)).toBe("Hello there!");
   });
 
+  it("an error event in the stream whose code is an HTTP status (vLLM) is of that status's kind", async () => {
+    const chunk = (content: string) =>
+      `data: ${JSON.stringify({
+        id: "chatcmpl-1",
+        object: "chat.completion.chunk",
+        created: 1,
+        model: "qwen3:8b",
+        choices: [{ index: 0, delta: { content }, finish_reason: null }],
+      })}\n\n`;
+    const failing = (error: object) => `${chunk("Hel")}data: ${JSON.stringify({ error })}\n\n`;
+    const cases: Array<[object, string, boolean]> = [
+      [
+        {
+          object: "error",
+          message: "This model's maximum context length is 4096 tokens.",
+          type: "BadRequestError",
+          param: null,
+          code: 400,
+        },
+        "invalid_request",
+        false,
+      ],
+      [{ message: "Rate limit exceeded", code: 429 }, "rate_limit", true],
+      [{ message: "engine died", type: "InternalServerError", code: 500 }, "server", true],
+    ];
+    for (const [error, kind, retryable] of cases) {
+      server.use(http.post(URL_CHAT, () => sseResponse(failing(error))));
+      const { events, error: thrown } = await collectFailure(provider().stream(hello));
+      expect(textOf(events)).toBe("Hel");
+      expect(thrown.kind, kind).toBe(kind);
+      expect(thrown.isRetryable, kind).toBe(retryable);
+      expect(thrown.message).toContain((error as { message: string }).message);
+    }
+  });
+
   it("a server that ignores stream: true and answers JSON is malformed_stream, with the body kept", async () => {
     server.use(
       http.post(URL_CHAT, () =>
