@@ -301,6 +301,29 @@ describe("Slack channel options", () => {
     }
   });
 
+  it("refuses time limits, the replay window, the body limit and the port out of range, naming them", () => {
+    const http = { botToken: "xoxb-1", signingSecret: "s" };
+    const bad: Array<[Record<string, unknown>, string]> = [
+      [{ ...http, timeoutMs: -1 }, "timeoutMs"],
+      [{ ...http, timeoutMs: Number.NaN }, "timeoutMs"],
+      [{ ...http, toleranceMs: -1 }, "toleranceMs"],
+      [{ ...http, maxBodyBytes: 0 }, "maxBodyBytes"],
+      [{ ...http, port: 65_536 }, "port"],
+      [{ botToken: "xoxb-1", appToken: "xapp-1", connectTimeoutMs: 0 }, "connectTimeoutMs"],
+    ];
+    for (const [options, name] of bad) {
+      const error = (() => {
+        try {
+          createSlackChannel(options as never);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(InvalidArgumentError.isInstance(error), name).toBe(true);
+      expect((error as Error).message, name).toContain(name);
+    }
+  });
+
   it("picks Socket Mode when an app token is given, the Events API otherwise, and declares Slack's capabilities", () => {
     const socket = createSlackChannel({ botToken: "xoxb-1", appToken: "xapp-1" });
     const events = createSlackChannel({ botToken: "xoxb-1", signingSecret: "s" });

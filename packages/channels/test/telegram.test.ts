@@ -933,6 +933,18 @@ describe("outbound", () => {
     });
   });
 
+  it("keeps link previews off in edits too (a streamed reply's links arrive by editMessageText)", async () => {
+    const { api, plugin } = await started(polling({ linkPreviews: false }));
+    const sent = await plugin.sendText(dm, "Looking");
+    await plugin.edit(dm, sent.messageId, "Found it: https://example.com/docs");
+    const edit = api.calls.find((c) => c.method === "editMessageText")!;
+    expect(edit.params.link_preview_options).toEqual({ is_disabled: true });
+    expect(api.actions.at(-1)).toMatchObject({
+      kind: "edit",
+      text: "Found it: https://example.com/docs",
+    });
+  });
+
   it("turns a 429 into a retryable ChannelSendError with retryAfterMs from retry_after", async () => {
     const { api, plugin } = await started(polling());
     api.script("sendMessage", {
@@ -1124,6 +1136,35 @@ describe("configuration", () => {
         () => createTelegramChannel({ token: TOKEN, ...options }),
         JSON.stringify(options),
       ).toThrow(InvalidArgumentError);
+    }
+  });
+
+  it("refuses time limits, backoff and webhook numbers out of range, naming the option", () => {
+    const secretToken = "a-secret-of-twenty-chars";
+    const bad: Array<[Partial<TelegramChannelOptions>, string]> = [
+      [{ requestTimeoutMs: -1 }, "requestTimeoutMs"],
+      [{ requestTimeoutMs: 0 }, "requestTimeoutMs"],
+      [{ requestTimeoutMs: Number.NaN }, "requestTimeoutMs"],
+      [{ polling: { baseDelayMs: -10 } }, "polling.baseDelayMs"],
+      [{ polling: { maxDelayMs: 1.5 } }, "polling.maxDelayMs"],
+      [{ mode: "webhook", webhook: { secretToken, maxConnections: 0 } }, "webhook.maxConnections"],
+      [
+        { mode: "webhook", webhook: { secretToken, maxConnections: 101 } },
+        "webhook.maxConnections",
+      ],
+      [{ mode: "webhook", webhook: { secretToken, maxBodyBytes: 0 } }, "webhook.maxBodyBytes"],
+      [{ mode: "webhook", webhook: { secretToken, port: 65_536 } }, "webhook.port"],
+    ];
+    for (const [options, name] of bad) {
+      const error = (() => {
+        try {
+          createTelegramChannel({ token: TOKEN, ...options });
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(InvalidArgumentError.isInstance(error), name).toBe(true);
+      expect((error as Error).message, name).toContain(name);
     }
   });
 

@@ -252,6 +252,14 @@ describe("outbound callbacks", () => {
     expect(new Set(platform.callbacks.map((c) => c.event.deliveryId))).toEqual(new Set(["d-7"]));
   });
 
+  it("retries every 5xx, not only 500, 502, 503 and 504 (a proxy's 522, a 507)", async () => {
+    const { platform, plugin } = await started();
+    platform.answerNext({ status: 522 }, { status: 507 }, { status: 501 });
+    const sent = await plugin.sendText(target, "through the proxy", { idempotencyKey: "d-5xx" });
+    expect(sent.messageId).toBe("cb-d-5xx");
+    expect(platform.callbacks.map((c) => c.status)).toEqual([522, 507, 501, 200]);
+  });
+
   it("fails at once, not retryable, on a 4xx the callback will not change its mind about", async () => {
     const { platform, plugin } = await started();
     platform.answerNext({ status: 404, body: "no such chat" });
@@ -297,6 +305,32 @@ describe("configuration and signatures", () => {
       InvalidArgumentError,
     );
     expect(() => createWebhookChannel({ ...base, path: "webhook" })).toThrow(InvalidArgumentError);
+  });
+
+  it("refuses numeric options out of range with InvalidArgumentError naming them", () => {
+    const base = { secret: SECRET, callbackUrl: "http://127.0.0.1:1/cb" };
+    for (const [extra, name] of [
+      [{ retry: { maxAttempts: 0 } }, "retry.maxAttempts"],
+      [{ retry: { baseDelayMs: -1 } }, "retry.baseDelayMs"],
+      [{ retry: { maxDelayMs: Number.NaN } }, "retry.maxDelayMs"],
+      [{ timeoutMs: -5 }, "timeoutMs"],
+      [{ timeoutMs: 0 }, "timeoutMs"],
+      // Longer than a Node.js timer can wait: it would fire at once.
+      [{ timeoutMs: 2 ** 31 }, "timeoutMs"],
+      [{ toleranceMs: -1 }, "toleranceMs"],
+      [{ maxBodyBytes: 0 }, "maxBodyBytes"],
+      [{ port: 70_000 }, "port"],
+    ] as const) {
+      const error = (() => {
+        try {
+          createWebhookChannel({ ...base, ...extra } as WebhookChannelOptions);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(InvalidArgumentError.isInstance(error), name).toBe(true);
+      expect((error as Error).message, name).toContain(name);
+    }
   });
 
   it("verifies with any of several v1 signatures (secret rotation), and names what is wrong", () => {

@@ -36,6 +36,7 @@ import {
   withInlineData,
 } from "../shared/files.js";
 import { KeyedChains } from "../shared/keyed-chains.js";
+import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
 import { eventsApiListener, type SlackDelivery } from "./events-api.js";
 import {
   attachmentOfSlackFile,
@@ -341,6 +342,11 @@ export class SlackChannel implements ChannelPlugin {
     if (!Number.isInteger(maxMessageLength) || maxMessageLength < 8 || maxMessageLength > 8000) {
       throw new InvalidArgumentError("maxMessageLength must be an integer from 8 to 8000");
     }
+    integerOption(options.timeoutMs, "timeoutMs", 1, MAX_TIMER_MS);
+    integerOption(options.toleranceMs, "toleranceMs", 0);
+    integerOption(options.maxBodyBytes, "maxBodyBytes", 1);
+    integerOption(options.port, "port", 0, 65_535);
+    integerOption(options.connectTimeoutMs, "connectTimeoutMs", 1, MAX_TIMER_MS);
     let slackApiUrl = options.slackApiUrl ?? "https://slack.com/api/";
     try {
       const parsed = new URL(slackApiUrl);
@@ -956,7 +962,9 @@ export class SlackChannel implements ChannelPlugin {
 /**
  * Creates a {@link SlackChannel}.
  *
- * @throws InvalidArgumentError for a missing token or secret, a bad path, URL or limit.
+ * @throws InvalidArgumentError for a missing token or secret, a bad path or URL, or a limit or
+ * time limit out of range (`maxMessageLength`, `timeoutMs`, `toleranceMs`, `maxBodyBytes`,
+ * `port`, `connectTimeoutMs`).
  * @example
  * ```ts
  * // The Events API: Slack POSTs to https://<your host>/slack/events (proxied to port 3000).

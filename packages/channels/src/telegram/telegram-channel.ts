@@ -32,6 +32,7 @@ import {
   inlineLimits,
   withInlineData,
 } from "../shared/files.js";
+import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
 import {
   TelegramApiError,
   telegramFailureOf,
@@ -300,6 +301,15 @@ export class TelegramChannel implements ChannelPlugin {
     if (failures !== undefined && (!Number.isInteger(failures) || failures < 1)) {
       throw new InvalidArgumentError("polling.disconnectAfterFailures must be an integer >= 1");
     }
+    integerOption(options.requestTimeoutMs, "requestTimeoutMs", 1, MAX_TIMER_MS);
+    integerOption(options.polling?.baseDelayMs, "polling.baseDelayMs", 0, MAX_TIMER_MS);
+    integerOption(options.polling?.maxDelayMs, "polling.maxDelayMs", 0, MAX_TIMER_MS);
+    if (mode === "webhook") {
+      integerOption(options.webhook?.port, "webhook.port", 0, 65_535);
+      integerOption(options.webhook?.maxBodyBytes, "webhook.maxBodyBytes", 1);
+      // setWebhook's max_connections: 1-100.
+      integerOption(options.webhook?.maxConnections, "webhook.maxConnections", 1, 100);
+    }
     const format = options.format ?? "markdown";
     if (format !== "markdown" && format !== "plain") {
       throw new InvalidArgumentError(`format must be "markdown" or "plain", got ${String(format)}`);
@@ -426,9 +436,7 @@ export class TelegramChannel implements ChannelPlugin {
             ...thread,
             ...this.#replyTo(chatId, options?.replyToMessageId),
             ...(parseMode === undefined ? {} : { parse_mode: parseMode }),
-            ...(this.#options.linkPreviews === false
-              ? { link_preview_options: { is_disabled: true } }
-              : {}),
+            ...this.#linkPreviews(),
           },
           signal,
         ),
@@ -542,7 +550,11 @@ export class TelegramChannel implements ChannelPlugin {
             chatId,
             ref.messageId,
             body,
-            parseMode === undefined ? {} : { parse_mode: parseMode },
+            {
+              ...(parseMode === undefined ? {} : { parse_mode: parseMode }),
+              // An edit without it would turn previews on: Telegram's default.
+              ...this.#linkPreviews(),
+            },
             signal,
           ),
         ),
@@ -911,6 +923,13 @@ export class TelegramChannel implements ChannelPlugin {
     }
   }
 
+  /** `link_preview_options` of `sendMessage` and `editMessageText` (`linkPreviews: false`). */
+  #linkPreviews(): { link_preview_options?: { is_disabled: true } } {
+    return this.#options.linkPreviews === false
+      ? { link_preview_options: { is_disabled: true } }
+      : {};
+  }
+
   /** `reply_parameters` for a reply to `messageId` (a `<chat_id>:<message_id>`). */
   #replyTo(
     chatId: number | string,
@@ -989,7 +1008,7 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | 
  * Creates a {@link TelegramChannel}. Nothing connects until the host starts it.
  *
  * @throws InvalidArgumentError for a malformed token, a missing or weak webhook secret, a
- * non-HTTPS webhook URL, or out-of-range polling options.
+ * non-HTTPS webhook URL, or out-of-range polling options, `requestTimeoutMs` or webhook numbers.
  * @example
  * ```ts
  * const telegram = createTelegramChannel({

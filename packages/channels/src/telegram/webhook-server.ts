@@ -15,7 +15,7 @@ export const SECRET_TOKEN_HEADER = "x-telegram-bot-api-secret-token";
 /** Where and how the webhook endpoint listens. */
 export interface TelegramWebhookOptions {
   /**
-   * The secret Telegram sends with every update (`secret_token` of `setWebhook`): 1-256
+   * The secret Telegram sends with every update (`secret_token` of `setWebhook`): 16-256
    * characters `A-Z`, `a-z`, `0-9`, `_` and `-`.
    */
   secretToken: string;

@@ -24,6 +24,7 @@ import {
   type OutboundMedia,
   type SentMessage,
 } from "@beamclaw/core";
+import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
 import {
   DEFAULT_TOLERANCE_MS,
   DELIVERY_HEADER,
@@ -113,7 +114,10 @@ export type WebhookOutboundEvent = WebhookOutboundPayload & {
   channel: string;
 };
 
-const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+/** Callback answers worth another try: timeouts, too early, rate limits and every 5xx. */
+function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 425 || status === 429 || (status >= 500 && status <= 599);
+}
 
 function json(
   res: ServerResponse,
@@ -212,6 +216,13 @@ export class WebhookChannel implements ChannelPlugin {
     if (!Number.isInteger(maxMessageLength) || maxMessageLength < 8) {
       throw new InvalidArgumentError("maxMessageLength must be an integer >= 8");
     }
+    integerOption(options.retry?.maxAttempts, "retry.maxAttempts", 1);
+    integerOption(options.retry?.baseDelayMs, "retry.baseDelayMs", 0, MAX_TIMER_MS);
+    integerOption(options.retry?.maxDelayMs, "retry.maxDelayMs", 0, MAX_TIMER_MS);
+    integerOption(options.timeoutMs, "timeoutMs", 1, MAX_TIMER_MS);
+    integerOption(options.toleranceMs, "toleranceMs", 0);
+    integerOption(options.maxBodyBytes, "maxBodyBytes", 1);
+    integerOption(options.port, "port", 0, 65_535);
     this.id = options.id ?? "webhook";
     this.#options = options;
     this.#callback = callback;
@@ -502,7 +513,7 @@ export class WebhookChannel implements ChannelPlugin {
           }
           return { messageId };
         }
-        const retryable = RETRYABLE_STATUS.has(response.status);
+        const retryable = isRetryableStatus(response.status);
         retryAfterMs = parseRetryAfter(response.retryAfter, this.#now());
         lastError = new ChannelSendError(
           this.id,
@@ -620,7 +631,8 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 /**
  * Creates a {@link WebhookChannel}.
  *
- * @throws InvalidArgumentError for a short secret, a bad callback URL or path.
+ * @throws InvalidArgumentError for a short secret, a bad callback URL or path, or a numeric option
+ * (`retry`, `timeoutMs`, `toleranceMs`, `maxBodyBytes`, `port`) out of range.
  * @example
  * ```ts
  * const webhook = createWebhookChannel({ secret, callbackUrl: "http://127.0.0.1:9000/out", port: 0 });
