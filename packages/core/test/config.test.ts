@@ -110,6 +110,21 @@ gateway:
     expect(issues.map((i) => i.path)).toEqual(["agents[1].id", "cron.jobs[0].agentId"]);
   });
 
+  it("refuses tool and approval time limits no timer can hold (over 2^31-1 ms), naming them", () => {
+    const issues = issuesOf(() =>
+      parseConfig({
+        agents: [{ id: "main", model: "p/m" }],
+        tools: { timeoutMs: 2 ** 31, approvals: { timeoutMs: 3_000_000_000 } },
+      }),
+    );
+    expect(issues.map((i) => i.path)).toEqual(["tools.timeoutMs", "tools.approvals.timeoutMs"]);
+    const config = parseConfig({
+      agents: [{ id: "main", model: "p/m" }],
+      tools: { timeoutMs: 2 ** 31 - 1, approvals: { timeoutMs: 2 ** 31 - 1 } },
+    });
+    expect(config.tools.approvals.timeoutMs).toBe(2 ** 31 - 1);
+  });
+
   it("accepts the programmatic form: the same schema without a file", () => {
     const config = parseConfig({
       agents: [{ id: "main", model: "openai/gpt-4.1" }],

@@ -7,6 +7,8 @@ import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
 import { MAX_RUN_TIMEOUT_MS } from "../sessions/types.js";
 
 const positiveMs = z.number().int().positive();
+/** A wait a timer holds: at most 2^31-1 ms (about 24.8 days); a longer one would fire at once. */
+const timerMs = positiveMs.max(2_147_483_647);
 const modelRef = z.string().regex(/^[^/\s]+\/\S+$/, 'a model reference "provider/model"');
 
 const agentFields = {
@@ -701,7 +703,7 @@ export const ConfigSchema = z
       }),
     tools: z
       .object({
-        timeoutMs: positiveMs.default(120_000),
+        timeoutMs: timerMs.default(120_000),
         /**
          * Cap on one tool result in the transcript, in bytes of UTF-8; a longer result is
          * cut with a marker saying how many bytes were dropped. Default 64 KiB.
@@ -710,7 +712,7 @@ export const ConfigSchema = z
         approvals: z
           .object({
             mode: z.enum(["off", "on-miss", "always"]).default("on-miss"),
-            timeoutMs: positiveMs.default(120_000),
+            timeoutMs: timerMs.default(120_000),
             defaultDecision: z.enum(["allow-once", "allow-always", "deny"]).default("deny"),
           })
           .strict()

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { BeamClawError, InvalidArgumentError } from "../errors.js";
 import type { JsonValue } from "../providers/types.js";
+import { describeArg } from "../runtime/validate.js";
 import type { RunEvent } from "../sessions/types.js";
 import type { ApprovalStore } from "../store/types.js";
 import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
@@ -15,6 +16,9 @@ export type ApprovalMode = "off" | "on-miss" | "always";
 /** An answer to an approval request. */
 export type ApprovalDecision = "allow-once" | "allow-always" | "deny";
 
+/** The longest delay a Node.js timer can hold. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The scope a client needs to answer approval requests. */
 export const APPROVALS_SCOPE = "operator.approvals";
 
@@ -22,7 +26,7 @@ export const APPROVALS_SCOPE = "operator.approvals";
 export interface ApprovalGateOptions {
   /** Default `on-miss`. */
   mode?: ApprovalMode;
-  /** How long a request waits for an answer. Default 120 000 ms. */
+  /** How long a request waits for an answer, in ms: > 0 and at most 2^31-1. Default 120 000. */
   timeoutMs?: number;
   /** What a request that times out becomes. Default `deny`. */
   defaultDecision?: ApprovalDecision;
@@ -115,6 +119,7 @@ export class ApprovalGate {
   readonly #now: () => number;
   readonly #waiting = new Map<string, Waiter>();
 
+  /** @throws InvalidArgumentError for a bad mode, timeout or default decision. */
   constructor(options: ApprovalGateOptions) {
     this.#mode = ApprovalGate.#checkMode(options.mode ?? "on-miss");
     if (!["off", "on-miss", "always"].includes(this.mode)) {
@@ -122,8 +127,8 @@ export class ApprovalGate {
         `approval mode must be off, on-miss or always, got "${this.mode}"`,
       );
     }
-    this.#timeoutMs = options.timeoutMs ?? 120_000;
-    this.#defaultDecision = options.defaultDecision ?? "deny";
+    this.#timeoutMs = ApprovalGate.#checkTimeout(options.timeoutMs ?? 120_000);
+    this.#defaultDecision = ApprovalGate.#checkDecision(options.defaultDecision ?? "deny");
     this.#store = options.store;
     this.#now = options.now ?? Date.now;
   }
@@ -146,15 +151,51 @@ export class ApprovalGate {
   /**
    * Changes mode, timeout or default decision while running (config hot reload). Pending
    * requests keep the timeout they were asked with.
+   *
+   * @throws InvalidArgumentError for a bad option; then nothing changes.
    */
   configure(options: {
     mode?: ApprovalMode;
     timeoutMs?: number;
     defaultDecision?: ApprovalDecision;
   }): void {
-    if (options.mode !== undefined) this.#mode = ApprovalGate.#checkMode(options.mode);
-    if (options.timeoutMs !== undefined) this.#timeoutMs = options.timeoutMs;
-    if (options.defaultDecision !== undefined) this.#defaultDecision = options.defaultDecision;
+    // Checked together, so that a bad option changes nothing.
+    const mode = options.mode === undefined ? this.#mode : ApprovalGate.#checkMode(options.mode);
+    const timeoutMs =
+      options.timeoutMs === undefined
+        ? this.#timeoutMs
+        : ApprovalGate.#checkTimeout(options.timeoutMs);
+    const decision =
+      options.defaultDecision === undefined
+        ? this.#defaultDecision
+        : ApprovalGate.#checkDecision(options.defaultDecision);
+    this.#mode = mode;
+    this.#timeoutMs = timeoutMs;
+    this.#defaultDecision = decision;
+  }
+
+  /** A timer can wait at most 2^31-1 ms; a longer (or non-positive) wait would end at once. */
+  static #checkTimeout(timeoutMs: number): number {
+    if (
+      typeof timeoutMs !== "number" ||
+      !Number.isFinite(timeoutMs) ||
+      timeoutMs <= 0 ||
+      timeoutMs > MAX_TIMER_MS
+    ) {
+      throw new InvalidArgumentError(
+        `approval timeoutMs must be a number of ms > 0 and <= ${MAX_TIMER_MS}, got ${describeArg(timeoutMs)}`,
+      );
+    }
+    return timeoutMs;
+  }
+
+  static #checkDecision(decision: ApprovalDecision): ApprovalDecision {
+    if (decision !== "allow-once" && decision !== "allow-always" && decision !== "deny") {
+      throw new InvalidArgumentError(
+        `approval defaultDecision must be allow-once, allow-always or deny, got ${describeArg(decision)}`,
+      );
+    }
+    return decision;
   }
 
   static #checkMode(mode: ApprovalMode): ApprovalMode {

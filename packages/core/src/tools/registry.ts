@@ -271,8 +271,14 @@ export class SupervisedToolRunner implements ToolRunner {
     for (let attempt = 0; ; attempt++) {
       record.attempts = attempt + 1;
       try {
-        const output = await this.#run(tool, args, context, timeoutMs);
-        return { output: this.#cap(toJson(output)), isError: false };
+        const output = toJson(await this.#run(tool, args, context, timeoutMs));
+        if (output instanceof NotJsonError) {
+          // A tool bug, not a transient failure: the model reads why instead of a
+          // meaningless "[object Object]".
+          const failure = `tool "${tool.name}" returned a result that is not JSON: ${output.message}`;
+          return { output: this.#cap(failure), isError: true };
+        }
+        return { output: this.#cap(output), isError: false };
       } catch (error) {
         if (isAbortedHolder(context)) {
           throw abortReasonOf(context) ?? new AbortedError("run aborted");
@@ -356,20 +362,30 @@ interface CallRecord {
  */
 const MAX_TOOL_OUTPUT_DEPTH = 256;
 
-function toJson(value: unknown): JsonValue {
+/** Why a tool's result has no JSON form (a cycle, a BigInt, a `toJSON` that throws). */
+class NotJsonError extends Error {}
+
+/**
+ * The JSON form of a tool's result, or a {@link NotJsonError} when JSON cannot carry it (a
+ * cycle, a BigInt, a `toJSON` that throws).
+ */
+function toJson(value: unknown): JsonValue | NotJsonError {
   if (value === undefined) return null;
   // Plain data (the usual tool result) is copied directly; anything JSON would change (a
   // Date, a class, undefined, NaN, a cycle, ...) or nested deeper than the copy goes takes
   // the JSON round trip, which defines the result.
   const copy = plainJsonCopy(value, 0);
   if (copy !== NOT_PLAIN) return copy;
-  let json: JsonValue;
+  let text: string | undefined;
   try {
-    json = JSON.parse(JSON.stringify(value)) as JsonValue;
-  } catch {
-    return String(value);
+    text = JSON.stringify(value);
+  } catch (error) {
+    return new NotJsonError(error instanceof Error ? error.message : String(error));
   }
-  return nestedDeeper(json, MAX_TOOL_OUTPUT_DEPTH) ? JSON.stringify(json) : json;
+  // A function or a symbol has no JSON text: like `undefined`, it is no result.
+  if (text === undefined) return null;
+  const json = JSON.parse(text) as JsonValue;
+  return nestedDeeper(json, MAX_TOOL_OUTPUT_DEPTH) ? text : json;
 }
 
 /** Whether `value` holds arrays/objects more than `levels` deep. */

@@ -16,7 +16,8 @@ export interface BubblewrapSandboxOptions extends LocalHostOptions {
   /**
    * Directories hidden behind an empty read-only tmpfs inside the sandbox, because they hold secrets or
    * sockets that would let a command out (a Docker socket in `/run`). Default: the home
-   * directory of this process and `/run`. The working directory stays visible even inside one.
+   * directory of this process and `/run`. The working directory stays visible and writable
+   * even inside one, or when it is one.
    */
   hide?: readonly string[];
 }
@@ -72,7 +73,9 @@ export class BubblewrapSandbox extends GatewayHost {
     // the bind of the working directory would lay the real one back over it.
     for (const dir of hidden) if (isInside(dir, cwd)) args.push("--tmpfs", dir);
     // Read-only only now, so that a working directory inside a hidden one could be mounted.
-    for (const dir of hidden) args.push("--remount-ro", dir);
+    // A hidden directory that is the working directory itself is not covered at all (see
+    // #isolation): remounting it would make the working directory's bind read-only.
+    for (const dir of hidden) if (dir !== cwd) args.push("--remount-ro", dir);
     args.push("--chdir", cwd);
     return args;
   }
@@ -104,6 +107,8 @@ export class BubblewrapSandbox extends GatewayHost {
       }
       if (real === "/" || hidden.includes(real) || !existsSync(real)) continue;
       hidden.push(real);
+      // The working directory stays visible and writable even when it is a hidden directory.
+      if (real === cwd) continue;
       if (cwd === undefined || !isInside(real, cwd)) args.push("--tmpfs", real);
     }
     return { args, hidden };

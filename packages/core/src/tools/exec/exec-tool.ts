@@ -1,5 +1,6 @@
 import { AbortedError, ExecRefusedError, InvalidArgumentError } from "../../errors.js";
 import type { JsonObject, JsonValue } from "../../providers/types.js";
+import { optionalNumber } from "../../runtime/validate.js";
 import type { AgentTool } from "../../sessions/tools.js";
 import type { ToolContext } from "../../sessions/types.js";
 import type { ExecAllowlist } from "./allowlist.js";
@@ -67,7 +68,10 @@ export interface ExecToolOptions {
   allowlist?: ExecAllowlist;
   /** Where `allow-always` is remembered. Default an {@link InMemoryExecApprovals}. */
   approvals?: ExecApprovalMemory;
-  /** How long to wait for `approve`; then the command is refused. Default 120 000. */
+  /**
+   * How long to wait for `approve`; then the command is refused. Default 120 000; `Infinity`
+   * waits as long as it takes.
+   */
   approvalTimeoutMs?: number;
   /** Handed to the background after this long. Default: the registry's `yieldAfterMs` (10 s). */
   yieldAfterMs?: number;
@@ -123,6 +127,10 @@ const HOST_KINDS: readonly ExecHostKind[] = ["gateway", "sandbox", "node"];
 export function createExecTool(options: ExecToolOptions): AgentTool {
   const registry = options.registry;
   const approvals = options.approvals ?? new InMemoryExecApprovals();
+  optionalNumber(options.approvalTimeoutMs, "createExecTool: approvalTimeoutMs", {
+    min: "positive",
+    infinity: true,
+  });
   const approvalTimeoutMs = options.approvalTimeoutMs ?? 120_000;
   const yieldAfterMs = options.yieldAfterMs ?? registry.yieldAfterMs;
   const timeoutMs = options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
@@ -345,6 +353,9 @@ function parseInput(raw: JsonValue, maxTimeoutMs: number): ExecToolInput {
   return out;
 }
 
+/** The longest delay a Node.js timer can hold. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Settles with `promise`, or rejects with `onTimeout()` after `ms`, or with the abort reason. */
 function withDeadline<T>(
   promise: Promise<T>,
@@ -358,7 +369,12 @@ function withDeadline<T>(
       return;
     }
     const onAbort = () => done(() => reject(signal.reason ?? new AbortedError("aborted")));
-    const timer = setTimeout(() => done(() => reject(onTimeout())), ms);
+    // Infinity waits as long as it takes; a timer holds at most 2^31-1 ms (about 24.8 days),
+    // and a longer delay would make it fire at once.
+    const timer =
+      ms === Number.POSITIVE_INFINITY
+        ? undefined
+        : setTimeout(() => done(() => reject(onTimeout())), Math.min(ms, MAX_TIMER_MS));
     let settled = false;
     function done(settle: () => void) {
       if (settled) return;

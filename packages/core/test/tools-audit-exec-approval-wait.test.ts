@@ -1,0 +1,57 @@
+/**
+ * `createExecTool({ approvalTimeoutMs })` past what a timer holds (Infinity: wait for the
+ * person however long it takes; or more than 2^31-1 ms) used to refuse every command at
+ * once with "no approval within Infinity ms", before anyone could answer.
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  BackgroundProcessRegistry,
+  createExecTool,
+  type ExecApprovalDecision,
+  GatewayHost,
+  InvalidArgumentError,
+} from "./fixtures/exec/api.js";
+import { tempRoot, toolContext } from "./fixtures/exec/support.js";
+
+const root = tempRoot();
+const host = new GatewayHost({ roots: [root.dir] });
+const registry = new BackgroundProcessRegistry({ killGraceMs: 300 });
+
+beforeAll(async () => {
+  await registry.start();
+});
+afterAll(async () => {
+  await registry.stop();
+  root.cleanup();
+});
+
+describe("exec approval with a long approvalTimeoutMs", () => {
+  it.each([Number.POSITIVE_INFINITY, 2 ** 31 + 30_000])(
+    "approvalTimeoutMs %s waits for the answer and runs the approved command",
+    async (approvalTimeoutMs) => {
+      const file = `approved-${String(approvalTimeoutMs).replace(/\W/g, "")}`;
+      const exec = createExecTool({
+        registry,
+        hosts: { gateway: host },
+        approvalTimeoutMs,
+        approve: () =>
+          new Promise<ExecApprovalDecision>((resolve) =>
+            setTimeout(() => resolve("allow-once"), 30),
+          ),
+      });
+      const result = (await exec.execute({ command: `touch ${file}` }, toolContext())) as {
+        exitCode: number;
+      };
+      expect(result.exitCode).toBe(0);
+      expect(existsSync(path.join(root.dir, file))).toBe(true);
+    },
+  );
+
+  it.each([Number.NaN, 0, -5])("refuses approvalTimeoutMs %s with InvalidArgumentError", (ms) => {
+    expect(() =>
+      createExecTool({ registry, hosts: { gateway: host }, approvalTimeoutMs: ms }),
+    ).toThrow(InvalidArgumentError);
+  });
+});
