@@ -233,6 +233,14 @@ describe("createExecTool", () => {
     expect((result.stdout as string).endsWith("999\n1000\n")).toBe(true);
   });
 
+  it("a cap that falls inside a character keeps none of it (no lone surrogate)", async () => {
+    const { exec } = execWith(["allow-once"], { maxOutputChars: 5 });
+    // "😀" is two UTF-16 units: the last 5 units of "😀😀😀" start in the middle of one.
+    const result = (await exec.execute({ command: "printf '😀😀😀'" }, context)) as Result;
+    expect(result.truncated).toBe(true);
+    expect(result.stdout).toBe("😀😀");
+  });
+
   it("writes the stdin input and closes it", async () => {
     const { exec } = execWith(["allow-once"]);
     expect(await exec.execute({ command: "cat", stdin: "to cat" }, context)).toMatchObject({

@@ -289,8 +289,13 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
   }
 
   function cap(output: { stdout: string; stderr: string; truncated: boolean }) {
-    const cut = (text: string) =>
-      text.length > maxOutputChars ? text.slice(-maxOutputChars) : text;
+    const cut = (text: string) => {
+      if (text.length <= maxOutputChars) return text;
+      const end = text.slice(-maxOutputChars);
+      // Never start with the second half of a character (a lone low surrogate).
+      const first = end.charCodeAt(0);
+      return first >= 0xdc00 && first <= 0xdfff ? end.slice(1) : end;
+    };
     return {
       stdout: cut(output.stdout),
       stderr: cut(output.stderr),
