@@ -21,6 +21,7 @@ import {
   StreamableHTTPClientTransport,
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { closingCancelledFetch } from "./http-fetch.js";
 import { ProcessGroupStdioTransport } from "./stdio-transport.js";
 
 /** How to reach an MCP server: a command it runs as (stdio), or its Streamable HTTP URL. */
@@ -234,15 +235,25 @@ export class McpToolServer {
     return true;
   }
 
+  /** Whether `stop()` has run (a method: it is read again after an await). */
+  #stopped(): boolean {
+    return this.#state === "stopped";
+  }
+
   async #connect(): Promise<Client> {
     if (this.#client !== undefined) return this.#client;
     if (this.#connecting !== undefined) return this.#connecting;
+    // Stopped: nothing connects again (a listing that a list change queued, say), or a server
+    // would be started after `stop()` has returned.
+    if (this.#stopped()) {
+      throw new McpError(this.name, `MCP server "${this.name}" was stopped`);
+    }
     this.#lastConnect = Date.now();
     const connecting = this.#open();
     this.#connecting = connecting;
     try {
       const client = await connecting;
-      if (this.#state === "stopped") {
+      if (this.#stopped()) {
         await client.close().catch(() => undefined);
         throw new McpError(this.name, `MCP server "${this.name}" was stopped`);
       }
@@ -422,32 +433,45 @@ export class McpToolServer {
     // A server started again may offer other tools: its list is read again.
     if (reconnecting) void this.#refresh().catch(() => undefined);
     const args = typeof input === "object" && input !== null && !Array.isArray(input) ? input : {};
+    const signal = context.signal;
+    if (signal.aborted) throw signal.reason ?? new AbortedError("aborted");
+    // The call's own signal, following the caller's only while the call runs: the SDK never
+    // takes its abort listener off the signal it is given, and a caller's signal that outlives
+    // the call (a run's, a session's) would gather one a call and, aborted later, send
+    // `notifications/cancelled` for requests that had long been answered.
+    const call = new AbortController();
+    const onAbort = () => call.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
     let result: Awaited<ReturnType<Client["callTool"]>>;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        result = await client.callTool({ name: tool, arguments: args }, undefined, {
-          signal: context.signal,
-          // The tool layer's time limit applies (its abort reaches the server as a
-          // cancellation); the SDK's own 60 s default must not cut a longer one short.
-          timeout: 2_147_483_647,
-        });
-        break;
-      } catch (error) {
-        if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("aborted");
-        // A session the server no longer knows (it did not run the call): a new session,
-        // its list read again, and the call once more.
-        if (attempt === 0 && this.#expired(client, error)) {
-          client = await this.#connect();
-          void this.#refresh().catch(() => undefined);
-          continue;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          result = await client.callTool({ name: tool, arguments: args }, undefined, {
+            signal: call.signal,
+            // The tool layer's time limit applies (its abort reaches the server as a
+            // cancellation); the SDK's own 60 s default must not cut a longer one short.
+            timeout: 2_147_483_647,
+          });
+          break;
+        } catch (error) {
+          if (signal.aborted) throw signal.reason ?? new AbortedError("aborted");
+          // A session the server no longer knows (it did not run the call): a new session,
+          // its list read again, and the call once more.
+          if (attempt === 0 && this.#expired(client, error)) {
+            client = await this.#connect();
+            void this.#refresh().catch(() => undefined);
+            continue;
+          }
+          // Sent: the server may have run it, so it is not run again on its own.
+          throw new McpError(
+            this.name,
+            `MCP tool ${tool} of server "${this.name}" failed: ${(error as Error).message}`,
+            { cause: error, isRetryable: false },
+          );
         }
-        // Sent: the server may have run it, so it is not run again on its own.
-        throw new McpError(
-          this.name,
-          `MCP tool ${tool} of server "${this.name}" failed: ${(error as Error).message}`,
-          { cause: error, isRetryable: false },
-        );
       }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
     }
     const read = result as { content?: unknown; structuredContent?: unknown; isError?: unknown };
     const output = outputOf(read);
@@ -479,6 +503,8 @@ function stdioTransport(options: Extract<McpTransportOptions, { command: string 
 function httpTransport(options: Extract<McpTransportOptions, { url: string }>) {
   return new StreamableHTTPClientTransport(new URL(options.url), {
     ...(options.headers === undefined ? {} : { requestInit: { headers: options.headers } }),
+    // A cancelled call's response, which the server leaves unanswered, is closed.
+    fetch: closingCancelledFetch(),
   });
 }
 
