@@ -201,6 +201,33 @@ describe("BackgroundProcessRegistry", () => {
     expect(await eventually(() => !isAlive(leftover!))).toBe(true);
   });
 
+  it("kills a daemon that left its session while its parent exited at once (ssh-agent style)", async () => {
+    const registry = await registryWith();
+    // The subshell exits right after the fork: no scan of the tree can see the daemon's parent.
+    const { slug, pid } = await run(
+      registry,
+      '( setsid sleep 300 >/dev/null 2>&1 </dev/null & echo "pid daemon $!" ); echo ready; sleep 300',
+    );
+    const [daemon] = await ready(registry, slug, 1);
+    expect(isAlive(daemon!)).toBe(true);
+    expect(descendantsOf(pid)).not.toContain(daemon);
+    expect(groupMembers(pid)).not.toContain(daemon);
+    await registry.killProcess(slug);
+    expect(await eventually(() => !isAlive(daemon!))).toBe(true);
+  });
+
+  it("kills such a daemon when the command that started it ends", async () => {
+    const registry = await registryWith({ killGraceMs: 200 });
+    const { slug } = await run(
+      registry,
+      '( setsid sleep 300 >/dev/null 2>&1 </dev/null & echo "pid daemon $!" )',
+    );
+    await registry.wait(slug);
+    const [daemon] = printedPids(registry.log(slug));
+    seen.add(daemon!);
+    expect(await eventually(() => !isAlive(daemon!))).toBe(true);
+  });
+
   it("kills a command that runs past its time limit and reports it", async () => {
     const registry = await registryWith();
     const { slug } = await run(registry, "sleep 30", 150);

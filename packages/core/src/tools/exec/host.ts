@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import type { Readable, Writable } from "node:stream";
 import { InvalidArgumentError } from "../../errors.js";
-import { ProcessTree } from "./process-tree.js";
+import { PROCESS_TREE_ENV, ProcessTree } from "./process-tree.js";
 import type { ExecutableResolver } from "./resolve.js";
 
 /** `gateway`: this machine. `sandbox`: an isolated environment. `node`: a paired remote node. */
@@ -115,9 +115,12 @@ export function spawnDetached(
   options: { cwd: string; env: Record<string, string> },
 ): Promise<ExecChild> {
   return new Promise((resolve, reject) => {
+    // Every process the command starts inherits the marker, by which its tree finds even one
+    // that left it unseen (a daemon's double fork).
+    const marker = ProcessTree.marker();
     const child = spawn(file, args, {
       cwd: options.cwd,
-      env: options.env,
+      env: { ...options.env, [PROCESS_TREE_ENV]: marker },
       detached: true,
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -135,7 +138,7 @@ export function spawnDetached(
         reject(new InvalidArgumentError(`spawned ${file} without a usable pid`));
         return;
       }
-      const tree = new ProcessTree(pid);
+      const tree = new ProcessTree(pid, { marker });
       resolve({
         process: child,
         pid,

@@ -72,7 +72,7 @@ export {
 } from "./node-host.js";
 export { OutputRing, type OutputStream, type TailOptions } from "./output-ring.js";
 export { createProcessTool, type ProcessToolOptions } from "./process-tool.js";
-export { ProcessTree } from "./process-tree.js";
+export { PROCESS_TREE_ENV, ProcessTree } from "./process-tree.js";
 export {
   type ExecutableResolver,
   findExecutable,

@@ -12,10 +12,31 @@
  * out a pid that still names a group or session), and neither that pid nor its group is
  * signalled again, however long the tree is kept. Start times are counted in clock ticks
  * (1/100 s): a pid handed out again within the tick its first process started in could not be
- * told apart, which needs the whole pid range to wrap around in that time. Elsewhere the
- * process group is all there is: `kill(-pgid)`.
+ * told apart, which needs the whole pid range to wrap around in that time. A tree made with a
+ * `marker` (an environment variable its leader was started with, which every process it starts
+ * inherits) also finds, by that variable in `/proc/<pid>/environ`, a process that left the tree
+ * before any scan could see it: a daemon that calls `setsid()` in a child whose parent exits at
+ * once (`ssh-agent`, a double fork). Elsewhere the process group is all there is: `kill(-pgid)`.
  */
+import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
+
+/** The environment variable of a {@link ProcessTree}'s marker (see {@link ProcessTree.marker}). */
+export const PROCESS_TREE_ENV = "BEAMCLAW_PROCESS_TREE";
+
+/** Whether the environment of `pid` holds `entry` (`NAME=value`); false when unreadable. */
+function environHas(pid: number, entry: string): boolean {
+  let environ: Buffer;
+  try {
+    environ = readFileSync(`/proc/${pid}/environ`);
+  } catch {
+    return false; // exited meanwhile, or another user's
+  }
+  // A whole entry: the first one, or one right after the NUL that ends the one before.
+  const first = Buffer.from(`${entry}\0`);
+  if (environ.subarray(0, first.length).equals(first)) return true;
+  return environ.includes(Buffer.from(`\0${entry}\0`));
+}
 
 interface ProcEntry {
   pid: number;
@@ -108,13 +129,33 @@ export class ProcessTree {
    */
   #recycled = false;
 
+  /** The `NAME=value` environment entry of the tree's processes, if it was made with one. */
+  readonly #marker: string | undefined;
+
+  /**
+   * A new marker: an environment entry (`{ [PROCESS_TREE_ENV]: value }`) to start a process
+   * with, and to give its tree (`new ProcessTree(pid, { marker: value })`), so that the tree
+   * also finds what left it unseen (see the class).
+   */
+  static marker(): string {
+    return randomUUID();
+  }
+
   /**
    * @param leader pid of the spawned process (leader of its own group and session). Make the
    *   tree as soon as the process has started (its `spawn` event): the leader is then known by
    *   its start time, and a later process given the same pid is never taken for it.
+   * @param options.marker the value of {@link PROCESS_TREE_ENV} the leader was started with
+   *   ({@link ProcessTree.marker}): every live process that started after the leader and holds
+   *   it is a member too.
    */
-  constructor(readonly leader: number) {
+  constructor(
+    readonly leader: number,
+    options: { marker?: string } = {},
+  ) {
     this.#leaderStart = hasProc() ? startOf(leader) : undefined;
+    this.#marker =
+      options.marker === undefined ? undefined : `${PROCESS_TREE_ENV}=${options.marker}`;
   }
 
   /** Live pids of the tree right now (and remembers them). Empty when none, or without /proc. */
@@ -151,6 +192,16 @@ export class ProcessTree {
       const p = byPid.get(pid);
       if (live(p) && p.start === start) queue.push(pid);
       else this.#known.delete(pid);
+    }
+    if (this.#marker !== undefined && this.#leaderStart !== undefined) {
+      // Only processes that started no earlier than the leader can have inherited the marker;
+      // the environment of those not already found is read.
+      const since = Number(this.#leaderStart);
+      for (const p of table) {
+        if (!live(p) || Number(p.start) < since || this.#known.has(p.pid)) continue;
+        if (p.pid === this.leader || p.pgrp === this.leader || p.sid === this.leader) continue;
+        if (environHas(p.pid, this.#marker)) queue.push(p.pid);
+      }
     }
     const found = new Set<number>();
     while (queue.length > 0) {
