@@ -36,9 +36,15 @@ export function shouldCompact(lineCount: number, live: number): boolean {
   return dead >= COMPACT_MIN_GARBAGE && dead > live;
 }
 
+/** Compaction writes its snapshot in pieces of about this many characters. */
+const REWRITE_CHUNK = 1 << 20;
+
 interface Pending {
-  /** Lines to append, or the full snapshot when `rewrite` is set. */
-  text: string;
+  /**
+   * Lines to append, or the full snapshot (one string per line: together they may be longer
+   * than a string can be) when `rewrite` is set.
+   */
+  text: string | readonly string[];
   rewrite: boolean;
   lineCount: number;
   resolve: () => void;
@@ -89,10 +95,11 @@ export class AppendLog {
   }
 
   /**
-   * Replaces the file with `snapshot` (complete lines: the live state). Resolves when the new
-   * file is durable. Appends submitted before this call are covered by the snapshot.
+   * Replaces the file with `snapshot` (complete lines, one string each: the live state).
+   * Resolves when the new file is durable. Appends submitted before this call are covered by
+   * the snapshot.
    */
-  rewrite(snapshot: string, lineCount: number): Promise<void> {
+  rewrite(snapshot: readonly string[], lineCount: number): Promise<void> {
     this.lineCount = lineCount;
     return this.#submit(snapshot, true, lineCount);
   }
@@ -114,7 +121,7 @@ export class AppendLog {
     await handle?.close();
   }
 
-  #submit(text: string, rewrite: boolean, lineCount: number): Promise<void> {
+  #submit(text: string | readonly string[], rewrite: boolean, lineCount: number): Promise<void> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new Error(`log ${this.file} is closed`));
     const promise = new Promise<void>((resolve, reject) => {
@@ -152,21 +159,18 @@ export class AppendLog {
     let from = 0;
     for (let i = batch.length - 1; i >= 0; i--) {
       if (batch[i]!.rewrite) {
-        await this.#replace(batch[i]!.text);
+        await this.#replace(batch[i]!.text as readonly string[]);
         from = i + 1;
         break;
       }
     }
     if (from >= batch.length) return;
-    let text = "";
-    for (let i = from; i < batch.length; i++) text += batch[i]!.text;
-    const data = Buffer.from(text, "utf8");
+    // One buffer per submission: lines that each fit in a string may not fit in one together.
+    const parts: Buffer[] = [];
+    for (let i = from; i < batch.length; i++) parts.push(Buffer.from(batch[i]!.text as string));
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     const handle = this.#handle ?? (await this.#open());
-    let written = 0;
-    while (written < data.length) {
-      const { bytesWritten } = await handle.write(data, written, data.length - written);
-      written += bytesWritten;
-    }
+    await writeAll(handle, data);
     if (this.#fs.fsync) await handle.sync();
     this.#durableSize += data.length;
   }
@@ -188,15 +192,23 @@ export class AppendLog {
     return handle;
   }
 
-  async #replace(snapshot: string): Promise<void> {
-    const data = Buffer.from(snapshot, "utf8");
+  async #replace(snapshot: readonly string[]): Promise<void> {
     const dir = path.dirname(this.file);
     await this.#fs.ensureDir(dir);
     const temp = this.#fs.tempPath(path.basename(this.file));
     const tempHandle = await fs.open(temp, "wx", 0o644);
+    let size = 0;
     try {
       try {
-        await tempHandle.writeFile(data);
+        let chunk = "";
+        for (const line of snapshot) {
+          if (chunk.length > 0 && chunk.length + line.length > REWRITE_CHUNK) {
+            size += await writeAll(tempHandle, Buffer.from(chunk, "utf8"));
+            chunk = "";
+          }
+          chunk += line;
+        }
+        if (chunk.length > 0) size += await writeAll(tempHandle, Buffer.from(chunk, "utf8"));
         if (this.#fs.fsync) await tempHandle.sync();
       } finally {
         await tempHandle.close();
@@ -212,7 +224,7 @@ export class AppendLog {
     await old?.close();
     await fs.rename(temp, this.file);
     this.#exists = true;
-    this.#durableSize = data.length;
+    this.#durableSize = size;
     await this.#fs.syncDir(dir);
   }
 
@@ -228,4 +240,14 @@ export class AppendLog {
       this.#truncating = handle.truncate(this.#durableSize).catch(() => {});
     }
   }
+}
+
+/** Writes all of `data` at the handle's position (appending, for a handle opened so); returns its length. */
+async function writeAll(handle: FileHandle, data: Buffer): Promise<number> {
+  let written = 0;
+  while (written < data.length) {
+    const { bytesWritten } = await handle.write(data, written, data.length - written);
+    written += bytesWritten;
+  }
+  return data.length;
 }

@@ -91,8 +91,8 @@ export function describeIo(error: unknown): string {
 export function toStoreError(error: unknown, context: StoreContext, file?: string): BeamClawError {
   if (BeamClawError.isInstance(error)) return error;
   if (error instanceof AtomicWriteError) {
-    if (error.visible) return context.fail(error.cause, file ?? context.dir);
-    return ioFailure(error.cause, context, file);
+    if (error.visible) return context.fail(error.cause, file ?? error.file ?? context.dir);
+    return ioFailure(error.cause, context, file ?? error.file);
   }
   return ioFailure(error, context, file);
 }

@@ -212,11 +212,13 @@ export class Cron implements CronStore {
     await this.#context.files.ensureDir(dir);
     const handle = await fs.open(file, "a", 0o644);
     try {
+      // A new file's entry is made durable before anything is written to it, so that a
+      // failure here rejects with nothing written.
+      if (create) await this.#context.files.syncDir(dir);
       const { size } = await handle.stat();
       await appendDurably(handle, Buffer.from(text, "utf8"), size, this.#context, file);
     } finally {
       await handle.close();
     }
-    if (create) await this.#context.files.syncDir(dir);
   }
 }

@@ -108,16 +108,20 @@ export class FileSystem {
       renamed = true;
     } catch (error) {
       if (!renamed) await fs.rm(temp, { force: true }).catch(() => {});
-      throw new AtomicWriteError(error, false);
+      throw new AtomicWriteError(error, false, file);
     }
     try {
       await this.syncDir(dir);
     } catch (error) {
-      throw new AtomicWriteError(error, true);
+      throw new AtomicWriteError(error, true, file);
     }
   }
 
-  /** Deletes `file` durably. Returns whether it existed. */
+  /**
+   * Deletes `file` durably. Returns whether it existed. If the directory fsync fails, the file
+   * is already gone (though perhaps not for good): that rejects with an `AtomicWriteError`
+   * whose `visible` is set, which stops the store (see `FsStore`).
+   */
   async removeFile(file: string): Promise<boolean> {
     try {
       await fs.unlink(file);
@@ -125,17 +129,26 @@ export class FileSystem {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
       throw error;
     }
-    await this.syncDir(path.dirname(file));
+    try {
+      await this.syncDir(path.dirname(file));
+    } catch (error) {
+      throw new AtomicWriteError(error, true, file);
+    }
     return true;
   }
 }
 
-/** An atomic write failed; `visible` says whether the new content had already replaced the old. */
+/**
+ * An atomic write (or a deletion) failed; `visible` says whether the change had already been
+ * made (the new content replaced the old, the file was deleted), `file` is the file concerned.
+ */
 export class AtomicWriteError extends Error {
   readonly visible: boolean;
-  constructor(cause: unknown, visible: boolean) {
+  readonly file: string | undefined;
+  constructor(cause: unknown, visible: boolean, file?: string) {
     super(cause instanceof Error ? cause.message : String(cause), { cause });
     this.visible = visible;
+    this.file = file;
   }
 }
 

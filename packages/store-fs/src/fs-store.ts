@@ -33,7 +33,7 @@ import { Devices } from "./devices.js";
 import { FileSystem, readDirIfExists, readFileIfExists } from "./files.js";
 import { describeValue } from "./json.js";
 import { KeyValue } from "./kv.js";
-import { acquireLock, type HeldLock, LOCK_FILE, releaseLock } from "./lock-file.js";
+import { acquireLock, confirmLock, type HeldLock, LOCK_FILE, releaseLock } from "./lock-file.js";
 import { Locks } from "./locks.js";
 import { Queue } from "./queue.js";
 import { Sessions } from "./sessions.js";
@@ -129,8 +129,10 @@ export class FsStore implements Store {
   readonly #onRecovery: ((recovery: FsStoreRecovery) => void) | undefined;
   #status: Status = "closed";
   #parts: Parts | undefined;
-  #opening: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
+  /** What the last `open()` or `close()` asked for. */
+  #wanted: "open" | "closed" = "closed";
+  /** The open or close in progress (or the last one queued). */
+  #transition: Promise<void> | undefined;
   #failure: StoreError | undefined;
   readonly #inflight = new Set<Promise<unknown>>();
   #recoveries: FsStoreRecovery[] = [];
@@ -236,10 +238,12 @@ export class FsStore implements Store {
    * directory holds something that is not a store. Resolves at once if already open.
    */
   open(): Promise<void> {
-    if (this.#status === "open") return Promise.resolve();
-    if (this.#status === "opening") return this.#opening!;
-    const start = async () => {
-      if (this.#status === "closing") await this.#closing;
+    // Joins the open in progress or queued; after a failed one, tries again.
+    if (this.#wanted === "open" && (this.#transition !== undefined || this.#status === "open")) {
+      return this.#transition ?? Promise.resolve();
+    }
+    this.#wanted = "open";
+    return this.#enqueue(async () => {
       if (this.#status === "open") return;
       this.#status = "opening";
       try {
@@ -248,38 +252,51 @@ export class FsStore implements Store {
       } catch (error) {
         this.#status = "closed";
         throw error;
-      } finally {
-        this.#opening = undefined;
       }
-    };
-    this.#opening = start();
-    return this.#opening;
+    });
   }
 
   /**
    * Waits for operations in flight, closes every file and releases the lock. Afterwards
    * operations reject with `STORE_CLOSED`; `open()` may be called again. Idempotent.
+   * `open()` and `close()` take effect in call order: a `close()` made while an `open()` is in
+   * progress (or queued behind an earlier `close()`) closes the store once it has opened.
    */
   close(): Promise<void> {
-    if (this.#status === "closed") return Promise.resolve();
-    if (this.#status === "closing") return this.#closing!;
-    const finish = async () => {
-      if (this.#status === "opening") await this.#opening?.catch(() => {});
+    if (this.#wanted === "closed") return this.#transition ?? Promise.resolve();
+    this.#wanted = "closed";
+    return this.#enqueue(async () => {
       const parts = this.#parts;
       if (parts === undefined) return;
       this.#status = "closing";
       try {
         await Promise.allSettled([...this.#inflight]);
         await closeParts(parts);
-        await releaseLock(parts.lock, parts.context.files);
+        try {
+          await releaseLock(parts.lock, parts.context.files);
+        } catch (error) {
+          throw new StoreError(
+            "STORE_UNAVAILABLE",
+            `store-fs at ${this.dir} is closed, but its lock file ${parts.lock.file} could not be removed (${describeIo(error)}); every acknowledged write is intact. open() in this process takes the lock over; another process can once this one has exited`,
+            { cause: error },
+          );
+        }
       } finally {
         this.#parts = undefined;
         this.#status = "closed";
-        this.#closing = undefined;
       }
+    });
+  }
+
+  /** Runs an open or close after the one before it has settled. */
+  #enqueue(step: () => Promise<void>): Promise<void> {
+    const next = (this.#transition ?? Promise.resolve()).catch(() => {}).then(step);
+    this.#transition = next;
+    const settled = () => {
+      if (this.#transition === next) this.#transition = undefined;
     };
-    this.#closing = finish();
-    return this.#closing;
+    next.then(settled, settled);
+    return next;
   }
 
   #run<T>(fn: (parts: Parts) => Promise<T>): Promise<T> {
@@ -344,10 +361,14 @@ export class FsStore implements Store {
           this.#report({
             kind: "stale-lock-broken",
             file: LOCK_FILE,
-            detail: `${LOCK_FILE} was left by ${who}, which is gone: it did not close the store, so its last writes are checked`,
+            detail:
+              "pid" in lock.broke && lock.broke.pid === process.pid
+                ? `${LOCK_FILE} was left by a store of this process (since ${lock.broke.since}) whose close() could not delete it`
+                : `${LOCK_FILE} was left by ${who}, which is gone: it did not close the store, so its last writes are checked`,
           });
         }
         await this.#removeTempFiles(files);
+        await confirmLock(lock, files);
         // Read under the lock: the marker is only ever created by a lock holder.
         if (!(await this.#readMarker())) {
           const marker = {

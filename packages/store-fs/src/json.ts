@@ -4,6 +4,7 @@
  * with a typed error before anything is written, instead of being silently changed by
  * `JSON.stringify`.
  */
+import { constants } from "node:buffer";
 import {
   InvalidArgumentError,
   MAX_STORED_JSON_DEPTH,
@@ -20,7 +21,47 @@ import {
  */
 export function toJsonText(value: unknown, what: string): string {
   checkJson(value, what, 0, []);
-  return JSON.stringify(value);
+  return stringifyStored(value, what);
+}
+
+/**
+ * The longest string JavaScript can hold. Every stored line is built as one string, so this is
+ * the most a stored line can take (about 512 MiB of one-byte text).
+ */
+export const MAX_LINE_LENGTH = constants.MAX_STRING_LENGTH;
+
+function tooLarge(what: string): InvalidArgumentError {
+  return new InvalidArgumentError(
+    `${what} is too large to store: its line would be longer than the longest string JavaScript can hold (${MAX_LINE_LENGTH} characters)`,
+  );
+}
+
+/**
+ * `JSON.stringify(value)` for a value already known to be plain JSON.
+ *
+ * @throws InvalidArgumentError when the text would be longer than a string can be.
+ */
+export function stringifyStored(value: unknown, what: string): string {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    if (error instanceof RangeError) throw tooLarge(what);
+    throw error;
+  }
+}
+
+/**
+ * Concatenates the parts of one stored line (JSON texts and the punctuation around them), so
+ * that a line too long for a string is refused before anything is changed. `reserve` is room
+ * the line must leave for what a later line about the same thing adds.
+ *
+ * @throws InvalidArgumentError when the line (plus `reserve`) would be longer than a string can be.
+ */
+export function storedLine(what: string, parts: string[], reserve = 0): string {
+  let length = reserve;
+  for (const part of parts) length += part.length;
+  if (length > MAX_LINE_LENGTH) throw tooLarge(what);
+  return parts.join("");
 }
 
 /** Like {@link toJsonText}, and the value must be a plain object. */

@@ -20,6 +20,7 @@ import {
   isPlainObject,
   optionsBag,
   requireKey,
+  storedLine,
   toJsonText,
 } from "./json.js";
 import { badLine } from "./jsonl.js";
@@ -116,11 +117,15 @@ export class KeyValue implements KeyValueStore {
       await this.#log.barrier();
       return false;
     }
+    const keyJson = toJsonText(key, "key");
+    const line = storedLine("key and value", [
+      '{"op":"set","key":',
+      keyJson,
+      ',"value":',
+      json,
+      expiresAt === undefined ? "}\n" : `,"expiresAt":${expiresAt}}\n`,
+    ]);
     this.#items.set(key, { json, expiresAt });
-    const line =
-      expiresAt === undefined
-        ? `{"op":"set","key":${JSON.stringify(key)},"value":${json}}\n`
-        : `{"op":"set","key":${JSON.stringify(key)},"value":${json},"expiresAt":${expiresAt}}\n`;
     await this.#append(line);
     return true;
   }
@@ -165,17 +170,18 @@ export class KeyValue implements KeyValueStore {
     const written = this.#log.append(line);
     if (shouldCompact(this.#log.lineCount, this.#items.size)) {
       const now = this.#context.now();
-      let snapshot = "";
+      const snapshot: string[] = [];
       let count = 0;
       for (const [key, item] of this.#items) {
         if (item.expiresAt !== undefined && item.expiresAt <= now) {
           this.#items.delete(key);
           continue;
         }
-        snapshot +=
+        snapshot.push(
           item.expiresAt === undefined
             ? `{"op":"set","key":${JSON.stringify(key)},"value":${item.json}}\n`
-            : `{"op":"set","key":${JSON.stringify(key)},"value":${item.json},"expiresAt":${item.expiresAt}}\n`;
+            : `{"op":"set","key":${JSON.stringify(key)},"value":${item.json},"expiresAt":${item.expiresAt}}\n`,
+        );
         count++;
       }
       this.#log.rewrite(snapshot, count).catch(() => {});

@@ -36,6 +36,20 @@ export interface HeldLock {
   broke?: LockOwner | { unreadable: string };
 }
 
+/**
+ * Nonces of the locks this process let go of (`releaseLock`), shared by every copy of this
+ * module in the process (made on first use: importing the package leaves no global). A lock file with one of them was left behind by a store of this
+ * process that closed without managing to delete it (a read-only disk): stale, though its pid
+ * is alive. A lock of this pid with any other nonce (another open store here, or a process in
+ * another pid namespace with the same pid) is judged as before.
+ */
+function released(): Set<string> {
+  const key = Symbol.for("@beamclaw/store-fs:released-locks");
+  const registry = globalThis as Record<symbol, unknown>;
+  if (!(registry[key] instanceof Set)) registry[key] = new Set<string>();
+  return registry[key] as Set<string>;
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -143,7 +157,10 @@ async function breakIfStale(
         "It was taken on another host, so this process cannot tell whether its owner is alive.",
       );
     }
-    if (isAlive(current.pid)) throw lockedError(dir, file, current, "That process is running.");
+    const releasedHere = current.pid === process.pid && released().has(current.nonce);
+    if (!releasedHere && isAlive(current.pid)) {
+      throw lockedError(dir, file, current, "That process is running.");
+    }
   }
   // Stale (owner dead), or unreadable (this store never writes a partial lock: it is not ours
   // to trust). Move it aside, then make sure what was moved is what was judged.
@@ -172,16 +189,71 @@ async function breakIfStale(
   return current ?? { unreadable: text.slice(0, 200) };
 }
 
-/** Removes the lock if it is still this process's (same nonce). */
+/**
+ * Checks, after the opener has emptied the temp directory, that `lock` is still in place, and
+ * puts it back if it is gone. Another opener breaking the same stale lock may have judged it
+ * stale a moment before this one took the lock, and moved this one's fresh lock into the temp
+ * directory, which it then finds changed and would put back, were the file not deleted with
+ * the temp files in between.
+ *
+ * @throws StoreError `STORE_LOCKED` if another process holds the lock now.
+ */
+export async function confirmLock(lock: HeldLock, fileSystem: FileSystem): Promise<void> {
+  const dir = path.dirname(lock.file);
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let text: string;
+    try {
+      text = await fs.readFile(lock.file, "utf8");
+    } catch (error) {
+      if (errnoCode(error) !== "ENOENT") throw error;
+      const temp = fileSystem.tempPath("lock");
+      await fs.writeFile(temp, `${JSON.stringify(lock.owner)}\n`, { flag: "wx", mode: 0o644 });
+      try {
+        if (fileSystem.fsync) {
+          const handle = await fs.open(temp, "r");
+          await handle.sync().finally(() => handle.close());
+        }
+        await fs.link(temp, lock.file);
+        await fileSystem.syncDir(dir);
+        return;
+      } catch (linkError) {
+        if (errnoCode(linkError) !== "EEXIST") throw linkError;
+        continue; // someone took it meanwhile: see whose it is
+      } finally {
+        await fs.rm(temp, { force: true });
+      }
+    }
+    const owner = parseOwner(text);
+    if (owner?.nonce === lock.owner.nonce) return;
+    if (owner !== undefined) throw lockedError(dir, lock.file, owner, "It took the lock just now.");
+    break;
+  }
+  throw new StoreError("STORE_LOCKED", `store directory ${dir} is being locked by another process`);
+}
+
+/**
+ * Removes the lock if it is still this process's (same nonce). Should that fail, the lock is
+ * released all the same as far as this process goes: its next opener here takes it over.
+ */
 export async function releaseLock(lock: HeldLock, fileSystem: FileSystem): Promise<void> {
+  const nonce = lock.owner.nonce;
+  released().add(nonce);
   let text: string;
   try {
     text = await fs.readFile(lock.file, "utf8");
   } catch (error) {
-    if (errnoCode(error) === "ENOENT") return;
+    if (errnoCode(error) === "ENOENT") {
+      released().delete(nonce);
+      return;
+    }
     throw error;
   }
-  if (parseOwner(text)?.nonce !== lock.owner.nonce) return;
+  if (parseOwner(text)?.nonce !== nonce) {
+    released().delete(nonce);
+    return;
+  }
   await fs.rm(lock.file, { force: true });
+  // Gone: nothing is left to take over (only a lock file left behind needs remembering).
+  released().delete(nonce);
   await fileSystem.syncDir(path.dirname(lock.file));
 }

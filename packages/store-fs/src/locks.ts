@@ -14,7 +14,7 @@ import type { Lease, LockStore } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import { type AppendLog, shouldCompact } from "./append-log.js";
 import type { StoreContext } from "./context.js";
-import { describeValue, isPlainObject, requireKey } from "./json.js";
+import { describeValue, isPlainObject, requireKey, storedLine, stringifyStored } from "./json.js";
 import { badLine } from "./jsonl.js";
 import { loadLog } from "./log-table.js";
 
@@ -47,6 +47,11 @@ function checkLease(lease: unknown): Lease {
     );
   }
   return lease as unknown as Lease;
+}
+
+/** The log line of a lease. @throws InvalidArgumentError if it is too large to store. */
+function leaseLine(lease: Lease): string {
+  return storedLine("lock lease", [stringifyStored({ op: "lease", ...lease }, "lock lease"), "\n"]);
 }
 
 /** The locks of one open store. */
@@ -109,16 +114,20 @@ export class Locks implements LockStore {
     }
     const owner = requireKey(options.owner, "owner");
     const ttlMs = requireTtl(options.ttlMs);
-    const state = this.#state(name);
     const now = this.#context.now();
-    if (state.lease !== undefined && state.lease.expiresAt > now) {
+    const held = this.#locks.get(name)?.lease;
+    if (held !== undefined && held.expiresAt > now) {
       await this.#log.barrier();
       return undefined;
     }
-    state.token++;
-    const lease: Lease = { name, owner, token: state.token, expiresAt: now + ttlMs };
+    const token = (this.#locks.get(name)?.token ?? 0) + 1;
+    const lease: Lease = { name, owner, token, expiresAt: now + ttlMs };
+    // Built before anything changes: a name and owner too large to store change nothing.
+    const line = leaseLine(lease);
+    const state = this.#state(name);
+    state.token = token;
     state.lease = lease;
-    await this.#write({ op: "lease", ...lease });
+    await this.#write(line);
     return { ...lease };
   }
 
@@ -130,8 +139,10 @@ export class Locks implements LockStore {
       await this.#log.barrier();
       return undefined;
     }
-    current.expiresAt = this.#context.now() + ttlMs;
-    await this.#write({ op: "lease", ...current });
+    const expiresAt = this.#context.now() + ttlMs;
+    const line = leaseLine({ ...current, expiresAt });
+    current.expiresAt = expiresAt;
+    await this.#write(line);
     return { ...current };
   }
 
@@ -142,8 +153,12 @@ export class Locks implements LockStore {
       await this.#log.barrier();
       return false;
     }
+    const line = storedLine("lock release", [
+      stringifyStored({ op: "release", name: held.name, token: held.token }, "lock release"),
+      "\n",
+    ]);
     this.#state(held.name).lease = undefined;
-    await this.#write({ op: "release", name: held.name, token: held.token });
+    await this.#write(line);
     return true;
   }
 
@@ -182,16 +197,17 @@ export class Locks implements LockStore {
     return state;
   }
 
-  async #write(op: Record<string, unknown>): Promise<void> {
-    const written = this.#log.append(`${JSON.stringify(op)}\n`);
+  async #write(line: string): Promise<void> {
+    const written = this.#log.append(line);
     const live = this.#locks.size;
     if (shouldCompact(this.#log.lineCount, live)) {
-      let snapshot = "";
+      const snapshot: string[] = [];
       for (const [name, state] of this.#locks) {
-        snapshot +=
+        snapshot.push(
           state.lease !== undefined
             ? `${JSON.stringify({ op: "lease", ...state.lease })}\n`
-            : `${JSON.stringify({ op: "token", name, token: state.token })}\n`;
+            : `${JSON.stringify({ op: "token", name, token: state.token })}\n`,
+        );
       }
       this.#log.rewrite(snapshot, live).catch(() => {});
     }

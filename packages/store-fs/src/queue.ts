@@ -55,6 +55,8 @@ import {
   optionsBag,
   pageLimit,
   requireKey,
+  storedLine,
+  stringifyStored,
   toJsonObjectText,
 } from "./json.js";
 import { badLine, type JsonlLine } from "./jsonl.js";
@@ -327,15 +329,21 @@ export class Queue implements InboundQueue {
     const acked = this.#acked.get(idempotencyKey);
     if (acked !== undefined) return { message: await this.#readAcked(acked), duplicate: true };
     const message: QueuedMessage = {
-      id: formatId(this.#nextId++),
+      id: formatId(this.#nextId), // taken by #addPending (#bumpId)
       idempotencyKey,
       sessionKey,
       payload: JSON.parse(payloadText) as JsonObject,
       enqueuedAt: this.#context.now(),
       deliveries: 0,
     };
+    // Room for what the message's later lines add: its `acked` line's time, more deliveries.
+    const line = storedLine(
+      "queued message",
+      ['{"op":"enqueue","message":', stringifyStored(message, "queued message"), "}\n"],
+      64,
+    );
     this.#addPending(message);
-    const written = this.#log.append(`{"op":"enqueue","message":${JSON.stringify(message)}}\n`);
+    const written = this.#log.append(line);
     this.#maybeCompact();
     await written;
     return { message: copy(message), duplicate: false };
@@ -584,7 +592,7 @@ export class Queue implements InboundQueue {
     const seen = this.#ackedFiles.filter(
       (f) => f !== this.#current && f.log === undefined && f.inflight === 0,
     );
-    let snapshot = `{"op":"counter","nextId":${this.#nextId}}\n`;
+    const snapshot = [`{"op":"counter","nextId":${this.#nextId}}\n`];
     let messages: Iterable<QueuedMessage> = this.#pending.values();
     if (this.#ackInFlight.size > 0) {
       const inFlight = [...this.#ackInFlight.values()].map((a) => a.message);
@@ -592,13 +600,11 @@ export class Queue implements InboundQueue {
         a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
       );
     }
-    let lines = 1;
     for (const message of messages) {
-      snapshot += `{"op":"enqueue","message":${JSON.stringify(message)}}\n`;
-      lines++;
+      snapshot.push(`{"op":"enqueue","message":${JSON.stringify(message)}}\n`);
     }
     this.#compacting = true;
-    const done = this.#log.rewrite(snapshot, lines).then(
+    const done = this.#log.rewrite(snapshot, snapshot.length).then(
       () => {
         for (const f of seen) f.compacted = true;
       },

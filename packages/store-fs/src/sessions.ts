@@ -31,6 +31,7 @@ import {
   pageLimit,
   requireFiniteNumber,
   requireKey,
+  storedLine,
   toJsonObjectText,
 } from "./json.js";
 import { badLine, type JsonlLine } from "./jsonl.js";
@@ -242,6 +243,7 @@ export class Sessions implements SessionStore {
 
   async put(record: SessionRecord): Promise<void> {
     const checked = checkRecord(record);
+    const line = storedLine("session record", [PUT_PREFIX, checked.json, "}\n"]);
     const bucket = this.#bucket(bucketOf(checked.key));
     this.#remove(checked.key);
     const entry: Entry = {
@@ -255,7 +257,7 @@ export class Sessions implements SessionStore {
     bucket.entries.set(entry.key, entry);
     this.#all.insert(entry);
     this.#agentList(entry.agentId).insert(entry);
-    const written = bucket.log.append(`${PUT_PREFIX}${checked.json}}\n`);
+    const written = bucket.log.append(line);
     this.#maybeCompact(bucket);
     await written;
   }
@@ -309,8 +311,8 @@ export class Sessions implements SessionStore {
   #maybeCompact(bucket: Bucket): void {
     const live = bucket.entries.size;
     if (!shouldCompact(bucket.log.lineCount, live)) return;
-    let snapshot = "";
-    for (const entry of bucket.entries.values()) snapshot += `${PUT_PREFIX}${entry.json}}\n`;
+    const snapshot: string[] = [];
+    for (const entry of bucket.entries.values()) snapshot.push(`${PUT_PREFIX}${entry.json}}\n`);
     // Failure stops the store (and rejects the operations waiting on it); nothing to do here.
     bucket.log.rewrite(snapshot, live).catch(() => {});
   }

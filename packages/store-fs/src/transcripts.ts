@@ -18,6 +18,7 @@
  * however long the transcript, and the index costs half a byte per line. Up to {@link MAX_CACHED_TRANSCRIPTS}
  * indexes and {@link MAX_OPEN_FILES} file handles are kept; the least recently used go first.
  */
+import { constants } from "node:buffer";
 import fs, { type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type {
@@ -31,7 +32,14 @@ import { bucketOf } from "./buckets.js";
 import { appendDurably, type StoreContext } from "./context.js";
 import { encodeFileName } from "./file-names.js";
 import { readFileIfExists, truncateDurably } from "./files.js";
-import { describeValue, optionsBag, pageLimit, requireKey, toJsonObjectText } from "./json.js";
+import {
+  describeValue,
+  optionsBag,
+  pageLimit,
+  requireKey,
+  storedLine,
+  toJsonObjectText,
+} from "./json.js";
 import { KeyedMutex } from "./mutex.js";
 
 /** Transcript indexes kept in memory. */
@@ -48,6 +56,7 @@ export const MAX_OPEN_FILES = 32;
 export const TRANSCRIPTS_DIR = "transcripts";
 
 const NEWLINE = 0x0a;
+const MAX_BUFFER_LENGTH = constants.MAX_LENGTH;
 
 interface Transcript {
   file: string;
@@ -95,22 +104,39 @@ export class Transcripts implements TranscriptStore {
     if (!Array.isArray(entries)) {
       throw new InvalidArgumentError(`entries must be an array, got ${describeValue(entries)}`);
     }
-    const texts = entries.map((entry, i) => toJsonObjectText(entry, `entries[${i}]`));
+    // An index loop, not `map`: `map` skips the holes of a sparse array.
+    const texts: string[] = [];
+    for (let i = 0; i < entries.length; i++) {
+      texts.push(toJsonObjectText(entries[i], `entries[${i}]`));
+    }
     return this.#mutex.run(sessionKey, async () => {
       const t = await this.#load(sessionKey);
       if (texts.length === 0) return t.lastSeq;
-      const lines: string[] = [];
+      // One buffer per line: entries that each fit in a string may not fit in one together.
+      const lines: Buffer[] = [];
+      let bytes = 0;
       for (let i = 0; i < texts.length; i++) {
         const more = i < texts.length - 1 ? ',"more":true' : "";
-        lines.push(`{"seq":${t.lastSeq + 1 + i},"entry":${texts[i]}${more}}\n`);
+        const line = storedLine(`entries[${i}]`, [
+          `{"seq":${t.lastSeq + 1 + i},"entry":`,
+          texts[i]!,
+          `${more}}\n`,
+        ]);
+        lines.push(Buffer.from(line, "utf8"));
+        bytes += lines[i]!.length;
       }
-      const data = Buffer.from(lines.join(""), "utf8");
+      if (bytes > MAX_BUFFER_LENGTH) {
+        throw new InvalidArgumentError(
+          `entries are too large to store in one append (${bytes} bytes; at most ${MAX_BUFFER_LENGTH})`,
+        );
+      }
+      const data = Buffer.concat(lines, bytes);
       await this.#write(sessionKey, t, data);
       let offset = t.size;
       let index = t.lastSeq + 1 - t.firstSeq;
       for (const line of lines) {
         if (index % INDEX_STRIDE === 0) t.checkpoints.push(offset);
-        offset += Buffer.byteLength(line, "utf8");
+        offset += line.length;
         index++;
       }
       t.size += data.length;

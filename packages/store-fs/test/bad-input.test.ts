@@ -117,6 +117,24 @@ describe("bad input loses nothing", () => {
     expect((await store.queue.pending()).map((m) => m.idempotencyKey)).toEqual(["q"]);
   });
 
+  it("a transcript append of an array with holes is refused, not written as a line that is not JSON", async () => {
+    const store = await open();
+    await store.transcripts.append("agent:main:main", [{ n: 1 }]);
+    const before = await snapshot(dir);
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the bad input under test
+    const sparse = [, { n: 2 }] as never;
+    const error = await rejection(store.transcripts.append("agent:main:main", sparse));
+    expect(error.code).toBe("INVALID_ARGUMENT");
+    expect(error.message).toContain("entries[0]");
+    expect(await snapshot(dir)).toEqual(before);
+    expect(
+      await store.transcripts.append("agent:main:main", new Array(1) as never).catch((e) => e.code),
+    ).toBe("INVALID_ARGUMENT");
+    expect((await store.transcripts.read("agent:main:main")).map((r) => r.entry)).toEqual([
+      { n: 1 },
+    ]);
+  });
+
   it("refuses bad options in the constructor with InvalidArgumentError", () => {
     for (const options of [
       undefined,
