@@ -69,7 +69,7 @@ export class RedisDeviceStore implements DeviceStore {
     const expiresAt =
       token.expiresAt === undefined
         ? ""
-        : String(Math.ceil(requireNumber(token.expiresAt, "device token expiresAt")));
+        : expireAtArg(requireNumber(token.expiresAt, "device token expiresAt"));
     const json = encodeJsonObject(token, "device token");
     await this.#conn.script(
       DEVICE_PUT_TOKEN,
@@ -109,6 +109,17 @@ export class RedisDeviceStore implements DeviceStore {
       .filter((token) => isLive(token, now))
       .sort((a, b) => compare(a.tokenHash, b.tokenHash));
   }
+}
+
+/**
+ * The `PEXPIREAT` argument for a token's `expiresAt`: a whole number of ms Redis accepts.
+ * Beyond `Number.MAX_SAFE_INTEGER` (the year 287,396) the token gets no Redis expiry ('':
+ * `isLive` still compares its `expiresAt`), and any time before the epoch is 0 (already
+ * expired), so a far-future or far-past time never makes the script fail after it wrote.
+ */
+function expireAtArg(expiresAt: number): string {
+  if (expiresAt > Number.MAX_SAFE_INTEGER) return "";
+  return String(Math.max(0, Math.ceil(expiresAt)));
 }
 
 /** Redis expires the key at `expiresAt`; this also hides a token in its last millisecond. */

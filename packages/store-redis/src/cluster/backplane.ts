@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import {
   type ClusterBackplane,
+  ClusterError,
   type ClusterMember,
   InvalidArgumentError,
   isBeamClawError,
@@ -261,7 +262,11 @@ export class RedisBackplane implements ClusterBackplane {
     this.#meta = options.meta ?? {};
     try {
       await this.#conn.open();
-      const subscriber = new Subscriber(await this.#subscriberClient());
+      this.#checkStillJoining();
+      const client = await this.#subscriberClient();
+      if (this.#hasLeft()) client.disconnect();
+      this.#checkStillJoining();
+      const subscriber = new Subscriber(client);
       this.#subscriber = subscriber;
       subscriber.add(this.#keys.nodeChannel(this.nodeId), (payload) =>
         this.#onNodeMessage(payload),
@@ -269,6 +274,7 @@ export class RedisBackplane implements ClusterBackplane {
       subscriber.add(this.#keys.membershipChannel, (payload) => this.#onNotice(payload));
       subscriber.add(this.#keys.presenceChannel, (payload) => this.presence.receive(payload));
       await withDeadline(subscriber.client.connect(), this.#connectTimeoutMs, "connecting");
+      this.#checkStillJoining();
       await withDeadline(
         Promise.all([
           subscriber.whenSubscribed(this.#keys.nodeChannel(this.nodeId)),
@@ -278,8 +284,19 @@ export class RedisBackplane implements ClusterBackplane {
         this.#connectTimeoutMs,
         "subscribing",
       );
+      this.#checkStillJoining();
       await this.#beat(true);
+      this.#checkStillJoining();
     } catch (error) {
+      if (this.#hasLeft()) {
+        // leave() was called meanwhile: it closes what join opened and removes this node.
+        throw new ClusterError(
+          "CLUSTER_NOT_RUNNING",
+          "the backplane left while joining",
+          undefined,
+          { cause: error },
+        );
+      }
       await this.#close();
       this.#state = "new";
       throw isBeamClawError(error)
@@ -295,6 +312,16 @@ export class RedisBackplane implements ClusterBackplane {
     this.#state = "joined";
     this.pubsub.relisten();
     this.#schedule();
+  }
+
+  /** True once `leave()` has been called (also while `join()` is still under way). */
+  #hasLeft(): boolean {
+    return this.#state === "left";
+  }
+
+  /** Throws when `leave()` was called since `join()` began (caught by `join`). */
+  #checkStillJoining(): void {
+    if (this.#hasLeft()) throw new Error("left while joining");
   }
 
   async heartbeat(): Promise<void> {

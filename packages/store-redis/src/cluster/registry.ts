@@ -17,6 +17,7 @@ import {
   type NodeMessage,
 } from "@beamclaw/core";
 import type { RedisConnection } from "../connection.js";
+import { encodeJsonObject } from "../json.js";
 import { show } from "../validate.js";
 import type { ClusterKeys } from "./keys.js";
 import { REGISTRY_READ, REGISTRY_REGISTER, REGISTRY_UNREGISTER } from "./scripts.js";
@@ -90,7 +91,7 @@ export class RedisClusterRegistry implements ClusterRegistry {
       throw new InvalidArgumentError(`localId must be a non-empty string, got ${show(localId)}`);
     }
     const meta = options.meta ?? {};
-    const body = json({ n: this.#link.nodeId, l: localId, m: meta }, "registration meta");
+    const body = `{"n":${JSON.stringify(this.#link.nodeId)},"l":${JSON.stringify(localId)},"m":${json(meta, "registration meta")}}`;
     this.#requireJoined("register");
     const { conn, keys, nodeId, downAfterMs } = this.#link;
     const reply = await conn.script<[number, string]>(
@@ -212,18 +213,14 @@ function requireName(name: unknown): asserts name is string {
   }
 }
 
-/** JSON text of an object, or InvalidArgumentError. @internal */
+/**
+ * JSON text of an object, or InvalidArgumentError: as for the store's values, metadata JSON
+ * cannot carry unchanged (`NaN`, a `Date`, a cycle, ...) or nested deeper than
+ * `MAX_STORED_JSON_DEPTH` is refused (the scripts decode registrations with Redis' Lua JSON
+ * decoder, which takes at most 1000 levels). @internal
+ */
 export function json(value: JsonObject, what: string): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (error) {
-    throw new InvalidArgumentError(`${what} must be JSON: ${(error as Error).message}`);
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value) || text === undefined) {
-    throw new InvalidArgumentError(`${what} must be a JSON object, got ${show(value)}`);
-  }
-  return text;
+  return encodeJsonObject(value, what);
 }
 
 function parseRegistration(
