@@ -70,6 +70,39 @@ export const DEFAULT_ANTHROPIC_THINKING_BUDGETS: Readonly<ThinkingBudgets> = {
   high: 16_384,
 };
 
+/**
+ * How the Anthropic adapter asks for thinking: `budget` is extended thinking with a token
+ * budget (`thinking: { type: "enabled", budget_tokens }`); `adaptive` lets the model decide how
+ * much to think (`thinking: { type: "adaptive" }` with `output_config.effort`), which Claude
+ * Opus 4.6 and Sonnet 4.6 prefer (their budget mode is deprecated) and later models require
+ * (they refuse a budget with HTTP 400); `auto` picks by model id.
+ */
+export type AnthropicThinkingMode = "auto" | "adaptive" | "budget";
+
+/** The `output_config.effort` of each thinking level in adaptive mode. */
+const ADAPTIVE_EFFORT: Record<Exclude<ThinkingLevel, "off">, string> = {
+  minimal: "low",
+  low: "low",
+  medium: "medium",
+  high: "high",
+};
+
+const CLAUDE_VERSION = /claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d{1,2}))?(?=-|$)/;
+
+/**
+ * Whether `auto` thinking asks `model` for adaptive thinking: Claude 4.6 and later
+ * (`claude-opus-4-6`, `claude-sonnet-5`, dated snapshots of them) and the Mythos and Fable
+ * families; earlier models (`claude-sonnet-4-5`, `claude-3-7-sonnet-…`) know only a budget.
+ */
+export function anthropicUsesAdaptiveThinking(model: string): boolean {
+  if (/claude-(?:mythos|fable)(?:-|$)/.test(model)) return true;
+  const version = CLAUDE_VERSION.exec(model);
+  if (version === null) return false;
+  const major = Number(version[1]);
+  const minor = version[2] === undefined ? 0 : Number(version[2]);
+  return major > 4 || (major === 4 && minor >= 6);
+}
+
 /** A prompt cache lifetime Anthropic offers. */
 export type AnthropicCacheTtl = "5m" | "1h";
 
@@ -99,8 +132,16 @@ export interface AnthropicProviderOptions extends ProviderHttpOptions {
    * Default 4096, plus the thinking budget when thinking is on.
    */
   defaultMaxOutputTokens?: number;
-  /** Token budget per thinking level. Default {@link DEFAULT_ANTHROPIC_THINKING_BUDGETS}. */
+  /**
+   * Token budget per thinking level. Default {@link DEFAULT_ANTHROPIC_THINKING_BUDGETS}. In
+   * adaptive mode it is the room added to the default `max_tokens` for thinking.
+   */
   thinkingBudgets?: Partial<ThinkingBudgets>;
+  /**
+   * How thinking is asked for (see {@link AnthropicThinkingMode}). Default `auto`: adaptive
+   * for the models that take it ({@link anthropicUsesAdaptiveThinking}), a budget for the others.
+   */
+  thinkingMode?: AnthropicThinkingMode;
   /** Corrections and additions to the built-in model and price list. */
   models?: ModelInfo[];
   /**
@@ -315,6 +356,8 @@ function toolChoice(choice: ModelRequest["toolChoice"]): JsonObject | undefined 
 export interface AnthropicRequestSettings {
   defaultMaxOutputTokens: number;
   thinkingBudgets: ThinkingBudgets;
+  /** Default `auto`. */
+  thinkingMode?: AnthropicThinkingMode;
   /** The `cache_control` of the breakpoints, or none for no prompt caching. */
   cache?: { prefix: JsonObject; conversation: JsonObject };
 }
@@ -401,12 +444,22 @@ export function toAnthropicRequest(
   const thinking = request.thinking !== undefined && request.thinking !== "off";
   let maxTokens = request.maxOutputTokens ?? settings.defaultMaxOutputTokens;
   let budget: number | undefined;
+  let effort: string | undefined;
   if (thinking) {
     const level = request.thinking as Exclude<ThinkingLevel, "off">;
-    budget = settings.thinkingBudgets[level];
-    if (request.maxOutputTokens === undefined) maxTokens += budget;
-    else budget = Math.min(budget, maxTokens - 1024);
-    if (budget < 1024) {
+    const mode = settings.thinkingMode ?? "auto";
+    const adaptive =
+      mode === "adaptive" || (mode === "auto" && anthropicUsesAdaptiveThinking(request.model));
+    if (adaptive) {
+      // The model decides how much to think, within `max_tokens`: room for it is added.
+      effort = ADAPTIVE_EFFORT[level];
+      if (request.maxOutputTokens === undefined) maxTokens += settings.thinkingBudgets[level];
+    } else {
+      budget = settings.thinkingBudgets[level];
+      if (request.maxOutputTokens === undefined) maxTokens += budget;
+      else budget = Math.min(budget, maxTokens - 1024);
+    }
+    if (budget !== undefined && budget < 1024) {
       throw providerError(
         "invalid_request",
         `thinking needs maxOutputTokens of at least 2048 (1024 thinking + 1024 answer), got ${maxTokens}`,
@@ -458,6 +511,10 @@ export function toAnthropicRequest(
   }
   if (request.temperature !== undefined) body.temperature = request.temperature;
   if (budget !== undefined) body.thinking = { type: "enabled", budget_tokens: budget };
+  if (effort !== undefined) {
+    body.thinking = { type: "adaptive" };
+    mergeIntoField(body, "output_config", { effort });
+  }
   if (request.responseFormat !== undefined) {
     // Structured outputs (GA): the answer's text is JSON conforming to the schema. Anthropic
     // names no schema and has no strict switch: `name`, `description` and `strict` are not sent.
@@ -723,9 +780,16 @@ export function createAnthropicProvider(options: AnthropicProviderOptions = {}):
       );
     }
   }
+  const thinkingMode = options.thinkingMode ?? "auto";
+  if (thinkingMode !== "auto" && thinkingMode !== "adaptive" && thinkingMode !== "budget") {
+    throw new InvalidArgumentError(
+      `thinkingMode must be "auto", "adaptive" or "budget", got ${JSON.stringify(thinkingMode)}`,
+    );
+  }
   const settings: AnthropicRequestSettings = {
     defaultMaxOutputTokens,
     thinkingBudgets,
+    thinkingMode,
   };
   const cache = promptCacheSettings(options.promptCache);
   if (cache !== undefined) settings.cache = cache;

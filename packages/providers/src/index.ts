@@ -9,6 +9,8 @@ export {
   type AnthropicCacheTtl,
   type AnthropicPromptCacheOptions,
   type AnthropicProviderOptions,
+  type AnthropicThinkingMode,
+  anthropicUsesAdaptiveThinking,
   createAnthropicProvider,
   DEFAULT_ANTHROPIC_THINKING_BUDGETS,
   type ThinkingBudgets,

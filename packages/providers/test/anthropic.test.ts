@@ -361,6 +361,62 @@ describe("createAnthropicProvider: request mapping", () => {
     },
   );
 
+  it.each([
+    ["claude-opus-4-6", "minimal", "low", 1024],
+    ["claude-sonnet-4-6", "medium", "medium", 8192],
+    ["claude-opus-4-7-20260415", "high", "high", 16_384],
+    ["claude-opus-5", "low", "low", 2048],
+    ["claude-sonnet-5-5", "medium", "medium", 8192],
+    ["claude-mythos-preview", "high", "high", 16_384],
+    ["claude-fable-5-1", "low", "low", 2048],
+  ] as const)(
+    "thinking on %s (4.6 and later) is adaptive: %s thinking asks for %s effort, with room in max_tokens",
+    async (model, level, effort, room) => {
+      const seen = serve("anthropic-thinking.sse.txt");
+      await collect(provider().stream({ ...hello, model, thinking: level }));
+      expect(seen[0]?.body.thinking).toEqual({ type: "adaptive" });
+      expect(seen[0]?.body.output_config).toEqual({ effort });
+      expect(seen[0]?.body.max_tokens).toBe(4096 + room);
+    },
+  );
+
+  it.each([
+    "claude-sonnet-4-5",
+    "claude-opus-4-1",
+    "claude-opus-4-20250514",
+    "claude-3-7-sonnet-20250219",
+  ])("thinking on %s (before 4.6) keeps a token budget", async (model) => {
+    const seen = serve("anthropic-thinking.sse.txt");
+    await collect(provider().stream({ ...hello, model, thinking: "low" }));
+    expect(seen[0]?.body.thinking).toEqual({ type: "enabled", budget_tokens: 2048 });
+    expect(seen[0]?.body.output_config).toBeUndefined();
+  });
+
+  it("thinkingMode chooses the mode whatever the model; adaptive keeps a structured output's format and a small maxOutputTokens", async () => {
+    const seen = serve("anthropic-thinking.sse.txt");
+    const budget = createAnthropicProvider({ apiKey: "sk-ant-test", thinkingMode: "budget" });
+    await collect(budget.stream({ ...hello, model: "claude-opus-4-6", thinking: "low" }));
+    expect(seen[0]?.body.thinking).toEqual({ type: "enabled", budget_tokens: 2048 });
+    const adaptive = createAnthropicProvider({ apiKey: "sk-ant-test", thinkingMode: "adaptive" });
+    await collect(
+      adaptive.stream({
+        ...hello,
+        thinking: "high",
+        maxOutputTokens: 1500,
+        responseFormat: { type: "json-schema", name: "answer", schema: { type: "object" } },
+      }),
+    );
+    expect(seen[1]?.body.thinking).toEqual({ type: "adaptive" });
+    expect(seen[1]?.body.max_tokens).toBe(1500);
+    expect(seen[1]?.body.output_config).toEqual({
+      effort: "high",
+      format: { type: "json_schema", schema: { type: "object" } },
+    });
+    expect(() => createAnthropicProvider({ apiKey: "k", thinkingMode: "fast" as "auto" })).toThrow(
+      /thinkingMode/,
+    );
+  });
+
   it("thinking off sends no thinking field, and no maxOutputTokens means max_tokens 4096", async () => {
     const seen = serve("anthropic-text.sse.txt");
     await collect(provider().stream({ ...hello, thinking: "off" }));
