@@ -225,19 +225,48 @@ export class GatewayConnection {
     return this.#sendText(text, options.dropIfSlow === true);
   }
 
-  /** Answers a request. */
+  /**
+   * Answers a request. An answer larger on its own than `maxBufferedBytes` is replaced by an
+   * `INVALID_REQUEST` with `details.code` `RESPONSE_TOO_LARGE` (ask for less: a `limit`, a
+   * `maxChars`): it says nothing of how fast the client reads, so it does not disconnect it.
+   */
   respond(id: string, ok: boolean, payload?: unknown, error?: ErrorShape): void {
     if (this.#state === "closing" || this.#state === "closed") return;
-    this.#sendFrame({
-      type: "res",
-      id,
-      ok,
-      ...(ok
-        ? payload === undefined
-          ? {}
-          : { payload }
-        : { error: error ?? toErrorShape(error) }),
-    });
+    let text: string;
+    try {
+      text = JSON.stringify({
+        type: "res",
+        id,
+        ok,
+        ...(ok
+          ? payload === undefined
+            ? {}
+            : { payload }
+          : { error: error ?? toErrorShape(error) }),
+      });
+    } catch (cause) {
+      this.#hub.log.error(`unserializable frame: ${(cause as Error).message}`);
+      return;
+    }
+    const bytes = Buffer.byteLength(text, "utf8");
+    const maxBytes = this.#hub.limits.maxBufferedBytes;
+    if (bytes > maxBytes) {
+      this.#hub.log.warn(
+        `response of ${bytes} bytes refused conn=${this.connId}: over maxBufferedBytes ${maxBytes}`,
+      );
+      this.#sendFrame({
+        type: "res",
+        id,
+        ok: false,
+        error: {
+          code: ErrorCodes.INVALID_REQUEST,
+          message: `the answer is ${bytes} bytes, more than the ${maxBytes} a connection may buffer; ask for less (a smaller limit or maxChars)`,
+          details: { code: "RESPONSE_TOO_LARGE", bytes, maxBytes },
+        },
+      });
+      return;
+    }
+    this.#sendText(text, false);
   }
 
   /** Closes the connection (a close frame, then the socket is cut after a grace period). */

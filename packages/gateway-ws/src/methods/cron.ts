@@ -155,13 +155,19 @@ export const cronMethods: Record<string, HubMethod> = {
       const cron = backend(hub);
       const p = call.params;
       if (typeof p.name !== "string" || p.name.length === 0) {
-        throw invalidRequest("invalid cron.add params: name must be a non-empty string");
+        throw invalidRequest("invalid cron.add params: name must be a non-empty string", {
+          code: "INVALID_PARAMS",
+          field: "name",
+        });
       }
-      if (typeof p.schedule !== "object" || p.schedule === null) {
-        throw invalidRequest("invalid cron.add params: schedule must be an object");
-      }
-      if (typeof p.payload !== "object" || p.payload === null) {
-        throw invalidRequest("invalid cron.add params: payload must be an object");
+      for (const field of ["schedule", "payload"]) {
+        const value = p[field];
+        if (typeof value !== "object" || value === null || Array.isArray(value)) {
+          throw invalidRequest(`invalid cron.add params: ${field} must be an object`, {
+            code: "INVALID_PARAMS",
+            field,
+          });
+        }
       }
       checkTimeoutSeconds(call.method, p.payload, "payload.timeoutSeconds");
       const job = await cron.add(p);
@@ -177,7 +183,10 @@ export const cronMethods: Record<string, HubMethod> = {
       const id = jobId(call.method, call.params);
       const patch = call.params.patch;
       if (typeof patch !== "object" || patch === null || Array.isArray(patch)) {
-        throw invalidRequest("invalid cron.update params: patch must be an object");
+        throw invalidRequest("invalid cron.update params: patch must be an object", {
+          code: "INVALID_PARAMS",
+          field: "patch",
+        });
       }
       checkTimeoutSeconds(
         call.method,

@@ -247,8 +247,12 @@ export const nodeMethods: Record<string, HubMethod> = {
       if (nodeId !== call.caller.deviceId) {
         throw invalidRequest("nodeId does not match this node", { code: "NODE_ID_MISMATCH" });
       }
-      if (typeof p.ok !== "boolean")
-        throw invalidRequest(`invalid ${method} params: ok must be a boolean`);
+      if (typeof p.ok !== "boolean") {
+        throw invalidRequest(`invalid ${method} params: ok must be a boolean`, {
+          code: "INVALID_PARAMS",
+          field: "ok",
+        });
+      }
       const result: NodeInvokeResult = {
         ok: p.ok,
         ...(p.payload === undefined ? {} : { payload: p.payload }),

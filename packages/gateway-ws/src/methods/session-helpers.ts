@@ -740,7 +740,12 @@ export function parseAttachments(
 ): ParsedAttachments {
   const parsed: ParsedAttachments = { images: [], files: [], documents: [], audio: [] };
   if (attachments === undefined || attachments === null) return parsed;
-  if (!Array.isArray(attachments)) throw invalidRequest("attachments must be an array");
+  if (!Array.isArray(attachments)) {
+    throw invalidRequest("attachments must be an array", {
+      code: "INVALID_PARAMS",
+      field: "attachments",
+    });
+  }
   if (attachments.length > MAX_ATTACHMENTS) {
     throw invalidRequest(`at most ${MAX_ATTACHMENTS} attachments per message`, {
       code: "TOO_MANY_ATTACHMENTS",

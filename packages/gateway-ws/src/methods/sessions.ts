@@ -191,13 +191,17 @@ function patchFrom(method: string, p: ParamsObject): { patch: SessionPatch; igno
     if (p.thinkingLevel !== null && !THINKING_LEVELS.includes(p.thinkingLevel as ThinkingLevel)) {
       throw invalidRequest(
         `invalid ${method} params: thinkingLevel must be one of ${THINKING_LEVELS.join(", ")} or null`,
+        { code: "INVALID_PARAMS", field: "thinkingLevel" },
       );
     }
     patch.thinkingLevel = p.thinkingLevel as ThinkingLevel | null;
   }
   if (p.verboseLevel !== undefined) {
     if (p.verboseLevel !== null && !["off", "on", "full"].includes(p.verboseLevel as string)) {
-      throw invalidRequest(`invalid ${method} params: verboseLevel must be off, on, full or null`);
+      throw invalidRequest(`invalid ${method} params: verboseLevel must be off, on, full or null`, {
+        code: "INVALID_PARAMS",
+        field: "verboseLevel",
+      });
     }
     patch.verboseLevel = p.verboseLevel as "off" | "on" | "full" | null;
   }
