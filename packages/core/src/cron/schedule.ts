@@ -11,7 +11,9 @@ import { CronError } from "../errors.js";
  * - `{ at }`: once, at an instant (ISO 8601 date-time with an offset, or epoch ms).
  * - `{ every, anchor? }`: every `every` ms at `anchor + k * every` (k >= 0). The anchor
  *   fixes the phase: it defaults to the job's creation time, so the first run is one
- *   interval after it; an anchor in the future is the first run.
+ *   interval after it; an anchor in the future is the first run. Runs end at the last
+ *   instant a `Date` can hold (epoch ms 8.64e15): an interval whose first run would be past
+ *   it is refused.
  * - `{ cron, timezone? }`: a 5-field (or 6-field, with seconds) cron expression evaluated in
  *   an IANA time zone (default: UTC). A fixed time that falls in a spring-forward gap runs
  *   at the first valid time after it; a fixed time that occurs twice on a fall-back day runs
@@ -142,7 +144,15 @@ export function compileSchedule(
       schedule.anchor === undefined
         ? createdAt
         : parseInstant(schedule.anchor, "schedule.anchor", jobId);
-    return compileEvery(every, anchor);
+    const compiled = compileEvery(every, anchor);
+    // An interval so long that its first run is past the last instant a Date can hold never runs.
+    if (compiled.nextAfter(createdAt) === undefined) {
+      throw invalid(
+        `schedule.every of ${every} ms puts the first run past the last instant a Date can hold (epoch ms ${MAX_EPOCH_MS})`,
+        jobId,
+      );
+    }
+    return compiled;
   }
   return compileCron(schedule.cron, schedule.timezone, jobId);
 }
@@ -158,22 +168,24 @@ function compileAt(atMs: number): CompiledSchedule {
 }
 
 function compileEvery(every: number, anchor: number): CompiledSchedule {
-  const nextAfter = (afterMs: number): number => {
-    if (afterMs < anchor) return anchor;
-    return anchor + (Math.floor((afterMs - anchor) / every) + 1) * every;
+  // Occurrences end with the last instant a Date can hold.
+  const nextAfter = (afterMs: number): number | undefined => {
+    const next =
+      afterMs < anchor ? anchor : anchor + (Math.floor((afterMs - anchor) / every) + 1) * every;
+    return next <= MAX_EPOCH_MS ? next : undefined;
   };
   return {
     kind: "every",
     nextAfter,
     countBetween(fromMs, toMs, limit) {
       const first = nextAfter(fromMs);
-      if (first > toMs) return 0;
-      return Math.min(limit, Math.floor((toMs - first) / every) + 1);
+      if (first === undefined || first > toMs) return 0;
+      return Math.min(limit, Math.floor((Math.min(toMs, MAX_EPOCH_MS) - first) / every) + 1);
     },
     recentBetween(fromMs, toMs, count) {
       const first = nextAfter(fromMs);
-      if (first > toMs || count <= 0) return [];
-      const last = first + Math.floor((toMs - first) / every) * every;
+      if (first === undefined || first > toMs || count <= 0) return [];
+      const last = first + Math.floor((Math.min(toMs, MAX_EPOCH_MS) - first) / every) * every;
       const out: number[] = [];
       for (let at = last; at >= first && out.length < count; at -= every) out.push(at);
       return out.reverse();
