@@ -4,7 +4,7 @@
  * of waiting for real time.
  */
 import { InvalidArgumentError } from "../errors.js";
-import { type LongTimer, startTimer } from "../runtime/timers.js";
+import type { LongTimer } from "../runtime/timers.js";
 
 /** An opaque timer handle, as returned by {@link Clock.setTimer}. */
 export type TimerHandle = unknown;
@@ -29,12 +29,44 @@ export interface Clock {
 }
 
 /**
- * The real clock: `Date.now()` and `setTimeout`, chained past Node's 24.8-day timer limit
- * so that a job due in a year is not fired at once.
+ * Longest a {@link systemClock} timer sleeps before it reads the wall clock again. A timer
+ * counts time only while the host runs: after a suspend, or when the wall clock is set
+ * forward, a wait of weeks would end that much late.
+ */
+export const WALL_CLOCK_CHECK_MS = 60_000;
+
+/**
+ * A timer due at a wall-clock instant: it sleeps at most {@link WALL_CLOCK_CHECK_MS} at a time
+ * and fires once `Date.now()` has reached the instant (never early, and at most that much
+ * late after a suspend or a forward clock change).
+ */
+function wallClockTimer(fn: () => void, ms: number): LongTimer {
+  const dueAt = Date.now() + ms;
+  let handle: NodeJS.Timeout;
+  const arm = (wait: number) => {
+    handle = setTimeout(check, Math.min(wait, WALL_CLOCK_CHECK_MS));
+  };
+  const check = () => {
+    const left = dueAt - Date.now();
+    if (left > 0) arm(left);
+    else fn();
+  };
+  arm(ms);
+  return {
+    cancel() {
+      clearTimeout(handle);
+    },
+  };
+}
+
+/**
+ * The real clock: `Date.now()`, and timers that fire when the wall clock reaches their time,
+ * looking at it at least once a minute: a job due in a year is not fired at once (Node's
+ * timers hold at most 24.8 days), nor late by the time the host slept.
  */
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
-  setTimer: (fn: () => void, ms: number): TimerHandle => startTimer(fn, Math.max(0, ms)),
+  setTimer: (fn: () => void, ms: number): TimerHandle => wallClockTimer(fn, Math.max(0, ms)),
   clearTimer: (handle: TimerHandle): void => {
     (handle as LongTimer | undefined)?.cancel();
   },

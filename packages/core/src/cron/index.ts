@@ -4,6 +4,7 @@ export {
   ManualClock,
   systemClock,
   type TimerHandle,
+  WALL_CLOCK_CHECK_MS,
 } from "./clock.js";
 export type { CronWebhookPayload } from "./delivery.js";
 export { type AgentRuntimeJobRunner, agentRuntimeJobRunner } from "./runtime-runner.js";
