@@ -344,6 +344,26 @@ export function toAnthropicMessages(messages: ModelMessage[], context: CallConte
   return out.map((turn) => ({ role: turn.role, content: turn.content }));
 }
 
+/**
+ * False when the conversation ends in a tool loop (its last user message carries tool results)
+ * whose last assistant message does not open with a `thinking` or
+ * `redacted_thinking` block: Anthropic refuses budget thinking for such a turn ("a final
+ * `assistant` message must start with a thinking block").
+ */
+function turnStartsWithThinking(messages: JsonObject[]): boolean {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const message = messages[i]!;
+    const content = Array.isArray(message.content) ? (message.content as JsonObject[]) : [];
+    if (message.role === "assistant") {
+      const first = content[0]?.type;
+      return first === "thinking" || first === "redacted_thinking";
+    }
+    // A user message without tool results starts a new turn; one with them goes on the loop.
+    if (!content.some((block) => block.type === "tool_result")) return true;
+  }
+  return true;
+}
+
 function toolChoice(choice: ModelRequest["toolChoice"]): JsonObject | undefined {
   if (choice === undefined) return undefined;
   if (choice === "auto") return { type: "auto" };
@@ -485,6 +505,10 @@ export function toAnthropicRequest(
   }
   const cache = settings.cache;
   const messages = toAnthropicMessages(request.messages, context);
+  // A tool loop is one assistant turn, and Anthropic wants budget thinking on for all of it
+  // or none: a turn whose last assistant message has no thinking block of Anthropic's (it came
+  // from another vendor, before a failover) is answered without thinking, not refused.
+  if (budget !== undefined && !turnStartsWithThinking(messages)) budget = undefined;
   if (cache !== undefined) markConversation(messages, cache.conversation);
   const body: JsonObject = {
     model: request.model,

@@ -1,4 +1,9 @@
-import { InvalidArgumentError, type ModelRequest, ProviderError } from "@beamclaw/core";
+import {
+  InvalidArgumentError,
+  type ModelMessage,
+  type ModelRequest,
+  ProviderError,
+} from "@beamclaw/core";
 import { http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -415,6 +420,47 @@ describe("createAnthropicProvider: request mapping", () => {
     expect(() => createAnthropicProvider({ apiKey: "k", thinkingMode: "fast" as "auto" })).toThrow(
       /thinkingMode/,
     );
+  });
+
+  it("budget thinking is left off for a tool loop whose last assistant message has no Anthropic thinking (after a failover), and kept otherwise", async () => {
+    const seen = serve("anthropic-thinking.sse.txt");
+    const call = { type: "tool-call", toolCallId: "call_1", toolName: "t", input: {} } as const;
+    const result: ModelMessage = {
+      role: "tool",
+      content: [{ type: "tool-result", toolCallId: "call_1", toolName: "t", output: "ok" }],
+    };
+    const signed = { type: "thinking", text: "Use t.", signature: "EqQBCkgIARABGAIi" } as const;
+    const tools = [{ name: "t", description: "d", inputSchema: { type: "object" } }];
+    const conversations: Array<[string, ModelRequest["messages"], boolean]> = [
+      // Another vendor called the tool: Anthropic would refuse thinking for this turn.
+      ["foreign call", [userText("go"), { role: "assistant", content: [call] }, result], false],
+      ["own call", [userText("go"), { role: "assistant", content: [signed, call] }, result], true],
+      // The loop ended with an answer and the user spoke again: a new turn may think.
+      [
+        "new turn",
+        [
+          userText("go"),
+          { role: "assistant", content: [call] },
+          result,
+          { role: "assistant", content: [{ type: "text", text: "done" }] },
+          userText("and now?"),
+        ],
+        true,
+      ],
+      // A message steered in beside the tool result still goes on the same turn.
+      [
+        "steered",
+        [userText("go"), { role: "assistant", content: [call] }, result, userText("hurry")],
+        false,
+      ],
+    ];
+    for (const [what, messages, thinks] of conversations) {
+      await collect(provider().stream({ ...hello, messages, tools, thinking: "low" }));
+      const body = seen.at(-1)?.body;
+      expect(body?.thinking, what).toEqual(
+        thinks ? { type: "enabled", budget_tokens: 2048 } : undefined,
+      );
+    }
   });
 
   it("thinking off sends no thinking field, and no maxOutputTokens means max_tokens 4096", async () => {
