@@ -1074,10 +1074,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // A key with no session (no record, no message, nothing queued or running) has nothing
     // to reset: it is left without a record, as `info()` leaves it.
     const exists =
-      this.#recordSaved ||
-      active !== null ||
-      this.#pending.length > 0 ||
-      this.#history.length > 0;
+      this.#recordSaved || active !== null || this.#pending.length > 0 || this.#history.length > 0;
     for (const batch of this.#pending) this.#endUnstarted(batch);
     this.#pending = [];
     this.#pendingCount = 0;
