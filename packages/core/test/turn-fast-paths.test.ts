@@ -623,8 +623,11 @@ describe("SupervisedToolRunner: tool results as JSON", () => {
     };
     const { output: result } = await resultOf(output);
     expect(result).toEqual(JSON.parse(JSON.stringify(output)));
+    // A cycle has no JSON: the model reads why, as an error result.
     const cyclic: Record<string, unknown> = { a: 1 };
     cyclic.self = cyclic;
-    expect((await resultOf(cyclic)).output).toBe("[object Object]");
+    const failed = await resultOf(cyclic);
+    expect(failed.isError).toBe(true);
+    expect(failed.output).toMatch(/^tool "t" returned a result that is not JSON: /);
   });
 });
