@@ -33,7 +33,10 @@ export interface ConnectionCloseInfo {
   reason: string;
   /** The largest outbound buffer the connection ever had, in bytes. */
   peakBufferedBytes: number;
-  /** Events dropped because the client read too slowly (tick, presence, health). */
+  /**
+   * Events not sent: dropped because the client read too slowly (tick, presence, health), or
+   * larger on their own than `maxBufferedBytes`.
+   */
   droppedEvents: number;
   role: GatewayRole;
   deviceId: string | undefined;
@@ -182,8 +185,9 @@ export class GatewayConnection {
   /**
    * Sends an event with the next sequence number. A frame that would push the outbound buffer
    * past `maxBufferedBytes` disconnects the client (code 1008, "slow consumer"), or is
-   * dropped when `dropIfSlow`; a dropped event still uses its sequence number, so the client
-   * sees the gap.
+   * dropped when `dropIfSlow`; a frame larger on its own than `maxBufferedBytes` is never
+   * sent (logged; the client is not disconnected). A dropped event still uses its sequence
+   * number, so the client sees the gap.
    */
   sendEvent(
     event: string,
@@ -304,7 +308,18 @@ export class GatewayConnection {
   #sendText(text: string, dropIfSlow: boolean): boolean {
     if (this.#state === "closing" || this.#state === "closed") return false;
     const bytes = Buffer.byteLength(text, "utf8");
-    if (this.#socket.bufferedAmount + bytes > this.#hub.limits.maxBufferedBytes) {
+    const maxBytes = this.#hub.limits.maxBufferedBytes;
+    if (bytes > maxBytes) {
+      // Larger on its own than the whole buffer: it says nothing of how fast the client
+      // reads, so it is not sent rather than disconnecting a client that keeps up. An event
+      // keeps its sequence number, so the client sees the gap (and reloads what it missed).
+      this.#dropped++;
+      this.#hub.log.warn(
+        `frame of ${bytes} bytes not sent conn=${this.connId}: over maxBufferedBytes ${maxBytes}`,
+      );
+      return false;
+    }
+    if (this.#socket.bufferedAmount + bytes > maxBytes) {
       if (dropIfSlow) {
         this.#dropped++;
         return false;
