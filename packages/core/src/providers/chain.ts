@@ -161,7 +161,7 @@ class Attempt {
   constructor(
     readonly target: Target,
     readonly attempt: number,
-    readonly permit: CircuitPermit,
+    public permit: CircuitPermit,
     public circuitSettled: boolean,
   ) {}
 }
@@ -206,8 +206,9 @@ const DEFAULT_CIRCUIT: Required<CircuitBreakerOptions> = {
  *   an open circuit is skipped without a call (the attempt fails with `CircuitOpenError` and
  *   the chain moves on to the next ref, since waiting out the pause is what the breaker is
  *   there to avoid); after `openMs` it is half-open and lets one trial call through, whose
- *   success closes it and whose failure opens it again. `invalid_request` errors and aborts
- *   do not count as failures.
+ *   success closes it and whose failure opens it again. A call that waited for a limit asks
+ *   its circuit again when the wait is over, so a circuit that opened (or half-opened)
+ *   meanwhile is honoured. `invalid_request` errors and aborts do not count as failures.
  * - **Limits** (`rpm`, `tpm`, `concurrency`) per ref or per provider: a call waits for room.
  * - **Failover after partial output.** When an attempt fails after it streamed content, the
  *   chain still fails over, and says so: its `attempt-failed` event has
@@ -377,6 +378,7 @@ export class ProviderChain {
             result = { ok: false, error: state, discardOutput: false };
           } else {
             try {
+              let refused: CircuitOpenError | undefined;
               if (target.limiters.length > 0) {
                 state.lease = await acquireLimits(
                   target.limiters,
@@ -385,38 +387,48 @@ export class ProviderChain {
                   this.#now,
                   this.#sleep,
                 );
+                refused = this.#recheckCircuit(state);
               }
-              yield {
-                type: "attempt-start",
-                ref: target.ref,
-                provider: target.providerKey,
-                model: target.model,
-                attempt,
-              };
-              state.startedAt = this.#now();
-              state.trace = beginTelemetryTrace("beamclaw:provider.call", () => ({
-                ref: target.ref,
-                provider: target.providerKey,
-                model: target.model,
-                attempt,
-                ...telemetryContext(options.telemetry),
-              }));
-              try {
-                // Not `{ ...request, model }`: on Node 20 a spread followed by a new property
-                // costs about 1 µs.
-                const providerRequest = Object.assign({}, request) as ModelRequest;
-                providerRequest.model = target.model;
-                state.iterator = target.provider
-                  .stream(providerRequest, call.withSignal(options as ModelCallOptions, CHAIN_KEYS))
-                  [Symbol.asyncIterator]();
-                // ChainStream streams the provider's events and comes back here when its
-                // stream has ended, or throws its error (an abort's included) in here.
-                yield state;
-                state.streamEnded = true;
-                result = this.#attemptSucceeded(state);
-              } catch (error) {
+              if (refused !== undefined) {
+                result = { ok: false, error: refused, discardOutput: false };
+              } else {
+                yield {
+                  type: "attempt-start",
+                  ref: target.ref,
+                  provider: target.providerKey,
+                  model: target.model,
+                  attempt,
+                };
+                // Aborted while the caller handled `attempt-start`: no call is made.
                 if (call.aborted) throw call.error();
-                result = this.#attemptFailed(state, error);
+                state.startedAt = this.#now();
+                state.trace = beginTelemetryTrace("beamclaw:provider.call", () => ({
+                  ref: target.ref,
+                  provider: target.providerKey,
+                  model: target.model,
+                  attempt,
+                  ...telemetryContext(options.telemetry),
+                }));
+                try {
+                  // Not `{ ...request, model }`: on Node 20 a spread followed by a new property
+                  // costs about 1 µs.
+                  const providerRequest = Object.assign({}, request) as ModelRequest;
+                  providerRequest.model = target.model;
+                  state.iterator = target.provider
+                    .stream(
+                      providerRequest,
+                      call.withSignal(options as ModelCallOptions, CHAIN_KEYS),
+                    )
+                    [Symbol.asyncIterator]();
+                  // ChainStream streams the provider's events and comes back here when its
+                  // stream has ended, or throws its error (an abort's included) in here.
+                  yield state;
+                  state.streamEnded = true;
+                  result = this.#attemptSucceeded(state);
+                } catch (error) {
+                  if (call.aborted) throw call.error();
+                  result = this.#attemptFailed(state, error);
+                }
               }
             } finally {
               this.#closeAttempt(state, call, options);
@@ -458,6 +470,27 @@ export class ProviderChain {
     const acquired = breaker.acquire(target.ref);
     if (CircuitOpenError.isInstance(acquired)) return acquired;
     return new Attempt(target, attempt, acquired, false);
+  }
+
+  /**
+   * After a wait for limits, asks `state`'s circuit again: a circuit that opened during the
+   * wait is skipped (the attempt fails with `CircuitOpenError`, its lease is taken back as
+   * never used), and one that half-opened lets the call through only as its single trial.
+   * The permit given before the wait is handed back either way.
+   */
+  #recheckCircuit(state: Attempt): CircuitOpenError | undefined {
+    const breaker = this.#breaker;
+    if (breaker === undefined) return undefined;
+    const ref = state.target.ref;
+    breaker.released(ref, state.permit);
+    const acquired = breaker.acquire(ref);
+    if (!CircuitOpenError.isInstance(acquired)) {
+      state.permit = acquired;
+      return undefined;
+    }
+    state.circuitSettled = true;
+    state.lease?.cancel();
+    return acquired;
   }
 
   #attemptSucceeded(state: Attempt): AttemptResult {

@@ -20,8 +20,22 @@ import type { ModelPricing, ModelUsage } from "./types.js";
  *   { inputPerMTok: 3, outputPerMTok: 15, cacheReadPerMTok: 0.3 },
  * ); // 0.006 + 0.003 + 0.012 = 0.021
  * ```
+ *
+ * @throws InvalidArgumentError when `inputPerMTok` or `outputPerMTok` is missing, or any
+ * price given is not a finite number >= 0 (the cost would be NaN or negative).
  */
 export function computeCost(usage: ModelUsage, pricing: ModelPricing): number {
+  if (typeof pricing !== "object" || pricing === null) {
+    throw new InvalidArgumentError(`pricing must be an object, got ${String(pricing)}`);
+  }
+  // The two prices every price list has: without one, the sum would be NaN.
+  for (const name of ["inputPerMTok", "outputPerMTok"] as const) {
+    if (typeof pricing[name] !== "number") {
+      throw new InvalidArgumentError(
+        `pricing.${name} must be a finite number >= 0, got ${String(pricing[name])}`,
+      );
+    }
+  }
   for (const [name, value] of Object.entries(pricing)) {
     if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
       throw new InvalidArgumentError(

@@ -74,6 +74,12 @@ export class Limiter {
     return entry;
   }
 
+  /** Takes back a request counted by {@link Limiter.record} that was never made. */
+  unrecord(entry: WindowEntry): void {
+    const index = this.#window.indexOf(entry);
+    if (index >= 0) this.#window.splice(index, 1);
+  }
+
   /** Takes a concurrency slot, waiting in line for one; rejects with `AbortedError` on abort. */
   takeSlot(signal: AbortSignal): Promise<void> | undefined {
     const limit = this.#limits.concurrency;
@@ -110,6 +116,11 @@ export class Limiter {
 /** What a call holds while it runs: released once, with the usage it reported if any. */
 export interface LimiterLease {
   release(actualTokens: number | undefined): void;
+  /**
+   * Releases the lease of a request that was never made (its circuit refused it after the
+   * wait): it leaves the per-minute windows as if it had never been counted.
+   */
+  cancel(): void;
 }
 
 /**
@@ -150,6 +161,14 @@ export async function acquireLimits(
             released = true;
             if (actualTokens !== undefined)
               for (const entry of entries) entry.tokens = actualTokens;
+            releaseSlots();
+          },
+          cancel() {
+            if (released) return;
+            released = true;
+            for (let index = 0; index < limiters.length; index++) {
+              (limiters[index] as Limiter).unrecord(entries[index] as WindowEntry);
+            }
             releaseSlots();
           },
         };
