@@ -21,6 +21,7 @@ import {
   type AgentTool,
   BasicToolRunner,
   type ModelSource,
+  type PersistOptions,
   promptCacheKey,
   type RunEvent,
   runAgentLoop,
@@ -765,6 +766,91 @@ describe("runAgentLoop: through a ProviderChain (its push-mode stream)", () => {
     expect(h.events.at(-1)).toMatchObject({ provider: "backup", model: "model-b" });
     expect(r.text).toBe("clean answer");
     expect(JSON.stringify(h.persisted)).not.toContain("garbled");
+  });
+
+  it("a failed attempt's usage is counted and priced on its own ref, not on the fallback's", async () => {
+    const flaky = createScriptedProvider({
+      id: "prov",
+      responses: [
+        {
+          events: [
+            { type: "usage", usage: { inputTokens: 100, outputTokens: 3 } },
+            {
+              type: "error",
+              error: new ProviderError("overloaded", { kind: "overloaded", provider: "prov" }),
+            },
+          ],
+        },
+        {
+          events: [
+            { type: "usage", usage: { inputTokens: 100, outputTokens: 0 } },
+            {
+              type: "error",
+              error: new ProviderError("overloaded", { kind: "overloaded", provider: "prov" }),
+            },
+          ],
+        },
+      ],
+    });
+    const backup = createScriptedProvider({ id: "backup", responses: ["answer without usage"] });
+    const chain = createProviderChain({ providers: [flaky, backup], retry: { maxAttempts: 1 } });
+    // A dollar per input token on prov, nothing on backup: a misattribution shows in the cost.
+    const cost = (ref: string, u: ModelUsage) => (ref === "prov/model-a" ? u.inputTokens : 0);
+    const first = run(chain, { models: ["prov/model-a", "backup/model-b"], cost });
+    const r1 = await first.result;
+    expect(r1.status).toBe("completed");
+    expect(first.h.events.filter((e) => e.type === "usage")).toEqual([
+      expect.objectContaining({
+        provider: "prov",
+        model: "model-a",
+        usage: { inputTokens: 100, outputTokens: 3 },
+        costUsd: 100,
+      }),
+    ]);
+    expect(r1.usage).toMatchObject({ inputTokens: 100, outputTokens: 3 });
+    expect(r1.costUsd).toBe(100);
+
+    // The fallback reports usage too: both calls are counted, each on its own ref, and the
+    // answer's saved usage is the answering call's alone.
+    backup.push({ text: "answer", usage: { inputTokens: 7, outputTokens: 2 } });
+    const saved: Array<PersistOptions | undefined> = [];
+    const second = run(chain, {
+      models: ["prov/model-a", "backup/model-b"],
+      cost,
+      persist: async (_message, options) => {
+        saved.push(options);
+      },
+    });
+    const r2 = await second.result;
+    expect(
+      second.h.events.flatMap((e) => (e.type === "usage" ? [[e.provider, e.usage]] : [])),
+    ).toEqual([
+      ["prov", { inputTokens: 100, outputTokens: 0 }],
+      ["backup", { inputTokens: 7, outputTokens: 2 }],
+    ]);
+    expect(r2.usage).toMatchObject({ inputTokens: 107, outputTokens: 2 });
+    expect(r2.costUsd).toBe(100);
+    expect(saved.at(-1)?.usage).toMatchObject({
+      provider: "backup",
+      inputTokens: 7,
+      outputTokens: 2,
+      costUsd: 0,
+    });
+  });
+
+  it("a source that fails after reporting usage still counts it in the failed run", async () => {
+    const source: ModelSource = {
+      async *stream() {
+        yield { type: "usage", usage: { inputTokens: 40, outputTokens: 1 } };
+        throw new ProviderError("stream cut", { kind: "network", provider: "prov" });
+      },
+    };
+    const { h, result } = run(source, { cost: (_ref, u) => u.inputTokens / 10 });
+    const r = await result;
+    expect(r.status).toBe("failed");
+    expect(r.usage).toMatchObject({ inputTokens: 40, outputTokens: 1 });
+    expect(r.costUsd).toBe(4);
+    expect(types(h.events)).toEqual(["usage", "error"]);
   });
 
   it("an abort while the provider streams ends the run aborted, without an error event", async () => {

@@ -257,8 +257,8 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
     }
     return sent;
   };
-  const usage: ModelUsage = { inputTokens: 0, outputTokens: 0 };
-  let costUsd = 0;
+  // Every model call's usage and cost, a failed attempt's included.
+  const spent: RunSpend = { usage: { inputTokens: 0, outputTokens: 0 }, costUsd: 0 };
   let steps = 0;
   let finalText = "";
   let output: JsonValue | undefined;
@@ -308,11 +308,10 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         nextRequest(),
         keepFrom,
         toolDefinitions,
-        usage,
+        spent,
         base,
         outputSpec,
       );
-      costUsd += step.costUsd;
       const content: Array<TextPart | ThinkingPart | ToolCallPart> = [
         ...step.thinking,
         ...(step.text.length > 0 ? [{ type: "text" as const, text: step.text }] : []),
@@ -404,8 +403,8 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
     text: finalText,
     messages: added,
     steps,
-    usage,
-    costUsd,
+    usage: spent.usage,
+    costUsd: spent.costUsd,
   };
   if (failure !== undefined) result.error = failure;
   if (output !== undefined && status === "completed") result.output = output;
@@ -461,7 +460,7 @@ async function fittedStep(
   messages: ModelMessage[],
   keepFrom: number,
   tools: ReturnType<ToolRunner["definitions"]>,
-  total: ModelUsage,
+  spent: RunSpend,
   base: { runId: string; sessionKey: string },
   output: RunOutput | undefined,
 ): Promise<StepOutput> {
@@ -489,7 +488,7 @@ async function fittedStep(
   }
   for (let tries = 1; ; tries++) {
     try {
-      return await streamStep(input, request, tools, total, base, output);
+      return await streamStep(input, request, tools, spent, base, output);
     } catch (error) {
       if (!(error instanceof ContextOverflow) || tries >= OVERFLOW_RETRIES) {
         throw error instanceof ContextOverflow ? error.refusal : error;
@@ -551,13 +550,18 @@ class ContextOverflow extends Error {
   }
 }
 
+/** What a run has spent so far, on every model call (failed attempts included). */
+interface RunSpend {
+  usage: ModelUsage;
+  costUsd: number;
+}
+
 interface StepOutput {
   /** Why the model stopped, when the source said. */
   finishReason: FinishReason | undefined;
   text: string;
   thinking: ThinkingPart[];
   toolCalls: ToolCallPart[];
-  costUsd: number;
   /** The call's usage, when the model reported it. */
   usage: CallUsage | undefined;
 }
@@ -566,7 +570,7 @@ async function streamStep(
   input: AgentLoopInput,
   messages: ModelMessage[],
   tools: ReturnType<ToolRunner["definitions"]>,
-  total: ModelUsage,
+  spent: RunSpend,
   base: { runId: string; sessionKey: string },
   output: RunOutput | undefined,
 ): Promise<StepOutput> {
@@ -594,12 +598,35 @@ async function streamStep(
   if (agent.temperature !== undefined) request.temperature = agent.temperature;
   if (output !== undefined) request.responseFormat = output.format;
 
+  /** Adds a call's usage to the run's, prices it on `callRef` and publishes it; its cost. */
+  const meter = (callRef: string, usage: ModelUsage): number => {
+    addUsage(spent.usage, usage);
+    const costUsd = input.cost?.(callRef, usage) ?? 0;
+    spent.costUsd += costUsd;
+    const slash = callRef.indexOf("/");
+    emit({
+      runId: base.runId,
+      sessionKey: base.sessionKey,
+      type: "usage",
+      provider: slash === -1 ? callRef : callRef.slice(0, slash),
+      model: slash === -1 ? callRef : callRef.slice(slash + 1),
+      usage,
+      costUsd,
+    });
+    return costUsd;
+  };
   const onEvent = (event: { type: string; [key: string]: unknown }): void => {
     switch (event.type) {
       case "attempt-start":
         if (typeof event.ref === "string") ref = event.ref;
         break;
       case "attempt-failed":
+        // The failed attempt's tokens were spent on its ref: counted and priced there now,
+        // never left to be priced as the next attempt's (another ref) or overwritten by it.
+        if (stepUsage !== undefined) {
+          meter(ref, stepUsage);
+          stepUsage = undefined;
+        }
         if (event.discardOutput === true) {
           finishReason = undefined;
           text = "";
@@ -674,6 +701,12 @@ async function streamStep(
   try {
     await readEvents(stream, onEvent);
   } catch (error) {
+    // A source that failed after it reported usage (one that is not a chain, which says so
+    // with `attempt-failed`): those tokens were spent all the same.
+    if (stepUsage !== undefined) {
+      meter(ref, stepUsage);
+      stepUsage = undefined;
+    }
     // A refusal of the request's length comes before any output: the step can be tried again
     // with less history (see `fittedStep`).
     if (
@@ -691,20 +724,11 @@ async function streamStep(
   let costUsd = 0;
   let callUsage: CallUsage | undefined;
   if (stepUsage !== undefined) {
-    addUsage(total, stepUsage);
-    costUsd = input.cost?.(ref, stepUsage) ?? 0;
+    costUsd = meter(ref, stepUsage);
     const slash = ref.indexOf("/");
     const provider = slash === -1 ? ref : ref.slice(0, slash);
     const model = slash === -1 ? ref : ref.slice(slash + 1);
-    emit({
-      runId: base.runId,
-      sessionKey: base.sessionKey,
-      type: "usage",
-      provider,
-      model,
-      usage: stepUsage,
-      costUsd,
-    });
+    // The answering call; failed attempts before it are in the run's usage and cost.
     // One literal, every field: one shape for every call.
     callUsage = {
       provider,
@@ -717,7 +741,7 @@ async function streamStep(
       durationMs: Math.round(performance.now() - startedAt),
     };
   }
-  return { finishReason, text, thinking, toolCalls, costUsd, usage: callUsage };
+  return { finishReason, text, thinking, toolCalls, usage: callUsage };
 }
 
 /** What the loop hands its model source: the run's signal (lazily, with its cancellation). */

@@ -282,7 +282,12 @@ export interface RunResult<TOutput = JsonValue> {
   /** Every message the run added to the history (assistant turns and tool results). */
   messages: ModelMessage[];
   steps: number;
+  /**
+   * Tokens of every model call the run made, failed attempts included (a provider that
+   * failed after reporting usage, before the chain fell back).
+   */
   usage: ModelUsage;
+  /** The cost in US dollars of those calls, each priced on the `provider/model` it went to. */
   costUsd: number;
   /**
    * The structured answer, when the run asked for one (`SendOptions.output`, the agent's
@@ -341,6 +346,11 @@ export type RunEvent =
       isError: boolean;
     })
   | (RunEventBase & { type: "steer"; input: UserMessageInput })
+  /**
+   * One model call's usage, priced on the `provider/model` that made it: the answering call
+   * of each step, and any attempt that failed after reporting usage (its tokens were spent
+   * even though another ref answered).
+   */
   | (RunEventBase & {
       type: "usage";
       provider: string;
