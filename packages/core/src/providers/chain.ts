@@ -365,6 +365,12 @@ export class ProviderChain {
     const attempts: ProviderAttempt[] = [];
     try {
       const tokens = anyLimited(targets) ? this.#estimate(request) : 0;
+      // NaN or a negative count would switch a TPM limit off for a minute, silently.
+      if (!(tokens >= 0 && tokens !== Infinity)) {
+        throw new InvalidArgumentError(
+          `estimateTokens returned ${describeArg(tokens)}; it must be a finite number >= 0`,
+        );
+      }
       for (let index = 0; index < targets.length; index++) {
         const target = targets[index]!;
         const isLastRef = index === targets.length - 1;

@@ -115,6 +115,7 @@ export class Limiter {
 
 /** What a call holds while it runs: released once, with the usage it reported if any. */
 export interface LimiterLease {
+  /** `actualTokens`: the reported usage, replacing the estimate when it is a count >= 0. */
   release(actualTokens: number | undefined): void;
   /**
    * Releases the lease of a request that was never made (its circuit refused it after the
@@ -159,7 +160,9 @@ export async function acquireLimits(
           release(actualTokens) {
             if (released) return;
             released = true;
-            if (actualTokens !== undefined)
+            // A count that is not one (a provider's usage without output tokens: NaN) keeps
+            // the estimate, which would otherwise switch the TPM limit off for a minute.
+            if (actualTokens !== undefined && actualTokens >= 0 && actualTokens !== Infinity)
               for (const entry of entries) entry.tokens = actualTokens;
             releaseSlots();
           },
