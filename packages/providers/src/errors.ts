@@ -134,6 +134,8 @@ export function errorFromStreamEvent(
     provider: context.provider,
     ...(context.model === undefined ? {} : { model: context.model }),
     ...(info.isRetryable === undefined ? {} : { isRetryable: info.isRetryable }),
+    // A wait the event's body asks for (Google's `RetryInfo`): no header comes mid-stream.
+    ...(info.retryAfterMs === undefined ? {} : { retryAfterMs: info.retryAfterMs }),
     responseBody: truncate(raw),
   });
 }

@@ -28,6 +28,7 @@ import {
 } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
 import {
+  abortedError,
   type CallContext,
   errorFromStreamEvent,
   providerError,
@@ -162,12 +163,13 @@ function durationMs(value: string | undefined): number | undefined {
 
 /**
  * Reads Google's error body, `{"error":{"code":429,"message":"...","status":
- * "RESOURCE_EXHAUSTED","details":[...]}}`: the status names the kind; an `ErrorInfo` whose
- * reason is an invalid API key (Google answers those with 400) makes it `auth`; a
- * `RetryInfo.retryDelay` becomes the wait.
+ * "RESOURCE_EXHAUSTED","details":[...]}}`, also as the streaming endpoints often send it,
+ * wrapped in a one-element array (`[{"error":{...}}]`): the status names the kind; an
+ * `ErrorInfo` whose reason is an invalid API key (Google answers those with 400) makes it
+ * `auth`; a `RetryInfo.retryDelay` becomes the wait.
  */
 export function parseGoogleError(body: unknown): VendorErrorInfo {
-  const error = field(body, "error");
+  const error = field(Array.isArray(body) ? body[0] : body, "error");
   const status = stringField(error, "status");
   const message = stringField(error, "message");
   const details = field(error, "details");
@@ -205,7 +207,13 @@ const FINISH_REASONS: Record<string, FinishReason> = {
   PROHIBITED_CONTENT: "content-filter",
   SPII: "content-filter",
   IMAGE_SAFETY: "content-filter",
+  IMAGE_PROHIBITED_CONTENT: "content-filter",
+  IMAGE_RECITATION: "content-filter",
   MALFORMED_FUNCTION_CALL: "error",
+  UNEXPECTED_TOOL_CALL: "error",
+  TOO_MANY_TOOL_CALLS: "error",
+  MALFORMED_RESPONSE: "error",
+  MISSING_THOUGHT_SIGNATURE: "error",
 };
 
 /**
@@ -222,6 +230,9 @@ export function mapGoogleFinishReason(
 }
 
 type GooglePart = JsonObject;
+
+/** The ids made up for Gemini's calls that have none (Gemini 2.x): never sent back. */
+const MADE_UP_CALL_ID = /^gemini_call_\d+$/;
 
 /** A tool's output as the `response` object of a `functionResponse` (a protobuf `Struct`). */
 function functionResponse(output: JsonValue, isError: boolean | undefined): JsonObject {
@@ -259,11 +270,21 @@ function userParts(message: Extract<ModelMessage, { role: "user" }>, context: Ca
  * following calls; in a turn without calls, on its last text part. A turn with calls but no
  * signature of Gemini's gets {@link GOOGLE_SKIP_SIGNATURE} on its first call when `skip`.
  * Thought summaries are not sent back: the signatures carry the model's reasoning.
+ *
+ * With `echoed` (a Gemini 3 request: Gemini 3 names every call), a call of a turn Gemini made
+ * (one with a signature of Gemini's) keeps the `id` Gemini gave it, which is added to
+ * `echoed` so that its result names it too; made-up ids (`gemini_call_N`) and the ids of
+ * other providers' calls are not sent.
  */
-function modelParts(message: Extract<ModelMessage, { role: "assistant" }>, skip: boolean) {
+function modelParts(
+  message: Extract<ModelMessage, { role: "assistant" }>,
+  skip: boolean,
+  echoed: Set<string> | undefined,
+) {
   const signatures: string[] = [];
   const texts: GooglePart[] = [];
   const calls: GooglePart[] = [];
+  const callIds: string[] = [];
   const parts: GooglePart[] = [];
   for (const part of message.content) {
     if (part.type === "thinking") {
@@ -280,8 +301,17 @@ function modelParts(message: Extract<ModelMessage, { role: "assistant" }>, skip:
         functionCall: { name: part.toolName, args: inputObject(part.input) },
       };
       calls.push(call);
+      callIds.push(part.toolCallId);
       parts.push(call);
     }
+  }
+  if (echoed !== undefined && signatures.length > 0) {
+    calls.forEach((call, i) => {
+      const id = callIds[i];
+      if (typeof id !== "string" || id === "" || MADE_UP_CALL_ID.test(id)) return;
+      call.functionCall = { id, ...(call.functionCall as JsonObject) };
+      echoed.add(id);
+    });
   }
   if (calls.length > 0) {
     if (signatures.length === 0 && skip) signatures.push(GOOGLE_SKIP_SIGNATURE);
@@ -298,13 +328,18 @@ function modelParts(message: Extract<ModelMessage, { role: "assistant" }>, skip:
 /**
  * Maps the normalized conversation to Gemini `contents`: `user` and `model` turns, tool
  * results as `functionResponse` parts of a user turn; consecutive turns of one role merged.
+ * With `echoCallIds` (Gemini 3, which names every call and asks for the name back), Gemini's
+ * calls go back with their `id`, and so do their results.
  */
 export function toGoogleContents(
   messages: ModelMessage[],
   context: CallContext,
   skipMissingSignatures = true,
+  echoCallIds = false,
 ): JsonObject[] {
   const out: Array<{ role: "user" | "model"; parts: GooglePart[] }> = [];
+  /** The ids of Gemini's own calls sent back: their results name them. */
+  const echoed = echoCallIds ? new Set<string>() : undefined;
   for (const message of messages) {
     let role: "user" | "model";
     let parts: GooglePart[];
@@ -313,11 +348,12 @@ export function toGoogleContents(
       parts = userParts(message, context);
     } else if (message.role === "assistant") {
       role = "model";
-      parts = modelParts(message, skipMissingSignatures);
+      parts = modelParts(message, skipMissingSignatures, echoed);
     } else {
       role = "user";
       parts = message.content.map((result) => ({
         functionResponse: {
+          ...(echoed?.has(result.toolCallId) === true ? { id: result.toolCallId } : {}),
           name: result.toolName,
           response: functionResponse(result.output, result.isError),
         },
@@ -339,16 +375,37 @@ function toolConfig(choice: ModelRequest["toolChoice"]): JsonObject | undefined 
   return { functionCallingConfig: { mode: "ANY", allowedFunctionNames: [choice.toolName] } };
 }
 
-/** True for the Gemini 3 family, which takes a thinking level instead of a token budget. */
+/**
+ * True for the Gemini 3 family, which takes a thinking level instead of a token budget, and a
+ * JSON response format beside function declarations.
+ */
 function takesThinkingLevel(model: string): boolean {
   return /(^|\/)gemini-3/.test(model);
 }
 
+/** The least thinking budget of Gemini 2.5 Pro, which cannot stop thinking (128 to 32 768). */
+const GEMINI_25_PRO_MIN_BUDGET = 128;
+
 /**
- * The `thinkingConfig` of a request. Gemini 3 takes the level (`minimal` to `high`) and
- * cannot stop thinking: `off` asks for the least it has (`low` on Pro models, which have no
- * `minimal`). Gemini 2.5 takes a token budget; `off` is a budget of 0 (which Flash models
- * accept and Pro models refuse). Thought summaries are asked for whenever thinking is on.
+ * The Gemini 3 thinking level sent for `level`, among those the model has (Gemini refuses
+ * the others with HTTP 400, "Thinking level MEDIUM is not supported for this model"): Pro
+ * models have no `minimal`, which becomes `low`; Gemini 3 Pro has only `low` and `high`, and
+ * `medium` becomes `high`.
+ */
+function gemini3Level(model: string, level: Exclude<ThinkingLevel, "off">): string {
+  if (!/pro/.test(model)) return level;
+  if (level === "minimal") return "low";
+  if (level === "medium" && /(^|\/)gemini-3-pro/.test(model)) return "high";
+  return level;
+}
+
+/**
+ * The `thinkingConfig` of a request. Gemini 3 takes the level (`minimal` to `high`, those
+ * the model lacks mapped to the nearest it has) and cannot stop thinking: `off` asks for the
+ * least it has (`low` on Pro models, which have no `minimal`). Gemini 2.5 takes a token
+ * budget; `off` is a budget of 0, except on Gemini 2.5 Pro, which cannot stop thinking and
+ * refuses 0: there it is the least budget it takes (128). Thought summaries are asked for
+ * whenever thinking is on.
  */
 function thinkingConfig(
   model: string,
@@ -357,9 +414,13 @@ function thinkingConfig(
 ): JsonObject {
   if (takesThinkingLevel(model)) {
     if (level === "off") return { thinkingLevel: /pro/.test(model) ? "low" : "minimal" };
-    return { thinkingLevel: level, includeThoughts: true };
+    return { thinkingLevel: gemini3Level(model, level), includeThoughts: true };
   }
-  if (level === "off") return { thinkingBudget: 0 };
+  if (level === "off") {
+    return {
+      thinkingBudget: /(^|\/)gemini-2\.5-pro/.test(model) ? GEMINI_25_PRO_MIN_BUDGET : 0,
+    };
+  }
   return { thinkingBudget: budgets[level], includeThoughts: true };
 }
 
@@ -372,7 +433,8 @@ export interface GoogleRequestSettings {
 /**
  * Maps a request to the `generateContent` body. Tools are declared with
  * `parametersJsonSchema` (JSON Schema as it is, not the OpenAPI subset of `parameters`); a
- * `responseFormat` becomes `responseMimeType: "application/json"` with `responseJsonSchema`.
+ * `responseFormat` becomes `responseMimeType: "application/json"` with `responseJsonSchema`,
+ * except beside tools on models before Gemini 3, which refuse the pair: there it is not sent.
  */
 export function toGoogleRequest(
   request: ModelRequest,
@@ -380,7 +442,12 @@ export function toGoogleRequest(
   context: CallContext,
 ): JsonObject {
   const body: JsonObject = {
-    contents: toGoogleContents(request.messages, context, settings.skipMissingSignatures),
+    contents: toGoogleContents(
+      request.messages,
+      context,
+      settings.skipMissingSignatures,
+      takesThinkingLevel(request.model),
+    ),
   };
   if (request.system !== undefined && request.system !== "") {
     body.systemInstruction = { parts: [{ text: request.system }] };
@@ -408,7 +475,12 @@ export function toGoogleRequest(
       settings.thinkingBudgets,
     );
   }
-  if (request.responseFormat !== undefined) {
+  // Before Gemini 3, Gemini refuses a JSON response format beside function declarations
+  // (HTTP 400, "Tool use with a response mime type: 'application/json' is unsupported"): the
+  // tools are sent without it, and the answer is left to the caller's validation (the agent
+  // loop checks it against the schema whatever the provider did).
+  const formatWithTools = takesThinkingLevel(request.model) || body.tools === undefined;
+  if (request.responseFormat !== undefined && formatWithTools) {
     // Gemini names no schema and has no strict switch: `name`, `description` and `strict`
     // are not sent.
     generation.responseMimeType = "application/json";
@@ -500,15 +572,10 @@ function defaultBaseUrl(vertex: GoogleVertexOptions | undefined): string {
     : `https://${location}-aiplatform.googleapis.com/v1`;
 }
 
-/** The call's options with `Authorization: Bearer` from the access token added. */
-async function withAccessToken(
-  token: GoogleAccessToken,
-  options: ModelCallOptions,
-  context: CallContext,
-): Promise<ModelCallOptions> {
-  let value: unknown;
+/** The token the access token function gives, or `auth` when it throws. */
+async function fetchToken(token: () => string | Promise<string>, context: CallContext) {
   try {
-    value = typeof token === "function" ? await token() : token;
+    return await token();
   } catch (error) {
     throw providerError(
       "auth",
@@ -517,6 +584,47 @@ async function withAccessToken(
       { cause: error },
     );
   }
+}
+
+/** `pending`, or `AbortedError` as soon as `signal` aborts, whichever comes first. */
+function unlessAborted<T>(
+  pending: Promise<T>,
+  signal: AbortSignal | undefined,
+  context: CallContext,
+): Promise<T> {
+  if (signal === undefined) return pending;
+  if (signal.aborted) return Promise.reject(abortedError(context, signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortedError(context, signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+    pending.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * The call's options with `Authorization: Bearer` from the access token added. An abort
+ * while a token function is awaited ends the wait at once (the token, when it comes, is
+ * dropped).
+ */
+async function withAccessToken(
+  token: GoogleAccessToken,
+  options: ModelCallOptions,
+  context: CallContext,
+): Promise<ModelCallOptions> {
+  if (options.signal?.aborted) throw abortedError(context, options.signal);
+  const value: unknown =
+    typeof token === "function"
+      ? await unlessAborted(fetchToken(token, context), options.signal, context)
+      : token;
   if (typeof value !== "string" || value === "") {
     throw providerError("auth", "the access token function gave no token", context);
   }
