@@ -383,6 +383,15 @@ function takesThinkingLevel(model: string): boolean {
   return /(^|\/)gemini-3/.test(model);
 }
 
+/**
+ * False for the models that take no `thinkingConfig` (Gemini 1.x and 2.0, Gemma), which
+ * refuse one with HTTP 400 ("thinking is not supported by this model"): a thinking level is
+ * not sent to them, as `off` would ask for nothing.
+ */
+function canThink(model: string): boolean {
+  return !/(^|\/)(gemini-1\.|gemini-2\.0-|gemma-)/.test(model);
+}
+
 /** The least thinking budget of Gemini 2.5 Pro, which cannot stop thinking (128 to 32 768). */
 const GEMINI_25_PRO_MIN_BUDGET = 128;
 
@@ -468,7 +477,7 @@ export function toGoogleRequest(
   const generation: JsonObject = {};
   if (request.maxOutputTokens !== undefined) generation.maxOutputTokens = request.maxOutputTokens;
   if (request.temperature !== undefined) generation.temperature = request.temperature;
-  if (request.thinking !== undefined) {
+  if (request.thinking !== undefined && canThink(request.model)) {
     generation.thinkingConfig = thinkingConfig(
       request.model,
       request.thinking,

@@ -4,7 +4,8 @@
  * for this model"), `thinking: "off"` on Gemini 2.5 Pro, which cannot stop thinking (its
  * budget is 128 to 32 768 tokens), and a JSON response format beside function declarations on
  * models before Gemini 3 ("Tool use with a response mime type: 'application/json' is
- * unsupported").
+ * unsupported"), and any `thinkingConfig` to models that do not think, Gemini 2.0 and earlier
+ * ("thinking is not supported by this model", googleapis/js-genai#681).
  */
 import type { ModelRequest, ThinkingLevel } from "@beamclaw/core";
 import { http } from "msw";
@@ -76,6 +77,18 @@ describe("google: thinking levels a model does not have are not sent", () => {
     const flash = await sentBody(ask("gemini-2.5-flash", { thinking: "off" }));
     expect(flash.generationConfig).toEqual({ thinkingConfig: { thinkingBudget: 0 } });
   });
+});
+
+describe("google: models that do not think", () => {
+  it.each(["gemini-2.0-flash", "gemini-2.0-flash-lite-001", "gemini-1.5-pro", "gemma-3-27b-it"])(
+    "%s gets no thinkingConfig, whatever the level (Gemini refuses one)",
+    async (model) => {
+      for (const thinking of ["off", "minimal", "high"] as const) {
+        const body = await sentBody(ask(model, { thinking, maxOutputTokens: 512 }));
+        expect(body.generationConfig).toEqual({ maxOutputTokens: 512 });
+      }
+    },
+  );
 });
 
 describe("google: a JSON response format beside function declarations", () => {
