@@ -207,7 +207,22 @@ function chatFile(part: FilePart, context: CallContext): JsonObject {
   };
 }
 
-/** Maps the normalized conversation to Chat Completions `messages`. */
+/**
+ * The `format` of the thinking parts made from reasoning that the provider `providerId`
+ * streamed as `delta.reasoning_content` (DeepSeek, Moonshot, llama.cpp, older vLLM). Their
+ * text goes back to that provider, and only to it, as the assistant message's
+ * `reasoning_content`: DeepSeek's thinking mode refuses a request whose tool-calling
+ * assistant messages lack it, while strict servers (OpenAI, Groq) refuse the unknown field.
+ */
+export function reasoningContentFormat(providerId: string): string {
+  return `openai-chat:${providerId}:reasoning_content`;
+}
+
+/**
+ * Maps the normalized conversation to Chat Completions `messages`. Reasoning that
+ * `context.provider` streamed as `reasoning_content` goes back in that field (see
+ * {@link reasoningContentFormat}); any other thinking is left out.
+ */
 export function toChatMessages(request: ModelRequest, context: CallContext): JsonObject[] {
   const out: JsonObject[] = [];
   if (request.system !== undefined && request.system !== "") {
@@ -237,7 +252,13 @@ function chatMessage(message: ModelMessage, context: CallContext): JsonObject[] 
     ];
   }
   if (message.role === "assistant") {
-    // Chat Completions has no way to send reasoning back: thinking parts are left out.
+    // Chat Completions itself has no field for reasoning: only a server's own
+    // `reasoning_content` goes back to it; other thinking parts are left out.
+    const format = reasoningContentFormat(context.provider);
+    const reasoning = message.content
+      .filter((part) => part.type === "thinking" && part.format === format)
+      .map((part) => (part as { text: string }).text)
+      .join("");
     const text = message.content
       .filter((part) => part.type === "text")
       .map((part) => part.text)
@@ -256,6 +277,7 @@ function chatMessage(message: ModelMessage, context: CallContext): JsonObject[] 
       {
         role: "assistant",
         content: text === "" && toolCalls.length > 0 ? null : text,
+        ...(reasoning === "" ? {} : { reasoning_content: reasoning }),
         ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
       },
     ];
@@ -355,6 +377,8 @@ interface ToolCallState {
   id: string | undefined;
   toolName: string;
   json: string;
+  /** True once its `tool-call` event was yielded. */
+  emitted: boolean;
 }
 
 /** What a Chat Completions stream needs from its provider. */
@@ -398,23 +422,45 @@ export async function* streamChatCompletions(
   const calls: ToolCallState[] = [];
   let started = false;
   let thinking = false;
+  /** The `format` of the open thinking block, when its reasoning is sent back. */
+  let thinkingFormat: string | undefined;
   let refused = false;
   let finishReason: string | undefined;
-  let flushed = false;
   let complete = false;
 
   function* closeThinking(): Generator<ModelStreamEvent> {
     if (thinking) {
       thinking = false;
-      yield { type: "thinking-end" };
+      yield {
+        type: "thinking-end",
+        ...(thinkingFormat === undefined ? {} : { format: thinkingFormat }),
+      };
     }
   }
 
+  /** `format`: see {@link reasoningContentFormat}; undefined for reasoning not sent back. */
+  function* startThinking(text: string, format?: string): Generator<ModelStreamEvent> {
+    if (!thinking) {
+      thinking = true;
+      thinkingFormat = format;
+    }
+    yield { type: "thinking-delta", text };
+  }
+
+  function* textDelta(text: string): Generator<ModelStreamEvent> {
+    if (thinking) yield* closeThinking();
+    yield { type: "text-delta", text };
+  }
+
+  /**
+   * Yields the `tool-call` of every call not yet yielded. Run at a `finish_reason` and again
+   * at the end: a server may stamp a finish reason on a chunk that more calls follow.
+   */
   function* flushToolCalls(): Generator<ModelStreamEvent> {
-    if (flushed) return;
-    flushed = true;
     yield* closeThinking();
     for (const call of calls) {
+      if (call.emitted) continue;
+      call.emitted = true;
       yield {
         type: "tool-call",
         toolCallId: call.toolCallId,
@@ -470,21 +516,37 @@ export async function* streamChatCompletions(
     const choices = field(chunk, "choices");
     const choice = Array.isArray(choices) ? (choices[0] as unknown) : undefined;
     const delta = field(choice, "delta");
-    const reasoning = stringField(delta, "reasoning_content") ?? stringField(delta, "reasoning");
-    if (reasoning) {
-      thinking = true;
-      yield { type: "thinking-delta", text: reasoning };
+    const reasoningContent = stringField(delta, "reasoning_content");
+    if (reasoningContent) {
+      yield* startThinking(reasoningContent, reasoningContentFormat(setup.id));
+    } else {
+      const reasoning = stringField(delta, "reasoning");
+      if (reasoning) yield* startThinking(reasoning);
     }
-    const content = stringField(delta, "content");
-    if (content) {
-      yield* closeThinking();
-      yield { type: "text-delta", text: content };
+    const content = field(delta, "content");
+    if (typeof content === "string") {
+      if (content) yield* textDelta(content);
+    } else if (Array.isArray(content)) {
+      // Mistral's reasoning models send `content` as chunks: `{type: "thinking", thinking:
+      // [{type: "text", text}]}` for the reasoning, `{type: "text", text}` for the answer.
+      for (const part of content) {
+        const type = stringField(part, "type");
+        if (type === "text") {
+          const text = stringField(part, "text");
+          if (text) yield* textDelta(text);
+        } else if (type === "thinking") {
+          const pieces = field(part, "thinking");
+          for (const piece of Array.isArray(pieces) ? pieces : [pieces]) {
+            const text = typeof piece === "string" ? piece : stringField(piece, "text");
+            if (text) yield* startThinking(text);
+          }
+        }
+      }
     }
     const refusal = stringField(delta, "refusal");
     if (refusal) {
       refused = true;
-      yield* closeThinking();
-      yield { type: "text-delta", text: refusal };
+      yield* textDelta(refusal);
     }
     const deltas = field(delta, "tool_calls");
     if (Array.isArray(deltas)) {
@@ -511,7 +573,7 @@ export async function* streamChatCompletions(
               { responseBody: event.data },
             );
           }
-          call = { toolCallId: id ?? `call_${index}`, id, toolName, json: "" };
+          call = { toolCallId: id ?? `call_${index}`, id, toolName, json: "", emitted: false };
           toolCalls.set(index, call);
           calls.push(call);
           yield { type: "tool-call-start", toolCallId: call.toolCallId, toolName };
@@ -523,7 +585,9 @@ export async function* streamChatCompletions(
       }
     }
     const reason = stringField(choice, "finish_reason");
-    if (reason !== undefined) {
+    // Some servers send `""` rather than `null` on every chunk before the last (older Ollama,
+    // SGLang): that is no finish.
+    if (reason !== undefined && reason !== "") {
       finishReason = reason;
       yield* flushToolCalls();
     }
