@@ -179,6 +179,27 @@ describe("recognizing a refusal of the request's length", () => {
         }),
       ),
     ).toBe(true);
+    // llama.cpp's server, in its older and newer words.
+    for (const [message, body] of [
+      [
+        "llamacpp/qwen3: error in stream: invalid_request_error: the request exceeds the available context size. try increasing the context size or enable context shift",
+        undefined,
+      ],
+      [
+        "HTTP 400",
+        '{"error":{"code":400,"message":"request (9000 tokens) exceeds the available context size (8192 tokens), try increasing it","type":"exceed_context_size_error"}}',
+      ],
+    ] as const) {
+      expect(
+        isContextOverflow(
+          new ProviderError(message, {
+            kind: "invalid_request",
+            provider: "llamacpp",
+            ...(body === undefined ? {} : { statusCode: 400, responseBody: body }),
+          }),
+        ),
+      ).toBe(true);
+    }
     expect(
       isContextOverflow(
         new ProviderError("max_tokens: 100000 > 8192, which is the maximum allowed", {

@@ -501,6 +501,10 @@ export async function* streamChatCompletions(
         responseBody: event.data,
       });
     }
+    // An older llama.cpp server's `error:` line (see `SseParser`): the error object itself.
+    if (event.event === "error" && chunk.error === undefined) {
+      throw errorFromStreamEvent({ error: chunk }, event.data, context, parseOpenAIError);
+    }
     if (chunk.error !== undefined && chunk.error !== null) {
       throw errorFromStreamEvent(chunk, event.data, context, parseOpenAIError);
     }

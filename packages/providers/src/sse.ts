@@ -2,7 +2,11 @@
  * Server-sent events over a fetch response body, as the WHATWG HTML standard parses them:
  * `data:` lines of one event joined with `\n`, `:` comment lines ignored, `\n`, `\r\n` and `\r`
  * line ends, UTF-8 split anywhere across chunks, and an event cut off by the end of the
- * stream discarded (so a connection cut mid-event is a cut, not a malformed event).
+ * stream discarded (so a connection cut mid-event is a cut, not a malformed event). One
+ * departure: an `error:` line, which the standard ignores, is what llama.cpp servers built
+ * before late 2025 send a failure mid-stream as (`error: {"code":400,...}`, then
+ * `data: [DONE]`); an event with no `data:` but such a line is dispatched as an `error` event
+ * whose data is the line's value, so that the failure is not taken for an empty answer.
  */
 import type { ProviderError } from "@beamclaw/core";
 import { abortedError, type CallContext, errorFromThrown, providerError } from "./errors.js";
@@ -27,6 +31,8 @@ export class SseParser {
   #data: string[] = [];
   #event: string | undefined;
   #id: string | undefined;
+  /** The value of a non-standard `error:` line of the current event (see the module comment). */
+  #error: string | undefined;
 
   /** Parses `text` (which may end anywhere) and returns the events it completed. */
   push(text: string): SseEvent[] {
@@ -56,6 +62,7 @@ export class SseParser {
     this.#buffer = "";
     this.#data = [];
     this.#event = undefined;
+    this.#error = undefined;
     return events;
   }
 
@@ -63,9 +70,12 @@ export class SseParser {
     if (line === "") {
       if (this.#data.length > 0) {
         events.push({ event: this.#event, data: this.#data.join("\n"), id: this.#id });
+      } else if (this.#error !== undefined) {
+        events.push({ event: "error", data: this.#error, id: this.#id });
       }
       this.#data = [];
       this.#event = undefined;
+      this.#error = undefined;
       return;
     }
     if (line.startsWith(":")) return;
@@ -76,6 +86,7 @@ export class SseParser {
     if (field === "data") this.#data.push(value);
     else if (field === "event") this.#event = value;
     else if (field === "id" && !value.includes("\0")) this.#id = value;
+    else if (field === "error") this.#error = value;
     // `retry` and unknown fields are ignored: reconnection is the provider chain's job.
   }
 }

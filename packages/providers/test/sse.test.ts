@@ -67,6 +67,16 @@ describe("SseParser", () => {
     expect(parseAll("event: nothing\n\nretry: 1000\n\nid: 1\n\n")).toEqual([]);
   });
 
+  it("dispatches an event with a non-standard error line and no data as an error event", () => {
+    // llama.cpp servers built before late 2025 (ggml-org/llama.cpp#16109).
+    expect(parseAll('error: {"code":400}\n\ndata: [DONE]\n\n')).toEqual([
+      ev('{"code":400}', "error"),
+      ev("[DONE]"),
+    ]);
+    // Beside data lines, the data is the event, as the standard has it.
+    expect(parseAll("error: ignored\ndata: x\n\n")).toEqual([ev("x")]);
+  });
+
   it("treats a line without a colon as a field name with an empty value", () => {
     expect(parseAll("data\n\n")).toEqual([ev("")]);
   });

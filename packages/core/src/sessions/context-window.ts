@@ -184,6 +184,10 @@ const OVERFLOW_PATTERNS = [
   /request too large/i,
   // Gemini: "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
   /input token count.*exceeds the maximum/i,
+  // llama.cpp: "the request exceeds the available context size. try increasing the context
+  // size or enable context shift" (type `exceed_context_size_error` in later builds).
+  /exceeds? the available context size/i,
+  /exceed_context_size/i,
 ];
 
 function overflowText(text: string | undefined): boolean {
