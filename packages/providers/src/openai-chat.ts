@@ -170,6 +170,22 @@ export interface ChatDialect {
   promptCacheKey: boolean;
   /** Send the request's `responseFormat` as `response_format` (type `json_schema`). */
   responseFormat: boolean;
+  /**
+   * The server is OpenAI's, whose model ids say which models reason: `reasoning_effort` is
+   * not sent to those that do not (see {@link openAIModelReasons}), which refuse it.
+   */
+  openAIModels?: boolean;
+}
+
+/**
+ * False for the OpenAI models that do not reason (the GPT-4 and GPT-3.5 families, fine-tuned
+ * ones included, and `chatgpt-4o`): they refuse a reasoning effort with HTTP 400
+ * ("Unsupported parameter: 'reasoning.effort' is not supported with this model"), so a
+ * request's `thinking` is not sent to them. Every other model (o-series, GPT-5 and later) is
+ * assumed to reason.
+ */
+export function openAIModelReasons(model: string): boolean {
+  return !/^(?:ft:)?(?:gpt-4|gpt-3\.5|chatgpt-4o)/i.test(model);
 }
 
 /** An image part as the URL OpenAI expects: a `data:` URL for inline data. */
@@ -326,7 +342,11 @@ export function toChatRequest(
   }
   // `off` sends nothing: reasoning models cannot all turn reasoning off, and a value they do
   // not know is a 400.
-  if (request.thinking !== undefined && request.thinking !== "off") {
+  if (
+    request.thinking !== undefined &&
+    request.thinking !== "off" &&
+    (dialect.openAIModels !== true || openAIModelReasons(request.model))
+  ) {
     body.reasoning_effort = request.thinking;
   }
   if (dialect.responseFormat && request.responseFormat !== undefined) {

@@ -36,6 +36,7 @@ import {
   fileName,
   imageUrl,
   jsonSchemaFormat,
+  openAIModelReasons,
   parseOpenAIError,
 } from "./openai-chat.js";
 import { checkRequest, modelOf } from "./request.js";
@@ -246,7 +247,12 @@ export function toResponsesRequest(
   if (request.temperature !== undefined) body.temperature = request.temperature;
   // Requests with the same key go where their prefix is cached.
   if (promptCacheKey && request.cacheKey !== undefined) body.prompt_cache_key = request.cacheKey;
-  if (request.thinking !== undefined && request.thinking !== "off") {
+  // Not to the models that do not reason, which refuse it (see `openAIModelReasons`).
+  if (
+    request.thinking !== undefined &&
+    request.thinking !== "off" &&
+    openAIModelReasons(request.model)
+  ) {
     body.reasoning = { effort: request.thinking, summary: "auto" };
   }
   if (request.responseFormat !== undefined) {

@@ -84,6 +84,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
             apiKeyEnv: "OPENAI_API_KEY",
             promptCacheKey,
             responseFormat: true,
+            openAIModels: true,
           },
         });
         return abortable(events, callOptions.signal, context);
