@@ -23,6 +23,8 @@ function limitedChain(
   estimateTokens: ProviderChainOptions["estimateTokens"] = () => 60,
 ) {
   const sleeps: number[] = [];
+  // A clock the waits move on, so that a window's room comes back after a wait.
+  let clock = 1_000_000;
   const a = createScriptedProvider({ id: "a" });
   for (let i = 0; i < 2; i++) a.push({ text: "ok", usage });
   const chain = createProviderChain({
@@ -30,9 +32,10 @@ function limitedChain(
     models: ["a/m"],
     limits: { "a/m": { tpm: 100 } },
     estimateTokens,
-    now: () => 1_000_000,
+    now: () => clock,
     sleep: async (ms) => {
       sleeps.push(ms);
+      clock += ms;
     },
   });
   return { a, chain, sleeps };
