@@ -104,6 +104,9 @@ export function runEventStream(
   let closed = false;
   let keepalive: ReturnType<typeof setInterval> | undefined;
   let wrote = false;
+  // Made here, not by `for await`: a cancel lets go of it at once, not at the run's next event
+  // (a quiet run, waiting for an approval or a slow tool, would keep it waiting meanwhile).
+  const iterator = run[Symbol.asyncIterator]();
   const stop = () => {
     closed = true;
     if (keepalive !== undefined) clearInterval(keepalive);
@@ -131,7 +134,7 @@ export function runEventStream(
       void (async () => {
         let index = 0;
         try {
-          for await (const event of run) {
+          for await (const event of { [Symbol.asyncIterator]: () => iterator }) {
             if (closed) break;
             const id = index++;
             if (id < from || (filter !== undefined && !filter(event))) continue;
@@ -159,6 +162,9 @@ export function runEventStream(
     },
     cancel() {
       stop();
+      void Promise.resolve()
+        .then(() => iterator.return?.())
+        .catch(() => undefined);
       if (abortOnCancel) void run.abort().catch(() => undefined);
     },
   });

@@ -521,6 +521,7 @@ export class AgentRuntime {
     if (this.#state !== "new") throw new AlreadyStartedError("the runtime was already started");
     this.#state = "running";
     const { maxActiveSessions } = this.#options;
+    let sessionStarts = 0;
     // Each (re)start makes fresh processes: a stopped actor never starts again.
     this.#root = await new Supervisor({
       name: "runtime",
@@ -543,7 +544,15 @@ export class AgentRuntime {
               periodMs: 10_000,
               ...(maxActiveSessions === undefined ? {} : { maxChildren: maxActiveSessions }),
             });
-            return this.#sessions.start();
+            const started = this.#sessions.start();
+            if (sessionStarts++ === 0) return started;
+            // Restarted by the root (killed, or it gave up on a session that kept crashing):
+            // the sessions it held are gone with it, and their unfinished messages wait in
+            // the durable queue. They run again now, not at the next start of the runtime.
+            return started.then((sessions) => {
+              this.#reviveAfterRestart();
+              return sessions;
+            });
           },
         },
       ],
@@ -575,6 +584,7 @@ export class AgentRuntime {
       onUsage: (entry) => this.usage.record(entry),
       now: this.#now,
       holderOf: (key) => this.registry.whereis(`session:${key}`),
+      joinedRun: (queueId) => this.#runOf.get(queueId),
     };
     this.#offPressure = this.#options.memoryPressure?.onPressure(() => {
       this.hibernateIdleSessions();
@@ -598,7 +608,10 @@ export class AgentRuntime {
       ...(this.#backlogCursor === undefined ? {} : { after: this.#backlogCursor }),
     });
     // In a cluster, the cluster's own sweep revives what no node holds.
-    this.#backlogOpen = pending.length >= BACKLOG_PAGE && this.#options.ownership === undefined;
+    const more = pending.length >= BACKLOG_PAGE && this.#options.ownership === undefined;
+    // Open while this page's sessions are revived (a session started meanwhile for a new
+    // message looks for its own first), and after it while pages remain.
+    if (more) this.#backlogOpen = true;
     for (const key of new Set(pending.map((m) => m.sessionKey))) {
       if (this.#state !== "running") return;
       // A live session took (or is taking) its own at its start.
@@ -611,8 +624,23 @@ export class AgentRuntime {
       }
     }
     // Moved on only once this page's sessions are revived: a look that failed reads it again.
-    this.#backlogCursor = this.#backlogOpen ? pending[pending.length - 1]!.id : undefined;
-    if (this.#backlogOpen) this.#lookAgainForBacklog();
+    this.#backlogOpen = more;
+    this.#backlogCursor = more ? pending[pending.length - 1]!.id : undefined;
+    if (more) this.#lookAgainForBacklog();
+  }
+
+  /**
+   * After the session supervisor was restarted: revives the sessions that hold unfinished
+   * messages, from the first page of the queue; sessions started meanwhile for new messages
+   * replay their own first (see `#ensure`). A look that fails is tried again a second later.
+   */
+  #reviveAfterRestart(): void {
+    if (this.#state !== "running") return;
+    this.#backlogOpen = true;
+    this.#backlogCursor = undefined;
+    this.#backlogTimer?.cancel();
+    this.#backlogTimer = undefined;
+    this.#reviveBacklog().catch(() => this.#lookAgainForBacklog());
   }
 
   /** Looks for unfinished messages again in a second (see `#reviveBacklog`). */

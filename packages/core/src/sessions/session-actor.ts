@@ -148,6 +148,13 @@ export interface SessionContext {
   now(): number;
   /** The process registered under the session's name (`session:<key>`), if any. */
   holderOf(key: string): unknown;
+  /**
+   * The run a durable-queue message joined when a session took it (its own, or the run it was
+   * collected or steered into), while the runtime still follows its handle: a replay after a
+   * crash puts it back into that run, so that its handle's run id, events and abort keep
+   * naming the run it is in.
+   */
+  joinedRun?(queueId: string): string | undefined;
 }
 
 /** How long (in 1 ms waits) a recovering session waits to be registered before it replays. */
@@ -451,6 +458,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #recordDue = false;
   /** The last replay got a full page from the store: replay again once it is done. */
   #replayMore = false;
+  /**
+   * Runs aborted while their messages were still to be replayed (see `#abort`): the replay
+   * ends them as aborted instead of running them.
+   */
+  readonly #abortedBeforeReplay = new Set<string>();
   #lastActivity = 0;
   #idleArmed = false;
   /** The session's PubSub topic, built once: a run publishes many events. */
@@ -750,17 +762,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
         continue;
       }
+      if (crashed && batch === active) {
+        // The run's subscribers saw it start: they are told of the crash as its handles are.
+        this.#emit(batch, crashedEvent(batch.runId, this.key));
+        continue;
+      }
       for (const log of batch.logs) {
         if (crashed) {
-          log.push({
-            runId: batch.runId,
-            sessionKey: this.key,
-            type: "error",
-            error: {
-              code: "SESSION_CRASHED",
-              message: "the session crashed; the message will run again",
-            },
-          });
+          log.push(crashedEvent(batch.runId, this.key));
         } else {
           log.fail(
             new NoProcessError(
@@ -788,6 +797,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // answered with its run, never run twice.
     const taken = this.#holding(delivery.queueId);
     if (taken !== undefined) return taken;
+    if (replayed) {
+      const rejoined = this.#rejoin(delivery);
+      if (rejoined !== undefined) return rejoined;
+    }
     const mode = delivery.options.queueMode ?? this.#ctx.defaultQueueMode;
     const active = this.#active;
     if (active === null) {
@@ -812,7 +825,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     this.#pendingCount++;
     if (mode === "interrupt") {
-      this.#pending.unshift(this.#batch(delivery, mode));
+      // Ahead of the follow-ups, behind interrupts sent before it that wait for the same
+      // interrupted run to end: the user's messages are never answered out of order.
+      let at = 0;
+      while (at < this.#pending.length && this.#pending[at]!.mode === "interrupt") at++;
+      this.#pending.splice(at, 0, this.#batch(delivery, mode));
       this.#abortActive(active, new AbortedError("interrupted by a new message"));
       return { disposition: "interrupted", runId: delivery.runId };
     }
@@ -848,6 +865,33 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     return { disposition: "queued", runId: delivery.runId };
   }
 
+  /**
+   * A replayed message whose run (see `SessionContext.joinedRun`) another replayed message
+   * started again: it goes back into that run, as it was taken before the crash (steered
+   * into the run now running, collected into the one waiting). Undefined when no such run is
+   * there (it runs on its own, under that run id).
+   */
+  #rejoin(delivery: SessionDelivery): { disposition: SendDisposition; runId: string } | undefined {
+    const { runId } = delivery;
+    const active = this.#active;
+    if (active !== null && active.runId === runId) {
+      active.steered.push(delivery.input);
+      active.logs.push(delivery.log);
+      active.queueIds.push(delivery.queueId);
+      if (delivery.unkeyed) unkeyedOf(active).push(delivery.queueId);
+      this.#emitTo([delivery.log], this.#runStartEvent(active));
+      return { disposition: "steered", runId };
+    }
+    const batch = this.#pending.find((b) => b.runId === runId);
+    if (batch === undefined) return undefined;
+    batch.inputs.push(delivery.input);
+    batch.logs.push(delivery.log);
+    batch.queueIds.push(delivery.queueId);
+    if (delivery.unkeyed) unkeyedOf(batch).push(delivery.queueId);
+    this.#pendingCount++;
+    return { disposition: "queued", runId };
+  }
+
   /** The run that already holds durable-queue message `queueId`, if any. */
   #holding(queueId: string): { disposition: SendDisposition; runId: string } | undefined {
     const active = this.#active;
@@ -880,17 +924,48 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     return batch;
   }
 
-  #abort(runId: string): boolean {
+  async #abort(runId: string): Promise<boolean> {
     if (this.#active !== null && this.#active.runId === runId) {
       this.#abortActive(this.#active, new AbortedError(`run ${runId} aborted`));
       return true;
     }
     const index = this.#pending.findIndex((b) => b.runId === runId);
-    if (index === -1) return false;
+    if (index === -1) {
+      // A restarted session holds the messages it has not replayed yet only in the store: an
+      // abort of one of them is kept for the replay, which ends that run unstarted.
+      if ((this.#replayDue || this.#replayMore) && (await this.#unfinishedRun(runId))) {
+        this.#abortedBeforeReplay.add(runId);
+        return true;
+      }
+      return false;
+    }
     const [batch] = this.#pending.splice(index, 1);
     this.#pendingCount -= batch!.inputs.length;
     this.#endUnstarted(batch!);
     return true;
+  }
+
+  /** Whether an unfinished message of the session in the store belongs to run `runId`. */
+  async #unfinishedRun(runId: string): Promise<boolean> {
+    if (this.#abortedBeforeReplay.has(runId)) return true;
+    for (let after: string | undefined; ; ) {
+      const page = await this.#ctx.store.queue.pending({
+        sessionKey: this.key,
+        limit: REPLAY_PAGE,
+        ...(after === undefined ? {} : { after }),
+      });
+      if (page.some((message) => this.#runOf(message) === runId)) return true;
+      if (page.length < REPLAY_PAGE) return false;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  /** The run a queued message belongs to: the one it joined (see `joinedRun`), else its own. */
+  #runOf(message: QueuedMessage): string | undefined {
+    const joined = this.#ctx.joinedRun?.(message.id);
+    if (joined !== undefined) return joined;
+    const { runId } = message.payload as { runId?: unknown };
+    return typeof runId === "string" ? runId : undefined;
   }
 
   /**
@@ -929,6 +1004,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
     for (const id of batch.queueIds) {
       this.#ctx.logs.delete(id);
+      this.#ctx.crashes.delete(id);
       void this.#dequeue(batch, id).catch(() => undefined);
     }
   }
@@ -1126,6 +1202,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // Messages that arrived while the replay waited (see `#queueBehindReplay`) run after it.
     const arrived = this.#pending.length;
     this.#replayDue = false;
+    /** Runs aborted before this replay (see `#abort`), with their messages: never started. */
+    const aborted = new Map<string, Batch>();
     for (const message of pending) {
       const payload = message.payload as {
         input?: UserMessageInput;
@@ -1166,7 +1244,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       const delivery: SessionDelivery = {
         input: payload.input,
         options: { ...(payload.options ?? {}), queueMode: "followup" },
-        runId: payload.runId ?? randomUUID(),
+        // The run it was taken into (collected, steered) before the crash, if it joined one.
+        runId: this.#runOf(message) ?? randomUUID(),
         queueId: message.id,
         log,
         unkeyed: hasMadeUpKey(message),
@@ -1174,7 +1253,22 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       // A sub-agent keeps the deadline it was spawned with, however often it is replayed.
       const deadlineAt = queuedDeadlineAt(payload);
       if (deadlineAt !== undefined) delivery.deadlineAt = deadlineAt;
+      if (this.#abortedBeforeReplay.has(delivery.runId)) {
+        const batch = aborted.get(delivery.runId);
+        if (batch === undefined) aborted.set(delivery.runId, this.#batch(delivery, "followup"));
+        else {
+          batch.inputs.push(delivery.input);
+          batch.logs.push(delivery.log);
+          batch.queueIds.push(delivery.queueId);
+          if (delivery.unkeyed) unkeyedOf(batch).push(delivery.queueId);
+        }
+        continue;
+      }
       this.#accept(delivery, true);
+    }
+    for (const [runId, batch] of aborted) {
+      this.#abortedBeforeReplay.delete(runId);
+      this.#endUnstarted(batch);
     }
     if (arrived > 0) this.#pending.unshift(...this.#pending.splice(arrived));
     if (this.#active === null) this.#startNext();
@@ -2174,6 +2268,19 @@ function estimateTokens(messages: readonly ModelMessage[]): number {
   let tokens = 0;
   for (const message of messages) tokens += estimateMessageTokens(message);
   return tokens;
+}
+
+/** What the handles (and, for the run in progress, the subscribers) of a crashed session hear. */
+function crashedEvent(runId: string, sessionKey: string): RunEvent {
+  return {
+    runId,
+    sessionKey,
+    type: "error",
+    error: {
+      code: "SESSION_CRASHED",
+      message: "the session crashed; the message will run again",
+    },
+  };
 }
 
 /** Whether an exit reason is a clean stop (not a crash or a kill). */
