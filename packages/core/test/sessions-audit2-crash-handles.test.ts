@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Process } from "../src/runtime/actor.js";
 import type { AgentRuntime, RunEvent } from "../src/sessions/index.js";
 import type { ScriptEntry } from "../src/testing/index.js";
-import { type Deferred, deferred, lastUserText, scriptedRuntime, waitFor } from "./support.js";
+import { type Deferred, deferred, gatedAnswer, scriptedRuntime, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const cleanups: Array<() => Promise<void>> = [];
@@ -26,24 +26,14 @@ function gatedModel() {
   const gates = new Map<string, Deferred<void>>();
   const asked: string[] = [];
   const seen: string[][] = [];
-  const answer: ScriptEntry = (request) => {
-    const last = lastUserText(request.messages);
+  const answer = gatedAnswer(gates, (request, last) => {
     asked.push(last);
     seen.push(
       request.messages
         .filter((m) => m.role === "user")
         .map((m) => m.content.map((p) => (p.type === "text" ? p.text : "")).join("")),
     );
-    const gate = gates.get(last);
-    if (gate === undefined) return `answer: ${last}`;
-    return {
-      events: [
-        { type: "wait", until: gate.promise },
-        { type: "text-delta", text: `answer: ${last}` },
-        { type: "finish", reason: "stop" },
-      ],
-    };
-  };
+  });
   return { gates, asked, seen, script: Array<ScriptEntry>(40).fill(answer) };
 }
 

@@ -4,6 +4,7 @@
 import { z } from "zod";
 import {
   AgentRuntime,
+  type AgentRuntimeOptions,
   createProviderChain,
   defineTool,
   MemoryStore,
@@ -194,7 +195,8 @@ export async function scriptedRuntime(
   {
     store = new MemoryStore(),
     key = "agent:main:main",
-  }: { store?: MemoryStore; key?: string } = {},
+    options = {},
+  }: { store?: MemoryStore; key?: string; options?: Partial<AgentRuntimeOptions> } = {},
 ) {
   const provider = createScriptedProvider(script);
   await store.open();
@@ -205,6 +207,7 @@ export async function scriptedRuntime(
       models: createProviderChain({ providers: [provider], models: [], retry: { maxAttempts: 1 } }),
       agents: [{ id: "main", model: "scripted/model-1", tools: ["lookup"] }],
       tools: [lookupTool],
+      ...options,
     });
     cleanups.push(() => runtime.stop());
     await runtime.start();
@@ -212,6 +215,29 @@ export async function scriptedRuntime(
   };
   const runtime = await start();
   return { runtime, store, provider, session: runtime.session(key), start };
+}
+
+/**
+ * A script entry that answers `answer: <last user text>`; a text with a gate in `gates` waits
+ * for it (abortably) every time it is asked. `onAsk` sees every request first.
+ */
+export function gatedAnswer(
+  gates: ReadonlyMap<string, Deferred<void>>,
+  onAsk: (request: { messages: readonly ModelMessage[] }, last: string) => void,
+): ScriptEntry {
+  return (request) => {
+    const last = lastUserText(request.messages);
+    onAsk(request, last);
+    const gate = gates.get(last);
+    if (gate === undefined) return `answer: ${last}`;
+    return {
+      events: [
+        { type: "wait", until: gate.promise },
+        { type: "text-delta", text: `answer: ${last}` },
+        { type: "finish", reason: "stop" },
+      ],
+    };
+  };
 }
 
 /** The text of the last user message of a request (what a scripted model answers to). */

@@ -1182,9 +1182,13 @@ export class AgentRuntime {
     try {
       accepted = (await this.#call(key, { type: "send", delivery })) as typeof accepted;
     } catch (error) {
-      if (NoProcessError.isInstance(error) && typeof error.exitReason === "object") {
-        // The session crashed with the message in its mailbox: it is in the durable queue,
-        // and the restarted session replays it into this same log.
+      if (
+        NoProcessError.isInstance(error) &&
+        (typeof error.exitReason === "object" || error.exitReason === "killed")
+      ) {
+        // The session crashed (or was killed) with the message in its mailbox: it is in the
+        // durable queue, and the restarted session replays it into this same log. (Killed as
+        // the runtime stops or the session is deleted, the log ends then.)
         accepted = { disposition: "queued", runId };
       } else if (this.#options.ownership !== undefined && isClusterRefusal(error)) {
         // Another node owns the session: the message stays queued and runs there.

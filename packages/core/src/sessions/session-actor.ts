@@ -297,6 +297,7 @@ type SessionInfo =
   | { type: "hibernate-if-idle" }
   | { type: "replay"; waited?: number }
   | { type: "retry-run"; runId: string }
+  | { type: "retry-dequeue" }
   | { type: "run-timeout"; runId: string }
   | { type: "inject-due" }
   | { type: "save-record" }
@@ -476,6 +477,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * times it started and died, in any process (read once, by a recovering `init`).
    */
   #crashMarks: ReadonlyMap<string, number> = NO_CRASH_MARKS;
+  /**
+   * Messages whose run is over whose removal from the durable queue the store refused (see
+   * `#dequeueAll`): tried again with backoff while the session stays in memory.
+   */
+  #undequeued: Array<{ id: string; unkeyed: boolean }> = [];
+  /** Failed rounds of `retry-dequeue` in a row (for its backoff). */
+  #dequeueFailures = 0;
+  /** A `retry-dequeue` message is on its way. */
+  #dequeueRetryArmed = false;
 
   constructor(key: string, agentId: string, ctx: SessionContext, recovering: boolean) {
     super({ name: `session ${key}`, mailboxLimit: ctx.mailboxLimit });
@@ -673,6 +683,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         return;
       }
       await this.#replay();
+    } else if (message.type === "retry-dequeue") {
+      await this.#retryDequeue().catch((error: unknown) => {
+        if (!FencedError.isInstance(error)) throw error;
+        void this.stop("normal");
+      });
     } else if (message.type === "retry-run") {
       const { runId } = message as Extract<SessionInfo, { type: "retry-run" }>;
       await this.#retryRun(runId).catch((error: unknown) => {
@@ -699,7 +714,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         this.#pending.length === 0 &&
         !this.#replayDue &&
         this.#compaction === null &&
-        this.#injections.length === 0
+        this.#injections.length === 0 &&
+        this.#undequeued.length === 0
       ) {
         void this.stop("normal");
       }
@@ -709,6 +725,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   protected override async terminate(reason: ExitReason): Promise<void> {
     const active = this.#active;
     this.#release(reason);
+    // Finished runs' messages the store refused to remove get a last try: left, they would
+    // run again at the next start.
+    for (const message of this.#undequeued.splice(0)) {
+      await this.#dequeueOne(message.id, message.unkeyed).catch(() => undefined);
+    }
     if (active !== null && isCleanStop(reason)) {
       // A clean stop (shutdown, hibernation, a fenced node) cut the run short: what it wrote is
       // cancelled now, with a marker that is not a crash, so that the run's replay after the
@@ -990,10 +1011,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       });
     }
     this.#emit(active, { runId: active.runId, sessionKey: this.key, type: "run-end", result });
-    for (const id of active.queueIds) {
-      this.#ctx.logs.delete(id);
-      void this.#dequeue(active, id).catch(() => undefined);
-    }
+    for (const id of active.queueIds) this.#ctx.logs.delete(id);
+    void this.#dequeueAll(active, active.queueIds).catch(() => undefined);
     this.#startNext();
   }
 
@@ -1005,8 +1024,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     for (const id of batch.queueIds) {
       this.#ctx.logs.delete(id);
       this.#ctx.crashes.delete(id);
-      void this.#dequeue(batch, id).catch(() => undefined);
     }
+    void this.#dequeueAll(batch, batch.queueIds).catch(() => undefined);
   }
 
   /**
@@ -1017,8 +1036,60 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * acknowledged log, store-redis keeps it for the window, `MemoryStore` holds it in memory).
    */
   #dequeue(batch: Batch, id: string): Promise<void> {
+    return this.#dequeueOne(id, batch.unkeyed?.includes(id) === true);
+  }
+
+  #dequeueOne(id: string, unkeyed: boolean): Promise<void> {
     const queue = this.#ctx.store.queue;
-    return batch.unkeyed?.includes(id) === true ? queue.discard(id) : queue.ack(id);
+    return unkeyed ? queue.discard(id) : queue.ack(id);
+  }
+
+  /**
+   * Takes the messages of a run that is over out of the durable queue (see `#dequeue`). One
+   * the store refuses is kept and tried again with backoff (`retry-dequeue`), and the
+   * session stays in memory until it is gone: the run is over all the same, so its handles
+   * get its end, and none of its messages (a steered or collected one) runs again on its own.
+   * Only a crash or a stop before the store takes them replays them, as after any crash.
+   *
+   * @throws FencedError another node owns the session now (it stops; they replay there).
+   */
+  async #dequeueAll(batch: Batch, ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      try {
+        await this.#dequeue(batch, id);
+      } catch (error) {
+        if (FencedError.isInstance(error)) throw error;
+        this.#undequeued.push({ id, unkeyed: batch.unkeyed?.includes(id) === true });
+        this.#armDequeueRetry();
+      }
+    }
+  }
+
+  #armDequeueRetry(): void {
+    if (this.#dequeueRetryArmed) return;
+    this.#dequeueRetryArmed = true;
+    const failures = ++this.#dequeueFailures;
+    const ceiling = Math.min(SAVE_RETRY_MAX_MS, SAVE_RETRY_BASE_MS * 2 ** (failures - 1));
+    this.#sendSelfAfter({ type: "retry-dequeue" }, ceiling * (0.5 + Math.random() / 2));
+  }
+
+  /** `retry-dequeue`: tries the messages `#dequeueAll` could not remove again. */
+  async #retryDequeue(): Promise<void> {
+    this.#dequeueRetryArmed = false;
+    const waiting = this.#undequeued.splice(0);
+    for (const [at, message] of waiting.entries()) {
+      try {
+        await this.#dequeueOne(message.id, message.unkeyed);
+      } catch (error) {
+        if (FencedError.isInstance(error)) {
+          this.#undequeued.unshift(...waiting.slice(at));
+          throw error;
+        }
+        this.#undequeued.push(message);
+      }
+    }
+    if (this.#undequeued.length > 0) this.#armDequeueRetry();
+    else this.#dequeueFailures = 0;
   }
 
   async #patch(patch: SessionPatch): Promise<SessionMetadata> {
@@ -1594,10 +1665,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     await this.#ctx.store.sessions.put(next as SessionRecord);
     this.#recordSaved = true;
     this.#metadata = next;
-    // The turn is done and saved: now the messages may leave the durable queue.
+    // The turn is done and saved: now the messages may leave the durable queue (one the
+    // store refuses is tried again later; the run is over all the same).
+    await this.#dequeueAll(active, active.queueIds);
     const crashes = this.#ctx.crashes;
     for (const id of active.queueIds) {
-      await this.#dequeue(active, id);
       this.#ctx.logs.delete(id);
       if (crashes.size > 0) crashes.delete(id);
     }
@@ -2240,7 +2312,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#pending.length > 0 ||
       this.#replayDue ||
       this.#compaction !== null ||
-      this.#injections.length > 0
+      this.#injections.length > 0 ||
+      this.#undequeued.length > 0
     ) {
       this.#touch();
       return;
