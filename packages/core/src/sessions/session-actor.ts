@@ -962,7 +962,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     const [batch] = this.#pending.splice(index, 1);
     this.#pendingCount -= batch!.inputs.length;
-    this.#endUnstarted(batch!);
+    void this.#endUnstarted(batch!);
     return true;
   }
 
@@ -1016,8 +1016,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#startNext();
   }
 
-  /** Ends a queued batch that never ran: aborted, published, and out of the durable queue. */
-  #endUnstarted(batch: Batch): void {
+  /**
+   * Ends a queued batch that never ran: aborted, published, and out of the durable queue.
+   * Returns when the store took its messages off the queue (or kept them for a retry).
+   */
+  #endUnstarted(batch: Batch): Promise<void> {
     const result = this.#emptyResult(batch.runId, "aborted");
     this.#emit(batch, this.#runStartEvent(batch));
     this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
@@ -1025,7 +1028,45 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#ctx.logs.delete(id);
       this.#ctx.crashes.delete(id);
     }
-    void this.#dequeueAll(batch, batch.queueIds).catch(() => undefined);
+    return this.#dequeueAll(batch, batch.queueIds).catch(() => undefined);
+  }
+
+  /**
+   * A reset of a session whose unfinished messages (after a crash) are still in the store,
+   * to be replayed: their runs end as aborted, unrun, as a reset ends queued messages, and
+   * are off the queue before the replay looks. Messages already taken (`held`) are not theirs.
+   */
+  async #endUnreplayed(held: ReadonlySet<string>): Promise<void> {
+    const batches = new Map<string, Batch>();
+    for (let after: string | undefined; ; ) {
+      const page = await this.#ctx.store.queue.pending({
+        sessionKey: this.key,
+        limit: REPLAY_PAGE,
+        ...(after === undefined ? {} : { after }),
+      });
+      for (const message of page) {
+        if (held.has(message.id)) continue;
+        const runId = this.#runOf(message) ?? randomUUID();
+        const log = this.#ctx.logs.get(message.id) ?? new RunEventLog();
+        const { input } = message.payload as { input?: UserMessageInput };
+        const valid = typeof input === "object" && input !== null && typeof input.text === "string";
+        let batch = batches.get(runId);
+        if (batch === undefined) {
+          batch = { runId, inputs: [], logs: [], queueIds: [], mode: "followup" };
+          batches.set(runId, batch);
+        }
+        if (valid) batch.inputs.push(input);
+        batch.logs.push(log);
+        batch.queueIds.push(message.id);
+        if (hasMadeUpKey(message)) unkeyedOf(batch).push(message.id);
+      }
+      if (page.length < REPLAY_PAGE) break;
+      after = page[page.length - 1]!.id;
+    }
+    this.#replayDue = false;
+    this.#replayMore = false;
+    this.#abortedBeforeReplay.clear();
+    await Promise.all([...batches.values()].map((batch) => this.#endUnstarted(batch)));
   }
 
   /**
@@ -1218,11 +1259,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         await this.#dequeue(active, id);
       }
     }
+    // Unfinished messages of a crash not replayed yet end too, unrun.
+    if (this.#replayDue || this.#replayMore) {
+      await this.#endUnreplayed(new Set(this.#pending.flatMap((batch) => batch.queueIds)));
+    }
     // A key with no session (no record, no message, nothing queued or running) has nothing
     // to reset: it is left without a record, as `info()` leaves it.
     const exists =
       this.#recordSaved || active !== null || this.#pending.length > 0 || this.#history.length > 0;
-    for (const batch of this.#pending) this.#endUnstarted(batch);
+    for (const batch of this.#pending) void this.#endUnstarted(batch);
     this.#pending = [];
     this.#pendingCount = 0;
     await this.#ctx.store.transcripts.delete(this.key);
@@ -1339,7 +1384,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     for (const [runId, batch] of aborted) {
       this.#abortedBeforeReplay.delete(runId);
-      this.#endUnstarted(batch);
+      void this.#endUnstarted(batch);
     }
     if (arrived > 0) this.#pending.unshift(...this.#pending.splice(arrived));
     if (this.#active === null) this.#startNext();
