@@ -175,6 +175,59 @@ export interface ChatDialect {
    * not sent to those that do not (see {@link openAIModelReasons}), which refuse it.
    */
   openAIModels?: boolean;
+  /**
+   * Rewrite tool call ids into Mistral's form (see {@link mistralToolCallIds}): `true` always,
+   * `false` never, undefined for the models whose id names a Mistral family.
+   */
+  mistralToolCallIds?: boolean;
+}
+
+/** Model ids of the Mistral families, whose chat templates accept only 9-character call ids. */
+const MISTRAL_MODEL = /(?:mistral|mixtral|ministral|codestral|devstral|magistral|pixtral|voxtral)/i;
+
+/** A tool call id Mistral accepts: exactly 9 of `a-z`, `A-Z`, `0-9`. */
+const MISTRAL_ID = /^[a-zA-Z0-9]{9}$/;
+
+const BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/** 9 base-62 characters from a 64-bit FNV-1a hash of `text` (with `salt`). */
+function base62Digest(text: string, salt: number): string {
+  let hash = 0xcbf29ce484222325n ^ BigInt(salt);
+  for (let i = 0; i < text.length; i++) {
+    hash ^= BigInt(text.charCodeAt(i));
+    hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  let out = "";
+  for (let i = 0; i < 9; i++) {
+    out += BASE62[Number(hash % 62n)];
+    hash /= 62n;
+  }
+  return out;
+}
+
+/**
+ * The tool call ids of one request in the form Mistral requires (`[a-zA-Z0-9]{9}`): its API
+ * refuses any other with HTTP 400 ("Tool call id was toolu_01… but must be a-z, A-Z, 0-9,
+ * with a length of 9."), and so do Mistral models' chat templates on vLLM, llama.cpp or MLX.
+ * Ids from another vendor (after a failover, or a session that changed models) or made up
+ * here are mapped to 9 characters derived from them: the same id maps the same way on the
+ * assistant's call and on its result, and from one request to the next (the prompt stays
+ * cacheable); two ids of one request never map to one. Ids already in that form are kept.
+ */
+export function mistralToolCallIds(): (id: string) => string {
+  const mapped = new Map<string, string>();
+  const taken = new Map<string, string>();
+  return (id) => {
+    const known = mapped.get(id);
+    if (known !== undefined) return known;
+    let next = MISTRAL_ID.test(id) ? id : base62Digest(id, 0);
+    for (let salt = 1; taken.has(next) && taken.get(next) !== id; salt++) {
+      next = base62Digest(id, salt);
+    }
+    mapped.set(id, next);
+    taken.set(next, id);
+    return next;
+  };
 }
 
 /**
@@ -239,16 +292,28 @@ export function reasoningContentFormat(providerId: string): string {
  * `context.provider` streamed as `reasoning_content` goes back in that field (see
  * {@link reasoningContentFormat}); any other thinking is left out.
  */
-export function toChatMessages(request: ModelRequest, context: CallContext): JsonObject[] {
+export function toChatMessages(
+  request: ModelRequest,
+  context: CallContext,
+  callId: (id: string) => string = keepId,
+): JsonObject[] {
   const out: JsonObject[] = [];
   if (request.system !== undefined && request.system !== "") {
     out.push({ role: "system", content: request.system });
   }
-  for (const message of request.messages) out.push(...chatMessage(message, context));
+  for (const message of request.messages) out.push(...chatMessage(message, context, callId));
   return out;
 }
 
-function chatMessage(message: ModelMessage, context: CallContext): JsonObject[] {
+function keepId(id: string): string {
+  return id;
+}
+
+function chatMessage(
+  message: ModelMessage,
+  context: CallContext,
+  callId: (id: string) => string,
+): JsonObject[] {
   if (message.role === "user") {
     // Plain text as a string: every compatible server accepts that, not all accept parts.
     if (message.content.every((part) => part.type === "text")) {
@@ -282,7 +347,7 @@ function chatMessage(message: ModelMessage, context: CallContext): JsonObject[] 
     const toolCalls = message.content
       .filter((part) => part.type === "tool-call")
       .map((part) => ({
-        id: part.toolCallId,
+        id: callId(part.toolCallId),
         type: "function",
         function: {
           name: part.toolName,
@@ -300,7 +365,7 @@ function chatMessage(message: ModelMessage, context: CallContext): JsonObject[] 
   }
   return message.content.map((result) => ({
     role: "tool",
-    tool_call_id: result.toolCallId,
+    tool_call_id: callId(result.toolCallId),
     content: toolOutputText(result.output),
   }));
 }
@@ -321,7 +386,13 @@ export function toChatRequest(
 ): JsonObject {
   const body: JsonObject = {
     model: request.model,
-    messages: toChatMessages(request, context),
+    messages: toChatMessages(
+      request,
+      context,
+      (dialect.mistralToolCallIds ?? MISTRAL_MODEL.test(request.model))
+        ? mistralToolCallIds()
+        : keepId,
+    ),
     stream: true,
   };
   if (dialect.includeUsage) body.stream_options = { include_usage: true };

@@ -42,6 +42,18 @@ export interface OpenAICompatibleProviderOptions extends ProviderHttpOptions {
    * loop still validates it against the schema and asks again when it does not conform.
    */
   structuredOutputs?: boolean;
+  /**
+   * Send tool call ids in the form Mistral requires, exactly 9 of `a-z`, `A-Z`, `0-9`: its
+   * API, and Mistral models' chat templates on vLLM, llama.cpp or MLX, refuse any other
+   * ("Tool call id was … but must be a-z, A-Z, 0-9, with a length of 9"), so a conversation
+   * holding another vendor's call ids (after a failover, or a change of model) or ids this
+   * library made up could not go on. Other ids are mapped to 9 characters derived from them,
+   * the same on a call and its result and from one request to the next. Default: on for
+   * `api.mistral.ai` and for models whose id names a Mistral family (`mistral`, `mixtral`,
+   * `ministral`, `codestral`, `devstral`, `magistral`, `pixtral`, `voxtral`); `true` or
+   * `false` decides for every model.
+   */
+  mistralToolCallIds?: boolean;
 }
 
 /**
@@ -86,6 +98,12 @@ export function createOpenAICompatibleProvider(
     options.idleTimeoutMs,
     DEFAULT_IDLE_TIMEOUT_MS,
   );
+  const mistralIds = options.mistralToolCallIds;
+  if (mistralIds !== undefined && typeof mistralIds !== "boolean") {
+    throw new InvalidArgumentError(
+      `mistralToolCallIds must be a boolean, got ${JSON.stringify(mistralIds)}`,
+    );
+  }
   const apiKey = options.apiKey === "" ? undefined : options.apiKey;
   const http = createOpenAIHttpClient(options, apiKey, options.baseUrl);
   const dialect = {
@@ -95,6 +113,7 @@ export function createOpenAICompatibleProvider(
     apiKeyEnv: undefined,
     promptCacheKey: options.promptCacheKey === true,
     responseFormat: structuredOutputs !== false,
+    mistralToolCallIds: mistralIds ?? (isMistralApi(options.baseUrl) ? true : undefined),
   } as const;
   const models = options.models;
   /** The prices `modelInfo` reads: what the caller said of the server's models. */
@@ -127,4 +146,13 @@ export function createOpenAICompatibleProvider(
       return mergeModels(served, models);
     },
   };
+}
+
+/** Whether `baseUrl` is Mistral's own API (`api.mistral.ai`), whatever the model's id. */
+function isMistralApi(baseUrl: string): boolean {
+  try {
+    return new URL(baseUrl).hostname === "api.mistral.ai";
+  } catch {
+    return false;
+  }
 }

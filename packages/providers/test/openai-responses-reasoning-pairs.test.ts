@@ -11,7 +11,14 @@ import { http } from "msw";
 import { setupServer } from "msw/node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createOpenAIProvider } from "../src/index.js";
-import { collect, errorResponse, runtimeOver, sseResponse, userText } from "./support.js";
+import {
+  collect,
+  errorResponse,
+  runtimeOver,
+  sseResponse,
+  userText,
+  weatherTool,
+} from "./support.js";
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
@@ -182,14 +189,7 @@ async function startRuntime() {
     [openai()],
     {
       agents: [{ id: "main", model: "openai/o4-mini", thinking: "medium", tools: ["*"] }],
-      tools: [
-        {
-          name: "get_weather",
-          description: "Current weather in a city",
-          inputSchema: { type: "object", properties: { city: { type: "string" } } },
-          execute: () => ({ celsius: 21 }),
-        },
-      ],
+      tools: [weatherTool],
     },
     cleanups,
   );

@@ -13,7 +13,32 @@ import {
   type RegisteredTool,
 } from "@beamclaw/core";
 import { HttpResponse } from "msw";
-import { expect } from "vitest";
+import { setupServer } from "msw/node";
+import { afterAll, afterEach, beforeAll, expect } from "vitest";
+
+/**
+ * The test file's msw server (unhandled requests fail the test; handlers reset after each
+ * test) and its list of clean-ups, run newest first after each test (see {@link runtimeOver}).
+ */
+export function mswFakes() {
+  const server = setupServer();
+  const cleanups: Array<() => Promise<void>> = [];
+  beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
+  afterEach(async () => {
+    server.resetHandlers();
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  afterAll(() => server.close());
+  return { server, cleanups };
+}
+
+/** A `get_weather` tool that answers 21 °C for any city. */
+export const weatherTool: RegisteredTool = {
+  name: "get_weather",
+  description: "Current weather in a city",
+  inputSchema: { type: "object", properties: { city: { type: "string" } } },
+  execute: () => ({ celsius: 21 }),
+};
 
 /** A recorded-style fixture from test/fixtures, as text. */
 export function fixture(name: string): string {
