@@ -288,6 +288,54 @@ export function reasoningContentFormat(providerId: string): string {
 }
 
 /**
+ * The `format` of the thinking part that keeps the `reasoning_details` the provider
+ * `providerId` streamed (OpenRouter: `reasoning.text` with its `signature`, `reasoning.summary`,
+ * `reasoning.encrypted`), as their JSON text in its `signature`. They go back to that provider,
+ * and only to it, as the assistant message's `reasoning_details`, as OpenRouter asks for tool
+ * loops of reasoning models: Gemini 3 refuses a function call sent back without its thought
+ * signature, and Claude's extended thinking needs its signed blocks.
+ */
+export function reasoningDetailsFormat(providerId: string): string {
+  return `openai-chat:${providerId}:reasoning_details`;
+}
+
+/**
+ * Merges one streamed `reasoning_details` entry into `details`: entries come in pieces that
+ * share their `index` and `type`, whose `text` and `summary` add up, while a `signature`,
+ * `data` or `id` comes whole, once (earlier pieces carry it empty).
+ */
+function mergeReasoningDetail(details: JsonObject[], piece: unknown): void {
+  if (!isWire(piece) || typeof piece.type !== "string") return;
+  const index = piece.index;
+  const same =
+    typeof index === "number"
+      ? details.find((detail) => detail.index === index && detail.type === piece.type)
+      : undefined;
+  if (same === undefined) {
+    details.push({ ...(piece as JsonObject) });
+    return;
+  }
+  for (const [key, value] of Object.entries(piece)) {
+    if ((key === "text" || key === "summary") && typeof value === "string") {
+      same[key] = (typeof same[key] === "string" ? same[key] : "") + value;
+    } else if (value !== null && value !== undefined && value !== "") {
+      same[key] = value as JsonObject[string];
+    }
+  }
+}
+
+/** The `reasoning_details` kept in a thinking part's `signature` (see above); none if unreadable. */
+function keptReasoningDetails(signature: string | undefined): JsonObject[] {
+  if (signature === undefined) return [];
+  try {
+    const parsed = JSON.parse(signature) as unknown;
+    return Array.isArray(parsed) ? parsed.filter(isWire).map((d) => d as JsonObject) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
  * Maps the normalized conversation to Chat Completions `messages`. Reasoning that
  * `context.provider` streamed as `reasoning_content` goes back in that field (see
  * {@link reasoningContentFormat}); any other thinking is left out.
@@ -340,6 +388,12 @@ function chatMessage(
       .filter((part) => part.type === "thinking" && part.format === format)
       .map((part) => (part as { text: string }).text)
       .join("");
+    const detailsFormat = reasoningDetailsFormat(context.provider);
+    const details = message.content.flatMap((part) =>
+      part.type === "thinking" && part.format === detailsFormat
+        ? keptReasoningDetails(part.signature)
+        : [],
+    );
     const text = message.content
       .filter((part) => part.type === "text")
       .map((part) => part.text)
@@ -359,6 +413,7 @@ function chatMessage(
         role: "assistant",
         content: text === "" && toolCalls.length > 0 ? null : text,
         ...(reasoning === "" ? {} : { reasoning_content: reasoning }),
+        ...(details.length === 0 ? {} : { reasoning_details: details }),
         ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),
       },
     ];
@@ -515,6 +570,10 @@ export async function* streamChatCompletions(
   let thinking = false;
   /** The `format` of the open thinking block, when its reasoning is sent back. */
   let thinkingFormat: string | undefined;
+  /** The `reasoning_details` streamed so far (see {@link mergeReasoningDetail}). */
+  const details: JsonObject[] = [];
+  /** How many of `details` a `thinking-end` carried already. */
+  let detailsSent = 0;
   let refused = false;
   let finishReason: string | undefined;
   let complete = false;
@@ -549,6 +608,16 @@ export async function* streamChatCompletions(
    */
   function* flushToolCalls(): Generator<ModelStreamEvent> {
     yield* closeThinking();
+    if (details.length > detailsSent) {
+      // Their own thinking part, without text (the text came as `reasoning`): only kept, to
+      // go back to this provider.
+      yield {
+        type: "thinking-end",
+        signature: JSON.stringify(details.slice(detailsSent)),
+        format: reasoningDetailsFormat(setup.id),
+      };
+      detailsSent = details.length;
+    }
     for (const call of calls) {
       if (call.emitted) continue;
       call.emitted = true;
@@ -617,6 +686,10 @@ export async function* streamChatCompletions(
     } else {
       const reasoning = stringField(delta, "reasoning");
       if (reasoning) yield* startThinking(reasoning);
+    }
+    const detailPieces = field(delta, "reasoning_details");
+    if (Array.isArray(detailPieces)) {
+      for (const piece of detailPieces) mergeReasoningDetail(details, piece);
     }
     const content = field(delta, "content");
     if (typeof content === "string") {
