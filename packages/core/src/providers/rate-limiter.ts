@@ -16,6 +16,10 @@ export interface RateLimits {
    * Tokens per minute (sliding 60 s window). A call counts its estimate up front (see
    * `estimateTokens`), corrected to the usage the provider reports (input + output tokens).
    * A single request larger than `tpm` waits for an empty window instead of forever.
+   *
+   * Calls that wait for room are served in the order they came (for `rpm` too): a call
+   * arriving while another waits queues behind it even if it would fit now, so a large
+   * request is not starved by a steady flow of small ones that each fit.
    */
   tpm?: number;
   /** Calls streaming at the same time. Waiters are served first come, first served. */
@@ -29,6 +33,12 @@ interface WindowEntry {
   tokens: number;
 }
 
+/** A call waiting in line for room in per-minute windows (see `acquireLimits`). */
+interface Ticket {
+  /** Wakes the call when a ticket ahead of it leaves a line. */
+  wake: (() => void) | undefined;
+}
+
 /** The limits of one key (a ref or a provider id) and their current use. */
 export class Limiter {
   readonly key: string;
@@ -36,6 +46,8 @@ export class Limiter {
   readonly #window: WindowEntry[] = [];
   #active = 0;
   readonly #waiting: Array<() => void> = [];
+  /** Calls waiting for room in the per-minute window, first come first served. */
+  readonly #line: Ticket[] = [];
 
   constructor(key: string, limits: RateLimits) {
     this.key = key;
@@ -65,6 +77,25 @@ export class Limiter {
       }
     }
     return wait;
+  }
+
+  /** Whether another call waits for window room ahead of `ticket` (any, if it has none). */
+  lineAhead(ticket: Ticket | undefined): boolean {
+    const line = this.#line;
+    return line.length > 0 && line[0] !== ticket;
+  }
+
+  /** Puts `ticket` at the end of the line for window room. */
+  joinLine(ticket: Ticket): void {
+    this.#line.push(ticket);
+  }
+
+  /** Takes `ticket` out of the line; the call now first in line, if any, looks again. */
+  leaveLine(ticket: Ticket): void {
+    const index = this.#line.indexOf(ticket);
+    if (index < 0) return;
+    this.#line.splice(index, 1);
+    if (index === 0) this.#line[0]?.wake?.();
   }
 
   /** Counts one request of `tokens` at `now`; the entry's tokens may be corrected later. */
@@ -126,7 +157,8 @@ export interface LimiterLease {
 
 /**
  * Waits until every limiter has a concurrency slot and room in its per-minute window, then
- * counts the call in all of them at once.
+ * counts the call in all of them at once. Calls that wait for window room are served in the
+ * order they came: one that arrives while others wait queues behind them.
  */
 export async function acquireLimits(
   limiters: readonly Limiter[],
@@ -138,6 +170,13 @@ export async function acquireLimits(
   const slots: Limiter[] = [];
   const releaseSlots = () => {
     for (const limiter of slots.splice(0)) limiter.releaseSlot();
+  };
+  /** This call's place in the limiters' lines, once it had to wait for window room. */
+  let ticket: Ticket | undefined;
+  const leaveLines = () => {
+    if (ticket === undefined) return;
+    for (const limiter of limiters) limiter.leaveLine(ticket);
+    ticket = undefined;
   };
   try {
     // Always in the same order (provider before ref), so two calls cannot deadlock.
@@ -152,9 +191,14 @@ export async function acquireLimits(
       if (signal.aborted) throw abortedBy(signal);
       const at = now();
       let wait = 0;
-      for (const limiter of limiters) wait = Math.max(wait, limiter.waitMs(tokens, at));
-      if (wait <= 0) {
+      let behind = false;
+      for (const limiter of limiters) {
+        wait = Math.max(wait, limiter.waitMs(tokens, at));
+        if (limiter.lineAhead(ticket)) behind = true;
+      }
+      if (wait <= 0 && !behind) {
         const entries = limiters.map((limiter) => limiter.record(tokens, at));
+        leaveLines();
         let released = false;
         return {
           release(actualTokens) {
@@ -176,9 +220,28 @@ export async function acquireLimits(
           },
         };
       }
-      await raceAbort(sleep(wait, signal), signal);
+      if (ticket === undefined) {
+        // Every limiter's line, at once: the order of arrival is the same in all of them.
+        ticket = { wake: undefined };
+        for (const limiter of limiters) limiter.joinLine(ticket);
+        continue;
+      }
+      if (behind) {
+        // Until a call ahead leaves a line (it got its room, or gave up).
+        const mine = ticket;
+        await raceAbort(
+          new Promise<void>((resolve) => {
+            mine.wake = resolve;
+          }),
+          signal,
+        );
+        mine.wake = undefined;
+      } else {
+        await raceAbort(sleep(wait, signal), signal);
+      }
     }
   } catch (error) {
+    leaveLines();
     releaseSlots();
     throw error;
   }
