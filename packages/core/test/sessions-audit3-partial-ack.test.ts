@@ -144,4 +144,16 @@ describe("a store that refuses part of a run's acknowledgement", () => {
     await t.runtime.stop();
     expect(await t.store.queue.pending({ sessionKey: KEY })).toEqual([]);
   });
+
+  it("a delivery again of a finished run's message still in the queue is a duplicate, not a second run", async () => {
+    // Every removal fails for a while: the message stays pending after its run.
+    const t = await flakyAckRuntime(1, 1_000);
+    const a = await t.session.send("A");
+    expect(await a.result).toMatchObject({ status: "completed" });
+    const [queued] = await t.store.queue.pending({ sessionKey: KEY });
+    expect(queued).toBeDefined();
+    // As a cluster node hands a message over (or a redelivery of it arrives).
+    await expect(t.runtime.deliver(queued!)).rejects.toMatchObject({ code: "DUPLICATE" });
+    expect(t.asked).toEqual(["A"]);
+  });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import {
   AbortedError,
-  type BeamClawError,
+  BeamClawError,
   FencedError,
   InvalidArgumentError,
   NoProcessError,
@@ -818,6 +818,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // answered with its run, never run twice.
     const taken = this.#holding(delivery.queueId);
     if (taken !== undefined) return taken;
+    // A message whose run is over but which the store has not let go of yet (see
+    // `#dequeueAll`) is still pending there: a delivery of it again must not run it again.
+    if (
+      this.#undequeued.length > 0 &&
+      this.#undequeued.some((message) => message.id === delivery.queueId)
+    ) {
+      throw new BeamClawError("DUPLICATE", `message ${delivery.queueId} was already handled`);
+    }
     if (replayed) {
       const rejoined = this.#rejoin(delivery);
       if (rejoined !== undefined) return rejoined;
