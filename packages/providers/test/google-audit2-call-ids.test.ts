@@ -4,16 +4,16 @@
  * IDs"), the call itself going back unchanged in the history. Ids Gemini did not give (the
  * made-up `gemini_call_N` of Gemini 2.5 calls, another provider's call ids) are not sent.
  */
-import type { ModelMessage, ModelRequest, ModelStreamEvent } from "@beamclaw/core";
+import type { ModelMessage, ModelRequest, ModelStreamEvent, ToolResultPart } from "@beamclaw/core";
 import { http } from "msw";
-import { setupServer } from "msw/node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createGoogleProvider } from "../src/index.js";
 import {
   type CapturedRequest,
   capture,
   collect,
   fixture,
+  mswFakes,
   sseResponse,
   userText,
 } from "./support.js";
@@ -21,10 +21,7 @@ import {
 const BASE = "https://generativelanguage.googleapis.com/v1beta";
 const urlOf = (model: string) => `${BASE}/models/${model}\\:streamGenerateContent`;
 
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledRequest: "error" }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
+const { server } = mswFakes();
 
 const provider = () => createGoogleProvider({ apiKey: "AIzaSyTest-audit2" });
 
@@ -65,6 +62,34 @@ function assistantFrom(events: ModelStreamEvent[]): ModelMessage {
   return { role: "assistant", content };
 }
 
+/** A `get_weather` result for call `toolCallId`. */
+function weather(toolCallId: string, celsius: number): ToolResultPart {
+  return { type: "tool-result", toolCallId, toolName: "get_weather", output: { celsius } };
+}
+
+/**
+ * Asks `model` `question` (answered by `stream`), then sends the question, the assistant
+ * message built from that answer and `results` back; returns the `contents` Gemini was sent.
+ */
+async function followUp(
+  model: string,
+  stream: string,
+  question: string,
+  results: ToolResultPart[],
+): Promise<Array<{ role: string; parts: unknown[] }>> {
+  serve(model, stream);
+  const hello: ModelRequest = { model, messages: [userText(question)] };
+  const assistant = assistantFrom(await collect(provider().stream(hello)));
+  const seen = serve(model, fixture("google-text.sse.txt"));
+  await collect(
+    provider().stream({
+      model,
+      messages: [userText(question), assistant, { role: "tool", content: results }],
+    }),
+  );
+  return seen[0]!.body.contents as Array<{ role: string; parts: unknown[] }>;
+}
+
 const PARALLEL_G3 = [
   {
     candidates: [
@@ -93,32 +118,12 @@ const PARALLEL_G3 = [
 
 describe("google: Gemini 3's function call ids go back on the call and its response", () => {
   it("a streamed Gemini 3 call with an id: the history's functionCall and its functionResponse carry it", async () => {
-    const model = "gemini-3-pro-preview";
-    serve(model, fixture("google-function-call-id.sse.txt"));
-    const hello: ModelRequest = { model, messages: [userText("Weather in Tokyo?")] };
-    const assistant = assistantFrom(await collect(provider().stream(hello)));
-    const seen = serve(model, fixture("google-text.sse.txt"));
-    await collect(
-      provider().stream({
-        model,
-        messages: [
-          userText("Weather in Tokyo?"),
-          assistant,
-          {
-            role: "tool",
-            content: [
-              {
-                type: "tool-result",
-                toolCallId: "c1q2w3e4",
-                toolName: "get_weather",
-                output: { celsius: 18 },
-              },
-            ],
-          },
-        ],
-      }),
+    const contents = await followUp(
+      "gemini-3-pro-preview",
+      fixture("google-function-call-id.sse.txt"),
+      "Weather in Tokyo?",
+      [weather("c1q2w3e4", 18)],
     );
-    const contents = seen[0]!.body.contents as Array<{ role: string; parts: unknown[] }>;
     expect(contents[1]).toEqual({
       role: "model",
       parts: [
@@ -139,39 +144,11 @@ describe("google: Gemini 3's function call ids go back on the call and its respo
   });
 
   it("parallel calls to one function: each response carries the id of its own call", async () => {
-    const model = "gemini-3-flash-preview";
-    serve(model, PARALLEL_G3);
-    const hello: ModelRequest = { model, messages: [userText("Paris and London?")] };
-    const assistant = assistantFrom(await collect(provider().stream(hello)));
-    const seen = serve(model, fixture("google-text.sse.txt"));
-    await collect(
-      provider().stream({
-        model,
-        messages: [
-          userText("Paris and London?"),
-          assistant,
-          {
-            role: "tool",
-            content: [
-              // Results in another order than the calls: the ids keep them apart.
-              {
-                type: "tool-result",
-                toolCallId: "fc_london",
-                toolName: "get_weather",
-                output: { celsius: 14 },
-              },
-              {
-                type: "tool-result",
-                toolCallId: "fc_paris",
-                toolName: "get_weather",
-                output: { celsius: 21 },
-              },
-            ],
-          },
-        ],
-      }),
-    );
-    const contents = seen[0]!.body.contents as Array<{ role: string; parts: unknown[] }>;
+    // Results in another order than the calls: the ids keep them apart.
+    const contents = await followUp("gemini-3-flash-preview", PARALLEL_G3, "Paris and London?", [
+      weather("fc_london", 14),
+      weather("fc_paris", 21),
+    ]);
     expect(contents[1]!.parts).toEqual([
       {
         functionCall: { id: "fc_paris", name: "get_weather", args: { city: "Paris" } },
@@ -201,17 +178,7 @@ describe("google: Gemini 3's function call ids go back on the call and its respo
         messages: [
           userText("Weather in Paris?"),
           gemini25,
-          {
-            role: "tool",
-            content: [
-              {
-                type: "tool-result",
-                toolCallId: "gemini_call_1",
-                toolName: "get_weather",
-                output: { celsius: 21 },
-              },
-            ],
-          },
+          { role: "tool", content: [weather("gemini_call_1", 21)] },
           userText("And London?"),
           {
             role: "assistant",
@@ -225,17 +192,7 @@ describe("google: Gemini 3's function call ids go back on the call and its respo
               },
             ],
           },
-          {
-            role: "tool",
-            content: [
-              {
-                type: "tool-result",
-                toolCallId: "toolu_01",
-                toolName: "get_weather",
-                output: { celsius: 14 },
-              },
-            ],
-          },
+          { role: "tool", content: [weather("toolu_01", 14)] },
         ],
       }),
     );
