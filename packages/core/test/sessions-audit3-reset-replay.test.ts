@@ -78,4 +78,29 @@ describe("reset between a crash and its replay", () => {
     expect(await e.result).toMatchObject({ status: "completed", text: "answer: E" });
     expect(t.asked).toEqual(["A", "E"]);
   });
+
+  it("a reset the store cannot list the unfinished messages for fails and changes nothing", async () => {
+    const t = await gatedRuntime();
+    const { a, gate } = await runningA(t);
+    kill(t);
+    const pending = t.store.queue.pending.bind(t.store.queue);
+    let refuse = true;
+    t.store.queue.pending = async (options) => {
+      // The reset's paged read (the restarted session's own start-up read has no limit).
+      if (refuse && options?.limit !== undefined) {
+        refuse = false;
+        throw new Error("store unavailable");
+      }
+      return pending(options);
+    };
+    // B comes after the crash: it waits behind the replay.
+    const b = await t.session.send("B");
+    await expect(t.session.reset()).rejects.toThrow("store unavailable");
+    // Nothing was reset: the replay runs A, then B, and the history is kept.
+    gate.resolve();
+    expect(await a.result).toMatchObject({ status: "completed", text: "answer: A" });
+    expect(await b.result).toMatchObject({ status: "completed", text: "answer: B" });
+    expect(t.asked).toEqual(["A", "A", "B"]);
+    expect((await t.session.history()).length).toBeGreaterThan(0);
+  });
 });

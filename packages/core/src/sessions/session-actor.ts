@@ -1040,11 +1040,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   /**
-   * A reset of a session whose unfinished messages (after a crash) are still in the store,
-   * to be replayed: their runs end as aborted, unrun, as a reset ends queued messages, and
-   * are off the queue before the replay looks. Messages already taken (`held`) are not theirs.
+   * The unfinished messages (after a crash) still in the store, to be replayed, as the
+   * batches of their runs: a reset ends them as aborted, unrun, as it ends queued messages,
+   * and takes them off the queue before the replay looks. Messages already taken (`held`)
+   * are not among them.
    */
-  async #endUnreplayed(held: ReadonlySet<string>): Promise<void> {
+  async #unreplayed(held: ReadonlySet<string>): Promise<Batch[]> {
     const batches = new Map<string, Batch>();
     for (let after: string | undefined; ; ) {
       const page = await this.#ctx.store.queue.pending({
@@ -1071,10 +1072,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (page.length < REPLAY_PAGE) break;
       after = page[page.length - 1]!.id;
     }
-    this.#replayDue = false;
-    this.#replayMore = false;
-    this.#abortedBeforeReplay.clear();
-    await Promise.all([...batches.values()].map((batch) => this.#endUnstarted(batch)));
+    return [...batches.values()];
   }
 
   /**
@@ -1247,6 +1245,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   async #reset(): Promise<void> {
+    // Unfinished messages of a crash not replayed yet end too, unrun: read before anything
+    // changes, so that a store that cannot list them leaves the session as it was.
+    const unreplayed =
+      this.#replayDue || this.#replayMore
+        ? await this.#unreplayed(new Set(this.#pending.flatMap((batch) => batch.queueIds)))
+        : undefined;
     this.#cancelCompaction(new AbortedError(`session ${this.key} was reset`));
     this.#cancelInjections(new AbortedError(`session ${this.key} was reset`));
     const active = this.#active;
@@ -1267,9 +1271,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         await this.#dequeue(active, id);
       }
     }
-    // Unfinished messages of a crash not replayed yet end too, unrun.
-    if (this.#replayDue || this.#replayMore) {
-      await this.#endUnreplayed(new Set(this.#pending.flatMap((batch) => batch.queueIds)));
+    if (unreplayed !== undefined) {
+      this.#replayDue = false;
+      this.#replayMore = false;
+      this.#abortedBeforeReplay.clear();
+      await Promise.all(unreplayed.map((batch) => this.#endUnstarted(batch)));
     }
     // A key with no session (no record, no message, nothing queued or running) has nothing
     // to reset: it is left without a record, as `info()` leaves it.
