@@ -26,9 +26,12 @@ async function flakyAckRuntime(
   failing: number,
   times: number,
   options: Partial<AgentRuntimeOptions> = {},
+  /** Fills the store before the runtime starts. */
+  before: (store: MemoryStore) => Promise<void> = async () => {},
 ) {
   const store = new MemoryStore();
   await store.open();
+  await before(store);
   let removals = 0;
   let refused = 0;
   const gates = new Map<string, Deferred<void>>();
@@ -47,7 +50,7 @@ async function flakyAckRuntime(
   wrap("ack");
   wrap("discard");
   const answer = gatedAnswer(gates, (_request, last) => asked.push(last));
-  const { runtime, session } = await scriptedRuntime(Array(20).fill(answer), cleanups, {
+  const { runtime, session } = await scriptedRuntime(Array(1_100).fill(answer), cleanups, {
     store,
     options,
   });
@@ -156,4 +159,38 @@ describe("a store that refuses part of a run's acknowledgement", () => {
     await expect(t.runtime.deliver(queued!)).rejects.toMatchObject({ code: "DUPLICATE" });
     expect(t.asked).toEqual(["A"]);
   });
+
+  it("a replay in pages does not run again a message of the first page whose removal failed", async () => {
+    // More unfinished messages than one replay page (1,000): the session replays the rest once
+    // the first page is done, and the store still lists the first message, whose ack fails
+    // until every message has run.
+    const count = 1_001;
+    let stuck = true;
+    const t = await flakyAckRuntime(Number.POSITIVE_INFINITY, 0, {}, async (store) => {
+      const ids: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const { message } = await store.queue.enqueue({
+          idempotencyKey: `k-${i}`,
+          sessionKey: KEY,
+          payload: { input: { text: `m${i}` }, options: {}, runId: `run-${i}` },
+        });
+        ids.push(message.id);
+      }
+      const ack = store.queue.ack.bind(store.queue);
+      store.queue.ack = async (id) => {
+        if (stuck && id === ids[0]) throw new Error("store unavailable");
+        return ack(id);
+      };
+    });
+    await waitFor("every message to run", () => t.asked.length >= count, 30_000);
+    stuck = false;
+    await waitFor(
+      "the queue to be empty",
+      async () => (await t.store.queue.pending({ sessionKey: KEY })).length === 0,
+      30_000,
+    );
+    expect(t.asked).toHaveLength(count);
+    expect(new Set(t.asked).size).toBe(count);
+    expect(t.runtime.activeSessions()).toEqual([KEY]);
+  }, 60_000);
 });

@@ -820,10 +820,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (taken !== undefined) return taken;
     // A message whose run is over but which the store has not let go of yet (see
     // `#dequeueAll`) is still pending there: a delivery of it again must not run it again.
-    if (
-      this.#undequeued.length > 0 &&
-      this.#undequeued.some((message) => message.id === delivery.queueId)
-    ) {
+    if (this.#isUndequeued(delivery.queueId)) {
       throw new BeamClawError("DUPLICATE", `message ${delivery.queueId} was already handled`);
     }
     if (replayed) {
@@ -1112,6 +1109,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
   }
 
+  /** Whether queue message `id` belongs to a run that is over (see `#dequeueAll`). */
+  #isUndequeued(id: string): boolean {
+    return this.#undequeued.length > 0 && this.#undequeued.some((message) => message.id === id);
+  }
+
   #armDequeueRetry(): void {
     if (this.#dequeueRetryArmed) return;
     this.#dequeueRetryArmed = true;
@@ -1249,7 +1251,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // changes, so that a store that cannot list them leaves the session as it was.
     const unreplayed =
       this.#replayDue || this.#replayMore
-        ? await this.#unreplayed(new Set(this.#pending.flatMap((batch) => batch.queueIds)))
+        ? await this.#unreplayed(
+            new Set([
+              ...this.#pending.flatMap((batch) => batch.queueIds),
+              ...this.#undequeued.map((message) => message.id),
+            ]),
+          )
         : undefined;
     this.#cancelCompaction(new AbortedError(`session ${this.key} was reset`));
     this.#cancelInjections(new AbortedError(`session ${this.key} was reset`));
@@ -1335,6 +1342,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     /** Runs aborted before this replay (see `#abort`), with their messages: never started. */
     const aborted = new Map<string, Batch>();
     for (const message of pending) {
+      // Its run is over (a page replayed before it ran it); the store has not let go of it.
+      if (this.#isUndequeued(message.id)) continue;
       const payload = message.payload as {
         input?: UserMessageInput;
         options?: Omit<SendOptions, "signal">;
