@@ -186,8 +186,12 @@ describe("BackgroundProcessRegistry", () => {
     const { slug, pid } = await run(registry, fixture("escape-late.sh"));
     const [escaped] = await ready(registry, slug);
     expect(isAlive(escaped!)).toBe(true);
-    expect(descendantsOf(pid)).not.toContain(escaped);
-    expect(groupMembers(pid)).not.toContain(escaped);
+    // setsid runs in the child a moment after the shell printed its pid: wait until it has left.
+    expect(
+      await eventually(
+        () => !descendantsOf(pid).includes(escaped!) && !groupMembers(pid).includes(escaped!),
+      ),
+    ).toBe(true);
     await registry.killProcess(slug);
     expect(isAlive(escaped!)).toBe(false);
   });
@@ -210,8 +214,12 @@ describe("BackgroundProcessRegistry", () => {
     );
     const [daemon] = await ready(registry, slug, 1);
     expect(isAlive(daemon!)).toBe(true);
-    expect(descendantsOf(pid)).not.toContain(daemon);
-    expect(groupMembers(pid)).not.toContain(daemon);
+    // setsid runs in the child a moment after the shell printed its pid: wait until it has left.
+    expect(
+      await eventually(
+        () => !descendantsOf(pid).includes(daemon!) && !groupMembers(pid).includes(daemon!),
+      ),
+    ).toBe(true);
     await registry.killProcess(slug);
     expect(await eventually(() => !isAlive(daemon!))).toBe(true);
   });
