@@ -6,6 +6,7 @@
  */
 import { ProviderError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
+import { OSLO_CALL_SENT, post, startResponses, WEATHER_TOOL } from "./responses-support.js";
 import {
   AUTH,
   httpCall as call,
@@ -13,7 +14,6 @@ import {
   HANGING_ANSWER,
   leaveMidStream,
   runEnds,
-  type Stack,
   sseEvents,
   startStack,
   stopStacks,
@@ -25,28 +25,10 @@ afterEach(async () => {
   await stopStacks();
 });
 
-type ScriptEntries = NonNullable<Parameters<typeof startStack>[0]>["responses"];
-
-/** A gateway with `/v1/responses` turned on. */
-function startResponses(responses: ScriptEntries = []): Promise<Stack> {
-  return startStack({ responses, gateway: { http: { responses: true } } });
-}
-
-function post(stack: Stack, body: unknown, headers: Record<string, string> = AUTH) {
-  return call(stack.port, "/v1/responses", { method: "POST", headers, body });
-}
-
 /** The text of a provider request's message (its first part). */
 function firstText(message: { content: unknown[] } | undefined): string | undefined {
   return (message?.content[0] as { text?: string } | undefined)?.text;
 }
-
-const WEATHER_TOOL = {
-  type: "function",
-  name: "get_weather",
-  description: "Weather in a city",
-  parameters: { type: "object", properties: { city: { type: "string" } } },
-};
 
 describe("POST /v1/responses", () => {
   it("answers a non-streaming request with a completed response: an output_text message, usage and the metadata echoed", async () => {
@@ -260,29 +242,7 @@ describe("POST /v1/responses", () => {
       ],
     });
     expect(second.json.output[0].content[0].text).toBe("It is 4 °C in Oslo.");
-    const sent = stack.provider.requests[1]!.messages;
-    expect(sent[1]).toEqual({
-      role: "assistant",
-      content: [
-        {
-          type: "tool-call",
-          toolCallId: "call_1",
-          toolName: "get_weather",
-          input: { city: "Oslo" },
-        },
-      ],
-    });
-    expect(sent[2]).toEqual({
-      role: "tool",
-      content: [
-        {
-          type: "tool-result",
-          toolCallId: "call_1",
-          toolName: "get_weather",
-          output: '{"celsius":4}',
-        },
-      ],
-    });
+    expect(stack.provider.requests[1]!.messages).toEqual(OSLO_CALL_SENT);
   });
 
   it("streams a function call as output_item.added, function_call_arguments.delta and .done, output_item.done", async () => {
@@ -493,7 +453,7 @@ describe("POST /v1/responses refusals", () => {
     expect(stack.provider.requests).toHaveLength(0);
   });
 
-  it("refuses fields it would not honour (previous_response_id, built-in tools, unknown ones) with a 400 naming the field", async () => {
+  it("refuses fields it would not honour (an unknown previous_response_id, built-in tools, unknown ones) with a 400 naming the field", async () => {
     const stack = await startResponses([{ text: "never" }]);
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ previous_response_id: "resp_123" }, "previous_response_id"],

@@ -16,6 +16,7 @@ import {
   CronSupervisor,
   createProviderChain,
   MemoryStore,
+  type MemoryStoreOptions,
   type Transcriber,
 } from "@beamclaw/core";
 import {
@@ -298,9 +299,11 @@ export async function startStack(
     gateway?: Partial<GatewayServerOptions>;
     /** Give the gateway core's CronSupervisor (running jobs through the runtime). */
     cron?: boolean;
+    /** Options of the stack's `MemoryStore` (its clock, for TTLs). */
+    store?: MemoryStoreOptions;
   } = {},
 ): Promise<Stack> {
-  const store = new MemoryStore();
+  const store = new MemoryStore(options.store);
   await store.open();
   const provider = createScriptedProvider({ id: "scripted", responses: options.responses ?? [] });
   const models = createProviderChain({

@@ -134,6 +134,12 @@ export interface TurnRequest {
    * last user message, gets them as a `System:` line before it.
    */
   instructions?: string;
+  /**
+   * Keeps a finished answer (the Responses API's `previous_response_id`): called with the
+   * answer's id before its last event or its body is written, so that a follow-up sent as soon
+   * as the client has the answer finds it. It handles its own failures.
+   */
+  keep?: (id: string, answer: Answer) => Promise<void>;
 }
 
 /** Runs one turn and writes its answer in the dialect. */
@@ -369,7 +375,9 @@ async function sessionTurn(
       if (failure !== undefined) {
         return openAiError(res, failure.status, failure.message, "server_error", failure.code);
       }
-      return sendJson(res, 200, dialect.body(id, created, answerOf(result)));
+      const answer = answerOf(result);
+      await turn.keep?.(id, answer);
+      return sendJson(res, 200, dialect.body(id, created, answer));
     }
     startSse(res);
     const out = dialect.stream(res, id, created);
@@ -401,7 +409,11 @@ async function sessionTurn(
           // A run that failed or was cut short did not finish its answer: an error, not a stop.
           const failure = runFailure(event.result);
           if (failure !== undefined) out.fail(failure.message, failure.code);
-          else out.done(answerOf(event.result));
+          else {
+            const answer = answerOf(event.result);
+            await turn.keep?.(id, answer);
+            out.done(answer);
+          }
         }
       }
     } catch (error) {
@@ -592,6 +604,7 @@ async function clientToolsTurn(
     });
   }
   const answer: Answer = { text, calls, usage, finish: calls.length > 0 ? "tool_calls" : reason };
+  await turn.keep?.(id, answer);
   if (out !== undefined) return out.done(answer);
   sendJson(res, 200, dialect.body(id, created, answer));
 }

@@ -6,12 +6,21 @@
  * agents (`model`), sessions (`user`, `x-beamclaw-session-key`, stateless otherwise), client
  * function tools and JSON answers (`text.format`). The answer is a `response` object, or
  * its semantic SSE events (`response.created` ... `response.completed`) when `stream` is set.
- * A field this gateway cannot honour (`previous_response_id`, built-in tools, an unknown
- * field) is refused with a 400 naming it, never ignored.
+ * A stateless turn's conversation (its input, the `previous_response_id` one it continues, and
+ * its answer) is kept in the store's key/value space for {@link KEPT_RESPONSE_TTL_MS} unless
+ * `store` is false, so that a later request can continue it by `previous_response_id`.
+ * A field this gateway cannot honour (`conversation`, built-in tools, an unknown field) is
+ * refused with a 400 naming it, never ignored.
  */
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { ModelRequest, ModelResponseFormat, ModelUsage } from "@beamclaw/core";
+import type {
+  JsonObject,
+  JsonValue,
+  ModelRequest,
+  ModelResponseFormat,
+  ModelUsage,
+} from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import {
   agentForModel,
@@ -28,6 +37,7 @@ import {
   RequestError,
   readJsonObject,
   sendRequestFailure,
+  sessionUser,
   sse,
   toolDefinition,
 } from "./openai-common.js";
@@ -40,6 +50,19 @@ import {
   type OpenAiMessage,
   runTurn,
 } from "./openai-turn.js";
+import { header } from "./util.js";
+
+/**
+ * How long a kept response can be continued by `previous_response_id`: 30 days, as OpenAI
+ * keeps stored responses.
+ */
+export const KEPT_RESPONSE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+
+/** The store key/value prefix of kept responses' conversations. */
+const KEPT_PREFIX = "openai-responses:";
+
+/** A response id as this endpoint makes them (`resp_` and hex). */
+const RESPONSE_ID = /^resp_[A-Za-z0-9_-]{1,128}$/;
 
 /** The request fields this endpoint reads. */
 const READ_FIELDS = new Set([
@@ -54,14 +77,12 @@ const READ_FIELDS = new Set([
   "tool_choice",
   "text",
   "metadata",
+  "previous_response_id",
+  "store",
 ]);
 
-/**
- * Fields accepted without effect, each with the values that are harmless to leave unread.
- * `store` is accepted either way: a response is never kept (nor retrievable by id).
- */
+/** Fields accepted without effect, each with the values that are harmless to leave unread. */
 const IGNORED_FIELDS: Record<string, (value: unknown) => boolean> = {
-  store: (v) => typeof v === "boolean",
   truncation: (v) => v === "disabled" || v === "auto",
   service_tier: (v) => typeof v === "string",
   top_p: (v) => typeof v === "number",
@@ -75,10 +96,8 @@ const IGNORED_FIELDS: Record<string, (value: unknown) => boolean> = {
 
 /** Why a field this gateway knows of, but cannot honour, is refused. */
 const REFUSED_FIELDS: Record<string, string> = {
-  previous_response_id:
-    "this gateway keeps no responses: send the conversation in input, or keep it server-side with user or the x-beamclaw-session-key header",
   conversation:
-    "this gateway keeps no conversations: send the conversation in input, or keep it server-side with user or the x-beamclaw-session-key header",
+    "this gateway keeps no conversation objects: continue a response with previous_response_id, or keep the conversation server-side with user or the x-beamclaw-session-key header",
   prompt: "this gateway has no stored prompts",
   reasoning: "reasoning settings are not supported; the agent's own thinking level applies",
   background: "background responses are not supported",
@@ -119,6 +138,13 @@ function checkResponsesRequest(body: Record<string, unknown>): void {
   checkOptional(body, "instructions", (v) => typeof v === "string", "a string");
   checkOptional(body, "stream", (v) => typeof v === "boolean", "a boolean");
   checkOptional(body, "user", (v) => typeof v === "string", "a string");
+  checkOptional(body, "store", (v) => typeof v === "boolean", "a boolean");
+  checkOptional(
+    body,
+    "previous_response_id",
+    (v) => typeof v === "string" && RESPONSE_ID.test(v),
+    "a response id (resp_...)",
+  );
   checkSampling(body, ["max_output_tokens"]);
   const metadata = body.metadata;
   if (metadata !== undefined && metadata !== null) {
@@ -377,8 +403,11 @@ function statusOf(answer: Answer): {
     : { status: "incomplete", incomplete_details: { reason } };
 }
 
-/** The Responses API's answers: a `response` object, or its SSE events. */
-function responsesDialect(body: Record<string, unknown>): Dialect {
+/**
+ * The Responses API's answers: a `response` object, or its SSE events. `stored` is whether
+ * the answer is kept for `previous_response_id`.
+ */
+function responsesDialect(body: Record<string, unknown>, stored: boolean): Dialect {
   const model = typeof body.model === "string" ? body.model : "beamclaw";
   const echo = (field: string, otherwise: unknown) => body[field] ?? otherwise;
   const response = (
@@ -399,6 +428,8 @@ function responsesDialect(body: Record<string, unknown>): Dialect {
     model,
     output,
     parallel_tool_calls: true,
+    previous_response_id: echo("previous_response_id", null),
+    store: stored,
     temperature: echo("temperature", null),
     text: { format: (isPlainObject(body.text) && body.text.format) || { type: "text" } },
     tool_choice: echo("tool_choice", "auto"),
@@ -524,10 +555,26 @@ export async function handleResponses(
     if (hub.draining)
       throw new RequestError(503, "the gateway is shutting down", "server_error", "shutting_down");
     checkResponsesRequest(body);
-    const messages = messagesOf(body.input);
     const agent = agentForModel(hub, body.model);
     const tools = Array.isArray(body.tools) ? body.tools : [];
-    if (tools.length === 0 && messages.some((m) => m.role === "tool" || m.tool_calls)) {
+    // Without client tools, `user` or the session header make the turn one of a session that
+    // keeps its own history: a response of it is not kept, nor continued by id.
+    const keptSession =
+      tools.length === 0 &&
+      (sessionUser(body.user) !== undefined ||
+        header(req, "x-beamclaw-session-key") !== undefined ||
+        header(req, "x-openclaw-session-key") !== undefined);
+    const previousId =
+      typeof body.previous_response_id === "string" ? body.previous_response_id : undefined;
+    if (previousId !== undefined && keptSession) {
+      throw unsupported(
+        "previous_response_id",
+        "previous_response_id continues a kept response's conversation, and user or the x-beamclaw-session-key header name a session that keeps its own: send one or the other",
+        "conflicting_parameters",
+      );
+    }
+    const input = messagesOf(body.input);
+    if (tools.length === 0 && input.some((m) => m.role === "tool" || m.tool_calls)) {
       // A session turn is sent only the last user message: the calls and their results would
       // be lost. The client-tools call that takes them needs the tools again.
       throw unsupported(
@@ -536,9 +583,14 @@ export async function handleResponses(
         "missing_tools",
       );
     }
+    // A continued conversation's earlier tool calls need no tools now: without them the turn
+    // runs in a fresh session, which is sent the whole conversation as text.
+    const previous = previousId === undefined ? [] : await keptConversation(hub, previousId);
+    const messages = [...previous, ...input];
+    const stored = body.store !== false && !keptSession;
     const toolChoice = toolChoiceOf(body.tool_choice);
     const maxOutputTokens = positive(body.max_output_tokens);
-    await runTurn(hub, req, res, responsesDialect(body), {
+    await runTurn(hub, req, res, responsesDialect(body, stored), {
       agent,
       messages,
       stream: body.stream === true,
@@ -549,8 +601,69 @@ export async function handleResponses(
       ...(maxOutputTokens === undefined ? {} : { maxOutputTokens }),
       ...(typeof body.temperature === "number" ? { temperature: body.temperature } : {}),
       ...(typeof body.instructions === "string" ? { instructions: body.instructions } : {}),
+      ...(stored ? { keep: (id, answer) => keepConversation(hub, id, messages, answer) } : {}),
     });
   } catch (error) {
     sendRequestFailure(res, error);
+  }
+}
+
+/** What is kept of a response: its whole conversation, in Chat Completions' message shape. */
+interface KeptConversation {
+  v: 1;
+  messages: OpenAiMessage[];
+}
+
+function isKeptConversation(value: JsonValue | undefined): value is JsonObject & KeptConversation {
+  return isPlainObject(value) && value.v === 1 && Array.isArray(value.messages);
+}
+
+/**
+ * The conversation of the kept response `id` (its input, the conversations it continued, and
+ * its answer), to continue it. OpenAI's `previous_response_not_found` when there is none: never
+ * kept (`store: false`, a session's turn, a failed answer), expired, or another store's.
+ */
+async function keptConversation(hub: GatewayHub, id: string): Promise<OpenAiMessage[]> {
+  const kept = await hub.runtime.store.kv.get(KEPT_PREFIX + id);
+  if (!isKeptConversation(kept)) {
+    throw new RequestError(
+      400,
+      `Previous response with id '${id}' not found.`,
+      "invalid_request_error",
+      "previous_response_not_found",
+      "previous_response_id",
+    );
+  }
+  return kept.messages;
+}
+
+/**
+ * Keeps a finished answer's conversation under its id. A store that refuses it costs the
+ * continuation only: the answer is still sent (a follow-up by id then gets
+ * `previous_response_not_found`, and the client can send the whole conversation instead).
+ */
+async function keepConversation(
+  hub: GatewayHub,
+  id: string,
+  messages: OpenAiMessage[],
+  answer: Answer,
+): Promise<void> {
+  const reply: OpenAiMessage = { role: "assistant", content: answer.text };
+  if (answer.calls.length > 0) {
+    reply.tool_calls = answer.calls.map((call) => ({
+      id: call.id,
+      type: "function",
+      function: { name: call.name, arguments: JSON.stringify(call.input) },
+    }));
+  }
+  const kept: KeptConversation = { v: 1, messages: [...messages, reply] };
+  try {
+    await hub.runtime.store.kv.set(KEPT_PREFIX + id, kept as unknown as JsonObject, {
+      ttlMs: KEPT_RESPONSE_TTL_MS,
+    });
+  } catch (error) {
+    hub.log.warn(
+      `response ${id} was not kept for previous_response_id: ${(error as Error).message ?? String(error)}`,
+    );
   }
 }
