@@ -206,7 +206,45 @@ describe("POST /v1/responses with previous_response_id", () => {
     const second = await continueFrom(stack, first.json.id, "still there?");
     expect(second.status).toBe(200);
     now += 2_000;
+    // The second response is still kept, but the first, which holds the start of its
+    // conversation, is gone: it cannot be continued either.
+    expect(await stack.store.kv.get(`openai-responses:${second.json.id}`)).toBeDefined();
+    expectNotFound(await continueFrom(stack, second.json.id, "and the second?"), second.json.id);
     expectNotFound(await continueFrom(stack, first.json.id, "and now?"), first.json.id);
+  });
+
+  it("keeps what each response added, with a whole copy every 32nd of a chain, and rebuilds a long chain in order", async () => {
+    const turns = 40;
+    const stack = await startResponses(
+      Array.from({ length: turns }, (_, i) => ({ text: `answer ${i}` })),
+    );
+    let id: string | undefined;
+    for (let i = 0; i < turns; i++) {
+      const reply: Reply =
+        id === undefined
+          ? await post(stack, { model: "beamclaw", input: `question ${i}` })
+          : await continueFrom(stack, id, `question ${i}`);
+      expect(reply.status).toBe(200);
+      id = reply.json.id;
+    }
+    const expected = Array.from(
+      { length: turns - 1 },
+      (_, i) => `User: question ${i}\n\nAssistant: answer ${i}`,
+    ).join("\n\n");
+    expect(sentText(stack, turns - 1)).toBe(`${expected}\n\nUser: question ${turns - 1}`);
+    const records = await Promise.all(
+      (await stack.store.kv.keys("openai-responses:")).map((key) => stack.store.kv.get(key)),
+    );
+    const kept = records as Array<{ previous: string | null; depth: number; messages: unknown[] }>;
+    expect(kept).toHaveLength(turns);
+    // Whole copies: the first response and the 33rd (after 31 links); the others hold only
+    // their question and answer.
+    const whole = kept.filter((r) => r.previous === null);
+    expect(whole.map((r) => r.messages.length).sort((a, b) => a - b)).toEqual([2, 66]);
+    expect(kept.filter((r) => r.previous !== null).every((r) => r.messages.length === 2)).toBe(
+      true,
+    );
+    expect(Math.max(...kept.map((r) => r.depth))).toBe(31);
   });
 
   it("still answers when the store refuses to keep the response, and says so in the log", async () => {

@@ -585,8 +585,8 @@ export async function handleResponses(
     }
     // A continued conversation's earlier tool calls need no tools now: without them the turn
     // runs in a fresh session, which is sent the whole conversation as text.
-    const previous = previousId === undefined ? [] : await keptConversation(hub, previousId);
-    const messages = [...previous, ...input];
+    const previous = previousId === undefined ? undefined : await keptConversation(hub, previousId);
+    const messages = [...(previous?.messages ?? []), ...input];
     const stored = body.store !== false && !keptSession;
     const toolChoice = toolChoiceOf(body.tool_choice);
     const maxOutputTokens = positive(body.max_output_tokens);
@@ -601,31 +601,71 @@ export async function handleResponses(
       ...(maxOutputTokens === undefined ? {} : { maxOutputTokens }),
       ...(typeof body.temperature === "number" ? { temperature: body.temperature } : {}),
       ...(typeof body.instructions === "string" ? { instructions: body.instructions } : {}),
-      ...(stored ? { keep: (id, answer) => keepConversation(hub, id, messages, answer) } : {}),
+      ...(stored
+        ? {
+            keep: (id, answer) =>
+              keepConversation(hub, id, { previousId, previous, input, messages }, answer),
+          }
+        : {}),
     });
   } catch (error) {
     sendRequestFailure(res, error);
   }
 }
 
-/** What is kept of a response: its whole conversation, in Chat Completions' message shape. */
-interface KeptConversation {
+/**
+ * What is kept of a response: the items it added to the conversation (its input and answer)
+ * and the id of the response it continued, whose own record holds the rest. Every
+ * {@link SNAPSHOT_EVERY}th response of a chain keeps the whole conversation instead, so that a
+ * long conversation is neither copied whole at every turn (a store holding n turns n² times)
+ * nor read back through every link.
+ */
+interface KeptResponse {
   v: 1;
+  /** The response this one continued, or null when `messages` is the whole conversation. */
+  previous: string | null;
+  /** Links from here back to the last whole copy (0 for a whole copy). */
+  depth: number;
   messages: OpenAiMessage[];
 }
 
-function isKeptConversation(value: JsonValue | undefined): value is JsonObject & KeptConversation {
-  return isPlainObject(value) && value.v === 1 && Array.isArray(value.messages);
+/** How many responses of a chain keep only what they added before one keeps it all. */
+const SNAPSHOT_EVERY = 32;
+
+/** A kept response's whole conversation, and its record's `depth`. */
+interface KeptConversation {
+  messages: OpenAiMessage[];
+  depth: number;
+}
+
+function isKeptResponse(value: JsonValue | undefined): value is JsonObject & KeptResponse {
+  return (
+    isPlainObject(value) &&
+    value.v === 1 &&
+    (value.previous === null || typeof value.previous === "string") &&
+    typeof value.depth === "number" &&
+    Array.isArray(value.messages)
+  );
 }
 
 /**
- * The conversation of the kept response `id` (its input, the conversations it continued, and
- * its answer), to continue it. OpenAI's `previous_response_not_found` when there is none: never
- * kept (`store: false`, a session's turn, a failed answer), expired, or another store's.
+ * The conversation of the kept response `id` (its input and answer after the conversations
+ * it continued), to continue it. OpenAI's `previous_response_not_found` when there is none:
+ * never kept (`store: false`, a session's turn, a failed answer), expired (or a response it
+ * continued has expired), or another store's.
  */
-async function keptConversation(hub: GatewayHub, id: string): Promise<OpenAiMessage[]> {
-  const kept = await hub.runtime.store.kv.get(KEPT_PREFIX + id);
-  if (!isKeptConversation(kept)) {
+async function keptConversation(hub: GatewayHub, id: string): Promise<KeptConversation> {
+  const parts: OpenAiMessage[][] = [];
+  let depth: number | undefined;
+  let at: string | null = id;
+  for (let hops = 0; at !== null && hops <= SNAPSHOT_EVERY; hops++) {
+    const kept: JsonValue | undefined = await hub.runtime.store.kv.get(KEPT_PREFIX + at);
+    if (!isKeptResponse(kept)) break;
+    depth ??= kept.depth;
+    parts.push(kept.messages);
+    at = kept.previous;
+  }
+  if (at !== null || depth === undefined) {
     throw new RequestError(
       400,
       `Previous response with id '${id}' not found.`,
@@ -634,7 +674,7 @@ async function keptConversation(hub: GatewayHub, id: string): Promise<OpenAiMess
       "previous_response_id",
     );
   }
-  return kept.messages;
+  return { messages: parts.reverse().flat(), depth };
 }
 
 /**
@@ -645,7 +685,14 @@ async function keptConversation(hub: GatewayHub, id: string): Promise<OpenAiMess
 async function keepConversation(
   hub: GatewayHub,
   id: string,
-  messages: OpenAiMessage[],
+  turn: {
+    previousId: string | undefined;
+    previous: KeptConversation | undefined;
+    /** This request's items. */
+    input: OpenAiMessage[];
+    /** The whole conversation (the previous one, then the input). */
+    messages: OpenAiMessage[];
+  },
   answer: Answer,
 ): Promise<void> {
   const reply: OpenAiMessage = { role: "assistant", content: answer.text };
@@ -656,7 +703,12 @@ async function keepConversation(
       function: { name: call.name, arguments: JSON.stringify(call.input) },
     }));
   }
-  const kept: KeptConversation = { v: 1, messages: [...messages, reply] };
+  const { previousId, previous } = turn;
+  const whole =
+    previousId === undefined || previous === undefined || previous.depth + 1 >= SNAPSHOT_EVERY;
+  const kept: KeptResponse = whole
+    ? { v: 1, previous: null, depth: 0, messages: [...turn.messages, reply] }
+    : { v: 1, previous: previousId, depth: previous.depth + 1, messages: [...turn.input, reply] };
   try {
     await hub.runtime.store.kv.set(KEPT_PREFIX + id, kept as unknown as JsonObject, {
       ttlMs: KEPT_RESPONSE_TTL_MS,
