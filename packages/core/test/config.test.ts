@@ -92,6 +92,20 @@ gateway:
     expect(byPath.gateway).toMatch(/unknown field\(s\) "colour"/);
   });
 
+  it("keeps /v1/responses answers 30 days unless gateway.http.responsesKeepMs says otherwise (0 to 365 days)", () => {
+    const agents = [{ id: "main", model: "p/m" }];
+    expect(parseConfig({ agents }).gateway.http.responsesKeepMs).toBe(2_592_000_000);
+    expect(parseConfig({ agents, gateway: { http: { responsesKeepMs: 0 } } }).gateway.http).toEqual(
+      { chatCompletions: true, models: true, responses: false, responsesKeepMs: 0 },
+    );
+    for (const bad of [-1, 1.5, 31_536_000_001, "30d"]) {
+      const issues = issuesOf(() =>
+        parseConfig({ agents, gateway: { http: { responsesKeepMs: bad } } }),
+      );
+      expect(issues.map((i) => i.path)).toEqual(["gateway.http.responsesKeepMs"]);
+    }
+  });
+
   it("reports YAML syntax errors with their line and column", () => {
     const issues = issuesOf(() => parseConfigYaml("agents:\n  - id: main\n   model: x/y\n"));
     expect(issues[0]?.path).toMatch(/^line \d+, column \d+$/);

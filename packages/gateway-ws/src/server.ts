@@ -27,6 +27,7 @@ import { cronBackend } from "./cron-adapter.js";
 import { configuredPresence, type HeartbeatSettings } from "./heartbeat.js";
 import { type GatewayHooksOptions, HookIngress } from "./hooks/ingress.js";
 import { createGatewayHttpServer, listenOn } from "./http/listen.js";
+import { KEPT_RESPONSE_TTL_MS, MAX_RESPONSES_KEEP_MS } from "./http/responses.js";
 import { createHttpHandler } from "./http/router.js";
 import { defaultDashboardDir } from "./http/static.js";
 import { GatewayHub } from "./hub.js";
@@ -99,9 +100,16 @@ export interface GatewayServerOptions {
   requestBurst?: number;
   /**
    * OpenAI-compatible endpoints. Default `config.gateway.http`: `chatCompletions` and
-   * `models` on, `responses` (`POST /v1/responses`, OpenResponses) off.
+   * `models` on, `responses` (`POST /v1/responses`, OpenResponses) off. `responsesKeepMs`:
+   * how long a stateless response is kept for `previous_response_id` (an integer from 0, which
+   * keeps none, to 365 days; default 30 days).
    */
-  http?: { chatCompletions?: boolean; models?: boolean; responses?: boolean };
+  http?: {
+    chatCompletions?: boolean;
+    models?: boolean;
+    responses?: boolean;
+    responsesKeepMs?: number;
+  };
   /**
    * Browser origins (e.g. `https://ops.example.com`) allowed to open WebSockets and call the
    * HTTP API besides the gateway's own. A browser request from any other origin is refused
@@ -223,6 +231,7 @@ export class GatewayServer {
   readonly #options: GatewayServerOptions;
   readonly #host: string;
   readonly #port: number;
+  readonly #responsesKeepMs: number;
   #phase: "starting" | "running" | "draining" | "stopped" = "starting";
   #server: Server | null = null;
   #wss: WebSocketServer | null = null;
@@ -280,6 +289,14 @@ export class GatewayServer {
       }
       return v;
     };
+    const keepMs =
+      options.http?.responsesKeepMs ?? gw?.http.responsesKeepMs ?? KEPT_RESPONSE_TTL_MS;
+    if (!Number.isInteger(keepMs) || keepMs < 0 || keepMs > MAX_RESPONSES_KEEP_MS) {
+      throw new InvalidArgumentError(
+        `http.responsesKeepMs must be an integer from 0 to ${MAX_RESPONSES_KEEP_MS} (365 days), got ${String(keepMs)}`,
+      );
+    }
+    this.#responsesKeepMs = keepMs;
     const maxPayloadBytes = positive(
       "maxPayloadBytes",
       options.maxPayloadBytes,
@@ -398,6 +415,7 @@ export class GatewayServer {
       chatCompletions: options.http?.chatCompletions ?? gw?.http.chatCompletions ?? true,
       models: options.http?.models ?? gw?.http.models ?? true,
       responses: options.http?.responses ?? gw?.http.responses ?? false,
+      responsesKeepMs: this.#responsesKeepMs,
       dashboardDir,
       ...(options.basePath === undefined ? {} : { basePath: options.basePath }),
       maxBodyBytes: hub.limits.maxPayloadBytes,

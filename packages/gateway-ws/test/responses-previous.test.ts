@@ -7,6 +7,7 @@
  */
 import { ProviderError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
+import { createGateway } from "../src/index.js";
 import { OSLO_CALL_SENT, post, startResponses, WEATHER_TOOL } from "./responses-support.js";
 import { AUTH, closeClients, type Reply, type Stack, sseEvents, stopStacks } from "./support.js";
 
@@ -211,6 +212,39 @@ describe("POST /v1/responses with previous_response_id", () => {
     expect(await stack.store.kv.get(`openai-responses:${second.json.id}`)).toBeDefined();
     expectNotFound(await continueFrom(stack, second.json.id, "and the second?"), second.json.id);
     expectNotFound(await continueFrom(stack, first.json.id, "and now?"), first.json.id);
+  });
+
+  it("keeps responses for http.responsesKeepMs, and none with 0", async () => {
+    let now = Date.now();
+    const hour = await startResponses([{ text: "one" }, { text: "two" }], {
+      now: () => now,
+      keepMs: 3_600_000,
+    });
+    const first = await post(hour, { model: "beamclaw", input: "hi" });
+    expect(first.json.store).toBe(true);
+    now += 3_599_000;
+    expect((await continueFrom(hour, first.json.id, "still there?")).status).toBe(200);
+    now += 2_000;
+    expectNotFound(await continueFrom(hour, first.json.id, "and now?"), first.json.id);
+    const none = await startResponses([{ text: "not kept" }], { keepMs: 0 });
+    const unkept = await post(none, { model: "beamclaw", input: "hi" });
+    expect(unkept.json).toMatchObject({ status: "completed", store: false });
+    expectNotFound(await continueFrom(none, unkept.json.id, "more"), unkept.json.id);
+    expect(await none.store.kv.keys("openai-responses:")).toEqual([]);
+  });
+
+  it("refuses an http.responsesKeepMs that is not an integer from 0 to 365 days", async () => {
+    const stack = await startResponses();
+    for (const keepMs of [-1, 1.5, 365 * DAY_MS + 1, Number.NaN]) {
+      expect(() =>
+        createGateway({
+          runtime: stack.runtime,
+          port: 0,
+          auth: { mode: "token", token: "t" },
+          http: { responses: true, responsesKeepMs: keepMs },
+        }),
+      ).toThrow(/http\.responsesKeepMs must be an integer from 0 to 31536000000/);
+    }
   });
 
   it("keeps what each response added, with a whole copy every 32nd of a chain, and rebuilds a long chain in order", async () => {

@@ -5,17 +5,21 @@ type ScriptEntries = NonNullable<Parameters<typeof startStack>[0]>["responses"];
 
 /**
  * A gateway with `/v1/responses` turned on, over a scripted provider. `now` is the store's
- * clock (for TTLs); `logs` collects the gateway's log lines.
+ * clock (for TTLs); `logs` collects the gateway's log lines; `keepMs` is
+ * `http.responsesKeepMs`.
  */
 export function startResponses(
   responses: ScriptEntries = [],
-  options: { now?: () => number; logs?: string[] } = {},
+  options: { now?: () => number; logs?: string[]; keepMs?: number } = {},
 ): Promise<Stack> {
   const logs = options.logs;
   return startStack({
     responses,
     gateway: {
-      http: { responses: true },
+      http: {
+        responses: true,
+        ...(options.keepMs === undefined ? {} : { responsesKeepMs: options.keepMs }),
+      },
       ...(logs === undefined ? {} : { logSink: (line: string) => logs.push(line) }),
     },
     ...(options.now === undefined ? {} : { store: { now: options.now } }),

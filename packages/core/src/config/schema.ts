@@ -7,6 +7,7 @@ import { AGENT_ID_PATTERN } from "../sessions/session-key.js";
 import { MAX_RUN_TIMEOUT_MS } from "../sessions/types.js";
 
 const positiveMs = z.number().int().positive();
+const DAY_MS = 86_400_000;
 /** A wait a timer holds: at most 2^31-1 ms (about 24.8 days); a longer one would fire at once. */
 const timerMs = positiveMs.max(2_147_483_647);
 const modelRef = z.string().regex(/^[^/\s]+\/\S+$/, 'a model reference "provider/model"');
@@ -613,9 +614,25 @@ export const ConfigSchema = z
             chatCompletions: z.boolean().default(true),
             models: z.boolean().default(true),
             responses: z.boolean().default(false),
+            /**
+             * How long `/v1/responses` keeps a stateless response so that a later request can
+             * continue it by `previous_response_id`: 30 days by default, as OpenAI keeps them;
+             * at most 365 days; 0 keeps none.
+             */
+            responsesKeepMs: z
+              .number()
+              .int()
+              .min(0)
+              .max(365 * DAY_MS)
+              .default(30 * DAY_MS),
           })
           .strict()
-          .default({ chatCompletions: true, models: true, responses: false }),
+          .default({
+            chatCompletions: true,
+            models: true,
+            responses: false,
+            responsesKeepMs: 30 * DAY_MS,
+          }),
         /**
          * Browser origins (`https://ops.example.com`) besides the gateway's own that may open
          * WebSockets and call the HTTP API; other browser origins get 403.
@@ -625,7 +642,12 @@ export const ConfigSchema = z
       .strict()
       .default({
         host: "127.0.0.1",
-        http: { chatCompletions: true, models: true, responses: false },
+        http: {
+          chatCompletions: true,
+          models: true,
+          responses: false,
+          responsesKeepMs: 30 * DAY_MS,
+        },
         allowedOrigins: [],
         port: 18_789,
         auth: { mode: "token", autoApproveLoopback: true },

@@ -58,6 +58,9 @@ import { header } from "./util.js";
  */
 export const KEPT_RESPONSE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 
+/** The longest `http.responsesKeepMs`: 365 days. */
+export const MAX_RESPONSES_KEEP_MS = 365 * 24 * 60 * 60 * 1000;
+
 /** The store key/value prefix of kept responses' conversations. */
 const KEPT_PREFIX = "openai-responses:";
 
@@ -547,9 +550,14 @@ export async function handleResponses(
   hub: GatewayHub,
   req: IncomingMessage,
   res: ServerResponse,
-  maxBodyBytes: number,
+  options: {
+    maxBodyBytes: number;
+    /** How long a stateless response is kept (0: none). Default {@link KEPT_RESPONSE_TTL_MS}. */
+    keepMs?: number;
+  },
 ): Promise<void> {
-  const body = await readJsonObject(req, res, maxBodyBytes);
+  const keepMs = options.keepMs ?? KEPT_RESPONSE_TTL_MS;
+  const body = await readJsonObject(req, res, options.maxBodyBytes);
   if (body === undefined) return;
   try {
     if (hub.draining)
@@ -587,7 +595,7 @@ export async function handleResponses(
     // runs in a fresh session, which is sent the whole conversation as text.
     const previous = previousId === undefined ? undefined : await keptConversation(hub, previousId);
     const messages = [...(previous?.messages ?? []), ...input];
-    const stored = body.store !== false && !keptSession;
+    const stored = body.store !== false && !keptSession && keepMs > 0;
     const toolChoice = toolChoiceOf(body.tool_choice);
     const maxOutputTokens = positive(body.max_output_tokens);
     await runTurn(hub, req, res, responsesDialect(body, stored), {
@@ -604,7 +612,7 @@ export async function handleResponses(
       ...(stored
         ? {
             keep: (id, answer) =>
-              keepConversation(hub, id, { previousId, previous, input, messages }, answer),
+              keepConversation(hub, id, { previousId, previous, input, messages, keepMs }, answer),
           }
         : {}),
     });
@@ -692,6 +700,7 @@ async function keepConversation(
     input: OpenAiMessage[];
     /** The whole conversation (the previous one, then the input). */
     messages: OpenAiMessage[];
+    keepMs: number;
   },
   answer: Answer,
 ): Promise<void> {
@@ -711,7 +720,7 @@ async function keepConversation(
     : { v: 1, previous: previousId, depth: previous.depth + 1, messages: [...turn.input, reply] };
   try {
     await hub.runtime.store.kv.set(KEPT_PREFIX + id, kept as unknown as JsonObject, {
-      ttlMs: KEPT_RESPONSE_TTL_MS,
+      ttlMs: turn.keepMs,
     });
   } catch (error) {
     hub.log.warn(

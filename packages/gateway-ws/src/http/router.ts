@@ -24,6 +24,8 @@ export interface HttpRouterOptions {
   models: boolean;
   /** `POST /v1/responses` (OpenResponses); off unless set. */
   responses?: boolean;
+  /** How long `/v1/responses` keeps a stateless response (0: none). Default 30 days. */
+  responsesKeepMs?: number;
   dashboardDir: string | undefined;
   /** Where a front server mounts this gateway (`/tenants/acme`): the dashboard connects there. */
   basePath?: string;
@@ -196,7 +198,10 @@ export function createHttpHandler(options: HttpRouterOptions) {
         }
         if (path === "/v1/models") return handleModels(hub, res);
         if (path === "/v1/responses") {
-          return await handleResponses(hub, req, res, options.maxBodyBytes);
+          return await handleResponses(hub, req, res, {
+            maxBodyBytes: options.maxBodyBytes,
+            ...(options.responsesKeepMs === undefined ? {} : { keepMs: options.responsesKeepMs }),
+          });
         }
         return await handleChatCompletions(hub, req, res, options.maxBodyBytes);
       }
