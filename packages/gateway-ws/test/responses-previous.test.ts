@@ -1,15 +1,25 @@
 /**
- * `POST /v1/responses` with `previous_response_id` over real sockets against a real gateway
- * and a scripted provider: a stateless response's conversation is kept in the store and a
- * later request continues it (chained, forked, streamed, with client tools), unless `store`
- * is false, the turn is a kept session's, or the answer failed; OpenAI's
- * `previous_response_not_found` otherwise, and after the 30-day TTL.
+ * `POST /v1/responses` with `previous_response_id`, and `GET`/`DELETE /v1/responses/{id}`,
+ * over real sockets against a real gateway and a scripted provider: a stateless response's
+ * conversation is kept in the store and a later request continues it (chained, forked,
+ * streamed, with client tools), unless `store` is false, the turn is a kept session's, or the
+ * answer failed; OpenAI's `previous_response_not_found` otherwise, and after the 30-day TTL.
+ * A kept response can be read back as the client got it, and deleted.
  */
 import { ProviderError } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGateway } from "../src/index.js";
 import { OSLO_CALL_SENT, post, startResponses, WEATHER_TOOL } from "./responses-support.js";
-import { AUTH, closeClients, type Reply, type Stack, sseEvents, stopStacks } from "./support.js";
+import {
+  AUTH,
+  httpCall as call,
+  closeClients,
+  type Reply,
+  type Stack,
+  sseEvents,
+  startStack,
+  stopStacks,
+} from "./support.js";
 
 afterEach(async () => {
   await closeClients();
@@ -296,5 +306,79 @@ describe("POST /v1/responses with previous_response_id", () => {
     expect(logs.join("\n")).toContain(`response ${reply.json.id} was not kept`);
     expect(logs.join("\n")).toContain("disk full");
     expectNotFound(await continueFrom(stack, reply.json.id, "more"), reply.json.id);
+  });
+});
+
+/** `GET` (or another method) of `/v1/responses/{id}`. */
+function item(stack: Stack, id: string, method = "GET", headers: Record<string, string> = AUTH) {
+  return call(stack.port, `/v1/responses/${id}`, { method, headers });
+}
+
+describe("GET and DELETE /v1/responses/{id}", () => {
+  it("reads a kept response back exactly as the client got it, streamed or not", async () => {
+    const stack = await startResponses([
+      { text: "plain", usage: { inputTokens: 3, outputTokens: 1 } },
+      { text: ["stre", "amed"] },
+    ]);
+    const plain = await post(stack, { model: "beamclaw", input: "one", metadata: { k: "v" } });
+    expect((await item(stack, plain.json.id)).json).toEqual(plain.json);
+    const streamed = await post(stack, { model: "beamclaw", input: "two", stream: true });
+    const completed = sseEvents(streamed.text).find((e) => e.event === "response.completed")!;
+    const read = await item(stack, completed.data.response.id);
+    expect(read.status).toBe(200);
+    expect(read.json).toEqual(completed.data.response);
+    expect(read.json.output[0].content[0].text).toBe("streamed");
+  });
+
+  it("answers 404 in OpenAI's shape for a response that is not kept", async () => {
+    const stack = await startResponses([{ text: "unkept" }]);
+    const unkept = await post(stack, { model: "beamclaw", input: "hi", store: false });
+    for (const id of ["resp_unknown", unkept.json.id]) {
+      const reply = await item(stack, id);
+      expect(reply.status).toBe(404);
+      expect(reply.json.error).toEqual({
+        message: `No response found with id '${id}'.`,
+        type: "invalid_request_error",
+        param: null,
+        code: "not_found",
+      });
+    }
+  });
+
+  it("deletes a kept response: it is gone, and so are the chains that continue it", async () => {
+    const stack = await startResponses([{ text: "one" }, { text: "two" }, { text: "other" }]);
+    const first = await post(stack, { model: "beamclaw", input: "hi" });
+    const second = await continueFrom(stack, first.json.id, "more");
+    const other = await post(stack, { model: "beamclaw", input: "unrelated" });
+    const deleted = await item(stack, first.json.id, "DELETE");
+    expect(deleted.status).toBe(200);
+    expect(deleted.json).toEqual({ id: first.json.id, object: "response", deleted: true });
+    expect((await item(stack, first.json.id)).status).toBe(404);
+    expect((await item(stack, first.json.id, "DELETE")).status).toBe(404);
+    expectNotFound(await continueFrom(stack, first.json.id, "again"), first.json.id);
+    // The second response can still be read, but not continued: its start is gone.
+    expect((await item(stack, second.json.id)).status).toBe(200);
+    expectNotFound(await continueFrom(stack, second.json.id, "again"), second.json.id);
+    expect((await item(stack, other.json.id)).json).toEqual(other.json);
+    expect(stack.provider.requests).toHaveLength(3);
+  });
+
+  it("needs the token, the endpoint turned on, and GET or DELETE", async () => {
+    const stack = await startResponses([{ text: "kept" }]);
+    const kept = await post(stack, { model: "beamclaw", input: "hi" });
+    expect((await item(stack, kept.json.id, "GET", {})).status).toBe(401);
+    const wrong = await item(stack, kept.json.id, "PUT");
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.allow).toBe("GET, DELETE");
+    const foreign = await item(stack, kept.json.id, "DELETE", {
+      ...AUTH,
+      origin: "https://evil.example",
+    });
+    expect(foreign.status).toBe(403);
+    expect((await item(stack, kept.json.id)).status).toBe(200);
+    const off = await startStack({ responses: [] });
+    const offReply = await item(off, kept.json.id);
+    expect(offReply.status).toBe(404);
+    expect(offReply.json.error.message).toMatch(/turned off/);
   });
 });

@@ -91,8 +91,11 @@ export interface AnswerStream {
   text(delta: string): void;
   /** A client tool call, the `index`th of the answer. */
   toolCall(call: ClientToolCall, index: number): void;
-  /** The answer is complete: writes its last events and ends the response. */
-  done(answer: Answer): void;
+  /**
+   * The answer is complete: writes its last events and ends the response (after what the
+   * dialect does with the answer first, such as keeping it).
+   */
+  done(answer: Answer): void | Promise<void>;
   /** The run failed: writes the error and ends the response. */
   fail(message: string, code: string | null): void;
 }
@@ -109,8 +112,8 @@ export interface Dialect {
   idOf(seed: string): string;
   /** Opens a stream (the SSE headers are sent) and writes its first events. */
   stream(res: ServerResponse, id: string, created: number): AnswerStream;
-  /** The JSON body of a non-streamed answer. */
-  body(id: string, created: number, answer: Answer): unknown;
+  /** The JSON body of a non-streamed answer (once the dialect has done with it). */
+  body(id: string, created: number, answer: Answer): unknown | Promise<unknown>;
 }
 
 /** One turn, as both endpoints ask for it. */
@@ -134,12 +137,6 @@ export interface TurnRequest {
    * last user message, gets them as a `System:` line before it.
    */
   instructions?: string;
-  /**
-   * Keeps a finished answer (the Responses API's `previous_response_id`): called with the
-   * answer's id before its last event or its body is written, so that a follow-up sent as soon
-   * as the client has the answer finds it. It handles its own failures.
-   */
-  keep?: (id: string, answer: Answer) => Promise<void>;
 }
 
 /** Runs one turn and writes its answer in the dialect. */
@@ -375,9 +372,7 @@ async function sessionTurn(
       if (failure !== undefined) {
         return openAiError(res, failure.status, failure.message, "server_error", failure.code);
       }
-      const answer = answerOf(result);
-      await turn.keep?.(id, answer);
-      return sendJson(res, 200, dialect.body(id, created, answer));
+      return sendJson(res, 200, await dialect.body(id, created, answerOf(result)));
     }
     startSse(res);
     const out = dialect.stream(res, id, created);
@@ -409,11 +404,7 @@ async function sessionTurn(
           // A run that failed or was cut short did not finish its answer: an error, not a stop.
           const failure = runFailure(event.result);
           if (failure !== undefined) out.fail(failure.message, failure.code);
-          else {
-            const answer = answerOf(event.result);
-            await turn.keep?.(id, answer);
-            out.done(answer);
-          }
+          else await out.done(answerOf(event.result));
         }
       }
     } catch (error) {
@@ -604,7 +595,6 @@ async function clientToolsTurn(
     });
   }
   const answer: Answer = { text, calls, usage, finish: calls.length > 0 ? "tool_calls" : reason };
-  await turn.keep?.(id, answer);
-  if (out !== undefined) return out.done(answer);
-  sendJson(res, 200, dialect.body(id, created, answer));
+  if (out !== undefined) return await out.done(answer);
+  sendJson(res, 200, await dialect.body(id, created, answer));
 }

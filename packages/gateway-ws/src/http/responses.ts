@@ -50,7 +50,7 @@ import {
   type OpenAiMessage,
   runTurn,
 } from "./openai-turn.js";
-import { header } from "./util.js";
+import { header, sendJson } from "./util.js";
 
 /**
  * How long a kept response can be continued by `previous_response_id`: 30 days, as OpenAI
@@ -407,10 +407,19 @@ function statusOf(answer: Answer): {
 }
 
 /**
- * The Responses API's answers: a `response` object, or its SSE events. `stored` is whether
- * the answer is kept for `previous_response_id`.
+ * Keeps a finished answer and its `response` object (see {@link keepConversation}); it
+ * handles its own failures.
  */
-function responsesDialect(body: Record<string, unknown>, stored: boolean): Dialect {
+type Keep = (id: string, answer: Answer, response: JsonObject) => Promise<void>;
+
+/**
+ * The Responses API's answers: a `response` object, or its SSE events. With `keep`, a
+ * finished answer is kept (for `previous_response_id` and `GET /v1/responses/{id}`) before
+ * its body or its last event is written, so that a follow-up sent as soon as the client has
+ * the answer finds it.
+ */
+function responsesDialect(body: Record<string, unknown>, keep: Keep | undefined): Dialect {
+  const stored = keep !== undefined;
   const model = typeof body.model === "string" ? body.model : "beamclaw";
   const echo = (field: string, otherwise: unknown) => body[field] ?? otherwise;
   const response = (
@@ -444,7 +453,7 @@ function responsesDialect(body: Record<string, unknown>, stored: boolean): Diale
   return {
     keyword: "responses",
     idOf: (seed) => `resp_${seed.replace(/-/g, "")}`,
-    body(id, created, answer) {
+    async body(id, created, answer) {
       const output: unknown[] = [];
       if (answer.text.length > 0 || answer.calls.length === 0) {
         output.push(messageItem(itemId("msg"), answer.text, "completed"));
@@ -452,7 +461,12 @@ function responsesDialect(body: Record<string, unknown>, stored: boolean): Diale
       for (const call of answer.calls)
         output.push(functionCallItem(itemId("fc"), call, "completed"));
       const { status, incomplete_details } = statusOf(answer);
-      return response(id, created, status, output, { usage: answer.usage, incomplete_details });
+      const done = response(id, created, status, output, {
+        usage: answer.usage,
+        incomplete_details,
+      });
+      await keep?.(id, answer, done as unknown as JsonObject);
+      return done;
     },
     stream(res, id, created): AnswerStream {
       let sequence = 0;
@@ -517,15 +531,17 @@ function responsesDialect(body: Record<string, unknown>, stored: boolean): Diale
           output[index] = item;
           emit("response.output_item.done", { output_index: index, item });
         },
-        done(answer) {
+        async done(answer) {
           if (output.length === 0) openMessage();
           closeMessage();
           const { status, incomplete_details } = statusOf(answer);
+          const done = response(id, created, status, output, {
+            usage: answer.usage,
+            incomplete_details,
+          });
+          await keep?.(id, answer, done as unknown as JsonObject);
           emit(status === "completed" ? "response.completed" : "response.incomplete", {
-            response: response(id, created, status, output, {
-              usage: answer.usage,
-              incomplete_details,
-            }),
+            response: done,
           });
           res.end();
         },
@@ -598,7 +614,17 @@ export async function handleResponses(
     const stored = body.store !== false && !keptSession && keepMs > 0;
     const toolChoice = toolChoiceOf(body.tool_choice);
     const maxOutputTokens = positive(body.max_output_tokens);
-    await runTurn(hub, req, res, responsesDialect(body, stored), {
+    const keep: Keep | undefined = stored
+      ? (id, answer, response) =>
+          keepConversation(
+            hub,
+            id,
+            { previousId, previous, input, messages, keepMs },
+            answer,
+            response,
+          )
+      : undefined;
+    await runTurn(hub, req, res, responsesDialect(body, keep), {
       agent,
       messages,
       stream: body.stream === true,
@@ -609,12 +635,6 @@ export async function handleResponses(
       ...(maxOutputTokens === undefined ? {} : { maxOutputTokens }),
       ...(typeof body.temperature === "number" ? { temperature: body.temperature } : {}),
       ...(typeof body.instructions === "string" ? { instructions: body.instructions } : {}),
-      ...(stored
-        ? {
-            keep: (id, answer) =>
-              keepConversation(hub, id, { previousId, previous, input, messages, keepMs }, answer),
-          }
-        : {}),
     });
   } catch (error) {
     sendRequestFailure(res, error);
@@ -635,6 +655,8 @@ interface KeptResponse {
   /** Links from here back to the last whole copy (0 for a whole copy). */
   depth: number;
   messages: OpenAiMessage[];
+  /** The `response` object as the client got it (for `GET /v1/responses/{id}`). */
+  response: JsonObject;
 }
 
 /** How many responses of a chain keep only what they added before one keeps it all. */
@@ -652,7 +674,8 @@ function isKeptResponse(value: JsonValue | undefined): value is JsonObject & Kep
     value.v === 1 &&
     (value.previous === null || typeof value.previous === "string") &&
     typeof value.depth === "number" &&
-    Array.isArray(value.messages)
+    Array.isArray(value.messages) &&
+    isPlainObject(value.response)
   );
 }
 
@@ -703,6 +726,7 @@ async function keepConversation(
     keepMs: number;
   },
   answer: Answer,
+  response: JsonObject,
 ): Promise<void> {
   const reply: OpenAiMessage = { role: "assistant", content: answer.text };
   if (answer.calls.length > 0) {
@@ -716,8 +740,14 @@ async function keepConversation(
   const whole =
     previousId === undefined || previous === undefined || previous.depth + 1 >= SNAPSHOT_EVERY;
   const kept: KeptResponse = whole
-    ? { v: 1, previous: null, depth: 0, messages: [...turn.messages, reply] }
-    : { v: 1, previous: previousId, depth: previous.depth + 1, messages: [...turn.input, reply] };
+    ? { v: 1, previous: null, depth: 0, messages: [...turn.messages, reply], response }
+    : {
+        v: 1,
+        previous: previousId,
+        depth: previous.depth + 1,
+        messages: [...turn.input, reply],
+        response,
+      };
   try {
     await hub.runtime.store.kv.set(KEPT_PREFIX + id, kept as unknown as JsonObject, {
       ttlMs: turn.keepMs,
@@ -726,5 +756,42 @@ async function keepConversation(
     hub.log.warn(
       `response ${id} was not kept for previous_response_id: ${(error as Error).message ?? String(error)}`,
     );
+  }
+}
+
+/** The path of one kept response: `/v1/responses/{id}`. */
+export const RESPONSE_ITEM_PATH = /^\/v1\/responses\/(resp_[A-Za-z0-9_-]{1,128})$/;
+
+/**
+ * Handles `GET /v1/responses/{id}` (the kept `response` object, as the client got it) and
+ * `DELETE /v1/responses/{id}` (`{ id, object: "response", deleted: true }`). A response that
+ * is not kept is a 404. Deleting a response also ends the chains that continue it: their
+ * earlier part is gone, so `previous_response_id` naming them is `previous_response_not_found`.
+ * The router has checked the method, origin and bearer token, and that the endpoint is on.
+ */
+export async function handleResponseItem(
+  hub: GatewayHub,
+  req: IncomingMessage,
+  res: ServerResponse,
+  id: string,
+): Promise<void> {
+  try {
+    const key = KEPT_PREFIX + id;
+    const kept = await hub.runtime.store.kv.get(key);
+    if (!isKeptResponse(kept)) {
+      throw new RequestError(
+        404,
+        `No response found with id '${id}'.`,
+        "invalid_request_error",
+        "not_found",
+      );
+    }
+    if (req.method === "DELETE") {
+      await hub.runtime.store.kv.delete(key);
+      return sendJson(res, 200, { id, object: "response", deleted: true });
+    }
+    sendJson(res, 200, kept.response);
+  } catch (error) {
+    sendRequestFailure(res, error);
   }
 }

@@ -11,7 +11,7 @@ import type { HookIngress } from "../hooks/ingress.js";
 import type { GatewayHub } from "../hub.js";
 import { Scopes } from "../protocol/constants.js";
 import { handleChatCompletions, handleModels } from "./openai.js";
-import { handleResponses } from "./responses.js";
+import { handleResponseItem, handleResponses, RESPONSE_ITEM_PATH } from "./responses.js";
 import { serveStatic } from "./static.js";
 import { bearerToken, openAiError, sendJson } from "./util.js";
 
@@ -125,11 +125,17 @@ export function createHttpHandler(options: HttpRouterOptions) {
         }
       }
       if (options.hooks?.owns(path) === true) return await options.hooks.handle(req, res, url);
-      if (path === "/v1/chat/completions" || path === "/v1/models" || path === "/v1/responses") {
+      const responseId = RESPONSE_ITEM_PATH.exec(path)?.[1];
+      if (
+        path === "/v1/chat/completions" ||
+        path === "/v1/models" ||
+        path === "/v1/responses" ||
+        responseId !== undefined
+      ) {
         const enabled =
           path === "/v1/models"
             ? options.models
-            : path === "/v1/responses"
+            : path === "/v1/responses" || responseId !== undefined
               ? options.responses === true
               : options.chatCompletions;
         if (!enabled)
@@ -140,15 +146,16 @@ export function createHttpHandler(options: HttpRouterOptions) {
             "invalid_request_error",
             "not_found",
           );
-        const expected = path === "/v1/models" ? "GET" : "POST";
-        if (method !== expected) {
+        const allowed =
+          path === "/v1/models" ? ["GET"] : responseId !== undefined ? ["GET", "DELETE"] : ["POST"];
+        if (!allowed.includes(method)) {
           return openAiError(
             res,
             405,
-            `use ${expected} ${path}`,
+            `use ${allowed.join(" or ")} ${path}`,
             "invalid_request_error",
             "method_not_allowed",
-            { allow: expected },
+            { allow: allowed.join(", ") },
           );
         }
         if (!options.originAllowed(req)) {
@@ -160,10 +167,7 @@ export function createHttpHandler(options: HttpRouterOptions) {
             "origin_not_allowed",
           );
         }
-        if (
-          expected === "POST" &&
-          !/^application\/json\b/i.test(req.headers["content-type"] ?? "")
-        ) {
+        if (method === "POST" && !/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
           // A browser cannot send this cross-site without a preflight, which is never granted.
           return openAiError(
             res,
@@ -197,6 +201,7 @@ export function createHttpHandler(options: HttpRouterOptions) {
           );
         }
         if (path === "/v1/models") return handleModels(hub, res);
+        if (responseId !== undefined) return await handleResponseItem(hub, req, res, responseId);
         if (path === "/v1/responses") {
           return await handleResponses(hub, req, res, {
             maxBodyBytes: options.maxBodyBytes,
