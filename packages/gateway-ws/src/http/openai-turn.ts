@@ -139,6 +139,19 @@ export interface TurnRequest {
   instructions?: string;
 }
 
+/** The session a request names with its header (`x-beamclaw-session-key`, or OpenClaw's). */
+export function sessionKeyHeader(req: IncomingMessage): string | undefined {
+  return header(req, "x-beamclaw-session-key") ?? header(req, "x-openclaw-session-key");
+}
+
+/**
+ * Whether a session turn of this request runs in a kept session (its header or its `user`)
+ * rather than a fresh one.
+ */
+export function namesKeptSession(req: IncomingMessage, user: unknown): boolean {
+  return sessionKeyHeader(req) !== undefined || sessionUser(user) !== undefined;
+}
+
 /** Runs one turn and writes its answer in the dialect. */
 export async function runTurn(
   hub: GatewayHub,
@@ -295,8 +308,7 @@ async function sessionTurn(
   messages: OpenAiMessage[],
 ): Promise<void> {
   const { agent, stream, format } = turn;
-  const explicitKey =
-    header(req, "x-beamclaw-session-key") ?? header(req, "x-openclaw-session-key");
+  const explicitKey = sessionKeyHeader(req);
   const user = sessionUser(turn.user);
   const ephemeral = explicitKey === undefined && user === undefined;
   const key =

@@ -37,7 +37,6 @@ import {
   RequestError,
   readJsonObject,
   sendRequestFailure,
-  sessionUser,
   sse,
   toolDefinition,
 } from "./openai-common.js";
@@ -46,11 +45,12 @@ import {
   type AnswerStream,
   type ClientToolCall,
   type Dialect,
+  namesKeptSession,
   type OpenAiContentPart,
   type OpenAiMessage,
   runTurn,
 } from "./openai-turn.js";
-import { header, sendJson } from "./util.js";
+import { sendJson } from "./util.js";
 
 /**
  * How long a kept response can be continued by `previous_response_id`: 30 days, as OpenAI
@@ -583,11 +583,7 @@ export async function handleResponses(
     const tools = Array.isArray(body.tools) ? body.tools : [];
     // Without client tools, `user` or the session header make the turn one of a session that
     // keeps its own history: a response of it is not kept, nor continued by id.
-    const keptSession =
-      tools.length === 0 &&
-      (sessionUser(body.user) !== undefined ||
-        header(req, "x-beamclaw-session-key") !== undefined ||
-        header(req, "x-openclaw-session-key") !== undefined);
+    const keptSession = tools.length === 0 && namesKeptSession(req, body.user);
     const previousId =
       typeof body.previous_response_id === "string" ? body.previous_response_id : undefined;
     if (previousId !== undefined && keptSession) {
