@@ -7,8 +7,11 @@
  * ```
  *
  * Everything is held in memory (values as JSON text). An entry whose `expiresAt` has passed
- * is invisible at once to every read, `keys` and `ifAbsent` (no timer needed), and is
- * dropped from the file by the next compaction or open.
+ * is invisible at once to every read, `keys` and `ifAbsent` (no timer needed). It leaves
+ * memory at the first write at least {@link KV_SWEEP_INTERVAL_MS} after the last purge (or
+ * when the store is opened again), and the file at the next compaction: keys written once
+ * with a TTL and never touched again (channel dedupe marks, kept responses) do not pile up
+ * in a store that stays open.
  */
 import type { JsonValue, KeyValueStore, KvSetOptions } from "@beamclaw/core";
 import { FencedError, InvalidArgumentError } from "@beamclaw/core";
@@ -30,6 +33,9 @@ import { loadLog } from "./log-table.js";
 /** File name of the key/value log. */
 export const KV_FILE = "kv.jsonl";
 
+/** Expired entries are purged from memory by the first write this long (store clock) after the last purge. */
+export const KV_SWEEP_INTERVAL_MS = 30_000;
+
 interface Item {
   json: string;
   expiresAt: number | undefined;
@@ -41,10 +47,12 @@ export class KeyValue implements KeyValueStore {
   readonly #locks: Locks;
   readonly #items = new Map<string, Item>();
   #log!: AppendLog;
+  #lastSweep: number;
 
   private constructor(context: StoreContext, locks: Locks) {
     this.#context = context;
     this.#locks = locks;
+    this.#lastSweep = context.now();
   }
 
   /** Replays the log, forgetting expired entries. */
@@ -61,10 +69,7 @@ export class KeyValue implements KeyValueStore {
         throw badLine(name, line, '{"op":"set","key":..,"value":..} or {"op":"delete","key":..}');
       }
     });
-    const now = context.now();
-    for (const [key, item] of kv.#items) {
-      if (item.expiresAt !== undefined && item.expiresAt <= now) kv.#items.delete(key);
-    }
+    kv.#sweep(context.now());
     return kv;
   }
 
@@ -166,17 +171,23 @@ export class KeyValue implements KeyValueStore {
     return item;
   }
 
+  /** Forgets every entry expired at `now` (their lines become garbage for compaction). */
+  #sweep(now: number): void {
+    this.#lastSweep = now;
+    for (const [key, item] of this.#items) {
+      if (item.expiresAt !== undefined && item.expiresAt <= now) this.#items.delete(key);
+    }
+  }
+
   async #append(line: string): Promise<void> {
     const written = this.#log.append(line);
+    const now = this.#context.now();
+    if (now - this.#lastSweep >= KV_SWEEP_INTERVAL_MS) this.#sweep(now);
     if (shouldCompact(this.#log.lineCount, this.#items.size)) {
-      const now = this.#context.now();
+      this.#sweep(now);
       const snapshot: string[] = [];
       let count = 0;
       for (const [key, item] of this.#items) {
-        if (item.expiresAt !== undefined && item.expiresAt <= now) {
-          this.#items.delete(key);
-          continue;
-        }
         snapshot.push(
           item.expiresAt === undefined
             ? `{"op":"set","key":${JSON.stringify(key)},"value":${item.json}}\n`
