@@ -1200,7 +1200,8 @@ export class DiscordChannel implements ChannelPlugin {
         makeRequest: ((url: string, init: RequestInit) =>
           fetch(url, init)) as unknown as RESTOptions["makeRequest"],
         ...this.#options.rest,
-        // Sweeping runs on intervals; buckets are few for one bot, and stop leaves no timer.
+        // The library's sweeps run on intervals, and stop leaves no timer: the guard below
+        // drops idle handlers (one per route and channel) itself.
         hashSweepInterval: 0,
         handlerSweepInterval: 0,
         rejectOnRateLimit: (limit: RateLimitData) => this.#rejectRateLimit(limit),

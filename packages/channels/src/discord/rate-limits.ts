@@ -12,6 +12,12 @@
  * timer the call's signal clears. `@discordjs/rest` then finds the bucket free and arms
  * nothing. Waits that come with a 429 answer (`retry_after`) are `@discordjs/rest`'s as
  * before: it asks `rejectOnRateLimit` first there.
+ *
+ * The guard also keeps `@discordjs/rest`'s handlers in check: it makes one per route bucket
+ * *and* channel (or guild), and the channel turns the library's interval sweeps off (they
+ * arm timers), so a bot that talks in ever more channels and DMs would keep one for each for
+ * good. Once there are {@link HANDLER_SWEEP_THRESHOLD} or more, making a new one first drops
+ * those with nothing queued and no limit in force, as the library's own sweep would.
  */
 import type { RateLimitData, REST } from "@discordjs/rest";
 import type { DiscordLibraries } from "./libraries.js";
@@ -39,12 +45,19 @@ interface RouteDataLike {
 
 /** The parts of REST the guard reads and wraps (`createHandler` is internal to it). */
 interface RestInternals {
+  handlers: Map<string, { readonly inactive: boolean }>;
   globalRemaining: number;
   globalReset: number;
   options: { offset: number | ((route: string) => number); globalRequestsPerSecond: number };
   createHandler(hash: string, majorParameter: string): unknown;
   emit(event: "rateLimited", data: RateLimitData): unknown;
 }
+
+/**
+ * How many rate-limit handlers `@discordjs/rest` may hold before the inactive ones are
+ * dropped (see {@link guardRateLimits}).
+ */
+export const HANDLER_SWEEP_THRESHOLD = 1_000;
 
 function isSequential(handler: unknown): handler is SequentialHandlerLike {
   const h = handler as Partial<SequentialHandlerLike> | null;
@@ -82,7 +95,14 @@ export function guardRateLimits(rest: REST, libraries: DiscordLibraries, maxWait
   const internals = rest as unknown as RestInternals;
   if (typeof internals.createHandler !== "function") return; // another @discordjs/rest: as it is
   const create = internals.createHandler.bind(rest);
+  /** Handler count at which the next sweep runs: twice what survived the last one, at least. */
+  let sweepAt = HANDLER_SWEEP_THRESHOLD;
   internals.createHandler = (hash, majorParameter) => {
+    const handlers = internals.handlers;
+    if (handlers instanceof Map && handlers.size >= sweepAt) {
+      for (const [key, existing] of handlers) if (existing.inactive) handlers.delete(key);
+      sweepAt = Math.max(HANDLER_SWEEP_THRESHOLD, handlers.size * 2);
+    }
     const handler = create(hash, majorParameter);
     if (isSequential(handler)) guard(handler);
     return handler;
