@@ -658,6 +658,7 @@ export class GatewayConnection {
     this.#abort.abort();
     const hub = this.#hub;
     hub.connections.delete(this);
+    hub.sessionMessages.leave(this);
     if (this.role === "node" && wasOpen) hub.nodes.unregister(this.connId);
     if (this.#presenceKey !== undefined && wasOpen) {
       // Another connection of the same device keeps the entry.

@@ -39,6 +39,15 @@ export class SessionMessageFeed {
     this.#hub = hub;
   }
 
+  /**
+   * What the feed holds now: the sessions it reads for their followers, and the runs whose
+   * first streamed text has already triggered a read. For diagnostics and tests: both fall
+   * back to zero once nobody follows and the runs have ended.
+   */
+  stats(): { sessions: number; streamingRuns: number } {
+    return { sessions: this.#tracks.size, streamingRuns: this.#streaming.size };
+  }
+
   /** Follows `key` for `connection`, from the transcript's end now. */
   async follow(connection: GatewayConnection, key: string): Promise<void> {
     connection.followedSessions.add(key);
@@ -55,15 +64,28 @@ export class SessionMessageFeed {
     if (!this.#followed(key)) this.#tracks.delete(key);
   }
 
+  /**
+   * Stops following every session for `connection`, which closed: a session nobody else
+   * follows is no longer read, and nothing of it is kept.
+   */
+  leave(connection: GatewayConnection): void {
+    const keys = [...connection.followedSessions];
+    connection.followedSessions.clear();
+    for (const key of keys) {
+      if (!this.#followed(key)) this.#tracks.delete(key);
+    }
+  }
+
   /** A run event from `events:global`: reads the session's transcript when it saved something. */
   onRunEvent(event: RunEvent): void {
+    // Whether or not its session is still followed: a follower may have left mid-run.
+    if (event.type === "run-end") this.#streaming.delete(event.runId);
     if (!this.#tracks.has(event.sessionKey)) return;
     if (event.type === "run-start" || event.type === "tool-approval-request") return;
     if (event.type === "text-delta") {
       if (this.#streaming.has(event.runId)) return;
       this.#streaming.add(event.runId);
     }
-    if (event.type === "run-end") this.#streaming.delete(event.runId);
     this.poke(event.sessionKey);
   }
 
