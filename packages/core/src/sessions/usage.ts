@@ -43,6 +43,12 @@ interface UsageSlot {
 /** How many sessions' in-process totals the meter keeps. */
 const MAX_TRACKED_SESSIONS = 10_000;
 
+/**
+ * How many UTC days (the latest recorded and those before it) keep their own in-process
+ * totals; older days are folded into one total per agent, provider and model.
+ */
+const USAGE_TRACKED_DAYS = 31;
+
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** Totals of nothing. */
@@ -84,7 +90,10 @@ export function usageDay(at: number): string {
  * Meters model usage and cost per session, agent, provider, model and day. Totals per
  * day/agent/provider/model are kept in memory and written to the store's key/value space
  * under `usage:<day>:<agentId>:<provider>:<model>`; totals per session live in the session's
- * metadata.
+ * metadata. In memory, days keep their own totals for 31 days (the latest recorded and the 30
+ * before it), so a process that runs for months holds a bounded number of them: an older
+ * day still counts in {@link UsageMeter.totals} without a `day` filter, and its own totals
+ * stay in the store ({@link UsageMeter.persisted}).
  *
  * Store writes are batched: calls recorded close together are summed in memory and added to
  * the stored totals by one read-modify-write per key, soon after (on the next turn of the
@@ -111,6 +120,8 @@ export class UsageMeter {
   /** The UTC day (`Math.floor(at / DAY_MS)`) last formatted, and its text. */
   #dayNumber = Number.NaN;
   #dayText = "";
+  /** The latest UTC day (`Math.floor(at / DAY_MS)`) recorded. */
+  #latestDay = Number.NEGATIVE_INFINITY;
 
   constructor(store: Store) {
     this.#store = store;
@@ -122,6 +133,10 @@ export class UsageMeter {
     if (dayNumber !== this.#dayNumber) {
       this.#dayNumber = dayNumber;
       this.#dayText = usageDay(entry.at);
+      if (dayNumber > this.#latestDay) {
+        this.#latestDay = dayNumber;
+        this.#foldOldDays();
+      }
     }
     const day = this.#dayText;
     // The same agent, provider and model as the last call (the common case) reuses its slot
@@ -173,6 +188,32 @@ export class UsageMeter {
     });
   }
 
+  /**
+   * Folds the in-process totals of days before the last `USAGE_TRACKED_DAYS` into one total
+   * per agent, provider and model (day `""`, which no `day` filter matches). The store's
+   * per-day totals are not touched.
+   */
+  #foldOldDays(): void {
+    const oldest = usageDay((this.#latestDay - USAGE_TRACKED_DAYS + 1) * DAY_MS);
+    for (const [key, slot] of this.#byKey) {
+      const { day, agentId, provider, model } = slot.filter;
+      if (day === "" || day >= oldest) continue;
+      this.#byKey.delete(key);
+      if (this.#last === slot) this.#last = undefined;
+      const earlierKey = `earlier:${agentId}:${provider}:${model}`;
+      let earlier = this.#byKey.get(earlierKey);
+      if (earlier === undefined) {
+        earlier = {
+          key: earlierKey,
+          filter: { day: "", agentId, provider, model },
+          totals: zeroUsageTotals(),
+        };
+        this.#byKey.set(earlierKey, earlier);
+      }
+      addTotals(earlier.totals, slot.totals);
+    }
+  }
+
   /** Adds everything unwritten to the stored totals; serialized after earlier writes. */
   #write(): Promise<void> {
     this.#writes = this.#writes.then(async () => {
@@ -199,7 +240,8 @@ export class UsageMeter {
   /**
    * Sums everything recorded in this process that matches `filter`. Per-session totals are
    * kept for the 10,000 most recently active sessions; a session's lifetime totals are in its
-   * metadata.
+   * metadata. A `day` filter sees the last 31 days recorded only (an older day's totals are
+   * in the store: {@link UsageMeter.persisted}).
    */
   totals(filter: UsageFilter = {}): UsageTotals {
     if (filter.sessionKey !== undefined) {
