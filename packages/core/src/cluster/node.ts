@@ -50,6 +50,8 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
 /** Routing attempts for one message or request before it is left to the sweep. */
 const MAX_ROUTE_ATTEMPTS = 8;
+/** Default of {@link ClusterNodeOptions.maxRouteHints}. */
+const DEFAULT_MAX_ROUTE_HINTS = 10_000;
 
 /** Run events of one session held back while its lease is in doubt (see `sessionPubSub`). */
 const MAX_HELD_BACK_EVENTS = 10_000;
@@ -100,6 +102,12 @@ export interface ClusterNodeOptions {
   sweepPagesPerPass?: number;
   /** Default bound on `drain()`'s wait for each session's runs. Default 30 000 ms. */
   drainTimeoutMs?: number;
+  /**
+   * How many sessions owned by other nodes this node remembers the owner of, to route their
+   * messages there without asking the store (an integer >= 1). Past it the least recently
+   * routed is forgotten, and its next message asks the store again. Default 10 000.
+   */
+  maxRouteHints?: number;
   /**
    * How often each node's cron services reload all their jobs from the store, healing a
    * lost change notification (see {@link ClusterNode.cronSync}). Default 30 000 ms.
@@ -208,6 +216,8 @@ export class ClusterNode implements SessionOwnership {
   /** Pages one sweep pass reads at most (see {@link ClusterNodeOptions.sweepPagesPerPass}). */
   readonly sweepPagesPerPass: number;
   readonly drainTimeoutMs: number;
+  /** Owners of other nodes' sessions remembered at most (see {@link ClusterNodeOptions.maxRouteHints}). */
+  readonly maxRouteHints: number;
   /**
    * Claims each cron due time once across the cluster. `agentRuntimeJobRunner(node.runtime)`
    * uses it by itself, so a `CronSupervisor` on every node runs each job once per due time.
@@ -244,6 +254,10 @@ export class ClusterNode implements SessionOwnership {
   readonly #requests = new Map<string, PendingRequest>();
   readonly #followers = new Set<RunFollower>();
   readonly #moving = new Map<string, Promise<void>>();
+  /**
+   * The node each session routed elsewhere was last delivered to, least recently routed
+   * first; at most `maxRouteHints` (sessions come and go for months: see `#hint`).
+   */
   readonly #hints = new Map<string, string>();
   readonly #placed = new Map<string, { count: number; since: number }>();
   /** Nodes that did not take a message although listed (gone before `down` is declared). */
@@ -313,6 +327,11 @@ export class ClusterNode implements SessionOwnership {
       options.drainTimeoutMs,
       DEFAULT_DRAIN_TIMEOUT_MS,
       "drainTimeoutMs",
+    );
+    this.maxRouteHints = positiveInteger(
+      options.maxRouteHints,
+      DEFAULT_MAX_ROUTE_HINTS,
+      "maxRouteHints",
     );
     this.#meta = options.meta ?? {};
     this.backplane = backplane;
@@ -648,7 +667,7 @@ export class ClusterNode implements SessionOwnership {
         });
         if (outcome.kind === "ok") {
           const { runId, disposition } = outcome.value as { runId: string; disposition: string };
-          this.#hints.set(key, target.node);
+          this.#hint(key, target.node);
           follower.accept(runId);
           return this.#handle(follower, runId, disposition as RunHandle["disposition"], options);
         }
@@ -883,6 +902,15 @@ export class ClusterNode implements SessionOwnership {
       this.#unreachable.delete(nodeId);
     }
     return this.backplane.members().some((m) => m.nodeId === nodeId);
+  }
+
+  /** Remembers that `key`'s session runs on `node`, forgetting the least recently routed. */
+  #hint(key: string, node: string): void {
+    this.#hints.delete(key);
+    this.#hints.set(key, node);
+    if (this.#hints.size > this.maxRouteHints) {
+      this.#hints.delete(this.#hints.keys().next().value!);
+    }
   }
 
   #markUnreachable(nodeId: string): void {
