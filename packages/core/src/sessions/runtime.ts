@@ -246,8 +246,10 @@ export interface SessionHandle {
    */
   compact(options?: CompactOptions): Promise<CompactionResult>;
   /**
-   * Stops the session and deletes its metadata, its unfinished messages and its transcript
-   * (or, with `archiveTranscript`, moves the transcript to `<key>:deleted:<epoch ms>`).
+   * Stops the session and deletes its metadata, its unfinished messages, its remembered
+   * tool approvals (`allow-always`) and its transcript (or, with `archiveTranscript`, moves
+   * the transcript to `<key>:deleted:<epoch ms>`): a session made again under the same key
+   * starts with nothing of it, and is asked again before its tools run.
    * Its active and queued runs end as aborted with error `SESSION_DELETED` (a `run-end`
    * their handles and the session's subscribers see). In a cluster the request goes to the
    * session's owner.
@@ -873,6 +875,9 @@ export class AgentRuntime {
           (await this.store.sessions.get(key)) !== undefined ||
           (await this.store.transcripts.lastSeq(key)) > 0;
         const archivedAs = archive ? await this.#archiveTranscript(key) : undefined;
+        // Its remembered allow-always decisions go first: a session made again under this key
+        // must be asked again, and a delete that fails after this only asks again too.
+        await this.store.approvals.clear(key);
         await this.store.transcripts.delete(key);
         await this.store.sessions.delete(key);
         return archivedAs === undefined ? { existed } : { existed, archivedAs };
