@@ -7,7 +7,10 @@
  *
  * All are read on open. Deleting a device deletes its tokens first and the device last, so a
  * crash in between leaves a device with fewer tokens, never a token of a deleted device.
- * Expired tokens are never returned, and their files are removed on open.
+ * Expired tokens are never returned; their files (and their entries in memory) are removed on
+ * open and by the next `putToken`, so a store that stays open for months while it issues
+ * short-lived tokens holds only the tokens that were live at the last issue, not every token
+ * it ever issued.
  */
 import path from "node:path";
 import type { DeviceRecord, DeviceStore, DeviceTokenRecord } from "@beamclaw/core";
@@ -166,6 +169,7 @@ export class Devices implements DeviceStore {
         : requireFiniteNumber(token.expiresAt, "token expiresAt");
     const json = toJsonObjectText(token, "device token");
     await this.#serial(async () => {
+      await this.#removeExpiredTokens();
       await this.#context.files.writeFileAtomic(this.#tokenFile(hash), `${json}\n`);
       this.#tokens.set(hash, { json, deviceId, expiresAt });
     });
@@ -207,6 +211,19 @@ export class Devices implements DeviceStore {
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     return this.#mutex.run("devices", fn);
+  }
+
+  /**
+   * Deletes the files of the tokens expired by now and forgets them: no read returns them any
+   * more, so nothing but this would ever remove them while the store stays open. Runs before a
+   * token is written, so a failure here rejects `putToken` with the new token not written.
+   */
+  async #removeExpiredTokens(): Promise<void> {
+    for (const [hash, token] of [...this.#tokens]) {
+      if (!this.#expired(token)) continue;
+      await this.#context.files.removeFile(this.#tokenFile(hash));
+      this.#tokens.delete(hash);
+    }
   }
 
   #expired(token: Token): boolean {
