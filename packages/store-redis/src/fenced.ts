@@ -5,7 +5,8 @@
  * process) increments the counter, so from then on the earlier holder's writes are refused
  * with `FencedError` and write nothing. The lease itself may have lapsed meanwhile: as long
  * as nobody has acquired the lock since, nobody else has written either, so the write is
- * still safe.
+ * still safe (for `LOCK_TOKEN_RETENTION_MS` after the lease ran out, while Redis keeps the
+ * counter; later writes are refused).
  */
 import type {
   FencedWrites,

@@ -96,7 +96,10 @@ export class KeySpace {
   lock(name: string): string {
     return `${this.prefix}lock:${name}`;
   }
-  /** The lock's fencing-token counter; never expires, so tokens only grow. */
+  /**
+   * The lock's fencing-token counter; tokens only grow. It expires `LOCK_TOKEN_RETENTION_MS`
+   * after the lease, and starts again above every earlier token (see `LOCK_ACQUIRE`).
+   */
   lockToken(name: string): string {
     return `${this.prefix}lock-token:${name}`;
   }

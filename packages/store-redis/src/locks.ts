@@ -1,9 +1,12 @@
 /**
  * Leased locks with fencing tokens. A held lock is one string key, `token:expiresAt:owner`,
  * that Redis expires with the lease (`SET ... PX`); its fencing token comes from a counter
- * key that never expires, incremented in the same script that takes the lock, so tokens
- * only grow across every acquisition, whichever process makes it. Times come from the Redis
- * server's clock, so every process agrees on them.
+ * key, incremented in the same script that takes the lock, so tokens only grow across every
+ * acquisition, whichever process makes it. The counter expires
+ * {@link LOCK_TOKEN_RETENTION_MS} after the lease (a lease per session would otherwise leave
+ * one counter per session ever run); one started afresh begins at the server time in
+ * microseconds, above every token handed out before. Times come from the Redis server's
+ * clock, so every process agrees on them.
  */
 import type { Lease, LockStore } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
@@ -13,6 +16,13 @@ import { LOCK_ACQUIRE, LOCK_RELEASE, LOCK_RENEW } from "./scripts.js";
 import { requireId, requireTtl } from "./validate.js";
 
 const LOCK_VALUE = /^(\d+):(\d+):([\s\S]*)$/;
+
+/**
+ * How long a lock's fencing-token counter is kept after its lease runs out (renewals push
+ * it back): 24 hours. Within that time the last holder's fenced writes still go through
+ * when nobody has acquired the lock since; after it they are refused with `FencedError`.
+ */
+export const LOCK_TOKEN_RETENTION_MS = 24 * 60 * 60 * 1000;
 
 export class RedisLockStore implements LockStore {
   readonly #conn: RedisConnection;
@@ -36,7 +46,7 @@ export class RedisLockStore implements LockStore {
     const reply = await this.#conn.script<number[]>(
       LOCK_ACQUIRE,
       [this.#keys.lock(lock), this.#keys.lockToken(lock)],
-      [owner, String(ttl)],
+      [owner, String(ttl), String(LOCK_TOKEN_RETENTION_MS)],
     );
     return toLease(lock, owner, reply);
   }
@@ -46,8 +56,8 @@ export class RedisLockStore implements LockStore {
     const ttl = requireTtl(ttlMs, "ttlMs");
     const reply = await this.#conn.script<number[]>(
       LOCK_RENEW,
-      [this.#keys.lock(name)],
-      [owner, String(token), String(ttl)],
+      [this.#keys.lock(name), this.#keys.lockToken(name)],
+      [owner, String(token), String(ttl), String(LOCK_TOKEN_RETENTION_MS)],
     );
     return toLease(name, owner, reply);
   }

@@ -373,23 +373,37 @@ return out`,
 // ------------------------------------------------------------------ locks
 
 /**
- * KEYS: lock key, fencing counter. ARGV: owner, ttl ms.
+ * KEYS: lock key, fencing counter. ARGV: owner, ttl ms, counter retention ms.
  * Takes the lock if free: the next fencing token and the lease in one step.
  * Returns {token, expiresAt}, or {} when someone holds it.
+ *
+ * The counter expires `retention` after the lease (so the counters of locks no longer used,
+ * such as the leases of deleted sessions, do not stay for ever). A counter that is not there
+ * (never made, or expired) starts at the server time in microseconds: above every token an
+ * earlier counter of the lock handed out, since each took a script run of its own and the
+ * server runs far fewer than one a microsecond.
  */
 export const LOCK_ACQUIRE = new LuaScript(
   "lock-acquire",
   `if redis.call('EXISTS', KEYS[1]) == 1 then return {} end
-local token = redis.call('INCR', KEYS[2])
 ${NOW_MS}
+local token
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  token = redis.call('INCR', KEYS[2])
+else
+  token = tonumber(__t[1]) * 1000000 + tonumber(__t[2])
+  redis.call('SET', KEYS[2], string.format('%d', token))
+end
 local expires = now + tonumber(ARGV[2])
 redis.call('SET', KEYS[1], string.format('%d:%d:', token, expires) .. ARGV[1], 'NX', 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]) + tonumber(ARGV[3]))
 return {token, expires}`,
 );
 
 /**
- * KEYS: lock key. ARGV: owner, token, ttl ms.
- * Returns {token, expiresAt} if the lease was still held by that owner and token, else {}.
+ * KEYS: lock key, fencing counter. ARGV: owner, token, ttl ms, counter retention ms.
+ * Returns {token, expiresAt} if the lease was still held by that owner and token, else {};
+ * a renewal also keeps the counter for `retention` after the new expiry.
  */
 export const LOCK_RENEW = new LuaScript(
   "lock-renew",
@@ -400,6 +414,7 @@ if token ~= ARGV[2] or owner ~= ARGV[1] then return {} end
 ${NOW_MS}
 local expires = now + tonumber(ARGV[3])
 redis.call('SET', KEYS[1], string.format('%s:%d:', token, expires) .. owner, 'PX', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[4]))
 return {tonumber(token), expires}`,
 );
 
