@@ -509,19 +509,18 @@ const state = {
   selected: "",
   /**
    * The answers the chat log shows streaming, by run id. `interrupted`: the connection dropped
-   * while it streamed; its run's next event says whether anything was missed.
-   * @type {Map<string, { el: HTMLElement, body: HTMLElement, note: HTMLElement, text: string, seq: number, done: boolean, interrupted?: boolean }>}
+   * while it streamed; its run's next event says whether anything was missed. `own`: it answers
+   * a message this tab sent (already on screen).
+   * @type {Map<string, { el: HTMLElement, body: HTMLElement, note: HTMLElement, text: string, seq: number, done: boolean, interrupted?: boolean, own?: boolean }>}
    */
   streams: new Map(),
   /** An assistant bubble for a message this tab sent, before its run id is known. */
-  /** @type {{ el: HTMLElement, body: HTMLElement, note: HTMLElement, text: string, seq: number, done: boolean, idempotencyKey: string } | null} */
+  /** @type {{ el: HTMLElement, body: HTMLElement, note: HTMLElement, text: string, seq: number, done: boolean, idempotencyKey: string, own: true } | null} */
   pendingStream: null,
   /** @type {string | null} run id of the run this tab is following in the selected session */
   activeRunId: null,
   /** A `sessions.rewind` of this tab is under way (Regenerate, Edit last message). */
   rewinding: false,
-  /** Runs started by this tab (their user message is already on screen). */
-  ownRuns: new Set(),
   /** @type {number | null} when the gateway process connected to started (from its uptime) */
   gatewayStartedAt: null,
   /**
@@ -948,7 +947,7 @@ function onChatEvent(payload) {
       setRunState("Done.");
       // A run this tab did not start (another client, a channel, cron): show the session's
       // history as stored (its user message too, on a gateway that does not send it live).
-      if (runId && !state.ownRuns.has(runId)) reloadSoon("history", loadHistory, 200);
+      if (runId && stream.own !== true) reloadSoon("history", loadHistory, 200);
       break;
     }
     case "aborted": {
@@ -1054,7 +1053,6 @@ function streamFor(runId) {
     stream = state.pendingStream;
     state.pendingStream = null;
     if (!state.activeRunId) state.activeRunId = runId || null;
-    if (runId) state.ownRuns.add(runId);
   } else {
     stream = makeBubble("assistant", "");
   }
@@ -1167,6 +1165,10 @@ async function loadSessions() {
     // Keep a session this tab opened that the gateway has not stored yet.
     if (state.selected && !next.has(state.selected) && state.sessions.has(state.selected)) {
       next.set(state.selected, state.sessions.get(state.selected));
+    }
+    // A session gone from the list (deleted) takes its live status with it.
+    for (const key of state.live.keys()) {
+      if (!next.has(key)) state.live.delete(key);
     }
     state.sessions = next;
     renderSessions();
@@ -1589,7 +1591,7 @@ async function sendMessage() {
   const pending = makeBubble("assistant", "");
   pending.el.dataset.state = "pending";
   pending.el.setAttribute("aria-busy", "true");
-  state.pendingStream = { ...pending, idempotencyKey };
+  state.pendingStream = { ...pending, idempotencyKey, own: true };
   state.activeRunId = null;
   input.value = "";
   setRunState("Sending…");
@@ -1598,7 +1600,6 @@ async function sendMessage() {
   try {
     const res = await client.request("chat.send", { sessionKey, message: text, idempotencyKey });
     const runId = isRecord(res) ? str(res.runId) : "";
-    if (runId) state.ownRuns.add(runId);
     if (state.selected !== sessionKey) return;
     if (runId === "" && state.pendingStream?.idempotencyKey === idempotencyKey) {
       // No run was started (e.g. "/stop" aborts the running reply instead).
