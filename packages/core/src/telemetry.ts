@@ -21,6 +21,7 @@
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { CircuitState } from "./providers/circuit-breaker.js";
 import type { ModelUsage } from "./providers/types.js";
+import { callSubscriber } from "./telemetry/tracing.js";
 
 export {
   currentTelemetryIdentity,
@@ -293,6 +294,10 @@ export function emitTelemetry<C extends TelemetryChannel>(
 
 /**
  * Subscribes to one telemetry channel with a typed payload. Returns the unsubscribe function.
+ * A listener that throws is reported (its first throw) as a `BeamClawWarning` process warning; the code that
+ * published the event and the process go on (a listener subscribed with
+ * `diagnostics_channel.subscribe` directly keeps Node's behaviour: its throw is rethrown as an
+ * uncaught exception).
  *
  * @example
  * ```ts
@@ -307,7 +312,7 @@ export function subscribeTelemetry<C extends TelemetryChannel>(
   name: C,
   listener: (event: TelemetryEvents[C]) => void,
 ): () => void {
-  const fn = (message: unknown) => listener(message as TelemetryEvents[C]);
+  const fn = (message: unknown) => callSubscriber(name, listener, message as TelemetryEvents[C]);
   diagnosticsChannel.subscribe(name, fn);
   return () => {
     diagnosticsChannel.unsubscribe(name, fn);

@@ -34,8 +34,9 @@ const adder: ModelSource = {
   },
 };
 
-async function start(store = new MemoryStore()) {
-  if (store.state !== "open") await store.open();
+async function start() {
+  const store = new MemoryStore();
+  await store.open();
   const runtime = new AgentRuntime({
     store,
     models: adder,

@@ -1,7 +1,7 @@
 import { type FSWatcher, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { EventEmitter } from "eventemitter3";
-import { InvalidArgumentError } from "../errors.js";
+import { describe, InvalidArgumentError } from "../errors.js";
 import { Actor } from "../runtime/actor.js";
 import type { PubSub } from "../runtime/pubsub.js";
 import { emitTelemetry } from "../telemetry.js";
@@ -112,11 +112,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     } catch (error) {
       if (!ConfigError.isInstance(error)) throw error;
       this.#notify("config.invalid", { error });
-      void this.#options.pubsub?.publish("events:global", {
-        type: "config.invalid",
-        error: error.toJSON(),
-        issues: error.issues,
-      });
+      this.#announce({ type: "config.invalid", error: error.toJSON(), issues: error.issues });
       return error;
     }
   }
@@ -177,7 +173,28 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       put(merged, path, structuredClone(pick(this.#current, path)));
     this.#current = merged as BeamClawConfig;
     this.#notify("config.changed", { config: this.#current, diff });
-    void this.#options.pubsub?.publish("events:global", { type: "config.changed", diff });
+    this.#announce({ type: "config.changed", diff });
     return diff;
+  }
+
+  /**
+   * Publishes `message` on `events:global`, when a pubsub was given. A publish that fails (a
+   * cluster pubsub whose backend is unreachable) is reported as a `BeamClawWarning`: the change
+   * it announces has happened all the same, and left unhandled it would end the process.
+   */
+  #announce(message: { type: string; [field: string]: unknown }): void {
+    const pubsub = this.#options.pubsub;
+    if (pubsub === undefined) return;
+    const report = (error: unknown) => {
+      process.emitWarning(
+        `the config service could not publish ${message.type}: ${describe(error)}`,
+        "BeamClawWarning",
+      );
+    };
+    try {
+      pubsub.publish("events:global", message).catch(report);
+    } catch (error) {
+      report(error);
+    }
   }
 }

@@ -158,8 +158,10 @@ export class CronSupervisor extends DynamicSupervisor {
     this.#resyncTimer = clock.setTimer(() => {
       this.#resyncTimer = undefined;
       if (!this.alive) return;
-      void this.#options.store.cron
-        .listJobs()
+      // Called inside the promise: a store that throws instead of rejecting must not throw
+      // out of this timer (an uncaught exception) nor stop the resyncs.
+      void Promise.resolve()
+        .then(() => this.#options.store.cron.listJobs())
         .then((jobs) => this.#ensure(new Set(jobs.map((job) => job.agentId))))
         .catch(() => undefined)
         .finally(() => {

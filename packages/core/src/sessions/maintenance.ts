@@ -11,7 +11,7 @@
  * so it holds one page whatever the number of sessions; in a cluster a store lock lets one
  * node at a time run it.
  */
-import { InvalidArgumentError, StoreError } from "../errors.js";
+import { describe, InvalidArgumentError, StoreError } from "../errors.js";
 import type { Lease } from "../store/types.js";
 import type { AgentRuntime } from "./runtime.js";
 
@@ -38,7 +38,10 @@ export interface SessionMaintenanceOptions {
   everyMs?: number;
   /** Called with each pass's summaries (log them, count them). */
   onPass?: (summaries: SessionCleanupSummary[]) => void;
-  /** Called when a pass fails (the next one tries again). */
+  /**
+   * Called when a periodic pass fails, or `onPass` or the settings function throws (the next
+   * pass tries again). If it throws in turn, that is reported as a `BeamClawWarning`.
+   */
   onError?: (error: unknown) => void;
   /** Clock, for tests. Default `Date.now`. */
   now?: () => number;
@@ -124,15 +127,33 @@ export class SessionMaintenance {
   start(): void {
     if (this.#timer !== undefined || this.#stopped) return;
     this.#timer = setInterval(() => {
-      if (this.#running !== undefined || this.#settings() === undefined) return;
-      this.#running = this.run()
-        .then((summaries) => this.#onPass?.(summaries))
-        .catch((error: unknown) => this.#onError?.(error))
-        .finally(() => {
-          this.#running = undefined;
-        });
+      if (this.#running !== undefined) return;
+      this.#running = this.#periodicPass().finally(() => {
+        this.#running = undefined;
+      });
     }, this.#everyMs);
     this.#timer.unref();
+  }
+
+  /**
+   * One periodic pass; never rejects. A failure (the store, the settings function, `onPass`)
+   * goes to `onError`; what `onError` itself throws is reported as a `BeamClawWarning`, as it
+   * would otherwise end the process from the timer.
+   */
+  async #periodicPass(): Promise<void> {
+    try {
+      if (this.#settings() === undefined) return;
+      this.#onPass?.(await this.run());
+    } catch (error) {
+      try {
+        this.#onError?.(error);
+      } catch (thrown) {
+        process.emitWarning(
+          `session maintenance's onError threw: ${describe(thrown)}`,
+          "BeamClawWarning",
+        );
+      }
+    }
   }
 
   /** How often passes run. */

@@ -142,9 +142,35 @@ export function telemetryTracingChannel<N extends TracedOperation>(
   return channel as unknown as diagnosticsChannel.TracingChannel<unknown, TraceContexts[N]>;
 }
 
+/** Subscribers whose throw was reported already (one warning each, not one per event). */
+const reportedSubscribers = new WeakSet<object>();
+
+/**
+ * Calls a telemetry subscriber, containing what it throws: `diagnostics_channel` would rethrow
+ * it as an uncaught exception (on the next tick), ending the process over a listener's bug. The
+ * first throw of each subscriber is reported as a `BeamClawWarning` process warning instead (a
+ * listener that fails on every event would otherwise print one per event).
+ *
+ * @internal
+ */
+export function callSubscriber<T>(name: string, listener: (message: T) => void, message: T): void {
+  try {
+    listener(message);
+  } catch (error) {
+    if (reportedSubscribers.has(listener)) return;
+    reportedSubscribers.add(listener);
+    process.emitWarning(
+      `a telemetry subscriber of ${name} threw (its later throws are not reported): ${error instanceof Error ? error.message : String(error)}`,
+      "BeamClawWarning",
+    );
+  }
+}
+
 /**
  * Subscribes to the events of one traced operation with typed contexts. Returns the
- * unsubscribe function. Only operations that start after subscribing are seen.
+ * unsubscribe function. Only operations that start after subscribing are seen. A handler that
+ * throws is reported (its first throw) as a `BeamClawWarning` process warning; the operation and
+ * the process go on.
  *
  * @example
  * ```ts
@@ -170,7 +196,8 @@ export function subscribeTrace<N extends TracedOperation>(
   for (const event of TRACE_EVENTS) {
     const handler = handlers[event] as ((context: TraceContexts[N]) => void) | undefined;
     if (handler === undefined) continue;
-    const listener = (message: unknown) => handler(message as TraceContexts[N]);
+    const listener = (message: unknown) =>
+      callSubscriber(`${name}:${event}`, handler, message as TraceContexts[N]);
     channel[event].subscribe(listener);
     subscribed.push([channel[event], listener]);
   }
