@@ -26,7 +26,7 @@ import type { GatewayCronBackend } from "./cron.js";
 import { cronBackend } from "./cron-adapter.js";
 import { configuredPresence, type HeartbeatSettings } from "./heartbeat.js";
 import { type GatewayHooksOptions, HookIngress } from "./hooks/ingress.js";
-import { createGatewayHttpServer, listenOn } from "./http/listen.js";
+import { createGatewayHttpServer, listenOn, refuseUpgrade } from "./http/listen.js";
 import { KEPT_RESPONSE_TTL_MS, MAX_RESPONSES_KEEP_MS } from "./http/responses.js";
 import { createHttpHandler } from "./http/router.js";
 import { defaultDashboardDir } from "./http/static.js";
@@ -142,7 +142,10 @@ export interface GatewayServerOptions {
   version?: string;
   /** Receives every log line (the ring behind `logs.tail` keeps them too). */
   logSink?: GatewayLogSink;
-  /** Called when a connection has closed (code, reason, peak outbound buffer). */
+  /**
+   * Called when a connection has closed (code, reason, peak outbound buffer). An exception it
+   * throws is logged (`error`), never thrown on.
+   */
   onConnectionClose?: (info: ConnectionCloseInfo) => void;
   /**
    * The monitor the runtime sheds load with (`AgentRuntimeOptions.memoryPressure`; its owner
@@ -430,12 +433,12 @@ export class GatewayServer {
     this.#handleRequest = listener;
     this.#handleUpgrade = (req, socket, head) => {
       if (this.#phase !== "running") {
-        socket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n");
+        refuseUpgrade(socket, "503 Service Unavailable");
         return;
       }
       if (!originAllowed(req, this.#allowedOrigins())) {
         hub.log.warn(`refused a WebSocket from origin ${String(req.headers.origin)}`);
-        socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n");
+        refuseUpgrade(socket, "403 Forbidden");
         return;
       }
       wss.handleUpgrade(req, socket, head, (ws) => {
@@ -450,7 +453,15 @@ export class GatewayServer {
           hub,
           onClose: (info) => {
             hub.log.info(`closed conn=${info.connId} code=${info.code} ${info.reason}`);
-            options.onConnectionClose?.(info);
+            // Called from the socket's close event: a host callback that throws must not
+            // end the process (an uncaught exception there would).
+            try {
+              options.onConnectionClose?.(info);
+            } catch (error) {
+              hub.log.error(
+                `onConnectionClose failed for conn=${info.connId}: ${error instanceof Error ? error.message : String(error)}`,
+              );
+            }
           },
         });
         this.#liveness?.attach(connection, ws);
@@ -616,7 +627,7 @@ export class GatewayServer {
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.#handleUpgrade === null) {
-      socket.end("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n");
+      refuseUpgrade(socket, "503 Service Unavailable");
       return;
     }
     this.#handleUpgrade(req, socket, head);

@@ -13,7 +13,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { AlreadyRegisteredError, InvalidArgumentError, NoProcessError } from "@beamclaw/core";
-import { createGatewayHttpServer, listenOn } from "./http/listen.js";
+import { createGatewayHttpServer, listenOn, refuseUpgrade } from "./http/listen.js";
 import {
   createGateway,
   type GatewayServer,
@@ -319,10 +319,9 @@ export class TenantGateway {
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const route = this.#phase === "running" ? this.#route(req.url) : undefined;
     if (route === undefined) {
-      socket.end(
-        this.#phase === "running"
-          ? "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n"
-          : "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n",
+      refuseUpgrade(
+        socket,
+        this.#phase === "running" ? "404 Not Found" : "503 Service Unavailable",
       );
       return;
     }

@@ -32,6 +32,17 @@ export function createGatewayHttpServer(
   return server;
 }
 
+/**
+ * Answers an upgrade the gateway will not take (`status` like `"403 Forbidden"`) and closes the
+ * socket. Node leaves an upgrade's socket with no `error` listener: one is added first, so that
+ * a client that resets the connection meanwhile (ECONNRESET, EPIPE) is only disconnected and
+ * does not end the process with an uncaught `error` event.
+ */
+export function refuseUpgrade(socket: Duplex, status: string): void {
+  socket.on("error", () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+}
+
 /** Listens on `host`:`port`; resolves with the port bound (port 0 picks one). */
 export async function listenOn(server: Server, port: number, host: string): Promise<number> {
   await new Promise<void>((resolve, reject) => {

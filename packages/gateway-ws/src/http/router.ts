@@ -83,9 +83,21 @@ async function authorizeHttpLimited(
 export function createHttpHandler(options: HttpRouterOptions) {
   const { hub } = options;
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? "/", "http://gateway.invalid");
-    const path = url.pathname;
     const method = req.method ?? "GET";
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://gateway.invalid");
+    } catch {
+      // A target Node's parser lets through but WHATWG URL refuses (`//host:99999`, `//[::1`).
+      return openAiError(
+        res,
+        400,
+        "the request target is not a valid URL",
+        "invalid_request_error",
+        "invalid_url",
+      );
+    }
+    const path = url.pathname;
     try {
       switch (path) {
         case "/health":
