@@ -233,6 +233,8 @@ export class GatewayConnection {
    * Answers a request. An answer larger on its own than `maxBufferedBytes` is replaced by an
    * `INVALID_REQUEST` with `details.code` `RESPONSE_TOO_LARGE` (ask for less: a `limit`, a
    * `maxChars`): it says nothing of how fast the client reads, so it does not disconnect it.
+   * An answer JSON cannot hold (a plugin method that returned a BigInt or a cycle) is replaced
+   * by an `UNAVAILABLE` with `details.code` `UNSERIALIZABLE_RESPONSE`, and logged.
    */
   respond(id: string, ok: boolean, payload?: unknown, error?: ErrorShape): void {
     if (this.#state === "closing" || this.#state === "closed") return;
@@ -249,7 +251,20 @@ export class GatewayConnection {
           : { error: error ?? toErrorShape(error) }),
       });
     } catch (cause) {
-      this.#hub.log.error(`unserializable frame: ${(cause as Error).message}`);
+      // A method's answer JSON cannot hold (a BigInt, a cycle): the caller is told, rather
+      // than left waiting for an answer that never comes.
+      const why = cause instanceof Error ? cause.message : String(cause);
+      this.#hub.log.error(`unserializable response to request ${id} conn=${this.connId}: ${why}`);
+      this.#sendFrame({
+        type: "res",
+        id,
+        ok: false,
+        error: {
+          code: ErrorCodes.UNAVAILABLE,
+          message: `the answer could not be sent as JSON: ${why}`,
+          details: { code: "UNSERIALIZABLE_RESPONSE" },
+        },
+      });
       return;
     }
     const bytes = Buffer.byteLength(text, "utf8");
