@@ -580,6 +580,8 @@ export class RedisBackplane implements ClusterBackplane {
     } catch {
       return;
     }
+    // Valid JSON that is not an object (`null`, a number) is as malformed as invalid JSON.
+    if (typeof notice !== "object" || notice === null) return;
     if (typeof notice.nodeId !== "string" || notice.nodeId === this.nodeId) return;
     if (notice.type === "leave") this.#left.set(notice.nodeId, Date.now());
     if (this.#state === "joined") void this.#beat(false);
@@ -592,6 +594,7 @@ export class RedisBackplane implements ClusterBackplane {
     } catch {
       return;
     }
+    if (typeof envelope !== "object" || envelope === null) return;
     const from = envelope.f;
     const message = envelope.m;
     if (typeof from !== "string" || typeof message !== "object" || message === null) return;

@@ -112,6 +112,8 @@ export class RedisClusterPresence implements ClusterPresence {
     } catch {
       return;
     }
+    // Valid JSON that is not an object (`null`, a number) is as malformed as invalid JSON.
+    if (typeof event !== "object" || event === null) return;
     const { type, nodeId, key } = event;
     if (type !== "join" && type !== "update" && type !== "leave") return;
     if (typeof nodeId !== "string" || typeof key !== "string") return;
