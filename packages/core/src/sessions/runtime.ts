@@ -8,6 +8,7 @@ import {
   NoProcessError,
   OverloadedError,
 } from "../errors.js";
+import { abortedBy } from "../providers/backoff.js";
 import { ProviderChain } from "../providers/chain.js";
 import type { JsonObject, JsonValue, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { type ExitReason, formatExitReason, isNormalExit } from "../runtime/exit.js";
@@ -181,6 +182,9 @@ export interface SessionHandle {
    *   an empty `idempotencyKey`, a `signal` that is not an `AbortSignal`, a `model` that is
    *   not `provider/model`, an `output` that is not a zod or JSON Schema of an object);
    *   nothing is queued then.
+   * @throws AbortedError when `options.signal` is aborted before the session takes the
+   *   message (already aborted when `send` is called, or aborted while it is queued); nothing
+   *   is left queued and nothing runs.
    *
    * @example
    * ```ts
@@ -1034,6 +1038,8 @@ export class AgentRuntime {
     // Under memory pressure a new message is refused before anything is queued.
     this.#options.memoryPressure?.assertAccepting(`a message to session ${key}`);
     const { signal, ...rest } = options;
+    // Aborted already: nothing is queued, and nothing runs (as `fetch` refuses such a signal).
+    if (signal?.aborted) throw abortedBy(signal, `a message to session ${key}`);
     const runId = randomUUID();
     const stored: JsonObject = {
       input: input as unknown as JsonObject,
@@ -1172,6 +1178,12 @@ export class AgentRuntime {
     const known = this.#followKnown(key, queueId, runId);
     if (known !== undefined) return known;
     const queued = { id: queueId };
+    if (signal?.aborted) {
+      // Aborted while the message was being queued: its session never takes it, so its run
+      // cannot start (and call the model) before the abort reaches it.
+      await this.store.queue.discard(queued.id).catch(() => undefined);
+      throw abortedBy(signal, `a message to session ${key}`);
+    }
     const log = new RunEventLog();
     this.#logs.set(queued.id, log);
     let accepted: { disposition: RunHandle["disposition"]; runId: string };

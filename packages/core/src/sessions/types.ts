@@ -140,7 +140,11 @@ export interface SendOptions {
    * could repeat a key nobody knows).
    */
   idempotencyKey?: string;
-  /** Aborts this message's run. */
+  /**
+   * Aborts this message's run. A signal that is aborted already when `send` is called, or
+   * that aborts before the session has taken the message, makes `send` reject with
+   * `AbortedError`: nothing is left queued and nothing runs (no model call is made).
+   */
   signal?: AbortSignal;
   /**
    * Time limit of this message's run, in ms (an integer from 1 to 2,147,483,647), counted

@@ -167,18 +167,20 @@ export class ResourceLimiter {
    *
    * @throws BudgetExceededError when a token budget (including `estimatedTokens`) is spent.
    * @throws RateLimitedError when the tenant made `requestsPerMinute` requests in the last minute.
-   * @throws AbortedError when `signal` aborts while waiting.
+   * @throws AbortedError when `signal` is aborted already or aborts while waiting (the
+   *   signal's reason, when it has one). A call aborted so never counts against
+   *   `requestsPerMinute`: it made no request.
    */
   async acquire(
     agentId: string,
     options: { estimatedTokens?: number; signal?: AbortSignal } = {},
   ): Promise<RunSlot> {
+    if (options.signal?.aborted) throw options.signal.reason ?? new AbortedError("aborted");
     const now = this.#now();
     this.#roll(now);
     this.#checkBudgets(now, options.estimatedTokens ?? 0);
     this.#checkRate(now);
     this.#requests.push(now);
-    if (options.signal?.aborted) throw options.signal.reason ?? new AbortedError("aborted");
     if (this.#hasRoom(agentId)) return this.#take(agentId);
     return new Promise<RunSlot>((resolve, reject) => {
       const waiter: Waiter = {
@@ -188,6 +190,9 @@ export class ResourceLimiter {
         signal: options.signal,
         onAbort: () => {
           this.#waiters = this.#waiters.filter((w) => w !== waiter);
+          // The request it counted was never made.
+          const index = this.#requests.lastIndexOf(now);
+          if (index >= 0) this.#requests.splice(index, 1);
           reject(
             options.signal?.reason ?? new AbortedError("aborted while waiting for a run slot"),
           );

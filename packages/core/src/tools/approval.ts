@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { BeamClawError, InvalidArgumentError } from "../errors.js";
+import { AbortedError, BeamClawError, InvalidArgumentError } from "../errors.js";
 import type { JsonValue } from "../providers/types.js";
 import { describeArg } from "../runtime/validate.js";
 import type { RunEvent } from "../sessions/types.js";
@@ -208,7 +208,8 @@ export class ApprovalGate {
   /**
    * Resolves when `subject` may run (`allow-once` / `allow-always`); rejects with
    * `ApprovalDeniedError` when denied or timed out into a deny, or with the signal's reason
-   * when aborted.
+   * when aborted (`AbortedError`, with the reason as its `cause`, when the reason is not an
+   * `Error`).
    */
   async check(
     subject: ApprovalSubject,
@@ -331,8 +332,15 @@ export class ApprovalGate {
         else resolve(decision);
       };
       let timedOut = false;
+      // A reason that is not an error (`abort("gone")`) is carried by a typed one.
       const onAbort = () =>
-        finish(signal?.reason instanceof Error ? signal.reason : new Error("aborted"));
+        finish(
+          signal?.reason instanceof Error
+            ? signal.reason
+            : new AbortedError(`approval for ${subject.toolName} was aborted`, {
+                cause: signal?.reason,
+              }),
+        );
       const waiter: Waiter = {
         ...subject,
         requestId,
