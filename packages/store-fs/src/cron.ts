@@ -116,16 +116,16 @@ export class Cron implements CronStore {
 
   async deleteJob(id: string): Promise<boolean> {
     requireKey(id, "job id");
-    return this.#mutex.run(`job:${id}`, () =>
-      this.#mutex.run(`runs:${id}`, async () => {
-        // The runs go first: a crash in between leaves the job without history, never a
-        // history without its job.
-        await this.#context.files.removeFile(this.#runsFile(id));
-        const existed = await this.#context.files.removeFile(this.#jobFile(id));
-        this.#jobs.delete(id);
-        return existed;
-      }),
-    );
+    // Both queues are joined at once, so the deletion is ordered with every job and run-log
+    // operation by call: a run appended after `deleteJob` was called is not deleted with it.
+    return this.#mutex.run([`job:${id}`, `runs:${id}`], async () => {
+      // The runs go first: a crash in between leaves the job without history, never a
+      // history without its job.
+      await this.#context.files.removeFile(this.#runsFile(id));
+      const existed = await this.#context.files.removeFile(this.#jobFile(id));
+      this.#jobs.delete(id);
+      return existed;
+    });
   }
 
   async listJobs(agentId?: string): Promise<CronJobRecord[]> {

@@ -5,18 +5,32 @@
 export class KeyedMutex {
   readonly #tails = new Map<string, Promise<void>>();
 
-  /** Runs `fn` once every earlier `run` with the same key has settled. */
-  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key);
-    const result = previous === undefined ? fn() : previous.then(fn);
+  /**
+   * Runs `fn` once every earlier `run` with the same key has settled. Given several keys, it
+   * takes its place in the queue of each at once (so it is ordered, by call, with every
+   * operation on any of them) and runs once all of them are its turn.
+   */
+  run<T>(key: string | readonly string[], fn: () => Promise<T>): Promise<T> {
+    const keys = typeof key === "string" ? [key] : key;
+    const previous: Promise<void>[] = [];
+    for (const k of keys) {
+      const tail = this.#tails.get(k);
+      if (tail !== undefined) previous.push(tail);
+    }
+    const result =
+      previous.length === 0
+        ? fn()
+        : (previous.length === 1 ? previous[0]! : Promise.all(previous)).then(fn);
     const tail = result.then(
       () => {},
       () => {},
     );
-    this.#tails.set(key, tail);
-    void tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    });
+    for (const k of keys) {
+      this.#tails.set(k, tail);
+      void tail.then(() => {
+        if (this.#tails.get(k) === tail) this.#tails.delete(k);
+      });
+    }
     return result;
   }
 
