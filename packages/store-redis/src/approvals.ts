@@ -4,7 +4,7 @@
 import type { ApprovalRecord, ApprovalStore } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
-import { decodeJson, encodeJsonObject } from "./json.js";
+import { decodeJsonObject, encodeJsonObject } from "./json.js";
 import type { KeySpace } from "./keys.js";
 import { APPROVALS_CLEAR_ALL } from "./scripts.js";
 import { requireId, requireNumber } from "./validate.js";
@@ -22,7 +22,7 @@ export class RedisApprovalStore implements ApprovalStore {
     const key = this.#keys.approvals(requireId(sessionKey, "session key"));
     const all = await this.#conn.send<string[]>("hvals", [key]);
     return all
-      .map((json) => decodeJson<ApprovalRecord>(json, key))
+      .map((json) => decodeJsonObject<ApprovalRecord>(json, key))
       .sort((a, b) => (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : 0));
   }
 

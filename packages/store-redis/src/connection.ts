@@ -35,6 +35,11 @@ export class RedisConnection {
   /** Commands sent in the current turn, and the client they go to. */
   #batch: QueuedCommand[] = [];
   #batchClient: Redis | undefined;
+  /**
+   * Operations sent and not yet settled, awaited by `close()` before the connection goes:
+   * an operation may send a second command after its first reply (`EVAL` after `NOSCRIPT`).
+   */
+  readonly #inflight = new Set<Promise<unknown>>();
   readonly #onError = (error: unknown) => {
     // Kept for the message of the next STORE_UNAVAILABLE; ioredis reconnects by itself.
     this.#lastError = error;
@@ -135,11 +140,13 @@ export class RedisConnection {
 
   async close(): Promise<void> {
     if (this.#state === "closed") return;
-    // Commands accepted before close() leave before the connection does.
+    // Commands accepted before close() leave before the connection does, and operations
+    // accepted before it finish on it (each is bounded by the command timeout).
     this.#flush();
     const opening = this.#opening;
     this.#state = "closed";
     if (opening !== undefined) await opening.catch(() => undefined);
+    await Promise.allSettled([...this.#inflight]);
     const client = this.#client;
     this.#client = undefined;
     if (client === undefined || !this.#owned) return;
@@ -178,22 +185,36 @@ export class RedisConnection {
    * to a later event-loop phase.
    */
   send<T>(name: string, args: readonly RedisArg[]): Promise<T> {
-    return this.#queue<T>(this.ready(), name, args).then(undefined, rethrowAsStoreError);
+    return this.#track(
+      this.#queue<T>(this.ready(), name, args).then(undefined, rethrowAsStoreError),
+    );
   }
 
   /** Runs a Lua script (`EVALSHA`, then `EVAL` if the server does not know it yet). */
   script<T>(script: LuaScript, keys: readonly string[], args: readonly RedisArg[]): Promise<T> {
     const client = this.ready();
-    return this.#queue<T>(client, "evalsha", [script.sha, keys.length, ...keys, ...args]).then(
-      undefined,
-      (error: unknown) => {
-        if (!isNoScript(error)) rethrowAsStoreError(error);
-        return this.#queue<T>(client, "eval", [script.source, keys.length, ...keys, ...args]).then(
-          undefined,
-          rethrowAsStoreError,
-        );
-      },
+    return this.#track(
+      this.#queue<T>(client, "evalsha", [script.sha, keys.length, ...keys, ...args]).then(
+        undefined,
+        (error: unknown) => {
+          if (!isNoScript(error)) rethrowAsStoreError(error);
+          return this.#queue<T>(client, "eval", [
+            script.source,
+            keys.length,
+            ...keys,
+            ...args,
+          ]).then(undefined, rethrowAsStoreError);
+        },
+      ),
     );
+  }
+
+  /** Keeps `operation` in `#inflight` until it settles; returns it. */
+  #track<T>(operation: Promise<T>): Promise<T> {
+    this.#inflight.add(operation);
+    const done = () => this.#inflight.delete(operation);
+    operation.then(done, done);
+    return operation;
   }
 
   /** Queues a command for the next flush; rejects with the client's own error. */

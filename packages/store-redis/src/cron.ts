@@ -5,7 +5,7 @@
 import type { CronJobRecord, CronRunRecord, CronStore } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
-import { decodeJson, encodeJsonObject } from "./json.js";
+import { decodeJsonObject, encodeJsonObject } from "./json.js";
 import type { KeySpace } from "./keys.js";
 import { CRON_APPEND_RUN, CRON_DELETE_JOB } from "./scripts.js";
 import { optionsObject, pageLimit, requireId, requireInteger, requireNumber } from "./validate.js";
@@ -29,7 +29,7 @@ export class RedisCronStore implements CronStore {
     const field = requireId(id, "cron job id");
     const key = this.#keys.cronJobs;
     const json = await this.#conn.send<string | null>("hget", [key, field]);
-    return json === null ? undefined : decodeJson<CronJobRecord>(json, key);
+    return json === null ? undefined : decodeJsonObject<CronJobRecord>(json, key);
   }
 
   async putJob(job: CronJobRecord): Promise<void> {
@@ -57,7 +57,7 @@ export class RedisCronStore implements CronStore {
     const agent = agentId === undefined ? undefined : requireId(agentId, "agentId");
     const key = this.#keys.cronJobs;
     const all = await this.#conn.send<string[]>("hvals", [key]);
-    const jobs = all.map((json) => decodeJson<CronJobRecord>(json, key));
+    const jobs = all.map((json) => decodeJsonObject<CronJobRecord>(json, key));
     return (agent === undefined ? jobs : jobs.filter((job) => job.agentId === agent)).sort(
       (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
     );
@@ -83,6 +83,6 @@ export class RedisCronStore implements CronStore {
     const key = this.#keys.cronRuns(requireId(jobId, "cron job id"));
     const limit = pageLimit(optionsObject(options, "listRuns options").limit, "listRuns limit");
     const members = await this.#conn.send<string[]>("zrevrange", [key, 0, limit - 1]);
-    return members.map((m) => decodeJson<CronRunRecord>(m.slice(RUN_MEMBER_HEADER), key));
+    return members.map((m) => decodeJsonObject<CronRunRecord>(m.slice(RUN_MEMBER_HEADER), key));
   }
 }

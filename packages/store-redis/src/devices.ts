@@ -6,7 +6,7 @@
 import type { DeviceRecord, DeviceStore, DeviceTokenRecord } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
-import { decodeJson, encodeJsonObject } from "./json.js";
+import { decodeJsonObject, encodeJsonObject } from "./json.js";
 import type { KeySpace } from "./keys.js";
 import {
   DEVICE_DELETE,
@@ -29,7 +29,7 @@ export class RedisDeviceStore implements DeviceStore {
     const field = requireId(deviceId, "device id");
     const key = this.#keys.devices;
     const json = await this.#conn.send<string | null>("hget", [key, field]);
-    return json === null ? undefined : decodeJson<DeviceRecord>(json, key);
+    return json === null ? undefined : decodeJsonObject<DeviceRecord>(json, key);
   }
 
   async put(device: DeviceRecord): Promise<void> {
@@ -56,7 +56,7 @@ export class RedisDeviceStore implements DeviceStore {
     const key = this.#keys.devices;
     const all = await this.#conn.send<string[]>("hvals", [key]);
     return all
-      .map((json) => decodeJson<DeviceRecord>(json, key))
+      .map((json) => decodeJsonObject<DeviceRecord>(json, key))
       .sort((a, b) => compare(a.deviceId, b.deviceId));
   }
 
@@ -82,7 +82,7 @@ export class RedisDeviceStore implements DeviceStore {
     const key = this.#keys.deviceToken(requireId(tokenHash, "tokenHash"));
     const json = await this.#conn.send<string | null>("hget", [key, "j"]);
     if (json === null) return undefined;
-    const token = decodeJson<DeviceTokenRecord>(json, key);
+    const token = decodeJsonObject<DeviceTokenRecord>(json, key);
     return isLive(token, Date.now()) ? token : undefined;
   }
 
@@ -105,7 +105,7 @@ export class RedisDeviceStore implements DeviceStore {
     );
     const now = Date.now();
     return all
-      .map((json) => decodeJson<DeviceTokenRecord>(json, key))
+      .map((json) => decodeJsonObject<DeviceTokenRecord>(json, key))
       .filter((token) => isLive(token, now))
       .sort((a, b) => compare(a.tokenHash, b.tokenHash));
   }

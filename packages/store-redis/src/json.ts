@@ -45,6 +45,22 @@ export function decodeJson<T>(text: string, redisKey: string): T {
   }
 }
 
+/**
+ * Parses a stored record (a session, job, run, device, token, approval, transcript entry or
+ * queued payload): a value that does not parse, or that is not a JSON object (`null`, a
+ * number, an array: something else wrote it), is `STORE_CORRUPT` naming the Redis key.
+ */
+export function decodeJsonObject<T>(text: string, redisKey: string): T {
+  const value = decodeJson<unknown>(text, redisKey);
+  if (!isPlainObject(value)) {
+    throw new StoreError(
+      "STORE_CORRUPT",
+      `value at Redis key "${redisKey}" is not a JSON object (found ${value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`})`,
+    );
+  }
+  return value as T;
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return false;
   const proto = Object.getPrototypeOf(value);

@@ -18,7 +18,7 @@ import type {
 } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
-import { decodeJson, encodeJsonObject } from "./json.js";
+import { decodeJson, decodeJsonObject, encodeJsonObject } from "./json.js";
 import type { KeySpace } from "./keys.js";
 import { QUEUE_ACK, QUEUE_ENQUEUE, QUEUE_PENDING } from "./scripts.js";
 import { optionsObject, pageLimit, requireId, show } from "./validate.js";
@@ -154,7 +154,7 @@ export class RedisInboundQueue implements InboundQueue {
       id,
       idempotencyKey: String(reply[at + 1]),
       sessionKey: String(reply[at + 2]),
-      payload: decodeJson<JsonObject>(String(reply[at + 3]), this.#keys.queueMessage(id)),
+      payload: decodeJsonObject<JsonObject>(String(reply[at + 3]), this.#keys.queueMessage(id)),
       enqueuedAt: Number(reply[at + 4]),
       deliveries: Number(reply[at + 5]),
     };

@@ -191,9 +191,10 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Closes an owned client (`QUIT`, then disconnect) and waits until its socket is gone; an
-   * injected client is left as it is. Afterwards operations reject with `STORE_CLOSED`.
-   * Idempotent.
+   * Waits for the operations in flight (each made before `close()` is applied and settles as
+   * it would have, within `commandTimeoutMs`), then closes an owned client (`QUIT`, then
+   * disconnect) and waits until its socket is gone; an injected client is left as it is.
+   * Afterwards operations reject with `STORE_CLOSED`. Idempotent.
    */
   close(): Promise<void> {
     return this.#conn.close();

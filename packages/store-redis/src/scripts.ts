@@ -35,6 +35,22 @@ export class LuaScript {
 const NOW_MS = `local __t = redis.call('TIME')
 local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)`;
 
+/**
+ * `refuseWrongTypes(key, type, key, type, ...)`: a `WRONGTYPE` error (which the store reports
+ * as `STORE_CORRUPT`) unless each key is absent or of its type. A script calls it before its
+ * first write: Redis does not undo the writes a script made before a command of it failed, so
+ * a key of the wrong type (written by another program) met half way would leave half a change.
+ */
+const REFUSE_WRONG_TYPES = `local function refuseWrongTypes(...)
+  local args = {...}
+  for i = 1, #args, 2 do
+    local t = redis.call('TYPE', args[i])['ok']
+    if t ~= 'none' and t ~= args[i + 1] then
+      error({err = 'WRONGTYPE Operation against a key holding the wrong kind of value: ' .. args[i] .. ' is a ' .. t .. ', not a ' .. args[i + 1]})
+    end
+  end
+end`;
+
 // ------------------------------------------------------------------ sessions
 
 /**
@@ -43,8 +59,13 @@ local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)`;
  */
 export const SESSION_PUT = new LuaScript(
   "session-put",
-  `local old = redis.call('HGET', KEYS[1], 'a')
-if old and old ~= ARGV[4] then redis.call('ZREM', ARGV[5] .. old, ARGV[3]) end
+  `${REFUSE_WRONG_TYPES}
+local old = redis.call('HGET', KEYS[1], 'a')
+refuseWrongTypes(KEYS[2], 'zset', KEYS[3], 'zset')
+if old and old ~= ARGV[4] then
+  refuseWrongTypes(ARGV[5] .. old, 'zset')
+  redis.call('ZREM', ARGV[5] .. old, ARGV[3])
+end
 redis.call('HSET', KEYS[1], 'a', ARGV[4], 'j', ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
@@ -239,11 +260,14 @@ return n`,
  */
 export const QUEUE_ENQUEUE = new LuaScript(
   "queue-enqueue",
-  `local existing = redis.call('GET', KEYS[1])
+  `${REFUSE_WRONG_TYPES}
+local existing = redis.call('GET', KEYS[1])
 if existing then
   local m = redis.call('HMGET', ARGV[1] .. existing, 'i', 's', 'p', 't', 'd')
   if m[1] then return {1, existing, m[1], m[2], m[3], m[4], m[5]} end
 end
+local nextId = string.format('%016d', (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) + 1)
+refuseWrongTypes(KEYS[3], 'zset', ARGV[2] .. ARGV[4], 'zset', ARGV[1] .. nextId, 'hash')
 local n = redis.call('INCR', KEYS[2])
 local id = string.format('%016d', n)
 redis.call('HSET', ARGV[1] .. id, 'i', ARGV[3], 's', ARGV[4], 'p', ARGV[5], 't', ARGV[6], 'd', 0)
@@ -260,8 +284,12 @@ return {0, id}`,
  */
 export const QUEUE_ACK = new LuaScript(
   "queue-ack",
-  `if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+  `${REFUSE_WRONG_TYPES}
+refuseWrongTypes(KEYS[1], 'zset', KEYS[2], 'hash')
 local m = redis.call('HMGET', KEYS[2], 'i', 's')
+if m[2] then refuseWrongTypes(ARGV[2] .. m[2], 'zset') end
+if m[1] then refuseWrongTypes(ARGV[3] .. m[1], 'string') end
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 if m[2] then redis.call('ZREM', ARGV[2] .. m[2], ARGV[1]) end
 local window = tonumber(ARGV[4])
 local idem = nil

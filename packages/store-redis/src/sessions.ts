@@ -12,7 +12,7 @@ import {
   type SessionStore,
 } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
-import { decodeJson, encodeJsonObject } from "./json.js";
+import { decodeJsonObject, encodeJsonObject } from "./json.js";
 import type { KeySpace } from "./keys.js";
 import { SESSION_DELETE, SESSION_LIST, SESSION_PUT } from "./scripts.js";
 import { optionsObject, pageLimit, requireId, requireNumber } from "./validate.js";
@@ -29,7 +29,7 @@ export class RedisSessionStore implements SessionStore {
   async get(key: string): Promise<SessionRecord | undefined> {
     const redisKey = this.#keys.session(requireId(key, "session key"));
     const json = await this.#conn.send<string | null>("hget", [redisKey, "j"]);
-    return json === null ? undefined : decodeJson<SessionRecord>(json, redisKey);
+    return json === null ? undefined : decodeJsonObject<SessionRecord>(json, redisKey);
   }
 
   async put(record: SessionRecord): Promise<void> {
@@ -82,7 +82,7 @@ export class RedisSessionStore implements SessionStore {
       ],
     );
     const more = reply.pop() === "1";
-    const items = reply.map((json) => decodeJson<SessionRecord>(json, index));
+    const items = reply.map((json) => decodeJsonObject<SessionRecord>(json, index));
     const last = items.at(-1);
     return more && last !== undefined
       ? { items, cursor: encodeCursor(last.updatedAt, last.key) }

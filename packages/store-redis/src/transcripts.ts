@@ -12,7 +12,7 @@ import type {
 } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
-import { decodeJson, encodeJsonObject } from "./json.js";
+import { decodeJsonObject, encodeJsonObject } from "./json.js";
 import type { KeySpace } from "./keys.js";
 import { TRANSCRIPT_READ } from "./scripts.js";
 import { optionsObject, pageLimit, requireId, requireInteger } from "./validate.js";
@@ -53,7 +53,10 @@ export class RedisTranscriptStore implements TranscriptStore {
     const first = reply[0];
     const records: TranscriptRecord[] = [];
     for (let i = 1; i < reply.length; i++) {
-      records.push({ seq: first + i - 1, entry: decodeJson<JsonObject>(reply[i] as string, key) });
+      records.push({
+        seq: first + i - 1,
+        entry: decodeJsonObject<JsonObject>(reply[i] as string, key),
+      });
     }
     return order === "desc" ? records.reverse() : records;
   }

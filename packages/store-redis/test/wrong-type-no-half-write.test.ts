@@ -1,0 +1,68 @@
+/**
+ * A key under the store's prefix holding the wrong type (another program wrote it) makes a
+ * multi-key write reject with `STORE_CORRUPT` and write nothing: Redis does not undo what a
+ * script wrote before one of its commands failed, so the scripts check the types of the keys
+ * they write before their first write. Without that, an enqueue met a pending set of the
+ * wrong type after storing the message and its idempotency key: its retry (once the key was
+ * repaired) was answered `duplicate: true`, and the message was never pending.
+ */
+import type { Redis } from "ioredis";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createRedisStore, type RedisStore } from "../src/index.js";
+import { deletePrefixes, keysUnder, REDIS_URL, rawClient, uniquePrefix } from "./support/redis.js";
+
+let prefix: string;
+let store: RedisStore;
+let raw: Redis;
+
+beforeEach(async () => {
+  prefix = uniquePrefix("wrongtype");
+  store = createRedisStore({ url: REDIS_URL, prefix });
+  await store.open();
+  raw = rawClient();
+});
+
+afterEach(async () => {
+  await store.close();
+  await raw.quit();
+  await deletePrefixes([prefix]);
+});
+
+const message = { idempotencyKey: "tg:1", sessionKey: "s", payload: { n: 1 } };
+
+describe("a write meeting a key of the wrong type", () => {
+  it("enqueue writes nothing, and its retry after the repair is a new pending message", async () => {
+    await raw.set(`${prefix}queue:pending`, "not a sorted set");
+    await expect(store.queue.enqueue(message)).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+    expect(await keysUnder(raw, prefix)).toEqual([`${prefix}queue:pending`]);
+
+    await raw.del(`${prefix}queue:pending`);
+    const retry = await store.queue.enqueue(message);
+    expect(retry.duplicate).toBe(false);
+    expect((await store.queue.pending()).map((m) => m.id)).toEqual([retry.message.id]);
+  });
+
+  it("enqueue writes nothing when the session's pending set is of the wrong type", async () => {
+    await raw.set(`${prefix}queue:session:s`, "not a sorted set");
+    await expect(store.queue.enqueue(message)).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+    expect(await keysUnder(raw, prefix)).toEqual([`${prefix}queue:session:s`]);
+  });
+
+  it("ack leaves the message pending, in every pending set", async () => {
+    const { message: queued } = await store.queue.enqueue(message);
+    await raw.del(`${prefix}queue:idem:tg:1`);
+    await raw.hset(`${prefix}queue:idem:tg:1`, "x", "1");
+    await expect(store.queue.ack(queued.id)).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+    expect((await store.queue.pending()).map((m) => m.id)).toEqual([queued.id]);
+    expect((await store.queue.pending({ sessionKey: "s" })).map((m) => m.id)).toEqual([queued.id]);
+  });
+
+  it("sessions.put writes nothing when an index is of the wrong type", async () => {
+    await raw.set(`${prefix}sessions:agent:a`, "not a sorted set");
+    await expect(
+      store.sessions.put({ key: "s", agentId: "a", createdAt: 1, updatedAt: 1 }),
+    ).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+    expect(await store.sessions.get("s")).toBeUndefined();
+    expect(await store.sessions.count()).toBe(0);
+  });
+});
