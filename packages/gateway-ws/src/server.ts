@@ -244,6 +244,10 @@ export class GatewayServer {
   readonly #liveness: ConnectionLiveness | undefined;
   #address: { host: string; port: number } | undefined;
   #started = false;
+  /** The `start()` under way or done (settled, never rejecting), for a `stop()` to wait for. */
+  #starting: Promise<void> = Promise.resolve();
+  /** The `stop()` under way or done, shared by every caller of `stop()`. */
+  #stopping: Promise<void> | undefined;
   readonly #sockets = new Set<Socket>();
   #offMemory: Array<() => void> = [];
 
@@ -402,11 +406,23 @@ export class GatewayServer {
   /**
    * Listens and starts the tick. Resolves with the bound address.
    *
-   * @throws the listen error (e.g. `EADDRINUSE`), after releasing everything.
+   * A `stop()` called meanwhile waits for this start to finish, then stops the gateway.
+   *
+   * @throws the listen error (e.g. `EADDRINUSE`), after releasing everything;
+   *   InvalidArgumentError when the gateway was already started (it cannot be started again).
    */
   async start(): Promise<{ host: string; port: number }> {
     if (this.#started) throw new InvalidArgumentError("the gateway was already started");
     this.#started = true;
+    const starting = this.#start();
+    this.#starting = starting.then(
+      () => undefined,
+      () => undefined,
+    );
+    return starting;
+  }
+
+  async #start(): Promise<{ host: string; port: number }> {
     const options = this.#options;
     const hub = this.#hub;
     const gw = options.config?.gateway;
@@ -545,10 +561,22 @@ export class GatewayServer {
   /**
    * Stops: no new connections or work, a `shutdown` event, runs in progress get up to
    * `drainTimeoutMs` to finish (then are aborted), every socket is closed (1001), and every
-   * timer is cleared. Does not stop the runtime.
+   * timer is cleared. Does not stop the runtime. During `start()`, waits for it to finish
+   * first; a second call (also while the first is under way) resolves when the first does.
    */
-  async stop(options: GatewayStopOptions = {}): Promise<void> {
-    if (this.#phase === "stopped" || this.#phase === "draining") return;
+  stop(options: GatewayStopOptions = {}): Promise<void> {
+    // Never started: nothing to release (and a later `start()` may still run it).
+    if (!this.#started) {
+      this.#phase = "stopped";
+      return Promise.resolve();
+    }
+    this.#stopping ??= this.#stop(options);
+    return this.#stopping;
+  }
+
+  async #stop(options: GatewayStopOptions): Promise<void> {
+    await this.#starting;
+    if (this.#phase === "stopped") return;
     const hub = this.#hub;
     if (this.#wss === null) {
       this.#phase = "stopped";

@@ -80,6 +80,8 @@ export class TenantGateway {
   #phase: "idle" | "starting" | "running" | "stopping" | "stopped" = "idle";
   /** The `start()` in progress (settled, never rejecting), for a `stop()` to wait for. */
   #starting: Promise<void> = Promise.resolve();
+  /** The `stop()` under way or done, shared by every caller of `stop()`. */
+  #stopping: Promise<void> | undefined;
   #address: { host: string; port: number } | undefined;
 
   constructor(options: TenantGatewayOptions = {}) {
@@ -181,8 +183,8 @@ export class TenantGateway {
   }
 
   /**
-   * Stops a tenant's gateway, after its start if one is under way (a gateway stopped while
-   * starting would finish starting afterwards, with its timers armed).
+   * Stops a tenant's gateway once its start, if one is under way, has settled (as
+   * `GatewayServer.stop()` itself waits for it).
    */
   async #stopTenant(gateway: GatewayServer, options: GatewayStopOptions = {}): Promise<void> {
     await this.#starts.get(gateway)?.catch(() => undefined);
@@ -242,10 +244,16 @@ export class TenantGateway {
 
   /**
    * Stops listening and stops every tenant's gateway (not their runtimes). During `start()`,
-   * waits for it to finish first.
+   * waits for it to finish first. A second call (also while the first is under way) resolves
+   * when the first does.
    */
-  async stop(options: GatewayStopOptions = {}): Promise<void> {
-    if (this.#phase === "stopping" || this.#phase === "stopped") return;
+  stop(options: GatewayStopOptions = {}): Promise<void> {
+    if (this.#phase === "stopped") return this.#stopping ?? Promise.resolve();
+    this.#stopping ??= this.#stop(options);
+    return this.#stopping;
+  }
+
+  async #stop(options: GatewayStopOptions): Promise<void> {
     const wasStarted = this.#phase !== "idle";
     this.#phase = "stopping";
     await this.#starting;

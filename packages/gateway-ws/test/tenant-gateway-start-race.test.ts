@@ -172,3 +172,16 @@ describe("TenantGateway changed during start()", () => {
     expect(gateways.map((g) => g.phase)).toEqual(["stopped", "stopped"]);
   });
 });
+
+describe("TenantGateway stopped twice", () => {
+  it("a second stop() while the first is under way resolves only once nothing listens and every tenant is stopped", async () => {
+    const front = createTenantGateway({ port: 0, tenants: [await tenant("acme")] });
+    const acme = front.tenant("acme")!;
+    const { port } = await front.start();
+    const first = front.stop();
+    await front.stop();
+    expect(acme.phase).toBe("stopped");
+    expect(await listening(port)).toBe(false);
+    await first;
+  });
+});
