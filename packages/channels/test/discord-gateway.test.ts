@@ -6,7 +6,9 @@
  * storm that loses and duplicates nothing.
  */
 import {
+  AbortedError,
   AgentRuntime,
+  AlreadyStartedError,
   type ChannelContext,
   ChannelManager,
   type ChannelPlugin,
@@ -238,6 +240,45 @@ describe("stopping and resuming", () => {
     });
     expect(platform.gateway.count(Op.Identify)).toBe(2);
     expect(platform.gateway.count(Op.Resume)).toBe(0);
+  });
+
+  it("a second start() while the first is under way is refused with AlreadyStartedError; one connection is made", async () => {
+    const platform = await startDiscordPlatform();
+    cleanups.push(() => platform.close());
+    const plugin = createDiscordChannel({ token: TOKEN, rest: { api: platform.api } });
+    const first = recordingContext(plugin);
+    const second = recordingContext(plugin);
+    cleanups.push(async () => {
+      first.controller.abort();
+      second.controller.abort();
+      await plugin.stop();
+    });
+    const starting = plugin.start(first.ctx);
+    const refused = await plugin.start(second.ctx).catch((e: unknown) => e);
+    await starting;
+    expect(AlreadyStartedError.isInstance(refused)).toBe(true);
+    expect(platform.gateway.connections).toBe(1);
+    await plugin.stop();
+    await waitFor("no socket left", () => platform.gateway.connections === 0);
+  });
+
+  it("stop() while start() is under way ends the start with AbortedError and connects nothing; a later start connects", async () => {
+    const platform = await startDiscordPlatform();
+    cleanups.push(() => platform.close());
+    const plugin = createDiscordChannel({ token: TOKEN, rest: { api: platform.api } });
+    const first = recordingContext(plugin);
+    const starting = plugin.start(first.ctx).catch((e: unknown) => e);
+    await plugin.stop();
+    expect(AbortedError.isInstance(await starting)).toBe(true);
+    expect(platform.gateway.count(Op.Identify)).toBe(0);
+    expect(platform.gateway.connections).toBe(0);
+    const second = recordingContext(plugin);
+    await plugin.start(second.ctx);
+    cleanups.push(async () => {
+      second.controller.abort();
+      await plugin.stop();
+    });
+    expect(platform.gateway.count(Op.Identify)).toBe(1);
   });
 
   it("after a dropped connection, resumes from the last event the host took and receives what was missed, once", async () => {

@@ -4,7 +4,9 @@
  * the webhook's rules: the secret token, answering 200 only once the host has the update,
  * redeliveries answered once, registration with setWebhook.
  */
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import {
+  AbortedError,
   AgentRuntime,
   ChannelManager,
   createProviderChain,
@@ -236,6 +238,64 @@ describe("registration", () => {
     expect(TelegramApiError.isInstance(error)).toBe(true);
     expect(error).toMatchObject({ method: "setWebhook", errorCode: 400, isRetryable: false });
     expect(plugin.localUrl).toBeUndefined();
+  });
+});
+
+describe("stop() while starting", () => {
+  /** A port nothing listens on a moment ago, and whether something can listen on it now. */
+  const freePort = async () => {
+    const server = createNetServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  };
+  const canListen = async (port: number) => {
+    const server = createNetServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (ok) await new Promise((resolve) => server.close(resolve));
+    return ok;
+  };
+
+  it("stop() landing once getMe has answered, as the endpoint starts listening: start rejects with AbortedError and nothing stays listening", async () => {
+    const api = new FakeTelegram();
+    cleanups.push(async () => api.close());
+    const port = await freePort();
+    let stopping: Promise<void> | undefined;
+    const plugin = createTelegramChannel({
+      token: TOKEN,
+      mode: "webhook",
+      webhook: { secretToken: WEBHOOK_SECRET, port },
+      // The host stops the channel the moment getMe has answered (before the endpoint listens).
+      fetch: async (input, init) => {
+        const response = await globalThis.fetch(input, init);
+        if (!String(input).endsWith("/getMe")) return response;
+        const body = await response.text();
+        stopping = plugin.stop();
+        return new Response(body, { status: response.status, headers: response.headers });
+      },
+    });
+    cleanups.push(() => plugin.stop());
+    const outcome = await plugin
+      .start({
+        channel: "telegram",
+        config: {},
+        logger: { debug() {}, info() {}, warn() {}, error() {} },
+        signal: new AbortController().signal,
+        receive: async () => ({ status: "accepted" }),
+        disconnected() {},
+      })
+      .then(
+        () => "started",
+        (e: unknown) => e,
+      );
+    await stopping;
+    expect(AbortedError.isInstance(outcome)).toBe(true);
+    expect(plugin.localUrl).toBeUndefined();
+    expect(await canListen(port)).toBe(true);
   });
 });
 

@@ -4,6 +4,7 @@
  * outcome, signed callbacks and their retries.
  */
 import {
+  AbortedError,
   AgentRuntime,
   type ChannelContext,
   ChannelManager,
@@ -355,5 +356,50 @@ describe("configuration and signatures", () => {
       scopes: [],
     });
     expect(info).toMatchObject({ url: plugin.url, listening: true });
+  });
+});
+
+describe("start and stop overlapping", () => {
+  const context = (plugin: WebhookChannel): ChannelContext => ({
+    channel: plugin.id,
+    config: {},
+    logger: { debug() {}, info() {}, warn() {}, error() {} },
+    signal: new AbortController().signal,
+    receive: async () => ({ status: "accepted" }),
+    disconnected() {},
+  });
+
+  async function channel() {
+    const platform = await startWebhookPlatform();
+    cleanups.push(() => platform.close());
+    const plugin = createWebhookChannel({
+      secret: SECRET,
+      callbackUrl: platform.callbackUrl,
+      port: 0,
+    });
+    cleanups.push(() => plugin.stop());
+    return plugin;
+  }
+
+  it("a second start() while the first is still listening is refused with InvalidArgumentError", async () => {
+    const plugin = await channel();
+    const starting = plugin.start(context(plugin));
+    const refused = await plugin.start(context(plugin)).catch((e: unknown) => e);
+    await starting;
+    expect(InvalidArgumentError.isInstance(refused)).toBe(true);
+    expect((await fetch(plugin.url!, { method: "GET" })).status).toBe(405);
+  });
+
+  it("stop() while start() is listening ends the start with AbortedError and leaves nothing listening; a later start listens", async () => {
+    const plugin = await channel();
+    const starting = plugin.start(context(plugin)).catch((e: unknown) => e);
+    await plugin.stop();
+    expect(AbortedError.isInstance(await starting)).toBe(true);
+    expect(plugin.url).toBeUndefined();
+    expect(await plugin.gatewayMethods.info!.handler(undefined, { scopes: [] })).toMatchObject({
+      listening: false,
+    });
+    await plugin.start(context(plugin));
+    expect((await fetch(plugin.url!, { method: "GET" })).status).toBe(405);
   });
 });

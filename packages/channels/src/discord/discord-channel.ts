@@ -3,6 +3,7 @@
  * (`@discordjs/rest`, called through `@discordjs/core`'s `API`).
  */
 import {
+  AbortedError,
   AlreadyStartedError,
   type ChannelCapabilities,
   type ChannelContext,
@@ -391,6 +392,8 @@ export class DiscordChannel implements ChannelPlugin {
   #libraries: DiscordLibraries | undefined;
   #client: { rest: REST; api: API } | undefined;
   #run: Run | null = null;
+  /** A `start()` still loading or restoring, before its run exists (`stop()` aborts it). */
+  #opening: AbortController | null = null;
 
   constructor(options: DiscordChannelOptions) {
     if (typeof options?.token !== "string" || options.token.trim().length === 0) {
@@ -477,18 +480,32 @@ export class DiscordChannel implements ChannelPlugin {
     return bot === undefined ? undefined : { id: bot.id, username: bot.username };
   }
 
+  /**
+   * Connects. A second `start()` before `stop()` (also while the first is under way) throws
+   * `AlreadyStartedError`; a `stop()` while this is under way ends it with `AbortedError`,
+   * connecting nothing.
+   */
   async start(ctx: ChannelContext): Promise<void> {
-    if (this.#run !== null) {
+    if (this.#run !== null || this.#opening !== null) {
       throw new AlreadyStartedError(`discord channel "${this.id}" is already started`);
     }
-    const libraries = await this.#load();
-    const { rest } = this.#restClient(libraries);
-    if (this.#backfill !== false && ctx.state !== undefined) {
-      this.#state = ctx.state;
-      await this.#restore(ctx);
-    }
-    this.#sessions.newConnection();
     const controller = new AbortController();
+    this.#opening = controller;
+    let libraries: DiscordLibraries;
+    try {
+      libraries = await this.#load();
+      if (this.#backfill !== false && ctx.state !== undefined) {
+        this.#state = ctx.state;
+        await this.#restore(ctx);
+      }
+    } finally {
+      this.#opening = null;
+    }
+    if (controller.signal.aborted) {
+      throw new AbortedError(`discord channel "${this.id}" was stopped while starting`);
+    }
+    const { rest } = this.#restClient(libraries);
+    this.#sessions.newConnection();
     const run: Run = {
       ctx,
       controller,
@@ -552,6 +569,7 @@ export class DiscordChannel implements ChannelPlugin {
   }
 
   async stop(): Promise<void> {
+    this.#opening?.abort();
     const run = this.#run;
     if (run === null) return;
     this.#run = null;

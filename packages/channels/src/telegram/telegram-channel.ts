@@ -403,6 +403,11 @@ export class TelegramChannel implements ChannelPlugin {
           );
         }
       }
+      // A `stop()` (or the host's abort) that came while the endpoint was opening: nothing
+      // of this start may stay listening or polling.
+      if (signal.aborted) {
+        throw new AbortedError(`telegram channel "${this.id}" was stopped while starting`);
+      }
       ctx.logger.info("telegram connected", {
         mode: this.#mode,
         bot: me.username,

@@ -134,6 +134,14 @@ function json(
   res.end(text);
 }
 
+/** Closes a server and the connections still open on it. */
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -182,6 +190,8 @@ export class WebhookChannel implements ChannelPlugin {
   readonly #path: string;
   readonly #now: () => number;
   #server: http.Server | null = null;
+  /** The server of a `start()` still listening (a `stop()` meanwhile closes it). */
+  #opening: { server: http.Server; listening: Promise<void> } | null = null;
   #agent: http.Agent | null = null;
   #ctx: ChannelContext | null = null;
   #url: string | undefined;
@@ -257,21 +267,38 @@ export class WebhookChannel implements ChannelPlugin {
     return this.#url;
   }
 
+  /**
+   * Listens for inbound messages. A second `start()` before `stop()` (also while the first is
+   * still listening) throws `InvalidArgumentError`; a `stop()` while this is under way ends it
+   * with `AbortedError`, leaving nothing listening.
+   */
   async start(ctx: ChannelContext): Promise<void> {
-    if (this.#server !== null)
+    if (this.#server !== null || this.#opening !== null)
       throw new InvalidArgumentError(`webhook channel "${this.id}" is already started`);
     const server = http.createServer((req, res) => {
       void this.#handle(req, res);
     });
     server.requestTimeout = 30_000;
     const host = this.#options.host ?? "127.0.0.1";
-    await new Promise<void>((resolve, reject) => {
+    const listening = new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(this.#options.port ?? 8787, host, () => {
         server.off("error", reject);
         resolve();
       });
     });
+    const opening = { server, listening };
+    this.#opening = opening;
+    const failed = await listening.then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
+    // Stopped meanwhile: that `stop()` closes the server.
+    if (this.#opening !== opening) {
+      throw new AbortedError(`webhook channel "${this.id}" was stopped while starting`);
+    }
+    this.#opening = null;
+    if (failed !== undefined) throw failed.error;
     const address = server.address() as AddressInfo;
     const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
     this.#url = `http://${shownHost}:${address.port}${this.#path}`;
@@ -285,16 +312,18 @@ export class WebhookChannel implements ChannelPlugin {
   }
 
   async stop(): Promise<void> {
+    const opening = this.#opening;
+    this.#opening = null;
+    if (opening !== null) {
+      await opening.listening.catch(() => undefined);
+      await closeServer(opening.server);
+    }
     const server = this.#server;
     this.#server = null;
     this.#ctx = null;
     this.#agent?.destroy();
     this.#agent = null;
-    if (server === null) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    if (server !== null) await closeServer(server);
   }
 
   sendText(
