@@ -240,6 +240,40 @@ describe('replies streamed by editing (streaming: "edit")', () => {
     expect(attempts[1]! - refusedAt).toBeGreaterThanOrEqual(290);
   });
 
+  for (const [what, retryAfterMs, streamThrottleMs] of [
+    ["longer than a timer holds", 3_000_000_000, 0],
+    ["that is not a number", Number.NaN, 1_000],
+  ] as const) {
+    it(`does not update again at once after a retry-after ${what}`, async () => {
+      const { gates, provider } = gatedReply(["one", " two", " three", " four"]);
+      const attempts: string[] = [];
+      const { platform } = await host({
+        provider,
+        streamThrottleMs,
+        wrap: (plugin) => ({
+          ...plugin,
+          async edit(_target, _messageId, text) {
+            attempts.push(text);
+            throw new ChannelSendError("memory", "rate limited", {
+              isRetryable: true,
+              retryAfterMs,
+            });
+          },
+        }),
+      });
+      await say(platform, "go", "m1");
+      gates[0]!.open();
+      await waitFor("the first message", () => platform.outbound().some((o) => o.kind === "text"));
+      gates[1]!.open();
+      await waitFor("the refused edit", () => attempts.length === 1);
+      gates[2]!.open();
+      // Old code: the wait overflowed (or was NaN, throttle and all) and the next edit went
+      // out after 1 ms; now it waits for the retry-after, or at least the 1 s throttle.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(attempts).toEqual(["one two"]);
+    });
+  }
+
   it("sends the reply in one go when streaming is off", async () => {
     const { gates, provider } = gatedReply(["Hello", " there"]);
     const { platform } = await host({ provider, streaming: "off" });

@@ -93,6 +93,16 @@ describe("BackgroundProcessRegistry", () => {
     expect(await registry.wait(slug)).toMatchObject({ status: "exited", exitCode: 0 });
   });
 
+  it("wait honours a timeout longer than a timer holds instead of giving up at once", async () => {
+    const registry = await registryWith();
+    const { slug } = await run(registry, "sleep 0.3; echo done");
+    // 3e9 ms overflows setTimeout, which Node then fires after 1 ms.
+    expect(await registry.wait(slug, { timeoutMs: 3_000_000_000 })).toMatchObject({
+      status: "exited",
+      exitCode: 0,
+    });
+  });
+
   it("poll returns only the output written since the previous poll", async () => {
     const registry = await registryWith();
     const { slug } = await run(registry, 'echo one; read line; echo "got $line"');

@@ -4,7 +4,7 @@
  * sessions, sessions in memory and protected keys stay; a pass pages through any number of
  * sessions; passes run periodically until `stop()`.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   AgentRuntime,
   createProviderChain,
@@ -238,5 +238,35 @@ describe("SessionMaintenance", () => {
     expect(() => new SessionMaintenance(runtime, { settings: {}, everyMs: 10 })).toThrow(
       InvalidArgumentError,
     );
+  });
+});
+
+describe("SessionMaintenance with a period longer than a timer holds", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("waits a 30-day everyMs out instead of running passes back to back", async () => {
+    const { runtime } = await setup();
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setInterval", "clearInterval"] });
+    const passes: unknown[] = [];
+    const m = maintenance(
+      runtime,
+      { mode: "warn" },
+      {
+        everyMs: 30 * DAY,
+        onPass: (summaries) => passes.push(summaries),
+      },
+    );
+    m.start();
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(passes).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(30 * DAY - 1_001);
+    expect(passes).toHaveLength(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(passes).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(30 * DAY);
+    expect(passes).toHaveLength(2);
+    await m.stop();
   });
 });

@@ -25,6 +25,7 @@ import {
 } from "../providers/media.js";
 import type { JsonValue, Transcriber } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
+import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
@@ -1607,7 +1608,8 @@ export class ChannelManager {
           stream.flushing = undefined;
         });
       },
-      Math.max(0, stream.notBefore - this.#now()),
+      // Capped: a longer wait (a huge retry-after or throttle) would make Node fire at once.
+      Math.min(Math.max(0, stream.notBefore - this.#now()), MAX_TIMER_DELAY_MS),
     );
   }
 
@@ -1646,7 +1648,8 @@ export class ChannelManager {
       }
     } catch (error) {
       const retryAfterMs = (error as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
-      if (typeof retryAfterMs === "number") {
+      // A NaN would leave `notBefore` NaN for good, and every later update unthrottled.
+      if (typeof retryAfterMs === "number" && retryAfterMs > 0) {
         stream.notBefore = Math.max(stream.notBefore, this.#now() + retryAfterMs);
       }
       this.#logger.debug("a streamed reply could not be updated", {

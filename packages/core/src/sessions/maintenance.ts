@@ -12,6 +12,7 @@
  * node at a time run it.
  */
 import { describe, InvalidArgumentError, StoreError } from "../errors.js";
+import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
 import type { Lease } from "../store/types.js";
 import type { AgentRuntime } from "./runtime.js";
 
@@ -126,12 +127,26 @@ export class SessionMaintenance {
   /** Runs a pass every `everyMs` (the first one `everyMs` from now) until {@link stop}. */
   start(): void {
     if (this.#timer !== undefined || this.#stopped) return;
-    this.#timer = setInterval(() => {
+    this.#arm(this.#everyMs);
+  }
+
+  /**
+   * Runs a pass `ms` from now, then every `everyMs`. A period longer than a timer holds
+   * (about 24.8 days, which Node would fire at once, again and again) is waited in steps.
+   */
+  #arm(ms: number): void {
+    const step = Math.min(ms, MAX_TIMER_DELAY_MS);
+    this.#timer = setTimeout(() => {
+      if (ms > step) {
+        this.#arm(ms - step);
+        return;
+      }
+      this.#arm(this.#everyMs);
       if (this.#running !== undefined) return;
       this.#running = this.#periodicPass().finally(() => {
         this.#running = undefined;
       });
-    }, this.#everyMs);
+    }, step);
     this.#timer.unref();
   }
 
@@ -171,7 +186,7 @@ export class SessionMaintenance {
   setEveryMs(everyMs: number): void {
     this.#everyMs = checkEveryMs(everyMs);
     if (this.#timer === undefined) return;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#timer = undefined;
     this.start();
   }
@@ -179,7 +194,7 @@ export class SessionMaintenance {
   /** Stops the periodic passes and waits for one in progress (which stops between pages). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running;
   }

@@ -6,6 +6,7 @@ import {
   ProcessNotFoundError,
 } from "../../errors.js";
 import { Actor, type DownMessage, type ExitReason } from "../../runtime/index.js";
+import { type LongTimer, startTimer } from "../../runtime/timers.js";
 import type { ExecChild, ExecHost, ExecSpawnRequest } from "./host.js";
 import { OutputRing, type TailOptions } from "./output-ring.js";
 
@@ -310,11 +311,11 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
     if (signal?.aborted) return Promise.reject(signal.reason ?? new AbortedError("aborted"));
     return new Promise((resolve, reject) => {
       let settled = false;
-      let timer: NodeJS.Timeout | undefined;
+      let timer: LongTimer | undefined;
       const finish = (error?: unknown) => {
         if (settled) return;
         settled = true;
-        if (timer !== undefined) clearTimeout(timer);
+        timer?.cancel();
         signal?.removeEventListener("abort", onAbort);
         if (error === undefined) resolve(this.#snapshot(entry));
         else reject(error);
@@ -323,7 +324,8 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
         finish(signal?.reason ?? new AbortedError(`waiting for ${slug} was aborted`));
       void entry.finished.then(() => finish());
       if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => finish(), Math.max(0, timeoutMs));
+        // Chained: a wait past a timer's limit (a huge `yieldAfterMs`) must not end at once.
+        timer = startTimer(() => finish(), Math.max(0, timeoutMs));
       }
       signal?.addEventListener("abort", onAbort, { once: true });
     });
