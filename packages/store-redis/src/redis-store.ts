@@ -41,12 +41,16 @@ export interface RedisStoreBaseOptions {
    * own prefix (a tenant, a test); two stores with one prefix share one data set.
    */
   prefix?: string;
-  /** Bound on `open()` and on each (re)connection attempt. Default 2000 ms. */
+  /**
+   * Bound on `open()` and on each (re)connection attempt. Default 2000 ms; at most
+   * 2 147 483 647 (a timer's limit).
+   */
   connectTimeoutMs?: number;
   /**
    * How long an operation waits for Redis to reply before it rejects with
-   * `STORE_UNAVAILABLE`. Default 5000 ms. The store applies it itself (one timer per batch
-   * of commands), to an owned and an injected client alike.
+   * `STORE_UNAVAILABLE`. Default 5000 ms; at most 2 147 483 647 (a timer's limit). The store
+   * applies it itself (one timer per batch of commands), to an owned and an injected client
+   * alike.
    */
   commandTimeoutMs?: number;
   /** How long acknowledged idempotency keys of the inbound queue are remembered. Default 24 h. */
@@ -258,10 +262,15 @@ function checkClient(client: unknown): void {
   }
 }
 
+/** The longest delay a timer holds (about 24.8 days); Node fires a longer one at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 function positive(value: unknown, what: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(`${what} must be a positive number of ms, got ${show(value)}`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(
+      `${what} must be a positive number of ms up to ${MAX_TIMER_MS}, got ${show(value)}`,
+    );
   }
   return value;
 }

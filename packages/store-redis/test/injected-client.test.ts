@@ -104,6 +104,18 @@ describe("RedisStore options", () => {
     }
   });
 
+  it("refuses a timeout longer than a timer holds, which would time every command out at once", () => {
+    // 3e9 ms ("no timeout, in effect") overflows setTimeout: every command failed after 1 ms.
+    for (const bad of [
+      { commandTimeoutMs: 3_000_000_000 },
+      { connectTimeoutMs: Number.MAX_SAFE_INTEGER },
+    ]) {
+      expect(() => new RedisStore(bad), JSON.stringify(bad)).toThrow(/up to 2147483647/);
+    }
+    expect(() => new RedisStore({ commandTimeoutMs: 3_000_000_000 })).toThrow(InvalidArgumentError);
+    expect(new RedisStore({ commandTimeoutMs: 2_147_483_647 }).isOpen).toBe(false);
+  });
+
   it("defaults to the beamclaw: prefix, declares its capabilities, and connects to nothing until open()", () => {
     const store = createRedisStore();
     expect(store.prefix).toBe("beamclaw:");
