@@ -391,6 +391,42 @@ describe("routing", () => {
     );
   });
 
+  it("refuses time limits and periods longer than a timer holds (Node would fire them at once)", async () => {
+    const { runtime } = await harness({ idle: true });
+    const plugin = createMemoryPlatform({}).createChannel();
+    const tooLong = 2 ** 31;
+    const managerOptions: Array<Partial<ChannelManagerOptions>> = [
+      { startTimeoutMs: tooLong },
+      { transcribeTimeoutMs: tooLong },
+      { reconnect: { stopTimeoutMs: tooLong } },
+      { reconnect: { maxDelayMs: tooLong } },
+    ];
+    for (const options of managerOptions) {
+      expect(
+        () => new ChannelManager({ runtime, channels: [], ...options }),
+        JSON.stringify(options),
+      ).toThrow(InvalidArgumentError);
+    }
+    for (const settings of [
+      { typingIntervalMs: tooLong },
+      { debounceMs: tooLong },
+      { streamThrottleMs: tooLong },
+    ]) {
+      expect(
+        () => new ChannelManager({ runtime, channels: [{ plugin, ...settings }] }),
+        JSON.stringify(settings),
+      ).toThrow(InvalidArgumentError);
+    }
+    // The limit itself is a period a timer holds.
+    const longest = new ChannelManager({
+      runtime,
+      channels: [{ plugin, typingIntervalMs: tooLong - 1, debounceMs: tooLong - 1 }],
+      startTimeoutMs: tooLong - 1,
+      reconnect: { stopTimeoutMs: tooLong - 1 },
+    });
+    expect(longest.channelIds).toEqual([plugin.id]);
+  });
+
   it("refuses an attachment whose data is not base64 or whose privateUrl is not a boolean, as malformed", async () => {
     const { platform } = await harness();
     await expect(

@@ -106,6 +106,19 @@ gateway:
     }
   });
 
+  it("refuses a memoryPressure.sampleIntervalMs longer than a timer holds", () => {
+    const agents = [{ id: "main", model: "p/m" }];
+    const issues = issuesOf(() =>
+      parseConfig({ agents, memoryPressure: { maxRssBytes: 1, sampleIntervalMs: 2 ** 31 } }),
+    );
+    expect(issues.map((i) => i.path)).toEqual(["memoryPressure.sampleIntervalMs"]);
+    const longest = parseConfig({
+      agents,
+      memoryPressure: { maxRssBytes: 1, sampleIntervalMs: 2 ** 31 - 1 },
+    });
+    expect(longest.memoryPressure?.sampleIntervalMs).toBe(2 ** 31 - 1);
+  });
+
   it("reports YAML syntax errors with their line and column", () => {
     const issues = issuesOf(() => parseConfigYaml("agents:\n  - id: main\n   model: x/y\n"));
     expect(issues[0]?.path).toMatch(/^line \d+, column \d+$/);

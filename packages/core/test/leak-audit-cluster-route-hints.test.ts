@@ -176,19 +176,28 @@ describe("ClusterNode: routes to other nodes' sessions over a long-running proce
     expect(routerCounts.holder).toBeGreaterThan(0);
   });
 
+  /** A node of a cluster of its own, never started: for its options' checks. */
+  const node = (options: Record<string, number>) =>
+    new ClusterNode({
+      backplane: new HubBackplane(new Hub(), "n", 0),
+      runtime: {
+        models: okSource,
+        agents: [{ id: "main", model: "x/y" }],
+        store: nodeStore(new MemoryStore(), { holder: 0 }),
+      },
+      ...options,
+    });
+
   it("refuses a maxRouteHints that is not a whole number >= 1", () => {
-    const store = new MemoryStore();
-    expect(
-      () =>
-        new ClusterNode({
-          backplane: new HubBackplane(new Hub(), "n", 0),
-          runtime: {
-            models: okSource,
-            agents: [{ id: "main", model: "x/y" }],
-            store: nodeStore(store, { holder: 0 }),
-          },
-          maxRouteHints: 0,
-        }),
-    ).toThrow(/maxRouteHints/);
+    expect(() => node({ maxRouteHints: 0 })).toThrow(/maxRouteHints/);
+  });
+
+  it("refuses durations longer than a timer holds (Node would fire them at once)", () => {
+    for (const name of ["leaseTtlMs", "requestTimeoutMs", "sweepIntervalMs", "drainTimeoutMs"]) {
+      expect(() => node({ [name]: 2 ** 31 }), name).toThrow(
+        new RegExp(`${name} must be a number of ms from \\d+ to 2147483647`),
+      );
+    }
+    expect(node({ sweepIntervalMs: 2 ** 31 - 1 }).sweepIntervalMs).toBe(2 ** 31 - 1);
   });
 });

@@ -55,6 +55,10 @@ describe("MemoryPressureMonitor", () => {
     expect(() => new MemoryPressureMonitor({ maxRssBytes: MiB, sampleIntervalMs: 0.5 })).toThrow(
       /whole number/,
     );
+    // Past a timer's limit: Node would fire the sampling interval at once, again and again.
+    expect(
+      () => new MemoryPressureMonitor({ maxRssBytes: MiB, sampleIntervalMs: 2 ** 31 }),
+    ).toThrow(/sampleIntervalMs must be a positive number up to 2147483647/);
     expect(() => new MemoryPressureMonitor({ maxHeapUsedRatio: 1 })).not.toThrow();
   });
 

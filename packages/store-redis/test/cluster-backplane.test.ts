@@ -238,6 +238,10 @@ describe("options and lifecycle", () => {
       { heartbeatIntervalMs: 0 },
       { heartbeatIntervalMs: 1_000, downAfterMs: 1_500 },
       { client: { options: {} } },
+      // Past a timer's limit (Node would fire such a timer at once, again and again).
+      { heartbeatIntervalMs: 2 ** 31, downAfterMs: 2 ** 33 },
+      { connectTimeoutMs: 2 ** 31 },
+      { commandTimeoutMs: 2 ** 31 },
     ];
     for (const options of bad) {
       expect(

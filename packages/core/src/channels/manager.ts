@@ -26,6 +26,7 @@ import {
 import type { JsonValue, Transcriber } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
+import { optionalNumber } from "../runtime/validate.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
@@ -93,7 +94,10 @@ import type {
 } from "./types.js";
 import { assertChannelPlugin, normalizeInbound } from "./validate.js";
 
-/** How one channel routes and guards its messages. Every field has a default. */
+/**
+ * How one channel routes and guards its messages. Every field has a default. The timers'
+ * periods (`debounceMs`, `typingIntervalMs`, `streamThrottleMs`) are at most 2,147,483,647 ms.
+ */
 export interface ChannelSettings extends AccessPolicy {
   /** The agent that answers on this channel. Default: the runtime's first agent. */
   agentId?: string;
@@ -139,7 +143,10 @@ export interface ChannelEntry<TConfig = unknown> extends ChannelSettings {
   config?: TConfig;
 }
 
-/** Options of {@link ChannelManager}. */
+/**
+ * Options of {@link ChannelManager}. Its time limits (`startTimeoutMs`, `transcribeTimeoutMs`,
+ * `reconnect`'s) are at most 2,147,483,647 ms, a timer's limit (`InvalidArgumentError` above).
+ */
 export interface ChannelManagerOptions {
   /** The runtime whose sessions answer. It must be started before the manager. */
   runtime: AgentRuntime;
@@ -483,6 +490,17 @@ export class ChannelManager {
     this.#now = options.now ?? Date.now;
     this.#random = options.random ?? Math.random;
     this.#reconnect = options.reconnect ?? {};
+    // Timers' delays: Node fires a longer one at once.
+    for (const name of ["baseDelayMs", "maxDelayMs", "stopTimeoutMs"] as const) {
+      optionalNumber(this.#reconnect[name], `ChannelManager: reconnect.${name}`, {
+        min: 0,
+        max: MAX_TIMER_DELAY_MS,
+      });
+    }
+    optionalNumber(options.startTimeoutMs, "ChannelManager: startTimeoutMs", {
+      min: "positive",
+      max: MAX_TIMER_DELAY_MS,
+    });
     this.#startTimeoutMs = options.startTimeoutMs ?? 30_000;
     if (
       options.transcriber !== undefined &&
@@ -496,9 +514,13 @@ export class ChannelManager {
     }
     this.#transcriber = options.transcriber;
     const transcribeTimeoutMs = options.transcribeTimeoutMs ?? 60_000;
-    if (!(transcribeTimeoutMs > 0) || !Number.isSafeInteger(transcribeTimeoutMs)) {
+    if (
+      !(transcribeTimeoutMs > 0) ||
+      !Number.isSafeInteger(transcribeTimeoutMs) ||
+      transcribeTimeoutMs > MAX_TIMER_DELAY_MS
+    ) {
       throw new InvalidArgumentError(
-        `ChannelManager: transcribeTimeoutMs must be a positive integer (ms), got ${String(transcribeTimeoutMs)}`,
+        `ChannelManager: transcribeTimeoutMs must be a whole number of ms from 1 to ${MAX_TIMER_DELAY_MS}, got ${String(transcribeTimeoutMs)}`,
       );
     }
     this.#transcribeTimeoutMs = transcribeTimeoutMs;
@@ -2171,10 +2193,18 @@ export class ChannelManager {
     if (!DM_SCOPES.includes(dmScope)) {
       throw new InvalidArgumentError(`${where}: dmScope must be one of ${DM_SCOPES.join(", ")}`);
     }
-    const number = (value: number | undefined, name: string, fallback: number, min: number) => {
+    const number = (
+      value: number | undefined,
+      name: string,
+      fallback: number,
+      min: number,
+      max = Number.MAX_SAFE_INTEGER,
+    ) => {
       const n = value ?? fallback;
-      if (!Number.isInteger(n) || n < min) {
-        throw new InvalidArgumentError(`${where}: ${name} must be an integer >= ${min}, got ${n}`);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        throw new InvalidArgumentError(
+          `${where}: ${name} must be an integer from ${min} to ${max}, got ${n}`,
+        );
       }
       return n;
     };
@@ -2204,10 +2234,23 @@ export class ChannelManager {
       dmScope,
       streaming,
       sessionCommands,
-      streamThrottleMs: number(entry.streamThrottleMs, "streamThrottleMs", 1_000, 0),
-      debounceMs: number(entry.debounceMs, "debounceMs", 0, 0),
+      // Timers' delays: Node fires a longer one at once.
+      streamThrottleMs: number(
+        entry.streamThrottleMs,
+        "streamThrottleMs",
+        1_000,
+        0,
+        MAX_TIMER_DELAY_MS,
+      ),
+      debounceMs: number(entry.debounceMs, "debounceMs", 0, 0, MAX_TIMER_DELAY_MS),
       dedupeTtlMs: number(entry.dedupeTtlMs, "dedupeTtlMs", DAY_MS, 1),
-      typingIntervalMs: number(entry.typingIntervalMs, "typingIntervalMs", 4_000, 100),
+      typingIntervalMs: number(
+        entry.typingIntervalMs,
+        "typingIntervalMs",
+        4_000,
+        100,
+        MAX_TIMER_DELAY_MS,
+      ),
       queueMode: entry.queueMode,
     };
   }

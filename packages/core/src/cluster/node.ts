@@ -14,6 +14,7 @@ import {
 import type { JsonObject, JsonValue, ModelMessage } from "../providers/types.js";
 import type { ExitReason } from "../runtime/exit.js";
 import type { PubSub } from "../runtime/pubsub.js";
+import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
 import { DEFAULT_COMPACTION_TIMEOUT_MS } from "../sessions/compaction.js";
 import { RunHandle } from "../sessions/run-handle.js";
 import { AgentRuntime, type AgentRuntimeOptions } from "../sessions/runtime.js";
@@ -64,6 +65,10 @@ const MAX_HELD_BACK_EVENTS = 10_000;
  */
 const INJECT_WAIT_MS = 600_000;
 
+/**
+ * Options of {@link ClusterNode}. Every duration (`...Ms`) is at most 2,147,483,647 ms, a
+ * timer's limit (`InvalidArgumentError` above it).
+ */
 export interface ClusterNodeOptions {
   /** How nodes meet and talk (e.g. `createRedisBackplane` from `@beamclaw/store-redis`). */
   backplane: ClusterBackplane;
@@ -1597,11 +1602,17 @@ export function leaseName(sessionKey: string): string {
   return `session:${sessionKey}`;
 }
 
+/** A number of ms from `min` to a timer's limit (Node fires a longer timer at once). */
 function positiveMs(value: unknown, fallback: number, what: string, min = 1): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min) {
+  if (
+    typeof value !== "number" ||
+    !Number.isFinite(value) ||
+    value < min ||
+    value > MAX_TIMER_DELAY_MS
+  ) {
     throw new InvalidArgumentError(
-      `${what} must be a number of ms >= ${min}, got ${String(value)}`,
+      `${what} must be a number of ms from ${min} to ${MAX_TIMER_DELAY_MS}, got ${String(value)}`,
     );
   }
   return value;

@@ -827,7 +827,7 @@ export const ConfigSchema = z
         maxRssBytes: z.number().int().positive().optional(),
         /** Pressure ends once every measure is at or below this fraction of its threshold. */
         recoverRatio: z.number().gt(0).lt(1).default(0.85),
-        sampleIntervalMs: positiveMs.default(1_000),
+        sampleIntervalMs: timerMs.default(1_000),
       })
       .strict()
       .refine(

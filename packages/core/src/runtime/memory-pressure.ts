@@ -20,6 +20,7 @@
  */
 import { getHeapStatistics } from "node:v8";
 import { InvalidArgumentError, OverloadedError } from "../errors.js";
+import { MAX_TIMER_DELAY_MS } from "./timers.js";
 
 /** One reading of the process's memory. */
 export interface MemorySample {
@@ -52,7 +53,7 @@ export interface MemoryPressureOptions {
    * threshold, so that a process hovering at the threshold does not flap. Default 0.85.
    */
   recoverRatio?: number;
-  /** Time between two samples once started. Default 1000 ms. */
+  /** Time between two samples once started. Default 1000 ms; at most 2,147,483,647. */
   sampleIntervalMs?: number;
   /**
    * The wait suggested to refused callers (`MemoryPressureError.retryAfterMs`). Default twice
@@ -120,10 +121,17 @@ function readProcessMemory(): Omit<MemorySample, "at"> {
   };
 }
 
-function positive(name: string, value: number | undefined, integer: boolean): void {
+function positive(
+  name: string,
+  value: number | undefined,
+  integer: boolean,
+  max = Number.MAX_VALUE,
+): void {
   if (value === undefined) return;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(`${name} must be a positive number, got ${String(value)}`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || value > max) {
+    throw new InvalidArgumentError(
+      `${name} must be a positive number${max === Number.MAX_VALUE ? "" : ` up to ${max}`}, got ${String(value)}`,
+    );
   }
   if (integer && !Number.isInteger(value)) {
     throw new InvalidArgumentError(`${name} must be a whole number, got ${value}`);
@@ -182,7 +190,8 @@ export class MemoryPressureMonitor {
     ratio("maxHeapUsedRatio", options.maxHeapUsedRatio, true);
     positive("maxRssBytes", options.maxRssBytes, false);
     ratio("recoverRatio", options.recoverRatio, false);
-    positive("sampleIntervalMs", options.sampleIntervalMs, true);
+    // A timer: Node fires a longer one at once (a sample, then another, without pause).
+    positive("sampleIntervalMs", options.sampleIntervalMs, true, MAX_TIMER_DELAY_MS);
     positive("retryAfterMs", options.retryAfterMs, false);
     if (
       options.maxHeapUsedBytes === undefined &&

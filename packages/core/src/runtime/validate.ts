@@ -49,23 +49,27 @@ export function optionalString(value: unknown, what: string, nonEmpty = false): 
 
 /**
  * Throws unless `value` is undefined or a number (not NaN) `>= min` (`> 0` when `min` is
- * `"positive"`), an integer when `integer`, and finite unless `infinity` is allowed.
+ * `"positive"`) and `<= max` (when given), an integer when `integer`, and finite unless
+ * `infinity` is allowed.
  */
 export function optionalNumber(
   value: unknown,
   what: string,
-  rule: { min: number | "positive"; integer?: boolean; infinity?: boolean },
+  rule: { min: number | "positive"; max?: number; integer?: boolean; infinity?: boolean },
 ): void {
   if (value === undefined) return;
   const ok =
     typeof value === "number" &&
     !Number.isNaN(value) &&
     (rule.min === "positive" ? value > 0 : value >= rule.min) &&
+    (rule.max === undefined || value <= rule.max) &&
     (value === Infinity
       ? rule.infinity === true
       : Number.isFinite(value) && (rule.integer !== true || Number.isInteger(value)));
   if (!ok) {
-    const bound = rule.min === "positive" ? "> 0" : `>= ${rule.min}`;
+    const bound =
+      (rule.min === "positive" ? "> 0" : `>= ${rule.min}`) +
+      (rule.max === undefined ? "" : ` and <= ${rule.max}`);
     throw new InvalidArgumentError(
       `${what} must be ${rule.integer === true ? "a whole number" : "a number"} ${bound}${rule.infinity === true ? " (or Infinity)" : ""}, got ${describeArg(value)}`,
     );

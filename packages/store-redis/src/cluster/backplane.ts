@@ -33,7 +33,10 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 1_000;
 /** Default time without a heartbeat after which a node is declared down: 3 s. */
 export const DEFAULT_DOWN_AFTER_MS = 3_000;
 
-/** Options shared by both ways of reaching Redis. */
+/**
+ * Options shared by both ways of reaching Redis. Every duration (`...Ms`) is at most
+ * 2,147,483,647 ms, a timer's limit (`InvalidArgumentError` above it).
+ */
 export interface RedisBackplaneBaseOptions {
   /**
    * Every key and channel starts with this; use the prefix of the cluster's `RedisStore`.
@@ -656,10 +659,20 @@ function parseMember(
   }
 }
 
+/** The longest delay a timer holds (about 24.8 days); Node fires a longer one at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 function ms(value: unknown, fallback: number, what: string): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidArgumentError(`${what} must be a whole number of ms >= 1, got ${show(value)}`);
+  if (
+    typeof value !== "number" ||
+    !Number.isSafeInteger(value) ||
+    value < 1 ||
+    value > MAX_TIMER_MS
+  ) {
+    throw new InvalidArgumentError(
+      `${what} must be a whole number of ms from 1 to ${MAX_TIMER_MS}, got ${show(value)}`,
+    );
   }
   return value;
 }
