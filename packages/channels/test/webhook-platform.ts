@@ -44,7 +44,7 @@ export interface WebhookPlatform extends ChannelPlatformDriver {
   answerNext(...answers: CallbackAnswer[]): void;
   /** POSTs a raw inbound request to the plugin; resolves with the status and JSON body. */
   post(
-    body: string,
+    body: string | Buffer,
     headers?: Record<string, string>,
     method?: string,
     path?: string,

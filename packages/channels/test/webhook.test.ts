@@ -170,6 +170,37 @@ describe("inbound requests", () => {
     );
   });
 
+  it("answers 400 to a body that is not UTF-8 or holds a lone surrogate, takes one with a BOM", async () => {
+    const { platform, received } = await started();
+    const post = (body: string | Buffer) =>
+      platform.post(body, { [SIGNATURE_HEADER]: signWebhookPayload(SECRET, body) });
+    const message = (text: string) =>
+      JSON.stringify(
+        toWebhookEvent({
+          chatType: "direct",
+          chatId: "dm-1",
+          peer: { id: "u1" },
+          text,
+          messageId: text,
+        }),
+      );
+    // Latin-1 `café`: not read as "caf\uFFFD".
+    expect(await post(Buffer.from(message("café"), "latin1"))).toMatchObject({
+      status: 400,
+      body: { error: "the body is not UTF-8" },
+    });
+    // A `\udc00` escape: not handed to the host (it would be in every later model call).
+    const lone = message("x").replace('"text":"x"', '"text":"a\\udc00"');
+    expect(await post(lone)).toMatchObject({
+      status: 400,
+      body: { error: expect.stringMatching(/lone surrogate/) },
+    });
+    expect(received).toEqual([]);
+    const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(message("héllo 😀"))]);
+    expect((await post(bom)).status).toBe(202);
+    expect(received.map((r) => r.text)).toEqual(["héllo 😀"]);
+  });
+
   it("answers 400 with the field when the host refuses the message as malformed", async () => {
     const store = new MemoryStore();
     await store.open();

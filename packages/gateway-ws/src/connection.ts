@@ -12,6 +12,7 @@ import type { PairedDevice } from "./auth/pairing.js";
 import { authRateLimiterOf, isLoopbackAddress } from "./auth/rate-limit.js";
 import { SetupCodes } from "./auth/setup-codes.js";
 import { GATEWAY_EVENTS, type GatewayHub, type PresenceEntry } from "./hub.js";
+import { decodeUtf8, loneSurrogateProblem } from "./json-text.js";
 import { attachmentPolicy } from "./methods/session-helpers.js";
 import type { CallerInfo } from "./methods/types.js";
 import { type ClientInfo, type ConnectParams, parseConnectParams } from "./protocol/connect.js";
@@ -50,9 +51,10 @@ function rawLength(data: RawData): number {
   return data instanceof ArrayBuffer ? data.byteLength : data.length;
 }
 
+/** A frame's text. `ws` checks text frames are UTF-8; a binary frame is checked here. */
 function rawText(data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
-  return data instanceof ArrayBuffer ? Buffer.from(data).toString("utf8") : data.toString("utf8");
+  if (Array.isArray(data)) return decodeUtf8(Buffer.concat(data));
+  return decodeUtf8(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
 }
 
 /** See the module comment. */
@@ -376,27 +378,37 @@ export class GatewayConnection {
       this.close(CloseCodes.MESSAGE_TOO_BIG, "frame over the 64 KiB pre-handshake limit");
       return;
     }
+    let text: string;
+    try {
+      text = rawText(data);
+    } catch {
+      this.#reject(undefined, "invalid request frame: not UTF-8");
+      return;
+    }
     let frame: unknown;
     try {
-      frame = JSON.parse(rawText(data));
+      frame = JSON.parse(text);
     } catch {
       this.#reject(undefined, "invalid request frame: not JSON");
       return;
     }
     const f = frame as Record<string, unknown> | null;
     const id = typeof f?.id === "string" && f.id.length > 0 ? f.id : undefined;
+    const surrogate = loneSurrogateProblem(frame);
     const problem =
       typeof f !== "object" || f === null || Array.isArray(f)
         ? "a frame must be a JSON object"
-        : f.type !== "req"
-          ? 'only "req" frames may be sent to the gateway'
-          : id === undefined
-            ? "id must be a non-empty string"
-            : typeof f.method !== "string" || f.method.length === 0
-              ? "method must be a non-empty string"
-              : Object.keys(f).find((k) => !REQUEST_KEYS.has(k)) !== undefined
-                ? `unknown frame field "${Object.keys(f).find((k) => !REQUEST_KEYS.has(k))}"`
-                : undefined;
+        : surrogate !== undefined
+          ? surrogate
+          : f.type !== "req"
+            ? 'only "req" frames may be sent to the gateway'
+            : id === undefined
+              ? "id must be a non-empty string"
+              : typeof f.method !== "string" || f.method.length === 0
+                ? "method must be a non-empty string"
+                : Object.keys(f).find((k) => !REQUEST_KEYS.has(k)) !== undefined
+                  ? `unknown frame field "${Object.keys(f).find((k) => !REQUEST_KEYS.has(k))}"`
+                  : undefined;
     if (problem !== undefined) {
       this.#reject(id, `invalid request frame: ${problem}`);
       return;

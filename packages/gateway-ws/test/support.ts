@@ -718,7 +718,7 @@ export function httpCall(
     const body =
       options.body === undefined
         ? undefined
-        : typeof options.body === "string"
+        : typeof options.body === "string" || Buffer.isBuffer(options.body)
           ? options.body
           : JSON.stringify(options.body);
     const req = httpRequest(

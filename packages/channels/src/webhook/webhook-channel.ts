@@ -114,6 +114,31 @@ export type WebhookOutboundEvent = WebhookOutboundPayload & {
   channel: string;
 };
 
+// `fatal`: bytes that are not UTF-8 are refused rather than read as U+FFFD. A BOM is dropped.
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A high surrogate not followed by a low one, or a low one not after a high one. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Whether a string of a parsed JSON value (or a key) holds a lone surrogate. */
+function hasLoneSurrogate(value: unknown): boolean {
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const item = pending.pop();
+    if (typeof item === "string") {
+      if (LONE_SURROGATE.test(item)) return true;
+    } else if (Array.isArray(item)) {
+      for (const child of item) pending.push(child);
+    } else if (item !== null && typeof item === "object") {
+      for (const [key, child] of Object.entries(item)) {
+        if (LONE_SURROGATE.test(key)) return true;
+        pending.push(child);
+      }
+    }
+  }
+  return false;
+}
+
 /** Callback answers worth another try: timeouts, too early, rate limits and every 5xx. */
 function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 425 || status === 429 || (status >= 500 && status <= 599);
@@ -154,9 +179,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * A missing, wrong or stale signature (outside the replay window) is refused with 401
  * before the body is read as JSON. The response comes once the host is done with the
  * message: 202 `{ "status": "accepted" }` when it is in the durable queue, 200 with
- * `duplicate`, `ignored`, `blocked`, `pairing` or `command`; 400 for a malformed event,
- * 413 for a body over the limit, 503 while the channel stops. Retry on 5xx and network
- * errors with the same `id`: duplicates are suppressed.
+ * `duplicate`, `ignored`, `blocked`, `pairing` or `command`; 400 for a malformed event (or
+ * a body that is not UTF-8 JSON, or holds a lone surrogate), 413 for a body over the limit,
+ * 503 while the channel stops. Retry on 5xx and network errors with the same `id`:
+ * duplicates are suppressed.
  *
  * Outbound: `POST <callbackUrl>` with a JSON {@link WebhookOutboundEvent}, signed the same
  * way, with `X-BeamClaw-Delivery` (the same for every retry). A 2xx answer confirms it; its
@@ -416,11 +442,23 @@ export class WebhookChannel implements ChannelPlugin {
         if (!WebhookSignatureError.isInstance(error)) throw error;
         return json(res, 401, { error: error.message, problem: error.problem });
       }
+      let text: string;
+      try {
+        text = utf8.decode(body);
+      } catch {
+        return json(res, 400, { error: "the body is not UTF-8" });
+      }
       let event: unknown;
       try {
-        event = JSON.parse(body.toString("utf8"));
+        event = JSON.parse(text);
       } catch {
         return json(res, 400, { error: "the body is not JSON" });
+      }
+      // A `\ud800` escape would reach the session's history, and every model call after it.
+      if (hasLoneSurrogate(event)) {
+        return json(res, 400, {
+          error: "the body holds a lone surrogate; send well-formed Unicode",
+        });
       }
       const input = this.#toInbound(event);
       if (typeof input === "string") return json(res, 400, { error: input });

@@ -37,6 +37,7 @@ import { secretsEqual } from "../auth/shared-secret.js";
 import { channelDeliveryOf, channelTargetOf } from "../channel-delivery.js";
 import { BodyError, bearerToken, header, readBody, sendJson } from "../http/util.js";
 import type { GatewayHub } from "../hub.js";
+import { JsonTextError, parseJsonBody } from "../json-text.js";
 import { sendToSession } from "../methods/session-helpers.js";
 import { wrapExternalContent } from "./external-content.js";
 import { isTemplated, renderTemplate } from "./template.js";
@@ -405,9 +406,10 @@ export class HookIngress {
     }
     let payload: unknown;
     try {
-      payload = JSON.parse(body.toString("utf8"));
-    } catch {
-      throw new HookError(400, "invalid_json", "the body is not valid JSON");
+      payload = parseJsonBody(body);
+    } catch (error) {
+      if (error instanceof JsonTextError) throw new HookError(400, error.code, error.message);
+      throw error;
     }
     if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
       throw new HookError(400, "invalid_payload", "the body must be a JSON object");

@@ -12,6 +12,7 @@ import type {
   RunResult,
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
+import { JsonTextError, parseJsonBody } from "../json-text.js";
 import { BodyError, openAiError, readBody } from "./util.js";
 
 /** A request this endpoint refuses, answered in OpenAI's error shape. */
@@ -286,7 +287,9 @@ export function runFailure(
 
 /**
  * Reads a request's body as one JSON object. On failure answers it (413 over the limit, 400
- * `invalid_json`, 400 for JSON that is not an object) and returns undefined.
+ * `invalid_json`, 400 `invalid_encoding` for bytes that are not UTF-8, 400 `invalid_unicode`
+ * for a string with a lone surrogate, 400 for JSON that is not an object) and returns
+ * undefined.
  */
 export async function readJsonObject(
   req: IncomingMessage,
@@ -295,7 +298,7 @@ export async function readJsonObject(
 ): Promise<Record<string, unknown> | undefined> {
   try {
     const raw = await readBody(req, maxBodyBytes);
-    const parsed: unknown = JSON.parse(raw.toString("utf8"));
+    const parsed = parseJsonBody(raw);
     if (!isPlainObject(parsed)) throw new RequestError(400, "the body must be a JSON object");
     return parsed;
   } catch (error) {
@@ -303,6 +306,8 @@ export async function readJsonObject(
       openAiError(res, error.status, error.message, "invalid_request_error");
     else if (error instanceof RequestError)
       openAiError(res, error.status, error.message, error.type, error.code);
+    else if (error instanceof JsonTextError)
+      openAiError(res, 400, error.message, "invalid_request_error", error.code);
     else
       openAiError(res, 400, "the body is not valid JSON", "invalid_request_error", "invalid_json");
     return undefined;
