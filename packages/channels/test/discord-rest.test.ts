@@ -5,9 +5,16 @@
  * @discordjs/rest (waited out, or surfaced with `retryAfterMs`), and refusals.
  */
 import { createHook } from "node:async_hooks";
+import { Readable } from "node:stream";
+import { arrayBuffer, text } from "node:stream/consumers";
+import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { AbortedError, ChannelSendError } from "@beamclaw/core";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { createDiscordChannel, discordNonceFor } from "../src/discord/index.js";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import {
+  createDiscordChannel,
+  type DiscordChannelOptions,
+  discordNonceFor,
+} from "../src/discord/index.js";
 import { cleanups, runCleanups, startHarness } from "./discord/harness.js";
 import {
   closeDiscordMsw,
@@ -283,6 +290,79 @@ describe("rate limits", () => {
     const [limited, retried] = posts(h);
     expect(retried!.at - limited!.at).toBeGreaterThanOrEqual(350);
     expect(h.platform.messages.get(sent.messageId)?.content).toBe("patience");
+  });
+});
+
+describe("answers whose body @discordjs/rest never reads", () => {
+  it("a 429 waited out and 5xx retried have their body cancelled, not left holding the connection", async () => {
+    const h = await startHarness();
+    // The channel's REST client calls the global fetch (msw's, by now): its answers are kept.
+    const fetched = vi.spyOn(globalThis, "fetch");
+    cleanups.push(async () => fetched.mockRestore());
+    const failure = {
+      kind: "error" as const,
+      status: 503,
+      body: { message: "upstream connect error", code: 0 },
+    };
+    h.platform.answerNext("POST", /\/messages$/, { kind: "rate-limit", retryAfter: 0.1 }, failure);
+    const sent = await h.plugin.sendText(room, "through");
+    expect(h.platform.messages.get(sent.messageId)?.content).toBe("through");
+    const answers = await Promise.all(fetched.mock.results.map((r) => r.value as Response));
+    const posted = answers.filter((r) => new URL(r.url).pathname.endsWith("/messages"));
+    expect(posted.map((r) => r.status)).toEqual([429, 503, 200]);
+    // Read (the message) or cancelled (the 429 and the 503): none left open.
+    expect(posted.map((r) => r.bodyUsed)).toEqual([true, true, true]);
+  });
+
+  it("a makeRequest of one's own is followed too: a 429's Node stream body is destroyed", async () => {
+    const platform = await startDiscordPlatform();
+    cleanups.push(() => platform.close());
+    // As with undici's `request`: the answer's body is a Node stream.
+    const bodies: Array<{ status: number; body: Readable }> = [];
+    const makeRequest = async (url: string, init: RequestInit) => {
+      const response = await fetch(url, init);
+      const body = Readable.fromWeb(response.body as NodeReadableStream);
+      bodies.push({ status: response.status, body });
+      return {
+        status: response.status,
+        statusText: response.statusText,
+        ok: response.ok,
+        headers: response.headers,
+        body,
+        bodyUsed: false,
+        arrayBuffer: () => arrayBuffer(body),
+        json: async () => JSON.parse(await text(body)),
+        text: () => text(body),
+      };
+    };
+    const h = await startHarness({
+      on: platform,
+      plugin: { rest: { api: platform.api, makeRequest } as DiscordChannelOptions["rest"] },
+    });
+    h.platform.answerNext("POST", /\/messages$/, { kind: "rate-limit", retryAfter: 0.1 });
+    const sent = await h.plugin.sendText(room, "through");
+    expect(h.platform.messages.get(sent.messageId)?.content).toBe("through");
+    const limited = bodies.filter((b) => b.status === 429);
+    expect(limited).toHaveLength(1);
+    expect(limited[0]?.body.destroyed).toBe(true);
+  });
+
+  it("a 5xx that outlasts the retries fails the send, every answer's body cancelled", async () => {
+    const h = await startHarness();
+    const fetched = vi.spyOn(globalThis, "fetch");
+    cleanups.push(async () => fetched.mockRestore());
+    const failure = {
+      kind: "error" as const,
+      status: 502,
+      body: { message: "502: Bad Gateway", code: 0 },
+    };
+    h.platform.answerNext("POST", /\/messages$/, failure, failure, failure, failure);
+    const error = await h.plugin.sendText(room, "x").catch((e: unknown) => e);
+    expect(error).toMatchObject({ isRetryable: true, statusCode: 502 });
+    const answers = await Promise.all(fetched.mock.results.map((r) => r.value as Response));
+    const posted = answers.filter((r) => new URL(r.url).pathname.endsWith("/messages"));
+    expect(posted.map((r) => r.status)).toEqual([502, 502, 502, 502]);
+    expect(posted.every((r) => r.bodyUsed)).toBe(true);
   });
 });
 

@@ -5,7 +5,7 @@
  * outbox then honours (the web client never retries by itself).
  */
 import { AbortedError, ChannelSendError, type ChannelTarget } from "@beamclaw/core";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { createSlackChannel } from "../src/slack/index.js";
 import { closeFakeSlackApi } from "./slack/fake-slack-api.js";
 import { cleanUp, cleanups, hosted, startedSocketMode, until } from "./slack/harness.js";
@@ -133,6 +133,24 @@ describe("Slack outbound: errors", () => {
     expect(error).toMatchObject({ isRetryable: true, retryAfterMs: 7_000, statusCode: 429 });
     expect(platform.workspace.callsOf("chat.postMessage")).toHaveLength(1);
     expect(platform.workspace.posted).toHaveLength(0);
+  });
+
+  it("cancels a 429's body, which @slack/web-api never reads, instead of leaving it holding the connection", async () => {
+    const { platform, plugin } = await startedSocketMode();
+    // The Web API client calls the global fetch (msw's, by now): its answers are kept.
+    const fetched = vi.spyOn(globalThis, "fetch");
+    cleanups.push(async () => fetched.mockRestore());
+    platform.workspace.answerNext("chat.postMessage", {
+      status: 429,
+      headers: { "retry-after": "3" },
+      body: { ok: false, error: "ratelimited" },
+    });
+    const error = await failure(plugin.sendText(channel, "burst"));
+    expect(error).toMatchObject({ isRetryable: true, retryAfterMs: 3_000, statusCode: 429 });
+    const answers = await Promise.all(fetched.mock.results.map((r) => r.value as Response));
+    const limited = answers.filter((r) => r.url.endsWith("/chat.postMessage"));
+    expect(limited.map((r) => r.status)).toEqual([429]);
+    expect(limited[0]?.bodyUsed).toBe(true);
   });
 
   it("refuses for good what Slack will keep refusing", async () => {

@@ -37,6 +37,7 @@ import {
   withInlineData,
 } from "../shared/files.js";
 import { KeyedChains } from "../shared/keyed-chains.js";
+import { withoutBody } from "../shared/responses.js";
 import { DiscordDirectory, type KnownChannel, toKnownChannel } from "./directory.js";
 import type { DiscordGatewayError } from "./errors.js";
 import {
@@ -124,7 +125,8 @@ export interface DiscordChannelOptions {
   identifyIntervalMs?: number;
   /**
    * `@discordjs/rest` options: `api` (base URL, default `https://discord.com/api`),
-   * `timeout`, `retries`, `offset`, `makeRequest` (default: the global `fetch`), ...
+   * `timeout`, `retries`, `offset`, `makeRequest` (default: the global `fetch`; the body of
+   * a 429 or 5xx answer it gives is cancelled, as `@discordjs/rest` reads only its headers), ...
    */
   rest?: Partial<
     Omit<
@@ -1212,12 +1214,22 @@ export class DiscordChannel implements ChannelPlugin {
   /** The REST client, made once: its rate-limit buckets outlive reconnects. No timers. */
   #restClient(libraries: DiscordLibraries): { rest: REST; api: API } {
     if (this.#client === undefined) {
+      // The global fetch: REST traffic goes through the process's own HTTP stack (its
+      // dispatcher and proxy settings).
+      const makeRequest =
+        this.#options.rest?.makeRequest ??
+        (((url: string, init: RequestInit) =>
+          fetch(url, init)) as unknown as RESTOptions["makeRequest"]);
       const rest = new libraries.rest.REST({
-        // The global fetch: REST traffic goes through the process's own HTTP stack (its
-        // dispatcher and proxy settings).
-        makeRequest: ((url: string, init: RequestInit) =>
-          fetch(url, init)) as unknown as RESTOptions["makeRequest"],
         ...this.#options.rest,
+        // @discordjs/rest reads only the headers of a 429 and of a 5xx (retried, or an
+        // `HTTPError`): their body is cancelled, not left holding its connection.
+        makeRequest: async (url, init) => {
+          const response = await makeRequest(url, init);
+          return response.status === 429 || response.status >= 500
+            ? withoutBody(response)
+            : response;
+        },
         // The library's sweeps run on intervals, and stop leaves no timer: the guard below
         // drops idle handlers (one per route and channel) itself.
         hashSweepInterval: 0,

@@ -17,6 +17,7 @@ import {
   WebClient,
   type WebClientOptions,
 } from "@slack/web-api";
+import { withoutBody } from "../shared/responses.js";
 
 /** A Slack Web API call failed (outside of sending, which throws `ChannelSendError`). */
 export class SlackApiError extends BeamClawError {
@@ -194,8 +195,12 @@ export class SlackWebApi {
     };
   }
 
-  /** `globalThis.fetch` (looked up per request) with the calling context's signal. */
-  readonly fetch: FetchFunction = (url, init) => {
+  /**
+   * `globalThis.fetch` (looked up per request) with the calling context's signal. A 429 is
+   * handed on without its body: `@slack/web-api` reads only its `Retry-After`, and the body,
+   * left unread, would hold its connection until garbage collection.
+   */
+  readonly fetch: FetchFunction = async (url, init) => {
     const signals = [init?.signal, this.#signals.getStore()].filter(
       (s): s is AbortSignal => s !== undefined,
     );
@@ -205,7 +210,11 @@ export class SlackWebApi {
         : signals.length === 1
           ? signals[0]
           : AbortSignal.any(signals);
-    return globalThis.fetch(url, { ...init, ...(signal === undefined ? {} : { signal }) });
+    const response = await globalThis.fetch(url, {
+      ...init,
+      ...(signal === undefined ? {} : { signal }),
+    });
+    return response.status === 429 ? withoutBody(response) : response;
   };
 
   /** Calls a Web API method; `signal` aborts the request. */
