@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
 import { authenticateConnect, FAILED_LOGIN_CODES, HandshakeRefusal } from "./auth/handshake.js";
 import type { PairedDevice } from "./auth/pairing.js";
-import { authRateLimiterOf, isLoopbackAddress } from "./auth/rate-limit.js";
+import { authRateLimiterOf, isLoopbackRequest } from "./auth/rate-limit.js";
 import { SetupCodes } from "./auth/setup-codes.js";
 import { GATEWAY_EVENTS, type GatewayHub, type PresenceEntry } from "./hub.js";
 import { decodeUtf8, loneSurrogateProblem } from "./json-text.js";
@@ -114,11 +114,7 @@ export class GatewayConnection {
     this.#hub = options.hub;
     this.#onClose = options.onClose;
     this.remoteAddress = options.request.socket.remoteAddress;
-    // A request that came through a proxy is not local, whatever address the proxy has.
-    const proxied =
-      options.request.headers["x-forwarded-for"] !== undefined ||
-      options.request.headers["x-real-ip"] !== undefined;
-    this.isLoopback = !proxied && isLoopbackAddress(this.remoteAddress);
+    this.isLoopback = isLoopbackRequest(options.request);
     const host = options.request.headers.host;
     const secure = (options.request.socket as { encrypted?: boolean }).encrypted === true;
     this.gatewayUrl =

@@ -151,6 +151,38 @@ describe("hooks: requests and auth", () => {
     expect((await post(stack.port, "/hooks/wake", { text: "x" })).status).toBe(429);
   });
 
+  it("do not exempt requests a proxy relayed from the limit, though the proxy is on loopback", async () => {
+    const stack = await startStack({
+      gateway: {
+        auth: {
+          mode: "token",
+          token: "test-gateway-token",
+          rateLimit: { maxAttempts: 2, exemptLoopback: true },
+        },
+        hooks: { settings: { enabled: true, token: HOOK_TOKEN } },
+      },
+    });
+    // A direct loopback caller is exempt, as configured.
+    for (let i = 0; i < 3; i++) {
+      const direct = await post(
+        stack.port,
+        "/hooks/wake",
+        { text: "x" },
+        { authorization: "Bearer no" },
+      );
+      expect(direct.status).toBe(401);
+    }
+    // Callers relayed by a reverse proxy on this host are not.
+    const relayed = (n: number) => ({
+      authorization: "Bearer no",
+      "x-forwarded-for": `203.0.113.${n}`,
+    });
+    expect((await post(stack.port, "/hooks/wake", { text: "x" }, relayed(1))).status).toBe(401);
+    const locked = await post(stack.port, "/hooks/wake", { text: "x" }, relayed(2));
+    expect(locked.status).toBe(429);
+    expect(Number(locked.headers["retry-after"])).toBeGreaterThan(0);
+  });
+
   it("answer a wrong method, media type, body or size with a clear status", async () => {
     const { port } = await hookStack({ maxBodyBytes: 2048 });
     const get = await httpCall(port, "/hooks/wake", { headers: AUTH });

@@ -13,7 +13,12 @@ afterEach(async () => {
 });
 
 /** `GET /v1/models` from `localAddress`, with `token` as the bearer token when given. */
-function modelsFrom(port: number, localAddress: string, token?: string): Promise<Reply> {
+function modelsFrom(
+  port: number,
+  localAddress: string,
+  token?: string,
+  extraHeaders: Record<string, string> = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       {
@@ -22,7 +27,10 @@ function modelsFrom(port: number, localAddress: string, token?: string): Promise
         localAddress,
         path: "/v1/models",
         agent: false,
-        headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+        headers: {
+          ...extraHeaders,
+          ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -66,6 +74,19 @@ describe("failed bearer tokens per address", () => {
       code: "auth_rate_limited",
     });
     expect((await modelsFrom(stack.port, "127.0.0.3", TOKEN)).status).toBe(200);
+  });
+
+  it("does not exempt a request relayed with a Forwarded header from the loopback exemption", async () => {
+    const stack = await startStack({
+      gateway: {
+        auth: { mode: "token", token: TOKEN, rateLimit: { maxAttempts: 2, exemptLoopback: true } },
+      },
+    });
+    const forwarded = { forwarded: "for=203.0.113.9;proto=https" };
+    for (let i = 0; i < 2; i++) {
+      expect((await modelsFrom(stack.port, "127.0.0.5", `guess-${i}`, forwarded)).status).toBe(401);
+    }
+    expect((await modelsFrom(stack.port, "127.0.0.5", TOKEN, forwarded)).status).toBe(429);
   });
 
   it("counts nothing with rateLimit: false", async () => {

@@ -450,6 +450,52 @@ describe("catalog methods", () => {
       expect(text).not.toContain(secret);
   });
 
+  it("config.get redacts channel secrets, MCP server environments and URL credentials", async () => {
+    const config = parseConfig({
+      gateway: { auth: { mode: "token", token: TOKEN } },
+      providers: { scripted: { kind: "anthropic" } },
+      agents: { main: { model: "scripted/m1" } },
+      store: { kind: "redis", url: "redis://:redis-pass-secret@cache.internal:6379/0" },
+      tools: {
+        mcpServers: {
+          gh: {
+            command: "mcp-github",
+            env: { GITHUB_PERSONAL_ACCESS_TOKEN: "ghp_env-secret" },
+          },
+        },
+      },
+      channels: {
+        slack: {
+          botToken: "xoxb-bot-secret",
+          appToken: "xapp-app-secret",
+          signingSecret: "slack-signing-secret",
+        },
+        telegram: { token: "123:tg-secret", webhook: { secretToken: "tg-webhook-secret" } },
+        hooksout: { kind: "webhook", inboundSecret: "in-secret", outboundSecret: "out-secret" },
+      },
+    });
+    const stack = await startStack({ gateway: { config, auth: { mode: "token", token: TOKEN } } });
+    const client = await TestClient.connect(stack.url, { token: TOKEN });
+    const got = await client.request("config.get", {});
+    const text = JSON.stringify(got);
+    for (const secret of [
+      "redis-pass-secret",
+      "ghp_env-secret",
+      "xoxb-bot-secret",
+      "xapp-app-secret",
+      "slack-signing-secret",
+      "tg-secret",
+      "tg-webhook-secret",
+      "in-secret",
+      "out-secret",
+    ])
+      expect(text, secret).not.toContain(secret);
+    // What is not secret stays readable.
+    expect(got.config.store.url).toBe("redis://__REDACTED__@cache.internal:6379/0");
+    expect(got.config.tools.mcpServers.gh.command).toBe("mcp-github");
+    expect(got.config.channels.hooksout.kind).toBe("webhook");
+  });
+
   it("announces a configuration change as config.changed, and config.get shows it live", async () => {
     const dir = await mkdtemp(join(tmpdir(), "bc-config-"));
     dirs.push(dir);

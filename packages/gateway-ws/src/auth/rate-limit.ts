@@ -5,6 +5,7 @@
  * `maxTrackedAddresses` the oldest are dropped. No timers: entries are pruned as the limiter
  * is used.
  */
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { InvalidArgumentError } from "@beamclaw/core";
 
 /** How failed logins are limited (`gateway.auth.rateLimit`). */
@@ -141,6 +142,24 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
 /** Whether a socket's remote address is loopback (`127.0.0.0/8`, `::1`, IPv4-mapped). */
 export function isLoopbackAddress(address: string | undefined): boolean {
   return LOOPBACK.test(address ?? "");
+}
+
+/**
+ * Whether a request came through a proxy (`X-Forwarded-For`, `X-Real-IP` or `Forwarded`):
+ * such a request is not local, whatever address the proxy connects from.
+ */
+export function isProxiedRequest(req: { headers: IncomingHttpHeaders }): boolean {
+  const { headers } = req;
+  return (
+    headers["x-forwarded-for"] !== undefined ||
+    headers["x-real-ip"] !== undefined ||
+    headers.forwarded !== undefined
+  );
+}
+
+/** Whether a request is local: from a loopback address, and not relayed by a proxy. */
+export function isLoopbackRequest(req: IncomingMessage): boolean {
+  return !isProxiedRequest(req) && isLoopbackAddress(req.socket.remoteAddress);
 }
 
 /** One key per client: IPv4-mapped IPv6 addresses count as their IPv4 address. */

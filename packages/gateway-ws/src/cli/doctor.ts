@@ -58,6 +58,11 @@ async function writableDir(dir: string): Promise<string | undefined> {
   }
 }
 
+/** `url` with its user information (`redis://:password@host`) masked, whatever its scheme. */
+function withoutCredentials(url: string): string {
+  return url.replace(/^([^/?#]*\/\/)[^/?#@]*@/, "$1***@");
+}
+
 async function installed(pkg: string): Promise<boolean> {
   try {
     await import(pkg);
@@ -142,12 +147,12 @@ export async function doctor(
     } else if (!/^rediss?:\/\//.test(store.url)) {
       findings.push({
         level: "error",
-        message: `store.url ${store.url} is not a redis:// or rediss:// URL`,
+        message: `store.url ${withoutCredentials(store.url)} is not a redis:// or rediss:// URL`,
       });
     } else {
       findings.push({
         level: "ok",
-        message: `store: redis at ${store.url.replace(/\/\/[^@/]*@/, "//***@")}`,
+        message: `store: redis at ${withoutCredentials(store.url)}`,
       });
     }
   } else {

@@ -32,7 +32,7 @@ import {
   type RunResult,
   type ThinkingLevel,
 } from "@beamclaw/core";
-import { AuthRateLimiter, isLoopbackAddress } from "../auth/rate-limit.js";
+import { AuthRateLimiter, isLoopbackRequest } from "../auth/rate-limit.js";
 import { secretsEqual } from "../auth/shared-secret.js";
 import { channelDeliveryOf, channelTargetOf } from "../channel-delivery.js";
 import { BodyError, bearerToken, header, readBody, sendJson } from "../http/util.js";
@@ -364,7 +364,8 @@ export class HookIngress {
 
   #authorize(req: IncomingMessage, settings: HooksConfig): void {
     const address = req.socket.remoteAddress;
-    const loopback = isLoopbackAddress(address);
+    // Behind a proxy on this host every caller has a loopback address: none is exempt.
+    const loopback = isLoopbackRequest(req);
     const allowed = this.#limiter.check(address, loopback);
     if (!allowed.allowed) throw tooMany(allowed.retryAfterMs);
     const presented = bearerToken(req) ?? header(req, "x-openclaw-token")?.trim();

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { formatExitReason } from "@beamclaw/core";
 import { scopeAllows } from "../auth/pairing.js";
-import { authRateLimiterOf, isLoopbackAddress } from "../auth/rate-limit.js";
+import { authRateLimiterOf, isLoopbackRequest } from "../auth/rate-limit.js";
 import { secretsEqual } from "../auth/shared-secret.js";
 import type { HookIngress } from "../hooks/ingress.js";
 import type { GatewayHub } from "../hub.js";
@@ -64,10 +64,7 @@ async function authorizeHttpLimited(
 ): Promise<{ ok: true } | { ok: false; retryAfterMs?: number }> {
   const limiter = hub.auth.mode === "none" ? null : authRateLimiterOf(hub.auth, hub.now);
   const address = req.socket.remoteAddress;
-  // A request that came through a proxy is not local, whatever address the proxy has.
-  const proxied =
-    req.headers["x-forwarded-for"] !== undefined || req.headers["x-real-ip"] !== undefined;
-  const loopback = !proxied && isLoopbackAddress(address);
+  const loopback = isLoopbackRequest(req);
   const gate = limiter?.check(address, loopback) ?? { allowed: true };
   if (!gate.allowed) return { ok: false, retryAfterMs: gate.retryAfterMs };
   if (await authorizeHttp(hub, req)) {

@@ -19,19 +19,30 @@ import {
 import { buildSkillsReport } from "../skills.js";
 import { dayRange, meterRows } from "./session-usage.js";
 
-const SECRET_KEYS = /^(apiKey|token|password|secret|key|authorization)$/i;
+// Whole names (`key`, `apiKey`) and endings (`botToken`, `signingSecret`, `inboundSecret`).
+const SECRET_KEYS =
+  /(^key|apikey|api_key|privatekey|private_key|token|password|passwd|secret|authorization|cookie|credentials?)$/i;
+/** Maps whose every value may be a secret: HTTP headers, an MCP server's environment. */
+const SECRET_MAPS = new Set(["headers", "env"]);
+/** The user information of a URL (`redis://:password@host`). */
+const URL_CREDENTIALS = /^([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]*@/i;
 /** What a secret in `config.get` is replaced with. */
 export const REDACTED = "__REDACTED__";
 
-/** A copy of `value` with every secret-looking field (and any header value) replaced. */
+/**
+ * A copy of `value` with every secret-looking field (`apiKey`, `token`, `botToken`,
+ * `signingSecret`, `password`, ...), every value of a `headers` or `env` map, and the
+ * credentials of any URL (`redis://:pw@host`) replaced by {@link REDACTED}.
+ */
 export function redactSecrets(value: unknown, path: string[] = []): unknown {
+  if (typeof value === "string") return value.replace(URL_CREDENTIALS, `$1${REDACTED}@`);
   if (Array.isArray(value)) return value.map((v) => redactSecrets(v, path));
   if (typeof value !== "object" || value === null) return value;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value)) {
-    const inHeaders = path.at(-1) === "headers";
+    const inMap = SECRET_MAPS.has(path.at(-1) ?? "");
     out[k] =
-      (SECRET_KEYS.test(k) || inHeaders) && typeof v === "string" && v.length > 0
+      (SECRET_KEYS.test(k) || inMap) && typeof v === "string" && v.length > 0
         ? REDACTED
         : redactSecrets(v, [...path, k]);
   }
