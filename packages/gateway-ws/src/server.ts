@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import { isIP, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
   type AgentRuntime,
@@ -115,6 +115,12 @@ export interface GatewayServerOptions {
    * HTTP API besides the gateway's own. A browser request from any other origin is refused
    * (403), so a web page cannot drive a gateway it happens to reach. Default
    * `config.gateway.allowedOrigins` (live with a `configService`), else none.
+   *
+   * With `auth.mode: none`, requests (other than the health probes) must also name the
+   * gateway by an IP address, `localhost`, or the host of one of these origins in their `Host`
+   * header (else 403 `host_not_allowed`): a page whose own name was pointed at 127.0.0.1
+   * (DNS rebinding) cannot reach it. Behind a proxy that forwards its public host name, list
+   * that origin here.
    */
   allowedOrigins?: string[];
   /**
@@ -439,6 +445,7 @@ export class GatewayServer {
       ...(options.basePath === undefined ? {} : { basePath: options.basePath }),
       maxBodyBytes: hub.limits.maxPayloadBytes,
       originAllowed: (req) => originAllowed(req, this.#allowedOrigins()),
+      hostAllowed: (req) => hub.auth.mode !== "none" || hostAllowed(req, this.#allowedOrigins()),
       underMemoryPressure: () => options.memoryPressure?.underPressure === true,
       hooks: this.#hooks,
     });
@@ -454,6 +461,11 @@ export class GatewayServer {
       }
       if (!originAllowed(req, this.#allowedOrigins())) {
         hub.log.warn(`refused a WebSocket from origin ${String(req.headers.origin)}`);
+        refuseUpgrade(socket, "403 Forbidden");
+        return;
+      }
+      if (hub.auth.mode === "none" && !hostAllowed(req, this.#allowedOrigins())) {
+        hub.log.warn(`refused a WebSocket for host ${String(req.headers.host)} (auth mode none)`);
         refuseUpgrade(socket, "403 Forbidden");
         return;
       }
@@ -760,6 +772,33 @@ function originAllowed(req: IncomingMessage, allowed: readonly string[] | undefi
   }
   if (parsed.host === req.headers.host) return true;
   return (allowed ?? []).some((a) => a === origin || a === parsed.origin);
+}
+
+/**
+ * Whether a request's `Host` may reach a gateway without authentication (`auth.mode: none`):
+ * an IP address, `localhost` (or a name under `.localhost`), or the host of an allowed
+ * origin. A web page whose own name its owner pointed at 127.0.0.1 (DNS rebinding) sends that
+ * name, and its requests count as same-origin in the browser: they are refused here.
+ */
+function hostAllowed(req: IncomingMessage, allowed: readonly string[]): boolean {
+  const host = req.headers.host;
+  // No Host (HTTP/1.0): not a browser.
+  if (host === undefined) return true;
+  let name: string;
+  try {
+    name = new URL(`http://${host}`).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  const bare = name.startsWith("[") ? name.slice(1, -1) : name;
+  if (isIP(bare) !== 0 || name === "localhost" || name.endsWith(".localhost")) return true;
+  return allowed.some((origin) => {
+    try {
+      return new URL(origin).hostname.toLowerCase() === name;
+    } catch {
+      return false;
+    }
+  });
 }
 
 function cronOf(options: GatewayServerOptions): GatewayCronBackend | undefined {

@@ -477,9 +477,13 @@ describe("dashboard", () => {
 });
 
 describe("browser origins", () => {
-  function upgradeStatus(url: string, origin: string): Promise<number> {
+  function upgradeStatus(
+    url: string,
+    origin: string,
+    headers: Record<string, string> = {},
+  ): Promise<number> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { origin });
+      const ws = new WebSocket(url, { origin, headers });
       ws.once("unexpected-response", (_req, res) => {
         resolve(res.statusCode ?? 0);
         ws.terminate();
@@ -501,6 +505,40 @@ describe("browser origins", () => {
     expect(await upgradeStatus(stack.url, "https://ops.example.com")).toBe(101);
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     expect((await client.request("health")).ok).toBe(true);
+  });
+
+  it("without auth, refuses a Host that is not an address, localhost or an allowed origin's (DNS rebinding)", async () => {
+    const stack = await startStack({
+      gateway: { auth: { mode: "none" }, allowedOrigins: ["https://ops.example.com"] },
+    });
+    const { port } = stack;
+    // A page at http://rebound.example:<port> whose name now resolves to 127.0.0.1: the browser
+    // sends its own name as Host (and as Origin, for a WebSocket or a POST).
+    const rebound = `rebound.example:${port}`;
+    const api = await call(port, "/v1/models", { headers: { host: rebound } });
+    expect(api).toMatchObject({ status: 403, json: { error: { code: "host_not_allowed" } } });
+    expect((await call(port, "/", { headers: { host: rebound } })).status).toBe(403);
+    const socket = (host: string, origin: string) => upgradeStatus(stack.url, origin, { host });
+    expect(await socket(rebound, `http://${rebound}`)).toBe(403);
+    // Health probes answer whatever the Host.
+    expect((await call(port, "/healthz", { headers: { host: rebound } })).status).toBe(200);
+    // Addresses, localhost and allowed origins' hosts are served.
+    for (const host of [
+      `127.0.0.1:${port}`,
+      `[::1]:${port}`,
+      `localhost:${port}`,
+      "ops.example.com",
+    ]) {
+      expect((await call(port, "/v1/models", { headers: { host } })).status, host).toBe(200);
+    }
+    expect(await socket(`localhost:${port}`, `http://localhost:${port}`)).toBe(101);
+  });
+
+  it("with a token, leaves the Host to the token: a rebound name still needs it", async () => {
+    const { port } = await startStack();
+    const host = `rebound.example:${port}`;
+    expect((await call(port, "/v1/models", { headers: { host } })).status).toBe(401);
+    expect((await call(port, "/v1/models", { headers: { host, ...AUTH } })).status).toBe(200);
   });
 
   it("refuses API calls from another origin and bodies that are not JSON", async () => {

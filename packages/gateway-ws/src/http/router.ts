@@ -32,6 +32,11 @@ export interface HttpRouterOptions {
   maxBodyBytes: number;
   /** Whether a browser request's `Origin` may use the API. */
   originAllowed(req: IncomingMessage): boolean;
+  /**
+   * Whether a request's `Host` may reach the gateway (all but the health probes); refused
+   * with 403 `host_not_allowed`. Default: every host.
+   */
+  hostAllowed?(req: IncomingMessage): boolean;
   /** True while the runtime sheds load under memory pressure (`/readyz` answers 503). */
   underMemoryPressure?(): boolean;
   /** Inbound webhooks (`hooks`), answered under their path when enabled. */
@@ -132,6 +137,15 @@ export function createHttpHandler(options: HttpRouterOptions) {
           const started = phase !== "starting";
           return sendJson(res, started ? 200 : 503, { started, status: phase });
         }
+      }
+      if (options.hostAllowed?.(req) === false) {
+        return openAiError(
+          res,
+          403,
+          "requests for this host are not allowed: name the gateway by its address or localhost, or list its origin in allowedOrigins",
+          "invalid_request_error",
+          "host_not_allowed",
+        );
       }
       if (options.hooks?.owns(path) === true) return await options.hooks.handle(req, res, url);
       const responseId = RESPONSE_ITEM_PATH.exec(path)?.[1];
