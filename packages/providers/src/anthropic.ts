@@ -41,8 +41,10 @@ import {
   resolveApiKey,
 } from "./http.js";
 import {
+  endsEarly,
   field,
   inputObject,
+  isWholeJson,
   isWire,
   lookup,
   mergeIntoField,
@@ -629,6 +631,17 @@ async function* streamAnthropic(
   const usage: UsageState = {};
   let stopReason: string | undefined;
   let complete = false;
+  /**
+   * Tool calls whose arguments are not whole JSON (or empty), held until `message_delta`
+   * says why the answer ended, with every call after them (to keep their order): at
+   * `max_tokens` (or another early end) such a call was cut off and is dropped.
+   */
+  const held: Array<{ call: Extract<ModelStreamEvent, { type: "tool-call" }>; whole: boolean }> =
+    [];
+  function* releaseHeld(): Generator<ModelStreamEvent> {
+    const early = endsEarly(mapAnthropicStopReason(stopReason));
+    for (const { call, whole } of held.splice(0)) if (whole || !early) yield call;
+  }
   const malformed = (message: string, raw: string) =>
     providerError("malformed_stream", message, context, { responseBody: raw });
 
@@ -731,24 +744,29 @@ async function* streamAnthropic(
           yield { type: "thinking-end", redacted: state.redacted ?? "" };
         } else if (state.toolCallId !== undefined && state.toolName !== undefined) {
           const json = state.json ?? "";
-          yield {
-            type: "tool-call",
+          const call = {
+            type: "tool-call" as const,
             toolCallId: state.toolCallId,
             toolName: state.toolName,
             input: json === "" ? (state.startInput ?? {}) : parseToolInput(json),
           };
+          const whole = isWholeJson(json);
+          if (whole && held.length === 0) yield call;
+          else held.push({ call, whole });
         }
         break;
       }
       case "message_delta": {
         const reason = stringField(field(data, "delta"), "stop_reason");
         if (reason !== undefined) stopReason = reason;
+        yield* releaseHeld();
         readUsage(field(data, "usage"), usage);
         yield { type: "usage", usage: toUsage(usage) };
         break;
       }
       case "message_stop": {
         complete = true;
+        yield* releaseHeld();
         yield {
           type: "finish",
           reason: mapAnthropicStopReason(stopReason),

@@ -2,7 +2,7 @@
  * Reading the untyped JSON of vendor events without `any`, and the two conversions every
  * adapter needs for tools: streamed argument text to a value, a tool's output to text.
  */
-import type { JsonObject, JsonValue } from "@beamclaw/core";
+import type { FinishReason, JsonObject, JsonValue } from "@beamclaw/core";
 
 /** A JSON object as parsed from the wire. */
 export type Wire = Record<string, unknown>;
@@ -52,6 +52,29 @@ export function parseToolInput(text: string): JsonValue {
     return JSON.parse(text) as JsonValue;
   } catch {
     return text;
+  }
+}
+
+/**
+ * True for a finish reason that ends an answer before the model did (`length`,
+ * `content-filter`, `refusal`): a tool call still streaming then was cut off.
+ */
+export function endsEarly(reason: FinishReason): boolean {
+  return reason === "length" || reason === "content-filter" || reason === "refusal";
+}
+
+/**
+ * True when a tool call's streamed argument text is a whole JSON value. Under a finish reason
+ * that {@link endsEarly}, a call whose arguments are not (empty, or JSON cut short) was
+ * truncated: adapters drop it rather than yield a `tool-call` that would run with partial input.
+ */
+export function isWholeJson(text: string): boolean {
+  if (text.trim() === "") return false;
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -36,7 +36,9 @@ import {
   type ProviderHttpOptions,
 } from "./http.js";
 import {
+  endsEarly,
   field,
+  isWholeJson,
   isWire,
   lookup,
   numberField,
@@ -604,7 +606,9 @@ export async function* streamChatCompletions(
 
   /**
    * Yields the `tool-call` of every call not yet yielded. Run at a `finish_reason` and again
-   * at the end: a server may stamp a finish reason on a chunk that more calls follow.
+   * at the end: a server may stamp a finish reason on a chunk that more calls follow. At a
+   * `length` or `content_filter` finish, a call whose arguments are not whole JSON was cut
+   * off: it is dropped, not run with partial input.
    */
   function* flushToolCalls(): Generator<ModelStreamEvent> {
     yield* closeThinking();
@@ -618,9 +622,11 @@ export async function* streamChatCompletions(
       };
       detailsSent = details.length;
     }
+    const early = endsEarly(mapChatFinishReason(finishReason));
     for (const call of calls) {
       if (call.emitted) continue;
       call.emitted = true;
+      if (early && !isWholeJson(call.json)) continue;
       yield {
         type: "tool-call",
         toolCallId: call.toolCallId,

@@ -22,6 +22,7 @@ import { type CallContext, errorFromStreamEvent, providerError } from "./errors.
 import type { HttpClient } from "./http.js";
 import {
   field,
+  isWholeJson,
   isWire,
   lookup,
   mergeIntoField,
@@ -309,16 +310,28 @@ export async function* streamResponses(
 
   const calls = new Map<string, CallState>();
   let refused = false;
+  /**
+   * Calls whose arguments are not whole JSON, with every call after them (to keep their
+   * order), held until the terminal event: `response.completed` yields them, while at
+   * `response.incomplete` (`max_output_tokens`, `content_filter`) they were cut off and are
+   * dropped, as are calls that never got their `.done`.
+   */
+  const held: Array<{ call: Extract<ModelStreamEvent, { type: "tool-call" }>; whole: boolean }> =
+    [];
 
   function* endCall(call: CallState, args: string | undefined): Generator<ModelStreamEvent> {
     if (call.done) return;
     call.done = true;
-    yield {
-      type: "tool-call",
+    const json = args ?? call.json;
+    const event = {
+      type: "tool-call" as const,
       toolCallId: call.toolCallId,
       toolName: call.toolName,
-      input: parseToolInput(args ?? call.json),
+      input: parseToolInput(json),
     };
+    const whole = isWholeJson(json);
+    if (whole && held.length === 0) yield event;
+    else held.push({ call: event, whole });
   }
 
   // A reasoning item's `thinking-end` waits for the item after it, whose id its signature
@@ -427,6 +440,8 @@ export async function* streamResponses(
         const itemType = stringField(item, "type");
         if (itemType === "function_call") {
           const call = calls.get(stringField(item, "id") ?? "");
+          // An item the output token limit cut off ends `incomplete`: it must not run.
+          if (call !== undefined && stringField(item, "status") === "incomplete") call.done = true;
           if (call !== undefined) yield* endCall(call, stringField(item, "arguments"));
         } else if (itemType === "reasoning") {
           yield* endReasoning();
@@ -442,7 +457,13 @@ export async function* streamResponses(
         complete = true;
         const response = field(data, "response");
         yield* endReasoning();
-        for (const call of calls.values()) yield* endCall(call, undefined);
+        const incomplete = data.type === "response.incomplete";
+        if (incomplete) {
+          for (const call of calls.values()) call.done = true;
+        } else {
+          for (const call of calls.values()) yield* endCall(call, undefined);
+        }
+        for (const { call, whole } of held.splice(0)) if (whole || !incomplete) yield call;
         const usage = chatUsage(field(response, "usage"));
         if (usage !== undefined) yield { type: "usage", usage };
         const status = stringField(response, "status") ?? "completed";
