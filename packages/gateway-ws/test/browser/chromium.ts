@@ -4,7 +4,13 @@
  * (see `.ci/run`).
  */
 import { existsSync } from "node:fs";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import {
+  type Browser,
+  type BrowserContext,
+  type BrowserContextOptions,
+  chromium,
+  type Page,
+} from "playwright-core";
 
 /** Where Debian puts Chromium. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";
@@ -33,9 +39,16 @@ export interface PageRecord {
   errors: string[];
 }
 
-/** Opens a fresh context (its own sessionStorage) and page, recording requests and errors. */
-export async function openPage(browser: Browser): Promise<PageRecord> {
-  const context = await browser.newContext({ viewport: { width: 1400, height: 950 } });
+/**
+ * Opens a fresh context (its own sessionStorage) and page, recording requests and errors.
+ * `options` are added to the context's (`bypassCSP: true` lets a test see whether markup
+ * would run if the page ever parsed it, with the gateway's CSP out of the way).
+ */
+export async function openPage(
+  browser: Browser,
+  options: BrowserContextOptions = {},
+): Promise<PageRecord> {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 950 }, ...options });
   const page = await context.newPage();
   page.setDefaultTimeout(10_000);
   const record: PageRecord = { page, context, requests: [], errors: [] };
