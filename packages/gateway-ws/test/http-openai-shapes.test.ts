@@ -72,6 +72,30 @@ describe("OpenAI shapes of /v1/chat/completions", () => {
     expect(chunks.at(-2).choices[0].finish_reason).toBe("stop");
   });
 
+  it("says finish_reason length or content_filter when the model's answer was cut or withheld, streamed or not", async () => {
+    const stack = await startStack({
+      responses: [
+        { text: "It is", finishReason: "length" },
+        { text: ["It ", "is"], finishReason: "length" },
+        { text: "", finishReason: "content-filter" },
+      ],
+    });
+    const ask = (stream: boolean) =>
+      call(stack.port, "/v1/chat/completions", {
+        method: "POST",
+        headers: AUTH,
+        body: { model: "beamclaw", stream, messages: [{ role: "user", content: "Weather?" }] },
+      });
+    const whole = await ask(false);
+    expect(whole.json.choices[0]).toMatchObject({
+      finish_reason: "length",
+      message: { content: "It is" },
+    });
+    const chunks = sseData((await ask(true)).text).slice(0, -1);
+    expect(chunks.at(-1).choices[0].finish_reason).toBe("length");
+    expect((await ask(false)).json.choices[0].finish_reason).toBe("content_filter");
+  });
+
   it("refuses n other than 1 instead of answering with fewer choices than asked", async () => {
     const stack = await startStack({ responses: [{ text: "one" }] });
     const post = (n: unknown) =>

@@ -331,6 +331,16 @@ describe("POST /v1/responses", () => {
     });
   });
 
+  it("marks a session's answer cut at the token limit incomplete too (no client tools)", async () => {
+    const stack = await startResponses([{ text: "It is", finishReason: "length" }]);
+    const reply = await post(stack, { model: "beamclaw", input: "Weather?", user: "u-cut" });
+    expect(reply.json).toMatchObject({
+      status: "incomplete",
+      incomplete_details: { reason: "max_output_tokens" },
+    });
+    expect(reply.json.output[0].content[0].text).toBe("It is");
+  });
+
   it("ends a stream whose provider fails mid-answer with response.failed carrying the error", async () => {
     const stack = await startResponses([
       {

@@ -261,6 +261,8 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   const spent: RunSpend = { usage: { inputTokens: 0, outputTokens: 0 }, costUsd: 0 };
   let steps = 0;
   let finalText = "";
+  /** Why the last model call ended. */
+  let lastFinish: FinishReason | undefined;
   let output: JsonValue | undefined;
   let outputSpec: RunOutput | undefined;
   let outputRetries = 0;
@@ -324,6 +326,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
         );
       }
       finalText = step.text;
+      lastFinish = step.finishReason;
       if (step.toolCalls.length === 0) {
         // A steered message that arrived during the last step still deserves an answer.
         const late = input.takeSteered();
@@ -408,6 +411,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   };
   if (failure !== undefined) result.error = failure;
   if (output !== undefined && status === "completed") result.output = output;
+  if (lastFinish !== undefined) result.finishReason = lastFinish;
   return result;
 }
 

@@ -1,5 +1,6 @@
 import type { BeamClawError } from "../errors.js";
 import type {
+  FinishReason,
   JsonObject,
   JsonValue,
   ModelMessage,
@@ -304,6 +305,14 @@ export interface RunResult<TOutput = JsonValue> {
    * limit (`code` `RUN_TIMEOUT`).
    */
   error?: { code: string; message: string };
+  /**
+   * Why the run's last model call ended, as its provider said (absent when no call finished):
+   * `stop` for a whole answer; `length` when the answer was cut at the output token limit,
+   * `content-filter` or `refusal` when the provider withheld it — a `completed` run whose
+   * answer is cut short or empty says so here; `tool-calls` for a run that ended at
+   * `max-steps`.
+   */
+  finishReason?: FinishReason;
   /**
    * Where a session saved the run's last assistant message: its transcript entry's `seq` and
    * `at`, so that a reader can name the message without reading the transcript back (the

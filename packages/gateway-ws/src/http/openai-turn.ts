@@ -294,7 +294,14 @@ function answerOf(result: RunResult): Answer {
     text: contentOf(result),
     calls: [],
     usage: result.usage,
-    finish: result.status === "max-steps" ? "max_steps" : "stop",
+    finish:
+      result.status === "max-steps"
+        ? "max_steps"
+        : result.finishReason === "length"
+          ? "length"
+          : result.finishReason === "content-filter"
+            ? "content_filter"
+            : "stop",
   };
 }
 
