@@ -20,3 +20,4 @@ export * from "./tenants/index.js";
 export * from "./tools/exec/index.js";
 export * from "./tools/index.js";
 export * from "./tools/web-fetch/index.js";
+export * from "./unicode.js";

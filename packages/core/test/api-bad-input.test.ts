@@ -391,6 +391,9 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
   sendCases.push(["options.signal: a string", "hi", { signal: "abort" }]);
   sendCases.push(["options.model: no provider", "hi", { model: "gpt" }]);
   sendCases.push(["options.model: a trailing slash", "hi", { model: "demo/" }]);
+  // Every model API refuses a request holding a lone surrogate: saved, it would fail the session.
+  sendCases.push(["message.text: a lone surrogate", "a\uD800b", undefined]);
+  sendCases.push(["message.sender: a lone surrogate", { text: "hi", sender: "\uDC00" }, undefined]);
 
   for (const [name, message, options] of sendCases) {
     it(`send(): ${name} is refused before anything is queued`, async () => {
@@ -409,7 +412,7 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
   });
 
   const validSends: Array<[string, unknown, unknown]> = [
-    ...HOSTILE_STRINGS.map(
+    ...HOSTILE_STRINGS.filter(([, text]) => text.isWellFormed()).map(
       ([name, text]) => [`text: ${name}`, text, undefined] as [string, unknown, unknown],
     ),
     ["an empty text", "", undefined],

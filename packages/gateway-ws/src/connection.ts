@@ -390,7 +390,7 @@ export class GatewayConnection {
     }
     const f = frame as Record<string, unknown> | null;
     const id = typeof f?.id === "string" && f.id.length > 0 ? f.id : undefined;
-    const surrogate = loneSurrogateProblem(frame);
+    const surrogate = loneSurrogateProblem(frame, text);
     const problem =
       typeof f !== "object" || f === null || Array.isArray(f)
         ? "a frame must be a JSON object"

@@ -4,6 +4,7 @@
  * reach the model and the session as U+FFFD, and a `"\ud800"` escape would be stored and then
  * refused by every provider the session's history is sent to.
  */
+import { loneSurrogatePath } from "@beamclaw/core";
 
 /** Why a client's JSON text was refused. */
 export class JsonTextError extends Error {
@@ -20,9 +21,6 @@ export class JsonTextError extends Error {
 // dropped (RFC 8259 lets a parser ignore it).
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** A high surrogate not followed by a low one, or a low one not after a high one. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /** `bytes` as UTF-8 text, without a leading BOM. @throws JsonTextError `invalid_encoding`. */
 export function decodeUtf8(bytes: Uint8Array): string {
   try {
@@ -33,37 +31,14 @@ export function decodeUtf8(bytes: Uint8Array): string {
 }
 
 /**
- * Where in a parsed JSON value a string (or an object key) holds a lone surrogate, as a path
- * (`messages[0].content`), or `undefined` when every string is well-formed Unicode.
+ * What is wrong with a parsed value, when a string of it holds a lone surrogate. `text`, the
+ * JSON it was parsed from, spares the walk of a value whose text has no surrogate escape.
  */
-export function loneSurrogatePath(value: unknown): string | undefined {
-  // Iterative: a deeply nested body must not overflow the stack.
-  const pending: Array<[unknown, string]> = [[value, ""]];
-  while (pending.length > 0) {
-    const [item, path] = pending.pop()!;
-    if (typeof item === "string") {
-      if (LONE_SURROGATE.test(item)) return path || "the value";
-    } else if (Array.isArray(item)) {
-      for (let i = item.length - 1; i >= 0; i--) pending.push([item[i], `${path}[${i}]`]);
-    } else if (item !== null && typeof item === "object") {
-      const entries = Object.entries(item);
-      for (let i = entries.length - 1; i >= 0; i--) {
-        const [key, child] = entries[i]!;
-        const at = path === "" ? key : `${path}.${key}`;
-        if (LONE_SURROGATE.test(key)) return at;
-        pending.push([child, at]);
-      }
-    }
-  }
-  return undefined;
-}
-
-/** What is wrong with a parsed value, when a string of it holds a lone surrogate. */
-export function loneSurrogateProblem(value: unknown): string | undefined {
-  const at = loneSurrogatePath(value);
+export function loneSurrogateProblem(value: unknown, text?: string): string | undefined {
+  const at = loneSurrogatePath(value, text);
   return at === undefined
     ? undefined
-    : `${at} holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape); send well-formed Unicode`;
+    : `${at || "the value"} holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape); send well-formed Unicode`;
 }
 
 /**
@@ -79,7 +54,7 @@ export function parseJsonBody(bytes: Uint8Array): unknown {
   } catch {
     throw new JsonTextError("invalid_json", "the body is not valid JSON");
   }
-  const problem = loneSurrogateProblem(value);
+  const problem = loneSurrogateProblem(value, text);
   if (problem !== undefined) throw new JsonTextError("invalid_unicode", problem);
   return value;
 }

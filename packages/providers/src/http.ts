@@ -4,7 +4,12 @@
  * them), a time limit for the response headers, and every failure turned into a
  * `ProviderError` with the vendor's error body parsed.
  */
-import { InvalidArgumentError, type JsonObject, type ModelCallOptions } from "@beamclaw/core";
+import {
+  InvalidArgumentError,
+  type JsonObject,
+  type ModelCallOptions,
+  wellFormedJson,
+} from "@beamclaw/core";
 import ky, { type KyInstance } from "ky";
 import {
   abortedError,
@@ -298,6 +303,9 @@ export function createHttpClient(config: HttpClientConfig): HttpClient {
     // The time limit is the request's own (see RequestCancellation), not ky's.
     timeout: false,
     throwHttpErrors: false,
+    // A lone surrogate in a history (a tool's output cut mid-emoji, say) is sent as U+FFFD:
+    // as a `\udXXX` escape, every vendor refuses the whole request, and every later one.
+    stringifyJson: wellFormedJson,
   });
 
   /** The error for a request whose cancellation fired: the caller's abort, or the timeout. */

@@ -2,7 +2,7 @@
  * Reading the untyped JSON of vendor events without `any`, and the two conversions every
  * adapter needs for tools: streamed argument text to a value, a tool's output to text.
  */
-import type { FinishReason, JsonObject, JsonValue } from "@beamclaw/core";
+import { type FinishReason, type JsonObject, type JsonValue, wellFormedJson } from "@beamclaw/core";
 
 /** A JSON object as parsed from the wire. */
 export type Wire = Record<string, unknown>;
@@ -78,9 +78,17 @@ export function isWholeJson(text: string): boolean {
   }
 }
 
-/** A tool's output as the text vendors expect in a tool result. */
+/**
+ * A tool's output as the text vendors expect in a tool result. A lone surrogate in it becomes
+ * U+FFFD: written as a `\udXXX` escape inside the text, the vendor would refuse the request.
+ */
 export function toolOutputText(output: JsonValue): string {
-  return typeof output === "string" ? output : JSON.stringify(output);
+  return typeof output === "string" ? output : wellFormedJson(output);
+}
+
+/** A tool call's input as the JSON text of its `arguments` (lone surrogates as U+FFFD). */
+export function toolInputText(input: JsonValue): string {
+  return typeof input === "string" ? input : wellFormedJson(input);
 }
 
 /** The tool-call input as a JSON object; vendors that require an object get `{}` otherwise. */

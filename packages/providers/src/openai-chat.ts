@@ -44,6 +44,7 @@ import {
   numberField,
   parseToolInput,
   stringField,
+  toolInputText,
   toolOutputText,
   withProviderOptions,
 } from "./json.js";
@@ -407,7 +408,7 @@ function chatMessage(
         type: "function",
         function: {
           name: part.toolName,
-          arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input),
+          arguments: toolInputText(part.input),
         },
       }));
     return [

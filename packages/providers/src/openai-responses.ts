@@ -29,6 +29,7 @@ import {
   numberField,
   parseToolInput,
   stringField,
+  toolInputText,
   toolOutputText,
   withProviderOptions,
 } from "./json.js";
@@ -206,7 +207,7 @@ function pushAssistant(
         ...(paired === undefined ? {} : { id: paired.nextId }),
         call_id: part.toolCallId,
         name: part.toolName,
-        arguments: typeof part.input === "string" ? part.input : JSON.stringify(part.input),
+        arguments: toolInputText(part.input),
       });
     }
   }

@@ -118,7 +118,9 @@ function isId(value: unknown): value is string {
 
 /**
  * Validates an inbound message from plugin `channel` and fills in the defaults (see
- * {@link InboundMessageInput}). Unknown fields are dropped.
+ * {@link InboundMessageInput}). Unknown fields are dropped. A lone surrogate (half of a UTF-16
+ * pair) in the text, the sender's name, a quoted reply or an attachment's name becomes U+FFFD:
+ * the person's message gets through, and no model call of the session is refused over it.
  *
  * @throws InvalidInboundError naming the offending field.
  * @example
@@ -185,7 +187,7 @@ export function normalizeInbound(
       if (a.url !== undefined) copy.url = a.url;
       if (a.privateUrl === true && a.url !== undefined) copy.privateUrl = true;
       if (a.data !== undefined) copy.data = a.data;
-      if (a.name !== undefined) copy.name = a.name;
+      if (a.name !== undefined) copy.name = a.name.toWellFormed();
       if (a.size !== undefined) copy.size = a.size;
       attachments.push(copy);
     });
@@ -202,10 +204,10 @@ export function normalizeInbound(
     peer:
       input.peer.name === undefined
         ? { id: input.peer.id }
-        : { id: input.peer.id, name: input.peer.name },
+        : { id: input.peer.id, name: input.peer.name.toWellFormed() },
     chatType: input.chatType,
     chatId: chatId!,
-    text: input.text,
+    text: input.text.toWellFormed(),
     attachments,
     mentions: { bot: mentionsBot, peers: [...peers] },
     messageId: input.messageId,
@@ -223,7 +225,7 @@ export function normalizeInbound(
       }
     }
     message.replyTo = { messageId: input.replyTo.messageId };
-    if (input.replyTo.text !== undefined) message.replyTo.text = input.replyTo.text;
+    if (input.replyTo.text !== undefined) message.replyTo.text = input.replyTo.text.toWellFormed();
     if (input.replyTo.peerId !== undefined) message.replyTo.peerId = input.replyTo.peerId;
   }
   if (input.raw !== undefined) message.raw = input.raw;

@@ -37,6 +37,7 @@ import type {
 import { emitTelemetry, telemetryTenantOf } from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
+import { loneSurrogateIndex } from "../unicode.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
 import { type CompactionResult, type CompactOptions, checkCompactOptions } from "./compaction.js";
 import { checkAgentIdentity } from "./identity.js";
@@ -180,8 +181,9 @@ export interface SessionHandle {
    * @throws InvalidArgumentError for a message or option of the wrong kind (no text string,
    *   `images` that are not `{ mediaType, data | url }`, an unknown `queueMode` or `thinking`,
    *   an empty `idempotencyKey`, a `signal` that is not an `AbortSignal`, a `model` that is
-   *   not `provider/model`, an `output` that is not a zod or JSON Schema of an object);
-   *   nothing is queued then.
+   *   not `provider/model`, an `output` that is not a zod or JSON Schema of an object, text,
+   *   a sender or a file name holding a lone surrogate: half of a UTF-16 pair, which every
+   *   model API refuses); nothing is queued then.
    * @throws AbortedError when `options.signal` is aborted before the session takes the
    *   message (already aborted when `send` is called, or aborted while it is queued); nothing
    *   is left queued and nothing runs.
@@ -275,7 +277,8 @@ export interface SessionHandle {
    * await session.inject("Your order #1234 has shipped.", { label: "shop" });
    * ```
    * @throws InvalidArgumentError for text that is not a non-empty string, or a label that
-   *   is not one line of 1 to 100 characters; nothing is saved then.
+   *   is not one line of 1 to 100 characters, either holding a lone surrogate; nothing is
+   *   saved then.
    * @throws AbortedError when the session was reset while the injection waited;
    *   NoProcessError when it stopped meanwhile (nothing was saved).
    * @throws ClusterError `CLUSTER_UNREACHABLE` when no node answered in time: a node asked
@@ -1561,6 +1564,16 @@ function checkMedia(list: unknown, name: "images" | "files"): void {
   }
 }
 
+/** Throws unless `text` is well-formed Unicode (holds no lone surrogate). */
+function checkWellFormed(text: string, what: string): void {
+  const at = loneSurrogateIndex(text);
+  if (at !== -1) {
+    throw new InvalidArgumentError(
+      `${what} holds a lone surrogate (half of a UTF-16 pair) at index ${at}; send well-formed Unicode`,
+    );
+  }
+}
+
 /**
  * Checks a message and its send options before anything is queued: a message refused here
  * leaves nothing in the store, while one accepted must be able to run.
@@ -1578,6 +1591,12 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
   optionalString(input.sender, "message sender");
   checkMedia(input.images, "images");
   checkMedia(input.files, "files");
+  // A lone surrogate would be saved, and every model API refuses a history holding one.
+  checkWellFormed(input.text, "message text");
+  if (input.sender !== undefined) checkWellFormed(input.sender, "message sender");
+  for (const [i, file] of (input.files ?? []).entries()) {
+    if (file.filename !== undefined) checkWellFormed(file.filename, `message files[${i}].filename`);
+  }
   const opts = optionalObject<SendOptions>(options, "send options");
   optionalOneOf(opts.queueMode, "queueMode", QUEUE_MODES);
   optionalString(opts.idempotencyKey, "idempotencyKey", true);
@@ -1693,6 +1712,7 @@ function checkInjection(text: unknown, options: InjectOptions | undefined): stri
       `inject needs the message text (a non-empty string), got ${describeArg(text)}`,
     );
   }
+  checkWellFormed(text, "inject text");
   const { label } = optionalObject<InjectOptions>(options, "inject options");
   if (label === undefined) return undefined;
   if (
@@ -1705,6 +1725,7 @@ function checkInjection(text: unknown, options: InjectOptions | undefined): stri
       `an inject label must be one line of 1 to 100 characters, got ${describeArg(label)}`,
     );
   }
+  checkWellFormed(label, "inject label");
   return label;
 }
 

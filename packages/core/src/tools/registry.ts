@@ -12,6 +12,7 @@ import { describeArg } from "../runtime/validate.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
 import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
+import { wellFormedJson } from "../unicode.js";
 import { ApprovalDeniedError, type ApprovalGate } from "./approval.js";
 import { isTransientError, type ToolDefinition } from "./define-tool.js";
 import { capToolOutput, checkMaxOutputBytes, DEFAULT_TOOL_MAX_OUTPUT_BYTES } from "./output-cap.js";
@@ -367,7 +368,8 @@ class NotJsonError extends Error {}
 
 /**
  * The JSON form of a tool's result, or a {@link NotJsonError} when JSON cannot carry it (a
- * cycle, a BigInt, a `toJSON` that throws).
+ * cycle, a BigInt, a `toJSON` that throws). A lone surrogate in a string or a key becomes
+ * U+FFFD.
  */
 function toJson(value: unknown): JsonValue | NotJsonError {
   if (value === undefined) return null;
@@ -378,7 +380,7 @@ function toJson(value: unknown): JsonValue | NotJsonError {
   if (copy !== NOT_PLAIN) return copy;
   let text: string | undefined;
   try {
-    text = JSON.stringify(value);
+    text = wellFormedJson(value);
   } catch (error) {
     return new NotJsonError(error instanceof Error ? error.message : String(error));
   }
@@ -403,6 +405,9 @@ const NOT_PLAIN: unique symbol = Symbol("not plain JSON");
 function plainJsonCopy(value: unknown, depth: number): JsonValue | typeof NOT_PLAIN {
   switch (typeof value) {
     case "string":
+      // A lone surrogate (an output cut mid-emoji) would make every later model call of the
+      // session fail: each model API refuses a request holding one.
+      return value.toWellFormed();
     case "boolean":
       return value;
     case "number":
@@ -424,7 +429,7 @@ function plainJsonCopy(value: unknown, depth: number): JsonValue | typeof NOT_PL
       if (typeof (value as { toJSON?: unknown }).toJSON === "function") return NOT_PLAIN;
       const out: Record<string, JsonValue> = {};
       for (const key of Object.keys(value)) {
-        if (key === "__proto__") return NOT_PLAIN;
+        if (key === "__proto__" || !key.isWellFormed()) return NOT_PLAIN;
         const item = plainJsonCopy((value as Record<string, unknown>)[key], depth + 1);
         if (item === NOT_PLAIN) return NOT_PLAIN;
         out[key] = item;
