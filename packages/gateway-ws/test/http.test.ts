@@ -463,6 +463,22 @@ describe("dashboard", () => {
     expect(index.headers["content-type"]).toMatch(/^text\/html/);
     expect(index.headers["content-security-policy"]).toContain("default-src 'self'");
     expect(index.text).toContain("<title>dash</title>");
+    // Its WebSocket may reach its own host only, never any host (`ws: wss:`).
+    const connectSrc = (reply: { headers: Record<string, unknown> }) =>
+      String(reply.headers["content-security-policy"]).match(/connect-src ([^;]*);/)?.[1];
+    expect(connectSrc(index)).toBe(`'self' ws://127.0.0.1:${port} wss://127.0.0.1:${port}`);
+    const named = await call(port, "/", { headers: { host: `gw.example.com:${port}` } });
+    expect(connectSrc(named)).toBe(
+      `'self' ws://gw.example.com:${port} wss://gw.example.com:${port}`,
+    );
+    const v6 = await call(port, "/", { headers: { host: `[::1]:${port}` } });
+    expect(connectSrc(v6)).toBe(`'self' ws://[::1]:${port} wss://[::1]:${port}`);
+    // A Host that is not a plain host[:port] is not copied into the policy.
+    for (const host of ["evil.example * 'unsafe-inline'", "a.example;script-src *", "*"]) {
+      const reply = await call(port, "/", { headers: { host } });
+      expect(reply.status).toBe(200);
+      expect(connectSrc(reply)).toBe("'self'");
+    }
     expect((await call(port, "/app.js")).headers["content-type"]).toMatch(/^text\/javascript/);
     expect((await call(port, "/../package.json")).status).toBe(404);
     expect((await call(port, "/%2e%2e/%2e%2e/etc/passwd")).status).toBe(404);

@@ -22,9 +22,21 @@ const SECURITY_HEADERS = {
   "x-content-type-options": "nosniff",
   "referrer-policy": "no-referrer",
   "x-frame-options": "DENY",
-  "content-security-policy":
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 };
+
+/** A `Host` header that is a name or an IP address, with an optional port, and nothing else. */
+const PLAIN_HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+
+/**
+ * The dashboard's Content-Security-Policy. Its WebSocket may go to its own host only: `'self'`
+ * covers `ws:`/`wss:` of the page's host in browsers implementing CSP 3, and the request's own
+ * host is named for the others — never any host (`ws: wss:`), to which a script slipped into
+ * the page could send the operator's token.
+ */
+function contentSecurityPolicy(host: string | undefined): string {
+  const socket = host !== undefined && PLAIN_HOST.test(host) ? ` ws://${host} wss://${host}` : "";
+  return `default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'${socket}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'`;
+}
 
 /**
  * The dashboard directory shipped with the package (`dashboard/` beside `dist/`), or
@@ -77,6 +89,7 @@ export async function serveStatic(
     "content-length": String(body.length),
     "cache-control": "no-cache",
     ...SECURITY_HEADERS,
+    "content-security-policy": contentSecurityPolicy(req.headers.host),
   });
   res.end(req.method === "HEAD" ? undefined : body);
   return true;
