@@ -20,8 +20,18 @@ import {
  * @throws InvalidArgumentError for anything else.
  */
 export function toJsonText(value: unknown, what: string): string {
-  checkJson(value, what, 0, []);
-  return stringifyStored(value, what);
+  try {
+    checkJson(value, what, 0, []);
+    return stringifyStored(value, what);
+  } catch (error) {
+    if (InvalidArgumentError.isInstance(error)) throw error;
+    // A getter or proxy trap of the value threw: not plain data, and not an I/O failure.
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InvalidArgumentError(
+      `${what} threw while it was read (${reason}); only plain JSON data can be stored`,
+      { cause: error },
+    );
+  }
 }
 
 /**

@@ -18,12 +18,24 @@ import {
  * no value, however deep, can overflow the call stack.
  */
 export function encodeJson(value: unknown, what: string): string {
-  const problem = findProblem(value, "", 0, new Set(), what);
+  let problem: string | InvalidArgumentError | undefined;
+  let text: string | undefined;
+  try {
+    problem = findProblem(value, "", 0, new Set(), what);
+    if (problem === undefined) text = JSON.stringify(value);
+  } catch (error) {
+    // A getter or proxy trap of the value threw: not plain data, and not a Redis failure.
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InvalidArgumentError(
+      `${what} threw while it was read (${reason}); only plain JSON data can be stored`,
+      { cause: error },
+    );
+  }
   if (problem instanceof InvalidArgumentError) throw problem;
   if (problem !== undefined) {
     throw new InvalidArgumentError(`${what} is not JSON: ${problem}`);
   }
-  return JSON.stringify(value);
+  return text!;
 }
 
 /** Like {@link encodeJson}, and requires a plain object. */

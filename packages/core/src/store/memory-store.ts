@@ -250,9 +250,32 @@ function copyJson(value: unknown, path: string): JsonValue {
   try {
     return copyValid(value, 0, []);
   } catch (error) {
-    if (error !== NOT_JSON) throw error;
+    if (error !== NOT_JSON) throw unreadable(path, error);
     // Rare: walk again, building paths, to name the first part JSON cannot represent.
-    return copyJsonAt(value, path, 0, new Set());
+    return readingJson(path, () => copyJsonAt(value, path, 0, new Set()));
+  }
+}
+
+/**
+ * `InvalidArgumentError` for a value that threw while it was read (a getter or a proxy trap):
+ * it is not plain data, and nothing is stored.
+ */
+function unreadable(path: string, error: unknown): InvalidArgumentError {
+  if (InvalidArgumentError.isInstance(error)) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new InvalidArgumentError(
+    `${path} threw while it was read (${reason}); only plain JSON data can be stored`,
+    { cause: error },
+  );
+}
+
+/** Runs `read`, turning anything a getter or proxy trap of the value throws into {@link unreadable}. */
+function readingJson<T>(path: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error === NOT_JSON) throw error;
+    throw unreadable(path, error);
   }
 }
 
@@ -389,12 +412,13 @@ function serializeObject(value: unknown, path: string): string {
   try {
     checkValid(value, 0, []);
   } catch (error) {
-    if (error !== NOT_JSON) throw error;
-    copyJsonAt(value, path, 0, new Set()); // throws, naming the first bad part
+    if (error !== NOT_JSON) throw unreadable(path, error);
+    // Throws, naming the first bad part.
+    readingJson(path, () => copyJsonAt(value, path, 0, new Set()));
     throw error;
   }
   // Kept for as long as the record lives: flat, not the pieces `JSON.stringify` built it from.
-  return flatten(JSON.stringify(value));
+  return flatten(readingJson(path, () => JSON.stringify(value)));
 }
 
 /** {@link copyValid} without the copy: throws {@link NOT_JSON} at the first bad part. */

@@ -2143,7 +2143,11 @@ function inbound(idempotencyKey: string, sessionKey: string, payload: JsonObject
   return { idempotencyKey, sessionKey, payload };
 }
 
-/** Values JSON cannot carry unchanged: each must be refused wherever a JSON value is taken. */
+/**
+ * Values JSON cannot carry unchanged, or that throw while read: each must be refused with
+ * `InvalidArgumentError` wherever a JSON value is taken (not passed on raw, nor reported as a
+ * store failure).
+ */
 const notJson: unknown[] = (() => {
   const cyclic: Record<string, unknown> = { a: 1 };
   cyclic.self = cyclic;
@@ -2154,6 +2158,20 @@ const notJson: unknown[] = (() => {
   class Point {
     x = 1;
   }
+  // Data that throws while it is read: a getter, and a proxy whose key listing fails.
+  const throwingGetter = {
+    get x(): number {
+      throw new Error("getter failed");
+    },
+  };
+  const throwingProxy = new Proxy(
+    {},
+    {
+      ownKeys() {
+        throw new Error("ownKeys trap failed");
+      },
+    },
+  );
   return [
     Number.NaN,
     Number.POSITIVE_INFINITY,
@@ -2171,6 +2189,8 @@ const notJson: unknown[] = (() => {
     cyclic,
     cyclicList,
     { deep: { deeper: [{ bad: Number.NaN }] } },
+    throwingGetter,
+    { nested: [throwingProxy] },
   ];
 })();
 
