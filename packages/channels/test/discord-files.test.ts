@@ -19,6 +19,7 @@ import { FileDownloadError } from "../src/shared/files.js";
 import { Op } from "./discord/fake-gateway.js";
 import { cleanups, runCleanups, startHarness, waitFor } from "./discord/harness.js";
 import {
+  BOT,
   cdnRequests,
   clearCdn,
   closeDiscordMsw,
@@ -458,6 +459,64 @@ describe("the attachments option", () => {
       }).id,
     ).toBe("discord");
     expect(createDiscordChannel({ token: TOKEN, attachments: {} }).id).toBe("discord");
+  });
+});
+
+describe("messages the channel skips", () => {
+  /** A DM from `from` to the bot with one PNG, its event changed by `raw`. */
+  const withFile = (
+    platform: DiscordPlatform,
+    messageId: string,
+    raw: Record<string, unknown>,
+    from = "alice",
+  ) => {
+    const url = serveCdnFile(`${messageId}.png`, { body: PNG, contentType: "image/png" });
+    return platform.injectWith(
+      {
+        chatType: "direct",
+        chatId: from,
+        peer: { id: from },
+        text: messageId,
+        messageId,
+        attachments: [pngAt(url, `${messageId}.png`)],
+      },
+      { raw },
+    );
+  };
+
+  it("downloads no file of a message it does not hand over: a webhook's, another bot's, a system message, a malformed one", async () => {
+    const h = await startHarness();
+    await withFile(h.platform, "hook", { webhook_id: "300" });
+    await withFile(h.platform, "other-bot", {
+      author: { id: "200", username: "otherbot", bot: true },
+    });
+    await withFile(h.platform, "joined", { type: 7 });
+    await withFile(h.platform, "no-author", { author: null });
+    await withFile(h.platform, "bad-guild", { guild_id: 42 });
+    // The same DM channel: handed over after those ahead of it were skipped.
+    const url = serveCdnFile("real.png", { body: PNG, contentType: "image/png" });
+    await dm(h.platform, "real", "a real one", [pngAt(url, "real.png")]);
+    await waitFor("the real message", () => h.taken.includes("real"));
+
+    expect(h.calls.map((c) => c.messageId)).toEqual(["real"]);
+    expect(h.calls[0]?.attachments?.[0]?.data).toBe(base64(PNG));
+    // Only the file of the message handed over was asked for.
+    expect(cdnRequests.map((r) => r.url)).toEqual([url]);
+  });
+
+  it("with allowBots, downloads another bot's files, never those of its own messages", async () => {
+    const h = await startHarness({ plugin: { allowBots: true } });
+    await withFile(h.platform, "own", { author: { ...BOT, bot: true } });
+    await withFile(h.platform, "other-bot", {
+      author: { id: "200", username: "otherbot", bot: true },
+    });
+    await waitFor("the other bot's message", () => h.taken.includes("other-bot"));
+
+    expect(h.calls.map((c) => c.messageId)).toEqual(["other-bot"]);
+    expect(h.calls[0]?.attachments?.[0]?.data).toBe(base64(PNG));
+    expect(cdnRequests.map((r) => new URL(r.url).pathname.split("/").at(-1))).toEqual([
+      "other-bot.png",
+    ]);
   });
 });
 

@@ -281,6 +281,44 @@ describe("stopping and resuming", () => {
     expect(platform.gateway.count(Op.Identify)).toBe(1);
   });
 
+  it("a second stop() while the first waits for a message being handed to the host resolves only once the channel stopped", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let answered = false;
+    const h = await startHarness({
+      receive: async () => {
+        await held;
+        answered = true;
+        return { status: "accepted" };
+      },
+    });
+    cleanups.push(async () => release());
+    await say(h.platform, 1);
+    await waitFor("m1 handed to the host", () => h.calls.length === 1);
+
+    const first = h.plugin.stop().then(() => answered);
+    const second = h.plugin.stop().then(() => answered);
+    // The host answers on a later turn of the event loop: a stop that does not wait for the
+    // channel to stop has resolved by then.
+    setImmediate(release);
+    // Each stop resolved once the message was taken (and only then was the session closed).
+    expect(await second).toBe(true);
+    expect(await first).toBe(true);
+    expect(h.taken).toEqual(["m1"]);
+    await waitFor("the close", () => h.platform.gateway.closeCodes.length === 1);
+    expect(h.platform.gateway.closeCodes).toEqual([1000]);
+    // Stopped: a new start connects.
+    const again = recordingContext(h.plugin);
+    await h.plugin.start(again.ctx);
+    cleanups.push(async () => {
+      again.controller.abort();
+      await h.plugin.stop();
+    });
+    expect(h.platform.gateway.count(Op.Identify)).toBe(2);
+  });
+
   it("after a dropped connection, resumes from the last event the host took and receives what was missed, once", async () => {
     const h = await startHarness();
     await say(h.platform, 1);

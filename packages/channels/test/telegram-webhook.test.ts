@@ -297,6 +297,51 @@ describe("stop() while starting", () => {
     expect(plugin.localUrl).toBeUndefined();
     expect(await canListen(port)).toBe(true);
   });
+
+  it("stop() (and a second stop()) landing as the endpoint starts listening resolves only once the start ended and closed it", async () => {
+    const api = new FakeTelegram();
+    cleanups.push(async () => api.close());
+    const port = await freePort();
+    let outcome: unknown;
+    let stops: Array<Promise<unknown>> = [];
+    const plugin = createTelegramChannel({
+      token: TOKEN,
+      mode: "webhook",
+      webhook: { secretToken: WEBHOOK_SECRET, port },
+      // The host stops the channel twice the moment getMe has answered (before the endpoint
+      // listens); each stop notes how the start had ended by the time it resolved.
+      fetch: async (input, init) => {
+        const response = await globalThis.fetch(input, init);
+        if (!String(input).endsWith("/getMe")) return response;
+        const body = await response.text();
+        stops = [plugin.stop(), plugin.stop()].map((stop) => stop.then(() => outcome));
+        return new Response(body, { status: response.status, headers: response.headers });
+      },
+    });
+    cleanups.push(() => plugin.stop());
+    const starting = plugin
+      .start({
+        channel: "telegram",
+        config: {},
+        logger: { debug() {}, info() {}, warn() {}, error() {} },
+        signal: new AbortController().signal,
+        receive: async () => ({ status: "accepted" }),
+        disconnected() {},
+      })
+      .then(
+        () => "started",
+        (e: unknown) => e,
+      )
+      .then((e) => {
+        outcome = e;
+      });
+    await starting;
+    expect(stops).toHaveLength(2);
+    const [first, second] = await Promise.all(stops);
+    expect(AbortedError.isInstance(first)).toBe(true);
+    expect(AbortedError.isInstance(second)).toBe(true);
+    expect(await canListen(port)).toBe(true);
+  });
 });
 
 describe("through a ChannelManager", () => {

@@ -3,6 +3,7 @@
  * then the webhook's own rules — signatures and the replay window, body limits, answers per
  * outcome, signed callbacks and their retries.
  */
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import {
   AbortedError,
   AgentRuntime,
@@ -193,7 +194,7 @@ describe("inbound requests", () => {
     const lone = message("x").replace('"text":"x"', '"text":"a\\udc00"');
     expect(await post(lone)).toMatchObject({
       status: 400,
-      body: { error: expect.stringMatching(/lone surrogate/) },
+      body: { error: "text holds a lone surrogate; send well-formed Unicode" },
     });
     expect(received).toEqual([]);
     const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(message("héllo 😀"))]);
@@ -391,6 +392,24 @@ describe("configuration and signatures", () => {
 });
 
 describe("start and stop overlapping", () => {
+  /** A port nothing listened on a moment ago. */
+  const freePort = async () => {
+    const server = createNetServer();
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  };
+  /** Whether something can listen on `port` now (nothing else does). */
+  const canListen = async (port: number) => {
+    const server = createNetServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once("error", () => resolve(false));
+      server.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (ok) await new Promise((resolve) => server.close(resolve));
+    return ok;
+  };
   const context = (plugin: WebhookChannel): ChannelContext => ({
     channel: plugin.id,
     config: {},
@@ -400,13 +419,13 @@ describe("start and stop overlapping", () => {
     disconnected() {},
   });
 
-  async function channel() {
+  async function channel(port = 0) {
     const platform = await startWebhookPlatform();
     cleanups.push(() => platform.close());
     const plugin = createWebhookChannel({
       secret: SECRET,
       callbackUrl: platform.callbackUrl,
-      port: 0,
+      port,
     });
     cleanups.push(() => plugin.stop());
     return plugin;
@@ -430,6 +449,32 @@ describe("start and stop overlapping", () => {
     expect(await plugin.gatewayMethods.info!.handler(undefined, { scopes: [] })).toMatchObject({
       listening: false,
     });
+    await plugin.start(context(plugin));
+    expect((await fetch(plugin.url!, { method: "GET" })).status).toBe(405);
+  });
+
+  it("a second stop() while the first closes the server of the start it ended resolves only once that start ended and nothing listens", async () => {
+    const port = await freePort();
+    const plugin = await channel(port);
+    let outcome: unknown;
+    const starting = plugin
+      .start(context(plugin))
+      .then(
+        () => "started",
+        (e: unknown) => e,
+      )
+      .then((e) => {
+        outcome = e;
+      });
+    // Each stop notes how the start had ended by the time it resolved.
+    const [first, second] = await Promise.all(
+      [plugin.stop(), plugin.stop()].map((stop) => stop.then(() => outcome)),
+    );
+    await starting;
+    expect(AbortedError.isInstance(first)).toBe(true);
+    expect(AbortedError.isInstance(second)).toBe(true);
+    expect(await canListen(port)).toBe(true);
+    // Stopped: a later start listens.
     await plugin.start(context(plugin));
     expect((await fetch(plugin.url!, { method: "GET" })).status).toBe(405);
   });

@@ -46,7 +46,7 @@ import {
   type GatewayDispatch,
   IdentifyThrottle,
 } from "./gateway.js";
-import { discordAttachments, toInbound } from "./inbound.js";
+import { discordAttachments, skipReason, toInbound } from "./inbound.js";
 import { type DiscordLibraries, loadDiscordLibraries } from "./libraries.js";
 import { nonceFor, reactionEmoji, toSendError } from "./outbound.js";
 import { guardRateLimits } from "./rate-limits.js";
@@ -396,6 +396,8 @@ export class DiscordChannel implements ChannelPlugin {
   #run: Run | null = null;
   /** A `start()` still loading or restoring, before its run exists (`stop()` aborts it). */
   #opening: AbortController | null = null;
+  /** The `stop()` under way (draining, closing, saving): a second one waits for it. */
+  #stopping: Promise<void> | undefined;
 
   constructor(options: DiscordChannelOptions) {
     if (typeof options?.token !== "string" || options.token.trim().length === 0) {
@@ -570,11 +572,29 @@ export class DiscordChannel implements ChannelPlugin {
     });
   }
 
+  /**
+   * Disconnects: messages already being handed to the host finish first (for up to 5 s), then
+   * the gateway session is closed and the backfill position saved (where the host keeps
+   * state). Resolves once all of that is done; a `stop()` while another is under way resolves
+   * with it, one after the channel stopped resolves at once. A `stop()` while `start()` is
+   * under way ends the start (see `start`).
+   */
   async stop(): Promise<void> {
     this.#opening?.abort();
     const run = this.#run;
-    if (run === null) return;
+    if (run === null) return this.#stopping;
     this.#run = null;
+    const stopping = this.#shutDown(run, this.#stopping);
+    this.#stopping = stopping;
+    try {
+      await stopping;
+    } finally {
+      if (this.#stopping === stopping) this.#stopping = undefined;
+    }
+  }
+
+  /** Ends `run` (and waits for `previous`, the stop of an earlier run still under way). */
+  async #shutDown(run: Run, previous: Promise<void> | undefined): Promise<void> {
     run.controller.abort();
     // Messages already handed to the host finish first, so that their sequence is
     // acknowledged before the session is closed (and resumed after them next time).
@@ -583,6 +603,7 @@ export class DiscordChannel implements ChannelPlugin {
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
     await this.#save(run.ctx.logger);
+    await previous;
   }
 
   sendText(
@@ -1086,16 +1107,20 @@ export class DiscordChannel implements ChannelPlugin {
    * Starts downloading a MESSAGE_CREATE's files as it arrives (at most
    * {@link MAX_PREFETCHED} at once), before the messages ahead of it are handed over: a slow
    * download then holds its own message only while those ahead are still being handled.
+   * Nothing is downloaded for a message that will not be handed over: one the channel skips
+   * (see `skipReason`), one a backfill handed over already, one arriving after the host
+   * refused an earlier message or the run ended.
    */
   #prefetch(run: Run, data: unknown): string[] {
-    const message = data as
-      | { id?: unknown; attachments?: unknown; author?: { bot?: unknown } }
-      | undefined;
-    // Bots' messages (this one's included) are not handed over unless `allowBots`.
-    if (message?.author?.bot === true && this.#options.allowBots !== true) return [];
-    const messageId = typeof message?.id === "string" ? message.id : undefined;
+    if (run.controller.signal.aborted || run.ctx.signal.aborted || run.refused) return [];
+    const allowBots = this.#options.allowBots ?? false;
+    if (skipReason(data, { directory: this.#directory, allowBots }) !== undefined) return [];
+    // A string id: skipReason checked it.
+    const message = data as { id: string; attachments?: unknown };
+    if (this.#backfilled.has(message.id)) return [];
+    const messageId = message.id;
     const started: string[] = [];
-    for (const attachment of discordAttachments(message?.attachments)) {
+    for (const attachment of discordAttachments(message.attachments)) {
       if (run.downloads.size >= MAX_PREFETCHED) break;
       if (!this.#due(attachment) || run.downloads.has(attachment.url!)) continue;
       run.downloads.set(attachment.url!, this.#download(run, attachment, messageId));

@@ -93,40 +93,61 @@ function renderMentions(
 }
 
 /**
- * Normalizes one MESSAGE_CREATE payload. A guild message goes to its channel (`group`), a
- * message in a thread to the thread's parent with `threadId`, a DM to its author (`direct`,
- * `chatId` = the user's id: replies find the DM channel from it). The bot's own messages,
- * other bots' and webhooks' (unless `allowBots`) and system messages (joins, pins, ...)
- * are skipped, and so are malformed payloads (no string `id`, `channel_id` or `author.id`,
- * a `guild_id` that is not a string): their reason starts with `malformed`.
+ * Why a MESSAGE_CREATE payload is not for the host, or `undefined` when it is: the bot's own
+ * message, another bot's or a webhook's (unless `allowBots`), a system message (joins, pins,
+ * ...), or a malformed payload (no string `id`, `channel_id` or `author.id`, a `guild_id`
+ * that is not a string), whose reason starts with `malformed`. Decided from the payload
+ * alone, before anything is looked up or downloaded for it.
  */
-export async function toInbound(data: unknown, options: InboundOptions): Promise<InboundDecision> {
-  const { directory } = options;
+export function skipReason(
+  data: unknown,
+  options: Pick<InboundOptions, "directory" | "allowBots">,
+): string | undefined {
   const message = record(data);
-  const id = text(message?.id);
-  const channelId = text(message?.channel_id);
   const author = record(message?.author);
   const authorId = text(author?.id);
-  if (message === undefined || id === undefined || channelId === undefined) {
-    return { kind: "skip", reason: "malformed: no id or channel_id" };
+  if (
+    message === undefined ||
+    text(message.id) === undefined ||
+    text(message.channel_id) === undefined
+  ) {
+    return "malformed: no id or channel_id";
   }
-  if (author === undefined || authorId === undefined) {
-    return { kind: "skip", reason: "malformed: no author" };
-  }
+  if (author === undefined || authorId === undefined) return "malformed: no author";
   if (
     message.guild_id !== undefined &&
     message.guild_id !== null &&
     text(message.guild_id) === undefined
   ) {
     // Read as a DM, a guild message would be answered in private.
-    return { kind: "skip", reason: "malformed: guild_id is not a string" };
+    return "malformed: guild_id is not a string";
   }
-  if (authorId === directory.bot?.id) return { kind: "skip", reason: "the bot's own message" };
+  if (authorId === options.directory.bot?.id) return "the bot's own message";
   if (!options.allowBots && (author.bot === true || text(message.webhook_id) !== undefined)) {
-    return { kind: "skip", reason: "a bot's or webhook's message" };
+    return "a bot's or webhook's message";
   }
   const type = typeof message.type === "number" ? message.type : 0;
-  if (!USER_MESSAGE_TYPES.has(type)) return { kind: "skip", reason: `system message type ${type}` };
+  if (!USER_MESSAGE_TYPES.has(type)) return `system message type ${type}`;
+  return undefined;
+}
+
+/**
+ * Normalizes one MESSAGE_CREATE payload. A guild message goes to its channel (`group`), a
+ * message in a thread to the thread's parent with `threadId`, a DM to its author (`direct`,
+ * `chatId` = the user's id: replies find the DM channel from it). What {@link skipReason}
+ * names a reason for is skipped with that reason.
+ */
+export async function toInbound(data: unknown, options: InboundOptions): Promise<InboundDecision> {
+  const { directory } = options;
+  const reason = skipReason(data, options);
+  if (reason !== undefined) return { kind: "skip", reason };
+  // Checked by skipReason: an object with a string id, channel_id and author.id.
+  const message = data as Json;
+  const id = text(message.id)!;
+  const channelId = text(message.channel_id)!;
+  const author = record(message.author)!;
+  const authorId = text(author.id)!;
+  const type = typeof message.type === "number" ? message.type : 0;
 
   const guildId = text(message.guild_id);
   const member = record(message.member);

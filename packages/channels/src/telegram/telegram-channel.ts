@@ -169,6 +169,8 @@ interface Connection {
   readonly signal: AbortSignal;
   loop: Promise<void> | undefined;
   server: TelegramWebhookServer | undefined;
+  /** Settles once `start` is done with it: connected, or failed and closed what it opened. */
+  readonly opened: Promise<void>;
 }
 
 function chatIdOf(channel: string, chatId: string): number | string {
@@ -249,6 +251,8 @@ export class TelegramChannel implements ChannelPlugin {
   readonly #inline: InlineLimits;
   #api: Promise<Api> | undefined;
   #connection: Connection | null = null;
+  /** The `stop()` under way (polling or the endpoint ending): a second one waits for it. */
+  #stopping: Promise<void> | undefined;
   #bot: TelegramBotIdentity | undefined;
   /** The next `getUpdates` offset; kept across restarts so nothing confirmed comes back. */
   #offset: number | undefined;
@@ -360,12 +364,16 @@ export class TelegramChannel implements ChannelPlugin {
       throw new AlreadyStartedError(`telegram channel "${this.id}" is already started`);
     }
     const controller = new AbortController();
+    let opened!: () => void;
     const connection: Connection = {
       ctx,
       controller,
       signal: AbortSignal.any([ctx.signal, controller.signal]),
       loop: undefined,
       server: undefined,
+      opened: new Promise<void>((resolve) => {
+        opened = resolve;
+      }),
     };
     this.#connection = connection;
     const { signal } = connection;
@@ -417,13 +425,38 @@ export class TelegramChannel implements ChannelPlugin {
       await this.#close(connection);
       if (this.#connection === connection) this.#connection = null;
       throw error;
+    } finally {
+      opened();
     }
   }
 
+  /**
+   * Stops polling (an update whose `ctx.receive` has not resolved yet is not confirmed:
+   * Telegram delivers it again) or closes the webhook endpoint. Resolves once the channel
+   * stopped; a `stop()` while another is under way resolves with it, one after the channel
+   * stopped resolves at once. A `stop()` while `start()` is under way ends the start with
+   * `AbortedError`, and resolves once that start has closed what it opened.
+   */
   async stop(): Promise<void> {
     const connection = this.#connection;
+    if (connection === null) return this.#stopping;
     this.#connection = null;
-    if (connection !== null) await this.#close(connection);
+    const stopping = this.#shutDown(connection, this.#stopping);
+    this.#stopping = stopping;
+    try {
+      await stopping;
+    } finally {
+      if (this.#stopping === stopping) this.#stopping = undefined;
+    }
+  }
+
+  /** Ends `connection` (and waits for `previous`, the stop of an earlier one still under way). */
+  async #shutDown(connection: Connection, previous: Promise<void> | undefined): Promise<void> {
+    connection.controller.abort();
+    // A start still under way ends first (with AbortedError), closing what it opened.
+    await connection.opened;
+    await this.#close(connection);
+    await previous;
   }
 
   async sendText(

@@ -20,6 +20,7 @@ import {
   InvalidInboundError,
   isBeamClawError,
   type JsonValue,
+  loneSurrogatePath,
   NoProcessError,
   type OutboundMedia,
   type SentMessage,
@@ -117,28 +118,6 @@ export type WebhookOutboundEvent = WebhookOutboundPayload & {
 // `fatal`: bytes that are not UTF-8 are refused rather than read as U+FFFD. A BOM is dropped.
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** A high surrogate not followed by a low one, or a low one not after a high one. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/** Whether a string of a parsed JSON value (or a key) holds a lone surrogate. */
-function hasLoneSurrogate(value: unknown): boolean {
-  const pending: unknown[] = [value];
-  while (pending.length > 0) {
-    const item = pending.pop();
-    if (typeof item === "string") {
-      if (LONE_SURROGATE.test(item)) return true;
-    } else if (Array.isArray(item)) {
-      for (const child of item) pending.push(child);
-    } else if (item !== null && typeof item === "object") {
-      for (const [key, child] of Object.entries(item)) {
-        if (LONE_SURROGATE.test(key)) return true;
-        pending.push(child);
-      }
-    }
-  }
-  return false;
-}
-
 /** Callback answers worth another try: timeouts, too early, rate limits and every 5xx. */
 function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 425 || status === 429 || (status >= 500 && status <= 599);
@@ -218,6 +197,8 @@ export class WebhookChannel implements ChannelPlugin {
   #server: http.Server | null = null;
   /** The server of a `start()` still listening (a `stop()` meanwhile closes it). */
   #opening: { server: http.Server; listening: Promise<void> } | null = null;
+  /** The `stop()` under way (its server closing): a second one waits for it. */
+  #stopping: Promise<void> | undefined;
   #agent: http.Agent | null = null;
   #ctx: ChannelContext | null = null;
   #url: string | undefined;
@@ -337,19 +318,45 @@ export class WebhookChannel implements ChannelPlugin {
     ctx.logger.info("webhook listening", { url: this.#url });
   }
 
+  /**
+   * Stops listening: new requests are refused, open connections closed. Resolves once the
+   * server is closed; a `stop()` while another is under way resolves with it, one after the
+   * channel stopped resolves at once. A `stop()` while `start()` is under way ends the start
+   * with `AbortedError`, and resolves once its server is closed.
+   */
   async stop(): Promise<void> {
     const opening = this.#opening;
-    this.#opening = null;
-    if (opening !== null) {
-      await opening.listening.catch(() => undefined);
-      await closeServer(opening.server);
-    }
     const server = this.#server;
+    if (opening === null && server === null) return this.#stopping;
+    this.#opening = null;
     this.#server = null;
     this.#ctx = null;
     this.#agent?.destroy();
     this.#agent = null;
+    const stopping = this.#shutDown(opening, server, this.#stopping);
+    this.#stopping = stopping;
+    try {
+      await stopping;
+    } finally {
+      if (this.#stopping === stopping) this.#stopping = undefined;
+    }
+  }
+
+  /**
+   * Closes the server of a start under way (`opening`) or of a run, then waits for `previous`,
+   * the stop of an earlier one still under way.
+   */
+  async #shutDown(
+    opening: { server: http.Server; listening: Promise<void> } | null,
+    server: http.Server | null,
+    previous: Promise<void> | undefined,
+  ): Promise<void> {
+    if (opening !== null) {
+      await opening.listening.catch(() => undefined);
+      await closeServer(opening.server);
+    }
     if (server !== null) await closeServer(server);
+    await previous;
   }
 
   sendText(
@@ -455,9 +462,10 @@ export class WebhookChannel implements ChannelPlugin {
         return json(res, 400, { error: "the body is not JSON" });
       }
       // A `\ud800` escape would reach the session's history, and every model call after it.
-      if (hasLoneSurrogate(event)) {
+      const surrogate = loneSurrogatePath(event, text);
+      if (surrogate !== undefined) {
         return json(res, 400, {
-          error: "the body holds a lone surrogate; send well-formed Unicode",
+          error: `${surrogate || "the body"} holds a lone surrogate; send well-formed Unicode`,
         });
       }
       const input = this.#toInbound(event);
