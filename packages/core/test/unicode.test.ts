@@ -16,11 +16,14 @@ import {
   wellFormedJson,
 } from "../src/index.js";
 import type { ScriptEntry } from "../src/testing/index.js";
+import { type CronFixture, startCron } from "./cron-support.js";
 import { failureOf, scriptedRuntime } from "./support.js";
 
 const cleanups: Array<() => Promise<void>> = [];
+const crons: CronFixture[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  for (const fixture of crons.splice(0)) await fixture.service.stop();
 });
 
 describe("loneSurrogateIndex", () => {
@@ -115,6 +118,23 @@ describe("send and inject refuse text holding a lone surrogate, saving nothing",
       expect((error as Error).message).toContain(`${what} holds a lone surrogate`);
     }
     expect(await session.history()).toEqual([]);
+  });
+});
+
+describe("a cron job whose prompt holds a lone surrogate", () => {
+  it("is refused by add and update (every run's message would be refused), nothing stored", async () => {
+    const fixture = await startCron();
+    crons.push(fixture);
+    const error = await failureOf(() =>
+      fixture.service.add({ id: "cut", schedule: { every: 60_000 }, prompt: "report \ud83d" }),
+    );
+    expect(InvalidArgumentError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain("prompt: holds a lone surrogate");
+    expect(await fixture.store.cron.getJob("cut")).toBeUndefined();
+    await fixture.service.add({ id: "ok", schedule: { every: 60_000 }, prompt: "report 😀" });
+    const patch = await failureOf(() => fixture.service.update("ok", { prompt: "\udc00" }));
+    expect(InvalidArgumentError.isInstance(patch)).toBe(true);
+    expect((await fixture.store.cron.getJob("ok"))?.prompt).toBe("report 😀");
   });
 });
 

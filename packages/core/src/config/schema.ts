@@ -266,7 +266,13 @@ export const CronJobConfigSchema = z
         }
       }),
     session: z.enum(["main", "isolated"]).default("isolated"),
-    prompt: z.string().min(1),
+    // A lone surrogate: every run's message would be refused (see `send`).
+    prompt: z
+      .string()
+      .min(1)
+      .refine((prompt) => prompt.isWellFormed(), {
+        message: "holds a lone surrogate (half of a UTF-16 pair); use well-formed Unicode",
+      }),
     enabled: z.boolean().default(true),
     catchUp: z.enum(["skip", "run-once", "run-all"]).default("run-once"),
     /** With `catchUp: run-all`, at most this many missed runs are run after downtime. */
