@@ -407,4 +407,29 @@ describe("Slack Socket Mode: the host's view", () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(platform.server.connected).toBe(false);
   });
+
+  it("a second stop() while the first waits for the close handshake resolves only once the connection is closed", async () => {
+    const { platform, plugin } = await startedSocketMode();
+    // Slack does not answer the close frame until the test says so: the first stop waits.
+    const handshake = platform.server.holdCloseHandshake();
+    let firstStopped = false;
+    const first = plugin.stop().then(() => {
+      firstStopped = true;
+    });
+    // The second stop notes, as it resolves, how far the closing had come.
+    const second = plugin.stop().then(() => ({
+      firstStopped,
+      closeFrameReceived: handshake.isReceived,
+    }));
+    await handshake.received;
+    handshake.release();
+    expect(await second).toEqual({ firstStopped: true, closeFrameReceived: true });
+    await first;
+    await until("the server to see the socket close", () => !platform.server.connected);
+    // Stopped: one more stop has nothing to wait for, and a start connects again.
+    await plugin.stop();
+    await plugin.start(recordingContext(plugin).ctx);
+    await platform.server.waitForConnection();
+    expect(platform.server.connections).toBe(2);
+  });
 });

@@ -305,6 +305,11 @@ export class SlackChannel implements ChannelPlugin {
   /** Aborts this start's requests and connection attempts on `stop`. */
   #lifetime: AbortController | null = null;
   /**
+   * The `stop()` under way (the Socket Mode connection, a reconnect or the HTTP server
+   * closing): a second one waits for it.
+   */
+  #stopping: Promise<void> | undefined;
+  /**
    * Each Slack channel's (conversation's) messages are read one after another, by channel id,
    * so that `ctx.receive` is called in their arrival order; channels do not wait for each
    * other (one message's slow file download or name lookup holds only its own channel). An
@@ -449,7 +454,16 @@ export class SlackChannel implements ChannelPlugin {
     }
   }
 
+  /**
+   * Disconnects: requests and file downloads under way are aborted (events not acknowledged
+   * yet are redelivered by Slack), the Socket Mode connection (and a reconnect Slack asked
+   * for) is closed, or the Events API endpoint stops listening and its open connections are
+   * closed. Resolves once all of that is done; a `stop()` while another is under way resolves
+   * with it, one after the channel stopped resolves at once. A `stop()` while `start()` is
+   * under way ends the start (it rejects, and closes what it opened).
+   */
   async stop(): Promise<void> {
+    if (this.#ctx === null) return this.#stopping;
     this.#generation++;
     this.#ctx = null;
     this.#lifetime?.abort();
@@ -461,11 +475,31 @@ export class SlackChannel implements ChannelPlugin {
     this.#server = null;
     this.#reconnecting = null;
     this.#url = undefined;
+    const stopping = this.#shutDown(socket, reconnecting, server, this.#stopping);
+    this.#stopping = stopping;
+    try {
+      await stopping;
+    } finally {
+      if (this.#stopping === stopping) this.#stopping = undefined;
+    }
+  }
+
+  /**
+   * Closes a run's Socket Mode connection, its reconnect in progress and its HTTP server,
+   * then waits for `previous`, the stop of an earlier run still under way.
+   */
+  async #shutDown(
+    socket: SocketModeConnection | null,
+    reconnecting: Promise<void> | null,
+    server: http.Server | null,
+    previous: Promise<void> | undefined,
+  ): Promise<void> {
     await Promise.all([
       socket?.close(),
       reconnecting,
       server === null ? undefined : closeServer(server),
     ]);
+    await previous;
   }
 
   #assertCurrent(generation: number): void {

@@ -12,6 +12,16 @@ import { FAKE_APP_ID } from "./fake-slack-api.js";
 /** An `event_callback` payload: what an `events_api` envelope carries. */
 export type EventCallback = Record<string, unknown> & { event_id: string };
 
+/** A close handshake held by {@link FakeSocketModeServer.holdCloseHandshake}. */
+export interface CloseHandshakeHold {
+  /** Whether the client's close frame came. */
+  isReceived: boolean;
+  /** Resolves once the client's close frame came. */
+  readonly received: Promise<void>;
+  /** Answers the close frame (at once if it came, else when it comes). */
+  release(): void;
+}
+
 interface PendingEvent {
   payload: EventCallback;
   deliveries: number;
@@ -119,6 +129,38 @@ export class FakeSocketModeServer {
     const ws = this.#current;
     this.#current = undefined;
     ws?.terminate();
+  }
+
+  /**
+   * Holds the close handshake of the current connection: the close frame the client sends is
+   * not answered (so the client's close does not complete) until `release()`. `received`
+   * resolves once the client's close frame came.
+   */
+  holdCloseHandshake(): CloseHandshakeHold {
+    const ws = this.#current;
+    if (ws === undefined) throw new Error("no Socket Mode client connected");
+    const answer = ws.close.bind(ws);
+    let pending: (() => void) | undefined;
+    let released = false;
+    let received!: () => void;
+    const hold: CloseHandshakeHold = {
+      isReceived: false,
+      received: new Promise<void>((resolve) => {
+        received = resolve;
+      }),
+      release() {
+        released = true;
+        pending?.();
+      },
+    };
+    // `ws` answers a close frame by calling `close` on its own side: that call waits.
+    ws.close = (code?: number, reason?: string | Buffer) => {
+      pending = () => answer(code, reason);
+      hold.isReceived = true;
+      received();
+      if (released) pending();
+    };
+    return hold;
   }
 
   /** Waits until the next client connection is greeted (or is already). */
