@@ -38,6 +38,7 @@ import {
 } from "../shared/files.js";
 import { KeyedChains } from "../shared/keyed-chains.js";
 import { withoutBody } from "../shared/responses.js";
+import { Stops } from "../shared/stops.js";
 import { DiscordDirectory, type KnownChannel, toKnownChannel } from "./directory.js";
 import type { DiscordGatewayError } from "./errors.js";
 import {
@@ -397,7 +398,7 @@ export class DiscordChannel implements ChannelPlugin {
   /** A `start()` still loading or restoring, before its run exists (`stop()` aborts it). */
   #opening: AbortController | null = null;
   /** The `stop()` under way (draining, closing, saving): a second one waits for it. */
-  #stopping: Promise<void> | undefined;
+  readonly #stops = new Stops();
 
   constructor(options: DiscordChannelOptions) {
     if (typeof options?.token !== "string" || options.token.trim().length === 0) {
@@ -582,19 +583,13 @@ export class DiscordChannel implements ChannelPlugin {
   async stop(): Promise<void> {
     this.#opening?.abort();
     const run = this.#run;
-    if (run === null) return this.#stopping;
+    if (run === null) return this.#stops.pending;
     this.#run = null;
-    const stopping = this.#shutDown(run, this.#stopping);
-    this.#stopping = stopping;
-    try {
-      await stopping;
-    } finally {
-      if (this.#stopping === stopping) this.#stopping = undefined;
-    }
+    return this.#stops.run(() => this.#shutDown(run));
   }
 
-  /** Ends `run` (and waits for `previous`, the stop of an earlier run still under way). */
-  async #shutDown(run: Run, previous: Promise<void> | undefined): Promise<void> {
+  /** Ends `run`. */
+  async #shutDown(run: Run): Promise<void> {
     run.controller.abort();
     // Messages already handed to the host finish first, so that their sequence is
     // acknowledged before the session is closed (and resumed after them next time).
@@ -603,7 +598,6 @@ export class DiscordChannel implements ChannelPlugin {
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
     await this.#save(run.ctx.logger);
-    await previous;
   }
 
   sendText(

@@ -37,6 +37,7 @@ import {
 } from "../shared/files.js";
 import { KeyedChains } from "../shared/keyed-chains.js";
 import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
+import { Stops } from "../shared/stops.js";
 import { eventsApiListener, type SlackDelivery } from "./events-api.js";
 import {
   attachmentOfSlackFile,
@@ -308,7 +309,7 @@ export class SlackChannel implements ChannelPlugin {
    * The `stop()` under way (the Socket Mode connection, a reconnect or the HTTP server
    * closing): a second one waits for it.
    */
-  #stopping: Promise<void> | undefined;
+  readonly #stops = new Stops();
   /**
    * Each Slack channel's (conversation's) messages are read one after another, by channel id,
    * so that `ctx.receive` is called in their arrival order; channels do not wait for each
@@ -463,7 +464,7 @@ export class SlackChannel implements ChannelPlugin {
    * under way ends the start (it rejects, and closes what it opened).
    */
   async stop(): Promise<void> {
-    if (this.#ctx === null) return this.#stopping;
+    if (this.#ctx === null) return this.#stops.pending;
     this.#generation++;
     this.#ctx = null;
     this.#lifetime?.abort();
@@ -475,31 +476,22 @@ export class SlackChannel implements ChannelPlugin {
     this.#server = null;
     this.#reconnecting = null;
     this.#url = undefined;
-    const stopping = this.#shutDown(socket, reconnecting, server, this.#stopping);
-    this.#stopping = stopping;
-    try {
-      await stopping;
-    } finally {
-      if (this.#stopping === stopping) this.#stopping = undefined;
-    }
+    return this.#stops.run(() => this.#shutDown(socket, reconnecting, server));
   }
 
   /**
-   * Closes a run's Socket Mode connection, its reconnect in progress and its HTTP server,
-   * then waits for `previous`, the stop of an earlier run still under way.
+   * Closes a run's Socket Mode connection, its reconnect in progress and its HTTP server.
    */
   async #shutDown(
     socket: SocketModeConnection | null,
     reconnecting: Promise<void> | null,
     server: http.Server | null,
-    previous: Promise<void> | undefined,
   ): Promise<void> {
     await Promise.all([
       socket?.close(),
       reconnecting,
       server === null ? undefined : closeServer(server),
     ]);
-    await previous;
   }
 
   #assertCurrent(generation: number): void {

@@ -33,6 +33,7 @@ import {
   withInlineData,
 } from "../shared/files.js";
 import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
+import { Stops } from "../shared/stops.js";
 import {
   TelegramApiError,
   telegramFailureOf,
@@ -252,7 +253,7 @@ export class TelegramChannel implements ChannelPlugin {
   #api: Promise<Api> | undefined;
   #connection: Connection | null = null;
   /** The `stop()` under way (polling or the endpoint ending): a second one waits for it. */
-  #stopping: Promise<void> | undefined;
+  readonly #stops = new Stops();
   #bot: TelegramBotIdentity | undefined;
   /** The next `getUpdates` offset; kept across restarts so nothing confirmed comes back. */
   #offset: number | undefined;
@@ -439,24 +440,17 @@ export class TelegramChannel implements ChannelPlugin {
    */
   async stop(): Promise<void> {
     const connection = this.#connection;
-    if (connection === null) return this.#stopping;
+    if (connection === null) return this.#stops.pending;
     this.#connection = null;
-    const stopping = this.#shutDown(connection, this.#stopping);
-    this.#stopping = stopping;
-    try {
-      await stopping;
-    } finally {
-      if (this.#stopping === stopping) this.#stopping = undefined;
-    }
+    return this.#stops.run(() => this.#shutDown(connection));
   }
 
-  /** Ends `connection` (and waits for `previous`, the stop of an earlier one still under way). */
-  async #shutDown(connection: Connection, previous: Promise<void> | undefined): Promise<void> {
+  /** Ends `connection`. */
+  async #shutDown(connection: Connection): Promise<void> {
     connection.controller.abort();
     // A start still under way ends first (with AbortedError), closing what it opened.
     await connection.opened;
     await this.#close(connection);
-    await previous;
   }
 
   async sendText(

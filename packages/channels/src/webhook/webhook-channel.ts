@@ -26,6 +26,7 @@ import {
   type SentMessage,
 } from "@beamclaw/core";
 import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
+import { Stops } from "../shared/stops.js";
 import {
   DEFAULT_TOLERANCE_MS,
   DELIVERY_HEADER,
@@ -198,7 +199,7 @@ export class WebhookChannel implements ChannelPlugin {
   /** The server of a `start()` still listening (a `stop()` meanwhile closes it). */
   #opening: { server: http.Server; listening: Promise<void> } | null = null;
   /** The `stop()` under way (its server closing): a second one waits for it. */
-  #stopping: Promise<void> | undefined;
+  readonly #stops = new Stops();
   #agent: http.Agent | null = null;
   #ctx: ChannelContext | null = null;
   #url: string | undefined;
@@ -327,36 +328,27 @@ export class WebhookChannel implements ChannelPlugin {
   async stop(): Promise<void> {
     const opening = this.#opening;
     const server = this.#server;
-    if (opening === null && server === null) return this.#stopping;
+    if (opening === null && server === null) return this.#stops.pending;
     this.#opening = null;
     this.#server = null;
     this.#ctx = null;
     this.#agent?.destroy();
     this.#agent = null;
-    const stopping = this.#shutDown(opening, server, this.#stopping);
-    this.#stopping = stopping;
-    try {
-      await stopping;
-    } finally {
-      if (this.#stopping === stopping) this.#stopping = undefined;
-    }
+    return this.#stops.run(() => this.#shutDown(opening, server));
   }
 
   /**
-   * Closes the server of a start under way (`opening`) or of a run, then waits for `previous`,
-   * the stop of an earlier one still under way.
+   * Closes the server of a start under way (`opening`) or of a run.
    */
   async #shutDown(
     opening: { server: http.Server; listening: Promise<void> } | null,
     server: http.Server | null,
-    previous: Promise<void> | undefined,
   ): Promise<void> {
     if (opening !== null) {
       await opening.listening.catch(() => undefined);
       await closeServer(opening.server);
     }
     if (server !== null) await closeServer(server);
-    await previous;
   }
 
   sendText(
