@@ -72,6 +72,13 @@ export interface RunTrackerSink {
 const FINISHED_KEPT = 1000;
 const ALIASES_KEPT = 10_000;
 
+/**
+ * `agent.wait` calls one connection may have waiting at once: each holds a timer and a
+ * listener on the connection until its run ends or its `timeoutMs` (up to 24.8 days) passes.
+ * One more is a retryable `UNAVAILABLE` (`TOO_MANY_WAITS`).
+ */
+export const MAX_WAITS_PER_CONNECTION = 1_000;
+
 /** Whether a message published on `events:global` is a run event. */
 export function isRunEvent(value: unknown): value is RunEvent {
   const v = value as { type?: unknown; runId?: unknown; sessionKey?: unknown } | null;

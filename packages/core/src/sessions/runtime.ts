@@ -126,7 +126,10 @@ export interface AgentRuntimeOptions {
   hibernateAfterMs?: number;
   /** Messages of history kept in memory and sent to the model. Default 200. */
   historyLimit?: number;
-  /** Messages a session holds waiting for its active run; one more is `OverloadedError`. Default 100. */
+  /**
+   * Messages a session holds waiting for its active run; one more is `OverloadedError`. The
+   * same bound holds for the notes `inject` adds while a run is active. Default 100.
+   */
   maxQueuedMessages?: number;
   /**
    * Poison messages: a message during whose runs its session crashed (or was killed) this
@@ -281,6 +284,8 @@ export interface SessionHandle {
    *   saved then.
    * @throws AbortedError when the session was reset while the injection waited;
    *   NoProcessError when it stopped meanwhile (nothing was saved).
+   * @throws OverloadedError when `maxQueuedMessages` notes already wait for the active run
+   *   (nothing is saved; try again once it has ended).
    * @throws ClusterError `CLUSTER_UNREACHABLE` when no node answered in time: a node asked
    *   may have saved it before it was lost, and the message says so with its run id
    *   (`inject:<uuid>`), to look for in the transcript before injecting it again.

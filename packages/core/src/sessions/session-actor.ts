@@ -2262,6 +2262,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     ) {
       return (await this.#saveInjections([{ runId, message }]))[0]!;
     }
+    // Held in memory until the run ends: a flood of notes during a long run must not grow
+    // without bound, any more than the messages waiting may.
+    if (this.#injections.length >= this.#ctx.maxQueuedMessages) {
+      throw new OverloadedError(
+        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} injected messages waiting`,
+        this.#ctx.maxQueuedMessages,
+      );
+    }
     let resolve!: (result: InjectResult) => void;
     let reject!: (error: unknown) => void;
     const done = new Promise<InjectResult>((res, rej) => {

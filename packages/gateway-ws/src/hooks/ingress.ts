@@ -1032,14 +1032,25 @@ export class HookIngress {
     return completion;
   }
 
-  /** A line for the agent's main session (its next heartbeat reads it). */
+  /**
+   * A line for the agent's main session (its next heartbeat reads it). False when there is
+   * none to write, or the store refused it: the completion is recorded all the same (were it
+   * to fail, its idempotency key would keep a failed completion in memory for good).
+   */
   async #mainSessionEvent(action: AgentAction, text: string): Promise<boolean> {
     if (action.sessionKey === mainKey(action.agentId)) return false;
-    await this.#hub.heartbeat.wake(
-      clip(text, MAX_EVENT_CHARS),
-      action.wakeMode === "now",
-      mainKey(action.agentId),
-    );
+    try {
+      await this.#hub.heartbeat.wake(
+        clip(text, MAX_EVENT_CHARS),
+        action.wakeMode === "now",
+        mainKey(action.agentId),
+      );
+    } catch (error) {
+      this.#hub.log.warn(
+        `hook ${action.route}: the main session's line could not be queued: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      return false;
+    }
     return true;
   }
 

@@ -22,7 +22,7 @@ import {
   type ParamsObject,
   requireString,
 } from "../protocol/params.js";
-import type { RunSnapshot } from "../runs.js";
+import { MAX_WAITS_PER_CONNECTION, type RunSnapshot } from "../runs.js";
 import {
   attachmentImages,
   attachmentPolicy,
@@ -108,6 +108,8 @@ const STOP_COMMANDS = new Set(["/stop", "/abort", "stop"]);
 /** How many carried-out chat commands are remembered by idempotency key, per gateway. */
 const COMMANDS_KEPT = 1000;
 const commandsDone = new WeakMap<GatewayHub, Map<string, Promise<unknown>>>();
+/** `agent.wait` calls waiting, per connection (by its abort signal, which lives as long). */
+const waitsOf = new WeakMap<AbortSignal, number>();
 
 /**
  * Carries out a chat command (`/new`, `/stop`, ...) once per idempotency key: a retried
@@ -569,13 +571,21 @@ export const chatMethods: Record<string, HubMethod> = {
       });
       // OpenClaw's `agent` answers twice: "accepted" now, the outcome when the run ends.
       // A little past the run's own limit, so that the run's timeout is what answers.
-      const timeoutMs =
-        runTimeoutMs === undefined
+      // A retry of a run that ended before this gateway could see it end (before a restart,
+      // or longer ago than the finished runs it keeps) has no end left to wait for: waiting
+      // would hold the answer, a timer and a listener on the connection for days.
+      const over = outcome.status !== "started" && outcome.status !== "in_flight";
+      const timeoutMs = over
+        ? 0
+        : runTimeoutMs === undefined
           ? MAX_RUN_TIMEOUT_MS
           : Math.min(runTimeoutMs + 1000, MAX_RUN_TIMEOUT_MS);
       void hub.runs.wait(outcome.runId, timeoutMs, call.signal).then((snapshot) => {
         if (call.signal.aborted) return;
-        const base = waitResult(outcome.runId, snapshot);
+        const base =
+          snapshot === undefined && over
+            ? { runId: outcome.runId, status: outcome.status, sessionKey: outcome.sessionKey }
+            : waitResult(outcome.runId, snapshot);
         call.respondAgain(true, {
           ...base,
           summary: snapshot?.text.slice(0, 200) ?? "",
@@ -608,7 +618,27 @@ export const chatMethods: Record<string, HubMethod> = {
       const { method, params: p } = call;
       const runId = requireString(method, p, "runId", 256);
       const timeoutMs = optionalInt(method, p, "timeoutMs", { min: 0, max: 2 ** 31 - 1 }) ?? 30_000;
-      return waitResult(runId, await hub.runs.wait(runId, timeoutMs, call.signal));
+      // A client that keeps asking about runs that never come must not pile up waits (each a
+      // timer and a listener) on a connection that stays open for months.
+      const waiting = waitsOf.get(call.signal) ?? 0;
+      if (waiting >= MAX_WAITS_PER_CONNECTION) {
+        throw new GatewayError(
+          ErrorCodes.UNAVAILABLE,
+          `too many waits: at most ${MAX_WAITS_PER_CONNECTION} agent.wait calls may wait at once on a connection`,
+          {
+            details: { code: "TOO_MANY_WAITS", limit: MAX_WAITS_PER_CONNECTION },
+            retryable: true,
+          },
+        );
+      }
+      waitsOf.set(call.signal, waiting + 1);
+      try {
+        return waitResult(runId, await hub.runs.wait(runId, timeoutMs, call.signal));
+      } finally {
+        const left = (waitsOf.get(call.signal) ?? 1) - 1;
+        if (left > 0) waitsOf.set(call.signal, left);
+        else waitsOf.delete(call.signal);
+      }
     },
   },
 };
