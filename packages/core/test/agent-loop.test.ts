@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { AbortedError, ProviderError } from "../src/errors.js";
 import { createProviderChain } from "../src/providers/chain.js";
+import { INTERRUPTED_TOOL_OUTPUT } from "../src/providers/tool-results.js";
 import type {
   JsonValue,
   ModelCallOptions,
@@ -540,7 +541,16 @@ describe("runAgentLoop: aborts and failures", () => {
     expect(r.status).toBe("aborted");
     expect(toolSignal?.aborted).toBe(true);
     expect(source.calls).toHaveLength(1);
-    expect(h.events.some((e) => e.type === "tool-result" || e.type === "error")).toBe(false);
+    expect(h.events.some((e) => e.type === "error")).toBe(false);
+    // The call is answered as interrupted (saved too): no model API takes an unanswered call.
+    const results = h.events.filter((e) => e.type === "tool-result");
+    expect(results).toEqual([
+      expect.objectContaining({ toolCallId: "w", isError: true, output: INTERRUPTED_TOOL_OUTPUT }),
+    ]);
+    expect(r.messages.at(-1)).toMatchObject({
+      role: "tool",
+      content: [{ toolCallId: "w", isError: true, output: INTERRUPTED_TOOL_OUTPUT }],
+    });
   });
 
   it("a tool call is never executed once the run is aborted", async () => {
@@ -555,7 +565,10 @@ describe("runAgentLoop: aborts and failures", () => {
     const r = await result;
     expect(r.status).toBe("aborted");
     expect(executed).toBe(0);
-    expect(h.events.some((e) => e.type === "tool-result")).toBe(false);
+    // Never run: answered as interrupted, not with a result of its own.
+    expect(h.events.filter((e) => e.type === "tool-result")).toEqual([
+      expect.objectContaining({ toolCallId: "r1", isError: true, output: INTERRUPTED_TOOL_OUTPUT }),
+    ]);
   });
 
   it("an already aborted signal ends the run before any model call", async () => {

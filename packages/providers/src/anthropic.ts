@@ -8,6 +8,7 @@
  * after a 200.
  */
 import {
+  answerToolCalls,
   type FilePart,
   type FinishReason,
   InvalidArgumentError,
@@ -22,6 +23,7 @@ import {
   type ModelUsage,
   type ProviderErrorKind,
   type ThinkingLevel,
+  type ToolResultPart,
 } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
 import {
@@ -256,11 +258,24 @@ function documentBlock(part: FilePart, context: CallContext): AnthropicBlock {
   );
 }
 
+/**
+ * False for text that is empty or only whitespace, which Anthropic refuses as a text block
+ * (HTTP 400 "messages: text content blocks must be non-empty", "messages: text content blocks
+ * must contain non-whitespace text"; reported in anthropics/claude-code#23440,
+ * home-assistant/core#175637, LibreChat-AI/agents#124): such a block is left out, as it says
+ * nothing. A user can send it (`session.send(" ")`, a channel's message of a blank line), and
+ * models answer it (a text of `"\n\n"` before their tool calls), so a history that kept it
+ * would be refused on every later turn.
+ */
+function hasText(text: string): boolean {
+  return text.trim() !== "";
+}
+
 function userBlocks(message: Extract<ModelMessage, { role: "user" }>, context: CallContext) {
   const blocks: AnthropicBlock[] = [];
   for (const part of message.content) {
     if (part.type === "text") {
-      if (part.text !== "") blocks.push({ type: "text", text: part.text });
+      if (hasText(part.text)) blocks.push({ type: "text", text: part.text });
     } else if (part.type === "file") {
       blocks.push(documentBlock(part, context));
     } else if (part.data !== undefined) {
@@ -277,11 +292,14 @@ function userBlocks(message: Extract<ModelMessage, { role: "user" }>, context: C
   return blocks;
 }
 
-function assistantBlocks(message: Extract<ModelMessage, { role: "assistant" }>) {
+function assistantBlocks(
+  message: Extract<ModelMessage, { role: "assistant" }>,
+  ids: AnthropicToolIds,
+) {
   const blocks: AnthropicBlock[] = [];
   for (const part of message.content) {
     if (part.type === "text") {
-      if (part.text !== "") blocks.push({ type: "text", text: part.text });
+      if (hasText(part.text)) blocks.push({ type: "text", text: part.text });
     } else if (part.type === "thinking") {
       // Anthropic verifies thinking it is sent back: without its signature, or with another
       // vendor's (e.g. Gemini's), it would be rejected, so it is left out.
@@ -297,7 +315,7 @@ function assistantBlocks(message: Extract<ModelMessage, { role: "assistant" }>) 
     } else {
       blocks.push({
         type: "tool_use",
-        id: part.toolCallId,
+        id: ids.call(part.toolCallId),
         name: part.toolName,
         // The API requires an object; arguments that were not valid JSON cannot be replayed.
         input: inputObject(part.input),
@@ -307,10 +325,82 @@ function assistantBlocks(message: Extract<ModelMessage, { role: "assistant" }>) 
   return blocks;
 }
 
+/** What a failed tool's result says when the tool said nothing (see {@link toolResultContent}). */
+const SILENT_FAILURE = "The tool failed without an error message.";
+
+/**
+ * A tool result's `content`. Anthropic refuses an error result whose content is empty (HTTP
+ * 400 "messages.N.content.0.tool_result: content cannot be empty if `is_error` is true";
+ * reported in bytedance/trae-agent#230, jlevy/markform#153), which a tool runner can give (a
+ * tool that throws an error without a message): such a result says that the tool failed.
+ */
+function toolResultContent(result: ToolResultPart): string {
+  const text = toolOutputText(result.output);
+  return result.isError === true && !hasText(text) ? SILENT_FAILURE : text;
+}
+
+/** A `tool_use` id: letters, digits, `_` and `-` (Anthropic's `^[a-zA-Z0-9_-]+$`). */
+const ANTHROPIC_TOOL_ID = /^[a-zA-Z0-9_-]+$/;
+
+/** `id` with what Anthropic does not take in a tool call id replaced by `_`. */
+function cleanToolId(id: string): string {
+  if (ANTHROPIC_TOOL_ID.test(id)) return id;
+  const clean = id.replace(/[^a-zA-Z0-9_-]/g, "_");
+  return clean === "" ? "toolu" : clean;
+}
+
+/** The tool call ids of one request (see {@link anthropicToolIds}). */
+interface AnthropicToolIds {
+  /** The id a `tool_use` block is sent with. */
+  call(id: string): string;
+  /** The `tool_use_id` of a result, naming its call of the assistant message just before. */
+  result(id: string): string;
+  /** A new assistant message: the results that follow answer its calls. */
+  turn(): void;
+}
+
+/**
+ * The tool call ids of one request as Anthropic takes them: each matches
+ * `^[a-zA-Z0-9_-]+$`, and no two `tool_use` blocks share one. Anthropic refuses any other with
+ * HTTP 400 ("messages.1.content.1.tool_use.id: String should match pattern
+ * '^[a-zA-Z0-9_-]+$'", "messages.1.content.1: `tool_use` ids must be unique"; reported after a
+ * switch from Kimi K2 to Claude in anomalyco/opencode#1279), and a conversation can hold such
+ * ids after a failover or a change of model: Kimi's `functions.get_weather:0`, an empty id, or
+ * the ids made up for calls that came without one (`call_0` from a Chat Completions server,
+ * `gemini_call_1` from Gemini 2.x), which repeat from one step to the next. Other characters
+ * become `_` and a repeated id gets a suffix (`call_0_2`); a result gets the id its call was
+ * sent with. Ids already fine are kept, and the same conversation maps the same way on every
+ * request (its prompt stays cacheable).
+ */
+function anthropicToolIds(): AnthropicToolIds {
+  const sent = new Set<string>();
+  /** The calls of the last assistant message: original id to the ids sent, in order. */
+  let calls = new Map<string, string[]>();
+  return {
+    call(id) {
+      const base = cleanToolId(id);
+      let next = base;
+      for (let n = 2; sent.has(next); n++) next = `${base}_${n}`;
+      sent.add(next);
+      const same = calls.get(id);
+      if (same === undefined) calls.set(id, [next]);
+      else same.push(next);
+      return next;
+    },
+    result(id) {
+      return calls.get(id)?.shift() ?? cleanToolId(id);
+    },
+    turn() {
+      calls = new Map();
+    },
+  };
+}
+
 /** Maps the normalized conversation to Anthropic `messages` (tool results become user turns). */
 export function toAnthropicMessages(messages: ModelMessage[], context: CallContext): JsonObject[] {
   const out: Array<{ role: "user" | "assistant"; content: AnthropicBlock[] }> = [];
-  for (const message of messages) {
+  const ids = anthropicToolIds();
+  for (const message of answerToolCalls(messages)) {
     let role: "user" | "assistant";
     let blocks: AnthropicBlock[];
     if (message.role === "user") {
@@ -318,13 +408,14 @@ export function toAnthropicMessages(messages: ModelMessage[], context: CallConte
       blocks = userBlocks(message, context);
     } else if (message.role === "assistant") {
       role = "assistant";
-      blocks = assistantBlocks(message);
+      ids.turn();
+      blocks = assistantBlocks(message, ids);
     } else {
       role = "user";
       blocks = message.content.map((result) => ({
         type: "tool_result",
-        tool_use_id: result.toolCallId,
-        content: toolOutputText(result.output),
+        tool_use_id: ids.result(result.toolCallId),
+        content: toolResultContent(result),
         ...(result.isError ? { is_error: true } : {}),
       }));
     }

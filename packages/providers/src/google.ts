@@ -12,6 +12,7 @@
  * `{ "error": { "code", "message", "status" } }`.
  */
 import {
+  answerToolCalls,
   type FinishReason,
   InvalidArgumentError,
   type JsonObject,
@@ -340,7 +341,7 @@ export function toGoogleContents(
   const out: Array<{ role: "user" | "model"; parts: GooglePart[] }> = [];
   /** The ids of Gemini's own calls sent back: their results name them. */
   const echoed = echoCallIds ? new Set<string>() : undefined;
-  for (const message of messages) {
+  for (const message of answerToolCalls(messages)) {
     let role: "user" | "model";
     let parts: GooglePart[];
     if (message.role === "user") {

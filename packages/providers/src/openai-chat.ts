@@ -8,17 +8,18 @@
  * `stream_options.include_usage` a last chunk with empty `choices` and `usage`; then
  * `data: [DONE]`. A failure after the 200 arrives as a chunk `{"error": {...}}`.
  */
-import type {
-  FilePart,
-  FinishReason,
-  JsonObject,
-  ModelCallOptions,
-  ModelMessage,
-  ModelRequest,
-  ModelResponseFormat,
-  ModelStreamEvent,
-  ModelUsage,
-  ProviderErrorKind,
+import {
+  answerToolCalls,
+  type FilePart,
+  type FinishReason,
+  type JsonObject,
+  type ModelCallOptions,
+  type ModelMessage,
+  type ModelRequest,
+  type ModelResponseFormat,
+  type ModelStreamEvent,
+  type ModelUsage,
+  type ProviderErrorKind,
 } from "@beamclaw/core";
 import {
   type CallContext,
@@ -352,7 +353,35 @@ export function toChatMessages(
   if (request.system !== undefined && request.system !== "") {
     out.push({ role: "system", content: request.system });
   }
-  for (const message of request.messages) out.push(...chatMessage(message, context, callId));
+  for (const message of answerToolCalls(request.messages)) {
+    out.push(...chatMessage(message, context, callId));
+  }
+  return out;
+}
+
+/** What the assistant says between tool results and the user's next message, for Mistral. */
+const MISTRAL_NO_REPLY = "(No answer to these tool results: the next user message came first.)";
+
+/**
+ * `messages` with an assistant message between a tool message and a user message that follows
+ * it, as Mistral requires: its API refuses that order with HTTP 400 ("Unexpected role 'user'
+ * after role 'tool'", type `invalid_request_message_order`; reported in
+ * avante-corp/avante.nvim#2562, zed-industries/zed#37021, NousResearch/hermes-agent#20154),
+ * and so do Mistral models' chat templates (mistral-common) on vLLM. A conversation gets that
+ * order whenever a run ends after its tools ran and before the model answered them (it reached
+ * its step limit, it was aborted or failed), or a message is steered into a run between its
+ * steps; every later request would be refused. The assistant message says what happened
+ * ({@link MISTRAL_NO_REPLY}): Mistral also refuses one without content ("Assistant message must
+ * have either content or tool_calls").
+ */
+function mistralRoleOrder(messages: JsonObject[]): JsonObject[] {
+  const out: JsonObject[] = [];
+  for (const [i, message] of messages.entries()) {
+    out.push(message);
+    if (message.role === "tool" && messages[i + 1]?.role === "user") {
+      out.push({ role: "assistant", content: MISTRAL_NO_REPLY });
+    }
+  }
   return out;
 }
 
@@ -442,15 +471,17 @@ export function toChatRequest(
   dialect: ChatDialect,
   context: CallContext,
 ): JsonObject {
+  const mistralModel = MISTRAL_MODEL.test(request.model);
+  const messages = toChatMessages(
+    request,
+    context,
+    (dialect.mistralToolCallIds ?? mistralModel) ? mistralToolCallIds() : keepId,
+  );
   const body: JsonObject = {
     model: request.model,
-    messages: toChatMessages(
-      request,
-      context,
-      (dialect.mistralToolCallIds ?? MISTRAL_MODEL.test(request.model))
-        ? mistralToolCallIds()
-        : keepId,
-    ),
+    // Mistral's API (where the dialect rewrites ids for it) and Mistral models anywhere.
+    messages:
+      dialect.mistralToolCallIds === true || mistralModel ? mistralRoleOrder(messages) : messages,
     stream: true,
   };
   if (dialect.includeUsage) body.stream_options = { include_usage: true };

@@ -51,7 +51,9 @@ export interface OpenAICompatibleProviderOptions extends ProviderHttpOptions {
    * the same on a call and its result and from one request to the next. Default: on for
    * `api.mistral.ai` and for models whose id names a Mistral family (`mistral`, `mixtral`,
    * `ministral`, `codestral`, `devstral`, `magistral`, `pixtral`, `voxtral`); `true` or
-   * `false` decides for every model.
+   * `false` decides for every model. With `true`, and for those models, a user message right
+   * after tool results also gets an assistant message before it, as Mistral requires (it
+   * refuses "Unexpected role 'user' after role 'tool'").
    */
   mistralToolCallIds?: boolean;
 }

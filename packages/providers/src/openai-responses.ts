@@ -8,15 +8,16 @@
  * event: `response.completed` (with usage), `response.incomplete`, `response.failed`, or
  * `error`. There is no `[DONE]` sentinel.
  */
-import type {
-  FilePart,
-  FinishReason,
-  JsonObject,
-  ModelCallOptions,
-  ModelMessage,
-  ModelRequest,
-  ModelStreamEvent,
-  ThinkingPart,
+import {
+  answerToolCalls,
+  type FilePart,
+  type FinishReason,
+  type JsonObject,
+  type ModelCallOptions,
+  type ModelMessage,
+  type ModelRequest,
+  type ModelStreamEvent,
+  type ThinkingPart,
 } from "@beamclaw/core";
 import { type CallContext, errorFromStreamEvent, providerError } from "./errors.js";
 import type { HttpClient } from "./http.js";
@@ -95,7 +96,7 @@ function readReasoningSignature(signature: string): {
  */
 export function toResponsesInput(request: ModelRequest, context: CallContext): JsonObject[] {
   const items: JsonObject[] = [];
-  for (const message of request.messages) {
+  for (const message of answerToolCalls(request.messages)) {
     if (message.role === "user") {
       items.push({
         role: "user",

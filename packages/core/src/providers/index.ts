@@ -22,4 +22,5 @@ export {
   transcriptLine,
 } from "./media.js";
 export { estimateRequestTokens, type RateLimits } from "./rate-limiter.js";
+export { answerToolCalls, INTERRUPTED_TOOL_OUTPUT } from "./tool-results.js";
 export type * from "./types.js";

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { AbortedError, isBeamClawError, OutputError } from "../errors.js";
 import { readEvents } from "../providers/chain.js";
+import { INTERRUPTED_TOOL_OUTPUT } from "../providers/tool-results.js";
 import type {
   FilePart,
   FinishReason,
@@ -273,12 +274,17 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   // object spread followed by new properties costs about 1-2 µs, and a run emits many events.
   const base = { runId, sessionKey };
 
+  /** How many of `added` are saved (a save that failed leaves the rest unsaved). */
+  let saved = 0;
   const append = async (message: ModelMessage, options?: PersistOptions) => {
     added.push(message);
     await input.persist(message, options);
+    saved = added.length;
   };
   /** The loop's own request for a conforming answer: saved marked as such. */
   const appendRetry = (message: ModelMessage) => append(message, RETRY);
+  /** The results of the step's tool calls that have returned, while they run. */
+  let answered: ToolResultPart[] | undefined;
 
   try {
     outputSpec =
@@ -358,6 +364,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
       }
       // An abort that landed while the step streamed must stop its tool calls from running.
       if (signal.aborted) throw signal.reason ?? new AbortedError("run aborted");
+      answered = [];
       const results = await Promise.all(
         step.toolCalls.map(async (call): Promise<ToolResultPart> => {
           // The model may only call what it was offered: the agent's allowlist.
@@ -380,12 +387,18 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
             output,
           };
           if (isError) part.isError = true;
+          answered?.push(part);
           return part;
         }),
       );
+      answered = undefined;
       await append({ role: "tool", content: results });
     }
   } catch (error) {
+    // Only for calls that were saved: results of unsaved calls would answer nothing.
+    if (saved === added.length) {
+      await answerInterrupted(added.at(-1), answered ?? [], append, emit, base);
+    }
     if (signal.aborted || isBeamClawError(error, "ABORTED")) {
       status = "aborted";
       // Cancelled by its time limit: said in an error event and in the result.
@@ -413,6 +426,56 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
   if (output !== undefined && status === "completed") result.output = output;
   if (lastFinish !== undefined) result.finishReason = lastFinish;
   return result;
+}
+
+/**
+ * When a run ends while its tools run (aborted, timed out, failed), its last message holds
+ * tool calls with no results, and every model API refuses a conversation with an unanswered
+ * call: every later turn of the session would fail. The calls get their results, those that
+ * returned as they did and the others as errors ({@link INTERRUPTED_TOOL_OUTPUT}), saved and
+ * told as `tool-result` events. Best effort: a run that no longer owns its session (reset), or
+ * a store refusing the write, leaves it to the history's repair when the session is read back.
+ */
+async function answerInterrupted(
+  last: ModelMessage | undefined,
+  returned: ToolResultPart[],
+  append: (message: ModelMessage) => Promise<void>,
+  emit: AgentLoopInput["emit"],
+  base: { runId: string; sessionKey: string },
+): Promise<void> {
+  if (last?.role !== "assistant") return;
+  const content: ToolResultPart[] = [];
+  for (const part of last.content) {
+    if (part.type !== "tool-call") continue;
+    const result = returned.find((r) => r.toolCallId === part.toolCallId);
+    if (result !== undefined) {
+      content.push(result);
+      continue;
+    }
+    const output = INTERRUPTED_TOOL_OUTPUT;
+    content.push({
+      type: "tool-result",
+      toolCallId: part.toolCallId,
+      toolName: part.toolName,
+      output,
+      isError: true,
+    });
+    emit({
+      runId: base.runId,
+      sessionKey: base.sessionKey,
+      type: "tool-result",
+      toolCallId: part.toolCallId,
+      toolName: part.toolName,
+      output,
+      isError: true,
+    });
+  }
+  if (content.length === 0) return;
+  try {
+    await append({ role: "tool", content });
+  } catch {
+    // See above: repaired when the history is read back.
+  }
 }
 
 /** A final answer checked against the run's output, or the error that ends the run. */

@@ -9,6 +9,7 @@ import {
   RunTimeoutError,
   SessionBusyError,
 } from "../errors.js";
+import { answerToolCalls } from "../providers/tool-results.js";
 import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { Actor, STOPPING } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
@@ -2491,20 +2492,25 @@ function historyOf(live: readonly TranscriptRecord[]): ModelMessage[] {
 
 /**
  * Makes a restored history safe to send: it starts at a user message, and every assistant
- * tool call has its result (a turn cut short by a crash is dropped from its unanswered call).
+ * tool call has its result. A call left without one in the last turn (a crash cut the run
+ * short; its replay redoes it) is dropped with everything from it. One in an earlier turn (a
+ * run that ended while its tools ran, saved before the loop answered its calls) gets an error
+ * result (see `answerToolCalls`), so that the turns after it are kept.
  */
 function repairHistory(history: ModelMessage[]): ModelMessage[] {
-  const out = trimToTurn(history);
-  for (let i = 0; i < out.length; i++) {
+  let out = trimToTurn(history);
+  const lastTurn = out.findLastIndex((m) => m.role === "user");
+  for (let i = Math.max(lastTurn, 0); i < out.length; i++) {
     const message = out[i]!;
     if (message.role !== "assistant") continue;
-    const calls = message.content.filter((p) => p.type === "tool-call").map((p) => p.toolCallId);
-    if (calls.length === 0) continue;
     const next = out[i + 1];
-    const answered = new Set(next?.role === "tool" ? next.content.map((r) => r.toolCallId) : []);
-    if (calls.some((id) => !answered.has(id))) return out.slice(0, i);
+    const answered = next?.role === "tool" ? next.content.map((r) => r.toolCallId) : [];
+    if (message.content.some((p) => p.type === "tool-call" && !answered.includes(p.toolCallId))) {
+      out = out.slice(0, i);
+      break;
+    }
   }
-  return out;
+  return answerToolCalls(out);
 }
 
 /**
