@@ -50,7 +50,8 @@ describe("response_format on /v1/chat/completions", () => {
     expect(reply.status).toBe(200);
     expect(reply.json.choices[0]).toEqual({
       index: 0,
-      message: { role: "assistant", content: '{"city":"Oslo","celsius":4}' },
+      message: { role: "assistant", content: '{"city":"Oslo","celsius":4}', refusal: null },
+      logprobs: null,
       finish_reason: "stop",
     });
     expect(stack.provider.requests[0]!.responseFormat).toEqual({

@@ -335,6 +335,7 @@ describe("OpenAI-compatible API", () => {
       message: {
         role: "assistant",
         content: null,
+        refusal: null,
         tool_calls: [
           {
             id: "call_1",
@@ -343,6 +344,7 @@ describe("OpenAI-compatible API", () => {
           },
         ],
       },
+      logprobs: null,
       finish_reason: "tool_calls",
     });
     expect(stack.provider.requests[0]!.tools).toEqual([

@@ -267,23 +267,38 @@ export function startSse(res: ServerResponse): void {
  */
 export function runFailure(
   result: RunResult,
-): { status: number; message: string; code: string | null } | undefined {
+):
+  | { status: number; message: string; code: string | null; headers: Record<string, string> }
+  | undefined {
   if (result.status === "failed") {
     return {
       status: 502,
       message: result.error?.message ?? "the run failed",
       code: result.error?.code ?? null,
+      headers: {},
     };
   }
   if (result.status === "aborted") {
+    const timedOut = result.error?.code === "RUN_TIMEOUT";
     return {
-      status: result.error?.code === "RUN_TIMEOUT" ? 504 : 503,
+      status: timedOut ? 504 : 503,
       message: result.error?.message ?? "the run was aborted before it finished",
       code: result.error?.code ?? "run_aborted",
+      // Someone stopped the run (an operator's `chat.abort`): the OpenAI SDKs, which retry
+      // every 5xx by default, would run the turn again and undo the stop. They read this.
+      headers: timedOut ? {} : NO_RETRY,
     };
   }
   return undefined;
 }
+
+/**
+ * Tells the OpenAI SDKs (which retry 408, 409, 429 and every 5xx unless told) not to retry a
+ * refusal that a retry cannot change or should not undo.
+ */
+export const NO_RETRY: Readonly<Record<string, string>> = Object.freeze({
+  "x-should-retry": "false",
+});
 
 /**
  * Reads a request's body as one JSON object. On failure answers it (413 over the limit, 400
@@ -321,7 +336,10 @@ export async function readJsonObject(
  */
 export function sendRequestFailure(res: ServerResponse, error: unknown): void {
   if (error instanceof RequestError) {
-    openAiError(res, error.status, error.message, error.type, error.code, {}, error.param);
+    // 501: the gateway is not set up for it (client tools without a model source); a retry
+    // cannot change that.
+    const headers = error.status === 501 ? NO_RETRY : {};
+    openAiError(res, error.status, error.message, error.type, error.code, headers, error.param);
     return;
   }
   const e = error as {

@@ -389,7 +389,14 @@ async function sessionTurn(
       finished = true;
       const failure = runFailure(result);
       if (failure !== undefined) {
-        return openAiError(res, failure.status, failure.message, "server_error", failure.code);
+        return openAiError(
+          res,
+          failure.status,
+          failure.message,
+          "server_error",
+          failure.code,
+          failure.headers,
+        );
       }
       return sendJson(res, 200, await dialect.body(id, created, answerOf(result)));
     }

@@ -342,8 +342,11 @@ function chatDialect(body: CompletionRequest): Dialect {
           message: {
             role: "assistant",
             content: answer.text.length === 0 && answer.calls.length > 0 ? null : answer.text,
+            // Always present in OpenAI's chat completion object (and typed so by its SDK).
+            refusal: null,
             ...(answer.calls.length === 0 ? {} : { tool_calls: toolCallsOf(answer.calls) }),
           },
+          logprobs: null,
           finish_reason: finishReasonOf(answer.finish),
         },
       ],

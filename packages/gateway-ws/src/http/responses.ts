@@ -443,6 +443,8 @@ function responsesDialect(body: Record<string, unknown>, keep: Keep | undefined)
     previous_response_id: echo("previous_response_id", null),
     store: stored,
     temperature: echo("temperature", null),
+    // Always present in OpenAI's response object; `top_p` is accepted but never applied here.
+    top_p: null,
     text: { format: (isPlainObject(body.text) && body.text.format) || { type: "text" } },
     tool_choice: echo("tool_choice", "auto"),
     tools: echo("tools", []),
@@ -526,7 +528,11 @@ function responsesDialect(body: Record<string, unknown>, keep: Keep | undefined)
           const args = JSON.stringify(call.input);
           const at = { item_id: fc, output_index: index };
           emit("response.function_call_arguments.delta", { ...at, delta: args });
-          emit("response.function_call_arguments.done", { ...at, arguments: args });
+          emit("response.function_call_arguments.done", {
+            ...at,
+            name: call.name,
+            arguments: args,
+          });
           const item = functionCallItem(fc, call, "completed");
           output[index] = item;
           emit("response.output_item.done", { output_index: index, item });
