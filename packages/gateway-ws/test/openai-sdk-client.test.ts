@@ -610,6 +610,30 @@ describe("models.list", () => {
     }
     expect(ids).toEqual(["beamclaw", "beamclaw/main", "beamclaw/ops"]);
   });
+
+  it("models.retrieve answers each listed model (the SDK sends beamclaw/ops as beamclaw%2Fops) and 404s another", async () => {
+    const stack = await startStack({
+      agents: [
+        { id: "main", model: "scripted/m1" },
+        { id: "ops", model: "scripted/m1" },
+      ],
+    });
+    const client = sdk(stack);
+    for (const id of ["beamclaw", "beamclaw/main", "beamclaw/ops"]) {
+      const model = await client.models.retrieve(id);
+      expect(model).toMatchObject({ id, object: "model", owned_by: "beamclaw" });
+      expect(Number.isInteger(model.created)).toBe(true);
+    }
+    const error = await thrown(client.models.retrieve("beamclaw/nobody"));
+    expect(error).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(error).toMatchObject({ status: 404, code: "model_not_found" });
+    // A path that is not percent-encoding is a missing model too, not a crash.
+    const raw = await fetch(`http://127.0.0.1:${stack.port}/v1/models/%E0%A4%A`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(raw.status).toBe(404);
+    expect(await raw.json()).toMatchObject({ error: { code: "model_not_found" } });
+  });
 });
 
 describe("errors as the SDK surfaces them", () => {

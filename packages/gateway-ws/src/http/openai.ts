@@ -1,6 +1,6 @@
 /**
  * OpenAI-compatible HTTP: `POST /v1/chat/completions` (streaming SSE ending in `[DONE]`, or
- * one JSON answer) and `GET /v1/models`. The `model` names an agent (`beamclaw`,
+ * one JSON answer), `GET /v1/models` and `GET /v1/models/{model}`. The `model` names an agent (`beamclaw`,
  * `beamclaw/<agentId>`); the `x-beamclaw-session-key` header or the `user` field picks the
  * session. A request with function `tools` of its own is answered by one model call with
  * those tools, and the model's calls come back as `tool_calls` for the client to run. A
@@ -431,9 +431,37 @@ export async function handleChatCompletions(
 
 /** Handles `GET /v1/models`. */
 export function handleModels(hub: GatewayHub, res: ServerResponse): void {
-  const created = Math.floor(hub.startedAt / 1000);
-  sendJson(res, 200, {
-    object: "list",
-    data: modelIds(hub).map((id) => ({ id, object: "model", created, owned_by: "beamclaw" })),
-  });
+  sendJson(res, 200, { object: "list", data: modelIds(hub).map((id) => modelObject(hub, id)) });
+}
+
+/** The path of one model: `/v1/models/{model}` (`beamclaw/main` may come as `beamclaw%2Fmain`). */
+export const MODEL_ITEM_PATH = /^\/v1\/models\/(.{1,300})$/;
+
+/**
+ * Handles `GET /v1/models/{model}` (OpenAI's "retrieve model", the SDKs' `models.retrieve`):
+ * the model object of any name a request's `model` takes, 404 `model_not_found` otherwise.
+ */
+export function handleModel(hub: GatewayHub, res: ServerResponse, encoded: string): void {
+  try {
+    let id: string;
+    try {
+      id = decodeURIComponent(encoded);
+    } catch {
+      throw new RequestError(
+        404,
+        `model "${encoded}" does not exist`,
+        "invalid_request_error",
+        "model_not_found",
+      );
+    }
+    agentForModel(hub, id);
+    sendJson(res, 200, modelObject(hub, id));
+  } catch (error) {
+    sendRequestFailure(res, error);
+  }
+}
+
+/** OpenAI's model object for `id`. */
+function modelObject(hub: GatewayHub, id: string) {
+  return { id, object: "model", created: Math.floor(hub.startedAt / 1000), owned_by: "beamclaw" };
 }

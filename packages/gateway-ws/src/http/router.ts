@@ -10,7 +10,7 @@ import { secretsEqual } from "../auth/shared-secret.js";
 import type { HookIngress } from "../hooks/ingress.js";
 import type { GatewayHub } from "../hub.js";
 import { Scopes } from "../protocol/constants.js";
-import { handleChatCompletions, handleModels } from "./openai.js";
+import { handleChatCompletions, handleModel, handleModels, MODEL_ITEM_PATH } from "./openai.js";
 import { handleResponseItem, handleResponses, RESPONSE_ITEM_PATH } from "./responses.js";
 import { serveStatic } from "./static.js";
 import { bearerToken, openAiError, sendJson } from "./util.js";
@@ -149,14 +149,16 @@ export function createHttpHandler(options: HttpRouterOptions) {
       }
       if (options.hooks?.owns(path) === true) return await options.hooks.handle(req, res, url);
       const responseId = RESPONSE_ITEM_PATH.exec(path)?.[1];
+      const modelId = MODEL_ITEM_PATH.exec(path)?.[1];
       if (
         path === "/v1/chat/completions" ||
         path === "/v1/models" ||
+        modelId !== undefined ||
         path === "/v1/responses" ||
         responseId !== undefined
       ) {
         const enabled =
-          path === "/v1/models"
+          path === "/v1/models" || modelId !== undefined
             ? options.models
             : path === "/v1/responses" || responseId !== undefined
               ? options.responses === true
@@ -170,7 +172,11 @@ export function createHttpHandler(options: HttpRouterOptions) {
             "not_found",
           );
         const allowed =
-          path === "/v1/models" ? ["GET"] : responseId !== undefined ? ["GET", "DELETE"] : ["POST"];
+          path === "/v1/models" || modelId !== undefined
+            ? ["GET"]
+            : responseId !== undefined
+              ? ["GET", "DELETE"]
+              : ["POST"];
         if (!allowed.includes(method)) {
           return openAiError(
             res,
@@ -224,6 +230,7 @@ export function createHttpHandler(options: HttpRouterOptions) {
           );
         }
         if (path === "/v1/models") return handleModels(hub, res);
+        if (modelId !== undefined) return handleModel(hub, res, modelId);
         if (responseId !== undefined) return await handleResponseItem(hub, req, res, responseId);
         if (path === "/v1/responses") {
           return await handleResponses(hub, req, res, {
