@@ -266,6 +266,26 @@ describe("BackgroundProcessRegistry", () => {
     expect(() => registry.get(slug)).toThrow(ProcessNotFoundError);
   });
 
+  it("keeps at most maxFinished finished background processes, forgetting those that ended first", async () => {
+    const registry = await registryWith({ maxFinished: 2 });
+    const slugs: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { slug } = await run(registry, "true");
+      registry.background(slug);
+      await registry.wait(slug);
+      slugs.push(slug);
+    }
+    expect(registry.list().map((p) => p.slug)).toEqual(slugs.slice(2));
+    for (const slug of slugs.slice(0, 2)) {
+      expect(() => registry.get(slug)).toThrow(ProcessNotFoundError);
+    }
+    // One that finishes in the foreground is its caller's to read: it does not count.
+    const { slug: foreground } = await run(registry, "true");
+    await registry.wait(foreground);
+    expect(registry.list().map((p) => p.slug)).toEqual([...slugs.slice(2), foreground]);
+    expect(() => new BackgroundProcessRegistry({ maxFinished: 0 })).toThrow(InvalidArgumentError);
+  });
+
   it("remove kills a running process and forgets it", async () => {
     const registry = await registryWith();
     const { slug, pid } = await run(registry, "sleep 300");

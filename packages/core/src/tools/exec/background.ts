@@ -39,6 +39,12 @@ export interface BackgroundProcessRegistryOptions {
   finishedTtlMs?: number;
   /** Commands running at once; one more is refused with `OverloadedError`. Default 64. */
   maxProcesses?: number;
+  /**
+   * Finished background commands kept (with their output) until `finishedTtlMs`; past this
+   * many, the one that ended first is forgotten early. Default 256: an agent starting short
+   * commands in the background cannot hold thousands of outputs for half an hour.
+   */
+  maxFinished?: number;
   /** How often running process trees are scanned for escaped descendants. Default 1000. */
   trackIntervalMs?: number;
 }
@@ -183,6 +189,7 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
   readonly #timeoutMs: number;
   readonly #ttlMs: number;
   readonly #maxProcesses: number;
+  readonly #maxFinished: number;
   readonly #trackIntervalMs: number;
   readonly #entries = new Map<string, Entry>();
   readonly #spawning = new Set<Promise<unknown>>();
@@ -205,6 +212,7 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
     this.#timeoutMs = positive(options.timeoutMs, DEFAULT_EXEC_TIMEOUT_MS, "timeoutMs");
     this.#ttlMs = positive(options.finishedTtlMs, DEFAULT_FINISHED_TTL_MS, "finishedTtlMs");
     this.#maxProcesses = positive(options.maxProcesses, 64, "maxProcesses");
+    this.#maxFinished = positive(options.maxFinished, 256, "maxFinished");
     this.#trackIntervalMs = positive(options.trackIntervalMs, 1_000, "trackIntervalMs");
   }
 
@@ -504,6 +512,25 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
     // Host cleanup (removing a container) failing does not change how the command ended.
     entry.closing = entry.child.close?.().catch(() => {}) ?? Promise.resolve();
     entry.resolveFinished();
+    this.#forgetOldestFinished();
+  }
+
+  /**
+   * Past `maxFinished` finished background commands, forgets those that ended first (as their
+   * expiry would). One still in the foreground is not counted: its caller reads it and
+   * removes it itself.
+   */
+  #forgetOldestFinished(): void {
+    const finished = [...this.#entries.values()].filter(
+      (e) => e.status === "exited" && e.backgrounded,
+    );
+    if (finished.length <= this.#maxFinished) return;
+    finished.sort((a, b) => (a.endedAt ?? 0) - (b.endedAt ?? 0));
+    for (const entry of finished.slice(0, finished.length - this.#maxFinished)) {
+      entry.cancelExpiry();
+      this.#entries.delete(entry.slug);
+      if (entry.child.alive()) void this.#reap(entry, this.#killGraceMs);
+    }
   }
 
   /** SIGTERM to the tree, SIGKILL after `graceMs`, then wait until it is gone. */
