@@ -73,9 +73,10 @@ const FINISHED_KEPT = 1000;
 const ALIASES_KEPT = 10_000;
 
 /**
- * `agent.wait` calls one connection may have waiting at once: each holds a timer and a
- * listener on the connection until its run ends or its `timeoutMs` (up to 24.8 days) passes.
- * One more is a retryable `UNAVAILABLE` (`TOO_MANY_WAITS`).
+ * `agent.wait` and `exec.approval.waitDecision` calls one connection may have waiting at once
+ * (together): each holds a timer or a listener on the connection until its run ends, its
+ * approval is decided or its `timeoutMs` (up to 24.8 days) passes. One more is a retryable
+ * `UNAVAILABLE` (`TOO_MANY_WAITS`).
  */
 export const MAX_WAITS_PER_CONNECTION = 1_000;
 

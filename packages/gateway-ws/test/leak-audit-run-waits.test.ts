@@ -6,6 +6,7 @@
  */
 import { getEventListeners } from "node:events";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { ExecApprovals } from "../src/approvals.js";
 import { createGateway, type GatewayServer } from "../src/index.js";
 import { MAX_WAITS_PER_CONNECTION, RunTracker } from "../src/runs.js";
 import {
@@ -137,5 +138,46 @@ describe("leak audit: waits for a run", () => {
     await client.close();
     await Promise.all(wait.mock.results.map((r) => r.value));
     expect(waitListenersLeft(wait.mock.calls)).toBe(0);
+  });
+
+  it("exec.approval.waitDecision shares that budget: waits on an approval that is never decided are capped with agent.wait's", async () => {
+    const stack = await startStack({
+      gateway: { requestsPerSecond: 10_000, requestBurst: 10_000 },
+    });
+    const client = await TestClient.connect(stack.url, {
+      token: TOKEN,
+      scopes: ["operator.write", "operator.approvals"],
+    });
+    await client.request("exec.approval.request", {
+      id: "ap-never",
+      command: "make deploy",
+      cwd: "/srv",
+      twoPhase: true,
+    });
+    const decide = vi.spyOn(ExecApprovals.prototype, "waitDecision");
+    // Half the budget on the approval, half on runs that never come.
+    const half = MAX_WAITS_PER_CONNECTION / 2;
+    const waits = [
+      ...Array.from({ length: half }, () =>
+        client.request("exec.approval.waitDecision", { id: "ap-never" }),
+      ),
+      ...Array.from({ length: half }, (_, i) =>
+        client.request("agent.wait", { runId: `never-${i}`, timeoutMs: 2 ** 31 - 1 }),
+      ),
+    ];
+    for (const waiting of waits) waiting.catch(() => undefined);
+    await waitFor("the approval waits to be made", () => decide.mock.calls.length === half);
+    await waitFor("the run waits to be made", async () => {
+      const error = await client.request("exec.approval.waitDecision", { id: "ap-never" }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      return error instanceof RpcError && error.code === "UNAVAILABLE" ? error : undefined;
+    }).then((refused) => {
+      expect(refused.details).toMatchObject({ code: "TOO_MANY_WAITS" });
+    });
+    expect(decide).toHaveBeenCalledTimes(half);
+    await client.close();
+    await Promise.allSettled(waits);
   });
 });

@@ -11,6 +11,7 @@ import {
   type ParamsObject,
   requireString,
 } from "../protocol/params.js";
+import { asConnectionWait } from "./connection-waits.js";
 
 /** Fields of an approval request that are a string or null, as the protocol has them. */
 const NULLABLE_STRINGS = [
@@ -181,9 +182,9 @@ export const approvalMethods: Record<string, HubMethod> = {
   "exec.approval.waitDecision": {
     scope: Scopes.APPROVALS,
     handler(call, hub) {
-      return hub.approvals.waitDecision(
-        requireString(call.method, call.params, "id", 256),
-        call.signal,
+      const id = requireString(call.method, call.params, "id", 256);
+      return asConnectionWait(call.signal, call.method, () =>
+        hub.approvals.waitDecision(id, call.signal),
       );
     },
   },

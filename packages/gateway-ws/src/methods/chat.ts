@@ -22,7 +22,8 @@ import {
   type ParamsObject,
   requireString,
 } from "../protocol/params.js";
-import { MAX_WAITS_PER_CONNECTION, type RunSnapshot } from "../runs.js";
+import type { RunSnapshot } from "../runs.js";
+import { asConnectionWait } from "./connection-waits.js";
 import {
   attachmentImages,
   attachmentPolicy,
@@ -108,8 +109,6 @@ const STOP_COMMANDS = new Set(["/stop", "/abort", "stop"]);
 /** How many carried-out chat commands are remembered by idempotency key, per gateway. */
 const COMMANDS_KEPT = 1000;
 const commandsDone = new WeakMap<GatewayHub, Map<string, Promise<unknown>>>();
-/** `agent.wait` calls waiting, per connection (by its abort signal, which lives as long). */
-const waitsOf = new WeakMap<AbortSignal, number>();
 
 /**
  * Carries out a chat command (`/new`, `/stop`, ...) once per idempotency key: a retried
@@ -618,27 +617,9 @@ export const chatMethods: Record<string, HubMethod> = {
       const { method, params: p } = call;
       const runId = requireString(method, p, "runId", 256);
       const timeoutMs = optionalInt(method, p, "timeoutMs", { min: 0, max: 2 ** 31 - 1 }) ?? 30_000;
-      // A client that keeps asking about runs that never come must not pile up waits (each a
-      // timer and a listener) on a connection that stays open for months.
-      const waiting = waitsOf.get(call.signal) ?? 0;
-      if (waiting >= MAX_WAITS_PER_CONNECTION) {
-        throw new GatewayError(
-          ErrorCodes.UNAVAILABLE,
-          `too many waits: at most ${MAX_WAITS_PER_CONNECTION} agent.wait calls may wait at once on a connection`,
-          {
-            details: { code: "TOO_MANY_WAITS", limit: MAX_WAITS_PER_CONNECTION },
-            retryable: true,
-          },
-        );
-      }
-      waitsOf.set(call.signal, waiting + 1);
-      try {
-        return waitResult(runId, await hub.runs.wait(runId, timeoutMs, call.signal));
-      } finally {
-        const left = (waitsOf.get(call.signal) ?? 1) - 1;
-        if (left > 0) waitsOf.set(call.signal, left);
-        else waitsOf.delete(call.signal);
-      }
+      return asConnectionWait(call.signal, method, async () =>
+        waitResult(runId, await hub.runs.wait(runId, timeoutMs, call.signal)),
+      );
     },
   },
 };
