@@ -393,6 +393,20 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
   sendCases.push(["options.model: a trailing slash", "hi", { model: "demo/" }]);
   // Every model API refuses a request holding a lone surrogate: saved, it would fail the session.
   sendCases.push(["message.text: a lone surrogate", "a\uD800b", undefined]);
+  // A type some vendor refuses would be kept in the history and refused on every later turn.
+  for (const mediaType of [
+    "image/tiff",
+    "image/svg+xml",
+    "image/bmp",
+    "application/pdf",
+    "IMAGE/PNG",
+  ]) {
+    sendCases.push([
+      `message.images[0].mediaType: ${mediaType}`,
+      { text: "hi", images: [{ mediaType, data: "AAAA" }] },
+      undefined,
+    ]);
+  }
   sendCases.push(["message.sender: a lone surrogate", { text: "hi", sender: "\uDC00" }, undefined]);
 
   for (const [name, message, options] of sendCases) {
@@ -424,6 +438,8 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
         images: [
           { mediaType: "image/png", data: "AAAA" },
           { mediaType: "image/jpeg", url: "https://example.com/a.jpg" },
+          { mediaType: "image/webp", data: "AAAA" },
+          { mediaType: "image/gif", data: "AAAA" },
         ],
       },
       undefined,

@@ -10,6 +10,7 @@ import {
 } from "../errors.js";
 import { abortedBy } from "../providers/backoff.js";
 import { ProviderChain } from "../providers/chain.js";
+import { MODEL_IMAGE_TYPES } from "../providers/media.js";
 import type { JsonObject, JsonValue, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { type ExitReason, formatExitReason, isNormalExit } from "../runtime/exit.js";
 import type { MemoryPressureMonitor } from "../runtime/memory-pressure.js";
@@ -1560,6 +1561,13 @@ function checkMedia(list: unknown, name: "images" | "files"): void {
     const { mediaType, data, url, filename } = item as Record<string, unknown>;
     optionalString(mediaType, `${at}.mediaType`, true);
     if (mediaType === undefined) throw new InvalidArgumentError(`${at} needs a mediaType string`);
+    // Another type would be saved in the history, and a vendor that refuses it (each takes
+    // these four, as written here; some more) would refuse every later turn of the session.
+    if (name === "images" && !MODEL_IMAGE_TYPES.has(mediaType as string)) {
+      throw new InvalidArgumentError(
+        `${at}.mediaType must be ${[...MODEL_IMAGE_TYPES].join(", ")} (the image types every model API takes), got ${describeArg(mediaType)}`,
+      );
+    }
     optionalString(data, `${at}.data`);
     optionalString(url, `${at}.url`);
     if (name === "files") optionalString(filename, `${at}.filename`, true);
