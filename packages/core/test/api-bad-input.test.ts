@@ -400,6 +400,7 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
     "image/bmp",
     "application/pdf",
     "IMAGE/PNG",
+    "image/*",
   ]) {
     sendCases.push([
       `message.images[0].mediaType: ${mediaType}`,
@@ -438,6 +439,7 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
         images: [
           { mediaType: "image/png", data: "AAAA" },
           { mediaType: "image/jpeg", url: "https://example.com/a.jpg" },
+          { mediaType: "image/*", url: "https://example.com/b" },
           { mediaType: "image/webp", data: "AAAA" },
           { mediaType: "image/gif", data: "AAAA" },
         ],

@@ -1563,9 +1563,14 @@ function checkMedia(list: unknown, name: "images" | "files"): void {
     if (mediaType === undefined) throw new InvalidArgumentError(`${at} needs a mediaType string`);
     // Another type would be saved in the history, and a vendor that refuses it (each takes
     // these four, as written here; some more) would refuse every later turn of the session.
-    if (name === "images" && !MODEL_IMAGE_TYPES.has(mediaType as string)) {
+    // An image by URL may say `image/*`: its type is the fetched file's.
+    if (
+      name === "images" &&
+      !MODEL_IMAGE_TYPES.has(mediaType as string) &&
+      !(mediaType === "image/*" && data === undefined)
+    ) {
       throw new InvalidArgumentError(
-        `${at}.mediaType must be ${[...MODEL_IMAGE_TYPES].join(", ")} (the image types every model API takes), got ${describeArg(mediaType)}`,
+        `${at}.mediaType must be ${[...MODEL_IMAGE_TYPES].join(", ")} (the image types every model API takes; image/* for an image by URL), got ${describeArg(mediaType)}`,
       );
     }
     optionalString(data, `${at}.data`);
