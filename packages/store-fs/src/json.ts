@@ -9,6 +9,7 @@ import {
   InvalidArgumentError,
   MAX_STORED_JSON_DEPTH,
   storedJsonTooDeepMessage,
+  unreadableStoredValueError,
 } from "@beamclaw/core";
 
 /**
@@ -24,13 +25,8 @@ export function toJsonText(value: unknown, what: string): string {
     checkJson(value, what, 0, []);
     return stringifyStored(value, what);
   } catch (error) {
-    if (InvalidArgumentError.isInstance(error)) throw error;
     // A getter or proxy trap of the value threw: not plain data, and not an I/O failure.
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new InvalidArgumentError(
-      `${what} threw while it was read (${reason}); only plain JSON data can be stored`,
-      { cause: error },
-    );
+    throw unreadableStoredValueError(what, error);
   }
 }
 

@@ -10,6 +10,7 @@ import {
   MAX_STORED_JSON_DEPTH,
   StoreError,
   storedJsonTooDeepMessage,
+  unreadableStoredValueError,
 } from "@beamclaw/core";
 
 /**
@@ -25,11 +26,7 @@ export function encodeJson(value: unknown, what: string): string {
     if (problem === undefined) text = JSON.stringify(value);
   } catch (error) {
     // A getter or proxy trap of the value threw: not plain data, and not a Redis failure.
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new InvalidArgumentError(
-      `${what} threw while it was read (${reason}); only plain JSON data can be stored`,
-      { cause: error },
-    );
+    throw unreadableStoredValueError(what, error);
   }
   if (problem instanceof InvalidArgumentError) throw problem;
   if (problem !== undefined) {

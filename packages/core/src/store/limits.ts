@@ -3,6 +3,7 @@
  * other refuses: an app tested on `MemoryStore` behaves the same on `@beamclaw/store-fs`,
  * `@beamclaw/store-redis` or a third-party adapter (the conformance suite checks it).
  */
+import { InvalidArgumentError } from "../errors.js";
 
 /**
  * The deepest nesting of arrays and objects a store accepts in a JSON value: 512 levels.
@@ -45,4 +46,33 @@ export const MAX_STORED_JSON_DEPTH = 512;
  */
 export function storedJsonTooDeepMessage(path: string): string {
   return `${path} is nested deeper than ${MAX_STORED_JSON_DEPTH} levels of arrays and objects (MAX_STORED_JSON_DEPTH)`;
+}
+
+/**
+ * The error a store throws for a value that threw while it was read: a getter or a proxy trap
+ * of the value (at `what`, e.g. `kv.set: value`) threw `error`. Such a value is not plain
+ * data, and a retry cannot help, so it is `InvalidArgumentError` (not a store failure) and
+ * nothing is written. An `InvalidArgumentError` is returned as it is. Adapters use it so that
+ * every store words the refusal the same way.
+ *
+ * @example
+ * ```ts
+ * import { unreadableStoredValueError } from "@beamclaw/core";
+ *
+ * function encode(value: unknown, what: string): string {
+ *   try {
+ *     return JSON.stringify(value);
+ *   } catch (error) {
+ *     throw unreadableStoredValueError(what, error);
+ *   }
+ * }
+ * ```
+ */
+export function unreadableStoredValueError(what: string, error: unknown): InvalidArgumentError {
+  if (InvalidArgumentError.isInstance(error)) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new InvalidArgumentError(
+    `${what} threw while it was read (${reason}); only plain JSON data can be stored`,
+    { cause: error },
+  );
 }

@@ -5,7 +5,11 @@
  */
 import { FencedError, InvalidArgumentError, StoreError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../providers/types.js";
-import { MAX_STORED_JSON_DEPTH, storedJsonTooDeepMessage } from "./limits.js";
+import {
+  MAX_STORED_JSON_DEPTH,
+  storedJsonTooDeepMessage,
+  unreadableStoredValueError,
+} from "./limits.js";
 import type {
   ApprovalRecord,
   ApprovalStore,
@@ -250,32 +254,19 @@ function copyJson(value: unknown, path: string): JsonValue {
   try {
     return copyValid(value, 0, []);
   } catch (error) {
-    if (error !== NOT_JSON) throw unreadable(path, error);
+    if (error !== NOT_JSON) throw unreadableStoredValueError(path, error);
     // Rare: walk again, building paths, to name the first part JSON cannot represent.
     return readingJson(path, () => copyJsonAt(value, path, 0, new Set()));
   }
 }
 
-/**
- * `InvalidArgumentError` for a value that threw while it was read (a getter or a proxy trap):
- * it is not plain data, and nothing is stored.
- */
-function unreadable(path: string, error: unknown): InvalidArgumentError {
-  if (InvalidArgumentError.isInstance(error)) return error;
-  const reason = error instanceof Error ? error.message : String(error);
-  return new InvalidArgumentError(
-    `${path} threw while it was read (${reason}); only plain JSON data can be stored`,
-    { cause: error },
-  );
-}
-
-/** Runs `read`, turning anything a getter or proxy trap of the value throws into {@link unreadable}. */
+/** Runs `read`, turning anything a getter or proxy trap of the value throws into {@link unreadableStoredValueError}. */
 function readingJson<T>(path: string, read: () => T): T {
   try {
     return read();
   } catch (error) {
     if (error === NOT_JSON) throw error;
-    throw unreadable(path, error);
+    throw unreadableStoredValueError(path, error);
   }
 }
 
@@ -412,7 +403,7 @@ function serializeObject(value: unknown, path: string): string {
   try {
     checkValid(value, 0, []);
   } catch (error) {
-    if (error !== NOT_JSON) throw unreadable(path, error);
+    if (error !== NOT_JSON) throw unreadableStoredValueError(path, error);
     // Throws, naming the first bad part.
     readingJson(path, () => copyJsonAt(value, path, 0, new Set()));
     throw error;

@@ -1323,6 +1323,21 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         await expectInvalid(() => store.kv.delete(""));
         await expectInvalid(() => store.kv.keys(undefined as unknown as string));
       });
+
+      it("names what a value threw while it was read, and keeps it as the cause", async () => {
+        const store = await open();
+        const thrown = new Error("getter failed: token expired");
+        const value = {
+          get secret(): string {
+            throw thrown;
+          },
+        };
+        const error = await failure(() => store.kv.set("k", value as never), "throwing getter");
+        expect(codeOf(error)).toBe("INVALID_ARGUMENT");
+        expect((error as Error).message).toContain("getter failed: token expired");
+        expect((error as Error).cause).toBe(thrown);
+        expect(await store.kv.get("k")).toBeUndefined();
+      });
     });
 
     // -------------------------------------------------------------- locks and fencing
