@@ -2,7 +2,7 @@
  * Every tool call answered: a rule of every model API that a conversation can break when a
  * run ends while its tools run.
  */
-import type { ModelMessage, ToolResultPart } from "./types.js";
+import type { ModelMessage, ToolCallPart, ToolResultPart } from "./types.js";
 
 /**
  * What the model reads for a tool call that never returned (its run ended, aborted, timed out
@@ -11,6 +11,17 @@ import type { ModelMessage, ToolResultPart } from "./types.js";
  */
 export const INTERRUPTED_TOOL_OUTPUT =
   "No result: the run ended before this tool call returned; it may or may not have taken effect.";
+
+/** The error result ({@link INTERRUPTED_TOOL_OUTPUT}) of a tool call that never returned. */
+export function interruptedToolResult(call: ToolCallPart): ToolResultPart {
+  return {
+    type: "tool-result",
+    toolCallId: call.toolCallId,
+    toolName: call.toolName,
+    output: INTERRUPTED_TOOL_OUTPUT,
+    isError: true,
+  };
+}
 
 /**
  * `messages` with a result for every tool call: an assistant message whose calls are not all
@@ -54,13 +65,7 @@ export function answerToolCalls(messages: ModelMessage[]): ModelMessage[] {
     for (const part of message.content) {
       if (part.type !== "tool-call" || answered.has(part.toolCallId)) continue;
       answered.add(part.toolCallId);
-      missing.push({
-        type: "tool-result",
-        toolCallId: part.toolCallId,
-        toolName: part.toolName,
-        output: INTERRUPTED_TOOL_OUTPUT,
-        isError: true,
-      });
+      missing.push(interruptedToolResult(part));
     }
     if (missing.length === 0) continue;
     out ??= messages.slice(0, i + 1);

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { AbortedError, isBeamClawError, OutputError } from "../errors.js";
 import { readEvents } from "../providers/chain.js";
-import { INTERRUPTED_TOOL_OUTPUT } from "../providers/tool-results.js";
+import { interruptedToolResult } from "../providers/tool-results.js";
 import type {
   FilePart,
   FinishReason,
@@ -432,7 +432,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
  * When a run ends while its tools run (aborted, timed out, failed), its last message holds
  * tool calls with no results, and every model API refuses a conversation with an unanswered
  * call: every later turn of the session would fail. The calls get their results, those that
- * returned as they did and the others as errors ({@link INTERRUPTED_TOOL_OUTPUT}), saved and
+ * returned as they did and the others as errors ({@link interruptedToolResult}), saved and
  * told as `tool-result` events. Best effort: a run that no longer owns its session (reset), or
  * a store refusing the write, leaves it to the history's repair when the session is read back.
  */
@@ -447,26 +447,19 @@ async function answerInterrupted(
   const content: ToolResultPart[] = [];
   for (const part of last.content) {
     if (part.type !== "tool-call") continue;
-    const result = returned.find((r) => r.toolCallId === part.toolCallId);
-    if (result !== undefined) {
-      content.push(result);
+    const returnedResult = returned.find((r) => r.toolCallId === part.toolCallId);
+    if (returnedResult !== undefined) {
+      content.push(returnedResult);
       continue;
     }
-    const output = INTERRUPTED_TOOL_OUTPUT;
-    content.push({
-      type: "tool-result",
-      toolCallId: part.toolCallId,
-      toolName: part.toolName,
-      output,
-      isError: true,
-    });
+    const result = interruptedToolResult(part);
+    content.push(result);
     emit({
-      runId: base.runId,
-      sessionKey: base.sessionKey,
+      ...base,
       type: "tool-result",
-      toolCallId: part.toolCallId,
+      toolCallId: result.toolCallId,
       toolName: part.toolName,
-      output,
+      output: result.output,
       isError: true,
     });
   }
