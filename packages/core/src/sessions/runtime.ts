@@ -257,7 +257,8 @@ export interface SessionHandle {
   compact(options?: CompactOptions): Promise<CompactionResult>;
   /**
    * Stops the session and deletes its metadata, its unfinished messages, its remembered
-   * tool approvals (`allow-always`) and its transcript (or, with `archiveTranscript`, moves
+   * tool approvals (`allow-always`), the tools registered for it alone
+   * (`runtime.tools.registerForSession`) and its transcript (or, with `archiveTranscript`, moves
    * the transcript to `<key>:deleted:<epoch ms>`): a session made again under the same key
    * starts with nothing of it, and is asked again before its tools run.
    * Its active and queued runs end as aborted with error `SESSION_DELETED` (a `run-end`
@@ -862,7 +863,10 @@ export class AgentRuntime {
           type: "delete",
           ...(archive ? { options: { archiveTranscript: true } } : {}),
         });
-        if (routed !== undefined) return routed.reply as SessionDeleteResult;
+        if (routed !== undefined) {
+          this.tools?.clearSession(key);
+          return routed.reply as SessionDeleteResult;
+        }
         const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
         if (actor !== undefined) {
           actor.markDeleted();
@@ -893,6 +897,8 @@ export class AgentRuntime {
         await this.store.approvals.clear(key);
         await this.store.transcripts.delete(key);
         await this.store.sessions.delete(key);
+        // Its own tools too (`tools.registerForSession`): a session made again starts without.
+        this.tools?.clearSession(key);
         return archivedAs === undefined ? { existed } : { existed, archivedAs };
       },
     };

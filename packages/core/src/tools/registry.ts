@@ -9,6 +9,7 @@ import {
 } from "../runtime/lazy-abort.js";
 import type { TaskSupervisor } from "../runtime/task-supervisor.js";
 import { describeArg } from "../runtime/validate.js";
+import { normalizeSessionKey } from "../sessions/session-key.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
 import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
@@ -57,9 +58,18 @@ export class ToolRegistry {
     return this.#global.delete(name);
   }
 
-  /** Adds a tool that only `sessionKey` can see. */
+  /**
+   * Adds a tool that only `sessionKey` can see. The key is normalized as the runtime's keys
+   * are (`Agent:Ops:Main` is `agent:ops:main`). The runtime drops a session's tools when the
+   * session is deleted (`session.delete()`); a session made again under that key starts
+   * without them.
+   *
+   * @throws InvalidSessionKeyError for a key that is not a session key.
+   * @throws InvalidArgumentError for a bad tool, or a name the session already has.
+   */
   registerForSession(sessionKey: string, tool: RegisteredTool): void {
     check(tool);
+    sessionKey = normalizeSessionKey(sessionKey);
     let tools = this.#sessions.get(sessionKey);
     if (tools === undefined) {
       tools = new Map();
@@ -71,9 +81,13 @@ export class ToolRegistry {
     tools.set(tool.name, tool);
   }
 
-  /** Drops every tool registered for `sessionKey`. */
+  /**
+   * Drops every tool registered for `sessionKey` (normalized as in {@link registerForSession}).
+   *
+   * @throws InvalidSessionKeyError for a key that is not a session key.
+   */
   clearSession(sessionKey: string): void {
-    this.#sessions.delete(sessionKey);
+    this.#sessions.delete(normalizeSessionKey(sessionKey));
   }
 
   /** Names of the global tools. */
