@@ -135,6 +135,7 @@ describe("unknown keys", () => {
     expect(error.issues).toContainEqual({
       path: "(root)",
       message: 'unknown field(s) "__proto__"',
+      line: 2,
     });
   });
 

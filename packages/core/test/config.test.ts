@@ -9,6 +9,7 @@ import {
   configJsonSchema,
   diffConfig,
   LocalPubSub,
+  loadConfigFile,
   parseConfig,
   parseConfigYaml,
 } from "../src/index.js";
@@ -366,10 +367,10 @@ agents:
     expect(config.gateway.auth.token).toBe("t0ken");
   });
 
-  it("names the agent's path when a map-form agent is invalid", () => {
+  it("names the agent's path by its id when a map-form agent is invalid", () => {
     const issues = issuesOf(() => parseConfig({ agents: { main: { model: "nope" } } }));
     expect(issues).toEqual([
-      { path: "agents[0].model", message: expect.stringMatching(/provider\/model/) },
+      { path: "agents.main.model", message: expect.stringMatching(/provider\/model/) },
     ]);
   });
 });
@@ -627,5 +628,120 @@ describe("agents.*.output", () => {
     expect(issues({ schema, retries: 6 })).toEqual(["agents[0].output.retries"]);
     expect(issues({ schema, name: "a b" })).toEqual(["agents[0].output.name"]);
     expect(issues({ schema, format: "json" })).toEqual(["agents[0].output"]);
+  });
+});
+
+describe("where a problem is: the key as written and its line", () => {
+  it("names a map-form agent by its id, not by its position in the list it becomes", () => {
+    const issues = issuesOf(() =>
+      parseConfigYaml(`agents:
+  main:
+    model: local/llama3
+  other:
+    modle: x
+    maxSteps: "ten"
+`),
+    );
+    expect(issues.map((i) => i.path).sort()).toEqual(
+      ["agents.other", "agents.other.maxSteps", "agents.other.model"].sort(),
+    );
+  });
+
+  it("gives the line of every problem of a file, and shows it in the message", () => {
+    let error: unknown;
+    try {
+      parseConfigYaml(
+        `# a comment
+gateway:
+  port: "abc"
+gatway: {}
+agents:
+  main:
+    model: local/llama3
+  other:
+    modle: x
+    maxSteps: "ten"
+`,
+        { source: "/etc/beamclaw.yaml" },
+      );
+    } catch (caught) {
+      error = caught;
+    }
+    if (!ConfigError.isInstance(error)) throw new Error("expected a ConfigError");
+    const line = Object.fromEntries(error.issues.map((i) => [`${i.path} ${i.message}`, i.line]));
+    expect(line).toEqual({
+      'gateway.port expected number, got "abc"': 3,
+      '(root) unknown field(s) "gatway"': 4,
+      // The missing key is reported at its agent's key; the unknown one at itself.
+      "agents.other.model expected string, got nothing": 8,
+      'agents.other.maxSteps expected number, got "ten"': 10,
+      'agents.other unknown field(s) "modle"': 9,
+    });
+    expect(error.message).toContain("/etc/beamclaw.yaml");
+    expect(error.message).toContain('  - gateway.port: expected number, got "abc" (line 3)');
+  });
+
+  it("gives the line of a reference to an unset environment variable", () => {
+    const issues = issuesOf(() =>
+      parseConfigYaml(
+        "agents: { main: { model: p/m } }\ngateway:\n  auth: { mode: token, token: ${NOPE_TOKEN} }\n",
+        { env: {} },
+      ),
+    );
+    expect(issues).toEqual([
+      {
+        path: "gateway.auth.token",
+        message: "environment variable NOPE_TOKEN is not set",
+        line: 3,
+      },
+    ]);
+  });
+
+  it("a configuration object has no lines", () => {
+    const issues = issuesOf(() => parseConfig({ agents: { main: { model: 42 } } }));
+    expect(issues).toEqual([{ path: "agents.main.model", message: "expected string, got 42" }]);
+  });
+
+  it("says what agents takes when the file has none (an empty file)", () => {
+    for (const text of ["", "# only a comment\n"]) {
+      const issues = issuesOf(() => parseConfigYaml(text));
+      expect(issues).toEqual([
+        {
+          path: "agents",
+          message: expect.stringMatching(
+            /^expected a map of agents by id .* or a list, got nothing$/,
+          ),
+        },
+      ]);
+    }
+  });
+
+  it("states a YAML syntax error once, without a dangling position", () => {
+    const issues = issuesOf(() => parseConfigYaml("gateway: { port: 0, port: 1 }\nagents: []\n"));
+    expect(issues).toEqual([{ path: "line 1, column 21", message: "Map keys must be unique" }]);
+  });
+
+  it("a file that is missing or a directory is one issue saying so, with the cause kept", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "beamclaw-config-"));
+    dirs.push(dir);
+    const missing = join(dir, "nope.yaml");
+    const errors = await Promise.all(
+      [missing, dir].map((path) =>
+        loadConfigFile(path).then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+      ),
+    );
+    const [notFound, directory] = errors.map((e) => {
+      if (!ConfigError.isInstance(e)) throw new Error("expected a ConfigError");
+      return e;
+    });
+    expect(notFound!.issues).toEqual([{ path: "(file)", message: "no such file" }]);
+    expect((notFound!.cause as { code?: string }).code).toBe("ENOENT");
+    expect(notFound!.source).toBe(missing);
+    expect(directory!.issues).toEqual([
+      { path: "(file)", message: "a directory, not a file: give the path of a YAML file" },
+    ]);
   });
 });

@@ -103,6 +103,51 @@ describe("beamclaw gateway flags", () => {
   });
 });
 
+describe("beamclaw usage errors and help", () => {
+  it.each([
+    ["an unknown flag", ["gateway", "--bogus"], "--bogus"],
+    ["a flag without its value", ["gateway", "--port"], "--port"],
+    ["a value given to a switch", ["gateway", "--generate-token=yes"], "--generate-token"],
+    ["a stray argument", ["gateway", "extra"], "extra"],
+    ["a negative number", ["gateway", "--port", "-1"], "--port"],
+    ["doctor's unknown flag", ["doctor", "--bogus"], "--bogus"],
+  ])(
+    "%s is one line naming it and exit code 2, never a stack trace",
+    async (_name, args, named) => {
+      const result = await run(args);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain(named);
+      expect(result.stderr).toContain("beamclaw --help");
+      expect(result.stderr).not.toMatch(STACK_FRAME);
+      expect(result.stderr).not.toContain("TypeError");
+      expect(result.stdout).not.toContain("listening");
+    },
+  );
+
+  it.each([
+    ["gateway", "--help"],
+    ["gateway", "-h"],
+    ["doctor", "--help"],
+  ])("beamclaw %s %s prints the usage and exits 0 without starting", async (command, flag) => {
+    const result = await run([command, flag]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`beamclaw ${command} +\\[--config <file>\\]`));
+    expect(result.stderr).toBe("");
+    expect(result.stdout).not.toContain("listening");
+  });
+
+  it("a configuration file that does not exist names it and says how to give one, exit code 1", async () => {
+    const dir = await configDir();
+    const missingFile = join(dir, "nope.yaml");
+    const result = await run(["gateway", "--config", missingFile]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`no configuration file at ${missingFile}`);
+    expect(result.stderr).toContain("--config <file>");
+    expect(result.stderr).toContain("BEAMCLAW_CONFIG");
+    expect(result.stderr).not.toMatch(STACK_FRAME);
+  });
+});
+
 describe("beamclaw gateway start failures", () => {
   it("an address this machine does not have is one line naming it, exit code 1", async () => {
     const dir = await configDir();

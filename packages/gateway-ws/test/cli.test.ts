@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -198,6 +198,35 @@ describe("beamclaw gateway", () => {
     expect(await gateway.exit).toBe(0);
   });
 
+  it("follows edits of the file: a broken one is logged and kept out, a restart-only one is logged as such", async () => {
+    const dir = await configDir("http://127.0.0.1:9/v1");
+    const file = join(dir, "beamclaw.yaml");
+    const good = await readFile(file, "utf8");
+    const { gateway } = await startGateway(dir);
+    await writeFile(file, `${good}agents: { main: { model: [ }\n`);
+    await waitFor(
+      "the broken edit to be logged",
+      () => gateway.stderr().includes("invalid; the running one stays") || undefined,
+      10_000,
+    );
+    expect(gateway.stderr()).toMatch(/line 5, column \d+/);
+    // The gateway's address and the store are read at start: an edit of them says so.
+    await writeFile(
+      file,
+      good.replace("port: 18789", "port: 18790").replace("dir: ./.beamclaw", "dir: ./elsewhere"),
+    );
+    const line = await waitFor(
+      "the restart-only edit to be logged",
+      () => gateway.stderr().match(/^.*gateway\.port.*$/m)?.[0],
+      10_000,
+    );
+    expect(line).toContain("store.dir");
+    expect(line).toContain("restart");
+    expect(gateway.child.exitCode).toBeNull();
+    gateway.child.kill("SIGTERM");
+    expect(await gateway.exit).toBe(0);
+  });
+
   it("refuses to start without BEAMCLAW_GATEWAY_TOKEN and says how to set it", async () => {
     const dir = await configDir("http://127.0.0.1:9/v1");
     const gateway = run(["gateway", "--config", join(dir, "beamclaw.yaml")]);
@@ -235,7 +264,7 @@ describe("beamclaw doctor", () => {
     await writeFile(invalid, "agents: { main: { model: nope } }\nbogus: 1\n");
     const second = run(["doctor", "--config", invalid]);
     expect(await second.exit).toBe(1);
-    expect(second.stdout()).toContain("agents[0].model");
+    expect(second.stdout()).toContain("agents.main.model");
     expect(second.stdout()).toContain('unknown field(s) "bogus"');
   });
 });

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
-import { parseDocument } from "yaml";
+import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { z } from "zod";
-import { BeamClawError, InvalidArgumentError } from "../errors.js";
+import { BeamClawError, type BeamClawErrorOptions, InvalidArgumentError } from "../errors.js";
 import { describeArg, optionalString, requireObject } from "../runtime/validate.js";
 import {
   type BeamClawConfig,
@@ -16,16 +16,29 @@ export interface ConfigIssue {
   path: string;
   /** What was wrong and what was expected. */
   message: string;
+  /**
+   * The line of the file where it is (1-based): the key's line, or its nearest enclosing
+   * key's when the key is missing. Only for a configuration read from YAML.
+   */
+  line?: number;
 }
 
 /** A configuration could not be read, substituted or validated. `issues` names every problem. */
 export class ConfigError extends BeamClawError {
   readonly issues: readonly ConfigIssue[];
   readonly source: string;
-  constructor(source: string, issues: ConfigIssue[]) {
+  /**
+   * @param source the file (or "config object") the issues are in
+   * @param issues every problem found
+   * @param options `cause`: the underlying error (the file system's, when the file cannot be read)
+   */
+  constructor(source: string, issues: ConfigIssue[], options?: BeamClawErrorOptions) {
     super(
       "CONFIG_INVALID",
-      `invalid configuration (${source}):\n${issues.map((i) => `  - ${i.path}: ${i.message}`).join("\n")}`,
+      `invalid configuration (${source}):\n${issues
+        .map((i) => `  - ${i.path}: ${i.message}${i.line === undefined ? "" : ` (line ${i.line})`}`)
+        .join("\n")}`,
+      options,
     );
     this.issues = issues;
     this.source = source;
@@ -53,18 +66,62 @@ function showValue(value: unknown): string {
   }
 }
 
-function zodIssues(error: z.ZodError): ConfigIssue[] {
+/**
+ * Where each issue is, as keys of the input (`["agents", "main", "model"]`), for
+ * {@link parseConfigYaml} to find its line. Kept aside so that issues stay `{ path, message }`.
+ */
+const issueKeys = new WeakMap<ConfigIssue, readonly PropertyKey[]>();
+
+/** An issue at `keys` (and `at` for its line, when that differs: an unknown key's own line). */
+function issueAt(
+  keys: readonly PropertyKey[],
+  message: string,
+  at: readonly PropertyKey[] = keys,
+): ConfigIssue {
+  const issue = { path: formatPath(keys), message };
+  issueKeys.set(issue, at);
+  return issue;
+}
+
+/**
+ * The path as the input has it: `agents` written as a map keyed by id validates as a list,
+ * so `agents[1]` of the list is `agents.<its id>` of the input.
+ */
+function inputPath(path: readonly PropertyKey[], input: unknown): PropertyKey[] {
+  const agents = (input as { agents?: unknown } | null)?.agents;
+  if (
+    path[0] !== "agents" ||
+    typeof path[1] !== "number" ||
+    typeof agents !== "object" ||
+    agents === null ||
+    Array.isArray(agents)
+  ) {
+    return [...path];
+  }
+  const id = Object.keys(agents)[path[1]];
+  return id === undefined ? [...path] : ["agents", id, ...path.slice(2)];
+}
+
+function zodIssues(error: z.ZodError, input: unknown): ConfigIssue[] {
   return error.issues.map((issue) => {
     const expected = (issue as { expected?: unknown }).expected;
     const received = (issue as { input?: unknown }).input;
+    const path = inputPath(issue.path, input);
     let message = issue.message;
     if (issue.code === "invalid_type" && expected !== undefined) {
       const shown = received === undefined ? "nothing" : showValue(received);
-      message = `expected ${String(expected)}, got ${shown.length > 40 ? `${shown.slice(0, 37)}...` : shown}`;
+      const what =
+        path.length === 1 && path[0] === "agents"
+          ? "a map of agents by id (main: { model: provider/model }) or a list"
+          : String(expected);
+      message = `expected ${what}, got ${shown.length > 40 ? `${shown.slice(0, 37)}...` : shown}`;
     } else if (issue.code === "unrecognized_keys") {
-      message = `unknown field(s) ${(issue as { keys: string[] }).keys.map((k) => JSON.stringify(k)).join(", ")}`;
+      const keys = (issue as { keys: string[] }).keys;
+      message = `unknown field(s) ${keys.map((k) => JSON.stringify(k)).join(", ")}`;
+      // The line is the first unknown key's own.
+      return issueAt(path, message, keys[0] === undefined ? path : [...path, keys[0]]);
     }
-    return { path: formatPath(issue.path), message };
+    return issueAt(path, message);
   });
 }
 
@@ -91,14 +148,14 @@ export function substituteEnv(
         const found = env[name!];
         if (found !== undefined && found !== "") return found;
         if (fallback !== undefined) return fallback;
-        issues.push({ path: formatPath(path), message: `environment variable ${name} is not set` });
+        issues.push(issueAt(path, `environment variable ${name} is not set`));
         return match;
       },
     );
   }
   if (typeof value === "object" && value !== null) {
     if (ancestors.has(value)) {
-      issues.push({ path: formatPath(path), message: "a cyclic reference (JSON has no cycles)" });
+      issues.push(issueAt(path, "a cyclic reference (JSON has no cycles)"));
       return undefined;
     }
     ancestors.add(value);
@@ -142,23 +199,25 @@ export function parseConfig(
   const substituted = substituteEnv(input, options.env ?? process.env, issues, [], new Set());
   if (issues.length > 0) throw new ConfigError(source, issues);
   const result = ConfigSchema.safeParse(substituted, { reportInput: true });
-  if (!result.success) throw new ConfigError(source, zodIssues(result.error));
+  if (!result.success) throw new ConfigError(source, zodIssues(result.error, substituted));
   const ids = new Set<string>();
   for (const [i, agent] of result.data.agents.entries()) {
-    if (ids.has(agent.id))
-      issues.push({ path: `agents[${i}].id`, message: `duplicate agent id "${agent.id}"` });
+    if (ids.has(agent.id)) {
+      issues.push(
+        issueAt(inputPath(["agents", i, "id"], substituted), `duplicate agent id "${agent.id}"`),
+      );
+    }
     ids.add(agent.id);
   }
   const jobIds = new Set<string>();
   for (const [i, job] of result.data.cron.jobs.entries()) {
     if (jobIds.has(job.id))
-      issues.push({ path: `cron.jobs[${i}].id`, message: `duplicate job id "${job.id}"` });
+      issues.push(issueAt(["cron", "jobs", i, "id"], `duplicate job id "${job.id}"`));
     jobIds.add(job.id);
     if (!ids.has(job.agentId)) {
-      issues.push({
-        path: `cron.jobs[${i}].agentId`,
-        message: `no agent "${job.agentId}" is configured`,
-      });
+      issues.push(
+        issueAt(["cron", "jobs", i, "agentId"], `no agent "${job.agentId}" is configured`),
+      );
     }
   }
   if (issues.length > 0) throw new ConfigError(source, issues);
@@ -193,13 +252,16 @@ export function parseConfigYaml(text: string, options: ParseConfigOptions = {}):
     refs.push(ref);
     return `__BEAMCLAW_REF_${refs.length - 1}__`;
   });
-  const doc = parseDocument(prepared, { prettyErrors: true, uniqueKeys: true });
+  // (The placeholders hold no line break: every line number is the text's own.)
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(prepared, { prettyErrors: true, uniqueKeys: true, lineCounter });
   if (doc.errors.length > 0) {
     throw new ConfigError(
       source,
       doc.errors.map((e) => ({
         path: e.linePos?.[0] ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : "(yaml)",
-        message: e.message.split("\n")[0] ?? e.message,
+        // prettyErrors appends the position and a code frame; the path already has it.
+        message: (e.message.split("\n")[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, ""),
       })),
     );
   }
@@ -211,7 +273,48 @@ export function parseConfigYaml(text: string, options: ParseConfigOptions = {}):
   } catch (error) {
     throw new ConfigError(source, [{ path: "(yaml)", message: (error as Error).message }]);
   }
-  return parseConfig(restoreRefs(parsed ?? {}, refs), { ...options, source });
+  try {
+    return parseConfig(restoreRefs(parsed ?? {}, refs), { ...options, source });
+  } catch (error) {
+    if (!ConfigError.isInstance(error)) throw error;
+    throw new ConfigError(
+      source,
+      error.issues.map((issue) => {
+        const keys = issueKeys.get(issue);
+        const line = keys === undefined ? undefined : lineOf(doc, keys, lineCounter);
+        return line === undefined ? issue : { ...issue, line };
+      }),
+    );
+  }
+}
+
+/**
+ * The line of `keys` in the document: the line of the deepest key (or list item) of that
+ * path the document has, so a missing field is placed at the section that lacks it.
+ */
+function lineOf(
+  doc: Document,
+  keys: readonly PropertyKey[],
+  lineCounter: LineCounter,
+): number | undefined {
+  let node: unknown = doc.contents;
+  let offset: number | undefined;
+  for (const key of keys) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
+      if (pair === undefined) break;
+      offset = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === "number") {
+      const item = node.items[key] as { range?: [number, number, number] } | undefined;
+      if (item?.range === undefined) break;
+      offset = item.range[0];
+      node = item;
+    } else {
+      break;
+    }
+  }
+  return offset === undefined ? undefined : lineCounter.linePos(offset).line;
 }
 
 /**
@@ -261,9 +364,26 @@ export async function loadConfigFile(
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    throw new ConfigError(path, [{ path: "(file)", message: (error as Error).message }]);
+    throw new ConfigError(path, [{ path: "(file)", message: unreadable(error) }], {
+      cause: error,
+    });
   }
   return parseConfigYaml(text, { ...options, source: path });
+}
+
+/** Why a configuration file cannot be read, in words (the path is the error's source). */
+function unreadable(error: unknown): string {
+  switch ((error as { code?: unknown }).code) {
+    case "ENOENT":
+      return "no such file";
+    case "EISDIR":
+      return "a directory, not a file: give the path of a YAML file";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied: this user may not read it";
+    default:
+      return (error as Error).message;
+  }
 }
 
 /** What changed between two configurations. */

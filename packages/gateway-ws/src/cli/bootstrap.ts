@@ -516,6 +516,11 @@ export async function startFromConfig(options: {
     const lateMethods = new Map<string, () => void>();
     // Cron jobs, channels and the live tool settings follow the file as it changes.
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
+      if (diff.restartRequired.length > 0) {
+        options.logSink?.(
+          `config: ${diff.restartRequired.join(", ")} changed; restart the gateway to apply (until then the running values stay)`,
+        );
+      }
       for (const problem of tools.apply(next)) options.logSink?.(problem);
       applyLiveSettings(runtime, next, diff.applied, configDir, skills, options.logSink);
       const everyMs = next.sessions.maintenance?.everyMs ?? 3_600_000;

@@ -27,7 +27,7 @@ const HELP = `beamclaw ${GATEWAY_VERSION}
 Usage:
   beamclaw gateway [--config <file>] [--host <addr>] [--port <n>] [--drain-timeout-ms <ms>] [--generate-token]
   beamclaw doctor  [--config <file>] [--probe]
-  beamclaw --help | --version
+  beamclaw --help | --version      (also: beamclaw <command> --help)
 
 The configuration is read from --config, else $BEAMCLAW_CONFIG, else ./beamclaw.yaml.
 
@@ -50,8 +50,21 @@ function configPath(value: string | undefined, env: CliIo["env"]): string {
   return resolve(value ?? env.BEAMCLAW_CONFIG ?? "beamclaw.yaml");
 }
 
+/** A command line `parseArgs` refused (an unknown flag, a missing value, a stray argument). */
+function isUsageError(error: unknown): error is Error {
+  const code = (error as { code?: unknown } | null)?.code;
+  return error instanceof Error && typeof code === "string" && code.startsWith("ERR_PARSE_ARGS_");
+}
+
 function explain(error: unknown, env: CliIo["env"]): string {
   if (ConfigError.isInstance(error)) {
+    if ((error.cause as { code?: unknown } | undefined)?.code === "ENOENT") {
+      return [
+        `no configuration file at ${error.source}.`,
+        "Give one with --config <file> or BEAMCLAW_CONFIG, or run where a beamclaw.yaml is",
+        "(examples/gateway-server has a commented one).",
+      ].join("\n");
+    }
     const lines = [error.message];
     if (
       error.issues.some((i) => i.message.includes("BEAMCLAW_GATEWAY_TOKEN")) &&
@@ -87,9 +100,14 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
       port: { type: "string" },
       "drain-timeout-ms": { type: "string" },
       "generate-token": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
     allowPositionals: false,
   });
+  if (values.help === true) {
+    io.out(HELP);
+    return 0;
+  }
   // Digits only: Number() would take "" as 0, "0x50" as 80 and "1e3" as 1000.
   const digits = (value: string) => (/^\d+$/.test(value) ? Number(value) : Number.NaN);
   const drainTimeoutMs = digits(values["drain-timeout-ms"] ?? "10000");
@@ -181,9 +199,17 @@ async function gatewayCommand(args: string[], io: CliIo): Promise<number> {
 async function doctorCommand(args: string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { config: { type: "string", short: "c" }, probe: { type: "boolean" } },
+    options: {
+      config: { type: "string", short: "c" },
+      probe: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
     allowPositionals: false,
   });
+  if (values.help === true) {
+    io.out(HELP);
+    return 0;
+  }
   const path = configPath(values.config, io.env);
   const findings = await doctor(path, { env: io.env, probe: values.probe === true });
   const marks = { ok: "ok   ", warn: "warn ", error: "ERROR" };
@@ -215,6 +241,10 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io.err(`unknown command "${command}"\n\n${HELP}`);
     return 2;
   } catch (error) {
+    if (isUsageError(error)) {
+      io.err(`beamclaw ${command}: ${error.message}\nSee beamclaw --help for the usage.`);
+      return 2;
+    }
     io.err(`beamclaw ${command}: ${explain(error, io.env)}`);
     return 2;
   }
