@@ -158,18 +158,50 @@ export class TimeoutError extends BeamClawError {
   static override isInstance = guard<TimeoutError>("TIMEOUT");
 }
 
+/** Options of {@link OverloadedError}. */
+export interface OverloadedErrorOptions extends BeamClawErrorOptions {
+  /**
+   * A suggested wait before retrying, in ms, when the source can tell when room is likely
+   * (a session's queue: when its active run is likely to end). A value that is not a finite
+   * number of 0 or more is left out.
+   */
+  retryAfterMs?: number;
+}
+
 /**
- * A bounded queue (an actor's mailbox, a task supervisor's capacity) is full. Retryable:
- * the same request may succeed once the backlog drains.
+ * A bounded queue (an actor's mailbox, a task supervisor's capacity, a session's queue of
+ * messages waiting for its run) is full. Retryable: the same request may succeed once the
+ * backlog drains; `retryAfterMs`, when set, says how long to wait first (the gateway sends
+ * it as `Retry-After`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await session.send("hello");
+ * } catch (error) {
+ *   if (!OverloadedError.isInstance(error)) throw error;
+ *   await sleep(error.retryAfterMs ?? 1_000); // then send it again: nothing was kept
+ * }
+ * ```
  */
 export class OverloadedError extends BeamClawError {
   /** The bound that was hit. */
   readonly limit: number;
   /** Always true: an overload is transient. */
   readonly isRetryable = true;
-  constructor(message: string, limit: number, options?: BeamClawErrorOptions) {
+  /**
+   * A suggested wait before retrying, in ms; undefined when the source has no estimate (an
+   * actor's mailbox, a task supervisor), and the caller picks its own backoff.
+   */
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, limit: number, options?: OverloadedErrorOptions) {
     super("OVERLOADED", message, options);
     this.limit = limit;
+    const retryAfterMs = options?.retryAfterMs;
+    this.retryAfterMs =
+      typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs) && retryAfterMs >= 0
+        ? retryAfterMs
+        : undefined;
   }
   static override isInstance = guard<OverloadedError>("OVERLOADED");
 }

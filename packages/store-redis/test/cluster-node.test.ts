@@ -10,6 +10,7 @@ import {
   createMemoryStore,
   type ModelSource,
   type ModelStreamEvent,
+  OverloadedError,
   type RunEvent,
   SessionBusyError,
 } from "@beamclaw/core";
@@ -75,6 +76,7 @@ async function cluster(
     hibernateAfterMs?: number;
     prefix?: string;
     requestTimeoutMs?: number;
+    maxQueuedMessages?: number;
   } = {},
 ) {
   const prefix = options.prefix ?? uniquePrefix("node");
@@ -102,6 +104,9 @@ async function cluster(
         ...(options.hibernateAfterMs === undefined
           ? {}
           : { hibernateAfterMs: options.hibernateAfterMs }),
+        ...(options.maxQueuedMessages === undefined
+          ? {}
+          : { maxQueuedMessages: options.maxQueuedMessages }),
       },
       leaseTtlMs: 1_000,
       sweepIntervalMs: 300,
@@ -320,6 +325,32 @@ describe("routing", () => {
     const [last] = await a!.store.transcripts.read(key, { order: "desc", limit: 1 });
     expect(last?.seq).toBe(injected.seq);
     expect(last?.entry.runId).toBe(injected.runId);
+  });
+
+  it("a message refused by the owner's full queue reaches the sender as OverloadedError with the owner's suggested wait", async () => {
+    const {
+      nodes: [a, b],
+      release,
+    } = await cluster(["a", "b"], { maxQueuedMessages: 1 });
+    const key = "agent:main:r-full";
+    await turn(a!, key, "hello");
+    const held = await a!.runtime.session(key).send("hold on");
+    const queued = await a!.runtime.session(key).send("after it");
+    expect(queued.disposition).toBe("queued");
+    const refused = await b!.runtime
+      .session(key)
+      .send("one too many")
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    expect(OverloadedError.isInstance(refused)).toBe(true);
+    // The owner's estimate (its last run took a moment: the shortest wait), not lost on the way.
+    expect((refused as OverloadedError).retryAfterMs).toBe(1_000);
+    expect((refused as OverloadedError).limit).toBe(1);
+    release();
+    expect((await held.result).status).toBe("completed");
+    expect((await queued.result).status).toBe("completed");
   });
 
   it("info, patch, abort, reset and delete sent through any node reach the session on its owner", async () => {

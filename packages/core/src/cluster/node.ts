@@ -1653,16 +1653,23 @@ interface ErrorJson {
   message: string;
   owner?: string;
   limit?: number;
+  /** An overload's suggested wait (`OverloadedError.retryAfterMs`). */
+  retryAfterMs?: number;
 }
 
 function errorJson(error: unknown): ErrorJson {
   if (isBeamClawError(error)) {
-    const { owner, limit } = error as { owner?: unknown; limit?: unknown };
+    const { owner, limit, retryAfterMs } = error as {
+      owner?: unknown;
+      limit?: unknown;
+      retryAfterMs?: unknown;
+    };
     return {
       code: error.code,
       message: error.message,
       ...(typeof owner === "string" ? { owner } : {}),
       ...(typeof limit === "number" ? { limit } : {}),
+      ...(typeof retryAfterMs === "number" ? { retryAfterMs } : {}),
     };
   }
   return { code: "INTERNAL", message: error instanceof Error ? error.message : String(error) };
@@ -1672,7 +1679,9 @@ function errorJson(error: unknown): ErrorJson {
 function toError(error: ErrorJson): BeamClawError {
   switch (error.code) {
     case "OVERLOADED":
-      return new OverloadedError(error.message, error.limit ?? 0);
+      return new OverloadedError(error.message, error.limit ?? 0, {
+        retryAfterMs: error.retryAfterMs,
+      });
     case "INVALID_ARGUMENT":
       return new InvalidArgumentError(error.message);
     case "SESSION_BUSY":

@@ -96,15 +96,14 @@ export class MemoryPressureError extends OverloadedError {
   /** The measures over their thresholds when the pressure began or was last seen. */
   readonly exceeded: MemoryMeasure[];
   /** A suggested wait before retrying, in ms. */
-  readonly retryAfterMs: number;
+  declare readonly retryAfterMs: number;
 
   constructor(
     message: string,
     options: { limit: number; exceeded: MemoryMeasure[]; retryAfterMs: number },
   ) {
-    super(message, options.limit);
+    super(message, options.limit, { retryAfterMs: options.retryAfterMs });
     this.exceeded = options.exceeded;
-    this.retryAfterMs = options.retryAfterMs;
   }
 
   /** True for a `MemoryPressureError` from any copy of `@beamclaw/core`. */

@@ -129,7 +129,10 @@ export interface AgentRuntimeOptions {
   historyLimit?: number;
   /**
    * Messages a session holds waiting for its active run; one more is `OverloadedError`. The
-   * same bound holds for the notes `inject` adds while a run is active. Default 100.
+   * same bound holds for the notes `inject` adds while a run is active. Default 100. The
+   * error's `retryAfterMs` estimates when the active run ends (which makes room): the
+   * duration of the session's last completed run less the active run's time so far, no
+   * later than its time limit, from 1 s (also when there is nothing to go by) to 30 s.
    */
   maxQueuedMessages?: number;
   /**
@@ -181,7 +184,9 @@ export interface SessionHandle {
    * Sends a user message. Resolves once the message is accepted (written to the durable
    * queue and taken by the session) with the handle of its run.
    *
-   * @throws OverloadedError when the session's mailbox or queue is full (nothing is kept).
+   * @throws OverloadedError when the session's mailbox or queue is full (nothing is kept);
+   *   for a full queue its `retryAfterMs` suggests when to send again (see
+   *   {@link AgentRuntimeOptions.maxQueuedMessages}).
    * @throws InvalidArgumentError for a message or option of the wrong kind (no text string,
    *   `images` that are not `{ mediaType, data | url }`, an unknown `queueMode` or `thinking`,
    *   an empty `idempotencyKey`, a `signal` that is not an `AbortSignal`, a `model` that is
@@ -287,7 +292,7 @@ export interface SessionHandle {
    * @throws AbortedError when the session was reset while the injection waited;
    *   NoProcessError when it stopped meanwhile (nothing was saved).
    * @throws OverloadedError when `maxQueuedMessages` notes already wait for the active run
-   *   (nothing is saved; try again once it has ended).
+   *   (nothing is saved; try again once it has ended, after its `retryAfterMs`).
    * @throws ClusterError `CLUSTER_UNREACHABLE` when no node answered in time: a node asked
    *   may have saved it before it was lost, and the message says so with its run id
    *   (`inject:<uuid>`), to look for in the transcript before injecting it again.

@@ -164,6 +164,14 @@ const REPLAY_WAITS = 1_000;
 const REPLAY_PAGE = 1_000;
 /** How soon a message of a session's own that found its mailbox full is sent again. */
 const SELF_RETRY_MS = 10;
+/**
+ * The shortest and the longest wait a full queue suggests (`OverloadedError.retryAfterMs`,
+ * see `#queueRetryAfterMs`). At most 30 s: older openai-node versions (the 60 s cap whose
+ * removal https://github.com/openai/openai-node/issues/1840 asks about) and openai-python
+ * ignore a `Retry-After` of 60 s or more and retry after their own short backoff.
+ */
+const QUEUE_RETRY_MIN_MS = 1_000;
+const QUEUE_RETRY_MAX_MS = 30_000;
 
 /** A message accepted by a session. @internal */
 export interface SessionDelivery {
@@ -443,6 +451,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #active: ActiveRun | null = null;
   #pending: Batch[] = [];
   #pendingCount = 0;
+  /** How long its last run that completed took (ms), for `#queueRetryAfterMs`. */
+  #lastRunMs: number | undefined;
   /**
    * A recovering session's unfinished messages are still to be replayed: messages that
    * arrive meanwhile wait behind them (see the `replay` message).
@@ -837,10 +847,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       return { disposition: "started", runId: delivery.runId };
     }
     if (!replayed && this.#pendingCount + active.steered.length >= this.#ctx.maxQueuedMessages) {
-      throw new OverloadedError(
-        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} messages waiting`,
-        this.#ctx.maxQueuedMessages,
-      );
+      throw this.#queueFull("messages");
     }
     if (mode === "steer") {
       active.steered.push(delivery.input);
@@ -872,6 +879,39 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     return { disposition: "queued", runId: delivery.runId };
   }
 
+  /**
+   * The refusal of one more message (or injected note) than `maxQueuedMessages`, with the
+   * wait it suggests (see {@link #queueRetryAfterMs}).
+   */
+  #queueFull(what: "messages" | "injected messages"): OverloadedError {
+    const limit = this.#ctx.maxQueuedMessages;
+    const retryAfterMs = this.#queueRetryAfterMs();
+    return new OverloadedError(
+      `session ${this.key} already has ${limit} ${what} waiting; retry in ${retryAfterMs} ms`,
+      limit,
+      { retryAfterMs },
+    );
+  }
+
+  /**
+   * How long a sender refused for a full queue should wait: until the active run is likely
+   * to end, when the session takes the next message waiting (and the injected notes), which
+   * makes room. Estimated as the duration of the session's last completed run less the
+   * active run's time so far, and no later than the active run's time limit; with nothing to
+   * go by (no run completed yet in this incarnation, or no run active: a replay or a
+   * compaction is due first) the shortest wait. Always from 1 s to 30 s.
+   */
+  #queueRetryAfterMs(): number {
+    const active = this.#active;
+    let estimate = QUEUE_RETRY_MIN_MS;
+    if (active !== null) {
+      const now = performance.now();
+      if (this.#lastRunMs !== undefined) estimate = this.#lastRunMs - (now - active.startedAt);
+      if (active.deadline !== undefined) estimate = Math.min(estimate, active.deadline - now);
+    }
+    return Math.round(Math.min(QUEUE_RETRY_MAX_MS, Math.max(QUEUE_RETRY_MIN_MS, estimate)));
+  }
+
   /** A message that arrived before the replay of a crashed session's unfinished ones. */
   #queueBehindReplay(
     delivery: SessionDelivery,
@@ -879,10 +919,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     replayed = false,
   ): { disposition: SendDisposition; runId: string } {
     if (!replayed && this.#pendingCount >= this.#ctx.maxQueuedMessages) {
-      throw new OverloadedError(
-        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} messages waiting`,
-        this.#ctx.maxQueuedMessages,
-      );
+      throw this.#queueFull("messages");
     }
     this.#pendingCount++;
     // Nothing runs yet: a steer or an interrupt has nothing to join or stop.
@@ -1744,6 +1781,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     disarm(active);
     this.#active = null;
+    const durationMs = performance.now() - active.startedAt;
+    // An aborted or failed run says little about how long the next one takes.
+    if (result.status === "completed") this.#lastRunMs = durationMs;
     this.#emit(active, { runId, sessionKey: this.key, type: "run-end", result });
     this.#maybeAutoCompact();
     emitTelemetry("beamclaw:session.run", () => ({
@@ -1752,7 +1792,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       runId,
       status: result.status,
       steps: result.steps,
-      durationMs: performance.now() - active.startedAt,
+      durationMs,
       inputTokens: result.usage.inputTokens,
       outputTokens: result.usage.outputTokens,
       costUsd: result.costUsd,
@@ -2266,10 +2306,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // Held in memory until the run ends: a flood of notes during a long run must not grow
     // without bound, any more than the messages waiting may.
     if (this.#injections.length >= this.#ctx.maxQueuedMessages) {
-      throw new OverloadedError(
-        `session ${this.key} already has ${this.#ctx.maxQueuedMessages} injected messages waiting`,
-        this.#ctx.maxQueuedMessages,
-      );
+      throw this.#queueFull("injected messages");
     }
     let resolve!: (result: InjectResult) => void;
     let reject!: (error: unknown) => void;

@@ -39,6 +39,7 @@ import { BodyError, bearerToken, header, readBody, sendJson } from "../http/util
 import type { GatewayHub } from "../hub.js";
 import { JsonTextError, parseJsonBody } from "../json-text.js";
 import { sendToSession } from "../methods/session-helpers.js";
+import { retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
 import { wrapExternalContent } from "./external-content.js";
 import { isTemplated, renderTemplate } from "./template.js";
 
@@ -118,7 +119,10 @@ export interface HookCompletion {
   mainSessionEvent: boolean;
 }
 
-/** A request refused: its status and a code a caller can branch on. */
+/**
+ * A request refused: its status and a code a caller can branch on; `retryAfterMs`, for a
+ * refusal to retry later (an overload), goes into the answer's `error` and its `Retry-After`.
+ */
 class HookError extends Error {
   constructor(
     readonly status: number,
@@ -127,9 +131,40 @@ class HookError extends Error {
     readonly headers: Record<string, string> = {},
     /** More of the answer's body (a batch's `results`). */
     readonly extra: Record<string, unknown> = {},
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }
+
+  /** The answer's `error`. */
+  get body(): { code: string; message: string; retryAfterMs?: number } {
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.retryAfterMs === undefined ? {} : { retryAfterMs: this.retryAfterMs }),
+    };
+  }
+}
+
+/**
+ * What the runtime (or the gateway) threw, as the hook's answer: the request's fault 400,
+ * what passes 503 (an overload says when to retry, see {@link retryAfterMsOf}), anything else
+ * 500 "internal error".
+ */
+function refusalOf(error: unknown): HookError {
+  if (error instanceof HookError) return error;
+  const e = error as { code?: unknown; message?: unknown } | null | undefined;
+  const code = typeof e?.code === "string" ? e.code : "INTERNAL";
+  const status = CLIENT_ERRORS.has(code) ? 400 : RETRYABLE.has(code) ? 503 : 500;
+  const retryAfterMs = status === 500 ? undefined : retryAfterMsOf(error);
+  return new HookError(
+    status,
+    code,
+    status === 500 ? "internal error" : String(e?.message),
+    retryAfterHeaders(retryAfterMs),
+    {},
+    retryAfterMs,
+  );
 }
 
 /** The action a request comes to, checked. */
@@ -267,36 +302,16 @@ export class HookIngress {
       }
       sendJson(res, 200, reply);
     } catch (error) {
-      if (error instanceof HookError) {
-        sendJson(
-          res,
-          error.status,
-          { ok: false, error: { code: error.code, message: error.message }, ...error.extra },
-          error.headers,
-        );
-        return;
+      const refused = refusalOf(error);
+      if (refused !== error && refused.status === 500) {
+        const message = (error as { message?: unknown } | null | undefined)?.message;
+        this.#hub.log.error(`hook ${url.pathname} failed: ${String(message ?? error)}`);
       }
-      const e = error as {
-        code?: unknown;
-        message?: unknown;
-        reason?: unknown;
-        retryAfterMs?: unknown;
-      };
-      const code = typeof e?.code === "string" ? e.code : "INTERNAL";
-      const status = CLIENT_ERRORS.has(code) ? 400 : RETRYABLE.has(code) ? 503 : 500;
-      if (status === 500)
-        this.#hub.log.error(`hook ${url.pathname} failed: ${String(e?.message ?? error)}`);
-      const retryAfterMs = typeof e?.retryAfterMs === "number" ? e.retryAfterMs : undefined;
       sendJson(
         res,
-        status,
-        {
-          ok: false,
-          error: { code, message: status === 500 ? "internal error" : String(e.message) },
-        },
-        retryAfterMs === undefined || !Number.isFinite(retryAfterMs)
-          ? {}
-          : { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
+        refused.status,
+        { ok: false, error: refused.body, ...refused.extra },
+        refused.headers,
       );
     }
   }
@@ -519,15 +534,15 @@ export class HookIngress {
         );
         results.push(reply ?? { ok: true, skipped: true });
       } catch (error) {
-        const refused =
-          error instanceof HookError ? error : new HookError(500, "internal", "internal error");
-        if (!(error instanceof HookError)) {
+        // An item the runtime refused for now (an overload) says so, as a single request does.
+        const refused = refusalOf(error);
+        if (refused !== error && refused.status === 500) {
           this.#hub.log.error(
             `hook ${settings.path}/${route} item ${i} failed: ${(error as Error).message}`,
           );
         }
         failed ??= refused;
-        results.push({ ok: false, error: { code: refused.code, message: refused.message } });
+        results.push({ ok: false, error: refused.body });
       }
     }
     if (failed !== undefined) {
@@ -538,6 +553,7 @@ export class HookIngress {
         `${count} of ${items.length} items failed`,
         failed.headers,
         { results },
+        failed.retryAfterMs,
       );
     }
     if (results.every((r) => r.skipped === true)) return null;

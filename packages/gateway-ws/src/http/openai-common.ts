@@ -13,6 +13,7 @@ import type {
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import { JsonTextError, parseJsonBody } from "../json-text.js";
+import { retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
 import { BodyError, openAiError, readBody } from "./util.js";
 
 /** A request this endpoint refuses, answered in OpenAI's error shape. */
@@ -332,7 +333,9 @@ export async function readJsonObject(
 /**
  * Answers a request that failed before its answer started: a {@link RequestError} as it says;
  * the runtime's and the gateway's errors by code (bad input 400, memory pressure 503, overload
- * 429 with `retry-after`, anything else 500).
+ * 429, anything else 500). An overload (429 and 503) always says when to retry, in
+ * `Retry-After` and `retry-after-ms` (see {@link retryAfterHeaders}): the error's own
+ * `retryAfterMs`, or 1 s when it has none.
  */
 export function sendRequestFailure(res: ServerResponse, error: unknown): void {
   if (error instanceof RequestError) {
@@ -342,12 +345,7 @@ export function sendRequestFailure(res: ServerResponse, error: unknown): void {
     openAiError(res, error.status, error.message, error.type, error.code, headers, error.param);
     return;
   }
-  const e = error as {
-    code?: unknown;
-    message?: string;
-    reason?: unknown;
-    retryAfterMs?: unknown;
-  };
+  const e = error as { code?: unknown; message?: string; reason?: unknown };
   const code = typeof e?.code === "string" ? e.code : null;
   // Memory pressure is the server's state, not the client's rate: 503, retry later.
   const memory = code === "OVERLOADED" && e.reason === "memory";
@@ -361,15 +359,12 @@ export function sendRequestFailure(res: ServerResponse, error: unknown): void {
         : code === "OVERLOADED"
           ? 429
           : 500;
-  const retryAfterMs = typeof e?.retryAfterMs === "number" ? e.retryAfterMs : undefined;
   openAiError(
     res,
     status,
     e?.message ?? String(error),
     status === 400 ? "invalid_request_error" : "server_error",
     memory ? "memory_pressure" : code,
-    retryAfterMs === undefined || !Number.isFinite(retryAfterMs)
-      ? {}
-      : { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) },
+    retryAfterHeaders(retryAfterMsOf(error)),
   );
 }

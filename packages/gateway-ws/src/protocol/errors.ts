@@ -1,4 +1,5 @@
 import { BeamClawError, describe } from "@beamclaw/core";
+import { retryAfterMsOf } from "../retry-after.js";
 import { type ErrorCode, ErrorCodes } from "./constants.js";
 
 /** The protocol's error shape (`res.error`). */
@@ -108,6 +109,8 @@ const RETRYABLE_CODES = new Set([
 /**
  * Turns anything a handler threw into the protocol's error shape. BeamClaw errors keep their
  * code in `details.code`; invalid arguments become `INVALID_REQUEST`, the rest `UNAVAILABLE`.
+ * An error's `retryAfterMs` becomes the shape's; an overload (`OVERLOADED`) without one gets
+ * 1 s, so that every overload says when to retry.
  */
 export function toErrorShape(error: unknown): ErrorShape {
   if (GatewayError.isInstance(error)) return error.toShape();
@@ -115,7 +118,7 @@ export function toErrorShape(error: unknown): ErrorShape {
     if (error.code === "FORBIDDEN") {
       return { code: ErrorCodes.FORBIDDEN, message: error.message, details: { code: error.code } };
     }
-    const retryAfterMs = (error as { retryAfterMs?: unknown }).retryAfterMs;
+    const retryAfterMs = retryAfterMsOf(error);
     const reason = (error as { reason?: unknown }).reason;
     const shape: ErrorShape = {
       code: INVALID_CODES.has(error.code) ? ErrorCodes.INVALID_REQUEST : ErrorCodes.UNAVAILABLE,
@@ -128,9 +131,7 @@ export function toErrorShape(error: unknown): ErrorShape {
         RETRYABLE_CODES.has(error.code) ||
         (error as { isRetryable?: unknown }).isRetryable === true;
     }
-    if (typeof retryAfterMs === "number" && Number.isFinite(retryAfterMs)) {
-      shape.retryAfterMs = Math.max(0, Math.ceil(retryAfterMs));
-    }
+    if (retryAfterMs !== undefined) shape.retryAfterMs = retryAfterMs;
     return shape;
   }
   return { code: ErrorCodes.UNAVAILABLE, message: describe(error) || "internal error" };

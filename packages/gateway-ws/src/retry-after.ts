@@ -1,0 +1,38 @@
+/**
+ * How the gateway tells a client when to try an overloaded request again: the runtime's own
+ * suggestion (`OverloadedError.retryAfterMs`: a session's full queue estimates when its
+ * active run ends, memory pressure its sampling interval), or a default for an overload whose
+ * source has none (an actor's mailbox, a task supervisor, a tenant's cap).
+ */
+
+/** The wait suggested for an overload that came without one, in ms. */
+export const DEFAULT_OVERLOAD_RETRY_AFTER_MS = 1_000;
+
+/**
+ * The wait to tell a client about `error`, in whole ms: its own `retryAfterMs` when it has a
+ * usable one, else {@link DEFAULT_OVERLOAD_RETRY_AFTER_MS} for an overload (`OVERLOADED`),
+ * else undefined.
+ */
+export function retryAfterMsOf(error: unknown): number | undefined {
+  const e = error as { code?: unknown; retryAfterMs?: unknown } | null | undefined;
+  const ms = e?.retryAfterMs;
+  if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) return Math.ceil(ms);
+  return e?.code === "OVERLOADED" ? DEFAULT_OVERLOAD_RETRY_AFTER_MS : undefined;
+}
+
+/**
+ * The HTTP headers that carry a wait: `Retry-After` in whole seconds (RFC 9110 §10.2.3;
+ * rounded up, at least 1) and `retry-after-ms`, which the official OpenAI SDKs read before
+ * `Retry-After` (openai-node `retryRequest` in src/client.ts, as in openai 6.x: "the
+ * `retry-after-ms` header may not be standard, but is a good idea"; for both SDKs see
+ * https://github.com/openai/openai-python/issues/1102), so that they wait the estimate
+ * itself rather than their own 0.5 s backoff, or the next whole second. Empty without a
+ * wait.
+ */
+export function retryAfterHeaders(ms: number | undefined): Record<string, string> {
+  if (ms === undefined || !Number.isFinite(ms)) return {};
+  return {
+    "retry-after": String(Math.max(1, Math.ceil(ms / 1000))),
+    "retry-after-ms": String(Math.max(1, Math.ceil(ms))),
+  };
+}
