@@ -27,6 +27,7 @@ import {
 import type { API, APIAllowedMentions } from "@discordjs/core/http-only";
 import type { RateLimitData, REST, RESTOptions } from "@discordjs/rest";
 import pLimit from "p-limit";
+import { shouldDownloadFiles } from "../shared/admission.js";
 import {
   downloadFile,
   FileDownloadError,
@@ -261,8 +262,12 @@ interface Run {
    */
   refused: boolean;
   started: boolean;
-  /** File downloads started when their message arrived, by URL, until it is handled. */
-  readonly downloads: Map<string, Promise<InboundAttachment>>;
+  /**
+   * File downloads started when their message arrived, by URL, until it is handled. One
+   * resolves `undefined` when the host did not admit the message on its arrival (nothing was
+   * fetched ahead; its turn decides again).
+   */
+  readonly downloads: Map<string, Promise<InboundAttachment | undefined>>;
 }
 
 /** Receives in flight above which normalizing waits (backpressure on a slow host). */
@@ -820,10 +825,14 @@ export class DiscordChannel implements ChannelPlugin {
       taken.complete();
       return;
     }
-    // Its files are downloaded before it is handed over; later messages of its channel wait
+    // Its files are downloaded before it is handed over (if the host takes it: nothing is
+    // fetched for a sender or chat it turns away); later messages of its channel wait
     // behind it (the channel's chain), so they still reach the host in order. At most
     // MAX_PREPARING such messages across channels hold their files at once.
-    if (decision.input.attachments?.some((a) => this.#due(a)) === true) {
+    if (
+      decision.input.attachments?.some((a) => this.#due(a)) === true &&
+      (await this.#filesWanted(run, decision.input))
+    ) {
       await this.#preparing(async () => {
         const withFiles = await this.#inlineFiles(run, decision.input);
         this.#handOver(run, await this.#capacity(run, withFiles), taken);
@@ -1071,7 +1080,9 @@ export class DiscordChannel implements ChannelPlugin {
       return true;
     }
     if (controller.signal.aborted || ctx.signal.aborted || run.refused) return false;
-    const withFiles = await this.#inlineFiles(run, decision.input);
+    const withFiles = (await this.#filesWanted(run, decision.input))
+      ? await this.#inlineFiles(run, decision.input)
+      : decision.input;
     if (controller.signal.aborted || ctx.signal.aborted || run.refused) return false;
     const input = { ...withFiles, accountId: this.#accountId };
     try {
@@ -1103,7 +1114,8 @@ export class DiscordChannel implements ChannelPlugin {
    * download then holds its own message only while those ahead are still being handled.
    * Nothing is downloaded for a message that will not be handed over: one the channel skips
    * (see `skipReason`), one a backfill handed over already, one arriving after the host
-   * refused an earlier message or the run ended.
+   * refused an earlier message or the run ended; nor, where the host says whom it takes
+   * (`ctx.admits`), before it said it takes this one.
    */
   #prefetch(run: Run, data: unknown): string[] {
     if (run.controller.signal.aborted || run.ctx.signal.aborted || run.refused) return [];
@@ -1113,14 +1125,49 @@ export class DiscordChannel implements ChannelPlugin {
     const message = data as { id: string; attachments?: unknown };
     if (this.#backfilled.has(message.id)) return [];
     const messageId = message.id;
+    const due = discordAttachments(message.attachments).filter((a) => this.#due(a));
+    if (due.length === 0 || run.downloads.size >= MAX_PREFETCHED) return [];
+    const admitted = run.ctx.admits === undefined ? undefined : this.#admittedAhead(run, data);
     const started: string[] = [];
-    for (const attachment of discordAttachments(message.attachments)) {
+    for (const attachment of due) {
       if (run.downloads.size >= MAX_PREFETCHED) break;
-      if (!this.#due(attachment) || run.downloads.has(attachment.url!)) continue;
-      run.downloads.set(attachment.url!, this.#download(run, attachment, messageId));
+      if (run.downloads.has(attachment.url!)) continue;
+      run.downloads.set(
+        attachment.url!,
+        admitted === undefined
+          ? this.#download(run, attachment, messageId)
+          : admitted.then((yes) => (yes ? this.#download(run, attachment, messageId) : undefined)),
+      );
       started.push(attachment.url!);
     }
     return started;
+  }
+
+  /**
+   * Whether the host takes a message as it arrives, for its downloads to start ahead of its
+   * turn: asked from what the channel knows of its chat now, without a look-up (a message in
+   * a channel it does not know yet is not fetched ahead; its turn asks again). Never rejects.
+   */
+  async #admittedAhead(run: Run, data: unknown): Promise<boolean> {
+    let unknown = false;
+    try {
+      const decision = await toInbound(data, {
+        directory: this.#directory,
+        allowBots: this.#options.allowBots ?? false,
+        lookupChannel: async () => {
+          unknown = true;
+          return undefined;
+        },
+      });
+      return decision.kind === "message" && !unknown && this.#filesWanted(run, decision.input);
+    } catch {
+      return false;
+    }
+  }
+
+  /** Whether the host takes the message, so that its files are worth downloading. */
+  #filesWanted(run: Run, input: InboundMessageInput): Promise<boolean> {
+    return shouldDownloadFiles(run.ctx, { ...input, accountId: this.#accountId });
   }
 
   /**
@@ -1135,12 +1182,12 @@ export class DiscordChannel implements ChannelPlugin {
     const attachments = input.attachments;
     if (attachments === undefined || !attachments.some((a) => this.#due(a))) return input;
     const resolved = await Promise.all(
-      attachments.map((attachment) => {
+      attachments.map(async (attachment) => {
         if (!this.#due(attachment)) return attachment;
         const url = attachment.url!;
         const started = run.downloads.get(url);
         run.downloads.delete(url);
-        return started ?? this.#download(run, attachment, input.messageId);
+        return (await started) ?? this.#download(run, attachment, input.messageId);
       }),
     );
     return { ...input, attachments: resolved };

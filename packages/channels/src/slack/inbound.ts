@@ -3,7 +3,7 @@
  * functions: the channel adds the message id, the sender's name and hands it to the host.
  * https://docs.slack.dev/reference/events/message, https://docs.slack.dev/reference/events/app_mention
  */
-import type { ChatType, InboundAttachment } from "@beamclaw/core";
+import type { ChatType, InboundAttachment, InboundMessageInput } from "@beamclaw/core";
 import { mentionedUserIds, unescapeSlackText } from "./text.js";
 
 /** The bot's own identity in its workspace (from `auth.test`). */
@@ -216,4 +216,23 @@ export function readSlackMessage(event: unknown, bot: SlackBotIdentity): SlackMe
   const seconds = Number(ts);
   if (Number.isFinite(seconds) && seconds > 0) message.timestamp = Math.round(seconds * 1000);
   return message;
+}
+
+/**
+ * A read message as the host's inbound message, under `messageId`: without the sender's
+ * name, the files and the raw event, which the channel adds (and enough for `ctx.admits`).
+ */
+export function inboundOf(message: SlackMessage, messageId: string): InboundMessageInput {
+  const input: InboundMessageInput = {
+    peer: { id: message.event.user },
+    chatType: message.chatType,
+    chatId: message.event.channel,
+    text: message.text,
+    messageId,
+    mentions: { bot: message.mentionsBot, peers: message.peers },
+  };
+  if (message.threadId !== undefined) input.threadId = message.threadId;
+  if (message.replyTo !== undefined) input.replyTo = message.replyTo;
+  if (message.timestamp !== undefined) input.timestamp = message.timestamp;
+  return input;
 }

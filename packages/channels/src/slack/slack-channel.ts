@@ -26,6 +26,7 @@ import {
   type SentMessage,
 } from "@beamclaw/core";
 import pLimit from "p-limit";
+import { shouldDownloadFiles } from "../shared/admission.js";
 import {
   downloadFile,
   FileDownloadError,
@@ -37,10 +38,12 @@ import {
 } from "../shared/files.js";
 import { KeyedChains } from "../shared/keyed-chains.js";
 import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
+import { closesGracefully, STOP_DRAIN_MS, settlesWithin } from "../shared/settle.js";
 import { Stops } from "../shared/stops.js";
 import { eventsApiListener, type SlackDelivery } from "./events-api.js";
 import {
   attachmentOfSlackFile,
+  inboundOf,
   readSlackMessage,
   type SlackBotIdentity,
   type SlackFileRef,
@@ -182,11 +185,14 @@ export class SlackConnectionError extends BeamClawError {
     BeamClawError.isInstance(value) && value.code === "SLACK_CONNECTION_LOST";
 }
 
-function closeServer(server: http.Server): Promise<void> {
-  return new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
+/** What a `stop()` took over from the run it ends. */
+interface StoppedRun {
+  readonly logger: ChannelLogger;
+  readonly opening: Promise<void> | null;
+  readonly receiving: ReadonlySet<Promise<void>>;
+  readonly socket: SocketModeConnection | null;
+  readonly reconnecting: Promise<void> | null;
+  readonly closeServer: (() => Promise<number>) | null;
 }
 
 /** `allowedMentions`, checked: `InvalidArgumentError` for a kind Slack text has no mention of. */
@@ -298,11 +304,19 @@ export class SlackChannel implements ChannelPlugin {
   /** Bumped by every start and stop: work of an older connection recognises itself as stale. */
   #generation = 0;
   #identity: SlackBotIdentity | null = null;
-  #server: http.Server | null = null;
+  /** HTTP mode: closes the Events API endpoint (letting requests under way be answered). */
+  #closeServer: (() => Promise<number>) | null = null;
   #url: string | undefined;
   #socket: SocketModeConnection | null = null;
   /** A reconnect Slack asked for, in progress. */
   #reconnecting: Promise<void> | null = null;
+  /** The `start()` under way: settles once it is connected, or has closed what it opened. */
+  #opening: Promise<void> | null = null;
+  /**
+   * Socket Mode: envelopes being handed to the host, each until its acknowledgement went out
+   * (or failed). A `stop()` lets them finish before it closes the connection.
+   */
+  #receiving = new Set<Promise<void>>();
   /** Aborts this start's requests and connection attempts on `stop`. */
   #lifetime: AbortController | null = null;
   /**
@@ -424,17 +438,22 @@ export class SlackChannel implements ChannelPlugin {
     this.#lifetime = lifetime;
     const signal = AbortSignal.any([ctx.signal, lifetime.signal]);
     this.#chains.clear();
+    let opened!: () => void;
+    const opening = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    this.#opening = opening;
     try {
       const identity = await this.#identify(signal);
       this.#assertCurrent(generation);
       this.#identity = identity;
       if (this.mode === "http") {
-        const { server, url } = await this.#listen(ctx);
+        const { close, url } = await this.#listen(ctx);
         if (this.#generation !== generation) {
-          await closeServer(server);
+          await close();
           this.#assertCurrent(generation);
         }
-        this.#server = server;
+        this.#closeServer = close;
         this.#url = url;
       } else {
         const socket = await this.#connect(ctx, generation, signal);
@@ -450,48 +469,83 @@ export class SlackChannel implements ChannelPlugin {
         ...(this.#url === undefined ? {} : { url: this.#url }),
       });
     } catch (error) {
+      // Done with what it opened itself; the stop closes what the channel holds.
+      opened();
       if (this.#generation === generation) await this.stop();
+      else if (!AbortedError.isInstance(error)) {
+        // A `stop()` came meanwhile: whatever failed, the start was stopped.
+        throw new AbortedError(`Slack channel "${this.id}" was stopped while starting`, {
+          cause: error,
+        });
+      }
       throw this.#startError(error);
+    } finally {
+      opened();
+      if (this.#opening === opening) this.#opening = null;
     }
   }
 
   /**
-   * Disconnects: requests and file downloads under way are aborted (events not acknowledged
-   * yet are redelivered by Slack), the Socket Mode connection (and a reconnect Slack asked
-   * for) is closed, or the Events API endpoint stops listening and its open connections are
-   * closed. Resolves once all of that is done; a `stop()` while another is under way resolves
-   * with it, one after the channel stopped resolves at once. A `stop()` while `start()` is
-   * under way ends the start (it rejects, and closes what it opened).
+   * Disconnects: no further event is handed to the host, and requests and file downloads
+   * under way are aborted. Events the host is already taking get up to 5 s for `ctx.receive`
+   * to settle and are then acknowledged (a Socket Mode envelope on its connection, an Events
+   * API request answered 200), so that Slack does not deliver them again; what is not
+   * acknowledged by then (and what arrives meanwhile) Slack redelivers. Then the Socket Mode
+   * connection (and a reconnect Slack asked for) is closed, or the Events API endpoint stops
+   * listening and its connections are closed. Resolves once all of that is done, nothing of
+   * the channel left open; a `stop()` while another is under way resolves with it, one after
+   * the channel stopped resolves at once. A `stop()` while `start()` is under way ends the
+   * start (it rejects with `AbortedError`) and resolves only once that start has closed what
+   * it opened (its WebSocket, its HTTP server).
    */
   async stop(): Promise<void> {
-    if (this.#ctx === null) return this.#stops.pending;
+    const ctx = this.#ctx;
+    if (ctx === null) return this.#stops.pending;
     this.#generation++;
     this.#ctx = null;
     this.#lifetime?.abort();
     this.#lifetime = null;
-    const socket = this.#socket;
-    const server = this.#server;
-    const reconnecting = this.#reconnecting;
+    const run: StoppedRun = {
+      logger: ctx.logger,
+      opening: this.#opening,
+      receiving: this.#receiving,
+      socket: this.#socket,
+      reconnecting: this.#reconnecting,
+      closeServer: this.#closeServer,
+    };
+    this.#opening = null;
+    this.#receiving = new Set();
     this.#socket = null;
-    this.#server = null;
+    this.#closeServer = null;
     this.#reconnecting = null;
     this.#url = undefined;
-    return this.#stops.run(() => this.#shutDown(socket, reconnecting, server));
+    return this.#stops.run(() => this.#shutDown(run));
   }
 
   /**
-   * Closes a run's Socket Mode connection, its reconnect in progress and its HTTP server.
+   * Ends a run: its start first (which closes what it opened), then its hand-overs under way,
+   * its Socket Mode connection, its reconnect in progress and its HTTP server.
    */
-  async #shutDown(
-    socket: SocketModeConnection | null,
-    reconnecting: Promise<void> | null,
-    server: http.Server | null,
-  ): Promise<void> {
-    await Promise.all([
-      socket?.close(),
-      reconnecting,
-      server === null ? undefined : closeServer(server),
-    ]);
+  async #shutDown(run: StoppedRun): Promise<void> {
+    await run.opening;
+    const closeSocket = async () => {
+      // The acknowledgements go out on the connection: it stays open until they did.
+      if (!(await settlesWithin(run.receiving, STOP_DRAIN_MS))) {
+        run.logger.warn("slack stop: the host did not finish taking events in time", {
+          events: run.receiving.size,
+        });
+      }
+      await run.socket?.close();
+    };
+    const closeServer = async () => {
+      const dropped = (await run.closeServer?.()) ?? 0;
+      if (dropped > 0) {
+        run.logger.warn("slack stop: Events API requests the host did not answer were dropped", {
+          requests: dropped,
+        });
+      }
+    };
+    await Promise.all([closeSocket(), run.reconnecting, closeServer()]);
   }
 
   #assertCurrent(generation: number): void {
@@ -588,7 +642,7 @@ export class SlackChannel implements ChannelPlugin {
     });
   }
 
-  async #listen(ctx: ChannelContext): Promise<{ server: http.Server; url: string }> {
+  async #listen(ctx: ChannelContext): Promise<{ close: () => Promise<number>; url: string }> {
     const options = this.#options;
     const server = http.createServer(
       eventsApiListener({
@@ -602,6 +656,7 @@ export class SlackChannel implements ChannelPlugin {
       }),
     );
     server.requestTimeout = 30_000;
+    const close = closesGracefully(server);
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(options.port ?? 3000, options.host ?? "127.0.0.1", () => {
@@ -612,7 +667,7 @@ export class SlackChannel implements ChannelPlugin {
     server.on("error", (error) => ctx.disconnected(error));
     const address = server.address() as AddressInfo;
     const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
-    return { server, url: `http://${host}:${address.port}${options.path}` };
+    return { close, url: `http://${host}:${address.port}${options.path}` };
   }
 
   async #connect(
@@ -677,6 +732,9 @@ export class SlackChannel implements ChannelPlugin {
   // ------------------------------------------------------------------ inbound
 
   #onEnvelope(ctx: ChannelContext, envelope: SocketModeEnvelope): void {
+    // Stopping (the connection stays open while earlier events are acknowledged): not taken
+    // nor acknowledged, so Slack delivers it again on the next connection.
+    if (this.#ctx !== ctx) return;
     const ack = () =>
       envelope.ack().catch((error: unknown) => {
         // The connection is gone: Slack redelivers the envelope, and the host answers it once.
@@ -697,18 +755,21 @@ export class SlackChannel implements ChannelPlugin {
         retryReason: envelope.retryReason,
       });
     }
-    this.#dispatch(ctx, payload).then(
+    const handing = this.#dispatch(ctx, payload).then(
       () => ack(),
-      (error: unknown) => {
+      async (error: unknown) => {
         if (InvalidInboundError.isInstance(error)) {
           // Redelivering it would not make it well-formed.
           ctx.logger.error("slack message refused as malformed; dropped", { error });
-          void ack();
+          await ack();
         } else if (!NoProcessError.isInstance(error)) {
           ctx.logger.warn("slack message not taken; Slack will redeliver it", { error });
         }
       },
     );
+    const receiving = this.#receiving;
+    receiving.add(handing);
+    void handing.then(() => receiving.delete(handing));
   }
 
   async #onEventCallback(
@@ -748,7 +809,7 @@ export class SlackChannel implements ChannelPlugin {
     // `message` and `app_mention`) shares the downloads still under way.
     let files = this.#fileWork.get(read.key);
     if (files === undefined) {
-      files = this.#attachmentsOf(read.files, ctx.logger, signal);
+      files = this.#filesOf(ctx, read, signal);
       if (read.files.length > 0) this.#fileWork.set(read.key, files);
     }
     const attachments = files;
@@ -756,7 +817,12 @@ export class SlackChannel implements ChannelPlugin {
       this.#toInbound(read, attachments, payload, signal),
     );
     // `receive` is called from `step`'s reaction, before the next event's reading starts.
-    const received = step.then((input) => ctx.receive(input));
+    const received = step.then((input) => {
+      // Stopped while it was read (its files cut short): not handed over; Slack delivers it
+      // again. Only hand-overs already under way are waited for by `stop()`.
+      if (this.#ctx !== ctx) throw new NoProcessError(`Slack channel "${this.id}" is not running`);
+      return ctx.receive(input);
+    });
     if (read.files.length > 0) {
       const forget = () => {
         if (this.#fileWork.get(read.key) === attachments) this.#fileWork.delete(read.key);
@@ -781,20 +847,28 @@ export class SlackChannel implements ChannelPlugin {
     }
     this.#locations.set(messageId, { channel: event.channel, ts: event.ts });
     const [name, attachments] = await Promise.all([this.#nameOf(event.user, signal), files]);
-    const input: InboundMessageInput = {
-      peer: name === undefined ? { id: event.user } : { id: event.user, name },
-      chatType: message.chatType,
-      chatId: event.channel,
-      text: message.text,
-      messageId,
-      mentions: { bot: message.mentionsBot, peers: message.peers },
-      raw: payload,
-    };
-    if (message.threadId !== undefined) input.threadId = message.threadId;
-    if (message.replyTo !== undefined) input.replyTo = message.replyTo;
+    const input = inboundOf(message, messageId);
+    if (name !== undefined) input.peer = { id: event.user, name };
+    input.raw = payload;
     if (attachments.length > 0) input.attachments = attachments;
-    if (message.timestamp !== undefined) input.timestamp = message.timestamp;
     return input;
+  }
+
+  /**
+   * The message's files as attachments, once the host said it takes the message
+   * (`ctx.admits`): nothing is downloaded, nor a stub looked up, for a sender or chat it
+   * turns away; that message gets the files the event describes, not downloaded.
+   */
+  async #filesOf(
+    ctx: ChannelContext,
+    message: SlackMessage,
+    signal: AbortSignal,
+  ): Promise<InboundAttachment[]> {
+    if (message.files.length === 0) return [];
+    if (!(await shouldDownloadFiles(ctx, inboundOf(message, message.key)))) {
+      return message.attachments;
+    }
+    return this.#attachmentsOf(message.files, ctx.logger, signal);
   }
 
   /** The sender's display name, from `users.info` (cached); undefined when it cannot be had. */
@@ -928,7 +1002,7 @@ export class SlackChannel implements ChannelPlugin {
       }
       return withInlineData(attachment, downloaded.data);
     } catch (error) {
-      // Stopping: hand it over as it is; the host no longer takes it, and Slack redelivers it.
+      // Stopping: the message is not handed over (see `#dispatch`), and Slack redelivers it.
       if (signal.aborted) return attachment;
       logger.warn("slack file could not be downloaded", {
         ...(fileId === undefined ? {} : { fileId }),

@@ -1,7 +1,8 @@
 /**
  * Long polling with acknowledge-after-durable semantics. `getUpdates` confirms every update
  * below its `offset`; the offset only moves past an update once the host has it, so an
- * update is never confirmed before it is safe, and never fetched again after.
+ * update is never confirmed before it is safe, and never fetched again after (when the loop
+ * ends before its next poll, Telegram is told with a last `getUpdates`: see `confirm`).
  */
 import type { ChannelLogger } from "@beamclaw/core";
 import type { Update } from "grammy/types";
@@ -36,10 +37,21 @@ export interface BatchOutcome {
 /** What the loop needs from the channel. */
 export interface LongPollerHooks {
   getUpdates(offset: number | undefined, signal: AbortSignal): Promise<Update[]>;
-  /** Hands a batch to the host in order. */
+  /**
+   * Hands a batch to the host in order. Once `signal` aborts, hands over nothing more, but
+   * still settles with how many the host is done with (the channel bounds how long it waits
+   * for the host's answers to those already handed over).
+   */
   deliver(updates: Update[], signal: AbortSignal): Promise<BatchOutcome>;
   /** The offset moved (the channel keeps it across restarts). */
   onOffset(offset: number): void;
+  /**
+   * The loop ends with an offset no `getUpdates` carried yet (the host took updates, and the
+   * loop stopped before its next poll): tells Telegram, so that those updates are confirmed
+   * and not delivered again after a restart of the process. Never rejects; bounded in time.
+   * Without it, Telegram learns the offset from the next `getUpdates` of a later start.
+   */
+  confirm?(offset: number): Promise<void>;
   /** The connection is lost for good: the host should reconnect. */
   onLost(error: unknown): void;
   logger: ChannelLogger;
@@ -92,6 +104,8 @@ export async function runLongPolling(
   const disconnectAfter = options.disconnectAfterFailures ?? 5;
   const random = hooks.random ?? Math.random;
   let offset = initialOffset;
+  /** The offset of the last `getUpdates` Telegram answered: what it knows to be confirmed. */
+  let told = initialOffset;
   let failures = 0;
 
   /** Waits before the next poll; false when the loop must end. */
@@ -111,66 +125,76 @@ export async function runLongPolling(
     return sleep(delay, signal);
   };
 
-  while (!signal.aborted) {
-    let updates: Update[];
-    try {
-      updates = await hooks.getUpdates(offset, signal);
-    } catch (error) {
-      if (signal.aborted) return;
-      const failure = telegramFailureOf(error);
-      const code = failure?.errorCode;
-      if (code === 401 || code === 404 || code === 409) {
-        hooks.onLost(toTelegramApiError("getUpdates", error));
-        return;
-      }
-      if (!(await failed(error, failure?.retryAfterMs))) return;
-      continue;
-    }
-    if (!Array.isArray(updates)) {
-      // Not the documented Array of Update: a failed poll, retried with backoff.
-      const error = new TelegramApiError(
-        "getUpdates",
-        "getUpdates answered a result that is not a list of updates",
-        { isRetryable: true },
-      );
-      if (!(await failed(error, undefined))) return;
-      continue;
-    }
-    // Entries without a usable update_id cannot be confirmed or ordered: left out, logged.
-    const wellFormed = updates.filter(isUpdate);
-    if (wellFormed.length < updates.length) {
-      hooks.logger.error("telegram getUpdates answered entries that are not updates; skipped", {
-        skipped: updates.length - wellFormed.length,
-      });
-    }
-    // Never hand over what was confirmed already, whatever the server sent.
-    const fresh = wellFormed.filter((u) => offset === undefined || u.update_id >= offset);
-    if (fresh.length === 0) {
-      if (updates.length === 0) {
-        failures = 0; // a long poll that ended without news
+  try {
+    await poll();
+  } finally {
+    if (offset !== undefined && offset !== told) await hooks.confirm?.(offset);
+  }
+
+  async function poll(): Promise<void> {
+    while (!signal.aborted) {
+      let updates: Update[];
+      try {
+        updates = await hooks.getUpdates(offset, signal);
+        // Answered: Telegram has the offset (a failed call may not have reached it).
+        told = offset;
+      } catch (error) {
+        if (signal.aborted) return;
+        const failure = telegramFailureOf(error);
+        const code = failure?.errorCode;
+        if (code === 401 || code === 404 || code === 409) {
+          hooks.onLost(toTelegramApiError("getUpdates", error));
+          return;
+        }
+        if (!(await failed(error, failure?.retryAfterMs))) return;
         continue;
       }
-      // Only entries that can be neither handed over nor confirmed: the server answers them
-      // again at once, so wait as after a failed poll rather than ask in a tight loop.
-      const error = new TelegramApiError(
-        "getUpdates",
-        "getUpdates answered nothing usable (entries without update_id, or below the offset)",
-        { isRetryable: true },
-      );
-      if (!(await failed(error, undefined))) return;
-      continue;
+      if (!Array.isArray(updates)) {
+        // Not the documented Array of Update: a failed poll, retried with backoff.
+        const error = new TelegramApiError(
+          "getUpdates",
+          "getUpdates answered a result that is not a list of updates",
+          { isRetryable: true },
+        );
+        if (!(await failed(error, undefined))) return;
+        continue;
+      }
+      // Entries without a usable update_id cannot be confirmed or ordered: left out, logged.
+      const wellFormed = updates.filter(isUpdate);
+      if (wellFormed.length < updates.length) {
+        hooks.logger.error("telegram getUpdates answered entries that are not updates; skipped", {
+          skipped: updates.length - wellFormed.length,
+        });
+      }
+      // Never hand over what was confirmed already, whatever the server sent.
+      const fresh = wellFormed.filter((u) => offset === undefined || u.update_id >= offset);
+      if (fresh.length === 0) {
+        if (updates.length === 0) {
+          failures = 0; // a long poll that ended without news
+          continue;
+        }
+        // Only entries that can be neither handed over nor confirmed: the server answers them
+        // again at once, so wait as after a failed poll rather than ask in a tight loop.
+        const error = new TelegramApiError(
+          "getUpdates",
+          "getUpdates answered nothing usable (entries without update_id, or below the offset)",
+          { isRetryable: true },
+        );
+        if (!(await failed(error, undefined))) return;
+        continue;
+      }
+      const outcome = await hooks.deliver(fresh, signal);
+      if (outcome.done > 0) {
+        offset = fresh[outcome.done - 1]!.update_id + 1;
+        hooks.onOffset(offset);
+      }
+      if (outcome.stale === true || signal.aborted) return;
+      if (outcome.done < fresh.length) {
+        // The host could not take an update: fetch it again (from the new offset) later.
+        if (!(await failed(outcome.error, undefined))) return;
+        continue;
+      }
+      failures = 0;
     }
-    const outcome = await hooks.deliver(fresh, signal);
-    if (outcome.done > 0) {
-      offset = fresh[outcome.done - 1]!.update_id + 1;
-      hooks.onOffset(offset);
-    }
-    if (outcome.stale === true || signal.aborted) return;
-    if (outcome.done < fresh.length) {
-      // The host could not take an update: fetch it again (from the new offset) later.
-      if (!(await failed(outcome.error, undefined))) return;
-      continue;
-    }
-    failures = 0;
   }
 }

@@ -24,6 +24,7 @@ import {
 } from "@beamclaw/core";
 import type { Api, InputFile } from "grammy";
 import type { Message, ReactionTypeEmoji, Update } from "grammy/types";
+import { shouldDownloadFiles } from "../shared/admission.js";
 import {
   downloadFile,
   type InlineAttachmentOptions,
@@ -33,6 +34,7 @@ import {
   withInlineData,
 } from "../shared/files.js";
 import { integerOption, MAX_TIMER_MS } from "../shared/options.js";
+import { STOP_DRAIN_MS, settlesWithin } from "../shared/settle.js";
 import { Stops } from "../shared/stops.js";
 import {
   TelegramApiError,
@@ -161,6 +163,8 @@ function withBotApiErrors(fetchFn: typeof globalThis.fetch): typeof globalThis.f
 const TOKEN = /^\d{1,20}:[A-Za-z0-9_-]{20,}$/;
 const SECRET_TOKEN = /^[A-Za-z0-9_-]{16,256}$/;
 const CAPTION_LIMIT = 1024;
+/** How long `stop()`'s last `getUpdates` (confirming what the host took) may take. */
+const CONFIRM_TIMEOUT_MS = 3_000;
 const silent: ChannelLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /** One connection: from `start` to `stop` (or a lost connection). */
@@ -168,6 +172,11 @@ interface Connection {
   readonly ctx: ChannelContext;
   readonly controller: AbortController;
   readonly signal: AbortSignal;
+  /**
+   * Aborted when `stop()` gives up waiting for the host's answers to updates already handed
+   * over (after {@link STOP_DRAIN_MS}): those updates are left unconfirmed.
+   */
+  readonly abandon: AbortController;
   loop: Promise<void> | undefined;
   server: TelegramWebhookServer | undefined;
   /** Settles once `start` is done with it: connected, or failed and closed what it opened. */
@@ -370,6 +379,7 @@ export class TelegramChannel implements ChannelPlugin {
       ctx,
       controller,
       signal: AbortSignal.any([ctx.signal, controller.signal]),
+      abandon: new AbortController(),
       loop: undefined,
       server: undefined,
       opened: new Promise<void>((resolve) => {
@@ -432,11 +442,16 @@ export class TelegramChannel implements ChannelPlugin {
   }
 
   /**
-   * Stops polling (an update whose `ctx.receive` has not resolved yet is not confirmed:
-   * Telegram delivers it again) or closes the webhook endpoint. Resolves once the channel
-   * stopped; a `stop()` while another is under way resolves with it, one after the channel
-   * stopped resolves at once. A `stop()` while `start()` is under way ends the start with
-   * `AbortedError`, and resolves once that start has closed what it opened.
+   * Stops polling or closes the webhook endpoint. Polling: the waiting `getUpdates` is
+   * aborted and no further update is handed over; updates the host is already being handed
+   * get up to 5 s for `ctx.receive` to settle. Those it took are confirmed — the offset moves
+   * past them and, if no poll carried that offset yet, a last `getUpdates` (`timeout` 0) tells
+   * Telegram, so they are not delivered again after a restart; one whose `ctx.receive` did not
+   * settle in time, or failed, stays unconfirmed and is fetched again. Resolves once the
+   * channel stopped (no request, timer or socket of its own left); a `stop()` while another is
+   * under way resolves with it, one after the channel stopped resolves at once. A `stop()`
+   * while `start()` is under way ends the start with `AbortedError`, and resolves once that
+   * start has closed what it opened.
    */
   async stop(): Promise<void> {
     const connection = this.#connection;
@@ -665,7 +680,17 @@ export class TelegramChannel implements ChannelPlugin {
 
   async #close(connection: Connection): Promise<void> {
     connection.controller.abort();
-    await connection.loop?.catch(() => undefined);
+    const { loop } = connection;
+    // Updates handed to the host finish first (the loop confirms those it took), but a host
+    // that does not answer cannot hold the stop for ever.
+    if (loop !== undefined && !(await settlesWithin([loop], STOP_DRAIN_MS))) {
+      connection.ctx.logger.warn(
+        "telegram stop: the host did not finish taking updates in time; they stay unconfirmed",
+        { waitedMs: STOP_DRAIN_MS },
+      );
+      connection.abandon.abort();
+      await loop;
+    }
     await connection.server?.close();
   }
 
@@ -690,6 +715,22 @@ export class TelegramChannel implements ChannelPlugin {
         onOffset: (offset) => {
           this.#offset = offset;
         },
+        // "An update is considered confirmed as soon as getUpdates is called with an offset
+        // higher than its update_id" (https://core.telegram.org/bots/api#getupdates); timeout 0
+        // answers at once, and what it answers stays unconfirmed (fetched at the next start).
+        confirm: async (offset) => {
+          try {
+            await api.getUpdates(
+              { offset, limit: 1, timeout: 0 },
+              grammySignal(AbortSignal.timeout(CONFIRM_TIMEOUT_MS)),
+            );
+          } catch (error) {
+            ctx.logger.warn(
+              "telegram could not confirm the updates the host took; they may come again after a restart",
+              { offset, error: describeError(error) },
+            );
+          }
+        },
         onLost: (error) => {
           ctx.logger.warn("telegram polling lost its connection", {
             error: describeError(error),
@@ -712,7 +753,9 @@ export class TelegramChannel implements ChannelPlugin {
    * received in order, chats without waiting for each other (one update's slow download holds
    * only the updates behind it in its own chat), and none waiting for the host to be done
    * with another (the host keeps a conversation's order, and merges bursts when it debounces);
-   * confirmed up to the first the host could not take.
+   * confirmed up to the first the host could not take. Once `signal` aborts nothing more is
+   * handed over, but the host's answers to what was are waited for (until `stop()` abandons
+   * them), so that an update it took is confirmed.
    */
   async #deliverBatch(
     connection: Connection,
@@ -723,7 +766,7 @@ export class TelegramChannel implements ChannelPlugin {
     /** Per chat: settles once the chat's latest update so far was handed over (or skipped). */
     const handedOver = new Map<string, Promise<unknown>>();
     const turns = updates.map((update) => {
-      const prepared = this.#prepare(update, ctx.logger, signal).then(
+      const prepared = this.#prepare(update, ctx, signal).then(
         (input): InboundMessageInput | undefined => input,
         (error: unknown) => {
           if (InvalidInboundError.isInstance(error)) {
@@ -759,11 +802,12 @@ export class TelegramChannel implements ChannelPlugin {
       handedOver.set(chat, turn);
       return turn;
     });
+    const abandoned = connection.abandon.signal;
     let done = 0;
     for (const turn of turns) {
-      const handed = await untilAborted(turn, signal);
+      const handed = await untilAborted(turn, abandoned);
       if (handed === undefined) return { done, stale: true };
-      const outcome = await untilAborted(handed.receipt, signal);
+      const outcome = await untilAborted(handed.receipt, abandoned);
       if (outcome === undefined) return { done, stale: true };
       const { error } = outcome;
       if (error !== undefined) {
@@ -785,16 +829,20 @@ export class TelegramChannel implements ChannelPlugin {
     if (this.#connection !== connection) {
       throw new NoProcessError(`telegram channel "${this.id}" is not running`);
     }
-    const input = await this.#prepare(update, connection.ctx.logger, connection.signal);
+    const input = await this.#prepare(update, connection.ctx, connection.signal);
     if (input !== undefined) await connection.ctx.receive(input);
   }
 
-  /** The update as an inbound message (files resolved), or `undefined` when none is due. */
+  /**
+   * The update as an inbound message (files resolved: downloaded only when the host takes the
+   * message, `ctx.admits`), or `undefined` when none is due.
+   */
   async #prepare(
     update: Update,
-    logger: ChannelLogger,
+    ctx: ChannelContext,
     signal: AbortSignal,
   ): Promise<InboundMessageInput | undefined> {
+    const { logger } = ctx;
     const message: Message | undefined = messageOfUpdate(update);
     if (message !== undefined && message !== null) {
       // Telegram's documented types, checked before anything is read: a message with a field
@@ -818,7 +866,12 @@ export class TelegramChannel implements ChannelPlugin {
     }
     const { input, files } = normalized;
     if (files.length > 0) {
-      input.attachments = await Promise.all(files.map((f) => this.#attachment(f, logger, signal)));
+      // Nothing is fetched for a sender or chat the host turns away: described, the files
+      // still let it answer the message as it does (a pairing code, once).
+      const download = await shouldDownloadFiles(ctx, input);
+      input.attachments = await Promise.all(
+        files.map((f) => this.#attachment(f, logger, signal, download)),
+      );
     }
     input.raw = update;
     return input;
@@ -828,6 +881,7 @@ export class TelegramChannel implements ChannelPlugin {
     file: TelegramFileRef,
     logger: ChannelLogger,
     signal: AbortSignal,
+    download: boolean,
   ): Promise<InboundAttachment> {
     const attachment: InboundAttachment = {
       kind: file.kind,
@@ -846,7 +900,7 @@ export class TelegramChannel implements ChannelPlugin {
     }
     if (url !== undefined) return { ...attachment, url };
     const limit = inlineLimitOf(attachment, this.#inline);
-    if (limit <= 0) return attachment;
+    if (limit <= 0 || !download) return attachment;
     try {
       const data = await this.#download(file.fileId, limit, signal);
       if (data !== undefined) return withInlineData(attachment, data);

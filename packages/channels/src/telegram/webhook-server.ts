@@ -8,6 +8,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type ChannelLogger, InvalidInboundError, NoProcessError } from "@beamclaw/core";
+import { closesGracefully } from "../shared/settle.js";
 
 /** The header Telegram puts the webhook's secret token in. */
 export const SECRET_TOKEN_HEADER = "x-telegram-bot-api-secret-token";
@@ -71,6 +72,11 @@ function answer(
 export interface TelegramWebhookServer {
   /** Where it listens, e.g. `http://127.0.0.1:8787/telegram`. */
   readonly localUrl: string;
+  /**
+   * Stops listening; requests under way get up to 5 s to be answered (an update the host is
+   * taking is answered 200, not dropped for Telegram to deliver again), then every
+   * connection is closed. Resolves once the server is closed.
+   */
   close(): Promise<void>;
 }
 
@@ -171,6 +177,7 @@ export async function listenForTelegramWebhook(
   const server = http.createServer((req, res) => {
     void onRequest(req, res);
   });
+  const close = closesGracefully(server);
   server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -184,10 +191,13 @@ export async function listenForTelegramWebhook(
   const shownHost = address.family === "IPv6" ? `[${address.address}]` : address.address;
   return {
     localUrl: `http://${shownHost}:${address.port}${path}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: async () => {
+      const dropped = await close();
+      if (dropped > 0) {
+        logger.warn("telegram webhook: requests the host did not answer in time were dropped", {
+          requests: dropped,
+        });
+      }
+    },
   };
 }

@@ -65,6 +65,11 @@ export interface HarnessOptions {
     input: InboundMessageInput,
     n: number,
   ) => ReceiveResult | Error | Promise<ReceiveResult | Error>;
+  /**
+   * Given to the plugin as `ctx.admits` (stale contexts reject, as the host's do). Default:
+   * none, as hosts written before it.
+   */
+  admits?: (input: InboundMessageInput) => boolean | Promise<boolean>;
   /** Start the plugin (default true). */
   start?: boolean;
   /** Receives the plugin's logs (default: nothing). */
@@ -106,6 +111,14 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
       logger: options.logger ?? silent,
       signal,
       ...(options.state === undefined ? {} : { state: options.state }),
+      ...(options.admits === undefined
+        ? {}
+        : {
+            async admits(input: InboundMessageInput) {
+              if (signal.aborted || mine !== generation) throw new NoProcessError("stale context");
+              return options.admits!(input);
+            },
+          }),
       async receive(input) {
         if (signal.aborted || mine !== generation) throw new NoProcessError("stale context");
         calls.push(input);

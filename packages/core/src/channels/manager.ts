@@ -66,7 +66,13 @@ import {
   PairingStore,
 } from "./pairing.js";
 import { pairingGatewayMethods } from "./pairing-methods.js";
-import { type AccessPolicy, decideAccess, isOperator, validateAccessPolicy } from "./policy.js";
+import {
+  type AccessDecision,
+  type AccessPolicy,
+  decideAccess,
+  isOperator,
+  validateAccessPolicy,
+} from "./policy.js";
 import { runSessionCommand } from "./session-commands.js";
 import { DM_SCOPES, type DmScope, encodeKeySegment, resolveSessionKey } from "./session-routing.js";
 import {
@@ -230,6 +236,17 @@ export interface DeliverOptions {
 
 /** A message's fate: decided now, or after its debounce window. */
 type Admission = { result: ReceiveResult } | { later: Promise<ReceiveResult> };
+
+/** What a message's sender, chat and command make of it (see `#assess`). */
+type Verdict =
+  /** A channel command from an operator: the host answers it. */
+  | { kind: "command"; command: ChannelCommand }
+  /** Turned away by DM or group policy (or asked to pair). */
+  | { kind: "refused"; decision: Extract<AccessDecision, { allow: false }> }
+  /** A session command (`/new`, `/status`, ...): the host carries it out. */
+  | { kind: "session-command"; sessionKey: string; command: SessionCommand }
+  /** For the agent: to its session (unless it is empty). */
+  | { kind: "session"; sessionKey: string };
 
 interface ResolvedSettings extends AccessPolicy {
   agentId: string;
@@ -1145,11 +1162,7 @@ export class ChannelManager {
 
   async #receive(channel: Channel, input: InboundMessageInput): Promise<ReceiveResult> {
     const { plugin } = channel.link;
-    if (this.#state !== "running") {
-      throw new NoProcessError(
-        `the channel manager is not running; channel "${plugin.id}" cannot receive`,
-      );
-    }
+    this.#mayReceive(channel);
     const message = normalizeInbound(plugin.id, input, this.#now);
     const enc = encodeKeySegment;
     const seenKey = `channels:seen:${plugin.id}:${enc(message.accountId)}:${enc(message.messageId)}`;
@@ -1186,19 +1199,40 @@ export class ChannelManager {
     return result;
   }
 
-  /** Decides what becomes of a message: an answer now, or one after its debounce window. */
-  async #route(channel: Channel, message: InboundMessage): Promise<Admission> {
+  /** @throws NoProcessError unless the manager is running. */
+  #mayReceive(channel: Channel): void {
+    if (this.#state !== "running") {
+      throw new NoProcessError(
+        `the channel manager is not running; channel "${channel.link.plugin.id}" cannot receive`,
+      );
+    }
+  }
+
+  /**
+   * `ctx.admits`: whether `receive` would take `input` to a session, decided as `#route`
+   * decides it, without its side effects.
+   */
+  async #admits(channel: Channel, input: InboundMessageInput): Promise<boolean> {
+    const { plugin } = channel.link;
+    this.#mayReceive(channel);
+    const verdict = await this.#assess(channel, normalizeInbound(plugin.id, input, this.#now));
+    return verdict.kind === "session";
+  }
+
+  /**
+   * What becomes of a message by who sent it, where, and its command, read-only (the pairing
+   * approvals): `#route` carries it out, `ctx.admits` answers from it before the files.
+   */
+  async #assess(channel: Channel, message: InboundMessage): Promise<Verdict> {
     const { settings } = channel;
     const { plugin } = channel.link;
-    const target = targetOf(message);
     if (isOperator(settings, message.peer.id)) {
       const command = parseChannelCommand(message.text);
       if (
         command !== undefined &&
         (command.kind !== "approve" || this.runtime.approvals !== undefined)
       ) {
-        await this.#command(channel, message, command);
-        return { result: { status: "command", reason: command.kind } };
+        return { kind: "command", command };
       }
     }
     let paired = false;
@@ -1211,7 +1245,34 @@ export class ChannelManager {
       paired = await this.pairing.isApproved(plugin.id, message.accountId, message.peer.id);
     }
     const decision = decideAccess(message, settings, paired);
-    if (!decision.allow) {
+    if (!decision.allow) return { kind: "refused", decision };
+    const sessionKey = resolveSessionKey(message, {
+      agentId: settings.agentId,
+      dmScope: settings.dmScope,
+      caseInsensitiveIds: plugin.meta.caseInsensitiveIds ?? false,
+    });
+    const sessionCommand =
+      settings.sessionCommands === "off" ||
+      (settings.sessionCommands === "operators" && !isOperator(settings, message.peer.id))
+        ? undefined
+        : parseSessionCommand(message.text);
+    if (sessionCommand !== undefined) {
+      return { kind: "session-command", sessionKey, command: sessionCommand };
+    }
+    return { kind: "session", sessionKey };
+  }
+
+  /** Decides what becomes of a message: an answer now, or one after its debounce window. */
+  async #route(channel: Channel, message: InboundMessage): Promise<Admission> {
+    const { plugin } = channel.link;
+    const target = targetOf(message);
+    const verdict = await this.#assess(channel, message);
+    if (verdict.kind === "command") {
+      await this.#command(channel, message, verdict.command);
+      return { result: { status: "command", reason: verdict.command.kind } };
+    }
+    if (verdict.kind === "refused") {
+      const { decision } = verdict;
       if (decision.outcome === "pairing") {
         const { request, created, capped } = await this.pairing.request(
           plugin.id,
@@ -1237,26 +1298,17 @@ export class ChannelManager {
       }
       return { result: { status: decision.outcome, reason: decision.reason } };
     }
-    if (message.text.trim().length === 0 && message.attachments.length === 0) {
-      return { result: { status: "ignored", reason: "the message is empty" } };
-    }
-    const sessionKey = resolveSessionKey(message, {
-      agentId: settings.agentId,
-      dmScope: settings.dmScope,
-      caseInsensitiveIds: plugin.meta.caseInsensitiveIds ?? false,
-    });
-    const sessionCommand =
-      settings.sessionCommands === "off" ||
-      (settings.sessionCommands === "operators" && !isOperator(settings, message.peer.id))
-        ? undefined
-        : parseSessionCommand(message.text);
-    if (sessionCommand !== undefined) {
+    const { sessionKey } = verdict;
+    if (verdict.kind === "session-command") {
       // In line with the conversation's messages: `/new` after a message clears it too.
       return {
         result: await this.#serial(sessionKey, () =>
-          this.#sessionCommand(channel, message, sessionKey, sessionCommand),
+          this.#sessionCommand(channel, message, sessionKey, verdict.command),
         ),
       };
+    }
+    if (message.text.trim().length === 0 && message.attachments.length === 0) {
+      return { result: { status: "ignored", reason: "the message is empty" } };
     }
     if (channel.debouncer !== null) {
       // One burst per conversation and sender.
@@ -2141,22 +2193,23 @@ export class ChannelManager {
   #context(link: ChannelLink, generation: number, signal: AbortSignal): ChannelContext<unknown> {
     const channel = this.#channels.get(link.plugin.id)!;
     const id = link.plugin.id;
+    /** `call()`, unless this context went stale. */
+    const current = <T>(call: () => Promise<T>): Promise<T> =>
+      signal.aborted || generation !== link.generation
+        ? Promise.reject(
+            new NoProcessError(
+              `channel "${id}": this context is stale (the channel stopped or restarted)`,
+            ),
+          )
+        : call();
     return {
       channel: id,
       config: link.config,
       signal,
       state: this.#stateStore(id),
       logger: this.#channelLogger(id),
-      receive: (input) => {
-        if (signal.aborted || generation !== link.generation) {
-          return Promise.reject(
-            new NoProcessError(
-              `channel "${id}": this context is stale (the channel stopped or restarted)`,
-            ),
-          );
-        }
-        return this.#receive(channel, input);
-      },
+      receive: (input) => current(() => this.#receive(channel, input)),
+      admits: (input) => current(() => this.#admits(channel, input)),
       disconnected: (error) => {
         if (signal.aborted || generation !== link.generation) return;
         try {

@@ -4,8 +4,9 @@
  *
  * A plugin does four things: it connects (`start`) and disconnects (`stop`); it turns every
  * platform event it receives into one {@link InboundMessage} shape and hands it to
- * `ctx.receive`; and it performs outbound calls (`sendText`, and `sendMedia`, `edit`,
- * `typing`, `react` when it declares them). Everything else — session routing, DM and group
+ * `ctx.receive` (asking `ctx.admits` first when it would download the message's files); and
+ * it performs outbound calls (`sendText`, and `sendMedia`, `edit`, `typing`, `react` when it
+ * declares them). Everything else — session routing, DM and group
  * policy, pairing, duplicate suppression, debounce, chunking, typing while a run streams,
  * approvals, durable replies, reconnecting with backoff — is done by the host
  * (`ChannelManager`), the same way for every channel.
@@ -341,6 +342,36 @@ export interface ChannelContext<TConfig = unknown> {
    * @throws NoProcessError once this context is stale (the channel stopped or restarted).
    */
   receive(message: InboundMessageInput): Promise<ReceiveResult>;
+  /**
+   * Asks, before the plugin fetches a message's files, whether `receive` would hand this
+   * message to a session: the same decision `receive` makes — DM policy (pairing included),
+   * group policy, `groupAllowFrom`, mention gating, and the channel and session commands the
+   * host answers itself — taken now, from the same settings and pairing approvals. It does
+   * not judge what only the files could change (a message without text is not empty once
+   * its files are counted) nor duplicates. It has no side effects: nothing is recorded, no
+   * pairing code is sent.
+   *
+   * Resolves `false` when `receive` would turn the message away (`blocked`, `ignored`,
+   * `pairing`) or answer it itself (`command`): the files would never be used. The plugin
+   * then still calls `receive` with the message, its attachments described (`kind`,
+   * `mediaType`, `name`, `size`, a `url` marked `privateUrl`) but not downloaded, so that
+   * the host does what it does for such a message once (sends an unknown sender's pairing
+   * code, answers the command, records the message id). A sender approved between the two
+   * calls has that message taken without the files' content, which the text then names.
+   *
+   * Optional: hosts written before it (and test contexts) do not have it; a plugin treats a
+   * missing `admits` as `true` and downloads as before.
+   *
+   * @throws InvalidInboundError for a malformed message (as `receive` would).
+   * @throws NoProcessError once this context is stale (the channel stopped or restarted).
+   * @example
+   * ```ts
+   * const message = describe(event); // attachments with their URLs, not downloaded
+   * const admitted = (await ctx.admits?.(message)) ?? true;
+   * await ctx.receive(admitted ? await withDownloadedFiles(message) : message);
+   * ```
+   */
+  admits?(message: InboundMessageInput): Promise<boolean>;
   /**
    * Reports that the connection was lost and the plugin will not recover it by itself. The
    * host calls `stop()`, waits (exponential backoff with jitter; at least the error's
