@@ -39,6 +39,7 @@ import {
 } from "../shared/files.js";
 import { KeyedChains } from "../shared/keyed-chains.js";
 import { withoutBody } from "../shared/responses.js";
+import { STOP_DRAIN_MS, settlesWithin } from "../shared/settle.js";
 import { Stops } from "../shared/stops.js";
 import { DiscordDirectory, type KnownChannel, toKnownChannel } from "./directory.js";
 import type { DiscordGatewayError } from "./errors.js";
@@ -272,8 +273,6 @@ interface Run {
 
 /** Receives in flight above which normalizing waits (backpressure on a slow host). */
 const MAX_RECEIVING = 256;
-/** How long `stop` waits for messages being handed to the host. */
-const STOP_DRAIN_MS = 5_000;
 /** Downloads started ahead of their message's turn, at most (more wait for their turn). */
 const MAX_PREFETCHED = 16;
 /** File downloads from the CDN under way at once, across channels (more wait for a slot). */
@@ -295,17 +294,6 @@ function positiveInteger(value: number | undefined, name: string, fallback: numb
     throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${String(value)}`);
   }
   return n;
-}
-
-async function settleWithin(promises: Iterable<Promise<unknown>>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    Promise.allSettled(promises),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
 }
 
 /**
@@ -598,7 +586,7 @@ export class DiscordChannel implements ChannelPlugin {
     run.controller.abort();
     // Messages already handed to the host finish first, so that their sequence is
     // acknowledged before the session is closed (and resumed after them next time).
-    await settleWithin([run.chains.drained(), ...run.receiving], STOP_DRAIN_MS);
+    await settlesWithin([run.chains.drained(), ...run.receiving], STOP_DRAIN_MS);
     await run.connection.close(run.reported || run.connection.lost);
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
