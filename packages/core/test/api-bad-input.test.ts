@@ -409,6 +409,10 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
     ]);
   }
   sendCases.push(["message.sender: a lone surrogate", { text: "hi", sender: "\uDC00" }, undefined]);
+  // A message of nothing: vendors refuse a message without content.
+  sendCases.push(["message.text: empty", "", undefined]);
+  sendCases.push(["message.text: only whitespace", " \n\t", undefined]);
+  sendCases.push(["message.text: empty, with no images", { text: "", images: [] }, undefined]);
 
   for (const [name, message, options] of sendCases) {
     it(`send(): ${name} is refused before anything is queued`, async () => {
@@ -430,7 +434,16 @@ describe("a running runtime refuses bad session calls and keeps working", () => 
     ...HOSTILE_STRINGS.filter(([, text]) => text.isWellFormed()).map(
       ([name, text]) => [`text: ${name}`, text, undefined] as [string, unknown, unknown],
     ),
-    ["an empty text", "", undefined],
+    [
+      "an image without text (a photo without a caption)",
+      { text: "", images: [{ mediaType: "image/png", data: "AAAA" }] },
+      undefined,
+    ],
+    [
+      "a file with only whitespace for text",
+      { text: " ", files: [{ mediaType: "application/pdf", data: "AAAA" }] },
+      undefined,
+    ],
     ["an object with text and sender", { text: "hi", sender: "alice" }, undefined],
     [
       "images by data and by url",

@@ -26,6 +26,7 @@ import {
   type ToolResultPart,
 } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
+import { hasText, userContent } from "./blank-text.js";
 import {
   type CallContext,
   errorFromStreamEvent,
@@ -259,23 +260,22 @@ function documentBlock(part: FilePart, context: CallContext): AnthropicBlock {
 }
 
 /**
- * False for text that is empty or only whitespace, which Anthropic refuses as a text block
+ * A user message's blocks. Anthropic refuses a text block that is empty or only whitespace
  * (HTTP 400 "messages: text content blocks must be non-empty", "messages: text content blocks
  * must contain non-whitespace text"; reported in anthropics/claude-code#23440,
- * home-assistant/core#175637, LibreChat-AI/agents#124): such a block is left out, as it says
- * nothing. A user can send it (`session.send(" ")`, a channel's message of a blank line), and
- * models answer it (a text of `"\n\n"` before their tool calls), so a history that kept it
- * would be refused on every later turn.
+ * home-assistant/core#175637, LibreChat-AI/agents#124): such a block is left out (`hasText`),
+ * as it says nothing. Models write one (a text of `"\n\n"` before their tool calls), and a
+ * history can hold a blank user message, so a history that kept it would be refused on every
+ * later turn. A user message left with nothing keeps its turn as a placeholder
+ * (`userContent`): dropped, it would leave the assistant's turn before it last, which
+ * Anthropic takes as a prefill to continue (or, from Claude 4.6 on, refuses: "This model does
+ * not support assistant message prefill. The conversation must end with a user message.").
  */
-function hasText(text: string): boolean {
-  return text.trim() !== "";
-}
-
 function userBlocks(message: Extract<ModelMessage, { role: "user" }>, context: CallContext) {
   const blocks: AnthropicBlock[] = [];
-  for (const part of message.content) {
+  for (const part of userContent(message)) {
     if (part.type === "text") {
-      if (hasText(part.text)) blocks.push({ type: "text", text: part.text });
+      blocks.push({ type: "text", text: part.text });
     } else if (part.type === "file") {
       blocks.push(documentBlock(part, context));
     } else if (part.data !== undefined) {
@@ -419,6 +419,8 @@ export function toAnthropicMessages(messages: ModelMessage[], context: CallConte
         ...(result.isError ? { is_error: true } : {}),
       }));
     }
+    // An assistant message with nothing Anthropic takes (blank text, another vendor's
+    // thinking) is left out; a user message always has a block (see `userContent`).
     if (blocks.length === 0) continue;
     const last = out.at(-1);
     // Consecutive turns of one role are merged: the API expects alternating roles, and tool

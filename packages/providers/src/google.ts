@@ -28,6 +28,7 @@ import {
   type ThinkingLevel,
 } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
+import { userContent } from "./blank-text.js";
 import {
   abortedError,
   type CallContext,
@@ -245,9 +246,12 @@ function functionResponse(output: JsonValue, isError: boolean | undefined): Json
 
 function userParts(message: Extract<ModelMessage, { role: "user" }>, context: CallContext) {
   const parts: GooglePart[] = [];
-  for (const part of message.content) {
+  // Never empty ("contents.parts must not be empty"), nor an empty text part (a part without
+  // data): a message of nothing keeps its turn as a placeholder, so that the conversation
+  // still ends with the user's turn, as Gemini requires.
+  for (const part of userContent(message)) {
     if (part.type === "text") {
-      if (part.text !== "") parts.push({ text: part.text });
+      parts.push({ text: part.text });
     } else if (part.data !== undefined) {
       // Images and documents (PDF, text) alike.
       parts.push({ inlineData: { mimeType: part.mediaType, data: part.data } });

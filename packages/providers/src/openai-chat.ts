@@ -21,6 +21,7 @@ import {
   type ModelUsage,
   type ProviderErrorKind,
 } from "@beamclaw/core";
+import { userContent } from "./blank-text.js";
 import {
   type CallContext,
   errorFromStreamEvent,
@@ -395,14 +396,17 @@ function chatMessage(
   callId: (id: string) => string,
 ): JsonObject[] {
   if (message.role === "user") {
+    // Blank text left out, a message of nothing as a placeholder: OpenAI refuses an empty
+    // `content` array, and servers such as LM Studio an empty `content`.
+    const content = userContent(message);
     // Plain text as a string: every compatible server accepts that, not all accept parts.
-    if (message.content.every((part) => part.type === "text")) {
-      return [{ role: "user", content: message.content.map((part) => part.text).join("\n") }];
+    if (content.every((part) => part.type === "text")) {
+      return [{ role: "user", content: content.map((part) => part.text).join("\n") }];
     }
     return [
       {
         role: "user",
-        content: message.content.map((part) =>
+        content: content.map((part) =>
           part.type === "text"
             ? { type: "text", text: part.text }
             : part.type === "image"

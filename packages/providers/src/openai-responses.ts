@@ -19,6 +19,7 @@ import {
   type ModelStreamEvent,
   type ThinkingPart,
 } from "@beamclaw/core";
+import { userContent } from "./blank-text.js";
 import { type CallContext, errorFromStreamEvent, providerError } from "./errors.js";
 import type { HttpClient } from "./http.js";
 import {
@@ -100,7 +101,9 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
     if (message.role === "user") {
       items.push({
         role: "user",
-        content: message.content.map((part) =>
+        // Never an empty array, which OpenAI refuses ("Invalid 'input[0].content': empty
+        // array"): a message of nothing is sent as a placeholder.
+        content: userContent(message).map((part) =>
           part.type === "text"
             ? { type: "input_text", text: part.text }
             : part.type === "image"

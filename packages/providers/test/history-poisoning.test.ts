@@ -8,7 +8,8 @@
  * - A tool call without its result (a run aborted while its tool ran): refused by every vendor.
  * - Anthropic: tool call ids that are not `^[a-zA-Z0-9_-]+$` or not unique (after a failover
  *   or a change of model: Kimi's `functions.get_weather:0`, Gemini 2.x's `gemini_call_1`).
- * - Anthropic: text blocks empty or only whitespace, an error result without content.
+ * - Anthropic: text blocks empty or only whitespace, an error result without content (blank user
+ *   messages of every vendor: see blank-user-messages.test.ts).
  * - Mistral: a user message right after tool results ("Unexpected role 'user' after role 'tool'").
  */
 import {
@@ -439,14 +440,14 @@ describe("Anthropic: tool call ids from other providers", () => {
 });
 
 describe("Anthropic: text that is empty or only whitespace", () => {
-  it("is left out of user and assistant turns", async () => {
+  it("is left out of assistant turns; a blank user message keeps its turn as a placeholder", async () => {
     const messages = await sendToAnthropic([
       userText("Weather in Paris?"),
       // Models often put a blank line before their tool calls.
       { role: "assistant", content: [{ type: "text", text: "\n\n" }, call("toolu_paris")] },
       { role: "tool", content: [result("toolu_paris", '{"celsius":21}')] },
       { role: "assistant", content: [{ type: "text", text: "It is 21 °C in Paris." }] },
-      // A blank message (a channel's, or `session.send(" ")`), answered by another model.
+      // A blank message (saved before `session.send(" ")` was refused), answered by another model.
       userText(" \n"),
       { role: "assistant", content: [{ type: "text", text: "Did you mean to write more?" }] },
       userText("Thanks"),
@@ -463,13 +464,10 @@ describe("Anthropic: text that is empty or only whitespace", () => {
         role: "user",
         content: [{ type: "tool_result", tool_use_id: "toolu_paris", content: '{"celsius":21}' }],
       },
-      {
-        role: "assistant",
-        content: [
-          { type: "text", text: "It is 21 °C in Paris." },
-          { type: "text", text: "Did you mean to write more?" },
-        ],
-      },
+      { role: "assistant", content: [{ type: "text", text: "It is 21 °C in Paris." }] },
+      // Left out, it would put the two assistant turns side by side (see blank-user-messages).
+      { role: "user", content: [{ type: "text", text: "(empty message)" }] },
+      { role: "assistant", content: [{ type: "text", text: "Did you mean to write more?" }] },
       { role: "user", content: [{ type: "text", text: "Thanks" }] },
     ]);
   });

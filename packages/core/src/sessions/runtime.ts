@@ -192,7 +192,8 @@ export interface SessionHandle {
    *   an empty `idempotencyKey`, a `signal` that is not an `AbortSignal`, a `model` that is
    *   not `provider/model`, an `output` that is not a zod or JSON Schema of an object, text,
    *   a sender or a file name holding a lone surrogate: half of a UTF-16 pair, which every
-   *   model API refuses); nothing is queued then.
+   *   model API refuses) and for a message of nothing (text empty or only whitespace, and no
+   *   image or file: a photo without a caption is a message); nothing is queued then.
    * @throws AbortedError when `options.signal` is aborted before the session takes the
    *   message (already aborted when `send` is called, or aborted while it is queued); nothing
    *   is left queued and nothing runs.
@@ -286,9 +287,9 @@ export interface SessionHandle {
    * ```ts
    * await session.inject("Your order #1234 has shipped.", { label: "shop" });
    * ```
-   * @throws InvalidArgumentError for text that is not a non-empty string, or a label that
-   *   is not one line of 1 to 100 characters, either holding a lone surrogate; nothing is
-   *   saved then.
+   * @throws InvalidArgumentError for text that is not a string, or is empty or only
+   *   whitespace, or a label that is not one line of 1 to 100 characters, either holding a
+   *   lone surrogate; nothing is saved then.
    * @throws AbortedError when the session was reset while the injection waited;
    *   NoProcessError when it stopped meanwhile (nothing was saved).
    * @throws OverloadedError when `maxQueuedMessages` notes already wait for the active run
@@ -1421,7 +1422,8 @@ export class AgentRuntime {
     const parent = this.#agent(context.agentId);
     const limits: SubagentLimits = parent.subagents ?? {};
     const task = (input as { task?: unknown } | null)?.task;
-    if (typeof task !== "string" || task.length === 0) {
+    // Checked as `send` checks its text, before the child's session is made.
+    if (typeof task !== "string" || task.trim() === "") {
       return { output: "spawn_subagent needs a non-empty task string", isError: true };
     }
     const depth = parseSessionKey(context.sessionKey).depth;
@@ -1620,6 +1622,13 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
   optionalString(input.sender, "message sender");
   checkMedia(input.images, "images");
   checkMedia(input.files, "files");
+  // A message of nothing would be saved and sent, and vendors refuse a message without
+  // content. A photo without a caption (a channel's) has no text, and is a message.
+  if (input.text.trim() === "" && !input.images?.length && !input.files?.length) {
+    throw new InvalidArgumentError(
+      "a message needs text (not only whitespace), an image or a file; got none",
+    );
+  }
   // A lone surrogate would be saved, and every model API refuses a history holding one.
   checkWellFormed(input.text, "message text");
   if (input.sender !== undefined) checkWellFormed(input.sender, "message sender");
