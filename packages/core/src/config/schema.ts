@@ -266,10 +266,13 @@ export const CronJobConfigSchema = z
         }
       }),
     session: z.enum(["main", "isolated"]).default("isolated"),
-    // A lone surrogate: every run's message would be refused (see `send`).
+    // Only whitespace, or a lone surrogate: every run's message would be refused (see `send`).
     prompt: z
       .string()
       .min(1)
+      .refine((prompt) => prompt.length === 0 || prompt.trim() !== "", {
+        message: "is only whitespace: every run would send a message of nothing",
+      })
       .refine((prompt) => prompt.isWellFormed(), {
         message: "holds a lone surrogate (half of a UTF-16 pair); use well-formed Unicode",
       }),
