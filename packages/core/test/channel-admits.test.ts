@@ -6,22 +6,16 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import {
-  AgentRuntime,
   type ChannelContext,
-  ChannelManager,
+  type ChannelManager,
   type ChannelSettings,
-  createProviderChain,
   type InboundMessageInput,
   InvalidInboundError,
-  MemoryStore,
   NoProcessError,
   type ReceiveStatus,
 } from "../src/index.js";
-import {
-  createEchoProvider,
-  createMemoryPlatform,
-  type MemoryPlatform,
-} from "../src/testing/index.js";
+import type { MemoryPlatform } from "../src/testing/index.js";
+import { channelHarness } from "./channel-harness.js";
 import { waitFor } from "./support.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -37,41 +31,21 @@ interface Host {
   contexts: ChannelContext[];
 }
 
-/** A `ChannelManager` with one in-memory channel under `settings`, and its plugin's context. */
+/**
+ * A `ChannelManager` with one in-memory channel under `settings` (DM and group policy `open`
+ * where they say nothing), and its plugin's context.
+ */
 async function host(settings: ChannelSettings): Promise<Host> {
-  const store = new MemoryStore();
-  await store.open();
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({ providers: [createEchoProvider()], retry: { maxAttempts: 1 } }),
-    agents: [{ id: "main", model: "echo/m" }],
-  });
-  await runtime.start();
-  const platform = createMemoryPlatform();
-  const plugin = platform.createChannel();
   const contexts: ChannelContext[] = [];
-  const manager = new ChannelManager({
-    runtime,
-    channels: [
-      {
-        ...settings,
-        plugin: {
-          ...plugin,
-          start: async (ctx: ChannelContext) => {
-            contexts.push(ctx);
-            await plugin.start(ctx);
-          },
-        },
+  const { manager, platform } = await channelHarness(cleanups, {
+    settings,
+    wrap: (plugin) => ({
+      ...plugin,
+      start: async (ctx: ChannelContext) => {
+        contexts.push(ctx);
+        await plugin.start(ctx);
       },
-    ],
-    reconnect: { baseDelayMs: 10, maxDelayMs: 50 },
-  });
-  await manager.start();
-  cleanups.push(async () => {
-    await manager.stop();
-    await runtime.stop();
-    await platform.close();
-    await store.close();
+    }),
   });
   return { manager, platform, contexts, ctx: () => contexts.at(-1)! };
 }

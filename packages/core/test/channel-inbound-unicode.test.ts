@@ -5,14 +5,8 @@
  * refuses a request holding one) — and the sender's name and a quoted reply likewise.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  AgentRuntime,
-  ChannelManager,
-  createProviderChain,
-  MemoryStore,
-  normalizeInbound,
-} from "../src/index.js";
-import { createEchoProvider, createMemoryPlatform } from "../src/testing/index.js";
+import { normalizeInbound } from "../src/index.js";
+import { channelHarness } from "./channel-harness.js";
 import { waitFor } from "./support.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -37,35 +31,9 @@ describe("inbound text holding a lone surrogate", () => {
   });
 
   it("reaches the session and is answered, instead of being refused", async () => {
-    const store = new MemoryStore();
-    await store.open();
-    cleanups.push(() => store.close());
-    const platform = createMemoryPlatform();
-    cleanups.push(() => platform.close());
-    const runtime = new AgentRuntime({
-      store,
-      models: createProviderChain({
-        providers: [createEchoProvider()],
-        models: [],
-        retry: { maxAttempts: 1 },
-      }),
-      agents: [{ id: "main", model: "echo/m" }],
+    const { platform, runtime } = await channelHarness(cleanups, {
+      settings: { dmScope: "per-channel-peer" },
     });
-    await runtime.start();
-    cleanups.push(() => runtime.stop());
-    const manager = new ChannelManager({
-      runtime,
-      channels: [
-        {
-          plugin: platform.createChannel(),
-          dmPolicy: "open",
-          groupPolicy: "open",
-          dmScope: "per-channel-peer",
-        },
-      ],
-    });
-    await manager.start();
-    cleanups.push(() => manager.stop());
     const result = await platform.inject({
       chatType: "direct",
       chatId: "dm-alice",

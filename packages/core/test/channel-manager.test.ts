@@ -9,22 +9,16 @@ import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import {
   AbortedError,
-  AgentRuntime,
-  type AgentRuntimeOptions,
-  type ChannelCapabilities,
   type ChannelContext,
   ChannelManager,
   type ChannelManagerOptions,
   ChannelNotFoundError,
   type ChannelPlugin,
   ChannelSendError,
-  type ChannelSettings,
-  createProviderChain,
   defineTool,
   InvalidArgumentError,
   InvalidInboundError,
   MemoryStore,
-  type ModelProvider,
   NoProcessError,
   PAIRING_CODE_ALPHABET,
   subscribeTelemetry,
@@ -39,74 +33,15 @@ import {
   type PlatformInbound,
   type PlatformOutbound,
 } from "../src/testing/index.js";
+import { type ChannelHarnessOptions, channelHarness } from "./channel-harness.js";
 import { waitFor } from "./support.js";
-
-interface Harness {
-  platform: MemoryPlatform;
-  plugin: ChannelPlugin;
-  manager: ChannelManager;
-  runtime: AgentRuntime;
-  store: MemoryStore;
-  /** Stops the manager and the runtime, keeping the store (a process restart). */
-  crash(): Promise<void>;
-}
-
-interface HarnessOptions {
-  settings?: ChannelSettings;
-  capabilities?: Partial<ChannelCapabilities>;
-  provider?: ModelProvider;
-  store?: MemoryStore;
-  runtime?: Partial<AgentRuntimeOptions>;
-  manager?: Partial<ChannelManagerOptions>;
-  /** Wraps the plugin before the manager gets it. */
-  wrap?: (plugin: ChannelPlugin) => ChannelPlugin;
-  /** Does not start the manager. */
-  idle?: boolean;
-}
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function harness(options: HarnessOptions = {}): Promise<Harness> {
-  const store = options.store ?? new MemoryStore();
-  await store.open();
-  const platform = createMemoryPlatform({ capabilities: options.capabilities ?? {} });
-  const plugin = (options.wrap ?? ((p) => p))(platform.createChannel());
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({
-      providers: [options.provider ?? createEchoProvider()],
-      models: [],
-      retry: { maxAttempts: 1 },
-    }),
-    agents: [{ id: "main", model: `${(options.provider ?? { id: "echo" }).id}/m`, tools: ["*"] }],
-    ...options.runtime,
-  });
-  await runtime.start();
-  const manager = new ChannelManager({
-    runtime,
-    channels: [{ plugin, dmPolicy: "open", groupPolicy: "open", ...options.settings }],
-    reconnect: { baseDelayMs: 10, maxDelayMs: 50 },
-    outbox: { baseDelayMs: 10, maxDelayMs: 40 },
-    ...options.manager,
-  });
-  if (!options.idle) await manager.start();
-  let down = false;
-  const crash = async () => {
-    if (down) return;
-    down = true;
-    await manager.stop();
-    await runtime.stop();
-    await platform.close();
-  };
-  cleanups.push(async () => {
-    await crash();
-    await store.close();
-  });
-  return { platform, plugin, manager, runtime, store, crash };
-}
+const harness = (options?: ChannelHarnessOptions) => channelHarness(cleanups, options);
 
 let counter = 0;
 const nextId = () => `m${++counter}`;
