@@ -21,7 +21,7 @@ import {
   type ModelUsage,
   type ProviderErrorKind,
 } from "@beamclaw/core";
-import { userContent } from "./blank-text.js";
+import { BLANK_MESSAGE_TEXT, hasText, userContent } from "./blank-text.js";
 import {
   type CallContext,
   errorFromStreamEvent,
@@ -117,12 +117,20 @@ export function createOpenAIHttpClient(
  * Reads OpenAI's `{"error": {"message", "type", "param", "code"}}`; the Responses API's
  * stream `error` event and `response.error` put `code` and `message` at the top level, which
  * this reads too. `insufficient_quota` (no credit left) is a 429 that retrying cannot fix.
+ * Some compatible servers send the message alone, as a string: `{"error": "<message>"}`
+ * (LM Studio: `{"error": "'response_format.type' must be 'json_schema' or 'text'"}`,
+ * t59688/arboris-novel#23, lmstudio-ai/lmstudio-bug-tracker#2203; Ollama's native API: HTTP
+ * 404 `{"error": "model 'x' not found"}`, CrestApps/CrestApps.Core#142); its kind then comes
+ * from the status.
  */
 export function parseOpenAIError(body: unknown): VendorErrorInfo {
-  const error = isWire(field(body, "error")) ? field(body, "error") : body;
+  const wrapped = field(body, "error");
+  const error = isWire(wrapped) ? wrapped : body;
   const type = stringField(error, "type");
   const code = stringField(error, "code");
-  const message = stringField(error, "message");
+  const message =
+    stringField(error, "message") ||
+    (typeof wrapped === "string" && wrapped.trim() !== "" ? wrapped : undefined);
   const name = code ?? type;
   const kind = lookup(OPENAI_CODE_KINDS, code);
   // vLLM, OpenRouter and others put an HTTP status in `code` (`"code": 400`), which is all an
@@ -354,8 +362,9 @@ export function toChatMessages(
   if (request.system !== undefined && request.system !== "") {
     out.push({ role: "system", content: request.system });
   }
-  for (const message of answerToolCalls(request.messages)) {
-    out.push(...chatMessage(message, context, callId));
+  const messages = answerToolCalls(request.messages);
+  for (const [i, message] of messages.entries()) {
+    out.push(...chatMessage(message, context, callId, i === messages.length - 1));
   }
   return out;
 }
@@ -394,6 +403,7 @@ function chatMessage(
   message: ModelMessage,
   context: CallContext,
   callId: (id: string) => string,
+  last: boolean,
 ): JsonObject[] {
   if (message.role === "user") {
     // Blank text left out, a message of nothing as a placeholder: OpenAI refuses an empty
@@ -444,10 +454,29 @@ function chatMessage(
           arguments: toolInputText(part.input),
         },
       }));
+    let content: string | null = text;
+    if (toolCalls.length > 0) {
+      if (text === "") content = null;
+    } else if (!hasText(text)) {
+      // An answer of nothing (a stop without text or tool calls; or only another vendor's
+      // thinking). Mistral refuses an assistant message without content or tool calls (HTTP
+      // 400 "Assistant message must have either content or tool_calls, but not none.",
+      // OpenHands/OpenHands#8685, langchain-ai/langchain#21196; mistral-common's validator
+      // tests `bool(content)`, so `""` is none), and so do LM Studio (any empty `content`,
+      // lmstudio-ai/lmstudio-bug-tracker#2) and Mistral models' templates on vLLM. Left out,
+      // it would put two user messages side by side, which the chat templates that require
+      // alternating roles (Gemma's, Llama 2's) refuse ("Conversation roles must alternate
+      // user/assistant/user/assistant/..."), or a user message right after tool results,
+      // which Mistral refuses: it keeps its place as a placeholder. Last, it is left out:
+      // nothing follows it, and a conversation must end with a user or tool message on
+      // Mistral ("Expected last role User or Tool").
+      if (last) return [];
+      content = BLANK_MESSAGE_TEXT;
+    }
     return [
       {
         role: "assistant",
-        content: text === "" && toolCalls.length > 0 ? null : text,
+        content,
         ...(reasoning === "" ? {} : { reasoning_content: reasoning }),
         ...(details.length === 0 ? {} : { reasoning_details: details }),
         ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}),

@@ -18,6 +18,8 @@ import { mistralToolCallIds } from "../src/openai-chat.js";
 import {
   type CapturedRequest,
   capture,
+  chatAnswer,
+  chatChunk,
   collect,
   collectFailure,
   errorResponse,
@@ -36,26 +38,6 @@ const VLLM = "http://127.0.0.1:8000/v1";
 const OLLAMA = "http://127.0.0.1:11434/v1";
 const ANTHROPIC_ID = "toolu_01A09q90qw90lq917835lq9";
 const MISTRAL_FORM = /^[a-zA-Z0-9]{9}$/;
-
-function chunk(model: string, delta: Record<string, unknown>, finish: string | null = null) {
-  return `data: ${JSON.stringify({
-    id: "cmpl-e5cc70bb28c444948073e77776eb30ef",
-    object: "chat.completion.chunk",
-    created: 1777000000,
-    model,
-    choices: [{ index: 0, delta, finish_reason: finish }],
-  })}\n\n`;
-}
-
-/** A streamed text answer, in Mistral's chunk shape. */
-function answer(model: string, text: string) {
-  return sseResponse(
-    chunk(model, { role: "assistant", content: "" }) +
-      chunk(model, { content: text }) +
-      chunk(model, { content: "" }, "stop") +
-      "data: [DONE]\n\n",
-  );
-}
 
 /** Every tool call id of a Chat Completions body: the calls' and the results'. */
 function idsOf(body: Record<string, unknown>) {
@@ -88,7 +70,7 @@ function mistralServer(base: string, model: string, reply = "It is 21 °C in Par
     http.post(`${base}/chat/completions`, async ({ request }) => {
       const captured = await capture(request);
       seen.push(captured);
-      return mistralRefusal(captured.body) ?? answer(model, reply);
+      return mistralRefusal(captured.body) ?? chatAnswer(model, reply);
     }),
   );
   return seen;
@@ -180,10 +162,10 @@ describe("tool call ids sent to Mistral", () => {
         seen.push(captured);
         const refusal = mistralRefusal(captured.body);
         if (refusal !== undefined) return refusal;
-        if (seen.length > 1) return answer(model, "It is 21 °C in Paris.");
+        if (seen.length > 1) return chatAnswer(model, "It is 21 °C in Paris.");
         // vLLM names the call itself, in a form its Mistral template then refuses.
         return sseResponse(
-          chunk(model, {
+          chatChunk(model, {
             role: "assistant",
             tool_calls: [
               {
@@ -194,7 +176,7 @@ describe("tool call ids sent to Mistral", () => {
               },
             ],
           }) +
-            chunk(model, {}, "tool_calls") +
+            chatChunk(model, {}, "tool_calls") +
             "data: [DONE]\n\n",
         );
       }),
@@ -223,7 +205,7 @@ describe("tool call ids sent to Mistral", () => {
     server.use(
       http.post(`${OLLAMA}/chat/completions`, async ({ request }) => {
         seen.push(await capture(request));
-        return answer("llama3.2", "21 °C.");
+        return chatAnswer("llama3.2", "21 °C.");
       }),
     );
     const ollama = createOpenAICompatibleProvider({ id: "ollama", baseUrl: OLLAMA });

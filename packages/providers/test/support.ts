@@ -90,6 +90,31 @@ export function sseResponse(text: string, options: ReplayOptions = {}): HttpResp
   });
 }
 
+/** One Chat Completions stream chunk of `model` (a `data:` event) carrying `delta`. */
+export function chatChunk(
+  model: string,
+  delta: Record<string, unknown>,
+  finish: string | null = null,
+): string {
+  return `data: ${JSON.stringify({
+    id: "cmpl-e5cc70bb28c444948073e77776eb30ef",
+    object: "chat.completion.chunk",
+    created: 1777000000,
+    model,
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  })}\n\n`;
+}
+
+/** A streamed Chat Completions answer of `text` (`""`: an answer of nothing, a stop without text). */
+export function chatAnswer(model: string, text: string): HttpResponse<never> {
+  return sseResponse(
+    chatChunk(model, { role: "assistant", content: "" }) +
+      (text === "" ? "" : chatChunk(model, { content: text })) +
+      chatChunk(model, { content: "" }, "stop") +
+      "data: [DONE]\n\n",
+  );
+}
+
 /** A JSON error response, as vendors send them. */
 export function errorResponse(
   status: number,
