@@ -149,6 +149,12 @@ export class GatewayHub {
   readonly #config: BeamClawConfig | undefined;
   readonly #unsubscribe: Array<() => void> = [];
   draining = false;
+  /**
+   * Aborted when a stop gives up waiting for work in progress (`drainTimeoutMs` ran out):
+   * what runs outside a session's run (a model call with a request's own tools) ends then,
+   * as the runs are aborted.
+   */
+  readonly halt = new AbortController();
 
   constructor(options: GatewayHubOptions) {
     this.runtime = options.runtime;

@@ -9,15 +9,33 @@
 export const DEFAULT_OVERLOAD_RETRY_AFTER_MS = 1_000;
 
 /**
+ * The codes of the runtime's refusals for capacity, which pass and are retried later:
+ * `OVERLOADED` (a full session queue or mailbox, memory pressure, a tenant's pending
+ * messages), `MAX_CHILDREN` (the runtime's cap on live sessions, `maxActiveSessions`) and
+ * `RATE_LIMITED` (a tenant's `requestsPerMinute`).
+ */
+export const OVERLOAD_CODES: ReadonlySet<string> = new Set([
+  "OVERLOADED",
+  "MAX_CHILDREN",
+  "RATE_LIMITED",
+]);
+
+/** Whether `error` is one of the runtime's refusals for capacity (see {@link OVERLOAD_CODES}). */
+export function isOverload(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" && OVERLOAD_CODES.has(code);
+}
+
+/**
  * The wait to tell a client about `error`, in whole ms: its own `retryAfterMs` when it has a
- * usable one, else {@link DEFAULT_OVERLOAD_RETRY_AFTER_MS} for an overload (`OVERLOADED`),
- * else undefined.
+ * usable one, else {@link DEFAULT_OVERLOAD_RETRY_AFTER_MS} for an overload (see
+ * {@link OVERLOAD_CODES}), else undefined.
  */
 export function retryAfterMsOf(error: unknown): number | undefined {
   const e = error as { code?: unknown; retryAfterMs?: unknown } | null | undefined;
   const ms = e?.retryAfterMs;
   if (typeof ms === "number" && Number.isFinite(ms) && ms >= 0) return Math.ceil(ms);
-  return e?.code === "OVERLOADED" ? DEFAULT_OVERLOAD_RETRY_AFTER_MS : undefined;
+  return isOverload(error) ? DEFAULT_OVERLOAD_RETRY_AFTER_MS : undefined;
 }
 
 /**

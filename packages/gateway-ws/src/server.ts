@@ -7,6 +7,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { isIP, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import {
+  AbortedError,
   type AgentRuntime,
   type BeamClawConfig,
   type ConfigService,
@@ -255,6 +256,11 @@ export class GatewayServer {
   /** The `stop()` under way or done, shared by every caller of `stop()`. */
   #stopping: Promise<void> | undefined;
   readonly #sockets = new Set<Socket>();
+  /**
+   * The HTTP requests being answered (a streamed chat completion among them): a stop lets
+   * them write their last events before it closes their sockets.
+   */
+  readonly #answering = new Set<Promise<void>>();
   #offMemory: Array<() => void> = [];
 
   constructor(options: GatewayServerOptions) {
@@ -449,8 +455,12 @@ export class GatewayServer {
       underMemoryPressure: () => options.memoryPressure?.underPressure === true,
       hooks: this.#hooks,
     });
-    const listener = (req: Parameters<typeof handler>[0], res: Parameters<typeof handler>[1]) =>
-      void handler(req, res);
+    const listener = (req: Parameters<typeof handler>[0], res: Parameters<typeof handler>[1]) => {
+      const answering: Promise<void> = handler(req, res).finally(() =>
+        this.#answering.delete(answering),
+      );
+      this.#answering.add(answering);
+    };
     const wss = new WebSocketServer({ noServer: true, maxPayload: hub.limits.maxPayloadBytes });
     this.#wss = wss;
     this.#handleRequest = listener;
@@ -572,7 +582,9 @@ export class GatewayServer {
 
   /**
    * Stops: no new connections or work, a `shutdown` event, runs in progress get up to
-   * `drainTimeoutMs` to finish (then are aborted), every socket is closed (1001), and every
+   * `drainTimeoutMs` to finish (then are aborted: an OpenAI-compatible answer they stream
+   * ends with an error event and its end, given up to 5 s more to be written), every socket
+   * is closed (1001), and every
    * timer is cleared. Does not stop the runtime. During `start()`, waits for it to finish
    * first; a second call (also while the first is under way) resolves when the first does.
    */
@@ -611,12 +623,17 @@ export class GatewayServer {
     while (hub.runs.active().length > 0 && hub.now() < deadline) {
       await new Promise<void>((resolve) => setTimeout(resolve, 25));
     }
+    hub.halt.abort(new AbortedError("the gateway is shutting down"));
     for (const run of hub.runs.active()) {
       await hub.runtime
         .session(run.sessionKey)
         .abort(run.coreRunId)
         .catch(() => false);
     }
+    // The HTTP answers of the runs just aborted end once their runs do (a run saves what it
+    // did first): a stream writes its error and its end (`[DONE]`, `response.failed`) rather
+    // than being cut when the sockets close below.
+    await settledWithin([...this.#answering], HTTP_SETTLE_MS);
     // What hook requests started (deliveries of the runs just ended, their clean-up).
     await this.#hooks.stop();
     if (this.#tick !== null) clearInterval(this.#tick);
@@ -754,6 +771,28 @@ export class GatewayServer {
         deviceId: c.deviceId,
         remoteAddress: c.remoteAddress,
       }));
+  }
+}
+
+/**
+ * How long a stop waits, once the runs in progress are aborted, for the HTTP requests being
+ * answered to end (a stream writing its error and its end) before it closes their sockets.
+ */
+const HTTP_SETTLE_MS = 5_000;
+
+/** Waits until every promise of `promises` settled, or `ms` passed. Leaves no timer behind. */
+async function settledWithin(promises: Array<Promise<unknown>>, ms: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.allSettled(promises),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1646,6 +1646,11 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
   }
   optionalOneOf(opts.thinking, "thinking", THINKING_LEVELS);
   checkRunTimeout(opts.timeoutMs, "timeoutMs");
+  if (opts.replayAfterRestart !== undefined && typeof opts.replayAfterRestart !== "boolean") {
+    throw new InvalidArgumentError(
+      `replayAfterRestart must be a boolean, got ${describeArg(opts.replayAfterRestart)}`,
+    );
+  }
   return input;
 }
 

@@ -1377,7 +1377,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // Messages that arrived while the replay waited (see `#queueBehindReplay`) run after it.
     const arrived = this.#pending.length;
     this.#replayDue = false;
-    /** Runs aborted before this replay (see `#abort`), with their messages: never started. */
+    /**
+     * Runs that end unstarted, with their messages: aborted before this replay (see `#abort`),
+     * or of messages nobody follows any more (`replayAfterRestart: false`).
+     */
     const aborted = new Map<string, Batch>();
     for (const message of pending) {
       // Its run is over (a page replayed before it ran it); the store has not let go of it.
@@ -1416,6 +1419,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         );
         continue;
       }
+      // Its answer was only for a caller following its run, and none does in this process:
+      // the process that accepted it went. Ended unrun rather than run for nobody.
+      const unfollowed =
+        payload.options?.replayAfterRestart === false && !this.#ctx.logs.has(message.id);
       const log = this.#ctx.logs.get(message.id) ?? new RunEventLog();
       this.#ctx.logs.set(message.id, log);
       const delivery: SessionDelivery = {
@@ -1430,7 +1437,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       // A sub-agent keeps the deadline it was spawned with, however often it is replayed.
       const deadlineAt = queuedDeadlineAt(payload);
       if (deadlineAt !== undefined) delivery.deadlineAt = deadlineAt;
-      if (this.#abortedBeforeReplay.has(delivery.runId)) {
+      if (unfollowed || this.#abortedBeforeReplay.has(delivery.runId)) {
         const batch = aborted.get(delivery.runId);
         if (batch === undefined) aborted.set(delivery.runId, this.#batch(delivery, "followup"));
         else {

@@ -172,6 +172,17 @@ export interface SendOptions {
    * Kept with the message in the durable queue (as JSON Schema), so a replay asks for it too.
    */
   output?: OutputOption;
+  /**
+   * Whether the message runs again after its process goes (a crash, a forced exit, a stop)
+   * before its run ended. Default true: an unfinished message is replayed at the next start.
+   * False for a message whose answer only its caller reads, while it waits (a stateless HTTP
+   * request): after the process that accepted it went, nobody follows its run, so it is not
+   * run again but ended unrun, as `aborted`, and taken off the durable queue (a message sent
+   * without an idempotency key leaves no dedupe record). A crash of just its session, while
+   * its caller still follows it in this process, replays it as any message. Kept with the
+   * message in the durable queue.
+   */
+  replayAfterRestart?: boolean;
 }
 
 /** Options of `SessionHandle.delete`. */

@@ -39,7 +39,7 @@ import { BodyError, bearerToken, header, readBody, sendJson } from "../http/util
 import type { GatewayHub } from "../hub.js";
 import { JsonTextError, parseJsonBody } from "../json-text.js";
 import { sendToSession } from "../methods/session-helpers.js";
-import { retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
+import { OVERLOAD_CODES, retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
 import { wrapExternalContent } from "./external-content.js";
 import { isTemplated, renderTemplate } from "./template.js";
 
@@ -194,7 +194,7 @@ const CLIENT_ERRORS = new Set([
 ]);
 /** ...and those that pass (503, retry): a store failing for a moment among them. */
 const RETRYABLE = new Set([
-  "OVERLOADED",
+  ...OVERLOAD_CODES,
   "UNAVAILABLE",
   "NO_PROCESS",
   "STORE_UNAVAILABLE",

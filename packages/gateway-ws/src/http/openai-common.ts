@@ -13,7 +13,7 @@ import type {
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import { JsonTextError, parseJsonBody } from "../json-text.js";
-import { retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
+import { isOverload, retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
 import { BodyError, openAiError, readBody } from "./util.js";
 
 /** A request this endpoint refuses, answered in OpenAI's error shape. */
@@ -332,8 +332,9 @@ export async function readJsonObject(
 
 /**
  * Answers a request that failed before its answer started: a {@link RequestError} as it says;
- * the runtime's and the gateway's errors by code (bad input 400, memory pressure 503, overload
- * 429, anything else 500). An overload (429 and 503) always says when to retry, in
+ * the runtime's and the gateway's errors by code (bad input 400, memory pressure and too many
+ * live sessions 503, a full session queue and a tenant's request rate 429, anything else
+ * 500). An overload (429 and 503) always says when to retry, in
  * `Retry-After` and `retry-after-ms` (see {@link retryAfterHeaders}): the error's own
  * `retryAfterMs`, or 1 s when it has none.
  */
@@ -347,16 +348,19 @@ export function sendRequestFailure(res: ServerResponse, error: unknown): void {
   }
   const e = error as { code?: unknown; message?: string; reason?: unknown };
   const code = typeof e?.code === "string" ? e.code : null;
-  // Memory pressure is the server's state, not the client's rate: 503, retry later.
+  // Memory pressure and the cap on live sessions (`MAX_CHILDREN`) are the server's state, not
+  // the client's rate: 503, retry later. A full session queue and a tenant's request rate
+  // (`RATE_LIMITED`) are the client's own pace: 429. Never 500, which the OpenAI SDKs retry at
+  // once, without waiting.
   const memory = code === "OVERLOADED" && e.reason === "memory";
   // INVALID_REQUEST: the gateway's own refusal of the request (a session header naming an
   // agent that does not exist).
   const status =
     code === "INVALID_ARGUMENT" || code === "INVALID_SESSION_KEY" || code === "INVALID_REQUEST"
       ? 400
-      : memory
+      : memory || code === "MAX_CHILDREN"
         ? 503
-        : code === "OVERLOADED"
+        : isOverload(error)
           ? 429
           : 500;
   openAiError(

@@ -368,16 +368,21 @@ async function sessionTurn(
       ...(files.length === 0 ? {} : { files }),
       sender: `http:${dialect.keyword}`,
     },
-    format === undefined
-      ? {}
-      : {
-          output: {
-            schema: format.schema,
-            name: format.name,
-            ...(format.description === undefined ? {} : { description: format.description }),
-            ...(format.strict === undefined ? {} : { strict: format.strict }),
-          },
-        },
+    {
+      // A fresh session's answer is only for this request: after a forced exit or a crash
+      // of the gateway, nobody would read it, so the next start does not run it again.
+      ...(ephemeral ? { replayAfterRestart: false } : {}),
+      ...(format === undefined
+        ? {}
+        : {
+            output: {
+              schema: format.schema,
+              name: format.name,
+              ...(format.description === undefined ? {} : { description: format.description }),
+              ...(format.strict === undefined ? {} : { strict: format.strict }),
+            },
+          }),
+    },
   );
   abortRun = () => void handle.abort().catch(() => undefined);
   if (gone) abortRun();
@@ -528,7 +533,12 @@ async function clientToolsTurn(
   const temperature = turn.temperature ?? agent.temperature;
   const controller = new AbortController();
   let finished = false;
+  // A gateway stopping past its drain time ends the call, which ends the answer with an error.
+  const halt = () => controller.abort(hub.halt.signal.reason);
+  hub.halt.signal.addEventListener("abort", halt, { once: true });
+  // Also once the answer is complete: a response closes either way.
   res.on("close", () => {
+    hub.halt.signal.removeEventListener("abort", halt);
     if (!finished) controller.abort();
   });
   const id = dialect.idOf(randomUUID());

@@ -1,5 +1,5 @@
 import { BeamClawError, describe } from "@beamclaw/core";
-import { retryAfterMsOf } from "../retry-after.js";
+import { OVERLOAD_CODES, retryAfterMsOf } from "../retry-after.js";
 import { type ErrorCode, ErrorCodes } from "./constants.js";
 
 /** The protocol's error shape (`res.error`). */
@@ -95,8 +95,7 @@ const INVALID_CODES = new Set([
   "DUPLICATE",
 ]);
 const RETRYABLE_CODES = new Set([
-  "OVERLOADED",
-  "MAX_CHILDREN",
+  ...OVERLOAD_CODES,
   "STORE_UNAVAILABLE",
   "STORE_LOCKED",
   "TIMEOUT",
@@ -109,8 +108,8 @@ const RETRYABLE_CODES = new Set([
 /**
  * Turns anything a handler threw into the protocol's error shape. BeamClaw errors keep their
  * code in `details.code`; invalid arguments become `INVALID_REQUEST`, the rest `UNAVAILABLE`.
- * An error's `retryAfterMs` becomes the shape's; an overload (`OVERLOADED`) without one gets
- * 1 s, so that every overload says when to retry.
+ * An error's `retryAfterMs` becomes the shape's; an overload (`OVERLOADED`, `MAX_CHILDREN`,
+ * `RATE_LIMITED`) without one gets 1 s, so that every overload says when to retry.
  */
 export function toErrorShape(error: unknown): ErrorShape {
   if (GatewayError.isInstance(error)) return error.toShape();

@@ -1,0 +1,80 @@
+/**
+ * `SendOptions.replayAfterRestart: false`: a message whose answer only its caller reads (a
+ * stateless HTTP request) is not run again by a runtime that did not accept it (the next
+ * start after a stop, a forced exit or a crash): it is ended unrun and leaves the durable
+ * queue. A crash of just its session, its caller still following, replays it as any message;
+ * messages without the option are replayed at the next start as before.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { InvalidArgumentError } from "../src/errors.js";
+import type { Process } from "../src/runtime/actor.js";
+import type { ScriptEntry } from "../src/testing/index.js";
+import { type Deferred, deferred, gatedAnswer, scriptedRuntime, waitFor } from "./support.js";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A model whose answers to a gated text wait for its gate; `asked` lists every call's text. */
+function gatedModel() {
+  const gates = new Map<string, Deferred<void>>();
+  const asked: string[] = [];
+  const answer = gatedAnswer(gates, (_request, last) => asked.push(last));
+  cleanups.push(async () => {
+    for (const gate of gates.values()) gate.resolve();
+  });
+  return { gates, asked, script: Array<ScriptEntry>(10).fill(answer) };
+}
+
+describe("replayAfterRestart: false", () => {
+  it("is not run again at the next start: ended unrun, off the queue; a kept message still replays", async () => {
+    const model = gatedModel();
+    model.gates.set("stateless", deferred());
+    model.gates.set("kept", deferred());
+    const { runtime, store, start } = await scriptedRuntime(model.script, cleanups);
+    await runtime.session("agent:main:openai:1").send("stateless", { replayAfterRestart: false });
+    await runtime.session("agent:main:kept").send("kept");
+    await waitFor("both model calls", () => model.asked.length === 2);
+    await runtime.stop();
+    expect((await store.queue.pending()).map((m) => m.sessionKey).sort()).toEqual([
+      "agent:main:kept",
+      "agent:main:openai:1",
+    ]);
+
+    await start();
+    await waitFor(
+      "the kept message to run again",
+      () => model.asked.filter((text) => text === "kept").length === 2,
+    );
+    await waitFor("the stateless message to leave the queue", async () => {
+      const pending = await store.queue.pending();
+      return pending.length === 1 && pending[0]!.sessionKey === "agent:main:kept";
+    });
+    expect(model.asked).toEqual(["stateless", "kept", "kept"]);
+    model.gates.get("kept")!.resolve();
+    await waitFor("the kept run to end", async () => (await store.queue.pending()).length === 0);
+  });
+
+  it("a crash of its session, its caller following, replays it into the caller's run", async () => {
+    const model = gatedModel();
+    const gate = deferred();
+    model.gates.set("stateless", gate);
+    const { runtime, session } = await scriptedRuntime(model.script, cleanups);
+    const run = await session.send("stateless", { replayAfterRestart: false });
+    await waitFor("the model call", () => model.asked.length === 1);
+    const old = runtime.registry.whereis<Process>(`session:${session.key}`)!;
+    old.kill();
+    await waitFor("the restarted session to run it again", () => model.asked.length === 2);
+    gate.resolve();
+    expect(await run.result).toMatchObject({ status: "completed", text: "answer: stateless" });
+  });
+
+  it("must be a boolean; nothing is queued otherwise", async () => {
+    const { store, session } = await scriptedRuntime([], cleanups);
+    await expect(
+      session.send("hi", { replayAfterRestart: "no" as unknown as boolean }),
+    ).rejects.toThrow(InvalidArgumentError);
+    expect(await store.queue.pending()).toEqual([]);
+  });
+});
