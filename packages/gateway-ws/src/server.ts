@@ -16,6 +16,7 @@ import {
   type MemoryPressureMonitor,
   type ModelSource,
   type SessionMaintenance,
+  settlesWithin,
   type Transcriber,
 } from "@beamclaw/core";
 import { WebSocketServer } from "ws";
@@ -633,7 +634,7 @@ export class GatewayServer {
     // The HTTP answers of the runs just aborted end once their runs do (a run saves what it
     // did first): a stream writes its error and its end (`[DONE]`, `response.failed`) rather
     // than being cut when the sockets close below.
-    await settledWithin([...this.#answering], HTTP_SETTLE_MS);
+    await settlesWithin(this.#answering, HTTP_SETTLE_MS);
     // What hook requests started (deliveries of the runs just ended, their clean-up).
     await this.#hooks.stop();
     if (this.#tick !== null) clearInterval(this.#tick);
@@ -779,22 +780,6 @@ export class GatewayServer {
  * answered to end (a stream writing its error and its end) before it closes their sockets.
  */
 const HTTP_SETTLE_MS = 5_000;
-
-/** Waits until every promise of `promises` settled, or `ms` passed. Leaves no timer behind. */
-async function settledWithin(promises: Array<Promise<unknown>>, ms: number): Promise<void> {
-  if (promises.length === 0) return;
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      Promise.allSettled(promises),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Whether a request may come from its `Origin`: requests without one (non-browser clients)

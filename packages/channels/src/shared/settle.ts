@@ -4,6 +4,10 @@
  * restart), but a host that never answers cannot hold the stop for ever.
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import { settlesWithin } from "@beamclaw/core";
+
+// The bounded wait itself is core's; re-exported for the plugins' stop().
+export { settlesWithin };
 
 /**
  * How long a channel's `stop()` waits for messages being handed to the host. Well inside the
@@ -11,33 +15,6 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
  * connection (and confirms what the host took) before the host moves on.
  */
 export const STOP_DRAIN_MS = 5_000;
-
-/**
- * Waits until every promise of `promises` settled, or `ms` passed. Resolves `true` when they
- * all settled in time, `false` when the time ran out first (they go on: the caller decides
- * what to give up). Leaves no timer behind.
- *
- * @example
- * ```ts
- * if (!(await settlesWithin([receiving], STOP_DRAIN_MS))) giveUp.abort();
- * ```
- */
-export async function settlesWithin(
-  promises: Iterable<Promise<unknown>>,
-  ms: number,
-): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      Promise.allSettled(promises).then(() => true),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * Makes the stop of an HTTP endpoint graceful. The function it returns stops listening and

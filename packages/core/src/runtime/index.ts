@@ -30,6 +30,7 @@ export {
   type RegistryKeys,
   type RegistryOptions,
 } from "./registry.js";
+export { settlesWithin } from "./settle.js";
 export {
   type ChildCounts,
   type ChildInfo,
