@@ -853,7 +853,7 @@ class ChainStream
         (this.#attempt as Attempt).streamedContent = true;
       }
     } catch (error) {
-      // Not an event (a broken provider): the attempt fails, as any provider error does.
+      // Not an event (a broken provider): the attempt fails, like any other provider error.
       this.#endAttempt({ error });
       return;
     }

@@ -179,7 +179,7 @@ export interface SendOptions {
    * request): after the process that accepted it went, nobody follows its run, so it is not
    * run again but ended unrun, as `aborted`, and taken off the durable queue (a message sent
    * without an idempotency key leaves no dedupe record). A crash of just its session, while
-   * its caller still follows it in this process, replays it as any message. Kept with the
+   * its caller still follows it in this process, replays it like any other message. Kept with the
    * message in the durable queue.
    */
   replayAfterRestart?: boolean;
