@@ -28,7 +28,7 @@ import {
   type ThinkingLevel,
 } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
-import { userContent } from "./blank-text.js";
+import { hasText, userContent } from "./blank-text.js";
 import {
   abortedError,
   type CallContext,
@@ -297,7 +297,11 @@ function modelParts(
         signatures.push(part.signature);
       }
     } else if (part.type === "text") {
-      if (part.text === "") continue;
+      // Blank text says nothing: left out, as Anthropic's adapter does (an empty one would be
+      // a part without data, which Gemini refuses: "required oneof field 'data' must have one
+      // initialized field"). A turn left without parts is left out, and the user turns
+      // around it merge; beside calls, the calls go alone.
+      if (!hasText(part.text)) continue;
       const text: GooglePart = { text: part.text };
       texts.push(text);
       parts.push(text);

@@ -92,6 +92,20 @@ const OPENAI_TYPE_KINDS: Record<string, ProviderErrorKind> = {
 };
 
 /**
+ * The kinds of Hugging Face text-generation-inference's `error_type`s (its router's
+ * `InferError`), which say more than the status they come with, and are all an error event in
+ * a stream has: `overloaded` comes with HTTP 429 (its limit of concurrent requests is reached:
+ * an overload, not the caller's rate limit); `generation` with HTTP 424 (a shard failed while
+ * generating: the server's fault, not the request's).
+ */
+const TGI_ERROR_TYPE_KINDS: Record<string, ProviderErrorKind> = {
+  overloaded: "overloaded",
+  validation: "invalid_request",
+  generation: "server",
+  incomplete_generation: "server",
+};
+
+/**
  * The HTTP client of an API in OpenAI's shape (OpenAI itself, and every server that copies
  * it): `baseUrl` (checked, default `fallbackUrl`), the key as `Authorization: Bearer` when
  * there is one, the caller's headers, time limit and `fetch`, and OpenAI's error bodies.
@@ -121,7 +135,9 @@ export function createOpenAIHttpClient(
  * (LM Studio: `{"error": "'response_format.type' must be 'json_schema' or 'text'"}`,
  * t59688/arboris-novel#23, lmstudio-ai/lmstudio-bug-tracker#2203; Ollama's native API: HTTP
  * 404 `{"error": "model 'x' not found"}`, CrestApps/CrestApps.Core#142); its kind then comes
- * from the status.
+ * from the status. Hugging Face text-generation-inference adds its kind beside it, `{"error":
+ * "Model is overloaded", "error_type": "overloaded"}`, as an HTTP error's body and as an event
+ * of a stream: a kind of {@link TGI_ERROR_TYPE_KINDS} is the error's.
  */
 export function parseOpenAIError(body: unknown): VendorErrorInfo {
   const wrapped = field(body, "error");
@@ -131,8 +147,10 @@ export function parseOpenAIError(body: unknown): VendorErrorInfo {
   const message =
     stringField(error, "message") ||
     (typeof wrapped === "string" && wrapped.trim() !== "" ? wrapped : undefined);
-  const name = code ?? type;
-  const kind = lookup(OPENAI_CODE_KINDS, code);
+  // TGI's `error_type`, read only beside a message given as a string (its shape).
+  const errorType = typeof wrapped === "string" ? stringField(body, "error_type") : undefined;
+  const name = code ?? type ?? errorType;
+  const kind = lookup(OPENAI_CODE_KINDS, code) ?? lookup(TGI_ERROR_TYPE_KINDS, errorType);
   // vLLM, OpenRouter and others put an HTTP status in `code` (`"code": 400`), which is all an
   // error event in a stream (sent after the 200) has to say what kind it is.
   const status = numberField(error, "code");

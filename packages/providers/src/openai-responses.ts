@@ -19,7 +19,7 @@ import {
   type ModelStreamEvent,
   type ThinkingPart,
 } from "@beamclaw/core";
-import { userContent } from "./blank-text.js";
+import { hasText, userContent } from "./blank-text.js";
 import { type CallContext, errorFromStreamEvent, providerError } from "./errors.js";
 import type { HttpClient } from "./http.js";
 import {
@@ -138,10 +138,12 @@ function pushAssistant(
   items: JsonObject[],
 ): void {
   const callIds = new Set<string>();
-  let hasText = false;
+  // Text that says nothing (empty, or only whitespace) is not sent (see `flushText`), so
+  // reasoning cannot be paired with it.
+  let sendsText = false;
   for (const part of content) {
     if (part.type === "tool-call") callIds.add(part.toolCallId);
-    else if (part.type === "text" && part.text !== "") hasText = true;
+    else if (part.type === "text" && hasText(part.text)) sendsText = true;
   }
   // Each reasoning part goes before its pair (a call, by call id; or the text), or stays where
   // it is (`inPlace`), or is left out.
@@ -166,7 +168,7 @@ function pushAssistant(
       beforeCall.set(callId, { item, nextId });
       continue;
     }
-    if (nextId?.startsWith("msg_") === true && hasText && beforeText === undefined) {
+    if (nextId?.startsWith("msg_") === true && sendsText && beforeText === undefined) {
       beforeText = { item, nextId };
       continue;
     }
@@ -177,8 +179,14 @@ function pushAssistant(
     }
   }
   let text = "";
+  // A run of text that says nothing is left out, as Anthropic's and Gemini's adapters leave
+  // out blank text: a blank answer is no item at all (roles need not alternate here), and
+  // beside calls the calls go alone.
   const flushText = () => {
-    if (text === "") return;
+    if (!hasText(text)) {
+      text = "";
+      return;
+    }
     if (beforeText !== undefined) {
       items.push(beforeText.item, {
         type: "message",

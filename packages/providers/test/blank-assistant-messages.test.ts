@@ -7,13 +7,22 @@
  * `bool(content)`, so `""` counts as none) and LM Studio (any empty `content`,
  * lmstudio-ai/lmstudio-bug-tracker#2). Every later turn of such a conversation was refused.
  * Each fake server here enforces the vendor's documented rules, answering a request that
- * breaks one with the vendor's own 400. A blank answer keeps its place as "(empty message)",
- * as a blank user message does, unless it is the last message, which is left out.
+ * breaks one with the vendor's own 400. On Chat Completions a blank answer keeps its place as
+ * "(empty message)", as a blank user message does, unless it is the last message, which is left
+ * out; Gemini and the Responses API leave it out (blank text beside tool calls too), as the
+ * Anthropic adapter does.
  */
 import type { ModelMessage, ModelProvider } from "@beamclaw/core";
 import { http } from "msw";
 import { describe, expect, it } from "vitest";
 import { createOpenAICompatibleProvider } from "../src/index.js";
+import {
+  assistantText,
+  PLACEHOLDER,
+  sendToGemini,
+  sendToResponses,
+  type Wire,
+} from "./blank-text-fakes.js";
 import {
   type CapturedRequest,
   capture,
@@ -32,14 +41,6 @@ const { server, cleanups } = mswFakes();
 const MISTRAL = "https://api.mistral.ai/v1";
 const LM_STUDIO = "http://127.0.0.1:1234/v1";
 const VLLM = "http://127.0.0.1:8000/v1";
-
-type Wire = Record<string, unknown>;
-
-const PLACEHOLDER = "(empty message)";
-
-function assistantText(text: string): ModelMessage {
-  return { role: "assistant", content: [{ type: "text", text }] };
-}
 
 /** The blank answers a history can hold. */
 const BLANK_ANSWERS: Array<[string, ModelMessage]> = [
@@ -296,5 +297,113 @@ describe("a blank answer sent to other OpenAI-compatible servers", () => {
     const seen = fakeServer(MISTRAL, mistralRefusal);
     const messages = await send(mistral(), "mistral-large-latest", afterToolCall(), seen);
     expect(messages[1]).toMatchObject({ role: "assistant", content: null });
+  });
+});
+
+// ------------------------------------------------------------------ Gemini and Responses
+
+/** An answer of tool calls whose text says nothing, and the call's result. */
+function callsWithBlankText(text: string): ModelMessage[] {
+  return [
+    userText("Weather in Paris?"),
+    {
+      role: "assistant",
+      content: [
+        { type: "text", text },
+        { type: "tool-call", toolCallId: "call_Paris", toolName: "w", input: { city: "Paris" } },
+      ],
+    },
+    {
+      role: "tool",
+      content: [{ type: "tool-result", toolCallId: "call_Paris", toolName: "w", output: 21 }],
+    },
+  ];
+}
+
+/**
+ * Where turns of one role merge (Gemini) or need not alternate (the Responses API), a blank
+ * answer is left out, as Anthropic's adapter does: a model turn of only whitespace says nothing.
+ * Beside tool calls, blank text is left out and the calls go alone, with no placeholder.
+ */
+describe("a blank answer sent to Gemini", () => {
+  it.each(BLANK_ANSWERS)(
+    "between two user messages (%s) is left out: the user turns merge",
+    async (_, blank) => {
+      const contents = await sendToGemini(server, [
+        userText("Hi"),
+        blank,
+        userText("Are you there?"),
+      ]);
+      expect(contents).toEqual([
+        { role: "user", parts: [{ text: "Hi" }, { text: "Are you there?" }] },
+      ]);
+    },
+  );
+
+  it.each([
+    ["an empty text", ""],
+    ["only whitespace", " \n"],
+  ])("beside tool calls (%s): the calls go alone", async (_, text) => {
+    const contents = await sendToGemini(server, callsWithBlankText(text));
+    expect(contents).toEqual([
+      { role: "user", parts: [{ text: "Weather in Paris?" }] },
+      {
+        role: "model",
+        parts: [
+          {
+            functionCall: { name: "w", args: { city: "Paris" } },
+            thoughtSignature: "skip_thought_signature_validator",
+          },
+        ],
+      },
+      { role: "user", parts: [{ functionResponse: { name: "w", response: { output: 21 } } }] },
+    ]);
+  });
+});
+
+describe("a blank answer sent to the Responses API", () => {
+  it.each(BLANK_ANSWERS)("between two user messages (%s) is left out", async (_, blank) => {
+    const input = await sendToResponses(server, [
+      userText("Hi"),
+      blank,
+      userText("Are you there?"),
+    ]);
+    expect(input).toEqual([
+      { role: "user", content: [{ type: "input_text", text: "Hi" }] },
+      { role: "user", content: [{ type: "input_text", text: "Are you there?" }] },
+    ]);
+  });
+
+  it.each([
+    ["an empty text", ""],
+    ["only whitespace", " \n"],
+  ])("beside tool calls (%s): the calls go alone", async (_, text) => {
+    const input = await sendToResponses(server, callsWithBlankText(text));
+    expect(input).toEqual([
+      { role: "user", content: [{ type: "input_text", text: "Weather in Paris?" }] },
+      { type: "function_call", call_id: "call_Paris", name: "w", arguments: '{"city":"Paris"}' },
+      { type: "function_call_output", call_id: "call_Paris", output: "21" },
+    ]);
+  });
+
+  it("reasoning paired with a blank text goes without the text, and without its id", async () => {
+    // The output message that followed the reasoning (`msg_2`) held only whitespace: it is
+    // not sent, so the reasoning cannot name it, and goes as its encrypted content alone.
+    const input = await sendToResponses(server, [
+      userText("Hi"),
+      {
+        role: "assistant",
+        content: [
+          { type: "thinking", text: "", signature: "rs_1|msg_2", redacted: "gAAAAB-encrypted" },
+          { type: "text", text: "\n\n" },
+        ],
+      },
+      userText("Are you there?"),
+    ]);
+    expect(input).toEqual([
+      { role: "user", content: [{ type: "input_text", text: "Hi" }] },
+      { type: "reasoning", summary: [], encrypted_content: "gAAAAB-encrypted" },
+      { role: "user", content: [{ type: "input_text", text: "Are you there?" }] },
+    ]);
   });
 });

@@ -9,19 +9,27 @@
  * with the user's turn), leaves blank text out beside an image or a file, and sends an image
  * without a caption as it is.
  */
-import type { ModelMessage, ModelProvider } from "@beamclaw/core";
+import type { ModelMessage } from "@beamclaw/core";
 import { http } from "msw";
 import { describe, expect, it } from "vitest";
 import {
   createAnthropicProvider,
-  createGoogleProvider,
   createOpenAICompatibleProvider,
   createOpenAIProvider,
 } from "../src/index.js";
 import {
+  assistantText,
+  emptyArrayRefusal,
+  expectAnswered,
+  OPENAI,
+  PLACEHOLDER,
+  sendToGemini,
+  sendToResponses,
+  type Wire,
+} from "./blank-text-fakes.js";
+import {
   type CapturedRequest,
   capture,
-  collect,
   errorResponse,
   fixture,
   mswFakes,
@@ -32,20 +40,10 @@ import {
 const { server } = mswFakes();
 
 const ANTHROPIC = "https://api.anthropic.com/v1/messages";
-const OPENAI = "https://api.openai.com/v1";
 const LM_STUDIO = "http://127.0.0.1:1234/v1";
-const GEMINI =
-  "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash\\:streamGenerateContent";
 
-type Wire = Record<string, unknown>;
-
-const PLACEHOLDER = "(empty message)";
 const PNG = "iVBORw0KGgo=";
 const image = { type: "image" as const, mediaType: "image/png", data: PNG };
-
-function assistantText(text: string): ModelMessage {
-  return { role: "assistant", content: [{ type: "text", text }] };
-}
 
 /** A conversation whose last message is `last`. */
 function endingWith(last: ModelMessage): ModelMessage[] {
@@ -128,12 +126,6 @@ async function sendToAnthropic(messages: ModelMessage[]): Promise<Wire[]> {
   return seen[0]!.body.messages as Wire[];
 }
 
-/** Streams `messages` to `provider`; the fake's answer must come back to the end. */
-async function expectAnswered(provider: ModelProvider, model: string, messages: ModelMessage[]) {
-  const events = await collect(provider.stream({ model, messages }));
-  expect(events.at(-1)).toMatchObject({ type: "finish", reason: "stop" });
-}
-
 describe("Anthropic", () => {
   it.each(BLANK_LAST)(
     "a blank last message (%s) stays the user's turn, as a placeholder",
@@ -172,28 +164,6 @@ describe("Anthropic", () => {
 });
 
 // ------------------------------------------------------------------ OpenAI Chat Completions
-
-/**
- * OpenAI refuses an empty array where its schema asks for at least one item, as a message's
- * `content` parts do (HTTP 400, code `empty_array`: "Invalid 'messages[2].content': empty array.
- * Expected an array with minimum length 1, but got an empty array instead.", the message it
- * gives for `messages`, `tools` and `tool_calls` alike).
- */
-function emptyArrayRefusal(items: Wire[], field: string, key: "messages" | "input") {
-  for (const [i, item] of items.entries()) {
-    if (Array.isArray(item[field]) && (item[field] as unknown[]).length === 0) {
-      return errorResponse(400, {
-        error: {
-          message: `Invalid '${key}[${i}].${field}': empty array. Expected an array with minimum length 1, but got an empty array instead.`,
-          type: "invalid_request_error",
-          param: `${key}[${i}].${field}`,
-          code: "empty_array",
-        },
-      });
-    }
-  }
-  return undefined;
-}
 
 /**
  * LM Studio's server refuses a message whose `content` is empty ("'messages' array must only
@@ -271,26 +241,9 @@ describe.each(["openai", "lm-studio"] as const)("Chat Completions (%s)", (target
 
 // ------------------------------------------------------------------ OpenAI Responses
 
-async function sendToResponses(messages: ModelMessage[]): Promise<Wire[]> {
-  const seen: CapturedRequest[] = [];
-  server.use(
-    http.post(`${OPENAI}/responses`, async ({ request }) => {
-      const captured = await capture(request);
-      seen.push(captured);
-      const input = captured.body.input as Wire[];
-      return (
-        emptyArrayRefusal(input, "content", "input") ??
-        sseResponse(fixture("openai-responses-text.sse.txt"))
-      );
-    }),
-  );
-  await expectAnswered(createOpenAIProvider({ apiKey: "sk-test" }), "gpt-4.1-mini", messages);
-  return seen[0]!.body.input as Wire[];
-}
-
 describe("Responses API", () => {
   it.each(BLANK_LAST)("a blank last message (%s) is sent as a placeholder", async (_, last) => {
-    const input = await sendToResponses(endingWith(last));
+    const input = await sendToResponses(server, endingWith(last));
     expect(input).toEqual([
       { role: "user", content: [{ type: "input_text", text: "Hi" }] },
       { role: "assistant", content: "Hello! How can I help?" },
@@ -299,7 +252,7 @@ describe("Responses API", () => {
   });
 
   it("a blank message in the middle is sent as a placeholder in its place", async () => {
-    const input = await sendToResponses(BLANK_MIDDLE);
+    const input = await sendToResponses(server, BLANK_MIDDLE);
     expect(input[2]).toEqual({
       role: "user",
       content: [{ type: "input_text", text: PLACEHOLDER }],
@@ -314,7 +267,7 @@ describe("Responses API", () => {
   });
 
   it.each(CAPTIONLESS)("%s is sent as the image alone", async (_, message) => {
-    const input = await sendToResponses([message]);
+    const input = await sendToResponses(server, [message]);
     expect(input).toEqual([
       {
         role: "user",
@@ -326,59 +279,11 @@ describe("Responses API", () => {
 
 // ------------------------------------------------------------------ Gemini
 
-/**
- * Gemini's checks (HTTP 400, `INVALID_ARGUMENT`): a content has at least one part
- * ("contents.parts must not be empty", vercel/ai#3775); a text part holds text (an empty one
- * is a part without data: "required oneof field 'data' must have one initialized field",
- * router-for-me/CLIProxyAPI#1292); and a multi-turn request ends with the user's turn ("Please
- * ensure that multiturn requests ends with a user role or a function response",
- * songquanpeng/one-api#836, crewAIInc/crewAI#6973).
- */
-function geminiRefusal(body: Wire) {
-  const contents = body.contents as Array<{ role: string; parts: Wire[] }>;
-  const refuse = (message: string) =>
-    errorResponse(400, { error: { code: 400, message, status: "INVALID_ARGUMENT" } });
-  for (const [i, content] of contents.entries()) {
-    if (content.parts.length === 0) {
-      return refuse(
-        `* GenerateContentRequest.contents[${i}].parts: contents.parts must not be empty.\n`,
-      );
-    }
-    for (const [j, part] of content.parts.entries()) {
-      if (part.text === "") {
-        return refuse(
-          `* GenerateContentRequest.contents[${i}].parts[${j}].data: required oneof field 'data' must have one initialized field\n`,
-        );
-      }
-    }
-  }
-  if (contents.length > 1 && contents.at(-1)?.role !== "user") {
-    return refuse(
-      "Please ensure that multiturn requests ends with a user role or a function response.",
-    );
-  }
-  return undefined;
-}
-
-async function sendToGemini(messages: ModelMessage[]): Promise<Wire[]> {
-  const seen: CapturedRequest[] = [];
-  server.use(
-    http.post(GEMINI, async ({ request }) => {
-      const captured = await capture(request);
-      seen.push(captured);
-      return geminiRefusal(captured.body) ?? sseResponse(fixture("google-text.sse.txt"));
-    }),
-  );
-  const gemini = createGoogleProvider({ apiKey: "AIzaSyTest-0123456789abcdefghijklmnopq" });
-  await expectAnswered(gemini, "gemini-2.5-flash", messages);
-  return seen[0]!.body.contents as Wire[];
-}
-
 describe("Gemini", () => {
   it.each(BLANK_LAST)(
     "a blank last message (%s) stays the user's turn, as a placeholder",
     async (_, last) => {
-      const contents = await sendToGemini(endingWith(last));
+      const contents = await sendToGemini(server, endingWith(last));
       expect(contents).toEqual([
         { role: "user", parts: [{ text: "Hi" }] },
         { role: "model", parts: [{ text: "Hello! How can I help?" }] },
@@ -388,7 +293,7 @@ describe("Gemini", () => {
   );
 
   it("a blank message in the middle keeps its turn: the model turns around it stay apart", async () => {
-    const contents = await sendToGemini(BLANK_MIDDLE);
+    const contents = await sendToGemini(server, BLANK_MIDDLE);
     expect(contents.map((c) => [c.role, (c.parts as Wire[]).map((p) => p.text)])).toEqual([
       ["user", ["Weather in Paris?"]],
       ["model", ["21 °C."]],
@@ -399,7 +304,7 @@ describe("Gemini", () => {
   });
 
   it.each(CAPTIONLESS)("%s is sent as the image alone", async (_, message) => {
-    const contents = await sendToGemini([message]);
+    const contents = await sendToGemini(server, [message]);
     expect(contents).toEqual([
       { role: "user", parts: [{ inlineData: { mimeType: "image/png", data: PNG } }] },
     ]);
