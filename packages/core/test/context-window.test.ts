@@ -200,6 +200,35 @@ describe("recognizing a refusal of the request's length", () => {
         ),
       ).toBe(true);
     }
+    // Hugging Face text-generation-inference: HTTP 422 `{"error": "...", "error_type":
+    // "validation"}`, as the providers adapter reads it (an invalid request).
+    const tgi = (error: string) =>
+      new ProviderError(`tgi/tgi: HTTP 422 validation: ${error}`, {
+        kind: "invalid_request",
+        provider: "tgi",
+        statusCode: 422,
+        responseBody: JSON.stringify({ error, error_type: "validation" }),
+      });
+    expect(
+      isContextOverflow(
+        tgi(
+          "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3980 `inputs` tokens and 512 `max_new_tokens`",
+        ),
+      ),
+    ).toBe(true);
+    expect(
+      isContextOverflow(
+        tgi("Input validation error: `inputs` must have less than 4096 tokens. Given: 5000"),
+      ),
+    ).toBe(true);
+    // The answer's budget alone passes the window: no shorter history can help.
+    expect(
+      isContextOverflow(
+        tgi(
+          "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 32769. Given: 30 `inputs` tokens and 999999999 `max_new_tokens`",
+        ),
+      ),
+    ).toBe(false);
     expect(
       isContextOverflow(
         new ProviderError("max_tokens: 100000 > 8192, which is the maximum allowed", {

@@ -188,16 +188,35 @@ const OVERFLOW_PATTERNS = [
   // size or enable context shift" (type `exceed_context_size_error` in later builds).
   /exceeds? the available context size/i,
   /exceed_context_size/i,
+  // Hugging Face text-generation-inference (and Together): "Input validation error: `inputs`
+  // must have less than 4096 tokens. Given: 5000".
+  /`?inputs`? must have less than \d+ tokens/i,
 ];
 
+/**
+ * text-generation-inference (and Together) when the prompt and the answer's budget together
+ * pass the window: "Input validation error: `inputs` tokens + `max_new_tokens` must be <=
+ * 4096. Given: 3980 `inputs` tokens and 512 `max_new_tokens`".
+ */
+const TGI_TOTAL = /`?inputs`? tokens \+ `?max_new_tokens`? must be <= (\d+)/i;
+const TGI_GIVEN = /Given: \d+ `?inputs`? tokens and (\d+) `?max_new_tokens`?/i;
+
 function overflowText(text: string | undefined): boolean {
-  return text !== undefined && OVERFLOW_PATTERNS.some((pattern) => pattern.test(text));
+  if (text === undefined) return false;
+  if (OVERFLOW_PATTERNS.some((pattern) => pattern.test(text))) return true;
+  const total = TGI_TOTAL.exec(text);
+  if (total === null) return false;
+  // Only a shorter prompt can help when the answer's budget alone fits the window: a
+  // `max_new_tokens` of the window or more is refused however short the history.
+  const given = TGI_GIVEN.exec(text);
+  return given === null || Number(given[1]) < Number(total[1]);
 }
 
 /**
  * Whether `error` (a `ProviderError`, or a chain's error naming every attempt) says the
  * request was longer than the model's context window: an `invalid_request` (HTTP 400 or 413)
- * whose message or body says so, in OpenAI's, Anthropic's, Gemini's or a compatible server's words.
+ * whose message or body says so, in OpenAI's, Anthropic's, Gemini's or a compatible server's
+ * words (llama.cpp, text-generation-inference).
  */
 export function isContextOverflow(error: unknown): boolean {
   if (ProviderError.isInstance(error)) {
