@@ -474,7 +474,7 @@ function chatMessage(
       }));
     let content: string | null = text;
     if (toolCalls.length > 0) {
-      if (text === "") content = null;
+      if (!hasText(text)) content = null;
     } else if (!hasText(text)) {
       // An answer of nothing (a stop without text or tool calls; or only another vendor's
       // thinking). Mistral refuses an assistant message without content or tool calls (HTTP

@@ -298,6 +298,18 @@ describe("a blank answer sent to other OpenAI-compatible servers", () => {
     const messages = await send(mistral(), "mistral-large-latest", afterToolCall(), seen);
     expect(messages[1]).toMatchObject({ role: "assistant", content: null });
   });
+
+  it("tool calls beside text of only whitespace go with `content: null`, as beside none", async () => {
+    const seen = fakeServer(MISTRAL, mistralRefusal);
+    const messages = await send(
+      mistral(),
+      "mistral-large-latest",
+      callsWithBlankText(" \n "),
+      seen,
+    );
+    expect(messages[1]).toMatchObject({ role: "assistant", content: null });
+    expect(messages[1]).toHaveProperty("tool_calls.0.id", "call_Paris");
+  });
 });
 
 // ------------------------------------------------------------------ Gemini and Responses
