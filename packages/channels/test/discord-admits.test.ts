@@ -10,17 +10,12 @@
  * serves them at `cdn.discordapp.com/attachments/...`, signed and expiring as Discord's are.
  */
 import {
-  AgentRuntime,
-  ChannelManager,
   type ChannelSettings,
   type ChannelStateStore,
-  createProviderChain,
   type InboundMessageInput,
   MemoryStore,
-  type ReceiveStatus,
-  subscribeTelemetry,
 } from "@beamclaw/core";
-import { createScriptedProvider, type PlatformInbound } from "@beamclaw/core/testing";
+import type { PlatformInbound } from "@beamclaw/core/testing";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createDiscordChannel } from "../src/discord/index.js";
 import { cleanups, runCleanups, startHarness, waitFor } from "./discord/harness.js";
@@ -34,6 +29,7 @@ import {
   startDiscordPlatform,
   TOKEN,
 } from "./discord/platform.js";
+import { managedHost, PNG } from "./shared-harness.js";
 
 await preloadDiscordLibraries();
 afterEach(async () => {
@@ -41,12 +37,6 @@ afterEach(async () => {
   clearCdn();
 });
 afterAll(() => closeDiscordMsw());
-
-/** A PNG (its signature, then a header chunk). */
-const PNG = Buffer.concat([
-  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-  Buffer.from("\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0", "latin1"),
-]);
 
 /** A PNG on the CDN, as a message's attachment. */
 function picture(name: string) {
@@ -88,49 +78,23 @@ function inRoom(
   };
 }
 
-/** The statuses of the host's `receive` answers, in order (its telemetry). */
-function inboundStatuses(): ReceiveStatus[] {
-  const statuses: ReceiveStatus[] = [];
-  const off = subscribeTelemetry("beamclaw:channel.inbound", (event) => {
-    statuses.push(event.status as ReceiveStatus);
-  });
-  cleanups.push(async () => off());
-  return statuses;
-}
-
 /** A `ChannelManager` running the Discord channel against a fresh fake Discord. */
 async function managed(settings: ChannelSettings) {
   const platform = await startDiscordPlatform();
   cleanups.push(() => platform.close());
-  const store = new MemoryStore();
-  await store.open();
-  const provider = createScriptedProvider({ id: "s", responses: [{ text: "a picture" }] });
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({ providers: [provider] }),
-    agents: [{ id: "main", model: "s/m" }],
-  });
-  await runtime.start();
   const discord = createDiscordChannel({
     token: TOKEN,
     rest: { api: platform.api },
     identifyIntervalMs: 0,
   });
-  const manager = new ChannelManager({ runtime, channels: [{ plugin: discord, ...settings }] });
-  await manager.start();
-  cleanups.push(async () => {
-    await manager.stop();
-    await runtime.stop();
-    await store.close();
-  });
+  const host = await managedHost(discord, settings, { cleanups, reply: "a picture" });
   const texts = () => platform.outbound().flatMap((o) => (o.kind === "text" ? [o.text] : []));
-  return { platform, manager, provider, texts };
+  return { platform, texts, ...host };
 }
 
 describe("through a ChannelManager: nothing is fetched for a message the host turns away", () => {
   it("dmPolicy pairing: an unknown sender's pictures stay on the CDN and the pairing code is sent once; once approved, the next picture is fetched once and reaches the model", async () => {
-    const statuses = inboundStatuses();
-    const { platform, manager, provider, texts } = await managed({ dmPolicy: "pairing" });
+    const { platform, manager, provider, texts, statuses } = await managed({ dmPolicy: "pairing" });
 
     await dm(platform, "eve", "e1", "first.png");
     await dm(platform, "eve", "e2", "second.png");
@@ -155,8 +119,7 @@ describe("through a ChannelManager: nothing is fetched for a message the host tu
   });
 
   it("groups: a message without a mention (requireMention), a sender off groupAllowFrom and a group off the allowlist fetch nothing; a mention from an allowed sender fetches its file once", async () => {
-    const statuses = inboundStatuses();
-    const { platform, provider } = await managed({
+    const { platform, provider, statuses } = await managed({
       groupPolicy: "allowlist",
       groups: ["room-1"],
       groupAllowFrom: ["alice"],
@@ -200,6 +163,23 @@ describe("asking before the download", () => {
     const question = asked.find((a) => a.messageId === "m1")!;
     expect(question).toMatchObject({ accountId: "default", chatType: "direct", chatId: "eve" });
     expect(question.attachments?.every((a) => a.data === undefined)).toBe(true);
+  });
+
+  it("asks once per message with files (not again in its turn after asking on its arrival), admitted or not", async () => {
+    const asked: string[] = [];
+    const h = await startHarness({
+      admits: (input) => {
+        asked.push(input.messageId);
+        return input.peer.id !== "eve";
+      },
+    });
+    await dm(h.platform, "alice", "m1", "alice.png");
+    await waitFor("alice's message", () => h.taken.includes("m1"));
+    await dm(h.platform, "eve", "m2", "eve.png");
+    await waitFor("eve's message", () => h.taken.includes("m2"));
+    expect(asked).toEqual(["m1", "m2"]);
+    expect(fetched()).toEqual(["alice.png"]);
+    expect(h.calls.map((c) => c.attachments?.[0]?.data !== undefined)).toEqual([true, false]);
   });
 
   it("a message arriving behind a slow download is fetched ahead only when the host admits it", async () => {
@@ -289,8 +269,9 @@ describe("asking before the download", () => {
     await waitFor("the message", () => h.taken.includes("m1"));
     expect(fetched()).toEqual(["alice.png"]);
     expect(h.calls[0]!.attachments![0]!.data).toBe(PNG.toString("base64"));
-    expect(warnings).toContain(
+    // Asked once (as the message arrived), so warned once.
+    expect(warnings).toEqual([
       "the host could not say whether it takes a message; its files are fetched",
-    );
+    ]);
   });
 });

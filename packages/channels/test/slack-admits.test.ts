@@ -6,28 +6,16 @@
  * `ChannelManager`, against the fake Slack (Events API over HTTP, Web API and file hosts
  * behind msw), counting the requests for files.
  */
-import {
-  AgentRuntime,
-  ChannelManager,
-  type ChannelSettings,
-  createProviderChain,
-  MemoryStore,
-} from "@beamclaw/core";
-import { createScriptedProvider } from "@beamclaw/core/testing";
+import type { ChannelSettings } from "@beamclaw/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { createSlackChannel } from "../src/slack/index.js";
+import { managedHost, PNG } from "./shared-harness.js";
 import { closeFakeSlackApi, FAKE_BOT } from "./slack/fake-slack-api.js";
 import { cleanUp, cleanups, silentLogger, until } from "./slack/harness.js";
 import { eventCallback, SlackHttpPlatform } from "./slack/slack-platform.js";
 
 afterEach(cleanUp);
 afterAll(() => closeFakeSlackApi());
-
-/** A PNG: the 8-byte signature, then anything. */
-const PNG = Buffer.concat([
-  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-  Buffer.from("\x00\x00\x00\x0dIHDR a small chart", "latin1"),
-]);
 
 const EVE = "U0EVE00001";
 const ALICE = "U0ALICE001";
@@ -40,25 +28,10 @@ async function managed(settings: ChannelSettings) {
   const plugin = platform.attach(
     createSlackChannel({ ...platform.channelOptions(), resolveUserNames: false }),
   );
-  const store = new MemoryStore();
-  await store.open();
-  const provider = createScriptedProvider({ id: "s", responses: [{ text: "a chart" }] });
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({ providers: [provider] }),
-    agents: [{ id: "main", model: "s/m" }],
-  });
-  await runtime.start();
-  const manager = new ChannelManager({
-    runtime,
-    channels: [{ plugin, ...settings }],
+  const { manager, provider } = await managedHost(plugin, settings, {
+    cleanups,
+    reply: "a chart",
     logger: silentLogger,
-  });
-  await manager.start();
-  cleanups.push(async () => {
-    await manager.stop();
-    await runtime.stop();
-    await store.close();
   });
   const { workspace } = platform;
   /** A `file_share` message with a PNG (or a stub of one), answered with the host's status. */

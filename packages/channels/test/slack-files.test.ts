@@ -5,18 +5,11 @@
  * `files.info`; and, through a real `ChannelManager`, the model seeing the image and reading
  * the PDF without ever being given Slack's private URL.
  */
-import {
-  AgentRuntime,
-  ChannelManager,
-  createProviderChain,
-  type InboundMessageInput,
-  InvalidArgumentError,
-  MemoryStore,
-} from "@beamclaw/core";
-import { createScriptedProvider } from "@beamclaw/core/testing";
+import { type InboundMessageInput, InvalidArgumentError } from "@beamclaw/core";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { readSlackMessage } from "../src/slack/inbound.js";
 import { createSlackChannel, type SlackChannelOptions } from "../src/slack/index.js";
+import { managedHost } from "./shared-harness.js";
 import { closeFakeSlackApi, FAKE_BOT } from "./slack/fake-slack-api.js";
 import {
   cleanUp,
@@ -627,26 +620,11 @@ describe("Slack files through a ChannelManager", () => {
     const plugin = platform.attach(
       createSlackChannel({ ...platform.channelOptions(), resolveUserNames: false }),
     );
-    const store = new MemoryStore();
-    await store.open();
-    const provider = createScriptedProvider({ id: "s", responses: [{ text: "a rising line" }] });
-    const runtime = new AgentRuntime({
-      store,
-      models: createProviderChain({ providers: [provider] }),
-      agents: [{ id: "main", model: "s/m" }],
-    });
-    await runtime.start();
-    const manager = new ChannelManager({
-      runtime,
-      channels: [{ plugin, dmPolicy: "open" }],
-      logger: silentLogger,
-    });
-    await manager.start();
-    cleanups.push(async () => {
-      await manager.stop();
-      await runtime.stop();
-      await store.close();
-    });
+    const { provider } = await managedHost(
+      plugin,
+      { dmPolicy: "open" },
+      { cleanups, reply: "a rising line", logger: silentLogger },
+    );
     const { workspace } = platform;
     const png = workspace.addFile({ name: "chart.png", mimetype: "image/png", bytes: PNG });
     const pdf = workspace.addFile({ name: "report.pdf", mimetype: "application/pdf", bytes: PDF });

@@ -5,21 +5,14 @@
  * the fake Bot API behind msw; the Bot API hands out a file only through `getFile`
  * (https://core.telegram.org/bots/api#getfile), so its calls count the downloads.
  */
-import {
-  AgentRuntime,
-  ChannelManager,
-  type ChannelSettings,
-  createProviderChain,
-  MemoryStore,
-  type ReceiveStatus,
-  subscribeTelemetry,
-} from "@beamclaw/core";
-import { createScriptedProvider } from "@beamclaw/core/testing";
+import type { ChannelSettings } from "@beamclaw/core";
 import type { Message } from "grammy/types";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createTelegramChannel } from "../src/index.js";
+import { managedHost } from "./shared-harness.js";
 import {
   BOT,
+  cleanups,
   FakeTelegram,
   groupMessage,
   mentionEntity,
@@ -31,11 +24,6 @@ import {
 } from "./telegram-platform.js";
 
 useTelegramApi();
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 const ALICE = user(100_001, "Alice", "alice");
 const EVE = user(100_005, "Eve", "eve");
@@ -61,34 +49,14 @@ const asked = (api: FakeTelegram) =>
 /** A `ChannelManager` running the Telegram channel (long polling) on a fresh fake Bot API. */
 async function managed(settings: ChannelSettings) {
   const api = new FakeTelegram();
-  const store = new MemoryStore();
-  await store.open();
-  const provider = createScriptedProvider({ id: "s", responses: [{ text: "a photo" }] });
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({ providers: [provider] }),
-    agents: [{ id: "main", model: "s/m" }],
-  });
-  await runtime.start();
+  cleanups.push(async () => api.close());
   const plugin = createTelegramChannel({
     token: TOKEN,
     polling: { timeoutSeconds: 2, baseDelayMs: 2, maxDelayMs: 10 },
   });
-  const manager = new ChannelManager({ runtime, channels: [{ plugin, ...settings }] });
-  await manager.start();
-  const statuses: ReceiveStatus[] = [];
-  const off = subscribeTelemetry("beamclaw:channel.inbound", (event) => {
-    statuses.push(event.status as ReceiveStatus);
-  });
-  cleanups.push(async () => {
-    off();
-    await manager.stop();
-    await runtime.stop();
-    await store.close();
-    api.close();
-  });
+  const host = await managedHost(plugin, settings, { cleanups, reply: "a photo" });
   const texts = () => api.actions.flatMap((a) => (a.kind === "text" ? [a.text ?? ""] : []));
-  return { api, manager, provider, statuses, texts };
+  return { api, texts, ...host };
 }
 
 describe("nothing is downloaded for a message the host turns away", () => {

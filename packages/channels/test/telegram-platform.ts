@@ -7,7 +7,12 @@
  * and scripted failures. `startTelegramPlatform` wraps it as the channel conformance suite's
  * driver.
  */
-import type { ChannelContext, InboundMessageInput, ReceiveResult } from "@beamclaw/core";
+import type {
+  ChannelContext,
+  ChannelLogger,
+  InboundMessageInput,
+  ReceiveResult,
+} from "@beamclaw/core";
 import type {
   ChannelPlatformDriver,
   ConformanceIds,
@@ -18,7 +23,7 @@ import type {
 import type { Message, MessageEntity, Update, User } from "grammy/types";
 import { HttpResponse, http } from "msw";
 import { setupServer } from "msw/node";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, afterEach, beforeAll } from "vitest";
 import { SECRET_TOKEN_HEADER, type TelegramChannel } from "../src/index.js";
 import { MarkdownV2Error, parseMarkdownV2 } from "./telegram-markdown-v2.js";
 
@@ -79,6 +84,7 @@ export interface BotAction {
 }
 
 interface StoredFile {
+  fileId: string;
   path: string;
   bytes: Buffer;
   size: number;
@@ -94,23 +100,27 @@ export const CONFLICT = {
   description:
     "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
 } as const;
+/** Telegram's answer to a token it does not know (or one revoked). */
+const UNAUTHORIZED = { ok: false, error_code: 401, description: "Unauthorized" } as const;
 let msw: ReturnType<typeof setupServer> | undefined;
+
+/** What a test registers to undo after it: run newest first after each test (see {@link useTelegramApi}). */
+export const cleanups: Array<() => Promise<void>> = [];
 
 /**
  * Installs the msw server the fake Bot APIs live behind, for the calling test file (and
- * closes it after). Unknown tokens get Telegram's 401; other hosts are refused.
+ * closes it after), and runs {@link cleanups} after each test. Unknown tokens get
+ * Telegram's 401; other hosts are refused.
  */
 export function useTelegramApi(): void {
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
   beforeAll(() => {
     const server = setupServer(
       http.post("https://api.telegram.org/:bot/:method", async ({ request, params }) => {
         const fake = [...servers].find((s) => `bot${s.token}` === params.bot);
-        if (fake === undefined) {
-          return HttpResponse.json(
-            { ok: false, error_code: 401, description: "Unauthorized" },
-            { status: 401 },
-          );
-        }
+        if (fake === undefined) return HttpResponse.json(UNAUTHORIZED, { status: 401 });
         return fake.handle(String(params.method), request);
       }),
       http.get("https://api.telegram.org/file/:bot/*", async ({ request, params }) => {
@@ -118,6 +128,7 @@ export function useTelegramApi(): void {
         const path = new URL(request.url).pathname.split("/").slice(3).join("/");
         const file = fake?.fileAt(path);
         if (file === undefined) return new HttpResponse("Not Found", { status: 404 });
+        fake!.downloads.push(file.fileId);
         await file.held;
         return new HttpResponse(file.bytes, {
           headers: { "content-length": String(file.bytes.length) },
@@ -183,6 +194,8 @@ export class FakeTelegram {
   readonly calls: ApiCall[] = [];
   /** What the bot did, in order (only calls Telegram carried out). */
   readonly actions: BotAction[] = [];
+  /** The ids of the files whose content was fetched (`/file/bot<token>/<path>`), in order. */
+  readonly downloads: string[] = [];
   webhook: { url: string; secretToken?: string } | null = null;
   #updates: Update[] = [];
   #nextUpdateId = 500_000_001;
@@ -190,8 +203,9 @@ export class FakeTelegram {
   #sentTexts = new Map<string, string>();
   #script = new Map<string, ScriptedAnswer[]>();
   #polls = new Set<{ answer: (conflict: boolean) => void }>();
-  #files = new Map<string, StoredFile & { fileId: string }>();
+  #files = new Map<string, StoredFile>();
   #closed = false;
+  #revoked = false;
 
   constructor(token = TOKEN, bot = BOT) {
     this.token = token;
@@ -258,6 +272,14 @@ export class FakeTelegram {
   }
 
   /**
+   * The bot's token is revoked (@BotFather's /revoke): every call from now on answers 401
+   * Unauthorized, as Telegram answers an unknown token.
+   */
+  revokeToken(): void {
+    this.#revoked = true;
+  }
+
+  /**
    * Another instance starts polling: the waiting `getUpdates` (or, when none waits, the
    * next one) answers 409 Conflict.
    */
@@ -301,6 +323,10 @@ export class FakeTelegram {
     const params = await paramsOf(request);
     const call: ApiCall = { method, params, answered: 200 };
     this.calls.push(call);
+    if (this.#revoked) {
+      call.answered = UNAUTHORIZED.error_code;
+      return refuse(UNAUTHORIZED.error_code, UNAUTHORIZED.description);
+    }
     const scripted = this.#script.get(method)?.shift();
     if (scripted !== undefined && scripted !== "lose-answer" && scripted !== "pass") {
       if (scripted === "network") {
@@ -686,7 +712,11 @@ export interface TelegramPlatform extends ChannelPlatformDriver {
   readonly mode: "polling" | "webhook";
   /** Registers the channel under test (its webhook endpoint receives updates); returns it as it is. */
   attach(plugin: TelegramChannel): TelegramChannel;
-  /** The URL the driver registered for a file id (for the channel's `attachments.url`). */
+  /**
+   * The URL the driver registered for a file id (for the channel's `attachments.url`): an
+   * attachment's own URL, unless it has `data` (the file, which the fake Bot API then serves
+   * for the channel to download).
+   */
   fileUrl(fileId: string): string | undefined;
   /** The Telegram update (without its `update_id`) the driver makes for a suite message. */
   updateFor(message: PlatformInbound): Omit<Update, "update_id">;
@@ -699,6 +729,8 @@ export interface TelegramPlatform extends ChannelPlatformDriver {
 export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): TelegramPlatform {
   const api = new FakeTelegram();
   const fileUrls = new Map<string, string>();
+  /** The suite's URL of each file the fake serves, by file id. */
+  const served = new Map<string, string>();
   let plugin: TelegramChannel | undefined;
   let files = 0;
 
@@ -768,7 +800,12 @@ export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): 
     if (attachments.length > 0) {
       const [first] = attachments;
       const fileId = `AgACAgIAAxkBAAI${++files}`;
-      if (first!.url !== undefined) fileUrls.set(fileId, first!.url);
+      if (first!.data !== undefined) {
+        api.addFile(fileId, Buffer.from(first!.data, "base64"), `documents/${fileId}`);
+        if (first!.url !== undefined) served.set(fileId, first!.url);
+      } else if (first!.url !== undefined) {
+        fileUrls.set(fileId, first!.url);
+      }
       const file = { file_id: fileId, file_unique_id: `AQAD${files}`, file_size: 2048 };
       if (first!.kind === "image" && first!.mediaType === "image/jpeg") {
         telegram.photo = [{ ...file, width: 320, height: 240 }];
@@ -804,6 +841,7 @@ export function startTelegramPlatform(mode: "polling" | "webhook" = "polling"): 
     },
     fileUrl: (fileId) => fileUrls.get(fileId),
     updateFor: toUpdate,
+    downloads: () => api.downloads.flatMap((fileId) => served.get(fileId) ?? []),
     async inject(message) {
       const update = toUpdate(message);
       if (mode === "polling") return api.push(update);
@@ -907,7 +945,8 @@ export const quietLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
  * Creates the channel with `options` over `api` (a new fake by default) and starts it with a
- * recording context. `receive` decides each call's fate (default: accepted).
+ * recording context. `receive` decides each call's fate (default: accepted); the plugin logs
+ * to `logger` (default: nowhere).
  */
 export async function startChannel(
   create: (api: FakeTelegram) => TelegramChannel,
@@ -915,6 +954,7 @@ export async function startChannel(
     status: "accepted",
   }),
   api: FakeTelegram = new FakeTelegram(),
+  logger: ChannelLogger = quietLogger,
 ): Promise<StartedChannel> {
   const plugin = create(api);
   const received: InboundMessageInput[] = [];
@@ -923,7 +963,7 @@ export async function startChannel(
   const context = (): ChannelContext => ({
     channel: plugin.id,
     config: {},
-    logger: quietLogger,
+    logger,
     signal: controller.signal,
     receive(input) {
       received.push(input);

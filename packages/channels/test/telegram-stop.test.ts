@@ -6,11 +6,17 @@
  * it did not, so that nothing comes twice and nothing is lost across a restart.
  */
 import type { ReceiveResult } from "@beamclaw/core";
-import { afterEach, describe, expect, it } from "vitest";
-import { createTelegramChannel, type TelegramChannel } from "../src/index.js";
+import { describe, expect, it } from "vitest";
 import {
+  createTelegramChannel,
+  type TelegramChannel,
+  type TelegramChannelOptions,
+} from "../src/index.js";
+import {
+  cleanups,
   type FakeTelegram,
   privateMessage,
+  quietLogger,
   startChannel,
   TOKEN,
   until,
@@ -20,11 +26,6 @@ import {
 } from "./telegram-platform.js";
 
 useTelegramApi();
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 const ALICE = user(100_001, "Alice", "alice");
 
@@ -163,6 +164,124 @@ describe("Telegram long polling: stop() while the host takes an update", () => {
     await stop.promise;
     expect(api.pendingUpdates.map((u) => u.update_id)).toEqual([two.update_id]);
     expect(getUpdatesCalls(api).at(-1)?.params).toMatchObject({ offset: one.update_id + 1 });
+  });
+});
+
+describe("Telegram long polling ended by a refused getUpdates: no last getUpdates to confirm", () => {
+  const CONFIRM_WARNING =
+    "telegram could not confirm the updates the host took; they may come again after a restart";
+
+  /**
+   * A channel whose host has just taken an update (its offset not yet carried by a poll), and
+   * `refuse` run before the channel polls again; with the warnings the channel logged.
+   */
+  async function refusedAfterTaking(
+    refuse: (api: FakeTelegram) => void,
+    polling: Partial<TelegramChannelOptions["polling"]> = {},
+  ) {
+    const warnings: string[] = [];
+    const logger = { ...quietLogger, warn: (message: string) => void warnings.push(message) };
+    const taken = gate<ReceiveResult>();
+    const channel = await startChannel(
+      () =>
+        createTelegramChannel({
+          token: TOKEN,
+          polling: { timeoutSeconds: 2, baseDelayMs: 2, maxDelayMs: 10, ...polling },
+        }),
+      (_input, n) => (n === 1 ? taken.promise : Promise.resolve({ status: "accepted" })),
+      undefined,
+      logger,
+    );
+    cleanups.push(() => channel.stop());
+    const update = channel.api.push({ message: privateMessage(ALICE, 1, "taken") });
+    await until("the update to reach the host", () => channel.received.length === 1);
+    refuse(channel.api);
+    const before = getUpdatesCalls(channel.api).length;
+    taken.open({ status: "accepted" });
+    /** The getUpdates calls after the host took the update. */
+    const polls = () => getUpdatesCalls(channel.api).slice(before);
+    return { ...channel, update, warnings, polls };
+  }
+
+  /**
+   * The host restarts the channel: its first poll carries the offset kept, so the update the
+   * host took is confirmed and not handed over again.
+   */
+  async function reconnectConfirms(channel: Awaited<ReturnType<typeof refusedAfterTaking>>) {
+    const { api, received, update } = channel;
+    await channel.restart();
+    api.push({ message: privateMessage(ALICE, 2, "after the reconnect") });
+    await until("the next update", () => received.length === 2);
+    expect(received.map((m) => m.text)).toEqual(["taken", "after the reconnect"]);
+    expect(api.pendingUpdates.map((u) => u.update_id)).not.toContain(update.update_id);
+  }
+
+  /** The offset the channel keeps for its next start. */
+  const keptOffset = async (plugin: TelegramChannel) =>
+    ((await plugin.gatewayMethods.info!.handler(undefined, { scopes: [] })) as { offset: unknown })
+      .offset;
+
+  it("401 Unauthorized (a revoked token): the channel reports the loss and asks nothing more", async () => {
+    const { api, plugin, update, warnings, polls, disconnects } = await refusedAfterTaking((api) =>
+      api.revokeToken(),
+    );
+    await until("the loss to be reported", () => disconnects.length === 1);
+    expect(disconnects[0]).toMatchObject({ method: "getUpdates", errorCode: 401 });
+    await plugin.stop();
+    expect(polls().map((c) => [c.params.timeout, c.answered])).toEqual([[2, 401]]);
+    expect(warnings).not.toContain(CONFIRM_WARNING);
+    // Nothing lost: the offset past the update is kept for the next start.
+    expect(await keptOffset(plugin)).toBe(update.update_id + 1);
+    expect(api.pendingUpdates.map((u) => u.update_id)).toEqual([update.update_id]);
+  });
+
+  it("409 Conflict (a webhook was set): nothing more is asked; the reconnect's first poll confirms the update, which does not come again", async () => {
+    const channel = await refusedAfterTaking((api) => {
+      api.webhook = { url: "https://elsewhere.example/telegram" };
+    });
+    const { plugin, warnings, polls, disconnects } = channel;
+    await until("the loss to be reported", () => disconnects.length === 1);
+    expect(disconnects[0]).toMatchObject({ method: "getUpdates", errorCode: 409 });
+    await plugin.stop();
+    expect(polls().map((c) => [c.params.timeout, c.answered])).toEqual([[2, 409]]);
+    expect(warnings).not.toContain(CONFIRM_WARNING);
+
+    // The host reconnects (start deletes the webhook): its first poll carries the offset.
+    await reconnectConfirms(channel);
+  });
+
+  it("polls that kept failing (502s until disconnectAfterFailures): nothing more is asked; the reconnect confirms the update", async () => {
+    const bad = { html: 502 } as const;
+    const channel = await refusedAfterTaking((api) => api.script("getUpdates", bad, bad, bad), {
+      disconnectAfterFailures: 2,
+    });
+    const { plugin, warnings, polls, disconnects } = channel;
+    await until("the loss to be reported", () => disconnects.length === 1);
+    await plugin.stop();
+    expect(polls().map((c) => [c.params.timeout, c.answered])).toEqual([
+      [2, 502],
+      [2, 502],
+    ]);
+    expect(warnings).not.toContain(CONFIRM_WARNING);
+
+    // The reconnect polls (the front end fails once more, then answers) with the offset.
+    await reconnectConfirms(channel);
+  });
+
+  it("a stop while a 429's retry_after is being waited out asks nothing more (Telegram would refuse it) and does not wait it out", async () => {
+    const tooMany = {
+      errorCode: 429,
+      description: "Too Many Requests: retry after 30",
+      retryAfter: 30,
+    } as const;
+    const { plugin, update, warnings, polls } = await refusedAfterTaking((api) =>
+      api.script("getUpdates", tooMany, tooMany),
+    );
+    await until("the 429", () => polls().length === 1);
+    await plugin.stop();
+    expect(polls().map((c) => [c.params.timeout, c.answered])).toEqual([[2, 429]]);
+    expect(warnings).not.toContain(CONFIRM_WARNING);
+    expect(await keptOffset(plugin)).toBe(update.update_id + 1);
   });
 });
 

@@ -4,7 +4,6 @@
  * the webhook's rules: the secret token, answering 200 only once the host has the update,
  * redeliveries answered once, registration with setWebhook.
  */
-import { type AddressInfo, createServer as createNetServer } from "node:net";
 import {
   AbortedError,
   AgentRuntime,
@@ -25,6 +24,7 @@ import {
   TelegramApiError,
   type TelegramChannelOptions,
 } from "../src/index.js";
+import { acceptingContext, canListen, followStart, freePort } from "./shared-harness.js";
 import {
   FakeTelegram,
   fetchLocal,
@@ -225,16 +225,7 @@ describe("registration", () => {
       description: "Bad Request: bad webhook: Failed to resolve host: Name or service not known",
     });
     const plugin = webhook()();
-    const error = await plugin
-      .start({
-        channel: "telegram",
-        config: {},
-        logger: { debug() {}, info() {}, warn() {}, error() {} },
-        signal: new AbortController().signal,
-        receive: async () => ({ status: "accepted" }),
-        disconnected() {},
-      })
-      .catch((e: unknown) => e);
+    const error = await plugin.start(acceptingContext("telegram")).catch((e: unknown) => e);
     expect(TelegramApiError.isInstance(error)).toBe(true);
     expect(error).toMatchObject({ method: "setWebhook", errorCode: 400, isRetryable: false });
     expect(plugin.localUrl).toBeUndefined();
@@ -242,24 +233,6 @@ describe("registration", () => {
 });
 
 describe("stop() while starting", () => {
-  /** A port nothing listens on a moment ago, and whether something can listen on it now. */
-  const freePort = async () => {
-    const server = createNetServer();
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    await new Promise((resolve) => server.close(resolve));
-    return port;
-  };
-  const canListen = async (port: number) => {
-    const server = createNetServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      server.once("error", () => resolve(false));
-      server.listen(port, "127.0.0.1", () => resolve(true));
-    });
-    if (ok) await new Promise((resolve) => server.close(resolve));
-    return ok;
-  };
-
   it("stop() landing once getMe has answered, as the endpoint starts listening: start rejects with AbortedError and nothing stays listening", async () => {
     const api = new FakeTelegram();
     cleanups.push(async () => api.close());
@@ -279,19 +252,8 @@ describe("stop() while starting", () => {
       },
     });
     cleanups.push(() => plugin.stop());
-    const outcome = await plugin
-      .start({
-        channel: "telegram",
-        config: {},
-        logger: { debug() {}, info() {}, warn() {}, error() {} },
-        signal: new AbortController().signal,
-        receive: async () => ({ status: "accepted" }),
-        disconnected() {},
-      })
-      .then(
-        () => "started",
-        (e: unknown) => e,
-      );
+    const starting = followStart(plugin.start(acceptingContext("telegram")));
+    const outcome = await starting.seenBy(starting.settled);
     await stopping;
     expect(AbortedError.isInstance(outcome)).toBe(true);
     expect(plugin.localUrl).toBeUndefined();
@@ -302,7 +264,7 @@ describe("stop() while starting", () => {
     const api = new FakeTelegram();
     cleanups.push(async () => api.close());
     const port = await freePort();
-    let outcome: unknown;
+    let starting: ReturnType<typeof followStart> | undefined;
     let stops: Array<Promise<unknown>> = [];
     const plugin = createTelegramChannel({
       token: TOKEN,
@@ -314,28 +276,13 @@ describe("stop() while starting", () => {
         const response = await globalThis.fetch(input, init);
         if (!String(input).endsWith("/getMe")) return response;
         const body = await response.text();
-        stops = [plugin.stop(), plugin.stop()].map((stop) => stop.then(() => outcome));
+        stops = [plugin.stop(), plugin.stop()].map(starting!.seenBy);
         return new Response(body, { status: response.status, headers: response.headers });
       },
     });
     cleanups.push(() => plugin.stop());
-    const starting = plugin
-      .start({
-        channel: "telegram",
-        config: {},
-        logger: { debug() {}, info() {}, warn() {}, error() {} },
-        signal: new AbortController().signal,
-        receive: async () => ({ status: "accepted" }),
-        disconnected() {},
-      })
-      .then(
-        () => "started",
-        (e: unknown) => e,
-      )
-      .then((e) => {
-        outcome = e;
-      });
-    await starting;
+    starting = followStart(plugin.start(acceptingContext("telegram")));
+    await starting.settled;
     expect(stops).toHaveLength(2);
     const [first, second] = await Promise.all(stops);
     expect(AbortedError.isInstance(first)).toBe(true);

@@ -29,6 +29,7 @@ import {
   type TelegramChannel,
   type TelegramChannelOptions,
 } from "../src/index.js";
+import { managedHost } from "./shared-harness.js";
 import {
   BOT,
   CONFLICT,
@@ -592,30 +593,11 @@ describe("through a ChannelManager", () => {
   it("hands voice notes, videos and files over the limits to the session described, not dropped", async () => {
     const api = new FakeTelegram();
     cleanups.push(async () => api.close());
-    const store = new MemoryStore();
-    await store.open();
-    const provider = createScriptedProvider({
-      id: "s",
-      responses: Array.from({ length: 4 }, () => ({ text: "seen" })),
-    });
-    const runtime = new AgentRuntime({
-      store,
-      models: createProviderChain({ providers: [provider] }),
-      agents: [{ id: "main", model: "s/m" }],
-    });
-    await runtime.start();
-    const manager = new ChannelManager({
-      runtime,
-      channels: [
-        { plugin: polling({ attachments: { inlineImageMaxBytes: 64 } })(api), dmPolicy: "open" },
-      ],
-    });
-    await manager.start();
-    cleanups.push(async () => {
-      await manager.stop();
-      await runtime.stop();
-      await store.close();
-    });
+    const { provider } = await managedHost(
+      polling({ attachments: { inlineImageMaxBytes: 64 } })(api),
+      { dmPolicy: "open" },
+      { cleanups, reply: Array.from({ length: 4 }, () => "seen") },
+    );
     const jpeg = Buffer.from("\xff\xd8\xff\xe0 a tiny jpeg", "latin1");
     api.addFile("small", jpeg);
     // An HTML page where a photo should be: never handed to the model as an image.

@@ -3,7 +3,6 @@
  * then the webhook's own rules — signatures and the replay window, body limits, answers per
  * outcome, signed callbacks and their retries.
  */
-import { type AddressInfo, createServer as createNetServer } from "node:net";
 import {
   AbortedError,
   AgentRuntime,
@@ -27,6 +26,7 @@ import {
   type WebhookChannelOptions,
   WebhookSignatureError,
 } from "../src/index.js";
+import { acceptingContext, canListen, followStart, freePort } from "./shared-harness.js";
 import { SECRET, startWebhookPlatform, toWebhookEvent } from "./webhook-platform.js";
 
 channelConformanceSuite("WebhookChannel", {
@@ -392,32 +392,7 @@ describe("configuration and signatures", () => {
 });
 
 describe("start and stop overlapping", () => {
-  /** A port nothing listened on a moment ago. */
-  const freePort = async () => {
-    const server = createNetServer();
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    await new Promise((resolve) => server.close(resolve));
-    return port;
-  };
-  /** Whether something can listen on `port` now (nothing else does). */
-  const canListen = async (port: number) => {
-    const server = createNetServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      server.once("error", () => resolve(false));
-      server.listen(port, "127.0.0.1", () => resolve(true));
-    });
-    if (ok) await new Promise((resolve) => server.close(resolve));
-    return ok;
-  };
-  const context = (plugin: WebhookChannel): ChannelContext => ({
-    channel: plugin.id,
-    config: {},
-    logger: { debug() {}, info() {}, warn() {}, error() {} },
-    signal: new AbortController().signal,
-    receive: async () => ({ status: "accepted" }),
-    disconnected() {},
-  });
+  const context = (plugin: WebhookChannel): ChannelContext => acceptingContext(plugin.id);
 
   async function channel(port = 0) {
     const platform = await startWebhookPlatform();
@@ -456,21 +431,10 @@ describe("start and stop overlapping", () => {
   it("a second stop() while the first closes the server of the start it ended resolves only once that start ended and nothing listens", async () => {
     const port = await freePort();
     const plugin = await channel(port);
-    let outcome: unknown;
-    const starting = plugin
-      .start(context(plugin))
-      .then(
-        () => "started",
-        (e: unknown) => e,
-      )
-      .then((e) => {
-        outcome = e;
-      });
+    const starting = followStart(plugin.start(context(plugin)));
     // Each stop notes how the start had ended by the time it resolved.
-    const [first, second] = await Promise.all(
-      [plugin.stop(), plugin.stop()].map((stop) => stop.then(() => outcome)),
-    );
-    await starting;
+    const [first, second] = await Promise.all([plugin.stop(), plugin.stop()].map(starting.seenBy));
+    await starting.settled;
     expect(AbortedError.isInstance(first)).toBe(true);
     expect(AbortedError.isInstance(second)).toBe(true);
     expect(await canListen(port)).toBe(true);

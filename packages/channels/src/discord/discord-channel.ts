@@ -266,7 +266,7 @@ interface Run {
   /**
    * File downloads started when their message arrived, by URL, until it is handled. One
    * resolves `undefined` when the host did not admit the message on its arrival (nothing was
-   * fetched ahead; its turn decides again).
+   * fetched; its turn hands it over described), or could not be asked then (its turn asks).
    */
   readonly downloads: Map<string, Promise<InboundAttachment | undefined>>;
 }
@@ -745,13 +745,13 @@ export class DiscordChannel implements ChannelPlugin {
       ticket.complete();
       return;
     }
-    const prefetched = this.#prefetch(run, payload.d);
+    const { urls: prefetched, admitted } = this.#prefetch(run, payload.d);
     const channelId = (payload.d as { channel_id?: unknown } | null)?.channel_id;
     const key = typeof channelId === "string" ? channelId : "";
     void run.chains.run(
       key,
       () =>
-        this.#handleMessage(run, payload, ticket)
+        this.#handleMessage(run, payload, ticket, admitted)
           .catch((error: unknown) => {
             // toInbound does not throw on odd payloads; this is a bug. Skip the one message
             // rather than replay it into the same failure after every reconnect.
@@ -769,10 +769,17 @@ export class DiscordChannel implements ChannelPlugin {
     );
   }
 
+  /**
+   * Normalizes a MESSAGE_CREATE in its turn and hands it over, its files downloaded first
+   * when the host takes it: `admitted` is the host's answer (`ctx.admits`) given as the
+   * message arrived, if it was asked then (undefined otherwise: asked now), so that it is
+   * asked once per message.
+   */
   async #handleMessage(
     run: Run,
     payload: GatewayDispatch,
     ticket: { complete(): void },
+    admitted: Promise<boolean | undefined> | undefined,
   ): Promise<void> {
     const { ctx, controller } = run;
     const data = payload.d as { id?: unknown; channel_id?: unknown; guild_id?: unknown };
@@ -819,7 +826,7 @@ export class DiscordChannel implements ChannelPlugin {
     // MAX_PREPARING such messages across channels hold their files at once.
     if (
       decision.input.attachments?.some((a) => this.#due(a)) === true &&
-      (await this.#filesWanted(run, decision.input))
+      ((await admitted) ?? (await this.#filesWanted(run, decision.input)))
     ) {
       await this.#preparing(async () => {
         const withFiles = await this.#inlineFiles(run, decision.input);
@@ -1103,18 +1110,21 @@ export class DiscordChannel implements ChannelPlugin {
    * Nothing is downloaded for a message that will not be handed over: one the channel skips
    * (see `skipReason`), one a backfill handed over already, one arriving after the host
    * refused an earlier message or the run ended; nor, where the host says whom it takes
-   * (`ctx.admits`), before it said it takes this one.
+   * (`ctx.admits`), before it said it takes this one. Returns the URLs whose downloads it
+   * started, and the host's answer when it asked (for the message's turn, not to ask twice).
    */
-  #prefetch(run: Run, data: unknown): string[] {
-    if (run.controller.signal.aborted || run.ctx.signal.aborted || run.refused) return [];
+  #prefetch(run: Run, data: unknown): { urls: string[]; admitted?: Promise<boolean | undefined> } {
+    if (run.controller.signal.aborted || run.ctx.signal.aborted || run.refused) return { urls: [] };
     const allowBots = this.#options.allowBots ?? false;
-    if (skipReason(data, { directory: this.#directory, allowBots }) !== undefined) return [];
+    if (skipReason(data, { directory: this.#directory, allowBots }) !== undefined) {
+      return { urls: [] };
+    }
     // A string id: skipReason checked it.
     const message = data as { id: string; attachments?: unknown };
-    if (this.#backfilled.has(message.id)) return [];
+    if (this.#backfilled.has(message.id)) return { urls: [] };
     const messageId = message.id;
     const due = discordAttachments(message.attachments).filter((a) => this.#due(a));
-    if (due.length === 0 || run.downloads.size >= MAX_PREFETCHED) return [];
+    if (due.length === 0 || run.downloads.size >= MAX_PREFETCHED) return { urls: [] };
     const admitted = run.ctx.admits === undefined ? undefined : this.#admittedAhead(run, data);
     const started: string[] = [];
     for (const attachment of due) {
@@ -1124,19 +1134,22 @@ export class DiscordChannel implements ChannelPlugin {
         attachment.url!,
         admitted === undefined
           ? this.#download(run, attachment, messageId)
-          : admitted.then((yes) => (yes ? this.#download(run, attachment, messageId) : undefined)),
+          : admitted.then((yes) =>
+              yes === true ? this.#download(run, attachment, messageId) : undefined,
+            ),
       );
       started.push(attachment.url!);
     }
-    return started;
+    return { urls: started, ...(admitted === undefined ? {} : { admitted }) };
   }
 
   /**
    * Whether the host takes a message as it arrives, for its downloads to start ahead of its
-   * turn: asked from what the channel knows of its chat now, without a look-up (a message in
-   * a channel it does not know yet is not fetched ahead; its turn asks again). Never rejects.
+   * turn: asked from what the channel knows of its chat now, without a look-up. `undefined`
+   * when it was not asked (a message in a channel the channel does not know yet is not
+   * fetched ahead; its turn asks). Never rejects.
    */
-  async #admittedAhead(run: Run, data: unknown): Promise<boolean> {
+  async #admittedAhead(run: Run, data: unknown): Promise<boolean | undefined> {
     let unknown = false;
     try {
       const decision = await toInbound(data, {
@@ -1147,9 +1160,10 @@ export class DiscordChannel implements ChannelPlugin {
           return undefined;
         },
       });
-      return decision.kind === "message" && !unknown && this.#filesWanted(run, decision.input);
+      if (decision.kind !== "message" || unknown) return undefined;
+      return await this.#filesWanted(run, decision.input);
     } catch {
-      return false;
+      return undefined;
     }
   }
 

@@ -832,6 +832,15 @@ export class SlackChannel implements ChannelPlugin {
     return received;
   }
 
+  /**
+   * The id `message` is handed over under: its `client_msg_id`, else `<channel>:<ts>`. The
+   * same message may come as `message` and as `app_mention`: it keeps the first id.
+   */
+  #messageIdOf(message: SlackMessage): string {
+    const { client_msg_id: clientId } = message.event;
+    return this.#ids.get(message.key) ?? (nonEmptyString(clientId) ? clientId : message.key);
+  }
+
   async #toInbound(
     message: SlackMessage,
     files: Promise<InboundAttachment[]>,
@@ -839,12 +848,8 @@ export class SlackChannel implements ChannelPlugin {
     signal: AbortSignal,
   ): Promise<InboundMessageInput> {
     const event = message.event;
-    // The same message may come as `message` and as `app_mention`: it keeps the first id.
-    let messageId = this.#ids.get(message.key);
-    if (messageId === undefined) {
-      messageId = nonEmptyString(event.client_msg_id) ? event.client_msg_id : message.key;
-      this.#ids.set(message.key, messageId);
-    }
+    const messageId = this.#messageIdOf(message);
+    if (this.#ids.get(message.key) === undefined) this.#ids.set(message.key, messageId);
     this.#locations.set(messageId, { channel: event.channel, ts: event.ts });
     const [name, attachments] = await Promise.all([this.#nameOf(event.user, signal), files]);
     const input = inboundOf(message, messageId);
@@ -865,7 +870,8 @@ export class SlackChannel implements ChannelPlugin {
     signal: AbortSignal,
   ): Promise<InboundAttachment[]> {
     if (message.files.length === 0) return [];
-    if (!(await shouldDownloadFiles(ctx, inboundOf(message, message.key)))) {
+    // Asked under the id the message is handed over under.
+    if (!(await shouldDownloadFiles(ctx, inboundOf(message, this.#messageIdOf(message))))) {
       return message.attachments;
     }
     return this.#attachmentsOf(message.files, ctx.logger, signal);

@@ -49,7 +49,9 @@ export interface LongPollerHooks {
    * The loop ends with an offset no `getUpdates` carried yet (the host took updates, and the
    * loop stopped before its next poll): tells Telegram, so that those updates are confirmed
    * and not delivered again after a restart of the process. Never rejects; bounded in time.
-   * Without it, Telegram learns the offset from the next `getUpdates` of a later start.
+   * Without it, Telegram learns the offset from the next `getUpdates` of a later start. Not
+   * called when the loop ends because `getUpdates` is refused (a bad token, a conflict, polls
+   * that kept failing, or a stop while a 429's `retry_after` runs): it would be refused too.
    */
   confirm?(offset: number): Promise<void>;
   /** The connection is lost for good: the host should reconnect. */
@@ -107,6 +109,12 @@ export async function runLongPolling(
   /** The offset of the last `getUpdates` Telegram answered: what it knows to be confirmed. */
   let told = initialOffset;
   let failures = 0;
+  /**
+   * Until when (`Date.now()`) Telegram refuses `getUpdates`, so that a last one confirming the
+   * offset would be refused too: for good after a refused token (401, 404), a conflict (409)
+   * or a loss after polls that kept failing; until its `retry_after` has passed after a 429.
+   */
+  let refusedUntil = 0;
 
   /** Waits before the next poll; false when the loop must end. */
   const failed = async (error: unknown, retryAfterMs: number | undefined): Promise<boolean> => {
@@ -128,7 +136,9 @@ export async function runLongPolling(
   try {
     await poll();
   } finally {
-    if (offset !== undefined && offset !== told) await hooks.confirm?.(offset);
+    if (offset !== undefined && offset !== told && Date.now() >= refusedUntil) {
+      await hooks.confirm?.(offset);
+    }
   }
 
   async function poll(): Promise<void> {
@@ -138,15 +148,26 @@ export async function runLongPolling(
         updates = await hooks.getUpdates(offset, signal);
         // Answered: Telegram has the offset (a failed call may not have reached it).
         told = offset;
+        refusedUntil = 0;
       } catch (error) {
         if (signal.aborted) return;
         const failure = telegramFailureOf(error);
         const code = failure?.errorCode;
         if (code === 401 || code === 404 || code === 409) {
+          // A bad token or another poller (or a webhook): no getUpdates can confirm anything.
+          refusedUntil = Number.POSITIVE_INFINITY;
           hooks.onLost(toTelegramApiError("getUpdates", error));
           return;
         }
-        if (!(await failed(error, failure?.retryAfterMs))) return;
+        if (failure?.retryAfterMs !== undefined) {
+          refusedUntil = Date.now() + failure.retryAfterMs;
+        }
+        if (!(await failed(error, failure?.retryAfterMs))) {
+          // Given up on polls that keep failing: one more would fail as well (the offset is
+          // kept, and the next start's first poll carries it).
+          if (failures >= disconnectAfter) refusedUntil = Number.POSITIVE_INFINITY;
+          return;
+        }
         continue;
       }
       if (!Array.isArray(updates)) {

@@ -446,12 +446,14 @@ export class TelegramChannel implements ChannelPlugin {
    * aborted and no further update is handed over; updates the host is already being handed
    * get up to 5 s for `ctx.receive` to settle. Those it took are confirmed — the offset moves
    * past them and, if no poll carried that offset yet, a last `getUpdates` (`timeout` 0) tells
-   * Telegram, so they are not delivered again after a restart; one whose `ctx.receive` did not
-   * settle in time, or failed, stays unconfirmed and is fetched again. Resolves once the
-   * channel stopped (no request, timer or socket of its own left); a `stop()` while another is
-   * under way resolves with it, one after the channel stopped resolves at once. A `stop()`
-   * while `start()` is under way ends the start with `AbortedError`, and resolves once that
-   * start has closed what it opened.
+   * Telegram, so they are not delivered again after a restart (unless polling ended because
+   * Telegram refuses `getUpdates`: a bad token, a conflict, polls that kept failing, a 429
+   * still to wait out; the next start's first poll carries the offset); one whose
+   * `ctx.receive` did not settle in time, or failed, stays unconfirmed and is fetched again.
+   * Resolves once the channel stopped (no request, timer or socket of its own left); a `stop()`
+   * while another is under way resolves with it, one after the channel stopped resolves at once. A
+   * `stop()` while `start()` is under way ends the start with `AbortedError`, and resolves once
+   * that start has closed what it opened.
    */
   async stop(): Promise<void> {
     const connection = this.#connection;

@@ -272,6 +272,8 @@ export async function startDiscordPlatform(
   const scripts: Script[] = [];
   /** Users' messages per channel id, as MESSAGE_CREATE carried them. */
   const history = new Map<string, Array<Record<string, unknown>>>();
+  /** The files (attachments with `data`) this platform put on the CDN: their URLs, by URL without query. */
+  const served = new Map<string, string>();
 
   const guild = () => ({
     id: GUILD_ID,
@@ -413,14 +415,25 @@ export async function startDiscordPlatform(
       mention_everyone: false,
       mentions,
       mention_roles: [],
-      attachments: (message.attachments ?? []).map((a) => ({
-        id: nextId(),
-        filename: a.name ?? "file",
-        size: a.size ?? 0,
-        url: a.url,
-        proxy_url: a.url,
-        ...(a.mediaType === undefined ? {} : { content_type: a.mediaType }),
-      })),
+      attachments: (message.attachments ?? []).map((a) => {
+        if (a.data !== undefined && a.url !== undefined) {
+          // The file's content, on the CDN at the attachment's own URL.
+          const at = new URL(a.url);
+          cdnFiles.set(`${at.origin}${at.pathname}`, {
+            body: Buffer.from(a.data, "base64"),
+            contentType: a.mediaType ?? "application/octet-stream",
+          });
+          served.set(`${at.origin}${at.pathname}`, a.url);
+        }
+        return {
+          id: nextId(),
+          filename: a.name ?? "file",
+          size: a.size ?? 0,
+          url: a.url,
+          proxy_url: a.url,
+          ...(a.mediaType === undefined ? {} : { content_type: a.mediaType }),
+        };
+      }),
       embeds: [],
       pinned: false,
       flags: 0,
@@ -816,6 +829,11 @@ export async function startDiscordPlatform(
       channels.delete(id);
     },
     outbound: () => outbound.map((o) => ({ ...o })),
+    downloads: () =>
+      cdnRequests.flatMap(({ url }) => {
+        const at = new URL(url);
+        return served.get(`${at.origin}${at.pathname}`) ?? [];
+      }),
     async disconnect() {
       gateway.drop();
     },

@@ -112,14 +112,35 @@ abstract class BasePlatform {
   /** Conformance message id → its event, so that injecting a message again redelivers it. */
   readonly #events = new Map<string, EventCallback>();
 
+  /** The suite's URL of each file shared for an attachment with `data`, by Slack file id. */
+  readonly #files = new Map<string, string>();
+
   eventFor(message: PlatformInbound): EventCallback {
     const known = this.#events.get(message.messageId);
     if (known !== undefined) return known;
     if (message.peer.name !== undefined)
       this.workspace.users.set(message.peer.id, message.peer.name);
-    const payload = eventCallback(messageEvent(message, this.workspace.nextTs()));
+    const event = messageEvent(message, this.workspace.nextTs());
+    // Attachments with content are shared in the workspace: a `file_share` message.
+    const files = (message.attachments ?? []).flatMap((a) => {
+      if (a.data === undefined) return [];
+      const file = this.workspace.addFile({
+        name: a.name ?? "file",
+        mimetype: a.mediaType ?? "application/octet-stream",
+        bytes: Buffer.from(a.data, "base64"),
+      });
+      if (a.url !== undefined) this.#files.set(String(file.id), a.url);
+      return [file];
+    });
+    if (files.length > 0) Object.assign(event, { subtype: "file_share", files, upload: false });
+    const payload = eventCallback(event);
     this.#events.set(message.messageId, payload);
     return payload;
+  }
+
+  /** The suite's URLs of the shared files the channel downloaded, one per request. */
+  downloads(): string[] {
+    return this.workspace.fileRequests.flatMap((r) => this.#files.get(r.fileId) ?? []);
   }
 
   outbound(): PlatformOutbound[] {

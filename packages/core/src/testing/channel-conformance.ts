@@ -11,15 +11,17 @@
  * `ChannelManager` and an `AgentRuntime` (an in-memory store and an echo model), that a
  * message is answered, a long reply is chunked within the limit and in order, a redelivered
  * platform message is answered once, typing shows while the run streams, and — when the
- * driver can drop the connection — that the channel reconnects and messages flow again.
+ * driver can drop the connection — that the channel reconnects and messages flow again; when
+ * the driver counts file downloads (the plugin downloads inbound files), that nothing is
+ * fetched for a message the host refuses (`ctx.admits`).
  *
  * Which specifications are registered follows `capabilities` only (and whether the driver has
- * `disconnect`): one about a capability the plugin does not declare does not apply to it and is
- * not registered at all (nothing is reported as skipped). Threads are tested in group chats, so
- * they need `groups` too. For `media`, `edits` and `typing`, the host's side of their absence
- * is specified instead: a file delivered through the channel is refused with nothing sent,
- * `streaming: "edit"` is refused when the channel is configured, and no typing indicator
- * reaches the platform while a run streams.
+ * `disconnect` and `downloads`): one about a capability the plugin does not declare does not
+ * apply to it and is not registered at all (nothing is reported as skipped). Threads are
+ * tested in group chats, so they need `groups` too. For `media`, `edits` and `typing`, the
+ * host's side of their absence is specified instead: a file delivered through the channel
+ * is refused with nothing sent, `streaming: "edit"` is refused when the channel is
+ * configured, and no typing indicator reaches the platform while a run streams.
  */
 import type * as Vitest from "vitest";
 import { type ChannelEntry, ChannelManager } from "../channels/manager.js";
@@ -30,6 +32,7 @@ import type {
   ChatType,
   InboundAttachment,
   InboundMessage,
+  InboundMessageInput,
   InboundPeer,
   OutboundMedia,
 } from "../channels/types.js";
@@ -70,6 +73,11 @@ export interface PlatformInbound {
   /** Ids of other peers it mentions. */
   mentions?: string[];
   replyTo?: { messageId: string; text?: string; peerId?: string };
+  /**
+   * Files of the message. An attachment's `data` (base64), when given, is the file's content:
+   * the platform serves it for the plugin to download (see
+   * {@link ChannelPlatformDriver.downloads}). Without `data` the platform need not serve it.
+   */
   attachments?: InboundAttachment[];
 }
 
@@ -115,6 +123,17 @@ export interface ChannelPlatformDriver {
    * reconnect specification is then skipped.
    */
   disconnect?(): Promise<void>;
+  /**
+   * The files the plugin fetched from the platform so far, in order, one entry per request,
+   * each named by the `url` its attachment had in the {@link PlatformInbound} that delivered
+   * it (a driver whose platform serves files at other addresses maps them back). Give it when
+   * the plugin downloads the files of inbound messages; the platform must then serve an
+   * attachment that has `data`. The suite then checks that the plugin asks `ctx.admits`
+   * before downloading: a message the host refuses is handed over with its files described,
+   * and none of them is fetched. Leave it out for a plugin that downloads nothing: that
+   * specification is then not registered.
+   */
+  downloads?(): string[];
   /** Releases the platform (servers, sockets). */
   close(): Promise<void>;
 }
@@ -174,6 +193,12 @@ const defaultIds: ConformanceIds = {
 };
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A 1×1 PNG (its signature and header chunk): the file of the download specification. */
+const PNG = Buffer.from(
+  "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000b49444154789c63f80f040009fb03fdfb5e6b2b0000000049454e44ae426082",
+  "hex",
+);
 
 /** Polls `probe` until it returns something other than undefined/false. */
 async function waitFor<T>(
@@ -244,9 +269,18 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
       return { platform, plugin, config };
     };
 
-    /** Starts `plugin` with a context that records what it receives. */
-    const startRecording = async (plugin: ChannelPlugin, config: unknown) => {
+    /**
+     * Starts `plugin` with a context that records what it receives; with `admits`, the host
+     * takes only the messages it admits (the others are `blocked`), and records what
+     * `ctx.admits` is asked.
+     */
+    const startRecording = async (
+      plugin: ChannelPlugin,
+      config: unknown,
+      admits?: (message: InboundMessageInput) => boolean,
+    ) => {
       const received: InboundMessage[] = [];
+      const asked: InboundMessageInput[] = [];
       const controller = new AbortController();
       let disconnects = 0;
       const ctx: ChannelContext = {
@@ -254,10 +288,20 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         config,
         logger: silent,
         signal: controller.signal,
+        ...(admits === undefined
+          ? {}
+          : {
+              admits: async (input) => {
+                // As asked: a plugin may fill in the same object's files later.
+                const attachments = input.attachments?.map((a) => ({ ...a }));
+                asked.push({ ...input, ...(attachments === undefined ? {} : { attachments }) });
+                return admits(input);
+              },
+            }),
         async receive(input) {
           const message = normalizeInbound(plugin.id, input);
           received.push(message);
-          return { status: "accepted" };
+          return { status: admits === undefined || admits(input) ? "accepted" : "blocked" };
         },
         disconnected() {
           disconnects++;
@@ -272,7 +316,7 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
         await plugin.stop();
       };
       cleanups.push(stop);
-      return { received, stop, disconnects: () => disconnects };
+      return { received, asked, stop, disconnects: () => disconnects };
     };
 
     // Capabilities decide which specifications apply, so they are read when the tests are
@@ -535,6 +579,72 @@ export function channelConformanceSuite<D extends ChannelPlatformDriver>(
           url: "https://files.example/cat.png",
         });
       });
+
+      itWhen(typeof probePlatform.downloads === "function")(
+        "asks ctx.admits before downloading a message's files: a refused message is handed over with its files described, none fetched",
+        async () => {
+          const { platform, plugin, config } = await setup();
+          const refusedPeer = ann;
+          const { received, asked } = await startRecording(
+            plugin,
+            config,
+            (input) => input.peer.id !== refusedPeer,
+          );
+          // In a DM of the sender's own where the plugin has direct messages, else the group.
+          const from = (peer: string) =>
+            anyChat === "direct"
+              ? { chatType: "direct" as const, chatId: peer }
+              : { chatType: "group" as const, chatId: room };
+          const picture = (name: string): InboundAttachment => ({
+            kind: "image",
+            url: `https://files.example/${runId}/${name}`,
+            mediaType: "image/png",
+            name,
+            size: PNG.length,
+            data: PNG.toString("base64"),
+          });
+          const refused = { id: messageId(from(refusedPeer).chatId), file: picture("refused.png") };
+          const admitted = { id: messageId(from(alice).chatId), file: picture("admitted.png") };
+          // The refused message first: its files would be fetched before the admitted one's.
+          for (const [peer, message] of [
+            [refusedPeer, refused],
+            [alice, admitted],
+          ] as const) {
+            await platform.inject({
+              ...from(peer),
+              peer: { id: peer },
+              text: "look at this",
+              messageId: message.id,
+              mentionsBot: true,
+              attachments: [message.file],
+            });
+          }
+          const arrival = (id: string) =>
+            waitFor(
+              "the message with a file",
+              () => received.find((m) => m.messageId === id),
+              timeoutMs,
+            );
+          const turnedAway = await arrival(refused.id);
+          const taken = await arrival(admitted.id);
+          // Asked about the refused message with its files described, not downloaded.
+          const question = asked.find((m) => m.messageId === refused.id);
+          expect(question, "ctx.admits was not asked about the refused message").toBeDefined();
+          const inlined = (question!.attachments ?? []).filter((a) => a.data !== undefined);
+          expect(inlined, "ctx.admits was asked with the file downloaded").toEqual([]);
+          // Handed over (the host answers it itself), its file described only.
+          expect(turnedAway.attachments).toHaveLength(1);
+          expect(turnedAway.attachments[0]!.data, "the refused file was inlined").toBeUndefined();
+          // The admitted message's file was fetched (the driver counts downloads); not the other.
+          expect(taken.attachments).toHaveLength(1);
+          expect(platform.downloads!(), "the admitted file was not downloaded").toContain(
+            admitted.file.url,
+          );
+          expect(platform.downloads!(), "the refused file was downloaded").not.toContain(
+            refused.file.url,
+          );
+        },
+      );
 
       it("gives a redelivered platform message the same message id", async () => {
         const { platform, plugin, config } = await setup();
