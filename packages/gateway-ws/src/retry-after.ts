@@ -54,3 +54,31 @@ export function retryAfterHeaders(ms: number | undefined): Record<string, string
     "retry-after-ms": String(Math.max(1, Math.ceil(ms))),
   };
 }
+
+/**
+ * The code of a tenant's spent token budget (core's `BudgetExceededError`, from its
+ * `tokensPerDay` or `tokensPerMonth`). Not an overload: no retry gets through before the
+ * budget resets, so the gateway answers it as a refusal not to retry (HTTP 429 with
+ * `x-should-retry: false`; on the WebSocket protocol `retryable: false`, no `retryAfterMs`).
+ */
+export const BUDGET_EXCEEDED = "BUDGET_EXCEEDED";
+
+/** Whether `error` (or a run's `{ code }` error) is a spent budget, see {@link BUDGET_EXCEEDED}. */
+export function isBudgetExceeded(error: unknown): boolean {
+  return (error as { code?: unknown } | null | undefined)?.code === BUDGET_EXCEEDED;
+}
+
+/**
+ * `Retry-After` (whole seconds, rounded up, at least 1) to when a spent budget resets: the
+ * error's `resetsAt` (epoch ms, as `BudgetExceededError` has it). Empty when the error does
+ * not say when, or says a time already past. No `retry-after-ms`: that header is for an
+ * SDK's next retry, and a spent budget is not retried.
+ */
+export function budgetResetHeaders(
+  error: unknown,
+  now: number = Date.now(),
+): Record<string, string> {
+  const resetsAt = (error as { resetsAt?: unknown } | null | undefined)?.resetsAt;
+  if (typeof resetsAt !== "number" || !Number.isFinite(resetsAt) || resetsAt <= now) return {};
+  return { "retry-after": String(Math.max(1, Math.ceil((resetsAt - now) / 1000))) };
+}

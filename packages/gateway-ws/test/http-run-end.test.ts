@@ -5,7 +5,7 @@
  */
 import { createServer, request as httpRequest, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Transcriber } from "@beamclaw/core";
+import { ProviderError, type Transcriber } from "@beamclaw/core";
 import type { ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import {
@@ -201,5 +201,52 @@ describe("a run that does not complete", () => {
       front.closeAllConnections();
       await new Promise<void>((resolve) => front.close(() => resolve()));
     }
+  });
+});
+
+/**
+ * A turn of a kept session (the `user` field or a session header) saved its user message
+ * before the run failed: the OpenAI SDKs, which retry 502 and 504 by default, would run it
+ * again and save the message twice. Those answers carry `x-should-retry: false`.
+ */
+describe("a kept session's turn that did not complete", () => {
+  const NETWORK_FAILURE: ScriptEntry = {
+    error: new ProviderError("connect ECONNREFUSED", { kind: "network", provider: "scripted" }),
+  };
+
+  it("a failed model call is a 502 with x-should-retry: false, on both endpoints", async () => {
+    const stack = await startStack({
+      responses: [NETWORK_FAILURE, NETWORK_FAILURE],
+      gateway: { http: { responses: true } },
+    });
+    const chat = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: AUTH,
+      body: { model: "beamclaw", user: "alice", messages: [{ role: "user", content: "go" }] },
+    });
+    expect(chat.status).toBe(502);
+    expect(chat.headers["x-should-retry"]).toBe("false");
+    const responses = await call(stack.port, "/v1/responses", {
+      method: "POST",
+      headers: { ...AUTH, "x-beamclaw-session-key": "agent:main:kept" },
+      body: { model: "beamclaw", input: "go" },
+    });
+    expect(responses.status).toBe(502);
+    expect(responses.headers["x-should-retry"]).toBe("false");
+  });
+
+  it("a run past its time limit is a 504 with x-should-retry: false", async () => {
+    const stack = await startStack({
+      responses: [ENDLESS],
+      agents: [{ id: "main", model: "scripted/m1", timeoutMs: 100 }],
+    });
+    const reply = await call(stack.port, "/v1/chat/completions", {
+      method: "POST",
+      headers: { ...AUTH, "x-beamclaw-session-key": "agent:main:kept" },
+      body: { model: "beamclaw", messages: [{ role: "user", content: "go" }] },
+    });
+    expect(reply.status).toBe(504);
+    expect(reply.json.error).toMatchObject({ code: "RUN_TIMEOUT" });
+    expect(reply.headers["x-should-retry"]).toBe("false");
   });
 });

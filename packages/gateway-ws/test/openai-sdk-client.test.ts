@@ -897,6 +897,49 @@ describe("retries", () => {
     expect(stack.provider.requests).toHaveLength(1);
   });
 
+  it("a failed model call in a kept session (user) is a 502 the SDK does not retry: the user message is saved once", async () => {
+    const failure = new ProviderError("connect ECONNREFUSED", {
+      kind: "network",
+      provider: "scripted",
+    });
+    const stack = await startStack({ responses: [{ error: failure }, { error: failure }, "ok"] });
+    const recording = recordingFetch();
+    // The SDK's default: two retries of a 5xx.
+    const client = sdk(stack, { maxRetries: 2, fetch: recording.fetch });
+    const error = await thrown(
+      client.chat.completions.create({
+        model: "beamclaw",
+        user: "alice",
+        messages: [{ role: "user", content: "only once, please" }],
+      }),
+    );
+    expect(error).toBeInstanceOf(OpenAI.InternalServerError);
+    expect(error).toMatchObject({ status: 502 });
+    expect((error as APIError).headers?.get("x-should-retry")).toBe("false");
+    expect(recording.seen.map((r) => r.status)).toEqual([502]);
+    expect(stack.provider.requests).toHaveLength(1);
+    const transcript = JSON.stringify(
+      await stack.store.transcripts.read("agent:main:openai-user:alice"),
+    );
+    expect(transcript.split("only once, please")).toHaveLength(2);
+  });
+
+  it("a failed model call in a stateless turn is a 502 the SDK retries: the retry starts over in a fresh session", async () => {
+    const failure = new ProviderError("connect ECONNREFUSED", {
+      kind: "network",
+      provider: "scripted",
+    });
+    const stack = await startStack({ responses: [{ error: failure }, "answered on the retry"] });
+    const recording = recordingFetch();
+    const client = sdk(stack, { maxRetries: 1, fetch: recording.fetch });
+    const answer = await client.chat.completions.create({
+      model: "beamclaw",
+      messages: [{ role: "user", content: "hi" }],
+    });
+    expect(answer.choices[0]!.message.content).toBe("answered on the retry");
+    expect(recording.seen.map((r) => r.status)).toEqual([502, 200]);
+  });
+
   it("client tools on a gateway without a model source are a 501 the SDK does not retry", async () => {
     const stack = await startStack({ gateway: { models: undefined } });
     const recording = recordingFetch();

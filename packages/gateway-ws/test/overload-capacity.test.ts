@@ -6,58 +6,24 @@
  * once, without waiting (openai-node `shouldRetry`/`retryRequest` in src/client.ts: 429 and
  * every 5xx are retried, after `retry-after-ms` when the answer has one).
  */
-import { createProviderChain, MemoryStore, TenantManager } from "@beamclaw/core";
-import { createScriptedProvider, type ScriptEntry } from "@beamclaw/core/testing";
-import { afterEach, describe, expect, it } from "vitest";
-import { createGateway } from "../src/index.js";
+import { describe, expect, it } from "vitest";
 import {
-  AUTH,
-  closeClients,
-  deferred,
-  httpCall,
-  rpcError,
-  startStack,
-  stopStacks,
-  TestClient,
-  TOKEN,
-  useSchemaCheck,
-  waitFor,
-} from "./support.js";
+  HOOK_TOKEN,
+  heldAnswer,
+  hookSettings,
+  startTenantGateway,
+  useOverloadTests,
+} from "./overload-support.js";
+import { AUTH, httpCall, rpcError, startStack, TestClient, TOKEN, waitFor } from "./support.js";
 
-useSchemaCheck();
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await closeClients();
-  await stopStacks();
-});
-
-const HOOK_TOKEN = "hook-token-0123456789abcdef";
-
-/** A model answer held until the test ends. */
-function heldAnswer(): ScriptEntry {
-  const gate = deferred();
-  cleanups.push(() => gate.resolve());
-  return {
-    events: [
-      { type: "wait", until: gate.promise },
-      { type: "text-delta", text: "late" },
-      { type: "finish", reason: "stop" },
-    ],
-  };
-}
+useOverloadTests();
 
 /** A stack that keeps one session alive at most, with that one busy. */
 async function fullSupervisor() {
   const stack = await startStack({
-    responses: [heldAnswer()],
+    responses: [heldAnswer().entry],
     runtime: { maxActiveSessions: 1 },
-    gateway: {
-      http: { responses: true },
-      hooks: {
-        settings: { enabled: true, token: HOOK_TOKEN, allowRequestSessionKey: true },
-      },
-    } as NonNullable<Parameters<typeof startStack>[0]>["gateway"],
+    gateway: { http: { responses: true }, hooks: hookSettings() },
   });
   await stack.runtime.session("agent:main:busy").send("hold on");
   await waitFor("the first run to start", () => stack.provider.requests.length === 1);
@@ -127,35 +93,8 @@ describe("too many live sessions (MAX_CHILDREN)", () => {
 });
 
 describe("a tenant over its request rate (RATE_LIMITED)", () => {
-  async function rateLimitedGateway() {
-    const tenants = new TenantManager();
-    const store = new MemoryStore();
-    await store.open();
-    const provider = createScriptedProvider({ id: "scripted", responses: ["first", "second"] });
-    const tenant = await tenants.add({
-      id: "acme",
-      limits: { requestsPerMinute: 1 },
-      runtime: {
-        store,
-        models: createProviderChain({ providers: [provider], retry: { maxAttempts: 1 } }),
-        agents: [{ id: "main", model: "scripted/m1" }],
-      },
-    });
-    const gateway = createGateway({
-      runtime: tenant.runtime,
-      host: "127.0.0.1",
-      port: 0,
-      auth: { mode: "token", token: TOKEN },
-      tickIntervalMs: 60_000,
-      dashboardDir: false,
-    });
-    const { port } = await gateway.start();
-    cleanups.push(async () => {
-      await gateway.stop();
-      await tenants.stop();
-      await store.close();
-    });
-    return { port, url: `ws://127.0.0.1:${port}`, provider };
+  function rateLimitedGateway() {
+    return startTenantGateway({ limits: { requestsPerMinute: 1 }, responses: ["first", "second"] });
   }
 
   it("/v1/chat/completions answers 429 with the limiter's wait, not 500", async () => {

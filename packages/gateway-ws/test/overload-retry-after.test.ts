@@ -13,47 +13,28 @@
 import { type Actor, MemoryPressureMonitor } from "@beamclaw/core";
 import type { ScriptEntry } from "@beamclaw/core/testing";
 import OpenAI, { type APIError } from "openai";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import {
+  afterTest,
+  HOOK_TOKEN,
+  heldAnswer,
+  hookSettings,
+  useOverloadTests,
+} from "./overload-support.js";
 import {
   AUTH,
-  closeClients,
   deferred,
   httpCall,
   rpcError,
   startStack,
-  stopStacks,
   TestClient,
   TOKEN,
-  useSchemaCheck,
   waitFor,
 } from "./support.js";
 
-useSchemaCheck();
-const gates: Array<() => void> = [];
-afterEach(async () => {
-  for (const release of gates.splice(0)) release();
-  await closeClients();
-  await stopStacks();
-});
+useOverloadTests();
 
 const KEY = "agent:main:busy";
-const HOOK_TOKEN = "hook-token-0123456789abcdef";
-
-/** A model answer held until the returned `release` is called (also after the test). */
-function heldAnswer(text: string): { entry: ScriptEntry; release: () => void } {
-  const gate = deferred();
-  gates.push(() => gate.resolve());
-  return {
-    entry: {
-      events: [
-        { type: "wait", until: gate.promise },
-        { type: "text-delta", text },
-        { type: "finish", reason: "stop" },
-      ],
-    },
-    release: () => gate.resolve(),
-  };
-}
 
 /**
  * A stack whose sessions queue one message at most, with `KEY`'s queue full: a run held
@@ -89,7 +70,7 @@ async function fullMailbox(responses: ScriptEntry[]) {
   const put = stack.store.sessions.put.bind(stack.store.sessions);
   const entered = deferred();
   const held = deferred();
-  gates.push(() => held.resolve());
+  afterTest(() => held.resolve());
   let hold = true;
   stack.store.sessions.put = async (record) => {
     if (hold) {
@@ -265,24 +246,19 @@ describe("the WebSocket protocol", () => {
 describe("the webhook ingress", () => {
   const hooks = {
     gateway: {
-      hooks: {
-        settings: {
-          enabled: true,
-          token: HOOK_TOKEN,
-          allowRequestSessionKey: true,
-          mappings: [
-            {
-              match: { path: "batch" },
-              forEach: "events",
-              sessionKey: KEY,
-              messageTemplate: "{{events[0].text}}",
-              deliver: false,
-            },
-          ],
-        },
-      },
+      hooks: hookSettings({
+        mappings: [
+          {
+            match: { path: "batch" },
+            forEach: "events",
+            sessionKey: KEY,
+            messageTemplate: "{{events[0].text}}",
+            deliver: false,
+          },
+        ],
+      }),
     },
-  } as Parameters<typeof startStack>[0];
+  };
 
   function hook(port: number, path: string, body: unknown) {
     return httpCall(port, path, {

@@ -39,7 +39,13 @@ import { BodyError, bearerToken, header, readBody, sendJson } from "../http/util
 import type { GatewayHub } from "../hub.js";
 import { JsonTextError, parseJsonBody } from "../json-text.js";
 import { sendToSession } from "../methods/session-helpers.js";
-import { OVERLOAD_CODES, retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
+import {
+  BUDGET_EXCEEDED,
+  budgetResetHeaders,
+  OVERLOAD_CODES,
+  retryAfterHeaders,
+  retryAfterMsOf,
+} from "../retry-after.js";
 import { wrapExternalContent } from "./external-content.js";
 import { isTemplated, renderTemplate } from "./template.js";
 
@@ -148,13 +154,19 @@ class HookError extends Error {
 
 /**
  * What the runtime (or the gateway) threw, as the hook's answer: the request's fault 400,
- * what passes 503 (an overload says when to retry, see {@link retryAfterMsOf}), anything else
+ * what passes 503 (an overload says when to retry, see {@link retryAfterMsOf}), a tenant's
+ * spent token budget 429 `BUDGET_EXCEEDED` (with `Retry-After` to its reset), anything else
  * 500 "internal error".
  */
 function refusalOf(error: unknown): HookError {
   if (error instanceof HookError) return error;
   const e = error as { code?: unknown; message?: unknown } | null | undefined;
   const code = typeof e?.code === "string" ? e.code : "INTERNAL";
+  if (code === BUDGET_EXCEEDED) {
+    // The tenant's token budget is spent: nothing gets through before it resets, which
+    // `Retry-After` says (a sender that retries then delivers the event).
+    return new HookError(429, code, String(e?.message), budgetResetHeaders(error));
+  }
   const status = CLIENT_ERRORS.has(code) ? 400 : RETRYABLE.has(code) ? 503 : 500;
   const retryAfterMs = status === 500 ? undefined : retryAfterMsOf(error);
   return new HookError(

@@ -13,7 +13,14 @@ import type {
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import { JsonTextError, parseJsonBody } from "../json-text.js";
-import { isOverload, retryAfterHeaders, retryAfterMsOf } from "../retry-after.js";
+import {
+  BUDGET_EXCEEDED,
+  budgetResetHeaders,
+  isBudgetExceeded,
+  isOverload,
+  retryAfterHeaders,
+  retryAfterMsOf,
+} from "../retry-after.js";
 import { BodyError, openAiError, readBody } from "./util.js";
 
 /** A request this endpoint refuses, answered in OpenAI's error shape. */
@@ -261,22 +268,59 @@ export function startSse(res: ServerResponse): void {
   });
 }
 
+/** The error of a run that did not complete, as {@link runFailure} answers it. */
+export interface RunFailure {
+  status: number;
+  message: string;
+  /** OpenAI's error `type`: `insufficient_quota` for a spent budget, else `server_error`. */
+  type: string;
+  code: string | null;
+  headers: Record<string, string>;
+}
+
 /**
  * The error of a run that did not complete: a failure is a 502 (the model call failed), a run
  * cut at its time limit a 504 (`RUN_TIMEOUT`), any other abort (the gateway stopping, an
- * operator's `chat.abort`) a 503. `undefined` for a run that completed.
+ * operator's `chat.abort`) a 503, a tenant's budget spent during the run a 429
+ * `insufficient_quota` (`BUDGET_EXCEEDED`). `undefined` for a run that completed.
+ *
+ * The OpenAI SDKs retry 429 and every 5xx by default, and a retry runs the turn again. Only
+ * when `freshSession` is true (a stateless turn, whose session was made for this request and
+ * is deleted after it) is a 502 or a 504 left to be retried; otherwise the session keeps the
+ * user message the turn saved, and a retry would save it twice: those answers carry
+ * `x-should-retry: false`, as a budget's and an abort's always do.
+ *
+ * @example
+ * ```ts
+ * const failure = runFailure(await handle.result, { freshSession: true });
+ * if (failure !== undefined) openAiError(res, failure.status, failure.message, failure.type,
+ *   failure.code, failure.headers);
+ * ```
  */
 export function runFailure(
   result: RunResult,
-):
-  | { status: number; message: string; code: string | null; headers: Record<string, string> }
-  | undefined {
+  options: { freshSession?: boolean } = {},
+): RunFailure | undefined {
+  // A retry of a fresh session's turn starts over in a new one; of a kept one, it repeats it.
+  const retry = options.freshSession === true ? {} : NO_RETRY;
   if (result.status === "failed") {
+    if (isBudgetExceeded(result.error)) {
+      // The run's error is only `{ code, message }`: when the budget resets is in the message,
+      // not in a field, so no Retry-After.
+      return {
+        status: 429,
+        message: result.error?.message ?? "the tenant's token budget is spent",
+        type: "insufficient_quota",
+        code: BUDGET_EXCEEDED,
+        headers: NO_RETRY,
+      };
+    }
     return {
       status: 502,
       message: result.error?.message ?? "the run failed",
+      type: "server_error",
       code: result.error?.code ?? null,
-      headers: {},
+      headers: retry,
     };
   }
   if (result.status === "aborted") {
@@ -284,13 +328,23 @@ export function runFailure(
     return {
       status: timedOut ? 504 : 503,
       message: result.error?.message ?? "the run was aborted before it finished",
+      type: "server_error",
       code: result.error?.code ?? "run_aborted",
-      // Someone stopped the run (an operator's `chat.abort`): the OpenAI SDKs, which retry
-      // every 5xx by default, would run the turn again and undo the stop. They read this.
-      headers: timedOut ? {} : NO_RETRY,
+      // Someone stopped the run (an operator's `chat.abort`): a retry would run the turn again
+      // and undo the stop.
+      headers: timedOut ? retry : NO_RETRY,
     };
   }
   return undefined;
+}
+
+/**
+ * OpenAI's error `type` for an error `code` a failed answer carries (an error event in a
+ * stream as well as a status): `insufficient_quota` for a spent budget (`BUDGET_EXCEEDED`), as
+ * OpenAI types its own quota errors, else `server_error`.
+ */
+export function failureType(code: string | null): string {
+  return code === BUDGET_EXCEEDED ? "insufficient_quota" : "server_error";
 }
 
 /**
@@ -336,7 +390,9 @@ export async function readJsonObject(
  * live sessions 503, a full session queue and a tenant's request rate 429, anything else
  * 500). An overload (429 and 503) always says when to retry, in
  * `Retry-After` and `retry-after-ms` (see {@link retryAfterHeaders}): the error's own
- * `retryAfterMs`, or 1 s when it has none.
+ * `retryAfterMs`, or 1 s when it has none. A tenant's spent token budget (`BUDGET_EXCEEDED`)
+ * is a 429 `insufficient_quota` with `x-should-retry: false`, and a `Retry-After` to when the
+ * budget resets when the error says (see {@link budgetResetHeaders}).
  */
 export function sendRequestFailure(res: ServerResponse, error: unknown): void {
   if (error instanceof RequestError) {
@@ -347,6 +403,19 @@ export function sendRequestFailure(res: ServerResponse, error: unknown): void {
     return;
   }
   const e = error as { code?: unknown; message?: string; reason?: unknown };
+  if (isBudgetExceeded(error)) {
+    // A tenant's spent token budget: no retry gets through before it resets (OpenAI's own
+    // quota 429 is `insufficient_quota`, and it says retrying does not help).
+    openAiError(
+      res,
+      429,
+      e.message ?? "the tenant's token budget is spent",
+      "insufficient_quota",
+      BUDGET_EXCEEDED,
+      { ...NO_RETRY, ...budgetResetHeaders(error) },
+    );
+    return;
+  }
   const code = typeof e?.code === "string" ? e.code : null;
   // Memory pressure and the cap on live sessions (`MAX_CHILDREN`) are the server's state, not
   // the client's rate: 503, retry later. A full session queue and a tenant's request rate

@@ -21,7 +21,15 @@ import type {
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import { type ParsedAttachments, transcribeAudio } from "../methods/session-helpers.js";
-import { dataUrl, RequestError, runFailure, sessionUser, startSse } from "./openai-common.js";
+import { isBudgetExceeded } from "../retry-after.js";
+import {
+  dataUrl,
+  RequestError,
+  runFailure,
+  sendRequestFailure,
+  sessionUser,
+  startSse,
+} from "./openai-common.js";
 import { header, openAiError, sendJson } from "./util.js";
 
 /** A content part of a Chat Completions message. */
@@ -392,13 +400,13 @@ async function sessionTurn(
     if (!stream) {
       const result = await handle.result;
       finished = true;
-      const failure = runFailure(result);
+      const failure = runFailure(result, { freshSession: ephemeral });
       if (failure !== undefined) {
         return openAiError(
           res,
           failure.status,
           failure.message,
-          "server_error",
+          failure.type,
           failure.code,
           failure.headers,
         );
@@ -616,6 +624,9 @@ async function clientToolsTurn(
     const e = error as { message?: string; code?: unknown };
     const code = typeof e.code === "string" ? e.code : null;
     if (out !== undefined) return out.fail(e.message ?? String(error), code);
+    // A tenant's spent budget (its limited model source) is a 429 not to retry, as before a
+    // session turn; anything else is the model call failing.
+    if (isBudgetExceeded(error)) return sendRequestFailure(res, error);
     return openAiError(res, 502, e.message ?? String(error), "server_error", code);
   }
   finished = true;

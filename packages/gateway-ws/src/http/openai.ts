@@ -17,6 +17,7 @@ import {
   checkJsonSchemaSpec,
   checkOptional,
   checkSampling,
+  failureType,
   invalidType,
   isPlainObject,
   JSON_OBJECT_FORMAT,
@@ -306,9 +307,12 @@ function wantsUsage(body: CompletionRequest): boolean {
   return isPlainObject(body.stream_options) && body.stream_options.include_usage === true;
 }
 
-/** An error sent inside a stream, in OpenAI's error shape. */
+/**
+ * An error sent inside a stream, in OpenAI's error shape (`insufficient_quota` for a budget
+ * spent during the run, see {@link failureType}).
+ */
 function streamError(message: string, code: string | null) {
-  return { error: { message, type: "server_error", param: null, code } };
+  return { error: { message, type: failureType(code), param: null, code } };
 }
 
 function toolCallsOf(calls: Answer["calls"]) {
