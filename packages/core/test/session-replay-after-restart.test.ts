@@ -70,6 +70,73 @@ describe("replayAfterRestart: false", () => {
     expect(await run.result).toMatchObject({ status: "completed", text: "answer: stateless" });
   });
 
+  it("with ephemeralSession, the next start deletes the session with the message: no record, no transcript", async () => {
+    const model = gatedModel();
+    model.gates.set("stateless", deferred());
+    model.gates.set("kept stateless", deferred());
+    const { runtime, store, start } = await scriptedRuntime(model.script, cleanups);
+    const opts = { replayAfterRestart: false, ephemeralSession: true } as const;
+    await runtime.session("agent:main:openai:1").send("stateless", opts);
+    // Without ephemeralSession the session stays, its message ended unrun.
+    await runtime.session("agent:main:openai:2").send("kept stateless", {
+      replayAfterRestart: false,
+    });
+    await waitFor("both model calls", () => model.asked.length === 2);
+    await runtime.stop();
+    // As a forced exit leaves them: the messages queued, the records and transcripts written.
+    for (const key of ["agent:main:openai:1", "agent:main:openai:2"]) {
+      expect(await store.sessions.get(key)).toBeDefined();
+      expect(await store.transcripts.lastSeq(key)).toBeGreaterThan(0);
+    }
+
+    await start();
+    await waitFor(
+      "both messages off the queue",
+      async () => (await store.queue.pending()).length === 0,
+    );
+    await waitFor(
+      "the ephemeral session deleted",
+      async () => (await store.sessions.get("agent:main:openai:1")) === undefined,
+    );
+    expect(await store.transcripts.lastSeq("agent:main:openai:1")).toBe(0);
+    expect(await store.sessions.get("agent:main:openai:2")).toBeDefined();
+    expect(await store.transcripts.lastSeq("agent:main:openai:2")).toBeGreaterThan(0);
+    expect(model.asked).toEqual(["stateless", "kept stateless"]);
+  });
+
+  it("with ephemeralSession, a session that also holds another message waiting is kept, and that message runs", async () => {
+    const model = gatedModel();
+    model.gates.set("stateless", deferred());
+    const { runtime, store, start } = await scriptedRuntime(model.script, cleanups);
+    const session = runtime.session("agent:main:openai:1");
+    await session.send("stateless", { replayAfterRestart: false, ephemeralSession: true });
+    await session.send("someone else's");
+    await waitFor("the first model call", () => model.asked.length === 1);
+    await runtime.stop();
+
+    await start();
+    await waitFor(
+      "the other message to run",
+      async () => (await store.queue.pending()).length === 0,
+    );
+    expect(model.asked).toEqual(["stateless", "someone else's"]);
+    expect(await store.sessions.get("agent:main:openai:1")).toBeDefined();
+  });
+
+  it("ephemeralSession must be a boolean, and needs replayAfterRestart: false; nothing is queued otherwise", async () => {
+    const { store, session } = await scriptedRuntime([], cleanups);
+    await expect(
+      session.send("hi", {
+        replayAfterRestart: false,
+        ephemeralSession: "yes" as unknown as boolean,
+      }),
+    ).rejects.toThrow(InvalidArgumentError);
+    await expect(session.send("hi", { ephemeralSession: true })).rejects.toThrow(
+      /needs replayAfterRestart: false/,
+    );
+    expect(await store.queue.pending()).toEqual([]);
+  });
+
   it("must be a boolean; nothing is queued otherwise", async () => {
     const { store, session } = await scriptedRuntime([], cleanups);
     await expect(

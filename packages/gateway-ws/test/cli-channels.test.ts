@@ -187,7 +187,7 @@ describe("the webhook channel from beamclaw.yaml", () => {
       const info = await client.request("webhook.info");
       return info.callbackUrl === second.url && info.listening === true;
     });
-    expect(logs).toContain("config: channel webhook restarted");
+    expect(logs.some((l) => l.endsWith(" info config: channel webhook restarted"))).toBe(true);
     const after = (await client.request("webhook.info")).url as string;
     expect(before).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/webhook$/);
 
@@ -219,21 +219,25 @@ describe("the webhook channel from beamclaw.yaml", () => {
     );
     await gateway.configService.reload();
     await waitFor("the refusal in the log", () =>
-      logs.find((l) => l.startsWith("config: channels.webhook not applied")),
+      logs.find((l) => l.includes(" warn config: channels.webhook not applied")),
     );
     expect((await client.request("webhook.info")).url).toBe(after);
 
     // Removing the section stops the channel; its method then says so.
     await writeFile(path, gatewayYaml(model.baseUrl, "  {}\n"));
     await gateway.configService.reload();
-    await waitFor("the channel stopped", () => logs.includes("config: channel webhook stopped"));
+    await waitFor("the channel stopped", () =>
+      logs.some((l) => l.endsWith(" info config: channel webhook stopped")),
+    );
     await expect(fetch(after, { method: "POST" })).rejects.toThrow();
     await expect(client.request("webhook.info")).rejects.toMatchObject({ code: "UNAVAILABLE" });
 
     // And a new section starts it again.
     await writeFile(path, gatewayYaml(model.baseUrl, section(first.url)));
     await gateway.configService.reload();
-    await waitFor("the channel started", () => logs.includes("config: channel webhook started"));
+    await waitFor("the channel started", () =>
+      logs.some((l) => l.endsWith(" info config: channel webhook started")),
+    );
     const info = await client.request("webhook.info");
     expect(info).toMatchObject({ callbackUrl: first.url, listening: true });
 

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -136,6 +136,32 @@ describe("beamclaw usage errors and help", () => {
     expect(result.stdout).not.toContain("listening");
   });
 
+  it("no command is a usage error: the usage on stderr, nothing on stdout, exit code 2", async () => {
+    const result = await run([]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toMatch(/beamclaw gateway +\[--config <file>\]/);
+    expect(result.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it.each([["--help"], ["-h"], ["help"]])(
+    "beamclaw %s prints the usage on stdout and exits 0",
+    async (flag) => {
+      const result = await run([flag]);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/beamclaw gateway +\[--config <file>\]/);
+      expect(result.stderr).toBe("");
+    },
+  );
+
+  it("an unknown command is a usage error: named on stderr with the usage, exit code 2", async () => {
+    const result = await run(["gatway"]);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain('unknown command "gatway"');
+    expect(result.stderr).toMatch(/beamclaw gateway +\[--config <file>\]/);
+  });
+
   it("a configuration file that does not exist names it and says how to give one, exit code 1", async () => {
     const dir = await configDir();
     const missingFile = join(dir, "nope.yaml");
@@ -145,6 +171,58 @@ describe("beamclaw usage errors and help", () => {
     expect(result.stderr).toContain("--config <file>");
     expect(result.stderr).toContain("BEAMCLAW_CONFIG");
     expect(result.stderr).not.toMatch(STACK_FRAME);
+  });
+});
+
+/** A configuration whose fs store lives in `storeDir`. */
+async function fsStoreConfig(storeDir: string): Promise<string> {
+  const dir = await configDir();
+  const file = join(dir, "beamclaw.yaml");
+  const yaml = await readFile(file, "utf8");
+  await writeFile(
+    file,
+    yaml.replace(
+      "store: { kind: memory }",
+      `store: { kind: fs, dir: ${JSON.stringify(storeDir)} }`,
+    ),
+  );
+  return dir;
+}
+
+describe("a store.dir on a kernel filesystem (/proc, /sys)", () => {
+  // Node 20's recursive mkdir never returns for a path under /proc (procfs answers ENOENT,
+  // which it takes for a missing parent): the start would hang there for ever.
+  it.each([
+    ["under /proc", () => "/proc/beamclaw-store", "/proc/beamclaw-store"],
+    ["under /sys", () => "/sys/beamclaw-store/data", "/sys/beamclaw-store/data"],
+  ])(
+    "%s: beamclaw gateway refuses it in one line naming it, exit code 1",
+    async (_name, storeDir, named) => {
+      const dir = await fsStoreConfig(storeDir());
+      const result = await run(["gateway", "--config", join(dir, "beamclaw.yaml")]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`store.dir ${named}`);
+      expect(result.stderr).toMatch(/kernel's (proc|sysfs) filesystem/);
+      expect(result.stderr).not.toMatch(STACK_FRAME);
+      expect(result.stdout).not.toContain("listening");
+    },
+  );
+
+  it("a relative store.dir through a symbolic link to /proc is refused too", async () => {
+    const dir = await fsStoreConfig("./link/store");
+    await symlink("/proc", join(dir, "link"));
+    const result = await run(["gateway", "--config", join(dir, "beamclaw.yaml")]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`store.dir ${join(dir, "link", "store")}`);
+    expect(result.stderr).toContain("proc filesystem");
+    expect(result.stdout).not.toContain("listening");
+  });
+
+  it("beamclaw doctor reports it as an error, exit code 1", async () => {
+    const dir = await fsStoreConfig("/proc/beamclaw-store");
+    const result = await run(["doctor", "--config", join(dir, "beamclaw.yaml")]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(/^ERROR store\.dir \/proc\/beamclaw-store .*proc filesystem/m);
   });
 });
 

@@ -10,6 +10,7 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createFsStore } from "@beamclaw/store-fs";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { closeClients, TestClient, useSchemaCheck, waitFor } from "./support.js";
 
@@ -34,7 +35,10 @@ afterEach(async () => {
       await new Promise((resolve) => child.once("exit", resolve));
     }
   }
-  for (const server of servers.splice(0)) await new Promise((resolve) => server.close(resolve));
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
@@ -227,12 +231,150 @@ describe("beamclaw gateway", () => {
     expect(await gateway.exit).toBe(0);
   });
 
+  it("writes the lines it logs itself (an applied edit) as the gateway writes its own: time, level, message", async () => {
+    const dir = await configDir("http://127.0.0.1:9/v1");
+    const file = join(dir, "beamclaw.yaml");
+    const good = await readFile(file, "utf8");
+    const { gateway } = await startGateway(dir);
+    // The gateway's own line, from its logger.
+    const own = await waitFor(
+      "the gateway's listening line",
+      () => gateway.stderr().match(/^.* listening on http:.*$/m)?.[0],
+      10_000,
+    );
+    const timed = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (?:info|warn|error) /;
+    expect(own).toMatch(timed);
+    await writeFile(
+      file,
+      good.replace("model: local/llama3 }", 'model: local/llama3, systemPrompt: "Be brief." }'),
+    );
+    const applied = await waitFor(
+      "the applied edit to be logged",
+      () => gateway.stderr().match(/^.*config: agents applied.*$/m)?.[0],
+      10_000,
+    );
+    expect(applied).toMatch(timed);
+    expect(applied).toMatch(/ info config: agents applied$/);
+    gateway.child.kill("SIGTERM");
+    expect(await gateway.exit).toBe(0);
+  });
+
   it("refuses to start without BEAMCLAW_GATEWAY_TOKEN and says how to set it", async () => {
     const dir = await configDir("http://127.0.0.1:9/v1");
     const gateway = run(["gateway", "--config", join(dir, "beamclaw.yaml")]);
     expect(await gateway.exit).toBe(1);
     expect(gateway.stderr()).toContain("environment variable BEAMCLAW_GATEWAY_TOKEN is not set");
     expect(gateway.stderr()).toContain("--generate-token");
+  });
+});
+
+/** An OpenAI-compatible server that takes every request and never answers it. */
+async function silentServer(): Promise<{ baseUrl: string; asked: () => number }> {
+  let asked = 0;
+  const server = createServer((req) => {
+    req.resume();
+    req.on("end", () => {
+      asked++;
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  return { baseUrl: `http://127.0.0.1:${port}/v1`, asked: () => asked };
+}
+
+/** Sends a chat completion (that a silent server never answers), without waiting. */
+function chatCompletion(port: number, body: Record<string, unknown>): void {
+  void fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "beamclaw/main", ...body }),
+  }).catch(() => undefined);
+}
+
+/**
+ * Waits until the keys of the sessions the gateway lists satisfy `done`, asking every 50 ms
+ * (well under the gateway's request rate limit).
+ */
+async function waitForListed(
+  what: string,
+  client: TestClient,
+  done: (keys: string[]) => boolean,
+): Promise<string[]> {
+  return waitFor(what, async () => {
+    const page = await client.request("sessions.list", { limit: 100 });
+    const keys = (page.sessions as Array<{ key: string }>).map((s) => s.key).sort();
+    if (done(keys)) return keys;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return undefined;
+  });
+}
+
+/** What the fs store at `dir` holds, read while no gateway has it open. */
+async function storeContents(dir: string) {
+  const store = createFsStore({ dir });
+  await store.open();
+  try {
+    const sessions = (await store.sessions.list({ limit: 100 })).items.map((s) => s.key).sort();
+    const transcripts: Record<string, number> = {};
+    for (const key of sessions) transcripts[key] = await store.transcripts.lastSeq(key);
+    const pending = (await store.queue.pending()).map((m) => m.sessionKey).sort();
+    return { sessions, transcripts, pending };
+  } finally {
+    await store.close();
+  }
+}
+
+describe("beamclaw gateway after a forced exit", () => {
+  // A stateless chat (no `user`, no session header) cut by SIGKILL leaves its fresh session
+  // in the store, its message queued. The next start neither runs it again nor keeps the
+  // session: it is deleted, as the end of the request would have deleted it.
+  it("deletes the session of a stateless chat cut by it, and replays a kept one's", async () => {
+    const llm = await silentServer();
+    const dir = await configDir(llm.baseUrl);
+    const storeDir = join(dir, ".beamclaw");
+    const first = await startGateway(dir);
+    chatCompletion(first.port, { messages: [{ role: "user", content: "stateless" }] });
+    chatCompletion(first.port, { messages: [{ role: "user", content: "kept" }], user: "alice" });
+    await waitFor("both model calls", () => llm.asked() === 2, 15_000);
+    const client = await TestClient.connect(first.url, { token: TOKEN });
+    await waitForListed("both sessions saved", client, (keys) => keys.length === 2);
+    first.gateway.child.kill("SIGKILL");
+    await first.gateway.exit;
+
+    // As the killed process left them: both sessions, their messages still queued.
+    const left = await storeContents(storeDir);
+    const stateless = left.sessions.find((key) => /^agent:main:openai:[0-9a-f-]{36}$/.test(key));
+    expect(stateless).toBeDefined();
+    expect(left.sessions).toEqual(["agent:main:openai-user:alice", stateless].sort());
+    expect(left.transcripts[stateless!]).toBeGreaterThan(0);
+    expect(left.pending).toEqual(left.sessions);
+
+    const second = await startGateway(dir);
+    const again = await TestClient.connect(second.url, { token: TOKEN });
+    // The kept message runs again (the model is asked a third time); the stateless one not.
+    await waitFor("the kept message to run again", () => llm.asked() === 3, 15_000);
+    await waitForListed(
+      "the stateless session gone",
+      again,
+      (keys) => !keys.includes(stateless!) && keys.includes("agent:main:openai-user:alice"),
+    );
+    second.gateway.child.kill("SIGTERM");
+    expect(await second.gateway.exit).toBe(0);
+    expect(llm.asked()).toBe(3);
+
+    const after = await storeContents(storeDir);
+    expect(after.sessions).toEqual(["agent:main:openai-user:alice"]);
+    expect(after.pending).not.toContain(stateless);
+    expect(after.transcripts[stateless!]).toBeUndefined();
+    const store = createFsStore({ dir: storeDir });
+    await store.open();
+    try {
+      expect(await store.sessions.get(stateless!)).toBeUndefined();
+      expect(await store.transcripts.lastSeq(stateless!)).toBe(0);
+    } finally {
+      await store.close();
+    }
   });
 });
 

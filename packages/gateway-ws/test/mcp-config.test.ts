@@ -66,7 +66,7 @@ describe("tools.mcpServers", () => {
       logSink: (line) => logs.push(line),
     });
     started.push(gateway);
-    expect(logs).toContain("mcp: fx: 2 tools (fx__add, fx__echo)");
+    expect(logs.some((l) => l.endsWith(" info mcp: fx: 2 tools (fx__add, fx__echo)"))).toBe(true);
     // Approvals are on (the default, on-miss); `approval: never` lets these tools run unasked.
     expect(gateway.runtime.approvals?.mode).toBe("on-miss");
     const run = await gateway.runtime.session("agent:main:main").send("add them");

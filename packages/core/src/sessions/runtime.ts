@@ -1651,6 +1651,16 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
       `replayAfterRestart must be a boolean, got ${describeArg(opts.replayAfterRestart)}`,
     );
   }
+  if (opts.ephemeralSession !== undefined && typeof opts.ephemeralSession !== "boolean") {
+    throw new InvalidArgumentError(
+      `ephemeralSession must be a boolean, got ${describeArg(opts.ephemeralSession)}`,
+    );
+  }
+  if (opts.ephemeralSession === true && opts.replayAfterRestart !== false) {
+    throw new InvalidArgumentError(
+      "ephemeralSession: true needs replayAfterRestart: false (a message replayed after a restart keeps its session)",
+    );
+  }
   return input;
 }
 

@@ -1382,6 +1382,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
      * or of messages nobody follows any more (`replayAfterRestart: false`).
      */
     const aborted = new Map<string, Batch>();
+    // Messages ended unrun whose session exists only for them (`ephemeralSession`).
+    let ephemeral = 0;
     for (const message of pending) {
       // Its run is over (a page replayed before it ran it); the store has not let go of it.
       if (this.#isUndequeued(message.id)) continue;
@@ -1423,6 +1425,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       // the process that accepted it went. Ended unrun rather than run for nobody.
       const unfollowed =
         payload.options?.replayAfterRestart === false && !this.#ctx.logs.has(message.id);
+      if (unfollowed && payload.options?.ephemeralSession === true) ephemeral++;
       const log = this.#ctx.logs.get(message.id) ?? new RunEventLog();
       this.#ctx.logs.set(message.id, log);
       const delivery: SessionDelivery = {
@@ -1450,12 +1453,49 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       }
       this.#accept(delivery, true);
     }
+    // Nothing but such messages, nothing behind them, nothing arrived, nothing running: the
+    // session was only theirs, and goes with them, as their caller would have deleted it.
+    if (
+      ephemeral > 0 &&
+      ephemeral === pending.length &&
+      !this.#replayMore &&
+      arrived === 0 &&
+      this.#active === null
+    ) {
+      await Promise.all([...aborted.values()].map((batch) => this.#endUnstarted(batch)));
+      this.#abortedBeforeReplay.clear();
+      await this.#deleteEphemeral();
+      return;
+    }
     for (const [runId, batch] of aborted) {
       this.#abortedBeforeReplay.delete(runId);
       void this.#endUnstarted(batch);
     }
     if (arrived > 0) this.#pending.unshift(...this.#pending.splice(arrived));
     if (this.#active === null) this.#startNext();
+  }
+
+  /**
+   * Deletes what the store holds of a session that existed only for messages ended unrun
+   * (`SendOptions.ephemeralSession`): its remembered approvals, transcript and record, as
+   * `SessionHandle.delete` does, and stops it. A store that refuses leaves the session as it
+   * was (a later start tries again only if a message of it is still queued).
+   */
+  async #deleteEphemeral(): Promise<void> {
+    const recordSaved = this.#recordSaved;
+    this.#deleted = true;
+    this.#recordSaved = false;
+    try {
+      await this.#ctx.store.approvals.clear(this.key);
+      await this.#ctx.store.transcripts.delete(this.key);
+      await this.#ctx.store.sessions.delete(this.key);
+    } catch {
+      this.#deleted = false;
+      this.#recordSaved = recordSaved;
+      return;
+    }
+    this.#history = [];
+    void this.stop("normal");
   }
 
   /**

@@ -183,6 +183,16 @@ export interface SendOptions {
    * message in the durable queue.
    */
   replayAfterRestart?: boolean;
+  /**
+   * Whether the session exists only for this message, as a stateless HTTP request's fresh
+   * session does (its caller deletes the session once it has read the answer). Only with
+   * `replayAfterRestart: false`. When a later start ends the message unrun (its process went
+   * before its run ended), the session is deleted with it (its record, its transcript and
+   * its remembered approvals) instead of being kept with an `aborted` message, provided
+   * nothing else of it is waiting: a message sent to it without this option keeps it. Default
+   * false. Kept with the message in the durable queue.
+   */
+  ephemeralSession?: boolean;
 }
 
 /** Options of `SessionHandle.delete`. */

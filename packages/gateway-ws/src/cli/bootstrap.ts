@@ -30,13 +30,20 @@ import {
   withSkills,
 } from "@beamclaw/core";
 import { cronChannelDeliver } from "../channel-delivery.js";
-import type { GatewayLogSink } from "../logs.js";
+import { GatewayLog, type GatewayLogSink } from "../logs.js";
 import { channelMethodDefinition } from "../methods/channels.js";
 import { createNodeExecHost, type NodeRelay } from "../node-exec.js";
 import { createGateway, type GatewayServer } from "../server.js";
 import { buildSkillsReport, type GatewaySkillsReport } from "../skills.js";
 import { type ConfiguredChannels, startChannels } from "./channels.js";
+import { storeDirProblem } from "./store-dir.js";
 import { type ConfiguredTools, startTools } from "./tools.js";
+
+/**
+ * Where the start writes its own lines (an MCP server's tools, an applied edit of the file):
+ * the gateway's log, so that they read as its lines do (`<ISO time> <level> <message>`).
+ */
+export type CliLog = Pick<GatewayLog, "info" | "warn" | "error">;
 
 /** A problem the CLI reports in one clear line and exits 1 for. */
 export class CliError extends BeamClawError {
@@ -174,13 +181,21 @@ export async function startMcpServers(
   return stopAll;
 }
 
-/** The store a configuration names (not opened). Relative fs dirs are relative to the config file. */
+/**
+ * The store a configuration names (not opened). Relative fs dirs are relative to the config file.
+ *
+ * @throws CliError for an fs `store.dir` on the kernel's proc or sysfs filesystem (which
+ *   cannot hold it, and under which the store's open would never return).
+ */
 export async function createStore(config: BeamClawConfig, configDir: string): Promise<Store> {
   const store = config.store;
   if (store.kind === "memory") return new MemoryStore();
   if (store.kind === "fs") {
     const { createFsStore } = await loadStoreFs('store kind "fs"');
     const dir = isAbsolute(store.dir) ? store.dir : resolve(configDir, store.dir);
+    // Refused here: under /proc the store's open would never return (see store-dir.ts).
+    const problem = await storeDirProblem(dir);
+    if (problem !== undefined) throw new CliError(problem);
     return createFsStore({
       dir,
       ...(store.dedupeWindowMs === undefined ? {} : { dedupeWindowMs: store.dedupeWindowMs }),
@@ -375,12 +390,25 @@ export async function startFromConfig(options: {
   env?: Record<string, string | undefined>;
   host?: string;
   port?: number;
+  /**
+   * Receives every log line, the gateway's and the start's own, each as
+   * `<ISO time> <level> <message>`.
+   */
   logSink?: GatewayLogSink;
   signal?: AbortSignal;
 }): Promise<StartedGateway> {
   const configPath = resolve(options.configPath);
   const configDir = dirname(configPath);
   const signal = options.signal;
+  // The gateway's log once it exists (its lines then reach `logs.tail` too); until then one
+  // that writes the same lines to the same sink.
+  let gatewayRef: GatewayServer | undefined;
+  const early = new GatewayLog(options.logSink === undefined ? {} : { sink: options.logSink });
+  const log: CliLog = {
+    info: (message) => (gatewayRef?.log ?? early).info(message),
+    warn: (message) => (gatewayRef?.log ?? early).warn(message),
+    error: (message) => (gatewayRef?.log ?? early).error(message),
+  };
   /** Between steps: a cancelled start goes no further. */
   const checkpoint = () => {
     if (signal?.aborted === true) throw abortReason(signal);
@@ -413,10 +441,10 @@ export async function startFromConfig(options: {
     if (memoryPressure !== undefined) cleanups.push(async () => memoryPressure.stop());
     const skills = await configuredSkills(config, configDir);
     for (const gated of skills.loaded.gated) {
-      options.logSink?.(`skill ${gated.name} is off: ${gated.reason}`);
+      log.info(`skill ${gated.name} is off: ${gated.reason}`);
     }
     for (const invalid of skills.loaded.invalid) {
-      options.logSink?.(`skill not loaded: ${invalid.message}`);
+      log.warn(`skill not loaded: ${invalid.message}`);
     }
     const approvals = config.tools.approvals;
     const runtime = new AgentRuntime({
@@ -442,7 +470,6 @@ export async function startFromConfig(options: {
       ...(memoryPressure === undefined ? {} : { memoryPressure }),
     });
     // The node host reaches nodes through the gateway, which exists only further down.
-    let gatewayRef: GatewayServer | undefined;
     const relay: NodeRelay = {
       invokeNode: (request) =>
         gatewayRef === undefined
@@ -459,11 +486,11 @@ export async function startFromConfig(options: {
     });
     cleanups.push(() => tools.stop());
     checkpoint();
-    const stopMcp = await startMcpServers(config, runtime.tools!, options.logSink, signal);
+    const stopMcp = await startMcpServers(config, runtime.tools!, log.info, signal);
     cleanups.push(stopMcp);
     checkpoint();
     if (tools.processes !== undefined) {
-      options.logSink?.(
+      log.info(
         `exec: hosts ${Object.values(tools.execHosts)
           .map((h) => h.id)
           .join(", ")}; ${
@@ -478,7 +505,7 @@ export async function startFromConfig(options: {
     checkpoint();
     // Channels start after the runtime and stop before it.
     const transcriber = await createTranscriber(config);
-    const channels = await startChannels(config, runtime, options.logSink, transcriber);
+    const channels = await startChannels(config, runtime, log, transcriber);
     cleanups.push(() => channels.stop());
     checkpoint();
     // Cron starts after the channels it announces to (a missed run caught up at the start
@@ -500,15 +527,14 @@ export async function startFromConfig(options: {
       onPass: (summaries) => {
         for (const s of summaries) {
           if (!s.wouldMutate) continue;
-          options.logSink?.(
+          log.info(
             s.dryRun
               ? `sessions.maintenance (warn) ${s.agentId}: ${s.pruned} stale and ${s.capped} over maxSessions would be deleted (mode: enforce deletes them)`
               : `sessions.maintenance ${s.agentId}: deleted ${s.appliedCount} sessions (${s.pruned} stale, ${s.capped} over maxSessions)`,
           );
         }
       },
-      onError: (error) =>
-        options.logSink?.(`sessions.maintenance failed: ${(error as Error).message}`),
+      onError: (error) => log.error(`sessions.maintenance failed: ${(error as Error).message}`),
     });
     maintenance.start();
     cleanups.push(() => maintenance.stop());
@@ -517,18 +543,18 @@ export async function startFromConfig(options: {
     // Cron jobs, channels and the live tool settings follow the file as it changes.
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
       if (diff.restartRequired.length > 0) {
-        options.logSink?.(
+        log.warn(
           `config: ${diff.restartRequired.join(", ")} changed; restart the gateway to apply (until then the running values stay)`,
         );
       }
-      for (const problem of tools.apply(next)) options.logSink?.(problem);
-      applyLiveSettings(runtime, next, diff.applied, configDir, skills, options.logSink);
+      for (const problem of tools.apply(next)) log.warn(problem);
+      applyLiveSettings(runtime, next, diff.applied, configDir, skills, log);
       const everyMs = next.sessions.maintenance?.everyMs ?? 3_600_000;
       if (everyMs !== maintenance.everyMs) maintenance.setEveryMs(everyMs);
       if (diff.changed.some((p) => p === "cron" || p.startsWith("cron."))) {
         cron
           .applyConfig(next.cron.jobs)
-          .catch((error: Error) => options.logSink?.(`cron config not applied: ${error.message}`));
+          .catch((error: Error) => log.warn(`cron config not applied: ${error.message}`));
       }
       if (diff.changed.some((p) => p === "channels" || p.startsWith("channels."))) {
         channels
@@ -536,9 +562,7 @@ export async function startFromConfig(options: {
           .then(() => {
             if (gatewayRef !== undefined) syncChannelMethods(gatewayRef, channels, lateMethods);
           })
-          .catch((error: Error) =>
-            options.logSink?.(`channels config not applied: ${error.message}`),
-          );
+          .catch((error: Error) => log.warn(`channels config not applied: ${error.message}`));
       }
     });
     cleanups.push(async () => offConfig());
@@ -664,7 +688,7 @@ function applyLiveSettings(
   applied: readonly string[],
   configDir: string,
   skills: Awaited<ReturnType<typeof configuredSkills>>,
-  log: ((line: string) => void) | undefined,
+  log: CliLog,
 ): void {
   const touched = (prefix: string) =>
     applied.some((p) => p === prefix || p.startsWith(`${prefix}.`));
@@ -672,7 +696,7 @@ function applyLiveSettings(
     if (touched("agents") || touched("skills")) {
       const current = touched("skills") ? await configuredSkills(next, configDir) : skills;
       runtime.reconfigure({ agents: agentDefinitions(next, current) });
-      log?.("config: agents applied");
+      log.info("config: agents applied");
     }
     if (touched("tools.timeoutMs")) runtime.reconfigure({ toolTimeoutMs: next.tools.timeoutMs });
     if (touched("tools.maxOutputBytes")) {
@@ -681,7 +705,7 @@ function applyLiveSettings(
     if (touched("tools.approvals")) {
       const wanted = next.tools.approvals;
       if (runtime.approvals === undefined || wanted.mode === "off") {
-        log?.("config: switching tool approvals on or off takes a restart");
+        log.warn("config: switching tool approvals on or off takes a restart");
       } else {
         runtime.approvals.configure({
           mode: wanted.mode,
@@ -691,5 +715,5 @@ function applyLiveSettings(
       }
     }
   };
-  run().catch((error: Error) => log?.(`config not applied: ${error.message}`));
+  run().catch((error: Error) => log.warn(`config not applied: ${error.message}`));
 }

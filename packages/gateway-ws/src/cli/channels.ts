@@ -17,7 +17,7 @@ import {
   isBeamClawError,
   type Transcriber,
 } from "@beamclaw/core";
-import { CliError } from "./bootstrap.js";
+import { CliError, type CliLog } from "./bootstrap.js";
 
 /** The channel kinds `@beamclaw/channels` provides. */
 export const CHANNEL_KINDS = ["discord", "telegram", "slack", "webhook"] as const;
@@ -177,7 +177,7 @@ export interface ConfiguredChannels {
 export async function startChannels(
   config: BeamClawConfig,
   runtime: AgentRuntime,
-  log: ((line: string) => void) | undefined,
+  log: CliLog | undefined,
   transcriber?: Transcriber,
 ): Promise<ConfiguredChannels> {
   const sections = enabledChannels(config);
@@ -185,9 +185,9 @@ export async function startChannels(
   for (const [id, section] of sections) entries.push(await channelEntry(id, section));
   const logger: ChannelLogger = {
     debug() {},
-    info: (m, f) => log?.(line(m, f)),
-    warn: (m, f) => log?.(line(m, f)),
-    error: (m, f) => log?.(line(m, f)),
+    info: (m, f) => log?.info(line(m, f)),
+    warn: (m, f) => log?.warn(line(m, f)),
+    error: (m, f) => log?.error(line(m, f)),
   };
   let manager: ChannelManager;
   try {
@@ -216,9 +216,9 @@ export async function startChannels(
         await manager.remove(id);
         applied.delete(id);
         changed.push(id);
-        log?.(`config: channel ${id} stopped`);
+        log?.info(`config: channel ${id} stopped`);
       } catch (error) {
-        log?.(`config: channels.${id} not applied: ${(error as Error).message}`);
+        log?.warn(`config: channels.${id} not applied: ${(error as Error).message}`);
       }
     }
     for (const [id, section] of wanted) {
@@ -230,9 +230,9 @@ export async function startChannels(
         else await manager.replace(entry);
         applied.set(id, section);
         changed.push(id);
-        log?.(`config: channel ${id} ${before === undefined ? "started" : "restarted"}`);
+        log?.info(`config: channel ${id} ${before === undefined ? "started" : "restarted"}`);
       } catch (error) {
-        log?.(`config: channels.${id} not applied: ${(error as Error).message}`);
+        log?.warn(`config: channels.${id} not applied: ${(error as Error).message}`);
       }
     }
     return changed;

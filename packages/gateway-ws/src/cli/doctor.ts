@@ -20,6 +20,7 @@ import {
   loadProviders,
 } from "./bootstrap.js";
 import { channelEntry, enabledChannels } from "./channels.js";
+import { storeDirProblem } from "./store-dir.js";
 import { buildExecHosts } from "./tools.js";
 
 /** One finding. */
@@ -130,11 +131,14 @@ export async function doctor(
       });
     } else {
       const dir = isAbsolute(store.dir) ? store.dir : resolve(configDir, store.dir);
-      const problem = await writableDir(dir);
+      const kernel = await storeDirProblem(dir);
+      const problem = kernel === undefined ? await writableDir(dir) : undefined;
       findings.push(
-        problem === undefined
-          ? { level: "ok", message: `store: files in ${dir}` }
-          : { level: "error", message: `store.dir ${dir} is not writable: ${problem}` },
+        kernel !== undefined
+          ? { level: "error", message: kernel }
+          : problem === undefined
+            ? { level: "ok", message: `store: files in ${dir}` }
+            : { level: "error", message: `store.dir ${dir} is not writable: ${problem}` },
       );
     }
   } else if (store.kind === "redis") {

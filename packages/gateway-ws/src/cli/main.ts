@@ -228,9 +228,15 @@ async function doctorCommand(args: string[], io: CliIo): Promise<number> {
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    // Asked for, the usage is the output (exit 0); without a command it is a usage error, on
+    // stderr with exit code 2 as every other one.
+    if (command === "--help" || command === "-h" || command === "help") {
       io.out(HELP);
-      return command === undefined ? 2 : 0;
+      return 0;
+    }
+    if (command === undefined) {
+      io.err(`no command given\n\n${HELP}`);
+      return 2;
     }
     if (command === "--version" || command === "-v") {
       io.out(GATEWAY_VERSION);

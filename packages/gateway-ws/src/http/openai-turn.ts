@@ -378,8 +378,9 @@ async function sessionTurn(
     },
     {
       // A fresh session's answer is only for this request: after a forced exit or a crash
-      // of the gateway, nobody would read it, so the next start does not run it again.
-      ...(ephemeral ? { replayAfterRestart: false } : {}),
+      // of the gateway, nobody would read it, so the next start does not run it again, and
+      // deletes the session as the end of this request would have.
+      ...(ephemeral ? { replayAfterRestart: false, ephemeralSession: true } : {}),
       ...(format === undefined
         ? {}
         : {
