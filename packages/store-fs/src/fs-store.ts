@@ -32,6 +32,7 @@ import { Cron } from "./cron.js";
 import { Devices } from "./devices.js";
 import { FileSystem, readDirIfExists, readFileIfExists } from "./files.js";
 import { describeValue } from "./json.js";
+import { kernelFilesystemOf } from "./kernel-fs.js";
 import { KeyValue } from "./kv.js";
 import { acquireLock, confirmLock, type HeldLock, LOCK_FILE, releaseLock } from "./lock-file.js";
 import { Locks } from "./locks.js";
@@ -339,6 +340,13 @@ export class FsStore implements Store {
     this.#failure = undefined;
     const files = new FileSystem({ fsync: this.#fsync, tmpDir: path.join(this.dir, TMP_DIR) });
     try {
+      // Before the recursive mkdir, which never returns for a path under /proc (Node 20).
+      const kernel = await kernelFilesystemOf(this.dir);
+      if (kernel !== undefined) {
+        throw new InvalidArgumentError(
+          `${this.dir} is on the kernel's ${kernel} filesystem, which cannot hold a store's files: give FsStore a directory on a disk`,
+        );
+      }
       await files.ensureDir(this.dir);
       await this.#refuseForeignDirectory();
       await files.ensureDir(files.tmpDir);

@@ -18,3 +18,4 @@
 export type { FsStoreRecovery } from "./context.js";
 export { encodeFileName } from "./file-names.js";
 export { createFsStore, FsStore, type FsStoreOptions } from "./fs-store.js";
+export { kernelFilesystemOf } from "./kernel-fs.js";

@@ -1,5 +1,5 @@
 import { describeEntryPoints } from "../../../test/entry-points.js";
 
 describeEntryPoints(new URL("..", import.meta.url), {
-  "@beamclaw/store-fs": ["FsStore", "createFsStore"],
+  "@beamclaw/store-fs": ["FsStore", "createFsStore", "kernelFilesystemOf"],
 });
