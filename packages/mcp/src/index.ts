@@ -21,6 +21,9 @@ import {
   StreamableHTTPClientTransport,
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { PaginatedResultSchema, type Tool, ToolSchema } from "@modelcontextprotocol/sdk/types.js";
+import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import { closingCancelledFetch } from "./http-fetch.js";
 import { ProcessGroupStdioTransport } from "./stdio-transport.js";
 
@@ -31,8 +34,8 @@ export type McpTransportOptions =
       command: string;
       args?: string[];
       /**
-       * The server's environment. Default: the MCP SDK's safe default (`PATH`, `HOME` and a
-       * few more; not this process's secrets).
+       * Variables of the server's environment, set over the MCP SDK's safe default (`PATH`,
+       * `HOME` and a few more; not this process's secrets), which is all it gets without them.
        */
       env?: Record<string, string>;
       cwd?: string;
@@ -143,6 +146,8 @@ export class McpToolServer {
   #state: "idle" | "running" | "stopped" = "idle";
   #lastConnect = 0;
   #refreshing: Promise<void> | undefined;
+  /** Each connection's stdio transport, to say how its process ended (a client forgets it). */
+  #stdio = new WeakMap<Client, ProcessGroupStdioTransport>();
 
   /** @throws InvalidArgumentError for options of the wrong kind. */
   constructor(options: McpToolServerOptions) {
@@ -235,6 +240,12 @@ export class McpToolServer {
     return true;
   }
 
+  /** `" (its process exited with code 1; ...)"` for a stdio server's process that has ended. */
+  #exitNote(client: Client): string {
+    const reason = this.#stdio.get(client)?.exitReason;
+    return reason === undefined ? "" : ` (its process ${reason})`;
+  }
+
   /** Whether `stop()` has run (a method: it is read again after an await). */
   #stopped(): boolean {
     return this.#state === "stopped";
@@ -269,6 +280,7 @@ export class McpToolServer {
     const client = new Client(
       { name: "beamclaw", version: "1" },
       {
+        jsonSchemaValidator: lenientValidator,
         listChanged: {
           tools: {
             autoRefresh: false,
@@ -281,6 +293,7 @@ export class McpToolServer {
       },
     );
     const transport = "command" in options ? stdioTransport(options) : httpTransport(options);
+    if (transport instanceof ProcessGroupStdioTransport) this.#stdio.set(client, transport);
     // One close, awaited by everyone: the SDK closes a transport whose connect failed without
     // waiting, and a later close would return before the server's process has ended.
     const closeTransport = transport.close.bind(transport);
@@ -304,7 +317,7 @@ export class McpToolServer {
       await transport.close().catch(() => undefined);
       throw new McpError(
         this.name,
-        `could not connect to MCP server "${this.name}": ${(error as Error).message}`,
+        `could not connect to MCP server "${this.name}": ${reason(error)}${this.#exitNote(client)}`,
         { cause: error },
       );
     } finally {
@@ -323,20 +336,27 @@ export class McpToolServer {
       const deadline = Date.now() + (this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
       const seen = new Set<string>();
       do {
-        let page: Awaited<ReturnType<Client["listTools"]>>;
+        let page: { tools?: unknown; nextCursor?: string };
         try {
-          page = await client.listTools(cursor === undefined ? {} : { cursor }, {
-            timeout: Math.max(1, deadline - Date.now()),
-          });
+          // Not `client.listTools()`: its schema refuses the whole page for one tool it does
+          // not like (an input schema without `type`, say); each tool is read on its own here.
+          page = await client.request(
+            { method: "tools/list", params: cursor === undefined ? {} : { cursor } },
+            PaginatedResultSchema,
+            { timeout: Math.max(1, deadline - Date.now()) },
+          );
         } catch (error) {
           this.#expired(client, error);
           throw new McpError(
             this.name,
-            `MCP server "${this.name}" did not list its tools: ${(error as Error).message}`,
+            `MCP server "${this.name}" did not list its tools: ${reason(error)}`,
             { cause: error },
           );
         }
-        for (const tool of page.tools) listed.push(tool as ServerTool);
+        for (const tool of Array.isArray(page.tools) ? page.tools : []) {
+          const read = readTool(tool);
+          if (read !== undefined) listed.push(read);
+        }
         cursor = page.nextCursor;
         if (cursor !== undefined) {
           if (seen.has(cursor)) {
@@ -348,6 +368,11 @@ export class McpToolServer {
           seen.add(cursor);
         }
       } while (cursor !== undefined);
+      // What `listTools()` does with them: the output schemas checked and the tools that need
+      // tasks known at a call (for every page: `listTools()` keeps only the last page's).
+      (client as unknown as { cacheToolMetadata?: (tools: Tool[]) => void }).cacheToolMetadata?.(
+        listed as unknown as Tool[],
+      );
       if (this.#state !== "running") return;
       this.#apply(listed);
     };
@@ -465,7 +490,7 @@ export class McpToolServer {
           // Sent: the server may have run it, so it is not run again on its own.
           throw new McpError(
             this.name,
-            `MCP tool ${tool} of server "${this.name}" failed: ${(error as Error).message}`,
+            `MCP tool ${tool} of server "${this.name}" failed: ${reason(error)}${this.#exitNote(client)}`,
             { cause: error, isRetryable: false },
           );
         }
@@ -474,14 +499,59 @@ export class McpToolServer {
       signal.removeEventListener("abort", onAbort);
     }
     const read = result as { content?: unknown; structuredContent?: unknown; isError?: unknown };
-    const output = outputOf(read);
-    // A tool error: the model reads it as an error result.
+    // A tool error: the model reads it as an error result, its text (the error's message) first.
     if (read.isError === true) {
-      throw new Error(typeof output === "string" ? output : JSON.stringify(output));
+      const text = String(outputOf({ content: read.content }));
+      const structured = read.structuredContent;
+      throw new Error(
+        text.trim() !== ""
+          ? text
+          : typeof structured === "object" && structured !== null
+            ? JSON.stringify(structured)
+            : `MCP tool ${tool} of server "${this.name}" reported an error (with no message)`,
+      );
     }
-    return output;
+    return outputOf(read);
   }
 }
+
+/**
+ * A tool of a `tools/list` page as the SDK's schema reads it, or undefined for one it refuses
+ * (no name, an input schema that is not an object's). An input schema without `type` is an
+ * object's, as a provider's function parameters are: `type: "object"` is added. An output
+ * schema the SDK refuses is dropped (the tool's output is then not checked).
+ */
+function readTool(tool: unknown): ServerTool | undefined {
+  if (typeof tool !== "object" || tool === null || Array.isArray(tool)) return undefined;
+  const schema = (tool as { inputSchema?: unknown }).inputSchema;
+  const untyped =
+    typeof schema === "object" && schema !== null && !Array.isArray(schema) && !("type" in schema);
+  const read: Record<string, unknown> = untyped
+    ? { ...tool, inputSchema: { type: "object", ...schema } }
+    : { ...tool };
+  let parsed = ToolSchema.safeParse(read);
+  if (!parsed.success && read.outputSchema !== undefined) {
+    delete read.outputSchema;
+    parsed = ToolSchema.safeParse(read);
+  }
+  return parsed.success ? (parsed.data as unknown as ServerTool) : undefined;
+}
+
+/**
+ * The SDK's JSON Schema validator (of tools' `outputSchema`), except that a schema it cannot
+ * compile (a `$ref` to nothing) checks nothing, instead of failing the whole tool list.
+ */
+const lenientValidator: jsonSchemaValidator = {
+  getValidator<T>(schema: Parameters<jsonSchemaValidator["getValidator"]>[0]) {
+    try {
+      ajv ??= new AjvJsonSchemaValidator();
+      return ajv.getValidator<T>(schema);
+    } catch {
+      return (input: unknown) => ({ valid: true, data: input as T, errorMessage: undefined });
+    }
+  },
+};
+let ajv: AjvJsonSchemaValidator | undefined;
 
 /**
  * A stdio server's transport: on POSIX its process leads a process group of its own, and
@@ -506,6 +576,26 @@ function httpTransport(options: Extract<McpTransportOptions, { url: string }>) {
     // A cancelled call's response, which the server leaves unanswered, is closed.
     fetch: closingCancelledFetch(),
   });
+}
+
+/**
+ * An error's message, with what it leaves out: a Streamable HTTP error's status (`HTTP 401:
+ * ...`), a network error's cause (`fetch failed (connect ECONNREFUSED ...)`).
+ */
+function reason(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof StreamableHTTPError && typeof error.code === "number" && error.code >= 100) {
+    return `HTTP ${error.code}: ${message}`;
+  }
+  const cause =
+    error instanceof Error ? (error.cause as { message?: unknown; code?: unknown }) : undefined;
+  const detail =
+    typeof cause?.message === "string" && cause.message !== ""
+      ? cause.message
+      : typeof cause?.code === "string"
+        ? cause.code
+        : undefined;
+  return detail === undefined || message.includes(detail) ? message : `${message} (${detail})`;
 }
 
 /** A tool result as the model reads it: its structured content, else its content as text. */

@@ -1,15 +1,21 @@
 /**
- * The stdio transport of {@link McpToolServer}: the MCP SDK's framing (newline-delimited
- * JSON-RPC, its `ReadBuffer`), over a server process that leads a process group of its own, so
+ * The stdio transport of {@link McpToolServer}: newline-delimited JSON-RPC (the MCP SDK's
+ * parsing and its 10 MiB limit of a message, but lines of its own: a longer answer fails its
+ * request, not the connection), over a server process that leads a process group of its own, so
  * that closing ends the server *and everything it started*. A server run through a launcher
  * (`npx -y <package>`, `uvx`, a shell script) is a tree of processes: the SDK's own transport
  * signals only the launcher and then stops waiting, and the real server can stay behind,
  * holding its files and ports, after every `stop()`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { ProcessTree } from "@beamclaw/core";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { ReadBuffer, serializeMessage } from "@modelcontextprotocol/sdk/shared/stdio.js";
+import {
+  deserializeMessage,
+  STDIO_DEFAULT_MAX_BUFFER_SIZE,
+  serializeMessage,
+} from "@modelcontextprotocol/sdk/shared/stdio.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 
@@ -28,6 +34,8 @@ export interface ProcessGroupStdioOptions {
 }
 
 const DEFAULT_CLOSE_GRACE_MS = 2_000;
+/** How much of the end of a server's stderr is kept, in bytes, for `exitReason`. */
+const STDERR_TAIL_BYTES = 1_000;
 /** How long `close()` waits, after `SIGKILL`, for the processes to be gone. */
 const KILL_WAIT_MS = 2_000;
 const POLL_MS = 25;
@@ -57,7 +65,8 @@ function untrack(tree: ProcessTree): void {
  * group, the session, and descendants that left them). `close()` closes its stdin, waits
  * `closeGraceMs` for it to exit, then sends `SIGTERM` to the whole tree, waits again, then
  * `SIGKILL`, and resolves once no process of the tree runs (or `SIGKILL` had 2 s to work).
- * When the server exits by itself, what it left running is ended the same way.
+ * When the server exits by itself, what it left running is ended the same way. Its stderr is
+ * read all along and its end kept, for {@link ProcessGroupStdioTransport.exitReason}.
  */
 export class ProcessGroupStdioTransport implements Transport {
   onclose?: () => void;
@@ -65,11 +74,17 @@ export class ProcessGroupStdioTransport implements Transport {
   onmessage?: (message: JSONRPCMessage) => void;
 
   readonly #options: ProcessGroupStdioOptions;
-  readonly #readBuffer = new ReadBuffer();
+  readonly #lines = new Lines(STDIO_DEFAULT_MAX_BUFFER_SIZE);
   #child: ChildProcess | undefined;
   /** The server's processes: its group and session, and what left them. */
   #tree: ProcessTree | undefined;
   #exited = false;
+  /** How the process exited, once it has. */
+  #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** Why this end closed the connection (a message it could not read), if it did. */
+  #failure: string | undefined;
+  /** The end of its stderr (the rest is read and dropped). */
+  #stderrTail = Buffer.alloc(0);
   #closing: Promise<void> | undefined;
   #closed = false;
 
@@ -82,6 +97,20 @@ export class ProcessGroupStdioTransport implements Transport {
     return this.#child?.pid;
   }
 
+  /**
+   * How the server's process ended and the end of its stderr (`exited with code 1; its stderr
+   * ended with: ...`), once it has exited; undefined before.
+   */
+  get exitReason(): string | undefined {
+    if (this.#failure !== undefined) return `was stopped: ${this.#failure}`;
+    const exit = this.#exit;
+    if (exit === undefined) return undefined;
+    const how =
+      exit.signal === null ? `exited with code ${exit.code}` : `was ended by ${exit.signal}`;
+    const tail = this.#stderrTail.toString("utf8").trim();
+    return tail === "" ? how : `${how}; its stderr ended with: ${tail}`;
+  }
+
   start(): Promise<void> {
     if (this.#child !== undefined) {
       return Promise.reject(new Error("ProcessGroupStdioTransport already started"));
@@ -90,7 +119,8 @@ export class ProcessGroupStdioTransport implements Transport {
     return new Promise<void>((resolve, reject) => {
       const child = spawn(options.command, options.args ?? [], {
         env: { ...getDefaultEnvironment(), ...options.env },
-        stdio: ["pipe", "pipe", "ignore"],
+        // stderr: read all along (a full pipe would stop the server), its end kept.
+        stdio: ["pipe", "pipe", "pipe"],
         shell: false,
         detached: true,
         ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
@@ -101,42 +131,81 @@ export class ProcessGroupStdioTransport implements Transport {
         this.#tree = new ProcessTree(child.pid);
         track(this.#tree);
       }
-      child.once("error", (error) => {
-        // Spawning failed (ENOENT, EACCES): no process, nothing to end.
+      child.once("error", (spawnError: NodeJS.ErrnoException) => {
+        // Spawning failed (ENOENT, EACCES): no process, nothing to end. A missing cwd is an
+        // ENOENT that names the command, which is there.
+        const error =
+          spawnError.code === "ENOENT" && options.cwd !== undefined && !existsSync(options.cwd)
+            ? new Error(`${spawnError.message} (its cwd ${options.cwd} does not exist)`, {
+                cause: spawnError,
+              })
+            : spawnError;
         this.#exited = true;
         reject(error);
         this.onerror?.(error);
         this.#finish();
       });
       child.once("spawn", () => resolve());
-      child.once("exit", () => {
+      child.once("exit", (code, signal) => {
         this.#exited = true;
+        this.#exit = { code, signal };
         // The server is gone: what it left in its group goes too (and then its pipes close).
         void this.close();
       });
       child.once("close", () => this.#finish());
       child.stdin?.on("error", (error) => this.onerror?.(error));
       child.stdout?.on("error", (error) => this.onerror?.(error));
+      child.stderr?.on("error", () => undefined);
+      child.stderr?.on("data", (chunk: Buffer) => {
+        const both = Buffer.concat([this.#stderrTail, chunk]);
+        this.#stderrTail = Buffer.from(both.subarray(Math.max(0, both.length - STDERR_TAIL_BYTES)));
+      });
       child.stdout?.on("data", (chunk: Buffer) => {
-        try {
-          this.#readBuffer.append(chunk);
-          for (;;) {
-            let message: JSONRPCMessage | null;
+        this.#lines.push(
+          chunk,
+          (line) => {
+            let message: JSONRPCMessage;
             try {
-              message = this.#readBuffer.readMessage();
+              message = deserializeMessage(line);
             } catch (error) {
               this.onerror?.(error as Error); // one bad line; the next may be fine
-              continue;
+              return;
             }
-            if (message === null) break;
-            this.onmessage?.(message);
-          }
-        } catch (error) {
-          this.onerror?.(error as Error);
-          void this.close();
-        }
+            this.#deliver(message);
+          },
+          (oversized) => this.#oversized(oversized),
+        );
       });
     });
+  }
+
+  /**
+   * A line past the limit, left unread: an answer fails its request (the connection stays);
+   * anything else, whose request cannot be told, ends the connection, saying why.
+   */
+  #oversized({ head, tail, bytes }: Oversized): void {
+    const what = `a message of the server exceeded ${STDIO_DEFAULT_MAX_BUFFER_SIZE} bytes (${bytes})`;
+    const id = answerId(head, tail);
+    if (id !== undefined) {
+      this.#deliver({
+        jsonrpc: "2.0",
+        id,
+        error: { code: -32603, message: `${what}: the answer was left unread` },
+      });
+      return;
+    }
+    this.#failure ??= what;
+    this.onerror?.(new Error(what));
+    void this.close();
+  }
+
+  /** Hands a message over; a handler that throws is reported, not thrown into the stream. */
+  #deliver(message: JSONRPCMessage): void {
+    try {
+      this.onmessage?.(message);
+    } catch (error) {
+      this.onerror?.(error as Error);
+    }
   }
 
   send(message: JSONRPCMessage): Promise<void> {
@@ -183,8 +252,9 @@ export class ProcessGroupStdioTransport implements Transport {
     }
     // Whatever still holds the pipes (a process that survived SIGKILL's wait) is not waited for.
     child.stdout?.destroy();
+    child.stderr?.destroy();
     child.stdin?.destroy();
-    this.#readBuffer.clear();
+    this.#lines.clear();
     this.#finish();
   }
 
@@ -193,6 +263,101 @@ export class ProcessGroupStdioTransport implements Transport {
     this.#closed = true;
     this.onclose?.();
   }
+}
+
+/** A line too long to read: its first and last bytes, and its length. */
+interface Oversized {
+  head: string;
+  tail: string;
+  bytes: number;
+}
+
+/** How many bytes of an oversized line's start and end are kept. */
+const EDGE_BYTES = 256;
+
+/**
+ * Newline-delimited lines of a stream, each at most `max` bytes: longer ones are dropped as
+ * they come (only their edges kept), not held. A chunk is scanned once (the SDK's `ReadBuffer`
+ * copies and scans the whole line so far at every chunk).
+ */
+class Lines {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #over: { head: Buffer; tail: Buffer; bytes: number } | undefined;
+  readonly #max: number;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  push(chunk: Buffer, line: (text: string) => void, oversized: (line: Oversized) => void): void {
+    let start = 0;
+    for (;;) {
+      const end = chunk.indexOf(10, start);
+      this.#add(chunk.subarray(start, end === -1 ? chunk.length : end));
+      if (end === -1) return;
+      start = end + 1;
+      const over = this.#over;
+      const text = over === undefined ? Buffer.concat(this.#chunks).toString("utf8") : undefined;
+      this.clear();
+      if (over !== undefined) {
+        oversized({
+          head: over.head.toString("utf8"),
+          tail: over.tail.toString("utf8"),
+          bytes: over.bytes,
+        });
+      } else if (text !== undefined && text.trim() !== "") {
+        line(text.replace(/\r$/, ""));
+      }
+    }
+  }
+
+  clear(): void {
+    this.#chunks = [];
+    this.#size = 0;
+    this.#over = undefined;
+  }
+
+  #add(piece: Buffer): void {
+    if (piece.length === 0) return;
+    const over = this.#over;
+    if (over !== undefined) {
+      over.bytes += piece.length;
+      over.tail = Buffer.from(Buffer.concat([over.tail, piece]).subarray(-EDGE_BYTES));
+      return;
+    }
+    this.#chunks.push(piece);
+    this.#size += piece.length;
+    if (this.#size <= this.#max) return;
+    const all = Buffer.concat(this.#chunks);
+    this.#over = {
+      head: Buffer.from(all.subarray(0, EDGE_BYTES)),
+      tail: Buffer.from(all.subarray(-EDGE_BYTES)),
+      bytes: all.length,
+    };
+    this.#chunks = [];
+    this.#size = 0;
+  }
+}
+
+const ID = String.raw`("(?:[^"\\]|\\.)*"|-?\d+)`;
+/** `{"jsonrpc":"2.0","id":1,"result"...` (the Python SDK's order, and others'). */
+const ID_FIRST = new RegExp(
+  String.raw`^\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*${ID}\s*,\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"(?:result|error)"\s*:`,
+);
+/** `{"result":...,"jsonrpc":"2.0","id":1}` (the TypeScript SDK's order). */
+const RESULT_FIRST = /^\s*\{\s*"(?:result|error)"\s*:/;
+const ID_LAST = new RegExp(String.raw`"id"\s*:\s*${ID}\s*\}\s*$`);
+
+/**
+ * The id of the answer whose line starts with `head` and ends with `tail`, when the line is
+ * surely an answer (its `result` or `error` and its `id` at the top level), else undefined.
+ */
+function answerId(head: string, tail: string): string | number | undefined {
+  const first = ID_FIRST.exec(head)?.[1];
+  const last = RESULT_FIRST.test(head) ? ID_LAST.exec(tail.replace(/\r$/, ""))?.[1] : undefined;
+  const raw = first ?? last;
+  return raw === undefined ? undefined : (JSON.parse(raw) as string | number);
 }
 
 /** Resolves true as soon as `test()` holds, false after `ms` (checked every 25 ms). */

@@ -3,7 +3,9 @@
  * keeps every message it received (test/fixtures/raw-server.mjs): an aborted call reaches it
  * as `notifications/cancelled` for that request; a call that has already answered never does,
  * whenever the caller's signal aborts later, and leaves nothing on that signal; and a listing
- * that a list change queued does not start the server again once `stop()` has ended it.
+ * that a list change queued does not start the server again once `stop()` has ended it. And
+ * what the raw server can say that the SDK's would not: tool errors without text or with
+ * structured content, answers over the 10 MiB limit, lines on stdout that are no JSON-RPC.
  */
 import { getEventListeners } from "node:events";
 import { fileURLToPath } from "node:url";
@@ -86,5 +88,48 @@ describe("stop()", () => {
     // The listing under way failed with the connection; the one behind it must not connect.
     await new Promise((resolve) => setImmediate(resolve));
     expect(childProcesses()).toBe(before);
+  });
+});
+
+describe("a tool error (isError)", () => {
+  it("reaches the model with its text, or a message saying which tool failed when it has none", async () => {
+    const { tool } = await raw();
+    await expect(Promise.resolve(tool("coded-error").execute({}, toolContext()))).rejects.toThrow(
+      /quota exceeded/,
+    );
+    await expect(Promise.resolve(tool("mute-error").execute({}, toolContext()))).rejects.toThrow(
+      'MCP tool mute-error of server "raw" reported an error (with no message)',
+    );
+  });
+});
+
+describe("an answer over the 10 MiB a message may have", () => {
+  it("fails that call with an McpError saying so; the server goes on answering, the same process", async () => {
+    const { tool, seen } = await raw();
+    for (const name of ["huge", "huge-sdk"]) {
+      await expect(Promise.resolve(tool(name).execute({}, toolContext()))).rejects.toThrow(
+        /exceeded 10485760 bytes/,
+      );
+    }
+    expect(await tool("add").execute({}, toolContext())).toBe("added");
+    // The same process: it has seen both calls.
+    const calls = (await seen()).filter((m) => m.method === "tools/call");
+    expect(calls.length).toBe(4);
+  });
+});
+
+describe("a message over the 10 MiB that is no answer", () => {
+  it("ends the connection, and the calls under way fail with an McpError saying why", async () => {
+    const { tool } = await raw();
+    await expect(Promise.resolve(tool("huge-note").execute({}, toolContext()))).rejects.toThrow(
+      /its process was stopped: a message of the server exceeded 10485760 bytes/,
+    );
+  });
+});
+
+describe("a server that prints more than JSON-RPC on stdout", () => {
+  it("has its other lines skipped (banners, logs, empty lines, CRLF)", async () => {
+    const { tool } = await raw("--noisy");
+    expect(await tool("add").execute({}, toolContext())).toBe("added");
   });
 });

@@ -247,6 +247,49 @@ describe("an MCP server over stdio", () => {
     }
   });
 
+  it("a cwd that does not exist: the McpError says so (not only that node was not found)", async () => {
+    const server = new McpToolServer({ name: "nowhere", ...stdio, cwd: "/nonexistent/mcp-dir" });
+    cleanups.push(() => server.stop());
+    await expect(server.start()).rejects.toThrow(/cwd \/nonexistent\/mcp-dir does not exist/);
+  });
+
+  it("a server that crashes at start: the McpError says how it exited and the end of its stderr", async () => {
+    const server = new McpToolServer({
+      name: "crashy",
+      command: process.execPath,
+      args: [
+        "-e",
+        // Much stderr (more than a pipe holds), then the line that says what went wrong.
+        "process.stderr.write('noise\\n'.repeat(20000) + 'Error: GITHUB_TOKEN is not set\\n', () => process.exit(2))",
+      ],
+    });
+    cleanups.push(() => server.stop());
+    const error = await server.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(McpError.isInstance(error)).toBe(true);
+    const message = (error as Error).message;
+    expect(message).toContain("exited with code 2");
+    expect(message).toContain("Error: GITHUB_TOKEN is not set");
+    expect(message.length).toBeLessThan(2_000);
+  });
+
+  it("a server that crashes during a call: the call's McpError says how it exited", async () => {
+    const { server } = await started();
+    const slow = server.tools.find((t) => t.name === "test__slow")!;
+    const context = toolContext();
+    const failed = Promise.resolve(slow.execute({}, context)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // Another call ends the process while `slow` waits.
+    await server.tools.find((t) => t.name === "test__exit")!.execute({}, context);
+    const error = await failed;
+    expect(McpError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain("exited with code 3");
+  });
+
   it("stop() during a connect that gets no answer cancels it at once: start() fails, the process ends", async () => {
     // A process that never answers `initialize` and stays alive until a signal.
     const registry = new ToolRegistry();
@@ -328,5 +371,26 @@ describe("an MCP server over Streamable HTTP", () => {
     expect(await add.execute({ a: 20, b: 22 }, context)).toEqual({ sum: 42 });
     expect(authorizations.length).toBeGreaterThan(0);
     expect(authorizations.every((a) => a === "Bearer s3cret")).toBe(true);
+  });
+
+  it("an endpoint that refuses (HTTP 401, or no one listening): the McpError says so", async () => {
+    const http: Server = createHttpServer((_req, res) => {
+      res.writeHead(401, { "www-authenticate": 'Bearer realm="mcp"' }).end("invalid token");
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise((resolve) => http.close(resolve)));
+    const { port } = http.address() as { port: number };
+    const denied = new McpToolServer({
+      name: "web",
+      url: `http://127.0.0.1:${port}/mcp`,
+      headers: { authorization: "Bearer expired" },
+    });
+    cleanups.push(() => denied.stop());
+    await expect(denied.start()).rejects.toThrow(/HTTP 401.*invalid token/);
+    // The port is free again: nothing listens there.
+    await new Promise((resolve) => http.close(resolve));
+    const refused = new McpToolServer({ name: "gone", url: `http://127.0.0.1:${port}/mcp` });
+    cleanups.push(() => refused.stop());
+    await expect(refused.start()).rejects.toThrow(/ECONNREFUSED/);
   });
 });

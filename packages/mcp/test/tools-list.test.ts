@@ -11,10 +11,11 @@ import { join } from "node:path";
 import { type AgentTool, ToolRegistry } from "@beamclaw/core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { McpError, McpToolServer } from "../src/index.js";
+import { toolContext } from "./support.js";
 
 /**
  * A stdio MCP server: `tools/list` answers from `PAGES` (keyed by cursor, "" for the first
- * page), each page `{ tools: [names], next?: cursor }`.
+ * page), each page `{ tools: [names or whole tools], next?: cursor }`.
  */
 const SERVER = `
 import { createInterface } from "node:readline";
@@ -27,7 +28,8 @@ createInterface({ input: process.stdin }).on("line", (line) => {
       capabilities: { tools: {} }, serverInfo: { name: "paged", version: "1" } } });
   } else if (m.method === "tools/list") {
     const page = PAGES[m.params?.cursor ?? ""];
-    const result = { tools: page.tools.map((name) => ({ name, inputSchema: { type: "object" } })) };
+    const result = { tools: page.tools.map((t) =>
+      typeof t === "string" ? { name: t, inputSchema: { type: "object" } } : t) };
     if (page.next !== undefined) result.nextCursor = page.next;
     out({ jsonrpc: "2.0", id: m.id, result });
   } else if (m.method === "tools/call") {
@@ -52,7 +54,7 @@ afterEach(async () => {
   for (const server of servers.splice(0)) await server.stop();
 });
 
-function paged(pages: Record<string, { tools: string[]; next?: string }>) {
+function paged(pages: Record<string, { tools: Array<string | object>; next?: string }>) {
   const server = new McpToolServer({
     name: "paged",
     command: process.execPath,
@@ -87,6 +89,75 @@ describe("tools/list", () => {
     expect(McpError.isInstance(error)).toBe(true);
     expect((error as Error).message).toMatch(/cursor/);
     expect(registry.names()).toEqual([]);
+  });
+});
+
+describe("a tool the SDK's schema refuses", () => {
+  it("is normalized or left out, not the end of the whole listing", async () => {
+    const server = paged({
+      "": {
+        tools: [
+          "good",
+          // No `type`: an object schema all the same (a server that left it out).
+          { name: "untyped", inputSchema: { properties: { q: { type: "string" } } } },
+          // Not an object's schema: a provider's function takes no string: left out.
+          { name: "scalar", inputSchema: { type: "string" } },
+          { name: "missing" },
+          { inputSchema: { type: "object" } },
+          // An output schema that does not compile: the tool stays, its output unchecked.
+          {
+            name: "badout",
+            inputSchema: { type: "object" },
+            outputSchema: { type: "object", properties: { a: { $ref: "#/$defs/nope" } } },
+          },
+          // An output schema not of an object: dropped, the tool stays.
+          { name: "oddout", inputSchema: { type: "object" }, outputSchema: { type: "string" } },
+        ],
+        next: "p2",
+      },
+      p2: { tools: ["later"] },
+    });
+    await server.start();
+    expect(server.toolNames().sort()).toEqual([
+      "paged__badout",
+      "paged__good",
+      "paged__later",
+      "paged__oddout",
+      "paged__untyped",
+    ]);
+    const untyped = server.tools.find((t) => t.name === "paged__untyped")!;
+    expect(untyped.inputSchema).toEqual({
+      type: "object",
+      properties: { q: { type: "string" } },
+    });
+    const later = server.tools.find((t) => t.name === "paged__later")!;
+    expect(await later.execute({}, toolContext())).toBe("later");
+    const oddout = server.tools.find((t) => t.name === "paged__oddout")!;
+    expect(await oddout.execute({}, toolContext())).toBe("oddout");
+  });
+});
+
+describe("output schemas", () => {
+  it("are checked for the tools of every page, not only the last page's", async () => {
+    const server = paged({
+      "": {
+        tools: [
+          {
+            name: "typed",
+            inputSchema: { type: "object" },
+            outputSchema: { type: "object", properties: { n: { type: "number" } } },
+          },
+        ],
+        next: "p2",
+      },
+      p2: { tools: ["plain"] },
+    });
+    await server.start();
+    // The server answers with text only: a tool with an output schema must give structured content.
+    const typed = server.tools.find((t) => t.name === "paged__typed")!;
+    await expect(Promise.resolve(typed.execute({}, toolContext()))).rejects.toThrow(
+      /structured content/,
+    );
   });
 });
 
