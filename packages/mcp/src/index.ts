@@ -21,7 +21,12 @@ import {
   StreamableHTTPClientTransport,
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { PaginatedResultSchema, type Tool, ToolSchema } from "@modelcontextprotocol/sdk/types.js";
+import {
+  ErrorCode,
+  PaginatedResultSchema,
+  type Tool,
+  ToolSchema,
+} from "@modelcontextprotocol/sdk/types.js";
 import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import { closingCancelledFetch } from "./http-fetch.js";
@@ -347,6 +352,15 @@ export class McpToolServer {
           );
         } catch (error) {
           this.#expired(client, error);
+          // A server that offers no tools (only resources or prompts, say): it declares no
+          // `tools` capability and has no `tools/list`. It has none, rather than failing.
+          if (
+            cursor === undefined &&
+            client.getServerCapabilities()?.tools === undefined &&
+            (error as { code?: unknown }).code === ErrorCode.MethodNotFound
+          ) {
+            break;
+          }
           throw new McpError(
             this.name,
             `MCP server "${this.name}" did not list its tools: ${reason(error)}`,

@@ -15,7 +15,8 @@ import { toolContext } from "./support.js";
 
 /**
  * A stdio MCP server: `tools/list` answers from `PAGES` (keyed by cursor, "" for the first
- * page), each page `{ tools: [names or whole tools], next?: cursor }`.
+ * page), each page `{ tools: [names or whole tools], next?: cursor }`. With `PAGES` null it
+ * offers no tools: no `tools` capability (resources only), and no `tools/list` method.
  */
 const SERVER = `
 import { createInterface } from "node:readline";
@@ -25,7 +26,10 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   const m = JSON.parse(line);
   if (m.method === "initialize") {
     out({ jsonrpc: "2.0", id: m.id, result: { protocolVersion: m.params.protocolVersion,
-      capabilities: { tools: {} }, serverInfo: { name: "paged", version: "1" } } });
+      capabilities: PAGES === null ? { resources: {} } : { tools: {} },
+      serverInfo: { name: "paged", version: "1" } } });
+  } else if (m.method === "tools/list" && PAGES === null) {
+    out({ jsonrpc: "2.0", id: m.id, error: { code: -32601, message: "Method not found" } });
   } else if (m.method === "tools/list") {
     const page = PAGES[m.params?.cursor ?? ""];
     const result = { tools: page.tools.map((t) =>
@@ -54,7 +58,7 @@ afterEach(async () => {
   for (const server of servers.splice(0)) await server.stop();
 });
 
-function paged(pages: Record<string, { tools: Array<string | object>; next?: string }>) {
+function paged(pages: Record<string, { tools: Array<string | object>; next?: string }> | null) {
   const server = new McpToolServer({
     name: "paged",
     command: process.execPath,
@@ -89,6 +93,41 @@ describe("tools/list", () => {
     expect(McpError.isInstance(error)).toBe(true);
     expect((error as Error).message).toMatch(/cursor/);
     expect(registry.names()).toEqual([]);
+  });
+});
+
+describe("a server that offers no tools", () => {
+  it("(no tools capability, tools/list not found) starts with none, rather than failing", async () => {
+    const registry = new ToolRegistry();
+    const server = paged(null);
+    await server.start({ registry });
+    expect(server.toolNames()).toEqual([]);
+    expect(registry.names()).toEqual([]);
+  });
+
+  it("a server that declares tools and then cannot list them still fails start()", async () => {
+    const server = new McpToolServer({
+      name: "broken",
+      command: process.execPath,
+      args: [
+        "-e",
+        `require("node:readline").createInterface({ input: process.stdin }).on("line", (line) => {
+          const m = JSON.parse(line);
+          const out = (x) => process.stdout.write(JSON.stringify({ jsonrpc: "2.0", id: m.id, ...x }) + "\\n");
+          if (m.method === "initialize") out({ result: { protocolVersion: m.params.protocolVersion,
+            capabilities: { tools: {} }, serverInfo: { name: "broken", version: "1" } } });
+          else if (m.method === "tools/list") out({ error: { code: -32601, message: "Method not found" } });
+        });`,
+      ],
+      connectTimeoutMs: 5_000,
+    });
+    servers.push(server);
+    const error = await server.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(McpError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toMatch(/did not list its tools: .*Method not found/);
   });
 });
 
