@@ -35,14 +35,30 @@ export class GatewayLog {
   /** Appends one line: `<ISO time> <level> <message>`. */
   write(level: "debug" | "info" | "warn" | "error", message: string): void {
     const text = `${new Date().toISOString()} ${level} ${message.replace(/[\r\n]+/g, " ")}`;
-    this.#lines.push({ offset: this.#size, text });
-    this.#size += Buffer.byteLength(text, "utf8") + 1;
-    if (this.#lines.length > this.#maxLines) this.#lines.shift();
+    this.#keep(text);
     try {
       this.#sink?.(text);
     } catch {
       // A broken sink never breaks the gateway.
     }
+  }
+
+  /**
+   * Takes in the lines `earlier` kept (written before this log existed, already sent to their
+   * sink), ahead of its own, so that `tail` shows them too; they are not sent to the sink
+   * again.
+   */
+  adopt(earlier: GatewayLog): void {
+    const own = this.#lines.splice(0).map((line) => line.text);
+    this.#size = 0;
+    for (const line of earlier.#lines) this.#keep(line.text);
+    for (const text of own) this.#keep(text);
+  }
+
+  #keep(text: string): void {
+    this.#lines.push({ offset: this.#size, text });
+    this.#size += Buffer.byteLength(text, "utf8") + 1;
+    if (this.#lines.length > this.#maxLines) this.#lines.shift();
   }
 
   info(message: string): void {

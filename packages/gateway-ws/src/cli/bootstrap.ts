@@ -595,6 +595,8 @@ export async function startFromConfig(options: {
         ? {}
         : { tls: await readTls(config.gateway.tls, configDir) }),
     });
+    // The lines of the start so far reach `logs.tail` too.
+    gateway.log.adopt(early);
     gatewayRef = gateway;
     const mounted = new Set(Object.keys(channels.methods()));
     checkpoint();
