@@ -195,3 +195,70 @@ describe("jobs through a real AgentRuntime", () => {
     expect(run.error).toMatch(/no response left/);
   });
 });
+
+const twoAgentConfig = (jobs: unknown[]) =>
+  parseConfig({
+    agents: [
+      { id: "ops", model: "a/b" },
+      { id: "sales", model: "a/b" },
+    ],
+    cron: { jobs },
+  }).cron.jobs;
+
+async function jobOwners(store: MemoryStore): Promise<string[]> {
+  return ((await store.cron.listJobs()) as CronJob[])
+    .map((job) => `${job.id}:${job.agentId}:${job.prompt}`)
+    .sort();
+}
+
+describe("a config job moved to another agent", () => {
+  it("is removed from the old agent and added to the new one on a reload", async () => {
+    const store = await openStore();
+    const { crons, clock, runner } = await supervisor(store);
+    await crons.applyConfig(
+      twoAgentConfig([{ id: "report", agentId: "ops", schedule: { every: HOUR }, prompt: "ops" }]),
+    );
+    await crons.applyConfig(
+      twoAgentConfig([
+        { id: "report", agentId: "sales", schedule: { every: HOUR }, prompt: "sales" },
+      ]),
+    );
+    expect(await jobOwners(store)).toEqual(["report:sales:sales"]);
+    await clock.advance(HOUR);
+    expect(runner.calls.map((c) => `${c.jobId}:${c.context.agentId}`)).toEqual(["report:sales"]);
+  });
+
+  it("is moved at a start over a store that still has it under the old agent", async () => {
+    const store = await openStore();
+    const first = await supervisor(store);
+    await first.crons.applyConfig(
+      twoAgentConfig([{ id: "report", agentId: "ops", schedule: { every: HOUR }, prompt: "ops" }]),
+    );
+    await first.crons.stop();
+    const second = await supervisor(store);
+    await second.crons.applyConfig(
+      twoAgentConfig([
+        { id: "report", agentId: "sales", schedule: { every: HOUR }, prompt: "sales" },
+      ]),
+    );
+    expect(await jobOwners(store)).toEqual(["report:sales:sales"]);
+  });
+
+  it("two agents can swap job ids", async () => {
+    const store = await openStore();
+    const { crons } = await supervisor(store);
+    await crons.applyConfig(
+      twoAgentConfig([
+        { id: "a", agentId: "ops", schedule: { every: HOUR }, prompt: "1" },
+        { id: "b", agentId: "sales", schedule: { every: HOUR }, prompt: "2" },
+      ]),
+    );
+    await crons.applyConfig(
+      twoAgentConfig([
+        { id: "a", agentId: "sales", schedule: { every: HOUR }, prompt: "3" },
+        { id: "b", agentId: "ops", schedule: { every: HOUR }, prompt: "4" },
+      ]),
+    );
+    expect(await jobOwners(store)).toEqual(["a:sales:3", "b:ops:4"]);
+  });
+});

@@ -13,7 +13,16 @@ import {
   subscribeTelemetry,
   type TelemetryEvents,
 } from "../src/index.js";
-import { at, type CronFixture, DAY, HOUR, MINUTE, SECOND, startCron } from "./cron-support.js";
+import {
+  at,
+  type CronFixture,
+  DAY,
+  HOUR,
+  MINUTE,
+  SECOND,
+  startCron,
+  storedJob,
+} from "./cron-support.js";
 import { failureOf } from "./support.js";
 
 const fixtures: CronFixture[] = [];
@@ -385,21 +394,7 @@ describe("persistence through the store", () => {
   it("a stored job whose schedule no longer validates is kept, disabled, with the reason", async () => {
     const store = new MemoryStore();
     await store.open();
-    await store.cron.putJob({
-      id: "broken",
-      agentId: "ops",
-      schedule: { cron: "99 * * * *" },
-      session: "isolated",
-      prompt: "p",
-      enabled: true,
-      catchUp: "skip",
-      catchUpLimit: 10,
-      delivery: { kind: "none" },
-      source: "api",
-      createdAt: 0,
-      updatedAt: 0,
-      state: { consecutiveErrors: 0, runCount: 0, missedCount: 0 },
-    });
+    await store.cron.putJob(storedJob({ id: "broken", schedule: { cron: "99 * * * *" } }));
     await cron({ store });
     const stored = (await store.cron.getJob("broken")) as CronJob;
     expect(stored.enabled).toBe(false);

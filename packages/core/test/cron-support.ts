@@ -51,6 +51,24 @@ export async function openStore(): Promise<MemoryStore> {
   return store;
 }
 
+/** A job record as the store holds it (for tests that write the store directly). */
+export function storedJob(fields: Partial<CronJob> & Pick<CronJob, "id" | "schedule">): CronJob {
+  return {
+    agentId: "ops",
+    session: "isolated",
+    prompt: "p",
+    enabled: true,
+    catchUp: "skip",
+    catchUpLimit: 10,
+    delivery: { kind: "none" },
+    source: "api",
+    createdAt: 0,
+    updatedAt: 0,
+    state: { consecutiveErrors: 0, runCount: 0, missedCount: 0 },
+    ...fields,
+  };
+}
+
 /** Epoch ms of an ISO instant. */
 export function at(iso: string): number {
   const ms = Date.parse(iso);

@@ -17,7 +17,9 @@ import { CronError } from "../errors.js";
  * - `{ cron, timezone? }`: a 5-field (or 6-field, with seconds) cron expression evaluated in
  *   an IANA time zone (default: UTC). A fixed time that falls in a spring-forward gap runs
  *   at the first valid time after it; a fixed time that occurs twice on a fall-back day runs
- *   once. Interval patterns (`*\/30 * * * *`) run on both occurrences of a repeated hour.
+ *   once. Interval patterns (`*\/30 * * * *`) run on both occurrences of a repeated hour,
+ *   and not at all inside a skipped one (`*\/30 2 * * *` does not run on a spring-forward
+ *   day whose 02:00-03:00 does not exist).
  *
  * @example
  * ```ts
@@ -194,20 +196,24 @@ function compileEvery(every: number, anchor: number): CompiledSchedule {
 }
 
 /**
- * A croner `Cron` holds about 40 KB (its year table alone has 10,000 entries), so jobs with
+ * A croner `Cron` holds about 80 KB (its year table alone has 10,000 entries), so jobs with
  * the same expression and zone share one. Without a callback and paused it never arms a
- * timer and `nextRun(from)` depends only on `from`, so sharing is safe.
+ * timer and `nextRun(from)` depends only on `from`, so sharing is safe. The cache holds
+ * them weakly: a `Cron` no compiled schedule uses any more (its jobs were removed, or their
+ * services stopped) is collected, and its key with it.
  */
-const cronCache = new Map<string, Cron>();
-const CRON_CACHE_LIMIT = 1000;
+const cronCache = new Map<string, WeakRef<Cron>>();
+const cronCollected = new FinalizationRegistry<string>((key) => {
+  if (cronCache.get(key)?.deref() === undefined) cronCache.delete(key);
+});
 
 function cronFor(expression: string, timezone: string): Cron {
   const key = `${timezone}\u0000${expression}`;
-  let cron = cronCache.get(key);
+  let cron = cronCache.get(key)?.deref();
   if (cron === undefined) {
     cron = new Cron(expression, { timezone, paused: true, mode: "5-or-6-parts" });
-    if (cronCache.size >= CRON_CACHE_LIMIT) cronCache.delete(cronCache.keys().next().value!);
-    cronCache.set(key, cron);
+    cronCache.set(key, new WeakRef(cron));
+    cronCollected.register(cron, key);
   }
   return cron;
 }

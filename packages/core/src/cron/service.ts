@@ -187,6 +187,11 @@ interface Entry extends HeapEntry {
   run: ActiveRun | null;
   removed: boolean;
   /**
+   * Why the stored schedule no longer validates (the job was loaded disabled, with `compiled`
+   * never due): it cannot be enabled until it is given a new schedule.
+   */
+  invalid?: string;
+  /**
    * In a cluster (with a `sync`): the job as this service last read or wrote it in the store,
    * the base of the three-way merge of its next write (see `#putJob`).
    */
@@ -434,7 +439,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * Enables a job: its error count and disable reason are cleared and it is scheduled from
    * now (runs missed while it was disabled are not caught up).
    *
-   * @throws CronError `CRON_JOB_COMPLETED` for an `at` job that already ran.
+   * @throws CronError `CRON_JOB_COMPLETED` for an `at` job that already ran;
+   *   `INVALID_CRON_SCHEDULE` for a stored job whose schedule no longer validates (it was
+   *   loaded disabled, with the reason; give it a new schedule with `update`).
    */
   async enable(id: string): Promise<CronJob> {
     return (await this.#request({ op: "enable", id })) as CronJob;
@@ -448,6 +455,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   /**
    * Runs a job now, enabled or not, and resolves with its run-log entry once it has
    * finished. Its schedule is unchanged.
+   *
+   * A job removed while this run is in progress resolves it at once with an `interrupted`
+   * run (not stored: the job's log is gone with it).
    *
    * @throws CronError `CRON_JOB_RUNNING` if it is running, `CRON_JOB_COMPLETED` for an `at`
    *   job that already ran.
@@ -475,7 +485,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * configuration): new ones are added, changed ones updated (state kept), and config jobs
    * no longer listed are removed. Jobs added through the API are left alone. The file is the
    * truth for config jobs, `enabled` included: a config job disabled at runtime (by request
-   * or after errors) is enabled again when the file says `enabled: true`.
+   * or after errors) is enabled again when the file says `enabled: true` (a one-shot job that
+   * already ran stays as it is).
+   *
+   * The whole list is checked before anything changes: a job that does not validate, an id
+   * listed twice or a new id already held by another job in the store refuses it all, and
+   * no job is added, updated or removed.
+   *
+   * @throws InvalidArgumentError, CronError `INVALID_CRON_SCHEDULE` or `CRON_JOB_EXISTS`.
    */
   async syncConfig(jobs: readonly CronJobConfig[]): Promise<CronJob[]> {
     return (await this.#request({ op: "sync-config", jobs })) as CronJob[];
@@ -508,17 +525,12 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     for (const record of records) {
       const job = this.#revive(record, now);
       let compiled: CompiledSchedule;
+      let invalid: string | undefined;
       try {
         compiled = compileSchedule(job.schedule, job.createdAt, job.id);
       } catch (error) {
-        // A stored job that no longer validates is kept, disabled, with the reason: nothing lost.
-        if (job.enabled) {
-          job.enabled = false;
-          job.state.disabledReason = `invalid schedule: ${describe(error)}`;
-          job.state.disabledAt = now;
-          writes.push(this.#putJob(job));
-        }
-        continue;
+        compiled = NEVER;
+        invalid = `invalid schedule: ${describe(error)}`;
       }
       const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
       if (this.#sync !== undefined) entry.stored = copy(job);
@@ -526,6 +538,22 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       // Only jobs whose state changes here are written back: a restart with many jobs and
       // nothing missed costs no writes.
       let changed = false;
+      if (invalid !== undefined) {
+        // A stored job that no longer validates is kept, disabled, with the reason: nothing
+        // lost, and still listed, so that it can be given a new schedule or removed.
+        entry.invalid = invalid;
+        if (job.enabled) {
+          job.enabled = false;
+          job.state.disabledReason = invalid;
+          job.state.disabledAt = now;
+          changed = true;
+        }
+        if (job.state.nextRunAt !== undefined || job.state.catchUpQueue !== undefined) {
+          delete job.state.nextRunAt;
+          delete job.state.catchUpQueue;
+          changed = true;
+        }
+      }
       const marker = markers.get(job.id);
       if (marker !== undefined) this.#resumeMarker(entry, marker);
       if (job.state.runningAt !== undefined) {
@@ -723,14 +751,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (this.#entries.has(job.id)) {
       throw new CronError("CRON_JOB_EXISTS", `cron job "${job.id}" already exists`, job.id);
     }
-    const stored = await this.#store.cron.getJob(job.id);
-    if (stored !== undefined) {
-      throw new CronError(
-        "CRON_JOB_EXISTS",
-        `cron job "${job.id}" already exists (agent "${stored.agentId}")`,
-        job.id,
-      );
-    }
+    await this.#checkIdFree(job.id);
     const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
     if (job.enabled) job.state.nextRunAt = this.#firstRun(entry, now);
     // Stored first: if the write fails, nothing was added.
@@ -739,6 +760,18 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.#reschedule(entry);
     this.#arm();
     return copy(job);
+  }
+
+  /** @throws CronError `CRON_JOB_EXISTS` when a job in the store (of any agent) has `id`. */
+  async #checkIdFree(id: string): Promise<void> {
+    const stored = await this.#store.cron.getJob(id);
+    if (stored !== undefined) {
+      throw new CronError(
+        "CRON_JOB_EXISTS",
+        `cron job "${id}" already exists (agent "${stored.agentId}")`,
+        id,
+      );
+    }
   }
 
   async #update(entry: Entry, rawPatch: CronJobPatch, now: number): Promise<CronJob> {
@@ -770,6 +803,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const enabledChanged = patch.enabled !== undefined && patch.enabled !== next.enabled;
     if (enabledChanged) {
       if (patch.enabled && state.completedAt !== undefined) throw this.#completed(next.id);
+      if (patch.enabled && !newSchedule && entry.invalid !== undefined) {
+        throw this.#invalidStored(entry);
+      }
       next.enabled = patch.enabled!;
       this.#applyEnabled(next, now);
     }
@@ -780,6 +816,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     await this.#putJob(next, entry);
     entry.job = next;
     entry.compiled = compiled;
+    if (newSchedule) delete entry.invalid;
     this.#reschedule(entry);
     this.#arm();
     return copy(next);
@@ -799,7 +836,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.#changed(id);
     if (entry.run !== null) await this.#store.kv.delete(this.#markerKey(id));
     entry.removed = true;
-    entry.run?.controller.abort();
+    this.#abandonRun(entry);
     this.#heap.delete(entry);
     this.#entries.delete(id);
     this.#arm();
@@ -809,6 +846,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   async #setEnabled(entry: Entry, enabled: boolean, now: number): Promise<CronJob> {
     const next = copy(entry.job);
     if (enabled && next.state.completedAt !== undefined) throw this.#completed(next.id);
+    if (enabled && entry.invalid !== undefined) throw this.#invalidStored(entry);
     next.enabled = enabled;
     next.updatedAt = now;
     this.#applyEnabled(next, now);
@@ -833,6 +871,15 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       state.disabledAt = now;
       delete state.catchUpQueue;
     }
+  }
+
+  #invalidStored(entry: Entry): CronError {
+    const id = entry.job.id;
+    return new CronError(
+      "INVALID_CRON_SCHEDULE",
+      `cron job "${id}" cannot be enabled: its stored schedule no longer validates (${entry.invalid}); give it a new schedule`,
+      id,
+    );
   }
 
   #completed(id: string): CronError {
@@ -891,6 +938,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   async #syncConfig(jobs: readonly CronJobConfig[], now: number): Promise<CronJob[]> {
     if (!Array.isArray(jobs)) throw new InvalidArgumentError("syncConfig needs an array of jobs");
     const mine = jobs.filter((job) => job.agentId === this.agentId);
+    if (this.#sync !== undefined) {
+      // Added by another node (applying the same file) and not heard of yet: the store knows.
+      const unheard = mine.map((job) => job.id).filter((id) => !this.#entries.has(id));
+      if (unheard.length > 0) await this.#reload(unheard, false);
+    }
+    // Every job is checked before anything changes: a list with one job that cannot be
+    // applied is refused whole, not half-applied.
+    await this.#checkConfig(mine, now);
     const wanted = new Set(mine.map((job) => job.id));
     for (const entry of [...this.#entries.values()]) {
       if (entry.job.source === "config" && !wanted.has(entry.job.id)) {
@@ -908,12 +963,41 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         (changed(existing.job, fields) ||
           (fields.timeoutMs === undefined && existing.job.timeoutMs !== undefined))
       ) {
-        await this.#update(existing, { ...fields, timeoutMs: fields.timeoutMs ?? null }, now);
+        await this.#update(existing, configPatch(existing.job, fields), now);
       }
     }
     return [...this.#entries.values()]
       .filter((e) => e.job.source === "config")
       .map((e) => copy(e.job));
+  }
+
+  /**
+   * Refuses a config list `syncConfig` could not apply whole: the same id twice, a job that
+   * does not validate, or a new id already held by another job in the store.
+   */
+  async #checkConfig(mine: readonly CronJobConfig[], now: number): Promise<void> {
+    const seen = new Set<string>();
+    for (const config of mine) {
+      const { id, agentId, ...fields } = config;
+      void id;
+      void agentId;
+      if (seen.has(config.id)) {
+        throw new InvalidArgumentError(
+          `the cron configuration of agent "${this.agentId}" lists job "${config.id}" twice`,
+        );
+      }
+      seen.add(config.id);
+      const existing = this.#entries.get(config.id);
+      if (existing === undefined) {
+        parseJobInput({ ...fields, id: config.id }, this.agentId, now, "config");
+        await this.#checkIdFree(config.id);
+      } else if (existing.job.source === "config") {
+        const patch = parseJobPatch(configPatch(existing.job, fields), config.id);
+        if (patch.schedule !== undefined && !sameJson(patch.schedule, existing.job.schedule)) {
+          compileSchedule(patch.schedule, existing.job.createdAt, config.id);
+        }
+      }
+    }
   }
 
   // ------------------------------------------------------------------ scheduling
@@ -1347,6 +1431,35 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.#emit(record);
   }
 
+  /**
+   * The run of a job that was just removed: aborted, and over at once for whoever waits on
+   * it (`runNow`), as `interrupted`, whether or not the job's code ever settles. Nothing is
+   * stored (the job and its log are gone); the run's late end is ignored.
+   */
+  #abandonRun(entry: Entry): void {
+    const run = entry.run;
+    if (run === null) return;
+    entry.run = null;
+    run.controller.abort();
+    const now = this.#clock.now();
+    const record: CronRun = {
+      jobId: entry.job.id,
+      agentId: this.agentId,
+      runId: run.runId,
+      trigger: run.trigger,
+      status: "interrupted",
+      scheduledAt: run.scheduledAt,
+      startedAt: run.startedAt,
+      finishedAt: now,
+      durationMs: Math.max(0, now - run.startedAt),
+      latenessMs: run.startedAt - run.scheduledAt,
+      sessionKey: run.sessionKey,
+      error: "the job was removed while it ran",
+    };
+    this.#emit(record);
+    for (const waiter of run.waiters) waiter.reply(copy(record));
+  }
+
   /** A run in progress when the previous process (or this service) stopped. */
   #recordInterrupted(
     entry: Entry,
@@ -1470,22 +1583,22 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const entry = this.#entries.get(id);
     let job: CronJob | undefined;
     let compiled: CompiledSchedule | undefined;
+    let invalid: string | undefined;
     if (record !== undefined && record.agentId === this.agentId) {
       job = this.#revive(record, now);
       try {
         compiled = compileSchedule(job.schedule, job.createdAt, job.id);
-      } catch {
-        // A stored job that no longer validates is not scheduled here (as on start).
-        compiled = undefined;
+      } catch (error) {
+        // A stored job that no longer validates is kept but never scheduled (as on start).
+        compiled = NEVER;
+        invalid = `invalid schedule: ${describe(error)}`;
       }
     }
     if (job === undefined || compiled === undefined) {
       if (entry === undefined) return;
       entry.removed = true;
-      if (entry.run !== null) {
-        entry.run.controller.abort();
-        writes.push(this.#store.kv.delete(this.#markerKey(id)));
-      }
+      if (entry.run !== null) writes.push(this.#store.kv.delete(this.#markerKey(id)));
+      this.#abandonRun(entry);
       this.#heap.delete(entry);
       this.#entries.delete(id);
       return;
@@ -1495,6 +1608,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (entry === undefined) {
       const added: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
       added.stored = stored;
+      if (invalid !== undefined) added.invalid = invalid;
       this.#settleSynced(added, now);
       this.#entries.set(id, added);
       this.#reschedule(added);
@@ -1523,6 +1637,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     entry.job = job;
     entry.compiled = compiled;
     entry.stored = stored;
+    if (invalid === undefined) delete entry.invalid;
+    else entry.invalid = invalid;
     this.#settleSynced(entry, now);
     this.#reschedule(entry);
   }
@@ -1749,6 +1865,14 @@ function settleCronTrace(result: { outcome: CronRunOutcome }, trace: CronRunTrac
   if (result.outcome.sessionKey !== undefined) trace.session = result.outcome.sessionKey;
 }
 
+/** The schedule of a stored job whose own no longer validates: never due. */
+const NEVER: CompiledSchedule = Object.freeze({
+  kind: "cron",
+  nextAfter: () => undefined,
+  countBetween: () => 0,
+  recentBetween: () => [],
+});
+
 /** The instant of an `at` schedule (already validated). */
 function parseAtOf(entry: Entry): number | undefined {
   return entry.compiled.nextAfter(Number.NEGATIVE_INFINITY);
@@ -1797,6 +1921,19 @@ function changed(job: CronJob, fields: Omit<CronJobConfig, "id" | "agentId">): b
     }
   }
   return false;
+}
+
+/**
+ * The update that makes config job `job` match the file's `fields`. A one-shot job that
+ * already ran keeps its `enabled` unless it is given a new schedule: it cannot run again, and
+ * asking to enable it would refuse the whole reload.
+ */
+function configPatch(job: CronJob, fields: Omit<CronJobConfig, "id" | "agentId">): CronJobPatch {
+  const patch: CronJobPatch = { ...fields, timeoutMs: fields.timeoutMs ?? null };
+  if (job.state.completedAt !== undefined && sameJson(fields.schedule, job.schedule)) {
+    delete patch.enabled;
+  }
+  return patch;
 }
 
 function formatMs(ms: number): string {

@@ -188,11 +188,21 @@ export class CronSupervisor extends DynamicSupervisor {
   /**
    * Applies `cron.jobs` from the configuration (on start and on every reload): each agent's
    * config-managed jobs are made to match (see {@link CronService.syncConfig}); jobs added
-   * through the API are untouched.
+   * through the API are untouched. A job the file moves to another agent (same id) is
+   * removed from the old agent first, then added to the new one.
    */
   async applyConfig(jobs: readonly CronJobConfig[]): Promise<void> {
     const agents = new Set(jobs.map((job) => normalizeAgentId(job.agentId)));
     for (const agentId of this.runningAgents()) agents.add(agentId);
-    for (const agentId of agents) await (await this.forAgent(agentId)).syncConfig(jobs);
+    const services: CronService[] = [];
+    for (const agentId of agents) services.push(await this.forAgent(agentId));
+    // First each agent keeps only the config jobs it has and still owns (updated; the others
+    // removed), so that an id moved to another agent is free when that agent adds it.
+    for (const service of services) {
+      const own = (await service.list()).filter((job) => job.source === "config");
+      const ids = new Set(own.map((job) => job.id));
+      await service.syncConfig(jobs.filter((job) => ids.has(job.id)));
+    }
+    for (const service of services) await service.syncConfig(jobs);
   }
 }
