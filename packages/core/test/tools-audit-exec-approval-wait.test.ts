@@ -6,7 +6,10 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MemoryStore } from "../src/store/memory-store.js";
+import { ApprovalGate } from "../src/tools/approval.js";
 import {
+  approveWithGate,
   BackgroundProcessRegistry,
   createExecTool,
   type ExecApprovalDecision,
@@ -53,5 +56,32 @@ describe("exec approval with a long approvalTimeoutMs", () => {
     expect(() =>
       createExecTool({ registry, hosts: { gateway: host }, approvalTimeoutMs: ms }),
     ).toThrow(InvalidArgumentError);
+  });
+});
+
+describe("exec approval that times out in the exec tool before the gate does", () => {
+  it("withdraws the gate's request: nothing stays pending that an answer could no longer act on", async () => {
+    const store = new MemoryStore();
+    await store.open();
+    const gate = new ApprovalGate({ store: store.approvals, mode: "always", timeoutMs: 60_000 });
+    const exec = createExecTool({
+      registry,
+      hosts: { gateway: host },
+      approvalTimeoutMs: 30,
+      approve: approveWithGate(gate),
+    });
+    const asked: string[] = [];
+    await expect(
+      Promise.resolve(
+        exec.execute(
+          { command: "touch never-approved" },
+          toolContext({ emit: (event) => asked.push(event.type) }),
+        ),
+      ),
+    ).rejects.toMatchObject({ code: "EXEC_REFUSED", reason: "approval-timeout" });
+    expect(asked).toEqual(["tool-approval-request"]);
+    expect(gate.pending()).toEqual([]);
+    expect(existsSync(path.join(root.dir, "never-approved"))).toBe(false);
+    await store.close();
   });
 });

@@ -281,8 +281,17 @@ export class ApprovalGate {
    * Answers a pending request. Returns false if it is unknown or already answered.
    *
    * @throws ApprovalScopeError if `by` lacks the `operator.approvals` scope.
+   * @throws InvalidArgumentError if `by.scopes` is not an array of strings, or `decision` is
+   *   not a decision; the request stays pending.
    */
   answer(requestId: string, decision: ApprovalDecision, by: ApprovalAnswerer): boolean {
+    // A scope string ("operator.approvals.viewer") would pass a substring `includes`.
+    const scopes: unknown = by?.scopes;
+    if (!Array.isArray(scopes) || !scopes.every((scope) => typeof scope === "string")) {
+      throw new InvalidArgumentError(
+        `an approval answerer's scopes must be an array of strings, got ${describeArg(scopes)}`,
+      );
+    }
     if (!by.scopes.includes(APPROVALS_SCOPE) && !by.scopes.includes("operator.admin")) {
       throw new ApprovalScopeError();
     }

@@ -27,7 +27,10 @@ export interface ToolConfig<S extends z.ZodType, R extends JsonValue> {
   timeoutMs?: number;
   /** Retries of transient failures (see `isTransientError`). Default 3. */
   maxRetries?: number;
-  /** `inherit` (default) follows the gate's mode; `always` asks every call; `never` never asks. */
+  /**
+   * `inherit` (default) follows the gate's mode; `always` asks every call (and, with no
+   * approval gate configured, is refused: it never runs unasked); `never` never asks.
+   */
   approval?: ApprovalPolicy;
   /**
    * What an approval is bound to. Default: the tool name (approving "always" allows every
@@ -118,6 +121,14 @@ export function defineTool<S extends z.ZodType, R extends JsonValue>(
         return { ok: false, message: `invalid arguments for ${config.name}: ${reason}` };
       }
       if (result.success) return { ok: true, args: result.data };
+      // A provider hands over arguments it could not parse as their raw text: saying why it
+      // is not an object tells the model more than "expected object, received string".
+      if (typeof input === "string") {
+        return {
+          ok: false,
+          message: `invalid arguments for ${config.name}: ${textProblem(input)}`,
+        };
+      }
       const problems = result.error.issues.map((issue) => {
         const path = issue.path.length > 0 ? issue.path.join(".") : "(arguments)";
         return `${path}: ${issue.message}`;
@@ -125,6 +136,26 @@ export function defineTool<S extends z.ZodType, R extends JsonValue>(
       return { ok: false, message: `invalid arguments for ${config.name}: ${problems.join("; ")}` };
     },
   };
+}
+
+/** Why arguments that arrived as text (not a JSON object) cannot be used. */
+function textProblem(text: string): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return `the arguments are not valid JSON (${reason}); send one JSON object`;
+  }
+  const kind =
+    value === null
+      ? "null"
+      : Array.isArray(value)
+        ? "an array"
+        : typeof value === "object"
+          ? "an object inside a JSON string"
+          : `a ${typeof value}`;
+  return `the arguments must be one JSON object, got ${kind}`;
 }
 
 /** Network error codes that are worth retrying. */

@@ -10,6 +10,13 @@ import type { JsonValue } from "../providers/types.js";
 export const DEFAULT_TOOL_MAX_OUTPUT_BYTES = 64 * 1024;
 
 /**
+ * What a tool that keeps its own result within the runner's default cap (the exec and
+ * web_fetch tools) allows its long text fields together: that cap, less 4 KiB for the rest
+ * of the result.
+ */
+export const DEFAULT_TOOL_TEXT_BYTES = DEFAULT_TOOL_MAX_OUTPUT_BYTES - 4 * 1024;
+
+/**
  * Room kept for the marker, so that the head plus the marker stay within the cap. The longest
  * marker (both counts at 16 digits) is about 150 bytes.
  */
@@ -88,4 +95,36 @@ export function capToolOutput(output: JsonValue, maxBytes: number): JsonValue {
   const head = utf8Prefix(text, Math.max(0, maxBytes - MARKER_ROOM));
   const dropped = total - Buffer.byteLength(head, "utf8");
   return head + truncationMarker(dropped, total);
+}
+
+/** Bytes of `text` as the content of a JSON string: UTF-8, escapes counted, no quotes. */
+export function jsonTextBytes(text: string): number {
+  return Buffer.byteLength(JSON.stringify(text), "utf8") - 2;
+}
+
+/**
+ * The longest start (`keep: "head"`) or end (`"tail"`) of `text` that is at most `maxBytes`
+ * bytes as the content of a JSON string ({@link jsonTextBytes}), never splitting a surrogate
+ * pair. For a tool that must keep its result within the runner's cap itself, so that the cap
+ * never cuts the result's JSON text.
+ */
+export function fitJsonText(text: string, maxBytes: number, keep: "head" | "tail"): string {
+  if (jsonTextBytes(text) <= maxBytes) return text;
+  const part = (length: number) => (keep === "head" ? text.slice(0, length) : text.slice(-length));
+  // Every character takes at least a byte, so the part is at most `maxBytes` long; a longer
+  // part takes more bytes, so the longest that fits is found by bisection.
+  let fits = 0;
+  let over = Math.min(text.length, Math.max(0, maxBytes) + 1);
+  while (over - fits > 1) {
+    const middle = Math.floor((fits + over) / 2);
+    if (jsonTextBytes(part(middle)) <= maxBytes) fits = middle;
+    else over = middle;
+  }
+  if (fits === 0) return "";
+  const kept = part(fits);
+  // A part that ends (head) or starts (tail) with half of a pair drops that half.
+  const edge = kept.charCodeAt(keep === "head" ? kept.length - 1 : 0);
+  if (keep === "head" && edge >= 0xd800 && edge <= 0xdbff) return kept.slice(0, -1);
+  if (keep === "tail" && edge >= 0xdc00 && edge <= 0xdfff) return kept.slice(1);
+  return kept;
 }

@@ -1,4 +1,4 @@
-import { AbortedError, describe, InvalidArgumentError } from "../errors.js";
+import { AbortedError, describe, InvalidArgumentError, TimeoutError } from "../errors.js";
 import type { JsonValue, ModelToolDefinition, ToolCallPart } from "../providers/types.js";
 import {
   abortReasonOf,
@@ -131,7 +131,10 @@ export interface SupervisedToolRunnerOptions {
   registry: ToolRegistry;
   /** Runs each call isolated with timeout and abort. */
   tasks?: () => TaskSupervisor | undefined;
-  /** Asks before calls that need approval. Without a gate nothing is asked. */
+  /**
+   * Asks before calls that need approval. Without a gate nothing is asked, and a tool whose
+   * `approval` is `always` is refused (an error result; it never runs unasked).
+   */
   approvals?: ApprovalGate;
   /** Default 120 000 ms. */
   defaultTimeoutMs?: number;
@@ -183,6 +186,14 @@ export class SupervisedToolRunner implements ToolRunner {
 
   #cap(output: JsonValue): JsonValue {
     return capToolOutput(output, this.#options.maxOutputBytes ?? DEFAULT_TOOL_MAX_OUTPUT_BYTES);
+  }
+
+  /**
+   * An error result: well-formed (a message cut mid-emoji would make every later model call of
+   * the session fail) and capped like any result.
+   */
+  #failure(message: string): { output: JsonValue; isError: true } {
+    return { output: this.#cap(message.toWellFormed()), isError: true };
   }
 
   definitions(agent: AgentDefinition, sessionKey: string): ModelToolDefinition[] {
@@ -240,21 +251,27 @@ export class SupervisedToolRunner implements ToolRunner {
   ): Promise<{ output: JsonValue; isError: boolean }> {
     const agent = this.#options.resolveAgent(context.agentId);
     const tool = this.#options.registry.lookup(agent, context.sessionKey, call.toolName);
-    if (tool === undefined)
-      return { output: `tool "${call.toolName}" is not available`, isError: true };
+    if (tool === undefined) return this.#failure(`tool "${call.toolName}" is not available`);
     let args: unknown = call.input;
     if ("parse" in tool && typeof tool.parse === "function") {
       const parsed = tool.parse(call.input);
-      if (!parsed.ok) return { output: parsed.message, isError: true };
+      // The message can name what the model sent (an unknown key): capped, well-formed.
+      if (!parsed.ok) return this.#failure(parsed.message);
       args = parsed.args;
     }
     const gate = this.#options.approvals;
     const policy = "approval" in tool ? (tool.approval ?? "inherit") : "inherit";
+    if (gate === undefined && policy === "always") {
+      // Fail closed: a tool that must be approved on every call never runs unasked.
+      return this.#failure(
+        `tool "${tool.name}" needs approval on every call, and no approval gate is configured; nothing ran`,
+      );
+    }
     if (gate !== undefined && policy !== "never") {
-      const bound =
-        "approvalKey" in tool && typeof tool.approvalKey === "function"
-          ? tool.approvalKey(args as never)
-          : { key: `tool:${tool.name}`, display: tool.name };
+      const bound = approvalBinding(tool, args);
+      // A tool bug: nobody is asked to approve a call nothing can be bound to, and it never runs.
+      if (typeof bound === "string")
+        return this.#failure(`tool "${tool.name}" cannot be approved: ${bound}`);
       try {
         await gate.check(
           {
@@ -290,22 +307,22 @@ export class SupervisedToolRunner implements ToolRunner {
         if (output instanceof NotJsonError) {
           // A tool bug, not a transient failure: the model reads why instead of a
           // meaningless "[object Object]".
-          const failure = `tool "${tool.name}" returned a result that is not JSON: ${output.message}`;
-          return { output: this.#cap(failure), isError: true };
+          return this.#failure(
+            `tool "${tool.name}" returned a result that is not JSON: ${output.message}`,
+          );
         }
         return { output: this.#cap(output), isError: false };
       } catch (error) {
         if (isAbortedHolder(context)) {
           throw abortReasonOf(context) ?? new AbortedError("run aborted");
         }
-        if (attempt < maxRetries && isTransientError(error)) {
+        if (attempt < maxRetries && transient(error)) {
           const delay = Math.min(30_000, base * 2 ** attempt) * (0.5 + Math.random() / 2);
           await sleep(delay, context.signal);
           continue;
         }
         const tries = attempt > 0 ? ` after ${attempt + 1} attempts` : "";
-        const failure = `tool "${tool.name}" failed${tries}: ${describe(error)}`;
-        return { output: this.#cap(failure), isError: true };
+        return this.#failure(`tool "${tool.name}" failed${tries}: ${describeThrown(error)}`);
       }
     }
   }
@@ -335,18 +352,35 @@ export class SupervisedToolRunner implements ToolRunner {
       );
     }
     if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("run aborted");
-    const signal = AbortSignal.any([
-      context.signal,
-      AbortSignal.timeout(Math.min(timeoutMs, 2 ** 31 - 1)),
-    ]);
+    // The same typed error, naming the tool and its limit, as under the task supervisor.
+    const timeout = new AbortController();
+    const timer =
+      timeoutMs === Number.POSITIVE_INFINITY
+        ? undefined
+        : setTimeout(
+            () =>
+              timeout.abort(
+                new TimeoutError(`tool ${tool.name} timed out after ${timeoutMs} ms`, timeoutMs),
+              ),
+            Math.min(timeoutMs, 2 ** 31 - 1),
+          );
+    const signal = AbortSignal.any([context.signal, timeout.signal]);
     // The tool may ignore its signal: the call still ends at the timeout or abort.
     return await new Promise<unknown>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason ?? new AbortedError(`tool ${tool.name} aborted`));
+      // Whichever comes first ends the wait; a tool that never settles holds no timer.
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+      };
+      const onAbort = () => {
+        done();
+        reject(signal.reason ?? new AbortedError(`tool ${tool.name} aborted`));
+      };
       signal.addEventListener("abort", onAbort, { once: true });
       Promise.resolve()
         .then(() => execute(signal))
         .then(resolve, reject)
-        .finally(() => signal.removeEventListener("abort", onAbort));
+        .finally(done);
     });
   }
 }
@@ -362,6 +396,56 @@ function runWithLazySignal(
     args,
     withLazySignal(context, task),
   );
+}
+
+/**
+ * What an approval of this call binds to: the tool's `approvalKey`, else its name; a string
+ * saying why when `approvalKey` throws or returns no `{ key, display }` strings.
+ */
+function approvalBinding(
+  tool: RegisteredTool,
+  args: unknown,
+): { key: string; display: string } | string {
+  if (!("approvalKey" in tool) || typeof tool.approvalKey !== "function") {
+    return { key: `tool:${tool.name}`, display: tool.name };
+  }
+  let bound: unknown;
+  try {
+    bound = tool.approvalKey(args as never);
+  } catch (error) {
+    return `its approvalKey threw: ${describeThrown(error)}`;
+  }
+  const { key, display } = (bound ?? {}) as { key?: unknown; display?: unknown };
+  if (typeof key !== "string" || typeof display !== "string") {
+    return `its approvalKey returned ${describeArg(bound)}, not { key, display } strings`;
+  }
+  return { key, display };
+}
+
+/** `isTransientError`, false for a value whose properties throw when read (a hostile Proxy). */
+function transient(error: unknown): boolean {
+  try {
+    return isTransientError(error);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What a tool threw, as text for the model: `describe`, or, for a value that has neither a
+ * JSON nor a string form (a null-prototype object with a cycle, an `Error` whose `message`
+ * getter throws), its tag. Never throws.
+ */
+function describeThrown(error: unknown): string {
+  try {
+    return describe(error);
+  } catch {
+    try {
+      return Object.prototype.toString.call(error);
+    } catch {
+      return "a value that cannot be described";
+    }
+  }
 }
 
 interface CallRecord {

@@ -95,6 +95,8 @@ export interface ProcessPoll {
   output: string;
   /** Bytes written since the previous poll that were dropped before they could be read. */
   skippedBytes: number;
+  /** True when `output` is only the start (see `maxJsonBytes`): the next poll returns more. */
+  more: boolean;
 }
 
 interface Entry {
@@ -358,12 +360,18 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
       .map((e) => this.#snapshot(e));
   }
 
-  /** State plus the output written since the previous poll. @throws ProcessNotFoundError */
-  poll(slug: string): ProcessPoll {
+  /**
+   * State plus the output written since the previous poll. With `maxJsonBytes`, only the start
+   * of that output within that many bytes as the content of a JSON string, cut between
+   * characters; the next poll goes on from there (`more`).
+   *
+   * @throws ProcessNotFoundError
+   */
+  poll(slug: string, options: { maxJsonBytes?: number } = {}): ProcessPoll {
     const entry = this.#get(slug);
-    const { text, next, skipped } = entry.ring.since(entry.pollOffset);
+    const { text, next, skipped, more } = entry.ring.since(entry.pollOffset, options.maxJsonBytes);
     entry.pollOffset = next;
-    return { process: this.#snapshot(entry), output: text, skippedBytes: skipped };
+    return { process: this.#snapshot(entry), output: text, skippedBytes: skipped, more };
   }
 
   /** The end of the output: last `lines` lines and/or `bytes` bytes. @throws ProcessNotFoundError */

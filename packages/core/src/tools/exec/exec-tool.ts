@@ -1,8 +1,10 @@
 import { AbortedError, ExecRefusedError, InvalidArgumentError } from "../../errors.js";
 import type { JsonObject, JsonValue } from "../../providers/types.js";
+import { withLazySignal } from "../../runtime/lazy-abort.js";
 import { optionalNumber } from "../../runtime/validate.js";
 import type { AgentTool } from "../../sessions/tools.js";
 import type { ToolContext } from "../../sessions/types.js";
+import { DEFAULT_TOOL_TEXT_BYTES, fitJsonText, jsonTextBytes } from "../output-cap.js";
 import type { ExecAllowlist } from "./allowlist.js";
 import type { BackgroundProcessRegistry, ProcessSnapshot } from "./background.js";
 import { DEFAULT_EXEC_TIMEOUT_MS } from "./background.js";
@@ -81,6 +83,15 @@ export interface ExecToolOptions {
   maxTimeoutMs?: number;
   /** Characters of stdout and of stderr in a result (the end is kept). Default 50 000. */
   maxOutputChars?: number;
+  /**
+   * Bytes of stdout and stderr together in a result, measured as they are serialized (UTF-8
+   * JSON text); the end of each is kept, and neither gets less than half unless the other
+   * needs less. Default {@link DEFAULT_EXEC_MAX_OUTPUT_BYTES} (60 KiB), so that a result fits
+   * the tool runner's default cap on a result (64 KiB), which would otherwise cut the
+   * result's JSON text from its end (stderr first). Keep it below the runner's
+   * `maxOutputBytes` when that is changed; `Infinity` for no byte limit.
+   */
+  maxOutputBytes?: number;
   /** Longest accepted command. Default 65 536. */
   maxCommandLength?: number;
   /** Tool name. Default `exec`. */
@@ -97,6 +108,12 @@ export interface ExecToolInput {
   background?: boolean;
   stdin?: string;
 }
+
+/**
+ * The default byte limit on stdout and stderr together in an exec result: the runner's
+ * default cap on a result (64 KiB) less room for the rest of the result.
+ */
+export const DEFAULT_EXEC_MAX_OUTPUT_BYTES: number = DEFAULT_TOOL_TEXT_BYTES;
 
 const INPUT_KEYS = new Set(["command", "cwd", "env", "host", "timeoutMs", "background", "stdin"]);
 const HOST_KINDS: readonly ExecHostKind[] = ["gateway", "sandbox", "node"];
@@ -136,6 +153,12 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
   const timeoutMs = options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
   const maxTimeoutMs = options.maxTimeoutMs ?? 2 * 60 * 60_000;
   const maxOutputChars = options.maxOutputChars ?? 50_000;
+  optionalNumber(options.maxOutputBytes, "createExecTool: maxOutputBytes", {
+    min: "positive",
+    integer: true,
+    infinity: true,
+  });
+  const maxOutputBytes = options.maxOutputBytes ?? DEFAULT_EXEC_MAX_OUTPUT_BYTES;
   const available = HOST_KINDS.filter((k) => options.hosts[k] !== undefined);
   if (available.length === 0)
     throw new InvalidArgumentError("createExecTool needs at least one host");
@@ -175,16 +198,25 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
         binding.command,
       );
     }
+    // The approver's signal also aborts at the deadline, so that what it asked (a gate's
+    // pending request) is withdrawn rather than left open to an answer nothing acts on.
+    const deadline = new AbortController();
+    const asking = withLazySignal(context, {
+      signal: AbortSignal.any([context.signal, deadline.signal]),
+    });
     const decision = await withDeadline(
-      Promise.resolve().then(() => options.approve!(binding, context)),
+      Promise.resolve().then(() => options.approve!(binding, asking)),
       approvalTimeoutMs,
       context.signal,
-      () =>
-        new ExecRefusedError(
+      () => {
+        const refused = new ExecRefusedError(
           "approval-timeout",
           `no approval within ${approvalTimeoutMs} ms`,
           binding.command,
-        ),
+        );
+        deadline.abort(refused);
+        return refused;
+      },
     );
     if (decision === "allow-always") {
       await approvals.remember(binding, context);
@@ -296,15 +328,30 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
       const first = end.charCodeAt(0);
       return first >= 0xdc00 && first <= 0xdfff ? end.slice(1) : end;
     };
+    const [stdout, stderr] = withinBytes(cut(output.stdout), cut(output.stderr), maxOutputBytes);
     return {
-      stdout: cut(output.stdout),
-      stderr: cut(output.stderr),
+      stdout,
+      stderr,
       truncated:
         output.truncated ||
-        output.stdout.length > maxOutputChars ||
-        output.stderr.length > maxOutputChars,
+        stdout.length < output.stdout.length ||
+        stderr.length < output.stderr.length,
     };
   }
+}
+
+/**
+ * The ends of `stdout` and `stderr` within `maxBytes` serialized bytes together: each gets
+ * half, or all it needs when that is less and the other takes the rest.
+ */
+function withinBytes(stdout: string, stderr: string, maxBytes: number): [string, string] {
+  if (maxBytes === Number.POSITIVE_INFINITY) return [stdout, stderr];
+  const outBytes = jsonTextBytes(stdout);
+  const errBytes = jsonTextBytes(stderr);
+  if (outBytes + errBytes <= maxBytes) return [stdout, stderr];
+  const half = Math.floor(maxBytes / 2);
+  const outRoom = errBytes < half ? maxBytes - errBytes : Math.min(outBytes, half);
+  return [fitJsonText(stdout, outRoom, "tail"), fitJsonText(stderr, maxBytes - outRoom, "tail")];
 }
 
 function parseInput(raw: JsonValue, maxTimeoutMs: number): ExecToolInput {

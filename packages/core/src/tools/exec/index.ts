@@ -46,6 +46,7 @@ export {
 } from "./env.js";
 export {
   createExecTool,
+  DEFAULT_EXEC_MAX_OUTPUT_BYTES,
   type ExecApprovalDecision,
   type ExecApprovalMemory,
   type ExecApprover,

@@ -3,6 +3,8 @@
  * oldest bytes dropped first once the cap is reached.
  */
 
+import { jsonTextBytes } from "../output-cap.js";
+
 /** Which stream a chunk came from. */
 export type OutputStream = "stdout" | "stderr";
 
@@ -106,17 +108,45 @@ export class OutputRing {
   /**
    * Output written at or after `offset` (bytes ever written), both streams interleaved.
    * `skipped` counts bytes dropped before they could be read; `next` is the offset to pass
-   * next time.
+   * next time. With `maxJsonBytes`, only the start of it that is at most that many bytes as
+   * the content of a JSON string (escapes counted) is returned, cut between characters (but
+   * at least one character, so that successive calls get through the output); `more` then
+   * says whether output is left after `next`. A character whose last bytes are not written
+   * yet is left for a later call, never split into two U+FFFD.
    */
-  since(offset: number): { text: string; next: number; skipped: number } {
+  since(
+    offset: number,
+    maxJsonBytes = Number.POSITIVE_INFINITY,
+  ): { text: string; next: number; skipped: number; more: boolean } {
     const from = Math.max(offset, this.start);
     const all = this.#bytes();
     let cut = from - this.start;
     while (cut < all.length && (all[cut]! & 0xc0) === 0x80) cut++;
+    // A character whose last bytes are not written yet waits for the next call.
+    const whole = Math.max(cut, completeLength(all));
+    let end = whole;
+    let text = all.subarray(cut, end).toString("utf8");
+    // Each byte is at least one byte of JSON, but a control character is six and an invalid
+    // byte (U+FFFD) three: shrink in proportion until it fits.
+    for (let size = jsonTextBytes(text); size > maxJsonBytes; size = jsonTextBytes(text)) {
+      const room = Math.min(end - cut - 1, Math.floor(((end - cut) * maxJsonBytes) / size));
+      end = cut + Math.max(0, room);
+      // `all[end]` is the first byte left out: while it continues a character, cut before it.
+      while (end > cut && (all[end]! & 0xc0) === 0x80) end--;
+      if (end === cut) {
+        // A limit below one character's size still returns one, so that polls go on.
+        end = cut + 1;
+        while (end < whole && (all[end]! & 0xc0) === 0x80) end++;
+        text = all.subarray(cut, end).toString("utf8");
+        break;
+      }
+      text = all.subarray(cut, end).toString("utf8");
+    }
     return {
-      text: all.subarray(cut).toString("utf8"),
-      next: this.#written,
+      text,
+      next: this.start + end,
       skipped: Math.max(0, this.start - offset),
+      more: end < whole,
     };
   }
 
@@ -124,4 +154,18 @@ export class OutputRing {
     const parts = this.#chunks.filter((c) => stream === undefined || c.stream === stream);
     return Buffer.concat(parts.map((c) => c.data));
   }
+}
+
+/**
+ * How many bytes of `bytes` end on a whole UTF-8 character: all of them, unless the last
+ * character's sequence is cut short (its lead byte announces more bytes than follow).
+ */
+function completeLength(bytes: Buffer): number {
+  let lead = bytes.length - 1;
+  while (lead >= 0 && bytes.length - lead < 4 && (bytes[lead]! & 0xc0) === 0x80) lead--;
+  if (lead < 0) return bytes.length;
+  const first = bytes[lead]!;
+  // 0xC2–0xF4 start a sequence; any other byte here is one (invalid) byte on its own.
+  const length = first >= 0xf5 ? 1 : first >= 0xf0 ? 4 : first >= 0xe0 ? 3 : first >= 0xc2 ? 2 : 1;
+  return lead + length > bytes.length ? lead : bytes.length;
 }

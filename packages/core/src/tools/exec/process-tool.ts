@@ -1,7 +1,9 @@
 import { InvalidArgumentError, ProcessNotFoundError } from "../../errors.js";
 import type { JsonObject, JsonValue } from "../../providers/types.js";
+import { optionalNumber } from "../../runtime/validate.js";
 import type { AgentTool } from "../../sessions/tools.js";
 import type { ToolContext } from "../../sessions/types.js";
+import { DEFAULT_TOOL_TEXT_BYTES, fitJsonText } from "../output-cap.js";
 import type { BackgroundProcessRegistry, ProcessSnapshot } from "./background.js";
 
 /** Options of {@link createProcessTool}. */
@@ -15,6 +17,15 @@ export interface ProcessToolOptions {
   scope?: "session" | "all";
   /** Largest `data` accepted by `write`, in characters. Default 1 MiB. */
   maxWriteChars?: number;
+  /**
+   * The most bytes of output a `poll` or `log` returns, measured as serialized (UTF-8 JSON
+   * text, escapes counted). Default 61 440 (60 KiB), so that a result fits the tool runner's
+   * default cap on a result (64 KiB), which would otherwise cut the result's JSON text (and
+   * a cut poll's output could never be polled again). A `poll` returns the start of the new
+   * output and `more: true`, the next poll the rest; a `log` the end and `truncated: true`.
+   * Keep it below the runner's `maxOutputBytes` when that is changed; `Infinity` for no limit.
+   */
+  maxOutputBytes?: number;
 }
 
 const ACTIONS = ["poll", "log", "write", "kill", "list", "remove"] as const;
@@ -40,6 +51,12 @@ export function createProcessTool(
 ): AgentTool {
   const scope = options.scope ?? "session";
   const maxWrite = options.maxWriteChars ?? 1 << 20;
+  optionalNumber(options.maxOutputBytes, "createProcessTool: maxOutputBytes", {
+    min: "positive",
+    integer: true,
+    infinity: true,
+  });
+  const maxOutputBytes = options.maxOutputBytes ?? DEFAULT_TOOL_TEXT_BYTES;
   const owned = (slug: string, context: ToolContext): ProcessSnapshot => {
     const state = registry.get(slug);
     if (scope === "session" && state.owner !== context.sessionKey)
@@ -80,19 +97,19 @@ export function createProcessTool(
       owned(slug, context);
       switch (input.action) {
         case "poll": {
-          const polled = registry.poll(slug);
+          const polled = registry.poll(slug, { maxJsonBytes: maxOutputBytes });
           return {
             process: toJson(polled.process),
             output: polled.output,
             skippedBytes: polled.skippedBytes,
+            more: polled.more,
           };
         }
         case "log": {
           const lines = input.lines ?? (input.bytes === undefined ? 100 : undefined);
-          return {
-            slug,
-            output: registry.log(slug, { lines, bytes: input.bytes, stream: input.stream }),
-          };
+          const log = registry.log(slug, { lines, bytes: input.bytes, stream: input.stream });
+          const output = fitJsonText(log, maxOutputBytes, "tail");
+          return output === log ? { slug, output } : { slug, output, truncated: true };
         }
         case "write":
           await registry.write(slug, input.data ?? "", { eof: input.eof });

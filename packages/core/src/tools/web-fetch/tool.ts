@@ -1,7 +1,9 @@
 import { z } from "zod";
 import { InvalidArgumentError, WebFetchError } from "../../errors.js";
 import type { JsonObject, JsonValue } from "../../providers/types.js";
+import { optionalNumber } from "../../runtime/validate.js";
 import type { AgentTool } from "../../sessions/tools.js";
+import { DEFAULT_TOOL_TEXT_BYTES, fitJsonText } from "../output-cap.js";
 import { createSsrfGuard } from "./guard.js";
 import { htmlToMarkdown, htmlToText } from "./html.js";
 import { type SafeFetchOptions, type SafeFetchResult, safeFetch } from "./safe-fetch.js";
@@ -21,6 +23,14 @@ export interface WebFetchToolOptions
   maxBytes?: number;
   /** The most characters of content returned to the model. Default 50 000. */
   maxChars?: number;
+  /**
+   * The most bytes of content returned to the model, measured as serialized (UTF-8 JSON
+   * text, escapes counted); the start is kept. Default 61 440 (60 KiB), so that a result
+   * fits the tool runner's default cap on a result (64 KiB), which would otherwise cut the
+   * result's JSON text. Keep it below the runner's `maxOutputBytes` when that is changed;
+   * `Infinity` for no byte limit.
+   */
+  maxOutputBytes?: number;
   /** Format when the call does not name one. Default `markdown`. */
   defaultFormat?: WebFetchFormat;
 }
@@ -84,6 +94,12 @@ export function createWebFetchTool(options: WebFetchToolOptions = {}): AgentTool
   if (!Number.isInteger(maxChars) || maxChars < 1) {
     throw new InvalidArgumentError(`maxChars: expected a positive integer, got ${maxChars}`);
   }
+  optionalNumber(options.maxOutputBytes, "createWebFetchTool: maxOutputBytes", {
+    min: "positive",
+    integer: true,
+    infinity: true,
+  });
+  const maxOutputBytes = options.maxOutputBytes ?? DEFAULT_TOOL_TEXT_BYTES;
   // Built once, so a bad allowlist fails here rather than on the first call.
   const guard = createSsrfGuard(options);
   const defaultFormat = options.defaultFormat ?? "markdown";
@@ -148,18 +164,27 @@ export function createWebFetchTool(options: WebFetchToolOptions = {}): AgentTool
         );
       }
       const rendered = render(result, format);
-      const cut = rendered.content.length > maxChars;
+      let content = rendered.content;
+      if (content.length > maxChars) {
+        content = content.slice(0, maxChars);
+        // Never end with the first half of a surrogate pair.
+        const last = content.charCodeAt(maxChars - 1);
+        if (last >= 0xd800 && last <= 0xdbff) content = content.slice(0, -1);
+      }
+      content = fitJsonText(content, maxOutputBytes, "head");
+      const cut = content.length < rendered.content.length;
       const output: JsonObject = {
         url: result.url,
         finalUrl: result.finalUrl,
         status: result.status,
         contentType: result.mediaType,
         format: rendered.format,
-        content: cut ? rendered.content.slice(0, maxChars) : rendered.content,
+        content,
         truncated: result.truncated || cut,
         bytes: result.body.byteLength,
       };
-      if (rendered.title !== undefined) output.title = rendered.title;
+      // A title is a line; a page's 200 KB <title> must not push the result past the cap.
+      if (rendered.title !== undefined) output.title = fitJsonText(rendered.title, 1024, "head");
       return output as JsonValue;
     },
   };
