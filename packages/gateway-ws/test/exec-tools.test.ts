@@ -307,6 +307,41 @@ tools:
     expect(String(toolResults(model.bodies[3]!).at(-1))).toContain("needs approval");
   });
 
+  it("keeps a long output within tools.maxOutputBytes itself (its end kept), live, so the result is never cut mid-JSON", async () => {
+    const configDir = await tempDir("bc-cfg-");
+    mkdirSync(join(configDir, "work"));
+    // About 24 KB of output: over a cap of 8 KiB, under the default 64 KiB.
+    const model = await modelServer(
+      callsThenDone([
+        [{ name: "exec", input: { command: "seq 1 5000" } }],
+        [{ name: "exec", input: { command: "seq 1 5000" } }],
+      ]),
+    );
+    const yaml = (cap: number) => `${GATEWAY()}
+agents: { main: { model: local/m, tools: [exec] } }
+tools:
+  maxOutputBytes: ${cap}
+  approvals: { mode: off }
+  exec: { enabled: true, host: gateway, roots: [./work], allowlist: [{ executable: seq }] }`;
+    const configPath = await writeConfig(configDir, model.baseUrl, yaml(8192));
+    const gateway = await start(configPath);
+    const admin = await operator(gateway);
+    await chat(admin, "count", "run-cap-1");
+    const [small] = toolResults(model.bodies[1]!);
+    // A whole result (not the runner's cut text), with the end of the output.
+    expect(small).toMatchObject({ status: "exited", exitCode: 0 });
+    expect(small.stdout.endsWith("4999\n5000\n")).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(small))).toBeLessThanOrEqual(8192);
+    // The cap follows the file live: the same output now fits whole.
+    await writeConfig(configDir, model.baseUrl, yaml(65_536));
+    await gateway.configService.reload();
+    await chat(admin, "count again", "run-cap-2");
+    // The run's own result: the last of the history sent.
+    const large = toolResults(model.bodies[3]!).at(-1)!;
+    expect(large.stdout.startsWith("1\n2\n3\n")).toBe(true);
+    expect(large.stdout.endsWith("4999\n5000\n")).toBe(true);
+  });
+
   it("refuses to start when a root does not exist, naming tools.exec.roots", async () => {
     const configDir = await tempDir("bc-cfg-");
     const configPath = await writeConfig(

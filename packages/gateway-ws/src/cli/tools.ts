@@ -64,6 +64,17 @@ const WEB_FETCH = "web_fetch";
 const APPROVAL_SLACK_MS = 5_000;
 
 /**
+ * What the exec, process and web_fetch tools allow their text (output, content) of one
+ * result, for a runner that caps a result at `resultBytes` (`tools.maxOutputBytes`): that
+ * less 4 KiB for the rest of the result (at least half of it), so that the tool keeps what
+ * matters (the end of a command's output, the start of a page) and the runner never cuts
+ * the result's JSON from its end.
+ */
+export function toolTextBytes(resultBytes: number): number {
+  return Math.max(Math.floor(resultBytes / 2), resultBytes - 4 * 1024);
+}
+
+/**
  * Builds the enabled tools and registers them. Exec's hosts are checked first: the roots
  * must exist and a sandbox must work here (its probe runs), else nothing is registered and a
  * `CliError` says what to fix.
@@ -74,6 +85,7 @@ export async function startTools(options: ToolsOptions): Promise<ConfiguredTools
   const { tools, approvals } = options;
   let exec = options.config.tools.exec;
   let webFetch = options.config.tools.webFetch;
+  let resultBytes = options.config.tools.maxOutputBytes;
   let processes: BackgroundProcessRegistry | undefined;
   let execHosts: Partial<Record<ExecHostKind, ExecHost>> = {};
 
@@ -97,6 +109,7 @@ export async function startTools(options: ToolsOptions): Promise<ConfiguredTools
           }),
       yieldAfterMs: settings.yieldAfterMs,
       timeoutMs: settings.timeoutMs,
+      maxOutputBytes: toolTextBytes(resultBytes),
     });
     // Exec asks the gate itself, bound to the exact command: the runner must not ask again
     // for the tool as a whole, nor retry a call (that would ask again).
@@ -114,11 +127,21 @@ export async function startTools(options: ToolsOptions): Promise<ConfiguredTools
         allow: settings.allow,
         maxBytes: settings.maxBytes,
         timeoutMs: settings.timeoutMs,
+        maxOutputBytes: toolTextBytes(resultBytes),
       });
     } catch (error) {
       throw new CliError(`tools.webFetch: ${(error as Error).message}`);
     }
   };
+
+  // The process tool only reaches commands the same session started after their approval.
+  const processTool = (
+    registry: BackgroundProcessRegistry,
+  ): AgentTool & { approval: "never"; maxRetries: number } => ({
+    ...createProcessTool(registry, { maxOutputBytes: toolTextBytes(resultBytes) }),
+    approval: "never",
+    maxRetries: 0,
+  });
 
   const replace = (name: string, tool: AgentTool | undefined) => {
     tools.unregister(name);
@@ -140,14 +163,8 @@ export async function startTools(options: ToolsOptions): Promise<ConfiguredTools
       });
       await processes.start();
       const built = execTool(exec);
-      // The process tool only reaches commands the same session started after their approval.
-      const processTool: AgentTool & { approval: "never"; maxRetries: number } = {
-        ...createProcessTool(processes),
-        approval: "never",
-        maxRetries: 0,
-      };
       replace(EXEC, built);
-      replace(PROCESS, processTool);
+      replace(PROCESS, processTool(processes));
     }
     if (webFetch.enabled) replace(WEB_FETCH, webFetchTool(webFetch));
   } catch (error) {
@@ -161,11 +178,17 @@ export async function startTools(options: ToolsOptions): Promise<ConfiguredTools
     names: () => tools.names().filter((n) => n === EXEC || n === PROCESS || n === WEB_FETCH),
     apply(next) {
       const problems: string[] = [];
+      // The runtime's cap follows the file live (`runtime.reconfigure`): the tools' with it.
+      const capChanged = next.tools.maxOutputBytes !== resultBytes;
+
+      resultBytes = next.tools.maxOutputBytes;
+      if (capChanged && processes !== undefined) replace(PROCESS, processTool(processes));
       const nextExec = next.tools.exec;
       if (
         processes !== undefined &&
-        JSON.stringify([exec.allowlist, exec.yieldAfterMs, exec.timeoutMs]) !==
-          JSON.stringify([nextExec.allowlist, nextExec.yieldAfterMs, nextExec.timeoutMs])
+        (capChanged ||
+          JSON.stringify([exec.allowlist, exec.yieldAfterMs, exec.timeoutMs]) !==
+            JSON.stringify([nextExec.allowlist, nextExec.yieldAfterMs, nextExec.timeoutMs]))
       ) {
         try {
           replace(EXEC, execTool({ ...exec, ...pickLive(nextExec) }));
@@ -175,7 +198,10 @@ export async function startTools(options: ToolsOptions): Promise<ConfiguredTools
         }
       }
       const nextFetch = next.tools.webFetch;
-      if (JSON.stringify(webFetch) !== JSON.stringify(nextFetch)) {
+      if (
+        (capChanged && nextFetch.enabled) ||
+        JSON.stringify(webFetch) !== JSON.stringify(nextFetch)
+      ) {
         try {
           replace(WEB_FETCH, nextFetch.enabled ? webFetchTool(nextFetch) : undefined);
           webFetch = nextFetch;
