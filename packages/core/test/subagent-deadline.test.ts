@@ -1,10 +1,10 @@
 /**
  * A sub-agent's time limit (`subagents.timeoutMs`) is an absolute deadline, set when it is
  * spawned and kept with its message in the durable queue: a child session revived after a
- * crash, or by the next runtime after a restart, runs only until the original deadline, and
- * one revived past it ends at once as timed out (`RUN_TIMEOUT`), reported to its parent as a
- * normal timeout is. Without that, a child that keeps crashing would get a fresh limit each
- * time and could run for ever.
+ * crash runs only until the original deadline, and one revived past it ends at once as timed
+ * out (`RUN_TIMEOUT`), reported to its parent as a normal timeout is. Without that, a child
+ * that keeps crashing would get a fresh limit each time and could run for ever. (A child left
+ * unfinished by a runtime stop is not run again at all: nobody waits for its answer.)
  *
  * The deadline is on the runtime's clock (`AgentRuntimeOptions.now`), which these tests move
  * forward to stand for the time a crashed child took.
@@ -231,7 +231,7 @@ describe("a sub-agent's deadline across a crash", () => {
     expect(source.callsFor("TASK: slow")[1]!.options.signal?.aborted).toBe(true);
   });
 
-  it("a child left unfinished by a runtime stop is ended as timed out by the next runtime once its deadline has passed", async () => {
+  it("a child left unfinished by a runtime stop is ended unrun by the next runtime, its deadline passed", async () => {
     const clock = testClock();
     const store = await newStore();
     const agents = [{ id: "boss", model: "test/boss", subagents: { timeoutMs: LIMIT_MS } }];

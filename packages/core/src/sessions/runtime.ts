@@ -37,6 +37,7 @@ import type {
 } from "../store/types.js";
 import { emitTelemetry, telemetryTenantOf } from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
+import { capToolOutput, DEFAULT_TOOL_MAX_OUTPUT_BYTES } from "../tools/output-cap.js";
 import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
 import { loneSurrogateIndex } from "../unicode.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
@@ -117,8 +118,9 @@ export interface AgentRuntimeOptions {
   /** Per-call tool timeout. Default 120 000 ms. */
   toolTimeoutMs?: number;
   /**
-   * Cap on a tool result's size in bytes of UTF-8 (built-in runner); longer results are cut
-   * with a marker saying how much was dropped. Default 65 536; `Infinity` for no cap.
+   * Cap on a tool result's size in bytes of UTF-8 (built-in runner, and a sub-agent's answer
+   * to its parent); longer results are cut with a marker saying how much was dropped.
+   * Default 65 536; `Infinity` for no cap.
    */
   toolMaxOutputBytes?: number;
   /** Default: a `LocalPubSub`. */
@@ -390,6 +392,8 @@ export class AgentRuntime {
   readonly #runOf = new Map<string, string>();
   /** Sub-agents running per parent session (only parents with some running). */
   readonly #subagentsRunning = new Map<string, number>();
+  /** The cap on a sub-agent's result, as on any tool result (`toolMaxOutputBytes`). */
+  #subagentMaxOutputBytes = DEFAULT_TOOL_MAX_OUTPUT_BYTES;
   readonly #now: () => number;
   #root: Supervisor | null = null;
   #sessions: DynamicSupervisor | null = null;
@@ -446,6 +450,9 @@ export class AgentRuntime {
           : { maxOutputBytes: options.toolMaxOutputBytes }),
         resolveAgent: (id) => this.#agent(id),
       });
+      if (options.toolMaxOutputBytes !== undefined) {
+        this.#subagentMaxOutputBytes = options.toolMaxOutputBytes;
+      }
     } else {
       this.tools = undefined;
       this.#tools = options.tools;
@@ -474,6 +481,7 @@ export class AgentRuntime {
         );
       }
       this.#tools.setMaxOutputBytes(changes.toolMaxOutputBytes);
+      this.#subagentMaxOutputBytes = changes.toolMaxOutputBytes;
     }
     if (changes.toolTimeoutMs !== undefined) {
       if (!(this.#tools instanceof SupervisedToolRunner)) {
@@ -1410,7 +1418,10 @@ export class AgentRuntime {
       },
       async execute(call, context) {
         if (call.toolName !== SUBAGENT_TOOL) return inner.execute(call, context);
-        return runtime.#runSubagent(call.input, context);
+        const { output, isError } = await runtime.#runSubagent(call.input, context);
+        // A child's answer goes into its parent's transcript and every later request of it:
+        // capped as any tool result is.
+        return { output: capToolOutput(output, runtime.#subagentMaxOutputBytes), isError };
       },
     };
   }
@@ -1465,7 +1476,9 @@ export class AgentRuntime {
       const run = await this.#send(
         child.key,
         { text: task },
-        { signal: context.signal, timeoutMs },
+        // Only the parent's tool call reads the answer: after a restart its run replays from
+        // its start and spawns afresh, so this message is ended unrun, not run for nobody.
+        { signal: context.signal, timeoutMs, replayAfterRestart: false },
         this.#now() + timeoutMs,
       );
       const result = await run.result;
@@ -1718,9 +1731,44 @@ function validateAgents(agents: AgentDefinition[]): Map<string, AgentDefinition>
     if (agent.identity !== undefined) {
       checked.identity = checkAgentIdentity(agent.identity, `agent "${id}": identity`);
     }
+    checkSubagentLimits(agent.subagents, `agent "${id}": subagents`);
     out.set(id, checked);
   }
+  // A sub-agent's agent must be one of these: otherwise every spawn would make a child
+  // session that cannot run.
+  for (const [id, agent] of out) {
+    const named = agent.subagents?.agentId;
+    if (named !== undefined && !out.has(named.trim().toLowerCase())) {
+      throw new InvalidArgumentError(
+        `agent "${id}": subagents.agentId names no agent: ${JSON.stringify(named)}`,
+      );
+    }
+  }
   return out;
+}
+
+/** Checks `AgentDefinition.subagents` (see {@link SubagentLimits}). */
+function checkSubagentLimits(value: unknown, where: string): void {
+  if (value === undefined) return;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(`${where} must be an object, got ${describeArg(value)}`);
+  }
+  const limits = value as Record<string, unknown>;
+  const { maxDepth, maxChildren, maxConcurrent, timeoutMs, agentId, ...rest } = limits;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) {
+    throw new InvalidArgumentError(`${where}: unknown option ${JSON.stringify(unknown[0])}`);
+  }
+  optionalNumber(maxDepth, `${where}.maxDepth`, { min: 1, integer: true });
+  optionalNumber(maxChildren, `${where}.maxChildren`, { min: 1, integer: true, infinity: true });
+  optionalNumber(maxConcurrent, `${where}.maxConcurrent`, {
+    min: 1,
+    integer: true,
+    infinity: true,
+  });
+  // Longer than a run's longest limit is cut to it at the spawn.
+  optionalNumber(timeoutMs, `${where}.timeoutMs`, { min: 1, integer: true, infinity: true });
+  optionalString(agentId, `${where}.agentId`);
 }
 
 /** Checks `AgentDefinition.autoCompact`. */

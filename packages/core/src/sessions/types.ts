@@ -96,8 +96,9 @@ export interface SubagentLimits {
    * A sub-agent that has not reported within this time is stopped, and its parent gets an
    * error result saying it went past its time limit. Default 300 000. The deadline is fixed
    * when the sub-agent is spawned and kept with its message in the durable queue: a child
-   * revived after a crash or a restart runs only until that same deadline (one revived past
-   * it ends at once, as timed out), never under a fresh limit.
+   * whose session crashed and is revived runs only until that same deadline (one revived past
+   * it ends at once, as timed out), never under a fresh limit. A child left unfinished by a
+   * restart is not run again (its parent's run replays from its start and spawns afresh).
    */
   timeoutMs?: number;
   /** The agent sub-agents run as. Default: the parent's agent. */
