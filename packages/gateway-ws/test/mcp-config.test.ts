@@ -60,13 +60,21 @@ describe("tools.mcpServers", () => {
     const gateway = await startFromConfig({
       configPath: await configFile(
         model.baseUrl,
-        `    fx: { command: "${process.execPath}", args: ["${FIXTURE}", "--stdio"], include: [add, echo], approval: never }`,
+        `    fx: { command: "${process.execPath}", args: ["${FIXTURE}", "--stdio"], include: [add, echo, ech0], approval: never }`,
       ),
       port: 0,
       logSink: (line) => logs.push(line),
     });
     started.push(gateway);
     expect(logs.some((l) => l.endsWith(" info mcp: fx: 2 tools (fx__add, fx__echo)"))).toBe(true);
+    // A name of `include` the server has no tool of (a typo) is said, not passed over.
+    expect(
+      logs.some((l) =>
+        l.endsWith(
+          ' warn mcp: fx: tool "ech0" left out: named in include, but the server has no such tool',
+        ),
+      ),
+    ).toBe(true);
     // Approvals are on (the default, on-miss); `approval: never` lets these tools run unasked.
     expect(gateway.runtime.approvals?.mode).toBe("on-miss");
     const run = await gateway.runtime.session("agent:main:main").send("add them");

@@ -143,6 +143,7 @@ export class McpToolServer {
   readonly name: string;
   readonly #options: McpToolServerOptions;
   #client: Client | undefined;
+  #leftOut: ReadonlyArray<{ tool: string; reason: string }> = [];
   #connecting: Promise<Client> | undefined;
   /** Cancels the connect under way (its `initialize` request), for `stop()`. */
   #connectAbort: AbortController | undefined;
@@ -189,6 +190,22 @@ export class McpToolServer {
   /** Their names, for an agent's allowlist. */
   toolNames(): string[] {
     return [...this.#tools.keys()];
+  }
+
+  /**
+   * What the last listing of the server's tools left out, and why: a tool whose name
+   * (`<name>__<tool>`) a model could not call (not `^[a-zA-Z0-9_-]{1,64}$`), or a name of
+   * `include` the server has no tool of (a typo, a tool it no longer has). Empty before
+   * `start()`. For a host to say so (the `beamclaw` gateway logs them as warnings).
+   *
+   * @example
+   * ```ts
+   * await files.start({ registry: runtime.tools });
+   * for (const { tool, reason } of files.leftOut()) console.warn(`${tool}: ${reason}`);
+   * ```
+   */
+  leftOut(): ReadonlyArray<{ tool: string; reason: string }> {
+    return this.#leftOut;
   }
 
   /**
@@ -406,13 +423,26 @@ export class McpToolServer {
   #apply(listed: ServerTool[]): void {
     const include = this.#options.include;
     const next = new Map<string, McpTool>();
+    const leftOut: Array<{ tool: string; reason: string }> = [];
     for (const tool of listed) {
       if (include !== undefined && !include.includes(tool.name)) continue;
       const name = `${this.name}__${tool.name}`;
       // A name the model could not call (spaces, dots, too long) is left out.
-      if (!TOOL_NAME.test(name)) continue;
+      if (!TOOL_NAME.test(name)) {
+        leftOut.push({
+          tool: tool.name,
+          reason: `its name ${JSON.stringify(name)} does not match ^[a-zA-Z0-9_-]{1,64}$, so no model could call it`,
+        });
+        continue;
+      }
       next.set(name, this.#agentTool(name, tool));
     }
+    for (const wanted of include ?? []) {
+      if (!listed.some((tool) => tool.name === wanted)) {
+        leftOut.push({ tool: wanted, reason: "named in include, but the server has no such tool" });
+      }
+    }
+    this.#leftOut = leftOut;
     for (const name of this.#tools.keys()) {
       if (!next.has(name)) this.#registry?.unregister(name);
     }

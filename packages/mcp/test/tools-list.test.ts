@@ -96,6 +96,30 @@ describe("tools/list", () => {
   });
 });
 
+describe("what a listing leaves out", () => {
+  it("a tool whose name no model could call, and an include name the server lacks, are in leftOut()", async () => {
+    const server = new McpToolServer({
+      name: "paged",
+      command: process.execPath,
+      args: [script, JSON.stringify({ "": { tools: ["ok", "bad.name", "other"] } })],
+      include: ["ok", "bad.name", "typo"],
+      connectTimeoutMs: 5_000,
+    });
+    servers.push(server);
+    expect(server.leftOut()).toEqual([]);
+    await server.start();
+    expect(server.toolNames()).toEqual(["paged__ok"]);
+    expect(server.leftOut()).toEqual([
+      {
+        tool: "bad.name",
+        reason:
+          'its name "paged__bad.name" does not match ^[a-zA-Z0-9_-]{1,64}$, so no model could call it',
+      },
+      { tool: "typo", reason: "named in include, but the server has no such tool" },
+    ]);
+  });
+});
+
 describe("a server that offers no tools", () => {
   it("(no tools capability, tools/list not found) starts with none, rather than failing", async () => {
     const registry = new ToolRegistry();

@@ -121,13 +121,16 @@ function abortReason(signal: AbortSignal): Error {
  * resolves with a function that stops them all. A server that cannot be started stops the
  * ones started before it and fails with a `CliError` naming it. An aborted `signal` stops
  * the ones started and fails with its reason before the next server is started (the one
- * starting then finishes its start first, within its `connectTimeoutMs`).
+ * starting then finishes its start first, within its `connectTimeoutMs`). `log` gets a line
+ * per server (its tools), `warn` (default `log`) one per tool it left out (`leftOut()`: a
+ * name no model could call, an `include` name the server lacks).
  */
 export async function startMcpServers(
   config: BeamClawConfig,
   registry: { register(tool: AgentTool): void; unregister(name: string): boolean },
   log?: (line: string) => void,
   signal?: AbortSignal,
+  warn: ((line: string) => void) | undefined = log,
 ): Promise<() => Promise<void>> {
   const entries = Object.entries(config.tools.mcpServers);
   if (entries.length === 0) return async () => {};
@@ -177,6 +180,9 @@ export async function startMcpServers(
     }
     started.push(server);
     log?.(`mcp: ${name}: ${server.toolNames().length} tools (${server.toolNames().join(", ")})`);
+    for (const { tool, reason } of server.leftOut()) {
+      warn?.(`mcp: ${name}: tool ${JSON.stringify(tool)} left out: ${reason}`);
+    }
   }
   return stopAll;
 }
@@ -486,7 +492,7 @@ export async function startFromConfig(options: {
     });
     cleanups.push(() => tools.stop());
     checkpoint();
-    const stopMcp = await startMcpServers(config, runtime.tools!, log.info, signal);
+    const stopMcp = await startMcpServers(config, runtime.tools!, log.info, signal, log.warn);
     cleanups.push(stopMcp);
     checkpoint();
     if (tools.processes !== undefined) {
