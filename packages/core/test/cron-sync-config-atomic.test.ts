@@ -69,6 +69,22 @@ describe("syncConfig with a job it cannot apply", () => {
     expect(fixture.runner.timesOf("kept")).toHaveLength(1);
   });
 
+  it("the id of a job this agent has from the API is refused, not passed over silently", async () => {
+    fixture = await startCron();
+    await fixture.service.add({ id: "manual", schedule: { every: HOUR }, prompt: "mine" });
+    await fixture.service.syncConfig([job("kept", "old")]);
+    const before = await snapshot(fixture);
+    const error = await fixture.service
+      .syncConfig([job("kept", "new"), job("manual", "from the file")])
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CronError);
+    expect((error as CronError).code).toBe("CRON_JOB_EXISTS");
+    expect((error as CronError).jobId).toBe("manual");
+    expect((error as Error).message).toContain("was added through the API");
+    expect(await snapshot(fixture)).toEqual(before);
+    expect((await fixture.service.get("manual")).prompt).toBe("mine");
+  });
+
   it("an id held by another agent's job changes nothing", async () => {
     fixture = await startCron();
     const other = await new CronService({

@@ -489,8 +489,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * already ran stays as it is).
    *
    * The whole list is checked before anything changes: a job that does not validate, an id
-   * listed twice or a new id already held by another job in the store refuses it all, and
-   * no job is added, updated or removed.
+   * listed twice, a new id already held by another job in the store, or the id of a job
+   * this agent has from the API refuses it all, and no job is added, updated or removed.
    *
    * @throws InvalidArgumentError, CronError `INVALID_CRON_SCHEDULE` or `CRON_JOB_EXISTS`.
    */
@@ -973,7 +973,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
 
   /**
    * Refuses a config list `syncConfig` could not apply whole: the same id twice, a job that
-   * does not validate, or a new id already held by another job in the store.
+   * does not validate, a new id already held by another job in the store, or the id of an API
+   * job of this agent.
    */
   async #checkConfig(mine: readonly CronJobConfig[], now: number): Promise<void> {
     const seen = new Set<string>();
@@ -996,6 +997,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         if (patch.schedule !== undefined && !sameJson(patch.schedule, existing.job.schedule)) {
           compileSchedule(patch.schedule, existing.job.createdAt, config.id);
         }
+      } else {
+        // Added through the API: the file cannot manage it, and passing over the file's job
+        // silently would leave its schedule and prompt without effect.
+        throw new CronError(
+          "CRON_JOB_EXISTS",
+          `cron job "${config.id}" of agent "${this.agentId}" was added through the API, so the configuration cannot manage it: remove it (cron.remove) or give the configured job another id`,
+          config.id,
+        );
       }
     }
   }
