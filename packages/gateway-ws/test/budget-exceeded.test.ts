@@ -241,7 +241,7 @@ describe("a budget spent when the run calls the model (its message was taken)", 
 });
 
 describe("client tools answered by the gateway's model source, limited by the tenant", () => {
-  it("a spent budget is the 429 not to retry (a stream ends with its error), not a 502", async () => {
+  it("a spent budget is the 429 not to retry, streaming or not, not a 502", async () => {
     // The gateway's `models`, wrapped as a tenant's runtime wraps its own.
     let limited: ModelSource | undefined;
     const models: ModelSource = { stream: (request, options) => limited!.stream(request, options) };
@@ -255,15 +255,15 @@ describe("client tools answered by the gateway's model source, limited by the te
     expect(reply.json.error).toMatchObject({ type: "insufficient_quota", code: "BUDGET_EXCEEDED" });
     expect(reply.headers["x-should-retry"]).toBe("false");
     expect(Number(reply.headers["retry-after"])).toBeGreaterThan(0);
-    // A stream is open before the model source is read: it ends with the same error.
+    // A stream opens with the model source's first event: refused before it, the same 429.
     const streamed = await chat(port, { tools, stream: true });
-    expect(streamed.status).toBe(200);
-    const events = sseData(streamed.text);
-    expect(events.at(-1)).toBe("[DONE]");
-    expect(events.at(-2).error).toMatchObject({
+    expect(streamed.status).toBe(429);
+    expect(streamed.headers["content-type"]).toContain("application/json");
+    expect(streamed.json.error).toMatchObject({
       type: "insufficient_quota",
       code: "BUDGET_EXCEEDED",
     });
+    expect(streamed.headers["x-should-retry"]).toBe("false");
     expect(provider.requests).toHaveLength(1);
   });
 });

@@ -558,10 +558,15 @@ async function clientToolsTurn(
   let reason: FinishReason = "stop";
   let attempt: { provider: string; model: string } | undefined;
   let out: AnswerStream | undefined;
-  if (stream) {
-    startSse(res);
-    out = dialect.stream(res, id, created);
-  }
+  // A stream opens with the source's first event: a refusal before it (a tenant's limits,
+  // read when the source is first read) is still an HTTP status, not an error in a stream.
+  const open = (): AnswerStream | undefined => {
+    if (stream && out === undefined) {
+      startSse(res);
+      out = dialect.stream(res, id, created);
+    }
+    return out;
+  };
   try {
     const events = source.stream(
       {
@@ -576,6 +581,7 @@ async function clientToolsTurn(
       { models: [agent.model, ...(agent.fallbacks ?? [])], signal: controller.signal },
     );
     for await (const event of events) {
+      open();
       switch (event.type) {
         case "attempt-start":
           attempt = { provider: String(event.provider), model: String(event.model) };
@@ -625,8 +631,9 @@ async function clientToolsTurn(
     const e = error as { message?: string; code?: unknown };
     const code = typeof e.code === "string" ? e.code : null;
     if (out !== undefined) return out.fail(e.message ?? String(error), code);
-    // A tenant's spent budget (its limited model source) is a 429 not to retry, as before a
-    // session turn; anything else is the model call failing.
+    // Before the answer started (a stream too): a tenant's spent budget (its limited model
+    // source) is a 429 not to retry, as before a session turn; anything else is the model
+    // call failing.
     if (isBudgetExceeded(error)) return sendRequestFailure(res, error);
     return openAiError(res, 502, e.message ?? String(error), "server_error", code);
   }
@@ -643,6 +650,7 @@ async function clientToolsTurn(
     });
   }
   const answer: Answer = { text, calls, usage, finish: calls.length > 0 ? "tool_calls" : reason };
-  if (out !== undefined) return await out.done(answer);
+  const opened = open();
+  if (opened !== undefined) return await opened.done(answer);
   sendJson(res, 200, await dialect.body(id, created, answer));
 }
