@@ -266,4 +266,30 @@ describe("client tools answered by the gateway's model source, limited by the te
     expect(streamed.headers["x-should-retry"]).toBe("false");
     expect(provider.requests).toHaveLength(1);
   });
+
+  it("a tenant over its request rate is a 429 RATE_LIMITED with Retry-After, streaming or not, not a 502", async () => {
+    let limited: ModelSource | undefined;
+    const models: ModelSource = { stream: (request, options) => limited!.stream(request, options) };
+    const gateway = await startTenantGateway({
+      limits: { requestsPerMinute: 1 },
+      responses: ["first", "never sent"],
+      gateway: { models },
+    });
+    limited = limitModelSource(
+      createProviderChain({ providers: [gateway.provider] }),
+      gateway.tenant.limiter,
+    );
+    // The minute's one request.
+    expect((await chat(gateway.port)).status).toBe(200);
+    const tools = [
+      { type: "function", function: { name: "lookup", parameters: { type: "object" } } },
+    ];
+    for (const stream of [false, true]) {
+      const reply = await chat(gateway.port, { tools, stream });
+      expect(reply.status).toBe(429);
+      expect(reply.json.error).toMatchObject({ code: "RATE_LIMITED" });
+      expect(Number(reply.headers["retry-after"])).toBeGreaterThan(0);
+    }
+    expect(gateway.provider.requests).toHaveLength(1);
+  });
 });

@@ -21,7 +21,7 @@ import type {
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import { type ParsedAttachments, transcribeAudio } from "../methods/session-helpers.js";
-import { isBudgetExceeded } from "../retry-after.js";
+import { isBudgetExceeded, isOverload } from "../retry-after.js";
 import {
   dataUrl,
   RequestError,
@@ -631,10 +631,10 @@ async function clientToolsTurn(
     const e = error as { message?: string; code?: unknown };
     const code = typeof e.code === "string" ? e.code : null;
     if (out !== undefined) return out.fail(e.message ?? String(error), code);
-    // Before the answer started (a stream too): a tenant's spent budget (its limited model
-    // source) is a 429 not to retry, as before a session turn; anything else is the model
-    // call failing.
-    if (isBudgetExceeded(error)) return sendRequestFailure(res, error);
+    // Before the answer started (a stream too): a tenant's refusal (its limited model
+    // source) is answered as before a session turn, a spent budget a 429 not to retry, its
+    // request rate a 429 with Retry-After; anything else is the model call failing.
+    if (isBudgetExceeded(error) || isOverload(error)) return sendRequestFailure(res, error);
     return openAiError(res, 502, e.message ?? String(error), "server_error", code);
   }
   finished = true;
