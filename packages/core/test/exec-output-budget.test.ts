@@ -11,34 +11,19 @@
  * at most what fits, says so (`more: true`), and the next poll goes on from there: nothing is
  * lost. `log` returns the end of the output within the same limit.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
-  BackgroundProcessRegistry,
   BasicToolRunner,
   createExecTool,
   createProcessTool,
   type ExecToolOptions,
-  GatewayHost,
   InvalidArgumentError,
   OutputRing,
 } from "./fixtures/exec/api.js";
-import { tempRoot, toolContext } from "./fixtures/exec/support.js";
+import { toolContext, useGatewayExec } from "./fixtures/exec/support.js";
 
-const root = tempRoot();
-const host = new GatewayHost({ roots: [root.dir] });
-const registry = new BackgroundProcessRegistry({ killGraceMs: 300 });
+const { host, registry } = useGatewayExec();
 const context = toolContext();
-
-beforeAll(async () => {
-  await registry.start();
-});
-afterEach(async () => {
-  for (const p of registry.list()) await registry.remove(p.slug);
-});
-afterAll(async () => {
-  await registry.stop();
-  root.cleanup();
-});
 
 async function runThroughRunner(command: string, options: Partial<ExecToolOptions> = {}) {
   const exec = createExecTool({

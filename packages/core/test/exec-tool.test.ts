@@ -1,11 +1,10 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MemoryStore } from "../src/store/memory-store.js";
 import { ApprovalGate } from "../src/tools/approval.js";
 import {
   approveWithGate,
-  BackgroundProcessRegistry,
   BasicToolRunner,
   createExecTool,
   createProcessTool,
@@ -13,27 +12,13 @@ import {
   type ExecApprovalDecision,
   type ExecBinding,
   type ExecToolOptions,
-  GatewayHost,
   InvalidArgumentError,
   ProcessNotFoundError,
 } from "./fixtures/exec/api.js";
-import { eventually, isAlive, tempRoot, toolContext } from "./fixtures/exec/support.js";
+import { eventually, isAlive, toolContext, useGatewayExec } from "./fixtures/exec/support.js";
 
-const root = tempRoot();
-const host = new GatewayHost({ roots: [root.dir] });
-const registry = new BackgroundProcessRegistry({ killGraceMs: 300 });
+const { root, host, registry } = useGatewayExec();
 const context = toolContext();
-
-beforeAll(async () => {
-  await registry.start();
-});
-afterEach(async () => {
-  for (const p of registry.list()) await registry.remove(p.slug);
-});
-afterAll(async () => {
-  await registry.stop();
-  root.cleanup();
-});
 
 /** An exec tool whose approver answers `answers` in turn (then `deny`) and records what it saw. */
 function execWith(answers: ExecApprovalDecision[] = [], options: Partial<ExecToolOptions> = {}) {
