@@ -69,6 +69,22 @@ describe("web_fetch content within the runner's result cap", () => {
     expect(Buffer.byteLength(JSON.stringify(output))).toBeLessThanOrEqual(64 * 1024);
   });
 
+  it("a long address (a redirect's query) comes off the content's share: the result still fits the cap", async () => {
+    const base = await serve("text/plain", "x".repeat(200_000));
+    const url = `${base}?q=${"a".repeat(12_000)}`;
+    const runner = new BasicToolRunner({ tools: [createWebFetchTool({ allow: ["127.0.0.1"] })] });
+    const result = await runner.execute(
+      { type: "tool-call", toolCallId: "call-1", toolName: "web_fetch", input: { url } },
+      context,
+    );
+    const output = result.output as JsonObject;
+    // A whole result (not the runner's cut text), its content cut instead.
+    expect(typeof output).toBe("object");
+    expect(output).toMatchObject({ status: 200, truncated: true, url, finalUrl: url });
+    expect((output.content as string).startsWith("xxxx")).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(output))).toBeLessThanOrEqual(64 * 1024);
+  });
+
   it("maxOutputBytes bounds the content as serialized", async () => {
     const url = await serve("text/plain", "a\u0001".repeat(1000));
     const tool = createWebFetchTool({ allow: ["127.0.0.1"], maxOutputBytes: 700 });

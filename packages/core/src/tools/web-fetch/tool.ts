@@ -3,7 +3,11 @@ import { InvalidArgumentError, WebFetchError } from "../../errors.js";
 import type { JsonObject, JsonValue } from "../../providers/types.js";
 import { optionalNumber } from "../../runtime/validate.js";
 import type { AgentTool } from "../../sessions/tools.js";
-import { DEFAULT_TOOL_TEXT_BYTES, fitJsonText } from "../output-cap.js";
+import { DEFAULT_TOOL_TEXT_BYTES, fitJsonText, jsonTextBytes } from "../output-cap.js";
+
+/** What a result's `url` and `finalUrl` may take of its room beside the content, in bytes. */
+const URL_ALLOWANCE_BYTES = 2 * 1024;
+
 import { createSsrfGuard } from "./guard.js";
 import { htmlToMarkdown, htmlToText } from "./html.js";
 import { type SafeFetchOptions, type SafeFetchResult, safeFetch } from "./safe-fetch.js";
@@ -171,7 +175,14 @@ export function createWebFetchTool(options: WebFetchToolOptions = {}): AgentTool
         const last = content.charCodeAt(maxChars - 1);
         if (last >= 0xd800 && last <= 0xdbff) content = content.slice(0, -1);
       }
-      content = fitJsonText(content, maxOutputBytes, "head");
+      // The addresses go into the result too: what they take past an allowance of 2 KiB (the
+      // rest of the result's room) comes off the content's share.
+      const urlBytes = jsonTextBytes(result.url) + jsonTextBytes(result.finalUrl);
+      content = fitJsonText(
+        content,
+        Math.max(0, maxOutputBytes - Math.max(0, urlBytes - URL_ALLOWANCE_BYTES)),
+        "head",
+      );
       const cut = content.length < rendered.content.length;
       const output: JsonObject = {
         url: result.url,
