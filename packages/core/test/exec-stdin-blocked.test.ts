@@ -3,30 +3,18 @@
  * write of `stdin` cannot finish, and must not hold up the exec call — neither the hand-over
  * to the background after `yieldAfterMs` nor the kill when the run is aborted.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { BackgroundProcessRegistry, createExecTool, GatewayHost } from "./fixtures/exec/api.js";
-import { eventually, isAlive, tempRoot, toolContext } from "./fixtures/exec/support.js";
+import { describe, expect, it } from "vitest";
+import { createExecTool } from "./fixtures/exec/api.js";
+import { eventually, isAlive, toolContext, useGatewayExec } from "./fixtures/exec/support.js";
 
-const root = tempRoot();
-const registry = new BackgroundProcessRegistry({ killGraceMs: 300 });
+const { host, registry } = useGatewayExec();
 // Far more than a pipe buffer (64 KiB on Linux).
 const bigInput = "x".repeat(2 * 1024 * 1024);
-
-beforeAll(async () => {
-  await registry.start();
-});
-afterEach(async () => {
-  for (const p of registry.list()) await registry.remove(p.slug);
-});
-afterAll(async () => {
-  await registry.stop();
-  root.cleanup();
-});
 
 function exec() {
   return createExecTool({
     registry,
-    hosts: { gateway: new GatewayHost({ roots: [root.dir] }) },
+    hosts: { gateway: host },
     approve: () => "allow-once",
     yieldAfterMs: 100,
   });

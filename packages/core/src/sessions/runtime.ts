@@ -1420,7 +1420,7 @@ export class AgentRuntime {
         if (call.toolName !== SUBAGENT_TOOL) return inner.execute(call, context);
         const { output, isError } = await runtime.#runSubagent(call.input, context);
         // A child's answer goes into its parent's transcript and every later request of it:
-        // capped as any tool result is.
+        // capped like every other tool result.
         return { output: capToolOutput(output, runtime.#subagentMaxOutputBytes), isError };
       },
     };
