@@ -5,7 +5,6 @@
  * overlapping, ports (whether a server still listens), a context that takes everything, and
  * how a start had ended when a stop resolved.
  */
-import { type AddressInfo, createServer as createNetServer } from "node:net";
 import {
   AgentRuntime,
   type ChannelContext,
@@ -73,25 +72,7 @@ export async function managedHost(
   return { manager, runtime, provider, statuses };
 }
 
-/** A port nothing listened on a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Whether something can listen on `port` now (nothing else does). */
-export async function canListen(port: number): Promise<boolean> {
-  const server = createNetServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => resolve(true));
-  });
-  if (ok) await new Promise((resolve) => server.close(resolve));
-  return ok;
-}
+export { canListen, freePort } from "@beamclaw/core/testing";
 
 /** A context that takes every message and logs nowhere (its signal never aborts). */
 export function acceptingContext(channel: string): ChannelContext {

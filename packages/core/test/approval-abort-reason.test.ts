@@ -3,32 +3,16 @@
  * with a typed `AbortedError` carrying the reason, not with an untyped `Error("aborted")`;
  * nothing is left pending either way.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { AbortedError, ApprovalGate, type RunEvent } from "../src/index.js";
-import { MemoryStore } from "../src/store/memory-store.js";
+import { deploySubject as subject, useApprovalStores } from "./fixtures/approvals.js";
 import { failureOf } from "./support.js";
 
-const stores: MemoryStore[] = [];
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-});
+const approvalStore = useApprovalStores();
 
 async function gate() {
-  const store = new MemoryStore();
-  await store.open();
-  stores.push(store);
-  return new ApprovalGate({ store: store.approvals, mode: "always", timeoutMs: 60_000 });
+  return new ApprovalGate({ store: await approvalStore(), mode: "always", timeoutMs: 60_000 });
 }
-
-const subject = {
-  sessionKey: "agent:main:main",
-  runId: "run-1",
-  toolCallId: "call-1",
-  toolName: "deploy",
-  input: {},
-  key: "tool:deploy",
-  display: "deploy",
-};
 
 describe("ApprovalGate: aborted waits", () => {
   it("rejects with AbortedError when the signal was already aborted with a non-error reason", async () => {

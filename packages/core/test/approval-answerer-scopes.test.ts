@@ -4,38 +4,21 @@
  * `"operator.approvals"` is only a substring of another scope — is a typed error; the request
  * stays pending for a proper answer.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   type ApprovalAnswerer,
   ApprovalGate,
   InvalidArgumentError,
   type RunEvent,
 } from "../src/index.js";
-import { MemoryStore } from "../src/store/memory-store.js";
+import { deploySubject, useApprovalStores } from "./fixtures/approvals.js";
 
-const stores: MemoryStore[] = [];
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-});
+const approvals = useApprovalStores();
 
 async function waiting() {
-  const store = new MemoryStore();
-  await store.open();
-  stores.push(store);
-  const gate = new ApprovalGate({ store: store.approvals, mode: "always", timeoutMs: 60_000 });
+  const gate = new ApprovalGate({ store: await approvals(), mode: "always", timeoutMs: 60_000 });
   const events: RunEvent[] = [];
-  const decision = gate.check(
-    {
-      sessionKey: "agent:main:main",
-      runId: "run-1",
-      toolCallId: "call-1",
-      toolName: "deploy",
-      input: {},
-      key: "tool:deploy",
-      display: "deploy",
-    },
-    (event) => events.push(event),
-  );
+  const decision = gate.check(deploySubject, (event) => events.push(event));
   await Promise.resolve();
   const request = events.find((event) => event.type === "tool-approval-request");
   if (request?.type !== "tool-approval-request") throw new Error("no approval request");

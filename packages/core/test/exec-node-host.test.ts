@@ -1,9 +1,8 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
-  BackgroundProcessRegistry,
   bindCommand,
   createExecTool,
   createProcessTool,
@@ -20,23 +19,15 @@ import {
   type NodeRunRequest,
   type NodeRunResult,
 } from "./fixtures/exec/api.js";
-import { tempRoot, toolContext } from "./fixtures/exec/support.js";
+import { toolContext, useGatewayExec } from "./fixtures/exec/support.js";
 
 /** The node's file system: a real directory, where the fake node really runs what it gets. */
-const nodeDisk = tempRoot("beamclaw-node-");
-const registry = new BackgroundProcessRegistry({ killGraceMs: 200, stopGraceMs: 200 });
+const { root: nodeDisk, registry } = useGatewayExec({
+  prefix: "beamclaw-node-",
+  killGraceMs: 200,
+  stopGraceMs: 200,
+});
 const context = toolContext();
-
-beforeAll(async () => {
-  await registry.start();
-});
-afterEach(async () => {
-  for (const p of registry.list()) await registry.remove(p.slug);
-});
-afterAll(async () => {
-  await registry.stop();
-  nodeDisk.cleanup();
-});
 
 /** A transport to a "node" that runs each request as a real process on this machine. */
 function realNode() {

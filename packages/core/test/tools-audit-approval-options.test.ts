@@ -3,30 +3,11 @@
  * negative, beyond 2^31-1 ms) used to deny every request at once, and an unknown default
  * decision used to let a timed-out request run. Both are refused up front with a typed error.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ApprovalGate, InvalidArgumentError, type RunEvent } from "../src/index.js";
-import { MemoryStore } from "../src/store/memory-store.js";
+import { deploySubject as subject, useApprovalStores } from "./fixtures/approvals.js";
 
-const stores: MemoryStore[] = [];
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-});
-async function approvals() {
-  const store = new MemoryStore();
-  await store.open();
-  stores.push(store);
-  return store.approvals;
-}
-
-const subject = {
-  sessionKey: "agent:main:main",
-  runId: "run-1",
-  toolCallId: "call-1",
-  toolName: "deploy",
-  input: {},
-  key: "tool:deploy",
-  display: "deploy",
-};
+const approvals = useApprovalStores();
 
 describe("ApprovalGate options", () => {
   it.each([Number.POSITIVE_INFINITY, Number.NaN, -1, 0, 2 ** 31, "60000"])(

@@ -5,30 +5,18 @@
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { MemoryStore } from "../src/store/memory-store.js";
 import { ApprovalGate } from "../src/tools/approval.js";
 import {
   approveWithGate,
-  BackgroundProcessRegistry,
   createExecTool,
   type ExecApprovalDecision,
-  GatewayHost,
   InvalidArgumentError,
 } from "./fixtures/exec/api.js";
-import { tempRoot, toolContext } from "./fixtures/exec/support.js";
+import { toolContext, useGatewayExec } from "./fixtures/exec/support.js";
 
-const root = tempRoot();
-const host = new GatewayHost({ roots: [root.dir] });
-const registry = new BackgroundProcessRegistry({ killGraceMs: 300 });
-
-beforeAll(async () => {
-  await registry.start();
-});
-afterAll(async () => {
-  await registry.stop();
-  root.cleanup();
-});
+const { root, host, registry } = useGatewayExec();
 
 describe("exec approval with a long approvalTimeoutMs", () => {
   it.each([Number.POSITIVE_INFINITY, 2 ** 31 + 30_000])(

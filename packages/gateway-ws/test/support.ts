@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
-import { createServer as createNetServer, Socket } from "node:net";
+import { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import {
   type AgentDefinition,
@@ -838,22 +838,4 @@ export function recordingTranscriber(answer: (bytes: string) => string, failOn: 
   return { transcriber, heard };
 }
 
-/** A port that was free a moment ago (on 127.0.0.1). */
-export async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Whether something can listen on the port now (nothing else holds it). */
-export async function canListen(port: number): Promise<boolean> {
-  const server = createNetServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => resolve(true));
-  });
-  if (ok) await new Promise((resolve) => server.close(resolve));
-  return ok;
-}
+export { canListen, freePort } from "@beamclaw/core/testing";

@@ -9,5 +9,6 @@
  */
 export * from "./channel-conformance.js";
 export * from "./memory-channel.js";
+export * from "./ports.js";
 export * from "./scripted-provider.js";
 export * from "./store-conformance.js";
