@@ -59,6 +59,7 @@ export type BeamClawErrorCode =
   | "CRON_JOB_EXISTS"
   | "CRON_JOB_RUNNING"
   | "CRON_JOB_COMPLETED"
+  | "CRON_CONFIG_NOT_APPLIED"
   | "INVALID_CRON_SCHEDULE"
   | "CLUSTER_NOT_OWNER"
   | "CLUSTER_DRAINING"
@@ -723,6 +724,9 @@ export class ProcessNotFoundError extends BeamClawError {
  * - `CRON_JOB_RUNNING`: `runNow` while the job is running (a job never overlaps itself).
  * - `CRON_JOB_COMPLETED`: `enable` or `runNow` of a one-shot `at` job that already ran.
  * - `INVALID_CRON_SCHEDULE`: a malformed expression, time zone, date or interval.
+ * - `CRON_CONFIG_NOT_APPLIED`: `CronSupervisor.applyConfig` checked the configuration but a
+ *   write failed while applying it; `cause` is the failure, and the message says whether the
+ *   previous configuration was restored.
  */
 export class CronError extends BeamClawError {
   /** The job the request was about, when there is one. */
@@ -733,6 +737,7 @@ export class CronError extends BeamClawError {
       | "CRON_JOB_EXISTS"
       | "CRON_JOB_RUNNING"
       | "CRON_JOB_COMPLETED"
+      | "CRON_CONFIG_NOT_APPLIED"
       | "INVALID_CRON_SCHEDULE",
     message: string,
     jobId?: string,

@@ -194,6 +194,21 @@ export interface TelemetryEvents {
     tenant?: string;
     agent?: string;
   };
+  /**
+   * The approval store failed: `list` (a remembered `allow-always` could not be read, so the
+   * person was asked) or `put` (an `allow-always` answer could not be remembered; the call it
+   * answered still ran). The run goes on either way.
+   */
+  "beamclaw:approval.store-error": {
+    session: string;
+    runId: string;
+    tool: string;
+    key: string;
+    operation: "list" | "put";
+    error: unknown;
+    tenant?: string;
+    agent?: string;
+  };
   "beamclaw:approval.decision": {
     session: string;
     runId: string;

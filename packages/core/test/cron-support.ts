@@ -2,6 +2,7 @@
  * Helpers for the cron tests: a store, a manual clock, a runner that records every call,
  * and a service built from them. Not a test file itself.
  */
+import { afterEach } from "vitest";
 import {
   type CronJob,
   type CronJobRunner,
@@ -118,4 +119,22 @@ export async function startCron(
     },
   };
   return fixture;
+}
+
+/**
+ * Registers an `afterEach` that stops every fixture handed out, and returns the function
+ * that starts one (see {@link startCron}).
+ */
+export function useCronFixtures(): (
+  options?: Parameters<typeof startCron>[0],
+) => Promise<CronFixture> {
+  const fixtures: CronFixture[] = [];
+  afterEach(async () => {
+    for (const fixture of fixtures.splice(0)) await fixture.service.stop();
+  });
+  return async (options) => {
+    const fixture = await startCron(options);
+    fixtures.push(fixture);
+    return fixture;
+  };
 }

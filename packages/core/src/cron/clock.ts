@@ -26,6 +26,15 @@ export interface Clock {
   setTimer(fn: () => void, ms: number): TimerHandle;
   /** Cancels a timer; a handle that already fired or was cleared is ignored. */
   clearTimer(handle: TimerHandle): void;
+  /**
+   * Milliseconds from an arbitrary origin that count only the time this process ran: they
+   * never jump with the wall clock, and do not advance while the host is suspended (as
+   * `performance.now()` on Linux and macOS). With it, the cron service measures how long a
+   * run has been going by this clock, so a run under way when the host slept, or when the
+   * wall clock was set forward, is not mistaken for a stuck one. Optional: without it, run
+   * times are measured with `now()`.
+   */
+  monotonic?(): number;
 }
 
 /**
@@ -66,6 +75,7 @@ function wallClockTimer(fn: () => void, ms: number): LongTimer {
  */
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimer: (fn: () => void, ms: number): TimerHandle => wallClockTimer(fn, Math.max(0, ms)),
   clearTimer: (handle: TimerHandle): void => {
     (handle as LongTimer | undefined)?.cancel();
@@ -92,6 +102,8 @@ interface ManualTimer {
  */
 export class ManualClock implements Clock {
   #now: number;
+  /** The monotonic time: moves with `advance`, not with `jumpTo`. */
+  #monotonic = 0;
   #nextId = 1;
   readonly #timers = new Map<number, ManualTimer>();
 
@@ -104,6 +116,21 @@ export class ManualClock implements Clock {
 
   now(): number {
     return this.#now;
+  }
+
+  /**
+   * The time this clock has run (see {@link Clock.monotonic}): it moves with `advance` and
+   * `advanceTo`, not with `jumpTo` (a process that was not running, or a host that slept,
+   * counts none of it).
+   */
+  monotonic(): number {
+    return this.#monotonic;
+  }
+
+  /** Sets the wall time, moving the monotonic time by as much (never back). */
+  #run(epochMs: number): void {
+    this.#monotonic += Math.max(0, epochMs - this.#now);
+    this.#now = epochMs;
   }
 
   setTimer(fn: () => void, ms: number): TimerHandle {
@@ -150,18 +177,19 @@ export class ManualClock implements Clock {
       const next = this.#earliest();
       if (next === undefined || next.dueAt > epochMs) break;
       this.#timers.delete(next.id);
-      this.#now = Math.max(this.#now, next.dueAt);
+      this.#run(Math.max(this.#now, next.dueAt));
       next.fn();
       await settle();
     }
-    this.#now = epochMs;
+    this.#run(epochMs);
     await settle();
   }
 
   /**
    * Sets the time without firing anything in between, as a process that was not running
-   * would experience it (for restart tests). Timers that are now overdue fire on the next
-   * `advance`.
+   * would experience it (for restart tests), or as a running one when the host was suspended
+   * or the wall clock was set: the {@link monotonic} time does not move. Timers that are now
+   * overdue fire on the next `advance` (`advance(0)`: at once, as on waking up).
    */
   jumpTo(epochMs: number): void {
     if (!Number.isFinite(epochMs)) {

@@ -95,7 +95,11 @@ export interface CronServiceOptions {
   fetch?: typeof fetch;
   /** Default {@link systemClock}. */
   clock?: Clock;
-  /** Default 2 h. */
+  /**
+   * How long a run may go without a result before it is cleared as stuck. Default 2 h. It is
+   * measured with the clock's monotonic time when it has one (as {@link systemClock} does):
+   * time the host spent suspended, or a wall clock set forward, does not count.
+   */
   stuckRunMs?: number;
   /** Delays after the 1st, 2nd, ... consecutive error; the last repeats. Default 30 s, 1, 5, 15, 60 min. */
   backoffMs?: readonly number[];
@@ -153,7 +157,8 @@ type CronCall =
   | { op: "disable"; id: string }
   | { op: "run-now"; id: string }
   | { op: "status" }
-  | { op: "sync-config"; jobs: readonly CronJobConfig[] };
+  | { op: "sync-config"; jobs: readonly CronJobConfig[]; keep: ReadonlySet<string> }
+  | { op: "check-config"; jobs: readonly CronJobConfig[]; movable: ReadonlySet<string> };
 
 /**
  * `tick`: the timer fired, start what is due. `drain`: runs finished, record them. `sync`:
@@ -173,6 +178,11 @@ interface ActiveRun {
   readonly trigger: CronRunTrigger;
   readonly scheduledAt: number;
   readonly startedAt: number;
+  /**
+   * The clock's monotonic time at the start (when it has one): how long the run has been
+   * going is measured with it, so a suspend or a wall-clock jump is not taken for a stuck run.
+   */
+  readonly startedMonotonic: number | undefined;
   readonly sessionKey: string;
   readonly controller: LazyAbortController;
   readonly waiters: ReplyTo<unknown>[];
@@ -223,6 +233,15 @@ type Writes = Promise<unknown>[];
 
 function copy<T>(value: T): T {
   return structuredClone(value);
+}
+
+/** A list of job ids given to a request, as a set. */
+function idSet(value: Iterable<string> | undefined, what: string): Set<string> {
+  if (value === undefined) return new Set();
+  if (typeof value === "string" || typeof value?.[Symbol.iterator] !== "function") {
+    throw new InvalidArgumentError(`${what} must be a list of job ids, got ${describeArg(value)}`);
+  }
+  return new Set(value);
 }
 
 function freshState(): CronJob["state"] {
@@ -494,8 +513,31 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    *
    * @throws InvalidArgumentError, CronError `INVALID_CRON_SCHEDULE` or `CRON_JOB_EXISTS`.
    */
-  async syncConfig(jobs: readonly CronJobConfig[]): Promise<CronJob[]> {
-    return (await this.#request({ op: "sync-config", jobs })) as CronJob[];
+  async syncConfig(
+    jobs: readonly CronJobConfig[],
+    options: {
+      /**
+       * Ids of config jobs not in `jobs` to leave as they are for now rather than remove
+       * (`applyConfig` removes jobs only once every agent has taken its additions).
+       */
+      keep?: Iterable<string>;
+    } = {},
+  ): Promise<CronJob[]> {
+    const keep = idSet(options?.keep, "syncConfig options.keep");
+    return (await this.#request({ op: "sync-config", jobs, keep })) as CronJob[];
+  }
+
+  /**
+   * Checks `jobs` as {@link syncConfig} would, changing nothing: resolves when `syncConfig`
+   * would accept them, else rejects with the error it would throw. `movable` are ids of
+   * config jobs of other agents that the caller moves to this agent (removing them from
+   * their agent first), so they are not refused as taken. Used by
+   * {@link CronSupervisor.applyConfig} to check every agent before changing any.
+   *
+   * @throws InvalidArgumentError, CronError `INVALID_CRON_SCHEDULE` or `CRON_JOB_EXISTS`.
+   */
+  async checkConfig(jobs: readonly CronJobConfig[], movable: Iterable<string> = []): Promise<void> {
+    await this.#request({ op: "check-config", jobs, movable: idSet(movable, "movable") });
   }
 
   async #request(message: CronCall, timeoutMs?: number): Promise<unknown> {
@@ -645,7 +687,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         if (top === undefined || top.dueAt > now) break;
         this.#heap.pop();
         if (top.run !== null) {
-          this.#clearStuck(top, now, writes, replies);
+          // Due by the wall clock, but the host may have slept (or the clock been set
+          // forward) meanwhile: a run that has not been going that long is left alone.
+          if (this.#runningFor(top.run, now) < this.#stuckRunMs) this.#reschedule(top);
+          else this.#clearStuck(top, now, writes, replies);
           continue;
         }
         if (this.#prepareScheduledRun(top, now, writes)) starts.push(top);
@@ -725,7 +770,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       case "status":
         return this.#status();
       case "sync-config":
-        return this.#syncConfig(message.jobs, now);
+        return this.#syncConfig(message.jobs, now, message.keep);
+      case "check-config":
+        await this.#checkConfig(await this.#configOf(message.jobs), now, message.movable);
+        return null;
       default:
         throw new InvalidArgumentError(`unknown cron request ${JSON.stringify(message)}`);
     }
@@ -935,7 +983,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     };
   }
 
-  async #syncConfig(jobs: readonly CronJobConfig[], now: number): Promise<CronJob[]> {
+  /** This agent's jobs of a config list, those another node just added reloaded. */
+  async #configOf(jobs: readonly CronJobConfig[]): Promise<CronJobConfig[]> {
     if (!Array.isArray(jobs)) throw new InvalidArgumentError("syncConfig needs an array of jobs");
     const mine = jobs.filter((job) => job.agentId === this.agentId);
     if (this.#sync !== undefined) {
@@ -943,12 +992,21 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       const unheard = mine.map((job) => job.id).filter((id) => !this.#entries.has(id));
       if (unheard.length > 0) await this.#reload(unheard, false);
     }
+    return mine;
+  }
+
+  async #syncConfig(
+    jobs: readonly CronJobConfig[],
+    now: number,
+    keep: ReadonlySet<string>,
+  ): Promise<CronJob[]> {
+    const mine = await this.#configOf(jobs);
     // Every job is checked before anything changes: a list with one job that cannot be
     // applied is refused whole, not half-applied.
     await this.#checkConfig(mine, now);
     const wanted = new Set(mine.map((job) => job.id));
     for (const entry of [...this.#entries.values()]) {
-      if (entry.job.source === "config" && !wanted.has(entry.job.id)) {
+      if (entry.job.source === "config" && !wanted.has(entry.job.id) && !keep.has(entry.job.id)) {
         await this.#remove(entry.job.id);
       }
     }
@@ -974,9 +1032,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   /**
    * Refuses a config list `syncConfig` could not apply whole: the same id twice, a job that
    * does not validate, a new id already held by another job in the store, or the id of an API
-   * job of this agent.
+   * job of this agent. A new id in `movable` (a config job another agent gives up) is not
+   * refused as taken.
    */
-  async #checkConfig(mine: readonly CronJobConfig[], now: number): Promise<void> {
+  async #checkConfig(
+    mine: readonly CronJobConfig[],
+    now: number,
+    movable: ReadonlySet<string> = new Set(),
+  ): Promise<void> {
     const seen = new Set<string>();
     for (const config of mine) {
       const { id, agentId, ...fields } = config;
@@ -991,7 +1054,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       const existing = this.#entries.get(config.id);
       if (existing === undefined) {
         parseJobInput({ ...fields, id: config.id }, this.agentId, now, "config");
-        await this.#checkIdFree(config.id);
+        if (!movable.has(config.id)) await this.#checkIdFree(config.id);
       } else if (existing.job.source === "config") {
         const patch = parseJobPatch(configPatch(existing.job, fields), config.id);
         if (patch.schedule !== undefined && !sameJson(patch.schedule, existing.job.schedule)) {
@@ -1030,12 +1093,23 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       return;
     }
     if (entry.run !== null) {
-      this.#heap.set(entry, entry.run.startedAt + this.#stuckRunMs);
+      const now = this.#clock.now();
+      this.#heap.set(entry, now + this.#stuckRunMs - this.#runningFor(entry.run, now));
       return;
     }
     const due = this.#dueOf(entry);
     if (due === undefined) this.#heap.delete(entry);
     else this.#heap.set(entry, due);
+  }
+
+  /**
+   * How long a run has been going: by the clock's monotonic time when it has one (time the
+   * host slept does not count), else by the wall clock.
+   */
+  #runningFor(run: ActiveRun, now: number): number {
+    const monotonic = run.startedMonotonic === undefined ? undefined : this.#clock.monotonic?.();
+    if (monotonic === undefined || run.startedMonotonic === undefined) return now - run.startedAt;
+    return monotonic - run.startedMonotonic;
   }
 
   #dueOf(entry: Entry): number | undefined {
@@ -1152,6 +1226,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       trigger,
       scheduledAt,
       startedAt: now,
+      startedMonotonic: this.#clock.monotonic?.(),
       sessionKey,
       controller: new LazyAbortController(),
       waiters: [],

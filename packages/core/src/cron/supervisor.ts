@@ -1,11 +1,17 @@
 import type { CronJobConfig } from "../config/schema.js";
-import { BeamClawError, InvalidArgumentError, OverloadedError } from "../errors.js";
+import {
+  BeamClawError,
+  CronError,
+  describe,
+  InvalidArgumentError,
+  OverloadedError,
+} from "../errors.js";
 import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor } from "../runtime/supervisor.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
 import { systemClock, type TimerHandle } from "./clock.js";
 import { CronService, type CronServiceOptions } from "./service.js";
-import type { CronJobChange, CronSync } from "./types.js";
+import type { CronJob, CronJobChange, CronSync } from "./types.js";
 
 /** Default period of the supervisor's look for agents with jobs but no service here. */
 const DEFAULT_RESYNC_MS = 30_000;
@@ -190,19 +196,120 @@ export class CronSupervisor extends DynamicSupervisor {
    * config-managed jobs are made to match (see {@link CronService.syncConfig}); jobs added
    * through the API are untouched. A job the file moves to another agent (same id) is
    * removed from the old agent first, then added to the new one.
+   *
+   * All or nothing: every agent's jobs are checked before any changes (a bad schedule, an id
+   * listed for two agents, an id held by an API job), and such a list is refused with the
+   * same typed errors as `syncConfig`, changing nothing. Jobs are then added and updated
+   * first and removed last; if a write fails midway (the store refuses it), the previous
+   * configuration is put back (a config job removed meanwhile comes back with a fresh state
+   * and run log) and `CronError` `CRON_CONFIG_NOT_APPLIED` is thrown, its `cause` the failure.
+   *
+   * @throws InvalidArgumentError, CronError `INVALID_CRON_SCHEDULE`, `CRON_JOB_EXISTS` (nothing
+   *   changed) or `CRON_CONFIG_NOT_APPLIED`.
    */
   async applyConfig(jobs: readonly CronJobConfig[]): Promise<void> {
+    if (!Array.isArray(jobs)) {
+      throw new InvalidArgumentError(`applyConfig needs an array of cron jobs, got ${typeof jobs}`);
+    }
+    const ownerOf = new Map<string, string>();
+    for (const job of jobs) {
+      if (typeof job !== "object" || job === null) {
+        throw new InvalidArgumentError(`a cron job config must be an object, got ${String(job)}`);
+      }
+      const owner = ownerOf.get(job.id);
+      if (owner !== undefined && owner !== job.agentId) {
+        throw new InvalidArgumentError(
+          `the cron configuration lists job "${job.id}" for agents "${owner}" and "${job.agentId}"; a job id belongs to one agent`,
+        );
+      }
+      ownerOf.set(job.id, job.agentId);
+    }
     const agents = new Set(jobs.map((job) => normalizeAgentId(job.agentId)));
     for (const agentId of this.runningAgents()) agents.add(agentId);
     const services: CronService[] = [];
     for (const agentId of agents) services.push(await this.forAgent(agentId));
-    // First each agent keeps only the config jobs it has and still owns (updated; the others
-    // removed), so that an id moved to another agent is free when that agent adds it.
+    // What each agent has from the configuration now: what a failed apply puts back.
+    const before = new Map<CronService, CronJobConfig[]>();
+    const holders = new Map<string, CronService>();
     for (const service of services) {
       const own = (await service.list()).filter((job) => job.source === "config");
-      const ids = new Set(own.map((job) => job.id));
-      await service.syncConfig(jobs.filter((job) => ids.has(job.id)));
+      before.set(service, own.map(configOf));
+      for (const job of own) holders.set(job.id, service);
     }
-    for (const service of services) await service.syncConfig(jobs);
+    // Ids another agent has as config jobs: removed there, then added here.
+    const moved = new Set<string>();
+    for (const job of jobs) {
+      const holder = holders.get(job.id);
+      if (holder !== undefined && holder.agentId !== job.agentId) moved.add(job.id);
+    }
+    for (const service of services) await service.checkConfig(jobs, moved);
+    const staying = jobs.filter((job) => !moved.has(job.id));
+    const listedHere = (service: CronService, id: string) =>
+      jobs.some((job) => job.id === id && job.agentId === service.agentId);
+    try {
+      // Added and updated; the jobs the file drops (or moves away) are kept as they are.
+      for (const service of services) {
+        const kept = before.get(service)!.filter((job) => !listedHere(service, job.id));
+        await service.syncConfig(staying, { keep: kept.map((job) => job.id) });
+      }
+      // Then removed, and the moved ones added to their new agent.
+      for (const service of services) await service.syncConfig(staying);
+      if (moved.size > 0) for (const service of services) await service.syncConfig(jobs);
+    } catch (error) {
+      const failure = await this.#restore(services, before);
+      const what = `the cron configuration could not be applied (${describe(error)})`;
+      throw new CronError(
+        "CRON_CONFIG_NOT_APPLIED",
+        failure === undefined
+          ? `${what}; the previous configuration was restored`
+          : `${what}, nor the previous configuration restored (${describe(failure)}): the jobs are partly updated until a reload applies the configuration`,
+        undefined,
+        { cause: error },
+      );
+    }
   }
+
+  /**
+   * Puts back each agent's config jobs of `before` (as `applyConfig` applies a list: what an
+   * agent still holds first, then what moved away). Returns the first failure, if any.
+   */
+  async #restore(
+    services: readonly CronService[],
+    before: ReadonlyMap<CronService, CronJobConfig[]>,
+  ): Promise<unknown> {
+    let failure: unknown;
+    const all = [...before.values()].flat();
+    for (const service of services) {
+      try {
+        const holds = new Set((await service.list()).map((job) => job.id));
+        await service.syncConfig(before.get(service)!.filter((job) => holds.has(job.id)));
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    for (const service of services) {
+      try {
+        await service.syncConfig(all);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    return failure;
+  }
+}
+
+/** The configuration entry a config job was made from. */
+function configOf(job: CronJob): CronJobConfig {
+  return {
+    id: job.id,
+    agentId: job.agentId,
+    schedule: job.schedule,
+    session: job.session,
+    prompt: job.prompt,
+    enabled: job.enabled,
+    catchUp: job.catchUp,
+    catchUpLimit: job.catchUpLimit,
+    delivery: job.delivery,
+    ...(job.timeoutMs === undefined ? {} : { timeoutMs: job.timeoutMs }),
+  };
 }

@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
-import { AbortedError, BeamClawError, InvalidArgumentError } from "../errors.js";
+import { AbortedError, BeamClawError, describe, InvalidArgumentError } from "../errors.js";
 import type { JsonValue } from "../providers/types.js";
 import { describeArg } from "../runtime/validate.js";
 import type { RunEvent } from "../sessions/types.js";
-import type { ApprovalStore } from "../store/types.js";
+import type { ApprovalRecord, ApprovalStore } from "../store/types.js";
 import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
 
 /**
@@ -88,6 +88,29 @@ export class ApprovalScopeError extends BeamClawError {
   constructor() {
     super("FORBIDDEN", `answering approvals needs the "${APPROVALS_SCOPE}" scope`);
   }
+}
+
+/**
+ * A failed read or write of the approval store, reported (as `beamclaw:approval.store-error`
+ * telemetry and a `BeamClawWarning` process warning) instead of failing the run.
+ */
+function storeFailed(subject: ApprovalSubject, operation: "list" | "put", error: unknown): void {
+  emitTelemetry("beamclaw:approval.store-error", () => ({
+    session: subject.sessionKey,
+    runId: subject.runId,
+    tool: subject.toolName,
+    key: subject.key,
+    operation,
+    error,
+    tenant: currentTelemetryIdentity()?.tenant,
+    agent: currentTelemetryIdentity()?.agent,
+  }));
+  process.emitWarning(
+    operation === "put"
+      ? `the approval store could not remember allow-always for ${subject.key} in ${subject.sessionKey} (the call was allowed; the next one asks again): ${describe(error)}`
+      : `the approval store could not be read for ${subject.sessionKey} (the person is asked instead): ${describe(error)}`,
+    "BeamClawWarning",
+  );
 }
 
 interface Waiter extends PendingApproval {
@@ -210,6 +233,11 @@ export class ApprovalGate {
    * `ApprovalDeniedError` when denied or timed out into a deny, or with the signal's reason
    * when aborted (`AbortedError`, with the reason as its `cause`, when the reason is not an
    * `Error`).
+   *
+   * A failing approval store never fails the call: a remembered decision that cannot be read
+   * is asked again, and an `allow-always` that cannot be stored still allows this call (it is
+   * then not remembered). Either failure is published as `beamclaw:approval.store-error`
+   * telemetry and a `BeamClawWarning` process warning.
    */
   async check(
     subject: ApprovalSubject,
@@ -238,8 +266,16 @@ export class ApprovalGate {
       return "allow-once";
     }
     if (mode === "on-miss") {
-      const remembered = await this.#store.list(subject.sessionKey);
-      const hit = remembered.find((r) => r.pattern === subject.key);
+      let remembered: readonly ApprovalRecord[] = [];
+      try {
+        remembered = await this.#store.list(subject.sessionKey);
+      } catch (error) {
+        // What cannot be read is asked again: the person decides, and the run goes on.
+        storeFailed(subject, "list", error);
+      }
+      const hit = Array.isArray(remembered)
+        ? remembered.find((r) => r?.pattern === subject.key)
+        : undefined;
       if (hit?.decision === "allow") {
         report("allow-always", "remembered");
         return "allow-always";
@@ -268,11 +304,16 @@ export class ApprovalGate {
     }
     report(decision, "answer");
     if (decision === "allow-always") {
-      await this.#store.put(subject.sessionKey, {
-        pattern: subject.key,
-        decision: "allow",
-        decidedAt: this.#now(),
-      });
+      try {
+        await this.#store.put(subject.sessionKey, {
+          pattern: subject.key,
+          decision: "allow",
+          decidedAt: this.#now(),
+        });
+      } catch (error) {
+        // The answer holds for this call; only its memory is lost (the next call asks again).
+        storeFailed(subject, "put", error);
+      }
     }
     return decision;
   }
