@@ -92,9 +92,14 @@ export class ApprovalScopeError extends BeamClawError {
 
 /**
  * A failed read or write of the approval store, reported (as `beamclaw:approval.store-error`
- * telemetry and a `BeamClawWarning` process warning) instead of failing the run.
+ * telemetry and a `BeamClawWarning` process warning) instead of failing the run. Also used by
+ * the exec tool for its own `allow-always` memory. Internal: not exported from the package.
  */
-function storeFailed(subject: ApprovalSubject, operation: "list" | "put", error: unknown): void {
+export function storeFailed(
+  subject: Pick<ApprovalSubject, "sessionKey" | "runId" | "toolName" | "key">,
+  operation: "list" | "put",
+  error: unknown,
+): void {
   emitTelemetry("beamclaw:approval.store-error", () => ({
     session: subject.sessionKey,
     runId: subject.runId,

@@ -4,6 +4,7 @@ import { withLazySignal } from "../../runtime/lazy-abort.js";
 import { optionalNumber } from "../../runtime/validate.js";
 import type { AgentTool } from "../../sessions/tools.js";
 import type { ToolContext } from "../../sessions/types.js";
+import { storeFailed } from "../approval.js";
 import { DEFAULT_TOOL_TEXT_BYTES, fitJsonText, jsonTextBytes } from "../output-cap.js";
 import type { ExecAllowlist } from "./allowlist.js";
 import type { BackgroundProcessRegistry, ProcessSnapshot } from "./background.js";
@@ -24,7 +25,12 @@ export type ExecApprover = (
   context: ToolContext,
 ) => ExecApprovalDecision | Promise<ExecApprovalDecision>;
 
-/** Where `allow-always` decisions are kept. */
+/**
+ * Where `allow-always` decisions are kept. A memory that throws never costs a command: one
+ * whose `has` fails is asked about, and an `allow-always` that `remember` cannot keep still
+ * runs (the next run of it asks again); either failure is published as
+ * `beamclaw:approval.store-error` telemetry and a `BeamClawWarning` process warning.
+ */
 export interface ExecApprovalMemory {
   has(binding: ExecBinding, context: ToolContext): boolean | Promise<boolean>;
   remember(binding: ExecBinding, context: ToolContext): void | Promise<void>;
@@ -188,9 +194,21 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
     additionalProperties: false,
   };
 
+  const name = options.name ?? "exec";
   const decide = async (binding: ExecBinding, context: ToolContext): Promise<void> => {
     if (options.allowlist?.allows(binding)) return;
-    if (await approvals.has(binding, context)) return;
+    const subject = () => ({
+      sessionKey: context.sessionKey,
+      runId: context.runId,
+      toolName: name,
+      key: binding.key,
+    });
+    try {
+      if (await approvals.has(binding, context)) return;
+    } catch (error) {
+      // What cannot be read is asked again: the person decides, and the call goes on.
+      storeFailed(subject(), "list", error);
+    }
     if (options.approve === undefined) {
       throw new ExecRefusedError(
         "denied",
@@ -219,7 +237,12 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
       },
     );
     if (decision === "allow-always") {
-      await approvals.remember(binding, context);
+      try {
+        await approvals.remember(binding, context);
+      } catch (error) {
+        // The answer holds for this command; only its memory is lost (the next run asks again).
+        storeFailed(subject(), "put", error);
+      }
       return;
     }
     if (decision === "allow-once") return;
@@ -227,7 +250,7 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
   };
 
   return {
-    name: options.name ?? "exec",
+    name,
     description:
       "Run a shell command (POSIX sh). Every command needs approval unless allowlisted; the " +
       "approval covers exactly this command. Commands still running after " +
