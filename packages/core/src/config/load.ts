@@ -125,12 +125,14 @@ function zodIssues(error: z.ZodError, input: unknown): ConfigIssue[] {
   });
 }
 
-const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+/** `$${`, a reference, or any other `${` (a malformed reference: the last alternative). */
+const ENV_REF = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{/g;
 
 /**
  * Replaces `${NAME}` (and `${NAME:-default}`) in every string of `value` with the
  * environment's value; `$${` stands for a literal `${`. A reference to an unset variable
- * without a default is an issue naming its path.
+ * without a default is an issue naming its path, and so is any other `${` (`${MY-TOKEN}`,
+ * `${TOKEN:default}`, `${TOKEN }`): it would otherwise stay in the value as literal text.
  */
 export function substituteEnv(
   value: unknown,
@@ -143,8 +145,18 @@ export function substituteEnv(
   if (typeof value === "string") {
     return value.replace(
       ENV_REF,
-      (match, name: string | undefined, fallback: string | undefined) => {
+      (match, name: string | undefined, fallback: string | undefined, offset: number) => {
         if (match === "$${") return "${";
+        if (name === undefined) {
+          const shown = malformedRef(value, offset);
+          issues.push(
+            issueAt(
+              path,
+              `${JSON.stringify(shown)} is not a reference: write \${NAME} or \${NAME:-default} (NAME of letters, digits and _), or $\${ for a literal \${`,
+            ),
+          );
+          return match;
+        }
         const found = env[name!];
         if (found !== undefined && found !== "") return found;
         if (fallback !== undefined) return fallback;
@@ -172,6 +184,13 @@ export function substituteEnv(
     }
   }
   return value;
+}
+
+/** The malformed reference at `offset` of `text`, up to its `}` (at most 40 characters). */
+function malformedRef(text: string, offset: number): string {
+  const end = text.indexOf("}", offset);
+  const ref = end === -1 ? text.slice(offset) : text.slice(offset, end + 1);
+  return ref.length > 40 ? `${ref.slice(0, 37)}...` : ref;
 }
 
 /** Options for parsing a configuration. */

@@ -1,5 +1,6 @@
 import { type FSWatcher, watch } from "node:fs";
-import { basename, dirname, resolve } from "node:path";
+import { realpath } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { EventEmitter } from "eventemitter3";
 import { describe, InvalidArgumentError } from "../errors.js";
 import { Actor } from "../runtime/actor.js";
@@ -32,7 +33,11 @@ export interface ConfigServiceOptions {
   pubsub?: PubSub;
 }
 
-type ConfigMessage = { type: "file-event" } | { type: "reload" };
+/**
+ * `link`: an event in the link's directory under another name than the file's, which matters
+ * only when it moved where the symlinked file resolves to (a Kubernetes `..data` swap).
+ */
+type ConfigMessage = { type: "file-event"; link?: true } | { type: "reload" };
 
 function pick(config: BeamClawConfig, path: string): unknown {
   let value: unknown = config;
@@ -74,7 +79,13 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   readonly #events = new EventEmitter<ConfigEvents>();
   #current!: BeamClawConfig;
   #watcher: FSWatcher | null = null;
+  /** Watches the directory of the file a symlinked `path` resolves to. */
+  #targetWatcher: FSWatcher | null = null;
+  /** Where `path` resolves to, when it is a symlink. */
+  #target: string | undefined;
   #debounce: (() => void) | null = null;
+  /** Every file event since the last reload was a `link` one. */
+  #linkOnly = false;
   #path: string | undefined;
 
   constructor(options: ConfigServiceOptions) {
@@ -128,17 +139,27 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       const file = basename(this.#path);
       this.#watcher = watch(dirname(this.#path), { persistent: true }, (_event, name) => {
         if (name === null || name === file) this.send({ type: "file-event" });
+        else if (this.#target !== undefined) this.send({ type: "file-event", link: true });
       });
       this.#watcher.on("error", () => undefined);
+      await this.#followTarget();
     }
   }
 
   protected override async handleInfo(message: ConfigMessage | { type: "DOWN" }): Promise<void> {
     if (message.type === "file-event") {
+      this.#linkOnly = (this.#debounce === null || this.#linkOnly) && message.link === true;
       this.#debounce?.();
       this.#debounce = this.sendAfter({ type: "reload" }, this.#options.debounceMs ?? 100);
     } else if (message.type === "reload") {
       this.#debounce = null;
+      // Where the link resolves is watched before the file is read: a write after the read
+      // is then seen.
+      const previous = this.#target;
+      await this.#followTarget();
+      // Another entry of the link's directory changed: a reload only if the link now
+      // resolves elsewhere.
+      if (this.#linkOnly && this.#target === previous) return;
       await this.reload();
     }
   }
@@ -146,7 +167,52 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   protected override terminate(): void {
     this.#watcher?.close();
     this.#watcher = null;
+    this.#targetWatcher?.close();
+    this.#targetWatcher = null;
     this.#events.removeAllListeners();
+  }
+
+  /**
+   * Where `path` resolves to when the file itself is a symlink (`undefined` when it is not,
+   * or cannot be resolved). A symlinked directory on the way does not count: the directory
+   * watcher follows it.
+   */
+  async #resolveTarget(): Promise<string | undefined> {
+    const path = this.#path!;
+    try {
+      const [file, dir] = await Promise.all([realpath(path), realpath(dirname(path))]);
+      return file === join(dir, basename(path)) ? undefined : file;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A symlinked file (a dotfiles link, a Kubernetes ConfigMap) is edited where it resolves
+   * to, which the watcher of the link's directory never sees: that directory is watched too,
+   * and again wherever the link resolves after each reload.
+   */
+  async #followTarget(): Promise<void> {
+    const target = await this.#resolveTarget();
+    if (target === this.#target && (target === undefined || this.#targetWatcher !== null)) return;
+    this.#targetWatcher?.close();
+    this.#targetWatcher = null;
+    this.#target = target;
+    if (target === undefined) return;
+    const file = basename(target);
+    try {
+      const watcher = watch(dirname(target), { persistent: true }, (_event, name) => {
+        if (name === null || name === file) this.send({ type: "file-event" });
+      });
+      // Its directory was removed (the old side of a swap): the next reload looks again.
+      watcher.on("error", () => {
+        watcher.close();
+        if (this.#targetWatcher === watcher) this.#targetWatcher = null;
+      });
+      this.#targetWatcher = watcher;
+    } catch {
+      // The target's directory cannot be watched: the link's directory still is.
+    }
   }
 
   /**

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { EventEmitter } from "eventemitter3";
 import { type Clock, systemClock, type TimerHandle } from "../cron/clock.js";
-import { describe, InvalidArgumentError } from "../errors.js";
+import { describe, InvalidArgumentError, TimeoutError } from "../errors.js";
 import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
 import { sessionKey as agentSessionKey, normalizeAgentId } from "../sessions/session-key.js";
@@ -93,6 +93,13 @@ export interface HeartbeatRunnerOptions {
   runtime?: Pick<AgentRuntime, "session">;
   /** Default 30 min. */
   everyMs?: number;
+  /**
+   * Time limit of one turn, ms. A turn still running then has its signal aborted and is
+   * reported as an `error` outcome (its late reply is dropped, never delivered), so that
+   * the next tick can run. Default: no limit (a turn that never ends keeps every later tick
+   * `busy`).
+   */
+  turnTimeoutMs?: number;
   /** Only run inside this daily window; ticks outside it are skipped. */
   activeHours?: ActiveHours;
   /** Default {@link DEFAULT_HEARTBEAT_PROMPT}. */
@@ -120,7 +127,9 @@ export interface HeartbeatRunnerOptions {
 }
 
 type HeartbeatCall = { op: "run-now" };
-type HeartbeatInfo = { type: "tick" } | { type: "done"; outcome: HeartbeatOutcome };
+type HeartbeatInfo =
+  | { type: "tick" }
+  | { type: "done"; controller: AbortController; outcome: HeartbeatOutcome };
 
 /**
  * The periodic heartbeat turn of one agent: every `everyMs` (30 min by default) inside
@@ -152,6 +161,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
   readonly events = new EventEmitter<HeartbeatRunnerEvents>();
   readonly #runTurn: HeartbeatTurn;
   readonly #everyMs: number;
+  readonly #turnTimeoutMs: number | undefined;
   readonly #inWindow: ((epochMs: number) => boolean) | undefined;
   readonly #prompt: string;
   readonly #heartbeatFile: string | undefined;
@@ -159,6 +169,8 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
   readonly #deliver: HeartbeatRunnerOptions["deliver"];
   readonly #clock: Clock;
   #timer: TimerHandle | undefined;
+  /** The `turnTimeoutMs` timer of the turn in progress. */
+  #turnTimer: TimerHandle | undefined;
   #nextTickAt: number | undefined;
   #controller: AbortController | null = null;
   /** The `runNow` callers waiting for the turn in progress. */
@@ -180,6 +192,17 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
         `everyMs must be a finite number >= 1, got ${options.everyMs}`,
       );
     }
+    this.#turnTimeoutMs = options.turnTimeoutMs;
+    if (
+      this.#turnTimeoutMs !== undefined &&
+      (typeof this.#turnTimeoutMs !== "number" ||
+        !(this.#turnTimeoutMs >= 1) ||
+        !Number.isFinite(this.#turnTimeoutMs))
+    ) {
+      throw new InvalidArgumentError(
+        `turnTimeoutMs must be a finite number >= 1, got ${String(options.turnTimeoutMs)}`,
+      );
+    }
     this.#inWindow =
       options.activeHours === undefined ? undefined : compileActiveHours(options.activeHours);
     this.#prompt = options.prompt ?? DEFAULT_HEARTBEAT_PROMPT;
@@ -192,6 +215,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     this.#clock = options.clock ?? systemClock;
     this.monitor(() => {
       this.#clearTimer();
+      this.#clearTurnTimer();
       this.#controller?.abort();
     });
   }
@@ -235,6 +259,9 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
       this.#begin(now, undefined);
       return;
     }
+    // The late end of a turn already reported as timed out.
+    if (message.controller !== this.#controller) return;
+    this.#clearTurnTimer();
     this.#controller = null;
     const waiters = this.#waiters;
     this.#waiters = [];
@@ -244,6 +271,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
 
   protected override terminate(): void {
     this.#clearTimer();
+    this.#clearTurnTimer();
     this.#controller?.abort();
   }
 
@@ -262,9 +290,27 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     if (requested !== undefined) this.#waiters.push(requested);
     const controller = new AbortController();
     this.#controller = controller;
-    void this.#turn(now, controller.signal).then((outcome) => {
-      if (this.alive) this.send({ type: "done", outcome });
-    });
+    const limit = this.#turnTimeoutMs;
+    if (limit !== undefined) {
+      this.#turnTimer = this.#clock.setTimer(() => {
+        this.#turnTimer = undefined;
+        const error = `the heartbeat turn took longer than ${limit} ms`;
+        controller.abort(new TimeoutError(error, limit));
+        const durationMs = Math.max(0, this.#clock.now() - now);
+        this.#finished(controller, { type: "error", at: now, durationMs, error });
+      }, limit);
+    }
+    void this.#turn(now, controller.signal).then((outcome) => this.#finished(controller, outcome));
+  }
+
+  /** Tells the mailbox that the turn of `controller` ended (or timed out) with `outcome`. */
+  #finished(controller: AbortController, outcome: HeartbeatOutcome): void {
+    try {
+      if (this.alive) this.send({ type: "done", controller, outcome });
+    } catch (error) {
+      // A full mailbox (overloaded with runNow calls): reported, never thrown from a timer.
+      process.emitWarning(`a heartbeat outcome was lost: ${describe(error)}`, "BeamClawWarning");
+    }
   }
 
   /** One heartbeat turn, outside the mailbox; never rejects. */
@@ -275,6 +321,8 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
       if (prompt === undefined) {
         return { type: "skipped", at: startedAt, reason: "empty-heartbeat-file" };
       }
+      // Stopped (or timed out) while HEARTBEAT.md or hasPendingEvents was read: no turn.
+      if (signal.aborted) return stoppedOutcome(startedAt, took());
       this.#stats.runs++;
       this.#lastRunAt = startedAt;
       const result = await this.#runTurn({
@@ -296,6 +344,9 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
       if (isHeartbeatAck(text) || text.trim() === "") {
         return { type: "suppressed", at: startedAt, durationMs: took() };
       }
+      // Stopped (or timed out) while the turn ran, which did not heed its signal: nothing is
+      // delivered after stop() or after the beat was reported as timed out.
+      if (signal.aborted) return stoppedOutcome(startedAt, took(), text);
       try {
         await this.#deliver?.(text, { agentId: this.agentId, sessionKey: this.sessionKey });
       } catch (error) {
@@ -369,6 +420,19 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     this.#timer = undefined;
   }
+
+  #clearTurnTimer(): void {
+    if (this.#turnTimer !== undefined) this.#clock.clearTimer(this.#turnTimer);
+    this.#turnTimer = undefined;
+  }
+}
+
+/** A turn whose signal aborted (by stop() or `turnTimeoutMs`): its outcome is not recorded. */
+function stoppedOutcome(at: number, durationMs: number, text?: string): HeartbeatOutcome {
+  const error = "the heartbeat turn was cut short";
+  return text === undefined
+    ? { type: "error", at, durationMs, error }
+    : { type: "error", at, durationMs, error, text };
 }
 
 /** A heartbeat turn through an `AgentRuntime`: skipped while the session has a run going. */

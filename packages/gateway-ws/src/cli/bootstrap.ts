@@ -546,6 +546,9 @@ export async function startFromConfig(options: {
     cleanups.push(() => maintenance.stop());
     // Gateway methods of channels added by a reload after the gateway was created.
     const lateMethods = new Map<string, () => void>();
+    // The runtime settings of one reload are applied after those of the one before: a slow
+    // skills load never lets an older file's agents replace a newer one's.
+    let liveSettings = Promise.resolve();
     // Cron jobs, channels and the live tool settings follow the file as it changes.
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
       if (diff.restartRequired.length > 0) {
@@ -554,7 +557,9 @@ export async function startFromConfig(options: {
         );
       }
       for (const problem of tools.apply(next)) log.warn(problem);
-      applyLiveSettings(runtime, next, diff.applied, configDir, skills, log);
+      liveSettings = liveSettings.then(() =>
+        applyLiveSettings(runtime, next, diff.applied, configDir, log),
+      );
       const everyMs = next.sessions.maintenance?.everyMs ?? 3_600_000;
       if (everyMs !== maintenance.everyMs) maintenance.setEveryMs(everyMs);
       if (diff.changed.some((p) => p === "cron" || p.startsWith("cron."))) {
@@ -571,7 +576,10 @@ export async function startFromConfig(options: {
           .catch((error: Error) => log.warn(`channels config not applied: ${error.message}`));
       }
     });
-    cleanups.push(async () => offConfig());
+    cleanups.push(async () => {
+      offConfig();
+      await liveSettings;
+    });
     const gateway = createGateway({
       runtime,
       config,
@@ -695,14 +703,15 @@ function applyLiveSettings(
   next: BeamClawConfig,
   applied: readonly string[],
   configDir: string,
-  skills: Awaited<ReturnType<typeof configuredSkills>>,
   log: CliLog,
-): void {
+): Promise<void> {
   const touched = (prefix: string) =>
     applied.some((p) => p === prefix || p.startsWith(`${prefix}.`));
   const run = async () => {
     if (touched("agents") || touched("skills")) {
-      const current = touched("skills") ? await configuredSkills(next, configDir) : skills;
+      // Built from this file: each agent's `skills` selection, a new agent's, and the
+      // skills of `skills.dirs` as it is now (not as it was at the start).
+      const current = await configuredSkills(next, configDir);
       runtime.reconfigure({ agents: agentDefinitions(next, current) });
       log.info("config: agents applied");
     }
@@ -723,5 +732,5 @@ function applyLiveSettings(
       }
     }
   };
-  run().catch((error: Error) => log.warn(`config not applied: ${error.message}`));
+  return run().catch((error: Error) => log.warn(`config not applied: ${error.message}`));
 }
