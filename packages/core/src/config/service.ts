@@ -27,7 +27,11 @@ export interface ConfigServiceOptions {
   env?: Record<string, string | undefined>;
   /** Watch the file and hot-reload. Default true when `path` is given. */
   watch?: boolean;
-  /** Quiet time after the last file event before reloading. Default 100 ms. */
+  /**
+   * Quiet time after the last file event before reloading. Default 100 ms. A file saved
+   * again and again without that much quiet still reloads, at the latest
+   * `max(1 s, 10 × debounceMs)` after the first change not yet applied.
+   */
   debounceMs?: number;
   /** Also publish `config.changed` / `config.invalid` on `events:global`. */
   pubsub?: PubSub;
@@ -84,6 +88,14 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   /** Where `path` resolves to, when it is a symlink. */
   #target: string | undefined;
   #debounce: (() => void) | null = null;
+  /** When the first file event the pending reload answers arrived (clock ms). */
+  #firstEventAt = 0;
+  /**
+   * The file event waiting in the mailbox, if any: while one waits, more of the same kind are
+   * dropped (they would only re-arm the same reload), so a flood of saves while a reload
+   * reads the file cannot fill the mailbox.
+   */
+  #queuedEvent: "file" | "link" | undefined;
   /** Every file event since the last reload was a `link` one. */
   #linkOnly = false;
   #path: string | undefined;
@@ -138,8 +150,8 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       // Watch the directory: editors save by writing a temp file and renaming it over.
       const file = basename(this.#path);
       this.#watcher = watch(dirname(this.#path), { persistent: true }, (_event, name) => {
-        if (name === null || name === file) this.send({ type: "file-event" });
-        else if (this.#target !== undefined) this.send({ type: "file-event", link: true });
+        if (name === null || name === file) this.#fileEvent("file");
+        else if (this.#target !== undefined) this.#fileEvent("link");
       });
       this.#watcher.on("error", () => undefined);
       await this.#followTarget();
@@ -148,9 +160,19 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
 
   protected override async handleInfo(message: ConfigMessage | { type: "DOWN" }): Promise<void> {
     if (message.type === "file-event") {
+      if (this.#queuedEvent === (message.link === true ? "link" : "file")) {
+        this.#queuedEvent = undefined;
+      }
       this.#linkOnly = (this.#debounce === null || this.#linkOnly) && message.link === true;
+      const debounceMs = this.#options.debounceMs ?? 100;
+      const now = Date.now();
+      if (this.#debounce === null) this.#firstEventAt = now;
+      else if (now - this.#firstEventAt >= Math.max(1_000, 10 * debounceMs)) {
+        // Saved again and again without a quiet moment: the reload armed stays armed.
+        return;
+      }
       this.#debounce?.();
-      this.#debounce = this.sendAfter({ type: "reload" }, this.#options.debounceMs ?? 100);
+      this.#debounce = this.sendAfter({ type: "reload" }, debounceMs);
     } else if (message.type === "reload") {
       this.#debounce = null;
       // Where the link resolves is watched before the file is read: a write after the read
@@ -161,6 +183,24 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       // resolves elsewhere.
       if (this.#linkOnly && this.#target === previous) return;
       await this.reload();
+    }
+  }
+
+  /**
+   * A watcher saw a change: tells the mailbox, unless an event of the same kind already
+   * waits there. Never throws (it runs in an `fs.watch` callback).
+   */
+  #fileEvent(kind: "file" | "link"): void {
+    if (this.#queuedEvent === kind || this.#queuedEvent === "file") return;
+    const before = this.#queuedEvent;
+    // Set first: the mailbox may hand the message over before `send` returns.
+    this.#queuedEvent = kind;
+    try {
+      this.send(kind === "link" ? { type: "file-event", link: true } : { type: "file-event" });
+    } catch {
+      this.#queuedEvent = before;
+      // Stopping, or the mailbox is full of other messages: the reload already armed (or the
+      // next save) picks the change up.
     }
   }
 
@@ -202,7 +242,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     const file = basename(target);
     try {
       const watcher = watch(dirname(target), { persistent: true }, (_event, name) => {
-        if (name === null || name === file) this.send({ type: "file-event" });
+        if (name === null || name === file) this.#fileEvent("file");
       });
       // Its directory was removed (the old side of a swap): the next reload looks again.
       watcher.on("error", () => {
