@@ -9,115 +9,22 @@
  * The deadline is on the runtime's clock (`AgentRuntimeOptions.now`), which these tests move
  * forward to stand for the time a crashed child took.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import { AbortedError } from "../src/errors.js";
-import type {
-  JsonValue,
-  ModelCallOptions,
-  ModelMessage,
-  ModelRequest,
-  ToolResultPart,
-} from "../src/providers/types.js";
+import { describe, expect, it } from "vitest";
+import type { AgentRuntime } from "../src/sessions/index.js";
 import {
-  AgentRuntime,
-  type AgentRuntimeOptions,
-  type AgentTool,
-  type ModelSource,
-} from "../src/sessions/index.js";
-import { MemoryStore } from "../src/store/memory-store.js";
+  type Brain,
+  BrainSource,
+  firstUser,
+  hangUntilAborted,
+  text,
+  tool,
+  toolCall,
+  toolResults,
+  useRuntimes,
+} from "./fixtures/subagents.js";
 import { deferred, waitFor } from "./support.js";
 
-type SourceEvent = { type: string; [key: string]: unknown };
-type SourceOptions = ModelCallOptions & { models: string[] };
-interface SourceCall {
-  request: Omit<ModelRequest, "model">;
-  options: SourceOptions;
-}
-type Brain = (call: SourceCall) => SourceEvent[] | AsyncGenerator<SourceEvent, void, undefined>;
-
-/** A model source answering through `brain`; records every call. */
-class BrainSource implements ModelSource {
-  readonly calls: SourceCall[] = [];
-  constructor(readonly brain: Brain) {}
-
-  async *stream(
-    request: Omit<ModelRequest, "model">,
-    options: SourceOptions,
-  ): AsyncGenerator<SourceEvent, void, undefined> {
-    const call: SourceCall = { request, options };
-    this.calls.push(call);
-    const out = this.brain(call);
-    if (Array.isArray(out)) {
-      for (const event of out) {
-        if (options.signal?.aborted) throw options.signal.reason;
-        yield event;
-      }
-      return;
-    }
-    yield* out;
-  }
-
-  /** Calls whose first user message is `text`. */
-  callsFor(text: string): SourceCall[] {
-    return this.calls.filter((c) => firstUser(c.request.messages) === text);
-  }
-}
-
-const text = (t: string): SourceEvent => ({ type: "text-delta", text: t });
-const toolCall = (toolCallId: string, toolName: string, input: JsonValue = {}): SourceEvent => ({
-  type: "tool-call",
-  toolCallId,
-  toolName,
-  input,
-});
-
-function textOf(message: ModelMessage | undefined): string | undefined {
-  if (message === undefined || message.role === "tool") return undefined;
-  return message.content.map((p) => (p.type === "text" ? p.text : "")).join("");
-}
-function firstUser(messages: readonly ModelMessage[]): string | undefined {
-  return textOf(messages.find((m) => m.role === "user"));
-}
-/** Tool results of the last tool message of a request. */
-function toolResults(messages: readonly ModelMessage[]): ToolResultPart[] {
-  const last = [...messages].reverse().find((m) => m.role === "tool");
-  return last?.role === "tool" ? last.content : [];
-}
-
-/** A model call that waits until its run is cancelled. */
-async function* hangUntilAborted(signal: AbortSignal | undefined): AsyncGenerator<SourceEvent> {
-  await new Promise<void>((_resolve, reject) => {
-    const onAbort = () => reject(signal?.reason ?? new AbortedError("aborted"));
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener("abort", onAbort, { once: true });
-  });
-  yield text("never");
-}
-
-function tool(name: string, execute: AgentTool["execute"]): AgentTool {
-  return { name, description: `the ${name} tool`, inputSchema: { type: "object" }, execute };
-}
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function newStore(): Promise<MemoryStore> {
-  const store = new MemoryStore();
-  await store.open();
-  cleanups.push(() => store.close());
-  return store;
-}
-
-async function startRuntime(
-  options: Partial<AgentRuntimeOptions> & { models: ModelSource; store: MemoryStore },
-): Promise<AgentRuntime> {
-  const runtime = new AgentRuntime(options as AgentRuntimeOptions);
-  cleanups.push(() => runtime.stop());
-  await runtime.start();
-  return runtime;
-}
+const { newStore, startRuntime } = useRuntimes();
 
 /** A clock for the runtime that the test moves forward. */
 function testClock(start = Date.UTC(2026, 0, 5, 12)) {

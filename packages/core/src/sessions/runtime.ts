@@ -59,6 +59,7 @@ import {
   newMetadata,
   PendingCompaction,
   PendingInjection,
+  parseSubagentIndexKey,
   QUARANTINE_PREFIX,
   quarantineKey,
   queuedDeadlineAt,
@@ -70,6 +71,7 @@ import {
   type SessionInfoSnapshot,
   type SessionPatch,
   SessionRequestFailure,
+  subagentIndexPrefix,
 } from "./session-actor.js";
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
 import {
@@ -88,6 +90,7 @@ import {
   type QueueMode,
   type RewindOptions,
   type RewindResult,
+  type RunResult,
   type SendOptions,
   type SessionDeleteOptions,
   type SessionDeleteResult,
@@ -245,8 +248,10 @@ export interface SessionHandle {
   patch(patch: SessionPatch): Promise<SessionMetadata>;
   /**
    * Aborts everything, clears the transcript and counters; the settings (display name,
-   * channel, levels, model override) stay. A key with no session is left as it was: no
-   * record is written for it.
+   * channel, levels, model override) stay. The sub-agents it spawned belonged to the
+   * conversation: their sessions are deleted as `delete` deletes them, and its count of
+   * spawns (`SubagentLimits.maxChildren`) starts again. A key with no session is left as it
+   * was: no record is written for it.
    */
   reset(): Promise<void>;
   /**
@@ -269,6 +274,9 @@ export interface SessionHandle {
    * (`runtime.tools.registerForSession`) and its transcript (or, with `archiveTranscript`, moves
    * the transcript to `<key>:deleted:<epoch ms>`): a session made again under the same key
    * starts with nothing of it, and is asked again before its tools run.
+   * The sessions of the sub-agents it spawned (`spawn_subagent`) are deleted with it, at
+   * any depth and with the same options, running or not: they are found from the spawns
+   * recorded in the store, so also for a hibernated session or after a restart.
    * Its active and queued runs end as aborted with error `SESSION_DELETED` (a `run-end`
    * their handles and the session's subscribers see). In a cluster the request goes to the
    * session's owner.
@@ -823,7 +831,9 @@ export class AgentRuntime {
       patch: async (patch) =>
         (await this.#request(key, { type: "patch", patch })) as SessionMetadata,
       reset: async () => {
-        await this.#request(key, { type: "reset" });
+        const children = await this.#request(key, { type: "reset" });
+        // The sub-agents it had spawned belonged to the conversation it clears.
+        if (Array.isArray(children)) await this.#deleteSubagents(children.map(String), false);
       },
       inject: async (text, options) => {
         const label = checkInjection(text, options);
@@ -872,53 +882,71 @@ export class AgentRuntime {
             `archiveTranscript must be a boolean, got ${describeArg(opts.archiveTranscript)}`,
           );
         }
-        const archive = opts.archiveTranscript === true;
-        const routed = await this.#options.ownership?.routeRequest(key, {
-          type: "delete",
-          ...(archive ? { options: { archiveTranscript: true } } : {}),
-        });
-        if (routed !== undefined) {
-          this.tools?.clearSession(key);
-          return routed.reply as SessionDeleteResult;
-        }
-        const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
-        if (actor !== undefined) {
-          actor.markDeleted();
-          await this.#sessions?.terminateChild(actor).catch(() => undefined);
-        }
-        // Nothing of a deleted session may come back: its unfinished messages go too.
-        const pending = await this.store.queue.pending({ sessionKey: key });
-        for (const message of pending) {
-          this.#logs
-            .get(message.id)
-            ?.fail(new NoProcessError(`session ${key} was deleted`, "shutdown"));
-          this.#logs.delete(message.id);
-          this.#crashes.delete(message.id);
-          // As a session does when a run is over: a made-up key is not remembered.
-          await (hasMadeUpKey(message)
-            ? this.store.queue.discard(message.id)
-            : this.store.queue.ack(message.id));
-        }
-        // A new session may have messages (waiting, or saved by its first run) before its
-        // record is written.
-        const existed =
-          pending.length > 0 ||
-          (await this.store.sessions.get(key)) !== undefined ||
-          (await this.store.transcripts.lastSeq(key)) > 0;
-        const archivedAs = archive ? await this.#archiveTranscript(key) : undefined;
-        // Its remembered allow-always decisions go first: a session made again under this key
-        // must be asked again, and a delete that fails after this only asks again too.
-        await this.store.approvals.clear(key);
-        await this.store.transcripts.delete(key);
-        await this.store.sessions.delete(key);
-        // Its own tools too (`tools.registerForSession`): a session made again starts without.
-        this.tools?.clearSession(key);
-        return archivedAs === undefined ? { existed } : { existed, archivedAs };
+        return this.#deleteSession(key, opts.archiveTranscript === true);
       },
     };
   }
 
   // ------------------------------------------------------------------ internals
+
+  /** See `SessionHandle.delete`; its sub-agents' sessions go too, whatever their depth. */
+  async #deleteSession(key: string, archive: boolean): Promise<SessionDeleteResult> {
+    const routed = await this.#options.ownership?.routeRequest(key, {
+      type: "delete",
+      ...(archive ? { options: { archiveTranscript: true } } : {}),
+    });
+    if (routed !== undefined) {
+      this.tools?.clearSession(key);
+      return routed.reply as SessionDeleteResult;
+    }
+    const actor = this.registry.whereis<SessionActorType>(`session:${key}`);
+    if (actor !== undefined) {
+      actor.markDeleted();
+      await this.#sessions?.terminateChild(actor).catch(() => undefined);
+    }
+    // Its sub-agents next, from the spawns recorded in the store (so also those of a
+    // hibernated session, or of one spawned before a restart): stopped first, it spawns
+    // no more; a delete that fails here leaves it to be deleted again, children and all.
+    const spawns = await this.store.kv.keys(subagentIndexPrefix(key));
+    await this.#deleteSubagents(
+      spawns.map((spawn) => parseSubagentIndexKey(spawn).child),
+      archive,
+    );
+    for (const spawn of spawns) await this.store.kv.delete(spawn);
+    // Nothing of a deleted session may come back: its unfinished messages go too.
+    const pending = await this.store.queue.pending({ sessionKey: key });
+    for (const message of pending) {
+      this.#logs
+        .get(message.id)
+        ?.fail(new NoProcessError(`session ${key} was deleted`, "shutdown"));
+      this.#logs.delete(message.id);
+      this.#crashes.delete(message.id);
+      // As a session does when a run is over: a made-up key is not remembered.
+      await (hasMadeUpKey(message)
+        ? this.store.queue.discard(message.id)
+        : this.store.queue.ack(message.id));
+    }
+    // A new session may have messages (waiting, or saved by its first run) before its
+    // record is written.
+    const existed =
+      pending.length > 0 ||
+      (await this.store.sessions.get(key)) !== undefined ||
+      (await this.store.transcripts.lastSeq(key)) > 0;
+    const archivedAs = archive ? await this.#archiveTranscript(key) : undefined;
+    // Its remembered allow-always decisions go first: a session made again under this key
+    // must be asked again, and a delete that fails after this only asks again too.
+    await this.store.approvals.clear(key);
+    await this.store.transcripts.delete(key);
+    await this.store.sessions.delete(key);
+    // Its own tools too (`tools.registerForSession`): a session made again starts without.
+    this.tools?.clearSession(key);
+    return archivedAs === undefined ? { existed } : { existed, archivedAs };
+  }
+
+  /** Deletes sub-agent sessions (each with its own sub-agents), once each. */
+  async #deleteSubagents(children: readonly string[], archive: boolean): Promise<void> {
+    for (const child of new Set(children)) await this.#deleteSession(child, archive);
+  }
 
   /** See `SessionHandle.fork`. Reads the source's transcript; writes only the new session. */
   async #fork(source: string, runId: string, requested: string | undefined): Promise<ForkResult> {
@@ -1445,21 +1473,36 @@ export class AgentRuntime {
     if (running >= (limits.maxConcurrent ?? 4)) {
       return { output: `${running} sub-agents are already running (the limit)`, isError: true };
     }
-    const parentActor = this.registry.whereis<SessionActorType>(`session:${context.sessionKey}`);
-    const maxChildren = limits.maxChildren ?? 8;
-    if (parentActor === undefined || !parentActor.claimSubagent(maxChildren)) {
-      return {
-        output: `this session already spawned ${maxChildren} sub-agents (the limit)`,
-        isError: true,
-      };
-    }
-    this.#subagentsRunning.set(context.sessionKey, running + 1);
     const agentId = limits.agentId ?? context.agentId;
     // A sub-agent of a sub-agent (maxDepth > 1) extends its parent's key, under its own agent.
     const childKey =
       depth === 0
         ? subagentKey(agentId, randomUUID())
         : `agent:${agentId}:${context.sessionKey.split(":").slice(2).join(":")}:subagent:${randomUUID()}`;
+    const parentActor = this.registry.whereis<SessionActorType>(`session:${context.sessionKey}`);
+    const maxChildren = limits.maxChildren ?? 8;
+    this.#subagentsRunning.set(context.sessionKey, running + 1);
+    let claimed: boolean;
+    try {
+      // Recorded in the store before the child exists (see `claimSubagent`).
+      claimed =
+        parentActor !== undefined &&
+        (await parentActor.claimSubagent(maxChildren, context.runId, childKey));
+    } catch (error) {
+      this.#subagentDone(context.sessionKey);
+      if (context.signal.aborted) throw error;
+      return {
+        output: `sub-agent could not be spawned: ${(error as Error).message}`,
+        isError: true,
+      };
+    }
+    if (!claimed) {
+      this.#subagentDone(context.sessionKey);
+      return {
+        output: `this session already spawned ${maxChildren} sub-agents (the limit)`,
+        isError: true,
+      };
+    }
     // The child's run time limit: a sub-agent past it is cancelled like any run, and says so.
     // Its deadline is fixed now and kept with its message: a child replayed after a crash or
     // a restart runs until this same deadline, never under a fresh limit.
@@ -1482,6 +1525,7 @@ export class AgentRuntime {
         this.#now() + timeoutMs,
       );
       const result = await run.result;
+      this.#addSubagentUsage(context.sessionKey, result);
       // A child agent with a structured `output` reports the value, not its JSON text.
       if (result.status === "completed") {
         return { output: result.output ?? result.text, isError: false };
@@ -1494,9 +1538,27 @@ export class AgentRuntime {
       if (context.signal.aborted) throw error;
       return { output: `sub-agent ${childKey} failed: ${(error as Error).message}`, isError: true };
     } finally {
-      const left = (this.#subagentsRunning.get(context.sessionKey) ?? 1) - 1;
-      if (left > 0) this.#subagentsRunning.set(context.sessionKey, left);
-      else this.#subagentsRunning.delete(context.sessionKey);
+      this.#subagentDone(context.sessionKey);
+    }
+  }
+
+  /** A sub-agent of `parentKey` is no longer running (see `SubagentLimits.maxConcurrent`). */
+  #subagentDone(parentKey: string): void {
+    const left = (this.#subagentsRunning.get(parentKey) ?? 1) - 1;
+    if (left > 0) this.#subagentsRunning.set(parentKey, left);
+    else this.#subagentsRunning.delete(parentKey);
+  }
+
+  /**
+   * Adds a sub-agent run's usage to the `subagentUsage` of its parent and of every ancestor
+   * above it (each waits in its own spawn call, so it is active here).
+   */
+  #addSubagentUsage(parentKey: string, result: RunResult): void {
+    for (let key: string | undefined = parentKey; key !== undefined; ) {
+      const actor: SessionActorType | undefined = this.registry.whereis(`session:${key}`);
+      if (actor === undefined) return;
+      actor.addSubagentUsage(result);
+      key = actor.metadata.parentKey;
     }
   }
 }

@@ -62,6 +62,7 @@ import {
   type RunResult,
   type SendOptions,
   type SessionMetadata,
+  type SubagentUsage,
   type ToolRunner,
   type UserMessageInput,
 } from "./types.js";
@@ -121,6 +122,42 @@ function isContextLimit(value: unknown): value is { model: string; maxTokens: nu
  */
 export function quarantineKey(sessionKey: string, id: string): string {
   return `${QUARANTINE_PREFIX}${sessionKey}|${id}`;
+}
+
+/** Where the sub-agents a session spawned are recorded in `store.kv`. @internal */
+export const SUBAGENT_PREFIX = "beamclaw:subagent:";
+
+/**
+ * The `store.kv` key recording one spawn of a sub-agent: its parent, the spawn's slot (the
+ * parent's run id and the spawn's place in that run) and the child's key. Written when it is
+ * spawned, before the child starts. A session's spawns are the keys starting with
+ * {@link subagentIndexPrefix}, counted by distinct slot: a run that replays after a crash or a
+ * restart fills the same slots again instead of counting twice. @internal
+ */
+export function subagentIndexKey(parentKey: string, slot: string, childKey: string): string {
+  return `${subagentIndexPrefix(parentKey)}${slot}|${childKey}`;
+}
+
+/** The start of the {@link subagentIndexKey}s of one parent (`|` never occurs in a session key). @internal */
+export function subagentIndexPrefix(parentKey: string): string {
+  return `${SUBAGENT_PREFIX}${parentKey}|`;
+}
+
+/** The slot (`runId|n`) and child key of a {@link subagentIndexKey}. @internal */
+export function parseSubagentIndexKey(key: string): { slot: string; child: string } {
+  const parts = key.slice(SUBAGENT_PREFIX.length).split("|");
+  return { slot: `${parts[1]}|${parts[2]}`, child: parts.slice(3).join("|") };
+}
+
+/** The sub-agent spawns a session has recorded (see {@link subagentIndexKey}). */
+interface SubagentClaims {
+  /** Their slots (`runId|n`). */
+  slots: Set<string>;
+  /**
+   * Spawns counted in the record (`subagentsSpawned`) beyond the recorded slots: those of
+   * a record written before spawns were recorded one by one.
+   */
+  base: number;
 }
 
 /** What every session actor of a runtime shares. @internal */
@@ -258,6 +295,8 @@ interface CarriedRun {
   /** Its inputs (steered ones included): a retry after a failed save runs them again. */
   inputs: UserMessageInput[];
   lastAssistant: { seq: number; at: number } | undefined;
+  /** Sub-agents its earlier part spawned (see `ActiveRun.spawned`). */
+  spawned: number;
 }
 
 interface ActiveRun extends Batch {
@@ -279,6 +318,11 @@ interface ActiveRun extends Batch {
   timeLimit: ReturnType<typeof setTimeout> | undefined;
   /** The transcript `seq` and `at` of its last saved assistant message. */
   lastAssistant: { seq: number; at: number } | undefined;
+  /**
+   * Sub-agents this attempt of the run has spawned: the next spawn's place in the run (a
+   * replay starts again at 0 and so fills the slots its first attempt recorded).
+   */
+  spawned: number;
 }
 
 /** First wait before a run whose messages could not be saved runs again; it doubles. */
@@ -460,6 +504,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #replayDue = false;
   /** Being deleted (see `markDeleted`). */
   #deleted = false;
+  /** Its recorded sub-agent spawns, once a spawn needed them (see `claimSubagent`). */
+  #claims: Promise<SubagentClaims> | undefined;
   /**
    * Its record is in the store (it was there at start, or a save of it succeeded). A new
    * session's first saved message writes it (see `save-record`), so that it is listed and
@@ -555,15 +601,73 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   /**
-   * Counts a sub-agent this session spawns, unless it has spawned `max` already (then
-   * false). Called by the runtime's spawn tool during this session's run; the count is saved
-   * with the metadata when the run ends. @internal
+   * Counts the sub-agent `childKey` that run `runId` of this session spawns, unless the
+   * session has spawned `max` already (then false, as when the run is no longer active).
+   * The spawn is recorded in the store (see {@link subagentIndexKey}) before this resolves, so
+   * a crash or a restart loses no count, and a replay of the run, whose spawns take the same
+   * slots, counts none twice; `subagentsSpawned` mirrors the count and is saved with the
+   * metadata when the run ends. Called by the runtime's spawn tool. @internal
    */
-  claimSubagent(max: number): boolean {
-    const spawned = this.#metadata.subagentsSpawned ?? 0;
-    if (spawned >= max) return false;
-    this.#metadata = { ...this.#metadata, subagentsSpawned: spawned + 1 };
-    return true;
+  async claimSubagent(max: number, runId: string, childKey: string): Promise<boolean> {
+    const active = this.#active;
+    if (active === null || active.runId !== runId) return false;
+    const claims = await this.#subagentClaims();
+    if (this.#active !== active) return false;
+    const slot = `${runId}|${active.spawned}`;
+    const claimed = claims.slots.has(slot) || claims.base + claims.slots.size < max;
+    if (claimed) {
+      active.spawned++;
+      const added = !claims.slots.has(slot);
+      claims.slots.add(slot);
+      try {
+        await this.#ctx.store.kv.set(subagentIndexKey(this.key, slot, childKey), this.#ctx.now());
+      } catch (error) {
+        // Not recorded: not spawned, and not counted.
+        if (added) claims.slots.delete(slot);
+        throw error;
+      }
+    }
+    // The count as recorded (a crash may have cut the run that counted the last ones).
+    const count = claims.base + claims.slots.size;
+    if (this.#metadata.subagentsSpawned !== count) {
+      this.#metadata = { ...this.#metadata, subagentsSpawned: count };
+    }
+    return claimed;
+  }
+
+  /** The recorded spawns, read from the store on the first spawn of this actor's life. */
+  #subagentClaims(): Promise<SubagentClaims> {
+    this.#claims ??= this.#ctx.store.kv.keys(subagentIndexPrefix(this.key)).then(
+      (keys) => {
+        const slots = new Set(keys.map((key) => parseSubagentIndexKey(key).slot));
+        return { slots, base: Math.max(0, (this.#metadata.subagentsSpawned ?? 0) - slots.size) };
+      },
+      (error: unknown) => {
+        this.#claims = undefined;
+        throw error;
+      },
+    );
+    return this.#claims;
+  }
+
+  /**
+   * Adds what a sub-agent's run used to this session's `subagentUsage` (this session is its
+   * parent or an ancestor of it), saved with the metadata when this session's run ends.
+   * @internal
+   */
+  addSubagentUsage(run: { usage: RunResult["usage"]; costUsd: number }): void {
+    const u: Partial<SubagentUsage> = this.#metadata.subagentUsage ?? {};
+    this.#metadata = {
+      ...this.#metadata,
+      subagentUsage: {
+        inputTokens: (u.inputTokens ?? 0) + run.usage.inputTokens,
+        outputTokens: (u.outputTokens ?? 0) + run.usage.outputTokens,
+        cacheReadTokens: (u.cacheReadTokens ?? 0) + (run.usage.cacheReadTokens ?? 0),
+        cacheWriteTokens: (u.cacheWriteTokens ?? 0) + (run.usage.cacheWriteTokens ?? 0),
+        costUsd: (u.costUsd ?? 0) + run.costUsd,
+        runs: (u.runs ?? 0) + 1,
+      },
+    };
   }
 
   /** The `cacheKey` of its model requests, made once. */
@@ -1284,7 +1388,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     return { runIds: undone, inputs, removedMessages };
   }
 
-  async #reset(): Promise<void> {
+  /** Resolves with the keys of the sub-agents it had spawned (the runtime deletes them). */
+  async #reset(): Promise<string[]> {
     // Unfinished messages of a crash not replayed yet end too, unrun: read before anything
     // changes, so that a store that cannot list them leaves the session as it was.
     const unreplayed =
@@ -1331,7 +1436,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#pendingCount = 0;
     await this.#ctx.store.transcripts.delete(this.key);
     this.#history = [];
-    if (!exists) return;
+    // Its count of sub-agents starts again too; their sessions go with the conversation.
+    const spawns = await this.#ctx.store.kv.keys(subagentIndexPrefix(this.key));
+    for (const spawn of spawns) await this.#ctx.store.kv.delete(spawn);
+    this.#claims = undefined;
+    const children = [...new Set(spawns.map((spawn) => parseSubagentIndexKey(spawn).child))];
+    if (!exists) return children;
     const previous = this.#metadata;
     const next: SessionMetadata = {
       ...newMetadata(this.key, this.#agentId, previous.createdAt),
@@ -1345,6 +1455,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     await this.#ctx.store.sessions.put(next as SessionRecord);
     this.#recordSaved = true;
     this.#metadata = next;
+    return children;
   }
 
   /**
@@ -1591,6 +1702,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       startedAt: performance.now(),
       timeLimit: undefined,
       lastAssistant: undefined,
+      spawned: 0,
     };
     if (batch.model !== undefined) active.model = batch.model;
     if (batch.thinking !== undefined) active.thinking = batch.thinking;
@@ -1599,6 +1711,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (batch.carried !== undefined) {
       active.carried = batch.carried;
       active.lastAssistant = batch.carried.lastAssistant;
+      active.spawned = batch.carried.spawned;
     }
     // A killed or stopped session cancels its active run, even when terminate never runs.
     // One callback for the session's life rather than one per run, on the actor's stop watch
@@ -1867,6 +1980,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         result: earlier === undefined ? result : joinResults(earlier.result, result),
         inputs: [...(earlier?.inputs ?? []), ...active.inputs, ...active.taken],
         lastAssistant: active.lastAssistant,
+        spawned: active.spawned,
       },
     };
     if (active.unkeyed !== undefined) batch.unkeyed = active.unkeyed;

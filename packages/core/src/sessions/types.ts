@@ -86,8 +86,11 @@ export interface SubagentLimits {
   /** How deep sub-agents may nest. Default 1: a sub-agent cannot spawn. */
   maxDepth?: number;
   /**
-   * Sub-agents a parent session may spawn in all. Counted in its metadata
-   * (`subagentsSpawned`), so a restart or a hibernation keeps the count. Default 8.
+   * Sub-agents a parent session may spawn in all. Each spawn is recorded in the store
+   * before the sub-agent starts (and shown as `subagentsSpawned` in its metadata), so a
+   * crash, a restart or a hibernation keeps the count; a run that replays (after a crash or
+   * a restart) re-uses the places its first attempt took, so its spawns are not counted
+   * twice. A reset of the parent starts the count again. Default 8.
    */
   maxChildren?: number;
   /** Sub-agents running at once per parent. Default 4. */
@@ -454,14 +457,40 @@ export interface SessionMetadata extends JsonObject {
   parentKey?: string;
   /** The session a fork was branched from (see `SessionHandle.fork`). */
   forkedFrom?: string;
-  /** Sub-agents this session has spawned (checked against `SubagentLimits.maxChildren`). */
+  /**
+   * Sub-agents this session has spawned (checked against `SubagentLimits.maxChildren`). Each
+   * spawn is recorded in the store as it is made, so the count survives a crash of the
+   * session and a restart; a run that replays fills its first attempt's places again, so a
+   * replayed spawn is not counted twice. A reset starts it again at 0.
+   */
   subagentsSpawned?: number;
+  /**
+   * What the sub-agents this session spawned used, at any depth (their own sub-agents
+   * included): absent until one has run. The session's own counters (`inputTokens`,
+   * `costUsd`...) and its `SessionHandle.usage()` count only its own model calls, and each
+   * sub-agent's session counts its own, so summing sessions never counts a call twice (nor do
+   * the runtime's per-agent meters, which count each call once, under the agent that made
+   * it); a session's whole cost is `costUsd + (subagentUsage?.costUsd ?? 0)`. Saved with the
+   * session's counters when its run ends; cleared by a reset.
+   */
+  subagentUsage?: SubagentUsage;
   /**
    * What the session learned of its model's context window: `model` (`provider/model`)
    * refused a request as too long, so requests to it are cut to about `maxTokens`. Kept so
    * that a revived session, or one on another node, does not meet the same refusal again.
    */
   contextLimit?: { model: string; maxTokens: number };
+}
+
+/** What a session's sub-agents used (see `SessionMetadata.subagentUsage`). */
+export interface SubagentUsage extends JsonObject {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadTokens: number;
+  cacheWriteTokens: number;
+  costUsd: number;
+  /** Sub-agent runs counted (a run that failed or was aborted counts what it used). */
+  runs: number;
 }
 
 /** A typed error as it travels in events. */
