@@ -246,7 +246,10 @@ export class RedisConnection {
     }, timeoutMs);
     if (batch.length === 1) {
       const { name, args, resolve, reject } = batch[0] as QueuedCommand;
-      client.call(name, ...args).then(
+      // The arguments go as one array (ioredis flattens it), never spread into the call: a
+      // command with more than about 120,000 of them (a long transcript appended at once)
+      // would overflow the call stack, an uncaught RangeError out of this microtask.
+      client.call(name, args as RedisArg[]).then(
         (value) => {
           clearTimeout(timer);
           resolve(value);
@@ -259,7 +262,7 @@ export class RedisConnection {
       return;
     }
     const pipeline = client.pipeline();
-    for (const { name, args } of batch) pipeline.call(name, ...args);
+    for (const { name, args } of batch) pipeline.call(name, args as RedisArg[]);
     pipeline.exec().then(
       (results) => {
         clearTimeout(timer);

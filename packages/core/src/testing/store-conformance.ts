@@ -1525,6 +1525,99 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
       });
     });
 
+    // -------------------------------------------------------------- fenced session writes
+
+    // The optional `fenced` capability: not registered for a store without it (an empty
+    // `describe` would fail).
+    const describeFenced = typeof probe.fenced === "function" ? describe : () => undefined;
+    describeFenced("fenced session writes", () => {
+      it("with the current token each write acts like the unfenced one", async () => {
+        const store = await open();
+        const lease = (await store.locks.acquire("s", { owner: "o", ttlMs: LONG_TTL_MS }))!;
+        const writes = store.fenced!({ lock: "s", token: lease.token });
+        expect(writes.fence).toEqual({ lock: "s", token: lease.token });
+        await writes.sessions.put(session("s", 1));
+        expect(await store.sessions.get("s")).toEqual(session("s", 1));
+        expect(await writes.transcripts.append("s", [{ n: 1 }, { n: 2 }])).toBe(2);
+        expect(await writes.transcripts.append("s", [])).toBe(2);
+        const a = (await store.queue.enqueue(inbound("a", "s", {}))).message;
+        const b = (await store.queue.enqueue(inbound("b", "s", {}))).message;
+        await writes.queue.ack(a.id);
+        await writes.queue.discard(b.id);
+        expect(await store.queue.pending()).toEqual([]);
+        // Acknowledged is remembered, discarded is forgotten, as unfenced.
+        expect((await store.queue.enqueue(inbound("a", "s", {}))).duplicate).toBe(true);
+        expect((await store.queue.enqueue(inbound("b", "s", {}))).duplicate).toBe(false);
+        expect(await writes.transcripts.delete("s")).toBe(true);
+        expect(await writes.transcripts.delete("s")).toBe(false);
+        expect(await writes.sessions.delete("s")).toBe(true);
+        expect(await writes.sessions.delete("s")).toBe(false);
+      });
+
+      it("once another holder acquired the lock, every write of the earlier one is refused with FencedError, writing nothing", async () => {
+        const store = await open();
+        const first = (await store.locks.acquire("s", { owner: "a", ttlMs: LONG_TTL_MS }))!;
+        const stale = store.fenced!({ lock: "s", token: first.token });
+        await stale.sessions.put(session("s", 1, { by: "a" }));
+        expect(await stale.transcripts.append("s", [{ by: "a" }])).toBe(1);
+        const pending = (await store.queue.enqueue(inbound("m", "s", {}))).message;
+        await store.locks.release(first);
+        const second = (await store.locks.acquire("s", { owner: "b", ttlMs: LONG_TTL_MS }))!;
+        const attempts: Array<[string, () => Promise<unknown>]> = [
+          ["sessions.put", () => stale.sessions.put(session("s", 2, { by: "a" }))],
+          ["sessions.delete", () => stale.sessions.delete("s")],
+          ["transcripts.append", () => stale.transcripts.append("s", [{ by: "a, late" }])],
+          ["transcripts.delete", () => stale.transcripts.delete("s")],
+          ["queue.ack", () => stale.queue.ack(pending.id)],
+          ["queue.discard", () => stale.queue.discard(pending.id)],
+        ];
+        for (const [what, attempt] of attempts) {
+          const error = await failure(attempt);
+          expect(FencedError.isInstance(error), what).toBe(true);
+          expect(error, what).toEqual(
+            expect.objectContaining({
+              code: "FENCED",
+              lock: "s",
+              token: first.token,
+              currentToken: second.token,
+            }),
+          );
+        }
+        expect(await store.sessions.get("s")).toEqual(session("s", 1, { by: "a" }));
+        expect(await store.transcripts.read("s")).toEqual([{ seq: 1, entry: { by: "a" } }]);
+        expect((await store.queue.pending()).map((m) => m.id)).toEqual([pending.id]);
+        // The current holder's writes go through.
+        const current = store.fenced!({ lock: "s", token: second.token });
+        expect(await current.transcripts.append("s", [{ by: "b" }])).toBe(2);
+        await current.queue.ack(pending.id);
+        expect(await store.queue.pending()).toEqual([]);
+      });
+
+      it("a fence on a lock never acquired is refused, and a malformed fence is an InvalidArgumentError", async () => {
+        const store = await open();
+        const error = await failure(() =>
+          store.fenced!({ lock: "never", token: 1 }).transcripts.append("s", [{ n: 1 }]),
+        );
+        expect(codeOf(error)).toBe("FENCED");
+        expect(await store.transcripts.lastSeq("s")).toBe(0);
+        for (const bad of [
+          { lock: "", token: 1 },
+          { lock: "s", token: 1.5 },
+          { lock: "s" },
+          null,
+        ]) {
+          let thrown: unknown;
+          try {
+            await store.fenced!(bad as never).sessions.put(session("s", 1));
+          } catch (caught) {
+            thrown = caught;
+          }
+          expect(codeOf(thrown), JSON.stringify(bad)).toBe("INVALID_ARGUMENT");
+        }
+        expect(await store.sessions.count()).toBe(0);
+      });
+    });
+
     // -------------------------------------------------------------- isolation and keys
 
     describe("isolation and awkward keys", () => {

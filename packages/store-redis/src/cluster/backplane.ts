@@ -20,11 +20,11 @@ import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_PREFIX,
 } from "../redis-store.js";
-import { show } from "../validate.js";
+import { requireId, show } from "../validate.js";
 import { ClusterKeys } from "./keys.js";
 import { RedisClusterPresence } from "./presence.js";
 import { RedisClusterPubSub } from "./pubsub.js";
-import { NAMED_MESSAGE, RedisClusterRegistry } from "./registry.js";
+import { NAMED_MESSAGE, nodeMessageJson, RedisClusterRegistry } from "./registry.js";
 import { CLUSTER_HEARTBEAT, CLUSTER_LEAVE, CLUSTER_PLACE } from "./scripts.js";
 import { Subscriber } from "./subscriber.js";
 
@@ -183,6 +183,8 @@ export class RedisBackplane implements ClusterBackplane {
         `nodeId must be a non-empty string without spaces, got ${show(nodeId)}`,
       );
     }
+    // One with a lone surrogate would name its channel with U+FFFD: it would never hear a thing.
+    requireId(nodeId, "nodeId");
     this.heartbeatIntervalMs = ms(
       options.heartbeatIntervalMs,
       DEFAULT_HEARTBEAT_INTERVAL_MS,
@@ -370,8 +372,9 @@ export class RedisBackplane implements ClusterBackplane {
     if (typeof nodeId !== "string" || nodeId === "") {
       throw new InvalidArgumentError("send needs a node id");
     }
+    const body = nodeMessageJson(message, "a node message");
     if (this.#state !== "joined") return false;
-    const payload = JSON.stringify({ f: this.nodeId, m: message });
+    const payload = `{"f":${JSON.stringify(this.nodeId)},"m":${body}}`;
     const receivers = await this.#conn.send<number>("publish", [
       this.#keys.nodeChannel(nodeId),
       payload,
@@ -507,6 +510,10 @@ export class RedisBackplane implements ClusterBackplane {
     }
     this.#apply(live);
     if (this.#restoreDue) this.#restore();
+    // Names and presence entries let go here while Redis was unreachable: removed now.
+    await Promise.all([this.registry.retryUnregisters(), this.presence.retryUntracks()]).catch(
+      () => undefined,
+    );
   }
 
   /** Registers this node's names and tracks its presence entries again (retried per beat). */

@@ -14,7 +14,8 @@ import {
   InvalidArgumentError,
   type JsonObject,
 } from "@beamclaw/core";
-import { show } from "../validate.js";
+import { requireId } from "../validate.js";
+import { PendingRemovals } from "./pending-removals.js";
 import { type ClusterLink, json } from "./registry.js";
 import { PRESENCE_LIST, PRESENCE_TRACK, PRESENCE_UNTRACK } from "./scripts.js";
 
@@ -24,6 +25,8 @@ export class RedisClusterPresence implements ClusterPresence {
   readonly #handlers = new Set<(event: ClusterPresenceEvent) => void>();
   /** What this node tracks (key -> meta JSON), to track it again (see `retrack`). */
   readonly #tracked = new Map<string, string>();
+  /** Keys untracked here whose removal from Redis failed; retried at each heartbeat. */
+  readonly #untracked = new PendingRemovals((key) => this.#remove(key));
 
   /**
    * Tracks this node's entries again after the cluster declared it down (its heartbeats were
@@ -45,6 +48,7 @@ export class RedisClusterPresence implements ClusterPresence {
   /** Forgets what this node tracks (it left the cluster). @internal */
   clear(): void {
     this.#tracked.clear();
+    this.#untracked.clear();
   }
 
   /** @internal */
@@ -57,10 +61,12 @@ export class RedisClusterPresence implements ClusterPresence {
     const body = json(meta, "presence meta");
     this.#requireJoined("track");
     const { conn, keys, nodeId, downAfterMs } = this.#link;
-    await conn.script(
-      PRESENCE_TRACK,
-      [keys.presence(nodeId)],
-      [key, body, String(2 * downAfterMs), keys.presenceChannel, nodeId],
+    await this.#untracked.takeUp(key, () =>
+      conn.script(
+        PRESENCE_TRACK,
+        [keys.presence(nodeId)],
+        [key, body, String(2 * downAfterMs), keys.presenceChannel, nodeId],
+      ),
     );
     this.#tracked.set(key, body);
   }
@@ -69,6 +75,21 @@ export class RedisClusterPresence implements ClusterPresence {
     requireKey(key);
     this.#tracked.delete(key);
     if (!this.#link.joined) return false;
+    // A failure (Redis unreachable) leaves the entry listed there for as long as this node
+    // lives (its heartbeats keep it): the removal is tried again.
+    return this.#untracked.remove(key);
+  }
+
+  /**
+   * Tries again the removals from Redis that failed (see `untrack`). Rejects when Redis
+   * still cannot be reached (the next heartbeat tries again).
+   * @internal
+   */
+  async retryUntracks(): Promise<void> {
+    if (this.#link.joined) await this.#untracked.retry();
+  }
+
+  async #remove(key: string): Promise<boolean> {
     const { conn, keys, nodeId } = this.#link;
     const n = await conn.script<number>(
       PRESENCE_UNTRACK,
@@ -138,10 +159,12 @@ export class RedisClusterPresence implements ClusterPresence {
   }
 }
 
+/**
+ * A non-empty, well-formed key: one with a lone surrogate would reach Redis as U+FFFD, the
+ * same key as another.
+ */
 function requireKey(key: unknown): asserts key is string {
-  if (typeof key !== "string" || key === "") {
-    throw new InvalidArgumentError(`a presence key must be a non-empty string, got ${show(key)}`);
-  }
+  requireId(key, "a presence key");
 }
 
 function parseEntry(nodeId: string, key: string, value: string): ClusterPresenceEntry | undefined {

@@ -64,6 +64,7 @@ export class RedisClusterPubSub implements ClusterPubSub {
     handler: PubSubHandler<T>,
     options: SubscribeOptions = {},
   ): () => void {
+    requireTopic(topic);
     const { signal } = options;
     if (signal?.aborted) {
       // Validate as LocalPubSub does, then subscribe to nothing.
@@ -82,6 +83,7 @@ export class RedisClusterPubSub implements ClusterPubSub {
   }
 
   subscribeLocal<T = unknown>(topic: string, handler: PubSubHandler<T>): LocalSubscription {
+    requireTopic(topic);
     const off = this.#local.subscribe(topic, handler);
     let wide = false;
     let active = true;
@@ -130,9 +132,7 @@ export class RedisClusterPubSub implements ClusterPubSub {
    * `StoreError` (`STORE_UNAVAILABLE`) when Redis cannot be reached.
    */
   async publish(topic: string, message: unknown): Promise<void> {
-    if (typeof topic !== "string" || topic.length === 0) {
-      throw new InvalidArgumentError("a topic must be a non-empty string");
-    }
+    requireTopic(topic);
     this.#local.publishSync(topic, message);
     if (!this.#link.joined) return;
     let payload: string;
@@ -193,5 +193,18 @@ export class RedisClusterPubSub implements ClusterPubSub {
     if (typeof envelope !== "object" || envelope === null || envelope.o === this.#link.nodeId)
       return;
     this.#local.publishSync(topic, envelope.m);
+  }
+}
+
+/**
+ * A non-empty, well-formed topic. A topic with a lone surrogate would name its Redis channel
+ * with U+FFFD instead, so the other nodes' messages on it would never find its subscribers.
+ */
+function requireTopic(topic: unknown): asserts topic is string {
+  if (typeof topic !== "string" || topic.length === 0) {
+    throw new InvalidArgumentError("a topic must be a non-empty string");
+  }
+  if (!topic.isWellFormed()) {
+    throw new InvalidArgumentError("a topic must be well-formed Unicode (it has a lone surrogate)");
   }
 }

@@ -18,8 +18,9 @@ import {
 } from "@beamclaw/core";
 import type { RedisConnection } from "../connection.js";
 import { encodeJsonObject } from "../json.js";
-import { show } from "../validate.js";
+import { requireId, show } from "../validate.js";
 import type { ClusterKeys } from "./keys.js";
+import { PendingRemovals } from "./pending-removals.js";
 import { REGISTRY_READ, REGISTRY_REGISTER, REGISTRY_UNREGISTER } from "./scripts.js";
 
 /** The `t` of a node message that carries a message to a registered name. @internal */
@@ -45,6 +46,8 @@ interface Local {
 export class RedisClusterRegistry implements ClusterRegistry {
   readonly #link: ClusterLink;
   readonly #local = new Map<string, Local>();
+  /** Names let go here whose removal from Redis failed; retried at each heartbeat. */
+  readonly #unreleased = new PendingRemovals((name) => this.#remove(name));
 
   /**
    * Registers this node's names again after the cluster declared it down (its heartbeats
@@ -86,18 +89,17 @@ export class RedisClusterRegistry implements ClusterRegistry {
     if (typeof options !== "object" || options === null) {
       throw new InvalidArgumentError("register options must be an object");
     }
-    const localId = options.localId ?? name;
-    if (typeof localId !== "string" || localId === "") {
-      throw new InvalidArgumentError(`localId must be a non-empty string, got ${show(localId)}`);
-    }
+    const localId = requireId(options.localId ?? name, "localId");
     const meta = options.meta ?? {};
-    const body = `{"n":${JSON.stringify(this.#link.nodeId)},"l":${JSON.stringify(localId)},"m":${json(meta, "registration meta")}}`;
+    const body = `{"n":${JSON.stringify(this.#link.nodeId)},"l":${JSON.stringify(localId)},"m":${registrationMeta(meta)}}`;
     this.#requireJoined("register");
     const { conn, keys, nodeId, downAfterMs } = this.#link;
-    const reply = await conn.script<[number, string]>(
-      REGISTRY_REGISTER,
-      [keys.names, keys.heartbeats, keys.namesOf(nodeId)],
-      [String(downAfterMs), name, nodeId, body, keys.namesOf("")],
+    const reply = await this.#unreleased.takeUp(name, () =>
+      conn.script<[number, string]>(
+        REGISTRY_REGISTER,
+        [keys.names, keys.heartbeats, keys.namesOf(nodeId)],
+        [String(downAfterMs), name, nodeId, body, keys.namesOf("")],
+      ),
     );
     const registration = parseRegistration(name, reply[1]);
     if (Number(reply[0]) !== 1) {
@@ -122,6 +124,21 @@ export class RedisClusterRegistry implements ClusterRegistry {
     this.#local.delete(name);
     local?.unmonitor?.();
     if (!this.#link.joined) return local !== undefined;
+    // A failure (Redis unreachable) leaves the name this node's in Redis for as long as the
+    // node lives (a process that exited during a blip): the removal is tried again.
+    return this.#unreleased.remove(name);
+  }
+
+  /**
+   * Tries again the removals from Redis that failed (see `unregister`). Rejects when Redis
+   * still cannot be reached (the next heartbeat tries again).
+   * @internal
+   */
+  async retryUnregisters(): Promise<void> {
+    if (this.#link.joined) await this.#unreleased.retry();
+  }
+
+  async #remove(name: string): Promise<boolean> {
     const { conn, keys, nodeId } = this.#link;
     const n = await conn.script<number>(
       REGISTRY_UNREGISTER,
@@ -138,21 +155,21 @@ export class RedisClusterRegistry implements ClusterRegistry {
 
   async list(prefix = ""): Promise<ClusterRegistration[]> {
     if (typeof prefix !== "string") throw new InvalidArgumentError("list prefix must be a string");
-    const found = await this.#read("", prefix);
+    // The script compares UTF-8 bytes, where a lone surrogate of the prefix is U+FFFD: the
+    // names it found are matched against the prefix itself.
+    const found = (await this.#read("", prefix)).filter((r) => r.name.startsWith(prefix));
     return found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   async send(name: string, message: NodeMessage): Promise<boolean> {
     requireName(name);
-    if (typeof message !== "object" || message === null || Array.isArray(message)) {
-      throw new InvalidArgumentError("a message must be a JSON object");
-    }
+    const body = nodeMessageJson(message, "a message");
     this.#requireJoined("send");
     const where = await this.lookup(name);
     if (where === undefined) return false;
     const { conn, keys, nodeId } = this.#link;
     if (where.nodeId === nodeId) return this.deliver(name, message, nodeId);
-    const payload = JSON.stringify({ f: nodeId, m: { t: NAMED_MESSAGE, name, m: message } });
+    const payload = `{"f":${JSON.stringify(nodeId)},"m":{"t":"${NAMED_MESSAGE}","name":${JSON.stringify(name)},"m":${body}}}`;
     const receivers = await conn.send<number>("publish", [keys.nodeChannel(where.nodeId), payload]);
     return Number(receivers) > 0;
   }
@@ -177,6 +194,7 @@ export class RedisClusterRegistry implements ClusterRegistry {
   clear(): void {
     for (const local of this.#local.values()) local.unmonitor?.();
     this.#local.clear();
+    this.#unreleased.clear();
   }
 
   async #read(name: string, prefix: string): Promise<ClusterRegistration[]> {
@@ -205,12 +223,31 @@ export class RedisClusterRegistry implements ClusterRegistry {
   }
 }
 
+/**
+ * A non-empty, well-formed name: one with a lone surrogate would reach Redis as U+FFFD, the
+ * same name as another.
+ */
 function requireName(name: unknown): asserts name is string {
-  if (typeof name !== "string" || name === "") {
+  requireId(name, "a registered name");
+}
+
+/**
+ * A lone surrogate escaped in JSON text (`\ud800`, after an even run of backslashes): Redis'
+ * Lua JSON decoder refuses it, and a registration it cannot decode would fail every script
+ * that reads the names (lookups, listings, the heartbeat that forgets a dead node's names).
+ */
+const ESCAPED_LONE_SURROGATE = /(?:^|[^\\])(?:\\\\)*\\u[dD][89a-fA-F][0-9a-fA-F]{2}/;
+
+/** The JSON text of a registration's metadata, which the scripts decode. */
+function registrationMeta(meta: JsonObject): string {
+  const text = json(meta, "registration meta");
+  // Paired surrogates stay characters in JSON.stringify's output; only lone ones are escaped.
+  if (ESCAPED_LONE_SURROGATE.test(text)) {
     throw new InvalidArgumentError(
-      `a registered name must be a non-empty string, got ${show(name)}`,
+      "registration meta must be well-formed Unicode (a string in it has a lone surrogate)",
     );
   }
+  return text;
 }
 
 /**
@@ -240,5 +277,24 @@ function parseRegistration(
     };
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * The JSON text of a message to a node, as `JSON.stringify` makes it, or `InvalidArgumentError`:
+ * refused here, typed, rather than a `TypeError` from `JSON.stringify` (a cycle, a `BigInt`)
+ * or, for `null` or an array, a message every receiver drops although the send reported it
+ * delivered. @internal
+ */
+export function nodeMessageJson(message: unknown, what: string): string {
+  if (typeof message !== "object" || message === null || Array.isArray(message)) {
+    throw new InvalidArgumentError(`${what} must be a JSON object, got ${show(message)}`);
+  }
+  try {
+    return JSON.stringify(message);
+  } catch (error) {
+    throw new InvalidArgumentError(`${what} must be JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }

@@ -6,6 +6,9 @@
  */
 import type { Redis } from "ioredis";
 
+/** The most channels one `SUBSCRIBE` names. */
+const SUBSCRIBE_BATCH = 1_000;
+
 export type ChannelHandler = (message: string, channel: string) => void;
 
 export class Subscriber {
@@ -68,7 +71,13 @@ export class Subscriber {
   async #subscribe(channels: string[]): Promise<void> {
     if (channels.length === 0 || this.#closed || this.#client.status !== "ready") return;
     try {
-      await this.#client.subscribe(...channels);
+      // In batches: spread into one call, the channels of a node following very many topics
+      // (after a reconnect, all of them at once) would overflow the call stack.
+      const sent: Promise<unknown>[] = [];
+      for (let i = 0; i < channels.length; i += SUBSCRIBE_BATCH) {
+        sent.push(this.#client.subscribe(...channels.slice(i, i + SUBSCRIBE_BATCH)));
+      }
+      await Promise.all(sent);
     } catch {
       // Disconnected meanwhile: "ready" subscribes everything again.
       return;

@@ -50,3 +50,26 @@ export async function deletePrefixes(prefixes: readonly string[], url = REDIS_UR
     await client.quit();
   }
 }
+
+/**
+ * A client for a backplane's command connection, fail-fast like the store's own (no offline
+ * queue, no retried commands), that reconnects 50 ms after it is cut. End it with
+ * {@link endClient}.
+ */
+export function reconnectingClient(options: { connectionName?: string } = {}): Redis {
+  const client = new Redis(REDIS_URL, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => 50,
+    ...options,
+  });
+  client.on("error", () => undefined);
+  return client;
+}
+
+/** Quits `client` if it is connected, otherwise disconnects it (whatever state it is in). */
+export async function endClient(client: Redis): Promise<void> {
+  if (client.status === "ready") await client.quit();
+  else if (client.status !== "end") client.disconnect();
+}
