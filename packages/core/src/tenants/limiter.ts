@@ -1,7 +1,12 @@
 import { AbortedError, BeamClawError, InvalidArgumentError } from "../errors.js";
 import type { ModelUsage } from "../providers/types.js";
 
-/** What one tenant may use. Every limit is optional; an absent limit is unlimited. */
+/**
+ * What one tenant may use. Every limit is optional; an absent limit (or `Infinity`) is
+ * unlimited. Budgets may be 0 (the tenant makes no model call: every one is refused with
+ * `BudgetExceededError`); the request rate and the concurrency and pending-message caps are at
+ * least 1, since 0 would refuse or stall every call without saying when it could pass.
+ */
 export interface TenantLimits {
   /** Input + output tokens per UTC day. */
   tokensPerDay?: number;
@@ -30,6 +35,7 @@ export class BudgetExceededError extends BeamClawError {
   readonly tenant: string;
   readonly period: "day" | "month";
   readonly limit: number;
+  /** Tokens used in the period, and reserved by the tenant's calls in flight. */
   readonly used: number;
   /** When the budget resets (epoch ms). */
   readonly resetsAt: number;
@@ -74,6 +80,25 @@ export class RateLimitedError extends BeamClawError {
     BeamClawError.isInstance(value) && value.code === "RATE_LIMITED";
 }
 
+/**
+ * A tenant's token counts, kept so that a restart does not hand out a fresh budget: the UTC
+ * day and month they count (epoch ms of their start) and the tokens used in each.
+ */
+export interface TenantUsageSnapshot {
+  day: number;
+  dayTokens: number;
+  month: number;
+  monthTokens: number;
+}
+
+/** Options of {@link ResourceLimiter}. */
+export interface ResourceLimiterOptions {
+  /** The clock. Default `Date.now`. */
+  now?: () => number;
+  /** Called after each `recordUsage`: e.g. to save {@link ResourceLimiter.snapshot}. */
+  onUsage?: () => void;
+}
+
 /** A slot taken for one model call; release it when the call ends. */
 export interface RunSlot {
   release(): void;
@@ -84,16 +109,49 @@ interface Waiter {
   resolve: (slot: RunSlot) => void;
   reject: (error: unknown) => void;
   signal: AbortSignal | undefined;
+  /** The tokens it reserved (its estimate), handed on to its slot. */
+  reserved: number;
   onAbort: () => void;
 }
 
-function checkLimit(name: string, value: number | undefined): void {
-  if (value !== undefined && !(Number.isInteger(value) && value >= 0)) {
-    throw new InvalidArgumentError(`${name} must be an integer >= 0, got ${value}`);
+/** Limits that cannot be 0: a call would be refused with no time to retry at, or wait forever. */
+const AT_LEAST_ONE = new Set([
+  "requestsPerMinute",
+  "maxConcurrentRuns",
+  "maxConcurrentRunsPerAgent",
+  "maxPendingMessages",
+]);
+
+/** The limits checked, with `Infinity` (unlimited) left out as absent. */
+function checkedLimits(limits: TenantLimits): TenantLimits {
+  const checked: Record<string, number> = {};
+  for (const [name, value] of Object.entries(limits) as Array<[string, unknown]>) {
+    if (value === undefined || value === Number.POSITIVE_INFINITY) continue;
+    const min = AT_LEAST_ONE.has(name) ? 1 : 0;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+      throw new InvalidArgumentError(
+        `${name} must be an integer >= ${min} (or Infinity: unlimited), got ${String(value)}` +
+          (min === 1 && value === 0 ? "; to stop a tenant's model calls set tokensPerDay: 0" : ""),
+      );
+    }
+    checked[name] = value;
   }
+  return checked;
 }
 
 const MINUTE_MS = 60_000;
+
+function tokenCount(value: unknown): number {
+  return typeof value === "number" && Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+function isSnapshot(value: unknown): value is TenantUsageSnapshot {
+  if (value === null || typeof value !== "object") return false;
+  const v = value as Record<string, unknown>;
+  return ["day", "dayTokens", "month", "monthTokens"].every(
+    (k) => typeof v[k] === "number" && Number.isFinite(v[k]) && (v[k] as number) >= 0,
+  );
+}
 
 function dayStart(at: number): number {
   const d = new Date(at);
@@ -128,22 +186,65 @@ export class ResourceLimiter {
   readonly tenant: string;
   readonly limits: Readonly<TenantLimits>;
   readonly #now: () => number;
+  readonly #onUsage: (() => void) | undefined;
   #day = 0;
   #dayTokens = 0;
   #month = 0;
   #monthTokens = 0;
+  /**
+   * The estimates of the calls admitted and not yet ended: counted against the budgets until
+   * their usage is recorded, so that calls made at once cannot all pass a budget that only
+   * one of them fits.
+   */
+  #reserved = 0;
   /** Request start times within the last minute, oldest first. */
   #requests: number[] = [];
   #running = 0;
   readonly #runningByAgent = new Map<string, number>();
   #waiters: Waiter[] = [];
 
-  constructor(tenant: string, limits: TenantLimits = {}, options: { now?: () => number } = {}) {
-    for (const [name, value] of Object.entries(limits))
-      checkLimit(name, value as number | undefined);
+  constructor(tenant: string, limits: TenantLimits = {}, options: ResourceLimiterOptions = {}) {
+    this.limits = checkedLimits(limits);
     this.tenant = tenant;
-    this.limits = { ...limits };
     this.#now = options.now ?? Date.now;
+    this.#onUsage = options.onUsage;
+  }
+
+  /** The day's and the month's token counts, for {@link restore} after a restart. */
+  snapshot(): TenantUsageSnapshot {
+    this.#roll(this.#now());
+    return {
+      day: this.#day,
+      dayTokens: this.#dayTokens,
+      month: this.#month,
+      monthTokens: this.#monthTokens,
+    };
+  }
+
+  /**
+   * Takes back counts a {@link snapshot} kept (before a restart): those of the current UTC day
+   * and month count again (the higher of the two where both have some); older ones, and a
+   * value that is not a snapshot, are ignored. Returns whether anything was taken.
+   *
+   * @example
+   * ```ts
+   * const kept = await kv.get("usage");
+   * limiter.restore(kept); // a budget spent before the restart stays spent
+   * ```
+   */
+  restore(snapshot: unknown): boolean {
+    if (!isSnapshot(snapshot)) return false;
+    this.#roll(this.#now());
+    let taken = false;
+    if (snapshot.day === this.#day && snapshot.dayTokens > this.#dayTokens) {
+      this.#dayTokens = snapshot.dayTokens;
+      taken = true;
+    }
+    if (snapshot.month === this.#month && snapshot.monthTokens > this.#monthTokens) {
+      this.#monthTokens = snapshot.monthTokens;
+      taken = true;
+    }
+    return taken;
   }
 
   /** Tokens used today and this month, requests in the last minute, calls in flight. */
@@ -165,7 +266,9 @@ export class ResourceLimiter {
   /**
    * Checks budgets and the request rate, then waits for a concurrency slot for `agentId`.
    *
-   * @throws BudgetExceededError when a token budget (including `estimatedTokens`) is spent.
+   * @throws BudgetExceededError when a token budget is spent, counting `estimatedTokens` (at
+   *   least 1) and the estimates of the calls still in flight (reserved until their slot is
+   *   released, by when their usage has been recorded).
    * @throws RateLimitedError when the tenant made `requestsPerMinute` requests in the last minute.
    * @throws AbortedError when `signal` is aborted already or aborts while waiting (the
    *   signal's reason, when it has one). A call aborted so never counts against
@@ -178,18 +281,23 @@ export class ResourceLimiter {
     if (options.signal?.aborted) throw options.signal.reason ?? new AbortedError("aborted");
     const now = this.#now();
     this.#roll(now);
-    this.#checkBudgets(now, options.estimatedTokens ?? 0);
+    // Any call needs at least one token: a budget is spent once it is reached.
+    const estimate = Math.max(1, tokenCount(options.estimatedTokens));
+    this.#checkBudgets(now, estimate);
     this.#checkRate(now);
     this.#requests.push(now);
-    if (this.#hasRoom(agentId)) return this.#take(agentId);
+    this.#reserved += estimate;
+    if (this.#hasRoom(agentId)) return this.#take(agentId, estimate);
     return new Promise<RunSlot>((resolve, reject) => {
       const waiter: Waiter = {
         agentId,
         resolve,
         reject,
         signal: options.signal,
+        reserved: estimate,
         onAbort: () => {
           this.#waiters = this.#waiters.filter((w) => w !== waiter);
+          this.#reserved -= estimate;
           // The request it counted was never made.
           const index = this.#requests.lastIndexOf(now);
           if (index >= 0) this.#requests.splice(index, 1);
@@ -226,21 +334,24 @@ export class ResourceLimiter {
 
   #checkBudgets(now: number, estimate: number): void {
     const { tokensPerDay, tokensPerMonth } = this.limits;
-    if (tokensPerDay !== undefined && this.#dayTokens + estimate > tokensPerDay) {
+    if (tokensPerDay !== undefined && this.#dayTokens + this.#reserved + estimate > tokensPerDay) {
       throw new BudgetExceededError(
         this.tenant,
         "day",
         tokensPerDay,
-        this.#dayTokens,
+        this.#dayTokens + this.#reserved,
         this.#day + 86_400_000,
       );
     }
-    if (tokensPerMonth !== undefined && this.#monthTokens + estimate > tokensPerMonth) {
+    if (
+      tokensPerMonth !== undefined &&
+      this.#monthTokens + this.#reserved + estimate > tokensPerMonth
+    ) {
       throw new BudgetExceededError(
         this.tenant,
         "month",
         tokensPerMonth,
-        this.#monthTokens,
+        this.#monthTokens + this.#reserved,
         nextMonthStart(now),
       );
     }
@@ -257,9 +368,12 @@ export class ResourceLimiter {
   /** Counts tokens a call used against the day and month budgets. */
   recordUsage(usage: ModelUsage): void {
     this.#roll(this.#now());
-    const tokens = usage.inputTokens + usage.outputTokens;
+    // A count a source did not report (or reported as garbage) is none: a NaN here would
+    // make every later budget check pass.
+    const tokens = tokenCount(usage.inputTokens) + tokenCount(usage.outputTokens);
     this.#dayTokens += tokens;
     this.#monthTokens += tokens;
+    this.#onUsage?.();
   }
 
   #hasRoom(agentId: string): boolean {
@@ -269,7 +383,7 @@ export class ResourceLimiter {
     return maxConcurrentRunsPerAgent === undefined || agentRunning < maxConcurrentRunsPerAgent;
   }
 
-  #take(agentId: string): RunSlot {
+  #take(agentId: string, reserved: number): RunSlot {
     this.#running++;
     this.#runningByAgent.set(agentId, (this.#runningByAgent.get(agentId) ?? 0) + 1);
     let released = false;
@@ -277,6 +391,7 @@ export class ResourceLimiter {
       release: () => {
         if (released) return;
         released = true;
+        this.#reserved -= reserved;
         this.#running--;
         const left = (this.#runningByAgent.get(agentId) ?? 1) - 1;
         if (left === 0) this.#runningByAgent.delete(agentId);
@@ -296,7 +411,7 @@ export class ResourceLimiter {
       }
       this.#waiters.splice(i, 1);
       waiter.signal?.removeEventListener("abort", waiter.onAbort);
-      waiter.resolve(this.#take(waiter.agentId));
+      waiter.resolve(this.#take(waiter.agentId, waiter.reserved));
       if (
         this.limits.maxConcurrentRuns !== undefined &&
         this.#running >= this.limits.maxConcurrentRuns
@@ -306,13 +421,14 @@ export class ResourceLimiter {
   }
 
   #roll(now: number): void {
+    // Forward only: a clock stepped back over midnight (NTP) must not hand out a fresh budget.
     const day = dayStart(now);
-    if (day !== this.#day) {
+    if (day > this.#day) {
       this.#day = day;
       this.#dayTokens = 0;
     }
     const month = monthStart(now);
-    if (month !== this.#month) {
+    if (month > this.#month) {
       this.#month = month;
       this.#monthTokens = 0;
     }

@@ -10,6 +10,7 @@ import type { ModelUsage } from "../providers/types.js";
 import type { ModelSource } from "../sessions/agent-loop.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import { AgentRuntime, type AgentRuntimeOptions, type SessionHandle } from "../sessions/runtime.js";
+import type { KeyValueStore } from "../store/types.js";
 import { setTelemetryTenant } from "../telemetry.js";
 import { ResourceLimiter, type TenantLimits } from "./limiter.js";
 
@@ -194,6 +195,59 @@ export interface Tenant {
 
 const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
+/** Where a tenant's token counts are kept in its store's kv, by tenant id. */
+const USAGE_KEY_PREFIX = "tenant:usage:";
+/** How long kept counts live: past the end of any month they count. */
+const USAGE_TTL_MS = 32 * 86_400_000;
+
+/**
+ * Keeps a tenant's token counts in its store, so that a restart does not hand out a fresh
+ * budget: one write at a time, the latest counts written after the one in flight. A write the
+ * store refuses is tried again with the next usage (and at stop).
+ */
+class UsageKeeper {
+  readonly #kv: KeyValueStore;
+  readonly #key: string;
+  readonly #limiter: ResourceLimiter;
+  #writing: Promise<void> | undefined;
+  #dirty = false;
+
+  constructor(kv: KeyValueStore, key: string, limiter: ResourceLimiter) {
+    this.#kv = kv;
+    this.#key = key;
+    this.#limiter = limiter;
+  }
+
+  save(): void {
+    this.#dirty = true;
+    this.#writing ??= this.#write();
+  }
+
+  /** Resolves once the latest counts are written (or the store refused them). */
+  async flush(): Promise<void> {
+    if (this.#dirty) this.save();
+    await this.#writing;
+  }
+
+  async #write(): Promise<void> {
+    try {
+      while (this.#dirty) {
+        this.#dirty = false;
+        const snapshot = this.#limiter.snapshot();
+        try {
+          await this.#kv.set(this.#key, { ...snapshot }, { ttlMs: USAGE_TTL_MS });
+        } catch {
+          // Kept dirty for the next usage or the stop; nothing is lost in memory meanwhile.
+          this.#dirty = true;
+          return;
+        }
+      }
+    } finally {
+      this.#writing = undefined;
+    }
+  }
+}
+
 /**
  * Several tenants in one process. Each tenant is its own `AgentRuntime` — its own supervision
  * subtree of sessions (and the channels and cron a host attaches to it), over its own store —
@@ -216,13 +270,17 @@ const TENANT_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
  */
 export class TenantManager {
   readonly #tenants = new Map<string, Tenant>();
+  readonly #keepers = new WeakMap<Tenant, UsageKeeper>();
   #stopped = false;
 
   /**
    * Creates and starts a tenant.
    *
-   * @throws InvalidArgumentError for a bad id or more agents than `limits.maxAgents`.
+   * @throws InvalidArgumentError for a bad id, a bad limit (see `TenantLimits`) or more agents
+   *   than `limits.maxAgents`.
    * @throws AlreadyRegisteredError when the id is taken.
+   * @throws NoProcessError when the manager is stopped, or stops (or the tenant is removed)
+   *   before the tenant has started.
    */
   async add(options: TenantOptions): Promise<Tenant> {
     if (this.#stopped) throw new NoProcessError("the tenant manager is stopped");
@@ -234,13 +292,20 @@ export class TenantManager {
     if (this.#tenants.has(options.id)) {
       throw new AlreadyRegisteredError(`tenant "${options.id}" already exists`, options.id);
     }
-    const limits = options.limits ?? {};
+    // Checked first (`Infinity` read as no limit), then read back from the limiter.
+    const kv = options.runtime.store.kv;
+    const usageKey = `${USAGE_KEY_PREFIX}${options.id}`;
+    let keeper: UsageKeeper | undefined;
+    const limiter = new ResourceLimiter(options.id, options.limits ?? {}, {
+      onUsage: () => keeper?.save(),
+    });
+    keeper = new UsageKeeper(kv, usageKey, limiter);
+    const limits = limiter.limits;
     if (limits.maxAgents !== undefined && options.runtime.agents.length > limits.maxAgents) {
       throw new InvalidArgumentError(
         `tenant "${options.id}" defines ${options.runtime.agents.length} agents; its limit is ${limits.maxAgents}`,
       );
     }
-    const limiter = new ResourceLimiter(options.id, limits);
     const runtime = new TenantRuntime(
       {
         ...options.runtime,
@@ -252,13 +317,20 @@ export class TenantManager {
       limiter,
     );
     const tenant: Tenant = { id: options.id, runtime, limiter };
+    this.#keepers.set(tenant, keeper);
     // Telemetry of this tenant's sessions (and of a cron service over its store) carries its id.
     setTelemetryTenant(options.runtime.store, options.id);
     this.#tenants.set(options.id, tenant);
     try {
+      // What the tenant spent before a restart stays spent.
+      limiter.restore(await kv.get(usageKey));
+      // Removed (or the manager stopped) meanwhile: not started at all.
+      if (this.#tenants.get(options.id) !== tenant) {
+        throw new NoProcessError(`tenant "${options.id}" was removed while it was being added`);
+      }
       await runtime.start();
     } catch (error) {
-      this.#tenants.delete(options.id);
+      if (this.#tenants.get(options.id) === tenant) this.#tenants.delete(options.id);
       throw error;
     }
     return tenant;
@@ -276,18 +348,26 @@ export class TenantManager {
     return [...this.#tenants.keys()];
   }
 
-  /** Stops one tenant's runtime and forgets it. */
+  /** Stops one tenant's runtime, saves its token counts, and forgets it. */
   async remove(id: string): Promise<void> {
     const tenant = this.get(id);
     this.#tenants.delete(id);
-    await tenant.runtime.stop();
+    await this.#stopTenant(tenant);
   }
 
-  /** Stops every tenant. */
+  /** Stops every tenant (saving their token counts). */
   async stop(): Promise<void> {
     this.#stopped = true;
     const all = [...this.#tenants.values()];
     this.#tenants.clear();
-    await Promise.all(all.map((t) => t.runtime.stop()));
+    await Promise.all(all.map((t) => this.#stopTenant(t)));
+  }
+
+  async #stopTenant(tenant: Tenant): Promise<void> {
+    try {
+      await tenant.runtime.stop();
+    } finally {
+      await this.#keepers.get(tenant)?.flush();
+    }
   }
 }

@@ -224,6 +224,8 @@ const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 const REPLAY_WAIT_MS = 10 * 60 * 1000;
 /** How often such a replay reads the stored record. */
 const REPLAY_POLL_MS = 250;
+/** How deep a payload's objects and arrays may nest (a real webhook's are a few levels). */
+const MAX_PAYLOAD_DEPTH = 128;
 /** How long a request may take to send its body (408 beyond). */
 const BODY_TIMEOUT_MS = 10_000;
 /** The longest wake line or summary left in a main session. */
@@ -319,11 +321,14 @@ export class HookIngress {
         const message = (error as { message?: unknown } | null | undefined)?.message;
         this.#hub.log.error(`hook ${url.pathname} failed: ${String(message ?? error)}`);
       }
+      // Refused before its body was all read (a wrong token, a body too large or too slow):
+      // the connection is closed after the answer, rather than kept alive to read and drop
+      // whatever the sender goes on sending.
       sendJson(
         res,
         refused.status,
         { ok: false, error: refused.body, ...refused.extra },
-        refused.headers,
+        req.complete ? refused.headers : { ...refused.headers, connection: "close" },
       );
     }
   }
@@ -352,14 +357,15 @@ export class HookIngress {
         "send the hook token in a header (Authorization: Bearer or x-openclaw-token), never in the URL",
       );
     }
-    if (this.#stopped || this.#hub.draining) {
-      throw new HookError(503, "unavailable", "the gateway is stopping", { "retry-after": "5" });
-    }
+    this.#refuseWhileStopping();
     this.#authorize(req, settings);
     if (!/^application\/json\b/i.test(req.headers["content-type"] ?? "")) {
       throw new HookError(415, "unsupported_media_type", "send the body as application/json");
     }
     const payload = await this.#readPayload(req, settings.maxBodyBytes);
+    // A body that took its time may end after the stop began: what it asks would start after
+    // the gateway aborted the runs in progress, and run on unwatched.
+    this.#refuseWhileStopping();
     if (route === "wake") return this.#wake(payload, settings);
     if (route === "agent") {
       const action = this.#agentAction(
@@ -387,6 +393,12 @@ export class HookIngress {
       return this.#run(action, req, payload, settings);
     }
     return this.#mapped(req, route, payload, settings);
+  }
+
+  #refuseWhileStopping(): void {
+    if (this.#stopped || this.#hub.draining) {
+      throw new HookError(503, "unavailable", "the gateway is stopping", { "retry-after": "5" });
+    }
   }
 
   #authorize(req: IncomingMessage, settings: HooksConfig): void {
@@ -441,6 +453,15 @@ export class HookIngress {
     }
     if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
       throw new HookError(400, "invalid_payload", "the body must be a JSON object");
+    }
+    if (deeperThan(payload, MAX_PAYLOAD_DEPTH)) {
+      // A mapping's message (the payload as JSON) or a template of an object would overflow
+      // the stack on it, and fail the request with a 500.
+      throw new HookError(
+        400,
+        "invalid_payload",
+        `the body is nested deeper than ${MAX_PAYLOAD_DEPTH} levels`,
+      );
     }
     return payload as Record<string, unknown>;
   }
@@ -1271,6 +1292,20 @@ function optionalSeconds(value: unknown): number | undefined {
     );
   }
   return value;
+}
+
+/** Whether objects and arrays in `value` nest more than `max` levels (walked without recursion). */
+function deeperThan(value: object, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (item === null || typeof item !== "object") continue;
+    if (depth > max) return true;
+    for (const child of Object.values(item)) {
+      if (child !== null && typeof child === "object") stack.push([child, depth + 1]);
+    }
+  }
+  return false;
 }
 
 function clip(text: string, max: number): string {
