@@ -2,7 +2,7 @@ import { type FSWatcher, watch } from "node:fs";
 import { realpath } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { EventEmitter } from "eventemitter3";
-import { describe, InvalidArgumentError } from "../errors.js";
+import { describe, InvalidArgumentError, NoProcessError } from "../errors.js";
 import { Actor } from "../runtime/actor.js";
 import type { PubSub } from "../runtime/pubsub.js";
 import { emitTelemetry } from "../telemetry.js";
@@ -126,8 +126,27 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     };
   }
 
-  /** Re-reads the file now (what the watcher does after a change). */
+  /**
+   * Re-reads the file now (what the watcher does after a change).
+   *
+   * @returns The change applied, or the `ConfigError` of an invalid file (announced as
+   *   `config.invalid`; the running configuration stays).
+   * @throws NoProcessError before `start()` or after `stop()` (nothing changes).
+   * @throws InvalidArgumentError for a service given a config object: there is no file.
+   */
   async reload(): Promise<ConfigDiff | ConfigError> {
+    if (this.status !== "running") {
+      throw new NoProcessError(`the config service is ${this.status}; it reloads nothing`);
+    }
+    if (this.#path === undefined) {
+      throw new InvalidArgumentError(
+        "this ConfigService was given a config object: there is no file to reload",
+      );
+    }
+    return this.#reload();
+  }
+
+  async #reload(): Promise<ConfigDiff | ConfigError> {
     const env = this.#options.env === undefined ? {} : { env: this.#options.env };
     try {
       const next = await loadConfigFile(this.#path!, env);
@@ -182,7 +201,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       // Another entry of the link's directory changed: a reload only if the link now
       // resolves elsewhere.
       if (this.#linkOnly && this.#target === previous) return;
-      await this.reload();
+      await this.#reload();
     }
   }
 
