@@ -161,19 +161,27 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
 
   protected override async init(): Promise<void> {
     const env = this.#options.env === undefined ? {} : { env: this.#options.env };
-    this.#current =
-      this.#path === undefined
-        ? parseConfig(this.#options.config, env)
-        : await loadConfigFile(this.#path, env);
-    if (this.#path !== undefined && this.#options.watch !== false) {
-      // Watch the directory: editors save by writing a temp file and renaming it over.
+    if (this.#path === undefined) {
+      this.#current = parseConfig(this.#options.config, env);
+      return;
+    }
+    if (this.#options.watch !== false) {
+      // Watch the directory: editors save by writing a temp file and renaming it over. The
+      // watch starts before the file is read, so that a save landing during the read is seen.
       const file = basename(this.#path);
       this.#watcher = watch(dirname(this.#path), { persistent: true }, (_event, name) => {
         if (name === null || name === file) this.#fileEvent("file");
         else if (this.#target !== undefined) this.#fileEvent("link");
       });
       this.#watcher.on("error", () => undefined);
-      await this.#followTarget();
+    }
+    try {
+      if (this.#watcher !== null) await this.#followTarget();
+      this.#current = await loadConfigFile(this.#path, env);
+    } catch (error) {
+      // A failed start runs no terminate: the watchers are closed here.
+      this.#closeWatchers();
+      throw error;
     }
   }
 
@@ -224,11 +232,15 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   }
 
   protected override terminate(): void {
+    this.#closeWatchers();
+    this.#events.removeAllListeners();
+  }
+
+  #closeWatchers(): void {
     this.#watcher?.close();
     this.#watcher = null;
     this.#targetWatcher?.close();
     this.#targetWatcher = null;
-    this.#events.removeAllListeners();
   }
 
   /**
