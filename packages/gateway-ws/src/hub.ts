@@ -106,8 +106,11 @@ export interface GatewayHubOptions {
     streamCoalesceMs: number;
   };
   methods: Record<string, HubMethod>;
-  /** The skills the agents were built with, when the host says (for `skills.status`). */
-  skills?: GatewaySkillsReport;
+  /**
+   * The skills the agents were built with, when the host says (for `skills.status`); a
+   * function gives the current ones.
+   */
+  skills?: GatewaySkillsReport | (() => GatewaySkillsReport);
   /** Transcribes `chat.send` audio attachments (`GatewayServerOptions.transcriber`). */
   transcriber?: Transcriber;
   /** Session maintenance for `sessions.cleanup` (`GatewayServerOptions.maintenance`). */
@@ -120,8 +123,12 @@ export class GatewayHub {
   readonly configService: ConfigService | undefined;
   readonly cron: GatewayCronBackend | undefined;
   readonly models: ModelSource | undefined;
-  /** The skills the agents were built with, when the host said. */
-  readonly skills: GatewaySkillsReport | undefined;
+  readonly #skills: GatewaySkillsReport | (() => GatewaySkillsReport) | undefined;
+  /** The skills the agents run with, when the host said (as it says now). */
+  get skills(): GatewaySkillsReport | undefined {
+    const skills = this.#skills;
+    return typeof skills === "function" ? skills() : skills;
+  }
   /** Speech to text for audio attachments, when the host gave one. */
   readonly transcriber: Transcriber | undefined;
   /** What `sessions.cleanup` runs: the host's, else one on `config.sessions.maintenance`. */
@@ -161,7 +168,7 @@ export class GatewayHub {
     this.configService = options.configService;
     this.cron = options.cron;
     this.models = options.models;
-    this.skills = options.skills;
+    this.#skills = options.skills;
     this.transcriber = options.transcriber;
     this.maintenance =
       options.maintenance ??

@@ -127,9 +127,11 @@ export interface GatewayServerOptions {
   allowedOrigins?: string[];
   /**
    * The skills the agents were built with, for `skills.status` (what `beamclaw gateway`
-   * passes). Default: `config.skills.dirs` loaded on each call, with each agent's `skills`.
+   * passes): the report, or a function giving the one the agents run with now (a host that
+   * rebuilds its agents on a config reload, as `beamclaw gateway` does). Default:
+   * `config.skills.dirs` loaded on each call, with each agent's `skills`.
    */
-  skills?: GatewaySkillsReport;
+  skills?: GatewaySkillsReport | (() => GatewaySkillsReport);
   /** Directory served at `/`; `false` for none. Default the package's `dashboard/`. */
   dashboardDir?: string | false;
   /** Heartbeat settings. Default `config.heartbeat` (off). */

@@ -8,13 +8,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { type StartedGateway, startFromConfig } from "../src/cli/bootstrap.js";
-import { waitFor } from "./support.js";
+import { closeClients, TestClient, waitFor } from "./support.js";
 
 const TOKEN = "audit-config-reload-token-0123456789";
 const dirs: string[] = [];
 const started: StartedGateway[] = [];
 
 afterEach(async () => {
+  await closeClients();
   for (const gateway of started.splice(0)) await gateway.stop();
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
@@ -124,5 +125,29 @@ describe("beamclaw gateway: a reload of the agents' skills", () => {
       10_000,
     );
     expect(skillsOf(gateway, "main")).toEqual(["greet", "farewell", "weather"]);
+  });
+
+  it("skills.status reports the skills of the reloaded file, not those of the start", async () => {
+    const { gateway, configPath } = await start(
+      yaml({ skillsDirs: "[./skills]", agents: "{ main: { model: local/m, skills: [greet] } }" }),
+    );
+    const admin = await TestClient.connect(`ws://127.0.0.1:${gateway.address.port}`, {
+      token: TOKEN,
+    });
+    await writeFile(
+      configPath,
+      yaml({
+        skillsDirs: "[./skills, ./more]",
+        agents: "{ main: { model: local/m, skills: [greet, weather] } }",
+      }),
+    );
+    await waitFor("the new selection", () => skillsOf(gateway, "main").length === 2, 10_000);
+    const status = await admin.request("skills.status", { agentId: "main" });
+    expect(status.dirs).toHaveLength(2);
+    const enabled = (status.skills as Array<{ name: string; enabled: boolean }>)
+      .filter((s) => s.enabled)
+      .map((s) => s.name)
+      .sort();
+    expect(enabled).toEqual(["greet", "weather"]);
   });
 });

@@ -549,6 +549,8 @@ export async function startFromConfig(options: {
     // The runtime settings of one reload are applied after those of the one before: a slow
     // skills load never lets an older file's agents replace a newer one's.
     let liveSettings = Promise.resolve();
+    // What `skills.status` reports: the skills the agents were last built with.
+    let currentSkills = skills;
     // Cron jobs, channels and the live tool settings follow the file as it changes.
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
       if (diff.restartRequired.length > 0) {
@@ -558,7 +560,9 @@ export async function startFromConfig(options: {
       }
       for (const problem of tools.apply(next)) log.warn(problem);
       liveSettings = liveSettings.then(() =>
-        applyLiveSettings(runtime, next, diff.applied, configDir, log),
+        applyLiveSettings(runtime, next, diff.applied, configDir, log, (report) => {
+          currentSkills = report;
+        }),
       );
       const everyMs = next.sessions.maintenance?.everyMs ?? 3_600_000;
       if (everyMs !== maintenance.everyMs) maintenance.setEveryMs(everyMs);
@@ -586,7 +590,7 @@ export async function startFromConfig(options: {
       configService,
       cron,
       models,
-      skills,
+      skills: () => currentSkills,
       channelMethods: () => channels.methods(),
       // `chat.send` with `deliver: true` replies through the channels' outboxes.
       channels: channels.manager,
@@ -704,6 +708,7 @@ function applyLiveSettings(
   applied: readonly string[],
   configDir: string,
   log: CliLog,
+  skillsApplied: (report: GatewaySkillsReport) => void,
 ): Promise<void> {
   const touched = (prefix: string) =>
     applied.some((p) => p === prefix || p.startsWith(`${prefix}.`));
@@ -713,6 +718,7 @@ function applyLiveSettings(
       // skills of `skills.dirs` as it is now (not as it was at the start).
       const current = await configuredSkills(next, configDir);
       runtime.reconfigure({ agents: agentDefinitions(next, current) });
+      skillsApplied(current);
       log.info("config: agents applied");
     }
     if (touched("tools.timeoutMs")) runtime.reconfigure({ toolTimeoutMs: next.tools.timeoutMs });
