@@ -210,7 +210,10 @@ export class ResourceLimiter {
     this.#onUsage = options.onUsage;
   }
 
-  /** The day's and the month's token counts, for {@link restore} after a restart. */
+  /**
+   * The day's and the month's token counts, for {@link ResourceLimiter.restore} after a
+   * restart.
+   */
   snapshot(): TenantUsageSnapshot {
     this.#roll(this.#now());
     return {
@@ -222,9 +225,10 @@ export class ResourceLimiter {
   }
 
   /**
-   * Takes back counts a {@link snapshot} kept (before a restart): those of the current UTC day
-   * and month count again (the higher of the two where both have some); older ones, and a
-   * value that is not a snapshot, are ignored. Returns whether anything was taken.
+   * Takes back counts a {@link ResourceLimiter.snapshot} kept (before a restart): those of
+   * the current UTC day and month count again (the higher of the two where both have some);
+   * older ones, and a value that is not a snapshot, are ignored. Returns whether anything was
+   * taken.
    *
    * @example
    * ```ts
