@@ -16,7 +16,7 @@ import {
   parseConfig,
   type Store,
 } from "../src/index.js";
-import { HOUR, openStore, recordingRunner } from "./cron-support.js";
+import { HOUR, openStore, recordingRunner, storedJob } from "./cron-support.js";
 
 const stoppers: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -213,5 +213,36 @@ describe("CronSupervisor.applyConfig across agents", () => {
       "g1:gamma:config:g1 new",
       "m:beta:config:m moved",
     ]);
+  });
+
+  it("a config job whose stored schedule no longer validates is dropped with the rest of a new list", async () => {
+    const { memory, crons } = await setup();
+    await crons.applyConfig(initial());
+    // Written by an older version: its schedule does not validate any more.
+    await memory.cron.putJob(
+      storedJob({
+        id: "old",
+        agentId: "alpha",
+        schedule: { cron: "99 * * * *" },
+        source: "config",
+      }),
+    );
+    await crons.stop();
+    const again = await new CronSupervisor({
+      store: memory,
+      clock: createManualClock(Date.parse("2026-01-05T00:00:00Z")),
+      runJob: recordingRunner(createManualClock(0)).runJob,
+    }).start();
+    stoppers.push(() => again.stop());
+    await again.forAgent("alpha");
+    expect((await snapshot(memory, again)).held).toContain("old:alpha:config:p");
+    await again.applyConfig(changed());
+    const after = await snapshot(memory, again);
+    expect(after.stored).toEqual([
+      "a1:alpha:config:a1 after",
+      "a2:alpha:config:a2 new",
+      "b1:beta:config:b1 after",
+    ]);
+    expect(after.held).toEqual(after.stored);
   });
 });
