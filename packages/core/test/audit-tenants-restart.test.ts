@@ -9,6 +9,7 @@ import {
   limitModelSource,
   type ModelSource,
   NoProcessError,
+  RateLimitedError,
   ResourceLimiter,
   type TenantManager,
 } from "../src/index.js";
@@ -129,5 +130,86 @@ describe("TenantManager: stopped while a tenant is being added", () => {
     const error = await settled;
     expect(NoProcessError.isInstance(error)).toBe(true);
     expect(tenants.ids()).toEqual([]);
+  });
+});
+
+describe("Requests of the last minute across a restart", () => {
+  it("keeps a spent per-minute request limit spent after the tenants are stopped and added again", async () => {
+    const store = await openStore();
+    const add = (tenants: TenantManager) =>
+      tenants.add({
+        id: "acme",
+        limits: { requestsPerMinute: 2 },
+        runtime: {
+          store,
+          models: createScriptedProvider({
+            id: "scripted",
+            responses: [
+              { text: "one", usage: { inputTokens: 1, outputTokens: 1 } },
+              { text: "two", usage: { inputTokens: 1, outputTokens: 1 } },
+              { text: "three", usage: { inputTokens: 1, outputTokens: 1 } },
+            ],
+          }),
+          agents: [{ id: "main", model: "scripted/m" }],
+        },
+      });
+    const before = manager();
+    const acme = await add(before);
+    await (await acme.runtime.session("agent:main:main").send("one")).result;
+    await (await acme.runtime.session("agent:main:other").send("two")).result;
+    expect(acme.limiter.usage.requestsLastMinute).toBe(2);
+    await before.stop();
+
+    // Restarted within the minute: the two requests still count.
+    const after = manager();
+    const again = await add(after);
+    expect(again.limiter.usage.requestsLastMinute).toBe(2);
+    await expect(again.runtime.session("agent:main:main").send("three")).rejects.toThrow(
+      RateLimitedError,
+    );
+  });
+
+  it("restores each request as made at the end of its second, drops expired ones, and caps a corrupt count at the limit", () => {
+    let now = Date.UTC(2026, 10, 22, 12, 0, 0, 250);
+    const options = { now: () => now };
+    const limiter = new ResourceLimiter("t", { requestsPerMinute: 5 }, options);
+    limiter.admit();
+    // Three requests in two seconds.
+    void limiter.acquire("main").then((slot) => slot.release());
+    now += 100;
+    void limiter.acquire("main").then((slot) => slot.release());
+    now += 1000;
+    void limiter.acquire("main").then((slot) => slot.release());
+    const kept = limiter.snapshot();
+    expect(kept.requests).toEqual([
+      [Date.UTC(2026, 10, 22, 12, 0, 0), 2],
+      [Date.UTC(2026, 10, 22, 12, 0, 1), 1],
+    ]);
+
+    // 59.5 s after the first second began: its two requests still count, so only 2 are left.
+    now = Date.UTC(2026, 10, 22, 12, 0, 59, 500);
+    const fresh = new ResourceLimiter("t", { requestsPerMinute: 5 }, options);
+    expect(fresh.restore(kept)).toBe(true);
+    expect(fresh.usage.requestsLastMinute).toBe(3);
+    // At 12:01:00.999 the first second's requests (counted at 12:00:00.999) have expired.
+    now = Date.UTC(2026, 10, 22, 12, 1, 0, 999);
+    expect(fresh.usage.requestsLastMinute).toBe(1);
+
+    // A count beyond the limit counts as the limit; a malformed window is not a snapshot.
+    const capped = new ResourceLimiter("t", { requestsPerMinute: 5 }, options);
+    expect(capped.restore({ ...kept, requests: [[now - 1000, 1e12]] })).toBe(true);
+    expect(capped.usage.requestsLastMinute).toBe(5);
+    expect(() => capped.admit()).toThrow(RateLimitedError);
+    const bad = new ResourceLimiter("t", { requestsPerMinute: 5 }, options);
+    expect(bad.restore({ ...kept, requests: [[now, -1]] })).toBe(false);
+    expect(bad.restore({ ...kept, requests: "x" })).toBe(false);
+
+    // Without a limit nothing of the window is kept or taken.
+    const unlimited = new ResourceLimiter("t", {}, options);
+    void unlimited.acquire("main").then((slot) => slot.release());
+    expect(unlimited.snapshot().requests).toBeUndefined();
+    const noLimit = new ResourceLimiter("t", {}, options);
+    expect(noLimit.restore(kept)).toBe(false);
+    expect(noLimit.usage.requestsLastMinute).toBe(0);
   });
 });

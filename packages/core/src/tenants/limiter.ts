@@ -82,13 +82,21 @@ export class RateLimitedError extends BeamClawError {
 
 /**
  * A tenant's token counts, kept so that a restart does not hand out a fresh budget: the UTC
- * day and month they count (epoch ms of their start) and the tokens used in each.
+ * day and month they count (epoch ms of their start) and the tokens used in each; and, when
+ * the tenant has a `requestsPerMinute` limit, the requests of the last minute, so that a
+ * restart does not hand out a fresh minute either.
  */
 export interface TenantUsageSnapshot {
   day: number;
   dayTokens: number;
   month: number;
   monthTokens: number;
+  /**
+   * The requests of the last minute by second: `[start of the second (epoch ms), count]`,
+   * oldest first (at most 61 entries). Absent without a `requestsPerMinute` limit, and in
+   * snapshots written before it was kept.
+   */
+  requests?: Array<[second: number, count: number]>;
 }
 
 /** Options of {@link ResourceLimiter}. */
@@ -148,9 +156,31 @@ function tokenCount(value: unknown): number {
 function isSnapshot(value: unknown): value is TenantUsageSnapshot {
   if (value === null || typeof value !== "object") return false;
   const v = value as Record<string, unknown>;
-  return ["day", "dayTokens", "month", "monthTokens"].every(
-    (k) => typeof v[k] === "number" && Number.isFinite(v[k]) && (v[k] as number) >= 0,
+  return (
+    ["day", "dayTokens", "month", "monthTokens"].every(
+      (k) => typeof v[k] === "number" && Number.isFinite(v[k]) && (v[k] as number) >= 0,
+    ) &&
+    (v.requests === undefined ||
+      (Array.isArray(v.requests) &&
+        v.requests.every(
+          (entry) =>
+            Array.isArray(entry) &&
+            entry.length === 2 &&
+            entry.every((n) => Number.isSafeInteger(n) && n >= 0),
+        )))
   );
+}
+
+/** Request start times grouped by second: `[second start, count]`, oldest first. */
+function requestsBySecond(times: readonly number[]): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const time of times) {
+    const second = time - (time % 1000);
+    const last = out[out.length - 1];
+    if (last !== undefined && last[0] === second) last[1]++;
+    else out.push([second, 1]);
+  }
+  return out;
 }
 
 function dayStart(at: number): number {
@@ -221,14 +251,20 @@ export class ResourceLimiter {
       dayTokens: this.#dayTokens,
       month: this.#month,
       monthTokens: this.#monthTokens,
+      // Bounded by the limit (and by 60 entries); not kept without one, where it counts nothing.
+      ...(this.limits.requestsPerMinute === undefined
+        ? {}
+        : { requests: requestsBySecond(this.#requests) }),
     };
   }
 
   /**
    * Takes back counts a {@link ResourceLimiter.snapshot} kept (before a restart): those of
    * the current UTC day and month count again (the higher of the two where both have some);
-   * older ones, and a value that is not a snapshot, are ignored. Returns whether anything was
-   * taken.
+   * older ones, and a value that is not a snapshot, are ignored. Its requests of the last
+   * minute count against `requestsPerMinute` again when they are more than the limiter has
+   * counted since (each as made at the end of its second, so none expires early). Returns
+   * whether anything was taken.
    *
    * @example
    * ```ts
@@ -247,6 +283,22 @@ export class ResourceLimiter {
     if (snapshot.month === this.#month && snapshot.monthTokens > this.#monthTokens) {
       this.#monthTokens = snapshot.monthTokens;
       taken = true;
+    }
+    const limit = this.limits.requestsPerMinute;
+    if (snapshot.requests !== undefined && limit !== undefined) {
+      const now = this.#now();
+      const kept: number[] = [];
+      // A time ahead of this clock (another host's, or a clock stepped back) counts as now;
+      // more than the limit counts for nothing more (a corrupt count cannot loop for long).
+      for (const [second, count] of snapshot.requests) {
+        const at = Math.min(second + 999, now);
+        if (at <= now - MINUTE_MS) continue;
+        for (let i = 0; i < count && kept.length < limit; i++) kept.push(at);
+      }
+      if (kept.length > this.#requests.length) {
+        this.#requests = kept.sort((a, b) => a - b);
+        taken = true;
+      }
     }
     return taken;
   }
