@@ -25,6 +25,7 @@ import {
   ErrorCode,
   PaginatedResultSchema,
   type Tool,
+  ToolListChangedNotificationSchema,
   ToolSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation";
@@ -112,6 +113,8 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const RECONNECT_INTERVAL_MS = 1_000;
 /** Longest wait, at `stop()`, for the DELETE that ends a Streamable HTTP session. */
 const END_SESSION_TIMEOUT_MS = 5_000;
+/** Listings that a server's list changes ask for start at least this far apart. */
+const LIST_CHANGED_INTERVAL_MS = 250;
 
 interface ServerTool {
   name: string;
@@ -152,6 +155,12 @@ export class McpToolServer {
   #state: "idle" | "running" | "stopped" = "idle";
   #lastConnect = 0;
   #refreshing: Promise<void> | undefined;
+  /** A listing waiting behind the one under way, not begun: a change meanwhile joins it. */
+  #queued: Promise<void> | undefined;
+  /** When the last listing began (`Date.now()`). */
+  #lastListing = 0;
+  /** Ends the wait of a listing that a list change asked for early, for `stop()`. */
+  #endPause: (() => void) | undefined;
   /** Each connection's stdio transport, to say how its process ended (a client forgets it). */
   #stdio = new WeakMap<Client, ProcessGroupStdioTransport>();
 
@@ -219,6 +228,7 @@ export class McpToolServer {
     this.#tools.clear();
     // A connect under way is cancelled, not waited out (up to `connectTimeoutMs`).
     this.#connectAbort?.abort();
+    this.#endPause?.();
     const client = this.#client ?? (await this.#connecting?.catch(() => undefined));
     this.#client = undefined;
     this.#connecting = undefined;
@@ -301,19 +311,14 @@ export class McpToolServer {
     const options = this.#options;
     const client = new Client(
       { name: "beamclaw", version: "1" },
-      {
-        jsonSchemaValidator: lenientValidator,
-        listChanged: {
-          tools: {
-            autoRefresh: false,
-            debounceMs: 0,
-            onChanged: () => {
-              void this.#refresh().catch(() => undefined);
-            },
-          },
-        },
-      },
+      { jsonSchemaValidator: lenientValidator },
     );
+    // Not the SDK's `listChanged` option: it ignores the notification from a server that did
+    // not declare `tools.listChanged`, and many servers send it without declaring it.
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      if (this.#stopped()) return;
+      void this.#refresh(LIST_CHANGED_INTERVAL_MS).catch(() => undefined);
+    });
     const transport = "command" in options ? stdioTransport(options) : httpTransport(options);
     if (transport instanceof ProcessGroupStdioTransport) this.#stdio.set(client, transport);
     // One close, awaited by everyone: the SDK closes a transport whose connect failed without
@@ -348,9 +353,19 @@ export class McpToolServer {
     return client;
   }
 
-  /** Lists the server's tools (every page) and brings the registry in step. */
-  #refresh(): Promise<void> {
+  /**
+   * Lists the server's tools (every page) and brings the registry in step. One listing at a
+   * time; asked for while one is under way, one more listing follows it, which every request
+   * meanwhile joins (a flood of list changes lists twice, not once a change). With `spacing`
+   * (ms), the listing begins no sooner than that after the last one began (a server that says
+   * its list changed at every listing is not listed without a pause).
+   */
+  #refresh(spacing = 0): Promise<void> {
+    if (this.#queued !== undefined) return this.#queued;
     const run = async () => {
+      await this.#pause(this.#lastListing + spacing - Date.now());
+      if (this.#queued === next) this.#queued = undefined;
+      this.#lastListing = Date.now();
       const client = await this.#connect();
       const listed: ServerTool[] = [];
       let cursor: string | undefined;
@@ -407,9 +422,9 @@ export class McpToolServer {
       if (this.#state !== "running") return;
       this.#apply(listed);
     };
-    // One listing at a time; a change meanwhile lists again after it.
     const previous = this.#refreshing ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(run);
+    this.#queued = next;
     this.#refreshing = next;
     void next
       .finally(() => {
@@ -417,6 +432,20 @@ export class McpToolServer {
       })
       .catch(() => undefined);
     return next;
+  }
+
+  /** Waits `ms` (none when not positive); `stop()` ends the wait. */
+  async #pause(ms: number): Promise<void> {
+    if (ms <= 0 || this.#stopped()) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(end, ms);
+      function end() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#endPause = end;
+    });
+    this.#endPause = undefined;
   }
 
   /** @throws McpError naming the tools left out because the registry already has their names. */

@@ -11,7 +11,7 @@ import { getEventListeners } from "node:events";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { McpToolServer } from "../src/index.js";
-import { toolContext } from "./support.js";
+import { childProcesses, toolContext } from "./support.js";
 
 const RAW = fileURLToPath(new URL("./fixtures/raw-server.mjs", import.meta.url));
 
@@ -38,11 +38,6 @@ async function raw(...flags: string[]) {
       requestId?: number;
     }>;
   return { server, tool, seen };
-}
-
-/** Child processes of this one that still have a handle (spawned and not yet exited). */
-function childProcesses(): number {
-  return process.getActiveResourcesInfo().filter((type) => type === "ProcessWrap").length;
 }
 
 describe("cancellation", () => {
@@ -79,11 +74,13 @@ describe("stop()", () => {
   it("a listing queued by a list change does not start the server again after stop()", async () => {
     const before = childProcesses();
     const { server, tool, seen } = await raw("--hold-relist");
-    // Two changes: the first listing stays under way (no answer), the second waits behind it.
+    // A change: its listing stays under way (no answer) ...
     expect(await tool("change").execute({}, toolContext())).toBe("changed");
     await expect
       .poll(async () => (await seen()).filter((m) => m.method === "tools/list").length)
       .toBe(2);
+    // ... and a change meanwhile queues another behind it.
+    expect(await tool("change").execute({}, toolContext())).toBe("changed");
     await server.stop();
     // The listing under way failed with the connection; the one behind it must not connect.
     await new Promise((resolve) => setImmediate(resolve));

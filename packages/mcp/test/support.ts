@@ -12,3 +12,8 @@ export function toolContext(): ToolContext {
     emit: () => {},
   };
 }
+
+/** Child processes of this one that still have a handle (spawned and not yet exited). */
+export function childProcesses(): number {
+  return process.getActiveResourcesInfo().filter((type) => type === "ProcessWrap").length;
+}

@@ -3,12 +3,14 @@
  * written to a temp directory (raw JSON-RPC lines, no SDK): every page of `tools/list` is
  * followed, a server whose cursor never ends fails `start()` instead of hanging it, and a tool
  * whose name is already taken in the registry fails `start()` with an `McpError` that registers
- * nothing (and leaves the registry's own tool alone).
+ * nothing (and leaves the registry's own tool alone). And the MCP SDK's private method that
+ * checks output schemas (`cacheToolMetadata`) is only used when it is there.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AgentTool, ToolRegistry } from "@beamclaw/core";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { McpError, McpToolServer } from "../src/index.js";
 import { toolContext } from "./support.js";
@@ -200,27 +202,48 @@ describe("a tool the SDK's schema refuses", () => {
   });
 });
 
+/** Two pages: a tool with an output schema (its answers are text only), then one without. */
+const TYPED_THEN_PLAIN = {
+  "": {
+    tools: [
+      {
+        name: "typed",
+        inputSchema: { type: "object" },
+        outputSchema: { type: "object", properties: { n: { type: "number" } } },
+      },
+    ],
+    next: "p2",
+  },
+  p2: { tools: ["plain"] },
+};
+
 describe("output schemas", () => {
   it("are checked for the tools of every page, not only the last page's", async () => {
-    const server = paged({
-      "": {
-        tools: [
-          {
-            name: "typed",
-            inputSchema: { type: "object" },
-            outputSchema: { type: "object", properties: { n: { type: "number" } } },
-          },
-        ],
-        next: "p2",
-      },
-      p2: { tools: ["plain"] },
-    });
+    const server = paged(TYPED_THEN_PLAIN);
     await server.start();
     // The server answers with text only: a tool with an output schema must give structured content.
     const typed = server.tools.find((t) => t.name === "paged__typed")!;
     await expect(Promise.resolve(typed.execute({}, toolContext()))).rejects.toThrow(
       /structured content/,
     );
+  });
+});
+
+describe("without the MCP SDK's private cacheToolMetadata", () => {
+  it("(a later SDK that drops or renames it) the tools still list and answer, their output unchecked", async () => {
+    const prototype = Client.prototype as unknown as { cacheToolMetadata?: unknown };
+    const original = prototype.cacheToolMetadata;
+    expect(typeof original).toBe("function");
+    delete prototype.cacheToolMetadata;
+    try {
+      const server = paged(TYPED_THEN_PLAIN);
+      await server.start();
+      expect(server.toolNames().sort()).toEqual(["paged__plain", "paged__typed"]);
+      const typed = server.tools.find((t) => t.name === "paged__typed")!;
+      expect(await typed.execute({}, toolContext())).toBe("typed");
+    } finally {
+      prototype.cacheToolMetadata = original;
+    }
   });
 });
 
