@@ -74,6 +74,7 @@ describe("SessionMaintenance", () => {
       afterCount: 2,
       pruned: 1,
       capped: 0,
+      subagents: 0,
       wouldMutate: true,
       appliedCount: 0,
       sample: ["agent:main:direct:old"],

@@ -13,8 +13,9 @@
  */
 import { describe, InvalidArgumentError, StoreError } from "../errors.js";
 import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
-import type { Lease } from "../store/types.js";
+import type { Lease, SessionRecord, Store } from "../store/types.js";
 import type { AgentRuntime } from "./runtime.js";
+import { parseSubagentIndexKey, subagentIndexPrefix } from "./session-actor.js";
 
 /** How maintenance treats old sessions. */
 export interface SessionMaintenanceSettings {
@@ -75,9 +76,17 @@ export interface SessionCleanupSummary {
   capped: number;
   /** Whether the pass found anything to delete. */
   wouldMutate: boolean;
-  /** How many it deleted (applied passes). */
+  /**
+   * Sub-agent sessions deleted (or that would be) with the sessions above, at any depth and
+   * under any agent, that were not stale or over the cap themselves: deleting a session
+   * deletes the sub-agents it spawned (see `SessionHandle.delete`). Counted apart from
+   * `pruned` and `capped`; included in `appliedCount` and `sample`, and in `afterCount` when
+   * of this agent.
+   */
+  subagents: number;
+  /** How many it deleted (applied passes), the sub-agent sessions deleted with them included. */
   appliedCount: number;
-  /** Up to 50 of the keys it deleted or would delete. */
+  /** Up to 50 of the keys it deleted or would delete (sub-agent sessions included). */
   sample: string[];
 }
 
@@ -263,11 +272,20 @@ export class SessionMaintenance {
       afterCount: 0,
       pruned: 0,
       capped: 0,
+      subagents: 0,
       wouldMutate: false,
       appliedCount: 0,
       sample: [],
     };
     let keptCount = 0;
+    /** This agent's sessions that go with a doomed session's (its sub-agents). */
+    let ownSubagents = 0;
+    /** Sessions counted already (doomed, or sub-agents of a doomed one), across pages. */
+    const counted = new Set<string>();
+    const note = (key: string) => {
+      counted.add(key);
+      if (summary.sample.length < SAMPLE) summary.sample.push(key);
+    };
     let cursor: string | undefined;
     do {
       const page = await store.sessions.list({
@@ -276,16 +294,34 @@ export class SessionMaintenance {
         ...(cursor === undefined ? {} : { cursor }),
       });
       const doomed: string[] = [];
+      /** Kept on this page, in case a doomed session met later takes it with it. */
+      const keptHere = new Set<string>();
       for (const record of page.items) {
-        if (kept.has(record.key) || live.has(record.key)) continue;
-        if (record.updatedAt < cutoff) summary.pruned++;
-        else if (keptCount >= cap) summary.capped++;
-        else {
+        if (kept.has(record.key) || live.has(record.key) || counted.has(record.key)) continue;
+        const stale = record.updatedAt < cutoff;
+        if (!stale && keptCount < cap) {
           keptCount++;
+          keptHere.add(record.key);
           continue;
         }
+        // Its sub-agents go with it: a session whose family holds one that must stay stays.
+        const family = await subagentsOf(store, record.key);
+        if (family.some((r) => kept.has(r.key) || live.has(r.key))) {
+          keptCount++;
+          keptHere.add(record.key);
+          continue;
+        }
+        if (stale) summary.pruned++;
+        else summary.capped++;
         doomed.push(record.key);
-        if (summary.sample.length < SAMPLE) summary.sample.push(record.key);
+        note(record.key);
+        for (const sub of family) {
+          if (counted.has(sub.key)) continue;
+          if (keptHere.delete(sub.key)) keptCount--;
+          summary.subagents++;
+          if (sub.agentId === agentId) ownSubagents++;
+          note(sub.key);
+        }
       }
       if (held.lease !== undefined && doomed.length > 0) {
         // A long pass keeps its lock; one that lost it stops deleting.
@@ -301,19 +337,37 @@ export class SessionMaintenance {
           await runtime
             .session(key)
             .delete({ archiveTranscript: settings.archiveTranscripts === true });
-          summary.appliedCount++;
         }
       }
       cursor = page.cursor;
     } while (cursor !== undefined && !this.#stopped);
     const removed = summary.pruned + summary.capped;
     summary.wouldMutate = removed > 0;
-    summary.afterCount = Math.max(
-      0,
-      summary.beforeCount - (apply ? summary.appliedCount : removed),
-    );
+    if (apply) summary.appliedCount = removed + summary.subagents;
+    summary.afterCount = Math.max(0, summary.beforeCount - removed - ownSubagents);
     return summary;
   }
+}
+
+/**
+ * The sub-agent sessions `key` spawned, at any depth, that have a record: those its delete
+ * deletes with it, found as it finds them (the spawns recorded in the store).
+ */
+async function subagentsOf(store: Store, key: string): Promise<SessionRecord[]> {
+  const found: SessionRecord[] = [];
+  const seen = new Set([key]);
+  const parents = [key];
+  for (let i = 0; i < parents.length; i++) {
+    for (const spawn of await store.kv.keys(subagentIndexPrefix(parents[i]!))) {
+      const child = parseSubagentIndexKey(spawn).child;
+      if (seen.has(child)) continue;
+      seen.add(child);
+      parents.push(child);
+      const record = await store.sessions.get(child);
+      if (record !== undefined) found.push(record);
+    }
+  }
+  return found;
 }
 
 function checkSettings(settings: SessionMaintenanceSettings | undefined): void {

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { RoutedSessionRequest, SessionOwnership } from "../cluster/ownership.js";
 import {
+  AbortedError,
   AlreadyStartedError,
   BeamClawError,
   InvalidArgumentError,
@@ -1482,6 +1483,8 @@ export class AgentRuntime {
     const parentActor = this.registry.whereis<SessionActorType>(`session:${context.sessionKey}`);
     const maxChildren = limits.maxChildren ?? 8;
     this.#subagentsRunning.set(context.sessionKey, running + 1);
+    // Read before the spawn is recorded (see `spawnEpoch`).
+    const epoch = parentActor?.spawnEpoch;
     let claimed: boolean;
     try {
       // Recorded in the store before the child exists (see `claimSubagent`).
@@ -1508,22 +1511,37 @@ export class AgentRuntime {
     // a restart runs until this same deadline, never under a fresh limit.
     const timeoutMs = Math.min(limits.timeoutMs ?? 300_000, MAX_RUN_TIMEOUT_MS);
     try {
-      await this.store.sessions.put({
-        key: childKey,
-        agentId,
-        createdAt: this.#now(),
-        updatedAt: this.#now(),
-        parentKey: context.sessionKey,
-      });
-      const child = this.session(childKey);
-      const run = await this.#send(
-        child.key,
-        { text: task },
-        // Only the parent's tool call reads the answer: after a restart its run replays from
-        // its start and spawns afresh, so this message is ended unrun, not run for nobody.
-        { signal: context.signal, timeoutMs, replayAfterRestart: false },
-        this.#now() + timeoutMs,
-      );
+      let run: RunHandle | undefined;
+      try {
+        if (parentActor!.spawnEpoch === epoch) {
+          await this.store.sessions.put({
+            key: childKey,
+            agentId,
+            createdAt: this.#now(),
+            updatedAt: this.#now(),
+            parentKey: context.sessionKey,
+          });
+          const child = this.session(childKey);
+          run = await this.#send(
+            child.key,
+            { text: task },
+            // Only the parent's tool call reads the answer: after a restart its run replays
+            // from its start and spawns afresh, so this message is ended unrun, not run for
+            // nobody.
+            { signal: context.signal, timeoutMs, replayAfterRestart: false },
+            this.#now() + timeoutMs,
+          );
+        }
+      } finally {
+        // The parent was deleted or reset while its child was being made: its cascade may
+        // have looked for the child before the child (or its spawn's record) was in the
+        // store. Nothing of the child may outlive it.
+        if (parentActor!.spawnEpoch !== epoch)
+          await this.#discardSubagent(context.sessionKey, childKey);
+      }
+      if (run === undefined || parentActor!.spawnEpoch !== epoch) {
+        throw new AbortedError(`session ${context.sessionKey} was deleted or reset`);
+      }
       const result = await run.result;
       this.#addSubagentUsage(context.sessionKey, result);
       // A child agent with a structured `output` reports the value, not its JSON text.
@@ -1539,6 +1557,22 @@ export class AgentRuntime {
       return { output: `sub-agent ${childKey} failed: ${(error as Error).message}`, isError: true };
     } finally {
       this.#subagentDone(context.sessionKey);
+    }
+  }
+
+  /**
+   * Removes a sub-agent spawned by a session deleted or reset meanwhile: its session (with
+   * anything it spawned) and the record of its spawn. Best effort: a store that fails leaves
+   * the spawn's record, and the parent's next delete or reset finds the child by it.
+   */
+  async #discardSubagent(parentKey: string, childKey: string): Promise<void> {
+    try {
+      await this.#deleteSession(childKey, false);
+      for (const spawn of await this.store.kv.keys(subagentIndexPrefix(parentKey))) {
+        if (parseSubagentIndexKey(spawn).child === childKey) await this.store.kv.delete(spawn);
+      }
+    } catch {
+      // Left to the parent's next delete or reset (see above).
     }
   }
 

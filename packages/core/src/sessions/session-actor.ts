@@ -504,6 +504,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #replayDue = false;
   /** Being deleted (see `markDeleted`). */
   #deleted = false;
+  /** Times it was deleted or reset (see `spawnEpoch`). */
+  #spawnEpoch = 0;
   /** Its recorded sub-agent spawns, once a spawn needed them (see `claimSubagent`). */
   #claims: Promise<SubagentClaims> | undefined;
   /**
@@ -598,6 +600,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    */
   markDeleted(): void {
     this.#deleted = true;
+    this.#spawnEpoch++;
+  }
+
+  /**
+   * Changes when the session is deleted (`markDeleted`) or reset, before either looks for
+   * the sub-agents it spawned. A spawn that reads the same value before it claims its slot
+   * and once its child is made raced with neither: a later delete or reset finds the child
+   * in the store. One that reads another value must remove the child itself. @internal
+   */
+  get spawnEpoch(): number {
+    return this.#spawnEpoch;
   }
 
   /**
@@ -1401,6 +1414,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
             ]),
           )
         : undefined;
+    // Before the spawns are read: a spawn under way removes its child itself.
+    this.#spawnEpoch++;
     this.#cancelCompaction(new AbortedError(`session ${this.key} was reset`));
     this.#cancelInjections(new AbortedError(`session ${this.key} was reset`));
     const active = this.#active;
