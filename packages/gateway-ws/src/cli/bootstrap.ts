@@ -533,10 +533,12 @@ export async function startFromConfig(options: {
       onPass: (summaries) => {
         for (const s of summaries) {
           if (!s.wouldMutate) continue;
+          // Deleting a session deletes the sub-agents it spawned.
+          const children = s.subagents > 0 ? `, with ${s.subagents} of their sub-agents` : "";
           log.info(
             s.dryRun
-              ? `sessions.maintenance (warn) ${s.agentId}: ${s.pruned} stale and ${s.capped} over maxSessions would be deleted (mode: enforce deletes them)`
-              : `sessions.maintenance ${s.agentId}: deleted ${s.appliedCount} sessions (${s.pruned} stale, ${s.capped} over maxSessions)`,
+              ? `sessions.maintenance (warn) ${s.agentId}: ${s.pruned} stale and ${s.capped} over maxSessions would be deleted${children} (mode: enforce deletes them)`
+              : `sessions.maintenance ${s.agentId}: deleted ${s.appliedCount} sessions (${s.pruned} stale, ${s.capped} over maxSessions${children})`,
           );
         }
       },
