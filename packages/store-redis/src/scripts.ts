@@ -41,7 +41,7 @@ local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)`;
  * first write: Redis does not undo the writes a script made before a command of it failed, so
  * a key of the wrong type (written by another program) met half way would leave half a change.
  */
-const REFUSE_WRONG_TYPES = `local function refuseWrongTypes(...)
+export const REFUSE_WRONG_TYPES = `local function refuseWrongTypes(...)
   local args = {...}
   for i = 1, #args, 2 do
     local t = redis.call('TYPE', args[i])['ok']
@@ -75,8 +75,10 @@ return 1`,
 /** KEYS: record hash, all-sessions index. ARGV: session key, agent-index key prefix. */
 export const SESSION_DELETE = new LuaScript(
   "session-delete",
-  `local agent = redis.call('HGET', KEYS[1], 'a')
+  `${REFUSE_WRONG_TYPES}
+local agent = redis.call('HGET', KEYS[1], 'a')
 if not agent then return 0 end
+refuseWrongTypes(KEYS[2], 'zset', ARGV[2] .. agent, 'zset')
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', ARGV[2] .. agent, ARGV[1])
@@ -178,7 +180,9 @@ return n`,
  */
 export const CRON_APPEND_RUN = new LuaScript(
   "cron-append-run",
-  `local n = redis.call('INCR', KEYS[2])
+  `${REFUSE_WRONG_TYPES}
+refuseWrongTypes(KEYS[1], 'zset', KEYS[2], 'string')
+local n = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[1], ARGV[1], string.format('%016d', n) .. ':' .. ARGV[2])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[3]) + 1))
 return 1`,
@@ -192,7 +196,9 @@ return 1`,
  */
 export const DEVICE_DELETE = new LuaScript(
   "device-delete",
-  `local n = redis.call('HDEL', KEYS[1], ARGV[1])
+  `${REFUSE_WRONG_TYPES}
+refuseWrongTypes(KEYS[1], 'hash', KEYS[2], 'set')
+local n = redis.call('HDEL', KEYS[1], ARGV[1])
 for _, t in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('DEL', ARGV[2] .. t) end
 redis.call('DEL', KEYS[2])
 return n`,
@@ -204,8 +210,13 @@ return n`,
  */
 export const DEVICE_PUT_TOKEN = new LuaScript(
   "device-put-token",
-  `local old = redis.call('HGET', KEYS[1], 'd')
-if old and old ~= ARGV[2] then redis.call('SREM', ARGV[5] .. old, ARGV[1]) end
+  `${REFUSE_WRONG_TYPES}
+refuseWrongTypes(KEYS[1], 'hash', KEYS[2], 'set')
+local old = redis.call('HGET', KEYS[1], 'd')
+if old and old ~= ARGV[2] then
+  refuseWrongTypes(ARGV[5] .. old, 'set')
+  redis.call('SREM', ARGV[5] .. old, ARGV[1])
+end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 'j', ARGV[3])
 if ARGV[4] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[4]) end
@@ -307,7 +318,9 @@ return 1`,
 /**
  * KEYS: pending set (all, or one session's). ARGV: message key prefix, last rank
  * (limit - 1), '1' to count a delivery, and '' or the score (enqueue counter) after which
- * to start. Returns {id, i, s, p, t, d} per message, flattened.
+ * to start. Returns {id, i, s, p, t, d} per message, flattened. Every message is read
+ * before any delivery is counted: a message key of the wrong type fails the call with
+ * nothing counted.
  */
 export const QUEUE_PENDING = new LuaScript(
   "queue-pending",
@@ -318,12 +331,15 @@ if ARGV[4] ~= nil and ARGV[4] ~= '' then
 else
   ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]))
 end
+local rows = {}
 for _, id in ipairs(ids) do
-  local k = ARGV[1] .. id
-  local m = redis.call('HMGET', k, 'i', 's', 'p', 't', 'd')
+  rows[#rows + 1] = redis.call('HMGET', ARGV[1] .. id, 'i', 's', 'p', 't', 'd')
+end
+for r, id in ipairs(ids) do
+  local m = rows[r]
   if m[1] then
     local d = m[5]
-    if ARGV[3] == '1' then d = redis.call('HINCRBY', k, 'd', 1) end
+    if ARGV[3] == '1' then d = redis.call('HINCRBY', ARGV[1] .. id, 'd', 1) end
     out[#out + 1] = id
     out[#out + 1] = m[1]
     out[#out + 1] = m[2]

@@ -65,4 +65,55 @@ describe("a write meeting a key of the wrong type", () => {
     expect(await store.sessions.get("s")).toBeUndefined();
     expect(await store.sessions.count()).toBe(0);
   });
+
+  it("sessions.delete keeps the session when its agent's index is of the wrong type", async () => {
+    const record = { key: "s", agentId: "a", createdAt: 1, updatedAt: 1 };
+    await store.sessions.put(record);
+    await raw.del(`${prefix}sessions:agent:a`);
+    await raw.set(`${prefix}sessions:agent:a`, "not a sorted set");
+    await expect(store.sessions.delete("s")).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+    expect(await store.sessions.get("s")).toEqual(record);
+    expect(await store.sessions.count()).toBe(1);
+  });
+
+  it("cron.appendRun writes nothing when the job's run log is of the wrong type", async () => {
+    await raw.set(`${prefix}cron:runs:j`, "not a sorted set");
+    await expect(store.cron.appendRun({ jobId: "j", startedAt: 1 })).rejects.toMatchObject({
+      code: "STORE_CORRUPT",
+    });
+    expect(await keysUnder(raw, prefix)).toEqual([`${prefix}cron:runs:j`]);
+  });
+
+  it("devices.delete keeps the device when its token set is of the wrong type", async () => {
+    await store.devices.put({ deviceId: "d" });
+    await raw.set(`${prefix}device-tokens:d`, "not a set");
+    await expect(store.devices.delete("d")).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+    expect(await store.devices.list()).toEqual([{ deviceId: "d" }]);
+  });
+
+  it("devices.putToken writes no token when the device's token set is of the wrong type", async () => {
+    await raw.set(`${prefix}device-tokens:d`, "not a set");
+    await expect(store.devices.putToken({ tokenHash: "h", deviceId: "d" })).rejects.toMatchObject({
+      code: "STORE_CORRUPT",
+    });
+    expect(await keysUnder(raw, prefix)).toEqual([`${prefix}device-tokens:d`]);
+  });
+
+  it("queue.replay counts no delivery when a message's key is of the wrong type", async () => {
+    const first = (await store.queue.enqueue(message)).message;
+    const second = (await store.queue.enqueue({ ...message, idempotencyKey: "tg:2" })).message;
+    const hash = `${prefix}queue:msg:${second.id}`;
+    const saved = await raw.hgetall(hash);
+    await raw.del(hash);
+    await raw.set(hash, "not a hash");
+    await expect(store.queue.replay()).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+
+    await raw.del(hash);
+    await raw.hset(hash, saved);
+    const pending = await store.queue.pending();
+    expect(pending.map((m) => [m.id, m.deliveries])).toEqual([
+      [first.id, 0],
+      [second.id, 0],
+    ]);
+  });
 });

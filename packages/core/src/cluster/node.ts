@@ -271,6 +271,13 @@ export class ClusterNode implements SessionOwnership {
   readonly #handlers = new Set<Promise<unknown>>();
   #offs: Array<() => void> = [];
   #renewTimer: NodeJS.Timeout | undefined;
+  /** Lease renewals under way (`stop()` waits for them before it releases the leases). */
+  readonly #renewals = new Set<Promise<void>>();
+  /**
+   * True while `stop()` waits for the runtime to stop: the leases are still renewed, and a
+   * session that stops keeps its lease until every session (and its tool calls) has stopped.
+   */
+  #holdingLeases = false;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
   #sweepAgain = false;
@@ -475,7 +482,11 @@ export class ClusterNode implements SessionOwnership {
     }
     this.#state = "running";
     const renewEvery = Math.max(10, Math.floor(this.leaseTtlMs / 3));
-    this.#renewTimer = setInterval(() => void this.#renewAll(), renewEvery);
+    this.#renewTimer = setInterval(() => {
+      const renewal = this.#renewAll().catch(() => undefined);
+      this.#renewals.add(renewal);
+      void renewal.finally(() => this.#renewals.delete(renewal));
+    }, renewEvery);
     this.#sweepTimer = setInterval(() => this.#requestSweep(), this.sweepIntervalMs);
     this.#requestSweep();
   }
@@ -511,8 +522,12 @@ export class ClusterNode implements SessionOwnership {
   }
 
   /**
-   * Stops the runtime (sessions are saved and their leases released; unfinished messages
-   * stay queued and are taken over by the other nodes), then leaves the cluster. Idempotent.
+   * Stops the runtime (sessions are saved; unfinished messages stay queued and are taken
+   * over by the other nodes), then releases the sessions' leases and leaves the cluster.
+   * The leases are renewed until the runtime has stopped (within its sessions' and tool
+   * calls' stop timeouts): a session whose run takes longer than `leaseTtlMs` to stop (a
+   * tool call finishing) is not taken over by another node while it still runs here.
+   * Idempotent.
    */
   async stop(): Promise<void> {
     if (this.#state === "stopped" || this.#state === "stopping") {
@@ -521,12 +536,19 @@ export class ClusterNode implements SessionOwnership {
     }
     const wasNew = this.#state === "new";
     this.#state = "stopping";
-    clearInterval(this.#renewTimer);
     clearInterval(this.#sweepTimer);
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
-    if (!wasNew) {
-      await this.runtime.stop();
+    if (wasNew) clearInterval(this.#renewTimer);
+    else {
+      this.#holdingLeases = true;
+      try {
+        await this.runtime.stop();
+      } finally {
+        this.#holdingLeases = false;
+        clearInterval(this.#renewTimer);
+      }
+      await Promise.allSettled([...this.#renewals]);
       await this.#sweeping?.catch(() => undefined);
       await Promise.allSettled([...this.#handlers]);
       await Promise.allSettled([...this.#releasing]);
@@ -611,6 +633,9 @@ export class ClusterNode implements SessionOwnership {
       return;
     }
     this.#fencedStore?.forgetSession(sessionKey);
+    // While the node stops, the lease is kept (and renewed) until the runtime has stopped:
+    // the run's tool calls may still be finishing. `stop()` releases it then.
+    if (this.#holdingLeases) return;
     void this.#release(sessionKey, "released");
   }
 
@@ -1259,7 +1284,7 @@ export class ClusterNode implements SessionOwnership {
    * before it may have expired, stops its session here: another node may own it now.
    */
   async #renewAll(): Promise<void> {
-    if (this.#state === "stopping" || this.#state === "stopped") return;
+    if (this.#state === "stopped" || (this.#state === "stopping" && !this.#holdingLeases)) return;
     const now = performance.now();
     const period = Math.max(10, Math.floor(this.leaseTtlMs / 3));
     await Promise.all(
@@ -1269,7 +1294,12 @@ export class ClusterNode implements SessionOwnership {
         const active =
           this.runtime.registry.whereis(`session:${key}`) !== undefined ||
           this.#writeFences.get(key) === held.lease.token;
-        if (!active && !this.#moving.has(key) && now - held.acquiredAt > this.leaseTtlMs) {
+        if (
+          !active &&
+          !this.#holdingLeases &&
+          !this.#moving.has(key) &&
+          now - held.acquiredAt > this.leaseTtlMs
+        ) {
           // The session is gone (hibernated or given up) without telling: let the lease go,
           // and follow its unfinished runs to whichever node takes it.
           this.#widenFollowers(key);

@@ -3,7 +3,7 @@
  * ones (one round trip per beat), and a leave. Times come from the Redis server's clock, so
  * every node agrees on heartbeat ages.
  */
-import { LuaScript } from "../scripts.js";
+import { LuaScript, REFUSE_WRONG_TYPES } from "../scripts.js";
 
 /**
  * Lua: `forget(id)` removes what node `id` left behind: the names it holds (publishing
@@ -25,6 +25,9 @@ const FORGET_NODE = `local function forget(id)
   redis.call('DEL', ARGV[8] .. id)
   redis.call('HDEL', ARGV[10], id)
   redis.call('HDEL', ARGV[11], id)
+end
+local function refuseWrongTypesOfNode(id)
+  refuseWrongTypes(ARGV[6], 'hash', ARGV[7] .. id, 'set', ARGV[8] .. id, 'hash', ARGV[10], 'hash', ARGV[11], 'hash')
 end`;
 
 /**
@@ -37,12 +40,20 @@ end`;
  * removes members whose last heartbeat is older than downAfterMs
  * (publishing a `down` notice for each, and forgetting their names and presence), and
  * returns `{ now, wasMember, reapedCount, (id, value) * reaped, (id, value, heartbeat) * live }`.
+ * A key it writes that holds another type (something else wrote it) fails it with a
+ * `WRONGTYPE` error before it writes anything.
  */
 export const CLUSTER_HEARTBEAT = new LuaScript(
   "cluster-heartbeat",
-  `${FORGET_NODE}
+  `${REFUSE_WRONG_TYPES}
+${FORGET_NODE}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+refuseWrongTypes(KEYS[1], 'hash', KEYS[2], 'zset')
+refuseWrongTypesOfNode(ARGV[1])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[3])))) do
+  refuseWrongTypesOfNode(id)
+end
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 local joined = string.format('%d', now)
 if old and ARGV[5] ~= '1' then joined = string.match(old, '^(%d+):') or joined end
@@ -80,11 +91,14 @@ return out`,
  * KEYS: members hash, heartbeats zset. ARGV: nodeId, membership channel, 3 to 5 unused,
  * then those of `forget`.
  * Removes the member, its names and presence entries, and publishes a `leave` notice.
- * Returns 1 if it was a member.
+ * Returns 1 if it was a member. Writes nothing when a key it writes holds another type.
  */
 export const CLUSTER_LEAVE = new LuaScript(
   "cluster-leave",
-  `${FORGET_NODE}
+  `${REFUSE_WRONG_TYPES}
+${FORGET_NODE}
+refuseWrongTypes(KEYS[1], 'hash', KEYS[2], 'zset')
+refuseWrongTypesOfNode(ARGV[1])
 local n = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 forget(ARGV[1])
@@ -104,16 +118,20 @@ local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)`;
  * KEYS: names hash, heartbeats zset, this node's names-of set.
  * ARGV: downAfterMs, name, this node's id, registration JSON without `t`, names-of prefix.
  * Registers the name to this node unless a live other node holds it (a dead holder's
- * registration is taken over). Returns `{1, value}` or `{0, holder's value}`.
+ * registration is taken over). Returns `{1, value}` or `{0, holder's value}`. Writes nothing
+ * when a key it writes holds another type.
  */
 export const REGISTRY_REGISTER = new LuaScript(
   "registry-register",
-  `${LIVE}
+  `${REFUSE_WRONG_TYPES}
+${LIVE}
+refuseWrongTypes(KEYS[1], 'hash', KEYS[3], 'set')
 local cur = redis.call('HGET', KEYS[1], ARGV[2])
 if cur then
   local holder = cjson.decode(cur).n
   if holder ~= ARGV[3] then
     if live(holder, now) then return {0, cur} end
+    refuseWrongTypes(ARGV[5] .. holder, 'set')
     redis.call('SREM', ARGV[5] .. holder, ARGV[2])
   end
 end
