@@ -300,18 +300,29 @@ function isNoScript(error: unknown): boolean {
 }
 
 /**
- * A client error as a `StoreError`. A reply saying a key holds the wrong type means
- * something else wrote under the store's prefix: `STORE_CORRUPT`. Everything else (refused
- * or dropped connections, timeouts, a server that is loading, read-only or out of memory)
- * is `STORE_UNAVAILABLE`, which is retryable.
+ * Replies that mean a stored value is not what the store wrote (something else wrote under
+ * its prefix): a key of another type, or a counter that is not a number. Matched anywhere
+ * in the message: Redis 6 reports an error of a command inside a script as
+ * `ERR Error running script (...): @user_script:1: WRONGTYPE ...`, Redis 7 as `WRONGTYPE ...`.
  */
-function toStoreError(error: unknown): unknown {
+const CORRUPT_REPLY = /(?:^|: )(?:WRONGTYPE |ERR (?:hash )?value is not an integer)/;
+
+/**
+ * A client error as a `StoreError`. A reply saying a key holds the wrong type or a counter
+ * holds no number means something else wrote under the store's prefix: `STORE_CORRUPT`
+ * (retrying cannot help). Everything else (refused or dropped connections, timeouts, a
+ * server that is loading, read-only or out of memory) is `STORE_UNAVAILABLE`, which is
+ * retryable.
+ *
+ * @internal exported for its tests
+ */
+export function toStoreError(error: unknown): unknown {
   if (isBeamClawError(error)) return error;
   const message = error instanceof Error ? error.message : String(error);
-  if (message.startsWith("WRONGTYPE")) {
+  if (CORRUPT_REPLY.test(message)) {
     return new StoreError(
       "STORE_CORRUPT",
-      `a key under the store's prefix holds an unexpected type: ${message}`,
+      `a key under the store's prefix holds an unexpected value: ${message}`,
       { cause: error },
     );
   }
