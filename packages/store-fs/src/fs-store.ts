@@ -216,7 +216,7 @@ export class FsStore implements Store {
     this.kv = {
       get: <T extends JsonValue = JsonValue>(key: string) => run((p) => p.kv.get<T>(key)),
       set: (key, value, options) => run((p) => p.kv.set(key, value, options)),
-      delete: (key) => run((p) => p.kv.delete(key)),
+      delete: (key, options) => run((p) => p.kv.delete(key, options)),
       keys: (prefix) => run((p) => p.kv.keys(prefix)),
     };
     this.locks = {

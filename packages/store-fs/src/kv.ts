@@ -1,5 +1,5 @@
 /**
- * Key/value with TTL and set-if-absent, in one append-only log, `kv.jsonl`:
+ * Key/value with TTL, set-if-absent and compare-and-delete, in one append-only log, `kv.jsonl`:
  *
  * ```jsonl
  * {"op":"set","key":"presence:alice","value":{"online":true},"expiresAt":1700000060000}
@@ -13,7 +13,7 @@
  * with a TTL and never touched again (channel dedupe marks, kept responses) do not pile up
  * in a store that stays open.
  */
-import type { JsonValue, KeyValueStore, KvSetOptions } from "@beamclaw/core";
+import type { JsonValue, KeyValueStore, KvDeleteOptions, KvSetOptions } from "@beamclaw/core";
 import { FencedError, InvalidArgumentError } from "@beamclaw/core";
 import { type AppendLog, shouldCompact } from "./append-log.js";
 import type { StoreContext } from "./context.js";
@@ -135,9 +135,16 @@ export class KeyValue implements KeyValueStore {
     return true;
   }
 
-  async delete(key: string): Promise<boolean> {
+  async delete(key: string, options?: KvDeleteOptions): Promise<boolean> {
     requireKey(key, "key");
-    const existed = this.#live(key) !== undefined;
+    const { ifValue } = optionsBag(options, "kv.delete options");
+    const expected = ifValue === undefined ? undefined : toJsonText(ifValue, "ifValue");
+    const live = this.#live(key);
+    if (expected !== undefined && live?.json !== expected) {
+      await this.#log.barrier();
+      return false;
+    }
+    const existed = live !== undefined;
     if (!this.#items.has(key)) {
       await this.#log.barrier();
       return false;

@@ -2,9 +2,10 @@
  * Key/value: one string key per entry (`SET ... PX` for a TTL, so Redis expires it on its
  * own), a lexicographic index of keys for prefix listing, and an expiry index so entries of
  * expired keys are reclaimed. Sets are one script, which also checks a fencing token against
- * the lock's counter when asked.
+ * the lock's counter when asked; a delete is one too, which compares the stored value when
+ * asked (`ifValue`).
  */
-import type { JsonValue, KeyValueStore, KvSetOptions } from "@beamclaw/core";
+import type { JsonValue, KeyValueStore, KvDeleteOptions, KvSetOptions } from "@beamclaw/core";
 import { FencedError, InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
 import { decodeJson, encodeJson } from "./json.js";
@@ -64,13 +65,16 @@ export class RedisKeyValueStore implements KeyValueStore {
     return outcome === 1;
   }
 
-  async delete(key: string): Promise<boolean> {
+  async delete(key: string, options?: KvDeleteOptions): Promise<boolean> {
     const id = requireId(key, "kv key");
+    const { ifValue } = optionsObject(options, "kv delete options");
+    // Compared with the stored JSON in the script itself: nothing can change it in between.
+    const expected = ifValue === undefined ? undefined : encodeJson(ifValue, "ifValue");
     const keys = this.#keys;
     const n = await this.#conn.script<number>(
       KV_DELETE,
       [keys.kv(id), keys.kvIndex, keys.kvExpiry],
-      [id],
+      expected === undefined ? [id] : [id, "1", expected],
     );
     return n === 1;
   }

@@ -387,10 +387,14 @@ end
 return {1}`,
 );
 
-/** KEYS: value key, index, expiry index. ARGV: key. Returns 1 if it existed. */
+/**
+ * KEYS: value key, index, expiry index. ARGV: key, '1' to compare, the value JSON it must hold.
+ * Returns 1 if it existed and was deleted; 0 when absent, or (compare) holding another value.
+ */
 export const KV_DELETE = new LuaScript(
   "kv-delete",
-  `local n = redis.call('DEL', KEYS[1])
+  `if ARGV[2] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end
+local n = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return n`,

@@ -22,6 +22,7 @@ import type {
   EnqueueResult,
   InboundQueue,
   KeyValueStore,
+  KvDeleteOptions,
   KvSetOptions,
   Lease,
   LockStore,
@@ -1232,12 +1233,23 @@ class MemoryKeyValue implements KeyValueStore {
     return true;
   }
 
-  async delete(key: string): Promise<boolean> {
+  async delete(key: string, options?: KvDeleteOptions): Promise<boolean> {
     this.#core.ensureOpen("kv.delete");
     requireKey(key, "kv.delete: key");
-    const existed = this.#live(key, this.#core.now()) !== undefined;
+    const { ifValue } = optionsObject(options, "kv.delete: options");
+    const expected =
+      ifValue === undefined
+        ? undefined
+        : JSON.stringify(copyJson(ifValue, "kv.delete: options.ifValue"));
+    const entry = this.#live(key, this.#core.now());
+    if (
+      expected !== undefined &&
+      (entry === undefined || JSON.stringify(entry.value) !== expected)
+    ) {
+      return false;
+    }
     this.#entries.delete(key);
-    return existed;
+    return entry !== undefined;
   }
 
   async keys(prefix: string): Promise<string[]> {

@@ -318,12 +318,27 @@ export interface KvSetOptions {
   fence?: { lock: string; token: number };
 }
 
+/** Options of `kv.delete`. */
+export interface KvDeleteOptions {
+  /**
+   * Only delete when the key holds this value (compare-and-delete, decided atomically with
+   * the delete): equal as JSON text, that is `JSON.stringify(ifValue)` is the stored value's
+   * JSON, so pass the value as it was written or read (an object's keys in the same order).
+   * How a claimant takes back only its own claim, never one another writer made since.
+   */
+  ifValue?: JsonValue;
+}
+
 /** Key/value with TTL and set-if-absent: the primitive the cluster builds on. */
 export interface KeyValueStore {
   get<T extends JsonValue = JsonValue>(key: string): Promise<T | undefined>;
   /** Returns false only when `ifAbsent` was set and the key exists. */
   set(key: string, value: JsonValue, options?: KvSetOptions): Promise<boolean>;
-  delete(key: string): Promise<boolean>;
+  /**
+   * Returns whether the key existed (unexpired) and was deleted: false when it was absent,
+   * or when `ifValue` was given and the key holds another value (it is then left as it is).
+   */
+  delete(key: string, options?: KvDeleteOptions): Promise<boolean>;
   /** Keys starting with `prefix` (unexpired), sorted. */
   keys(prefix: string): Promise<string[]>;
 }

@@ -1258,6 +1258,48 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.kv.set("k", "fourth", { ifAbsent: true })).toBe(true);
       });
 
+      it("delete with ifValue deletes only while the key holds that value (compare-and-delete)", async () => {
+        const store = await open();
+        await store.kv.set("claim", { owner: "a", at: 1 }, { ttlMs: LONG_TTL_MS });
+        expect(await store.kv.delete("claim", { ifValue: { owner: "b", at: 1 } })).toBe(false);
+        expect(await store.kv.delete("claim", { ifValue: "a" })).toBe(false);
+        expect(await store.kv.get("claim")).toEqual({ owner: "a", at: 1 });
+        expect(await store.kv.delete("claim", { ifValue: { owner: "a", at: 1 } })).toBe(true);
+        expect(await store.kv.get("claim")).toBeUndefined();
+        expect(await store.kv.keys("")).toEqual([]);
+        expect(await store.kv.delete("claim", { ifValue: { owner: "a", at: 1 } })).toBe(false);
+        // A value as read back compares equal; null is a value like any other.
+        await store.kv.set("read", { b: [1, { c: "\u00e9\u{1F600}" }], a: -1.5, n: null });
+        const read = await store.kv.get("read");
+        expect(await store.kv.delete("read", { ifValue: read! })).toBe(true);
+        await store.kv.set("null", null);
+        expect(await store.kv.delete("null", { ifValue: 0 })).toBe(false);
+        expect(await store.kv.delete("null", { ifValue: null })).toBe(true);
+        expect(await store.kv.keys("")).toEqual([]);
+        // ifValue undefined (or no options): an unconditional delete.
+        await store.kv.set("plain", 1);
+        expect(await store.kv.delete("plain", { ifValue: undefined })).toBe(true);
+      });
+
+      it("a compare-and-delete is atomic: a set racing it is never lost", async () => {
+        const store = await open();
+        for (let round = 0; round < 20; round++) {
+          await store.kv.set("k", { round, v: "old" });
+          const [deleted] = await Promise.all([
+            store.kv.delete("k", { ifValue: { round, v: "old" } }),
+            store.kv.set("k", { round, v: "new" }),
+          ]);
+          // Deleted before the set, or refused after it: either way the new value stays.
+          expect(typeof deleted).toBe("boolean");
+          expect(await store.kv.get("k")).toEqual({ round, v: "new" });
+        }
+        await store.kv.set("one", "v");
+        const results = await Promise.all(
+          Array.from({ length: 10 }, () => store.kv.delete("one", { ifValue: "v" })),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+
       it("parallel ifAbsent sets of one key: exactly one wins", async () => {
         const store = await open();
         const results = await Promise.all(
@@ -1277,6 +1319,7 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.kv.get("short")).toBeUndefined();
         expect(await store.kv.keys("")).toEqual(["forever", "long"]);
         expect(await store.kv.delete("short-absent")).toBe(false);
+        expect(await store.kv.delete("short", { ifValue: "gone soon" })).toBe(false);
         expect(await store.kv.set("short", "again", { ifAbsent: true })).toBe(true);
         expect(await store.kv.get("short")).toBe("again");
         expect(await store.kv.get("long")).toBe("stays");
@@ -1321,6 +1364,20 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.kv.get("k")).toBeUndefined();
         await expectInvalid(() => store.kv.get(""));
         await expectInvalid(() => store.kv.delete(""));
+        await store.kv.set("kept", 1);
+        for (const bad of [
+          "1",
+          { ifValue: Number.NaN },
+          { ifValue: () => 1 },
+          { ifValue: { nested: Number.POSITIVE_INFINITY } },
+        ]) {
+          await expectInvalid(
+            () => store.kv.delete("kept", bad as never),
+            `delete ${String(JSON.stringify(bad))}`,
+          );
+        }
+        expect(await store.kv.get("kept")).toBe(1);
+        await store.kv.delete("kept");
         await expectInvalid(() => store.kv.keys(undefined as unknown as string));
       });
 

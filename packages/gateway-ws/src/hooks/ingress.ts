@@ -218,6 +218,13 @@ const MAX_BATCH = 50;
 /** How long an idempotency key replays its run. */
 const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /**
+ * How long a claim of an idempotency key whose admission is not known to have ended holds
+ * off the requests with the same key (409 `idempotency_conflict`, retry). Past this its
+ * claimant is taken to have died (or hung) in the middle, and a retry sends the run again
+ * under the claim's run id, which the session runs only if it never got it.
+ */
+const ADMIT_STALE_MS = 2 * 60 * 1000;
+/**
  * How long a replay that waits for a completion another gateway will record waits at most,
  * beyond the run's own time limit (or, without one, in all).
  */
@@ -254,6 +261,32 @@ const PRESETS: Record<string, HookMappingConfig> = {
 /** The mappings a request is matched against, in order: `mappings`, then the presets'. */
 export function hookMappings(settings: HooksConfig): HookMappingConfig[] {
   return [...settings.mappings, ...settings.presets.map((p) => PRESETS[p]!)];
+}
+
+/**
+ * What an idempotency key's record holds: the request (its fingerprint), the run and session
+ * it went to, and, once the run ended, its completion. `admitting` (a claim id, unique to the
+ * request that wrote it) is there from the claim until the run is known to be admitted: only
+ * that request may take the claim back (when its run is refused), and only while the record
+ * is still the one it wrote.
+ */
+interface IdempotencyRecord {
+  fingerprint?: string;
+  runId?: string;
+  sessionKey?: string;
+  at?: number;
+  admitting?: string;
+  completion?: JsonObject;
+}
+
+/**
+ * A request's hold on an idempotency key. `pending`: the record as it was written or read
+ * while it says `admitting`, which the request marks admitted once its run is.
+ */
+interface IdempotencyClaim {
+  key: string;
+  fingerprint: string;
+  pending?: IdempotencyRecord;
 }
 
 /** See the module comment. One per gateway; `stop()` waits for what its requests started. */
@@ -825,7 +858,7 @@ export class HookIngress {
     const idempotencyKey =
       requestKey === undefined || item === undefined ? requestKey : `${requestKey}#${item}`;
     const kv = this.#hub.runtime.store.kv;
-    let claim: { key: string; fingerprint: string } | undefined;
+    let claim: IdempotencyClaim | undefined;
     if (idempotencyKey !== undefined) {
       const identity = sha256(
         `${sha256(settings.token ?? "")}\n${action.route}\n${idempotencyKey}`,
@@ -835,10 +868,16 @@ export class HookIngress {
       );
       claim = { key: IDEMPOTENCY_PREFIX + identity, fingerprint };
       const runId = `hook-${randomUUID()}`;
-      const record = { fingerprint, runId, sessionKey: action.sessionKey, at: this.#hub.now() };
+      const record = {
+        fingerprint,
+        runId,
+        sessionKey: action.sessionKey,
+        at: this.#hub.now(),
+        admitting: randomUUID(),
+      };
       const fresh = await kv.set(claim.key, record, { ifAbsent: true, ttlMs: IDEMPOTENCY_TTL_MS });
       if (!fresh) return this.#replay(action, claim, wait);
-      return this.#start(action, runId, claim, wait);
+      return this.#start(action, runId, { ...claim, pending: record }, wait);
     }
     return this.#start(action, `hook-${randomUUID()}`, undefined, wait);
   }
@@ -847,20 +886,18 @@ export class HookIngress {
    * A request whose idempotency key was seen: the same run's answer. When neither its
    * completion nor its run is known here (it ran in another process, or before a restart, or
    * the process stopped before sending it), it is sent again under the same run id to the same
-   * session, whose own deduplication runs it only if it never ran.
+   * session, whose own deduplication runs it only if it never ran. While the request that
+   * claimed the key is still being admitted, it is a 409 to retry: sent now, the same run could
+   * be told accepted and then refused with the claimant's, or run while the claimant, refused,
+   * gives the key back for a retry to run it again.
    */
   async #replay(
     action: AgentAction,
-    claim: { key: string; fingerprint: string },
+    claim: IdempotencyClaim,
     wait: boolean,
   ): Promise<Record<string, unknown>> {
     const { key, fingerprint } = claim;
-    const stored = await this.#hub.runtime.store.kv.get<{
-      fingerprint?: string;
-      runId?: string;
-      sessionKey?: string;
-      completion?: JsonObject;
-    }>(key);
+    const stored = await this.#hub.runtime.store.kv.get<IdempotencyRecord & JsonObject>(key);
     if (stored?.runId === undefined) {
       throw new HookError(
         409,
@@ -879,11 +916,20 @@ export class HookIngress {
     let completion = stored.completion as HookCompletion | undefined;
     const running = this.#completions.get(key);
     if (completion === undefined && running === undefined) {
+      const admitting = stored.admitting !== undefined;
+      if (admitting && this.#hub.now() - (stored.at ?? 0) < ADMIT_STALE_MS) {
+        throw new HookError(
+          409,
+          "idempotency_conflict",
+          "a request with this idempotency key is being admitted; retry",
+          { "retry-after": "1" },
+        );
+      }
       const sessionKey = stored.sessionKey ?? action.sessionKey;
       return this.#start(
         { ...action, sessionKey, isolated: false },
         stored.runId,
-        claim,
+        admitting ? { key, fingerprint, pending: stored } : claim,
         wait,
         true,
       );
@@ -901,7 +947,7 @@ export class HookIngress {
   async #start(
     action: AgentAction,
     runId: string,
-    claim: { key: string; fingerprint: string } | undefined,
+    claim: IdempotencyClaim | undefined,
     wait: boolean,
     replayed = false,
   ): Promise<Record<string, unknown>> {
@@ -919,9 +965,26 @@ export class HookIngress {
         sender: action.name === undefined ? "hook" : `hook:${action.name}`,
       });
     } catch (error) {
-      // Not admitted: the same key may try again.
-      if (claim !== undefined && !replayed) await kv.delete(claim.key).catch(() => false);
+      // Not admitted: the same key may try again, a new run then. Only the claim this request
+      // wrote is taken back (a claim another request made since, or the record of a run a
+      // replay sent, stays); a replay's claim stays as it was: its run may have been sent
+      // before, and must keep its id.
+      if (claim?.pending !== undefined && !replayed) {
+        await kv.delete(claim.key, { ifValue: claim.pending as JsonObject }).catch(() => false);
+      }
       throw error;
+    }
+    if (claim?.pending !== undefined) {
+      // Admitted: the same key now replays this run. Written before the answer, so that a retry
+      // that follows it is never held off as "being admitted".
+      const { admitting: _admitting, ...admitted } = claim.pending;
+      await kv
+        .set(claim.key, admitted as JsonObject, { ttlMs: IDEMPOTENCY_TTL_MS })
+        .catch((error: unknown) =>
+          this.#hub.log.warn(
+            `hook ${action.route}: the idempotency record of run ${runId} could not be marked admitted: ${error instanceof Error ? error.message : String(error)}`,
+          ),
+        );
     }
     const result = outcome.result;
     if (result === undefined) {
