@@ -364,7 +364,9 @@ return out`,
  */
 export const KV_SET = new LuaScript(
   "kv-set",
-  `if ARGV[5] ~= '' then
+  `${REFUSE_WRONG_TYPES}
+refuseWrongTypes(KEYS[2], 'zset', KEYS[3], 'zset')
+if ARGV[5] ~= '' then
   local current = tonumber(redis.call('GET', ARGV[5]) or '0')
   if current ~= tonumber(ARGV[6]) then return {-1, current} end
 end
@@ -393,7 +395,9 @@ return {1}`,
  */
 export const KV_DELETE = new LuaScript(
   "kv-delete",
-  `if ARGV[2] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end
+  `${REFUSE_WRONG_TYPES}
+refuseWrongTypes(KEYS[2], 'zset', KEYS[3], 'zset')
+if ARGV[2] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[3] then return 0 end
 local n = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])

@@ -76,6 +76,23 @@ describe("a write meeting a key of the wrong type", () => {
     expect(await store.sessions.count()).toBe(1);
   });
 
+  it("kv.set writes nothing when the kv index is of the wrong type", async () => {
+    await raw.set(`${prefix}kv-index`, "not a sorted set");
+    await expect(store.kv.set("k", 1, { ttlMs: 60_000 })).rejects.toMatchObject({
+      code: "STORE_CORRUPT",
+    });
+    expect(await keysUnder(raw, prefix)).toEqual([`${prefix}kv-index`]);
+  });
+
+  it("kv.delete keeps the value when the expiry index is of the wrong type", async () => {
+    await store.kv.set("k", 1, { ttlMs: 60_000 });
+    await raw.del(`${prefix}kv-expiry`);
+    await raw.set(`${prefix}kv-expiry`, "not a sorted set");
+    await expect(store.kv.delete("k")).rejects.toMatchObject({ code: "STORE_CORRUPT" });
+    expect(await store.kv.get("k")).toBe(1);
+    expect(await store.kv.keys("")).toEqual(["k"]);
+  });
+
   it("cron.appendRun writes nothing when the job's run log is of the wrong type", async () => {
     await raw.set(`${prefix}cron:runs:j`, "not a sorted set");
     await expect(store.cron.appendRun({ jobId: "j", startedAt: 1 })).rejects.toMatchObject({
