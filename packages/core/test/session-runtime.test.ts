@@ -1033,6 +1033,45 @@ describe("overload", () => {
     expect(retry.disposition).toBe("started");
     expect((await retry.result).text).toBe("answer: retry me");
   });
+  it("a send that joined a message by its idempotency key fails with that message's refusal instead of never settling", async () => {
+    const store = await newStore();
+    const put = store.sessions.put.bind(store.sessions);
+    let hold: Blocker | undefined;
+    store.sessions.put = async (record) => {
+      const h = hold;
+      hold = undefined;
+      if (h !== undefined) {
+        h.entered.resolve();
+        await h.release.promise;
+      }
+      return put(record);
+    };
+    const { session, block } = await echoRuntime({ store, maxQueuedMessages: 1 });
+    const first = block("first");
+    const running = await session.send("first");
+    await first.entered.promise;
+    // The session's one waiting place is taken.
+    const waiting = await session.send("waiting");
+    // The session is held in a handler: the next message waits in its mailbox.
+    const held: Blocker = { entered: deferred(), release: deferred() };
+    hold = held;
+    const patching = session.patch({ displayName: "busy" });
+    await held.entered.promise;
+    const original = session.send("again", { idempotencyKey: "k" });
+    const joined = await session.send("again", { idempotencyKey: "k" });
+    expect(joined.disposition).toBe("duplicate");
+    held.release.resolve();
+    await patching;
+    // The session refuses the message: both sends say so, and the key is free for a retry.
+    expect(await failureOf(() => original)).toBeInstanceOf(OverloadedError);
+    expect(await failureOf(() => joined.result)).toBeInstanceOf(OverloadedError);
+    first.release.resolve();
+    await running.result;
+    await waiting.result;
+    const retry = await session.send("again", { idempotencyKey: "k" });
+    expect(retry.disposition).toBe("started");
+    expect((await retry.result).text).toBe("answer: again");
+  });
 });
 
 // ------------------------------------------------------------------ crash recovery

@@ -1266,13 +1266,17 @@ export class AgentRuntime {
         // the runtime stops or the session is deleted, the log ends then.)
         accepted = { disposition: "queued", runId };
       } else if (this.#options.ownership !== undefined && isClusterRefusal(error)) {
-        // Another node owns the session: the message stays queued and runs there.
+        // Another node owns the session: the message stays queued and runs there. A send
+        // that joined it here meanwhile learns the same as this one.
         if (this.#logs.get(queued.id) === log) this.#logs.delete(queued.id);
+        log.fail(error);
         throw error;
       } else {
         // Not accepted (overload, bad request): it must not run later either, and a retry
-        // with the same idempotency key must count as new.
+        // with the same idempotency key must count as new. A send that joined it by its key
+        // meanwhile (a `duplicate` following this log) fails with the same refusal.
         this.#logs.delete(queued.id);
+        log.fail(error);
         await this.store.queue.discard(queued.id).catch(() => undefined);
         throw error;
       }
