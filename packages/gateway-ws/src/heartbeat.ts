@@ -77,6 +77,12 @@ export interface HeartbeatSettings {
    * `beamclaw gateway` resolves the configuration's against the config file's directory.
    */
   heartbeatFile?: string;
+  /**
+   * Time limit of one beat's turn, ms: a turn still running then is aborted and the beat
+   * reported `failed`, so a turn that never ends does not keep every later beat busy
+   * (core's `HeartbeatRunner` `turnTimeoutMs`). Default: no limit.
+   */
+  turnTimeoutMs?: number;
 }
 
 /**
@@ -270,6 +276,9 @@ export class HeartbeatService {
       runTurn: this.#turn,
       everyMs: this.#settings.everyMs,
       prompt: this.prompt,
+      ...(this.#settings.turnTimeoutMs === undefined
+        ? {}
+        : { turnTimeoutMs: this.#settings.turnTimeoutMs }),
       ...(this.#settings.heartbeatFile === undefined
         ? {}
         : {

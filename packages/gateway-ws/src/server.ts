@@ -375,6 +375,9 @@ export class GatewayServer {
         ...((options.heartbeat?.heartbeatFile ?? hb?.heartbeatFile) === undefined
           ? {}
           : { heartbeatFile: options.heartbeat?.heartbeatFile ?? hb?.heartbeatFile }),
+        ...((options.heartbeat?.turnTimeoutMs ?? hb?.turnTimeoutMs) === undefined
+          ? {}
+          : { turnTimeoutMs: options.heartbeat?.turnTimeoutMs ?? hb?.turnTimeoutMs }),
       },
       log: this.log,
       version: options.version ?? GATEWAY_VERSION,

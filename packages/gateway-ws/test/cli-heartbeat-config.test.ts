@@ -7,6 +7,8 @@
  */
 import { realpathSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -20,10 +22,16 @@ const TOKEN = "heartbeat-config-token-0123456789";
 const started: StartedGateway[] = [];
 const dirs: string[] = [];
 
+const hungServers: Server[] = [];
+
 afterEach(async () => {
   await closeClients();
   for (const gateway of started.splice(0)) await gateway.stop();
   await closeModelServers();
+  for (const server of hungServers.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
 
@@ -173,5 +181,36 @@ describe("heartbeat.presenceIntervalMs and heartbeat.missedBeatsOffline (depreca
     expect(gateway.gateway.log.tail({}).lines.join("\n")).toMatch(
       new RegExp(`conn=${frozenId} missed 2 beats .*every 100 ms\\): offline, closing`),
     );
+  });
+});
+
+/** An OpenAI-compatible endpoint that takes each request and never answers it. */
+async function hungModelServer(): Promise<{ baseUrl: string; requests: IncomingMessage[] }> {
+  const requests: IncomingMessage[] = [];
+  const server = createServer((req) => {
+    requests.push(req);
+    req.resume();
+  });
+  hungServers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    requests,
+  };
+}
+
+describe("heartbeat.turnTimeoutMs", () => {
+  it("bounds a beat's turn: a model that never answers ends in a failed beat", async () => {
+    const model = await hungModelServer();
+    const dir = await configDir(model.baseUrl, { heartbeat: "{ turnTimeoutMs: 300 }" });
+    const { client } = await start(dir);
+    await client.request("wake", { mode: "now", text: "look around" });
+    await waitFor("the beat's model request", () => model.requests[0], 10_000);
+    // Without the limit the beat would wait for the model for ever.
+    const beat = await client.waitEvent("heartbeat", () => true, 10_000);
+    expect(beat.payload).toMatchObject({
+      status: "failed",
+      reason: "the heartbeat turn took longer than 300 ms",
+    });
   });
 });

@@ -383,11 +383,14 @@ export async function loadConfigFile(
   try {
     text = await readFile(path, "utf8");
   } catch (error) {
-    throw new ConfigError(path, [{ path: "(file)", message: unreadable(error) }], {
-      cause: error,
-    });
+    throw unreadableConfig(path, error);
   }
   return parseConfigYaml(text, { ...options, source: path });
+}
+
+/** The `ConfigError` of a configuration file that cannot be read (`error`: the file system's). */
+export function unreadableConfig(path: string, error: unknown): ConfigError {
+  return new ConfigError(path, [{ path: "(file)", message: unreadable(error) }], { cause: error });
 }
 
 /** Why a configuration file cannot be read, in words (the path is the error's source). */

@@ -783,6 +783,16 @@ export const ConfigSchema = z
       .object({
         enabled: z.boolean().default(false),
         everyMs: positiveMs.default(1_800_000),
+        /**
+         * Time limit of one heartbeat turn, ms (a whole number from 1 up). A turn still
+         * running then is aborted and reported as a failed beat, so that a turn that never
+         * ends does not keep every later beat busy. Default: no limit.
+         */
+        turnTimeoutMs: z
+          .number()
+          .int()
+          .positive("expected a number of milliseconds from 1 up")
+          .optional(),
         activeHours: z
           .object({
             start: z.string().regex(/^\d\d:\d\d$/),

@@ -1,12 +1,20 @@
 import { type FSWatcher, watch } from "node:fs";
-import { realpath } from "node:fs/promises";
+import { type FileHandle, open, realpath } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { EventEmitter } from "eventemitter3";
 import { describe, InvalidArgumentError, NoProcessError } from "../errors.js";
 import { Actor } from "../runtime/actor.js";
 import type { PubSub } from "../runtime/pubsub.js";
 import { emitTelemetry } from "../telemetry.js";
-import { type ConfigDiff, ConfigError, diffConfig, loadConfigFile, parseConfig } from "./load.js";
+import {
+  type ConfigDiff,
+  ConfigError,
+  diffConfig,
+  loadConfigFile,
+  parseConfig,
+  parseConfigYaml,
+  unreadableConfig,
+} from "./load.js";
 import { type BeamClawConfig, type ConfigInput, RESTART_ONLY_PATHS } from "./schema.js";
 
 /** Events of a {@link ConfigService}. */
@@ -28,9 +36,23 @@ export interface ConfigServiceOptions {
   /** Watch the file and hot-reload. Default true when `path` is given. */
   watch?: boolean;
   /**
-   * Quiet time after the last file event before reloading. Default 100 ms. A file saved
-   * again and again without that much quiet still reloads, at the latest
-   * `max(1 s, 10 × debounceMs)` after the first change not yet applied.
+   * Quiet time after the last file event before the file is read, and again before what was
+   * read is applied. Default 100 ms.
+   *
+   * A read is applied only once it is confirmed: `debounceMs` after reading, the file it came
+   * from must still hold the same bytes (same size, modification time and content). So a file
+   * written in place in several writes (an editor or a tool that truncates the file and then
+   * writes it piece by piece) is not applied half-written as long as it pauses less than
+   * `2 × debounceMs` between writes; the read that saw a change is dropped and the file is
+   * read again once it holds still. Raise `debounceMs` for a writer that pauses longer. A
+   * change is therefore applied about `2 × debounceMs` after the file's last write.
+   *
+   * A file saved again and again without `debounceMs` of quiet is still read at the latest
+   * `max(1 s, 10 × debounceMs)` after the first change not yet applied. A save that replaces
+   * the file (a temporary file renamed over it, as most editors do) leaves what was read
+   * unchanged, so that version is applied `debounceMs` later even while newer saves go on
+   * (and the newest is read next); a file that keeps being rewritten in place is applied once
+   * it holds still.
    */
   debounceMs?: number;
   /** Also publish `config.changed` / `config.invalid` on `events:global`. */
@@ -41,7 +63,87 @@ export interface ConfigServiceOptions {
  * `link`: an event in the link's directory under another name than the file's, which matters
  * only when it moved where the symlinked file resolves to (a Kubernetes `..data` swap).
  */
-type ConfigMessage = { type: "file-event"; link?: true } | { type: "reload" };
+type ConfigMessage =
+  | { type: "file-event"; link?: true }
+  | { type: "reload" }
+  | { type: "settled"; generation: number };
+
+/**
+ * One read of the watched file: its text and the open handle of the file (inode) it came
+ * from, with that file's identity, size and modification time when the read began; or why it could not
+ * be read.
+ */
+type Snapshot = FileRead | { error: unknown };
+
+/** A {@link Snapshot} of a file that could be read. */
+interface FileRead {
+  handle: FileHandle;
+  text: string;
+  signature: string;
+}
+
+/**
+ * Identity, size and modification time of an open file: any write to it changes them. (Not
+ * its change time, which also moves when a save renames another file over its path.)
+ */
+async function signatureOf(handle: FileHandle): Promise<string> {
+  const stat = await handle.stat({ bigint: true });
+  return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}`;
+}
+
+/** Everything `handle` holds, read from its start (as UTF-8, as `readFile` would). */
+async function readWhole(handle: FileHandle): Promise<string> {
+  const chunks: Buffer[] = [];
+  let position = 0;
+  for (;;) {
+    const buffer = Buffer.allocUnsafe(65_536);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) break;
+    chunks.push(buffer.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Reads `path`, keeping the file open for {@link unchanged} to look at again. Never throws. */
+async function readSnapshot(path: string): Promise<Snapshot> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (error) {
+    return { error };
+  }
+  try {
+    const signature = await signatureOf(handle);
+    return { handle, text: await readWhole(handle), signature };
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    return { error };
+  }
+}
+
+/**
+ * Whether the file a snapshot was read from (the same inode, even if another file has been
+ * renamed over its path since) still holds exactly what was read, with the same size and
+ * modification time. Closes the snapshot's handle. Never throws (a file that cannot be looked at again
+ * has not held still).
+ */
+async function unchanged(snapshot: FileRead): Promise<boolean> {
+  try {
+    return (
+      (await signatureOf(snapshot.handle)) === snapshot.signature &&
+      (await readWhole(snapshot.handle)) === snapshot.text
+    );
+  } catch {
+    return false;
+  } finally {
+    await snapshot.handle.close().catch(() => undefined);
+  }
+}
+
+function release(snapshot: Snapshot): void {
+  if ("handle" in snapshot) snapshot.handle.close().catch(() => undefined);
+}
 
 function pick(config: BeamClawConfig, path: string): unknown {
   let value: unknown = config;
@@ -69,6 +171,11 @@ function put(config: Record<string, unknown>, path: string, value: unknown): voi
  * provider URLs, bind address, TLS, auth, store) keep their running values and are listed in
  * `diff.restartRequired`. An invalid file is rejected with `config.invalid` and the running
  * configuration stays.
+ *
+ * A watched change is applied only once the file holds still: what was read is checked
+ * again a debounce interval later and dropped if the file changed meanwhile, so a file
+ * caught half-written by a save in several writes is never applied, even when what was
+ * written so far is a valid configuration (see {@link ConfigServiceOptions.debounceMs}).
  *
  * @example
  * ```ts
@@ -98,6 +205,12 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   #queuedEvent: "file" | "link" | undefined;
   /** Every file event since the last reload was a `link` one. */
   #linkOnly = false;
+  /** A read of the file waiting out its settle interval before it is applied. */
+  #settling: { generation: number; snapshot: Snapshot; cancel: () => void } | undefined;
+  /** Bumped by whatever makes a read under way stale: a newer read, `reload()`, `stop()`. */
+  #generation = 0;
+  /** File events seen while a read settled, handled once it has: `file` if any was one. */
+  #eventsWhileSettling: "file" | "link" | undefined;
   #path: string | undefined;
 
   constructor(options: ConfigServiceOptions) {
@@ -127,7 +240,8 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   }
 
   /**
-   * Re-reads the file now (what the watcher does after a change).
+   * Re-reads the file now and applies it at once (the watcher also waits for the file to
+   * hold still; a change it is waiting on is superseded by this read).
    *
    * @returns The change applied, or the `ConfigError` of an invalid file (announced as
    *   `config.invalid`; the running configuration stays).
@@ -143,14 +257,17 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
         "this ConfigService was given a config object: there is no file to reload",
       );
     }
-    return this.#reload();
+    this.#cancelSettling();
+    const env = this.#options.env === undefined ? {} : { env: this.#options.env };
+    return this.#applyOrReject(() => loadConfigFile(this.#path!, env));
   }
 
-  async #reload(): Promise<ConfigDiff | ConfigError> {
-    const env = this.#options.env === undefined ? {} : { env: this.#options.env };
+  /** Applies what `load` gives, or announces its `ConfigError` as `config.invalid`. */
+  async #applyOrReject(
+    load: () => BeamClawConfig | Promise<BeamClawConfig>,
+  ): Promise<ConfigDiff | ConfigError> {
     try {
-      const next = await loadConfigFile(this.#path!, env);
-      return this.#apply(next);
+      return this.#apply(await load());
     } catch (error) {
       if (!ConfigError.isInstance(error)) throw error;
       this.#notify("config.invalid", { error });
@@ -187,19 +304,14 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
 
   protected override async handleInfo(message: ConfigMessage | { type: "DOWN" }): Promise<void> {
     if (message.type === "file-event") {
-      if (this.#queuedEvent === (message.link === true ? "link" : "file")) {
-        this.#queuedEvent = undefined;
-      }
-      this.#linkOnly = (this.#debounce === null || this.#linkOnly) && message.link === true;
-      const debounceMs = this.#options.debounceMs ?? 100;
-      const now = Date.now();
-      if (this.#debounce === null) this.#firstEventAt = now;
-      else if (now - this.#firstEventAt >= Math.max(1_000, 10 * debounceMs)) {
-        // Saved again and again without a quiet moment: the reload armed stays armed.
+      const kind = message.link === true ? "link" : "file";
+      if (this.#queuedEvent === kind) this.#queuedEvent = undefined;
+      if (this.#settling !== undefined) {
+        // Handled once the read under way has settled (which the change may well upset).
+        if (this.#eventsWhileSettling !== "file") this.#eventsWhileSettling = kind;
         return;
       }
-      this.#debounce?.();
-      this.#debounce = this.sendAfter({ type: "reload" }, debounceMs);
+      this.#armReload(kind === "link");
     } else if (message.type === "reload") {
       this.#debounce = null;
       // Where the link resolves is watched before the file is read: a write after the read
@@ -209,8 +321,78 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       // Another entry of the link's directory changed: a reload only if the link now
       // resolves elsewhere.
       if (this.#linkOnly && this.#target === previous) return;
-      await this.#reload();
+      await this.#read();
+    } else if (message.type === "settled") {
+      await this.#settled(message.generation);
     }
+  }
+
+  /** Arms the debounced read after a file event (`link`: a `link` event). */
+  #armReload(link: boolean): void {
+    this.#linkOnly = (this.#debounce === null || this.#linkOnly) && link;
+    const debounceMs = this.#options.debounceMs ?? 100;
+    const now = Date.now();
+    if (this.#debounce === null) this.#firstEventAt = now;
+    else if (now - this.#firstEventAt >= Math.max(1_000, 10 * debounceMs)) {
+      // Saved again and again without a quiet moment: the reload armed stays armed.
+      return;
+    }
+    this.#debounce?.();
+    this.#debounce = this.sendAfter({ type: "reload" }, debounceMs);
+  }
+
+  /**
+   * Reads the file, and leaves what it read to settle for a debounce interval before it is
+   * applied (by the `settled` message).
+   */
+  async #read(): Promise<void> {
+    this.#cancelSettling();
+    const generation = this.#generation;
+    const snapshot = await readSnapshot(this.#path!);
+    if (generation !== this.#generation) {
+      release(snapshot);
+      return;
+    }
+    const cancel = this.sendAfter({ type: "settled", generation }, this.#options.debounceMs ?? 100);
+    this.#settling = { generation, snapshot, cancel };
+  }
+
+  /**
+   * A read has waited its settle interval: applied when the file it came from still holds the
+   * same bytes (an unreadable file: when no event came meanwhile). Otherwise the file is
+   * being written: the read is dropped and the file read again once it is quiet. Events that
+   * came meanwhile arm the next read.
+   */
+  async #settled(generation: number): Promise<void> {
+    const settling = this.#settling;
+    if (settling === undefined || settling.generation !== generation) return;
+    this.#settling = undefined;
+    const events = this.#eventsWhileSettling;
+    this.#eventsWhileSettling = undefined;
+    const { snapshot } = settling;
+    const stable = "handle" in snapshot ? await unchanged(snapshot) : events === undefined;
+    // A `reload()` or `stop()` meanwhile: what they read (or nothing) stands.
+    if (generation !== this.#generation) return;
+    if (stable) {
+      const env = this.#options.env === undefined ? {} : { env: this.#options.env };
+      const path = this.#path!;
+      await this.#applyOrReject(() => {
+        if ("error" in snapshot) throw unreadableConfig(path, snapshot.error);
+        return parseConfigYaml(snapshot.text, { ...env, source: path });
+      });
+    }
+    if (!stable || events !== undefined) this.#armReload(stable && events === "link");
+  }
+
+  /** Drops the read waiting to settle, if any, and makes any read under way stale. */
+  #cancelSettling(): void {
+    this.#generation++;
+    const settling = this.#settling;
+    this.#settling = undefined;
+    this.#eventsWhileSettling = undefined;
+    if (settling === undefined) return;
+    settling.cancel();
+    release(settling.snapshot);
   }
 
   /**
@@ -232,6 +414,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   }
 
   protected override terminate(): void {
+    this.#cancelSettling();
     this.#closeWatchers();
     this.#events.removeAllListeners();
   }
