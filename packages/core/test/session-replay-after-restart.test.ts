@@ -8,6 +8,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../src/errors.js";
 import type { Process } from "../src/runtime/actor.js";
+import { subagentIndexKey } from "../src/sessions/session-actor.js";
 import type { ScriptEntry } from "../src/testing/index.js";
 import { type Deferred, deferred, gatedAnswer, scriptedRuntime, waitFor } from "./support.js";
 
@@ -143,5 +144,48 @@ describe("replayAfterRestart: false", () => {
       session.send("hi", { replayAfterRestart: "no" as unknown as boolean }),
     ).rejects.toThrow(InvalidArgumentError);
     expect(await store.queue.pending()).toEqual([]);
+  });
+});
+
+describe("ephemeralSession and sub-agents", () => {
+  it("the next start deletes the sub-agents the ephemeral session spawned, and the records of their spawns", async () => {
+    const model = gatedModel();
+    model.gates.set("stateless", deferred());
+    const { runtime, store, start } = await scriptedRuntime(model.script, cleanups);
+    const parent = "agent:main:openai:1";
+    const child = "agent:main:subagent:3f0c9a4e-5d1b-4c2a-9e8f-0a1b2c3d4e5f";
+    const grandchild = "agent:main:subagent:7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d";
+    const run = await runtime
+      .session(parent)
+      .send("stateless", { replayAfterRestart: false, ephemeralSession: true });
+    await waitFor("the model call", () => model.asked.length === 1);
+    // What a spawn leaves in the store (see `claimSubagent`): its record in the parent's
+    // spawns, the child's session and transcript; and the child's own spawn.
+    await store.kv.set(subagentIndexKey(parent, `${run.runId}|0`, child), {});
+    await store.kv.set(subagentIndexKey(child, "r|0", grandchild), {});
+    for (const key of [child, grandchild]) {
+      await store.sessions.put({
+        key,
+        agentId: "main",
+        createdAt: 1,
+        updatedAt: 1,
+        parentKey: parent,
+      });
+      await store.transcripts.append(key, [
+        { message: { role: "user", content: [{ type: "text", text: "task" }] } },
+      ]);
+    }
+    await runtime.stop();
+
+    await start();
+    await waitFor(
+      "the ephemeral session deleted",
+      async () => (await store.sessions.get(parent)) === undefined,
+    );
+    for (const key of [child, grandchild]) {
+      expect(await store.sessions.get(key)).toBeUndefined();
+      expect(await store.transcripts.lastSeq(key)).toBe(0);
+    }
+    expect(await store.kv.keys("beamclaw:subagent:")).toEqual([]);
   });
 });

@@ -624,6 +624,7 @@ export class AgentRuntime {
       now: this.#now,
       holderOf: (key) => this.registry.whereis(`session:${key}`),
       joinedRun: (queueId) => this.#runOf.get(queueId),
+      deleteSubagents: (key) => this.#deleteSubagentsOf(key),
     };
     this.#offPressure = this.#options.memoryPressure?.onPressure(() => {
       this.hibernateIdleSessions();
@@ -908,12 +909,7 @@ export class AgentRuntime {
     // Its sub-agents next, from the spawns recorded in the store (so also those of a
     // hibernated session, or of one spawned before a restart): stopped first, it spawns
     // no more; a delete that fails here leaves it to be deleted again, children and all.
-    const spawns = await this.store.kv.keys(subagentIndexPrefix(key));
-    await this.#deleteSubagents(
-      spawns.map((spawn) => parseSubagentIndexKey(spawn).child),
-      archive,
-    );
-    for (const spawn of spawns) await this.store.kv.delete(spawn);
+    await this.#deleteSubagentsOf(key, archive);
     // Nothing of a deleted session may come back: its unfinished messages go too.
     const pending = await this.store.queue.pending({ sessionKey: key });
     for (const message of pending) {
@@ -942,6 +938,19 @@ export class AgentRuntime {
     // Its own tools too (`tools.registerForSession`): a session made again starts without.
     this.tools?.clearSession(key);
     return archivedAs === undefined ? { existed } : { existed, archivedAs };
+  }
+
+  /**
+   * Deletes the sub-agent sessions `key` spawned (found from the spawns recorded in the
+   * store, each with its own sub-agents), then the records of those spawns.
+   */
+  async #deleteSubagentsOf(key: string, archive = false): Promise<void> {
+    const spawns = await this.store.kv.keys(subagentIndexPrefix(key));
+    await this.#deleteSubagents(
+      spawns.map((spawn) => parseSubagentIndexKey(spawn).child),
+      archive,
+    );
+    for (const spawn of spawns) await this.store.kv.delete(spawn);
   }
 
   /** Deletes sub-agent sessions (each with its own sub-agents), once each. */

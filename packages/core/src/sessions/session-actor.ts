@@ -193,6 +193,11 @@ export interface SessionContext {
    * naming the run it is in.
    */
   joinedRun?(queueId: string): string | undefined;
+  /**
+   * Deletes the sub-agent sessions a session spawned (any depth) and the records of those
+   * spawns, as `SessionHandle.delete` does: for a session that deletes itself.
+   */
+  deleteSubagents?(key: string): Promise<void>;
 }
 
 /** How long (in 1 ms waits) a recovering session waits to be registered before it replays. */
@@ -1603,15 +1608,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   /**
    * Deletes what the store holds of a session that existed only for messages ended unrun
-   * (`SendOptions.ephemeralSession`): its remembered approvals, transcript and record, as
-   * `SessionHandle.delete` does, and stops it. A store that refuses leaves the session as it
-   * was (a later start tries again only if a message of it is still queued).
+   * (`SendOptions.ephemeralSession`): the sub-agents it spawned, its remembered approvals,
+   * transcript and record, as `SessionHandle.delete` does, and stops it. A store that
+   * refuses leaves the session as it was (a later start tries again only if a message of it
+   * is still queued).
    */
   async #deleteEphemeral(): Promise<void> {
     const recordSaved = this.#recordSaved;
     this.#deleted = true;
     this.#recordSaved = false;
     try {
+      // The sub-agents its run spawned before the restart go with it, as with any delete.
+      await this.#ctx.deleteSubagents?.(this.key);
       await this.#ctx.store.approvals.clear(this.key);
       await this.#ctx.store.transcripts.delete(this.key);
       await this.#ctx.store.sessions.delete(this.key);
