@@ -14,6 +14,8 @@ import {
   type JsonObject,
   type JsonValue,
   type ToolContext,
+  type ToolResultWithImages,
+  toolResult,
 } from "@beamclaw/core";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -513,7 +515,11 @@ export class McpToolServer {
     return agentTool;
   }
 
-  async #call(tool: string, input: JsonValue, context: ToolContext): Promise<JsonValue> {
+  async #call(
+    tool: string,
+    input: JsonValue,
+    context: ToolContext,
+  ): Promise<JsonValue | ToolResultWithImages> {
     if (this.#state !== "running") {
       throw new McpError(this.name, `MCP server "${this.name}" is stopped`);
     }
@@ -574,7 +580,7 @@ export class McpToolServer {
     const read = result as { content?: unknown; structuredContent?: unknown; isError?: unknown };
     // A tool error: the model reads it as an error result, its text (the error's message) first.
     if (read.isError === true) {
-      const text = String(outputOf({ content: read.content }));
+      const text = contentText(read.content);
       const structured = read.structuredContent;
       throw new Error(
         text.trim() !== ""
@@ -671,31 +677,63 @@ function reason(error: unknown): string {
   return detail === undefined || message.includes(detail) ? message : `${message} (${detail})`;
 }
 
-/** A tool result as the model reads it: its structured content, else its content as text. */
-function outputOf(result: { content?: unknown; structuredContent?: unknown }): JsonValue {
-  if (typeof result.structuredContent === "object" && result.structuredContent !== null) {
-    return result.structuredContent as JsonObject;
-  }
-  const parts = Array.isArray(result.content) ? result.content : [];
-  const texts = parts.map((part: Record<string, unknown>) => {
-    switch (part.type) {
+/**
+ * A tool result as the model reads it: its structured content, else its content as text; with
+ * the content's images as images (`toolResult`). The tool layer checks each image (type,
+ * base64, size): one it refuses becomes a note in the text, `[image image/png not shown: …]`.
+ */
+function outputOf(result: {
+  content?: unknown;
+  structuredContent?: unknown;
+}): JsonValue | ToolResultWithImages {
+  const output =
+    typeof result.structuredContent === "object" && result.structuredContent !== null
+      ? (result.structuredContent as JsonObject)
+      : contentText(result.content, false);
+  const images = (Array.isArray(result.content) ? result.content : [])
+    .filter((part: unknown) => (part as { type?: unknown } | null)?.type === "image")
+    .map((part: Record<string, unknown>) => ({
+      type: "image" as const,
+      mediaType: typeof part.mimeType === "string" ? part.mimeType : "",
+      data: typeof part.data === "string" ? part.data : "",
+    }));
+  return images.length === 0 ? output : toolResult(output, { images });
+}
+
+/**
+ * A tool result's content as text; an image as `[image <type>]` when `images` is true (in an
+ * error's message), else left out (it goes to the model as an image).
+ */
+function contentText(content: unknown, images = true): string {
+  const parts = Array.isArray(content) ? content : [];
+  const texts: string[] = [];
+  for (const part of parts as Array<Record<string, unknown> | null>) {
+    switch (part?.type) {
       case "text":
-        return String(part.text ?? "");
+        texts.push(String(part.text ?? ""));
+        break;
       case "image":
+        if (images) texts.push(`[image ${String(part.mimeType ?? "")}]`);
+        break;
       case "audio":
-        return `[${String(part.type)} ${String(part.mimeType ?? "")}]`;
+        texts.push(`[audio ${String(part.mimeType ?? "")}]`);
+        break;
       case "resource": {
         const resource = (part.resource ?? {}) as Record<string, unknown>;
-        return typeof resource.text === "string"
-          ? resource.text
-          : `[resource ${String(resource.uri ?? "")}]`;
+        texts.push(
+          typeof resource.text === "string"
+            ? resource.text
+            : `[resource ${String(resource.uri ?? "")}]`,
+        );
+        break;
       }
       case "resource_link":
-        return `[resource ${String(part.uri ?? "")}]`;
+        texts.push(`[resource ${String(part.uri ?? "")}]`);
+        break;
       default:
-        return "";
+        texts.push("");
     }
-  });
+  }
   return texts.join("\n");
 }
 

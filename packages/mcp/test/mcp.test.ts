@@ -76,7 +76,7 @@ describe("an MCP server over stdio", () => {
   it("lists its tools as <name>__<tool>, with their descriptions and input schemas, in the registry", async () => {
     const { server, registry } = await started();
     expect(server.toolNames().sort()).toEqual(
-      ["add", "echo", "exit", "fail", "grow", "pid", "slow"].map((t) => `test__${t}`),
+      ["add", "echo", "exit", "fail", "grow", "pid", "shot", "slow"].map((t) => `test__${t}`),
     );
     expect(registry.names().sort()).toEqual(server.toolNames().sort());
     const add = server.tools.find((t) => t.name === "test__add")!;
@@ -99,8 +99,12 @@ describe("an MCP server over stdio", () => {
     expect(result.status).toBe("completed");
     expect(results.map((r) => [r.toolName, r.output, r.isError])).toEqual([
       ["test__add", { sum: 5 }, false],
-      ["test__echo", "echo: hi\n[image image/png]", false],
+      ["test__echo", "echo: hi", false],
       ["test__fail", expect.stringContaining("the disk is full"), true],
+    ]);
+    // The echo's image (a PNG's signature) went to the model as an image.
+    expect(results[1]!.images).toEqual([
+      { type: "image", mediaType: "image/png", data: "iVBORw0KGgo=" },
     ]);
     // The model was offered the server's tools.
     expect(provider.requests[0]!.tools?.map((t) => t.name)).toContain("test__add");

@@ -334,9 +334,23 @@ const SILENT_FAILURE = "The tool failed without an error message.";
  * reported in bytedance/trae-agent#230, jlevy/markform#153), which a tool runner can give (a
  * tool that throws an error without a message): such a result says that the tool failed.
  */
-function toolResultContent(result: ToolResultPart): string {
-  const text = toolOutputText(result.output);
-  return result.isError === true && !hasText(text) ? SILENT_FAILURE : text;
+function toolResultContent(result: ToolResultPart): string | AnthropicBlock[] {
+  const output = toolOutputText(result.output);
+  const text = result.isError === true && !hasText(output) ? SILENT_FAILURE : output;
+  const images = (result.images ?? []).filter((i) => i.data !== undefined || i.url !== undefined);
+  if (images.length === 0) return text;
+  // With images, the content is a list of text and image blocks.
+  const blocks: AnthropicBlock[] = hasText(text) ? [{ type: "text", text }] : [];
+  for (const image of images) {
+    blocks.push({
+      type: "image",
+      source:
+        image.data !== undefined
+          ? { type: "base64", media_type: image.mediaType, data: image.data }
+          : { type: "url", url: image.url },
+    });
+  }
+  return blocks;
 }
 
 /** A `tool_use` id: letters, digits, `_` and `-` (Anthropic's `^[a-zA-Z0-9_-]+$`). */

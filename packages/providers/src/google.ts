@@ -26,6 +26,7 @@ import {
   type ModelUsage,
   type ProviderErrorKind,
   type ThinkingLevel,
+  type ToolResultPart,
 } from "@beamclaw/core";
 import { abortable } from "./abortable.js";
 import { hasText, userContent } from "./blank-text.js";
@@ -244,6 +245,33 @@ function functionResponse(output: JsonValue, isError: boolean | undefined): Json
   return isWire(output) ? (output as JsonObject) : { output };
 }
 
+/**
+ * A function response's `response`, and its images: Gemini 3 takes them as the response's
+ * `parts` (`inlineData`); an earlier model takes none, and its response says what it misses.
+ */
+function functionResponseImages(result: ToolResultPart, takesImages: boolean): JsonObject {
+  const response = functionResponse(result.output, result.isError);
+  const images = (result.images ?? []).filter((image) => image.data !== undefined);
+  if (images.length === 0) return { response };
+  if (!takesImages) {
+    return {
+      response: {
+        ...response,
+        images: images.map(
+          (image) =>
+            `[image ${image.mediaType} not shown: this model takes no images in tool results]`,
+        ),
+      },
+    };
+  }
+  return {
+    response,
+    parts: images.map((image) => ({
+      inlineData: { mimeType: image.mediaType, data: image.data },
+    })),
+  };
+}
+
 function userParts(message: Extract<ModelMessage, { role: "user" }>, context: CallContext) {
   const parts: GooglePart[] = [];
   // Never empty ("contents.parts must not be empty"), nor an empty text part (a part without
@@ -364,7 +392,7 @@ export function toGoogleContents(
         functionResponse: {
           ...(echoed?.has(result.toolCallId) === true ? { id: result.toolCallId } : {}),
           name: result.toolName,
-          response: functionResponse(result.output, result.isError),
+          ...functionResponseImages(result, echoCallIds),
         },
       }));
     }

@@ -20,6 +20,7 @@ import {
   type ModelStreamEvent,
   type ModelUsage,
   type ProviderErrorKind,
+  type ToolResultPart,
 } from "@beamclaw/core";
 import { BLANK_MESSAGE_TEXT, hasText, userContent } from "./blank-text.js";
 import {
@@ -381,10 +382,45 @@ export function toChatMessages(
     out.push({ role: "system", content: request.system });
   }
   const messages = answerToolCalls(request.messages);
+  /** Images of the tool results just mapped, for a user message after the last of them. */
+  let images: JsonObject[] = [];
   for (const [i, message] of messages.entries()) {
+    if (message.role !== "tool" && images.length > 0) {
+      out.push({ role: "user", content: images });
+      images = [];
+    }
     out.push(...chatMessage(message, context, callId, i === messages.length - 1));
+    if (message.role === "tool") images.push(...toolResultImages(message.content, context, callId));
   }
+  if (images.length > 0) out.push({ role: "user", content: images });
   return out;
+}
+
+/**
+ * The images of tool results as user content parts: a tool message takes text only, so the
+ * images of a step's results go in a user message right after its tool messages, each
+ * result's images after a text naming the call they belong to.
+ */
+function toolResultImages(
+  results: ToolResultPart[],
+  context: CallContext,
+  callId: (id: string) => string,
+): JsonObject[] {
+  const parts: JsonObject[] = [];
+  for (const result of results) {
+    const images = (result.images ?? []).filter(
+      (image) => image.data !== undefined || image.url !== undefined,
+    );
+    if (images.length === 0) continue;
+    parts.push({
+      type: "text",
+      text: `The images returned by tool call ${callId(result.toolCallId)} (${result.toolName}):`,
+    });
+    for (const image of images) {
+      parts.push({ type: "image_url", image_url: { url: imageUrl(image, context) } });
+    }
+  }
+  return parts;
 }
 
 /** What the assistant says between tool results and the user's next message, for Mistral. */

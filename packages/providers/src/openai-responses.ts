@@ -115,10 +115,24 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
       pushAssistant(message.content, items);
     } else {
       for (const result of message.content) {
+        const text = toolOutputText(result.output);
+        const images = (result.images ?? []).filter(
+          (image) => image.data !== undefined || image.url !== undefined,
+        );
         items.push({
           type: "function_call_output",
           call_id: result.toolCallId,
-          output: toolOutputText(result.output),
+          // With images, the output is a list of `input_text` and `input_image` items.
+          output:
+            images.length === 0
+              ? text
+              : [
+                  ...(hasText(text) ? [{ type: "input_text", text }] : []),
+                  ...images.map((image) => ({
+                    type: "input_image",
+                    image_url: imageUrl(image, context),
+                  })),
+                ],
         });
       }
     }

@@ -259,7 +259,7 @@ const IMAGE_TOKENS = 1_000;
 
 /**
  * A quick estimate of the tokens a request will use: about one token per 4 characters of
- * system prompt, messages and tool definitions, a flat 1000 per image, a document by its size
+ * system prompt, messages and tool definitions, a flat 1000 per image (tool results' too), a document by its size
  * (`estimateFileTokens`), plus
  * `maxOutputTokens` when set. Used by TPM limits before the provider reports real usage.
  */
@@ -290,6 +290,7 @@ export function estimateRequestTokens(request: Omit<ModelRequest, "model">): num
           break;
         case "tool-result":
           chars += lengthOf(JSON.stringify(part.output ?? null));
+          if (Array.isArray(part.images)) images += part.images.length;
           break;
       }
     }

@@ -86,6 +86,11 @@ export interface ToolResultPart {
   output: JsonValue;
   /** True when `output` describes a failure (validation error, timeout, denial). */
   isError?: boolean;
+  /**
+   * Images the tool returned (inline base64, checked by the tool runner; see `toolResult`),
+   * sent to the model with `output` by adapters whose API takes them.
+   */
+  images?: ImagePart[];
 }
 
 /** A message of the normalized conversation model. */

@@ -368,9 +368,14 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
       const results = await Promise.all(
         step.toolCalls.map(async (call): Promise<ToolResultPart> => {
           // The model may only call what it was offered: the agent's allowlist.
-          const { output, isError } = allowed.has(call.toolName)
+          const { output, isError, images } = allowed.has(call.toolName)
             ? await input.tools.execute(call, toolContext(input, call.toolCallId))
-            : { output: `tool "${call.toolName}" is not available to this agent`, isError: true };
+            : {
+                output: `tool "${call.toolName}" is not available to this agent`,
+                isError: true,
+                images: undefined,
+              };
+          const shown = images !== undefined && images.length > 0 ? images : undefined;
           emit({
             runId,
             sessionKey,
@@ -379,6 +384,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
             toolName: call.toolName,
             output,
             isError,
+            ...(shown === undefined ? {} : { images: shown }),
           });
           const part: ToolResultPart = {
             type: "tool-result",
@@ -387,6 +393,7 @@ export async function runAgentLoop(input: AgentLoopInput): Promise<RunResult> {
             output,
           };
           if (isError) part.isError = true;
+          if (shown !== undefined) part.images = shown;
           answered?.push(part);
           return part;
         }),

@@ -62,7 +62,7 @@ function jsonTokens(value: unknown): number {
 
 /**
  * The estimated tokens of one message: about four characters a token for text, thinking,
- * tool inputs and outputs (as JSON), 1,600 for an image, a document by its size
+ * tool inputs and outputs (as JSON), 1,600 for an image (of a user message or a tool result), a document by its size
  * ({@link estimateFileTokens}), 4 for its framing. A heuristic, not a
  * tokenizer: {@link ContextWindow} learns how far off it is from the provider's refusals.
  */
@@ -91,7 +91,7 @@ export function estimateMessageTokens(message: ModelMessage): number {
         tokens += estimateTextTokens(part.toolName) + jsonTokens(part.input);
         break;
       case "tool-result":
-        tokens += jsonTokens(part.output);
+        tokens += jsonTokens(part.output) + (part.images?.length ?? 0) * IMAGE_TOKENS;
         break;
       default:
         tokens += jsonTokens(part);

@@ -1,6 +1,7 @@
 import type { JsonObject, JsonValue } from "../providers/types.js";
 import type { TaskSupervisor } from "../runtime/task-supervisor.js";
 import { SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
+import type { ToolResultWithImages } from "../tools/tool-result.js";
 import type { ToolContext } from "./types.js";
 
 /** A tool as the basic runner knows it: a name, a JSON Schema, and a function. */
@@ -11,7 +12,11 @@ export interface AgentTool {
   inputSchema: JsonObject;
   /** Per-call time limit. Default: the runner's `defaultTimeoutMs`. */
   timeoutMs?: number;
-  execute(input: JsonValue, context: ToolContext): JsonValue | Promise<JsonValue>;
+  /** Runs the call: plain JSON, or a result with images made by `toolResult`. */
+  execute(
+    input: JsonValue,
+    context: ToolContext,
+  ): JsonValue | ToolResultWithImages | Promise<JsonValue | ToolResultWithImages>;
 }
 
 /** Options of {@link BasicToolRunner}. */

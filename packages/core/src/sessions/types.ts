@@ -1,6 +1,7 @@
 import type { BeamClawError } from "../errors.js";
 import type {
   FinishReason,
+  ImagePart,
   JsonObject,
   JsonValue,
   ModelMessage,
@@ -382,6 +383,8 @@ export type RunEvent =
       toolName: string;
       output: JsonValue;
       isError: boolean;
+      /** The images of the result (see `ToolResultPart.images`), when it has any. */
+      images?: ImagePart[];
     })
   | (RunEventBase & { type: "steer"; input: UserMessageInput })
   /**
@@ -416,12 +419,13 @@ export interface ToolRunner {
   definitions(agent: AgentDefinition, sessionKey: string): ModelToolDefinition[];
   /**
    * Runs one tool call. Never throws for a tool's own failure: returns `isError: true` with a
-   * message the model can read. Throws only when the run is aborted.
+   * message the model can read. Throws only when the run is aborted. `images`: the result's
+   * images for the model (see `ToolResultPart.images`), already checked.
    */
   execute(
     call: ToolCallPart,
     context: ToolContext,
-  ): Promise<{ output: JsonValue; isError: boolean }>;
+  ): Promise<{ output: JsonValue; isError: boolean; images?: ImagePart[] }>;
 }
 
 /** A session's metadata as the session layer keeps it (stored as a `SessionRecord`). */

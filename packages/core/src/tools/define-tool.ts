@@ -9,19 +9,23 @@ import {
   requireObject,
 } from "../runtime/validate.js";
 import type { ToolContext } from "../sessions/types.js";
+import type { ToolResultWithImages } from "./tool-result.js";
 
 /** When a tool call needs a person's approval (see `ApprovalGate`). */
 export type ApprovalPolicy = "inherit" | "always" | "never";
 
 /** What `defineTool` takes. */
-export interface ToolConfig<S extends z.ZodType, R extends JsonValue> {
+export interface ToolConfig<S extends z.ZodType, R extends JsonValue | ToolResultWithImages> {
   /** `^[a-zA-Z0-9_-]{1,64}$`, unique in a catalog. */
   name: string;
   /** What the model reads to decide when to call it. */
   description: string;
   /** The arguments, as a zod schema of an object. */
   parameters: S;
-  /** Runs with validated arguments. Throw to fail; the error becomes the model-visible result. */
+  /**
+   * Runs with validated arguments. Throw to fail; the error becomes the model-visible result.
+   * Return plain JSON, or a result with images made by `toolResult`.
+   */
   execute(args: z.infer<S>, context: ToolContext): R | Promise<R>;
   /** Per-call time limit in ms. Default: the runner's (120 000). */
   timeoutMs?: number;
@@ -40,8 +44,10 @@ export interface ToolConfig<S extends z.ZodType, R extends JsonValue> {
 }
 
 /** A defined tool: its config plus the JSON Schema sent to providers. */
-export interface ToolDefinition<S extends z.ZodType = z.ZodType, R extends JsonValue = JsonValue>
-  extends ToolConfig<S, R> {
+export interface ToolDefinition<
+  S extends z.ZodType = z.ZodType,
+  R extends JsonValue | ToolResultWithImages = JsonValue | ToolResultWithImages,
+> extends ToolConfig<S, R> {
   /** JSON Schema generated from `parameters`. */
   readonly inputSchema: JsonObject;
   /** Validates raw model input: the parsed arguments, or a message naming each bad field. */
@@ -66,7 +72,7 @@ const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
  * });
  * ```
  */
-export function defineTool<S extends z.ZodType, R extends JsonValue>(
+export function defineTool<S extends z.ZodType, R extends JsonValue | ToolResultWithImages>(
   config: ToolConfig<S, R>,
 ): ToolDefinition<S, R> {
   requireObject(config, "defineTool config");

@@ -31,3 +31,12 @@ export {
   type SupervisedToolRunnerOptions,
   ToolRegistry,
 } from "./registry.js";
+export {
+  checkToolImages,
+  isToolResultWithImages,
+  MAX_TOOL_RESULT_IMAGE_BYTES,
+  MAX_TOOL_RESULT_IMAGES,
+  type ToolResultOptions,
+  type ToolResultWithImages,
+  toolResult,
+} from "./tool-result.js";

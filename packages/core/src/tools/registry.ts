@@ -1,5 +1,10 @@
 import { AbortedError, describe, InvalidArgumentError, TimeoutError } from "../errors.js";
-import type { JsonValue, ModelToolDefinition, ToolCallPart } from "../providers/types.js";
+import type {
+  ImagePart,
+  JsonValue,
+  ModelToolDefinition,
+  ToolCallPart,
+} from "../providers/types.js";
 import {
   abortReasonOf,
   CANCELLATION,
@@ -17,6 +22,7 @@ import { wellFormedJson } from "../unicode.js";
 import { ApprovalDeniedError, type ApprovalGate } from "./approval.js";
 import { isTransientError, type ToolDefinition } from "./define-tool.js";
 import { capToolOutput, checkMaxOutputBytes, DEFAULT_TOOL_MAX_OUTPUT_BYTES } from "./output-cap.js";
+import { checkToolImages, isToolResultWithImages, withNotes } from "./tool-result.js";
 
 /** A tool the registry accepts: one made with `defineTool`, or a plain `AgentTool`. */
 export type RegisteredTool = ToolDefinition | AgentTool;
@@ -207,7 +213,7 @@ export class SupervisedToolRunner implements ToolRunner {
   async execute(
     call: ToolCallPart,
     context: ToolContext,
-  ): Promise<{ output: JsonValue; isError: boolean }> {
+  ): Promise<{ output: JsonValue; isError: boolean; images?: ImagePart[] }> {
     const started = performance.now();
     const record: CallRecord = { attempts: 0, denied: false };
     let outcome: "success" | "error" | "aborted" | "denied" = "aborted";
@@ -248,7 +254,7 @@ export class SupervisedToolRunner implements ToolRunner {
     call: ToolCallPart,
     context: ToolContext,
     record: CallRecord,
-  ): Promise<{ output: JsonValue; isError: boolean }> {
+  ): Promise<{ output: JsonValue; isError: boolean; images?: ImagePart[] }> {
     const agent = this.#options.resolveAgent(context.agentId);
     const tool = this.#options.registry.lookup(agent, context.sessionKey, call.toolName);
     if (tool === undefined) return this.#failure(`tool "${call.toolName}" is not available`);
@@ -303,7 +309,9 @@ export class SupervisedToolRunner implements ToolRunner {
     for (let attempt = 0; ; attempt++) {
       record.attempts = attempt + 1;
       try {
-        const output = toJson(await this.#run(tool, args, context, timeoutMs));
+        const returned = await this.#run(tool, args, context, timeoutMs);
+        const withImages = isToolResultWithImages(returned);
+        const output = toJson(withImages ? returned.output : returned);
         if (output instanceof NotJsonError) {
           // A tool bug, not a transient failure: the model reads why instead of a
           // meaningless "[object Object]".
@@ -311,7 +319,15 @@ export class SupervisedToolRunner implements ToolRunner {
             `tool "${tool.name}" returned a result that is not JSON: ${output.message}`,
           );
         }
-        return { output: this.#cap(output), isError: false };
+        if (!withImages) return { output: this.#cap(output), isError: false };
+        // Images go beside the text, outside its cap (base64 cut short is no image); one
+        // that cannot go to the model is left out, and the text says which and why.
+        const checked = checkToolImages(returned.images);
+        const result = {
+          output: this.#cap(withNotes(output, checked.notes)),
+          isError: false,
+        };
+        return checked.images.length === 0 ? result : { ...result, images: checked.images };
       } catch (error) {
         if (isAbortedHolder(context)) {
           throw abortReasonOf(context) ?? new AbortedError("run aborted");
