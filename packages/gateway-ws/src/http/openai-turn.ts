@@ -292,6 +292,24 @@ function lastUser(messages: OpenAiMessage[]): OpenAiMessage {
   );
 }
 
+/**
+ * The message a kept session (its header or `user`) is sent: the request's last, which must
+ * be a user message. The session has the earlier ones already; the last user message sent
+ * before a trailing assistant or tool message would be asked again, and what follows it lost.
+ */
+function keptSessionMessage(messages: OpenAiMessage[], dialect: Dialect): OpenAiMessage {
+  const index = messages.length - 1;
+  const last = messages[index];
+  if (last?.role === "user") return last;
+  throw new RequestError(
+    400,
+    `a kept session (x-beamclaw-session-key or user) is sent only the last message, which must be a user message, not ${String(last?.role)}`,
+    "invalid_request_error",
+    "invalid_messages",
+    dialect.keyword === "openai" ? `messages[${index}].role` : "input",
+  );
+}
+
 /** The answer's content: the validated JSON of a structured answer, else the text. */
 function contentOf(result: RunResult): string {
   return result.output === undefined ? result.text : JSON.stringify(result.output);
@@ -341,7 +359,7 @@ async function sessionTurn(
     gone = true;
     if (!finished) abortRun?.();
   });
-  const last = lastUser(messages);
+  const last = ephemeral ? lastUser(messages) : keptSessionMessage(messages, dialect);
   // A fresh session gets the whole conversation; a kept one already has its history.
   let typed = ephemeral ? flatten(messages) : textOf(last.content);
   if (!ephemeral && turn.instructions !== undefined && turn.instructions.length > 0) {

@@ -164,6 +164,16 @@ function checkMessage(m: unknown, at: string): void {
       throw invalidType(`${at}.${field}`, "a string");
     }
   }
+  if (role === "tool" && (typeof m.tool_call_id !== "string" || m.tool_call_id.length === 0)) {
+    // Required by OpenAI: without it the result answers no call, and a provider refuses it.
+    throw new RequestError(
+      400,
+      `missing required parameter: '${at}.tool_call_id' (the id of the call this tool message answers)`,
+      "invalid_request_error",
+      "missing_required_parameter",
+      `${at}.tool_call_id`,
+    );
+  }
   const calls = m.tool_calls;
   if (calls === undefined || calls === null) return;
   if (!Array.isArray(calls)) throw invalidType(`${at}.tool_calls`, "an array");
@@ -221,6 +231,20 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       "n",
     );
   }
+  checkOptional(body, "logprobs", (v) => typeof v === "boolean", "a boolean");
+  checkOptional(body, "top_logprobs", (v) => Number.isSafeInteger(v), "an integer");
+  for (const field of ["logprobs", "top_logprobs"]) {
+    const value = body[field];
+    if (value === undefined || value === null || value === false || value === 0) continue;
+    // Answered without them, the client would read `logprobs: null` where it asked for them.
+    throw new RequestError(
+      400,
+      `${field}: log probabilities are not supported by this gateway`,
+      "invalid_request_error",
+      "unsupported_parameter",
+      field,
+    );
+  }
   checkOptional(body, "user", (v) => typeof v === "string", "a string");
   checkSampling(body, ["max_tokens", "max_completion_tokens"]);
   checkFunctionTools(body.tools, true, (at) => invalidType(`${at}.type`, '"function"'));
@@ -232,7 +256,10 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       v === "auto" ||
       v === "none" ||
       v === "required" ||
-      (isPlainObject(v) && isPlainObject(v.function) && typeof v.function.name === "string"),
+      (isPlainObject(v) &&
+        v.type === "function" &&
+        isPlainObject(v.function) &&
+        typeof v.function.name === "string"),
     '"auto", "none", "required" or { type: "function", function: { name } }',
   );
   const choice = body.tool_choice;
@@ -296,10 +323,25 @@ function finishReasonOf(finish: FinishReason): string {
   return finish === "max_steps" ? "length" : finish;
 }
 
+/**
+ * Chat Completions' usage object. The tokens read from the prompt cache and spent on reasoning
+ * go in `prompt_tokens_details.cached_tokens` and `completion_tokens_details.reasoning_tokens`,
+ * as OpenAI reports them, when the provider counted them.
+ */
 function usageOf(usage: ModelUsage | undefined) {
   const input = usage?.inputTokens ?? 0;
   const output = usage?.outputTokens ?? 0;
-  return { prompt_tokens: input, completion_tokens: output, total_tokens: input + output };
+  const cached = usage?.cacheReadTokens;
+  const reasoning = usage?.reasoningTokens;
+  return {
+    prompt_tokens: input,
+    completion_tokens: output,
+    total_tokens: input + output,
+    ...(cached === undefined ? {} : { prompt_tokens_details: { cached_tokens: cached } }),
+    ...(reasoning === undefined
+      ? {}
+      : { completion_tokens_details: { reasoning_tokens: reasoning } }),
+  };
 }
 
 /** Whether a streaming request asked for the usage chunk (`stream_options.include_usage`). */
