@@ -14,6 +14,7 @@ import {
   type ChannelPlugin,
   createProviderChain,
   MemoryStore,
+  type OutboxRetryOptions,
   type ReceiveStatus,
   subscribeTelemetry,
 } from "@beamclaw/core";
@@ -32,13 +33,18 @@ export const PNG = Buffer.concat([
  * A host running `plugin` with `settings`: a started `ChannelManager` over an `AgentRuntime`
  * whose model answers `reply` (each of them in turn, for a list), on a memory store; stopped
  * (manager, runtime, store) by
- * `cleanups`. `provider.requests` are what the model was asked; `statuses` the host's
+ * `cleanups`; `outbox` sets how its outbox retries. `provider.requests` are what the model was asked; `statuses` the host's
  * answers to inbound messages, in order.
  */
 export async function managedHost(
   plugin: ChannelPlugin,
   settings: Partial<ChannelEntry>,
-  options: { cleanups: Cleanups; reply: string | string[]; logger?: ChannelLogger },
+  options: {
+    cleanups: Cleanups;
+    reply: string | string[];
+    logger?: ChannelLogger;
+    outbox?: OutboxRetryOptions;
+  },
 ) {
   const store = new MemoryStore();
   await store.open();
@@ -57,6 +63,7 @@ export async function managedHost(
     runtime,
     channels: [{ plugin, ...settings }],
     ...(options.logger === undefined ? {} : { logger: options.logger }),
+    ...(options.outbox === undefined ? {} : { outbox: options.outbox }),
   });
   const statuses: ReceiveStatus[] = [];
   const off = subscribeTelemetry("beamclaw:channel.inbound", (event) => {

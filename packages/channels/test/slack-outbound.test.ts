@@ -135,6 +135,44 @@ describe("Slack outbound: errors", () => {
     expect(platform.workspace.posted).toHaveLength(0);
   });
 
+  it("honours Retry-After on an ok:false ratelimited answer that is not a 429", async () => {
+    const { platform, plugin } = await startedSocketMode();
+    // Slack documents `ratelimited` as an error of its own: "Refer to the Retry-After header".
+    platform.workspace.answerNext("chat.postMessage", {
+      headers: { "retry-after": "12" },
+      body: { ok: false, error: "ratelimited" },
+    });
+    const error = await failure(plugin.sendText(channel, "burst"));
+    expect(ChannelSendError.isInstance(error)).toBe(true);
+    expect(error).toMatchObject({ isRetryable: true, retryAfterMs: 12_000 });
+    expect((error as Error).message).toContain("ratelimited");
+    expect(platform.workspace.posted).toHaveLength(0);
+  });
+
+  it("reports a 429 without a usable Retry-After as a rate limit (429), taking an HTTP date as the wait", async () => {
+    const { platform, plugin } = await startedSocketMode();
+    platform.workspace.answerNext(
+      "chat.postMessage",
+      { status: 429, body: { ok: false, error: "ratelimited" } },
+      {
+        status: 429,
+        headers: { "retry-after": new Date(Date.now() + 20_000).toUTCString() },
+        body: { ok: false, error: "ratelimited" },
+      },
+    );
+    const bare = await failure(plugin.sendText(channel, "burst"));
+    expect(ChannelSendError.isInstance(bare)).toBe(true);
+    expect(bare).toMatchObject({ isRetryable: true, statusCode: 429, retryAfterMs: undefined });
+    expect((bare as Error).message).toContain("rate limited");
+    const dated = await failure(plugin.sendText(channel, "burst"));
+    expect(dated).toMatchObject({ isRetryable: true, statusCode: 429 });
+    const wait = (dated as ChannelSendError).retryAfterMs ?? 0;
+    // The date has whole seconds: 19 to 20 s from when it was written.
+    expect(wait).toBeGreaterThanOrEqual(18_000);
+    expect(wait).toBeLessThanOrEqual(21_000);
+    expect(platform.workspace.posted).toHaveLength(0);
+  });
+
   it("cancels a 429's body, which @slack/web-api never reads, instead of leaving it holding the connection", async () => {
     const { platform, plugin } = await startedSocketMode();
     // The Web API client calls the global fetch (msw's, by now): its answers are kept.

@@ -316,6 +316,24 @@ describe("outbound callbacks", () => {
     expect(platform.callbacks).toHaveLength(2);
   });
 
+  it("stop() ends a callback waiting out a Retry-After at once, with AbortedError, and sends nothing more", async () => {
+    const { platform, plugin } = await started({
+      retry: { maxAttempts: 4, baseDelayMs: 10, maxDelayMs: 5_000 },
+    });
+    platform.answerNext({ status: 503, headers: { "retry-after": "3" } });
+    const sending = plugin.sendText(target, "after the wait", { idempotencyKey: "d-stop" });
+    const outcome = sending.then(
+      () => "sent",
+      (error: unknown) => error,
+    );
+    while (platform.callbacks.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await plugin.stop();
+    const error = await outcome;
+    expect(AbortedError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toContain("stopped");
+    expect(platform.callbacks.map((c) => c.status)).toEqual([503]);
+  });
+
   it("reports an unreachable callback as a retryable error", async () => {
     const { plugin } = await started({
       callbackUrl: "http://127.0.0.1:9/unreachable",

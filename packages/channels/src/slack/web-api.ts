@@ -70,11 +70,13 @@ export function slackErrorDetails(error: unknown): SlackErrorDetails & { descrip
     retryAfter?: unknown;
     statusCode?: unknown;
     headers?: Record<string, string>;
-    data?: { error?: unknown };
+    data?: { error?: unknown; response_metadata?: { retryAfter?: unknown } };
   } | null;
   switch (e?.code) {
     case "slack_webapi_rate_limited_error": {
-      const seconds = typeof e.retryAfter === "number" ? e.retryAfter : undefined;
+      // 0: Slack gave no usable wait (see `readableRetryAfter`); the host's backoff applies.
+      const seconds =
+        typeof e.retryAfter === "number" && e.retryAfter > 0 ? e.retryAfter : undefined;
       return {
         description: `rate limited by Slack${seconds === undefined ? "" : `; retry after ${seconds} s`}`,
         isRetryable: true,
@@ -85,10 +87,17 @@ export function slackErrorDetails(error: unknown): SlackErrorDetails & { descrip
     }
     case "slack_webapi_platform_error": {
       const slackError = typeof e.data?.error === "string" ? e.data.error : "unknown_error";
+      // `ok: false` with `ratelimited` may come with a `Retry-After` header, which
+      // @slack/web-api keeps as `response_metadata.retryAfter` (seconds).
+      const seconds = e.data?.response_metadata?.retryAfter;
+      const retryable = TRANSIENT_ERRORS.has(slackError);
       return {
         description: `Slack answered ${slackError}`,
-        isRetryable: TRANSIENT_ERRORS.has(slackError),
+        isRetryable: retryable,
         slackError,
+        ...(retryable && typeof seconds === "number" && Number.isFinite(seconds) && seconds >= 0
+          ? { retryAfterMs: seconds * 1000 }
+          : {}),
       };
     }
     case "slack_webapi_http_error": {
@@ -158,6 +167,22 @@ export function toSlackLogger(target: () => ChannelLogger | undefined): SlackLog
   };
 }
 
+/**
+ * A 429 whose `Retry-After` `@slack/web-api` can read. It reads whole seconds only, and for a
+ * 429 without them throws a plain error that would pass for a network failure: an HTTP date
+ * (RFC 9110 allows one) becomes the seconds until it, a missing or unreadable value 0 (no
+ * hint: the host's own backoff applies).
+ */
+function readableRetryAfter(response: Response): Response {
+  const header = response.headers.get("retry-after");
+  if (header !== null && /^\s*\d/.test(header)) return response;
+  const date = header === null ? Number.NaN : Date.parse(header);
+  const seconds = Number.isNaN(date) ? 0 : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+  const headers = new Headers(response.headers);
+  headers.set("retry-after", String(seconds));
+  return new Response(null, { status: 429, statusText: response.statusText, headers });
+}
+
 /** Options of {@link SlackWebApi}. */
 export interface SlackWebApiOptions {
   slackApiUrl: string;
@@ -214,7 +239,7 @@ export class SlackWebApi {
       ...init,
       ...(signal === undefined ? {} : { signal }),
     });
-    return response.status === 429 ? withoutBody(response) : response;
+    return response.status === 429 ? readableRetryAfter(withoutBody(response)) : response;
   };
 
   /** Calls a Web API method; `signal` aborts the request. */

@@ -201,6 +201,8 @@ export class WebhookChannel implements ChannelPlugin {
   /** The `stop()` under way (its server closing): a second one waits for it. */
   readonly #stops = new Stops();
   #agent: http.Agent | null = null;
+  /** Aborted by `stop()`: ends callbacks in flight and their retry waits. */
+  #sends: AbortController | null = null;
   #ctx: ChannelContext | null = null;
   #url: string | undefined;
 
@@ -314,6 +316,7 @@ export class WebhookChannel implements ChannelPlugin {
     this.#agent = new (this.#callback.protocol === "https:" ? https.Agent : http.Agent)({
       keepAlive: true,
     });
+    this.#sends = new AbortController();
     this.#ctx = ctx;
     server.on("error", (error) => ctx.disconnected(error));
     ctx.logger.info("webhook listening", { url: this.#url });
@@ -323,7 +326,9 @@ export class WebhookChannel implements ChannelPlugin {
    * Stops listening: new requests are refused, open connections closed. Resolves once the
    * server is closed; a `stop()` while another is under way resolves with it, one after the
    * channel stopped resolves at once. A `stop()` while `start()` is under way ends the start
-   * with `AbortedError`, and resolves once its server is closed.
+   * with `AbortedError`, and resolves once its server is closed. A callback in flight, or
+   * waiting to be retried, ends at once with `AbortedError` (the host's outbox sends it again
+   * after the next start, under the same delivery id).
    */
   async stop(): Promise<void> {
     const opening = this.#opening;
@@ -332,6 +337,8 @@ export class WebhookChannel implements ChannelPlugin {
     this.#opening = null;
     this.#server = null;
     this.#ctx = null;
+    this.#sends?.abort();
+    this.#sends = null;
     this.#agent?.destroy();
     this.#agent = null;
     return this.#stops.run(() => this.#shutDown(opening, server));
@@ -561,14 +568,17 @@ export class WebhookChannel implements ChannelPlugin {
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       if (signal?.aborted) throw new AbortedError("the send was aborted", { cause: signal.reason });
       const agent = this.#agent;
-      if (agent === null) {
+      const sends = this.#sends;
+      if (agent === null || sends === null) {
         throw new ChannelSendError(this.id, `webhook channel "${this.id}" is not started`, {
           isRetryable: true,
         });
       }
+      // The caller's signal, and `stop()`: a stopped channel neither sends nor waits to retry.
+      const abort = signal === undefined ? sends.signal : AbortSignal.any([signal, sends.signal]);
       let retryAfterMs: number | undefined;
       try {
-        const response = await this.#post(body, deliveryId, agent, signal);
+        const response = await this.#post(body, deliveryId, agent, abort);
         if (response.status >= 200 && response.status < 300) {
           let messageId = deliveryId;
           try {
@@ -595,6 +605,7 @@ export class WebhookChannel implements ChannelPlugin {
       } catch (error) {
         if (error === lastError) throw error;
         if (signal?.aborted) throw new AbortedError("the send was aborted", { cause: error });
+        if (sends.signal.aborted) throw this.#stoppedDuringSend(error);
         if (isBeamClawError(error)) throw error;
         lastError = new ChannelSendError(
           this.id,
@@ -612,9 +623,15 @@ export class WebhookChannel implements ChannelPlugin {
         retryAfterMs ?? 0,
       );
       if (delay > maxDelayMs) break; // the caller's outbox waits longer than we should block
-      await sleep(delay, signal);
+      await sleep(delay, abort).catch((error: unknown) => {
+        throw signal?.aborted ? error : this.#stoppedDuringSend(error);
+      });
     }
     throw lastError!;
+  }
+
+  #stoppedDuringSend(cause: unknown): AbortedError {
+    return new AbortedError(`webhook channel "${this.id}" was stopped during the send`, { cause });
   }
 
   #post(

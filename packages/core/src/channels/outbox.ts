@@ -69,9 +69,17 @@ export interface OutboxEntry {
   tag?: string;
 }
 
-/** A set-aside entry under `outbox-dead:<channel>:<id>`. */
+/**
+ * A set-aside entry under `outbox-dead:<channel>:<id>`. Its `attempts` counts every failed try
+ * of the part that was set aside, the last one included.
+ */
 export interface DeadLetter extends OutboxEntry {
-  error: { code: string; message: string };
+  /**
+   * Why: the last error's `code` and message, and the platform's HTTP `statusCode` when the
+   * error had one (403 for a bot blocked by the user, 429 for a rate limit that outlasted the
+   * tries, ...).
+   */
+  error: { code: string; message: string; statusCode?: number };
   droppedAt: number;
 }
 
@@ -364,6 +372,7 @@ export class ChannelOutbox {
               !isBeamClawError(error, "NOT_SUPPORTED")
             : flag !== false;
         if (!retryable || attempts >= this.#maxAttempts) {
+          entry.attempts = attempts;
           await this.#setAside(entry, error);
           emitTelemetry("beamclaw:channel.outbound", () => ({
             channel: this.channel,
@@ -463,9 +472,11 @@ export class ChannelOutbox {
   }
 
   async #setAside(entry: OutboxEntry, error: unknown): Promise<void> {
-    const info = {
+    const statusCode = (error as { statusCode?: unknown } | undefined)?.statusCode;
+    const info: DeadLetter["error"] = {
       code: isBeamClawError(error) ? error.code : "INTERNAL",
       message: error instanceof Error ? error.message : String(error),
+      ...(typeof statusCode === "number" ? { statusCode } : {}),
     };
     this.#logger?.error("outbound message set aside", {
       channel: this.channel,
