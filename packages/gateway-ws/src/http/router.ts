@@ -81,6 +81,52 @@ async function authorizeHttpLimited(
   return { ok: false };
 }
 
+/** Response headers a page calling the API across origins may read. */
+const CORS_EXPOSED_HEADERS = "retry-after, x-should-retry, www-authenticate";
+/** How long a browser may keep a granted preflight, seconds. */
+const CORS_MAX_AGE_S = 600;
+/** A list of header names (RFC 9110 tokens), as a preflight's `Access-Control-Request-Headers`. */
+const HEADER_NAME_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
+
+/**
+ * Whether `req` comes from a browser page of another origin that may use the API (the
+ * gateway's `allowedOrigins`); if so, the response says so (`Access-Control-Allow-Origin`).
+ * Bearer tokens, not cookies, authorize the API: no credentials are allowed.
+ */
+function corsAllowed(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: HttpRouterOptions,
+): boolean {
+  const origin = req.headers.origin;
+  if (typeof origin !== "string" || origin === "" || !options.originAllowed(req)) return false;
+  res.setHeader("access-control-allow-origin", origin);
+  res.setHeader("vary", "Origin");
+  res.setHeader("access-control-expose-headers", CORS_EXPOSED_HEADERS);
+  return true;
+}
+
+/**
+ * A CORS preflight from an allowed origin: 204 naming the path's methods and the headers the
+ * page asked to send (the bearer token's `Authorization`, `Content-Type`, an SDK's own).
+ */
+function answerPreflight(
+  req: IncomingMessage,
+  res: ServerResponse,
+  methods: readonly string[],
+): void {
+  const asked = req.headers["access-control-request-headers"];
+  const headers: Record<string, string> = {
+    "access-control-allow-methods": methods.join(", "),
+    "access-control-max-age": String(CORS_MAX_AGE_S),
+  };
+  if (typeof asked === "string" && HEADER_NAME_LIST.test(asked.trim())) {
+    headers["access-control-allow-headers"] = asked.trim();
+  }
+  res.writeHead(204, headers);
+  res.end();
+}
+
 /** Returns the request handler of the gateway's HTTP server. */
 export function createHttpHandler(options: HttpRouterOptions) {
   const { hub } = options;
@@ -177,6 +223,13 @@ export function createHttpHandler(options: HttpRouterOptions) {
             : responseId !== undefined
               ? ["GET", "DELETE"]
               : ["POST"];
+        // A page of an allowed origin (`allowedOrigins`) calls the API across origins: CORS.
+        if (corsAllowed(req, res, options)) {
+          const preflight = req.headers["access-control-request-method"];
+          if (method === "OPTIONS" && typeof preflight === "string") {
+            return answerPreflight(req, res, allowed);
+          }
+        }
         if (!allowed.includes(method)) {
           return openAiError(
             res,
