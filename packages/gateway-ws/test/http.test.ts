@@ -262,8 +262,8 @@ describe("OpenAI-compatible API", () => {
         headers: { ...AUTH, ...headers },
         body: { model: "beamclaw", messages: [{ role: "user", content }], ...extra },
       });
-    await ask("first", { user: "Alice" });
-    await ask("second", { user: "Alice" });
+    await ask("first", { user: "alice" });
+    await ask("second", { user: "alice" });
     const texts = stack.provider.requests[1]!.messages.map(
       (m) => (m.content[0] as { text?: string }).text,
     );

@@ -3,6 +3,7 @@
  * request errors in OpenAI's shape, field checks, the agent a `model` names, JSON Schema
  * answer formats and function tools, SSE writing, reading the body and answering failures.
  */
+import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type {
   AgentDefinition,
@@ -230,7 +231,16 @@ export function modelIds(hub: GatewayHub): string[] {
   return ["beamclaw", ...hub.runtime.agents.map((a) => `beamclaw/${a.id}`)];
 }
 
-/** A request's `user`, cleaned into a session key part (undefined for none or empty). */
+/** The end of a {@link sessionUser} made unique by a hash of the `user` it came from. */
+const HASHED_USER = /~[0-9a-f]{16}$/;
+
+/**
+ * A request's `user` as a session key part (undefined for none or blank). One already in a
+ * session key's form (lower case, `a-z0-9._+=@#~!-`, at most 128 characters) is kept as it
+ * is; any other is cleaned into that form and followed by `~` and 16 hex digits of its
+ * SHA-256, so that two users never share a session: `Bob` and `bob`, or `a b` and `a-b`, are
+ * different users (session keys are case-insensitive).
+ */
 export function sessionUser(user: unknown): string | undefined {
   if (typeof user !== "string") return undefined;
   const cleaned = user
@@ -239,7 +249,11 @@ export function sessionUser(user: unknown): string | undefined {
     .replace(/[^a-z0-9._+=@#~!-]+/g, "-")
     .replace(/^-+|-+$/g, "")
     .slice(0, 128);
-  return cleaned.length === 0 ? undefined : cleaned;
+  if (user.trim() === "") return undefined;
+  if (cleaned === user && !HASHED_USER.test(user)) return cleaned;
+  const hash = createHash("sha256").update(user).digest("hex").slice(0, 16);
+  // A user named only in other scripts (`ユーザー`) keeps a session too.
+  return `${cleaned.slice(0, 111) || "user"}~${hash}`;
 }
 
 /** A positive number as a whole one, else undefined. */
