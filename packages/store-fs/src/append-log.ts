@@ -15,14 +15,19 @@
  * queued before it are not written at all (the snapshot holds them), lines submitted after it
  * go to the new file.
  *
- * A failed write or fsync is not retried: the file is truncated back to its last durable
+ * A compaction that finds the disk full (`ENOSPC`, `EDQUOT`) while writing its snapshot has
+ * changed nothing (the snapshot is a separate temp file, removed again): it is skipped, its
+ * promise rejects, and the lines it would have covered are appended as usual. The line count
+ * stays that of the snapshot, so the next attempt comes only after as many lines again.
+ *
+ * Any other failed write or fsync is not retried: the file is truncated back to its last durable
  * length, the log refuses further writes, and the owner is told (`onFailure`) so that the
  * store stops. After an fsync failure the kernel may have dropped the dirty pages, so a retry
  * could report success for data that is gone (PostgreSQL's "fsyncgate", 2018).
  */
 import fs, { type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import type { FileSystem } from "./files.js";
+import { errnoCode, type FileSystem } from "./files.js";
 
 /** A log is compacted only once it holds at least this many dead lines... */
 export const COMPACT_MIN_GARBAGE = 1000;
@@ -35,6 +40,9 @@ export function shouldCompact(lineCount: number, live: number): boolean {
   const dead = lineCount - live;
   return dead >= COMPACT_MIN_GARBAGE && dead > live;
 }
+
+/** Errors of a full disk: a compaction that meets one is skipped rather than stopping the log. */
+const DISK_FULL = new Set(["ENOSPC", "EDQUOT"]);
 
 /** Compaction writes its snapshot in pieces of about this many characters. */
 const REWRITE_CHUNK = 1 << 20;
@@ -129,7 +137,13 @@ export class AppendLog {
     });
     // `#last` is only used as a barrier; mark it handled so an unobserved failure is not an
     // unhandled rejection (the submitter's own promise still rejects).
-    this.#last = promise;
+    // A skipped compaction (disk full) rejects its own promise only: the log is as it was.
+    this.#last = rewrite
+      ? promise.catch((error: unknown) => {
+          if (this.#failure !== undefined) throw error;
+        })
+      : promise;
+    this.#last.catch(() => {});
     promise.catch(() => {});
     this.#flushing ??= this.#flush();
     return promise;
@@ -142,37 +156,47 @@ export class AppendLog {
       while (this.#queue.length > 0) {
         const batch = this.#queue;
         this.#queue = [];
+        let skipped: { error: unknown } | undefined;
         try {
-          await this.#writeBatch(batch);
+          skipped = await this.#writeBatch(batch);
         } catch (error) {
           this.#fail(error, batch);
           return;
         }
-        for (const item of batch) item.resolve();
+        for (const item of batch) {
+          if (skipped !== undefined && item.rewrite) item.reject(skipped.error);
+          else item.resolve();
+        }
       }
     } finally {
       this.#flushing = undefined;
     }
   }
 
-  async #writeBatch(batch: Pending[]): Promise<void> {
+  /** Writes a batch; returns the disk-full error of a compaction it skipped, if any. */
+  async #writeBatch(batch: Pending[]): Promise<{ error: unknown } | undefined> {
     let from = 0;
+    let skipped: { error: unknown } | undefined;
     for (let i = batch.length - 1; i >= 0; i--) {
       if (batch[i]!.rewrite) {
-        await this.#replace(batch[i]!.text as readonly string[]);
-        from = i + 1;
+        skipped = await this.#replace(batch[i]!.text as readonly string[]);
+        // Skipped: every line of the batch is appended instead.
+        from = skipped === undefined ? i + 1 : 0;
         break;
       }
     }
-    if (from >= batch.length) return;
     // One buffer per submission: lines that each fit in a string may not fit in one together.
     const parts: Buffer[] = [];
-    for (let i = from; i < batch.length; i++) parts.push(Buffer.from(batch[i]!.text as string));
+    for (let i = from; i < batch.length; i++) {
+      if (!batch[i]!.rewrite) parts.push(Buffer.from(batch[i]!.text as string));
+    }
+    if (parts.length === 0) return skipped;
     const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     const handle = this.#handle ?? (await this.#open());
     await writeAll(handle, data);
     if (this.#fs.fsync) await handle.sync();
     this.#durableSize += data.length;
+    return skipped;
   }
 
   async #open(): Promise<FileHandle> {
@@ -192,13 +216,17 @@ export class AppendLog {
     return handle;
   }
 
-  async #replace(snapshot: readonly string[]): Promise<void> {
+  /**
+   * Replaces the file with `snapshot`; returns the error instead of throwing when the disk was
+   * full before the rename (nothing changed: the compaction is skipped).
+   */
+  async #replace(snapshot: readonly string[]): Promise<{ error: unknown } | undefined> {
     const dir = path.dirname(this.file);
     await this.#fs.ensureDir(dir);
     const temp = this.#fs.tempPath(path.basename(this.file));
-    const tempHandle = await fs.open(temp, "wx", 0o644);
     let size = 0;
     try {
+      const tempHandle = await fs.open(temp, "wx", 0o644);
       try {
         let chunk = "";
         for (const line of snapshot) {
@@ -215,6 +243,7 @@ export class AppendLog {
       }
     } catch (error) {
       await fs.rm(temp, { force: true }).catch(() => {});
+      if (DISK_FULL.has(errnoCode(error) ?? "")) return { error };
       throw error;
     }
     // The old handle would keep appending to the replaced (unlinked) file: close it first;
@@ -226,6 +255,7 @@ export class AppendLog {
     this.#exists = true;
     this.#durableSize = size;
     await this.#fs.syncDir(dir);
+    return undefined;
   }
 
   #fail(error: unknown, batch: Pending[]): void {

@@ -362,16 +362,19 @@ export class FsStore implements Store {
       const parts: Partial<Parts> = { context, lock };
       try {
         if (lock.broke !== undefined) {
+          const broke = lock.broke;
+          const earlierBoot =
+            "pid" in broke && broke.bootId !== undefined && broke.bootId !== lock.owner.bootId;
           const who =
-            "pid" in lock.broke
-              ? `process ${lock.broke.pid} (since ${lock.broke.since})`
+            "pid" in broke
+              ? `process ${broke.pid} (since ${broke.since}${earlierBoot ? ", before the machine restarted" : ""})`
               : "an unreadable lock file";
           this.#report({
             kind: "stale-lock-broken",
             file: LOCK_FILE,
             detail:
-              "pid" in lock.broke && lock.broke.pid === process.pid
-                ? `${LOCK_FILE} was left by a store of this process (since ${lock.broke.since}) whose close() could not delete it`
+              "pid" in broke && broke.pid === process.pid && !earlierBoot
+                ? `${LOCK_FILE} was left by a store of this process (since ${broke.since}) whose close() could not delete it`
                 : `${LOCK_FILE} was left by ${who}, which is gone: it did not close the store, so its last writes are checked`,
           });
         }

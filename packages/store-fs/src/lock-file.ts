@@ -4,7 +4,9 @@
  * exists) from a fully written temp file, so no reader ever sees it half-written.
  *
  * A second opener reads it and refuses with `STORE_LOCKED`, naming the pid and directory,
- * unless the owner is gone: same host and `process.kill(pid, 0)` says no such process. A
+ * unless the owner is gone: same host, and either `process.kill(pid, 0)` says no such process
+ * or the lock names a boot of the machine other than the current one (a lock left by a power
+ * loss, whose pid may belong to any process after the restart, this one included). A
  * stale lock is moved aside with `rename(2)` and checked to be the very file that was judged
  * stale (by its nonce) before a new one is created, so two processes breaking the same stale
  * lock at once cannot both win.
@@ -23,6 +25,11 @@ export const LOCK_FILE = "store.lock";
 export interface LockOwner {
   pid: number;
   hostname: string;
+  /**
+   * The kernel's boot id when the lock was taken (Linux; absent elsewhere and in locks of
+   * earlier versions): a lock of an earlier boot is stale whatever its pid.
+   */
+  bootId?: string;
   /** ISO time the lock was taken. */
   since: string;
   nonce: string;
@@ -44,10 +51,33 @@ export interface HeldLock {
  * another pid namespace with the same pid) is judged as before.
  */
 function released(): Set<string> {
-  const key = Symbol.for("@beamclaw/store-fs:released-locks");
+  return nonceSet("released-locks");
+}
+
+/**
+ * Nonces of the locks the stores of this process hold now (shared like {@link released}): a
+ * lock with this process's pid and another nonce is not this process's.
+ */
+function held(): Set<string> {
+  return nonceSet("held-locks");
+}
+
+function nonceSet(name: string): Set<string> {
+  const key = Symbol.for(`@beamclaw/store-fs:${name}`);
   const registry = globalThis as Record<symbol, unknown>;
   if (!(registry[key] instanceof Set)) registry[key] = new Set<string>();
   return registry[key] as Set<string>;
+}
+
+/** The current boot's id (Linux), `undefined` where the kernel does not tell. */
+async function currentBootId(): Promise<string | undefined> {
+  if (process.platform !== "linux") return undefined;
+  try {
+    const id = (await fs.readFile("/proc/sys/kernel/random/boot_id", "utf8")).trim();
+    return id.length > 0 ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function isAlive(pid: number): boolean {
@@ -70,12 +100,14 @@ function parseOwner(text: string): LockOwner | undefined {
       typeof value.hostname === "string" &&
       typeof value.nonce === "string"
     ) {
-      return {
+      const owner: LockOwner = {
         pid: value.pid,
         hostname: value.hostname,
         since: typeof value.since === "string" ? value.since : "an unknown time",
         nonce: value.nonce,
       };
+      if (typeof value.bootId === "string") owner.bootId = value.bootId;
+      return owner;
     }
   } catch {
     // fall through
@@ -85,7 +117,7 @@ function parseOwner(text: string): LockOwner | undefined {
 
 function lockedError(dir: string, file: string, owner: LockOwner, reason: string): StoreError {
   const who =
-    owner.pid === process.pid && owner.hostname === os.hostname()
+    owner.pid === process.pid && owner.hostname === os.hostname() && held().has(owner.nonce)
       ? `this process (pid ${owner.pid}; another FsStore instance opened it since ${owner.since})`
       : `process ${owner.pid} on host ${owner.hostname} (since ${owner.since})`;
   return new StoreError(
@@ -101,9 +133,11 @@ function lockedError(dir: string, file: string, owner: LockOwner, reason: string
  */
 export async function acquireLock(dir: string, fileSystem: FileSystem): Promise<HeldLock> {
   const file = path.join(dir, LOCK_FILE);
+  const bootId = await currentBootId();
   const owner: LockOwner = {
     pid: process.pid,
     hostname: os.hostname(),
+    ...(bootId === undefined ? {} : { bootId }),
     since: new Date().toISOString(),
     nonce: randomUUID(),
   };
@@ -117,7 +151,15 @@ export async function acquireLock(dir: string, fileSystem: FileSystem): Promise<
         await handle.sync().finally(() => handle.close());
       }
       await fs.link(temp, file);
-      await fileSystem.syncDir(dir);
+      held().add(owner.nonce);
+      try {
+        await fileSystem.syncDir(dir);
+      } catch (error) {
+        // Not taken after all: leave no lock that would refuse the next opener here.
+        held().delete(owner.nonce);
+        await fs.rm(file, { force: true }).catch(() => {});
+        throw error;
+      }
       return broke === undefined ? { file, owner } : { file, owner, broke };
     } catch (error) {
       // ENOENT: the lock holder emptied the temp directory under us (it does so on open).
@@ -158,8 +200,15 @@ async function breakIfStale(
       );
     }
     const releasedHere = current.pid === process.pid && released().has(current.nonce);
-    if (!releasedHere && isAlive(current.pid)) {
-      throw lockedError(dir, file, current, "That process is running.");
+    // Taken before the machine last restarted: its owner is gone, whoever has its pid now.
+    const bootId = current.bootId === undefined ? undefined : await currentBootId();
+    const earlierBoot = bootId !== undefined && current.bootId !== bootId;
+    if (!releasedHere && !earlierBoot && isAlive(current.pid)) {
+      const reason =
+        current.pid === process.pid && !held().has(current.nonce)
+          ? "Its pid is this process's, but no store of this process holds it: it was taken by a process in another pid namespace (another container sharing the directory), or by an earlier process that had this pid and is gone (a restarted container)."
+          : "That process is running.";
+      throw lockedError(dir, file, current, reason);
     }
   }
   // Stale (owner dead), or unreadable (this store never writes a partial lock: it is not ours
@@ -237,6 +286,7 @@ export async function confirmLock(lock: HeldLock, fileSystem: FileSystem): Promi
  */
 export async function releaseLock(lock: HeldLock, fileSystem: FileSystem): Promise<void> {
   const nonce = lock.owner.nonce;
+  held().delete(nonce);
   released().add(nonce);
   let text: string;
   try {

@@ -192,9 +192,9 @@ export class Queue implements InboundQueue {
       await queue.#loadAckedFiles();
       const cutoff = context.now() - dedupeWindowMs;
       const expired = queue.#ackedFiles.some((f) => f.newestAck < cutoff);
-      if (legacy.length > 0 || expired) {
-        // Every acked file is now reflected in the pending log, so the expired ones can go.
-        await queue.#compactNow();
+      // Once compacted, every acked file is reflected in the pending log, so the expired ones
+      // can go (not if the compaction was skipped for a full disk: a later one will do).
+      if ((legacy.length > 0 || expired) && (await queue.#compactNow())) {
         for (const f of queue.#ackedFiles) f.compacted = true;
       }
       queue.#expire();
@@ -587,8 +587,11 @@ export class Queue implements InboundQueue {
     this.#compact();
   }
 
-  /** Rewrites the pending log; acked files sealed and settled now are marked once it is durable. */
-  #compact(): Promise<void> {
+  /**
+   * Rewrites the pending log; acked files sealed and settled now are marked once it is durable.
+   * Resolves with whether it was (`false` when it failed or was skipped for a full disk).
+   */
+  #compact(): Promise<boolean> {
     const seen = this.#ackedFiles.filter(
       (f) => f !== this.#current && f.log === undefined && f.inflight === 0,
     );
@@ -607,8 +610,9 @@ export class Queue implements InboundQueue {
     const done = this.#log.rewrite(snapshot, snapshot.length).then(
       () => {
         for (const f of seen) f.compacted = true;
+        return true;
       },
-      () => {},
+      () => false,
     );
     const finished = done.finally(() => {
       this.#compacting = false;
@@ -617,8 +621,9 @@ export class Queue implements InboundQueue {
     return finished;
   }
 
-  async #compactNow(): Promise<void> {
-    await this.#compact();
+  async #compactNow(): Promise<boolean> {
+    const compacted = await this.#compact();
     await this.#log.barrier();
+    return compacted;
   }
 }

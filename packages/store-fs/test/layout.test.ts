@@ -85,6 +85,7 @@ describe("on-disk layout", () => {
     expect(JSON.parse(await read("store.lock"))).toEqual({
       pid: process.pid,
       hostname: expect.any(String),
+      bootId: expect.any(String),
       since: expect.any(String),
       nonce: expect.any(String),
     });
