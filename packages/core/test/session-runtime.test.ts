@@ -969,7 +969,7 @@ describe("overload", () => {
   });
 
   /** A runtime whose session can be held inside a handler (a metadata write) to fill its mailbox. */
-  async function heldSessionRuntime(mailboxLimit: number) {
+  async function heldSessionRuntime(options: Partial<AgentRuntimeOptions>) {
     const store = await newStore();
     const put = store.sessions.put.bind(store.sessions);
     let hold: Blocker | undefined;
@@ -982,9 +982,16 @@ describe("overload", () => {
       }
       return put(record);
     };
-    const source = new BrainSource(echoBrain(new Map()));
-    const runtime = await startRuntime({ models: source, store, mailboxLimit });
+    const blockers = new Map<string, Blocker>();
+    const source = new BrainSource(echoBrain(blockers));
+    const runtime = await startRuntime({ models: source, store, ...options });
     const session = runtime.session(KEY);
+    /** Holds the model call for `asked` (see `echoBrain`). */
+    const block = (asked: string): Blocker => {
+      const blocker = { entered: deferred(), release: deferred() };
+      blockers.set(asked, blocker);
+      return blocker;
+    };
     await session.info(); // the session is alive
     /** Holds the session in a handler; resolves once it is held; returns the release. */
     const holdSession = async () => {
@@ -997,11 +1004,11 @@ describe("overload", () => {
         await patching;
       };
     };
-    return { store, source, runtime, session, holdSession };
+    return { store, source, runtime, session, holdSession, block };
   }
 
   it("a full session mailbox answers OverloadedError and keeps nothing of the refused messages", async () => {
-    const { store, source, session, holdSession } = await heldSessionRuntime(2);
+    const { store, source, session, holdSession } = await heldSessionRuntime({ mailboxLimit: 2 });
     const release = await holdSession();
     const sends = Array.from({ length: 6 }, (_, i) => session.send(`m${i}`));
     let refused = 0;
@@ -1019,7 +1026,7 @@ describe("overload", () => {
   });
 
   it("a message refused as overloaded can be retried with the same idempotency key once there is room", async () => {
-    const { session, holdSession } = await heldSessionRuntime(1);
+    const { session, holdSession } = await heldSessionRuntime({ mailboxLimit: 1 });
     const release = await holdSession();
     const first = session.send("first");
     const refused = await session.send("retry me", { idempotencyKey: "retry-1" }).then(
@@ -1034,34 +1041,18 @@ describe("overload", () => {
     expect((await retry.result).text).toBe("answer: retry me");
   });
   it("a send that joined a message by its idempotency key fails with that message's refusal instead of never settling", async () => {
-    const store = await newStore();
-    const put = store.sessions.put.bind(store.sessions);
-    let hold: Blocker | undefined;
-    store.sessions.put = async (record) => {
-      const h = hold;
-      hold = undefined;
-      if (h !== undefined) {
-        h.entered.resolve();
-        await h.release.promise;
-      }
-      return put(record);
-    };
-    const { session, block } = await echoRuntime({ store, maxQueuedMessages: 1 });
+    const { session, block, holdSession } = await heldSessionRuntime({ maxQueuedMessages: 1 });
     const first = block("first");
     const running = await session.send("first");
     await first.entered.promise;
     // The session's one waiting place is taken.
     const waiting = await session.send("waiting");
     // The session is held in a handler: the next message waits in its mailbox.
-    const held: Blocker = { entered: deferred(), release: deferred() };
-    hold = held;
-    const patching = session.patch({ displayName: "busy" });
-    await held.entered.promise;
+    const release = await holdSession();
     const original = session.send("again", { idempotencyKey: "k" });
     const joined = await session.send("again", { idempotencyKey: "k" });
     expect(joined.disposition).toBe("duplicate");
-    held.release.resolve();
-    await patching;
+    await release();
     // The session refuses the message: both sends say so, and the key is free for a retry.
     expect(await failureOf(() => original)).toBeInstanceOf(OverloadedError);
     expect(await failureOf(() => joined.result)).toBeInstanceOf(OverloadedError);
