@@ -8,15 +8,22 @@ import { afterEach, describe, expect, it } from "vitest";
 import { NoProcessError, StoreError } from "../src/errors.js";
 import type { JsonObject, ModelMessage, ModelRequest } from "../src/providers/types.js";
 import { AgentRuntime, type ModelSource, type RunEvent } from "../src/sessions/index.js";
+import { liveEntries } from "../src/sessions/session-actor.js";
 import { MemoryStore } from "../src/store/memory-store.js";
+import type { TranscriptRecord } from "../src/store/types.js";
 import { failureOf, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const MAIN = { id: "main", model: "test/model-1" };
 
-/** A MemoryStore whose `transcripts.append` throws for the next `failNext` calls. */
+/**
+ * A MemoryStore whose `transcripts.append` throws for the next `failNext` calls, writing
+ * nothing; and for the `loseNext` calls after those, writes and then throws (a reply lost
+ * after the store applied the write: Redis ran the script, then the connection dropped).
+ */
 class FlakyStore extends MemoryStore {
   failNext = 0;
+  loseNext = 0;
   appendFailures = 0;
 
   constructor() {
@@ -28,7 +35,13 @@ class FlakyStore extends MemoryStore {
         this.appendFailures++;
         throw new StoreError("STORE_UNAVAILABLE", "the disk is briefly unavailable");
       }
-      return append(sessionKey, entries);
+      const seq = await append(sessionKey, entries);
+      if (this.loseNext > 0) {
+        this.loseNext--;
+        this.appendFailures++;
+        throw new StoreError("STORE_UNAVAILABLE", `the reply to an append (seq ${seq}) was lost`);
+      }
+      return seq;
     };
   }
 }
@@ -146,6 +159,71 @@ describe("a store failure while a run saves its messages", () => {
     await again.result;
     expect(later.requests).toHaveLength(1);
     expect(userTexts(later.requests[0]!)).toEqual(["first", "fragile", "after", "last"]);
+  });
+
+  it("a save whose reply was lost after it was written is not seen twice: the retry cancels it", async () => {
+    const store = await openStore();
+    const source = new EchoSource();
+    const runtime = await start(store, source);
+    const session = runtime.session(KEY);
+    await (await session.send("first")).result;
+    // The assistant message of "fragile" is written but its reply is lost; so is the reply
+    // to the first marker that cancels the failed attempt (the retry writes another).
+    source.onCall = (index) => {
+      if (index === 1) store.loseNext = 2;
+    };
+    const run = await session.send("fragile");
+    const errors: RunEvent[] = [];
+    for await (const event of run) if (event.type === "error") errors.push(event);
+    expect(await run.result).toMatchObject({ status: "completed", text: "answer: fragile" });
+    expect(store.appendFailures).toBe(2);
+    expect(errors).toHaveLength(2);
+    expect(await pendingTexts(store)).toEqual([]);
+
+    // The model's next request: one "fragile" and one answer to it.
+    await (await session.send("after")).result;
+    const next = source.requests.at(-1)!;
+    expect(userTexts(next)).toEqual(["first", "fragile", "after"]);
+    expect(next.filter((m) => m.role === "assistant")).toHaveLength(2);
+    // Both copies of the turn are in the transcript (the first was written), but only the
+    // one the retry saved whole is live: the failed attempt's run id has a marker after it.
+    const raw = await session.history({ limit: 1000 });
+    const messages = (records: TranscriptRecord[]) =>
+      records.flatMap((r) =>
+        r.entry.message === undefined ? [] : [r.entry.message as unknown as ModelMessage],
+      );
+    const live = messages(liveEntries(raw));
+    expect(userTexts(live)).toEqual(["first", "fragile", "after"]);
+    expect(live.filter((m) => m.role === "assistant")).toHaveLength(3);
+    expect(userTexts(messages(raw))).toEqual(["first", "fragile", "fragile", "after"]);
+    // And a runtime that reads the transcript afresh.
+    await runtime.stop();
+    const later = new EchoSource();
+    const runtime2 = await start(store, later);
+    await (await runtime2.session(KEY).send("last")).result;
+    expect(userTexts(later.requests[0]!)).toEqual(["first", "fragile", "after", "last"]);
+    expect(later.requests[0]!.filter((m) => m.role === "assistant")).toHaveLength(3);
+  });
+
+  it("a new session whose first message was saved with its reply lost has it once", async () => {
+    const store = await openStore();
+    const source = new EchoSource();
+    const runtime = await start(store, source);
+    const session = runtime.session(KEY);
+    store.loseNext = 1; // the run's first write: its user message
+    const run = await session.send("hello");
+    expect(await run.result).toMatchObject({ status: "completed", text: "answer: hello" });
+    expect(store.appendFailures).toBe(1);
+    await (await session.send("again")).result;
+    // The failed attempt stopped at its first write, before any model call.
+    expect(source.requests.map(userTexts)).toEqual([["hello"], ["hello", "again"]]);
+    expect((await store.sessions.get(KEY))?.runs).toBe(2);
+    // Read afresh from the transcript: still once.
+    await runtime.stop();
+    const later = new EchoSource();
+    const runtime2 = await start(store, later);
+    await (await runtime2.session(KEY).send("last")).result;
+    expect(later.requests.map(userTexts)).toEqual([["hello", "again", "last"]]);
   });
 
   it("a restart while the run waits to run again replays it exactly once from the durable queue", async () => {
