@@ -99,6 +99,11 @@ export class GatewayConnection {
   #handshakeTimer: NodeJS.Timeout | undefined;
   #graceTimer: NodeJS.Timeout | undefined;
   #presenceKey: string | undefined;
+  /**
+   * The ids of this connection's requests not answered yet: a request reusing one is refused
+   * (`DUPLICATE_REQUEST_ID`) rather than run a second time under an id that already names one.
+   */
+  readonly #inFlight = new Set<string>();
   readonly #onClose: (info: ConnectionCloseInfo) => void;
 
   constructor(options: {
@@ -450,7 +455,16 @@ export class GatewayConnection {
       });
       return;
     }
-    void this.#hub.dispatch(this, request);
+    if (this.#inFlight.has(request.id)) {
+      this.respond(request.id, false, undefined, {
+        code: ErrorCodes.INVALID_REQUEST,
+        message: `request id "${request.id.slice(0, 200)}" is already in use by a request not answered yet; give each request its own id`,
+        details: { code: "DUPLICATE_REQUEST_ID" },
+      });
+      return;
+    }
+    this.#inFlight.add(request.id);
+    void this.#hub.dispatch(this, request).finally(() => this.#inFlight.delete(request.id));
   }
 
   /** Refuses a bad frame: before the handshake it also closes the connection. */

@@ -267,7 +267,10 @@ export const chatMethods: Record<string, HubMethod> = {
         files,
       );
       if (message.trim().length === 0 && images.length === 0 && documents.length === 0) {
-        throw invalidRequest("message or attachment required");
+        throw invalidRequest("message or attachment required", {
+          code: "INVALID_PARAMS",
+          field: "message",
+        });
       }
       const agentId = optionalString(method, p, "agentId", { nonEmpty: true });
       const session = hub.session(sessionKey, agentId);
@@ -512,7 +515,12 @@ export const chatMethods: Record<string, HubMethod> = {
       const { method, params: p } = call;
       const session = requestedSession(hub, call);
       const text = sanitizeMessage(requireString(method, p, "message", 1_000_000));
-      if (text.trim().length === 0) throw invalidRequest("message must not be empty");
+      if (text.trim().length === 0) {
+        throw invalidRequest("message must not be empty", {
+          code: "INVALID_PARAMS",
+          field: "message",
+        });
+      }
       const label = optionalString(method, p, "label", { maxLength: 100 });
       if (label !== undefined && /[\r\n]/.test(label)) {
         throw invalidRequest("invalid chat.inject params: label must be one line", {

@@ -39,19 +39,31 @@ export const sessionCleanupMethods: Record<string, HubMethod> = {
       const agent = optionalString(method, p, "agent", { nonEmpty: true, maxLength: 64 });
       const allAgents = optionalBool(method, p, "allAgents") === true;
       if (agent !== undefined && allAgents) {
-        throw invalidRequest(`${method}: give agent or allAgents, not both`);
+        throw invalidRequest(`${method}: give agent or allAgents, not both`, {
+          code: "INVALID_PARAMS",
+          field: "allAgents",
+        });
+      }
+      const agentId = (agent ?? hub.defaultAgentId).toLowerCase();
+      if (!allAgents && !hub.runtime.agents.some((a) => a.id === agentId)) {
+        const known = hub.runtime.agents.map((a) => a.id).join(", ");
+        throw invalidRequest(`${method}: no agent ${agentId} (the agents are ${known})`, {
+          code: "UNKNOWN_AGENT_ID",
+          field: "agent",
+          agentId,
+        });
       }
       const activeKey = optionalString(method, p, "activeKey", { nonEmpty: true, maxLength: 512 });
       let summaries: SessionCleanupSummary[];
       try {
         summaries = await hub.maintenance.run({
-          ...(allAgents ? {} : { agentId: (agent ?? hub.defaultAgentId).toLowerCase() }),
+          ...(allAgents ? {} : { agentId }),
           enforce: optionalBool(method, p, "enforce") === true,
           ...(activeKey === undefined ? {} : { protect: [activeKey] }),
         });
       } catch (error) {
         if (isBeamClawError(error, "INVALID_ARGUMENT")) {
-          throw invalidRequest(`${method}: ${error.message}`);
+          throw invalidRequest(`${method}: ${error.message}`, { code: "INVALID_ARGUMENT" });
         }
         if (isBeamClawError(error, "STORE_LOCKED")) {
           throw new GatewayError(ErrorCodes.UNAVAILABLE, `${method}: ${error.message}`, {

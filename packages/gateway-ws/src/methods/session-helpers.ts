@@ -642,7 +642,12 @@ function cutText(message: ChatMessage, maxChars: number): ChatMessage {
 /** A user message's text, checked: no NUL bytes, control characters other than tab/newline dropped. */
 export function sanitizeMessage(message: string): string {
   const normalized = message.normalize("NFC");
-  if (normalized.includes("\u0000")) throw invalidRequest("message must not contain null bytes");
+  if (normalized.includes("\u0000")) {
+    throw invalidRequest("message must not contain null bytes", {
+      code: "INVALID_PARAMS",
+      field: "message",
+    });
+  }
   let out = "";
   for (const char of normalized) {
     const code = char.charCodeAt(0);

@@ -468,7 +468,10 @@ export const sessionMethods: Record<string, HubMethod> = {
       const runId = optionalString(method, p, "runId", { nonEmpty: true });
       const rawKey = optionalString(method, p, "key", { nonEmpty: true });
       if (runId === undefined && rawKey === undefined) {
-        throw invalidRequest(`invalid ${method} params: give key, runId or both`);
+        throw invalidRequest(`invalid ${method} params: give key, runId or both`, {
+          code: "INVALID_PARAMS",
+          field: "key",
+        });
       }
       const key = rawKey === undefined ? undefined : hub.session(rawKey).key;
       const runs =

@@ -38,7 +38,7 @@ export function requireString(
   return value;
 }
 
-/** An optional string (empty allowed unless `nonEmpty`). */
+/** An optional string (empty allowed unless `nonEmpty`) of at most `maxLength` characters. */
 export function optionalString(
   method: string,
   p: ParamsObject,
@@ -49,7 +49,11 @@ export function optionalString(
   if (value === undefined || value === null) return undefined;
   const max = options.maxLength ?? 100_000;
   if (typeof value !== "string" || value.length > max || (options.nonEmpty && value.length === 0)) {
-    fail(method, field, options.nonEmpty ? "a non-empty string" : "a string");
+    fail(
+      method,
+      field,
+      `${options.nonEmpty ? "a non-empty string" : "a string"} of at most ${max} characters`,
+    );
   }
   return value;
 }
