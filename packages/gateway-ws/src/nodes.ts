@@ -87,8 +87,12 @@ export class NodeRegistry {
   /**
    * Sends a command to a connected node and waits for its result.
    *
+   * `signal` (the caller's: it aborts when the caller disconnects) ends the wait at once: the
+   * invoke is forgotten, its timer cleared, and a late answer from the node is ignored.
+   *
    * @throws GatewayError `UNAVAILABLE` when the node is not connected, disconnects or does not
-   * answer in time; `INVALID_REQUEST` when it did not declare the command.
+   * answer in time; `INVALID_REQUEST` when it did not declare the command; the signal's reason
+   * when `signal` aborts.
    */
   invoke(request: {
     nodeId: string;
@@ -96,7 +100,10 @@ export class NodeRegistry {
     params?: unknown;
     timeoutMs: number;
     idempotencyKey: string;
+    signal?: AbortSignal;
   }): Promise<NodeInvokeResult> {
+    const { signal } = request;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const entry = this.#nodes.get(request.nodeId);
     if (entry === undefined) {
       return Promise.reject(
@@ -116,7 +123,7 @@ export class NodeRegistry {
       );
     }
     const id = randomUUID();
-    return new Promise<NodeInvokeResult>((resolve, reject) => {
+    const invoked = new Promise<NodeInvokeResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
         reject(
@@ -153,6 +160,16 @@ export class NodeRegistry {
         );
       }
     });
+    if (signal === undefined) return invoked;
+    const onAbort = () => {
+      const pending = this.#pending.get(id);
+      if (pending === undefined) return;
+      this.#pending.delete(id);
+      clearTimeout(pending.timer);
+      pending.reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    return invoked.finally(() => signal.removeEventListener("abort", onAbort));
   }
 
   /** A node's `node.invoke.result`. Returns false for an unknown or late id. */

@@ -214,6 +214,8 @@ export const nodeMethods: Record<string, HubMethod> = {
         ...(p.params === undefined ? {} : { params: p.params }),
         timeoutMs: timeoutMs === 0 ? 30_000 : timeoutMs,
         idempotencyKey,
+        // A caller that disconnects stops waiting: no pending invoke or timer is left for it.
+        signal: call.signal,
       });
       if (!result.ok) {
         throw new GatewayError(
