@@ -657,6 +657,7 @@ function resetApp() {
   state.pendingStream = null;
   state.activeRunId = null;
   state.sent.clear();
+  undrawn.clear();
   state.follow = { key: "", ready: Promise.resolve() };
   state.gatewayStartedAt = null;
   state.approvals.clear();
@@ -666,6 +667,35 @@ function resetApp() {
   clearSearch();
   renderSessions();
   renderApprovals();
+  renderPresence();
+  clearPanels();
+}
+
+/** Empties the cron, nodes and usage panels: nothing a gateway showed outlives its login. */
+function clearPanels() {
+  sessionUsageLoadedAt = 0;
+  for (const id of [
+    "cron-body",
+    "nodes-list",
+    "usage-body",
+    "usage-providers",
+    "usage-sessions-body",
+    "usage-log-list",
+  ]) {
+    $(id).replaceChildren();
+  }
+  $("usage-log").hidden = true;
+  for (const id of ["cron-table", "usage-table", "usage-sessions-table"]) $(id).hidden = true;
+  for (const [id, text] of [
+    ["cron-empty", "No cron jobs."],
+    ["nodes-empty", "No nodes paired."],
+    ["usage-empty", "No usage recorded."],
+    ["usage-sessions-empty", "No session used a model in the last 7 days."],
+  ]) {
+    $(id).textContent = text;
+    $(id).hidden = false;
+  }
+  $("cron-message").textContent = "";
 }
 
 /** @param {boolean} isReconnect */
@@ -929,17 +959,18 @@ function onChatEvent(payload) {
         const full = messageText(payload.message);
         if (full !== "") stream.text = full;
       }
-      stream.body.textContent = stream.text;
-      stream.el.dataset.state = "streaming";
-      stream.el.setAttribute("aria-busy", "true");
+      drawSoon(stream);
+      if (stream.el.dataset.state !== "streaming") {
+        stream.el.dataset.state = "streaming";
+        stream.el.setAttribute("aria-busy", "true");
+      }
       if (!hasPendingApproval(sessionKey)) setRunState("Streaming…");
-      scrollChat();
       break;
     }
     case "final": {
       const full = messageText(payload.message);
       if (full !== "") stream.text = full;
-      stream.body.textContent = stream.text;
+      drawNow(stream);
       const tools = messageToolCalls(payload.message);
       if (tools.length > 0 && stream.text === "")
         stream.body.textContent = `(called ${tools.join(", ")})`;
@@ -953,7 +984,7 @@ function onChatEvent(payload) {
     case "aborted": {
       const full = messageText(payload.message);
       if (full !== "") stream.text = full;
-      stream.body.textContent = stream.text;
+      drawNow(stream);
       finishStream(stream, "aborted", str(payload.errorMessage) || "Stopped before it finished.");
       setRunState("Stopped.");
       break;
@@ -1061,7 +1092,34 @@ function streamFor(runId) {
   return stream;
 }
 
+/** Streams whose text changed since they were last drawn. */
+const undrawn = new Set();
+let drawFrame = 0;
+
+/**
+ * Draws a stream's text at the next frame, once however many deltas arrive before it: a
+ * delta drawn at once (and the log scrolled, which lays the page out) would make a fast
+ * stream's cost grow with its length times its deltas, and freeze the page.
+ */
+function drawSoon(stream) {
+  undrawn.add(stream);
+  if (drawFrame === 0) drawFrame = window.requestAnimationFrame(drawStreams);
+}
+
+function drawStreams() {
+  drawFrame = 0;
+  for (const stream of undrawn) drawNow(stream);
+  scrollChat();
+}
+
+/** Shows a stream's text as it is now. */
+function drawNow(stream) {
+  undrawn.delete(stream);
+  stream.body.textContent = stream.text;
+}
+
 function finishStream(stream, finalState, note) {
+  if (undrawn.has(stream)) drawNow(stream);
   stream.done = true;
   stream.el.dataset.state = finalState;
   stream.el.removeAttribute("aria-busy");
@@ -1506,7 +1564,8 @@ function scrollChat() {
 }
 
 function setRunState(text) {
-  $("chat-run-state").textContent = text;
+  const el = $("chat-run-state");
+  if (el.textContent !== text) el.textContent = text;
 }
 
 function showChatError(text) {
@@ -2416,6 +2475,9 @@ async function loadSessionLog(key, label) {
 // Wiring
 
 function init() {
+  // Off in the markup until now: submitted before this script ran, the form would go out as
+  // a GET with the token in the URL (history, logs, the Referer of anything it loads).
+  /** @type {HTMLButtonElement} */ ($("login-submit")).disabled = false;
   $("login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const token = /** @type {HTMLInputElement} */ ($("token")).value.trim();

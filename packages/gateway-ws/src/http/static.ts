@@ -1,6 +1,6 @@
 /** The dashboard: static files served at `/`. */
 import { existsSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -52,7 +52,9 @@ export function defaultDashboardDir(): string | undefined {
 
 /**
  * Serves a file of `root` for a GET/HEAD request. Returns false when there is no such file
- * (the caller answers 404). Paths that try to leave `root` are never served.
+ * (the caller answers 404). Paths that try to leave `root` are never served: no `..` or
+ * dotfile segment (`.env`, `.git/`), no trailing slash after a file name, and no symlink
+ * whose target lies outside `root`.
  */
 export async function serveStatic(
   req: IncomingMessage,
@@ -68,11 +70,15 @@ export async function serveStatic(
     return false;
   }
   if (decoded.includes("\0")) return false;
-  const base = resolve(root);
   const relative = decoded === "/" || decoded === "" ? "index.html" : decoded.replace(/^\/+/, "");
-  const file = resolve(base, relative);
-  if (file !== base && !file.startsWith(base + sep)) return false;
+  const segments = relative.split(/[/\\]/);
+  if (segments.some((segment) => segment === "" || segment.startsWith("."))) return false;
+  let file: string;
   try {
+    // Both through their symlinks, so a link inside `root` cannot lead out of it.
+    const base = await realpath(resolve(root));
+    file = await realpath(resolve(base, relative));
+    if (!file.startsWith(base + sep)) return false;
     const info = await stat(file);
     if (!info.isFile()) return false;
   } catch {
