@@ -36,7 +36,7 @@ interface JobMeta extends JsonObject {
 
 function record(value: unknown, what: string): Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw invalidRequest(`${what} must be an object`);
+    throw invalidRequest(`${what} must be an object`, { code: "INVALID_PARAMS", field: what });
   }
   return value as Record<string, unknown>;
 }
@@ -47,17 +47,26 @@ function toSchedule(raw: unknown): CronSchedule {
   switch (s.kind) {
     case "at":
       if (typeof s.at !== "string" || s.at.length === 0)
-        throw invalidRequest("schedule.at must be a date string");
+        throw invalidRequest("schedule.at must be a date string", {
+          code: "INVALID_PARAMS",
+          field: "schedule.at",
+        });
       return { at: s.at };
     case "every":
       if (typeof s.everyMs !== "number" || !(s.everyMs > 0))
-        throw invalidRequest("schedule.everyMs must be > 0");
+        throw invalidRequest("schedule.everyMs must be > 0", {
+          code: "INVALID_PARAMS",
+          field: "schedule.everyMs",
+        });
       return typeof s.anchorMs === "number"
         ? { every: s.everyMs, anchor: s.anchorMs }
         : { every: s.everyMs };
     case "cron":
       if (typeof s.expr !== "string" || s.expr.length === 0)
-        throw invalidRequest("schedule.expr must be a cron expression");
+        throw invalidRequest("schedule.expr must be a cron expression", {
+          code: "INVALID_PARAMS",
+          field: "schedule.expr",
+        });
       return typeof s.tz === "string" && s.tz.length > 0
         ? { cron: s.expr, timezone: s.tz }
         : { cron: s.expr };
@@ -404,7 +413,12 @@ export function cronBackend(
         typeof params.agentId === "string" && params.agentId.length > 0
           ? knownAgent(params.agentId)
           : defaultAgent();
-      if (agentId === undefined) throw invalidRequest("cron.add needs an agentId");
+      if (agentId === undefined) {
+        throw invalidRequest("cron.add needs an agentId", {
+          code: "INVALID_PARAMS",
+          field: "agentId",
+        });
+      }
       const { prompt, kind } = toPrompt(params.payload);
       // A system event has no time limit in the protocol: only an agent turn's is read.
       const timeoutMs =
@@ -444,7 +458,10 @@ export function cronBackend(
       if (patch.sessionTarget !== undefined) change.session = toSession(patch.sessionTarget);
       if (patch.enabled !== undefined) {
         if (typeof patch.enabled !== "boolean")
-          throw invalidRequest("patch.enabled must be a boolean");
+          throw invalidRequest("patch.enabled must be a boolean", {
+            code: "INVALID_PARAMS",
+            field: "patch.enabled",
+          });
         change.enabled = patch.enabled;
       }
       if (patch.delivery !== undefined) change.delivery = toDelivery(patch.delivery);
