@@ -18,7 +18,8 @@ import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
 import { DEFAULT_COMPACTION_TIMEOUT_MS } from "../sessions/compaction.js";
 import { RunHandle } from "../sessions/run-handle.js";
 import { AgentRuntime, type AgentRuntimeOptions } from "../sessions/runtime.js";
-import type { SessionActor } from "../sessions/session-actor.js";
+import { liveEntries, type SessionActor } from "../sessions/session-actor.js";
+import { savedCallUsage } from "../sessions/transcript-usage.js";
 import type { RunResult } from "../sessions/types.js";
 import type { Lease, QueuedMessage, Store } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
@@ -1520,7 +1521,11 @@ export class ClusterNode implements SessionOwnership {
     }
   }
 
-  /** A run's result from the transcript, for a run whose events were not delivered. */
+  /**
+   * A run's result from the transcript, for a run whose events were not delivered: its live
+   * entries (an attempt cancelled by a discard marker, after a failed save or a crash, left
+   * out), with the usage and cost saved with its assistant messages.
+   */
   async #rebuildResult(follower: RunFollower): Promise<RunResult> {
     const runIds = new Set([follower.runId, follower.payloadRunId]);
     const records = await this.store.transcripts.read(follower.sessionKey, {
@@ -1528,14 +1533,27 @@ export class ClusterNode implements SessionOwnership {
       limit: 200,
     });
     const messages: ModelMessage[] = [];
+    const usage: RunResult["usage"] = { inputTokens: 0, outputTokens: 0 };
+    let costUsd = 0;
     let runId = follower.runId;
-    for (const record of records.reverse()) {
-      const entry = record.entry as { runId?: string; message?: ModelMessage; discarded?: true };
+    for (const record of liveEntries(records.reverse())) {
+      const entry = record.entry as { runId?: string; message?: ModelMessage };
       if (entry.runId === undefined || !runIds.has(entry.runId) || entry.message === undefined) {
         continue;
       }
       runId = entry.runId;
       if (entry.message.role !== "user") messages.push(entry.message);
+      const call = savedCallUsage(record.entry);
+      if (call === undefined) continue;
+      usage.inputTokens += call.inputTokens;
+      usage.outputTokens += call.outputTokens;
+      if (call.cacheReadTokens > 0) {
+        usage.cacheReadTokens = (usage.cacheReadTokens ?? 0) + call.cacheReadTokens;
+      }
+      if (call.cacheWriteTokens > 0) {
+        usage.cacheWriteTokens = (usage.cacheWriteTokens ?? 0) + call.cacheWriteTokens;
+      }
+      costUsd += call.costUsd;
     }
     const last = messages.findLast((m) => m.role === "assistant");
     const text =
@@ -1546,8 +1564,8 @@ export class ClusterNode implements SessionOwnership {
       text,
       messages,
       steps: messages.filter((m) => m.role === "assistant").length,
-      usage: { inputTokens: 0, outputTokens: 0 },
-      costUsd: 0,
+      usage,
+      costUsd,
     };
     if (last !== undefined) return { ...base, status: "completed" };
     return {
