@@ -14,7 +14,8 @@ export interface RetryOptions {
   baseDelayMs?: number;
   /**
    * Upper bound of any delay. A `retry-after` longer than this is not waited for: the chain
-   * moves on to the next ref instead. Default 30 000.
+   * moves on to the next ref instead. While another ref follows, a `retry-after` longer than
+   * the retry's backoff ceiling is not waited for either. Default 30 000.
    */
   maxDelayMs?: number;
   /**
@@ -45,9 +46,18 @@ export function retryDelay(
   random: () => number,
 ): number | undefined {
   if (retryAfterMs !== undefined && retryAfterMs > options.maxDelayMs) return undefined;
-  const ceiling = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (failedAttempts - 1));
+  const ceiling = backoffCeiling(failedAttempts, options);
   const backoff = options.jitter === "full" ? Math.floor(random() * ceiling) : ceiling;
   return Math.max(backoff, retryAfterMs ?? 0);
+}
+
+/**
+ * The ceiling of the backoff before retry number `failedAttempts`:
+ * `min(maxDelayMs, baseDelayMs * 2^(failedAttempts - 1))` (a base of 0 stays 0).
+ */
+export function backoffCeiling(failedAttempts: number, options: ResolvedRetryOptions): number {
+  if (options.baseDelayMs === 0) return 0;
+  return Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (failedAttempts - 1));
 }
 
 /** The error a wait or call rejects with when `signal` aborts. */

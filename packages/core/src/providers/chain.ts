@@ -21,6 +21,7 @@ import {
 } from "../runtime/validate.js";
 import { beginTelemetryTrace, emitTelemetry, type TelemetryTrace } from "../telemetry.js";
 import {
+  backoffCeiling,
   CallCancellation,
   sleep as defaultSleep,
   type ResolvedRetryOptions,
@@ -196,7 +197,9 @@ const DEFAULT_CIRCUIT: Required<CircuitBreakerOptions> = {
  *   `overloaded`, `server`, `network`, `timeout`) are retried on the same ref, after
  *   exponential backoff with full jitter that is never shorter than the provider's
  *   `retry-after`. A `retry-after` longer than `retry.maxDelayMs` is not waited for: the
- *   chain moves on to the next ref at once.
+ *   chain moves on to the next ref at once. While another ref follows, neither is one longer
+ *   than the retry's backoff ceiling (`baseDelayMs * 2^(attempt - 1)`, at most `maxDelayMs`):
+ *   a 429 that asks for 30 s fails over to a healthy fallback now instead of sleeping.
  * - **Non-retryable errors** (`auth`, `invalid_request`, `malformed_stream`, anything that is
  *   not a `ProviderError`) move on to the next ref without retrying. `invalid_request` does
  *   not stop the chain: the next ref is another vendor or model, with its own context size,
@@ -420,12 +423,20 @@ export class ProviderChain {
                   // costs about 1 µs.
                   const providerRequest = Object.assign({}, request) as ModelRequest;
                   providerRequest.model = target.model;
-                  state.iterator = target.provider
+                  const iterator: unknown = target.provider
                     .stream(
                       providerRequest,
                       call.withSignal(options as ModelCallOptions, CHAIN_KEYS),
                     )
                     [Symbol.asyncIterator]();
+                  // Without an iterator there is no stream: a broken provider, not an empty
+                  // answer (ChainStream would take a missing iterator for an ended stream).
+                  if (typeof iterator !== "object" || iterator === null) {
+                    throw new TypeError(
+                      `the provider's stream gave ${describeArg(iterator)} as its iterator`,
+                    );
+                  }
+                  state.iterator = iterator as AsyncIterator<ModelStreamEvent>;
                   // ChainStream streams the provider's events and comes back here when its
                   // stream has ended, or throws its error (an abort's included) in here.
                   yield state;
@@ -447,7 +458,7 @@ export class ProviderChain {
             attempt < this.#retry.maxAttempts &&
             isRetryable(error) &&
             !CircuitOpenError.isInstance(error)
-              ? retryDelay(attempt, retryAfterOf(error), this.#retry, this.#random)
+              ? this.#delayBeforeRetry(attempt, retryAfterOf(error), isLastRef)
               : undefined;
           yield {
             type: "attempt-failed",
@@ -467,6 +478,23 @@ export class ProviderChain {
       unlink?.();
       if (onAbort !== undefined) outer?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /**
+   * The wait before retrying the same ref, or `undefined` to move on to the next ref now.
+   * With a fallback ref still to try, a `retry-after` longer than this retry's backoff
+   * ceiling is not slept through: a healthy fallback answers now.
+   */
+  #delayBeforeRetry(
+    attempt: number,
+    retryAfterMs: number | undefined,
+    isLastRef: boolean,
+  ): number | undefined {
+    if (!isLastRef && retryAfterMs !== undefined) {
+      const ceiling = backoffCeiling(attempt, this.#retry);
+      if (retryAfterMs > ceiling) return undefined;
+    }
+    return retryDelay(attempt, retryAfterMs, this.#retry, this.#random);
   }
 
   /** Starts an attempt on `target`: its circuit's permit, or the open circuit's error. */
@@ -531,7 +559,13 @@ export class ProviderChain {
       closeQuietly(state.iterator);
     }
     if (!state.circuitSettled) this.#breaker?.released(target.ref, state.permit);
-    state.lease?.release(usage === undefined ? undefined : usage.inputTokens + usage.outputTokens);
+    // No provider was called (aborted, or the caller stopped reading, at `attempt-start`):
+    // the request was never made, so it leaves the per-minute windows as it found them.
+    if (startedAt === undefined) state.lease?.cancel();
+    else
+      state.lease?.release(
+        usage === undefined ? undefined : usage.inputTokens + usage.outputTokens,
+      );
     if (startedAt !== undefined) {
       // Arguments are not evaluated when there is no trace (nobody listens).
       state.trace?.end(

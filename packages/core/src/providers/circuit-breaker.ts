@@ -103,10 +103,12 @@ export class CircuitBreaker {
     // Calls that started before the circuit opened report late; they change nothing.
     if (circuit.state !== "closed") return;
     const failures = circuit.failures;
-    failures.push(now);
+    // Older failures leave the window before this one is counted: this one always counts,
+    // even with a `windowMs` of 0.
     while (failures.length > 0 && (failures[0] as number) <= now - this.#options.windowMs) {
       failures.shift();
     }
+    failures.push(now);
     if (failures.length >= this.#options.failureThreshold) {
       circuit.failures = [];
       circuit.openedAt = now;

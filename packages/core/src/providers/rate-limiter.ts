@@ -98,6 +98,14 @@ export class Limiter {
     if (index === 0) this.#line[0]?.wake?.();
   }
 
+  /**
+   * Room was made in the window before its time (a request taken back, or a usage smaller
+   * than its estimate): the call first in line, if any, looks again instead of sleeping on.
+   */
+  roomMade(): void {
+    this.#line[0]?.wake?.();
+  }
+
   /** Counts one request of `tokens` at `now`; the entry's tokens may be corrected later. */
   record(tokens: number, now: number): WindowEntry {
     const entry = { at: now, tokens };
@@ -150,7 +158,8 @@ export interface LimiterLease {
   release(actualTokens: number | undefined): void;
   /**
    * Releases the lease of a request that was never made (its circuit refused it after the
-   * wait): it leaves the per-minute windows as if it had never been counted.
+   * wait, or the call was aborted before its provider was called): it leaves the per-minute
+   * windows as if it had never been counted.
    */
   cancel(): void;
 }
@@ -206,8 +215,10 @@ export async function acquireLimits(
             released = true;
             // A count that is not one (a provider's usage without output tokens: NaN) keeps
             // the estimate, which would otherwise switch the TPM limit off for a minute.
-            if (actualTokens !== undefined && actualTokens >= 0 && actualTokens !== Infinity)
+            if (actualTokens !== undefined && actualTokens >= 0 && actualTokens !== Infinity) {
               for (const entry of entries) entry.tokens = actualTokens;
+              if (actualTokens < tokens) for (const limiter of limiters) limiter.roomMade();
+            }
             releaseSlots();
           },
           cancel() {
@@ -216,6 +227,7 @@ export async function acquireLimits(
             for (let index = 0; index < limiters.length; index++) {
               (limiters[index] as Limiter).unrecord(entries[index] as WindowEntry);
             }
+            for (const limiter of limiters) limiter.roomMade();
             releaseSlots();
           },
         };
@@ -237,13 +249,41 @@ export async function acquireLimits(
         );
         mine.wake = undefined;
       } else {
-        await raceAbort(sleep(wait, signal), signal);
+        await sleepUntilRoom(ticket, wait, signal, sleep);
       }
     }
   } catch (error) {
     leaveLines();
     releaseSlots();
     throw error;
+  }
+}
+
+/**
+ * The wait of the call first in line: `ms`, or until room is made early (see
+ * {@link Limiter.roomMade}), whichever comes first; the sleep is cancelled (its timer
+ * cleared) when woken or aborted. Rejects with `AbortedError` when `signal` aborts.
+ */
+async function sleepUntilRoom(
+  ticket: Ticket,
+  ms: number,
+  signal: AbortSignal,
+  sleep: SleepFunction,
+): Promise<void> {
+  const stop = new AbortController();
+  const end = () => stop.abort();
+  signal.addEventListener("abort", end, { once: true });
+  ticket.wake = end;
+  try {
+    // Raced: a sleep that ignores its signal must not hold the call.
+    await raceAbort(sleep(ms, stop.signal), stop.signal);
+  } catch (error) {
+    if (!stop.signal.aborted) throw error;
+    if (signal.aborted) throw abortedBy(signal);
+    // Woken: the caller looks at the windows again.
+  } finally {
+    ticket.wake = undefined;
+    signal.removeEventListener("abort", end);
   }
 }
 
