@@ -383,7 +383,7 @@ export type RunEvent =
       toolName: string;
       output: JsonValue;
       isError: boolean;
-      /** The images of the result (see `ToolResultPart.images`), when it has any. */
+      /** The images of the result (see `ToolResultPart.images`), if it carries images. */
       images?: ImagePart[];
     })
   | (RunEventBase & { type: "steer"; input: UserMessageInput })
