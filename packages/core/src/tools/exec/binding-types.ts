@@ -84,6 +84,12 @@ export interface ExecBinding {
   cwd: string;
   /** Caller-supplied environment variables (already checked against the blocklist). */
   env: Readonly<Record<string, string>>;
+  /**
+   * The input written to the command's standard input, when the call gives one. It is part
+   * of the `key`: for a shell or an interpreter (`sh`, `python3 -`, `xargs rm`) it is what
+   * runs, so approving `sh` with one input never covers another.
+   */
+  stdin?: string;
   /** The search path programs were resolved against. */
   path: string;
   /** The shell that runs `script`. */

@@ -58,6 +58,11 @@ export interface BindOptions {
   host?: string;
   /** Caller-supplied environment variables; blocked names throw {@link BlockedEnvError}. */
   env?: Readonly<Record<string, string>>;
+  /**
+   * The input the command will be given on standard input, if any. Part of the key, and
+   * shown by {@link describeBinding}: the person approving sees what the command will read.
+   */
+  stdin?: string;
   /** Search path programs resolve against. Default {@link DEFAULT_EXEC_PATH}. */
   path?: string;
   /** Resolves programs on hosts that do not share this file system. */
@@ -94,6 +99,9 @@ const WRITE_OPS = new Set([">", ">>", ">|", "<>"]);
  */
 export function bindCommand(command: string, options: BindOptions): ExecBinding {
   if (typeof command !== "string") throw new InvalidArgumentError("command must be a string");
+  if (options.stdin !== undefined && typeof options.stdin !== "string") {
+    throw new InvalidArgumentError("stdin must be a string");
+  }
   if (!path.isAbsolute(options.cwd)) {
     throw new InvalidArgumentError(`cwd must be absolute, got ${JSON.stringify(options.cwd)}`);
   }
@@ -130,6 +138,8 @@ export function bindCommand(command: string, options: BindOptions): ExecBinding 
         env: sortedEnv,
         script,
         run: analysis.invocations.map((i) => [i.kind, i.executable, i.argv, i.via]),
+        // Only when given, so that a command without input keeps the key it always had.
+        ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
       }),
     )
     .digest("hex");
@@ -138,6 +148,7 @@ export function bindCommand(command: string, options: BindOptions): ExecBinding 
     host,
     cwd: options.cwd,
     env,
+    ...(options.stdin === undefined ? {} : { stdin: options.stdin }),
     path: searchPath,
     shell,
     invocations: analysis.invocations,
@@ -493,7 +504,9 @@ function short(raw: string): string {
 
 /**
  * A multi-line description of a binding for the person approving it: every invocation with
- * its resolved program, the writes, the assignments and why it is dynamic. Characters
+ * its resolved program, the writes, the assignments, the caller's environment variables with
+ * their values, the input given on stdin (its length and its first 4 000 characters) and why
+ * it is dynamic. Characters
  * outside printable ASCII are shown as `\u{...}` escapes so that look-alikes stand out.
  *
  * @example
@@ -521,10 +534,26 @@ export function describeBinding(binding: ExecBinding): string {
   }
   if (binding.writes.length > 0) lines.push(`writes: ${binding.writes.map(visible).join(", ")}`);
   if (binding.assignments.length > 0) lines.push(`sets: ${binding.assignments.join(", ")}`);
-  const env = Object.keys(binding.env);
-  if (env.length > 0) lines.push(`env: ${env.join(", ")}`);
+  // Values too: a name alone (`HTTPS_PROXY`, `GIT_DIR`) does not say what the command does.
+  const env = Object.entries(binding.env).map(
+    ([name, value]) => `${name}=${quoteForDisplay(value)}`,
+  );
+  if (env.length > 0) lines.push(`env: ${env.join(" ")}`);
+  if (binding.stdin !== undefined) lines.push(describeStdin(binding.stdin));
   for (const reason of binding.dynamic) lines.push(`dynamic (${reason.kind}): ${reason.detail}`);
   return lines.join("\n");
+}
+
+/** The most characters of a command's input {@link describeBinding} shows. */
+const STDIN_SHOWN_CHARS = 4_000;
+
+/** One line: how long the input is, and its start, escaped (a newline shows as `\u{a}`). */
+function describeStdin(stdin: string): string {
+  const shown = Array.from(stdin.slice(0, STDIN_SHOWN_CHARS + 1)).slice(0, STDIN_SHOWN_CHARS);
+  const head = shown.join("");
+  const rest = stdin.length - head.length;
+  const more = rest > 0 ? ` ... (${rest} more characters not shown)` : "";
+  return `stdin (${stdin.length} characters): ${quoteForDisplay(head)}${more}`;
 }
 
 function visible(text: string): string {

@@ -1,7 +1,7 @@
-import { execFile } from "node:child_process";
-import { existsSync, realpathSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, constants, existsSync, openSync, readlinkSync, realpathSync } from "node:fs";
 import os from "node:os";
-import { SandboxUnavailableError } from "../../errors.js";
+import { ExecRefusedError, SandboxUnavailableError } from "../../errors.js";
 import { GatewayHost, type LocalHostOptions } from "./gateway-host.js";
 import { type ExecChild, type ExecHostKind, type ExecSpawnRequest, spawnDetached } from "./host.js";
 import { findExecutable, isExecutableFile } from "./resolve.js";
@@ -29,7 +29,16 @@ export interface BubblewrapSandboxOptions extends LocalHostOptions {
  * empty private `/tmp`; the home directory and `/run` hidden behind empty read-only mounts;
  * capabilities dropped; a new session
  * (no terminal to inject input into); killed when this process dies (`--die-with-parent`).
- * Only the working directory is writable.
+ * Only the working directory is writable. It is bound by an open descriptor
+ * (`--bind-fd`, which `probe` checks bwrap has) of the directory that was checked, checked again
+ * when the command starts: a command that re-points the path meanwhile (renames the
+ * directory and leaves a symlink to elsewhere in its place) cannot make a later command bind
+ * and write the place the symlink names.
+ *
+ * "No network" does not cover Unix sockets in the file system: a read-only bind does not stop
+ * `connect()`, so a socket outside the hidden directories (a daemon's in `/var/lib`, a Docker
+ * socket where `/var/run` is not a link to `/run`) is reachable from inside. Add the
+ * directories of such sockets to `hide`.
  *
  * Programs resolve as on the host (the sandbox sees the same read-only file system), so
  * bindings are exact. Signals reach every process inside, because they are all descendants
@@ -56,7 +65,8 @@ export class BubblewrapSandbox extends GatewayHost {
   }
 
   /**
-   * The `bwrap` arguments (everything before `--`) for a command in `cwd`.
+   * The `bwrap` arguments (everything before `--`) for a command in `cwd`. With `cwdFd`, the
+   * working directory is bound from that descriptor of bwrap's (`--bind-fd`), as `spawn` does.
    *
    * @example
    * ```ts
@@ -64,11 +74,14 @@ export class BubblewrapSandbox extends GatewayHost {
    * // ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
    * //  "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", ...,
    * //  "--bind", "/w", "/w", "--remount-ro", "/root", "--remount-ro", "/run", "--chdir", "/w"]
+   * new BubblewrapSandbox({ roots: ["/w"] }).arguments("/w", { cwdFd: 3 });
+   * // [..., "--bind-fd", "3", "/w", ...]
    * ```
    */
-  arguments(cwd: string): string[] {
+  arguments(cwd: string, options: { cwdFd?: number } = {}): string[] {
     const { args, hidden } = this.#isolation(cwd);
-    args.push("--bind", cwd, cwd);
+    if (options.cwdFd === undefined) args.push("--bind", cwd, cwd);
+    else args.push("--bind-fd", String(options.cwdFd), cwd);
     // A hidden directory inside the working directory is covered only now: mounted before,
     // the bind of the working directory would lay the real one back over it.
     for (const dir of hidden) if (isInside(dir, cwd)) args.push("--tmpfs", dir);
@@ -115,6 +128,15 @@ export class BubblewrapSandbox extends GatewayHost {
   }
 
   /**
+   * Rejects with {@link SandboxUnavailableError} when bubblewrap is missing or cannot create a
+   * sandbox here ({@link BubblewrapSandbox.probe}). The exec tool calls it before binding a
+   * command and asking for approval, so that nobody approves a command that cannot run.
+   */
+  async ready(): Promise<void> {
+    await this.probe();
+  }
+
+  /**
    * Checks once that bubblewrap is installed and can create a sandbox here (user namespaces
    * may be disabled). Resolves with the path of `bwrap`.
    *
@@ -140,35 +162,91 @@ export class BubblewrapSandbox extends GatewayHost {
         `bubblewrap is not installed${this.#bwrapPath === undefined ? "" : ` at ${this.#bwrapPath}`} (apt-get install bubblewrap)`,
       );
     }
-    await new Promise<void>((resolve, reject) => {
-      execFile(
-        bwrap,
-        [...this.#isolation().args, "--", this.shell, "-c", ":"],
-        { timeout: 10_000, env: {} },
-        (error, _stdout, stderr) => {
-          if (error === null) resolve();
-          else {
-            reject(
-              new SandboxUnavailableError(
-                "bubblewrap",
-                `bubblewrap cannot create a sandbox here: ${String(stderr).trim() || error.message}`,
-                { cause: error },
-              ),
-            );
-          }
-        },
-      );
-    });
+    // The probe binds a directory by descriptor too, as every command's working directory is.
+    const fd = openSync("/", constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const args = [...this.#isolation().args, "--ro-bind-fd", "3", "/tmp/.probe"];
+        const child = spawn(bwrap, [...args, "--", this.shell, "-c", ":"], {
+          cwd: "/",
+          env: {},
+          stdio: ["ignore", "ignore", "pipe", fd],
+          timeout: 10_000,
+        });
+        let stderr = "";
+        child.stderr?.setEncoding("utf8");
+        child.stderr?.on("data", (text: string) => {
+          if (stderr.length < 4096) stderr += text;
+        });
+        const fail = (detail: string, cause?: unknown) =>
+          reject(
+            new SandboxUnavailableError(
+              "bubblewrap",
+              `bubblewrap cannot create a sandbox here: ${detail}`,
+              cause === undefined ? undefined : { cause },
+            ),
+          );
+        child.once("error", (error) => fail(error.message, error));
+        child.once("close", (code, signal) => {
+          if (code === 0) resolve();
+          else fail(stderr.trim() || `bwrap ended with ${signal ?? `exit code ${code}`}`);
+        });
+      });
+    } finally {
+      closeSync(fd);
+    }
     return bwrap;
   }
 
   override async spawn(request: ExecSpawnRequest): Promise<ExecChild> {
     const bwrap = await this.probe();
-    return spawnDetached(
-      bwrap,
-      [...this.arguments(request.cwd), "--", this.shell, "-c", request.script],
-      { cwd: request.cwd, env: request.env },
-    );
+    const fd = this.#openCwd(request.cwd);
+    try {
+      return await spawnDetached(
+        bwrap,
+        [...this.arguments(request.cwd, { cwdFd: 3 }), "--", this.shell, "-c", request.script],
+        // bwrap itself starts in `/`: the command's directory is set inside (`--chdir`).
+        { cwd: "/", env: request.env, fds: [fd] },
+      );
+    } finally {
+      // The child holds its own copy from the fork on; bwrap closes it once it is bound.
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Opens the working directory for `--bind-fd`, after checking again that `cwd` is still a
+   * real directory inside the roots (no component became a symlink since `resolveCwd`) and
+   * that the directory opened is the one that path names. From then on the descriptor is
+   * what gets bound, whatever the path comes to name.
+   *
+   * @throws ExecRefusedError (reason `cwd`) when the directory changed or is gone.
+   */
+  #openCwd(cwd: string): number {
+    const changed = (detail: string) =>
+      new ExecRefusedError(
+        "cwd",
+        `working directory ${cwd} changed since it was checked: ${detail}`,
+        cwd,
+      );
+    this.recheckCwd(cwd);
+    let fd: number;
+    try {
+      fd = openSync(cwd, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+    } catch (error) {
+      throw changed(error instanceof Error ? error.message : String(error));
+    }
+    let opened: string;
+    try {
+      opened = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      opened = cwd; // without /proc, the check above is all there is
+    }
+    if (opened !== cwd) {
+      closeSync(fd);
+      throw changed(`the directory opened is ${opened}`);
+    }
+    return fd;
   }
 }
 

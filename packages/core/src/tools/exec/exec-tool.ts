@@ -127,8 +127,11 @@ const HOST_KINDS: readonly ExecHostKind[] = ["gateway", "sandbox", "node"];
 /**
  * The `exec` tool: runs a shell command after binding it ({@link bindCommand}) and getting
  * it approved — by the allowlist, by an earlier `allow-always` of the exact same binding, or
- * by `approve`. A denial, an approval timeout, a refused construct or a blocked environment
- * variable is an error result; nothing runs.
+ * by `approve`. The binding covers the call's `env` values and its `stdin` too: the approver
+ * sees them, and an `allow-always` covers only the same ones. A host that cannot run anything
+ * now (bubblewrap missing, a node not connected) fails the call before anyone is asked. A
+ * denial, an approval timeout, a refused construct or a blocked environment variable is an
+ * error result; nothing runs.
  *
  * Returns `{ status: "exited", exitCode, signal, stdout, stderr, truncated, durationMs,
  * timedOut }`, or, for a command still running after `yieldAfterMs` (or asked to run in the
@@ -279,6 +282,7 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
         cwd,
         host: host.id,
         env: input.env ?? {},
+        stdin: input.stdin,
         path: host.path,
         shell: host.shell,
         resolveExecutable: host.resolveExecutable,

@@ -4,8 +4,10 @@ import type { ExecApprover } from "./exec-tool.js";
 
 /**
  * An {@link ExecApprover} that asks an `ApprovalGate`: the request carries the binding's
- * exact `key` (so a remembered `allow-always` covers that binding only) and
- * {@link describeBinding} as the text the person sees. A denial or timeout rejects with the
+ * exact `key` (so a remembered `allow-always` covers that binding only),
+ * {@link describeBinding} as the text the person sees, and as its `input` the command, its
+ * working directory, host, caller environment (`env`, when any) and standard input (`stdin`,
+ * when given). A denial or timeout rejects with the
  * gate's `ApprovalDeniedError`, which the exec tool reports as an error result.
  *
  * The gate remembers `allow-always` itself (per session), so this approver always answers
@@ -29,7 +31,14 @@ export function approveWithGate(
         runId: context.runId,
         toolCallId: context.toolCallId,
         toolName,
-        input: { command: binding.command, cwd: binding.cwd, host: binding.host },
+        input: {
+          command: binding.command,
+          cwd: binding.cwd,
+          host: binding.host,
+          // What the command runs with besides its text: part of what is approved.
+          ...(Object.keys(binding.env).length > 0 ? { env: { ...binding.env } } : {}),
+          ...(binding.stdin === undefined ? {} : { stdin: binding.stdin }),
+        },
         key: `exec:${binding.key}`,
         display: describeBinding(binding),
       },

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "../../errors.js";
+import { ExecRefusedError, InvalidArgumentError } from "../../errors.js";
 import { checkSearchPath, DEFAULT_EXEC_PATH, sanitizeEnv } from "./env.js";
 import {
   type ExecChild,
@@ -76,9 +76,33 @@ export class GatewayHost implements ExecHost {
   readonly resolveExecutable: ExecutableResolver = (name, cwd) =>
     findExecutable(name, cwd, this.path);
 
+  /**
+   * Checks `cwd` (a directory {@link GatewayHost.resolveCwd} returned) again as the command
+   * starts, which may be long after the check (approval waits for a person): a directory
+   * renamed meanwhile and replaced by a symlink to elsewhere is refused, not followed.
+   *
+   * @throws ExecRefusedError (reason `cwd`) when `cwd` no longer resolves to itself inside the
+   *   roots.
+   */
+  protected recheckCwd(cwd: string): void {
+    const real = this.resolveCwd(cwd);
+    if (real !== cwd) {
+      throw new ExecRefusedError(
+        "cwd",
+        `working directory ${cwd} changed since it was checked: it now resolves to ${real}`,
+        cwd,
+      );
+    }
+  }
+
   spawn(request: ExecSpawnRequest): Promise<ExecChild> {
     if (!isExecutableFile(this.shell)) {
       return Promise.reject(new InvalidArgumentError(`shell ${this.shell} is not executable`));
+    }
+    try {
+      this.recheckCwd(request.cwd);
+    } catch (error) {
+      return Promise.reject(error);
     }
     return spawnDetached(this.shell, ["-c", request.script], {
       cwd: request.cwd,

@@ -106,13 +106,18 @@ export interface ExecHost {
 }
 
 /**
- * Spawns `file args` detached (its own session and process group) with piped stdio, and
- * resolves once the OS has started it.
+ * Spawns `file args` detached (its own session and process group) with piped stdio (and
+ * `fds` passed on as fd 3 and up), and resolves once the OS has started it.
  */
 export function spawnDetached(
   file: string,
   args: readonly string[],
-  options: { cwd: string; env: Record<string, string> },
+  options: {
+    cwd: string;
+    env: Record<string, string>;
+    /** Open descriptors the child gets as its fd 3, 4, ... (the caller still closes them). */
+    fds?: readonly number[];
+  },
 ): Promise<ExecChild> {
   return new Promise((resolve, reject) => {
     // Every process the command starts inherits the marker, by which its tree finds even one
@@ -122,7 +127,7 @@ export function spawnDetached(
       cwd: options.cwd,
       env: { ...options.env, [PROCESS_TREE_ENV]: marker },
       detached: true,
-      stdio: ["pipe", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe", ...(options.fds ?? [])],
     });
     const onError = (error: Error) => {
       child.stdin?.destroy();
