@@ -473,15 +473,20 @@ export interface ProviderAttempt {
   /** 1-based attempt number for this ref. */
   attempt: number;
   error: unknown;
+  /** True when no call was made: the ref's circuit was open (`error` is a `CircuitOpenError`). */
+  skipped?: true;
 }
 
-/** Every provider of a chain failed (after retries); `attempts` names each one. */
+/**
+ * Every provider of a chain failed (after retries); `attempts` names each one, in order,
+ * skips for an open circuit included (`skipped: true`, "skipped" in the message).
+ */
 export class AllProvidersFailedError extends BeamClawError {
   readonly attempts: readonly ProviderAttempt[];
   constructor(attempts: readonly ProviderAttempt[]) {
     super(
       "ALL_PROVIDERS_FAILED",
-      `all providers failed: ${attempts.map((a) => `${a.ref}#${a.attempt}: ${describe(a.error)}`).join("; ")}`,
+      `all providers failed: ${attempts.map((a) => `${a.ref}#${a.attempt}${a.skipped === true ? " skipped" : ""}: ${describe(a.error)}`).join("; ")}`,
       { cause: attempts.at(-1)?.error },
     );
     this.attempts = attempts;

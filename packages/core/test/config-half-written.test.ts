@@ -11,7 +11,6 @@
  * debounce), and the test then waits for events.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
-import type { FileHandle } from "node:fs/promises";
 import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,39 +19,17 @@ import {
   type BeamClawConfig,
   type ConfigError,
   ConfigService,
+  type ConfigServiceOptions,
+  NoProcessError,
   parseConfigYaml,
 } from "../src/index.js";
+import type { ReadEndHook } from "./fs-read-hooks.js";
 
 /** Called with the path each time a read of a file ends (its end reached, or it failed). */
-let onReadEnd: ((path: string) => void) | undefined;
+let onReadEnd: ReadEndHook | undefined;
 vi.mock("node:fs/promises", async (original) => {
-  const real = await original<typeof import("node:fs/promises")>();
-  const readFile = (async (...args: Parameters<typeof real.readFile>) => {
-    try {
-      return await real.readFile(...args);
-    } finally {
-      onReadEnd?.(String(args[0]));
-    }
-  }) as typeof real.readFile;
-  const open = (async (...args: Parameters<typeof real.open>) => {
-    let handle: FileHandle;
-    try {
-      handle = await real.open(...args);
-    } catch (error) {
-      onReadEnd?.(String(args[0]));
-      throw error;
-    }
-    const read = handle.read.bind(handle) as (
-      ...readArgs: unknown[]
-    ) => Promise<{ bytesRead: number }>;
-    handle.read = (async (...readArgs: unknown[]) => {
-      const result = await read(...readArgs);
-      if (result.bytesRead === 0) onReadEnd?.(String(args[0]));
-      return result;
-    }) as FileHandle["read"];
-    return handle;
-  }) as typeof real.open;
-  return { ...real, readFile, open };
+  const { withReadEndHook } = await import("./fs-read-hooks.js");
+  return withReadEndHook(await original(), () => onReadEnd);
 });
 
 const dirs: string[] = [];
@@ -193,5 +170,95 @@ describe("ConfigService and a file saved in several writes", () => {
     expect(error.issues).toEqual([{ path: "(file)", message: "no such file" }]);
     expect(applied).toEqual([]);
     expect(modelsOf(service.current)).toEqual(["main=test/old-main", "helper=test/old-helper"]);
+  });
+});
+
+/**
+ * Two gaps in that defence, closed since:
+ * - With `debounceMs: 0` a read was "confirmed" by a second read made at once, so a writer
+ *   that paused even a few milliseconds between two writes had its first part applied. A read
+ *   now waits at least 50 ms before it is confirmed.
+ * - The read made by `start()` was not confirmed at all: a file being written when the
+ *   service started was taken half-written. start() now confirms its read the same way, and
+ *   reads again while the file changes.
+ *
+ * The second part is written a few milliseconds after the service has read the first: the
+ * writer under test pauses that long, shorter than the 50 ms confirmation.
+ */
+describe("ConfigService confirms every read, even with no debounce and at start", () => {
+  const WRITER_PAUSE_MS = 5;
+  const whole = agents(["test/new-main", "test/new-helper"]);
+  const cut = whole.indexOf("  - id: helper");
+  const final = ["main=test/new-main", "helper=test/new-helper"];
+
+  /** Writes `whole` to `fd` in two parts, the second `WRITER_PAUSE_MS` after `read` ended. */
+  async function writeInTwoParts(fd: number, read: Promise<void>): Promise<void> {
+    writeSync(fd, whole.slice(0, cut));
+    await read;
+    await new Promise((resolve) => setTimeout(resolve, WRITER_PAUSE_MS));
+    writeSync(fd, whole.slice(cut));
+  }
+
+  /** Starts a service on a file holding the first part; the second is written meanwhile. */
+  async function startWhileWriting(options: Omit<ConfigServiceOptions, "path">) {
+    const dir = await mkdtemp(join(tmpdir(), "beamclaw-config-half-"));
+    dirs.push(dir);
+    const file = join(dir, "beamclaw.yaml");
+    const fd = openSync(file, "w");
+    const service = new ConfigService({ path: file, ...options });
+    services.push(service);
+    const applied: string[][] = [];
+    service.on("config.changed", ({ config }) => applied.push(modelsOf(config)));
+    let started: Promise<unknown> | undefined;
+    try {
+      const writing = writeInTwoParts(fd, nextRead(file));
+      // The file holds its first part when the service starts.
+      started = service.start();
+      await writing;
+    } finally {
+      closeSync(fd);
+    }
+    await started;
+    return { service, file, applied };
+  }
+
+  it("with debounceMs 0, a file saved in place in two writes is never applied half-written", async () => {
+    const { service, file, applied, invalid } = await watched(0);
+    const done = eventually(service, (config) => (config.agents.length === 2 ? true : undefined));
+    const fd = openSync(file, "w");
+    try {
+      await writeInTwoParts(fd, nextRead(file));
+    } finally {
+      closeSync(fd);
+    }
+    await done;
+    expect(applied).toEqual([final]);
+    expect(modelsOf(service.current)).toEqual(final);
+    expect(invalid).toEqual([]);
+  });
+
+  it("start() does not take a file caught half-written: it starts with the whole one", async () => {
+    const { service, applied } = await startWhileWriting({ debounceMs: 0 });
+    expect(modelsOf(service.current)).toEqual(final);
+    expect(applied).toEqual([]);
+  });
+
+  it("start() confirms with the default debounce too", async () => {
+    const { service } = await startWhileWriting({ watch: false });
+    expect(modelsOf(service.current)).toEqual(final);
+  });
+
+  it("a stop() while start() waits to confirm ends the wait at once", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "beamclaw-config-half-"));
+    dirs.push(dir);
+    const file = join(dir, "beamclaw.yaml");
+    await writeFile(file, whole);
+    // A confirmation a minute long: only the stop can end it within the test's time.
+    const service = new ConfigService({ path: file, debounceMs: 60_000 });
+    const read = nextRead(file);
+    const started = service.start();
+    await read;
+    await service.stop();
+    await expect(started).rejects.toBeInstanceOf(NoProcessError);
   });
 });

@@ -23,6 +23,7 @@ import {
   type Deferred,
   deferred,
   failureOf,
+  fakeClock,
   readAll,
   stuckProvider,
   tick,
@@ -42,23 +43,6 @@ function providerError(
     provider: details.provider ?? "a",
     ...(details.retryAfterMs === undefined ? {} : { retryAfterMs: details.retryAfterMs }),
   });
-}
-
-/** A clock that only moves when the chain sleeps or the test advances it. */
-function fakeClock(start = 1_000_000) {
-  let time = start;
-  const sleeps: number[] = [];
-  return {
-    sleeps,
-    now: () => time,
-    advance(ms: number) {
-      time += ms;
-    },
-    sleep: async (ms: number) => {
-      sleeps.push(ms);
-      time += ms;
-    },
-  };
 }
 
 /** A chain on a fake clock with no jitter, unless the test says otherwise. */

@@ -22,6 +22,24 @@ export interface Deferred<T> {
   reject(error: unknown): void;
 }
 
+/** A clock for a provider chain that only moves when the chain sleeps or the test advances it. */
+export function fakeClock(start = 1_000_000) {
+  let time = start;
+  const sleeps: number[] = [];
+  return {
+    /** Every wait the chain asked for, in ms. */
+    sleeps,
+    now: () => time,
+    advance(ms: number) {
+      time += ms;
+    },
+    sleep: async (ms: number) => {
+      sleeps.push(ms);
+      time += ms;
+    },
+  };
+}
+
 /** Creates a promise that the test settles from outside through `resolve`/`reject`. */
 export function deferred<T = void>(): Deferred<T> {
   let resolve!: (value: T) => void;

@@ -3,6 +3,7 @@ import { type FileHandle, open, realpath } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { EventEmitter } from "eventemitter3";
 import { describe, InvalidArgumentError, NoProcessError } from "../errors.js";
+import { sleep } from "../providers/backoff.js";
 import { Actor } from "../runtime/actor.js";
 import type { PubSub } from "../runtime/pubsub.js";
 import { emitTelemetry } from "../telemetry.js";
@@ -39,13 +40,20 @@ export interface ConfigServiceOptions {
    * Quiet time after the last file event before the file is read, and again before what was
    * read is applied. Default 100 ms.
    *
-   * A read is applied only once it is confirmed: `debounceMs` after reading, the file it came
-   * from must still hold the same bytes (same size, modification time and content). So a file
-   * written in place in several writes (an editor or a tool that truncates the file and then
-   * writes it piece by piece) is not applied half-written as long as it pauses less than
-   * `2 × debounceMs` between writes; the read that saw a change is dropped and the file is
-   * read again once it holds still. Raise `debounceMs` for a writer that pauses longer. A
-   * change is therefore applied about `2 × debounceMs` after the file's last write.
+   * A read is applied only once it is confirmed: `debounceMs` after reading (never less than
+   * 50 ms, even with a `debounceMs` of 0), the file it came from must still hold the same
+   * bytes (same size, modification time and content). So a file written in place in several
+   * writes (an editor or a tool that truncates the file and then writes it piece by piece) is
+   * not applied half-written as long as it pauses less than
+   * `debounceMs + max(debounceMs, 50 ms)` between writes; the read that saw a change is
+   * dropped and the file is read again once it holds still. Raise `debounceMs` for a writer
+   * that pauses longer. A change is therefore applied about `2 × debounceMs` (at least
+   * 50 ms) after the file's last write.
+   *
+   * The first read, by `start()`, is confirmed the same way: `start()` takes at least the
+   * confirmation interval, and reads again while the file changes under it (for at most
+   * `max(1 s, 10 × debounceMs)`, after which it takes its latest read; the watcher applies
+   * what follows once the file holds still).
    *
    * A file saved again and again without `debounceMs` of quiet is still read at the latest
    * `max(1 s, 10 × debounceMs)` after the first change not yet applied. A save that replaces
@@ -58,6 +66,13 @@ export interface ConfigServiceOptions {
   /** Also publish `config.changed` / `config.invalid` on `events:global`. */
   pubsub?: PubSub;
 }
+
+/**
+ * The shortest wait before a read of the watched file is confirmed (see
+ * {@link ConfigServiceOptions.debounceMs}): with no wait at all, a file caught between two
+ * writes would be confirmed by a second read made at once, and applied half-written.
+ */
+const MIN_CONFIRM_MS = 50;
 
 /**
  * `link`: an event in the link's directory under another name than the file's, which matters
@@ -294,7 +309,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     }
     try {
       if (this.#watcher !== null) await this.#followTarget();
-      this.#current = await loadConfigFile(this.#path, env);
+      this.#current = await this.#readConfirmed(env);
     } catch (error) {
       // A failed start runs no terminate: the watchers are closed here.
       this.#closeWatchers();
@@ -327,6 +342,38 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
     }
   }
 
+  /** How long a read waits before it is confirmed (see `debounceMs`). */
+  #confirmMs(): number {
+    return Math.max(this.#options.debounceMs ?? 100, MIN_CONFIRM_MS);
+  }
+
+  /**
+   * `start()`'s read of the file, confirmed as a watched read is: taken once the file still
+   * holds the same bytes after the confirmation interval, read again while it changes (for at
+   * most `max(1 s, 10 × debounceMs)`, then the latest read is taken). A file that cannot be
+   * read fails at once. A stop while it waits ends the wait; what was read stands.
+   */
+  async #readConfirmed(env: { env?: Record<string, string | undefined> }): Promise<BeamClawConfig> {
+    const path = this.#path!;
+    const giveUpAt = Date.now() + Math.max(1_000, 10 * (this.#options.debounceMs ?? 100));
+    for (;;) {
+      const snapshot = await readSnapshot(path);
+      if ("error" in snapshot) throw unreadableConfig(path, snapshot.error);
+      let stable: boolean;
+      try {
+        await sleep(this.#confirmMs(), this.signal);
+        stable = await unchanged(snapshot);
+      } catch {
+        // Stopped while starting: start() reports it.
+        release(snapshot);
+        stable = true;
+      }
+      if (stable || Date.now() >= giveUpAt) {
+        return parseConfigYaml(snapshot.text, { ...env, source: path });
+      }
+    }
+  }
+
   /** Arms the debounced read after a file event (`link`: a `link` event). */
   #armReload(link: boolean): void {
     this.#linkOnly = (this.#debounce === null || this.#linkOnly) && link;
@@ -353,7 +400,7 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
       release(snapshot);
       return;
     }
-    const cancel = this.sendAfter({ type: "settled", generation }, this.#options.debounceMs ?? 100);
+    const cancel = this.sendAfter({ type: "settled", generation }, this.#confirmMs());
     this.#settling = { generation, snapshot, cancel };
   }
 

@@ -51,6 +51,9 @@ import type {
   ModelUsage,
 } from "./types.js";
 
+/** The key of {@link ProviderChain}'s state-size probe, for tests. @internal */
+export const CHAIN_STATE_SIZES: unique symbol = Symbol("beamclaw.chainStateSizes");
+
 /** Options of {@link createProviderChain}. */
 export interface ProviderChainOptions {
   /**
@@ -119,9 +122,15 @@ export type AttemptFailedEvent = {
   ref: string;
   attempt: number;
   error: unknown;
-  /** True when another attempt follows (on this ref after `delayMs`, or on the next ref). */
+  /**
+   * True when another attempt follows (on this ref after `delayMs`, on the next ref, or, after
+   * the last ref, on a ref that was skipped or left for its `retry-after`).
+   */
   willRetry: boolean;
-  /** Wait before the next attempt; 0 when moving on to the next ref or when none follows. */
+  /**
+   * Wait before the next attempt; 0 when moving on to the next ref or when none follows. After
+   * the last ref, the wait before retrying a ref that was left for its `retry-after`.
+   */
   delayMs: number;
   /**
    * True when this attempt had already streamed content (text, thinking or tool-call events):
@@ -143,6 +152,20 @@ interface Target {
   model: string;
   provider: ModelProvider;
   limiters: Limiter[];
+}
+
+/**
+ * A ref to try once more after every ref of a call has failed: one skipped for its open
+ * circuit (`readyAt` undefined: tried if the circuit has half-opened by then), or one left
+ * for a fallback instead of waiting out its `retry-after` (tried once the wait, counted from
+ * the failure, is over).
+ */
+interface Revisit {
+  target: Target;
+  /** The attempt number of the try. */
+  attempt: number;
+  /** When the ref's `retry-after` is over (clock ms). */
+  readyAt?: number;
 }
 
 type AttemptResult = { ok: true } | { ok: false; error: unknown; discardOutput: boolean };
@@ -175,6 +198,9 @@ const CONTENT_EVENTS: ReadonlySet<ChainStreamEvent["type"]> = new Set([
   "tool-call-delta",
   "tool-call",
 ]);
+
+/** How many resolved refs a chain caches (its own `models` are kept apart, always). */
+const REF_CACHE_LIMIT = 1_024;
 
 const DEFAULT_RETRY: ResolvedRetryOptions = {
   maxAttempts: 3,
@@ -220,11 +246,21 @@ const DEFAULT_CIRCUIT: Required<CircuitBreakerOptions> = {
  *   forwarded it) stops reading at that event, which ends the call.
  * - **Abort.** `signal` cancels waits, limit queues and the provider's stream at once; the
  *   iterator throws `AbortedError`.
+ * - **A last look at skipped refs.** When every ref has been tried and failed, the refs
+ *   that were passed over without a real try get one more attempt each, in order: a ref
+ *   skipped for its open circuit, if the circuit has half-opened (or closed) meanwhile (as its
+ *   trial call); and a ref left for a fallback instead of waiting out its `retry-after`
+ *   (within `maxDelayMs`), once that wait, counted from its failure, is over. The wait is cut
+ *   short by `signal`. A circuit still open stays skipped.
  * - When every attempt has failed, the iterator throws `AllProvidersFailedError`, whose
- *   `attempts` list every ref, attempt number and error in order.
+ *   `attempts` list every ref, attempt number and error in order; a ref skipped for its open
+ *   circuit is listed with `skipped: true` (and "skipped" in the message).
  *
  * Nothing runs between calls: circuits and windows are updated when a call asks, so an idle
- * chain holds no timer.
+ * chain holds no timer. Refs may be given per call in any number (a session's model
+ * override): what the chain keeps per ref is bounded, a circuit is kept only while it has
+ * recent failures or is open or half-open, and an open or half-open circuit is never
+ * forgotten.
  *
  * @example
  * ```ts
@@ -289,6 +325,14 @@ export class ProviderChain {
   /** The chain's refs, in order. */
   get models(): readonly string[] {
     return this.#refs.map((target) => target.ref);
+  }
+
+  /**
+   * How many refs the chain holds state for: resolved refs cached, and circuits (see
+   * `CircuitBreaker`). For tests of its bounds. @internal
+   */
+  [CHAIN_STATE_SIZES](): { refs: number; circuits: number } {
+    return { refs: this.#targets.size, circuits: this.#breaker?.size ?? 0 };
   }
 
   /** The current state of `ref`'s circuit (`closed` when circuit breaking is disabled). */
@@ -374,10 +418,24 @@ export class ProviderChain {
           `estimateTokens returned ${describeArg(tokens)}; it must be a finite number >= 0`,
         );
       }
-      for (let index = 0; index < targets.length; index++) {
-        const target = targets[index]!;
-        const isLastRef = index === targets.length - 1;
-        for (let attempt = 1; ; attempt++) {
+      // Refs to come back to once every ref has been tried (see `Revisit`): the loop's steps
+      // after the refs' own.
+      const revisits: Revisit[] = [];
+      for (let index = 0; index < targets.length + revisits.length; index++) {
+        const revisit = index < targets.length ? undefined : revisits[index - targets.length]!;
+        const target = revisit === undefined ? targets[index]! : revisit.target;
+        const isLastRef = index >= targets.length - 1;
+        if (revisit !== undefined) {
+          if (revisit.readyAt === undefined) {
+            // Skipped for its open circuit: tried again only if it has half-opened (or
+            // closed) since; still open, its skip stands in the attempts.
+            if (this.circuitState(target.ref) === "open") continue;
+          } else {
+            const waitMs = revisit.readyAt - this.#now();
+            if (waitMs > 0) await call.race(this.#sleep(waitMs, call.signal));
+          }
+        }
+        for (let attempt = revisit?.attempt ?? 1; ; attempt++) {
           if (call.aborted) throw call.error();
           // The attempt runs inline, not as a nested generator, so that its bookkeeping runs
           // in this generator's `finally` however the caller stops.
@@ -453,20 +511,44 @@ export class ProviderChain {
           }
           if (result.ok) return;
           const { error } = result;
-          attempts.push({ ref: target.ref, attempt, error });
-          const delayMs =
+          const skipped = CircuitOpenError.isInstance(error);
+          attempts.push(
+            skipped
+              ? { ref: target.ref, attempt, error, skipped: true }
+              : { ref: target.ref, attempt, error },
+          );
+          let delayMs: number | undefined;
+          if (skipped) {
+            // No call was made: worth another look at the end, if the circuit half-opens.
+            if (revisit === undefined) revisits.push({ target, attempt: attempt + 1 });
+          } else if (
+            revisit === undefined &&
             attempt < this.#retry.maxAttempts &&
-            isRetryable(error) &&
-            !CircuitOpenError.isInstance(error)
-              ? this.#delayBeforeRetry(attempt, retryAfterOf(error), isLastRef)
-              : undefined;
+            isRetryable(error)
+          ) {
+            const retryAfterMs = retryAfterOf(error);
+            delayMs = this.#delayBeforeRetry(attempt, retryAfterMs, isLastRef);
+            if (delayMs === undefined && retryAfterMs !== undefined) {
+              // Left for a fallback rather than waited for: worth another try at the end,
+              // once the wait is over, if every fallback fails too.
+              if (retryAfterMs <= this.#retry.maxDelayMs) {
+                revisits.push({
+                  target,
+                  attempt: attempt + 1,
+                  readyAt: this.#now() + retryAfterMs,
+                });
+              }
+            }
+          }
+          const nextWaitMs =
+            delayMs === undefined ? this.#nextStepWait(targets, revisits, index) : undefined;
           yield {
             type: "attempt-failed",
             ref: target.ref,
             attempt,
             error,
-            willRetry: delayMs !== undefined || !isLastRef,
-            delayMs: delayMs ?? 0,
+            willRetry: delayMs !== undefined || nextWaitMs !== undefined,
+            delayMs: delayMs ?? nextWaitMs ?? 0,
             discardOutput: result.discardOutput,
           };
           if (delayMs === undefined) break;
@@ -478,6 +560,26 @@ export class ProviderChain {
       unlink?.();
       if (onAbort !== undefined) outer?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /**
+   * After the attempt of step `index` failed with no retry on its ref: the wait before the
+   * next step that will make an attempt (0 for the next ref), or `undefined` when none will.
+   * A revisit of a ref skipped for its open circuit is made only if the circuit is no longer
+   * open.
+   */
+  #nextStepWait(
+    targets: readonly Target[],
+    revisits: readonly Revisit[],
+    index: number,
+  ): number | undefined {
+    if (index + 1 < targets.length) return 0;
+    for (let next = Math.max(0, index + 1 - targets.length); next < revisits.length; next++) {
+      const revisit = revisits[next]!;
+      if (revisit.readyAt !== undefined) return Math.max(0, revisit.readyAt - this.#now());
+      if (this.circuitState(revisit.target.ref) !== "open") return 0;
+    }
+    return undefined;
   }
 
   /**
@@ -670,6 +772,12 @@ export class ProviderChain {
       (limiter): limiter is Limiter => limiter !== undefined,
     );
     const target = { ref, providerKey, model: ref.slice(slash + 1), provider, limiters };
+    // Refs given per call (a session's model override) are any number: the cache keeps the
+    // newest. One forgotten is resolved again when next named (its limits and circuit are
+    // not kept here).
+    if (this.#targets.size >= REF_CACHE_LIMIT) {
+      this.#targets.delete(this.#targets.keys().next().value as string);
+    }
     this.#targets.set(ref, target);
     return target;
   }

@@ -36,21 +36,57 @@ interface Circuit {
   trialInFlight: boolean;
 }
 
-/** The circuits of one chain, by ref. */
+/** The permit of a closed circuit (shared: it carries no state). */
+const CLOSED_PERMIT: CircuitPermit = Object.freeze({ trial: false });
+
+/**
+ * How many circuits a breaker keeps, besides its open and half-open ones, before it forgets
+ * some (see {@link CircuitBreaker}).
+ */
+export const CIRCUIT_LIMIT = 1_024;
+
+/**
+ * The circuits of one chain, by ref.
+ *
+ * Refs are often given per call (a session's model override), so a long-lived chain may see
+ * any number of them; the breaker keeps state only for refs that need it, and that state is
+ * bounded:
+ * - A ref that never failed (or whose failures have all left the window, or whose trial
+ *   closed its circuit) holds no entry: a closed circuit without recent failures is the
+ *   state of any ref the breaker has never seen.
+ * - When more than `limit` circuits are held, the idle ones are forgotten first (closed with
+ *   no failure within `windowMs`), then the closed ones whose last failure is oldest (their
+ *   count of recent failures starts again from zero), down to `limit / 2`.
+ * - An open or half-open circuit is never forgotten: that would let every call through to a
+ *   failing provider. So at most `limit` circuits are held besides the open and half-open
+ *   ones, which only failures of real calls can make.
+ */
 export class CircuitBreaker {
   readonly #options: Required<CircuitBreakerOptions>;
   readonly #now: () => number;
   readonly #onTransition: (ref: string, from: CircuitState, to: CircuitState) => void;
+  /** By ref, least recently failed first (a failure moves its circuit to the end). */
   readonly #circuits = new Map<string, Circuit>();
+  readonly #limit: number;
+  /** The number of circuits at which the next new one first makes room. */
+  #sweepAt: number;
 
   constructor(
     options: Required<CircuitBreakerOptions>,
     now: () => number,
     onTransition: (ref: string, from: CircuitState, to: CircuitState) => void,
+    limit = CIRCUIT_LIMIT,
   ) {
     this.#options = options;
     this.#now = now;
     this.#onTransition = onTransition;
+    this.#limit = Math.max(2, limit);
+    this.#sweepAt = this.#limit;
+  }
+
+  /** How many circuits are held (for tests and diagnostics). */
+  get size(): number {
+    return this.#circuits.size;
   }
 
   /** The state of `ref`'s circuit now (an open circuit whose pause is over is half-open). */
@@ -58,14 +94,16 @@ export class CircuitBreaker {
     const circuit = this.#circuits.get(ref);
     if (circuit === undefined) return "closed";
     this.#halfOpenIfDue(ref, circuit);
+    if (this.#idle(circuit, this.#now())) this.#circuits.delete(ref);
     return circuit.state;
   }
 
   /** A permit for one call, or the `CircuitOpenError` that refuses it. */
   acquire(ref: string): CircuitPermit | CircuitOpenError {
-    const circuit = this.#circuit(ref);
+    const circuit = this.#circuits.get(ref);
+    if (circuit === undefined) return CLOSED_PERMIT;
     this.#halfOpenIfDue(ref, circuit);
-    if (circuit.state === "closed") return { trial: false };
+    if (circuit.state === "closed") return CLOSED_PERMIT;
     if (circuit.state === "half-open" && !circuit.trialInFlight) {
       circuit.trialInFlight = true;
       return { trial: true };
@@ -79,20 +117,24 @@ export class CircuitBreaker {
 
   /** The call succeeded. A successful trial closes the circuit. */
   succeeded(ref: string, permit: CircuitPermit): void {
-    const circuit = this.#circuit(ref);
     if (!permit.trial) return;
+    const circuit = this.#circuits.get(ref);
+    if (circuit === undefined) return;
     circuit.trialInFlight = false;
     if (circuit.state === "half-open") {
       circuit.failures = [];
       this.#move(ref, circuit, "closed");
+      // Closed with no failure: the state of a ref never seen.
+      this.#circuits.delete(ref);
     }
   }
 
   /** The call failed in a way that speaks to the ref's health. */
   failed(ref: string, permit: CircuitPermit): void {
-    const circuit = this.#circuit(ref);
     const now = this.#now();
     if (permit.trial) {
+      const circuit = this.#circuits.get(ref);
+      if (circuit === undefined) return;
       circuit.trialInFlight = false;
       if (circuit.state === "half-open") {
         circuit.openedAt = now;
@@ -100,8 +142,17 @@ export class CircuitBreaker {
       }
       return;
     }
-    // Calls that started before the circuit opened report late; they change nothing.
-    if (circuit.state !== "closed") return;
+    let circuit = this.#circuits.get(ref);
+    if (circuit === undefined) {
+      this.#makeRoom(now);
+      circuit = { state: "closed", failures: [], openedAt: 0, trialInFlight: false };
+    } else {
+      // Calls that started before the circuit opened report late; they change nothing.
+      if (circuit.state !== "closed") return;
+      // The most recently failed last: the first forgotten are those that failed longest ago.
+      this.#circuits.delete(ref);
+    }
+    this.#circuits.set(ref, circuit);
     const failures = circuit.failures;
     // Older failures leave the window before this one is counted: this one always counts,
     // even with a `windowMs` of 0.
@@ -118,16 +169,34 @@ export class CircuitBreaker {
 
   /** The call ended without a verdict (aborted, a bad request): a trial may be made again. */
   released(ref: string, permit: CircuitPermit): void {
-    if (permit.trial) this.#circuit(ref).trialInFlight = false;
+    if (!permit.trial) return;
+    const circuit = this.#circuits.get(ref);
+    if (circuit !== undefined) circuit.trialInFlight = false;
   }
 
-  #circuit(ref: string): Circuit {
-    let circuit = this.#circuits.get(ref);
-    if (circuit === undefined) {
-      circuit = { state: "closed", failures: [], openedAt: 0, trialInFlight: false };
-      this.#circuits.set(ref, circuit);
+  /** Closed with no failure left in the window: nothing to remember. */
+  #idle(circuit: Circuit, now: number): boolean {
+    if (circuit.state !== "closed") return false;
+    const failures = circuit.failures;
+    return failures.length === 0 || (failures.at(-1) as number) <= now - this.#options.windowMs;
+  }
+
+  /**
+   * Before a new circuit is held, once `#sweepAt` are: forgets the idle circuits, then the
+   * closed ones that failed longest ago, down to half the limit; never an open or half-open
+   * one. Sweeps again only after another half limit of new circuits, so that the cost of a
+   * sweep is spread over the circuits that made it necessary.
+   */
+  #makeRoom(now: number): void {
+    const circuits = this.#circuits;
+    if (circuits.size < this.#sweepAt) return;
+    const keep = this.#limit >>> 1;
+    for (const [ref, circuit] of circuits) if (this.#idle(circuit, now)) circuits.delete(ref);
+    for (const [ref, circuit] of circuits) {
+      if (circuits.size <= keep) break;
+      if (circuit.state === "closed") circuits.delete(ref);
     }
-    return circuit;
+    this.#sweepAt = circuits.size + (this.#limit - keep);
   }
 
   #halfOpenIfDue(ref: string, circuit: Circuit): void {
