@@ -5,68 +5,17 @@
  * acknowledged is lost, and nothing acknowledged runs again.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { NoProcessError, StoreError } from "../src/errors.js";
-import type { JsonObject, ModelMessage, ModelRequest } from "../src/providers/types.js";
+import { NoProcessError } from "../src/errors.js";
+import type { JsonObject, ModelMessage } from "../src/providers/types.js";
 import { AgentRuntime, type ModelSource, type RunEvent } from "../src/sessions/index.js";
 import { liveEntries } from "../src/sessions/session-actor.js";
-import { MemoryStore } from "../src/store/memory-store.js";
+import type { MemoryStore } from "../src/store/memory-store.js";
 import type { TranscriptRecord } from "../src/store/types.js";
+import { EchoSource, FlakyStore, userTexts } from "./fixtures/lost-replies.js";
 import { failureOf, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const MAIN = { id: "main", model: "test/model-1" };
-
-/**
- * A MemoryStore whose `transcripts.append` throws for the next `failNext` calls, writing
- * nothing; and for the `loseNext` calls after those, writes and then throws (a reply lost
- * after the store applied the write: Redis ran the script, then the connection dropped).
- */
-class FlakyStore extends MemoryStore {
-  failNext = 0;
-  loseNext = 0;
-  appendFailures = 0;
-
-  constructor() {
-    super();
-    const append = this.transcripts.append.bind(this.transcripts);
-    this.transcripts.append = async (sessionKey: string, entries: JsonObject[]) => {
-      if (this.failNext > 0) {
-        this.failNext--;
-        this.appendFailures++;
-        throw new StoreError("STORE_UNAVAILABLE", "the disk is briefly unavailable");
-      }
-      const seq = await append(sessionKey, entries);
-      if (this.loseNext > 0) {
-        this.loseNext--;
-        this.appendFailures++;
-        throw new StoreError("STORE_UNAVAILABLE", `the reply to an append (seq ${seq}) was lost`);
-      }
-      return seq;
-    };
-  }
-}
-
-/** Answers `answer: <last user text>`; records the messages of every call. */
-class EchoSource implements ModelSource {
-  readonly requests: ModelMessage[][] = [];
-  /** Called at the start of every model call (before it answers). */
-  onCall: (index: number) => void = () => {};
-
-  async *stream(request: Omit<ModelRequest, "model">) {
-    this.requests.push([...request.messages]);
-    this.onCall(this.requests.length - 1);
-    const last = [...request.messages].reverse().find((m) => m.role === "user");
-    const asked =
-      last?.role === "user" && last.content[0]?.type === "text" ? last.content[0].text : "";
-    yield { type: "text-delta", text: `answer: ${asked}` };
-    yield { type: "usage", usage: { inputTokens: 3, outputTokens: 2 } };
-  }
-}
-
-const userTexts = (messages: ModelMessage[]) =>
-  messages.flatMap((m) =>
-    m.role === "user" ? m.content.flatMap((p) => (p.type === "text" ? [p.text] : [])) : [],
-  );
 
 async function pendingTexts(store: MemoryStore): Promise<string[]> {
   const pending = await store.queue.pending({ sessionKey: KEY });

@@ -21,7 +21,7 @@ import { AgentRuntime, type AgentRuntimeOptions } from "../sessions/runtime.js";
 import { liveEntries, type SessionActor } from "../sessions/session-actor.js";
 import { savedCallUsage } from "../sessions/transcript-usage.js";
 import type { RunResult } from "../sessions/types.js";
-import type { Lease, QueuedMessage, Store } from "../store/types.js";
+import type { Lease, QueuedMessage, Store, TranscriptRecord } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
 import { CronRunGuard, PubSubCronSync, setClusterCronGuard } from "./cron.js";
 import { FencedSessionStore } from "./fencing.js";
@@ -1157,6 +1157,8 @@ export class ClusterNode implements SessionOwnership {
               request.text === "" ||
               (request.label !== undefined && typeof request.label !== "string") ||
               (request.id !== undefined && typeof request.id !== "string") ||
+              (request.idempotencyKey !== undefined &&
+                (typeof request.idempotencyKey !== "string" || request.idempotencyKey === "")) ||
               (request.savedAfter !== undefined &&
                 !(Number.isSafeInteger(request.savedAfter) && request.savedAfter >= 0))
             ) {
@@ -1528,10 +1530,7 @@ export class ClusterNode implements SessionOwnership {
    */
   async #rebuildResult(follower: RunFollower): Promise<RunResult> {
     const runIds = new Set([follower.runId, follower.payloadRunId]);
-    const records = await this.store.transcripts.read(follower.sessionKey, {
-      order: "desc",
-      limit: 200,
-    });
+    const records = await readBackToRunStart(this.store, follower.sessionKey, runIds);
     const messages: ModelMessage[] = [];
     const usage: RunResult["usage"] = { inputTokens: 0, outputTokens: 0 };
     let costUsd = 0;
@@ -1745,5 +1744,40 @@ function toError(error: ErrorJson): BeamClawError {
       return new ClusterError(error.code, error.message, error.owner);
     default:
       return new BeamClawError(error.code, error.message);
+  }
+}
+
+/** Transcript entries read at a time when a run's result is rebuilt. */
+const REBUILD_PAGE = 200;
+
+/**
+ * The newest entries of `key`'s transcript back to the start of the run saved under one of
+ * `runIds` (newest first): pages are read back until an entry of another run (not a discard
+ * marker) comes before one of the run's messages, so that however many entries a long run
+ * saved, all of them are read (and any discarded attempt with its marker), or until the
+ * transcript's start.
+ */
+async function readBackToRunStart(
+  store: Store,
+  key: string,
+  runIds: ReadonlySet<string>,
+): Promise<TranscriptRecord[]> {
+  const records: TranscriptRecord[] = [];
+  let seenRun = false;
+  for (let beforeSeq: number | undefined; ; ) {
+    const page = await store.transcripts.read(key, {
+      order: "desc",
+      limit: REBUILD_PAGE,
+      ...(beforeSeq === undefined ? {} : { beforeSeq }),
+    });
+    records.push(...page);
+    for (const record of page) {
+      const entry = record.entry as { runId?: unknown; message?: unknown; discarded?: unknown };
+      const ofRun = typeof entry.runId === "string" && runIds.has(entry.runId);
+      if (ofRun && entry.message !== undefined) seenRun = true;
+      else if (seenRun && !ofRun && entry.discarded !== true) return records;
+    }
+    if (page.length < REBUILD_PAGE) return records;
+    beforeSeq = page.at(-1)!.seq;
   }
 }

@@ -35,6 +35,8 @@ export type RoutedSessionRequest =
        * transcript entries after this `seq` (the last one before the first attempt).
        */
       savedAfter?: number;
+      /** The caller's idempotency key (`InjectOptions.idempotencyKey`), if it gave one. */
+      idempotencyKey?: string;
     };
 
 /**

@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from "../errors.js";
 import type { JsonObject, JsonValue, ModelMessage, ModelUsage } from "../providers/types.js";
 import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
+import { optionalString } from "../runtime/validate.js";
 import type { TranscriptRecord } from "../store/types.js";
 
 /** Options of `SessionHandle.compact()`. */
@@ -22,6 +23,15 @@ export interface CompactOptions {
    * agent's `timeoutMs`, else 5 minutes.
    */
   timeoutMs?: number;
+  /**
+   * Deduplicates retries, as `send`'s option of that name does: a call with a key this
+   * session saw before (within the store's `dedupeWindowMs`, how long `send`'s keys are
+   * remembered) applies nothing again and resolves with the first call's result, also when
+   * the first call failed after the store had saved it (its reply was lost). The key belongs
+   * to the session and to one operation: used for another one (an `inject` key for a
+   * `rewind`) it is refused with `InvalidArgumentError`.
+   */
+  idempotencyKey?: string;
 }
 
 /** What `SessionHandle.compact()` did. */
@@ -99,7 +109,9 @@ export function summaryMessage(summary: string): ModelMessage {
 export function checkCompactOptions(
   options: CompactOptions | undefined,
   agentTimeoutMs: number | undefined,
-): Required<Omit<CompactOptions, "instructions">> & { instructions: string | undefined } {
+): Required<Omit<CompactOptions, "instructions" | "idempotencyKey">> & {
+  instructions: string | undefined;
+} {
   if (options !== undefined && (typeof options !== "object" || options === null)) {
     throw new InvalidArgumentError("compact options must be an object");
   }
@@ -124,6 +136,7 @@ export function checkCompactOptions(
       `instructions must be a string of at most ${MAX_INSTRUCTIONS} characters`,
     );
   }
+  optionalString(options?.idempotencyKey, "idempotencyKey", true);
   return {
     keepTurns,
     timeoutMs,

@@ -8,8 +8,10 @@
  *
  * An agent's main session (`agent:<id>:main`), the sessions alive in this process and the keys
  * a caller protects are never deleted. A pass reads the store a page at a time (newest first),
- * so it holds one page whatever the number of sessions; in a cluster a store lock lets one
- * node at a time run it.
+ * so it holds one page whatever the number of sessions: once for the stale sessions, and with
+ * `maxSessions` once more for the cap, over what the first walk left (a sub-agent that goes
+ * with its stale parent takes no place under the cap, whichever page lists it). In a cluster
+ * a store lock lets one node at a time run it.
  */
 import { describe, InvalidArgumentError, StoreError } from "../errors.js";
 import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
@@ -277,7 +279,6 @@ export class SessionMaintenance {
       appliedCount: 0,
       sample: [],
     };
-    let keptCount = 0;
     /** This agent's sessions that go with a doomed session's (its sub-agents). */
     let ownSubagents = 0;
     /** Sessions counted already (doomed, or sub-agents of a doomed one), across pages. */
@@ -286,6 +287,72 @@ export class SessionMaintenance {
       counted.add(key);
       if (summary.sample.length < SAMPLE) summary.sample.push(key);
     };
+    /**
+     * Dooms `record` with its family (its sub-agents at any depth), unless a member of the
+     * family must stay; false then. `keptSubagents`: sub-agents kept so far (counted toward
+     * the cap), uncounted when they go with the doomed session.
+     */
+    const doom = async (
+      record: SessionRecord,
+      cause: "pruned" | "capped",
+      doomed: string[],
+      keptSubagents?: Set<string>,
+    ): Promise<boolean> => {
+      // Its sub-agents go with it: a session whose family holds one that must stay stays.
+      const family = await subagentsOf(store, record.key);
+      if (family.some((r) => kept.has(r.key) || live.has(r.key))) return false;
+      summary[cause]++;
+      doomed.push(record.key);
+      note(record.key);
+      for (const sub of family) {
+        if (counted.has(sub.key)) continue;
+        if (keptSubagents?.delete(sub.key) === true) keptCount--;
+        summary.subagents++;
+        if (sub.agentId === agentId) ownSubagents++;
+        note(sub.key);
+      }
+      return true;
+    };
+    const skip = (key: string) => kept.has(key) || live.has(key) || counted.has(key);
+    const walk = (visit: (record: SessionRecord, doomed: string[]) => Promise<void>) =>
+      this.#walk(store, agentId, held, settings, visit, skip);
+    let keptCount = 0;
+    // Two walks: the stale sessions (and the sub-agents that go with them) first, then the
+    // cap over what is left, so that a session the first walk deletes (a sub-agent listed
+    // before its stale parent) never takes a place under the cap.
+    await walk(async (record, doomed) => {
+      if (record.updatedAt < cutoff) await doom(record, "pruned", doomed);
+    });
+    if (cap !== Number.POSITIVE_INFINITY && !this.#stopped) {
+      /** Sub-agents kept under the cap so far: a capped parent met later takes them along. */
+      const keptSubagents = new Set<string>();
+      await walk(async (record, doomed) => {
+        if (keptCount < cap || !(await doom(record, "capped", doomed, keptSubagents))) {
+          keptCount++;
+          if (record.parentKey !== undefined) keptSubagents.add(record.key);
+        }
+      });
+    }
+    const removed = summary.pruned + summary.capped;
+    summary.wouldMutate = removed > 0;
+    if (apply) summary.appliedCount = removed + summary.subagents;
+    summary.afterCount = Math.max(0, summary.beforeCount - removed - ownSubagents);
+    return summary;
+  }
+
+  /**
+   * Reads `agentId`'s sessions a page at a time (newest first) and hands each one that may
+   * go (not a main or protected session, not in memory, not doomed already) to `visit`,
+   * which adds the keys to delete to `doomed`; an applied pass deletes them page by page.
+   */
+  async #walk(
+    store: Store,
+    agentId: string,
+    held: { lease: Lease | undefined },
+    settings: SessionMaintenanceSettings,
+    visit: (record: SessionRecord, doomed: string[]) => Promise<void>,
+    skip: (key: string) => boolean,
+  ): Promise<void> {
     let cursor: string | undefined;
     do {
       const page = await store.sessions.list({
@@ -294,34 +361,8 @@ export class SessionMaintenance {
         ...(cursor === undefined ? {} : { cursor }),
       });
       const doomed: string[] = [];
-      /** Kept on this page, in case a doomed session met later takes it with it. */
-      const keptHere = new Set<string>();
       for (const record of page.items) {
-        if (kept.has(record.key) || live.has(record.key) || counted.has(record.key)) continue;
-        const stale = record.updatedAt < cutoff;
-        if (!stale && keptCount < cap) {
-          keptCount++;
-          keptHere.add(record.key);
-          continue;
-        }
-        // Its sub-agents go with it: a session whose family holds one that must stay stays.
-        const family = await subagentsOf(store, record.key);
-        if (family.some((r) => kept.has(r.key) || live.has(r.key))) {
-          keptCount++;
-          keptHere.add(record.key);
-          continue;
-        }
-        if (stale) summary.pruned++;
-        else summary.capped++;
-        doomed.push(record.key);
-        note(record.key);
-        for (const sub of family) {
-          if (counted.has(sub.key)) continue;
-          if (keptHere.delete(sub.key)) keptCount--;
-          summary.subagents++;
-          if (sub.agentId === agentId) ownSubagents++;
-          note(sub.key);
-        }
+        if (!skip(record.key)) await visit(record, doomed);
       }
       if (held.lease !== undefined && doomed.length > 0) {
         // A long pass keeps its lock; one that lost it stops deleting.
@@ -334,18 +375,13 @@ export class SessionMaintenance {
         }
         held.lease = renewed;
         for (const key of doomed) {
-          await runtime
+          await this.#runtime
             .session(key)
             .delete({ archiveTranscript: settings.archiveTranscripts === true });
         }
       }
       cursor = page.cursor;
     } while (cursor !== undefined && !this.#stopped);
-    const removed = summary.pruned + summary.capped;
-    summary.wouldMutate = removed > 0;
-    if (apply) summary.appliedCount = removed + summary.subagents;
-    summary.afterCount = Math.max(0, summary.beforeCount - removed - ownSubagents);
-    return summary;
   }
 }
 

@@ -72,6 +72,7 @@ import {
   type SessionInfoSnapshot,
   type SessionPatch,
   SessionRequestFailure,
+  sessionOpPrefix,
   subagentIndexPrefix,
 } from "./session-actor.js";
 import { normalizeAgentId, parseSessionKey, subagentKey } from "./session-key.js";
@@ -259,14 +260,17 @@ export interface SessionHandle {
    * Compacts the history: the model writes a summary of all but the most recent turns, and
    * the summary stands for them in every later request (the transcript keeps every message).
    * Waits for the active run; messages sent meanwhile wait for the compaction. A second call
-   * while one is under way joins it.
+   * while one is under way joins it. With `idempotencyKey`, a retry (after a failure, even
+   * one whose write the store had saved) answers with the first call's result and makes no
+   * second summary.
    *
    * @example
    * ```ts
    * const { status, summarizedMessages } = await session.compact({ keepTurns: 2 });
    * ```
-   * @throws InvalidArgumentError for bad options; the provider's error when the summary
-   *   failed (nothing changes then); AbortedError when the session was reset meanwhile.
+   * @throws InvalidArgumentError for bad options (an empty `idempotencyKey`, or one given to
+   *   another operation of the session); the provider's error when the summary failed
+   *   (nothing changes then); AbortedError when the session was reset meanwhile.
    */
   compact(options?: CompactOptions): Promise<CompactionResult>;
   /**
@@ -292,7 +296,9 @@ export interface SessionHandle {
    * `history()` readers and the gateway's `chat.history` show. It is saved to the transcript
    * under its own run id (`inject:<uuid>`), costs nothing and counts no usage. While a run is
    * active it waits for the run's end and goes before the messages waiting; messages sent
-   * meanwhile wait for it. In a cluster the request goes to the session's owner.
+   * meanwhile wait for it. In a cluster the request goes to the session's owner. With
+   * `idempotencyKey`, a retry (after a failure, even one whose write the store had saved)
+   * answers with the first call's note and saves no second one.
    *
    * @example
    * ```ts
@@ -300,7 +306,8 @@ export interface SessionHandle {
    * ```
    * @throws InvalidArgumentError for text that is not a string, or is empty or only
    *   whitespace, or a label that is not one line of 1 to 100 characters, either holding a
-   *   lone surrogate; nothing is saved then.
+   *   lone surrogate, or an empty `idempotencyKey` (or one given to another operation of the
+   *   session); nothing is saved then.
    * @throws AbortedError when the session was reset while the injection waited;
    *   NoProcessError when it stopped meanwhile (nothing was saved).
    * @throws OverloadedError when `maxQueuedMessages` notes already wait for the active run
@@ -317,7 +324,9 @@ export interface SessionHandle {
    * again (regenerate an answer) or edited (take the conversation another way). The
    * transcript keeps what was undone, behind a discard marker. Usage and cost already spent
    * stay counted. Only runs after the last compaction can be undone. In a cluster the
-   * request goes to the session's owner.
+   * request goes to the session's owner. With `idempotencyKey`, a retry (after a failure,
+   * even one whose write the store had saved) answers with the first call's result and
+   * undoes nothing more.
    *
    * @example
    * ```ts
@@ -326,8 +335,9 @@ export interface SessionHandle {
    * const run = await session.send(inputs[0]!);
    * ```
    * @throws SessionBusyError while a run is active, messages wait, or a compaction runs.
-   * @throws InvalidArgumentError for bad options, more runs than the session can undo, or a
-   *   `runId` that is not among them; nothing is changed then.
+   * @throws InvalidArgumentError for bad options (an empty `idempotencyKey`, or one given to
+   *   another operation of the session), more runs than the session can undo, or a `runId`
+   *   that is not among them; nothing is changed then.
    */
   rewind(options?: RewindOptions): Promise<RewindResult>;
   /**
@@ -838,13 +848,14 @@ export class AgentRuntime {
         if (Array.isArray(children)) await this.#deleteSubagents(children.map(String), false);
       },
       inject: async (text, options) => {
-        const label = checkInjection(text, options);
+        const { label, idempotencyKey } = checkInjection(text, options);
         // One id for every attempt: a retry after its owner was lost never saves it twice.
         const reply = await this.#request(key, {
           type: "inject",
           text,
           ...(label === undefined ? {} : { label }),
           id: randomUUID(),
+          ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
         });
         return reply instanceof PendingInjection ? reply.done : (reply as InjectResult);
       },
@@ -933,6 +944,10 @@ export class AgentRuntime {
     // Its remembered allow-always decisions go first: a session made again under this key
     // must be asked again, and a delete that fails after this only asks again too.
     await this.store.approvals.clear(key);
+    // Its keyed operations (`inject`, `rewind`, `compact`): a session made again starts anew.
+    for (const operation of await this.store.kv.keys(sessionOpPrefix(key))) {
+      await this.store.kv.delete(operation);
+    }
     await this.store.transcripts.delete(key);
     await this.store.sessions.delete(key);
     // Its own tools too (`tools.registerForSession`): a session made again starts without.
@@ -1915,16 +1930,21 @@ function isClusterRefusal(error: unknown): boolean {
   return isBeamClawError(error) && error.code.startsWith("CLUSTER_");
 }
 
-/** Checks `SessionHandle.inject`'s text and options; the label, if any. */
-function checkInjection(text: unknown, options: InjectOptions | undefined): string | undefined {
+/** Checks `SessionHandle.inject`'s text and options; the label and key, if any. */
+function checkInjection(
+  text: unknown,
+  options: InjectOptions | undefined,
+): { label?: string; idempotencyKey?: string } {
   if (typeof text !== "string" || text.trim().length === 0) {
     throw new InvalidArgumentError(
       `inject needs the message text (a non-empty string), got ${describeArg(text)}`,
     );
   }
   checkWellFormed(text, "inject text");
-  const { label } = optionalObject<InjectOptions>(options, "inject options");
-  if (label === undefined) return undefined;
+  const { label, idempotencyKey } = optionalObject<InjectOptions>(options, "inject options");
+  optionalString(idempotencyKey, "idempotencyKey", true);
+  const keyed = idempotencyKey === undefined ? {} : { idempotencyKey };
+  if (label === undefined) return keyed;
   if (
     typeof label !== "string" ||
     label.length === 0 ||
@@ -1936,14 +1956,15 @@ function checkInjection(text: unknown, options: InjectOptions | undefined): stri
     );
   }
   checkWellFormed(label, "inject label");
-  return label;
+  return { label, ...keyed };
 }
 
 /** Checks the options of `SessionHandle.rewind`; a copy of the fields it knows. */
 function checkRewindOptions(options: unknown): RewindOptions | undefined {
   if (options === undefined) return undefined;
   const opts = optionalObject<RewindOptions>(options, "rewind options");
-  const { runs, runId } = opts;
+  const { runs, runId, idempotencyKey } = opts;
+  optionalString(idempotencyKey, "idempotencyKey", true);
   if (runs !== undefined && runId !== undefined) {
     throw new InvalidArgumentError("rewind takes `runs` or `runId`, not both");
   }
@@ -1956,6 +1977,7 @@ function checkRewindOptions(options: unknown): RewindOptions | undefined {
   return {
     ...(runs === undefined ? {} : { runs }),
     ...(runId === undefined ? {} : { runId }),
+    ...(idempotencyKey === undefined ? {} : { idempotencyKey }),
   };
 }
 

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { RoutedSessionRequest } from "../cluster/ownership.js";
 import {
   AbortedError,
   BeamClawError,
@@ -10,7 +11,7 @@ import {
   SessionBusyError,
 } from "../errors.js";
 import { answerToolCalls } from "../providers/tool-results.js";
-import type { JsonObject, ModelMessage, ThinkingLevel } from "../providers/types.js";
+import type { JsonObject, JsonValue, ModelMessage, ThinkingLevel } from "../providers/types.js";
 import { Actor, STOPPING } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { CANCELLATION, Cancellation, defineLazySignal } from "../runtime/lazy-abort.js";
@@ -122,6 +123,40 @@ function isContextLimit(value: unknown): value is { model: string; maxTokens: nu
  */
 export function quarantineKey(sessionKey: string, id: string): string {
   return `${QUARANTINE_PREFIX}${sessionKey}|${id}`;
+}
+
+/**
+ * Where the session operations given an idempotency key (`inject`, `rewind`, `compact`) are
+ * remembered in `store.kv`, for the store's `dedupeWindowMs`. @internal
+ */
+export const SESSION_OP_PREFIX = "beamclaw:session-op:";
+
+/** The start of the `store.kv` keys of one session's keyed operations. @internal */
+export function sessionOpPrefix(sessionKey: string): string {
+  return `${SESSION_OP_PREFIX}${sessionKey}|`;
+}
+
+/**
+ * A session operation given an idempotency key, as remembered in `store.kv`: written before
+ * the operation writes to the transcript (whose entries then carry the key), and marked
+ * done once it did, so that a retry with the key finds what the first call did, also when
+ * the store saved the write but its reply was lost.
+ */
+interface KeyedOperation extends JsonObject {
+  op: "inject" | "rewind" | "compact";
+  /** The transcript's last seq before the operation wrote: what it wrote comes after. */
+  savedAfter: number;
+  /** The injection's id (`inject`): its run id is `inject:<id>`. */
+  id?: string;
+  /** Its result: known before it writes (`rewind`, `compact`), or once it did (`inject`). */
+  result?: JsonValue;
+  /** What it wrote is known to be saved (or it wrote nothing): `result` is final. */
+  done?: boolean;
+}
+
+/** A result as JSON (fields left undefined dropped), for `store.kv`. */
+function asJson(value: object): JsonValue {
+  return JSON.parse(JSON.stringify(value)) as JsonValue;
 }
 
 /** Where the sub-agents a session spawned are recorded in `store.kv`. @internal */
@@ -347,7 +382,7 @@ export type SessionCall =
   | { type: "reset" }
   | { type: "compact"; options?: CompactOptions }
   | { type: "rewind"; options?: RewindOptions }
-  | { type: "inject"; text: string; label?: string; id?: string; savedAfter?: number };
+  | Extract<RoutedSessionRequest, { type: "inject" }>;
 
 type SessionInfo =
   | { type: "run-done"; runId: string; result: RunResult }
@@ -381,6 +416,10 @@ interface Compaction {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** The summarizing model call's usage, saved with the compaction's transcript entry. */
   callUsage?: CallUsage;
+  /** The idempotency keys of the calls it answers (the first, and those that joined it). */
+  keys: string[];
+  /** The transcript's last seq before its entry was written (when keyed). */
+  savedAfter?: number;
 }
 
 /**
@@ -781,7 +820,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       case "reset":
         return this.#reset();
       case "compact":
-        return this.#requestCompaction(message.options);
+        return this.#requestKeyedCompaction(message.options);
       case "rewind":
         return this.#rewind(message.options ?? {});
       case "inject":
@@ -1343,6 +1382,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * can be undone (a summary cannot be taken apart), and only while the session is at rest.
    */
   async #rewind(options: RewindOptions): Promise<RewindResult> {
+    const key = options.idempotencyKey;
+    if (key !== undefined) {
+      const applied = await this.#appliedOperation("rewind", key);
+      if (applied !== undefined) return applied as unknown as RewindResult;
+    }
     if (this.#active !== null || this.#pendingCount > 0 || this.#replayDue) {
       throw new SessionBusyError(
         `session ${this.key} is running or has messages waiting; rewind it once they are done (or abort them)`,
@@ -1397,13 +1441,123 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (message.role === "user" && entry.retry !== true) inputs.push(inputOf(message));
     }
     const at = this.#ctx.now();
-    await store.transcripts.append(
-      this.key,
-      undone.map((runId) => ({ runId, at, discarded: true, cause: "rewind" })),
-    );
+    const result: RewindResult = { runIds: undone, inputs, removedMessages };
+    const markers: JsonObject[] = undone.map((runId) => ({
+      runId,
+      at,
+      discarded: true,
+      cause: "rewind",
+    }));
+    const record =
+      key === undefined ? undefined : await this.#beginOperation(key, "rewind", markers, result);
+    await store.transcripts.append(this.key, markers);
     this.#history = historyOf(await read());
     this.#touch();
-    return { runIds: undone, inputs, removedMessages };
+    if (key !== undefined && record !== undefined) await this.#operationDone(key, record);
+    return result;
+  }
+
+  // ------------------------------------------------------------------ keyed operations
+
+  /**
+   * The record of an operation given idempotency key `key`, if one is remembered.
+   * @throws InvalidArgumentError when the key was given to another operation.
+   */
+  async #operation(op: KeyedOperation["op"], key: string): Promise<KeyedOperation | undefined> {
+    const record = await this.#ctx.store.kv.get<KeyedOperation>(
+      `${sessionOpPrefix(this.key)}${key}`,
+    );
+    if (record === undefined) return undefined;
+    if (record.op !== op) {
+      throw new InvalidArgumentError(
+        `idempotency key "${key}" was given to a ${record.op} of session ${this.key}, not to a ${op}`,
+      );
+    }
+    return record;
+  }
+
+  /** Remembers a keyed operation for the store's `dedupeWindowMs` (as `send`'s keys are). */
+  async #rememberOperation(key: string, record: KeyedOperation): Promise<void> {
+    const ttlMs = Math.max(1, Math.ceil(this.#ctx.store.queue.dedupeWindowMs));
+    await this.#ctx.store.kv.set(`${sessionOpPrefix(this.key)}${key}`, record, { ttlMs });
+  }
+
+  /**
+   * Remembers a keyed operation about to write `entries` (which are marked with its key),
+   * with its result when it is known already; the record, to mark done once written.
+   */
+  async #beginOperation(
+    key: string,
+    op: KeyedOperation["op"],
+    entries: JsonObject[],
+    result: object | undefined,
+    id?: string,
+  ): Promise<KeyedOperation> {
+    const record: KeyedOperation = {
+      op,
+      savedAfter: await this.#ctx.store.transcripts.lastSeq(this.key),
+    };
+    if (id !== undefined) record.id = id;
+    if (result !== undefined) record.result = asJson(result);
+    await this.#rememberOperation(key, record);
+    for (const entry of entries) entry.idempotencyKeys = [key];
+    return record;
+  }
+
+  /**
+   * Marks a keyed operation done (with `result` when given). A failure here costs a retry
+   * only a look at the transcript, so it is not the caller's.
+   */
+  async #operationDone(key: string, record: KeyedOperation, result?: object): Promise<void> {
+    const done: KeyedOperation = { ...record, done: true };
+    if (result !== undefined) done.result = asJson(result);
+    await this.#rememberOperation(key, done).catch(() => undefined);
+  }
+
+  /**
+   * The result of the operation given `key`, when it was applied already: marked done, or
+   * its entries (marked with the key) are in the transcript after its `savedAfter` (the
+   * store saved them, and the reply was lost). The history is read back then, as it is
+   * missing what the lost write saved. Undefined when it must be applied (again).
+   */
+  async #appliedOperation(op: KeyedOperation["op"], key: string): Promise<JsonValue | undefined> {
+    const record = await this.#operation(op, key);
+    if (record?.result === undefined) return undefined;
+    if (record.done === true) return record.result;
+    const saved = await this.#findSavedAfter(record.savedAfter, (entry) =>
+      Array.isArray(entry.idempotencyKeys) ? entry.idempotencyKeys.includes(key) : false,
+    );
+    if (saved === undefined) return undefined;
+    await this.#reloadHistory();
+    await this.#operationDone(key, record);
+    return record.result;
+  }
+
+  /** The first transcript entry after `seq` that `matches`, reading forward page by page. */
+  async #findSavedAfter(
+    seq: number,
+    matches: (entry: JsonObject) => boolean,
+  ): Promise<TranscriptRecord | undefined> {
+    const page = 1_000;
+    for (let after = seq; ; ) {
+      const records = await this.#ctx.store.transcripts.read(this.key, {
+        afterSeq: after,
+        limit: page,
+      });
+      const found = records.find((record) => matches(record.entry));
+      if (found !== undefined) return found;
+      if (records.length < page) return undefined;
+      after = records.at(-1)!.seq;
+    }
+  }
+
+  /** Reads the history back from the transcript (its live entries, newest `historyLimit`). */
+  async #reloadHistory(): Promise<void> {
+    const tail = await this.#ctx.store.transcripts.read(this.key, {
+      order: "desc",
+      limit: this.#ctx.historyLimit,
+    });
+    this.#history = historyOf(liveEntries(tail.reverse()));
   }
 
   /** Resolves with the keys of the sub-agents it had spawned (the runtime deletes them). */
@@ -1758,8 +1912,10 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       batch.model ?? this.#metadata.modelOverride ?? agent.model,
       ...(agent.fallbacks ?? []),
     ];
-    if (batch.carried === undefined) this.#emit(active, this.#runStartEvent(active));
-    else {
+    // A run that runs again after a failed save started already: its followers saw it start.
+    if (batch.carried === undefined) {
+      if (batch.saveFailures === undefined) this.#emit(active, this.#runStartEvent(active));
+    } else {
       // The run goes on: its messages are steered in, as at its next step.
       for (const steered of batch.inputs) {
         this.#emit(active, {
@@ -2067,6 +2223,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         message: `the run could not be saved (${failure instanceof Error ? failure.message : String(failure)}); it will run again`,
       },
     });
+    // What the attempt streamed is withdrawn: the run streams its answer anew when it runs
+    // again, and its followers (who add the text up) must not show it twice.
+    this.#emit(active, {
+      runId: active.runId,
+      sessionKey: this.key,
+      type: "text-reset",
+      reason: "the run could not be saved and runs again",
+    });
     active.cancelRetry = this.#sendSelfAfter({ type: "retry-run", runId: active.runId }, delayMs);
   }
 
@@ -2080,11 +2244,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     await store.transcripts.append(this.key, [
       { runId, at: this.#ctx.now(), discarded: true, cause: "save-failed" },
     ]);
-    const tail = await store.transcripts.read(this.key, {
-      order: "desc",
-      limit: this.#ctx.historyLimit,
-    });
-    this.#history = historyOf(liveEntries(tail.reverse()));
+    await this.#reloadHistory();
   }
 
   /** {@link #discardOrThrow}; false if the store failed (fenced: throws). */
@@ -2189,8 +2349,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     options: CompactOptions | undefined,
     trigger: "manual" | "auto" = "manual",
   ): PendingCompaction {
+    const key = options?.idempotencyKey;
     const current = this.#compaction;
-    if (current !== null) return new PendingCompaction(current.done);
+    if (current !== null) {
+      if (key !== undefined && !current.keys.includes(key)) current.keys.push(key);
+      return new PendingCompaction(current.done);
+    }
     const agent = this.#ctx.resolveAgent(this.#agentId);
     const checked = checkCompactOptions(options, agent.timeoutMs);
     let resolve!: (result: CompactionResult) => void;
@@ -2211,11 +2375,27 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       controller: new AbortController(),
       running: false,
       timer: undefined,
+      keys: key === undefined ? [] : [key],
     };
     this.#compaction = compaction;
     this.#touch();
     if (this.#active === null && !this.#replayDue) this.#beginCompaction(compaction);
     return new PendingCompaction(done);
+  }
+
+  /**
+   * A `compact` request: with an idempotency key seen before, the first call's result (when
+   * it was applied); else {@link #requestCompaction}.
+   */
+  async #requestKeyedCompaction(
+    options: CompactOptions | undefined,
+  ): Promise<PendingCompaction | CompactionResult> {
+    const key = options?.idempotencyKey;
+    if (key !== undefined) {
+      const applied = await this.#appliedOperation("compact", key);
+      if (applied !== undefined) return applied as unknown as CompactionResult;
+    }
+    return this.#requestCompaction(options);
   }
 
   /**
@@ -2371,11 +2551,25 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       tokensBefore: estimateTokens(this.#history),
       tokensAfter: estimateTokens([summaryMsg, ...this.#history.slice(at + 1)]),
     };
+    const compacted: CompactionResult = {
+      status: "compacted",
+      summarizedMessages: at + 1,
+      keptMessages: kept,
+      summary,
+      usage: result.usage,
+      costUsd: result.costUsd,
+    };
     try {
       const firstKeptSeq = kept === 0 ? undefined : await this.#firstKeptSeq(kept);
       if (firstKeptSeq !== undefined) entry.firstKeptSeq = firstKeptSeq;
       const saved: JsonObject = { runId: result.runId, at: this.#ctx.now(), compaction: entry };
       if (compaction.callUsage !== undefined) saved.usage = compaction.callUsage;
+      // Keyed: remembered with its result before it is saved (a retry finds it either way).
+      for (const key of compaction.keys) {
+        const record = await this.#beginOperation(key, "compact", [], compacted);
+        compaction.savedAfter = record.savedAfter;
+      }
+      if (compaction.keys.length > 0) saved.idempotencyKeys = [...compaction.keys];
       await this.#ctx.store.transcripts.append(this.key, [saved]);
     } catch (error) {
       // Not saved: nothing changes (a compaction that cannot be kept would be undone by the
@@ -2389,14 +2583,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     next.compactions = (m.compactions ?? 0) + 1;
     await this.#ctx.store.sessions.put(next as SessionRecord).catch(() => undefined);
     this.#metadata = next;
-    this.#endCompaction(compaction, {
-      status: "compacted",
-      summarizedMessages: at + 1,
-      keptMessages: kept,
-      summary,
-      usage: result.usage,
-      costUsd: result.costUsd,
-    });
+    this.#endCompaction(compaction, compacted);
   }
 
   /** Counts a model call's usage for the session (the runtime's usage meter). */
@@ -2439,8 +2626,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       ...(ok ? {} : { error: errorInfo(outcome) }),
       tenant: telemetryTenantOf(this.#ctx.store),
     }));
-    if (ok) compaction.resolve(outcome);
-    else compaction.reject(outcome);
+    if (ok) {
+      // Its keys answer with this result from now on (a skipped one too: nothing to redo).
+      for (const key of compaction.keys) {
+        void this.#operationDone(
+          key,
+          { op: "compact", savedAfter: compaction.savedAfter ?? 0 },
+          outcome,
+        );
+      }
+      compaction.resolve(outcome);
+    } else compaction.reject(outcome);
     this.#touch();
     if (this.#active === null && !this.#replayDue && this.status === "running") this.#startNext();
   }
@@ -2466,14 +2662,41 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   async #requestInjection(
     request: Extract<SessionCall, { type: "inject" }>,
   ): Promise<InjectResult | PendingInjection> {
-    const { text, label } = request;
-    const runId = `inject:${request.id ?? randomUUID()}`;
+    const { text, label, idempotencyKey: key } = request;
+    let { id, savedAfter } = request;
+    let record: KeyedOperation | undefined;
+    if (key !== undefined) {
+      record = await this.#operation("inject", key);
+      if (record?.done === true && record.result !== undefined) {
+        return record.result as unknown as InjectResult;
+      }
+      if (typeof record?.id === "string") {
+        // Asked before with this key: the same injection (still waiting, or saved already).
+        id = record.id;
+        savedAfter = Math.min(savedAfter ?? record.savedAfter, record.savedAfter);
+      } else {
+        id ??= randomUUID();
+        record = await this.#beginOperation(key, "inject", [], undefined, id);
+      }
+    }
+    const runId = `inject:${id ?? randomUUID()}`;
+    /** Marks the keyed injection done with its result. */
+    const done = (result: InjectResult): InjectResult => {
+      if (key !== undefined && record !== undefined) {
+        void this.#operationDone(key, record, result);
+      }
+      return result;
+    };
     // Asked again (a retry after an owner was lost): the same injection, never a second one.
     const waiting = this.#injections.find((injection) => injection.runId === runId);
     if (waiting !== undefined) return new PendingInjection(waiting.done);
-    if (request.savedAfter !== undefined) {
-      const saved = await this.#savedInjection(runId, request.savedAfter);
-      if (saved !== undefined) return saved;
+    if (savedAfter !== undefined) {
+      const saved = await this.#savedInjection(runId, savedAfter);
+      if (saved !== undefined) {
+        // Saved by this session with its reply lost: its history is missing it.
+        if (key !== undefined) await this.#reloadHistory();
+        return done(saved);
+      }
     }
     const message: ModelMessage = {
       role: "assistant",
@@ -2485,7 +2708,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       this.#compaction === null &&
       this.#injections.length === 0
     ) {
-      return (await this.#saveInjections([{ runId, message }]))[0]!;
+      return done((await this.#saveInjections([{ runId, message }]))[0]!);
     }
     // Held in memory until the run ends: a flood of notes during a long run must not grow
     // without bound, any more than the messages waiting may.
@@ -2494,15 +2717,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     }
     let resolve!: (result: InjectResult) => void;
     let reject!: (error: unknown) => void;
-    const done = new Promise<InjectResult>((res, rej) => {
+    const saved = new Promise<InjectResult>((res, rej) => {
       resolve = res;
       reject = rej;
-    });
-    this.#injections.push({ runId, message, done, resolve, reject });
+    }).then(done);
+    this.#injections.push({ runId, message, done: saved, resolve, reject });
     // Answered through the runtime's await; never left unhandled here.
-    done.catch(() => undefined);
+    saved.catch(() => undefined);
     this.#touch();
-    return new PendingInjection(done);
+    return new PendingInjection(saved);
   }
 
   /**
@@ -2511,25 +2734,18 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * once this node holds the session's lease nothing of it can land any more.
    */
   async #savedInjection(runId: string, seq: number): Promise<InjectResult | undefined> {
-    const page = 1_000;
-    for (let after = seq; ; ) {
-      const records = await this.#ctx.store.transcripts.read(this.key, {
-        afterSeq: after,
-        limit: page,
-      });
-      for (const record of records) {
-        const entry = record.entry as { runId?: unknown; at?: unknown; message?: unknown };
-        if (entry.runId !== runId || entry.message === undefined) continue;
-        return {
-          runId,
-          seq: record.seq,
-          at: typeof entry.at === "number" ? entry.at : this.#ctx.now(),
-          message: entry.message as ModelMessage,
-        };
-      }
-      if (records.length < page) return undefined;
-      after = records.at(-1)!.seq;
-    }
+    const record = await this.#findSavedAfter(
+      seq,
+      (entry) => entry.runId === runId && entry.message !== undefined,
+    );
+    if (record === undefined) return undefined;
+    const entry = record.entry as { at?: unknown; message?: unknown };
+    return {
+      runId,
+      seq: record.seq,
+      at: typeof entry.at === "number" ? entry.at : this.#ctx.now(),
+      message: entry.message as ModelMessage,
+    };
   }
 
   /** Saves the injections that waited for the run, then lets the waiting messages run. */

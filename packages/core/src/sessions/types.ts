@@ -228,6 +228,15 @@ export interface RewindOptions {
   runs?: number;
   /** Undo this run and every run after it (instead of `runs`). */
   runId?: string;
+  /**
+   * Deduplicates retries, as `send`'s option of that name does: a call with a key this
+   * session saw before (within the store's `dedupeWindowMs`, how long `send`'s keys are
+   * remembered) applies nothing again and resolves with the first call's result, also when
+   * the first call failed after the store had saved it (its reply was lost). The key belongs
+   * to the session and to one operation: used for another one (an `inject` key for a
+   * `rewind`) it is refused with `InvalidArgumentError`.
+   */
+  idempotencyKey?: string;
 }
 
 /** Options of `SessionHandle.fork`. */
@@ -269,6 +278,15 @@ export interface InjectOptions {
    * `chat.inject` writes it): who or what the note is from. At most 100 characters, one line.
    */
   label?: string;
+  /**
+   * Deduplicates retries, as `send`'s option of that name does: a call with a key this
+   * session saw before (within the store's `dedupeWindowMs`, how long `send`'s keys are
+   * remembered) applies nothing again and resolves with the first call's result, also when
+   * the first call failed after the store had saved it (its reply was lost). The key belongs
+   * to the session and to one operation: used for another one (an `inject` key for a
+   * `rewind`) it is refused with `InvalidArgumentError`.
+   */
+  idempotencyKey?: string;
 }
 
 /** What `SessionHandle.inject` added. */
@@ -360,7 +378,9 @@ export type RunEvent =
   /**
    * Discard the text received so far of the current answer: a provider attempt failed after
    * streaming output and the chain fell back (the next attempt streams it anew), or a
-   * structured answer did not conform to its schema and the model is asked again.
+   * structured answer did not conform to its schema and the model is asked again, or the
+   * run's messages could not be saved (an `error` event `SAVE_FAILED` first) and the run runs
+   * again, streaming its answer anew (with no second `run-start`: it is the same run).
    */
   | (RunEventBase & { type: "text-reset"; reason: string })
   | (RunEventBase & { type: "tool-call"; toolCallId: string; toolName: string; input: JsonValue })
