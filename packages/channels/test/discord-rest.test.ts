@@ -212,6 +212,8 @@ describe("rate limits", () => {
     expect(error).toMatchObject({ isRetryable: true, statusCode: 429 });
     expect((error as ChannelSendError).retryAfterMs).toBeGreaterThanOrEqual(64_000);
     expect((error as Error).message).toMatch(/global/);
+    // Discord's global limit holds up every chat of the channel in the outbox.
+    expect((error as ChannelSendError).scope).toBe("channel");
     const before = h.platform.requests.length;
     let typing: unknown;
     // Refused without a timer: @discordjs/rest alone would leave one of the whole minute.
@@ -248,7 +250,8 @@ describe("rate limits", () => {
       }),
     ).toBe(0);
     expect(ChannelSendError.isInstance(third)).toBe(true);
-    expect(third).toMatchObject({ isRetryable: true, statusCode: 429 });
+    // A route's bucket holds up only its chat in the outbox.
+    expect(third).toMatchObject({ isRetryable: true, statusCode: 429, scope: "chat" });
     expect((third as ChannelSendError).retryAfterMs).toBeGreaterThan(25_000);
     expect(h.platform.requests.length).toBe(before); // not sent
     // Another channel's bucket is not held back.
@@ -387,11 +390,12 @@ describe("refusals", () => {
       code: "CHANNEL_SEND_FAILED",
       isRetryable: false,
       statusCode: 403,
+      platformCode: "50013",
     });
     expect((forbidden as Error).message).toMatch(/Missing Permissions/);
     h.platform.deleteChannel("room-1");
     const gone = await h.plugin.sendText(room, "x").catch((e: unknown) => e);
-    expect(gone).toMatchObject({ isRetryable: false, statusCode: 404 });
+    expect(gone).toMatchObject({ isRetryable: false, statusCode: 404, platformCode: "10003" });
     expect((gone as Error).message).toMatch(/Unknown Channel/);
   });
 

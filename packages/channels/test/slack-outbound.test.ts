@@ -131,6 +131,8 @@ describe("Slack outbound: errors", () => {
     const error = await failure(plugin.sendText(channel, "burst"));
     expect(ChannelSendError.isInstance(error)).toBe(true);
     expect(error).toMatchObject({ isRetryable: true, retryAfterMs: 7_000, statusCode: 429 });
+    // Slack limits each method per workspace: the wait holds up the whole channel.
+    expect(error).toMatchObject({ platformCode: "ratelimited", scope: "channel" });
     expect(platform.workspace.callsOf("chat.postMessage")).toHaveLength(1);
     expect(platform.workspace.posted).toHaveLength(0);
   });
@@ -144,7 +146,11 @@ describe("Slack outbound: errors", () => {
     });
     const error = await failure(plugin.sendText(channel, "burst"));
     expect(ChannelSendError.isInstance(error)).toBe(true);
-    expect(error).toMatchObject({ isRetryable: true, retryAfterMs: 12_000 });
+    expect(error).toMatchObject({
+      isRetryable: true,
+      retryAfterMs: 12_000,
+      platformCode: "ratelimited",
+    });
     expect((error as Error).message).toContain("ratelimited");
     expect(platform.workspace.posted).toHaveLength(0);
   });
@@ -205,7 +211,11 @@ describe("Slack outbound: errors", () => {
     }
     for (const slackError of errors) {
       const error = await failure(plugin.sendText(channel, "no"));
-      expect(error).toMatchObject({ code: "CHANNEL_SEND_FAILED", isRetryable: false });
+      expect(error).toMatchObject({
+        code: "CHANNEL_SEND_FAILED",
+        isRetryable: false,
+        platformCode: slackError,
+      });
       expect((error as Error).message).toContain(slackError);
     }
   });

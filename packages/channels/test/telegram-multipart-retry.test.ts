@@ -150,9 +150,10 @@ describe("a file with a long caption, retried by the outbox", () => {
     await first.manager.deliver("telegram", dm, {
       media: { kind: "file", url: "https://files.example/report.pdf", caption },
     });
-    await eventually("the failed attempt recorded", async () => {
+    // A rate limit: recorded with the entry, though not as a failed attempt.
+    await eventually("the rate limit recorded", async () => {
       const [entry] = await first.manager.outbox("telegram").list();
-      return entry?.attempts === 1;
+      return entry?.rateLimits === 1 && entry.attempts === 0;
     });
     await first.stop();
     expect(calls(api, "sendMessage").map((c) => c.answered)).toEqual([200, 429]);

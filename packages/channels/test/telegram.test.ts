@@ -927,16 +927,24 @@ describe("outbound", () => {
     });
   });
 
-  it("turns a 429 into a retryable ChannelSendError with retryAfterMs from retry_after", async () => {
+  it("turns a 429 into a retryable ChannelSendError with retryAfterMs from retry_after, holding up its chat", async () => {
     const { api, plugin } = await started(polling());
+    // {"ok":false,"error_code":429,"description":"Too Many Requests: retry after 5",
+    //  "parameters":{"retry_after":5}}
     api.script("sendMessage", {
       errorCode: 429,
-      description: "Too Many Requests: retry after 3",
-      retryAfter: 3,
+      description: "Too Many Requests: retry after 5",
+      retryAfter: 5,
     });
     const error = await plugin.sendText(dm, "flood").catch((e: unknown) => e);
     expect(ChannelSendError.isInstance(error)).toBe(true);
-    expect(error).toMatchObject({ isRetryable: true, retryAfterMs: 3000, statusCode: 429 });
+    expect(error).toMatchObject({
+      isRetryable: true,
+      retryAfterMs: 5000,
+      statusCode: 429,
+      platformCode: "Too Many Requests: retry after 5",
+      scope: "chat",
+    });
     expect(api.actions).toEqual([]);
   });
 
@@ -956,6 +964,13 @@ describe("outbound", () => {
       [true, undefined],
       [false, 403],
       [false, 400],
+    ]);
+    // Telegram's description is its error code; its trouble holds up the whole channel.
+    expect(outcomes.map((e) => [e.platformCode, e.scope])).toEqual([
+      ["Bad Gateway", "channel"],
+      [undefined, "channel"],
+      ["Forbidden: bot was blocked by the user", "chat"],
+      ["Bad Request: chat not found", "chat"],
     ]);
     expect(outcomes[2].message).toContain("Forbidden: bot was blocked by the user");
     expect(String(outcomes.map((e) => e.message))).not.toContain(TOKEN);

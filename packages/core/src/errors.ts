@@ -756,9 +756,18 @@ export class CronError extends BeamClawError {
 }
 
 /**
+ * What a failed send holds up in the durable outbox while it waits to retry: `chat` only the
+ * conversation it was for (the same chat, peer or thread; other conversations keep flowing),
+ * `channel` every conversation of the channel (a global rate limit, a lost connection).
+ */
+export type ChannelSendScope = "chat" | "channel";
+
+/**
  * A channel could not deliver an outbound message (send, media, edit, typing). Plugins throw
  * it so the durable outbox knows what to do: `isRetryable` messages are tried again with
  * backoff (after `retryAfterMs` when the platform said so); the others are set aside at once.
+ * A rate limit (`statusCode` 429, or any `retryAfterMs`) is waited out without counting as a
+ * failed attempt; `scope` says whether the wait holds up one conversation or the channel.
  */
 export class ChannelSendError extends BeamClawError {
   /** The channel id, e.g. `discord`. */
@@ -768,6 +777,18 @@ export class ChannelSendError extends BeamClawError {
   readonly retryAfterMs: number | undefined;
   /** The platform's HTTP status, when there is one. */
   readonly statusCode: number | undefined;
+  /**
+   * The platform's own error code, when it answered one: Slack's `error`
+   * (`channel_not_found`, `ratelimited`), Discord's JSON `code` (`10003`), Telegram's
+   * `description` (`Forbidden: bot was blocked by the user`; its `error_code` is the HTTP
+   * status, in `statusCode`).
+   */
+  readonly platformCode: string | undefined;
+  /**
+   * What the retry holds up in the outbox (see {@link ChannelSendScope}). `undefined`:
+   * `chat`.
+   */
+  readonly scope: ChannelSendScope | undefined;
   constructor(
     channel: string,
     message: string,
@@ -775,6 +796,8 @@ export class ChannelSendError extends BeamClawError {
       isRetryable: boolean;
       retryAfterMs?: number;
       statusCode?: number;
+      platformCode?: string;
+      scope?: ChannelSendScope;
     },
   ) {
     super("CHANNEL_SEND_FAILED", message, details);
@@ -782,6 +805,8 @@ export class ChannelSendError extends BeamClawError {
     this.isRetryable = details.isRetryable;
     this.retryAfterMs = details.retryAfterMs;
     this.statusCode = details.statusCode;
+    this.platformCode = details.platformCode;
+    this.scope = details.scope;
   }
   static override isInstance = guard<ChannelSendError>("CHANNEL_SEND_FAILED");
 }

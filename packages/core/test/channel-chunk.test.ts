@@ -145,15 +145,115 @@ describe("chunkText", () => {
             expect(chunk.length).toBeLessThanOrEqual(max);
             expect(hasLoneSurrogate(chunk)).toBe(false);
           }
-          // Lines added at breaks are fence lines; leave every fence line out on both sides.
+          // Lines added at breaks are fence lines, markup added is an entity's delimiters
+          // (closed and reopened): leave both out on both sides.
           const content = (t: string) =>
             words(
               t
                 .split("\n")
                 .filter((line) => !/^ {0,3}(`{3,}|~{3,})\S*\s*$/.test(line))
-                .join("\n"),
+                .join("\n")
+                .replace(/[*_~]/g, ""),
             );
           expect(content(chunks.join("\n"))).toEqual(content(text));
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it("does not break inside an inline entity that fits, moving the break before it", () => {
+    const bold = "**bold text that should stay whole**";
+    expect(chunkText(`some words here and ${bold} after`, 40)).toEqual([
+      "some words here and",
+      bold,
+      "after",
+    ]);
+    const code = "`inline code span here`";
+    expect(chunkText(`lead ${code} and more words follow here`, 30)).toEqual([
+      `lead ${code}`,
+      "and more words follow here",
+    ]);
+    const link = "[the docs page](https://example.com/d)";
+    expect(chunkText(`please see ${link} now`, 40)).toEqual(["please see", link, "now"]);
+    const italic = "_slanted words_";
+    expect(chunkText(`one two three ${italic} four`, 24)).toEqual([
+      "one two three",
+      `${italic} four`,
+    ]);
+    // No space outside it: cut the entity (balanced) rather than a word, else before it.
+    expect(chunkText("xx**bold fits here** tail", 18)).toEqual([
+      "xx**bold fits**",
+      "**here** tail",
+    ]);
+    expect(chunkText("xxxx**boldfitshere**", 18)).toEqual(["xxxx", "**boldfitshere**"]);
+    // Only whitespace before it: the entity starts the next chunk whole.
+    expect(chunkText("\n **a a aaaaaa aaa aa a**", 24)).toEqual(["**a a aaaaaa aaa aa a**"]);
+    // An underscore inside a word is no entity.
+    expect(chunkText("snake_case_name and other_name plus", 20)).toEqual([
+      "snake_case_name and",
+      "other_name plus",
+    ]);
+  });
+
+  it("cuts an entity longer than the limit inside, closing its markup in one chunk and reopening it in the next", () => {
+    const long = `**${"word ".repeat(20).trim()}**`;
+    const chunks = chunkText(`${long} tail`, 30);
+    expect(chunks.at(-1)).toBe("tail");
+    for (const chunk of chunks.slice(0, -1)) {
+      expect(chunk.length).toBeLessThanOrEqual(30);
+      expect(chunk).toMatch(/^\*\*word( word)*\*\*$/);
+    }
+    expect(chunks.slice(0, -1).join(" ").replaceAll("**", "")).toBe("word ".repeat(20).trim());
+    const code = `\`${"x".repeat(50)}\``;
+    const pieces = chunkText(`${code} tail`, 20);
+    for (const piece of pieces.slice(0, -1)) expect(piece).toMatch(/^`x+`$/);
+    expect(pieces.join("").replaceAll("`", "")).toBe(`${"x".repeat(50)}tail`);
+  });
+
+  it("property: an inline entity that fits in a chunk is never split, and a longer one is cut with balanced markup", () => {
+    const word = fc.string({
+      minLength: 1,
+      maxLength: 8,
+      unit: fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789".split("")),
+    });
+    const phrase = fc.array(word, { minLength: 1, maxLength: 6 }).map((ws) => ws.join(" "));
+    const entity = fc.oneof(
+      phrase.map((p) => `**${p}**`),
+      phrase.map((p) => `\`${p}\``),
+      phrase.map((p) => `_${p}_`),
+      phrase.map((p) => `~~${p}~~`),
+      phrase.map((p) => `[${p}](https://example.com/${p.length})`),
+    );
+    const token = fc.oneof(
+      { weight: 6, arbitrary: word },
+      { weight: 3, arbitrary: entity },
+      { weight: 1, arbitrary: fc.constantFrom("\n", "\n\n") },
+    );
+    fc.assert(
+      fc.property(
+        fc.array(token, { maxLength: 80 }),
+        fc.integer({ min: 24, max: 120 }),
+        (tokens, max) => {
+          const text = tokens.join(" ");
+          const chunks = chunkText(text, max);
+          for (const chunk of chunks) {
+            expect(chunk.length).toBeLessThanOrEqual(max);
+            // Balanced markup in every chunk (links aside, whose brackets hold no markup).
+            const plain = chunk.replace(/\]\([^)]*\)/g, "");
+            expect(plain.split("**").length % 2).toBe(1);
+            expect(plain.split("~~").length % 2).toBe(1);
+            expect(plain.split("`").length % 2).toBe(1);
+            expect(plain.split("_").length % 2).toBe(1);
+          }
+          for (const t of tokens) {
+            if (t.length > 0 && /^[*`_~[]/.test(t) && t.length <= max) {
+              expect(chunks.some((chunk) => chunk.includes(t))).toBe(true);
+            }
+          }
+          // Every character arrives once, in order (whitespace and added markup aside).
+          const content = (t: string) => t.replace(/[\s*_~`]/g, "");
+          expect(content(chunks.join(""))).toBe(content(text));
         },
       ),
       { numRuns: 400 },

@@ -31,7 +31,9 @@ function retryableStatus(status: number): boolean {
 
 /**
  * Maps what a REST call threw to the host's error. `what` names the call for the message
- * (`send a message to channel 123`).
+ * (`send a message to channel 123`). Discord's JSON error `code` becomes `platformCode`; a
+ * rate limit holds up the outbox's whole channel only when it is Discord's global one
+ * (`scope: "channel"`; a route's bucket: `"chat"`), as do Discord's 5xx and network failures.
  */
 export function toSendError(
   channel: string,
@@ -48,26 +50,44 @@ export function toSendError(
     return new ChannelSendError(
       channel,
       `Discord rate limit (${error.global ? "global" : error.scope}) on ${error.method.toUpperCase()} ${error.route}: ${what} can be retried in ${retryAfterMs} ms`,
-      { isRetryable: true, retryAfterMs, statusCode: 429, cause: error },
+      {
+        isRetryable: true,
+        retryAfterMs,
+        statusCode: 429,
+        scope: error.global ? "channel" : "chat",
+        cause: error,
+      },
     );
   }
   if (rest !== undefined && error instanceof rest.DiscordAPIError) {
     return new ChannelSendError(
       channel,
       `Discord refused to ${what}: ${error.message} (HTTP ${error.status}, code ${error.code})`,
-      { isRetryable: retryableStatus(error.status), statusCode: error.status, cause: error },
+      {
+        isRetryable: retryableStatus(error.status),
+        statusCode: error.status,
+        platformCode: String(error.code),
+        scope: error.status >= 500 ? "channel" : "chat",
+        cause: error,
+      },
     );
   }
   if (rest !== undefined && error instanceof rest.HTTPError) {
     return new ChannelSendError(
       channel,
       `Discord answered HTTP ${error.status} when trying to ${what}`,
-      { isRetryable: retryableStatus(error.status), statusCode: error.status, cause: error },
+      {
+        isRetryable: retryableStatus(error.status),
+        statusCode: error.status,
+        scope: error.status >= 500 ? "channel" : "chat",
+        cause: error,
+      },
     );
   }
   const message = error instanceof Error ? error.message : String(error);
   return new ChannelSendError(channel, `could not reach Discord to ${what}: ${message}`, {
     isRetryable: true,
+    scope: "channel",
     cause: error,
   });
 }

@@ -119,15 +119,21 @@ export function slackErrorDetails(error: unknown): SlackErrorDetails & { descrip
   }
 }
 
-/** The error an outbound call throws for a Web API failure. */
+/**
+ * The error an outbound call throws for a Web API failure, with Slack's `error` as
+ * `platformCode`. Its waits hold up the whole channel (`scope: "channel"`): Slack rate-limits
+ * each Web API method per workspace, and an answer does not say which limit it was.
+ */
 export function toChannelSendError(
   channel: string,
   method: string,
   error: unknown,
 ): ChannelSendError {
-  const { description, slackError: _, ...details } = slackErrorDetails(error);
+  const { description, slackError, ...details } = slackErrorDetails(error);
   return new ChannelSendError(channel, `${method} failed: ${description}`, {
     ...details,
+    ...(slackError === undefined ? {} : { platformCode: slackError }),
+    scope: "channel",
     cause: error,
   });
 }

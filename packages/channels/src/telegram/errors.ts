@@ -104,7 +104,10 @@ export function toTelegramApiError(method: string, error: unknown): TelegramApiE
 /**
  * `error` from an outbound call as a `ChannelSendError`: 429 (with `retry_after` as
  * `retryAfterMs`), 5xx and network failures are retryable; any other answer of Telegram
- * (400 bad request, 403 blocked by the user, 401 revoked token) is not.
+ * (400 bad request, 403 blocked by the user, 401 revoked token) is not. Telegram's
+ * `description` is the `platformCode` (its `error_code` is the HTTP status, `statusCode`). A
+ * 429 (Telegram's flood control is per chat) holds up only its chat in the outbox
+ * (`scope: "chat"`); Telegram's own trouble (5xx) and network failures the whole channel.
  */
 export function toChannelSendError(
   channel: string,
@@ -117,6 +120,10 @@ export function toChannelSendError(
     isRetryable: failure === undefined || retryableStatus(failure.errorCode),
     ...(failure === undefined ? {} : { statusCode: failure.errorCode }),
     ...(failure?.retryAfterMs === undefined ? {} : { retryAfterMs: failure.retryAfterMs }),
+    ...(failure === undefined || failure.description === ""
+      ? {}
+      : { platformCode: failure.description }),
+    scope: failure === undefined || failure.errorCode >= 500 ? "channel" : "chat",
     cause: error,
   });
 }

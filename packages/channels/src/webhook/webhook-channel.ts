@@ -599,6 +599,8 @@ export class WebhookChannel implements ChannelPlugin {
             isRetryable: retryable,
             statusCode: response.status,
             ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+            // One callback for every chat: its waits hold up the whole channel.
+            scope: "channel",
           },
         );
         if (!retryable) throw lastError;
@@ -612,6 +614,7 @@ export class WebhookChannel implements ChannelPlugin {
           `the callback could not be reached: ${(error as Error).message}`,
           {
             isRetryable: true,
+            scope: "channel",
             cause: error,
           },
         );

@@ -540,6 +540,7 @@ export async function startDiscordPlatform(
             : "You are being rate limited.",
         retry_after: answer.retryAfter,
         global,
+        code: 0,
       },
       429,
       headers,

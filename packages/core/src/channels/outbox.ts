@@ -1,11 +1,11 @@
 /**
  * The durable outbox: every outbound message of a channel is written to the store before it
- * is sent, sent in order, and removed only once the platform confirmed it. A restart resumes
- * where it stopped: nothing is lost, and a part the platform confirmed (or a message of a part
- * that takes several) is not sent again.
+ * is sent, sent in order within its conversation, and removed only once the platform confirmed
+ * it. A restart resumes where it stopped: nothing is lost, and a part the platform confirmed
+ * (or a message of a part that takes several) is not sent again.
  */
 import { randomBytes } from "node:crypto";
-import { ChannelSendError, isBeamClawError } from "../errors.js";
+import { ChannelSendError, InvalidArgumentError, isBeamClawError } from "../errors.js";
 import { sleep } from "../providers/backoff.js";
 import type { JsonObject } from "../providers/types.js";
 import type { UserMessageInput } from "../sessions/types.js";
@@ -60,8 +60,15 @@ export interface OutboxEntry {
   progress?: string[];
   /** The first part quotes this platform message. */
   replyToMessageId?: string;
-  /** Failed attempts at the current part. */
+  /** Failed attempts at the current part (rate limits not counted). */
   attempts: number;
+  /**
+   * How long the current part has been told to wait by rate limits so far, in ms (bounded by
+   * `maxRateLimitWaitMs`). Cleared once the part is confirmed.
+   */
+  rateLimitedMs?: number;
+  /** How many rate limits the current part met (spaces out waits without a `retryAfterMs`). */
+  rateLimits?: number;
   /** Epoch ms. */
   createdAt: number;
   run?: OutboxRun;
@@ -71,26 +78,40 @@ export interface OutboxEntry {
 
 /**
  * A set-aside entry under `outbox-dead:<channel>:<id>`. Its `attempts` counts every failed try
- * of the part that was set aside, the last one included.
+ * of the part that was set aside that was not a rate limit, plus the last one; its
+ * `rateLimitedMs` how long rate limits made it wait.
  */
 export interface DeadLetter extends OutboxEntry {
   /**
-   * Why: the last error's `code` and message, and the platform's HTTP `statusCode` when the
-   * error had one (403 for a bot blocked by the user, 429 for a rate limit that outlasted the
-   * tries, ...).
+   * Why: the last error's `code` and message, the platform's HTTP `statusCode` when the
+   * error had one (403 for a bot blocked by the user, 429 for a rate limit that outlasted
+   * `maxRateLimitWaitMs`, ...), and the platform's own error code (`platformCode`, see
+   * `ChannelSendError.platformCode`: `channel_not_found`, `10003`, ...) when it answered one.
    */
-  error: { code: string; message: string; statusCode?: number };
+  error: { code: string; message: string; statusCode?: number; platformCode?: string };
   droppedAt: number;
 }
 
-/** How the outbox retries a part the platform did not take. */
+/**
+ * How the outbox retries a part the platform did not take. A rate limit (a failure with
+ * `statusCode` 429 or a `retryAfterMs`) is not a failed attempt: the part waits as long as
+ * the platform asked (or backs off, when it did not say) and goes again, without using up
+ * `maxAttempts`; these waits are bounded by `maxRateLimitWaitMs` instead.
+ */
 export interface OutboxRetryOptions {
-  /** Tries of one part before it is set aside. Default 8. */
+  /** Failed tries of one part (rate limits not counted) before it is set aside. Default 8. */
   maxAttempts?: number;
   /** First retry waits up to this; it doubles per try. Default 1000. */
   baseDelayMs?: number;
-  /** Longest wait between tries. Default 60 000. */
+  /** Longest wait between tries, unless the platform asked for a longer one. Default 60 000. */
   maxDelayMs?: number;
+  /**
+   * Longest total time one part may wait out rate limits: a part whose next wait would take
+   * it past this is set aside (with the 429), so a platform that rate-limits it forever does
+   * not hold it forever. Default 900 000 (15 minutes); a finite number >= 0, else the
+   * outbox throws `InvalidArgumentError`.
+   */
+  maxRateLimitWaitMs?: number;
 }
 
 /**
@@ -125,11 +146,29 @@ function asJson(entry: OutboxEntry): JsonObject {
   return entry as unknown as JsonObject;
 }
 
+/** The conversation an entry goes to: its order is kept within it, and a wait holds only it. */
+function conversationOf(target: ChannelTarget): string {
+  return JSON.stringify([target?.accountId, target?.chatType, target?.chatId, target?.threadId]);
+}
+
+/** A failure that is the platform asking us to slow down rather than the message failing. */
+function isRateLimit(error: unknown): boolean {
+  const { statusCode, retryAfterMs } = (error ?? {}) as {
+    statusCode?: unknown;
+    retryAfterMs?: unknown;
+  };
+  return statusCode === 429 || (typeof retryAfterMs === "number" && retryAfterMs > 0);
+}
+
 /**
  * One channel's durable outbox over `store.kv`. `add` writes an entry; the drain loop —
- * running between `resume()` (the channel connected) and `pause()` — sends ready entries in
- * id order, one part at a time, recording each confirmed part before the next. A retryable
- * failure is retried with exponential backoff and jitter; a permanent one (or too many tries)
+ * running between `resume()` (the channel connected) and `pause()` — sends ready entries one
+ * part at a time, recording each confirmed part before the next, in id order within each
+ * conversation (the entry's target: account, chat and thread). A retryable failure is retried
+ * with exponential backoff and jitter (or after the platform's `retryAfterMs`); while it waits,
+ * only its conversation waits and the others' entries keep going, unless the error's `scope`
+ * is `channel` (a global rate limit), which holds the whole channel. Rate limits do not count
+ * as failed attempts (see {@link OutboxRetryOptions}). A permanent failure (or too many tries)
  * moves the entry to `outbox-dead:<channel>:` with the error, and the next entry goes on.
  *
  * Delivery is at least once: a crash between the platform's confirmation and the store write
@@ -159,7 +198,14 @@ export class ChannelOutbox {
   readonly #maxAttempts: number;
   readonly #baseDelayMs: number;
   readonly #maxDelayMs: number;
+  readonly #maxRateLimitWaitMs: number;
   readonly #prefix: string;
+  /** Conversations waiting to retry: until when (`Date.now()` ms). */
+  readonly #holds = new Map<string, number>();
+  /** The whole channel waits until then (a `scope: "channel"` failure). */
+  #channelHold = 0;
+  /** The loop sleeps only until a wait ends: there is work, so not idle. */
+  #holding = false;
   #active = false;
   #stopped = false;
   #loop: Promise<void> | null = null;
@@ -179,6 +225,13 @@ export class ChannelOutbox {
     this.#maxAttempts = options.maxAttempts ?? 8;
     this.#baseDelayMs = options.baseDelayMs ?? 1_000;
     this.#maxDelayMs = options.maxDelayMs ?? 60_000;
+    const maxWait = options.maxRateLimitWaitMs ?? 900_000;
+    if (typeof maxWait !== "number" || !Number.isFinite(maxWait) || maxWait < 0) {
+      throw new InvalidArgumentError(
+        `outbox maxRateLimitWaitMs must be a finite number >= 0, got ${String(maxWait)}`,
+      );
+    }
+    this.#maxRateLimitWaitMs = maxWait;
     this.#prefix = `outbox:${this.channel}:`;
   }
 
@@ -272,8 +325,10 @@ export class ChannelOutbox {
 
   /** Resolves once no ready entry is left to send (or the outbox is paused or stopped). */
   idle(): Promise<void> {
-    // Not draining, or waiting for work with none announced: idle now.
-    if (this.#loop === null || (this.#wake !== null && !this.#dirty)) return Promise.resolve();
+    // Not draining, or waiting for work with none announced (not for a retry): idle now.
+    if (this.#loop === null || (this.#wake !== null && !this.#dirty && !this.#holding)) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -291,18 +346,27 @@ export class ChannelOutbox {
       const signal = this.#pause!.signal;
       try {
         this.#dirty = false;
-        const entry = await this.#nextReady();
+        const { entry, wakeAt } = await this.#nextReady();
         if (entry !== undefined) {
           await this.#deliver(entry, signal);
           continue;
         }
         if (this.#dirty) continue;
-        this.#releaseIdle();
+        this.#holding = wakeAt !== undefined;
+        if (!this.#holding) this.#releaseIdle();
         await new Promise<void>((resolve) => {
-          this.#wake = resolve;
-          if (signal.aborted || this.#dirty) resolve();
+          const timer =
+            wakeAt === undefined
+              ? undefined
+              : setTimeout(resolve, Math.max(0, wakeAt - Date.now()));
+          this.#wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          if (signal.aborted || this.#dirty) this.#wake();
         });
         this.#wake = null;
+        this.#holding = false;
       } catch (error) {
         // The store failed: nothing was lost (entries are only removed after a write); try
         // again after a pause.
@@ -323,15 +387,50 @@ export class ChannelOutbox {
     for (const resolve of waiters) resolve();
   }
 
-  async #nextReady(): Promise<OutboxEntry | undefined> {
+  /**
+   * The first ready entry of a conversation that is not waiting, with no earlier ready entry
+   * of its own conversation; else when the first wait ends (`undefined`: nothing is ready).
+   */
+  async #nextReady(): Promise<{ entry?: OutboxEntry; wakeAt?: number }> {
+    const now = Date.now();
+    const seen = new Set<string>();
+    let wakeAt: number | undefined;
     for (const key of await this.#kv.keys(this.#prefix)) {
       const entry = (await this.#kv.get(key)) as OutboxEntry | undefined;
-      if (entry?.state === "ready") return entry;
+      if (entry?.state !== "ready") continue;
+      const conversation = conversationOf(entry.target);
+      if (seen.has(conversation)) continue; // behind an earlier entry of its conversation
+      seen.add(conversation);
+      let until = this.#holds.get(conversation) ?? 0;
+      if (until <= now) this.#holds.delete(conversation);
+      until = Math.max(until, this.#channelHold);
+      if (until <= now) return { entry };
+      wakeAt = Math.min(wakeAt ?? until, until);
     }
-    return undefined;
+    return wakeAt === undefined ? {} : { wakeAt };
   }
 
-  /** Sends the entry's remaining parts; returns after it is done, set aside, or must wait. */
+  /** Holds the entry's conversation (or, for a `channel` scope, the channel) for `delayMs`. */
+  #hold(entry: OutboxEntry, error: unknown, delayMs: number): void {
+    const until = Date.now() + delayMs;
+    if ((error as { scope?: unknown } | undefined)?.scope === "channel") {
+      this.#channelHold = Math.max(this.#channelHold, until);
+    } else {
+      const conversation = conversationOf(entry.target);
+      this.#holds.set(conversation, Math.max(this.#holds.get(conversation) ?? 0, until));
+    }
+  }
+
+  /** The backoff before try `n` (1-based): exponential, capped, with jitter. */
+  #backoff(n: number): number {
+    const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (n - 1));
+    return Math.floor(ceiling / 2 + this.#random() * (ceiling / 2));
+  }
+
+  /**
+   * Sends the entry's remaining parts; returns after it is done, set aside, or must wait (its
+   * conversation, or the channel, then held until the retry is due).
+   */
   async #deliver(entry: OutboxEntry, signal: AbortSignal): Promise<void> {
     const key = this.#prefix + entry.id;
     while (entry.sent < entry.parts.length) {
@@ -363,7 +462,6 @@ export class ChannelOutbox {
           await sleep(this.#baseDelayMs, signal).catch(() => undefined);
           return;
         }
-        const attempts = entry.attempts + 1;
         const flag = (error as { isRetryable?: unknown } | undefined)?.isRetryable;
         // Bad input does not get better by trying again.
         const retryable =
@@ -371,7 +469,29 @@ export class ChannelOutbox {
             ? !isBeamClawError(error, "INVALID_ARGUMENT") &&
               !isBeamClawError(error, "NOT_SUPPORTED")
             : flag !== false;
-        if (!retryable || attempts >= this.#maxAttempts) {
+        const retryAfterMs = (error as { retryAfterMs?: unknown }).retryAfterMs;
+        const asked = typeof retryAfterMs === "number" && retryAfterMs > 0 ? retryAfterMs : 0;
+        const rateLimited = retryable && isRateLimit(error);
+        let delay: number;
+        let giveUp: boolean;
+        if (rateLimited) {
+          // The platform asked us to slow down: not a failed attempt, but the waits are bounded.
+          const rateLimits = (entry.rateLimits ?? 0) + 1;
+          delay = asked > 0 ? asked : this.#backoff(rateLimits);
+          const waited = (entry.rateLimitedMs ?? 0) + delay;
+          giveUp = waited > this.#maxRateLimitWaitMs;
+          if (!giveUp) {
+            entry.rateLimits = rateLimits;
+            entry.rateLimitedMs = waited;
+          }
+        } else {
+          const attempts = entry.attempts + 1;
+          delay = Math.max(this.#backoff(attempts), asked);
+          giveUp = !retryable || attempts >= this.#maxAttempts;
+          if (!giveUp) entry.attempts = attempts;
+        }
+        if (giveUp) {
+          const attempts = entry.attempts + 1;
           entry.attempts = attempts;
           await this.#setAside(entry, error);
           emitTelemetry("beamclaw:channel.outbound", () => ({
@@ -383,13 +503,7 @@ export class ChannelOutbox {
           }));
           return;
         }
-        const retryAfterMs = (error as { retryAfterMs?: unknown }).retryAfterMs;
-        const ceiling = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** (attempts - 1));
-        const delay = Math.max(
-          Math.floor(ceiling / 2 + this.#random() * (ceiling / 2)),
-          typeof retryAfterMs === "number" ? retryAfterMs : 0,
-        );
-        entry.attempts = attempts;
+        const attempts = entry.attempts;
         await this.#kv.set(key, asJson(entry));
         emitTelemetry("beamclaw:channel.outbound", () => ({
           channel: this.channel,
@@ -399,14 +513,19 @@ export class ChannelOutbox {
           retryInMs: delay,
           error,
         }));
-        this.#logger?.warn("outbound message failed; retrying", {
-          channel: this.channel,
-          outboxId: entry.id,
-          attempts,
-          retryInMs: delay,
-          error,
-        });
-        await sleep(delay, signal).catch(() => undefined);
+        this.#logger?.warn(
+          rateLimited
+            ? "outbound message rate limited; waiting"
+            : "outbound message failed; retrying",
+          {
+            channel: this.channel,
+            outboxId: entry.id,
+            attempts,
+            retryInMs: delay,
+            error,
+          },
+        );
+        this.#hold(entry, error, delay);
         return;
       }
       const attempts = entry.attempts + 1;
@@ -414,6 +533,8 @@ export class ChannelOutbox {
       entry.messageIds = [...entry.messageIds, sent.messageId];
       entry.attempts = 0;
       delete entry.progress;
+      delete entry.rateLimitedMs;
+      delete entry.rateLimits;
       if (entry.sent < entry.parts.length) await this.#kv.set(key, asJson(entry));
       else await this.#kv.delete(key);
       emitTelemetry("beamclaw:channel.outbound", () => ({
@@ -472,11 +593,15 @@ export class ChannelOutbox {
   }
 
   async #setAside(entry: OutboxEntry, error: unknown): Promise<void> {
-    const statusCode = (error as { statusCode?: unknown } | undefined)?.statusCode;
+    const { statusCode, platformCode } = (error ?? {}) as {
+      statusCode?: unknown;
+      platformCode?: unknown;
+    };
     const info: DeadLetter["error"] = {
       code: isBeamClawError(error) ? error.code : "INTERNAL",
       message: error instanceof Error ? error.message : String(error),
       ...(typeof statusCode === "number" ? { statusCode } : {}),
+      ...(typeof platformCode === "string" ? { platformCode } : {}),
     };
     this.#logger?.error("outbound message set aside", {
       channel: this.channel,
