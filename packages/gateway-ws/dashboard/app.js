@@ -27,6 +27,11 @@ const SEARCH_DEBOUNCE_MS = 300;
 /** Messages of the page around a search hit (`chat.history` with `messageId`). */
 const AROUND_LIMIT = 50;
 /**
+ * The most bubbles (messages and tool calls) the chat log keeps: beyond it the oldest are
+ * dropped, with a note, so that a tab left open on a busy session does not grow without end.
+ */
+const CHAT_LOG_LIMIT = 500;
+/**
  * Close codes that, before the handshake completed, mean "this client will not get in as it
  * is": protocol mismatch, policy violation (bad credentials), unauthorized.
  */
@@ -558,6 +563,8 @@ const state = {
    * @type {{ sessionKey: string, messageId: string } | null}
    */
   around: null,
+  /** Bubbles dropped from the top of the chat log since it was last cleared (see `trimChatLog`). */
+  droppedBubbles: 0,
   /** Counts history loads, so only the latest one's answer reaches the chat log. */
   historyLoads: 0,
   /** The search box: the latest search's number (older answers are dropped) and its timer. */
@@ -662,7 +669,7 @@ function resetApp() {
   state.gatewayStartedAt = null;
   state.approvals.clear();
   state.presence = [];
-  $("chat-log").replaceChildren();
+  clearChatLog();
   showAround(null);
   clearSearch();
   renderSessions();
@@ -1038,6 +1045,7 @@ function onAgentEvent(payload) {
     else $("chat-log").append(el);
     tool = { el, note };
     state.tools.set(toolCallId, tool);
+    trimChatLog();
   }
   if (phase === "requested") {
     tool.el.dataset.state = "awaiting-approval";
@@ -1330,7 +1338,7 @@ function selectSession(key, options) {
   renderSessions();
   if (changed) {
     forgetRuns();
-    $("chat-log").replaceChildren();
+    clearChatLog();
     followSelected();
     if (options.loadHistory) void loadHistory();
   }
@@ -1399,7 +1407,7 @@ async function loadHistory() {
   // Their bubbles (answers and tool calls) in the order the log shows them.
   const keep = new Set([...live.map(([, s]) => s.el), ...liveTools.map(([, t]) => t.el)]);
   const kept = [...log.children].filter((el) => keep.has(/** @type {HTMLElement} */ (el)));
-  log.replaceChildren();
+  clearChatLog();
   state.streams.clear();
   state.tools.clear();
   showAround(null);
@@ -1415,6 +1423,7 @@ async function loadHistory() {
   for (const [idempotencyKey, el] of state.sent) {
     if (!el.isConnected) state.sent.delete(idempotencyKey);
   }
+  trimChatLog();
   scrollChat();
 }
 
@@ -1521,8 +1530,53 @@ function makeBubble(role, text) {
     note,
   );
   $("chat-log").append(el);
+  trimChatLog();
   scrollChat();
   return { el, body, note, text, seq: -1, done: false };
+}
+
+/** Empties the chat log (and forgets that bubbles were dropped from it). */
+function clearChatLog() {
+  $("chat-log").replaceChildren();
+  state.droppedBubbles = 0;
+  const note = $("chat-trimmed");
+  note.hidden = true;
+  note.textContent = "";
+}
+
+/**
+ * Keeps the chat log to its newest {@link CHAT_LOG_LIMIT} bubbles: the oldest beyond it are
+ * removed, with the page's entries for them (answers and tool calls it follows), and a note
+ * above the log says how many. An answer still streaming and a message this tab sent that the
+ * gateway has not confirmed yet stay, however old.
+ */
+function trimChatLog() {
+  const log = $("chat-log");
+  let excess = log.children.length - CHAT_LOG_LIMIT;
+  if (excess <= 0) return;
+  /** @type {Set<Element>} */
+  const live = new Set(state.sent.values());
+  for (const stream of state.streams.values()) if (!stream.done) live.add(stream.el);
+  if (state.pendingStream) live.add(state.pendingStream.el);
+  /** @type {Set<Element>} */
+  const dropped = new Set();
+  for (let el = log.firstElementChild; el !== null && excess > 0; ) {
+    const next = el.nextElementSibling;
+    if (!live.has(el)) {
+      el.remove();
+      dropped.add(el);
+      excess--;
+    }
+    el = next;
+  }
+  if (dropped.size === 0) return;
+  for (const [key, stream] of state.streams) if (dropped.has(stream.el)) state.streams.delete(key);
+  for (const [key, tool] of state.tools) if (dropped.has(tool.el)) state.tools.delete(key);
+  state.droppedBubbles += dropped.size;
+  const count = numberFormat.format(state.droppedBubbles);
+  const note = $("chat-trimmed");
+  note.textContent = `${count} older ${state.droppedBubbles === 1 ? "message is" : "messages are"} no longer shown here: the chat keeps the newest ${numberFormat.format(CHAT_LOG_LIMIT)}.`;
+  note.hidden = false;
 }
 
 /**
@@ -1938,7 +1992,7 @@ async function openSearchHit(hit, words) {
   }
   if (load !== state.historyLoads || key !== state.selected) return;
   const log = $("chat-log");
-  log.replaceChildren();
+  clearChatLog();
   renderHistory(listFrom(res, "messages", "items", "entries"));
   showAround({ newer: (isRecord(res) ? num(res.offset) : undefined) ?? 0 });
   const found = [...log.querySelectorAll("article[data-message-id]")].find(

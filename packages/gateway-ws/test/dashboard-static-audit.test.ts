@@ -1,6 +1,7 @@
 /**
  * The dashboard's static file server over a real socket: what it refuses to serve outside its
- * directory (traversal in every spelling, symlinks leading out), and the headers it sends.
+ * directory (traversal in every spelling, symlinks leading out), and the headers it sends
+ * (with every answer under its path, the router's 404s included).
  */
 import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -99,5 +100,30 @@ describe("dashboard static files", () => {
     const head = await call(port, "/app.js", { method: "HEAD" });
     expect(head.status).toBe(200);
     expect(head.text).toBe("");
+  });
+
+  it("sends the same security headers with every answer under its path, its 404s too", async () => {
+    const index = await call(port, "/");
+    const security = [
+      "content-security-policy",
+      "x-content-type-options",
+      "referrer-policy",
+      "x-frame-options",
+    ];
+    const expected = Object.fromEntries(security.map((name) => [name, index.headers[name]]));
+    expect(expected["x-content-type-options"]).toBe("nosniff");
+    for (const [method, path] of [
+      ["GET", "/no-such-page"],
+      ["GET", "/.env"],
+      ["GET", "/..%2fsecret.txt"],
+      ["HEAD", "/missing.js"],
+      ["POST", "/"],
+      ["DELETE", "/app.js"],
+    ] as const) {
+      const reply = await call(port, path, { method });
+      expect(reply.status, `${method} ${path}`).toBe(404);
+      const sent = Object.fromEntries(security.map((name) => [name, reply.headers[name]]));
+      expect(sent, `${method} ${path}`).toEqual(expected);
+    }
   });
 });

@@ -108,6 +108,32 @@ async function expectReplayOf(stack: Stack, run: Reply): Promise<Reply> {
   return reply;
 }
 
+/**
+ * A gateway on a clock the test moves on (`later(ms)`), whose first delivery of the event never
+ * gets its message into the queue (its gateway hangs there) until `enqueueing.open()`.
+ */
+async function hungFirstDelivery() {
+  let now = Date.now();
+  const stack = await startStack({
+    responses: ["answer", "answer again"],
+    gateway: {
+      now: () => now,
+      hooks: { settings: { enabled: true, token: HOOK_TOKEN, allowRequestSessionKey: true } },
+    },
+  });
+  const enqueueing = hold(stack.store.queue, "enqueue", () => true, true);
+  const first = deliver(stack);
+  await enqueueing.entered;
+  return {
+    stack,
+    first,
+    enqueueing,
+    later(ms: number) {
+      now += ms;
+    },
+  };
+}
+
 /** The run ids the accepted (200) answers name: one event, one run. */
 function acceptedRunIds(replies: Reply[]): Set<unknown> {
   return new Set(replies.filter((r) => r.status === 200).map((r) => r.json.runId));
@@ -167,23 +193,12 @@ describe("hooks: a delivery racing the refusal of the first one with its idempot
   });
 
   it("a claim whose admission never ended holds the key off for a while, then a retry runs it once under the claim's run id", async () => {
-    let now = Date.now();
-    const stack = await startStack({
-      responses: ["answer", "answer again"],
-      gateway: {
-        now: () => now,
-        hooks: { settings: { enabled: true, token: HOOK_TOKEN, allowRequestSessionKey: true } },
-      },
-    });
-    // The first delivery never gets its message into the queue (its gateway hangs there).
-    const enqueueing = hold(stack.store.queue, "enqueue", () => true, true);
-    const first = deliver(stack);
-    await enqueueing.entered;
+    const { stack, first, enqueueing, later } = await hungFirstDelivery();
     const during = await deliver(stack);
     expect([during.status, during.json.error.code]).toEqual([409, "idempotency_conflict"]);
     expect(during.headers["retry-after"]).toBe("1");
     // Two minutes later the claim is taken as abandoned: a retry sends the run under its id.
-    now += 2 * 60 * 1000;
+    later(2 * 60 * 1000);
     const retried = await deliver(stack, { ...BODY, waitForCompletion: true });
     expect(retried.json).toMatchObject({ ok: true, replayed: true, completion: { status: "ok" } });
     // The first delivery, come to life, finds its run already sent: nothing runs again.
@@ -218,5 +233,55 @@ describe("hooks: a delivery racing the refusal of the first one with its idempot
     expect((await first).status).toBe(503);
     await expectReplayOf(stack, retried);
     expect(eventRuns(stack)).toBe(1);
+  });
+
+  it("a first delivery admitted after its claim went stale leaves the completion a retry recorded since", async () => {
+    // The first delivery hangs before its message reaches the queue, past its claim's time.
+    const { stack, first, enqueueing, later } = await hungFirstDelivery();
+    later(2 * 60 * 1000);
+    const retried = await deliver(stack, { ...BODY, waitForCompletion: true });
+    expect(retried.json).toMatchObject({ ok: true, replayed: true, completion: { status: "ok" } });
+    const [record] = await stack.store.kv.keys("hooks:idem:");
+    const completed = await stack.store.kv.get<JsonObject>(record!);
+    expect(completed).toHaveProperty("completion");
+    // It comes to life and its message is admitted (the session had it): it marks its claim
+    // admitted only where the record is still its claim, never over the completion.
+    enqueueing.open();
+    expect((await first).json).toMatchObject({ ok: true, runId: retried.json.runId });
+    expect(await stack.store.kv.get<JsonObject>(record!)).toEqual(completed);
+    await expectReplayOf(stack, retried);
+    expect(eventRuns(stack)).toBe(1);
+  });
+
+  it("a run's completion is never written over the claim its key got after the run's record expired", async () => {
+    let now = Date.now();
+    const firstAnswer = heldAnswer("first answer");
+    const secondAnswer = heldAnswer("second answer");
+    const stack = await startStack({
+      responses: [firstAnswer.entry, secondAnswer.entry],
+      store: { now: () => now },
+      gateway: {
+        now: () => now,
+        hooks: { settings: { enabled: true, token: HOOK_TOKEN, allowRequestSessionKey: true } },
+      },
+    });
+    const first = deliver(stack, { ...BODY, waitForCompletion: true });
+    await waitFor("the first run to start", () => stack.provider.requests.length === 1);
+    // A day later the key's record has expired: the same key is a new request, a new run
+    // (queued behind the first, still running).
+    now += 24 * 60 * 60 * 1000 + 1;
+    const second = await deliver(stack);
+    expect(second.status).toBe(200);
+    const [record] = await stack.store.kv.keys("hooks:idem:");
+    const claimed = await stack.store.kv.get<JsonObject>(record!);
+    expect(claimed).toMatchObject({ runId: second.json.runId });
+    // The first run ends: its answer has its completion, and the record stays the second's.
+    firstAnswer.release();
+    const done = await first;
+    expect(done.json).toMatchObject({ ok: true, completion: { status: "ok" } });
+    expect(done.json.runId).not.toBe(second.json.runId);
+    expect(await stack.store.kv.get<JsonObject>(record!)).toEqual(claimed);
+    secondAnswer.release();
+    await expectReplayOf(stack, second);
   });
 });

@@ -175,7 +175,8 @@ describe("a stream whose model call fails after part of its answer was sent", ()
     expect(resets).toEqual([expect.stringContaining("Overloaded")]);
     const stream = chatStream(reply.text);
     expect(stream.errors).toEqual([]);
-    expect(stream.content).toBe("Let me look. Found it.");
+    // The two steps' texts, a blank line between them (as the answer without stream has it).
+    expect(stream.content).toBe("Let me look. \n\nFound it.");
     expect(stream.finishReasons).toEqual(["stop"]);
     expect(modelsAsked(stack)).toEqual(["m1", "m1", "m2"]);
   });

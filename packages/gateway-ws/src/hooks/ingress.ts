@@ -976,15 +976,19 @@ export class HookIngress {
     }
     if (claim?.pending !== undefined) {
       // Admitted: the same key now replays this run. Written before the answer, so that a retry
-      // that follows it is never held off as "being admitted".
+      // that follows it is never held off as "being admitted". Only over the claim this request
+      // holds: a gateway that took it over as stale may have recorded the run's completion since.
+      const pending = JSON.stringify(claim.pending);
       const { admitting: _admitting, ...admitted } = claim.pending;
-      await kv
-        .set(claim.key, admitted as JsonObject, { ttlMs: IDEMPOTENCY_TTL_MS })
-        .catch((error: unknown) =>
-          this.#hub.log.warn(
-            `hook ${action.route}: the idempotency record of run ${runId} could not be marked admitted: ${error instanceof Error ? error.message : String(error)}`,
-          ),
-        );
+      await this.#replaceRecord(
+        claim.key,
+        (stored) => JSON.stringify(stored) === pending,
+        admitted as JsonObject,
+      ).catch((error: unknown) =>
+        this.#hub.log.warn(
+          `hook ${action.route}: the idempotency record of run ${runId} could not be marked admitted: ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      );
     }
     const result = outcome.result;
     if (result === undefined) {
@@ -1015,18 +1019,21 @@ export class HookIngress {
     const completion = this.#complete(action, outcome.runId, result);
     const recorded = completion.then(async (done) => {
       if (claim !== undefined) {
-        await kv
-          .set(
-            claim.key,
-            {
-              fingerprint: claim.fingerprint,
-              runId: outcome.runId,
-              sessionKey: action.sessionKey,
-              completion: { ...done } as JsonObject,
-            },
-            { ttlMs: IDEMPOTENCY_TTL_MS },
-          )
-          .catch(() => false);
+        // Only over a record of this run that has no completion yet: never over a claim the key
+        // got since (its record expired or was taken back) nor a completion already recorded.
+        await this.#replaceRecord(
+          claim.key,
+          (stored) =>
+            stored.runId === outcome.runId &&
+            stored.fingerprint === claim.fingerprint &&
+            stored.completion === undefined,
+          {
+            fingerprint: claim.fingerprint,
+            runId: outcome.runId,
+            sessionKey: action.sessionKey,
+            completion: { ...done } as JsonObject,
+          },
+        ).catch(() => false);
         this.#completions.delete(claim.key);
       }
       return done;
@@ -1041,6 +1048,28 @@ export class HookIngress {
     };
     if (!wait) return reply;
     return { ...reply, completion: await recorded };
+  }
+
+  /**
+   * Writes `next` as the idempotency record under `key` when the record there is one `accept`
+   * takes (or there is none, then only if none is written meanwhile); returns whether it wrote.
+   * The store's `kv.set` has no compare-and-set (only `ifAbsent`), so the record is read, then
+   * written: a writer that got a stale view earlier (a gateway that took its claim's
+   * admission over) is refused, and only a write landing between this read and this write
+   * could still be replaced.
+   */
+  async #replaceRecord(
+    key: string,
+    accept: (stored: IdempotencyRecord) => boolean,
+    next: JsonObject,
+  ): Promise<boolean> {
+    const kv = this.#hub.runtime.store.kv;
+    const stored = await kv.get<IdempotencyRecord & JsonObject>(key);
+    if (stored === undefined) {
+      return kv.set(key, next, { ifAbsent: true, ttlMs: IDEMPOTENCY_TTL_MS });
+    }
+    if (!accept(stored)) return false;
+    return kv.set(key, next, { ttlMs: IDEMPOTENCY_TTL_MS });
   }
 
   /**

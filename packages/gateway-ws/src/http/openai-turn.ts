@@ -87,7 +87,10 @@ function answerDiscarded(reason: string): string {
 
 /** A finished answer. */
 export interface Answer {
-  /** The text (a structured answer's validated JSON). */
+  /**
+   * The text (a structured answer's validated JSON). A session turn's is every step's text,
+   * a blank line between them (see {@link STEP_SEPARATOR}), as its stream sends it.
+   */
   text: string;
   calls: ClientToolCall[];
   usage: ModelUsage | undefined;
@@ -310,9 +313,66 @@ function keptSessionMessage(messages: OpenAiMessage[], dialect: Dialect): OpenAi
   );
 }
 
+/**
+ * What separates the texts of a session turn's steps in its answer: a turn whose model
+ * answers, calls one of the agent's tools and answers again ("Let me check." then "It is 4.")
+ * is answered `"Let me check.\n\nIt is 4."`, streamed or not, on `/v1/chat/completions` and
+ * `/v1/responses` alike. A stream sends it as a delta of its own, before the first text of a
+ * step that follows a step with text.
+ */
+const STEP_SEPARATOR = "\n\n";
+
+/**
+ * The text of a session turn: every step's text (its assistant messages' text parts), the
+ * non-empty ones joined by {@link STEP_SEPARATOR}, as {@link StepTexts} streams it. A result
+ * without its messages (a run that never started) falls back to its last answer's text.
+ */
+function turnText(result: RunResult): string {
+  const texts: string[] = [];
+  for (const message of result.messages) {
+    if (message.role !== "assistant") continue;
+    let text = "";
+    for (const part of message.content) if (part.type === "text") text += part.text;
+    if (text.length > 0) texts.push(text);
+  }
+  return texts.length === 0 ? result.text : texts.join(STEP_SEPARATOR);
+}
+
+/**
+ * The text deltas of a streamed session turn as the client gets them, so that what it reads
+ * adds up to {@link turnText}: {@link STEP_SEPARATOR} goes before the first text of a step
+ * when an earlier step sent text. A step ends where the run goes on after it: at its tools'
+ * results or a message steered into the run.
+ */
+class StepTexts {
+  /** Whether an earlier step sent text. */
+  #earlier = false;
+  /** Whether the current step (its model call) sent text. */
+  #current = false;
+
+  /** Whether the current step sent text (a `text-reset` of it cannot be taken back). */
+  get sent(): boolean {
+    return this.#current;
+  }
+
+  /** The deltas to send for a text delta of the run (none for an empty one). */
+  delta(text: string): string[] {
+    if (text.length === 0) return [];
+    const out = !this.#current && this.#earlier ? [STEP_SEPARATOR, text] : [text];
+    this.#current = true;
+    return out;
+  }
+
+  /** The run went on to a new step. */
+  nextStep(): void {
+    this.#earlier ||= this.#current;
+    this.#current = false;
+  }
+}
+
 /** The answer's content: the validated JSON of a structured answer, else the text. */
 function contentOf(result: RunResult): string {
-  return result.output === undefined ? result.text : JSON.stringify(result.output);
+  return result.output === undefined ? turnText(result) : JSON.stringify(result.output);
 }
 
 function answerOf(result: RunResult): Answer {
@@ -435,18 +495,17 @@ async function sessionTurn(
     startSse(res);
     const out = dialect.stream(res, id, created);
     let ended = false;
-    // Whether text of the model call under way was sent (a new call starts after tool results).
-    let sent = false;
+    // What the steps sent: a new model call starts after tool results or a steered message.
+    const steps = new StepTexts();
     try {
       for await (const event of handle) {
         // A JSON answer is sent whole once validated: a try that did not conform (and the
         // model's own fences) never reach the client.
         if (event.type === "text-delta" && format === undefined) {
-          out.text(event.text);
-          if (event.text.length > 0) sent = true;
+          for (const delta of steps.delta(event.text)) out.text(delta);
         }
-        if (event.type === "tool-result") sent = false;
-        if (event.type === "text-reset" && sent && !ended) {
+        if (event.type === "tool-result" || event.type === "steer") steps.nextStep();
+        if (event.type === "text-reset" && steps.sent && !ended) {
           // What was sent is void and cannot be taken back: end here rather than add the
           // fallback's answer after it.
           ended = true;

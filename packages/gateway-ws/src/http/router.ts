@@ -12,7 +12,7 @@ import type { GatewayHub } from "../hub.js";
 import { Scopes } from "../protocol/constants.js";
 import { handleChatCompletions, handleModel, handleModels, MODEL_ITEM_PATH } from "./openai.js";
 import { handleResponseItem, handleResponses, RESPONSE_ITEM_PATH } from "./responses.js";
-import { serveStatic } from "./static.js";
+import { dashboardHeaders, serveStatic } from "./static.js";
 import { bearerToken, openAiError, sendJson } from "./util.js";
 
 /** What the router needs besides the hub. */
@@ -184,6 +184,22 @@ export function createHttpHandler(options: HttpRouterOptions) {
           return sendJson(res, started ? 200 : 503, { started, status: phase });
         }
       }
+      const hookPath = options.hooks?.owns(path) === true;
+      const responseId = RESPONSE_ITEM_PATH.exec(path)?.[1];
+      const modelId = MODEL_ITEM_PATH.exec(path)?.[1];
+      const apiPath =
+        path === "/v1/chat/completions" ||
+        path === "/v1/models" ||
+        modelId !== undefined ||
+        path === "/v1/responses" ||
+        responseId !== undefined;
+      if (!hookPath && !apiPath) {
+        // Every answer under the dashboard's path, its errors too, has its security headers
+        // (a 404's JSON or a refusal is a page a browser may be sent to, or framed).
+        for (const [name, value] of Object.entries(dashboardHeaders(req))) {
+          res.setHeader(name, value);
+        }
+      }
       if (options.hostAllowed?.(req) === false) {
         return openAiError(
           res,
@@ -193,16 +209,8 @@ export function createHttpHandler(options: HttpRouterOptions) {
           "host_not_allowed",
         );
       }
-      if (options.hooks?.owns(path) === true) return await options.hooks.handle(req, res, url);
-      const responseId = RESPONSE_ITEM_PATH.exec(path)?.[1];
-      const modelId = MODEL_ITEM_PATH.exec(path)?.[1];
-      if (
-        path === "/v1/chat/completions" ||
-        path === "/v1/models" ||
-        modelId !== undefined ||
-        path === "/v1/responses" ||
-        responseId !== undefined
-      ) {
+      if (hookPath && options.hooks !== undefined) return await options.hooks.handle(req, res, url);
+      if (apiPath) {
         const enabled =
           path === "/v1/models" || modelId !== undefined
             ? options.models

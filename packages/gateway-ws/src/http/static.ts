@@ -39,6 +39,19 @@ function contentSecurityPolicy(host: string | undefined): string {
 }
 
 /**
+ * The headers of every answer under the dashboard's path, not only its files: a 404, a method
+ * it does not serve, a refused host and the page saying it is not installed get the same
+ * Content-Security-Policy, `X-Content-Type-Options: nosniff`, `Referrer-Policy` and
+ * `X-Frame-Options` (see {@link contentSecurityPolicy}).
+ */
+export function dashboardHeaders(req: IncomingMessage): Record<string, string> {
+  return {
+    ...SECURITY_HEADERS,
+    "content-security-policy": contentSecurityPolicy(req.headers.host),
+  };
+}
+
+/**
  * The dashboard directory shipped with the package (`dashboard/` beside `dist/`), or
  * `undefined` when it is not there.
  */
@@ -94,8 +107,7 @@ export async function serveStatic(
     "content-type": TYPES[extname(file).toLowerCase()] ?? "application/octet-stream",
     "content-length": String(body.length),
     "cache-control": "no-cache",
-    ...SECURITY_HEADERS,
-    "content-security-policy": contentSecurityPolicy(req.headers.host),
+    ...dashboardHeaders(req),
   });
   res.end(req.method === "HEAD" ? undefined : body);
   return true;
