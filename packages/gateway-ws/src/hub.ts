@@ -74,6 +74,7 @@ export const GATEWAY_EVENTS: readonly string[] = [
   "device.pair.resolved",
   "device.pair.setup.completed",
   "node.invoke.request",
+  "node.invoke.cancel",
   "node.pending",
   "config.changed",
   "shutdown",

@@ -52,7 +52,12 @@ export {
   type NodeExecHostOptions,
   type NodeRelay,
 } from "./node-exec.js";
-export type { ConnectedNode, NodeInvokeResult } from "./nodes.js";
+export type {
+  ConnectedNode,
+  NodeInvokeCancelEvent,
+  NodeInvokeCancelReason,
+  NodeInvokeResult,
+} from "./nodes.js";
 export {
   CloseCodes,
   type ErrorCode,

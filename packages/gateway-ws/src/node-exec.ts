@@ -43,9 +43,10 @@ export interface NodeExecHostOptions {
  *
  * A node that is not connected, or did not declare `system.run` when it connected, fails the
  * `exec` call with a `GatewayError` (`UNAVAILABLE` / `NODE_NOT_CONNECTED`, or
- * `INVALID_REQUEST` / `NODE_COMMAND_NOT_ALLOWED`) before anyone is asked. The relay cannot
- * cancel a command on the node: a killed command ends on the gateway at once and on the node
- * at its time limit.
+ * `INVALID_REQUEST` / `NODE_COMMAND_NOT_ALLOWED`) before anyone is asked. A node that does not
+ * answer within the command's limit (plus {@link NODE_RELAY_MARGIN_MS}) is sent
+ * `node.invoke.cancel`; a command killed on the gateway's side ends there at once and on the
+ * node at its time limit.
  *
  * @example
  * ```ts

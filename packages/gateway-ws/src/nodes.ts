@@ -40,9 +40,29 @@ export interface NodeInvokeResult {
 interface PendingInvoke {
   nodeId: string;
   command: string;
+  /** The node's connection the request went to: the one told when the invoke is cancelled. */
+  connection: NodeConnection;
   resolve(result: NodeInvokeResult): void;
-  reject(error: Error): void;
+  reject(error: unknown): void;
   timer: NodeJS.Timeout;
+}
+
+/**
+ * Why the gateway gave up an invoke the node may still be running: its caller went away (it
+ * disconnected, or the host's signal aborted), or the node did not answer in time.
+ */
+export type NodeInvokeCancelReason = "caller-gone" | "timeout";
+
+/**
+ * The payload of the `node.invoke.cancel` event the gateway sends a node when it gives up an
+ * invoke the node was asked to run (OpenClaw's shape: `invokeId` is the `id` of the
+ * `node.invoke.request`, plus BeamClaw's `reason`). The node should stop the command; its
+ * answer, if it still sends one, is ignored (`node.invoke.result` answers `ignored: true`).
+ */
+export interface NodeInvokeCancelEvent {
+  invokeId: string;
+  nodeId: string;
+  reason: NodeInvokeCancelReason;
 }
 
 /** Commands that run programs on the node: invoking them needs `operator.admin`. */
@@ -88,7 +108,9 @@ export class NodeRegistry {
    * Sends a command to a connected node and waits for its result.
    *
    * `signal` (the caller's: it aborts when the caller disconnects) ends the wait at once: the
-   * invoke is forgotten, its timer cleared, and a late answer from the node is ignored.
+   * invoke is forgotten, its timer cleared, and a late answer from the node is ignored. When
+   * the wait ends that way or by `timeoutMs`, the node is sent a `node.invoke.cancel` event
+   * ({@link NodeInvokeCancelEvent}) so that it stops the command.
    *
    * @throws GatewayError `UNAVAILABLE` when the node is not connected, disconnects or does not
    * answer in time; `INVALID_REQUEST` when it did not declare the command; the signal's reason
@@ -125,8 +147,9 @@ export class NodeRegistry {
     const id = randomUUID();
     const invoked = new Promise<NodeInvokeResult>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(
+        this.#cancel(
+          id,
+          "timeout",
           new GatewayError(
             ErrorCodes.UNAVAILABLE,
             `node ${request.nodeId} did not answer ${request.command} within ${request.timeoutMs} ms`,
@@ -137,6 +160,7 @@ export class NodeRegistry {
       this.#pending.set(id, {
         nodeId: request.nodeId,
         command: request.command,
+        connection: entry.connection,
         resolve,
         reject,
         timer,
@@ -161,13 +185,7 @@ export class NodeRegistry {
       }
     });
     if (signal === undefined) return invoked;
-    const onAbort = () => {
-      const pending = this.#pending.get(id);
-      if (pending === undefined) return;
-      this.#pending.delete(id);
-      clearTimeout(pending.timer);
-      pending.reject(signal.reason);
-    };
+    const onAbort = () => this.#cancel(id, "caller-gone", signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
     return invoked.finally(() => signal.removeEventListener("abort", onAbort));
   }
@@ -188,6 +206,21 @@ export class NodeRegistry {
       this.#failInvokes(nodeId, "the gateway is stopping");
     }
     this.#nodes.clear();
+  }
+
+  /**
+   * Gives up the invoke `id` (if it still waits): it is forgotten, so a late answer is ignored,
+   * fails with `error`, and the node it went to is sent `node.invoke.cancel` to stop it.
+   */
+  #cancel(id: string, reason: NodeInvokeCancelReason, error: unknown): void {
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    this.#pending.delete(id);
+    clearTimeout(pending.timer);
+    const cancel: NodeInvokeCancelEvent = { invokeId: id, nodeId: pending.nodeId, reason };
+    // A node that is gone or too slow to take it misses the event; nothing else to do then.
+    pending.connection.sendEvent("node.invoke.cancel", cancel);
+    pending.reject(error);
   }
 
   #failInvokes(nodeId: string, why: string): void {

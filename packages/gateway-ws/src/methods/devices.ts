@@ -130,14 +130,6 @@ async function pairedOrFail(hub: GatewayHub, deviceId: string): Promise<PairedDe
   return device;
 }
 
-const SETUP_CODE_FIELDS = new Set([
-  "publicUrl",
-  "preferRemoteUrl",
-  "includeQr",
-  "bootstrapProfile",
-  "joinUrl",
-]);
-
 /** The WebSocket URL a setup code points at: `publicUrl`, else the one the caller used. */
 function setupUrl(call: MethodCall, p: ParamsObject): { url: string; source: string } {
   const publicUrl = optionalString(call.method, p, "publicUrl", {
@@ -180,14 +172,6 @@ export const deviceMethods: Record<string, HubMethod> = {
     scope: Scopes.ADMIN,
     async handler(call, hub) {
       const { method, params: p } = call;
-      for (const key of Object.keys(p)) {
-        if (!SETUP_CODE_FIELDS.has(key)) {
-          throw invalidRequest(`invalid ${method} params: unknown field ${key}`, {
-            code: "INVALID_PARAMS",
-            field: key,
-          });
-        }
-      }
       optionalBool(method, p, "preferRemoteUrl");
       optionalBool(method, p, "includeQr");
       optionalBool(method, p, "joinUrl");

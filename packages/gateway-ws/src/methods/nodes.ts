@@ -67,14 +67,6 @@ function callingNode(call: MethodCall): string {
 
 /** `maxItems` of `node.pending.drain` / `pull` (1 to 10, default 10). */
 function maxItems(method: string, p: ParamsObject): number {
-  for (const key of Object.keys(p)) {
-    if (key !== "maxItems") {
-      throw invalidRequest(`invalid ${method} params: unknown field ${key}`, {
-        code: "INVALID_PARAMS",
-        field: key,
-      });
-    }
-  }
   return optionalInt(method, p, "maxItems", { min: 1, max: 10 }) ?? 10;
 }
 

@@ -4,16 +4,21 @@
  * with the wrong type.
  */
 import { invalidRequest } from "./errors.js";
+import { checkParamFields } from "./method-params.js";
 
 /** A method's params as an object (absent params are `{}`). */
 export type ParamsObject = Record<string, unknown>;
 
-/** The params of `method` as an object; anything else is `INVALID_REQUEST`. */
+/**
+ * The params of `method` as an object; anything else is `INVALID_REQUEST`, and so is a field
+ * a built-in method does not take (`INVALID_PARAMS` naming it: see {@link checkParamFields}).
+ */
 export function paramsObject(method: string, params: unknown): ParamsObject {
   if (params === undefined || params === null) return {};
   if (typeof params !== "object" || Array.isArray(params)) {
     throw invalidRequest(`invalid ${method} params: params must be an object`);
   }
+  checkParamFields(method, params as ParamsObject);
   return params as ParamsObject;
 }
 
