@@ -17,6 +17,8 @@ export interface NodeRelay {
     command: string;
     params?: unknown;
     timeoutMs?: number;
+    /** Gives the invoke up (the node is sent `node.invoke.cancel`). */
+    signal?: AbortSignal;
   }): Promise<NodeInvokeResult>;
   /** The connected nodes. */
   nodes(): ConnectedNode[];
@@ -45,8 +47,9 @@ export interface NodeExecHostOptions {
  * `exec` call with a `GatewayError` (`UNAVAILABLE` / `NODE_NOT_CONNECTED`, or
  * `INVALID_REQUEST` / `NODE_COMMAND_NOT_ALLOWED`) before anyone is asked. A node that does not
  * answer within the command's limit (plus {@link NODE_RELAY_MARGIN_MS}) is sent
- * `node.invoke.cancel`; a command killed on the gateway's side ends there at once and on the
- * node at its time limit.
+ * `node.invoke.cancel` (`reason: "timeout"`); a command killed on the gateway's side (the
+ * `process` tool's kill, the run aborted) ends there at once and the node is sent
+ * `node.invoke.cancel` (`reason: "caller-gone"`) to stop it.
  *
  * @example
  * ```ts
@@ -90,6 +93,8 @@ export function createNodeExecHost(relay: NodeRelay, options: NodeExecHostOption
           approvalDecision: "allow-once",
         },
         timeoutMs: request.timeoutMs + NODE_RELAY_MARGIN_MS,
+        // A command killed here (`process` kill, the run aborted) is cancelled on the node.
+        signal: request.signal,
       });
       if (!result.ok) {
         throw new GatewayError(

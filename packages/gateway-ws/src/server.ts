@@ -736,8 +736,13 @@ export class GatewayServer {
    * ```ts
    * const result = await gateway.invokeNode({ nodeId, command: "system.run", params: { argv: ["uname", "-a"] } });
    * ```
+   * `signal` gives the invoke up: the wait ends at once with the signal's reason, and the node
+   * is sent `node.invoke.cancel` (`reason: "caller-gone"`) to stop the command, as when
+   * `timeoutMs` passes (`reason: "timeout"`); its answer after that is ignored.
+   *
    * @throws GatewayError `UNAVAILABLE` when the node is not connected or does not answer in
-   * time; `INVALID_REQUEST` when it did not declare the command.
+   * time; `INVALID_REQUEST` when it did not declare the command; the signal's reason when
+   * `signal` aborts.
    */
   invokeNode(request: {
     nodeId: string;
@@ -745,6 +750,7 @@ export class GatewayServer {
     params?: unknown;
     timeoutMs?: number;
     idempotencyKey?: string;
+    signal?: AbortSignal;
   }): Promise<NodeInvokeResult> {
     return this.#hub.nodes.invoke({
       nodeId: request.nodeId,
@@ -752,6 +758,7 @@ export class GatewayServer {
       ...(request.params === undefined ? {} : { params: request.params }),
       timeoutMs: request.timeoutMs ?? 30_000,
       idempotencyKey: request.idempotencyKey ?? randomUUID(),
+      ...(request.signal === undefined ? {} : { signal: request.signal }),
     });
   }
 

@@ -6,7 +6,7 @@
  * Over real sockets against a started gateway; the node is a real WebSocket client.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { ConnectionCloseInfo } from "../src/index.js";
+import { type ConnectionCloseInfo, createNodeExecHost } from "../src/index.js";
 import {
   closeClients,
   connectNode,
@@ -118,5 +118,47 @@ describe("node.invoke cancelled on the node", () => {
     await waitFor("the gateway to see the operator go", () => closes.length === 1);
     await node.request("node.pending.pull", {});
     expect(node.events.filter((e) => e.event === "node.invoke.cancel")).toEqual([]);
+  });
+
+  it("when the gateway's own caller gives it up (invokeNode's signal): the node is told", async () => {
+    const { stack, node, nodeId } = await setUp();
+    const controller = new AbortController();
+    const invoking = stack.gateway
+      .invokeNode({ nodeId, command: "slow.op", timeoutMs: 600_000, signal: controller.signal })
+      .catch((error: unknown) => error);
+    const request = await node.waitEvent("node.invoke.request");
+    const reason = new Error("given up");
+    controller.abort(reason);
+    expect(await invoking).toBe(reason);
+    const cancel = await node.waitEvent("node.invoke.cancel");
+    expect(cancel.payload).toEqual({
+      invokeId: request.payload.id,
+      nodeId,
+      reason: "caller-gone",
+    });
+  });
+
+  it("an exec command on a node killed on the gateway's side is cancelled on the node", async () => {
+    const stack = await startStack();
+    const node = await connectNode(stack.url, { commands: ["system.run"] });
+    const operator = await TestClient.connect(stack.url, { token: TOKEN });
+    const { nodes } = (await operator.request("node.list", {})) as { nodes: Wire[] };
+    const nodeId = nodes[0]!.nodeId as string;
+    const host = createNodeExecHost(stack.gateway, { nodeId, workdir: "/srv" });
+    const child = await host.spawn({
+      script: "sleep 600",
+      cwd: "/srv",
+      env: {},
+      timeoutMs: 600_000,
+    });
+    const request = await node.waitEvent("node.invoke.request");
+    expect(request.payload.command).toBe("system.run");
+    child.signal("SIGTERM");
+    const cancel = await node.waitEvent("node.invoke.cancel");
+    expect(cancel.payload).toEqual({
+      invokeId: request.payload.id,
+      nodeId,
+      reason: "caller-gone",
+    });
   });
 });
