@@ -218,6 +218,7 @@ export class FsStore implements Store {
       set: (key, value, options) => run((p) => p.kv.set(key, value, options)),
       delete: (key, options) => run((p) => p.kv.delete(key, options)),
       keys: (prefix) => run((p) => p.kv.keys(prefix)),
+      scan: (prefix, options) => run((p) => p.kv.scan(prefix, options)),
     };
     this.locks = {
       acquire: (name, options) => run((p) => p.locks.acquire(name, options)),

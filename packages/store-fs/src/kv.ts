@@ -7,14 +7,26 @@
  * ```
  *
  * Everything is held in memory (values as JSON text). An entry whose `expiresAt` has passed
- * is invisible at once to every read, `keys` and `ifAbsent` (no timer needed). It leaves
+ * is invisible at once to every read, `keys`, `scan` and `ifAbsent` (no timer needed). It leaves
  * memory at the first write at least {@link KV_SWEEP_INTERVAL_MS} after the last purge (or
  * when the store is opened again), and the file at the next compaction: keys written once
  * with a TTL and never touched again (channel dedupe marks, kept responses) do not pile up
  * in a store that stays open.
  */
-import type { JsonValue, KeyValueStore, KvDeleteOptions, KvSetOptions } from "@beamclaw/core";
-import { FencedError, InvalidArgumentError } from "@beamclaw/core";
+import type {
+  JsonValue,
+  KeyValueStore,
+  KvDeleteOptions,
+  KvSetOptions,
+  Page,
+  PageOptions,
+} from "@beamclaw/core";
+import {
+  FencedError,
+  InvalidArgumentError,
+  readKvScanArguments,
+  SortedKeyIndex,
+} from "@beamclaw/core";
 import { type AppendLog, shouldCompact } from "./append-log.js";
 import type { StoreContext } from "./context.js";
 import {
@@ -46,6 +58,10 @@ export class KeyValue implements KeyValueStore {
   readonly #context: StoreContext;
   readonly #locks: Locks;
   readonly #items = new Map<string, Item>();
+  readonly #index = new SortedKeyIndex(
+    () => this.#items.keys(),
+    () => this.#items.size,
+  );
   #log!: AppendLog;
   #lastSweep: number;
 
@@ -130,6 +146,7 @@ export class KeyValue implements KeyValueStore {
       json,
       expiresAt === undefined ? "}\n" : `,"expiresAt":${expiresAt}}\n`,
     ]);
+    if (!this.#items.has(key)) this.#index.added(key);
     this.#items.set(key, { json, expiresAt });
     await this.#append(line);
     return true;
@@ -164,6 +181,12 @@ export class KeyValue implements KeyValueStore {
       if (key.startsWith(prefix) && this.#live(key) !== undefined) out.push(key);
     }
     return out.sort(compareCodePoints);
+  }
+
+  async scan(prefix: string, options?: PageOptions): Promise<Page<string>> {
+    const args = readKvScanArguments(prefix, options);
+    await this.#log.barrier();
+    return this.#index.page(args, (key) => this.#live(key) !== undefined);
   }
 
   /** Closes the log (after pending writes). */

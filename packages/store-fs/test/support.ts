@@ -25,10 +25,10 @@ let bundled: Promise<string> | undefined;
 
 /**
  * The package's source bundled into one ES module for child processes (`node` cannot run
- * TypeScript), in a temp directory. The package takes only its error classes and the stores'
- * shared limits from `@beamclaw/core` (`fixtures/core-subset.ts`); they are bundled from core's
- * source, which keeps the bundle small (each crash-test child loads it) and independent of
- * whether core's `dist` is being rebuilt.
+ * TypeScript), in a temp directory. The package takes only its error classes, the stores'
+ * shared limits and key paging helpers from `@beamclaw/core` (`fixtures/core-subset.ts`); they
+ * are bundled from core's source, which keeps the bundle small (each crash-test child loads
+ * it) and independent of whether core's `dist` is being rebuilt.
  */
 export function storeModule(): Promise<string> {
   bundled ??= (async () => {

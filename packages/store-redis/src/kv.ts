@@ -3,14 +3,28 @@
  * own), a lexicographic index of keys for prefix listing, and an expiry index so entries of
  * expired keys are reclaimed. Sets are one script, which also checks a fencing token against
  * the lock's counter when asked; a delete is one too, which compares the stored value when
- * asked (`ifValue`).
+ * asked (`ifValue`). Listing is by pages of the index (`kv.scan`, one short script a page,
+ * resuming after the page's last key), never `KEYS` nor one command over a whole range.
  */
-import type { JsonValue, KeyValueStore, KvDeleteOptions, KvSetOptions } from "@beamclaw/core";
-import { FencedError, InvalidArgumentError } from "@beamclaw/core";
-import type { RedisConnection } from "./connection.js";
+import type {
+  JsonValue,
+  KeyValueStore,
+  KvDeleteOptions,
+  KvSetOptions,
+  Page,
+  PageOptions,
+} from "@beamclaw/core";
+import {
+  encodeKvCursor,
+  FencedError,
+  InvalidArgumentError,
+  KV_SCAN_MAX_LIMIT,
+  readKvScanArguments,
+} from "@beamclaw/core";
+import type { RedisArg, RedisConnection } from "./connection.js";
 import { decodeJson, encodeJson } from "./json.js";
 import type { KeySpace } from "./keys.js";
-import { KV_DELETE, KV_KEYS, KV_SET } from "./scripts.js";
+import { KV_DELETE, KV_SCAN, KV_SET } from "./scripts.js";
 import { optionsObject, requireId, requireTtl } from "./validate.js";
 
 /** The byte after every UTF-8 byte sequence: the end of a prefix range. */
@@ -79,24 +93,74 @@ export class RedisKeyValueStore implements KeyValueStore {
     return n === 1;
   }
 
+  /**
+   * Every key under `prefix`, read page by page (one short script per 1000 keys, never one
+   * command over the whole range, which would hold the server for as long as it runs).
+   */
   async keys(prefix: string): Promise<string[]> {
     if (typeof prefix !== "string") {
       throw new InvalidArgumentError("kv keys prefix must be a string");
     }
-    // UTF-8 turns a lone surrogate into U+FFFD, so the range is that of the prefix's
-    // well-formed start, and the keys found are then matched against the whole prefix.
-    const start = wellFormedStart(prefix);
-    const min = start === "" ? "-" : `[${start}`;
-    const max = start === "" ? "+" : Buffer.concat([Buffer.from(`[${start}`), LEX_MAX_BYTE]);
+    const out: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.scan(prefix, { limit: KV_SCAN_MAX_LIMIT, cursor });
+      for (const key of page.items) out.push(key);
+      cursor = page.cursor;
+    } while (cursor !== undefined);
+    return out;
+  }
+
+  async scan(prefix: string, options?: PageOptions): Promise<Page<string>> {
+    const { limit, after } = readKvScanArguments(prefix, options);
+    // Keys are well-formed (see requireId), so a cursor's key is: one that is not was not
+    // made here, and its UTF-8 form (U+FFFD) would fall outside the prefix's range.
+    if (after !== undefined && !isWellFormed(after)) {
+      throw new InvalidArgumentError(
+        "kv.scan: the cursor is not a cursor kv.scan returned (its key is not well-formed Unicode)",
+      );
+    }
+    const range = lexRange(prefix);
+    if (range === undefined) return { items: [] };
     const keys = this.#keys;
-    const found = await this.#conn.script<string[]>(
-      KV_KEYS,
+    const reply = await this.#conn.script<string[]>(
+      KV_SCAN,
       [keys.kvIndex, keys.kvExpiry],
-      [keys.kv(""), min, max],
+      [keys.kv(""), after === undefined ? range.min : `(${after}`, range.max, String(limit)],
     );
     // Redis orders members by their UTF-8 bytes, which is code point order.
-    return start === prefix ? found : found.filter((key) => key.startsWith(prefix));
+    const [position, ...items] = reply.map(String);
+    return position === undefined || position === ""
+      ? { items }
+      : { items, cursor: encodeKvCursor(position) };
   }
+}
+
+function isWellFormed(text: string): boolean {
+  return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+/**
+ * The `ZRANGEBYLEX` range of exactly the keys that start with `prefix`, or undefined when no
+ * key can (keys are well-formed Unicode). Redis compares UTF-8 bytes, and UTF-8 turns a lone
+ * surrogate into U+FFFD, so a prefix with one is not sent as it is: one ending in a lone high
+ * surrogate starts the keys whose next code point is one of the 1024 that surrogate begins;
+ * any other lone surrogate starts no well-formed key.
+ */
+function lexRange(prefix: string): { min: string; max: RedisArg } | undefined {
+  if (prefix === "") return { min: "-", max: "+" };
+  if (isWellFormed(prefix)) {
+    return { min: `[${prefix}`, max: Buffer.concat([Buffer.from(`[${prefix}`), LEX_MAX_BYTE]) };
+  }
+  const start = wellFormedStart(prefix);
+  const high = prefix.charCodeAt(start.length);
+  if (prefix.length !== start.length + 1 || high > 0xdbff) return undefined;
+  const first = 0x10000 + ((high - 0xd800) << 10);
+  const last = String.fromCodePoint(first + 0x3ff);
+  return {
+    min: `[${start}${String.fromCodePoint(first)}`,
+    max: Buffer.concat([Buffer.from(`[${start}${last}`), LEX_MAX_BYTE]),
+  };
 }
 
 /** `text` up to its first lone surrogate (all of it when it is well-formed). */

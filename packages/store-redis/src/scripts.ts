@@ -404,20 +404,50 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 return n`,
 );
 
+/** Index entries one `kv.scan` page looks at beyond `limit + 1`, so a page is a short script. */
+export const KV_SCAN_EXTRA = 1000;
+
 /**
- * KEYS: index, expiry index. ARGV: value key prefix, lex min, lex max.
- * Returns the live keys in the range, dropping entries whose key has expired.
+ * KEYS: index, expiry index. ARGV: value key prefix, lex min, lex max, limit.
+ * One page of the live keys in the range, in order: returns `{position, key...}` with up to
+ * `limit` keys, where `position` is '' when the range is exhausted, else the key to page on
+ * from (exclusive). Entries whose key has expired are dropped from both indexes on the way.
+ * It looks at no more than `limit + 1 + KV_SCAN_EXTRA` entries, so it never holds the server
+ * long: a page short of live keys then ends early, with a position.
  */
-export const KV_KEYS = new LuaScript(
-  "kv-keys",
-  `local out = {}
-for _, k in ipairs(redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3])) do
-  if redis.call('EXISTS', ARGV[1] .. k) == 1 then
-    out[#out + 1] = k
-  else
-    redis.call('ZREM', KEYS[1], k)
-    redis.call('ZREM', KEYS[2], k)
+export const KV_SCAN = new LuaScript(
+  "kv-scan",
+  `local limit = tonumber(ARGV[4])
+local budget = limit + 1 + ${KV_SCAN_EXTRA}
+local out = {}
+local min = ARGV[2]
+local last = nil
+local seen = 0
+while true do
+  local want = math.min(limit + 1 - #out, budget - seen)
+  if want <= 0 then break end
+  local batch = redis.call('ZRANGEBYLEX', KEYS[1], min, ARGV[3], 'LIMIT', 0, want)
+  for _, k in ipairs(batch) do
+    seen = seen + 1
+    last = k
+    if redis.call('EXISTS', ARGV[1] .. k) == 1 then
+      out[#out + 1] = k
+    else
+      redis.call('ZREM', KEYS[1], k)
+      redis.call('ZREM', KEYS[2], k)
+    end
   end
+  if #batch < want then
+    table.insert(out, 1, '')
+    return out
+  end
+  min = '(' .. last
+end
+if #out > limit then
+  out[#out] = nil
+  table.insert(out, 1, out[#out])
+else
+  table.insert(out, 1, last)
 end
 return out`,
 );

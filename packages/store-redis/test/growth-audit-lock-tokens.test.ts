@@ -7,32 +7,12 @@
  * every earlier one of its lock.
  */
 import { FencedError } from "@beamclaw/core";
-import type { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import { createRedisStore, type RedisStore } from "../src/index.js";
 import { LOCK_TOKEN_RETENTION_MS } from "../src/locks.js";
-import { deletePrefixes, keysUnder, REDIS_URL, rawClient, uniquePrefix } from "./support/redis.js";
+import { keysUnder, storeOpener } from "./support/redis.js";
 
-const prefixes: string[] = [];
-const stores: RedisStore[] = [];
-const clients: Redis[] = [];
-
-afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
-  for (const client of clients.splice(0)) await client.quit();
-  await deletePrefixes(prefixes.splice(0));
-});
-
-async function openStore(): Promise<{ store: RedisStore; prefix: string; raw: Redis }> {
-  const prefix = uniquePrefix("growth-locks");
-  prefixes.push(prefix);
-  const store = createRedisStore({ url: REDIS_URL, prefix });
-  stores.push(store);
-  await store.open();
-  const raw = rawClient();
-  clients.push(raw);
-  return { store, prefix, raw };
-}
+const { open: openStore, cleanup } = storeOpener("growth-locks");
+afterEach(cleanup);
 
 describe("fencing-token counters of locks", () => {
   it("the session leases of many sessions leave no key without an expiry behind", async () => {

@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { InvalidArgumentError, PairingCodeError } from "../errors.js";
 import type { JsonObject } from "../providers/types.js";
+import { iterateKvKeys } from "../store/kv-paging.js";
 import type { KeyValueStore } from "../store/types.js";
 import { encodeKeySegment } from "./session-routing.js";
 import type { InboundPeer } from "./types.js";
@@ -186,9 +187,9 @@ export class PairingStore {
     const prefix =
       channel === undefined ? "channels:pairing:" : `channels:pairing:${channel}:code:`;
     // channels:pairing:<channel>:code:<CODE> (the peer pointers share the prefix).
-    const keys = (await this.#kv.keys(prefix)).filter((k) => k.split(":")[3] === "code");
     const out: PairingRequest[] = [];
-    for (const key of keys) {
+    for await (const key of iterateKvKeys(this.#kv, prefix)) {
+      if (key.split(":")[3] !== "code") continue;
       const request = await this.#kv.get<PairingRequest>(key);
       if (request === undefined) continue;
       const seen = await this.#kv.get<number>(this.#seenKey(request.channel, request.code));
@@ -248,7 +249,7 @@ export class PairingStore {
   async approved(channel?: string): Promise<ApprovedPeer[]> {
     const prefix = channel === undefined ? "channels:approved:" : `channels:approved:${channel}:`;
     const out: ApprovedPeer[] = [];
-    for (const key of await this.#kv.keys(prefix)) {
+    for await (const key of iterateKvKeys(this.#kv, prefix)) {
       const peer = await this.#kv.get<ApprovedPeer>(key);
       if (peer !== undefined) out.push(peer);
     }

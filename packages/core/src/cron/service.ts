@@ -6,6 +6,7 @@ import type { ExitReason } from "../runtime/exit.js";
 import { defineLazySignal, LazyAbortController } from "../runtime/lazy-abort.js";
 import { describeArg, optionalFunction, requireObject } from "../runtime/validate.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
+import { iterateKvKeys } from "../store/kv-paging.js";
 import type { Lease, LockStore, Store } from "../store/types.js";
 import {
   type CronRunTrace,
@@ -557,8 +558,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     }
     const records = (await this.#store.cron.listJobs(this.agentId)) as CronJob[];
     const markers = new Map<string, RunMarker>();
-    const markerKeys = await this.#store.kv.keys(this.#markerPrefix());
-    for (const key of markerKeys) {
+    const markerKeys: string[] = [];
+    for await (const key of iterateKvKeys(this.#store.kv, this.#markerPrefix())) {
+      markerKeys.push(key);
       const marker = await this.#store.kv.get<RunMarker>(key);
       if (marker !== undefined) markers.set(key.slice(this.#markerPrefix().length), marker);
     }
@@ -1824,7 +1826,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   async #sweep(now: number): Promise<void> {
     const prefix = this.#indexPrefix();
     const cutoff = now - this.#isolatedSessionTtlMs;
-    for (const key of await this.#store.kv.keys(prefix)) {
+    // Page by page: the index of isolated sessions can be long, and entries go as it runs.
+    for await (const key of iterateKvKeys(this.#store.kv, prefix)) {
       if (!this.alive) return;
       const entry = await this.#store.kv.get<{ createdAt?: number }>(key);
       if (entry === undefined || typeof entry.createdAt !== "number" || entry.createdAt > cutoff) {

@@ -1,4 +1,5 @@
 import type { JsonObject, ModelUsage } from "../providers/types.js";
+import { iterateKvKeys } from "../store/kv-paging.js";
 import type { Store } from "../store/types.js";
 
 /** One metered model call. */
@@ -266,9 +267,8 @@ export class UsageMeter {
 
   /** Persisted totals of one day (from every process sharing the store), per agent/provider/model. */
   async persisted(day: string): Promise<Array<{ key: string; totals: UsageTotals }>> {
-    const keys = await this.#store.kv.keys(`usage:${day}:`);
     const out: Array<{ key: string; totals: UsageTotals }> = [];
-    for (const key of keys) {
+    for await (const key of iterateKvKeys(this.#store.kv, `usage:${day}:`)) {
       const totals = await this.#store.kv.get<UsageTotals>(key);
       if (totals !== undefined) out.push({ key, totals });
     }

@@ -5,6 +5,7 @@
  */
 import { FencedError, InvalidArgumentError, StoreError } from "../errors.js";
 import type { JsonObject, JsonValue } from "../providers/types.js";
+import { compareCodePoints, readKvScanArguments, SortedKeyIndex } from "./kv-paging.js";
 import {
   MAX_STORED_JSON_DEPTH,
   storedJsonTooDeepMessage,
@@ -27,6 +28,7 @@ import type {
   Lease,
   LockStore,
   Page,
+  PageOptions,
   QueuedMessage,
   QueuePendingOptions,
   SessionListOptions,
@@ -477,32 +479,6 @@ function cloneStored(value: JsonValue): JsonValue {
     setOwn(out, key, cloneStored(value[key]!));
   }
   return out;
-}
-
-/**
- * Orders strings by Unicode code point (the same order as their UTF-8 bytes, which is what
- * Redis and most databases use), not by UTF-16 code unit as `Array.prototype.sort` does. The
- * Store contract's "sorted" and "ties by key" mean this order.
- *
- * @example
- * ```ts
- * ["\u{1F600}", "\uFF5A"].sort(compareCodePoints); // ["\uFF5A", "\u{1F600}"]
- * ```
- */
-export function compareCodePoints(a: string, b: string): number {
-  const length = Math.min(a.length, b.length);
-  for (let i = 0; i < length; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
-    if (x !== y) return codePointRank(x) - codePointRank(y);
-  }
-  return a.length - b.length;
-}
-
-/** Surrogates (U+D800–DFFF) stand for code points above U+FFFF, so they rank after U+E000–FFFF. */
-function codePointRank(unit: number): number {
-  if (unit < 0xd800) return unit;
-  return unit < 0xe000 ? unit + 0x2000 : unit - 0x800;
 }
 
 function sortedBy<T>(items: Iterable<T>, keyOf: (item: T) => string): T[] {
@@ -1188,6 +1164,10 @@ class MemoryKeyValue implements KeyValueStore {
   readonly #core: Core;
   readonly #locks: MemoryLocks;
   readonly #entries = new Map<string, KvEntry>();
+  readonly #index = new SortedKeyIndex(
+    () => this.#entries.keys(),
+    () => this.#entries.size,
+  );
 
   constructor(core: Core, locks: MemoryLocks) {
     this.#core = core;
@@ -1225,6 +1205,7 @@ class MemoryKeyValue implements KeyValueStore {
     }
     const now = this.#core.now();
     if (ifAbsent && this.#live(key, now)) return false;
+    if (!this.#entries.has(key)) this.#index.added(key);
     this.#entries.set(key, {
       value: copy,
       expiresAt: ttlMs === undefined ? undefined : now + ttlMs,
@@ -1265,6 +1246,13 @@ class MemoryKeyValue implements KeyValueStore {
       }
     }
     return keys.sort(compareCodePoints);
+  }
+
+  async scan(prefix: string, options?: PageOptions): Promise<Page<string>> {
+    this.#core.ensureOpen("kv.scan");
+    const args = readKvScanArguments(prefix, options);
+    const now = this.#core.now();
+    return this.#index.page(args, (key) => this.#live(key, now) !== undefined);
   }
 
   /** The entry if present and unexpired; an expired one is dropped on the way. */

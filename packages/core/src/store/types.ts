@@ -339,8 +339,39 @@ export interface KeyValueStore {
    * or when `ifValue` was given and the key holds another value (it is then left as it is).
    */
   delete(key: string, options?: KvDeleteOptions): Promise<boolean>;
-  /** Keys starting with `prefix` (unexpired), sorted. */
+  /**
+   * Every key starting with `prefix` (unexpired), sorted, in one array. Unbounded: a prefix
+   * with a million keys returns a million keys. Use {@link KeyValueStore.scan} (or
+   * `iterateKvKeys`) for any prefix that can hold many keys.
+   *
+   * @deprecated for prefixes that can hold many keys; use {@link KeyValueStore.scan}.
+   */
   keys(prefix: string): Promise<string[]>;
+  /**
+   * One page of the keys starting with `prefix` (unexpired), sorted by code point. The prefix
+   * is matched literally (`*`, `?`, `[`, `\` and `%` are characters like any other).
+   * `limit`: an integer in 1..1000, default 100. Pass the returned `cursor` back, with the same
+   * prefix, for the next page; it is absent on the last page (a page may be shorter than
+   * `limit`, even empty, and still carry a cursor).
+   *
+   * A cursor is opaque and marks a position in key order, not an offset: a key present for the
+   * whole scan is returned exactly once, however many keys are set or deleted meanwhile; a key
+   * set or deleted during the scan may or may not be returned. A cursor that `scan` did not
+   * return (edited, made up, not a string), or whose position is outside this prefix (one of
+   * another prefix's listing), is refused with `InvalidArgumentError`, as are a bad `limit`
+   * and a prefix that is not a string; nothing is changed.
+   *
+   * @example
+   * ```ts
+   * let cursor: string | undefined;
+   * do {
+   *   const page = await store.kv.scan("usage:", { limit: 500, cursor });
+   *   for (const key of page.items) console.log(key);
+   *   cursor = page.cursor;
+   * } while (cursor !== undefined);
+   * ```
+   */
+  scan(prefix: string, options?: PageOptions): Promise<Page<string>>;
 }
 
 /** A held lock. */

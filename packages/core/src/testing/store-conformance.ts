@@ -1247,6 +1247,149 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.kv.keys("a\uFFFD")).toEqual(["a\uFFFD", "a\uFFFDx"]);
       });
 
+      it("scan pages through the keys under a prefix in code point order, `limit` at a time", async () => {
+        const store = await open();
+        const under = ["p:", "p:a", "p:b", "p:\u00e9", "p:\uFF5A", "p:\u{1F600}", "p:z/1", "p:z:2"];
+        for (const key of [...under, "p", "o:a", "q:a", "P:a"]) await store.kv.set(key, key);
+        const pages = await allPages((cursor) => store.kv.scan("p:", { limit: 3, cursor }));
+        expect(pages.map((page) => page.items.length)).toEqual([3, 3, 2]);
+        expect(pages.flatMap((page) => page.items)).toEqual([...under].sort(byCodePoint));
+        for (const page of pages.slice(0, -1)) expect(typeof page.cursor).toBe("string");
+        // The default page holds up to 100 keys; an exact fit ends without a cursor.
+        expect(await store.kv.scan("p:")).toEqual({ items: [...under].sort(byCodePoint) });
+        expect(await store.kv.scan("p:", { limit: under.length })).toEqual({
+          items: [...under].sort(byCodePoint),
+        });
+        expect(await store.kv.scan("nothing", { limit: 1000 })).toEqual({ items: [] });
+        const everything = await allPages((cursor) => store.kv.scan("", { limit: 5, cursor }));
+        expect(everything.flatMap((page) => page.items)).toEqual(await store.kv.keys(""));
+      });
+
+      it("scan treats the prefix literally: glob and regex characters match only themselves", async () => {
+        const store = await open();
+        const keys = ["a*", "a*b", "ab", "a?", "ax", "a[b]", "a\\", "a\\*", "a.c", "a%", "a_"];
+        for (const key of keys) await store.kv.set(key, 1);
+        const scanned = async (prefix: string) =>
+          (await allPages((cursor) => store.kv.scan(prefix, { limit: 1, cursor }))).flatMap(
+            (page) => page.items,
+          );
+        expect(await scanned("a*")).toEqual(["a*", "a*b"]);
+        expect(await scanned("a?")).toEqual(["a?"]);
+        expect(await scanned("a[")).toEqual(["a[b]"]);
+        expect(await scanned("a[b")).toEqual(["a[b]"]);
+        expect(await scanned("a\\")).toEqual(["a\\", "a\\*"]);
+        expect(await scanned("a.")).toEqual(["a.c"]);
+        expect(await scanned("a%")).toEqual(["a%"]);
+        expect(await scanned("a_")).toEqual(["a_"]);
+      });
+
+      it("scan with a lone surrogate in the prefix matches as a string prefix, never as U+FFFD", async () => {
+        const store = await open();
+        for (const key of ["a", "a\uFFFD", "a\uFFFDx", "a\u{1F600}", "a\u{1F600}b", "a\u{1F680}"]) {
+          await store.kv.set(key, 1);
+        }
+        const scanned = async (prefix: string) =>
+          (await allPages((cursor) => store.kv.scan(prefix, { limit: 2, cursor }))).flatMap(
+            (page) => page.items,
+          );
+        expect(await scanned("a\uD800")).toEqual([]);
+        expect(await scanned("a\uDC00")).toEqual([]);
+        expect(await scanned("a\uD83D")).toEqual(["a\u{1F600}", "a\u{1F600}b", "a\u{1F680}"]);
+        expect(await scanned("a\uFFFD")).toEqual(["a\uFFFD", "a\uFFFDx"]);
+      });
+
+      it("scan returns every key present for the whole scan exactly once while keys come and go", async () => {
+        const store = await open();
+        const stable = Array.from({ length: 40 }, (_, i) => `k:${String(i * 10).padStart(4, "0")}`);
+        for (const key of stable) await store.kv.set(key, 1);
+        const transient = Array.from(
+          { length: 40 },
+          (_, i) => `k:${String(i * 10 + 5).padStart(4, "0")}`,
+        );
+        for (const key of transient) await store.kv.set(key, 2);
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        let round = 0;
+        do {
+          const page = await store.kv.scan("k:", { limit: 4, cursor });
+          expect(page.items.length).toBeLessThanOrEqual(4);
+          seen.push(...page.items);
+          cursor = page.cursor;
+          // Between pages: delete keys around the position, add keys before and after it.
+          round++;
+          await store.kv.delete(transient[(round * 7) % transient.length]!);
+          await store.kv.set(`k:${String(round * 13).padStart(4, "0")}x`, 3);
+          await store.kv.set(`k:0000-${round}`, 3);
+          if (round > 200) throw new Error("scan did not end");
+        } while (cursor !== undefined);
+        for (const key of stable)
+          expect(
+            seen.filter((k) => k === key),
+            key,
+          ).toHaveLength(1);
+        expect(new Set(seen).size).toBe(seen.length);
+        expect(seen).toEqual([...seen].sort(byCodePoint));
+      });
+
+      it("scan leaves out expired keys", async () => {
+        const store = await open();
+        for (let i = 0; i < 6; i++) {
+          await store.kv.set(`t:${i}`, i, i % 2 === 0 ? { ttlMs: SHORT_TTL_MS } : undefined);
+        }
+        await sleep(EXPIRY_WAIT_MS);
+        const pages = await allPages((cursor) => store.kv.scan("t:", { limit: 1, cursor }));
+        expect(pages.flatMap((page) => page.items)).toEqual(["t:1", "t:3", "t:5"]);
+      });
+
+      it("scan refuses a bad prefix, limit or cursor with InvalidArgumentError", async () => {
+        const store = await open();
+        for (let i = 0; i < 5; i++) await store.kv.set(`a:${i}`, i);
+        await store.kv.set("b:0", 0);
+        const first = await store.kv.scan("a:", { limit: 2 });
+        const cursor = first.cursor!;
+        expect(typeof cursor).toBe("string");
+        await expectInvalid(
+          () => store.kv.scan(undefined as unknown as string),
+          "prefix undefined",
+        );
+        await expectInvalid(() => store.kv.scan(7 as unknown as string), "prefix 7");
+        await expectInvalid(() => store.kv.scan("a:", "x" as never), "options string");
+        await expectInvalid(() => store.kv.scan("a:", null as never), "options null");
+        for (const limit of [0, -1, 1001, 1.5, Number.NaN, "10", null]) {
+          await expectInvalid(
+            () => store.kv.scan("a:", { limit: limit as number }),
+            `limit ${String(limit)}`,
+          );
+        }
+        const edited = `${cursor.slice(0, -1)}${cursor.endsWith("A") ? "B" : "A"}`;
+        for (const bad of [
+          "",
+          "garbage",
+          `${cursor}!`,
+          `${cursor}=`,
+          edited,
+          cursor.toUpperCase(),
+          `x${cursor}`,
+          7,
+          {},
+        ]) {
+          await expectInvalid(
+            () => store.kv.scan("a:", { cursor: bad as string }),
+            `cursor ${JSON.stringify(bad)}`,
+          );
+        }
+        // Another prefix's cursor is not a position in this listing.
+        await expectInvalid(() => store.kv.scan("b:", { cursor }), "cursor of prefix a:");
+        // Nothing was changed, and a good cursor still works.
+        const rest = await allPages(
+          (next) => store.kv.scan("a:", { limit: 2, cursor: next }),
+          cursor,
+        );
+        expect([...first.items, ...rest.flatMap((page) => page.items)]).toEqual(
+          await store.kv.keys("a:"),
+        );
+      });
+
       it("ifAbsent sets only when the key is absent, and says whether it did", async () => {
         const store = await open();
         expect(await store.kv.set("k", "first", { ifAbsent: true })).toBe(true);
@@ -2519,6 +2662,7 @@ function everyOperation(store: Store): Array<[string, () => Promise<unknown>]> {
     ["kv.set", () => store.kv.set("k", 1)],
     ["kv.delete", () => store.kv.delete("k")],
     ["kv.keys", () => store.kv.keys("")],
+    ["kv.scan", () => store.kv.scan("")],
     ["locks.acquire", () => store.locks.acquire("l", { owner: "o", ttlMs: 1000 })],
     ["locks.renew", () => store.locks.renew(lease, 1000)],
     ["locks.release", () => store.locks.release(lease)],
@@ -2587,9 +2731,10 @@ function codeOf(error: unknown): string {
 
 async function allPages<T>(
   next: (cursor: string | undefined) => Promise<{ items: T[]; cursor?: string }>,
+  from?: string,
 ): Promise<Array<{ items: T[]; cursor?: string }>> {
   const pages: Array<{ items: T[]; cursor?: string }> = [];
-  let cursor: string | undefined;
+  let cursor: string | undefined = from;
   do {
     const page = await next(cursor);
     pages.push(page);

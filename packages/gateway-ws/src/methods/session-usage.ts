@@ -13,6 +13,7 @@
  * sessions active in the range (`summarizeTranscriptUsage`).
  */
 import {
+  iterateKvKeys,
   parseSessionKey,
   type SessionRecord,
   summarizeTranscriptUsage,
@@ -313,9 +314,10 @@ export async function meterRows(
 ): Promise<MeterRow[]> {
   await hub.runtime.usage.flush();
   const kv = hub.runtime.store.kv;
-  const keys = await kv.keys(commonPrefix(`usage:${days.startDay}:`, `usage:${days.endDay}:`));
+  const prefix = commonPrefix(`usage:${days.startDay}:`, `usage:${days.endDay}:`);
   const wanted: Array<Omit<MeterRow, "calls" | "totals"> & { key: string }> = [];
-  for (const key of keys) {
+  // Page by page: the shared prefix of a long range can hold every usage key there is.
+  for await (const key of iterateKvKeys(kv, prefix)) {
     // usage:<day>:<agentId>:<provider>:<model>; a model's name may hold colons (`llama3:8b`).
     const [, day, agent, provider, ...model] = key.split(":");
     if (day === undefined || agent === undefined || provider === undefined) continue;

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import diagnosticsChannel from "node:diagnostics_channel";
 import { hostname } from "node:os";
 import {
   type ClusterBackplane,
@@ -80,6 +81,35 @@ export interface RedisBackplaneClientOptions extends RedisBackplaneBaseOptions {
 /** Options of {@link RedisBackplane}. */
 export type RedisBackplaneOptions = RedisBackplaneUrlOptions | RedisBackplaneClientOptions;
 
+/**
+ * The `node:diagnostics_channel` channel on which a backplane reports each entry of the
+ * cluster's Redis data it skipped because it could not read it (see
+ * {@link RedisBackplaneSkippedEntry}). Subscribe to log them.
+ *
+ * @example
+ * ```ts
+ * import diagnosticsChannel from "node:diagnostics_channel";
+ * diagnosticsChannel.subscribe(REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL, (entry) => console.warn(entry));
+ * ```
+ */
+export const REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL = "beamclaw:store-redis:backplane:skipped-entry";
+
+/** The message of {@link REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL}. */
+export interface RedisBackplaneSkippedEntry {
+  /** The backplane (node) that skipped it. */
+  nodeId: string;
+  /** The Redis key (a hash) holding the entry. */
+  key: string;
+  /** The entry's field in that hash, e.g. a registered name. */
+  field: string;
+  /** The node that went down whose data was being removed when the entry was met. */
+  deadNodeId: string;
+  /** Why it was skipped. */
+  reason: string;
+}
+
+const skippedEntryChannel = diagnosticsChannel.channel(REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL);
+
 type State = "new" | "joining" | "joined" | "left";
 
 interface Notice {
@@ -143,6 +173,7 @@ export class RedisBackplane implements ClusterBackplane {
   /** Declared down and back: its names and presence entries are to be restored. */
   #restoreDue = false;
   #restoring: Promise<void> | undefined;
+  #skippedEntries = 0;
 
   /** Creates the backplane; nothing connects until {@link RedisBackplane.join}. */
   constructor(options: RedisBackplaneOptions = {}) {
@@ -248,6 +279,17 @@ export class RedisBackplane implements ClusterBackplane {
 
   get joined(): boolean {
     return this.#state === "joined";
+  }
+
+  /**
+   * How many entries of the cluster's Redis data this backplane skipped because they were not
+   * what the backplane writes there (written by something else, or damaged): a value in the
+   * names hash, naming a name of a node that went down, that is not a registration. Such an
+   * entry is left as it is, and the rest of the dead node's data is removed all the same.
+   * Each one is also published on {@link REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL}.
+   */
+  get skippedEntries(): number {
+    return this.#skippedEntries;
   }
 
   /**
@@ -493,9 +535,12 @@ export class RedisBackplane implements ClusterBackplane {
       ],
     );
     const reapedCount = Number(reply[2]);
-    let i = 3;
-    const reaped: string[] = [];
-    for (let n = 0; n < reapedCount; n++, i += 2) reaped.push(String(reply[i]));
+    const skippedCount = Number(reply[3]);
+    // Reaped nodes (id, record): passed over here, the membership diff reports them.
+    let i = 4 + 2 * reapedCount;
+    for (let n = 0; n < skippedCount; n++, i += 2) {
+      this.#skipped(String(reply[i]), String(reply[i + 1]));
+    }
     const live = new Map<string, ClusterMember>();
     for (; i + 2 < reply.length; i += 3) {
       const member = parseMember(String(reply[i]), String(reply[i + 1]), Number(reply[i + 2]));
@@ -514,6 +559,24 @@ export class RedisBackplane implements ClusterBackplane {
     await Promise.all([this.registry.retryUnregisters(), this.presence.retryUntracks()]).catch(
       () => undefined,
     );
+  }
+
+  /** Counts and reports a names-hash entry of dead node `deadNodeId` that was left as it was. */
+  #skipped(deadNodeId: string, name: string): void {
+    this.#skippedEntries++;
+    if (!skippedEntryChannel.hasSubscribers) return;
+    const entry: RedisBackplaneSkippedEntry = {
+      nodeId: this.nodeId,
+      key: this.#keys.names,
+      field: name,
+      deadNodeId,
+      reason: "not a registration (not JSON, or not an object with a node id)",
+    };
+    try {
+      skippedEntryChannel.publish(entry);
+    } catch {
+      // A throwing subscriber does not stop the heartbeat.
+    }
   }
 
   /** Registers this node's names and tracks its presence entries again (retried per beat). */

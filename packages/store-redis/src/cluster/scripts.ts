@@ -6,16 +6,39 @@
 import { LuaScript, REFUSE_WRONG_TYPES } from "../scripts.js";
 
 /**
+ * Lua: `holderOf(value)` is the node id of a registration in the names hash, or nil when the
+ * value is not one (not JSON, or JSON that is not an object with a string `n`: something
+ * else wrote it). Never raises: one foreign value must not fail a script for every node.
+ */
+const HOLDER_OF = `local function holderOf(value)
+  local ok, record = pcall(cjson.decode, value)
+  if ok and type(record) == 'table' and type(record.n) == 'string' then return record.n end
+  return nil
+end`;
+
+/**
  * Lua: `forget(id)` removes what node `id` left behind: the names it holds (publishing
  * nothing), its presence entries (publishing a `leave` for each) and its placement
- * counters. ARGV[6..11] of the scripts that use it: names hash, names-of key prefix,
- * presence key prefix, presence channel, placements hash, placements-reported hash.
+ * counters. A name whose entry is not a registration (see `holderOf`) is left as it is and
+ * appended to `skipped` as `{id, name}`. ARGV[6..11] of the scripts that use it: names hash,
+ * names-of key prefix, presence key prefix, presence channel, placements hash,
+ * placements-reported hash.
  */
-const FORGET_NODE = `local function forget(id)
+const FORGET_NODE = `${HOLDER_OF}
+local skipped = {}
+local function forget(id)
   local setKey = ARGV[7] .. id
   for _, n in ipairs(redis.call('SMEMBERS', setKey)) do
     local v = redis.call('HGET', ARGV[6], n)
-    if v and cjson.decode(v).n == id then redis.call('HDEL', ARGV[6], n) end
+    if v then
+      local holder = holderOf(v)
+      if holder == nil then
+        skipped[#skipped + 1] = id
+        skipped[#skipped + 1] = n
+      elseif holder == id then
+        redis.call('HDEL', ARGV[6], n)
+      end
+    end
   end
   redis.call('DEL', setKey)
   local p = redis.call('HGETALL', ARGV[8] .. id)
@@ -39,7 +62,9 @@ end`;
  * two downAfterMs), takes the placements it now reports started off its placement count,
  * removes members whose last heartbeat is older than downAfterMs
  * (publishing a `down` notice for each, and forgetting their names and presence), and
- * returns `{ now, wasMember, reapedCount, (id, value) * reaped, (id, value, heartbeat) * live }`.
+ * returns `{ now, wasMember, reapedCount, skippedCount, (id, value) * reaped,
+ * (dead node id, name) * skipped, (id, value, heartbeat) * live }`, where `skipped` are the
+ * names of dead nodes whose entry is not a registration (left as they are, see `forget`).
  * A key it writes that holds another type (something else wrote it) fails it with a
  * `WRONGTYPE` error before it writes anything.
  */
@@ -69,7 +94,7 @@ if ARGV[12] ~= '' then
   redis.call('HSET', ARGV[11], ARGV[1], total)
 end
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%d', now - tonumber(ARGV[3])))
-local out = {now, old and 1 or 0, #dead}
+local out = {now, old and 1 or 0, #dead, 0}
 for _, id in ipairs(dead) do
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGET', KEYS[1], id) or ''
@@ -78,6 +103,8 @@ for _, id in ipairs(dead) do
   redis.call('PUBLISH', ARGV[4], '{"type":"down","nodeId":' .. cjson.encode(id) .. '}')
   forget(id)
 end
+out[4] = #skipped / 2
+for _, v in ipairs(skipped) do out[#out + 1] = v end
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   out[#out + 1] = all[i]
@@ -118,17 +145,20 @@ local now = tonumber(__t[1]) * 1000 + math.floor(tonumber(__t[2]) / 1000)`;
  * KEYS: names hash, heartbeats zset, this node's names-of set.
  * ARGV: downAfterMs, name, this node's id, registration JSON without `t`, names-of prefix.
  * Registers the name to this node unless a live other node holds it (a dead holder's
- * registration is taken over). Returns `{1, value}` or `{0, holder's value}`. Writes nothing
+ * registration is taken over). Returns `{1, value}` or `{0, holder's value}`; an entry that is
+ * not a registration is not taken over (`{0, entry}`: nothing of it is lost). Writes nothing
  * when a key it writes holds another type.
  */
 export const REGISTRY_REGISTER = new LuaScript(
   "registry-register",
   `${REFUSE_WRONG_TYPES}
 ${LIVE}
+${HOLDER_OF}
 refuseWrongTypes(KEYS[1], 'hash', KEYS[3], 'set')
 local cur = redis.call('HGET', KEYS[1], ARGV[2])
 if cur then
-  local holder = cjson.decode(cur).n
+  local holder = holderOf(cur)
+  if holder == nil then return {0, cur} end
   if holder ~= ARGV[3] then
     if live(holder, now) then return {0, cur} end
     refuseWrongTypes(ARGV[5] .. holder, 'set')
@@ -143,27 +173,32 @@ return {1, value}`,
 
 /**
  * KEYS: names hash, this node's names-of set. ARGV: name, this node's id.
- * Returns 1 if this node held the name (now removed).
+ * Returns 1 if this node held the name (now removed). An entry that is not a registration is
+ * not this node's: left as it is.
  */
 export const REGISTRY_UNREGISTER = new LuaScript(
   "registry-unregister",
-  `local cur = redis.call('HGET', KEYS[1], ARGV[1])
+  `${HOLDER_OF}
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
-if not cur or cjson.decode(cur).n ~= ARGV[2] then return 0 end
+if not cur or holderOf(cur) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return 1`,
 );
 
 /**
  * KEYS: names hash, heartbeats zset. ARGV: downAfterMs, name or '' for all, prefix.
- * Returns `{name, value}` flattened for the names held by live nodes.
+ * Returns `{name, value}` flattened for the names held by live nodes (an entry that is not a
+ * registration is held by no node).
  */
 export const REGISTRY_READ = new LuaScript(
   "registry-read",
   `${LIVE}
+${HOLDER_OF}
 local out = {}
 local function consider(name, value)
-  if value and live(cjson.decode(value).n, now) then
+  local holder = value and holderOf(value)
+  if holder and live(holder, now) then
     out[#out + 1] = name
     out[#out + 1] = value
   end

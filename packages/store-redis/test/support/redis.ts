@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
+import { createRedisStore, type RedisStore } from "../../src/index.js";
 
 /** The shared Redis server; `.ci/run` makes sure one answers here. */
 export const REDIS_URL = process.env.BEAMCLAW_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -72,4 +73,38 @@ export function reconnectingClient(options: { connectionName?: string } = {}): R
 export async function endClient(client: Redis): Promise<void> {
   if (client.status === "ready") await client.quit();
   else if (client.status !== "end") client.disconnect();
+}
+
+/** A store opened on a fresh prefix, and a raw client to look at its keys. */
+export interface OpenedStore {
+  store: RedisStore;
+  prefix: string;
+  raw: Redis;
+}
+
+/**
+ * Opens stores on fresh prefixes (`tag` in their names), each with a raw client; `cleanup`
+ * (for `afterEach`) closes them all and deletes their keys.
+ */
+export function storeOpener(tag: string): {
+  open: () => Promise<OpenedStore>;
+  cleanup: () => Promise<void>;
+} {
+  const opened: OpenedStore[] = [];
+  return {
+    async open() {
+      const prefix = uniquePrefix(tag);
+      const store = createRedisStore({ url: REDIS_URL, prefix });
+      const entry = { store, prefix, raw: rawClient() };
+      opened.push(entry);
+      await store.open();
+      return entry;
+    },
+    async cleanup() {
+      const all = opened.splice(0);
+      for (const { store } of all) await store.close();
+      for (const { raw } of all) await raw.quit();
+      await deletePrefixes(all.map(({ prefix }) => prefix));
+    },
+  };
 }
