@@ -210,9 +210,10 @@ describe("pairing", () => {
     const stack = await startStack({
       gateway: { auth: { mode: "token", token: TOKEN, autoApproveLoopback: false } },
     });
+    // An approver grants only scopes it holds itself: pairing, and the read it hands out.
     const operator = await TestClient.connect(stack.url, {
       token: TOKEN,
-      scopes: ["operator.pairing"],
+      scopes: ["operator.pairing", "operator.read"],
     });
     const device = createDeviceIdentity();
     const asking = await TestClient.open(stack.url);
@@ -244,9 +245,10 @@ describe("pairing", () => {
     const stack = await startStack({
       gateway: { auth: { mode: "token", token: TOKEN, autoApproveLoopback: false } },
     });
+    // An approver grants only scopes it holds itself: pairing, and the read it hands out.
     const operator = await TestClient.connect(stack.url, {
       token: TOKEN,
-      scopes: ["operator.pairing"],
+      scopes: ["operator.pairing", "operator.read"],
     });
     const device = createDeviceIdentity();
     const first = await TestClient.open(stack.url);

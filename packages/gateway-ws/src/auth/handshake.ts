@@ -309,10 +309,12 @@ export async function authenticateConnect(input: {
         ...(samesKey ? { existing: paired! } : {}),
       }),
     );
-    if (input.isLoopback && settings.autoApproveLoopback) {
-      request.silent = true;
-      paired = (await pairing.approve(request.requestId)).device;
-      input.onPairingResolved(request, "approved");
+    const autoApproved =
+      input.isLoopback && settings.autoApproveLoopback
+        ? await autoApprove(pairing, request, input.onPairingResolved)
+        : undefined;
+    if (autoApproved !== undefined) {
+      paired = autoApproved;
     } else {
       input.onPairingRequested(request, created);
       throw refuse(ErrorCodes.NOT_PAIRED, "pairing required", {
@@ -361,6 +363,36 @@ export async function authenticateConnect(input: {
     outcome.issuedToken = await pairing.issueToken(device.id, role, outcome.scopes);
   }
   return outcome;
+}
+
+/**
+ * Approves a loopback device's request. When a concurrent connect of the same device answered
+ * it first, the device as that approval left it is used, if it covers this request.
+ */
+async function autoApprove(
+  pairing: DevicePairing,
+  request: PairingRequest,
+  onResolved: (request: PairingRequest, decision: "approved" | "rejected") => void,
+): Promise<PairedDevice | undefined> {
+  request.silent = true;
+  try {
+    const { device } = await pairing.approve(request.requestId);
+    onResolved(request, "approved");
+    return device;
+  } catch (error) {
+    const code =
+      error instanceof GatewayError
+        ? (error.details as { code?: unknown } | undefined)?.code
+        : undefined;
+    if (code !== "PAIRING_REQUEST_NOT_FOUND") throw error;
+    const device = await pairing.device(request.deviceId);
+    const covers =
+      device !== undefined &&
+      device.publicKey === request.publicKey &&
+      device.roles.includes(request.role) &&
+      scopesWithin(request.scopes, device.scopes);
+    return covers ? device : undefined;
+  }
 }
 
 /** Scopes a method may require, for `hello-ok.features` and documentation. */

@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { DeviceRecord, JsonObject, Store } from "@beamclaw/core";
 import { ErrorCodes, type GatewayRole, Scopes } from "../protocol/constants.js";
-import { GatewayError } from "../protocol/errors.js";
+import { GatewayError, missingScope } from "../protocol/errors.js";
 import { hashToken, newToken } from "./shared-secret.js";
 
 const REQUEST_PREFIX = "gateway:pairing:";
@@ -111,15 +111,31 @@ export class DevicePairing {
   /**
    * Records a pairing request (or returns the pending one of the same device and role).
    * `created` says whether it is new (and so worth announcing).
+   *
+   * A pending request never grows under its `requestId`: operators approve what was announced.
+   * When the device asks again for no more than the pending request holds, that request is kept
+   * (its scopes and commands unchanged, its other details refreshed). When it asks for more
+   * scopes or commands, the pending request is dropped and a new one, with a new `requestId`,
+   * is made (`created: true`), so that approving the old id cannot grant the wider access.
    */
   async requestPairing(
     fields: Omit<PairingRequest, "requestId" | "ts">,
   ): Promise<{ request: PairingRequest; created: boolean }> {
     for (const pending of await this.pendingRequests()) {
       if (pending.deviceId === fields.deviceId && pending.role === fields.role) {
+        const pendingCommands = new Set(pending.commands ?? []);
+        const widens =
+          !scopesWithin(fields.scopes, pending.scopes) ||
+          (fields.commands ?? []).some((c) => !pendingCommands.has(c));
+        if (widens) {
+          await this.#store.kv.delete(`${REQUEST_PREFIX}${pending.requestId}`);
+          break;
+        }
         const merged: PairingRequest = {
           ...pending,
           ...fields,
+          scopes: pending.scopes,
+          ...(pending.commands === undefined ? {} : { commands: pending.commands }),
           requestId: pending.requestId,
           ts: pending.ts,
         };
@@ -136,13 +152,27 @@ export class DevicePairing {
     return { request, created: true };
   }
 
-  /** Approves a pending request: the device is paired with the union of old and new grants. */
-  async approve(requestId: string): Promise<{ request: PairingRequest; device: PairedDevice }> {
+  /**
+   * Approves a pending request: the device is paired with the union of old and new grants.
+   *
+   * With `options.approverScopes` (the scopes of the operator approving), an operator
+   * request asking for a scope the approver does not hold itself is refused: whoever may
+   * approve pairings may not hand out more than they have.
+   *
+   * @throws GatewayError `INVALID_REQUEST` (`PAIRING_REQUEST_NOT_FOUND`) for an unknown,
+   *   answered, superseded or expired request; `FORBIDDEN` (`MISSING_SCOPE`) when the approver
+   *   lacks a requested scope. Nothing is changed then.
+   */
+  async approve(
+    requestId: string,
+    options: { approverScopes?: Iterable<string> } = {},
+  ): Promise<{ request: PairingRequest; device: PairedDevice }> {
     const request = await this.request(requestId);
-    if (request === undefined) {
-      throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown pairing request ${requestId}`, {
-        details: { code: "PAIRING_REQUEST_NOT_FOUND", requestId },
-      });
+    if (request === undefined) throw requestNotFound(requestId);
+    if (options.approverScopes !== undefined) {
+      const held = new Set(options.approverScopes);
+      const lacking = request.scopes.find((s) => !scopeAllows(held, s));
+      if (lacking !== undefined) throw missingScope(lacking);
     }
     const now = this.#now();
     const existing = await this.device(request.deviceId);
@@ -172,20 +202,33 @@ export class DevicePairing {
               ],
       }),
     };
-    await this.#store.devices.put(device);
-    await this.#store.kv.delete(`${REQUEST_PREFIX}${requestId}`);
+    // Whoever deletes the request answers it: of two concurrent answers (two approvals, or an
+    // approval and a rejection), only one succeeds.
+    const key = `${REQUEST_PREFIX}${requestId}`;
+    if (!(await this.#store.kv.delete(key))) throw requestNotFound(requestId);
+    try {
+      await this.#store.devices.put(device);
+    } catch (error) {
+      // The store refused the device: the request waits again rather than being lost.
+      const ttlMs = Math.max(1, request.ts + REQUEST_TTL_MS - now);
+      await this.#store.kv.set(key, json(request), { ttlMs }).catch(() => undefined);
+      throw error;
+    }
     return { request, device };
   }
 
-  /** Rejects (drops) a pending request. */
+  /**
+   * Rejects (drops) a pending request.
+   *
+   * @throws GatewayError `INVALID_REQUEST` (`PAIRING_REQUEST_NOT_FOUND`) for an unknown request,
+   *   or one another operator answered first.
+   */
   async reject(requestId: string): Promise<PairingRequest> {
     const request = await this.request(requestId);
-    if (request === undefined) {
-      throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown pairing request ${requestId}`, {
-        details: { code: "PAIRING_REQUEST_NOT_FOUND", requestId },
-      });
+    if (request === undefined) throw requestNotFound(requestId);
+    if (!(await this.#store.kv.delete(`${REQUEST_PREFIX}${requestId}`))) {
+      throw requestNotFound(requestId);
     }
-    await this.#store.kv.delete(`${REQUEST_PREFIX}${requestId}`);
     return request;
   }
 
@@ -236,6 +279,12 @@ export class DevicePairing {
     }
     return count;
   }
+}
+
+function requestNotFound(requestId: string): GatewayError {
+  return new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown pairing request ${requestId}`, {
+    details: { code: "PAIRING_REQUEST_NOT_FOUND", requestId },
+  });
 }
 
 /** Builds a pairing request's fields for a connecting device. */

@@ -73,7 +73,9 @@ async function approve(call: MethodCall, hub: GatewayHub, role: "node" | "operat
     requireString(call.method, call.params, "requestId", 256),
   );
   if (request.role === "node") checkNodeApproval(call, request);
-  const { device } = await hub.pairing.approve(request.requestId);
+  const { device } = await hub.pairing.approve(request.requestId, {
+    approverScopes: call.caller.scopes,
+  });
   hub.pairingResolved(request, "approved");
   return { ok: true, requestId: request.requestId, device: deviceView(device) };
 }
@@ -237,6 +239,7 @@ export const deviceMethods: Record<string, HubMethod> = {
     async handler(call, hub) {
       const deviceId = requireString(call.method, call.params, "deviceId", 256);
       const label = requireString(call.method, call.params, "label", 64);
+      checkTokenTarget(call, deviceId, []);
       const device = await pairedOrFail(hub, deviceId);
       device.label = label;
       await hub.pairing.update(device);
@@ -249,6 +252,8 @@ export const deviceMethods: Record<string, HubMethod> = {
       const { method, params: p } = call;
       const deviceId = requireString(method, p, "deviceId", 256);
       const role = requireString(method, p, "role", 64);
+      // Ownership first: a non-admin learns nothing of devices that are not its own.
+      checkTokenTarget(call, deviceId, []);
       const device = await pairedOrFail(hub, deviceId);
       if (!device.roles.includes(role)) {
         throw invalidRequest(`device ${deviceId} was not approved for role ${role}`, {
@@ -282,8 +287,8 @@ export const deviceMethods: Record<string, HubMethod> = {
     async handler(call, hub) {
       const deviceId = requireString(call.method, call.params, "deviceId", 256);
       const role = requireString(call.method, call.params, "role", 64);
-      await pairedOrFail(hub, deviceId);
       checkTokenTarget(call, deviceId, []);
+      await pairedOrFail(hub, deviceId);
       const revoked = await hub.pairing.revokeTokens(deviceId, role);
       const closed = [...hub.connections].filter(
         (c) => c.deviceId === deviceId && c.role === role && c.authMethod === "device-token",
