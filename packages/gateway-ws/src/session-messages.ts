@@ -9,23 +9,55 @@
  * is saved before the model is called), a tool call or result, the end of the run. Reads of
  * one session never overlap; a trigger during a read makes one more read after it. Only
  * sessions some connection follows are read.
+ *
+ * Cancelled attempts. A discard marker cancels the entries of its run written before it (an
+ * attempt whose save failed, which the run then makes again; one cut short by a crash or a
+ * stop; a rewound run). `session.message` has no form that takes a message back, so the feed
+ * never sends what it knows to be cancelled, and never sends one message twice:
+ * - entries cancelled by a marker read in the same page are not sent;
+ * - once a run reports `SAVE_FAILED` (its attempt will be discarded and run again), its entries
+ *   read before its marker (a write whose reply was lost) are held back and dropped when the
+ *   marker comes (sent after all if the run ends without one: aborted while it waited);
+ * - entries of a run written after its marker that repeat a message the feed already sent for
+ *   the cancelled attempt (the user's message, which the retry saves again; an identical
+ *   answer) are not sent again: the subscriber has it. A different answer is sent as new.
+ * Normal messages are sent as soon as they are read, as before.
  */
-import type { RunEvent } from "@beamclaw/core";
+import { createHash } from "node:crypto";
+import type { RunEvent, TranscriptRecord } from "@beamclaw/core";
 import type { GatewayConnection } from "./connection.js";
 import type { GatewayHub } from "./hub.js";
-import { recordMessages } from "./methods/session-helpers.js";
+import { liveRecordsNewestFirst, recordMessages } from "./methods/session-helpers.js";
 import { Scopes } from "./protocol/constants.js";
 
 /** The most sessions one connection may follow. */
 export const MAX_FOLLOWED_SESSIONS = 100;
 /** Transcript entries read at a time. */
 const READ_PAGE = 200;
+/** Runs per followed session whose sent messages are remembered (the oldest forgotten). */
+const MAX_REMEMBERED_RUNS = 16;
+
+/** What the feed remembers of one run of a followed session until it ends. */
+interface RunMemo {
+  /** Digests of the messages sent for the run's current attempt, in order. */
+  sent: string[];
+  /** Digests of the messages sent for its cancelled attempts, not yet seen again. */
+  shown: string[];
+  /** It reported `SAVE_FAILED`: its entries are held back until its discard marker. */
+  failed: boolean;
+  /** The entries held back; sent after all if the run ends with no marker (aborted). */
+  held: TranscriptRecord[];
+  /** Its `run-end` came: forgotten after the next read (which sees all it saved). */
+  ended: boolean;
+}
 
 interface Track {
   /** The seq of the last transcript entry sent (or there when following began). */
   lastSeq: number;
   reading: boolean;
   again: boolean;
+  /** Runs with something sent, held back or repeated (see the module comment). */
+  runs: Map<string, RunMemo>;
 }
 
 /** See the module comment. */
@@ -54,7 +86,7 @@ export class SessionMessageFeed {
     if (this.#tracks.has(key)) return;
     const lastSeq = await this.#hub.runtime.store.transcripts.lastSeq(key);
     if (!this.#tracks.has(key) && connection.followedSessions.has(key)) {
-      this.#tracks.set(key, { lastSeq, reading: false, again: false });
+      this.#tracks.set(key, { lastSeq, reading: false, again: false, runs: new Map() });
     }
   }
 
@@ -80,7 +112,17 @@ export class SessionMessageFeed {
   onRunEvent(event: RunEvent): void {
     // Whether or not its session is still followed: a follower may have left mid-run.
     if (event.type === "run-end") this.#streaming.delete(event.runId);
-    if (!this.#tracks.has(event.sessionKey)) return;
+    const track = this.#tracks.get(event.sessionKey);
+    if (track === undefined) return;
+    if (event.type === "run-end") {
+      const memo = track.runs.get(event.runId);
+      if (memo !== undefined) memo.ended = true;
+    }
+    if (event.type === "error" && event.error.code === "SAVE_FAILED") {
+      // Its attempt is discarded (a marker, then the run again): hold back what it saved.
+      memoOf(track, event.runId).failed = true;
+      this.#streaming.delete(event.runId);
+    }
     if (event.type === "run-start" || event.type === "tool-approval-request") return;
     if (event.type === "text-delta") {
       if (this.#streaming.has(event.runId)) return;
@@ -118,6 +160,7 @@ export class SessionMessageFeed {
           this.#tracks.delete(key);
           return;
         }
+        const ended = [...track.runs].filter(([, memo]) => memo.ended).map(([runId]) => runId);
         let page = await transcripts.read(key, { afterSeq: track.lastSeq, limit: READ_PAGE });
         if (page.length === 0 && track.lastSeq > 0) {
           // Reset since (the transcript starts again at 1): follow the new one from its start.
@@ -127,17 +170,73 @@ export class SessionMessageFeed {
             page = await transcripts.read(key, { afterSeq: 0, limit: READ_PAGE });
           }
         }
+        const last = page.at(-1);
+        // Not those a marker in this page cancels.
+        const live = new Set(liveRecordsNewestFirst([...page].reverse()));
+        if (last !== undefined) track.lastSeq = last.seq;
         for (const record of page) {
-          track.lastSeq = record.seq;
-          if (record.entry.discarded === true) continue;
-          for (const message of recordMessages(record)) this.#send(key, message);
+          if (record.entry.discarded === true) {
+            const memo = track.runs.get(String(record.entry.runId));
+            if (memo !== undefined) {
+              memo.shown.push(...memo.sent);
+              memo.sent = [];
+              memo.failed = false;
+              memo.held = [];
+            }
+          } else if (live.has(record)) {
+            this.#sendRecord(key, track, record);
+          }
         }
         if (page.length === READ_PAGE) track.again = true;
+        else for (const runId of ended) this.#forget(key, track, runId);
       } while (track.again);
     } catch (error) {
       this.#hub.log.warn(`session.message: could not read ${key}: ${(error as Error).message}`);
     } finally {
       track.reading = false;
+    }
+  }
+
+  /** Sends `record`'s messages unless held back or already sent (see the module comment). */
+  #sendRecord(key: string, track: Track, record: TranscriptRecord): void {
+    const messages = recordMessages(record);
+    if (messages.length === 0) return;
+    const runId = record.entry.runId;
+    if (typeof runId !== "string") {
+      for (const message of messages) this.#send(key, message);
+      return;
+    }
+    const known = track.runs.get(runId);
+    if (known?.failed === true) {
+      known.held.push(record);
+      return;
+    }
+    // Only a run that is still going can be cancelled and made again.
+    if (!this.#hub.runs.active(key).some((run) => run.runId === runId) && known === undefined) {
+      for (const message of messages) this.#send(key, message);
+      return;
+    }
+    const memo = known ?? memoOf(track, runId);
+    const digest = digestOf(record.entry.message);
+    memo.sent.push(digest);
+    const repeat = memo.shown.indexOf(digest);
+    if (repeat !== -1) {
+      // The cancelled attempt's copy was sent: the subscriber has it.
+      memo.shown.splice(repeat, 1);
+      return;
+    }
+    for (const message of messages) this.#send(key, message);
+  }
+
+  /**
+   * Forgets an ended run. One aborted while it waited to run again wrote no marker: what it
+   * held back stayed in the transcript, and is sent now.
+   */
+  #forget(key: string, track: Track, runId: string): void {
+    const memo = track.runs.get(runId);
+    track.runs.delete(runId);
+    for (const record of memo?.held ?? []) {
+      for (const message of recordMessages(record)) this.#send(key, message);
     }
   }
 
@@ -160,4 +259,22 @@ export class SessionMessageFeed {
       { scope: Scopes.READ, filter: (c) => c.followedSessions.has(key) },
     );
   }
+}
+
+/** The memo of `runId` in `track`, made if new (the oldest forgotten past the cap). */
+function memoOf(track: Track, runId: string): RunMemo {
+  let memo = track.runs.get(runId);
+  if (memo === undefined) {
+    memo = { sent: [], shown: [], failed: false, held: [], ended: false };
+    track.runs.set(runId, memo);
+    if (track.runs.size > MAX_REMEMBERED_RUNS) {
+      track.runs.delete(track.runs.keys().next().value as string);
+    }
+  }
+  return memo;
+}
+
+/** A short digest of a saved message (a retry's copy of a message has the same one). */
+function digestOf(message: unknown): string {
+  return createHash("sha256").update(JSON.stringify(message)).digest("base64url");
 }
