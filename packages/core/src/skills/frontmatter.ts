@@ -1,4 +1,4 @@
-import { parseDocument } from "yaml";
+import { type Document, isMap, isNode, isScalar, isSeq, parseDocument } from "yaml";
 import { z } from "zod";
 import { InvalidSkillError } from "../errors.js";
 
@@ -113,7 +113,8 @@ const FRONTMATTER = /^\uFEFF?---[ \t]*\r?\n(?:([\s\S]*?)\r?\n)?(?:---|\.\.\.)[ \
  * Parses a `SKILL.md`: YAML frontmatter between `---` lines, then Markdown.
  * @param file the path, for error messages.
  * @param fallbackName the name when the frontmatter has none (the skill's directory).
- * @throws InvalidSkillError naming the file and the field at fault.
+ * @throws InvalidSkillError naming the file, the field at fault and (when the field is
+ * written in the YAML) its line in the file.
  *
  * @example
  * ```ts
@@ -137,10 +138,7 @@ export function parseSkillDocument(
   const doc = parseDocument(source, { uniqueKeys: true, prettyErrors: false });
   const yamlError = doc.errors[0];
   if (yamlError !== undefined) {
-    // Positions in the file: the YAML starts on line 2, after the opening ---.
-    const before = source.slice(0, yamlError.pos[0]);
-    const line = before.split("\n").length + 1;
-    const column = before.length - before.lastIndexOf("\n");
+    const { line, column } = position(source, yamlError.pos[0]);
     throw new InvalidSkillError(
       file,
       "frontmatter",
@@ -165,11 +163,18 @@ export function parseSkillDocument(
     const issue = parsed.error.issues[0] as z.core.$ZodIssue;
     let field = issue.path.map(String).join(".");
     let message = issue.message;
+    let path: PropertyKey[] = issue.path;
     if (issue.code === "unrecognized_keys") {
-      field = [...issue.path.map(String), issue.keys[0]].join(".");
+      path = [...issue.path, issue.keys[0] ?? ""];
+      field = path.map(String).join(".");
       message = "unknown field";
     }
-    throw new InvalidSkillError(file, field || "frontmatter", message);
+    const at = fieldLine(doc, source, path);
+    throw new InvalidSkillError(
+      file,
+      field || "frontmatter",
+      at === undefined ? message : `${message} (line ${at})`,
+    );
   }
   const fm = parsed.data;
   const name = fm.name ?? fallbackName;
@@ -201,7 +206,47 @@ export function parseSkillDocument(
       os: merge("os"),
       config: merge("config"),
     },
-    body: text.slice(match[0].length).trim(),
+    body: text.slice(match[0].length).replace(/\r\n?/g, "\n").trim(),
     frontmatter: data as Record<string, unknown>,
   };
+}
+
+/** Line (from the file's first line: the YAML starts on line 2) and column of `offset`. */
+function position(source: string, offset: number): { line: number; column: number } {
+  const before = source.slice(0, offset);
+  return {
+    line: before.split("\n").length + 1,
+    column: before.length - before.lastIndexOf("\n"),
+  };
+}
+
+/**
+ * The file line of the frontmatter field at `path` (its value, or its key when it has no
+ * value). When the path ends inside a value YAML does not hold as nodes (a JSON `metadata`
+ * string), the line of the deepest field it does hold; undefined for a missing top-level field.
+ */
+function fieldLine(doc: Document, source: string, path: PropertyKey[]): number | undefined {
+  let line: number | undefined;
+  let node: unknown = doc.contents;
+  const lineOf = (candidate: unknown) => {
+    const at = isNode(candidate) ? candidate.range?.[0] : undefined;
+    return at === undefined ? undefined : position(source, at).line;
+  };
+  for (const key of path) {
+    if (isMap(node)) {
+      const pair = node.items.find(
+        (item) => isScalar(item.key) && String(item.key.value) === String(key),
+      );
+      if (pair === undefined) return line;
+      line = lineOf(pair.value) ?? lineOf(pair.key) ?? line;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === "number") {
+      node = node.items[key];
+      line = lineOf(node) ?? line;
+    } else {
+      // A scalar read as a one-element list (`bins: jq`), or a JSON string: its own line.
+      return line;
+    }
+  }
+  return line;
 }

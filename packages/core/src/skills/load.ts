@@ -1,5 +1,5 @@
 import { constants, type Dirent } from "node:fs";
-import { access, readdir, readFile, realpath, stat } from "node:fs/promises";
+import { access, open, readdir, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, relative, sep } from "node:path";
 import { InvalidArgumentError, InvalidSkillError } from "../errors.js";
 import { parseSkillDocument, type SkillDocument } from "./frontmatter.js";
@@ -49,8 +49,9 @@ export interface LoadSkillsOptions {
   /** For `requires.config`: dotted paths looked up here must be truthy. Default `{}`. */
   config?: Record<string, unknown>;
   /**
-   * True (default): a malformed `SKILL.md` rejects the whole load with `InvalidSkillError`.
-   * False: it is left out and reported in `invalid`.
+   * True (default): a malformed `SKILL.md` (bad frontmatter, over `maxFileBytes`, not UTF-8,
+   * unreadable) rejects the whole load with `InvalidSkillError`. False: it is left out and
+   * reported in `invalid`. Either way a skill removed while the load runs is skipped.
    */
   strict?: boolean;
   /**
@@ -79,8 +80,10 @@ const SKILL_FILES = ["SKILL.md", "skill.md"];
  * frontmatter (`name`, `description`, `user-invocable`, `disable-model-invocation`,
  * `requires: { bins, anyBins, env, os, config }`, or OpenClaw's
  * `metadata: { openclaw: { requires, os, always } }`) and Markdown instructions. On a name
- * clash the earlier directory wins. A skill whose requirements are not met is gated off with
- * the reason. Reads files only when called; keeps nothing.
+ * clash the earlier directory wins (within one directory, the first skill directory by name).
+ * A skill whose requirements are not met is gated off with the reason; `requires.bins` only
+ * looks for an executable file on `PATH`, it runs nothing. Reads files only when called;
+ * keeps nothing.
  *
  * @example
  * ```ts
@@ -124,7 +127,7 @@ export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkills
   const invalid: InvalidSkillError[] = [];
   for (const root of options.dirs) {
     for (const found of await skillFiles(root)) {
-      let skill: Skill;
+      let skill: Skill | undefined;
       try {
         skill = await readSkill(found.file, found.dir, found.dirName, root, maxFileBytes);
       } catch (error) {
@@ -132,6 +135,8 @@ export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkills
         invalid.push(error);
         continue;
       }
+      // Removed (or renamed) since the directory was listed: as if it was never there.
+      if (skill === undefined) continue;
       const winner = winners.get(skill.name);
       if (winner === undefined) winners.set(skill.name, skill);
       else shadowed.push({ name: skill.name, dir: skill.dir, by: winner.dir });
@@ -180,13 +185,46 @@ async function skillFiles(
   return out;
 }
 
+/**
+ * Reads one `SKILL.md`, or undefined when it (or its directory) is gone by now: a skill
+ * removed while the load runs is skipped. Any other failure to read it is an
+ * `InvalidSkillError` naming the file, so a non-strict load reports it and keeps the rest.
+ */
 async function readSkill(
   file: string,
   dir: string,
   dirName: string,
   root: string,
   maxFileBytes: number,
-): Promise<Skill> {
+): Promise<Skill | undefined> {
+  let text: string;
+  try {
+    const read = await readBounded(file, dir, maxFileBytes);
+    if (read === undefined) return undefined;
+    text = read;
+  } catch (error) {
+    if (InvalidSkillError.isInstance(error)) throw error;
+    const code = (error as { code?: unknown }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined;
+    throw new InvalidSkillError(
+      file,
+      undefined,
+      `cannot be read: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  }
+  return { ...parseSkillDocument(text, file, dirName), dir, file, root };
+}
+
+/**
+ * The text of a `SKILL.md` inside `dir`, read through one file handle (so a file that grows
+ * after the size check is still cut off at the limit) and decoded as strict UTF-8.
+ */
+async function readBounded(
+  file: string,
+  dir: string,
+  maxFileBytes: number,
+): Promise<string | undefined> {
   // A link to a file outside the skill's directory is not read into a prompt.
   const [realDir, realFile] = await Promise.all([realpath(dir), realpath(file)]);
   const inside = relative(realDir, realFile);
@@ -197,17 +235,47 @@ async function readSkill(
       `links to ${realFile}, outside its skill directory`,
     );
   }
-  const size = (await stat(realFile)).size;
-  if (size > maxFileBytes) {
-    throw new InvalidSkillError(
-      file,
-      undefined,
-      `is ${size} bytes, over the ${maxFileBytes}-byte limit`,
-    );
+  // Non-blocking, so a FIFO swapped in since the listing cannot hang the open.
+  const flags = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+  const handle = await open(realFile, flags);
+  try {
+    const info = await handle.stat();
+    // Replaced by something else (a directory, a FIFO) since it was listed.
+    if (!info.isFile()) return undefined;
+    const overLimit = (size: number) =>
+      new InvalidSkillError(
+        file,
+        undefined,
+        `is ${size} bytes, over the ${maxFileBytes}-byte limit`,
+      );
+    if (info.size > maxFileBytes) throw overLimit(info.size);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(64 * 1024, Math.floor(maxFileBytes) + 1 - length));
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, length);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > maxFileBytes) throw overLimit(length);
+    }
+    const buffer = Buffer.concat(chunks, length);
+    try {
+      return UTF8.decode(buffer);
+    } catch (error) {
+      throw new InvalidSkillError(
+        file,
+        undefined,
+        "is not UTF-8 text (save it as UTF-8; UTF-16 is not read)",
+        { cause: error },
+      );
+    }
+  } finally {
+    await handle.close();
   }
-  const text = await readFile(realFile, "utf8");
-  return { ...parseSkillDocument(text, file, dirName), dir, file, root };
 }
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 interface GateContext {
   env: Record<string, string | undefined>;

@@ -38,7 +38,10 @@ export function skillsForAgent(skills: readonly Skill[], selection: SkillSelecti
 /**
  * The texts for `AgentDefinition.skills` (appended to the system prompt). Skills with
  * `disable-model-invocation: true` are left out: the model is not told about them, and only
- * a user can run them (see {@link userInvocableSkills}).
+ * a user can run them (see {@link userInvocableSkills}). A description is rendered on one
+ * line (line breaks and other control characters become spaces) and a path holding a control
+ * character is JSON-quoted, so neither can start a line of the prompt; the instructions are
+ * the skill's own text, as written.
  *
  * @example
  * ```ts
@@ -54,7 +57,7 @@ export function renderSkillsPrompt(
   if (visible.length === 0) return [];
   if (options.format === "index") {
     const lines = visible.map(
-      (skill) => `- ${skill.name}: ${oneLine(skill.description)} (${skill.file})`,
+      (skill) => `- ${skill.name}: ${oneLine(skill.description)} (${pathText(skill.file)})`,
     );
     return [
       [
@@ -68,7 +71,7 @@ export function renderSkillsPrompt(
     const head = [
       `## Skill: ${skill.name}`,
       oneLine(skill.description),
-      `Directory: ${skill.dir}`,
+      `Directory: ${pathText(skill.dir)}`,
     ].join("\n");
     return skill.body.length > 0 ? `${head}\n\n${skill.body}` : head;
   });
@@ -106,6 +109,24 @@ export function withSkills(
   return { ...agent, skills: [...(agent.skills ?? []), ...texts] };
 }
 
+// Line and paragraph separators, other control characters (NEL, ESC, ...) and whitespace.
+const BREAKS = /[\s\p{Cc}\p{Zl}\p{Zp}]+/gu;
+const CONTROL = /[\p{Cc}\p{Zl}\p{Zp}]/u;
+const CONTROLS = /[\p{Cc}\p{Zl}\p{Zp}]/gu;
+
+/** A description on one line: no character of it can start a new line of the prompt. */
 function oneLine(text: string): string {
-  return text.replace(/\s+/g, " ").trim();
+  return text.replace(BREAKS, " ").trim();
+}
+
+/**
+ * A path as is, or JSON-quoted when it holds a newline or another control character (those
+ * JSON leaves as they are, such as NEL or U+2028, as `\uXXXX` too).
+ */
+function pathText(path: string): string {
+  if (!CONTROL.test(path)) return path;
+  return JSON.stringify(path).replace(
+    CONTROLS,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
