@@ -553,6 +553,36 @@ describe("catalog methods", () => {
       }),
     ]);
   });
+
+  it("skills.status of a config file's gateway reads its relative skills.dirs from the file's directory, gated against the configuration", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "bc-skills-rel-"));
+    dirs.push(dir);
+    await mkdir(join(dir, "skills", "deploy"), { recursive: true });
+    await writeFile(
+      join(dir, "skills", "deploy", "SKILL.md"),
+      "---\nname: deploy\ndescription: Deploys\nrequires:\n  config: [features.deploy]\n---\nShip it.\n",
+    );
+    const file = join(dir, "beamclaw.yaml");
+    await writeFile(
+      file,
+      "gateway: { auth: { mode: none } }\nstore: { kind: memory }\nagents: { main: { model: scripted/m1 } }\nskills: { dirs: [./skills] }\nfeatures: { deploy: true }\n",
+    );
+    // The working directory is elsewhere: a relative dir must not be read from it.
+    expect(process.cwd()).not.toBe(dir);
+    const configService = await new ConfigService({ path: file, watch: false }).start();
+    try {
+      expect(configService.path).toBe(file);
+      const stack = await startStack({ gateway: { configService, config: configService.current } });
+      const client = await TestClient.connect(stack.url, { token: TOKEN });
+      const status = await client.request("skills.status", {});
+      expect(status.dirs).toEqual([join(dir, "skills")]);
+      expect(status.skills).toEqual([
+        expect.objectContaining({ name: "deploy", eligible: true, enabled: true, missing: [] }),
+      ]);
+    } finally {
+      await configService.stop();
+    }
+  });
 });
 
 describe("cron", () => {

@@ -242,6 +242,15 @@ export class ConfigService extends Actor<never, never, never, ConfigMessage> {
   }
 
   /** The running configuration. */
+  /**
+   * The absolute path of the `beamclaw.yaml` this service loads and watches, or `undefined`
+   * for one given a configuration object. Paths in the configuration that are relative (e.g.
+   * `skills.dirs`) are relative to its directory.
+   */
+  get path(): string | undefined {
+    return this.#path;
+  }
+
   get current(): BeamClawConfig {
     return this.#current;
   }

@@ -4,6 +4,7 @@
  * `usage.cost`.
  */
 import { createHash } from "node:crypto";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { type AgentDefinition, CHAT_COMMANDS, parseSessionKey, usageDay } from "@beamclaw/core";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { ErrorCodes, Scopes } from "../protocol/constants.js";
@@ -16,7 +17,7 @@ import {
   type ParamsObject,
   requireString,
 } from "../protocol/params.js";
-import { buildSkillsReport } from "../skills.js";
+import { buildSkillsReport, type GatewaySkillsReport } from "../skills.js";
 import { dayRange, meterRows } from "./session-usage.js";
 
 // Whole names (`key`, `apiKey`) and endings (`botToken`, `signingSecret`, `inboundSecret`).
@@ -338,12 +339,7 @@ export const catalogMethods: Record<string, HubMethod> = {
     async handler(call, hub) {
       const agent = agentOf(hub, call.method, call.params);
       // What the agents were built with; without it, the configuration as it is now.
-      const report =
-        hub.skills ??
-        (await buildSkillsReport(
-          hub.config?.skills.dirs ?? [],
-          Object.fromEntries((hub.config?.agents ?? []).map((a) => [a.id, a.skills])),
-        ));
+      const report = hub.skills ?? (await skillsOfConfig(hub));
       const selected = new Set(report.agents[agent.id] ?? []);
       const { loaded } = report;
       return {
@@ -502,3 +498,21 @@ export const catalogMethods: Record<string, HubMethod> = {
     },
   },
 };
+
+/**
+ * `skills.status` without a report from the host: `skills.dirs` of the configuration as it is
+ * now, relative ones resolved against the config file's directory (as `beamclaw gateway`
+ * does; the working directory for a configuration given as an object), gated against the
+ * configuration too (`requires.config`).
+ */
+async function skillsOfConfig(hub: GatewayHub): Promise<GatewaySkillsReport> {
+  const config = hub.config;
+  if (config === undefined) return buildSkillsReport([], {});
+  const file = hub.configService?.path;
+  const base = file === undefined ? process.cwd() : dirname(file);
+  return buildSkillsReport(
+    config.skills.dirs.map((d) => (isAbsolute(d) ? d : resolve(base, d))),
+    Object.fromEntries(config.agents.map((a) => [a.id, a.skills])),
+    { config: config as unknown as Record<string, unknown> },
+  );
+}
