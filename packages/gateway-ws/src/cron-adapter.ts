@@ -16,9 +16,12 @@ import {
   type CronSchedule,
   type CronService,
   type CronSupervisor,
+  compileSchedule,
+  isValidTimeZone,
   type JsonObject,
   type KeyValueStore,
   MAX_RUN_TIMEOUT_MS,
+  parseInstant,
   subscribeTelemetry,
 } from "@beamclaw/core";
 import type { GatewayCronBackend } from "./cron.js";
@@ -41,38 +44,83 @@ function record(value: unknown, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-/** OpenClaw's schedule → BeamClaw's. */
-function toSchedule(raw: unknown): CronSchedule {
-  const s = record(raw, "schedule");
+/** A refused schedule field, named in the protocol's terms under `prefix`. */
+function badSchedule(
+  prefix: string,
+  field: string,
+  message: string,
+  code: "INVALID_PARAMS" | "INVALID_CRON_SCHEDULE" = "INVALID_PARAMS",
+): GatewayError {
+  return invalidRequest(`${prefix}.${field} ${message}`, { code, field: `${prefix}.${field}` });
+}
+
+/**
+ * Core's check of one part of a schedule (`compileSchedule`, `parseInstant`): its refusal
+ * becomes `INVALID_CRON_SCHEDULE` naming the protocol's field, so that a client learns which
+ * field is wrong (`schedule.tz`, not core's `schedule.timezone`).
+ */
+function checkPart(prefix: string, field: string, check: () => unknown): void {
+  try {
+    check();
+  } catch (error) {
+    if (!CronError.isInstance(error)) throw error;
+    throw badSchedule(prefix, field, `is refused: ${error.message}`, "INVALID_CRON_SCHEDULE");
+  }
+}
+
+/**
+ * OpenClaw's schedule → BeamClaw's, each field checked here so that a refusal names it
+ * (under `prefix`: `schedule` for `cron.add`, `patch.schedule` for `cron.update`). A field of
+ * the wrong type is `INVALID_PARAMS`, never dropped (a dropped `tz` would run the job in UTC);
+ * a value of the right type core cannot run (an unknown zone, a minute of 61, a date that
+ * does not exist) is `INVALID_CRON_SCHEDULE`.
+ */
+function toSchedule(raw: unknown, prefix: string): CronSchedule {
+  const s = record(raw, prefix);
   switch (s.kind) {
-    case "at":
+    case "at": {
       if (typeof s.at !== "string" || s.at.length === 0)
-        throw invalidRequest("schedule.at must be a date string", {
-          code: "INVALID_PARAMS",
-          field: "schedule.at",
-        });
-      return { at: s.at };
-    case "every":
-      if (typeof s.everyMs !== "number" || !(s.everyMs > 0))
-        throw invalidRequest("schedule.everyMs must be > 0", {
-          code: "INVALID_PARAMS",
-          field: "schedule.everyMs",
-        });
-      return typeof s.anchorMs === "number"
-        ? { every: s.everyMs, anchor: s.anchorMs }
-        : { every: s.everyMs };
-    case "cron":
+        throw badSchedule(prefix, "at", "must be a date string");
+      const at = s.at;
+      checkPart(prefix, "at", () => parseInstant(at, `${prefix}.at`));
+      return { at };
+    }
+    case "every": {
+      const every = s.everyMs;
+      if (typeof every !== "number" || !Number.isSafeInteger(every) || every < 1)
+        throw badSchedule(prefix, "everyMs", "must be a whole number of ms > 0");
+      const anchor = s.anchorMs;
+      if (anchor === undefined) {
+        checkPart(prefix, "everyMs", () => compileSchedule({ every }, Date.now()));
+        return { every };
+      }
+      if (typeof anchor !== "number" || !Number.isSafeInteger(anchor) || anchor < 0)
+        throw badSchedule(prefix, "anchorMs", "must be epoch ms (a whole number >= 0)");
+      checkPart(prefix, "anchorMs", () => parseInstant(anchor, `${prefix}.anchorMs`));
+      checkPart(prefix, "everyMs", () => compileSchedule({ every, anchor }, Date.now()));
+      return { every, anchor };
+    }
+    case "cron": {
       if (typeof s.expr !== "string" || s.expr.length === 0)
-        throw invalidRequest("schedule.expr must be a cron expression", {
-          code: "INVALID_PARAMS",
-          field: "schedule.expr",
-        });
-      return typeof s.tz === "string" && s.tz.length > 0
-        ? { cron: s.expr, timezone: s.tz }
-        : { cron: s.expr };
+        throw badSchedule(prefix, "expr", "must be a cron expression");
+      const expr = s.expr;
+      if (s.tz !== undefined && typeof s.tz !== "string")
+        throw badSchedule(prefix, "tz", 'must be an IANA time zone such as "Europe/Berlin"');
+      const tz = typeof s.tz === "string" && s.tz.length > 0 ? s.tz : undefined;
+      if (tz !== undefined && !isValidTimeZone(tz)) {
+        throw badSchedule(
+          prefix,
+          "tz",
+          `must be an IANA time zone such as "Europe/Berlin", got ${JSON.stringify(tz)}`,
+          "INVALID_CRON_SCHEDULE",
+        );
+      }
+      checkPart(prefix, "expr", () => compileSchedule({ cron: expr }, Date.now()));
+      return tz === undefined ? { cron: expr } : { cron: expr, timezone: tz };
+    }
     default:
       throw invalidRequest(
-        `schedule.kind ${JSON.stringify(s.kind)} is not supported here (at, every and cron are)`,
+        `${prefix}.kind ${JSON.stringify(s.kind)} is not supported here (at, every and cron are)`,
         { code: "UNSUPPORTED_SCHEDULE", kind: s.kind },
       );
   }
@@ -289,7 +337,7 @@ function rethrow(error: unknown): never {
     throw new GatewayError(ErrorCodes.INVALID_REQUEST, error.message, {
       details: notFound
         ? { code: "CRON_JOB_NOT_FOUND", jobId: error.jobId ?? "" }
-        : { code: error.code },
+        : { code: error.code, ...(error.jobId === undefined ? {} : { jobId: error.jobId }) },
     });
   }
   throw error;
@@ -432,7 +480,7 @@ export function cronBackend(
       const input: CronJobInput = {
         id: randomUUID(),
         agentId,
-        schedule: toSchedule(params.schedule),
+        schedule: toSchedule(params.schedule, "schedule"),
         session: toSession(params.sessionTarget ?? "isolated"),
         prompt,
         enabled: params.enabled !== false,
@@ -454,7 +502,8 @@ export function cronBackend(
     async update(id, patch) {
       const service = await owner(id);
       const change: CronJobPatch = {};
-      if (patch.schedule !== undefined) change.schedule = toSchedule(patch.schedule);
+      if (patch.schedule !== undefined)
+        change.schedule = toSchedule(patch.schedule, "patch.schedule");
       if (patch.sessionTarget !== undefined) change.session = toSession(patch.sessionTarget);
       if (patch.enabled !== undefined) {
         if (typeof patch.enabled !== "boolean")
@@ -532,13 +581,24 @@ export function cronBackend(
       ) {
         return { ok: true, ran: false, reason: "not-due" };
       }
-      if (job.state.runningAt !== undefined) {
-        throw new GatewayError(ErrorCodes.INVALID_REQUEST, `cron job "${id}" is running`, {
-          details: { code: "CRON_JOB_RUNNING", jobId: id },
-        });
-      }
-      // The run goes on in the background; its end is announced as a `cron` event.
-      void service.runNow(id).catch(() => undefined);
+      // The run goes on in the background; its end is announced as a `cron` event. Core
+      // refuses a run it will not start (running, a one-shot job that already ran, a store
+      // that cannot record the start) when it handles the request; it handles one request
+      // at a time, so once a later `get` is answered (and the promise jobs of the replies
+      // before it have run) the run has started or been refused.
+      const run = service.runNow(id);
+      const refused = await Promise.race([
+        run.then(
+          () => undefined,
+          (error: unknown) => ({ error }),
+        ),
+        service
+          .get(id)
+          .catch(() => undefined)
+          .then(() => new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined)))),
+      ]);
+      if (refused !== undefined) rethrow(refused.error);
+      run.catch(() => undefined);
       return { ok: true, ran: true, jobId: id };
     },
 
