@@ -285,3 +285,71 @@ describe("hooks: a delivery racing the refusal of the first one with its idempot
     await expectReplayOf(stack, second);
   });
 });
+
+/**
+ * Makes `stack.store.kv.get` of an idempotency record, on its `nth` call (1-based), let
+ * `intrude(stored)` write the key right after the read has returned: a write of another
+ * gateway landing between a delivery's read of its record and its write over it.
+ */
+function writeAfterRead(
+  stack: Stack,
+  nth: number,
+  intrude: (key: string, stored: JsonObject) => JsonObject,
+) {
+  const kv = stack.store.kv;
+  const get = kv.get.bind(kv);
+  const written = deferred<JsonObject>();
+  let calls = 0;
+  Object.assign(kv, {
+    get: async (key: string) => {
+      const stored = await get<JsonObject>(key);
+      if (key.startsWith("hooks:idem:") && stored !== undefined && ++calls === nth) {
+        const value = intrude(key, stored);
+        await kv.set(key, value, { ttlMs: 60_000 });
+        written.resolve(value);
+      }
+      return stored;
+    },
+  });
+  return written.promise;
+}
+
+describe("hooks: a write to an idempotency record between a delivery's read of it and its write", () => {
+  async function hookStack() {
+    return startStack({
+      responses: ["answer"],
+      gateway: {
+        hooks: { settings: { enabled: true, token: HOOK_TOKEN, allowRequestSessionKey: true } },
+      },
+    });
+  }
+
+  it("is not overwritten by the delivery marking its claim admitted", async () => {
+    const stack = await hookStack();
+    // Another gateway took the claim over as stale and recorded the run's completion.
+    const intruded = writeAfterRead(stack, 1, (_key, stored) => {
+      const { admitting: _admitting, at: _at, ...run } = stored;
+      return { ...run, completion: { status: "ok", recordedBy: "another gateway" } };
+    });
+    const reply = await deliver(stack, { ...BODY, waitForCompletion: true });
+    expect(reply.json).toMatchObject({ ok: true, completion: { status: "ok" } });
+    const intruder = await intruded;
+    const [record] = await stack.store.kv.keys("hooks:idem:");
+    expect(await stack.store.kv.get<JsonObject>(record!)).toEqual(intruder);
+  });
+
+  it("is not overwritten by the delivery recording its run's completion", async () => {
+    const stack = await hookStack();
+    // The record expired and the key was claimed again, by a new request with a new run.
+    const intruded = writeAfterRead(stack, 2, (_key, stored) => ({
+      ...stored,
+      runId: "hook-of-a-later-request",
+      admitting: "another claim",
+    }));
+    const reply = await deliver(stack, { ...BODY, waitForCompletion: true });
+    expect(reply.json).toMatchObject({ ok: true, completion: { status: "ok" } });
+    const intruder = await intruded;
+    const [record] = await stack.store.kv.keys("hooks:idem:");
+    expect(await stack.store.kv.get<JsonObject>(record!)).toEqual(intruder);
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * Key/value with TTL, set-if-absent and compare-and-delete, in one append-only log, `kv.jsonl`:
+ * Key/value with TTL, set-if-absent, compare-and-set and compare-and-delete, in one append-only log, `kv.jsonl`:
  *
  * ```jsonl
  * {"op":"set","key":"presence:alice","value":{"online":true},"expiresAt":1700000060000}
@@ -117,6 +117,10 @@ export class KeyValue implements KeyValueStore {
         `ifAbsent must be a boolean, got ${describeValue(opts.ifAbsent)}`,
       );
     }
+    const expected = opts.ifValue === undefined ? undefined : toJsonText(opts.ifValue, "ifValue");
+    if (opts.ifAbsent === true && expected !== undefined) {
+      throw new InvalidArgumentError("ifAbsent and ifValue cannot be given together");
+    }
     if (opts.fence !== undefined) {
       const fence = opts.fence as unknown;
       if (
@@ -135,6 +139,11 @@ export class KeyValue implements KeyValueStore {
       if (fence.token !== current) throw new FencedError(fence.lock, fence.token, current);
     }
     if (opts.ifAbsent === true && this.#live(key) !== undefined) {
+      await this.#log.barrier();
+      return false;
+    }
+    // Compared and written in one synchronous step: no other call runs in between.
+    if (expected !== undefined && this.#live(key)?.json !== expected) {
       await this.#log.barrier();
       return false;
     }

@@ -2,8 +2,8 @@
  * Key/value: one string key per entry (`SET ... PX` for a TTL, so Redis expires it on its
  * own), a lexicographic index of keys for prefix listing, and an expiry index so entries of
  * expired keys are reclaimed. Sets are one script, which also checks a fencing token against
- * the lock's counter when asked; a delete is one too, which compares the stored value when
- * asked (`ifValue`). Listing is by pages of the index (`kv.scan`, one short script a page,
+ * the lock's counter and compares the stored value (`ifValue`) when asked; a delete is one
+ * too, which compares the stored value when asked (`ifValue`). Listing is by pages of the index (`kv.scan`, one short script a page,
  * resuming after the page's last key), never `KEYS` nor one command over a whole range.
  */
 import type {
@@ -49,10 +49,15 @@ export class RedisKeyValueStore implements KeyValueStore {
     const id = requireId(key, "kv key");
     if (value === undefined) throw new InvalidArgumentError("kv value must not be undefined");
     const json = encodeJson(value, "kv value");
-    const { ttlMs, ifAbsent, fence } = optionsObject(options, "kv set options");
+    const { ttlMs, ifAbsent, ifValue, fence } = optionsObject(options, "kv set options");
     const ttl = ttlMs === undefined ? "" : String(requireTtl(ttlMs, "ttlMs"));
     if (ifAbsent !== undefined && typeof ifAbsent !== "boolean") {
       throw new InvalidArgumentError("ifAbsent must be a boolean");
+    }
+    // Compared with the stored JSON in the script itself, like delete's `ifValue`.
+    const expected = ifValue === undefined ? undefined : encodeJson(ifValue, "ifValue");
+    if (ifAbsent === true && expected !== undefined) {
+      throw new InvalidArgumentError("ifAbsent and ifValue cannot be given together");
     }
     let fenceKey = "";
     let fenceToken = "";
@@ -70,7 +75,16 @@ export class RedisKeyValueStore implements KeyValueStore {
     const reply = await this.#conn.script<number[]>(
       KV_SET,
       [keys.kv(id), keys.kvIndex, keys.kvExpiry],
-      [id, json, ttl, ifAbsent === true ? "1" : "", fenceKey, fenceToken, keys.kv("")],
+      [
+        id,
+        json,
+        ttl,
+        ifAbsent === true ? "1" : "",
+        fenceKey,
+        fenceToken,
+        keys.kv(""),
+        ...(expected === undefined ? [] : ["1", expected]),
+      ],
     );
     const outcome = reply[0];
     if (outcome === -1 && fence !== undefined) {

@@ -356,8 +356,10 @@ return out`,
 /**
  * KEYS: value key, index, expiry index.
  * ARGV: key, value JSON, ttl ms or '', '1' for if-absent, fence counter key or '', fence
- * token, value key prefix.
- * Returns {1} when set, {0} when if-absent found the key, {-1, current} when fenced.
+ * token, value key prefix, then optionally '1' to compare and the value JSON the key must
+ * hold (compare-and-set: an absent key never matches).
+ * Returns {1} when set, {0} when if-absent found the key or the compare failed,
+ * {-1, current} when fenced.
  *
  * Each call also reclaims a few index entries of keys that have expired, so keys written
  * with a TTL and never listed do not pile up in the index.
@@ -371,6 +373,10 @@ if ARGV[5] ~= '' then
   if current ~= tonumber(ARGV[6]) then return {-1, current} end
 end
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+if ARGV[8] == '1' then
+  refuseWrongTypes(KEYS[1], 'string')
+  if redis.call('GET', KEYS[1]) ~= ARGV[9] then return {0} end
+end
 ${NOW_MS}
 if ARGV[3] ~= '' then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])

@@ -84,6 +84,15 @@ describe("a write meeting a key of the wrong type", () => {
     expect(await keysUnder(raw, prefix)).toEqual([`${prefix}kv-index`]);
   });
 
+  it("kv.set with ifValue writes nothing when the value key is of the wrong type", async () => {
+    await raw.hset(`${prefix}kv:k`, "x", "1");
+    await expect(store.kv.set("k", 2, { ifValue: 1 })).rejects.toMatchObject({
+      code: "STORE_CORRUPT",
+    });
+    expect(await raw.type(`${prefix}kv:k`)).toBe("hash");
+    expect(await keysUnder(raw, prefix)).toEqual([`${prefix}kv:k`]);
+  });
+
   it("kv.delete keeps the value when the expiry index is of the wrong type", async () => {
     await store.kv.set("k", 1, { ttlMs: 60_000 });
     await raw.del(`${prefix}kv-expiry`);

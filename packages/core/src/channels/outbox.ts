@@ -9,6 +9,7 @@ import { ChannelSendError, InvalidArgumentError, isBeamClawError } from "../erro
 import { sleep } from "../providers/backoff.js";
 import type { JsonObject } from "../providers/types.js";
 import type { UserMessageInput } from "../sessions/types.js";
+import { iterateKvKeys, KV_SCAN_MAX_LIMIT } from "../store/kv-paging.js";
 import type { KeyValueStore } from "../store/types.js";
 import { emitTelemetry } from "../telemetry.js";
 import type {
@@ -283,7 +284,7 @@ export class ChannelOutbox {
   /** Every entry, in order. */
   async list(): Promise<OutboxEntry[]> {
     const out: OutboxEntry[] = [];
-    for (const key of await this.#kv.keys(this.#prefix)) {
+    for await (const key of iterateKvKeys(this.#kv, this.#prefix)) {
       const entry = (await this.#kv.get(key)) as OutboxEntry | undefined;
       if (entry !== undefined) out.push(entry);
     }
@@ -293,7 +294,7 @@ export class ChannelOutbox {
   /** Entries set aside after a permanent failure or too many tries (kept 7 days). */
   async deadLetters(): Promise<DeadLetter[]> {
     const out: DeadLetter[] = [];
-    for (const key of await this.#kv.keys(`outbox-dead:${this.channel}:`)) {
+    for await (const key of iterateKvKeys(this.#kv, `outbox-dead:${this.channel}:`)) {
       const entry = (await this.#kv.get(key)) as DeadLetter | undefined;
       if (entry !== undefined) out.push(entry);
     }
@@ -390,23 +391,33 @@ export class ChannelOutbox {
   /**
    * The first ready entry of a conversation that is not waiting, with no earlier ready entry
    * of its own conversation; else when the first wait ends (`undefined`: nothing is ready).
+   * The entries are read page by page in id order (`kv.scan`), stopping at the one found, so
+   * a long outbox is never listed whole on every turn of the loop. An entry written during
+   * the pass may be missed; its write kicks the loop, so the next pass sees it.
    */
   async #nextReady(): Promise<{ entry?: OutboxEntry; wakeAt?: number }> {
     const now = Date.now();
     const seen = new Set<string>();
     let wakeAt: number | undefined;
-    for (const key of await this.#kv.keys(this.#prefix)) {
-      const entry = (await this.#kv.get(key)) as OutboxEntry | undefined;
-      if (entry?.state !== "ready") continue;
-      const conversation = conversationOf(entry.target);
-      if (seen.has(conversation)) continue; // behind an earlier entry of its conversation
-      seen.add(conversation);
-      let until = this.#holds.get(conversation) ?? 0;
-      if (until <= now) this.#holds.delete(conversation);
-      until = Math.max(until, this.#channelHold);
-      if (until <= now) return { entry };
-      wakeAt = Math.min(wakeAt ?? until, until);
-    }
+    // Paged by hand rather than with `iterateKvKeys`: an async generator adds microtask ticks
+    // to every key, and this pass runs before every send.
+    let cursor: string | undefined;
+    do {
+      const page = await this.#kv.scan(this.#prefix, { limit: KV_SCAN_MAX_LIMIT, cursor });
+      for (const key of page.items) {
+        const entry = (await this.#kv.get(key)) as OutboxEntry | undefined;
+        if (entry?.state !== "ready") continue;
+        const conversation = conversationOf(entry.target);
+        if (seen.has(conversation)) continue; // behind an earlier entry of its conversation
+        seen.add(conversation);
+        let until = this.#holds.get(conversation) ?? 0;
+        if (until <= now) this.#holds.delete(conversation);
+        until = Math.max(until, this.#channelHold);
+        if (until <= now) return { entry };
+        wakeAt = Math.min(wakeAt ?? until, until);
+      }
+      cursor = page.cursor;
+    } while (cursor !== undefined);
     return wakeAt === undefined ? {} : { wakeAt };
   }
 

@@ -15,6 +15,7 @@
  */
 import { describe, InvalidArgumentError, StoreError } from "../errors.js";
 import { MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
+import { iterateKvKeys } from "../store/kv-paging.js";
 import type { Lease, SessionRecord, Store } from "../store/types.js";
 import type { AgentRuntime } from "./runtime.js";
 import { parseSubagentIndexKey, subagentIndexPrefix } from "./session-actor.js";
@@ -394,7 +395,7 @@ async function subagentsOf(store: Store, key: string): Promise<SessionRecord[]> 
   const seen = new Set([key]);
   const parents = [key];
   for (let i = 0; i < parents.length; i++) {
-    for (const spawn of await store.kv.keys(subagentIndexPrefix(parents[i]!))) {
+    for await (const spawn of iterateKvKeys(store.kv, subagentIndexPrefix(parents[i]!))) {
       const child = parseSubagentIndexKey(spawn).child;
       if (seen.has(child)) continue;
       seen.add(child);

@@ -30,6 +30,7 @@ import {
   optionalString,
   requireObject,
 } from "../runtime/validate.js";
+import { iterateKvKeys } from "../store/kv-paging.js";
 import type {
   QueuedMessage,
   Store,
@@ -764,7 +765,7 @@ export class AgentRuntime {
         ? QUARANTINE_PREFIX
         : quarantineKey(parseSessionKey(options.sessionKey).key, "");
     const out: QuarantinedMessage[] = [];
-    for (const key of await this.store.kv.keys(prefix)) {
+    for await (const key of iterateKvKeys(this.store.kv, prefix)) {
       const record = await this.store.kv.get<JsonObject>(key);
       if (record !== undefined) out.push(record as unknown as QuarantinedMessage);
     }
@@ -945,7 +946,7 @@ export class AgentRuntime {
     // must be asked again, and a delete that fails after this only asks again too.
     await this.store.approvals.clear(key);
     // Its keyed operations (`inject`, `rewind`, `compact`): a session made again starts anew.
-    for (const operation of await this.store.kv.keys(sessionOpPrefix(key))) {
+    for await (const operation of iterateKvKeys(this.store.kv, sessionOpPrefix(key))) {
       await this.store.kv.delete(operation);
     }
     await this.store.transcripts.delete(key);
@@ -957,15 +958,19 @@ export class AgentRuntime {
 
   /**
    * Deletes the sub-agent sessions `key` spawned (found from the spawns recorded in the
-   * store, each with its own sub-agents), then the records of those spawns.
+   * store, read page by page, each with its own sub-agents), each spawn's record after its
+   * session: a delete that fails leaves the records of the sessions it did not delete.
    */
   async #deleteSubagentsOf(key: string, archive = false): Promise<void> {
-    const spawns = await this.store.kv.keys(subagentIndexPrefix(key));
-    await this.#deleteSubagents(
-      spawns.map((spawn) => parseSubagentIndexKey(spawn).child),
-      archive,
-    );
-    for (const spawn of spawns) await this.store.kv.delete(spawn);
+    const deleted = new Set<string>();
+    for await (const spawn of iterateKvKeys(this.store.kv, subagentIndexPrefix(key))) {
+      const { child } = parseSubagentIndexKey(spawn);
+      if (!deleted.has(child)) {
+        deleted.add(child);
+        await this.#deleteSession(child, archive);
+      }
+      await this.store.kv.delete(spawn);
+    }
   }
 
   /** Deletes sub-agent sessions (each with its own sub-agents), once each. */
@@ -1596,7 +1601,7 @@ export class AgentRuntime {
   async #discardSubagent(parentKey: string, childKey: string): Promise<void> {
     try {
       await this.#deleteSession(childKey, false);
-      for (const spawn of await this.store.kv.keys(subagentIndexPrefix(parentKey))) {
+      for await (const spawn of iterateKvKeys(this.store.kv, subagentIndexPrefix(parentKey))) {
         if (parseSubagentIndexKey(spawn).child === childKey) await this.store.kv.delete(spawn);
       }
     } catch {

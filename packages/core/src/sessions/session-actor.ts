@@ -18,6 +18,7 @@ import { CANCELLATION, Cancellation, defineLazySignal } from "../runtime/lazy-ab
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
 import { type LongTimer, startTimer } from "../runtime/timers.js";
 import { describeArg } from "../runtime/validate.js";
+import { iterateKvKeys } from "../store/kv-paging.js";
 import type { QueuedMessage, SessionRecord, Store, TranscriptRecord } from "../store/types.js";
 import {
   emitTelemetry,
@@ -694,17 +695,20 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
 
   /** The recorded spawns, read from the store on the first spawn of this actor's life. */
   #subagentClaims(): Promise<SubagentClaims> {
-    this.#claims ??= this.#ctx.store.kv.keys(subagentIndexPrefix(this.key)).then(
-      (keys) => {
-        const slots = new Set(keys.map((key) => parseSubagentIndexKey(key).slot));
-        return { slots, base: Math.max(0, (this.#metadata.subagentsSpawned ?? 0) - slots.size) };
-      },
-      (error: unknown) => {
-        this.#claims = undefined;
-        throw error;
-      },
-    );
+    this.#claims ??= this.#readSubagentClaims().catch((error: unknown) => {
+      this.#claims = undefined;
+      throw error;
+    });
     return this.#claims;
+  }
+
+  /** The recorded spawns, read page by page from the store. */
+  async #readSubagentClaims(): Promise<SubagentClaims> {
+    const slots = new Set<string>();
+    for await (const key of iterateKvKeys(this.#ctx.store.kv, subagentIndexPrefix(this.key))) {
+      slots.add(parseSubagentIndexKey(key).slot);
+    }
+    return { slots, base: Math.max(0, (this.#metadata.subagentsSpawned ?? 0) - slots.size) };
   }
 
   /**
@@ -1611,10 +1615,13 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     await this.#ctx.store.transcripts.delete(this.key);
     this.#history = [];
     // Its count of sub-agents starts again too; their sessions go with the conversation.
-    const spawns = await this.#ctx.store.kv.keys(subagentIndexPrefix(this.key));
-    for (const spawn of spawns) await this.#ctx.store.kv.delete(spawn);
+    const spawned = new Set<string>();
+    for await (const spawn of iterateKvKeys(this.#ctx.store.kv, subagentIndexPrefix(this.key))) {
+      spawned.add(parseSubagentIndexKey(spawn).child);
+      await this.#ctx.store.kv.delete(spawn);
+    }
     this.#claims = undefined;
-    const children = [...new Set(spawns.map((spawn) => parseSubagentIndexKey(spawn).child))];
+    const children = [...spawned];
     if (!exists) return children;
     const previous = this.#metadata;
     const next: SessionMetadata = {

@@ -1189,10 +1189,17 @@ class MemoryKeyValue implements KeyValueStore {
     this.#core.ensureOpen("kv.set");
     requireKey(key, "kv.set: key");
     const copy = copyJson(value, "kv.set: value");
-    const { ttlMs, ifAbsent = false, fence } = optionsObject(options, "kv.set: options");
+    const { ttlMs, ifAbsent = false, ifValue, fence } = optionsObject(options, "kv.set: options");
     if (ttlMs !== undefined) requireInteger(ttlMs, "kv.set: ttlMs", 1);
     if (typeof ifAbsent !== "boolean") {
       throw invalid(`kv.set: ifAbsent must be a boolean, got ${describeValue(ifAbsent)}`);
+    }
+    const expected =
+      ifValue === undefined
+        ? undefined
+        : JSON.stringify(copyJson(ifValue, "kv.set: options.ifValue"));
+    if (ifAbsent && expected !== undefined) {
+      throw invalid("kv.set: ifAbsent and ifValue cannot be given together");
     }
     if (fence !== undefined) {
       if (typeof fence !== "object" || fence === null) {
@@ -1205,6 +1212,10 @@ class MemoryKeyValue implements KeyValueStore {
     }
     const now = this.#core.now();
     if (ifAbsent && this.#live(key, now)) return false;
+    if (expected !== undefined) {
+      const entry = this.#live(key, now);
+      if (entry === undefined || JSON.stringify(entry.value) !== expected) return false;
+    }
     if (!this.#entries.has(key)) this.#index.added(key);
     this.#entries.set(key, {
       value: copy,

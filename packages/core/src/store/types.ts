@@ -314,6 +314,16 @@ export interface KvSetOptions {
   ttlMs?: number;
   /** Only set when the key is absent (or expired): set-if-not-exists. */
   ifAbsent?: boolean;
+  /**
+   * Only set when the key holds this value (compare-and-set, decided atomically with the
+   * write): equal as JSON text, the same rule as `kv.delete`'s `ifValue`, so pass the value
+   * as it was written or read (an object's keys in the same order). An absent or expired key
+   * never matches (use `ifAbsent` for that). The write then replaces the value and its TTL
+   * like any set (`ttlMs` or none). Giving both `ifValue` and `ifAbsent: true` is an
+   * `InvalidArgumentError`. How a writer replaces a value it read without losing a write
+   * another made since.
+   */
+  ifValue?: JsonValue;
   /** Reject with `FencedError` unless `token` is the lock's current fencing token. */
   fence?: { lock: string; token: number };
 }
@@ -332,7 +342,11 @@ export interface KvDeleteOptions {
 /** Key/value with TTL and set-if-absent: the primitive the cluster builds on. */
 export interface KeyValueStore {
   get<T extends JsonValue = JsonValue>(key: string): Promise<T | undefined>;
-  /** Returns false only when `ifAbsent` was set and the key exists. */
+  /**
+   * Returns false only when the write was refused: `ifAbsent` was set and the key exists, or
+   * `ifValue` was given and the key is absent or holds another value (it is then left as it
+   * is).
+   */
   set(key: string, value: JsonValue, options?: KvSetOptions): Promise<boolean>;
   /**
    * Returns whether the key existed (unexpired) and was deleted: false when it was absent,

@@ -1443,6 +1443,92 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(results.filter(Boolean)).toHaveLength(1);
       });
 
+      it("set with ifValue writes only while the key holds that value (compare-and-set)", async () => {
+        const store = await open();
+        expect(await store.kv.set("claim", { owner: "b" }, { ifValue: null })).toBe(false);
+        expect(await store.kv.get("claim")).toBeUndefined();
+        expect(await store.kv.keys("")).toEqual([]);
+        await store.kv.set("claim", { owner: "a", at: 1 });
+        expect(await store.kv.set("claim", "x", { ifValue: { owner: "b", at: 1 } })).toBe(false);
+        expect(await store.kv.set("claim", "x", { ifValue: { at: 1, owner: "a" } })).toBe(false);
+        expect(await store.kv.set("claim", "x", { ifValue: "a" })).toBe(false);
+        expect(await store.kv.get("claim")).toEqual({ owner: "a", at: 1 });
+        const next = { owner: "b", at: 2 };
+        expect(await store.kv.set("claim", next, { ifValue: { owner: "a", at: 1 } })).toBe(true);
+        expect(await store.kv.get("claim")).toEqual(next);
+        // The old value no longer matches: a second writer that read it is refused.
+        expect(await store.kv.set("claim", "late", { ifValue: { owner: "a", at: 1 } })).toBe(false);
+        expect(await store.kv.get("claim")).toEqual(next);
+        // A value as read back compares equal; null is a value like any other.
+        await store.kv.set("read", { b: [1, { c: "\u00e9\u{1F600}" }], a: -1.5, n: null });
+        const read = await store.kv.get("read");
+        expect(await store.kv.set("read", 2, { ifValue: read! })).toBe(true);
+        expect(await store.kv.get("read")).toBe(2);
+        await store.kv.set("null", null);
+        expect(await store.kv.set("null", 1, { ifValue: 0 })).toBe(false);
+        expect(await store.kv.set("null", 1, { ifValue: null })).toBe(true);
+        expect(await store.kv.get("null")).toBe(1);
+        // ifValue undefined (or ifAbsent false with it): the other options decide alone.
+        expect(await store.kv.set("plain", 1, { ifValue: undefined })).toBe(true);
+        expect(await store.kv.set("plain", 2, { ifValue: 1, ifAbsent: false })).toBe(true);
+        expect(await store.kv.keys("")).toEqual(["claim", "null", "plain", "read"]);
+      });
+
+      it("set with ifValue sets the TTL asked (or none), and never matches an expired key", async () => {
+        const store = await open();
+        await store.kv.set("short", "v", { ttlMs: SHORT_TTL_MS });
+        await store.kv.set("kept", "v", { ttlMs: SHORT_TTL_MS });
+        expect(await store.kv.set("kept", "w", { ifValue: "v" })).toBe(true);
+        await store.kv.set("long", "v");
+        expect(await store.kv.set("long", "w", { ifValue: "v", ttlMs: SHORT_TTL_MS })).toBe(true);
+        await sleep(EXPIRY_WAIT_MS);
+        expect(await store.kv.set("short", "w", { ifValue: "v" })).toBe(false);
+        expect(await store.kv.get("short")).toBeUndefined();
+        expect(await store.kv.get("long")).toBeUndefined();
+        expect(await store.kv.get("kept")).toBe("w");
+        expect(await store.kv.keys("")).toEqual(["kept"]);
+      });
+
+      it("a compare-and-set is atomic: of racing writers that read one value, exactly one wins and none is lost", async () => {
+        const store = await open();
+        for (let round = 0; round < 20; round++) {
+          await store.kv.set("k", { round, v: "old" });
+          const [swapped] = await Promise.all([
+            store.kv.set("k", { round, v: "cas" }, { ifValue: { round, v: "old" } }),
+            store.kv.set("k", { round, v: "new" }),
+          ]);
+          // Swapped before the plain set (which then wins), or refused after it: either way
+          // the plain set's value stays.
+          expect(typeof swapped).toBe("boolean");
+          expect(await store.kv.get("k")).toEqual({ round, v: "new" });
+        }
+        await store.kv.set("one", 0);
+        const results = await Promise.all(
+          Array.from({ length: 10 }, (_, i) => store.kv.set("one", i + 1, { ifValue: 0 })),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect(await store.kv.get("one")).toBe(results.indexOf(true) + 1);
+      });
+
+      it("set with ifValue and ifAbsent together is an InvalidArgumentError and writes nothing", async () => {
+        const store = await open();
+        await expectInvalid(() => store.kv.set("k", 1, { ifAbsent: true, ifValue: 1 }));
+        await store.kv.set("kept", 1);
+        await expectInvalid(() => store.kv.set("kept", 2, { ifAbsent: true, ifValue: 1 }));
+        for (const bad of [
+          { ifValue: Number.NaN },
+          { ifValue: () => 1 },
+          { ifValue: { nested: Number.POSITIVE_INFINITY } },
+        ]) {
+          await expectInvalid(
+            () => store.kv.set("kept", 2, bad as never),
+            `set ${String(JSON.stringify(bad))}`,
+          );
+        }
+        expect(await store.kv.get("kept")).toBe(1);
+        expect(await store.kv.keys("")).toEqual(["kept"]);
+      });
+
       it("parallel ifAbsent sets of one key: exactly one wins", async () => {
         const store = await open();
         const results = await Promise.all(

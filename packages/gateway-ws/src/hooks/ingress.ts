@@ -26,6 +26,7 @@ import {
   type HooksConfig,
   HooksConfigSchema,
   isHeartbeatAck,
+  iterateKvKeys,
   type JsonObject,
   MAX_RUN_TIMEOUT_MS,
   parseSessionKey,
@@ -1053,10 +1054,10 @@ export class HookIngress {
   /**
    * Writes `next` as the idempotency record under `key` when the record there is one `accept`
    * takes (or there is none, then only if none is written meanwhile); returns whether it wrote.
-   * The store's `kv.set` has no compare-and-set (only `ifAbsent`), so the record is read, then
-   * written: a writer that got a stale view earlier (a gateway that took its claim's
-   * admission over) is refused, and only a write landing between this read and this write
-   * could still be replaced.
+   * The record is read, judged, then written with `kv.set`'s compare-and-set (`ifValue`: the
+   * record as read), so a writer that got a stale view earlier (a gateway that took its
+   * claim's admission over) is refused, and so is one whose record another write replaced
+   * between this read and this write: that write is never overwritten.
    */
   async #replaceRecord(
     key: string,
@@ -1069,7 +1070,7 @@ export class HookIngress {
       return kv.set(key, next, { ifAbsent: true, ttlMs: IDEMPOTENCY_TTL_MS });
     }
     if (!accept(stored)) return false;
-    return kv.set(key, next, { ttlMs: IDEMPOTENCY_TTL_MS });
+    return kv.set(key, next, { ifValue: stored, ttlMs: IDEMPOTENCY_TTL_MS });
   }
 
   /**
@@ -1213,7 +1214,7 @@ export class HookIngress {
 
   async #sweep(cutoff: number): Promise<void> {
     const { runtime } = this.#hub;
-    for (const key of await runtime.store.kv.keys(ISOLATED_PREFIX)) {
+    for await (const key of iterateKvKeys(runtime.store.kv, ISOLATED_PREFIX)) {
       if (this.#stopped) return;
       const entry = await runtime.store.kv.get<{ createdAt?: number }>(key);
       if (typeof entry?.createdAt === "number" && entry.createdAt > cutoff) continue;
