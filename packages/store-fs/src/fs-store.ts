@@ -364,17 +364,24 @@ export class FsStore implements Store {
       try {
         if (lock.broke !== undefined) {
           const broke = lock.broke;
-          const earlierBoot =
-            "pid" in broke && broke.bootId !== undefined && broke.bootId !== lock.owner.bootId;
+          // Judged by the lock's nonce, not its boot id: a store of this process that could
+          // not delete its lock, before a checkpoint/restore changed the boot id, is still one.
+          const why = lock.staleBecause;
+          const when =
+            why === "earlier-boot"
+              ? ", before the machine restarted"
+              : why === "pid-reused"
+                ? ", its pid now another process's"
+                : "";
           const who =
             "pid" in broke
-              ? `process ${broke.pid} (since ${broke.since}${earlierBoot ? ", before the machine restarted" : ""})`
+              ? `process ${broke.pid} (since ${broke.since}${when})`
               : "an unreadable lock file";
           this.#report({
             kind: "stale-lock-broken",
             file: LOCK_FILE,
             detail:
-              "pid" in broke && broke.pid === process.pid && !earlierBoot
+              "pid" in broke && why === "released-here"
                 ? `${LOCK_FILE} was left by a store of this process (since ${broke.since}) whose close() could not delete it`
                 : `${LOCK_FILE} was left by ${who}, which is gone: it did not close the store, so its last writes are checked`,
           });

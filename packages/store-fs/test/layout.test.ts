@@ -86,6 +86,8 @@ describe("on-disk layout", () => {
       pid: process.pid,
       hostname: expect.any(String),
       bootId: expect.any(String),
+      startTime: expect.any(Number),
+      pidNamespace: expect.stringMatching(/^pid:\[\d+\]$/),
       since: expect.any(String),
       nonce: expect.any(String),
     });
