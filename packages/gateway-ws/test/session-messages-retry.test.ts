@@ -83,68 +83,60 @@ async function exchange(stack: Stack, follower: TestClient, text: string, answer
   );
 }
 
+/** A stack answering `responses` in turn, and a client following {@link KEY}'s messages. */
+async function followed(responses: string[]): Promise<{ stack: Stack; follower: TestClient }> {
+  const stack = await startStack({ responses: responses.map((text) => ({ text })) });
+  const follower = await TestClient.connect(stack.url, { token: TOKEN });
+  await follower.request("sessions.messages.subscribe", { key: KEY });
+  return { stack, follower };
+}
+
+/**
+ * Two exchanges ("hi, it's Ada", then "bye" answered "Bye!") on a stack answering `responses`,
+ * the first answer's save failing once in `mode`; checks that the follower was sent each
+ * message once, the first exchange's answer being `answer` (the retry's). Returns the stack.
+ */
+async function exchangesAfterFailedSave(
+  responses: string[],
+  mode: "fail" | "lose",
+  answer: string,
+): Promise<Stack> {
+  const { stack, follower } = await followed(responses);
+  const failed = failAnswerSaveOnce(stack, mode);
+  await exchange(stack, follower, "hi, it's Ada", answer);
+  await failed;
+  await exchange(stack, follower, "bye", "Bye!");
+  expect(textsOf(follower)).toEqual([
+    "user:hi, it's Ada",
+    `assistant:${answer}`,
+    "user:bye",
+    "assistant:Bye!",
+  ]);
+  return stack;
+}
+
 describe("sessions.messages.subscribe after a failed save", () => {
   it("sends the user's message once when the answer's save failed and the run ran again", async () => {
-    const stack = await startStack({
-      responses: [{ text: "Hello Ada!" }, { text: "Hello Ada!" }, { text: "Bye!" }],
-    });
-    const follower = await TestClient.connect(stack.url, { token: TOKEN });
-    await follower.request("sessions.messages.subscribe", { key: KEY });
-    const failed = failAnswerSaveOnce(stack, "fail");
-    await exchange(stack, follower, "hi, it's Ada", "Hello Ada!");
-    await failed;
-    await exchange(stack, follower, "bye", "Bye!");
-    expect(textsOf(follower)).toEqual([
-      "user:hi, it's Ada",
-      "assistant:Hello Ada!",
-      "user:bye",
-      "assistant:Bye!",
-    ]);
+    const stack = await exchangesAfterFailedSave(
+      ["Hello Ada!", "Hello Ada!", "Bye!"],
+      "fail",
+      "Hello Ada!",
+    );
     // The transcript does hold the cancelled attempt's user message and its marker.
     const records = await stack.store.transcripts.read(KEY, { afterSeq: 0 });
     expect(records.filter((r) => r.entry.cause === "save-failed")).toHaveLength(1);
   });
 
   it("sends each message once when the answer was saved but the reply was lost", async () => {
-    const stack = await startStack({
-      responses: [{ text: "Hello Ada!" }, { text: "Hello Ada!" }, { text: "Bye!" }],
-    });
-    const follower = await TestClient.connect(stack.url, { token: TOKEN });
-    await follower.request("sessions.messages.subscribe", { key: KEY });
-    const failed = failAnswerSaveOnce(stack, "lose");
-    await exchange(stack, follower, "hi, it's Ada", "Hello Ada!");
-    await failed;
-    await exchange(stack, follower, "bye", "Bye!");
-    expect(textsOf(follower)).toEqual([
-      "user:hi, it's Ada",
-      "assistant:Hello Ada!",
-      "user:bye",
-      "assistant:Bye!",
-    ]);
+    await exchangesAfterFailedSave(["Hello Ada!", "Hello Ada!", "Bye!"], "lose", "Hello Ada!");
   });
 
   it("does not send the cancelled attempt's answer when the retry answers differently", async () => {
-    const stack = await startStack({
-      responses: [{ text: "first try" }, { text: "second try" }, { text: "Bye!" }],
-    });
-    const follower = await TestClient.connect(stack.url, { token: TOKEN });
-    await follower.request("sessions.messages.subscribe", { key: KEY });
-    const failed = failAnswerSaveOnce(stack, "lose");
-    await exchange(stack, follower, "hi, it's Ada", "second try");
-    await failed;
-    await exchange(stack, follower, "bye", "Bye!");
-    expect(textsOf(follower)).toEqual([
-      "user:hi, it's Ada",
-      "assistant:second try",
-      "user:bye",
-      "assistant:Bye!",
-    ]);
+    await exchangesAfterFailedSave(["first try", "second try", "Bye!"], "lose", "second try");
   });
 
   it("sends a held-back answer after all when the run is aborted before it could run again", async () => {
-    const stack = await startStack({ responses: [{ text: "first try" }, { text: "Bye!" }] });
-    const follower = await TestClient.connect(stack.url, { token: TOKEN });
-    await follower.request("sessions.messages.subscribe", { key: KEY });
+    const { stack, follower } = await followed(["first try", "Bye!"]);
     const markers = { failures: 0 };
     const failed = failAnswerSaveOnce(stack, "lose", markers);
     const run = await stack.runtime.session(KEY).send("hi, it's Ada");
@@ -162,9 +154,7 @@ describe("sessions.messages.subscribe after a failed save", () => {
   });
 
   it("does not send a run that a rewind cancelled before the feed read it", async () => {
-    const stack = await startStack({ responses: [{ text: "undone" }, { text: "Bye!" }] });
-    const follower = await TestClient.connect(stack.url, { token: TOKEN });
-    await follower.request("sessions.messages.subscribe", { key: KEY });
+    const { stack, follower } = await followed(["undone", "Bye!"]);
     // A slow store: the feed's reads forward wait until the gate opens.
     const transcripts = stack.store.transcripts;
     const read = transcripts.read.bind(transcripts);

@@ -6,53 +6,17 @@
  * and registry reads leave it out. The entry itself is left as it is. Against the real Redis,
  * with the foreign values written by a raw client.
  */
-import diagnosticsChannel from "node:diagnostics_channel";
 import { AlreadyRegisteredError, type MembershipEvent } from "@beamclaw/core";
 import type { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import {
-  createRedisBackplane,
-  REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL,
-  type RedisBackplane,
-  type RedisBackplaneSkippedEntry,
-} from "../src/index.js";
-import { deletePrefixes, REDIS_URL, rawClient, uniquePrefix } from "./support/redis.js";
+import { foreignEntries } from "./support/foreign-entries.js";
 import { waitUntil } from "./support/settle.js";
 
-const prefixes: string[] = [];
-const backplanes: RedisBackplane[] = [];
-const clients: Redis[] = [];
-const unsubscribes: Array<() => void> = [];
-
-afterEach(async () => {
-  for (const unsubscribe of unsubscribes.splice(0)) unsubscribe();
-  for (const backplane of backplanes.splice(0)) await backplane.leave();
-  for (const client of clients.splice(0)) await client.quit();
-  await deletePrefixes(prefixes.splice(0));
-});
+const { setup, backplane, listenSkipped, cleanUp } = foreignEntries("foreign-names");
+afterEach(cleanUp);
 
 /** Values that are not a registration: not JSON, or JSON without a string `n`. */
 const FOREIGN = ["not json at all", "{broken", "5", "null", "[1,2]", '"text"', '{"n":7}', ""];
-
-function setup(): { prefix: string; redis: Redis } {
-  const prefix = uniquePrefix("foreign-names");
-  prefixes.push(prefix);
-  const redis = rawClient();
-  clients.push(redis);
-  return { prefix, redis };
-}
-
-function backplane(prefix: string, nodeId: string): RedisBackplane {
-  const made = createRedisBackplane({
-    url: REDIS_URL,
-    prefix,
-    nodeId,
-    heartbeatIntervalMs: 50,
-    downAfterMs: 1_000,
-  });
-  backplanes.push(made);
-  return made;
-}
 
 function registration(nodeId: string, name: string): string {
   return JSON.stringify({ t: 1, n: nodeId, l: name, m: {} });
@@ -77,16 +41,6 @@ async function plantNode(
     await redis.hset(`${prefix}cluster:names`, name, value);
     await redis.sadd(`${prefix}cluster:names-of:${nodeId}`, name);
   }
-}
-
-function listenSkipped(): RedisBackplaneSkippedEntry[] {
-  const seen: RedisBackplaneSkippedEntry[] = [];
-  const listener = (message: unknown) => seen.push(message as RedisBackplaneSkippedEntry);
-  diagnosticsChannel.subscribe(REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL, listener);
-  unsubscribes.push(() =>
-    diagnosticsChannel.unsubscribe(REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL, listener),
-  );
-  return seen;
 }
 
 describe("a foreign value in the names hash", () => {

@@ -1,5 +1,6 @@
 /** The `connect` request's params, checked field by field. */
 import { invalidRequest } from "./errors.js";
+import { checkParamFields } from "./method-params.js";
 
 /** The client block of `connect`. */
 export interface ClientInfo {
@@ -75,7 +76,13 @@ function protocolNumber(value: unknown, field: string): number {
   return value;
 }
 
-/** Checks `connect` params; throws `INVALID_REQUEST` naming the first bad field. */
+/**
+ * Checks `connect` params; throws `INVALID_REQUEST` naming the first bad field. A top-level
+ * field OpenClaw's `ConnectParams` does not have is refused like any method's unknown field
+ * (`details.code` `INVALID_PARAMS`, `unknownFields`, a did-you-mean in the message: see
+ * {@link checkParamFields}); the protocol's fields BeamClaw does not use (`pathEnv`,
+ * `transports`, `client.buildId`, ...) are accepted and ignored.
+ */
 export function parseConnectParams(raw: unknown): ConnectParams {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw invalidRequest("invalid connect params: params must be an object", {
@@ -83,6 +90,7 @@ export function parseConnectParams(raw: unknown): ConnectParams {
     });
   }
   const p = raw as Record<string, unknown>;
+  checkParamFields("connect", p);
   const c = p.client;
   if (typeof c !== "object" || c === null || Array.isArray(c)) {
     throw invalidRequest("invalid connect params: client must be an object", {

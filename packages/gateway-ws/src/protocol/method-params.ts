@@ -60,6 +60,13 @@ const METHOD_PARAMS: Readonly<Record<string, MethodFields | "open">> = {
       "expectedSessionRoutingContract expectedPermissionMode expectedToolOverrides " +
       "idempotencyKey",
   },
+  // The handshake's params (checked by `parseConnectParams`): `ConnectParams`, with `transports`
+  // and `modelCatalog`, which other OpenClaw releases' clients send.
+  connect: {
+    protocol:
+      "minProtocol maxProtocol client caps commands computerUse workerRuns permissions pathEnv " +
+      "role scopes device auth locale userAgent transports modelCatalog",
+  },
   "commands.list": { protocol: "sessionKey agentId provider scope includeArgs" },
   "config.get": { protocol: "" },
   "cron.add": {

@@ -98,11 +98,14 @@ export const REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL = "beamclaw:store-redis:backp
 export interface RedisBackplaneSkippedEntry {
   /** The backplane (node) that skipped it. */
   nodeId: string;
-  /** The Redis key (a hash) holding the entry. */
+  /** The Redis key (a hash) holding the entry: the names hash, or a node's presence hash. */
   key: string;
-  /** The entry's field in that hash, e.g. a registered name. */
+  /** The entry's field in that hash: a registered name, or a presence key. */
   field: string;
-  /** The node that went down whose data was being removed when the entry was met. */
+  /**
+   * The node whose data was being removed when the entry was met: one that went down, or,
+   * for a presence entry, this node leaving the cluster or untracking the key.
+   */
   deadNodeId: string;
   /** Why it was skipped. */
   reason: string;
@@ -272,6 +275,8 @@ export class RedisBackplane implements ClusterBackplane {
       get joined() {
         return isJoined();
       },
+      skipped: (key: string, field: string, ownerNodeId: string) =>
+        this.#skipped(key, field, ownerNodeId),
     };
     this.registry = new RedisClusterRegistry(link);
     this.presence = new RedisClusterPresence(link);
@@ -284,9 +289,12 @@ export class RedisBackplane implements ClusterBackplane {
   /**
    * How many entries of the cluster's Redis data this backplane skipped because they were not
    * what the backplane writes there (written by something else, or damaged): a value in the
-   * names hash, naming a name of a node that went down, that is not a registration. Such an
-   * entry is left as it is, and the rest of the dead node's data is removed all the same.
-   * Each one is also published on {@link REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL}.
+   * names hash, naming a name of a node that went down, that is not a registration (left as it
+   * is), and a value in a node's presence hash that is not a presence entry (JSON with a
+   * number `t` and an object `m`), met when that node went down, left, or untracked the key:
+   * it is removed with the node's other entries but announces no `leave` (its value is not
+   * pasted into the notice). The rest of the node's data is removed all the same. Each one is
+   * also published on {@link REDIS_BACKPLANE_SKIPPED_ENTRY_CHANNEL}.
    */
   get skippedEntries(): number {
     return this.#skippedEntries;
@@ -387,11 +395,12 @@ export class RedisBackplane implements ClusterBackplane {
     await this.#beating?.catch(() => undefined);
     await this.#restoring;
     try {
-      await this.#conn.script(
+      const reply = await this.#conn.script<unknown[]>(
         CLUSTER_LEAVE,
         [this.#keys.members, this.#keys.heartbeats],
         [this.nodeId, this.#keys.membershipChannel, "", "", "", ...this.#forgetArgs()],
       );
+      this.#skippedIn(reply, 1, (reply.length - 1) / 3);
     } catch {
       // Redis unreachable: the others declare this node down after downAfterMs instead.
     }
@@ -537,10 +546,7 @@ export class RedisBackplane implements ClusterBackplane {
     const reapedCount = Number(reply[2]);
     const skippedCount = Number(reply[3]);
     // Reaped nodes (id, record): passed over here, the membership diff reports them.
-    let i = 4 + 2 * reapedCount;
-    for (let n = 0; n < skippedCount; n++, i += 2) {
-      this.#skipped(String(reply[i]), String(reply[i + 1]));
-    }
+    let i = this.#skippedIn(reply, 4 + 2 * reapedCount, skippedCount);
     const live = new Map<string, ClusterMember>();
     for (; i + 2 < reply.length; i += 3) {
       const member = parseMember(String(reply[i]), String(reply[i + 1]), Number(reply[i + 2]));
@@ -561,16 +567,34 @@ export class RedisBackplane implements ClusterBackplane {
     );
   }
 
-  /** Counts and reports a names-hash entry of dead node `deadNodeId` that was left as it was. */
-  #skipped(deadNodeId: string, name: string): void {
+  /**
+   * Reports the `count` skipped entries (hash key, node id, field) of a script's reply from
+   * index `from`; returns the index after them.
+   */
+  #skippedIn(reply: unknown[], from: number, count: number): number {
+    let i = from;
+    for (let n = 0; n < count; n++, i += 3) {
+      this.#skipped(String(reply[i]), String(reply[i + 2]), String(reply[i + 1]));
+    }
+    return i;
+  }
+
+  /**
+   * Counts and reports an entry (`field` of hash `key`) of node `deadNodeId`'s data that was
+   * skipped: a names-hash entry left as it was, or a presence entry removed without a `leave`.
+   */
+  #skipped(key: string, field: string, deadNodeId: string): void {
     this.#skippedEntries++;
     if (!skippedEntryChannel.hasSubscribers) return;
     const entry: RedisBackplaneSkippedEntry = {
       nodeId: this.nodeId,
-      key: this.#keys.names,
-      field: name,
+      key,
+      field,
       deadNodeId,
-      reason: "not a registration (not JSON, or not an object with a node id)",
+      reason:
+        key === this.#keys.names
+          ? "not a registration (not JSON, or not an object with a node id)"
+          : "not a presence entry (not JSON, or not an object with a number t and an object m)",
     };
     try {
       skippedEntryChannel.publish(entry);

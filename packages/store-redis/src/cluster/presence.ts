@@ -91,12 +91,17 @@ export class RedisClusterPresence implements ClusterPresence {
 
   async #remove(key: string): Promise<boolean> {
     const { conn, keys, nodeId } = this.#link;
-    const n = await conn.script<number>(
-      PRESENCE_UNTRACK,
-      [keys.presence(nodeId)],
-      [key, keys.presenceChannel, nodeId],
+    const n = Number(
+      await conn.script<number>(
+        PRESENCE_UNTRACK,
+        [keys.presence(nodeId)],
+        [key, keys.presenceChannel, nodeId],
+      ),
     );
-    return Number(n) === 1;
+    // 2: the value there was not a presence entry (something else wrote it): removed, but
+    // announced by no `leave`, and reported.
+    if (n === 2) this.#link.skipped(keys.presence(nodeId), key, nodeId);
+    return n === 1 || n === 2;
   }
 
   async list(): Promise<ClusterPresenceEntry[]> {
@@ -167,15 +172,21 @@ function requireKey(key: unknown): asserts key is string {
   requireId(key, "a presence key");
 }
 
+/**
+ * The entry a presence hash value (or a notice's `entry`) holds, or `undefined` when it is not
+ * one `PRESENCE_TRACK` wrote (not JSON, or not an object with a number `t` and an object `m`:
+ * something else wrote it).
+ */
 function parseEntry(nodeId: string, key: string, value: string): ClusterPresenceEntry | undefined {
+  let record: unknown;
   try {
-    const record = JSON.parse(value) as { t?: unknown; m?: unknown };
-    const meta =
-      typeof record.m === "object" && record.m !== null && !Array.isArray(record.m)
-        ? (record.m as JsonObject)
-        : {};
-    return { key, nodeId, meta, updatedAt: Number(record.t ?? 0) };
+    record = JSON.parse(value);
   } catch {
     return undefined;
   }
+  if (typeof record !== "object" || record === null || Array.isArray(record)) return undefined;
+  const { t, m } = record as { t?: unknown; m?: unknown };
+  if (typeof t !== "number" || !Number.isFinite(t)) return undefined;
+  if (typeof m !== "object" || m === null || Array.isArray(m)) return undefined;
+  return { key, nodeId, meta: m as JsonObject, updatedAt: t };
 }

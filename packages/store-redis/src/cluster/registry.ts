@@ -33,6 +33,11 @@ export interface ClusterLink {
   readonly downAfterMs: number;
   readonly conn: RedisConnection;
   readonly keys: ClusterKeys;
+  /**
+   * Reports an entry (`field` of hash `key`) of node `ownerNodeId`'s data that was skipped
+   * because it is not what the backplane writes there.
+   */
+  readonly skipped: (key: string, field: string, ownerNodeId: string) => void;
 }
 
 interface Local {

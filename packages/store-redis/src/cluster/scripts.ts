@@ -17,15 +17,33 @@ const HOLDER_OF = `local function holderOf(value)
 end`;
 
 /**
+ * Lua: `isPresenceEntry(value)` is true when a value of a presence hash is one `PRESENCE_TRACK`
+ * wrote: JSON, an object with a number `t` and an object `m`. Anything else (something else
+ * wrote it) must not be pasted into a notice: it could break the notice's JSON or add fields
+ * to it. Never raises.
+ */
+const IS_PRESENCE_ENTRY = `local function isPresenceEntry(value)
+  local ok, record = pcall(cjson.decode, value)
+  return ok and type(record) == 'table' and type(record.t) == 'number' and type(record.m) == 'table'
+end`;
+
+/**
  * Lua: `forget(id)` removes what node `id` left behind: the names it holds (publishing
  * nothing), its presence entries (publishing a `leave` for each) and its placement
- * counters. A name whose entry is not a registration (see `holderOf`) is left as it is and
- * appended to `skipped` as `{id, name}`. ARGV[6..11] of the scripts that use it: names hash,
- * names-of key prefix, presence key prefix, presence channel, placements hash,
- * placements-reported hash.
+ * counters. A name whose entry is not a registration (see `holderOf`) is left as it is, and a
+ * presence entry that is not one (see `isPresenceEntry`) is removed with the node's others but
+ * gets no `leave`; each is appended to `skipped` as `{hash key, id, field}`. ARGV[6..11] of
+ * the scripts that use it: names hash, names-of key prefix, presence key prefix, presence
+ * channel, placements hash, placements-reported hash.
  */
 const FORGET_NODE = `${HOLDER_OF}
+${IS_PRESENCE_ENTRY}
 local skipped = {}
+local function skip(key, id, field)
+  skipped[#skipped + 1] = key
+  skipped[#skipped + 1] = id
+  skipped[#skipped + 1] = field
+end
 local function forget(id)
   local setKey = ARGV[7] .. id
   for _, n in ipairs(redis.call('SMEMBERS', setKey)) do
@@ -33,8 +51,7 @@ local function forget(id)
     if v then
       local holder = holderOf(v)
       if holder == nil then
-        skipped[#skipped + 1] = id
-        skipped[#skipped + 1] = n
+        skip(ARGV[6], id, n)
       elseif holder == id then
         redis.call('HDEL', ARGV[6], n)
       end
@@ -43,7 +60,11 @@ local function forget(id)
   redis.call('DEL', setKey)
   local p = redis.call('HGETALL', ARGV[8] .. id)
   for i = 1, #p, 2 do
-    redis.call('PUBLISH', ARGV[9], '{"type":"leave","nodeId":' .. cjson.encode(id) .. ',"key":' .. cjson.encode(p[i]) .. ',"entry":' .. p[i + 1] .. '}')
+    if isPresenceEntry(p[i + 1]) then
+      redis.call('PUBLISH', ARGV[9], '{"type":"leave","nodeId":' .. cjson.encode(id) .. ',"key":' .. cjson.encode(p[i]) .. ',"entry":' .. p[i + 1] .. '}')
+    else
+      skip(ARGV[8] .. id, id, p[i])
+    end
   end
   redis.call('DEL', ARGV[8] .. id)
   redis.call('HDEL', ARGV[10], id)
@@ -63,8 +84,9 @@ end`;
  * removes members whose last heartbeat is older than downAfterMs
  * (publishing a `down` notice for each, and forgetting their names and presence), and
  * returns `{ now, wasMember, reapedCount, skippedCount, (id, value) * reaped,
- * (dead node id, name) * skipped, (id, value, heartbeat) * live }`, where `skipped` are the
- * names of dead nodes whose entry is not a registration (left as they are, see `forget`).
+ * (hash key, dead node id, field) * skipped, (id, value, heartbeat) * live }`, where `skipped`
+ * are the entries of dead nodes' names and presence that were not theirs to read (see
+ * `forget`).
  * A key it writes that holds another type (something else wrote it) fails it with a
  * `WRONGTYPE` error before it writes anything.
  */
@@ -103,7 +125,7 @@ for _, id in ipairs(dead) do
   redis.call('PUBLISH', ARGV[4], '{"type":"down","nodeId":' .. cjson.encode(id) .. '}')
   forget(id)
 end
-out[4] = #skipped / 2
+out[4] = #skipped / 3
 for _, v in ipairs(skipped) do out[#out + 1] = v end
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
@@ -118,7 +140,8 @@ return out`,
  * KEYS: members hash, heartbeats zset. ARGV: nodeId, membership channel, 3 to 5 unused,
  * then those of `forget`.
  * Removes the member, its names and presence entries, and publishes a `leave` notice.
- * Returns 1 if it was a member. Writes nothing when a key it writes holds another type.
+ * Returns `{ wasMember (1 or 0), (hash key, node id, field) * skipped }` (see `forget`).
+ * Writes nothing when a key it writes holds another type.
  */
 export const CLUSTER_LEAVE = new LuaScript(
   "cluster-leave",
@@ -130,7 +153,9 @@ local n = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 forget(ARGV[1])
 redis.call('PUBLISH', ARGV[2], '{"type":"leave","nodeId":' .. cjson.encode(ARGV[1]) .. '}')
-return n`,
+local out = {n}
+for _, v in ipairs(skipped) do out[#out + 1] = v end
+return out`,
 );
 
 /** Lua: `live(id, now)` is true when node `id` heartbeated within ARGV[1] ms (KEYS[2]: heartbeats). */
@@ -234,13 +259,16 @@ return 1`,
 
 /**
  * KEYS: this node's presence hash. ARGV: key, presence channel, node id.
- * Returns 1 (and publishes `leave`) if the key was tracked.
+ * Returns 1 (and publishes `leave`) if the key was tracked, 2 if its value was not a presence
+ * entry (see `isPresenceEntry`: removed, no `leave`), 0 if it was not there.
  */
 export const PRESENCE_UNTRACK = new LuaScript(
   "presence-untrack",
-  `local value = redis.call('HGET', KEYS[1], ARGV[1])
+  `${IS_PRESENCE_ENTRY}
+local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+if not isPresenceEntry(value) then return 2 end
 redis.call('PUBLISH', ARGV[2], '{"type":"leave","nodeId":' .. cjson.encode(ARGV[3]) .. ',"key":' .. cjson.encode(ARGV[1]) .. ',"entry":' .. value .. '}')
 return 1`,
 );
