@@ -641,6 +641,46 @@ export class InvalidSkillError extends BeamClawError {
 }
 
 /**
+ * Two skills whose names differ only in case (`Deploy` and `deploy`): skill names are
+ * case-insensitive, so only `kept` is loaded and `dropped` is left out. `files` names both
+ * `SKILL.md` files, the kept one first.
+ */
+export class SkillNameClashError extends BeamClawError {
+  readonly kept: { name: string; file: string };
+  readonly dropped: { name: string; file: string };
+  readonly files: [string, string];
+  constructor(kept: { name: string; file: string }, dropped: { name: string; file: string }) {
+    super(
+      "SKILL_NAME_CLASH",
+      `skill ${JSON.stringify(dropped.name)} (${dropped.file}) clashes with ${JSON.stringify(kept.name)} (${kept.file}): skill names are case-insensitive; only ${kept.file} is loaded`,
+    );
+    this.kept = { name: kept.name, file: kept.file };
+    this.dropped = { name: dropped.name, file: dropped.file };
+    this.files = [kept.file, dropped.file];
+  }
+  static override isInstance = guard<SkillNameClashError>("SKILL_NAME_CLASH");
+}
+
+/**
+ * Eligible skills left out because loading them would exceed `maxSkills` or
+ * `maxPromptBytes`: `dropped` lists them in name order, each with the limit it hit.
+ */
+export class SkillLimitError extends BeamClawError {
+  readonly dropped: Array<{ name: string; file: string; limit: "maxSkills" | "maxPromptBytes" }>;
+  constructor(
+    dropped: Array<{ name: string; file: string; limit: "maxSkills" | "maxPromptBytes" }>,
+    limits: { maxSkills: number; maxPromptBytes: number },
+  ) {
+    super(
+      "SKILL_LIMIT",
+      `${dropped.length} skill(s) not loaded, over the limit of ${limits.maxSkills} skills or ${limits.maxPromptBytes} prompt bytes: ${dropped.map((d) => `${d.name} (${d.limit})`).join(", ")}`,
+    );
+    this.dropped = dropped;
+  }
+  static override isInstance = guard<SkillLimitError>("SKILL_LIMIT");
+}
+
+/**
  * Why {@link ExecRefusedError} refused a command: `syntax` (it cannot be parsed),
  * `forbidden-character` (control, invisible or look-alike characters), `unsupported-syntax`
  * (a construct that shells read differently, such as `&>`), `too-complex` (length or nesting

@@ -5,10 +5,23 @@ import { type LoadSkillsResult, loadSkills, skillsForAgent } from "@beamclaw/cor
 export interface GatewaySkillsReport {
   /** The directories searched, highest precedence first. */
   dirs: string[];
-  /** What `loadSkills` found in them: eligible, gated (with reasons), shadowed, invalid. */
+  /**
+   * What `loadSkills` found in them: eligible, gated (with reasons), shadowed, invalid,
+   * case-only name clashes and those over the limits.
+   */
   loaded: LoadSkillsResult;
   /** Per agent id, the names of the eligible skills selected for it (those in its prompt). */
   agents: Record<string, string[]>;
+}
+
+/** Options of {@link buildSkillsReport} and {@link loadReportSkills}. */
+export interface BuildSkillsReportOptions {
+  /** For `requires.config`. */
+  config?: Record<string, unknown>;
+  /** `LoadSkillsOptions.maxSkills`. */
+  maxSkills?: number;
+  /** `LoadSkillsOptions.maxPromptBytes`. */
+  maxPromptBytes?: number;
 }
 
 /**
@@ -26,16 +39,37 @@ export interface GatewaySkillsReport {
 export async function buildSkillsReport(
   dirs: string[],
   selections: Record<string, string[] | undefined>,
-  options: { config?: Record<string, unknown> } = {},
+  options: BuildSkillsReportOptions = {},
 ): Promise<GatewaySkillsReport> {
-  const loaded: LoadSkillsResult =
-    dirs.length === 0
-      ? { skills: [], gated: [], shadowed: [], invalid: [] }
-      : await loadSkills({
-          dirs,
-          strict: false,
-          ...(options.config === undefined ? {} : { config: options.config }),
-        });
+  return skillsReport(dirs, await loadReportSkills(dirs, options), selections);
+}
+
+/** The skills of `dirs` as {@link buildSkillsReport} loads them (not strict). */
+export async function loadReportSkills(
+  dirs: string[],
+  options: BuildSkillsReportOptions = {},
+): Promise<LoadSkillsResult> {
+  if (dirs.length === 0) {
+    return { skills: [], gated: [], shadowed: [], invalid: [], clashes: [], overLimit: undefined };
+  }
+  return loadSkills({
+    dirs,
+    strict: false,
+    ...(options.config === undefined ? {} : { config: options.config }),
+    ...(options.maxSkills === undefined ? {} : { maxSkills: options.maxSkills }),
+    ...(options.maxPromptBytes === undefined ? {} : { maxPromptBytes: options.maxPromptBytes }),
+  });
+}
+
+/**
+ * The report of skills already loaded: each agent's selection of `loaded.skills`
+ * (`selections` as in {@link buildSkillsReport}).
+ */
+export function skillsReport(
+  dirs: string[],
+  loaded: LoadSkillsResult,
+  selections: Record<string, string[] | undefined>,
+): GatewaySkillsReport {
   const agents: Record<string, string[]> = {};
   for (const [agentId, allow] of Object.entries(selections)) {
     agents[agentId] = skillsForAgent(loaded.skills, allow === undefined ? {} : { allow }).map(

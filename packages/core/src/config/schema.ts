@@ -772,9 +772,20 @@ export const ConfigSchema = z
         mcpServers: {},
       }),
     skills: z
-      .object({ dirs: z.array(z.string()).default([]) })
+      .object({
+        dirs: z.array(z.string()).default([]),
+        /**
+         * Reload the skills when a `SKILL.md` in `dirs` is added, edited or removed (not only
+         * when this file changes). Default true.
+         */
+        watch: z.boolean().default(true),
+        /** At most this many eligible skills are loaded (in name order). Default 150. */
+        maxSkills: z.number().int().positive("expected a whole number from 1 up").optional(),
+        /** At most this many bytes of skill text in a prompt. Default 512 KiB. */
+        maxPromptBytes: z.number().int().positive("expected a whole number from 1 up").optional(),
+      })
       .strict()
-      .default({ dirs: [] }),
+      .default({ dirs: [], watch: true }),
     cron: z
       .object({ jobs: z.array(CronJobConfigSchema).default([]) })
       .strict()
@@ -972,6 +983,8 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "pricing",
   // The gateway's heartbeat service is built with these (`set-heartbeats` toggles it live).
   "heartbeat",
+  // Whether the skill directories are watched is decided when the gateway starts.
+  "skills.watch",
 ];
 
 /** The JSON Schema of `beamclaw.yaml`, for editors (`# yaml-language-server: $schema=...`). */

@@ -17,6 +17,8 @@ export {
   type SkillRequirements,
 } from "./frontmatter.js";
 export {
+  DEFAULT_MAX_SKILL_PROMPT_BYTES,
+  DEFAULT_MAX_SKILLS,
   type GatedSkill,
   type LoadSkillsOptions,
   type LoadSkillsResult,
@@ -32,3 +34,9 @@ export {
   userInvocableSkills,
   withSkills,
 } from "./prompt.js";
+export {
+  type SkillsReloadCause,
+  SkillsWatcher,
+  type SkillsWatcherEvents,
+  type SkillsWatcherOptions,
+} from "./watch.js";

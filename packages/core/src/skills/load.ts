@@ -1,8 +1,19 @@
 import { constants, type Dirent } from "node:fs";
 import { access, open, readdir, realpath, stat } from "node:fs/promises";
 import { isAbsolute, join, relative, sep } from "node:path";
-import { InvalidArgumentError, InvalidSkillError } from "../errors.js";
+import {
+  InvalidArgumentError,
+  InvalidSkillError,
+  SkillLimitError,
+  SkillNameClashError,
+} from "../errors.js";
 import { parseSkillDocument, type SkillDocument } from "./frontmatter.js";
+import { renderSkillsPrompt } from "./prompt.js";
+
+/** Default of {@link LoadSkillsOptions.maxSkills}. */
+export const DEFAULT_MAX_SKILLS = 150;
+/** Default of {@link LoadSkillsOptions.maxPromptBytes}: twice the default `maxFileBytes`. */
+export const DEFAULT_MAX_SKILL_PROMPT_BYTES = 512 * 1024;
 
 /** A skill found on disk. */
 export interface Skill extends SkillDocument {
@@ -59,6 +70,18 @@ export interface LoadSkillsOptions {
    * skill directory is invalid too (the directory itself may be a link).
    */
   maxFileBytes?: number;
+  /**
+   * At most this many eligible skills are loaded. Default {@link DEFAULT_MAX_SKILLS} (150).
+   * Eligible skills are taken in name order; the first one over either limit and every one
+   * after it are left out and reported in `overLimit`.
+   */
+  maxSkills?: number;
+  /**
+   * At most this many bytes (UTF-8) of prompt text for the eligible skills, as
+   * `renderSkillsPrompt` renders them in full (a skill with `disable-model-invocation: true`
+   * counts 0). Default {@link DEFAULT_MAX_SKILL_PROMPT_BYTES} (512 KiB).
+   */
+  maxPromptBytes?: number;
 }
 
 /** What {@link loadSkills} found. */
@@ -71,6 +94,13 @@ export interface LoadSkillsResult {
   shadowed: ShadowedSkill[];
   /** Malformed skills (only when `strict: false`). */
   invalid: InvalidSkillError[];
+  /**
+   * Skills whose names differ from a loaded one's only in case, left out (skill names are
+   * case-insensitive). Each names both files.
+   */
+  clashes: SkillNameClashError[];
+  /** The eligible skills left out by `maxSkills` / `maxPromptBytes`, if any. */
+  overLimit: SkillLimitError | undefined;
 }
 
 const SKILL_FILES = ["SKILL.md", "skill.md"];
@@ -81,6 +111,10 @@ const SKILL_FILES = ["SKILL.md", "skill.md"];
  * `requires: { bins, anyBins, env, os, config }`, or OpenClaw's
  * `metadata: { openclaw: { requires, os, always } }`) and Markdown instructions. On a name
  * clash the earlier directory wins (within one directory, the first skill directory by name).
+ * Names are case-insensitive: of `Deploy` and `deploy` the one found first by that same rule
+ * is loaded (within one directory `Deploy/` before `deploy/`: names are compared by UTF-16
+ * code unit, capitals first) and the other is reported in `clashes`. Eligible skills beyond
+ * `maxSkills` or `maxPromptBytes` (taken in name order) are left out and reported in `overLimit`.
  * A skill whose requirements are not met is gated off with the reason; `requires.bins` only
  * looks for an executable file on `PATH`, it runs nothing. Reads files only when called;
  * keeps nothing.
@@ -106,6 +140,12 @@ export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkills
       `maxFileBytes: expected a positive number of bytes, got ${String(options.maxFileBytes)}`,
     );
   }
+  const maxSkills = positiveLimit("maxSkills", options.maxSkills, DEFAULT_MAX_SKILLS);
+  const maxPromptBytes = positiveLimit(
+    "maxPromptBytes",
+    options.maxPromptBytes,
+    DEFAULT_MAX_SKILL_PROMPT_BYTES,
+  );
   const env = options.env ?? process.env;
   const platform = options.platform ?? process.platform;
   const strict = options.strict ?? true;
@@ -125,6 +165,7 @@ export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkills
   const winners = new Map<string, Skill>();
   const shadowed: ShadowedSkill[] = [];
   const invalid: InvalidSkillError[] = [];
+  const clashes: SkillNameClashError[] = [];
   for (const root of options.dirs) {
     for (const found of await skillFiles(root)) {
       let skill: Skill | undefined;
@@ -137,13 +178,16 @@ export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkills
       }
       // Removed (or renamed) since the directory was listed: as if it was never there.
       if (skill === undefined) continue;
-      const winner = winners.get(skill.name);
-      if (winner === undefined) winners.set(skill.name, skill);
-      else shadowed.push({ name: skill.name, dir: skill.dir, by: winner.dir });
+      const key = skill.name.toLowerCase();
+      const winner = winners.get(key);
+      if (winner === undefined) winners.set(key, skill);
+      else if (winner.name === skill.name)
+        shadowed.push({ name: skill.name, dir: skill.dir, by: winner.dir });
+      else clashes.push(new SkillNameClashError(winner, skill));
     }
   }
 
-  const skills: Skill[] = [];
+  const eligible: Skill[] = [];
   const gated: GatedSkill[] = [];
   for (const skill of [...winners.values()].sort((a, b) =>
     a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
@@ -151,11 +195,52 @@ export async function loadSkills(options: LoadSkillsOptions): Promise<LoadSkills
     const reasons = skill.always
       ? []
       : await unmet(skill, { env, platform, which, config: options.config ?? {} });
-    if (reasons.length === 0) skills.push(skill);
+    if (reasons.length === 0) eligible.push(skill);
     else
       gated.push({ name: skill.name, dir: skill.dir, reason: reasons.join("; "), reasons, skill });
   }
-  return { skills, gated, shadowed, invalid };
+  const { skills, overLimit } = applyLimits(eligible, { maxSkills, maxPromptBytes });
+  return { skills, gated, shadowed, invalid, clashes, overLimit };
+}
+
+/** A limit option: its default when omitted, a whole number from 1 up otherwise. */
+function positiveLimit(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(
+      `${name}: expected a whole number from 1 up, got ${String(value)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * The eligible skills (in name order) up to the first one that would exceed a limit; that
+ * one and every later one are reported in a {@link SkillLimitError}, each with the limit it
+ * is over (`maxSkills` when its place is past it, else `maxPromptBytes`).
+ */
+function applyLimits(
+  eligible: Skill[],
+  limits: { maxSkills: number; maxPromptBytes: number },
+): { skills: Skill[]; overLimit: SkillLimitError | undefined } {
+  let bytes = 0;
+  for (const [index, skill] of eligible.entries()) {
+    const size = renderSkillsPrompt([skill]).reduce(
+      (total, text) => total + Buffer.byteLength(text, "utf8"),
+      0,
+    );
+    if (index < limits.maxSkills && bytes + size <= limits.maxPromptBytes) {
+      bytes += size;
+      continue;
+    }
+    const dropped = eligible.slice(index).map((s, i) => ({
+      name: s.name,
+      file: s.file,
+      limit: index + i >= limits.maxSkills ? ("maxSkills" as const) : ("maxPromptBytes" as const),
+    }));
+    return { skills: eligible.slice(0, index), overLimit: new SkillLimitError(dropped, limits) };
+  }
+  return { skills: eligible, overLimit: undefined };
 }
 
 async function skillFiles(

@@ -5,7 +5,8 @@ import type { Skill } from "./load.js";
 export interface SkillSelection {
   /**
    * Skill names the agent may use; `["*"]` or omitted for every eligible skill, `[]` for
-   * none. Names that are not loaded (or were gated off) are ignored.
+   * none. Names are case-insensitive (`deploy` selects a skill named `Deploy`). Names that are
+   * not loaded (or were gated off) are ignored.
    */
   allow?: string[];
 }
@@ -31,8 +32,8 @@ export interface RenderSkillsOptions {
 export function skillsForAgent(skills: readonly Skill[], selection: SkillSelection = {}): Skill[] {
   const allow = selection.allow;
   if (allow === undefined || allow.includes("*")) return [...skills];
-  const names = new Set(allow);
-  return skills.filter((skill) => names.has(skill.name));
+  const names = new Set(allow.map((name) => name.toLowerCase()));
+  return skills.filter((skill) => names.has(skill.name.toLowerCase()));
 }
 
 /**

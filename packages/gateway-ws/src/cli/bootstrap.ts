@@ -25,6 +25,7 @@ import {
   type ModelUsage,
   type OutputSpec,
   SessionMaintenance,
+  SkillsWatcher,
   type Store,
   type Transcriber,
   withSkills,
@@ -34,7 +35,13 @@ import { GatewayLog, type GatewayLogSink } from "../logs.js";
 import { channelMethodDefinition } from "../methods/channels.js";
 import { createNodeExecHost, type NodeRelay } from "../node-exec.js";
 import { createGateway, type GatewayServer } from "../server.js";
-import { buildSkillsReport, type GatewaySkillsReport } from "../skills.js";
+import {
+  type BuildSkillsReportOptions,
+  buildSkillsReport,
+  type GatewaySkillsReport,
+  loadReportSkills,
+  skillsReport,
+} from "../skills.js";
 import { type ConfiguredChannels, startChannels } from "./channels.js";
 import { storeDirProblem } from "./store-dir.js";
 import { type ConfiguredTools, startTools } from "./tools.js";
@@ -328,10 +335,39 @@ export async function configuredSkills(
   config: BeamClawConfig,
   configDir: string,
 ): Promise<GatewaySkillsReport> {
-  const dirs = config.skills.dirs.map((d) => (isAbsolute(d) ? d : resolve(configDir, d)));
-  return buildSkillsReport(dirs, Object.fromEntries(config.agents.map((a) => [a.id, a.skills])), {
+  return buildSkillsReport(
+    skillDirsOf(config, configDir),
+    skillSelectionsOf(config),
+    skillLoadOptionsOf(config),
+  );
+}
+
+/** `skills.dirs`, relative ones resolved against the config file's directory. */
+function skillDirsOf(config: BeamClawConfig, configDir: string): string[] {
+  return config.skills.dirs.map((d) => (isAbsolute(d) ? d : resolve(configDir, d)));
+}
+
+/** Each agent's `skills` selection. */
+function skillSelectionsOf(config: BeamClawConfig): Record<string, string[] | undefined> {
+  return Object.fromEntries(config.agents.map((a) => [a.id, a.skills]));
+}
+
+/** How the skills of `config` are loaded: gated against it, within its `skills` limits. */
+function skillLoadOptionsOf(config: BeamClawConfig): BuildSkillsReportOptions {
+  const { maxSkills, maxPromptBytes } = config.skills;
+  return {
     config: config as unknown as Record<string, unknown>,
-  });
+    ...(maxSkills === undefined ? {} : { maxSkills }),
+    ...(maxPromptBytes === undefined ? {} : { maxPromptBytes }),
+  };
+}
+
+/** Logs what a skills load left out: gated (info), malformed, clashing and over the limits. */
+function logSkillsLoaded(log: CliLog, loaded: GatewaySkillsReport["loaded"]): void {
+  for (const gated of loaded.gated) log.info(`skill ${gated.name} is off: ${gated.reason}`);
+  for (const invalid of loaded.invalid) log.warn(`skill not loaded: ${invalid.message}`);
+  for (const clash of loaded.clashes) log.warn(`skill not loaded: ${clash.message}`);
+  if (loaded.overLimit !== undefined) log.warn(`skills not loaded: ${loaded.overLimit.message}`);
 }
 
 /** The agents of a configuration, with their selected eligible skills in their prompts. */
@@ -369,6 +405,11 @@ export interface StartedGateway {
   runtime: AgentRuntime;
   store: Store;
   configService: ConfigService;
+  /**
+   * Keeps the agents' skills in step with `skills.dirs` (a `SKILL.md` added, edited or
+   * removed); stopped by `stop()`.
+   */
+  skills: SkillsWatcher;
   /** The tools built from `tools.*` (exec's processes end when the gateway stops). */
   tools: ConfiguredTools;
   /** The channels of `channels.*`, under one `ChannelManager` on the runtime. */
@@ -445,13 +486,22 @@ export async function startFromConfig(options: {
         ? undefined
         : new MemoryPressureMonitor(config.memoryPressure).start();
     if (memoryPressure !== undefined) cleanups.push(async () => memoryPressure.stop());
-    const skills = await configuredSkills(config, configDir);
-    for (const gated of skills.loaded.gated) {
-      log.info(`skill ${gated.name} is off: ${gated.reason}`);
-    }
-    for (const invalid of skills.loaded.invalid) {
-      log.warn(`skill not loaded: ${invalid.message}`);
-    }
+    // The configuration the skills are loaded with (gating, limits): the last one applied.
+    let skillsConfig = config;
+    const skillsWatcher = new SkillsWatcher({
+      dirs: skillDirsOf(config, configDir),
+      watch: config.skills.watch,
+      load: (dirs) => loadReportSkills(dirs, skillLoadOptionsOf(skillsConfig)),
+    });
+    await skillsWatcher.start();
+    cleanups.push(() => skillsWatcher.stop());
+    const skills = skillsReport(
+      skillsWatcher.dirs,
+      skillsWatcher.current,
+      skillSelectionsOf(config),
+    );
+    logSkillsLoaded(log, skills.loaded);
+    checkpoint();
     const approvals = config.tools.approvals;
     const runtime = new AgentRuntime({
       store,
@@ -475,6 +525,43 @@ export async function startFromConfig(options: {
       ...(cost === undefined ? {} : { cost }),
       ...(memoryPressure === undefined ? {} : { memoryPressure }),
     });
+    // The runtime settings of one reload are applied after those of the one before: a slow
+    // skills load never lets an older file's agents replace a newer one's.
+    let liveSettings = Promise.resolve();
+    // What `skills.status` reports: the skills the agents were last built with.
+    let currentSkills = skills;
+    // A `SKILL.md` added, edited or removed: the agents' next runs use the skills as they are
+    // now. (Reloads of `beamclaw.yaml` apply their own load below.)
+    skillsWatcher.on("skills.changed", ({ result, cause }) => {
+      if (cause !== "watch") return;
+      liveSettings = liveSettings.then(() => {
+        const selections = skillSelectionsOf(skillsConfig);
+        const report = skillsReport(skillsWatcher.dirs, result, selections);
+        try {
+          runtime.reconfigure({ agents: agentDefinitions(skillsConfig, report) });
+        } catch (error) {
+          log.warn(`skills not applied: ${(error as Error).message}`);
+          return;
+        }
+        currentSkills = report;
+        logSkillsLoaded(log, result);
+        log.info("skills: reloaded from skills.dirs");
+      });
+    });
+    skillsWatcher.on("skills.error", ({ error }) => {
+      log.warn(`skills not reloaded (the skills loaded before stay): ${error.message}`);
+    });
+    /** Reloads the skills for a new configuration (the last good ones stay on a failure). */
+    const reloadSkills = async (next: BeamClawConfig): Promise<GatewaySkillsReport> => {
+      skillsConfig = next;
+      await skillsWatcher.reload(skillDirsOf(next, configDir));
+      currentSkills = skillsReport(
+        skillsWatcher.dirs,
+        skillsWatcher.current,
+        skillSelectionsOf(next),
+      );
+      return currentSkills;
+    };
     // The node host reaches nodes through the gateway, which exists only further down.
     const relay: NodeRelay = {
       invokeNode: (request) =>
@@ -548,11 +635,6 @@ export async function startFromConfig(options: {
     cleanups.push(() => maintenance.stop());
     // Gateway methods of channels added by a reload after the gateway was created.
     const lateMethods = new Map<string, () => void>();
-    // The runtime settings of one reload are applied after those of the one before: a slow
-    // skills load never lets an older file's agents replace a newer one's.
-    let liveSettings = Promise.resolve();
-    // What `skills.status` reports: the skills the agents were last built with.
-    let currentSkills = skills;
     // Cron jobs, channels and the live tool settings follow the file as it changes.
     const offConfig = configService.on("config.changed", ({ config: next, diff }) => {
       if (diff.restartRequired.length > 0) {
@@ -562,9 +644,7 @@ export async function startFromConfig(options: {
       }
       for (const problem of tools.apply(next)) log.warn(problem);
       liveSettings = liveSettings.then(() =>
-        applyLiveSettings(runtime, next, diff.applied, configDir, log, (report) => {
-          currentSkills = report;
-        }),
+        applyLiveSettings(runtime, next, diff.applied, log, reloadSkills),
       );
       const everyMs = next.sessions.maintenance?.everyMs ?? 3_600_000;
       if (everyMs !== maintenance.everyMs) maintenance.setEveryMs(everyMs);
@@ -629,6 +709,7 @@ export async function startFromConfig(options: {
       runtime,
       store,
       configService,
+      skills: skillsWatcher,
       tools,
       channels,
       maintenance,
@@ -708,9 +789,8 @@ function applyLiveSettings(
   runtime: AgentRuntime,
   next: BeamClawConfig,
   applied: readonly string[],
-  configDir: string,
   log: CliLog,
-  skillsApplied: (report: GatewaySkillsReport) => void,
+  reloadSkills: (next: BeamClawConfig) => Promise<GatewaySkillsReport>,
 ): Promise<void> {
   const touched = (prefix: string) =>
     applied.some((p) => p === prefix || p.startsWith(`${prefix}.`));
@@ -718,9 +798,8 @@ function applyLiveSettings(
     if (touched("agents") || touched("skills")) {
       // Built from this file: each agent's `skills` selection, a new agent's, and the
       // skills of `skills.dirs` as it is now (not as it was at the start).
-      const current = await configuredSkills(next, configDir);
+      const current = await reloadSkills(next);
       runtime.reconfigure({ agents: agentDefinitions(next, current) });
-      skillsApplied(current);
       log.info("config: agents applied");
     }
     if (touched("tools.timeoutMs")) runtime.reconfigure({ toolTimeoutMs: next.tools.timeoutMs });

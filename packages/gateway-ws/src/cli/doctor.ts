@@ -298,7 +298,7 @@ async function skillFindings(config: BeamClawConfig, configDir: string): Promise
   } catch (error) {
     return [{ level: "error", message: `skills: ${(error as Error).message}` }];
   }
-  const { skills, gated, invalid } = report.loaded;
+  const { skills, gated, invalid, clashes, overLimit } = report.loaded;
   findings.push({
     level: "ok",
     message: `skills: ${skills.length} eligible${skills.length === 0 ? "" : ` (${skills.map((s) => s.name).join(", ")})`} in ${report.dirs.join(", ")}`,
@@ -306,12 +306,15 @@ async function skillFindings(config: BeamClawConfig, configDir: string): Promise
   for (const g of gated) {
     findings.push({ level: "warn", message: `skill ${g.name} is gated off: ${g.reason}` });
   }
-  for (const e of invalid)
+  for (const e of [...invalid, ...clashes])
     findings.push({ level: "warn", message: `skill not loaded: ${e.message}` });
+  if (overLimit !== undefined)
+    findings.push({ level: "warn", message: `skills not loaded: ${overLimit.message}` });
   for (const agent of config.agents) {
     for (const name of agent.skills ?? []) {
-      if (name === "*" || skills.some((s) => s.name === name)) continue;
-      const off = gated.find((g) => g.name === name);
+      const same = (other: string) => other.toLowerCase() === name.toLowerCase();
+      if (name === "*" || skills.some((s) => same(s.name))) continue;
+      const off = gated.find((g) => same(g.name));
       findings.push({
         level: "warn",
         message: `agents.${agent.id}: skill ${name} ${off === undefined ? "is not in any skills directory" : `is gated off (${off.reason})`}, so it is not in the prompt`,

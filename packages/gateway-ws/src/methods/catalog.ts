@@ -369,6 +369,10 @@ export const catalogMethods: Record<string, HubMethod> = {
         ],
         shadowed: loaded.shadowed,
         invalid: loaded.invalid.map((e) => ({ file: e.file, message: e.message })),
+        // Skills left out: a name that differs from a loaded one's only in case, or over the
+        // `skills.maxSkills` / `skills.maxPromptBytes` limits.
+        clashes: loaded.clashes.map((e) => ({ files: e.files, message: e.message })),
+        overLimit: loaded.overLimit?.dropped ?? [],
       };
     },
   },
