@@ -62,6 +62,7 @@ export class GatewayConnection {
   readonly connId = randomUUID();
   /** The challenge this connection's device signature must carry. */
   readonly nonce = randomUUID();
+  /** The client's address: the socket's peer, or through a trusted proxy the client it names. */
   readonly remoteAddress: string | undefined;
   readonly isLoopback: boolean;
   /** The URL this client reached the gateway at (scheme and `Host` of its upgrade request). */
@@ -118,7 +119,8 @@ export class GatewayConnection {
     this.#stream = options.stream;
     this.#hub = options.hub;
     this.#onClose = options.onClose;
-    this.remoteAddress = options.request.socket.remoteAddress;
+    // Through a trusted reverse proxy, the client it forwards for (`trustedProxies`).
+    this.remoteAddress = options.hub.trustedProxies.clientAddress(options.request);
     this.isLoopback = isLoopbackRequest(options.request);
     const host = options.request.headers.host;
     const secure = (options.request.socket as { encrypted?: boolean }).encrypted === true;

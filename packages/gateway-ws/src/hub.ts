@@ -16,6 +16,7 @@ import {
   type Transcriber,
 } from "@beamclaw/core";
 import { type ApprovalEntry, ExecApprovals } from "./approvals.js";
+import { TrustedProxies } from "./auth/client-address.js";
 import type { GatewayAuthSettings } from "./auth/handshake.js";
 import { DevicePairing, type PairingRequest, scopeAllows } from "./auth/pairing.js";
 import type { GatewayConnection } from "./connection.js";
@@ -116,6 +117,8 @@ export interface GatewayHubOptions {
   transcriber?: Transcriber;
   /** Session maintenance for `sessions.cleanup` (`GatewayServerOptions.maintenance`). */
   maintenance?: SessionMaintenance;
+  /** Reverse proxies whose forwarded headers name the client (`GatewayServerOptions.trustedProxies`). */
+  trustedProxies?: TrustedProxies;
 }
 
 /** See the module comment. */
@@ -140,6 +143,8 @@ export class GatewayHub {
   readonly now: () => number;
   readonly limits: GatewayHubOptions["limits"];
   readonly pairing: DevicePairing;
+  /** Finds a request's client address through the trusted reverse proxies. */
+  readonly trustedProxies: TrustedProxies;
   readonly runs: RunTracker;
   /** The sessions connections follow with `sessions.messages.subscribe`. */
   readonly sessionMessages = new SessionMessageFeed(this);
@@ -184,7 +189,12 @@ export class GatewayHub {
     this.limits = options.limits;
     this.#config = options.config;
     this.startedAt = options.now();
-    this.pairing = new DevicePairing(options.runtime.store, options.now);
+    this.pairing = new DevicePairing(
+      options.runtime.store,
+      options.now,
+      options.auth.pairingRequests,
+    );
+    this.trustedProxies = options.trustedProxies ?? new TrustedProxies();
     this.runs = new RunTracker(
       {
         chat: (payload) => this.broadcast("chat", payload, { scope: Scopes.READ }),

@@ -20,7 +20,9 @@ import {
   type Transcriber,
 } from "@beamclaw/core";
 import { WebSocketServer } from "ws";
+import { TrustedProxies } from "./auth/client-address.js";
 import type { GatewayAuthSettings } from "./auth/handshake.js";
+import { pairingRequestLimits } from "./auth/pairing.js";
 import { authRateLimiterOf } from "./auth/rate-limit.js";
 import { attachChannelDelivery, type GatewayChannelDelivery } from "./channel-delivery.js";
 import { type ConnectionCloseInfo, GatewayConnection } from "./connection.js";
@@ -125,6 +127,21 @@ export interface GatewayServerOptions {
    * that origin here.
    */
   allowedOrigins?: string[];
+  /**
+   * Reverse proxies (IPv4 / IPv6 addresses and CIDR ranges, e.g. `["10.0.0.0/8", "::1"]`)
+   * whose `X-Forwarded-For` / `X-Real-IP` name the client. A request whose socket comes from
+   * one of them counts as coming from the rightmost forwarded hop that is not a trusted proxy
+   * (else `X-Real-IP`): for the failed-login limit (WebSocket `connect`, HTTP API, hooks),
+   * pairing requests' `remoteIp` and their per-address cap, presence and logs. Forwarded
+   * headers from any other peer are ignored. Default none: the socket's peer address is the
+   * client, and behind a proxy all clients share the proxy's address.
+   *
+   * @example
+   * ```ts
+   * createGateway({ runtime, trustedProxies: ["127.0.0.1", "10.0.0.0/8", "fd00::/8"] });
+   * ```
+   */
+  trustedProxies?: string[];
   /**
    * The skills the agents were built with, for `skills.status` (what `beamclaw gateway`
    * passes): the report, or a function giving the one the agents run with now (a host that
@@ -282,9 +299,14 @@ export class GatewayServer {
       autoApproveLoopback:
         options.auth?.autoApproveLoopback ?? gw?.auth.autoApproveLoopback ?? true,
       rateLimit: options.auth?.rateLimit ?? gw?.auth.rateLimit,
+      ...(options.auth?.pairingRequests === undefined
+        ? {}
+        : { pairingRequests: options.auth.pairingRequests }),
     };
     // Checks the limits now (InvalidArgumentError) rather than at the first connect.
     authRateLimiterOf(auth, options.now ?? Date.now);
+    pairingRequestLimits(auth.pairingRequests);
+    const trustedProxies = new TrustedProxies(options.trustedProxies ?? []);
     if (auth.mode === "token" && !auth.token) {
       throw new InvalidArgumentError(
         "gateway auth mode is token but no token is set (gateway.auth.token, e.g. ${BEAMCLAW_GATEWAY_TOKEN})",
@@ -387,6 +409,7 @@ export class GatewayServer {
       ...(options.skills === undefined ? {} : { skills: options.skills }),
       ...(options.transcriber === undefined ? {} : { transcriber: options.transcriber }),
       ...(options.maintenance === undefined ? {} : { maintenance: options.maintenance }),
+      trustedProxies,
     });
     if (options.channels !== undefined) attachChannelDelivery(this.#hub, options.channels);
     this.#hooks = new HookIngress(this.#hub, options.hooks);

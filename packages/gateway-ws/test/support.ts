@@ -712,7 +712,13 @@ export function sseEvents(text: string): Array<{ event: string | undefined; data
 export function httpCall(
   port: number,
   path: string,
-  options: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
+  options: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: unknown;
+    /** The client's source address (another loopback address, e.g. `127.0.0.2`). */
+    localAddress?: string;
+  } = {},
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const body =
@@ -728,6 +734,7 @@ export function httpCall(
         path,
         method: options.method ?? "GET",
         agent: false,
+        ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
         headers: { "content-type": "application/json", ...options.headers },
       },
       (res) => {

@@ -18,6 +18,7 @@ import {
   type DevicePairing,
   type PairedDevice,
   type PairingRequest,
+  type PairingRequestLimits,
   pairingFields,
   scopesWithin,
 } from "./pairing.js";
@@ -39,6 +40,12 @@ export interface GatewayAuthSettings {
    * included.
    */
   rateLimit?: AuthRateLimitSettings | false | undefined;
+  /**
+   * Caps on pending pairing requests (see {@link PairingRequestLimits}): past them a device
+   * asking to pair is refused with `UNAVAILABLE` / `PAIRING_REQUESTS_FULL`. Default 100
+   * pending in all and 10 per client address.
+   */
+  pairingRequests?: PairingRequestLimits | undefined;
 }
 
 /** A refused handshake: the error to answer and how to close. */
@@ -297,7 +304,9 @@ export async function authenticateConnect(input: {
     paired!.roles.includes(role) &&
     (role === "node" || scopesWithin(scopes, paired!.scopes));
   if (!covered) {
-    const { request, created } = await pairing.requestPairing(
+    const autoApprovable = input.isLoopback && settings.autoApproveLoopback;
+    const { request, created } = await requestPairingOrRefuse(
+      pairing,
       pairingFields({
         deviceId: device.id,
         publicKey: publicKey!,
@@ -308,11 +317,12 @@ export async function authenticateConnect(input: {
         ...(input.remoteAddress === undefined ? {} : { remoteIp: input.remoteAddress }),
         ...(samesKey ? { existing: paired! } : {}),
       }),
+      // A request answered at once never waits: it takes no slot, and is never refused one.
+      !autoApprovable,
     );
-    const autoApproved =
-      input.isLoopback && settings.autoApproveLoopback
-        ? await autoApprove(pairing, request, input.onPairingResolved)
-        : undefined;
+    const autoApproved = autoApprovable
+      ? await autoApprove(pairing, request, input.onPairingResolved)
+      : undefined;
     if (autoApproved !== undefined) {
       paired = autoApproved;
     } else {
@@ -363,6 +373,27 @@ export async function authenticateConnect(input: {
     outcome.issuedToken = await pairing.issueToken(device.id, role, outcome.scopes);
   }
   return outcome;
+}
+
+/** {@link DevicePairing.requestPairing}, its `PAIRING_REQUESTS_FULL` as a refused handshake. */
+async function requestPairingOrRefuse(
+  pairing: DevicePairing,
+  fields: Parameters<DevicePairing["requestPairing"]>[0],
+  enforceLimits: boolean,
+): ReturnType<DevicePairing["requestPairing"]> {
+  try {
+    return await pairing.requestPairing(fields, { enforceLimits });
+  } catch (error) {
+    const code = GatewayError.isInstance(error)
+      ? (error.details as { code?: unknown } | undefined)?.code
+      : undefined;
+    if (code !== "PAIRING_REQUESTS_FULL") throw error;
+    throw new HandshakeRefusal(
+      (error as GatewayError).toShape(),
+      CloseCodes.POLICY_VIOLATION,
+      "too many pending pairing requests",
+    );
+  }
 }
 
 /**

@@ -4,9 +4,15 @@
  * `store.devices` by their SHA-256 hash only.
  */
 import { randomUUID } from "node:crypto";
-import type { DeviceRecord, JsonObject, Store } from "@beamclaw/core";
+import {
+  type DeviceRecord,
+  InvalidArgumentError,
+  type JsonObject,
+  type Store,
+} from "@beamclaw/core";
 import { ErrorCodes, type GatewayRole, Scopes } from "../protocol/constants.js";
 import { GatewayError, missingScope } from "../protocol/errors.js";
+import { addressKey } from "./client-address.js";
 import { hashToken, newToken } from "./shared-secret.js";
 
 const REQUEST_PREFIX = "gateway:pairing:";
@@ -75,14 +81,81 @@ export function scopesWithin(requested: readonly string[], granted: readonly str
   return requested.every((s) => scopeAllows(granted, s));
 }
 
+/**
+ * Caps on pending pairing requests (`gateway.auth.pairingRequests`), so that whoever holds the
+ * shared secret cannot fill the store with requests (each waits 10 minutes). Expired requests
+ * do not count; approving or rejecting one frees its slot; a device asking again for the same
+ * role reuses (or replaces) its own request rather than taking another slot. Loopback requests
+ * approved automatically are never refused.
+ */
+export interface PairingRequestLimits {
+  /** Pending requests in all. Default 100. */
+  maxPending?: number;
+  /** Pending requests from one client address (`remoteIp`). Default 10. */
+  maxPendingPerAddress?: number;
+}
+
+/** The defaults of {@link PairingRequestLimits}. */
+export const DEFAULT_PAIRING_REQUEST_LIMITS = {
+  maxPending: 100,
+  maxPendingPerAddress: 10,
+} as const satisfies Required<PairingRequestLimits>;
+
+/**
+ * {@link PairingRequestLimits} with the defaults filled in.
+ *
+ * @throws InvalidArgumentError for a cap that is not a positive integer.
+ */
+export function pairingRequestLimits(
+  limits: PairingRequestLimits | undefined,
+): Required<PairingRequestLimits> {
+  const pick = (name: keyof PairingRequestLimits): number => {
+    const value = limits?.[name] ?? DEFAULT_PAIRING_REQUEST_LIMITS[name];
+    if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
+      throw new InvalidArgumentError(
+        `gateway auth pairingRequests.${name} must be a positive integer, got ${String(value)}`,
+      );
+    }
+    return value;
+  };
+  return { maxPending: pick("maxPending"), maxPendingPerAddress: pick("maxPendingPerAddress") };
+}
+
+/**
+ * `UNAVAILABLE` / `PAIRING_REQUESTS_FULL`: too many pairing requests wait for an operator, in
+ * all (`limit: "total"`) or from the caller's address (`limit: "address"`). Retryable: a slot
+ * frees when a request is approved, rejected or expires.
+ */
+function pairingRequestsFull(limit: "total" | "address", max: number): GatewayError {
+  return new GatewayError(
+    ErrorCodes.UNAVAILABLE,
+    limit === "total"
+      ? `too many pending pairing requests (${max}); retry after an operator answered some`
+      : `too many pending pairing requests from this address (${max}); retry later`,
+    {
+      details: {
+        code: "PAIRING_REQUESTS_FULL",
+        limit,
+        max,
+        recommendedNextStep: "wait_then_retry",
+      },
+      retryable: true,
+    },
+  );
+}
+
 /** Pairing requests, paired devices and device tokens over a `Store`. */
 export class DevicePairing {
   readonly #store: Store;
   readonly #now: () => number;
+  /** The caps on pending requests. */
+  readonly limits: Required<PairingRequestLimits>;
 
-  constructor(store: Store, now: () => number = Date.now) {
+  /** @throws InvalidArgumentError for a cap in `limits` that is not a positive integer. */
+  constructor(store: Store, now: () => number = Date.now, limits?: PairingRequestLimits) {
     this.#store = store;
     this.#now = now;
+    this.limits = pairingRequestLimits(limits);
   }
 
   async device(deviceId: string): Promise<PairedDevice | undefined> {
@@ -117,39 +190,68 @@ export class DevicePairing {
    * (its scopes and commands unchanged, its other details refreshed). When it asks for more
    * scopes or commands, the pending request is dropped and a new one, with a new `requestId`,
    * is made (`created: true`), so that approving the old id cannot grant the wider access.
+   *
+   * A new request must fit within {@link DevicePairing.limits} (unless
+   * `options.enforceLimits` is `false`, for a request approved at once).
+   *
+   * @throws GatewayError `UNAVAILABLE` (`PAIRING_REQUESTS_FULL`, retryable) when the pending
+   *   requests fill a cap; nothing is changed then.
    */
   async requestPairing(
     fields: Omit<PairingRequest, "requestId" | "ts">,
+    options: { enforceLimits?: boolean } = {},
   ): Promise<{ request: PairingRequest; created: boolean }> {
-    for (const pending of await this.pendingRequests()) {
-      if (pending.deviceId === fields.deviceId && pending.role === fields.role) {
-        const pendingCommands = new Set(pending.commands ?? []);
-        const widens =
-          !scopesWithin(fields.scopes, pending.scopes) ||
-          (fields.commands ?? []).some((c) => !pendingCommands.has(c));
-        if (widens) {
-          await this.#store.kv.delete(`${REQUEST_PREFIX}${pending.requestId}`);
-          break;
-        }
+    const pendingList = await this.pendingRequests();
+    const same = pendingList.find(
+      (pending) => pending.deviceId === fields.deviceId && pending.role === fields.role,
+    );
+    if (same !== undefined) {
+      const pendingCommands = new Set(same.commands ?? []);
+      const widens =
+        !scopesWithin(fields.scopes, same.scopes) ||
+        (fields.commands ?? []).some((c) => !pendingCommands.has(c));
+      if (!widens) {
         const merged: PairingRequest = {
-          ...pending,
+          ...same,
           ...fields,
-          scopes: pending.scopes,
-          ...(pending.commands === undefined ? {} : { commands: pending.commands }),
-          requestId: pending.requestId,
-          ts: pending.ts,
+          scopes: same.scopes,
+          ...(same.commands === undefined ? {} : { commands: same.commands }),
+          requestId: same.requestId,
+          ts: same.ts,
         };
-        await this.#store.kv.set(`${REQUEST_PREFIX}${pending.requestId}`, json(merged), {
+        await this.#store.kv.set(`${REQUEST_PREFIX}${same.requestId}`, json(merged), {
           ttlMs: REQUEST_TTL_MS,
         });
         return { request: merged, created: false };
       }
     }
+    // A replaced request frees its own slot; a refused one leaves the pending one as it was.
+    if (options.enforceLimits !== false) {
+      this.#checkRoom(
+        pendingList.filter((pending) => pending !== same),
+        fields.remoteIp,
+      );
+    }
+    if (same !== undefined) await this.#store.kv.delete(`${REQUEST_PREFIX}${same.requestId}`);
     const request: PairingRequest = { ...fields, requestId: randomUUID(), ts: this.#now() };
     await this.#store.kv.set(`${REQUEST_PREFIX}${request.requestId}`, json(request), {
       ttlMs: REQUEST_TTL_MS,
     });
     return { request, created: true };
+  }
+
+  /** Refuses a new request when the pending ones fill either cap. */
+  #checkRoom(pending: readonly PairingRequest[], remoteIp: string | undefined): void {
+    const { maxPending, maxPendingPerAddress } = this.limits;
+    if (pending.length >= maxPending) throw pairingRequestsFull("total", maxPending);
+    if (remoteIp === undefined) return;
+    const address = addressKey(remoteIp);
+    const fromAddress = pending.filter(
+      (r) => r.remoteIp !== undefined && addressKey(r.remoteIp) === address,
+    ).length;
+    if (fromAddress >= maxPendingPerAddress) {
+      throw pairingRequestsFull("address", maxPendingPerAddress);
+    }
   }
 
   /**

@@ -7,6 +7,7 @@
  */
 import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { InvalidArgumentError } from "@beamclaw/core";
+import { addressKey } from "./client-address.js";
 
 /** How failed logins are limited (`gateway.auth.rateLimit`). */
 export interface AuthRateLimitSettings {
@@ -164,9 +165,7 @@ export function isLoopbackRequest(req: IncomingMessage): boolean {
 
 /** One key per client: IPv4-mapped IPv6 addresses count as their IPv4 address. */
 function keyOf(address: string | undefined): string {
-  if (address === undefined || address === "") return "unknown";
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return mapped?.[1] ?? address.toLowerCase();
+  return address === undefined || address === "" ? "unknown" : addressKey(address);
 }
 
 const limiters = new WeakMap<object, AuthRateLimiter | null>();

@@ -436,7 +436,7 @@ export class HookIngress {
   }
 
   #authorize(req: IncomingMessage, settings: HooksConfig): void {
-    const address = req.socket.remoteAddress;
+    const address = this.#hub.trustedProxies.clientAddress(req);
     // Behind a proxy on this host every caller has a loopback address: none is exempt.
     const loopback = isLoopbackRequest(req);
     const allowed = this.#limiter.check(address, loopback);

@@ -68,7 +68,7 @@ async function authorizeHttpLimited(
   req: IncomingMessage,
 ): Promise<{ ok: true } | { ok: false; retryAfterMs?: number }> {
   const limiter = hub.auth.mode === "none" ? null : authRateLimiterOf(hub.auth, hub.now);
-  const address = req.socket.remoteAddress;
+  const address = hub.trustedProxies.clientAddress(req);
   const loopback = isLoopbackRequest(req);
   const gate = limiter?.check(address, loopback) ?? { allowed: true };
   if (!gate.allowed) return { ok: false, retryAfterMs: gate.retryAfterMs };

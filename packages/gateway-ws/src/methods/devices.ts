@@ -6,6 +6,7 @@
 import type { PairedDevice, PairingRequest } from "../auth/pairing.js";
 import { scopeAllows, scopesWithin } from "../auth/pairing.js";
 import { encodeSetupCode, type SetupAccess, SetupCodes } from "../auth/setup-codes.js";
+import type { GatewayConnection } from "../connection.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { nodePendingQueues } from "../node-pending.js";
 import { EXEC_NODE_COMMANDS } from "../nodes.js";
@@ -101,6 +102,33 @@ function disconnect(hub: GatewayHub, deviceId: string, reason: string, role?: st
     count++;
   }
   return count;
+}
+
+/**
+ * The live connections that authenticated with a device token of `deviceId` for `role`. Once
+ * that role's tokens are revoked or superseded by a rotation (a device holds one live token
+ * per role), every one of them used a dead token and is closed (1008, as on unpairing).
+ * Connections that came in with the shared secret are kept: their credential still works.
+ */
+function tokenConnections(hub: GatewayHub, deviceId: string, role: string): GatewayConnection[] {
+  return [...hub.connections].filter(
+    (c) => c.deviceId === deviceId && c.role === role && c.authMethod === "device-token",
+  );
+}
+
+/**
+ * Answers `call` and closes `connections`. The caller, when among them, is answered first:
+ * the answer would be lost on a closing connection.
+ */
+function answerThenClose(
+  call: MethodCall,
+  connections: readonly GatewayConnection[],
+  reason: string,
+  result: unknown,
+): unknown {
+  connections.find((c) => c.connId === call.caller.connId)?.respond(call.id, true, result);
+  for (const connection of connections) connection.close(CloseCodes.POLICY_VIOLATION, reason);
+  return result;
 }
 
 /** Non-admins manage only their own device, and never beyond their own scopes. */
@@ -271,7 +299,9 @@ export const deviceMethods: Record<string, HubMethod> = {
       const issued = await hub.pairing.issueToken(deviceId, role, scopes);
       // The token travels back only to the device itself, authenticated by its token.
       const inBand = call.caller.deviceId === deviceId && call.caller.authMethod === "device-token";
-      return {
+      // A caller that came in with the old token gets the new one, then is closed with the
+      // other connections of the old token: it reconnects with the token it was just given.
+      return answerThenClose(call, tokenConnections(hub, deviceId, role), "device token rotated", {
         deviceId,
         role,
         scopes,
@@ -279,7 +309,7 @@ export const deviceMethods: Record<string, HubMethod> = {
         ...(inBand
           ? { token: issued.token, tokenDelivery: "in-band" }
           : { tokenDelivery: "withheld-cross-device" }),
-      };
+      });
     },
   },
   "device.token.revoke": {
@@ -290,12 +320,14 @@ export const deviceMethods: Record<string, HubMethod> = {
       checkTokenTarget(call, deviceId, []);
       await pairedOrFail(hub, deviceId);
       const revoked = await hub.pairing.revokeTokens(deviceId, role);
-      const closed = [...hub.connections].filter(
-        (c) => c.deviceId === deviceId && c.role === role && c.authMethod === "device-token",
-      );
-      for (const connection of closed)
-        connection.close(CloseCodes.POLICY_VIOLATION, "device token revoked");
-      return { ok: true, deviceId, role, revoked, disconnected: closed.length };
+      const closing = tokenConnections(hub, deviceId, role);
+      return answerThenClose(call, closing, "device token revoked", {
+        ok: true,
+        deviceId,
+        role,
+        revoked,
+        disconnected: closing.length,
+      });
     },
   },
 
