@@ -133,8 +133,9 @@ export interface GatewayServerOptions {
    * one of them counts as coming from the rightmost forwarded hop that is not a trusted proxy
    * (else `X-Real-IP`): for the failed-login limit (WebSocket `connect`, HTTP API, hooks),
    * pairing requests' `remoteIp` and their per-address cap, presence and logs. Forwarded
-   * headers from any other peer are ignored. Default none: the socket's peer address is the
-   * client, and behind a proxy all clients share the proxy's address.
+   * headers from any other peer are ignored. Default `config.gateway.trustedProxies`, else
+   * none: the socket's peer address is the client, and behind a proxy all clients share the
+   * proxy's address.
    *
    * @example
    * ```ts
@@ -292,6 +293,7 @@ export class GatewayServer {
     const gw = config?.gateway;
     this.#host = options.host ?? gw?.host ?? "127.0.0.1";
     this.#port = options.port ?? gw?.port ?? 18_789;
+    const pairingRequests = options.auth?.pairingRequests ?? gw?.auth.pairingRequests;
     const auth: GatewayAuthSettings = {
       mode: options.auth?.mode ?? gw?.auth.mode ?? "token",
       token: options.auth?.token ?? gw?.auth.token,
@@ -299,14 +301,12 @@ export class GatewayServer {
       autoApproveLoopback:
         options.auth?.autoApproveLoopback ?? gw?.auth.autoApproveLoopback ?? true,
       rateLimit: options.auth?.rateLimit ?? gw?.auth.rateLimit,
-      ...(options.auth?.pairingRequests === undefined
-        ? {}
-        : { pairingRequests: options.auth.pairingRequests }),
+      ...(pairingRequests === undefined ? {} : { pairingRequests }),
     };
     // Checks the limits now (InvalidArgumentError) rather than at the first connect.
     authRateLimiterOf(auth, options.now ?? Date.now);
     pairingRequestLimits(auth.pairingRequests);
-    const trustedProxies = new TrustedProxies(options.trustedProxies ?? []);
+    const trustedProxies = new TrustedProxies(options.trustedProxies ?? gw?.trustedProxies ?? []);
     if (auth.mode === "token" && !auth.token) {
       throw new InvalidArgumentError(
         "gateway auth mode is token but no token is set (gateway.auth.token, e.g. ${BEAMCLAW_GATEWAY_TOKEN})",

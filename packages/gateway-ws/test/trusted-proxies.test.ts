@@ -3,6 +3,7 @@
  * proxy forwards for), not per proxy. Over real sockets from loopback addresses (all of 127/8
  * is local on Linux) standing in for the proxy; every frame is checked against the schema.
  */
+import { ConfigError, parseConfig } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createDeviceIdentity } from "../src/auth/device-identity.js";
 import { createGateway } from "../src/index.js";
@@ -168,6 +169,64 @@ describe("trustedProxies option", () => {
     const auth = { mode: "token" as const, token: TOKEN };
     for (const trustedProxies of [["not-an-ip"], ["10.0.0.0/33"], ["fd00::/200"]]) {
       expect(() => createGateway({ runtime, auth, trustedProxies })).toThrow(/trustedProxies/);
+    }
+  });
+
+  it("is read from beamclaw.yaml (gateway.trustedProxies), as are auth.pairingRequests", async () => {
+    const config = parseConfig({
+      agents: { main: { model: "scripted/test" } },
+      gateway: {
+        auth: {
+          mode: "token",
+          token: TOKEN,
+          autoApproveLoopback: false,
+          pairingRequests: { maxPendingPerAddress: 1 },
+        },
+        trustedProxies: ["127.0.0.2"],
+      },
+    });
+    const { url } = await startStack({ gateway: { config } });
+    /** The `details.code` a device asking to pair through the proxy for `client` gets. */
+    const pairVia = async (client: string) => {
+      const socket = await TestClient.open(url, {
+        localAddress: "127.0.0.2",
+        headers: { "x-forwarded-for": client },
+      });
+      try {
+        await socket.sendConnect({
+          token: TOKEN,
+          device: createDeviceIdentity(),
+          scopes: ["operator.read"],
+        });
+        return "connected";
+      } catch (error) {
+        if (!(error instanceof RpcError)) throw error;
+        return (error.details as { code?: string; limit?: string }).code;
+      } finally {
+        await socket.close();
+      }
+    };
+    expect(await pairVia("203.0.113.7")).toBe("PAIRING_REQUIRED");
+    // One pending request per client address (the forwarded one, not the proxy's).
+    expect(await pairVia("203.0.113.7")).toBe("PAIRING_REQUESTS_FULL");
+    expect(await pairVia("203.0.113.8")).toBe("PAIRING_REQUIRED");
+  });
+
+  it("refuses a bad gateway.trustedProxies or auth.pairingRequests in the configuration, naming the path", () => {
+    for (const [gateway, path] of [
+      [{ trustedProxies: ["10.0.0.0/33"] }, "gateway.trustedProxies[0]"],
+      [{ trustedProxies: ["proxy.internal"] }, "gateway.trustedProxies[0]"],
+      [{ auth: { pairingRequests: { maxPending: 0 } } }, "gateway.auth.pairingRequests.maxPending"],
+      [{ auth: { pairingRequests: { maxPendng: 5 } } }, "gateway.auth.pairingRequests"],
+    ] as const) {
+      let caught: unknown;
+      try {
+        parseConfig({ agents: { main: { model: "scripted/test" } }, gateway });
+      } catch (error) {
+        caught = error;
+      }
+      expect(ConfigError.isInstance(caught)).toBe(true);
+      expect((caught as Error).message).toContain(path);
     }
   });
 });

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { z } from "zod";
 import { CHANNEL_ID_PATTERN } from "../channels/validate.js";
 import { type CronSchedule, compileSchedule } from "../cron/schedule.js";
@@ -427,6 +428,15 @@ const origin = z.string().refine((value) => {
   }
 }, "an origin: scheme://host[:port], without a path or a trailing slash");
 
+/** A trusted proxy: an IPv4 / IPv6 address, or a CIDR range with a prefix valid for its family. */
+const trustedProxy = z.string().refine((value) => {
+  const [address = "", prefix, extra] = value.trim().split("/");
+  const family = isIP(address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, ""));
+  if (family === 0 || extra !== undefined) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}, "an IP address or CIDR range (10.0.0.0/8, fd00::/8)");
+
 /** A hook action's delivery and run settings, shared by mappings and `/hooks/agent` bodies. */
 const hookRunFields = {
   /** A name for the hook (`GitHub`): prefixes the summary its run leaves in the main session. */
@@ -585,6 +595,18 @@ export const ConfigSchema = z
                   .strict(),
               ])
               .optional(),
+            /**
+             * Caps on pending pairing requests: `maxPending` (100) in all and
+             * `maxPendingPerAddress` (10) from one client address; past one, a device asking
+             * to pair is refused (`PAIRING_REQUESTS_FULL`, retryable).
+             */
+            pairingRequests: z
+              .object({
+                maxPending: z.number().int().positive().optional(),
+                maxPendingPerAddress: z.number().int().positive().optional(),
+              })
+              .strict()
+              .optional(),
           })
           .strict()
           .default({ mode: "token", autoApproveLoopback: true }),
@@ -647,6 +669,14 @@ export const ConfigSchema = z
          * WebSockets and call the HTTP API; other browser origins get 403.
          */
         allowedOrigins: z.array(origin).default([]),
+        /**
+         * Reverse proxies in front of the gateway (IPv4 / IPv6 addresses and CIDR ranges, e.g.
+         * `10.0.0.0/8`): a request from one counts as coming from the client its
+         * `X-Forwarded-For` (rightmost hop that is not a trusted proxy) or `X-Real-IP` names,
+         * for the failed-login limit, pairing requests and presence. Default none: forwarded
+         * headers are never read.
+         */
+        trustedProxies: z.array(trustedProxy).default([]),
       })
       .strict()
       .default({
@@ -658,6 +688,7 @@ export const ConfigSchema = z
           responsesKeepMs: 30 * DAY_MS,
         },
         allowedOrigins: [],
+        trustedProxies: [],
         port: 18_789,
         auth: { mode: "token", autoApproveLoopback: true },
         maxPayloadBytes: 1_048_576,
@@ -964,6 +995,7 @@ export const RESTART_ONLY_PATHS: readonly string[] = [
   "gateway.presence",
   "gateway.http",
   "gateway.streamCoalesceMs",
+  "gateway.trustedProxies",
   "store",
   "providers",
   "tools.mcpServers",
