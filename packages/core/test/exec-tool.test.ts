@@ -138,7 +138,11 @@ describe("createExecTool", () => {
   });
 
   it("moves a command to the background after yieldAfterMs; the process tool drives it", async () => {
-    const { exec } = execWith(["allow-once"], { yieldAfterMs: 150 });
+    // The write is input to an approved command: it is approved on its own.
+    const { exec } = execWith(["allow-once"], {
+      yieldAfterMs: 150,
+      approveWrite: () => "allow-once",
+    });
     const proc = createProcessTool(registry);
     const started = (await exec.execute(
       { command: 'echo start; read line; echo "got $line"; sleep 30' },

@@ -272,6 +272,58 @@ tools: { exec: { enabled: true, host: sandbox, sandbox: { driver: bubblewrap }, 
     expect(existsSync(outside)).toBe(false);
   });
 
+  it("asks the operator again before the process tool types into an approved sandboxed shell", async () => {
+    const configDir = await tempDir("bc-cfg-");
+    mkdirSync(join(configDir, "work"));
+    // exec `sh` in the background, then write a command into it.
+    const model = await modelServer((body) => {
+      const results = toolResults(body);
+      if (results.length === 0) {
+        return { toolCalls: [{ name: "exec", input: { command: "sh", background: true } }] };
+      }
+      if (results.length === 1) {
+        const slug = results[0]!.slug as string;
+        const input = { action: "write", slug, data: "touch planted.txt\n", eof: true };
+        return { toolCalls: [{ name: "process", input }] };
+      }
+      return { text: "done" };
+    });
+    const gateway = await start(
+      await writeConfig(
+        configDir,
+        model.baseUrl,
+        `${GATEWAY()}
+agents: { main: { model: local/m, tools: [exec, process] } }
+tools: { exec: { enabled: true, host: sandbox, sandbox: { driver: bubblewrap }, roots: [./work] } }`,
+      ),
+    );
+    const admin = await operator(gateway);
+    const done = chat(admin, "type", "run-write-1");
+    const command = await admin.waitEvent("exec.approval.requested", () => true, 10_000);
+    expect(command.payload.request).toMatchObject({ toolName: "exec", input: { command: "sh" } });
+    await admin.request("exec.approval.resolve", {
+      id: command.payload.id,
+      decision: "allow-once",
+    });
+    const write = await admin.waitEvent(
+      "exec.approval.requested",
+      (p) => p.request.toolName === "process",
+      10_000,
+    );
+    const slug = toolResults(model.bodies[1]!)[0]!.slug;
+    expect(write.payload.request.input).toMatchObject({
+      slug,
+      command: "sh",
+      data: "touch planted.txt\n",
+      eof: true,
+    });
+    expect(write.payload.request.display).toContain("command approved before: sh");
+    await admin.request("exec.approval.resolve", { id: write.payload.id, decision: "deny" });
+    await done;
+    expect(JSON.stringify(toolResults(model.bodies[2]!)[1])).toMatch(/denied/);
+    expect(existsSync(join(configDir, "work", "planted.txt"))).toBe(false);
+  });
+
   it("runs only allowlisted commands when approvals are off, and follows allowlist changes live", async () => {
     const configDir = await tempDir("bc-cfg-");
     mkdirSync(join(configDir, "work"));

@@ -134,11 +134,18 @@ export async function startTools(options: ToolsOptions): Promise<ConfiguredTools
     }
   };
 
-  // The process tool only reaches commands the same session started after their approval.
+  // The process tool only reaches commands the same session started after their approval;
+  // a write to one that was asked about is asked about again (exec's gate, through
+  // `approveWithGate(...).write`), so it waits as long as exec does for its answer.
   const processTool = (
     registry: BackgroundProcessRegistry,
   ): AgentTool & { approval: "never"; maxRetries: number } => ({
-    ...createProcessTool(registry, { maxOutputBytes: toolTextBytes(resultBytes) }),
+    ...createProcessTool(registry, {
+      maxOutputBytes: toolTextBytes(resultBytes),
+      ...(approvals === undefined
+        ? {}
+        : { approvalTimeoutMs: approvals.timeoutMs + APPROVAL_SLACK_MS }),
+    }),
     approval: "never",
     maxRetries: 0,
   });

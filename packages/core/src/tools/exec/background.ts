@@ -7,6 +7,7 @@ import {
 } from "../../errors.js";
 import { Actor, type DownMessage, type ExitReason } from "../../runtime/index.js";
 import { type LongTimer, startTimer } from "../../runtime/timers.js";
+import type { ToolContext } from "../../sessions/types.js";
 import type { ExecChild, ExecHost, ExecSpawnRequest } from "./host.js";
 import { OutputRing, type TailOptions } from "./output-ring.js";
 
@@ -49,10 +50,31 @@ export interface BackgroundProcessRegistryOptions {
   trackIntervalMs?: number;
 }
 
+/** A write to a process's standard input, as the `process` tool asks for it. */
+export interface ProcessWrite {
+  slug: string;
+  /** Exactly what is written. */
+  data: string;
+  /** Whether standard input is closed afterwards. */
+  eof: boolean;
+}
+
+/**
+ * Decides whether a tool call may write to a process: resolves to let it, rejects (with
+ * `ExecRefusedError`, an `ApprovalDeniedError`, ...) to refuse it. Nothing is written until it
+ * resolves.
+ */
+export type ProcessWriteGate = (write: ProcessWrite, context: ToolContext) => Promise<void>;
+
 /** What to start: a host and its spawn request, plus bookkeeping. */
 export interface BackgroundSpawnRequest extends ExecSpawnRequest {
   /** The command as asked for, for listings. */
   command: string;
+  /**
+   * Asked before the `process` tool writes to this process's standard input (the exec tool
+   * sets it for commands that needed an approval). Without it, writes are not gated.
+   */
+  gateWrite?: ProcessWriteGate;
   /** Who may see and control it (the exec tool uses the session key). */
   owner?: string;
   /** Overall time limit. Default: the registry's `timeoutMs`. */
@@ -106,6 +128,7 @@ interface Entry {
   cwd: string;
   command: string;
   owner: string | undefined;
+  gateWrite: ProcessWriteGate | undefined;
   ring: OutputRing;
   startedAt: number;
   endedAt: number | undefined;
@@ -390,6 +413,17 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
   }
 
   /**
+   * The gate a tool call's write to this process must pass (its spawn request's
+   * `gateWrite`), if any. `write` itself does not ask it: the caller (the `process` tool)
+   * does, with the call's context.
+   *
+   * @throws ProcessNotFoundError
+   */
+  writeGate(slug: string): ProcessWriteGate | undefined {
+    return this.#get(slug).gateWrite;
+  }
+
+  /**
    * Writes to the process's stdin; `eof` closes it afterwards.
    *
    * @throws ProcessNotFoundError; InvalidArgumentError when stdin is closed.
@@ -472,6 +506,7 @@ export class BackgroundProcessRegistry extends Actor<never, never, never, Regist
       cwd: request.cwd,
       command: request.command,
       owner: request.owner,
+      gateWrite: request.gateWrite,
       ring: new OutputRing(this.#outputLimit),
       startedAt: Date.now(),
       endedAt: undefined,

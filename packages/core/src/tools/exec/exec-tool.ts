@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { AbortedError, ExecRefusedError, InvalidArgumentError } from "../../errors.js";
 import type { JsonObject, JsonValue } from "../../providers/types.js";
 import { withLazySignal } from "../../runtime/lazy-abort.js";
@@ -7,9 +8,14 @@ import type { ToolContext } from "../../sessions/types.js";
 import { storeFailed } from "../approval.js";
 import { DEFAULT_TOOL_TEXT_BYTES, fitJsonText, jsonTextBytes } from "../output-cap.js";
 import type { ExecAllowlist } from "./allowlist.js";
-import type { BackgroundProcessRegistry, ProcessSnapshot } from "./background.js";
+import type {
+  BackgroundProcessRegistry,
+  ProcessSnapshot,
+  ProcessWrite,
+  ProcessWriteGate,
+} from "./background.js";
 import { DEFAULT_EXEC_TIMEOUT_MS } from "./background.js";
-import { bindCommand } from "./binding.js";
+import { bindCommand, describeBinding } from "./binding.js";
 import type { ExecBinding } from "./binding-types.js";
 import type { ExecHost, ExecHostKind } from "./host.js";
 
@@ -18,12 +24,79 @@ export type ExecApprovalDecision = "allow-once" | "allow-always" | "deny";
 
 /**
  * Asks whether a binding may run. Called for every command the allowlist does not cover and
- * that was not approved with `allow-always` before. The approval gate implements it.
+ * that was not approved with `allow-always` before. The approval gate implements it
+ * ({@link approveWithGate}), with a `write` that asks about input too.
  */
-export type ExecApprover = (
+export type ExecApprover = ((
   binding: ExecBinding,
   context: ToolContext,
+) => ExecApprovalDecision | Promise<ExecApprovalDecision>) & {
+  /**
+   * Asks about a `write` to a command this approver let run; used unless the exec tool is
+   * given `approveWrite`. See {@link ExecToolOptions.approveWrite}.
+   */
+  readonly write?: ExecWriteApprover;
+};
+
+/**
+ * A `write` of the `process` tool to the standard input of a command the exec tool started
+ * after an approval: what the person is asked about. Input to a shell or an interpreter
+ * (`sh`, `python3 -i`, `node`) is code, so approving the command never approves its input.
+ */
+export interface ExecWriteRequest {
+  /** The process the input goes to. */
+  slug: string;
+  /** The command as it was approved. */
+  binding: ExecBinding;
+  /** Exactly what is written. */
+  data: string;
+  /** Whether standard input is closed afterwards. */
+  eof: boolean;
+  /**
+   * SHA-256 (hex) of the command's binding key, `data` and `eof`: what an `allow-always` of
+   * this write binds to — this exact input to this exact command, nothing else.
+   */
+  key: string;
+}
+
+/** Asks whether a {@link ExecWriteRequest} may be written. */
+export type ExecWriteApprover = (
+  request: ExecWriteRequest,
+  context: ToolContext,
 ) => ExecApprovalDecision | Promise<ExecApprovalDecision>;
+
+/**
+ * The text a person sees for a write: the process, the command approved before (as
+ * {@link describeBinding} shows it) and the exact data, JSON-quoted so that newlines and
+ * control characters show.
+ *
+ * @example
+ * ```ts
+ * describeWrite(request);
+ * // write to the standard input of process python3-4
+ * // command approved before: python3 -i
+ * //   host gateway, cwd /srv/work
+ * //   /usr/bin/python3 -i
+ * // data (22 characters): "import os; os.system()\n"
+ * ```
+ */
+export function describeWrite(request: ExecWriteRequest): string {
+  return [
+    `write to the standard input of process ${request.slug}${request.eof ? ", then close it" : ""}`,
+    `command approved before: ${request.binding.command}`,
+    ...describeBinding(request.binding)
+      .split("\n")
+      .map((line) => `  ${line}`),
+    `data (${request.data.length} characters): ${JSON.stringify(request.data)}`,
+  ].join("\n");
+}
+
+/** The key an approval of a write binds to. See {@link ExecWriteRequest.key}. */
+function writeKey(binding: ExecBinding, data: string, eof: boolean): string {
+  return createHash("sha256")
+    .update(JSON.stringify({ v: 1, write: binding.key, data, eof }))
+    .digest("hex");
+}
 
 /**
  * Where `allow-always` decisions are kept. A memory that throws never costs a command: one
@@ -34,6 +107,12 @@ export type ExecApprover = (
 export interface ExecApprovalMemory {
   has(binding: ExecBinding, context: ToolContext): boolean | Promise<boolean>;
   remember(binding: ExecBinding, context: ToolContext): void | Promise<void>;
+  /**
+   * Whether this exact write (its `key`) was approved with `allow-always`. A memory without
+   * `hasWrite` and `rememberWrite` treats an `allow-always` of a write as `allow-once`.
+   */
+  hasWrite?(request: ExecWriteRequest, context: ToolContext): boolean | Promise<boolean>;
+  rememberWrite?(request: ExecWriteRequest, context: ToolContext): void | Promise<void>;
 }
 
 /**
@@ -56,6 +135,14 @@ export class InMemoryExecApprovals implements ExecApprovalMemory {
     this.#keys.add(`${context.agentId}\u0000${binding.key}`);
   }
 
+  hasWrite(request: ExecWriteRequest, context: ToolContext): boolean {
+    return this.#keys.has(`${context.agentId}\u0000write\u0000${request.key}`);
+  }
+
+  rememberWrite(request: ExecWriteRequest, context: ToolContext): void {
+    this.#keys.add(`${context.agentId}\u0000write\u0000${request.key}`);
+  }
+
   /** Forgets every decision. */
   clear(): void {
     this.#keys.clear();
@@ -72,6 +159,26 @@ export interface ExecToolOptions {
   defaultHost?: ExecHostKind;
   /** Asks a person (or policy). Without one, only allowlisted or remembered commands run. */
   approve?: ExecApprover;
+  /**
+   * Asks about each `write` the `process` tool makes to a command that needed an approval (a
+   * remembered `allow-always` or `approve`): approving a command never approves what is
+   * typed into it afterwards (`sh`, `python3 -i`). Default: `approve.write`
+   * ({@link approveWithGate} has one, so an `ApprovalGate` is asked with the process, the
+   * approved command and the exact data; in mode `off` it allows everything, as before). Without
+   * either, such writes are refused with `ExecRefusedError` (`denied`), unless remembered.
+   *
+   * An `allow-always` of a write covers that exact data (and `eof`) written to that exact
+   * command binding, in any of its processes, and nothing else. Input to an interpreter means
+   * what the state it is in makes it mean, so `allow-always` of input to a REPL is rarely
+   * what a careful person wants; a gate in mode `always` asks every time.
+   *
+   * Writes to a command the allowlist let run are not asked about: the allowlist is the
+   * operator's standing trust in that command (with `tools.approvals.mode: off` it is the only
+   * one), whatever it is fed. So do not allowlist programs that run their input as code;
+   * shells reading standard input are marked dynamic and cannot be allowlisted anyway.
+   * Processes started through the registry directly (not by this tool) are not gated.
+   */
+  approveWrite?: ExecWriteApprover;
   /** Commands that run without asking. */
   allowlist?: ExecAllowlist;
   /** Where `allow-always` is remembered. Default an {@link InMemoryExecApprovals}. */
@@ -198,8 +305,47 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
   };
 
   const name = options.name ?? "exec";
-  const decide = async (binding: ExecBinding, context: ToolContext): Promise<void> => {
-    if (options.allowlist?.allows(binding)) return;
+
+  /**
+   * Asks `approver` within `approvalTimeoutMs`; its signal also aborts at the deadline, so
+   * that what it asked (a gate's pending request) is withdrawn rather than left open to an
+   * answer nothing acts on.
+   */
+  const ask = <T>(
+    approver: (
+      request: T,
+      context: ToolContext,
+    ) => ExecApprovalDecision | Promise<ExecApprovalDecision>,
+    request: T,
+    context: ToolContext,
+    command: string,
+  ): Promise<ExecApprovalDecision> => {
+    const deadline = new AbortController();
+    const asking = withLazySignal(context, {
+      signal: AbortSignal.any([context.signal, deadline.signal]),
+    });
+    return withDeadline(
+      Promise.resolve().then(() => approver(request, asking)),
+      approvalTimeoutMs,
+      context.signal,
+      () => {
+        const refused = new ExecRefusedError(
+          "approval-timeout",
+          `no approval within ${approvalTimeoutMs} ms`,
+          command,
+        );
+        deadline.abort(refused);
+        return refused;
+      },
+    );
+  };
+
+  /** Resolves how the binding may run (`allowlist` or `asked`), or throws. */
+  const decide = async (
+    binding: ExecBinding,
+    context: ToolContext,
+  ): Promise<"allowlist" | "asked"> => {
+    if (options.allowlist?.allows(binding)) return "allowlist";
     const subject = () => ({
       sessionKey: context.sessionKey,
       runId: context.runId,
@@ -207,7 +353,7 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
       key: binding.key,
     });
     try {
-      if (await approvals.has(binding, context)) return;
+      if (await approvals.has(binding, context)) return "asked";
     } catch (error) {
       // What cannot be read is asked again: the person decides, and the call goes on.
       storeFailed(subject(), "list", error);
@@ -219,26 +365,7 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
         binding.command,
       );
     }
-    // The approver's signal also aborts at the deadline, so that what it asked (a gate's
-    // pending request) is withdrawn rather than left open to an answer nothing acts on.
-    const deadline = new AbortController();
-    const asking = withLazySignal(context, {
-      signal: AbortSignal.any([context.signal, deadline.signal]),
-    });
-    const decision = await withDeadline(
-      Promise.resolve().then(() => options.approve!(binding, asking)),
-      approvalTimeoutMs,
-      context.signal,
-      () => {
-        const refused = new ExecRefusedError(
-          "approval-timeout",
-          `no approval within ${approvalTimeoutMs} ms`,
-          binding.command,
-        );
-        deadline.abort(refused);
-        return refused;
-      },
-    );
+    const decision = await ask(options.approve, binding, context, binding.command);
     if (decision === "allow-always") {
       try {
         await approvals.remember(binding, context);
@@ -246,11 +373,58 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
         // The answer holds for this command; only its memory is lost (the next run asks again).
         storeFailed(subject(), "put", error);
       }
-      return;
+      return "asked";
     }
-    if (decision === "allow-once") return;
+    if (decision === "allow-once") return "asked";
     throw new ExecRefusedError("denied", "the command was not approved", binding.command);
   };
+
+  /** The gate on `write`s to a process started after an approval. */
+  const gateWrites =
+    (binding: ExecBinding): ProcessWriteGate =>
+    async (write: ProcessWrite, context: ToolContext) => {
+      const request: ExecWriteRequest = {
+        slug: write.slug,
+        binding,
+        data: write.data,
+        eof: write.eof,
+        key: writeKey(binding, write.data, write.eof),
+      };
+      const subject = () => ({
+        sessionKey: context.sessionKey,
+        runId: context.runId,
+        toolName: `${name}:write`,
+        key: request.key,
+      });
+      try {
+        if (await approvals.hasWrite?.(request, context)) return;
+      } catch (error) {
+        storeFailed(subject(), "list", error);
+      }
+      const approver = options.approveWrite ?? options.approve?.write;
+      if (approver === undefined) {
+        throw new ExecRefusedError(
+          "denied",
+          `writing to process ${write.slug} needs approval (its command did) and no write approver is configured; nothing was written`,
+          binding.command,
+        );
+      }
+      const decision = await ask(approver, request, context, binding.command);
+      if (decision === "allow-always") {
+        try {
+          await approvals.rememberWrite?.(request, context);
+        } catch (error) {
+          storeFailed(subject(), "put", error);
+        }
+        return;
+      }
+      if (decision === "allow-once") return;
+      throw new ExecRefusedError(
+        "denied",
+        `the write to process ${write.slug} was not approved; nothing was written`,
+        binding.command,
+      );
+    };
 
   return {
     name,
@@ -258,7 +432,8 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
       "Run a shell command (POSIX sh). Every command needs approval unless allowlisted; the " +
       "approval covers exactly this command. Commands still running after " +
       `${Math.round(yieldAfterMs / 1000)} s continue in the background and return a slug for ` +
-      "the process tool (poll, log, write, kill, list, remove).",
+      "the process tool (poll, log, write, kill, list, remove); input written to an approved " +
+      "command needs its own approval.",
     inputSchema,
     timeoutMs: approvalTimeoutMs + yieldAfterMs + 30_000,
     async execute(rawInput: JsonValue, context: ToolContext): Promise<JsonValue> {
@@ -288,7 +463,7 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
         resolveExecutable: host.resolveExecutable,
         maxLength: options.maxCommandLength,
       });
-      await decide(binding, context);
+      const allowedBy = await decide(binding, context);
       if (context.signal.aborted) throw context.signal.reason ?? new AbortedError("aborted");
 
       const started = await registry.spawn(host, {
@@ -298,6 +473,8 @@ export function createExecTool(options: ExecToolOptions): AgentTool {
         env,
         owner: context.sessionKey,
         timeoutMs: input.timeoutMs ?? timeoutMs,
+        // What the allowlist lets run is trusted with its input; what was asked about is not.
+        ...(allowedBy === "asked" ? { gateWrite: gateWrites(binding) } : {}),
       });
       const slug = started.slug;
       if (input.stdin !== undefined) {

@@ -24,6 +24,8 @@ export {
   DEFAULT_YIELD_AFTER_MS,
   type ProcessPoll,
   type ProcessSnapshot,
+  type ProcessWrite,
+  type ProcessWriteGate,
 } from "./background.js";
 export { type BindOptions, bindCommand, describeBinding } from "./binding.js";
 export type {
@@ -47,11 +49,14 @@ export {
 export {
   createExecTool,
   DEFAULT_EXEC_MAX_OUTPUT_BYTES,
+  describeWrite,
   type ExecApprovalDecision,
   type ExecApprovalMemory,
   type ExecApprover,
   type ExecToolInput,
   type ExecToolOptions,
+  type ExecWriteApprover,
+  type ExecWriteRequest,
   InMemoryExecApprovals,
 } from "./exec-tool.js";
 export { approveWithGate } from "./gate-approver.js";

@@ -18,6 +18,12 @@ export interface ProcessToolOptions {
   /** Largest `data` accepted by `write`, in characters. Default 1 MiB. */
   maxWriteChars?: number;
   /**
+   * How long a `write` may wait for its approval, in ms; the tool's own time limit is this
+   * plus 30 s. Set it to the exec tool's `approvalTimeoutMs`. Default 120 000 (exec's
+   * default); `Infinity` waits as long as it takes.
+   */
+  approvalTimeoutMs?: number;
+  /**
    * The most bytes of output a `poll` or `log` returns, measured as serialized (UTF-8 JSON
    * text, escapes counted). Default 61 440 (60 KiB), so that a result fits the tool runner's
    * default cap on a result (64 KiB), which would otherwise cut the result's JSON text (and
@@ -39,6 +45,12 @@ const KEYS = new Set(["action", "slug", "lines", "bytes", "stream", "data", "eof
  * (SIGTERM to the whole process tree, SIGKILL after the grace period); `remove` (kill if
  * needed and forget). By default a session only sees the processes it started.
  *
+ * A `write` is approved like a command: for a command that needed an approval, the exec tool
+ * asks again for every write, showing the process, the command approved before and the exact
+ * data (see `ExecToolOptions.approveWrite`), and nothing is written on a denial or timeout.
+ * Approving `sh` or `python3 -i` never approves what is typed into it. Writes to allowlisted
+ * commands, closing stdin without data, and writes under a gate in mode `off` are not asked.
+ *
  * @example
  * ```ts
  * const tools = [createExecTool({ registry, hosts, approve }), createProcessTool(registry)];
@@ -57,6 +69,11 @@ export function createProcessTool(
     infinity: true,
   });
   const maxOutputBytes = options.maxOutputBytes ?? DEFAULT_TOOL_TEXT_BYTES;
+  optionalNumber(options.approvalTimeoutMs, "createProcessTool: approvalTimeoutMs", {
+    min: "positive",
+    infinity: true,
+  });
+  const approvalTimeoutMs = options.approvalTimeoutMs ?? 120_000;
   const owned = (slug: string, context: ToolContext): ProcessSnapshot => {
     const state = registry.get(slug);
     if (scope === "session" && state.owner !== context.sessionKey)
@@ -67,7 +84,7 @@ export function createProcessTool(
     name: options.name ?? "process",
     description:
       "Manage commands that exec moved to the background: list, poll (new output), log " +
-      "(tail), write (stdin), kill, remove.",
+      "(tail), write (stdin; the input needs its own approval), kill, remove.",
     inputSchema: {
       type: "object",
       properties: {
@@ -86,7 +103,7 @@ export function createProcessTool(
       required: ["action"],
       additionalProperties: false,
     },
-    timeoutMs: 30_000,
+    timeoutMs: approvalTimeoutMs + 30_000,
     async execute(raw: JsonValue, context: ToolContext): Promise<JsonValue> {
       const input = parse(raw, maxWrite);
       if (input.action === "list") {
@@ -111,9 +128,20 @@ export function createProcessTool(
           const output = fitJsonText(log, maxOutputBytes, "tail");
           return output === log ? { slug, output } : { slug, output, truncated: true };
         }
-        case "write":
-          await registry.write(slug, input.data ?? "", { eof: input.eof });
-          return { slug, written: (input.data ?? "").length, eof: input.eof === true };
+        case "write": {
+          const data = input.data ?? "";
+          const eof = input.eof === true;
+          const gate = registry.writeGate(slug);
+          // Only input is asked about: closing stdin (`eof` alone) feeds the command nothing.
+          if (gate !== undefined && data !== "") {
+            if (!registry.get(slug).stdinOpen) {
+              throw new InvalidArgumentError(`the stdin of process ${slug} is closed`);
+            }
+            await gate({ slug, data, eof }, context);
+          }
+          await registry.write(slug, data, { eof });
+          return { slug, written: data.length, eof };
+        }
         case "kill":
           return { process: toJson(await registry.killProcess(slug)) };
         case "remove":

@@ -14,7 +14,24 @@ import { createPinnedFetch } from "./pinned-fetch.js";
 export interface SafeFetchOptions extends SsrfGuardOptions {
   /** Default `GET`. */
   method?: string;
+  /**
+   * Request headers for `url`'s origin. They follow a redirect within that origin; on a
+   * redirect to another origin every one of them is dropped except the harmless ones
+   * (`accept`, `accept-language`, `content-language`, `content-type`, `user-agent`), so an
+   * `authorization`, a `cookie` or a custom API-key header never reaches a site the first
+   * one redirected to. Headers meant for other origins go in `originHeaders`.
+   */
   headers?: Record<string, string>;
+  /**
+   * Headers sent only to one origin each, keyed by origin (`https://api.example.com`,
+   * `http://127.0.0.1:8080`: scheme, host and a non-default port, no path): a request (the
+   * first or a redirect) gets the headers of exactly its own origin and nothing else. They
+   * win over `headers` of the same name.
+   *
+   * @throws InvalidArgumentError (from {@link safeFetch}) for a key that is not an http(s)
+   *   origin or a header name or value `Headers` refuses.
+   */
+  originHeaders?: Readonly<Record<string, Readonly<Record<string, string>>>>;
   /** Not allowed with GET or HEAD. */
   body?: string | Uint8Array;
   /** Redirects followed, each one checked like the first URL. Default 5. */
@@ -62,8 +79,14 @@ export interface SafeFetchResult {
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const DEFAULT_USER_AGENT =
   "Mozilla/5.0 (compatible; BeamClaw; +https://github.com/beamclaw/beamclaw)";
-// Credentials travel only to the origin they were meant for.
-const ORIGIN_BOUND_HEADERS = ["authorization", "cookie", "proxy-authorization"];
+// What still goes to another origin after a redirect: nothing that can carry a credential.
+const CROSS_ORIGIN_HEADERS = new Set([
+  "accept",
+  "accept-language",
+  "content-language",
+  "content-type",
+  "user-agent",
+]);
 
 // ky does the request plumbing; redirects, timeouts and retries are decided here, per hop.
 const http: KyInstance = ky.create({
@@ -105,7 +128,9 @@ export async function safeFetch(
     throw new InvalidArgumentError(`body: a ${method} request cannot have a body`);
   }
   const guard = options.guard ?? createSsrfGuard(options);
-  const headers = new Headers(options.headers);
+  const scoped = parseOriginHeaders(options.originHeaders);
+  // The headers carried from hop to hop; `originHeaders` are added per hop.
+  const headers = toHeaders(options.headers, "headers");
   if (!headers.has("user-agent"))
     headers.set("user-agent", options.userAgent ?? DEFAULT_USER_AGENT);
 
@@ -131,7 +156,7 @@ export async function safeFetch(
       try {
         response = await http(current, {
           method,
-          headers,
+          headers: withOriginHeaders(headers, scoped.get(current.origin)),
           body,
           signal,
           fetch: createPinnedFetch(target),
@@ -180,8 +205,12 @@ export async function safeFetch(
           headers.delete("content-type");
           headers.delete("content-length");
         }
-        if (next.origin !== current.origin)
-          for (const name of ORIGIN_BOUND_HEADERS) headers.delete(name);
+        if (next.origin !== current.origin) {
+          // Like fetch drops `authorization`, but for every header that may carry a secret.
+          for (const name of [...headers.keys()]) {
+            if (!CROSS_ORIGIN_HEADERS.has(name)) headers.delete(name);
+          }
+        }
         redirects.push(next.href);
         current = next;
         continue;
@@ -200,6 +229,70 @@ export async function safeFetch(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** `headers` plus those configured for the hop's origin (which win). */
+function withOriginHeaders(headers: Headers, own: Headers | undefined): Headers {
+  if (own === undefined) return headers;
+  const out = new Headers(headers);
+  for (const [name, value] of own) out.set(name, value);
+  return out;
+}
+
+function toHeaders(init: Readonly<Record<string, string>> | undefined, what: string): Headers {
+  if (init !== undefined && (typeof init !== "object" || init === null || Array.isArray(init))) {
+    throw new InvalidArgumentError(`${what}: expected an object of header names to values`);
+  }
+  try {
+    return new Headers(init as Record<string, string> | undefined);
+  } catch (error) {
+    throw new InvalidArgumentError(`${what}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/**
+ * Checks `originHeaders` and keys it by normalised origin. Internal: not exported from the
+ * package (the web_fetch tool checks its options with it when it is created).
+ *
+ * @throws InvalidArgumentError for a key that is not an http(s) origin, or a bad header.
+ */
+export function parseOriginHeaders(
+  config: SafeFetchOptions["originHeaders"],
+): Map<string, Headers> {
+  const out = new Map<string, Headers>();
+  if (config === undefined) return out;
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new InvalidArgumentError("originHeaders: expected an object keyed by origin");
+  }
+  for (const [key, init] of Object.entries(config)) {
+    let origin: URL | undefined;
+    try {
+      origin = new URL(key);
+    } catch {
+      // reported below
+    }
+    if (
+      origin === undefined ||
+      (origin.protocol !== "http:" && origin.protocol !== "https:") ||
+      origin.pathname !== "/" ||
+      origin.search !== "" ||
+      origin.hash !== "" ||
+      origin.username !== "" ||
+      origin.password !== "" ||
+      !/^https?:\/\/[^/?#]+\/?$/i.test(key)
+    ) {
+      throw new InvalidArgumentError(
+        `originHeaders: ${JSON.stringify(key)} is not an http(s) origin such as "https://api.example.com"`,
+      );
+    }
+    if (out.has(origin.origin)) {
+      throw new InvalidArgumentError(
+        `originHeaders: ${JSON.stringify(key)} names the origin ${origin.origin} a second time`,
+      );
+    }
+    out.set(origin.origin, toHeaders(init, `originHeaders[${JSON.stringify(key)}]`));
+  }
+  return out;
 }
 
 async function readResult(

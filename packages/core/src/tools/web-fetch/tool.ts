@@ -10,7 +10,12 @@ const URL_ALLOWANCE_BYTES = 2 * 1024;
 
 import { createSsrfGuard } from "./guard.js";
 import { htmlToMarkdown, htmlToText } from "./html.js";
-import { type SafeFetchOptions, type SafeFetchResult, safeFetch } from "./safe-fetch.js";
+import {
+  parseOriginHeaders,
+  type SafeFetchOptions,
+  type SafeFetchResult,
+  safeFetch,
+} from "./safe-fetch.js";
 
 /** How `web_fetch` returns a page. */
 export type WebFetchFormat = "markdown" | "text" | "html";
@@ -19,8 +24,18 @@ export type WebFetchFormat = "markdown" | "text" | "html";
 export interface WebFetchToolOptions
   extends Pick<
     SafeFetchOptions,
-    "allow" | "resolveHost" | "maxRedirects" | "timeoutMs" | "userAgent" | "headers"
+    "allow" | "resolveHost" | "maxRedirects" | "timeoutMs" | "userAgent" | "originHeaders"
   > {
+  /**
+   * Headers for every URL the model fetches, whatever its origin (and, like all of them, not
+   * after a redirect to another origin). Since the model chooses the URL, only headers that
+   * carry no secret belong here (`accept-language`, `from`, ...): a name that can carry a
+   * credential (`authorization`, `proxy-authorization`, `cookie`, or one that contains
+   * `key`, `token`, `secret`, `auth`, `session`, `password`, `credential` or `signature`)
+   * is refused with `InvalidArgumentError` — put it in `originHeaders` under the origin it is
+   * for, where it is sent to that origin only.
+   */
+  headers?: Record<string, string>;
   /** Default `web_fetch`. */
   name?: string;
   /** The most body bytes a call may download; a call's `maxBytes` can only lower it. Default 2 MiB. */
@@ -53,6 +68,10 @@ const inputSchema = z
     maxBytes: z.number().int().positive().optional(),
   })
   .strict();
+
+/** Header names that can carry a credential: refused in the tool's unscoped `headers`. */
+const CREDENTIAL_HEADER =
+  /^(authorization|proxy-authorization|cookie)$|(^|[-_])(api)?(key|token|secret|auth\w*|session|password|passwd|credentials?|signature)s?($|[-_])/i;
 
 const HTML_TYPES = new Set(["text/html", "application/xhtml+xml"]);
 
@@ -106,6 +125,14 @@ export function createWebFetchTool(options: WebFetchToolOptions = {}): AgentTool
   const maxOutputBytes = options.maxOutputBytes ?? DEFAULT_TOOL_TEXT_BYTES;
   // Built once, so a bad allowlist fails here rather than on the first call.
   const guard = createSsrfGuard(options);
+  parseOriginHeaders(options.originHeaders);
+  for (const name of Object.keys(options.headers ?? {})) {
+    if (CREDENTIAL_HEADER.test(name)) {
+      throw new InvalidArgumentError(
+        `createWebFetchTool: the header ${JSON.stringify(name)} can carry a credential, and headers are sent to whatever URL the model fetches; configure it as originHeaders: { "https://the.origin": { ${JSON.stringify(name)}: ... } } so that only that origin gets it`,
+      );
+    }
+  }
   const defaultFormat = options.defaultFormat ?? "markdown";
   return {
     name: options.name ?? "web_fetch",
@@ -154,6 +181,7 @@ export function createWebFetchTool(options: WebFetchToolOptions = {}): AgentTool
               : "text/markdown, text/html;q=0.9, application/xhtml+xml;q=0.9, text/plain;q=0.8, application/json;q=0.8, */*;q=0.5",
           ...options.headers,
         },
+        originHeaders: options.originHeaders,
         maxBytes: Math.min(parsed.data.maxBytes ?? maxBytes, maxBytes),
         signal: context.signal,
         acceptContentType: isTextual,
