@@ -116,7 +116,20 @@ function toSchedule(raw: unknown, prefix: string): CronSchedule {
         );
       }
       checkPart(prefix, "expr", () => compileSchedule({ cron: expr }, Date.now()));
-      return tz === undefined ? { cron: expr } : { cron: expr, timezone: tz };
+      const stagger = s.staggerMs;
+      if (stagger !== undefined) {
+        if (typeof stagger !== "number")
+          throw badSchedule(prefix, "staggerMs", "must be a whole number of ms");
+        // A negative, fractional or too large window is core's to refuse, naming the field.
+        checkPart(prefix, "staggerMs", () =>
+          compileSchedule({ cron: expr, staggerMs: stagger }, Date.now()),
+        );
+      }
+      return {
+        cron: expr,
+        ...(tz === undefined ? {} : { timezone: tz }),
+        ...(stagger === undefined ? {} : { staggerMs: stagger }),
+      };
     }
     default:
       throw invalidRequest(
@@ -151,6 +164,7 @@ function fromSchedule(schedule: CronSchedule): Record<string, unknown> {
     kind: "cron",
     expr: schedule.cron,
     ...(schedule.timezone === undefined ? {} : { tz: schedule.timezone }),
+    ...(schedule.staggerMs === undefined ? {} : { staggerMs: schedule.staggerMs }),
   };
 }
 
@@ -572,33 +586,14 @@ export function cronBackend(
 
     async run(id, mode) {
       const service = await owner(id);
-      const job = await service.get(id).catch(rethrow);
-      if (mode === "if-enabled" && !job.enabled)
-        return { ok: true, ran: false, reason: "disabled" };
-      if (
-        mode === "due" &&
-        (job.state.nextRunAt === undefined || job.state.nextRunAt > Date.now())
-      ) {
-        return { ok: true, ran: false, reason: "not-due" };
-      }
-      // The run goes on in the background; its end is announced as a `cron` event. Core
-      // refuses a run it will not start (running, a one-shot job that already ran, a store
-      // that cannot record the start) when it handles the request; it handles one request
-      // at a time, so once a later `get` is answered (and the promise jobs of the replies
-      // before it have run) the run has started or been refused.
-      const run = service.runNow(id);
-      const refused = await Promise.race([
-        run.then(
-          () => undefined,
-          (error: unknown) => ({ error }),
-        ),
-        service
-          .get(id)
-          .catch(() => undefined)
-          .then(() => new Promise<undefined>((resolve) => setImmediate(() => resolve(undefined)))),
-      ]);
-      if (refused !== undefined) rethrow(refused.error);
-      run.catch(() => undefined);
+      // Core checks the mode and starts the run in one step, by its own clock (the one its
+      // schedules run on), and answers once the run has started or been refused; the run
+      // goes on in the background and its end is announced as a `cron` event.
+      const start = await service
+        .startRun(id, mode === "force" ? {} : { only: mode === "due" ? "due" : "enabled" })
+        .catch(rethrow);
+      if (!start.started) return { ok: true, ran: false, reason: start.reason };
+      start.finished.catch(() => undefined);
       return { ok: true, ran: true, jobId: id };
     },
 

@@ -152,7 +152,7 @@ export function guardCronRunner(
     current?: (job: CronJob) => Promise<boolean>;
   } = {},
 ): CronJobRunner {
-  return async (job, context) => {
+  const guarded: CronJobRunner = async (job, context) => {
     if (context.trigger === "manual") return runner(job, context);
     if (options.current !== undefined && !(await options.current(job))) {
       return { status: "ok", skipped: true };
@@ -163,6 +163,9 @@ export function guardCronRunner(
     });
     return outcome.ran ? outcome.value : { status: "ok", skipped: true };
   };
+  // The `CronService` given this runner leaves the claim of each due time to it (one claim
+  // per due time: see `CronService`'s own, used without a guard).
+  return Object.assign(guarded, { claimsRuns: true as const });
 }
 
 /** How often the cron services of a cluster reload all their jobs by default: 30 s. */

@@ -242,7 +242,14 @@ export const McpServerConfigSchema = z
 export const CronScheduleShapeSchema = z.union([
   z.object({ at: instant }).strict(),
   z.object({ every: positiveMs, anchor: instant.optional() }).strict(),
-  z.object({ cron: z.string().min(1), timezone: z.string().optional() }).strict(),
+  z
+    .object({
+      cron: z.string().min(1),
+      timezone: z.string().optional(),
+      /** A fixed per-job offset in `[0, staggerMs)` after each occurrence (see `CronSchedule`). */
+      staggerMs: z.number().int().min(0).max(2_147_483_647).optional(),
+    })
+    .strict(),
 ]);
 
 export const CronJobConfigSchema = z

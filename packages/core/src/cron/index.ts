@@ -13,6 +13,7 @@ export {
   type CronSchedule,
   compileSchedule,
   isValidTimeZone,
+  MAX_CRON_STAGGER_MS,
   parseInstant,
 } from "./schedule.js";
 export {
@@ -38,8 +39,12 @@ export type {
   CronJobState,
   CronRun,
   CronRunContext,
+  CronRunNotStarted,
   CronRunOutcome,
+  CronRunStart,
+  CronRunStarted,
   CronRunTrigger,
   CronSessionTarget,
+  CronStartOptions,
   CronSync,
 } from "./types.js";

@@ -3,6 +3,7 @@
  * expression in a time zone; it never owns a timer here (the service arms one timer per
  * agent for the earliest due job).
  */
+import { createHash } from "node:crypto";
 import { Cron } from "croner";
 import { CronError } from "../errors.js";
 
@@ -20,6 +21,11 @@ import { CronError } from "../errors.js";
  *   once. Interval patterns (`*\/30 * * * *`) run on both occurrences of a repeated hour,
  *   and not at all inside a skipped one (`*\/30 2 * * *` does not run on a spring-forward
  *   day whose 02:00-03:00 does not exist).
+ *   `staggerMs` spreads the jobs of one expression: each job runs a fixed offset in
+ *   `[0, staggerMs)` after every occurrence, the same offset every time, derived from the
+ *   job's id (the first 4 bytes of its SHA-256, big-endian, modulo `staggerMs`, as OpenClaw
+ *   does), so that many jobs on `0 * * * *` do not all fire at the top of the hour. `0` or
+ *   `1` (or absent): no offset. At most {@link MAX_CRON_STAGGER_MS}.
  *
  * @example
  * ```ts
@@ -31,7 +37,10 @@ import { CronError } from "../errors.js";
 export type CronSchedule =
   | { at: string | number }
   | { every: number; anchor?: string | number }
-  | { cron: string; timezone?: string };
+  | { cron: string; timezone?: string; staggerMs?: number };
+
+/** The largest `staggerMs` of a cron schedule: 2,147,483,647 ms (about 24.8 days). */
+export const MAX_CRON_STAGGER_MS = 2_147_483_647;
 
 /** A schedule checked and ready to answer "when next?". */
 export interface CompiledSchedule {
@@ -127,7 +136,10 @@ export function compileSchedule(
   jobId?: string,
 ): CompiledSchedule {
   if (typeof schedule !== "object" || schedule === null || Array.isArray(schedule)) {
-    throw invalid("schedule must be { at }, { every, anchor? } or { cron, timezone? }", jobId);
+    throw invalid(
+      "schedule must be { at }, { every, anchor? } or { cron, timezone?, staggerMs? }",
+      jobId,
+    );
   }
   const kinds = ["at", "every", "cron"].filter((k) => k in schedule);
   if (kinds.length !== 1) {
@@ -156,7 +168,48 @@ export function compileSchedule(
     }
     return compiled;
   }
-  return compileCron(schedule.cron, schedule.timezone, jobId);
+  const cron = compileCron(schedule.cron, schedule.timezone, jobId);
+  const staggerMs = schedule.staggerMs;
+  if (
+    staggerMs !== undefined &&
+    (typeof staggerMs !== "number" ||
+      !Number.isSafeInteger(staggerMs) ||
+      staggerMs < 0 ||
+      staggerMs > MAX_CRON_STAGGER_MS)
+  ) {
+    throw invalid(
+      `schedule.staggerMs must be a whole number of ms from 0 to ${MAX_CRON_STAGGER_MS}, got ${JSON.stringify(staggerMs)}`,
+      jobId,
+    );
+  }
+  // Without a job id (a schedule only checked) there is no offset to compute.
+  const offset = jobId === undefined ? 0 : staggerOffsetMs(jobId, staggerMs ?? 0);
+  return offset === 0 ? cron : shifted(cron, offset);
+}
+
+/**
+ * A job's offset within its stagger window: the first 4 bytes of the SHA-256 of its id,
+ * big-endian, modulo `staggerMs` (0 for a window of 0 or 1 ms).
+ * @internal
+ */
+export function staggerOffsetMs(jobId: string, staggerMs: number): number {
+  if (staggerMs <= 1) return 0;
+  return createHash("sha256").update(jobId).digest().readUInt32BE(0) % staggerMs;
+}
+
+/** `schedule` with every occurrence `offset` ms later. */
+function shifted(schedule: CompiledSchedule, offset: number): CompiledSchedule {
+  return {
+    kind: schedule.kind,
+    nextAfter(afterMs) {
+      const next = schedule.nextAfter(afterMs - offset);
+      return next === undefined ? undefined : next + offset;
+    },
+    countBetween: (fromMs, toMs, limit) =>
+      schedule.countBetween(fromMs - offset, toMs - offset, limit),
+    recentBetween: (fromMs, toMs, count) =>
+      schedule.recentBetween(fromMs - offset, toMs - offset, count).map((at) => at + offset),
+  };
 }
 
 function compileAt(atMs: number): CompiledSchedule {

@@ -29,8 +29,12 @@ import type {
   CronJobPatch,
   CronJobRunner,
   CronRun,
+  CronRunNotStarted,
   CronRunOutcome,
+  CronRunStart,
+  CronRunStarted,
   CronRunTrigger,
+  CronStartOptions,
   CronSync,
 } from "./types.js";
 
@@ -66,6 +70,12 @@ const MAX_PENDING_SYNC = 1_000;
 /** In a cluster: how long a write waits for a job's lock before it looks at the holder's lease, and that lease. */
 const LOCK_WAIT_MS = 2_000;
 const LOCK_TTL_MS = 10_000;
+/**
+ * How long the claim of a job's latest fired due time (see `#claimFire`) is kept after it was
+ * last taken: past it, a job that fired nothing for that long is claimed afresh, and the key
+ * of a removed job is gone from the store.
+ */
+const FIRE_CLAIM_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 /** Slack for the clocks of the nodes that write a lease's expiry and read it. */
 const LOCK_SKEW_MS = 250;
 /** State fields that count up: merged by their difference, so concurrent runs add up. */
@@ -156,7 +166,13 @@ type CronCall =
   | { op: "list" }
   | { op: "enable"; id: string }
   | { op: "disable"; id: string }
-  | { op: "run-now"; id: string }
+  | {
+      op: "run-now";
+      id: string;
+      only?: CronStartOptions["only"];
+      /** Told once the run has started (its start recorded), before it is launched. */
+      onStarted?: (run: Omit<CronRunStarted, "started" | "finished">) => void;
+    }
   | { op: "status" }
   | { op: "sync-config"; jobs: readonly CronJobConfig[]; keep: ReadonlySet<string> }
   | { op: "check-config"; jobs: readonly CronJobConfig[]; movable: ReadonlySet<string> };
@@ -190,7 +206,15 @@ interface ActiveRun {
   readonly policy: CronCatchUpPolicy | undefined;
   /** The job's schedule when the run started (JSON): a run of an edited schedule does not complete it. */
   readonly schedule: string;
+  /**
+   * Set when another service on the store claimed this due time first (see `#claimFire`):
+   * the run is dropped before it is launched, and nothing is recorded here.
+   */
+  lost?: boolean;
 }
+
+/** The claim of the latest due time of a job that a service fired (see `#claimFire`). */
+type FireClaim = { scheduledAt: number; by: string };
 
 interface Entry extends HeapEntry {
   job: CronJob;
@@ -273,6 +297,12 @@ function positiveMs(value: number | undefined, fallback: number, what: string): 
  * start and handled by the job's `catchUp` policy. A one-shot `at` job that ran (or whose
  * run was interrupted) never runs again.
  *
+ * Services of one agent sharing a store (two processes without a cluster, or a restart that
+ * overlaps the old process) fire each occurrence once between them: a scheduled or catch-up
+ * run first claims its due time in `store.kv` (the job's latest fired due time, taken by
+ * compare-and-set), and the service that loses drops the run and records nothing. A runner
+ * that claims due times itself (`guardCronRunner`, as on a `ClusterNode`) is left to it.
+ *
  * @example
  * ```ts
  * const cron = await new CronService({
@@ -322,6 +352,12 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   #fullResync = false;
   /** Jobs written (or deleted) by the handler in progress, published once it is done. */
   readonly #dirty = new Set<string>();
+  /**
+   * Whether scheduled runs claim their due time in `store.kv` first: not when the runner
+   * claims them itself (a cluster's `guardCronRunner`), so that a due time is never claimed
+   * twice over (a stale claim of one kind would then skip the run on every node).
+   */
+  readonly #claimFires: boolean;
 
   constructor(options: CronServiceOptions) {
     requireObject(options, "CronService options");
@@ -356,6 +392,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       );
     }
     this.#deliver = options.deliver;
+    this.#claimFires = (options.runJob as { claimsRuns?: unknown }).claimsRuns !== true;
     const runnerCleanup = (options.runJob as { deleteSession?: (key: string) => Promise<void> })
       .deleteSession;
     this.#deleteSession = options.deleteSession ?? runnerCleanup;
@@ -484,6 +521,62 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    */
   async runNow(id: string): Promise<CronRun> {
     return (await this.#request({ op: "run-now", id }, Infinity)) as CronRun;
+  }
+
+  /**
+   * Starts a manual run of a job (as {@link runNow}) and resolves as soon as it has started,
+   * its start recorded in the store, with its run id and a `finished` promise of its run-log
+   * entry. With `only`, it starts only if the job is enabled (`"enabled"`) or a run of it is
+   * due by this service's clock (`"due"`); otherwise it resolves `{ started: false, reason }`
+   * and nothing runs. The check and the start are one step of the service: no run can slip
+   * in between.
+   *
+   * @example
+   * ```ts
+   * const start = await cron.startRun("standup", { only: "due" });
+   * if (start.started) {
+   *   console.log(`run ${start.runId} started`);
+   *   const run = await start.finished; // { status: "ok", ... }
+   * }
+   * ```
+   *
+   * @throws InvalidArgumentError for bad options; CronError `CRON_JOB_NOT_FOUND`,
+   *   `CRON_JOB_RUNNING` if it is running, `CRON_JOB_COMPLETED` for an `at` job that already
+   *   ran; the store's error when the start cannot be recorded (nothing runs then).
+   */
+  async startRun(id: string, options: CronStartOptions = {}): Promise<CronRunStart> {
+    requireObject(options, "startRun options");
+    const only = options.only;
+    if (only !== undefined && only !== "enabled" && only !== "due") {
+      throw new InvalidArgumentError(
+        `startRun options.only must be "enabled" or "due", got ${describeArg(only)}`,
+      );
+    }
+    return new Promise<CronRunStart>((resolve, reject) => {
+      let started = false;
+      // The call is answered when the run ends (or at once when nothing starts): the start
+      // itself is told through `onStarted`, from the handler that recorded it.
+      const finished = this.#request(
+        {
+          op: "run-now",
+          id,
+          ...(only === undefined ? {} : { only }),
+          onStarted: (run) => {
+            started = true;
+            resolve({ started: true, ...run, finished: finished as Promise<CronRun> });
+          },
+        },
+        Infinity,
+      );
+      finished.then(
+        (value) => {
+          if (!started) resolve(value as CronRunNotStarted);
+        },
+        (error: unknown) => {
+          if (!started) reject(error);
+        },
+      );
+    });
   }
 
   /** The job's run log, newest first (default 100 entries, at most 1000). */
@@ -704,7 +797,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       this.#publishChanges();
     }
     for (const reply of replies) reply();
-    for (const entry of starts) this.#launch(entry);
+    for (const entry of starts) {
+      if (entry.run?.lost === true) this.#dropLost(entry);
+      else this.#launch(entry);
+    }
     this.#arm();
     this.#maybeSweep(now);
   }
@@ -768,7 +864,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       case "disable":
         return this.#setEnabled(this.#entry(message.id), false, now);
       case "run-now":
-        return this.#runNow(this.#entry(message.id), now, from);
+        return this.#runNow(this.#entry(message.id), now, from, message);
       case "status":
         return this.#status();
       case "sync-config":
@@ -940,8 +1036,20 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     );
   }
 
-  async #runNow(entry: Entry, now: number, from: ReplyTo<unknown>): Promise<NoReply> {
+  async #runNow(
+    entry: Entry,
+    now: number,
+    from: ReplyTo<unknown>,
+    request: Extract<CronCall, { op: "run-now" }>,
+  ): Promise<CronRunNotStarted | NoReply> {
     const id = entry.job.id;
+    if (request.only === "enabled" && !entry.job.enabled) {
+      return { started: false, jobId: id, reason: "disabled" };
+    }
+    if (request.only === "due") {
+      const due = this.#dueOf(entry);
+      if (due === undefined || due > now) return { started: false, jobId: id, reason: "not-due" };
+    }
     if (entry.job.state.completedAt !== undefined) throw this.#completed(id);
     if (entry.run !== null) {
       throw new CronError("CRON_JOB_RUNNING", `cron job "${id}" is running`, id);
@@ -959,6 +1067,14 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       this.#reschedule(entry);
       throw error;
     }
+    const run = entry.run!;
+    request.onStarted?.({
+      jobId: id,
+      runId: run.runId,
+      scheduledAt: run.scheduledAt,
+      startedAt: run.startedAt,
+      sessionKey: run.sessionKey,
+    });
     this.#launch(entry);
     this.#arm();
     return noReply;
@@ -1206,7 +1322,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       trigger = "catch-up";
       policy = entry.job.catchUp;
     }
-    this.#begin(entry, scheduledAt, now, trigger, policy, writes);
+    this.#begin(entry, scheduledAt, now, trigger, policy, writes, this.#claimFires);
     return true;
   }
 
@@ -1218,6 +1334,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     trigger: CronRunTrigger,
     policy: CronCatchUpPolicy | undefined,
     writes: Writes,
+    claim = false,
   ): void {
     const job = entry.job;
     const runId = randomUUID();
@@ -1251,10 +1368,70 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       sessionKey,
       schedule: entry.run.schedule,
     };
-    writes.push(this.#store.kv.set(this.#markerKey(job.id), marker));
-    if (job.session === "isolated" && this.#deleteSession !== undefined) {
-      writes.push(this.#indexIsolated(sessionKey, job.id, now));
+    const record = (): Promise<unknown> =>
+      Promise.all([
+        this.#store.kv.set(this.#markerKey(job.id), marker),
+        job.session === "isolated" && this.#deleteSession !== undefined
+          ? this.#indexIsolated(sessionKey, job.id, now)
+          : undefined,
+      ]);
+    if (!claim) {
+      writes.push(record());
+      return;
     }
+    // The due time is claimed before anything is written: a service that loses it leaves no
+    // marker behind (the marker's key is the job's, shared with the winner).
+    const run = entry.run;
+    writes.push(
+      this.#claimFire(job.id, scheduledAt).then((won) => {
+        if (won) return record();
+        run.lost = true;
+        return undefined;
+      }),
+    );
+  }
+
+  /**
+   * Claims due time `scheduledAt` of job `jobId` for this service, so that of the services
+   * sharing the store (two processes on one store without a cluster, or a restart overlapping
+   * the old process) only one fires each occurrence. The store keeps, per job, the latest due
+   * time fired (`cron:fired:<agentId>:<jobId>`): a due time at or before it was fired
+   * elsewhere and is lost; a later one is taken with a compare-and-set of the value read (or
+   * a set-if-absent), so two services cannot both take it. The key expires
+   * `FIRE_CLAIM_TTL_MS` after it was last taken (a removed job's goes away); a claimer that
+   * crashed holds only the due time it claimed, never a later one.
+   */
+  async #claimFire(jobId: string, scheduledAt: number): Promise<boolean> {
+    const kv = this.#store.kv;
+    const key = `cron:fired:${this.agentId}:${jobId}`;
+    const mine: FireClaim = { scheduledAt, by: this.#instanceId };
+    // Each failed compare-and-set means another service took a due time meanwhile: a few
+    // rounds settle it (a later due time taken elsewhere ends it with a loss).
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const current = await kv.get(key);
+      const fired = (current as Partial<FireClaim> | undefined)?.scheduledAt;
+      if (typeof fired === "number" && fired >= scheduledAt) return false;
+      const won = await kv.set(
+        key,
+        mine,
+        current === undefined
+          ? { ifAbsent: true, ttlMs: FIRE_CLAIM_TTL_MS }
+          : { ifValue: current, ttlMs: FIRE_CLAIM_TTL_MS },
+      );
+      if (won) return true;
+    }
+    return false;
+  }
+
+  /** A scheduled run whose due time another service claimed: dropped, nothing recorded. */
+  #dropLost(entry: Entry): void {
+    const state = entry.job.state;
+    entry.run = null;
+    delete state.runningAt;
+    delete state.runningRunId;
+    delete state.runningScheduledAt;
+    // The due time is already past in `nextRunAt` (or off the catch-up queue).
+    this.#reschedule(entry);
   }
 
   /** Starts the run outside the mailbox; its completion comes back as a drain. */

@@ -176,6 +176,47 @@ export type CronDeliveryResult = {
   statusCode?: number;
 };
 
+/** What {@link CronService.startRun} is told. */
+export interface CronStartOptions {
+  /**
+   * Start the run only if:
+   * - `enabled`: the job is enabled;
+   * - `due`: a run of the job is due by the service's clock: it is enabled and its next run
+   *   (backoff and stagger included) is not in the future.
+   *
+   * Otherwise nothing starts and the result says why. Default: start in any case (as
+   * `runNow`).
+   */
+  only?: "enabled" | "due";
+}
+
+/** A manual run that {@link CronService.startRun} started (its start is recorded in the store). */
+export interface CronRunStarted {
+  started: true;
+  jobId: string;
+  runId: string;
+  /** When the run was asked for (a manual run's `scheduledAt`), epoch ms by the service's clock. */
+  scheduledAt: number;
+  startedAt: number;
+  sessionKey: string;
+  /**
+   * Resolves with the run's log entry once it has finished, as `runNow` does (an
+   * `interrupted` entry, not stored, when the job is removed meanwhile). Rejects with
+   * `NoProcessError` when the service stops first (the run is then recorded as interrupted).
+   */
+  finished: Promise<CronRun>;
+}
+
+/** {@link CronService.startRun} started nothing: the job was not enabled, or no run of it was due. */
+export interface CronRunNotStarted {
+  started: false;
+  jobId: string;
+  reason: "disabled" | "not-due";
+}
+
+/** What {@link CronService.startRun} resolves with. */
+export type CronRunStart = CronRunStarted | CronRunNotStarted;
+
 /** What the job runner is told about a run. */
 export interface CronRunContext {
   agentId: string;
