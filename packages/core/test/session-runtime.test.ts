@@ -1253,7 +1253,9 @@ describe("crash recovery", () => {
       "text-delta",
       "usage",
       "error",
-      "run-start",
+      // The replay is the same run: what the crashed attempt streamed is withdrawn, and the
+      // run does not start again.
+      "text-reset",
       "text-delta",
       "usage",
       "run-end",

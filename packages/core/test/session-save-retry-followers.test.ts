@@ -7,6 +7,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { RunEvent } from "../src/sessions/index.js";
+import { Follower } from "./fixtures/followers.js";
 import { echoSession } from "./fixtures/lost-replies.js";
 
 const KEY = "agent:main:main";
@@ -15,22 +16,6 @@ const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** A follower's view of a run: the text it shows, and the run's starts and ends. */
-class Follower {
-  text = "";
-  starts = 0;
-  ends = 0;
-  saveFailures = 0;
-
-  readonly on = (event: RunEvent) => {
-    if (event.type === "text-delta") this.text += event.text;
-    else if (event.type === "text-reset") this.text = "";
-    else if (event.type === "run-start") this.starts++;
-    else if (event.type === "run-end") this.ends++;
-    else if (event.type === "error" && event.error.code === "SAVE_FAILED") this.saveFailures++;
-  };
-}
 
 const setup = () => echoSession(cleanups, ["first"]);
 

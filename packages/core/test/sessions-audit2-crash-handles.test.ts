@@ -182,7 +182,8 @@ describe("handles of unfinished messages after their session crashed", () => {
     first.resolve();
     await a.result;
     const onHandle = (await events(a)).map((e) => e.type);
-    expect(onHandle).toEqual(["run-start", "error", "run-start", "text-delta", "run-end"]);
+    // The replay is the same run: no second `run-start`; what it streamed is withdrawn.
+    expect(onHandle).toEqual(["run-start", "error", "text-reset", "text-delta", "run-end"]);
     const mine = (list: RunEvent[]) => list.filter((e) => e.runId === a.runId).map((e) => e.type);
     expect(mine(onSession)).toEqual(onHandle);
     expect(mine(onGlobal)).toEqual(onHandle);

@@ -12,8 +12,9 @@
  *
  * Cancelled attempts. A discard marker cancels the entries of its run written before it (an
  * attempt whose save failed, which the run then makes again; one cut short by a crash or a
- * stop; a rewound run). `session.message` has no form that takes a message back, so the feed
- * never sends what it knows to be cancelled, and never sends one message twice:
+ * stop, which the restarted session runs again; a rewound run). `session.message` has no form
+ * that takes a message back, so the feed never sends what it knows to be cancelled, and never
+ * sends one message twice:
  * - entries cancelled by a marker read in the same page are not sent;
  * - once a run reports `SAVE_FAILED` (its attempt will be discarded and run again), its entries
  *   read before its marker (a write whose reply was lost) are held back and dropped when the
@@ -211,8 +212,9 @@ export class SessionMessageFeed {
       known.held.push(record);
       return;
     }
-    // Only a run that is still going can be cancelled and made again.
-    if (!this.#hub.runs.active(key).some((run) => run.runId === runId) && known === undefined) {
+    // Only a run that is still going can be cancelled and made again. The transcript names
+    // the runtime's run id (a `chat.send` run is known to clients by its idempotency key).
+    if (!this.#hub.runs.active(key).some((run) => run.coreRunId === runId) && known === undefined) {
       for (const message of messages) this.#send(key, message);
       return;
     }

@@ -535,6 +535,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #cacheKey: string | undefined;
   /** A compaction asked for and not done yet (see `compact`). */
   #compaction: Compaction | null = null;
+  /**
+   * Idempotency keys of compactions this actor counted (see `#countCompaction`) whose records
+   * are not known to be marked done yet: a retry with one of them does not count it again.
+   */
+  #countedCompactionKeys = new Set<string>();
   /** Injections waiting for the active run's end (see `inject`), oldest first. */
   #injections: Injection[] = [];
   #active: ActiveRun | null = null;
@@ -962,6 +967,15 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       if (crashed && batch === active) {
         // The run's subscribers saw it start: they are told of the crash as its handles are.
         this.#emit(batch, crashedEvent(batch.runId, this.key));
+        // What it streamed is withdrawn: the restarted session runs it again in the same run
+        // (no second `run-start`, see `#startedBefore`), and its followers (who add the text
+        // up) must not show its answer twice. As after a failed save (see `#retryLater`).
+        this.#emit(batch, {
+          runId: batch.runId,
+          sessionKey: this.key,
+          type: "text-reset",
+          reason: "the session crashed and the run runs again",
+        });
         continue;
       }
       for (const log of batch.logs) {
@@ -1108,7 +1122,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       active.logs.push(delivery.log);
       active.queueIds.push(delivery.queueId);
       if (delivery.unkeyed) unkeyedOf(active).push(delivery.queueId);
-      this.#emitTo([delivery.log], this.#runStartEvent(active));
+      if (!this.#startedBefore([delivery.queueId])) {
+        this.#emitTo([delivery.log], this.#runStartEvent(active));
+      }
       return { disposition: "steered", runId };
     }
     const batch = this.#pending.find((b) => b.runId === runId);
@@ -1230,7 +1246,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    */
   #endUnstarted(batch: Batch): Promise<void> {
     const result = this.#emptyResult(batch.runId, "aborted");
-    this.#emit(batch, this.#runStartEvent(batch));
+    if (!this.#startedBefore(batch.queueIds)) this.#emit(batch, this.#runStartEvent(batch));
     this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
     for (const id of batch.queueIds) {
       this.#ctx.logs.delete(id);
@@ -1512,10 +1528,13 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * Marks a keyed operation done (with `result` when given). A failure here costs a retry
    * only a look at the transcript, so it is not the caller's.
    */
-  async #operationDone(key: string, record: KeyedOperation, result?: object): Promise<void> {
+  async #operationDone(key: string, record: KeyedOperation, result?: object): Promise<boolean> {
     const done: KeyedOperation = { ...record, done: true };
     if (result !== undefined) done.result = asJson(result);
-    await this.#rememberOperation(key, done).catch(() => undefined);
+    return this.#rememberOperation(key, done).then(
+      () => true,
+      () => false,
+    );
   }
 
   /**
@@ -1523,8 +1542,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * its entries (marked with the key) are in the transcript after its `savedAfter` (the
    * store saved them, and the reply was lost). The history is read back then, as it is
    * missing what the lost write saved. Undefined when it must be applied (again).
+   * `recover`, when given, finishes what the lost write's caller could not (it marks the
+   * operation done itself).
    */
-  async #appliedOperation(op: KeyedOperation["op"], key: string): Promise<JsonValue | undefined> {
+  async #appliedOperation(
+    op: KeyedOperation["op"],
+    key: string,
+    recover?: (saved: TranscriptRecord, record: KeyedOperation) => Promise<void>,
+  ): Promise<JsonValue | undefined> {
     const record = await this.#operation(op, key);
     if (record?.result === undefined) return undefined;
     if (record.done === true) return record.result;
@@ -1533,7 +1558,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     );
     if (saved === undefined) return undefined;
     await this.#reloadHistory();
-    await this.#operationDone(key, record);
+    if (recover === undefined) await this.#operationDone(key, record);
+    else await recover(saved, record);
     return record.result;
   }
 
@@ -1830,6 +1856,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       record as unknown as JsonObject,
     );
     await this.#ctx.store.queue.ack(message.id);
+    const started = this.#startedBefore([message.id]);
     this.#ctx.crashes.delete(message.id);
     const payload = message.payload as { input?: unknown; runId?: unknown };
     const runId = typeof payload.runId === "string" ? payload.runId : randomUUID();
@@ -1856,7 +1883,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       code: "QUARANTINED",
       message: `message ${message.id} was quarantined: ${reason}`,
     };
-    this.#emit(batch, this.#runStartEvent(batch));
+    if (!started) this.#emit(batch, this.#runStartEvent(batch));
     this.#emit(batch, { runId, sessionKey: this.key, type: "error", error });
     this.#emit(batch, {
       runId,
@@ -1919,9 +1946,12 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       batch.model ?? this.#metadata.modelOverride ?? agent.model,
       ...(agent.fallbacks ?? []),
     ];
-    // A run that runs again after a failed save started already: its followers saw it start.
+    // A run that runs again after a failed save, or after its session crashed while running
+    // it, started already: its followers saw it start (and its text withdrawn).
     if (batch.carried === undefined) {
-      if (batch.saveFailures === undefined) this.#emit(active, this.#runStartEvent(active));
+      if (batch.saveFailures === undefined && !this.#startedBefore(batch.queueIds)) {
+        this.#emit(active, this.#runStartEvent(active));
+      }
     } else {
       // The run goes on: its messages are steered in, as at its next step.
       for (const steered of batch.inputs) {
@@ -2304,6 +2334,17 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     this.#start(batch);
   }
 
+  /**
+   * Whether a run of messages `queueIds` started before: one of them was in the run that was
+   * running when the session crashed in this process (see `#release`). Its handles and the
+   * session's subscribers saw its `run-start`, then `SESSION_CRASHED` and a `text-reset`: its
+   * replay is the same run and does not start again.
+   */
+  #startedBefore(queueIds: readonly string[]): boolean {
+    const crashes = this.#ctx.crashes;
+    return crashes.size > 0 && queueIds.some((id) => (crashes.get(id) ?? 0) > 0);
+  }
+
   #runStartEvent(batch: Batch): RunEvent {
     return {
       runId: batch.runId,
@@ -2399,10 +2440,45 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   ): Promise<PendingCompaction | CompactionResult> {
     const key = options?.idempotencyKey;
     if (key !== undefined) {
-      const applied = await this.#appliedOperation("compact", key);
+      const applied = await this.#appliedOperation("compact", key, (saved, record) =>
+        this.#recoverCompaction(key, saved, record),
+      );
       if (applied !== undefined) return applied as unknown as CompactionResult;
     }
     return this.#requestCompaction(options);
+  }
+
+  /**
+   * A keyed compaction the store saved while its reply was lost (so it was never counted):
+   * counted now, once. Every key it answers is marked done first (this call's last), so that
+   * no retry with any of them finds it unfinished and counts it again; a store failure there
+   * is the caller's, whose retry counts it then. One this actor counted already is not.
+   */
+  async #recoverCompaction(
+    key: string,
+    saved: TranscriptRecord,
+    record: KeyedOperation,
+  ): Promise<void> {
+    const keys = Array.isArray(saved.entry.idempotencyKeys)
+      ? saved.entry.idempotencyKeys.filter((k): k is string => typeof k === "string")
+      : [];
+    if (keys.some((k) => this.#countedCompactionKeys.has(k))) {
+      if (await this.#operationDone(key, record)) this.#countedCompactionKeys.delete(key);
+      return;
+    }
+    const done: KeyedOperation = { ...record, done: true };
+    for (const other of keys) if (other !== key) await this.#rememberOperation(other, done);
+    await this.#rememberOperation(key, done);
+    await this.#countCompaction(record.result as unknown as CompactionResult);
+  }
+
+  /** Counts a saved compaction in the session's metadata: its model call, and `compactions`. */
+  async #countCompaction(result: CompactionResult): Promise<void> {
+    const m = this.#metadata;
+    const next = withUsage(m, result, this.#ctx.now());
+    next.compactions = (m.compactions ?? 0) + 1;
+    await this.#ctx.store.sessions.put(next as SessionRecord).catch(() => undefined);
+    this.#metadata = next;
   }
 
   /**
@@ -2585,11 +2661,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       return;
     }
     this.#history.splice(0, at + 1, summaryMsg);
-    const m = this.#metadata;
-    const next = withUsage(m, result, this.#ctx.now());
-    next.compactions = (m.compactions ?? 0) + 1;
-    await this.#ctx.store.sessions.put(next as SessionRecord).catch(() => undefined);
-    this.#metadata = next;
+    // Until its keys are marked done (see `#endCompaction`), a retry must not count it again.
+    for (const key of compaction.keys) this.#countedCompactionKeys.add(key);
+    await this.#countCompaction(compacted);
     this.#endCompaction(compaction, compacted);
   }
 
@@ -2640,7 +2714,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
           key,
           { op: "compact", savedAfter: compaction.savedAfter ?? 0 },
           outcome,
-        );
+        ).then((done) => {
+          if (done) this.#countedCompactionKeys.delete(key);
+        });
       }
       compaction.resolve(outcome);
     } else compaction.reject(outcome);

@@ -379,8 +379,9 @@ export type RunEvent =
    * Discard the text received so far of the current answer: a provider attempt failed after
    * streaming output and the chain fell back (the next attempt streams it anew), or a
    * structured answer did not conform to its schema and the model is asked again, or the
-   * run's messages could not be saved (an `error` event `SAVE_FAILED` first) and the run runs
-   * again, streaming its answer anew (with no second `run-start`: it is the same run).
+   * run's messages could not be saved (an `error` event `SAVE_FAILED` first), or its session
+   * crashed while it ran (an `error` event `SESSION_CRASHED` first), and the run runs again,
+   * streaming its answer anew (with no second `run-start`: it is the same run).
    */
   | (RunEventBase & { type: "text-reset"; reason: string })
   | (RunEventBase & { type: "tool-call"; toolCallId: string; toolName: string; input: JsonValue })
