@@ -17,6 +17,7 @@ export {
   verifyDeviceSignature,
 } from "./auth/device-identity.js";
 export type { GatewayAuthSettings } from "./auth/handshake.js";
+export type { PairingRequestLimits } from "./auth/pairing.js";
 export type { AuthRateLimitSettings } from "./auth/rate-limit.js";
 export { decodeSetupCode } from "./auth/setup-codes.js";
 export {
