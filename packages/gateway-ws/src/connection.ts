@@ -7,7 +7,12 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
-import { authenticateConnect, FAILED_LOGIN_CODES, HandshakeRefusal } from "./auth/handshake.js";
+import {
+  authenticateConnect,
+  FAILED_LOGIN_CODES,
+  HandshakeRefusal,
+  staleDeviceTokenRefusal,
+} from "./auth/handshake.js";
 import type { PairedDevice } from "./auth/pairing.js";
 import { authRateLimiterOf, isLoopbackRequest } from "./auth/rate-limit.js";
 import { SetupCodes } from "./auth/setup-codes.js";
@@ -568,11 +573,7 @@ export class GatewayConnection {
       if (limiter !== null && typeof reason === "string" && FAILED_LOGIN_CODES.has(reason)) {
         limiter.recordFailure(this.remoteAddress, this.isLoopback);
       }
-      hub.log.warn(
-        `connect refused conn=${this.connId} remote=${this.remoteAddress} client=${params.client.id}: ${error.shape.message}`,
-      );
-      this.respond(request.id, false, undefined, error.shape);
-      this.close(error.closeCode, error.closeReason);
+      this.#refuseConnect(request.id, params, error);
       return;
     }
     limiter?.recordSuccess(this.remoteAddress);
@@ -581,6 +582,13 @@ export class GatewayConnection {
     // it is sent after the challenge must be its hello-ok.
     const health = await hub.health();
     if ((this.#state as string) !== "authenticating") return;
+    // Checked in the same turn as the connection joins `hub.connections`: a token rotated or
+    // revoked while the handshake ran was swept without this connection, so it is refused here.
+    const stale = staleDeviceTokenRefusal(hub.pairing, outcome, hub.auth.mode);
+    if (stale !== undefined) {
+      this.#refuseConnect(request.id, params, stale);
+      return;
+    }
     clearTimeout(this.#handshakeTimer);
     this.protocol = Math.min(params.maxProtocol, PROTOCOL_VERSION);
     this.role = outcome.role;
@@ -637,6 +645,15 @@ export class GatewayConnection {
       `connected conn=${this.connId} client=${params.client.id} role=${outcome.role} auth=${outcome.authMethod}${outcome.deviceId === undefined ? "" : ` device=${outcome.deviceId.slice(0, 12)}`}`,
     );
     if (presence !== undefined) hub.updatePresence(this.#presenceKey!, presence);
+  }
+
+  /** Answers a refused `connect` with its error and closes as the refusal says. */
+  #refuseConnect(requestId: string, params: ConnectParams, refusal: HandshakeRefusal): void {
+    this.#hub.log.warn(
+      `connect refused conn=${this.connId} remote=${this.remoteAddress} client=${params.client.id}: ${refusal.shape.message}`,
+    );
+    this.respond(requestId, false, undefined, refusal.shape);
+    this.close(refusal.closeCode, refusal.closeReason);
   }
 
   #presenceEntry(params: ConnectParams, scopes: string[]): PresenceEntry | undefined {

@@ -84,6 +84,11 @@ export interface HandshakeOutcome {
   issuedToken?: { token: string; issuedAtMs: number };
   /** The setup this connect completed (it came with a setup code's bootstrap token). */
   setupCompletion?: SetupCompletion;
+  /**
+   * For `device-token`: {@link DevicePairing.tokenGeneration} read before the token was looked
+   * up, for {@link staleDeviceTokenRefusal} when the connection opens.
+   */
+  tokenGeneration?: number;
 }
 
 function refuse(
@@ -225,8 +230,10 @@ export async function authenticateConnect(input: {
 
   // A device token stands in for the shared secret, for the device and role it was issued to.
   let tokenScopes: string[] | undefined;
+  let tokenGeneration: number | undefined;
   const candidate = auth.deviceToken ?? (authMethod === undefined ? auth.token : undefined);
   if (authMethod === undefined && device !== undefined && candidate !== undefined) {
+    tokenGeneration = pairing.tokenGeneration(device.id, role);
     const stored = await pairing.lookupToken(candidate);
     if (
       stored !== undefined &&
@@ -354,6 +361,7 @@ export async function authenticateConnect(input: {
     authMethod,
     deviceId: device.id,
     device: current,
+    ...(authMethod === "device-token" ? { tokenGeneration } : {}),
   };
   if (setupToken !== undefined) {
     const completion = await input.setupCodes!.complete(setupToken, {
@@ -373,6 +381,40 @@ export async function authenticateConnect(input: {
     outcome.issuedToken = await pairing.issueToken(device.id, role, outcome.scopes);
   }
   return outcome;
+}
+
+/**
+ * The refusal for a connection about to open on a device token that was rotated or revoked
+ * after the handshake verified it (the close sweep of `device.token.rotate` / `revoke` ran
+ * before the connection was registered, so it missed it); `undefined` when the token is still
+ * the current one. Call it synchronously with registering the connection: a rotation after
+ * that finds the connection in the sweep.
+ */
+export function staleDeviceTokenRefusal(
+  pairing: DevicePairing,
+  outcome: HandshakeOutcome,
+  authMode: GatewayAuthSettings["mode"],
+): HandshakeRefusal | undefined {
+  if (outcome.authMethod !== "device-token" || outcome.deviceId === undefined) return undefined;
+  const change = pairing.tokenChangeSince(
+    outcome.deviceId,
+    outcome.role,
+    outcome.tokenGeneration ?? 0,
+  );
+  if (change === undefined) return undefined;
+  const message = "unauthorized: device token mismatch (rotated or revoked?)";
+  return new HandshakeRefusal(
+    new GatewayError(ErrorCodes.INVALID_REQUEST, message, {
+      details: {
+        code: "AUTH_DEVICE_TOKEN_MISMATCH",
+        authMode,
+        recommendedNextStep: "update_auth_credentials",
+      },
+    }).toShape(),
+    CloseCodes.POLICY_VIOLATION,
+    // The reason the sweep closes the token's other connections with.
+    `device token ${change}`,
+  );
 }
 
 /** {@link DevicePairing.requestPairing}, its `PAIRING_REQUESTS_FULL` as a refused handshake. */

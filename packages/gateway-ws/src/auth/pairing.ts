@@ -150,6 +150,10 @@ export class DevicePairing {
   readonly #now: () => number;
   /** The caps on pending requests. */
   readonly limits: Required<PairingRequestLimits>;
+  /** {@link DevicePairing.requestPairing} calls run one at a time (each settled before the next). */
+  #pairingQueue: Promise<unknown> = Promise.resolve();
+  /** Per `deviceId` and role: how often its tokens were revoked or superseded, and how last. */
+  readonly #tokenChanges = new Map<string, TokenChange>();
 
   /** @throws InvalidArgumentError for a cap in `limits` that is not a positive integer. */
   constructor(store: Store, now: () => number = Date.now, limits?: PairingRequestLimits) {
@@ -194,12 +198,24 @@ export class DevicePairing {
    * A new request must fit within {@link DevicePairing.limits} (unless
    * `options.enforceLimits` is `false`, for a request approved at once).
    *
+   * Calls are serialized within this instance (each reads the pending requests, then writes),
+   * so concurrent connects cannot together overshoot a cap.
+   *
    * @throws GatewayError `UNAVAILABLE` (`PAIRING_REQUESTS_FULL`, retryable) when the pending
    *   requests fill a cap; nothing is changed then.
    */
-  async requestPairing(
+  requestPairing(
     fields: Omit<PairingRequest, "requestId" | "ts">,
     options: { enforceLimits?: boolean } = {},
+  ): Promise<{ request: PairingRequest; created: boolean }> {
+    const run = this.#pairingQueue.then(() => this.#requestPairing(fields, options));
+    this.#pairingQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #requestPairing(
+    fields: Omit<PairingRequest, "requestId" | "ts">,
+    options: { enforceLimits?: boolean },
   ): Promise<{ request: PairingRequest; created: boolean }> {
     const pendingList = await this.pendingRequests();
     const same = pendingList.find(
@@ -352,7 +368,7 @@ export class DevicePairing {
     role: string,
     scopes: readonly string[],
   ): Promise<{ token: string; issuedAtMs: number }> {
-    await this.revokeTokens(deviceId, role);
+    await this.#revokeTokens(deviceId, role, "rotated");
     const token = newToken();
     const issuedAtMs = this.#now();
     const record: StoredDeviceToken = {
@@ -373,14 +389,64 @@ export class DevicePairing {
   }
 
   /** Revokes every token of a device for one role. Returns how many. */
-  async revokeTokens(deviceId: string, role: string): Promise<number> {
+  revokeTokens(deviceId: string, role: string): Promise<number> {
+    return this.#revokeTokens(deviceId, role, "revoked");
+  }
+
+  async #revokeTokens(
+    deviceId: string,
+    role: string,
+    change: TokenChange["change"],
+  ): Promise<number> {
     let count = 0;
     for (const token of (await this.#store.devices.listTokens(deviceId)) as StoredDeviceToken[]) {
       if (token.role !== role) continue;
-      if (await this.#store.devices.deleteToken(token.tokenHash)) count++;
+      if (await this.#store.devices.deleteToken(token.tokenHash)) {
+        count++;
+        // Counted as soon as the token is gone: a check that saw the old count before its
+        // lookup, and sees a new one now, knows its token may be dead.
+        const key = tokenChangeKey(deviceId, role);
+        this.#tokenChanges.set(key, {
+          generation: (this.#tokenChanges.get(key)?.generation ?? 0) + 1,
+          change,
+        });
+      }
     }
     return count;
   }
+
+  /**
+   * How many tokens of `deviceId` for `role` this instance has revoked or superseded so far.
+   * Read before a token lookup and compared afterwards, it tells whether the token found live
+   * may have died since (see {@link DevicePairing.tokenChangeSince}).
+   */
+  tokenGeneration(deviceId: string, role: string): number {
+    return this.#tokenChanges.get(tokenChangeKey(deviceId, role))?.generation ?? 0;
+  }
+
+  /**
+   * How the tokens of `deviceId` for `role` last changed (`"rotated"` or `"revoked"`) when
+   * that happened after {@link DevicePairing.tokenGeneration} returned `generation`;
+   * `undefined` when they are unchanged since.
+   */
+  tokenChangeSince(
+    deviceId: string,
+    role: string,
+    generation: number,
+  ): TokenChange["change"] | undefined {
+    const last = this.#tokenChanges.get(tokenChangeKey(deviceId, role));
+    return last === undefined || last.generation === generation ? undefined : last.change;
+  }
+}
+
+/** The last revocation of a device's tokens for a role: superseded by a new token, or revoked. */
+interface TokenChange {
+  generation: number;
+  change: "rotated" | "revoked";
+}
+
+function tokenChangeKey(deviceId: string, role: string): string {
+  return `${deviceId}\u0000${role}`;
 }
 
 function requestNotFound(requestId: string): GatewayError {
