@@ -118,6 +118,12 @@ const END_SESSION_TIMEOUT_MS = 5_000;
 /** Listings that a server's list changes ask for start at least this far apart. */
 const LIST_CHANGED_INTERVAL_MS = 250;
 
+/** A tool a listing left out, and why (`leftOut()`). */
+interface LeftOut {
+  tool: string;
+  reason: string;
+}
+
 interface ServerTool {
   name: string;
   description?: string;
@@ -205,9 +211,11 @@ export class McpToolServer {
 
   /**
    * What the last listing of the server's tools left out, and why: a tool whose name
-   * (`<name>__<tool>`) a model could not call (not `^[a-zA-Z0-9_-]{1,64}$`), or a name of
-   * `include` the server has no tool of (a typo, a tool it no longer has). Empty before
-   * `start()`. For a host to say so (the `beamclaw` gateway logs them as warnings).
+   * (`<name>__<tool>`) a model could not call (not `^[a-zA-Z0-9_-]{1,64}$`), a tool the MCP
+   * SDK's schema refuses (an input schema not of an object), a tool whose name the registry
+   * already holds, or a name of `include` the server has no tool of (a typo, a tool it no
+   * longer has). Empty before `start()`. For a host to say so (the `beamclaw` gateway logs
+   * them as warnings).
    *
    * @example
    * ```ts
@@ -370,6 +378,7 @@ export class McpToolServer {
       this.#lastListing = Date.now();
       const client = await this.#connect();
       const listed: ServerTool[] = [];
+      const refused: LeftOut[] = [];
       let cursor: string | undefined;
       // The whole listing, every page, is bounded; a cursor seen before would list forever.
       const deadline = Date.now() + (this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
@@ -403,7 +412,8 @@ export class McpToolServer {
         }
         for (const tool of Array.isArray(page.tools) ? page.tools : []) {
           const read = readTool(tool);
-          if (read !== undefined) listed.push(read);
+          if ("reason" in read) refused.push(read);
+          else listed.push(read);
         }
         cursor = page.nextCursor;
         if (cursor !== undefined) {
@@ -422,7 +432,7 @@ export class McpToolServer {
         listed as unknown as Tool[],
       );
       if (this.#state !== "running") return;
-      this.#apply(listed);
+      this.#apply(listed, refused);
     };
     const previous = this.#refreshing ?? Promise.resolve();
     const next = previous.catch(() => undefined).then(run);
@@ -451,10 +461,13 @@ export class McpToolServer {
   }
 
   /** @throws McpError naming the tools left out because the registry already has their names. */
-  #apply(listed: ServerTool[]): void {
+  #apply(listed: ServerTool[], refused: LeftOut[]): void {
     const include = this.#options.include;
     const next = new Map<string, McpTool>();
-    const leftOut: Array<{ tool: string; reason: string }> = [];
+    // A tool the SDK's schema refuses (named by `include`, if it is given): said, not dropped unseen.
+    const leftOut = refused.filter(
+      (entry) => include === undefined || include.includes(entry.tool),
+    );
     for (const tool of listed) {
       if (include !== undefined && !include.includes(tool.name)) continue;
       const name = `${this.name}__${tool.name}`;
@@ -469,11 +482,12 @@ export class McpToolServer {
       next.set(name, this.#agentTool(name, tool));
     }
     for (const wanted of include ?? []) {
-      if (!listed.some((tool) => tool.name === wanted)) {
+      const known =
+        listed.some((tool) => tool.name === wanted) || refused.some((e) => e.tool === wanted);
+      if (!known) {
         leftOut.push({ tool: wanted, reason: "named in include, but the server has no such tool" });
       }
     }
-    this.#leftOut = leftOut;
     for (const name of this.#tools.keys()) {
       if (!next.has(name)) this.#registry?.unregister(name);
     }
@@ -487,9 +501,15 @@ export class McpToolServer {
         // The registry has a tool of that name (a built-in, another server's): left out.
         next.delete(name);
         taken.push(name);
+        // Said at a later listing too (a list change, a reconnect), whose failure none sees.
+        leftOut.push({
+          tool: name.slice(this.name.length + 2),
+          reason: `the registry already has a tool named ${name}`,
+        });
       }
     }
     this.#tools = next;
+    this.#leftOut = leftOut;
     if (taken.length > 0) {
       throw new McpError(
         this.name,
@@ -595,13 +615,15 @@ export class McpToolServer {
 }
 
 /**
- * A tool of a `tools/list` page as the SDK's schema reads it, or undefined for one it refuses
- * (no name, an input schema that is not an object's). An input schema without `type` is an
- * object's, as a provider's function parameters are: `type: "object"` is added. An output
- * schema the SDK refuses is dropped (the tool's output is then not checked).
+ * A tool of a `tools/list` page as the SDK's schema reads it, or, for one it refuses (no name,
+ * an input schema that is not an object's), the tool's name and why. An input schema without
+ * `type` is an object's, as a provider's function parameters are: `type: "object"` is added. An
+ * output schema the SDK refuses is dropped (the tool's output is then not checked).
  */
-function readTool(tool: unknown): ServerTool | undefined {
-  if (typeof tool !== "object" || tool === null || Array.isArray(tool)) return undefined;
+function readTool(tool: unknown): ServerTool | LeftOut {
+  if (typeof tool !== "object" || tool === null || Array.isArray(tool)) {
+    return { tool: "(no name)", reason: "it is not an object" };
+  }
   const schema = (tool as { inputSchema?: unknown }).inputSchema;
   const untyped =
     typeof schema === "object" && schema !== null && !Array.isArray(schema) && !("type" in schema);
@@ -613,7 +635,14 @@ function readTool(tool: unknown): ServerTool | undefined {
     delete read.outputSchema;
     parsed = ToolSchema.safeParse(read);
   }
-  return parsed.success ? (parsed.data as unknown as ServerTool) : undefined;
+  if (parsed.success) return parsed.data as unknown as ServerTool;
+  const name = (tool as { name?: unknown }).name;
+  const issue = parsed.error.issues[0];
+  const where = issue === undefined || issue.path.length === 0 ? "" : `${issue.path.join(".")}: `;
+  return {
+    tool: typeof name === "string" ? name : "(no name)",
+    reason: `the MCP SDK's schema refuses it (${where}${issue?.message ?? "invalid"})`,
+  };
 }
 
 /**

@@ -153,7 +153,15 @@ export class ProcessGroupStdioTransport implements Transport {
         void this.close();
       });
       child.once("close", () => this.#finish());
-      child.stdin?.on("error", (error) => this.onerror?.(error));
+      child.stdin?.on("error", (error) => {
+        this.onerror?.(error);
+        // Its stdin is broken (the server closed it, EPIPE) while it runs on: no request can
+        // reach it again, and one just written would wait for an answer forever. Ended, so that
+        // the calls waiting fail now and the next one starts it again.
+        if (this.#closing !== undefined) return;
+        this.#failure ??= `its stdin closed while it ran (${error.message})`;
+        void this.close();
+      });
       child.stdout?.on("error", (error) => this.onerror?.(error));
       child.stderr?.on("error", () => undefined);
       child.stderr?.on("data", (chunk: Buffer) => {

@@ -43,6 +43,35 @@ describe("notifications/tools/list_changed", () => {
     expect(await call("extra3")).toBe("extra3");
   });
 
+  it("a new tool whose name the registry already holds is in leftOut(), not dropped unseen", async () => {
+    const registry = new ToolRegistry();
+    // Another source's tool, of the name the server's next tool will have.
+    registry.register({
+      name: "changing__extra3",
+      description: "someone else's",
+      inputSchema: { type: "object" },
+      execute: () => "theirs",
+    });
+    const server = new McpToolServer({
+      name: "changing",
+      command: process.execPath,
+      args: [CHANGING],
+      connectTimeoutMs: 5_000,
+    });
+    servers.push(server);
+    await server.start({ registry });
+    expect(server.leftOut()).toEqual([]);
+    await server.tools.find((t) => t.name === "changing__grow")!.execute({}, toolContext());
+    await expect
+      .poll(() => server.leftOut(), { timeout: 5_000 })
+      .toEqual([
+        { tool: "extra3", reason: "the registry already has a tool named changing__extra3" },
+      ]);
+    expect(server.toolNames()).not.toContain("changing__extra3");
+    // The other source's tool stays registered.
+    expect(registry.names()).toContain("changing__extra3");
+  });
+
   it("a flood of them lists the tools once more, not once each", async () => {
     const { server, call } = await changing("--declared");
     expect(await call("flood", { n: 100 })).toBe("flooded");

@@ -294,6 +294,49 @@ describe("an MCP server over stdio", () => {
     expect((error as Error).message).toContain("exited with code 3");
   });
 
+  it("a server that closes its stdin and stays alive: the next call fails (not hangs), the process ends", async () => {
+    // Raw JSON-RPC: `deaf` closes its stdin, answers its pid, and lives on.
+    const script = `
+      const rl = require("node:readline").createInterface({ input: process.stdin });
+      const out = (m) => process.stdout.write(JSON.stringify(m) + "\\n");
+      setInterval(() => {}, 1000);
+      rl.on("line", (line) => {
+        const m = JSON.parse(line);
+        if (m.method === "initialize") out({ jsonrpc: "2.0", id: m.id, result: {
+          protocolVersion: m.params.protocolVersion, capabilities: { tools: {} },
+          serverInfo: { name: "deaf", version: "1" } } });
+        else if (m.method === "tools/list") out({ jsonrpc: "2.0", id: m.id, result: { tools: [
+          { name: "deaf", inputSchema: { type: "object" } },
+          { name: "echo", inputSchema: { type: "object" } }] } });
+        else if (m.method === "tools/call" && m.params.name === "deaf") {
+          // Closed before the answer: the next request, sent after it, finds no reader.
+          rl.close();
+          process.stdin.destroy();
+          require("node:fs").closeSync(0);
+          out({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: String(process.pid) }] } });
+        } else if (m.method === "tools/call") {
+          out({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: "echo" }] } });
+        }
+      });`;
+    const server = new McpToolServer({
+      name: "deaf",
+      command: process.execPath,
+      args: ["-e", script],
+    });
+    cleanups.push(() => server.stop());
+    await server.start();
+    const tool = (name: string) => server.tools.find((t) => t.name === `deaf__${name}`)!;
+    const pid = Number(await tool("deaf").execute({}, toolContext()));
+    const error = await Promise.resolve(tool("echo").execute({}, toolContext())).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(McpError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toMatch(/stdin/);
+    // Its process was ended (the next call starts it again), not left to fail every call.
+    expect(() => process.kill(pid, 0)).toThrow();
+  });
+
   it("stop() during a connect that gets no answer cancels it at once: start() fails, the process ends", async () => {
     // A process that never answers `initialize` and stays alive until a signal.
     const registry = new ToolRegistry();

@@ -120,6 +120,37 @@ describe("what a listing leaves out", () => {
       { tool: "typo", reason: "named in include, but the server has no such tool" },
     ]);
   });
+
+  it("a tool the SDK's schema refuses is in leftOut() with why, not taken for one the server lacks", async () => {
+    const server = new McpToolServer({
+      name: "paged",
+      command: process.execPath,
+      args: [
+        script,
+        JSON.stringify({
+          "": {
+            tools: [
+              "ok",
+              { name: "scalar", inputSchema: { type: "string" } },
+              { name: "missing" },
+              { name: "skipped", inputSchema: { type: "array" } },
+            ],
+          },
+        }),
+      ],
+      include: ["ok", "scalar", "missing"],
+      connectTimeoutMs: 5_000,
+    });
+    servers.push(server);
+    await server.start();
+    expect(server.toolNames()).toEqual(["paged__ok"]);
+    const leftOut = server.leftOut();
+    // Only the included ones; each said to be refused by the schema, naming what is wrong.
+    expect(leftOut.map((entry) => entry.tool)).toEqual(["scalar", "missing"]);
+    expect(leftOut[0]?.reason).toMatch(/^the MCP SDK's schema refuses it \(inputSchema\.type: /);
+    expect(leftOut[1]?.reason).toMatch(/^the MCP SDK's schema refuses it \(inputSchema: /);
+    expect(leftOut.some((entry) => entry.reason.includes("no such tool"))).toBe(false);
+  });
 });
 
 describe("a server that offers no tools", () => {
