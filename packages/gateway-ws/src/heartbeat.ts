@@ -116,6 +116,8 @@ export class HeartbeatService {
   readonly #sessionKey: string;
   #enabled: boolean;
   #runner: HeartbeatRunner | null = null;
+  /** The one-off runners of `wake(…, true)` beats of other sessions, while their beat runs. */
+  readonly #onceRunners = new Set<HeartbeatRunner>();
   #stopped = true;
   #last: HeartbeatEvent | null = null;
   #pending: Promise<unknown> = Promise.resolve();
@@ -159,13 +161,17 @@ export class HeartbeatService {
     if (this.#enabled) await this.#startRunner();
   }
 
-  /** Stops the runner and waits for any one-off beat to end. */
+  /**
+   * Stops the runner and any beat in flight: a `wake(…, true)` beat still running is aborted
+   * (its turn's signal), not waited for, and reports nothing after.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await this.#pending.catch(() => undefined);
     const runner = this.#runner;
     this.#runner = null;
-    await runner?.stop();
+    // Stopping a runner aborts its turn and ends its `runNow`, so the beats queued behind it end.
+    await Promise.all([runner?.stop(), ...[...this.#onceRunners].map((once) => once.stop())]);
+    await this.#pending.catch(() => undefined);
   }
 
   /** Turns the periodic heartbeat on or off. */
@@ -254,10 +260,12 @@ export class HeartbeatService {
     }
     // A one-off runner for this beat: its timer is cleared when it stops right after.
     const once = this.#newRunner(sessionKey);
-    await once.start();
+    this.#onceRunners.add(once);
     try {
-      await once.runNow();
+      await once.start();
+      if (!this.#stopped) await once.runNow();
     } finally {
+      this.#onceRunners.delete(once);
       await once.stop();
     }
   }

@@ -2,23 +2,23 @@
  * The heartbeat's wake lines in the store (`HeartbeatService`, on a real runtime and
  * `MemoryStore`): bounded per session, kept apart per session (a key that starts like another
  * is not the other), claimed once by whichever beat takes them, and put back when the beat's
- * message could not be sent.
+ * message could not be sent; and `stop()` with a `wake(…, true)` beat in flight.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentRuntime, createProviderChain, MemoryStore, StoreError } from "@beamclaw/core";
-import { createScriptedProvider } from "@beamclaw/core/testing";
+import { createScriptedProvider, type ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { HeartbeatService, MAX_PENDING_WAKES, WAKE_TTL_MS } from "../src/heartbeat.js";
-import { waitFor } from "./support.js";
+import { deferred, waitFor } from "./support.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function service(responses: string[] = [], heartbeatFile?: string) {
+async function service(responses: ScriptEntry[] = [], heartbeatFile?: string, enabled = false) {
   const clock = { now: Date.now() };
   const store = new MemoryStore({ now: () => clock.now });
   await store.open();
@@ -36,7 +36,7 @@ async function service(responses: string[] = [], heartbeatFile?: string) {
     const heartbeat = new HeartbeatService({
       runtime,
       settings: {
-        enabled: false,
+        enabled,
         everyMs: 3_600_000,
         ...(heartbeatFile === undefined ? {} : { heartbeatFile }),
       },
@@ -142,5 +142,36 @@ describe("heartbeat wake lines", () => {
       "System events:\n- queued for the next beat\n- the nightly build failed",
     );
     expect(await heartbeat.pendingWakes()).toEqual([]);
+  });
+});
+
+describe("HeartbeatService.stop() with a wake in flight", () => {
+  it.each([
+    ["a one-off beat (heartbeats off)", false],
+    ["a beat of the periodic runner (heartbeats on)", true],
+  ])("aborts %s instead of waiting for the model", async (_what, enabled) => {
+    // The model holds its answer until the gate opens (or the call is aborted).
+    const gate = deferred<void>();
+    const answer: ScriptEntry = {
+      events: [
+        { type: "wait", until: gate.promise },
+        { type: "text-delta", text: "late reply" },
+        { type: "finish", reason: "stop" },
+      ],
+    };
+    const { heartbeat, provider, runtime, beats } = await service([answer], undefined, enabled);
+    // Runs first: a stop() still waiting for the model (the defect) is let go.
+    cleanups.push(async () => gate.resolve());
+    expect(await heartbeat.wake("deploy finished", true)).toBe("queued");
+    await waitFor("the beat's model call", () => provider.requests.length === 1);
+    // The model never answers on its own: stop() must not wait for it.
+    await heartbeat.stop();
+    const session = runtime.session("agent:main:main");
+    await waitFor(
+      "the beat's run to end",
+      async () => (await session.info()).activeRunId === undefined,
+    );
+    expect(beats).not.toContain("sent");
+    expect(heartbeat.last()?.status).not.toBe("sent");
   });
 });

@@ -105,10 +105,10 @@ export interface HeartbeatRunnerOptions {
   /** Default {@link DEFAULT_HEARTBEAT_PROMPT}. */
   prompt?: string;
   /**
-   * Path of a `HEARTBEAT.md` checklist, read at every tick: its text is appended to the
-   * prompt. A missing file leaves the prompt alone; a file with nothing but blank lines and
-   * headings skips the tick (no model call for an empty checklist), unless
-   * `hasPendingEvents` says events wait for it.
+   * Path of a `HEARTBEAT.md` checklist, read at every tick (UTF-8, or UTF-16 with a byte order
+   * mark): its text is appended to the prompt. A missing file leaves the prompt alone; a file
+   * with nothing but blank lines and headings skips the tick (no model call for an empty
+   * checklist), unless `hasPendingEvents` says events wait for it.
    */
   heartbeatFile?: string;
   /**
@@ -366,7 +366,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     if (this.#heartbeatFile === undefined) return this.#prompt;
     let text: string;
     try {
-      text = await readFile(this.#heartbeatFile, "utf8");
+      text = decodeText(await readFile(this.#heartbeatFile));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return this.#prompt;
       throw error;
@@ -425,6 +425,16 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     if (this.#turnTimer !== undefined) this.#clock.clearTimer(this.#turnTimer);
     this.#turnTimer = undefined;
   }
+}
+
+/**
+ * The text of a file: UTF-16 when it starts with a UTF-16 byte order mark (as Windows editors
+ * save "Unicode" text), otherwise UTF-8 (a UTF-8 byte order mark is dropped).
+ */
+function decodeText(bytes: Buffer): string {
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) return new TextDecoder("utf-16le").decode(bytes);
+  if (bytes[0] === 0xfe && bytes[1] === 0xff) return new TextDecoder("utf-16be").decode(bytes);
+  return new TextDecoder("utf-8").decode(bytes);
 }
 
 /** A turn whose signal aborted (by stop() or `turnTimeoutMs`): its outcome is not recorded. */
