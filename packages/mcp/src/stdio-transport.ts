@@ -87,6 +87,10 @@ export class ProcessGroupStdioTransport implements Transport {
   #stderrTail = Buffer.alloc(0);
   #closing: Promise<void> | undefined;
   #closed = false;
+  /** The sends whose message the pipe took in part, waiting for "drain". */
+  readonly #writes = new Set<(error?: Error) => void>();
+  /** What waits for the transport to have closed (sends that failed, to fail after it). */
+  readonly #afterClose: Array<() => void> = [];
 
   constructor(options: ProcessGroupStdioOptions) {
     this.#options = options;
@@ -149,18 +153,23 @@ export class ProcessGroupStdioTransport implements Transport {
       child.once("exit", (code, signal) => {
         this.#exited = true;
         this.#exit = { code, signal };
+        this.#dropWrites(`the server ${this.exitReason}`);
         // The server is gone: what it left in its group goes too (and then its pipes close).
         void this.close();
       });
       child.once("close", () => this.#finish());
+      child.stdin?.on("drain", () => this.#drained());
+      child.stdin?.on("close", () => this.#dropWrites("its stdin closed"));
       child.stdin?.on("error", (error) => {
         this.onerror?.(error);
         // Its stdin is broken (the server closed it, EPIPE) while it runs on: no request can
         // reach it again, and one just written would wait for an answer forever. Ended, so that
         // the calls waiting fail now and the next one starts it again.
-        if (this.#closing !== undefined) return;
-        this.#failure ??= `its stdin closed while it ran (${error.message})`;
-        void this.close();
+        if (this.#closing === undefined) {
+          this.#failure ??= `its stdin closed while it ran (${error.message})`;
+          void this.close();
+        }
+        this.#dropWrites(`its stdin failed (${error.message})`, error);
       });
       child.stdout?.on("error", (error) => this.onerror?.(error));
       child.stderr?.on("error", () => undefined);
@@ -221,10 +230,38 @@ export class ProcessGroupStdioTransport implements Transport {
     if (stdin == null || this.#closing !== undefined || !stdin.writable) {
       return Promise.reject(new Error("Not connected"));
     }
-    return new Promise<void>((resolve) => {
+    return new Promise<void>((resolve, reject) => {
       if (stdin.write(serializeMessage(message))) resolve();
-      else stdin.once("drain", resolve);
+      // Written in part: done at "drain", or failed when the pipe or the server is gone first.
+      else this.#writes.add((error) => (error === undefined ? resolve() : reject(error)));
     });
+  }
+
+  /** Resolves the sends waiting for "drain": all is written. */
+  #drained(): void {
+    const waiting = [...this.#writes];
+    this.#writes.clear();
+    for (const settle of waiting) settle();
+  }
+
+  /**
+   * Fails the sends still waiting: the server or its stdin is gone, and the transport closes
+   * (as it does at each of these), so they fail once it has closed (`onclose`), as the calls
+   * waiting for answers do.
+   */
+  #dropWrites(why: string, cause?: Error): void {
+    if (this.#writes.size === 0) return;
+    const error = new Error(`a message to the server was not written: ${why}`, cause && { cause });
+    const waiting = [...this.#writes];
+    this.#writes.clear();
+    const fail = () => {
+      for (const settle of waiting) settle(error);
+    };
+    if (this.#closed) fail();
+    else {
+      this.#afterClose.push(fail);
+      void this.close();
+    }
   }
 
   /** Ends the server's process group (see the class); one close, awaited by every caller. */
@@ -270,6 +307,7 @@ export class ProcessGroupStdioTransport implements Transport {
     if (this.#closed) return;
     this.#closed = true;
     this.onclose?.();
+    for (const then of this.#afterClose.splice(0)) then();
   }
 }
 
