@@ -20,7 +20,14 @@ import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
  * Every response's messages are held to `maxMessageBytes` (default: the stdio transport's
  * 10 MiB): a JSON body past it fails (its request fails with it); an SSE event past it is left
  * unread and, on a request's stream, becomes an error answer to that request (a stream of no
- * request fails). Either way the response is cancelled there, nothing held past the limit.
+ * request fails). Either way the response is cancelled there, nothing held past the limit,
+ * and the SDK's reconnection to such an SSE stream (a GET with its `Last-Event-ID`, which would
+ * fetch the same event again) is answered 405 here, which the SDK takes for no stream and does
+ * not retry.
+ *
+ * A POST answered 404 without having carried an `Mcp-Session-Id` fails with an error naming the
+ * status and the URL (its origin and path): only a 404 to a request carrying a session id means
+ * that session expired (and the request is sent again in a new one).
  */
 export function closingCancelledFetch(
   base: FetchLike = fetch,
@@ -28,9 +35,26 @@ export function closingCancelledFetch(
 ): FetchLike {
   /** The open responses of requests, by JSON-RPC id. */
   const open = new Map<string | number, AbortController>();
-  const limited = async (url: string | URL, init?: RequestInit, id?: string | number) =>
-    capped(await base(url, init), maxMessageBytes, id);
+  /** The last event ids of the SSE streams cancelled at the limit that could be resumed. */
+  const cancelled = new Set<string>();
+  const onCancelled = (lastEventId: string | undefined) => {
+    if (lastEventId !== undefined) cancelled.add(lastEventId);
+  };
+  const limited = async (url: string | URL, init?: RequestInit, id?: string | number) => {
+    const response = await base(url, init);
+    await refuseNotFound(url, init, response);
+    return capped(response, maxMessageBytes, id, onCancelled);
+  };
   return async (url, init) => {
+    // The SDK resuming a stream cancelled at the limit (a GET with its Last-Event-ID) would
+    // fetch the same event again: it is answered here with what the SDK does not retry.
+    const resumes = init?.method === "GET" ? new Headers(init.headers).get("last-event-id") : null;
+    if (resumes !== null && cancelled.delete(resumes)) {
+      return new Response(null, {
+        status: 405,
+        statusText: "Not resumed: an event of this stream exceeded the message limit",
+      });
+    }
     const message = postedMessage(init);
     if (message === undefined) return limited(url, init);
     if (message.method === "notifications/cancelled") {
@@ -85,12 +109,18 @@ export function closingCancelledFetch(
  * `response` with its body held to `max` bytes a message: the whole body of JSON (or any type
  * but SSE), each event of an SSE stream (held back until it is whole, so that none reaches the
  * parser in part). Past it, the body is cancelled, and the reader gets an error, or, for an SSE
- * event of the request `id`'s stream, an error answer to that request and the stream's end.
+ * event of the request `id`'s stream, an error answer to that request and the stream's end; an
+ * SSE stream's cancellation is told to `cancelled` (see {@link sseEvents}).
  */
-function capped(response: Response, max: number, id: string | number | undefined): Response {
+function capped(
+  response: Response,
+  max: number,
+  id: string | number | undefined,
+  cancelled: (lastEventId: string | undefined) => void,
+): Response {
   if (response.body === null) return response;
   const sse = response.headers.get("content-type")?.toLowerCase().includes("text/event-stream");
-  const limit = sse === true ? sseEvents(max, id) : wholeBody(max);
+  const limit = sse === true ? sseEvents(max, id, cancelled) : wholeBody(max);
   return new Response(response.body.pipeThrough(limit), {
     status: response.status,
     statusText: response.statusText,
@@ -120,11 +150,13 @@ const CR = 13;
 
 /**
  * An SSE stream passed on an event at a time (an event ends at an empty line: LF, CR or CRLF
- * twice), each at most `max` bytes.
+ * twice), each at most `max` bytes. Past it, `cancelled` is told the id of the last event
+ * passed on (the one a reconnection would resume after), if it had one.
  */
 function sseEvents(
   max: number,
   id: string | number | undefined,
+  cancelled: (lastEventId: string | undefined) => void,
 ): TransformStream<Uint8Array, Uint8Array> {
   /** The current event's bytes so far. */
   let held: Uint8Array[] = [];
@@ -132,41 +164,56 @@ function sseEvents(
   /** Whether the last byte ended a line (true at the start), and whether it was a CR. */
   let lineStart = true;
   let afterCr = false;
+  const fields = new EventFields();
   const encoder = new TextEncoder();
   return new TransformStream({
     transform(chunk, controller) {
+      /** Where the part of `chunk` not passed on yet starts, and where the scan is. */
       let from = 0;
-      for (let i = 0; i < chunk.length; i++) {
-        const byte = chunk[i];
-        if (afterCr && byte === LF) {
+      let at = 0;
+      let lf = chunk.indexOf(LF);
+      let cr = chunk.indexOf(CR);
+      while (at < chunk.length) {
+        if (lf !== -1 && lf < at) lf = chunk.indexOf(LF, at);
+        if (cr !== -1 && cr < at) cr = chunk.indexOf(CR, at);
+        const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
+        if (end !== at) {
+          // Bytes of a line, up to its end or the chunk's.
+          fields.line(chunk.subarray(at, end === -1 ? chunk.length : end));
+          lineStart = false;
           afterCr = false;
+          if (end === -1) break;
+        }
+        at = end + 1;
+        const byte = chunk[end];
+        if (afterCr && byte === LF) {
+          afterCr = false; // a CRLF's LF
           continue;
         }
         afterCr = byte === CR;
-        if (byte !== LF && byte !== CR) {
-          lineStart = false;
-          continue;
-        }
         if (!lineStart) {
           lineStart = true;
+          fields.lineEnd();
           continue;
         }
         // An empty line: the event ends here.
-        const piece = chunk.subarray(from, i + 1);
+        const piece = chunk.subarray(from, at);
         if (size + piece.length > max) break;
         for (const part of held) controller.enqueue(part);
         controller.enqueue(piece);
         held = [];
         size = 0;
-        from = i + 1;
+        from = at;
+        fields.eventEnd();
       }
       const rest = chunk.subarray(from);
       if (size + rest.length <= max) {
-        held.push(rest);
+        if (rest.length > 0) held.push(rest);
         size += rest.length;
         return;
       }
       held = [];
+      cancelled(fields.lastEventId);
       const what = "an SSE event";
       if (id === undefined) {
         controller.error(new Error(tooLarge(max, what)));
@@ -181,6 +228,85 @@ function sseEvents(
       for (const part of held) controller.enqueue(part);
     },
   });
+}
+
+/**
+ * The fields of an SSE stream's events that tell where a reconnection resumes: as the MCP SDK's
+ * parser reads them, an event's `id` counts when the event has `data` (it is dispatched), and
+ * the SDK resumes after the last non-empty one.
+ */
+class EventFields {
+  /** The id of the last event passed on that had one. */
+  lastEventId: string | undefined;
+  /** The current line's first bytes (up to 5, as Latin-1). */
+  #head = "";
+  /** The current line's bytes, while it may be an `id` field. */
+  #id: Uint8Array[] | undefined = [];
+  /** The current event's `id` and whether it has `data`. */
+  #eventId: string | undefined;
+  #hasData = false;
+  readonly #decoder = new TextDecoder();
+
+  /** Bytes of the current line (no line end). */
+  line(bytes: Uint8Array): void {
+    if (this.#head.length < 5) {
+      this.#head += String.fromCharCode(...bytes.subarray(0, 5 - this.#head.length));
+    }
+    if (this.#id === undefined) return;
+    if (this.#head.startsWith("id:") || "id:".startsWith(this.#head)) this.#id.push(bytes);
+    else this.#id = undefined;
+  }
+
+  lineEnd(): void {
+    const head = this.#head;
+    if (head === "data" || head.startsWith("data:")) this.#hasData = true;
+    else if (this.#id !== undefined && (head === "id" || head.startsWith("id:"))) {
+      const text = this.#decoder.decode(concat(this.#id));
+      const value = text.slice(text.startsWith("id: ") ? 4 : 3);
+      if (!value.includes("\0")) this.#eventId = value;
+    }
+    this.#head = "";
+    this.#id = [];
+  }
+
+  eventEnd(): void {
+    if (this.#hasData && this.#eventId) this.lastEventId = this.#eventId;
+    this.#eventId = undefined;
+    this.#hasData = false;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0] as Uint8Array;
+  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all;
+}
+
+/**
+ * Fails a POST that got 404 without carrying a session id: the protocol reads a 404 as an
+ * expired session (to be started again) only for a request that carried one (`Mcp-Session-Id`);
+ * without one, no MCP endpoint is there (a wrong URL), and the request is not sent again.
+ */
+async function refuseNotFound(
+  url: string | URL,
+  init: RequestInit | undefined,
+  response: Response,
+): Promise<void> {
+  if (response.status !== 404 || init?.method !== "POST") return;
+  if (new Headers(init.headers).has("mcp-session-id")) return;
+  await response.body?.cancel().catch(() => undefined);
+  const where = new URL(url);
+  // Without its userinfo, query or fragment: they may hold credentials.
+  const shown = `${where.origin}${where.pathname}`;
+  const status = `HTTP 404${response.statusText === "" ? "" : ` ${response.statusText}`}`;
+  throw new Error(
+    `${status} from ${shown}: no MCP endpoint there (the request carried no session id, so no session expired)`,
+  );
 }
 
 /** The JSON-RPC message a POST carries (one, not a batch), or undefined. */

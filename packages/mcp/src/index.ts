@@ -5,6 +5,7 @@
  * keeping the registry in step when the server says its list changed. A call runs under the
  * tool layer's time limit and abort; a server that exits is connected again at the next call.
  */
+import { stat } from "node:fs/promises";
 import {
   AbortedError,
   type AgentTool,
@@ -44,14 +45,22 @@ export type McpTransportOptions =
       /**
        * Variables of the server's environment, set over the MCP SDK's safe default (`PATH`,
        * `HOME` and a few more; not this process's secrets), which is all it gets without them.
+       * Names match `^[A-Za-z_][A-Za-z0-9_]*$`; values are strings without NUL.
        */
       env?: Record<string, string>;
+      /** The server's working directory: one that exists (checked at `start()`). */
       cwd?: string;
     }
   | {
-      /** The server's Streamable HTTP endpoint, e.g. `http://127.0.0.1:3000/mcp`. */
+      /**
+       * The server's Streamable HTTP endpoint, e.g. `http://127.0.0.1:3000/mcp`; without
+       * credentials (`user:pass@`: an `Authorization` header goes in `headers`).
+       */
       url: string;
-      /** Sent with every request (an `Authorization` header, say). */
+      /**
+       * Sent with every request (an `Authorization` header, say): header names to values
+       * without CR, LF or NUL.
+       */
       headers?: Record<string, string>;
     };
 
@@ -100,13 +109,57 @@ export class McpError extends BeamClawError {
     message: string,
     options?: { cause?: unknown; isRetryable?: boolean },
   ) {
-    super("MCP_ERROR", message, options);
+    // A URL's userinfo or query (a token) is never shown, whatever the message quotes.
+    super("MCP_ERROR", redact(message), options);
     this.server = server;
     this.isRetryable = options?.isRetryable;
   }
   static override isInstance = (value: unknown): value is McpError =>
     BeamClawError.isInstance(value) && value.code === "MCP_ERROR";
 }
+
+/**
+ * An option of an MCP server's configuration is refused (`field` says which: `url`, `env`,
+ * `cwd`, `headers`); nothing was started. Its message names the server and the field, never a
+ * secret (a header's value, a URL's password or query).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   new McpToolServer({ name: "web", url: "https://me:token@example.com/mcp" });
+ * } catch (error) {
+ *   if (McpConfigError.isInstance(error)) console.error(error.server, error.field); // web url
+ * }
+ * ```
+ */
+export class McpConfigError extends InvalidArgumentError {
+  /** The server's name (`McpToolServerOptions.name`). */
+  readonly server: string;
+  /** The option refused: `url`, `env`, `cwd` or `headers`. */
+  readonly field: string;
+  constructor(server: string, field: string, message: string) {
+    super(`McpToolServer "${server}": ${field} ${message}`);
+    this.server = server;
+    this.field = field;
+  }
+  static override isInstance = (value: unknown): value is McpConfigError =>
+    InvalidArgumentError.isInstance(value) &&
+    typeof (value as { field?: unknown }).field === "string" &&
+    typeof (value as { server?: unknown }).server === "string";
+}
+
+/**
+ * Longest tool description offered to the model, in bytes of UTF-8: a longer one is cut there,
+ * ends with {@link DESCRIPTION_MARKER}, and is reported by `truncated()`.
+ */
+export const MAX_DESCRIPTION_BYTES = 4_096;
+/** What ends a description cut at {@link MAX_DESCRIPTION_BYTES}. */
+const DESCRIPTION_MARKER = "… [description truncated]";
+/**
+ * Largest tool input schema, in bytes of its JSON (UTF-8): a tool with a larger one is left
+ * out (`leftOut()`), as no model prompt should carry it.
+ */
+export const MAX_INPUT_SCHEMA_BYTES = 65_536;
 
 const NAME = /^[a-zA-Z0-9_-]{1,32}$/;
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
@@ -155,9 +208,12 @@ export class McpToolServer {
   readonly #options: McpToolServerOptions;
   #client: Client | undefined;
   #leftOut: ReadonlyArray<{ tool: string; reason: string }> = [];
+  #truncated: ReadonlyArray<{ tool: string; reason: string }> = [];
   #connecting: Promise<Client> | undefined;
   /** Cancels the connect under way (its `initialize` request), for `stop()`. */
   #connectAbort: AbortController | undefined;
+  /** The connect that calls began (a reconnect), and how many calls wait for it. */
+  #callConnect: { abort: AbortController; waiting: number } | undefined;
   #tools = new Map<string, McpTool>();
   #registry: McpToolRegistry | undefined;
   #state: "idle" | "running" | "stopped" = "idle";
@@ -171,18 +227,35 @@ export class McpToolServer {
   #endPause: (() => void) | undefined;
   /** Each connection's stdio transport, to say how its process ended (a client forgets it). */
   #stdio = new WeakMap<Client, ProcessGroupStdioTransport>();
+  /** What no message may show (the configured URL's query values). */
+  readonly #secrets: string[] = [];
 
   /** @throws InvalidArgumentError for options of the wrong kind. */
   constructor(options: McpToolServerOptions) {
     checkOptions(options);
     this.name = options.name;
     this.#options = options;
+    if ("url" in options) {
+      // Its query's values (an `?api_key=`), should a server's answer quote them bare.
+      for (const value of new URL(options.url).searchParams.values()) {
+        if (value.length >= 4) this.#secrets.push(value);
+      }
+    }
+  }
+
+  /** `reason(error)`, with the configured URL's query values never shown. */
+  #reason(error: unknown): string {
+    let text = reason(error);
+    for (const secret of this.#secrets) text = text.replaceAll(secret, "***");
+    return text;
   }
 
   /**
    * Connects, lists the server's tools and, with a `registry`, registers them.
    * @throws McpError when the server cannot be reached, does not answer in time, or has a tool
    *   whose name the registry already holds; nothing is registered then.
+   * @throws McpConfigError (field `cwd`) when a stdio server's `cwd` is not a directory that
+   *   exists; nothing is started then.
    */
   async start(options: { registry?: McpToolRegistry } = {}): Promise<void> {
     if (this.#state !== "idle") {
@@ -191,6 +264,7 @@ export class McpToolServer {
     this.#state = "running";
     this.#registry = options.registry;
     try {
+      await this.#checkCwd();
       await this.#connect();
       await this.#refresh();
     } catch (error) {
@@ -212,7 +286,8 @@ export class McpToolServer {
   /**
    * What the last listing of the server's tools left out, and why: a tool whose name
    * (`<name>__<tool>`) a model could not call (not `^[a-zA-Z0-9_-]{1,64}$`), a tool the MCP
-   * SDK's schema refuses (an input schema not of an object), a tool whose name the registry
+   * SDK's schema refuses (an input schema not of an object), a tool with an empty name or an
+   * input schema over {@link MAX_INPUT_SCHEMA_BYTES} bytes of JSON, a tool whose name the registry
    * already holds, or a name of `include` the server has no tool of (a typo, a tool it no
    * longer has). Empty before `start()`. For a host to say so (the `beamclaw` gateway logs
    * them as warnings).
@@ -225,6 +300,31 @@ export class McpToolServer {
    */
   leftOut(): ReadonlyArray<{ tool: string; reason: string }> {
     return this.#leftOut;
+  }
+
+  /**
+   * The tools of the last listing whose description was cut (at {@link MAX_DESCRIPTION_BYTES}
+   * bytes, ending `… [description truncated]`), so that a server cannot flood the model's
+   * prompt; they are registered. For a host to say so, as with `leftOut()`.
+   */
+  truncated(): ReadonlyArray<{ tool: string; reason: string }> {
+    return this.#truncated;
+  }
+
+  /** A stdio server's `cwd` is a directory that exists: said before anything is started. */
+  async #checkCwd(): Promise<void> {
+    const cwd = "command" in this.#options ? this.#options.cwd : undefined;
+    if (cwd === undefined) return;
+    const found = await stat(cwd).catch((error: NodeJS.ErrnoException) => error);
+    if (found instanceof Error) {
+      throw new McpConfigError(
+        this.name,
+        "cwd",
+        found.code === "ENOENT" ? `${cwd} does not exist` : `${cwd} cannot be read (${found.code})`,
+      );
+    }
+    if (!found.isDirectory())
+      throw new McpConfigError(this.name, "cwd", `${cwd} is not a directory`);
   }
 
   /**
@@ -317,6 +417,50 @@ export class McpToolServer {
     }
   }
 
+  /**
+   * `#connect()` for a call: an abort of `signal` ends the wait at once with its reason, and a
+   * connect that calls began (a reconnect) is cancelled when no call waits for it any more (its
+   * transport closed: no half-started connection, no process left running). A connect that
+   * `start()` or a listing began runs on.
+   */
+  async #connectFor(signal: AbortSignal): Promise<Client> {
+    if (this.#client !== undefined) return this.#client;
+    if (signal.aborted) throw signal.reason ?? new AbortedError("aborted");
+    const fresh = this.#connecting === undefined;
+    const connecting = this.#connect();
+    if (fresh && this.#connectAbort !== undefined) {
+      this.#callConnect = { abort: this.#connectAbort, waiting: 0 };
+    }
+    const owned =
+      this.#callConnect !== undefined && this.#callConnect.abort === this.#connectAbort
+        ? this.#callConnect
+        : undefined;
+    if (owned !== undefined) owned.waiting++;
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason ?? new AbortedError("aborted"));
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    let cancelled = false;
+    try {
+      return await Promise.race([connecting, aborted]);
+    } catch (error) {
+      cancelled = signal.aborted;
+      throw error;
+    } finally {
+      signal.removeEventListener("abort", onAbort!);
+      // (Settled or not, its failure is this call's only if it waited it out.)
+      connecting.catch(() => undefined);
+      if (owned !== undefined) {
+        owned.waiting--;
+        if (owned.waiting === 0) {
+          if (this.#callConnect === owned) this.#callConnect = undefined;
+          if (cancelled) owned.abort.abort(signal.reason);
+        }
+      }
+    }
+  }
+
   async #open(): Promise<Client> {
     const options = this.#options;
     const client = new Client(
@@ -354,7 +498,7 @@ export class McpToolServer {
       await transport.close().catch(() => undefined);
       throw new McpError(
         this.name,
-        `could not connect to MCP server "${this.name}": ${reason(error)}${this.#exitNote(client)}`,
+        `could not connect to MCP server "${this.name}": ${this.#reason(error)}${this.#exitNote(client)}`,
         { cause: error },
       );
     } finally {
@@ -406,7 +550,7 @@ export class McpToolServer {
           }
           throw new McpError(
             this.name,
-            `MCP server "${this.name}" did not list its tools: ${reason(error)}`,
+            `MCP server "${this.name}" did not list its tools: ${this.#reason(error)}`,
             { cause: error },
           );
         }
@@ -464,6 +608,7 @@ export class McpToolServer {
   #apply(listed: ServerTool[], refused: LeftOut[]): void {
     const include = this.#options.include;
     const next = new Map<string, McpTool>();
+    const truncated: LeftOut[] = [];
     // A tool the SDK's schema refuses (named by `include`, if it is given): said, not dropped unseen.
     const leftOut = refused.filter(
       (entry) => include === undefined || include.includes(entry.tool),
@@ -471,6 +616,10 @@ export class McpToolServer {
     for (const tool of listed) {
       if (include !== undefined && !include.includes(tool.name)) continue;
       const name = `${this.name}__${tool.name}`;
+      if (tool.name === "") {
+        leftOut.push({ tool: "", reason: "its name is empty, so no model could call it" });
+        continue;
+      }
       // A name the model could not call (spaces, dots, too long) is left out.
       if (!TOOL_NAME.test(name)) {
         leftOut.push({
@@ -479,7 +628,22 @@ export class McpToolServer {
         });
         continue;
       }
-      next.set(name, this.#agentTool(name, tool));
+      const schemaBytes = Buffer.byteLength(JSON.stringify(tool.inputSchema ?? {}));
+      if (schemaBytes > MAX_INPUT_SCHEMA_BYTES) {
+        leftOut.push({
+          tool: tool.name,
+          reason: `its input schema is ${schemaBytes} bytes of JSON, over the ${MAX_INPUT_SCHEMA_BYTES} a tool may put in a model's prompt`,
+        });
+        continue;
+      }
+      const agentTool = this.#agentTool(name, tool);
+      if (agentTool.description !== tool.description && tool.description !== undefined) {
+        truncated.push({
+          tool: tool.name,
+          reason: `its description of ${Buffer.byteLength(tool.description)} bytes was cut to ${MAX_DESCRIPTION_BYTES}`,
+        });
+      }
+      next.set(name, agentTool);
     }
     for (const wanted of include ?? []) {
       const known =
@@ -510,6 +674,7 @@ export class McpToolServer {
     }
     this.#tools = next;
     this.#leftOut = leftOut;
+    this.#truncated = truncated;
     if (taken.length > 0) {
       throw new McpError(
         this.name,
@@ -525,7 +690,10 @@ export class McpToolServer {
         : { type: "object", properties: {} };
     const agentTool: McpTool = {
       name,
-      description: tool.description ?? `${tool.name} (MCP server ${this.name})`,
+      description:
+        tool.description === undefined
+          ? `${tool.name} (MCP server ${this.name})`
+          : capDescription(tool.description),
       inputSchema,
       // Read by the tool layer as a defined tool's `approval` is.
       approval: this.#options.approval ?? "inherit",
@@ -552,13 +720,25 @@ export class McpToolServer {
         );
       }
     }
-    const reconnecting = this.#client === undefined;
-    let client = await this.#connect();
-    // A server started again may offer other tools: its list is read again.
-    if (reconnecting) void this.#refresh().catch(() => undefined);
-    const args = typeof input === "object" && input !== null && !Array.isArray(input) ? input : {};
+    // Arguments are an object (MCP's `arguments`): anything else fails the call, saying so to
+    // the model, rather than being sent as no arguments at all.
+    if (
+      input !== undefined &&
+      (typeof input !== "object" || input === null || Array.isArray(input))
+    ) {
+      throw new InvalidArgumentError(
+        `MCP tool ${tool} of server "${this.name}" takes its arguments as a JSON object, got ${
+          input === null ? "null" : Array.isArray(input) ? "an array" : `a ${typeof input}`
+        }; nothing was sent`,
+      );
+    }
+    const args = input ?? {};
     const signal = context.signal;
     if (signal.aborted) throw signal.reason ?? new AbortedError("aborted");
+    const reconnecting = this.#client === undefined;
+    let client = await this.#connectFor(signal);
+    // A server started again may offer other tools: its list is read again.
+    if (reconnecting) void this.#refresh().catch(() => undefined);
     // The call's own signal, following the caller's only while the call runs: the SDK never
     // takes its abort listener off the signal it is given, and a caller's signal that outlives
     // the call (a run's, a session's) would gather one a call and, aborted later, send
@@ -582,14 +762,14 @@ export class McpToolServer {
           // A session the server no longer knows (it did not run the call): a new session,
           // its list read again, and the call once more.
           if (attempt === 0 && this.#expired(client, error)) {
-            client = await this.#connect();
+            client = await this.#connectFor(signal);
             void this.#refresh().catch(() => undefined);
             continue;
           }
           // Sent: the server may have run it, so it is not run again on its own.
           throw new McpError(
             this.name,
-            `MCP tool ${tool} of server "${this.name}" failed: ${reason(error)}${this.#exitNote(client)}`,
+            `MCP tool ${tool} of server "${this.name}" failed: ${this.#reason(error)}${this.#exitNote(client)}`,
             { cause: error, isRetryable: false },
           );
         }
@@ -707,18 +887,31 @@ function reason(error: unknown): string {
 }
 
 /**
- * A tool result as the model reads it: its structured content, else its content as text; with
- * the content's images as images (`toolResult`). The tool layer checks each image (type,
- * base64, size): one it refuses becomes a note in the text, `[image image/png not shown: …]`.
+ * A tool result as the model reads it: its content as text; with structured content, that
+ * alone when the text is only its JSON (as the MCP specification asks a server to send along,
+ * "Structured Content"), else both, `{ content, structuredContent }`; with the content's images
+ * as images (`toolResult`). The tool layer checks each image (type, base64, size): one it
+ * refuses becomes a note in the text, `[image image/png not shown: …]`.
  */
 function outputOf(result: {
   content?: unknown;
   structuredContent?: unknown;
 }): JsonValue | ToolResultWithImages {
-  const output =
-    typeof result.structuredContent === "object" && result.structuredContent !== null
-      ? (result.structuredContent as JsonObject)
-      : contentText(result.content, false);
+  const structured = result.structuredContent;
+  let output: JsonValue;
+  if (typeof structured === "object" && structured !== null) {
+    // Text blocks that are the structured content's JSON say nothing more: left out.
+    const parts = (Array.isArray(result.content) ? result.content : []).filter(
+      (part: unknown) => !isJsonOf(part, structured),
+    );
+    const text = contentText(parts, false);
+    output =
+      text.trim() === ""
+        ? (structured as JsonObject)
+        : { content: text, structuredContent: structured as JsonObject };
+  } else {
+    output = contentText(result.content, false);
+  }
   const images = (Array.isArray(result.content) ? result.content : [])
     .filter((part: unknown) => (part as { type?: unknown } | null)?.type === "image")
     .map((part: Record<string, unknown>) => ({
@@ -792,18 +985,17 @@ function checkOptions(options: McpToolServerOptions): void {
       throw new InvalidArgumentError(`McpToolServer "${options.name}": args must be strings`);
     }
   }
+  if (hasCommand) {
+    const { env, cwd } = options as Extract<McpTransportOptions, { command: string }>;
+    if (env !== undefined) checkEnv(options.name, env);
+    if (cwd !== undefined && (typeof cwd !== "string" || cwd === "" || cwd.includes("\0"))) {
+      throw new McpConfigError(options.name, "cwd", "must be a directory's path (a string)");
+    }
+  }
   if (hasUrl) {
-    let url: URL;
-    try {
-      url = new URL(String(options.url));
-    } catch {
-      throw new InvalidArgumentError(
-        `McpToolServer "${options.name}": url is not a URL: ${JSON.stringify(options.url)}`,
-      );
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new InvalidArgumentError(`McpToolServer "${options.name}": url must be http(s)`);
-    }
+    const { url, headers } = options as Extract<McpTransportOptions, { url: string }>;
+    checkUrl(options.name, url);
+    if (headers !== undefined) checkHeaders(options.name, headers);
   }
   if (options.include !== undefined) {
     if (!Array.isArray(options.include) || !options.include.every((t) => typeof t === "string")) {
@@ -826,4 +1018,174 @@ function checkOptions(options: McpToolServerOptions): void {
       );
     }
   }
+}
+
+/**
+ * Checks that `value` (the option `field`) is an object of names matching `names` (`what`
+ * they are) to strings, and returns its entries. A value is never put in a message: it is
+ * often a secret (an `Authorization` header, a token in `env`).
+ */
+function stringRecord(
+  server: string,
+  field: string,
+  value: unknown,
+  names: RegExp,
+  what: string,
+): Array<[string, string]> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new McpConfigError(server, field, `must be an object of ${what} names to strings`);
+  }
+  for (const [name, entry] of Object.entries(value)) {
+    if (!names.test(name)) {
+      throw new McpConfigError(
+        server,
+        field,
+        `has a name that is no ${what}'s, ${JSON.stringify(name)} (it must match ${names.source})`,
+      );
+    }
+    if (typeof entry !== "string") {
+      throw new McpConfigError(server, field, `${name} must be a string, got ${typeof entry}`);
+    }
+  }
+  return Object.entries(value as Record<string, string>);
+}
+
+/** A portable environment variable name (POSIX): a letter or `_`, then letters, digits, `_`. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** `env`: names of variables, each with a string without NUL (no process could be given one). */
+function checkEnv(server: string, env: unknown): void {
+  for (const [name, value] of stringRecord(server, "env", env, ENV_NAME, "environment variable")) {
+    if (value.includes("\0")) {
+      throw new McpConfigError(server, "env", `${name} holds a NUL character`);
+    }
+  }
+}
+
+/** An HTTP header's name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * `headers`: names that are tokens, values that `fetch` can send (no CR, LF or NUL, which
+ * would end a header or split it, and no character beyond U+00FF).
+ */
+function checkHeaders(server: string, headers: unknown): void {
+  for (const [name, value] of stringRecord(
+    server,
+    "headers",
+    headers,
+    HEADER_NAME,
+    "HTTP header",
+  )) {
+    if (/[\r\n\0]/.test(value)) {
+      throw new McpConfigError(server, "headers", `${name} holds a CR, LF or NUL character`);
+    }
+    if (/[\u0100-\u{10ffff}]/u.test(value)) {
+      throw new McpConfigError(
+        server,
+        "headers",
+        `${name} holds a character beyond U+00FF, which no HTTP header can carry`,
+      );
+    }
+  }
+}
+
+/**
+ * `url`: an http(s) URL without credentials (`user:pass@`: they belong in `headers`, an
+ * `Authorization` header; `fetch` refuses them, and they would show in messages). A URL that
+ * does not parse is not echoed whole: redacted, as every message here is.
+ */
+function checkUrl(server: string, value: unknown): void {
+  let url: URL;
+  try {
+    url = new URL(String(value));
+  } catch {
+    throw new McpConfigError(server, "url", `is not a URL: ${redact(JSON.stringify(value))}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new McpConfigError(server, "url", "must be http(s)");
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new McpConfigError(
+      server,
+      "url",
+      `must not hold credentials (user:password@): set an Authorization header in headers instead, e.g. headers: { Authorization: "Basic ..." } (url: ${redactUrl(url)})`,
+    );
+  }
+}
+
+/** `url` with its userinfo and its query's values replaced by `***`. */
+function redactUrl(url: URL): string {
+  const copy = new URL(url.href);
+  if (copy.username !== "") copy.username = "***";
+  if (copy.password !== "") copy.password = "***";
+  if (copy.search !== "") {
+    const names = [...new URLSearchParams(copy.search).keys()];
+    copy.search = names.map((name) => `${encodeURIComponent(name)}=***`).join("&");
+  }
+  return copy.href;
+}
+
+/**
+ * `text` with what a URL in it could give away: the userinfo (`user:pass@`) and the query's
+ * values of every `scheme://` URL, and (not parsed) the userinfo of what looks like one. Every
+ * message of an error here passes through it.
+ */
+function redact(text: string): string {
+  return text
+    .replace(/\b[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^\s"'<>`]+/g, (match) => {
+      try {
+        const url = new URL(match);
+        // Nothing to hide: left as written.
+        return url.username === "" && url.password === "" && url.search === ""
+          ? match
+          : redactUrl(url);
+      } catch {
+        return match.replace(/\/\/[^/?#\s]*@/, "//***@").replace(/\?[^#\s]*/, "?***");
+      }
+    })
+    .replace(/\/\/[^/?#\s@"'<>]*:[^/?#\s@"'<>]*@/g, "//***@");
+}
+
+/**
+ * `description` cut to {@link MAX_DESCRIPTION_BYTES} bytes of UTF-8 (marker included, at a
+ * character's boundary), ending with the marker; as it is when it fits.
+ */
+function capDescription(description: string): string {
+  if (Buffer.byteLength(description) <= MAX_DESCRIPTION_BYTES) return description;
+  let budget = MAX_DESCRIPTION_BYTES - Buffer.byteLength(DESCRIPTION_MARKER);
+  let cut = "";
+  for (const char of description) {
+    budget -= Buffer.byteLength(char);
+    if (budget < 0) break;
+    cut += char;
+  }
+  return `${cut}${DESCRIPTION_MARKER}`;
+}
+
+/** Whether `part` is a text block whose text is `value`'s JSON (however it is spaced). */
+function isJsonOf(part: unknown, value: unknown): boolean {
+  const text = (part as { type?: unknown; text?: unknown } | null)?.text;
+  if ((part as { type?: unknown } | null)?.type !== "text" || typeof text !== "string") {
+    return false;
+  }
+  try {
+    return sameJson(JSON.parse(text), value);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether two JSON values are equal (objects whatever the order of their keys). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const left = a as Record<string, unknown>;
+  const right = b as Record<string, unknown>;
+  const keys = Object.keys(left);
+  return (
+    keys.length === Object.keys(right).length &&
+    keys.every((key) => Object.hasOwn(right, key) && sameJson(left[key], right[key]))
+  );
 }

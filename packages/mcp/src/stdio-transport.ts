@@ -8,7 +8,7 @@
  * holding its files and ports, after every `stop()`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { ProcessTree } from "@beamclaw/core";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import {
@@ -65,7 +65,9 @@ function untrack(tree: ProcessTree): void {
  * group, the session, and descendants that left them). `close()` closes its stdin, waits
  * `closeGraceMs` for it to exit, then sends `SIGTERM` to the whole tree, waits again, then
  * `SIGKILL`, and resolves once no process of the tree runs (or `SIGKILL` had 2 s to work).
- * When the server exits by itself, what it left running is ended the same way. Its stderr is
+ * When the server exits by itself, what it left running is ended the same way. A server that
+ * closes its stdin or its stdout while it runs on can take no request or give no answer again:
+ * it is ended the same way too (the transport closes, `exitReason` saying why). Its stderr is
  * read all along and its end kept, for {@link ProcessGroupStdioTransport.exitReason}.
  */
 export class ProcessGroupStdioTransport implements Transport {
@@ -172,6 +174,16 @@ export class ProcessGroupStdioTransport implements Transport {
         this.#dropWrites(`its stdin failed (${error.message})`, error);
       });
       child.stdout?.on("error", (error) => this.onerror?.(error));
+      // Its stdout ended (or its stream closed) while it runs on: no answer can come back, and
+      // the calls waiting would wait for the tool layer's time limit. Ended as a broken stdin
+      // is (see above). At its exit its stdout ends too; that is the exit's to report.
+      const stdoutGone = () => {
+        if (this.#closing !== undefined || this.#exited || !running(child.pid)) return;
+        this.#failure ??= "its stdout closed while it ran";
+        void this.close();
+      };
+      child.stdout?.once("end", stdoutGone);
+      child.stdout?.once("close", stdoutGone);
       child.stderr?.on("error", () => undefined);
       child.stderr?.on("data", (chunk: Buffer) => {
         const both = Buffer.concat([this.#stderrTail, chunk]);
@@ -404,6 +416,28 @@ function answerId(head: string, tail: string): string | number | undefined {
   const last = RESULT_FIRST.test(head) ? ID_LAST.exec(tail.replace(/\r$/, ""))?.[1] : undefined;
   const raw = first ?? last;
   return raw === undefined ? undefined : (JSON.parse(raw) as string | number);
+}
+
+/**
+ * Whether the process `pid` runs (has not exited). On Linux a process that has exited but is
+ * not reaped yet (a zombie, whose "exit" event is still to come) does not; elsewhere it does.
+ * (Exported for the package's tests; not part of the package's API.)
+ */
+export function running(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    // No /proc (or gone from it): a signal 0 tells whether it exists.
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** Resolves true as soon as `test()` holds, false after `ms` (checked every 25 ms). */
