@@ -31,6 +31,34 @@ async function counters(store: Awaited<ReturnType<typeof setup>>["store"]) {
   };
 }
 
+/** Makes the store's writes marking a key done fail while `fail` is set (its kv briefly down). */
+function failDoneMarks(store: Awaited<ReturnType<typeof setup>>["store"]) {
+  const control = { fail: true };
+  const set = store.kv.set.bind(store.kv);
+  store.kv.set = async (key, value, options) => {
+    if (control.fail && (value as JsonObject | null)?.done === true) {
+      throw new StoreError("STORE_UNAVAILABLE", "the kv is briefly unavailable");
+    }
+    return set(key, value, options);
+  };
+  return control;
+}
+
+/** The next runtime on the store (the session revived there, its memory gone). */
+async function nextRuntime(
+  store: Awaited<ReturnType<typeof setup>>["store"],
+  source: Awaited<ReturnType<typeof setup>>["source"],
+) {
+  const next = new AgentRuntime({
+    store,
+    models: source,
+    agents: [{ id: "main", model: "test/model-1" }],
+  });
+  cleanups.push(() => next.stop());
+  await next.start();
+  return next;
+}
+
 describe("a compaction saved while the store's reply was lost", () => {
   it("is counted once when a retry with its key finds it saved", async () => {
     const { store, session } = await setup();
@@ -73,13 +101,7 @@ describe("a compaction saved while the store's reply was lost", () => {
     expect(StoreError.isInstance(lost)).toBe(true);
     await runtime.stop();
 
-    const next = new AgentRuntime({
-      store,
-      models: source,
-      agents: [{ id: "main", model: "test/model-1" }],
-    });
-    cleanups.push(() => next.stop());
-    await next.start();
+    const next = await nextRuntime(store, source);
     const again = next.session(KEY);
     const retry = await again.compact({ keepTurns: 1, idempotencyKey: "compact-1" });
     expect(retry.status).toBe("compacted");
@@ -93,22 +115,81 @@ describe("a compaction counted when it was saved", () => {
   it("is not counted again by a retry that finds its key not marked done", async () => {
     const { store, session } = await setup();
     // The write marking the key done fails (the store's kv is briefly down).
-    const set = store.kv.set.bind(store.kv);
-    let failDoneMarks = true;
-    store.kv.set = async (key, value, options) => {
-      if (failDoneMarks && (value as JsonObject | null)?.done === true) {
-        throw new StoreError("STORE_UNAVAILABLE", "the kv is briefly unavailable");
-      }
-      return set(key, value, options);
-    };
+    const doneMarks = failDoneMarks(store);
     const first = await session.compact({ keepTurns: 1, idempotencyKey: "compact-1" });
     expect(first.status).toBe("compacted");
     expect((await session.info()).metadata.compactions).toBe(1);
 
-    failDoneMarks = false;
+    doneMarks.fail = false;
     expect(await session.compact({ keepTurns: 1, idempotencyKey: "compact-1" })).toEqual(first);
     expect(await session.compact({ keepTurns: 1, idempotencyKey: "compact-1" })).toEqual(first);
     expect((await session.info()).metadata.compactions).toBe(1);
     expect((await counters(store)).compactions).toBe(1);
+  });
+});
+
+/**
+ * The compaction entries saved in the session's transcript, and what their model calls
+ * used: what `metadata.compactions` and the session's usage must have counted.
+ */
+async function savedCompactions(session: Awaited<ReturnType<typeof setup>>["session"]) {
+  const saved = (await session.history({ limit: 1000 })).filter(
+    (r) => r.entry.compaction !== undefined,
+  );
+  const usage = saved.map((r) => r.entry.usage as { inputTokens: number; outputTokens: number });
+  return {
+    count: saved.length,
+    inputTokens: usage.reduce((sum, u) => sum + u.inputTokens, 0),
+    outputTokens: usage.reduce((sum, u) => sum + u.outputTokens, 0),
+  };
+}
+
+describe("a compaction without an idempotency key saved while the store's reply was lost", () => {
+  it("is counted once, by the next compaction, which finds it saved", async () => {
+    const { store, session } = await setup();
+    const before = await counters(store);
+    store.loseNext = 1;
+    const lost = await failureOf(() => session.compact({ keepTurns: 1 }));
+    expect(StoreError.isInstance(lost)).toBe(true);
+    // The session goes on; then the caller asks again, without a key.
+    await (await session.send("four")).result;
+    await (await session.send("five")).result;
+    const again = await session.compact({ keepTurns: 1 });
+    expect(again.status).toBe("compacted");
+    const saved = await savedCompactions(session);
+    expect(saved.count).toBe(2);
+    // Both saved summaries are counted, each once, with their model calls.
+    expect((await session.info()).metadata.compactions).toBe(2);
+    expect(await counters(store)).toEqual({
+      compactions: 2,
+      inputTokens: before.inputTokens + 2 * 3 + saved.inputTokens,
+      outputTokens: before.outputTokens + 2 * 2 + saved.outputTokens,
+    });
+    // The second summary was made from the first (the history was read back).
+    expect(again.summarizedMessages).toBeGreaterThan(0);
+    const history = (await session.info()).historyLength;
+    expect(history).toBe(3);
+  });
+});
+
+describe("a compaction counted when it was saved, whose key the store could not mark done", () => {
+  it("is not counted again by a retry that comes after the session stopped", async () => {
+    const { store, source, runtime, session } = await setup();
+    const doneMarks = failDoneMarks(store);
+    const first = await session.compact({ keepTurns: 1, idempotencyKey: "compact-1" });
+    expect(first.status).toBe("compacted");
+    expect((await counters(store)).compactions).toBe(1);
+    // The session stops (its memory of what it counted goes with it) before the retry.
+    await runtime.stop();
+    doneMarks.fail = false;
+
+    const next = await nextRuntime(store, source);
+    const again = next.session(KEY);
+    expect(await again.compact({ keepTurns: 1, idempotencyKey: "compact-1" })).toEqual(first);
+    expect(await again.compact({ keepTurns: 1, idempotencyKey: "compact-1" })).toEqual(first);
+    expect((await again.info()).metadata.compactions).toBe(1);
+    expect((await counters(store)).compactions).toBe(1);
+    const saved = await savedCompactions(again);
+    expect(saved.count).toBe(1);
   });
 });

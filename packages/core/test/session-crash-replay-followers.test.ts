@@ -7,11 +7,9 @@
  * or quarantined before its replay, and a message steered into it, do not start again either.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { Process } from "../src/runtime/actor.js";
-import type { AgentRuntime, AgentRuntimeOptions, RunEvent } from "../src/sessions/index.js";
-import type { ScriptEntry } from "../src/testing/index.js";
+import type { AgentRuntimeOptions, RunEvent } from "../src/sessions/index.js";
 import { Follower } from "./fixtures/followers.js";
-import { type Deferred, deferred, lastUserText, scriptedRuntime, waitFor } from "./support.js";
+import { crashSession, deferred, gatedModel, scriptedRuntime, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 
@@ -21,43 +19,12 @@ afterEach(async () => {
 });
 
 /**
- * A scripted model answering `answer: <last user text>` in two parts: a text with a gate
- * streams `answer: ` and waits for the gate (abortably) before the rest. `asked` lists every
- * call's last user text.
- */
-function streamingModel() {
-  const gates = new Map<string, Deferred<void>>();
-  const asked: string[] = [];
-  const answer: ScriptEntry = (request) => {
-    const last = lastUserText(request.messages);
-    asked.push(last);
-    const gate = gates.get(last);
-    return {
-      events: [
-        { type: "text-delta", text: "answer: " },
-        ...(gate === undefined ? [] : [{ type: "wait" as const, until: gate.promise }]),
-        { type: "text-delta", text: last },
-        { type: "finish", reason: "stop" },
-      ],
-    };
-  };
-  return { gates, asked, script: Array<ScriptEntry>(20).fill(answer) };
-}
-
-/** Kills the session's actor (its supervisor restarts it); returns the killed one. */
-function crash(runtime: AgentRuntime): Process {
-  const old = runtime.registry.whereis<Process>(`session:${KEY}`)!;
-  old.kill();
-  return old;
-}
-
-/**
  * Sends `text`, whose answer waits (at `gate`) after its first part, and crashes the session
  * once that part reached the followers: subscribers of `session:<key>` and `events:global`,
  * and the run's handle.
  */
 async function crashMidAnswer(text: string, options: Partial<AgentRuntimeOptions> = {}) {
-  const model = streamingModel();
+  const model = gatedModel({ streamFirst: true });
   const { runtime, session } = await scriptedRuntime(model.script, cleanups, { options });
   const onSession = new Follower();
   const global = new Follower();
@@ -68,7 +35,7 @@ async function crashMidAnswer(text: string, options: Partial<AgentRuntimeOptions
   const run = await session.send(text);
   const handle = new Follower().follow(run);
   await waitFor("the first part of the answer", () => onSession.text === "answer: ");
-  crash(runtime);
+  crashSession(runtime);
   return { model, run, gate, onSession, global, handle };
 }
 
@@ -94,7 +61,7 @@ describe("followers of a run whose session crashed while it ran", () => {
   });
 
   it("a message steered into it sees the run start once too", async () => {
-    const model = streamingModel();
+    const model = gatedModel({ streamFirst: true });
     const { runtime, session } = await scriptedRuntime(model.script, cleanups);
     const first = deferred<void>();
     model.gates.set("A", first);
@@ -103,7 +70,7 @@ describe("followers of a run whose session crashed while it ran", () => {
     const s = await session.send("S", { queueMode: "steer" });
     expect(s).toMatchObject({ disposition: "steered", runId: a.runId });
     const steered = new Follower().follow(s);
-    crash(runtime);
+    crashSession(runtime);
     await waitFor("A's run again, with S", () => model.asked.includes("S"));
     first.resolve();
     expect(await s.result).toMatchObject({ status: "completed", runId: a.runId });

@@ -7,9 +7,8 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { Process } from "../src/runtime/actor.js";
-import type { AgentRuntime, RunEvent } from "../src/sessions/index.js";
-import type { ScriptEntry } from "../src/testing/index.js";
-import { type Deferred, deferred, gatedAnswer, scriptedRuntime, waitFor } from "./support.js";
+import type { RunEvent } from "../src/sessions/index.js";
+import { crashSession, deferred, gatedModel, scriptedRuntime, waitFor } from "./support.js";
 
 const KEY = "agent:main:main";
 const cleanups: Array<() => Promise<void>> = [];
@@ -18,36 +17,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/**
- * A scripted model that answers `answer: <last user text>`; a text with a gate waits for it
- * (abortably) every time it is asked. `asked` lists every call's last user text.
- */
-function gatedModel() {
-  const gates = new Map<string, Deferred<void>>();
-  const asked: string[] = [];
-  const seen: string[][] = [];
-  const answer = gatedAnswer(gates, (request, last) => {
-    asked.push(last);
-    seen.push(
-      request.messages
-        .filter((m) => m.role === "user")
-        .map((m) => m.content.map((p) => (p.type === "text" ? p.text : "")).join("")),
-    );
-  });
-  return { gates, asked, seen, script: Array<ScriptEntry>(40).fill(answer) };
-}
-
 async function events(run: AsyncIterable<RunEvent>): Promise<RunEvent[]> {
   const out: RunEvent[] = [];
   for await (const event of run) out.push(event);
   return out;
-}
-
-/** Kills the session's actor (its supervisor restarts it); returns the killed one. */
-async function crash(runtime: AgentRuntime): Promise<Process> {
-  const old = runtime.registry.whereis<Process>(`session:${KEY}`)!;
-  old.kill();
-  return old;
 }
 
 describe("handles of unfinished messages after their session crashed", () => {
@@ -62,7 +35,7 @@ describe("handles of unfinished messages after their session crashed", () => {
     const c = await session.send("C", { queueMode: "collect" });
     expect(c.runId).toBe(b.runId);
 
-    const old = await crash(runtime);
+    const old = crashSession(runtime);
     await waitFor("the restarted session to run A again", () => {
       const actor = runtime.registry.whereis<Process>(`session:${KEY}`);
       return actor !== old && model.asked.filter((t) => t === "A").length === 2;
@@ -92,7 +65,7 @@ describe("handles of unfinished messages after their session crashed", () => {
     const b = await session.send("B", { queueMode: "collect" });
     const c = await session.send("C", { queueMode: "collect" });
 
-    await crash(runtime);
+    crashSession(runtime);
     await waitFor("A again", () => model.asked.filter((t) => t === "A").length === 2);
     first.resolve();
     const [, rb, rc] = await Promise.all([a.result, b.result, c.result]);
@@ -115,7 +88,7 @@ describe("handles of unfinished messages after their session crashed", () => {
 
     const again = deferred<void>();
     model.gates.set("S", again);
-    await crash(runtime);
+    crashSession(runtime);
     // The replayed run takes S in before its first model call, as it would at its next step.
     await waitFor("A's run again, with S", () => model.asked.includes("S"));
     expect(model.seen.at(-1)!.slice(-2)).toEqual(["A", "S"]);
@@ -139,7 +112,7 @@ describe("handles of unfinished messages after their session crashed", () => {
     await waitFor("A's model call", () => model.asked.includes("A"));
     const b = await session.send("B");
 
-    await crash(runtime);
+    crashSession(runtime);
     // At once: the restarted session has not taken its unfinished messages back yet.
     expect(await a.abort()).toBe(true);
     first.resolve();
@@ -159,7 +132,7 @@ describe("handles of unfinished messages after their session crashed", () => {
     model.gates.set("A", first);
     const a = await session.send("A");
     await waitFor("A's model call", () => model.asked.includes("A"));
-    await crash(runtime);
+    crashSession(runtime);
     expect(await session.abort("no-such-run")).toBe(false);
     await waitFor("A again", () => model.asked.filter((t) => t === "A").length === 2);
     first.resolve();
@@ -177,7 +150,7 @@ describe("handles of unfinished messages after their session crashed", () => {
     model.gates.set("A", first);
     const a = await session.send("A");
     await waitFor("A's model call", () => model.asked.includes("A"));
-    await crash(runtime);
+    crashSession(runtime);
     await waitFor("A again", () => model.asked.filter((t) => t === "A").length === 2);
     first.resolve();
     await a.result;

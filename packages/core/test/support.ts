@@ -237,25 +237,65 @@ export async function scriptedRuntime(
 
 /**
  * A script entry that answers `answer: <last user text>`; a text with a gate in `gates` waits
- * for it (abortably) every time it is asked. `onAsk` sees every request first.
+ * for it (abortably) every time it is asked: before its answer, or with `streamFirst` after
+ * streaming `answer: ` (a crash at the gate cuts a streamed answer short). `onAsk` sees every
+ * request first.
  */
 export function gatedAnswer(
   gates: ReadonlyMap<string, Deferred<void>>,
   onAsk: (request: { messages: readonly ModelMessage[] }, last: string) => void,
+  streamFirst = false,
 ): ScriptEntry {
   return (request) => {
     const last = lastUserText(request.messages);
     onAsk(request, last);
     const gate = gates.get(last);
     if (gate === undefined) return `answer: ${last}`;
+    const wait = { type: "wait" as const, until: gate.promise };
     return {
       events: [
-        { type: "wait", until: gate.promise },
-        { type: "text-delta", text: `answer: ${last}` },
+        ...(streamFirst
+          ? [
+              { type: "text-delta" as const, text: "answer: " },
+              wait,
+              { type: "text-delta" as const, text: last },
+            ]
+          : [wait, { type: "text-delta" as const, text: `answer: ${last}` }]),
         { type: "finish", reason: "stop" },
       ],
     };
   };
+}
+
+/**
+ * A scripted model (see {@link scriptedRuntime}) of `calls` {@link gatedAnswer}s: texts with a
+ * gate in `gates` wait for it (after streaming `answer: ` with `streamFirst`). `asked` lists
+ * every call's last user text, `seen` every call's user texts.
+ */
+export function gatedModel(options: { streamFirst?: boolean; calls?: number } = {}) {
+  const gates = new Map<string, Deferred<void>>();
+  const asked: string[] = [];
+  const seen: string[][] = [];
+  const answer = gatedAnswer(
+    gates,
+    (request, last) => {
+      asked.push(last);
+      seen.push(
+        request.messages
+          .filter((m) => m.role === "user")
+          .map((m) => m.content.map((p) => (p.type === "text" ? p.text : "")).join("")),
+      );
+    },
+    options.streamFirst,
+  );
+  return { gates, asked, seen, script: Array<ScriptEntry>(options.calls ?? 40).fill(answer) };
+}
+
+/** Kills session `key`'s actor (its supervisor restarts it, as after a crash); returns it. */
+export function crashSession(runtime: AgentRuntime, key = "agent:main:main"): Process {
+  const old = runtime.registry.whereis<Process>(`session:${key}`)!;
+  old.kill();
+  return old;
 }
 
 /** The text of the last user message of a request (what a scripted model answers to). */

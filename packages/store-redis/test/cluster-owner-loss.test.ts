@@ -183,6 +183,60 @@ async function localNode(
   return node;
 }
 
+/**
+ * A session `key` that lives on node-1, a real node process started with `env` (its first
+ * message, `hello`, ran there), and a node `caller` in this process answering with `models`,
+ * once both see each other; `store`, a store of the cluster's own.
+ */
+async function sessionOnProcess(key: string, env: Record<string, string>, models: ModelSource) {
+  const prefix = uniquePrefix("owner-loss");
+  prefixes.push(prefix);
+  const owner = await ClusterNodeProcess.start({
+    redisUrl: REDIS_URL,
+    prefix,
+    nodeId: "node-1",
+    env: { ...PROCESS_ENV, ...env },
+  });
+  const caller = await localNode(prefix, "caller", models);
+  await waitUntil("both nodes to see each other", async () => {
+    const info = await infoOf(owner);
+    return info.members.length === 2 && caller.members().length === 2;
+  });
+  const store = await openStore(prefix);
+  // The session lives on node-1 (a new session goes to the node it was sent through).
+  const first = await owner.send(key, "hello");
+  expect(first.kind).toBe("accepted");
+  if (first.kind === "accepted") {
+    expect(await first.result).toMatchObject({ kind: "result", status: "completed" });
+  }
+  expect((await store.locks.holder(`session:${key}`))?.owner).toBe("node-1");
+  return { owner, caller, store };
+}
+
+/**
+ * How a follower of a run sees it: its run-starts, `SESSION_CRASHED` errors and text-resets,
+ * the types of its events in order, and the text it shows (it adds the stream up, and a
+ * text-reset withdraws what came before).
+ */
+function followerView(events: readonly RunEvent[]) {
+  let text = "";
+  for (const event of events) {
+    if (event.type === "text-delta") text += event.text;
+    else if (event.type === "text-reset") text = "";
+  }
+  const types = events.map((e) => e.type);
+  const crashes = events.flatMap((e, i) =>
+    e.type === "error" && e.error.code === "SESSION_CRASHED" ? [i] : [],
+  );
+  return {
+    starts: types.filter((type) => type === "run-start").length,
+    resets: types.filter((type) => type === "text-reset").length,
+    crashes,
+    types,
+    text,
+  };
+}
+
 function textOf(entry: Record<string, unknown>): string | undefined {
   const message = entry.message as { content?: Array<{ text?: string }> } | undefined;
   return message?.content?.map((part) => part.text ?? "").join("");
@@ -190,29 +244,13 @@ function textOf(entry: Record<string, unknown>): string | undefined {
 
 describe("an injection whose owner died after saving it, before answering", () => {
   it("is saved once: the retry on the node that takes the session over finds it and answers with it", async () => {
-    const prefix = uniquePrefix("owner-loss");
-    prefixes.push(prefix);
     const key = "agent:main:inject-once";
     // node-1 saves an injection and dies at once (SIGKILL), before it can answer.
-    const owner = await ClusterNodeProcess.start({
-      redisUrl: REDIS_URL,
-      prefix,
-      nodeId: "node-1",
-      env: { ...PROCESS_ENV, CRASH_AFTER_INJECT: "1" },
-    });
-    const caller = await localNode(prefix, "caller", taggedModels("caller").models);
-    await waitUntil("both nodes to see each other", async () => {
-      const info = await infoOf(owner);
-      return info.members.length === 2 && caller.members().length === 2;
-    });
-    const store = await openStore(prefix);
-    // The session lives on node-1 (a new session goes to the node it was sent through).
-    const first = await owner.send(key, "hello");
-    expect(first.kind).toBe("accepted");
-    if (first.kind === "accepted") {
-      expect(await first.result).toMatchObject({ kind: "result", status: "completed" });
-    }
-    expect((await store.locks.holder(`session:${key}`))?.owner).toBe("node-1");
+    const { owner, caller, store } = await sessionOnProcess(
+      key,
+      { CRASH_AFTER_INJECT: "1" },
+      taggedModels("caller").models,
+    );
 
     const injected = await caller.runtime.session(key).inject("your order has shipped");
 
@@ -267,29 +305,14 @@ describe("an injection no node answers", () => {
 
 describe("a node paused past its lease in the middle of a run, continued after another node took the run over", () => {
   it("publishes nothing more of its run: a caller following it sees the new owner's run only", async () => {
-    const prefix = uniquePrefix("owner-loss");
-    prefixes.push(prefix);
     const key = "agent:main:stale-events";
     // node-1 streams its answers slowly (4 chunks, 300 ms apart): it is paused mid-stream.
-    const owner = await ClusterNodeProcess.start({
-      redisUrl: REDIS_URL,
-      prefix,
-      nodeId: "node-1",
-      env: { ...PROCESS_ENV, ECHO_CHUNK_DELAY_MS: "300" },
-    });
     const replay = taggedModels("replay");
-    const caller = await localNode(prefix, "caller", replay.models);
-    await waitUntil("both nodes to see each other", async () => {
-      const info = await infoOf(owner);
-      return info.members.length === 2 && caller.members().length === 2;
-    });
-    const store = await openStore(prefix);
-    const first = await owner.send(key, "hello");
-    expect(first.kind).toBe("accepted");
-    if (first.kind === "accepted") {
-      expect(await first.result).toMatchObject({ kind: "result", status: "completed" });
-    }
-    expect((await store.locks.holder(`session:${key}`))?.owner).toBe("node-1");
+    const { owner, caller, store } = await sessionOnProcess(
+      key,
+      { ECHO_CHUNK_DELAY_MS: "300" },
+      replay.models,
+    );
 
     // The caller's replay of the run, once it has the session, waits after its first chunk.
     const hold = gate();
@@ -321,16 +344,14 @@ describe("a node paused past its lease in the middle of a run, continued after a
     const result = await run.result;
     await followed;
     expect(result).toMatchObject({ status: "completed", text: "replay: hold on" });
-    // The caller followed the first attempt (cut short), then the replay from its start.
-    const types = events.map((e) => e.type);
-    expect(types.filter((type) => type === "run-start")).toHaveLength(2);
-    const lastStart = types.lastIndexOf("run-start");
-    const streamed = events
-      .slice(lastStart)
-      .flatMap((e) => (e.type === "text-delta" ? [e.text] : []))
-      .join("");
-    expect(streamed).toBe(result.text);
-    expect(types.at(-1)).toBe("run-end");
+    // The caller followed the first attempt (cut short: its crash told, its text withdrawn),
+    // then the replay from its start, in the same run (no second run-start).
+    const view = followerView(events);
+    expect(view.starts).toBe(1);
+    expect(view.crashes).toHaveLength(1);
+    expect(view.types[view.crashes[0]! + 1]).toBe("text-reset");
+    expect(view.text).toBe(result.text);
+    expect(view.types.at(-1)).toBe("run-end");
     expect(await store.locks.holder(`session:${key}`)).toMatchObject({ owner: "caller" });
   }, 40_000);
 });
@@ -423,4 +444,57 @@ describe("a session restarting on its node after a crash", () => {
       token: lease!.token,
     });
   }, 30_000);
+});
+
+describe("a node killed in the middle of a run, taken over by another node", () => {
+  it("is the same run to its followers there: SESSION_CRASHED, then a text-reset, then the replay, with no second run-start", async () => {
+    const key = "agent:main:killed-mid-run";
+    // node-1 streams its answers slowly (4 chunks, 300 ms apart): it is killed mid-stream.
+    const { owner, caller, store } = await sessionOnProcess(
+      key,
+      { ECHO_CHUNK_DELAY_MS: "300" },
+      taggedModels("replay").models,
+    );
+
+    // Two followers on the caller's node: the run's handle, and a subscriber of the session.
+    const topic: RunEvent[] = [];
+    const unsubscribe = caller.runtime.pubsub.subscribe<RunEvent>(`session:${key}`, (event) => {
+      topic.push(event);
+    });
+    try {
+      const run = await caller.runtime.session(key).send("cut short");
+      const events: RunEvent[] = [];
+      const following = (async () => {
+        for await (const event of run) events.push(event);
+      })();
+      await waitUntil("node-1 to stream the run", () =>
+        events.some((e) => e.type === "text-delta"),
+      );
+      await owner.kill("SIGKILL");
+      const result = await run.result;
+      await following;
+      expect(result).toMatchObject({ status: "completed", text: "replay: cut short" });
+      expect(await store.locks.holder(`session:${key}`)).toMatchObject({ owner: "caller" });
+      await waitUntil("the subscriber to see the run end", () =>
+        topic.some((e) => e.type === "run-end" && e.runId === run.runId),
+      );
+      for (const [who, seen] of [
+        ["handle", events],
+        ["subscriber", topic.filter((e) => e.runId === run.runId)],
+      ] as const) {
+        const view = followerView(seen);
+        // One start (node-1's), the crash told once, its text withdrawn right after it.
+        expect(view.starts, who).toBe(1);
+        expect(view.types[0], who).toBe("run-start");
+        expect(view.crashes, who).toHaveLength(1);
+        expect(view.types[view.crashes[0]! + 1], who).toBe("text-reset");
+        expect(view.resets, who).toBe(1);
+        // What it shows is the replay's answer, once.
+        expect(view.text, who).toBe(result.text);
+        expect(view.types.at(-1), who).toBe("run-end");
+      }
+    } finally {
+      unsubscribe();
+    }
+  }, 40_000);
 });

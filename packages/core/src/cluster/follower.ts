@@ -31,6 +31,15 @@ export class RunFollower {
   readonly #runIds = new Set<string>();
   #buffer: RunEvent[] | null = [];
   #started = false;
+  /** The runs whose `run-start` the log has: a second one (a replay elsewhere) is dropped. */
+  readonly #startedRuns = new Set<string>();
+  /** The last event the log got is the `SESSION_CRASHED` of a crash. */
+  #crashLast = false;
+  /**
+   * The log was told of a crash, and given its `text-reset`, and nothing of the run since: a
+   * second telling of it (the node that died, then the one that replays the run) is dropped.
+   */
+  #crashTold = false;
   #subscription: LocalSubscription | undefined;
   readonly #onClose: (follower: RunFollower) => void;
 
@@ -78,10 +87,15 @@ export class RunFollower {
     this.#follow(this.payloadRunId);
   }
 
-  /** The owner died: like a local crash, the log is told and stays open for the replay. */
+  /**
+   * The owner died: like a local crash, the log is told (`SESSION_CRASHED`, then a
+   * `text-reset` withdrawing what the run streamed) and stays open for the replay, which is
+   * the same run. The node that replays it tells its followers too: told already, this log
+   * drops that.
+   */
   ownerDown(): void {
-    if (this.closed || !this.#started) return;
-    this.log.push({
+    if (this.closed || !this.#started || this.#crashTold) return;
+    this.#push({
       runId: this.runId,
       sessionKey: this.sessionKey,
       type: "error",
@@ -89,6 +103,12 @@ export class RunFollower {
         code: "SESSION_CRASHED",
         message: "the node running this session died; the message will run again",
       },
+    });
+    this.#push({
+      runId: this.runId,
+      sessionKey: this.sessionKey,
+      type: "text-reset",
+      reason: "the node running this session died and the run runs again",
     });
   }
 
@@ -125,7 +145,15 @@ export class RunFollower {
 
   #push(event: RunEvent): void {
     if (this.closed || !this.#runIds.has(event.runId)) return;
-    if (event.type === "run-start") this.#started = true;
+    const crash = event.type === "error" && event.error.code === "SESSION_CRASHED";
+    if (event.type === "run-start") {
+      // The same run started again (replayed on another node): its followers saw it start.
+      if (this.#startedRuns.has(event.runId)) return;
+      this.#startedRuns.add(event.runId);
+      this.#started = true;
+    } else if (this.#crashTold && (crash || event.type === "text-reset")) return;
+    this.#crashTold = this.#crashLast && event.type === "text-reset";
+    this.#crashLast = crash;
     this.log.push(event);
     if (this.log.closed) this.#close();
   }

@@ -1418,11 +1418,14 @@ export class AgentRuntime {
             restart: "transient",
             // The first start is a revival; a restart after a crash replays unfinished messages.
             start: async () => {
+              const restart = starts++ > 0;
+              // The first start after a takeover replays runs the node that went was running.
               const actor = await new SessionActor(
                 key,
                 agentId,
                 ctx,
-                first || starts++ > 0,
+                first || restart,
+                takeover && !restart,
               ).start();
               if (ownership !== undefined) {
                 actor.monitor((reason) => ownership.released(key, reason));

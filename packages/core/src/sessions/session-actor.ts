@@ -105,6 +105,8 @@ function withUsage(
 
 /** `autoCompact` without a threshold: compact at this share of the known budget. */
 const AUTO_COMPACT_SHARE = 0.75;
+/** How many of the latest counted compactions' run ids a session's metadata keeps. */
+const COUNTED_COMPACTIONS = 16;
 
 /** A stored `contextLimit` that can be used (records may come from older versions or hands). */
 function isContextLimit(value: unknown): value is { model: string; maxTokens: number } {
@@ -536,10 +538,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   /** A compaction asked for and not done yet (see `compact`). */
   #compaction: Compaction | null = null;
   /**
-   * Idempotency keys of compactions this actor counted (see `#countCompaction`) whose records
-   * are not known to be marked done yet: a retry with one of them does not count it again.
+   * A compaction without an idempotency key whose write failed in a way that may have saved
+   * it (the store's reply lost) and whose entry could not be looked for then: the next
+   * compaction asked for looks for it (by its run id, saved with it) and counts it if it
+   * was saved (see `#settleUnconfirmedCompaction`). Kept in memory only.
    */
-  #countedCompactionKeys = new Set<string>();
+  #unconfirmedCompaction:
+    | { runId: string; savedAfter: number; result: CompactionResult }
+    | undefined;
   /** Injections waiting for the active run's end (see `inject`), oldest first. */
   #injections: Injection[] = [];
   #active: ActiveRun | null = null;
@@ -586,6 +592,14 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    * times it started and died, in any process (read once, by a recovering `init`).
    */
   #crashMarks: ReadonlyMap<string, number> = NO_CRASH_MARKS;
+  /** This start took the session over from another cluster node (see the constructor). */
+  readonly #takenOver: boolean;
+  /**
+   * After a takeover, the runs that were running on the node that went (they wrote their
+   * first message, see `init`) and are not announced here yet: the followers there (on the
+   * session's topics) saw them start, so their replay is the same run (see `#announceStart`).
+   */
+  #startedElsewhere: Set<string> | undefined;
   /**
    * Messages whose run is over whose removal from the durable queue the store refused (see
    * `#dequeueAll`): tried again with backoff while the session stays in memory.
@@ -596,13 +610,24 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   /** A `retry-dequeue` message is on its way. */
   #dequeueRetryArmed = false;
 
-  constructor(key: string, agentId: string, ctx: SessionContext, recovering: boolean) {
+  /**
+   * `takenOver`: this start is a cluster node's takeover of the session from a node that went
+   * (see `#startedElsewhere`).
+   */
+  constructor(
+    key: string,
+    agentId: string,
+    ctx: SessionContext,
+    recovering: boolean,
+    takenOver = false,
+  ) {
     super({ name: `session ${key}`, mailboxLimit: ctx.mailboxLimit });
     this.key = key;
     this.#topic = `session:${key}`;
     this.#agentId = agentId;
     this.#ctx = ctx;
     this.#recovering = recovering;
+    this.#takenOver = takenOver;
     this.monitor((reason) => {
       for (const timer of this.#selfTimers) timer.cancel();
       this.#selfTimers.clear();
@@ -787,6 +812,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         live = live.filter((r) => !marked.has(String(r.entry.runId)));
       }
       this.#crashMarks = crashMarks(tail, replayed, marks);
+      if (this.#takenOver && marks.length > 0) this.#startedElsewhere = new Set(marks);
     }
     this.#history = historyOf(live);
     this.#touch();
@@ -970,12 +996,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         // What it streamed is withdrawn: the restarted session runs it again in the same run
         // (no second `run-start`, see `#startedBefore`), and its followers (who add the text
         // up) must not show its answer twice. As after a failed save (see `#retryLater`).
-        this.#emit(batch, {
-          runId: batch.runId,
-          sessionKey: this.key,
-          type: "text-reset",
-          reason: "the session crashed and the run runs again",
-        });
+        this.#emit(batch, crashResetEvent(batch.runId, this.key));
         continue;
       }
       for (const log of batch.logs) {
@@ -1246,7 +1267,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
    */
   #endUnstarted(batch: Batch): Promise<void> {
     const result = this.#emptyResult(batch.runId, "aborted");
-    if (!this.#startedBefore(batch.queueIds)) this.#emit(batch, this.#runStartEvent(batch));
+    if (!this.#startedBefore(batch.queueIds)) this.#announceStart(batch);
     this.#emit(batch, { runId: batch.runId, sessionKey: this.key, type: "run-end", result });
     for (const id of batch.queueIds) {
       this.#ctx.logs.delete(id);
@@ -1883,7 +1904,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       code: "QUARANTINED",
       message: `message ${message.id} was quarantined: ${reason}`,
     };
-    if (!started) this.#emit(batch, this.#runStartEvent(batch));
+    if (!started) this.#announceStart(batch);
     this.#emit(batch, { runId, sessionKey: this.key, type: "error", error });
     this.#emit(batch, {
       runId,
@@ -1950,7 +1971,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     // it, started already: its followers saw it start (and its text withdrawn).
     if (batch.carried === undefined) {
       if (batch.saveFailures === undefined && !this.#startedBefore(batch.queueIds)) {
-        this.#emit(active, this.#runStartEvent(active));
+        this.#announceStart(active);
       }
     } else {
       // The run goes on: its messages are steered in, as at its next step.
@@ -2345,6 +2366,30 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     return crashes.size > 0 && queueIds.some((id) => (crashes.get(id) ?? 0) > 0);
   }
 
+  /**
+   * Tells a run's followers that it starts: `run-start`, to its handles and on the session's
+   * topics. One that started on a node that went while running it (see `#startedElsewhere`)
+   * is the same run to the followers there, on the topics: they are told of the crash, as a
+   * session that crashes tells them (`SESSION_CRASHED`, then `text-reset`, see `#release`),
+   * and get no second `run-start`; its handles here, new, get theirs.
+   */
+  #announceStart(batch: Batch): void {
+    const event = this.#runStartEvent(batch);
+    if (this.#startedElsewhere?.delete(batch.runId) !== true) {
+      this.#emit(batch, event);
+      return;
+    }
+    this.#emitTo(batch.logs, event);
+    this.#publish(
+      crashedEvent(
+        batch.runId,
+        this.key,
+        "the node running this session went; the message runs again on another node",
+      ),
+    );
+    this.#publish(crashResetEvent(batch.runId, this.key));
+  }
+
   #runStartEvent(batch: Batch): RunEvent {
     return {
       runId: batch.runId,
@@ -2372,6 +2417,11 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   #emit(batch: Batch, event: RunEvent): void {
     this.#emitTo(batch.logs, event);
     if (event.type === "usage") this.#meter(event);
+    this.#publish(event);
+  }
+
+  /** Publishes a run's event on the session's topic and `events:global`. */
+  #publish(event: RunEvent): void {
     const { pubsub } = this.#ctx;
     if (pubsub instanceof LocalPubSub) {
       // In-process fan-out needs no promise per event (a run streams many).
@@ -2438,6 +2488,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   async #requestKeyedCompaction(
     options: CompactOptions | undefined,
   ): Promise<PendingCompaction | CompactionResult> {
+    await this.#settleUnconfirmedCompaction();
     const key = options?.idempotencyKey;
     if (key !== undefined) {
       const applied = await this.#appliedOperation("compact", key, (saved, record) =>
@@ -2449,10 +2500,40 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
   }
 
   /**
-   * A keyed compaction the store saved while its reply was lost (so it was never counted):
-   * counted now, once. Every key it answers is marked done first (this call's last), so that
-   * no retry with any of them finds it unfinished and counts it again; a store failure there
-   * is the caller's, whose retry counts it then. One this actor counted already is not.
+   * Looks for the compaction without a key whose save was not confirmed (see
+   * `#unconfirmedCompaction`): saved, it is in the history (read back) and counted now, once;
+   * not saved, it is forgotten. A store that still cannot tell leaves it for the next time.
+   */
+  async #settleUnconfirmedCompaction(): Promise<void> {
+    const lost = this.#unconfirmedCompaction;
+    if (lost === undefined) return;
+    const saved = await this.#compactionSaved(lost.runId, lost.savedAfter);
+    if (saved === undefined || this.#unconfirmedCompaction !== lost) return;
+    this.#unconfirmedCompaction = undefined;
+    if (!saved) return;
+    await this.#reloadHistory();
+    await this.#countCompaction(lost.runId, lost.result);
+  }
+
+  /**
+   * Whether the compaction of run `runId` is in the transcript after `savedAfter`; undefined
+   * when the store cannot tell.
+   */
+  #compactionSaved(runId: string, savedAfter: number): Promise<boolean | undefined> {
+    return this.#findSavedAfter(
+      savedAfter,
+      (entry) => entry.runId === runId && entry.compaction !== undefined,
+    ).then(
+      (found) => found !== undefined,
+      () => undefined,
+    );
+  }
+
+  /**
+   * A keyed compaction the store saved whose key is not marked done (its reply was lost, or
+   * the write marking it done failed): counted now, unless it was counted already (see
+   * `#countCompaction`). Every key it answers is marked done first (this call's last); a
+   * store failure there is the caller's, whose retry finishes it then.
    */
   async #recoverCompaction(
     key: string,
@@ -2462,21 +2543,28 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     const keys = Array.isArray(saved.entry.idempotencyKeys)
       ? saved.entry.idempotencyKeys.filter((k): k is string => typeof k === "string")
       : [];
-    if (keys.some((k) => this.#countedCompactionKeys.has(k))) {
-      if (await this.#operationDone(key, record)) this.#countedCompactionKeys.delete(key);
-      return;
-    }
     const done: KeyedOperation = { ...record, done: true };
     for (const other of keys) if (other !== key) await this.#rememberOperation(other, done);
     await this.#rememberOperation(key, done);
-    await this.#countCompaction(record.result as unknown as CompactionResult);
+    await this.#countCompaction(
+      String(saved.entry.runId),
+      record.result as unknown as CompactionResult,
+    );
   }
 
-  /** Counts a saved compaction in the session's metadata: its model call, and `compactions`. */
-  async #countCompaction(result: CompactionResult): Promise<void> {
+  /**
+   * Counts a saved compaction (of run `runId`) in the session's metadata: its model call, and
+   * `compactions`; its run id is saved with the count (`countedCompactions`), in the same
+   * write, so that it is never counted twice (by a retry that finds it saved after this
+   * session stopped, and its memory with it).
+   */
+  async #countCompaction(runId: string, result: CompactionResult): Promise<void> {
     const m = this.#metadata;
+    const counted = Array.isArray(m.countedCompactions) ? m.countedCompactions : [];
+    if (counted.includes(runId)) return;
     const next = withUsage(m, result, this.#ctx.now());
     next.compactions = (m.compactions ?? 0) + 1;
+    next.countedCompactions = [...counted, runId].slice(-COUNTED_COMPACTIONS);
     await this.#ctx.store.sessions.put(next as SessionRecord).catch(() => undefined);
     this.#metadata = next;
   }
@@ -2642,6 +2730,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       usage: result.usage,
       costUsd: result.costUsd,
     };
+    /** Where the transcript ended before the summary's write (once that write is tried). */
+    let savedAfter: number | undefined;
     try {
       const firstKeptSeq = kept === 0 ? undefined : await this.#firstKeptSeq(kept);
       if (firstKeptSeq !== undefined) entry.firstKeptSeq = firstKeptSeq;
@@ -2653,17 +2743,20 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         compaction.savedAfter = record.savedAfter;
       }
       if (compaction.keys.length > 0) saved.idempotencyKeys = [...compaction.keys];
+      else savedAfter = await this.#ctx.store.transcripts.lastSeq(this.key);
       await this.#ctx.store.transcripts.append(this.key, [saved]);
     } catch (error) {
       // Not saved: nothing changes (a compaction that cannot be kept would be undone by the
-      // next revival).
+      // next revival). Unless the store saved it and its reply was lost: a keyed one is
+      // found by a retry with its key; one without is looked for by the next compaction.
+      if (savedAfter !== undefined) {
+        this.#unconfirmedCompaction = { runId: result.runId, savedAfter, result: compacted };
+      }
       this.#endCompaction(compaction, error);
       return;
     }
     this.#history.splice(0, at + 1, summaryMsg);
-    // Until its keys are marked done (see `#endCompaction`), a retry must not count it again.
-    for (const key of compaction.keys) this.#countedCompactionKeys.add(key);
-    await this.#countCompaction(compacted);
+    await this.#countCompaction(result.runId, compacted);
     this.#endCompaction(compaction, compacted);
   }
 
@@ -2714,9 +2807,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
           key,
           { op: "compact", savedAfter: compaction.savedAfter ?? 0 },
           outcome,
-        ).then((done) => {
-          if (done) this.#countedCompactionKeys.delete(key);
-        });
+        );
       }
       compaction.resolve(outcome);
     } else compaction.reject(outcome);
@@ -2940,17 +3031,23 @@ function estimateTokens(messages: readonly ModelMessage[]): number {
   return tokens;
 }
 
-/** What the handles (and, for the run in progress, the subscribers) of a crashed session hear. */
-function crashedEvent(runId: string, sessionKey: string): RunEvent {
+/** The `text-reset` that follows a run's `SESSION_CRASHED` (see {@link crashedEvent}). */
+function crashResetEvent(runId: string, sessionKey: string): RunEvent {
   return {
     runId,
     sessionKey,
-    type: "error",
-    error: {
-      code: "SESSION_CRASHED",
-      message: "the session crashed; the message will run again",
-    },
+    type: "text-reset",
+    reason: "the session crashed and the run runs again",
   };
+}
+
+/** What the handles (and, for the run in progress, the subscribers) of a crashed session hear. */
+function crashedEvent(
+  runId: string,
+  sessionKey: string,
+  message = "the session crashed; the message will run again",
+): RunEvent {
+  return { runId, sessionKey, type: "error", error: { code: "SESSION_CRASHED", message } };
 }
 
 /** Whether an exit reason is a clean stop (not a crash or a kill). */

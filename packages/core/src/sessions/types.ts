@@ -478,6 +478,11 @@ export interface SessionMetadata extends JsonObject {
   lastRunAt?: number;
   /** How many times the history was compacted (see `SessionHandle.compact`). */
   compactions?: number;
+  /**
+   * The run ids of the latest compactions counted in `compactions` (the newest 16), saved
+   * with the count so that a retry that finds one of them saved does not count it again.
+   */
+  countedCompactions?: string[];
   /** The parent of a sub-agent session. */
   parentKey?: string;
   /** The session a fork was branched from (see `SessionHandle.fork`). */
