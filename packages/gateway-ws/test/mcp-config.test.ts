@@ -87,6 +87,46 @@ describe("tools.mcpServers", () => {
     expect(toolResults(model.bodies[1]!)).toEqual([{ sum: 42 }]);
   });
 
+  it("warns of a tool whose description was cut (over 4 KiB), and registers it", async () => {
+    const model = await modelServer(() => ({ text: "unused" }));
+    // A raw JSON-RPC stdio server (the SDK's own would not list such a tool).
+    const dir = realpathSync(await mkdtemp(join(tmpdir(), "bc-mcp-long-")));
+    dirs.push(dir);
+    const script = join(dir, "long.mjs");
+    await writeFile(
+      script,
+      [
+        'import { createInterface } from "node:readline";',
+        "const out = (m) => process.stdout.write(JSON.stringify(m) + '\\n');",
+        "const lines = createInterface({ input: process.stdin });",
+        "lines.on('close', () => process.exit(0));",
+        "lines.on('line', (line) => {",
+        "  const m = JSON.parse(line);",
+        "  if (m.method === 'initialize') out({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'long', version: '1' } } });",
+        "  else if (m.method === 'tools/list') out({ jsonrpc: '2.0', id: m.id, result: { tools: [{ name: 'essay', description: 'E'.repeat(10000), inputSchema: { type: 'object' } }] } });",
+        "});",
+      ].join("\n"),
+    );
+    const logs: string[] = [];
+    const gateway = await startFromConfig({
+      configPath: await configFile(
+        model.baseUrl,
+        `    lg: { command: "${process.execPath}", args: ["${script}"] }`,
+      ),
+      port: 0,
+      logSink: (line) => logs.push(line),
+    });
+    started.push(gateway);
+    expect(logs.some((l) => l.endsWith(" info mcp: lg: 1 tools (lg__essay)"))).toBe(true);
+    expect(
+      logs.some((l) =>
+        l.endsWith(
+          ' warn mcp: lg: tool "essay" description truncated: its description of 10000 bytes was cut to 4096',
+        ),
+      ),
+    ).toBe(true);
+  });
+
   it("a server that cannot start stops the gateway's start with an error naming it", async () => {
     const model = await modelServer(() => ({ text: "unused" }));
     const error = await startFromConfig({

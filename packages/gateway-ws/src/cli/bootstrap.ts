@@ -130,7 +130,8 @@ function abortReason(signal: AbortSignal): Error {
  * the ones started and fails with its reason before the next server is started (the one
  * starting then finishes its start first, within its `connectTimeoutMs`). `log` gets a line
  * per server (its tools), `warn` (default `log`) one per tool it left out (`leftOut()`: a
- * name no model could call, an `include` name the server lacks).
+ * name no model could call, an `include` name the server lacks) and one per tool whose
+ * description was cut (`truncated()`: over 4 KiB).
  */
 export async function startMcpServers(
   config: BeamClawConfig,
@@ -189,6 +190,10 @@ export async function startMcpServers(
     log?.(`mcp: ${name}: ${server.toolNames().length} tools (${server.toolNames().join(", ")})`);
     for (const { tool, reason } of server.leftOut()) {
       warn?.(`mcp: ${name}: tool ${JSON.stringify(tool)} left out: ${reason}`);
+    }
+    // (An @beamclaw/mcp older than `truncated()` cuts no description.)
+    for (const { tool, reason } of server.truncated?.() ?? []) {
+      warn?.(`mcp: ${name}: tool ${JSON.stringify(tool)} description truncated: ${reason}`);
     }
   }
   return stopAll;
