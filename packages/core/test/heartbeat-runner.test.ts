@@ -79,10 +79,12 @@ describe("HEARTBEAT_OK suppression", () => {
     ["HEARTBEAT_OK", true],
     ["  HEARTBEAT_OK  ", true],
     ["\nHEARTBEAT_OK\n\t", true],
-    ["HEARTBEAT_OK.", false],
-    ["HEARTBEAT_OK, all quiet", false],
+    // OpenClaw's rule: the token at an edge, with a short rest (ackMaxChars, 300), is an ack.
+    ["HEARTBEAT_OK.", true],
+    ["HEARTBEAT_OK, all quiet", true],
     ["heartbeat_ok", false],
-    ["Disk is 91% full. HEARTBEAT_OK", false],
+    ["Disk is 91% full. HEARTBEAT_OK", true],
+    ["Disk is 91% full; HEARTBEAT_OK is not the answer today", false],
     ["", false],
   ])("isHeartbeatAck(%j) is %s", (text, expected) => {
     expect(isHeartbeatAck(text)).toBe(expected);
@@ -100,12 +102,12 @@ describe("HEARTBEAT_OK suppression", () => {
 
   it("any other reply is delivered, even one that merely contains HEARTBEAT_OK", async () => {
     const fixture = await heartbeat({ everyMs: 10 * MINUTE });
-    fixture.reply = () => ({ status: "ok", text: "HEARTBEAT_OK, but the backup failed" });
+    fixture.reply = () => ({ status: "ok", text: "The backup failed, so no HEARTBEAT_OK today" });
     await fixture.clock.advance(10 * MINUTE);
-    expect(fixture.delivered).toEqual(["HEARTBEAT_OK, but the backup failed"]);
+    expect(fixture.delivered).toEqual(["The backup failed, so no HEARTBEAT_OK today"]);
     expect(fixture.outcomes[0]).toMatchObject({
       type: "delivered",
-      text: "HEARTBEAT_OK, but the backup failed",
+      text: "The backup failed, so no HEARTBEAT_OK today",
     });
   });
 });

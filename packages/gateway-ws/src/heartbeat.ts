@@ -8,7 +8,9 @@
  * (`heartbeat:wake:<session key, URI-encoded>:<ordered id>`, kept {@link WAKE_TTL_MS}), so a
  * restart loses none and every gateway of a store sees them; a beat claims each by deleting
  * it (one beat gets a line, whichever gateway runs it) and puts them back if its message
- * could not be sent.
+ * could not be sent, or if its run ended without the model answering at all (a provider
+ * error, a stop or a time limit before the first reply): the next beat carries them again.
+ * A run that got as far as one model reply keeps them claimed (no line is handed twice).
  */
 import {
   type AgentRuntime,
@@ -17,6 +19,7 @@ import {
   type HeartbeatOutcome,
   HeartbeatRunner,
   type HeartbeatTurn,
+  heartbeatPreview,
   parseSessionKey,
 } from "@beamclaw/core";
 import type { LivenessSettings } from "./liveness.js";
@@ -329,18 +332,26 @@ export class HeartbeatService {
       );
     } catch (error) {
       // Not sent: the lines wait for the next beat.
-      const kv = this.#runtime.store.kv;
-      for (const { key, line } of claimed) {
-        await kv.set(key, { ...line }, { ttlMs: WAKE_TTL_MS }).catch(() => undefined);
-      }
+      await this.#putBack(claimed);
       throw error;
     }
     const result = await run.result;
     if (result.status === "completed" || result.status === "max-steps") {
       return { status: "ok", text: result.text };
     }
+    // Failed (or aborted) before the model said anything: the lines wait for the next beat.
+    // Once it replied, even in part, they count as handed over and are not sent twice.
+    if (!result.messages.some((m) => m.role === "assistant")) await this.#putBack(claimed);
     return { status: "error", error: result.error?.message ?? `the turn ended ${result.status}` };
   };
+
+  /** Puts claimed wake lines back under their own keys (so a line is never there twice). */
+  async #putBack(claimed: ReadonlyArray<{ key: string; line: StoredWake }>): Promise<void> {
+    const kv = this.#runtime.store.kv;
+    for (const { key, line } of claimed) {
+      await kv.set(key, { ...line }, { ttlMs: WAKE_TTL_MS }).catch(() => undefined);
+    }
+  }
 
   #record(outcome: HeartbeatOutcome, sessionKey: string): void {
     const event: HeartbeatEvent = {
@@ -357,7 +368,7 @@ export class HeartbeatService {
       ...(outcome.type === "skipped"
         ? { reason: outcome.reason }
         : { durationMs: outcome.durationMs }),
-      ...(outcome.type === "delivered" ? { preview: outcome.text.slice(0, 200) } : {}),
+      ...(outcome.type === "delivered" ? { preview: heartbeatPreview(outcome.text, 200) } : {}),
       ...(outcome.type === "error" ? { reason: outcome.error } : {}),
     };
     this.#last = event;

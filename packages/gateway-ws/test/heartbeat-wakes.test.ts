@@ -7,10 +7,11 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AgentRuntime, createProviderChain, MemoryStore, StoreError } from "@beamclaw/core";
-import { createScriptedProvider, type ScriptEntry } from "@beamclaw/core/testing";
+import { StoreError } from "@beamclaw/core";
+import type { ScriptEntry } from "@beamclaw/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { HeartbeatService, MAX_PENDING_WAKES, WAKE_TTL_MS } from "../src/heartbeat.js";
+import { heartbeatRuntime, lastUserText } from "./heartbeat-support.js";
 import { deferred, waitFor } from "./support.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -20,17 +21,7 @@ afterEach(async () => {
 
 async function service(responses: ScriptEntry[] = [], heartbeatFile?: string, enabled = false) {
   const clock = { now: Date.now() };
-  const store = new MemoryStore({ now: () => clock.now });
-  await store.open();
-  cleanups.push(() => store.close());
-  const provider = createScriptedProvider({ id: "scripted", responses });
-  const runtime = new AgentRuntime({
-    store,
-    models: createProviderChain({ providers: [provider], retry: { maxAttempts: 1 } }),
-    agents: [{ id: "main", model: "scripted/m1" }],
-  });
-  await runtime.start();
-  cleanups.push(() => runtime.stop());
+  const { store, provider, runtime } = await heartbeatRuntime(cleanups, responses, () => clock.now);
   const beats: string[] = [];
   const make = () => {
     const heartbeat = new HeartbeatService({
@@ -49,12 +40,6 @@ async function service(responses: ScriptEntry[] = [], heartbeatFile?: string, en
   const heartbeat = make();
   await heartbeat.start();
   return { store, provider, runtime, heartbeat, beats, make, clock };
-}
-
-function lastUserText(provider: ReturnType<typeof createScriptedProvider>): string {
-  const user = provider.requests.at(-1)?.messages.findLast((m) => m.role === "user");
-  if (user === undefined || typeof user.content === "string") return String(user?.content ?? "");
-  return user.content.map((part) => ("text" in part ? part.text : "")).join("");
 }
 
 describe("heartbeat wake lines", () => {

@@ -831,7 +831,13 @@ export const ConfigSchema = z
     heartbeat: z
       .object({
         enabled: z.boolean().default(false),
-        everyMs: positiveMs.default(1_800_000),
+        /** Milliseconds between beats, at least 60000 (one minute). Default 30 min. */
+        everyMs: positiveMs
+          .min(60_000, {
+            error: (issue) =>
+              `expected at least 60000 ms (one minute) between heartbeats, got ${String(issue.input)}`,
+          })
+          .default(1_800_000),
         /**
          * Time limit of one heartbeat turn, ms (a whole number from 1 up). A turn still
          * running then is aborted and reported as a failed beat, so that a turn that never

@@ -19,9 +19,12 @@ export {
   type PresenceTrackerOptions,
 } from "./presence.js";
 export {
+  DEFAULT_HEARTBEAT_ACK_MAX_CHARS,
   DEFAULT_HEARTBEAT_EVERY_MS,
   DEFAULT_HEARTBEAT_PROMPT,
+  DEFAULT_MAX_HEARTBEAT_FILE_BYTES,
   HEARTBEAT_OK,
+  HeartbeatFileError,
   type HeartbeatOutcome,
   HeartbeatRunner,
   type HeartbeatRunnerEvents,
@@ -29,5 +32,7 @@ export {
   type HeartbeatRunnerStats,
   type HeartbeatTurn,
   type HeartbeatTurnResult,
+  heartbeatPreview,
   isHeartbeatAck,
+  stripHeartbeatAck,
 } from "./runner.js";

@@ -1,11 +1,18 @@
 import { randomUUID } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { EventEmitter } from "eventemitter3";
 import { type Clock, systemClock, type TimerHandle } from "../cron/clock.js";
-import { describe, InvalidArgumentError, TimeoutError } from "../errors.js";
+import {
+  BeamClawError,
+  type BeamClawErrorOptions,
+  describe,
+  InvalidArgumentError,
+  TimeoutError,
+} from "../errors.js";
 import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
 import type { AgentRuntime } from "../sessions/runtime.js";
 import { sessionKey as agentSessionKey, normalizeAgentId } from "../sessions/session-key.js";
+import { loneSurrogateIndex } from "../unicode.js";
 import { type ActiveHours, compileActiveHours } from "./active-hours.js";
 
 /** The reply that means "nothing needs attention"; it is never delivered. */
@@ -18,19 +25,115 @@ export const DEFAULT_HEARTBEAT_PROMPT =
 /** Default interval between heartbeat turns: 30 minutes. */
 export const DEFAULT_HEARTBEAT_EVERY_MS = 30 * 60 * 1000;
 
+/** Default largest `HEARTBEAT.md` read: 64 KiB. */
+export const DEFAULT_MAX_HEARTBEAT_FILE_BYTES = 64 * 1024;
+
 /**
- * True when a heartbeat reply is the acknowledgement and must be suppressed: exactly
- * `HEARTBEAT_OK`, ignoring whitespace around it (spaces, tabs, newlines). Anything else,
- * even `HEARTBEAT_OK.` or `HEARTBEAT_OK, all quiet`, is a real reply and is delivered.
+ * Default `ackMaxChars` (OpenClaw's): a reply that starts or ends with `HEARTBEAT_OK` is
+ * suppressed when at most this many characters are left once the token is taken off.
+ */
+export const DEFAULT_HEARTBEAT_ACK_MAX_CHARS = 300;
+
+/** Markdown emphasis and code marks that may wrap the token (`**HEARTBEAT_OK**`). */
+const ACK_AT_START = /^[\s*_`~]*HEARTBEAT_OK(?![A-Za-z0-9])[*_`~]*[\s.,:;!\-\u2013\u2014]*/;
+const ACK_AT_END = /[\s*_`~]*HEARTBEAT_OK(?![A-Za-z0-9])[*_`~]*[\s.!]*$/;
+
+/**
+ * OpenClaw's rule for a heartbeat reply: `HEARTBEAT_OK` at the start or at the end of the reply
+ * (markdown emphasis such as `**HEARTBEAT_OK**`, whitespace, and punctuation right after it
+ * included) is taken off. `ack` is true when the token was found there and at most
+ * `ackMaxChars` characters (code points) are left: the reply is an acknowledgement and is not
+ * delivered. Otherwise `text` is what to deliver: the reply without the token (trimmed) when
+ * it had one at an edge, the reply unchanged when it had none (a token in the middle of a
+ * sentence is left alone).
+ *
+ * @example
+ * ```ts
+ * stripHeartbeatAck("**HEARTBEAT_OK**"); // { ack: true, text: "" }
+ * stripHeartbeatAck("HEARTBEAT_OK, all quiet."); // { ack: true, text: "all quiet." }
+ * stripHeartbeatAck("The backup failed.", 300); // { ack: false, text: "The backup failed." }
+ * ```
+ */
+export function stripHeartbeatAck(
+  text: string,
+  ackMaxChars: number = DEFAULT_HEARTBEAT_ACK_MAX_CHARS,
+): { ack: boolean; text: string } {
+  if (typeof text !== "string") return { ack: false, text: "" };
+  let rest = text.trim();
+  let found = false;
+  for (;;) {
+    const next = rest.replace(ACK_AT_START, "").replace(ACK_AT_END, "").trim();
+    if (next === rest) break;
+    found = true;
+    rest = next;
+  }
+  if (!found) return { ack: false, text };
+  return { ack: codePointLength(rest) <= ackMaxChars, text: rest };
+}
+
+/**
+ * True when a heartbeat reply is the acknowledgement and must be suppressed, by OpenClaw's
+ * rule ({@link stripHeartbeatAck}): `HEARTBEAT_OK` at its start or end, with at most
+ * `ackMaxChars` characters (default 300) besides. A reply without the token at an edge is
+ * never an acknowledgement.
  *
  * @example
  * ```ts
  * isHeartbeatAck("  HEARTBEAT_OK\n"); // true
- * isHeartbeatAck("HEARTBEAT_OK: disk is 91% full"); // false
+ * isHeartbeatAck("HEARTBEAT_OK: all quiet"); // true (short remainder)
+ * isHeartbeatAck("Disk is 91% full."); // false
+ * isHeartbeatAck("HEARTBEAT_OK, all quiet", 0); // false: strict, only the token alone
  * ```
  */
-export function isHeartbeatAck(text: string): boolean {
-  return typeof text === "string" && text.trim() === HEARTBEAT_OK;
+export function isHeartbeatAck(
+  text: string,
+  ackMaxChars: number = DEFAULT_HEARTBEAT_ACK_MAX_CHARS,
+): boolean {
+  return stripHeartbeatAck(text, ackMaxChars).ack;
+}
+
+/**
+ * At most `maxChars` UTF-16 units of `text`, cut on a code point boundary: a surrogate pair
+ * (an emoji, say) is never split into a lone half, which model APIs and JSON parsers refuse.
+ *
+ * @example
+ * ```ts
+ * heartbeatPreview("ok 😀", 4); // "ok " (not "ok \ud83d")
+ * ```
+ */
+export function heartbeatPreview(text: string, maxChars = 200): string {
+  if (text.length <= maxChars) return text;
+  const cut = text.slice(0, Math.max(0, maxChars));
+  return loneSurrogateIndex(cut) === cut.length - 1 ? cut.slice(0, -1) : cut;
+}
+
+function codePointLength(text: string): number {
+  let n = 0;
+  for (const _ of text) n++;
+  return n;
+}
+
+/**
+ * `HEARTBEAT.md` could not be used, so the beat did not run (no model call): it is larger
+ * than `maxHeartbeatFileBytes` (`HEARTBEAT_FILE_TOO_LARGE`), or not valid UTF-8 and without a
+ * UTF-16 byte order mark, e.g. saved as Latin-1 (`HEARTBEAT_FILE_NOT_UTF8`). Reported as the
+ * beat's `error` outcome with this `code`; the next beat reads the file again.
+ */
+export class HeartbeatFileError extends BeamClawError {
+  constructor(
+    code: "HEARTBEAT_FILE_TOO_LARGE" | "HEARTBEAT_FILE_NOT_UTF8",
+    message: string,
+    readonly path: string,
+    options?: BeamClawErrorOptions,
+  ) {
+    super(code, message, options);
+  }
+  static override isInstance(value: unknown): value is HeartbeatFileError {
+    return (
+      BeamClawError.isInstance(value) &&
+      (value.code === "HEARTBEAT_FILE_TOO_LARGE" || value.code === "HEARTBEAT_FILE_NOT_UTF8")
+    );
+  }
 }
 
 /** What a heartbeat turn reports. `skipped` means it did not run (e.g. the session was busy). */
@@ -64,6 +167,12 @@ export type HeartbeatOutcome =
       error: string;
       /** The reply, when it was the delivery that failed: kept so that it is not lost. */
       text?: string;
+      /**
+       * The code of a typed error: `HEARTBEAT_FILE_TOO_LARGE` or `HEARTBEAT_FILE_NOT_UTF8`
+       * ({@link HeartbeatFileError}) when `HEARTBEAT.md` could not be used and the beat did
+       * not run.
+       */
+      code?: string;
     };
 
 /** Events of a {@link HeartbeatRunner}. */
@@ -91,7 +200,11 @@ export interface HeartbeatRunnerOptions {
   runTurn?: HeartbeatTurn;
   /** An `AgentRuntime`; the turn is a message from `heartbeat` to the main session. */
   runtime?: Pick<AgentRuntime, "session">;
-  /** Default 30 min. */
+  /**
+   * Default 30 min. The configuration's `heartbeat.everyMs` must be at least one minute (each
+   * beat is a model call); here any finite number from 1 up is taken, for tests and embedders
+   * that drive the runner on their own clock.
+   */
   everyMs?: number;
   /**
    * Time limit of one turn, ms. A turn still running then has its signal aborted and is
@@ -112,12 +225,28 @@ export interface HeartbeatRunnerOptions {
    */
   heartbeatFile?: string;
   /**
+   * Largest `heartbeatFile` read, bytes (default {@link DEFAULT_MAX_HEARTBEAT_FILE_BYTES}, 64
+   * KiB). A larger file is not sent, not even in part: the beat is skipped and reported as an
+   * `error` outcome with code `HEARTBEAT_FILE_TOO_LARGE`.
+   */
+  maxHeartbeatFileBytes?: number;
+  /**
+   * A reply with `HEARTBEAT_OK` at its start or end is suppressed when at most this many
+   * characters are left besides (OpenClaw's rule, see {@link stripHeartbeatAck}); a longer
+   * rest is delivered without the token. Default {@link DEFAULT_HEARTBEAT_ACK_MAX_CHARS}
+   * (300); `0` suppresses only the token alone.
+   */
+  ackMaxChars?: number;
+  /**
    * Whether events wait for the session's next beat (the gateway's wake lines, say): asked
    * when `heartbeatFile` is effectively empty, and when it answers `true` the beat runs with the prompt alone instead of being skipped, since the events
    * need the turn whatever the checklist says. Default: never (an empty checklist skips).
    */
   hasPendingEvents?: (sessionKey: string) => boolean | Promise<boolean>;
-  /** Receives every reply that is not {@link HEARTBEAT_OK} (to a channel, a log, ...). */
+  /**
+   * Receives every reply that is not an acknowledgement ({@link isHeartbeatAck}), without a
+   * `HEARTBEAT_OK` at its edges (to a channel, a log, ...).
+   */
   deliver?: (text: string, info: { agentId: string; sessionKey: string }) => void | Promise<void>;
   /** Default `agent:<agentId>:main`. */
   sessionKey?: string;
@@ -134,8 +263,9 @@ type HeartbeatInfo =
 /**
  * The periodic heartbeat turn of one agent: every `everyMs` (30 min by default) inside
  * `activeHours`, the agent gets the heartbeat prompt (plus `HEARTBEAT.md`) in its main
- * session. A reply of exactly `HEARTBEAT_OK` (whitespace around it ignored) is suppressed;
- * any other reply is handed to `deliver`. Ticks that come while the previous turn still runs
+ * session. A reply with `HEARTBEAT_OK` at its start or end and at most `ackMaxChars` (300)
+ * characters besides is suppressed (OpenClaw's rule, {@link stripHeartbeatAck}); any other
+ * reply is handed to `deliver`. Ticks that come while the previous turn still runs
  * are skipped. One timer, cleared on stop.
  *
  * @example
@@ -165,6 +295,8 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
   readonly #inWindow: ((epochMs: number) => boolean) | undefined;
   readonly #prompt: string;
   readonly #heartbeatFile: string | undefined;
+  readonly #maxFileBytes: number;
+  readonly #ackMaxChars: number;
   readonly #hasPendingEvents: HeartbeatRunnerOptions["hasPendingEvents"];
   readonly #deliver: HeartbeatRunnerOptions["deliver"];
   readonly #clock: Clock;
@@ -190,6 +322,18 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     if (!(this.#everyMs >= 1) || !Number.isFinite(this.#everyMs)) {
       throw new InvalidArgumentError(
         `everyMs must be a finite number >= 1, got ${options.everyMs}`,
+      );
+    }
+    this.#maxFileBytes = options.maxHeartbeatFileBytes ?? DEFAULT_MAX_HEARTBEAT_FILE_BYTES;
+    if (!Number.isSafeInteger(this.#maxFileBytes) || this.#maxFileBytes < 1) {
+      throw new InvalidArgumentError(
+        `maxHeartbeatFileBytes must be a whole number >= 1, got ${String(options.maxHeartbeatFileBytes)}`,
+      );
+    }
+    this.#ackMaxChars = options.ackMaxChars ?? DEFAULT_HEARTBEAT_ACK_MAX_CHARS;
+    if (!Number.isSafeInteger(this.#ackMaxChars) || this.#ackMaxChars < 0) {
+      throw new InvalidArgumentError(
+        `ackMaxChars must be a whole number >= 0, got ${String(options.ackMaxChars)}`,
       );
     }
     this.#turnTimeoutMs = options.turnTimeoutMs;
@@ -340,8 +484,9 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
           error: result.error ?? "the heartbeat turn failed",
         };
       }
-      const text = result.text ?? "";
-      if (isHeartbeatAck(text) || text.trim() === "") {
+      const reply = stripHeartbeatAck(result.text ?? "", this.#ackMaxChars);
+      const text = reply.text;
+      if (reply.ack || text.trim() === "") {
         return { type: "suppressed", at: startedAt, durationMs: took() };
       }
       // Stopped (or timed out) while the turn ran, which did not heed its signal: nothing is
@@ -354,7 +499,15 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
       }
       return { type: "delivered", at: startedAt, durationMs: took(), text };
     } catch (error) {
-      return { type: "error", at: startedAt, durationMs: took(), error: describe(error) };
+      // A HEARTBEAT.md that cannot be used: reported with its code, the beat not run.
+      const code = HeartbeatFileError.isInstance(error) ? error.code : undefined;
+      return {
+        type: "error",
+        at: startedAt,
+        durationMs: took(),
+        error: describe(error),
+        ...(code === undefined ? {} : { code }),
+      };
     }
   }
 
@@ -364,12 +517,31 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
    */
   async #composePrompt(): Promise<string | undefined> {
     if (this.#heartbeatFile === undefined) return this.#prompt;
-    let text: string;
+    const file = this.#heartbeatFile;
+    let bytes: Buffer;
     try {
-      text = decodeText(await readFile(this.#heartbeatFile));
+      bytes = await readAtMost(file, this.#maxFileBytes + 1);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return this.#prompt;
       throw error;
+    }
+    if (bytes.length > this.#maxFileBytes) {
+      throw new HeartbeatFileError(
+        "HEARTBEAT_FILE_TOO_LARGE",
+        `${file} is larger than maxHeartbeatFileBytes (${this.#maxFileBytes} bytes): the beat is skipped; shorten the checklist or raise the limit`,
+        file,
+      );
+    }
+    let text: string;
+    try {
+      text = decodeText(bytes);
+    } catch (error) {
+      throw new HeartbeatFileError(
+        "HEARTBEAT_FILE_NOT_UTF8",
+        `${file} is not valid UTF-8 (saved as Latin-1 or another legacy encoding?): the beat is skipped; save it as UTF-8`,
+        file,
+        { cause: error },
+      );
     }
     const meaningful = text.split(/\r?\n/).some((line) => {
       const trimmed = line.trim();
@@ -429,12 +601,31 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
 
 /**
  * The text of a file: UTF-16 when it starts with a UTF-16 byte order mark (as Windows editors
- * save "Unicode" text), otherwise UTF-8 (a UTF-8 byte order mark is dropped).
+ * save "Unicode" text), otherwise UTF-8 (a UTF-8 byte order mark is dropped). Throws a
+ * `TypeError` on bytes that are not valid in that encoding (never replacement characters).
  */
 function decodeText(bytes: Buffer): string {
-  if (bytes[0] === 0xff && bytes[1] === 0xfe) return new TextDecoder("utf-16le").decode(bytes);
-  if (bytes[0] === 0xfe && bytes[1] === 0xff) return new TextDecoder("utf-16be").decode(bytes);
-  return new TextDecoder("utf-8").decode(bytes);
+  let encoding = "utf-8";
+  if (bytes[0] === 0xff && bytes[1] === 0xfe) encoding = "utf-16le";
+  else if (bytes[0] === 0xfe && bytes[1] === 0xff) encoding = "utf-16be";
+  return new TextDecoder(encoding, { fatal: true }).decode(bytes);
+}
+
+/** The first `limit` bytes of a file at most (all of it when it is shorter). */
+async function readAtMost(file: string, limit: number): Promise<Buffer> {
+  const handle = await open(file, "r");
+  try {
+    const buffer = Buffer.alloc(limit);
+    let length = 0;
+    while (length < limit) {
+      const { bytesRead } = await handle.read(buffer, length, limit - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** A turn whose signal aborted (by stop() or `turnTimeoutMs`): its outcome is not recorded. */
