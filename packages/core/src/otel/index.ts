@@ -28,6 +28,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import {
   type Attributes,
   type Context,
+  type Histogram,
   type Meter,
   context as otelContext,
   ROOT_CONTEXT,
@@ -37,6 +38,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+import { callSubscriber } from "../telemetry/tracing.js";
 import {
   subscribeTelemetry,
   subscribeTrace,
@@ -56,7 +58,11 @@ export interface OtelBridgeOptions {
 
 /** A running bridge. */
 export interface OtelBridge {
-  /** Unsubscribes from every channel and unbinds its context store. */
+  /**
+   * Unsubscribes from every channel and unbinds its context store. Spans of operations still
+   * in progress are ended now, with `beamclaw.unfinished` set (their operations' ends would
+   * no longer be seen). Later calls do nothing.
+   */
   stop(): void;
 }
 
@@ -73,7 +79,31 @@ function messageOf(error: unknown): string {
   if (typeof error === "object" && error !== null && "message" in error) {
     return String((error as { message: unknown }).message);
   }
+  if (typeof error === "object" && error !== null) return "error";
   return String(error);
+}
+
+/**
+ * The `error.type` of a failure: a BeamClaw error's `code`, another error's name, else
+ * `fallback` (the operation's outcome: a low-cardinality value, as the convention asks).
+ */
+function errorTypeOf(error: unknown, fallback: string): string {
+  if (typeof error === "object" && error !== null) {
+    const { code, name } = error as { code?: unknown; name?: unknown };
+    if (typeof code === "string" && code !== "") return code;
+    if (error instanceof Error && typeof name === "string" && name !== "") return name;
+  }
+  return fallback;
+}
+
+/** How an ended operation went, as its span's status says. */
+interface Ending {
+  /** `ok`: it did what it was asked; `unset`: it stopped short without failing (max steps). */
+  status: "ok" | "error" | "unset";
+  /** What it failed with, when `error`: recorded as the span's exception. */
+  failure?: unknown;
+  /** Its outcome, the `error.type` of a failure that names none. */
+  outcome: string;
 }
 
 /** How one traced operation becomes a span. */
@@ -88,6 +118,8 @@ interface SpanSpec<N extends TracedOperation> {
   start(context: TraceContexts[N]): AttributeValues;
   /** Attributes known when it ends. */
   end(context: TraceContexts[N]): AttributeValues;
+  /** How it went, from its context once ended. */
+  ending(context: TraceContexts[N]): Ending;
 }
 
 const identity = (c: { tenant?: string; agent?: string; session?: string }): AttributeValues => ({
@@ -96,20 +128,49 @@ const identity = (c: { tenant?: string; agent?: string; session?: string }): Att
   "beamclaw.session": c.session,
 });
 
+/** A failure set on the context (thrown, or a failure status), else `fallback`'s verdict. */
+function ended(
+  context: { error?: unknown },
+  outcome: string | undefined,
+  fallback: (outcome: string) => Ending,
+): Ending {
+  const name = outcome ?? "error";
+  if (context.error !== undefined)
+    return { status: "error", failure: context.error, outcome: name };
+  return fallback(name);
+}
+
 const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
   "beamclaw:session.run": {
     operation: "beamclaw:session.run",
     name: "beamclaw.session.run",
     kind: SpanKind.INTERNAL,
     root: true,
-    start: (c) => ({ ...identity(c), "beamclaw.run": c.runId }),
+    start: (c) => ({
+      ...identity(c),
+      "beamclaw.run": c.runId,
+      "gen_ai.operation.name": "invoke_agent",
+      "gen_ai.agent.id": c.agent,
+    }),
     end: (c) => ({
       "beamclaw.status": c.status,
       "beamclaw.steps": c.steps,
       "beamclaw.input_tokens": c.inputTokens,
       "beamclaw.output_tokens": c.outputTokens,
       "beamclaw.cost_usd": c.costUsd,
+      "gen_ai.usage.input_tokens": c.inputTokens,
+      "gen_ai.usage.output_tokens": c.outputTokens,
     }),
+    ending: (c) =>
+      ended(c, c.status, (status) => {
+        if (status === "completed") return { status: "ok", outcome: status };
+        if (status === "aborted") {
+          // Cancelled, or past its time limit (the result says which).
+          const reason = (c.result as { error?: unknown } | undefined)?.error;
+          return { status: "error", failure: reason ?? "the run was aborted", outcome: status };
+        }
+        return { status: "unset", outcome: status };
+      }),
   },
   "beamclaw:provider.call": {
     operation: "beamclaw:provider.call",
@@ -122,6 +183,7 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
       "beamclaw.provider": c.provider,
       "beamclaw.model": c.model,
       "beamclaw.attempt": c.attempt,
+      "gen_ai.operation.name": "chat",
       "gen_ai.provider.name": c.provider,
       "gen_ai.request.model": c.model,
     }),
@@ -130,6 +192,12 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
       "gen_ai.usage.input_tokens": c.usage?.inputTokens,
       "gen_ai.usage.output_tokens": c.usage?.outputTokens,
     }),
+    ending: (c) =>
+      ended(c, c.outcome, (outcome) =>
+        outcome === "success"
+          ? { status: "ok", outcome }
+          : { status: "error", failure: "the call was aborted", outcome },
+      ),
   },
   "beamclaw:tool.run": {
     operation: "beamclaw:tool.run",
@@ -141,21 +209,28 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
       "beamclaw.tool": c.tool,
       "beamclaw.tool_call": c.toolCallId,
       "beamclaw.run": c.runId,
+      "gen_ai.operation.name": "execute_tool",
+      "gen_ai.tool.name": c.tool,
+      "gen_ai.tool.call.id": c.toolCallId,
     }),
     end: (c) => ({ "beamclaw.outcome": c.outcome, "beamclaw.attempts": c.attempts }),
+    ending: (c) =>
+      ended(c, c.outcome, (outcome) =>
+        outcome === "success"
+          ? { status: "ok", outcome }
+          : { status: "error", failure: outcome, outcome },
+      ),
   },
   "beamclaw:approval.wait": {
     operation: "beamclaw:approval.wait",
     name: "beamclaw.approval.wait",
     kind: SpanKind.INTERNAL,
     root: false,
-    start: (c) => ({
-      ...identity(c),
-      "beamclaw.tool": c.tool,
-      "beamclaw.approval_key": c.key,
-      "beamclaw.run": c.runId,
-    }),
+    // Not the approval key: a tool's `approvalKey` may be built from its input (exec's is the
+    // command line).
+    start: (c) => ({ ...identity(c), "beamclaw.tool": c.tool, "beamclaw.run": c.runId }),
     end: (c) => ({ "beamclaw.decision": c.decision }),
+    ending: (c) => ended(c, "deny", () => ({ status: "ok", outcome: "allow" })),
   },
   "beamclaw:cron.run": {
     operation: "beamclaw:cron.run",
@@ -169,13 +244,28 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
       "beamclaw.trigger": c.trigger,
     }),
     end: (c) => ({ "beamclaw.status": c.status, "beamclaw.session": c.session }),
+    ending: (c) =>
+      ended(c, c.status, (status) =>
+        status === "ok" ? { status: "ok", outcome: status } : { status: "unset", outcome: status },
+      ),
   },
 };
 
 /**
  * Records spans (from the tracing channels) and metrics (from the plain channels) until
  * stopped. Every span and metric carries tenant, agent and session where the operation has
- * them.
+ * them (metrics never carry session or run ids). A tracer or meter that throws is contained:
+ * its first throw is reported as a `BeamClawWarning` process warning and the runtime goes on.
+ *
+ * Spans follow the OpenTelemetry GenAI conventions where they apply (`gen_ai.operation.name`
+ * `invoke_agent`, `chat` and `execute_tool`; `gen_ai.provider.name`, `gen_ai.request.model`,
+ * `gen_ai.usage.*`, `gen_ai.tool.*`; `error.type` on failures); no message text, tool input or
+ * tool output is recorded. Durations are recorded in seconds, as the conventions ask; the
+ * `gen_ai.client.operation.duration` and `gen_ai.client.token.usage` histograms are recorded
+ * besides BeamClaw's own metrics.
+ *
+ * @throws whatever the meter throws while its instruments are created (nothing stays
+ *   subscribed then).
  *
  * @example
  * ```ts
@@ -186,71 +276,152 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
  */
 export function startOtelBridge(options: OtelBridgeOptions): OtelBridge {
   const offs: Array<() => void> = [];
-  if (options.tracer !== undefined) offs.push(bridgeSpans(options.tracer));
-  if (options.meter !== undefined) offs.push(bridgeMetrics(options.meter));
-  return {
-    stop() {
-      for (const off of offs.splice(0)) off();
-    },
+  const stop = () => {
+    for (const off of offs.splice(0)) off();
   };
+  try {
+    if (options.tracer !== undefined) offs.push(bridgeSpans(options.tracer));
+    if (options.meter !== undefined) offs.push(bridgeMetrics(options.meter));
+  } catch (error) {
+    stop();
+    throw error;
+  }
+  return { stop };
 }
 
 function bridgeSpans(tracer: Tracer): () => void {
   // The OpenTelemetry context current inside each traced operation (its span set).
   const current = new AsyncLocalStorage<Context>();
   const offs: Array<() => void> = [];
+  // Every span started and not yet ended, by its operation's context: ended on stop.
+  const open = new Map<object, { span: Span; close: (ending?: Ending) => void }>();
+  // Open cron runs by run id: a run given up for `interrupted` ends now, settled or not.
+  const cronRuns = new Map<string, object>();
   for (const spec of Object.values(SPANS) as Array<SpanSpec<TracedOperation>>) {
-    const spans = new WeakMap<object, Span>();
     const parentContext = (): Context =>
       spec.root ? ROOT_CONTEXT : (current.getStore() ?? otelContext.active());
+    const close = (ctx: TraceContexts[TracedOperation], given?: Ending) => {
+      const entry = open.get(ctx);
+      if (entry === undefined) return;
+      open.delete(ctx);
+      if (spec.operation === "beamclaw:cron.run") cronRuns.delete((ctx as { runId: string }).runId);
+      const { span } = entry;
+      try {
+        span.setAttributes(clean(spec.end(ctx)));
+        const ending = given ?? spec.ending(ctx);
+        if (ending.status === "error") {
+          const failure = ending.failure;
+          if (failure instanceof Error) span.recordException(failure);
+          else
+            span.recordException({
+              name: errorTypeOf(failure, ending.outcome),
+              message: messageOf(failure),
+            });
+          span.setAttribute("error.type", errorTypeOf(failure, ending.outcome));
+          span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(failure) });
+        } else if (ending.status === "ok") {
+          span.setStatus({ code: SpanStatusCode.OK });
+        }
+      } finally {
+        span.end();
+      }
+    };
     // Started by the store transform (operations run through `runStores`), or by the `start`
     // subscriber for an operation that only publishes.
-    const open = (ctx: TraceContexts[TracedOperation]): Span => {
-      let span = spans.get(ctx);
+    const start = (ctx: TraceContexts[TracedOperation]): Span => {
+      let span = open.get(ctx)?.span;
       if (span === undefined) {
         span = tracer.startSpan(
           spec.name,
           { kind: spec.kind, attributes: clean(spec.start(ctx)) },
           parentContext(),
         );
-        spans.set(ctx, span);
+        open.set(ctx, { span, close: (ending) => close(ctx, ending) });
+        if (spec.operation === "beamclaw:cron.run")
+          cronRuns.set((ctx as { runId: string }).runId, ctx);
       }
       return span;
     };
-    const close = (ctx: TraceContexts[TracedOperation]) => {
-      const span = spans.get(ctx);
-      if (span === undefined) return;
-      spans.delete(ctx);
-      span.setAttributes(clean(spec.end(ctx)));
-      if (ctx.error === undefined) span.setStatus({ code: SpanStatusCode.OK });
-      span.end();
-    };
     const channel = telemetryTracingChannel(spec.operation);
-    const transform = (ctx: TraceContexts[TracedOperation]): Context =>
-      trace.setSpan(parentContext(), open(ctx));
+    // A throw in a store's transform would be rethrown by `diagnostics_channel` as an uncaught
+    // exception: a tracer that throws is contained like any subscriber.
+    // Operations the transform tried to open a span for (once: a throwing tracer is not
+    // asked again, nor reported twice, by the `start` subscriber).
+    const tried = new WeakSet<object>();
+    let bound: Context = ROOT_CONTEXT;
+    const bind = (ctx: TraceContexts[TracedOperation]) => {
+      bound = trace.setSpan(bound, start(ctx));
+    };
+    const transform = (ctx: TraceContexts[TracedOperation]): Context => {
+      tried.add(ctx);
+      bound = parentContext();
+      callSubscriber(`${spec.operation}:start`, bind, ctx);
+      return bound;
+    };
     channel.start.bindStore(current, transform);
     const off = subscribeTrace(spec.operation, {
-      start: open,
+      start(ctx) {
+        if (!tried.has(ctx)) start(ctx);
+      },
       end(ctx) {
         // `end` with an error and no result: the operation threw before returning a promise.
         if (ctx.error !== undefined && !("result" in ctx)) close(ctx);
       },
-      error(ctx) {
-        const span = spans.get(ctx);
-        if (span === undefined) return;
-        if (ctx.error instanceof Error) span.recordException(ctx.error);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(ctx.error) });
-      },
-      asyncEnd: close,
+      asyncEnd: (ctx) => close(ctx),
     });
     offs.push(() => {
       off();
       channel.start.unbindStore(current);
     });
   }
+  offs.push(
+    subscribeTelemetry("beamclaw:cron.run", (event) => {
+      if (event.status !== "interrupted") return;
+      const ctx = cronRuns.get(event.runId);
+      if (ctx === undefined) return;
+      open.get(ctx)?.close({
+        status: "error",
+        failure: event.error ?? "the run was interrupted",
+        outcome: event.status,
+      });
+    }),
+  );
   return () => {
     for (const off of offs.splice(0)) off();
+    current.disable();
+    for (const [ctx, { span }] of [...open]) {
+      open.delete(ctx);
+      callSubscriber("beamclaw:otel.stop", endUnfinished, span);
+    }
+    cronRuns.clear();
   };
+}
+
+function endUnfinished(span: Span): void {
+  try {
+    span.setAttribute("beamclaw.unfinished", true);
+  } finally {
+    span.end();
+  }
+}
+
+/** A count a monotonic counter can take: finite and not negative. */
+function countable(value: number | undefined): value is number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0;
+}
+
+/** Seconds from milliseconds, or `undefined` for a duration that is no number. */
+function seconds(ms: number): number | undefined {
+  return typeof ms === "number" && Number.isFinite(ms) ? Math.max(0, ms) / 1000 : undefined;
+}
+
+/**
+ * An actor's name as a metric label: its first word (`session agent:main:main` is
+ * `session`), so that actors named after a session or a channel make one series, not one each.
+ */
+function actorKind(name: string): string {
+  const space = typeof name === "string" ? name.indexOf(" ") : -1;
+  return space === -1 ? String(name) : name.slice(0, space);
 }
 
 function bridgeMetrics(meter: Meter): () => void {
@@ -261,29 +432,40 @@ function bridgeMetrics(meter: Meter): () => void {
   ) => {
     offs.push(subscribeTelemetry(name, fn));
   };
-  const tokens = meter.createCounter("beamclaw.provider.tokens", {
-    description: "Tokens used by provider calls",
-  });
-  const providerCalls = meter.createCounter("beamclaw.provider.calls", {
-    description: "Provider calls",
-  });
-  const providerDuration = meter.createHistogram("beamclaw.provider.duration", { unit: "ms" });
-  const toolRuns = meter.createCounter("beamclaw.tool.runs", { description: "Tool calls" });
-  const toolDuration = meter.createHistogram("beamclaw.tool.duration", { unit: "ms" });
-  const runs = meter.createCounter("beamclaw.session.runs", { description: "Finished runs" });
-  const runDuration = meter.createHistogram("beamclaw.session.run.duration", { unit: "ms" });
-  const messages = meter.createCounter("beamclaw.session.messages", {
-    description: "Accepted messages",
-  });
-  const cost = meter.createCounter("beamclaw.session.cost", { unit: "USD" });
-  const crashes = meter.createCounter("beamclaw.actor.crashes");
-  const overloads = meter.createCounter("beamclaw.actor.overloads");
-  const restarts = meter.createCounter("beamclaw.supervisor.restarts");
-  const restartLatency = meter.createHistogram("beamclaw.supervisor.restart.latency", {
-    unit: "ms",
-  });
-  const approvals = meter.createCounter("beamclaw.approval.decisions");
-  const cronRuns = meter.createCounter("beamclaw.cron.runs");
+  const counter = (name: string, unit: string, description?: string) =>
+    meter.createCounter(name, description === undefined ? { unit } : { unit, description });
+  const histogram = (name: string, unit: string, description?: string) =>
+    meter.createHistogram(name, description === undefined ? { unit } : { unit, description });
+  const tokens = counter("beamclaw.provider.tokens", "{token}", "Tokens used by provider calls");
+  const providerCalls = counter("beamclaw.provider.calls", "{call}", "Provider calls");
+  const providerDuration = histogram("beamclaw.provider.duration", "s", "Provider call duration");
+  const operationDuration = histogram(
+    "gen_ai.client.operation.duration",
+    "s",
+    "GenAI operation duration",
+  );
+  const tokenUsage = histogram(
+    "gen_ai.client.token.usage",
+    "{token}",
+    "Number of input and output tokens used",
+  );
+  const toolRuns = counter("beamclaw.tool.runs", "{call}", "Tool calls");
+  const toolDuration = histogram("beamclaw.tool.duration", "s", "Tool call duration");
+  const runs = counter("beamclaw.session.runs", "{run}", "Finished runs");
+  const runDuration = histogram("beamclaw.session.run.duration", "s", "Run duration");
+  const messages = counter("beamclaw.session.messages", "{message}", "Accepted messages");
+  const cost = counter("beamclaw.session.cost", "USD");
+  const crashes = counter("beamclaw.actor.crashes", "{crash}");
+  const overloads = counter("beamclaw.actor.overloads", "{message}");
+  const restarts = counter("beamclaw.supervisor.restarts", "{restart}");
+  const restartLatency = histogram("beamclaw.supervisor.restart.latency", "s");
+  const approvals = counter("beamclaw.approval.decisions", "{decision}");
+  const cronRuns = counter("beamclaw.cron.runs", "{run}");
+
+  const record = (instrument: Histogram, ms: number, attributes: Attributes) => {
+    const value = seconds(ms);
+    if (value !== undefined) instrument.record(value, attributes);
+  };
 
   on("beamclaw:provider.call", (e) => {
     const attributes = clean({
@@ -294,7 +476,17 @@ function bridgeMetrics(meter: Meter): () => void {
       "beamclaw.agent": e.agent,
     });
     providerCalls.add(1, attributes);
-    providerDuration.record(e.durationMs, attributes);
+    record(providerDuration, e.durationMs, attributes);
+    const genAi = clean({
+      "gen_ai.operation.name": "chat",
+      "gen_ai.provider.name": e.provider,
+      "gen_ai.request.model": e.model,
+    });
+    record(
+      operationDuration,
+      e.durationMs,
+      e.outcome === "success" ? genAi : { ...genAi, "error.type": errorTypeOf(e.error, e.outcome) },
+    );
     if (e.usage !== undefined) {
       const base = clean({
         "beamclaw.provider": e.provider,
@@ -302,10 +494,17 @@ function bridgeMetrics(meter: Meter): () => void {
         "beamclaw.tenant": e.tenant,
         "beamclaw.agent": e.agent,
       });
-      tokens.add(e.usage.inputTokens, { ...base, "beamclaw.direction": "input" });
-      tokens.add(e.usage.outputTokens, { ...base, "beamclaw.direction": "output" });
-      if (e.usage.cacheReadTokens)
-        tokens.add(e.usage.cacheReadTokens, { ...base, "beamclaw.direction": "cache-read" });
+      const { inputTokens, outputTokens, cacheReadTokens } = e.usage;
+      if (countable(inputTokens)) {
+        tokens.add(inputTokens, { ...base, "beamclaw.direction": "input" });
+        tokenUsage.record(inputTokens, { ...genAi, "gen_ai.token.type": "input" });
+      }
+      if (countable(outputTokens)) {
+        tokens.add(outputTokens, { ...base, "beamclaw.direction": "output" });
+        tokenUsage.record(outputTokens, { ...genAi, "gen_ai.token.type": "output" });
+      }
+      if (countable(cacheReadTokens) && cacheReadTokens > 0)
+        tokens.add(cacheReadTokens, { ...base, "beamclaw.direction": "cache-read" });
     }
   });
   on("beamclaw:tool.run", (e) => {
@@ -316,7 +515,7 @@ function bridgeMetrics(meter: Meter): () => void {
       "beamclaw.agent": e.agent,
     });
     toolRuns.add(1, attributes);
-    toolDuration.record(e.durationMs, attributes);
+    record(toolDuration, e.durationMs, attributes);
   });
   on("beamclaw:session.run", (e) => {
     const attributes = clean({
@@ -325,8 +524,10 @@ function bridgeMetrics(meter: Meter): () => void {
       "beamclaw.status": e.status,
     });
     runs.add(1, attributes);
-    runDuration.record(e.durationMs, attributes);
-    cost.add(e.costUsd, clean({ "beamclaw.tenant": e.tenant, "beamclaw.agent": e.agent }));
+    record(runDuration, e.durationMs, attributes);
+    if (countable(e.costUsd)) {
+      cost.add(e.costUsd, clean({ "beamclaw.tenant": e.tenant, "beamclaw.agent": e.agent }));
+    }
   });
   on("beamclaw:session.message", (e) => {
     messages.add(
@@ -351,15 +552,16 @@ function bridgeMetrics(meter: Meter): () => void {
     ),
   );
   on("beamclaw:actor.crash", (e) =>
-    crashes.add(1, { "beamclaw.actor": e.actor, "beamclaw.phase": e.phase }),
+    crashes.add(1, { "beamclaw.actor": actorKind(e.actor), "beamclaw.phase": e.phase }),
   );
   on("beamclaw:actor.overload", (e) =>
-    overloads.add(1, { "beamclaw.actor": e.actor, "beamclaw.kind": e.kind }),
+    overloads.add(1, { "beamclaw.actor": actorKind(e.actor), "beamclaw.kind": e.kind }),
   );
   on("beamclaw:supervisor.restart", (e) => {
-    const attributes = { "beamclaw.supervisor": e.supervisor, "beamclaw.child": e.childId };
+    // Not the child id: a dynamic supervisor's children (sessions) are `child-<n>`, one each.
+    const attributes = { "beamclaw.supervisor": e.supervisor };
     restarts.add(1, attributes);
-    restartLatency.record(e.latencyMs, attributes);
+    record(restartLatency, e.latencyMs, attributes);
   });
   on("beamclaw:approval.decision", (e) =>
     approvals.add(
