@@ -108,6 +108,16 @@ describe("cron on a cluster with the default wiring", () => {
       async () => (await a.store.cron.listRuns("tick")).length >= 8,
       20_000,
     );
+    // Quiet before the stop: a run the stop cuts short is logged `interrupted` (rightly),
+    // and may not have reached its model call. Disabled through one node, the job stops on
+    // both (the change feed); a run already under way finishes.
+    await (await cronA.forAgent("main")).disable("tick");
+    await waitUntil("the job idle and disabled on both nodes", async () => {
+      const statuses = await Promise.all(
+        [cronA, cronB].map(async (crons) => (await crons.forAgent("main")).cronStatus()),
+      );
+      return statuses.every((status) => status.running === 0 && status.nextRunAt === undefined);
+    });
     await cronA.stop();
     await cronB.stop();
 

@@ -124,6 +124,14 @@ describe("cron job changes across nodes", () => {
       async () => (await a.store.cron.listRuns("tick")).length >= 6,
       30_000,
     );
+    // Quiet before the stop: a run the stop cuts short is logged `interrupted` (rightly),
+    // and may not have reached its model call. Disabled through one node, the job stops on
+    // every node (the change feed); a run already under way finishes.
+    await (await service(a)).disable("tick");
+    await waitUntil("the job idle and disabled on every node", async () => {
+      const statuses = await Promise.all(members.map(async (m) => (await service(m)).cronStatus()));
+      return statuses.every((status) => status.running === 0 && status.nextRunAt === undefined);
+    });
     for (const member of members) await member.crons.stop();
 
     const runs = await a.store.cron.listRuns("tick", { limit: 1000 });

@@ -12,6 +12,7 @@
  *   its lease without noticing yet (a long pause) cannot run a due time the new holder runs.
  */
 
+import { reportRunClaimed } from "../cron/run-claim.js";
 import type { CronJob, CronJobChange, CronJobRunner, CronSync } from "../cron/types.js";
 import { FencedError, InvalidArgumentError } from "../errors.js";
 import type { PubSub } from "../runtime/pubsub.js";
@@ -158,7 +159,12 @@ export function guardCronRunner(
       return { status: "ok", skipped: true };
     }
     const fence = options.fence?.();
-    const outcome = await guard.runOnce(job.id, context.scheduledAt, () => runner(job, context), {
+    const run = async () => {
+      // The due time is this node's: the service records the run as in progress only now.
+      await reportRunClaimed(context);
+      return runner(job, context);
+    };
+    const outcome = await guard.runOnce(job.id, context.scheduledAt, run, {
       ...(fence === undefined ? {} : { fence }),
     });
     return outcome.ran ? outcome.value : { status: "ok", skipped: true };

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { CronJobConfig } from "../config/schema.js";
 import { CronError, describe, InvalidArgumentError } from "../errors.js";
+import type { JsonValue } from "../providers/types.js";
 import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { defineLazySignal, LazyAbortController } from "../runtime/lazy-abort.js";
@@ -18,6 +19,7 @@ import { type Clock, systemClock, type TimerHandle } from "./clock.js";
 import { type CronWebhookPayload, deliverRun } from "./delivery.js";
 import { type HeapEntry, MinHeap } from "./heap.js";
 import { parseJobInput, parseJobPatch } from "./job.js";
+import { RUN_CLAIMED } from "./run-claim.js";
 import { type CompiledSchedule, compileSchedule } from "./schedule.js";
 import type {
   CronCatchUpPolicy,
@@ -211,10 +213,41 @@ interface ActiveRun {
    * the run is dropped before it is launched, and nothing is recorded here.
    */
   lost?: boolean;
+  /** With `lost`: the due time of the retry after a failed run elsewhere, which this service contends for too. */
+  retryAt?: number;
+  /**
+   * A scheduled or catch-up run of a runner that claims due times itself (a cluster's
+   * `guardCronRunner`), until it has claimed this one: writes the running marker, and is
+   * called (then cleared) when the runner reports the claim won (see `RUN_CLAIMED`). While
+   * it is set, the run may be another node's: it is not recorded as interrupted here.
+   */
+  unclaimed?: () => Promise<unknown>;
 }
 
-/** The claim of the latest due time of a job that a service fired (see `#claimFire`). */
-type FireClaim = { scheduledAt: number; by: string };
+/**
+ * The record of a job's runs kept in `store.kv` by the services sharing the store (see
+ * `#claimFire`): the latest due time fired, and the backoff after the latest failed run.
+ * Every field is optional: records of older versions have no `errors` nor `retryAt`.
+ */
+type FireClaim = {
+  /** The latest due time fired, and by which service. */
+  scheduledAt?: number;
+  by?: string;
+  /** The job's errors in a row, on any of the services: the backoff step and the disable count. */
+  errors?: number;
+  /** After a failed run: the retry's due time, before which no due time is claimed. */
+  retryAt?: number;
+};
+
+/** What a claim of a due time found (see `#claimFire`). */
+type ClaimResult = { won: true; errors: number | undefined } | { won: false; retryAt?: number };
+
+/** A claim record read from the store, or an empty one for anything else. */
+function fireClaimOf(value: unknown): FireClaim {
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? (value as FireClaim)
+    : {};
+}
 
 interface Entry extends HeapEntry {
   job: CronJob;
@@ -819,6 +852,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     for (const entry of this.#entries.values()) {
       if (entry.run === null) continue;
       entry.run.controller.abort();
+      // A run whose due time the runner had not claimed yet (or lost, and is skipping) may be
+      // another node's: that node records it. Its marker, if any, is not this run's either.
+      if (entry.run.unclaimed !== undefined) continue;
       this.#recordInterrupted(entry, now, writes);
       writes.push(
         this.#putJob(entry.job, entry),
@@ -900,6 +936,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     await this.#checkIdFree(job.id);
     const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
     if (job.enabled) job.state.nextRunAt = this.#firstRun(entry, now);
+    // A backoff left in the claim record by an earlier job of this id is not this one's.
+    await this.#clearBackoff(job.id);
     // Stored first: if the write fails, nothing was added.
     await this.#putJob(job, entry);
     this.#entries.set(job.id, entry);
@@ -959,6 +997,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (newSchedule || enabledChanged) {
       state.nextRunAt = this.#schedulable(probe) ? this.#firstRun(probe, now) : undefined;
     }
+    if (enabledChanged && next.enabled) await this.#clearBackoff(next.id);
     await this.#putJob(next, entry);
     entry.job = next;
     entry.compiled = compiled;
@@ -998,6 +1037,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     this.#applyEnabled(next, now);
     const probe: Entry = { ...entry, job: next };
     next.state.nextRunAt = this.#schedulable(probe) ? this.#firstRun(probe, now) : undefined;
+    if (enabled) await this.#clearBackoff(next.id);
     await this.#putJob(next, entry);
     entry.job = next;
     this.#reschedule(entry);
@@ -1375,17 +1415,30 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
           ? this.#indexIsolated(sessionKey, job.id, now)
           : undefined,
       ]);
+    if (!this.#claimFires && trigger !== "manual") {
+      // The runner claims the due time (a cluster's guard, which may find it another
+      // node's): the marker is written when it has, not by every node that fires it.
+      entry.run.unclaimed = record;
+      return;
+    }
     if (!claim) {
       writes.push(record());
       return;
     }
     // The due time is claimed before anything is written: a service that loses it leaves no
-    // marker behind (the marker's key is the job's, shared with the winner).
+    // marker behind (the marker's key is the job's, shared with the winner). A scheduled run
+    // came due at its due time, a queued catch-up run now (its due time is long past).
     const run = entry.run;
+    const cameDue = trigger === "catch-up" ? now : scheduledAt;
     writes.push(
-      this.#claimFire(job.id, scheduledAt).then((won) => {
-        if (won) return record();
+      this.#claimFire(job.id, scheduledAt, cameDue, state.consecutiveErrors).then((claim) => {
+        if (claim.won) {
+          // The errors in a row counted by every service: the next backoff step is theirs.
+          if (claim.errors !== undefined) state.consecutiveErrors = claim.errors;
+          return record();
+        }
         run.lost = true;
+        if (claim.retryAt !== undefined) run.retryAt = claim.retryAt;
         return undefined;
       }),
     );
@@ -1400,37 +1453,111 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * a set-if-absent), so two services cannot both take it. The key expires
    * `FIRE_CLAIM_TTL_MS` after it was last taken (a removed job's goes away); a claimer that
    * crashed holds only the due time it claimed, never a later one.
+   *
+   * The same record carries the backoff (see `#recordBackoff`): after a failed run, a run
+   * that came due (`cameDue`) before the retry's due time is lost, and the loser is told
+   * that due time so that it contends for the retry too (which one service then wins); the
+   * winner takes the record's count of errors in a row (`localErrors` when it has none).
    */
-  async #claimFire(jobId: string, scheduledAt: number): Promise<boolean> {
+  async #claimFire(
+    jobId: string,
+    scheduledAt: number,
+    cameDue: number,
+    localErrors: number,
+  ): Promise<ClaimResult> {
     const kv = this.#store.kv;
-    const key = `cron:fired:${this.agentId}:${jobId}`;
-    const mine: FireClaim = { scheduledAt, by: this.#instanceId };
+    const key = this.#fireKey(jobId);
     // Each failed compare-and-set means another service took a due time meanwhile: a few
     // rounds settle it (a later due time taken elsewhere ends it with a loss).
     for (let attempt = 0; attempt < 8; attempt++) {
       const current = await kv.get(key);
-      const fired = (current as Partial<FireClaim> | undefined)?.scheduledAt;
-      if (typeof fired === "number" && fired >= scheduledAt) return false;
-      const won = await kv.set(
-        key,
-        mine,
-        current === undefined
-          ? { ifAbsent: true, ttlMs: FIRE_CLAIM_TTL_MS }
-          : { ifValue: current, ttlMs: FIRE_CLAIM_TTL_MS },
-      );
-      if (won) return true;
+      const claim = fireClaimOf(current);
+      if (typeof claim.scheduledAt === "number" && claim.scheduledAt >= scheduledAt) {
+        return { won: false };
+      }
+      if (typeof claim.retryAt === "number" && cameDue < claim.retryAt) {
+        return { won: false, retryAt: claim.retryAt };
+      }
+      const errors = typeof claim.errors === "number" ? claim.errors : undefined;
+      if (errors !== undefined && errors >= this.#maxConsecutiveErrors) {
+        // The job was disabled after as many errors on another service: until it is
+        // enabled again (which clears the count), it does not run here either.
+        return { won: false };
+      }
+      // The retry's due time is passed once a run is claimed for it: only the count stays.
+      const mine: FireClaim = { scheduledAt, by: this.#instanceId, errors: errors ?? localErrors };
+      if (await this.#replaceFireClaim(key, current, mine)) return { won: true, errors };
     }
-    return false;
+    return { won: false };
+  }
+
+  /**
+   * Writes the backoff of job `jobId` into its claim record (see `#claimFire`), for the
+   * other services sharing the store: its errors in a row, and after a failed run the due
+   * time of the retry (`undefined`: none, as after a success). A record that is absent
+   * stays so when there is no backoff to record. Compare-and-set on the record as read, so
+   * that a due time claimed meanwhile is kept.
+   */
+  async #recordBackoff(jobId: string, errors: number, retryAt: number | undefined): Promise<void> {
+    const kv = this.#store.kv;
+    const key = this.#fireKey(jobId);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const current = await kv.get(key);
+      if (current === undefined && errors === 0 && retryAt === undefined) return;
+      const { retryAt: _passed, ...kept } = fireClaimOf(current);
+      const next: FireClaim = { ...kept, errors, ...(retryAt === undefined ? {} : { retryAt }) };
+      if (sameJson(next, current)) return;
+      if (await this.#replaceFireClaim(key, current, next)) return;
+    }
+  }
+
+  /**
+   * Writes claim record `next` if the one in the store is still `current` as read (absent
+   * for `undefined`), kept `FIRE_CLAIM_TTL_MS`; resolves whether it was written.
+   */
+  #replaceFireClaim(key: string, current: unknown, next: FireClaim): Promise<boolean> {
+    return this.#store.kv.set(
+      key,
+      next,
+      current === undefined
+        ? { ifAbsent: true, ttlMs: FIRE_CLAIM_TTL_MS }
+        : { ifValue: current as JsonValue, ttlMs: FIRE_CLAIM_TTL_MS },
+    );
+  }
+
+  /**
+   * A job enabled (or added): its errors in a row start again from 0 on every service
+   * sharing the store, so a count that disabled it elsewhere no longer holds it back.
+   */
+  async #clearBackoff(jobId: string): Promise<void> {
+    if (this.#claimFires) await this.#recordBackoff(jobId, 0, undefined);
+  }
+
+  /** Where the claim record of a job's due times is kept (see `#claimFire`). */
+  #fireKey(jobId: string): string {
+    return `cron:fired:${this.agentId}:${jobId}`;
   }
 
   /** A scheduled run whose due time another service claimed: dropped, nothing recorded. */
   #dropLost(entry: Entry): void {
     const state = entry.job.state;
+    const run = entry.run!;
     entry.run = null;
     delete state.runningAt;
     delete state.runningRunId;
     delete state.runningScheduledAt;
-    // The due time is already past in `nextRunAt` (or off the catch-up queue).
+    // The due time is already past in `nextRunAt` (or off the catch-up queue). Lost to a
+    // failed run's backoff elsewhere: the retry is due then, here too (a queued catch-up
+    // run goes back to the queue, to run after the backoff unless the other service did).
+    const retryAt = run.retryAt;
+    if (retryAt !== undefined && this.#schedulable(entry)) {
+      if (run.trigger === "catch-up") {
+        state.catchUpQueue = [run.scheduledAt, ...(state.catchUpQueue ?? [])];
+        state.retryAt = retryAt;
+      } else if (entry.compiled.kind !== "at") {
+        state.nextRunAt = retryAt;
+      }
+    }
     this.#reschedule(entry);
   }
 
@@ -1469,15 +1596,18 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         await this.#runJob(
           job,
           // The signal is made only if the job's code reads it: most quick jobs never do.
-          defineLazySignal(
-            {
-              agentId: this.agentId,
-              runId: run.runId,
-              trigger: run.trigger,
-              scheduledAt: run.scheduledAt,
-              sessionKey: run.sessionKey,
-            },
-            run.controller,
+          this.#claimable(
+            defineLazySignal(
+              {
+                agentId: this.agentId,
+                runId: run.runId,
+                trigger: run.trigger,
+                scheduledAt: run.scheduledAt,
+                sessionKey: run.sessionKey,
+              },
+              run.controller,
+            ),
+            run,
           ),
         ),
       );
@@ -1508,6 +1638,24 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       });
     }
     return { outcome, finishedAt, delivery };
+  }
+
+  /**
+   * The context of a run whose due time the runner claims: given the function the runner
+   * calls once it has won the claim (see `RUN_CLAIMED`), which writes the running marker.
+   */
+  #claimable<T extends object>(context: T, run: ActiveRun): T {
+    if (run.unclaimed === undefined) return context;
+    Object.defineProperty(context, RUN_CLAIMED, {
+      value: async () => {
+        // Stopped (or the job removed) before the claim came back: the run does not start.
+        run.controller.signal.throwIfAborted();
+        const write = run.unclaimed;
+        run.unclaimed = undefined;
+        await write?.();
+      },
+    });
+    return context;
   }
 
   /** Records a finished run and schedules what comes next. */
@@ -1600,6 +1748,13 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         this.#appendRun(record),
         this.#store.kv.delete(this.#markerKey(job.id)),
       );
+      if (this.#claimFires) {
+        // The backoff is shared with the other services on the store: after a failure,
+        // the next due time here is the retry's, which one of them runs.
+        writes.push(
+          this.#recordBackoff(job.id, state.consecutiveErrors, ok ? undefined : this.#dueOf(entry)),
+        );
+      }
       if (outcome.sessionKey !== undefined && outcome.sessionKey !== run.sessionKey) {
         if (job.session === "isolated" && this.#deleteSession !== undefined) {
           writes.push(this.#indexIsolated(outcome.sessionKey, job.id, run.startedAt));
