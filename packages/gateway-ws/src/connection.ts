@@ -9,9 +9,10 @@ import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
 import {
   authenticateConnect,
+  changedDeviceRefusal,
   FAILED_LOGIN_CODES,
   HandshakeRefusal,
-  staleDeviceTokenRefusal,
+  staleDeviceRefusal,
 } from "./auth/handshake.js";
 import type { PairedDevice } from "./auth/pairing.js";
 import { authRateLimiterOf, isLoopbackRequest } from "./auth/rate-limit.js";
@@ -578,15 +579,24 @@ export class GatewayConnection {
     }
     limiter?.recordSuccess(this.remoteAddress);
     if ((this.#state as string) !== "authenticating") return;
+    // The device's record and token as the store has them now: another gateway on the same
+    // store may have unpaired the device or rotated its token while the handshake ran.
+    const unpaired = await staleDeviceRefusal(hub.pairing, outcome, hub.auth.mode);
+    if ((this.#state as string) !== "authenticating") return;
+    if (unpaired !== undefined) {
+      await this.#refuseStale(request.id, params, unpaired, outcome.issuedToken);
+      return;
+    }
     // Read before the connection opens: from then on it is sent events, and the first frame
     // it is sent after the challenge must be its hello-ok.
     const health = await hub.health();
     if ((this.#state as string) !== "authenticating") return;
     // Checked in the same turn as the connection joins `hub.connections`: a token rotated or
-    // revoked while the handshake ran was swept without this connection, so it is refused here.
-    const stale = staleDeviceTokenRefusal(hub.pairing, outcome, hub.auth.mode);
+    // revoked, or a device unpaired, through this gateway while the handshake ran was swept
+    // without this connection, so it is refused here.
+    const stale = changedDeviceRefusal(hub.pairing, outcome, hub.auth.mode);
     if (stale !== undefined) {
-      this.#refuseConnect(request.id, params, stale);
+      await this.#refuseStale(request.id, params, stale, outcome.issuedToken);
       return;
     }
     clearTimeout(this.#handshakeTimer);
@@ -645,6 +655,25 @@ export class GatewayConnection {
       `connected conn=${this.connId} client=${params.client.id} role=${outcome.role} auth=${outcome.authMethod}${outcome.deviceId === undefined ? "" : ` device=${outcome.deviceId.slice(0, 12)}`}`,
     );
     if (presence !== undefined) hub.updatePresence(this.#presenceKey!, presence);
+  }
+
+  /**
+   * Refuses a `connect` whose device lost its standing while the handshake ran; a token the
+   * handshake issued it (it came with the shared secret) is deleted first: its device was
+   * unpaired, and the token would be left behind in the store.
+   */
+  async #refuseStale(
+    requestId: string,
+    params: ConnectParams,
+    refusal: HandshakeRefusal,
+    issued: { token: string } | undefined,
+  ): Promise<void> {
+    if (issued !== undefined) {
+      await this.#hub.pairing.dropToken(issued.token).catch((error: unknown) => {
+        this.#hub.log.warn(`connect refused conn=${this.connId}: its new token was left: ${error}`);
+      });
+    }
+    this.#refuseConnect(requestId, params, refusal);
   }
 
   /** Answers a refused `connect` with its error and closes as the refusal says. */

@@ -19,6 +19,7 @@ import {
   type PairedDevice,
   type PairingRequest,
   type PairingRequestLimits,
+  pairingCovers,
   pairingFields,
   scopesWithin,
 } from "./pairing.js";
@@ -85,10 +86,12 @@ export interface HandshakeOutcome {
   /** The setup this connect completed (it came with a setup code's bootstrap token). */
   setupCompletion?: SetupCompletion;
   /**
-   * For `device-token`: {@link DevicePairing.tokenGeneration} read before the token was looked
-   * up, for {@link staleDeviceTokenRefusal} when the connection opens.
+   * For a device: {@link DevicePairing.mark} taken before the device's token or record was
+   * read, for {@link staleDeviceRefusal} when the connection opens.
    */
-  tokenGeneration?: number;
+  pairingMark?: number;
+  /** For `device-token`: the hash of the token the handshake verified. */
+  tokenHash?: string;
 }
 
 function refuse(
@@ -230,10 +233,12 @@ export async function authenticateConnect(input: {
 
   // A device token stands in for the shared secret, for the device and role it was issued to.
   let tokenScopes: string[] | undefined;
-  let tokenGeneration: number | undefined;
+  let tokenHash: string | undefined;
+  // Taken before the device's token or record is read: what changes after it is found as the
+  // connection registers.
+  const pairingMark = pairing.mark();
   const candidate = auth.deviceToken ?? (authMethod === undefined ? auth.token : undefined);
   if (authMethod === undefined && device !== undefined && candidate !== undefined) {
-    tokenGeneration = pairing.tokenGeneration(device.id, role);
     const stored = await pairing.lookupToken(candidate);
     if (
       stored !== undefined &&
@@ -243,6 +248,7 @@ export async function authenticateConnect(input: {
     ) {
       authMethod = "device-token";
       tokenScopes = stored.scopes;
+      tokenHash = stored.tokenHash;
     } else {
       failure = {
         code: "AUTH_DEVICE_TOKEN_MISMATCH",
@@ -305,14 +311,20 @@ export async function authenticateConnect(input: {
 
   // Pairing: the device must be paired for this role and these scopes.
   let paired = await pairing.device(device.id);
+  // Unpaired (or its token changed) through this gateway since the handshake began: refused
+  // now, before an unpaired device could ask to be paired again (and be approved at once).
+  const changed = pairing.changeSince(device.id, role, authMethod === "device-token", pairingMark);
+  if (changed !== undefined) throw changeRefusal(changed, settings.mode);
   const samesKey = paired !== undefined && paired.publicKey === publicKey;
-  const covered =
-    samesKey &&
-    paired!.roles.includes(role) &&
-    (role === "node" || scopesWithin(scopes, paired!.scopes));
+  const covered = samesKey && pairingCovers(paired!, { publicKey: publicKey!, role, scopes });
+  // A device token was issued to a paired device: not covered, the device was unpaired
+  // (elsewhere, or as the token was read) and the token is dead with it.
+  if (!covered && authMethod === "device-token") {
+    throw unpairedRefusal(samesKey ? `${role} unpaired` : "device unpaired", settings.mode);
+  }
   if (!covered) {
     const autoApprovable = input.isLoopback && settings.autoApproveLoopback;
-    const { request, created } = await requestPairingOrRefuse(
+    const asked = await requestPairingOrRefuse(
       pairing,
       pairingFields({
         deviceId: device.id,
@@ -327,12 +339,16 @@ export async function authenticateConnect(input: {
       // A request answered at once never waits: it takes no slot, and is never refused one.
       !autoApprovable,
     );
-    const autoApproved = autoApprovable
-      ? await autoApprove(pairing, request, input.onPairingResolved)
-      : undefined;
+    const { request, created } = asked;
+    const autoApproved =
+      request === undefined
+        ? asked.paired
+        : autoApprovable
+          ? await autoApprove(pairing, request, input.onPairingResolved)
+          : undefined;
     if (autoApproved !== undefined) {
       paired = autoApproved;
-    } else {
+    } else if (request !== undefined) {
       input.onPairingRequested(request, created);
       throw refuse(ErrorCodes.NOT_PAIRED, "pairing required", {
         code: "PAIRING_REQUIRED",
@@ -345,23 +361,29 @@ export async function authenticateConnect(input: {
       });
     }
   }
-  const current = paired!;
-  current.lastSeenAtMs = input.now;
-  if (params.client.displayName !== undefined) current.displayName = params.client.displayName;
-  current.platform = params.client.platform;
+  // Written over the record as stored now, and only while it still covers this connect: a
+  // device unpaired (or narrowed) since it was read is not written back.
+  const current = await pairing.updateDevice(device.id, (stored) => {
+    if (!pairingCovers(stored, { publicKey: publicKey!, role, scopes })) return undefined;
+    stored.lastSeenAtMs = input.now;
+    if (params.client.displayName !== undefined) stored.displayName = params.client.displayName;
+    stored.platform = params.client.platform;
+    return stored;
+  });
+  if (current === undefined) throw unpairedRefusal("device unpaired", settings.mode);
   if (role === "node" && params.commands !== undefined) {
     // A node may declare fewer commands than were approved, never more.
     const approved = new Set(current.commands ?? []);
     params.commands = params.commands.filter((c) => approved.has(c));
   }
-  await pairing.update(current);
   const outcome: HandshakeOutcome = {
     role,
     scopes: role === "node" ? [] : scopes,
     authMethod,
     deviceId: device.id,
     device: current,
-    ...(authMethod === "device-token" ? { tokenGeneration } : {}),
+    pairingMark,
+    ...(tokenHash === undefined || authMethod !== "device-token" ? {} : { tokenHash }),
   };
   if (setupToken !== undefined) {
     const completion = await input.setupCodes!.complete(setupToken, {
@@ -384,24 +406,52 @@ export async function authenticateConnect(input: {
 }
 
 /**
- * The refusal for a connection about to open on a device token that was rotated or revoked
- * after the handshake verified it (the close sweep of `device.token.rotate` / `revoke` ran
- * before the connection was registered, so it missed it); `undefined` when the token is still
- * the current one. Call it synchronously with registering the connection: a rotation after
- * that finds the connection in the sweep.
+ * The refusal for a device's connection about to open after it lost its standing while its
+ * handshake ran: its device token rotated or revoked, or the device (or the connection's
+ * role of it) unpaired. The close sweep of that change ran before the connection was
+ * registered, so it missed it. `undefined` when the connection may open.
+ *
+ * This half reads the device's record and token from the store, so it also finds changes
+ * another gateway on the same store made; {@link changedDeviceRefusal} then finds, in the same
+ * turn as the connection registers, what changed through this gateway after that read.
  */
-export function staleDeviceTokenRefusal(
+export async function staleDeviceRefusal(
+  pairing: DevicePairing,
+  outcome: HandshakeOutcome,
+  authMode: GatewayAuthSettings["mode"],
+): Promise<HandshakeRefusal | undefined> {
+  if (outcome.deviceId === undefined || outcome.device === undefined) return undefined;
+  const reason = await pairing.storedChange(
+    outcome.deviceId,
+    outcome.role,
+    outcome.device.publicKey,
+    outcome.authMethod === "device-token" ? outcome.tokenHash : undefined,
+  );
+  return reason === undefined ? undefined : changeRefusal(reason, authMode);
+}
+
+/**
+ * The synchronous half of {@link staleDeviceRefusal}: the changes made through this gateway
+ * since the handshake's {@link DevicePairing.mark}.
+ */
+export function changedDeviceRefusal(
   pairing: DevicePairing,
   outcome: HandshakeOutcome,
   authMode: GatewayAuthSettings["mode"],
 ): HandshakeRefusal | undefined {
-  if (outcome.authMethod !== "device-token" || outcome.deviceId === undefined) return undefined;
-  const change = pairing.tokenChangeSince(
+  if (outcome.deviceId === undefined || outcome.pairingMark === undefined) return undefined;
+  const reason = pairing.changeSince(
     outcome.deviceId,
     outcome.role,
-    outcome.tokenGeneration ?? 0,
+    outcome.authMethod === "device-token",
+    outcome.pairingMark,
   );
-  if (change === undefined) return undefined;
+  return reason === undefined ? undefined : changeRefusal(reason, authMode);
+}
+
+/** The refusal of a change's close `reason` (see {@link DevicePairing.changeSince}). */
+function changeRefusal(reason: string, authMode: GatewayAuthSettings["mode"]): HandshakeRefusal {
+  if (!reason.startsWith("device token ")) return unpairedRefusal(reason, authMode);
   const message = "unauthorized: device token mismatch (rotated or revoked?)";
   return new HandshakeRefusal(
     new GatewayError(ErrorCodes.INVALID_REQUEST, message, {
@@ -413,7 +463,21 @@ export function staleDeviceTokenRefusal(
     }).toShape(),
     CloseCodes.POLICY_VIOLATION,
     // The reason the sweep closes the token's other connections with.
-    `device token ${change}`,
+    reason,
+  );
+}
+
+/**
+ * `NOT_PAIRED` / `DEVICE_UNPAIRED`: the device (or the role it connects for) was unpaired
+ * while its handshake ran; closed with the reason the unpairing closed its other connections.
+ */
+function unpairedRefusal(reason: string, authMode: GatewayAuthSettings["mode"]): HandshakeRefusal {
+  return new HandshakeRefusal(
+    new GatewayError(ErrorCodes.NOT_PAIRED, `${reason} while connecting`, {
+      details: { code: "DEVICE_UNPAIRED", authMode, recommendedNextStep: "wait_then_retry" },
+    }).toShape(),
+    CloseCodes.POLICY_VIOLATION,
+    reason,
   );
 }
 
@@ -459,12 +523,7 @@ async function autoApprove(
         : undefined;
     if (code !== "PAIRING_REQUEST_NOT_FOUND") throw error;
     const device = await pairing.device(request.deviceId);
-    const covers =
-      device !== undefined &&
-      device.publicKey === request.publicKey &&
-      device.roles.includes(request.role) &&
-      scopesWithin(request.scopes, device.scopes);
-    return covers ? device : undefined;
+    return device !== undefined && pairingCovers(device, request) ? device : undefined;
   }
 }
 

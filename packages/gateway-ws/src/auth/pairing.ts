@@ -144,16 +144,48 @@ function pairingRequestsFull(limit: "total" | "address", max: number): GatewayEr
   );
 }
 
+/**
+ * What {@link DevicePairing.requestPairing} did: recorded (or kept) a request, or found the
+ * device paired already for what it asks.
+ */
+export type PairingOutcome =
+  | { request: PairingRequest; created: boolean; paired?: undefined }
+  | { paired: PairedDevice; request?: undefined; created?: undefined };
+
+/**
+ * Whether a paired device already holds what a request asks: the same key, the role and (for
+ * an operator) the scopes. A node's commands are not asked: it may run the approved ones.
+ */
+export function pairingCovers(
+  device: PairedDevice,
+  asked: Pick<PairingRequest, "publicKey" | "role" | "scopes">,
+): boolean {
+  return (
+    device.publicKey === asked.publicKey &&
+    device.roles.includes(asked.role) &&
+    (asked.role === "node" || scopesWithin(asked.scopes, device.scopes))
+  );
+}
+
 /** Pairing requests, paired devices and device tokens over a `Store`. */
 export class DevicePairing {
   readonly #store: Store;
   readonly #now: () => number;
   /** The caps on pending requests. */
   readonly limits: Required<PairingRequestLimits>;
-  /** {@link DevicePairing.requestPairing} calls run one at a time (each settled before the next). */
-  #pairingQueue: Promise<unknown> = Promise.resolve();
-  /** Per `deviceId` and role: how often its tokens were revoked or superseded, and how last. */
-  readonly #tokenChanges = new Map<string, TokenChange>();
+  /**
+   * The tail of each queue of {@link DevicePairing.#inTurn}: `""` for
+   * {@link DevicePairing.requestPairing} as a whole, `device:<id>` for the changes of one
+   * device's pairing (its requests, their answers, its record). Dropped once drained.
+   */
+  readonly #turns = new Map<string, Promise<void>>();
+  /** Ticks at each change recorded in {@link DevicePairing.#changes}. */
+  #clock = 0;
+  /**
+   * The last change of each kind to a device's standing, per {@link changeKey}: its tokens
+   * for a role revoked or superseded, the device (or one role of it) unpaired.
+   */
+  readonly #changes = new Map<string, PairingChange>();
 
   /** @throws InvalidArgumentError for a cap in `limits` that is not a positive integer. */
   constructor(store: Store, now: () => number = Date.now, limits?: PairingRequestLimits) {
@@ -187,7 +219,9 @@ export class DevicePairing {
 
   /**
    * Records a pairing request (or returns the pending one of the same device and role).
-   * `created` says whether it is new (and so worth announcing).
+   * `created` says whether it is new (and so worth announcing). When the device is paired
+   * already for what it asks (an approval ran since the caller read it), nothing is recorded
+   * and the device is returned as `paired`.
    *
    * A pending request never grows under its `requestId`: operators approve what was announced.
    * When the device asks again for no more than the pending request holds, that request is kept
@@ -199,7 +233,10 @@ export class DevicePairing {
    * `options.enforceLimits` is `false`, for a request approved at once).
    *
    * Calls are serialized within this instance (each reads the pending requests, then writes),
-   * so concurrent connects cannot together overshoot a cap.
+   * so concurrent connects cannot together overshoot a cap; and with the answers
+   * ({@link DevicePairing.approve}, {@link DevicePairing.reject}) and removal of the same
+   * device, so a request repeated while it is answered is neither written back after the
+   * answer nor lost under it.
    *
    * @throws GatewayError `UNAVAILABLE` (`PAIRING_REQUESTS_FULL`, retryable) when the pending
    *   requests fill a cap; nothing is changed then.
@@ -207,16 +244,36 @@ export class DevicePairing {
   requestPairing(
     fields: Omit<PairingRequest, "requestId" | "ts">,
     options: { enforceLimits?: boolean } = {},
-  ): Promise<{ request: PairingRequest; created: boolean }> {
-    const run = this.#pairingQueue.then(() => this.#requestPairing(fields, options));
-    this.#pairingQueue = run.catch(() => undefined);
+  ): Promise<PairingOutcome> {
+    return this.#inTurn("", () =>
+      this.#inTurn(deviceTurn(fields.deviceId), () => this.#requestPairing(fields, options)),
+    );
+  }
+
+  /**
+   * Runs `task` once every task queued before it under `key` has settled. Queues are only
+   * ever entered in the order `""`, then `device:<id>`, so they cannot wait on each other.
+   */
+  #inTurn<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.#turns.get(key) ?? Promise.resolve()).then(task);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#turns.set(key, tail);
+    void tail.then(() => {
+      if (this.#turns.get(key) === tail) this.#turns.delete(key);
+    });
     return run;
   }
 
   async #requestPairing(
     fields: Omit<PairingRequest, "requestId" | "ts">,
     options: { enforceLimits?: boolean },
-  ): Promise<{ request: PairingRequest; created: boolean }> {
+  ): Promise<PairingOutcome> {
+    // An approval that ran while the caller was on its way here may have paired it already.
+    const paired = await this.device(fields.deviceId);
+    if (paired !== undefined && pairingCovers(paired, fields)) return { paired };
     const pendingList = await this.pendingRequests();
     const same = pendingList.find(
       (pending) => pending.deviceId === fields.deviceId && pending.role === fields.role,
@@ -277,6 +334,9 @@ export class DevicePairing {
    * request asking for a scope the approver does not hold itself is refused: whoever may
    * approve pairings may not hand out more than they have.
    *
+   * Runs in turn with {@link DevicePairing.requestPairing} and the other changes of the
+   * device's pairing.
+   *
    * @throws GatewayError `INVALID_REQUEST` (`PAIRING_REQUEST_NOT_FOUND`) for an unknown,
    *   answered, superseded or expired request; `FORBIDDEN` (`MISSING_SCOPE`) when the approver
    *   lacks a requested scope. Nothing is changed then.
@@ -284,6 +344,15 @@ export class DevicePairing {
   async approve(
     requestId: string,
     options: { approverScopes?: Iterable<string> } = {},
+  ): Promise<{ request: PairingRequest; device: PairedDevice }> {
+    const asked = await this.request(requestId);
+    if (asked === undefined) throw requestNotFound(requestId);
+    return this.#inTurn(deviceTurn(asked.deviceId), () => this.#approve(requestId, options));
+  }
+
+  async #approve(
+    requestId: string,
+    options: { approverScopes?: Iterable<string> },
   ): Promise<{ request: PairingRequest; device: PairedDevice }> {
     const request = await this.request(requestId);
     if (request === undefined) throw requestNotFound(requestId);
@@ -336,27 +405,70 @@ export class DevicePairing {
   }
 
   /**
-   * Rejects (drops) a pending request.
+   * Rejects (drops) a pending request. Runs in turn with {@link DevicePairing.requestPairing}
+   * and the other changes of the device's pairing.
    *
    * @throws GatewayError `INVALID_REQUEST` (`PAIRING_REQUEST_NOT_FOUND`) for an unknown request,
    *   or one another operator answered first.
    */
   async reject(requestId: string): Promise<PairingRequest> {
-    const request = await this.request(requestId);
-    if (request === undefined) throw requestNotFound(requestId);
-    if (!(await this.#store.kv.delete(`${REQUEST_PREFIX}${requestId}`))) {
-      throw requestNotFound(requestId);
-    }
-    return request;
+    const asked = await this.request(requestId);
+    if (asked === undefined) throw requestNotFound(requestId);
+    return this.#inTurn(deviceTurn(asked.deviceId), async () => {
+      const request = await this.request(requestId);
+      if (request === undefined) throw requestNotFound(requestId);
+      if (!(await this.#store.kv.delete(`${REQUEST_PREFIX}${requestId}`))) {
+        throw requestNotFound(requestId);
+      }
+      return request;
+    });
   }
 
-  /** Unpairs a device (its tokens go with it). */
-  async remove(deviceId: string): Promise<boolean> {
-    return this.#store.devices.delete(deviceId);
+  /**
+   * Unpairs a device (its tokens go with it). A handshake of the device that began before
+   * is refused as its connection registers (see {@link DevicePairing.changeSince}).
+   */
+  remove(deviceId: string): Promise<boolean> {
+    return this.#inTurn(deviceTurn(deviceId), async () => {
+      const removed = await this.#store.devices.delete(deviceId);
+      if (removed) this.#recordChange(changeKey("unpaired", deviceId, "*"), "device unpaired");
+      return removed;
+    });
   }
 
-  async update(device: PairedDevice): Promise<void> {
-    await this.#store.devices.put(device);
+  /**
+   * Takes `role` from a paired device (the device is removed with its last role). A
+   * handshake of the device for that role that began before is refused as its connection
+   * registers. Returns the device as left, or `undefined` when it is gone.
+   */
+  removeRole(deviceId: string, role: string): Promise<PairedDevice | undefined> {
+    return this.#inTurn(deviceTurn(deviceId), async () => {
+      const device = await this.device(deviceId);
+      if (device === undefined) return undefined;
+      device.roles = device.roles.filter((r) => r !== role);
+      if (device.roles.length === 0) await this.#store.devices.delete(deviceId);
+      else await this.#store.devices.put(device);
+      this.#recordChange(changeKey("unpaired", deviceId, role), `${role} unpaired`);
+      return device.roles.length === 0 ? undefined : device;
+    });
+  }
+
+  /**
+   * Changes the stored record of a paired device: `change` gets the record as stored now and
+   * returns it changed, or `undefined` to leave it. In turn with the other changes of the
+   * device's pairing, so a device unpaired meanwhile is not written back: resolves with
+   * `undefined` then (and when `change` declined).
+   */
+  updateDevice(
+    deviceId: string,
+    change: (device: PairedDevice) => PairedDevice | undefined,
+  ): Promise<PairedDevice | undefined> {
+    return this.#inTurn(deviceTurn(deviceId), async () => {
+      const stored = await this.device(deviceId);
+      const changed = stored === undefined ? undefined : change(stored);
+      if (changed !== undefined) await this.#store.devices.put(changed);
+      return changed;
+    });
   }
 
   /**
@@ -368,7 +480,7 @@ export class DevicePairing {
     role: string,
     scopes: readonly string[],
   ): Promise<{ token: string; issuedAtMs: number }> {
-    await this.#revokeTokens(deviceId, role, "rotated");
+    await this.#revokeTokens(deviceId, role, "device token rotated");
     const token = newToken();
     const issuedAtMs = this.#now();
     const record: StoredDeviceToken = {
@@ -382,6 +494,14 @@ export class DevicePairing {
     return { token, issuedAtMs };
   }
 
+  /**
+   * Deletes one token (by its secret) without recording a change: for a token just issued to
+   * a connection that is refused before it got it.
+   */
+  async dropToken(token: string): Promise<void> {
+    await this.#store.devices.deleteToken(hashToken(token));
+  }
+
   /** The stored token a bearer token stands for, if it is live. */
   async lookupToken(token: string): Promise<StoredDeviceToken | undefined> {
     if (token.length === 0 || token.length > 512) return undefined;
@@ -390,63 +510,93 @@ export class DevicePairing {
 
   /** Revokes every token of a device for one role. Returns how many. */
   revokeTokens(deviceId: string, role: string): Promise<number> {
-    return this.#revokeTokens(deviceId, role, "revoked");
+    return this.#revokeTokens(deviceId, role, "device token revoked");
   }
 
-  async #revokeTokens(
-    deviceId: string,
-    role: string,
-    change: TokenChange["change"],
-  ): Promise<number> {
+  async #revokeTokens(deviceId: string, role: string, reason: string): Promise<number> {
     let count = 0;
     for (const token of (await this.#store.devices.listTokens(deviceId)) as StoredDeviceToken[]) {
       if (token.role !== role) continue;
       if (await this.#store.devices.deleteToken(token.tokenHash)) {
         count++;
-        // Counted as soon as the token is gone: a check that saw the old count before its
-        // lookup, and sees a new one now, knows its token may be dead.
-        const key = tokenChangeKey(deviceId, role);
-        this.#tokenChanges.set(key, {
-          generation: (this.#tokenChanges.get(key)?.generation ?? 0) + 1,
-          change,
-        });
+        // Recorded as soon as the token is gone: a check that marked before its lookup, and
+        // finds this change after its mark, knows its token may be dead.
+        this.#recordChange(changeKey("token", deviceId, role), reason);
       }
     }
     return count;
   }
 
-  /**
-   * How many tokens of `deviceId` for `role` this instance has revoked or superseded so far.
-   * Read before a token lookup and compared afterwards, it tells whether the token found live
-   * may have died since (see {@link DevicePairing.tokenChangeSince}).
-   */
-  tokenGeneration(deviceId: string, role: string): number {
-    return this.#tokenChanges.get(tokenChangeKey(deviceId, role))?.generation ?? 0;
+  #recordChange(key: string, reason: string): void {
+    this.#changes.set(key, { at: ++this.#clock, reason });
   }
 
   /**
-   * How the tokens of `deviceId` for `role` last changed (`"rotated"` or `"revoked"`) when
-   * that happened after {@link DevicePairing.tokenGeneration} returned `generation`;
-   * `undefined` when they are unchanged since.
+   * A mark of this instance's changes so far, for {@link DevicePairing.changeSince}. Take it
+   * before the handshake reads the device's token or record.
    */
-  tokenChangeSince(
+  mark(): number {
+    return this.#clock;
+  }
+
+  /**
+   * Whether a connection of `deviceId` for `role`, whose handshake took `mark`, lost its
+   * standing through this instance since: the device (or that role of it) was unpaired, or,
+   * when it came in with a device token (`byToken`), that role's tokens were revoked or
+   * superseded. Returns the close reason the sweep of that change closed the device's other
+   * connections with (`"device unpaired"`, `"node unpaired"`, `"device token rotated"`,
+   * `"device token revoked"`), or `undefined` when nothing changed. Synchronous, so that it can
+   * run in the same turn as the connection registers: a change after that finds it in the sweep.
+   */
+  changeSince(deviceId: string, role: string, byToken: boolean, mark: number): string | undefined {
+    const keys = [changeKey("unpaired", deviceId, "*"), changeKey("unpaired", deviceId, role)];
+    if (byToken) keys.push(changeKey("token", deviceId, role));
+    let last: PairingChange | undefined;
+    for (const key of keys) {
+      const change = this.#changes.get(key);
+      if (change !== undefined && change.at > mark && (last === undefined || change.at > last.at))
+        last = change;
+    }
+    return last?.reason;
+  }
+
+  /**
+   * {@link DevicePairing.changeSince} as the store tells it, for changes made elsewhere (by
+   * another gateway on the same store): whether the device is still paired for `role` with
+   * `publicKey` and, when it came in with the device token hashed `tokenHash`, whether that
+   * token is still live. Returns the close reason of the change, or `undefined`.
+   */
+  async storedChange(
     deviceId: string,
     role: string,
-    generation: number,
-  ): TokenChange["change"] | undefined {
-    const last = this.#tokenChanges.get(tokenChangeKey(deviceId, role));
-    return last === undefined || last.generation === generation ? undefined : last.change;
+    publicKey: string,
+    tokenHash: string | undefined,
+  ): Promise<string | undefined> {
+    const device = await this.device(deviceId);
+    if (device === undefined || device.publicKey !== publicKey) return "device unpaired";
+    if (!device.roles.includes(role)) return `${role} unpaired`;
+    if (tokenHash === undefined) return undefined;
+    const token = (await this.#store.devices.getToken(tokenHash)) as StoredDeviceToken | undefined;
+    if (token !== undefined && token.deviceId === deviceId && token.role === role) return undefined;
+    // Another live token of the role superseded this one; none means it was revoked.
+    const others = (await this.#store.devices.listTokens(deviceId)) as StoredDeviceToken[];
+    return others.some((t) => t.role === role) ? "device token rotated" : "device token revoked";
   }
 }
 
-/** The last revocation of a device's tokens for a role: superseded by a new token, or revoked. */
-interface TokenChange {
-  generation: number;
-  change: "rotated" | "revoked";
+/** The last change of one kind to a device's standing: when (a tick) and its close reason. */
+interface PairingChange {
+  at: number;
+  reason: string;
 }
 
-function tokenChangeKey(deviceId: string, role: string): string {
-  return `${deviceId}\u0000${role}`;
+function changeKey(kind: "token" | "unpaired", deviceId: string, role: string): string {
+  return `${kind}\u0000${deviceId}\u0000${role}`;
+}
+
+/** The {@link DevicePairing.#inTurn} queue of one device's pairing. */
+function deviceTurn(deviceId: string): string {
+  return `device:${deviceId}`;
 }
 
 function requestNotFound(requestId: string): GatewayError {

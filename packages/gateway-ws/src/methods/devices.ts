@@ -92,16 +92,11 @@ async function reject(call: MethodCall, hub: GatewayHub, role: "node" | "operato
   return { ok: true, requestId: request.requestId, deviceId: request.deviceId };
 }
 
-/** Closes the live connections of a device (and role) after its grants changed. */
-function disconnect(hub: GatewayHub, deviceId: string, reason: string, role?: string): number {
-  let count = 0;
-  for (const connection of [...hub.connections]) {
-    if (connection.deviceId !== deviceId || (role !== undefined && connection.role !== role))
-      continue;
-    connection.close(CloseCodes.POLICY_VIOLATION, reason);
-    count++;
-  }
-  return count;
+/** The live connections of a device (for `role`, when given), to close after it is unpaired. */
+function deviceConnections(hub: GatewayHub, deviceId: string, role?: string): GatewayConnection[] {
+  return [...hub.connections].filter(
+    (c) => c.deviceId === deviceId && (role === undefined || c.role === role),
+  );
 }
 
 /**
@@ -152,12 +147,14 @@ function checkTokenTarget(call: MethodCall, deviceId: string, scopes: readonly s
 
 async function pairedOrFail(hub: GatewayHub, deviceId: string): Promise<PairedDevice> {
   const device = await hub.pairing.device(deviceId);
-  if (device === undefined) {
-    throw new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown device ${deviceId}`, {
-      details: { code: "DEVICE_NOT_FOUND", deviceId },
-    });
-  }
+  if (device === undefined) throw deviceNotFound(deviceId);
   return device;
+}
+
+function deviceNotFound(deviceId: string): GatewayError {
+  return new GatewayError(ErrorCodes.INVALID_REQUEST, `unknown device ${deviceId}`, {
+    details: { code: "DEVICE_NOT_FOUND", deviceId },
+  });
 }
 
 /** The WebSocket URL a setup code points at: `publicUrl`, else the one the caller used. */
@@ -258,8 +255,9 @@ export const deviceMethods: Record<string, HubMethod> = {
       const deviceId = requireString(call.method, call.params, "deviceId", 256);
       checkTokenTarget(call, deviceId, []);
       const removed = await hub.pairing.remove(deviceId);
-      if (removed) disconnect(hub, deviceId, "device unpaired");
-      return { ok: true, deviceId, removed };
+      // A handshake of the device still running is refused as it registers (same reason).
+      const closing = removed ? deviceConnections(hub, deviceId) : [];
+      return answerThenClose(call, closing, "device unpaired", { ok: true, deviceId, removed });
     },
   },
   "device.pair.rename": {
@@ -268,9 +266,9 @@ export const deviceMethods: Record<string, HubMethod> = {
       const deviceId = requireString(call.method, call.params, "deviceId", 256);
       const label = requireString(call.method, call.params, "label", 64);
       checkTokenTarget(call, deviceId, []);
-      const device = await pairedOrFail(hub, deviceId);
-      device.label = label;
-      await hub.pairing.update(device);
+      // Over the record as stored now: a device unpaired meanwhile is not written back.
+      const device = await hub.pairing.updateDevice(deviceId, (stored) => ({ ...stored, label }));
+      if (device === undefined) throw deviceNotFound(deviceId);
       return { ok: true, device: deviceView(device) };
     },
   },
@@ -359,12 +357,14 @@ export const deviceMethods: Record<string, HubMethod> = {
         throw invalidRequest(`device ${nodeId} is not a paired node`, { code: "NODE_NOT_FOUND" });
       }
       await hub.pairing.revokeTokens(nodeId, "node");
-      device.roles = device.roles.filter((r) => r !== "node");
-      if (device.roles.length === 0) await hub.pairing.remove(nodeId);
-      else await hub.pairing.update(device);
-      disconnect(hub, nodeId, "node unpaired", "node");
+      // A node handshake of the device still running is refused as it registers (same reason).
+      await hub.pairing.removeRole(nodeId, "node");
       await nodePendingQueues(hub.runtime.store.kv, hub.now).clear(nodeId);
-      return { ok: true, nodeId, removed: true };
+      return answerThenClose(call, deviceConnections(hub, nodeId, "node"), "node unpaired", {
+        ok: true,
+        nodeId,
+        removed: true,
+      });
     },
   },
 };
