@@ -150,7 +150,7 @@ export class McpConfigError extends InvalidArgumentError {
 
 /**
  * Longest tool description offered to the model, in bytes of UTF-8: a longer one is cut there,
- * ends with {@link DESCRIPTION_MARKER}, and is reported by `truncated()`.
+ * ends with `… [description truncated]`, and is reported by `truncated()`.
  */
 export const MAX_DESCRIPTION_BYTES = 4_096;
 /** What ends a description cut at {@link MAX_DESCRIPTION_BYTES}. */
