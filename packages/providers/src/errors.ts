@@ -68,6 +68,47 @@ export function parseRetryAfter(headers: Headers, now: number = Date.now()): num
   return Math.max(0, date - now);
 }
 
+const DURATION_UNIT_MS: Record<string, number> = {
+  h: 3_600_000,
+  m: 60_000,
+  s: 1000,
+  ms: 1,
+  us: 0.001,
+  µs: 0.001,
+  ns: 0.000_001,
+};
+
+/** A Go duration (`1s`, `6m0s`, `20ms`, `1m30.5s`) in ms; undefined when it is not one. */
+export function parseGoDuration(text: string): number | undefined {
+  const value = text.trim();
+  if (!/^(?:\d+(?:\.\d+)?(?:ms|us|µs|ns|h|m|s))+$/.test(value)) return undefined;
+  let ms = 0;
+  for (const [, amount, unit] of value.matchAll(/(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)/g)) {
+    ms += Number(amount) * (DURATION_UNIT_MS[unit ?? ""] ?? 0);
+  }
+  return Math.round(ms);
+}
+
+/**
+ * How long until a rate limit lets requests through again, from OpenAI's `x-ratelimit-*`
+ * headers (sent by compatible servers such as Groq too), for a 429 without `retry-after`:
+ * `x-ratelimit-reset-requests` and `x-ratelimit-reset-tokens` say, as Go durations (`1s`,
+ * `6m0s`), when each budget is full again. The later reset of the budgets whose
+ * `x-ratelimit-remaining-*` is 0, or of both when neither says it is spent. Undefined when
+ * there is no such header.
+ */
+export function parseRateLimitReset(headers: Headers): number | undefined {
+  const budgets = ["requests", "tokens"].flatMap((budget) => {
+    const reset = headers.get(`x-ratelimit-reset-${budget}`);
+    const ms = reset === null ? undefined : parseGoDuration(reset);
+    if (ms === undefined) return [];
+    return [{ ms, spent: headers.get(`x-ratelimit-remaining-${budget}`)?.trim() === "0" }];
+  });
+  const spent = budgets.filter((budget) => budget.spent);
+  const chosen = spent.length > 0 ? spent : budgets;
+  return chosen.length === 0 ? undefined : Math.max(...chosen.map((budget) => budget.ms));
+}
+
 /** Headers as a plain object (lower-case names), for `ProviderError.responseHeaders`. */
 export function headersToRecord(headers: Headers): Record<string, string> {
   const out: Record<string, string> = {};
@@ -113,7 +154,10 @@ export function errorFromResponse(
     ...(context.model === undefined ? {} : { model: context.model }),
     statusCode: response.status,
     ...(isRetryable === undefined ? {} : { isRetryable }),
-    retryAfterMs: parseRetryAfter(response.headers) ?? info.retryAfterMs,
+    retryAfterMs:
+      parseRetryAfter(response.headers) ??
+      info.retryAfterMs ??
+      (response.status === 429 ? parseRateLimitReset(response.headers) : undefined),
     responseHeaders: headersToRecord(response.headers),
     responseBody: truncate(body),
   });

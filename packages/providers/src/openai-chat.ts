@@ -27,6 +27,7 @@ import {
   type CallContext,
   errorFromStreamEvent,
   kindFromStatus,
+  parseGoDuration,
   providerError,
   type VendorErrorInfo,
 } from "./errors.js";
@@ -139,6 +140,12 @@ export function createOpenAIHttpClient(
  * from the status. Hugging Face text-generation-inference adds its kind beside it, `{"error":
  * "Model is overloaded", "error_type": "overloaded"}`, as an HTTP error's body and as an event
  * of a stream: a kind of {@link TGI_ERROR_TYPE_KINDS} is the error's.
+ *
+ * OpenAI's `rate_limit_exceeded` message says how long to wait ("… Please try again in
+ * 9.816s."), which becomes `retryAfterMs`: all an error event in a stream has, no header
+ * coming with it. Its "Request too large for gpt-4o … on tokens per min (TPM): Limit 30000,
+ * Requested 31538" is a request bigger than the whole limit, which no wait lets through: not
+ * retryable (another model, with its own limit, may still take it).
  */
 export function parseOpenAIError(body: unknown): VendorErrorInfo {
   const wrapped = field(body, "error");
@@ -162,14 +169,22 @@ export function parseOpenAIError(body: unknown): VendorErrorInfo {
       ? kindFromStatus(status)
       : undefined);
   const quota = code === "insufficient_quota" || type === "insufficient_quota";
+  const rateLimited = code === "rate_limit_exceeded";
+  const wait = rateLimited ? RATE_LIMIT_WAIT.exec(message ?? "")?.[1] : undefined;
+  const retryAfterMs = wait === undefined ? undefined : parseGoDuration(wait);
+  const tooLarge = rateLimited && /^Request too large\b/i.test(message ?? "");
   return {
     ...(name === undefined ? {} : { type: name }),
     ...(message === undefined ? {} : { message }),
     ...(kind === undefined ? {} : { kind }),
     ...(streamKind === undefined ? {} : { streamKind }),
-    ...(quota ? { kind: "rate_limit" as const, isRetryable: false } : {}),
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+    ...(quota || tooLarge ? { kind: "rate_limit" as const, isRetryable: false } : {}),
   };
 }
+
+/** The wait an OpenAI rate-limit message asks for: "Please try again in 9.816s." */
+const RATE_LIMIT_WAIT = /\btry again in ((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)/i;
 
 const FINISH_REASONS: Record<string, FinishReason> = {
   stop: "stop",

@@ -94,8 +94,18 @@ function readReasoningSignature(signature: string): {
  * call, `msg_...` for the text, as an output message): the pair OpenAI checks. Reasoning whose
  * following item is not known (saved before this was kept, or the output ended after it) is
  * sent without its id, and only when it carries its encrypted content.
+ *
+ * With `stored` false (the request sets `store: false`), OpenAI keeps none of its output, and
+ * an input item sent with an id it made is looked up and refused (HTTP 404 "Item with id
+ * 'rs_…' not found. Items are not persisted when `store` is set to false"), on every later
+ * turn too: no item then goes with an id, and reasoning goes only with its encrypted content
+ * (`include: ["reasoning.encrypted_content"]`), in the same place.
  */
-export function toResponsesInput(request: ModelRequest, context: CallContext): JsonObject[] {
+export function toResponsesInput(
+  request: ModelRequest,
+  context: CallContext,
+  stored = true,
+): JsonObject[] {
   const items: JsonObject[] = [];
   for (const message of answerToolCalls(request.messages)) {
     if (message.role === "user") {
@@ -112,7 +122,7 @@ export function toResponsesInput(request: ModelRequest, context: CallContext): J
         ),
       });
     } else if (message.role === "assistant") {
-      pushAssistant(message.content, items);
+      pushAssistant(message.content, items, stored);
     } else {
       for (const result of message.content) {
         const text = toolOutputText(result.output);
@@ -150,6 +160,7 @@ interface Reasoning {
 function pushAssistant(
   content: Extract<ModelMessage, { role: "assistant" }>["content"],
   items: JsonObject[],
+  stored: boolean,
 ): void {
   const callIds = new Set<string>();
   // Text that says nothing (empty, or only whitespace) is not sent (see `flushText`), so
@@ -166,10 +177,12 @@ function pushAssistant(
   const inPlace = new Map<ThinkingPart, JsonObject>();
   for (const part of content) {
     if (part.type !== "thinking" || part.signature?.startsWith("rs_") !== true) continue;
+    // Not stored, reasoning without its encrypted content cannot be sent back at all.
+    if (!stored && part.redacted === undefined) continue;
     const { id, nextId, callId } = readReasoningSignature(part.signature);
     const item: JsonObject = {
       type: "reasoning",
-      id,
+      ...(stored ? { id } : {}),
       summary: part.text === "" ? [] : [{ type: "summary_text", text: part.text }],
       ...(part.redacted === undefined ? {} : { encrypted_content: part.redacted }),
     };
@@ -202,13 +215,18 @@ function pushAssistant(
       return;
     }
     if (beforeText !== undefined) {
-      items.push(beforeText.item, {
-        type: "message",
-        id: beforeText.nextId,
-        role: "assistant",
-        status: "completed",
-        content: [{ type: "output_text", text, annotations: [] }],
-      });
+      items.push(
+        beforeText.item,
+        stored
+          ? {
+              type: "message",
+              id: beforeText.nextId,
+              role: "assistant",
+              status: "completed",
+              content: [{ type: "output_text", text, annotations: [] }],
+            }
+          : { role: "assistant", content: text },
+      );
       beforeText = undefined;
     } else {
       items.push({ role: "assistant", content: text });
@@ -230,7 +248,7 @@ function pushAssistant(
       if (paired !== undefined) items.push(paired.item);
       items.push({
         type: "function_call",
-        ...(paired === undefined ? {} : { id: paired.nextId }),
+        ...(paired === undefined || !stored ? {} : { id: paired.nextId }),
         call_id: part.toolCallId,
         name: part.toolName,
         arguments: toolInputText(part.input),
@@ -243,15 +261,17 @@ function pushAssistant(
 /**
  * Maps a request to the Responses API body; `promptCacheKey` sends its `cacheKey` as
  * `prompt_cache_key`. A `responseFormat` becomes `text.format` (type `json_schema`).
+ * `stored` false: the request sets `store: false` (see {@link toResponsesInput}).
  */
 export function toResponsesRequest(
   request: ModelRequest,
   context: CallContext,
   promptCacheKey = true,
+  stored = true,
 ): JsonObject {
   const body: JsonObject = {
     model: request.model,
-    input: toResponsesInput(request, context),
+    input: toResponsesInput(request, context, stored),
     stream: true,
   };
   if (request.system !== undefined && request.system !== "") body.instructions = request.system;
@@ -323,8 +343,10 @@ export async function* streamResponses(
   if (setup.apiKey === undefined) {
     throw providerError("auth", "no API key: pass `apiKey` or set OPENAI_API_KEY", context);
   }
+  // `providerOptions.openai.store: false` (Zero Data Retention): no item id can go back.
+  const stored = request.providerOptions?.[setup.id]?.store !== false;
   const body = withProviderOptions(
-    toResponsesRequest(request, context, setup.promptCacheKey),
+    toResponsesRequest(request, context, setup.promptCacheKey, stored),
     request.providerOptions,
     setup.id,
   );
