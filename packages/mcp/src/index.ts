@@ -6,6 +6,7 @@
  * tool layer's time limit and abort; a server that exits is connected again at the next call.
  */
 import { stat } from "node:fs/promises";
+import { types } from "node:util";
 import {
   AbortedError,
   type AgentTool,
@@ -95,7 +96,18 @@ export interface McpToolRegistry {
   unregister(name: string): boolean;
 }
 
-/** An MCP server could not be reached, refused a request, or does not speak MCP. */
+/**
+ * An MCP server could not be reached, refused a request, or does not speak MCP.
+ *
+ * Safe to log whole (`console.error`, `util.inspect`, a logger's error serializer): its message
+ * shows no URL's userinfo (`user:pass@`) or query values (`?token=***`), nor, for an error of
+ * {@link McpToolServer}, a value of its configured `headers` or of its URL's query; and its
+ * `cause` is not the error that caused it but a redacted copy of it: an error of the same class
+ * (its prototype: `instanceof`, `name`) with the same fields (`code`, `errno`, `status`, ...),
+ * its message, stack and string fields redacted the same way, and its own `cause` (and an
+ * `AggregateError`'s `errors`) copied so in turn. Arrays and plain objects in it are copied
+ * so; other objects (a `Response`, `Headers`, a `Buffer`), functions and getters are left out.
+ */
 export class McpError extends BeamClawError {
   /** The server's name (`McpToolServerOptions.name`). */
   readonly server: string;
@@ -109,8 +121,13 @@ export class McpError extends BeamClawError {
     message: string,
     options?: { cause?: unknown; isRetryable?: boolean },
   ) {
-    // A URL's userinfo or query (a token) is never shown, whatever the message quotes.
-    super("MCP_ERROR", redact(message), options);
+    // A URL's userinfo or query (a token) is never shown, whatever the message quotes, nor
+    // whatever the cause's chain does (a fetch error naming the URL, an SDK error a body).
+    super(
+      "MCP_ERROR",
+      redact(message),
+      options?.cause === undefined ? undefined : { cause: redactedCopy(options.cause, redact) },
+    );
     this.server = server;
     this.isRetryable = options?.isRetryable;
   }
@@ -227,7 +244,10 @@ export class McpToolServer {
   #endPause: (() => void) | undefined;
   /** Each connection's stdio transport, to say how its process ended (a client forgets it). */
   #stdio = new WeakMap<Client, ProcessGroupStdioTransport>();
-  /** What no message may show (the configured URL's query values). */
+  /**
+   * What no message or cause may show (the configured URL's query values, the headers'
+   * values), longest first.
+   */
   readonly #secrets: string[] = [];
 
   /** @throws InvalidArgumentError for options of the wrong kind. */
@@ -236,18 +256,34 @@ export class McpToolServer {
     this.name = options.name;
     this.#options = options;
     if ("url" in options) {
-      // Its query's values (an `?api_key=`), should a server's answer quote them bare.
-      for (const value of new URL(options.url).searchParams.values()) {
-        if (value.length >= 4) this.#secrets.push(value);
+      // Its query's values (an `?api_key=`) and its headers' values (an `Authorization`'s,
+      // and its credentials after the scheme), should a server's answer quote them bare.
+      const values = [...new URL(options.url).searchParams.values()];
+      for (const value of Object.values(options.headers ?? {})) {
+        values.push(value, value.trim().replace(/^\S+\s+/, ""));
       }
+      for (const value of new Set(values)) if (value.length >= 4) this.#secrets.push(value);
+      this.#secrets.sort((a, b) => b.length - a.length);
     }
   }
 
-  /** `reason(error)`, with the configured URL's query values never shown. */
-  #reason(error: unknown): string {
-    let text = reason(error);
+  /** `text` with the configured URL's query values and the headers' values never shown. */
+  #hide = (text: string): string => {
     for (const secret of this.#secrets) text = text.replaceAll(secret, "***");
-    return text;
+    return redact(text);
+  };
+
+  /** `reason(error)`, with the configured URL's query values and headers' values never shown. */
+  #reason(error: unknown): string {
+    return this.#hide(reason(error));
+  }
+
+  /** An `McpError` of this server whose cause, a copy of `cause`, shows none of its secrets. */
+  #error(message: string, cause: unknown, isRetryable?: boolean): McpError {
+    return new McpError(this.name, message, {
+      cause: redactedCopy(cause, this.#hide),
+      ...(isRetryable === undefined ? {} : { isRetryable }),
+    });
   }
 
   /**
@@ -496,10 +532,9 @@ export class McpToolServer {
       });
     } catch (error) {
       await transport.close().catch(() => undefined);
-      throw new McpError(
-        this.name,
+      throw this.#error(
         `could not connect to MCP server "${this.name}": ${this.#reason(error)}${this.#exitNote(client)}`,
-        { cause: error },
+        error,
       );
     } finally {
       if (this.#connectAbort === abort) this.#connectAbort = undefined;
@@ -548,10 +583,9 @@ export class McpToolServer {
           ) {
             break;
           }
-          throw new McpError(
-            this.name,
+          throw this.#error(
             `MCP server "${this.name}" did not list its tools: ${this.#reason(error)}`,
-            { cause: error },
+            error,
           );
         }
         for (const tool of Array.isArray(page.tools) ? page.tools : []) {
@@ -767,10 +801,10 @@ export class McpToolServer {
             continue;
           }
           // Sent: the server may have run it, so it is not run again on its own.
-          throw new McpError(
-            this.name,
+          throw this.#error(
             `MCP tool ${tool} of server "${this.name}" failed: ${this.#reason(error)}${this.#exitNote(client)}`,
-            { cause: error, isRetryable: false },
+            error,
+            false,
           );
         }
       }
@@ -1145,6 +1179,89 @@ function redact(text: string): string {
       }
     })
     .replace(/\/\/[^/?#\s@"'<>]*:[^/?#\s@"'<>]*@/g, "//***@");
+}
+
+/** How deep {@link redactedCopy} copies (nested causes, arrays, objects); deeper is left out. */
+const MAX_COPY_DEPTH = 8;
+
+/**
+ * A copy of `value` (an error's cause) that is safe to log whole, each string passed through
+ * `hide`: an error is copied as an error of the same class (see {@link McpError}); arrays and
+ * plain objects are copied; other objects, functions and what is nested deeper than
+ * {@link MAX_COPY_DEPTH} are left out (undefined).
+ */
+function redactedCopy(
+  value: unknown,
+  hide: (text: string) => string,
+  depth = 0,
+  copies = new Map<object, unknown>(),
+): unknown {
+  if (typeof value === "string") return hide(value);
+  if (typeof value === "function") return undefined;
+  if (typeof value !== "object" || value === null) return value;
+  if (copies.has(value)) return copies.get(value);
+  if (depth > MAX_COPY_DEPTH) return undefined;
+  if (value instanceof Error || types.isNativeError(value)) {
+    return copyError(value, hide, depth, copies);
+  }
+  if (Array.isArray(value)) {
+    const copy: unknown[] = [];
+    copies.set(value, copy);
+    for (const item of value) copy.push(redactedCopy(item, hide, depth + 1, copies));
+    return copy;
+  }
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return undefined;
+  const copy: Record<string, unknown> = Object.create(prototype);
+  copies.set(value, copy);
+  for (const [key, item] of Object.entries(value)) {
+    const copied = redactedCopy(item, hide, depth + 1, copies);
+    if (copied !== undefined || item === undefined) copy[key] = copied;
+  }
+  return copy;
+}
+
+/**
+ * `error` copied (see {@link redactedCopy}): a native error with `error`'s prototype, its
+ * message and stack hidden, its own fields copied as they are (enumerable or not; a getter is
+ * left out), and its `name` and `code` own fields (a class may read them from what a copy has
+ * not, a `DOMException`).
+ */
+function copyError(
+  error: Error,
+  hide: (text: string) => string,
+  depth: number,
+  copies: Map<object, unknown>,
+): Error {
+  const copy = new Error(hide(String(read(error, "message") ?? "")));
+  copies.set(error, copy);
+  for (const key of Reflect.ownKeys(error)) {
+    if (key === "message") continue;
+    const descriptor = Object.getOwnPropertyDescriptor(error, key);
+    if (descriptor === undefined || !("value" in descriptor)) continue;
+    const value = redactedCopy(descriptor.value, hide, depth + 1, copies);
+    if (value === undefined && descriptor.value !== undefined) continue;
+    Object.defineProperty(copy, key, { ...descriptor, value });
+  }
+  // Its own stack or none: never the copy's (which names this function).
+  if (!Object.hasOwn(error, "stack")) delete copy.stack;
+  for (const key of ["name", "code"] as const) {
+    const value = read(error, key);
+    if (Object.hasOwn(copy, key) || !["string", "number"].includes(typeof value)) continue;
+    const copied = typeof value === "string" ? hide(value) : value;
+    Object.defineProperty(copy, key, { value: copied, writable: true, configurable: true });
+  }
+  Object.setPrototypeOf(copy, Object.getPrototypeOf(error));
+  return copy;
+}
+
+/** `object[key]`, or undefined when reading it throws (a getter of another class's). */
+function read(object: object, key: string): unknown {
+  try {
+    return (object as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
 }
 
 /**

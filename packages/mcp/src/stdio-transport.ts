@@ -8,7 +8,7 @@
  * holding its files and ports, after every `stop()`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { ProcessTree } from "@beamclaw/core";
 import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import {
@@ -39,6 +39,12 @@ const STDERR_TAIL_BYTES = 1_000;
 /** How long `close()` waits, after `SIGKILL`, for the processes to be gone. */
 const KILL_WAIT_MS = 2_000;
 const POLL_MS = 25;
+/**
+ * How long a server whose stdout closed has to exit before it is taken for one that runs on
+ * without it (and ended, `its stdout closed while it ran`); one that exits within it is
+ * reported by its exit (`exited with code 3`), its stdout having closed as it exited.
+ */
+const STDOUT_EXIT_GRACE_MS = 500;
 
 /**
  * Process trees of servers whose transport has not closed yet: killed if this process exits
@@ -67,7 +73,8 @@ function untrack(tree: ProcessTree): void {
  * `SIGKILL`, and resolves once no process of the tree runs (or `SIGKILL` had 2 s to work).
  * When the server exits by itself, what it left running is ended the same way. A server that
  * closes its stdin or its stdout while it runs on can take no request or give no answer again:
- * it is ended the same way too (the transport closes, `exitReason` saying why). Its stderr is
+ * it is ended the same way too (the transport closes, `exitReason` saying why); one whose
+ * stdout closes as it exits (within 500 ms) is reported by its exit, on any OS. Its stderr is
  * read all along and its end kept, for {@link ProcessGroupStdioTransport.exitReason}.
  */
 export class ProcessGroupStdioTransport implements Transport {
@@ -85,6 +92,8 @@ export class ProcessGroupStdioTransport implements Transport {
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   /** Why this end closed the connection (a message it could not read), if it did. */
   #failure: string | undefined;
+  /** The wait, after its stdout closed, for its exit (see `start()`). */
+  #stdoutWait: ReturnType<typeof setTimeout> | undefined;
   /** The end of its stderr (the rest is read and dropped). */
   #stderrTail = Buffer.alloc(0);
   #closing: Promise<void> | undefined;
@@ -154,6 +163,7 @@ export class ProcessGroupStdioTransport implements Transport {
       child.once("spawn", () => resolve());
       child.once("exit", (code, signal) => {
         this.#exited = true;
+        clearTimeout(this.#stdoutWait);
         this.#exit = { code, signal };
         this.#dropWrites(`the server ${this.exitReason}`);
         // The server is gone: what it left in its group goes too (and then its pipes close).
@@ -176,11 +186,18 @@ export class ProcessGroupStdioTransport implements Transport {
       child.stdout?.on("error", (error) => this.onerror?.(error));
       // Its stdout ended (or its stream closed) while it runs on: no answer can come back, and
       // the calls waiting would wait for the tool layer's time limit. Ended as a broken stdin
-      // is (see above). At its exit its stdout ends too; that is the exit's to report.
+      // is (see above). At its exit its stdout ends too, often before the "exit" event: that is
+      // the exit's to report, so the exit is waited for (STDOUT_EXIT_GRACE_MS, then one more
+      // turn of the event loop, in which an exit that a busy loop held back is read).
       const stdoutGone = () => {
-        if (this.#closing !== undefined || this.#exited || !running(child.pid)) return;
-        this.#failure ??= "its stdout closed while it ran";
-        void this.close();
+        if (this.#closing !== undefined || this.#exited || this.#stdoutWait !== undefined) return;
+        this.#stdoutWait = setTimeout(() => {
+          setImmediate(() => {
+            if (this.#closing !== undefined || this.#exited) return;
+            this.#failure ??= "its stdout closed while it ran";
+            void this.close();
+          });
+        }, STDOUT_EXIT_GRACE_MS);
       };
       child.stdout?.once("end", stdoutGone);
       child.stdout?.once("close", stdoutGone);
@@ -283,6 +300,7 @@ export class ProcessGroupStdioTransport implements Transport {
   }
 
   async #end(): Promise<void> {
+    clearTimeout(this.#stdoutWait);
     const child = this.#child;
     const tree = this.#tree;
     if (child === undefined) {
@@ -416,28 +434,6 @@ function answerId(head: string, tail: string): string | number | undefined {
   const last = RESULT_FIRST.test(head) ? ID_LAST.exec(tail.replace(/\r$/, ""))?.[1] : undefined;
   const raw = first ?? last;
   return raw === undefined ? undefined : (JSON.parse(raw) as string | number);
-}
-
-/**
- * Whether the process `pid` runs (has not exited). On Linux a process that has exited but is
- * not reaped yet (a zombie, whose "exit" event is still to come) does not; elsewhere it does.
- * (Exported for the package's tests; not part of the package's API.)
- */
-export function running(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    // No /proc (or gone from it): a signal 0 tells whether it exists.
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Resolves true as soon as `test()` holds, false after `ms` (checked every 25 ms). */

@@ -12,7 +12,7 @@ import { ToolRegistry } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { McpToolServer } from "../src/index.js";
 import { ProcessGroupStdioTransport } from "../src/stdio-transport.js";
-import { toolContext } from "./support.js";
+import { running, toolContext } from "./support.js";
 
 const TREE = fileURLToPath(new URL("./fixtures/tree-server.mjs", import.meta.url));
 
@@ -20,21 +20,6 @@ const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/**
- * Whether `pid` runs: a process that exited but was not reaped (a zombie, in a container whose
- * PID 1 does not reap orphans) does not.
- */
-function running(pid: number): boolean {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-  } catch {
-    return false;
-  }
-  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-  return state !== "Z" && state !== "X";
-}
 
 /** Starts the tree server; resolves with it and the pids of its two processes. */
 async function startTree(...flags: Array<"--stubborn" | "--escape">) {

@@ -4,7 +4,7 @@
  * SSE stream cancelled at the 10 MiB limit is not fetched again by the MCP SDK's reconnection
  * (a GET with its `Last-Event-ID`). Real HTTP servers on 127.0.0.1.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { STDIO_DEFAULT_MAX_BUFFER_SIZE } from "@modelcontextprotocol/sdk/shared/stdio.js";
@@ -12,7 +12,7 @@ import type { FetchLike } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { afterEach, describe, expect, it } from "vitest";
 import { closingCancelledFetch } from "../src/http-fetch.js";
 import { McpError, McpToolServer } from "../src/index.js";
-import { toolContext } from "./support.js";
+import { listen, toolContext } from "./support.js";
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -25,18 +25,6 @@ async function body(req: IncomingMessage): Promise<string> {
   let text = "";
   for await (const chunk of req) text += String(chunk);
   return text;
-}
-
-/** An HTTP server on 127.0.0.1, closed after the test; resolves with its base URL. */
-async function listen(handle: (req: IncomingMessage, res: ServerResponse) => void) {
-  const http = createServer(handle);
-  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-  cleanups.push(async () => {
-    http.closeAllConnections();
-    await new Promise((resolve) => http.close(resolve));
-  });
-  const { port } = http.address() as { port: number };
-  return `http://127.0.0.1:${port}`;
 }
 
 function json(res: ServerResponse, message: unknown): void {
@@ -63,7 +51,7 @@ describe("an HTTP 404 to a request that carried no session id", () => {
    */
   async function stateless() {
     const seen: Record<string, number> = {};
-    const base = await listen(async (req, res) => {
+    const base = await listen(cleanups, async (req, res) => {
       if (req.method !== "POST") {
         res.writeHead(405).end();
         return;
@@ -120,7 +108,7 @@ describe("an HTTP 404 to a request that carried no session id", () => {
 
   it("a wrong URL: start() fails naming the status and the URL", async () => {
     // Nothing there answers MCP: 404 to every request.
-    const wrong = await listen((_req, res) => {
+    const wrong = await listen(cleanups, (_req, res) => {
       res.writeHead(404, { "content-type": "text/plain" }).end("Not Found");
     });
     const server = new McpToolServer({ name: "web", url: `${wrong}/mpc`, connectTimeoutMs: 5_000 });
@@ -157,7 +145,7 @@ describe("an SSE stream cancelled at the limit", () => {
       }
       if (!res.destroyed) res.end("\n\n");
     };
-    const base = await listen(async (req, res) => {
+    const base = await listen(cleanups, async (req, res) => {
       if (req.method === "GET") {
         if (req.headers["last-event-id"] === undefined) {
           res.writeHead(405).end(); // no stream of its own

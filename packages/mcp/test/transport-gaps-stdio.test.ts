@@ -6,8 +6,8 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { McpError, McpToolServer } from "../src/index.js";
-import { ProcessGroupStdioTransport, running } from "../src/stdio-transport.js";
-import { toolContext } from "./support.js";
+import { ProcessGroupStdioTransport } from "../src/stdio-transport.js";
+import { running, toolContext } from "./support.js";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -131,6 +131,30 @@ describe("a stdio server that exits", () => {
       });
       cleanups.push(() => transport.close());
       await transport.start();
+      await closed;
+      expect(transport.exitReason).toBe("exited with code 3");
+    }
+  });
+
+  it("is reported by its exit code when it closes its stdout just before it exits", async () => {
+    // Its stdout closes while it still runs (for a moment, or 50 ms of its exit's cleanup):
+    // what tells the two apart is its exit within the grace, not a look at the process (in
+    // /proc, which not every OS has), which sees it running.
+    for (const delay of [0, 50, 0, 50]) {
+      const transport = new ProcessGroupStdioTransport({
+        command: process.execPath,
+        args: [
+          "-e",
+          `require("node:fs").closeSync(1); setTimeout(() => process.exit(3), ${delay});`,
+        ],
+        closeGraceMs: 100,
+      });
+      const closed = new Promise<void>((resolve) => {
+        transport.onclose = resolve;
+      });
+      cleanups.push(() => transport.close());
+      await transport.start();
+      killAfter(transport.pid!);
       await closed;
       expect(transport.exitReason).toBe("exited with code 3");
     }
