@@ -9,8 +9,10 @@
  * finds its span: a tool run's and a provider call's spans are children of the session run's
  * span, an approval wait's a child of the tool run's. Session runs and cron runs start new traces
  * (a session handles its messages from a mailbox, so the caller's context at that moment may be
- * an unrelated earlier caller's). Metrics come from the plain `beamclaw:*` channels: tokens,
- * calls, durations, runs, cost, crashes, restarts, approvals, overloads.
+ * an unrelated earlier caller's), except a sub-agent's run: it is a child of the run that
+ * spawned it, or linked to it once that run has ended (see {@link startOtelBridge}). Metrics
+ * come from the plain `beamclaw:*` channels: tokens, calls, durations, runs, cost, crashes,
+ * restarts, approvals, overloads.
  *
  * @example
  * ```ts
@@ -29,16 +31,20 @@ import {
   type Attributes,
   type Context,
   type Histogram,
+  type Link,
   type Meter,
   context as otelContext,
   ROOT_CONTEXT,
   type Span,
+  type SpanContext,
   SpanKind,
   SpanStatusCode,
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { callSubscriber } from "../telemetry/tracing.js";
+import { InvalidArgumentError } from "../errors.js";
+import { describeArg, requireObject } from "../runtime/validate.js";
+import { callSubscriber, type SessionRunTrace } from "../telemetry/tracing.js";
 import {
   subscribeTelemetry,
   subscribeTrace,
@@ -54,6 +60,21 @@ export interface OtelBridgeOptions {
   tracer?: Tracer;
   /** Metrics are recorded with this meter. Omit to record no metrics. */
   meter?: Meter;
+  /**
+   * Names of the run, provider call and tool run spans. `beamclaw` (the default, for the
+   * dashboards built on them): `beamclaw.session.run`, `beamclaw.provider.call`,
+   * `beamclaw.tool.run`. `genai`: the OpenTelemetry GenAI conventions' `invoke_agent <agent>`,
+   * `chat <model>` and `execute_tool <tool>`. Approval waits and cron runs, which the
+   * conventions do not cover, are `beamclaw.approval.wait` and `beamclaw.cron.run` either way.
+   */
+  spanNames?: "beamclaw" | "genai";
+  /**
+   * Labels the `beamclaw.cron.runs` metric with the job id (`beamclaw.job`). Off by default:
+   * job ids are chosen by the application, and one series per job (times tenant, trigger and
+   * status) grows without bound where jobs are made per user or per task. Turn it on for a
+   * fixed, small set of jobs. Cron run spans carry the job id either way.
+   */
+  jobLabel?: boolean;
 }
 
 /** A running bridge. */
@@ -72,15 +93,6 @@ function clean(attributes: AttributeValues): Attributes {
   const out: Attributes = {};
   for (const [key, value] of Object.entries(attributes)) if (value !== undefined) out[key] = value;
   return out;
-}
-
-function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  if (typeof error === "object" && error !== null && "message" in error) {
-    return String((error as { message: unknown }).message);
-  }
-  if (typeof error === "object" && error !== null) return "error";
-  return String(error);
 }
 
 /**
@@ -111,6 +123,8 @@ interface SpanSpec<N extends TracedOperation> {
   operation: N;
   /** The span's name. */
   name: string;
+  /** Its name under `spanNames: "genai"`, if the GenAI conventions name it. */
+  genaiName?(context: TraceContexts[N]): string;
   kind: SpanKind;
   /** Starts a new trace instead of nesting in the current context. */
   root: boolean;
@@ -144,11 +158,14 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
   "beamclaw:session.run": {
     operation: "beamclaw:session.run",
     name: "beamclaw.session.run",
+    genaiName: (c) => `invoke_agent ${c.agent}`,
     kind: SpanKind.INTERNAL,
     root: true,
     start: (c) => ({
       ...identity(c),
       "beamclaw.run": c.runId,
+      "beamclaw.parent_session": c.parentSession,
+      "beamclaw.parent_run": c.parentRunId,
       "gen_ai.operation.name": "invoke_agent",
       "gen_ai.agent.id": c.agent,
     }),
@@ -175,6 +192,7 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
   "beamclaw:provider.call": {
     operation: "beamclaw:provider.call",
     name: "beamclaw.provider.call",
+    genaiName: (c) => `chat ${c.model}`,
     kind: SpanKind.CLIENT,
     root: false,
     start: (c) => ({
@@ -202,6 +220,7 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
   "beamclaw:tool.run": {
     operation: "beamclaw:tool.run",
     name: "beamclaw.tool.run",
+    genaiName: (c) => `execute_tool ${c.tool}`,
     kind: SpanKind.INTERNAL,
     root: false,
     start: (c) => ({
@@ -260,10 +279,25 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
  * Spans follow the OpenTelemetry GenAI conventions where they apply (`gen_ai.operation.name`
  * `invoke_agent`, `chat` and `execute_tool`; `gen_ai.provider.name`, `gen_ai.request.model`,
  * `gen_ai.usage.*`, `gen_ai.tool.*`; `error.type` on failures); no message text, tool input or
- * tool output is recorded. Durations are recorded in seconds, as the conventions ask; the
- * `gen_ai.client.operation.duration` and `gen_ai.client.token.usage` histograms are recorded
- * besides BeamClaw's own metrics.
+ * tool output is recorded. A failure is recorded by its type only: the span's status message,
+ * its `error.type` and its exception event's `exception.type` are a BeamClaw error's `code`,
+ * another error's name, or else the operation's outcome (`error`, `aborted`...) — never an
+ * error's message or stack, which can quote what a model sent (a tool's argument error),
+ * what it answered (a structured answer that is not JSON) or a vendor's reply. Durations are
+ * recorded in seconds, as the conventions ask; the `gen_ai.client.operation.duration` and
+ * `gen_ai.client.token.usage` histograms are recorded besides BeamClaw's own metrics.
  *
+ * A sub-agent's run (in a session made by a `spawn_subagent` call) carries
+ * `beamclaw.parent_run` and `beamclaw.parent_session`. While the span of the run that spawned
+ * it is open — as it is while the spawn call waits for the answer — the sub-agent's run span
+ * is its child, in its trace. A run of the sub-agent's session after that span ended (a
+ * message sent to the sub-agent later) starts its own trace with a span link to it, if this
+ * bridge saw one of its sub-agents' runs start under it (the latest 1,024 such runs are
+ * remembered once ended); a parent that ran in another process (another cluster node) is
+ * joined by the attributes only.
+ *
+ * @throws InvalidArgumentError when `options` is not an object, `spanNames` not `beamclaw`
+ *   or `genai`, or `jobLabel` not a boolean.
  * @throws whatever the meter throws while its instruments are created (nothing stays
  *   subscribed then).
  *
@@ -275,13 +309,23 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
  * ```
  */
 export function startOtelBridge(options: OtelBridgeOptions): OtelBridge {
+  requireObject(options, "startOtelBridge options");
+  const { spanNames = "beamclaw", jobLabel = false } = options;
+  if (spanNames !== "beamclaw" && spanNames !== "genai") {
+    throw new InvalidArgumentError(
+      `spanNames must be "beamclaw" or "genai", got ${describeArg(spanNames)}`,
+    );
+  }
+  if (typeof jobLabel !== "boolean") {
+    throw new InvalidArgumentError(`jobLabel must be a boolean, got ${describeArg(jobLabel)}`);
+  }
   const offs: Array<() => void> = [];
   const stop = () => {
     for (const off of offs.splice(0)) off();
   };
   try {
-    if (options.tracer !== undefined) offs.push(bridgeSpans(options.tracer));
-    if (options.meter !== undefined) offs.push(bridgeMetrics(options.meter));
+    if (options.tracer !== undefined) offs.push(bridgeSpans(options.tracer, spanNames));
+    if (options.meter !== undefined) offs.push(bridgeMetrics(options.meter, jobLabel));
   } catch (error) {
     stop();
     throw error;
@@ -289,7 +333,7 @@ export function startOtelBridge(options: OtelBridgeOptions): OtelBridge {
   return { stop };
 }
 
-function bridgeSpans(tracer: Tracer): () => void {
+function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => void {
   // The OpenTelemetry context current inside each traced operation (its span set).
   const current = new AsyncLocalStorage<Context>();
   const offs: Array<() => void> = [];
@@ -297,28 +341,30 @@ function bridgeSpans(tracer: Tracer): () => void {
   const open = new Map<object, { span: Span; close: (ending?: Ending) => void }>();
   // Open cron runs by run id: a run given up for `interrupted` ends now, settled or not.
   const cronRuns = new Map<string, object>();
+  const subagents = subagentRelations();
   for (const spec of Object.values(SPANS) as Array<SpanSpec<TracedOperation>>) {
-    const parentContext = (): Context =>
-      spec.root ? ROOT_CONTEXT : (current.getStore() ?? otelContext.active());
+    const isRun = spec.operation === "beamclaw:session.run";
+    const parentContext = (ctx: TraceContexts[TracedOperation]): Context => {
+      if (!spec.root) return current.getStore() ?? otelContext.active();
+      const parent = isRun ? subagents.openParent(ctx as SessionRunTrace) : undefined;
+      return parent === undefined ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
+    };
     const close = (ctx: TraceContexts[TracedOperation], given?: Ending) => {
       const entry = open.get(ctx);
       if (entry === undefined) return;
       open.delete(ctx);
       if (spec.operation === "beamclaw:cron.run") cronRuns.delete((ctx as { runId: string }).runId);
       const { span } = entry;
+      if (isRun) subagents.ended(ctx as SessionRunTrace, span);
       try {
         span.setAttributes(clean(spec.end(ctx)));
         const ending = given ?? spec.ending(ctx);
         if (ending.status === "error") {
-          const failure = ending.failure;
-          if (failure instanceof Error) span.recordException(failure);
-          else
-            span.recordException({
-              name: errorTypeOf(failure, ending.outcome),
-              message: messageOf(failure),
-            });
-          span.setAttribute("error.type", errorTypeOf(failure, ending.outcome));
-          span.setStatus({ code: SpanStatusCode.ERROR, message: messageOf(failure) });
+          // Its type only: an error's message can quote a model's input or output.
+          const type = errorTypeOf(ending.failure, ending.outcome);
+          span.recordException({ name: type });
+          span.setAttribute("error.type", type);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: type });
         } else if (ending.status === "ok") {
           span.setStatus({ code: SpanStatusCode.OK });
         }
@@ -331,14 +377,23 @@ function bridgeSpans(tracer: Tracer): () => void {
     const start = (ctx: TraceContexts[TracedOperation]): Span => {
       let span = open.get(ctx)?.span;
       if (span === undefined) {
+        const parent = parentContext(ctx);
+        const name =
+          spanNames === "genai" && spec.genaiName !== undefined ? spec.genaiName(ctx) : spec.name;
+        const links = isRun ? subagents.linkTo(ctx as SessionRunTrace, parent) : undefined;
         span = tracer.startSpan(
-          spec.name,
-          { kind: spec.kind, attributes: clean(spec.start(ctx)) },
-          parentContext(),
+          name,
+          {
+            kind: spec.kind,
+            attributes: clean(spec.start(ctx)),
+            ...(links === undefined ? {} : { links }),
+          },
+          parent,
         );
         open.set(ctx, { span, close: (ending) => close(ctx, ending) });
         if (spec.operation === "beamclaw:cron.run")
           cronRuns.set((ctx as { runId: string }).runId, ctx);
+        if (isRun) subagents.started(ctx as SessionRunTrace, span);
       }
       return span;
     };
@@ -354,7 +409,7 @@ function bridgeSpans(tracer: Tracer): () => void {
     };
     const transform = (ctx: TraceContexts[TracedOperation]): Context => {
       tried.add(ctx);
-      bound = parentContext();
+      bound = parentContext(ctx);
       callSubscriber(`${spec.operation}:start`, bind, ctx);
       return bound;
     };
@@ -394,6 +449,51 @@ function bridgeSpans(tracer: Tracer): () => void {
       callSubscriber("beamclaw:otel.stop", endUnfinished, span);
     }
     cronRuns.clear();
+    subagents.clear();
+  };
+}
+
+/** Ended runs that were a sub-agent run's parent, remembered to link later runs to. */
+const SPAWNERS_KEPT = 1_024;
+
+/**
+ * What relates a sub-agent's run to the run that spawned it: the open run spans by run id (a
+ * parent while open), and the span contexts of the latest ended runs that were a sub-agent
+ * run's parent (a link target after).
+ */
+function subagentRelations() {
+  const runs = new Map<string, Span>();
+  // Open runs that are a sub-agent run's parent; moved to `spawners` when they end.
+  const spawning = new Set<string>();
+  const spawners = new Map<string, SpanContext>();
+  return {
+    /** The open span of the run that spawned this one's session, if any. */
+    openParent(run: SessionRunTrace): Span | undefined {
+      return run.parentRunId === undefined ? undefined : runs.get(run.parentRunId);
+    },
+    /** A link to the ended run that spawned this one's session, unless it is its parent. */
+    linkTo(run: SessionRunTrace, parent: Context): Link[] | undefined {
+      if (run.parentRunId === undefined || trace.getSpan(parent) !== undefined) return undefined;
+      const spawner = spawners.get(run.parentRunId);
+      return spawner === undefined ? undefined : [{ context: spawner }];
+    },
+    started(run: SessionRunTrace, span: Span): void {
+      runs.set(run.runId, span);
+      if (run.parentRunId !== undefined && runs.has(run.parentRunId)) spawning.add(run.parentRunId);
+    },
+    ended(run: SessionRunTrace, span: Span): void {
+      if (runs.get(run.runId) !== span) return;
+      runs.delete(run.runId);
+      if (!spawning.delete(run.runId)) return;
+      spawners.delete(run.runId);
+      spawners.set(run.runId, span.spanContext());
+      if (spawners.size > SPAWNERS_KEPT) spawners.delete(spawners.keys().next().value!);
+    },
+    clear(): void {
+      runs.clear();
+      spawning.clear();
+      spawners.clear();
+    },
   };
 }
 
@@ -424,7 +524,7 @@ function actorKind(name: string): string {
   return space === -1 ? String(name) : name.slice(0, space);
 }
 
-function bridgeMetrics(meter: Meter): () => void {
+function bridgeMetrics(meter: Meter, jobLabel: boolean): () => void {
   const offs: Array<() => void> = [];
   const on = <C extends keyof TelemetryEvents>(
     name: C,
@@ -545,7 +645,8 @@ function bridgeMetrics(meter: Meter): () => void {
       clean({
         "beamclaw.tenant": e.tenant,
         "beamclaw.agent": e.agentId,
-        "beamclaw.job": e.jobId,
+        // Opt-in: one series per job id is unbounded where jobs are made per user or task.
+        "beamclaw.job": jobLabel ? e.jobId : undefined,
         "beamclaw.trigger": e.trigger,
         "beamclaw.status": e.status,
       }),

@@ -1556,6 +1556,7 @@ export class AgentRuntime {
             createdAt: this.#now(),
             updatedAt: this.#now(),
             parentKey: context.sessionKey,
+            parentRunId: context.runId,
           });
           const child = this.session(childKey);
           run = await this.#send(

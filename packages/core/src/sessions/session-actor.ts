@@ -2027,6 +2027,8 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         agent: this.#agentId,
         session: this.key,
         tenant: telemetryTenantOf(this.#ctx.store),
+        parentSession: this.#metadata.parentKey,
+        parentRunId: this.#metadata.parentRunId,
       }),
       () => runAgentLoop(loopInput),
       settleRunTrace,

@@ -485,6 +485,11 @@ export interface SessionMetadata extends JsonObject {
   countedCompactions?: string[];
   /** The parent of a sub-agent session. */
   parentKey?: string;
+  /**
+   * The run of the parent whose `spawn_subagent` call made this sub-agent session: its runs'
+   * telemetry names it (`SessionRunTrace.parentRunId`), so traces can join them.
+   */
+  parentRunId?: string;
   /** The session a fork was branched from (see `SessionHandle.fork`). */
   forkedFrom?: string;
   /**

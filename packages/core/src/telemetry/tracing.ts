@@ -61,6 +61,13 @@ export interface SessionRunTrace extends TelemetryIdentity, TraceSettlement<unkn
   agent: string;
   session: string;
   runId: string;
+  /** A sub-agent's run: the session that spawned its session (`SessionMetadata.parentKey`). */
+  parentSession?: string;
+  /**
+   * A sub-agent's run: the run of {@link SessionRunTrace.parentSession} whose `spawn_subagent`
+   * call made its session (`SessionMetadata.parentRunId`).
+   */
+  parentRunId?: string;
   /** Set when the run ends: `completed`, `failed`, `aborted` or `max-steps`. */
   status?: string;
   /** Set when the run ends: model calls made. */
