@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
+import type { DeviceStanding } from "./auth/device-watch.js";
 import {
   authenticateConnect,
   changedDeviceRefusal,
@@ -78,6 +79,8 @@ export class GatewayConnection {
   client: ClientInfo | undefined;
   deviceId: string | undefined;
   authMethod = "none";
+  /** What its device authenticated with, re-checked against the store (see `DeviceWatch`). */
+  deviceStanding: DeviceStanding | undefined;
   protocol = PROTOCOL_VERSION;
   sessionsSubscribed = false;
   /** Sessions whose new messages it is sent (`sessions.messages.subscribe`). */
@@ -606,6 +609,14 @@ export class GatewayConnection {
     this.client = params.client;
     this.deviceId = outcome.deviceId;
     this.authMethod = outcome.authMethod;
+    if (outcome.device !== undefined) {
+      this.deviceStanding = {
+        publicKey: outcome.device.publicKey,
+        ...(outcome.authMethod === "device-token" && outcome.tokenHash !== undefined
+          ? { tokenHash: outcome.tokenHash }
+          : {}),
+      };
+    }
     this.#state = "open";
     hub.connections.add(this);
     if (outcome.role === "node") this.#registerNode(params, outcome.device);

@@ -17,6 +17,7 @@ import {
 } from "@beamclaw/core";
 import { type ApprovalEntry, ExecApprovals } from "./approvals.js";
 import { TrustedProxies } from "./auth/client-address.js";
+import { DeviceWatch } from "./auth/device-watch.js";
 import type { GatewayAuthSettings } from "./auth/handshake.js";
 import { DevicePairing, type PairingRequest, scopeAllows } from "./auth/pairing.js";
 import type { GatewayConnection } from "./connection.js";
@@ -106,6 +107,8 @@ export interface GatewayHubOptions {
     deviceSignatureSkewMs: number;
     /** How long a run's streamed text may be held back (`GatewayServerOptions.streamCoalesceMs`). */
     streamCoalesceMs: number;
+    /** Re-check period of open device connections (`deviceRecheckMs`); 0: none. */
+    deviceRecheckMs: number;
   };
   methods: Record<string, HubMethod>;
   /**
@@ -143,6 +146,8 @@ export class GatewayHub {
   readonly now: () => number;
   readonly limits: GatewayHubOptions["limits"];
   readonly pairing: DevicePairing;
+  /** Closes open device connections on device changes made through other gateways. */
+  readonly deviceWatch: DeviceWatch;
   /** Finds a request's client address through the trusted reverse proxies. */
   readonly trustedProxies: TrustedProxies;
   readonly runs: RunTracker;
@@ -194,6 +199,13 @@ export class GatewayHub {
       options.now,
       options.auth.pairingRequests,
     );
+    this.deviceWatch = new DeviceWatch({
+      pubsub: options.runtime.pubsub,
+      pairing: this.pairing,
+      connections: this.connections,
+      log: options.log,
+      everyMs: options.limits.deviceRecheckMs,
+    });
     this.trustedProxies = options.trustedProxies ?? new TrustedProxies();
     this.runs = new RunTracker(
       {
@@ -283,6 +295,7 @@ export class GatewayHub {
         this.cron.subscribe((event) => this.broadcast("cron", event, { scope: Scopes.READ })),
       );
     }
+    this.deviceWatch.start();
     await this.heartbeat.start();
   }
 
@@ -326,6 +339,7 @@ export class GatewayHub {
   /** Stops following; ends waits, approvals and node invokes. */
   async stop(): Promise<void> {
     for (const off of this.#unsubscribe.splice(0)) off();
+    await this.deviceWatch.stop();
     await this.heartbeat.stop();
     this.runs.close();
     this.approvals.close();

@@ -97,6 +97,18 @@ export interface GatewayServerOptions {
    * does not set.
    */
   presence?: Partial<LivenessSettings> | false;
+  /**
+   * How often, in ms, the open device connections are checked against the store, for several
+   * gateways on one store (e.g. `@beamclaw/store-redis`): a connection whose device another
+   * gateway unpaired, or whose device token it rotated or revoked, is closed as on a single
+   * gateway (1008, `device unpaired` / `node unpaired` / `device token rotated` / `device token
+   * revoked`). Such a change is also announced on the runtime's pub/sub, which closes them
+   * at once when the gateways share one (a cluster's, e.g. `ClusterNode`'s runtime); this
+   * check finds what no notice brought (one or two store reads per device connection).
+   * A positive integer, or `false` for none. Default 30 s when the runtime's store is shared
+   * by several processes (`capabilities.multiProcess`), else none.
+   */
+  deviceRecheckMs?: number | false;
   /** Time a client has to complete `connect`. Default 15 s. */
   handshakeTimeoutMs?: number;
   /** Requests per second per connection (token bucket). Default 50, bursts of 100. */
@@ -375,6 +387,12 @@ export class GatewayServer {
         gw?.streamCoalesceMs ?? 0,
       ),
       deviceSignatureSkewMs: DEFAULT_LIMITS.deviceSignatureSkewMs,
+      // Off on a store of one process: every change to it is made, and swept, here.
+      deviceRecheckMs:
+        options.deviceRecheckMs === false ||
+        (options.deviceRecheckMs === undefined && !options.runtime.store.capabilities.multiProcess)
+          ? 0
+          : positive("deviceRecheckMs", options.deviceRecheckMs, DEVICE_RECHECK_MS),
     };
     const hb = config?.heartbeat;
     this.log = new GatewayLog(options.logSink === undefined ? {} : { sink: options.logSink });
@@ -815,6 +833,8 @@ export class GatewayServer {
  * answered to end (a stream writing its error and its end) before it closes their sockets.
  */
 const HTTP_SETTLE_MS = 5_000;
+/** Default `deviceRecheckMs` on a store several processes share. */
+const DEVICE_RECHECK_MS = 30_000;
 
 /**
  * Whether a request may come from its `Origin`: requests without one (non-browser clients)

@@ -5,14 +5,21 @@
  * refused on B as its connection registers. B's in-process record of changes knows nothing
  * of A's, so B reads the device's record and token from the store there. Races forced by
  * wrapping B's store (no sleeps); every frame is checked against the protocol schema.
+ *
+ * The device's connections already open on B are closed too, as A closes its own: at once
+ * when the gateways run on cluster nodes (A's notice on the cluster pub/sub), else by B's
+ * periodic re-check against the store (`deviceRecheckMs`).
  */
 import { randomUUID } from "node:crypto";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { AgentRuntime, createProviderChain } from "@beamclaw/core";
+import { AgentRuntime, ClusterNode, createProviderChain } from "@beamclaw/core";
 import { createScriptedProvider } from "@beamclaw/core/testing";
-import { createRedisStore, type RedisStore } from "@beamclaw/store-redis";
+import { createRedisBackplane, createRedisStore, type RedisStore } from "@beamclaw/store-redis";
 import { afterEach, describe, expect, it } from "vitest";
+import { createDeviceIdentity } from "../src/auth/device-identity.js";
+import { DEVICE_CHANGES_TOPIC } from "../src/auth/device-watch.js";
+import { hashToken } from "../src/auth/shared-secret.js";
 import { createGateway, type GatewayServer } from "../src/index.js";
 import {
   connectOutcome,
@@ -22,7 +29,7 @@ import {
   refusalOf,
   SCOPES,
 } from "./pairing-race-support.js";
-import { closeClients, MAIN, TestClient, TOKEN, useSchemaCheck } from "./support.js";
+import { closeClients, MAIN, TestClient, TOKEN, useSchemaCheck, waitFor } from "./support.js";
 
 const REDIS_URL = process.env.BEAMCLAW_REDIS_URL ?? "redis://127.0.0.1:6379";
 // ioredis is store-redis' dependency, not this package's: resolved from there.
@@ -68,8 +75,17 @@ afterEach(async () => {
   }
 });
 
-/** A gateway (with its own runtime and store connection) on the Redis keys under `prefix`. */
-async function startGateway(prefix: string): Promise<Gateway> {
+interface GatewaySetup {
+  /** Runs the gateway on a `ClusterNode` of the store's cluster (its pub/sub the cluster's). */
+  cluster?: boolean;
+  deviceRecheckMs?: number | false;
+}
+
+/**
+ * A gateway (with its own runtime and store connection) on the Redis keys under `prefix`: on
+ * a plain runtime, or on a cluster node's.
+ */
+async function startGateway(prefix: string, setup: GatewaySetup = {}): Promise<Gateway> {
   const store = createRedisStore({ url: REDIS_URL, prefix });
   await store.open();
   const provider = createScriptedProvider({ id: "scripted", responses: [] });
@@ -78,8 +94,15 @@ async function startGateway(prefix: string): Promise<Gateway> {
     retry: { maxAttempts: 1 },
     circuitBreaker: false,
   });
-  const runtime = new AgentRuntime({ store, models, agents: [MAIN] });
-  await runtime.start();
+  const node =
+    setup.cluster === true
+      ? new ClusterNode({
+          backplane: createRedisBackplane({ url: REDIS_URL, prefix }),
+          runtime: { store, models, agents: [MAIN] },
+        })
+      : undefined;
+  const runtime = node?.runtime ?? new AgentRuntime({ store, models, agents: [MAIN] });
+  await (node ?? runtime).start();
   const gateway: GatewayServer = createGateway({
     runtime,
     models,
@@ -87,14 +110,17 @@ async function startGateway(prefix: string): Promise<Gateway> {
     port: 0,
     auth: { mode: "token", token: TOKEN },
     tickIntervalMs: 60_000,
+    ...(setup.deviceRecheckMs === undefined ? {} : { deviceRecheckMs: setup.deviceRecheckMs }),
   });
   const { port } = await gateway.start();
+  // Other nodes' notices reach this one from here on.
+  await node?.backplane.pubsub.whenSubscribed(DEVICE_CHANGES_TOPIC);
   const handle: Gateway = {
     store,
     url: `ws://127.0.0.1:${port}`,
     async stop() {
       await gateway.stop();
-      await runtime.stop();
+      await (node ?? runtime).stop();
       await store.close();
     },
   };
@@ -103,10 +129,28 @@ async function startGateway(prefix: string): Promise<Gateway> {
 }
 
 /** Two gateways on one store. */
-async function twoGateways(): Promise<[Gateway, Gateway]> {
+async function twoGateways(setup: GatewaySetup = {}): Promise<[Gateway, Gateway]> {
   const prefix = `beamclaw-test:gw-pairing-${randomUUID().slice(0, 12)}:`;
   prefixes.push(prefix);
-  return [await startGateway(prefix), await startGateway(prefix)];
+  return [await startGateway(prefix, setup), await startGateway(prefix, setup)];
+}
+
+/** How `client` closed, or `"open"` if it is still open after `ms`. */
+async function closeWithin(client: TestClient, ms: number) {
+  let timer: NodeJS.Timeout | undefined;
+  const open = new Promise<"open">((resolve) => {
+    timer = setTimeout(() => resolve("open"), ms);
+  });
+  try {
+    return await Promise.race([client.closed, open]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether `client` still answers. */
+async function answers(client: TestClient): Promise<boolean> {
+  return (await client.request("health")).ok === true;
 }
 
 /**
@@ -197,5 +241,109 @@ describe("two gateways on one Redis store", () => {
     const { device, token } = await pairedDevice(a.url);
     const client = await TestClient.connect(b.url, { deviceToken: token, device, scopes: SCOPES });
     expect(await client.request("health")).toMatchObject({ ok: true });
+  });
+});
+
+const CHANGES = [
+  { method: "device.token.rotate", reason: "device token rotated", closesSecret: false },
+  { method: "device.token.revoke", reason: "device token revoked", closesSecret: false },
+  { method: "device.pair.remove", reason: "device unpaired", closesSecret: true },
+] as const;
+
+/**
+ * On B: a connection of a device paired through A that came in with the shared secret (its
+ * token issued then), one that came in with that token, another device's token connection and
+ * an admin's. `change` on A, through A's admin, is then expected to close, on B, what it
+ * closes on a single gateway, with the same code and reason, within `withinMs`.
+ */
+async function changeOnAClosesOnB(
+  a: Gateway,
+  b: Gateway,
+  { method, reason, closesSecret }: (typeof CHANGES)[number],
+  withinMs: number,
+) {
+  const device = createDeviceIdentity();
+  const bySecret = await TestClient.connect(b.url, { token: TOKEN, device, scopes: SCOPES });
+  const token = bySecret.hello.auth.deviceToken as string;
+  const byToken = await TestClient.connect(b.url, { deviceToken: token, device, scopes: SCOPES });
+  const other = await pairedDevice(a.url);
+  const otherByToken = await TestClient.connect(b.url, {
+    deviceToken: other.token,
+    device: other.device,
+    scopes: SCOPES,
+  });
+  const adminOnB = await TestClient.connect(b.url, { token: TOKEN });
+  const admin = await TestClient.connect(a.url, { token: TOKEN });
+  const params =
+    method === "device.pair.remove"
+      ? { deviceId: device.deviceId }
+      : { deviceId: device.deviceId, role: "operator" };
+  await admin.request(method, params);
+  expect(await closeWithin(byToken, withinMs)).toEqual({ code: 1008, reason });
+  if (closesSecret) expect(await closeWithin(bySecret, withinMs)).toEqual({ code: 1008, reason });
+  else expect(await answers(bySecret)).toBe(true);
+  expect(await answers(otherByToken)).toBe(true);
+  expect(await answers(adminOnB)).toBe(true);
+}
+
+describe("two gateways on one Redis store: connections already open", () => {
+  for (const change of CHANGES) {
+    it(`closes on B, at A's notice on the cluster pub/sub, what ${change.method} on A closes`, async () => {
+      // No periodic re-check: only the notice can close them.
+      const [a, b] = await twoGateways({ cluster: true, deviceRecheckMs: false });
+      await changeOnAClosesOnB(a, b, change, 5_000);
+    });
+
+    it(`closes on B, by its periodic re-check without a shared pub/sub, what ${change.method} on A closes`, async () => {
+      const [a, b] = await twoGateways({ deviceRecheckMs: 100 });
+      await changeOnAClosesOnB(a, b, change, 5_000);
+    });
+  }
+
+  it("closes on B, at A's notice, a node's connections node.pair.remove on A unpaired (node unpaired)", async () => {
+    const [a, b] = await twoGateways({ cluster: true, deviceRecheckMs: false });
+    const { device, token } = await pairedDevice(a.url, "node");
+    const node = await TestClient.connect(b.url, {
+      deviceToken: token,
+      device,
+      role: "node",
+      scopes: [],
+      clientId: "node-host",
+      mode: "node",
+    });
+    const admin = await TestClient.connect(a.url, { token: TOKEN });
+    await admin.request("node.pair.remove", { nodeId: device.deviceId });
+    expect(await closeWithin(node, 5_000)).toEqual({ code: 1008, reason: "node unpaired" });
+  });
+
+  it("keeps open on B a connection whose device token a handshake on A superseded (as one gateway does)", async () => {
+    const [a, b] = await twoGateways({ deviceRecheckMs: 50 });
+    const { device, token } = await pairedDevice(a.url);
+    const byToken = await TestClient.connect(b.url, { deviceToken: token, device, scopes: SCOPES });
+    // A shared-secret handshake of the device issues it a new token: the old one is dead.
+    await TestClient.connect(a.url, { token: TOKEN, device, scopes: SCOPES });
+    expect(await a.store.devices.getToken(hashToken(token))).toBeUndefined();
+    expect(await closeWithin(byToken, 500)).toBe("open");
+    expect(await answers(byToken)).toBe(true);
+  });
+
+  it("re-checks while it runs and leaves no timer or store read behind after stop", async () => {
+    const [a, b] = await twoGateways({ deviceRecheckMs: 20 });
+    const { device, token } = await pairedDevice(a.url);
+    await TestClient.connect(b.url, { deviceToken: token, device, scopes: SCOPES });
+    let reads = 0;
+    const devices = b.store.devices;
+    const realGet = devices.get.bind(devices);
+    devices.get = (deviceId: string) => {
+      reads++;
+      return realGet(deviceId);
+    };
+    await waitFor("a re-check on B", () => reads >= 2);
+    await closeClients();
+    await b.stop();
+    started.splice(started.indexOf(b), 1);
+    reads = 0;
+    await new Promise<void>((resolve) => setTimeout(resolve, 200));
+    expect(reads).toBe(0);
   });
 });

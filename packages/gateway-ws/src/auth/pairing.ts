@@ -67,6 +67,8 @@ export interface StoredDeviceToken extends JsonObject {
   role: string;
   scopes: string[];
   createdAtMs: number;
+  /** Issued by `device.token.rotate` (not by a handshake). */
+  rotated?: boolean;
 }
 
 /** What the scopes `granted` allow: admin allows all, write allows read. */
@@ -473,12 +475,14 @@ export class DevicePairing {
 
   /**
    * Issues a new token for a device and role, revoking the role's earlier tokens: a device
-   * holds at most one live token per role.
+   * holds at most one live token per role. `rotation`: issued by `device.token.rotate`, whose
+   * sweep closes the connections of the earlier tokens (recorded with the token).
    */
   async issueToken(
     deviceId: string,
     role: string,
     scopes: readonly string[],
+    options: { rotation?: boolean } = {},
   ): Promise<{ token: string; issuedAtMs: number }> {
     await this.#revokeTokens(deviceId, role, "device token rotated");
     const token = newToken();
@@ -489,6 +493,7 @@ export class DevicePairing {
       role,
       scopes: [...scopes],
       createdAtMs: issuedAtMs,
+      ...(options.rotation === true ? { rotated: true } : {}),
     };
     await this.#store.devices.putToken(record);
     return { token, issuedAtMs };
@@ -565,12 +570,16 @@ export class DevicePairing {
    * another gateway on the same store): whether the device is still paired for `role` with
    * `publicKey` and, when it came in with the device token hashed `tokenHash`, whether that
    * token is still live. Returns the close reason of the change, or `undefined`.
+   *
+   * `sweptOnly` (for a connection already open): a token superseded only by one a handshake
+   * issued is no change, as a single gateway sweeps only on `device.token.rotate` / `revoke`.
    */
   async storedChange(
     deviceId: string,
     role: string,
     publicKey: string,
     tokenHash: string | undefined,
+    options: { sweptOnly?: boolean } = {},
   ): Promise<string | undefined> {
     const device = await this.device(deviceId);
     if (device === undefined || device.publicKey !== publicKey) return "device unpaired";
@@ -579,8 +588,12 @@ export class DevicePairing {
     const token = (await this.#store.devices.getToken(tokenHash)) as StoredDeviceToken | undefined;
     if (token !== undefined && token.deviceId === deviceId && token.role === role) return undefined;
     // Another live token of the role superseded this one; none means it was revoked.
-    const others = (await this.#store.devices.listTokens(deviceId)) as StoredDeviceToken[];
-    return others.some((t) => t.role === role) ? "device token rotated" : "device token revoked";
+    const others = ((await this.#store.devices.listTokens(deviceId)) as StoredDeviceToken[]).filter(
+      (t) => t.role === role,
+    );
+    if (others.length === 0) return "device token revoked";
+    if (options.sweptOnly === true && !others.some((t) => t.rotated === true)) return undefined;
+    return "device token rotated";
   }
 }
 

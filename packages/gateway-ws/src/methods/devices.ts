@@ -3,10 +3,10 @@
  * `device.pair.setupStatus`), `device.token.rotate`, `device.token.revoke`, and `node.pair.*`
  * (the same pairing, for devices asking for the node role).
  */
+import { changedConnections, type DeviceChange } from "../auth/device-watch.js";
 import type { PairedDevice, PairingRequest } from "../auth/pairing.js";
 import { scopeAllows, scopesWithin } from "../auth/pairing.js";
 import { encodeSetupCode, type SetupAccess, SetupCodes } from "../auth/setup-codes.js";
-import type { GatewayConnection } from "../connection.js";
 import type { GatewayHub, HubMethod } from "../hub.js";
 import { nodePendingQueues } from "../node-pending.js";
 import { EXEC_NODE_COMMANDS } from "../nodes.js";
@@ -92,37 +92,23 @@ async function reject(call: MethodCall, hub: GatewayHub, role: "node" | "operato
   return { ok: true, requestId: request.requestId, deviceId: request.deviceId };
 }
 
-/** The live connections of a device (for `role`, when given), to close after it is unpaired. */
-function deviceConnections(hub: GatewayHub, deviceId: string, role?: string): GatewayConnection[] {
-  return [...hub.connections].filter(
-    (c) => c.deviceId === deviceId && (role === undefined || c.role === role),
-  );
-}
-
 /**
- * The live connections that authenticated with a device token of `deviceId` for `role`. Once
- * that role's tokens are revoked or superseded by a rotation (a device holds one live token
- * per role), every one of them used a dead token and is closed (1008, as on unpairing).
- * Connections that came in with the shared secret are kept: their credential still works.
+ * Answers `call` with `answer(closing)` and closes the `closing` connections `change` closes
+ * (see {@link changedConnections}: 1008 with the change's reason), then announces the change
+ * to the other gateways on the store, which close theirs. The caller, when among them, is
+ * answered first: the answer would be lost on a closing connection.
  */
-function tokenConnections(hub: GatewayHub, deviceId: string, role: string): GatewayConnection[] {
-  return [...hub.connections].filter(
-    (c) => c.deviceId === deviceId && c.role === role && c.authMethod === "device-token",
-  );
-}
-
-/**
- * Answers `call` and closes `connections`. The caller, when among them, is answered first:
- * the answer would be lost on a closing connection.
- */
-function answerThenClose(
+function answerThenClose<R>(
   call: MethodCall,
-  connections: readonly GatewayConnection[],
-  reason: string,
-  result: unknown,
-): unknown {
+  hub: GatewayHub,
+  change: DeviceChange,
+  answer: (closing: number) => R,
+): R {
+  const connections = changedConnections(hub.connections, change);
+  const result = answer(connections.length);
   connections.find((c) => c.connId === call.caller.connId)?.respond(call.id, true, result);
-  for (const connection of connections) connection.close(CloseCodes.POLICY_VIOLATION, reason);
+  for (const c of connections) c.close(CloseCodes.POLICY_VIOLATION, change.reason);
+  hub.deviceWatch.announce(change);
   return result;
 }
 
@@ -256,8 +242,10 @@ export const deviceMethods: Record<string, HubMethod> = {
       checkTokenTarget(call, deviceId, []);
       const removed = await hub.pairing.remove(deviceId);
       // A handshake of the device still running is refused as it registers (same reason).
-      const closing = removed ? deviceConnections(hub, deviceId) : [];
-      return answerThenClose(call, closing, "device unpaired", { ok: true, deviceId, removed });
+      const result = { ok: true, deviceId, removed };
+      if (!removed) return result;
+      const change: DeviceChange = { deviceId, role: "*", reason: "device unpaired" };
+      return answerThenClose(call, hub, change, () => result);
     },
   },
   "device.pair.rename": {
@@ -294,12 +282,12 @@ export const deviceMethods: Record<string, HubMethod> = {
         });
       }
       checkTokenTarget(call, deviceId, scopes);
-      const issued = await hub.pairing.issueToken(deviceId, role, scopes);
+      const issued = await hub.pairing.issueToken(deviceId, role, scopes, { rotation: true });
       // The token travels back only to the device itself, authenticated by its token.
       const inBand = call.caller.deviceId === deviceId && call.caller.authMethod === "device-token";
       // A caller that came in with the old token gets the new one, then is closed with the
       // other connections of the old token: it reconnects with the token it was just given.
-      return answerThenClose(call, tokenConnections(hub, deviceId, role), "device token rotated", {
+      return answerThenClose(call, hub, { deviceId, role, reason: "device token rotated" }, () => ({
         deviceId,
         role,
         scopes,
@@ -307,7 +295,7 @@ export const deviceMethods: Record<string, HubMethod> = {
         ...(inBand
           ? { token: issued.token, tokenDelivery: "in-band" }
           : { tokenDelivery: "withheld-cross-device" }),
-      });
+      }));
     },
   },
   "device.token.revoke": {
@@ -318,14 +306,14 @@ export const deviceMethods: Record<string, HubMethod> = {
       checkTokenTarget(call, deviceId, []);
       await pairedOrFail(hub, deviceId);
       const revoked = await hub.pairing.revokeTokens(deviceId, role);
-      const closing = tokenConnections(hub, deviceId, role);
-      return answerThenClose(call, closing, "device token revoked", {
+      const change: DeviceChange = { deviceId, role, reason: "device token revoked" };
+      return answerThenClose(call, hub, change, (closing) => ({
         ok: true,
         deviceId,
         role,
         revoked,
-        disconnected: closing.length,
-      });
+        disconnected: closing,
+      }));
     },
   },
 
@@ -360,11 +348,8 @@ export const deviceMethods: Record<string, HubMethod> = {
       // A node handshake of the device still running is refused as it registers (same reason).
       await hub.pairing.removeRole(nodeId, "node");
       await nodePendingQueues(hub.runtime.store.kv, hub.now).clear(nodeId);
-      return answerThenClose(call, deviceConnections(hub, nodeId, "node"), "node unpaired", {
-        ok: true,
-        nodeId,
-        removed: true,
-      });
+      const change: DeviceChange = { deviceId: nodeId, role: "node", reason: "node unpaired" };
+      return answerThenClose(call, hub, change, () => ({ ok: true, nodeId, removed: true }));
     },
   },
 };
