@@ -4,9 +4,12 @@
  * of waiting for real time.
  */
 import { InvalidArgumentError } from "../errors.js";
-import type { LongTimer } from "../runtime/timers.js";
+import { type LongTimer, MAX_TIMER_DELAY_MS } from "../runtime/timers.js";
 
-/** An opaque timer handle, as returned by {@link Clock.setTimer}. */
+/**
+ * An opaque timer handle, as returned by {@link Clock.setTimer} and
+ * {@link Clock.setMonotonicTimer}.
+ */
 export type TimerHandle = unknown;
 
 /**
@@ -22,9 +25,30 @@ export type TimerHandle = unknown;
 export interface Clock {
   /** Epoch milliseconds. */
   now(): number;
-  /** Calls `fn` once after `ms` (any finite delay). */
+  /**
+   * Calls `fn` once when the wall clock has moved `ms` on (any finite delay): the timer of a
+   * due time, such as a cron job's 09:00. Setting the wall clock moves it (back: later,
+   * forward: sooner).
+   */
   setTimer(fn: () => void, ms: number): TimerHandle;
-  /** Cancels a timer; a handle that already fired or was cleared is ignored. */
+  /**
+   * Calls `fn` once after `ms` of {@link Clock.monotonic} time (any finite delay): the timer
+   * of an interval, such as "a heartbeat every 30 minutes". Setting the wall clock, back or
+   * forward (an NTP step, a VM resumed with an old time), does not move it; time the host
+   * spent suspended does not count (on Linux and macOS). Cleared with
+   * {@link Clock.clearTimer}. Optional: the heartbeat runner, presence tracker, heartbeat
+   * client and cron supervisor wait their intervals with it when the clock has it and
+   * `monotonic()`, and with {@link Clock.setTimer} and `now()` otherwise, so that a clock
+   * without it works as before.
+   *
+   * @example
+   * ```ts
+   * const handle = systemClock.setMonotonicTimer?.(() => console.log("30 s of uptime"), 30_000);
+   * systemClock.clearTimer(handle);
+   * ```
+   */
+  setMonotonicTimer?(fn: () => void, ms: number): TimerHandle;
+  /** Cancels a timer of either kind; a handle that already fired or was cleared is ignored. */
   clearTimer(handle: TimerHandle): void;
   /**
    * Milliseconds from an arbitrary origin that count only the time this process ran: they
@@ -45,18 +69,17 @@ export interface Clock {
 export const WALL_CLOCK_CHECK_MS = 60_000;
 
 /**
- * A timer due at a wall-clock instant: it sleeps at most {@link WALL_CLOCK_CHECK_MS} at a time
- * and fires once `Date.now()` has reached the instant (never early, and at most that much
- * late after a suspend or a forward clock change).
+ * A timer that fires once `read()` has moved `ms` on: it sleeps at most `stepMs` at a time and
+ * reads the time again on every wake (never early).
  */
-function wallClockTimer(fn: () => void, ms: number): LongTimer {
-  const dueAt = Date.now() + ms;
+function pollingTimer(read: () => number, stepMs: number, fn: () => void, ms: number): LongTimer {
+  const dueAt = read() + ms;
   let handle: NodeJS.Timeout;
   const arm = (wait: number) => {
-    handle = setTimeout(check, Math.min(wait, WALL_CLOCK_CHECK_MS));
+    handle = setTimeout(check, Math.min(wait, stepMs));
   };
   const check = () => {
-    const left = dueAt - Date.now();
+    const left = dueAt - read();
     if (left > 0) arm(left);
     else fn();
   };
@@ -71,20 +94,53 @@ function wallClockTimer(fn: () => void, ms: number): LongTimer {
 /**
  * The real clock: `Date.now()`, and timers that fire when the wall clock reaches their time,
  * looking at it at least once a minute: a job due in a year is not fired at once (Node's
- * timers hold at most 24.8 days), nor late by the time the host slept.
+ * timers hold at most 24.8 days), nor late by the time the host slept. Its monotonic timers
+ * count `performance.now()` time in `setTimeout` steps of at most 2^31-1 ms: a wall-clock
+ * change does not move them.
  */
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
   monotonic: () => performance.now(),
-  setTimer: (fn: () => void, ms: number): TimerHandle => wallClockTimer(fn, Math.max(0, ms)),
+  setTimer: (fn: () => void, ms: number): TimerHandle =>
+    pollingTimer(() => Date.now(), WALL_CLOCK_CHECK_MS, fn, Math.max(0, ms)),
+  setMonotonicTimer: (fn: () => void, ms: number): TimerHandle =>
+    pollingTimer(() => performance.now(), MAX_TIMER_DELAY_MS, fn, Math.max(0, ms)),
   clearTimer: (handle: TimerHandle): void => {
     (handle as LongTimer | undefined)?.cancel();
   },
 });
 
+/**
+ * A clock's time and timers for waits of an interval: its {@link Clock.monotonic} time and
+ * {@link Clock.setMonotonicTimer} when it has both, else `now()` and {@link Clock.setTimer}
+ * (a clock written before monotonic timers keeps working, on wall time). Timers are cleared
+ * with the clock's `clearTimer`.
+ *
+ * @internal
+ */
+export interface ElapsedTime {
+  /** Milliseconds from an arbitrary origin; only differences mean something. */
+  now(): number;
+  setTimer(fn: () => void, ms: number): TimerHandle;
+}
+
+/** @internal See {@link ElapsedTime}. */
+export function elapsedTime(clock: Clock): ElapsedTime {
+  const { monotonic, setMonotonicTimer } = clock;
+  if (typeof monotonic === "function" && typeof setMonotonicTimer === "function") {
+    return {
+      now: () => monotonic.call(clock),
+      setTimer: (fn, ms) => setMonotonicTimer.call(clock, fn, ms),
+    };
+  }
+  return { now: () => clock.now(), setTimer: (fn, ms) => clock.setTimer(fn, ms) };
+}
+
 interface ManualTimer {
   readonly id: number;
+  /** The wall time it is due at, or the {@link ManualClock.monotonic} time for a monotonic one. */
   readonly dueAt: number;
+  readonly monotonic: boolean;
   readonly fn: () => void;
 }
 
@@ -134,8 +190,20 @@ export class ManualClock implements Clock {
   }
 
   setTimer(fn: () => void, ms: number): TimerHandle {
+    return this.#add(this.#now + Math.max(0, ms), false, fn);
+  }
+
+  /**
+   * A timer of `ms` of {@link monotonic} time (see {@link Clock.setMonotonicTimer}): it fires
+   * as `advance` and `advanceTo` move time on, and `jumpTo` neither fires it nor puts it off.
+   */
+  setMonotonicTimer(fn: () => void, ms: number): TimerHandle {
+    return this.#add(this.#monotonic + Math.max(0, ms), true, fn);
+  }
+
+  #add(dueAt: number, monotonic: boolean, fn: () => void): number {
     const id = this.#nextId++;
-    this.#timers.set(id, { id, dueAt: this.#now + Math.max(0, ms), fn });
+    this.#timers.set(id, { id, dueAt, monotonic, fn });
     return id;
   }
 
@@ -148,9 +216,13 @@ export class ManualClock implements Clock {
     return this.#timers.size;
   }
 
-  /** When the earliest armed timer is due, or `undefined` when none is armed. */
+  /**
+   * When the earliest armed timer is due (wall time; for a monotonic timer, the wall time it
+   * fires at if time runs on from now without a jump), or `undefined` when none is armed.
+   */
   get nextTimerAt(): number | undefined {
-    return this.#earliest()?.dueAt;
+    const next = this.#earliest();
+    return next === undefined ? undefined : this.#wallDue(next);
   }
 
   /**
@@ -175,9 +247,9 @@ export class ManualClock implements Clock {
     await settle();
     for (;;) {
       const next = this.#earliest();
-      if (next === undefined || next.dueAt > epochMs) break;
+      if (next === undefined || this.#wallDue(next) > epochMs) break;
       this.#timers.delete(next.id);
-      this.#run(Math.max(this.#now, next.dueAt));
+      this.#run(Math.max(this.#now, this.#wallDue(next)));
       next.fn();
       await settle();
     }
@@ -189,7 +261,8 @@ export class ManualClock implements Clock {
    * Sets the time without firing anything in between, as a process that was not running
    * would experience it (for restart tests), or as a running one when the host was suspended
    * or the wall clock was set: the {@link monotonic} time does not move. Timers that are now
-   * overdue fire on the next `advance` (`advance(0)`: at once, as on waking up).
+   * overdue fire on the next `advance` (`advance(0)`: at once, as on waking up); monotonic
+   * timers ({@link setMonotonicTimer}) keep the time they have left.
    */
   jumpTo(epochMs: number): void {
     if (!Number.isFinite(epochMs)) {
@@ -198,10 +271,15 @@ export class ManualClock implements Clock {
     this.#now = epochMs;
   }
 
+  /** The wall time a timer is due at (a monotonic one: as time runs on from now). */
+  #wallDue(timer: ManualTimer): number {
+    return timer.monotonic ? this.#now + (timer.dueAt - this.#monotonic) : timer.dueAt;
+  }
+
   #earliest(): ManualTimer | undefined {
     let best: ManualTimer | undefined;
     for (const timer of this.#timers.values()) {
-      if (best === undefined || timer.dueAt < best.dueAt) best = timer;
+      if (best === undefined || this.#wallDue(timer) < this.#wallDue(best)) best = timer;
     }
     return best;
   }

@@ -9,7 +9,7 @@ import {
 import { Registry } from "../runtime/registry.js";
 import { DynamicSupervisor } from "../runtime/supervisor.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
-import { systemClock, type TimerHandle } from "./clock.js";
+import { elapsedTime, systemClock, type TimerHandle } from "./clock.js";
 import { CronService, type CronServiceOptions } from "./service.js";
 import type { CronJob, CronJobChange, CronSync } from "./types.js";
 
@@ -157,11 +157,14 @@ export class CronSupervisor extends DynamicSupervisor {
     }
   }
 
-  /** Looks for agents with jobs in the store but no service here, every resync period. */
+  /**
+   * Looks for agents with jobs in the store but no service here, every resync period (of
+   * elapsed time: a wall-clock change does not put it off).
+   */
   #armResync(): void {
     const clock = this.#options.clock ?? systemClock;
     const every = this.#options.resyncMs ?? this.#sync?.resyncMs ?? DEFAULT_RESYNC_MS;
-    this.#resyncTimer = clock.setTimer(() => {
+    this.#resyncTimer = elapsedTime(clock).setTimer(() => {
       this.#resyncTimer = undefined;
       if (!this.alive) return;
       // Called inside the promise: a store that throws instead of rejecting must not throw

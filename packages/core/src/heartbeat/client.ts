@@ -1,5 +1,5 @@
 import { EventEmitter } from "eventemitter3";
-import { type Clock, systemClock, type TimerHandle } from "../cron/clock.js";
+import { type Clock, elapsedTime, systemClock, type TimerHandle } from "../cron/clock.js";
 import { AlreadyStartedError, describe, InvalidArgumentError } from "../errors.js";
 import { DEFAULT_PRESENCE_INTERVAL_MS } from "./presence.js";
 
@@ -42,7 +42,11 @@ export interface HeartbeatClientOptions {
   /** Default 30 s. */
   intervalMs?: number;
   backoff?: HeartbeatBackoff;
-  /** Default the system clock. */
+  /**
+   * Default the system clock. The interval and retry delays are counted in elapsed time (the
+   * clock's monotonic timers, {@link Clock.setMonotonicTimer}, when it has them): setting the
+   * wall clock back or forward neither delays nor hastens a beat. `sentAt` is wall time.
+   */
   clock?: Clock;
   /** Uniform in [0, 1). Default `Math.random`. */
   random?: () => number;
@@ -110,6 +114,7 @@ export function createHeartbeatClient(options: HeartbeatClientOptions): Heartbea
     }
   }
   const clock = options.clock ?? systemClock;
+  const elapsed = elapsedTime(clock);
   const random = options.random ?? Math.random;
   const events = new EventEmitter<HeartbeatClientEvents>();
   const stats: HeartbeatClientStats = {
@@ -143,7 +148,7 @@ export function createHeartbeatClient(options: HeartbeatClientOptions): Heartbea
   const arm = (fn: () => void, ms: number) => {
     if (state !== "running") return;
     if (timer !== undefined) clock.clearTimer(timer);
-    timer = clock.setTimer(() => {
+    timer = elapsed.setTimer(() => {
       timer = undefined;
       fn();
     }, ms);
@@ -169,7 +174,7 @@ export function createHeartbeatClient(options: HeartbeatClientOptions): Heartbea
       } else {
         stats.givenUp++;
         emit("give-up", { attempts: n + 1, error });
-        arm(() => void attempt(0, clock.now()), nextBeatDelay(beatStartedAt));
+        arm(() => void attempt(0, elapsed.now()), nextBeatDelay(beatStartedAt));
       }
       return;
     }
@@ -178,12 +183,15 @@ export function createHeartbeatClient(options: HeartbeatClientOptions): Heartbea
     stats.sent++;
     stats.consecutiveFailures = 0;
     emit("beat", { sentAt, attempt: n });
-    arm(() => void attempt(0, clock.now()), nextBeatDelay(beatStartedAt));
+    arm(() => void attempt(0, elapsed.now()), nextBeatDelay(beatStartedAt));
   };
 
-  /** Beats keep their rhythm: the next is one interval after this one began, at the earliest now. */
+  /**
+   * Beats keep their rhythm: the next is one interval after this one began (`beatStartedAt`,
+   * in elapsed time), at the earliest now.
+   */
   const nextBeatDelay = (beatStartedAt: number) =>
-    Math.max(0, beatStartedAt + intervalMs - clock.now());
+    Math.max(0, beatStartedAt + intervalMs - elapsed.now());
 
   return {
     events,
@@ -192,7 +200,7 @@ export function createHeartbeatClient(options: HeartbeatClientOptions): Heartbea
       if (state !== "new")
         throw new AlreadyStartedError("the heartbeat client was already started");
       state = "running";
-      void attempt(0, clock.now());
+      void attempt(0, elapsed.now());
     },
     stop() {
       if (state === "stopped") return;

@@ -1,5 +1,5 @@
 import { EventEmitter } from "eventemitter3";
-import { type Clock, systemClock, type TimerHandle } from "../cron/clock.js";
+import { type Clock, elapsedTime, systemClock, type TimerHandle } from "../cron/clock.js";
 import { type HeapEntry, MinHeap } from "../cron/heap.js";
 import { describe, InvalidArgumentError, NoProcessError } from "../errors.js";
 
@@ -74,13 +74,20 @@ export interface PresenceTrackerOptions {
    * a client retrying with backoff is not marked missed at once.
    */
   graceMs?: number;
-  /** Default the system clock. */
+  /**
+   * Default the system clock. Missed beats are counted in elapsed time (the clock's monotonic
+   * timers, {@link Clock.setMonotonicTimer}, when it has them): setting the wall clock back
+   * does not hide a silent node, nor does setting it forward mark nodes missed.
+   */
   clock?: Clock;
 }
 
+/** A node; its heap `dueAt` (the deadline of its next beat) is in elapsed time. */
 interface NodeState extends HeapEntry {
   presence: NodePresence;
   graceMs: number;
+  /** When the last beat came, in elapsed time. */
+  lastBeat: number;
 }
 
 const LATENCY_SAMPLES = 1024;
@@ -109,6 +116,8 @@ export class PresenceTracker {
   readonly #missedBeatsOffline: number;
   readonly #graceMs: number | undefined;
   readonly #clock: Clock;
+  /** The clock's elapsed time, which deadlines are counted on. */
+  readonly #elapsed: ReturnType<typeof elapsedTime>;
   readonly #nodes = new Map<string, NodeState>();
   readonly #deadlines = new MinHeap<NodeState>();
   #timer: TimerHandle | undefined;
@@ -136,6 +145,7 @@ export class PresenceTracker {
       throw new InvalidArgumentError(`graceMs must be >= 0, got ${options.graceMs}`);
     }
     this.#clock = options.clock ?? systemClock;
+    this.#elapsed = elapsedTime(this.#clock);
   }
 
   /** Starts watching for missed beats. */
@@ -194,6 +204,7 @@ export class PresenceTracker {
           intervalMs,
         },
         graceMs: this.#graceMs ?? Math.round(intervalMs * 0.2),
+        lastBeat: 0,
         dueAt: 0,
         heapIndex: -1,
       };
@@ -209,7 +220,8 @@ export class PresenceTracker {
     presence.missedBeats = 0;
     presence.beats++;
     if (latency !== undefined) presence.lastLatencyMs = latency;
-    this.#deadlines.set(node, now + presence.intervalMs + node.graceMs);
+    node.lastBeat = this.#elapsed.now();
+    this.#deadlines.set(node, node.lastBeat + presence.intervalMs + node.graceMs);
     this.#arm();
     if (from !== "online") {
       this.#emit("online", { ...presence });
@@ -260,9 +272,10 @@ export class PresenceTracker {
 
   #onDeadline(): void {
     const now = this.#clock.now();
+    const elapsed = this.#elapsed.now();
     for (;;) {
       const node = this.#deadlines.peek();
-      if (node === undefined || node.dueAt > now) break;
+      if (node === undefined || node.dueAt > elapsed) break;
       this.#deadlines.pop();
       const presence = node.presence;
       presence.missedBeats++;
@@ -280,7 +293,7 @@ export class PresenceTracker {
         });
       } else {
         const next =
-          presence.lastBeatAt + (presence.missedBeats + 1) * presence.intervalMs + node.graceMs;
+          node.lastBeat + (presence.missedBeats + 1) * presence.intervalMs + node.graceMs;
         this.#deadlines.set(node, next);
       }
     }
@@ -297,12 +310,12 @@ export class PresenceTracker {
     if (this.#armedFor !== undefined && this.#armedFor <= top.dueAt) return;
     this.#disarm();
     this.#armedFor = top.dueAt;
-    this.#timer = this.#clock.setTimer(
+    this.#timer = this.#elapsed.setTimer(
       () => {
         this.#timer = this.#armedFor = undefined;
         this.#onDeadline();
       },
-      Math.max(0, top.dueAt - this.#clock.now()),
+      Math.max(0, top.dueAt - this.#elapsed.now()),
     );
   }
 

@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { open } from "node:fs/promises";
 import { EventEmitter } from "eventemitter3";
-import { type Clock, systemClock, type TimerHandle } from "../cron/clock.js";
+import {
+  type Clock,
+  type ElapsedTime,
+  elapsedTime,
+  systemClock,
+  type TimerHandle,
+} from "../cron/clock.js";
 import {
   BeamClawError,
   type BeamClawErrorOptions,
@@ -250,7 +256,12 @@ export interface HeartbeatRunnerOptions {
   deliver?: (text: string, info: { agentId: string; sessionKey: string }) => void | Promise<void>;
   /** Default `agent:<agentId>:main`. */
   sessionKey?: string;
-  /** Default the system clock. */
+  /**
+   * Default the system clock. Beats and `turnTimeoutMs` count elapsed time (the clock's
+   * monotonic timers, {@link Clock.setMonotonicTimer}, when it has them): setting the wall
+   * clock back or forward neither delays nor hastens the next beat. Active hours are read on
+   * the wall clock at each beat.
+   */
   clock?: Clock;
   name?: string;
 }
@@ -300,10 +311,13 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
   readonly #hasPendingEvents: HeartbeatRunnerOptions["hasPendingEvents"];
   readonly #deliver: HeartbeatRunnerOptions["deliver"];
   readonly #clock: Clock;
+  /** The clock's elapsed time, which beats and the turn timeout are counted on. */
+  readonly #elapsed: ElapsedTime;
   #timer: TimerHandle | undefined;
   /** The `turnTimeoutMs` timer of the turn in progress. */
   #turnTimer: TimerHandle | undefined;
-  #nextTickAt: number | undefined;
+  /** When the next tick is due, in `#elapsed` time. */
+  #nextTick: number | undefined;
   #controller: AbortController | null = null;
   /** The `runNow` callers waiting for the turn in progress. */
   #waiters: Array<(outcome: HeartbeatOutcome) => void> = [];
@@ -357,6 +371,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     this.#hasPendingEvents = options.hasPendingEvents;
     this.#deliver = options.deliver;
     this.#clock = options.clock ?? systemClock;
+    this.#elapsed = elapsedTime(this.#clock);
     this.monitor(() => {
       this.#clearTimer();
       this.#clearTurnTimer();
@@ -364,13 +379,16 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     });
   }
 
-  /** Counters and the next tick. */
+  /** Counters and the next tick (`nextTickAt`: the wall time it comes at, as of now). */
   stats(): HeartbeatRunnerStats {
+    const next = this.#nextTick;
     return {
       ...this.#stats,
       running: this.#controller !== null,
       ...(this.#lastRunAt === undefined ? {} : { lastRunAt: this.#lastRunAt }),
-      ...(this.#nextTickAt === undefined ? {} : { nextTickAt: this.#nextTickAt }),
+      ...(next === undefined
+        ? {}
+        : { nextTickAt: this.#clock.now() + Math.max(0, next - this.#elapsed.now()) }),
     };
   }
 
@@ -383,7 +401,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
   }
 
   protected override init(): void {
-    this.#schedule(this.#clock.now() + this.#everyMs);
+    this.#schedule(this.#elapsed.now() + this.#everyMs);
   }
 
   protected override handleCall(_message: HeartbeatCall, from: ReplyTo<HeartbeatOutcome>): NoReply {
@@ -395,10 +413,11 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
   protected override handleInfo(message: HeartbeatInfo): void {
     if (message.type === "tick") {
       const now = this.#clock.now();
+      const elapsed = this.#elapsed.now();
       this.#stats.ticks++;
       // The next tick keeps the phase of the first; ticks missed while the loop was busy go.
-      let next = (this.#nextTickAt ?? now) + this.#everyMs;
-      if (next <= now) next = now + this.#everyMs - ((now - next) % this.#everyMs);
+      let next = (this.#nextTick ?? elapsed) + this.#everyMs;
+      if (next <= elapsed) next = elapsed + this.#everyMs - ((elapsed - next) % this.#everyMs);
       this.#schedule(next);
       this.#begin(now, undefined);
       return;
@@ -436,7 +455,7 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     this.#controller = controller;
     const limit = this.#turnTimeoutMs;
     if (limit !== undefined) {
-      this.#turnTimer = this.#clock.setTimer(() => {
+      this.#turnTimer = this.#elapsed.setTimer(() => {
         this.#turnTimer = undefined;
         const error = `the heartbeat turn took longer than ${limit} ms`;
         controller.abort(new TimeoutError(error, limit));
@@ -571,20 +590,21 @@ export class HeartbeatRunner extends Actor<HeartbeatCall, HeartbeatOutcome, neve
     });
   }
 
+  /** Arms the tick timer for `at`, in `#elapsed` time. */
   #schedule(at: number): void {
     this.#clearTimer();
-    this.#nextTickAt = at;
-    this.#timer = this.#clock.setTimer(
+    this.#nextTick = at;
+    this.#timer = this.#elapsed.setTimer(
       () => {
         this.#timer = undefined;
         try {
           this.send({ type: "tick" });
         } catch {
           // A full mailbox drops this tick; re-arm so the heartbeat is not lost for good.
-          this.#schedule(this.#clock.now() + this.#everyMs);
+          this.#schedule(this.#elapsed.now() + this.#everyMs);
         }
       },
-      Math.max(0, at - this.#clock.now()),
+      Math.max(0, at - this.#elapsed.now()),
     );
   }
 
