@@ -1,9 +1,10 @@
 /**
  * JSON in and out of Redis, with the contract's guarantees: what is written is what is read
  * back, so a value JSON cannot represent faithfully (a function, `NaN`, a `Date`, a `Map`, a
- * cycle, a hole in an array) or nested deeper than `MAX_STORED_JSON_DEPTH` is refused with an
- * `InvalidArgumentError` before anything is written, and a stored value that does not parse
- * is a `STORE_CORRUPT` error naming its key.
+ * cycle, a hole in an array), nested deeper than `MAX_STORED_JSON_DEPTH` or larger than Redis
+ * takes in one argument ({@link MAX_VALUE_BYTES}) is refused with an `InvalidArgumentError`
+ * before anything is written, and a stored value that does not parse is a `STORE_CORRUPT`
+ * error naming its key.
  */
 import {
   InvalidArgumentError,
@@ -12,6 +13,15 @@ import {
   storedJsonTooDeepMessage,
   unreadableStoredValueError,
 } from "@beamclaw/core";
+
+/**
+ * The largest JSON text, in bytes of UTF-8, stored as one value: 512 MiB, Redis' default
+ * `proto-max-bulk-len`. Redis answers a longer argument with a protocol error and drops the
+ * connection, failing every other command in flight on it, and a retry fails the same way; so
+ * such a value is refused before it is sent. Only text with characters beyond ASCII can reach
+ * it (a JavaScript string holds fewer than 2^29 UTF-16 code units).
+ */
+export const MAX_VALUE_BYTES = 512 * 1024 * 1024;
 
 /**
  * Serializes `value`, or throws `InvalidArgumentError` naming `what` and the bad path. The
@@ -31,6 +41,15 @@ export function encodeJson(value: unknown, what: string): string {
   if (problem instanceof InvalidArgumentError) throw problem;
   if (problem !== undefined) {
     throw new InvalidArgumentError(`${what} is not JSON: ${problem}`);
+  }
+  // A UTF-16 code unit takes at most 3 bytes of UTF-8: a shorter text needs no count.
+  if (text!.length * 3 > MAX_VALUE_BYTES) {
+    const bytes = Buffer.byteLength(text!, "utf8");
+    if (bytes > MAX_VALUE_BYTES) {
+      throw new InvalidArgumentError(
+        `${what} is too large to store: its JSON is ${bytes} bytes of UTF-8, more than Redis takes in one value (${MAX_VALUE_BYTES} bytes, its default proto-max-bulk-len)`,
+      );
+    }
   }
   return text!;
 }
