@@ -82,6 +82,27 @@ async function twoServices(options: Partial<CronServiceOptions>): Promise<Pair> 
   return pair;
 }
 
+/**
+ * Makes the first run (call 0) go on until the returned function is called, then fail; the
+ * other calls get `rest(n)`. The returned function also lets both services handle the end.
+ */
+function holdFirstRun(pair: Pair, rest: (n: number) => CronRunOutcome): () => Promise<void> {
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  pair.behave = async (n) => {
+    if (n > 0) return rest(n);
+    await done;
+    return { status: "error", error: "boom" };
+  };
+  return async () => {
+    finish();
+    await pair.a.cronStatus();
+    await pair.b.cronStatus();
+  };
+}
+
 /** Due times fired, relative to the first one, in minutes. */
 function dueMinutes(fired: readonly Fired[], first: number): number[] {
   return fired.map((f) => (f.scheduledAt - first) / MINUTE);
@@ -110,24 +131,38 @@ describe("two plain cron services on one store, after a failed run", () => {
     const pair = await twoServices({ backoffMs: [2 * MINUTE] });
     try {
       const first = (await pair.a.get("tick")).state.nextRunAt!;
-      let finishFirst!: () => void;
-      const firstDone = new Promise<void>((resolve) => {
-        finishFirst = resolve;
-      });
-      pair.behave = async (n) => {
-        if (n > 0) return { status: "ok" };
-        await firstDone;
-        return { status: "error", error: "boom" };
-      };
+      const finishFirst = holdFirstRun(pair, () => ({ status: "ok" }));
       await pair.advance(10 * MINUTE); // the first occurrence starts on one of them
       expect(pair.fired).toHaveLength(1);
       await pair.advance(9 * MINUTE);
-      finishFirst(); // fails 9 min in: the retry is due 2 min later, 1 min after the next occurrence
-      await pair.a.cronStatus();
-      await pair.b.cronStatus();
+      await finishFirst(); // fails 9 min in: the retry is due 2 min later, 1 min after the next occurrence
       await pair.advance(21 * MINUTE);
       // One service alone skips the occurrence at 10 (inside the backoff) and retries at 11.
       expect(dueMinutes(pair.fired, first)).toEqual([0, 11, 20, 30]);
+    } finally {
+      await pair.stop();
+    }
+  });
+
+  it("run one retry after two overlapping failed runs, not one retry each", async () => {
+    const pair = await twoServices({ backoffMs: [8 * MINUTE] });
+    try {
+      const first = (await pair.a.get("tick")).state.nextRunAt!;
+      const finishFirst = holdFirstRun(pair, (n) =>
+        n === 1 ? { status: "error", error: "boom" } : { status: "ok" },
+      );
+      // The run at 0 goes on for 25 min on one service; the other one runs the occurrence at
+      // 10 meanwhile, which fails at once, and its retry (20, the next occurrence past the
+      // backoff) succeeds while the first run still goes on.
+      await pair.advance(35 * MINUTE);
+      expect(dueMinutes(pair.fired, first)).toEqual([0, 10, 20]);
+      await finishFirst(); // fails 25 min in: the retry after it already ran (at 20)
+      await pair.advance(25 * MINUTE);
+      // The occurrence at 30 runs when it is due: no second retry of the same failures,
+      // 8 min after the slow run's end (at 33).
+      expect(dueMinutes(pair.fired, first)).toEqual([0, 10, 20, 30, 40, 50]);
+      const log = await pair.a.runs("tick", { limit: 10 });
+      expect(log.filter((r) => r.status === "error")).toHaveLength(2);
     } finally {
       await pair.stop();
     }

@@ -5,8 +5,7 @@
  */
 import { type CronJobRunner, CronService, createManualClock } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { createRedisStore } from "../src/index.js";
-import { deletePrefixes, REDIS_URL, uniquePrefix } from "./support/redis.js";
+import { openSharedStores } from "./support/redis.js";
 
 /** Cleanups of the test, run last first: the prefix's keys go after the stores close. */
 const cleanups: Array<() => Promise<void>> = [];
@@ -18,15 +17,8 @@ const MINUTE = 60_000;
 
 describe("two plain cron services on one Redis store", () => {
   it("fire each occurrence of a job once between them", async () => {
-    const prefix = uniquePrefix("cron-claim");
-    cleanups.push(() => deletePrefixes([prefix]));
     // Two connections to one prefix: two processes sharing the store.
-    const sa = createRedisStore({ url: REDIS_URL, prefix });
-    const sb = createRedisStore({ url: REDIS_URL, prefix });
-    for (const store of [sa, sb]) {
-      cleanups.push(() => store.close());
-      await store.open();
-    }
+    const [sa, sb] = await openSharedStores("cron-claim", cleanups);
     const clock = createManualClock(Date.parse("2026-01-05T00:00:00Z"));
     const fired: Array<{ service: string; scheduledAt: number }> = [];
     const runner =

@@ -12,8 +12,7 @@ import {
   createManualClock,
 } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
-import { createRedisStore } from "../src/index.js";
-import { deletePrefixes, REDIS_URL, uniquePrefix } from "./support/redis.js";
+import { openSharedStores } from "./support/redis.js";
 
 /** Cleanups of the test, run last first: the prefix's keys go after the stores close. */
 const cleanups: Array<() => Promise<void>> = [];
@@ -25,15 +24,8 @@ const MINUTE = 60_000;
 
 describe("two plain cron services on one Redis store, after a failed run", () => {
   it("run the retry once when the backoff says, and count the errors across both", async () => {
-    const prefix = uniquePrefix("cron-backoff");
-    cleanups.push(() => deletePrefixes([prefix]));
     // Two connections to one prefix: two processes sharing the store.
-    const sa = createRedisStore({ url: REDIS_URL, prefix });
-    const sb = createRedisStore({ url: REDIS_URL, prefix });
-    for (const store of [sa, sb]) {
-      cleanups.push(() => store.close());
-      await store.open();
-    }
+    const [sa, sb] = await openSharedStores("cron-backoff", cleanups);
     const clock = createManualClock(Date.parse("2026-01-05T00:00:00Z"));
     const fired: Array<{ service: string; scheduledAt: number }> = [];
     // The first two runs fail, the others succeed, whichever service runs them.
@@ -72,5 +64,46 @@ describe("two plain cron services on one Redis store, after a failed run", () =>
     );
     expect(claim).toMatchObject({ scheduledAt: first + 80 * MINUTE, errors: 0 });
     expect(claim?.retryAt).toBeUndefined();
+  });
+
+  it("run one retry after two overlapping failed runs, not one retry each", async () => {
+    const [sa, sb] = await openSharedStores("cron-backoff", cleanups);
+    const clock = createManualClock(Date.parse("2026-01-05T00:00:00Z"));
+    const fired: number[] = [];
+    let finishFirst!: () => void;
+    const firstDone = new Promise<void>((resolve) => {
+      finishFirst = resolve;
+    });
+    // The first run goes on until told and fails; the second fails at once; the rest succeed.
+    const runJob: CronJobRunner = async (_job, context) => {
+      const n = fired.length;
+      fired.push(context.scheduledAt);
+      if (n === 0) await firstDone;
+      return n < 2 ? { status: "error", error: `boom ${n}` } : { status: "ok" };
+    };
+    const options = { agentId: "ops", clock, runJob, backoffMs: [8 * MINUTE] };
+    const a = await new CronService({ ...options, store: sa }).start();
+    cleanups.push(() => a.stop());
+    await a.add({ id: "tick", schedule: { every: 10 * MINUTE }, prompt: "p" });
+    const b = await new CronService({ ...options, store: sb }).start();
+    cleanups.push(() => b.stop());
+    const first = (await a.get("tick")).state.nextRunAt!;
+    const advance = async (minutes: number) => {
+      for (let minute = 0; minute < minutes; minute++) {
+        await clock.advance(MINUTE);
+        await a.cronStatus();
+        await b.cronStatus();
+      }
+    };
+    // The run at 0 goes on for 25 min on one service; on the other, the occurrence at 10
+    // fails and its retry (20, past the 8 min backoff) succeeds meanwhile.
+    await advance(35);
+    expect(fired.map((due) => (due - first) / MINUTE)).toEqual([0, 10, 20]);
+    finishFirst();
+    await a.cronStatus();
+    await b.cronStatus();
+    await advance(25);
+    // No second retry 8 min after the slow run's end (33): the occurrence at 30 runs.
+    expect(fired.map((due) => (due - first) / MINUTE)).toEqual([0, 10, 20, 30, 40, 50]);
   });
 });

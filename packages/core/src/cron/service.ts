@@ -82,6 +82,17 @@ const FIRE_CLAIM_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 const LOCK_SKEW_MS = 250;
 /** State fields that count up: merged by their difference, so concurrent runs add up. */
 const COUNTERS = new Set(["runCount", "missedCount"]);
+/**
+ * How long the liveness key of a service with runs in progress (`cron:alive:<agentId>:<id>`
+ * in `store.kv`) lasts unless renewed; it is renewed every third of it while runs last. A run
+ * marker whose writer's key is gone is of a service that died: a service started while the
+ * key of a crashed process still lasts records that process's run interrupted once it runs out.
+ */
+const RUN_LEASE_MS = 30_000;
+/** This process, in the running markers its services write (see `RunMarker.process`). */
+const PROCESS_ID = randomUUID();
+/** The instance ids of this process's services that are started and not yet stopped (or killed). */
+const LIVE_SERVICES = new Set<string>();
 
 /** Options of {@link CronService}. */
 export interface CronServiceOptions {
@@ -183,9 +194,10 @@ type CronCall =
  * `tick`: the timer fired, start what is due. `drain`: runs finished, record them. `sync`:
  * jobs changed elsewhere (or the resync period passed), reload them from the store. Due jobs
  * start only on a tick, which comes from a timer: under a constant stream of completions
- * the service still yields to the event loop between batches.
+ * the service still yields to the event loop between batches. `markers`: the liveness of
+ * running markers of other services found on start is due to be looked at again.
  */
-type CronInfo = { type: "tick" } | { type: "drain" } | { type: "sync" };
+type CronInfo = { type: "tick" } | { type: "drain" } | { type: "sync" } | { type: "markers" };
 
 /** A failed request, carried as a reply so that the service survives bad input. */
 class CallFailure {
@@ -222,6 +234,8 @@ interface ActiveRun {
    * it is set, the run may be another node's: it is not recorded as interrupted here.
    */
   unclaimed?: () => Promise<unknown>;
+  /** The running marker this run wrote, once written: only it is deleted when the run ends. */
+  marker?: RunMarker;
 }
 
 /**
@@ -277,6 +291,13 @@ interface Completion {
 
 /** Kept in `store.kv` while a run is in progress (see `#begin`). */
 type RunMarker = {
+  /**
+   * The service that wrote it (its instance id) and that service's process: a service that
+   * starts leaves alone the marker of a writer that is still running (see `#writerAlive`).
+   * Absent in markers of older versions, which are taken as their writer's last word.
+   */
+  owner?: string;
+  process?: string;
   runId: string;
   startedAt: number;
   scheduledAt: number;
@@ -335,6 +356,11 @@ function positiveMs(value: number | undefined, fallback: number, what: string): 
  * run first claims its due time in `store.kv` (the job's latest fired due time, taken by
  * compare-and-set), and the service that loses drops the run and records nothing. A runner
  * that claims due times itself (`guardCronRunner`, as on a `ClusterNode`) is left to it.
+ * When the runs of two services overlap (a run goes on past the next due time, which the
+ * other service fires), the later run's outcome sets the backoff: two overlapping failures
+ * are retried once. A service that starts beside another one's run in progress leaves that
+ * run to it (its running marker names its writer, whose liveness key lasts while its runs
+ * do); a crashed process's run is reported `interrupted` once its key has run out (30 s).
  *
  * @example
  * ```ts
@@ -371,7 +397,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   #timer: TimerHandle | undefined;
   #armedFor: number | undefined;
   #retryTimer: TimerHandle | undefined;
-  readonly #queued = { tick: false, drain: false, sync: false };
+  readonly #queued = { tick: false, drain: false, sync: false, markers: false };
   #lastSweepAt = Number.NEGATIVE_INFINITY;
   #sweeping = false;
   readonly #sync: CronSync | undefined;
@@ -391,6 +417,16 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * twice over (a stale claim of one kind would then skip the run on every node).
    */
   readonly #claimFires: boolean;
+  /** The last write of this service's liveness key while it has runs in progress, and the timer that renews it. */
+  #lease: Promise<unknown> | undefined;
+  #leaseTimer: TimerHandle | undefined;
+  #leaseWritten = false;
+  /**
+   * Running markers of other services found on start whose writer was still alive: their runs
+   * are theirs. Looked at again (`#checkForeign`) until each is gone or its writer is.
+   */
+  readonly #foreign = new Map<string, RunMarker>();
+  #foreignTimer: TimerHandle | undefined;
 
   constructor(options: CronServiceOptions) {
     requireObject(options, "CronService options");
@@ -479,8 +515,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     );
     // Whatever the way out (a kill included), no timer and no run outlives the service.
     this.monitor(() => {
+      LIVE_SERVICES.delete(this.#instanceId);
       this.#disarm();
       this.#stopSync();
+      this.#stopLease();
       for (const entry of this.#entries.values()) entry.run?.controller.abort();
     });
   }
@@ -682,13 +720,21 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       this.#unsubscribe = sync.subscribe((change) => this.#onChange(change));
       await sync.whenSubscribed?.();
     }
+    LIVE_SERVICES.add(this.#instanceId);
     const records = (await this.#store.cron.listJobs(this.agentId)) as CronJob[];
     const markers = new Map<string, RunMarker>();
-    const markerKeys: string[] = [];
+    const markerKeys: Array<[string, RunMarker]> = [];
     for await (const key of iterateKvKeys(this.#store.kv, this.#markerPrefix())) {
-      markerKeys.push(key);
       const marker = await this.#store.kv.get<RunMarker>(key);
-      if (marker !== undefined) markers.set(key.slice(this.#markerPrefix().length), marker);
+      const jobId = key.slice(this.#markerPrefix().length);
+      if (marker !== undefined && (await this.#writerAlive(marker))) {
+        // Another service's run in progress (sharing the store): its writer records it.
+        this.#foreign.set(jobId, marker);
+        continue;
+      }
+      if (marker === undefined) continue; // gone meanwhile
+      markerKeys.push([key, marker]);
+      markers.set(jobId, marker);
     }
     const now = this.#clock.now();
     const writes: Writes = [];
@@ -750,12 +796,16 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       }
       if (changed) writes.push(this.#putJob(job, entry));
     }
-    // Markers of this agent's runs are accounted for (or belonged to jobs since removed).
-    for (const key of markerKeys) writes.push(this.#store.kv.delete(key));
+    // Markers of this agent's runs are accounted for (or belonged to jobs since removed); one
+    // written again meanwhile (a new run of a live service) is left alone.
+    for (const [key, marker] of markerKeys) {
+      writes.push(this.#store.kv.delete(key, { ifValue: marker as JsonValue }));
+    }
     await Promise.all(writes);
     this.#publishChanges();
     this.#arm();
     this.#armResync();
+    this.#armForeignCheck();
     this.#maybeSweep(now);
   }
 
@@ -802,6 +852,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       await this.#applySync();
       return;
     }
+    if (message.type === "markers") {
+      await this.#checkForeign();
+      return;
+    }
     const now = this.#clock.now();
     const writes: Writes = [];
     const replies: Array<() => void> = [];
@@ -842,6 +896,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     void reason;
     this.#disarm();
     this.#stopSync();
+    this.#stopLease();
     const now = this.#clock.now();
     const writes: Writes = [];
     const replies: Array<() => void> = [];
@@ -849,21 +904,28 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     for (const completion of this.#completions.splice(0)) {
       this.#finish(completion, writes, replies);
     }
+    const markers: Writes = [];
     for (const entry of this.#entries.values()) {
       if (entry.run === null) continue;
       entry.run.controller.abort();
       // A run whose due time the runner had not claimed yet (or lost, and is skipping) may be
       // another node's: that node records it. Its marker, if any, is not this run's either.
       if (entry.run.unclaimed !== undefined) continue;
+      const marker = this.#clearMarker(entry.job.id, entry.run);
+      markers.push(marker);
       this.#recordInterrupted(entry, now, writes);
-      writes.push(
-        this.#putJob(entry.job, entry),
-        this.#store.kv.delete(this.#markerKey(entry.job.id)),
-      );
+      writes.push(this.#putJob(entry.job, entry), marker);
+    }
+    if (this.#leaseWritten) {
+      // This service's runs are recorded: its liveness key goes after their markers.
+      const alive = this.#aliveKey(this.#instanceId);
+      writes.push(Promise.allSettled(markers).then(() => this.#store.kv.delete(alive)));
     }
     // A store that fails now must not turn a clean stop into a crash; the running markers
     // it could not clear are reported as interrupted on the next start instead.
     await Promise.allSettled(writes);
+    // Its markers are cleared (or, if the store failed, left for the next start to report).
+    LIVE_SERVICES.delete(this.#instanceId);
     this.#publishChanges();
     for (const reply of replies) reply();
   }
@@ -1019,7 +1081,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       if (lease !== undefined) await this.#store.locks?.release(lease).catch(() => false);
     }
     this.#changed(id);
-    if (entry.run !== null) await this.#store.kv.delete(this.#markerKey(id));
+    if (entry.run !== null) await this.#clearMarker(id, entry.run);
     entry.removed = true;
     this.#abandonRun(entry);
     this.#heap.delete(entry);
@@ -1324,6 +1386,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
           this.#notify("drain");
           this.#notify("tick");
           if (this.#fullResync || this.#pendingSync.size > 0) this.#notify("sync");
+          if (this.#foreign.size > 0 && this.#foreignTimer === undefined) this.#notify("markers");
         }, WAKE_RETRY_MS);
       }
     }
@@ -1401,6 +1464,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     // one-shot job is never run twice. A small marker rather than the whole job, which is
     // written once, when the run ends.
     const marker: RunMarker = {
+      owner: this.#instanceId,
+      process: PROCESS_ID,
       runId,
       startedAt: now,
       scheduledAt,
@@ -1408,17 +1473,23 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       sessionKey,
       schedule: entry.run.schedule,
     };
+    const run = entry.run;
+    // The marker names this service, whose liveness key is written first: a service that
+    // starts meanwhile on the same store sees a live writer and leaves the marker alone.
     const record = (): Promise<unknown> =>
-      Promise.all([
-        this.#store.kv.set(this.#markerKey(job.id), marker),
-        job.session === "isolated" && this.#deleteSession !== undefined
-          ? this.#indexIsolated(sessionKey, job.id, now)
-          : undefined,
-      ]);
+      this.#holdLease().then(() => {
+        run.marker = marker;
+        return Promise.all([
+          this.#store.kv.set(this.#markerKey(job.id), marker),
+          job.session === "isolated" && this.#deleteSession !== undefined
+            ? this.#indexIsolated(sessionKey, job.id, now)
+            : undefined,
+        ]);
+      });
     if (!this.#claimFires && trigger !== "manual") {
       // The runner claims the due time (a cluster's guard, which may find it another
       // node's): the marker is written when it has, not by every node that fires it.
-      entry.run.unclaimed = record;
+      run.unclaimed = record;
       return;
     }
     if (!claim) {
@@ -1428,7 +1499,6 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     // The due time is claimed before anything is written: a service that loses it leaves no
     // marker behind (the marker's key is the job's, shared with the winner). A scheduled run
     // came due at its due time, a queued catch-up run now (its due time is long past).
-    const run = entry.run;
     const cameDue = trigger === "catch-up" ? now : scheduledAt;
     writes.push(
       this.#claimFire(job.id, scheduledAt, cameDue, state.consecutiveErrors).then((claim) => {
@@ -1497,18 +1567,36 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * time of the retry (`undefined`: none, as after a success). A record that is absent
    * stays so when there is no backoff to record. Compare-and-set on the record as read, so
    * that a due time claimed meanwhile is kept.
+   *
+   * With `ranFor`, the due time of the run that ended: when a later due time was claimed
+   * since (another service started a run of the job while this one ran, the runs overlap),
+   * the record is left as it is, and this resolves `true`: the later run sets the backoff,
+   * so that two overlapping failed runs are retried once, not once each.
    */
-  async #recordBackoff(jobId: string, errors: number, retryAt: number | undefined): Promise<void> {
+  async #recordBackoff(
+    jobId: string,
+    errors: number,
+    retryAt: number | undefined,
+    ranFor?: number,
+  ): Promise<boolean> {
     const kv = this.#store.kv;
     const key = this.#fireKey(jobId);
     for (let attempt = 0; attempt < 8; attempt++) {
       const current = await kv.get(key);
-      if (current === undefined && errors === 0 && retryAt === undefined) return;
+      if (current === undefined && errors === 0 && retryAt === undefined) return false;
       const { retryAt: _passed, ...kept } = fireClaimOf(current);
+      if (
+        ranFor !== undefined &&
+        typeof kept.scheduledAt === "number" &&
+        kept.scheduledAt > ranFor
+      ) {
+        return true;
+      }
       const next: FireClaim = { ...kept, errors, ...(retryAt === undefined ? {} : { retryAt }) };
-      if (sameJson(next, current)) return;
-      if (await this.#replaceFireClaim(key, current, next)) return;
+      if (sameJson(next, current)) return false;
+      if (await this.#replaceFireClaim(key, current, next)) return false;
     }
+    return false;
   }
 
   /**
@@ -1665,6 +1753,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     // A run cleared as stuck, or of a removed job, has already been accounted for.
     if (run === null || run.runId !== runId) return;
     entry.run = null;
+    this.#releaseLeaseIfIdle();
     const job = entry.job;
     const state = job.state;
     delete state.runningAt;
@@ -1711,6 +1800,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       ...(run.policy === undefined ? {} : { policy: run.policy }),
       ...(delivery === undefined ? {} : { delivery }),
     };
+    /** With a retry after this failed run: the next run as the schedule has it. */
+    let onSchedule: number | undefined;
     // A one-shot job is done once its run ends, unless it was given a new schedule meanwhile:
     // then the run served the old one, and the new one is still ahead.
     if (entry.compiled.kind === "at" && run.schedule === JSON.stringify(job.schedule)) {
@@ -1737,6 +1828,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       }
       if (!ok) {
         const retryAt = finishedAt + this.#backoff(state.consecutiveErrors);
+        onSchedule = state.nextRunAt;
         state.retryAt = retryAt;
         if (state.nextRunAt !== undefined) state.nextRunAt = Math.max(state.nextRunAt, retryAt);
       }
@@ -1746,13 +1838,30 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       writes.push(
         this.#putJob(job, entry),
         this.#appendRun(record),
-        this.#store.kv.delete(this.#markerKey(job.id)),
+        this.#clearMarker(job.id, run),
       );
       if (this.#claimFires) {
         // The backoff is shared with the other services on the store: after a failure,
-        // the next due time here is the retry's, which one of them runs.
+        // the next due time here is the retry's, which one of them runs. Unless another
+        // service started a later run of the job while this one ran: that run is the job's
+        // next attempt, and its outcome sets the backoff (this run then retries nothing).
+        const retryAt = ok ? undefined : state.retryAt;
         writes.push(
-          this.#recordBackoff(job.id, state.consecutiveErrors, ok ? undefined : this.#dueOf(entry)),
+          this.#recordBackoff(
+            job.id,
+            state.consecutiveErrors,
+            ok ? undefined : this.#dueOf(entry),
+            run.scheduledAt,
+          ).then((overtaken) => {
+            if (!overtaken || retryAt === undefined || state.retryAt !== retryAt) return;
+            if (entry.run !== null || entry.removed || entry.job !== job) return;
+            delete state.retryAt;
+            if (onSchedule !== undefined && state.nextRunAt !== undefined) {
+              state.nextRunAt = onSchedule;
+            }
+            this.#reschedule(entry);
+            return this.#putJob(job, entry);
+          }),
         );
       }
       if (outcome.sessionKey !== undefined && outcome.sessionKey !== run.sessionKey) {
@@ -1858,6 +1967,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const run = entry.run;
     if (run === null) return;
     entry.run = null;
+    this.#releaseLeaseIfIdle();
     run.controller.abort();
     const now = this.#clock.now();
     const record: CronRun = {
@@ -2015,7 +2125,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (job === undefined || compiled === undefined) {
       if (entry === undefined) return;
       entry.removed = true;
-      if (entry.run !== null) writes.push(this.#store.kv.delete(this.#markerKey(id)));
+      if (entry.run !== null) writes.push(this.#clearMarker(id, entry.run));
       this.#abandonRun(entry);
       this.#heap.delete(entry);
       this.#entries.delete(id);
@@ -2132,6 +2242,135 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
 
   #markerPrefix(): string {
     return `cron:running:${this.agentId}:`;
+  }
+
+  /** Deletes the running marker of `run` if it wrote one and it is still there (not a later run's). */
+  #clearMarker(jobId: string, run: ActiveRun): Promise<unknown> {
+    const marker = run.marker;
+    if (marker === undefined) return Promise.resolve();
+    return this.#store.kv.delete(this.#markerKey(jobId), { ifValue: marker as JsonValue });
+  }
+
+  /** Where the liveness key of service `owner` is kept while it has runs in progress. */
+  #aliveKey(owner: string): string {
+    return `cron:alive:${this.agentId}:${owner}`;
+  }
+
+  /**
+   * Whether the service that wrote `marker` may still be running it: this same service; a
+   * service of this process that is started and not stopped; a service of another process
+   * whose liveness key has not run out (see `RUN_LEASE_MS`). A marker of an older version
+   * names no writer: it is taken as left by a stopped one, as before.
+   */
+  async #writerAlive(marker: RunMarker): Promise<boolean> {
+    const owner = marker.owner;
+    if (typeof owner !== "string") return false;
+    if (owner === this.#instanceId) return true;
+    if (marker.process === PROCESS_ID) return LIVE_SERVICES.has(owner);
+    return (await this.#store.kv.get(this.#aliveKey(owner))) !== undefined;
+  }
+
+  /**
+   * Writes this service's liveness key before a running marker that names it, and keeps it
+   * renewed while this service has runs in progress (past them, it runs out on its own).
+   * Resolves once the key is written (a write already under way is shared).
+   */
+  #holdLease(): Promise<unknown> {
+    if (this.#lease !== undefined && this.#leaseTimer !== undefined) return this.#lease;
+    return this.#renewLease();
+  }
+
+  #renewLease(): Promise<unknown> {
+    const write = this.#store.kv.set(
+      this.#aliveKey(this.#instanceId),
+      { process: PROCESS_ID },
+      { ttlMs: RUN_LEASE_MS },
+    );
+    this.#lease = write;
+    this.#leaseWritten = true;
+    // A write that failed is not shared with the next run's start: that one writes again.
+    write.catch(() => {
+      if (this.#lease === write) this.#lease = undefined;
+    });
+    if (this.#leaseTimer !== undefined) this.#clock.clearTimer(this.#leaseTimer);
+    this.#leaseTimer = undefined;
+    if (!this.alive) return write;
+    this.#leaseTimer = this.#clock.setTimer(() => {
+      this.#leaseTimer = undefined;
+      // A renewal that fails is tried again at the next one (the key lasts three of them).
+      if (this.#hasMarkedRuns()) this.#renewLease().catch(() => undefined);
+    }, RUN_LEASE_MS / 3);
+    return write;
+  }
+
+  #hasMarkedRuns(): boolean {
+    for (const entry of this.#entries.values()) if (entry.run?.marker !== undefined) return true;
+    return false;
+  }
+
+  /** A run ended: with none left in progress, the liveness key is no longer renewed (it runs out). */
+  #releaseLeaseIfIdle(): void {
+    if (this.#leaseTimer === undefined || this.#hasMarkedRuns()) return;
+    this.#clock.clearTimer(this.#leaseTimer);
+    this.#leaseTimer = this.#lease = undefined;
+  }
+
+  #stopLease(): void {
+    if (this.#leaseTimer !== undefined) this.#clock.clearTimer(this.#leaseTimer);
+    if (this.#foreignTimer !== undefined) this.#clock.clearTimer(this.#foreignTimer);
+    this.#leaseTimer = this.#foreignTimer = undefined;
+  }
+
+  /** With markers of other live services found on start: looks at them again in a lease's time. */
+  #armForeignCheck(): void {
+    if (this.#foreign.size === 0 || !this.alive || this.#foreignTimer !== undefined) return;
+    this.#foreignTimer = this.#clock.setTimer(() => {
+      this.#foreignTimer = undefined;
+      this.#notify("markers");
+    }, RUN_LEASE_MS);
+  }
+
+  /**
+   * The markers of other services' runs found on start: one gone (or replaced by a later
+   * run's) was recorded by its writer; one whose writer has died since (its liveness key ran
+   * out: the process crashed) is recorded `interrupted` here, as on a start; the others are
+   * looked at again later. A job running here right now is looked at again after its run.
+   */
+  async #checkForeign(): Promise<void> {
+    const writes: Writes = [];
+    try {
+      for (const [jobId, seen] of [...this.#foreign]) {
+        const key = this.#markerKey(jobId);
+        const marker = await this.#store.kv.get<RunMarker>(key);
+        if (marker === undefined || marker.runId !== seen.runId) {
+          this.#foreign.delete(jobId);
+          continue;
+        }
+        const entry = this.#entries.get(jobId);
+        if ((await this.#writerAlive(marker)) || (entry !== undefined && entry.run !== null))
+          continue;
+        this.#foreign.delete(jobId);
+        writes.push(this.#store.kv.delete(key, { ifValue: marker as JsonValue }));
+        if (entry === undefined) continue;
+        this.#resumeMarker(entry, marker);
+        this.#recordInterrupted(
+          entry,
+          this.#clock.now(),
+          writes,
+          marker.trigger,
+          marker.sessionKey,
+          marker.schedule,
+        );
+        writes.push(this.#putJob(entry.job, entry));
+        this.#reschedule(entry);
+      }
+    } catch {
+      // The store is unreachable: looked at again later.
+    }
+    await Promise.allSettled(writes);
+    this.#publishChanges();
+    this.#armForeignCheck();
+    this.#arm();
   }
 
   #indexIsolated(sessionKey: string, jobId: string, createdAt: number): Promise<unknown> {

@@ -73,7 +73,10 @@ export type CronJobState = {
   /**
    * Set while a run is in progress: when it started. (The store marks a run in progress in
    * `kv` under `cron:running:<agentId>:<jobId>`, written before the run starts, so that a
-   * run cut short by a crash is reported as interrupted on the next start.)
+   * run cut short by a crash is reported as interrupted on the next start. The marker names
+   * the service that wrote it: a service that starts leaves alone a run another live service
+   * sharing the store has in progress, and reports a crashed process's run once that
+   * process's liveness key has run out, up to 30 s later.)
    */
   runningAt?: number;
   runningRunId?: string;

@@ -75,6 +75,28 @@ export async function endClient(client: Redis): Promise<void> {
   else if (client.status !== "end") client.disconnect();
 }
 
+/**
+ * Two stores on one fresh prefix (`tag` in its name), open, through two connections: one
+ * store shared by two processes. Closing them, then deleting the prefix's keys, go on
+ * `cleanups` (a test's cleanups, run last first after it).
+ */
+export async function openSharedStores(
+  tag: string,
+  cleanups: Array<() => Promise<void>>,
+): Promise<[RedisStore, RedisStore]> {
+  const prefix = uniquePrefix(tag);
+  cleanups.push(() => deletePrefixes([prefix]));
+  const stores: [RedisStore, RedisStore] = [
+    createRedisStore({ url: REDIS_URL, prefix }),
+    createRedisStore({ url: REDIS_URL, prefix }),
+  ];
+  for (const store of stores) {
+    cleanups.push(() => store.close());
+    await store.open();
+  }
+  return stores;
+}
+
 /** A store opened on a fresh prefix, and a raw client to look at its keys. */
 export interface OpenedStore {
   store: RedisStore;

@@ -1,0 +1,170 @@
+/**
+ * The running marker a `CronService` writes before a run (`cron:running:<agentId>:<jobId>`)
+ * names the service that wrote it. A service that starts on a store where another service
+ * (another process, or another node of the same process) has a run of the job in progress
+ * leaves that live marker alone: the run is recorded once, by its writer, not also as
+ * `interrupted` by the newcomer. A marker whose writer is gone (a crash: a service of this
+ * process that was killed, or another process whose liveness key ran out) is still reported
+ * `interrupted`, at once or once the key has run out; a marker of an older version (no
+ * owner) as before.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  type CronService,
+  createManualClock,
+  type ManualClock,
+  MemoryStore,
+} from "../src/index.js";
+import { at, MINUTE, SECOND, startCron, storedJob } from "./cron-support.js";
+
+/** A store whose TTLs follow the manual clock (a liveness key runs out as the clock moves). */
+async function clockedStore(clock: ManualClock): Promise<MemoryStore> {
+  const store = new MemoryStore({ now: () => clock.now() });
+  await store.open();
+  return store;
+}
+
+/** A marker as another process's service writes it, for job `tick` due at `scheduledAt`. */
+function foreignMarker(scheduledAt: number, owner: string) {
+  return {
+    owner,
+    process: "another-process",
+    runId: "run-elsewhere",
+    startedAt: scheduledAt,
+    scheduledAt,
+    trigger: "schedule",
+    sessionKey: `cron:tick.${scheduledAt}`,
+    schedule: JSON.stringify({ every: 10 * MINUTE }),
+  };
+}
+
+describe("a cron service started beside another service's run in progress", () => {
+  it("leaves the live run to its writer: one run, recorded once, as ok", async () => {
+    const fixture = await startCron();
+    const { clock, store, runner } = fixture;
+    const a = fixture.service;
+    let finish!: () => void;
+    runner.behave = () =>
+      new Promise((resolve) => {
+        finish = () => resolve({ status: "ok" });
+      });
+    await a.add({ id: "tick", schedule: { every: 10 * MINUTE }, prompt: "p" });
+    await clock.advance(10 * MINUTE);
+    await a.cronStatus();
+    expect(runner.calls).toHaveLength(1);
+    expect(await store.kv.get("cron:running:ops:tick")).toBeDefined();
+
+    // A second service of the agent starts on the same store while a's run goes on.
+    const b = await fixture.restart();
+    try {
+      expect(await b.runs("tick")).toEqual([]);
+      expect(await store.kv.get("cron:running:ops:tick")).toBeDefined();
+      finish();
+      await a.cronStatus();
+      await b.cronStatus();
+      const log = await b.runs("tick");
+      expect(log.map((run) => run.status)).toEqual(["ok"]);
+      expect(await store.kv.keys("cron:running:")).toEqual([]);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
+
+  it("still reports interrupted the run of a service of this process that was killed", async () => {
+    const fixture = await startCron();
+    const { clock, store, runner } = fixture;
+    runner.behave = () => new Promise(() => {});
+    await fixture.service.add({ id: "tick", schedule: { every: 10 * MINUTE }, prompt: "p" });
+    await clock.advance(10 * MINUTE);
+    fixture.service.kill(); // no terminate: its marker stays, its writer is gone
+    const again = await fixture.restart();
+    try {
+      expect((await again.runs("tick")).map((run) => run.status)).toEqual(["interrupted"]);
+      expect(await store.kv.keys("cron:running:")).toEqual([]);
+    } finally {
+      await again.stop();
+    }
+  });
+});
+
+describe("a running marker of another process", () => {
+  async function startWith(
+    setUp: (store: MemoryStore, due: number) => Promise<void>,
+  ): Promise<{ clock: ManualClock; store: MemoryStore; service: CronService; due: number }> {
+    const clock = createManualClock(at("2026-01-05T00:00:00Z"));
+    const store = await clockedStore(clock);
+    const due = clock.now() - MINUTE;
+    await store.cron.putJob(
+      storedJob({
+        id: "tick",
+        schedule: { every: 10 * MINUTE },
+        createdAt: due - 10 * MINUTE,
+        state: { consecutiveErrors: 0, runCount: 0, missedCount: 0, nextRunAt: due + 10 * MINUTE },
+      }),
+    );
+    await setUp(store, due);
+    const fixture = await startCron({ clock, store });
+    return { clock, store, service: fixture.service, due };
+  }
+
+  it("whose liveness key lasts is left alone, and reported interrupted once the key has run out", async () => {
+    const { clock, store, service, due } = await startWith(async (store, due) => {
+      await store.kv.set("cron:running:ops:tick", foreignMarker(due, "svc-elsewhere"));
+      await store.kv.set("cron:alive:ops:svc-elsewhere", {}, { ttlMs: 20 * SECOND });
+    });
+    try {
+      expect(await service.runs("tick")).toEqual([]);
+      expect(await store.kv.get("cron:running:ops:tick")).toMatchObject({ runId: "run-elsewhere" });
+      // The other process died: its key is not renewed, and runs out. Looked at again a
+      // lease (30 s) after the start, its run is interrupted.
+      await clock.advance(30 * SECOND);
+      await service.cronStatus();
+      const log = await service.runs("tick");
+      expect(log).toMatchObject([
+        { status: "interrupted", runId: "run-elsewhere", scheduledAt: due },
+      ]);
+      expect(await store.kv.keys("cron:running:")).toEqual([]);
+    } finally {
+      await service.stop();
+      await store.close();
+    }
+  });
+
+  it("whose run ended meanwhile is not reported at all", async () => {
+    const { clock, store, service } = await startWith(async (store, due) => {
+      await store.kv.set("cron:running:ops:tick", foreignMarker(due, "svc-elsewhere"));
+      await store.kv.set("cron:alive:ops:svc-elsewhere", {}, { ttlMs: 20 * SECOND });
+    });
+    try {
+      await store.kv.delete("cron:running:ops:tick"); // its writer recorded it and cleared it
+      await clock.advance(40 * SECOND);
+      await service.cronStatus();
+      expect(await service.runs("tick")).toEqual([]);
+    } finally {
+      await service.stop();
+      await store.close();
+    }
+  });
+
+  it("whose liveness key is gone, or of an older version (no owner), is reported interrupted at once", async () => {
+    for (const owner of ["svc-gone", undefined]) {
+      const { store, service, due } = await startWith(async (store, due) => {
+        const { owner: _owner, process: _process, ...old } = foreignMarker(due, "x");
+        await store.kv.set(
+          "cron:running:ops:tick",
+          owner === undefined ? old : foreignMarker(due, owner),
+        );
+      });
+      try {
+        expect(await service.runs("tick")).toMatchObject([
+          { status: "interrupted", scheduledAt: due },
+        ]);
+        expect(await store.kv.keys("cron:running:")).toEqual([]);
+      } finally {
+        await service.stop();
+        await store.close();
+      }
+    }
+  });
+});
