@@ -149,6 +149,19 @@ describe("cron services with a change feed", () => {
     expect((await a.get("quiet")).prompt).toBe("now heard of");
   });
 
+  it("a wall clock set back does not put off the full resync (it waits elapsed time)", async () => {
+    const { a, b, store, clock } = await pair();
+    await a.add({ id: "kept", schedule: { every: HOUR }, prompt: "kept" });
+    const kept = (await store.cron.getJob("kept")) as CronJob;
+    await store.cron.putJob({ ...kept, id: "quiet", prompt: "added quietly" });
+    // An NTP step or a VM resumed with an old time: the wall clock goes back an hour.
+    clock.jumpTo(clock.now() - HOUR);
+    await clock.advance(RESYNC_MS);
+    for (const service of [a, b]) {
+      expect((await service.list()).map((job) => job.id)).toEqual(["kept", "quiet"]);
+    }
+  });
+
   it("a lost notification heals at the next full resync", async () => {
     const { a, b, store, clock, runs } = await pair();
     const start = clock.now();

@@ -15,7 +15,13 @@ import {
   telemetryTenantOf,
   traceTelemetry,
 } from "../telemetry.js";
-import { type Clock, systemClock, type TimerHandle } from "./clock.js";
+import {
+  type Clock,
+  type ElapsedTime,
+  elapsedTime,
+  systemClock,
+  type TimerHandle,
+} from "./clock.js";
 import { type CronWebhookPayload, deliverRun } from "./delivery.js";
 import { type HeapEntry, MinHeap } from "./heap.js";
 import { parseJobInput, parseJobPatch } from "./job.js";
@@ -383,6 +389,12 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   readonly #deleteSession: ((sessionKey: string) => Promise<void>) | undefined;
   readonly #fetch: typeof fetch;
   readonly #clock: Clock;
+  /**
+   * The clock's elapsed time, for the waits of an interval (the mailbox retry, the resync, the
+   * liveness key's renewal): a wall clock set back does not put them off. Due times stay on
+   * the wall clock (`#clock.setTimer`).
+   */
+  readonly #elapsed: ElapsedTime;
   readonly #stuckRunMs: number;
   readonly #backoffMs: readonly number[];
   readonly #maxConsecutiveErrors: number;
@@ -479,6 +491,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     );
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#clock = options.clock ?? systemClock;
+    this.#elapsed = elapsedTime(this.#clock);
     this.#stuckRunMs = positiveMs(options.stuckRunMs, DEFAULT_STUCK_RUN_MS, "stuckRunMs");
     this.#backoffMs = options.backoffMs ?? DEFAULT_CRON_BACKOFF_MS;
     if (
@@ -1381,7 +1394,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       this.#queued[type] = false;
       // The mailbox is full of requests: try again shortly rather than lose the message.
       if (this.#retryTimer === undefined) {
-        this.#retryTimer = this.#clock.setTimer(() => {
+        this.#retryTimer = this.#elapsed.setTimer(() => {
           this.#retryTimer = undefined;
           this.#notify("drain");
           this.#notify("tick");
@@ -2194,7 +2207,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   #armResync(): void {
     if (this.#sync === undefined || !this.alive) return;
     if (this.#resyncTimer !== undefined) this.#clock.clearTimer(this.#resyncTimer);
-    this.#resyncTimer = this.#clock.setTimer(() => {
+    this.#resyncTimer = this.#elapsed.setTimer(() => {
       this.#resyncTimer = undefined;
       this.#fullResync = true;
       this.#pendingSync.clear();
@@ -2295,7 +2308,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     if (this.#leaseTimer !== undefined) this.#clock.clearTimer(this.#leaseTimer);
     this.#leaseTimer = undefined;
     if (!this.alive) return write;
-    this.#leaseTimer = this.#clock.setTimer(() => {
+    this.#leaseTimer = this.#elapsed.setTimer(() => {
       this.#leaseTimer = undefined;
       // A renewal that fails is tried again at the next one (the key lasts three of them).
       if (this.#hasMarkedRuns()) this.#renewLease().catch(() => undefined);
@@ -2324,7 +2337,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   /** With markers of other live services found on start: looks at them again in a lease's time. */
   #armForeignCheck(): void {
     if (this.#foreign.size === 0 || !this.alive || this.#foreignTimer !== undefined) return;
-    this.#foreignTimer = this.#clock.setTimer(() => {
+    this.#foreignTimer = this.#elapsed.setTimer(() => {
       this.#foreignTimer = undefined;
       this.#notify("markers");
     }, RUN_LEASE_MS);
