@@ -15,23 +15,12 @@ import {
 } from "../src/index.js";
 import type { MemoryStore } from "../src/store/memory-store.js";
 import { createScriptedProvider } from "../src/testing/index.js";
-import { manager, openStore, useTenantCleanup } from "./audit-tenants-support.js";
+import { manager, openStore, scriptedTenant, useTenantCleanup } from "./audit-tenants-support.js";
 
 useTenantCleanup();
 
 function addTenant(tenants: TenantManager, id: string, store: MemoryStore, tokensPerDay: number) {
-  return tenants.add({
-    id,
-    limits: { tokensPerDay },
-    runtime: {
-      store,
-      models: createScriptedProvider({
-        id: "scripted",
-        responses: [{ text: "ok", usage: { inputTokens: 400, outputTokens: 200 } }],
-      }),
-      agents: [{ id: "main", model: "scripted/m" }],
-    },
-  });
+  return tenants.add(scriptedTenant(id, store, { tokensPerDay }));
 }
 
 describe("TenantManager: token counts across a restart", () => {

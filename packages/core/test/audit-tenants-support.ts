@@ -3,8 +3,9 @@
  * or closed after the test (managers first). Not a test file itself.
  */
 import { afterEach } from "vitest";
-import { TenantManager } from "../src/index.js";
+import { TenantManager, type TenantOptions } from "../src/index.js";
 import { MemoryStore } from "../src/store/memory-store.js";
+import { createScriptedProvider } from "../src/testing/index.js";
 
 const managers: TenantManager[] = [];
 const stores: MemoryStore[] = [];
@@ -30,4 +31,27 @@ export function manager(): TenantManager {
   const m = new TenantManager();
   managers.push(m);
   return m;
+}
+
+/**
+ * A tenant's options: agent `main` over a scripted model that answers "ok" once, using 600
+ * tokens, on `store`, with `limits`.
+ */
+export function scriptedTenant(
+  id: string,
+  store: MemoryStore,
+  limits: TenantOptions["limits"] = {},
+): TenantOptions {
+  return {
+    id,
+    limits,
+    runtime: {
+      store,
+      models: createScriptedProvider({
+        id: "scripted",
+        responses: [{ text: "ok", usage: { inputTokens: 400, outputTokens: 200 } }],
+      }),
+      agents: [{ id: "main", model: "scripted/m" }],
+    },
+  };
 }

@@ -26,7 +26,7 @@ export interface TenantLimits {
    * (each session's own queue bound, `maxQueuedMessages`, applies per session).
    */
   maxPendingMessages?: number;
-  /** Agents the tenant may define. */
+  /** Agents the tenant may define: checked by `TenantManager.add` and its `runtime.reconfigure`. */
   maxAgents?: number;
 }
 

@@ -143,6 +143,22 @@ class TenantRuntime extends AgentRuntime {
     this.#limiter = limiter;
   }
 
+  /**
+   * As `AgentRuntime.reconfigure`, within the tenant's `maxAgents`.
+   *
+   * @throws InvalidArgumentError for more agents than `limits.maxAgents` (nothing is changed).
+   */
+  override reconfigure(changes: Parameters<AgentRuntime["reconfigure"]>[0]): void {
+    const max = this.#limiter.limits.maxAgents;
+    const agents: unknown = changes?.agents;
+    if (max !== undefined && Array.isArray(agents) && agents.length > max) {
+      throw new InvalidArgumentError(
+        `tenant "${this.#limiter.tenant}" would define ${agents.length} agents; its limit is ${max}`,
+      );
+    }
+    super.reconfigure(changes);
+  }
+
   override session(rawKey: string): SessionHandle {
     const handle = super.session(rawKey);
     const send = handle.send;
@@ -179,10 +195,13 @@ class TenantRuntime extends AgentRuntime {
 
 /** How to create one tenant. */
 export interface TenantOptions {
-  /** `^[a-z0-9][a-z0-9_-]{0,63}$`. */
+  /** A string matching `^[a-z0-9][a-z0-9_-]{0,63}$`. */
   id: string;
   limits?: TenantLimits;
-  /** The tenant's runtime: its own store (or store namespace), agents and tools. */
+  /**
+   * The tenant's runtime: its own store (or store namespace), agents and tools. Its `now`
+   * clock, when given, is also the clock of the tenant's limiter (its days, months and minute).
+   */
   runtime: AgentRuntimeOptions;
 }
 
@@ -271,22 +290,33 @@ class UsageKeeper {
 export class TenantManager {
   readonly #tenants = new Map<string, Tenant>();
   readonly #keepers = new WeakMap<Tenant, UsageKeeper>();
+  /** Each tenant's `runtime.start()`, awaited before it is stopped (it may still be running). */
+  readonly #starts = new WeakMap<Tenant, Promise<void>>();
+  /** The stops of removed tenants still in progress, by id: an `add` of the id waits for it. */
+  readonly #stopping = new Map<string, Promise<void>>();
   #stopped = false;
 
   /**
    * Creates and starts a tenant.
    *
-   * @throws InvalidArgumentError for a bad id, a bad limit (see `TenantLimits`) or more agents
-   *   than `limits.maxAgents`.
+   * @throws InvalidArgumentError for options without a runtime, a bad id, a bad limit (see
+   *   `TenantLimits`) or more agents than `limits.maxAgents`.
    * @throws AlreadyRegisteredError when the id is taken.
    * @throws NoProcessError when the manager is stopped, or stops (or the tenant is removed)
-   *   before the tenant has started.
+   *   before the tenant has started; its runtime is stopped then.
+   *
+   * A tenant of the same id that is still being removed is stopped (its token counts saved)
+   * before this one reads them back or starts.
    */
   async add(options: TenantOptions): Promise<Tenant> {
     if (this.#stopped) throw new NoProcessError("the tenant manager is stopped");
-    if (!TENANT_ID.test(options.id)) {
+    if (typeof options?.runtime !== "object" || options.runtime === null) {
+      throw new InvalidArgumentError("a tenant needs options with a runtime object");
+    }
+    // A string only: a regular expression reads `undefined` or `["acme"]` as text that matches.
+    if (typeof options.id !== "string" || !TENANT_ID.test(options.id)) {
       throw new InvalidArgumentError(
-        `tenant id must match ${TENANT_ID.source}, got "${options.id}"`,
+        `tenant id must be a string matching ${TENANT_ID.source}, got ${typeof options.id === "string" ? `"${options.id}"` : String(options.id)}`,
       );
     }
     if (this.#tenants.has(options.id)) {
@@ -297,6 +327,8 @@ export class TenantManager {
     const usageKey = `${USAGE_KEY_PREFIX}${options.id}`;
     let keeper: UsageKeeper | undefined;
     const limiter = new ResourceLimiter(options.id, options.limits ?? {}, {
+      // The runtime's clock (for tests) is the budgets' and the rate's too.
+      ...(options.runtime.now === undefined ? {} : { now: options.runtime.now }),
       onUsage: () => keeper?.save(),
     });
     keeper = new UsageKeeper(kv, usageKey, limiter);
@@ -322,13 +354,22 @@ export class TenantManager {
     setTelemetryTenant(options.runtime.store, options.id);
     this.#tenants.set(options.id, tenant);
     try {
+      // The tenant of this id removed just before: its sessions stop and its counts are saved
+      // first, so that they are read back here and two runtimes never serve the tenant at once.
+      await this.#stopping.get(options.id);
       // What the tenant spent before a restart stays spent.
       limiter.restore(await kv.get(usageKey));
       // Removed (or the manager stopped) meanwhile: not started at all.
       if (this.#tenants.get(options.id) !== tenant) {
         throw new NoProcessError(`tenant "${options.id}" was removed while it was being added`);
       }
-      await runtime.start();
+      const starting = runtime.start();
+      this.#starts.set(tenant, starting);
+      await starting;
+      // Removed (or the manager stopped) while it started: that stop ends the runtime.
+      if (this.#tenants.get(options.id) !== tenant) {
+        throw new NoProcessError(`tenant "${options.id}" was removed while it was being added`);
+      }
     } catch (error) {
       if (this.#tenants.get(options.id) === tenant) this.#tenants.delete(options.id);
       throw error;
@@ -348,23 +389,45 @@ export class TenantManager {
     return [...this.#tenants.keys()];
   }
 
-  /** Stops one tenant's runtime, saves its token counts, and forgets it. */
+  /**
+   * Stops one tenant's runtime (its live sessions stop; their unfinished messages stay queued),
+   * saves its token counts, and forgets it. Its store is left as it is: added again over it,
+   * the tenant carries on with its sessions, transcripts and counts.
+   *
+   * @throws InvalidArgumentError if there is no tenant with this id.
+   */
   async remove(id: string): Promise<void> {
     const tenant = this.get(id);
     this.#tenants.delete(id);
-    await this.#stopTenant(tenant);
+    const stopping = this.#stopTenant(tenant);
+    const done = stopping.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#stopping.set(id, done);
+    try {
+      await stopping;
+    } finally {
+      if (this.#stopping.get(id) === done) this.#stopping.delete(id);
+    }
   }
 
-  /** Stops every tenant (saving their token counts). */
+  /** Stops every tenant (saving their token counts), and waits for removals in progress. */
   async stop(): Promise<void> {
     this.#stopped = true;
     const all = [...this.#tenants.values()];
     this.#tenants.clear();
-    await Promise.all(all.map((t) => this.#stopTenant(t)));
+    await Promise.all([
+      ...all.map((t) => this.#stopTenant(t)),
+      // A tenant removed just before is stopped (and its counts saved) by the time this resolves.
+      ...this.#stopping.values(),
+    ]);
   }
 
   async #stopTenant(tenant: Tenant): Promise<void> {
     try {
+      // A stop while it starts would miss what the start has not made yet.
+      await this.#starts.get(tenant)?.catch(() => undefined);
       await tenant.runtime.stop();
     } finally {
       await this.#keepers.get(tenant)?.flush();
