@@ -139,6 +139,12 @@ export default function ChatPage() {
       for await (const runEvent of readServerSentEvents<RunEvent>(response.body)) {
         onEvent(assistantId, runEvent);
       }
+      // Ended without `run-end` (the server stopped its runtime: an `error` event came last).
+      updateAssistant(assistantId, (e) =>
+        e.status === "streaming"
+          ? { ...e, status: "error", error: e.error ?? "the answer ended early" }
+          : e,
+      );
     } catch (error) {
       if (controller.signal.aborted) {
         updateAssistant(assistantId, (e) => ({ ...e, status: "stopped" }));

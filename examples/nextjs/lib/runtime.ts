@@ -12,6 +12,10 @@
  * start promise, so concurrent first requests share one runtime; a failed start is
  * forgotten so that the next request tries again.
  *
+ * When the server is told to stop (SIGTERM from Docker or systemd, Ctrl-C), the runtime is
+ * stopped: runs in progress end (a stream waiting for a person would otherwise hold
+ * `next start`'s graceful close open until the approval timed out) and the store is closed.
+ *
  * Server only: route handlers import this; client components never do.
  */
 import { randomUUID } from "node:crypto";
@@ -33,6 +37,8 @@ interface RuntimeSlot {
   created: number;
   /** Evaluations of this module in this process: grows with every hot reload in `next dev`. */
   moduleEvaluations: number;
+  /** Whether the SIGTERM/SIGINT listeners that stop the runtime are in place (once per process). */
+  stopOnSignal: boolean;
 }
 
 /** The process's runtime and what identifies it. */
@@ -43,6 +49,8 @@ export interface EmbeddedRuntime {
   readonly startedAt: number;
   /** The agent's `provider/model`. */
   readonly model: string;
+  /** The runtime's store, closed by {@link stopRuntime} after the runtime. */
+  readonly store: MemoryStore;
 }
 
 /** What `/api/health` reports. */
@@ -64,7 +72,7 @@ type GlobalWithSlot = typeof globalThis & { [SLOT]?: RuntimeSlot };
 /** The process-wide slot, created by the first evaluation of this module. */
 export function runtimeSlot(): RuntimeSlot {
   const g = globalThis as GlobalWithSlot;
-  g[SLOT] ??= { runtime: undefined, created: 0, moduleEvaluations: 0 };
+  g[SLOT] ??= { runtime: undefined, created: 0, moduleEvaluations: 0, stopOnSignal: false };
   return g[SLOT];
 }
 
@@ -77,7 +85,41 @@ export function getRuntime(): Promise<EmbeddedRuntime> {
     slot.runtime = undefined;
     throw error;
   });
+  stopOnSignal(slot);
   return slot.runtime;
+}
+
+/**
+ * Stops the process's runtime, if one was started: runs in progress end (their streams get an
+ * `error` event, `NO_PROCESS`), pending approvals are withdrawn, the store is closed. Later
+ * requests fail.
+ */
+export async function stopRuntime(): Promise<void> {
+  const started = await runtimeSlot().runtime?.catch(() => undefined);
+  if (started === undefined) return;
+  await started.runtime.stop();
+  await started.store.close();
+}
+
+/**
+ * Stops the runtime when the process is asked to stop. Listeners are added once per process
+ * (hot reloads do not add more). Next.js has its own SIGTERM/SIGINT listener, which closes
+ * the HTTP server, waits for open responses to end, and exits; stopping the runtime beside
+ * it ends the streams it waits for. Without that listener (`NEXT_MANUAL_SIG_HANDLE`), the
+ * signal is raised again once the runtime stopped, so that the process still ends.
+ */
+function stopOnSignal(slot: RuntimeSlot): void {
+  if (slot.stopOnSignal) return;
+  slot.stopOnSignal = true;
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    process.once(signal, () => {
+      stopRuntime()
+        .catch((error: unknown) => console.error("stopping the BeamClaw runtime failed", error))
+        .finally(() => {
+          if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+        });
+    });
+  }
 }
 
 /** Identity and counters of the process's runtime (starting it if needed). */
@@ -141,7 +183,7 @@ async function createRuntime(): Promise<EmbeddedRuntime> {
     approvals: { mode: "on-miss", timeoutMs: 120_000 },
   });
   await runtime.start();
-  return { id: randomUUID(), runtime, startedAt: Date.now(), model };
+  return { id: randomUUID(), runtime, startedAt: Date.now(), model, store };
 }
 
 /** The wait between two streamed text chunks of the scripted model, so the stream is visible. */

@@ -16,6 +16,8 @@ export interface NextServer {
   readonly pid: number;
   /** Everything the server printed so far (for failure messages). */
   output(): string;
+  /** Resolves when the server's process (the group's leader) has exited. */
+  readonly exited: Promise<void>;
   /** Stops the process group (SIGTERM, then SIGKILL) and waits until no process of it is left. */
   stop(): Promise<void>;
 }
@@ -107,6 +109,7 @@ export async function startNext(options: {
     url,
     pid,
     output: () => output,
+    exited,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         killGroup(child, "SIGTERM");
