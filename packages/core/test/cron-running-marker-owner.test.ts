@@ -15,7 +15,7 @@ import {
   type ManualClock,
   MemoryStore,
 } from "../src/index.js";
-import { at, MINUTE, SECOND, startCron, storedJob } from "./cron-support.js";
+import { at, type CronFixture, MINUTE, SECOND, startCron, storedJob } from "./cron-support.js";
 
 /** A store whose TTLs follow the manual clock (a liveness key runs out as the clock moves). */
 async function clockedStore(clock: ManualClock): Promise<MemoryStore> {
@@ -39,18 +39,24 @@ function foreignMarker(scheduledAt: number, owner: string) {
 }
 
 describe("a cron service started beside another service's run in progress", () => {
-  it("leaves the live run to its writer: one run, recorded once, as ok", async () => {
+  /** A service whose run of job `tick` (every 10 minutes) is in progress until `finish()`. */
+  async function startRunInProgress(): Promise<{ fixture: CronFixture; finish: () => void }> {
     const fixture = await startCron();
-    const { clock, store, runner } = fixture;
-    const a = fixture.service;
     let finish!: () => void;
-    runner.behave = () =>
+    fixture.runner.behave = () =>
       new Promise((resolve) => {
         finish = () => resolve({ status: "ok" });
       });
-    await a.add({ id: "tick", schedule: { every: 10 * MINUTE }, prompt: "p" });
-    await clock.advance(10 * MINUTE);
-    await a.cronStatus();
+    await fixture.service.add({ id: "tick", schedule: { every: 10 * MINUTE }, prompt: "p" });
+    await fixture.clock.advance(10 * MINUTE);
+    await fixture.service.cronStatus();
+    return { fixture, finish };
+  }
+
+  it("leaves the live run to its writer: one run, recorded once, as ok", async () => {
+    const { fixture, finish } = await startRunInProgress();
+    const { store, runner } = fixture;
+    const a = fixture.service;
     expect(runner.calls).toHaveLength(1);
     expect(await store.kv.get("cron:running:ops:tick")).toBeDefined();
 
@@ -84,6 +90,33 @@ describe("a cron service started beside another service's run in progress", () =
       expect(await store.kv.keys("cron:running:")).toEqual([]);
     } finally {
       await again.stop();
+    }
+  });
+
+  it("runs the job itself meanwhile, and the other service's run, which ends normally, is logged once", async () => {
+    const { fixture, finish } = await startRunInProgress();
+    const { clock, store, runner } = fixture;
+    const a = fixture.service;
+    const first = await store.kv.get<{ runId: string }>("cron:running:ops:tick");
+    const b = await fixture.restart();
+    try {
+      // b fires the next due time while a's run goes on: b's marker takes the job's key.
+      runner.behave = () => ({ status: "ok" });
+      await clock.advance(10 * MINUTE);
+      await b.cronStatus();
+      expect(runner.calls).toHaveLength(2);
+      finish();
+      await a.cronStatus();
+      await a.stop();
+      await clock.advance(40 * SECOND);
+      await b.cronStatus();
+      const log = await b.runs("tick");
+      expect(log.map((run) => run.status)).toEqual(["ok", "ok"]);
+      expect(log.filter((run) => run.runId === first?.runId)).toHaveLength(1);
+      expect(await store.kv.keys("cron:running:")).toEqual([]);
+    } finally {
+      await b.stop();
+      await a.stop();
     }
   });
 });
@@ -141,6 +174,49 @@ describe("a running marker of another process", () => {
       await clock.advance(40 * SECOND);
       await service.cronStatus();
       expect(await service.runs("tick")).toEqual([]);
+    } finally {
+      await service.stop();
+      await store.close();
+    }
+  });
+
+  it("whose key still lasts when this service runs the job is reported interrupted once its key has run out", async () => {
+    const { clock, store, service, due } = await startWith(async (store, due) => {
+      // The crashed process's run was of the previous due time; the next one is 10 s away.
+      const next = due + MINUTE + 10 * SECOND;
+      await store.cron.putJob(
+        storedJob({
+          id: "tick",
+          schedule: { every: 10 * MINUTE },
+          createdAt: next - 20 * MINUTE,
+          state: { consecutiveErrors: 0, runCount: 0, missedCount: 0, nextRunAt: next },
+        }),
+      );
+      await store.kv.set("cron:running:ops:tick", foreignMarker(next - 10 * MINUTE, "svc-crashed"));
+      await store.kv.set("cron:alive:ops:svc-crashed", {}, { ttlMs: 20 * SECOND });
+    });
+    const next = due + MINUTE + 10 * SECOND;
+    try {
+      expect(await service.runs("tick")).toEqual([]);
+      // This service runs the next due time while the crashed process's key still lasts: its
+      // marker takes the job's key, and the crashed run is still followed.
+      await clock.advance(10 * SECOND);
+      await service.cronStatus();
+      expect((await service.runs("tick")).map((run) => run.status)).toEqual(["ok"]);
+      await clock.advance(30 * SECOND);
+      await service.cronStatus();
+      await clock.advance(60 * SECOND);
+      await service.cronStatus();
+      const log = await service.runs("tick");
+      expect(log.map((run) => run.status).sort()).toEqual(["interrupted", "ok"]);
+      expect(log.find((run) => run.status === "interrupted")).toMatchObject({
+        runId: "run-elsewhere",
+        scheduledAt: next - 10 * MINUTE,
+      });
+      expect(log.find((run) => run.status === "ok")).toMatchObject({ scheduledAt: next });
+      const [job] = await service.list();
+      expect(job?.state).toMatchObject({ lastStatus: "ok", lastRunAt: next, runCount: 2 });
+      expect(await store.kv.keys("cron:running:")).toEqual([]);
     } finally {
       await service.stop();
       await store.close();

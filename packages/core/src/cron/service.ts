@@ -313,6 +313,14 @@ type RunMarker = {
   schedule?: string;
 };
 
+/**
+ * A run of another service found in progress on start (see `CronService.#foreign`). Once this
+ * service writes its own marker for the job (a new run of it, which takes the marker's key),
+ * the run is `detached`: followed by its writer's liveness key alone, and once the writer is
+ * gone, recorded `interrupted` unless the job's run log has it (its writer recorded it).
+ */
+type ForeignRun = { marker: RunMarker; detached?: boolean };
+
 /** Writes of one handler, issued together. */
 type Writes = Promise<unknown>[];
 
@@ -366,7 +374,8 @@ function positiveMs(value: number | undefined, fallback: number, what: string): 
  * other service fires), the later run's outcome sets the backoff: two overlapping failures
  * are retried once. A service that starts beside another one's run in progress leaves that
  * run to it (its running marker names its writer, whose liveness key lasts while its runs
- * do); a crashed process's run is reported `interrupted` once its key has run out (30 s).
+ * do); a crashed process's run is reported `interrupted` once its key has run out (30 s),
+ * also when this service has run the job again meanwhile.
  *
  * @example
  * ```ts
@@ -435,9 +444,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   #leaseWritten = false;
   /**
    * Running markers of other services found on start whose writer was still alive: their runs
-   * are theirs. Looked at again (`#checkForeign`) until each is gone or its writer is.
+   * are theirs. Looked at again (`#checkForeign`) until each is gone or its writer is. A run
+   * of the job started here meanwhile detaches its entry (see `ForeignRun`) before writing its
+   * own marker, so that a run of a crashed writer is not lost under it.
    */
-  readonly #foreign = new Map<string, RunMarker>();
+  readonly #foreign = new Map<string, ForeignRun>();
   #foreignTimer: TimerHandle | undefined;
 
   constructor(options: CronServiceOptions) {
@@ -742,7 +753,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       const jobId = key.slice(this.#markerPrefix().length);
       if (marker !== undefined && (await this.#writerAlive(marker))) {
         // Another service's run in progress (sharing the store): its writer records it.
-        this.#foreign.set(jobId, marker);
+        this.#foreign.set(jobId, { marker });
         continue;
       }
       if (marker === undefined) continue; // gone meanwhile
@@ -1492,6 +1503,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const record = (): Promise<unknown> =>
       this.#holdLease().then(() => {
         run.marker = marker;
+        // The marker of another service's run that this one replaces is followed apart from
+        // now on: its run is recorded interrupted if its writer turns out to have crashed.
+        const foreign = this.#foreign.get(job.id);
+        if (foreign !== undefined) foreign.detached = true;
         return Promise.all([
           this.#store.kv.set(this.#markerKey(job.id), marker),
           job.session === "isolated" && this.#deleteSession !== undefined
@@ -2348,13 +2363,17 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * run's) was recorded by its writer; one whose writer has died since (its liveness key ran
    * out: the process crashed) is recorded `interrupted` here, as on a start; the others are
    * looked at again later. A job running here right now is looked at again after its run.
+   * A detached one (its marker replaced by a run of this service, see `ForeignRun`) is
+   * followed by its writer's liveness key, and once the writer is gone looked up in the job's
+   * run log: there, its writer recorded it; absent, it is recorded `interrupted` (without
+   * changing the job's last status when a later run has set it).
    */
   async #checkForeign(): Promise<void> {
     const writes: Writes = [];
     try {
-      for (const [jobId, seen] of [...this.#foreign]) {
+      for (const [jobId, { marker: seen, detached }] of [...this.#foreign]) {
         const key = this.#markerKey(jobId);
-        const marker = await this.#store.kv.get<RunMarker>(key);
+        const marker = detached ? seen : await this.#store.kv.get<RunMarker>(key);
         if (marker === undefined || marker.runId !== seen.runId) {
           this.#foreign.delete(jobId);
           continue;
@@ -2362,9 +2381,16 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         const entry = this.#entries.get(jobId);
         if ((await this.#writerAlive(marker)) || (entry !== undefined && entry.run !== null))
           continue;
-        this.#foreign.delete(jobId);
-        writes.push(this.#store.kv.delete(key, { ifValue: marker as JsonValue }));
+        if (detached) {
+          const log = await this.#store.cron.listRuns(jobId);
+          this.#foreign.delete(jobId);
+          if (entry === undefined || log.some((run) => run.runId === marker.runId)) continue;
+        } else {
+          this.#foreign.delete(jobId);
+          writes.push(this.#store.kv.delete(key, { ifValue: marker as JsonValue }));
+        }
         if (entry === undefined) continue;
+        const { lastStatus, lastRunAt } = entry.job.state;
         this.#resumeMarker(entry, marker);
         this.#recordInterrupted(
           entry,
@@ -2374,6 +2400,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
           marker.sessionKey,
           marker.schedule,
         );
+        if (lastRunAt !== undefined && lastRunAt > marker.startedAt) {
+          // A later run (this service's, under a detached marker) keeps its place as the last.
+          Object.assign(entry.job.state, { lastStatus, lastRunAt });
+        }
         writes.push(this.#putJob(entry.job, entry));
         this.#reschedule(entry);
       }
