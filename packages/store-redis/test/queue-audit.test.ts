@@ -122,9 +122,12 @@ describe("the inbound queue when Redis is full (maxmemory, noeviction)", () => {
     expect(await expectConsistent(raw)).toBe(stored);
 
     const pending = await store.queue.pending({ limit: 1000 });
+    // Half the queue is drained: ~0.8 MB of a 3 MB limit, a margin far beyond what Redis'
+    // own memory (client buffers, allocator slack) moves by on a loaded machine.
+    const drained = Math.ceil(stored / 2);
     await store.queue.ack(pending[0]!.id);
-    for (const message of pending.slice(1, 40)) await store.queue.discard(message.id);
-    expect(await expectConsistent(raw)).toBe(stored - 40);
+    for (const message of pending.slice(1, drained)) await store.queue.discard(message.id);
+    expect(await expectConsistent(raw)).toBe(stored - drained);
     // Discarding made room: the refused message can be sent again.
     const retried = await store.queue.enqueue({
       idempotencyKey: `k${stored}`,
