@@ -200,6 +200,30 @@ export function providerError(
   });
 }
 
+/**
+ * `error` (a vendor's refusal of a request) said again as `what`, the vendor's own words
+ * (`vendor`) kept after it: same kind, status, headers and body, never retryable (the same
+ * request is refused the same way), the original error as its `cause`.
+ */
+export function restatedError(
+  error: ProviderError,
+  context: CallContext,
+  what: string,
+  vendor: string,
+): ProviderError {
+  const status = error.statusCode === undefined ? "" : ` HTTP ${error.statusCode}`;
+  return new ProviderError(`${label(context)}:${status} ${what} (${vendor})`, {
+    kind: error.kind,
+    provider: context.provider,
+    ...(context.model === undefined ? {} : { model: context.model }),
+    ...(error.statusCode === undefined ? {} : { statusCode: error.statusCode }),
+    isRetryable: false,
+    ...(error.responseHeaders === undefined ? {} : { responseHeaders: error.responseHeaders }),
+    ...(error.responseBody === undefined ? {} : { responseBody: error.responseBody }),
+    cause: error,
+  });
+}
+
 /** The error for a call cancelled through its `AbortSignal`. */
 export function abortedError(context: CallContext, signal: AbortSignal): AbortedError {
   return new AbortedError(`${label(context)}: the call was aborted`, { cause: signal.reason });

@@ -19,7 +19,9 @@ import {
   type ModelResponseFormat,
   type ModelStreamEvent,
   type ModelUsage,
+  ProviderError,
   type ProviderErrorKind,
+  type ThinkingLevel,
   type ToolResultPart,
 } from "@beamclaw/core";
 import { BLANK_MESSAGE_TEXT, hasText, userContent } from "./blank-text.js";
@@ -29,6 +31,7 @@ import {
   kindFromStatus,
   parseGoDuration,
   providerError,
+  restatedError,
   type VendorErrorInfo,
 } from "./errors.js";
 import {
@@ -38,6 +41,7 @@ import {
   DEFAULT_TIMEOUT_MS,
   type HttpClient,
   type ProviderHttpOptions,
+  type StreamResponse,
 } from "./http.js";
 import {
   endsEarly,
@@ -286,6 +290,201 @@ export function mistralToolCallIds(): (id: string) => string {
  */
 export function openAIModelReasons(model: string): boolean {
   return !/^(?:ft:)?(?:gpt-4|gpt-3\.5|chatgpt-4o)/i.test(model);
+}
+
+/** A map that keeps its `limit` most recently used entries (a lookup counts as a use). */
+export class BoundedMemory<K, V> {
+  readonly #entries = new Map<K, V>();
+  readonly #limit: number;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  /** The entry's value, made the most recently used; undefined when not kept. */
+  get(key: K): V | undefined {
+    if (!this.#entries.has(key)) return undefined;
+    const value = this.#entries.get(key) as V;
+    this.#entries.delete(key);
+    this.#entries.set(key, value);
+    return value;
+  }
+
+  /** Keeps `key`, forgetting the least recently used entry past the limit. */
+  set(key: K, value: V): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, value);
+    if (this.#entries.size > this.#limit) {
+      const oldest = this.#entries.keys().next();
+      if (oldest.done !== true) this.#entries.delete(oldest.value);
+    }
+  }
+
+  /** How many entries are kept. */
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+/** What OpenAI said when it refused a request with HTTP 400: its `error` object's fields. */
+export interface OpenAIRefusal {
+  code: string | undefined;
+  param: string | undefined;
+  message: string;
+  /** The error the HTTP client threw for it. */
+  error: ProviderError;
+}
+
+/** The refusal an HTTP 400 `ProviderError` carries in its OpenAI error body; else undefined. */
+export function openAIRefusal(error: unknown): OpenAIRefusal | undefined {
+  if (!ProviderError.isInstance(error) || error.statusCode !== 400) return undefined;
+  let body: unknown;
+  try {
+    body = JSON.parse(error.responseBody ?? "");
+  } catch {
+    return undefined;
+  }
+  const inner = field(body, "error");
+  if (!isWire(inner)) return undefined;
+  return {
+    code: stringField(inner, "code"),
+    param: stringField(inner, "param"),
+    message: stringField(inner, "message") ?? "",
+    error,
+  };
+}
+
+/** The reasoning efforts of a request's `thinking`, least first. */
+const EFFORTS: readonly ThinkingLevel[] = ["minimal", "low", "medium", "high"];
+
+/** `param` of a refused reasoning effort: the Responses API's, then Chat Completions'. */
+function isEffortParam(param: string | undefined): boolean {
+  return param === "reasoning.effort" || param === "reasoning_effort";
+}
+
+/**
+ * The effort nearest `requested` among those an OpenAI refusal lists ("Unsupported value:
+ * 'reasoning.effort' does not support 'minimal' with this model. Supported values are: 'low',
+ * 'medium', and 'high'."): of two as near, the higher. Undefined when it lists none of
+ * `minimal`, `low`, `medium`, `high`.
+ */
+export function nearestEffort(requested: string, message: string): ThinkingLevel | undefined {
+  const list = /supported values are:?(.*)$/is.exec(message)?.[1];
+  if (list === undefined) return undefined;
+  const offered = new Set([...list.matchAll(/'([^']+)'/g)].map((match) => match[1]));
+  const at = EFFORTS.indexOf(requested as ThinkingLevel);
+  let best: ThinkingLevel | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const [i, level] of EFFORTS.entries()) {
+    const distance = Math.abs(i - at);
+    if (offered.has(level) && distance <= bestDistance) {
+      best = level;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/**
+ * What an OpenAI provider learned from its models' refusals of a request's `thinking`, per
+ * model and level: the effort to send instead (the nearest one the model's refusal lists), or
+ * none (a model that takes no reasoning effort at all). Kept for the 256 most recently used
+ * (model, level) pairs of one provider instance, so that only the first call pays the refusal.
+ */
+export class OpenAIEffortMemory {
+  readonly #efforts = new BoundedMemory<string, ThinkingLevel | null>(256);
+
+  /** The effort to send to `model` for `thinking`; null for none. */
+  effort(model: string, thinking: ThinkingLevel): ThinkingLevel | null {
+    const learned = this.#efforts.get(`${model}\n${thinking}`);
+    return learned === undefined ? thinking : learned;
+  }
+
+  /**
+   * Learns from `refusal` of the effort `sent` for `thinking`: returns the effort to send
+   * instead (null: none), or undefined when the refusal is not of the effort or names no
+   * other level the model takes.
+   */
+  learn(
+    model: string,
+    thinking: ThinkingLevel,
+    sent: string,
+    refusal: OpenAIRefusal,
+  ): ThinkingLevel | null | undefined {
+    if (!isEffortParam(refusal.param)) return undefined;
+    let next: ThinkingLevel | null | undefined;
+    // "Unsupported parameter: 'reasoning.effort' is not supported with this model": a model
+    // that does not reason, as the GPT-4 family, which `openAIModelReasons` cannot all know.
+    if (refusal.code === "unsupported_parameter") next = null;
+    else if (refusal.code === "unsupported_value") next = nearestEffort(sent, refusal.message);
+    if (next === undefined || next === sent) return undefined;
+    this.#efforts.set(`${model}\n${thinking}`, next);
+    return next;
+  }
+}
+
+/**
+ * A refusal of one of the request's options said plainly (see `restatedError`): `temperature`
+ * (OpenAI's reasoning models sample at a fixed temperature and refuse one, "Unsupported
+ * parameter: 'temperature' is not supported with this model"), or a reasoning effort the
+ * model does not take. Undefined for any other refusal.
+ */
+export function refusedOptionError(
+  refusal: OpenAIRefusal,
+  request: ModelRequest,
+  context: CallContext,
+  sentEffort: unknown,
+): ProviderError | undefined {
+  const vendor = [refusal.code, refusal.message].filter(Boolean).join(": ");
+  if (refusal.param === "temperature") {
+    const value = request.temperature === undefined ? "" : ` (${request.temperature})`;
+    return restatedError(
+      refusal.error,
+      context,
+      `${request.model} does not take \`temperature\`${value}: leave it unset for this model`,
+      vendor,
+    );
+  }
+  if (isEffortParam(refusal.param)) {
+    const effort = typeof sentEffort === "string" ? ` ${JSON.stringify(sentEffort)}` : "";
+    return restatedError(
+      refusal.error,
+      context,
+      `${request.model} does not take the reasoning effort${effort}: set \`thinking\` to a level it takes`,
+      vendor,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Posts a stream request. When OpenAI refuses it (HTTP 400, before anything streamed) in a
+ * way `mend` can put right, it is sent again as `mend` returns it (`mend` sees the refusal and
+ * the body refused, and mends each thing once: it returns undefined once it has nothing more
+ * to change). A refusal it cannot mend is thrown, said plainly by `restate` when it can.
+ * Every send follows the call's signal: an abort meanwhile ends it with `AbortedError`.
+ */
+export async function postMending(
+  http: HttpClient,
+  path: string,
+  body: JsonObject,
+  context: CallContext,
+  options: ModelCallOptions,
+  mend: (refusal: OpenAIRefusal, refused: JsonObject) => JsonObject | undefined,
+  restate: (refusal: OpenAIRefusal, refused: JsonObject) => ProviderError | undefined,
+): Promise<StreamResponse> {
+  let current = body;
+  for (;;) {
+    try {
+      return await http.postEventStream(path, current, context, options);
+    } catch (error) {
+      const refusal = openAIRefusal(error);
+      if (refusal === undefined) throw error;
+      const mended = mend(refusal, current);
+      if (mended === undefined) throw restate(refusal, current) ?? error;
+      current = mended;
+    }
+  }
 }
 
 /** An image part as the URL OpenAI expects: a `data:` URL for inline data. */
@@ -670,6 +869,12 @@ export interface ChatStreamSetup {
   apiKey: string | undefined;
   idleTimeoutMs: number;
   dialect: ChatDialect;
+  /**
+   * The provider's memory of the reasoning efforts its models refused (OpenAI's): a request's
+   * `thinking` that the model refuses is sent again at the nearest effort it lists, and later
+   * calls send that one at once. Without it, a refusal is thrown.
+   */
+  efforts?: OpenAIEffortMemory;
 }
 
 /** Streams one Chat Completions call as normalized events. */
@@ -692,11 +897,37 @@ export async function* streamChatCompletions(
     request.providerOptions,
     setup.id,
   );
-  const { body: stream, release } = await setup.http.postEventStream(
+  const { efforts } = setup;
+  const level = request.thinking;
+  // The effort made from `thinking` (not one the caller set in `providerOptions`) follows what
+  // the model's refusals taught.
+  const ownEffort =
+    efforts !== undefined &&
+    level !== undefined &&
+    typeof body.reasoning_effort === "string" &&
+    request.providerOptions?.[setup.id]?.reasoning_effort === undefined;
+  const withEffort = (from: JsonObject, effort: ThinkingLevel | null): JsonObject => {
+    const { reasoning_effort: _, ...rest } = from;
+    return effort === null ? rest : { ...rest, reasoning_effort: effort };
+  };
+  let mended = false;
+  const { body: stream, release } = await postMending(
+    setup.http,
     "chat/completions",
-    body,
+    ownEffort ? withEffort(body, efforts.effort(request.model, level)) : body,
     context,
     options,
+    (refusal, refused) => {
+      if (!ownEffort || mended || typeof refused.reasoning_effort !== "string") return undefined;
+      const next = efforts.learn(request.model, level, refused.reasoning_effort, refusal);
+      if (next === undefined) return undefined;
+      mended = true;
+      return withEffort(refused, next);
+    },
+    (refusal, refused) =>
+      setup.dialect.openAIModels === true
+        ? refusedOptionError(refusal, request, context, refused.reasoning_effort)
+        : undefined,
   );
 
   /** The call streaming at each `index`; `calls` holds every call, in the order they began. */

@@ -17,6 +17,7 @@ import {
   type ModelMessage,
   type ModelRequest,
   type ModelStreamEvent,
+  type ThinkingLevel,
   type ThinkingPart,
 } from "@beamclaw/core";
 import { hasText, userContent } from "./blank-text.js";
@@ -36,12 +37,16 @@ import {
   withProviderOptions,
 } from "./json.js";
 import {
+  BoundedMemory,
   chatUsage,
   fileName,
   imageUrl,
   jsonSchemaFormat,
+  type OpenAIEffortMemory,
   openAIModelReasons,
   parseOpenAIError,
+  postMending,
+  refusedOptionError,
 } from "./openai-chat.js";
 import { checkRequest, modelOf } from "./request.js";
 import { parseSseJson, readSse, streamCutError } from "./sse.js";
@@ -100,11 +105,15 @@ function readReasoningSignature(signature: string): {
  * 'rs_…' not found. Items are not persisted when `store` is set to false"), on every later
  * turn too: no item then goes with an id, and reasoning goes only with its encrypted content
  * (`include: ["reasoning.encrypted_content"]`), in the same place.
+ *
+ * `reasoning.leaveOut` leaves out reasoning by its encrypted content (OpenAI refused to verify
+ * it), whole: the item after it then goes without its id, as with no reasoning at all.
  */
 export function toResponsesInput(
   request: ModelRequest,
   context: CallContext,
   stored = true,
+  reasoning: ReasoningFilter = {},
 ): JsonObject[] {
   const items: JsonObject[] = [];
   for (const message of answerToolCalls(request.messages)) {
@@ -122,7 +131,7 @@ export function toResponsesInput(
         ),
       });
     } else if (message.role === "assistant") {
-      pushAssistant(message.content, items, stored);
+      pushAssistant(message.content, items, stored, reasoning);
     } else {
       for (const result of message.content) {
         const text = toolOutputText(result.output);
@@ -150,6 +159,16 @@ export function toResponsesInput(
   return items;
 }
 
+/**
+ * Which reasoning goes back: `leaveOut` names encrypted contents not to send (their reasoning
+ * is left out whole, and the items that followed it go without their ids), and `sent`
+ * collects the encrypted contents that are sent.
+ */
+export interface ReasoningFilter {
+  leaveOut?: (encrypted: string) => boolean;
+  sent?: string[];
+}
+
 /** A reasoning item, and the id of the item it is sent right before. */
 interface Reasoning {
   item: JsonObject;
@@ -161,6 +180,7 @@ function pushAssistant(
   content: Extract<ModelMessage, { role: "assistant" }>["content"],
   items: JsonObject[],
   stored: boolean,
+  reasoning: ReasoningFilter,
 ): void {
   const callIds = new Set<string>();
   // Text that says nothing (empty, or only whitespace) is not sent (see `flushText`), so
@@ -177,6 +197,7 @@ function pushAssistant(
   const inPlace = new Map<ThinkingPart, JsonObject>();
   for (const part of content) {
     if (part.type !== "thinking" || part.signature?.startsWith("rs_") !== true) continue;
+    if (part.redacted !== undefined && reasoning.leaveOut?.(part.redacted) === true) continue;
     // Not stored, reasoning without its encrypted content cannot be sent back at all.
     if (!stored && part.redacted === undefined) continue;
     const { id, nextId, callId } = readReasoningSignature(part.signature);
@@ -186,6 +207,8 @@ function pushAssistant(
       summary: part.text === "" ? [] : [{ type: "summary_text", text: part.text }],
       ...(part.redacted === undefined ? {} : { encrypted_content: part.redacted }),
     };
+    // Sent whatever happens below: before its pair, or in place.
+    if (part.redacted !== undefined) reasoning.sent?.push(part.redacted);
     if (
       nextId?.startsWith("fc_") === true &&
       callId !== undefined &&
@@ -261,17 +284,19 @@ function pushAssistant(
 /**
  * Maps a request to the Responses API body; `promptCacheKey` sends its `cacheKey` as
  * `prompt_cache_key`. A `responseFormat` becomes `text.format` (type `json_schema`).
- * `stored` false: the request sets `store: false` (see {@link toResponsesInput}).
+ * `stored` false: the request sets `store: false`; `reasoning`: which reasoning goes back
+ * (see {@link toResponsesInput}).
  */
 export function toResponsesRequest(
   request: ModelRequest,
   context: CallContext,
   promptCacheKey = true,
   stored = true,
+  reasoning: ReasoningFilter = {},
 ): JsonObject {
   const body: JsonObject = {
     model: request.model,
-    input: toResponsesInput(request, context, stored),
+    input: toResponsesInput(request, context, stored, reasoning),
     stream: true,
   };
   if (request.system !== undefined && request.system !== "") body.instructions = request.system;
@@ -322,6 +347,47 @@ interface CallState {
   done: boolean;
 }
 
+/** A short key of a (long) text: its length and two 32-bit hashes of it. */
+function digest(text: string): string {
+  let fnv = 0x811c9dc5;
+  let murmur = 0x9747b28c;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    fnv = Math.imul(fnv ^ code, 0x01000193);
+    murmur = Math.imul(murmur ^ code, 0x5bd1e995);
+    murmur ^= murmur >>> 15;
+  }
+  return `${text.length}:${(fnv >>> 0).toString(36)}:${(murmur >>> 0).toString(36)}`;
+}
+
+/**
+ * The encrypted reasoning contents OpenAI refused to verify (HTTP 400
+ * `invalid_encrypted_content`: made under another organization, project or key, or for
+ * another model), kept by one provider instance so that later calls leave them out at once
+ * instead of paying a refused request each turn: the digests of the 1024 most recently seen.
+ */
+export class RejectedReasoning {
+  readonly #digests = new BoundedMemory<string, true>(1024);
+
+  /** True when `encrypted` was refused. */
+  has(encrypted: string): boolean {
+    return this.#digests.get(digest(encrypted)) === true;
+  }
+
+  /** Remembers that `encrypted` was refused. */
+  add(encrypted: string): void {
+    this.#digests.set(digest(encrypted), true);
+  }
+
+  /** How many are kept. */
+  get size(): number {
+    return this.#digests.size;
+  }
+}
+
+/** What `include` asks for to get reasoning back when OpenAI stores nothing. */
+const ENCRYPTED_REASONING = "reasoning.encrypted_content";
+
 /** What a Responses stream needs from its provider. */
 export interface ResponsesStreamSetup {
   id: string;
@@ -330,6 +396,10 @@ export interface ResponsesStreamSetup {
   idleTimeoutMs: number;
   /** Send the request's `cacheKey` as `prompt_cache_key`. */
   promptCacheKey: boolean;
+  /** The provider's encrypted reasoning OpenAI refused (see {@link RejectedReasoning}). */
+  rejectedReasoning: RejectedReasoning;
+  /** The provider's memory of the reasoning efforts its models refused. */
+  efforts: OpenAIEffortMemory;
 }
 
 /** Streams one Responses API call as normalized events. */
@@ -345,16 +415,63 @@ export async function* streamResponses(
   }
   // `providerOptions.openai.store: false` (Zero Data Retention): no item id can go back.
   const stored = request.providerOptions?.[setup.id]?.store !== false;
+  const rejected = setup.rejectedReasoning;
+  /** The encrypted reasoning contents this request sends. */
+  const sent: string[] = [];
   const body = withProviderOptions(
-    toResponsesRequest(request, context, setup.promptCacheKey, stored),
+    toResponsesRequest(request, context, setup.promptCacheKey, stored, {
+      leaveOut: (encrypted) => rejected.has(encrypted),
+      sent,
+    }),
     request.providerOptions,
     setup.id,
   );
-  const { body: stream, release } = await setup.http.postEventStream(
+  const own = request.providerOptions?.[setup.id];
+  // Nothing stored, reasoning comes back only as its encrypted content, which must be asked
+  // for: added to the caller's `include` for the models that reason (the others refuse it).
+  if (!stored && openAIModelReasons(request.model)) {
+    const include = own?.include ?? [];
+    if (Array.isArray(include) && !include.includes(ENCRYPTED_REASONING)) {
+      body.include = [...include, ENCRYPTED_REASONING];
+    }
+  }
+  // The effort made from `thinking` (not a `reasoning` the caller set in `providerOptions`)
+  // follows what the model's refusals taught.
+  const level = request.thinking;
+  const ownEffort = level !== undefined && isWire(body.reasoning) && own?.reasoning === undefined;
+  const withEffort = (from: JsonObject, effort: ThinkingLevel | null): JsonObject => {
+    const { reasoning: _, ...rest } = from;
+    return effort === null ? rest : { ...rest, reasoning: { effort, summary: "auto" } };
+  };
+  let effortMended = false;
+  let reasoningLeftOut = false;
+  const { body: stream, release } = await postMending(
+    setup.http,
     "responses",
-    body,
+    ownEffort ? withEffort(body, setup.efforts.effort(request.model, level)) : body,
     context,
     options,
+    (refusal, refused) => {
+      // Encrypted reasoning that no longer verifies: sent again without any (each is
+      // remembered, so later calls leave it out at once).
+      if (refusal.code === "invalid_encrypted_content") {
+        if (reasoningLeftOut || sent.length === 0) return undefined;
+        reasoningLeftOut = true;
+        for (const encrypted of sent) rejected.add(encrypted);
+        return {
+          ...refused,
+          input: toResponsesInput(request, context, stored, { leaveOut: () => true }),
+        };
+      }
+      const effort = field(refused.reasoning, "effort");
+      if (!ownEffort || effortMended || typeof effort !== "string") return undefined;
+      const next = setup.efforts.learn(request.model, level, effort, refusal);
+      if (next === undefined) return undefined;
+      effortMended = true;
+      return withEffort(refused, next);
+    },
+    (refusal, refused) =>
+      refusedOptionError(refusal, request, context, field(refused.reasoning, "effort")),
   );
 
   const calls = new Map<string, CallState>();

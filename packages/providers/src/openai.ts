@@ -10,8 +10,12 @@ import {
   resolveApiKey,
 } from "./http.js";
 import { copyModel, findModel, mergeModels, OPENAI_MODELS } from "./models.js";
-import { createOpenAIHttpClient, streamChatCompletions } from "./openai-chat.js";
-import { streamResponses } from "./openai-responses.js";
+import {
+  createOpenAIHttpClient,
+  OpenAIEffortMemory,
+  streamChatCompletions,
+} from "./openai-chat.js";
+import { RejectedReasoning, streamResponses } from "./openai-responses.js";
 import { modelOf } from "./request.js";
 
 /** Options of {@link createOpenAIProvider}. */
@@ -66,6 +70,9 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
   /** The price list `modelInfo` reads: the built-in one with the caller's corrections. */
   const priced = mergeModels(OPENAI_MODELS, models);
   const promptCacheKey = options.promptCacheKey !== false;
+  // What this instance learned from OpenAI's refusals, so that only the first call pays one.
+  const efforts = new OpenAIEffortMemory();
+  const rejectedReasoning = new RejectedReasoning();
   return {
     specificationVersion: "v1",
     id,
@@ -86,6 +93,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
             responseFormat: true,
             openAIModels: true,
           },
+          efforts,
         });
         return abortable(events, callOptions.signal, context);
       }
@@ -95,6 +103,8 @@ export function createOpenAIProvider(options: OpenAIProviderOptions = {}): Model
         apiKey,
         idleTimeoutMs,
         promptCacheKey,
+        rejectedReasoning,
+        efforts,
       });
       return abortable(events, callOptions.signal, context);
     },
