@@ -122,7 +122,12 @@ describe("the OpenTelemetry bridge's follow-ups", () => {
     const child = runs.find((s) => s !== parent)!;
     const childKey = String(child.attributes["beamclaw.session"]);
     expect(childKey).toMatch(/^agent:boss:subagent:/);
-    expect(child.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+    // Under the spawn's tool span, itself under the spawning run.
+    const spawn = named(exporter.getFinishedSpans(), "beamclaw.tool.run").find(
+      (s) => s.attributes["beamclaw.tool"] === "spawn_subagent",
+    );
+    expect(child.parentSpanContext?.spanId).toBe(spawn?.spanContext().spanId);
+    expect(spawn?.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
     expect(child.spanContext().traceId).toBe(parent.spanContext().traceId);
     expect(child.attributes).toMatchObject({
       "beamclaw.parent_run": parentRun.runId,

@@ -9,9 +9,9 @@
  * finds its span: a tool run's and a provider call's spans are children of the session run's
  * span, an approval wait's a child of the tool run's. Session runs and cron runs start new traces
  * (a session handles its messages from a mailbox, so the caller's context at that moment may be
- * an unrelated earlier caller's), except a sub-agent's run: it is a child of the run that
- * spawned it, or linked to it once that run has ended (see {@link startOtelBridge}). Metrics
- * come from the plain `beamclaw:*` channels: tokens, calls, durations, runs, cost, crashes,
+ * an unrelated earlier caller's), except a sub-agent's run: it is a child of the tool span of
+ * the `spawn_subagent` call that made it (under the run that spawned it), or linked to that
+ * run once it has ended (see {@link startOtelBridge}). Metrics come from the plain `beamclaw:*` channels: tokens, calls, durations, runs, cost, crashes,
  * restarts, approvals, overloads.
  *
  * @example
@@ -44,7 +44,7 @@ import {
 } from "@opentelemetry/api";
 import { InvalidArgumentError } from "../errors.js";
 import { describeArg, requireObject } from "../runtime/validate.js";
-import { callSubscriber, type SessionRunTrace } from "../telemetry/tracing.js";
+import { callSubscriber, type SessionRunTrace, type ToolRunTrace } from "../telemetry/tracing.js";
 import {
   subscribeTelemetry,
   subscribeTrace,
@@ -288,12 +288,15 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
  * `gen_ai.client.token.usage` histograms are recorded besides BeamClaw's own metrics.
  *
  * A sub-agent's run (in a session made by a `spawn_subagent` call) carries
- * `beamclaw.parent_run` and `beamclaw.parent_session`. While the span of the run that spawned
- * it is open — as it is while the spawn call waits for the answer — the sub-agent's run span
- * is its child, in its trace. A run of the sub-agent's session after that span ended (a
- * message sent to the sub-agent later) starts its own trace with a span link to it, if this
- * bridge saw one of its sub-agents' runs start under it (the latest 1,024 such runs are
- * remembered once ended); a parent that ran in another process (another cluster node) is
+ * `beamclaw.parent_run` and `beamclaw.parent_session`. The `spawn_subagent` call has a tool
+ * span like every tool's (`beamclaw.tool.run`, or `execute_tool spawn_subagent` under
+ * `spanNames: "genai"`; no `beamclaw.tool_call`, which the spawn does not publish), a child of
+ * the run that spawned it, opened when the sub-agent's first run starts and ended when that run
+ * ends (`success`, else `error`, or `aborted` with it). While it is open the sub-agent's run
+ * span is its child, in the spawning run's trace. A run of the sub-agent's session after that
+ * span ended (a message sent to the sub-agent later) starts its own trace with a span link to
+ * it, if this bridge saw one of its sub-agents' runs start under it (the latest 1,024 such
+ * runs are remembered once ended); a parent that ran in another process (another cluster node) is
  * joined by the attributes only.
  *
  * @throws InvalidArgumentError when `options` is not an object, `spanNames` not `beamclaw`
@@ -342,12 +345,64 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
   // Open cron runs by run id: a run given up for `interrupted` ends now, settled or not.
   const cronRuns = new Map<string, object>();
   const subagents = subagentRelations();
+  // A sub-agent run's context -> the key (in `open`) of the tool span of the spawn it answers.
+  const spawns = new WeakMap<object, object>();
+  /**
+   * The `spawn_subagent` tool span of a sub-agent's run whose spawning run is open: opened
+   * under that run when the first run of the sub-agent's session starts (the runtime's spawn
+   * publishes no tool trace of its own), ended when that run ends and the spawn returns its
+   * answer. None for a later run of the session.
+   */
+  const openSpawn = (run: SessionRunTrace): void => {
+    const parent = subagents.openParent(run);
+    if (parent === undefined || spawns.has(run) || !subagents.firstSpawnedRun(run)) return;
+    const spec = SPANS["beamclaw:tool.run"];
+    const tool: ToolRunTrace = {
+      tool: SUBAGENT_TOOL,
+      toolCallId: "",
+      runId: parent.run.runId,
+      ...(parent.run.tenant === undefined ? {} : { tenant: parent.run.tenant }),
+      agent: parent.run.agent,
+      session: parent.run.session,
+    };
+    // The spawn's tool call id is not published: no call id rather than a wrong one.
+    const attributes = {
+      ...spec.start(tool),
+      "beamclaw.tool_call": undefined,
+      "gen_ai.tool.call.id": undefined,
+    };
+    const span = tracer.startSpan(
+      spanNames === "genai" ? spec.genaiName!(tool) : spec.name,
+      { kind: spec.kind, attributes: clean(attributes) },
+      trace.setSpan(ROOT_CONTEXT, parent.span),
+    );
+    const key = {};
+    spawns.set(run, key);
+    open.set(key, {
+      span,
+      close: (ending) => {
+        if (!open.delete(key)) return;
+        const outcome = ending?.outcome ?? "aborted";
+        endSpan(span, { "beamclaw.outcome": outcome, "beamclaw.attempts": 1 }, ending);
+      },
+    });
+  };
   for (const spec of Object.values(SPANS) as Array<SpanSpec<TracedOperation>>) {
     const isRun = spec.operation === "beamclaw:session.run";
     const parentContext = (ctx: TraceContexts[TracedOperation]): Context => {
       if (!spec.root) return current.getStore() ?? otelContext.active();
-      const parent = isRun ? subagents.openParent(ctx as SessionRunTrace) : undefined;
-      return parent === undefined ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
+      if (!isRun) return ROOT_CONTEXT;
+      const run = ctx as SessionRunTrace;
+      const parent = subagents.openParent(run);
+      if (parent === undefined) return ROOT_CONTEXT;
+      // The spawn's tool span, under the spawning run, is the sub-agent run's parent. A tracer
+      // that throws here is contained (this runs in the store transform too).
+      callSubscriber("beamclaw:tool.run:start", openSpawn, run);
+      const spawn = spawns.get(run);
+      return trace.setSpan(
+        ROOT_CONTEXT,
+        (spawn === undefined ? undefined : open.get(spawn)?.span) ?? parent.span,
+      );
     };
     const close = (ctx: TraceContexts[TracedOperation], given?: Ending) => {
       const entry = open.get(ctx);
@@ -355,21 +410,14 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
       open.delete(ctx);
       if (spec.operation === "beamclaw:cron.run") cronRuns.delete((ctx as { runId: string }).runId);
       const { span } = entry;
+      const ending = given ?? spec.ending(ctx);
       if (isRun) subagents.ended(ctx as SessionRunTrace, span);
       try {
-        span.setAttributes(clean(spec.end(ctx)));
-        const ending = given ?? spec.ending(ctx);
-        if (ending.status === "error") {
-          // Its type only: an error's message can quote a model's input or output.
-          const type = errorTypeOf(ending.failure, ending.outcome);
-          span.recordException({ name: type });
-          span.setAttribute("error.type", type);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: type });
-        } else if (ending.status === "ok") {
-          span.setStatus({ code: SpanStatusCode.OK });
-        }
+        endSpan(span, spec.end(ctx), ending);
       } finally {
-        span.end();
+        // The spawn that waited for this sub-agent run returns its answer now.
+        const spawn = isRun ? spawns.get(ctx) : undefined;
+        if (spawn !== undefined) open.get(spawn)?.close(spawnEnding(ending));
       }
     };
     // Started by the store transform (operations run through `runStores`), or by the `start`
@@ -453,6 +501,44 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
   };
 }
 
+/** Sets a span's end attributes and status (a failure by its type only), then ends it. */
+function endSpan(span: Span, attributes: AttributeValues, ending: Ending | undefined): void {
+  try {
+    span.setAttributes(clean(attributes));
+    if (ending?.status === "error") {
+      // Its type only: an error's message can quote a model's input or output.
+      const type = errorTypeOf(ending.failure, ending.outcome);
+      span.recordException({ name: type });
+      span.setAttribute("error.type", type);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: type });
+    } else if (ending?.status === "ok") {
+      span.setStatus({ code: SpanStatusCode.OK });
+    }
+  } finally {
+    span.end();
+  }
+}
+
+/** The name of the runtime's sub-agent tool. */
+const SUBAGENT_TOOL = "spawn_subagent";
+
+/**
+ * How a spawn went, from the sub-agent run that answers it: `success` when the run completed;
+ * otherwise the tool reports an error to its model (`error`), or the spawning run was aborted
+ * and the sub-agent with it (`aborted`).
+ */
+function spawnEnding(run: Ending): Ending {
+  if (run.status === "ok") return { status: "ok", outcome: "success" };
+  const outcome = run.outcome === "aborted" ? "aborted" : "error";
+  return { status: "error", failure: outcome, outcome };
+}
+
+/** An open session run: its span and its trace context. */
+interface OpenRun {
+  span: Span;
+  run: SessionRunTrace;
+}
+
 /** Ended runs that were a sub-agent run's parent, remembered to link later runs to. */
 const SPAWNERS_KEPT = 1_024;
 
@@ -462,14 +548,28 @@ const SPAWNERS_KEPT = 1_024;
  * run's parent (a link target after).
  */
 function subagentRelations() {
-  const runs = new Map<string, Span>();
+  const runs = new Map<string, OpenRun>();
+  // Of each open run, the sub-agent sessions whose first run (the spawn's) started under it.
+  const spawned = new Map<string, Set<string>>();
   // Open runs that are a sub-agent run's parent; moved to `spawners` when they end.
   const spawning = new Set<string>();
   const spawners = new Map<string, SpanContext>();
   return {
     /** The open span of the run that spawned this one's session, if any. */
-    openParent(run: SessionRunTrace): Span | undefined {
+    openParent(run: SessionRunTrace): OpenRun | undefined {
       return run.parentRunId === undefined ? undefined : runs.get(run.parentRunId);
+    },
+    /**
+     * Whether this is the first run of its sub-agent session under its open spawning run: the
+     * run a `spawn_subagent` call waits for (a later message to the session is not a spawn).
+     */
+    firstSpawnedRun(run: SessionRunTrace): boolean {
+      if (run.parentRunId === undefined || !runs.has(run.parentRunId)) return false;
+      const sessions = spawned.get(run.parentRunId) ?? new Set<string>();
+      spawned.set(run.parentRunId, sessions);
+      if (sessions.has(run.session)) return false;
+      sessions.add(run.session);
+      return true;
     },
     /** A link to the ended run that spawned this one's session, unless it is its parent. */
     linkTo(run: SessionRunTrace, parent: Context): Link[] | undefined {
@@ -478,12 +578,13 @@ function subagentRelations() {
       return spawner === undefined ? undefined : [{ context: spawner }];
     },
     started(run: SessionRunTrace, span: Span): void {
-      runs.set(run.runId, span);
+      runs.set(run.runId, { span, run });
       if (run.parentRunId !== undefined && runs.has(run.parentRunId)) spawning.add(run.parentRunId);
     },
     ended(run: SessionRunTrace, span: Span): void {
-      if (runs.get(run.runId) !== span) return;
+      if (runs.get(run.runId)?.span !== span) return;
       runs.delete(run.runId);
+      spawned.delete(run.runId);
       if (!spawning.delete(run.runId)) return;
       spawners.delete(run.runId);
       spawners.set(run.runId, span.spanContext());
@@ -491,6 +592,7 @@ function subagentRelations() {
     },
     clear(): void {
       runs.clear();
+      spawned.clear();
       spawning.clear();
       spawners.clear();
     },

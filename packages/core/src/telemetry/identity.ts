@@ -25,7 +25,8 @@ const tenantOfStore = new WeakMap<object, string | null>();
  * Marks `store` as belonging to `tenant`, so that telemetry of the sessions and cron jobs over
  * it carries the tenant. `TenantManager.add()` does this for each tenant's store; call it
  * yourself for a store you give a tenant's `CronService`. A store marked for two different
- * tenants is ambiguous and reports none.
+ * tenants is ambiguous and reports none (except that `TenantManager.add()` makes the mark
+ * follow the tenant it adds over the store).
  *
  * @example
  * ```ts
@@ -36,6 +37,15 @@ const tenantOfStore = new WeakMap<object, string | null>();
 export function setTelemetryTenant(store: object, tenant: string): void {
   const known = tenantOfStore.get(store);
   tenantOfStore.set(store, known === undefined || known === tenant ? tenant : null);
+}
+
+/**
+ * Marks `store` as belonging to `tenant` alone, replacing a mark left by another tenant (one
+ * no longer served over it): `TenantManager.add()`, which refuses a store a live tenant of
+ * its own uses, makes the mark follow the tenant now served over the store. @internal
+ */
+export function claimTelemetryTenant(store: object, tenant: string): void {
+  tenantOfStore.set(store, tenant);
 }
 
 /**

@@ -12,7 +12,11 @@ export interface TenantLimits {
   tokensPerDay?: number;
   /** Input + output tokens per UTC calendar month. */
   tokensPerMonth?: number;
-  /** Model requests per rolling minute. */
+  /**
+   * Model requests per rolling minute. A request counts from when it starts (it has its
+   * concurrency slot), not while it waits for one; a call waiting for a slot holds a place in
+   * the count, so that `acquire` refuses at once what could not start within the limit.
+   */
   requestsPerMinute?: number;
   /** Model calls in flight at once, across the tenant. */
   maxConcurrentRuns?: number;
@@ -227,8 +231,13 @@ export class ResourceLimiter {
    * one of them fits.
    */
   #reserved = 0;
-  /** Request start times within the last minute, oldest first. */
+  /** Start times of the requests started within the last minute, oldest first. */
   #requests: number[] = [];
+  /**
+   * Calls admitted and waiting for a concurrency slot: each holds a place in the
+   * `requestsPerMinute` count until it starts (then its start time counts) or is aborted.
+   */
+  #waiting = 0;
   #running = 0;
   readonly #runningByAgent = new Map<string, number>();
   #waiters: Waiter[] = [];
@@ -303,12 +312,17 @@ export class ResourceLimiter {
     return taken;
   }
 
-  /** Tokens used today and this month, requests in the last minute, calls in flight. */
+  /**
+   * Tokens used today and this month, requests started in the last minute, calls in flight,
+   * and calls waiting for a slot (which count against `requestsPerMinute` too: the rate is
+   * exhausted when `requestsLastMinute + waiting` reaches it).
+   */
   get usage(): {
     dayTokens: number;
     monthTokens: number;
     requestsLastMinute: number;
     running: number;
+    waiting: number;
   } {
     this.#roll(this.#now());
     return {
@@ -316,6 +330,7 @@ export class ResourceLimiter {
       monthTokens: this.#monthTokens,
       requestsLastMinute: this.#requests.length,
       running: this.#running,
+      waiting: this.#waiting,
     };
   }
 
@@ -325,7 +340,9 @@ export class ResourceLimiter {
    * @throws BudgetExceededError when a token budget is spent, counting `estimatedTokens` (at
    *   least 1) and the estimates of the calls still in flight (reserved until their slot is
    *   released, by when their usage has been recorded).
-   * @throws RateLimitedError when the tenant made `requestsPerMinute` requests in the last minute.
+   * @throws RateLimitedError when the requests the tenant started in the last minute and the
+   *   calls waiting for a slot reach `requestsPerMinute`. A call counts from when it gets its
+   *   slot and starts, by the limiter's clock; while it waits it only holds its place.
    * @throws AbortedError when `signal` is aborted already or aborts while waiting (the
    *   signal's reason, when it has one). A call aborted so never counts against
    *   `requestsPerMinute`: it made no request.
@@ -341,9 +358,10 @@ export class ResourceLimiter {
     const estimate = Math.max(1, tokenCount(options.estimatedTokens));
     this.#checkBudgets(now, estimate);
     this.#checkRate(now);
-    this.#requests.push(now);
     this.#reserved += estimate;
     if (this.#hasRoom(agentId)) return this.#take(agentId, estimate);
+    // Holds its place in the rate until it starts; its request counts from then.
+    this.#waiting++;
     return new Promise<RunSlot>((resolve, reject) => {
       const waiter: Waiter = {
         agentId,
@@ -354,9 +372,8 @@ export class ResourceLimiter {
         onAbort: () => {
           this.#waiters = this.#waiters.filter((w) => w !== waiter);
           this.#reserved -= estimate;
-          // The request it counted was never made.
-          const index = this.#requests.lastIndexOf(now);
-          if (index >= 0) this.#requests.splice(index, 1);
+          // Its request is never made: its place in the rate is free again.
+          this.#waiting--;
           reject(
             options.signal?.reason ?? new AbortedError("aborted while waiting for a run slot"),
           );
@@ -374,7 +391,8 @@ export class ResourceLimiter {
    * the door, before anything is queued, instead of being queued, run and failed one by one.
    *
    * @throws BudgetExceededError when the day or month budget has no token left.
-   * @throws RateLimitedError when the tenant made `requestsPerMinute` requests in the last minute.
+   * @throws RateLimitedError when the requests started in the last minute and the calls waiting
+   *   for a slot reach `requestsPerMinute`.
    * @example
    * ```ts
    * limiter.admit(); // throws RateLimitedError (with retryAfterMs) while the rate is exhausted
@@ -415,10 +433,14 @@ export class ResourceLimiter {
 
   #checkRate(now: number): void {
     const { requestsPerMinute } = this.limits;
-    if (requestsPerMinute !== undefined && this.#requests.length >= requestsPerMinute) {
-      const retryAfterMs = Math.max(1, this.#requests[0]! + MINUTE_MS - now);
-      throw new RateLimitedError(this.tenant, requestsPerMinute, retryAfterMs);
-    }
+    if (requestsPerMinute === undefined) return;
+    const counted = this.#requests.length + this.#waiting;
+    if (counted < requestsPerMinute) return;
+    // A place frees when enough started requests leave the minute; a waiting call counts for a
+    // minute from its start, at the earliest now: a full minute when the waiting fill the limit.
+    const expiring = this.#requests[counted - requestsPerMinute];
+    const retryAfterMs = Math.max(1, (expiring ?? now) + MINUTE_MS - now);
+    throw new RateLimitedError(this.tenant, requestsPerMinute, retryAfterMs);
   }
 
   /** Counts tokens a call used against the day and month budgets. */
@@ -439,7 +461,9 @@ export class ResourceLimiter {
     return maxConcurrentRunsPerAgent === undefined || agentRunning < maxConcurrentRunsPerAgent;
   }
 
+  /** Starts a call: its slot is taken and, from now, its request counts against the rate. */
   #take(agentId: string, reserved: number): RunSlot {
+    this.#requests.push(this.#now());
     this.#running++;
     this.#runningByAgent.set(agentId, (this.#runningByAgent.get(agentId) ?? 0) + 1);
     let released = false;
@@ -467,6 +491,7 @@ export class ResourceLimiter {
       }
       this.#waiters.splice(i, 1);
       waiter.signal?.removeEventListener("abort", waiter.onAbort);
+      this.#waiting--;
       waiter.resolve(this.#take(waiter.agentId, waiter.reserved));
       if (
         this.limits.maxConcurrentRuns !== undefined &&

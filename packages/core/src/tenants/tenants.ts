@@ -11,7 +11,7 @@ import type { ModelSource } from "../sessions/agent-loop.js";
 import type { RunHandle } from "../sessions/run-handle.js";
 import { AgentRuntime, type AgentRuntimeOptions, type SessionHandle } from "../sessions/runtime.js";
 import type { KeyValueStore } from "../store/types.js";
-import { setTelemetryTenant } from "../telemetry.js";
+import { claimTelemetryTenant } from "../telemetry/identity.js";
 import { ResourceLimiter, type TenantLimits } from "./limiter.js";
 
 /**
@@ -290,6 +290,8 @@ class UsageKeeper {
 export class TenantManager {
   readonly #tenants = new Map<string, Tenant>();
   readonly #keepers = new WeakMap<Tenant, UsageKeeper>();
+  /** Each tenant's store: one store serves one live tenant. */
+  readonly #stores = new WeakMap<Tenant, object>();
   /** Each tenant's `runtime.start()`, awaited before it is stopped (it may still be running). */
   readonly #starts = new WeakMap<Tenant, Promise<void>>();
   /** The stops of removed tenants still in progress, by id: an `add` of the id waits for it. */
@@ -301,7 +303,11 @@ export class TenantManager {
    *
    * @throws InvalidArgumentError for options without a runtime, a bad id, a bad limit (see
    *   `TenantLimits`) or more agents than `limits.maxAgents`.
-   * @throws AlreadyRegisteredError when the id is taken.
+   * @throws AlreadyRegisteredError when the id is taken, or when `runtime.store` is the store
+   *   of another live tenant of this manager (`key` is that tenant's id): two tenants over one
+   *   store would share their sessions and transcripts, and its telemetry could name neither.
+   *   A store of a removed tenant may be given to a new id: its telemetry then names the new
+   *   tenant.
    * @throws NoProcessError when the manager is stopped, or stops (or the tenant is removed)
    *   before the tenant has started; its runtime is stopped then.
    *
@@ -321,6 +327,15 @@ export class TenantManager {
     }
     if (this.#tenants.has(options.id)) {
       throw new AlreadyRegisteredError(`tenant "${options.id}" already exists`, options.id);
+    }
+    const store: object = options.runtime.store;
+    for (const other of this.#tenants.values()) {
+      if (this.#stores.get(other) === store) {
+        throw new AlreadyRegisteredError(
+          `the store given for tenant "${options.id}" is tenant "${other.id}"'s: give each tenant its own store (or namespace)`,
+          other.id,
+        );
+      }
     }
     // Checked first (`Infinity` read as no limit), then read back from the limiter.
     const kv = options.runtime.store.kv;
@@ -350,8 +365,10 @@ export class TenantManager {
     );
     const tenant: Tenant = { id: options.id, runtime, limiter };
     this.#keepers.set(tenant, keeper);
-    // Telemetry of this tenant's sessions (and of a cron service over its store) carries its id.
-    setTelemetryTenant(options.runtime.store, options.id);
+    this.#stores.set(tenant, store);
+    // Telemetry of this tenant's sessions (and of a cron service over its store) carries its
+    // id — this tenant's, not that of a removed tenant the store served before.
+    claimTelemetryTenant(store, options.id);
     this.#tenants.set(options.id, tenant);
     try {
       // The tenant of this id removed just before: its sessions stop and its counts are saved
