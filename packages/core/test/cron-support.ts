@@ -52,6 +52,13 @@ export async function openStore(): Promise<MemoryStore> {
   return store;
 }
 
+/** A store whose TTLs follow the manual clock (a liveness key runs out as the clock moves). */
+export async function clockedStore(clock: ManualClock): Promise<MemoryStore> {
+  const store = new MemoryStore({ now: () => clock.now() });
+  await store.open();
+  return store;
+}
+
 /** A job record as the store holds it (for tests that write the store directly). */
 export function storedJob(fields: Partial<CronJob> & Pick<CronJob, "id" | "schedule">): CronJob {
   return {

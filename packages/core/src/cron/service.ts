@@ -95,6 +95,11 @@ const COUNTERS = new Set(["runCount", "missedCount"]);
  * key of a crashed process still lasts records that process's run interrupted once it runs out.
  */
 const RUN_LEASE_MS = 30_000;
+/**
+ * The pages in which a run is looked up in a job's run log (see `CronService.#logged`): the
+ * default page, then the most a store lists at once (`CronStore.listRuns`, at most 1000).
+ */
+const RUN_LOOKUP_LIMITS: readonly number[] = [100, 1000];
 /** This process, in the running markers its services write (see `RunMarker.process`). */
 const PROCESS_ID = randomUUID();
 /** The instance ids of this process's services that are started and not yet stopped (or killed). */
@@ -262,6 +267,11 @@ type FireClaim = {
 /** What a claim of a due time found (see `#claimFire`). */
 type ClaimResult = { won: true; errors: number | undefined } | { won: false; retryAt?: number };
 
+/** Whether claim record `claim` is of a due time later than `scheduledAt` (a run that overtook one due then). */
+function overtakes(claim: FireClaim, scheduledAt: number): boolean {
+  return typeof claim.scheduledAt === "number" && claim.scheduledAt > scheduledAt;
+}
+
 /** A claim record read from the store, or an empty one for anything else. */
 function fireClaimOf(value: unknown): FireClaim {
   return typeof value === "object" && value !== null && !Array.isArray(value)
@@ -293,6 +303,12 @@ interface Completion {
   readonly finishedAt: number;
   readonly delivery: CronDeliveryResult | undefined;
   readonly stuck?: boolean;
+  /**
+   * A failed run that a later run of another service overtook (see `#findOvertaken`): the
+   * claim record that run wrote, whose errors in a row the job takes (this failure is
+   * logged, but neither counted nor retried here: the later run's outcome decides).
+   */
+  overtaken?: FireClaim;
 }
 
 /** Kept in `store.kv` while a run is in progress (see `#begin`). */
@@ -300,7 +316,8 @@ type RunMarker = {
   /**
    * The service that wrote it (its instance id) and that service's process: a service that
    * starts leaves alone the marker of a writer that is still running (see `#writerAlive`).
-   * Absent in markers of older versions, which are taken as their writer's last word.
+   * Absent in markers of older versions, which are left alone until their run is older
+   * than a live writer would let it go on (see `#ownerlessRunMs`).
    */
   owner?: string;
   process?: string;
@@ -372,10 +389,13 @@ function positiveMs(value: number | undefined, fallback: number, what: string): 
  * that claims due times itself (`guardCronRunner`, as on a `ClusterNode`) is left to it.
  * When the runs of two services overlap (a run goes on past the next due time, which the
  * other service fires), the later run's outcome sets the backoff: two overlapping failures
- * are retried once. A service that starts beside another one's run in progress leaves that
- * run to it (its running marker names its writer, whose liveness key lasts while its runs
- * do); a crashed process's run is reported `interrupted` once its key has run out (30 s),
- * also when this service has run the job again meanwhile.
+ * are retried once, and the earlier failure (logged) neither counts toward the errors in a
+ * row nor disables the job. A service that starts beside another one's run in progress
+ * leaves that run to it (its running marker names its writer, whose liveness key lasts while
+ * its runs do; a marker of an older version, which names none, until the run is older than
+ * its time limit or `stuckRunMs`); a crashed process's run is reported `interrupted` once
+ * its key has run out (30 s), also when this service has run the job again meanwhile
+ * (unless the job's run log has it).
  *
  * @example
  * ```ts
@@ -746,12 +766,13 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     }
     LIVE_SERVICES.add(this.#instanceId);
     const records = (await this.#store.cron.listJobs(this.agentId)) as CronJob[];
+    const byId = new Map(records.map((record) => [record.id, record]));
     const markers = new Map<string, RunMarker>();
     const markerKeys: Array<[string, RunMarker]> = [];
     for await (const key of iterateKvKeys(this.#store.kv, this.#markerPrefix())) {
       const marker = await this.#store.kv.get<RunMarker>(key);
       const jobId = key.slice(this.#markerPrefix().length);
-      if (marker !== undefined && (await this.#writerAlive(marker))) {
+      if (marker !== undefined && (await this.#writerAlive(marker, byId.get(jobId)))) {
         // Another service's run in progress (sharing the store): its writer records it.
         this.#foreign.set(jobId, { marker });
         continue;
@@ -885,6 +906,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     const replies: Array<() => void> = [];
     const completions = this.#completions;
     this.#completions = [];
+    await this.#findOvertaken(completions);
     for (const completion of completions) this.#finish(completion, writes, replies);
     const starts: Entry[] = [];
     if (message.type === "tick") {
@@ -1598,7 +1620,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    *
    * With `ranFor`, the due time of the run that ended: when a later due time was claimed
    * since (another service started a run of the job while this one ran, the runs overlap),
-   * the record is left as it is, and this resolves `true`: the later run sets the backoff,
+   * the record is left as it is, and this resolves with it: the later run sets the backoff,
    * so that two overlapping failed runs are retried once, not once each.
    */
   async #recordBackoff(
@@ -1606,25 +1628,44 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     errors: number,
     retryAt: number | undefined,
     ranFor?: number,
-  ): Promise<boolean> {
+  ): Promise<FireClaim | undefined> {
     const kv = this.#store.kv;
     const key = this.#fireKey(jobId);
     for (let attempt = 0; attempt < 8; attempt++) {
       const current = await kv.get(key);
-      if (current === undefined && errors === 0 && retryAt === undefined) return false;
-      const { retryAt: _passed, ...kept } = fireClaimOf(current);
-      if (
-        ranFor !== undefined &&
-        typeof kept.scheduledAt === "number" &&
-        kept.scheduledAt > ranFor
-      ) {
-        return true;
+      if (current === undefined && errors === 0 && retryAt === undefined) return undefined;
+      if (ranFor !== undefined && overtakes(fireClaimOf(current), ranFor)) {
+        return fireClaimOf(current);
       }
+      const { retryAt: _passed, ...kept } = fireClaimOf(current);
       const next: FireClaim = { ...kept, errors, ...(retryAt === undefined ? {} : { retryAt }) };
-      if (sameJson(next, current)) return false;
-      if (await this.#replaceFireClaim(key, current, next)) return false;
+      if (sameJson(next, current)) return undefined;
+      if (await this.#replaceFireClaim(key, current, next)) return undefined;
     }
-    return false;
+    return undefined;
+  }
+
+  /**
+   * Failed runs that ended while a later run of their job was claimed by another service
+   * (their runs overlapped): each is given that run's claim record (see `Completion`). A
+   * record that cannot be read leaves the run to `#recordBackoff`, which looks again.
+   */
+  async #findOvertaken(completions: Completion[]): Promise<void> {
+    if (!this.#claimFires) return;
+    await Promise.all(
+      completions.map(async (completion) => {
+        const { entry, runId, outcome } = completion;
+        const run = entry.run;
+        if (outcome.status === "ok" || outcome.skipped === true || entry.removed) return;
+        if (run === null || run.runId !== runId) return;
+        try {
+          const claim = fireClaimOf(await this.#store.kv.get(this.#fireKey(entry.job.id)));
+          if (overtakes(claim, run.scheduledAt)) completion.overtaken = claim;
+        } catch {
+          // Looked at again when the backoff is written.
+        }
+      }),
+    );
   }
 
   /**
@@ -1797,6 +1838,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       return;
     }
     const ok = outcome.status === "ok";
+    const overtaken = ok ? undefined : completion.overtaken;
     state.runCount++;
     state.lastRunAt = run.startedAt;
     state.lastFinishedAt = finishedAt;
@@ -1806,6 +1848,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       state.consecutiveErrors = 0;
       delete state.lastError;
       delete state.retryAt;
+    } else if (overtaken !== undefined) {
+      // A later run of another service is the job's next attempt: the errors in a row are
+      // the shared record's (this failure is logged, not counted twice nor retried).
+      if (typeof overtaken.errors === "number") state.consecutiveErrors = overtaken.errors;
+      state.lastError = outcome.error ?? "the run failed";
     } else {
       state.consecutiveErrors++;
       state.lastError = outcome.error ?? "the run failed";
@@ -1823,19 +1870,26 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       latenessMs: run.startedAt - run.scheduledAt,
       sessionKey: outcome.sessionKey ?? run.sessionKey,
       ...(outcome.output === undefined ? {} : { output: this.#summary(outcome.output) }),
-      ...(ok ? {} : { error: state.lastError, consecutiveErrors: state.consecutiveErrors }),
+      ...(ok ? {} : { error: state.lastError }),
+      ...(ok || overtaken !== undefined ? {} : { consecutiveErrors: state.consecutiveErrors }),
       ...(completion.stuck === true ? { stuck: true } : {}),
       ...(run.policy === undefined ? {} : { policy: run.policy }),
       ...(delivery === undefined ? {} : { delivery }),
     };
     /** With a retry after this failed run: the next run as the schedule has it. */
     let onSchedule: number | undefined;
+    /** When this failed run disabled the job: what the disable changed, to undo if it was overtaken. */
+    let disabled: Pick<CronJob["state"], "nextRunAt" | "catchUpQueue" | "retryAt"> | undefined;
     // A one-shot job is done once its run ends, unless it was given a new schedule meanwhile:
     // then the run served the old one, and the new one is still ahead.
     if (entry.compiled.kind === "at" && run.schedule === JSON.stringify(job.schedule)) {
       state.completedAt = finishedAt;
       delete state.nextRunAt;
     } else if (!ok && state.consecutiveErrors >= this.#maxConsecutiveErrors) {
+      if (job.enabled) {
+        const { nextRunAt, catchUpQueue, retryAt } = state;
+        disabled = { nextRunAt, catchUpQueue, retryAt };
+      }
       job.enabled = false;
       state.disabledReason = `disabled after ${state.consecutiveErrors} consecutive errors; last error: ${state.lastError}`;
       state.disabledAt = finishedAt;
@@ -1854,7 +1908,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         record.skippedWhileRunning = skipped;
         state.nextRunAt = entry.compiled.nextAfter(finishedAt);
       }
-      if (!ok) {
+      if (!ok && overtaken === undefined) {
         const retryAt = finishedAt + this.#backoff(state.consecutiveErrors);
         onSchedule = state.nextRunAt;
         state.retryAt = retryAt;
@@ -1868,24 +1922,48 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         this.#appendRun(record),
         this.#clearMarker(job.id, run),
       );
-      if (this.#claimFires) {
+      if (this.#claimFires && overtaken === undefined) {
         // The backoff is shared with the other services on the store: after a failure,
         // the next due time here is the retry's, which one of them runs. Unless another
         // service started a later run of the job while this one ran: that run is the job's
         // next attempt, and its outcome sets the backoff (this run then retries nothing).
+        // Found when the run ended (`overtaken`), nothing is written; claimed meanwhile,
+        // what this failure changed here is undone.
         const retryAt = ok ? undefined : state.retryAt;
+        const counted = state.consecutiveErrors;
         writes.push(
           this.#recordBackoff(
             job.id,
             state.consecutiveErrors,
             ok ? undefined : this.#dueOf(entry),
             run.scheduledAt,
-          ).then((overtaken) => {
-            if (!overtaken || retryAt === undefined || state.retryAt !== retryAt) return;
+          ).then((by) => {
+            if (by === undefined || ok) return;
             if (entry.run !== null || entry.removed || entry.job !== job) return;
-            delete state.retryAt;
-            if (onSchedule !== undefined && state.nextRunAt !== undefined) {
-              state.nextRunAt = onSchedule;
+            if (state.consecutiveErrors !== counted) return;
+            const errors = typeof by.errors === "number" ? by.errors : counted - 1;
+            state.consecutiveErrors = errors;
+            if (disabled !== undefined && errors < this.#maxConsecutiveErrors) {
+              job.enabled = true;
+              delete state.disabledReason;
+              delete state.disabledAt;
+              for (const field of ["nextRunAt", "catchUpQueue", "retryAt"] as const) {
+                if (disabled[field] === undefined) delete state[field];
+                else Object.assign(state, { [field]: disabled[field] });
+              }
+              if (
+                entry.compiled.kind !== "at" &&
+                state.nextRunAt !== undefined &&
+                state.nextRunAt <= finishedAt
+              ) {
+                state.nextRunAt = entry.compiled.nextAfter(finishedAt);
+              }
+            }
+            if (retryAt !== undefined && state.retryAt === retryAt) {
+              delete state.retryAt;
+              if (onSchedule !== undefined && state.nextRunAt !== undefined) {
+                state.nextRunAt = onSchedule;
+              }
             }
             this.#reschedule(entry);
             return this.#putJob(job, entry);
@@ -2285,17 +2363,60 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   }
 
   /**
-   * Whether the service that wrote `marker` may still be running it: this same service; a
-   * service of this process that is started and not stopped; a service of another process
-   * whose liveness key has not run out (see `RUN_LEASE_MS`). A marker of an older version
-   * names no writer: it is taken as left by a stopped one, as before.
+   * Whether the service that wrote `marker` (of a run of `job`) may still be running it: this
+   * same service; a service of this process that is started and not stopped; a service of
+   * another process whose liveness key has not run out (see `RUN_LEASE_MS`). A marker of an
+   * older version names no writer, which may still be running it (a rolling upgrade): it is
+   * taken as left by a stopped writer only once the run is older than that writer would let
+   * it go on (see `#ownerlessRunMs`).
    */
-  async #writerAlive(marker: RunMarker): Promise<boolean> {
+  async #writerAlive(marker: RunMarker, job: CronJob | undefined): Promise<boolean> {
     const owner = marker.owner;
-    if (typeof owner !== "string") return false;
+    if (typeof owner !== "string") {
+      return job !== undefined && this.#clock.now() - marker.startedAt < this.#ownerlessRunMs(job);
+    }
     if (owner === this.#instanceId) return true;
     if (marker.process === PROCESS_ID) return LIVE_SERVICES.has(owner);
     return (await this.#store.kv.get(this.#aliveKey(owner))) !== undefined;
+  }
+
+  /**
+   * How long after its start the run of `job` under a marker of an older version (no writer
+   * named, see `RunMarker.owner`) may still be in progress on a live writer. Such a writer
+   * ends a run within the job's `timeoutMs` (the run is cancelled past it) and its delivery
+   * (bounded by `announceTimeoutMs` / `webhookTimeoutMs`), and in any case clears it as
+   * stuck after `stuckRunMs` (a rolling upgrade keeps the configuration: taken as this
+   * service's); plus a lease (30 s) for its last writes. Past that, the marker is of a
+   * writer that is gone, and its run is recorded `interrupted`.
+   */
+  #ownerlessRunMs(job: CronJob): number {
+    const delivery =
+      job.delivery?.kind === "announce"
+        ? this.#announceTimeoutMs
+        : job.delivery?.kind === "webhook"
+          ? this.#webhookTimeoutMs
+          : 0;
+    const limited = typeof job.timeoutMs === "number" ? job.timeoutMs + delivery : Infinity;
+    return Math.min(limited, this.#stuckRunMs) + RUN_LEASE_MS;
+  }
+
+  /**
+   * Whether the run of `marker` was recorded in the job's run log (by its writer). The log
+   * is newest first by start: it is read in growing pages until the run is found, the page
+   * reaches runs that started before it (the run would be among the runs read), or the
+   * store's largest page (`RUN_LOOKUP_LIMITS`) is read, so that the run is found even when
+   * this service has logged many runs since.
+   */
+  async #logged(jobId: string, marker: RunMarker): Promise<boolean> {
+    for (const limit of RUN_LOOKUP_LIMITS) {
+      const page = await this.#store.cron.listRuns(jobId, { limit });
+      if (page.some((run) => run.runId === marker.runId)) return true;
+      const oldest = page.at(-1);
+      if (page.length < limit || oldest === undefined || oldest.startedAt < marker.startedAt) {
+        return false;
+      }
+    }
+    return false;
   }
 
   /**
@@ -2379,12 +2500,15 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
           continue;
         }
         const entry = this.#entries.get(jobId);
-        if ((await this.#writerAlive(marker)) || (entry !== undefined && entry.run !== null))
+        if (
+          (await this.#writerAlive(marker, entry?.job)) ||
+          (entry !== undefined && entry.run !== null)
+        )
           continue;
         if (detached) {
-          const log = await this.#store.cron.listRuns(jobId);
+          const logged = entry === undefined || (await this.#logged(jobId, marker));
           this.#foreign.delete(jobId);
-          if (entry === undefined || log.some((run) => run.runId === marker.runId)) continue;
+          if (logged) continue;
         } else {
           this.#foreign.delete(jobId);
           writes.push(this.#store.kv.delete(key, { ifValue: marker as JsonValue }));

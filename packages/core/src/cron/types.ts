@@ -154,7 +154,11 @@ export interface CronRun extends CronRunRecord {
   error?: string;
   /** True when the run was cleared after running longer than `stuckRunMs`. */
   stuck?: boolean;
-  /** Errors in a row including this run. */
+  /**
+   * Errors in a row including this run. Absent for a failed run that a later run of another
+   * service sharing the store overtook (their runs overlapped): that failure is not counted,
+   * the later run's outcome decides.
+   */
   consecutiveErrors?: number;
   /** Occurrences that came due while this run was still going (a job never overlaps itself). */
   skippedWhileRunning?: number;
