@@ -12,7 +12,7 @@
  *   its lease without noticing yet (a long pause) cannot run a due time the new holder runs.
  */
 
-import { reportRunClaimed } from "../cron/run-claim.js";
+import { CLAIM_MISSED, type ClaimMissed, reportRunClaimed } from "../cron/run-claim.js";
 import type { CronJob, CronJobChange, CronJobRunner, CronSync } from "../cron/types.js";
 import { FencedError, InvalidArgumentError } from "../errors.js";
 import type { PubSub } from "../runtime/pubsub.js";
@@ -169,9 +169,16 @@ export function guardCronRunner(
     });
     return outcome.ran ? outcome.value : { status: "ok", skipped: true };
   };
+  // A due time the service found missed (this node was busy or stalled past it) is claimed
+  // too before it is recorded `missed`: the node that ran it, or recorded it first, keeps it.
+  const claimMissed: ClaimMissed = async (job, scheduledAt) => {
+    if (options.current !== undefined && !(await options.current(job))) return false;
+    const fence = options.fence?.();
+    return guard.claim(job.id, scheduledAt, fence === undefined ? {} : { fence });
+  };
   // The `CronService` given this runner leaves the claim of each due time to it (one claim
   // per due time: see `CronService`'s own, used without a guard).
-  return Object.assign(guarded, { claimsRuns: true as const });
+  return Object.assign(guarded, { claimsRuns: true as const, [CLAIM_MISSED]: claimMissed });
 }
 
 /** How often the cron services of a cluster reload all their jobs by default: 30 s. */

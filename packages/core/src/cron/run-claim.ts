@@ -1,4 +1,4 @@
-import type { CronRunContext } from "./types.js";
+import type { CronJob, CronRunContext } from "./types.js";
 
 /**
  * Where a `CronService` puts, on the context of a scheduled or catch-up run given to a
@@ -18,4 +18,22 @@ export const RUN_CLAIMED: unique symbol = Symbol.for("beamclaw.cron.runClaimed")
 export async function reportRunClaimed(context: CronRunContext): Promise<void> {
   const claimed = (context as { [RUN_CLAIMED]?: unknown })[RUN_CLAIMED];
   if (typeof claimed === "function") await claimed();
+}
+
+/**
+ * Where a runner that claims its due times itself (`guardCronRunner`) puts the function that
+ * claims a due time the service found missed, before the service records it `missed`: it
+ * resolves `false` when another node claimed that due time (it ran it, or recorded it missed
+ * itself), and the service then records nothing, so each due time has one record in the log.
+ * @internal
+ */
+export const CLAIM_MISSED: unique symbol = Symbol.for("beamclaw.cron.claimMissed") as never;
+
+/** The function that claims a missed due time (see `CLAIM_MISSED`). @internal */
+export type ClaimMissed = (job: CronJob, scheduledAt: number) => Promise<boolean>;
+
+/** The {@link ClaimMissed} of `runner`, if it has one. @internal */
+export function claimMissedOf(runner: unknown): ClaimMissed | undefined {
+  const claim = (runner as { [CLAIM_MISSED]?: unknown })[CLAIM_MISSED];
+  return typeof claim === "function" ? (claim as ClaimMissed) : undefined;
 }

@@ -25,7 +25,7 @@ import {
 import { type CronWebhookPayload, deliverRun } from "./delivery.js";
 import { type HeapEntry, MinHeap } from "./heap.js";
 import { parseJobInput, parseJobPatch } from "./job.js";
-import { RUN_CLAIMED } from "./run-claim.js";
+import { type ClaimMissed, claimMissedOf, RUN_CLAIMED } from "./run-claim.js";
 import { type CompiledSchedule, compileSchedule } from "./schedule.js";
 import type {
   CronCatchUpPolicy,
@@ -458,6 +458,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * twice over (a stale claim of one kind would then skip the run on every node).
    */
   readonly #claimFires: boolean;
+  /**
+   * With a runner that claims due times itself: claims a due time found missed before it is
+   * recorded (see `CLAIM_MISSED`), so that a due time another node ran is not also `missed`.
+   */
+  readonly #claimMissed: ClaimMissed | undefined;
   /** The last write of this service's liveness key while it has runs in progress, and the timer that renews it. */
   #lease: Promise<unknown> | undefined;
   #leaseTimer: TimerHandle | undefined;
@@ -505,6 +510,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     }
     this.#deliver = options.deliver;
     this.#claimFires = (options.runJob as { claimsRuns?: unknown }).claimsRuns !== true;
+    this.#claimMissed = this.#claimFires ? undefined : claimMissedOf(options.runJob);
     const runnerCleanup = (options.runJob as { deleteSession?: (key: string) => Promise<void> })
       .deleteSession;
     this.#deleteSession = options.deleteSession ?? runnerCleanup;
@@ -2060,8 +2066,29 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       policy: job.catchUp,
       ...(count > 1 ? { missedCount: count } : {}),
     };
-    writes.push(this.#appendRun(record));
-    this.#emit(record);
+    const claim = this.#claimMissed;
+    if (claim === undefined) {
+      writes.push(this.#appendRun(record));
+      this.#emit(record);
+      return;
+    }
+    // A cluster: the due time may have been run (or recorded missed) by another node while
+    // this one was busy or stalled. Only the node that claims it records it; a claim that
+    // cannot be made (the store unreachable) records it, as without a guard.
+    const recordIt = (): Promise<unknown> => {
+      this.#emit(record);
+      return this.#appendRun(record);
+    };
+    writes.push(
+      claim(job, scheduledAt).then((won) => {
+        if (won) return recordIt();
+        // Not missed after all: the job's count of missed due times is put right on its
+        // next write (a counter is written as this service's difference).
+        const state = entry.job.state;
+        state.missedCount = Math.max(0, state.missedCount - count);
+        return undefined;
+      }, recordIt),
+    );
   }
 
   /**
