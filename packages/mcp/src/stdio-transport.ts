@@ -40,11 +40,12 @@ const STDERR_TAIL_BYTES = 1_000;
 const KILL_WAIT_MS = 2_000;
 const POLL_MS = 25;
 /**
- * How long a server whose stdout closed has to exit before it is taken for one that runs on
- * without it (and ended, `its stdout closed while it ran`); one that exits within it is
- * reported by its exit (`exited with code 3`), its stdout having closed as it exited.
+ * How long a server whose stdout closed, or whose stdin closed or broke (EPIPE), has to exit
+ * before it is taken for one that runs on without it (and ended, `its stdout closed while it
+ * ran`, `its stdin closed while it ran (write EPIPE)`); one that exits within it is reported by
+ * its exit (`exited with code 3`), its pipes having closed as it exited.
  */
-const STDOUT_EXIT_GRACE_MS = 500;
+const PIPE_EXIT_GRACE_MS = 500;
 
 /**
  * Process trees of servers whose transport has not closed yet: killed if this process exits
@@ -74,7 +75,8 @@ function untrack(tree: ProcessTree): void {
  * When the server exits by itself, what it left running is ended the same way. A server that
  * closes its stdin or its stdout while it runs on can take no request or give no answer again:
  * it is ended the same way too (the transport closes, `exitReason` saying why); one whose
- * stdout closes as it exits (within 500 ms) is reported by its exit, on any OS. Its stderr is
+ * stdout closes as it exits, or that a write finds gone (EPIPE) before its exit is seen, is
+ * reported by its exit (if it comes within 500 ms), on any OS. Its stderr is
  * read all along and its end kept, for {@link ProcessGroupStdioTransport.exitReason}.
  */
 export class ProcessGroupStdioTransport implements Transport {
@@ -92,8 +94,12 @@ export class ProcessGroupStdioTransport implements Transport {
   #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   /** Why this end closed the connection (a message it could not read), if it did. */
   #failure: string | undefined;
-  /** The wait, after its stdout closed, for its exit (see `start()`). */
-  #stdoutWait: ReturnType<typeof setTimeout> | undefined;
+  /** The wait, after one of its pipes closed or broke, for its exit (see `#pipeGone`). */
+  #exitWait: ReturnType<typeof setTimeout> | undefined;
+  /** The first pipe that closed or broke, as the reason, should it run on (see `#pipeGone`). */
+  #pipeFailure: string | undefined;
+  /** Why the sends waiting fail, should it run on without its stdin (see `#pipeGone`). */
+  #pipeDrop: { why: string; cause: Error | undefined } | undefined;
   /** The end of its stderr (the rest is read and dropped). */
   #stderrTail = Buffer.alloc(0);
   #closing: Promise<void> | undefined;
@@ -163,7 +169,7 @@ export class ProcessGroupStdioTransport implements Transport {
       child.once("spawn", () => resolve());
       child.once("exit", (code, signal) => {
         this.#exited = true;
-        clearTimeout(this.#stdoutWait);
+        clearTimeout(this.#exitWait);
         this.#exit = { code, signal };
         this.#dropWrites(`the server ${this.exitReason}`);
         // The server is gone: what it left in its group goes too (and then its pipes close).
@@ -171,34 +177,26 @@ export class ProcessGroupStdioTransport implements Transport {
       });
       child.once("close", () => this.#finish());
       child.stdin?.on("drain", () => this.#drained());
-      child.stdin?.on("close", () => this.#dropWrites("its stdin closed"));
+      // Its stdin closed or broke (EPIPE) while it runs on: no request can reach it again, and
+      // one just written would wait for an answer forever. Ended, so that the calls waiting fail
+      // now and the next one starts it again. A server that exited breaks its stdin too, often
+      // before the "exit" event: reported by its exit (see `#pipeGone`).
+      child.stdin?.on("close", () =>
+        this.#pipeGone("its stdin closed while it ran", "its stdin closed"),
+      );
       child.stdin?.on("error", (error) => {
         this.onerror?.(error);
-        // Its stdin is broken (the server closed it, EPIPE) while it runs on: no request can
-        // reach it again, and one just written would wait for an answer forever. Ended, so that
-        // the calls waiting fail now and the next one starts it again.
-        if (this.#closing === undefined) {
-          this.#failure ??= `its stdin closed while it ran (${error.message})`;
-          void this.close();
-        }
-        this.#dropWrites(`its stdin failed (${error.message})`, error);
+        this.#pipeGone(
+          `its stdin closed while it ran (${error.message})`,
+          `its stdin failed (${error.message})`,
+          error,
+        );
       });
       child.stdout?.on("error", (error) => this.onerror?.(error));
       // Its stdout ended (or its stream closed) while it runs on: no answer can come back, and
       // the calls waiting would wait for the tool layer's time limit. Ended as a broken stdin
-      // is (see above). At its exit its stdout ends too, often before the "exit" event: that is
-      // the exit's to report, so the exit is waited for (STDOUT_EXIT_GRACE_MS, then one more
-      // turn of the event loop, in which an exit that a busy loop held back is read).
-      const stdoutGone = () => {
-        if (this.#closing !== undefined || this.#exited || this.#stdoutWait !== undefined) return;
-        this.#stdoutWait = setTimeout(() => {
-          setImmediate(() => {
-            if (this.#closing !== undefined || this.#exited) return;
-            this.#failure ??= "its stdout closed while it ran";
-            void this.close();
-          });
-        }, STDOUT_EXIT_GRACE_MS);
-      };
+      // is (see above), its exit waited for the same way.
+      const stdoutGone = () => this.#pipeGone("its stdout closed while it ran");
       child.stdout?.once("end", stdoutGone);
       child.stdout?.once("close", stdoutGone);
       child.stderr?.on("error", () => undefined);
@@ -223,6 +221,35 @@ export class ProcessGroupStdioTransport implements Transport {
         );
       });
     });
+  }
+
+  /**
+   * A pipe of the server closed or broke: `failure` says how, should the server run on without
+   * it. At its exit its pipes close and break too, often before the "exit" event: that is the
+   * exit's to report (`exited with code 3`), so the exit is waited for (PIPE_EXIT_GRACE_MS,
+   * then one more turn of the event loop, in which an exit that a busy loop held back is read)
+   * before the server is taken for one that runs on, and ended with `failure` as the reason.
+   * The sends waiting fail with the exit then, or with `dropWhy` (if given) when it ran on; when
+   * this end is closing the connection anyway, they fail with `dropWhy` at once.
+   */
+  #pipeGone(failure: string, dropWhy?: string, cause?: Error): void {
+    if (this.#exited) return; // the exit has reported itself, and failed the sends waiting
+    if (this.#closing !== undefined) {
+      if (dropWhy !== undefined) this.#dropWrites(dropWhy, cause);
+      return;
+    }
+    this.#pipeFailure ??= failure;
+    if (dropWhy !== undefined) this.#pipeDrop ??= { why: dropWhy, cause };
+    if (this.#exitWait !== undefined) return;
+    this.#exitWait = setTimeout(() => {
+      setImmediate(() => {
+        if (this.#closing !== undefined || this.#exited) return;
+        this.#failure ??= this.#pipeFailure;
+        const drop = this.#pipeDrop;
+        if (drop !== undefined) this.#dropWrites(drop.why, drop.cause);
+        void this.close();
+      });
+    }, PIPE_EXIT_GRACE_MS);
   }
 
   /**
@@ -300,7 +327,7 @@ export class ProcessGroupStdioTransport implements Transport {
   }
 
   async #end(): Promise<void> {
-    clearTimeout(this.#stdoutWait);
+    clearTimeout(this.#exitWait);
     const child = this.#child;
     const tree = this.#tree;
     if (child === undefined) {
