@@ -5,7 +5,11 @@
  */
 export * from "./cluster/index.js";
 export { DEFAULT_RUNS_KEPT } from "./cron.js";
-export { DEFAULT_DEDUPE_WINDOW_MS } from "./queue.js";
+export {
+  DEFAULT_DEDUPE_WINDOW_MS,
+  REDIS_QUEUE_ORPHAN_ID_CHANNEL,
+  type RedisQueueOrphanId,
+} from "./queue.js";
 export {
   createRedisStore,
   DEFAULT_COMMAND_TIMEOUT_MS,

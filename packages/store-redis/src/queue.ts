@@ -8,7 +8,13 @@
  * On `ack` the message leaves the pending sets, and the message hash and its idempotency
  * key are kept for `dedupeWindowMs` (Redis expires them), so a late duplicate still gets the
  * original back with `duplicate: true`.
+ *
+ * A pending id whose message hash is gone (an evicting `maxmemory-policy`, which the README
+ * forbids, or a manual `DEL`) is an orphan: `pending` and `replay` remove it from the pending
+ * sets (in their script), fill the page from the ids after it, and report it on
+ * {@link REDIS_QUEUE_ORPHAN_ID_CHANNEL}.
  */
+import diagnosticsChannel from "node:diagnostics_channel";
 import type {
   EnqueueResult,
   InboundQueue,
@@ -25,6 +31,39 @@ import { optionsObject, pageLimit, requireId, show } from "./validate.js";
 
 /** Acknowledged idempotency keys are remembered this long unless configured: 24 hours. */
 export const DEFAULT_DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The `node:diagnostics_channel` channel on which the inbound queue reports each pending
+ * message id it met without its message hash (see {@link RedisQueueOrphanId}) while reading
+ * `pending` or `replay`. The id has then been removed from the pending set read and from the
+ * all-sessions one; its message is lost (not delivered). Subscribe to log them.
+ *
+ * @example
+ * ```ts
+ * import diagnosticsChannel from "node:diagnostics_channel";
+ * diagnosticsChannel.subscribe(REDIS_QUEUE_ORPHAN_ID_CHANNEL, (orphan) => console.warn(orphan));
+ * ```
+ */
+export const REDIS_QUEUE_ORPHAN_ID_CHANNEL = "beamclaw:store-redis:queue:orphan-id";
+
+/** The message of {@link REDIS_QUEUE_ORPHAN_ID_CHANNEL}. */
+export interface RedisQueueOrphanId {
+  /** The pending message id. */
+  id: string;
+  /** The message hash that is gone (`<prefix>queue:msg:<id>`). */
+  key: string;
+  /**
+   * The pending sets it was removed from: the one read (all sessions', or one session's) and
+   * the all-sessions one. Found through the all-sessions set, the id stays in its session's
+   * set (the session is unknown without the hash) until that session's pending messages are
+   * read, which removes and reports it again.
+   */
+  removedFrom: string[];
+  /** Why it was removed. */
+  reason: string;
+}
+
+const orphanIdChannel = diagnosticsChannel.channel(REDIS_QUEUE_ORPHAN_ID_CHANNEL);
 
 /** Message ids are the enqueue counter, zero-padded to 16 digits (see `QUEUE_ENQUEUE`). */
 const QUEUE_ID = /^[0-9]{16}$/;
@@ -137,14 +176,34 @@ export class RedisInboundQueue implements InboundQueue {
         ? this.#keys.queuePending
         : this.#keys.queueOfSession(requireId(sessionKey, "sessionKey"));
     const count = pageLimit(limit, "queue limit");
-    const reply = await this.#conn.script<string[]>(
+    const [reply, orphans] = await this.#conn.script<[string[], string[]]>(
       QUEUE_PENDING,
-      [set],
+      [set, this.#keys.queuePending],
       [this.#keys.queueMessage(""), String(count - 1), countDelivery ? "1" : "0", after ?? ""],
     );
+    if (orphans.length > 0) this.#orphans(orphans, set);
     const messages: QueuedMessage[] = [];
     for (let i = 0; i < reply.length; i += 6) messages.push(this.#decode(reply, i));
     return messages;
+  }
+
+  /** Reports the pending ids, met in `set`, that the script removed for want of a hash. */
+  #orphans(ids: readonly string[], set: string): void {
+    if (!orphanIdChannel.hasSubscribers) return;
+    const removedFrom = set === this.#keys.queuePending ? [set] : [set, this.#keys.queuePending];
+    for (const id of ids) {
+      const orphan: RedisQueueOrphanId = {
+        id,
+        key: this.#keys.queueMessage(id),
+        removedFrom: [...removedFrom],
+        reason: "its message hash is gone (evicted or deleted): the message is lost",
+      };
+      try {
+        orphanIdChannel.publish(orphan);
+      } catch {
+        // A throwing subscriber does not fail the read.
+      }
+    }
   }
 
   /** Reads `id, i, s, p, t, d` starting at `at`. */

@@ -316,39 +316,62 @@ return 1`,
 );
 
 /**
- * KEYS: pending set (all, or one session's). ARGV: message key prefix, last rank
- * (limit - 1), '1' to count a delivery, and '' or the score (enqueue counter) after which
- * to start. Returns {id, i, s, p, t, d} per message, flattened. Every message is read
- * before any delivery is counted: a message key of the wrong type fails the call with
- * nothing counted.
+ * KEYS: pending set (all, or one session's), the all-sessions pending set (the same key when
+ * listing all). ARGV: message key prefix, last rank (limit - 1), '1' to count a delivery, and
+ * '' or the score (enqueue counter) after which to start. Returns {messages, orphans}:
+ * messages as {id, i, s, p, t, d} per message, flattened; orphans the pending ids whose
+ * message hash is gone (an evicting `maxmemory-policy`, a manual `DEL`), which are removed
+ * from both pending sets and do not count towards the page: it is filled from the ids after
+ * them, so a short page still means the set has no more. Every message is read before
+ * anything is written (an orphan removed, a delivery counted): a message key of the wrong type
+ * fails the call with nothing changed.
  */
 export const QUEUE_PENDING = new LuaScript(
   "queue-pending",
-  `local out = {}
-local ids
-if ARGV[4] ~= nil and ARGV[4] ~= '' then
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
-else
-  ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]))
+  `${REFUSE_WRONG_TYPES}
+local want = tonumber(ARGV[2]) + 1
+local ids, rows, orphans = {}, {}, {}
+local seen = 0
+while #ids < want do
+  local need = want - #ids
+  local batch
+  if ARGV[4] ~= nil and ARGV[4] ~= '' then
+    batch = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[4], '+inf', 'LIMIT', seen, need)
+  else
+    batch = redis.call('ZRANGE', KEYS[1], seen, seen + need - 1)
+  end
+  for _, id in ipairs(batch) do
+    local m = redis.call('HMGET', ARGV[1] .. id, 'i', 's', 'p', 't', 'd')
+    if m[1] then
+      ids[#ids + 1] = id
+      rows[#rows + 1] = m
+    else
+      orphans[#orphans + 1] = id
+    end
+  end
+  seen = seen + #batch
+  if #batch < need then break end
 end
-local rows = {}
-for _, id in ipairs(ids) do
-  rows[#rows + 1] = redis.call('HMGET', ARGV[1] .. id, 'i', 's', 'p', 't', 'd')
-end
-for r, id in ipairs(ids) do
-  local m = rows[r]
-  if m[1] then
-    local d = m[5]
-    if ARGV[3] == '1' then d = redis.call('HINCRBY', ARGV[1] .. id, 'd', 1) end
-    out[#out + 1] = id
-    out[#out + 1] = m[1]
-    out[#out + 1] = m[2]
-    out[#out + 1] = m[3]
-    out[#out + 1] = m[4]
-    out[#out + 1] = tostring(d)
+if #orphans > 0 then
+  refuseWrongTypes(KEYS[2], 'zset')
+  for _, id in ipairs(orphans) do
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
   end
 end
-return out`,
+local out = {}
+for r, id in ipairs(ids) do
+  local m = rows[r]
+  local d = m[5]
+  if ARGV[3] == '1' then d = redis.call('HINCRBY', ARGV[1] .. id, 'd', 1) end
+  out[#out + 1] = id
+  out[#out + 1] = m[1]
+  out[#out + 1] = m[2]
+  out[#out + 1] = m[3]
+  out[#out + 1] = m[4]
+  out[#out + 1] = tostring(d)
+end
+return {out, orphans}`,
 );
 
 // ------------------------------------------------------------------ key/value
