@@ -615,6 +615,7 @@ export class GatewayConnection {
         ...(outcome.authMethod === "device-token" && outcome.tokenHash !== undefined
           ? { tokenHash: outcome.tokenHash }
           : {}),
+        ...(outcome.standingMark === undefined ? {} : { mark: outcome.standingMark }),
       };
     }
     this.#state = "open";

@@ -104,7 +104,11 @@ export interface GatewayServerOptions {
    * gateway (1008, `device unpaired` / `node unpaired` / `device token rotated` / `device token
    * revoked`). Such a change is also announced on the runtime's pub/sub, which closes them
    * at once when the gateways share one (a cluster's, e.g. `ClusterNode`'s runtime); this
-   * check finds what no notice brought (one or two store reads per device connection).
+   * check finds what no notice brought (one or two store reads per device connection). Each
+   * change is recorded in the store before it is made, and a connection is judged by the
+   * changes since its own handshake: one that came in with a token rotated or revoked since
+   * is closed even if a newer token was issued after, one that came in with the current token
+   * or the shared secret stays.
    * A positive integer, or `false` for none. Default 30 s when the runtime's store is shared
    * by several processes (`capabilities.multiProcess`), else none.
    */

@@ -8,6 +8,13 @@
  * once the store confirms they lost their standing. A periodic re-check of the open device
  * connections against the store stands in for a notice that never came (no shared pub/sub, or
  * one lost: pub/sub is at most once).
+ *
+ * Each such change is first recorded in the device's standing log in the store
+ * (`DevicePairing.recordStandingChange`), and each device connection keeps the log's number
+ * as its handshake began: the first change recorded since that reaches the connection is the
+ * one a single gateway would have closed it with, whatever happened after (a newer token
+ * issued by a shared-secret handshake, the device paired again), so both paths close the same
+ * connections with the same reason.
  */
 import { randomUUID } from "node:crypto";
 import type { PubSub } from "@beamclaw/core";
@@ -52,6 +59,11 @@ export interface DeviceStanding {
   publicKey: string;
   /** The hash of the device token it came in with (absent: it came with the shared secret). */
   tokenHash?: string;
+  /**
+   * The device's standing-log number as its handshake began (`DevicePairing.standingMark`):
+   * the changes recorded after it are the ones that reach the connection.
+   */
+  mark?: number;
 }
 
 /**
@@ -151,9 +163,9 @@ export class DeviceWatch {
    */
   async #closeChanged(change: DeviceChange): Promise<void> {
     for (const connection of changedConnections(this.#connections, change)) {
-      if ((await this.#lost(connection, false)) !== undefined) {
-        connection.close(CloseCodes.POLICY_VIOLATION, change.reason);
-      }
+      const reason = await this.#lost(connection, false);
+      if (reason !== undefined)
+        connection.close(CloseCodes.POLICY_VIOLATION, reason.logged ?? change.reason);
     }
   }
 
@@ -164,8 +176,8 @@ export class DeviceWatch {
     try {
       for (const connection of [...this.#connections]) {
         if (this.#stopped) return;
-        const reason = await this.#lost(connection, true);
-        if (reason !== undefined) connection.close(CloseCodes.POLICY_VIOLATION, reason);
+        const lost = await this.#lost(connection, true);
+        if (lost !== undefined) connection.close(CloseCodes.POLICY_VIOLATION, lost.reason);
       }
     } finally {
       this.#sweeping = false;
@@ -173,22 +185,43 @@ export class DeviceWatch {
   }
 
   /**
-   * Why `connection` lost its standing, as the store tells it, or `undefined`. `sweptOnly`:
-   * a token superseded only by a token a handshake issued is no reason (a single gateway
-   * leaves those connections open too).
+   * Why `connection` lost its standing, as the store tells it, or `undefined`: the first change
+   * recorded in the device's standing log since its handshake began that reaches it (`logged`,
+   * the reason a single gateway closed it with). When the log records none, whether its device
+   * is still paired for its role with its key (a change made without the log, e.g. by an
+   * older gateway). When the log no longer holds every change since (or the connection has no
+   * mark), whether its device, role and token are still in the store; `sweptOnly` then: a
+   * token superseded only by a token a handshake issued is no reason (a single gateway leaves
+   * those connections open too).
    */
-  #lost(connection: GatewayConnection, sweptOnly: boolean): Promise<string | undefined> {
+  async #lost(
+    connection: GatewayConnection,
+    sweptOnly: boolean,
+  ): Promise<{ reason: string; logged?: string } | undefined> {
     const standing = connection.deviceStanding;
-    if (connection.deviceId === undefined || standing === undefined) {
-      return Promise.resolve(undefined);
+    const deviceId = connection.deviceId;
+    if (deviceId === undefined || standing === undefined) return undefined;
+    let tokenHash = standing.tokenHash;
+    if (standing.mark !== undefined) {
+      const byToken = tokenHash !== undefined;
+      const logged = await this.#pairing.standingChange(
+        deviceId,
+        connection.role,
+        byToken,
+        standing.mark,
+      );
+      if (logged.reason !== undefined) return { reason: logged.reason, logged: logged.reason };
+      // No change recorded: its token can only have been superseded by a handshake's.
+      if (logged.covered) tokenHash = undefined;
     }
-    return this.#pairing.storedChange(
-      connection.deviceId,
+    const reason = await this.#pairing.storedChange(
+      deviceId,
       connection.role,
       standing.publicKey,
-      standing.tokenHash,
+      tokenHash,
       { sweptOnly },
     );
+    return reason === undefined ? undefined : { reason };
   }
 
   #track(work: Promise<void>): void {

@@ -92,6 +92,11 @@ export interface HandshakeOutcome {
   pairingMark?: number;
   /** For `device-token`: the hash of the token the handshake verified. */
   tokenHash?: string;
+  /**
+   * For a device: {@link DevicePairing.standingMark} taken before the device's token or record
+   * was read, for the re-check of the open connection against the store (`DeviceWatch`).
+   */
+  standingMark?: number;
 }
 
 function refuse(
@@ -235,7 +240,8 @@ export async function authenticateConnect(input: {
   let tokenScopes: string[] | undefined;
   let tokenHash: string | undefined;
   // Taken before the device's token or record is read: what changes after it is found as the
-  // connection registers.
+  // connection registers (this gateway's changes) or once it is open (any gateway's).
+  const standingMark = device === undefined ? undefined : await pairing.standingMark(device.id);
   const pairingMark = pairing.mark();
   const candidate = auth.deviceToken ?? (authMethod === undefined ? auth.token : undefined);
   if (authMethod === undefined && device !== undefined && candidate !== undefined) {
@@ -384,6 +390,7 @@ export async function authenticateConnect(input: {
     device: current,
     pairingMark,
     ...(tokenHash === undefined || authMethod !== "device-token" ? {} : { tokenHash }),
+    ...(standingMark === undefined ? {} : { standingMark }),
   };
   if (setupToken !== undefined) {
     const completion = await input.setupCodes!.complete(setupToken, {

@@ -17,6 +17,40 @@ import { hashToken, newToken } from "./shared-secret.js";
 
 const REQUEST_PREFIX = "gateway:pairing:";
 const REQUEST_TTL_MS = 10 * 60_000;
+/** The {@link StandingLog} of each device, under its id. */
+const STANDING_PREFIX = "gateway:device-standing:";
+/** The changes a {@link StandingLog} keeps (the latest). */
+const STANDING_LOG_LENGTH = 64;
+/**
+ * How long a {@link StandingLog} is kept after its last change: 30 days. A connection older
+ * than that whose device changed since is judged by the device's record and token instead.
+ */
+const STANDING_LOG_TTL_MS = 30 * 24 * 60 * 60_000;
+/** Compare-and-set tries of one append to a {@link StandingLog} before giving up. */
+const STANDING_APPEND_TRIES = 50;
+
+/**
+ * The changes to a device's standing that close its open connections (`device.pair.remove`,
+ * `node.pair.remove`, `device.token.rotate`, `device.token.revoke`), numbered in the order they
+ * were made through any gateway on the store. A connection takes the number reached as its
+ * handshake begins ({@link DevicePairing.standingMark}); the first later change that reaches
+ * it is the one that closes it, with that change's reason, as on a single gateway.
+ */
+interface StandingLog extends JsonObject {
+  /** The number of the last change (0: none yet). */
+  seq: number;
+  /** The latest changes, oldest first. */
+  changes: StandingEntry[];
+}
+
+/** One change of a {@link StandingLog}. */
+interface StandingEntry extends JsonObject {
+  seq: number;
+  /** The role changed (`"*"` for `device unpaired`). */
+  role: string;
+  /** Its close reason: `device unpaired`, `<role> unpaired`, `device token rotated` / `revoked`. */
+  reason: string;
+}
 
 /** A pairing request waiting for an operator (the `device.pair.requested` payload). */
 export interface PairingRequest {
@@ -566,6 +600,83 @@ export class DevicePairing {
   }
 
   /**
+   * The number of the last change recorded in the device's standing log
+   * ({@link DevicePairing.recordStandingChange}), for {@link DevicePairing.standingChange}.
+   * Take it before the handshake reads the device's token or record.
+   */
+  async standingMark(deviceId: string): Promise<number> {
+    return (await this.#standingLog(deviceId))?.seq ?? 0;
+  }
+
+  /**
+   * Records, in the store, a change to a device's standing about to be made (before it is, so
+   * that a re-check finding the change in the store finds it recorded): its unpairing
+   * (`role` `"*"`, `device unpaired`), the unpairing of one role (`<role> unpaired`), or the
+   * rotation or revocation of a role's tokens (`device token rotated` / `revoked`). Appended
+   * with compare-and-set, so changes made at once through several gateways all count.
+   *
+   * @throws GatewayError `UNAVAILABLE` when the log kept changing under every try.
+   */
+  async recordStandingChange(deviceId: string, role: string, reason: string): Promise<void> {
+    const key = `${STANDING_PREFIX}${deviceId}`;
+    for (let attempt = 0; attempt < STANDING_APPEND_TRIES; attempt++) {
+      const stored = await this.#store.kv.get(key);
+      // A value that is no log (written by something else) is replaced by a new log.
+      const current = isStandingLog(stored) ? stored : undefined;
+      const seq = (current?.seq ?? 0) + 1;
+      const changes = [...(current?.changes ?? []), { seq, role, reason }];
+      const next: StandingLog = { seq, changes: changes.slice(-STANDING_LOG_LENGTH) };
+      const written =
+        stored === undefined
+          ? await this.#store.kv.set(key, next, { ifAbsent: true, ttlMs: STANDING_LOG_TTL_MS })
+          : await this.#store.kv.set(key, next, { ifValue: stored, ttlMs: STANDING_LOG_TTL_MS });
+      if (written) return;
+    }
+    throw new GatewayError(
+      ErrorCodes.UNAVAILABLE,
+      `device ${deviceId.slice(0, 12)}: its change could not be recorded (concurrent changes); retry`,
+      { retryable: true, details: { code: "DEVICE_CHANGE_CONFLICT", deviceId } },
+    );
+  }
+
+  /**
+   * Whether a connection of `deviceId` for `role` (by a device token: `byToken`), whose
+   * handshake began at `mark` ({@link DevicePairing.standingMark}), lost its standing since,
+   * by the device's standing log: `covered` when the log still holds every change since
+   * `mark`, and then `reason`, the close reason of the first of them that reaches the
+   * connection (as a single gateway's close sweep of it would have), or `undefined`.
+   */
+  async standingChange(
+    deviceId: string,
+    role: string,
+    byToken: boolean,
+    mark: number,
+  ): Promise<{ covered: boolean; reason?: string }> {
+    const log = await this.#standingLog(deviceId);
+    if (log === undefined) return { covered: mark === 0 };
+    // A log behind the mark ran out (`STANDING_LOG_TTL_MS`) and was started again: it cannot
+    // tell what happened in between.
+    if (log.seq < mark) return { covered: false };
+    if (log.seq === mark) return { covered: true };
+    const oldest = log.changes[0]?.seq ?? log.seq + 1;
+    if (oldest > mark + 1) return { covered: false };
+    for (const change of log.changes) {
+      if (change.seq <= mark) continue;
+      if (change.reason === "device unpaired") return { covered: true, reason: change.reason };
+      if (change.role !== role) continue;
+      if (change.reason === `${role} unpaired` || byToken) {
+        return { covered: true, reason: change.reason };
+      }
+    }
+    return { covered: true };
+  }
+
+  async #standingLog(deviceId: string): Promise<StandingLog | undefined> {
+    const log = await this.#store.kv.get(`${STANDING_PREFIX}${deviceId}`);
+    return isStandingLog(log) ? log : undefined;
+  }
+
+  /**
    * {@link DevicePairing.changeSince} as the store tells it, for changes made elsewhere (by
    * another gateway on the same store): whether the device is still paired for `role` with
    * `publicKey` and, when it came in with the device token hashed `tokenHash`, whether that
@@ -595,6 +706,23 @@ export class DevicePairing {
     if (options.sweptOnly === true && !others.some((t) => t.rotated === true)) return undefined;
     return "device token rotated";
   }
+}
+
+function isStandingLog(value: unknown): value is StandingLog {
+  if (typeof value !== "object" || value === null) return false;
+  const log = value as Partial<Record<keyof StandingLog, unknown>>;
+  return (
+    typeof log.seq === "number" &&
+    Array.isArray(log.changes) &&
+    log.changes.every(
+      (c: unknown) =>
+        typeof c === "object" &&
+        c !== null &&
+        typeof (c as StandingEntry).seq === "number" &&
+        typeof (c as StandingEntry).role === "string" &&
+        typeof (c as StandingEntry).reason === "string",
+    )
+  );
 }
 
 /** The last change of one kind to a device's standing: when (a tick) and its close reason. */

@@ -112,6 +112,15 @@ function answerThenClose<R>(
   return result;
 }
 
+/**
+ * Records `change` in the store before it is made, so that every gateway's re-check of its
+ * open connections against the store closes the same ones, with the same reason, as
+ * {@link answerThenClose} closes here (see `DevicePairing.recordStandingChange`).
+ */
+function recordChange(hub: GatewayHub, change: DeviceChange): Promise<void> {
+  return hub.pairing.recordStandingChange(change.deviceId, change.role, change.reason);
+}
+
 /** Non-admins manage only their own device, and never beyond their own scopes. */
 function checkTokenTarget(call: MethodCall, deviceId: string, scopes: readonly string[]): void {
   if (scopeAllows(call.caller.scopes, Scopes.ADMIN)) return;
@@ -240,11 +249,12 @@ export const deviceMethods: Record<string, HubMethod> = {
     async handler(call, hub) {
       const deviceId = requireString(call.method, call.params, "deviceId", 256);
       checkTokenTarget(call, deviceId, []);
+      const change: DeviceChange = { deviceId, role: "*", reason: "device unpaired" };
+      if ((await hub.pairing.device(deviceId)) !== undefined) await recordChange(hub, change);
       const removed = await hub.pairing.remove(deviceId);
       // A handshake of the device still running is refused as it registers (same reason).
       const result = { ok: true, deviceId, removed };
       if (!removed) return result;
-      const change: DeviceChange = { deviceId, role: "*", reason: "device unpaired" };
       return answerThenClose(call, hub, change, () => result);
     },
   },
@@ -282,12 +292,14 @@ export const deviceMethods: Record<string, HubMethod> = {
         });
       }
       checkTokenTarget(call, deviceId, scopes);
+      const change: DeviceChange = { deviceId, role, reason: "device token rotated" };
+      await recordChange(hub, change);
       const issued = await hub.pairing.issueToken(deviceId, role, scopes, { rotation: true });
       // The token travels back only to the device itself, authenticated by its token.
       const inBand = call.caller.deviceId === deviceId && call.caller.authMethod === "device-token";
       // A caller that came in with the old token gets the new one, then is closed with the
       // other connections of the old token: it reconnects with the token it was just given.
-      return answerThenClose(call, hub, { deviceId, role, reason: "device token rotated" }, () => ({
+      return answerThenClose(call, hub, change, () => ({
         deviceId,
         role,
         scopes,
@@ -305,8 +317,9 @@ export const deviceMethods: Record<string, HubMethod> = {
       const role = requireString(call.method, call.params, "role", 64);
       checkTokenTarget(call, deviceId, []);
       await pairedOrFail(hub, deviceId);
-      const revoked = await hub.pairing.revokeTokens(deviceId, role);
       const change: DeviceChange = { deviceId, role, reason: "device token revoked" };
+      await recordChange(hub, change);
+      const revoked = await hub.pairing.revokeTokens(deviceId, role);
       return answerThenClose(call, hub, change, (closing) => ({
         ok: true,
         deviceId,
@@ -344,11 +357,13 @@ export const deviceMethods: Record<string, HubMethod> = {
       if (!device.roles.includes("node")) {
         throw invalidRequest(`device ${nodeId} is not a paired node`, { code: "NODE_NOT_FOUND" });
       }
+      const change: DeviceChange = { deviceId: nodeId, role: "node", reason: "node unpaired" };
+      // Recorded first, as one change: its token revocation is part of the unpairing.
+      await recordChange(hub, change);
       await hub.pairing.revokeTokens(nodeId, "node");
       // A node handshake of the device still running is refused as it registers (same reason).
       await hub.pairing.removeRole(nodeId, "node");
       await nodePendingQueues(hub.runtime.store.kv, hub.now).clear(nodeId);
-      const change: DeviceChange = { deviceId: nodeId, role: "node", reason: "node unpaired" };
       return answerThenClose(call, hub, change, () => ({ ok: true, nodeId, removed: true }));
     },
   },
