@@ -6,68 +6,24 @@
  * several changes, so that B sees only their end state; no sleeps.
  */
 import { randomUUID } from "node:crypto";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 import { AgentRuntime, createProviderChain } from "@beamclaw/core";
 import { createScriptedProvider } from "@beamclaw/core/testing";
 import { createRedisStore, type RedisStore } from "@beamclaw/store-redis";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createDeviceIdentity } from "../src/auth/device-identity.js";
 import { createGateway } from "../src/index.js";
 import { pairedDevice, SCOPES } from "./pairing-race-support.js";
 import {
-  closeClients,
-  deferred,
-  MAIN,
-  TestClient,
-  TOKEN,
-  useSchemaCheck,
-  waitFor,
-} from "./support.js";
-
-const REDIS_URL = process.env.BEAMCLAW_REDIS_URL ?? "redis://127.0.0.1:6379";
-// ioredis is store-redis' dependency, not this package's: resolved from there.
-const requireFromStore = createRequire(
-  fileURLToPath(new URL("../node_modules/@beamclaw/store-redis/package.json", import.meta.url)),
-);
-/** What the clean-up uses of an ioredis client. */
-interface RedisKeys {
-  scan(cursor: string, ...args: Array<string | number>): Promise<[string, string[]]>;
-  del(...keys: string[]): Promise<number>;
-  quit(): Promise<unknown>;
-}
-const { Redis: RedisClient } = requireFromStore("ioredis") as {
-  Redis: new (url: string) => RedisKeys;
-};
+  closeWithin,
+  type Gateway,
+  REDIS_URL,
+  useRedisGateways,
+} from "./redis-gateways-support.js";
+import { deferred, MAIN, TestClient, TOKEN, useSchemaCheck, waitFor } from "./support.js";
 
 useSchemaCheck();
 
-interface Gateway {
-  store: RedisStore;
-  url: string;
-  stop(): Promise<void>;
-}
-
-const started: Gateway[] = [];
-const prefixes: string[] = [];
-
-afterEach(async () => {
-  await closeClients();
-  for (const gateway of started.splice(0).reverse()) await gateway.stop();
-  const client = new RedisClient(REDIS_URL);
-  try {
-    for (const prefix of prefixes.splice(0)) {
-      let cursor = "0";
-      do {
-        const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-        cursor = next;
-        if (keys.length > 0) await client.del(...keys);
-      } while (cursor !== "0");
-    }
-  } finally {
-    await client.quit();
-  }
-});
+const { started, prefixes } = useRedisGateways();
 
 /** A gateway on its own runtime (its own in-process pub/sub) and store connection. */
 async function startGateway(prefix: string): Promise<Gateway> {
@@ -143,19 +99,6 @@ function watchReads(store: RedisStore) {
       open?.();
     },
   };
-}
-
-/** How `client` closed, or `"open"` if it is still open after `ms` (an upper bound). */
-async function closeWithin(client: TestClient, ms = 10_000) {
-  let timer: NodeJS.Timeout | undefined;
-  const open = new Promise<"open">((resolve) => {
-    timer = setTimeout(() => resolve("open"), ms);
-  });
-  try {
-    return await Promise.race([client.closed, open]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Waits for B to re-check a few more times, then tells whether `clients` all still answer. */

@@ -11,12 +11,10 @@
  * periodic re-check against the store (`deviceRecheckMs`).
  */
 import { randomUUID } from "node:crypto";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 import { AgentRuntime, ClusterNode, createProviderChain } from "@beamclaw/core";
 import { createScriptedProvider } from "@beamclaw/core/testing";
-import { createRedisBackplane, createRedisStore, type RedisStore } from "@beamclaw/store-redis";
-import { afterEach, describe, expect, it } from "vitest";
+import { createRedisBackplane, createRedisStore } from "@beamclaw/store-redis";
+import { describe, expect, it } from "vitest";
 import { createDeviceIdentity } from "../src/auth/device-identity.js";
 import { DEVICE_CHANGES_TOPIC } from "../src/auth/device-watch.js";
 import { hashToken } from "../src/auth/shared-secret.js";
@@ -29,51 +27,17 @@ import {
   refusalOf,
   SCOPES,
 } from "./pairing-race-support.js";
+import {
+  closeWithin,
+  type Gateway,
+  REDIS_URL,
+  useRedisGateways,
+} from "./redis-gateways-support.js";
 import { closeClients, MAIN, TestClient, TOKEN, useSchemaCheck, waitFor } from "./support.js";
-
-const REDIS_URL = process.env.BEAMCLAW_REDIS_URL ?? "redis://127.0.0.1:6379";
-// ioredis is store-redis' dependency, not this package's: resolved from there.
-const requireFromStore = createRequire(
-  fileURLToPath(new URL("../node_modules/@beamclaw/store-redis/package.json", import.meta.url)),
-);
-/** What the clean-up uses of an ioredis client. */
-interface RedisKeys {
-  scan(cursor: string, ...args: Array<string | number>): Promise<[string, string[]]>;
-  del(...keys: string[]): Promise<number>;
-  quit(): Promise<unknown>;
-}
-const { Redis: RedisClient } = requireFromStore("ioredis") as {
-  Redis: new (url: string) => RedisKeys;
-};
 
 useSchemaCheck();
 
-interface Gateway {
-  store: RedisStore;
-  url: string;
-  stop(): Promise<void>;
-}
-
-const started: Gateway[] = [];
-const prefixes: string[] = [];
-
-afterEach(async () => {
-  await closeClients();
-  for (const gateway of started.splice(0).reverse()) await gateway.stop();
-  const client = new RedisClient(REDIS_URL);
-  try {
-    for (const prefix of prefixes.splice(0)) {
-      let cursor = "0";
-      do {
-        const [next, keys] = await client.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-        cursor = next;
-        if (keys.length > 0) await client.del(...keys);
-      } while (cursor !== "0");
-    }
-  } finally {
-    await client.quit();
-  }
-});
+const { started, prefixes } = useRedisGateways();
 
 interface GatewaySetup {
   /** Runs the gateway on a `ClusterNode` of the store's cluster (its pub/sub the cluster's). */
@@ -133,19 +97,6 @@ async function twoGateways(setup: GatewaySetup = {}): Promise<[Gateway, Gateway]
   const prefix = `beamclaw-test:gw-pairing-${randomUUID().slice(0, 12)}:`;
   prefixes.push(prefix);
   return [await startGateway(prefix, setup), await startGateway(prefix, setup)];
-}
-
-/** How `client` closed, or `"open"` if it is still open after `ms`. */
-async function closeWithin(client: TestClient, ms: number) {
-  let timer: NodeJS.Timeout | undefined;
-  const open = new Promise<"open">((resolve) => {
-    timer = setTimeout(() => resolve("open"), ms);
-  });
-  try {
-    return await Promise.race([client.closed, open]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Whether `client` still answers. */
