@@ -5,6 +5,7 @@
  */
 import { type CronJobRunner, CronService, createManualClock } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
+import { advanceSettled } from "./support/cron.js";
 import { openSharedStores } from "./support/redis.js";
 
 /** Cleanups of the test, run last first: the prefix's keys go after the stores close. */
@@ -43,13 +44,9 @@ describe("two plain cron services on one Redis store", () => {
     }).start();
     cleanups.push(() => b.stop());
     expect((await b.get("tick")).state.nextRunAt).toBe((await a.get("tick")).state.nextRunAt);
-    // One occurrence at a time: a request to each service is answered only after the tick
-    // that fired the occurrence (claims in Redis included) has been handled.
-    for (let i = 0; i < 10; i++) {
-      await clock.advance(MINUTE);
-      await a.cronStatus();
-      await b.cronStatus();
-    }
+    // One occurrence at a time, each step waiting until both services have handled it
+    // (claims and run records in Redis included) and armed their timers for the next.
+    for (let i = 0; i < 10; i++) await advanceSettled(clock, [a, b], MINUTE);
     const dues = fired.map((f) => f.scheduledAt);
     expect(dues).toHaveLength(10);
     expect(new Set(dues).size).toBe(10);

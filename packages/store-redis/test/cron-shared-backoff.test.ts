@@ -12,6 +12,7 @@ import {
   createManualClock,
 } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
+import { advanceSettled } from "./support/cron.js";
 import { openSharedStores } from "./support/redis.js";
 
 /** Cleanups of the test, run last first: the prefix's keys go after the stores close. */
@@ -46,14 +47,10 @@ describe("two plain cron services on one Redis store, after a failed run", () =>
     cleanups.push(() => b.stop());
     const first = (await a.get("tick")).state.nextRunAt!;
     expect((await b.get("tick")).state.nextRunAt).toBe(first);
-    // A minute at a time: a request to each service is answered only after the tick that
-    // fired what was due (claims in Redis included) has been handled.
+    // A minute at a time, each step waiting until both services have handled what came due
+    // (claims and run records in Redis included) and armed their timers for what is next.
     // To 85 min after the first due time.
-    for (let minute = 0; minute < 95; minute++) {
-      await clock.advance(MINUTE);
-      await a.cronStatus();
-      await b.cronStatus();
-    }
+    for (let minute = 0; minute < 95; minute++) await advanceSettled(clock, [a, b], MINUTE);
     // As one service would: 0 fails (25 min backoff), its retry at 25 fails (45 min, the
     // second step), the retry at 70 succeeds, then every 10 min again. Each exactly once.
     expect(fired.map((f) => (f.scheduledAt - first) / MINUTE)).toEqual([0, 25, 70, 80]);
@@ -88,20 +85,20 @@ describe("two plain cron services on one Redis store, after a failed run", () =>
     const b = await new CronService({ ...options, store: sb }).start();
     cleanups.push(() => b.stop());
     const first = (await a.get("tick")).state.nextRunAt!;
+    // Each minute waits for every run to be recorded but the slow first one while it is held.
+    let held = true;
     const advance = async (minutes: number) => {
       for (let minute = 0; minute < minutes; minute++) {
-        await clock.advance(MINUTE);
-        await a.cronStatus();
-        await b.cronStatus();
+        const running = held && clock.now() + MINUTE >= first ? 1 : 0;
+        await advanceSettled(clock, [a, b], MINUTE, running);
       }
     };
     // The run at 0 goes on for 25 min on one service; on the other, the occurrence at 10
     // fails and its retry (20, past the 8 min backoff) succeeds meanwhile.
     await advance(35);
     expect(fired.map((due) => (due - first) / MINUTE)).toEqual([0, 10, 20]);
+    held = false;
     finishFirst();
-    await a.cronStatus();
-    await b.cronStatus();
     await advance(25);
     // No second retry 8 min after the slow run's end (33): the occurrence at 30 runs.
     expect(fired.map((due) => (due - first) / MINUTE)).toEqual([0, 10, 20, 30, 40, 50]);
