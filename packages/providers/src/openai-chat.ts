@@ -24,6 +24,7 @@ import {
   type ThinkingLevel,
   type ToolResultPart,
 } from "@beamclaw/core";
+import { LRUCache } from "lru-cache";
 import { BLANK_MESSAGE_TEXT, hasText, userContent } from "./blank-text.js";
 import {
   type CallContext,
@@ -292,40 +293,6 @@ export function openAIModelReasons(model: string): boolean {
   return !/^(?:ft:)?(?:gpt-4|gpt-3\.5|chatgpt-4o)/i.test(model);
 }
 
-/** A map that keeps its `limit` most recently used entries (a lookup counts as a use). */
-export class BoundedMemory<K, V> {
-  readonly #entries = new Map<K, V>();
-  readonly #limit: number;
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  /** The entry's value, made the most recently used; undefined when not kept. */
-  get(key: K): V | undefined {
-    if (!this.#entries.has(key)) return undefined;
-    const value = this.#entries.get(key) as V;
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    return value;
-  }
-
-  /** Keeps `key`, forgetting the least recently used entry past the limit. */
-  set(key: K, value: V): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.#limit) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done !== true) this.#entries.delete(oldest.value);
-    }
-  }
-
-  /** How many entries are kept. */
-  get size(): number {
-    return this.#entries.size;
-  }
-}
-
 /** What OpenAI said when it refused a request with HTTP 400: its `error` object's fields. */
 export interface OpenAIRefusal {
   code: string | undefined;
@@ -392,12 +359,14 @@ export function nearestEffort(requested: string, message: string): ThinkingLevel
  * (model, level) pairs of one provider instance, so that only the first call pays the refusal.
  */
 export class OpenAIEffortMemory {
-  readonly #efforts = new BoundedMemory<string, ThinkingLevel | null>(256);
+  /** Per `model\nlevel`: the effort learned, `"none"` for none (the cache keeps no null). */
+  readonly #efforts = new LRUCache<string, ThinkingLevel | "none">({ max: 256 });
 
   /** The effort to send to `model` for `thinking`; null for none. */
   effort(model: string, thinking: ThinkingLevel): ThinkingLevel | null {
+    // `get` makes the entry the most recently used.
     const learned = this.#efforts.get(`${model}\n${thinking}`);
-    return learned === undefined ? thinking : learned;
+    return learned === undefined ? thinking : learned === "none" ? null : learned;
   }
 
   /**
@@ -418,7 +387,7 @@ export class OpenAIEffortMemory {
     if (refusal.code === "unsupported_parameter") next = null;
     else if (refusal.code === "unsupported_value") next = nearestEffort(sent, refusal.message);
     if (next === undefined || next === sent) return undefined;
-    this.#efforts.set(`${model}\n${thinking}`, next);
+    this.#efforts.set(`${model}\n${thinking}`, next ?? "none");
     return next;
   }
 }

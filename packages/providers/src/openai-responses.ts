@@ -17,12 +17,14 @@ import {
   type ModelMessage,
   type ModelRequest,
   type ModelStreamEvent,
+  type ProviderError,
   type ThinkingLevel,
   type ThinkingPart,
 } from "@beamclaw/core";
+import { LRUCache } from "lru-cache";
 import { hasText, userContent } from "./blank-text.js";
 import { type CallContext, errorFromStreamEvent, providerError } from "./errors.js";
-import type { HttpClient } from "./http.js";
+import type { HttpClient, StreamResponse } from "./http.js";
 import {
   field,
   isWholeJson,
@@ -37,12 +39,12 @@ import {
   withProviderOptions,
 } from "./json.js";
 import {
-  BoundedMemory,
   chatUsage,
   fileName,
   imageUrl,
   jsonSchemaFormat,
   type OpenAIEffortMemory,
+  type OpenAIRefusal,
   openAIModelReasons,
   parseOpenAIError,
   postMending,
@@ -347,42 +349,59 @@ interface CallState {
   done: boolean;
 }
 
-/** A short key of a (long) text: its length and two 32-bit hashes of it. */
-function digest(text: string): string {
-  let fnv = 0x811c9dc5;
-  let murmur = 0x9747b28c;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    fnv = Math.imul(fnv ^ code, 0x01000193);
-    murmur = Math.imul(murmur ^ code, 0x5bd1e995);
-    murmur ^= murmur >>> 15;
-  }
-  return `${text.length}:${(fnv >>> 0).toString(36)}:${(murmur >>> 0).toString(36)}`;
+/**
+ * A short key of a (long) text: the hex SHA-256 of its UTF-8 bytes, by Web Crypto
+ * (`crypto.subtle`, on Node 20 and later, browsers and edge runtimes alike).
+ */
+async function digest(text: string): Promise<string> {
+  const hash = await globalThis.crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return Array.from(new Uint8Array(hash), (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /**
- * The encrypted reasoning contents OpenAI refused to verify (HTTP 400
- * `invalid_encrypted_content`: made under another organization, project or key, or for
- * another model), kept by one provider instance so that later calls leave them out at once
- * instead of paying a refused request each turn: the digests of the 1024 most recently seen.
+ * The encrypted reasoning contents OpenAI refused to verify (`invalid_encrypted_content`, as
+ * HTTP 400 or as an error event in the stream: made under another organization, project or
+ * key, or for another model), kept by one provider instance so that later calls leave them out
+ * at once instead of paying a refused request each turn: the SHA-256 digests of the 1024 most
+ * recently used (a lookup counts as a use).
  */
 export class RejectedReasoning {
-  readonly #digests = new BoundedMemory<string, true>(1024);
+  readonly #digests = new LRUCache<string, true>({ max: 1024 });
 
   /** True when `encrypted` was refused. */
-  has(encrypted: string): boolean {
-    return this.#digests.get(digest(encrypted)) === true;
+  async has(encrypted: string): Promise<boolean> {
+    return this.#digests.get(await digest(encrypted)) === true;
   }
 
   /** Remembers that `encrypted` was refused. */
-  add(encrypted: string): void {
-    this.#digests.set(digest(encrypted), true);
+  async add(encrypted: string): Promise<void> {
+    this.#digests.set(await digest(encrypted), true);
   }
 
   /** How many are kept. */
   get size(): number {
     return this.#digests.size;
   }
+}
+
+/** The encrypted reasoning contents in `request` that `rejected` holds as refused. */
+async function refusedIn(request: ModelRequest, rejected: RejectedReasoning): Promise<Set<string>> {
+  const contents = new Set<string>();
+  for (const message of request.messages) {
+    if (message.role !== "assistant") continue;
+    for (const part of message.content) {
+      if (part.type === "thinking" && part.redacted !== undefined) contents.add(part.redacted);
+    }
+  }
+  const refused = new Set<string>();
+  for (const encrypted of contents) if (await rejected.has(encrypted)) refused.add(encrypted);
+  return refused;
+}
+
+/** The `code` of a Responses `error` event, or of a failed response's `error`. */
+function streamErrorCode(failure: unknown): string | undefined {
+  const inner = field(failure, "error");
+  return stringField(isWire(inner) ? inner : failure, "code");
 }
 
 /** What `include` asks for to get reasoning back when OpenAI stores nothing. */
@@ -402,7 +421,16 @@ export interface ResponsesStreamSetup {
   efforts: OpenAIEffortMemory;
 }
 
-/** Streams one Responses API call as normalized events. */
+/**
+ * Streams one Responses API call as normalized events.
+ *
+ * Encrypted reasoning OpenAI no longer verifies (`invalid_encrypted_content`) is refused
+ * either with HTTP 400 or, after the 200, as an `error` event or a `response.failed` whose
+ * `response.error.code` says so. Either way, while nothing has been yielded, the call is sent
+ * once more without the encrypted reasoning, and the contents sent are remembered as refused.
+ * So that a refusal in the stream can still be answered that way, a call that sends encrypted
+ * reasoning holds its `response-start` back until the first other event (or the failure).
+ */
 export async function* streamResponses(
   request: ModelRequest,
   options: ModelCallOptions,
@@ -416,11 +444,12 @@ export async function* streamResponses(
   // `providerOptions.openai.store: false` (Zero Data Retention): no item id can go back.
   const stored = request.providerOptions?.[setup.id]?.store !== false;
   const rejected = setup.rejectedReasoning;
+  const refusedBefore = await refusedIn(request, rejected);
   /** The encrypted reasoning contents this request sends. */
   const sent: string[] = [];
   const body = withProviderOptions(
     toResponsesRequest(request, context, setup.promptCacheKey, stored, {
-      leaveOut: (encrypted) => rejected.has(encrypted),
+      leaveOut: (encrypted) => refusedBefore.has(encrypted),
       sent,
     }),
     request.providerOptions,
@@ -444,36 +473,110 @@ export async function* streamResponses(
     return effort === null ? rest : { ...rest, reasoning: { effort, summary: "auto" } };
   };
   let effortMended = false;
+  /** True once the encrypted contents sent were refused; `remembered`, once remembered so. */
+  let reasoningRefused = false;
+  let remembered = false;
+  /** True once the call was sent again without its encrypted reasoning. */
   let reasoningLeftOut = false;
-  const { body: stream, release } = await postMending(
-    setup.http,
-    "responses",
-    ownEffort ? withEffort(body, setup.efforts.effort(request.model, level)) : body,
-    context,
-    options,
-    (refusal, refused) => {
-      // Encrypted reasoning that no longer verifies: sent again without any (each is
-      // remembered, so later calls leave it out at once).
-      if (refusal.code === "invalid_encrypted_content") {
-        if (reasoningLeftOut || sent.length === 0) return undefined;
-        reasoningLeftOut = true;
-        for (const encrypted of sent) rejected.add(encrypted);
-        return {
-          ...refused,
-          input: toResponsesInput(request, context, stored, { leaveOut: () => true }),
-        };
-      }
-      const effort = field(refused.reasoning, "effort");
-      if (!ownEffort || effortMended || typeof effort !== "string") return undefined;
-      const next = setup.efforts.learn(request.model, level, effort, refusal);
-      if (next === undefined) return undefined;
-      effortMended = true;
-      return withEffort(refused, next);
-    },
-    (refusal, refused) =>
-      refusedOptionError(refusal, request, context, field(refused.reasoning, "effort")),
-  );
+  /**
+   * `refused` without any encrypted reasoning, once; undefined when that was done already or
+   * the request sent none.
+   */
+  const leaveOutReasoning = (refused: JsonObject): JsonObject | undefined => {
+    if (reasoningLeftOut || sent.length === 0) return undefined;
+    reasoningLeftOut = true;
+    return {
+      ...refused,
+      input: toResponsesInput(request, context, stored, { leaveOut: () => true }),
+    };
+  };
+  /** Remembers the contents sent as refused, so that later calls leave them out at once. */
+  const rememberRefused = async (): Promise<void> => {
+    if (!reasoningRefused || remembered) return;
+    remembered = true;
+    await Promise.all(sent.map((encrypted) => rejected.add(encrypted)));
+  };
+  const mend = (refusal: OpenAIRefusal, refused: JsonObject): JsonObject | undefined => {
+    // Encrypted reasoning that no longer verifies: sent again without any.
+    if (refusal.code === "invalid_encrypted_content") {
+      reasoningRefused = sent.length > 0;
+      return leaveOutReasoning(refused);
+    }
+    const effort = field(refused.reasoning, "effort");
+    if (!ownEffort || effortMended || typeof effort !== "string") return undefined;
+    const next = setup.efforts.learn(request.model, level, effort, refusal);
+    if (next === undefined) return undefined;
+    effortMended = true;
+    return withEffort(refused, next);
+  };
+  /** The body OpenAI last answered with its 200. */
+  let accepted = ownEffort ? withEffort(body, setup.efforts.effort(request.model, level)) : body;
+  /** Posts `from`, mended as {@link postMending} does; `accepted` follows. */
+  const post = async (from: JsonObject): Promise<StreamResponse> => {
+    accepted = from;
+    try {
+      return await postMending(
+        setup.http,
+        "responses",
+        from,
+        context,
+        options,
+        (refusal, refused) => {
+          const mended = mend(refusal, refused);
+          if (mended !== undefined) accepted = mended;
+          return mended;
+        },
+        (refusal, refused) =>
+          refusedOptionError(refusal, request, context, field(refused.reasoning, "effort")),
+      );
+    } finally {
+      await rememberRefused();
+    }
+  };
 
+  let response = await post(accepted);
+  for (;;) {
+    // While the call may still be sent again, its `response-start` waits for another event.
+    const mayRetry = !reasoningLeftOut && sent.length > 0;
+    let start: ModelStreamEvent | undefined;
+    let yielded = false;
+    const refusal: { error?: ProviderError } = {};
+    for await (const event of responseEvents(response, request, options, setup, context, refusal)) {
+      if (mayRetry && !yielded && event.type === "response-start") {
+        start = event;
+        continue;
+      }
+      if (start !== undefined) yield start;
+      start = undefined;
+      yielded = true;
+      yield event;
+    }
+    if (refusal.error === undefined) return;
+    // Refused in the stream: sent again only when nothing streamed (output is never repeated).
+    reasoningRefused = sent.length > 0;
+    const retry = yielded ? undefined : leaveOutReasoning(accepted);
+    if (retry === undefined) {
+      await rememberRefused();
+      throw refusal.error;
+    }
+    response = await post(retry);
+  }
+}
+
+/**
+ * The normalized events of one Responses stream. An `invalid_encrypted_content` refusal in
+ * the stream (an `error` event, or `response.failed`) ends it without a throw: its error is
+ * put in `refusal.error` for the caller to answer.
+ */
+async function* responseEvents(
+  response: StreamResponse,
+  request: ModelRequest,
+  options: ModelCallOptions,
+  setup: ResponsesStreamSetup,
+  context: CallContext,
+  refusal: { error?: ProviderError },
+): AsyncGenerator<ModelStreamEvent, void, undefined> {
+  const { body: stream, release } = response;
   const calls = new Map<string, CallState>();
   let refused = false;
   /**
@@ -647,9 +750,13 @@ export async function* streamResponses(
         return;
       }
       case "response.failed":
-        throw errorFromStreamEvent(field(data, "response"), event.data, context, parseOpenAIError);
-      case "error":
-        throw errorFromStreamEvent(data, event.data, context, parseOpenAIError);
+      case "error": {
+        const failure = data.type === "error" ? data : field(data, "response");
+        const error = errorFromStreamEvent(failure, event.data, context, parseOpenAIError);
+        if (streamErrorCode(failure) !== "invalid_encrypted_content") throw error;
+        refusal.error = error;
+        return;
+      }
       default:
       // Lifecycle and content-part events carry nothing the normalized stream needs.
     }

@@ -7,13 +7,13 @@ import { describe, expect, it } from "vitest";
 import { RejectedReasoning } from "../src/openai-responses.js";
 
 describe("RejectedReasoning", () => {
-  it("keeps the 1024 most recently used contents, and no more", () => {
+  it("keeps the 1024 most recently used contents, and no more", async () => {
     const rejected = new RejectedReasoning();
-    for (let i = 0; i < 1030; i++) rejected.add(`gAAAA-${i}-${"x".repeat(2000)}`);
+    for (let i = 0; i < 1030; i++) await rejected.add(`gAAAA-${i}-${"x".repeat(2000)}`);
     expect(rejected.size).toBe(1024);
-    expect(rejected.has(`gAAAA-0-${"x".repeat(2000)}`)).toBe(false);
-    expect(rejected.has(`gAAAA-6-${"x".repeat(2000)}`)).toBe(true);
-    expect(rejected.has(`gAAAA-1029-${"x".repeat(2000)}`)).toBe(true);
-    expect(rejected.has(`gAAAA-1030-${"x".repeat(2000)}`)).toBe(false);
+    expect(await rejected.has(`gAAAA-0-${"x".repeat(2000)}`)).toBe(false);
+    expect(await rejected.has(`gAAAA-6-${"x".repeat(2000)}`)).toBe(true);
+    expect(await rejected.has(`gAAAA-1029-${"x".repeat(2000)}`)).toBe(true);
+    expect(await rejected.has(`gAAAA-1030-${"x".repeat(2000)}`)).toBe(false);
   });
 });
