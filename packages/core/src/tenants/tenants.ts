@@ -294,8 +294,11 @@ export class TenantManager {
   readonly #stores = new WeakMap<Tenant, object>();
   /** Each tenant's `runtime.start()`, awaited before it is stopped (it may still be running). */
   readonly #starts = new WeakMap<Tenant, Promise<void>>();
-  /** The stops of removed tenants still in progress, by id: an `add` of the id waits for it. */
-  readonly #stopping = new Map<string, Promise<void>>();
+  /**
+   * Removed tenants still stopping, each with its stop (settled, failed or not, when it ends):
+   * until then an `add` of the same id, or over the same store, waits for it.
+   */
+  readonly #stopping = new Map<Tenant, Promise<void>>();
   #stopped = false;
 
   /**
@@ -306,13 +309,23 @@ export class TenantManager {
    * @throws AlreadyRegisteredError when the id is taken, or when `runtime.store` is the store
    *   of another live tenant of this manager (`key` is that tenant's id): two tenants over one
    *   store would share their sessions and transcripts, and its telemetry could name neither.
-   *   A store of a removed tenant may be given to a new id: its telemetry then names the new
-   *   tenant.
+   *   A tenant being added (waiting, see below) counts as live. A store of a removed tenant
+   *   may be given to a new id: its telemetry then names the new tenant.
    * @throws NoProcessError when the manager is stopped, or stops (or the tenant is removed)
    *   before the tenant has started; its runtime is stopped then.
    *
-   * A tenant of the same id that is still being removed is stopped (its token counts saved)
-   * before this one reads them back or starts.
+   * A removed tenant still stopping (its `remove` not yet settled: its sessions shutting
+   * down, its token counts being saved) holds its id and its store until it has stopped: a
+   * tenant of the same id, or over the same store under another id, waits for that stop
+   * before it reads its counts, marks the store for telemetry or starts, so two runtimes
+   * never write through one store at once. It waits rather than being refused because the
+   * stop is already under way and ends by itself (a session's shutdown is bounded by its
+   * actor's stop timeout), and the code adding a tenant often does not hold the `remove`
+   * promise to wait on; the store of a live tenant, not being removed, is refused at once,
+   * as waiting for it would never end. A stop that fails ends the wait too: `remove` rejects
+   * with its error, and the id and the store are free. While it waits the new tenant is
+   * listed by `ids()`; removing it, or stopping the manager, makes this `add` reject with
+   * `NoProcessError` once the wait ends.
    */
   async add(options: TenantOptions): Promise<Tenant> {
     if (this.#stopped) throw new NoProcessError("the tenant manager is stopped");
@@ -366,20 +379,23 @@ export class TenantManager {
     const tenant: Tenant = { id: options.id, runtime, limiter };
     this.#keepers.set(tenant, keeper);
     this.#stores.set(tenant, store);
-    // Telemetry of this tenant's sessions (and of a cron service over its store) carries its
-    // id — this tenant's, not that of a removed tenant the store served before.
-    claimTelemetryTenant(store, options.id);
+    // From here the id and the store are this tenant's: another add of either is refused.
     this.#tenants.set(options.id, tenant);
     try {
-      // The tenant of this id removed just before: its sessions stop and its counts are saved
-      // first, so that they are read back here and two runtimes never serve the tenant at once.
-      await this.#stopping.get(options.id);
+      // Removed tenants of this id or over this store that are still stopping: their sessions
+      // stop and their counts are saved first, so that the counts are read back here and two
+      // runtimes never write through one store (or serve one tenant) at once.
+      await this.#stopOf(options.id, store);
       // What the tenant spent before a restart stays spent.
       limiter.restore(await kv.get(usageKey));
       // Removed (or the manager stopped) meanwhile: not started at all.
       if (this.#tenants.get(options.id) !== tenant) {
         throw new NoProcessError(`tenant "${options.id}" was removed while it was being added`);
       }
+      // Telemetry of this tenant's sessions (and of a cron service over its store) carries its
+      // id — this tenant's, not that of a removed tenant the store served before (whose
+      // sessions, stopped by now, reported theirs to the end).
+      claimTelemetryTenant(store, options.id);
       const starting = runtime.start();
       this.#starts.set(tenant, starting);
       await starting;
@@ -408,24 +424,29 @@ export class TenantManager {
 
   /**
    * Stops one tenant's runtime (its live sessions stop; their unfinished messages stay queued),
-   * saves its token counts, and forgets it. Its store is left as it is: added again over it,
-   * the tenant carries on with its sessions, transcripts and counts.
+   * saves its token counts, and forgets it: it leaves `ids()` at once. Its store is left as it
+   * is: added again over it, the tenant carries on with its sessions, transcripts and counts.
+   * Until this resolves (or rejects) the id and the store stay in use: an `add` of either
+   * waits for the stop (see {@link TenantManager.add}).
    *
    * @throws InvalidArgumentError if there is no tenant with this id.
+   * @throws the error the runtime's stop failed with; the id and the store are free then too.
    */
   async remove(id: string): Promise<void> {
     const tenant = this.get(id);
     this.#tenants.delete(id);
     const stopping = this.#stopTenant(tenant);
-    const done = stopping.then(
-      () => undefined,
-      () => undefined,
+    this.#stopping.set(
+      tenant,
+      stopping.then(
+        () => undefined,
+        () => undefined,
+      ),
     );
-    this.#stopping.set(id, done);
     try {
       await stopping;
     } finally {
-      if (this.#stopping.get(id) === done) this.#stopping.delete(id);
+      this.#stopping.delete(tenant);
     }
   }
 
@@ -439,6 +460,15 @@ export class TenantManager {
       // A tenant removed just before is stopped (and its counts saved) by the time this resolves.
       ...this.#stopping.values(),
     ]);
+  }
+
+  /** Resolves once every removed tenant of this id, or over this store, has stopped. */
+  async #stopOf(id: string, store: object): Promise<void> {
+    const stops: Promise<void>[] = [];
+    for (const [removed, stop] of this.#stopping) {
+      if (removed.id === id || this.#stores.get(removed) === store) stops.push(stop);
+    }
+    await Promise.all(stops);
   }
 
   async #stopTenant(tenant: Tenant): Promise<void> {
