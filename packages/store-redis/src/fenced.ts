@@ -102,7 +102,7 @@ export class RedisFencedWrites implements FencedWrites {
       const messageId = requireId(id, "message id");
       await this.#run(
         QUEUE_ACK_FENCED,
-        [keys.queuePending, keys.queueMessage(messageId)],
+        [keys.queuePending, keys.queueMessage(messageId), keys.queueSessionOf],
         [messageId, keys.queueOfSession(""), keys.queueIdempotency(""), String(window)],
       );
     };

@@ -72,6 +72,14 @@ export class KeySpace {
   queueOfSession(sessionKey: string): string {
     return `${this.prefix}queue:session:${sessionKey}`;
   }
+  /**
+   * Hash `pending message id -> its session key`, so that a pending id whose message hash is
+   * gone can still be removed from its session's set. Ids enqueued before it existed have no
+   * entry.
+   */
+  get queueSessionOf(): string {
+    return `${this.prefix}queue:session-of`;
+  }
   /** Hash of one message `{ i, s, p, t, d }`. */
   queueMessage(id: string): string {
     return `${this.prefix}queue:msg:${id}`;

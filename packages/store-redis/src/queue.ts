@@ -1,7 +1,8 @@
 /**
  * The durable inbound queue. A message is one hash (`{ i: idempotencyKey, s: sessionKey,
  * p: payload JSON, t: enqueuedAt, d: deliveries }`) under an id from a counter; pending ids
- * sit in a sorted set scored by that counter (enqueue order), globally and per session; the
+ * sit in a sorted set scored by that counter (enqueue order), globally and per session, and
+ * a session index (`queue:session-of`) maps each pending id to its session key; the
  * idempotency key points to the id. Enqueue, ack and replay are each one script, so a crash
  * between two steps cannot leave a message half-queued or half-acknowledged.
  *
@@ -10,8 +11,9 @@
  * original back with `duplicate: true`.
  *
  * A pending id whose message hash is gone (an evicting `maxmemory-policy`, which the README
- * forbids, or a manual `DEL`) is an orphan: `pending` and `replay` remove it from the pending
- * sets (in their script), fill the page from the ids after it, and report it on
+ * forbids, or a manual `DEL`) is an orphan: `pending` and `replay` remove it from both pending
+ * sets and the session index (in their script; read through all sessions, its session set
+ * is found through the index), fill the page from the ids after it, and report it once on
  * {@link REDIS_QUEUE_ORPHAN_ID_CHANNEL}.
  */
 import diagnosticsChannel from "node:diagnostics_channel";
@@ -35,8 +37,9 @@ export const DEFAULT_DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000;
 /**
  * The `node:diagnostics_channel` channel on which the inbound queue reports each pending
  * message id it met without its message hash (see {@link RedisQueueOrphanId}) while reading
- * `pending` or `replay`. The id has then been removed from the pending set read and from the
- * all-sessions one; its message is lost (not delivered). Subscribe to log them.
+ * `pending` or `replay`. The id has then been removed from every pending set that held it
+ * (the one read, the all-sessions one and its session's); its message is lost (not
+ * delivered). Each orphan is reported once. Subscribe to log them.
  *
  * @example
  * ```ts
@@ -53,10 +56,12 @@ export interface RedisQueueOrphanId {
   /** The message hash that is gone (`<prefix>queue:msg:<id>`). */
   key: string;
   /**
-   * The pending sets it was removed from: the one read (all sessions', or one session's) and
-   * the all-sessions one. Found through the all-sessions set, the id stays in its session's
-   * set (the session is unknown without the hash) until that session's pending messages are
-   * read, which removes and reports it again.
+   * The pending sets it was removed from: first the one read (all sessions', or one
+   * session's), then the other one that held it: its session's (found through the session
+   * index) or the all-sessions one. An id enqueued by a version without the index, met
+   * through all sessions, lists only the all-sessions set: it stays in its session's set
+   * until that session's pending messages are read, which removes it without reporting it
+   * again.
    */
   removedFrom: string[];
   /** Why it was removed. */
@@ -107,7 +112,12 @@ export class RedisInboundQueue implements InboundQueue {
     const keys = this.#keys;
     const reply = await this.#conn.script<string[]>(
       QUEUE_ENQUEUE,
-      [keys.queueIdempotency(idempotencyKey), keys.queueSeq, keys.queuePending],
+      [
+        keys.queueIdempotency(idempotencyKey),
+        keys.queueSeq,
+        keys.queuePending,
+        keys.queueSessionOf,
+      ],
       [
         keys.queueMessage(""),
         keys.queueOfSession(""),
@@ -139,7 +149,7 @@ export class RedisInboundQueue implements InboundQueue {
     const keys = this.#keys;
     await this.#conn.script(
       QUEUE_ACK,
-      [keys.queuePending, keys.queueMessage(messageId)],
+      [keys.queuePending, keys.queueMessage(messageId), keys.queueSessionOf],
       [messageId, keys.queueOfSession(""), keys.queueIdempotency(""), String(this.dedupeWindowMs)],
     );
   }
@@ -150,7 +160,7 @@ export class RedisInboundQueue implements InboundQueue {
     // An ack with a zero dedupe window deletes the message and its idempotency key at once.
     await this.#conn.script(
       QUEUE_ACK,
-      [keys.queuePending, keys.queueMessage(messageId)],
+      [keys.queuePending, keys.queueMessage(messageId), keys.queueSessionOf],
       [messageId, keys.queueOfSession(""), keys.queueIdempotency(""), "0"],
     );
   }
@@ -176,10 +186,17 @@ export class RedisInboundQueue implements InboundQueue {
         ? this.#keys.queuePending
         : this.#keys.queueOfSession(requireId(sessionKey, "sessionKey"));
     const count = pageLimit(limit, "queue limit");
+    const keys = this.#keys;
     const [reply, orphans] = await this.#conn.script<[string[], string[]]>(
       QUEUE_PENDING,
-      [set, this.#keys.queuePending],
-      [this.#keys.queueMessage(""), String(count - 1), countDelivery ? "1" : "0", after ?? ""],
+      [set, keys.queuePending, keys.queueSessionOf],
+      [
+        keys.queueMessage(""),
+        String(count - 1),
+        countDelivery ? "1" : "0",
+        after ?? "",
+        keys.queueOfSession(""),
+      ],
     );
     if (orphans.length > 0) this.#orphans(orphans, set);
     const messages: QueuedMessage[] = [];
@@ -187,15 +204,20 @@ export class RedisInboundQueue implements InboundQueue {
     return messages;
   }
 
-  /** Reports the pending ids, met in `set`, that the script removed for want of a hash. */
-  #orphans(ids: readonly string[], set: string): void {
+  /**
+   * Reports the pending ids, met in `set`, that the script removed for want of a hash:
+   * `reply` holds `id, other set` pairs, the other set being the pending set besides `set`
+   * the id was removed from ('' if none).
+   */
+  #orphans(reply: readonly string[], set: string): void {
     if (!orphanIdChannel.hasSubscribers) return;
-    const removedFrom = set === this.#keys.queuePending ? [set] : [set, this.#keys.queuePending];
-    for (const id of ids) {
+    for (let i = 0; i < reply.length; i += 2) {
+      const id = String(reply[i]);
+      const other = String(reply[i + 1] ?? "");
       const orphan: RedisQueueOrphanId = {
         id,
         key: this.#keys.queueMessage(id),
-        removedFrom: [...removedFrom],
+        removedFrom: other === "" ? [set] : [set, other],
         reason: "its message hash is gone (evicted or deleted): the message is lost",
       };
       try {

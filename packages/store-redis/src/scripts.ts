@@ -264,7 +264,7 @@ return n`,
 // ------------------------------------------------------------------ queue
 
 /**
- * KEYS: idempotency key, id counter, pending set.
+ * KEYS: idempotency key, id counter, pending set, session index (`queue:session-of`).
  * ARGV: message key prefix, session-set key prefix, idempotency key, session key,
  * payload JSON, enqueuedAt.
  * Returns {1, id, i, s, p, t, d} for a duplicate, {0, id} for a new message.
@@ -278,30 +278,35 @@ if existing then
   if m[1] then return {1, existing, m[1], m[2], m[3], m[4], m[5]} end
 end
 local nextId = string.format('%016d', (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) + 1)
-refuseWrongTypes(KEYS[3], 'zset', ARGV[2] .. ARGV[4], 'zset', ARGV[1] .. nextId, 'hash')
+refuseWrongTypes(KEYS[3], 'zset', ARGV[2] .. ARGV[4], 'zset', ARGV[1] .. nextId, 'hash', KEYS[4], 'hash')
 local n = redis.call('INCR', KEYS[2])
 local id = string.format('%016d', n)
 redis.call('HSET', ARGV[1] .. id, 'i', ARGV[3], 's', ARGV[4], 'p', ARGV[5], 't', ARGV[6], 'd', 0)
 redis.call('SET', KEYS[1], id)
 redis.call('ZADD', KEYS[3], n, id)
 redis.call('ZADD', ARGV[2] .. ARGV[4], n, id)
+redis.call('HSET', KEYS[4], id, ARGV[4])
 return {0, id}`,
 );
 
 /**
- * KEYS: pending set, message hash. ARGV: id, session-set key prefix, idempotency key
- * prefix, dedupe window ms. The message and its idempotency key are kept for the window,
- * so a late duplicate is still recognised. Returns 1 if it was pending.
+ * KEYS: pending set, message hash, session index. ARGV: id, session-set key prefix,
+ * idempotency key prefix, dedupe window ms. The message and its idempotency key are kept for
+ * the window, so a late duplicate is still recognised. The id leaves both pending sets and
+ * the session index; its session comes from the message hash or, when that is gone, from the
+ * index. Returns 1 if it was pending.
  */
 export const QUEUE_ACK = new LuaScript(
   "queue-ack",
   `${REFUSE_WRONG_TYPES}
-refuseWrongTypes(KEYS[1], 'zset', KEYS[2], 'hash')
+refuseWrongTypes(KEYS[1], 'zset', KEYS[2], 'hash', KEYS[3], 'hash')
 local m = redis.call('HMGET', KEYS[2], 'i', 's')
-if m[2] then refuseWrongTypes(ARGV[2] .. m[2], 'zset') end
+local session = m[2] or redis.call('HGET', KEYS[3], ARGV[1])
+if session then refuseWrongTypes(ARGV[2] .. session, 'zset') end
 if m[1] then refuseWrongTypes(ARGV[3] .. m[1], 'string') end
+redis.call('HDEL', KEYS[3], ARGV[1])
+if session then redis.call('ZREM', ARGV[2] .. session, ARGV[1]) end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-if m[2] then redis.call('ZREM', ARGV[2] .. m[2], ARGV[1]) end
 local window = tonumber(ARGV[4])
 local idem = nil
 if m[1] and redis.call('GET', ARGV[3] .. m[1]) == ARGV[1] then idem = ARGV[3] .. m[1] end
@@ -317,14 +322,26 @@ return 1`,
 
 /**
  * KEYS: pending set (all, or one session's), the all-sessions pending set (the same key when
- * listing all). ARGV: message key prefix, last rank (limit - 1), '1' to count a delivery, and
- * '' or the score (enqueue counter) after which to start. Returns {messages, orphans}:
- * messages as {id, i, s, p, t, d} per message, flattened; orphans the pending ids whose
- * message hash is gone (an evicting `maxmemory-policy`, a manual `DEL`), which are removed
- * from both pending sets and do not count towards the page: it is filled from the ids after
- * them, so a short page still means the set has no more. Every message is read before
- * anything is written (an orphan removed, a delivery counted): a message key of the wrong type
- * fails the call with nothing changed.
+ * listing all), the session index. ARGV: message key prefix, last rank (limit - 1), '1' to
+ * count a delivery, '' or the score (enqueue counter) after which to start, session-set key
+ * prefix.
+ *
+ * Returns {messages, orphans}: messages as {id, i, s, p, t, d} per message, flattened;
+ * orphans as {id, other set} per pending id whose message hash is gone (an evicting
+ * `maxmemory-policy`, a manual `DEL`), flattened. Orphans do not count towards the page (it
+ * is filled from the ids after them, so a short page still means the set has no more) and
+ * are removed from every pending set that holds them and from the session index: read
+ * through all sessions, the session comes from the index. `other set` is the pending set
+ * besides the one read that the id was removed from, or '' if none.
+ *
+ * An orphan is reported (returned) once: by the read that removes it from the all-sessions
+ * set. One met by session that has already left the all-sessions set is returned only if it
+ * was in the index; without either it is an id enqueued before the index existed, already
+ * reported by the all-sessions read that removed it there (or acknowledged after its hash
+ * was gone), and is removed silently.
+ *
+ * Every message, index entry and key type is read before anything is written (an orphan
+ * removed, a delivery counted): a key of the wrong type fails the call with nothing changed.
  */
 export const QUEUE_PENDING = new LuaScript(
   "queue-pending",
@@ -352,11 +369,32 @@ while #ids < want do
   seen = seen + #batch
   if #batch < need then break end
 end
+local reported = {}
 if #orphans > 0 then
-  refuseWrongTypes(KEYS[2], 'zset')
-  for _, id in ipairs(orphans) do
+  local byAll = KEYS[1] == KEYS[2]
+  refuseWrongTypes(KEYS[2], 'zset', KEYS[3], 'hash')
+  local sessionSets, indexed = {}, {}
+  for k, id in ipairs(orphans) do
+    local s = redis.call('HGET', KEYS[3], id)
+    indexed[k] = s ~= false
+    if byAll and s then
+      sessionSets[k] = ARGV[5] .. s
+      refuseWrongTypes(sessionSets[k], 'zset')
+    end
+  end
+  for k, id in ipairs(orphans) do
     redis.call('ZREM', KEYS[1], id)
-    redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    local other = ''
+    if byAll then
+      if sessionSets[k] and redis.call('ZREM', sessionSets[k], id) == 1 then other = sessionSets[k] end
+    elseif redis.call('ZREM', KEYS[2], id) == 1 then
+      other = KEYS[2]
+    end
+    if byAll or other ~= '' or indexed[k] then
+      reported[#reported + 1] = id
+      reported[#reported + 1] = other
+    end
   end
 end
 local out = {}
@@ -371,7 +409,7 @@ for r, id in ipairs(ids) do
   out[#out + 1] = m[4]
   out[#out + 1] = tostring(d)
 end
-return {out, orphans}`,
+return {out, reported}`,
 );
 
 // ------------------------------------------------------------------ key/value

@@ -7,43 +7,25 @@
  * Now the script removes it from the pending sets, fills the page from the ids after it, and
  * the store reports it on `REDIS_QUEUE_ORPHAN_ID_CHANNEL`.
  */
-import diagnosticsChannel from "node:diagnostics_channel";
 import type { QueuedMessage } from "@beamclaw/core";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
-import {
-  REDIS_QUEUE_ORPHAN_ID_CHANNEL,
-  type RedisQueueOrphanId,
-  type RedisStore,
-} from "../src/index.js";
+import { afterEach, describe, expect, it } from "vitest";
+import { REDIS_QUEUE_ORPHAN_ID_CHANNEL, type RedisStore } from "../src/index.js";
+import { enqueueNumbered, orphanReports } from "./support/queue-orphans.js";
 import { storeOpener } from "./support/redis.js";
 
 const opener = storeOpener("queue-orphans");
 /** The channel's documented name (subscribed by name, as a logger set up elsewhere would). */
 const CHANNEL = "beamclaw:store-redis:queue:orphan-id";
-const reported: RedisQueueOrphanId[] = [];
-const listen = (message: unknown) => reported.push(message as RedisQueueOrphanId);
-diagnosticsChannel.subscribe(CHANNEL, listen);
-afterEach(async () => {
-  reported.length = 0;
-  await opener.cleanup();
-});
-afterAll(() => {
-  diagnosticsChannel.unsubscribe(CHANNEL, listen);
-});
+const reported = orphanReports(CHANNEL);
+afterEach(() => opener.cleanup());
 
 /** Enqueues `count` messages `k<n>` of session `sessionKey`; returns their ids in order. */
-async function enqueue(store: RedisStore, count: number, sessionKey = "s", from = 0) {
-  const ids: string[] = [];
-  for (let n = from; n < from + count; n++) {
-    const { message } = await store.queue.enqueue({
-      idempotencyKey: `k${n}`,
-      sessionKey,
-      payload: { n },
-    });
-    ids.push(message.id);
-  }
-  return ids;
-}
+const enqueue = (store: RedisStore, count: number, sessionKey = "s", from = 0) =>
+  enqueueNumbered(
+    store,
+    sessionKey,
+    Array.from({ length: count }, (_, i) => from + i),
+  );
 
 /** Every page of `pending` until a short one, `limit` at a time (how a caller pages). */
 async function pageAll(store: RedisStore, limit: number, sessionKey?: string) {
@@ -114,26 +96,6 @@ describe("queue pending ids whose message hash is gone", () => {
     await store.queue.pending({ sessionKey: "a" });
     await store.queue.pending();
     expect(reported).toHaveLength(1);
-  });
-
-  it("read through all sessions, leave the session set to its own read, which removes them there", async () => {
-    const { store, prefix, raw } = await opener.open();
-    const ids = await enqueue(store, 3, "a");
-    const orphan = ids[0] as string;
-    await raw.del(`${prefix}queue:msg:${orphan}`);
-
-    expect((await store.queue.pending()).map((m) => m.id)).toEqual([ids[1], ids[2]]);
-    expect(await raw.zscore(`${prefix}queue:pending`, orphan)).toBeNull();
-    // Its session is unknown without the hash: that set still holds it ...
-    expect(await raw.zscore(`${prefix}queue:session:a`, orphan)).not.toBeNull();
-    expect(reported.map((o) => o.removedFrom)).toEqual([[`${prefix}queue:pending`]]);
-    // ... until the session is read.
-    expect((await store.queue.pending({ sessionKey: "a" })).map((m) => m.id)).toEqual([
-      ids[1],
-      ids[2],
-    ]);
-    expect(await raw.zscore(`${prefix}queue:session:a`, orphan)).toBeNull();
-    expect(reported.map((o) => o.id)).toEqual([orphan, orphan]);
   });
 
   it("replay fills its page too, and counts a delivery only of the messages it returns", async () => {
