@@ -288,16 +288,18 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
  * `gen_ai.client.token.usage` histograms are recorded besides BeamClaw's own metrics.
  *
  * A sub-agent's run (in a session made by a `spawn_subagent` call) carries
- * `beamclaw.parent_run` and `beamclaw.parent_session`. The `spawn_subagent` call has a tool
- * span like every tool's (`beamclaw.tool.run`, or `execute_tool spawn_subagent` under
- * `spanNames: "genai"`; no `beamclaw.tool_call`, which the spawn does not publish), a child of
- * the run that spawned it, opened when the sub-agent's first run starts and ended when that run
- * ends (`success`, else `error`, or `aborted` with it). While it is open the sub-agent's run
- * span is its child, in the spawning run's trace. A run of the sub-agent's session after that
- * span ended (a message sent to the sub-agent later) starts its own trace with a span link to
- * it, if this bridge saw one of its sub-agents' runs start under it (the latest 1,024 such
- * runs are remembered once ended); a parent that ran in another process (another cluster node) is
- * joined by the attributes only.
+ * `beamclaw.parent_run` and `beamclaw.parent_session`. The `spawn_subagent` call is traced like
+ * every tool call (`beamclaw:tool.run`), so it has a tool span like every tool's
+ * (`beamclaw.tool.run`, or `execute_tool spawn_subagent` under `spanNames: "genai"`, with its
+ * call id), a child of the run that made it, from the call to its result (a spawn refused
+ * before any sub-agent ran ends in error). The first run of the sub-agent's session
+ * (`ToolRunTrace.subagentSession`), the one the call waits for, is that span's child, in the
+ * spawning run's trace; another run of the session while the spawning run is open is the
+ * run's child. A run of the sub-agent's session after the spawning run ended (a message sent
+ * to the sub-agent later) starts its own trace with a span link to that run, if this bridge saw
+ * one of its sub-agents' runs start under it (the latest 1,024 such runs are remembered once
+ * ended); a parent that ran in another process (another cluster node) is joined by the
+ * attributes only.
  *
  * @throws InvalidArgumentError when `options` is not an object, `spanNames` not `beamclaw`
  *   or `genai`, or `jobLabel` not a boolean.
@@ -345,47 +347,26 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
   // Open cron runs by run id: a run given up for `interrupted` ends now, settled or not.
   const cronRuns = new Map<string, object>();
   const subagents = subagentRelations();
-  // A sub-agent run's context -> the key (in `open`) of the tool span of the spawn it answers.
-  const spawns = new WeakMap<object, object>();
+  // Open `spawn_subagent` tool calls whose sub-agent's run has not started yet.
+  const spawnCalls = new Set<ToolRunTrace>();
+  // A sub-agent's run -> the spawn call it answers (its parent span's operation).
+  const answers = new WeakMap<SessionRunTrace, ToolRunTrace>();
   /**
-   * The `spawn_subagent` tool span of a sub-agent's run whose spawning run is open: opened
-   * under that run when the first run of the sub-agent's session starts (the runtime's spawn
-   * publishes no tool trace of its own), ended when that run ends and the spawn returns its
-   * answer. None for a later run of the session.
+   * The open `spawn_subagent` call that made this run's session, if this is the first run of
+   * that session it sees (the run the call waits for): claimed by the run, so a later run of
+   * the session is not its child.
    */
-  const openSpawn = (run: SessionRunTrace): void => {
-    const parent = subagents.openParent(run);
-    if (parent === undefined || spawns.has(run) || !subagents.firstSpawnedRun(run)) return;
-    const spec = SPANS["beamclaw:tool.run"];
-    const tool: ToolRunTrace = {
-      tool: SUBAGENT_TOOL,
-      toolCallId: "",
-      runId: parent.run.runId,
-      ...(parent.run.tenant === undefined ? {} : { tenant: parent.run.tenant }),
-      agent: parent.run.agent,
-      session: parent.run.session,
-    };
-    // The spawn's tool call id is not published: no call id rather than a wrong one.
-    const attributes = {
-      ...spec.start(tool),
-      "beamclaw.tool_call": undefined,
-      "gen_ai.tool.call.id": undefined,
-    };
-    const span = tracer.startSpan(
-      spanNames === "genai" ? spec.genaiName!(tool) : spec.name,
-      { kind: spec.kind, attributes: clean(attributes) },
-      trace.setSpan(ROOT_CONTEXT, parent.span),
-    );
-    const key = {};
-    spawns.set(run, key);
-    open.set(key, {
-      span,
-      close: (ending) => {
-        if (!open.delete(key)) return;
-        const outcome = ending?.outcome ?? "aborted";
-        endSpan(span, { "beamclaw.outcome": outcome, "beamclaw.attempts": 1 }, ending);
-      },
-    });
+  const spawnOf = (run: SessionRunTrace): ToolRunTrace | undefined => {
+    if (run.parentRunId === undefined) return undefined;
+    const claimed = answers.get(run);
+    if (claimed !== undefined) return claimed;
+    for (const call of spawnCalls) {
+      if (call.runId !== run.parentRunId || call.subagentSession !== run.session) continue;
+      spawnCalls.delete(call);
+      answers.set(run, call);
+      return call;
+    }
+    return undefined;
   };
   for (const spec of Object.values(SPANS) as Array<SpanSpec<TracedOperation>>) {
     const isRun = spec.operation === "beamclaw:session.run";
@@ -393,16 +374,12 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
       if (!spec.root) return current.getStore() ?? otelContext.active();
       if (!isRun) return ROOT_CONTEXT;
       const run = ctx as SessionRunTrace;
-      const parent = subagents.openParent(run);
-      if (parent === undefined) return ROOT_CONTEXT;
-      // The spawn's tool span, under the spawning run, is the sub-agent run's parent. A tracer
-      // that throws here is contained (this runs in the store transform too).
-      callSubscriber("beamclaw:tool.run:start", openSpawn, run);
-      const spawn = spawns.get(run);
-      return trace.setSpan(
-        ROOT_CONTEXT,
-        (spawn === undefined ? undefined : open.get(spawn)?.span) ?? parent.span,
-      );
+      // The span of the spawn's tool call (under the spawning run) is the sub-agent run's
+      // parent; else the spawning run's while it is open.
+      const spawn = spawnOf(run);
+      const parent =
+        (spawn === undefined ? undefined : open.get(spawn)?.span) ?? subagents.openParent(run);
+      return parent === undefined ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
     };
     const close = (ctx: TraceContexts[TracedOperation], given?: Ending) => {
       const entry = open.get(ctx);
@@ -412,13 +389,8 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
       const { span } = entry;
       const ending = given ?? spec.ending(ctx);
       if (isRun) subagents.ended(ctx as SessionRunTrace, span);
-      try {
-        endSpan(span, spec.end(ctx), ending);
-      } finally {
-        // The spawn that waited for this sub-agent run returns its answer now.
-        const spawn = isRun ? spawns.get(ctx) : undefined;
-        if (spawn !== undefined) open.get(spawn)?.close(spawnEnding(ending));
-      }
+      if (isSpawn(spec, ctx)) spawnCalls.delete(ctx);
+      endSpan(span, spec.end(ctx), ending);
     };
     // Started by the store transform (operations run through `runStores`), or by the `start`
     // subscriber for an operation that only publishes.
@@ -442,6 +414,7 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
         if (spec.operation === "beamclaw:cron.run")
           cronRuns.set((ctx as { runId: string }).runId, ctx);
         if (isRun) subagents.started(ctx as SessionRunTrace, span);
+        if (isSpawn(spec, ctx)) spawnCalls.add(ctx);
       }
       return span;
     };
@@ -497,6 +470,7 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
       callSubscriber("beamclaw:otel.stop", endUnfinished, span);
     }
     cronRuns.clear();
+    spawnCalls.clear();
     subagents.clear();
   };
 }
@@ -522,21 +496,12 @@ function endSpan(span: Span, attributes: AttributeValues, ending: Ending | undef
 /** The name of the runtime's sub-agent tool. */
 const SUBAGENT_TOOL = "spawn_subagent";
 
-/**
- * How a spawn went, from the sub-agent run that answers it: `success` when the run completed;
- * otherwise the tool reports an error to its model (`error`), or the spawning run was aborted
- * and the sub-agent with it (`aborted`).
- */
-function spawnEnding(run: Ending): Ending {
-  if (run.status === "ok") return { status: "ok", outcome: "success" };
-  const outcome = run.outcome === "aborted" ? "aborted" : "error";
-  return { status: "error", failure: outcome, outcome };
-}
-
-/** An open session run: its span and its trace context. */
-interface OpenRun {
-  span: Span;
-  run: SessionRunTrace;
+/** Whether an operation is a `spawn_subagent` tool call. */
+function isSpawn(
+  spec: SpanSpec<TracedOperation>,
+  ctx: TraceContexts[TracedOperation],
+): ctx is ToolRunTrace {
+  return spec.operation === "beamclaw:tool.run" && (ctx as ToolRunTrace).tool === SUBAGENT_TOOL;
 }
 
 /** Ended runs that were a sub-agent run's parent, remembered to link later runs to. */
@@ -548,28 +513,14 @@ const SPAWNERS_KEPT = 1_024;
  * run's parent (a link target after).
  */
 function subagentRelations() {
-  const runs = new Map<string, OpenRun>();
-  // Of each open run, the sub-agent sessions whose first run (the spawn's) started under it.
-  const spawned = new Map<string, Set<string>>();
+  const runs = new Map<string, Span>();
   // Open runs that are a sub-agent run's parent; moved to `spawners` when they end.
   const spawning = new Set<string>();
   const spawners = new Map<string, SpanContext>();
   return {
     /** The open span of the run that spawned this one's session, if any. */
-    openParent(run: SessionRunTrace): OpenRun | undefined {
+    openParent(run: SessionRunTrace): Span | undefined {
       return run.parentRunId === undefined ? undefined : runs.get(run.parentRunId);
-    },
-    /**
-     * Whether this is the first run of its sub-agent session under its open spawning run: the
-     * run a `spawn_subagent` call waits for (a later message to the session is not a spawn).
-     */
-    firstSpawnedRun(run: SessionRunTrace): boolean {
-      if (run.parentRunId === undefined || !runs.has(run.parentRunId)) return false;
-      const sessions = spawned.get(run.parentRunId) ?? new Set<string>();
-      spawned.set(run.parentRunId, sessions);
-      if (sessions.has(run.session)) return false;
-      sessions.add(run.session);
-      return true;
     },
     /** A link to the ended run that spawned this one's session, unless it is its parent. */
     linkTo(run: SessionRunTrace, parent: Context): Link[] | undefined {
@@ -578,13 +529,12 @@ function subagentRelations() {
       return spawner === undefined ? undefined : [{ context: spawner }];
     },
     started(run: SessionRunTrace, span: Span): void {
-      runs.set(run.runId, { span, run });
+      runs.set(run.runId, span);
       if (run.parentRunId !== undefined && runs.has(run.parentRunId)) spawning.add(run.parentRunId);
     },
     ended(run: SessionRunTrace, span: Span): void {
-      if (runs.get(run.runId)?.span !== span) return;
+      if (runs.get(run.runId) !== span) return;
       runs.delete(run.runId);
-      spawned.delete(run.runId);
       if (!spawning.delete(run.runId)) return;
       spawners.delete(run.runId);
       spawners.set(run.runId, span.spanContext());
@@ -592,7 +542,6 @@ function subagentRelations() {
     },
     clear(): void {
       runs.clear();
-      spawned.clear();
       spawning.clear();
       spawners.clear();
     },

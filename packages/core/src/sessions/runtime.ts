@@ -12,7 +12,13 @@ import {
 import { abortedBy } from "../providers/backoff.js";
 import { ProviderChain } from "../providers/chain.js";
 import { MODEL_IMAGE_TYPES } from "../providers/media.js";
-import type { JsonObject, JsonValue, ModelMessage, ThinkingLevel } from "../providers/types.js";
+import type {
+  JsonObject,
+  JsonValue,
+  ModelMessage,
+  ThinkingLevel,
+  ToolCallPart,
+} from "../providers/types.js";
 import { type ExitReason, formatExitReason, isNormalExit } from "../runtime/exit.js";
 import type { MemoryPressureMonitor } from "../runtime/memory-pressure.js";
 import { LocalPubSub, type PubSub } from "../runtime/pubsub.js";
@@ -40,7 +46,13 @@ import type {
 import { emitTelemetry, telemetryTenantOf } from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { capToolOutput, DEFAULT_TOOL_MAX_OUTPUT_BYTES } from "../tools/output-cap.js";
-import { type RegisteredTool, SupervisedToolRunner, ToolRegistry } from "../tools/registry.js";
+import {
+  type RegisteredTool,
+  SupervisedToolRunner,
+  type ToolCallRecord,
+  ToolRegistry,
+  traceToolCall,
+} from "../tools/registry.js";
 import { loneSurrogateIndex } from "../unicode.js";
 import type { CostFunction, ModelSource } from "./agent-loop.js";
 import { type CompactionResult, type CompactOptions, checkCompactOptions } from "./compaction.js";
@@ -363,6 +375,7 @@ export interface SessionHandle {
 }
 
 const SUBAGENT_TOOL = "spawn_subagent";
+
 /** Unfinished messages the runtime reads at once to revive their sessions (the store's most). */
 const BACKLOG_PAGE = 1_000;
 /** How soon the runtime looks again for unfinished messages behind a full page. */
@@ -1483,17 +1496,32 @@ export class AgentRuntime {
       },
       async execute(call, context) {
         if (call.toolName !== SUBAGENT_TOOL) return inner.execute(call, context);
-        const { output, isError } = await runtime.#runSubagent(call.input, context);
-        // A child's answer goes into its parent's transcript and every later request of it:
-        // capped like every other tool result.
-        return { output: capToolOutput(output, runtime.#subagentMaxOutputBytes), isError };
+        return runtime.#spawnSubagent(call, context);
       },
     };
+  }
+
+  /**
+   * A `spawn_subagent` call, traced and counted like every tool call (see `traceToolCall`):
+   * its trace names the sub-agent's session once made (`ToolRunTrace.subagentSession`).
+   */
+  #spawnSubagent(
+    call: ToolCallPart,
+    context: ToolContext,
+  ): Promise<{ output: JsonValue; isError: boolean }> {
+    const spawn: ToolCallRecord = { attempts: 0, denied: false };
+    return traceToolCall(call, context, spawn, async () => {
+      const { output, isError } = await this.#runSubagent(call.input, context, spawn);
+      // A child's answer goes into its parent's transcript and every later request of it:
+      // capped like every other tool result.
+      return { output: capToolOutput(output, this.#subagentMaxOutputBytes), isError };
+    });
   }
 
   async #runSubagent(
     input: JsonValue,
     context: ToolContext,
+    spawn: ToolCallRecord,
   ): Promise<{ output: JsonValue; isError: boolean }> {
     const parent = this.#agent(context.agentId);
     const limits: SubagentLimits = parent.subagents ?? {};
@@ -1519,6 +1547,7 @@ export class AgentRuntime {
     const parentActor = this.registry.whereis<SessionActorType>(`session:${context.sessionKey}`);
     const maxChildren = limits.maxChildren ?? 8;
     this.#subagentsRunning.set(context.sessionKey, running + 1);
+    spawn.attempts = 1;
     // Read before the spawn is recorded (see `spawnEpoch`).
     const epoch = parentActor?.spawnEpoch;
     let claimed: boolean;
@@ -1550,6 +1579,8 @@ export class AgentRuntime {
       let run: RunHandle | undefined;
       try {
         if (parentActor!.spawnEpoch === epoch) {
+          // Before the child's first run can start: its span goes under this call's.
+          if (spawn.trace !== undefined) spawn.trace.subagentSession = childKey;
           await this.store.sessions.put({
             key: childKey,
             agentId,

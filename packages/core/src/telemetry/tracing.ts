@@ -54,6 +54,12 @@ export interface ToolRunTrace
   outcome?: "success" | "error" | "aborted" | "denied";
   /** Set when the call ends: tries made (retries of transient failures included). */
   attempts?: number;
+  /**
+   * A `spawn_subagent` call: the key of the sub-agent session it made, set once that session
+   * is made (before the sub-agent's first run starts; never for a spawn refused before it).
+   * `@beamclaw/core/otel` makes that run's span a child of this call's span.
+   */
+  subagentSession?: string;
 }
 
 /** Context of a `beamclaw:session.run` trace: one run (turn) of a session's agent loop. */

@@ -17,7 +17,12 @@ import { describeArg } from "../runtime/validate.js";
 import { normalizeSessionKey } from "../sessions/session-key.js";
 import type { AgentTool } from "../sessions/tools.js";
 import type { AgentDefinition, ToolContext, ToolRunner } from "../sessions/types.js";
-import { currentTelemetryIdentity, emitTelemetry, traceTelemetry } from "../telemetry.js";
+import {
+  currentTelemetryIdentity,
+  emitTelemetry,
+  type TraceStart,
+  traceTelemetry,
+} from "../telemetry.js";
 import { wellFormedJson } from "../unicode.js";
 import { ApprovalDeniedError, type ApprovalGate } from "./approval.js";
 import { isTransientError, type ToolDefinition } from "./define-tool.js";
@@ -214,46 +219,14 @@ export class SupervisedToolRunner implements ToolRunner {
     call: ToolCallPart,
     context: ToolContext,
   ): Promise<{ output: JsonValue; isError: boolean; images?: ImagePart[] }> {
-    const started = performance.now();
-    const record: CallRecord = { attempts: 0, denied: false };
-    let outcome: "success" | "error" | "aborted" | "denied" = "aborted";
-    try {
-      const result = await traceTelemetry(
-        "beamclaw:tool.run",
-        () => ({
-          tool: call.toolName,
-          toolCallId: call.toolCallId,
-          runId: context.runId,
-          agent: context.agentId,
-          session: context.sessionKey,
-        }),
-        () => this.#execute(call, context, record),
-        (done, trace) => {
-          trace.outcome = record.denied ? "denied" : done.isError ? "error" : "success";
-          trace.attempts = record.attempts;
-          if (trace.outcome !== "success") trace.error = done.output;
-        },
-      );
-      outcome = record.denied ? "denied" : result.isError ? "error" : "success";
-      return result;
-    } finally {
-      emitTelemetry("beamclaw:tool.run", () => ({
-        tool: call.toolName,
-        session: context.sessionKey,
-        agent: context.agentId,
-        runId: context.runId,
-        durationMs: performance.now() - started,
-        outcome,
-        attempts: record.attempts,
-        tenant: currentTelemetryIdentity()?.tenant,
-      }));
-    }
+    const record: ToolCallRecord = { attempts: 0, denied: false };
+    return traceToolCall(call, context, record, () => this.#execute(call, context, record));
   }
 
   async #execute(
     call: ToolCallPart,
     context: ToolContext,
-    record: CallRecord,
+    record: ToolCallRecord,
   ): Promise<{ output: JsonValue; isError: boolean; images?: ImagePart[] }> {
     const agent = this.#options.resolveAgent(context.agentId);
     const tool = this.#options.registry.lookup(agent, context.sessionKey, call.toolName);
@@ -464,9 +437,66 @@ function describeThrown(error: unknown): string {
   }
 }
 
-interface CallRecord {
+/** What a tool call's trace and event report of it besides its result (see {@link traceToolCall}). */
+export interface ToolCallRecord {
+  /** Tries made (retries of transient failures included); 0 for a call refused before one. */
   attempts: number;
+  /** True when the call was denied approval. */
   denied: boolean;
+  /** The call's trace context, set when someone traces tool runs (it may be added to). */
+  trace?: TraceStart<"beamclaw:tool.run">;
+}
+
+/**
+ * Runs tool call `call` (`body`) traced and counted as every tool call is: a
+ * `beamclaw:tool.run` trace from the call to its result (its outcome, tries and error from
+ * `record` and the result), and a `beamclaw:tool.run` event when it ends. The tool runner
+ * and the runtime's `spawn_subagent` share it.
+ *
+ * @internal
+ */
+export async function traceToolCall<R extends { output: JsonValue; isError: boolean }>(
+  call: ToolCallPart,
+  context: ToolContext,
+  record: ToolCallRecord,
+  body: () => Promise<R>,
+): Promise<R> {
+  const started = performance.now();
+  let outcome: "success" | "error" | "aborted" | "denied" = "aborted";
+  try {
+    const result = await traceTelemetry(
+      "beamclaw:tool.run",
+      () => {
+        record.trace = {
+          tool: call.toolName,
+          toolCallId: call.toolCallId,
+          runId: context.runId,
+          agent: context.agentId,
+          session: context.sessionKey,
+        };
+        return record.trace;
+      },
+      body,
+      (done, trace) => {
+        trace.outcome = record.denied ? "denied" : done.isError ? "error" : "success";
+        trace.attempts = record.attempts;
+        if (trace.outcome !== "success") trace.error = done.output;
+      },
+    );
+    outcome = record.denied ? "denied" : result.isError ? "error" : "success";
+    return result;
+  } finally {
+    emitTelemetry("beamclaw:tool.run", () => ({
+      tool: call.toolName,
+      session: context.sessionKey,
+      agent: context.agentId,
+      runId: context.runId,
+      durationMs: performance.now() - started,
+      outcome,
+      attempts: record.attempts,
+      tenant: currentTelemetryIdentity()?.tenant,
+    }));
+  }
 }
 
 /**
