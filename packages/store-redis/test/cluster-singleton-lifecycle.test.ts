@@ -4,11 +4,11 @@
  * (nothing keeps running after `stop()`), and a service that takes longer to start than the
  * lease keeps its lease meanwhile, so no other node starts a second instance.
  */
-import { ClusterSingleton } from "@beamclaw/core";
+import { ClusterSingleton, type Lease } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createRedisStore, type RedisStore } from "../src/index.js";
 import { deletePrefixes, REDIS_URL, uniquePrefix } from "./support/redis.js";
-import { sleep } from "./support/settle.js";
+import { waitUntil } from "./support/settle.js";
 
 const prefixes: string[] = [];
 const cleanups: Array<() => Promise<void>> = [];
@@ -72,11 +72,13 @@ describe("a cluster singleton around its service's start", () => {
   });
 
   it("a service slower to start than the lease keeps it: no second instance starts elsewhere", async () => {
-    const [sa, sb] = await stores(2);
-    const ttlMs = 150;
+    const [sa, sb, observer] = await stores(3);
+    // Renewed every third of it: long enough that a stalled event loop on a loaded machine
+    // (a few hundred ms) does not lose it, which would rightly let b start a second instance.
+    const ttlMs = 1_000;
     let instances = 0;
     let most = 0;
-    const make = (store: RedisStore, nodeId: string, startMs: number) =>
+    const make = (store: RedisStore, nodeId: string, started: Promise<void>) =>
       new ClusterSingleton({
         name: "slow",
         store,
@@ -85,22 +87,46 @@ describe("a cluster singleton around its service's start", () => {
         start: async () => {
           instances++;
           most = Math.max(most, instances);
-          await sleep(startMs);
+          await started;
           return async () => {
             instances--;
           };
         },
       });
-    const a = make(sa!, "a", ttlMs * 4);
+    // a's service goes on starting until its lease has been renewed well past its first
+    // time to live (it takes several leases to start).
+    const aStarted = gate();
+    const a = make(sa!, "a", aStarted.opened);
     cleanups.push(() => a.stop());
+    // Run before a's stop (cleanups run last first): a stop waits for the start to end.
+    cleanups.push(async () => aStarted.open());
     const startingA = a.start();
-    await sleep(20);
-    const b = make(sb!, "b", 0);
+    await waitUntil("a to take the lease and start its service", () => instances === 1);
+    const first = (await observer!.locks.holder(a.lock))!;
+    expect(first.owner).toBe("a");
+    const b = make(sb!, "b", Promise.resolve());
     cleanups.push(() => b.stop());
     await b.start();
+    expect(b.leading).toBe(false);
+    const renewedPast = async (lease: Lease, ms: number) => {
+      const holder = await observer!.locks.holder(a.lock);
+      expect(holder, "a's lease, never lost to b").toMatchObject({
+        owner: "a",
+        token: lease.token,
+      });
+      return holder!.expiresAt > lease.expiresAt + ms;
+    };
+    await waitUntil("a's lease renewed past two times to live", () =>
+      renewedPast(first, 2 * ttlMs),
+    );
+    aStarted.open();
     await startingA;
-    // b keeps contending for a while, past a's start.
-    await sleep(ttlMs * 3);
+    expect(a.leading).toBe(true);
+    // b keeps contending after a's start too, for another time to live of renewals.
+    const afterStart = (await observer!.locks.holder(a.lock))!;
+    await waitUntil("a's lease renewed past another time to live", () =>
+      renewedPast(afterStart, ttlMs),
+    );
     expect(most).toBe(1);
     expect(a.leading).toBe(true);
     expect(b.leading).toBe(false);

@@ -13,8 +13,11 @@ import { sleep, waitUntil } from "./support/settle.js";
 
 const AGENTS: AgentDefinition[] = [{ id: "main", model: "echo/test", tools: ["slow"] }];
 const LEASE_TTL_MS = 600;
-/** How long the tool call on the first node goes on after its run was cut: many leases. */
-const TOOL_MS = 3_000;
+/**
+ * How long, in lease times, the tool call on the first node goes on after its node began to
+ * stop: it returns only once the test has watched the lease for that long.
+ */
+const TOOL_LEASES = 5;
 
 /** Calls the tool `slow` for a user's message, then answers `done` once it has returned. */
 const models: ModelSource = {
@@ -36,7 +39,19 @@ interface Call {
   endedAt?: number;
 }
 
-/** The tool `slow`: on `slowOn` it takes `TOOL_MS` and does not stop when aborted. */
+/** A gate a test opens by hand. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}
+
+/** Opened by each test once it has watched the slow tool call long enough (or in cleanup). */
+let toolDone = gate();
+
+/** The tool `slow`: on `slowOn` it returns once `toolDone` opens, and does not stop when aborted. */
 function slowTool(nodeId: string, slowOn: string, calls: Call[]) {
   return defineTool({
     name: "slow",
@@ -45,7 +60,7 @@ function slowTool(nodeId: string, slowOn: string, calls: Call[]) {
     execute: async () => {
       const call: Call = { node: nodeId, startedAt: performance.now() };
       calls.push(call);
-      if (nodeId === slowOn) await sleep(TOOL_MS);
+      if (nodeId === slowOn) await toolDone.opened;
       call.endedAt = performance.now();
       return "ok";
     },
@@ -56,6 +71,8 @@ const prefixes: string[] = [];
 const nodes: ClusterNode[] = [];
 const stores: RedisStore[] = [];
 afterEach(async () => {
+  toolDone.open();
+  toolDone = gate();
   for (const node of nodes.splice(0)) await node.stop();
   for (const store of stores.splice(0)) await store.close();
   await deletePrefixes(prefixes.splice(0));
@@ -114,17 +131,20 @@ describe("stopping a node while a session's tool call finishes", () => {
     const stopping = a.stop().then(() => {
       stopped = true;
     });
-    // Who holds the lease while node-a's tool call still runs (many lease times long).
+    // Who holds the lease while node-a's tool call still runs: watched for many lease times
+    // (and many looks) after the stop began, then the tool call returns.
+    const stopBegan = performance.now();
     const owners: Array<string | undefined> = [];
     while (calls[0]!.endedAt === undefined) {
       const holder = await observer.locks.holder(`session:${key}`);
       if (calls[0]!.endedAt === undefined) owners.push(holder?.owner);
+      if (owners.length >= 10 && performance.now() - stopBegan >= TOOL_LEASES * LEASE_TTL_MS)
+        toolDone.open();
       await sleep(20);
     }
     const toolEnded = calls[0]!.endedAt;
     await stopping;
     await cut;
-    expect(owners.length).toBeGreaterThan(TOOL_MS / 100);
     expect(new Set(owners)).toEqual(new Set(["node-a"]));
 
     // Afterwards node-b takes the session over and runs its message to the end.
