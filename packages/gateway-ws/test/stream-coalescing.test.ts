@@ -11,12 +11,14 @@ import { createGateway } from "../src/index.js";
 import { RunTracker } from "../src/runs.js";
 import {
   closeClients,
+  deferred,
   startStack,
   stopStacks,
   TestClient,
   TOKEN,
   useSchemaCheck,
   type Wire,
+  waitFor,
 } from "./support.js";
 
 useSchemaCheck();
@@ -175,19 +177,40 @@ describe("streamCoalesceMs", () => {
   });
 
   it("drops held text and its timer when the gateway stops mid-run", async () => {
+    // The answer streams "one", then waits for the test: the run is mid-run for as long as
+    // the test needs, however slowly a loaded machine gets there.
+    const rest = deferred();
     const stack = await startStack({
-      responses: [{ text: ["one", "two", "three"], chunkDelayMs: 40 }],
+      responses: [
+        {
+          events: [
+            { type: "response-start", model: "m1" },
+            { type: "text-delta", text: "one" },
+            { type: "wait", until: rest.promise },
+            { type: "text-delta", text: "two" },
+            { type: "finish", reason: "stop" },
+          ],
+        },
+      ],
       gateway: { streamCoalesceMs: 10_000 },
     });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     await client.request("chat.send", { sessionKey: KEY, message: "go", idempotencyKey: "c-6" });
-    // The run has started streaming: its first text is held (no delta sent yet).
-    await client.waitEvent("agent", (p) => p.runId === "c-6" && p.stream === "lifecycle");
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    // The run has started streaming: its first text reached the gateway and is held (no
+    // delta sent yet).
+    const { deltaCursor } = await client.request("chat.history", { sessionKey: KEY });
+    await waitFor("the gateway to hold the run's first text", async () => {
+      const delta = await client.request("chat.history", { sessionKey: KEY, cursor: deltaCursor });
+      if (delta.inFlightRun?.text === "one") return true;
+      // Asks every 50 ms at most: well under the gateway's request rate limit.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return undefined;
+    });
     expect(deltasOf(runEvents(client, "c-6"))).toEqual([]);
     // Stopping mid-window: the run's end (the runtime stops after) cannot reach a stopped
     // gateway, so the gateway's own stop must clear the window (checked on its own below).
     await stack.gateway.stop();
+    rest.resolve();
   });
 });
 
