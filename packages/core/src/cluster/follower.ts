@@ -7,6 +7,7 @@
  */
 
 import { RunEventLog } from "../sessions/run-handle.js";
+import { OWNER_WENT_MESSAGE } from "../sessions/session-actor.js";
 import type { RunEvent, RunResult } from "../sessions/types.js";
 import type { ClusterPubSub, LocalSubscription } from "./types.js";
 
@@ -40,6 +41,13 @@ export class RunFollower {
    * second telling of it (the node that died, then the one that replays the run) is dropped.
    */
   #crashTold = false;
+  /**
+   * The node that took the session over said the run moved off the node that went (its
+   * `SESSION_CRASHED` with {@link OWNER_WENT_MESSAGE}): a membership notice of that node's
+   * death that comes later (`ownerDown`) is old news, and its `text-reset` would withdraw the
+   * replay's text already streamed.
+   */
+  #moved = false;
   #subscription: LocalSubscription | undefined;
   readonly #onClose: (follower: RunFollower) => void;
 
@@ -91,10 +99,11 @@ export class RunFollower {
    * The owner died: like a local crash, the log is told (`SESSION_CRASHED`, then a
    * `text-reset` withdrawing what the run streamed) and stays open for the replay, which is
    * the same run. The node that replays it tells its followers too: told already, this log
-   * drops that.
+   * drops that; told by it first (the run moved on before this node saw the owner go), this
+   * does nothing.
    */
   ownerDown(): void {
-    if (this.closed || !this.#started || this.#crashTold) return;
+    if (this.closed || !this.#started || this.#crashTold || this.#moved) return;
     this.#push({
       runId: this.runId,
       sessionKey: this.sessionKey,
@@ -146,6 +155,7 @@ export class RunFollower {
   #push(event: RunEvent): void {
     if (this.closed || !this.#runIds.has(event.runId)) return;
     const crash = event.type === "error" && event.error.code === "SESSION_CRASHED";
+    if (crash && event.error.message === OWNER_WENT_MESSAGE) this.#moved = true;
     if (event.type === "run-start") {
       // The same run started again (replayed on another node): its followers saw it start.
       if (this.#startedRuns.has(event.runId)) return;

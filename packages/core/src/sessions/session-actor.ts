@@ -2382,13 +2382,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
       return;
     }
     this.#emitTo(batch.logs, event);
-    this.#publish(
-      crashedEvent(
-        batch.runId,
-        this.key,
-        "the node running this session went; the message runs again on another node",
-      ),
-    );
+    this.#publish(crashedEvent(batch.runId, this.key, OWNER_WENT_MESSAGE));
     this.#publish(crashResetEvent(batch.runId, this.key));
   }
 
@@ -3042,6 +3036,16 @@ function crashResetEvent(runId: string, sessionKey: string): RunEvent {
     reason: "the session crashed and the run runs again",
   };
 }
+
+/**
+ * The `SESSION_CRASHED` message a node that takes a session over publishes as it replays a
+ * run that started on a node that went (see `#announceStart`): the run has moved off that
+ * node. A caller's follower of the run (`RunFollower`) tells of that node's death once, this
+ * way or by its own membership notice, whichever comes first.
+ * @internal
+ */
+export const OWNER_WENT_MESSAGE =
+  "the node running this session went; the message runs again on another node";
 
 /** What the handles (and, for the run in progress, the subscribers) of a crashed session hear. */
 function crashedEvent(
