@@ -113,16 +113,17 @@ const OPERATIONS = [
   },
   {
     id: "enqueue",
-    label: "`queue.enqueue` (script: message + id + 2 sorted sets)",
+    label: "`queue.enqueue` (script: message + id + 2 sorted sets + session index)",
     store: (s, i) =>
       s.queue.enqueue({ idempotencyKey: `m${i}`, sessionKey: sessionKey(i), payload: payload(i) }),
     raw: (p, i, sha) => [
       "evalsha",
       sha,
-      "3",
+      "4",
       `${p}queue:idem:m${i}`,
       `${p}queue:seq`,
       `${p}queue:pending`,
+      `${p}queue:session-of`,
       `${p}queue:msg:`,
       `${p}queue:session:`,
       `m${i}`,
@@ -130,7 +131,7 @@ const OPERATIONS = [
       JSON.stringify(payload(i)),
       String(Date.now()),
     ],
-    volatile: [11],
+    volatile: [12],
   },
 ];
 
