@@ -387,6 +387,8 @@ export class RejectedReasoning {
 /** The encrypted reasoning contents in `request` that `rejected` holds as refused. */
 async function refusedIn(request: ModelRequest, rejected: RejectedReasoning): Promise<Set<string>> {
   const contents = new Set<string>();
+  // Nothing refused yet (the usual case): no digest of the history on every call.
+  if (rejected.size === 0) return contents;
   for (const message of request.messages) {
     if (message.role !== "assistant") continue;
     for (const part of message.content) {
