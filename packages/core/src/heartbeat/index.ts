@@ -12,6 +12,7 @@ export {
   DEFAULT_MISSED_BEATS_OFFLINE,
   DEFAULT_PRESENCE_INTERVAL_MS,
   type NodePresence,
+  PRESENCE_STALL_TOLERANCE_MS,
   type PresenceChange,
   type PresenceEvents,
   type PresenceStats,

@@ -59,6 +59,13 @@ export interface PresenceStats {
   beatsPerMinute: number;
   /** Expected beats that did not come, in total. */
   missedBeats: number;
+  /**
+   * Times the tracker's deadline timer fired more than {@link PRESENCE_STALL_TOLERANCE_MS}
+   * late: the process itself stalled (a long synchronous task, a GC pause, a starved CPU), and
+   * deadlines that passed meanwhile were put off rather than counted (see
+   * {@link PresenceTracker}).
+   */
+  stalls: number;
   /** Of the last 1024 beats that carried `sentAt`. */
   latencyMs: { p50: number | undefined; p99: number | undefined; samples: number };
 }
@@ -82,12 +89,20 @@ export interface PresenceTrackerOptions {
   clock?: Clock;
 }
 
+/**
+ * How late the deadline timer may fire before the tracker takes it as a stall of its own
+ * process rather than timer jitter: 25 ms.
+ */
+export const PRESENCE_STALL_TOLERANCE_MS = 25;
+
 /** A node; its heap `dueAt` (the deadline of its next beat) is in elapsed time. */
 interface NodeState extends HeapEntry {
   presence: NodePresence;
   graceMs: number;
   /** When the last beat came, in elapsed time. */
   lastBeat: number;
+  /** Whether its current deadline was already put off once for a stall of the tracker. */
+  deferred: boolean;
 }
 
 const LATENCY_SAMPLES = 1024;
@@ -99,6 +114,14 @@ const LATENCY_SAMPLES = 1024;
  * offline. The next beat brings it back online. Status changes are events; counters give
  * beats per minute, missed beats and latency percentiles. One timer, for the earliest
  * deadline of all nodes.
+ *
+ * A stall of the tracker's own process is not held against the nodes: when the deadline
+ * timer fires more than {@link PRESENCE_STALL_TOLERANCE_MS} late, the beats that came during
+ * the stall may not have been read yet (and pings the process should have sent, were not), so
+ * each deadline that passed meanwhile is put off by the stall's length (and by at least the
+ * node's grace, for a round trip) instead of being counted. Each deadline is put off at most
+ * once: a process that stalls all the time still finds its dead nodes, each missed beat at
+ * most one stall later.
  *
  * @example
  * ```ts
@@ -125,6 +148,7 @@ export class PresenceTracker {
   #running = false;
   #beats = 0;
   #missedBeats = 0;
+  #stalls = 0;
   readonly #latencies: number[] = [];
   #latencyNext = 0;
   /** Beats per second over the last 60 s: counts, and the second each bucket holds. */
@@ -205,6 +229,7 @@ export class PresenceTracker {
         },
         graceMs: this.#graceMs ?? Math.round(intervalMs * 0.2),
         lastBeat: 0,
+        deferred: false,
         dueAt: 0,
         heapIndex: -1,
       };
@@ -221,6 +246,7 @@ export class PresenceTracker {
     presence.beats++;
     if (latency !== undefined) presence.lastLatencyMs = latency;
     node.lastBeat = this.#elapsed.now();
+    node.deferred = false;
     this.#deadlines.set(node, node.lastBeat + presence.intervalMs + node.graceMs);
     this.#arm();
     if (from !== "online") {
@@ -262,6 +288,7 @@ export class PresenceTracker {
       beats: this.#beats,
       beatsPerMinute: this.#beatsInLastMinute(this.#clock.now()),
       missedBeats: this.#missedBeats,
+      stalls: this.#stalls,
       latencyMs: {
         p50: percentile(sorted, 50),
         p99: percentile(sorted, 99),
@@ -270,13 +297,24 @@ export class PresenceTracker {
     };
   }
 
-  #onDeadline(): void {
+  /** `lateMs`: how long after its due time the timer fired. */
+  #onDeadline(lateMs: number): void {
     const now = this.#clock.now();
     const elapsed = this.#elapsed.now();
+    const stalled = lateMs > PRESENCE_STALL_TOLERANCE_MS;
+    if (stalled) this.#stalls++;
     for (;;) {
       const node = this.#deadlines.peek();
       if (node === undefined || node.dueAt > elapsed) break;
+      if (stalled && !node.deferred) {
+        // Put off past now: the loop reaches each node once for the stall.
+        node.deferred = true;
+        const due = Math.max(node.dueAt + lateMs, elapsed + Math.max(1, node.graceMs));
+        this.#deadlines.set(node, due);
+        continue;
+      }
       this.#deadlines.pop();
+      node.deferred = false;
       const presence = node.presence;
       presence.missedBeats++;
       this.#missedBeats++;
@@ -309,11 +347,12 @@ export class PresenceTracker {
     }
     if (this.#armedFor !== undefined && this.#armedFor <= top.dueAt) return;
     this.#disarm();
-    this.#armedFor = top.dueAt;
+    const armedFor = top.dueAt;
+    this.#armedFor = armedFor;
     this.#timer = this.#elapsed.setTimer(
       () => {
         this.#timer = this.#armedFor = undefined;
-        this.#onDeadline();
+        this.#onDeadline(this.#elapsed.now() - armedFor);
       },
       Math.max(0, top.dueAt - this.#elapsed.now()),
     );
