@@ -264,11 +264,12 @@ describe("cron job changes across nodes", () => {
     await waitUntil("the job on b", async () =>
       (await (await service(b)).list()).some((job) => job.id === "locked"),
     );
-    // A node took the job's lock for a merge and died: nobody releases it, its lease (4 s)
-    // runs out by itself.
+    // A node took the job's lock for a merge and died: nobody releases it, its lease (6 s)
+    // runs out by itself. (6 s leaves 3 s between the read below and the lease's end: a
+    // process stalled under load must not see the change written before it looked.)
     const dead = await a.store.locks.acquire("cron-job:main:locked", {
       owner: "dead-node",
-      ttlMs: 4_000,
+      ttlMs: 6_000,
     });
     expect(dead).toBeDefined();
     const seenLeases: number[] = [];

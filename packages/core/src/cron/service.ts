@@ -2,7 +2,13 @@ import { randomUUID } from "node:crypto";
 import type { CronJobConfig } from "../config/schema.js";
 import { CronError, describe, InvalidArgumentError } from "../errors.js";
 import type { JsonValue } from "../providers/types.js";
-import { Actor, type NoReply, noReply, type ReplyTo } from "../runtime/actor.js";
+import {
+  Actor,
+  DEFAULT_CALL_TIMEOUT_MS,
+  type NoReply,
+  noReply,
+  type ReplyTo,
+} from "../runtime/actor.js";
 import type { ExitReason } from "../runtime/exit.js";
 import { defineLazySignal, LazyAbortController } from "../runtime/lazy-abort.js";
 import { describeArg, optionalFunction, requireObject } from "../runtime/validate.js";
@@ -591,16 +597,20 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * `enable()` / `disable()`; `timeoutMs: null` clears the job's time limit (a run in
    * progress keeps the limit it started with).
    *
+   * In a cluster the change is written under the job's lock; when the node holding it died,
+   * it waits for that lock's lease to run out (at most about 12 s), and the call's time
+   * limit allows for that wait. The same holds for `remove`, `enable` and `disable`.
+   *
    * @throws InvalidArgumentError for a malformed patch (nothing changes); CronError
    *   `CRON_JOB_NOT_FOUND`, `INVALID_CRON_SCHEDULE`, `CRON_JOB_COMPLETED`.
    */
   async update(id: string, patch: CronJobPatch): Promise<CronJob> {
-    return (await this.#request({ op: "update", id, patch })) as CronJob;
+    return (await this.#request({ op: "update", id, patch }, this.#writeTimeout())) as CronJob;
   }
 
   /** Deletes a job and its run log; a run in progress is aborted. Resolves false if unknown. */
   async remove(id: string): Promise<boolean> {
-    return (await this.#request({ op: "remove", id })) as boolean;
+    return (await this.#request({ op: "remove", id }, this.#writeTimeout())) as boolean;
   }
 
   /** @throws CronError `CRON_JOB_NOT_FOUND`. */
@@ -622,12 +632,12 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    *   loaded disabled, with the reason; give it a new schedule with `update`).
    */
   async enable(id: string): Promise<CronJob> {
-    return (await this.#request({ op: "enable", id })) as CronJob;
+    return (await this.#request({ op: "enable", id }, this.#writeTimeout())) as CronJob;
   }
 
   /** Disables a job; a run in progress finishes. */
   async disable(id: string): Promise<CronJob> {
-    return (await this.#request({ op: "disable", id })) as CronJob;
+    return (await this.#request({ op: "disable", id }, this.#writeTimeout())) as CronJob;
   }
 
   /**
@@ -739,7 +749,10 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     } = {},
   ): Promise<CronJob[]> {
     const keep = idSet(options?.keep, "syncConfig options.keep");
-    return (await this.#request({ op: "sync-config", jobs, keep })) as CronJob[];
+    return (await this.#request(
+      { op: "sync-config", jobs, keep },
+      this.#writeTimeout(),
+    )) as CronJob[];
   }
 
   /**
@@ -753,6 +766,17 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    */
   async checkConfig(jobs: readonly CronJobConfig[], movable: Iterable<string> = []): Promise<void> {
     await this.#request({ op: "check-config", jobs, movable: idSet(movable, "movable") });
+  }
+
+  /**
+   * The time limit of a call that changes a stored job: in a cluster the change waits for
+   * the job's lock, as long as the lease of a holder that died (see `#lockJob`), so the call
+   * is given that wait on top of the default limit, rather than failing with a TimeoutError
+   * while its change is still to be written. Alone: the default.
+   */
+  #writeTimeout(): number | undefined {
+    if (this.#sync === undefined || this.#store.locks === undefined) return undefined;
+    return DEFAULT_CALL_TIMEOUT_MS + LOCK_WAIT_MS + LOCK_TTL_MS + LOCK_SKEW_MS;
   }
 
   async #request(message: CronCall, timeoutMs?: number): Promise<unknown> {
