@@ -114,7 +114,9 @@ describe("slow consumers", () => {
 
 describe("request limits", () => {
   it("answers requests over the per-connection rate with a retryable UNAVAILABLE and retryAfterMs", async () => {
-    const stack = await startStack({ gateway: { requestsPerSecond: 2, requestBurst: 5 } });
+    // One token a second (the lowest rate): reading the 20 frames would have to stall for a
+    // second to let a sixth in.
+    const stack = await startStack({ gateway: { requestsPerSecond: 1, requestBurst: 5 } });
     const client = await TestClient.connect(stack.url, { token: TOKEN });
     const results = await Promise.allSettled(
       Array.from({ length: 20 }, () => client.request("status", {})),
