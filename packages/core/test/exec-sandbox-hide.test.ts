@@ -11,7 +11,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackgroundProcessRegistry, BubblewrapSandbox } from "./fixtures/exec/api.js";
-import { tempRoot } from "./fixtures/exec/support.js";
+import { runToEnd, tempRoot } from "./fixtures/exec/support.js";
 
 const root = tempRoot();
 const work = path.join(root.dir, "work");
@@ -35,17 +35,8 @@ afterAll(async () => {
   root.cleanup();
 });
 
-async function run(script: string, inside: BubblewrapSandbox = sandbox) {
-  const { slug } = await registry.spawn(inside, {
-    command: script,
-    script,
-    cwd: inside.resolveCwd(),
-    env: inside.environment(),
-  });
-  const done = await registry.wait(slug);
-  const output = registry.output(slug);
-  await registry.remove(slug);
-  return { ...done, ...output };
+function run(script: string, inside: BubblewrapSandbox = sandbox) {
+  return runToEnd(registry, inside, script);
 }
 
 describe("BubblewrapSandbox hiding a directory inside the working directory", () => {

@@ -21,6 +21,7 @@ import {
   FIXTURES,
   isAlive,
   killAll,
+  runToEnd,
   tempRoot,
   toolContext,
 } from "./fixtures/exec/support.js";
@@ -49,17 +50,8 @@ afterAll(async () => {
   root.cleanup();
 });
 
-async function run(host: ExecHost, script: string) {
-  const { slug } = await registry.spawn(host, {
-    command: script,
-    script,
-    cwd: host.resolveCwd(),
-    env: host.environment(),
-  });
-  const done = await registry.wait(slug);
-  const output = registry.output(slug);
-  await registry.remove(slug);
-  return { ...done, ...output };
+function run(host: ExecHost, script: string) {
+  return runToEnd(registry, host, script);
 }
 
 describe("BubblewrapSandbox (real bubblewrap)", () => {

@@ -1,10 +1,12 @@
 import { spawn } from "node:child_process";
 import { closeSync, constants, existsSync, openSync, readlinkSync, realpathSync } from "node:fs";
 import os from "node:os";
+import type { Writable } from "node:stream";
 import { ExecRefusedError, SandboxUnavailableError } from "../../errors.js";
 import { GatewayHost, type LocalHostOptions } from "./gateway-host.js";
 import { type ExecChild, type ExecHostKind, type ExecSpawnRequest, spawnDetached } from "./host.js";
 import { findExecutable, isExecutableFile } from "./resolve.js";
+import { unixSocketFilter } from "./seccomp.js";
 
 /** Where `bwrap` is looked for when no path is given. */
 const BWRAP_SEARCH_PATH = "/usr/bin:/bin:/usr/local/bin:/usr/sbin:/sbin";
@@ -20,12 +22,23 @@ export interface BubblewrapSandboxOptions extends LocalHostOptions {
    * even inside one, or when it is one.
    */
   hide?: readonly string[];
+  /**
+   * Let commands create Unix-domain sockets. Default `false`: a seccomp filter
+   * (`bwrap --seccomp`) refuses `socket(AF_UNIX, ...)` with `EACCES`, so that no daemon's
+   * socket the sandbox can see (a Docker socket, a database's) can be connected to, and
+   * refuses io_uring (`ENOSYS`; programs fall back to plain system calls), which could open
+   * and connect sockets past the filter. `socketpair` still works. The filter exists for
+   * x64, ia32, arm64, arm and riscv64; elsewhere `probe` fails unless this is `true`.
+   */
+  allowUnixSockets?: boolean;
 }
 
 /**
  * Runs commands in a bubblewrap sandbox on Linux: new user, pid, network, IPC, UTS and
  * cgroup namespaces (`--unshare-all`), so there is no network at all, only a loopback of its
- * own; the whole file system read-only (`--ro-bind / /`) with fresh `/dev`, `/proc` and an
+ * own; no Unix-domain sockets (a seccomp filter refuses to create them, so a daemon's socket
+ * in the file system cannot be connected to; see
+ * {@link BubblewrapSandboxOptions.allowUnixSockets}); the whole file system read-only (`--ro-bind / /`) with fresh `/dev`, `/proc` and an
  * empty private `/tmp`; the home directory and `/run` hidden behind empty read-only mounts;
  * capabilities dropped; a new session
  * (no terminal to inject input into); killed when this process dies (`--die-with-parent`).
@@ -35,10 +48,10 @@ export interface BubblewrapSandboxOptions extends LocalHostOptions {
  * directory and leaves a symlink to elsewhere in its place) cannot make a later command bind
  * and write the place the symlink names.
  *
- * "No network" does not cover Unix sockets in the file system: a read-only bind does not stop
- * `connect()`, so a socket outside the hidden directories (a daemon's in `/var/lib`, a Docker
- * socket where `/var/run` is not a link to `/run`) is reachable from inside. Add the
- * directories of such sockets to `hide`.
+ * A read-only bind does not stop `connect()` to a Unix socket in the file system: that is
+ * what the seccomp filter is for. With `allowUnixSockets: true`, a socket outside the hidden
+ * directories (a daemon's in `/var/lib`, a Docker socket where `/var/run` is not a link to
+ * `/run`) is reachable from inside; add the directories of such sockets to `hide`.
  *
  * Programs resolve as on the host (the sandbox sees the same read-only file system), so
  * bindings are exact. Signals reach every process inside, because they are all descendants
@@ -56,17 +69,23 @@ export class BubblewrapSandbox extends GatewayHost {
   override readonly id: string = "sandbox:bubblewrap";
   readonly #bwrapPath: string | undefined;
   readonly #hide: readonly string[];
+  /** The seccomp filter (see {@link BubblewrapSandboxOptions.allowUnixSockets}), built by `probe`. */
+  #filter: Uint8Array | undefined;
+  readonly #allowUnixSockets: boolean;
   #probe: Promise<string> | undefined;
 
   constructor(options: BubblewrapSandboxOptions = {}) {
     super(options);
     this.#bwrapPath = options.bwrapPath;
     this.#hide = options.hide ?? [os.homedir(), "/run"];
+    this.#allowUnixSockets = options.allowUnixSockets === true;
   }
 
   /**
    * The `bwrap` arguments (everything before `--`) for a command in `cwd`. With `cwdFd`, the
-   * working directory is bound from that descriptor of bwrap's (`--bind-fd`), as `spawn` does.
+   * working directory is bound from that descriptor of bwrap's (`--bind-fd`), as `spawn` does;
+   * with `seccompFd`, the seccomp filter is read from that descriptor (`--seccomp`), as `spawn`
+   * does unless Unix sockets are allowed.
    *
    * @example
    * ```ts
@@ -74,12 +93,12 @@ export class BubblewrapSandbox extends GatewayHost {
    * // ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
    * //  "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", ...,
    * //  "--bind", "/w", "/w", "--remount-ro", "/root", "--remount-ro", "/run", "--chdir", "/w"]
-   * new BubblewrapSandbox({ roots: ["/w"] }).arguments("/w", { cwdFd: 3 });
-   * // [..., "--bind-fd", "3", "/w", ...]
+   * new BubblewrapSandbox({ roots: ["/w"] }).arguments("/w", { cwdFd: 3, seccompFd: 4 });
+   * // [..., "--seccomp", "4", ..., "--bind-fd", "3", "/w", ...]
    * ```
    */
-  arguments(cwd: string, options: { cwdFd?: number } = {}): string[] {
-    const { args, hidden } = this.#isolation(cwd);
+  arguments(cwd: string, options: { cwdFd?: number; seccompFd?: number } = {}): string[] {
+    const { args, hidden } = this.#isolation(cwd, options.seccompFd);
     if (options.cwdFd === undefined) args.push("--bind", cwd, cwd);
     else args.push("--bind-fd", String(options.cwdFd), cwd);
     // A hidden directory inside the working directory is covered only now: mounted before,
@@ -93,8 +112,9 @@ export class BubblewrapSandbox extends GatewayHost {
     return args;
   }
 
-  #isolation(cwd?: string): { args: string[]; hidden: string[] } {
+  #isolation(cwd?: string, seccompFd?: number): { args: string[]; hidden: string[] } {
     const args = [
+      ...(seccompFd === undefined ? [] : ["--seccomp", String(seccompFd)]),
       "--unshare-all",
       "--die-with-parent",
       "--new-session",
@@ -162,17 +182,28 @@ export class BubblewrapSandbox extends GatewayHost {
         `bubblewrap is not installed${this.#bwrapPath === undefined ? "" : ` at ${this.#bwrapPath}`} (apt-get install bubblewrap)`,
       );
     }
-    // The probe binds a directory by descriptor too, as every command's working directory is.
+    // Throws for an architecture without a filter.
+    const filter = this.#allowUnixSockets ? undefined : unixSocketFilter();
+    // The probe binds a directory by descriptor too, as every command's working directory is,
+    // and loads the seccomp filter as every command does.
     const fd = openSync("/", constants.O_RDONLY | constants.O_DIRECTORY);
     try {
       await new Promise<void>((resolve, reject) => {
-        const args = [...this.#isolation().args, "--ro-bind-fd", "3", "/tmp/.probe"];
+        const args = [
+          ...this.#isolation(undefined, filter === undefined ? undefined : 4).args,
+          "--ro-bind-fd",
+          "3",
+          "/tmp/.probe",
+        ];
         const child = spawn(bwrap, [...args, "--", this.shell, "-c", ":"], {
           cwd: "/",
           env: {},
-          stdio: ["ignore", "ignore", "pipe", fd],
+          stdio: ["ignore", "ignore", "pipe", fd, filter === undefined ? "ignore" : "pipe"],
           timeout: 10_000,
         });
+        const filterPipe = child.stdio[4] as Writable | null;
+        filterPipe?.on("error", () => {});
+        filterPipe?.end(filter);
         let stderr = "";
         child.stderr?.setEncoding("utf8");
         child.stderr?.on("data", (text: string) => {
@@ -195,6 +226,7 @@ export class BubblewrapSandbox extends GatewayHost {
     } finally {
       closeSync(fd);
     }
+    this.#filter = filter;
     return bwrap;
   }
 
@@ -202,11 +234,17 @@ export class BubblewrapSandbox extends GatewayHost {
     const bwrap = await this.probe();
     const fd = this.#openCwd(request.cwd);
     try {
+      // Fails closed: without a filter from the probe, one is built here.
+      const filter = this.#allowUnixSockets ? undefined : (this.#filter ?? unixSocketFilter());
+      const args = this.arguments(request.cwd, {
+        cwdFd: 3,
+        ...(filter === undefined ? {} : { seccompFd: 4 }),
+      });
       return await spawnDetached(
         bwrap,
-        [...this.arguments(request.cwd, { cwdFd: 3 }), "--", this.shell, "-c", request.script],
+        [...args, "--", this.shell, "-c", request.script],
         // bwrap itself starts in `/`: the command's directory is set inside (`--chdir`).
-        { cwd: "/", env: request.env, fds: [fd] },
+        { cwd: "/", env: request.env, fds: filter === undefined ? [fd] : [fd, filter] },
       );
     } finally {
       // The child holds its own copy from the fork on; bwrap closes it once it is bound.

@@ -115,8 +115,11 @@ export function spawnDetached(
   options: {
     cwd: string;
     env: Record<string, string>;
-    /** Open descriptors the child gets as its fd 3, 4, ... (the caller still closes them). */
-    fds?: readonly number[];
+    /**
+     * What the child gets as its fd 3, 4, ...: an open descriptor (the caller still closes it),
+     * or bytes, which the child reads from a pipe that ends after them.
+     */
+    fds?: readonly (number | Uint8Array)[];
   },
 ): Promise<ExecChild> {
   return new Promise((resolve, reject) => {
@@ -127,12 +130,27 @@ export function spawnDetached(
       cwd: options.cwd,
       env: { ...options.env, [PROCESS_TREE_ENV]: marker },
       detached: true,
-      stdio: ["pipe", "pipe", "pipe", ...(options.fds ?? [])],
+      stdio: [
+        "pipe",
+        "pipe",
+        "pipe",
+        ...(options.fds ?? []).map((fd) => (typeof fd === "number" ? fd : "pipe")),
+      ],
+    });
+    // Bytes for the child: written into their pipe at once (the pipe is closed after them).
+    (options.fds ?? []).forEach((fd, i) => {
+      if (typeof fd === "number") return;
+      const pipe = child.stdio[3 + i] as Writable | null | undefined;
+      pipe?.on("error", () => {}); // a child that ends without reading them
+      pipe?.end(fd);
     });
     const onError = (error: Error) => {
       child.stdin?.destroy();
       child.stdout?.destroy();
       child.stderr?.destroy();
+      for (const extra of child.stdio.slice(3)) {
+        if (extra !== null && extra !== undefined) extra.destroy();
+      }
       reject(error);
     };
     child.once("error", onError);
