@@ -79,7 +79,9 @@ export function unixSocketFilter(arch: string = process.arch): Uint8Array {
   // The low 32 bits of the first argument (the socket's family).
   const arg0 = littleEndian ? ARG0 : ARG0 + 4;
   const program: Instruction[] = [{ code: LD_W_ABS, k: ARCH }];
-  rules.forEach((rule, i) => program.push({ code: JEQ_K, k: rule.arch, jt: `abi${i}` }));
+  rules.forEach((rule, i) => {
+    program.push({ code: JEQ_K, k: rule.arch, jt: `abi${i}` });
+  });
   program.push({ code: RET_K, k: RET_ERRNO | ENOSYS });
   rules.forEach((rule, i) => {
     program.push({ label: `abi${i}` }, { code: LD_W_ABS, k: NR });
