@@ -4,6 +4,7 @@
  * buffer limit that disconnects a slow consumer instead of growing memory.
  */
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import type { RawData, WebSocket } from "ws";
@@ -33,6 +34,7 @@ import {
   Scopes,
 } from "./protocol/constants.js";
 import { type ErrorShape, GatewayError, toErrorShape } from "./protocol/errors.js";
+import { MAX_WAITS_PER_CONNECTION } from "./runs.js";
 
 /** What happened to a connection, for `onConnectionClose`. */
 export interface ConnectionCloseInfo {
@@ -139,6 +141,9 @@ export class GatewayConnection {
         : undefined;
     this.#tokens = options.hub.limits.requestBurst;
     this.#refilledAt = options.hub.now();
+    // Every wait (up to MAX_WAITS_PER_CONNECTION) and every call in flight (about a burst's
+    // worth) listens to this signal: past Node's default of 10 that is by design, not a leak.
+    setMaxListeners(MAX_WAITS_PER_CONNECTION + options.hub.limits.requestBurst, this.#abort.signal);
     const socket = this.#socket;
     socket.on("message", (data, isBinary) => this.#onMessage(data, isBinary));
     socket.on("close", (code, reason) => this.#closed(code, reason.toString("utf8")));
