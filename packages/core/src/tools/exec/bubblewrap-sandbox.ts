@@ -38,13 +38,13 @@ export interface BubblewrapSandboxOptions extends LocalHostOptions {
  * cgroup namespaces (`--unshare-all`), so there is no network at all, only a loopback of its
  * own; no Unix-domain sockets (a seccomp filter refuses to create them, so a daemon's socket
  * in the file system cannot be connected to; see
- * {@link BubblewrapSandboxOptions.allowUnixSockets}); the whole file system read-only (`--ro-bind / /`) with fresh `/dev`, `/proc` and an
- * empty private `/tmp`; the home directory and `/run` hidden behind empty read-only mounts;
- * capabilities dropped; a new session
- * (no terminal to inject input into); killed when this process dies (`--die-with-parent`).
- * Only the working directory is writable. It is bound by an open descriptor
- * (`--bind-fd`, which `probe` checks bwrap has) of the directory that was checked, checked again
- * when the command starts: a command that re-points the path meanwhile (renames the
+ * {@link BubblewrapSandboxOptions.allowUnixSockets}); the whole file system read-only
+ * (`--ro-bind / /`) with fresh `/dev`, `/proc` and an empty private `/tmp`; the home
+ * directory and `/run` hidden behind empty read-only mounts; capabilities dropped; a new
+ * session (no terminal to inject input into); killed when this process dies
+ * (`--die-with-parent`). Only the working directory is writable. It is bound by an open
+ * descriptor (`--bind-fd`, which `probe` checks bwrap has) of the directory that was
+ * checked, checked again when the command starts: a command that re-points the path meanwhile (renames the
  * directory and leaves a symlink to elsewhere in its place) cannot make a later command bind
  * and write the place the symlink names.
  *
