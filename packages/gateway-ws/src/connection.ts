@@ -457,7 +457,7 @@ export class GatewayConnection {
       );
       this.respond(request.id, false, undefined, {
         code: ErrorCodes.UNAVAILABLE,
-        message: `rate limit: at most ${this.#hub.limits.requestsPerSecond} requests per second`,
+        message: `rate limit: at most ${rateText(this.#hub.limits.requestsPerSecond)}`,
         details: { code: "RATE_LIMITED", limit: this.#hub.limits.requestsPerSecond },
         retryable: true,
         retryAfterMs: Math.max(1, retryAfterMs),
@@ -777,4 +777,21 @@ export class GatewayConnection {
       deviceId: this.deviceId,
     });
   }
+}
+
+/** A request rate in the largest unit that makes it at least one: "30 requests per minute". */
+function rateText(perSecond: number): string {
+  for (const [unit, seconds] of [
+    ["second", 1],
+    ["minute", 60],
+    ["hour", 3_600],
+  ] as const) {
+    if (perSecond * seconds >= 1) return perUnit(perSecond * seconds, unit);
+  }
+  return perUnit(perSecond * 86_400, "day");
+}
+
+function perUnit(n: number, unit: string): string {
+  const shown = Number(n.toPrecision(3));
+  return `${shown} ${shown === 1 ? "request" : "requests"} per ${unit}`;
 }

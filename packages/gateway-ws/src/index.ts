@@ -65,6 +65,7 @@ export {
   ErrorCodes,
   type GatewayRole,
   MIN_PROTOCOL_VERSION,
+  MIN_REQUESTS_PER_SECOND,
   PRE_HANDSHAKE_MAX_BYTES,
   PROTOCOL_VERSION,
   Scopes,

@@ -41,7 +41,12 @@ import type { ChannelMethodSource } from "./methods/channels.js";
 import { coreMethods } from "./methods/index.js";
 import type { GatewayMethodDefinition } from "./methods/types.js";
 import type { ConnectedNode, NodeInvokeResult } from "./nodes.js";
-import { CloseCodes, DEFAULT_LIMITS, Scopes } from "./protocol/constants.js";
+import {
+  CloseCodes,
+  DEFAULT_LIMITS,
+  MIN_REQUESTS_PER_SECOND,
+  Scopes,
+} from "./protocol/constants.js";
 import type { GatewaySkillsReport } from "./skills.js";
 
 /** The version this package reports in `hello-ok.server.version`. */
@@ -115,8 +120,13 @@ export interface GatewayServerOptions {
   deviceRecheckMs?: number | false;
   /** Time a client has to complete `connect`. Default 15 s. */
   handshakeTimeoutMs?: number;
-  /** Requests per second per connection (token bucket). Default 50, bursts of 100. */
+  /**
+   * Requests per second per connection (token bucket refill rate). Default 50. A positive
+   * number, not only an integer: `0.5` allows 30 requests a minute, `1 / 60` one a minute (at
+   * least {@link MIN_REQUESTS_PER_SECOND}, one a day).
+   */
   requestsPerSecond?: number;
+  /** Requests a connection may make at once before the rate applies (a positive integer). Default 100. */
   requestBurst?: number;
   /**
    * OpenAI-compatible endpoints. Default `config.gateway.http`: `chatCompletions` and
@@ -379,11 +389,7 @@ export class GatewayServer {
         options.handshakeTimeoutMs,
         DEFAULT_LIMITS.handshakeTimeoutMs,
       ),
-      requestsPerSecond: positive(
-        "requestsPerSecond",
-        options.requestsPerSecond,
-        DEFAULT_LIMITS.requestsPerSecond,
-      ),
+      requestsPerSecond: requestRate(options.requestsPerSecond),
       requestBurst: positive("requestBurst", options.requestBurst, DEFAULT_LIMITS.requestBurst),
       streamCoalesceMs: nonNegative(
         "streamCoalesceMs",
@@ -907,6 +913,17 @@ function cronOf(options: GatewayServerOptions): GatewayCronBackend | undefined {
  */
 export function createGateway(options: GatewayServerOptions): GatewayServer {
   return new GatewayServer(options);
+}
+
+/** `requestsPerSecond`, checked: a finite number from {@link MIN_REQUESTS_PER_SECOND} on. */
+function requestRate(value: number | undefined): number {
+  const v = value ?? DEFAULT_LIMITS.requestsPerSecond;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < MIN_REQUESTS_PER_SECOND) {
+    throw new InvalidArgumentError(
+      `requestsPerSecond must be a positive number of at least one a day (${MIN_REQUESTS_PER_SECOND}), e.g. 0.5 for 30 a minute; got ${String(value)}`,
+    );
+  }
+  return v;
 }
 
 function mib(bytes: number): string {

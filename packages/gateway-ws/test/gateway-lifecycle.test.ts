@@ -2,10 +2,16 @@
  * `GatewayServer`'s lifecycle under overlap: a `stop()` while `start()` is under way, and
  * `stop()` called again while one is in progress.
  */
-import { AgentRuntime, MemoryStore } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGateway } from "../src/index.js";
-import { canListen, closeClients, freePort, MAIN, TestClient, TOKEN } from "./support.js";
+import {
+  canListen,
+  closeClients,
+  freePort,
+  startIdleRuntime,
+  TestClient,
+  TOKEN,
+} from "./support.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -13,31 +19,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function runtime(): Promise<AgentRuntime> {
-  const store = new MemoryStore();
-  await store.open();
-  const rt = new AgentRuntime({
-    store,
-    models: {
-      // biome-ignore lint/correctness/useYield: never called
-      async *stream() {
-        throw new Error("not used");
-      },
-    },
-    agents: [MAIN],
-  });
-  await rt.start();
-  cleanups.push(async () => {
-    await rt.stop();
-    await store.close();
-  });
-  return rt;
-}
-
 async function gatewayOnFreePort() {
   const port = await freePort();
   const gateway = createGateway({
-    runtime: await runtime(),
+    runtime: await startIdleRuntime(cleanups),
     host: "127.0.0.1",
     port,
     auth: { mode: "token", token: TOKEN },

@@ -3,7 +3,7 @@
  * server) and leaves the gateway `stopped`; and the configuration's heartbeat settings reach
  * the gateway's heartbeat.
  */
-import { AgentRuntime, InvalidArgumentError, MemoryStore, parseConfig } from "@beamclaw/core";
+import { InvalidArgumentError, parseConfig } from "@beamclaw/core";
 import { afterEach, describe, expect, it } from "vitest";
 import { createGateway } from "../src/index.js";
 import {
@@ -11,6 +11,7 @@ import {
   closeClients,
   freePort,
   MAIN,
+  startIdleRuntime,
   startStack,
   stopStacks,
   TestClient,
@@ -27,32 +28,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function runtime(): Promise<AgentRuntime> {
-  const store = new MemoryStore();
-  await store.open();
-  const rt = new AgentRuntime({
-    store,
-    models: {
-      // biome-ignore lint/correctness/useYield: never called
-      async *stream() {
-        throw new Error("not used");
-      },
-    },
-    agents: [MAIN],
-  });
-  await rt.start();
-  cleanups.push(async () => {
-    await rt.stop();
-    await store.close();
-  });
-  return rt;
-}
-
 describe("a start that fails part-way", () => {
   it("heartbeat settings the heartbeat refuses: start() rejects, the port is released, the gateway is stopped", async () => {
     const port = await freePort();
     const gateway = createGateway({
-      runtime: await runtime(),
+      runtime: await startIdleRuntime(cleanups),
       host: "127.0.0.1",
       port,
       auth: { mode: "token", token: TOKEN },
@@ -73,7 +53,7 @@ describe("a start that fails part-way", () => {
 
   it("a TLS certificate and key that are not PEM: start() rejects and the gateway is stopped", async () => {
     const gateway = createGateway({
-      runtime: await runtime(),
+      runtime: await startIdleRuntime(cleanups),
       host: "127.0.0.1",
       port: 0,
       auth: { mode: "token", token: TOKEN },

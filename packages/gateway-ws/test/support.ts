@@ -285,6 +285,33 @@ export interface Stack {
 
 const stacks: Stack[] = [];
 
+/**
+ * Starts a runtime on a fresh `MemoryStore` whose model is never called (for gateways that
+ * are built, started or refused but never run a turn); its stop goes on `cleanups`.
+ */
+export async function startIdleRuntime(
+  cleanups: Array<() => Promise<void>>,
+): Promise<AgentRuntime> {
+  const store = new MemoryStore();
+  await store.open();
+  const runtime = new AgentRuntime({
+    store,
+    models: {
+      // biome-ignore lint/correctness/useYield: never called
+      async *stream() {
+        throw new Error("not used");
+      },
+    },
+    agents: [MAIN],
+  });
+  await runtime.start();
+  cleanups.push(async () => {
+    await runtime.stop();
+    await store.close();
+  });
+  return runtime;
+}
+
 /** Stops every stack started by the test (call from `afterEach`). */
 export async function stopStacks(): Promise<void> {
   for (const stack of stacks.splice(0).reverse()) await stack.stop();

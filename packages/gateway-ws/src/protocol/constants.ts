@@ -59,6 +59,12 @@ export type GatewayRole = "operator" | "node";
 /** Frames before a successful `connect` may not be larger than this. */
 export const PRE_HANDSHAKE_MAX_BYTES = 64 * 1024;
 
+/**
+ * The lowest `requestsPerSecond` a gateway takes: one request a day. A lower rate would leave a
+ * refused client a `retryAfterMs` of more than a day.
+ */
+export const MIN_REQUESTS_PER_SECOND = 1 / 86_400;
+
 /** Default limits (each can be changed in `GatewayServerOptions`). */
 export const DEFAULT_LIMITS = {
   maxPayloadBytes: 1_048_576,
