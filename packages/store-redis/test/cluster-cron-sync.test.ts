@@ -296,4 +296,80 @@ describe("cron job changes across nodes", () => {
       async () => (await (await service(a)).get("locked")).prompt === "after",
     );
   }, 30_000);
+
+  it("while a change waits for a dead node's lock, the service answers reads and takes other changes", async () => {
+    const { members } = await cluster(2);
+    const [a, b] = members as [Member, Member];
+    const cron = await service(b);
+    for (const id of ["locked", "other"]) {
+      await cron.add({ id, schedule: { every: 3_600_000 }, session: "isolated", prompt: id });
+    }
+    const dead = await a.store.locks.acquire("cron-job:main:locked", {
+      owner: "dead-node",
+      ttlMs: 6_000,
+    });
+    expect(dead).toBeDefined();
+    let updated = false;
+    const update = cron.update("locked", { prompt: "after" }).finally(() => {
+      updated = true;
+    });
+    // Past the time a merge holds a lock: the update is waiting for the dead node's lease.
+    await sleep(500);
+    // The same service answers meanwhile (the old code queued these behind the update, whose
+    // wait outlasts a call's 5 s time limit: TimeoutError).
+    expect((await cron.list()).map((job) => job.id)).toEqual(["locked", "other"]);
+    expect((await cron.get("locked")).prompt).toBe("locked");
+    expect((await cron.update("other", { prompt: "other, changed" })).prompt).toBe(
+      "other, changed",
+    );
+    expect((await cron.cronStatus()).jobs).toBe(2);
+    expect(updated).toBe(false);
+    expect(Date.now()).toBeLessThan(dead!.expiresAt);
+    // The waiting change is still written under the lock, after the dead node's lease.
+    expect((await update).prompt).toBe("after");
+    expect(Date.now()).toBeGreaterThanOrEqual(dead!.expiresAt);
+    expect((await a.store.cron.getJob("locked"))?.prompt).toBe("after");
+    expect((await a.store.cron.getJob("other"))?.prompt).toBe("other, changed");
+  }, 30_000);
+
+  // One node: no other node could fire the jobs while this one's mailbox is held up. Two: each
+  // node's deferred state is merged with what the other wrote and announced meanwhile.
+  it.each([1, 2])(
+    "a run's record waits for a dead node's lock outside the mailbox: other jobs go on firing, nothing is lost (%i nodes)",
+    async (nodes) => {
+      const { members } = await cluster(nodes);
+      const a = members[0] as Member;
+      const cron = await service(a);
+      for (const id of ["locked", "other"]) {
+        await cron.add({ id, schedule: { every: 300 }, session: "isolated", prompt: id });
+      }
+      await waitUntil("a first run of the locked job", async () =>
+        (await a.store.cron.listRuns("locked")).some((run) => run.status === "ok"),
+      );
+      const dead = await a.store.locks.acquire("cron-job:main:locked", {
+        owner: "dead-node",
+        ttlMs: 5_000,
+      });
+      expect(dead).toBeDefined();
+      const lockedAt = Date.now();
+      await sleep(3_000);
+      // While the dead node's lease lasts, the other job fired again and again (the old code
+      // held the mailbox for the locked job's write: nothing fired until the lease ran out).
+      const during = (await a.store.cron.listRuns("other", { limit: 100 })).filter(
+        (run) => run.startedAt > lockedAt + 500 && run.startedAt < dead!.expiresAt,
+      );
+      expect(during.length).toBeGreaterThanOrEqual(2);
+      expect(Date.now()).toBeLessThan(dead!.expiresAt);
+      // The locked job's state, kept here meanwhile, reaches the store once the lease is out:
+      // every run in its log is counted.
+      await waitUntil("the locked job's runs counted in the store", async () => {
+        const runs = await a.store.cron.listRuns("locked", { limit: 1_000 });
+        const stored = await a.store.cron.getJob("locked");
+        return Date.now() > dead!.expiresAt && stored?.state.runCount === runs.length;
+      });
+      await cron.disable("locked");
+      await cron.disable("other");
+    },
+    30_000,
+  );
 });
