@@ -67,7 +67,7 @@ describe("a job's lock held by a node that died", () => {
     const { a, b, store } = await pair();
     await a.add({ id: "locked", schedule: { every: HOUR }, prompt: "locked" });
     await a.add({ id: "other", schedule: { every: HOUR }, prompt: "other" });
-    const dead = await deadHolder(store, "locked", 1_500);
+    const dead = await deadHolder(store, "locked", 3_000);
     let removed = false;
     const removal = a.remove("locked").finally(() => {
       removed = true;
@@ -93,7 +93,7 @@ describe("a job's lock held by a node that died", () => {
     const t0 = clock.now();
     const due = t0 + 55 * MINUTE;
     await a.add({ id: "report", schedule: { every: HOUR, anchor: due }, prompt: "v1" });
-    const dead = await deadHolder(store, "report", 2_000);
+    const dead = await deadHolder(store, "report", 4_000);
     await clock.advance(55 * MINUTE);
     expect(runs.map((run) => run.jobId)).toEqual(["report"]);
     const ran = runs[0]!.node === "a" ? a : b;

@@ -10,6 +10,7 @@ import {
   type AgentDefinition,
   agentRuntimeJobRunner,
   ClusterNode,
+  type CronJob,
   CronSupervisor,
   clusterCronSyncOf,
   type ModelSource,
@@ -346,11 +347,15 @@ describe("cron job changes across nodes", () => {
       await waitUntil("a first run of the locked job", async () =>
         (await a.store.cron.listRuns("locked")).some((run) => run.status === "ok"),
       );
-      const dead = await a.store.locks.acquire("cron-job:main:locked", {
-        owner: "dead-node",
-        ttlMs: 5_000,
+      // Taken between two of the job's merged writes (each holds the lock for a moment).
+      let dead: Awaited<ReturnType<typeof a.store.locks.acquire>>;
+      await waitUntil("the locked job's lock free", async () => {
+        dead = await a.store.locks.acquire("cron-job:main:locked", {
+          owner: "dead-node",
+          ttlMs: 5_000,
+        });
+        return dead !== undefined;
       });
-      expect(dead).toBeDefined();
       const lockedAt = Date.now();
       await sleep(3_000);
       // While the dead node's lease lasts, the other job fired again and again (the old code
@@ -364,7 +369,7 @@ describe("cron job changes across nodes", () => {
       // every run in its log is counted.
       await waitUntil("the locked job's runs counted in the store", async () => {
         const runs = await a.store.cron.listRuns("locked", { limit: 1_000 });
-        const stored = await a.store.cron.getJob("locked");
+        const stored = (await a.store.cron.getJob("locked")) as CronJob | undefined;
         return Date.now() > dead!.expiresAt && stored?.state.runCount === runs.length;
       });
       await cron.disable("locked");
