@@ -88,6 +88,21 @@ describe("a job's lock held by a node that died", () => {
     expect((await b.list()).map((job) => job.id)).toEqual(["other"]);
   });
 
+  it("a change sent to the service's actor directly (not through its methods) still waits for the lock before it answers", async () => {
+    const { a, store } = await pair();
+    await a.add({ id: "locked", schedule: { every: HOUR }, prompt: "locked" });
+    const dead = await deadHolder(store, "locked", 1_500);
+    // What `update` sends, without the caller that could send it again after a wait.
+    const reply = (await a.call(
+      { op: "update", id: "locked", patch: { prompt: "direct" } } as never,
+      { timeoutMs: 15_000 },
+    )) as CronJob;
+    expect(reply.prompt).toBe("direct");
+    // Answered only once written, under the lock, after the dead node's lease.
+    expect(Date.now()).toBeGreaterThanOrEqual(dead.expiresAt);
+    expect(((await store.cron.getJob("locked")) as CronJob).prompt).toBe("direct");
+  });
+
   it("a run's record is kept in the service until the lease is out, merged with a change made meanwhile", async () => {
     const { a, b, store, clock, runs } = await pair();
     const t0 = clock.now();

@@ -194,9 +194,20 @@ export interface CronServiceStatus {
  * How a change sent by a caller takes a job's lock in a cluster (see `#write`): `"call"`, held
  * past `MERGE_LOCK_WAIT_MS`, fails the request with {@link JobLockBusy} so that the caller
  * waits for the lock outside the mailbox and sends the change again; `"none"` (the caller
- * waited for a whole lease and the lock is still taken, by live writers) writes unlocked.
+ * waited for a whole lease and the lock is still taken, by live writers) writes unlocked;
+ * `"inside"` (a change sent to the actor directly, not through `#write`, which could not send
+ * it again) waits inside the mailbox as long as `#lockJob` does.
  */
-type CallLockWait = "call" | "none";
+type CallLockWait = "call" | "none" | "inside";
+
+/** The requests that change stored jobs (see `#write`). */
+const WRITE_OPS: ReadonlySet<CronCall["op"]> = new Set([
+  "update",
+  "remove",
+  "enable",
+  "disable",
+  "sync-config",
+]);
 
 type CronCall =
   | { op: "add"; input: CronJobInput }
@@ -975,7 +986,11 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     message: CronCall,
     from: ReplyTo<unknown>,
   ): Promise<unknown | NoReply> {
-    this.#callLockWait = "lockWait" in message ? message.lockWait : undefined;
+    this.#callLockWait = !WRITE_OPS.has(message.op)
+      ? undefined
+      : "lockWait" in message && message.lockWait !== undefined
+        ? message.lockWait
+        : "inside";
     try {
       return await this.#answer(message, from);
     } catch (error) {
@@ -2782,8 +2797,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * The job's write lock as a write inside the actor takes it: waiting no longer than a merge
    * holds it (`MERGE_LOCK_WAIT_MS`), so that a lock whose holder died never holds up the
    * mailbox; past that, {@link BUSY}. Unlocked (`undefined`) without a lock store, or when
-   * the caller already waited a whole lease (`"none"`). A stopping service waits as long as
-   * `#lockJob` does.
+   * the caller already waited a whole lease (`"none"`). A stopping service, and a change sent
+   * to the actor directly (`"inside"`), wait as long as `#lockJob` does.
    */
   async #lockForWrite(
     id: string,
@@ -2791,7 +2806,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   ): Promise<Lease | undefined | typeof BUSY> {
     const locks = this.#store.locks;
     if (locks === undefined) return undefined;
-    if (this.#stopping) return this.#lockJob(id);
+    if (this.#stopping || lockWait === "inside") return this.#lockJob(id);
     const name = this.#lockName(id);
     const until = Date.now() + (lockWait === "none" ? 0 : MERGE_LOCK_WAIT_MS);
     for (let wait = 2; ; wait = Math.min(wait * 2, 50)) {
