@@ -10,6 +10,7 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  type CronRunRecord,
   type CronService,
   createManualClock,
   type ManualClock,
@@ -222,6 +223,83 @@ describe("a running marker of another process", () => {
       await service.stop();
       await store.close();
     }
+  });
+
+  /**
+   * Job `tick`'s run of another process (marker `run-elsewhere`, of the previous due time),
+   * followed (detached) after this service runs the next due time; its writer logs it, then
+   * 1,100 runs that started after it are logged (more than the largest page a store lists),
+   * and its writer's liveness key runs out. Returns the whole run log then, read by pages.
+   */
+  async function loggedBeforeManyRuns(
+    patch: (store: MemoryStore) => void = () => {},
+  ): Promise<CronRunRecord[]> {
+    const clock = createManualClock(at("2026-01-05T00:00:00Z"));
+    const store = await clockedStore(clock);
+    const next = clock.now() + 10 * SECOND;
+    const previous = next - 10 * MINUTE;
+    await store.cron.putJob(
+      storedJob({
+        id: "tick",
+        schedule: { every: 10 * MINUTE },
+        createdAt: next - 20 * MINUTE,
+        state: { consecutiveErrors: 0, runCount: 0, missedCount: 0, nextRunAt: next },
+      }),
+    );
+    await store.kv.set("cron:running:ops:tick", foreignMarker(previous, "svc-elsewhere"));
+    await store.kv.set("cron:alive:ops:svc-elsewhere", {}, { ttlMs: 20 * SECOND });
+    const { service } = await startCron({ clock, store, runLogKeep: 5000 });
+    try {
+      await clock.advance(10 * SECOND);
+      await service.cronStatus();
+      expect((await service.runs("tick")).map((run) => run.status)).toEqual(["ok"]);
+      await store.cron.appendRun(
+        { jobId: "tick", runId: "run-elsewhere", startedAt: previous, status: "ok" },
+        { keep: 5000 },
+      );
+      for (let i = 1; i <= 1100; i++) {
+        await store.cron.appendRun(
+          { jobId: "tick", runId: `later-${i}`, startedAt: previous + i, status: "ok" },
+          { keep: 5000 },
+        );
+      }
+      const listRuns = store.cron.listRuns.bind(store.cron);
+      patch(store);
+      await clock.advance(30 * SECOND);
+      await service.cronStatus();
+      await clock.advance(60 * SECOND);
+      await service.cronStatus();
+      expect(await store.kv.keys("cron:running:")).toEqual([]);
+      const log: CronRunRecord[] = [];
+      for (let offset = 0; offset <= 2000; offset += 1000) {
+        log.push(...(await listRuns("tick", { limit: 1000, offset })));
+      }
+      return log;
+    } finally {
+      await service.stop();
+      await store.close();
+    }
+  }
+
+  it("whose run its writer logged before more than 1,000 later runs is not reported again", async () => {
+    const log = await loggedBeforeManyRuns();
+    expect(log).toHaveLength(1102);
+    expect(log.filter((run) => run.runId === "run-elsewhere")).toEqual([
+      expect.objectContaining({ status: "ok" }),
+    ]);
+    expect(log.filter((run) => run.status === "interrupted")).toEqual([]);
+  });
+
+  it("whose run is looked up in a store that ignores offset ends the lookup (reported interrupted)", async () => {
+    // A store written before `listRuns` took an offset lists its first page again and again.
+    const log = await loggedBeforeManyRuns((store) => {
+      const listRuns = store.cron.listRuns.bind(store.cron);
+      store.cron.listRuns = (jobId, options) => listRuns(jobId, { limit: options?.limit });
+    });
+    expect(log).toHaveLength(1103);
+    expect(log.filter((run) => run.status === "interrupted")).toEqual([
+      expect.objectContaining({ runId: "run-elsewhere" }),
+    ]);
   });
 
   it("whose liveness key is gone is reported interrupted at once", async () => {

@@ -345,6 +345,31 @@ function sortJobs(views: JobView[], sortBy: unknown, sortDir: unknown): void {
   });
 }
 
+/** The most runs a store lists at once (`CronStore.listRuns`). */
+const RUN_PAGE = 1000;
+
+/**
+ * A job's whole run log, newest first, read by pages however long the service keeps it
+ * (`runLogKeep`). A run logged while it is read may list one twice: each run id is kept once.
+ * A store that ignores `offset` (one written before it) lists its first page again: reading
+ * stops there.
+ */
+async function wholeRunLog(service: CronService, id: string): Promise<CronRun[]> {
+  const runs: CronRun[] = [];
+  const seen = new Set<string>();
+  for (let offset = 0; ; offset += RUN_PAGE) {
+    const page = await service.runs(id, { limit: RUN_PAGE, offset });
+    let added = 0;
+    for (const run of page) {
+      if (seen.has(run.runId)) continue;
+      seen.add(run.runId);
+      runs.push(run);
+      added++;
+    }
+    if (page.length < RUN_PAGE || added === 0) return runs;
+  }
+}
+
 function rethrow(error: unknown): never {
   if (CronError.isInstance(error)) {
     const notFound = error.code === "CRON_JOB_NOT_FOUND";
@@ -606,7 +631,7 @@ export function cronBackend(
             : undefined;
       let entries: CronRun[];
       if (id !== undefined && params.scope !== "all") {
-        entries = await (await owner(id)).runs(id, { limit: 1000 }).catch(rethrow);
+        entries = await wholeRunLog(await owner(id), id).catch(rethrow);
       } else {
         const jobs = await allJobs(params.agentId);
         entries = (

@@ -9,7 +9,7 @@
 
 import fs from "node:fs/promises";
 import path from "node:path";
-import type { CronJobRecord, CronRunRecord, CronStore } from "@beamclaw/core";
+import type { CronJobRecord, CronRunPage, CronRunRecord, CronStore } from "@beamclaw/core";
 import { InvalidArgumentError, StoreError } from "@beamclaw/core";
 import { appendDurably, type StoreContext } from "./context.js";
 import { encodeFileName } from "./file-names.js";
@@ -169,14 +169,21 @@ export class Cron implements CronStore {
     });
   }
 
-  async listRuns(jobId: string, options?: { limit?: number }): Promise<CronRunRecord[]> {
+  async listRuns(jobId: string, options?: CronRunPage): Promise<CronRunRecord[]> {
     requireKey(jobId, "job id");
-    const limit = pageLimit(optionsBag(options, "listRuns options").limit, "limit", 100, 1000);
+    const bag = optionsBag(options, "listRuns options");
+    const limit = pageLimit(bag.limit, "limit", 100, 1000);
+    const offset = bag.offset === undefined ? 0 : bag.offset;
+    if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) {
+      throw new InvalidArgumentError(
+        `offset must be a non-negative integer, got ${describeValue(offset)}`,
+      );
+    }
     return this.#mutex.run(`runs:${jobId}`, async () => {
       const runs = await this.#readRuns(this.#runsFile(jobId));
       return runs
         .sort(newestFirst)
-        .slice(0, limit)
+        .slice(offset, offset + limit)
         .map((r) => r.run);
     });
   }

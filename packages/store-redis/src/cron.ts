@@ -2,7 +2,7 @@
  * Cron jobs in one hash (`jobId -> JSON`; jobs are few) and one sorted set of runs per job,
  * scored by `startedAt` and trimmed to the newest `keep` in the same script that appends.
  */
-import type { CronJobRecord, CronRunRecord, CronStore } from "@beamclaw/core";
+import type { CronJobRecord, CronRunPage, CronRunRecord, CronStore } from "@beamclaw/core";
 import { InvalidArgumentError } from "@beamclaw/core";
 import type { RedisConnection } from "./connection.js";
 import { decodeJsonObject, encodeJsonObject } from "./json.js";
@@ -79,10 +79,12 @@ export class RedisCronStore implements CronStore {
     );
   }
 
-  async listRuns(jobId: string, options?: { limit?: number }): Promise<CronRunRecord[]> {
+  async listRuns(jobId: string, options?: CronRunPage): Promise<CronRunRecord[]> {
     const key = this.#keys.cronRuns(requireId(jobId, "cron job id"));
-    const limit = pageLimit(optionsObject(options, "listRuns options").limit, "listRuns limit");
-    const members = await this.#conn.send<string[]>("zrevrange", [key, 0, limit - 1]);
+    const bag = optionsObject(options, "listRuns options");
+    const limit = pageLimit(bag.limit, "listRuns limit");
+    const offset = bag.offset === undefined ? 0 : requireInteger(bag.offset, "listRuns offset", 0);
+    const members = await this.#conn.send<string[]>("zrevrange", [key, offset, offset + limit - 1]);
     return members.map((m) => decodeJsonObject<CronRunRecord>(m.slice(RUN_MEMBER_HEADER), key));
   }
 }

@@ -9,7 +9,7 @@ import { defineLazySignal, LazyAbortController } from "../runtime/lazy-abort.js"
 import { describeArg, optionalFunction, requireObject } from "../runtime/validate.js";
 import { normalizeAgentId } from "../sessions/session-key.js";
 import { iterateKvKeys } from "../store/kv-paging.js";
-import type { Lease, LockStore, Store } from "../store/types.js";
+import type { CronRunPage, Lease, LockStore, Store } from "../store/types.js";
 import {
   type CronRunTrace,
   emitTelemetry,
@@ -105,9 +105,11 @@ const COUNTERS = new Set(["runCount", "missedCount"]);
 const RUN_LEASE_MS = 30_000;
 /**
  * The pages in which a run is looked up in a job's run log (see `CronService.#logged`): the
- * default page, then the most a store lists at once (`CronStore.listRuns`, at most 1000).
+ * default page, then pages of the most a store lists at once (`CronStore.listRuns`, at most
+ * 1000) from where the last one ended.
  */
-const RUN_LOOKUP_LIMITS: readonly number[] = [100, 1000];
+const RUN_LOOKUP_FIRST_PAGE = 100;
+const RUN_LOOKUP_PAGE = 1000;
 /** This process, in the running markers its services write (see `RunMarker.process`). */
 const PROCESS_ID = randomUUID();
 /** The instance ids of this process's services that are started and not yet stopped (or killed). */
@@ -770,8 +772,13 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
     });
   }
 
-  /** The job's run log, newest first (default 100 entries, at most 1000). */
-  async runs(id: string, options?: { limit?: number }): Promise<CronRun[]> {
+  /**
+   * The job's run log, newest first: `limit` entries (default 100, at most 1000) after the
+   * `offset` newest (default 0). A log kept longer than a page (`runLogKeep` over 1000) is
+   * read by pages, `offset += limit` until a page comes back shorter than `limit`; a run
+   * logged meanwhile may list one entry twice, none is missed (see `CronStore.listRuns`).
+   */
+  async runs(id: string, options?: CronRunPage): Promise<CronRun[]> {
     await this.get(id);
     return (await this.#store.cron.listRuns(id, options)) as CronRun[];
   }
@@ -2555,21 +2562,32 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
 
   /**
    * Whether the run of `marker` was recorded in the job's run log (by its writer). The log
-   * is newest first by start: it is read in growing pages until the run is found, the page
-   * reaches runs that started before it (the run would be among the runs read), or the
-   * store's largest page (`RUN_LOOKUP_LIMITS`) is read, so that the run is found even when
-   * this service has logged many runs since.
+   * is newest first by start: it is read by pages (the default page, then the store's largest,
+   * each from where the last ended) until the run is found, a page reaches runs that started
+   * before it (the run would be among the runs read), or the log ends, so that the run is
+   * found however many runs were logged since. A store that ignored `offset` would list its
+   * first page again: the lookup ends once a page repeats the last one's first run.
    */
   async #logged(jobId: string, marker: RunMarker): Promise<boolean> {
-    for (const limit of RUN_LOOKUP_LIMITS) {
-      const page = await this.#store.cron.listRuns(jobId, { limit });
+    let offset = 0;
+    let limit = RUN_LOOKUP_FIRST_PAGE;
+    let previousFirst: string | undefined;
+    for (;;) {
+      const page = await this.#store.cron.listRuns(
+        jobId,
+        offset === 0 ? { limit } : { limit, offset },
+      );
       if (page.some((run) => run.runId === marker.runId)) return true;
       const oldest = page.at(-1);
       if (page.length < limit || oldest === undefined || oldest.startedAt < marker.startedAt) {
         return false;
       }
+      const first = JSON.stringify(page[0]);
+      if (first === previousFirst) return false;
+      previousFirst = first;
+      offset += limit;
+      limit = RUN_LOOKUP_PAGE;
     }
-    return false;
   }
 
   /**

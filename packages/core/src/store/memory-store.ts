@@ -15,6 +15,7 @@ import type {
   ApprovalRecord,
   ApprovalStore,
   CronJobRecord,
+  CronRunPage,
   CronRunRecord,
   CronStore,
   DeviceRecord,
@@ -765,13 +766,15 @@ class MemoryCron implements CronStore {
     this.#core.wrote();
   }
 
-  async listRuns(jobId: string, options?: { limit?: number }): Promise<CronRunRecord[]> {
+  async listRuns(jobId: string, options?: CronRunPage): Promise<CronRunRecord[]> {
     this.#core.ensureOpen("cron.listRuns");
     requireKey(jobId, "cron.listRuns: jobId");
-    const { limit: rawLimit } = optionsObject(options, "cron.listRuns: options");
+    const { limit: rawLimit, offset: rawOffset } = optionsObject(options, "cron.listRuns: options");
     const limit = limitOf(rawLimit, "cron.listRuns: limit");
+    const offset =
+      rawOffset === undefined ? 0 : requireInteger(rawOffset, "cron.listRuns: offset", 0);
     return (this.#runs.get(jobId) ?? [])
-      .slice(0, limit)
+      .slice(offset, offset + limit)
       .map((run) => JSON.parse(run.text) as CronRunRecord);
   }
 }

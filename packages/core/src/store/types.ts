@@ -153,6 +153,14 @@ export interface CronRunRecord extends JsonObject {
   startedAt: number;
 }
 
+/** A page of a job's run log (`CronStore.listRuns`). */
+export interface CronRunPage {
+  /** Runs listed, an integer in 1..1000; default 100. */
+  limit?: number;
+  /** Newest runs skipped before the page, a non-negative safe integer; default 0. */
+  offset?: number;
+}
+
 /** Cron jobs and their run logs. */
 export interface CronStore {
   getJob(id: string): Promise<CronJobRecord | undefined>;
@@ -163,8 +171,16 @@ export interface CronStore {
   listJobs(agentId?: string): Promise<CronJobRecord[]>;
   /** Appends to the job's run log; keeps at most `keep` newest runs (default 200). */
   appendRun(run: CronRunRecord, options?: { keep?: number }): Promise<void>;
-  /** Newest first. `limit`: default 100, at most 1000. */
-  listRuns(jobId: string, options?: { limit?: number }): Promise<CronRunRecord[]>;
+  /**
+   * Newest first. `limit`: default 100, at most 1000. `offset`: how many of the newest runs to
+   * skip (default 0), to read a log kept longer than one page: page by `offset += limit` until
+   * a page comes back shorter than `limit`. Runs are added at their place by `startedAt` and
+   * the oldest trimmed, so paging this way never misses a run present throughout; a run added
+   * meanwhile may push one already read onto the next page, where it is listed again. A
+   * `limit` or `offset` that is not an integer in range is refused with
+   * `InvalidArgumentError`.
+   */
+  listRuns(jobId: string, options?: CronRunPage): Promise<CronRunRecord[]>;
 }
 
 // ------------------------------------------------------------------ devices and tokens

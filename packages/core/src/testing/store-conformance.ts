@@ -599,6 +599,42 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.cron.listRuns("nothing")).toEqual([]);
       });
 
+      it("listRuns pages a log longer than 1000 runs with offset, missing none", async () => {
+        const store = await open();
+        const total = 1234;
+        for (let from = 0; from < total; from += 200) {
+          await Promise.all(
+            Array.from({ length: Math.min(200, total - from) }, (_, i) =>
+              store.cron.appendRun({ jobId: "j", startedAt: from + i }, { keep: 5000 }),
+            ),
+          );
+        }
+        const read: number[] = [];
+        for (let offset = 0; offset <= total; offset += 1000) {
+          const page = await store.cron.listRuns("j", { limit: 1000, offset });
+          read.push(...page.map((r) => r.startedAt));
+          if (page.length < 1000) break;
+        }
+        expect(read).toEqual(Array.from({ length: total }, (_, i) => total - 1 - i));
+        expect(
+          (await store.cron.listRuns("j", { limit: 3, offset: 2 })).map((r) => r.startedAt),
+        ).toEqual([total - 3, total - 4, total - 5]);
+        expect(await store.cron.listRuns("j", { offset: total })).toEqual([]);
+        expect(await store.cron.listRuns("j", { offset: Number.MAX_SAFE_INTEGER })).toEqual([]);
+        expect((await store.cron.listRuns("j", { offset: 0 })).length).toBe(100);
+        // A run added between two pages at the head pushes the last one read onto the next
+        // page: listed again, nothing skipped.
+        const first = await store.cron.listRuns("j", { limit: 2 });
+        await store.cron.appendRun({ jobId: "j", startedAt: total }, { keep: 5000 });
+        const second = await store.cron.listRuns("j", { limit: 2, offset: 2 });
+        expect([...first, ...second].map((r) => r.startedAt)).toEqual([
+          total - 1,
+          total - 2,
+          total - 2,
+          total - 3,
+        ]);
+      });
+
       it("appendRun keeps only the `keep` newest runs", async () => {
         const store = await open();
         for (const startedAt of [1, 5, 2, 4, 3, 6]) {
@@ -674,6 +710,12 @@ export function storeConformanceSuite(name: string, options: StoreConformanceOpt
         expect(await store.cron.listRuns("j")).toEqual([]);
         for (const limit of [0, 1001, 2.5]) {
           await expectInvalid(() => store.cron.listRuns("j", { limit }), `limit ${limit}`);
+        }
+        for (const offset of [-1, 1.5, "2", null, Number.NaN, Number.MAX_SAFE_INTEGER + 1]) {
+          await expectInvalid(
+            () => store.cron.listRuns("j", { offset: offset as number }),
+            `offset ${String(offset)}`,
+          );
         }
         await expectInvalid(() => store.cron.getJob(""));
         await expectInvalid(() => store.cron.deleteJob(""));
