@@ -636,9 +636,7 @@ export function cronBackend(
         const jobs = await allJobs(params.agentId);
         entries = (
           await Promise.all(
-            jobs.map(async (j) =>
-              (await supervisor.forAgent(j.agentId)).runs(j.id, { limit: 200 }),
-            ),
+            jobs.map(async (j) => wholeRunLog(await supervisor.forAgent(j.agentId), j.id)),
           )
         ).flat();
       }
