@@ -905,7 +905,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
         invalid = `invalid schedule: ${describe(error)}`;
       }
       const entry: Entry = { job, compiled, run: null, removed: false, dueAt: 0, heapIndex: -1 };
-      if (this.#sync !== undefined) entry.stored = copy(job);
+      entry.stored = copy(job);
       this.#entries.set(job.id, entry);
       // Only jobs whose state changes here are written back: a restart with many jobs and
       // nothing missed costs no writes.
@@ -1109,13 +1109,13 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
 
   async #answer(message: CronCall, from: ReplyTo<unknown>): Promise<unknown | NoReply> {
     if (
-      this.#sync !== undefined &&
       "id" in message &&
       typeof message.id === "string" &&
       message.id !== "" &&
       !this.#entries.has(message.id)
     ) {
-      // Added through another node and not heard of yet: the store knows.
+      // Added through another node (or another service on the store) and not heard of yet:
+      // the store knows.
       await this.#reload([message.id], false);
     }
     const now = this.#clock.now();
@@ -1247,10 +1247,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   async #remove(id: string): Promise<boolean> {
     const entry = this.#entries.get(id);
     if (entry === undefined) return false;
-    // In a cluster, under the job's lock: another node's merged write (read, then write) of
-    // this job cannot straddle the removal and bring the job back.
-    const lease =
-      this.#sync === undefined ? undefined : await this.#lockForWrite(id, this.#callLockWait);
+    // Under the job's lock: another service's merged write (read, then write) of this job
+    // cannot straddle the removal and bring the job back.
+    const lease = await this.#lockForWrite(id, this.#callLockWait);
     if (lease === BUSY) throw new JobLockBusy(id);
     try {
       await this.#store.cron.deleteJob(id);
@@ -1848,6 +1847,30 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       }
     }
     this.#reschedule(entry);
+    if (this.#sync === undefined && retryAt === undefined && !entry.removed) {
+      void this.#takeInChanged(entry.job.id, entry.stored);
+    }
+  }
+
+  /**
+   * Without a sync, nothing announces a change made to a job by another service on the
+   * store: when that service won a due time here (see `#dropLost`), the job's stored record
+   * is read, and taken in when it was removed, or its definition (anything but its state:
+   * enabled, schedule, prompt, ...) differs from `base`, this service's copy as last stored.
+   * State alone (the winner's run count, its next due time) is not: this service's schedule
+   * already went past the due time it lost, and its next write merges the rest.
+   */
+  async #takeInChanged(id: string, base: CronJob | undefined): Promise<void> {
+    let stored: CronJob | undefined;
+    try {
+      stored = (await this.#store.cron.getJob(id)) as CronJob | undefined;
+    } catch {
+      return; // The store is unreachable: the next lost due time looks again.
+    }
+    if (stored === undefined || base === undefined || !sameDefinition(stored, base)) {
+      this.#pendingSync.add(id);
+      this.#notify("sync");
+    }
   }
 
   /** Starts the run outside the mailbox; its completion comes back as a drain. */
@@ -2753,19 +2776,21 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
    * Stores the job. A run in progress is not part of it: that is the marker's business, so
    * an update during a run never makes a stale "running" state durable.
    *
-   * Alone, `job` is written as it is. In a cluster, when `entry` holds the job as last stored
-   * (its base), the write is a three-way merge under the job's lock: the fields this service
-   * changed since the base are applied to the record now in the store (counters by their
-   * difference), so that a change another node made meanwhile is kept; if there was one, the
-   * job is then reloaded here. A job removed elsewhere meanwhile is not written back.
+   * Alone (a job not stored yet), `job` is written as it is. When `entry` holds the job as
+   * last stored (its base), the write is a three-way merge under the job's lock (when the
+   * store has locks): the fields this service changed since the base are applied to the
+   * record now in the store (counters by their difference), so that a change another service
+   * made meanwhile (another node of a cluster, or another process on the store without one)
+   * is kept; if there was one, the job is then reloaded here. A job removed elsewhere
+   * meanwhile is not written back, and is dropped here.
    */
   #putJob(job: CronJob, entry?: Entry): Promise<void> {
     this.#changed(job.id);
-    if (this.#sync !== undefined && entry?.stored !== undefined) {
+    if (entry?.stored !== undefined) {
       return this.#putMerged(entry, entry.stored, job, this.#callLockWait);
     }
     const record = withoutRunning(job);
-    if (this.#sync !== undefined && entry !== undefined) entry.stored = copy(record);
+    if (entry !== undefined) entry.stored = copy(record);
     return this.#store.cron.putJob(record);
   }
 
@@ -3059,6 +3084,16 @@ function withoutRunning(job: CronJob): CronJob {
     return job;
   }
   return { ...job, state: state as CronJob["state"] };
+}
+
+/** Whether two records of a job have the same definition: every field but its state. */
+function sameDefinition(a: CronJob, b: CronJob): boolean {
+  const left = a as unknown as Record<string, unknown>;
+  const right = b as unknown as Record<string, unknown>;
+  for (const key of new Set([...Object.keys(left), ...Object.keys(right)])) {
+    if (key !== "state" && key !== "createdAt" && !sameJson(left[key], right[key])) return false;
+  }
+  return true;
 }
 
 function sameJson(a: unknown, b: unknown): boolean {
