@@ -159,7 +159,15 @@ export interface CronServiceOptions {
    * `agentRuntimeJobRunner(node.runtime)` does on a `ClusterNode`); without either, none.
    */
   sync?: CronSync;
-  /** With a `sync`: period of the full reload from the store. Default `sync.resyncMs`, else 30 s. */
+  /**
+   * Period of the full reload of this agent's jobs from the store, in ms (of elapsed time).
+   * With a `sync` it heals lost notifications: default `sync.resyncMs`, else 30 s. Without
+   * one there is no reload unless this is given: set it when other services share the store
+   * without a change feed (several processes on one Redis, a restart overlapping the old
+   * process), so that a job added, changed or removed on one of them is taken in here within
+   * the period (scheduled, rescheduled or dropped) instead of only when asked for by id or on
+   * the next start. Each reload lists the agent's jobs once.
+   */
   resyncMs?: number;
   /** Run-log entries kept per job. Default 200. */
   runLogKeep?: number;
@@ -510,6 +518,8 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
   #sweeping = false;
   readonly #sync: CronSync | undefined;
   readonly #resyncMs: number;
+  /** Whether the jobs are reloaded every `#resyncMs`: with a sync, or a `resyncMs` given. */
+  readonly #resyncs: boolean;
   /** This instance, as the origin of the changes it publishes. */
   readonly #instanceId = randomUUID();
   #unsubscribe: (() => void) | undefined;
@@ -593,6 +603,7 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       DEFAULT_RESYNC_MS,
       "resyncMs",
     );
+    this.#resyncs = this.#sync !== undefined || options.resyncMs !== undefined;
     this.#fetch = options.fetch ?? globalThis.fetch;
     this.#clock = options.clock ?? systemClock;
     this.#elapsed = elapsedTime(this.#clock);
@@ -2479,9 +2490,9 @@ export class CronService extends Actor<CronCall, unknown, never, CronInfo> {
       state.nextRunAt = entry.compiled.nextAfter(now);
   }
 
-  /** Arms the timer of the next full resync (with a sync only). */
+  /** Arms the timer of the next full resync (with a sync, or a `resyncMs` given). */
   #armResync(): void {
-    if (this.#sync === undefined || !this.alive) return;
+    if (!this.#resyncs || !this.alive) return;
     if (this.#resyncTimer !== undefined) this.#clock.clearTimer(this.#resyncTimer);
     this.#resyncTimer = this.#elapsed.setTimer(() => {
       this.#resyncTimer = undefined;

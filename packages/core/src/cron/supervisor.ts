@@ -37,7 +37,9 @@ export interface CronSupervisorOptions extends Omit<CronServiceOptions, "agentId
  * schedules resume (and missed runs are caught up) after a restart without anyone asking.
  * With a change feed (`sync`, or the runner's `cronSync` as on a `ClusterNode`), a job added
  * through another node for an agent without a service here starts that agent's service too
- * (at once on the notification, at the latest at the next resync).
+ * (at once on the notification, at the latest at the next resync). Without a feed, a
+ * `resyncMs` given makes it look for such agents in the store every `resyncMs` (and the
+ * services reload their jobs as often; see {@link CronServiceOptions.resyncMs}).
  *
  * @example
  * ```ts
@@ -82,8 +84,8 @@ export class CronSupervisor extends DynamicSupervisor {
       if (this.#sync !== undefined) {
         // Before the store is read: an agent's first job added meanwhile is heard of.
         this.#unsubscribe = this.#sync.subscribe((change) => this.#onChange(change));
-        this.#armResync();
       }
+      if (this.#sync !== undefined || this.#options.resyncMs !== undefined) this.#armResync();
       const agents = new Set((this.#options.agents ?? []).map((id) => normalizeAgentId(id)));
       for (const job of await this.#options.store.cron.listJobs()) agents.add(job.agentId);
       for (const agentId of agents) await this.forAgent(agentId);
