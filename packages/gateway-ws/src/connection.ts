@@ -430,7 +430,7 @@ export class GatewayConnection {
       this.#reject(id, `invalid request frame: ${problem}`);
       return;
     }
-    const request = f as { id: string; method: string; params?: unknown };
+    const request = f as { id: string; method: string; params?: unknown; traceparent?: unknown };
     if (this.#state === "handshake") {
       if (request.method !== "connect") {
         this.#reject(id, "invalid handshake: the first request must be connect");

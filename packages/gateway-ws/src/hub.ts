@@ -11,6 +11,7 @@ import {
   type JsonObject,
   type ModelSource,
   parseSessionKey,
+  parseTraceparent,
   SessionMaintenance,
   type SessionRecord,
   type Transcriber,
@@ -380,7 +381,7 @@ export class GatewayHub {
   /** Runs one request of an open connection and answers it. Never throws. */
   async dispatch(
     connection: GatewayConnection,
-    frame: { id: string; method: string; params?: unknown },
+    frame: { id: string; method: string; params?: unknown; traceparent?: unknown },
   ): Promise<void> {
     const { id, method } = frame;
     let answered = false;
@@ -409,6 +410,9 @@ export class GatewayHub {
         params,
         caller: connection.caller(),
         signal: connection.signal,
+        ...(parseTraceparent(frame.traceparent) === undefined
+          ? {}
+          : { traceparent: frame.traceparent as string }),
         // A second answer never overtakes the first (an `agent` whose run had already ended).
         respondAgain: (ok, payload, error) => {
           const send = () => connection.respond(id, ok, payload, error);

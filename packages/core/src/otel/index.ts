@@ -11,7 +11,8 @@
  * (a session handles its messages from a mailbox, so the caller's context at that moment may be
  * an unrelated earlier caller's), except a sub-agent's run: it is a child of the tool span of
  * the `spawn_subagent` call that made it (under the run that spawned it), or linked to that
- * run once it has ended (see {@link startOtelBridge}). Metrics come from the plain `beamclaw:*` channels: tokens, calls, durations, runs, cost, crashes,
+ * run once it has ended (see {@link startOtelBridge}), and a run whose message was sent with a
+ * W3C `traceparent` (`SendOptions.traceparent`): it is a child of that span. Metrics come from the plain `beamclaw:*` channels: tokens, calls, durations, runs, cost, crashes,
  * restarts, approvals, overloads.
  *
  * @example
@@ -46,6 +47,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { describeArg, requireObject } from "../runtime/validate.js";
 import { callSubscriber, type SessionRunTrace, type ToolRunTrace } from "../telemetry/tracing.js";
 import {
+  parseTraceparent,
   subscribeTelemetry,
   subscribeTrace,
   type TelemetryEvents,
@@ -298,8 +300,13 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
  * run's child. A run of the sub-agent's session after the spawning run ended (a message sent
  * to the sub-agent later) starts its own trace with a span link to that run, if this bridge saw
  * one of its sub-agents' runs start under it (the latest 1,024 such runs are remembered once
- * ended); a parent that ran in another process (another cluster node) is joined by the
- * attributes only.
+ * ended). The spawn call's span is sent with the sub-agent's task as its `traceparent`, so a
+ * sub-agent whose session runs on another cluster node (under a bridge there) is that span's
+ * child too, in the same trace; a later run there is joined by the attributes only.
+ *
+ * A run whose message was sent with a `traceparent` (`SendOptions.traceparent`: an HTTP
+ * request's, a gateway frame's, a caller's span in another process) and that has no parent
+ * here is a child of that remote span, in its trace (sampled as its flags say).
  *
  * @throws InvalidArgumentError when `options` is not an object, `spanNames` not `beamclaw`
  *   or `genai`, or `jobLabel` not a boolean.
@@ -379,7 +386,17 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
       const spawn = spawnOf(run);
       const parent =
         (spawn === undefined ? undefined : open.get(spawn)?.span) ?? subagents.openParent(run);
-      return parent === undefined ? ROOT_CONTEXT : trace.setSpan(ROOT_CONTEXT, parent);
+      if (parent !== undefined) return trace.setSpan(ROOT_CONTEXT, parent);
+      // The span the message was sent from (another process's, or a spawn call's on another
+      // node): the run joins that trace.
+      const remote = parseTraceparent(run.traceparent);
+      if (remote === undefined) return ROOT_CONTEXT;
+      return trace.setSpanContext(ROOT_CONTEXT, {
+        traceId: remote.traceId,
+        spanId: remote.spanId,
+        traceFlags: remote.traceFlags & 0xff,
+        isRemote: true,
+      });
     };
     const close = (ctx: TraceContexts[TracedOperation], given?: Ending) => {
       const entry = open.get(ctx);
@@ -414,7 +431,11 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
         if (spec.operation === "beamclaw:cron.run")
           cronRuns.set((ctx as { runId: string }).runId, ctx);
         if (isRun) subagents.started(ctx as SessionRunTrace, span);
-        if (isSpawn(spec, ctx)) spawnCalls.add(ctx);
+        if (isSpawn(spec, ctx)) {
+          spawnCalls.add(ctx);
+          // Sent with the sub-agent's task: its run joins this trace on any node.
+          ctx.traceparent ??= traceparentOf(span.spanContext());
+        }
       }
       return span;
     };
@@ -497,6 +518,13 @@ function endSpan(span: Span, attributes: AttributeValues, ending: Ending | undef
 const SUBAGENT_TOOL = "spawn_subagent";
 
 /** Whether an operation is a `spawn_subagent` tool call. */
+/** A span context as a W3C `traceparent` (version 00), or undefined for an invalid one. */
+function traceparentOf(context: SpanContext): string | undefined {
+  if (!trace.isSpanContextValid(context)) return undefined;
+  const flags = (context.traceFlags & 0xff).toString(16).padStart(2, "0");
+  return `00-${context.traceId}-${context.spanId}-${flags}`;
+}
+
 function isSpawn(
   spec: SpanSpec<TracedOperation>,
   ctx: TraceContexts[TracedOperation],

@@ -43,7 +43,7 @@ import type {
   TranscriptReadOptions,
   TranscriptRecord,
 } from "../store/types.js";
-import { emitTelemetry, telemetryTenantOf } from "../telemetry.js";
+import { emitTelemetry, parseTraceparent, telemetryTenantOf } from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { capToolOutput, DEFAULT_TOOL_MAX_OUTPUT_BYTES } from "../tools/output-cap.js";
 import {
@@ -1596,7 +1596,15 @@ export class AgentRuntime {
             // Only the parent's tool call reads the answer: after a restart its run replays
             // from its start and spawns afresh, so this message is ended unrun, not run for
             // nobody.
-            { signal: context.signal, timeoutMs, replayAfterRestart: false },
+            {
+              signal: context.signal,
+              timeoutMs,
+              replayAfterRestart: false,
+              // The call's span (set by a tracer): the child's run joins its trace anywhere.
+              ...(parseTraceparent(spawn.trace?.traceparent) === undefined
+                ? {}
+                : { traceparent: spawn.trace!.traceparent! }),
+            },
             this.#now() + timeoutMs,
           );
         }
@@ -1826,6 +1834,11 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
   if (opts.replayAfterRestart !== undefined && typeof opts.replayAfterRestart !== "boolean") {
     throw new InvalidArgumentError(
       `replayAfterRestart must be a boolean, got ${describeArg(opts.replayAfterRestart)}`,
+    );
+  }
+  if (opts.traceparent !== undefined && parseTraceparent(opts.traceparent) === undefined) {
+    throw new InvalidArgumentError(
+      `traceparent must be a W3C trace context traceparent ("00-<32 hex>-<16 hex>-<2 hex>", ids not all zero), got ${describeArg(opts.traceparent)}`,
     );
   }
   if (opts.ephemeralSession !== undefined && typeof opts.ephemeralSession !== "boolean") {

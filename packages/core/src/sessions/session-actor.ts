@@ -318,6 +318,8 @@ interface Batch {
   timeoutMs?: number;
   /** The form of the answer (`SendOptions.output`), prepared. */
   output?: RunOutput;
+  /** The caller's span (`SendOptions.traceparent`). */
+  traceparent?: string;
   /**
    * When the run must be over (`performance.now()` ms), set when it first starts: a run that
    * runs again after a failed save keeps its deadline.
@@ -1182,6 +1184,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (delivery.options.model !== undefined) batch.model = delivery.options.model;
     if (delivery.options.thinking !== undefined) batch.thinking = delivery.options.thinking;
     if (delivery.options.timeoutMs !== undefined) batch.timeoutMs = delivery.options.timeoutMs;
+    if (typeof delivery.options.traceparent === "string") {
+      batch.traceparent = delivery.options.traceparent;
+    }
     if (delivery.deadlineAt !== undefined) batch.deadlineAt = delivery.deadlineAt;
     // Checked when the message was sent or replayed: prepared already, found again here.
     if (delivery.options.output !== undefined) {
@@ -2029,6 +2034,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         tenant: telemetryTenantOf(this.#ctx.store),
         parentSession: this.#metadata.parentKey,
         parentRunId: this.#metadata.parentRunId,
+        traceparent: batch.traceparent,
       }),
       () => runAgentLoop(loopInput),
       settleRunTrace,

@@ -189,6 +189,17 @@ export interface SendOptions {
    */
   replayAfterRestart?: boolean;
   /**
+   * The W3C Trace Context `traceparent` of the caller's span
+   * (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`), to trace the run as part of the
+   * caller's trace: it is on the run's `beamclaw:session.run` trace context
+   * (`SessionRunTrace.traceparent`), and `@beamclaw/core/otel` makes the run's span a child of
+   * that span, in this process or on the cluster node that runs the session. Messages
+   * collected into one run keep the first one's. Kept with the message in the durable queue,
+   * so a replay joins the same trace. A `spawn_subagent` call sends its own span's with the
+   * sub-agent's task. Not one {@link parseTraceparent} accepts: `InvalidArgumentError`.
+   */
+  traceparent?: string;
+  /**
    * Whether the session exists only for this message, as a stateless HTTP request's fresh
    * session does (its caller deletes the session once it has read the answer). Only with
    * `replayAfterRestart: false`. When a later start ends the message unrun (its process went

@@ -12,6 +12,7 @@
  */
 import diagnosticsChannel from "node:diagnostics_channel";
 import type { ModelUsage } from "../providers/types.js";
+import type { SendOptions } from "../sessions/types.js";
 import {
   currentTelemetryIdentity,
   runInTelemetryScope,
@@ -60,6 +61,13 @@ export interface ToolRunTrace
    * `@beamclaw/core/otel` makes that run's span a child of this call's span.
    */
   subagentSession?: string;
+  /**
+   * Set by a tracer when the call starts, if it likes (`@beamclaw/core/otel` does): the W3C
+   * Trace Context `traceparent` of the call's span. A `spawn_subagent` call sends it with the
+   * sub-agent's task ({@link SendOptions.traceparent}), so the sub-agent's run joins the trace
+   * on whichever cluster node runs it.
+   */
+  traceparent?: string;
 }
 
 /** Context of a `beamclaw:session.run` trace: one run (turn) of a session's agent loop. */
@@ -74,6 +82,13 @@ export interface SessionRunTrace extends TelemetryIdentity, TraceSettlement<unkn
    * call made its session (`SessionMetadata.parentRunId`).
    */
   parentRunId?: string;
+  /**
+   * The W3C Trace Context `traceparent` the run's message was sent with
+   * ({@link SendOptions.traceparent}; the first one's, for messages collected into one run):
+   * the caller's span, in this process or another. `@beamclaw/core/otel` makes the run's span
+   * its child (a sub-agent's run whose spawning call it saw here is the call span's child).
+   */
+  traceparent?: string;
   /** Set when the run ends: `completed`, `failed`, `aborted` or `max-steps`. */
   status?: string;
   /** Set when the run ends: model calls made. */
@@ -396,4 +411,47 @@ export function beginTelemetryTrace<N extends TracedOperation>(
       channel.asyncEnd.publish(ctx);
     },
   };
+}
+
+/** A W3C Trace Context `traceparent`'s fields (see {@link parseTraceparent}). */
+export interface Traceparent {
+  version: string;
+  /** 32 lowercase hex digits, not all zero. */
+  traceId: string;
+  /** 16 lowercase hex digits, not all zero: the caller's span. */
+  spanId: string;
+  /** The trace flags, as a number (bit 0: sampled). */
+  traceFlags: number;
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+
+/**
+ * Parses a W3C Trace Context `traceparent` header value
+ * (`00-<trace-id>-<parent-id>-<flags>`), or returns `undefined` for one the specification says
+ * to ignore: not a string, longer than 512 characters, not lowercase hex in that layout, the
+ * version `ff`, an all-zero trace or parent id, or a version-00 value with anything after its
+ * flags (a later version may add fields after them, which are skipped).
+ *
+ * @example
+ * ```ts
+ * parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+ * // { version: "00", traceId: "4bf9...4736", spanId: "00f0...02b7", traceFlags: 1 }
+ * ```
+ */
+export function parseTraceparent(value: unknown): Traceparent | undefined {
+  if (typeof value !== "string" || value.length > 512) return undefined;
+  const match = TRACEPARENT.exec(value);
+  if (match === null) return undefined;
+  const [, version, traceId, spanId, flags, rest] = match as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string | undefined,
+  ];
+  if (version === "ff" || (version === "00" && rest !== undefined)) return undefined;
+  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
+  return { version, traceId, spanId, traceFlags: Number.parseInt(flags, 16) };
 }

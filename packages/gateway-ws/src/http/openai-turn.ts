@@ -8,16 +8,17 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type {
-  AgentDefinition,
-  JsonValue,
-  ModelMessage,
-  ModelRequest,
-  ModelResponseFormat,
-  ModelToolDefinition,
-  ModelUsage,
-  RunResult,
-  UserMessageInput,
+import {
+  type AgentDefinition,
+  type JsonValue,
+  type ModelMessage,
+  type ModelRequest,
+  type ModelResponseFormat,
+  type ModelToolDefinition,
+  type ModelUsage,
+  parseTraceparent,
+  type RunResult,
+  type UserMessageInput,
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import { type ParsedAttachments, transcribeAudio } from "../methods/session-helpers.js";
@@ -459,6 +460,11 @@ async function sessionTurn(
       // of the gateway, nobody would read it, so the next start does not run it again, and
       // deletes the session as the end of this request would have.
       ...(ephemeral ? { replayAfterRestart: false, ephemeralSession: true } : {}),
+      // The client's span (W3C Trace Context): the run joins its trace. A malformed one, or
+      // several (joined by Node into one value), is ignored, as the specification asks.
+      ...(parseTraceparent(req.headers.traceparent) === undefined
+        ? {}
+        : { traceparent: req.headers.traceparent as string }),
       ...(format === undefined
         ? {}
         : {

@@ -348,6 +348,7 @@ export const chatMethods: Record<string, HubMethod> = {
         thinking: thinkingParam(method, p),
         queueMode: optionalEnum(method, p, "queueMode", QUEUE_MODES),
         timeoutMs: runTimeoutParam(method, p, "timeoutMs"),
+        traceparent: call.traceparent,
         sender:
           origin === undefined
             ? `gateway:${call.caller.connId}`
@@ -574,6 +575,7 @@ export const chatMethods: Record<string, HubMethod> = {
         displayRunId: idempotencyKey,
         thinking: thinkingParam(method, p),
         timeoutMs: runTimeoutMs,
+        traceparent: call.traceparent,
         sender: `gateway:${call.caller.connId}`,
       });
       // OpenClaw's `agent` answers twice: "accepted" now, the outcome when the run ends.

@@ -988,6 +988,8 @@ export async function sendToSession(
     timeoutMs?: number | undefined;
     /** The model of this run (`SendOptions.model`). */
     model?: string | undefined;
+    /** The caller's span (`SendOptions.traceparent`, `MethodCall.traceparent`). */
+    traceparent?: string | undefined;
     sender: string;
   },
 ): Promise<SendOutcome> {
@@ -1019,6 +1021,7 @@ export async function sendToSession(
         ...(input.queueMode === undefined ? {} : { queueMode: input.queueMode }),
         ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
         ...(input.model === undefined ? {} : { model: input.model }),
+        ...(input.traceparent === undefined ? {} : { traceparent: input.traceparent }),
       },
     );
   } catch (error) {

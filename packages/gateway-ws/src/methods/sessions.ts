@@ -77,6 +77,7 @@ function sendFromParams(call: MethodCall, hub: GatewayHub, queueMode: QueueMode 
     thinking: optionalEnum(method, p, "thinking", THINKING_LEVELS),
     queueMode: queueMode ?? optionalEnum(method, p, "queueMode", QUEUE_MODES),
     timeoutMs: runTimeoutParam(method, p, "timeoutMs"),
+    traceparent: call.traceparent,
     sender: `gateway:${call.caller.connId}`,
   });
 }
@@ -418,6 +419,7 @@ export const sessionMethods: Record<string, HubMethod> = {
           message: sanitizeMessage(message),
           images: attachmentImages(p.attachments),
           displayRunId: optionalString(method, p, "idempotencyKey", { nonEmpty: true }),
+          traceparent: call.traceparent,
           sender: `gateway:${call.caller.connId}`,
         });
       }

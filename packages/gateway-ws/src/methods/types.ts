@@ -48,6 +48,12 @@ export interface MethodCall {
   params: ParamsObject;
   caller: CallerInfo;
   signal: AbortSignal;
+  /**
+   * The request frame's W3C Trace Context `traceparent`, when it sent a valid one (an invalid
+   * one is ignored, as the specification asks): a message the method sends to a session is
+   * sent with it (`SendOptions.traceparent`), so its run joins the caller's trace.
+   */
+  traceparent?: string;
   /** Sends another response with the same id (the second, final answer of `agent`). */
   respondAgain(ok: boolean, payload?: unknown, error?: ErrorShape): void;
 }

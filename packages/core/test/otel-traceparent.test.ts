@@ -1,0 +1,219 @@
+/**
+ * W3C Trace Context across processes: a message sent with `SendOptions.traceparent` (the
+ * caller's span: an HTTP request's, a gateway frame's, another node's) is run as part of that
+ * trace: its run's trace context carries it, and the OpenTelemetry bridge makes the run's span
+ * that remote span's child. It is kept with the message in the durable queue, so a replay (or
+ * the node that takes the message from the queue) joins the same trace. A `spawn_subagent`
+ * call sends its own span's `traceparent` with the sub-agent's task, so a sub-agent run on
+ * another node joins the spawning trace. Bad values are refused before anything is queued.
+ */
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { startOtelBridge } from "../src/otel/index.js";
+import type { JsonObject } from "../src/providers/types.js";
+import type { MemoryStore } from "../src/store/memory-store.js";
+import { parseTraceparent, type SessionRunTrace, subscribeTrace } from "../src/telemetry.js";
+import * as fx from "./fixtures/subagents.js";
+import { waitFor } from "./support.js";
+
+const { newStore, startRuntime } = fx.useRuntimes();
+
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+const SPAN_ID = "00f067aa0ba902b7";
+const CALLER = `00-${TRACE_ID}-${SPAN_ID}-01`;
+
+function bridged(): InMemorySpanExporter {
+  const exporter = new InMemorySpanExporter();
+  const processor = new SimpleSpanProcessor(exporter);
+  const tracer = new BasicTracerProvider({ spanProcessors: [processor] }).getTracer("traceparent");
+  const bridge = startOtelBridge({ tracer });
+  onTestFinished(async () => {
+    bridge.stop();
+    await processor.shutdown();
+  });
+  return exporter;
+}
+
+/** The `beamclaw:session.run` trace contexts seen until the test ends. */
+function recordRuns(): SessionRunTrace[] {
+  const runs: SessionRunTrace[] = [];
+  const off = subscribeTrace("beamclaw:session.run", { start: (c) => runs.push(c) });
+  onTestFinished(off);
+  return runs;
+}
+
+const answers: fx.Brain = () => [fx.text("hello"), { type: "finish", reason: "stop" }];
+
+async function runtimeOn(store: MemoryStore, brain: fx.Brain = answers) {
+  return startRuntime({
+    store,
+    models: new fx.BrainSource(brain),
+    agents: [{ id: "boss", model: "test/boss", subagents: {} }],
+  });
+}
+
+const runSpans = (spans: ReadableSpan[]) => spans.filter((s) => s.name === "beamclaw.session.run");
+
+describe("SendOptions.traceparent", () => {
+  it("makes the run's span a child of the caller's span, in its trace", async () => {
+    const exporter = bridged();
+    const runs = recordRuns();
+    const runtime = await runtimeOn(await newStore());
+    const session = runtime.session("agent:boss:main");
+    const traced = await session.send("hi", { traceparent: CALLER });
+    expect((await traced.result).status).toBe("completed");
+    const plain = await session.send("again");
+    expect((await plain.result).status).toBe("completed");
+
+    const spans = exporter.getFinishedSpans();
+    const [joined, own] = [traced, plain].map(
+      (run) => runSpans(spans).find((s) => s.attributes["beamclaw.run"] === run.runId)!,
+    );
+    expect(joined!.spanContext().traceId).toBe(TRACE_ID);
+    expect(joined!.parentSpanContext).toMatchObject({ spanId: SPAN_ID, isRemote: true });
+    // A message sent without one starts its own trace, as before.
+    expect(own!.parentSpanContext).toBeUndefined();
+    expect(own!.spanContext().traceId).not.toBe(TRACE_ID);
+    expect(runs.map((r) => r.traceparent)).toEqual([CALLER, undefined]);
+  });
+
+  it("follows the caller's sampling decision (flags 00: not recorded)", async () => {
+    const exporter = bridged();
+    const runtime = await runtimeOn(await newStore());
+    const run = await runtime
+      .session("agent:boss:main")
+      .send("hi", { traceparent: `00-${TRACE_ID}-${SPAN_ID}-00` });
+    expect((await run.result).status).toBe("completed");
+    expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+
+  it("is kept with the queued message: a replay of it joins the same trace", async () => {
+    const exporter = bridged();
+    const store = await newStore();
+    // Accepted by a process that went before running it (or by another node).
+    await store.queue.enqueue({
+      idempotencyKey: "from-elsewhere",
+      sessionKey: "agent:boss:main",
+      payload: {
+        input: { text: "hi" },
+        options: { traceparent: CALLER },
+        runId: "run-elsewhere",
+      } as JsonObject,
+    });
+    await runtimeOn(store);
+    await waitFor("the replayed run's span", () =>
+      runSpans(exporter.getFinishedSpans()).some(
+        (s) => s.attributes["beamclaw.run"] === "run-elsewhere",
+      ),
+    );
+    const span = runSpans(exporter.getFinishedSpans()).find(
+      (s) => s.attributes["beamclaw.run"] === "run-elsewhere",
+    )!;
+    expect(span.spanContext().traceId).toBe(TRACE_ID);
+    expect(span.parentSpanContext?.spanId).toBe(SPAN_ID);
+  });
+
+  it("refuses a value that is not a traceparent, queueing nothing", async () => {
+    const store = await newStore();
+    const runtime = await runtimeOn(store);
+    const session = runtime.session("agent:boss:main");
+    const bad: unknown[] = [
+      "nonsense",
+      42,
+      `00-${TRACE_ID.toUpperCase()}-${SPAN_ID}-01`,
+      `00-${"0".repeat(32)}-${SPAN_ID}-01`,
+      `00-${TRACE_ID}-${"0".repeat(16)}-01`,
+      `ff-${TRACE_ID}-${SPAN_ID}-01`,
+      `00-${TRACE_ID}-${SPAN_ID}-01-extra`,
+      `00-${TRACE_ID}-${SPAN_ID}`,
+    ];
+    for (const traceparent of bad) {
+      await expect(
+        session.send("hi", { traceparent: traceparent as string }),
+        String(traceparent),
+      ).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: /traceparent must be/ });
+    }
+    expect(await store.queue.pending()).toEqual([]);
+  });
+});
+
+describe("parseTraceparent", () => {
+  it("reads the fields of a valid value and skips a later version's extra fields", () => {
+    expect(parseTraceparent(CALLER)).toEqual({
+      version: "00",
+      traceId: TRACE_ID,
+      spanId: SPAN_ID,
+      traceFlags: 1,
+    });
+    expect(parseTraceparent(`cc-${TRACE_ID}-${SPAN_ID}-03-what-comes-later`)).toEqual({
+      version: "cc",
+      traceId: TRACE_ID,
+      spanId: SPAN_ID,
+      traceFlags: 3,
+    });
+    expect(parseTraceparent(`${CALLER} `)).toBeUndefined();
+    expect(parseTraceparent(`cc-${TRACE_ID}-${SPAN_ID}-03-${"x".repeat(600)}`)).toBeUndefined();
+    expect(parseTraceparent(undefined)).toBeUndefined();
+  });
+});
+
+/**
+ * The payloads of the messages sent to sub-agent sessions, and a runtime whose main session
+ * spawns one sub-agent (task "TASK") when sent "go".
+ */
+async function spawning() {
+  const store = await newStore();
+  const enqueue = store.queue.enqueue.bind(store.queue);
+  const sent: JsonObject[] = [];
+  store.queue.enqueue = (message) => {
+    if (message.sessionKey.includes(":subagent:")) sent.push(message.payload as JsonObject);
+    return enqueue(message);
+  };
+  const spawner: fx.Brain = (call) => {
+    const first = fx.firstUser(call.request.messages) ?? "";
+    if (first !== "go") return [fx.text(`done: ${first}`), { type: "finish", reason: "stop" }];
+    if (call.request.messages.at(-1)!.role === "tool") {
+      return [fx.text("parent done"), { type: "finish", reason: "stop" }];
+    }
+    return [
+      fx.toolCall("s1", "spawn_subagent", { task: "TASK" }),
+      { type: "finish", reason: "tool-calls" },
+    ];
+  };
+  return { sent, runtime: await runtimeOn(store, spawner) };
+}
+
+describe("a spawn_subagent call", () => {
+  it("sends its span's traceparent with the sub-agent's task, kept with the queued message", async () => {
+    const exporter = bridged();
+    const { sent, runtime } = await spawning();
+    const run = await runtime.session("agent:boss:main").send("go", { traceparent: CALLER });
+    expect((await run.result).status).toBe("completed");
+
+    const spans = exporter.getFinishedSpans();
+    const spawn = spans.find((s) => s.name === "beamclaw.tool.run")!;
+    const { traceId, spanId } = spawn.spanContext();
+    expect(traceId).toBe(TRACE_ID);
+    expect(sent).toHaveLength(1);
+    expect((sent[0]!.options as JsonObject).traceparent).toBe(`00-${traceId}-${spanId}-01`);
+    // The sub-agent's run (here, on this node) is the call's child, in the caller's trace.
+    const child = runSpans(spans).find((s) =>
+      String(s.attributes["beamclaw.session"]).includes(":subagent:"),
+    )!;
+    expect(child.parentSpanContext?.spanId).toBe(spanId);
+    expect(child.spanContext().traceId).toBe(TRACE_ID);
+  });
+
+  it("sends none when no tracer gave its call a span", async () => {
+    const { sent, runtime } = await spawning();
+    const run = await runtime.session("agent:boss:main").send("go");
+    expect((await run.result).status).toBe("completed");
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.options).not.toHaveProperty("traceparent");
+  });
+});
