@@ -35,6 +35,7 @@ export {
   type CronRunTrace,
   type ProviderCallTrace,
   parseTraceparent,
+  parseTracestate,
   type SessionRunTrace,
   subscribeTrace,
   type TelemetryTrace,

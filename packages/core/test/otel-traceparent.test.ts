@@ -17,7 +17,12 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { startOtelBridge } from "../src/otel/index.js";
 import type { JsonObject } from "../src/providers/types.js";
 import type { MemoryStore } from "../src/store/memory-store.js";
-import { parseTraceparent, type SessionRunTrace, subscribeTrace } from "../src/telemetry.js";
+import {
+  parseTraceparent,
+  parseTracestate,
+  type SessionRunTrace,
+  subscribeTrace,
+} from "../src/telemetry.js";
 import * as fx from "./fixtures/subagents.js";
 import { waitFor } from "./support.js";
 
@@ -26,6 +31,7 @@ const { newStore, startRuntime } = fx.useRuntimes();
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN_ID = "00f067aa0ba902b7";
 const CALLER = `00-${TRACE_ID}-${SPAN_ID}-01`;
+const STATE = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
 
 function bridged(): InMemorySpanExporter {
   const exporter = new InMemorySpanExporter();
@@ -80,6 +86,20 @@ describe("SendOptions.traceparent", () => {
     expect(own!.parentSpanContext).toBeUndefined();
     expect(own!.spanContext().traceId).not.toBe(TRACE_ID);
     expect(runs.map((r) => r.traceparent)).toEqual([CALLER, undefined]);
+  });
+
+  it("carries the caller's tracestate on the remote parent, and so on the run's span", async () => {
+    const exporter = bridged();
+    const runs = recordRuns();
+    const runtime = await runtimeOn(await newStore());
+    const run = await runtime
+      .session("agent:boss:main")
+      .send("hi", { traceparent: CALLER, tracestate: STATE });
+    expect((await run.result).status).toBe("completed");
+    const [span] = runSpans(exporter.getFinishedSpans());
+    expect(span!.parentSpanContext?.traceState?.serialize()).toBe(STATE);
+    expect(span!.spanContext().traceState?.get("rojo")).toBe("00f067aa0ba902b7");
+    expect(runs.map((r) => r.tracestate)).toEqual([STATE]);
   });
 
   it("follows the caller's sampling decision (flags 00: not recorded)", async () => {
@@ -138,7 +158,42 @@ describe("SendOptions.traceparent", () => {
         String(traceparent),
       ).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: /traceparent must be/ });
     }
+    for (const options of [
+      { tracestate: STATE },
+      { traceparent: CALLER, tracestate: "no equals sign" },
+      { traceparent: CALLER, tracestate: "Upper=1" },
+      { traceparent: CALLER, tracestate: "a=1,a=2" },
+      { traceparent: CALLER, tracestate: 7 },
+    ]) {
+      await expect(
+        session.send("hi", options as { traceparent?: string; tracestate?: string }),
+        JSON.stringify(options),
+      ).rejects.toMatchObject({ code: "INVALID_ARGUMENT", message: /tracestate/ });
+    }
     expect(await store.queue.pending()).toEqual([]);
+  });
+});
+
+describe("parseTracestate", () => {
+  it("reads the entries of a valid value and refuses what the specification discards", () => {
+    expect(parseTracestate(STATE)).toEqual([
+      ["congo", "t61rcWkgMzE"],
+      ["rojo", "00f067aa0ba902b7"],
+    ]);
+    // Optional whitespace and empty members, and a multi-tenant key.
+    expect(parseTracestate(" a=1 ,, tenant1@sys=x y ,")).toEqual([
+      ["a", "1"],
+      ["tenant1@sys", "x y"],
+    ]);
+    expect(parseTracestate("")).toEqual([]);
+    const many = Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(",");
+    for (const bad of ["a", "a=", "a=1,a=2", "A=1", "a=b=c", many]) {
+      expect(parseTracestate(bad), bad).toBeUndefined();
+    }
+    expect(parseTracestate(Array.from({ length: 32 }, (_, i) => `k${i}=v`).join(","))).toHaveLength(
+      32,
+    );
+    expect(parseTracestate(null)).toBeUndefined();
   });
 });
 
@@ -192,7 +247,9 @@ describe("a spawn_subagent call", () => {
   it("sends its span's traceparent with the sub-agent's task, kept with the queued message", async () => {
     const exporter = bridged();
     const { sent, runtime } = await spawning();
-    const run = await runtime.session("agent:boss:main").send("go", { traceparent: CALLER });
+    const run = await runtime
+      .session("agent:boss:main")
+      .send("go", { traceparent: CALLER, tracestate: STATE });
     expect((await run.result).status).toBe("completed");
 
     const spans = exporter.getFinishedSpans();
@@ -200,7 +257,10 @@ describe("a spawn_subagent call", () => {
     const { traceId, spanId } = spawn.spanContext();
     expect(traceId).toBe(TRACE_ID);
     expect(sent).toHaveLength(1);
-    expect((sent[0]!.options as JsonObject).traceparent).toBe(`00-${traceId}-${spanId}-01`);
+    expect(sent[0]!.options).toMatchObject({
+      traceparent: `00-${traceId}-${spanId}-01`,
+      tracestate: STATE,
+    });
     // The sub-agent's run (here, on this node) is the call's child, in the caller's trace.
     const child = runSpans(spans).find((s) =>
       String(s.attributes["beamclaw.session"]).includes(":subagent:"),

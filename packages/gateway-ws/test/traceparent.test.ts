@@ -5,7 +5,9 @@
  * `beamclaw:session.run` trace carries it and an OpenTelemetry bridge makes the run's span a
  * child of the client's span. A malformed one is ignored, as the specification asks (the
  * request is served, its run starts its own trace). The OpenAI-compatible HTTP endpoints take
- * it from the `traceparent` header likewise. Over real sockets.
+ * it from the `traceparent` header likewise, with the `tracestate` header (dropped when
+ * malformed, the traceparent kept), and so does `POST /hooks/agent` (a retry under the same
+ * idempotency key from another span is still the same request). Over real sockets.
  */
 import { type SessionRunTrace, subscribeTrace } from "@beamclaw/core";
 import { afterEach, describe, expect, it, onTestFinished } from "vitest";
@@ -94,18 +96,62 @@ describe("a request frame's traceparent", () => {
   });
 });
 
-describe("an HTTP request's traceparent header", () => {
-  it("is sent with the /v1 turn's message; a malformed one is ignored", async () => {
+describe("an HTTP request's trace context headers", () => {
+  it("are sent with the /v1 turn's message; a malformed traceparent or tracestate is ignored", async () => {
     const runs = recordRuns();
-    const stack = await startStack({ responses: [{ text: "one" }, { text: "two" }] });
-    for (const traceparent of [CALLER, "00-nonsense"]) {
+    const stack = await startStack({
+      responses: [{ text: "one" }, { text: "two" }, { text: "three" }, { text: "four" }],
+    });
+    const cases: Array<Record<string, string>> = [
+      { traceparent: CALLER, tracestate: "congo=t61rcWkgMzE" },
+      { traceparent: CALLER, tracestate: "not a tracestate" },
+      { traceparent: "00-nonsense", tracestate: "congo=t61rcWkgMzE" },
+      { traceparent: CALLER },
+    ];
+    for (const headers of cases) {
       const reply = await httpCall(stack.port, "/v1/chat/completions", {
         method: "POST",
-        headers: { ...AUTH, traceparent },
+        headers: { ...AUTH, ...headers },
         body: { model: "beamclaw", messages: [{ role: "user", content: "hi" }] },
       });
       expect(reply.status).toBe(200);
     }
-    expect(runs.map((run) => run.traceparent)).toEqual([CALLER, undefined]);
+    expect(runs.map((run) => [run.traceparent, run.tracestate])).toEqual([
+      [CALLER, "congo=t61rcWkgMzE"],
+      // The bad tracestate is dropped, the traceparent kept.
+      [CALLER, undefined],
+      [undefined, undefined],
+      [CALLER, undefined],
+    ]);
+  });
+});
+
+describe("a webhook's trace context headers", () => {
+  it("are sent with the run of POST /hooks/agent, and are not part of its idempotency", async () => {
+    const runs = recordRuns();
+    const hookToken = "hook-token-0123456789abcdef";
+    const stack = await startStack({
+      responses: [{ text: "one" }, { text: "two" }],
+      gateway: { hooks: { settings: { enabled: true, token: hookToken } } },
+    });
+    const post = (headers: Record<string, string>) =>
+      httpCall(stack.port, "/hooks/agent", {
+        method: "POST",
+        headers: { authorization: `Bearer ${hookToken}`, ...headers },
+        body: { message: "build failed", deliver: false, waitForCompletion: true },
+      });
+    const first = await post({ traceparent: CALLER, tracestate: "congo=t61rcWkgMzE" });
+    expect(first.status).toBe(200);
+    // A retry of a keyed request from another span: the same request, not a conflict.
+    const keyed = { "idempotency-key": "deploy-7" };
+    const retriedFrom = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01";
+    expect((await post({ ...keyed, traceparent: CALLER })).status).toBe(200);
+    const retry = await post({ ...keyed, traceparent: retriedFrom });
+    expect(retry.status).toBe(200);
+    expect(retry.json).toMatchObject({ replayed: true });
+    expect(runs.map((run) => [run.traceparent, run.tracestate])).toEqual([
+      [CALLER, "congo=t61rcWkgMzE"],
+      [CALLER, undefined],
+    ]);
   });
 });

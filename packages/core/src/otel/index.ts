@@ -41,6 +41,7 @@ import {
   SpanKind,
   SpanStatusCode,
   type Tracer,
+  type TraceState,
   trace,
 } from "@opentelemetry/api";
 import { InvalidArgumentError } from "../errors.js";
@@ -48,6 +49,7 @@ import { describeArg, requireObject } from "../runtime/validate.js";
 import { callSubscriber, type SessionRunTrace, type ToolRunTrace } from "../telemetry/tracing.js";
 import {
   parseTraceparent,
+  parseTracestate,
   subscribeTelemetry,
   subscribeTrace,
   type TelemetryEvents,
@@ -391,11 +393,15 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
       // node): the run joins that trace.
       const remote = parseTraceparent(run.traceparent);
       if (remote === undefined) return ROOT_CONTEXT;
+      const entries = run.tracestate === undefined ? undefined : parseTracestate(run.tracestate);
       return trace.setSpanContext(ROOT_CONTEXT, {
         traceId: remote.traceId,
         spanId: remote.spanId,
         traceFlags: remote.traceFlags & 0xff,
         isRemote: true,
+        ...(entries === undefined || entries.length === 0
+          ? {}
+          : { traceState: new EntriesTraceState(entries) }),
       });
     };
     const close = (ctx: TraceContexts[TracedOperation], given?: Ending) => {
@@ -434,7 +440,12 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
         if (isSpawn(spec, ctx)) {
           spawnCalls.add(ctx);
           // Sent with the sub-agent's task: its run joins this trace on any node.
-          ctx.traceparent ??= traceparentOf(span.spanContext());
+          if (ctx.traceparent === undefined) {
+            const spanContext = span.spanContext();
+            ctx.traceparent = traceparentOf(spanContext);
+            const state = spanContext.traceState?.serialize();
+            if (ctx.traceparent !== undefined && state) ctx.tracestate = state;
+          }
         }
       }
       return span;
@@ -518,6 +529,34 @@ function endSpan(span: Span, attributes: AttributeValues, ending: Ending | undef
 const SUBAGENT_TOOL = "spawn_subagent";
 
 /** Whether an operation is a `spawn_subagent` tool call. */
+/**
+ * A W3C `tracestate` as OpenTelemetry's `TraceState`: immutable entries, the most recent first
+ * (`set` puts a key first, as the specification asks of a vendor that updates its entry).
+ */
+class EntriesTraceState implements TraceState {
+  readonly #entries: ReadonlyArray<readonly [string, string]>;
+
+  constructor(entries: ReadonlyArray<readonly [string, string]>) {
+    this.#entries = entries;
+  }
+
+  set(key: string, value: string): TraceState {
+    return new EntriesTraceState([[key, value], ...this.#entries.filter(([k]) => k !== key)]);
+  }
+
+  unset(key: string): TraceState {
+    return new EntriesTraceState(this.#entries.filter(([k]) => k !== key));
+  }
+
+  get(key: string): string | undefined {
+    return this.#entries.find(([k]) => k === key)?.[1];
+  }
+
+  serialize(): string {
+    return this.#entries.map(([k, v]) => `${k}=${v}`).join(",");
+  }
+}
+
 /** A span context as a W3C `traceparent` (version 00), or undefined for an invalid one. */
 function traceparentOf(context: SpanContext): string | undefined {
   if (!trace.isSpanContextValid(context)) return undefined;

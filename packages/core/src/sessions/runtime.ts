@@ -43,7 +43,13 @@ import type {
   TranscriptReadOptions,
   TranscriptRecord,
 } from "../store/types.js";
-import { emitTelemetry, parseTraceparent, telemetryTenantOf } from "../telemetry.js";
+import {
+  emitTelemetry,
+  parseTraceparent,
+  parseTracestate,
+  type ToolRunTrace,
+  telemetryTenantOf,
+} from "../telemetry.js";
 import { ApprovalGate, type ApprovalGateOptions } from "../tools/approval.js";
 import { capToolOutput, DEFAULT_TOOL_MAX_OUTPUT_BYTES } from "../tools/output-cap.js";
 import {
@@ -1601,9 +1607,7 @@ export class AgentRuntime {
               timeoutMs,
               replayAfterRestart: false,
               // The call's span (set by a tracer): the child's run joins its trace anywhere.
-              ...(parseTraceparent(spawn.trace?.traceparent) === undefined
-                ? {}
-                : { traceparent: spawn.trace!.traceparent! }),
+              ...spanOf(spawn.trace),
             },
             this.#now() + timeoutMs,
           );
@@ -1841,6 +1845,16 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
       `traceparent must be a W3C trace context traceparent ("00-<32 hex>-<16 hex>-<2 hex>", ids not all zero), got ${describeArg(opts.traceparent)}`,
     );
   }
+  if (opts.tracestate !== undefined) {
+    if (opts.traceparent === undefined) {
+      throw new InvalidArgumentError("tracestate needs a traceparent");
+    }
+    if (parseTracestate(opts.tracestate) === undefined) {
+      throw new InvalidArgumentError(
+        `tracestate must be a W3C trace context tracestate (up to 32 "key=value" entries, comma separated), got ${describeArg(opts.tracestate)}`,
+      );
+    }
+  }
   if (opts.ephemeralSession !== undefined && typeof opts.ephemeralSession !== "boolean") {
     throw new InvalidArgumentError(
       `ephemeralSession must be a boolean, got ${describeArg(opts.ephemeralSession)}`,
@@ -1852,6 +1866,18 @@ function checkSend(message: unknown, options: unknown): UserMessageInput {
     );
   }
   return input;
+}
+
+/** The W3C trace context a tracer set on a tool call's trace, as send options (or none). */
+function spanOf(trace: ToolRunTrace | undefined): Pick<SendOptions, "traceparent" | "tracestate"> {
+  if (trace === undefined || parseTraceparent(trace.traceparent) === undefined) return {};
+  const state = trace.tracestate;
+  return {
+    traceparent: trace.traceparent!,
+    ...(state !== undefined && state !== "" && parseTracestate(state) !== undefined
+      ? { tracestate: state }
+      : {}),
+  };
 }
 
 /** A message's `output` option, checked and prepared, or undefined. */

@@ -320,6 +320,8 @@ interface Batch {
   output?: RunOutput;
   /** The caller's span (`SendOptions.traceparent`). */
   traceparent?: string;
+  /** Its vendors' state (`SendOptions.tracestate`). */
+  tracestate?: string;
   /**
    * When the run must be over (`performance.now()` ms), set when it first starts: a run that
    * runs again after a failed save keeps its deadline.
@@ -1186,6 +1188,9 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
     if (delivery.options.timeoutMs !== undefined) batch.timeoutMs = delivery.options.timeoutMs;
     if (typeof delivery.options.traceparent === "string") {
       batch.traceparent = delivery.options.traceparent;
+      if (typeof delivery.options.tracestate === "string") {
+        batch.tracestate = delivery.options.tracestate;
+      }
     }
     if (delivery.deadlineAt !== undefined) batch.deadlineAt = delivery.deadlineAt;
     // Checked when the message was sent or replayed: prepared already, found again here.
@@ -2035,6 +2040,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         parentSession: this.#metadata.parentKey,
         parentRunId: this.#metadata.parentRunId,
         traceparent: batch.traceparent,
+        tracestate: batch.tracestate,
       }),
       () => runAgentLoop(loopInput),
       settleRunTrace,

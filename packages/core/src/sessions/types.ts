@@ -200,6 +200,13 @@ export interface SendOptions {
    */
   traceparent?: string;
   /**
+   * The W3C Trace Context `tracestate` that came with {@link SendOptions.traceparent} (vendors'
+   * `key=value` entries): the run's remote parent span carries it, and it is kept and sent on
+   * with the traceparent. Only with a traceparent; not one {@link parseTracestate} accepts:
+   * `InvalidArgumentError`.
+   */
+  tracestate?: string;
+  /**
    * Whether the session exists only for this message, as a stateless HTTP request's fresh
    * session does (its caller deletes the session once it has read the answer). Only with
    * `replayAfterRestart: false`. When a later start ends the message unrun (its process went

@@ -68,6 +68,8 @@ export interface ToolRunTrace
    * on whichever cluster node runs it.
    */
   traceparent?: string;
+  /** Set with {@link ToolRunTrace.traceparent}, if the span has one: its W3C `tracestate`. */
+  tracestate?: string;
 }
 
 /** Context of a `beamclaw:session.run` trace: one run (turn) of a session's agent loop. */
@@ -89,6 +91,8 @@ export interface SessionRunTrace extends TelemetryIdentity, TraceSettlement<unkn
    * its child (a sub-agent's run whose spawning call it saw here is the call span's child).
    */
   traceparent?: string;
+  /** The W3C `tracestate` sent with {@link SessionRunTrace.traceparent} (`SendOptions.tracestate`). */
+  tracestate?: string;
   /** Set when the run ends: `completed`, `failed`, `aborted` or `max-steps`. */
   status?: string;
   /** Set when the run ends: model calls made. */
@@ -454,4 +458,42 @@ export function parseTraceparent(value: unknown): Traceparent | undefined {
   if (version === "ff" || (version === "00" && rest !== undefined)) return undefined;
   if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
   return { version, traceId, spanId, traceFlags: Number.parseInt(flags, 16) };
+}
+
+const TRACESTATE_KEY =
+  /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})$/;
+const TRACESTATE_VALUE = /^[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+
+/**
+ * Parses a W3C Trace Context `tracestate` header value (vendors' `key=value` entries, comma
+ * separated, the most recent first) into its entries, or returns `undefined` for one the
+ * specification says to discard: not a string, longer than 8,192 characters, a member that
+ * is not `key=value` in the specified characters, a key given twice, or more than 32 members.
+ * Empty members (`a=1,,b=2`) are skipped. Several header lines joined with commas (as Node
+ * joins them) are one value.
+ *
+ * @example
+ * ```ts
+ * parseTracestate("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+ * // [["congo", "t61rcWkgMzE"], ["rojo", "00f067aa0ba902b7"]]
+ * ```
+ */
+export function parseTracestate(value: unknown): Array<[key: string, value: string]> | undefined {
+  if (typeof value !== "string" || value.length > 8192) return undefined;
+  const entries: Array<[string, string]> = [];
+  const keys = new Set<string>();
+  for (const raw of value.split(",")) {
+    const member = raw.replace(/^[ \t]+|[ \t]+$/g, "");
+    if (member === "") continue;
+    const eq = member.indexOf("=");
+    if (eq === -1) return undefined;
+    const key = member.slice(0, eq);
+    const item = member.slice(eq + 1);
+    if (!TRACESTATE_KEY.test(key) || !TRACESTATE_VALUE.test(item) || keys.has(key)) {
+      return undefined;
+    }
+    keys.add(key);
+    entries.push([key, item]);
+  }
+  return entries.length > 32 ? undefined : entries;
 }

@@ -36,7 +36,14 @@ import {
 import { AuthRateLimiter, isLoopbackRequest } from "../auth/rate-limit.js";
 import { secretsEqual } from "../auth/shared-secret.js";
 import { channelDeliveryOf, channelTargetOf } from "../channel-delivery.js";
-import { BodyError, bearerToken, header, readBody, sendJson } from "../http/util.js";
+import {
+  BodyError,
+  bearerToken,
+  header,
+  readBody,
+  sendJson,
+  traceContextOf,
+} from "../http/util.js";
 import type { GatewayHub } from "../hub.js";
 import { JsonTextError, parseJsonBody } from "../json-text.js";
 import { sendToSession } from "../methods/session-helpers.js";
@@ -179,6 +186,9 @@ function refusalOf(error: unknown): HookError {
     retryAfterMs,
   );
 }
+
+/** The caller's W3C trace context (see `traceContextOf`). */
+type RequestTraceContext = ReturnType<typeof traceContextOf>;
 
 /** The action a request comes to, checked. */
 interface AgentAction {
@@ -855,6 +865,9 @@ export class HookIngress {
       throw new HookError(400, "invalid_payload", "waitForCompletion must be a boolean");
     }
     const requestKey = idempotencyKeyOf(req, payload);
+    // The caller's span (W3C Trace Context headers): not part of the request's fingerprint, as
+    // each retry of a request comes from a span of its own.
+    const trace = traceContextOf(req);
     // Each item of a batch (`forEach`) is a request of its own under the batch's key.
     const idempotencyKey =
       requestKey === undefined || item === undefined ? requestKey : `${requestKey}#${item}`;
@@ -877,10 +890,10 @@ export class HookIngress {
         admitting: randomUUID(),
       };
       const fresh = await kv.set(claim.key, record, { ifAbsent: true, ttlMs: IDEMPOTENCY_TTL_MS });
-      if (!fresh) return this.#replay(action, claim, wait);
-      return this.#start(action, runId, { ...claim, pending: record }, wait);
+      if (!fresh) return this.#replay(action, claim, wait, trace);
+      return this.#start(action, runId, { ...claim, pending: record }, wait, false, trace);
     }
-    return this.#start(action, `hook-${randomUUID()}`, undefined, wait);
+    return this.#start(action, `hook-${randomUUID()}`, undefined, wait, false, trace);
   }
 
   /**
@@ -896,6 +909,7 @@ export class HookIngress {
     action: AgentAction,
     claim: IdempotencyClaim,
     wait: boolean,
+    trace: RequestTraceContext,
   ): Promise<Record<string, unknown>> {
     const { key, fingerprint } = claim;
     const stored = await this.#hub.runtime.store.kv.get<IdempotencyRecord & JsonObject>(key);
@@ -933,6 +947,7 @@ export class HookIngress {
         admitting ? { key, fingerprint, pending: stored } : claim,
         wait,
         true,
+        trace,
       );
     }
     if (wait && completion === undefined && running !== undefined) completion = await running;
@@ -951,6 +966,7 @@ export class HookIngress {
     claim: IdempotencyClaim | undefined,
     wait: boolean,
     replayed = false,
+    trace: RequestTraceContext = {},
   ): Promise<Record<string, unknown>> {
     const kv = this.#hub.runtime.store.kv;
     let outcome: Awaited<ReturnType<typeof sendToSession>>;
@@ -963,6 +979,7 @@ export class HookIngress {
         thinking: action.thinking,
         timeoutMs: action.timeoutMs,
         model: action.model,
+        ...trace,
         sender: action.name === undefined ? "hook" : `hook:${action.name}`,
       });
     } catch (error) {

@@ -8,17 +8,16 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import {
-  type AgentDefinition,
-  type JsonValue,
-  type ModelMessage,
-  type ModelRequest,
-  type ModelResponseFormat,
-  type ModelToolDefinition,
-  type ModelUsage,
-  parseTraceparent,
-  type RunResult,
-  type UserMessageInput,
+import type {
+  AgentDefinition,
+  JsonValue,
+  ModelMessage,
+  ModelRequest,
+  ModelResponseFormat,
+  ModelToolDefinition,
+  ModelUsage,
+  RunResult,
+  UserMessageInput,
 } from "@beamclaw/core";
 import type { GatewayHub } from "../hub.js";
 import { type ParsedAttachments, transcribeAudio } from "../methods/session-helpers.js";
@@ -31,7 +30,7 @@ import {
   sessionUser,
   startSse,
 } from "./openai-common.js";
-import { header, openAiError, sendJson } from "./util.js";
+import { header, openAiError, sendJson, traceContextOf } from "./util.js";
 
 /** A content part of a Chat Completions message. */
 export type OpenAiContentPart = {
@@ -460,11 +459,7 @@ async function sessionTurn(
       // of the gateway, nobody would read it, so the next start does not run it again, and
       // deletes the session as the end of this request would have.
       ...(ephemeral ? { replayAfterRestart: false, ephemeralSession: true } : {}),
-      // The client's span (W3C Trace Context): the run joins its trace. A malformed one, or
-      // several (joined by Node into one value), is ignored, as the specification asks.
-      ...(parseTraceparent(req.headers.traceparent) === undefined
-        ? {}
-        : { traceparent: req.headers.traceparent as string }),
+      ...traceContextOf(req),
       ...(format === undefined
         ? {}
         : {

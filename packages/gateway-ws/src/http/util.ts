@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { parseTraceparent, parseTracestate, type SendOptions } from "@beamclaw/core";
 
 /** A request body that could not be read. */
 export class BodyError extends Error {
@@ -89,4 +90,21 @@ export function bearerToken(req: IncomingMessage): string | undefined {
 export function header(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * The client's span from the W3C Trace Context headers, as send options: the run joins its
+ * trace. A malformed `traceparent`, or several (joined by Node into one value), is ignored; a
+ * malformed `tracestate` is dropped and the `traceparent` kept, as the specification asks.
+ */
+export function traceContextOf(
+  req: IncomingMessage,
+): Pick<SendOptions, "traceparent" | "tracestate"> {
+  const { traceparent, tracestate } = req.headers;
+  if (parseTraceparent(traceparent) === undefined) return {};
+  const entries = parseTracestate(tracestate);
+  return {
+    traceparent: traceparent as string,
+    ...(entries === undefined || entries.length === 0 ? {} : { tracestate: tracestate as string }),
+  };
 }

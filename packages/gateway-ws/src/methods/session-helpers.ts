@@ -990,6 +990,8 @@ export async function sendToSession(
     model?: string | undefined;
     /** The caller's span (`SendOptions.traceparent`, `MethodCall.traceparent`). */
     traceparent?: string | undefined;
+    /** Its vendors' state (`SendOptions.tracestate`), with `traceparent` only. */
+    tracestate?: string | undefined;
     sender: string;
   },
 ): Promise<SendOutcome> {
@@ -1022,6 +1024,9 @@ export async function sendToSession(
         ...(input.timeoutMs === undefined ? {} : { timeoutMs: input.timeoutMs }),
         ...(input.model === undefined ? {} : { model: input.model }),
         ...(input.traceparent === undefined ? {} : { traceparent: input.traceparent }),
+        ...(input.traceparent === undefined || input.tracestate === undefined
+          ? {}
+          : { tracestate: input.tracestate }),
       },
     );
   } catch (error) {
