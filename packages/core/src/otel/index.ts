@@ -528,7 +528,6 @@ function endSpan(span: Span, attributes: AttributeValues, ending: Ending | undef
 /** The name of the runtime's sub-agent tool. */
 const SUBAGENT_TOOL = "spawn_subagent";
 
-/** Whether an operation is a `spawn_subagent` tool call. */
 /**
  * A W3C `tracestate` as OpenTelemetry's `TraceState`: immutable entries, the most recent first
  * (`set` puts a key first, as the specification asks of a vendor that updates its entry).
@@ -564,6 +563,7 @@ function traceparentOf(context: SpanContext): string | undefined {
   return `00-${context.traceId}-${context.spanId}-${flags}`;
 }
 
+/** Whether an operation is a `spawn_subagent` tool call. */
 function isSpawn(
   spec: SpanSpec<TracedOperation>,
   ctx: TraceContexts[TracedOperation],
