@@ -114,8 +114,16 @@ export class ClusterNodeProcess {
     return this.#alive;
   }
 
-  /** Sends a message for session `key` through this node. */
-  send(key: string, text: string, idempotencyKey?: string): Promise<SendOutcome> {
+  /**
+   * Sends a message for session `key` through this node (with `traceparent`: as part of that
+   * remote span's trace).
+   */
+  send(
+    key: string,
+    text: string,
+    idempotencyKey?: string,
+    traceparent?: string,
+  ): Promise<SendOutcome> {
     if (!this.#alive || !this.child.connected) {
       return Promise.resolve({ kind: "refused", code: "NODE_EXITED", message: "not running" });
     }
@@ -140,14 +148,17 @@ export class ClusterNodeProcess {
         },
       };
       this.#waiting.set(id, waiting);
-      this.child.send({ type: "send", id, key, text, idempotencyKey }, (error) => {
+      this.child.send({ type: "send", id, key, text, idempotencyKey, traceparent }, (error) => {
         if (error) waiting.onAccepted?.({ kind: "refused", code: "IPC", message: error.message });
       });
     });
   }
 
-  /** Asks the node something (`info`) or tells it to `drain`; resolves with its reply. */
-  request(type: "info" | "drain"): Promise<unknown> {
+  /**
+   * Asks the node something (`info`, or the `spans` it recorded with CLUSTER_TRACE) or tells
+   * it to `drain`; resolves with its reply.
+   */
+  request(type: "info" | "spans" | "drain"): Promise<unknown> {
     if (!this.#alive || !this.child.connected) return Promise.resolve(undefined);
     const id = this.#next++;
     return new Promise((resolve) => {
@@ -241,4 +252,18 @@ export interface NodeInfo {
 
 export async function infoOf(node: ClusterNodeProcess): Promise<NodeInfo> {
   return (await node.request("info")) as NodeInfo;
+}
+
+/** A finished span a node recorded (CLUSTER_TRACE), as the fixture reports it. */
+export interface SpanInfo {
+  name: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  parentIsRemote: boolean;
+  attributes: Record<string, unknown>;
+}
+
+export async function spansOf(node: ClusterNodeProcess): Promise<SpanInfo[]> {
+  return (await node.request("spans")) as SpanInfo[];
 }
