@@ -225,8 +225,12 @@ async function spawning() {
   const store = await newStore();
   const enqueue = store.queue.enqueue.bind(store.queue);
   const sent: JsonObject[] = [];
+  const keys: string[] = [];
   store.queue.enqueue = (message) => {
-    if (message.sessionKey.includes(":subagent:")) sent.push(message.payload as JsonObject);
+    if (message.sessionKey.includes(":subagent:")) {
+      sent.push(message.payload as JsonObject);
+      keys.push(message.sessionKey);
+    }
     return enqueue(message);
   };
   const spawner: fx.Brain = (call) => {
@@ -240,13 +244,13 @@ async function spawning() {
       { type: "finish", reason: "tool-calls" },
     ];
   };
-  return { sent, runtime: await runtimeOn(store, spawner) };
+  return { sent, keys, store, runtime: await runtimeOn(store, spawner) };
 }
 
 describe("a spawn_subagent call", () => {
   it("sends its span's traceparent with the sub-agent's task, kept with the queued message", async () => {
     const exporter = bridged();
-    const { sent, runtime } = await spawning();
+    const { sent, keys, store, runtime } = await spawning();
     const run = await runtime
       .session("agent:boss:main")
       .send("go", { traceparent: CALLER, tracestate: STATE });
@@ -267,13 +271,76 @@ describe("a spawn_subagent call", () => {
     )!;
     expect(child.parentSpanContext?.spanId).toBe(spanId);
     expect(child.spanContext().traceId).toBe(TRACE_ID);
+    // The sub-agent's session keeps the call's span, for its later runs anywhere.
+    expect(keys).toEqual([child.attributes["beamclaw.session"]]);
+    expect((await store.sessions.get(keys[0]!))?.parentTraceparent).toBe(
+      `00-${traceId}-${spanId}-01`,
+    );
   });
 
   it("sends none when no tracer gave its call a span", async () => {
-    const { sent, runtime } = await spawning();
+    const { sent, keys, store, runtime } = await spawning();
     const run = await runtime.session("agent:boss:main").send("go");
     expect((await run.result).status).toBe("completed");
     expect(sent).toHaveLength(1);
     expect(sent[0]!.options).not.toHaveProperty("traceparent");
+    const child = await store.sessions.get(keys[0]!);
+    expect(child?.parentKey).toBe("agent:boss:main");
+    expect(child).not.toHaveProperty("parentTraceparent");
+  });
+});
+
+describe("a later run of a sub-agent session spawned elsewhere", () => {
+  const SPAWN_SPAN = "b7ad6b7169203331";
+  /** A sub-agent session made by a spawn this process never saw (another node's). */
+  async function spawnedElsewhere(parentTraceparent: string) {
+    const store = await newStore();
+    const key = "agent:boss:subagent:3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+    await store.sessions.put({
+      key,
+      agentId: "boss",
+      createdAt: 1,
+      updatedAt: 1,
+      parentKey: "agent:boss:main",
+      parentRunId: "run-elsewhere",
+      parentTraceparent,
+    });
+    return { key, runtime: await runtimeOn(store) };
+  }
+
+  it("starts its own trace, linked to the spawn call's span its session keeps", async () => {
+    const exporter = bridged();
+    const runs = recordRuns();
+    const { key, runtime } = await spawnedElsewhere(`00-${TRACE_ID}-${SPAWN_SPAN}-01`);
+    const run = await runtime.session(key).send("later");
+    expect((await run.result).status).toBe("completed");
+    const [span] = runSpans(exporter.getFinishedSpans());
+    expect(span!.parentSpanContext).toBeUndefined();
+    expect(span!.spanContext().traceId).not.toBe(TRACE_ID);
+    expect(span!.links.map((l) => l.context)).toEqual([
+      { traceId: TRACE_ID, spanId: SPAWN_SPAN, traceFlags: 1, isRemote: true },
+    ]);
+    expect(span!.attributes["beamclaw.parent_run"]).toBe("run-elsewhere");
+    expect(runs.map((r) => r.parentTraceparent)).toEqual([`00-${TRACE_ID}-${SPAWN_SPAN}-01`]);
+  });
+
+  it("is a child, not a link, when its message comes with a traceparent", async () => {
+    const exporter = bridged();
+    const { key, runtime } = await spawnedElsewhere(`00-${TRACE_ID}-${SPAWN_SPAN}-01`);
+    const run = await runtime.session(key).send("later", { traceparent: CALLER });
+    expect((await run.result).status).toBe("completed");
+    const [span] = runSpans(exporter.getFinishedSpans());
+    expect(span!.parentSpanContext?.spanId).toBe(SPAN_ID);
+    expect(span!.links).toEqual([]);
+  });
+
+  it("is not linked to a malformed kept value", async () => {
+    const exporter = bridged();
+    const { key, runtime } = await spawnedElsewhere("not a traceparent");
+    const run = await runtime.session(key).send("later");
+    expect((await run.result).status).toBe("completed");
+    const [span] = runSpans(exporter.getFinishedSpans());
+    expect(span!.parentSpanContext).toBeUndefined();
+    expect(span!.links).toEqual([]);
   });
 });

@@ -5,7 +5,9 @@
  * whose run calls `spawn_subagent`. The placement puts the sub-agent's session on the node
  * that does not hold the spawning session, so its run's span is recorded by another process,
  * and the only thing relating it to the spawn is the trace context that travelled with the
- * task through Redis: it must be the spawn call's child, in the caller's trace.
+ * task through Redis: it must be the spawn call's child, in the caller's trace. A later
+ * message to the sub-agent's session starts its own trace there, linked to the spawn call's
+ * span, which the session's record keeps.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { ClusterNodeProcess, infoOf, type SpanInfo, spansOf, stopAll } from "./support/cluster.js";
@@ -27,7 +29,7 @@ const isSubagentRun = (span: SpanInfo) =>
   String(span.attributes["beamclaw.session"]).includes(":subagent:");
 
 describe("a sub-agent run on another node", () => {
-  it("is the spawn call's child, in the caller's trace", async () => {
+  it("is the spawn call's child, in the caller's trace; a later one is linked to the call", async () => {
     const prefix = uniquePrefix("trace-cross-node");
     prefixes.push(prefix);
     const [a, b] = await Promise.all(
@@ -87,5 +89,25 @@ describe("a sub-agent run on another node", () => {
       parentSpanId: spawn.spanId,
       parentIsRemote: true,
     });
+
+    // A later message to the sub-agent (through the spawning node): its run, where the
+    // session lives, starts a trace of its own with a link to the spawn call's span.
+    const childKey = String(child.attributes["beamclaw.session"]);
+    const later = await a!.send(childKey, "later");
+    expect(later.kind).toBe("accepted");
+    if (later.kind !== "accepted") return;
+    expect(await later.result).toMatchObject({ kind: "result", status: "completed" });
+    const isLaterRun = (span: SpanInfo) =>
+      span.name === "beamclaw.session.run" && span.attributes["beamclaw.run"] === later.runId;
+    await waitUntil("the later run's span", async () => {
+      spans = await Promise.all([a!, b!].map(spansOf));
+      return spans.flat().some(isLaterRun);
+    });
+    const laterNode = holder(isLaterRun);
+    expect(laterNode).toBe(childNode);
+    const laterRun = spans[laterNode]!.find(isLaterRun)!;
+    expect(laterRun.parentSpanId).toBeUndefined();
+    expect(laterRun.traceId).not.toBe(TRACE_ID);
+    expect(laterRun.links).toEqual([{ traceId: TRACE_ID, spanId: spawn.spanId }]);
   });
 });

@@ -302,9 +302,11 @@ const SPANS: { [N in TracedOperation]: SpanSpec<N> } = {
  * run's child. A run of the sub-agent's session after the spawning run ended (a message sent
  * to the sub-agent later) starts its own trace with a span link to that run, if this bridge saw
  * one of its sub-agents' runs start under it (the latest 1,024 such runs are remembered once
- * ended). The spawn call's span is sent with the sub-agent's task as its `traceparent`, so a
- * sub-agent whose session runs on another cluster node (under a bridge there) is that span's
- * child too, in the same trace; a later run there is joined by the attributes only.
+ * ended), else with a span link to the spawn call's span, which the sub-agent's session keeps
+ * (`SessionMetadata.parentTraceparent`). The spawn call's span is sent with the sub-agent's
+ * task as its `traceparent`, so a sub-agent whose session runs on another cluster node (under
+ * a bridge there) is that span's child too, in the same trace, and a later run there is
+ * linked to that span.
  *
  * A run whose message was sent with a `traceparent` (`SendOptions.traceparent`: an HTTP
  * request's, a gateway frame's, a caller's span in another process) and that has no parent
@@ -589,11 +591,19 @@ function subagentRelations() {
     openParent(run: SessionRunTrace): Span | undefined {
       return run.parentRunId === undefined ? undefined : runs.get(run.parentRunId);
     },
-    /** A link to the ended run that spawned this one's session, unless it is its parent. */
+    /**
+     * A link to the ended run that spawned this one's session, unless the run has a parent:
+     * else (a spawn this bridge did not see, as on another cluster node) to the spawn call's
+     * span its session keeps (`SessionRunTrace.parentTraceparent`).
+     */
     linkTo(run: SessionRunTrace, parent: Context): Link[] | undefined {
       if (run.parentRunId === undefined || trace.getSpan(parent) !== undefined) return undefined;
       const spawner = spawners.get(run.parentRunId);
-      return spawner === undefined ? undefined : [{ context: spawner }];
+      if (spawner !== undefined) return [{ context: spawner }];
+      const spawn = parseTraceparent(run.parentTraceparent);
+      if (spawn === undefined) return undefined;
+      const { traceId, spanId, traceFlags } = spawn;
+      return [{ context: { traceId, spanId, traceFlags: traceFlags & 0xff, isRemote: true } }];
     },
     started(run: SessionRunTrace, span: Span): void {
       runs.set(run.runId, span);

@@ -1587,6 +1587,7 @@ export class AgentRuntime {
         if (parentActor!.spawnEpoch === epoch) {
           // Before the child's first run can start: its span goes under this call's.
           if (spawn.trace !== undefined) spawn.trace.subagentSession = childKey;
+          const span = spanOf(spawn.trace);
           await this.store.sessions.put({
             key: childKey,
             agentId,
@@ -1594,6 +1595,7 @@ export class AgentRuntime {
             updatedAt: this.#now(),
             parentKey: context.sessionKey,
             parentRunId: context.runId,
+            ...(span.traceparent === undefined ? {} : { parentTraceparent: span.traceparent }),
           });
           const child = this.session(childKey);
           run = await this.#send(
@@ -1607,7 +1609,7 @@ export class AgentRuntime {
               timeoutMs,
               replayAfterRestart: false,
               // The call's span (set by a tracer): the child's run joins its trace anywhere.
-              ...spanOf(spawn.trace),
+              ...span,
             },
             this.#now() + timeoutMs,
           );

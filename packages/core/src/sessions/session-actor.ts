@@ -2039,6 +2039,7 @@ export class SessionActor extends Actor<SessionCall, unknown, never, SessionInfo
         tenant: telemetryTenantOf(this.#ctx.store),
         parentSession: this.#metadata.parentKey,
         parentRunId: this.#metadata.parentRunId,
+        parentTraceparent: this.#metadata.parentTraceparent,
         traceparent: batch.traceparent,
         tracestate: batch.tracestate,
       }),

@@ -508,6 +508,13 @@ export interface SessionMetadata extends JsonObject {
    * telemetry names it (`SessionRunTrace.parentRunId`), so traces can join them.
    */
   parentRunId?: string;
+  /**
+   * The W3C Trace Context `traceparent` of the `spawn_subagent` call's span that made this
+   * sub-agent session, when a tracer gave the call one (`ToolRunTrace.traceparent`): its runs'
+   * telemetry carries it (`SessionRunTrace.parentTraceparent`), so a later run, on whichever
+   * cluster node, can be linked to the spawn.
+   */
+  parentTraceparent?: string;
   /** The session a fork was branched from (see `SessionHandle.fork`). */
   forkedFrom?: string;
   /**

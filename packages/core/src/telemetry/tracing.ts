@@ -85,6 +85,13 @@ export interface SessionRunTrace extends TelemetryIdentity, TraceSettlement<unkn
    */
   parentRunId?: string;
   /**
+   * A sub-agent's run: the W3C Trace Context `traceparent` of the `spawn_subagent` call's span
+   * that made its session (`SessionMetadata.parentTraceparent`), when a tracer gave the call
+   * one. `@beamclaw/core/otel` links a later run of the session (one that is not the call's
+   * child) to it when it did not see the spawning run itself, as on another cluster node.
+   */
+  parentTraceparent?: string;
+  /**
    * The W3C Trace Context `traceparent` the run's message was sent with
    * ({@link SendOptions.traceparent}; the first one's, for messages collected into one run):
    * the caller's span, in this process or another. `@beamclaw/core/otel` makes the run's span

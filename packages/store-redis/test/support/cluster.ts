@@ -261,6 +261,8 @@ export interface SpanInfo {
   spanId: string;
   parentSpanId?: string;
   parentIsRemote: boolean;
+  /** The span contexts it links to. */
+  links: Array<{ traceId: string; spanId: string }>;
   attributes: Record<string, unknown>;
 }
 
