@@ -393,18 +393,8 @@ function bridgeSpans(tracer: Tracer, spanNames: "beamclaw" | "genai"): () => voi
       if (parent !== undefined) return trace.setSpan(ROOT_CONTEXT, parent);
       // The span the message was sent from (another process's, or a spawn call's on another
       // node): the run joins that trace.
-      const remote = parseTraceparent(run.traceparent);
-      if (remote === undefined) return ROOT_CONTEXT;
-      const entries = run.tracestate === undefined ? undefined : parseTracestate(run.tracestate);
-      return trace.setSpanContext(ROOT_CONTEXT, {
-        traceId: remote.traceId,
-        spanId: remote.spanId,
-        traceFlags: remote.traceFlags & 0xff,
-        isRemote: true,
-        ...(entries === undefined || entries.length === 0
-          ? {}
-          : { traceState: new EntriesTraceState(entries) }),
-      });
+      const remote = remoteSpanContext(run.traceparent, run.tracestate);
+      return remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
     };
     const close = (ctx: TraceContexts[TracedOperation], given?: Ending) => {
       const entry = open.get(ctx);
@@ -558,6 +548,28 @@ class EntriesTraceState implements TraceState {
   }
 }
 
+/**
+ * The remote span context a W3C `traceparent` (with its `tracestate`, if any) names, or
+ * undefined when the traceparent is absent or malformed.
+ */
+function remoteSpanContext(
+  traceparent: string | undefined,
+  tracestate?: string,
+): SpanContext | undefined {
+  const remote = parseTraceparent(traceparent);
+  if (remote === undefined) return undefined;
+  const entries = tracestate === undefined ? undefined : parseTracestate(tracestate);
+  return {
+    traceId: remote.traceId,
+    spanId: remote.spanId,
+    traceFlags: remote.traceFlags & 0xff,
+    isRemote: true,
+    ...(entries === undefined || entries.length === 0
+      ? {}
+      : { traceState: new EntriesTraceState(entries) }),
+  };
+}
+
 /** A span context as a W3C `traceparent` (version 00), or undefined for an invalid one. */
 function traceparentOf(context: SpanContext): string | undefined {
   if (!trace.isSpanContextValid(context)) return undefined;
@@ -600,10 +612,8 @@ function subagentRelations() {
       if (run.parentRunId === undefined || trace.getSpan(parent) !== undefined) return undefined;
       const spawner = spawners.get(run.parentRunId);
       if (spawner !== undefined) return [{ context: spawner }];
-      const spawn = parseTraceparent(run.parentTraceparent);
-      if (spawn === undefined) return undefined;
-      const { traceId, spanId, traceFlags } = spawn;
-      return [{ context: { traceId, spanId, traceFlags: traceFlags & 0xff, isRemote: true } }];
+      const spawn = remoteSpanContext(run.parentTraceparent);
+      return spawn === undefined ? undefined : [{ context: spawn }];
     },
     started(run: SessionRunTrace, span: Span): void {
       runs.set(run.runId, span);
