@@ -186,6 +186,55 @@ describe("images and PDFs are downloaded and handed over inline", () => {
     for (const request of cdnRequests) expect(request.headers.get("authorization")).toBeNull();
   });
 
+  it("the image of a forwarded message (message_snapshots) is downloaded as well", async () => {
+    const image = serveCdnFile("forwarded.png", { body: PNG, contentType: "image/png" });
+    const h = await startHarness();
+    await h.platform.injectWith(
+      { chatType: "direct", chatId: "alice", peer: { id: "alice" }, text: "", messageId: "fw1" },
+      {
+        raw: {
+          message_reference: { type: 1, message_id: "1300000000000000002", channel_id: "c-9" },
+          message_snapshots: [
+            {
+              message: {
+                type: 0,
+                content: "",
+                embeds: [],
+                attachments: [
+                  {
+                    id: "1400000000000000002",
+                    filename: "forwarded.png",
+                    size: PNG.length,
+                    url: image,
+                    proxy_url: image,
+                    content_type: "image/png",
+                  },
+                ],
+                timestamp: "2025-01-01T10:00:00.000000+00:00",
+                edited_timestamp: null,
+                flags: 0,
+                mentions: [],
+                mention_roles: [],
+              },
+            },
+          ],
+        },
+      },
+    );
+    await waitFor("the forward", () => h.taken.includes("fw1"));
+    expect(h.calls[0]?.attachments).toEqual([
+      {
+        kind: "image",
+        url: image,
+        privateUrl: true,
+        mediaType: "image/png",
+        name: "forwarded.png",
+        size: PNG.length,
+        data: base64(PNG),
+      },
+    ]);
+  });
+
   it("a file declared over the limit is not requested; one whose content is larger than declared is left unread", async () => {
     const { logger, downloadWarnings } = recording();
     const big = serveCdnFile("big.png", { body: PNG, contentType: "image/png" });

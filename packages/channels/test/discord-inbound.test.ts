@@ -279,6 +279,70 @@ describe("content", () => {
     ]);
   });
 
+  it("a forwarded message carries the text and files of the message it forwards (message_snapshots)", async () => {
+    const h = await startHarness({
+      plugin: { attachments: { inlineImageMaxBytes: 0, inlineDocumentMaxBytes: 0 } },
+    });
+    // A forward (message_reference.type 1): the message's own content is empty, what was
+    // forwarded is in message_snapshots[0].message (no author: a subset of its fields).
+    await h.platform.injectWith(
+      { chatType: "direct", chatId: "u-1", peer: { id: "u-1" }, text: "", messageId: "fw1" },
+      {
+        raw: {
+          message_reference: {
+            type: 1,
+            message_id: "1300000000000000001",
+            channel_id: "1100000000000000009",
+            guild_id: GUILD_ID,
+          },
+          message_snapshots: [
+            {
+              message: {
+                type: 0,
+                content: "Deploy window moved: <@u-7> ships at 17:00",
+                embeds: [],
+                attachments: [
+                  {
+                    id: "1400000000000000001",
+                    filename: "plan.pdf",
+                    size: 10,
+                    url: "https://cdn.discordapp.com/attachments/1/2/plan.pdf",
+                    proxy_url: "https://media.discordapp.net/attachments/1/2/plan.pdf",
+                    content_type: "application/pdf",
+                  },
+                ],
+                timestamp: "2025-01-01T10:00:00.000000+00:00",
+                edited_timestamp: null,
+                flags: 0,
+                mentions: [{ id: "u-7", username: "grace", global_name: "Grace" }],
+                mention_roles: [],
+              },
+            },
+          ],
+        },
+      },
+    );
+    await waitFor("the forward", () => h.calls.length === 1);
+    expect(h.calls[0]).toMatchObject({
+      chatType: "direct",
+      chatId: "u-1",
+      text: "Deploy window moved: @Grace ships at 17:00",
+      attachments: [
+        {
+          kind: "file",
+          url: "https://cdn.discordapp.com/attachments/1/2/plan.pdf",
+          privateUrl: true,
+          mediaType: "application/pdf",
+          name: "plan.pdf",
+          size: 10,
+        },
+      ],
+      // Whom the forwarded message mentioned is not whom this one addresses.
+      mentions: { bot: false, peers: [] },
+    });
+    expect(h.calls[0]?.replyTo).toBeUndefined();
+  });
+
   it("skips a malformed MESSAGE_CREATE with a warning and keeps going", async () => {
     const warnings: string[] = [];
     const h = await startHarness({

@@ -204,6 +204,8 @@ export class FakeTelegram {
   #script = new Map<string, ScriptedAnswer[]>();
   #polls = new Set<{ answer: (conflict: boolean) => void }>();
   #files = new Map<string, StoredFile>();
+  /** Basic groups that became supergroups: old id -> new id. */
+  #upgraded = new Map<number, number>();
   #closed = false;
   #revoked = false;
 
@@ -326,6 +328,13 @@ export class FakeTelegram {
     if (this.#revoked) {
       call.answered = UNAUTHORIZED.error_code;
       return refuse(UNAUTHORIZED.error_code, UNAUTHORIZED.description);
+    }
+    const upgraded = this.#upgradedChatOf(params);
+    if (upgraded !== undefined) {
+      call.answered = 400;
+      return refuse(400, "Bad Request: group chat was upgraded to a supergroup chat", {
+        migrate_to_chat_id: upgraded,
+      });
     }
     const scripted = this.#script.get(method)?.shift();
     if (scripted !== undefined && scripted !== "lose-answer" && scripted !== "pass") {
@@ -461,6 +470,25 @@ export class FakeTelegram {
     });
     if (conflicted) return refuse(CONFLICT.errorCode, CONFLICT.description);
     return ok(due());
+  }
+
+  /**
+   * The basic group `from` became the supergroup `to`: from now on every call naming `from`
+   * (as `chat_id`, or the chat of `reply_parameters`) is refused with `migrate_to_chat_id`.
+   * The supergroup numbers its messages afresh; the group's stay in the group.
+   */
+  upgradeGroup(from: number, to: number): void {
+    this.#upgraded.set(from, to);
+  }
+
+  /** The supergroup a call's chat (or the chat of the message it replies to) became, if any. */
+  #upgradedChatOf(params: Record<string, unknown>): number | undefined {
+    const reply = params.reply_parameters as { chat_id?: unknown } | undefined;
+    for (const chat of [params.chat_id, reply?.chat_id]) {
+      const to = typeof chat === "number" ? this.#upgraded.get(chat) : undefined;
+      if (to !== undefined) return to;
+    }
+    return undefined;
   }
 
   #where(params: Record<string, unknown>): { chatId: number | string; threadId?: number } {

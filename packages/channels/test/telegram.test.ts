@@ -1006,6 +1006,54 @@ describe("outbound", () => {
     expect(sent.messageId.startsWith(`${GROUP}:`)).toBe(true);
   });
 
+  it("after a group became a supergroup, a reply to the group's message is sent to the supergroup unquoted", async () => {
+    const { api, plugin } = await started(polling());
+    const group = { ...dm, chatType: "group" as const, chatId: "-4001" };
+    api.upgradeGroup(-4001, GROUP);
+    // The message answered is in the old group: the supergroup cannot quote it.
+    const sent = await plugin.sendText(group, "hello", { replyToMessageId: "-4001:7" });
+    expect(sent.messageId.startsWith(`${GROUP}:`)).toBe(true);
+    expect(api.actions).toHaveLength(1);
+    expect(api.actions[0]).toMatchObject({ kind: "text", chatId: GROUP, text: "hello" });
+    expect(api.actions[0]!.replyTo).toBeUndefined();
+    // A reply in the supergroup to a message from before the upgrade, likewise.
+    await plugin.sendText({ ...group, chatId: String(GROUP) }, "again", {
+      replyToMessageId: "-4001:8",
+    });
+    expect(api.actions.map((a) => [a.chatId, a.text, a.replyTo])).toEqual([
+      [GROUP, "hello", undefined],
+      [GROUP, "again", undefined],
+    ]);
+  });
+
+  it("does not edit or react to a supergroup's message in place of the old group's (message ids start afresh)", async () => {
+    const { api, plugin } = await started(polling());
+    const group = { ...dm, chatType: "group" as const, chatId: "-4001" };
+    const old = await plugin.sendText(group, "draft in the old group");
+    // The supergroup's first message has the same message_id as the group's.
+    const other = await plugin.sendText({ ...group, chatId: String(GROUP) }, "another answer");
+    expect(old.messageId).toBe("-4001:1");
+    expect(other.messageId).toBe(`${GROUP}:1`);
+    api.upgradeGroup(-4001, GROUP);
+    const edit = await plugin.edit(group, old.messageId, "final").catch((e: unknown) => e);
+    const react = await plugin.react(group, old.messageId, "👍").catch((e: unknown) => e);
+    for (const error of [edit, react]) {
+      expect(ChannelSendError.isInstance(error)).toBe(true);
+      expect(error).toMatchObject({
+        isRetryable: false,
+        statusCode: 400,
+        platformCode: "Bad Request: group chat was upgraded to a supergroup chat",
+      });
+    }
+    // The supergroup's message is left as it was.
+    expect(api.actions.map((a) => a.kind)).toEqual(["text", "text"]);
+    expect(
+      api.calls
+        .filter((c) => c.method === "editMessageText" || c.method === "setMessageReaction")
+        .map((c) => c.params.chat_id),
+    ).toEqual([-4001, -4001]);
+  });
+
   it("edits, shows typing in the topic, reacts; an edit to the same text is no error", async () => {
     const { api, plugin } = await started(polling());
     const sent = await plugin.sendText(topic, "draft");

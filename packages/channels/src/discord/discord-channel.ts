@@ -49,7 +49,7 @@ import {
   type GatewayDispatch,
   IdentifyThrottle,
 } from "./gateway.js";
-import { discordAttachments, skipReason, toInbound } from "./inbound.js";
+import { discordMessageAttachments, skipReason, toInbound } from "./inbound.js";
 import { type DiscordLibraries, loadDiscordLibraries } from "./libraries.js";
 import { nonceFor, reactionEmoji, toSendError } from "./outbound.js";
 import { guardRateLimits } from "./rate-limits.js";
@@ -1120,10 +1120,10 @@ export class DiscordChannel implements ChannelPlugin {
       return { urls: [] };
     }
     // A string id: skipReason checked it.
-    const message = data as { id: string; attachments?: unknown };
+    const message = data as { id: string };
     if (this.#backfilled.has(message.id)) return { urls: [] };
     const messageId = message.id;
-    const due = discordAttachments(message.attachments).filter((a) => this.#due(a));
+    const due = discordMessageAttachments(message).filter((a) => this.#due(a));
     if (due.length === 0 || run.downloads.size >= MAX_PREFETCHED) return { urls: [] };
     const admitted = run.ctx.admits === undefined ? undefined : this.#admittedAhead(run, data);
     const started: string[] = [];

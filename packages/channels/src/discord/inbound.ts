@@ -9,6 +9,8 @@ import { type DiscordDirectory, isThreadType, type KnownChannel } from "./direct
 /** Message types that carry something a person wrote (DEFAULT, REPLY). */
 const USER_MESSAGE_TYPES: ReadonlySet<number> = new Set([0, 19]);
 const REPLY = 19;
+/** `message_reference.type` of a forward: the forwarded message is in `message_snapshots`. */
+const FORWARD = 1;
 
 /** What {@link toInbound} needs besides the event. */
 export interface InboundOptions {
@@ -73,6 +75,29 @@ export function discordAttachments(raw: unknown): InboundAttachment[] {
 }
 
 /**
+ * The message a forward carries (`message_snapshots[0].message`: a subset of its fields, no
+ * author), or `undefined` when `message` is not a forward.
+ */
+function forwardedOf(message: Json): Json | undefined {
+  if (record(message.message_reference)?.type !== FORWARD) return undefined;
+  const snapshots = message.message_snapshots;
+  return Array.isArray(snapshots) ? record(record(snapshots[0])?.message) : undefined;
+}
+
+/**
+ * A MESSAGE_CREATE payload's files, described (see {@link discordAttachments}): its own, then
+ * those of the message it forwards.
+ */
+export function discordMessageAttachments(data: unknown): InboundAttachment[] {
+  const message = record(data);
+  if (message === undefined) return [];
+  return [
+    ...discordAttachments(message.attachments),
+    ...discordAttachments(forwardedOf(message)?.attachments),
+  ];
+}
+
+/**
  * Turns `<@id>` mentions of users the message names into `@name`, and `<#id>` mentions of
  * known channels into `#name`, so the agent reads what the user saw.
  */
@@ -134,8 +159,9 @@ export function skipReason(
 /**
  * Normalizes one MESSAGE_CREATE payload. A guild message goes to its channel (`group`), a
  * message in a thread to the thread's parent with `threadId`, a DM to its author (`direct`,
- * `chatId` = the user's id: replies find the DM channel from it). What {@link skipReason}
- * names a reason for is skipped with that reason.
+ * `chatId` = the user's id: replies find the DM channel from it). A forward (whose own
+ * content is empty) reads as the message it forwards: its text and files. What
+ * {@link skipReason} names a reason for is skipped with that reason.
  */
 export async function toInbound(data: unknown, options: InboundOptions): Promise<InboundDecision> {
   const { directory } = options;
@@ -220,10 +246,23 @@ export async function toInbound(data: unknown, options: InboundOptions): Promise
     if (replyAuthor !== undefined && replyAuthor === botId) mentionsBot = true;
   }
 
-  const content = typeof message.content === "string" ? message.content : "";
+  // A forward's own content is empty: the text is the forwarded message's. Whom that one
+  // mentions is named, but not addressed by this message.
+  const forwarded = forwardedOf(message);
+  if (forwarded !== undefined && Array.isArray(forwarded.mentions)) {
+    for (const raw of forwarded.mentions) {
+      const user = record(raw);
+      const userId = text(user?.id);
+      const name = displayName(user, record(user?.member));
+      if (userId !== undefined && name !== undefined && !names.has(userId)) names.set(userId, name);
+    }
+  }
+  const content = [message.content, forwarded?.content]
+    .filter((part): part is string => typeof part === "string" && part.length > 0)
+    .join("\n");
   input.text = renderMentions(content, names, directory);
   input.mentions = { bot: mentionsBot, peers };
-  const attachments = discordAttachments(message.attachments);
+  const attachments = discordMessageAttachments(message);
   if (attachments.length > 0) input.attachments = attachments;
   const timestamp = typeof message.timestamp === "string" ? Date.parse(message.timestamp) : NaN;
   if (Number.isFinite(timestamp)) input.timestamp = timestamp;

@@ -476,20 +476,24 @@ export class TelegramChannel implements ChannelPlugin {
     options?: ChannelSendOptions,
   ): Promise<SentMessage> {
     const thread = threadOf(this.id, target);
-    const sent = await this.#call("sendMessage", target.chatId, options, (api, chatId, signal) =>
-      this.#formatted(text, (body, parseMode) =>
-        api.sendMessage(
-          chatId,
-          body,
-          {
-            ...thread,
-            ...this.#replyTo(chatId, options?.replyToMessageId),
-            ...(parseMode === undefined ? {} : { parse_mode: parseMode }),
-            ...this.#linkPreviews(),
-          },
-          signal,
+    const sent = await this.#call(
+      "sendMessage",
+      target.chatId,
+      options,
+      (api, chatId, signal, migrated) =>
+        this.#formatted(text, (body, parseMode) =>
+          api.sendMessage(
+            chatId,
+            body,
+            {
+              ...thread,
+              ...this.#replyTo(chatId, options?.replyToMessageId, migrated),
+              ...(parseMode === undefined ? {} : { parse_mode: parseMode }),
+              ...this.#linkPreviews(),
+            },
+            signal,
+          ),
         ),
-      ),
     );
     return { messageId: telegramMessageId(sent.chat.id, sent.message_id) };
   }
@@ -558,11 +562,11 @@ export class TelegramChannel implements ChannelPlugin {
       throw new ChannelSendError(this.id, "media needs a url or data", { isRetryable: false });
     }
     const method = MEDIA_METHODS[media.kind];
-    return this.#call(method, target.chatId, options, (api, chatId, signal) =>
+    return this.#call(method, target.chatId, options, (api, chatId, signal, migrated) =>
       this.#formatted(caption, (body, parseMode) => {
         const other = {
           ...thread,
-          ...this.#replyTo(chatId, options?.replyToMessageId),
+          ...this.#replyTo(chatId, options?.replyToMessageId, migrated),
           ...(body.length === 0
             ? {}
             : { caption: body, ...(parseMode === undefined ? {} : { parse_mode: parseMode }) }),
@@ -939,13 +943,15 @@ export class TelegramChannel implements ChannelPlugin {
   /**
    * Runs an outbound Bot API call with a time limit and the caller's signal, and maps its
    * failure. A group that became a supergroup (`migrate_to_chat_id`) is sent to once more,
-   * at its new id.
+   * at its new id (`migrated` true). An edit or a reaction is not: its message stays in the
+   * old group, and the supergroup numbers its messages afresh, so the same `message_id`
+   * there is another message.
    */
   async #call<T>(
     method: string,
     chat: string,
     options: ChannelSendOptions | undefined,
-    run: (api: Api, chatId: number | string, signal: GrammySignal) => Promise<T>,
+    run: (api: Api, chatId: number | string, signal: GrammySignal, migrated: boolean) => Promise<T>,
   ): Promise<T> {
     let chatId = chatIdOf(this.id, chat);
     const caller = options?.signal;
@@ -965,13 +971,13 @@ export class TelegramChannel implements ChannelPlugin {
       const timeout = AbortSignal.timeout(this.#requestTimeoutMs);
       const signal = caller === undefined ? timeout : AbortSignal.any([caller, timeout]);
       try {
-        return await run(api, chatId, grammySignal(signal));
+        return await run(api, chatId, grammySignal(signal), attempt > 1);
       } catch (error) {
         if (caller?.aborted) {
           throw new AbortedError(`telegram ${method} was aborted`, { cause: error });
         }
         const migrated = telegramFailureOf(error)?.migrateToChatId;
-        if (migrated !== undefined && attempt === 1) {
+        if (migrated !== undefined && attempt === 1 && !MESSAGE_METHODS.has(method)) {
           this.#logger().warn("telegram group became a supergroup; sending to its new id", {
             from: chatId,
             to: migrated,
@@ -1018,10 +1024,15 @@ export class TelegramChannel implements ChannelPlugin {
       : {};
   }
 
-  /** `reply_parameters` for a reply to `messageId` (a `<chat_id>:<message_id>`). */
+  /**
+   * `reply_parameters` for a reply to `messageId` (a `<chat_id>:<message_id>`). Once the
+   * chat turned out to have become a supergroup (`migrated`), a message of another chat is
+   * not quoted: it is the old group's, which Telegram refuses to name.
+   */
   #replyTo(
     chatId: number | string,
     messageId: string | undefined,
+    migrated: boolean,
   ): {
     reply_parameters?: {
       message_id: number;
@@ -1035,6 +1046,15 @@ export class TelegramChannel implements ChannelPlugin {
       this.#logger().debug("telegram reply target is not a Telegram message id; not quoting", {
         messageId,
       });
+      return {};
+    }
+    if (migrated && ref.chatId !== String(chatId)) {
+      this.#logger().debug(
+        "telegram reply target is in the group before it became a supergroup; not quoting",
+        {
+          messageId,
+        },
+      );
       return {};
     }
     return {
@@ -1057,6 +1077,9 @@ function messageRefOf(
   if (/^\d{1,12}$/.test(messageId)) return { chatId: target.chatId, messageId: Number(messageId) };
   return parseTelegramMessageId(messageId);
 }
+
+/** Bot API methods on one message: they do not follow a group to its supergroup. */
+const MESSAGE_METHODS: ReadonlySet<string> = new Set(["editMessageText", "setMessageReaction"]);
 
 const MEDIA_METHODS: Record<OutboundMedia["kind"], string> = {
   image: "sendPhoto",
