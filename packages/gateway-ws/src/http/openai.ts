@@ -245,6 +245,7 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       field,
     );
   }
+  checkUnhonoured(body);
   checkOptional(body, "user", (v) => typeof v === "string", "a string");
   checkSampling(body, ["max_tokens", "max_completion_tokens"]);
   checkFunctionTools(body.tools, true, (at) => invalidType(`${at}.type`, '"function"'));
@@ -290,6 +291,50 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
       "invalid_request_error",
       "invalid_value",
       "tool_choice",
+    );
+  }
+}
+
+/**
+ * Refuses the fields OpenAI's clients send that this gateway cannot honour, a 400
+ * `unsupported_parameter` naming the field: dropped, the client would read an answer to
+ * something it did not ask. The legacy `functions` and `function_call` (OpenAI's older form
+ * of `tools` and `tool_choice`: the model would answer in text where the client waits for a
+ * `function_call`), `stop` sequences (the answer would go on past them) and
+ * `parallel_tool_calls: false` (the model may still call several tools at once). Their empty
+ * values (`[]`, `null`, `parallel_tool_calls: true`) ask for nothing and are accepted.
+ */
+function checkUnhonoured(body: Record<string, unknown>): void {
+  const refuse = (param: string, message: string) =>
+    new RequestError(400, message, "invalid_request_error", "unsupported_parameter", param);
+  checkOptional(body, "functions", Array.isArray, "an array");
+  if (Array.isArray(body.functions) && body.functions.length > 0) {
+    throw refuse(
+      "functions",
+      'functions (deprecated by OpenAI) is not supported: send them as tools ({ type: "function", function })',
+    );
+  }
+  if (body.function_call !== undefined && body.function_call !== null) {
+    throw refuse(
+      "function_call",
+      "function_call (deprecated by OpenAI) is not supported: use tool_choice with tools",
+    );
+  }
+  checkOptional(
+    body,
+    "stop",
+    (v) => typeof v === "string" || (Array.isArray(v) && v.every((s) => typeof s === "string")),
+    "a string or an array of strings",
+  );
+  const stop = body.stop;
+  if ((typeof stop === "string" || Array.isArray(stop)) && stop.length > 0) {
+    throw refuse("stop", "stop sequences are not supported by this gateway");
+  }
+  checkOptional(body, "parallel_tool_calls", (v) => typeof v === "boolean", "a boolean");
+  if (body.parallel_tool_calls === false) {
+    throw refuse(
+      "parallel_tool_calls",
+      "parallel_tool_calls false is not supported: the model may call several tools in one answer",
     );
   }
 }
