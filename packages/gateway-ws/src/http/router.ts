@@ -81,8 +81,11 @@ async function authorizeHttpLimited(
   return { ok: false };
 }
 
-/** Response headers a page calling the API across origins may read. */
-const CORS_EXPOSED_HEADERS = "retry-after, x-should-retry, www-authenticate";
+/**
+ * Response headers a page calling the API across origins may read: the OpenAI SDKs wait
+ * `retry-after-ms` (else `retry-after`, whole seconds) before retrying a 429 or 503.
+ */
+const CORS_EXPOSED_HEADERS = "retry-after, retry-after-ms, x-should-retry, www-authenticate";
 /** How long a browser may keep a granted preflight, seconds. */
 const CORS_MAX_AGE_S = 600;
 /** A list of header names (RFC 9110 tokens), as a preflight's `Access-Control-Request-Headers`. */
