@@ -54,7 +54,12 @@ describe("CORS for allowedOrigins", () => {
     // What the OpenAI SDKs read to retry (retry-after-ms first) is readable by the page.
     const exposed = String(answer.headers["access-control-expose-headers"]).split(/,\s*/);
     expect(exposed).toEqual(
-      expect.arrayContaining(["retry-after", "retry-after-ms", "x-should-retry", "www-authenticate"]),
+      expect.arrayContaining([
+        "retry-after",
+        "retry-after-ms",
+        "x-should-retry",
+        "www-authenticate",
+      ]),
     );
     // An error answer is readable by the page too.
     const refused = await call(port, "/v1/models", { headers: { origin: APP } });
