@@ -1,9 +1,10 @@
 /**
  * `POST /v1/chat/completions` fields OpenAI's clients send that this gateway cannot honour,
  * over a real socket: the legacy `functions` / `function_call` (superseded by `tools` /
- * `tool_choice`), `stop` sequences and `parallel_tool_calls: false`. Each was dropped
- * without a word: the model answered in text where the client waited for a
- * `function_call`, wrote past the stop sequence, or called several tools at once. Each is
+ * `tool_choice`), `stop` sequences, `parallel_tool_calls: false` and audio output
+ * (`modalities`, `audio`). Each was dropped without a word: the model answered in text where
+ * the client waited for a `function_call` or `message.audio`, wrote past the stop sequence,
+ * or called several tools at once. Each is
  * now a 400 `unsupported_parameter` naming the field before the model is called (as OpenAI
  * answers `stop` on a model that cannot take it, and `/v1/responses` answers
  * `parallel_tool_calls: false`); their empty or default values are still accepted.
@@ -46,6 +47,13 @@ describe("fields the gateway cannot honour", () => {
       "parallel_tool_calls: false",
       [[{ parallel_tool_calls: false, tools: [LOOKUP] }, "parallel_tool_calls"]],
     ],
+    [
+      "audio output",
+      [
+        [{ modalities: ["text", "audio"], audio: { voice: "alloy", format: "wav" } }, "modalities"],
+        [{ audio: { voice: "alloy", format: "wav" } }, "audio"],
+      ],
+    ],
   ];
   for (const [what, cases] of REFUSED) {
     it(`${what}: a 400 unsupported_parameter naming the field, before the model is called`, async () => {
@@ -74,6 +82,8 @@ describe("fields the gateway cannot honour", () => {
       [{ stop: 3 }, "stop"],
       [{ stop: ["END", 4] }, "stop"],
       [{ parallel_tool_calls: "no" }, "parallel_tool_calls"],
+      [{ modalities: "audio" }, "modalities"],
+      [{ audio: "alloy" }, "audio"],
     ] as Array<[Record<string, unknown>, string]>) {
       const reply = await complete(stack.port, { model: "beamclaw", messages: MESSAGES, ...extra });
       expect(reply.status, JSON.stringify(extra)).toBe(400);
@@ -91,6 +101,8 @@ describe("fields the gateway cannot honour", () => {
       function_call: null,
       stop: [],
       parallel_tool_calls: true,
+      modalities: ["text"],
+      audio: null,
     });
     expect(reply.status).toBe(200);
     expect(reply.json.choices[0].message.content).toBe("x is 4");

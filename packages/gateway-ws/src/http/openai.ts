@@ -301,8 +301,10 @@ function checkCompletionRequest(body: Record<string, unknown>): void {
  * something it did not ask. The legacy `functions` and `function_call` (OpenAI's older form
  * of `tools` and `tool_choice`: the model would answer in text where the client waits for a
  * `function_call`), `stop` sequences (the answer would go on past them) and
- * `parallel_tool_calls: false` (the model may still call several tools at once). Their empty
- * values (`[]`, `null`, `parallel_tool_calls: true`) ask for nothing and are accepted.
+ * `parallel_tool_calls: false` (the model may still call several tools at once), and audio
+ * output (`modalities` other than `"text"`, `audio`: the client would wait for
+ * `message.audio`). Their empty values (`[]`, `null`, `parallel_tool_calls: true`,
+ * `modalities: ["text"]`) ask for nothing and are accepted.
  */
 function checkUnhonoured(body: Record<string, unknown>): void {
   const refuse = (param: string, message: string) =>
@@ -329,6 +331,23 @@ function checkUnhonoured(body: Record<string, unknown>): void {
   const stop = body.stop;
   if ((typeof stop === "string" || Array.isArray(stop)) && stop.length > 0) {
     throw refuse("stop", "stop sequences are not supported by this gateway");
+  }
+  checkOptional(
+    body,
+    "modalities",
+    (v) => Array.isArray(v) && v.every((m) => typeof m === "string"),
+    "an array of strings",
+  );
+  const modalities = body.modalities as string[] | null | undefined;
+  if (modalities?.some((m) => m !== "text") === true) {
+    throw refuse(
+      "modalities",
+      'modalities other than "text" are not supported: the answer is text',
+    );
+  }
+  checkOptional(body, "audio", (v) => typeof v === "object" && !Array.isArray(v), "an object");
+  if (body.audio !== undefined && body.audio !== null) {
+    throw refuse("audio", "audio output is not supported: the answer is text");
   }
   checkOptional(body, "parallel_tool_calls", (v) => typeof v === "boolean", "a boolean");
   if (body.parallel_tool_calls === false) {
