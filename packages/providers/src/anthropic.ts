@@ -174,23 +174,32 @@ const ANTHROPIC_ERROR_KINDS: Record<string, ProviderErrorKind> = {
   timeout_error: "timeout",
 };
 
+/** Anthropic's words for an account with no credit left, sent as an HTTP 400. */
+const LOW_CREDIT = /^Your credit balance is too low\b/i;
+
 /**
  * Reads `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`. The
  * HTTP status decides the kind of an HTTP error (Anthropic's types follow it one to one),
- * except that `overloaded_error` and `rate_limit_error` mean what they say whatever the
- * status; inside a stream, where there is no status, the type decides.
+ * except that `overloaded_error`, `rate_limit_error` and `billing_error` mean what they say
+ * whatever the status; inside a stream, where there is no status, the type decides. No credit
+ * left is `auth` (the account's fault, which no retry and no other request can fix), also as
+ * the HTTP 400 `invalid_request_error` "Your credit balance is too low to access the Anthropic
+ * API…" that some accounts get instead of a 402 `billing_error`.
  */
 export function parseAnthropicError(body: unknown): VendorErrorInfo {
   const error = field(body, "error");
   const type = stringField(error, "type");
   const message = stringField(error, "message");
   const streamKind = lookup(ANTHROPIC_ERROR_KINDS, type);
-  const strong = type === "overloaded_error" || type === "rate_limit_error";
+  const strong =
+    type === "overloaded_error" || type === "rate_limit_error" || type === "billing_error";
+  const lowCredit = type === "invalid_request_error" && LOW_CREDIT.test(message ?? "");
   return {
     ...(type === undefined ? {} : { type }),
     ...(message === undefined ? {} : { message }),
     ...(streamKind === undefined ? {} : { streamKind }),
     ...(strong && streamKind !== undefined ? { kind: streamKind } : {}),
+    ...(lowCredit ? { kind: "auth" as const, streamKind: "auth" as const } : {}),
   };
 }
 

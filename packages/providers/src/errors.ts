@@ -38,12 +38,16 @@ export type VendorErrorParser = (body: unknown) => VendorErrorInfo;
 /** Response bodies kept on errors are cut to this many characters. */
 const MAX_BODY_CHARS = 16_000;
 
-/** The kind of failure an HTTP status means, before the vendor's body is considered. */
+/**
+ * The kind of failure an HTTP status means, before the vendor's body is considered. 402
+ * (Payment Required: Anthropic's `billing_error`, OpenRouter's insufficient credits) is the
+ * account's, not the request's: `auth`, like a key that is refused.
+ */
 export function kindFromStatus(status: number): ProviderErrorKind {
   if (status === 429) return "rate_limit";
   if (status === 503 || status === 529) return "overloaded";
   if (status === 408) return "timeout";
-  if (status === 401 || status === 403) return "auth";
+  if (status === 401 || status === 402 || status === 403) return "auth";
   if (status >= 500) return "server";
   if (status >= 400) return "invalid_request";
   return "unknown";

@@ -151,6 +151,10 @@ export function createOpenAIHttpClient(
  * coming with it. Its "Request too large for gpt-4o … on tokens per min (TPM): Limit 30000,
  * Requested 31538" is a request bigger than the whole limit, which no wait lets through: not
  * retryable (another model, with its own limit, may still take it).
+ *
+ * OpenRouter's HTTP 403 for input its moderation flagged (`error.metadata` with `reasons` and
+ * `flagged_input`) is the request's fault, as OpenAI's `invalid_prompt` is: `invalid_request`,
+ * not the `auth` of a 403, which would count against the ref's circuit.
  */
 export function parseOpenAIError(body: unknown): VendorErrorInfo {
   const wrapped = field(body, "error");
@@ -178,6 +182,7 @@ export function parseOpenAIError(body: unknown): VendorErrorInfo {
   const wait = rateLimited ? RATE_LIMIT_WAIT.exec(message ?? "")?.[1] : undefined;
   const retryAfterMs = wait === undefined ? undefined : parseGoDuration(wait);
   const tooLarge = rateLimited && /^Request too large\b/i.test(message ?? "");
+  const flagged = stringField(field(error, "metadata"), "flagged_input") !== undefined;
   return {
     ...(name === undefined ? {} : { type: name }),
     ...(message === undefined ? {} : { message }),
@@ -185,6 +190,7 @@ export function parseOpenAIError(body: unknown): VendorErrorInfo {
     ...(streamKind === undefined ? {} : { streamKind }),
     ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
     ...(quota || tooLarge ? { kind: "rate_limit" as const, isRetryable: false } : {}),
+    ...(flagged ? { kind: "invalid_request" as const } : {}),
   };
 }
 
