@@ -409,10 +409,21 @@ export class McpToolServer {
   /**
    * Whether `error` says the server no longer knows the Streamable HTTP session (404: it
    * expired, or the server restarted). The client is dropped then: the next request starts a
-   * new session, as the protocol asks.
+   * new session, as the protocol asks. So too for a 400 to a request that carried a session id
+   * whose answer names the session or an uninitialized server, as many servers answer a
+   * session they do not know (the MCP Python SDK's `No valid session ID provided`, servers after
+   * the TypeScript SDK's example, its transport new after a restart: `Server not initialized`):
+   * a 400 is a request refused, not run.
    */
   #expired(client: Client, error: unknown): boolean {
-    if (!(error instanceof StreamableHTTPError) || error.code !== 404) return false;
+    if (!(error instanceof StreamableHTTPError)) return false;
+    const carried = (client.transport as StreamableHTTPClientTransport | undefined)?.sessionId;
+    const unknown =
+      error.code === 404 ||
+      (error.code === 400 &&
+        carried !== undefined &&
+        /\bsession\b|not initiali[sz]ed/i.test(error.message));
+    if (!unknown) return false;
     if (this.#client === client) this.#client = undefined;
     void client.close().catch(() => undefined);
     return true;
@@ -647,18 +658,40 @@ export class McpToolServer {
     const leftOut = refused.filter(
       (entry) => include === undefined || include.includes(entry.tool),
     );
+    // The server's own names, which a tool of a name changed (`.`, `/`) must not take.
+    const exact = new Set(
+      listed
+        .map((tool) => tool.name)
+        .filter((tool) => include === undefined || include.includes(tool)),
+    );
+    /** Each registered name's tool, by its name on the server. */
+    const onServer = new Map<string, string>();
     for (const tool of listed) {
       if (include !== undefined && !include.includes(tool.name)) continue;
-      const name = `${this.name}__${tool.name}`;
+      const name = `${this.name}__${modelName(tool.name)}`;
       if (tool.name === "") {
         leftOut.push({ tool: "", reason: "its name is empty, so no model could call it" });
         continue;
       }
-      // A name the model could not call (spaces, dots, too long) is left out.
+      // A name the model could not call (spaces, too long) is left out.
       if (!TOOL_NAME.test(name)) {
         leftOut.push({
           tool: tool.name,
           reason: `its name ${JSON.stringify(name)} does not match ^[a-zA-Z0-9_-]{1,64}$, so no model could call it`,
+        });
+        continue;
+      }
+      // `a.b` is `a_b` to the model: not when the server has a tool of that name, or another
+      // tool came to it first (`a/b`).
+      const taker = next.has(name)
+        ? onServer.get(name)
+        : modelName(tool.name) !== tool.name && exact.has(modelName(tool.name))
+          ? modelName(tool.name)
+          : undefined;
+      if (taker !== undefined) {
+        leftOut.push({
+          tool: tool.name,
+          reason: `its name becomes ${JSON.stringify(name)} for a model, as the server's tool ${JSON.stringify(taker)} does`,
         });
         continue;
       }
@@ -678,6 +711,7 @@ export class McpToolServer {
         });
       }
       next.set(name, agentTool);
+      onServer.set(name, tool.name);
     }
     for (const wanted of include ?? []) {
       const known =
@@ -701,7 +735,7 @@ export class McpToolServer {
         taken.push(name);
         // Said at a later listing too (a list change, a reconnect), whose failure none sees.
         leftOut.push({
-          tool: name.slice(this.name.length + 2),
+          tool: onServer.get(name) ?? name.slice(this.name.length + 2),
           reason: `the registry already has a tool named ${name}`,
         });
       }
@@ -1262,6 +1296,14 @@ function read(object: object, key: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A tool's name as a model calls it: the `.` and `/` that MCP allows in a tool's name
+ * (`admin.tools.list`, `user-profile/update`) and no model API does become `_`.
+ */
+function modelName(tool: string): string {
+  return tool.replace(/[./]/g, "_");
 }
 
 /**

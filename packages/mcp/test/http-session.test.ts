@@ -17,10 +17,16 @@ interface Stateful {
   sessions: Set<string>;
   /** Session ids ended by DELETE. */
   deleted: string[];
-  /** The session id each `tools/call` came with. */
+  /** The session id each `tools/call` came with (one it does not know too). */
   calls: Array<string | undefined>;
   /** Break the connection of every `tools/call` after it arrived. */
   breakCalls: boolean;
+  /**
+   * How a session it does not know is answered: 404 (as the protocol asks), or 400 with this
+   * text (as the MCP Python SDK's session manager, and servers after the TypeScript SDK's
+   * example, answer).
+   */
+  unknownSession: { status: 404 } | { status: 400; text: string };
 }
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -40,6 +46,7 @@ async function statefulServer(): Promise<Stateful> {
     deleted: [],
     calls: [],
     breakCalls: false,
+    unknownSession: { status: 404 },
   };
   let next = 0;
   const http: Server = createServer(async (req, res) => {
@@ -74,7 +81,12 @@ async function statefulServer(): Promise<Stateful> {
       );
       return;
     }
+    if (message.method === "tools/call") state.calls.push(session);
     if (session === undefined || !state.sessions.has(session)) {
+      if (state.unknownSession.status === 400) {
+        res.writeHead(400, { "content-type": "text/plain" }).end(state.unknownSession.text);
+        return;
+      }
       res.writeHead(404, { "content-type": "application/json" });
       res.end(
         JSON.stringify({ jsonrpc: "2.0", error: { code: -32001, message: "Session not found" } }),
@@ -97,7 +109,6 @@ async function statefulServer(): Promise<Stateful> {
       return;
     }
     if (message.method === "tools/call") {
-      state.calls.push(session);
       if (state.breakCalls) {
         // The call arrived; the connection breaks before any answer.
         req.socket.destroy();
@@ -158,6 +169,34 @@ describe("a stateful Streamable HTTP server", () => {
     http.sessions.clear(); // expired on the server: it answers 404 to s1 from now on
     expect(await call()).toBe("session s2");
     expect(await call()).toBe("session s2");
+  });
+
+  it("a session it no longer knows, answered 400 naming the session, is started again too", async () => {
+    // The MCP Python SDK's answer to a session id it does not know (a server restarted), and
+    // the TypeScript SDK's transport's, new after a restart, to a request before `initialize`.
+    for (const text of [
+      "Bad Request: No valid session ID provided",
+      "Bad Request: Server not initialized",
+    ]) {
+      const http = await statefulServer();
+      const { call } = await started(http.url);
+      expect(await call()).toBe("session s1");
+      http.unknownSession = { status: 400, text };
+      http.sessions.clear();
+      expect(await call()).toBe("session s2");
+      expect(await call()).toBe("session s2");
+      expect(http.calls).toEqual(["s1", "s1", "s2", "s2"]);
+    }
+  });
+
+  it("a 400 that says nothing of the session fails the call, which is not sent again", async () => {
+    const http = await statefulServer();
+    const { call } = await started(http.url);
+    expect(await call()).toBe("session s1");
+    http.unknownSession = { status: 400, text: "Bad Request: invalid JSON-RPC message" };
+    http.sessions.clear();
+    await expect(Promise.resolve(call())).rejects.toThrow(/HTTP 400: .*invalid JSON-RPC message/);
+    expect(http.calls).toEqual(["s1", "s1"]);
   });
 
   it("stop() ends the session with a DELETE carrying its id", async () => {

@@ -103,8 +103,8 @@ describe("what a listing leaves out", () => {
     const server = new McpToolServer({
       name: "paged",
       command: process.execPath,
-      args: [script, JSON.stringify({ "": { tools: ["ok", "bad.name", "other"] } })],
-      include: ["ok", "bad.name", "typo"],
+      args: [script, JSON.stringify({ "": { tools: ["ok", "bad name", "other"] } })],
+      include: ["ok", "bad name", "typo"],
       connectTimeoutMs: 5_000,
     });
     servers.push(server);
@@ -113,11 +113,44 @@ describe("what a listing leaves out", () => {
     expect(server.toolNames()).toEqual(["paged__ok"]);
     expect(server.leftOut()).toEqual([
       {
-        tool: "bad.name",
+        tool: "bad name",
         reason:
-          'its name "paged__bad.name" does not match ^[a-zA-Z0-9_-]{1,64}$, so no model could call it',
+          'its name "paged__bad name" does not match ^[a-zA-Z0-9_-]{1,64}$, so no model could call it',
       },
       { tool: "typo", reason: "named in include, but the server has no such tool" },
+    ]);
+  });
+
+  it("a tool named with . or / (as MCP allows) is called as _ by the model, under its own name on the server", async () => {
+    const registry = new ToolRegistry();
+    const server = paged({
+      "": { tools: ["admin.tools.list", "user-profile/update", "a.b", "a_b", "c.d", "c/d"] },
+    });
+    await server.start({ registry });
+    expect(registry.names()).toEqual(server.toolNames());
+    expect(server.toolNames()).toEqual([
+      "paged__admin_tools_list",
+      "paged__user-profile_update",
+      "paged__a_b",
+      "paged__c_d",
+    ]);
+    // The server is called by the tool's own name (this server answers with the name it got).
+    const call = async (name: string) =>
+      server.tools.find((tool) => tool.name === name)?.execute({}, toolContext());
+    expect(await call("paged__admin_tools_list")).toBe("admin.tools.list");
+    expect(await call("paged__user-profile_update")).toBe("user-profile/update");
+    expect(await call("paged__a_b")).toBe("a_b");
+    expect(await call("paged__c_d")).toBe("c.d");
+    // Two tools one name for the model: the server's own name wins, else the first listed.
+    expect(server.leftOut()).toEqual([
+      {
+        tool: "a.b",
+        reason: 'its name becomes "paged__a_b" for a model, as the server\'s tool "a_b" does',
+      },
+      {
+        tool: "c/d",
+        reason: 'its name becomes "paged__c_d" for a model, as the server\'s tool "c.d" does',
+      },
     ]);
   });
 
