@@ -32,7 +32,11 @@ import {
   ToolListChangedNotificationSchema,
   ToolSchema,
 } from "@modelcontextprotocol/sdk/types.js";
-import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation";
+import type {
+  JsonSchemaType,
+  JsonSchemaValidator,
+  jsonSchemaValidator,
+} from "@modelcontextprotocol/sdk/validation";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import { closingCancelledFetch } from "./http-fetch.js";
 import { ProcessGroupStdioTransport } from "./stdio-transport.js";
@@ -198,6 +202,8 @@ interface ServerTool {
   name: string;
   description?: string;
   inputSchema: JsonObject;
+  /** What its structured content must match (see `McpToolServer.#outputChecks`). */
+  outputSchema?: JsonObject;
 }
 
 /**
@@ -232,6 +238,12 @@ export class McpToolServer {
   /** The connect that calls began (a reconnect), and how many calls wait for it. */
   #callConnect: { abort: AbortController; waiting: number } | undefined;
   #tools = new Map<string, McpTool>();
+  /**
+   * Each listed tool's output schema check, by its name on the server: done here, not by the
+   * SDK, whose `callTool` checks a tool error's structured content too and then throws its own
+   * error in place of the tool's.
+   */
+  #outputChecks = new Map<string, JsonSchemaValidator<unknown>>();
   #registry: McpToolRegistry | undefined;
   #state: "idle" | "running" | "stopped" = "idle";
   #lastConnect = 0;
@@ -512,7 +524,9 @@ export class McpToolServer {
     const options = this.#options;
     const client = new Client(
       { name: "beamclaw", version: "1" },
-      { jsonSchemaValidator: lenientValidator },
+      // The SDK still asks a tool with an output schema for structured content; what that
+      // content holds is checked by `#outputChecks`.
+      { jsonSchemaValidator: acceptingValidator },
     );
     // Not the SDK's `listChanged` option: it ignores the notification from a server that did
     // not declare `tools.listChanged`, and many servers send it without declaring it.
@@ -621,6 +635,13 @@ export class McpToolServer {
         listed as unknown as Tool[],
       );
       if (this.#state !== "running") return;
+      this.#outputChecks = new Map(
+        listed.flatMap((tool) =>
+          tool.outputSchema === undefined
+            ? []
+            : [[tool.name, lenientValidator.getValidator(tool.outputSchema as JsonSchemaType)]],
+        ),
+      );
       this.#apply(listed, refused);
     };
     const previous = this.#refreshing ?? Promise.resolve();
@@ -847,6 +868,7 @@ export class McpToolServer {
     }
     const read = result as { content?: unknown; structuredContent?: unknown; isError?: unknown };
     // A tool error: the model reads it as an error result, its text (the error's message) first.
+    // Its structured content is the error's, not the output schema's: it is not checked.
     if (read.isError === true) {
       const text = contentText(read.content);
       const structured = read.structuredContent;
@@ -857,6 +879,17 @@ export class McpToolServer {
             ? JSON.stringify(structured)
             : `MCP tool ${tool} of server "${this.name}" reported an error (with no message)`,
       );
+    }
+    const check = this.#outputChecks.get(tool);
+    if (check !== undefined && read.structuredContent !== undefined) {
+      const checked = check(read.structuredContent);
+      if (!checked.valid) {
+        throw this.#error(
+          `MCP tool ${tool} of server "${this.name}" failed: its structured content does not match the tool's output schema: ${checked.errorMessage}`,
+          undefined,
+          false,
+        );
+      }
     }
     return outputOf(read);
   }
@@ -908,6 +941,13 @@ const lenientValidator: jsonSchemaValidator = {
   },
 };
 let ajv: AjvJsonSchemaValidator | undefined;
+
+/** A validator that takes anything: the SDK's own check of structured content is not used. */
+const acceptingValidator: jsonSchemaValidator = {
+  getValidator<T>(): JsonSchemaValidator<T> {
+    return (input) => ({ valid: true, data: input as T, errorMessage: undefined });
+  },
+};
 
 /**
  * A stdio server's transport: on POSIX its process leads a process group of its own, and

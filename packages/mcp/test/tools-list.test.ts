@@ -17,7 +17,8 @@ import { toolContext } from "./support.js";
 
 /**
  * A stdio MCP server: `tools/list` answers from `PAGES` (keyed by cursor, "" for the first
- * page), each page `{ tools: [names or whole tools], next?: cursor }`. With `PAGES` null it
+ * page), each page `{ tools: [names or whole tools], next?: cursor }`; `tools/call` answers a
+ * whole tool's `answer`, else the tool's name as text. With `PAGES` null it
  * offers no tools: no `tools` capability (resources only), and no `tools/list` method.
  */
 const SERVER = `
@@ -39,7 +40,10 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     if (page.next !== undefined) result.nextCursor = page.next;
     out({ jsonrpc: "2.0", id: m.id, result });
   } else if (m.method === "tools/call") {
-    out({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: m.params.name }] } });
+    const tool = Object.values(PAGES ?? {}).flatMap((p) => p.tools)
+      .find((t) => typeof t === "object" && t.name === m.params.name);
+    out({ jsonrpc: "2.0", id: m.id,
+      result: tool?.answer ?? { content: [{ type: "text", text: m.params.name }] } });
   }
 });
 `;
@@ -281,6 +285,16 @@ const TYPED_THEN_PLAIN = {
   p2: { tools: ["plain"] },
 };
 
+/** A tool whose output is `{ sum: number }`, answering `answer`. */
+function summing(name: string, answer: object) {
+  return {
+    name,
+    inputSchema: { type: "object" },
+    outputSchema: { type: "object", properties: { sum: { type: "number" } }, required: ["sum"] },
+    answer,
+  };
+}
+
 describe("output schemas", () => {
   it("are checked for the tools of every page, not only the last page's", async () => {
     const server = paged(TYPED_THEN_PLAIN);
@@ -290,6 +304,41 @@ describe("output schemas", () => {
     await expect(Promise.resolve(typed.execute({}, toolContext()))).rejects.toThrow(
       /structured content/,
     );
+  });
+
+  it("check a result's structured content, but not a tool error's: the model reads the tool's own error", async () => {
+    const server = paged({
+      "": {
+        tools: [
+          summing("good", {
+            content: [{ type: "text", text: '{"sum":3}' }],
+            structuredContent: { sum: 3 },
+          }),
+          summing("wrong", {
+            content: [{ type: "text", text: "three" }],
+            structuredContent: { sum: "three" },
+          }),
+          // A tool error with structured content of its own shape, not the output schema's.
+          summing("failing", {
+            isError: true,
+            content: [{ type: "text", text: "division by zero" }],
+            structuredContent: { error: "DIV_ZERO" },
+          }),
+        ],
+      },
+    });
+    await server.start();
+    const tool = (name: string) => server.tools.find((t) => t.name === `paged__${name}`)!;
+    expect(await tool("good").execute({}, toolContext())).toEqual({ sum: 3 });
+    await expect(Promise.resolve(tool("wrong").execute({}, toolContext()))).rejects.toThrow(
+      /does not match the tool's output schema/,
+    );
+    const error = await Promise.resolve(tool("failing").execute({}, toolContext())).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toBe("division by zero");
   });
 });
 
