@@ -204,6 +204,8 @@ interface ServerTool {
   inputSchema: JsonObject;
   /** What its structured content must match (see `McpToolServer.#outputChecks`). */
   outputSchema?: JsonObject;
+  /** How it runs as an MCP task (2025-11-25): `"required"`, only as one. */
+  execution?: { taskSupport?: string };
 }
 
 /**
@@ -713,6 +715,15 @@ export class McpToolServer {
         leftOut.push({
           tool: tool.name,
           reason: `its name becomes ${JSON.stringify(name)} for a model, as the server's tool ${JSON.stringify(taker)} does`,
+        });
+        continue;
+      }
+      // A tool that runs only as a task (MCP 2025-11-25) would fail every call made of it.
+      if (tool.execution?.taskSupport === "required") {
+        leftOut.push({
+          tool: tool.name,
+          reason:
+            'it runs only as an MCP task (execution.taskSupport "required"), which this client does not run',
         });
         continue;
       }

@@ -190,6 +190,39 @@ describe("what a listing leaves out", () => {
   });
 });
 
+describe("a tool that must run as an MCP task", () => {
+  it("(execution.taskSupport required) is in leftOut() with why, not offered to fail every call", async () => {
+    const server = paged({
+      "": {
+        tools: [
+          "plain",
+          {
+            name: "optional",
+            inputSchema: { type: "object" },
+            execution: { taskSupport: "optional" },
+          },
+          {
+            name: "batch",
+            inputSchema: { type: "object" },
+            execution: { taskSupport: "required" },
+          },
+        ],
+      },
+    });
+    await server.start();
+    expect(server.toolNames().sort()).toEqual(["paged__optional", "paged__plain"]);
+    expect(server.leftOut()).toEqual([
+      {
+        tool: "batch",
+        reason:
+          'it runs only as an MCP task (execution.taskSupport "required"), which this client does not run',
+      },
+    ]);
+    const optional = server.tools.find((t) => t.name === "paged__optional")!;
+    expect(await optional.execute({}, toolContext())).toBe("optional");
+  });
+});
+
 describe("a server that offers no tools", () => {
   it("(no tools capability, tools/list not found) starts with none, rather than failing", async () => {
     const registry = new ToolRegistry();
