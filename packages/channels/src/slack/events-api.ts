@@ -1,7 +1,8 @@
 /**
  * The Events API over HTTP: Slack POSTs signed JSON to the app's Request URL. This is the
  * request listener: signature and replay window first, then `url_verification` answered,
- * then each `event_callback` handed on and answered 200 only once it was taken.
+ * then each `event_callback` handed on and answered 200 once it was taken, or once the ack
+ * deadline passed (Slack wants an answer within 3 s), whichever comes first.
  * https://docs.slack.dev/apis/events-api/
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
@@ -29,6 +30,11 @@ export interface EventsApiListenerOptions {
   path: string;
   maxBodyBytes: number;
   toleranceMs: number;
+  /**
+   * How long an event may take to be taken before it is answered 200 anyway, ms (Slack
+   * counts a delivery not answered within 3 s as failed, and retries it at once).
+   */
+  ackDeadlineMs: number;
   now: () => number;
   logger: () => ChannelLogger | undefined;
   /**
@@ -37,6 +43,25 @@ export interface EventsApiListenerOptions {
    * `InvalidInboundError` for an event the host refused as malformed (400, not retried).
    */
   onEventCallback(payload: Record<string, unknown>, delivery: SlackDelivery): Promise<JsonValue>;
+}
+
+/** The answer to an event still being taken when the ack deadline passed. */
+const PENDING: JsonValue = { ok: true, status: "pending" };
+
+/** What a deadline race settled with. */
+type Raced = { done: true; value: JsonValue } | { done: false };
+
+/**
+ * `work`'s outcome, or `{ done: false }` once `ms` passed first (the timer is cleared either
+ * way, so none is left behind).
+ */
+function raceDeadline(work: Promise<JsonValue>, ms: number): Promise<Raced> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<Raced>((resolve) => {
+    timer = setTimeout(() => resolve({ done: false }), ms);
+  });
+  const settled = work.then((value): Raced => ({ done: true, value }));
+  return Promise.race([settled, deadline]).finally(() => clearTimeout(timer));
 }
 
 function json(
@@ -83,14 +108,61 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | u
  * |---|---|
  * | 200 `{ challenge }` | `url_verification` (saving the Request URL in the app's settings) |
  * | 200 | an event taken by the host (or one the channel ignores) |
+ * | 200 `{ status: "pending" }` | an event still being taken when `ackDeadlineMs` passed (or a redelivery of one) |
  * | 400 + `X-Slack-No-Retry` | not JSON, a `url_verification` without a string `challenge`, or a message the host refused as malformed |
  * | 401 `{ error, problem }` | a missing, malformed, wrong or stale signature |
  * | 404, 405, 413 | another path, another method, a body over the limit |
- * | 500, 503 | the host failed or is not running: Slack retries (1 min, 5 min) |
+ * | 500, 503 | the host failed or is not running, before the deadline: Slack retries (1 min, 5 min) |
+ *
+ * An event is taken once: a redelivery (same `event_id`) arriving while it is still being
+ * taken joins it rather than handing it on again, and gets the same answer. Once an event was
+ * answered `pending`, its later failure can no longer make Slack retry: it is logged
+ * (`error`, with its `event_id`) and the event is lost.
  */
 export function eventsApiListener(
   options: EventsApiListenerOptions,
 ): (req: IncomingMessage, res: ServerResponse) => void {
+  /** `event_id` → the taking of an event under way (its redeliveries join it). */
+  const taking = new Map<string, Promise<JsonValue>>();
+  /** Hands an event on, or joins its taking under way; late failures are logged. */
+  const take = (envelope: Record<string, unknown>, delivery: SlackDelivery) => {
+    const eventId = typeof envelope.event_id === "string" ? envelope.event_id : undefined;
+    const under = eventId === undefined ? undefined : taking.get(eventId);
+    if (under !== undefined) {
+      options.logger()?.debug("slack redelivered an event still being taken; joined it", {
+        eventId,
+        retryNum: delivery.retryNum,
+        retryReason: delivery.retryReason,
+      });
+      return { work: under, joined: true };
+    }
+    const work = options.onEventCallback(envelope, delivery);
+    if (eventId !== undefined) {
+      taking.set(eventId, work);
+      const forget = () => {
+        if (taking.get(eventId) === work) taking.delete(eventId);
+      };
+      work.then(forget, forget);
+    }
+    return { work, joined: false };
+  };
+  /** After a `pending` answer: how the event ended, logged (nobody else hears it). */
+  const follow = (work: Promise<JsonValue>, envelope: Record<string, unknown>) => {
+    work.then(
+      (value) => {
+        options.logger()?.debug("slack event taken after it was acknowledged", {
+          eventId: envelope.event_id,
+          result: value,
+        });
+      },
+      (error: unknown) => {
+        options.logger()?.error("slack event failed after it was answered pending; it is lost", {
+          eventId: envelope.event_id,
+          error,
+        });
+      },
+    );
+  };
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
       const url = new URL(req.url ?? "/", "http://localhost");
@@ -150,8 +222,12 @@ export function eventsApiListener(
         retryNum: retry === undefined ? undefined : Number(retry),
         retryReason: header(req, "x-slack-retry-reason"),
       };
-      const result = await options.onEventCallback(envelope, delivery);
-      json(res, 200, result);
+      const { work, joined } = take(envelope, delivery);
+      const raced = await raceDeadline(work, options.ackDeadlineMs);
+      if (raced.done) return json(res, 200, raced.value);
+      // Still being taken: answered now, so that Slack does not count a failed delivery.
+      if (!joined) follow(work, envelope);
+      json(res, 200, PENDING);
     } catch (error) {
       if (InvalidInboundError.isInstance(error)) {
         json(res, 400, { error: error.message, field: error.field }, NO_RETRY);

@@ -139,6 +139,23 @@ export interface SlackChannelOptions {
    * host never gives to a model). 0 turns a kind of download off.
    */
   attachments?: InlineAttachmentOptions;
+  /**
+   * Events API over HTTP: how long an event may take to be handed to the host before its
+   * request is answered 200 anyway, ms (1..2999). Default 2500. Slack counts a delivery not
+   * answered within 3 s as failed (`http_timeout`), retries it at once, then after 1 and 5
+   * minutes, and may turn event delivery off for an app whose deliveries keep failing;
+   * downloading a message's files (up to 30 s) or looking its sender's name up can take
+   * longer than that.
+   *
+   * The trade-off: an event taken within the deadline keeps at-least-once delivery (a host
+   * failure answers 500 or 503, and Slack retries). One still being taken when the deadline
+   * passes is answered `{ ok: true, status: "pending" }` and goes on; should it fail later
+   * (the host refuses it, or the channel stops before it was handed over), Slack is not told:
+   * the failure is logged (`error`, with the `event_id`) and the event is lost. A redelivery
+   * of an event still being taken is not handed over a second time: it waits for the same
+   * taking (up to its own deadline) and gets its answer.
+   */
+  ackDeadlineMs?: number;
   /** Socket Mode heartbeat settings of `@slack/socket-mode` (defaults 5 000 and 30 000). */
   socketMode?: { clientPingTimeoutMs?: number; serverPingTimeoutMs?: number };
   /** Socket Mode: how long `start` waits for Slack's `hello`. Default 10 000. */
@@ -147,6 +164,8 @@ export interface SlackChannelOptions {
   now?: () => number;
 }
 
+/** How long an Events API request waits for its event to be taken, ms (Slack waits 3 s). */
+const SLACK_DEFAULT_ACK_DEADLINE_MS = 2_500;
 /** The shortest time limit of one file download, ms (`timeoutMs` when it is longer). */
 const FILE_DOWNLOAD_TIMEOUT_MS = 30_000;
 /** File downloads under way at once, across channels (more wait for a slot). */
@@ -365,6 +384,7 @@ export class SlackChannel implements ChannelPlugin {
     integerOption(options.timeoutMs, "timeoutMs", 1, MAX_TIMER_MS);
     integerOption(options.toleranceMs, "toleranceMs", 0);
     integerOption(options.maxBodyBytes, "maxBodyBytes", 1);
+    integerOption(options.ackDeadlineMs, "ackDeadlineMs", 1, 2_999);
     integerOption(options.port, "port", 0, 65_535);
     integerOption(options.connectTimeoutMs, "connectTimeoutMs", 1, MAX_TIMER_MS);
     let slackApiUrl = options.slackApiUrl ?? "https://slack.com/api/";
@@ -490,7 +510,9 @@ export class SlackChannel implements ChannelPlugin {
    * under way are aborted. Events the host is already taking get up to 5 s for `ctx.receive`
    * to settle and are then acknowledged (a Socket Mode envelope on its connection, an Events
    * API request answered 200), so that Slack does not deliver them again; what is not
-   * acknowledged by then (and what arrives meanwhile) Slack redelivers. Then the Socket Mode
+   * acknowledged by then (and what arrives meanwhile) Slack redelivers. An Events API event
+   * already answered `pending` (see `ackDeadlineMs`) but not yet handed over is lost, and
+   * logged. Then the Socket Mode
    * connection (and a reconnect Slack asked for) is closed, or the Events API endpoint stops
    * listening and its connections are closed. Resolves once all of that is done, nothing of
    * the channel left open; a `stop()` while another is under way resolves with it, one after
@@ -650,6 +672,7 @@ export class SlackChannel implements ChannelPlugin {
         path: options.path!,
         maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
         toleranceMs: options.toleranceMs ?? SLACK_DEFAULT_TOLERANCE_MS,
+        ackDeadlineMs: options.ackDeadlineMs ?? SLACK_DEFAULT_ACK_DEADLINE_MS,
         now: this.#now,
         logger: () => this.#ctx?.logger,
         onEventCallback: (payload, delivery) => this.#onEventCallback(ctx, payload, delivery),

@@ -57,6 +57,8 @@ export interface FakeSlackFileSpec {
   contentLength?: boolean;
   /** Answer only after this many ms (or once the request is aborted). */
   delayMs?: number;
+  /** Answer only once this settles (or once the request is aborted): a download held open. */
+  hold?: Promise<void>;
   /** Called when a download request arrives, before it is answered. */
   onRequest?: () => void;
 }
@@ -83,6 +85,8 @@ export interface FakeAnswer {
   networkError?: boolean;
   /** Answer only after this many ms. */
   delayMs?: number;
+  /** Answer only once this settles (or once the request is aborted): a call held open. */
+  hold?: Promise<void>;
 }
 
 export interface FakeSlackWorkspace {
@@ -152,6 +156,7 @@ export function createFakeSlackWorkspace(): FakeSlackWorkspace {
           const spec = sharedFiles.get(fileIdOf(String(params.teamFile)))?.spec;
           spec?.onRequest?.();
           if (spec?.delayMs !== undefined) await delay(spec.delayMs, request.signal);
+          if (spec?.hold !== undefined) await held(spec.hold, request.signal);
           return serveFile(String(params.teamFile), request);
         },
       ),
@@ -343,6 +348,7 @@ export function createFakeSlackWorkspace(): FakeSlackWorkspace {
           });
         });
       }
+      if (reply.hold !== undefined) await held(reply.hold, request.signal);
       if (reply.networkError) return HttpResponse.error();
       return slackJson(reply.body ?? {}, status, reply.headers);
     },
@@ -363,6 +369,18 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
       clearTimeout(timer);
       resolve();
     });
+  });
+}
+
+/** Settles once `hold` does, or once `signal` aborts. */
+function held(hold: Promise<void>, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    signal.addEventListener("abort", done);
+    hold.then(done, done);
   });
 }
 

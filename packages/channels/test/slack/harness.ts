@@ -129,7 +129,10 @@ export async function startedSocketMode(
   return { platform, plugin, ...recording };
 }
 
-/** An Events API channel, started against a fresh fake, with a recording context. */
+/**
+ * An Events API channel, started against a fresh fake, with a recording context (and a
+ * recording logger: `logs`).
+ */
 export async function startedHttp(
   options: Partial<SlackChannelOptions> = {},
   answer?: Parameters<typeof recordingContext>[1],
@@ -138,12 +141,13 @@ export async function startedHttp(
   cleanups.push(() => platform.close());
   const plugin = platform.attach(createSlackChannel({ ...platform.channelOptions(), ...options }));
   const recording = recordingContext(plugin, answer);
-  await plugin.start(recording.ctx);
+  const { entries: logs, logger } = recordingLogger();
+  await plugin.start({ ...recording.ctx, logger });
   cleanups.push(async () => {
     recording.controller.abort();
     await plugin.stop();
   });
-  return { platform, plugin, ...recording };
+  return { platform, plugin, logs, ...recording };
 }
 
 /** A host around `plugin`: a `ChannelManager` over an `AgentRuntime` whose model echoes. */
@@ -182,3 +186,9 @@ export async function hosted(
     });
   return { manager, runtime, echo, asked };
 }
+
+/** A PNG: the 8-byte signature, then anything. */
+export const PNG = Buffer.concat([
+  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+  Buffer.from("\x00\x00\x00\x0dIHDR a small chart", "latin1"),
+]);
